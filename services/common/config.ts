@@ -1,0 +1,114 @@
+// The only place that reads process.env. Each service declares its variables with these
+// parsers; `loadConfig` reads them all and throws one error listing every bad variable.
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join("\n  ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** A variable: how to parse it, its default, and what it means (for README's table). */
+export interface Variable<T> {
+  readonly description: string;
+  /** Unset (or empty) means this; undefined with `required` means the variable must be set. */
+  readonly defaultValue: T;
+  parse(raw: string): T;
+}
+
+type Parsed<Spec> = { [K in keyof Spec]: Spec[K] extends Variable<infer T> ? T : never };
+
+export function loadConfig<Spec extends Record<string, Variable<unknown>>>(
+  spec: Spec,
+  environment: NodeJS.ProcessEnv = process.env,
+): Parsed<Spec> {
+  const problems: string[] = [];
+  const result: Record<string, unknown> = {};
+  for (const [name, variable] of Object.entries(spec)) {
+    const raw = environment[name];
+    if (raw === undefined || raw === "") {
+      result[name] = variable.defaultValue;
+      continue;
+    }
+    try {
+      result[name] = variable.parse(raw);
+    } catch (error) {
+      problems.push(`${name}=${JSON.stringify(raw)}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return result as Parsed<Spec>;
+}
+
+export function integer(description: string, defaultValue: number, bounds: { min?: number; max?: number } = {}): Variable<number> {
+  const min = bounds.min ?? 0;
+  const max = bounds.max ?? Number.MAX_SAFE_INTEGER;
+  return {
+    description,
+    defaultValue,
+    parse(raw) {
+      if (!/^-?\d+$/.test(raw.trim())) throw new Error(`expected an integer between ${min} and ${max}`);
+      const value = Number(raw);
+      if (value < min || value > max) throw new Error(`expected an integer between ${min} and ${max}`);
+      return value;
+    },
+  };
+}
+
+export function port(description: string, defaultValue: number): Variable<number> {
+  return integer(description, defaultValue, { min: 0, max: 65535 });
+}
+
+export function text(description: string, defaultValue: string): Variable<string> {
+  return { description, defaultValue, parse: (raw) => raw };
+}
+
+export function optionalText(description: string): Variable<string | undefined> {
+  return { description, defaultValue: undefined, parse: (raw) => raw };
+}
+
+export function oneOf<const T extends string>(description: string, values: readonly T[], defaultValue: T): Variable<T> {
+  return {
+    description,
+    defaultValue,
+    parse(raw) {
+      if (!(values as readonly string[]).includes(raw)) throw new Error(`expected one of ${values.join(", ")}`);
+      return raw as T;
+    },
+  };
+}
+
+export function list(description: string, defaultValue: string[]): Variable<string[]> {
+  return {
+    description,
+    defaultValue,
+    parse: (raw) =>
+      raw
+        .split(",")
+        .map((item) => item.trim())
+        .filter((item) => item.length > 0),
+  };
+}
+
+export function boolean(description: string, defaultValue: boolean): Variable<boolean> {
+  return {
+    description,
+    defaultValue,
+    parse(raw) {
+      if (["1", "true", "yes"].includes(raw.toLowerCase())) return true;
+      if (["0", "false", "no"].includes(raw.toLowerCase())) return false;
+      throw new Error("expected true or false");
+    },
+  };
+}
+
+export function url(description: string): Variable<string | undefined> {
+  return {
+    description,
+    defaultValue: undefined,
+    parse(raw) {
+      new URL(raw); // throws "Invalid URL"
+      return raw;
+    },
+  };
+}
