@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/inference/v1/task.proto.
  */
 export const file_cutline_inference_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jdXRsaW5lL2luZmVyZW5jZS92MS90YXNrLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSKaAQoLU2VnbWVudFRhc2sSDgoGam9iX2lkGAEgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAIgASgJEhcKD3Jlc3VsdF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhUKDWhpZ2hfcHJpb3JpdHkYBSABKAgilAEKCVRhc2tFdmVudBIOCgZqb2JfaWQYASABKAkSOAoJc3VjY2VlZGVkGAIgASgLMiMuY3V0bGluZS5pbmZlcmVuY2UudjEuVGFza1N1Y2NlZWRlZEgAEjIKBmZhaWxlZBgDIAEoCzIgLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tGYWlsZWRIAEIJCgdvdXRjb21lInkKDVRhc2tTdWNjZWVkZWQSFwoPcmVzdWx0X2Jsb2Jfa2V5GAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRINCgV3aWR0aBgDIAEoDRIOCgZoZWlnaHQYBCABKA0SGgoScHJvY2Vzc2luZ190aW1lX21zGAUgASgNIkEKClRhc2tGYWlsZWQSEgoKdXNlcl9lcnJvchgBIAEoCBIOCgZyZWFzb24YAiABKAkSDwoHbWVzc2FnZRgDIAEoCWIGcHJvdG8z", [file_cutline_inference_v1_image_options]);
+  fileDesc("Ch9jdXRsaW5lL2luZmVyZW5jZS92MS90YXNrLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSKaAQoLU2VnbWVudFRhc2sSDgoGam9iX2lkGAEgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAIgASgJEhcKD3Jlc3VsdF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhUKDWhpZ2hfcHJpb3JpdHkYBSABKAgiygEKCVRhc2tFdmVudBIOCgZqb2JfaWQYASABKAkSOAoJc3VjY2VlZGVkGAIgASgLMiMuY3V0bGluZS5pbmZlcmVuY2UudjEuVGFza1N1Y2NlZWRlZEgAEjIKBmZhaWxlZBgDIAEoCzIgLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tGYWlsZWRIABI0CgdzdGFydGVkGAQgASgLMiEuY3V0bGluZS5pbmZlcmVuY2UudjEuVGFza1N0YXJ0ZWRIAEIJCgdvdXRjb21lIiUKC1Rhc2tTdGFydGVkEhYKDmRlbGl2ZXJ5X2NvdW50GAEgASgNInkKDVRhc2tTdWNjZWVkZWQSFwoPcmVzdWx0X2Jsb2Jfa2V5GAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRINCgV3aWR0aBgDIAEoDRIOCgZoZWlnaHQYBCABKA0SGgoScHJvY2Vzc2luZ190aW1lX21zGAUgASgNIkEKClRhc2tGYWlsZWQSEgoKdXNlcl9lcnJvchgBIAEoCBIOCgZyZWFzb24YAiABKAkSDwoHbWVzc2FnZRgDIAEoCWIGcHJvdG8z", [file_cutline_inference_v1_image_options]);
 
 /**
  * A work-queue message from the orchestrator to an inference worker.
@@ -81,6 +81,12 @@ export type TaskEvent = Message<"cutline.inference.v1.TaskEvent"> & {
      */
     value: TaskFailed;
     case: "failed";
+  } | {
+    /**
+     * @generated from field: cutline.inference.v1.TaskStarted started = 4;
+     */
+    value: TaskStarted;
+    case: "started";
   } | { case: undefined; value?: undefined };
 };
 
@@ -90,6 +96,25 @@ export type TaskEvent = Message<"cutline.inference.v1.TaskEvent"> & {
  */
 export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
   messageDesc(file_cutline_inference_v1_task, 1);
+
+/**
+ * Published on `job.started` when a worker takes the task (each delivery).
+ *
+ * @generated from message cutline.inference.v1.TaskStarted
+ */
+export type TaskStarted = Message<"cutline.inference.v1.TaskStarted"> & {
+  /**
+   * @generated from field: uint32 delivery_count = 1;
+   */
+  deliveryCount: number;
+};
+
+/**
+ * Describes the message cutline.inference.v1.TaskStarted.
+ * Use `create(TaskStartedSchema)` to create a new message.
+ */
+export const TaskStartedSchema: GenMessage<TaskStarted> = /*@__PURE__*/
+  messageDesc(file_cutline_inference_v1_task, 2);
 
 /**
  * @generated from message cutline.inference.v1.TaskSucceeded
@@ -126,7 +151,7 @@ export type TaskSucceeded = Message<"cutline.inference.v1.TaskSucceeded"> & {
  * Use `create(TaskSucceededSchema)` to create a new message.
  */
 export const TaskSucceededSchema: GenMessage<TaskSucceeded> = /*@__PURE__*/
-  messageDesc(file_cutline_inference_v1_task, 2);
+  messageDesc(file_cutline_inference_v1_task, 3);
 
 /**
  * @generated from message cutline.inference.v1.TaskFailed
@@ -157,5 +182,5 @@ export type TaskFailed = Message<"cutline.inference.v1.TaskFailed"> & {
  * Use `create(TaskFailedSchema)` to create a new message.
  */
 export const TaskFailedSchema: GenMessage<TaskFailed> = /*@__PURE__*/
-  messageDesc(file_cutline_inference_v1_task, 3);
+  messageDesc(file_cutline_inference_v1_task, 4);
 
