@@ -1,0 +1,77 @@
+import { create, fromBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { ImageOptionsSchema } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import {
+  JobSchema,
+  JobStatus,
+  type Job,
+  type OrchestratorService,
+} from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import type { JobStatus as DomainJobStatus } from "../domain/job-status.ts";
+import type { JobLifecycle } from "../job-lifecycle.ts";
+import type { JobRow } from "../store/job.store.ts";
+
+const STATUS: Record<DomainJobStatus, JobStatus> = {
+  queued: JobStatus.QUEUED,
+  running: JobStatus.RUNNING,
+  succeeded: JobStatus.SUCCEEDED,
+  failed: JobStatus.FAILED,
+  cancelled: JobStatus.CANCELLED,
+};
+
+export function jobMessage(row: JobRow): Job {
+  return create(JobSchema, {
+    id: row.id,
+    accountId: row.account_id,
+    status: STATUS[row.status],
+    inputBlobKey: row.input_blob_key,
+    resultBlobKey: row.result_blob_key,
+    resultContentType: row.result_content_type ?? "",
+    options: fromBinary(ImageOptionsSchema, row.options),
+    holdId: row.hold_id,
+    heldMillicredits: BigInt(row.held_millicredits),
+    chargedMillicredits: BigInt(row.charged_millicredits),
+    errorReason: row.error_reason ?? "",
+    errorMessage: row.error_message ?? "",
+    highPriority: row.high_priority,
+    processingTimeMs: row.processing_time_ms ?? 0,
+    createdAt: timestampFromDate(row.created_at),
+    updatedAt: timestampFromDate(row.updated_at),
+    availableMillicredits: BigInt(row.available_millicredits ?? 0),
+  });
+}
+
+function required(value: string, field: string): string {
+  if (value === "") throw new ConnectError(`${field} is required`, Code.InvalidArgument);
+  return value;
+}
+
+export function createOrchestratorHandlers(lifecycle: JobLifecycle): ServiceImpl<typeof OrchestratorService> {
+  return {
+    async submitJob(request) {
+      if (request.heldMillicredits < 0n) throw new ConnectError("held_millicredits must be ≥ 0", Code.InvalidArgument);
+      const job = await lifecycle.submit({
+        accountId: required(request.accountId, "account_id"),
+        idempotencyKey: required(request.idempotencyKey, "idempotency_key"),
+        inputBlobKey: required(request.inputBlobKey, "input_blob_key"),
+        options: request.options,
+        holdId: required(request.holdId, "hold_id"),
+        heldMillicredits: Number(request.heldMillicredits),
+        highPriority: request.highPriority,
+      });
+      return { job: jobMessage(job) };
+    },
+    async getJob(request) {
+      return { job: jobMessage(await lifecycle.get(required(request.jobId, "job_id"))) };
+    },
+    async *watchJob(request, context) {
+      for await (const job of lifecycle.watch(required(request.jobId, "job_id"), context.signal)) {
+        yield { job: jobMessage(job) };
+      }
+    },
+    async cancelJob(request) {
+      return { job: jobMessage(await lifecycle.cancel(required(request.jobId, "job_id"))) };
+    },
+  };
+}

@@ -1,0 +1,169 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { randomUUID } from "node:crypto";
+import { EventEmitter, on } from "node:events";
+import type { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import type { ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { ImageOptionsSchema } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { SegmentTaskSchema, TaskEventSchema, type TaskEvent } from "../common/gen/cutline/inference/v1/task_pb.ts";
+import type { Logger } from "../common/logging.ts";
+import type { BlobStore } from "../common/ports/blob-store.ts";
+import type { BusEvent } from "../common/ports/event-bus.ts";
+import type { WorkQueue } from "../common/ports/work-queue.ts";
+import { decideOutcome, isTerminal, type JobStatus } from "./domain/job-status.ts";
+import type { JobRow, JobStore, JobUpdate } from "./store/job.store.ts";
+
+export interface SubmitJob {
+  accountId: string;
+  idempotencyKey: string;
+  inputBlobKey: string;
+  options: ImageOptions | undefined;
+  holdId: string;
+  heldMillicredits: number;
+  highPriority: boolean;
+}
+
+export interface JobLifecycleOptions {
+  /** How often WatchJob re-reads a job changed by another orchestrator replica. @default 500 */
+  watchPollMs?: number;
+}
+
+/**
+ * The job lifecycle: records jobs, enqueues their work, applies the outcomes inference workers
+ * publish, and ends every hold exactly once: captured on success, released on failure or cancel.
+ */
+export class JobLifecycle {
+  readonly #changes = new EventEmitter();
+  readonly #watchPollMs: number;
+
+  constructor(
+    private readonly jobs: JobStore,
+    private readonly workQueue: WorkQueue,
+    private readonly blobs: BlobStore,
+    private readonly billing: Client<typeof BillingService>,
+    private readonly log: Logger,
+    options: JobLifecycleOptions = {},
+  ) {
+    this.#changes.setMaxListeners(0);
+    this.#watchPollMs = options.watchPollMs ?? 500;
+  }
+
+  async submit(request: SubmitJob): Promise<JobRow> {
+    const id = randomUUID();
+    const { job, created } = await this.jobs.insertOrGet({
+      id,
+      account_id: request.accountId,
+      idempotency_key: request.idempotencyKey,
+      input_blob_key: request.inputBlobKey,
+      result_blob_key: `results/${id}`,
+      options: toBinary(ImageOptionsSchema, request.options ?? create(ImageOptionsSchema)),
+      hold_id: request.holdId,
+      held_millicredits: request.heldMillicredits,
+      high_priority: request.highPriority,
+    });
+    if (!created) return job;
+    const task = create(SegmentTaskSchema, {
+      jobId: job.id,
+      inputBlobKey: job.input_blob_key,
+      resultBlobKey: job.result_blob_key,
+      options: fromBinary(ImageOptionsSchema, job.options),
+      highPriority: job.high_priority,
+    });
+    try {
+      // The job id is the queue's dedup key, so a crash between insert and enqueue is safe to retry.
+      await this.workQueue.enqueue(toBinary(SegmentTaskSchema, task), { id: job.id, priority: job.high_priority ? "high" : "normal" });
+    } catch (error) {
+      const failed = await this.#finishWithRelease(job, "failed", {
+        error_reason: "queue_full",
+        error_message: error instanceof Error ? error.message : String(error),
+      });
+      throw new ConnectError(failed?.error_message ?? "work queue unavailable", Code.ResourceExhausted, undefined, undefined, error);
+    }
+    return job;
+  }
+
+  async get(id: string): Promise<JobRow> {
+    const job = await this.jobs.get(id);
+    if (!job) throw new ConnectError(`job ${id} not found`, Code.NotFound);
+    return job;
+  }
+
+  /** The job now, then each change, ending after a terminal state. */
+  async *watch(id: string, signal: AbortSignal): AsyncGenerator<JobRow> {
+    let job = await this.get(id);
+    yield job;
+    const local = on(this.#changes, id, { signal });
+    while (!isTerminal(job.status) && !signal.aborted) {
+      // A change made in this process wakes us at once; another replica's change within the poll interval.
+      const timeout = new Promise<void>((resolve) => setTimeout(resolve, this.#watchPollMs).unref());
+      await Promise.race([local.next(), timeout]);
+      const next = await this.get(id);
+      if (next.status !== job.status || next.updated_at.getTime() !== job.updated_at.getTime()) yield next;
+      job = next;
+    }
+    await local.return?.();
+  }
+
+  async cancel(id: string): Promise<JobRow> {
+    const job = await this.get(id);
+    if (isTerminal(job.status)) {
+      throw new ConnectError(`job ${id} is already ${job.status}`, Code.FailedPrecondition);
+    }
+    const cancelled = await this.#finishWithRelease(job, "cancelled", { error_reason: "cancelled", error_message: "cancelled by the client" });
+    // Lost the race to a worker's outcome: report where the job ended.
+    return cancelled ?? this.get(id);
+  }
+
+  /** Applies one task event; throws on a transient fault so the bus redelivers it. */
+  async onTaskEvent(busEvent: BusEvent): Promise<void> {
+    const event: TaskEvent = fromBinary(TaskEventSchema, busEvent.data);
+    const job = await this.jobs.get(event.jobId);
+    if (!job) {
+      this.log.warn({ jobId: event.jobId, subject: busEvent.subject }, "event for an unknown job ignored");
+      return;
+    }
+    const outcome = event.outcome;
+    if (outcome.case === undefined) return;
+    const decision = decideOutcome(job.status, outcome.case);
+    if (decision.kind === "ignore") {
+      this.log.debug({ jobId: job.id, outcome: outcome.case, why: decision.why }, "task event ignored");
+      // A result that arrives after a cancel is not the client's any more: drop it.
+      if (outcome.case === "succeeded" && job.status === "cancelled") await this.blobs.delete(outcome.value.resultBlobKey);
+      return;
+    }
+    switch (outcome.case) {
+      case "started":
+        await this.#update(job, "running");
+        return;
+      case "succeeded": {
+        const captured = await this.billing.capture({ holdId: job.hold_id, amountMillicredits: BigInt(job.held_millicredits) });
+        await this.#update(job, "succeeded", {
+          result_content_type: outcome.value.contentType,
+          charged_millicredits: Number(captured.capturedMillicredits),
+          available_millicredits: Number(captured.availableMillicredits),
+          processing_time_ms: outcome.value.processingTimeMs,
+        });
+        return;
+      }
+      case "failed":
+        await this.#finishWithRelease(job, "failed", { error_reason: outcome.value.reason, error_message: outcome.value.message });
+        return;
+    }
+  }
+
+  async #finishWithRelease(job: JobRow, to: JobStatus, update: JobUpdate): Promise<JobRow | undefined> {
+    // Release first: a crash after it leaves the job open and the redelivered event releases
+    // again, which billing answers idempotently; the reverse order could strand the hold.
+    const released = await this.billing.release({ holdId: job.hold_id, reason: update.error_reason ?? to });
+    return this.#update(job, to, { ...update, available_millicredits: Number(released.availableMillicredits) });
+  }
+
+  async #update(job: JobRow, to: JobStatus, update: JobUpdate = {}): Promise<JobRow | undefined> {
+    const updated = await this.jobs.transition(job.id, job.status, to, update);
+    if (updated) {
+      this.log.info({ jobId: job.id, from: job.status, to }, "job status changed");
+      this.#changes.emit(job.id);
+    }
+    return updated;
+  }
+}

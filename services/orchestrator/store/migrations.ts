@@ -1,0 +1,34 @@
+import { sql, type Kysely, type Migration } from "kysely";
+
+// Frozen in time: never edit a migration that has shipped; add a new one.
+export const orchestratorMigrations: Record<string, Migration> = {
+  "202611210900_jobs": {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("jobs")
+        .addColumn("id", "text", (column) => column.primaryKey())
+        .addColumn("account_id", "text", (column) => column.notNull())
+        .addColumn("idempotency_key", "text", (column) => column.notNull())
+        .addColumn("status", "text", (column) => column.notNull())
+        .addColumn("input_blob_key", "text", (column) => column.notNull())
+        .addColumn("result_blob_key", "text", (column) => column.notNull())
+        .addColumn("result_content_type", "text")
+        .addColumn("options", "bytea", (column) => column.notNull())
+        .addColumn("hold_id", "text", (column) => column.notNull())
+        .addColumn("held_millicredits", "int8", (column) => column.notNull())
+        .addColumn("charged_millicredits", "int8", (column) => column.notNull().defaultTo(0))
+        .addColumn("available_millicredits", "int8")
+        .addColumn("error_reason", "text")
+        .addColumn("error_message", "text")
+        .addColumn("high_priority", "boolean", (column) => column.notNull())
+        .addColumn("processing_time_ms", "int4")
+        .addColumn("created_at", "timestamptz", (column) => column.notNull().defaultTo(sql`now()`))
+        .addColumn("updated_at", "timestamptz", (column) => column.notNull().defaultTo(sql`now()`))
+        .addCheckConstraint("jobs_status_check", sql`status in ('queued','running','succeeded','failed','cancelled')`)
+        .addCheckConstraint("jobs_charged_le_held", sql`charged_millicredits between 0 and held_millicredits`)
+        .addUniqueConstraint("jobs_account_idempotency_key", ["account_id", "idempotency_key"])
+        .execute();
+      await db.schema.createIndex("jobs_status_updated_at").on("jobs").columns(["status", "updated_at"]).execute();
+    },
+  },
+};
