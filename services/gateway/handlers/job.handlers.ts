@@ -1,0 +1,66 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, type Client, type ServiceImpl } from "@connectrpc/connect";
+import { reasonError } from "../../common/errors.ts";
+import { JobSchema, JobStatus, type Job, type JobService } from "../../common/gen/cutline/gateway/v1/job_service_pb.ts";
+import type { Job as InternalJob, OrchestratorService } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import { authenticate } from "../authentication.ts";
+import type { ImageJobs } from "../image-jobs.ts";
+import type { ApiKeyOwner, ApiKeyStore } from "../store/api-key.store.ts";
+
+/** The public view of a job: no hold ids or blob keys. The status enums share their numbers. */
+export function publicJob(job: InternalJob): Job {
+  return create(JobSchema, {
+    id: job.id,
+    status: job.status as number as JobStatus,
+    creditsHeldMillicredits: job.heldMillicredits,
+    creditsChargedMillicredits: job.chargedMillicredits,
+    errorReason: job.errorReason,
+    errorMessage: job.errorMessage,
+    processingTimeMs: job.processingTimeMs,
+    createdAt: job.createdAt,
+    updatedAt: job.updatedAt,
+    resultContentType: job.resultContentType,
+  });
+}
+
+export function createJobHandlers(
+  apiKeys: ApiKeyStore,
+  imageJobs: ImageJobs,
+  orchestrator: Client<typeof OrchestratorService>,
+): ServiceImpl<typeof JobService> {
+  // Another account's job answers exactly like a missing one, so ids cannot be probed.
+  async function ownJob(owner: ApiKeyOwner, jobId: string): Promise<InternalJob> {
+    const { job } = await orchestrator.getJob({ jobId }).catch(() => ({ job: undefined }));
+    if (!job || job.accountId !== owner.accountId) throw reasonError(Code.NotFound, "job_not_found", `job ${jobId} not found`);
+    return job;
+  }
+
+  return {
+    async submit(request, context) {
+      const owner = await authenticate(apiKeys, context.requestHeader);
+      const idempotencyKey = request.idempotencyKey || context.requestHeader.get("idempotency-key") || "";
+      return { job: publicJob(await imageJobs.submit(owner, request.image, request.options, idempotencyKey)) };
+    },
+    async getJob(request, context) {
+      const owner = await authenticate(apiKeys, context.requestHeader);
+      const job = await ownJob(owner, request.jobId);
+      if (!request.includeResult || job.status !== JobStatus.SUCCEEDED) return { job: publicJob(job) };
+      const result = await imageJobs.resultOf(job);
+      return { job: publicJob(job), result: result.image };
+    },
+    async *watchJob(request, context) {
+      const owner = await authenticate(apiKeys, context.requestHeader);
+      await ownJob(owner, request.jobId);
+      for await (const update of orchestrator.watchJob({ jobId: request.jobId }, { signal: context.signal })) {
+        if (update.job) yield { job: publicJob(update.job) };
+      }
+    },
+    async cancelJob(request, context) {
+      const owner = await authenticate(apiKeys, context.requestHeader);
+      await ownJob(owner, request.jobId);
+      const { job } = await orchestrator.cancelJob({ jobId: request.jobId });
+      if (!job) throw reasonError(Code.Internal, "internal", "orchestrator returned no job");
+      return { job: publicJob(job) };
+    },
+  };
+}

@@ -1,0 +1,146 @@
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { randomUUID } from "node:crypto";
+import { BillingService, Operation, Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import { reasonError } from "../common/errors.ts";
+import type { Logger } from "../common/logging.ts";
+import type { BlobStore } from "../common/ports/blob-store.ts";
+import type { ApiKeyOwner } from "./store/api-key.store.ts";
+
+/** What the gateway learns from an upload's header before any hold is taken. */
+export interface UploadInfo {
+  format: string;
+  width: number;
+  height: number;
+  pixels: number;
+}
+
+/** Sniffs the format and checks limits from the header; throws a user error naming the limit. */
+export type UploadInspector = (image: Uint8Array) => Promise<UploadInfo>;
+
+export interface ImageJobsOptions {
+  /** Largest upload accepted, in bytes. */
+  uploadBytesMax: number;
+  /** How long a synchronous call waits for its job before answering DEADLINE_EXCEEDED. */
+  syncTimeoutMs: number;
+  /** Hold lifetime; a hold not ended by then is released by billing's sweeper. */
+  holdTtlSeconds: number;
+}
+
+export interface ImageResult {
+  job: Job;
+  image: Uint8Array;
+  contentType: string;
+}
+
+const TERMINAL = new Set([JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]);
+
+/**
+ * The gateway's part of every image job: validate before any hold, quote, hold, store the
+ * input, submit; and for synchronous calls, wait for the outcome and fetch the result.
+ */
+export class ImageJobs {
+  constructor(
+    private readonly billing: Client<typeof BillingService>,
+    private readonly orchestrator: Client<typeof OrchestratorService>,
+    private readonly blobs: BlobStore,
+    private readonly inspect: UploadInspector,
+    private readonly log: Logger,
+    private readonly options: ImageJobsOptions,
+  ) {}
+
+  async submit(owner: ApiKeyOwner, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string): Promise<Job> {
+    if (image.byteLength === 0) throw reasonError(Code.InvalidArgument, "empty_image", "the image is empty");
+    if (image.byteLength > this.options.uploadBytesMax) {
+      throw reasonError(
+        Code.InvalidArgument,
+        "too_many_bytes",
+        `the image is ${image.byteLength} bytes; the upload limit is ${this.options.uploadBytesMax} bytes (UPLOAD_BYTES_MAX)`,
+      );
+    }
+    // A user error is rejected here, before any hold: bad input never costs credits.
+    const info = await this.inspect(image);
+    const key = idempotencyKey || randomUUID();
+    const account = await this.billing.getAccount({ accountId: owner.accountId });
+    const quote = await this.billing.quote({
+      accountId: owner.accountId,
+      operation: Operation.REMOVE_BACKGROUND,
+      pixels: BigInt(info.pixels),
+      hd: options?.size === OutputSize.HD,
+    });
+    const hold = await this.billing.reserve({
+      accountId: owner.accountId,
+      pool: Pool.API,
+      amountMillicredits: quote.costMillicredits,
+      idempotencyKey: `image:${key}`,
+      holdTtlSeconds: this.options.holdTtlSeconds,
+      apiKeyId: owner.keyId,
+      description: `remove background ${info.width}x${info.height} ${info.format}`,
+    });
+    try {
+      const inputBlobKey = `inputs/${hold.holdId}`;
+      await this.blobs.put(inputBlobKey, image, { contentType: `image/${info.format}` });
+      const submitted = await this.orchestrator.submitJob({
+        accountId: owner.accountId,
+        idempotencyKey: key,
+        inputBlobKey,
+        options,
+        holdId: hold.holdId,
+        heldMillicredits: hold.amountMillicredits,
+        highPriority: account.account?.plan?.priorityLane === "high",
+      });
+      if (!submitted.job) throw new Error("orchestrator returned no job");
+      return submitted.job;
+    } catch (error) {
+      // Nothing was queued: return the credits now rather than when the hold expires.
+      await this.billing.release({ holdId: hold.holdId, reason: "submit_failed" }).catch((releaseError: unknown) => {
+        this.log.error({ err: releaseError, holdId: hold.holdId }, "release after a failed submit failed; the sweeper will expire it");
+      });
+      throw error;
+    }
+  }
+
+  /** Waits for the job to end; a success returns the result, a failure throws its reason. */
+  async waitForResult(jobId: string, signal: AbortSignal): Promise<ImageResult> {
+    const timeout = AbortSignal.timeout(this.options.syncTimeoutMs);
+    const both = AbortSignal.any([signal, timeout]);
+    let job: Job | undefined;
+    try {
+      for await (const update of this.orchestrator.watchJob({ jobId }, { signal: both })) {
+        job = update.job;
+        if (job && TERMINAL.has(job.status)) break;
+      }
+    } catch (error) {
+      if (timeout.aborted) {
+        throw reasonError(
+          Code.DeadlineExceeded,
+          "sync_timeout",
+          `job ${jobId} did not finish within ${this.options.syncTimeoutMs} ms (SYNC_TIMEOUT_MS); it goes on: poll it with JobService.GetJob`,
+          { metadata: { "cutline-job-id": jobId } },
+        );
+      }
+      throw error;
+    }
+    if (!job || !TERMINAL.has(job.status)) throw new ConnectError(`job ${jobId} ended without an outcome`, Code.Internal);
+    return this.resultOf(job);
+  }
+
+  async resultOf(job: Job): Promise<ImageResult> {
+    if (job.status === JobStatus.SUCCEEDED) {
+      const blob = await this.blobs.get(job.resultBlobKey);
+      if (!blob) throw reasonError(Code.NotFound, "result_expired", `the result of job ${job.id} is past its retention and was deleted`);
+      return { job, image: blob.data, contentType: job.resultContentType || blob.contentType };
+    }
+    throw jobFailure(job);
+  }
+}
+
+/** The error a failed or cancelled job answers with: its reason, its message, one code. */
+export function jobFailure(job: Job): ConnectError {
+  if (job.status === JobStatus.CANCELLED) return reasonError(Code.Canceled, "cancelled", `job ${job.id} was cancelled`);
+  const reason = job.errorReason || "internal";
+  const userErrors = new Set(["unsupported_format", "animated_gif", "corrupt_image", "too_many_bytes", "too_many_pixels", "invalid_option"]);
+  const code = userErrors.has(reason) ? Code.InvalidArgument : reason === "queue_full" ? Code.ResourceExhausted : Code.Internal;
+  return reasonError(code, reason, job.errorMessage || `job ${job.id} failed`, { metadata: { "cutline-job-id": job.id } });
+}

@@ -1,0 +1,59 @@
+import type { Client, ConnectRouter } from "@connectrpc/connect";
+import type { Kysely } from "kysely";
+import type { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { ImageService } from "../common/gen/cutline/gateway/v1/image_service_pb.ts";
+import { JobService } from "../common/gen/cutline/gateway/v1/job_service_pb.ts";
+import type { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import type { Logger } from "../common/logging.ts";
+import { migrateToLatest } from "../common/migrate.ts";
+import type { BlobStore } from "../common/ports/blob-store.ts";
+import type { HttpRoutes } from "../common/server.ts";
+import { createImageHandlers } from "./handlers/image.handlers.ts";
+import { createJobHandlers } from "./handlers/job.handlers.ts";
+import { createRestRoutes } from "./handlers/rest.routes.ts";
+import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-jobs.ts";
+import { ApiKeyStore, type GatewaySchema } from "./store/api-key.store.ts";
+import { gatewayMigrations } from "./store/migrations.ts";
+
+export interface GatewayDependencies {
+  db: Kysely<GatewaySchema>;
+  blobStore: BlobStore;
+  billing: Client<typeof BillingService>;
+  orchestrator: Client<typeof OrchestratorService>;
+  inspect: UploadInspector;
+  log: Logger;
+  limits: ImageJobsOptions;
+}
+
+export interface Gateway {
+  routes(router: ConnectRouter): void;
+  readonly httpRoutes: HttpRoutes;
+  readonly apiKeys: ApiKeyStore;
+  start(): Promise<void>;
+  /**
+   * Makes sure `accountId` exists in billing (with its sign-up trial) and owns `key`; with no
+   * key, creates a random one. Returns the key: it is shown once and stored only as a hash.
+   */
+  provisionAccount(accountId: string, options?: { key?: string; planCode?: string }): Promise<string>;
+}
+
+export function createGateway(deps: GatewayDependencies): Gateway {
+  const apiKeys = new ApiKeyStore(deps.db);
+  const imageJobs = new ImageJobs(deps.billing, deps.orchestrator, deps.blobStore, deps.inspect, deps.log, deps.limits);
+  return {
+    apiKeys,
+    httpRoutes: createRestRoutes(apiKeys, imageJobs, deps.limits.uploadBytesMax, deps.log),
+    routes(router) {
+      router.service(ImageService, createImageHandlers(apiKeys, imageJobs));
+      router.service(JobService, createJobHandlers(apiKeys, imageJobs, deps.orchestrator));
+    },
+    async start() {
+      await migrateToLatest(deps.db, "gateway", gatewayMigrations);
+    },
+    async provisionAccount(accountId, options = {}) {
+      await deps.billing.createAccount({ accountId, planCode: options.planCode ?? "" });
+      const { key } = await apiKeys.create(accountId, { key: options.key, label: "provisioned" });
+      return key;
+    },
+  };
+}
