@@ -4,21 +4,42 @@ export interface BusEvent {
   /** Dotted subject, e.g. `job.succeeded`. */
   readonly subject: string;
   readonly data: Uint8Array;
+  /** 1 on first delivery to this durable name, incremented on each redelivery. */
+  readonly deliveryCount: number;
 }
 
 export interface EventSubscribeOptions {
   /**
    * Durable name: subscribers sharing it split the events between them and resume where they
-   * stopped after a restart. Subscribers with different names each see every event.
+   * stopped after a restart. Subscribers with different names each see every event. A name seen
+   * for the first time starts at the oldest event still retained (`maxAgeMs`).
    */
   durableName: string;
   /** Subject filter with NATS wildcards (`job.*`, `credits.>`). */
   subjectFilter: string;
 }
 
-/** Durable publish/subscribe for domain events; delivery is at least once, in order per subject. */
+/** Limits every event bus adapter takes; both adapters apply them the same way. */
+export interface EventBusLimits {
+  /** Events older than this are discarded, delivered or not. @default 604800000 ms (7 days) */
+  maxAgeMs?: number;
+  /** Deliveries of one event to one durable name before it is skipped (and logged). @default 10 deliveries */
+  deliveryCountMax?: number;
+  /** Wait before redelivering an event whose handler threw. @default 1000 ms */
+  retryDelayMs?: number;
+  /** How long an event id is remembered for dedup. @default 120000 ms */
+  dedupWindowMs?: number;
+}
+
+/**
+ * Durable publish/subscribe for domain events; delivery is at least once, in order per subject
+ * for a single subscriber. A handler that resolves acknowledges its event; one that throws gets
+ * it again after `retryDelayMs`, up to `deliveryCountMax` deliveries.
+ */
 export interface EventBus {
+  /** `id` makes a republish within the dedup window a no-op (e.g. `${jobId}:succeeded`). */
   publish(subject: string, data: Uint8Array, options?: { id?: string }): Promise<void>;
   subscribe(handler: (event: BusEvent) => Promise<void>, options: EventSubscribeOptions): Subscription;
+  /** Drains every subscription of this instance, then releases its resources. */
   close(): Promise<void>;
 }

@@ -3,15 +3,19 @@ export interface WorkMessage {
   /** Client-chosen id; a second enqueue with the same id within the dedup window is dropped. */
   readonly id: string;
   readonly payload: Uint8Array;
+  readonly priority: Priority;
   /** 1 on first delivery, incremented on each redelivery. */
   readonly deliveryCount: number;
   /** Done: the message is removed from the queue. */
   ack(): Promise<void>;
-  /** Failed for now: redeliver after `delayMs` (default 0 ms), until the queue's delivery limit. */
+  /**
+   * Failed for now: redeliver after `delayMs` (default 0 ms). On the last delivery the queue
+   * allows (`deliveryCountMax`) this removes the message instead, as `term` would.
+   */
   nak(delayMs?: number): Promise<void>;
-  /** Failed for good: never redeliver. */
+  /** Failed for good: never redeliver. The reason is logged (and, on NATS ≥ 2.10.4, put in the term advisory). */
   term(reason: string): Promise<void>;
-  /** Still working: extends the ack deadline so the message is not redelivered meanwhile. */
+  /** Still working: restarts the ack deadline (`ackWaitMs`) so the message is not redelivered meanwhile. */
   working(): Promise<void>;
 }
 
@@ -29,6 +33,32 @@ export interface ConsumeOptions {
   inFlightMax?: number;
 }
 
+/** Limits every work queue adapter takes; both adapters apply them the same way. */
+export interface WorkQueueLimits {
+  /**
+   * Messages the queue holds, across lanes, counting those in flight and those waiting for a
+   * redelivery; an enqueue past it fails with `QueueFullError`. @default 10000 messages
+   */
+  queueLengthMax?: number;
+  /** Deliveries of one message, first included, before it is dropped (and logged). @default 5 deliveries */
+  deliveryCountMax?: number;
+  /** A message not settled, nor marked `working()`, within this is redelivered. @default 30000 ms */
+  ackWaitMs?: number;
+  /** How long an id is remembered for dedup, from its first enqueue. @default 120000 ms */
+  dedupWindowMs?: number;
+}
+
+/** Enqueue rejected because the queue holds `queueLengthMax` messages; the caller maps it to RESOURCE_EXHAUSTED. */
+export class QueueFullError extends Error {
+  constructor(
+    readonly queueLengthMax: number,
+    options?: { cause?: unknown },
+  ) {
+    super(`work queue is full: queueLengthMax = ${queueLengthMax} messages`, options);
+    this.name = "QueueFullError";
+  }
+}
+
 export interface Subscription {
   /** Stops taking new messages and waits for the handlers in flight. */
   drain(): Promise<void>;
@@ -36,9 +66,18 @@ export interface Subscription {
 
 /** At-least-once work queue with two priority lanes. */
 export interface WorkQueue {
+  /**
+   * Resolves once the message is stored (or recognised as a duplicate, which is not an error).
+   * @throws QueueFullError when the queue holds `queueLengthMax` messages.
+   */
   enqueue(payload: Uint8Array, options: EnqueueOptions): Promise<void>;
-  /** Messages waiting (not in flight), across lanes. */
+  /** Messages waiting for their first delivery, across lanes (in-flight and redelivered ones excluded). */
   depth(): Promise<number>;
+  /**
+   * Hands messages to `handler`, high lane first. A handler that throws, or returns without
+   * settling its message, has it nak'ed (redelivered at once, within `deliveryCountMax`).
+   */
   consume(handler: (message: WorkMessage) => Promise<void>, options?: ConsumeOptions): Subscription;
+  /** Drains every subscription of this instance, then releases its resources. */
   close(): Promise<void>;
 }

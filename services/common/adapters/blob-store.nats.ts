@@ -1,0 +1,73 @@
+// JetStream object store: one bucket whose max age is the store's TTL. The server expires the
+// chunks on its own clock; `get` also compares the object's mtime with the TTL so that a blob is
+// never served past its TTL, whatever the server's expiry timing.
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { Objm, type ObjectStore } from "@nats-io/obj";
+import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import type { Logger } from "pino";
+import type { BlobStore, BlobStoreLimits } from "../ports/blob-store.ts";
+import { assertValidPrefix, deleteStream } from "./jetstream-setup.ts";
+
+export interface NatsBlobStoreOptions extends BlobStoreLimits {
+  /** Owned by the caller: `close()` leaves it open. */
+  connection: NatsConnection;
+  /** Bucket `<prefix>_blobs` (stream `OBJ_<prefix>_blobs`). */
+  namePrefix: string;
+  log: Logger;
+}
+
+const DEFAULT_CONTENT_TYPE = "application/octet-stream";
+
+export class NatsBlobStore implements BlobStore {
+  private constructor(
+    private readonly store: ObjectStore,
+    private readonly jsm: JetStreamManager,
+    private readonly stream: string,
+    private readonly ttlMs: number,
+  ) {}
+
+  static async open(options: NatsBlobStoreOptions): Promise<NatsBlobStore> {
+    assertValidPrefix(options.namePrefix);
+    const ttlMs = options.ttlMs ?? 86_400_000;
+    const bucket = `${options.namePrefix}_blobs`;
+    // `create` opens an existing bucket as it is; a changed TTL is applied to its stream.
+    const store = await new Objm(options.connection).create(bucket, { ttl: nanos(ttlMs) });
+    const jsm = await jetstreamManager(options.connection);
+    const status = await store.status();
+    const stream = `OBJ_${bucket}`;
+    if (status.ttl !== nanos(ttlMs)) {
+      options.log.info({ bucket, fromMs: status.ttl / 1_000_000, toMs: ttlMs }, "blob bucket TTL changed");
+      await jsm.streams.update(stream, { max_age: nanos(ttlMs) });
+    }
+    return new NatsBlobStore(store, jsm, stream, ttlMs);
+  }
+
+  async put(key: string, data: Uint8Array, options: { contentType?: string } = {}): Promise<void> {
+    await this.store.putBlob({ name: key, metadata: { contentType: options.contentType ?? DEFAULT_CONTENT_TYPE } }, data);
+  }
+
+  async get(key: string): Promise<{ data: Uint8Array; contentType: string } | undefined> {
+    const result = await this.store.get(key);
+    if (result === null) return undefined;
+    if (Date.now() - Date.parse(result.info.mtime) >= this.ttlMs) {
+      await result.data.cancel();
+      return undefined;
+    }
+    const data = new Uint8Array(await new Response(result.data).arrayBuffer());
+    const error = await result.error;
+    if (error) throw error;
+    return { data, contentType: result.info.metadata?.contentType ?? DEFAULT_CONTENT_TYPE };
+  }
+
+  async delete(key: string): Promise<void> {
+    if ((await this.store.info(key)) === null) return;
+    await this.store.delete(key);
+  }
+
+  async close(): Promise<void> {}
+
+  /** Deletes the bucket; for tests and tear-down. */
+  async destroy(): Promise<void> {
+    await deleteStream(this.jsm, this.stream);
+  }
+}

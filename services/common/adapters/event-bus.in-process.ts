@@ -1,0 +1,311 @@
+// Single-node event bus with the JetStream semantics the services rely on: events are appended
+// to `<dataDir>/events/events.jsonl` before `publish` resolves, and each durable name's ack floor
+// is kept in `durables.json`, so a restarted process resumes where it stopped (redelivering at
+// most the events acked above the floor, which at-least-once allows).
+import { appendFile, mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import type { BusEvent, EventBus, EventBusLimits, EventSubscribeOptions } from "../ports/event-bus.ts";
+import type { Subscription } from "../ports/work-queue.ts";
+import { assertValidSubject, subjectMatches } from "./subject-filter.ts";
+
+export interface InProcessEventBusOptions extends EventBusLimits {
+  /** Events live in `<dataDir>/events/`. */
+  dataDir: string;
+  log: Logger;
+}
+
+interface StoredEvent {
+  readonly seq: number;
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly time: number;
+}
+
+interface Subscriber {
+  readonly handler: (event: BusEvent) => Promise<void>;
+  current?: Promise<void>;
+  draining: boolean;
+}
+
+interface Durable {
+  filter: string;
+  /** Every event up to this sequence is acknowledged. */
+  ackFloor: number;
+  /** Next sequence to look at for a first delivery. */
+  nextSeq: number;
+  /** Delivered and not yet acknowledged: in a handler or waiting for a retry. */
+  readonly pending: Map<number, { deliveryCount: number; timer?: NodeJS.Timeout }>;
+  /** Due for redelivery, served before new events. */
+  readonly retries: number[];
+  readonly subscribers: Set<Subscriber>;
+}
+
+interface SavedState {
+  lastSeq: number;
+  durables: Record<string, { filter: string; ackFloor: number }>;
+}
+
+export class InProcessEventBus implements EventBus {
+  private readonly directory: string;
+  private readonly maxAgeMs: number;
+  private readonly deliveryCountMax: number;
+  private readonly retryDelayMs: number;
+  private readonly dedupWindowMs: number;
+  private readonly log: Logger;
+  private readonly events: StoredEvent[] = [];
+  private readonly durables = new Map<string, Durable>();
+  private readonly dedupExpiresAt = new Map<string, number>();
+  private lastSeq = 0;
+  /** File writes, one at a time and in order. */
+  private writes: Promise<void> = Promise.resolve();
+  private stateDirty = false;
+  private readonly sweepTimer: NodeJS.Timeout;
+  private readonly ready: Promise<void>;
+
+  constructor(options: InProcessEventBusOptions) {
+    this.directory = join(options.dataDir, "events");
+    this.maxAgeMs = options.maxAgeMs ?? 604_800_000;
+    this.deliveryCountMax = options.deliveryCountMax ?? 10;
+    this.retryDelayMs = options.retryDelayMs ?? 1000;
+    this.dedupWindowMs = options.dedupWindowMs ?? 120_000;
+    this.log = options.log;
+    this.ready = this.load();
+    this.sweepTimer = setInterval(() => void this.sweep(), Math.min(this.maxAgeMs, 60_000)).unref();
+  }
+
+  async publish(subject: string, data: Uint8Array, options: { id?: string } = {}): Promise<void> {
+    assertValidSubject(subject, { wildcards: false });
+    await this.ready;
+    const now = Date.now();
+    if (options.id !== undefined) {
+      for (const [id, expiresAt] of this.dedupExpiresAt) {
+        if (expiresAt > now) break;
+        this.dedupExpiresAt.delete(id);
+      }
+      if (this.dedupExpiresAt.has(options.id)) return;
+      this.dedupExpiresAt.set(options.id, now + this.dedupWindowMs);
+    }
+    const event: StoredEvent = { seq: ++this.lastSeq, subject, data, time: now };
+    this.events.push(event);
+    const line = JSON.stringify({ seq: event.seq, subject, time: now, data: Buffer.from(data).toString("base64") }) + "\n";
+    await this.write(() => appendFile(this.logPath(), line));
+    for (const durable of this.durables.values()) this.dispatch(durable);
+  }
+
+  subscribe(handler: (event: BusEvent) => Promise<void>, options: EventSubscribeOptions): Subscription {
+    assertValidSubject(options.subjectFilter, { wildcards: true });
+    const subscriber: Subscriber = { handler, draining: false };
+    let durable: Durable | undefined;
+    const attached = this.ready.then(() => {
+      durable = this.durable(options.durableName, options.subjectFilter);
+      durable.subscribers.add(subscriber);
+      this.dispatch(durable);
+    });
+    return {
+      drain: async () => {
+        await attached;
+        subscriber.draining = true;
+        durable?.subscribers.delete(subscriber);
+        await subscriber.current;
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweepTimer);
+    await this.ready;
+    const running: Promise<void>[] = [];
+    for (const durable of this.durables.values()) {
+      for (const subscriber of durable.subscribers) {
+        subscriber.draining = true;
+        if (subscriber.current) running.push(subscriber.current);
+      }
+      durable.subscribers.clear();
+    }
+    await Promise.allSettled(running);
+    for (const durable of this.durables.values()) for (const { timer } of durable.pending.values()) clearTimeout(timer);
+    this.saveState();
+    await this.writes;
+  }
+
+  private durable(name: string, filter: string): Durable {
+    let durable = this.durables.get(name);
+    if (durable === undefined) {
+      const first = this.events[0]?.seq ?? this.lastSeq + 1;
+      durable = { filter, ackFloor: first - 1, nextSeq: first, pending: new Map(), retries: [], subscribers: new Set() };
+      this.durables.set(name, durable);
+      this.saveState();
+    } else if (durable.filter !== filter) {
+      // Like a JetStream consumer update: the name keeps its position, the filter changes.
+      this.log.info({ durableName: name, from: durable.filter, to: filter }, "durable subscription filter changed");
+      durable.filter = filter;
+      this.saveState();
+    }
+    return durable;
+  }
+
+  private eventAt(seq: number): StoredEvent | undefined {
+    const first = this.events[0];
+    return first === undefined ? undefined : this.events[seq - first.seq];
+  }
+
+  private next(durable: Durable): { event: StoredEvent; deliveryCount: number } | undefined {
+    while (durable.retries.length > 0) {
+      const seq = durable.retries.shift()!;
+      const pending = durable.pending.get(seq);
+      const event = this.eventAt(seq);
+      if (pending === undefined) continue;
+      if (event === undefined) {
+        // Expired while waiting for its retry.
+        this.settle(durable, seq);
+        continue;
+      }
+      pending.deliveryCount += 1;
+      return { event, deliveryCount: pending.deliveryCount };
+    }
+    const firstRetained = this.events[0]?.seq ?? this.lastSeq + 1;
+    if (durable.nextSeq < firstRetained) durable.nextSeq = firstRetained;
+    while (durable.nextSeq <= this.lastSeq) {
+      const event = this.eventAt(durable.nextSeq++);
+      if (event === undefined || !subjectMatches(durable.filter, event.subject)) continue;
+      durable.pending.set(event.seq, { deliveryCount: 1 });
+      return { event, deliveryCount: 1 };
+    }
+    this.updateFloor(durable);
+    return undefined;
+  }
+
+  private dispatch(durable: Durable): void {
+    for (const subscriber of durable.subscribers) {
+      if (subscriber.current !== undefined || subscriber.draining) continue;
+      const delivery = this.next(durable);
+      if (delivery === undefined) return;
+      const { event, deliveryCount } = delivery;
+      subscriber.current = (async () => {
+        try {
+          await subscriber.handler({ subject: event.subject, data: event.data, deliveryCount });
+          this.settle(durable, event.seq);
+        } catch (error) {
+          this.failed(durable, event, deliveryCount, error);
+        }
+      })().finally(() => {
+        subscriber.current = undefined;
+        this.dispatch(durable);
+      });
+    }
+  }
+
+  private failed(durable: Durable, event: StoredEvent, deliveryCount: number, error: unknown): void {
+    const context = { err: error, subject: event.subject, seq: event.seq, deliveryCount };
+    if (deliveryCount >= this.deliveryCountMax) {
+      this.log.error({ ...context, deliveryCountMax: this.deliveryCountMax }, "event skipped: deliveryCountMax reached");
+      this.settle(durable, event.seq);
+      return;
+    }
+    this.log.warn(context, "event handler failed; redelivering after retryDelayMs");
+    const pending = durable.pending.get(event.seq);
+    if (pending === undefined) return;
+    pending.timer = setTimeout(() => {
+      pending.timer = undefined;
+      durable.retries.push(event.seq);
+      durable.retries.sort((left, right) => left - right);
+      this.dispatch(durable);
+    }, this.retryDelayMs);
+  }
+
+  private settle(durable: Durable, seq: number): void {
+    const pending = durable.pending.get(seq);
+    clearTimeout(pending?.timer);
+    durable.pending.delete(seq);
+    this.updateFloor(durable);
+  }
+
+  private updateFloor(durable: Durable): void {
+    let floor = durable.nextSeq - 1;
+    for (const seq of durable.pending.keys()) floor = Math.min(floor, seq - 1);
+    if (floor !== durable.ackFloor) {
+      durable.ackFloor = floor;
+      this.saveState();
+    }
+  }
+
+  private logPath(): string {
+    return join(this.directory, "events.jsonl");
+  }
+
+  private statePath(): string {
+    return join(this.directory, "durables.json");
+  }
+
+  private write(operation: () => Promise<void>): Promise<void> {
+    const result = this.writes.then(operation);
+    this.writes = result.catch((error: unknown) => this.log.error({ err: error }, "event bus write failed"));
+    return result;
+  }
+
+  /** Coalesces: many acks in a row write the state file once. */
+  private saveState(): void {
+    if (this.stateDirty) return;
+    this.stateDirty = true;
+    void this.write(async () => {
+      this.stateDirty = false;
+      const state: SavedState = { lastSeq: this.lastSeq, durables: {} };
+      for (const [name, durable] of this.durables) state.durables[name] = { filter: durable.filter, ackFloor: durable.ackFloor };
+      const temporary = `${this.statePath()}.tmp`;
+      await writeFile(temporary, JSON.stringify(state));
+      await rename(temporary, this.statePath());
+    });
+  }
+
+  private async load(): Promise<void> {
+    await mkdir(this.directory, { recursive: true });
+    const state = await readFile(this.statePath(), "utf8").then(
+      (text) => JSON.parse(text) as SavedState,
+      () => ({ lastSeq: 0, durables: {} }) satisfies SavedState,
+    );
+    const text = await readFile(this.logPath(), "utf8").catch(() => "");
+    const oldest = Date.now() - this.maxAgeMs;
+    let dropped = 0;
+    for (const line of text.split("\n")) {
+      if (line === "") continue;
+      let parsed: { seq: number; subject: string; time: number; data: string };
+      try {
+        parsed = JSON.parse(line) as typeof parsed;
+      } catch {
+        // A line cut short by a crash during append: the publish never resolved, so nobody relied on it.
+        dropped += 1;
+        continue;
+      }
+      if (parsed.time < oldest) {
+        dropped += 1;
+        continue;
+      }
+      this.events.push({ seq: parsed.seq, subject: parsed.subject, time: parsed.time, data: new Uint8Array(Buffer.from(parsed.data, "base64")) });
+    }
+    this.lastSeq = Math.max(state.lastSeq, this.events.at(-1)?.seq ?? 0);
+    for (const [name, saved] of Object.entries(state.durables)) {
+      this.durables.set(name, { filter: saved.filter, ackFloor: saved.ackFloor, nextSeq: saved.ackFloor + 1, pending: new Map(), retries: [], subscribers: new Set() });
+    }
+    if (dropped > 0) await this.rewriteLog();
+  }
+
+  /** Drops events past `maxAgeMs`, in memory and on disk. */
+  private async sweep(): Promise<void> {
+    await this.ready;
+    const oldest = Date.now() - this.maxAgeMs;
+    let count = 0;
+    while (count < this.events.length && this.events[count]!.time < oldest) count += 1;
+    if (count === 0) return;
+    this.events.splice(0, count);
+    await this.write(() => this.rewriteLog());
+  }
+
+  private async rewriteLog(): Promise<void> {
+    const lines = this.events.map((event) => JSON.stringify({ seq: event.seq, subject: event.subject, time: event.time, data: Buffer.from(event.data).toString("base64") }) + "\n");
+    const temporary = `${this.logPath()}.tmp`;
+    await writeFile(temporary, lines.join(""));
+    await rename(temporary, this.logPath());
+    this.saveState();
+  }
+}

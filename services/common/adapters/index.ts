@@ -1,0 +1,165 @@
+// One wiring for every service in both modes: NATS JetStream when `natsUrl` is given, the
+// in-process adapters (with files under `dataDir`) otherwise.
+//
+// Sharing: `createPorts` caches one set of ports per (mode, location): per NATS URL and name
+// prefix, or per resolved data directory. In single-node mode the four services run in one
+// process and each calls `createPorts` with the same options, so they all get the same in-process
+// queue, bus and store, which is what lets a job enqueued by the orchestrator reach inference.
+// The first call's limits win; later calls with different limits get the shared instance and a
+// warning. Each caller must `close()` what it got; the shared ports close when the last one does.
+import { resolve } from "node:path";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { pino, type Logger } from "pino";
+import type { BlobStore } from "../ports/blob-store.ts";
+import type { EventBus } from "../ports/event-bus.ts";
+import type { WorkQueue } from "../ports/work-queue.ts";
+import { InProcessBlobStore } from "./blob-store.in-process.ts";
+import { NatsBlobStore } from "./blob-store.nats.ts";
+import { InProcessEventBus } from "./event-bus.in-process.ts";
+import { NatsEventBus } from "./event-bus.nats.ts";
+import { InProcessWorkQueue } from "./work-queue.in-process.ts";
+import { NatsWorkQueue } from "./work-queue.nats.ts";
+
+export { InProcessBlobStore, type InProcessBlobStoreOptions } from "./blob-store.in-process.ts";
+export { NatsBlobStore, type NatsBlobStoreOptions } from "./blob-store.nats.ts";
+export { InProcessEventBus, type InProcessEventBusOptions } from "./event-bus.in-process.ts";
+export { NatsEventBus, type NatsEventBusOptions } from "./event-bus.nats.ts";
+export { InProcessWorkQueue, type InProcessWorkQueueOptions } from "./work-queue.in-process.ts";
+export { NatsWorkQueue, type NatsWorkQueueOptions } from "./work-queue.nats.ts";
+
+export interface PortsOptions {
+  /** NATS server(s), comma-separated; unset means single-node mode with the in-process adapters. */
+  natsUrl?: string;
+  /** Where the in-process adapters keep their files (`blobs/`, `events/`). @default "./.data" */
+  dataDir?: string;
+  /** Prefix of every NATS stream, bucket and subject ([A-Za-z0-9_-]+). @default "cutline" */
+  namePrefix?: string;
+  /** Blobs are gone this long after their put. @default 86400000 ms (24 h) */
+  blobTtlMs?: number;
+  /** Work messages the queue holds; past it enqueue throws `QueueFullError`. @default 10000 messages */
+  queueLengthMax?: number;
+  /** Deliveries of one work message before it is dropped. @default 5 deliveries */
+  deliveryCountMax?: number;
+  /** A work message not settled nor marked working within this is redelivered. @default 30000 ms */
+  ackWaitMs?: number;
+  /** How long a work message id is remembered for dedup. @default 120000 ms */
+  dedupWindowMs?: number;
+  /** Events are discarded this long after their publish. @default 604800000 ms (7 days) */
+  eventMaxAgeMs?: number;
+  /** Deliveries of one event to one durable name before it is skipped. @default 10 deliveries */
+  eventDeliveryCountMax?: number;
+  /** Wait before redelivering an event whose handler threw. @default 1000 ms */
+  eventRetryDelayMs?: number;
+  /** @default a pino logger at level "info" */
+  log?: Logger;
+}
+
+export interface Ports {
+  readonly kind: "nats" | "in-process";
+  readonly workQueue: WorkQueue;
+  readonly eventBus: EventBus;
+  readonly blobStore: BlobStore;
+  /** Releases this caller's share; the last one closes the adapters (and the NATS connection). */
+  close(): Promise<void>;
+}
+
+interface Shared {
+  readonly ports: Omit<Ports, "close">;
+  readonly options: PortsOptions;
+  users: number;
+  shutdown(): Promise<void>;
+}
+
+const shared = new Map<string, Promise<Shared>>();
+
+const LIMIT_OPTIONS = [
+  "blobTtlMs",
+  "queueLengthMax",
+  "deliveryCountMax",
+  "ackWaitMs",
+  "dedupWindowMs",
+  "eventMaxAgeMs",
+  "eventDeliveryCountMax",
+  "eventRetryDelayMs",
+] as const satisfies readonly (keyof PortsOptions)[];
+
+export async function createPorts(options: PortsOptions = {}): Promise<Ports> {
+  const log = (options.log ?? pino({ level: "info" })).child({ component: "ports" });
+  const namePrefix = options.namePrefix ?? "cutline";
+  const dataDir = resolve(options.dataDir ?? "./.data");
+  const key = options.natsUrl ? `nats|${options.natsUrl}|${namePrefix}` : `in-process|${dataDir}`;
+  let entry = shared.get(key);
+  if (entry === undefined) {
+    entry = (options.natsUrl ? openNats(options.natsUrl, namePrefix, options, log) : openInProcess(dataDir, options, log)).then((ports) => ({
+      ...ports,
+      options,
+      users: 0,
+    }));
+    shared.set(key, entry);
+    entry.catch(() => shared.delete(key));
+  }
+  const current = await entry;
+  const differing = LIMIT_OPTIONS.filter((name) => options[name] !== current.options[name]);
+  if (differing.length > 0) log.warn({ differing, key }, "createPorts: shared ports already open with other limits; keeping the first ones");
+  current.users += 1;
+  let released = false;
+  return {
+    ...current.ports,
+    async close() {
+      if (released) return;
+      released = true;
+      current.users -= 1;
+      if (current.users > 0) return;
+      shared.delete(key);
+      await current.shutdown();
+    },
+  };
+}
+
+async function openInProcess(dataDir: string, options: PortsOptions, log: Logger): Promise<Omit<Shared, "options" | "users">> {
+  const workQueue = new InProcessWorkQueue({ ...queueLimits(options), log: log.child({ port: "work-queue" }) });
+  const eventBus = new InProcessEventBus({ dataDir, ...eventLimits(options), log: log.child({ port: "event-bus" }) });
+  const blobStore = new InProcessBlobStore({ dataDir, ttlMs: options.blobTtlMs, log: log.child({ port: "blob-store" }) });
+  log.info({ dataDir }, "ports: in-process adapters");
+  return {
+    ports: { kind: "in-process", workQueue, eventBus, blobStore },
+    async shutdown() {
+      await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
+    },
+  };
+}
+
+async function openNats(natsUrl: string, namePrefix: string, options: PortsOptions, log: Logger): Promise<Omit<Shared, "options" | "users">> {
+  const connection: NatsConnection = await connect({ servers: natsUrl.split(","), name: `cutline-${namePrefix}` });
+  try {
+    const [workQueue, eventBus, blobStore] = await Promise.all([
+      NatsWorkQueue.open({ connection, namePrefix, ...queueLimits(options), log: log.child({ port: "work-queue" }) }),
+      NatsEventBus.open({ connection, namePrefix, ...eventLimits(options), log: log.child({ port: "event-bus" }) }),
+      NatsBlobStore.open({ connection, namePrefix, ttlMs: options.blobTtlMs, log: log.child({ port: "blob-store" }) }),
+    ]);
+    log.info({ natsUrl, namePrefix, server: connection.info?.version }, "ports: NATS JetStream adapters");
+    return {
+      ports: { kind: "nats", workQueue, eventBus, blobStore },
+      async shutdown() {
+        await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
+        await connection.drain();
+      },
+    };
+  } catch (error) {
+    await connection.close();
+    throw error;
+  }
+}
+
+function queueLimits(options: PortsOptions) {
+  return {
+    queueLengthMax: options.queueLengthMax,
+    deliveryCountMax: options.deliveryCountMax,
+    ackWaitMs: options.ackWaitMs,
+    dedupWindowMs: options.dedupWindowMs,
+  };
+}
+
+function eventLimits(options: PortsOptions) {
+  return { maxAgeMs: options.eventMaxAgeMs, deliveryCountMax: options.eventDeliveryCountMax, retryDelayMs: options.eventRetryDelayMs };
+}
