@@ -1,0 +1,56 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+import { join } from "node:path";
+
+export const SERVICES = ["billing", "orchestrator", "inference", "gateway"] as const;
+export type ServiceName = (typeof SERVICES)[number];
+
+export interface MeshProcesses {
+  readonly urls: Record<ServiceName, string>;
+  readonly children: Record<ServiceName, ChildProcess>;
+  /** SIGTERM to all; resolves with each exit code once they have exited. */
+  stop(): Promise<Record<ServiceName, number | null>>;
+}
+
+const root = join(import.meta.dirname, "..");
+
+/**
+ * Starts the four services as separate processes, each with its own port, talking gRPC to each
+ * other and sharing DATABASE_URL and NATS_URL, exactly as the mesh runs in production.
+ */
+export function startMeshProcesses(options: {
+  env: NodeJS.ProcessEnv;
+  ports: Record<ServiceName, number>;
+  output?: (service: ServiceName, line: string) => void;
+}): MeshProcesses {
+  const urls = Object.fromEntries(SERVICES.map((name) => [name, `http://127.0.0.1:${options.ports[name]}`])) as Record<ServiceName, string>;
+  const children = {} as Record<ServiceName, ChildProcess>;
+  const exits = {} as Record<ServiceName, Promise<number | null>>;
+  for (const name of SERVICES) {
+    const child = spawn(process.execPath, ["--import", "tsx", join(root, "services", name, "main.ts")], {
+      cwd: root,
+      env: {
+        ...options.env,
+        PORT: String(options.ports[name]),
+        BILLING_URL: urls.billing,
+        ORCHESTRATOR_URL: urls.orchestrator,
+        INFERENCE_URL: urls.inference,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    children[name] = child;
+    exits[name] = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+    for (const stream of [child.stdout, child.stderr]) {
+      createInterface({ input: stream! }).on("line", (line) => options.output?.(name, line));
+    }
+  }
+  return {
+    urls,
+    children,
+    async stop() {
+      for (const name of SERVICES) children[name].kill("SIGTERM");
+      const codes = await Promise.all(SERVICES.map((name) => exits[name]));
+      return Object.fromEntries(SERVICES.map((name, index) => [name, codes[index] ?? null])) as Record<ServiceName, number | null>;
+    },
+  };
+}

@@ -1,0 +1,19 @@
+import { commonConfigSpec, clientConfigSpec } from "../common/common.config.ts";
+import { integer, loadConfig, optionalText, port, text } from "../common/config.ts";
+
+export const gatewayConfigSpec = {
+  ...commonConfigSpec,
+  ...clientConfigSpec,
+  PORT: port("Gateway port (Connect, gRPC, gRPC-Web, REST, /metrics).", 8080),
+  UPLOAD_BYTES_MAX: integer("Largest upload accepted, in bytes.", 25 * 1024 * 1024, { min: 1 }),
+  SYNC_TIMEOUT_MS: integer("How long a synchronous call waits for its job, in milliseconds.", 120_000, { min: 1000 }),
+  HOLD_TTL_SECONDS: integer("Lifetime of a credit hold before billing's sweeper releases it, in seconds.", 900, { min: 10 }),
+  CUTLINE_API_KEY: optionalText("Provisions this API key for CUTLINE_ACCOUNT_ID at start (single-node and demos)."),
+  CUTLINE_ACCOUNT_ID: text("Account provisioned at start with its sign-up trial.", "default"),
+} as const;
+
+export type GatewayConfig = ReturnType<typeof loadGatewayConfig>;
+
+export function loadGatewayConfig(environment: NodeJS.ProcessEnv = process.env) {
+  return loadConfig(gatewayConfigSpec, environment);
+}

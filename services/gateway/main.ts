@@ -1,0 +1,57 @@
+// Gateway as its own process (mesh mode). Wiring only.
+import { createClient } from "@connectrpc/connect";
+import { createPorts } from "../common/adapters/index.ts";
+import { databaseLocation, openDatabase } from "../common/database.ts";
+import { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import { HealthRegistry } from "../common/health.ts";
+import { createLogger } from "../common/logging.ts";
+import { runMain, serviceTransport, whenAvailable } from "../common/runtime.ts";
+import { startServiceServer } from "../common/server.ts";
+import { loadInferenceConfig } from "../inference/config.ts";
+import { createUploadInspector } from "../inference/index.ts";
+import { loadGatewayConfig } from "./config.ts";
+import { createGateway } from "./index.ts";
+import type { GatewaySchema } from "./store/api-key.store.ts";
+
+await runMain("gateway", async () => {
+  const config = loadGatewayConfig();
+  // The gateway checks uploads against the same image limits inference enforces.
+  const imageLimits = loadInferenceConfig();
+  const log = createLogger("gateway", config.LOG_LEVEL);
+  const health = new HealthRegistry();
+  const database = openDatabase<GatewaySchema>(databaseLocation(config.DATABASE_URL, config.CUTLINE_DATA_DIR));
+  const ports = await createPorts({ natsUrl: config.NATS_URL, dataDir: config.CUTLINE_DATA_DIR, namePrefix: config.NATS_NAME_PREFIX, blobTtlMs: config.BLOB_TTL_MS, log });
+  const gateway = createGateway({
+    db: database.db,
+    blobStore: ports.blobStore,
+    billing: createClient(BillingService, serviceTransport(config.BILLING_URL)),
+    orchestrator: createClient(OrchestratorService, serviceTransport(config.ORCHESTRATOR_URL)),
+    inspect: createUploadInspector(imageLimits),
+    log,
+    limits: { uploadBytesMax: config.UPLOAD_BYTES_MAX, syncTimeoutMs: config.SYNC_TIMEOUT_MS, holdTtlSeconds: config.HOLD_TTL_SECONDS },
+  });
+  const server = await startServiceServer({
+    name: "gateway",
+    host: config.HOST,
+    port: config.PORT,
+    log,
+    health,
+    routes: gateway.routes,
+    httpRoutes: gateway.httpRoutes,
+    readBytesMax: config.UPLOAD_BYTES_MAX + 1024 * 1024,
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+  });
+  await gateway.start();
+  const apiKey = config.CUTLINE_API_KEY;
+  if (apiKey) await whenAvailable(() => gateway.provisionAccount(config.CUTLINE_ACCOUNT_ID, { key: apiKey }));
+  health.setAllServing();
+  return {
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    async stop() {
+      await server.close();
+      await ports.close();
+      await database.close();
+    },
+  };
+});
