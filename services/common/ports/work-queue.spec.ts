@@ -1,0 +1,30 @@
+import { connect } from "@nats-io/transport-node";
+import { pino } from "pino";
+import { testNatsUrl, uniqueName } from "../../../test/harness.ts";
+import { InProcessWorkQueue } from "../adapters/work-queue.in-process.ts";
+import { NatsWorkQueue } from "../adapters/work-queue.nats.ts";
+import { describeWorkQueueContract } from "./work-queue.contract.ts";
+
+const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+
+describeWorkQueueContract("in-process", async (limits) => {
+  const workQueue = new InProcessWorkQueue({ ...limits, log });
+  return { workQueue, cleanUp: () => workQueue.close() };
+});
+
+const natsUrl = await testNatsUrl();
+describeWorkQueueContract(
+  "nats",
+  async (limits) => {
+    const connection = await connect({ servers: natsUrl! });
+    const workQueue = await NatsWorkQueue.open({ ...limits, connection, namePrefix: uniqueName("test"), log });
+    return {
+      workQueue,
+      async cleanUp() {
+        await workQueue.destroy();
+        await connection.close();
+      },
+    };
+  },
+  { skip: natsUrl === undefined ? "no NATS server: set NATS_URL (or run Docker) to run the JetStream adapter" : undefined },
+);
