@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { pino } from "pino";
+import { testNatsUrl, uniqueName } from "../../../test/harness.ts";
+import { eventually } from "../ports/contract-support.ts";
+import { QueueFullError } from "../ports/work-queue.ts";
+import { deleteStream } from "./jetstream-setup.ts";
+import { createPorts, NatsBlobStore, NatsEventBus, NatsWorkQueue } from "./index.ts";
+
+const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
+const natsUrl = await testNatsUrl();
+
+test("createPorts: single-node services in one process share the in-process ports of a data directory", async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), "cutline-ports-"));
+  const orchestrator = await createPorts({ dataDir, queueLengthMax: 1, log });
+  const inference = await createPorts({ dataDir: join(dataDir, "."), queueLengthMax: 1, log });
+  assert.equal(orchestrator.kind, "in-process");
+  assert.equal(orchestrator.workQueue, inference.workQueue);
+  assert.equal(orchestrator.eventBus, inference.eventBus);
+  assert.equal(orchestrator.blobStore, inference.blobStore);
+
+  const received: string[] = [];
+  const subscription = inference.workQueue.consume(async (message) => {
+    received.push(message.id);
+    await message.ack();
+  });
+  await orchestrator.workQueue.enqueue(new Uint8Array([1]), { id: "job-1" });
+  await eventually("the job", () => received.length === 1);
+  await subscription.drain();
+  await orchestrator.workQueue.enqueue(new Uint8Array([2]), { id: "job-2" });
+  await assert.rejects(orchestrator.workQueue.enqueue(new Uint8Array([3]), { id: "job-3" }), QueueFullError);
+
+  // The ports stay open while any service still holds them.
+  await orchestrator.close();
+  await inference.blobStore.put("k", new Uint8Array([1]));
+  await inference.close();
+  const other = await createPorts({ dataDir, log });
+  assert.notEqual(other.workQueue, inference.workQueue);
+  assert.equal(await other.workQueue.depth(), 0, "a fresh in-process queue after the last close");
+  await other.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+describe("createPorts with NATS", { skip: natsUrl === undefined ? "no NATS server: set NATS_URL (or run Docker)" : undefined }, () => {
+  test("services starting together create the streams and bucket once, whoever comes first", async () => {
+    const namePrefix = uniqueName("test");
+    const connections = await Promise.all([1, 2, 3].map(() => connect({ servers: natsUrl! })));
+    const opened = await Promise.all(
+      connections.map(async (connection) => ({
+        workQueue: await NatsWorkQueue.open({ connection, namePrefix, queueLengthMax: 5, log }),
+        eventBus: await NatsEventBus.open({ connection, namePrefix, log }),
+        blobStore: await NatsBlobStore.open({ connection, namePrefix, ttlMs: 60_000, log }),
+      })),
+    );
+    await opened[0]!.workQueue.enqueue(new Uint8Array([1]), { id: "a" });
+    assert.equal(await opened[2]!.workQueue.depth(), 1);
+    // A later start with other limits updates the stream in place.
+    const resized = await NatsWorkQueue.open({ connection: connections[0]!, namePrefix, queueLengthMax: 1, log });
+    await assert.rejects(resized.enqueue(new Uint8Array([2]), { id: "b" }), QueueFullError);
+    for (const ports of opened) await Promise.all([ports.workQueue.close(), ports.eventBus.close(), ports.blobStore.close()]);
+    await resized.close();
+    const jsm = await jetstreamManager(connections[0]!);
+    for (const stream of [`${namePrefix}_work`, `${namePrefix}_events`, `OBJ_${namePrefix}_blobs`]) await deleteStream(jsm, stream);
+    await Promise.all(connections.map((connection) => connection.close()));
+  });
+
+  test("createPorts gives kind nats and working ports", async () => {
+    const namePrefix = uniqueName("test");
+    const ports = await createPorts({ natsUrl, namePrefix, dataDir: "/nonexistent", blobTtlMs: 60_000, log });
+    assert.equal(ports.kind, "nats");
+    await ports.blobStore.put("k", new Uint8Array([7]), { contentType: "image/png" });
+    assert.deepEqual(await ports.blobStore.get("k"), { data: new Uint8Array([7]), contentType: "image/png" });
+    const events: string[] = [];
+    const subscription = ports.eventBus.subscribe(async (event) => void events.push(event.subject), { durableName: "t", subjectFilter: "job.*" });
+    await ports.eventBus.publish("job.succeeded", new Uint8Array());
+    await eventually("the event", () => events.length === 1);
+    await subscription.drain();
+    await ports.close();
+    const connection = await connect({ servers: natsUrl! });
+    const jsm = await jetstreamManager(connection);
+    for (const stream of [`${namePrefix}_work`, `${namePrefix}_events`, `OBJ_${namePrefix}_blobs`]) await deleteStream(jsm, stream);
+    await connection.close();
+  });
+});

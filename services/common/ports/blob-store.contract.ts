@@ -1,0 +1,74 @@
+// The blob store contract: every adapter runs this suite (see blob-store.spec.ts).
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, describe, test } from "node:test";
+import type { BlobStore, BlobStoreLimits } from "./blob-store.ts";
+import { sleep, type ContractRun } from "./contract-support.ts";
+
+export interface BlobStoreFixture {
+  readonly blobStore: BlobStore;
+  /** Closes the store and deletes whatever it created. */
+  cleanUp(): Promise<void>;
+}
+
+export type BlobStoreFactory = (limits: BlobStoreLimits) => Promise<BlobStoreFixture>;
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+
+export function describeBlobStoreContract(name: string, factory: BlobStoreFactory, run: ContractRun = {}): void {
+  describe(`BlobStore contract: ${name}`, { skip: run.skip }, () => {
+    const fixtures: BlobStoreFixture[] = [];
+    const open = async (limits: BlobStoreLimits = {}) => {
+      const fixture = await factory(limits);
+      fixtures.push(fixture);
+      return fixture.blobStore;
+    };
+    after(async () => {
+      await Promise.all(fixtures.map((fixture) => fixture.cleanUp()));
+    });
+
+    test("puts, gets, replaces and deletes, keeping the content type", async () => {
+      const store = await open();
+      const key = "inputs/job 1/photo.png";
+      await store.put(key, bytes("png bytes"), { contentType: "image/png" });
+      assert.deepEqual(await store.get(key), { data: bytes("png bytes"), contentType: "image/png" });
+      await store.put(key, bytes("webp bytes"), { contentType: "image/webp" });
+      assert.deepEqual(await store.get(key), { data: bytes("webp bytes"), contentType: "image/webp" });
+      await store.put("no-type", bytes("?"));
+      assert.deepEqual(await store.get("no-type"), { data: bytes("?"), contentType: "application/octet-stream" });
+      await store.put("empty", new Uint8Array(0), { contentType: "text/plain" });
+      assert.deepEqual(await store.get("empty"), { data: new Uint8Array(0), contentType: "text/plain" });
+      await store.delete(key);
+      assert.equal(await store.get(key), undefined);
+    });
+
+    test("answers undefined for a missing key and deletes a missing key without error", async () => {
+      const store = await open();
+      assert.equal(await store.get("never-put"), undefined);
+      await store.delete("never-put");
+      await store.put("once", bytes("x"));
+      await store.delete("once");
+      await store.delete("once");
+      assert.equal(await store.get("once"), undefined);
+    });
+
+    test("forgets a blob after its TTL", async () => {
+      const store = await open({ ttlMs: 1000 });
+      await store.put("short-lived", bytes("x"), { contentType: "text/plain" });
+      assert.deepEqual(await store.get("short-lived"), { data: bytes("x"), contentType: "text/plain" });
+      await sleep(1200);
+      assert.equal(await store.get("short-lived"), undefined);
+    });
+
+    test("round-trips a 5 MB blob byte for byte", async () => {
+      const store = await open();
+      const data = new Uint8Array(randomBytes(5 * 1024 * 1024));
+      await store.put("large", data, { contentType: "video/mp4" });
+      const result = await store.get("large");
+      assert.ok(result);
+      assert.equal(result.contentType, "video/mp4");
+      assert.equal(result.data.length, data.length);
+      assert.ok(Buffer.from(result.data).equals(Buffer.from(data)), "the bytes differ");
+    });
+  });
+}
