@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/inference/v1/image_options.proto.
  */
 export const file_cutline_inference_v1_image_options: GenFile = /*@__PURE__*/
-  fileDesc("CihjdXRsaW5lL2luZmVyZW5jZS92MS9pbWFnZV9vcHRpb25zLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSKFAgoMSW1hZ2VPcHRpb25zEjIKBmZvcm1hdBgBIAEoDjIiLmN1dGxpbmUuaW5mZXJlbmNlLnYxLk91dHB1dEZvcm1hdBIYChBiYWNrZ3JvdW5kX2NvbG9yGAIgASgJEi4KBHNpemUYAyABKA4yIC5jdXRsaW5lLmluZmVyZW5jZS52MS5PdXRwdXRTaXplEhcKD2Nyb3BfdG9fc3ViamVjdBgEIAEoCBIbChNjcm9wX21hcmdpbl9wZXJjZW50GAUgASgNEhEKCWtlZXBfZXhpZhgGIAEoCBIUCgxhc3BlY3RfcmF0aW8YByABKAkSGAoQYmFja2dyb3VuZF9pbWFnZRgIIAEoDCqMAQoMT3V0cHV0Rm9ybWF0Eh0KGU9VVFBVVF9GT1JNQVRfVU5TUEVDSUZJRUQQABIVChFPVVRQVVRfRk9STUFUX1BORxABEhYKEk9VVFBVVF9GT1JNQVRfV0VCUBACEhYKEk9VVFBVVF9GT1JNQVRfSlBFRxADEhYKEk9VVFBVVF9GT1JNQVRfTUFTSxAEKmwKCk91dHB1dFNpemUSGwoXT1VUUFVUX1NJWkVfVU5TUEVDSUZJRUQQABIXChNPVVRQVVRfU0laRV9QUkVWSUVXEAESFAoQT1VUUFVUX1NJWkVfRlVMTBACEhIKDk9VVFBVVF9TSVpFX0hEEANiBnByb3RvMw");
+  fileDesc("CihjdXRsaW5lL2luZmVyZW5jZS92MS9pbWFnZV9vcHRpb25zLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSK+AgoMSW1hZ2VPcHRpb25zEjIKBmZvcm1hdBgBIAEoDjIiLmN1dGxpbmUuaW5mZXJlbmNlLnYxLk91dHB1dEZvcm1hdBIYChBiYWNrZ3JvdW5kX2NvbG9yGAIgASgJEi4KBHNpemUYAyABKA4yIC5jdXRsaW5lLmluZmVyZW5jZS52MS5PdXRwdXRTaXplEhcKD2Nyb3BfdG9fc3ViamVjdBgEIAEoCBIbChNjcm9wX21hcmdpbl9wZXJjZW50GAUgASgNEhEKCWtlZXBfZXhpZhgGIAEoCBIUCgxhc3BlY3RfcmF0aW8YByABKAkSGAoQYmFja2dyb3VuZF9pbWFnZRgIIAEoDBIdChVzdWJqZWN0X3NjYWxlX3BlcmNlbnQYCSABKA0SGAoQc3ViamVjdF9wb3NpdGlvbhgKIAEoCSqMAQoMT3V0cHV0Rm9ybWF0Eh0KGU9VVFBVVF9GT1JNQVRfVU5TUEVDSUZJRUQQABIVChFPVVRQVVRfRk9STUFUX1BORxABEhYKEk9VVFBVVF9GT1JNQVRfV0VCUBACEhYKEk9VVFBVVF9GT1JNQVRfSlBFRxADEhYKEk9VVFBVVF9GT1JNQVRfTUFTSxAEKmwKCk91dHB1dFNpemUSGwoXT1VUUFVUX1NJWkVfVU5TUEVDSUZJRUQQABIXChNPVVRQVVRfU0laRV9QUkVWSUVXEAESFAoQT1VUUFVUX1NJWkVfRlVMTBACEhIKDk9VVFBVVF9TSVpFX0hEEANiBnByb3RvMw");
 
 /**
  * What to produce from an image once its foreground mask is known.
@@ -67,6 +67,22 @@ export type ImageOptions = Message<"cutline.inference.v1.ImageOptions"> & {
    * @generated from field: bytes background_image = 8;
    */
   backgroundImage: Uint8Array;
+
+  /**
+   * Scale the subject so its bounding box fills this percent of the output's width or height
+   * (whichever binds first), 1 to 100; 0 keeps the subject's original size and place.
+   *
+   * @generated from field: uint32 subject_scale_percent = 9;
+   */
+  subjectScalePercent: number;
+
+  /**
+   * Where the subject's centre lands in the output: "center", "top", "bottom", "left", "right"
+   * or "<x>% <y>%" of the free space; empty keeps the original place (centre when scaled).
+   *
+   * @generated from field: string subject_position = 10;
+   */
+  subjectPosition: string;
 };
 
 /**

@@ -1,0 +1,90 @@
+import { availableParallelism } from "node:os";
+import { boolean, integer, list, loadConfig, oneOf, optionalText } from "../common/config.ts";
+
+// The CPU default is batch 1: on CPU a batch of N takes N times as long as one image (measured
+// by scripts/bench-inference.ts), so waiting to fill a batch only adds queue delay. On CUDA the
+// engine raises the default to INFERENCE_BATCH_SIZE_MAX_GPU, where batching does pay.
+export const inferenceConfigSpec = {
+  INFERENCE_MODEL: oneOf(
+    "Model to serve, from services/inference/models/*.model.json (isnet-medium: fp32 IS-Net; isnet-small: 8-bit quantised IS-Net, half the size, slower on most CPUs).",
+    ["isnet-medium", "isnet-small"] as const,
+    "isnet-medium",
+  ),
+  INFERENCE_MODEL_DIRECTORY: optionalText(
+    "Directory holding the model's bytes (the chunk files named by their sha256, or one file named after the model); unset means the @imgly/background-removal-data npm package.",
+  ),
+  INFERENCE_EXECUTION_PROVIDERS: list(
+    "onnxruntime execution providers in order of preference (cuda, cpu). A provider that cannot load is skipped with one log line.",
+    ["cuda", "cpu"],
+  ),
+  INFERENCE_SESSION_WORKERS: integer(
+    "Worker threads, each with its own model session; batches run on them in parallel. 1 keeps all CPU cores on one batch.",
+    1,
+    { min: 1, max: 16 },
+  ),
+  INFERENCE_THREADS_PER_SESSION: integer(
+    "onnxruntime intra-op threads per session; 0 means the machine's cores divided by INFERENCE_SESSION_WORKERS.",
+    0,
+    { min: 0, max: 256 },
+  ),
+  INFERENCE_REFINE_WORKERS: integer(
+    "Worker threads for mask refinement (guided filter, foreground colours), so large images never block the event loop.",
+    1,
+    { min: 1, max: 16 },
+  ),
+  INFERENCE_BATCH_SIZE_MAX: integer(
+    "Most images in one model run on CPU (images). 1 because CPU throughput does not grow with the batch.",
+    1,
+    { min: 1, max: 64 },
+  ),
+  INFERENCE_BATCH_SIZE_MAX_GPU: integer("Most images in one model run when the CUDA provider is in use (images).", 8, {
+    min: 1,
+    max: 64,
+  }),
+  INFERENCE_QUEUE_DELAY_MS_MAX: integer(
+    "Longest time the first image of a batch waits for more images before the batch runs anyway (milliseconds).",
+    5,
+    { min: 0, max: 10_000 },
+  ),
+  INFERENCE_QUEUE_LENGTH_MAX: integer(
+    "Images waiting for the model across both priority lanes (images); past it callers get queue_full with a retry hint.",
+    64,
+    { min: 1, max: 100_000 },
+  ),
+  INFERENCE_WARMUP_RUNS: integer("Model runs at start before the engine reports ready (runs).", 1, { min: 0, max: 10 }),
+  IMAGE_BYTES_MAX: integer("Largest accepted input or background image (bytes).", 25 * 1024 * 1024, {
+    min: 1024,
+    max: 1024 * 1024 * 1024,
+  }),
+  IMAGE_PIXELS_MAX: integer(
+    "Most pixels (width × height from the header, before any decoding) an input may have; larger ones are rejected as possible decompression bombs (pixels).",
+    100_000_000,
+    { min: 1, max: 2_000_000_000 },
+  ),
+  IMAGE_LONGEST_SIDE_STANDARD: integer(
+    "Longest side of the processed image for standard and full-size output (pixels); larger inputs are downscaled, not rejected.",
+    4096,
+    { min: 64, max: 65_535 },
+  ),
+  IMAGE_LONGEST_SIDE_PRO: integer("Longest side for HD output on pro plans (pixels); larger inputs are downscaled.", 8192, {
+    min: 64,
+    max: 65_535,
+  }),
+  IMAGE_PREVIEW_PIXELS_MAX: integer("Most pixels of a preview-size output (pixels).", 250_000, { min: 1024, max: 10_000_000 }),
+  IMAGE_REFINE_EDGES: boolean(
+    "Refine the mask at full resolution with an edge-aware guided filter and estimate foreground colours at the edges; false gives plain bilinear upscaling.",
+    true,
+  ),
+};
+
+export type InferenceConfig = ReturnType<typeof loadInferenceConfig>;
+
+export function loadInferenceConfig(environment: NodeJS.ProcessEnv = process.env) {
+  return loadConfig(inferenceConfigSpec, environment);
+}
+
+/** Threads per session when the config leaves it to the machine. */
+export function threadsPerSession(config: InferenceConfig): number {
+  if (config.INFERENCE_THREADS_PER_SESSION > 0) return config.INFERENCE_THREADS_PER_SESSION;
+  return Math.max(1, Math.floor(availableParallelism() / config.INFERENCE_SESSION_WORKERS));
+}

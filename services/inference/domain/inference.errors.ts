@@ -1,0 +1,70 @@
+import { Code } from "@connectrpc/connect";
+
+/** Stable, machine-readable reasons; callers and tests switch on these, never on messages. */
+export type InferenceErrorReason =
+  | "unsupported_format"
+  | "animated_gif"
+  | "corrupt_image"
+  | "too_many_bytes"
+  | "too_many_pixels"
+  | "invalid_option"
+  | "queue_full"
+  | "cancelled"
+  | "model_unavailable"
+  | "internal";
+
+const userErrors = new Set<InferenceErrorReason>([
+  "unsupported_format",
+  "animated_gif",
+  "corrupt_image",
+  "too_many_bytes",
+  "too_many_pixels",
+  "invalid_option",
+]);
+
+/**
+ * An operating error of the engine. User errors (bad input) are final and never charged; the
+ * others are server-side and may be retried. `message` is safe to show to the caller; `cause`
+ * is for the log only.
+ */
+export class InferenceError extends Error {
+  readonly userError: boolean;
+
+  constructor(
+    readonly reason: InferenceErrorReason,
+    message: string,
+    options: { cause?: unknown; retryAfterMs?: number } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = "InferenceError";
+    this.userError = userErrors.has(reason);
+    this.retryAfterMs = options.retryAfterMs;
+  }
+
+  /** Only for queue_full: when a retry is likely to find room (milliseconds). */
+  readonly retryAfterMs: number | undefined;
+}
+
+/** Any thrown value as an InferenceError; unknown failures become `internal`. */
+export function inferenceErrorOf(error: unknown): InferenceError {
+  if (error instanceof InferenceError) return error;
+  return new InferenceError("internal", "internal error while processing the image", { cause: error });
+}
+
+const codes: Record<InferenceErrorReason, Code> = {
+  unsupported_format: Code.InvalidArgument,
+  animated_gif: Code.InvalidArgument,
+  corrupt_image: Code.InvalidArgument,
+  too_many_bytes: Code.InvalidArgument,
+  too_many_pixels: Code.InvalidArgument,
+  invalid_option: Code.InvalidArgument,
+  queue_full: Code.ResourceExhausted,
+  cancelled: Code.Canceled,
+  model_unavailable: Code.Unavailable,
+  internal: Code.Internal,
+};
+
+/** The one Connect code for an error; anything that is not an InferenceError is Internal. */
+export function connectCodeOf(error: unknown): Code {
+  return error instanceof InferenceError ? codes[error.reason] : Code.Internal;
+}

@@ -1,0 +1,183 @@
+import { InferenceError } from "./inference.errors.ts";
+
+export interface Rectangle {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+export interface LayoutOptions {
+  cropToSubject: boolean;
+  /** Margin around the subject's box when cropping to it, as a percent of the box's size. */
+  cropMarginPercent: number;
+  /** "16:9", "1:1", "4x5" or ""; see `layoutSubject`. */
+  aspectRatio: string;
+  /** 0 keeps the subject's size; 1–100 makes its box fill that percent of the canvas. */
+  subjectScalePercent: number;
+  /** "", "center", "top", "bottom", "left", "right" or "<x>% <y>%". */
+  subjectPosition: string;
+}
+
+/**
+ * Where the output's pixels come from: the `source` rectangle of the processed image (always
+ * inside it) is scaled into `destination` on a `canvas`; canvas pixels outside `destination`
+ * are transparent (or the chosen background).
+ */
+export interface Layout {
+  canvasWidth: number;
+  canvasHeight: number;
+  source: Rectangle;
+  destination: Rectangle;
+}
+
+/** Alpha at or above this (of 255) counts as subject for boxes and crops. */
+const subjectAlphaMin = 13;
+
+/** The tight box around the subject, or undefined when the mask is empty. */
+export function subjectBox(alpha: Uint8Array, width: number, height: number): Rectangle | undefined {
+  let left = width;
+  let right = -1;
+  let top = height;
+  let bottom = -1;
+  for (let y = 0; y < height; y++) {
+    const row = y * width;
+    for (let x = 0; x < width; x++) {
+      if (alpha[row + x]! >= subjectAlphaMin) {
+        if (x < left) left = x;
+        if (x > right) right = x;
+        if (y < top) top = y;
+        bottom = y;
+      }
+    }
+  }
+  if (right < 0) return undefined;
+  return { left, top, width: right - left + 1, height: bottom - top + 1 };
+}
+
+export function parseAspectRatio(text: string): number | undefined {
+  if (text.trim() === "") return undefined;
+  const match = /^\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*$/.exec(text);
+  const ratio = match === null ? Number.NaN : Number(match[1]) / Number(match[2]);
+  if (!Number.isFinite(ratio) || ratio <= 0 || ratio > 100 || ratio < 0.01) {
+    throw new InferenceError("invalid_option", `aspect_ratio "${text}" is not a ratio like "16:9" or "1:1" between 1:100 and 100:1`);
+  }
+  return ratio;
+}
+
+export function parsePosition(text: string): { x: number; y: number } | undefined {
+  const named: Record<string, { x: number; y: number }> = {
+    center: { x: 0.5, y: 0.5 },
+    centre: { x: 0.5, y: 0.5 },
+    top: { x: 0.5, y: 0 },
+    bottom: { x: 0.5, y: 1 },
+    left: { x: 0, y: 0.5 },
+    right: { x: 1, y: 0.5 },
+  };
+  const trimmed = text.trim().toLowerCase();
+  if (trimmed === "" || trimmed === "original") return undefined;
+  if (named[trimmed] !== undefined) return named[trimmed];
+  const match = /^(\d{1,3}(?:\.\d+)?)%\s+(\d{1,3}(?:\.\d+)?)%$/.exec(trimmed);
+  if (match !== null && Number(match[1]) <= 100 && Number(match[2]) <= 100) {
+    return { x: Number(match[1]) / 100, y: Number(match[2]) / 100 };
+  }
+  throw new InferenceError(
+    "invalid_option",
+    `subject_position "${text}" is not one of center, top, bottom, left, right or "<x>% <y>%" (0–100 each)`,
+  );
+}
+
+/**
+ * Crop and placement from the mask.
+ *
+ * - `cropToSubject`: the canvas is the subject's box plus the margin (it may reach past the
+ *   image's edges; that part is transparent).
+ * - `aspectRatio` with `cropToSubject`: the box grows along one side to the ratio, centred on
+ *   the subject. Without it, a smart crop: the image shrinks along one side to the ratio, the
+ *   window centred on the subject and kept inside the image, so no padding is invented.
+ * - `subjectScalePercent` / `subjectPosition`: the subject's box is scaled to that share of the
+ *   canvas and placed at that point of the free space (remove.bg's `scale` and `position`).
+ */
+export function layoutSubject(alpha: Uint8Array, width: number, height: number, options: LayoutOptions): Layout {
+  const ratio = parseAspectRatio(options.aspectRatio);
+  const position = parsePosition(options.subjectPosition);
+  if (options.subjectScalePercent > 100) {
+    throw new InferenceError("invalid_option", `subject_scale_percent ${options.subjectScalePercent} is above 100`);
+  }
+  if (options.cropMarginPercent > 1000) {
+    throw new InferenceError("invalid_option", `crop_margin_percent ${options.cropMarginPercent} is above 1000`);
+  }
+  const full: Rectangle = { left: 0, top: 0, width, height };
+  const box = subjectBox(alpha, width, height) ?? full;
+  const centreX = box.left + box.width / 2;
+  const centreY = box.top + box.height / 2;
+
+  // The canvas as a rectangle in image coordinates (may extend past the image).
+  let region: Rectangle = full;
+  if (options.cropToSubject) {
+    const marginX = (box.width * options.cropMarginPercent) / 100;
+    const marginY = (box.height * options.cropMarginPercent) / 100;
+    region = { left: box.left - marginX, top: box.top - marginY, width: box.width + 2 * marginX, height: box.height + 2 * marginY };
+    if (ratio !== undefined) {
+      if (region.width / region.height < ratio) {
+        const grown = region.height * ratio;
+        region = { ...region, left: centreX - grown / 2, width: grown };
+      } else {
+        const grown = region.width / ratio;
+        region = { ...region, top: centreY - grown / 2, height: grown };
+      }
+    }
+  } else if (ratio !== undefined) {
+    if (width / height > ratio) {
+      const cropWidth = height * ratio;
+      region = { left: clamp(centreX - cropWidth / 2, 0, width - cropWidth), top: 0, width: cropWidth, height };
+    } else {
+      const cropHeight = width / ratio;
+      region = { left: 0, top: clamp(centreY - cropHeight / 2, 0, height - cropHeight), width, height: cropHeight };
+    }
+  }
+  const canvasWidth = Math.max(1, Math.round(region.width));
+  const canvasHeight = Math.max(1, Math.round(region.height));
+
+  if (options.subjectScalePercent > 0 || position !== undefined) {
+    const scale =
+      options.subjectScalePercent > 0
+        ? Math.min((canvasWidth * options.subjectScalePercent) / 100 / box.width, (canvasHeight * options.subjectScalePercent) / 100 / box.height)
+        : 1;
+    const destinationWidth = Math.max(1, Math.round(box.width * scale));
+    const destinationHeight = Math.max(1, Math.round(box.height * scale));
+    const place = position ?? { x: 0.5, y: 0.5 };
+    return {
+      canvasWidth,
+      canvasHeight,
+      source: box,
+      destination: {
+        left: Math.round(place.x * (canvasWidth - destinationWidth)),
+        top: Math.round(place.y * (canvasHeight - destinationHeight)),
+        width: destinationWidth,
+        height: destinationHeight,
+      },
+    };
+  }
+
+  const left = Math.round(region.left);
+  const top = Math.round(region.top);
+  const sourceLeft = clamp(left, 0, width - 1);
+  const sourceTop = clamp(top, 0, height - 1);
+  const source: Rectangle = {
+    left: sourceLeft,
+    top: sourceTop,
+    width: Math.max(1, Math.min(left + canvasWidth, width) - sourceLeft),
+    height: Math.max(1, Math.min(top + canvasHeight, height) - sourceTop),
+  };
+  return {
+    canvasWidth,
+    canvasHeight,
+    source,
+    destination: { left: sourceLeft - left, top: sourceTop - top, width: source.width, height: source.height },
+  };
+}
+
+function clamp(value: number, low: number, high: number): number {
+  return Math.min(Math.max(value, low), Math.max(low, high));
+}

@@ -1,0 +1,25 @@
+// The inference service's public surface, for main.ts, the gateway (inspect) and scripts.
+export { inferenceConfigSpec, loadInferenceConfig, type InferenceConfig } from "./config.ts";
+export {
+  connectCodeOf,
+  InferenceError,
+  inferenceErrorOf,
+  type InferenceErrorReason,
+} from "./domain/inference.errors.ts";
+export {
+  createSegmentationEngine,
+  validateImageOptions,
+  type ImageInspection,
+  type SegmentationEngine,
+  type SegmentCall,
+} from "./runtime/segmentation.engine.ts";
+export type { RenderedImage } from "./runtime/image.encoder.ts";
+export { createUploadInspector } from "./runtime/upload.inspector.ts";
+export { connectErrorOf, createInferenceHandlers, RETRY_AFTER_MS_HEADER } from "./handlers/inference.handlers.ts";
+export {
+  JOB_FAILED_SUBJECT,
+  JOB_SUCCEEDED_SUBJECT,
+  startSegmentWorker,
+  type SegmentWorker,
+  type SegmentWorkerOptions,
+} from "./store/segment.worker.ts";

@@ -1,0 +1,47 @@
+// Per-pixel mask work in its own thread: on a 16-megapixel image the guided filter and the
+// foreground estimate take long enough to stall health checks if run on the event loop.
+import { parentPort } from "node:worker_threads";
+import { estimateForeground, maskToAlpha } from "../domain/mask.refiner.ts";
+import { serveWorker } from "./worker.pool.ts";
+
+export interface MaskRefineRequest {
+  /** The processed image, RGBA. */
+  rgba: Uint8Array;
+  width: number;
+  height: number;
+  /** The model's mask, `maskSize`², values 0–1. */
+  mask: Float32Array;
+  maskSize: number;
+  refine: boolean;
+  /** Multiply the mask by the input's own alpha (transparency kept as a hint). */
+  useInputAlpha: boolean;
+}
+
+export interface MaskRefineResponse {
+  /** The cut-out: foreground colours with the final alpha, RGBA (the request's buffer, reused). */
+  subject: Uint8Array;
+  alpha: Uint8Array;
+}
+
+async function refine(request: MaskRefineRequest) {
+  const { rgba, width, height } = request;
+  const alpha = maskToAlpha(request.mask, request.maskSize, request.maskSize, rgba, 4, width, height, request.refine);
+  if (request.useInputAlpha) {
+    for (let pixel = 0; pixel < alpha.length; pixel++) alpha[pixel] = Math.round((alpha[pixel]! * rgba[pixel * 4 + 3]!) / 255);
+  }
+  if (request.refine) {
+    const foreground = estimateForeground(rgba, 4, alpha, width, height);
+    for (let pixel = 0; pixel < alpha.length; pixel++) {
+      rgba[pixel * 4] = foreground[pixel * 3]!;
+      rgba[pixel * 4 + 1] = foreground[pixel * 3 + 1]!;
+      rgba[pixel * 4 + 2] = foreground[pixel * 3 + 2]!;
+    }
+  }
+  for (let pixel = 0; pixel < alpha.length; pixel++) rgba[pixel * 4 + 3] = alpha[pixel]!;
+  return {
+    response: { subject: rgba, alpha },
+    transfer: [rgba.buffer as ArrayBuffer, alpha.buffer as ArrayBuffer],
+  };
+}
+
+await serveWorker<MaskRefineRequest, MaskRefineResponse>(parentPort!, async () => ({}), refine);

@@ -1,0 +1,259 @@
+import { pino, type Logger } from "pino";
+import sharp from "sharp";
+import { OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { threadsPerSession, type InferenceConfig } from "../config.ts";
+import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
+import { withDynamicBatch } from "../domain/onnx-graph.editor.ts";
+import { DynamicBatcher } from "../domain/request.batcher.ts";
+import { layoutSubject, parseAspectRatio, parsePosition } from "../domain/subject.layout.ts";
+import { describeModel, loadModelBytes, type ModelDescription } from "../store/model.repository.ts";
+import { decodeImage, readImageHeader, type ImageLimits } from "./image.decoder.ts";
+import { parseHexColour, renderOutput, type RenderedImage } from "./image.encoder.ts";
+import { batcherMetrics, observePipeline } from "./inference.metrics.ts";
+import type { MaskRefineRequest, MaskRefineResponse } from "./mask-refine.worker.ts";
+import type { ModelSessionInfo, ModelSessionRequest, ModelSessionResponse, ModelSessionSetup } from "./model-session.worker.ts";
+import { WorkerPool } from "./worker.pool.ts";
+
+export interface SegmentCall {
+  /** Paid traffic: batched ahead of free traffic. */
+  highPriority: boolean;
+  /** Aborting removes the image from the queue, or drops the result once the model ran. */
+  signal?: AbortSignal;
+  /** The plan's longest side (pixels); unset means IMAGE_LONGEST_SIDE_PRO for HD, else STANDARD. */
+  longestSideMax?: number;
+}
+
+export interface ImageInspection {
+  format: string;
+  width: number;
+  height: number;
+  pixels: number;
+}
+
+export interface SegmentationEngine {
+  /** Resolves after model load, hash check and warm-up; rejects when the model cannot serve. */
+  readonly ready: Promise<void>;
+  /** `<name>@<version>`, e.g. "isnet-medium@1.4.5". */
+  readonly modelName: string;
+  /** The execution provider in use once ready ("cuda", "cpu"). */
+  readonly executionProvider: string | undefined;
+  /** The batch size in use once ready (images). */
+  readonly batchSizeMax: number | undefined;
+  /** Images waiting for the model. */
+  readonly queueDepth: number;
+  /** Images the engine can hold at once (queue + running batches); bounds consumers' in-flight count. */
+  readonly capacity: number;
+  process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<RenderedImage>;
+  /** Sniff and header-only limit checks, for a quote before any hold; decodes no pixel. */
+  inspect(image: Uint8Array): Promise<ImageInspection>;
+  /** The model's raw mask for RGB bytes already at the model's input size (benchmarks, tests). */
+  segmentTensor(rgb: Uint8Array, call: SegmentCall): Promise<Float32Array>;
+  close(): Promise<void>;
+}
+
+const refineScript = new URL("./mask-refine.worker.ts", import.meta.url);
+const sessionScript = new URL("./model-session.worker.ts", import.meta.url);
+
+/** Rejects option values the caller got wrong before any model time is spent on the image. */
+export function validateImageOptions(options: ImageOptions): void {
+  if (!(options.format in OutputFormat)) throw new InferenceError("invalid_option", `output format ${options.format} is unknown`);
+  if (!(options.size in OutputSize)) throw new InferenceError("invalid_option", `output size ${options.size} is unknown`);
+  parseHexColour(options.backgroundColor);
+  parseAspectRatio(options.aspectRatio);
+  parsePosition(options.subjectPosition);
+  if (options.subjectScalePercent > 100) {
+    throw new InferenceError("invalid_option", `subject_scale_percent ${options.subjectScalePercent} is above 100`);
+  }
+  if (options.cropMarginPercent > 1000) {
+    throw new InferenceError("invalid_option", `crop_margin_percent ${options.cropMarginPercent} is above 1000`);
+  }
+}
+
+class Engine implements SegmentationEngine {
+  readonly ready: Promise<void>;
+  readonly modelName: string;
+  executionProvider: string | undefined;
+  batchSizeMax: number | undefined;
+  private batcher: DynamicBatcher<Uint8Array, Float32Array> | undefined;
+  private sessions: WorkerPool<ModelSessionRequest, ModelSessionResponse> | undefined;
+  private readonly refiners: WorkerPool<MaskRefineRequest, MaskRefineResponse>;
+  private readonly limits: ImageLimits;
+  private readonly inputSize: number;
+  private failure: InferenceError | undefined;
+
+  constructor(
+    private readonly config: InferenceConfig,
+    private readonly model: ModelDescription,
+    private readonly log: Logger,
+  ) {
+    this.modelName = `${model.name}@${model.version}`;
+    this.inputSize = model.input.shape[2];
+    this.limits = { bytesMax: config.IMAGE_BYTES_MAX, pixelsMax: config.IMAGE_PIXELS_MAX };
+    this.refiners = new WorkerPool(refineScript, config.INFERENCE_REFINE_WORKERS, () => ({ data: {} }));
+    this.ready = this.start();
+    this.ready.catch((error: unknown) => {
+      this.failure = new InferenceError("model_unavailable", `model ${this.modelName} could not be loaded`, { cause: error });
+      this.log.error({ err: error, model: this.modelName }, "inference model failed to load");
+    });
+  }
+
+  get queueDepth(): number {
+    return this.batcher?.depth ?? 0;
+  }
+
+  get capacity(): number {
+    return this.batcher?.capacity ?? this.config.INFERENCE_QUEUE_LENGTH_MAX;
+  }
+
+  private async start(): Promise<void> {
+    const started = performance.now();
+    const original = await loadModelBytes(this.model, this.config.INFERENCE_MODEL_DIRECTORY);
+    const edited = withDynamicBatch(original, [this.model.output.name]);
+    const setup: Omit<ModelSessionSetup, "model"> = {
+      executionProviders: this.config.INFERENCE_EXECUTION_PROVIDERS,
+      threads: threadsPerSession(this.config),
+      inputName: this.model.input.name,
+      outputName: this.model.output.name,
+      inputSize: this.inputSize,
+      mean: this.model.input.normalisation.mean,
+      std: this.model.input.normalisation.std,
+    };
+    this.sessions = new WorkerPool(
+      sessionScript,
+      this.config.INFERENCE_SESSION_WORKERS,
+      () => ({ data: { ...setup, model: edited } }),
+      (error) => this.log.error({ err: error }, "inference session worker died; starting a new one"),
+    );
+    const infos = (await this.sessions.ready) as ModelSessionInfo[];
+    const info = infos[0]!;
+    for (const skipped of info.skipped) {
+      this.log.warn(`execution provider ${skipped.provider} cannot load (${skipped.reason}); using ${info.provider}`);
+    }
+    this.executionProvider = info.provider;
+    this.batchSizeMax = info.provider === "cpu" ? this.config.INFERENCE_BATCH_SIZE_MAX : this.config.INFERENCE_BATCH_SIZE_MAX_GPU;
+    const sessions = this.sessions;
+    this.batcher = new DynamicBatcher<Uint8Array, Float32Array>(
+      {
+        batchSizeMax: this.batchSizeMax,
+        queueDelayMsMax: this.config.INFERENCE_QUEUE_DELAY_MS_MAX,
+        queueLengthMax: this.config.INFERENCE_QUEUE_LENGTH_MAX,
+        concurrency: this.config.INFERENCE_SESSION_WORKERS,
+      },
+      async (images) => {
+        const { masks } = await sessions.run({ images }, images.map((image) => image.buffer as ArrayBuffer));
+        return masks;
+      },
+      batcherMetrics,
+    );
+    await this.refiners.ready;
+    for (let run = 0; run < this.config.INFERENCE_WARMUP_RUNS; run++) {
+      const warmups = Array.from({ length: this.batchSizeMax }, () => new Uint8Array(this.inputSize * this.inputSize * 3).fill(128));
+      await Promise.all(warmups.map((image) => this.batcher!.submit(image, { highPriority: true })));
+    }
+    this.log.info(
+      {
+        model: this.modelName,
+        sha256: this.model.sha256,
+        executionProvider: info.provider,
+        batchSizeMax: this.batchSizeMax,
+        sessionWorkers: this.config.INFERENCE_SESSION_WORKERS,
+        threadsPerSession: setup.threads,
+        startMs: Math.round(performance.now() - started),
+      },
+      "inference model loaded and warmed up",
+    );
+  }
+
+  private available(): DynamicBatcher<Uint8Array, Float32Array> {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.batcher === undefined) {
+      throw new InferenceError("model_unavailable", `model ${this.modelName} is still loading; retry in a few seconds`, {
+        retryAfterMs: 5000,
+      });
+    }
+    return this.batcher;
+  }
+
+  async inspect(image: Uint8Array): Promise<ImageInspection> {
+    const header = await readImageHeader(image, this.limits);
+    return { format: header.format, width: header.width, height: header.height, pixels: header.pixels };
+  }
+
+  async segmentTensor(rgb: Uint8Array, call: SegmentCall): Promise<Float32Array> {
+    return this.available().submit(rgb, call);
+  }
+
+  async process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<RenderedImage> {
+    const started = performance.now();
+    try {
+      const batcher = this.available();
+      validateImageOptions(options);
+      const longestSideMax =
+        call.longestSideMax ??
+        (options.size === OutputSize.HD ? this.config.IMAGE_LONGEST_SIDE_PRO : this.config.IMAGE_LONGEST_SIDE_STANDARD);
+      const decoded = await decodeImage(image, this.limits, longestSideMax);
+      throwIfAborted(call.signal);
+      const modelInput = await sharp(decoded.rgba, { raw: { width: decoded.width, height: decoded.height, channels: 4 } })
+        .removeAlpha()
+        .resize({ width: this.inputSize, height: this.inputSize, fit: "fill" })
+        .raw()
+        .toBuffer();
+      const mask = await batcher.submit(new Uint8Array(modelInput), call);
+      throwIfAborted(call.signal);
+      const refined = await this.refiners.run(
+        {
+          rgba: decoded.rgba,
+          width: decoded.width,
+          height: decoded.height,
+          mask,
+          maskSize: this.inputSize,
+          refine: this.config.IMAGE_REFINE_EDGES,
+          useInputAlpha: decoded.hasTransparency,
+        },
+        [decoded.rgba.buffer as ArrayBuffer, mask.buffer as ArrayBuffer],
+      );
+      const layout = layoutSubject(refined.alpha, decoded.width, decoded.height, {
+        cropToSubject: options.cropToSubject,
+        cropMarginPercent: options.cropMarginPercent,
+        aspectRatio: options.aspectRatio,
+        subjectScalePercent: options.subjectScalePercent,
+        subjectPosition: options.subjectPosition,
+      });
+      const rendered = await renderOutput({
+        subject: refined.subject,
+        width: decoded.width,
+        height: decoded.height,
+        layout,
+        options,
+        previewPixelsMax: this.config.IMAGE_PREVIEW_PIXELS_MAX,
+        longestSideMax,
+        hadIccProfile: decoded.hadIccProfile,
+        exif: decoded.exif,
+        limits: this.limits,
+      });
+      observePipeline(performance.now() - started);
+      return rendered;
+    } catch (error) {
+      throw inferenceErrorOf(error);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.batcher?.close();
+    await Promise.allSettled([this.ready]);
+    await Promise.all([this.sessions?.close(), this.refiners.close()]);
+  }
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new InferenceError("cancelled", "the request was cancelled");
+}
+
+/**
+ * Starts loading the configured model and returns at once; `ready` settles when the engine can
+ * serve (health stays NOT_SERVING until then). Errors of `process` are InferenceErrors.
+ */
+export async function createSegmentationEngine(config: InferenceConfig, log?: Logger): Promise<SegmentationEngine> {
+  const model = await describeModel(config.INFERENCE_MODEL);
+  return new Engine(config, model, log ?? pino({ level: "silent" }));
+}

@@ -1,0 +1,22 @@
+import { reasonError } from "../../common/errors.ts";
+import type { InferenceConfig } from "../config.ts";
+import { connectCodeOf, inferenceErrorOf } from "../domain/inference.errors.ts";
+import { readImageHeader } from "./image.decoder.ts";
+
+/**
+ * The engine's `inspect` without the model, for the gateway: sniff the format and check bytes
+ * and pixels from the header with the same limits inference applies, before any hold is taken.
+ * Failures are ConnectErrors with the reason in `cutline-reason` (InvalidArgument for bad input).
+ */
+export function createUploadInspector(config: Pick<InferenceConfig, "IMAGE_BYTES_MAX" | "IMAGE_PIXELS_MAX">) {
+  const limits = { bytesMax: config.IMAGE_BYTES_MAX, pixelsMax: config.IMAGE_PIXELS_MAX };
+  return async (image: Uint8Array): Promise<{ format: string; width: number; height: number; pixels: number }> => {
+    try {
+      const header = await readImageHeader(image, limits);
+      return { format: header.format, width: header.width, height: header.height, pixels: header.pixels };
+    } catch (error) {
+      const failure = inferenceErrorOf(error);
+      throw reasonError(connectCodeOf(failure), failure.reason, failure.message, { cause: failure.cause ?? failure });
+    }
+  };
+}

@@ -1,0 +1,100 @@
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { readFile, readdir } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { InferenceError } from "../domain/inference.errors.ts";
+
+/** What a `models/<name>.model.json` file says about one model. */
+export interface ModelDescription {
+  readonly name: string;
+  readonly version: string;
+  readonly description: string;
+  readonly source: { readonly npmPackage: string; readonly resource: string };
+  readonly sha256: string;
+  readonly bytes: number;
+  readonly input: {
+    readonly name: string;
+    /** NCHW; dim 0 is made dynamic at load time. */
+    readonly shape: readonly [number, number, number, number];
+    readonly layout: "NCHW";
+    readonly channels: "RGB";
+    /** (pixel - mean) / std, per channel, on 0–255 values. */
+    readonly normalisation: { readonly mean: readonly number[]; readonly std: readonly number[] };
+  };
+  readonly output: { readonly name: string; readonly shape: readonly number[]; readonly activation: "sigmoid" };
+}
+
+const modelsDirectory = join(import.meta.dirname, "..", "models");
+
+export async function listModels(): Promise<string[]> {
+  const files = await readdir(modelsDirectory);
+  return files.filter((file) => file.endsWith(".model.json")).map((file) => file.slice(0, -".model.json".length));
+}
+
+export async function describeModel(name: string): Promise<ModelDescription> {
+  const path = join(modelsDirectory, `${name}.model.json`);
+  if (!existsSync(path)) {
+    throw new InferenceError("model_unavailable", `model "${name}" is not described in ${modelsDirectory}`);
+  }
+  return JSON.parse(await readFile(path, "utf8")) as ModelDescription;
+}
+
+interface ResourceEntry {
+  chunks: { hash: string; offsets: [number, number] }[];
+  size: number;
+}
+
+/**
+ * The model's bytes, checked against the sha256 in its description. The npm package stores each
+ * model as chunks named by their own sha256 and listed in `dist/resources.json`; they are joined
+ * in order and the whole file is hashed, so a missing, reordered or altered chunk fails here and
+ * never reaches onnxruntime. `directory` overrides the package's `dist/` (same layout), or may
+ * hold the whole model as `<name>.onnx`.
+ */
+export async function loadModelBytes(model: ModelDescription, directory?: string): Promise<Uint8Array> {
+  let bytes: Uint8Array;
+  const wholeFile = directory === undefined ? undefined : join(directory, `${model.name}.onnx`);
+  if (wholeFile !== undefined && existsSync(wholeFile)) {
+    bytes = await readFile(wholeFile);
+  } else {
+    const base = directory ?? packageDistDirectory(model.source.npmPackage);
+    const resources = JSON.parse(await readFile(join(base, "resources.json"), "utf8")) as Record<string, ResourceEntry>;
+    const entry = resources[model.source.resource];
+    if (entry === undefined) {
+      throw new InferenceError("model_unavailable", `${base}/resources.json has no entry ${model.source.resource}`);
+    }
+    const joined = new Uint8Array(entry.size);
+    for (const chunk of entry.chunks) {
+      const [start, end] = chunk.offsets;
+      const data = await readFile(join(base, chunk.hash));
+      if (data.length !== end - start) {
+        throw new InferenceError(
+          "model_unavailable",
+          `chunk ${chunk.hash} of ${model.name} has ${data.length} bytes, expected ${end - start}`,
+        );
+      }
+      joined.set(data, start);
+    }
+    bytes = joined;
+  }
+  const sha256 = createHash("sha256").update(bytes).digest("hex");
+  if (sha256 !== model.sha256) {
+    throw new InferenceError(
+      "model_unavailable",
+      `model ${model.name}@${model.version} failed its integrity check: sha256 ${sha256}, expected ${model.sha256}`,
+    );
+  }
+  return bytes;
+}
+
+function packageDistDirectory(npmPackage: string): string {
+  const require = createRequire(import.meta.url);
+  try {
+    return join(dirname(require.resolve(`${npmPackage}/package.json`)), "dist");
+  } catch (error) {
+    throw new InferenceError("model_unavailable", `npm package ${npmPackage} with the model is not installed`, {
+      cause: error,
+    });
+  }
+}

@@ -1,0 +1,127 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { Logger } from "pino";
+import { ImageOptionsSchema } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { SegmentTaskSchema, TaskEventSchema, type SegmentTask, type TaskEvent } from "../../common/gen/cutline/inference/v1/task_pb.ts";
+import type { BlobStore } from "../../common/ports/blob-store.ts";
+import type { EventBus } from "../../common/ports/event-bus.ts";
+import type { WorkMessage, WorkQueue } from "../../common/ports/work-queue.ts";
+import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
+import type { SegmentationEngine } from "../runtime/segmentation.engine.ts";
+
+export const JOB_SUCCEEDED_SUBJECT = "job.succeeded";
+export const JOB_FAILED_SUBJECT = "job.failed";
+
+export interface SegmentWorkerOptions {
+  engine: Pick<SegmentationEngine, "ready" | "process" | "capacity">;
+  workQueue: WorkQueue;
+  eventBus: EventBus;
+  blobStore: BlobStore;
+  log: Logger;
+  /** Deliveries of one task, the first included, before a server fault is final; match the queue's. @default 5 deliveries */
+  deliveryCountMax?: number;
+  /** Redelivery delay after the first server fault, doubled on each later one. @default 1000 ms */
+  retryDelayMs?: number;
+  /** Longest redelivery delay. @default 30000 ms */
+  retryDelayMsMax?: number;
+  /** How often a task in progress tells the queue it is still alive; below the queue's ack wait. @default 10000 ms */
+  workingIntervalMs?: number;
+  /** Tasks taken at once. @default the engine's capacity (queue + running batches), so the batcher never refuses one */
+  inFlightMax?: number;
+}
+
+export interface SegmentWorker {
+  /** Stops taking tasks and waits for those in progress. */
+  drain(): Promise<void>;
+}
+
+/**
+ * The JetStream work consumer: `SegmentTask` in, result blob and `TaskEvent` out. Events are
+ * published before the message is settled, so a crash in between repeats the event (the
+ * orchestrator dedups by job) rather than losing it. User errors are final (`term`); server
+ * faults are retried with a growing delay until the delivery limit, then reported as failed.
+ * Consuming starts once the engine is ready, so no delivery is spent on a loading model.
+ */
+export async function startSegmentWorker(options: SegmentWorkerOptions): Promise<SegmentWorker> {
+  const deliveryCountMax = options.deliveryCountMax ?? 5;
+  const retryDelayMs = options.retryDelayMs ?? 1000;
+  const retryDelayMsMax = options.retryDelayMsMax ?? 30_000;
+  const workingIntervalMs = options.workingIntervalMs ?? 10_000;
+  const { engine, blobStore, eventBus, log } = options;
+  await engine.ready;
+
+  async function publish(event: TaskEvent, subject: string): Promise<void> {
+    await eventBus.publish(subject, toBinary(TaskEventSchema, event), { id: `${event.jobId}:${subject}` });
+  }
+
+  async function failed(task: SegmentTask, failure: InferenceError): Promise<void> {
+    await publish(
+      create(TaskEventSchema, {
+        jobId: task.jobId,
+        outcome: { case: "failed", value: { userError: failure.userError, reason: failure.reason, message: failure.message } },
+      }),
+      JOB_FAILED_SUBJECT,
+    );
+  }
+
+  async function handle(message: WorkMessage): Promise<void> {
+    let task: SegmentTask;
+    try {
+      task = fromBinary(SegmentTaskSchema, message.payload);
+    } catch (error) {
+      log.error({ err: error, messageId: message.id }, "segment task is not a SegmentTask; dropped");
+      await message.term("malformed SegmentTask payload");
+      return;
+    }
+    const started = performance.now();
+    const heartbeat = setInterval(() => void message.working().catch(() => {}), workingIntervalMs);
+    try {
+      const input = await blobStore.get(task.inputBlobKey);
+      if (input === undefined) {
+        // Gone (expired or deleted) blobs do not come back; retrying would only delay the answer.
+        await failed(task, new InferenceError("internal", "the input image is no longer stored; submit the job again"));
+        await message.term("input blob missing");
+        return;
+      }
+      const result = await engine.process(input.data, task.options ?? create(ImageOptionsSchema), { highPriority: task.highPriority });
+      await blobStore.put(task.resultBlobKey, result.image, { contentType: result.contentType });
+      await publish(
+        create(TaskEventSchema, {
+          jobId: task.jobId,
+          outcome: {
+            case: "succeeded",
+            value: {
+              resultBlobKey: task.resultBlobKey,
+              contentType: result.contentType,
+              width: result.width,
+              height: result.height,
+              processingTimeMs: Math.round(performance.now() - started),
+            },
+          },
+        }),
+        JOB_SUCCEEDED_SUBJECT,
+      );
+      await message.ack();
+    } catch (error) {
+      const failure = inferenceErrorOf(error);
+      if (failure.userError) {
+        await failed(task, failure);
+        await message.term(failure.reason);
+        return;
+      }
+      if (message.deliveryCount < deliveryCountMax) {
+        const delayMs = Math.min(retryDelayMsMax, failure.retryAfterMs ?? retryDelayMs * 2 ** (message.deliveryCount - 1));
+        log.warn({ err: error, jobId: task.jobId, deliveryCount: message.deliveryCount, delayMs }, "segment task failed; will retry");
+        await message.nak(delayMs);
+        return;
+      }
+      log.error({ err: error, jobId: task.jobId, deliveryCount: message.deliveryCount }, "segment task failed on its last delivery");
+      await failed(task, failure);
+      await message.term(failure.reason);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  const subscription = options.workQueue.consume(handle, { inFlightMax: options.inFlightMax ?? engine.capacity });
+  return { drain: () => subscription.drain() };
+}
