@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import type { BusEvent, EventBus, EventBusLimits, EventSubscribeOptions } from "../ports/event-bus.ts";
 import type { Subscription } from "../ports/work-queue.ts";
-import { assertValidSubject, subjectMatches } from "./subject-filter.ts";
+import { assertValidDurableName, assertValidSubject, subjectMatches } from "./subject-filter.ts";
 
 export interface InProcessEventBusOptions extends EventBusLimits {
   /** Events live in `<dataDir>/events/`. */
@@ -95,6 +95,7 @@ export class InProcessEventBus implements EventBus {
 
   subscribe(handler: (event: BusEvent) => Promise<void>, options: EventSubscribeOptions): Subscription {
     assertValidSubject(options.subjectFilter, { wildcards: true });
+    assertValidDurableName(options.durableName);
     const subscriber: Subscriber = { handler, draining: false };
     let durable: Durable | undefined;
     const attached = this.ready.then(() => {

@@ -7,7 +7,7 @@ import type { Logger } from "pino";
 import type { BusEvent, EventBus, EventBusLimits, EventSubscribeOptions } from "../ports/event-bus.ts";
 import type { Subscription } from "../ports/work-queue.ts";
 import { assertValidPrefix, deleteStream, ensureConsumer, ensureStream } from "./jetstream-setup.ts";
-import { assertValidSubject } from "./subject-filter.ts";
+import { assertValidDurableName, assertValidSubject } from "./subject-filter.ts";
 
 export interface NatsEventBusOptions extends EventBusLimits {
   /** Owned by the caller: `close()` leaves it open. */
@@ -68,6 +68,7 @@ export class NatsEventBus implements EventBus {
 
   subscribe(handler: (event: BusEvent) => Promise<void>, options: EventSubscribeOptions): Subscription {
     assertValidSubject(options.subjectFilter, { wildcards: true });
+    assertValidDurableName(options.durableName);
     let stopped = false;
     let messages: ConsumerMessages | undefined;
     const loop = (async () => {

@@ -26,3 +26,8 @@ export function assertValidSubject(subject: string, { wildcards }: { wildcards: 
     if (bad) throw new Error(`invalid ${wildcards ? "subject filter" : "subject"} ${JSON.stringify(subject)}`);
   });
 }
+
+/** JetStream consumer names allow neither dots, wildcards nor whitespace; both adapters refuse the same. */
+export function assertValidDurableName(durableName: string): void {
+  if (!/^[A-Za-z0-9_-]+$/.test(durableName)) throw new Error(`durableName must match [A-Za-z0-9_-]+, got ${JSON.stringify(durableName)}`);
+}
