@@ -12,7 +12,44 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/billing/v1/billing_service.proto.
  */
 export const file_cutline_billing_v1_billing_service: GenFile = /*@__PURE__*/
-  fileDesc("CihjdXRsaW5lL2JpbGxpbmcvdjEvYmlsbGluZ19zZXJ2aWNlLnByb3RvEhJjdXRsaW5lLmJpbGxpbmcudjEijAEKDFF1b3RlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEjAKCW9wZXJhdGlvbhgCIAEoDjIdLmN1dGxpbmUuYmlsbGluZy52MS5PcGVyYXRpb24SDgoGcGl4ZWxzGAMgASgEEgoKAmhkGAQgASgIEhoKEnZpZGVvX21pbGxpc2Vjb25kcxgFIAEoDSJGCg1RdW90ZVJlc3BvbnNlEhkKEWNvc3RfbWlsbGljcmVkaXRzGAEgASgDEhoKEnByaWNlX2Jvb2tfdmVyc2lvbhgCIAEoCSLYAQoOUmVzZXJ2ZVJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRImCgRwb29sGAIgASgOMhguY3V0bGluZS5iaWxsaW5nLnYxLlBvb2wSGwoTYW1vdW50X21pbGxpY3JlZGl0cxgDIAEoAxIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSGAoQaG9sZF90dGxfc2Vjb25kcxgFIAEoDRISCgphcGlfa2V5X2lkGAYgASgJEhEKCW1lbWJlcl9pZBgHIAEoCRITCgtkZXNjcmlwdGlvbhgIIAEoCSKtAQoPUmVzZXJ2ZVJlc3BvbnNlEg8KB2hvbGRfaWQYASABKAkSGwoTYW1vdW50X21pbGxpY3JlZGl0cxgCIAEoAxIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAQgASgDEhwKFG92ZXJhZ2VfbWlsbGljcmVkaXRzGAUgASgDIj4KDkNhcHR1cmVSZXF1ZXN0Eg8KB2hvbGRfaWQYASABKAkSGwoTYW1vdW50X21pbGxpY3JlZGl0cxgCIAEoAyJvCg9DYXB0dXJlUmVzcG9uc2USHQoVY2FwdHVyZWRfbWlsbGljcmVkaXRzGAEgASgDEh0KFXJldHVybmVkX21pbGxpY3JlZGl0cxgCIAEoAxIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAMgASgDIjEKDlJlbGVhc2VSZXF1ZXN0Eg8KB2hvbGRfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIlAKD1JlbGVhc2VSZXNwb25zZRIdChVyZXR1cm5lZF9taWxsaWNyZWRpdHMYASABKAMSHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgCIAEoAyJPChFHZXRCYWxhbmNlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbCKwAQoSR2V0QmFsYW5jZVJlc3BvbnNlEh4KFmF2YWlsYWJsZV9taWxsaWNyZWRpdHMYASABKAMSGQoRaGVsZF9taWxsaWNyZWRpdHMYAiABKAMSKwoHYnVja2V0cxgDIAMoCzIaLmN1dGxpbmUuYmlsbGluZy52MS5CdWNrZXQSMgoKYWZmb3JkYWJsZRgEIAMoCzIeLmN1dGxpbmUuYmlsbGluZy52MS5BZmZvcmRhYmxlIpABCgZCdWNrZXQSCgoCaWQYASABKAkSDAoEa2luZBgCIAEoCRIcChRncmFudGVkX21pbGxpY3JlZGl0cxgDIAEoAxIeChZyZW1haW5pbmdfbWlsbGljcmVkaXRzGAQgASgDEi4KCmV4cGlyZXNfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImIKCkFmZm9yZGFibGUSMAoJb3BlcmF0aW9uGAEgASgOMh0uY3V0bGluZS5iaWxsaW5nLnYxLk9wZXJhdGlvbhITCgtkZXNjcmlwdGlvbhgCIAEoCRINCgVjb3VudBgDIAEoAypuCglPcGVyYXRpb24SGQoVT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASHwobT1BFUkFUSU9OX1JFTU9WRV9CQUNLR1JPVU5EEAESJQohT1BFUkFUSU9OX1ZJREVPX1JFTU9WRV9CQUNLR1JPVU5EEAIqOAoEUG9vbBIUChBQT09MX1VOU1BFQ0lGSUVEEAASDAoIUE9PTF9BUEkQARIMCghQT09MX1dFQhACMrcDCg5CaWxsaW5nU2VydmljZRJMCgVRdW90ZRIgLmN1dGxpbmUuYmlsbGluZy52MS5RdW90ZVJlcXVlc3QaIS5jdXRsaW5lLmJpbGxpbmcudjEuUXVvdGVSZXNwb25zZRJSCgdSZXNlcnZlEiIuY3V0bGluZS5iaWxsaW5nLnYxLlJlc2VydmVSZXF1ZXN0GiMuY3V0bGluZS5iaWxsaW5nLnYxLlJlc2VydmVSZXNwb25zZRJSCgdDYXB0dXJlEiIuY3V0bGluZS5iaWxsaW5nLnYxLkNhcHR1cmVSZXF1ZXN0GiMuY3V0bGluZS5iaWxsaW5nLnYxLkNhcHR1cmVSZXNwb25zZRJSCgdSZWxlYXNlEiIuY3V0bGluZS5iaWxsaW5nLnYxLlJlbGVhc2VSZXF1ZXN0GiMuY3V0bGluZS5iaWxsaW5nLnYxLlJlbGVhc2VSZXNwb25zZRJbCgpHZXRCYWxhbmNlEiUuY3V0bGluZS5iaWxsaW5nLnYxLkdldEJhbGFuY2VSZXF1ZXN0GiYuY3V0bGluZS5iaWxsaW5nLnYxLkdldEJhbGFuY2VSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CihjdXRsaW5lL2JpbGxpbmcvdjEvYmlsbGluZ19zZXJ2aWNlLnByb3RvEhJjdXRsaW5lLmJpbGxpbmcudjEidAoSQmlsbGluZ0Vycm9yRGV0YWlsEg4KBnJlYXNvbhgBIAEoCRIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAIgASgDEhkKEWNvc3RfbWlsbGljcmVkaXRzGAMgASgDEhMKC3RvcF91cF9oaW50GAQgASgJIpwBCgxRdW90ZVJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIwCglvcGVyYXRpb24YAiABKA4yHS5jdXRsaW5lLmJpbGxpbmcudjEuT3BlcmF0aW9uEg4KBnBpeGVscxgDIAEoBBIKCgJoZBgEIAEoCBIaChJ2aWRlb19taWxsaXNlY29uZHMYBSABKA0SDgoGZXh0cmFzGAYgAygJIkYKDVF1b3RlUmVzcG9uc2USGQoRY29zdF9taWxsaWNyZWRpdHMYASABKAMSGgoScHJpY2VfYm9va192ZXJzaW9uGAIgASgJItgBCg5SZXNlcnZlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIbChNhbW91bnRfbWlsbGljcmVkaXRzGAMgASgDEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIYChBob2xkX3R0bF9zZWNvbmRzGAUgASgNEhIKCmFwaV9rZXlfaWQYBiABKAkSEQoJbWVtYmVyX2lkGAcgASgJEhMKC2Rlc2NyaXB0aW9uGAggASgJIq0BCg9SZXNlcnZlUmVzcG9uc2USDwoHaG9sZF9pZBgBIAEoCRIbChNhbW91bnRfbWlsbGljcmVkaXRzGAIgASgDEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh4KFmF2YWlsYWJsZV9taWxsaWNyZWRpdHMYBCABKAMSHAoUb3ZlcmFnZV9taWxsaWNyZWRpdHMYBSABKAMiPgoOQ2FwdHVyZVJlcXVlc3QSDwoHaG9sZF9pZBgBIAEoCRIbChNhbW91bnRfbWlsbGljcmVkaXRzGAIgASgDIm8KD0NhcHR1cmVSZXNwb25zZRIdChVjYXB0dXJlZF9taWxsaWNyZWRpdHMYASABKAMSHQoVcmV0dXJuZWRfbWlsbGljcmVkaXRzGAIgASgDEh4KFmF2YWlsYWJsZV9taWxsaWNyZWRpdHMYAyABKAMiMQoOUmVsZWFzZVJlcXVlc3QSDwoHaG9sZF9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiUAoPUmVsZWFzZVJlc3BvbnNlEh0KFXJldHVybmVkX21pbGxpY3JlZGl0cxgBIAEoAxIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAIgASgDIk8KEUdldEJhbGFuY2VSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSJgoEcG9vbBgCIAEoDjIYLmN1dGxpbmUuYmlsbGluZy52MS5Qb29sIrABChJHZXRCYWxhbmNlUmVzcG9uc2USHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgBIAEoAxIZChFoZWxkX21pbGxpY3JlZGl0cxgCIAEoAxIrCgdidWNrZXRzGAMgAygLMhouY3V0bGluZS5iaWxsaW5nLnYxLkJ1Y2tldBIyCgphZmZvcmRhYmxlGAQgAygLMh4uY3V0bGluZS5iaWxsaW5nLnYxLkFmZm9yZGFibGUi7wEKBkJ1Y2tldBIKCgJpZBgBIAEoCRIMCgRraW5kGAIgASgJEhwKFGdyYW50ZWRfbWlsbGljcmVkaXRzGAMgASgDEh4KFnJlbWFpbmluZ19taWxsaWNyZWRpdHMYBCABKAMSLgoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZWZmZWN0aXZlX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghwcmlvcml0eRgHIAEoBRIZChFoZWxkX21pbGxpY3JlZGl0cxgIIAEoAyJiCgpBZmZvcmRhYmxlEjAKCW9wZXJhdGlvbhgBIAEoDjIdLmN1dGxpbmUuYmlsbGluZy52MS5PcGVyYXRpb24SEwoLZGVzY3JpcHRpb24YAiABKAkSDQoFY291bnQYAyABKAMigAEKFENyZWF0ZUFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEQoJcGxhbl9jb2RlGAIgASgJEhcKD293bmVyX21lbWJlcl9pZBgDIAEoCRIYCgtncmFudF90cmlhbBgEIAEoCEgAiAEBQg4KDF9ncmFudF90cmlhbCJWChVDcmVhdGVBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmN1dGxpbmUuYmlsbGluZy52MS5BY2NvdW50Eg8KB2NyZWF0ZWQYAiABKAgiJwoRR2V0QWNjb3VudFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCSJCChJHZXRBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmN1dGxpbmUuYmlsbGluZy52MS5BY2NvdW50Is4CCgdBY2NvdW50EhIKCmFjY291bnRfaWQYASABKAkSJgoEcGxhbhgCIAEoCzIYLmN1dGxpbmUuYmlsbGluZy52MS5QbGFuEjQKEGN5Y2xlX3N0YXJ0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD25leHRfcmVuZXdhbF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoHbWVtYmVycxgFIAMoCzIaLmN1dGxpbmUuYmlsbGluZy52MS5NZW1iZXISIgoaY3ljbGVfb3ZlcmFnZV9taWxsaWNyZWRpdHMYBiABKAMSGwoTY3ljbGVfb3ZlcmFnZV9jZW50cxgHIAEoAxIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKFAwoEUGxhbhIMCgRjb2RlGAEgASgJEgwKBG5hbWUYAiABKAkSGwoTbW9udGhseV9wcmljZV9jZW50cxgDIAEoAxImCh5jcmVkaXRzX3Blcl9jeWNsZV9taWxsaWNyZWRpdHMYBCABKAMSFwoPcm9sbG92ZXJfY3ljbGVzGAUgASgFEhQKDG9uX2V4aGF1c3RlZBgGIAEoCRIlCh1vdmVyYWdlX3JhdGVfY2VudHNfcGVyX2NyZWRpdBgHIAEoAxIgChhvdmVyYWdlX2NhcF9taWxsaWNyZWRpdHMYCCABKAMSGwoTcmVxdWVzdHNfcGVyX21pbnV0ZRgJIAEoBRITCgtjb25jdXJyZW5jeRgKIAEoBRIVCg1tb250aGx5X2NhbGxzGAsgASgDEhgKEG1heF91cGxvYWRfYnl0ZXMYDCABKAMSGwoTbG9uZ2VzdF9zaWRlX3BpeGVscxgNIAEoBRIVCg1wcmlvcml0eV9sYW5lGA4gASgJEg0KBXNlYXRzGA8gASgFImwKBk1lbWJlchIRCgltZW1iZXJfaWQYASABKAkSDAoEcm9sZRgCIAEoCRIgChhtb250aGx5X2NhcF9taWxsaWNyZWRpdHMYAyABKAMSHwoXY3ljbGVfdXNlZF9taWxsaWNyZWRpdHMYBCABKAMi5gEKDEdyYW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIMCgRraW5kGAMgASgJEhEKCXBhY2tfY29kZRgEIAEoCRIbChNhbW91bnRfbWlsbGljcmVkaXRzGAUgASgDEi4KCmV4cGlyZXNfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2lkZW1wb3RlbmN5X2tleRgHIAEoCRITCgtkZXNjcmlwdGlvbhgIIAEoCSJwCg1HcmFudFJlc3BvbnNlEioKBmJ1Y2tldBgBIAEoCzIaLmN1dGxpbmUuYmlsbGluZy52MS5CdWNrZXQSHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgCIAEoAxITCgtwcmljZV9jZW50cxgDIAEoAyI6ChFDaGFuZ2VQbGFuUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhEKCXBsYW5fY29kZRgCIAEoCSJCChJDaGFuZ2VQbGFuUmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmN1dGxpbmUuYmlsbGluZy52MS5BY2NvdW50ImkKEFNldE1lbWJlclJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIRCgltZW1iZXJfaWQYAiABKAkSDAoEcm9sZRgDIAEoCRIgChhtb250aGx5X2NhcF9taWxsaWNyZWRpdHMYBCABKAMiPwoRU2V0TWVtYmVyUmVzcG9uc2USKgoGbWVtYmVyGAEgASgLMhouY3V0bGluZS5iaWxsaW5nLnYxLk1lbWJlciJ2ChFMaXN0TGVkZ2VyUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSLDAQoLTGVkZ2VyRW50cnkSCgoCaWQYASABKAkSDAoEa2luZBgCIAEoCRIRCglidWNrZXRfaWQYAyABKAkSDwoHaG9sZF9pZBgEIAEoCRIkChxyZW1haW5pbmdfZGVsdGFfbWlsbGljcmVkaXRzGAUgASgDEh8KF2hlbGRfZGVsdGFfbWlsbGljcmVkaXRzGAYgASgDEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJfChJMaXN0TGVkZ2VyUmVzcG9uc2USMAoHZW50cmllcxgBIAMoCzIfLmN1dGxpbmUuYmlsbGluZy52MS5MZWRnZXJFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkidQoQTGlzdFVzYWdlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSKiAgoLVXNhZ2VSZWNvcmQSDwoHaG9sZF9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSGQoRaGVsZF9taWxsaWNyZWRpdHMYAyABKAMSHQoVY2FwdHVyZWRfbWlsbGljcmVkaXRzGAQgASgDEhwKFG92ZXJhZ2VfbWlsbGljcmVkaXRzGAUgASgDEhEKCW1lbWJlcl9pZBgGIAEoCRISCgphcGlfa2V5X2lkGAcgASgJEhMKC2Rlc2NyaXB0aW9uGAggASgJEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnNldHRsZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIloKClVzYWdlVG90YWwSEQoJZGltZW5zaW9uGAEgASgJEgsKA2tleRgCIAEoCRIdChVjYXB0dXJlZF9taWxsaWNyZWRpdHMYAyABKAMSDQoFY2FsbHMYBCABKAMijgEKEUxpc3RVc2FnZVJlc3BvbnNlEjAKB3JlY29yZHMYASADKAsyHy5jdXRsaW5lLmJpbGxpbmcudjEuVXNhZ2VSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEi4KBnRvdGFscxgDIAMoCzIeLmN1dGxpbmUuYmlsbGluZy52MS5Vc2FnZVRvdGFsIhIKEExpc3RQbGFuc1JlcXVlc3QiPAoRTGlzdFBsYW5zUmVzcG9uc2USJwoFcGxhbnMYASADKAsyGC5jdXRsaW5lLmJpbGxpbmcudjEuUGxhbiISChBMaXN0UGFja3NSZXF1ZXN0IkcKBFBhY2sSDAoEY29kZRgBIAEoCRITCgtwcmljZV9jZW50cxgCIAEoAxIcChRjcmVkaXRzX21pbGxpY3JlZGl0cxgDIAEoAyI8ChFMaXN0UGFja3NSZXNwb25zZRInCgVwYWNrcxgBIAMoCzIYLmN1dGxpbmUuYmlsbGluZy52MS5QYWNrKm4KCU9wZXJhdGlvbhIZChVPUEVSQVRJT05fVU5TUEVDSUZJRUQQABIfChtPUEVSQVRJT05fUkVNT1ZFX0JBQ0tHUk9VTkQQARIlCiFPUEVSQVRJT05fVklERU9fUkVNT1ZFX0JBQ0tHUk9VTkQQAio4CgRQb29sEhQKEFBPT0xfVU5TUEVDSUZJRUQQABIMCghQT09MX0FQSRABEgwKCFBPT0xfV0VCEAIy6gkKDkJpbGxpbmdTZXJ2aWNlEkwKBVF1b3RlEiAuY3V0bGluZS5iaWxsaW5nLnYxLlF1b3RlUmVxdWVzdBohLmN1dGxpbmUuYmlsbGluZy52MS5RdW90ZVJlc3BvbnNlElIKB1Jlc2VydmUSIi5jdXRsaW5lLmJpbGxpbmcudjEuUmVzZXJ2ZVJlcXVlc3QaIy5jdXRsaW5lLmJpbGxpbmcudjEuUmVzZXJ2ZVJlc3BvbnNlElIKB0NhcHR1cmUSIi5jdXRsaW5lLmJpbGxpbmcudjEuQ2FwdHVyZVJlcXVlc3QaIy5jdXRsaW5lLmJpbGxpbmcudjEuQ2FwdHVyZVJlc3BvbnNlElIKB1JlbGVhc2USIi5jdXRsaW5lLmJpbGxpbmcudjEuUmVsZWFzZVJlcXVlc3QaIy5jdXRsaW5lLmJpbGxpbmcudjEuUmVsZWFzZVJlc3BvbnNlElsKCkdldEJhbGFuY2USJS5jdXRsaW5lLmJpbGxpbmcudjEuR2V0QmFsYW5jZVJlcXVlc3QaJi5jdXRsaW5lLmJpbGxpbmcudjEuR2V0QmFsYW5jZVJlc3BvbnNlEmQKDUNyZWF0ZUFjY291bnQSKC5jdXRsaW5lLmJpbGxpbmcudjEuQ3JlYXRlQWNjb3VudFJlcXVlc3QaKS5jdXRsaW5lLmJpbGxpbmcudjEuQ3JlYXRlQWNjb3VudFJlc3BvbnNlElsKCkdldEFjY291bnQSJS5jdXRsaW5lLmJpbGxpbmcudjEuR2V0QWNjb3VudFJlcXVlc3QaJi5jdXRsaW5lLmJpbGxpbmcudjEuR2V0QWNjb3VudFJlc3BvbnNlEkwKBUdyYW50EiAuY3V0bGluZS5iaWxsaW5nLnYxLkdyYW50UmVxdWVzdBohLmN1dGxpbmUuYmlsbGluZy52MS5HcmFudFJlc3BvbnNlElsKCkNoYW5nZVBsYW4SJS5jdXRsaW5lLmJpbGxpbmcudjEuQ2hhbmdlUGxhblJlcXVlc3QaJi5jdXRsaW5lLmJpbGxpbmcudjEuQ2hhbmdlUGxhblJlc3BvbnNlElgKCVNldE1lbWJlchIkLmN1dGxpbmUuYmlsbGluZy52MS5TZXRNZW1iZXJSZXF1ZXN0GiUuY3V0bGluZS5iaWxsaW5nLnYxLlNldE1lbWJlclJlc3BvbnNlElsKCkxpc3RMZWRnZXISJS5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdExlZGdlclJlcXVlc3QaJi5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdExlZGdlclJlc3BvbnNlElgKCUxpc3RVc2FnZRIkLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0VXNhZ2VSZXF1ZXN0GiUuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RVc2FnZVJlc3BvbnNlElgKCUxpc3RQbGFucxIkLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0UGxhbnNSZXF1ZXN0GiUuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RQbGFuc1Jlc3BvbnNlElgKCUxpc3RQYWNrcxIkLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0UGFja3NSZXF1ZXN0GiUuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RQYWNrc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+
+/**
+ * Attached as an error detail to every domain failure; `reason` is stable and machine-readable
+ * (insufficient_credits, hold_expired, idempotency_conflict, ...).
+ *
+ * @generated from message cutline.billing.v1.BillingErrorDetail
+ */
+export type BillingErrorDetail = Message<"cutline.billing.v1.BillingErrorDetail"> & {
+  /**
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: int64 available_millicredits = 2;
+   */
+  availableMillicredits: bigint;
+
+  /**
+   * @generated from field: int64 cost_millicredits = 3;
+   */
+  costMillicredits: bigint;
+
+  /**
+   * Where the caller can buy more credits, for insufficient_credits.
+   *
+   * @generated from field: string top_up_hint = 4;
+   */
+  topUpHint: string;
+};
+
+/**
+ * Describes the message cutline.billing.v1.BillingErrorDetail.
+ * Use `create(BillingErrorDetailSchema)` to create a new message.
+ */
+export const BillingErrorDetailSchema: GenMessage<BillingErrorDetail> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 0);
 
 /**
  * @generated from message cutline.billing.v1.QuoteRequest
@@ -46,6 +83,13 @@ export type QuoteRequest = Message<"cutline.billing.v1.QuoteRequest"> & {
    * @generated from field: uint32 video_milliseconds = 5;
    */
   videoMilliseconds: number;
+
+  /**
+   * Priced add-ons by name (see the price book), e.g. "shadow".
+   *
+   * @generated from field: repeated string extras = 6;
+   */
+  extras: string[];
 };
 
 /**
@@ -53,7 +97,7 @@ export type QuoteRequest = Message<"cutline.billing.v1.QuoteRequest"> & {
  * Use `create(QuoteRequestSchema)` to create a new message.
  */
 export const QuoteRequestSchema: GenMessage<QuoteRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 0);
+  messageDesc(file_cutline_billing_v1_billing_service, 1);
 
 /**
  * @generated from message cutline.billing.v1.QuoteResponse
@@ -75,7 +119,7 @@ export type QuoteResponse = Message<"cutline.billing.v1.QuoteResponse"> & {
  * Use `create(QuoteResponseSchema)` to create a new message.
  */
 export const QuoteResponseSchema: GenMessage<QuoteResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 1);
+  messageDesc(file_cutline_billing_v1_billing_service, 2);
 
 /**
  * @generated from message cutline.billing.v1.ReserveRequest
@@ -131,7 +175,7 @@ export type ReserveRequest = Message<"cutline.billing.v1.ReserveRequest"> & {
  * Use `create(ReserveRequestSchema)` to create a new message.
  */
 export const ReserveRequestSchema: GenMessage<ReserveRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 2);
+  messageDesc(file_cutline_billing_v1_billing_service, 3);
 
 /**
  * @generated from message cutline.billing.v1.ReserveResponse
@@ -172,7 +216,7 @@ export type ReserveResponse = Message<"cutline.billing.v1.ReserveResponse"> & {
  * Use `create(ReserveResponseSchema)` to create a new message.
  */
 export const ReserveResponseSchema: GenMessage<ReserveResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 3);
+  messageDesc(file_cutline_billing_v1_billing_service, 4);
 
 /**
  * @generated from message cutline.billing.v1.CaptureRequest
@@ -196,7 +240,7 @@ export type CaptureRequest = Message<"cutline.billing.v1.CaptureRequest"> & {
  * Use `create(CaptureRequestSchema)` to create a new message.
  */
 export const CaptureRequestSchema: GenMessage<CaptureRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 4);
+  messageDesc(file_cutline_billing_v1_billing_service, 5);
 
 /**
  * @generated from message cutline.billing.v1.CaptureResponse
@@ -223,7 +267,7 @@ export type CaptureResponse = Message<"cutline.billing.v1.CaptureResponse"> & {
  * Use `create(CaptureResponseSchema)` to create a new message.
  */
 export const CaptureResponseSchema: GenMessage<CaptureResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 5);
+  messageDesc(file_cutline_billing_v1_billing_service, 6);
 
 /**
  * @generated from message cutline.billing.v1.ReleaseRequest
@@ -245,7 +289,7 @@ export type ReleaseRequest = Message<"cutline.billing.v1.ReleaseRequest"> & {
  * Use `create(ReleaseRequestSchema)` to create a new message.
  */
 export const ReleaseRequestSchema: GenMessage<ReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 6);
+  messageDesc(file_cutline_billing_v1_billing_service, 7);
 
 /**
  * @generated from message cutline.billing.v1.ReleaseResponse
@@ -267,7 +311,7 @@ export type ReleaseResponse = Message<"cutline.billing.v1.ReleaseResponse"> & {
  * Use `create(ReleaseResponseSchema)` to create a new message.
  */
 export const ReleaseResponseSchema: GenMessage<ReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 7);
+  messageDesc(file_cutline_billing_v1_billing_service, 8);
 
 /**
  * @generated from message cutline.billing.v1.GetBalanceRequest
@@ -289,7 +333,7 @@ export type GetBalanceRequest = Message<"cutline.billing.v1.GetBalanceRequest"> 
  * Use `create(GetBalanceRequestSchema)` to create a new message.
  */
 export const GetBalanceRequestSchema: GenMessage<GetBalanceRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 8);
+  messageDesc(file_cutline_billing_v1_billing_service, 9);
 
 /**
  * @generated from message cutline.billing.v1.GetBalanceResponse
@@ -323,7 +367,7 @@ export type GetBalanceResponse = Message<"cutline.billing.v1.GetBalanceResponse"
  * Use `create(GetBalanceResponseSchema)` to create a new message.
  */
 export const GetBalanceResponseSchema: GenMessage<GetBalanceResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 9);
+  messageDesc(file_cutline_billing_v1_billing_service, 10);
 
 /**
  * @generated from message cutline.billing.v1.Bucket
@@ -355,6 +399,25 @@ export type Bucket = Message<"cutline.billing.v1.Bucket"> & {
    * @generated from field: google.protobuf.Timestamp expires_at = 5;
    */
   expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp effective_at = 6;
+   */
+  effectiveAt?: Timestamp | undefined;
+
+  /**
+   * Lower is spent first; ties go to the soonest expiry, then the oldest grant.
+   *
+   * @generated from field: int32 priority = 7;
+   */
+  priority: number;
+
+  /**
+   * Held by open holds; not included in remaining.
+   *
+   * @generated from field: int64 held_millicredits = 8;
+   */
+  heldMillicredits: bigint;
 };
 
 /**
@@ -362,7 +425,7 @@ export type Bucket = Message<"cutline.billing.v1.Bucket"> & {
  * Use `create(BucketSchema)` to create a new message.
  */
 export const BucketSchema: GenMessage<Bucket> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 10);
+  messageDesc(file_cutline_billing_v1_billing_service, 11);
 
 /**
  * How many more of an operation the available balance buys.
@@ -391,7 +454,814 @@ export type Affordable = Message<"cutline.billing.v1.Affordable"> & {
  * Use `create(AffordableSchema)` to create a new message.
  */
 export const AffordableSchema: GenMessage<Affordable> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 11);
+  messageDesc(file_cutline_billing_v1_billing_service, 12);
+
+/**
+ * @generated from message cutline.billing.v1.CreateAccountRequest
+ */
+export type CreateAccountRequest = Message<"cutline.billing.v1.CreateAccountRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * Defaults to "free".
+   *
+   * @generated from field: string plan_code = 2;
+   */
+  planCode: string;
+
+  /**
+   * The team's first member, recorded as its owner.
+   *
+   * @generated from field: string owner_member_id = 3;
+   */
+  ownerMemberId: string;
+
+  /**
+   * Grants the sign-up trial (10 credits, 7 days). Defaults to true.
+   *
+   * @generated from field: optional bool grant_trial = 4;
+   */
+  grantTrial?: boolean | undefined;
+};
+
+/**
+ * Describes the message cutline.billing.v1.CreateAccountRequest.
+ * Use `create(CreateAccountRequestSchema)` to create a new message.
+ */
+export const CreateAccountRequestSchema: GenMessage<CreateAccountRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 13);
+
+/**
+ * @generated from message cutline.billing.v1.CreateAccountResponse
+ */
+export type CreateAccountResponse = Message<"cutline.billing.v1.CreateAccountResponse"> & {
+  /**
+   * @generated from field: cutline.billing.v1.Account account = 1;
+   */
+  account?: Account | undefined;
+
+  /**
+   * False when the account already existed (the call is a replay).
+   *
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+};
+
+/**
+ * Describes the message cutline.billing.v1.CreateAccountResponse.
+ * Use `create(CreateAccountResponseSchema)` to create a new message.
+ */
+export const CreateAccountResponseSchema: GenMessage<CreateAccountResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 14);
+
+/**
+ * @generated from message cutline.billing.v1.GetAccountRequest
+ */
+export type GetAccountRequest = Message<"cutline.billing.v1.GetAccountRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+};
+
+/**
+ * Describes the message cutline.billing.v1.GetAccountRequest.
+ * Use `create(GetAccountRequestSchema)` to create a new message.
+ */
+export const GetAccountRequestSchema: GenMessage<GetAccountRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 15);
+
+/**
+ * @generated from message cutline.billing.v1.GetAccountResponse
+ */
+export type GetAccountResponse = Message<"cutline.billing.v1.GetAccountResponse"> & {
+  /**
+   * @generated from field: cutline.billing.v1.Account account = 1;
+   */
+  account?: Account | undefined;
+};
+
+/**
+ * Describes the message cutline.billing.v1.GetAccountResponse.
+ * Use `create(GetAccountResponseSchema)` to create a new message.
+ */
+export const GetAccountResponseSchema: GenMessage<GetAccountResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 16);
+
+/**
+ * @generated from message cutline.billing.v1.Account
+ */
+export type Account = Message<"cutline.billing.v1.Account"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * @generated from field: cutline.billing.v1.Plan plan = 2;
+   */
+  plan?: Plan | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp cycle_started_at = 3;
+   */
+  cycleStartedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp next_renewal_at = 4;
+   */
+  nextRenewalAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: repeated cutline.billing.v1.Member members = 5;
+   */
+  members: Member[];
+
+  /**
+   * Overage captured in the current cycle, and what it costs at the plan's rate.
+   *
+   * @generated from field: int64 cycle_overage_millicredits = 6;
+   */
+  cycleOverageMillicredits: bigint;
+
+  /**
+   * @generated from field: int64 cycle_overage_cents = 7;
+   */
+  cycleOverageCents: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 8;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message cutline.billing.v1.Account.
+ * Use `create(AccountSchema)` to create a new message.
+ */
+export const AccountSchema: GenMessage<Account> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 17);
+
+/**
+ * @generated from message cutline.billing.v1.Plan
+ */
+export type Plan = Message<"cutline.billing.v1.Plan"> & {
+  /**
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: int64 monthly_price_cents = 3;
+   */
+  monthlyPriceCents: bigint;
+
+  /**
+   * @generated from field: int64 credits_per_cycle_millicredits = 4;
+   */
+  creditsPerCycleMillicredits: bigint;
+
+  /**
+   * 0: unused subscription credits expire at renewal; N: they survive N more cycles.
+   *
+   * @generated from field: int32 rollover_cycles = 5;
+   */
+  rolloverCycles: number;
+
+  /**
+   * "stop" or "overage".
+   *
+   * @generated from field: string on_exhausted = 6;
+   */
+  onExhausted: string;
+
+  /**
+   * Price of one credit of overage in cents (the plan's standard rate).
+   *
+   * @generated from field: int64 overage_rate_cents_per_credit = 7;
+   */
+  overageRateCentsPerCredit: bigint;
+
+  /**
+   * @generated from field: int64 overage_cap_millicredits = 8;
+   */
+  overageCapMillicredits: bigint;
+
+  /**
+   * @generated from field: int32 requests_per_minute = 9;
+   */
+  requestsPerMinute: number;
+
+  /**
+   * @generated from field: int32 concurrency = 10;
+   */
+  concurrency: number;
+
+  /**
+   * @generated from field: int64 monthly_calls = 11;
+   */
+  monthlyCalls: bigint;
+
+  /**
+   * @generated from field: int64 max_upload_bytes = 12;
+   */
+  maxUploadBytes: bigint;
+
+  /**
+   * @generated from field: int32 longest_side_pixels = 13;
+   */
+  longestSidePixels: number;
+
+  /**
+   * "high" or "normal" work-queue lane.
+   *
+   * @generated from field: string priority_lane = 14;
+   */
+  priorityLane: string;
+
+  /**
+   * @generated from field: int32 seats = 15;
+   */
+  seats: number;
+};
+
+/**
+ * Describes the message cutline.billing.v1.Plan.
+ * Use `create(PlanSchema)` to create a new message.
+ */
+export const PlanSchema: GenMessage<Plan> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 18);
+
+/**
+ * @generated from message cutline.billing.v1.Member
+ */
+export type Member = Message<"cutline.billing.v1.Member"> & {
+  /**
+   * @generated from field: string member_id = 1;
+   */
+  memberId: string;
+
+  /**
+   * owner, admin, member
+   *
+   * @generated from field: string role = 2;
+   */
+  role: string;
+
+  /**
+   * 0 means no cap.
+   *
+   * @generated from field: int64 monthly_cap_millicredits = 3;
+   */
+  monthlyCapMillicredits: bigint;
+
+  /**
+   * Captured plus held in the current cycle.
+   *
+   * @generated from field: int64 cycle_used_millicredits = 4;
+   */
+  cycleUsedMillicredits: bigint;
+};
+
+/**
+ * Describes the message cutline.billing.v1.Member.
+ * Use `create(MemberSchema)` to create a new message.
+ */
+export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 19);
+
+/**
+ * @generated from message cutline.billing.v1.GrantRequest
+ */
+export type GrantRequest = Message<"cutline.billing.v1.GrantRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * @generated from field: cutline.billing.v1.Pool pool = 2;
+   */
+  pool: Pool;
+
+  /**
+   * top_up, pack, promo, refund (trial and subscription are granted by the ledger itself).
+   *
+   * @generated from field: string kind = 3;
+   */
+  kind: string;
+
+  /**
+   * For packs: the pack code from ListPacks sets the amount and price; amount must be 0.
+   *
+   * @generated from field: string pack_code = 4;
+   */
+  packCode: string;
+
+  /**
+   * @generated from field: int64 amount_millicredits = 5;
+   */
+  amountMillicredits: bigint;
+
+  /**
+   * Unset: never expires.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 6;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string idempotency_key = 7;
+   */
+  idempotencyKey: string;
+
+  /**
+   * @generated from field: string description = 8;
+   */
+  description: string;
+};
+
+/**
+ * Describes the message cutline.billing.v1.GrantRequest.
+ * Use `create(GrantRequestSchema)` to create a new message.
+ */
+export const GrantRequestSchema: GenMessage<GrantRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 20);
+
+/**
+ * @generated from message cutline.billing.v1.GrantResponse
+ */
+export type GrantResponse = Message<"cutline.billing.v1.GrantResponse"> & {
+  /**
+   * @generated from field: cutline.billing.v1.Bucket bucket = 1;
+   */
+  bucket?: Bucket | undefined;
+
+  /**
+   * @generated from field: int64 available_millicredits = 2;
+   */
+  availableMillicredits: bigint;
+
+  /**
+   * @generated from field: int64 price_cents = 3;
+   */
+  priceCents: bigint;
+};
+
+/**
+ * Describes the message cutline.billing.v1.GrantResponse.
+ * Use `create(GrantResponseSchema)` to create a new message.
+ */
+export const GrantResponseSchema: GenMessage<GrantResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 21);
+
+/**
+ * @generated from message cutline.billing.v1.ChangePlanRequest
+ */
+export type ChangePlanRequest = Message<"cutline.billing.v1.ChangePlanRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * @generated from field: string plan_code = 2;
+   */
+  planCode: string;
+};
+
+/**
+ * Describes the message cutline.billing.v1.ChangePlanRequest.
+ * Use `create(ChangePlanRequestSchema)` to create a new message.
+ */
+export const ChangePlanRequestSchema: GenMessage<ChangePlanRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 22);
+
+/**
+ * @generated from message cutline.billing.v1.ChangePlanResponse
+ */
+export type ChangePlanResponse = Message<"cutline.billing.v1.ChangePlanResponse"> & {
+  /**
+   * @generated from field: cutline.billing.v1.Account account = 1;
+   */
+  account?: Account | undefined;
+};
+
+/**
+ * Describes the message cutline.billing.v1.ChangePlanResponse.
+ * Use `create(ChangePlanResponseSchema)` to create a new message.
+ */
+export const ChangePlanResponseSchema: GenMessage<ChangePlanResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 23);
+
+/**
+ * @generated from message cutline.billing.v1.SetMemberRequest
+ */
+export type SetMemberRequest = Message<"cutline.billing.v1.SetMemberRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * @generated from field: string member_id = 2;
+   */
+  memberId: string;
+
+  /**
+   * @generated from field: string role = 3;
+   */
+  role: string;
+
+  /**
+   * @generated from field: int64 monthly_cap_millicredits = 4;
+   */
+  monthlyCapMillicredits: bigint;
+};
+
+/**
+ * Describes the message cutline.billing.v1.SetMemberRequest.
+ * Use `create(SetMemberRequestSchema)` to create a new message.
+ */
+export const SetMemberRequestSchema: GenMessage<SetMemberRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 24);
+
+/**
+ * @generated from message cutline.billing.v1.SetMemberResponse
+ */
+export type SetMemberResponse = Message<"cutline.billing.v1.SetMemberResponse"> & {
+  /**
+   * @generated from field: cutline.billing.v1.Member member = 1;
+   */
+  member?: Member | undefined;
+};
+
+/**
+ * Describes the message cutline.billing.v1.SetMemberResponse.
+ * Use `create(SetMemberResponseSchema)` to create a new message.
+ */
+export const SetMemberResponseSchema: GenMessage<SetMemberResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 25);
+
+/**
+ * @generated from message cutline.billing.v1.ListLedgerRequest
+ */
+export type ListLedgerRequest = Message<"cutline.billing.v1.ListLedgerRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * @generated from field: cutline.billing.v1.Pool pool = 2;
+   */
+  pool: Pool;
+
+  /**
+   * Default 50, at most 500.
+   *
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message cutline.billing.v1.ListLedgerRequest.
+ * Use `create(ListLedgerRequestSchema)` to create a new message.
+ */
+export const ListLedgerRequestSchema: GenMessage<ListLedgerRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 26);
+
+/**
+ * @generated from message cutline.billing.v1.LedgerEntry
+ */
+export type LedgerEntry = Message<"cutline.billing.v1.LedgerEntry"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * grant, reserve, capture, release, expire, extend, overage_reserve, overage_capture, overage_release
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: string bucket_id = 3;
+   */
+  bucketId: string;
+
+  /**
+   * @generated from field: string hold_id = 4;
+   */
+  holdId: string;
+
+  /**
+   * @generated from field: int64 remaining_delta_millicredits = 5;
+   */
+  remainingDeltaMillicredits: bigint;
+
+  /**
+   * @generated from field: int64 held_delta_millicredits = 6;
+   */
+  heldDeltaMillicredits: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp occurred_at = 7;
+   */
+  occurredAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message cutline.billing.v1.LedgerEntry.
+ * Use `create(LedgerEntrySchema)` to create a new message.
+ */
+export const LedgerEntrySchema: GenMessage<LedgerEntry> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 27);
+
+/**
+ * @generated from message cutline.billing.v1.ListLedgerResponse
+ */
+export type ListLedgerResponse = Message<"cutline.billing.v1.ListLedgerResponse"> & {
+  /**
+   * @generated from field: repeated cutline.billing.v1.LedgerEntry entries = 1;
+   */
+  entries: LedgerEntry[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message cutline.billing.v1.ListLedgerResponse.
+ * Use `create(ListLedgerResponseSchema)` to create a new message.
+ */
+export const ListLedgerResponseSchema: GenMessage<ListLedgerResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 28);
+
+/**
+ * @generated from message cutline.billing.v1.ListUsageRequest
+ */
+export type ListUsageRequest = Message<"cutline.billing.v1.ListUsageRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * @generated from field: cutline.billing.v1.Pool pool = 2;
+   */
+  pool: Pool;
+
+  /**
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message cutline.billing.v1.ListUsageRequest.
+ * Use `create(ListUsageRequestSchema)` to create a new message.
+ */
+export const ListUsageRequestSchema: GenMessage<ListUsageRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 29);
+
+/**
+ * @generated from message cutline.billing.v1.UsageRecord
+ */
+export type UsageRecord = Message<"cutline.billing.v1.UsageRecord"> & {
+  /**
+   * @generated from field: string hold_id = 1;
+   */
+  holdId: string;
+
+  /**
+   * captured, released, expired
+   *
+   * @generated from field: string status = 2;
+   */
+  status: string;
+
+  /**
+   * @generated from field: int64 held_millicredits = 3;
+   */
+  heldMillicredits: bigint;
+
+  /**
+   * @generated from field: int64 captured_millicredits = 4;
+   */
+  capturedMillicredits: bigint;
+
+  /**
+   * @generated from field: int64 overage_millicredits = 5;
+   */
+  overageMillicredits: bigint;
+
+  /**
+   * @generated from field: string member_id = 6;
+   */
+  memberId: string;
+
+  /**
+   * @generated from field: string api_key_id = 7;
+   */
+  apiKeyId: string;
+
+  /**
+   * @generated from field: string description = 8;
+   */
+  description: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 9;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp settled_at = 10;
+   */
+  settledAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message cutline.billing.v1.UsageRecord.
+ * Use `create(UsageRecordSchema)` to create a new message.
+ */
+export const UsageRecordSchema: GenMessage<UsageRecord> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 30);
+
+/**
+ * @generated from message cutline.billing.v1.UsageTotal
+ */
+export type UsageTotal = Message<"cutline.billing.v1.UsageTotal"> & {
+  /**
+   * "member" or "api_key"
+   *
+   * @generated from field: string dimension = 1;
+   */
+  dimension: string;
+
+  /**
+   * @generated from field: string key = 2;
+   */
+  key: string;
+
+  /**
+   * @generated from field: int64 captured_millicredits = 3;
+   */
+  capturedMillicredits: bigint;
+
+  /**
+   * @generated from field: int64 calls = 4;
+   */
+  calls: bigint;
+};
+
+/**
+ * Describes the message cutline.billing.v1.UsageTotal.
+ * Use `create(UsageTotalSchema)` to create a new message.
+ */
+export const UsageTotalSchema: GenMessage<UsageTotal> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 31);
+
+/**
+ * @generated from message cutline.billing.v1.ListUsageResponse
+ */
+export type ListUsageResponse = Message<"cutline.billing.v1.ListUsageResponse"> & {
+  /**
+   * @generated from field: repeated cutline.billing.v1.UsageRecord records = 1;
+   */
+  records: UsageRecord[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+
+  /**
+   * Over the current cycle.
+   *
+   * @generated from field: repeated cutline.billing.v1.UsageTotal totals = 3;
+   */
+  totals: UsageTotal[];
+};
+
+/**
+ * Describes the message cutline.billing.v1.ListUsageResponse.
+ * Use `create(ListUsageResponseSchema)` to create a new message.
+ */
+export const ListUsageResponseSchema: GenMessage<ListUsageResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 32);
+
+/**
+ * @generated from message cutline.billing.v1.ListPlansRequest
+ */
+export type ListPlansRequest = Message<"cutline.billing.v1.ListPlansRequest"> & {
+};
+
+/**
+ * Describes the message cutline.billing.v1.ListPlansRequest.
+ * Use `create(ListPlansRequestSchema)` to create a new message.
+ */
+export const ListPlansRequestSchema: GenMessage<ListPlansRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 33);
+
+/**
+ * @generated from message cutline.billing.v1.ListPlansResponse
+ */
+export type ListPlansResponse = Message<"cutline.billing.v1.ListPlansResponse"> & {
+  /**
+   * @generated from field: repeated cutline.billing.v1.Plan plans = 1;
+   */
+  plans: Plan[];
+};
+
+/**
+ * Describes the message cutline.billing.v1.ListPlansResponse.
+ * Use `create(ListPlansResponseSchema)` to create a new message.
+ */
+export const ListPlansResponseSchema: GenMessage<ListPlansResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 34);
+
+/**
+ * @generated from message cutline.billing.v1.ListPacksRequest
+ */
+export type ListPacksRequest = Message<"cutline.billing.v1.ListPacksRequest"> & {
+};
+
+/**
+ * Describes the message cutline.billing.v1.ListPacksRequest.
+ * Use `create(ListPacksRequestSchema)` to create a new message.
+ */
+export const ListPacksRequestSchema: GenMessage<ListPacksRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 35);
+
+/**
+ * @generated from message cutline.billing.v1.Pack
+ */
+export type Pack = Message<"cutline.billing.v1.Pack"> & {
+  /**
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * @generated from field: int64 price_cents = 2;
+   */
+  priceCents: bigint;
+
+  /**
+   * @generated from field: int64 credits_millicredits = 3;
+   */
+  creditsMillicredits: bigint;
+};
+
+/**
+ * Describes the message cutline.billing.v1.Pack.
+ * Use `create(PackSchema)` to create a new message.
+ */
+export const PackSchema: GenMessage<Pack> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 36);
+
+/**
+ * @generated from message cutline.billing.v1.ListPacksResponse
+ */
+export type ListPacksResponse = Message<"cutline.billing.v1.ListPacksResponse"> & {
+  /**
+   * @generated from field: repeated cutline.billing.v1.Pack packs = 1;
+   */
+  packs: Pack[];
+};
+
+/**
+ * Describes the message cutline.billing.v1.ListPacksResponse.
+ * Use `create(ListPacksResponseSchema)` to create a new message.
+ */
+export const ListPacksResponseSchema: GenMessage<ListPacksResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 37);
 
 /**
  * @generated from enum cutline.billing.v1.Operation
@@ -502,6 +1372,94 @@ export const BillingService: GenService<{
     methodKind: "unary";
     input: typeof GetBalanceRequestSchema;
     output: typeof GetBalanceResponseSchema;
+  },
+  /**
+   * Opens an account on a plan (both pools) and grants the sign-up trial. Idempotent per account id.
+   *
+   * @generated from rpc cutline.billing.v1.BillingService.CreateAccount
+   */
+  createAccount: {
+    methodKind: "unary";
+    input: typeof CreateAccountRequestSchema;
+    output: typeof CreateAccountResponseSchema;
+  },
+  /**
+   * The account's plan with its limits, cycle and members.
+   *
+   * @generated from rpc cutline.billing.v1.BillingService.GetAccount
+   */
+  getAccount: {
+    methodKind: "unary";
+    input: typeof GetAccountRequestSchema;
+    output: typeof GetAccountResponseSchema;
+  },
+  /**
+   * Adds credits (top-up, pack, promo, refund); admin use. Idempotent per idempotency key.
+   *
+   * @generated from rpc cutline.billing.v1.BillingService.Grant
+   */
+  grant: {
+    methodKind: "unary";
+    input: typeof GrantRequestSchema;
+    output: typeof GrantResponseSchema;
+  },
+  /**
+   * Switches plan at once: remaining credits carry over, the cycle restarts now.
+   *
+   * @generated from rpc cutline.billing.v1.BillingService.ChangePlan
+   */
+  changePlan: {
+    methodKind: "unary";
+    input: typeof ChangePlanRequestSchema;
+    output: typeof ChangePlanResponseSchema;
+  },
+  /**
+   * Adds or updates a team member (role and optional monthly cap).
+   *
+   * @generated from rpc cutline.billing.v1.BillingService.SetMember
+   */
+  setMember: {
+    methodKind: "unary";
+    input: typeof SetMemberRequestSchema;
+    output: typeof SetMemberResponseSchema;
+  },
+  /**
+   * Ledger entries, newest first, paginated.
+   *
+   * @generated from rpc cutline.billing.v1.BillingService.ListLedger
+   */
+  listLedger: {
+    methodKind: "unary";
+    input: typeof ListLedgerRequestSchema;
+    output: typeof ListLedgerResponseSchema;
+  },
+  /**
+   * Settled holds (usage), newest first, paginated, with totals per member and API key.
+   *
+   * @generated from rpc cutline.billing.v1.BillingService.ListUsage
+   */
+  listUsage: {
+    methodKind: "unary";
+    input: typeof ListUsageRequestSchema;
+    output: typeof ListUsageResponseSchema;
+  },
+  /**
+   * @generated from rpc cutline.billing.v1.BillingService.ListPlans
+   */
+  listPlans: {
+    methodKind: "unary";
+    input: typeof ListPlansRequestSchema;
+    output: typeof ListPlansResponseSchema;
+  },
+  /**
+   * Top-up packs on sale with their volume pricing.
+   *
+   * @generated from rpc cutline.billing.v1.BillingService.ListPacks
+   */
+  listPacks: {
+    methodKind: "unary";
+    input: typeof ListPacksRequestSchema;
+    output: typeof ListPacksResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_cutline_billing_v1_billing_service, 0);

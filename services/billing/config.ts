@@ -1,0 +1,17 @@
+import { commonConfigSpec } from "../common/common.config.ts";
+import { integer, loadConfig, port, text } from "../common/config.ts";
+
+export const billingConfigSpec = {
+  ...commonConfigSpec,
+  PORT: port("Billing port (Connect, gRPC, gRPC-Web, /metrics).", 8081),
+  BILLING_SWEEP_INTERVAL_MS: integer("Period of the sweeper that expires holds and grants, renews cycles and relays events (milliseconds).", 5_000, {
+    min: 100,
+  }),
+  BILLING_TOP_UP_HINT: text("Shown to callers who run out of credits.", "buy a top-up pack or upgrade your plan"),
+} as const;
+
+export type BillingConfig = ReturnType<typeof loadBillingConfig>;
+
+export function loadBillingConfig(environment: NodeJS.ProcessEnv = process.env) {
+  return loadConfig(billingConfigSpec, environment);
+}

@@ -1,0 +1,39 @@
+// Operating errors are returned as typed outcomes, one reason each; the handler maps every
+// reason to exactly one Connect code. Programmer errors (a broken invariant) throw instead.
+
+export type FailureReason =
+  | "invalid_argument"
+  | "account_not_found"
+  | "account_exists"
+  | "plan_not_found"
+  | "pack_not_found"
+  | "hold_not_found"
+  | "insufficient_credits"
+  | "member_cap_reached"
+  | "idempotency_conflict"
+  | "hold_expired"
+  | "hold_already_settled"
+  | "capture_exceeds_hold"
+  | "resolution_too_large"
+  | "video_too_long"
+  | "unknown_extra"
+  | "seat_limit_reached";
+
+export interface Failure {
+  readonly ok: false;
+  readonly reason: FailureReason;
+  readonly message: string;
+  readonly availableMillicredits?: number;
+  readonly costMillicredits?: number;
+}
+
+export type Outcome<T> = ({ readonly ok: true } & T) | Failure;
+
+export function fail(reason: FailureReason, message: string, extra: Partial<Pick<Failure, "availableMillicredits" | "costMillicredits">> = {}): Failure {
+  return { ok: false, reason, message, ...extra };
+}
+
+/** Crashes on a broken invariant: a ledger that disagrees with itself must stop, not log. */
+export function assertInvariant(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`billing invariant broken: ${message}`);
+}

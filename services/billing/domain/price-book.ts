@@ -1,0 +1,145 @@
+import { fail, type Outcome } from "./outcomes.ts";
+
+export type OperationName = "remove_background" | "video_remove_background";
+
+/** One resolution tier: inputs up to `maxPixels` cost `costMillicredits` (per image, or per started second of video). */
+export interface ResolutionTier {
+  readonly maxPixels: number;
+  readonly costMillicredits: number;
+}
+
+export interface OperationPrice {
+  readonly description: string;
+  /** Added once per call, before the HD multiplier. */
+  readonly baseMillicredits: number;
+  /** Ascending by maxPixels; inputs above the last tier are refused. */
+  readonly tiers: readonly ResolutionTier[];
+  /** HD output multiplier in permille (1000 = no change); integer so the ledger never sees a float. */
+  readonly hdMultiplierPermille: number;
+  /** Video only: billed per started second; the longest video accepted. */
+  readonly perStartedSecond?: boolean;
+  readonly videoMillisecondsMax?: number;
+}
+
+export interface PriceBook {
+  readonly version: string;
+  readonly operations: Readonly<Record<OperationName, OperationPrice>>;
+  /** Priced add-ons by name, added after the multiplier. */
+  readonly extras: Readonly<Record<string, number>>;
+}
+
+const MEGAPIXEL = 1_000_000;
+
+export const DEFAULT_PRICE_BOOK: PriceBook = {
+  version: "2025-01-default",
+  operations: {
+    remove_background: {
+      description: "background removal, image",
+      baseMillicredits: 0,
+      tiers: [
+        { maxPixels: MEGAPIXEL / 4, costMillicredits: 250 },
+        { maxPixels: 1 * MEGAPIXEL, costMillicredits: 500 },
+        { maxPixels: 4 * MEGAPIXEL, costMillicredits: 800 },
+        { maxPixels: 12 * MEGAPIXEL, costMillicredits: 1100 },
+        { maxPixels: 25 * MEGAPIXEL, costMillicredits: 1500 },
+        { maxPixels: 50 * MEGAPIXEL, costMillicredits: 2000 },
+      ],
+      hdMultiplierPermille: 2000,
+    },
+    video_remove_background: {
+      description: "background removal, video per started second",
+      baseMillicredits: 0,
+      tiers: [
+        { maxPixels: 1 * MEGAPIXEL, costMillicredits: 1000 },
+        { maxPixels: 2_100_000, costMillicredits: 2000 },
+        { maxPixels: 8_300_000, costMillicredits: 4000 },
+      ],
+      hdMultiplierPermille: 1500,
+      perStartedSecond: true,
+      videoMillisecondsMax: 10 * 60 * 1000,
+    },
+  },
+  extras: { shadow: 200, upscale: 1000 },
+};
+
+export interface PriceRequest {
+  readonly operation: OperationName;
+  readonly pixels: number;
+  readonly hd: boolean;
+  readonly videoMilliseconds: number;
+  readonly extras?: readonly string[];
+}
+
+/** The exact cost of one operation in millicredits; the same inputs always give the same answer. */
+export function priceOf(book: PriceBook, request: PriceRequest): Outcome<{ costMillicredits: number }> {
+  const price = book.operations[request.operation];
+  if (!price) return fail("invalid_argument", `unknown operation ${request.operation}`);
+  if (!Number.isSafeInteger(request.pixels) || request.pixels <= 0) return fail("invalid_argument", "pixels must be a positive integer");
+  const tier = price.tiers.find((candidate) => request.pixels <= candidate.maxPixels);
+  if (!tier) {
+    const largest = price.tiers[price.tiers.length - 1]!;
+    return fail("resolution_too_large", `${request.pixels} pixels exceeds the largest priced size of ${largest.maxPixels} pixels`);
+  }
+  let units = 1;
+  if (price.perStartedSecond) {
+    if (!Number.isSafeInteger(request.videoMilliseconds) || request.videoMilliseconds <= 0) {
+      return fail("invalid_argument", "video_milliseconds must be positive for video");
+    }
+    if (price.videoMillisecondsMax !== undefined && request.videoMilliseconds > price.videoMillisecondsMax) {
+      return fail("video_too_long", `video of ${request.videoMilliseconds} ms exceeds the limit of ${price.videoMillisecondsMax} ms`);
+    }
+    units = Math.ceil(request.videoMilliseconds / 1000);
+  }
+  const beforeMultiplier = price.baseMillicredits + tier.costMillicredits * units;
+  // Round up: a fraction of a millicredit is charged as one, never given away twice.
+  let cost = request.hd ? Math.ceil((beforeMultiplier * price.hdMultiplierPermille) / 1000) : beforeMultiplier;
+  for (const extra of new Set(request.extras ?? [])) {
+    const extraCost = book.extras[extra];
+    if (extraCost === undefined) return fail("unknown_extra", `unknown extra "${extra}"; known: ${Object.keys(book.extras).join(", ")}`);
+    cost += extraCost;
+  }
+  return { ok: true, costMillicredits: cost };
+}
+
+/** Reference operations for "how many more can I do": one per image tier, plus a 10 s video per tier. */
+export function referenceOperations(book: PriceBook): { description: string; operation: OperationName; costMillicredits: number }[] {
+  const rows: { description: string; operation: OperationName; costMillicredits: number }[] = [];
+  for (const [operation, price] of Object.entries(book.operations) as [OperationName, OperationPrice][]) {
+    for (const tier of price.tiers) {
+      const megapixels = (tier.maxPixels / MEGAPIXEL).toFixed(2).replace(/\.?0+$/, "");
+      const costMillicredits = price.baseMillicredits + tier.costMillicredits;
+      rows.push({
+        operation,
+        description: price.perStartedSecond ? `${price.description}, up to ${megapixels} MP, 1 s` : `${price.description}, up to ${megapixels} MP`,
+        costMillicredits,
+      });
+    }
+  }
+  return rows;
+}
+
+/** Checks an edited price book before it is stored; returns every problem found. */
+export function validatePriceBook(book: PriceBook): string[] {
+  const problems: string[] = [];
+  if (!book.version) problems.push("version is empty");
+  for (const name of ["remove_background", "video_remove_background"] as const) {
+    const price = book.operations?.[name];
+    if (!price) {
+      problems.push(`operation ${name} is missing`);
+      continue;
+    }
+    if (!Number.isSafeInteger(price.baseMillicredits) || price.baseMillicredits < 0) problems.push(`${name}.baseMillicredits must be a non-negative integer`);
+    if (!Number.isSafeInteger(price.hdMultiplierPermille) || price.hdMultiplierPermille < 1000) problems.push(`${name}.hdMultiplierPermille must be an integer ≥ 1000`);
+    if (!Array.isArray(price.tiers) || price.tiers.length === 0) problems.push(`${name}.tiers is empty`);
+    let previous = 0;
+    for (const [index, tier] of (price.tiers ?? []).entries()) {
+      if (!Number.isSafeInteger(tier.maxPixels) || tier.maxPixels <= previous) problems.push(`${name}.tiers[${index}].maxPixels must be an integer above the previous tier`);
+      if (!Number.isSafeInteger(tier.costMillicredits) || tier.costMillicredits <= 0) problems.push(`${name}.tiers[${index}].costMillicredits must be a positive integer`);
+      previous = tier.maxPixels;
+    }
+  }
+  for (const [extra, cost] of Object.entries(book.extras ?? {})) {
+    if (!Number.isSafeInteger(cost) || cost < 0) problems.push(`extras.${extra} must be a non-negative integer`);
+  }
+  return problems;
+}

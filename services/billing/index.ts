@@ -1,0 +1,162 @@
+import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { Kysely } from "kysely";
+import type { Logger } from "pino";
+import type { EventBus } from "../common/ports/event-bus.ts";
+import type { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { CreditsCapturedSchema, CreditsExhaustedSchema, CreditsLowSchema, GrantExpiredSchema } from "../common/gen/cutline/billing/v1/events_pb.ts";
+import { systemClock, type Clock } from "./domain/clock.ts";
+import { createBillingHandlers } from "./handlers/billing.handlers.ts";
+import { checkLedgerInvariants, type InvariantViolation } from "./store/invariants.ts";
+import { LedgerStore, type LedgerLimits, type OutboxEvent } from "./store/ledger.store.ts";
+import { migrateBilling } from "./store/migrate.ts";
+import type { BillingSchema } from "./store/schema.ts";
+
+export { LedgerStore } from "./store/ledger.store.ts";
+export { ManualClock, systemClock, type Clock } from "./domain/clock.ts";
+export { priceOf, DEFAULT_PRICE_BOOK, type PriceBook } from "./domain/price-book.ts";
+export { CODE_BY_REASON, REASON_HEADER } from "./handlers/billing.handlers.ts";
+export type { BillingSchema } from "./store/schema.ts";
+
+export interface BillingOptions {
+  /** Any Kysely over Postgres or PGlite; billing's tables are all prefixed `billing_`. */
+  db: Kysely<unknown>;
+  /** @default systemClock */
+  clock?: Clock;
+  /** Where billing events go; without one, no events are recorded. */
+  eventBus?: EventBus;
+  log: Logger;
+  limits?: Partial<LedgerLimits>;
+  /** Sweeper period (hold expiry, bucket expiry, renewals, event relay). @default 5_000 ms */
+  sweepIntervalMs?: number;
+  /** Shown to callers who run out of credits. */
+  topUpHint?: string;
+}
+
+export interface Sweeper {
+  start(): void;
+  /** Stops the timer and waits for a sweep in progress. */
+  stop(): Promise<void>;
+  /** One full pass now; tests and the lead's admin endpoints call it directly. */
+  sweepOnce(): Promise<{ holdsExpired: number; bucketsExpired: number; accountsRenewed: number; eventsPublished: number }>;
+}
+
+export interface Billing {
+  handlers: ServiceImpl<typeof BillingService>;
+  ledger: LedgerStore;
+  sweeper: Sweeper;
+  /** Applies billing's migrations (table `billing_migrations`); call once before serving. */
+  migrate(): Promise<void>;
+  checkInvariants(): Promise<InvariantViolation[]>;
+}
+
+const poolEnum = (pool: unknown): Pool => (pool === "web" ? Pool.WEB : Pool.API);
+const bigintOf = (value: unknown): bigint => BigInt(Number(value ?? 0));
+const dateOf = (value: unknown) => timestampFromDate(new Date(String(value)));
+
+function encode<Desc extends DescMessage>(schema: Desc, init: MessageInitShape<Desc>): Uint8Array {
+  return toBinary(schema, create(schema, init));
+}
+
+/** Turns an outbox row (JSON written by the ledger functions) into the protobuf payload of its subject. */
+export function encodeBillingEvent(event: OutboxEvent): Uint8Array {
+  const p = event.payload;
+  switch (event.subject) {
+    case "credits.captured":
+      return encode(CreditsCapturedSchema, {
+        accountId: String(p.account_id),
+        pool: poolEnum(p.pool),
+        holdId: String(p.hold_id),
+        capturedMillicredits: bigintOf(p.captured_mc),
+        overageMillicredits: bigintOf(p.overage_mc),
+        availableMillicredits: bigintOf(p.available_mc),
+        memberId: String(p.member_id ?? ""),
+        apiKeyId: String(p.api_key_id ?? ""),
+        occurredAt: dateOf(p.occurred_at),
+      });
+    case "credits.low":
+      return encode(CreditsLowSchema, {
+        accountId: String(p.account_id),
+        pool: poolEnum(p.pool),
+        availableMillicredits: bigintOf(p.available_mc),
+        thresholdMillicredits: bigintOf(p.threshold_mc),
+        occurredAt: dateOf(p.occurred_at),
+      });
+    case "credits.exhausted":
+      return encode(CreditsExhaustedSchema, { accountId: String(p.account_id), pool: poolEnum(p.pool), occurredAt: dateOf(p.occurred_at) });
+    case "grant.expired":
+      return encode(GrantExpiredSchema, {
+        accountId: String(p.account_id),
+        pool: poolEnum(p.pool),
+        bucketId: String(p.bucket_id),
+        kind: String(p.kind),
+        expiredMillicredits: bigintOf(p.expired_mc),
+        occurredAt: dateOf(p.occurred_at),
+      });
+    default:
+      throw new Error(`unknown billing event subject ${event.subject}`);
+  }
+}
+
+/** Builds the billing service: handlers for the router, the ledger, and the sweeper the caller starts. */
+export async function createBilling(options: BillingOptions): Promise<Billing> {
+  const db = options.db as Kysely<BillingSchema>;
+  const clock = options.clock ?? systemClock;
+  const log = options.log.child({ service: "billing" });
+  const eventBus = options.eventBus;
+  const ledger = new LedgerStore({ db, clock, limits: options.limits, emitEvents: eventBus !== undefined });
+  const sweepIntervalMs = options.sweepIntervalMs ?? 5_000;
+
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> | undefined;
+
+  async function sweepOnce() {
+    // Renew first so a cycle's new allocation exists before its predecessor is expired.
+    const accountsRenewed = await ledger.renewDue();
+    const holdsExpired = await ledger.expireDueHolds();
+    const bucketsExpired = await ledger.expireDueBuckets();
+    let eventsPublished = 0;
+    if (eventBus) {
+      for (;;) {
+        const published = await ledger.relayOutbox((event) => eventBus.publish(event.subject, encodeBillingEvent(event), { id: `billing-outbox-${event.id}` }));
+        eventsPublished += published;
+        if (published === 0) break;
+      }
+    }
+    return { holdsExpired, bucketsExpired, accountsRenewed, eventsPublished };
+  }
+
+  const sweeper: Sweeper = {
+    start() {
+      if (timer) return;
+      timer = setInterval(() => {
+        if (running) return;
+        running = sweepOnce()
+          .then((counts) => {
+            if (counts.holdsExpired + counts.bucketsExpired + counts.accountsRenewed > 0) log.info(counts, "billing sweep");
+          })
+          .catch((error: unknown) => log.error({ err: error }, "billing sweep failed; retrying next period"))
+          .finally(() => {
+            running = undefined;
+          });
+      }, sweepIntervalMs);
+      timer.unref();
+    },
+    async stop() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      await running;
+    },
+    sweepOnce,
+  };
+
+  return {
+    handlers: createBillingHandlers({ ledger, log, topUpHint: options.topUpHint }),
+    ledger,
+    sweeper,
+    migrate: () => migrateBilling(options.db),
+    checkInvariants: () => checkLedgerInvariants(db),
+  };
+}

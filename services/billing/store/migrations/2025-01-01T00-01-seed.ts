@@ -1,0 +1,28 @@
+// Frozen in time: the catalogue as it shipped. Later price or plan edits go through the store
+// (a new price book version) or a new migration, never by editing this one.
+import { sql, type Kysely } from "kysely";
+import { DEFAULT_PACKS, DEFAULT_PLANS } from "../../domain/plans.ts";
+import { DEFAULT_PRICE_BOOK } from "../../domain/price-book.ts";
+
+export async function up(db: Kysely<unknown>): Promise<void> {
+  for (const plan of DEFAULT_PLANS) {
+    await sql`insert into billing_plans (code, name, monthly_price_cents, credits_per_cycle_mc, rollover_cycles, on_exhausted,
+        overage_rate_cents_per_credit, overage_cap_mc, requests_per_minute, concurrency, monthly_calls, max_upload_bytes,
+        longest_side_pixels, priority_lane, seats)
+      values (${plan.code}, ${plan.name}, ${plan.monthlyPriceCents}, ${plan.creditsPerCycleMillicredits}, ${plan.rolloverCycles},
+        ${plan.onExhausted}, ${plan.overageRateCentsPerCredit}, ${plan.overageCapMillicredits}, ${plan.requestsPerMinute},
+        ${plan.concurrency}, ${plan.monthlyCalls}, ${plan.maxUploadBytes}, ${plan.longestSidePixels}, ${plan.priorityLane}, ${plan.seats})
+      on conflict (code) do nothing`.execute(db);
+  }
+  for (const pack of DEFAULT_PACKS) {
+    await sql`insert into billing_packs (code, price_cents, credits_mc) values (${pack.code}, ${pack.priceCents}, ${pack.creditsMillicredits})
+      on conflict (code) do nothing`.execute(db);
+  }
+  await sql`insert into billing_price_books (version, rules, active, created_at)
+    values (${DEFAULT_PRICE_BOOK.version}, ${JSON.stringify(DEFAULT_PRICE_BOOK)}::jsonb, true, now())
+    on conflict (version) do nothing`.execute(db);
+}
+
+export async function down(db: Kysely<unknown>): Promise<void> {
+  await sql`delete from billing_price_books where version = ${DEFAULT_PRICE_BOOK.version}`.execute(db);
+}

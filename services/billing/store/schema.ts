@@ -1,0 +1,163 @@
+import type { ColumnType, Generated } from "kysely";
+
+// int8 arrives as a JS number in both modes (see services/common/database.ts).
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+
+export interface PlanTable {
+  code: string;
+  name: string;
+  monthly_price_cents: number;
+  credits_per_cycle_mc: number;
+  rollover_cycles: number;
+  on_exhausted: "stop" | "overage";
+  overage_rate_cents_per_credit: number;
+  overage_cap_mc: number;
+  requests_per_minute: number;
+  concurrency: number;
+  monthly_calls: number;
+  max_upload_bytes: number;
+  longest_side_pixels: number;
+  priority_lane: "high" | "normal";
+  seats: number;
+}
+
+export interface PackTable {
+  code: string;
+  price_cents: number;
+  credits_mc: number;
+}
+
+export interface PriceBookTable {
+  version: string;
+  rules: ColumnType<unknown, string, string>;
+  active: boolean;
+  created_at: Timestamp;
+}
+
+export interface AccountTable {
+  account_id: string;
+  plan_code: string;
+  cycle_anchor_at: Timestamp;
+  cycles_since_anchor: number;
+  cycle_index: number;
+  cycle_started_at: Timestamp;
+  next_renewal_at: Timestamp;
+  created_at: Timestamp;
+}
+
+export type PoolName = "api" | "web";
+
+export interface CreditAccountTable {
+  id: Generated<number>;
+  account_id: string;
+  pool: PoolName;
+  remaining_mc: Generated<number>;
+  held_mc: Generated<number>;
+  overage_held_mc: Generated<number>;
+  cycle_overage_mc: Generated<number>;
+  low_balance_threshold_mc: Generated<number>;
+}
+
+export interface MemberTable {
+  account_id: string;
+  member_id: string;
+  role: "owner" | "admin" | "member";
+  monthly_cap_mc: number | null;
+  created_at: Timestamp;
+}
+
+export interface BucketTable {
+  id: Generated<number>;
+  credit_account_id: number;
+  kind: string;
+  granted_mc: number;
+  remaining_mc: number;
+  held_mc: Generated<number>;
+  captured_mc: Generated<number>;
+  expired_mc: Generated<number>;
+  voided_mc: Generated<number>;
+  effective_at: Timestamp;
+  expires_at: Timestamp | null;
+  priority: number;
+  created_at: Timestamp;
+  grant_key: string;
+  price_cents: Generated<number>;
+  description: string | null;
+}
+
+export interface HoldTable {
+  id: string;
+  credit_account_id: number;
+  idempotency_key: string;
+  request_hash: string;
+  amount_mc: number;
+  overage_mc: number;
+  status: "open" | "captured" | "released" | "expired";
+  expires_at: Timestamp;
+  created_at: Timestamp;
+  cycle_index: number;
+  available_after_mc: number;
+  captured_mc: number;
+  captured_overage_mc: number;
+  returned_mc: number;
+  expired_on_return_mc: number;
+  settled_at: Timestamp | null;
+  settle_available_mc: number | null;
+  settle_reason: string | null;
+  api_key_id: string | null;
+  member_id: string | null;
+  description: string | null;
+}
+
+export interface HoldAllocationTable {
+  hold_id: string;
+  position: number;
+  bucket_id: number;
+  amount_mc: number;
+  captured_mc: number;
+  returned_mc: number;
+  expired_mc: number;
+}
+
+export interface LedgerEntryTable {
+  id: Generated<number>;
+  credit_account_id: number;
+  bucket_id: number | null;
+  hold_id: string | null;
+  kind: string;
+  remaining_delta_mc: number;
+  held_delta_mc: number;
+  occurred_at: Timestamp;
+}
+
+export interface CycleReportTable {
+  account_id: string;
+  cycle_index: number;
+  plan_code: string;
+  started_at: Timestamp;
+  ended_at: Timestamp;
+  overage_mc: number;
+  overage_cents: number;
+}
+
+export interface OutboxTable {
+  id: Generated<number>;
+  subject: string;
+  payload: ColumnType<Record<string, unknown>, string, string>;
+  created_at: Timestamp;
+}
+
+export interface BillingSchema {
+  billing_plans: PlanTable;
+  billing_packs: PackTable;
+  billing_price_books: PriceBookTable;
+  billing_accounts: AccountTable;
+  billing_credit_accounts: CreditAccountTable;
+  billing_members: MemberTable;
+  billing_buckets: BucketTable;
+  billing_holds: HoldTable;
+  billing_hold_allocations: HoldAllocationTable;
+  billing_ledger_entries: LedgerEntryTable;
+  billing_cycle_reports: CycleReportTable;
+  billing_outbox: OutboxTable;
+}
