@@ -89,7 +89,7 @@ test("metrics are served for Prometheus", async () => {
 test("unknown paths answer 404 with a JSON error", async () => {
   const response = await fetch(`${server.url}/nope`);
   assert.equal(response.status, 404);
-  assert.equal((await response.json()).error.code, "not_found");
+  assert.equal(((await response.json()) as { error: { code: string } }).error.code, "not_found");
 });
 
 test("health Watch streams the change to NOT_SERVING on shutdown", async () => {

@@ -1,0 +1,145 @@
+// Single-node mode: the four services in one process, wired by in-memory Connect transports,
+// on embedded defaults (PGlite, in-process adapters) unless DATABASE_URL / NATS_URL are set.
+// Wiring only: every piece is the same code the separate processes run.
+import { createClient, createRouterTransport } from "@connectrpc/connect";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createBilling } from "./billing/index.ts";
+import { loadBillingConfig } from "./billing/config.ts";
+import { createPorts } from "./common/adapters/index.ts";
+import { ConfigError } from "./common/config.ts";
+import { databaseLocation, openDatabase } from "./common/database.ts";
+import { BillingService } from "./common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { OrchestratorService } from "./common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import { HealthRegistry } from "./common/health.ts";
+import { createLogger } from "./common/logging.ts";
+import type { Running } from "./common/runtime.ts";
+import { startServiceServer } from "./common/server.ts";
+import { loadGatewayConfig } from "./gateway/config.ts";
+import { createGateway } from "./gateway/index.ts";
+import { createSegmentationEngine, createUploadInspector, startSegmentWorker } from "./inference/index.ts";
+import { loadInferenceServiceConfig } from "./inference/service.config.ts";
+import { loadOrchestratorConfig } from "./orchestrator/config.ts";
+import { createOrchestrator } from "./orchestrator/index.ts";
+
+export interface SingleNode extends Running {
+  /** The gateway's URL, e.g. http://127.0.0.1:8080. */
+  readonly url: string;
+  readonly apiKey: string;
+  readonly health: HealthRegistry;
+  /** Resolves once the model is loaded and warm and health reports SERVING. */
+  readonly ready: Promise<void>;
+}
+
+function loadAll(environment: NodeJS.ProcessEnv) {
+  const problems = new Set<string>();
+  const attempt = <T>(load: () => T): T | undefined => {
+    try {
+      return load();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      for (const problem of error.problems) problems.add(problem);
+      return undefined;
+    }
+  };
+  const gateway = attempt(() => loadGatewayConfig(environment));
+  const billing = attempt(() => loadBillingConfig(environment));
+  const orchestrator = attempt(() => loadOrchestratorConfig(environment));
+  const inference = attempt(() => loadInferenceServiceConfig(environment));
+  if (!gateway || !billing || !orchestrator || !inference) throw new ConfigError([...problems]);
+  return { gateway, billing, orchestrator, inference };
+}
+
+/** The configured key, else the one kept in the data directory, else a new one kept there. */
+function singleNodeApiKey(configured: string | undefined, dataDir: string): string | undefined {
+  if (configured) return configured;
+  const file = join(dataDir, "api-key");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  return undefined;
+}
+
+export async function startSingleNode(environment: NodeJS.ProcessEnv = process.env): Promise<SingleNode> {
+  const config = loadAll(environment);
+  const common = config.gateway;
+  const log = createLogger("cutline", common.LOG_LEVEL);
+  const health = new HealthRegistry();
+  mkdirSync(common.CUTLINE_DATA_DIR, { recursive: true });
+  const database = openDatabase<any>(databaseLocation(common.DATABASE_URL, common.CUTLINE_DATA_DIR));
+  const ports = await createPorts({
+    natsUrl: common.NATS_URL,
+    dataDir: common.CUTLINE_DATA_DIR,
+    namePrefix: common.NATS_NAME_PREFIX,
+    blobTtlMs: common.BLOB_TTL_MS,
+    log,
+  });
+
+  const billing = await createBilling({
+    db: database.db,
+    eventBus: ports.eventBus,
+    log: log.child({ service: "billing" }),
+    sweepIntervalMs: config.billing.BILLING_SWEEP_INTERVAL_MS,
+    topUpHint: config.billing.BILLING_TOP_UP_HINT,
+  });
+  await billing.migrate();
+  billing.sweeper.start();
+  const billingClient = createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers)));
+
+  const orchestrator = createOrchestrator({ db: database.db, ...ports, billing: billingClient, log: log.child({ service: "orchestrator" }) });
+  await orchestrator.start();
+  const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes));
+
+  const engine = await createSegmentationEngine(config.inference, log.child({ service: "inference" }));
+  const worker = startSegmentWorker({ engine, ...ports, log: log.child({ service: "inference" }) });
+
+  const gateway = createGateway({
+    db: database.db,
+    blobStore: ports.blobStore,
+    billing: billingClient,
+    orchestrator: orchestratorClient,
+    inspect: createUploadInspector(config.inference),
+    log: log.child({ service: "gateway" }),
+    limits: {
+      uploadBytesMax: config.gateway.UPLOAD_BYTES_MAX,
+      syncTimeoutMs: config.gateway.SYNC_TIMEOUT_MS,
+      holdTtlSeconds: config.gateway.HOLD_TTL_SECONDS,
+    },
+  });
+  await gateway.start();
+  const apiKey = await gateway.provisionAccount(config.gateway.CUTLINE_ACCOUNT_ID, {
+    key: singleNodeApiKey(config.gateway.CUTLINE_API_KEY, common.CUTLINE_DATA_DIR),
+  });
+  writeFileSync(join(common.CUTLINE_DATA_DIR, "api-key"), `${apiKey}\n`, { mode: 0o600 });
+
+  const server = await startServiceServer({
+    name: "gateway",
+    host: common.HOST,
+    port: config.gateway.PORT,
+    log: log.child({ service: "gateway" }),
+    health,
+    routes: gateway.routes,
+    httpRoutes: gateway.httpRoutes,
+    readBytesMax: config.gateway.UPLOAD_BYTES_MAX + 1024 * 1024,
+    shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
+  });
+
+  const ready = Promise.all([engine.ready, worker]).then(() => health.setAllServing());
+  ready.catch((error: unknown) => log.error({ err: error }, "the model could not be made ready; health stays NOT_SERVING"));
+
+  return {
+    url: server.url,
+    apiKey,
+    health,
+    ready,
+    shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
+    async stop() {
+      // Intake first; sync requests in flight still need the worker and orchestrator to finish.
+      await server.close();
+      await (await worker.catch(() => undefined))?.drain();
+      await orchestrator.stop();
+      await billing.sweeper.stop();
+      await engine.close();
+      await ports.close();
+      await database.close();
+    },
+  };
+}
