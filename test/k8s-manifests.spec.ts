@@ -1,0 +1,584 @@
+// Renders the kustomize overlays (k8s/) and the compose file (deploy/) and checks what a cluster
+// would not tell us until too late: gRPC probes on the served port, non-root and read-only pods,
+// resource limits, graceful-shutdown arithmetic, GPU scheduling only in the gpu overlay, env
+// vars that the services really read (and that parse), KEDA pointed at the real work-queue names.
+// Each rendered object is also checked against the Kubernetes / KEDA OpenAPI schemas
+// (kubernetes-models). Rendering uses `kustomize build` or `kubectl kustomize`; without either the
+// rendering tests are skipped, saying so.
+import { before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile, spawnSync } from "node:child_process";
+import { promisify } from "node:util";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { parse, parseAllDocuments } from "yaml";
+import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
+import { Namespace } from "kubernetes-models/v1/Namespace";
+import { Secret } from "kubernetes-models/v1/Secret";
+import { Service } from "kubernetes-models/v1/Service";
+import { Deployment } from "kubernetes-models/apps/v1/Deployment";
+import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
+import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";
+import { ScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
+import { HealthRegistry } from "../services/common/health.ts";
+import { createLogger } from "../services/common/logging.ts";
+import { startServiceServer } from "../services/common/server.ts";
+
+const root = resolve(import.meta.dirname, "..");
+const SERVICES = ["gateway", "billing", "orchestrator", "inference"] as const;
+type ServiceName = (typeof SERVICES)[number];
+const DEFAULT_PORTS: Record<ServiceName, number> = { gateway: 8080, billing: 8081, orchestrator: 8082, inference: 8083 };
+/** runMain (services/common/runtime.ts) exits this long after SHUTDOWN_TIMEOUT_MS at the latest. */
+const RUN_MAIN_MARGIN_MS = 5000;
+const SHUTDOWN_TIMEOUT_MS_DEFAULT = 10_000;
+
+// ---- minimal typed views of the rendered objects --------------------------------------------------
+
+interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean }; configMapKeyRef?: { name: string; key: string } };
+}
+interface Probe {
+  grpc?: { port: number; service?: string };
+  httpGet?: unknown;
+  tcpSocket?: unknown;
+  exec?: unknown;
+}
+interface Container {
+  name: string;
+  image: string;
+  command?: string[];
+  args?: string[];
+  ports?: { name?: string; containerPort: number }[];
+  env?: EnvVar[];
+  envFrom?: { configMapRef?: { name: string }; secretRef?: { name: string } }[];
+  startupProbe?: Probe;
+  readinessProbe?: Probe;
+  livenessProbe?: Probe;
+  lifecycle?: { preStop?: { exec?: { command: string[] }; sleep?: { seconds: number } } };
+  resources?: { requests?: Record<string, string | number>; limits?: Record<string, string | number> };
+  securityContext?: { allowPrivilegeEscalation?: boolean; readOnlyRootFilesystem?: boolean; runAsNonRoot?: boolean; capabilities?: { drop?: string[] } };
+  volumeMounts?: { name: string; mountPath: string }[];
+}
+interface PodSpec {
+  containers: Container[];
+  terminationGracePeriodSeconds?: number;
+  enableServiceLinks?: boolean;
+  automountServiceAccountToken?: boolean;
+  securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type: string } };
+  tolerations?: { key?: string; operator?: string; effect?: string }[];
+  affinity?: { nodeAffinity?: unknown };
+  nodeSelector?: Record<string, string>;
+  volumes?: { name: string; emptyDir?: object }[];
+}
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  // eslint-style escape hatch: the rendered spec is read per kind below.
+  spec?: any;
+  data?: Record<string, string>;
+}
+interface DeploymentObject extends K8sObject {
+  spec: { selector: { matchLabels: Record<string, string> }; template: { metadata: { labels: Record<string, string>; annotations?: Record<string, string> }; spec: PodSpec } };
+}
+
+// ---- rendering --------------------------------------------------------------------------------
+
+function findRenderer(): { command: string; args: string[] } | undefined {
+  for (const candidate of [
+    { command: "kustomize", args: ["build"] },
+    { command: "kubectl", args: ["kustomize"] },
+  ]) {
+    const probe = spawnSync(candidate.command, candidate.command === "kustomize" ? ["version"] : ["version", "--client"], { encoding: "utf8" });
+    if (probe.status === 0) return candidate;
+  }
+  return undefined;
+}
+const renderer = findRenderer();
+const skipRendering = renderer ? false : "neither kustomize nor kubectl is on PATH (apt-get install kubectl)";
+
+function render(directory: string): K8sObject[] {
+  assert.ok(renderer);
+  const result = spawnSync(renderer.command, [...renderer.args, directory], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  assert.equal(result.status, 0, `${renderer.command} ${renderer.args.join(" ")} ${directory} failed:\n${result.stderr}`);
+  return parseAllDocuments(result.stdout)
+    .map((document) => document.toJS() as K8sObject | null)
+    .filter((object): object is K8sObject => object !== null);
+}
+
+/** Renders a throw-away kustomization beside nothing in the repo: a base plus components. */
+function renderComposition(resources: string[], components: string[], extra: (directory: string) => void = () => {}): K8sObject[] {
+  const directory = mkdtempSync(join(tmpdir(), "cutline-kustomize-"));
+  try {
+    extra(directory);
+    writeFileSync(
+      join(directory, "kustomization.yaml"),
+      [
+        "apiVersion: kustomize.config.k8s.io/v1beta1",
+        "kind: Kustomization",
+        // As in the overlays: objects from components get the namespace too, so references match.
+        "namespace: cutline",
+        "resources:",
+        // kustomize refuses absolute roots: name them relative to the temporary directory.
+        ...resources.map((path) => `  - ${relative(directory, path)}`),
+        ...(components.length > 0 ? ["components:", ...components.map((path) => `  - ${relative(directory, resolve(directory, path))}`)] : []),
+        "",
+      ].join("\n"),
+    );
+    return render(directory);
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
+}
+
+// ---- schema validation ------------------------------------------------------------------------
+
+type Validating = new (data: never) => { validate(): void };
+const MODELS: Record<string, Validating> = {
+  "v1/Namespace": Namespace as unknown as Validating,
+  "v1/ConfigMap": ConfigMap as unknown as Validating,
+  "v1/Secret": Secret as unknown as Validating,
+  "v1/Service": Service as unknown as Validating,
+  "apps/v1/Deployment": Deployment as unknown as Validating,
+  "policy/v1/PodDisruptionBudget": PodDisruptionBudget as unknown as Validating,
+  "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler as unknown as Validating,
+  "keda.sh/v1alpha1/ScaledObject": ScaledObject as unknown as Validating,
+};
+
+function validateSchemas(objects: K8sObject[]): void {
+  for (const object of objects) {
+    const key = `${object.apiVersion}/${object.kind}`;
+    const Model = MODELS[key];
+    assert.ok(Model, `${key} ${object.metadata.name}: no schema model registered in this test; add one`);
+    const data = structuredClone(object);
+    // kustomize wraps long base64 values over lines, which the API server's decoder skips.
+    if (data.kind === "Secret" && data.data) for (const name of Object.keys(data.data)) data.data[name] = data.data[name]!.replace(/\s+/g, "");
+    assert.doesNotThrow(() => new Model(data as never).validate(), `${key} ${object.metadata.name} fails its schema`);
+  }
+}
+
+// ---- the services' own configuration ------------------------------------------------------------
+
+interface Variable {
+  description: string;
+  defaultValue: unknown;
+  parse(raw: string): unknown;
+}
+function isVariable(value: unknown): value is Variable {
+  return typeof value === "object" && value !== null && typeof (value as Variable).parse === "function" && typeof (value as Variable).description === "string";
+}
+
+/** Every exported spec object (a record of Variables) of a module, merged. */
+async function specsOf(file: string): Promise<Map<string, Variable>> {
+  const variables = new Map<string, Variable>();
+  const module = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  for (const exported of Object.values(module)) {
+    if (typeof exported !== "object" || exported === null) continue;
+    const entries = Object.entries(exported);
+    if (entries.length === 0 || !entries.every(([, value]) => isVariable(value))) continue;
+    for (const [name, variable] of entries) variables.set(name, variable as Variable);
+  }
+  return variables;
+}
+
+// What the brief for the mesh promised, used only where a service has no config module yet.
+const DOCUMENTED: Record<ServiceName, string[]> = {
+  gateway: ["UPLOAD_BYTES_MAX", "SYNC_TIMEOUT_MS", "CUTLINE_API_KEY", "BILLING_URL", "ORCHESTRATOR_URL", "INFERENCE_URL"],
+  billing: [],
+  orchestrator: ["BILLING_URL"],
+  inference: ["INFERENCE_EXECUTION_PROVIDERS", "INFERENCE_BATCH_SIZE_MAX", "INFERENCE_QUEUE_DELAY_MS_MAX"],
+};
+const COMMON_DOCUMENTED = ["PORT", "HOST", "DATABASE_URL", "NATS_URL", "LOG_LEVEL", "SHUTDOWN_TIMEOUT_MS", "CUTLINE_DATA_DIR"];
+
+/**
+ * The variables a service reads: its own services/<name>/config.ts, its entry in
+ * services/config-specs.ts, plus every *config.ts its main.ts imports (the gateway reads
+ * inference's image limits). A service without main.ts yet
+ * also gets the common specs and PORT, which its main will read.
+ */
+async function configOf(service: ServiceName): Promise<{ variables: Map<string, Variable>; known: Set<string>; source: string }> {
+  const directory = join(root, "services", service);
+  const files = new Set<string>();
+  if (existsSync(join(directory, "config.ts"))) files.add(join(directory, "config.ts"));
+  const main = join(directory, "main.ts");
+  if (existsSync(main)) {
+    for (const match of readFileSync(main, "utf8").matchAll(/from\s+"(\.{1,2}\/[^"]*config\.ts)"/g)) files.add(resolve(directory, match[1]!));
+  } else {
+    const common = join(root, "services/common/common.config.ts");
+    if (existsSync(common)) files.add(common);
+  }
+  const variables = new Map<string, Variable>();
+  for (const file of files) for (const [name, variable] of await specsOf(file)) variables.set(name, variable);
+  // services/config-specs.ts, where present, names each service's full spec.
+  const registry = join(root, "services/config-specs.ts");
+  if (existsSync(registry)) {
+    const { configSpecs } = (await import(pathToFileURL(registry).href)) as { configSpecs?: Record<string, Record<string, unknown>> };
+    for (const [name, variable] of Object.entries(configSpecs?.[service] ?? {})) if (isVariable(variable)) variables.set(name, variable);
+    if (configSpecs?.[service]) files.add(registry);
+  }
+  const known = new Set(variables.keys());
+  if (!existsSync(main)) known.add("PORT");
+  if (files.size === 0) for (const name of [...COMMON_DOCUMENTED, ...DOCUMENTED[service]]) known.add(name);
+  const source = files.size > 0 ? [...files].map((file) => file.slice(root.length + 1)).join(", ") : "the documented list";
+  return { variables, known, source };
+}
+
+// ---- helpers ------------------------------------------------------------------------------------
+
+function cpuCores(quantity: string | number | undefined): number {
+  if (quantity === undefined) return Number.NaN;
+  const text = String(quantity);
+  return text.endsWith("m") ? Number(text.slice(0, -1)) / 1000 : Number(text);
+}
+const BINARY: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
+const DECIMAL: Record<string, number> = { k: 1e3, M: 1e6, G: 1e9, T: 1e12 };
+function bytes(quantity: string | number | undefined): number {
+  if (quantity === undefined) return Number.NaN;
+  const match = /^(\d+(?:\.\d+)?)([KMGT]i|[kMGT])?$/.exec(String(quantity));
+  assert.ok(match, `unparsed memory quantity ${quantity}`);
+  const unit = match[2];
+  return Number(match[1]) * (unit === undefined ? 1 : (BINARY[unit] ?? DECIMAL[unit]!));
+}
+
+function byKind<T extends K8sObject = K8sObject>(objects: K8sObject[], kind: string): T[] {
+  return objects.filter((object) => object.kind === kind) as T[];
+}
+function one<T extends K8sObject = K8sObject>(objects: K8sObject[], kind: string, name: string): T {
+  const found = objects.filter((object) => object.kind === kind && object.metadata.name === name);
+  assert.equal(found.length, 1, `expected exactly one ${kind} ${name}, found ${found.length}`);
+  return found[0] as T;
+}
+function containerOf(deployment: DeploymentObject): Container {
+  const containers = deployment.spec.template.spec.containers;
+  assert.equal(containers.length, 1, `${deployment.metadata.name}: one container`);
+  return containers[0]!;
+}
+function grpcPort(container: Container): number {
+  const port = container.ports?.find((candidate) => candidate.name === "grpc");
+  assert.ok(port, `${container.name}: a container port named grpc`);
+  return port.containerPort;
+}
+
+/** The container's environment as the process will see it (envFrom first, env wins), secrets as markers. */
+function environmentOf(objects: K8sObject[], container: Container): Map<string, { value?: string; secret?: { name: string; key: string } }> {
+  const environment = new Map<string, { value?: string; secret?: { name: string; key: string } }>();
+  for (const source of container.envFrom ?? []) {
+    assert.ok(source.configMapRef, `${container.name}: envFrom only from ConfigMaps (secrets by key, so each is explicit)`);
+    const configMap = one(objects, "ConfigMap", source.configMapRef.name);
+    for (const [name, value] of Object.entries(configMap.data ?? {})) environment.set(name, { value });
+  }
+  for (const variable of container.env ?? []) {
+    if (variable.valueFrom?.secretKeyRef) environment.set(variable.name, { secret: variable.valueFrom.secretKeyRef });
+    else {
+      assert.equal(typeof variable.value, "string", `${container.name}: ${variable.name} has a literal value or a secretKeyRef`);
+      environment.set(variable.name, { value: variable.value });
+    }
+  }
+  return environment;
+}
+
+// ---- the checks shared by every overlay ---------------------------------------------------------
+
+async function checkMesh(objects: K8sObject[], overlay: string): Promise<Map<ServiceName, DeploymentObject>> {
+  validateSchemas(objects);
+  const namespaces = byKind(objects, "Namespace");
+  assert.equal(namespaces.length, 1);
+  for (const object of objects) if (object.kind !== "Namespace") assert.equal(object.metadata.namespace, namespaces[0]!.metadata.name, `${object.kind} ${object.metadata.name} namespace`);
+  assert.equal(byKind(objects, "Secret").length, 0, `${overlay}: renders no Secret (values never live in git)`);
+  assert.deepEqual(byKind(objects, "Deployment").map((object) => object.metadata.name).sort(), [...SERVICES].sort());
+
+  const deployments = new Map<ServiceName, DeploymentObject>();
+  for (const name of SERVICES) {
+    const deployment = one<DeploymentObject>(objects, "Deployment", name);
+    deployments.set(name, deployment);
+    const pod = deployment.spec.template.spec;
+    const container = containerOf(deployment);
+    const port = grpcPort(container);
+    const where = `${overlay}/${name}`;
+
+    assert.deepEqual(container.command, ["node", "--import", "tsx", `services/${name}/main.ts`], `${where}: command`);
+    for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"] as const) {
+      assert.ok(container[probe]?.grpc, `${where}: ${probe} is a native gRPC probe`);
+      assert.equal(container[probe]!.grpc!.port, port, `${where}: ${probe} on the port named grpc`);
+    }
+    const startupBudgetS = (probe: Probe & { periodSeconds?: number; failureThreshold?: number }) => (probe.periodSeconds ?? 10) * (probe.failureThreshold ?? 3);
+    if (name === "inference") assert.ok(startupBudgetS(container.startupProbe!) >= 300, `${where}: startupProbe allows at least 5 min for model load`);
+
+    // Security.
+    assert.equal(pod.securityContext?.runAsNonRoot, true, `${where}: runAsNonRoot`);
+    assert.ok((pod.securityContext?.runAsUser ?? 0) > 0, `${where}: numeric non-root runAsUser`);
+    assert.equal(pod.securityContext?.seccompProfile?.type, "RuntimeDefault", `${where}: seccomp`);
+    assert.equal(container.securityContext?.allowPrivilegeEscalation, false, `${where}: allowPrivilegeEscalation`);
+    assert.equal(container.securityContext?.readOnlyRootFilesystem, true, `${where}: readOnlyRootFilesystem`);
+    assert.deepEqual(container.securityContext?.capabilities?.drop, ["ALL"], `${where}: drop ALL capabilities`);
+    assert.equal(pod.automountServiceAccountToken, false, `${where}: no service account token`);
+    assert.equal(pod.enableServiceLinks, false, `${where}: no service-link env vars (INFERENCE_PORT, NATS_PORT, ...)`);
+    const emptyDirs = new Set((pod.volumes ?? []).filter((volume) => volume.emptyDir).map((volume) => volume.name));
+    const writable = new Set((container.volumeMounts ?? []).filter((mount) => emptyDirs.has(mount.name)).map((mount) => mount.mountPath));
+    assert.ok(writable.has("/tmp"), `${where}: /tmp is an emptyDir (tsx cache, ffmpeg scratch)`);
+
+    // Resources.
+    const { requests = {}, limits = {} } = container.resources ?? {};
+    for (const resource of ["cpu", "memory"]) {
+      assert.ok(requests[resource] !== undefined, `${where}: requests.${resource}`);
+      assert.ok(limits[resource] !== undefined, `${where}: limits.${resource}`);
+    }
+    assert.ok(cpuCores(requests.cpu) <= cpuCores(limits.cpu), `${where}: cpu request <= limit`);
+    assert.ok(bytes(requests.memory) <= bytes(limits.memory), `${where}: memory request <= limit`);
+
+    // Environment: only variables the service reads, each with a value it accepts.
+    const environment = environmentOf(objects, container);
+    const config = await configOf(name);
+    for (const [variable, { value }] of environment) {
+      assert.ok(config.known.has(variable), `${where}: ${variable} is not read by ${name} (per ${config.source})`);
+      const spec = config.variables.get(variable);
+      if (spec && value !== undefined && value !== "") assert.doesNotThrow(() => spec.parse(value), `${where}: ${variable}=${value} is rejected by ${name}'s config`);
+    }
+    assert.equal(environment.get("PORT")?.value, String(port), `${where}: PORT = the grpc container port`);
+    assert.equal(environment.get("HOST")?.value, "0.0.0.0", `${where}: HOST listens beyond loopback`);
+    const dataDir = environment.get("CUTLINE_DATA_DIR")?.value;
+    assert.ok(dataDir !== undefined && writable.has(dataDir), `${where}: CUTLINE_DATA_DIR (${dataDir}) is a writable emptyDir`);
+    for (const [variable, { secret }] of environment) {
+      if (!secret) continue;
+      assert.equal(secret.name, "cutline-secrets", `${where}: ${variable} from the Secret cutline-secrets`);
+      assert.equal(secret.key, variable, `${where}: secret key named after the variable`);
+    }
+    if (name !== "inference") assert.ok(environment.get("DATABASE_URL")?.secret, `${where}: DATABASE_URL comes from the Secret`);
+    assert.ok(environment.get("NATS_URL")?.value?.startsWith("nats://"), `${where}: NATS_URL`);
+    // Client URLs name a Service of this mesh on its port.
+    for (const [variable, target] of [["BILLING_URL", "billing"], ["ORCHESTRATOR_URL", "orchestrator"], ["INFERENCE_URL", "inference"]] as const) {
+      const value = environment.get(variable)?.value;
+      if (value === undefined) continue;
+      const service = one(objects, "Service", target);
+      assert.equal(value, `http://${target}:${service.spec.ports[0].port}`, `${where}: ${variable}`);
+    }
+
+    // Graceful shutdown: preStop sleep, then SIGTERM, then at most SHUTDOWN_TIMEOUT_MS + runMain's margin.
+    const preStop = container.lifecycle?.preStop;
+    const sleepS = preStop?.sleep?.seconds ?? (preStop?.exec?.command[0] === "sleep" ? Number(preStop.exec.command[1]) : Number.NaN);
+    assert.ok(sleepS > 0, `${where}: preStop sleeps so endpoints drop before SIGTERM`);
+    const shutdownMs = Number(environment.get("SHUTDOWN_TIMEOUT_MS")?.value ?? SHUTDOWN_TIMEOUT_MS_DEFAULT);
+    const graceS = pod.terminationGracePeriodSeconds ?? 30;
+    assert.ok(graceS * 1000 > sleepS * 1000 + shutdownMs + RUN_MAIN_MARGIN_MS, `${where}: terminationGracePeriodSeconds ${graceS} s > preStop ${sleepS} s + SHUTDOWN_TIMEOUT_MS ${shutdownMs} ms + ${RUN_MAIN_MARGIN_MS} ms`);
+
+    // Prometheus scrape annotations on the pod.
+    const annotations = deployment.spec.template.metadata.annotations ?? {};
+    assert.equal(annotations["prometheus.io/scrape"], "true", `${where}: prometheus.io/scrape`);
+    assert.equal(annotations["prometheus.io/port"], String(port), `${where}: prometheus.io/port`);
+    assert.equal(annotations["prometheus.io/path"], "/metrics", `${where}: prometheus.io/path`);
+
+    // Service: h2c on the named port, selecting these pods.
+    const service = one(objects, "Service", name);
+    assert.equal(service.spec.ports.length, 1);
+    const servicePort = service.spec.ports[0];
+    assert.equal(servicePort.name, "grpc", `${where}: Service port named grpc`);
+    assert.equal(servicePort.targetPort, "grpc", `${where}: Service targets the named port`);
+    assert.equal(servicePort.appProtocol, "kubernetes.io/h2c", `${where}: appProtocol h2c`);
+    assert.equal(servicePort.port, port, `${where}: Service port = container port`);
+    for (const [label, value] of Object.entries(service.spec.selector as Record<string, string>)) {
+      assert.equal(deployment.spec.template.metadata.labels[label], value, `${where}: Service selector ${label}`);
+    }
+    // PodDisruptionBudget.
+    const budget = one(objects, "PodDisruptionBudget", name);
+    assert.deepEqual(budget.spec.selector.matchLabels, deployment.spec.selector.matchLabels, `${where}: PDB selects the Deployment`);
+  }
+
+  // One image for gateway, billing, orchestrator.
+  const images = new Set(["gateway", "billing", "orchestrator"].map((name) => containerOf(deployments.get(name as ServiceName)!).image));
+  assert.equal(images.size, 1, `${overlay}: gateway, billing and orchestrator share one image: ${[...images].join(", ")}`);
+  for (const image of [...images, containerOf(deployments.get("inference")!).image]) assert.match(image, /:[\w.-]+$/, `${overlay}: image ${image} has a tag`);
+  for (const name of ["gateway", "billing", "orchestrator"] as const) {
+    const pod = deployments.get(name)!.spec.template.spec;
+    assert.ok(!containerOf(deployments.get(name)!).resources?.limits?.["nvidia.com/gpu"], `${overlay}/${name}: no GPU`);
+    assert.ok(!(pod.tolerations ?? []).some((toleration) => toleration.key === "nvidia.com/gpu"), `${overlay}/${name}: no GPU toleration`);
+  }
+  return deployments;
+}
+
+/** The work queue's real names, from the NATS adapter's source, so a rename breaks this test, not scaling. */
+function workQueueNames(prefix: string): { stream: string; consumers: string[] } {
+  const adapter = join(root, "services/common/adapters/work-queue.nats.ts");
+  if (existsSync(adapter)) {
+    const source = readFileSync(adapter, "utf8");
+    assert.match(source, /const stream = `\$\{options\.namePrefix\}_work`/, "work-queue.nats.ts: stream is `<prefix>_work`");
+    assert.match(source, /durable_name: lane/, "work-queue.nats.ts: one durable consumer per lane, named after it");
+    assert.match(source, /const LANES: readonly Priority\[\] = \["high", "normal"\]/, "work-queue.nats.ts: lanes high and normal");
+  }
+  return { stream: `${prefix}_work`, consumers: ["high", "normal"] };
+}
+
+function checkScaledObject(objects: K8sObject[], overlay: string): K8sObject {
+  const scaledObject = one(objects, "ScaledObject", "inference");
+  assert.equal(byKind(objects, "HorizontalPodAutoscaler").length, 0, `${overlay}: no HPA beside KEDA (KEDA owns its own)`);
+  assert.equal(scaledObject.spec.scaleTargetRef.name, "inference");
+  assert.ok(scaledObject.spec.minReplicaCount >= 1, `${overlay}: never scales inference to zero`);
+  const common = one(objects, "Deployment", "inference") as DeploymentObject;
+  const environment = environmentOf(objects, containerOf(common));
+  const prefix = environment.get("NATS_NAME_PREFIX")?.value ?? "cutline";
+  const { stream, consumers } = workQueueNames(prefix);
+  const natsHost = new URL(environment.get("NATS_URL")!.value!).hostname;
+  const triggers = scaledObject.spec.triggers as { type: string; metadata: Record<string, string> }[];
+  assert.deepEqual(triggers.map((trigger) => trigger.metadata.consumer).sort(), consumers, `${overlay}: one trigger per work-queue consumer`);
+  for (const trigger of triggers) {
+    assert.equal(trigger.type, "nats-jetstream");
+    assert.equal(trigger.metadata.stream, stream, `${overlay}: trigger stream`);
+    assert.equal(trigger.metadata.natsServerMonitoringEndpoint, `${natsHost}:8222`, `${overlay}: monitoring endpoint on the NATS_URL host`);
+    assert.ok(Number(trigger.metadata.lagThreshold) > 0, `${overlay}: lagThreshold`);
+  }
+  return scaledObject;
+}
+
+// ---- the tests ------------------------------------------------------------------------------------
+
+describe("k8s overlays", { skip: skipRendering }, () => {
+  let cpu: K8sObject[] = [];
+  let gpu: K8sObject[] = [];
+  before(() => {
+    cpu = render(join(root, "k8s/overlays/cpu"));
+    gpu = render(join(root, "k8s/overlays/gpu"));
+  });
+
+  test("cpu: the mesh is sound, inference on CPU only", async () => {
+    const deployments = await checkMesh(cpu, "cpu");
+    const inference = deployments.get("inference")!;
+    const container = containerOf(inference);
+    const environment = environmentOf(cpu, container);
+    assert.equal(environment.get("INFERENCE_EXECUTION_PROVIDERS")?.value, "cpu");
+    assert.equal(environment.get("INFERENCE_BATCH_SIZE_MAX")?.value, "1");
+    const threads = Number(environment.get("INFERENCE_THREADS_PER_SESSION")?.value);
+    assert.ok(threads >= 1 && threads <= cpuCores(container.resources?.limits?.cpu), "onnxruntime threads within the CPU limit");
+    assert.equal(container.image, containerOf(deployments.get("gateway")!).image, "cpu inference uses the common image");
+    assert.ok(!JSON.stringify(cpu).includes("nvidia.com/gpu"), "no GPU resource, toleration or affinity anywhere");
+    checkScaledObject(cpu, "cpu");
+  });
+
+  test("gpu: inference on the CUDA image, one GPU, tolerating the GPU taint", async () => {
+    const deployments = await checkMesh(gpu, "gpu");
+    const inference = deployments.get("inference")!;
+    const pod = inference.spec.template.spec;
+    const container = containerOf(inference);
+    assert.equal(String(container.resources?.limits?.["nvidia.com/gpu"]), "1", "limits nvidia.com/gpu: 1");
+    assert.ok(
+      (pod.tolerations ?? []).some((toleration) => toleration.key === "nvidia.com/gpu" && toleration.effect === "NoSchedule" && toleration.operator === "Exists"),
+      "tolerates nvidia.com/gpu:NoSchedule",
+    );
+    assert.ok(pod.affinity?.nodeAffinity || pod.nodeSelector, "pinned to GPU nodes");
+    assert.notEqual(container.image, containerOf(deployments.get("gateway")!).image, "inference uses the CUDA image");
+    const environment = environmentOf(gpu, container);
+    assert.equal(environment.get("INFERENCE_EXECUTION_PROVIDERS")?.value, "cuda,cpu");
+    const config = await configOf("inference");
+    const gpuBatch = config.known.has("INFERENCE_BATCH_SIZE_MAX_GPU") ? "INFERENCE_BATCH_SIZE_MAX_GPU" : "INFERENCE_BATCH_SIZE_MAX";
+    assert.ok(Number(environment.get(gpuBatch)?.value) > 1, `${gpuBatch} batches on the GPU`);
+    const cpuInference = environmentOf(cpu, containerOf(one<DeploymentObject>(cpu, "Deployment", "inference")));
+    assert.ok(Number(environment.get(gpuBatch)?.value) > Number(cpuInference.get("INFERENCE_BATCH_SIZE_MAX")?.value), "larger batch than cpu");
+    const gpuScaled = checkScaledObject(gpu, "gpu");
+    const cpuScaled = one(cpu, "ScaledObject", "inference");
+    assert.ok(gpuScaled.spec.maxReplicaCount <= cpuScaled.spec.maxReplicaCount, "GPU replicas capped no higher than CPU ones");
+  });
+
+  test("hpa-inference component: a CPU HPA instead of KEDA", () => {
+    const objects = renderComposition([join(root, "k8s/base")], [join(root, "k8s/components/hpa-inference")]);
+    validateSchemas(objects);
+    assert.equal(byKind(objects, "ScaledObject").length, 0);
+    const hpa = one(objects, "HorizontalPodAutoscaler", "inference");
+    assert.equal(hpa.spec.scaleTargetRef.name, "inference");
+    assert.equal(hpa.spec.metrics[0].resource.name, "cpu");
+    assert.ok(hpa.spec.minReplicas >= 1);
+  });
+
+  test("secret-from-env component: a generated Secret, and every reference follows its hashed name", () => {
+    const objects = renderComposition([join(root, "k8s/overlays/cpu")], ["./secrets"], (directory) => {
+      cpSync(join(root, "k8s/components/secret-from-env"), join(directory, "secrets"), { recursive: true });
+      cpSync(join(directory, "secrets/secrets.env.example"), join(directory, "secrets/secrets.env"));
+    });
+    validateSchemas(objects);
+    const secrets = byKind(objects, "Secret");
+    assert.equal(secrets.length, 1);
+    const secretName = secrets[0]!.metadata.name;
+    assert.match(secretName, /^cutline-secrets-[a-z0-9]+$/);
+    assert.deepEqual(Object.keys(secrets[0]!.data ?? {}).sort(), ["CUTLINE_API_KEY", "DATABASE_URL"]);
+    for (const deployment of byKind<DeploymentObject>(objects, "Deployment")) {
+      for (const variable of containerOf(deployment).env ?? []) {
+        if (variable.valueFrom?.secretKeyRef) assert.equal(variable.valueFrom.secretKeyRef.name, secretName, `${deployment.metadata.name}: ${variable.name}`);
+      }
+    }
+  });
+});
+
+describe("deploy/", () => {
+  test("compose.yaml: four services, each its own command, port, health check and known env", async () => {
+    const compose = parse(readFileSync(join(root, "deploy/compose.yaml"), "utf8"), { merge: true }) as {
+      services: Record<string, { command?: string[]; environment?: Record<string, string>; healthcheck?: { test: string[] }; depends_on?: Record<string, unknown>; build?: { dockerfile: string } }>;
+    };
+    assert.ok(compose.services.postgres && compose.services.nats);
+    assert.match(String((compose.services.postgres as { image?: string }).image), /^postgres:16/);
+    assert.match(String((compose.services.nats as { image?: string }).image), /^nats:2\.10/);
+    assert.ok(compose.services.nats.command?.includes("-js"), "NATS with JetStream");
+    for (const name of SERVICES) {
+      const service = compose.services[name];
+      assert.ok(service, `compose service ${name}`);
+      assert.deepEqual(service.command, ["node", "--import", "tsx", `services/${name}/main.ts`], `${name}: command`);
+      assert.equal(service.build?.dockerfile, "deploy/Dockerfile");
+      assert.deepEqual(service.healthcheck?.test, ["CMD", "node", "deploy/healthcheck.mjs"], `${name}: health check`);
+      const environment = service.environment ?? {};
+      assert.equal(environment.PORT, String(DEFAULT_PORTS[name]), `${name}: PORT`);
+      assert.equal(environment.HOST, "0.0.0.0");
+      const config = await configOf(name);
+      for (const [variable, value] of Object.entries(environment)) {
+        assert.ok(config.known.has(variable), `compose ${name}: ${variable} is not read by ${name} (per ${config.source})`);
+        const spec = config.variables.get(variable);
+        const literal = String(value);
+        if (spec && literal !== "" && !literal.includes("${")) assert.doesNotThrow(() => spec.parse(literal), `compose ${name}: ${variable}=${literal}`);
+      }
+      for (const [variable, target] of [["BILLING_URL", "billing"], ["ORCHESTRATOR_URL", "orchestrator"], ["INFERENCE_URL", "inference"]] as const) {
+        if (environment[variable] !== undefined) assert.equal(environment[variable], `http://${target}:${DEFAULT_PORTS[target]}`, `compose ${name}: ${variable}`);
+      }
+    }
+  });
+
+  test("Dockerfiles: production deps from the lock file, no CUDA download at npm ci, non-root", () => {
+    const cpuImage = readFileSync(join(root, "deploy/Dockerfile"), "utf8");
+    const gpuImage = readFileSync(join(root, "deploy/Dockerfile.gpu"), "utf8");
+    for (const [file, text] of [["Dockerfile", cpuImage], ["Dockerfile.gpu", gpuImage]] as const) {
+      assert.match(text, /npm ci --omit=dev/, `${file}: npm ci --omit=dev`);
+      assert.match(text, /ONNXRUNTIME_NODE_INSTALL=skip/, `${file}: onnxruntime-node's install skipped at npm ci`);
+      const users = [...text.matchAll(/^USER\s+(\S+)/gm)].map((match) => match[1]!);
+      assert.ok(users.length > 0 && /^[1-9]\d*(:\d+)?$/.test(users.at(-1)!), `${file}: final USER is a numeric non-root uid`);
+    }
+    assert.match(cpuImage, /ARG SERVICE/);
+    assert.match(gpuImage, /ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install\.js/, "CUDA provider fetched at build time");
+    assert.match(gpuImage, /FROM \$\{CUDA_IMAGE\}/);
+    assert.match(gpuImage, /ARG CUDA_IMAGE=nvidia\/cuda:12\.[\d.]+-cudnn-runtime-/, "CUDA 12 + cuDNN runtime base");
+  });
+
+  test("healthcheck.mjs: exit 0 only while the server reports SERVING", async () => {
+    const health = new HealthRegistry();
+    const server = await startServiceServer({ name: "healthcheck-test", host: "127.0.0.1", port: 0, log: createLogger("test", "silent"), health, routes: () => {} });
+    try {
+      // Asynchronous: the server under test runs on this process's event loop.
+      const check = async () => {
+        try {
+          const { stderr } = await promisify(execFile)(process.execPath, [join(root, "deploy/healthcheck.mjs"), String(server.port)], { timeout: 10_000 });
+          return { status: 0, stderr };
+        } catch (error) {
+          const failed = error as { code?: number; stderr?: string };
+          return { status: failed.code ?? -1, stderr: failed.stderr ?? "" };
+        }
+      };
+      const notServing = await check();
+      assert.equal(notServing.status, 1, notServing.stderr);
+      assert.match(notServing.stderr, /NOT_SERVING/);
+      health.setAllServing();
+      const serving = await check();
+      assert.equal(serving.status, 0, serving.stderr);
+    } finally {
+      await server.close();
+    }
+    const nothing = spawnSync(process.execPath, [join(root, "deploy/healthcheck.mjs"), "1"], { encoding: "utf8", timeout: 10_000 });
+    assert.equal(nothing.status, 1, "nothing listening: unhealthy");
+  });
+});
