@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { createBillingFixture, DAY_MS, type BillingFixture } from "../billing.testing.ts";
+import type { Outcome } from "../domain/outcomes.ts";
 
-function ok<T>(outcome: ({ ok: true } & T) | { ok: false; reason: string; message: string }): T {
+function ok<T>(outcome: Outcome<T>): { ok: true } & T {
   if (!outcome.ok) assert.fail(`expected ok, got ${outcome.reason}: ${outcome.message}`);
   return outcome;
 }

@@ -1,0 +1,434 @@
+// Model-based property test: random sequences of grants, reserves (and replays), captures,
+// releases, sweeps, plan changes and clock jumps run against the real ledger (Postgres or
+// PGlite) and against a plain in-memory model built from the domain rules. After every step the
+// outcome, the spend order of each new hold and every pool's available balance must agree; after
+// every run each bucket must agree field by field and the ledger invariants must hold.
+// BILLING_PROPERTY_RUNS sets the number of runs (default 12).
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import fc from "fast-check";
+import { allocate, DEFAULT_PRIORITY, type BucketKind } from "../domain/spend-order.ts";
+import { cycleStart, DEFAULT_PLANS, subscriptionGrant, TRIAL_DURATION_MS, TRIAL_MILLICREDITS, type Plan } from "../domain/plans.ts";
+import { createBillingFixture, DAY_MS, type BillingFixture } from "../billing.testing.ts";
+import type { PoolName } from "./schema.ts";
+
+const RUNS = Number(process.env.BILLING_PROPERTY_RUNS ?? 12);
+const plansByCode = new Map(DEFAULT_PLANS.map((plan) => [plan.code, plan]));
+const plan = (code: string): Plan => plansByCode.get(code)!;
+
+interface ModelBucket {
+  key: string;
+  pool: PoolName;
+  id?: number;
+  kind: BucketKind;
+  granted: number;
+  remaining: number;
+  held: number;
+  captured: number;
+  expired: number;
+  effectiveAt: Date;
+  expiresAt: Date | null;
+  priority: number;
+  createdAt: Date;
+}
+
+interface ModelHold {
+  id: string;
+  account: number;
+  pool: PoolName;
+  key: string;
+  amount: number;
+  overage: number;
+  allocations: { bucket: ModelBucket; amount: number }[];
+  status: "open" | "captured" | "released" | "expired";
+  captured: number;
+  expiresAt: Date;
+  ttlSeconds: number;
+}
+
+interface ModelAccount {
+  id: string;
+  plan: Plan;
+  anchor: Date;
+  cyclesSinceAnchor: number;
+  nextRenewalAt: Date;
+  buckets: ModelBucket[];
+  cycleOverage: Record<PoolName, number>;
+  overageHeld: Record<PoolName, number>;
+}
+
+type Command =
+  | { type: "advance"; ms: number }
+  | { type: "grant"; account: number; pool: PoolName; kind: "promo" | "top_up" | "refund"; amount: number; expiresInMs: number | null; effectiveInMs: number; priority: number }
+  | { type: "reserve"; account: number; pool: PoolName; amount: number; ttlSeconds: number }
+  | { type: "replay"; pick: number; changeAmount: boolean }
+  | { type: "capture"; pick: number; permille: number }
+  | { type: "release"; pick: number }
+  | { type: "sweep" }
+  | { type: "changePlan"; account: number; plan: string };
+
+const poolArbitrary = fc.constantFrom<PoolName>("api", "api", "web");
+const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
+  { arbitrary: fc.record({ type: fc.constant("advance" as const), ms: fc.constantFrom(60_000, 3_600_000, DAY_MS, 8 * DAY_MS, 31 * DAY_MS) }), weight: 2 },
+  {
+    arbitrary: fc.record({
+      type: fc.constant("grant" as const),
+      account: fc.nat(1),
+      pool: poolArbitrary,
+      kind: fc.constantFrom("promo" as const, "top_up" as const, "refund" as const),
+      amount: fc.integer({ min: 1, max: 20_000 }),
+      expiresInMs: fc.option(fc.constantFrom(3_600_000, 2 * DAY_MS, 20 * DAY_MS), { nil: null }),
+      effectiveInMs: fc.constantFrom(0, 0, DAY_MS),
+      // Shared priorities (with subscriptions at 40) make expiry and age decide the order.
+      priority: fc.constantFrom(20, 40, 40, 50),
+    }),
+    weight: 3,
+  },
+  {
+    arbitrary: fc.record({
+      type: fc.constant("reserve" as const),
+      account: fc.nat(1),
+      pool: poolArbitrary,
+      amount: fc.integer({ min: 1, max: 30_000 }),
+      ttlSeconds: fc.constantFrom(120, 7_200, 86_400),
+    }),
+    weight: 5,
+  },
+  { arbitrary: fc.record({ type: fc.constant("replay" as const), pick: fc.nat(), changeAmount: fc.boolean() }), weight: 1 },
+  { arbitrary: fc.record({ type: fc.constant("capture" as const), pick: fc.nat(), permille: fc.integer({ min: 0, max: 1000 }) }), weight: 4 },
+  { arbitrary: fc.record({ type: fc.constant("release" as const), pick: fc.nat() }), weight: 2 },
+  { arbitrary: fc.record({ type: fc.constant("sweep" as const) }), weight: 1 },
+  { arbitrary: fc.record({ type: fc.constant("changePlan" as const), account: fc.nat(1), plan: fc.constantFrom("free", "starter", "pro", "business") }), weight: 1 },
+);
+
+class Model {
+  readonly accounts: ModelAccount[] = [];
+  readonly holds: ModelHold[] = [];
+  readonly holdsByKey = new Map<string, ModelHold>();
+
+  constructor(private readonly now: () => Date) {}
+
+  addBucket(account: ModelAccount, bucket: Omit<ModelBucket, "remaining" | "held" | "captured" | "expired" | "createdAt">): boolean {
+    if (account.buckets.some((existing) => existing.key === bucket.key && existing.pool === bucket.pool)) return false;
+    account.buckets.push({ ...bucket, remaining: bucket.granted, held: 0, captured: 0, expired: 0, createdAt: this.now() });
+    return true;
+  }
+
+  grantSubscription(account: ModelAccount, index: number): void {
+    const grant = subscriptionGrant(account.plan, account.anchor, index);
+    if (!grant) return;
+    this.addBucket(account, {
+      key: `subscription:${account.plan.code}:${account.anchor.toISOString()}:${index}`,
+      pool: "api",
+      kind: "subscription",
+      granted: grant.amountMillicredits,
+      effectiveAt: grant.effectiveAt,
+      expiresAt: grant.expiresAt,
+      priority: DEFAULT_PRIORITY.subscription,
+    });
+  }
+
+  createAccount(id: string, planCode: string): void {
+    const now = this.now();
+    const account: ModelAccount = {
+      id,
+      plan: plan(planCode),
+      anchor: now,
+      cyclesSinceAnchor: 0,
+      nextRenewalAt: cycleStart(now, 1),
+      buckets: [],
+      cycleOverage: { api: 0, web: 0 },
+      overageHeld: { api: 0, web: 0 },
+    };
+    this.addBucket(account, {
+      key: "sign-up-trial",
+      pool: "api",
+      kind: "trial",
+      granted: TRIAL_MILLICREDITS,
+      effectiveAt: now,
+      expiresAt: new Date(now.getTime() + TRIAL_DURATION_MS),
+      priority: DEFAULT_PRIORITY.trial,
+    });
+    this.grantSubscription(account, 0);
+    this.accounts.push(account);
+  }
+
+  renew(account: ModelAccount): void {
+    while (account.nextRenewalAt.getTime() <= this.now().getTime()) {
+      account.cycleOverage = { api: 0, web: 0 };
+      account.cyclesSinceAnchor += 1;
+      account.nextRenewalAt = cycleStart(account.anchor, account.cyclesSinceAnchor + 1);
+      this.grantSubscription(account, account.cyclesSinceAnchor);
+    }
+  }
+
+  available(account: ModelAccount, pool: PoolName): number {
+    const now = this.now().getTime();
+    return account.buckets
+      .filter((bucket) => bucket.pool === pool && bucket.remaining > 0 && bucket.effectiveAt.getTime() <= now && (bucket.expiresAt === null || bucket.expiresAt.getTime() > now))
+      .reduce((sum, bucket) => sum + bucket.remaining, 0);
+  }
+
+  reserve(account: ModelAccount, pool: PoolName, amount: number, key: string, ttlSeconds: number, holdId: () => string): { outcome: string; hold?: ModelHold } {
+    const existing = this.holdsByKey.get(`${account.id}/${pool}/${key}`);
+    if (existing) {
+      return existing.amount === amount && existing.ttlSeconds === ttlSeconds ? { outcome: "ok", hold: existing } : { outcome: "idempotency_conflict" };
+    }
+    const available = this.available(account, pool);
+    let overage = 0;
+    if (available < amount) {
+      const wanted = amount - available;
+      if (account.plan.onExhausted === "overage" && account.cycleOverage[pool] + account.overageHeld[pool] + wanted <= account.plan.overageCapMillicredits) overage = wanted;
+      else return { outcome: "insufficient_credits" };
+    }
+    const now = this.now();
+    const poolBuckets = account.buckets.filter((bucket) => bucket.pool === pool);
+    const { allocations, unfundedMillicredits } = poolBuckets.length && amount - overage > 0
+      ? allocate(poolBuckets.map((bucket) => ({ ...bucket, id: bucket.id!, remainingMillicredits: bucket.remaining })), amount - overage, now)
+      : { allocations: [], unfundedMillicredits: amount - overage };
+    assert.equal(unfundedMillicredits, 0, "model: available said yes but allocation fell short");
+    const hold: ModelHold = {
+      id: holdId(),
+      account: this.accounts.indexOf(account),
+      pool,
+      key,
+      amount,
+      overage,
+      allocations: allocations.map((allocation) => ({ bucket: poolBuckets.find((bucket) => bucket.id === allocation.bucketId)!, amount: allocation.amountMillicredits })),
+      status: "open",
+      captured: 0,
+      expiresAt: new Date(now.getTime() + ttlSeconds * 1000),
+      ttlSeconds,
+    };
+    for (const { bucket, amount: part } of hold.allocations) {
+      bucket.remaining -= part;
+      bucket.held += part;
+    }
+    account.overageHeld[pool] += overage;
+    this.holds.push(hold);
+    this.holdsByKey.set(`${account.id}/${pool}/${key}`, hold);
+    return { outcome: "ok", hold };
+  }
+
+  settle(hold: ModelHold, action: "capture" | "release" | "expire", amount: number): string {
+    const account = this.accounts[hold.account]!;
+    if (hold.status !== "open") {
+      if ((action === "capture" && hold.status === "captured" && hold.captured === amount) || (action === "release" && hold.status === "released")) return "ok";
+      return hold.status === "expired" ? "hold_expired" : "hold_already_settled";
+    }
+    const now = this.now().getTime();
+    if (action !== "expire" && hold.expiresAt.getTime() <= now) {
+      this.settle(hold, "expire", 0);
+      return "hold_expired";
+    }
+    if (action === "capture" && amount > hold.amount) return "capture_exceeds_hold";
+    let left = action === "capture" ? amount : 0;
+    for (const { bucket, amount: part } of hold.allocations) {
+      const take = Math.min(left, part);
+      left -= take;
+      bucket.held -= part;
+      bucket.captured += take;
+      if (bucket.expiresAt !== null && bucket.expiresAt.getTime() <= now) bucket.expired += part - take;
+      else bucket.remaining += part - take;
+    }
+    assert.ok(left <= hold.overage, "model: overage capture beyond overage held");
+    account.cycleOverage[hold.pool] += left;
+    account.overageHeld[hold.pool] -= hold.overage;
+    hold.status = action === "capture" ? "captured" : action === "release" ? "released" : "expired";
+    hold.captured = action === "capture" ? amount : 0;
+    return "ok";
+  }
+
+  sweep(): void {
+    const now = this.now().getTime();
+    for (const account of this.accounts) this.renew(account);
+    for (const hold of this.holds) if (hold.status === "open" && hold.expiresAt.getTime() <= now) this.settle(hold, "expire", 0);
+    for (const account of this.accounts) {
+      for (const bucket of account.buckets) {
+        if (bucket.remaining > 0 && bucket.expiresAt !== null && bucket.expiresAt.getTime() <= now) {
+          bucket.expired += bucket.remaining;
+          bucket.remaining = 0;
+        }
+      }
+    }
+  }
+
+  changePlan(account: ModelAccount, planCode: string): void {
+    this.renew(account);
+    const now = this.now();
+    const next = plan(planCode);
+    account.cycleOverage = { api: 0, web: 0 };
+    account.plan = next;
+    account.anchor = now;
+    account.cyclesSinceAnchor = 0;
+    account.nextRenewalAt = cycleStart(now, 1);
+    const carryUntil = cycleStart(now, 1 + next.rolloverCycles);
+    for (const bucket of account.buckets) {
+      if (bucket.kind === "subscription" && (bucket.remaining > 0 || bucket.held > 0) && bucket.expiresAt !== null
+          && bucket.expiresAt.getTime() > now.getTime() && bucket.expiresAt.getTime() < carryUntil.getTime()) {
+        bucket.expiresAt = carryUntil;
+      }
+    }
+    this.grantSubscription(account, 0);
+  }
+}
+
+describe("ledger against an in-memory model", () => {
+  let billing: BillingFixture;
+  before(async () => {
+    billing = await createBillingFixture();
+  });
+  after(async () => {
+    await billing?.dispose();
+  });
+
+  it("agrees with the model on every step and keeps every invariant", async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(commandArbitrary, { minLength: 5, maxLength: 40 }), async (commands) => {
+        run += 1;
+        const { ledger, clock, db } = billing;
+        const model = new Model(() => clock.now());
+        const accountIds = [`r${run}-a`, `r${run}-b`];
+        for (const [index, planCode] of ["pro", "starter"].entries()) {
+          const created = await ledger.createAccount({ accountId: accountIds[index]!, planCode });
+          assert.ok(created.ok);
+          model.createAccount(accountIds[index]!, planCode);
+        }
+        // Buckets the ledger grants by itself (trial, subscriptions) are matched by grant key.
+        const syncBucketIds = async () => {
+          for (const account of model.accounts) {
+            for (const bucket of account.buckets) {
+              if (bucket.id !== undefined) continue;
+              const row = await db
+                .selectFrom("billing_buckets as b")
+                .innerJoin("billing_credit_accounts as c", "c.id", "b.credit_account_id")
+                .select(["b.id", "b.created_at"])
+                .where("c.account_id", "=", account.id)
+                .where("c.pool", "=", bucket.pool)
+                .where("b.grant_key", "=", bucket.key)
+                .executeTakeFirstOrThrow();
+              bucket.id = row.id;
+            }
+          }
+        };
+        await syncBucketIds();
+        let serial = 0;
+        for (const command of commands) {
+          serial += 1;
+          const step = `step ${serial} ${JSON.stringify(command)}`;
+          switch (command.type) {
+            case "advance": {
+              clock.advanceMs(command.ms);
+              for (const account of model.accounts) {
+                await ledger.renewAccount(account.id);
+                model.renew(account);
+              }
+              break;
+            }
+            case "grant": {
+              const account = model.accounts[command.account]!;
+              const now = clock.now();
+              const effectiveAt = new Date(now.getTime() + command.effectiveInMs);
+              const expiresAt = command.expiresInMs === null ? null : new Date(effectiveAt.getTime() + command.expiresInMs);
+              const key = `g${serial}`;
+              const outcome = await ledger.grant({ accountId: account.id, pool: command.pool, kind: command.kind, amountMillicredits: command.amount, effectiveAt, expiresAt, idempotencyKey: key, priority: command.priority });
+              assert.ok(outcome.ok, step);
+              model.addBucket(account, { key: `admin:${key}`, pool: command.pool, kind: command.kind, granted: command.amount, effectiveAt, expiresAt, priority: command.priority });
+              account.buckets[account.buckets.length - 1]!.id = outcome.bucket.id;
+              break;
+            }
+            case "reserve":
+            case "replay": {
+              let account: ModelAccount, pool: PoolName, amount: number, key: string, ttlSeconds: number;
+              if (command.type === "reserve") {
+                account = model.accounts[command.account]!;
+                ({ pool, amount, ttlSeconds } = command);
+                key = `k${serial}`;
+              } else {
+                if (model.holds.length === 0) continue;
+                const original = model.holds[command.pick % model.holds.length]!;
+                account = model.accounts[original.account]!;
+                pool = original.pool;
+                amount = original.amount + (command.changeAmount ? 1 : 0);
+                key = original.key;
+                ttlSeconds = original.ttlSeconds;
+              }
+              const before = model.holds.length;
+              const actual = await ledger.reserve({ accountId: account.id, pool, amountMillicredits: amount, idempotencyKey: key, holdTtlSeconds: ttlSeconds });
+              let dbHoldId = actual.ok ? actual.holdId : "";
+              const expected = model.reserve(account, pool, amount, key, ttlSeconds, () => dbHoldId);
+              assert.equal(actual.ok ? "ok" : actual.reason, expected.outcome, step);
+              if (actual.ok && expected.hold) {
+                assert.equal(actual.holdId, expected.hold.id, `${step}: a replayed key returns the first hold`);
+                if (model.holds.length > before) {
+                  const allocations = await db.selectFrom("billing_hold_allocations").select(["bucket_id", "amount_mc"]).where("hold_id", "=", actual.holdId).orderBy("position").execute();
+                  assert.deepEqual(
+                    allocations.map((row) => [row.bucket_id, row.amount_mc]),
+                    expected.hold.allocations.map((allocation) => [allocation.bucket.id, allocation.amount]),
+                    `${step}: spend order`,
+                  );
+                  assert.equal(actual.overageMillicredits, expected.hold.overage, step);
+                } else {
+                  assert.equal(actual.replayed, true, step);
+                }
+              }
+              dbHoldId = "";
+              break;
+            }
+            case "capture":
+            case "release": {
+              if (model.holds.length === 0) continue;
+              const hold = model.holds[command.pick % model.holds.length]!;
+              const amount = command.type === "capture" ? Math.floor((hold.amount * command.permille) / 1000) : 0;
+              const actual = command.type === "capture" ? await ledger.capture(hold.id, amount) : await ledger.release(hold.id, "test");
+              const expected = model.settle(hold, command.type, amount);
+              assert.equal(actual.ok ? "ok" : actual.reason, expected, step);
+              break;
+            }
+            case "sweep": {
+              await billing.sweeper.sweepOnce();
+              model.sweep();
+              break;
+            }
+            case "changePlan": {
+              const account = model.accounts[command.account]!;
+              const actual = await ledger.changePlan(account.id, command.plan);
+              assert.ok(actual.ok, step);
+              model.changePlan(account, command.plan);
+              break;
+            }
+          }
+          await syncBucketIds();
+          for (const account of model.accounts) {
+            for (const pool of ["api", "web"] as const) {
+              const balance = await ledger.balance(account.id, pool);
+              assert.ok(balance.ok);
+              assert.equal(balance.availableMillicredits, model.available(account, pool), `${step}: available ${account.id}/${pool}`);
+            }
+          }
+        }
+        for (const account of model.accounts) {
+          const rows = await db
+            .selectFrom("billing_buckets as b")
+            .innerJoin("billing_credit_accounts as c", "c.id", "b.credit_account_id")
+            .select(["b.id", "b.remaining_mc", "b.held_mc", "b.captured_mc", "b.expired_mc", "b.expires_at"])
+            .where("c.account_id", "=", account.id)
+            .orderBy("b.id")
+            .execute();
+          assert.deepEqual(
+            rows.map((row) => [row.id, row.remaining_mc, row.held_mc, row.captured_mc, row.expired_mc, row.expires_at === null ? null : new Date(row.expires_at).getTime()]),
+            [...account.buckets].sort((a, b) => a.id! - b.id!).map((bucket) => [bucket.id, bucket.remaining, bucket.held, bucket.captured, bucket.expired, bucket.expiresAt?.getTime() ?? null]),
+            `buckets of ${account.id}`,
+          );
+        }
+        for (const hold of model.holds) {
+          const row = await db.selectFrom("billing_holds").select(["status", "captured_mc"]).where("id", "=", hold.id).executeTakeFirstOrThrow();
+          assert.deepEqual([row.status, row.captured_mc], [hold.status, hold.captured], `hold ${hold.id}`);
+        }
+        await billing.assertHealthy();
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
