@@ -1,7 +1,8 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { Code, type Client } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
 import { EventEmitter, on } from "node:events";
+import { reasonError } from "../common/errors.ts";
 import type { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import type { ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { ImageOptionsSchema } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
@@ -77,14 +78,14 @@ export class JobLifecycle {
         error_reason: "queue_full",
         error_message: error instanceof Error ? error.message : String(error),
       });
-      throw new ConnectError(failed?.error_message ?? "work queue unavailable", Code.ResourceExhausted, undefined, undefined, error);
+      throw reasonError(Code.ResourceExhausted, "queue_full", failed?.error_message ?? "the work queue is full; retry later", { cause: error });
     }
     return job;
   }
 
   async get(id: string): Promise<JobRow> {
     const job = await this.jobs.get(id);
-    if (!job) throw new ConnectError(`job ${id} not found`, Code.NotFound);
+    if (!job) throw reasonError(Code.NotFound, "job_not_found", `job ${id} not found`);
     return job;
   }
 
@@ -107,7 +108,7 @@ export class JobLifecycle {
   async cancel(id: string): Promise<JobRow> {
     const job = await this.get(id);
     if (isTerminal(job.status)) {
-      throw new ConnectError(`job ${id} is already ${job.status}`, Code.FailedPrecondition);
+      throw reasonError(Code.FailedPrecondition, "job_finished", `job ${id} is already ${job.status}; only queued or running jobs can be cancelled`);
     }
     const cancelled = await this.#finishWithRelease(job, "cancelled", { error_reason: "cancelled", error_message: "cancelled by the client" });
     // Lost the race to a worker's outcome: report where the job ended.

@@ -1,0 +1,42 @@
+// Inference as its own process (mesh mode): the JetStream worker plus the direct gRPC API.
+// Wiring only. Health stays NOT_SERVING until the model is loaded, verified and warm.
+import { createPorts } from "../common/adapters/index.ts";
+import { InferenceService } from "../common/gen/cutline/inference/v1/inference_service_pb.ts";
+import { HealthRegistry } from "../common/health.ts";
+import { createLogger } from "../common/logging.ts";
+import { runMain } from "../common/runtime.ts";
+import { startServiceServer } from "../common/server.ts";
+import { createInferenceHandlers, createSegmentationEngine, startSegmentWorker } from "./index.ts";
+import { loadInferenceServiceConfig } from "./service.config.ts";
+
+await runMain("inference", async () => {
+  const config = loadInferenceServiceConfig();
+  const log = createLogger("inference", config.LOG_LEVEL);
+  const health = new HealthRegistry();
+  const ports = await createPorts({ natsUrl: config.NATS_URL, dataDir: config.CUTLINE_DATA_DIR, namePrefix: config.NATS_NAME_PREFIX, blobTtlMs: config.BLOB_TTL_MS, log });
+  const engine = await createSegmentationEngine(config, log);
+  const server = await startServiceServer({
+    name: "inference",
+    host: config.HOST,
+    port: config.PORT,
+    log,
+    health,
+    routes: (router) => router.service(InferenceService, createInferenceHandlers(engine)),
+    readBytesMax: config.IMAGE_BYTES_MAX + 1024 * 1024,
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+  });
+  const worker = startSegmentWorker({ engine, ...ports, log });
+  void worker.then(
+    () => health.setAllServing(),
+    (error: unknown) => log.error({ err: error }, "the model could not be made ready; health stays NOT_SERVING"),
+  );
+  return {
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    async stop() {
+      await server.close();
+      await (await worker.catch(() => undefined))?.drain();
+      await engine.close();
+      await ports.close();
+    },
+  };
+});

@@ -1,0 +1,40 @@
+// Single-node mode (`npm start`): the whole mesh in one process on the embedded defaults —
+// PGlite and the in-process adapters — even where DATABASE_URL / NATS_URL are set for other suites.
+import { createConnectTransport } from "@connectrpc/connect-node";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { startSingleNode, type SingleNode } from "../services/single-node.ts";
+import { runEndToEndScenario } from "./end-to-end.scenario.ts";
+
+let node: SingleNode;
+const dataDir = mkdtempSync(join(tmpdir(), "cutline-single-node-"));
+
+before(async () => {
+  node = await startSingleNode({ CUTLINE_DATA_DIR: dataDir, PORT: "0", LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1" });
+  await node.ready;
+});
+
+after(async () => {
+  await node?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+test("health answers SERVING over Connect JSON once the model is warm", async () => {
+  const response = await fetch(`${node.url}/grpc.health.v1.Health/Check`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: "{}",
+  });
+  assert.deepEqual(await response.json(), { status: "SERVING" });
+});
+
+test("the provisioned API key is kept in the data directory", () => {
+  assert.equal(readFileSync(join(dataDir, "api-key"), "utf8").trim(), node.apiKey);
+});
+
+test("end to end through all four services (Connect over HTTP/1.1, REST)", async () => {
+  await runEndToEndScenario(node.url, node.apiKey, createConnectTransport({ baseUrl: node.url, httpVersion: "1.1" }));
+});
