@@ -191,9 +191,13 @@ export interface RefineOptions {
   radiusFraction: number;
   /** Guided filter regulariser: larger follows the model's mask, smaller the image's edges. */
   epsilon: number;
+  /** Contrast of the filtered alpha around one half: the filter softens edges the eye sees as hard. */
+  gain: number;
 }
 
-export const defaultRefineOptions: RefineOptions = { radiusFraction: 0.008, epsilon: 1e-4 };
+// Tuned on shared/eval/dev (npm run eval): the smallest radius and ε that still lift boundary F
+// without costing IoU; the gain of 2 undoes the softening the filter and the model add to hard edges.
+export const defaultRefineOptions: RefineOptions = { radiusFraction: 0.006, epsilon: 3e-4, gain: 2 };
 
 /**
  * The model's low-resolution mask as full-resolution alpha (0–255). With `refine`, the
@@ -229,7 +233,8 @@ export function maskToAlpha(
     alpha = new Float32Array(upscaled.length);
     for (let pixel = 0; pixel < upscaled.length; pixel++) {
       const weight = Math.min(1, band[pixel]! * 4);
-      alpha[pixel] = weight * filtered[pixel]! + (1 - weight) * upscaled[pixel]!;
+      const sharpened = (filtered[pixel]! - 0.5) * options.gain + 0.5;
+      alpha[pixel] = weight * sharpened + (1 - weight) * upscaled[pixel]!;
     }
   }
   const result = new Uint8Array(width * height);
