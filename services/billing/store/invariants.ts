@@ -61,9 +61,15 @@ const CHECKS: { name: string; query: string }[] = [
         or (h.status <> 'open' and (coalesce(a.settled, 0) <> coalesce(a.n, 0) or h.settled_at is null
           or coalesce(a.c, 0) + h.captured_overage_mc <> h.captured_mc or coalesce(a.r, 0) <> h.returned_mc
           or coalesce(a.x, 0) <> h.expired_on_return_mc))
-        or (h.status in ('released', 'expired') and h.captured_mc <> 0)
-        or (select count(*) from billing_ledger_entries e where e.hold_id = h.id and e.kind in ('reserve', 'overage_reserve'))
-          <> coalesce(a.n, 0) + (case when h.overage_mc > 0 then 1 else 0 end)`,
+        or (h.status in ('released', 'expired') and h.captured_mc <> 0)`,
+  },
+  {
+    name: "every hold has one reserve entry per allocation (plus one for overage)",
+    query: `select h.id from billing_holds h
+      left join (select hold_id, count(*) n from billing_hold_allocations group by hold_id) a on a.hold_id = h.id
+      left join (select hold_id, count(*) n from billing_ledger_entries where kind in ('reserve', 'overage_reserve') group by hold_id) e
+        on e.hold_id = h.id
+      where coalesce(e.n, 0) <> coalesce(a.n, 0) + (case when h.overage_mc > 0 then 1 else 0 end)`,
   },
   {
     name: "pools never mix: a hold only draws on buckets of its own credit account",

@@ -233,6 +233,9 @@ declare
   v_take_mc bigint;
   v_position integer := 0;
   v_bucket record;
+  v_bucket_ids bigint[] := '{}';
+  v_bucket_remaining bigint[] := '{}';
+  v_index integer;
 begin
   if p_amount_mc <= 0 then
     return jsonb_build_object('outcome', 'invalid_amount');
@@ -269,7 +272,18 @@ begin
       end if;
     end if;
   end if;
-  v_available_mc := billing_spendable_mc(v_account.id, p_now);
+  -- One scan, in spend order: priority, then soonest expiry (never-expiring last), then oldest.
+  v_available_mc := 0;
+  for v_bucket in
+    select id, remaining_mc from billing_buckets
+    where credit_account_id = v_account.id and remaining_mc > 0
+      and effective_at <= p_now and (expires_at is null or expires_at > p_now)
+    order by priority, expires_at nulls last, created_at, id
+  loop
+    v_bucket_ids := v_bucket_ids || v_bucket.id;
+    v_bucket_remaining := v_bucket_remaining || v_bucket.remaining_mc;
+    v_available_mc := v_available_mc + v_bucket.remaining_mc;
+  end loop;
   if v_available_mc < p_amount_mc then
     if v_on_exhausted = 'overage'
        and v_account.cycle_overage_mc + v_account.overage_held_mc + (p_amount_mc - v_available_mc) <= v_overage_cap_mc then
@@ -285,21 +299,16 @@ begin
       p_now + make_interval(secs => p_ttl_seconds), p_now, v_cycle_index, v_available_mc - (p_amount_mc - v_overage_mc),
       nullif(p_api_key_id, ''), nullif(p_member_id, ''), nullif(p_description, ''));
   v_need_mc := p_amount_mc - v_overage_mc;
-  -- Spend order: priority, then soonest expiry (never-expiring last), then oldest.
-  for v_bucket in
-    select id, remaining_mc from billing_buckets
-    where credit_account_id = v_account.id and remaining_mc > 0
-      and effective_at <= p_now and (expires_at is null or expires_at > p_now)
-    order by priority, expires_at nulls last, created_at, id
-  loop
-    exit when v_need_mc = 0;
-    v_take_mc := least(v_need_mc, v_bucket.remaining_mc);
-    update billing_buckets set remaining_mc = remaining_mc - v_take_mc, held_mc = held_mc + v_take_mc where id = v_bucket.id;
-    insert into billing_hold_allocations (hold_id, position, bucket_id, amount_mc) values (p_hold_id, v_position, v_bucket.id, v_take_mc);
+  v_index := 1;
+  while v_need_mc > 0 and v_index <= coalesce(array_length(v_bucket_ids, 1), 0) loop
+    v_take_mc := least(v_need_mc, v_bucket_remaining[v_index]);
+    update billing_buckets set remaining_mc = remaining_mc - v_take_mc, held_mc = held_mc + v_take_mc where id = v_bucket_ids[v_index];
+    insert into billing_hold_allocations (hold_id, position, bucket_id, amount_mc) values (p_hold_id, v_position, v_bucket_ids[v_index], v_take_mc);
     insert into billing_ledger_entries (credit_account_id, bucket_id, hold_id, kind, remaining_delta_mc, held_delta_mc, occurred_at)
-      values (v_account.id, v_bucket.id, p_hold_id, 'reserve', -v_take_mc, v_take_mc, p_now);
+      values (v_account.id, v_bucket_ids[v_index], p_hold_id, 'reserve', -v_take_mc, v_take_mc, p_now);
     v_position := v_position + 1;
     v_need_mc := v_need_mc - v_take_mc;
+    v_index := v_index + 1;
   end loop;
   if v_need_mc <> 0 then
     raise exception 'billing invariant broken: reserve left % millicredits unfunded', v_need_mc;
