@@ -1,4 +1,5 @@
 import { createRequire } from "node:module";
+import { decode as decodeBmp } from "bmp-ts";
 import sharp, { type Metadata, type OutputInfo, type Sharp } from "sharp";
 import { InferenceError } from "../domain/inference.errors.ts";
 import { sniffImageFormat, type AcceptedFormat } from "../domain/image-format.sniffer.ts";
@@ -97,10 +98,41 @@ function primaryHeifImage(bytes: Uint8Array): HeifImage {
   return primary;
 }
 
+/** BMP's size from its info header; libvips (as prebuilt for sharp) has no BMP loader. */
+function bmpSize(bytes: Uint8Array): { width: number; height: number } {
+  if (bytes.length < 26) throw corrupt("bmp", new Error("truncated BMP header"));
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerSize = view.getUint32(14, true);
+  if (headerSize === 12) return { width: view.getUint16(18, true), height: view.getUint16(20, true) };
+  // A negative height means rows are stored top-down.
+  return { width: Math.abs(view.getInt32(18, true)), height: Math.abs(view.getInt32(22, true)) };
+}
+
+async function decodeBmpPixels(bytes: Uint8Array, width: number, height: number): Promise<Uint8Array> {
+  let image: { data: Uint8Array; width: number; height: number; bitPP?: number };
+  try {
+    image = decodeBmp(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { toRGBA: true });
+  } catch (error) {
+    throw corrupt("bmp", error);
+  }
+  if (image.width !== width || image.height !== height || image.data.length < width * height * 4) {
+    throw corrupt("bmp", new Error(`BMP pixel data does not match its ${width}×${height} header`));
+  }
+  const rgba = new Uint8Array(image.data.subarray(0, width * height * 4));
+  // Only 32-bit BMPs carry alpha; the decoder leaves the fourth byte of the others undefined.
+  if ((image.bitPP ?? 24) < 32) for (let offset = 3; offset < rgba.length; offset += 4) rgba[offset] = 255;
+  return rgba;
+}
+
 /** Format and upright size from the header alone, with every limit checked; no pixel decoded. */
 export async function readImageHeader(bytes: Uint8Array, limits: ImageLimits): Promise<ImageHeader> {
   checkBytes(bytes, limits);
   const format = sniff(bytes);
+  if (format === "bmp") {
+    const { width, height } = bmpSize(bytes);
+    checkPixels(width, height, limits);
+    return { format, width, height, pixels: width * height };
+  }
   if (format === "heif") {
     const image = primaryHeifImage(bytes);
     const width = image.get_width();
@@ -140,7 +172,11 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, longes
   let hadIccProfile = false;
   let exif: Uint8Array | undefined;
   let hasAlphaChannel: boolean;
-  if (header.format === "heif") {
+  if (header.format === "bmp") {
+    const data = await decodeBmpPixels(bytes, header.width, header.height);
+    input = sharp(data, { raw: { width: header.width, height: header.height, channels: 4 } });
+    hasAlphaChannel = true;
+  } else if (header.format === "heif") {
     const image = primaryHeifImage(bytes);
     const data = new Uint8ClampedArray(header.width * header.height * 4);
     try {
