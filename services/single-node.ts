@@ -118,6 +118,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     health,
     routes: gateway.routes,
     httpRoutes: gateway.httpRoutes,
+    corsAllowedOrigins: config.gateway.CORS_ALLOWED_ORIGINS,
     readBytesMax: config.gateway.UPLOAD_BYTES_MAX + 1024 * 1024,
     shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
   });

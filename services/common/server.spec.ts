@@ -30,6 +30,7 @@ before(async () => {
     log: createLogger("test", "silent"),
     health,
     routes: () => {},
+    corsAllowedOrigins: ["https://app.example"],
   });
 });
 
@@ -111,4 +112,26 @@ test("health Watch streams the change to NOT_SERVING on shutdown", async () => {
   assert.deepEqual(statuses, ["SERVING", "NOT_SERVING"]);
   call.cancel();
   client.close();
+});
+
+test("browsers from an allowed origin get CORS preflight answers; others get none", async () => {
+  const preflight = await fetch(`${server.url}/grpc.health.v1.Health/Check`, {
+    method: "OPTIONS",
+    headers: { origin: "https://app.example", "access-control-request-method": "POST", "access-control-request-headers": "x-api-key" },
+  });
+  assert.equal(preflight.status, 204);
+  assert.equal(preflight.headers.get("access-control-allow-origin"), "https://app.example");
+  assert.match(preflight.headers.get("access-control-allow-headers") ?? "", /X-Api-Key/);
+  const call = await fetch(`${server.url}/grpc.health.v1.Health/Check`, {
+    method: "POST",
+    headers: { origin: "https://app.example", "content-type": "application/json" },
+    body: "{}",
+  });
+  assert.match(call.headers.get("access-control-expose-headers") ?? "", /Cutline-Reason/);
+  const stranger = await fetch(`${server.url}/grpc.health.v1.Health/Check`, {
+    method: "POST",
+    headers: { origin: "https://evil.example", "content-type": "application/json" },
+    body: "{}",
+  });
+  assert.equal(stranger.headers.get("access-control-allow-origin"), null);
 });

@@ -1,5 +1,5 @@
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
-import { ConnectError } from "@connectrpc/connect";
+import { ConnectError, cors as connectCors } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import http from "node:http";
 import http2 from "node:http2";
@@ -31,6 +31,31 @@ export interface ServiceServerOptions {
   /** After SIGTERM, time given to in-flight requests before connections are cut. @default 10000 */
   shutdownTimeoutMs?: number;
   interceptors?: Interceptor[];
+  /** Browser origins allowed to call (Connect-Web, REST); "*" allows any. @default none (no CORS headers) */
+  corsAllowedOrigins?: string[];
+}
+
+/** Headers our API adds to Connect's own CORS lists: the API key, idempotency and billing results. */
+const CORS_ALLOWED_HEADERS = [...connectCors.allowedHeaders, "X-Api-Key", "Authorization", "Idempotency-Key"];
+const CORS_EXPOSED_HEADERS = [...connectCors.exposedHeaders, "Cutline-Reason", "Cutline-Job-Id", "X-Job-Id", "X-Credits-Charged", "X-Credits-Remaining", "Retry-After"];
+
+// Answers preflights and marks responses for allowed origins; returns true when the request is done.
+function applyCors(allowedOrigins: string[], request: HttpRequest, response: HttpResponse): boolean {
+  const origin = request.headers.origin;
+  if (!origin || (!allowedOrigins.includes("*") && !allowedOrigins.includes(origin))) return false;
+  response.setHeader("access-control-allow-origin", allowedOrigins.includes("*") ? "*" : origin);
+  response.setHeader("vary", "origin");
+  if (request.method !== "OPTIONS") {
+    response.setHeader("access-control-expose-headers", CORS_EXPOSED_HEADERS.join(", "));
+    return false;
+  }
+  response.writeHead(204, {
+    "access-control-allow-methods": [...connectCors.allowedMethods, "OPTIONS"].join(", "),
+    "access-control-allow-headers": CORS_ALLOWED_HEADERS.join(", "),
+    "access-control-max-age": "7200",
+  });
+  response.end();
+  return true;
 }
 
 export interface ServiceServer {
@@ -88,8 +113,13 @@ export async function startServiceServer(options: ServiceServerOptions): Promise
     },
   });
 
-  const http1Server = http.createServer(handler);
-  const http2Server = http2.createServer(handler);
+  const allowedOrigins = options.corsAllowedOrigins ?? [];
+  const withCors = (request: HttpRequest, response: HttpResponse) => {
+    if (allowedOrigins.length > 0 && applyCors(allowedOrigins, request, response)) return;
+    handler(request, response);
+  };
+  const http1Server = http.createServer(withCors);
+  const http2Server = http2.createServer(withCors);
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
   http2Server.on("session", (session) => {

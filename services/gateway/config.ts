@@ -1,5 +1,5 @@
 import { commonConfigSpec, clientConfigSpec } from "../common/common.config.ts";
-import { integer, loadConfig, optionalText, port, text } from "../common/config.ts";
+import { integer, list, loadConfig, optionalText, port, text } from "../common/config.ts";
 
 export const gatewayConfigSpec = {
   ...commonConfigSpec,
@@ -9,6 +9,7 @@ export const gatewayConfigSpec = {
   SYNC_TIMEOUT_MS: integer("How long a synchronous call waits for its job, in milliseconds.", 120_000, { min: 1000 }),
   HOLD_TTL_SECONDS: integer("Lifetime of a credit hold before billing's sweeper releases it, in seconds.", 900, { min: 10 }),
   CUTLINE_API_KEY: optionalText("Provisions this API key for CUTLINE_ACCOUNT_ID at start (single-node and demos)."),
+  CORS_ALLOWED_ORIGINS: list("Browser origins allowed to call the gateway (Connect-Web, REST), comma-separated; * allows any, empty string none.", ["*"]),
   CUTLINE_ACCOUNT_ID: text("Account provisioned at start with its sign-up trial.", "default"),
 } as const;
 

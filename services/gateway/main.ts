@@ -39,6 +39,7 @@ await runMain("gateway", async () => {
     health,
     routes: gateway.routes,
     httpRoutes: gateway.httpRoutes,
+    corsAllowedOrigins: config.CORS_ALLOWED_ORIGINS,
     readBytesMax: config.UPLOAD_BYTES_MAX + 1024 * 1024,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
   });
