@@ -109,7 +109,7 @@ export const DEFAULT_PACKS: readonly Pack[] = [
   { code: "pack_25", priceCents: 2_500, creditsMillicredits: 110 * CREDIT },
   { code: "pack_50", priceCents: 5_000, creditsMillicredits: 250 * CREDIT },
   { code: "pack_100", priceCents: 10_000, creditsMillicredits: 555 * CREDIT },
-  { code: "pack_500", priceCents: 50_000, creditsMillicredits: 2_800 * CREDIT },
+  { code: "pack_500", priceCents: 50_000, creditsMillicredits: 2_777 * CREDIT },
   { code: "pack_2000", priceCents: 200_000, creditsMillicredits: 11_111 * CREDIT },
 ];
 
