@@ -54,8 +54,9 @@ export async function renderOutput(input: RenderInput): Promise<RenderedImage> {
   const { layout, options } = input;
   const background = parseHexColour(options.backgroundColor);
   const scale = outputScale(layout, options.size, input.previewPixelsMax, input.longestSideMax);
-  const canvasWidth = Math.max(1, Math.round(layout.canvasWidth * scale));
-  const canvasHeight = Math.max(1, Math.round(layout.canvasHeight * scale));
+  // Floor, so a preview never exceeds its pixel budget by a rounding.
+  const canvasWidth = Math.max(1, Math.floor(layout.canvasWidth * scale + 1e-6));
+  const canvasHeight = Math.max(1, Math.floor(layout.canvasHeight * scale + 1e-6));
   const destinationLeft = Math.round(layout.destination.left * scale);
   const destinationTop = Math.round(layout.destination.top * scale);
   const destinationWidth = Math.max(1, Math.round(layout.destination.width * scale));

@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { InferenceError } from "./inference.errors.ts";
+import { DynamicBatcher, type BatcherOptions } from "./request.batcher.ts";
+
+/** A batcher whose runs are recorded and finish when the test says so. */
+function harness(options: Partial<BatcherOptions> = {}) {
+  const batches: string[][] = [];
+  const pending: (() => void)[] = [];
+  const batcher = new DynamicBatcher<string, string>(
+    { batchSizeMax: 4, queueDelayMsMax: 20, queueLengthMax: 8, concurrency: 1, ...options },
+    async (items) => {
+      batches.push(items);
+      await new Promise<void>((resolve) => pending.push(resolve));
+      return items.map((item) => `done:${item}`);
+    },
+  );
+  const finishOne = async () => {
+    while (pending.length === 0) await sleep(1);
+    pending.shift()!();
+  };
+  return { batcher, batches, finishOne };
+}
+
+const reasonOf = (error: unknown) => (error as InferenceError).reason;
+
+describe("DynamicBatcher", () => {
+  it("runs a full batch at once and a partial one after the queue delay", async () => {
+    const { batcher, batches, finishOne } = harness({ queueDelayMsMax: 50 });
+    const full = ["a", "b", "c", "d"].map((item) => batcher.submit(item, { highPriority: false }));
+    await sleep(5);
+    assert.deepEqual(batches, [["a", "b", "c", "d"]], "a full batch must not wait for the delay");
+    await finishOne();
+    assert.deepEqual(await Promise.all(full), ["done:a", "done:b", "done:c", "done:d"]);
+
+    const started = performance.now();
+    const partial = batcher.submit("e", { highPriority: false });
+    await sleep(10);
+    assert.equal(batches.length, 1, "a partial batch waits for more items");
+    await finishOne();
+    assert.equal(await partial, "done:e");
+    assert.ok(performance.now() - started >= 45, "the partial batch ran after the queue delay");
+  });
+
+  it("takes the high-priority lane first", async () => {
+    const { batcher, batches, finishOne } = harness({ batchSizeMax: 2, queueDelayMsMax: 0 });
+    const first = batcher.submit("busy", { highPriority: false });
+    await sleep(2);
+    const rest = [
+      batcher.submit("free-1", { highPriority: false }),
+      batcher.submit("free-2", { highPriority: false }),
+      batcher.submit("paid-1", { highPriority: true }),
+    ];
+    await finishOne();
+    await first;
+    await finishOne();
+    await finishOne();
+    await Promise.all(rest);
+    assert.deepEqual(batches, [["busy"], ["paid-1", "free-1"], ["free-2"]]);
+  });
+
+  it("refuses past the queue length with queue_full and a retry hint, and drops nothing it accepted", async () => {
+    const { batcher, finishOne } = harness({ batchSizeMax: 1, queueLengthMax: 2, queueDelayMsMax: 0 });
+    const accepted = [batcher.submit("running", { highPriority: false })];
+    await sleep(2);
+    accepted.push(batcher.submit("q1", { highPriority: false }), batcher.submit("q2", { highPriority: false }));
+    await assert.rejects(batcher.submit("q3", { highPriority: true }), (error: unknown) => {
+      assert.equal(reasonOf(error), "queue_full");
+      assert.equal((error as InferenceError).userError, false);
+      assert.ok(((error as InferenceError).retryAfterMs ?? 0) >= 100);
+      assert.match((error as Error).message, /INFERENCE_QUEUE_LENGTH_MAX=2/);
+      return true;
+    });
+    assert.equal(batcher.depth, 2);
+    assert.equal(batcher.capacity, 3);
+    for (let index = 0; index < 3; index++) await finishOne();
+    assert.deepEqual(await Promise.all(accepted), ["done:running", "done:q1", "done:q2"]);
+  });
+
+  it("removes a cancelled item from the queue", async () => {
+    const { batcher, batches, finishOne } = harness({ batchSizeMax: 1, queueDelayMsMax: 0 });
+    const running = batcher.submit("running", { highPriority: false });
+    await sleep(2);
+    const controller = new AbortController();
+    const cancelled = batcher.submit("cancel-me", { highPriority: false, signal: controller.signal });
+    const kept = batcher.submit("kept", { highPriority: false });
+    assert.equal(batcher.depth, 2);
+    controller.abort();
+    await assert.rejects(cancelled, (error: unknown) => reasonOf(error) === "cancelled");
+    assert.equal(batcher.depth, 1);
+    await finishOne();
+    await running;
+    await finishOne();
+    assert.equal(await kept, "done:kept");
+    assert.deepEqual(batches, [["running"], ["kept"]]);
+    const aborted = new AbortController();
+    aborted.abort();
+    await assert.rejects(batcher.submit("late", { highPriority: false, signal: aborted.signal }), (error: unknown) => reasonOf(error) === "cancelled");
+  });
+
+  it("fails every item of a failed batch and keeps serving", async () => {
+    let fail = true;
+    const batcher = new DynamicBatcher<number, number>({ batchSizeMax: 2, queueDelayMsMax: 5, queueLengthMax: 4, concurrency: 1 }, async (items) => {
+      if (fail) throw new Error("session died");
+      return items.map((item) => item * 2);
+    });
+    const results = await Promise.allSettled([batcher.submit(1, { highPriority: false }), batcher.submit(2, { highPriority: false })]);
+    assert.deepEqual(results.map((result) => result.status), ["rejected", "rejected"]);
+    fail = false;
+    assert.equal(await batcher.submit(3, { highPriority: false }), 6);
+  });
+
+  it("close fails queued items with model_unavailable and refuses new ones", async () => {
+    const { batcher, finishOne } = harness({ batchSizeMax: 1, queueDelayMsMax: 0 });
+    const running = batcher.submit("running", { highPriority: false });
+    await sleep(2);
+    const queued = batcher.submit("queued", { highPriority: false });
+    batcher.close();
+    await assert.rejects(queued, (error: unknown) => reasonOf(error) === "model_unavailable");
+    await assert.rejects(batcher.submit("new", { highPriority: false }), (error: unknown) => reasonOf(error) === "model_unavailable");
+    await finishOne();
+    assert.equal(await running, "done:running");
+  });
+});
