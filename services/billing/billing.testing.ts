@@ -8,6 +8,26 @@ import { ManualClock } from "./domain/clock.ts";
 import { createBilling, type Billing } from "./index.ts";
 import type { BillingSchema } from "./store/schema.ts";
 import type { Kysely } from "kysely";
+import pg from "pg";
+
+// The shared pool has no 'error' listener, so a DROP DATABASE ... WITH (FORCE) that reaches a
+// connection still closing would crash the test process; wait until the server saw them all go.
+async function waitForConnectionsToClose(url: string): Promise<void> {
+  const database = new URL(url).pathname.slice(1);
+  const serverUrl = new URL(url);
+  serverUrl.pathname = "/postgres";
+  const client = new pg.Client({ connectionString: serverUrl.toString() });
+  await client.connect();
+  try {
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      const { rows } = await client.query<{ count: string }>("select count(*) from pg_stat_activity where datname = $1", [database]);
+      if (Number(rows[0]!.count) === 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  } finally {
+    await client.end();
+  }
+}
 
 export interface BillingFixture extends Billing {
   clock: ManualClock;
@@ -35,6 +55,7 @@ export async function createBillingFixture(options: { eventBus?: EventBus; poolS
     async dispose() {
       await billing.sweeper.stop();
       await database.close();
+      if (location.kind === "postgres") await waitForConnectionsToClose(location.url);
       await testDatabase.dispose();
     },
   };

@@ -115,8 +115,12 @@ create table billing_buckets (
   -- Every millicredit granted is in exactly one place.
   check (granted_mc = remaining_mc + held_mc + captured_mc + expired_mc + voided_mc)
 );
-create index billing_buckets_spendable on billing_buckets (credit_account_id, priority, expires_at, created_at, id) where remaining_mc > 0;
-create index billing_buckets_expiring on billing_buckets (expires_at) where remaining_mc > 0 and expires_at is not null;
+-- No index mentions remaining_mc or held_mc (not even in a predicate), and pages keep free
+-- room, so the updates of every reserve and capture stay heap-only (HOT) on a hot account.
+alter table billing_buckets set (fillfactor = 70);
+alter table billing_credit_accounts set (fillfactor = 50);
+create index billing_buckets_spendable on billing_buckets (credit_account_id, priority, expires_at, created_at, id);
+create index billing_buckets_expiring on billing_buckets (expires_at) where expires_at is not null;
 
 create table billing_holds (
   id text primary key,
