@@ -1,0 +1,205 @@
+// The real model, loaded once for this file: batching equivalence, responsiveness, the full
+// pipeline, quality on dev images, the Connect handler and the work-queue consumer.
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { pino } from "pino";
+import { register } from "prom-client";
+import sharp from "sharp";
+import { SHARED_DIRECTORY } from "../../../test/harness.ts";
+import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../../common/adapters/index.ts";
+import { reasonOf } from "../../common/errors.ts";
+import { ImageOptionsSchema, OutputFormat } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { InferenceService } from "../../common/gen/cutline/inference/v1/inference_service_pb.ts";
+import { SegmentTaskSchema, TaskEventSchema, type TaskEvent } from "../../common/gen/cutline/inference/v1/task_pb.ts";
+import { loadInferenceConfig } from "../config.ts";
+import { conventionOf, scoreMask } from "../domain/mask.metrics.ts";
+import { createInferenceHandlers } from "../handlers/inference.handlers.ts";
+import { startSegmentWorker } from "../store/segment.worker.ts";
+import { createSegmentationEngine, type SegmentationEngine } from "./segmentation.engine.ts";
+
+const log = pino({ level: "silent" });
+const evalDirectory = join(SHARED_DIRECTORY, "eval", "dev");
+const hasEvalData = existsSync(evalDirectory);
+
+/** A plain scene the model segments: a dark disc on a light, slightly textured background. */
+async function discPhoto(width = 320, height = 240): Promise<Uint8Array> {
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">
+    <rect width="100%" height="100%" fill="#e8e4dc"/><circle cx="${width / 2}" cy="${height / 2}" r="${height / 3}" fill="#2a3f8f"/></svg>`;
+  return sharp(Buffer.from(svg)).jpeg({ quality: 92 }).toBuffer();
+}
+
+function pattern(seed: number): Uint8Array {
+  const rgb = new Uint8Array(1024 * 1024 * 3);
+  for (let index = 0; index < rgb.length; index++) rgb[index] = (Math.sin(index * 0.0007 * seed) * 120 + 128) | 0;
+  return rgb;
+}
+
+async function batchOfTwoCount(): Promise<number> {
+  const metric = await register.getSingleMetric("cutline_inference_batch_size")!.get();
+  const bucket = (le: number) => metric.values.find((value) => value.labels.le === le)?.value ?? 0;
+  return bucket(2) - bucket(1);
+}
+
+let engine: SegmentationEngine;
+
+before(async () => {
+  // Batches of up to 2, with a queue delay long enough that two submissions always meet.
+  engine = await createSegmentationEngine(
+    loadInferenceConfig({ INFERENCE_BATCH_SIZE_MAX: "2", INFERENCE_QUEUE_DELAY_MS_MAX: "400", INFERENCE_EXECUTION_PROVIDERS: "cuda,cpu" }),
+    log,
+  );
+  await engine.ready;
+});
+after(async () => engine.close());
+
+describe("segmentation engine", () => {
+  it("loads the described model on an available provider", () => {
+    assert.equal(engine.modelName, "isnet-medium@1.4.5");
+    assert.ok(["cuda", "cpu"].includes(engine.executionProvider!));
+    assert.equal(engine.batchSizeMax, engine.executionProvider === "cpu" ? 2 : 8);
+  });
+
+  it("gives a batch of 2 the same masks as two single runs", async () => {
+    const first = pattern(1);
+    const second = pattern(3);
+    const singleFirst = await engine.segmentTensor(first.slice(), { highPriority: false });
+    const singleSecond = await engine.segmentTensor(second.slice(), { highPriority: false });
+    const batchesOfTwo = await batchOfTwoCount();
+    const [batchFirst, batchSecond] = await Promise.all([
+      engine.segmentTensor(first.slice(), { highPriority: false }),
+      engine.segmentTensor(second.slice(), { highPriority: false }),
+    ]);
+    assert.equal(await batchOfTwoCount(), batchesOfTwo + 1, "the two images ran as one batch");
+    let maxDifference = 0;
+    for (let index = 0; index < singleFirst.length; index++) {
+      maxDifference = Math.max(maxDifference, Math.abs(singleFirst[index]! - batchFirst![index]!), Math.abs(singleSecond[index]! - batchSecond![index]!));
+    }
+    assert.ok(maxDifference <= 1e-4, `max abs difference ${maxDifference}`);
+  });
+
+  it("keeps the event loop responsive while the model runs", async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 20);
+    const started = performance.now();
+    await engine.segmentTensor(pattern(2), { highPriority: true });
+    clearInterval(timer);
+    const expected = (performance.now() - started) / 20;
+    assert.ok(ticks >= expected * 0.5, `${ticks} timer ticks during a ${Math.round(performance.now() - started)} ms run (expected about ${Math.round(expected)})`);
+  });
+
+  it("cuts out a subject end to end: transparent PNG of the input's size", async () => {
+    const image = await discPhoto();
+    const result = await engine.process(image, create(ImageOptionsSchema, { format: OutputFormat.PNG }), { highPriority: false });
+    assert.equal(result.contentType, "image/png");
+    assert.deepEqual([result.width, result.height], [320, 240]);
+    const { data, info } = await sharp(result.image).raw().toBuffer({ resolveWithObject: true });
+    assert.equal(info.channels, 4);
+    const alphaAt = (x: number, y: number) => data[(y * info.width + x) * 4 + 3]!;
+    assert.ok(alphaAt(160, 120) > 200, `centre of the disc is opaque (${alphaAt(160, 120)})`);
+    assert.ok(alphaAt(5, 5) < 50, `corner is transparent (${alphaAt(5, 5)})`);
+  });
+
+  it("inspects the header only and refuses cancelled calls", async () => {
+    assert.deepEqual(await engine.inspect(await discPhoto(640, 480)), { format: "jpeg", width: 640, height: 480, pixels: 307200 });
+    const controller = new AbortController();
+    controller.abort();
+    await assert.rejects(
+      engine.process(await discPhoto(), create(ImageOptionsSchema), { highPriority: false, signal: controller.signal }),
+      (error: unknown) => (error as { reason?: string }).reason === "cancelled",
+    );
+  });
+
+  it("reaches IoU ≥ 0.9 on three dev images where the model is good", { skip: hasEvalData ? false : `no eval data at ${evalDirectory}` }, async () => {
+    for (const [source, name] of [
+      ["alphamatting", "GT05.png"],
+      ["grabcut", "106024.jpg"],
+      ["davis2016", "blackswan_00025.jpg"],
+    ] as const) {
+      const image = readFileSync(join(evalDirectory, source, name));
+      const result = await engine.process(image, create(ImageOptionsSchema, { format: OutputFormat.MASK }), { highPriority: false });
+      const predicted = await sharp(result.image).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+      const truth = await sharp(join(evalDirectory, source, name.replace(/\.(jpg|png)$/, ".mask.png"))).extractChannel(0).raw().toBuffer();
+      const scores = scoreMask(new Uint8Array(predicted.data), new Uint8Array(truth), predicted.info.width, predicted.info.height, conventionOf(source));
+      assert.ok(scores.iou >= 0.9, `${source}/${name}: IoU ${scores.iou.toFixed(3)}`);
+    }
+  });
+});
+
+describe("InferenceService handler", () => {
+  it("answers Segment and maps engine errors to one code and a reason, without the cause", async () => {
+    const transport = createRouterTransport(({ service }) => service(InferenceService, createInferenceHandlers(engine)));
+    const client = createClient(InferenceService, transport);
+    const response = await client.segment({ image: await discPhoto(160, 120), options: { format: OutputFormat.JPEG }, highPriority: true });
+    assert.equal(response.contentType, "image/jpeg");
+    assert.equal(response.model, "isnet-medium@1.4.5");
+    assert.equal(response.placeholderMask, false);
+    assert.deepEqual([response.width, response.height], [160, 120]);
+
+    await assert.rejects(client.segment({ image: new TextEncoder().encode("<svg xmlns='http://www.w3.org/2000/svg'/>") }), (error: unknown) => {
+      assert.ok(error instanceof ConnectError);
+      assert.equal(error.code, Code.InvalidArgument);
+      assert.equal(reasonOf(error), "unsupported_format");
+      assert.match(error.rawMessage, /SVG/);
+      assert.doesNotMatch(error.rawMessage, /at .*\.ts/);
+      return true;
+    });
+  });
+});
+
+describe("segment worker", () => {
+  it("turns SegmentTasks into result blobs and job events; user errors are final", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "cutline-inference-"));
+    const workQueue = new InProcessWorkQueue({ log });
+    const eventBus = new InProcessEventBus({ dataDir, log });
+    const blobStore = new InProcessBlobStore({ dataDir, log });
+    const events: { subject: string; event: TaskEvent }[] = [];
+    const subscription = eventBus.subscribe(
+      async (event) => void events.push({ subject: event.subject, event: fromBinary(TaskEventSchema, event.data) }),
+      { durableName: "test", subjectFilter: "job.*" },
+    );
+    const worker = await startSegmentWorker({ engine, workQueue, eventBus, blobStore, log });
+    try {
+      await blobStore.put("in/good", await discPhoto(200, 150), { contentType: "image/jpeg" });
+      await blobStore.put("in/bad", new TextEncoder().encode("%PDF-1.7 not an image"), { contentType: "application/pdf" });
+      const task = (jobId: string, input: string) =>
+        toBinary(SegmentTaskSchema, create(SegmentTaskSchema, { jobId, inputBlobKey: input, resultBlobKey: `out/${jobId}`, options: { format: OutputFormat.WEBP } }));
+      await workQueue.enqueue(task("job-good", "in/good"), { id: "job-good" });
+      await workQueue.enqueue(task("job-bad", "in/bad"), { id: "job-bad", priority: "high" });
+      const deadline = Date.now() + 120_000;
+      while (events.length < 2 && Date.now() < deadline) await sleep(50);
+
+      const succeeded = events.find((entry) => entry.event.jobId === "job-good");
+      assert.equal(succeeded?.subject, "job.succeeded");
+      assert.equal(succeeded.event.outcome.case, "succeeded");
+      if (succeeded.event.outcome.case === "succeeded") {
+        assert.equal(succeeded.event.outcome.value.contentType, "image/webp");
+        assert.deepEqual([succeeded.event.outcome.value.width, succeeded.event.outcome.value.height], [200, 150]);
+      }
+      const stored = await blobStore.get("out/job-good");
+      assert.equal(stored?.contentType, "image/webp");
+      assert.equal((await sharp(stored!.data).metadata()).hasAlpha, true);
+
+      const failed = events.find((entry) => entry.event.jobId === "job-bad");
+      assert.equal(failed?.subject, "job.failed");
+      assert.equal(failed.event.outcome.case, "failed");
+      if (failed.event.outcome.case === "failed") {
+        assert.equal(failed.event.outcome.value.userError, true);
+        assert.equal(failed.event.outcome.value.reason, "unsupported_format");
+        assert.match(failed.event.outcome.value.message, /PDF/);
+      }
+      assert.equal(await workQueue.depth(), 0);
+      assert.equal(await blobStore.get("out/job-bad"), undefined);
+    } finally {
+      await worker.drain();
+      await subscription.drain();
+      await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
