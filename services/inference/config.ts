@@ -47,8 +47,8 @@ export const inferenceConfigSpec = {
     { min: 0, max: 10_000 },
   ),
   INFERENCE_QUEUE_LENGTH_MAX: integer(
-    "Images waiting for the model across both priority lanes (images); past it callers get queue_full with a retry hint.",
-    64,
+    "Images waiting for the model across both priority lanes (images); past it callers get queue_full with a retry hint. Each waiting image holds its decoded pixels in memory.",
+    32,
     { min: 1, max: 100_000 },
   ),
   INFERENCE_WARMUP_RUNS: integer("Model runs at start before the engine reports ready (runs).", 1, { min: 0, max: 10 }),
