@@ -65,6 +65,9 @@ export function openDatabase<Schema>(location: DatabaseLocation): Database<Schem
   let closeExtra: () => Promise<void> = async () => {};
   if (location.kind === "postgres") {
     const pool = new pg.Pool({ connectionString: location.url, max: location.poolSizeMax ?? 10, types: { getTypeParser } });
+    // An idle client the server drops (restart, failover, DROP DATABASE ... FORCE) emits 'error'
+    // on the pool; unhandled, that would crash the process. The pool replaces the client anyway.
+    pool.on("error", (error) => console.error(`postgres: idle connection lost: ${error.message}`));
     dialect = new PostgresDialect({ pool });
   } else {
     const instance = openPglite(location.directory);
