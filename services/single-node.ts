@@ -29,6 +29,8 @@ export interface SingleNode extends Running {
   readonly health: HealthRegistry;
   /** Resolves once the model is loaded and warm and health reports SERVING. */
   readonly ready: Promise<void>;
+  /** Creates an account (with its sign-up trial unless told otherwise) and returns a new API key for it. */
+  provisionAccount(accountId: string, options?: { planCode?: string; grantTrial?: boolean }): Promise<string>;
 }
 
 function loadAll(environment: NodeJS.ProcessEnv) {
@@ -131,6 +133,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     apiKey,
     health,
     ready,
+    provisionAccount: (accountId, options) => gateway.provisionAccount(accountId, options),
     shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
     async stop() {
       // Intake first; sync requests in flight still need the worker and orchestrator to finish.

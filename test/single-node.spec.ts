@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { startSingleNode, type SingleNode } from "../services/single-node.ts";
-import { runEndToEndScenario } from "./end-to-end.scenario.ts";
+import { runEndToEndScenario, testPhoto } from "./end-to-end.scenario.ts";
 
 let node: SingleNode;
 const dataDir = mkdtempSync(join(tmpdir(), "cutline-single-node-"));
@@ -37,4 +37,17 @@ test("the provisioned API key is kept in the data directory", () => {
 
 test("end to end through all four services (Connect over HTTP/1.1, REST)", async () => {
   await runEndToEndScenario(node.url, node.apiKey, createConnectTransport({ baseUrl: node.url, httpVersion: "1.1" }));
+});
+
+test("an account without credits gets 402 with its balance, the cost and how to top up; nothing is queued", async () => {
+  const apiKey = await node.provisionAccount("broke", { grantTrial: false });
+  const form = new FormData();
+  form.append("image_file", new Blob([await testPhoto()], { type: "image/jpeg" }), "photo.jpg");
+  const response = await fetch(`${node.url}/v1/matting`, { method: "POST", headers: { "x-api-key": apiKey }, body: form });
+  assert.equal(response.status, 402);
+  const [error] = ((await response.json()) as { errors: Record<string, string>[] }).errors;
+  assert.equal(error?.code, "insufficient_credits");
+  assert.equal(error?.available_credits, "0");
+  assert.equal(error?.cost_credits, "0.25");
+  assert.ok(error?.top_up);
 });

@@ -34,7 +34,7 @@ export interface Gateway {
    * Makes sure `accountId` exists in billing (with its sign-up trial) and owns `key`; with no
    * key, creates a random one. Returns the key: it is shown once and stored only as a hash.
    */
-  provisionAccount(accountId: string, options?: { key?: string; planCode?: string }): Promise<string>;
+  provisionAccount(accountId: string, options?: { key?: string; planCode?: string; grantTrial?: boolean }): Promise<string>;
 }
 
 export function createGateway(deps: GatewayDependencies): Gateway {
@@ -51,7 +51,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
       await migrateToLatest(deps.db, "gateway", gatewayMigrations);
     },
     async provisionAccount(accountId, options = {}) {
-      await deps.billing.createAccount({ accountId, planCode: options.planCode ?? "" });
+      await deps.billing.createAccount({ accountId, planCode: options.planCode ?? "", grantTrial: options.grantTrial });
       const { key } = await apiKeys.create(accountId, { key: options.key, label: "provisioned" });
       return key;
     },

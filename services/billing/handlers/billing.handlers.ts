@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { REASON_HEADER } from "../../common/errors.ts";
 import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
@@ -44,7 +45,7 @@ export const CODE_BY_REASON: Readonly<Record<FailureReason, Code>> = {
   hold_already_settled: Code.FailedPrecondition,
 };
 
-export const REASON_HEADER = "cutline-reason";
+export { REASON_HEADER };
 
 export interface BillingHandlerDependencies {
   ledger: LedgerStore;

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { httpStatusOf, reasonError, reasonOf } from "../../common/errors.ts";
+import { BillingErrorDetailSchema } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ImageOptionsSchema, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import type { Logger } from "../../common/logging.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
@@ -84,7 +85,15 @@ function sendError(response: HttpResponse, error: unknown, log: Logger): void {
   const jobId = connectError.metadata.get("cutline-job-id");
   if (jobId) headers["x-job-id"] = jobId;
   response.writeHead(status, headers);
-  response.end(JSON.stringify({ errors: [{ title: connectError.rawMessage, code: reasonOf(connectError) ?? Code[connectError.code] }] }));
+  const body: Record<string, string> = { title: connectError.rawMessage, code: reasonOf(connectError) ?? Code[connectError.code] };
+  // Out of credits (402): say what the balance is, what the call costs and how to top up.
+  const billing = connectError.findDetails(BillingErrorDetailSchema)[0];
+  if (billing?.reason === "insufficient_credits") {
+    body.available_credits = formatCredits(billing.availableMillicredits);
+    body.cost_credits = formatCredits(billing.costMillicredits);
+    body.top_up = billing.topUpHint;
+  }
+  response.end(JSON.stringify({ errors: [body] }));
 }
 
 /** `POST /v1/matting`: multipart upload in, the image back, as background-removal clients expect. */
