@@ -1,6 +1,8 @@
 // Single-node mode (`npm start`): the whole mesh in one process on the embedded defaults —
 // PGlite and the in-process adapters — even where DATABASE_URL / NATS_URL are set for other suites.
+import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { ImageService } from "../services/common/gen/cutline/gateway/v1/image_service_pb.ts";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,8 +19,9 @@ before(async () => {
   await node.ready;
 });
 
+let stopped = false;
 after(async () => {
-  await node?.stop();
+  if (!stopped) await node?.stop();
   rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -50,4 +53,16 @@ test("an account without credits gets 402 with its balance, the cost and how to 
   assert.equal(error?.available_credits, "0");
   assert.equal(error?.cost_credits, "0.25");
   assert.ok(error?.top_up);
+});
+
+test("stopping drains: a call in flight when shutdown starts still gets its image, new calls are refused", async () => {
+  const images = createClient(ImageService, createConnectTransport({ baseUrl: node.url, httpVersion: "1.1" }));
+  const inFlight = images.removeBackground({ image: await testPhoto(), idempotencyKey: "drain" }, { headers: { "x-api-key": node.apiKey } });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  stopped = true;
+  const stopping = node.stop();
+  const response = await inFlight;
+  assert.equal(response.contentType, "image/png");
+  await stopping;
+  await assert.rejects(fetch(`${node.url}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }));
 });

@@ -1,5 +1,5 @@
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
-import { ConnectError, cors as connectCors } from "@connectrpc/connect";
+import { Code, ConnectError, cors as connectCors } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import http from "node:http";
 import http2 from "node:http2";
@@ -65,14 +65,19 @@ export interface ServiceServer {
   close(): Promise<void>;
 }
 
-// Logs the cause of every server-side error; Connect itself never sends `cause` to the caller.
+const SERVER_FAULTS = new Set([Code.Internal, Code.Unknown, Code.DataLoss, Code.Unavailable, Code.DeadlineExceeded]);
+
+// Server faults are logged with their cause (Connect never sends `cause` to the caller); the
+// caller's own mistakes (bad input, no key, no credits) are one short line, not a stack trace.
 function errorLogInterceptor(log: Logger): Interceptor {
   return (next) => async (request) => {
     try {
       return await next(request);
     } catch (error) {
       const connectError = ConnectError.from(error);
-      log.warn({ rpc: request.url, code: connectError.code, err: connectError.cause ?? error }, connectError.rawMessage);
+      const fields = { rpc: `${request.service.typeName}/${request.method.name}`, code: Code[connectError.code] };
+      if (SERVER_FAULTS.has(connectError.code)) log.error({ ...fields, err: connectError.cause ?? error }, connectError.rawMessage);
+      else log.info({ ...fields, reason: connectError.metadata.get("cutline-reason") ?? undefined }, connectError.rawMessage);
       throw error;
     }
   };
