@@ -6,6 +6,7 @@ import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/
 import { reasonError } from "../common/errors.ts";
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
+import { isUserErrorReason } from "../inference/domain/inference.errors.ts";
 import type { ApiKeyOwner } from "./store/api-key.store.ts";
 
 /** What the gateway learns from an upload's header before any hold is taken. */
@@ -140,7 +141,6 @@ export class ImageJobs {
 export function jobFailure(job: Job): ConnectError {
   if (job.status === JobStatus.CANCELLED) return reasonError(Code.Canceled, "cancelled", `job ${job.id} was cancelled`);
   const reason = job.errorReason || "internal";
-  const userErrors = new Set(["unsupported_format", "animated_gif", "corrupt_image", "too_many_bytes", "too_many_pixels", "invalid_option"]);
-  const code = userErrors.has(reason) ? Code.InvalidArgument : reason === "queue_full" ? Code.ResourceExhausted : Code.Internal;
+  const code = isUserErrorReason(reason) ? Code.InvalidArgument : reason === "queue_full" ? Code.ResourceExhausted : Code.Internal;
   return reasonError(code, reason, job.errorMessage || `job ${job.id} failed`, { metadata: { "cutline-job-id": job.id } });
 }

@@ -4,6 +4,7 @@ export {
   connectCodeOf,
   InferenceError,
   inferenceErrorOf,
+  isUserErrorReason,
   type InferenceErrorReason,
 } from "./domain/inference.errors.ts";
 export {

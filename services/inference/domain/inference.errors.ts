@@ -22,6 +22,11 @@ const userErrors = new Set<InferenceErrorReason>([
   "invalid_option",
 ]);
 
+/** True for reasons that are the caller's mistake: final, never retried, never charged. */
+export function isUserErrorReason(reason: string): boolean {
+  return userErrors.has(reason as InferenceErrorReason);
+}
+
 /**
  * An operating error of the engine. User errors (bad input) are final and never charged; the
  * others are server-side and may be retried. `message` is safe to show to the caller; `cause`

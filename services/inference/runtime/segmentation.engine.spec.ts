@@ -172,9 +172,15 @@ describe("segment worker", () => {
       await workQueue.enqueue(task("job-good", "in/good"), { id: "job-good" });
       await workQueue.enqueue(task("job-bad", "in/bad"), { id: "job-bad", priority: "high" });
       const deadline = Date.now() + 120_000;
-      while (events.length < 2 && Date.now() < deadline) await sleep(50);
+      const outcomes = () => events.filter((entry) => entry.event.outcome.case !== "started");
+      while (outcomes().length < 2 && Date.now() < deadline) await sleep(50);
 
-      const succeeded = events.find((entry) => entry.event.jobId === "job-good");
+      // Each task announces its start first, so the job can show "running".
+      for (const jobId of ["job-good", "job-bad"]) {
+        const first = events.find((entry) => entry.event.jobId === jobId);
+        assert.deepEqual([first?.subject, first?.event.outcome.case], ["job.started", "started"]);
+      }
+      const succeeded = outcomes().find((entry) => entry.event.jobId === "job-good");
       assert.equal(succeeded?.subject, "job.succeeded");
       assert.equal(succeeded.event.outcome.case, "succeeded");
       if (succeeded.event.outcome.case === "succeeded") {
@@ -185,7 +191,7 @@ describe("segment worker", () => {
       assert.equal(stored?.contentType, "image/webp");
       assert.equal((await sharp(stored!.data).metadata()).hasAlpha, true);
 
-      const failed = events.find((entry) => entry.event.jobId === "job-bad");
+      const failed = outcomes().find((entry) => entry.event.jobId === "job-bad");
       assert.equal(failed?.subject, "job.failed");
       assert.equal(failed.event.outcome.case, "failed");
       if (failed.event.outcome.case === "failed") {

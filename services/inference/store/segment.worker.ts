@@ -10,6 +10,7 @@ import type { SegmentationEngine } from "../runtime/segmentation.engine.ts";
 
 export const JOB_SUCCEEDED_SUBJECT = "job.succeeded";
 export const JOB_FAILED_SUBJECT = "job.failed";
+export const JOB_STARTED_SUBJECT = "job.started";
 
 export interface SegmentWorkerOptions {
   engine: Pick<SegmentationEngine, "ready" | "process" | "capacity">;
@@ -73,6 +74,14 @@ export async function startSegmentWorker(options: SegmentWorkerOptions): Promise
       return;
     }
     const started = performance.now();
+    // Lets the job show "running". Only informative: a lost one must not fail the task.
+    await eventBus
+      .publish(
+        JOB_STARTED_SUBJECT,
+        toBinary(TaskEventSchema, create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "started", value: { deliveryCount: message.deliveryCount } } })),
+        { id: `${task.jobId}:${JOB_STARTED_SUBJECT}:${message.deliveryCount}` },
+      )
+      .catch((error: unknown) => log.warn({ err: error, jobId: task.jobId }, "could not publish job.started"));
     const heartbeat = setInterval(() => void message.working().catch(() => {}), workingIntervalMs);
     try {
       const input = await blobStore.get(task.inputBlobKey);
