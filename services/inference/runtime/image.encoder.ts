@@ -1,4 +1,4 @@
-import sharp, { type OutputInfo, type OverlayOptions, type Sharp } from "sharp";
+import sharp, { type OverlayOptions, type Sharp } from "sharp";
 import { OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { insertExifIntoJpeg, insertExifIntoPng, insertExifIntoWebp } from "../domain/exif.writer.ts";
 import { InferenceError } from "../domain/inference.errors.ts";
@@ -62,11 +62,18 @@ export async function renderOutput(input: RenderInput): Promise<RenderedImage> {
   const destinationWidth = Math.max(1, Math.round(layout.destination.width * scale));
   const destinationHeight = Math.max(1, Math.round(layout.destination.height * scale));
 
-  let subject = sharp(input.subject, { raw: { width: input.width, height: input.height, channels: 4 } }).extract(layout.source);
-  if (destinationWidth !== layout.source.width || destinationHeight !== layout.source.height) {
-    subject = subject.resize({ width: destinationWidth, height: destinationHeight, fit: "fill" });
+  const raw = { width: input.width, height: input.height, channels: 4 as const };
+  const wholeImage = layout.source.left === 0 && layout.source.top === 0 && layout.source.width === input.width && layout.source.height === input.height;
+  const resized = destinationWidth !== layout.source.width || destinationHeight !== layout.source.height;
+  let placed: { data: Buffer; info: { width: number; height: number } };
+  if (wholeImage && !resized) {
+    // The common case (no crop, no scaling) skips a copy of the whole image through libvips.
+    placed = { data: Buffer.from(input.subject.buffer, input.subject.byteOffset, input.subject.byteLength), info: { width: input.width, height: input.height } };
+  } else {
+    let subject = sharp(input.subject, { raw }).extract(layout.source);
+    if (resized) subject = subject.resize({ width: destinationWidth, height: destinationHeight, fit: "fill" });
+    placed = await subject.raw().toBuffer({ resolveWithObject: true });
   }
-  const placed = await subject.raw().toBuffer({ resolveWithObject: true });
 
   const isIdentity =
     destinationLeft === 0 && destinationTop === 0 && placed.info.width === canvasWidth && placed.info.height === canvasHeight;
@@ -127,7 +134,7 @@ export async function renderOutput(input: RenderInput): Promise<RenderedImage> {
 }
 
 async function clipToCanvas(
-  placed: { data: Buffer; info: OutputInfo },
+  placed: { data: Buffer; info: { width: number; height: number } },
   left: number,
   top: number,
   canvasWidth: number,

@@ -50,6 +50,9 @@ async function createSession(): Promise<ModelSessionInfo> {
         intraOpNumThreads: setup.threads,
         interOpNumThreads: 1,
         graphOptimizationLevel: "all",
+        // Idle intra-op threads otherwise spin for a while after each run, taking the cores the
+        // refinement and encoding of that very image need next.
+        extra: { session: { intra_op: { allow_spinning: "0" } } },
       });
       return { provider, skipped };
     } catch (error) {
