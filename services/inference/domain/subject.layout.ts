@@ -1,11 +1,7 @@
 import { InferenceError } from "./inference.errors.ts";
+import { regionWhere, type Region } from "./pixel-region.ts";
 
-export interface Rectangle {
-  left: number;
-  top: number;
-  width: number;
-  height: number;
-}
+export type Rectangle = Region;
 
 export interface LayoutOptions {
   cropToSubject: boolean;
@@ -36,23 +32,7 @@ const subjectAlphaMin = 13;
 
 /** The tight box around the subject, or undefined when the mask is empty. */
 export function subjectBox(alpha: Uint8Array, width: number, height: number): Rectangle | undefined {
-  let left = width;
-  let right = -1;
-  let top = height;
-  let bottom = -1;
-  for (let y = 0; y < height; y++) {
-    const row = y * width;
-    for (let x = 0; x < width; x++) {
-      if (alpha[row + x]! >= subjectAlphaMin) {
-        if (x < left) left = x;
-        if (x > right) right = x;
-        if (y < top) top = y;
-        bottom = y;
-      }
-    }
-  }
-  if (right < 0) return undefined;
-  return { left, top, width: right - left + 1, height: bottom - top + 1 };
+  return regionWhere(width, height, 0, (pixel) => alpha[pixel]! >= subjectAlphaMin);
 }
 
 export function parseAspectRatio(text: string): number | undefined {
