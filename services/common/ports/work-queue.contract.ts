@@ -15,6 +15,17 @@ export type WorkQueueFactory = (limits: WorkQueueLimits) => Promise<WorkQueueFix
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (data: Uint8Array) => new TextDecoder().decode(data);
 
+/** Enqueues `id`; false (not thrown) while the queue is full, for polling until room frees. */
+async function enqueueUnlessFull(queue: WorkQueue, id: string): Promise<boolean> {
+  try {
+    await queue.enqueue(bytes(id), { id });
+    return true;
+  } catch (error) {
+    if (error instanceof QueueFullError) return false;
+    throw error;
+  }
+}
+
 export function describeWorkQueueContract(name: string, factory: WorkQueueFactory, run: ContractRun = {}): void {
   describe(`WorkQueue contract: ${name}`, { skip: run.skip }, () => {
     const fixtures: WorkQueueFixture[] = [];
@@ -126,15 +137,7 @@ export function describeWorkQueueContract(name: string, factory: WorkQueueFactor
       await eventually("the delivery", () => seen.length === 1);
       await sleep(500);
       assert.deepEqual(seen, ["x"]);
-      await eventually("room in the queue", async () => {
-        try {
-          await queue.enqueue(bytes("y"), { id: "y" });
-          return true;
-        } catch (error) {
-          if (error instanceof QueueFullError) return false;
-          throw error;
-        }
-      });
+      await eventually("room in the queue", () => enqueueUnlessFull(queue, "y"));
       await eventually("the next message", () => seen.length === 2);
       await subscription.drain();
     });
@@ -167,15 +170,7 @@ export function describeWorkQueueContract(name: string, factory: WorkQueueFactor
         },
         { inFlightMax: 2 },
       );
-      await eventually("room in the queue", async () => {
-        try {
-          await queue.enqueue(bytes("y"), { id: "y" });
-          return true;
-        } catch (error) {
-          if (error instanceof QueueFullError) return false;
-          throw error;
-        }
-      });
+      await eventually("room in the queue", () => enqueueUnlessFull(queue, "y"));
       await eventually("the next message", () => seen.includes("y#1"));
       await subscription.drain();
       assert.deepEqual(seen, ["x#1", "y#1"]);
