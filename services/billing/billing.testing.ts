@@ -10,8 +10,8 @@ import type { BillingSchema } from "./store/schema.ts";
 import type { Kysely } from "kysely";
 import pg from "pg";
 
-// The shared pool has no 'error' listener, so a DROP DATABASE ... WITH (FORCE) that reaches a
-// connection still closing would crash the test process; wait until the server saw them all go.
+// A DROP DATABASE ... WITH (FORCE) that reaches a connection still closing makes the pool log a
+// lost connection; wait until the server saw them all go, so a clean run prints nothing.
 async function waitForConnectionsToClose(url: string): Promise<void> {
   const database = new URL(url).pathname.slice(1);
   const serverUrl = new URL(url);

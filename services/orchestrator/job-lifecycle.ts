@@ -1,8 +1,8 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
 import { EventEmitter, on } from "node:events";
-import { reasonError } from "../common/errors.ts";
+import { reasonError, reasonOf } from "../common/errors.ts";
 import type { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import type { ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { ImageOptionsSchema } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
@@ -137,11 +137,11 @@ export class JobLifecycle {
         await this.#update(job, "running");
         return;
       case "succeeded": {
-        const captured = await this.billing.capture({ holdId: job.hold_id, amountMillicredits: BigInt(job.held_millicredits) });
+        const captured = await this.#settle(job, "capture");
         await this.#update(job, "succeeded", {
           result_content_type: outcome.value.contentType,
-          charged_millicredits: Number(captured.capturedMillicredits),
-          available_millicredits: Number(captured.availableMillicredits),
+          charged_millicredits: captured.chargedMillicredits,
+          available_millicredits: captured.availableMillicredits,
           processing_time_ms: outcome.value.processingTimeMs,
         });
         return;
@@ -155,8 +155,29 @@ export class JobLifecycle {
   async #finishWithRelease(job: JobRow, to: JobStatus, update: JobUpdate): Promise<JobRow | undefined> {
     // Release first: a crash after it leaves the job open and the redelivered event releases
     // again, which billing answers idempotently; the reverse order could strand the hold.
-    const released = await this.billing.release({ holdId: job.hold_id, reason: update.error_reason ?? to });
-    return this.#update(job, to, { ...update, available_millicredits: Number(released.availableMillicredits) });
+    const released = await this.#settle(job, "release", update.error_reason ?? to);
+    return this.#update(job, to, { ...update, available_millicredits: released.availableMillicredits });
+  }
+
+  /**
+   * Captures (the full quote) or releases the job's hold. A hold that billing's sweeper already
+   * expired cannot be charged: the job then costs nothing, which is the honest outcome of our
+   * own delay. Transient faults throw, so the event is redelivered and settled later.
+   */
+  async #settle(job: JobRow, action: "capture" | "release", reason = ""): Promise<{ chargedMillicredits: number; availableMillicredits: number }> {
+    try {
+      if (action === "capture") {
+        const captured = await this.billing.capture({ holdId: job.hold_id, amountMillicredits: BigInt(job.held_millicredits) });
+        return { chargedMillicredits: Number(captured.capturedMillicredits), availableMillicredits: Number(captured.availableMillicredits) };
+      }
+      const released = await this.billing.release({ holdId: job.hold_id, reason });
+      return { chargedMillicredits: 0, availableMillicredits: Number(released.availableMillicredits) };
+    } catch (error) {
+      if (!(error instanceof ConnectError) || reasonOf(error) !== "hold_expired") throw error;
+      this.log.warn({ jobId: job.id, holdId: job.hold_id, action }, "the hold expired before the job ended; nothing is charged");
+      const balance = await this.billing.getBalance({ accountId: job.account_id });
+      return { chargedMillicredits: 0, availableMillicredits: Number(balance.availableMillicredits) };
+    }
   }
 
   async #update(job: JobRow, to: JobStatus, update: JobUpdate = {}): Promise<JobRow | undefined> {
