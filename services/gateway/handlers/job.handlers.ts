@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, type Client, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type Client, type ServiceImpl } from "@connectrpc/connect";
 import { reasonError } from "../../common/errors.ts";
 import { JobSchema, JobStatus, type Job, type JobService } from "../../common/gen/cutline/gateway/v1/job_service_pb.ts";
 import type { Job as InternalJob, OrchestratorService } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
@@ -30,7 +30,10 @@ export function createJobHandlers(
 ): ServiceImpl<typeof JobService> {
   // Another account's job answers exactly like a missing one, so ids cannot be probed.
   async function ownJob(owner: ApiKeyOwner, jobId: string): Promise<InternalJob> {
-    const { job } = await orchestrator.getJob({ jobId }).catch(() => ({ job: undefined }));
+    const { job } = await orchestrator.getJob({ jobId }).catch((error: unknown) => {
+      if (error instanceof ConnectError && error.code === Code.NotFound) return { job: undefined };
+      throw error;
+    });
     if (!job || job.accountId !== owner.accountId) throw reasonError(Code.NotFound, "job_not_found", `job ${jobId} not found`);
     return job;
   }
