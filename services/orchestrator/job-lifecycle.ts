@@ -94,15 +94,19 @@ export class JobLifecycle {
     let job = await this.get(id);
     yield job;
     const local = on(this.#changes, id, { signal });
-    while (!isTerminal(job.status) && !signal.aborted) {
-      // A change made in this process wakes us at once; another replica's change within the poll interval.
-      const timeout = new Promise<void>((resolve) => setTimeout(resolve, this.#watchPollMs).unref());
-      await Promise.race([local.next(), timeout]);
-      const next = await this.get(id);
-      if (next.status !== job.status || next.updated_at.getTime() !== job.updated_at.getTime()) yield next;
-      job = next;
+    try {
+      while (!isTerminal(job.status) && !signal.aborted) {
+        // A change made in this process wakes us at once; another replica's change within the poll interval.
+        const timeout = new Promise<void>((resolve) => setTimeout(resolve, this.#watchPollMs).unref());
+        await Promise.race([local.next().catch(() => undefined), timeout]);
+        const next = await this.get(id);
+        if (next.status !== job.status || next.updated_at.getTime() !== job.updated_at.getTime()) yield next;
+        job = next;
+      }
+    } finally {
+      // Also when the watcher stops early: the listener must not outlive the call.
+      await local.return?.();
     }
-    await local.return?.();
   }
 
   async cancel(id: string): Promise<JobRow> {
