@@ -1,6 +1,6 @@
 // Single-node mode (`npm start`): the whole mesh in one process on the embedded defaults —
 // PGlite and the in-process adapters — even where DATABASE_URL / NATS_URL are set for other suites.
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { ImageService } from "../services/common/gen/cutline/gateway/v1/image_service_pb.ts";
 import assert from "node:assert/strict";
@@ -53,6 +53,40 @@ test("an account without credits gets 402 with its balance, the cost and how to 
   assert.equal(error?.available_credits, "0");
   assert.equal(error?.cost_credits, "0.25");
   assert.ok(error?.top_up);
+});
+
+test("each plan's request rate is enforced with 429 and Retry-After, counting rejected calls too", async () => {
+  const apiKey = await node.provisionAccount("rate-limited"); // free plan: 10 requests per minute
+  const notAnImage = new TextEncoder().encode("%PDF-1.7 not an image");
+  const post = () => {
+    const form = new FormData();
+    form.append("image_file", new Blob([notAnImage]), "page.pdf");
+    return fetch(`${node.url}/v1/matting`, { method: "POST", headers: { "x-api-key": apiKey }, body: form });
+  };
+  for (let index = 0; index < 10; index++) assert.equal((await post()).status, 400);
+  const limited = await post();
+  assert.equal(limited.status, 429);
+  assert.ok(Number(limited.headers.get("retry-after")) >= 1);
+  const [error] = ((await limited.json()) as { errors: { code: string; title: string }[] }).errors;
+  assert.equal(error?.code, "rate_limited");
+  assert.match(error?.title ?? "", /10 requests per minute/);
+});
+
+test("each plan's concurrent requests are enforced; the slot frees when the call ends", async () => {
+  const apiKey = await node.provisionAccount("one-at-a-time"); // free plan: 1 concurrent request
+  const images = createClient(ImageService, createConnectTransport({ baseUrl: node.url, httpVersion: "1.1" }));
+  const headers = { headers: { "x-api-key": apiKey } };
+  const photo = await testPhoto();
+  const first = images.removeBackground({ image: photo, idempotencyKey: "slot-1" }, headers);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  await assert.rejects(images.removeBackground({ image: photo, idempotencyKey: "slot-2" }, headers), (error: unknown) => {
+    assert.ok(error instanceof ConnectError);
+    assert.equal(error.code, Code.ResourceExhausted);
+    assert.equal(error.metadata.get("cutline-reason"), "concurrency_limited");
+    return true;
+  });
+  assert.equal((await first).contentType, "image/png");
+  assert.equal((await images.removeBackground({ image: photo, idempotencyKey: "slot-3" }, headers)).contentType, "image/png");
 });
 
 test("stopping drains: a call in flight when shutdown starts still gets its image, new calls are refused", async () => {

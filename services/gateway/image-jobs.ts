@@ -1,12 +1,13 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
-import { BillingService, Operation, Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { BillingService, Operation, Pool, type Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { reasonError } from "../common/errors.ts";
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import { isUserErrorReason } from "../inference/domain/inference.errors.ts";
+import { ConcurrencyLimiter, RequestRateLimiter, type LimitOutcome } from "./domain/rate-limits.ts";
 import type { ApiKeyOwner } from "./store/api-key.store.ts";
 
 /** What the gateway learns from an upload's header before any hold is taken. */
@@ -42,6 +43,9 @@ const TERMINAL = new Set([JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCE
  * input, submit; and for synchronous calls, wait for the outcome and fetch the result.
  */
 export class ImageJobs {
+  private readonly rates = new RequestRateLimiter();
+  private readonly concurrency = new ConcurrencyLimiter();
+
   constructor(
     private readonly billing: Client<typeof BillingService>,
     private readonly orchestrator: Client<typeof OrchestratorService>,
@@ -51,7 +55,37 @@ export class ImageJobs {
     private readonly options: ImageJobsOptions,
   ) {}
 
+  /** Synchronous: the job's result, holding one of the account's concurrent-request slots meanwhile. */
+  async removeBackground(
+    owner: ApiKeyOwner,
+    image: Uint8Array,
+    options: ImageOptions | undefined,
+    idempotencyKey: string,
+    signal: AbortSignal,
+  ): Promise<ImageResult> {
+    const plan = await this.#planOf(owner);
+    const slot = this.concurrency.acquire(owner.accountId, plan?.concurrency ?? 0);
+    if (!slot.ok) throw limitError(slot);
+    try {
+      const job = await this.#submit(owner, plan, image, options, idempotencyKey);
+      return await this.waitForResult(job.id, signal);
+    } finally {
+      slot.release();
+    }
+  }
+
+  /** Asynchronous: the queued job. */
   async submit(owner: ApiKeyOwner, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string): Promise<Job> {
+    return this.#submit(owner, await this.#planOf(owner), image, options, idempotencyKey);
+  }
+
+  async #planOf(owner: ApiKeyOwner): Promise<Plan | undefined> {
+    return (await this.billing.getAccount({ accountId: owner.accountId })).account?.plan;
+  }
+
+  async #submit(owner: ApiKeyOwner, plan: Plan | undefined, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string): Promise<Job> {
+    const rate = this.rates.take(owner.accountId, plan?.requestsPerMinute ?? 0, Date.now());
+    if (!rate.ok) throw limitError(rate);
     if (image.byteLength === 0) throw reasonError(Code.InvalidArgument, "empty_image", "the image is empty");
     if (image.byteLength > this.options.uploadBytesMax) {
       throw reasonError(
@@ -63,7 +97,6 @@ export class ImageJobs {
     // A user error is rejected here, before any hold: bad input never costs credits.
     const info = await this.inspect(image);
     const key = idempotencyKey || randomUUID();
-    const account = await this.billing.getAccount({ accountId: owner.accountId });
     const quote = await this.billing.quote({
       accountId: owner.accountId,
       operation: Operation.REMOVE_BACKGROUND,
@@ -89,7 +122,7 @@ export class ImageJobs {
         options,
         holdId: hold.holdId,
         heldMillicredits: hold.amountMillicredits,
-        highPriority: account.account?.plan?.priorityLane === "high",
+        highPriority: plan?.priorityLane === "high",
       });
       if (!submitted.job) throw new Error("orchestrator returned no job");
       return submitted.job;
@@ -135,6 +168,12 @@ export class ImageJobs {
     }
     throw jobFailure(job);
   }
+}
+
+function limitError(refusal: Extract<LimitOutcome, { ok: false }>): ConnectError {
+  return reasonError(Code.ResourceExhausted, refusal.limit === "concurrency" ? "concurrency_limited" : "rate_limited", refusal.message, {
+    metadata: { "retry-after": String(Math.ceil(refusal.retryAfterMs / 1000)) },
+  });
 }
 
 /** The error a failed or cancelled job answers with: its reason, its message, one code. */

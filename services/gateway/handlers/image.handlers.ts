@@ -9,8 +9,7 @@ export function createImageHandlers(apiKeys: ApiKeyStore, imageJobs: ImageJobs):
     async removeBackground(request, context) {
       const owner = await authenticate(apiKeys, context.requestHeader);
       const idempotencyKey = request.idempotencyKey || context.requestHeader.get("idempotency-key") || "";
-      const job = await imageJobs.submit(owner, request.image, request.options, idempotencyKey);
-      const result = await imageJobs.waitForResult(job.id, context.signal);
+      const result = await imageJobs.removeBackground(owner, request.image, request.options, idempotencyKey, context.signal);
       return {
         image: result.image,
         contentType: result.contentType,

@@ -118,10 +118,9 @@ export function createRestRoutes(apiKeys: ApiKeyStore, imageJobs: ImageJobs, upl
       const file = form.get("image_file") ?? form.get("image");
       if (!(file instanceof Blob)) throw reasonError(Code.InvalidArgument, "missing_image", "the form has no image_file field");
       const image = new Uint8Array(await file.arrayBuffer());
-      const job = await imageJobs.submit(owner, image, optionsFromForm(form), headers.get("idempotency-key") ?? "");
       const aborted = new AbortController();
       response.once("close", () => aborted.abort());
-      const result = await imageJobs.waitForResult(job.id, aborted.signal);
+      const result = await imageJobs.removeBackground(owner, image, optionsFromForm(form), headers.get("idempotency-key") ?? "", aborted.signal);
       response.writeHead(200, {
         "content-type": result.contentType,
         "content-length": String(result.image.byteLength),

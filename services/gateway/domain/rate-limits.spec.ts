@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ConcurrencyLimiter, RequestRateLimiter } from "./rate-limits.ts";
+
+test("a minute's requests may burst, then they refill evenly and the refusal says when", () => {
+  const limiter = new RequestRateLimiter();
+  for (let index = 0; index < 10; index++) assert.deepEqual(limiter.take("a", 10, 0), { ok: true });
+  const refused = limiter.take("a", 10, 0);
+  assert.equal(refused.ok, false);
+  if (!refused.ok) {
+    assert.equal(refused.limit, "requests_per_minute");
+    assert.equal(refused.retryAfterMs, 6000); // one request per 6 s at 10 per minute
+    assert.match(refused.message, /10 requests per minute/);
+  }
+  assert.equal(limiter.take("a", 10, 5_999).ok, false);
+  assert.equal(limiter.take("a", 10, 6_000).ok, true);
+  assert.equal(limiter.take("b", 10, 6_000).ok, true, "accounts do not share a bucket");
+  assert.equal(limiter.take("c", 0, 0).ok, true, "0 means no limit");
+});
+
+test("only the most recently used accounts are tracked", () => {
+  const limiter = new RequestRateLimiter(2);
+  limiter.take("a", 1, 0);
+  limiter.take("b", 1, 0);
+  limiter.take("c", 1, 0); // forgets a, which would have refilled by its next request anyway
+  assert.equal(limiter.take("a", 1, 0).ok, true);
+  assert.equal(limiter.take("c", 1, 0).ok, false);
+});
+
+test("concurrency is counted per account and released exactly once", () => {
+  const limiter = new ConcurrencyLimiter();
+  const first = limiter.acquire("a", 2);
+  const second = limiter.acquire("a", 2);
+  assert.ok(first.ok && second.ok);
+  const third = limiter.acquire("a", 2);
+  assert.equal(third.ok, false);
+  if (!third.ok) assert.match(third.message, /2 concurrent requests/);
+  assert.equal(limiter.acquire("b", 2).ok, true);
+  if (first.ok) {
+    first.release();
+    first.release();
+  }
+  assert.equal(limiter.inFlight("a"), 1);
+  assert.equal(limiter.acquire("a", 2).ok, true);
+});
