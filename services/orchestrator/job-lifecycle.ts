@@ -164,9 +164,9 @@ export class JobLifecycle {
   }
 
   /**
-   * Captures (the full quote) or releases the job's hold. A hold that billing's sweeper already
-   * expired cannot be charged: the job then costs nothing, which is the honest outcome of our
-   * own delay. Transient faults throw, so the event is redelivered and settled later.
+   * Captures (the full quote) or releases the job's hold. A hold that already ended (expired by
+   * billing's sweeper) cannot be charged: the job then costs nothing, which is the honest outcome
+   * of our own delay. Transient faults throw, so the event is redelivered and settled later.
    */
   async #settle(job: JobRow, action: "capture" | "release", reason = ""): Promise<{ chargedMillicredits: number; availableMillicredits: number }> {
     try {
@@ -177,8 +177,10 @@ export class JobLifecycle {
       const released = await this.billing.release({ holdId: job.hold_id, reason });
       return { chargedMillicredits: 0, availableMillicredits: Number(released.availableMillicredits) };
     } catch (error) {
-      if (!(error instanceof ConnectError) || reasonOf(error) !== "hold_expired") throw error;
-      this.log.warn({ jobId: job.id, holdId: job.hold_id, action }, "the hold expired before the job ended; nothing is charged");
+      // Expired by the sweeper, or released by a failed duplicate submission: nothing to settle.
+      const reason = error instanceof ConnectError ? reasonOf(error) : undefined;
+      if (reason !== "hold_expired" && reason !== "hold_already_settled") throw error;
+      this.log.warn({ jobId: job.id, holdId: job.hold_id, action, reason }, "the hold ended before the job did; nothing is charged");
       const balance = await this.billing.getBalance({ accountId: job.account_id });
       return { chargedMillicredits: 0, availableMillicredits: Number(balance.availableMillicredits) };
     }
