@@ -35,7 +35,6 @@ export function createInferenceHandlers(engine: SegmentationEngine): ServiceImpl
           width: result.width,
           height: result.height,
           model: engine.modelName,
-          placeholderMask: false,
         };
       } catch (error) {
         throw connectErrorOf(error);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/inference/v1/inference_service.proto.
  */
 export const file_cutline_inference_v1_inference_service: GenFile = /*@__PURE__*/
-  fileDesc("CixjdXRsaW5lL2luZmVyZW5jZS92MS9pbmZlcmVuY2Vfc2VydmljZS5wcm90bxIUY3V0bGluZS5pbmZlcmVuY2UudjEiawoOU2VnbWVudFJlcXVlc3QSDQoFaW1hZ2UYASABKAwSMwoHb3B0aW9ucxgCIAEoCzIiLmN1dGxpbmUuaW5mZXJlbmNlLnYxLkltYWdlT3B0aW9ucxIVCg1oaWdoX3ByaW9yaXR5GAMgASgIIn4KD1NlZ21lbnRSZXNwb25zZRINCgVpbWFnZRgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkSDQoFd2lkdGgYAyABKA0SDgoGaGVpZ2h0GAQgASgNEg0KBW1vZGVsGAUgASgJEhgKEHBsYWNlaG9sZGVyX21hc2sYBiABKAgyagoQSW5mZXJlbmNlU2VydmljZRJWCgdTZWdtZW50EiQuY3V0bGluZS5pbmZlcmVuY2UudjEuU2VnbWVudFJlcXVlc3QaJS5jdXRsaW5lLmluZmVyZW5jZS52MS5TZWdtZW50UmVzcG9uc2ViBnByb3RvMw", [file_cutline_inference_v1_image_options]);
+  fileDesc("CixjdXRsaW5lL2luZmVyZW5jZS92MS9pbmZlcmVuY2Vfc2VydmljZS5wcm90bxIUY3V0bGluZS5pbmZlcmVuY2UudjEiawoOU2VnbWVudFJlcXVlc3QSDQoFaW1hZ2UYASABKAwSMwoHb3B0aW9ucxgCIAEoCzIiLmN1dGxpbmUuaW5mZXJlbmNlLnYxLkltYWdlT3B0aW9ucxIVCg1oaWdoX3ByaW9yaXR5GAMgASgIInwKD1NlZ21lbnRSZXNwb25zZRINCgVpbWFnZRgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkSDQoFd2lkdGgYAyABKA0SDgoGaGVpZ2h0GAQgASgNEg0KBW1vZGVsGAUgASgJSgQIBhAHUhBwbGFjZWhvbGRlcl9tYXNrMmoKEEluZmVyZW5jZVNlcnZpY2USVgoHU2VnbWVudBIkLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlNlZ21lbnRSZXF1ZXN0GiUuY3V0bGluZS5pbmZlcmVuY2UudjEuU2VnbWVudFJlc3BvbnNlYgZwcm90bzM", [file_cutline_inference_v1_image_options]);
 
 /**
  * @generated from message cutline.inference.v1.SegmentRequest
@@ -73,13 +73,6 @@ export type SegmentResponse = Message<"cutline.inference.v1.SegmentResponse"> & 
    * @generated from field: string model = 5;
    */
   model: string;
-
-  /**
-   * True while the real model is not wired in and a placeholder mask is returned.
-   *
-   * @generated from field: bool placeholder_mask = 6;
-   */
-  placeholderMask: boolean;
 };
 
 /**
