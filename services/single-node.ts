@@ -104,6 +104,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
       uploadBytesMax: config.gateway.UPLOAD_BYTES_MAX,
       syncTimeoutMs: config.gateway.SYNC_TIMEOUT_MS,
       holdTtlSeconds: config.gateway.HOLD_TTL_SECONDS,
+      longestSide: { standard: config.inference.IMAGE_LONGEST_SIDE_STANDARD, pro: config.inference.IMAGE_LONGEST_SIDE_PRO },
     },
   });
   await gateway.start();

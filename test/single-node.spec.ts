@@ -89,6 +89,19 @@ test("each plan's concurrent requests are enforced; the slot frees when the call
   assert.equal((await images.removeBackground({ image: photo, idempotencyKey: "slot-3" }, headers)).contentType, "image/png");
 });
 
+test("an upload past the plan's limit is refused naming the limit, before any credit is held", async () => {
+  const apiKey = await node.provisionAccount("big-upload"); // free plan: 12 MiB uploads
+  const images = createClient(ImageService, createConnectTransport({ baseUrl: node.url, httpVersion: "1.1" }));
+  const tooBig = new Uint8Array(12 * 1024 * 1024 + 1);
+  await assert.rejects(images.removeBackground({ image: tooBig }, { headers: { "x-api-key": apiKey } }), (error: unknown) => {
+    assert.ok(error instanceof ConnectError);
+    assert.equal(error.code, Code.InvalidArgument);
+    assert.equal(error.metadata.get("cutline-reason"), "too_many_bytes");
+    assert.match(error.rawMessage, /12582913 bytes; the .* plan's upload limit is 12582912 bytes/);
+    return true;
+  });
+});
+
 test("stopping drains: a call in flight when shutdown starts still gets its image, new calls are refused", async () => {
   const images = createClient(ImageService, createConnectTransport({ baseUrl: node.url, httpVersion: "1.1" }));
   const inFlight = images.removeBackground({ image: await testPhoto(), idempotencyKey: "drain" }, { headers: { "x-api-key": node.apiKey } });

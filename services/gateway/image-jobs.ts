@@ -6,6 +6,7 @@ import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/
 import { reasonError } from "../common/errors.ts";
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
+import { longestSideFor, processedSize } from "../inference/domain/image-size.ts";
 import { isUserErrorReason } from "../inference/domain/inference.errors.ts";
 import { ConcurrencyLimiter, RequestRateLimiter, type LimitOutcome } from "./domain/rate-limits.ts";
 import type { ApiKeyOwner } from "./store/api-key.store.ts";
@@ -28,6 +29,8 @@ export interface ImageJobsOptions {
   syncTimeoutMs: number;
   /** Hold lifetime; a hold not ended by then is released by billing's sweeper. */
   holdTtlSeconds: number;
+  /** Inference's longest sides (IMAGE_LONGEST_SIDE_STANDARD / _PRO), so quotes price the processed size. */
+  longestSide: { standard: number; pro: number };
 }
 
 export interface ImageResult {
@@ -87,6 +90,14 @@ export class ImageJobs {
     const rate = this.rates.take(owner.accountId, plan?.requestsPerMinute ?? 0, Date.now());
     if (!rate.ok) throw limitError(rate);
     if (image.byteLength === 0) throw reasonError(Code.InvalidArgument, "empty_image", "the image is empty");
+    const planBytesMax = Number(plan?.maxUploadBytes ?? 0n);
+    if (planBytesMax > 0 && image.byteLength > planBytesMax && planBytesMax < this.options.uploadBytesMax) {
+      throw reasonError(
+        Code.InvalidArgument,
+        "too_many_bytes",
+        `the image is ${image.byteLength} bytes; the ${plan?.name ?? ""} plan's upload limit is ${planBytesMax} bytes`,
+      );
+    }
     if (image.byteLength > this.options.uploadBytesMax) {
       throw reasonError(
         Code.InvalidArgument,
@@ -97,11 +108,15 @@ export class ImageJobs {
     // A user error is rejected here, before any hold: bad input never costs credits.
     const info = await this.inspect(image);
     const key = idempotencyKey || randomUUID();
+    // Priced at the size inference will process: after the plan's and the service's downscaling.
+    const hd = options?.size === OutputSize.HD;
+    const longestSideMax = longestSideFor(hd, this.options.longestSide, plan?.longestSidePixels ?? 0);
+    const processed = processedSize(info.width, info.height, longestSideMax);
     const quote = await this.billing.quote({
       accountId: owner.accountId,
       operation: Operation.REMOVE_BACKGROUND,
-      pixels: BigInt(info.pixels),
-      hd: options?.size === OutputSize.HD,
+      pixels: BigInt(processed.width * processed.height),
+      hd,
     });
     const hold = await this.billing.reserve({
       accountId: owner.accountId,
@@ -123,6 +138,7 @@ export class ImageJobs {
         holdId: hold.holdId,
         heldMillicredits: hold.amountMillicredits,
         highPriority: plan?.priorityLane === "high",
+        longestSideMax,
       });
       if (!submitted.job) throw new Error("orchestrator returned no job");
       return submitted.job;

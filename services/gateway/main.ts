@@ -29,7 +29,12 @@ await runMain("gateway", async () => {
     orchestrator: createClient(OrchestratorService, serviceTransport(config.ORCHESTRATOR_URL)),
     inspect: createUploadInspector(imageLimits),
     log,
-    limits: { uploadBytesMax: config.UPLOAD_BYTES_MAX, syncTimeoutMs: config.SYNC_TIMEOUT_MS, holdTtlSeconds: config.HOLD_TTL_SECONDS },
+    limits: {
+      uploadBytesMax: config.UPLOAD_BYTES_MAX,
+      syncTimeoutMs: config.SYNC_TIMEOUT_MS,
+      holdTtlSeconds: config.HOLD_TTL_SECONDS,
+      longestSide: { standard: imageLimits.IMAGE_LONGEST_SIDE_STANDARD, pro: imageLimits.IMAGE_LONGEST_SIDE_PRO },
+    },
   });
   const server = await startServiceServer({
     name: "gateway",

@@ -62,6 +62,7 @@ describe("job lifecycle", () => {
       holdId: hold.holdId,
       heldMillicredits: COST,
       highPriority: false,
+      longestSideMax: 0,
     });
     return { accountId, job };
   }
@@ -82,7 +83,7 @@ describe("job lifecycle", () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it("submits once per idempotency key and queues one task", async () => {
+  it("submits once per idempotency key; a replay of a still-queued job re-enqueues into the dedup, not a second task", async () => {
     const { accountId, job } = await submitted();
     assert.equal(job.status, "queued");
     const again = await lifecycle.submit({
@@ -93,6 +94,7 @@ describe("job lifecycle", () => {
       holdId: job.hold_id,
       heldMillicredits: COST,
       highPriority: false,
+      longestSideMax: 0,
     });
     assert.equal(again.id, job.id);
     assert.equal(await workQueue.depth(), 1);

@@ -22,6 +22,8 @@ export interface SubmitJob {
   holdId: string;
   heldMillicredits: number;
   highPriority: boolean;
+  /** The plan's longest side in pixels; 0 leaves inference's own limit. */
+  longestSideMax: number;
 }
 
 export interface JobLifecycleOptions {
@@ -61,17 +63,21 @@ export class JobLifecycle {
       hold_id: request.holdId,
       held_millicredits: request.heldMillicredits,
       high_priority: request.highPriority,
+      longest_side_max: request.longestSideMax,
     });
-    if (!created) return job;
+    // A replay of a job still queued enqueues again: the first attempt may have crashed between
+    // the insert and the enqueue. The job id is the queue's dedup key, so a task that did reach
+    // the queue is not doubled (and a late duplicate outcome is ignored by the state machine).
+    if (!created && job.status !== "queued") return job;
     const task = create(SegmentTaskSchema, {
       jobId: job.id,
       inputBlobKey: job.input_blob_key,
       resultBlobKey: job.result_blob_key,
       options: fromBinary(ImageOptionsSchema, job.options),
       highPriority: job.high_priority,
+      longestSideMax: job.longest_side_max,
     });
     try {
-      // The job id is the queue's dedup key, so a crash between insert and enqueue is safe to retry.
       await this.workQueue.enqueue(toBinary(SegmentTaskSchema, task), { id: job.id, priority: job.high_priority ? "high" : "normal" });
     } catch (error) {
       const failed = await this.#finishWithRelease(job, "failed", {

@@ -3,6 +3,7 @@ import { decode as decodeBmp } from "bmp-ts";
 import sharp, { type Metadata, type OutputInfo, type Sharp } from "sharp";
 import { InferenceError } from "../domain/inference.errors.ts";
 import { sniffImageFormat, type AcceptedFormat } from "../domain/image-format.sniffer.ts";
+import { processedSize } from "../domain/image-size.ts";
 
 export interface ImageLimits {
   /** IMAGE_BYTES_MAX (bytes). */
@@ -199,15 +200,8 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, longes
     hasAlphaChannel = metadata.hasAlpha;
     input = source.autoOrient();
   }
-  const longest = Math.max(header.width, header.height);
-  if (longest > longestSideMax) {
-    const scale = longestSideMax / longest;
-    input = input.resize({
-      width: Math.max(1, Math.round(header.width * scale)),
-      height: Math.max(1, Math.round(header.height * scale)),
-      fit: "fill",
-    });
-  }
+  const size = processedSize(header.width, header.height, longestSideMax);
+  if (size.width !== header.width || size.height !== header.height) input = input.resize({ ...size, fit: "fill" });
   let decoded: { data: Buffer; info: OutputInfo };
   try {
     decoded = await input.toColourspace("srgb").ensureAlpha().raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });

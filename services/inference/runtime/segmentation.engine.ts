@@ -13,13 +13,14 @@ import { batcherMetrics, observePipeline } from "./inference.metrics.ts";
 import type { MaskRefineRequest, MaskRefineResponse } from "./mask-refine.worker.ts";
 import type { ModelSessionInfo, ModelSessionRequest, ModelSessionResponse, ModelSessionSetup } from "./model-session.worker.ts";
 import { WorkerPool } from "./worker.pool.ts";
+import { longestSideFor } from "../domain/image-size.ts";
 
 export interface SegmentCall {
   /** Paid traffic: batched ahead of free traffic. */
   highPriority: boolean;
   /** Aborting removes the image from the queue, or drops the result once the model ran. */
   signal?: AbortSignal;
-  /** The plan's longest side (pixels); unset means IMAGE_LONGEST_SIDE_PRO for HD, else STANDARD. */
+  /** The plan's longest side (pixels), capping IMAGE_LONGEST_SIDE_PRO for HD, else STANDARD; unset or 0: no plan cap. */
   longestSideMax?: number;
 }
 
@@ -188,9 +189,12 @@ class Engine implements SegmentationEngine {
     try {
       const batcher = this.available();
       validateImageOptions(options);
-      const longestSideMax =
-        call.longestSideMax ??
-        (options.size === OutputSize.HD ? this.config.IMAGE_LONGEST_SIDE_PRO : this.config.IMAGE_LONGEST_SIDE_STANDARD);
+      // A plan's cap can lower the operator's limit for the size preset, never raise it.
+      const longestSideMax = longestSideFor(
+        options.size === OutputSize.HD,
+        { standard: this.config.IMAGE_LONGEST_SIDE_STANDARD, pro: this.config.IMAGE_LONGEST_SIDE_PRO },
+        call.longestSideMax ?? 0,
+      );
       const decoded = await decodeImage(image, this.limits, longestSideMax);
       const decodedAt = performance.now();
       throwIfAborted(call.signal);

@@ -91,7 +91,7 @@ export async function startSegmentWorker(options: SegmentWorkerOptions): Promise
         await message.term("input blob missing");
         return;
       }
-      const result = await engine.process(input.data, task.options ?? create(ImageOptionsSchema), { highPriority: task.highPriority });
+      const result = await engine.process(input.data, task.options ?? create(ImageOptionsSchema), { highPriority: task.highPriority, longestSideMax: task.longestSideMax });
       await blobStore.put(task.resultBlobKey, result.image, { contentType: result.contentType });
       await publish(
         create(TaskEventSchema, {

@@ -59,6 +59,7 @@ export function createOrchestratorHandlers(lifecycle: JobLifecycle): ServiceImpl
         holdId: required(request.holdId, "hold_id"),
         heldMillicredits: Number(request.heldMillicredits),
         highPriority: request.highPriority,
+        longestSideMax: request.longestSideMax,
       });
       return { job: jobMessage(job) };
     },

@@ -17,6 +17,7 @@ export interface JobTable {
   error_reason: string | null;
   error_message: string | null;
   high_priority: boolean;
+  longest_side_max: Generated<number>;
   processing_time_ms: number | null;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
@@ -31,7 +32,7 @@ export type JobRow = Selectable<JobTable>;
 export type NewJob = Pick<
   JobTable,
   "id" | "account_id" | "idempotency_key" | "input_blob_key" | "result_blob_key" | "options" | "hold_id" | "held_millicredits" | "high_priority"
->;
+> & { longest_side_max: number };
 
 export interface JobUpdate {
   result_content_type?: string;

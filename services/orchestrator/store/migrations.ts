@@ -31,4 +31,10 @@ export const orchestratorMigrations: Record<string, Migration> = {
       await db.schema.createIndex("jobs_status_updated_at").on("jobs").columns(["status", "updated_at"]).execute();
     },
   },
+  "202611211000_jobs_longest_side_max": {
+    async up(db: Kysely<any>) {
+      // The plan's longest side travels with the job so a re-enqueued task keeps it.
+      await db.schema.alterTable("jobs").addColumn("longest_side_max", "int4", (column) => column.notNull().defaultTo(0)).execute();
+    },
+  },
 };
