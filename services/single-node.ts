@@ -6,9 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBilling } from "./billing/index.ts";
 import { loadBillingConfig } from "./billing/config.ts";
-import { createPorts } from "./common/adapters/index.ts";
 import { ConfigError } from "./common/config.ts";
-import { databaseLocation, openDatabase } from "./common/database.ts";
 import { BillingService } from "./common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { OrchestratorService } from "./common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { HealthRegistry } from "./common/health.ts";
@@ -21,6 +19,7 @@ import { createSegmentationEngine, createUploadInspector, startSegmentWorker } f
 import { loadInferenceServiceConfig } from "./inference/service.config.ts";
 import { loadOrchestratorConfig } from "./orchestrator/config.ts";
 import { createOrchestrator } from "./orchestrator/index.ts";
+import { openPorts, openServiceDatabase } from "./common/wiring.ts";
 
 export interface SingleNode extends Running {
   /** The gateway's URL, e.g. http://127.0.0.1:8080. */
@@ -66,14 +65,8 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   const log = createLogger("cutline", common.LOG_LEVEL);
   const health = new HealthRegistry();
   mkdirSync(common.CUTLINE_DATA_DIR, { recursive: true });
-  const database = openDatabase<any>(databaseLocation(common.DATABASE_URL, common.CUTLINE_DATA_DIR));
-  const ports = await createPorts({
-    natsUrl: common.NATS_URL,
-    dataDir: common.CUTLINE_DATA_DIR,
-    namePrefix: common.NATS_NAME_PREFIX,
-    blobTtlMs: common.BLOB_TTL_MS,
-    log,
-  });
+  const database = openServiceDatabase<any>(common);
+  const ports = await openPorts(common, log);
 
   const billing = await createBilling({
     db: database.db,

@@ -1,20 +1,19 @@
 // Billing as its own process (mesh mode). Wiring only.
 import { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
-import { createPorts } from "../common/adapters/index.ts";
-import { databaseLocation, openDatabase } from "../common/database.ts";
 import { HealthRegistry } from "../common/health.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain } from "../common/runtime.ts";
 import { startServiceServer } from "../common/server.ts";
 import { loadBillingConfig } from "./config.ts";
 import { createBilling } from "./index.ts";
+import { openPorts, openServiceDatabase } from "../common/wiring.ts";
 
 await runMain("billing", async () => {
   const config = loadBillingConfig();
   const log = createLogger("billing", config.LOG_LEVEL);
   const health = new HealthRegistry();
-  const database = openDatabase(databaseLocation(config.DATABASE_URL, config.CUTLINE_DATA_DIR));
-  const ports = await createPorts({ natsUrl: config.NATS_URL, dataDir: config.CUTLINE_DATA_DIR, namePrefix: config.NATS_NAME_PREFIX, blobTtlMs: config.BLOB_TTL_MS, log });
+  const database = openServiceDatabase(config);
+  const ports = await openPorts(config, log);
   const billing = await createBilling({
     db: database.db,
     eventBus: ports.eventBus,

@@ -1,7 +1,5 @@
 // Gateway as its own process (mesh mode). Wiring only.
 import { createClient } from "@connectrpc/connect";
-import { createPorts } from "../common/adapters/index.ts";
-import { databaseLocation, openDatabase } from "../common/database.ts";
 import { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { HealthRegistry } from "../common/health.ts";
@@ -13,6 +11,7 @@ import { createUploadInspector } from "../inference/index.ts";
 import { loadGatewayConfig } from "./config.ts";
 import { createGateway } from "./index.ts";
 import type { GatewaySchema } from "./store/api-key.store.ts";
+import { openPorts, openServiceDatabase } from "../common/wiring.ts";
 
 await runMain("gateway", async () => {
   const config = loadGatewayConfig();
@@ -20,8 +19,8 @@ await runMain("gateway", async () => {
   const imageLimits = loadInferenceConfig();
   const log = createLogger("gateway", config.LOG_LEVEL);
   const health = new HealthRegistry();
-  const database = openDatabase<GatewaySchema>(databaseLocation(config.DATABASE_URL, config.CUTLINE_DATA_DIR));
-  const ports = await createPorts({ natsUrl: config.NATS_URL, dataDir: config.CUTLINE_DATA_DIR, namePrefix: config.NATS_NAME_PREFIX, blobTtlMs: config.BLOB_TTL_MS, log });
+  const database = openServiceDatabase<GatewaySchema>(config);
+  const ports = await openPorts(config, log);
   const gateway = createGateway({
     db: database.db,
     blobStore: ports.blobStore,

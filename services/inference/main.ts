@@ -1,6 +1,5 @@
 // Inference as its own process (mesh mode): the JetStream worker plus the direct gRPC API.
 // Wiring only. Health stays NOT_SERVING until the model is loaded, verified and warm.
-import { createPorts } from "../common/adapters/index.ts";
 import { InferenceService } from "../common/gen/cutline/inference/v1/inference_service_pb.ts";
 import { HealthRegistry } from "../common/health.ts";
 import { createLogger } from "../common/logging.ts";
@@ -8,12 +7,13 @@ import { runMain } from "../common/runtime.ts";
 import { startServiceServer } from "../common/server.ts";
 import { createInferenceHandlers, createSegmentationEngine, startSegmentWorker } from "./index.ts";
 import { loadInferenceServiceConfig } from "./service.config.ts";
+import { openPorts } from "../common/wiring.ts";
 
 await runMain("inference", async () => {
   const config = loadInferenceServiceConfig();
   const log = createLogger("inference", config.LOG_LEVEL);
   const health = new HealthRegistry();
-  const ports = await createPorts({ natsUrl: config.NATS_URL, dataDir: config.CUTLINE_DATA_DIR, namePrefix: config.NATS_NAME_PREFIX, blobTtlMs: config.BLOB_TTL_MS, log });
+  const ports = await openPorts(config, log);
   const engine = await createSegmentationEngine(config, log);
   const server = await startServiceServer({
     name: "inference",

@@ -1,7 +1,5 @@
 // Orchestrator as its own process (mesh mode). Wiring only.
 import { createClient } from "@connectrpc/connect";
-import { createPorts } from "../common/adapters/index.ts";
-import { databaseLocation, openDatabase } from "../common/database.ts";
 import { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { HealthRegistry } from "../common/health.ts";
 import { createLogger } from "../common/logging.ts";
@@ -10,13 +8,14 @@ import { startServiceServer } from "../common/server.ts";
 import { loadOrchestratorConfig } from "./config.ts";
 import { createOrchestrator } from "./index.ts";
 import type { OrchestratorSchema } from "./store/job.store.ts";
+import { openPorts, openServiceDatabase } from "../common/wiring.ts";
 
 await runMain("orchestrator", async () => {
   const config = loadOrchestratorConfig();
   const log = createLogger("orchestrator", config.LOG_LEVEL);
   const health = new HealthRegistry();
-  const database = openDatabase<OrchestratorSchema>(databaseLocation(config.DATABASE_URL, config.CUTLINE_DATA_DIR));
-  const ports = await createPorts({ natsUrl: config.NATS_URL, dataDir: config.CUTLINE_DATA_DIR, namePrefix: config.NATS_NAME_PREFIX, blobTtlMs: config.BLOB_TTL_MS, log });
+  const database = openServiceDatabase<OrchestratorSchema>(config);
+  const ports = await openPorts(config, log);
   const orchestrator = createOrchestrator({
     db: database.db,
     ...ports,

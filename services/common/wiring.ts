@@ -1,0 +1,29 @@
+// How the variables every service shares (commonConfigSpec) become its database and ports, in
+// one place for the four mains and single-node mode.
+import { createPorts, type Ports } from "./adapters/index.ts";
+import { databaseLocation, openDatabase, type Database } from "./database.ts";
+import type { Logger } from "./logging.ts";
+
+interface CommonConfig {
+  DATABASE_URL: string | undefined;
+  NATS_URL: string | undefined;
+  NATS_NAME_PREFIX: string;
+  CUTLINE_DATA_DIR: string;
+  BLOB_TTL_MS: number;
+}
+
+/** NATS JetStream when NATS_URL is set, else the in-process adapters under CUTLINE_DATA_DIR. */
+export function openPorts(config: CommonConfig, log: Logger): Promise<Ports> {
+  return createPorts({
+    natsUrl: config.NATS_URL,
+    dataDir: config.CUTLINE_DATA_DIR,
+    namePrefix: config.NATS_NAME_PREFIX,
+    blobTtlMs: config.BLOB_TTL_MS,
+    log,
+  });
+}
+
+/** Postgres at DATABASE_URL when set, else PGlite under CUTLINE_DATA_DIR. */
+export function openServiceDatabase<Schema>(config: CommonConfig): Database<Schema> {
+  return openDatabase<Schema>(databaseLocation(config.DATABASE_URL, config.CUTLINE_DATA_DIR));
+}
