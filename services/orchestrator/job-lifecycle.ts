@@ -11,7 +11,7 @@ import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { BusEvent } from "../common/ports/event-bus.ts";
 import type { WorkQueue } from "../common/ports/work-queue.ts";
-import { decideOutcome, isTerminal, type JobStatus } from "./domain/job-status.ts";
+import { assertTransition, decideOutcome, isTerminal, type JobStatus } from "./domain/job-status.ts";
 import type { JobRow, JobStore, JobUpdate } from "./store/job.store.ts";
 
 export interface SubmitJob {
@@ -193,6 +193,7 @@ export class JobLifecycle {
   }
 
   async #update(job: JobRow, to: JobStatus, update: JobUpdate = {}): Promise<JobRow | undefined> {
+    assertTransition(job.status, to);
     const updated = await this.jobs.transition(job.id, job.status, to, update);
     if (updated) {
       this.log.info({ jobId: job.id, from: job.status, to }, "job status changed");

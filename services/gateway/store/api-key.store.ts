@@ -50,9 +50,4 @@ export class ApiKeyStore {
       .executeTakeFirst();
     return row ? { keyId: row.id, accountId: row.account_id } : undefined;
   }
-
-  async count(): Promise<number> {
-    const row = await this.db.selectFrom("api_keys").select((eb) => eb.fn.countAll<number>().as("count")).executeTakeFirstOrThrow();
-    return Number(row.count);
-  }
 }

@@ -4,7 +4,7 @@
 
 export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "cancelled";
 
-export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(["succeeded", "failed", "cancelled"]);
+const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(["succeeded", "failed", "cancelled"]);
 
 const LEGAL: Record<JobStatus, ReadonlySet<JobStatus>> = {
   queued: new Set(["running", "succeeded", "failed", "cancelled"]),
