@@ -62,7 +62,9 @@ export type ImageOptions = Message<"cutline.inference.v1.ImageOptions"> & {
   aspectRatio: string;
 
   /**
-   * Optional image composited behind the subject; its format is sniffed like the input's.
+   * Optional image composited behind the subject; its format is sniffed like the input's. The
+   * gateway checks it like the input, stores it as a blob and clears it here: inside the services
+   * it travels as `background_image_blob_key` (SubmitJobRequest, SegmentTask), never as bytes.
    *
    * @generated from field: bytes background_image = 8;
    */
