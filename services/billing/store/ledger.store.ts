@@ -693,7 +693,8 @@ export class LedgerStore {
   }
 
   async listPlans(): Promise<Plan[]> {
-    const rows = await this.#db.selectFrom("billing_plans").selectAll().orderBy("monthly_price_cents").execute();
+    // Unlisted plans (operators' test plan) can be assigned but are not offered.
+    const rows = await this.#db.selectFrom("billing_plans").selectAll().where("listed", "=", true).orderBy("monthly_price_cents").execute();
     return rows.map(planFromRow);
   }
 

@@ -1,11 +1,13 @@
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from "kysely";
 import * as ledger from "./migrations/2025-01-01T00-00-ledger.ts";
 import * as seed from "./migrations/2025-01-01T00-01-seed.ts";
+import * as unlimitedPlan from "./migrations/2026-11-27T00-00-unlimited-plan.ts";
 
 // Static so the bundle needs no file-system scan; names are timestamps, applied in order.
 const MIGRATIONS: Record<string, Migration> = {
   "2025-01-01T00-00-ledger": ledger,
   "2025-01-01T00-01-seed": seed,
+  "2026-11-27T00-00-unlimited-plan": unlimitedPlan,
 };
 
 class StaticMigrationProvider implements MigrationProvider {

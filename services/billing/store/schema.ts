@@ -19,6 +19,8 @@ export interface PlanTable {
   longest_side_pixels: number;
   priority_lane: "high" | "normal";
   seats: number;
+  /** False for plans an operator assigns but does not offer (the "unlimited" test plan). */
+  listed: Generated<boolean>;
 }
 
 export interface PackTable {
