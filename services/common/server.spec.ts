@@ -31,6 +31,7 @@ before(async () => {
     health,
     routes: () => {},
     corsAllowedOrigins: ["https://app.example"],
+    metricsPort: 0,
   });
 });
 
@@ -81,10 +82,14 @@ test("reflection lists the services, as grpcurl asks for them", async () => {
   client.close();
 });
 
-test("metrics are served for Prometheus", async () => {
-  const response = await fetch(`${server.url}/metrics`);
+test("metrics are served for Prometheus on their own port, and not on the public one", async () => {
+  assert.ok(server.metricsUrl, "a metrics URL when metricsPort is given");
+  assert.notEqual(new URL(server.metricsUrl).port, String(server.port));
+  const response = await fetch(server.metricsUrl);
   assert.equal(response.status, 200);
   assert.match(await response.text(), /cutline_rpc_requests_total\{service="grpc.health.v1.Health",method="Check",code="ok"\}/);
+  assert.equal((await fetch(`${server.url}/metrics`)).status, 404);
+  assert.equal((await fetch(new URL("/other", server.metricsUrl))).status, 404);
 });
 
 test("unknown paths answer 404 with a JSON error", async () => {

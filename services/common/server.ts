@@ -4,9 +4,12 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import type { Duplex } from "node:stream";
+import { admissionFault, isAdmissionExempt, pathOf, writeRefusal } from "./admission.ts";
 import { createHealthHandlers, Health, type HealthRegistry } from "./health.ts";
 import type { Logger } from "./logging.ts";
-import { metricsInterceptor, processMetrics } from "./metrics.ts";
+import { metricsInterceptor } from "./metrics.ts";
+import { startMetricsServer, type MetricsServer } from "./metrics.server.ts";
 import { registerReflection } from "./reflection.ts";
 
 type NodeHandler = NonNullable<Parameters<typeof connectNodeAdapter>[0]["fallback"]>;
@@ -33,7 +36,52 @@ export interface ServiceServerOptions {
   interceptors?: Interceptor[];
   /** Browser origins allowed to call (Connect-Web, REST); "*" allows any. @default none (no CORS headers) */
   corsAllowedOrigins?: string[];
+  /**
+   * Runs before any body byte is read; a ConnectError refuses the request with that error. The
+   * refusal is written in the caller's protocol (gRPC, gRPC-Web, Connect, or REST JSON) and the
+   * body is never read. Health and reflection are never subject to it, and CORS preflights are
+   * answered before it. A hook that throws refuses the request as an internal error.
+   * @default none (every request is admitted)
+   */
+  admit?: (request: HttpRequest, response: HttpResponse) => Promise<ConnectError | undefined>;
+  /**
+   * Time a client has to send a request's headers, in milliseconds: from connecting (a connection
+   * that never sends a byte is closed after it) or, on a kept-alive HTTP/1.1 connection, from the
+   * request's first byte. Past it HTTP/1.1 answers 408 and closes. @default 20000
+   */
+  headersTimeoutMs?: number;
+  /**
+   * Time a client has to send a whole request, headers and body, in milliseconds; past it
+   * HTTP/1.1 answers 408 and closes and HTTP/2 resets the stream. It ends when the request's last
+   * byte arrives, not when the response does, so a long server stream (WatchJob) is never cut by
+   * it; what it must allow is the largest upload on a slow link. @default 600000
+   */
+  requestTimeoutMs?: number;
+  /** Time an idle HTTP/1.1 keep-alive connection is kept open after a response, in milliseconds. @default 65000 */
+  keepAliveTimeoutMs?: number;
+  /**
+   * Time an HTTP/2 connection with no open stream and no traffic is kept, in milliseconds; then it
+   * is closed with GOAWAY (clients reconnect transparently). A connection with an open stream, such
+   * as a quiet WatchJob, is never closed by it. @default 120000
+   */
+  http2IdleTimeoutMs?: number;
+  /** Largest request header block, in bytes; past it HTTP/1.1 answers 431 and HTTP/2 resets the stream. @default 16384 */
+  headerBytesMax?: number;
+  /** Port of the separate Prometheus `GET /metrics` server on `host`; 0 picks a free one. @default none (no metrics server) */
+  metricsPort?: number;
 }
+
+/** The defaults of the limits above, for config specs and tests. */
+export const SERVER_LIMIT_DEFAULTS = {
+  headersTimeoutMs: 20_000,
+  // 25 MiB (UPLOAD_BYTES_MAX's default) over a 0.5 Mbit/s uplink takes about 7 minutes.
+  requestTimeoutMs: 600_000,
+  // Longer than the 60 s idle timeout of common proxies and load balancers (nginx, AWS ALB): if
+  // the server closed first, a proxy could send a request on a connection being closed and answer 502.
+  keepAliveTimeoutMs: 65_000,
+  http2IdleTimeoutMs: 120_000,
+  headerBytesMax: 16_384,
+} as const;
 
 /** Headers our API adds to Connect's own CORS lists: the API key, idempotency and billing results. */
 const CORS_ALLOWED_HEADERS = [...connectCors.allowedHeaders, "X-Api-Key", "Authorization", "Idempotency-Key"];
@@ -61,6 +109,8 @@ function applyCors(allowedOrigins: string[], request: HttpRequest, response: Htt
 export interface ServiceServer {
   readonly port: number;
   readonly url: string;
+  /** `http://host:port/metrics` of the metrics server; undefined when none was asked for. */
+  readonly metricsUrl: string | undefined;
   /** Stops intake at once, lets in-flight requests finish within the shutdown timeout. */
   close(): Promise<void>;
 }
@@ -83,14 +133,54 @@ function errorLogInterceptor(log: Logger): Interceptor {
   };
 }
 
+function checkLimits(limits: Record<string, number>): void {
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value < 1) throw new Error(`startServiceServer: ${name} must be a positive integer, got ${value}`);
+  }
+  // Node refuses a headers timeout longer than the request timeout; say which options clash.
+  if (limits.headersTimeoutMs! > limits.requestTimeoutMs!) {
+    throw new Error(`startServiceServer: headersTimeoutMs (${limits.headersTimeoutMs}) must not exceed requestTimeoutMs (${limits.requestTimeoutMs})`);
+  }
+}
+
+const STATUS_BY_PARSER_ERROR: Record<string, number> = { HPE_HEADER_OVERFLOW: 431, ERR_HTTP_REQUEST_TIMEOUT: 408, HPE_CHUNK_EXTENSIONS_OVERFLOW: 413 };
+
+// Malformed HTTP/1.1, oversized headers and timeouts: answer 4xx where the connection can still
+// carry it, then close. With a 'clientError' listener Node leaves the socket to us, so every
+// branch ends it.
+function answerClientError(log: Logger, error: NodeJS.ErrnoException, socket: Duplex): void {
+  log.debug({ err: error }, "bad HTTP/1.1 request from a client");
+  const response = (socket as Duplex & { _httpMessage?: http.ServerResponse })._httpMessage;
+  if (error.code === "ECONNRESET" || !socket.writable || response?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const status = STATUS_BY_PARSER_ERROR[error.code ?? ""] ?? 400;
+  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`, () => socket.destroy());
+}
+
+const H2_PREFACE_START = Buffer.from("PRI", "latin1");
+
 /**
  * One port serves Connect, gRPC and gRPC-Web: HTTP/2 in cleartext (h2c, as gRPC clients and
  * Kubernetes' gRPC probes speak it) and HTTP/1.1 (browsers, curl) are told apart by the
  * connection preface, because Node's HTTP/2 server cannot fall back to HTTP/1 without TLS.
+ *
+ * No client can crash the process: every socket, session and parser error is the client's
+ * problem, logged at debug and answered 4xx or by closing, and every phase of a connection
+ * (first byte, headers, body, idle) has a time limit.
  */
 export async function startServiceServer(options: ServiceServerOptions): Promise<ServiceServer> {
   const { log, health } = options;
-  const metrics = processMetrics();
+  const limits = {
+    headersTimeoutMs: options.headersTimeoutMs ?? SERVER_LIMIT_DEFAULTS.headersTimeoutMs,
+    requestTimeoutMs: options.requestTimeoutMs ?? SERVER_LIMIT_DEFAULTS.requestTimeoutMs,
+    keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? SERVER_LIMIT_DEFAULTS.keepAliveTimeoutMs,
+    http2IdleTimeoutMs: options.http2IdleTimeoutMs ?? SERVER_LIMIT_DEFAULTS.http2IdleTimeoutMs,
+    headerBytesMax: options.headerBytesMax ?? SERVER_LIMIT_DEFAULTS.headerBytesMax,
+  };
+  checkLimits(limits);
+  const rpcPaths = new Set<string>();
   const handler = connectNodeAdapter({
     readMaxBytes: options.readBytesMax ?? 32 * 1024 * 1024,
     interceptors: [errorLogInterceptor(log), metricsInterceptor(), ...(options.interceptors ?? [])],
@@ -99,14 +189,10 @@ export async function startServiceServer(options: ServiceServerOptions): Promise
       for (const registered of router.handlers) health.register(registered.service.typeName);
       router.service(Health, createHealthHandlers(health));
       registerReflection(router);
+      for (const registered of router.handlers) rpcPaths.add(registered.requestPath);
     },
     async fallback(request, response) {
       try {
-        if (request.method === "GET" && request.url === "/metrics") {
-          response.writeHead(200, { "content-type": metrics.contentType });
-          response.end(await metrics.metrics());
-          return;
-        }
         if (options.httpRoutes && (await options.httpRoutes(request, response))) return;
         response.writeHead(404, { "content-type": "application/json" });
         response.end(JSON.stringify({ error: { code: "not_found", message: `no route for ${request.method} ${request.url}` } }));
@@ -119,46 +205,133 @@ export async function startServiceServer(options: ServiceServerOptions): Promise
   });
 
   const allowedOrigins = options.corsAllowedOrigins ?? [];
-  const withCors = (request: HttpRequest, response: HttpResponse) => {
+  const admit = options.admit;
+  // `expectsContinue`: the client waits for "100 Continue" before sending its body (curl does for
+  // uploads); it is sent only once the request is admitted, so a refused upload never leaves the client.
+  const serve = async (request: HttpRequest, response: HttpResponse, expectsContinue: boolean) => {
     if (allowedOrigins.length > 0 && applyCors(allowedOrigins, request, response)) return;
+    if (admit && !isAdmissionExempt(pathOf(request))) {
+      let refusal: ConnectError | undefined;
+      try {
+        refusal = await admit(request, response);
+      } catch (error) {
+        refusal = admissionFault(error);
+        log.error({ err: error, url: request.url }, "admission hook failed");
+      }
+      if (refusal) {
+        writeRefusal(request, response, refusal, rpcPaths);
+        return;
+      }
+    }
+    if (expectsContinue) response.writeContinue();
     handler(request, response);
   };
-  const http1Server = http.createServer(withCors);
-  const http2Server = http2.createServer(withCors);
+  const onRequest = (request: HttpRequest, response: HttpResponse) => void serve(request, response, false);
+  const onCheckContinue = (request: HttpRequest, response: HttpResponse) => void serve(request, response, true);
+
+  const http1Server = http.createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      maxHeaderSize: limits.headerBytesMax,
+      // Node checks the two timeouts above on this period (30 s by default), so a short limit
+      // would otherwise be enforced up to 30 s late.
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+    },
+    onRequest,
+  );
+  // The HTTP/1.1 server never listens itself (the router below hands it sockets), but Node starts
+  // its connection tracking, which enforces the timeouts and lets closeIdleConnections() find idle
+  // connections, on 'listening'. Without this, neither worked.
+  http1Server.emit("listening");
+  http1Server.on("checkContinue", onCheckContinue);
+  http1Server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => answerClientError(log, error, socket));
+
+  const http2Server = http2.createServer({ settings: { maxHeaderListSize: limits.headerBytesMax } }, onRequest);
+  http2Server.on("checkContinue", onCheckContinue);
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
+  const openStreams = new Map<http2.Http2Session, number>();
   http2Server.on("session", (session) => {
     sessions.add(session);
-    session.once("close", () => sessions.delete(session));
+    openStreams.set(session, 0);
+    session.once("close", () => {
+      sessions.delete(session);
+      openStreams.delete(session);
+    });
+    // Garbage after the preface, bad frames, resets: the peer's fault, and the session is destroyed.
+    session.on("error", (error) => log.debug({ err: error }, "HTTP/2 session error from a client"));
+    session.setTimeout(limits.http2IdleTimeoutMs, () => {
+      if ((openStreams.get(session) ?? 0) === 0) session.close();
+    });
+  });
+  http2Server.on("sessionError", () => {}); // already logged by the session's own listener
+  http2Server.on("stream", (stream) => {
+    const session = stream.session;
+    if (session) openStreams.set(session, (openStreams.get(session) ?? 0) + 1);
+    // HTTP/2's counterpart of requestTimeout: the request's body must be complete in time.
+    const requestTimer = stream.readableEnded
+      ? undefined
+      : setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), limits.requestTimeoutMs).unref();
+    stream.once("end", () => clearTimeout(requestTimer));
+    stream.once("close", () => {
+      clearTimeout(requestTimer);
+      if (session && openStreams.has(session)) openStreams.set(session, openStreams.get(session)! - 1);
+    });
+    stream.on("error", (error) => log.debug({ err: error }, "HTTP/2 stream error"));
   });
 
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
+    // A reset (ECONNRESET, EPIPE) at any point is the peer leaving; unhandled, it would be thrown.
+    socket.on("error", (error) => log.debug({ err: error }, "connection error"));
+    // Until the first byte decides the protocol, neither HTTP server's timeouts apply.
+    socket.setTimeout(limits.headersTimeoutMs, () => socket.destroy());
     socket.once("readable", function route() {
       const head: Buffer | null = socket.read();
       if (head === null) {
-        socket.once("readable", route);
+        if (!socket.destroyed) socket.once("readable", route);
         return;
       }
       socket.unshift(head);
-      const target = head.subarray(0, 3).toString("latin1") === "PRI" ? http2Server : http1Server;
+      // "P" or "PR" alone could still become the h2c preface: wait for the third byte.
+      if (head.length < H2_PREFACE_START.length && H2_PREFACE_START.subarray(0, head.length).equals(head)) {
+        socket.once("readable", route);
+        return;
+      }
+      socket.setTimeout(0);
+      const target = head.subarray(0, 3).equals(H2_PREFACE_START) ? http2Server : http1Server;
       target.emit("connection", socket);
     });
   });
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(options.port, options.host, () => resolve());
+    server.listen(options.port, options.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
   });
+  // Accept failures (EMFILE when out of file descriptors) must not end the process either.
+  server.on("error", (error) => log.error({ err: error }, "listening socket error"));
   const address = server.address() as net.AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
-  log.info({ url }, `${options.name} listening (Connect, gRPC, gRPC-Web; HTTP/1.1 and h2c)`);
+  let metricsServer: MetricsServer | undefined;
+  try {
+    if (options.metricsPort !== undefined) metricsServer = await startMetricsServer({ host: options.host, port: options.metricsPort, log });
+  } catch (error) {
+    server.close();
+    throw error;
+  }
+  log.info({ url, metrics: metricsServer?.url }, `${options.name} listening (Connect, gRPC, gRPC-Web; HTTP/1.1 and h2c)`);
 
   return {
     port: address.port,
     url,
+    metricsUrl: metricsServer?.url,
     async close() {
       health.setAllNotServing();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -175,6 +348,9 @@ export async function startServiceServer(options: ServiceServerOptions): Promise
       await closed;
       clearInterval(idleSweep);
       clearTimeout(timer);
+      http1Server.close(); // stops its connection-checking timer
+      // Last, so that a scrape during the drain still sees it.
+      await metricsServer?.close();
     },
   };
 }
