@@ -9,7 +9,7 @@ import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { EventBus } from "../common/ports/event-bus.ts";
 import type { Subscription, WorkQueue } from "../common/ports/work-queue.ts";
 import { createOrchestratorHandlers } from "./handlers/orchestrator.handlers.ts";
-import { JobLifecycle } from "./job-lifecycle.ts";
+import { JobLifecycle, type JobLifecycleOptions } from "./job-lifecycle.ts";
 import { JobStore, type OrchestratorSchema } from "./store/job.store.ts";
 import { orchestratorMigrations } from "./store/migrations.ts";
 
@@ -20,6 +20,14 @@ export interface OrchestratorDependencies {
   blobStore: BlobStore;
   billing: Client<typeof BillingService>;
   log: Logger;
+  /** Quiet-job reconciliation (see JobLifecycleOptions) and how often it runs, in ms. @default 60000 */
+  reconcile?: Pick<JobLifecycleOptions, "quietMsMax" | "requeuesMax"> & { intervalMs?: number };
+  /**
+   * The work queue forgets its tasks when the process stops (the single node's in-memory queue):
+   * jobs left unfinished by an earlier run are re-queued at start instead of after going quiet.
+   * @default false
+   */
+  requeueUnfinishedAtStart?: boolean;
 }
 
 export interface Orchestrator {
@@ -32,8 +40,15 @@ export interface Orchestrator {
 }
 
 export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator {
-  const lifecycle = new JobLifecycle(new JobStore(deps.db), deps.workQueue, deps.blobStore, deps.billing, deps.log);
+  const lifecycle = new JobLifecycle(new JobStore(deps.db), deps.workQueue, deps.blobStore, deps.billing, deps.log, deps.reconcile);
   let subscription: Subscription | undefined;
+  let reconcileTimer: NodeJS.Timeout | undefined;
+  // A failed pass is logged and retried on the next tick; it must never take the process down.
+  const reconcile = (now?: Date) =>
+    lifecycle.reconcile(now).catch((error: unknown) => {
+      deps.log.error({ err: error }, "reconciler pass failed");
+      return 0;
+    });
   return {
     lifecycle,
     routes(router) {
@@ -45,8 +60,12 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
         durableName: "orchestrator",
         subjectFilter: "job.*",
       });
+      // Every job changed before this start counts as quiet at once: nothing of its task survived.
+      if (deps.requeueUnfinishedAtStart) await reconcile(new Date(Date.now() + (deps.reconcile?.quietMsMax ?? 300_000)));
+      reconcileTimer = setInterval(() => void reconcile(), deps.reconcile?.intervalMs ?? 60_000).unref();
     },
     async stop() {
+      clearInterval(reconcileTimer);
       await subscription?.drain();
     },
   };

@@ -12,7 +12,7 @@ import pino from "pino";
 import { createBillingFixture, type BillingFixture } from "../billing/billing.testing.ts";
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../common/adapters/index.ts";
 import { reasonOf } from "../common/errors.ts";
-import { BillingService, Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { BillingService, HoldStatus, Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { TaskEventSchema, type TaskEvent } from "../common/gen/cutline/inference/v1/task_pb.ts";
 import { JobLifecycle } from "./job-lifecycle.ts";
 import { orchestratorMigrations } from "./store/migrations.ts";
@@ -22,6 +22,7 @@ import type { Kysely } from "kysely";
 
 const log = pino({ level: "silent" });
 const COST = 250;
+const QUEUE_LENGTH = 16;
 
 function event(init: Parameters<typeof create<typeof TaskEventSchema>>[1]): { subject: string; data: Uint8Array; deliveryCount: number } {
   const message: TaskEvent = create(TaskEventSchema, init);
@@ -34,6 +35,7 @@ describe("job lifecycle", () => {
   let workQueue: InProcessWorkQueue;
   let blobs: InProcessBlobStore;
   let eventBus: InProcessEventBus;
+  let jobs: JobStore;
   const dataDir = mkdtempSync(join(tmpdir(), "cutline-orchestrator-"));
   const billingClient = () => createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers)));
   let serial = 0;
@@ -70,10 +72,11 @@ describe("job lifecycle", () => {
   before(async () => {
     billing = await createBillingFixture();
     await migrateToLatest(billing.db as Kysely<any>, "orchestrator", orchestratorMigrations);
-    workQueue = new InProcessWorkQueue({ log, queueLengthMax: 6 });
+    workQueue = new InProcessWorkQueue({ log, queueLengthMax: QUEUE_LENGTH });
     blobs = new InProcessBlobStore({ dataDir, log });
     eventBus = new InProcessEventBus({ dataDir, log });
-    lifecycle = new JobLifecycle(new JobStore(billing.db as unknown as Kysely<OrchestratorSchema>), workQueue, blobs, billingClient(), log);
+    jobs = new JobStore(billing.db as unknown as Kysely<OrchestratorSchema>);
+    lifecycle = new JobLifecycle(jobs, workQueue, blobs, billingClient(), log);
   });
 
   after(async () => {
@@ -134,23 +137,104 @@ describe("job lifecycle", () => {
     await assert.rejects(lifecycle.cancel(job.id), (error: unknown) => error instanceof ConnectError && reasonOf(error) === "job_finished");
   });
 
-  it("a hold that expired before the job ended is not charged; the job still succeeds", async () => {
+  const succeededEvent = (job: { id: string; result_blob_key: string }) =>
+    event({ jobId: job.id, outcome: { case: "succeeded", value: { resultBlobKey: job.result_blob_key, contentType: "image/png" } } });
+
+  it("a hold that expired in the queue is replaced when the result comes: the result is charged, never free", async () => {
     const { accountId, job } = await submitted({ holdTtlSeconds: 60 });
     billing.clock.advanceMs(61_000);
     await billing.sweeper.sweepOnce();
-    await lifecycle.onTaskEvent(event({ jobId: job.id, outcome: { case: "succeeded", value: { resultBlobKey: job.result_blob_key, contentType: "image/png" } } }));
+    await lifecycle.onTaskEvent(succeededEvent(job));
+    await lifecycle.onTaskEvent(succeededEvent(job)); // redelivered: the replacement hold is found, not taken twice
     const done = await lifecycle.get(job.id);
-    assert.deepEqual([done.status, done.charged_millicredits], ["succeeded", 0]);
+    assert.deepEqual([done.status, done.charged_millicredits], ["succeeded", COST]);
+    assert.notEqual(done.hold_id, job.hold_id);
+    assert.equal(await available(accountId), BigInt(10_000 - COST));
+  });
+
+  it("a hold that expired and cannot be replaced (no credits left) fails the job, deletes its result and charges nothing", async () => {
+    const { accountId, job } = await submitted({ holdTtlSeconds: 60 });
+    billing.clock.advanceMs(61_000);
+    await billing.sweeper.sweepOnce();
+    // The account spends the rest of its credits meanwhile.
+    const spend = await billingClient().reserve({ accountId, pool: Pool.API, amountMillicredits: 10_000n - BigInt(COST) + 1n, idempotencyKey: `spend-${serial}` });
+    await billingClient().capture({ holdId: spend.holdId, amountMillicredits: spend.amountMillicredits });
+    await blobs.put(job.result_blob_key, new Uint8Array([1, 2, 3]));
+    await lifecycle.onTaskEvent(succeededEvent(job));
+    const done = await lifecycle.get(job.id);
+    assert.deepEqual([done.status, done.error_reason, done.charged_millicredits], ["failed", "insufficient_credits", 0]);
+    assert.equal(await blobs.get(job.result_blob_key), undefined);
+    assert.equal(await available(accountId), BigInt(COST) - 1n);
+  });
+
+  it("a hold released by the caller (a submit that looked failed, then replayed) is replaced, not served free", async () => {
+    const { accountId, job } = await submitted();
+    await billingClient().release({ holdId: job.hold_id, reason: "submit_failed" });
+    const replay = await billingClient().reserve({ accountId, pool: Pool.API, amountMillicredits: BigInt(COST), idempotencyKey: `hold-${serial}`, holdTtlSeconds: 900 });
+    assert.deepEqual([replay.replayed, replay.status], [true, HoldStatus.RELEASED]); // a replay reports the hold's real state
+    await lifecycle.onTaskEvent(succeededEvent(job));
+    const done = await lifecycle.get(job.id);
+    assert.deepEqual([done.status, done.charged_millicredits], ["succeeded", COST]);
+    assert.equal(await available(accountId), BigInt(10_000 - COST));
+  });
+
+  it("a cancel that races a result: whichever claims the job first wins, and the hold ends once", async () => {
+    // The result claims first: the cancel reports the job and the result is charged.
+    const first = await submitted();
+    assert.ok(await jobs.claim(first.job.id, "succeeded", { result_content_type: "image/png" }));
+    const notCancelled = await lifecycle.cancel(first.job.id);
+    assert.notEqual(notCancelled.status, "cancelled");
+    await lifecycle.onTaskEvent(succeededEvent(first.job));
+    assert.deepEqual([(await lifecycle.get(first.job.id)).status, await available(first.accountId)], ["succeeded", BigInt(10_000 - COST)]);
+    // The cancel is recorded first: the result is dropped and a late failure releases nothing twice.
+    const second = await submitted();
+    await lifecycle.cancel(second.job.id);
+    await lifecycle.onTaskEvent(succeededEvent(second.job));
+    await lifecycle.onTaskEvent(event({ jobId: second.job.id, outcome: { case: "failed", value: { reason: "internal", message: "late" } } }));
+    assert.deepEqual([(await lifecycle.get(second.job.id)).status, await available(second.accountId)], ["cancelled", 10_000n]);
+  });
+
+  it("started and progress extend the hold: a job running past the hold's first deadline keeps it", async () => {
+    const { accountId, job } = await submitted({ holdTtlSeconds: 60 });
+    billing.clock.advanceMs(50_000);
+    await lifecycle.onTaskEvent(event({ jobId: job.id, outcome: { case: "started", value: { deliveryCount: 1 } } }));
+    billing.clock.advanceMs(50_000);
+    await lifecycle.onTaskEvent(event({ jobId: job.id, outcome: { case: "progress", value: { elapsedMs: 50_000 } } }));
+    billing.clock.advanceMs(50_000);
+    await billing.sweeper.sweepOnce();
+    await lifecycle.onTaskEvent(succeededEvent(job));
+    const done = await lifecycle.get(job.id);
+    assert.deepEqual([done.status, done.charged_millicredits, done.hold_id], ["succeeded", COST, job.hold_id]);
+    assert.equal(await available(accountId), BigInt(10_000 - COST));
+  });
+
+  it("the reconciler re-queues a quiet job, then fails it and returns its credits; a claimed outcome it finishes", async () => {
+    const quietLifecycle = new JobLifecycle(jobs, workQueue, blobs, billingClient(), log, { quietMsMax: 1000, requeuesMax: 1 });
+    const { accountId, job } = await submitted();
+    const later = (ms: number) => new Date(Date.now() + ms);
+    const depth = await workQueue.depth();
+    assert.equal(await quietLifecycle.reconcile(new Date()), 0); // not quiet yet
+    await quietLifecycle.reconcile(later(2000));
+    assert.equal((await lifecycle.get(job.id)).requeues, 1);
+    assert.equal(await workQueue.depth(), depth); // the job id dedups a task still queued
+    await quietLifecycle.reconcile(later(4000));
+    const failed = await lifecycle.get(job.id);
+    assert.deepEqual([failed.status, failed.error_reason], ["failed", "job_stuck"]);
     assert.equal(await available(accountId), 10_000n);
+    // A result claimed just before a crash: the reconciler charges it and records the success.
+    const crashed = await submitted();
+    await jobs.claim(crashed.job.id, "succeeded", { result_content_type: "image/png" });
+    await quietLifecycle.reconcile(later(2000));
+    assert.deepEqual([(await lifecycle.get(crashed.job.id)).status, await available(crashed.accountId)], ["succeeded", BigInt(10_000 - COST)]);
   });
 
   it("a full queue fails the submission with queue_full and returns the credits", async () => {
-    while ((await workQueue.depth()) < 6) await submitted();
+    while ((await workQueue.depth()) < QUEUE_LENGTH) await submitted();
     await assert.rejects(submitted(), (error: unknown) => {
       assert.ok(error instanceof ConnectError);
       assert.equal(error.code, Code.ResourceExhausted);
       assert.equal(reasonOf(error), "queue_full");
-      assert.match(error.rawMessage, /queueLengthMax = 6/);
+      assert.match(error.rawMessage, new RegExp(`queueLengthMax = ${QUEUE_LENGTH}`));
       return true;
     });
     assert.equal(await available(`account-${serial}`), 10_000n);

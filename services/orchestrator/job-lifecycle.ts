@@ -3,10 +3,10 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
 import { EventEmitter, on } from "node:events";
 import { reasonError, reasonOf } from "../common/errors.ts";
-import type { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { HoldStatus, Pool, type BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import type { ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { ImageOptionsSchema } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
-import { SegmentTaskSchema, TaskEventSchema, type TaskEvent } from "../common/gen/cutline/inference/v1/task_pb.ts";
+import { SegmentTaskSchema, TaskEventSchema, type SegmentTask, type TaskEvent } from "../common/gen/cutline/inference/v1/task_pb.ts";
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { BusEvent } from "../common/ports/event-bus.ts";
@@ -24,12 +24,35 @@ export interface SubmitJob {
   highPriority: boolean;
   /** The plan's longest side in pixels; 0 leaves inference's own limit. */
   longestSideMax: number;
+  /** The background image's blob key, or "" for none. The bytes never sit in `options`. */
+  backgroundImageBlobKey?: string;
 }
 
 export interface JobLifecycleOptions {
   /** How often WatchJob re-reads a job changed by another orchestrator replica. @default 500 */
   watchPollMs?: number;
+  /**
+   * A queued or running job with no change for this long is taken for stuck (its task lost in a
+   * restart, dead-lettered, or its outcome event lost) and reconciled. Keep it below the hold
+   * lifetime (the gateway's HOLD_TTL_SECONDS, 900 s): each re-queue extends the hold, so a job
+   * still waiting keeps it. @default 300000 (5 min)
+   */
+  quietMsMax?: number;
+  /** Re-queues of a quiet job before it is failed and its hold released. @default 2 */
+  requeuesMax?: number;
+  /** Jobs the reconciler looks at per pass. @default 100 */
+  reconcileBatchMax?: number;
 }
+
+/** The charge for a result: captured on the job's hold, or on a new one where that hold ended. */
+type Charge =
+  | { ok: true; holdId: string; chargedMillicredits: number; availableMillicredits: number }
+  | { ok: false; reason: string; message: string };
+
+// Billing reasons that mean "this hold can no longer be captured or released by us".
+const HOLD_GONE = new Set(["hold_expired", "hold_already_settled"]);
+// Billing refusals of a new hold that are the account's state, not a fault to retry.
+const RESERVE_REFUSALS = new Set(["insufficient_credits", "member_cap_reached", "account_not_found"]);
 
 /**
  * The job lifecycle: records jobs, enqueues their work, applies the outcomes inference workers
@@ -38,6 +61,9 @@ export interface JobLifecycleOptions {
 export class JobLifecycle {
   readonly #changes = new EventEmitter();
   readonly #watchPollMs: number;
+  readonly #quietMsMax: number;
+  readonly #requeuesMax: number;
+  readonly #reconcileBatchMax: number;
 
   constructor(
     private readonly jobs: JobStore,
@@ -49,6 +75,9 @@ export class JobLifecycle {
   ) {
     this.#changes.setMaxListeners(0);
     this.#watchPollMs = options.watchPollMs ?? 500;
+    this.#quietMsMax = options.quietMsMax ?? 300_000;
+    this.#requeuesMax = options.requeuesMax ?? 2;
+    this.#reconcileBatchMax = options.reconcileBatchMax ?? 100;
   }
 
   async submit(request: SubmitJob): Promise<JobRow> {
@@ -64,23 +93,16 @@ export class JobLifecycle {
       held_millicredits: request.heldMillicredits,
       high_priority: request.highPriority,
       longest_side_max: request.longestSideMax,
+      background_image_blob_key: request.backgroundImageBlobKey ?? "",
     });
     // A replay of a job still queued enqueues again: the first attempt may have crashed between
     // the insert and the enqueue. The job id is the queue's dedup key, so a task that did reach
     // the queue is not doubled (and a late duplicate outcome is ignored by the state machine).
     if (!created && job.status !== "queued") return job;
-    const task = create(SegmentTaskSchema, {
-      jobId: job.id,
-      inputBlobKey: job.input_blob_key,
-      resultBlobKey: job.result_blob_key,
-      options: fromBinary(ImageOptionsSchema, job.options),
-      highPriority: job.high_priority,
-      longestSideMax: job.longest_side_max,
-    });
     try {
-      await this.workQueue.enqueue(toBinary(SegmentTaskSchema, task), { id: job.id, priority: job.high_priority ? "high" : "normal" });
+      await this.workQueue.enqueue(toBinary(SegmentTaskSchema, this.#taskOf(job)), { id: job.id, priority: job.high_priority ? "high" : "normal" });
     } catch (error) {
-      const failed = await this.#finishWithRelease(job, "failed", {
+      const failed = await this.#fail(job, {
         error_reason: "queue_full",
         error_message: error instanceof Error ? error.message : String(error),
       });
@@ -115,14 +137,27 @@ export class JobLifecycle {
     }
   }
 
+  /**
+   * Records the cancel first, then releases: once the job says cancelled no result can claim the
+   * hold, and a crash before the release leaves a hold that billing's sweeper expires (no charge).
+   * A job an outcome has already claimed is past cancelling and reports where it ends.
+   */
   async cancel(id: string): Promise<JobRow> {
-    const job = await this.get(id);
-    if (isTerminal(job.status)) {
-      throw reasonError(Code.FailedPrecondition, "job_finished", `job ${id} is already ${job.status}; only queued or running jobs can be cancelled`);
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      const job = await this.get(id);
+      if (isTerminal(job.status)) {
+        throw reasonError(Code.FailedPrecondition, "job_finished", `job ${id} is already ${job.status}; only queued or running jobs can be cancelled`);
+      }
+      if (job.outcome_claim !== null) return job;
+      assertTransition(job.status, "cancelled");
+      const cancelled = await this.jobs.cancelUnclaimed(id, job.status, { error_reason: "cancelled", error_message: "cancelled by the client" });
+      if (!cancelled) continue; // started, or claimed, meanwhile: look again
+      this.log.info({ jobId: id, from: job.status, to: "cancelled" }, "job status changed");
+      this.#changes.emit(id);
+      await this.#release(cancelled, "cancelled");
+      return cancelled;
     }
-    const cancelled = await this.#finishWithRelease(job, "cancelled", { error_reason: "cancelled", error_message: "cancelled by the client" });
-    // Lost the race to a worker's outcome: report where the job ended.
-    return cancelled ?? this.get(id);
+    return this.get(id);
   }
 
   /** Applies one task event; throws on a transient fault so the bus redelivers it. */
@@ -144,52 +179,163 @@ export class JobLifecycle {
     }
     switch (outcome.case) {
       case "started":
+      case "progress":
+        // A worker is on it: the hold must outlive the work, and the reconciler must not take the job for stuck.
+        await this.#extendHold(job);
         await this.#update(job, "running");
         return;
       case "succeeded": {
-        const captured = await this.#settle(job, "capture");
-        await this.#update(job, "succeeded", {
+        const claimed = await this.jobs.claim(job.id, "succeeded", {
           result_content_type: outcome.value.contentType,
-          charged_millicredits: captured.chargedMillicredits,
-          available_millicredits: captured.availableMillicredits,
           processing_time_ms: outcome.value.processingTimeMs,
         });
+        if (!claimed) {
+          // A failure or a cancel took the job first: the result is nobody's.
+          this.log.info({ jobId: job.id }, "result dropped: the job was already ending otherwise");
+          await this.blobs.delete(outcome.value.resultBlobKey);
+          return;
+        }
+        await this.#succeed(claimed);
         return;
       }
       case "failed":
-        await this.#finishWithRelease(job, "failed", { error_reason: outcome.value.reason, error_message: outcome.value.message });
+        await this.#fail(job, { error_reason: outcome.value.reason, error_message: outcome.value.message });
         return;
     }
   }
 
-  async #finishWithRelease(job: JobRow, to: JobStatus, update: JobUpdate): Promise<JobRow | undefined> {
-    // Release first: a crash after it leaves the job open and the redelivered event releases
-    // again, which billing answers idempotently; the reverse order could strand the hold.
-    const released = await this.#settle(job, "release", update.error_reason ?? to);
-    return this.#update(job, to, { ...update, available_millicredits: released.availableMillicredits });
+  /**
+   * Settles jobs that went quiet: an outcome claimed but not recorded (a crash between the two)
+   * is finished; a job whose task was lost (a single node restarted with it in memory, a
+   * dead-lettered message, an event dropped) is re-queued with its hold extended, and after
+   * `requeuesMax` re-queues failed with its hold released. Returns the jobs it acted on.
+   */
+  async reconcile(now = new Date()): Promise<number> {
+    const quiet = await this.jobs.quietSince(new Date(now.getTime() - this.#quietMsMax), this.#reconcileBatchMax);
+    let settled = 0;
+    for (const job of quiet) {
+      try {
+        if (job.outcome_claim === "succeeded") await this.#succeed(job);
+        else if (job.outcome_claim === "failed") await this.#fail(job, {});
+        else if (job.requeues < this.#requeuesMax) await this.#requeue(job);
+        else {
+          await this.#fail(job, {
+            error_reason: "job_stuck",
+            error_message: `job ${job.id} made no progress for ${this.#quietMsMax} ms after ${job.requeues} re-queues; its credits were returned, submit it again`,
+          });
+        }
+        settled += 1;
+      } catch (error) {
+        this.log.error({ err: error, jobId: job.id }, "reconciling a quiet job failed; the next pass retries");
+      }
+    }
+    if (settled > 0) this.log.warn({ settled }, "reconciler settled quiet jobs");
+    return settled;
+  }
+
+  #taskOf(job: JobRow): SegmentTask {
+    return create(SegmentTaskSchema, {
+      jobId: job.id,
+      inputBlobKey: job.input_blob_key,
+      resultBlobKey: job.result_blob_key,
+      options: fromBinary(ImageOptionsSchema, job.options),
+      highPriority: job.high_priority,
+      longestSideMax: job.longest_side_max,
+      backgroundImageBlobKey: job.background_image_blob_key,
+    });
+  }
+
+  async #requeue(job: JobRow): Promise<void> {
+    await this.#extendHold(job);
+    await this.workQueue.enqueue(toBinary(SegmentTaskSchema, this.#taskOf(job)), { id: job.id, priority: job.high_priority ? "high" : "normal" });
+    assertTransition(job.status, job.status);
+    await this.jobs.transition(job.id, job.status, job.status, { requeues: job.requeues + 1 });
+    this.log.warn({ jobId: job.id, requeues: job.requeues + 1 }, "quiet job re-queued");
+  }
+
+  /** Charges the claimed result, then records success; where no charge is possible the job fails and its result is deleted. */
+  async #succeed(job: JobRow): Promise<void> {
+    const charge = await this.#charge(job);
+    if (!charge.ok) {
+      await this.blobs.delete(job.result_blob_key);
+      await this.#update(job, "failed", { error_reason: charge.reason, error_message: charge.message });
+      return;
+    }
+    await this.#update(job, "succeeded", {
+      hold_id: charge.holdId,
+      charged_millicredits: charge.chargedMillicredits,
+      available_millicredits: charge.availableMillicredits,
+    });
   }
 
   /**
-   * Captures (the full quote) or releases the job's hold. A hold that already ended (expired by
-   * billing's sweeper) cannot be charged: the job then costs nothing, which is the honest outcome
-   * of our own delay. Transient faults throw, so the event is redelivered and settled later.
+   * No result leaves unpaid: the hold is captured in full, and a hold that ended before the
+   * result came (expired in a long queue, or released by a caller that took a submit for
+   * failed) is replaced by a new one for the same amount, captured at once. The new hold's key
+   * is the job's, so a redelivered event finds it instead of holding twice.
    */
-  async #settle(job: JobRow, action: "capture" | "release", reason = ""): Promise<{ chargedMillicredits: number; availableMillicredits: number }> {
+  async #charge(job: JobRow): Promise<Charge> {
+    const amountMillicredits = BigInt(job.held_millicredits);
     try {
-      if (action === "capture") {
-        const captured = await this.billing.capture({ holdId: job.hold_id, amountMillicredits: BigInt(job.held_millicredits) });
-        return { chargedMillicredits: Number(captured.capturedMillicredits), availableMillicredits: Number(captured.availableMillicredits) };
-      }
-      const released = await this.billing.release({ holdId: job.hold_id, reason });
-      return { chargedMillicredits: 0, availableMillicredits: Number(released.availableMillicredits) };
+      const captured = await this.billing.capture({ holdId: job.hold_id, amountMillicredits });
+      return { ok: true, holdId: job.hold_id, chargedMillicredits: Number(captured.capturedMillicredits), availableMillicredits: Number(captured.availableMillicredits) };
     } catch (error) {
-      // Expired by the sweeper, or released by a failed duplicate submission: nothing to settle.
-      const reason = error instanceof ConnectError ? reasonOf(error) : undefined;
-      if (reason !== "hold_expired" && reason !== "hold_already_settled") throw error;
-      this.log.warn({ jobId: job.id, holdId: job.hold_id, action, reason }, "the hold ended before the job did; nothing is charged");
-      const balance = await this.billing.getBalance({ accountId: job.account_id });
-      return { chargedMillicredits: 0, availableMillicredits: Number(balance.availableMillicredits) };
+      if (!(error instanceof ConnectError && HOLD_GONE.has(reasonOf(error) ?? ""))) throw error;
+      this.log.warn({ jobId: job.id, holdId: job.hold_id, reason: reasonOf(error) }, "the job's hold ended before its result; charging a new hold");
     }
+    let hold;
+    try {
+      hold = await this.billing.reserve({
+        accountId: job.account_id,
+        pool: Pool.API,
+        amountMillicredits,
+        idempotencyKey: `job:${job.id}:replacement-hold`,
+        description: `job ${job.id}: its first hold ${job.hold_id} ended before the result`,
+      });
+    } catch (error) {
+      const reason = error instanceof ConnectError ? reasonOf(error) : undefined;
+      if (!reason || !RESERVE_REFUSALS.has(reason)) throw error;
+      return { ok: false, reason, message: `the job's credit hold ended before its result was ready, and a new one was refused: ${(error as ConnectError).rawMessage}; nothing was charged` };
+    }
+    if (hold.status !== HoldStatus.OPEN && hold.status !== HoldStatus.CAPTURED) {
+      return { ok: false, reason: "hold_expired", message: `the job's credit holds ended before its result was ready; nothing was charged, submit it again` };
+    }
+    try {
+      const captured = await this.billing.capture({ holdId: hold.holdId, amountMillicredits });
+      return { ok: true, holdId: hold.holdId, chargedMillicredits: Number(captured.capturedMillicredits), availableMillicredits: Number(captured.availableMillicredits) };
+    } catch (error) {
+      if (!(error instanceof ConnectError && HOLD_GONE.has(reasonOf(error) ?? ""))) throw error;
+      return { ok: false, reason: "hold_expired", message: `the job's credit holds ended before its result was ready; nothing was charged, submit it again` };
+    }
+  }
+
+  /** Claims the job for a failure, releases its hold, records the failure; undefined when a result or a cancel came first. */
+  async #fail(job: JobRow, update: JobUpdate): Promise<JobRow | undefined> {
+    const claimed = await this.jobs.claim(job.id, "failed", update);
+    if (!claimed) return undefined;
+    // Release before the status: a crash in between leaves the claim, and the redelivered event
+    // (or the reconciler) releases again, which billing answers idempotently.
+    const available = await this.#release(claimed, claimed.error_reason ?? "failed");
+    return this.#update(claimed, "failed", { available_millicredits: available });
+  }
+
+  /** Releases the job's hold; one that already ended returns nothing. Answers the available balance. */
+  async #release(job: JobRow, reason: string): Promise<number> {
+    try {
+      const released = await this.billing.release({ holdId: job.hold_id, reason });
+      return Number(released.availableMillicredits);
+    } catch (error) {
+      if (!(error instanceof ConnectError && HOLD_GONE.has(reasonOf(error) ?? ""))) throw error;
+      const balance = await this.billing.getBalance({ accountId: job.account_id });
+      return Number(balance.availableMillicredits);
+    }
+  }
+
+  /** Best effort: a hold that could not be extended is replaced when the result comes. */
+  async #extendHold(job: JobRow): Promise<void> {
+    await this.billing.extendHold({ holdId: job.hold_id }).catch((error: unknown) => {
+      this.log.warn({ err: error, jobId: job.id, holdId: job.hold_id }, "could not extend the job's hold");
+    });
   }
 
   async #update(job: JobRow, to: JobStatus, update: JobUpdate = {}): Promise<JobRow | undefined> {

@@ -8,6 +8,7 @@ import {
   BillingErrorDetailSchema,
   BillingService,
   BucketSchema,
+  HoldStatus,
   MemberSchema,
   Operation,
   PlanSchema,
@@ -17,7 +18,7 @@ import type { Failure, FailureReason, Outcome } from "../domain/outcomes.ts";
 import type { Plan } from "../domain/plans.ts";
 import { priceOf, type OperationName } from "../domain/price-book.ts";
 import type { BucketKind } from "../domain/spend-order.ts";
-import type { AccountView, BucketView, LedgerStore, MemberView } from "../store/ledger.store.ts";
+import type { AccountView, BucketView, HoldStatus as HoldStatusName, LedgerStore, MemberView } from "../store/ledger.store.ts";
 import type { PoolName } from "../store/schema.ts";
 
 /**
@@ -65,6 +66,13 @@ function toConnectError(failure: Failure, topUpHint: string): ConnectError {
     { desc: BillingErrorDetailSchema, value: detail },
   ]);
 }
+
+const HOLD_STATUS: Record<HoldStatusName, HoldStatus> = {
+  open: HoldStatus.OPEN,
+  captured: HoldStatus.CAPTURED,
+  released: HoldStatus.RELEASED,
+  expired: HoldStatus.EXPIRED,
+};
 
 function poolName(pool: Pool): PoolName {
   return pool === Pool.WEB ? "web" : "api";
@@ -197,7 +205,14 @@ export function createBillingHandlers(dependencies: BillingHandlerDependencies):
         expiresAt: timestampFromDate(hold.expiresAt),
         availableMillicredits: BigInt(hold.availableMillicredits),
         overageMillicredits: BigInt(hold.overageMillicredits),
+        replayed: hold.replayed,
+        status: HOLD_STATUS[hold.status],
       };
+    },
+
+    async extendHold(request) {
+      const result = unwrap(await ledger.extendHold(request.holdId));
+      return { expiresAt: timestampFromDate(result.expiresAt) };
     },
 
     async capture(request) {

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
-import { sql, type Kysely, type Transaction } from "kysely";
+import { sql, type Kysely, type Selectable, type Transaction } from "kysely";
 import type { Clock } from "../domain/clock.ts";
 import { assertInvariant, fail, type Outcome } from "../domain/outcomes.ts";
 import {
@@ -14,7 +14,7 @@ import {
 } from "../domain/plans.ts";
 import { referenceOperations, validatePriceBook, type OperationName, type PriceBook } from "../domain/price-book.ts";
 import { BUCKET_KINDS, DEFAULT_PRIORITY, type BucketKind } from "../domain/spend-order.ts";
-import type { BillingSchema, PlanTable, PoolName } from "./schema.ts";
+import type { BillingSchema, HoldTable, PlanTable, PoolName } from "./schema.ts";
 
 /** Limits, each with its unit and default. */
 export interface LedgerLimits {
@@ -56,7 +56,11 @@ export interface ReserveResult {
   expiresAt: Date;
   availableMillicredits: number;
   replayed: boolean;
+  /** The hold's state when answered: a replay can find it already captured, released or expired. */
+  status: HoldStatus;
 }
+
+export type HoldStatus = HoldTable["status"];
 
 export interface SettleResult {
   capturedMillicredits: number;
@@ -180,7 +184,7 @@ interface FunctionAnswer {
   overage_cap_reached?: boolean;
 }
 
-function planFromRow(row: PlanTable): Plan {
+function planFromRow(row: Selectable<PlanTable>): Plan {
   return {
     code: row.code,
     name: row.name,
@@ -277,7 +281,13 @@ export class LedgerStore {
           ${now.toISOString()}::timestamptz, ${input.apiKeyId ?? ""}, ${input.memberId ?? ""}, ${input.description ?? ""}) as answer`.execute(this.#db);
       const answer = rows[0]!.answer;
       switch (answer.outcome) {
-        case "ok":
+        case "ok": {
+          const replayed = answer.replayed === true;
+          // A replay must not pass off a hold that has ended as one still open (a caller that
+          // released it after a failed submit and then retries would otherwise run unpaid).
+          const status = replayed
+            ? (await this.#db.selectFrom("billing_holds").select("status").where("id", "=", answer.hold_id!).executeTakeFirstOrThrow()).status
+            : "open";
           return {
             ok: true,
             holdId: answer.hold_id!,
@@ -285,8 +295,10 @@ export class LedgerStore {
             overageMillicredits: answer.overage_mc!,
             expiresAt: new Date(answer.expires_at!),
             availableMillicredits: answer.available_mc!,
-            replayed: answer.replayed === true,
+            replayed,
+            status,
           };
+        }
         case "renewal_due":
           await this.renewAccount(input.accountId);
           continue;
@@ -324,6 +336,32 @@ export class LedgerStore {
 
   release(holdId: string, reason: string): Promise<Outcome<SettleResult>> {
     return this.#settle(holdId, "release", 0, reason);
+  }
+
+  /**
+   * Moves an open hold's deadline to now plus the lifetime it was reserved with, so a job that
+   * keeps reporting progress keeps its hold however long it runs. The account row lock orders it
+   * with the sweeper: a hold the sweeper expired first stays expired.
+   */
+  async extendHold(holdId: string): Promise<Outcome<{ expiresAt: Date }>> {
+    const problem = this.#checkText("hold_id", holdId, true);
+    if (problem) return fail("invalid_argument", problem);
+    const now = this.#clock.now();
+    return this.#db.transaction().execute(async (trx): Promise<Outcome<{ expiresAt: Date }>> => {
+      const hold = await trx.selectFrom("billing_holds").select(["credit_account_id"]).where("id", "=", holdId).executeTakeFirst();
+      if (!hold) return fail("hold_not_found", `no hold ${holdId}`);
+      await trx.selectFrom("billing_credit_accounts").select("id").where("id", "=", hold.credit_account_id).forUpdate().execute();
+      const current = await trx.selectFrom("billing_holds").select(["status", "expires_at", "created_at"]).where("id", "=", holdId).executeTakeFirstOrThrow();
+      const expiresAt = new Date(current.expires_at);
+      if (current.status === "expired" || (current.status === "open" && expiresAt <= now)) {
+        return fail("hold_expired", `hold ${holdId} passed its deadline and was released`);
+      }
+      if (current.status !== "open") return fail("hold_already_settled", `hold ${holdId} is already ${current.status}`);
+      const lifetimeMs = expiresAt.getTime() - new Date(current.created_at).getTime();
+      const extended = new Date(Math.max(expiresAt.getTime(), now.getTime() + lifetimeMs));
+      await trx.updateTable("billing_holds").set({ expires_at: extended }).where("id", "=", holdId).execute();
+      return { ok: true, expiresAt: extended };
+    });
   }
 
   async #settle(holdId: string, action: "capture" | "release" | "expire", amountMillicredits: number, reason: string): Promise<Outcome<SettleResult>> {

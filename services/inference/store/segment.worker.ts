@@ -1,6 +1,6 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { clone, create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
-import { ImageOptionsSchema } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { ImageOptionsSchema, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { SegmentTaskSchema, TaskEventSchema, type SegmentTask, type TaskEvent } from "../../common/gen/cutline/inference/v1/task_pb.ts";
 import type { BlobStore } from "../../common/ports/blob-store.ts";
 import type { EventBus } from "../../common/ports/event-bus.ts";
@@ -11,6 +11,7 @@ import type { SegmentationEngine } from "../runtime/segmentation.engine.ts";
 export const JOB_SUCCEEDED_SUBJECT = "job.succeeded";
 export const JOB_FAILED_SUBJECT = "job.failed";
 export const JOB_STARTED_SUBJECT = "job.started";
+export const JOB_PROGRESS_SUBJECT = "job.progress";
 
 export interface SegmentWorkerOptions {
   engine: Pick<SegmentationEngine, "ready" | "process" | "capacity">;
@@ -26,8 +27,29 @@ export interface SegmentWorkerOptions {
   retryDelayMsMax?: number;
   /** How often a task in progress tells the queue it is still alive; below the queue's ack wait. @default 10000 ms */
   workingIntervalMs?: number;
+  /**
+   * How often a task in progress tells the orchestrator it is still at work (job.progress), which
+   * extends the job's credit hold; below the hold lifetime and the orchestrator's JOB_QUIET_MS_MAX.
+   * @default 60000 ms
+   */
+  progressIntervalMs?: number;
   /** Tasks taken at once. @default the engine's capacity (queue + running batches), so the batcher never refuses one */
   inFlightMax?: number;
+}
+
+/**
+ * The task's options with the background image loaded from its blob (the queue message carries
+ * only the key); undefined when that blob is gone. Bytes already in the options are dropped:
+ * only the gateway's checked blob may be composited.
+ */
+export async function optionsWithBackground(task: SegmentTask, blobStore: Pick<BlobStore, "get">): Promise<ImageOptions | undefined> {
+  const options = task.options ? clone(ImageOptionsSchema, task.options) : create(ImageOptionsSchema);
+  options.backgroundImage = new Uint8Array();
+  if (task.backgroundImageBlobKey === "") return options;
+  const background = await blobStore.get(task.backgroundImageBlobKey);
+  if (background === undefined) return undefined;
+  options.backgroundImage = background.data;
+  return options;
 }
 
 export interface SegmentWorker {
@@ -47,6 +69,7 @@ export async function startSegmentWorker(options: SegmentWorkerOptions): Promise
   const retryDelayMs = options.retryDelayMs ?? 1000;
   const retryDelayMsMax = options.retryDelayMsMax ?? 30_000;
   const workingIntervalMs = options.workingIntervalMs ?? 10_000;
+  const progressIntervalMs = options.progressIntervalMs ?? 60_000;
   const { engine, blobStore, eventBus, log } = options;
   await engine.ready;
 
@@ -83,6 +106,14 @@ export async function startSegmentWorker(options: SegmentWorkerOptions): Promise
       )
       .catch((error: unknown) => log.warn({ err: error, jobId: task.jobId }, "could not publish job.started"));
     const heartbeat = setInterval(() => void message.working().catch(() => {}), workingIntervalMs);
+    let progressCount = 0;
+    const progress = setInterval(() => {
+      progressCount += 1;
+      const event = create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "progress", value: { elapsedMs: Math.round(performance.now() - started) } } });
+      void eventBus
+        .publish(JOB_PROGRESS_SUBJECT, toBinary(TaskEventSchema, event), { id: `${task.jobId}:${JOB_PROGRESS_SUBJECT}:${message.deliveryCount}:${progressCount}` })
+        .catch((error: unknown) => log.warn({ err: error, jobId: task.jobId }, "could not publish job.progress"));
+    }, progressIntervalMs);
     try {
       const input = await blobStore.get(task.inputBlobKey);
       if (input === undefined) {
@@ -91,7 +122,13 @@ export async function startSegmentWorker(options: SegmentWorkerOptions): Promise
         await message.term("input blob missing");
         return;
       }
-      const result = await engine.process(input.data, task.options ?? create(ImageOptionsSchema), { highPriority: task.highPriority, longestSideMax: task.longestSideMax });
+      const options = await optionsWithBackground(task, blobStore);
+      if (options === undefined) {
+        await failed(task, new InferenceError("internal", "the background image is no longer stored; submit the job again"));
+        await message.term("background image blob missing");
+        return;
+      }
+      const result = await engine.process(input.data, options, { highPriority: task.highPriority, longestSideMax: task.longestSideMax });
       await blobStore.put(task.resultBlobKey, result.image, { contentType: result.contentType });
       await publish(
         create(TaskEventSchema, {
@@ -128,6 +165,7 @@ export async function startSegmentWorker(options: SegmentWorkerOptions): Promise
       await message.term(failure.reason);
     } finally {
       clearInterval(heartbeat);
+      clearInterval(progress);
     }
   }
 

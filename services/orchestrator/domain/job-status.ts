@@ -7,7 +7,8 @@ export type JobStatus = "queued" | "running" | "succeeded" | "failed" | "cancell
 const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(["succeeded", "failed", "cancelled"]);
 
 const LEGAL: Record<JobStatus, ReadonlySet<JobStatus>> = {
-  queued: new Set(["running", "succeeded", "failed", "cancelled"]),
+  // queued -> queued: the reconciler puts a quiet job's task back on the queue.
+  queued: new Set(["queued", "running", "succeeded", "failed", "cancelled"]),
   running: new Set(["running", "succeeded", "failed", "cancelled"]),
   succeeded: new Set(),
   failed: new Set(),
@@ -25,8 +26,8 @@ export function canTransition(from: JobStatus, to: JobStatus): boolean {
 /** What to do with a task outcome for a job in `status`: apply it, or ignore a late duplicate. */
 export type OutcomeDecision = { kind: "apply"; to: JobStatus } | { kind: "ignore"; why: string };
 
-export function decideOutcome(status: JobStatus, outcome: "started" | "succeeded" | "failed"): OutcomeDecision {
-  const to: JobStatus = outcome === "started" ? "running" : outcome;
+export function decideOutcome(status: JobStatus, outcome: "started" | "progress" | "succeeded" | "failed"): OutcomeDecision {
+  const to: JobStatus = outcome === "started" || outcome === "progress" ? "running" : outcome;
   if (isTerminal(status)) return { kind: "ignore", why: `job already ${status}` };
   if (!canTransition(status, to)) return { kind: "ignore", why: `illegal transition ${status} -> ${to}` };
   return { kind: "apply", to };

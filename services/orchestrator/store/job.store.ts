@@ -18,7 +18,11 @@ export interface JobTable {
   error_message: string | null;
   high_priority: boolean;
   longest_side_max: Generated<number>;
+  background_image_blob_key: Generated<string>;
   processing_time_ms: number | null;
+  /** The outcome that has taken the hold (capture or release) before the status records it. */
+  outcome_claim: OutcomeClaim | null;
+  requeues: Generated<number>;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
 }
@@ -29,10 +33,12 @@ export interface OrchestratorSchema {
 
 export type JobRow = Selectable<JobTable>;
 
+export type OutcomeClaim = "succeeded" | "failed";
+
 export type NewJob = Pick<
   JobTable,
   "id" | "account_id" | "idempotency_key" | "input_blob_key" | "result_blob_key" | "options" | "hold_id" | "held_millicredits" | "high_priority"
-> & { longest_side_max: number };
+> & { longest_side_max: number; background_image_blob_key: string };
 
 export interface JobUpdate {
   result_content_type?: string;
@@ -41,6 +47,9 @@ export interface JobUpdate {
   error_reason?: string;
   error_message?: string;
   processing_time_ms?: number;
+  /** A job whose first hold ended before its result came is charged on a new one. */
+  hold_id?: string;
+  requeues?: number;
 }
 
 /** The jobs table. Every status change is a compare-and-set on the previous status. */
@@ -67,6 +76,45 @@ export class JobStore {
 
   async get(id: string): Promise<JobRow | undefined> {
     return this.db.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst();
+  }
+
+  /**
+   * Lets one outcome take the hold of an unfinished job: the first claim wins, a repeat of the
+   * same claim (a redelivered event) still holds it, and no other outcome or cancel gets it.
+   */
+  async claim(id: string, outcome: OutcomeClaim, update: JobUpdate = {}): Promise<JobRow | undefined> {
+    return this.db
+      .updateTable("jobs")
+      .set({ ...update, outcome_claim: outcome })
+      .where("id", "=", id)
+      .where("status", "in", ["queued", "running"])
+      .where((where) => where.or([where("outcome_claim", "is", null), where("outcome_claim", "=", outcome)]))
+      .returningAll()
+      .executeTakeFirst();
+  }
+
+  /** Records a cancel, only while no outcome has claimed the job; undefined when one has. */
+  async cancelUnclaimed(id: string, from: JobStatus, update: JobUpdate): Promise<JobRow | undefined> {
+    return this.db
+      .updateTable("jobs")
+      .set({ ...update, status: "cancelled", updated_at: new Date() })
+      .where("id", "=", id)
+      .where("status", "=", from)
+      .where("outcome_claim", "is", null)
+      .returningAll()
+      .executeTakeFirst();
+  }
+
+  /** Unfinished jobs not changed since `before`, oldest first: candidates for the reconciler. */
+  async quietSince(before: Date, limit: number): Promise<JobRow[]> {
+    return this.db
+      .selectFrom("jobs")
+      .selectAll()
+      .where("status", "in", ["queued", "running"])
+      .where("updated_at", "<", before)
+      .orderBy("updated_at")
+      .limit(limit)
+      .execute();
   }
 
   /** Moves the job from `from` to `to`; undefined when another writer changed it first. */

@@ -37,4 +37,23 @@ export const orchestratorMigrations: Record<string, Migration> = {
       await db.schema.alterTable("jobs").addColumn("longest_side_max", "int4", (column) => column.notNull().defaultTo(0)).execute();
     },
   },
+  "202611271200_jobs_background_image_blob_key": {
+    async up(db: Kysely<any>) {
+      // The background image is a blob beside the input: only its key is kept, never the bytes
+      // (they made every read of the row, each watch poll included, carry the whole image).
+      await db.schema.alterTable("jobs").addColumn("background_image_blob_key", "text", (column) => column.notNull().defaultTo("")).execute();
+    },
+  },
+  "202611271300_jobs_outcome_claim": {
+    async up(db: Kysely<any>) {
+      // Which outcome took the job's hold (capture for a result, release for a failure) before
+      // the status says so; a cancel may only end a job that no outcome has claimed.
+      await db.schema
+        .alterTable("jobs")
+        .addColumn("outcome_claim", "text", (column) => column.check(sql`outcome_claim in ('succeeded', 'failed')`))
+        .execute();
+      // Times the reconciler put the task back on the queue after it went quiet.
+      await db.schema.alterTable("jobs").addColumn("requeues", "int4", (column) => column.notNull().defaultTo(0)).execute();
+    },
+  },
 };

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/billing/v1/billing_service.proto.
  */
 export const file_cutline_billing_v1_billing_service: GenFile = /*@__PURE__*/
-  fileDesc("CihjdXRsaW5lL2JpbGxpbmcvdjEvYmlsbGluZ19zZXJ2aWNlLnByb3RvEhJjdXRsaW5lLmJpbGxpbmcudjEidAoSQmlsbGluZ0Vycm9yRGV0YWlsEg4KBnJlYXNvbhgBIAEoCRIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAIgASgDEhkKEWNvc3RfbWlsbGljcmVkaXRzGAMgASgDEhMKC3RvcF91cF9oaW50GAQgASgJIpwBCgxRdW90ZVJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIwCglvcGVyYXRpb24YAiABKA4yHS5jdXRsaW5lLmJpbGxpbmcudjEuT3BlcmF0aW9uEg4KBnBpeGVscxgDIAEoBBIKCgJoZBgEIAEoCBIaChJ2aWRlb19taWxsaXNlY29uZHMYBSABKA0SDgoGZXh0cmFzGAYgAygJIkYKDVF1b3RlUmVzcG9uc2USGQoRY29zdF9taWxsaWNyZWRpdHMYASABKAMSGgoScHJpY2VfYm9va192ZXJzaW9uGAIgASgJItgBCg5SZXNlcnZlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIbChNhbW91bnRfbWlsbGljcmVkaXRzGAMgASgDEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIYChBob2xkX3R0bF9zZWNvbmRzGAUgASgNEhIKCmFwaV9rZXlfaWQYBiABKAkSEQoJbWVtYmVyX2lkGAcgASgJEhMKC2Rlc2NyaXB0aW9uGAggASgJIq0BCg9SZXNlcnZlUmVzcG9uc2USDwoHaG9sZF9pZBgBIAEoCRIbChNhbW91bnRfbWlsbGljcmVkaXRzGAIgASgDEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh4KFmF2YWlsYWJsZV9taWxsaWNyZWRpdHMYBCABKAMSHAoUb3ZlcmFnZV9taWxsaWNyZWRpdHMYBSABKAMiPgoOQ2FwdHVyZVJlcXVlc3QSDwoHaG9sZF9pZBgBIAEoCRIbChNhbW91bnRfbWlsbGljcmVkaXRzGAIgASgDIm8KD0NhcHR1cmVSZXNwb25zZRIdChVjYXB0dXJlZF9taWxsaWNyZWRpdHMYASABKAMSHQoVcmV0dXJuZWRfbWlsbGljcmVkaXRzGAIgASgDEh4KFmF2YWlsYWJsZV9taWxsaWNyZWRpdHMYAyABKAMiMQoOUmVsZWFzZVJlcXVlc3QSDwoHaG9sZF9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiUAoPUmVsZWFzZVJlc3BvbnNlEh0KFXJldHVybmVkX21pbGxpY3JlZGl0cxgBIAEoAxIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAIgASgDIk8KEUdldEJhbGFuY2VSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSJgoEcG9vbBgCIAEoDjIYLmN1dGxpbmUuYmlsbGluZy52MS5Qb29sIrABChJHZXRCYWxhbmNlUmVzcG9uc2USHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgBIAEoAxIZChFoZWxkX21pbGxpY3JlZGl0cxgCIAEoAxIrCgdidWNrZXRzGAMgAygLMhouY3V0bGluZS5iaWxsaW5nLnYxLkJ1Y2tldBIyCgphZmZvcmRhYmxlGAQgAygLMh4uY3V0bGluZS5iaWxsaW5nLnYxLkFmZm9yZGFibGUi7wEKBkJ1Y2tldBIKCgJpZBgBIAEoCRIMCgRraW5kGAIgASgJEhwKFGdyYW50ZWRfbWlsbGljcmVkaXRzGAMgASgDEh4KFnJlbWFpbmluZ19taWxsaWNyZWRpdHMYBCABKAMSLgoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZWZmZWN0aXZlX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghwcmlvcml0eRgHIAEoBRIZChFoZWxkX21pbGxpY3JlZGl0cxgIIAEoAyJiCgpBZmZvcmRhYmxlEjAKCW9wZXJhdGlvbhgBIAEoDjIdLmN1dGxpbmUuYmlsbGluZy52MS5PcGVyYXRpb24SEwoLZGVzY3JpcHRpb24YAiABKAkSDQoFY291bnQYAyABKAMigAEKFENyZWF0ZUFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEQoJcGxhbl9jb2RlGAIgASgJEhcKD293bmVyX21lbWJlcl9pZBgDIAEoCRIYCgtncmFudF90cmlhbBgEIAEoCEgAiAEBQg4KDF9ncmFudF90cmlhbCJWChVDcmVhdGVBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmN1dGxpbmUuYmlsbGluZy52MS5BY2NvdW50Eg8KB2NyZWF0ZWQYAiABKAgiJwoRR2V0QWNjb3VudFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCSJCChJHZXRBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmN1dGxpbmUuYmlsbGluZy52MS5BY2NvdW50Is4CCgdBY2NvdW50EhIKCmFjY291bnRfaWQYASABKAkSJgoEcGxhbhgCIAEoCzIYLmN1dGxpbmUuYmlsbGluZy52MS5QbGFuEjQKEGN5Y2xlX3N0YXJ0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD25leHRfcmVuZXdhbF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoHbWVtYmVycxgFIAMoCzIaLmN1dGxpbmUuYmlsbGluZy52MS5NZW1iZXISIgoaY3ljbGVfb3ZlcmFnZV9taWxsaWNyZWRpdHMYBiABKAMSGwoTY3ljbGVfb3ZlcmFnZV9jZW50cxgHIAEoAxIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKFAwoEUGxhbhIMCgRjb2RlGAEgASgJEgwKBG5hbWUYAiABKAkSGwoTbW9udGhseV9wcmljZV9jZW50cxgDIAEoAxImCh5jcmVkaXRzX3Blcl9jeWNsZV9taWxsaWNyZWRpdHMYBCABKAMSFwoPcm9sbG92ZXJfY3ljbGVzGAUgASgFEhQKDG9uX2V4aGF1c3RlZBgGIAEoCRIlCh1vdmVyYWdlX3JhdGVfY2VudHNfcGVyX2NyZWRpdBgHIAEoAxIgChhvdmVyYWdlX2NhcF9taWxsaWNyZWRpdHMYCCABKAMSGwoTcmVxdWVzdHNfcGVyX21pbnV0ZRgJIAEoBRITCgtjb25jdXJyZW5jeRgKIAEoBRIVCg1tb250aGx5X2NhbGxzGAsgASgDEhgKEG1heF91cGxvYWRfYnl0ZXMYDCABKAMSGwoTbG9uZ2VzdF9zaWRlX3BpeGVscxgNIAEoBRIVCg1wcmlvcml0eV9sYW5lGA4gASgJEg0KBXNlYXRzGA8gASgFImwKBk1lbWJlchIRCgltZW1iZXJfaWQYASABKAkSDAoEcm9sZRgCIAEoCRIgChhtb250aGx5X2NhcF9taWxsaWNyZWRpdHMYAyABKAMSHwoXY3ljbGVfdXNlZF9taWxsaWNyZWRpdHMYBCABKAMi5gEKDEdyYW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIMCgRraW5kGAMgASgJEhEKCXBhY2tfY29kZRgEIAEoCRIbChNhbW91bnRfbWlsbGljcmVkaXRzGAUgASgDEi4KCmV4cGlyZXNfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2lkZW1wb3RlbmN5X2tleRgHIAEoCRITCgtkZXNjcmlwdGlvbhgIIAEoCSJwCg1HcmFudFJlc3BvbnNlEioKBmJ1Y2tldBgBIAEoCzIaLmN1dGxpbmUuYmlsbGluZy52MS5CdWNrZXQSHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgCIAEoAxITCgtwcmljZV9jZW50cxgDIAEoAyI6ChFDaGFuZ2VQbGFuUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhEKCXBsYW5fY29kZRgCIAEoCSJCChJDaGFuZ2VQbGFuUmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmN1dGxpbmUuYmlsbGluZy52MS5BY2NvdW50ImkKEFNldE1lbWJlclJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIRCgltZW1iZXJfaWQYAiABKAkSDAoEcm9sZRgDIAEoCRIgChhtb250aGx5X2NhcF9taWxsaWNyZWRpdHMYBCABKAMiPwoRU2V0TWVtYmVyUmVzcG9uc2USKgoGbWVtYmVyGAEgASgLMhouY3V0bGluZS5iaWxsaW5nLnYxLk1lbWJlciJ2ChFMaXN0TGVkZ2VyUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSLDAQoLTGVkZ2VyRW50cnkSCgoCaWQYASABKAkSDAoEa2luZBgCIAEoCRIRCglidWNrZXRfaWQYAyABKAkSDwoHaG9sZF9pZBgEIAEoCRIkChxyZW1haW5pbmdfZGVsdGFfbWlsbGljcmVkaXRzGAUgASgDEh8KF2hlbGRfZGVsdGFfbWlsbGljcmVkaXRzGAYgASgDEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJfChJMaXN0TGVkZ2VyUmVzcG9uc2USMAoHZW50cmllcxgBIAMoCzIfLmN1dGxpbmUuYmlsbGluZy52MS5MZWRnZXJFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkidQoQTGlzdFVzYWdlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSKiAgoLVXNhZ2VSZWNvcmQSDwoHaG9sZF9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSGQoRaGVsZF9taWxsaWNyZWRpdHMYAyABKAMSHQoVY2FwdHVyZWRfbWlsbGljcmVkaXRzGAQgASgDEhwKFG92ZXJhZ2VfbWlsbGljcmVkaXRzGAUgASgDEhEKCW1lbWJlcl9pZBgGIAEoCRISCgphcGlfa2V5X2lkGAcgASgJEhMKC2Rlc2NyaXB0aW9uGAggASgJEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnNldHRsZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIloKClVzYWdlVG90YWwSEQoJZGltZW5zaW9uGAEgASgJEgsKA2tleRgCIAEoCRIdChVjYXB0dXJlZF9taWxsaWNyZWRpdHMYAyABKAMSDQoFY2FsbHMYBCABKAMijgEKEUxpc3RVc2FnZVJlc3BvbnNlEjAKB3JlY29yZHMYASADKAsyHy5jdXRsaW5lLmJpbGxpbmcudjEuVXNhZ2VSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEi4KBnRvdGFscxgDIAMoCzIeLmN1dGxpbmUuYmlsbGluZy52MS5Vc2FnZVRvdGFsIhIKEExpc3RQbGFuc1JlcXVlc3QiPAoRTGlzdFBsYW5zUmVzcG9uc2USJwoFcGxhbnMYASADKAsyGC5jdXRsaW5lLmJpbGxpbmcudjEuUGxhbiISChBMaXN0UGFja3NSZXF1ZXN0IkcKBFBhY2sSDAoEY29kZRgBIAEoCRITCgtwcmljZV9jZW50cxgCIAEoAxIcChRjcmVkaXRzX21pbGxpY3JlZGl0cxgDIAEoAyI8ChFMaXN0UGFja3NSZXNwb25zZRInCgVwYWNrcxgBIAMoCzIYLmN1dGxpbmUuYmlsbGluZy52MS5QYWNrKm4KCU9wZXJhdGlvbhIZChVPUEVSQVRJT05fVU5TUEVDSUZJRUQQABIfChtPUEVSQVRJT05fUkVNT1ZFX0JBQ0tHUk9VTkQQARIlCiFPUEVSQVRJT05fVklERU9fUkVNT1ZFX0JBQ0tHUk9VTkQQAio4CgRQb29sEhQKEFBPT0xfVU5TUEVDSUZJRUQQABIMCghQT09MX0FQSRABEgwKCFBPT0xfV0VCEAIy6gkKDkJpbGxpbmdTZXJ2aWNlEkwKBVF1b3RlEiAuY3V0bGluZS5iaWxsaW5nLnYxLlF1b3RlUmVxdWVzdBohLmN1dGxpbmUuYmlsbGluZy52MS5RdW90ZVJlc3BvbnNlElIKB1Jlc2VydmUSIi5jdXRsaW5lLmJpbGxpbmcudjEuUmVzZXJ2ZVJlcXVlc3QaIy5jdXRsaW5lLmJpbGxpbmcudjEuUmVzZXJ2ZVJlc3BvbnNlElIKB0NhcHR1cmUSIi5jdXRsaW5lLmJpbGxpbmcudjEuQ2FwdHVyZVJlcXVlc3QaIy5jdXRsaW5lLmJpbGxpbmcudjEuQ2FwdHVyZVJlc3BvbnNlElIKB1JlbGVhc2USIi5jdXRsaW5lLmJpbGxpbmcudjEuUmVsZWFzZVJlcXVlc3QaIy5jdXRsaW5lLmJpbGxpbmcudjEuUmVsZWFzZVJlc3BvbnNlElsKCkdldEJhbGFuY2USJS5jdXRsaW5lLmJpbGxpbmcudjEuR2V0QmFsYW5jZVJlcXVlc3QaJi5jdXRsaW5lLmJpbGxpbmcudjEuR2V0QmFsYW5jZVJlc3BvbnNlEmQKDUNyZWF0ZUFjY291bnQSKC5jdXRsaW5lLmJpbGxpbmcudjEuQ3JlYXRlQWNjb3VudFJlcXVlc3QaKS5jdXRsaW5lLmJpbGxpbmcudjEuQ3JlYXRlQWNjb3VudFJlc3BvbnNlElsKCkdldEFjY291bnQSJS5jdXRsaW5lLmJpbGxpbmcudjEuR2V0QWNjb3VudFJlcXVlc3QaJi5jdXRsaW5lLmJpbGxpbmcudjEuR2V0QWNjb3VudFJlc3BvbnNlEkwKBUdyYW50EiAuY3V0bGluZS5iaWxsaW5nLnYxLkdyYW50UmVxdWVzdBohLmN1dGxpbmUuYmlsbGluZy52MS5HcmFudFJlc3BvbnNlElsKCkNoYW5nZVBsYW4SJS5jdXRsaW5lLmJpbGxpbmcudjEuQ2hhbmdlUGxhblJlcXVlc3QaJi5jdXRsaW5lLmJpbGxpbmcudjEuQ2hhbmdlUGxhblJlc3BvbnNlElgKCVNldE1lbWJlchIkLmN1dGxpbmUuYmlsbGluZy52MS5TZXRNZW1iZXJSZXF1ZXN0GiUuY3V0bGluZS5iaWxsaW5nLnYxLlNldE1lbWJlclJlc3BvbnNlElsKCkxpc3RMZWRnZXISJS5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdExlZGdlclJlcXVlc3QaJi5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdExlZGdlclJlc3BvbnNlElgKCUxpc3RVc2FnZRIkLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0VXNhZ2VSZXF1ZXN0GiUuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RVc2FnZVJlc3BvbnNlElgKCUxpc3RQbGFucxIkLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0UGxhbnNSZXF1ZXN0GiUuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RQbGFuc1Jlc3BvbnNlElgKCUxpc3RQYWNrcxIkLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0UGFja3NSZXF1ZXN0GiUuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RQYWNrc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("CihjdXRsaW5lL2JpbGxpbmcvdjEvYmlsbGluZ19zZXJ2aWNlLnByb3RvEhJjdXRsaW5lLmJpbGxpbmcudjEidAoSQmlsbGluZ0Vycm9yRGV0YWlsEg4KBnJlYXNvbhgBIAEoCRIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAIgASgDEhkKEWNvc3RfbWlsbGljcmVkaXRzGAMgASgDEhMKC3RvcF91cF9oaW50GAQgASgJIpwBCgxRdW90ZVJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIwCglvcGVyYXRpb24YAiABKA4yHS5jdXRsaW5lLmJpbGxpbmcudjEuT3BlcmF0aW9uEg4KBnBpeGVscxgDIAEoBBIKCgJoZBgEIAEoCBIaChJ2aWRlb19taWxsaXNlY29uZHMYBSABKA0SDgoGZXh0cmFzGAYgAygJIkYKDVF1b3RlUmVzcG9uc2USGQoRY29zdF9taWxsaWNyZWRpdHMYASABKAMSGgoScHJpY2VfYm9va192ZXJzaW9uGAIgASgJItgBCg5SZXNlcnZlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIbChNhbW91bnRfbWlsbGljcmVkaXRzGAMgASgDEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIYChBob2xkX3R0bF9zZWNvbmRzGAUgASgNEhIKCmFwaV9rZXlfaWQYBiABKAkSEQoJbWVtYmVyX2lkGAcgASgJEhMKC2Rlc2NyaXB0aW9uGAggASgJIu8BCg9SZXNlcnZlUmVzcG9uc2USDwoHaG9sZF9pZBgBIAEoCRIbChNhbW91bnRfbWlsbGljcmVkaXRzGAIgASgDEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh4KFmF2YWlsYWJsZV9taWxsaWNyZWRpdHMYBCABKAMSHAoUb3ZlcmFnZV9taWxsaWNyZWRpdHMYBSABKAMSEAoIcmVwbGF5ZWQYBiABKAgSLgoGc3RhdHVzGAcgASgOMh4uY3V0bGluZS5iaWxsaW5nLnYxLkhvbGRTdGF0dXMiJAoRRXh0ZW5kSG9sZFJlcXVlc3QSDwoHaG9sZF9pZBgBIAEoCSJEChJFeHRlbmRIb2xkUmVzcG9uc2USLgoKZXhwaXJlc19hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPgoOQ2FwdHVyZVJlcXVlc3QSDwoHaG9sZF9pZBgBIAEoCRIbChNhbW91bnRfbWlsbGljcmVkaXRzGAIgASgDIm8KD0NhcHR1cmVSZXNwb25zZRIdChVjYXB0dXJlZF9taWxsaWNyZWRpdHMYASABKAMSHQoVcmV0dXJuZWRfbWlsbGljcmVkaXRzGAIgASgDEh4KFmF2YWlsYWJsZV9taWxsaWNyZWRpdHMYAyABKAMiMQoOUmVsZWFzZVJlcXVlc3QSDwoHaG9sZF9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiUAoPUmVsZWFzZVJlc3BvbnNlEh0KFXJldHVybmVkX21pbGxpY3JlZGl0cxgBIAEoAxIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAIgASgDIk8KEUdldEJhbGFuY2VSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSJgoEcG9vbBgCIAEoDjIYLmN1dGxpbmUuYmlsbGluZy52MS5Qb29sIrABChJHZXRCYWxhbmNlUmVzcG9uc2USHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgBIAEoAxIZChFoZWxkX21pbGxpY3JlZGl0cxgCIAEoAxIrCgdidWNrZXRzGAMgAygLMhouY3V0bGluZS5iaWxsaW5nLnYxLkJ1Y2tldBIyCgphZmZvcmRhYmxlGAQgAygLMh4uY3V0bGluZS5iaWxsaW5nLnYxLkFmZm9yZGFibGUi7wEKBkJ1Y2tldBIKCgJpZBgBIAEoCRIMCgRraW5kGAIgASgJEhwKFGdyYW50ZWRfbWlsbGljcmVkaXRzGAMgASgDEh4KFnJlbWFpbmluZ19taWxsaWNyZWRpdHMYBCABKAMSLgoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZWZmZWN0aXZlX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghwcmlvcml0eRgHIAEoBRIZChFoZWxkX21pbGxpY3JlZGl0cxgIIAEoAyJiCgpBZmZvcmRhYmxlEjAKCW9wZXJhdGlvbhgBIAEoDjIdLmN1dGxpbmUuYmlsbGluZy52MS5PcGVyYXRpb24SEwoLZGVzY3JpcHRpb24YAiABKAkSDQoFY291bnQYAyABKAMigAEKFENyZWF0ZUFjY291bnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEQoJcGxhbl9jb2RlGAIgASgJEhcKD293bmVyX21lbWJlcl9pZBgDIAEoCRIYCgtncmFudF90cmlhbBgEIAEoCEgAiAEBQg4KDF9ncmFudF90cmlhbCJWChVDcmVhdGVBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmN1dGxpbmUuYmlsbGluZy52MS5BY2NvdW50Eg8KB2NyZWF0ZWQYAiABKAgiJwoRR2V0QWNjb3VudFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCSJCChJHZXRBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmN1dGxpbmUuYmlsbGluZy52MS5BY2NvdW50Is4CCgdBY2NvdW50EhIKCmFjY291bnRfaWQYASABKAkSJgoEcGxhbhgCIAEoCzIYLmN1dGxpbmUuYmlsbGluZy52MS5QbGFuEjQKEGN5Y2xlX3N0YXJ0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD25leHRfcmVuZXdhbF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoHbWVtYmVycxgFIAMoCzIaLmN1dGxpbmUuYmlsbGluZy52MS5NZW1iZXISIgoaY3ljbGVfb3ZlcmFnZV9taWxsaWNyZWRpdHMYBiABKAMSGwoTY3ljbGVfb3ZlcmFnZV9jZW50cxgHIAEoAxIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKFAwoEUGxhbhIMCgRjb2RlGAEgASgJEgwKBG5hbWUYAiABKAkSGwoTbW9udGhseV9wcmljZV9jZW50cxgDIAEoAxImCh5jcmVkaXRzX3Blcl9jeWNsZV9taWxsaWNyZWRpdHMYBCABKAMSFwoPcm9sbG92ZXJfY3ljbGVzGAUgASgFEhQKDG9uX2V4aGF1c3RlZBgGIAEoCRIlCh1vdmVyYWdlX3JhdGVfY2VudHNfcGVyX2NyZWRpdBgHIAEoAxIgChhvdmVyYWdlX2NhcF9taWxsaWNyZWRpdHMYCCABKAMSGwoTcmVxdWVzdHNfcGVyX21pbnV0ZRgJIAEoBRITCgtjb25jdXJyZW5jeRgKIAEoBRIVCg1tb250aGx5X2NhbGxzGAsgASgDEhgKEG1heF91cGxvYWRfYnl0ZXMYDCABKAMSGwoTbG9uZ2VzdF9zaWRlX3BpeGVscxgNIAEoBRIVCg1wcmlvcml0eV9sYW5lGA4gASgJEg0KBXNlYXRzGA8gASgFImwKBk1lbWJlchIRCgltZW1iZXJfaWQYASABKAkSDAoEcm9sZRgCIAEoCRIgChhtb250aGx5X2NhcF9taWxsaWNyZWRpdHMYAyABKAMSHwoXY3ljbGVfdXNlZF9taWxsaWNyZWRpdHMYBCABKAMi5gEKDEdyYW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIMCgRraW5kGAMgASgJEhEKCXBhY2tfY29kZRgEIAEoCRIbChNhbW91bnRfbWlsbGljcmVkaXRzGAUgASgDEi4KCmV4cGlyZXNfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD2lkZW1wb3RlbmN5X2tleRgHIAEoCRITCgtkZXNjcmlwdGlvbhgIIAEoCSJwCg1HcmFudFJlc3BvbnNlEioKBmJ1Y2tldBgBIAEoCzIaLmN1dGxpbmUuYmlsbGluZy52MS5CdWNrZXQSHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgCIAEoAxITCgtwcmljZV9jZW50cxgDIAEoAyI6ChFDaGFuZ2VQbGFuUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhEKCXBsYW5fY29kZRgCIAEoCSJCChJDaGFuZ2VQbGFuUmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmN1dGxpbmUuYmlsbGluZy52MS5BY2NvdW50ImkKEFNldE1lbWJlclJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIRCgltZW1iZXJfaWQYAiABKAkSDAoEcm9sZRgDIAEoCRIgChhtb250aGx5X2NhcF9taWxsaWNyZWRpdHMYBCABKAMiPwoRU2V0TWVtYmVyUmVzcG9uc2USKgoGbWVtYmVyGAEgASgLMhouY3V0bGluZS5iaWxsaW5nLnYxLk1lbWJlciJ2ChFMaXN0TGVkZ2VyUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSLDAQoLTGVkZ2VyRW50cnkSCgoCaWQYASABKAkSDAoEa2luZBgCIAEoCRIRCglidWNrZXRfaWQYAyABKAkSDwoHaG9sZF9pZBgEIAEoCRIkChxyZW1haW5pbmdfZGVsdGFfbWlsbGljcmVkaXRzGAUgASgDEh8KF2hlbGRfZGVsdGFfbWlsbGljcmVkaXRzGAYgASgDEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJfChJMaXN0TGVkZ2VyUmVzcG9uc2USMAoHZW50cmllcxgBIAMoCzIfLmN1dGxpbmUuYmlsbGluZy52MS5MZWRnZXJFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkidQoQTGlzdFVzYWdlUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIRCglwYWdlX3NpemUYAyABKA0SEgoKcGFnZV90b2tlbhgEIAEoCSKiAgoLVXNhZ2VSZWNvcmQSDwoHaG9sZF9pZBgBIAEoCRIOCgZzdGF0dXMYAiABKAkSGQoRaGVsZF9taWxsaWNyZWRpdHMYAyABKAMSHQoVY2FwdHVyZWRfbWlsbGljcmVkaXRzGAQgASgDEhwKFG92ZXJhZ2VfbWlsbGljcmVkaXRzGAUgASgDEhEKCW1lbWJlcl9pZBgGIAEoCRISCgphcGlfa2V5X2lkGAcgASgJEhMKC2Rlc2NyaXB0aW9uGAggASgJEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnNldHRsZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIloKClVzYWdlVG90YWwSEQoJZGltZW5zaW9uGAEgASgJEgsKA2tleRgCIAEoCRIdChVjYXB0dXJlZF9taWxsaWNyZWRpdHMYAyABKAMSDQoFY2FsbHMYBCABKAMijgEKEUxpc3RVc2FnZVJlc3BvbnNlEjAKB3JlY29yZHMYASADKAsyHy5jdXRsaW5lLmJpbGxpbmcudjEuVXNhZ2VSZWNvcmQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEi4KBnRvdGFscxgDIAMoCzIeLmN1dGxpbmUuYmlsbGluZy52MS5Vc2FnZVRvdGFsIhIKEExpc3RQbGFuc1JlcXVlc3QiPAoRTGlzdFBsYW5zUmVzcG9uc2USJwoFcGxhbnMYASADKAsyGC5jdXRsaW5lLmJpbGxpbmcudjEuUGxhbiISChBMaXN0UGFja3NSZXF1ZXN0IkcKBFBhY2sSDAoEY29kZRgBIAEoCRITCgtwcmljZV9jZW50cxgCIAEoAxIcChRjcmVkaXRzX21pbGxpY3JlZGl0cxgDIAEoAyI8ChFMaXN0UGFja3NSZXNwb25zZRInCgVwYWNrcxgBIAMoCzIYLmN1dGxpbmUuYmlsbGluZy52MS5QYWNrKm4KCU9wZXJhdGlvbhIZChVPUEVSQVRJT05fVU5TUEVDSUZJRUQQABIfChtPUEVSQVRJT05fUkVNT1ZFX0JBQ0tHUk9VTkQQARIlCiFPUEVSQVRJT05fVklERU9fUkVNT1ZFX0JBQ0tHUk9VTkQQAio4CgRQb29sEhQKEFBPT0xfVU5TUEVDSUZJRUQQABIMCghQT09MX0FQSRABEgwKCFBPT0xfV0VCEAIqjAEKCkhvbGRTdGF0dXMSGwoXSE9MRF9TVEFUVVNfVU5TUEVDSUZJRUQQABIUChBIT0xEX1NUQVRVU19PUEVOEAESGAoUSE9MRF9TVEFUVVNfQ0FQVFVSRUQQAhIYChRIT0xEX1NUQVRVU19SRUxFQVNFRBADEhcKE0hPTERfU1RBVFVTX0VYUElSRUQQBDLHCgoOQmlsbGluZ1NlcnZpY2USTAoFUXVvdGUSIC5jdXRsaW5lLmJpbGxpbmcudjEuUXVvdGVSZXF1ZXN0GiEuY3V0bGluZS5iaWxsaW5nLnYxLlF1b3RlUmVzcG9uc2USUgoHUmVzZXJ2ZRIiLmN1dGxpbmUuYmlsbGluZy52MS5SZXNlcnZlUmVxdWVzdBojLmN1dGxpbmUuYmlsbGluZy52MS5SZXNlcnZlUmVzcG9uc2USUgoHQ2FwdHVyZRIiLmN1dGxpbmUuYmlsbGluZy52MS5DYXB0dXJlUmVxdWVzdBojLmN1dGxpbmUuYmlsbGluZy52MS5DYXB0dXJlUmVzcG9uc2USUgoHUmVsZWFzZRIiLmN1dGxpbmUuYmlsbGluZy52MS5SZWxlYXNlUmVxdWVzdBojLmN1dGxpbmUuYmlsbGluZy52MS5SZWxlYXNlUmVzcG9uc2USWwoKRXh0ZW5kSG9sZBIlLmN1dGxpbmUuYmlsbGluZy52MS5FeHRlbmRIb2xkUmVxdWVzdBomLmN1dGxpbmUuYmlsbGluZy52MS5FeHRlbmRIb2xkUmVzcG9uc2USWwoKR2V0QmFsYW5jZRIlLmN1dGxpbmUuYmlsbGluZy52MS5HZXRCYWxhbmNlUmVxdWVzdBomLmN1dGxpbmUuYmlsbGluZy52MS5HZXRCYWxhbmNlUmVzcG9uc2USZAoNQ3JlYXRlQWNjb3VudBIoLmN1dGxpbmUuYmlsbGluZy52MS5DcmVhdGVBY2NvdW50UmVxdWVzdBopLmN1dGxpbmUuYmlsbGluZy52MS5DcmVhdGVBY2NvdW50UmVzcG9uc2USWwoKR2V0QWNjb3VudBIlLmN1dGxpbmUuYmlsbGluZy52MS5HZXRBY2NvdW50UmVxdWVzdBomLmN1dGxpbmUuYmlsbGluZy52MS5HZXRBY2NvdW50UmVzcG9uc2USTAoFR3JhbnQSIC5jdXRsaW5lLmJpbGxpbmcudjEuR3JhbnRSZXF1ZXN0GiEuY3V0bGluZS5iaWxsaW5nLnYxLkdyYW50UmVzcG9uc2USWwoKQ2hhbmdlUGxhbhIlLmN1dGxpbmUuYmlsbGluZy52MS5DaGFuZ2VQbGFuUmVxdWVzdBomLmN1dGxpbmUuYmlsbGluZy52MS5DaGFuZ2VQbGFuUmVzcG9uc2USWAoJU2V0TWVtYmVyEiQuY3V0bGluZS5iaWxsaW5nLnYxLlNldE1lbWJlclJlcXVlc3QaJS5jdXRsaW5lLmJpbGxpbmcudjEuU2V0TWVtYmVyUmVzcG9uc2USWwoKTGlzdExlZGdlchIlLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0TGVkZ2VyUmVxdWVzdBomLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0TGVkZ2VyUmVzcG9uc2USWAoJTGlzdFVzYWdlEiQuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RVc2FnZVJlcXVlc3QaJS5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdFVzYWdlUmVzcG9uc2USWAoJTGlzdFBsYW5zEiQuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RQbGFuc1JlcXVlc3QaJS5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdFBsYW5zUmVzcG9uc2USWAoJTGlzdFBhY2tzEiQuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RQYWNrc1JlcXVlc3QaJS5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdFBhY2tzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Attached as an error detail to every domain failure; `reason` is stable and machine-readable
@@ -209,6 +209,20 @@ export type ReserveResponse = Message<"cutline.billing.v1.ReserveResponse"> & {
    * @generated from field: int64 overage_millicredits = 5;
    */
   overageMillicredits: bigint;
+
+  /**
+   * True when the idempotency key had already made this hold.
+   *
+   * @generated from field: bool replayed = 6;
+   */
+  replayed: boolean;
+
+  /**
+   * The hold's state now: a replay may find it captured, released or expired.
+   *
+   * @generated from field: cutline.billing.v1.HoldStatus status = 7;
+   */
+  status: HoldStatus;
 };
 
 /**
@@ -217,6 +231,40 @@ export type ReserveResponse = Message<"cutline.billing.v1.ReserveResponse"> & {
  */
 export const ReserveResponseSchema: GenMessage<ReserveResponse> = /*@__PURE__*/
   messageDesc(file_cutline_billing_v1_billing_service, 4);
+
+/**
+ * @generated from message cutline.billing.v1.ExtendHoldRequest
+ */
+export type ExtendHoldRequest = Message<"cutline.billing.v1.ExtendHoldRequest"> & {
+  /**
+   * @generated from field: string hold_id = 1;
+   */
+  holdId: string;
+};
+
+/**
+ * Describes the message cutline.billing.v1.ExtendHoldRequest.
+ * Use `create(ExtendHoldRequestSchema)` to create a new message.
+ */
+export const ExtendHoldRequestSchema: GenMessage<ExtendHoldRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 5);
+
+/**
+ * @generated from message cutline.billing.v1.ExtendHoldResponse
+ */
+export type ExtendHoldResponse = Message<"cutline.billing.v1.ExtendHoldResponse"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 1;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message cutline.billing.v1.ExtendHoldResponse.
+ * Use `create(ExtendHoldResponseSchema)` to create a new message.
+ */
+export const ExtendHoldResponseSchema: GenMessage<ExtendHoldResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 6);
 
 /**
  * @generated from message cutline.billing.v1.CaptureRequest
@@ -240,7 +288,7 @@ export type CaptureRequest = Message<"cutline.billing.v1.CaptureRequest"> & {
  * Use `create(CaptureRequestSchema)` to create a new message.
  */
 export const CaptureRequestSchema: GenMessage<CaptureRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 5);
+  messageDesc(file_cutline_billing_v1_billing_service, 7);
 
 /**
  * @generated from message cutline.billing.v1.CaptureResponse
@@ -267,7 +315,7 @@ export type CaptureResponse = Message<"cutline.billing.v1.CaptureResponse"> & {
  * Use `create(CaptureResponseSchema)` to create a new message.
  */
 export const CaptureResponseSchema: GenMessage<CaptureResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 6);
+  messageDesc(file_cutline_billing_v1_billing_service, 8);
 
 /**
  * @generated from message cutline.billing.v1.ReleaseRequest
@@ -289,7 +337,7 @@ export type ReleaseRequest = Message<"cutline.billing.v1.ReleaseRequest"> & {
  * Use `create(ReleaseRequestSchema)` to create a new message.
  */
 export const ReleaseRequestSchema: GenMessage<ReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 7);
+  messageDesc(file_cutline_billing_v1_billing_service, 9);
 
 /**
  * @generated from message cutline.billing.v1.ReleaseResponse
@@ -311,7 +359,7 @@ export type ReleaseResponse = Message<"cutline.billing.v1.ReleaseResponse"> & {
  * Use `create(ReleaseResponseSchema)` to create a new message.
  */
 export const ReleaseResponseSchema: GenMessage<ReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 8);
+  messageDesc(file_cutline_billing_v1_billing_service, 10);
 
 /**
  * @generated from message cutline.billing.v1.GetBalanceRequest
@@ -333,7 +381,7 @@ export type GetBalanceRequest = Message<"cutline.billing.v1.GetBalanceRequest"> 
  * Use `create(GetBalanceRequestSchema)` to create a new message.
  */
 export const GetBalanceRequestSchema: GenMessage<GetBalanceRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 9);
+  messageDesc(file_cutline_billing_v1_billing_service, 11);
 
 /**
  * @generated from message cutline.billing.v1.GetBalanceResponse
@@ -367,7 +415,7 @@ export type GetBalanceResponse = Message<"cutline.billing.v1.GetBalanceResponse"
  * Use `create(GetBalanceResponseSchema)` to create a new message.
  */
 export const GetBalanceResponseSchema: GenMessage<GetBalanceResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 10);
+  messageDesc(file_cutline_billing_v1_billing_service, 12);
 
 /**
  * @generated from message cutline.billing.v1.Bucket
@@ -425,7 +473,7 @@ export type Bucket = Message<"cutline.billing.v1.Bucket"> & {
  * Use `create(BucketSchema)` to create a new message.
  */
 export const BucketSchema: GenMessage<Bucket> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 11);
+  messageDesc(file_cutline_billing_v1_billing_service, 13);
 
 /**
  * How many more of an operation the available balance buys.
@@ -454,7 +502,7 @@ export type Affordable = Message<"cutline.billing.v1.Affordable"> & {
  * Use `create(AffordableSchema)` to create a new message.
  */
 export const AffordableSchema: GenMessage<Affordable> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 12);
+  messageDesc(file_cutline_billing_v1_billing_service, 14);
 
 /**
  * @generated from message cutline.billing.v1.CreateAccountRequest
@@ -492,7 +540,7 @@ export type CreateAccountRequest = Message<"cutline.billing.v1.CreateAccountRequ
  * Use `create(CreateAccountRequestSchema)` to create a new message.
  */
 export const CreateAccountRequestSchema: GenMessage<CreateAccountRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 13);
+  messageDesc(file_cutline_billing_v1_billing_service, 15);
 
 /**
  * @generated from message cutline.billing.v1.CreateAccountResponse
@@ -516,7 +564,7 @@ export type CreateAccountResponse = Message<"cutline.billing.v1.CreateAccountRes
  * Use `create(CreateAccountResponseSchema)` to create a new message.
  */
 export const CreateAccountResponseSchema: GenMessage<CreateAccountResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 14);
+  messageDesc(file_cutline_billing_v1_billing_service, 16);
 
 /**
  * @generated from message cutline.billing.v1.GetAccountRequest
@@ -533,7 +581,7 @@ export type GetAccountRequest = Message<"cutline.billing.v1.GetAccountRequest"> 
  * Use `create(GetAccountRequestSchema)` to create a new message.
  */
 export const GetAccountRequestSchema: GenMessage<GetAccountRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 15);
+  messageDesc(file_cutline_billing_v1_billing_service, 17);
 
 /**
  * @generated from message cutline.billing.v1.GetAccountResponse
@@ -550,7 +598,7 @@ export type GetAccountResponse = Message<"cutline.billing.v1.GetAccountResponse"
  * Use `create(GetAccountResponseSchema)` to create a new message.
  */
 export const GetAccountResponseSchema: GenMessage<GetAccountResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 16);
+  messageDesc(file_cutline_billing_v1_billing_service, 18);
 
 /**
  * @generated from message cutline.billing.v1.Account
@@ -604,7 +652,7 @@ export type Account = Message<"cutline.billing.v1.Account"> & {
  * Use `create(AccountSchema)` to create a new message.
  */
 export const AccountSchema: GenMessage<Account> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 17);
+  messageDesc(file_cutline_billing_v1_billing_service, 19);
 
 /**
  * @generated from message cutline.billing.v1.Plan
@@ -699,7 +747,7 @@ export type Plan = Message<"cutline.billing.v1.Plan"> & {
  * Use `create(PlanSchema)` to create a new message.
  */
 export const PlanSchema: GenMessage<Plan> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 18);
+  messageDesc(file_cutline_billing_v1_billing_service, 20);
 
 /**
  * @generated from message cutline.billing.v1.Member
@@ -737,7 +785,7 @@ export type Member = Message<"cutline.billing.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 19);
+  messageDesc(file_cutline_billing_v1_billing_service, 21);
 
 /**
  * @generated from message cutline.billing.v1.GrantRequest
@@ -795,7 +843,7 @@ export type GrantRequest = Message<"cutline.billing.v1.GrantRequest"> & {
  * Use `create(GrantRequestSchema)` to create a new message.
  */
 export const GrantRequestSchema: GenMessage<GrantRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 20);
+  messageDesc(file_cutline_billing_v1_billing_service, 22);
 
 /**
  * @generated from message cutline.billing.v1.GrantResponse
@@ -822,7 +870,7 @@ export type GrantResponse = Message<"cutline.billing.v1.GrantResponse"> & {
  * Use `create(GrantResponseSchema)` to create a new message.
  */
 export const GrantResponseSchema: GenMessage<GrantResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 21);
+  messageDesc(file_cutline_billing_v1_billing_service, 23);
 
 /**
  * @generated from message cutline.billing.v1.ChangePlanRequest
@@ -844,7 +892,7 @@ export type ChangePlanRequest = Message<"cutline.billing.v1.ChangePlanRequest"> 
  * Use `create(ChangePlanRequestSchema)` to create a new message.
  */
 export const ChangePlanRequestSchema: GenMessage<ChangePlanRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 22);
+  messageDesc(file_cutline_billing_v1_billing_service, 24);
 
 /**
  * @generated from message cutline.billing.v1.ChangePlanResponse
@@ -861,7 +909,7 @@ export type ChangePlanResponse = Message<"cutline.billing.v1.ChangePlanResponse"
  * Use `create(ChangePlanResponseSchema)` to create a new message.
  */
 export const ChangePlanResponseSchema: GenMessage<ChangePlanResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 23);
+  messageDesc(file_cutline_billing_v1_billing_service, 25);
 
 /**
  * @generated from message cutline.billing.v1.SetMemberRequest
@@ -893,7 +941,7 @@ export type SetMemberRequest = Message<"cutline.billing.v1.SetMemberRequest"> & 
  * Use `create(SetMemberRequestSchema)` to create a new message.
  */
 export const SetMemberRequestSchema: GenMessage<SetMemberRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 24);
+  messageDesc(file_cutline_billing_v1_billing_service, 26);
 
 /**
  * @generated from message cutline.billing.v1.SetMemberResponse
@@ -910,7 +958,7 @@ export type SetMemberResponse = Message<"cutline.billing.v1.SetMemberResponse"> 
  * Use `create(SetMemberResponseSchema)` to create a new message.
  */
 export const SetMemberResponseSchema: GenMessage<SetMemberResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 25);
+  messageDesc(file_cutline_billing_v1_billing_service, 27);
 
 /**
  * @generated from message cutline.billing.v1.ListLedgerRequest
@@ -944,7 +992,7 @@ export type ListLedgerRequest = Message<"cutline.billing.v1.ListLedgerRequest"> 
  * Use `create(ListLedgerRequestSchema)` to create a new message.
  */
 export const ListLedgerRequestSchema: GenMessage<ListLedgerRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 26);
+  messageDesc(file_cutline_billing_v1_billing_service, 28);
 
 /**
  * @generated from message cutline.billing.v1.LedgerEntry
@@ -993,7 +1041,7 @@ export type LedgerEntry = Message<"cutline.billing.v1.LedgerEntry"> & {
  * Use `create(LedgerEntrySchema)` to create a new message.
  */
 export const LedgerEntrySchema: GenMessage<LedgerEntry> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 27);
+  messageDesc(file_cutline_billing_v1_billing_service, 29);
 
 /**
  * @generated from message cutline.billing.v1.ListLedgerResponse
@@ -1015,7 +1063,7 @@ export type ListLedgerResponse = Message<"cutline.billing.v1.ListLedgerResponse"
  * Use `create(ListLedgerResponseSchema)` to create a new message.
  */
 export const ListLedgerResponseSchema: GenMessage<ListLedgerResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 28);
+  messageDesc(file_cutline_billing_v1_billing_service, 30);
 
 /**
  * @generated from message cutline.billing.v1.ListUsageRequest
@@ -1047,7 +1095,7 @@ export type ListUsageRequest = Message<"cutline.billing.v1.ListUsageRequest"> & 
  * Use `create(ListUsageRequestSchema)` to create a new message.
  */
 export const ListUsageRequestSchema: GenMessage<ListUsageRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 29);
+  messageDesc(file_cutline_billing_v1_billing_service, 31);
 
 /**
  * @generated from message cutline.billing.v1.UsageRecord
@@ -1111,7 +1159,7 @@ export type UsageRecord = Message<"cutline.billing.v1.UsageRecord"> & {
  * Use `create(UsageRecordSchema)` to create a new message.
  */
 export const UsageRecordSchema: GenMessage<UsageRecord> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 30);
+  messageDesc(file_cutline_billing_v1_billing_service, 32);
 
 /**
  * @generated from message cutline.billing.v1.UsageTotal
@@ -1145,7 +1193,7 @@ export type UsageTotal = Message<"cutline.billing.v1.UsageTotal"> & {
  * Use `create(UsageTotalSchema)` to create a new message.
  */
 export const UsageTotalSchema: GenMessage<UsageTotal> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 31);
+  messageDesc(file_cutline_billing_v1_billing_service, 33);
 
 /**
  * @generated from message cutline.billing.v1.ListUsageResponse
@@ -1174,7 +1222,7 @@ export type ListUsageResponse = Message<"cutline.billing.v1.ListUsageResponse"> 
  * Use `create(ListUsageResponseSchema)` to create a new message.
  */
 export const ListUsageResponseSchema: GenMessage<ListUsageResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 32);
+  messageDesc(file_cutline_billing_v1_billing_service, 34);
 
 /**
  * @generated from message cutline.billing.v1.ListPlansRequest
@@ -1187,7 +1235,7 @@ export type ListPlansRequest = Message<"cutline.billing.v1.ListPlansRequest"> & 
  * Use `create(ListPlansRequestSchema)` to create a new message.
  */
 export const ListPlansRequestSchema: GenMessage<ListPlansRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 33);
+  messageDesc(file_cutline_billing_v1_billing_service, 35);
 
 /**
  * @generated from message cutline.billing.v1.ListPlansResponse
@@ -1204,7 +1252,7 @@ export type ListPlansResponse = Message<"cutline.billing.v1.ListPlansResponse"> 
  * Use `create(ListPlansResponseSchema)` to create a new message.
  */
 export const ListPlansResponseSchema: GenMessage<ListPlansResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 34);
+  messageDesc(file_cutline_billing_v1_billing_service, 36);
 
 /**
  * @generated from message cutline.billing.v1.ListPacksRequest
@@ -1217,7 +1265,7 @@ export type ListPacksRequest = Message<"cutline.billing.v1.ListPacksRequest"> & 
  * Use `create(ListPacksRequestSchema)` to create a new message.
  */
 export const ListPacksRequestSchema: GenMessage<ListPacksRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 35);
+  messageDesc(file_cutline_billing_v1_billing_service, 37);
 
 /**
  * @generated from message cutline.billing.v1.Pack
@@ -1244,7 +1292,7 @@ export type Pack = Message<"cutline.billing.v1.Pack"> & {
  * Use `create(PackSchema)` to create a new message.
  */
 export const PackSchema: GenMessage<Pack> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 36);
+  messageDesc(file_cutline_billing_v1_billing_service, 38);
 
 /**
  * @generated from message cutline.billing.v1.ListPacksResponse
@@ -1261,7 +1309,7 @@ export type ListPacksResponse = Message<"cutline.billing.v1.ListPacksResponse"> 
  * Use `create(ListPacksResponseSchema)` to create a new message.
  */
 export const ListPacksResponseSchema: GenMessage<ListPacksResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 37);
+  messageDesc(file_cutline_billing_v1_billing_service, 39);
 
 /**
  * @generated from enum cutline.billing.v1.Operation
@@ -1320,6 +1368,42 @@ export const PoolSchema: GenEnum<Pool> = /*@__PURE__*/
   enumDesc(file_cutline_billing_v1_billing_service, 1);
 
 /**
+ * @generated from enum cutline.billing.v1.HoldStatus
+ */
+export enum HoldStatus {
+  /**
+   * @generated from enum value: HOLD_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: HOLD_STATUS_OPEN = 1;
+   */
+  OPEN = 1,
+
+  /**
+   * @generated from enum value: HOLD_STATUS_CAPTURED = 2;
+   */
+  CAPTURED = 2,
+
+  /**
+   * @generated from enum value: HOLD_STATUS_RELEASED = 3;
+   */
+  RELEASED = 3,
+
+  /**
+   * @generated from enum value: HOLD_STATUS_EXPIRED = 4;
+   */
+  EXPIRED = 4,
+}
+
+/**
+ * Describes the enum cutline.billing.v1.HoldStatus.
+ */
+export const HoldStatusSchema: GenEnum<HoldStatus> = /*@__PURE__*/
+  enumDesc(file_cutline_billing_v1_billing_service, 2);
+
+/**
  * The credit ledger. All amounts are integer millicredits (1 credit = 1000 millicredits).
  *
  * @generated from service cutline.billing.v1.BillingService
@@ -1364,6 +1448,16 @@ export const BillingService: GenService<{
     methodKind: "unary";
     input: typeof ReleaseRequestSchema;
     output: typeof ReleaseResponseSchema;
+  },
+  /**
+   * Moves an open hold's deadline to now plus its original lifetime, while its job reports progress.
+   *
+   * @generated from rpc cutline.billing.v1.BillingService.ExtendHold
+   */
+  extendHold: {
+    methodKind: "unary";
+    input: typeof ExtendHoldRequestSchema;
+    output: typeof ExtendHoldResponseSchema;
   },
   /**
    * @generated from rpc cutline.billing.v1.BillingService.GetBalance

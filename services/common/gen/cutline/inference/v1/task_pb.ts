@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/inference/v1/task.proto.
  */
 export const file_cutline_inference_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jdXRsaW5lL2luZmVyZW5jZS92MS90YXNrLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSLXAQoLU2VnbWVudFRhc2sSDgoGam9iX2lkGAEgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAIgASgJEhcKD3Jlc3VsdF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhUKDWhpZ2hfcHJpb3JpdHkYBSABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgGIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAcgASgJIsoBCglUYXNrRXZlbnQSDgoGam9iX2lkGAEgASgJEjgKCXN1Y2NlZWRlZBgCIAEoCzIjLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tTdWNjZWVkZWRIABIyCgZmYWlsZWQYAyABKAsyIC5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrRmFpbGVkSAASNAoHc3RhcnRlZBgEIAEoCzIhLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tTdGFydGVkSABCCQoHb3V0Y29tZSIlCgtUYXNrU3RhcnRlZBIWCg5kZWxpdmVyeV9jb3VudBgBIAEoDSJ5Cg1UYXNrU3VjY2VlZGVkEhcKD3Jlc3VsdF9ibG9iX2tleRgBIAEoCRIUCgxjb250ZW50X3R5cGUYAiABKAkSDQoFd2lkdGgYAyABKA0SDgoGaGVpZ2h0GAQgASgNEhoKEnByb2Nlc3NpbmdfdGltZV9tcxgFIAEoDSJBCgpUYXNrRmFpbGVkEhIKCnVzZXJfZXJyb3IYASABKAgSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAliBnByb3RvMw", [file_cutline_inference_v1_image_options]);
+  fileDesc("Ch9jdXRsaW5lL2luZmVyZW5jZS92MS90YXNrLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSLXAQoLU2VnbWVudFRhc2sSDgoGam9iX2lkGAEgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAIgASgJEhcKD3Jlc3VsdF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhUKDWhpZ2hfcHJpb3JpdHkYBSABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgGIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAcgASgJIoICCglUYXNrRXZlbnQSDgoGam9iX2lkGAEgASgJEjgKCXN1Y2NlZWRlZBgCIAEoCzIjLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tTdWNjZWVkZWRIABIyCgZmYWlsZWQYAyABKAsyIC5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrRmFpbGVkSAASNAoHc3RhcnRlZBgEIAEoCzIhLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tTdGFydGVkSAASNgoIcHJvZ3Jlc3MYBSABKAsyIi5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrUHJvZ3Jlc3NIAEIJCgdvdXRjb21lIiIKDFRhc2tQcm9ncmVzcxISCgplbGFwc2VkX21zGAEgASgNIiUKC1Rhc2tTdGFydGVkEhYKDmRlbGl2ZXJ5X2NvdW50GAEgASgNInkKDVRhc2tTdWNjZWVkZWQSFwoPcmVzdWx0X2Jsb2Jfa2V5GAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRINCgV3aWR0aBgDIAEoDRIOCgZoZWlnaHQYBCABKA0SGgoScHJvY2Vzc2luZ190aW1lX21zGAUgASgNIkEKClRhc2tGYWlsZWQSEgoKdXNlcl9lcnJvchgBIAEoCBIOCgZyZWFzb24YAiABKAkSDwoHbWVzc2FnZRgDIAEoCWIGcHJvdG8z", [file_cutline_inference_v1_image_options]);
 
 /**
  * A work-queue message from the orchestrator to an inference worker.
@@ -101,6 +101,12 @@ export type TaskEvent = Message<"cutline.inference.v1.TaskEvent"> & {
      */
     value: TaskStarted;
     case: "started";
+  } | {
+    /**
+     * @generated from field: cutline.inference.v1.TaskProgress progress = 5;
+     */
+    value: TaskProgress;
+    case: "progress";
   } | { case: undefined; value?: undefined };
 };
 
@@ -110,6 +116,26 @@ export type TaskEvent = Message<"cutline.inference.v1.TaskEvent"> & {
  */
 export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
   messageDesc(file_cutline_inference_v1_task, 1);
+
+/**
+ * Published on `job.progress` while a worker is still busy with the task, so the job's hold is
+ * extended and the job is not taken for stuck.
+ *
+ * @generated from message cutline.inference.v1.TaskProgress
+ */
+export type TaskProgress = Message<"cutline.inference.v1.TaskProgress"> & {
+  /**
+   * @generated from field: uint32 elapsed_ms = 1;
+   */
+  elapsedMs: number;
+};
+
+/**
+ * Describes the message cutline.inference.v1.TaskProgress.
+ * Use `create(TaskProgressSchema)` to create a new message.
+ */
+export const TaskProgressSchema: GenMessage<TaskProgress> = /*@__PURE__*/
+  messageDesc(file_cutline_inference_v1_task, 2);
 
 /**
  * Published on `job.started` when a worker takes the task (each delivery).
@@ -128,7 +154,7 @@ export type TaskStarted = Message<"cutline.inference.v1.TaskStarted"> & {
  * Use `create(TaskStartedSchema)` to create a new message.
  */
 export const TaskStartedSchema: GenMessage<TaskStarted> = /*@__PURE__*/
-  messageDesc(file_cutline_inference_v1_task, 2);
+  messageDesc(file_cutline_inference_v1_task, 3);
 
 /**
  * @generated from message cutline.inference.v1.TaskSucceeded
@@ -165,7 +191,7 @@ export type TaskSucceeded = Message<"cutline.inference.v1.TaskSucceeded"> & {
  * Use `create(TaskSucceededSchema)` to create a new message.
  */
 export const TaskSucceededSchema: GenMessage<TaskSucceeded> = /*@__PURE__*/
-  messageDesc(file_cutline_inference_v1_task, 3);
+  messageDesc(file_cutline_inference_v1_task, 4);
 
 /**
  * @generated from message cutline.inference.v1.TaskFailed
@@ -196,5 +222,5 @@ export type TaskFailed = Message<"cutline.inference.v1.TaskFailed"> & {
  * Use `create(TaskFailedSchema)` to create a new message.
  */
 export const TaskFailedSchema: GenMessage<TaskFailed> = /*@__PURE__*/
-  messageDesc(file_cutline_inference_v1_task, 4);
+  messageDesc(file_cutline_inference_v1_task, 5);
 
