@@ -97,6 +97,8 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
       uploadBytesMax: config.gateway.UPLOAD_BYTES_MAX,
       syncTimeoutMs: config.gateway.SYNC_TIMEOUT_MS,
       holdTtlSeconds: config.gateway.HOLD_TTL_SECONDS,
+      readRequestsPerMinute: config.gateway.READ_REQUESTS_PER_MINUTE,
+      watchStreamsMax: config.gateway.WATCH_STREAMS_MAX,
       longestSide: { standard: config.inference.IMAGE_LONGEST_SIDE_STANDARD, pro: config.inference.IMAGE_LONGEST_SIDE_PRO },
     },
   });
@@ -114,6 +116,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     health,
     routes: gateway.routes,
     httpRoutes: gateway.httpRoutes,
+    admit: gateway.admit,
     corsAllowedOrigins: config.gateway.CORS_ALLOWED_ORIGINS,
     readBytesMax: config.gateway.UPLOAD_BYTES_MAX + 1024 * 1024,
     shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,

@@ -7,6 +7,8 @@ export const gatewayConfigSpec = {
   PORT: port("Gateway port (Connect, gRPC, gRPC-Web, REST, /metrics).", 8080),
   UPLOAD_BYTES_MAX: integer("Largest upload accepted, in bytes.", 25 * 1024 * 1024, { min: 1 }),
   SYNC_TIMEOUT_MS: integer("How long a synchronous call waits for its job, in milliseconds.", 120_000, { min: 1000 }),
+  READ_REQUESTS_PER_MINUTE: integer("Job reads (GetJob, WatchJob, CancelJob) allowed per account per minute, in requests; 0 for no limit.", 600, { min: 0 }),
+  WATCH_STREAMS_MAX: integer("WatchJob streams open at once per account, in streams; 0 for no limit.", 16, { min: 0 }),
   HOLD_TTL_SECONDS: integer("Lifetime of a credit hold before billing's sweeper releases it, in seconds.", 900, { min: 10 }),
   CUTLINE_API_KEY: optionalText("Provisions this API key for CUTLINE_ACCOUNT_ID at start (single-node and demos)."),
   CORS_ALLOWED_ORIGINS: list("Browser origins allowed to call the gateway (Connect-Web, REST), comma-separated; * allows any, empty string none.", ["*"]),

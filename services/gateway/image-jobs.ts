@@ -1,14 +1,15 @@
+import { clone, create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
 import { BillingService, Operation, Pool, type Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
-import { OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { ImageOptionsSchema, OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { reasonError } from "../common/errors.ts";
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import { longestSideFor, processedSize } from "../inference/domain/image-size.ts";
 import { isUserErrorReason } from "../inference/domain/inference.errors.ts";
-import { ConcurrencyLimiter, RequestRateLimiter, type LimitOutcome } from "./domain/rate-limits.ts";
+import { ConcurrencyLimiter, RequestRateLimiter, type LimitName, type LimitOutcome } from "./domain/rate-limits.ts";
 import type { ApiKeyOwner } from "./store/api-key.store.ts";
 
 /** What the gateway learns from an upload's header before any hold is taken. */
@@ -31,6 +32,21 @@ export interface ImageJobsOptions {
   holdTtlSeconds: number;
   /** Inference's longest sides (IMAGE_LONGEST_SIDE_STANDARD / _PRO), so quotes price the processed size. */
   longestSide: { standard: number; pro: number };
+  /** Job reads (GetJob, WatchJob, CancelJob) per account per minute; 0 for no limit. @default 600 requests */
+  readRequestsPerMinute?: number;
+  /** WatchJob streams open at once per account; 0 for no limit. @default 16 streams */
+  watchStreamsMax?: number;
+}
+
+/**
+ * An account let in for one upload: authenticated, its per-minute token taken and (for calls
+ * that wait for their result) one of its concurrent-request slots held, all before any body
+ * byte is read. `release` frees the slot; it is idempotent.
+ */
+export interface Admission {
+  owner: ApiKeyOwner;
+  plan: Plan | undefined;
+  release(): void;
 }
 
 export interface ImageResult {
@@ -48,6 +64,15 @@ const TERMINAL = new Set([JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCE
 export class ImageJobs {
   private readonly rates = new RequestRateLimiter();
   private readonly concurrency = new ConcurrencyLimiter();
+  private readonly readRates = new RequestRateLimiter({
+    limit: "read_requests_per_minute",
+    message: (perMinute, seconds) => `job reads (GetJob, WatchJob, CancelJob) are limited to ${perMinute} per minute per account (READ_REQUESTS_PER_MINUTE); retry in ${seconds} s`,
+  });
+  private readonly watches = new ConcurrencyLimiter({
+    limit: "watch_streams",
+    message: (max) => `at most ${max} WatchJob streams may be open at once per account (WATCH_STREAMS_MAX); close one, or poll with GetJob`,
+    retryAfterMs: 5000,
+  });
 
   constructor(
     private readonly billing: Client<typeof BillingService>,
@@ -58,55 +83,96 @@ export class ImageJobs {
     private readonly options: ImageJobsOptions,
   ) {}
 
-  /** Synchronous: the job's result, holding one of the account's concurrent-request slots meanwhile. */
+  /**
+   * Lets an authenticated account in for one upload, or throws RESOURCE_EXHAUSTED naming the
+   * limit: takes the per-minute token and, with `slot`, a concurrent-request slot. Called on the
+   * headers, before the body is read, so a refused client never gets to send (and us to buffer)
+   * its upload. Asynchronous submits take no slot: they end as soon as the job is queued, and
+   * the concurrency refusal tells clients to use them.
+   */
+  async admit(owner: ApiKeyOwner, options: { slot: boolean }): Promise<Admission> {
+    const plan = await this.#planOf(owner);
+    const rate = this.rates.take(owner.accountId, plan?.requestsPerMinute ?? 0, Date.now());
+    if (!rate.ok) throw limitError(rate);
+    if (!options.slot) return { owner, plan, release: () => {} };
+    const slot = this.concurrency.acquire(owner.accountId, plan?.concurrency ?? 0);
+    if (!slot.ok) throw limitError(slot);
+    return { owner, plan, release: slot.release };
+  }
+
+  /** Synchronous: the job's result. The admission (with its slot) is the caller's to release. */
   async removeBackground(
-    owner: ApiKeyOwner,
+    admission: Admission,
     image: Uint8Array,
     options: ImageOptions | undefined,
     idempotencyKey: string,
     signal: AbortSignal,
   ): Promise<ImageResult> {
-    const plan = await this.#planOf(owner);
-    const slot = this.concurrency.acquire(owner.accountId, plan?.concurrency ?? 0);
-    if (!slot.ok) throw limitError(slot);
-    try {
-      const job = await this.#submit(owner, plan, image, options, idempotencyKey);
-      return await this.waitForResult(job.id, signal);
-    } finally {
-      slot.release();
-    }
+    const job = await this.#submit(admission, image, options, idempotencyKey);
+    return await this.waitForResult(job.id, signal);
   }
 
   /** Asynchronous: the queued job. */
-  async submit(owner: ApiKeyOwner, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string): Promise<Job> {
-    return this.#submit(owner, await this.#planOf(owner), image, options, idempotencyKey);
+  async submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string): Promise<Job> {
+    return this.#submit(admission, image, options, idempotencyKey);
+  }
+
+  /** One job read (GetJob, WatchJob, CancelJob) by the account, or RESOURCE_EXHAUSTED naming READ_REQUESTS_PER_MINUTE. */
+  takeReadToken(owner: ApiKeyOwner): void {
+    const rate = this.readRates.take(owner.accountId, this.options.readRequestsPerMinute ?? 600, Date.now());
+    if (!rate.ok) throw limitError(rate);
+  }
+
+  /** Holds one of the account's WatchJob streams until the returned release, or refuses naming WATCH_STREAMS_MAX. */
+  openWatch(owner: ApiKeyOwner): () => void {
+    const slot = this.watches.acquire(owner.accountId, this.options.watchStreamsMax ?? 16);
+    if (!slot.ok) throw limitError(slot);
+    return slot.release;
   }
 
   async #planOf(owner: ApiKeyOwner): Promise<Plan | undefined> {
     return (await this.billing.getAccount({ accountId: owner.accountId })).account?.plan;
   }
 
-  async #submit(owner: ApiKeyOwner, plan: Plan | undefined, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string): Promise<Job> {
-    const rate = this.rates.take(owner.accountId, plan?.requestsPerMinute ?? 0, Date.now());
-    if (!rate.ok) throw limitError(rate);
-    if (image.byteLength === 0) throw reasonError(Code.InvalidArgument, "empty_image", "the image is empty");
+  /** Byte limits from the plan and the service, then the inspector's format and pixel checks. */
+  async #inspectUpload(plan: Plan | undefined, image: Uint8Array, name: "image" | "background_image"): Promise<UploadInfo> {
+    const the = name === "image" ? "the image" : "the background_image";
+    if (image.byteLength === 0) throw reasonError(Code.InvalidArgument, "empty_image", `${the} is empty`);
     const planBytesMax = Number(plan?.maxUploadBytes ?? 0n);
     if (planBytesMax > 0 && image.byteLength > planBytesMax && planBytesMax < this.options.uploadBytesMax) {
       throw reasonError(
         Code.InvalidArgument,
         "too_many_bytes",
-        `the image is ${image.byteLength} bytes; the ${plan?.name ?? ""} plan's upload limit is ${planBytesMax} bytes`,
+        `${the} is ${image.byteLength} bytes; the ${plan?.name ?? ""} plan's upload limit is ${planBytesMax} bytes`,
       );
     }
     if (image.byteLength > this.options.uploadBytesMax) {
       throw reasonError(
         Code.InvalidArgument,
         "too_many_bytes",
-        `the image is ${image.byteLength} bytes; the upload limit is ${this.options.uploadBytesMax} bytes (UPLOAD_BYTES_MAX)`,
+        `${the} is ${image.byteLength} bytes; the upload limit is ${this.options.uploadBytesMax} bytes (UPLOAD_BYTES_MAX)`,
       );
     }
-    // A user error is rejected here, before any hold: bad input never costs credits.
-    const info = await this.inspect(image);
+    if (name === "image") return this.inspect(image);
+    try {
+      return await this.inspect(image);
+    } catch (error) {
+      // Same code and reason as for the image; the message says which of the two failed.
+      const refusal = ConnectError.from(error);
+      throw new ConnectError(`background_image: ${refusal.rawMessage}`, refusal.code, refusal.metadata, undefined, refusal.cause ?? error);
+    }
+  }
+
+  async #submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string): Promise<Job> {
+    const { owner, plan } = admission;
+    // A user error is rejected here, before any hold: bad input never costs credits. The
+    // background image gets the same checks: inference decodes it too.
+    const info = await this.#inspectUpload(plan, image, "image");
+    const background = options?.backgroundImage ?? new Uint8Array();
+    const backgroundInfo = background.byteLength > 0 ? await this.#inspectUpload(plan, background, "background_image") : undefined;
+    // The bytes travel as a blob: jobs rows, queue messages and every watch update carry only its key.
+    const jobOptions = options ? clone(ImageOptionsSchema, options) : create(ImageOptionsSchema);
+    jobOptions.backgroundImage = new Uint8Array();
     const key = idempotencyKey || randomUUID();
     // Priced at the size inference will process: after the plan's and the service's downscaling.
     const hd = options?.size === OutputSize.HD;
@@ -130,11 +196,14 @@ export class ImageJobs {
     try {
       const inputBlobKey = `inputs/${hold.holdId}`;
       await this.blobs.put(inputBlobKey, image, { contentType: `image/${info.format}` });
+      const backgroundImageBlobKey = backgroundInfo ? `${inputBlobKey}/background` : "";
+      if (backgroundInfo) await this.blobs.put(backgroundImageBlobKey, background, { contentType: `image/${backgroundInfo.format}` });
       const submitted = await this.orchestrator.submitJob({
         accountId: owner.accountId,
         idempotencyKey: key,
         inputBlobKey,
-        options,
+        backgroundImageBlobKey,
+        options: jobOptions,
         holdId: hold.holdId,
         heldMillicredits: hold.amountMillicredits,
         highPriority: plan?.priorityLane === "high",
@@ -143,10 +212,17 @@ export class ImageJobs {
       if (!submitted.job) throw new Error("orchestrator returned no job");
       return submitted.job;
     } catch (error) {
-      // Nothing was queued: return the credits now rather than when the hold expires.
-      await this.billing.release({ holdId: hold.holdId, reason: "submit_failed" }).catch((releaseError: unknown) => {
-        this.log.error({ err: releaseError, holdId: hold.holdId }, "release after a failed submit failed; the sweeper will expire it");
-      });
+      // A submit that timed out or lost its connection may still have recorded the job, which
+      // then captures or releases this hold itself: releasing it here would let that job's result
+      // go out unpaid. Only an answer that says nothing was recorded returns the credits now; in
+      // doubt the hold stays, and billing's sweeper expires it if no job claims it.
+      if (submitSurelyFailed(error)) {
+        await this.billing.release({ holdId: hold.holdId, reason: "submit_failed" }).catch((releaseError: unknown) => {
+          this.log.error({ err: releaseError, holdId: hold.holdId }, "release after a failed submit failed; the sweeper will expire it");
+        });
+      } else {
+        this.log.warn({ err: error, holdId: hold.holdId }, "submit outcome unknown: the hold is left to the job or to billing's sweeper");
+      }
       throw error;
     }
   }
@@ -186,16 +262,39 @@ export class ImageJobs {
   }
 }
 
+const REASON_BY_LIMIT: Record<LimitName, string> = {
+  requests_per_minute: "rate_limited",
+  concurrency: "concurrency_limited",
+  read_requests_per_minute: "read_rate_limited",
+  watch_streams: "watch_streams_limited",
+};
+
 function limitError(refusal: Extract<LimitOutcome, { ok: false }>): ConnectError {
-  return reasonError(Code.ResourceExhausted, refusal.limit === "concurrency" ? "concurrency_limited" : "rate_limited", refusal.message, {
+  return reasonError(Code.ResourceExhausted, REASON_BY_LIMIT[refusal.limit], refusal.message, {
     metadata: { "retry-after": String(Math.ceil(refusal.retryAfterMs / 1000)) },
   });
 }
 
 /** The error a failed or cancelled job answers with: its reason, its message, one code. */
+// Codes with which a peer answers before it records anything: the call surely had no effect.
+const NOTHING_RECORDED = new Set([Code.InvalidArgument, Code.FailedPrecondition, Code.ResourceExhausted, Code.NotFound, Code.AlreadyExists, Code.PermissionDenied, Code.Unauthenticated, Code.OutOfRange]);
+
+function submitSurelyFailed(error: unknown): boolean {
+  return !(error instanceof ConnectError) || NOTHING_RECORDED.has(error.code);
+}
+
+// Reasons a job fails for the account's state (its hold ran out and no new one could be taken).
+const ACCOUNT_REASONS = new Set(["insufficient_credits", "member_cap_reached"]);
+
 export function jobFailure(job: Job): ConnectError {
   if (job.status === JobStatus.CANCELLED) return reasonError(Code.Canceled, "cancelled", `job ${job.id} was cancelled`);
   const reason = job.errorReason || "internal";
-  const code = isUserErrorReason(reason) ? Code.InvalidArgument : reason === "queue_full" ? Code.ResourceExhausted : Code.Internal;
+  const code = isUserErrorReason(reason)
+    ? Code.InvalidArgument
+    : reason === "queue_full"
+      ? Code.ResourceExhausted
+      : ACCOUNT_REASONS.has(reason)
+        ? Code.FailedPrecondition
+        : Code.Internal;
   return reasonError(code, reason, job.errorMessage || `job ${job.id} failed`, { metadata: { "cutline-job-id": job.id } });
 }

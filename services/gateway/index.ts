@@ -7,10 +7,12 @@ import type { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/
 import type { Logger } from "../common/logging.ts";
 import { migrateToLatest } from "../common/migrate.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
-import type { HttpRoutes } from "../common/server.ts";
+import type { HttpRequest, HttpResponse, HttpRoutes } from "../common/server.ts";
+import type { ConnectError } from "@connectrpc/connect";
 import { createImageHandlers } from "./handlers/image.handlers.ts";
 import { createJobHandlers } from "./handlers/job.handlers.ts";
 import { createRestRoutes } from "./handlers/rest.routes.ts";
+import { UploadAdmissions } from "./handlers/upload.admission.ts";
 import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-jobs.ts";
 import { ApiKeyStore, type GatewaySchema } from "./store/api-key.store.ts";
 import { gatewayMigrations } from "./store/migrations.ts";
@@ -28,6 +30,11 @@ export interface GatewayDependencies {
 export interface Gateway {
   routes(router: ConnectRouter): void;
   readonly httpRoutes: HttpRoutes;
+  /**
+   * The server's `admit` hook: upload RPCs are authenticated and admitted (rate token, concurrency
+   * slot) on their headers, before their payload is read; undefined lets a call in.
+   */
+  readonly admit: (request: HttpRequest, response: HttpResponse) => Promise<ConnectError | undefined>;
   readonly apiKeys: ApiKeyStore;
   start(): Promise<void>;
   /**
@@ -40,12 +47,14 @@ export interface Gateway {
 export function createGateway(deps: GatewayDependencies): Gateway {
   const apiKeys = new ApiKeyStore(deps.db);
   const imageJobs = new ImageJobs(deps.billing, deps.orchestrator, deps.blobStore, deps.inspect, deps.log, deps.limits);
+  const admissions = new UploadAdmissions(apiKeys, imageJobs);
   return {
     apiKeys,
     httpRoutes: createRestRoutes(apiKeys, imageJobs, deps.limits.uploadBytesMax, deps.log),
+    admit: admissions.admit,
     routes(router) {
-      router.service(ImageService, createImageHandlers(apiKeys, imageJobs));
-      router.service(JobService, createJobHandlers(apiKeys, imageJobs, deps.orchestrator));
+      router.service(ImageService, createImageHandlers(admissions, imageJobs));
+      router.service(JobService, createJobHandlers(apiKeys, admissions, imageJobs, deps.orchestrator));
     },
     async start() {
       await migrateToLatest(deps.db, "gateway", gatewayMigrations);

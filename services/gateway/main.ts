@@ -32,6 +32,8 @@ await runMain("gateway", async () => {
       uploadBytesMax: config.UPLOAD_BYTES_MAX,
       syncTimeoutMs: config.SYNC_TIMEOUT_MS,
       holdTtlSeconds: config.HOLD_TTL_SECONDS,
+      readRequestsPerMinute: config.READ_REQUESTS_PER_MINUTE,
+      watchStreamsMax: config.WATCH_STREAMS_MAX,
       longestSide: { standard: imageLimits.IMAGE_LONGEST_SIDE_STANDARD, pro: imageLimits.IMAGE_LONGEST_SIDE_PRO },
     },
   });
@@ -43,6 +45,7 @@ await runMain("gateway", async () => {
     health,
     routes: gateway.routes,
     httpRoutes: gateway.httpRoutes,
+    admit: gateway.admit,
     corsAllowedOrigins: config.CORS_ALLOWED_ORIGINS,
     readBytesMax: config.UPLOAD_BYTES_MAX + 1024 * 1024,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,

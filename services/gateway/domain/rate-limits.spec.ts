@@ -19,7 +19,7 @@ test("a minute's requests may burst, then they refill evenly and the refusal say
 });
 
 test("only the most recently used accounts are tracked", () => {
-  const limiter = new RequestRateLimiter(2);
+  const limiter = new RequestRateLimiter({ accountsMax: 2 });
   limiter.take("a", 1, 0);
   limiter.take("b", 1, 0);
   limiter.take("c", 1, 0); // forgets a, which would have refilled by its next request anyway
@@ -42,4 +42,14 @@ test("concurrency is counted per account and released exactly once", () => {
   }
   assert.equal(limiter.inFlight("a"), 1);
   assert.equal(limiter.acquire("a", 2).ok, true);
+});
+
+test("each limiter names its own limit in refusals", () => {
+  const reads = new RequestRateLimiter({ limit: "read_requests_per_minute", message: (perMinute, seconds) => `${perMinute} reads per minute; retry in ${seconds} s` });
+  assert.equal(reads.take("a", 1, 0).ok, true);
+  const refused = reads.take("a", 1, 0);
+  assert.deepEqual(refused, { ok: false, limit: "read_requests_per_minute", retryAfterMs: 60_000, message: "1 reads per minute; retry in 60 s" });
+  const watches = new ConcurrencyLimiter({ limit: "watch_streams", message: (max) => `${max} open watches`, retryAfterMs: 5000 });
+  assert.equal(watches.acquire("a", 1).ok, true);
+  assert.deepEqual(watches.acquire("a", 1), { ok: false, limit: "watch_streams", retryAfterMs: 5000, message: "1 open watches" });
 });

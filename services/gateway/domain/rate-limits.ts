@@ -3,7 +3,28 @@
 // account reach up to N times its plan's rate; pin accounts to replicas or divide the plan's
 // figures by N where that matters).
 
-export type LimitOutcome = { ok: true } | { ok: false; limit: "requests_per_minute" | "concurrency"; retryAfterMs: number; message: string };
+/** The named limits a refusal reports; each maps to one stable reason at the API edge. */
+export type LimitName = "requests_per_minute" | "concurrency" | "read_requests_per_minute" | "watch_streams";
+
+export type LimitOutcome = { ok: true } | { ok: false; limit: LimitName; retryAfterMs: number; message: string };
+
+export interface RequestRateLimiterOptions {
+  /** Accounts tracked at once; the longest-idle are forgotten (they had refilled). @default 100000 accounts */
+  accountsMax?: number;
+  /** The limit a refusal names. @default "requests_per_minute" */
+  limit?: LimitName;
+  /** The refusal's message, from the rate and the seconds until a retry succeeds. @default the plan's rate */
+  message?: (requestsPerMinute: number, retryAfterSeconds: number) => string;
+}
+
+export interface ConcurrencyLimiterOptions {
+  /** The limit a refusal names. @default "concurrency" */
+  limit?: LimitName;
+  /** The refusal's message, from the number allowed at once. @default the plan's concurrent requests */
+  message?: (concurrency: number) => string;
+  /** What a refusal's Retry-After suggests. @default 1000 ms */
+  retryAfterMs?: number;
+}
 
 export interface PlanRequestLimits {
   requestsPerMinute: number;
@@ -21,9 +42,15 @@ interface Bucket {
  */
 export class RequestRateLimiter {
   readonly #buckets = new Map<string, Bucket>();
+  readonly #accountsMax: number;
+  readonly #limit: LimitName;
+  readonly #message: (requestsPerMinute: number, retryAfterSeconds: number) => string;
 
-  /** @param accountsMax accounts tracked at once; the longest-idle are forgotten (they had refilled). @default 100000 */
-  constructor(private readonly accountsMax = 100_000) {}
+  constructor(options: RequestRateLimiterOptions = {}) {
+    this.#accountsMax = options.accountsMax ?? 100_000;
+    this.#limit = options.limit ?? "requests_per_minute";
+    this.#message = options.message ?? ((perMinute, seconds) => `your plan allows ${perMinute} requests per minute; retry in ${seconds} s`);
+  }
 
   take(accountId: string, requestsPerMinute: number, nowMs: number): LimitOutcome {
     if (requestsPerMinute <= 0) return { ok: true }; // 0 means the plan sets no limit
@@ -34,34 +61,34 @@ export class RequestRateLimiter {
     // Re-inserting keeps the map in order of last use, so eviction drops the longest idle.
     this.#buckets.delete(accountId);
     this.#buckets.set(accountId, bucket);
-    if (this.#buckets.size > this.accountsMax) this.#buckets.delete(this.#buckets.keys().next().value!);
+    if (this.#buckets.size > this.#accountsMax) this.#buckets.delete(this.#buckets.keys().next().value!);
     if (bucket.tokens >= 1) {
       bucket.tokens -= 1;
       return { ok: true };
     }
     const retryAfterMs = Math.ceil((1 - bucket.tokens) / perMs);
-    return {
-      ok: false,
-      limit: "requests_per_minute",
-      retryAfterMs,
-      message: `your plan allows ${requestsPerMinute} requests per minute; retry in ${Math.ceil(retryAfterMs / 1000)} s`,
-    };
+    return { ok: false, limit: this.#limit, retryAfterMs, message: this.#message(requestsPerMinute, Math.ceil(retryAfterMs / 1000)) };
   }
 }
 
 /** Requests in flight per account; `acquire` hands back the release, or the refusal. */
 export class ConcurrencyLimiter {
   readonly #inFlight = new Map<string, number>();
+  readonly #limit: LimitName;
+  readonly #message: (concurrency: number) => string;
+  readonly #retryAfterMs: number;
+
+  constructor(options: ConcurrencyLimiterOptions = {}) {
+    this.#limit = options.limit ?? "concurrency";
+    this.#message =
+      options.message ?? ((concurrency) => `your plan allows ${concurrency} concurrent requests; wait for one to finish, or submit the job asynchronously`);
+    this.#retryAfterMs = options.retryAfterMs ?? 1000;
+  }
 
   acquire(accountId: string, concurrency: number): { ok: true; release: () => void } | Extract<LimitOutcome, { ok: false }> {
     const current = this.#inFlight.get(accountId) ?? 0;
     if (concurrency > 0 && current >= concurrency) {
-      return {
-        ok: false,
-        limit: "concurrency",
-        retryAfterMs: 1000,
-        message: `your plan allows ${concurrency} concurrent requests; wait for one to finish, or submit the job asynchronously`,
-      };
+      return { ok: false, limit: this.#limit, retryAfterMs: this.#retryAfterMs, message: this.#message(concurrency) };
     }
     this.#inFlight.set(accountId, current + 1);
     let released = false;

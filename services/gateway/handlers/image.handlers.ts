@@ -1,15 +1,20 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { ImageService } from "../../common/gen/cutline/gateway/v1/image_service_pb.ts";
-import { authenticate } from "../authentication.ts";
 import type { ImageJobs } from "../image-jobs.ts";
-import type { ApiKeyStore } from "../store/api-key.store.ts";
+import type { UploadAdmissions } from "./upload.admission.ts";
 
-export function createImageHandlers(apiKeys: ApiKeyStore, imageJobs: ImageJobs): ServiceImpl<typeof ImageService> {
+export function createImageHandlers(admissions: UploadAdmissions, imageJobs: ImageJobs): ServiceImpl<typeof ImageService> {
   return {
     async removeBackground(request, context) {
-      const owner = await authenticate(apiKeys, context.requestHeader);
+      // Authenticated and let in on the headers (the server's admit hook); the slot is held until the answer.
+      const admission = await admissions.take(context.requestHeader, { slot: true });
       const idempotencyKey = request.idempotencyKey || context.requestHeader.get("idempotency-key") || "";
-      const result = await imageJobs.removeBackground(owner, request.image, request.options, idempotencyKey, context.signal);
+      let result;
+      try {
+        result = await imageJobs.removeBackground(admission, request.image, request.options, idempotencyKey, context.signal);
+      } finally {
+        admission.release();
+      }
       return {
         image: result.image,
         contentType: result.contentType,

@@ -6,6 +6,7 @@ import type { Job as InternalJob, OrchestratorService } from "../../common/gen/c
 import { authenticate } from "../authentication.ts";
 import type { ImageJobs } from "../image-jobs.ts";
 import type { ApiKeyOwner, ApiKeyStore } from "../store/api-key.store.ts";
+import type { UploadAdmissions } from "./upload.admission.ts";
 
 /** The public view of a job: no hold ids or blob keys. The status enums share their numbers. */
 export function publicJob(job: InternalJob): Job {
@@ -25,9 +26,18 @@ export function publicJob(job: InternalJob): Job {
 
 export function createJobHandlers(
   apiKeys: ApiKeyStore,
+  admissions: UploadAdmissions,
   imageJobs: ImageJobs,
   orchestrator: Client<typeof OrchestratorService>,
 ): ServiceImpl<typeof JobService> {
+  // Reads are cheap one by one, but a client polling in a loop (or watching thousands of jobs)
+  // costs the orchestrator a query each: they have their own per-account budget.
+  async function reader(headers: Headers): Promise<ApiKeyOwner> {
+    const owner = await authenticate(apiKeys, headers);
+    imageJobs.takeReadToken(owner);
+    return owner;
+  }
+
   // Another account's job answers exactly like a missing one, so ids cannot be probed.
   async function ownJob(owner: ApiKeyOwner, jobId: string): Promise<InternalJob> {
     const { job } = await orchestrator.getJob({ jobId }).catch((error: unknown) => {
@@ -40,26 +50,35 @@ export function createJobHandlers(
 
   return {
     async submit(request, context) {
-      const owner = await authenticate(apiKeys, context.requestHeader);
+      const admission = await admissions.take(context.requestHeader, { slot: false });
       const idempotencyKey = request.idempotencyKey || context.requestHeader.get("idempotency-key") || "";
-      return { job: publicJob(await imageJobs.submit(owner, request.image, request.options, idempotencyKey)) };
+      try {
+        return { job: publicJob(await imageJobs.submit(admission, request.image, request.options, idempotencyKey)) };
+      } finally {
+        admission.release();
+      }
     },
     async getJob(request, context) {
-      const owner = await authenticate(apiKeys, context.requestHeader);
+      const owner = await reader(context.requestHeader);
       const job = await ownJob(owner, request.jobId);
       if (!request.includeResult || job.status !== JobStatus.SUCCEEDED) return { job: publicJob(job) };
       const result = await imageJobs.resultOf(job);
       return { job: publicJob(job), result: result.image };
     },
     async *watchJob(request, context) {
-      const owner = await authenticate(apiKeys, context.requestHeader);
-      await ownJob(owner, request.jobId);
-      for await (const update of orchestrator.watchJob({ jobId: request.jobId }, { signal: context.signal })) {
-        if (update.job) yield { job: publicJob(update.job) };
+      const owner = await reader(context.requestHeader);
+      const release = imageJobs.openWatch(owner);
+      try {
+        await ownJob(owner, request.jobId);
+        for await (const update of orchestrator.watchJob({ jobId: request.jobId }, { signal: context.signal })) {
+          if (update.job) yield { job: publicJob(update.job) };
+        }
+      } finally {
+        release();
       }
     },
     async cancelJob(request, context) {
-      const owner = await authenticate(apiKeys, context.requestHeader);
+      const owner = await reader(context.requestHeader);
       await ownJob(owner, request.jobId);
       const { job } = await orchestrator.cancelJob({ jobId: request.jobId });
       if (!job) throw reasonError(Code.Internal, "internal", "orchestrator returned no job");

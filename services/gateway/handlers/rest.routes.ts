@@ -6,7 +6,8 @@ import { ImageOptionsSchema, OutputFormat, OutputSize, type ImageOptions } from 
 import type { Logger } from "../../common/logging.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
 import { authenticate } from "../authentication.ts";
-import type { ImageJobs } from "../image-jobs.ts";
+import type { Admission, ImageJobs } from "../image-jobs.ts";
+import { headersOf } from "./upload.admission.ts";
 import type { ApiKeyStore } from "../store/api-key.store.ts";
 
 // Room for multipart boundaries and option fields on top of the image itself.
@@ -35,17 +36,54 @@ export function formatCredits(millicredits: bigint): string {
   return `${sign}${absolute / 1000n}${fraction ? `.${fraction}` : ""}`;
 }
 
-async function readBody(request: HttpRequest, bytesMax: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of request as AsyncIterable<Buffer>) {
-    total += chunk.byteLength;
-    if (total > bytesMax) {
-      throw reasonError(Code.InvalidArgument, "too_many_bytes", `the request body exceeds ${bytesMax} bytes (UPLOAD_BYTES_MAX plus form overhead)`);
-    }
-    chunks.push(chunk);
+/** The client closed or reset the connection before its body ended: there is no one to answer. */
+class ClientGone extends Error {}
+
+/**
+ * The body, up to `bytesMax`. Read from the stream's events rather than `for await`, which
+ * destroys the socket when it stops early, so a refusal past the limit still reaches the client.
+ */
+function readBody(request: HttpRequest, bytesMax: number, limitName: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const stop = () => {
+      request.off("data", onData).off("end", onEnd).off("error", onGone).off("close", onGone);
+      request.pause();
+    };
+    const onData = (chunk: Buffer) => {
+      total += chunk.byteLength;
+      if (total <= bytesMax) {
+        chunks.push(chunk);
+        return;
+      }
+      stop();
+      reject(reasonError(Code.InvalidArgument, "too_many_bytes", `the request body exceeds ${bytesMax} bytes (${limitName})`));
+    };
+    const onEnd = () => {
+      stop();
+      resolve(Buffer.concat(chunks));
+    };
+    const onGone = (error?: unknown) => {
+      stop();
+      reject(new ClientGone(`the client went away after ${total} bytes of the body`, { cause: error }));
+    };
+    request.on("data", onData).on("end", onEnd).on("error", onGone).on("close", onGone);
+  });
+}
+
+/** The form's fields; a body that does not parse as multipart/form-data is the client's mistake, named. */
+async function parseForm(body: Buffer, contentType: string): Promise<FormData> {
+  try {
+    return await new Response(body, { headers: { "content-type": contentType } }).formData();
+  } catch (error) {
+    throw reasonError(
+      Code.InvalidArgument,
+      "malformed_multipart",
+      `the ${body.byteLength}-byte body does not parse as multipart/form-data with the boundary its Content-Type names: check the boundary lines and that the body was sent whole`,
+      { cause: error },
+    );
   }
-  return Buffer.concat(chunks);
 }
 
 function field(form: FormData, ...names: string[]): string | undefined {
@@ -75,11 +113,20 @@ export function optionsFromForm(form: FormData): ImageOptions {
   });
 }
 
-function sendError(response: HttpResponse, error: unknown, log: Logger): void {
+function sendError(request: HttpRequest, response: HttpResponse, error: unknown, log: Logger): void {
+  if (error instanceof ClientGone) {
+    // Not a fault of ours and no one to tell: one line, and nothing was held past this point.
+    log.info({ url: request.url }, error.message);
+    return;
+  }
   const connectError = ConnectError.from(error);
   const status = httpStatusOf(connectError);
   if (status >= 500) log.error({ err: connectError.cause ?? error }, "REST request failed");
+  else log.info({ url: request.url, code: reasonOf(connectError) }, connectError.rawMessage);
+  if (response.headersSent || response.destroyed) return;
   const headers: Record<string, string> = { "content-type": "application/json" };
+  // Refused before the body ended: close rather than let Node read (and discard) the rest of it.
+  if (!request.complete) headers.connection = "close";
   const retryAfter = connectError.metadata.get("retry-after");
   if (retryAfter) headers["retry-after"] = retryAfter;
   const jobId = connectError.metadata.get("cutline-job-id");
@@ -106,21 +153,36 @@ export function createRestRoutes(apiKeys: ApiKeyStore, imageJobs: ImageJobs, upl
       response.end(JSON.stringify({ errors: [{ title: "use POST with a multipart/form-data body", code: "method_not_allowed" }] }));
       return true;
     }
+    let admission: Admission | undefined;
     try {
-      const headers = new Headers(request.headers as Record<string, string>);
+      // Everything that can refuse the call is decided on the headers, before any body byte is read.
+      const headers = headersOf(request);
       const owner = await authenticate(apiKeys, headers);
+      admission = await imageJobs.admit(owner, { slot: true });
       const contentType = headers.get("content-type") ?? "";
-      if (!contentType.startsWith("multipart/form-data")) {
+      if (!/^multipart\/form-data\s*(;|$)/i.test(contentType)) {
         throw reasonError(Code.InvalidArgument, "invalid_request", "send the image as multipart/form-data in the field image_file");
       }
-      const body = await readBody(request, uploadBytesMax + FORM_OVERHEAD_BYTES);
-      const form = await new Response(body, { headers: { "content-type": contentType } }).formData();
+      if (!/;\s*boundary=/i.test(contentType)) {
+        throw reasonError(Code.InvalidArgument, "malformed_multipart", "the Content-Type multipart/form-data has no boundary parameter");
+      }
+      const bodyBytesMax = uploadBytesMax + FORM_OVERHEAD_BYTES;
+      const limitName = `UPLOAD_BYTES_MAX ${uploadBytesMax} plus ${FORM_OVERHEAD_BYTES} bytes of form overhead`;
+      const declared = headers.get("content-length");
+      if (declared !== null && Number(declared) > bodyBytesMax) {
+        throw reasonError(Code.InvalidArgument, "too_many_bytes", `the request declares ${declared} bytes; the limit is ${bodyBytesMax} bytes (${limitName})`);
+      }
+      const body = await readBody(request, bodyBytesMax, limitName);
+      const form = await parseForm(body, contentType);
       const file = form.get("image_file") ?? form.get("image");
       if (!(file instanceof Blob)) throw reasonError(Code.InvalidArgument, "missing_image", "the form has no image_file field");
       const image = new Uint8Array(await file.arrayBuffer());
+      const options = optionsFromForm(form);
+      const backgroundFile = form.get("bg_image_file");
+      if (backgroundFile instanceof Blob) options.backgroundImage = new Uint8Array(await backgroundFile.arrayBuffer());
       const aborted = new AbortController();
       response.once("close", () => aborted.abort());
-      const result = await imageJobs.removeBackground(owner, image, optionsFromForm(form), headers.get("idempotency-key") ?? "", aborted.signal);
+      const result = await imageJobs.removeBackground(admission, image, options, headers.get("idempotency-key") ?? "", aborted.signal);
       response.writeHead(200, {
         "content-type": result.contentType,
         "content-length": String(result.image.byteLength),
@@ -130,7 +192,9 @@ export function createRestRoutes(apiKeys: ApiKeyStore, imageJobs: ImageJobs, upl
       });
       response.end(result.image);
     } catch (error) {
-      sendError(response, error, log);
+      sendError(request, response, error, log);
+    } finally {
+      admission?.release();
     }
     return true;
   };

@@ -39,6 +39,7 @@ export function jobMessage(row: JobRow): Job {
     createdAt: timestampFromDate(row.created_at),
     updatedAt: timestampFromDate(row.updated_at),
     availableMillicredits: BigInt(row.available_millicredits ?? 0),
+    backgroundImageBlobKey: row.background_image_blob_key,
   });
 }
 
@@ -51,6 +52,10 @@ export function createOrchestratorHandlers(lifecycle: JobLifecycle): ServiceImpl
   return {
     async submitJob(request) {
       if (request.heldMillicredits < 0n) throw new ConnectError("held_millicredits must be ≥ 0", Code.InvalidArgument);
+      // Kept out of the jobs row and the queue message, which every poll and delivery would carry.
+      if ((request.options?.backgroundImage.length ?? 0) > 0) {
+        throw new ConnectError("options.background_image must be stored as a blob and passed as background_image_blob_key", Code.InvalidArgument);
+      }
       const job = await lifecycle.submit({
         accountId: required(request.accountId, "account_id"),
         idempotencyKey: required(request.idempotencyKey, "idempotency_key"),
@@ -60,6 +65,7 @@ export function createOrchestratorHandlers(lifecycle: JobLifecycle): ServiceImpl
         heldMillicredits: Number(request.heldMillicredits),
         highPriority: request.highPriority,
         longestSideMax: request.longestSideMax,
+        backgroundImageBlobKey: request.backgroundImageBlobKey,
       });
       return { job: jobMessage(job) };
     },
