@@ -1,0 +1,107 @@
+// What the gateway does with a hold when submitting the job fails: the orchestrator's answer
+// decides whether the job may exist. Real billing (test database) and a real orchestrator
+// (in-process queue, bus and blobs); the faults are injected on the transport between them,
+// after the orchestrator did its work (a lost answer) or before (a refusal).
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, createRouterTransport, type Interceptor } from "@connectrpc/connect";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { Kysely } from "kysely";
+import pino from "pino";
+import sharp from "sharp";
+import { createBillingFixture, type BillingFixture } from "../billing/billing.testing.ts";
+import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../common/adapters/index.ts";
+import { BillingService, Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { TaskEventSchema } from "../common/gen/cutline/inference/v1/task_pb.ts";
+import { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import { createUploadInspector, loadInferenceConfig } from "../inference/index.ts";
+import { createOrchestrator, type Orchestrator } from "../orchestrator/index.ts";
+import { ImageJobs } from "./image-jobs.ts";
+
+const log = pino({ level: "silent" });
+
+describe("image jobs: the hold after a failed submit", () => {
+  let billing: BillingFixture;
+  let orchestrator: Orchestrator;
+  let blobs: InProcessBlobStore;
+  let workQueue: InProcessWorkQueue;
+  let eventBus: InProcessEventBus;
+  let photo: Uint8Array;
+  const dataDir = mkdtempSync(join(tmpdir(), "cutline-image-jobs-"));
+  const billingClient = () => createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers)));
+  let serial = 0;
+
+  /** ImageJobs whose calls to the orchestrator pass through `fault`. */
+  function imageJobs(fault: Interceptor): ImageJobs {
+    const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes, { transport: { interceptors: [fault] } }));
+    return new ImageJobs(billingClient(), orchestratorClient, blobs, createUploadInspector(loadInferenceConfig({})), log, {
+      uploadBytesMax: 1_000_000,
+      syncTimeoutMs: 10_000,
+      holdTtlSeconds: 900,
+      longestSide: { standard: 2048, pro: 4096 },
+    });
+  }
+
+  async function account() {
+    serial += 1;
+    const accountId = `image-jobs-${serial}`;
+    await billingClient().createAccount({ accountId });
+    const admission = { owner: { accountId, keyId: `key-${serial}` }, plan: undefined, release: () => {} };
+    return { accountId, admission };
+  }
+
+  const balance = (accountId: string) => billingClient().getBalance({ accountId, pool: Pool.API });
+
+  before(async () => {
+    billing = await createBillingFixture();
+    blobs = new InProcessBlobStore({ dataDir, log });
+    workQueue = new InProcessWorkQueue({ log });
+    eventBus = new InProcessEventBus({ dataDir, log });
+    orchestrator = createOrchestrator({ db: billing.db as Kysely<any>, workQueue, eventBus, blobStore: blobs, billing: billingClient(), log });
+    await orchestrator.start();
+    photo = new Uint8Array(await sharp({ create: { width: 64, height: 48, channels: 3, background: "#3366cc" } }).png().toBuffer());
+  });
+
+  after(async () => {
+    await orchestrator?.stop();
+    await Promise.all([workQueue?.close(), blobs?.close(), eventBus?.close()]);
+    await billing?.assertHealthy();
+    await billing?.dispose();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("an answer lost after the job was recorded keeps the hold: the job's result is charged on it, never served free", async () => {
+    const { accountId, admission } = await account();
+    const lostAnswer: Interceptor = (next) => async (request) => {
+      await next(request);
+      throw new ConnectError("the answer was lost", Code.DeadlineExceeded);
+    };
+    await assert.rejects(imageJobs(lostAnswer).submit(admission, photo, undefined, "lost-answer"), (error: unknown) => ConnectError.from(error).code === Code.DeadlineExceeded);
+    const held = await balance(accountId);
+    assert.ok(held.heldMillicredits > 0n, "the hold is left to the job");
+    // The retry finds the same job; its result is charged on the first hold.
+    const job = await imageJobs((next) => next).submit(admission, photo, undefined, "lost-answer");
+    await orchestrator.lifecycle.onTaskEvent({
+      subject: "job.succeeded",
+      deliveryCount: 1,
+      data: toBinary(TaskEventSchema, create(TaskEventSchema, { jobId: job.id, outcome: { case: "succeeded", value: { resultBlobKey: job.resultBlobKey, contentType: "image/png" } } })),
+    });
+    const done = await orchestrator.lifecycle.get(job.id);
+    assert.deepEqual([done.status, done.hold_id, BigInt(done.charged_millicredits)], ["succeeded", job.holdId, held.heldMillicredits]);
+    const after = await balance(accountId);
+    assert.deepEqual([after.heldMillicredits, after.availableMillicredits], [0n, 10_000n - held.heldMillicredits]);
+  });
+
+  it("a refusal that recorded nothing returns the credits at once", async () => {
+    const { accountId, admission } = await account();
+    const refused: Interceptor = () => async () => {
+      throw new ConnectError("no", Code.InvalidArgument);
+    };
+    await assert.rejects(imageJobs(refused).submit(admission, photo, undefined, "refused"), (error: unknown) => ConnectError.from(error).code === Code.InvalidArgument);
+    const after = await balance(accountId);
+    assert.deepEqual([after.heldMillicredits, after.availableMillicredits], [0n, 10_000n]);
+  });
+});
