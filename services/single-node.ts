@@ -17,7 +17,7 @@ import { loadGatewayConfig } from "./gateway/config.ts";
 import { createGateway } from "./gateway/index.ts";
 import { createSegmentationEngine, createUploadInspector, startSegmentWorker } from "./inference/index.ts";
 import { loadInferenceServiceConfig } from "./inference/service.config.ts";
-import { loadOrchestratorConfig } from "./orchestrator/config.ts";
+import { loadOrchestratorConfig, reconcileOptions } from "./orchestrator/config.ts";
 import { createOrchestrator } from "./orchestrator/index.ts";
 import { openPorts, openServiceDatabase } from "./common/wiring.ts";
 
@@ -79,7 +79,15 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   billing.sweeper.start();
   const billingClient = createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers)));
 
-  const orchestrator = createOrchestrator({ db: database.db, ...ports, billing: billingClient, log: log.child({ service: "orchestrator" }) });
+  const orchestrator = createOrchestrator({
+    db: database.db,
+    ...ports,
+    billing: billingClient,
+    log: log.child({ service: "orchestrator" }),
+    reconcile: reconcileOptions(config.orchestrator),
+    // The in-process queue lives in this process's memory: what it held before a restart is gone.
+    requeueUnfinishedAtStart: common.NATS_URL === undefined,
+  });
   await orchestrator.start();
   const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes));
 

@@ -4,14 +4,16 @@ import { BillingService } from "../common/gen/cutline/billing/v1/billing_service
 import { HealthRegistry } from "../common/health.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain, serviceTransport } from "../common/runtime.ts";
+import { requireServiceToken, serviceAuthInterceptor } from "../common/service-auth.ts";
 import { startServiceServer } from "../common/server.ts";
-import { loadOrchestratorConfig } from "./config.ts";
+import { loadOrchestratorConfig, reconcileOptions } from "./config.ts";
 import { createOrchestrator } from "./index.ts";
 import type { OrchestratorSchema } from "./store/job.store.ts";
 import { openPorts, openServiceDatabase } from "../common/wiring.ts";
 
 await runMain("orchestrator", async () => {
   const config = loadOrchestratorConfig();
+  const serviceToken = requireServiceToken(config.CUTLINE_SERVICE_TOKEN);
   const log = createLogger("orchestrator", config.LOG_LEVEL);
   const health = new HealthRegistry();
   const database = openServiceDatabase<OrchestratorSchema>(config);
@@ -19,8 +21,9 @@ await runMain("orchestrator", async () => {
   const orchestrator = createOrchestrator({
     db: database.db,
     ...ports,
-    billing: createClient(BillingService, serviceTransport(config.BILLING_URL)),
+    billing: createClient(BillingService, serviceTransport(config.BILLING_URL, { token: serviceToken, timeoutMs: config.SERVICE_CALL_TIMEOUT_MS })),
     log,
+    reconcile: reconcileOptions(config),
   });
   const server = await startServiceServer({
     name: "orchestrator",
@@ -29,6 +32,7 @@ await runMain("orchestrator", async () => {
     log,
     health,
     routes: orchestrator.routes,
+    interceptors: [serviceAuthInterceptor(serviceToken)],
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
   });
   await orchestrator.start();
