@@ -26,6 +26,7 @@ import { SegmentTaskSchema } from "../common/gen/cutline/inference/v1/task_pb.ts
 import { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { HealthRegistry } from "../common/health.ts";
 import { startServiceServer, type ServiceServer } from "../common/server.ts";
+import { loadInferenceConfig } from "../inference/config.ts";
 import { createUploadInspector } from "../inference/index.ts";
 import { createOrchestrator, type Orchestrator } from "../orchestrator/index.ts";
 import { createGateway, type Gateway } from "./index.ts";
@@ -136,7 +137,7 @@ describe("gateway", () => {
       blobStore: blobs,
       billing: billingClient,
       orchestrator: orchestratorClient,
-      inspect: createUploadInspector({ IMAGE_BYTES_MAX: UPLOAD_BYTES_MAX, IMAGE_PIXELS_MAX: PIXELS_MAX }),
+      inspect: createUploadInspector(loadInferenceConfig({ IMAGE_BYTES_MAX: String(UPLOAD_BYTES_MAX), IMAGE_PIXELS_MAX: String(PIXELS_MAX) })),
       log,
       limits: {
         uploadBytesMax: UPLOAD_BYTES_MAX,
