@@ -47,7 +47,11 @@ function loadAll(environment: NodeJS.ProcessEnv) {
   const billing = attempt(() => loadBillingConfig(environment));
   const orchestrator = attempt(() => loadOrchestratorConfig(environment));
   const inference = attempt(() => loadInferenceServiceConfig(environment));
-  if (!gateway || !billing || !orchestrator || !inference) throw new ConfigError([...problems]);
+  // A queued job's hold is extended each time the reconciler looks at it: it must look before the hold lapses.
+  if (gateway && orchestrator && orchestrator.JOB_QUIET_MS_MAX >= gateway.HOLD_TTL_SECONDS * 1000) {
+    problems.add(`JOB_QUIET_MS_MAX=${orchestrator.JOB_QUIET_MS_MAX} must be below HOLD_TTL_SECONDS=${gateway.HOLD_TTL_SECONDS} (in ms: ${gateway.HOLD_TTL_SECONDS * 1000}), or queued jobs outlive their holds`);
+  }
+  if (!gateway || !billing || !orchestrator || !inference || problems.size > 0) throw new ConfigError([...problems]);
   return { gateway, billing, orchestrator, inference };
 }
 

@@ -34,6 +34,13 @@ test("health answers SERVING over Connect JSON once the model is warm", async ()
   assert.deepEqual(await response.json(), { status: "SERVING" });
 });
 
+test("a reconciler slower than the hold lifetime is a configuration error, named before anything starts", async () => {
+  await assert.rejects(
+    startSingleNode({ CUTLINE_DATA_DIR: dataDir, PORT: "0", HOLD_TTL_SECONDS: "60", JOB_QUIET_MS_MAX: "60000" }),
+    (error: unknown) => error instanceof Error && /JOB_QUIET_MS_MAX=60000 must be below HOLD_TTL_SECONDS=60/.test(error.message),
+  );
+});
+
 test("the provisioned API key is kept in the data directory", () => {
   assert.equal(readFileSync(join(dataDir, "api-key"), "utf8").trim(), node.apiKey);
 });
