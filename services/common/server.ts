@@ -143,6 +143,11 @@ function checkLimits(limits: Record<string, number>): void {
   }
 }
 
+function clientGone(request: HttpRequest, error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === "ECONNRESET" || code === "ERR_STREAM_PREMATURE_CLOSE" || (request.destroyed && !request.complete);
+}
+
 const STATUS_BY_PARSER_ERROR: Record<string, number> = { HPE_HEADER_OVERFLOW: 431, ERR_HTTP_REQUEST_TIMEOUT: 408, HPE_CHUNK_EXTENSIONS_OVERFLOW: 413 };
 
 // Malformed HTTP/1.1, oversized headers and timeouts: answer 4xx where the connection can still
@@ -197,6 +202,12 @@ export async function startServiceServer(options: ServiceServerOptions): Promise
         response.writeHead(404, { "content-type": "application/json" });
         response.end(JSON.stringify({ error: { code: "not_found", message: `no route for ${request.method} ${request.url}` } }));
       } catch (error) {
+        // A client that hangs up mid-upload makes the route's body read throw: its doing, not a fault.
+        if (clientGone(request, error)) {
+          log.debug({ err: error, url: request.url }, "client left during an http route");
+          if (!response.destroyed) response.destroy();
+          return;
+        }
         log.error({ err: error, url: request.url }, "http route failed");
         if (!response.headersSent) response.writeHead(500, { "content-type": "application/json" });
         response.end(JSON.stringify({ error: { code: "internal", message: "internal error" } }));
