@@ -1,11 +1,17 @@
 // The common server, spoken to by independent clients: a stock @grpc/grpc-js client whose
 // protos are loaded from proto/ by @grpc/proto-loader (not our generated code) over h2c, and
 // plain HTTP/1.1 Connect JSON as curl or a browser sends it.
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import assert from "node:assert/strict";
+import http from "node:http";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { after, before, describe, test } from "node:test";
+import { reasonError } from "./errors.ts";
+import { GetJobResponseSchema, JobService, WatchJobResponseSchema } from "./gen/cutline/gateway/v1/job_service_pb.ts";
 import { HealthRegistry, ServingStatus } from "./health.ts";
 import { createLogger } from "./logging.ts";
 import { startServiceServer, type ServiceServer } from "./server.ts";
@@ -139,4 +145,134 @@ test("browsers from an allowed origin get CORS preflight answers; others get non
     body: "{}",
   });
   assert.equal(stranger.headers.get("access-control-allow-origin"), null);
+});
+
+describe("an admission hook refuses before the body, in the caller's protocol", () => {
+  let guarded: ServiceServer;
+  const guardedHealth = new HealthRegistry();
+  const seen: { bodyRead: boolean[]; handled: number } = { bodyRead: [], handled: 0 };
+  const refusal = () => reasonError(Code.Unauthenticated, "api_key_missing", "send your API key in X-Api-Key");
+
+  before(async () => {
+    guarded = await startServiceServer({
+      name: "guarded",
+      host: "127.0.0.1",
+      port: 0,
+      log: createLogger("test", "silent"),
+      health: guardedHealth,
+      routes: (router) =>
+        router.service(JobService, {
+          getJob(request) {
+            seen.handled += 1;
+            return create(GetJobResponseSchema, { job: { id: request.jobId } });
+          },
+          async *watchJob(request) {
+            seen.handled += 1;
+            yield create(WatchJobResponseSchema, { job: { id: request.jobId } });
+          },
+        }),
+      httpRoutes: async (request, response) => {
+        if (!request.url?.startsWith("/v1/echo")) return false;
+        seen.handled += 1;
+        let bytes = 0;
+        for await (const chunk of request) bytes += (chunk as Buffer).length;
+        response.writeHead(200, { "content-type": "application/json" });
+        response.end(JSON.stringify({ bytes }));
+        return true;
+      },
+      async admit(request) {
+        // Nothing of the body has been consumed when the hook runs.
+        seen.bodyRead.push(request.readableDidRead);
+        return request.headers["x-api-key"] === "good" ? undefined : refusal();
+      },
+    });
+    guardedHealth.setAllServing();
+  });
+
+  after(async () => {
+    await guarded.close();
+  });
+
+  const connectClient = (transport: "connect" | "grpc-web" | "grpc", apiKey?: string) => {
+    const interceptors: Interceptor[] = apiKey ? [(next) => (request) => (request.header.set("x-api-key", apiKey), next(request))] : [];
+    const options = { baseUrl: guarded.url, interceptors };
+    if (transport === "connect") return createClient(JobService, createConnectTransport({ ...options, httpVersion: "1.1" }));
+    if (transport === "grpc-web") return createClient(JobService, createGrpcWebTransport({ ...options, httpVersion: "1.1" }));
+    return createClient(JobService, createGrpcTransport(options));
+  };
+
+  for (const transport of ["connect", "grpc-web", "grpc"] as const) {
+    test(`${transport}: unary and server-streaming calls without a key get Unauthenticated with the reason; with one they pass`, async () => {
+      const client = connectClient(transport);
+      const handledBefore = seen.handled;
+      const unary = await client.getJob({ jobId: "j1" }).then(() => undefined, (error: unknown) => ConnectError.from(error));
+      assert.equal(unary?.code, Code.Unauthenticated, String(unary));
+      assert.equal(unary?.rawMessage, "send your API key in X-Api-Key");
+      assert.equal(unary?.metadata.get("cutline-reason"), "api_key_missing");
+      const streamed = await (async () => {
+        for await (const _ of client.watchJob({ jobId: "j1" })) return undefined;
+      })().then(() => undefined, (error: unknown) => ConnectError.from(error));
+      assert.equal(streamed?.code, Code.Unauthenticated, String(streamed));
+      assert.equal(seen.handled, handledBefore, "no handler ran for a refused call");
+
+      const admitted = connectClient(transport, "good");
+      assert.equal((await admitted.getJob({ jobId: "j2" })).job?.id, "j2");
+      for await (const message of admitted.watchJob({ jobId: "j3" })) assert.equal(message.job?.id, "j3");
+    });
+  }
+
+  test("a stock grpc-js client gets UNAUTHENTICATED as a trailers-only response", async () => {
+    const { cutline } = loadGrpc("cutline/gateway/v1/job_service.proto") as any;
+    const client = new cutline.gateway.v1.JobService(new URL(guarded.url).host, grpc.credentials.createInsecure());
+    const error = await new Promise<grpc.ServiceError>((resolve, reject) =>
+      (client.GetJob as Unary).call(client, { job_id: "j" }, (failure, value) => (failure ? resolve(failure) : reject(new Error(`admitted: ${JSON.stringify(value)}`)))),
+    );
+    assert.equal(error.code, grpc.status.UNAUTHENTICATED);
+    assert.equal(error.details, "send your API key in X-Api-Key");
+    assert.deepEqual(error.metadata.get("cutline-reason"), ["api_key_missing"]);
+    client.close();
+  });
+
+  test("REST paths get the JSON errors body, the status errors.ts gives, and the reason header", async () => {
+    const response = await fetch(`${guarded.url}/v1/echo`, { method: "POST", body: "x".repeat(1000) });
+    assert.equal(response.status, 401);
+    assert.equal(response.headers.get("cutline-reason"), "api_key_missing");
+    assert.deepEqual(await response.json(), { errors: [{ title: "send your API key in X-Api-Key", code: "api_key_missing" }] });
+    const admitted = await fetch(`${guarded.url}/v1/echo`, { method: "POST", body: "x".repeat(1000), headers: { "x-api-key": "good" } });
+    assert.deepEqual(await admitted.json(), { bytes: 1000 });
+    assert.ok(seen.bodyRead.length > 0 && seen.bodyRead.every((read) => read === false), "the hook always ran before any body byte was read");
+  });
+
+  test("an upload that waits for 100-continue is refused without its body ever being sent", async () => {
+    const request = http.request(`${guarded.url}/v1/echo`, { method: "POST", headers: { expect: "100-continue", "content-length": String(8 * 1024 * 1024) } });
+    let continued = false;
+    request.on("continue", () => {
+      continued = true;
+      request.end(Buffer.alloc(8 * 1024 * 1024));
+    });
+    const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      request.once("response", resolve);
+      request.once("error", reject);
+      request.flushHeaders();
+    });
+    assert.equal(response.statusCode, 401);
+    assert.equal(continued, false, "the server never asked for the body");
+    request.destroy();
+  });
+
+  test("health and reflection are never subject to the hook", async () => {
+    const response = await fetch(`${guarded.url}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    assert.deepEqual(await response.json(), { status: "SERVING" });
+    const { grpc: grpcPackage } = loadGrpc("grpc/reflection/v1/reflection.proto") as any;
+    const client = new grpcPackage.reflection.v1.ServerReflection(new URL(guarded.url).host, grpc.credentials.createInsecure());
+    const call = client.ServerReflectionInfo();
+    const answer = await new Promise<any>((resolve, reject) => {
+      call.once("data", resolve);
+      call.once("error", reject);
+      call.write({ list_services: "" });
+    });
+    call.end();
+    client.close();
+    assert.ok(answer.list_services_response.service.some((service: { name: string }) => service.name === "cutline.gateway.v1.JobService"));
+  });
 });
