@@ -384,6 +384,19 @@ describe("gateway", () => {
       assert.ok(tasks.every((payload) => payload.byteLength < 1024), "no queue message carries image bytes");
     });
 
+    it("REST takes the background from bg_image_file and checks it the same way", async () => {
+      const { accountId, key } = await account();
+      const form = new FormData();
+      form.append("image_file", new Blob([photo]), "photo.png");
+      form.append("bg_image_file", new Blob([bigBackground]), "background.png");
+      const response = await fetch(`${server.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key }, body: form });
+      assert.equal(response.status, 400);
+      const error = restErrorOf(await response.text());
+      assert.equal(error.code, "too_many_pixels");
+      assert.match(error.title, /^background_image: /);
+      assert.equal(await available(accountId), 10_000n);
+    });
+
     it("the orchestrator refuses background bytes inside options", async () => {
       await assert.rejects(
         orchestratorClient.submitJob({ accountId: "a", idempotencyKey: "k", inputBlobKey: "i", holdId: "h", options: { backgroundImage: new Uint8Array([1]) } }),
@@ -443,6 +456,21 @@ describe("gateway", () => {
         break;
       }
       watchers[1]!.abort();
+    });
+
+    it("watching another account's job, or a missing one, answers job_not_found alike", async () => {
+      const owner = await account();
+      const stranger = await account();
+      const jobs = createClient(JobService, transport());
+      const { job } = await jobs.submit({ image: photo }, { headers: { "x-api-key": owner.key } });
+      for (const jobId of [job!.id, "00000000-0000-0000-0000-000000000000"]) {
+        await assert.rejects(
+          (async () => {
+            for await (const _ of jobs.watchJob({ jobId }, { headers: { "x-api-key": stranger.key } })) break;
+          })(),
+          (error: unknown) => error instanceof ConnectError && error.code === Code.NotFound && error.metadata.get("cutline-reason") === "job_not_found",
+        );
+      }
     });
   });
 

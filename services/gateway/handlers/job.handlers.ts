@@ -24,6 +24,20 @@ export function publicJob(job: InternalJob): Job {
   });
 }
 
+function jobNotFound(jobId: string): ConnectError {
+  return reasonError(Code.NotFound, "job_not_found", `job ${jobId} not found`);
+}
+
+// A missing job answers like another account's; other failures (an unreachable orchestrator) pass.
+async function* withNotFoundAs<T>(updates: AsyncIterable<T>, jobId: string): AsyncGenerator<T> {
+  try {
+    yield* updates;
+  } catch (error) {
+    if (error instanceof ConnectError && error.code === Code.NotFound) throw jobNotFound(jobId);
+    throw error;
+  }
+}
+
 export function createJobHandlers(
   apiKeys: ApiKeyStore,
   admissions: UploadAdmissions,
@@ -44,7 +58,7 @@ export function createJobHandlers(
       if (error instanceof ConnectError && error.code === Code.NotFound) return { job: undefined };
       throw error;
     });
-    if (!job || job.accountId !== owner.accountId) throw reasonError(Code.NotFound, "job_not_found", `job ${jobId} not found`);
+    if (!job || job.accountId !== owner.accountId) throw jobNotFound(jobId);
     return job;
   }
 
@@ -69,8 +83,13 @@ export function createJobHandlers(
       const owner = await reader(context.requestHeader);
       const release = imageJobs.openWatch(owner);
       try {
-        await ownJob(owner, request.jobId);
-        for await (const update of orchestrator.watchJob({ jobId: request.jobId }, { signal: context.signal })) {
+        // The stream's first update is the job now: ownership is checked on it rather than with
+        // a GetJob before the stream, which would read the same row twice per watch.
+        let first = true;
+        const updates = orchestrator.watchJob({ jobId: request.jobId }, { signal: context.signal });
+        for await (const update of withNotFoundAs(updates, request.jobId)) {
+          if (first && update.job?.accountId !== owner.accountId) throw jobNotFound(request.jobId);
+          first = false;
           if (update.job) yield { job: publicJob(update.job) };
         }
       } finally {
