@@ -3,6 +3,7 @@ import { BillingService } from "../common/gen/cutline/billing/v1/billing_service
 import { HealthRegistry } from "../common/health.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain } from "../common/runtime.ts";
+import { requireServiceToken, serviceAuthInterceptor } from "../common/service-auth.ts";
 import { startServiceServer } from "../common/server.ts";
 import { loadBillingConfig } from "./config.ts";
 import { createBilling } from "./index.ts";
@@ -10,6 +11,7 @@ import { openPorts, openServiceDatabase } from "../common/wiring.ts";
 
 await runMain("billing", async () => {
   const config = loadBillingConfig();
+  const serviceToken = requireServiceToken(config.CUTLINE_SERVICE_TOKEN);
   const log = createLogger("billing", config.LOG_LEVEL);
   const health = new HealthRegistry();
   const database = openServiceDatabase(config);
@@ -29,6 +31,7 @@ await runMain("billing", async () => {
     log,
     health,
     routes: (router) => router.service(BillingService, billing.handlers),
+    interceptors: [serviceAuthInterceptor(serviceToken)],
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
   });
   billing.sweeper.start();

@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ConfigError } from "./config.ts";
+import { serviceTokenInterceptor } from "./service-auth.ts";
 
 /** What a started process gives back: how to stop it, and how long stopping may take. */
 export interface Running {
@@ -43,9 +44,46 @@ export async function runMain(name: string, start: () => Promise<Running>): Prom
   process.once("SIGINT", () => void shutdown("SIGINT"));
 }
 
+export interface ServiceTransportOptions {
+  /** Shared secret sent as `cutline-service-token` on every call (see service-auth.ts); unset sends none. */
+  token?: string;
+  /**
+   * Deadline of a unary call that names none itself, in milliseconds: a peer that accepts the
+   * connection and never answers fails the call with DEADLINE_EXCEEDED instead of holding it (and
+   * the job or request behind it) forever. The deadline travels as `grpc-timeout`, so the callee
+   * stops working on a call its caller gave up. @default 10000 ms
+   */
+  timeoutMs?: number;
+  /**
+   * Deadline of a server stream that names none itself (WatchJob), in milliseconds. A stream may
+   * rightly stay open as long as a job runs (minutes for a video), so the unary deadline would cut
+   * it; every caller also passes its own signal (the gateway's SYNC_TIMEOUT_MS, or the public
+   * watcher's connection), and HTTP/2 keep-alive PINGs end it within `pingIntervalMs` +
+   * `pingTimeoutMs` when the peer's host or process dies. This longer bound only catches a peer
+   * that stays alive yet never ends the stream. @default 3600000 ms (1 h)
+   */
+  streamTimeoutMs?: number;
+  /** A connection with open calls is PINGed this often; no answer within 15 s closes it and fails its calls. @default 30000 ms */
+  pingIntervalMs?: number;
+}
+
 /** A client transport to another service over gRPC (HTTP/2 cleartext), as in the mesh. */
-export function serviceTransport(baseUrl: string): Transport {
-  return createGrpcTransport({ baseUrl });
+export function serviceTransport(baseUrl: string, options: ServiceTransportOptions = {}): Transport {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const streamTimeoutMs = options.streamTimeoutMs ?? 3_600_000;
+  const transport = createGrpcTransport({
+    baseUrl,
+    interceptors: options.token === undefined ? [] : [serviceTokenInterceptor(options.token)],
+    pingIntervalMs: options.pingIntervalMs ?? 30_000,
+    pingTimeoutMs: 15_000,
+  });
+  // Connect's `defaultTimeoutMs` is one value for every method; the stream/unary split needs the
+  // default chosen per call. A caller's own `timeoutMs` still wins (0 or less means none).
+  return {
+    unary: (method, signal, callTimeoutMs, ...rest) => transport.unary(method, signal, callTimeoutMs ?? timeoutMs, ...rest),
+    stream: (method, signal, callTimeoutMs, ...rest) =>
+      transport.stream(method, signal, callTimeoutMs ?? (method.methodKind === "server_streaming" ? streamTimeoutMs : timeoutMs), ...rest),
+  };
 }
 
 /**

@@ -5,6 +5,7 @@ import { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orche
 import { HealthRegistry } from "../common/health.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain, serviceTransport, whenAvailable } from "../common/runtime.ts";
+import { requireServiceToken } from "../common/service-auth.ts";
 import { startServiceServer } from "../common/server.ts";
 import { loadInferenceConfig } from "../inference/config.ts";
 import { createUploadInspector } from "../inference/index.ts";
@@ -15,6 +16,8 @@ import { openPorts, openServiceDatabase } from "../common/wiring.ts";
 
 await runMain("gateway", async () => {
   const config = loadGatewayConfig();
+  // The gateway checks no token (its services are public) but sends it to billing and orchestrator.
+  const peerOptions = { token: requireServiceToken(config.CUTLINE_SERVICE_TOKEN), timeoutMs: config.SERVICE_CALL_TIMEOUT_MS, streamTimeoutMs: config.SERVICE_STREAM_TIMEOUT_MS };
   // The gateway checks uploads against the same image limits inference enforces.
   const imageLimits = loadInferenceConfig();
   const log = createLogger("gateway", config.LOG_LEVEL);
@@ -24,8 +27,8 @@ await runMain("gateway", async () => {
   const gateway = createGateway({
     db: database.db,
     blobStore: ports.blobStore,
-    billing: createClient(BillingService, serviceTransport(config.BILLING_URL)),
-    orchestrator: createClient(OrchestratorService, serviceTransport(config.ORCHESTRATOR_URL)),
+    billing: createClient(BillingService, serviceTransport(config.BILLING_URL, peerOptions)),
+    orchestrator: createClient(OrchestratorService, serviceTransport(config.ORCHESTRATOR_URL, peerOptions)),
     inspect: createUploadInspector(imageLimits),
     log,
     limits: {

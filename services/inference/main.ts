@@ -4,6 +4,7 @@ import { InferenceService } from "../common/gen/cutline/inference/v1/inference_s
 import { HealthRegistry } from "../common/health.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain } from "../common/runtime.ts";
+import { requireServiceToken, serviceAuthInterceptor } from "../common/service-auth.ts";
 import { startServiceServer } from "../common/server.ts";
 import { createInferenceHandlers, createSegmentationEngine, startSegmentWorker } from "./index.ts";
 import { loadInferenceServiceConfig } from "./service.config.ts";
@@ -11,6 +12,7 @@ import { openPorts } from "../common/wiring.ts";
 
 await runMain("inference", async () => {
   const config = loadInferenceServiceConfig();
+  const serviceToken = requireServiceToken(config.CUTLINE_SERVICE_TOKEN);
   const log = createLogger("inference", config.LOG_LEVEL);
   const health = new HealthRegistry();
   const ports = await openPorts(config, log);
@@ -22,6 +24,7 @@ await runMain("inference", async () => {
     log,
     health,
     routes: (router) => router.service(InferenceService, createInferenceHandlers(engine)),
+    interceptors: [serviceAuthInterceptor(serviceToken)],
     readBytesMax: config.IMAGE_BYTES_MAX + 1024 * 1024,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
   });
