@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
 
@@ -8,6 +9,8 @@ export type ServiceName = (typeof SERVICES)[number];
 export interface MeshProcesses {
   readonly urls: Record<ServiceName, string>;
   readonly children: Record<ServiceName, ChildProcess>;
+  /** The CUTLINE_SERVICE_TOKEN the four share: the one in `env`, else one generated for this mesh. */
+  readonly serviceToken: string;
   /** SIGTERM to all; resolves with each exit code once they have exited. */
   stop(): Promise<Record<ServiceName, number | null>>;
 }
@@ -16,7 +19,9 @@ const root = join(import.meta.dirname, "..");
 
 /**
  * Starts the four services as separate processes, each with its own port, talking gRPC to each
- * other and sharing DATABASE_URL and NATS_URL, exactly as the mesh runs in production.
+ * other and sharing DATABASE_URL and NATS_URL, exactly as the mesh runs in production. Each
+ * main refuses to start without CUTLINE_SERVICE_TOKEN; without one in `env`, a random token is
+ * generated for this mesh (a local mesh has no secret to keep across runs).
  */
 export function startMeshProcesses(options: {
   env: NodeJS.ProcessEnv;
@@ -24,6 +29,7 @@ export function startMeshProcesses(options: {
   output?: (service: ServiceName, line: string) => void;
 }): MeshProcesses {
   const urls = Object.fromEntries(SERVICES.map((name) => [name, `http://127.0.0.1:${options.ports[name]}`])) as Record<ServiceName, string>;
+  const serviceToken = options.env.CUTLINE_SERVICE_TOKEN || randomBytes(32).toString("hex");
   const children = {} as Record<ServiceName, ChildProcess>;
   const exits = {} as Record<ServiceName, Promise<number | null>>;
   for (const name of SERVICES) {
@@ -35,6 +41,9 @@ export function startMeshProcesses(options: {
         BILLING_URL: urls.billing,
         ORCHESTRATOR_URL: urls.orchestrator,
         INFERENCE_URL: urls.inference,
+        CUTLINE_SERVICE_TOKEN: serviceToken,
+        // Four processes on one host cannot share the metrics port's default: each picks a free one.
+        METRICS_PORT: "0",
       },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -47,6 +56,7 @@ export function startMeshProcesses(options: {
   return {
     urls,
     children,
+    serviceToken,
     async stop() {
       for (const name of SERVICES) children[name].kill("SIGTERM");
       const codes = await Promise.all(SERVICES.map((name) => exits[name]));

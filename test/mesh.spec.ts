@@ -3,7 +3,7 @@
 // proves interop: every service answers a stock @grpc/grpc-js client whose protos are loaded
 // from proto/ by @grpc/proto-loader (independent of our generated code) and a generated
 // Connect client; and SIGTERM drains every process to a clean exit.
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -18,6 +18,9 @@ import { BillingService, Operation } from "../services/common/gen/cutline/billin
 import { OutputFormat } from "../services/common/gen/cutline/inference/v1/image_options_pb.ts";
 import { InferenceService } from "../services/common/gen/cutline/inference/v1/inference_service_pb.ts";
 import { OrchestratorService } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import { Health, ServingStatus } from "../services/common/health.ts";
+import { serviceTransport } from "../services/common/runtime.ts";
+import { SERVICE_TOKEN_HEADER } from "../services/common/service-auth.ts";
 import { createTestDatabase, testNatsUrl, uniqueName, type TestDatabase } from "./harness.ts";
 import { runEndToEndScenario, testPhoto } from "./end-to-end.scenario.ts";
 
@@ -127,32 +130,57 @@ describe("mesh: four processes over gRPC, Postgres and NATS JetStream", { skip }
     assert.equal(cutout.content_type, "image/png");
     assert.equal(cutout.credits_charged_millicredits, "250");
 
+    // Internal services want the mesh's shared token, as gRPC metadata.
+    const internal = new grpc.Metadata();
+    internal.set(SERVICE_TOKEN_HEADER, mesh.serviceToken);
     const billing = new (grpcPackage("cutline/billing/v1/billing_service.proto").cutline.billing.v1.BillingService)(host("billing"), insecure);
-    const quote = await unary<{ cost_millicredits: string }>(billing, "Quote", { account_id: "default", operation: "OPERATION_REMOVE_BACKGROUND", pixels: 2_000_000 });
+    const quote = await unary<{ cost_millicredits: string }>(billing, "Quote", { account_id: "default", operation: "OPERATION_REMOVE_BACKGROUND", pixels: 2_000_000 }, internal);
     assert.equal(quote.cost_millicredits, "800");
 
     const orchestrator = new (grpcPackage("cutline/orchestrator/v1/orchestrator_service.proto").cutline.orchestrator.v1.OrchestratorService)(host("orchestrator"), insecure);
-    const job = await unary<{ job: { status: string; charged_millicredits: string } }>(orchestrator, "GetJob", { job_id: cutout.job_id });
+    const job = await unary<{ job: { status: string; charged_millicredits: string } }>(orchestrator, "GetJob", { job_id: cutout.job_id }, internal);
     assert.deepEqual([job.job.status, job.job.charged_millicredits], ["JOB_STATUS_SUCCEEDED", "250"]);
 
     const inference = new (grpcPackage("cutline/inference/v1/inference_service.proto").cutline.inference.v1.InferenceService)(host("inference"), insecure);
     const segmented = await unary<{ content_type: string; width: number; height: number; model: string }>(inference, "Segment", {
       image: photo,
       options: { format: "OUTPUT_FORMAT_MASK" },
-    });
+    }, internal);
     assert.deepEqual([segmented.content_type, segmented.width, segmented.height], ["image/png", 320, 240]);
     assert.match(segmented.model, /^isnet-/);
     for (const client of [images, billing, orchestrator, inference]) client.close();
   });
 
   test("every internal service answers a generated Connect client (Connect, gRPC-Web and gRPC)", async () => {
+    const headers = { [SERVICE_TOKEN_HEADER]: mesh.serviceToken };
     const billing = createClient(BillingService, createConnectTransport({ baseUrl: mesh.urls.billing, httpVersion: "1.1" }));
-    assert.equal((await billing.quote({ accountId: "default", operation: Operation.REMOVE_BACKGROUND, pixels: 100n })).costMillicredits, 250n);
+    assert.equal((await billing.quote({ accountId: "default", operation: Operation.REMOVE_BACKGROUND, pixels: 100n }, { headers })).costMillicredits, 250n);
     const orchestrator = createClient(OrchestratorService, createGrpcWebTransport({ baseUrl: mesh.urls.orchestrator, httpVersion: "1.1" }));
-    await assert.rejects(orchestrator.getJob({ jobId: "00000000-0000-0000-0000-000000000000" }), /not found/);
+    await assert.rejects(orchestrator.getJob({ jobId: "00000000-0000-0000-0000-000000000000" }, { headers }), /not found/);
     const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: mesh.urls.inference }));
-    const response = await inference.segment({ image: await testPhoto(), options: { format: OutputFormat.MASK } });
+    const response = await inference.segment({ image: await testPhoto(), options: { format: OutputFormat.MASK } }, { headers });
     assert.equal(response.width, 320);
+  });
+
+  test("internal services refuse a call without the service token, or with a wrong one; Health still answers", async () => {
+    const wrongToken = "0".repeat(64);
+    const calls: Record<string, (token: string | undefined) => Promise<unknown>> = {
+      billing: (token) => createClient(BillingService, serviceTransport(mesh.urls.billing, { token })).quote({ accountId: "default", operation: Operation.REMOVE_BACKGROUND, pixels: 100n }),
+      orchestrator: (token) => createClient(OrchestratorService, serviceTransport(mesh.urls.orchestrator, { token })).getJob({ jobId: "00000000-0000-0000-0000-000000000000" }),
+      inference: (token) => createClient(InferenceService, serviceTransport(mesh.urls.inference, { token })).segment({ image: new Uint8Array(8) }),
+    };
+    for (const [name, call] of Object.entries(calls)) {
+      for (const [token, reason] of [[undefined, "service_token_missing"], [wrongToken, "service_token_invalid"]] as const) {
+        await assert.rejects(call(token), (error: unknown) => {
+          const connectError = ConnectError.from(error);
+          assert.equal(connectError.code, Code.Unauthenticated, `${name} without a valid token: ${connectError.message}`);
+          assert.equal(connectError.metadata.get("cutline-reason"), reason, name);
+          return true;
+        });
+      }
+      const health = createClient(Health, createGrpcTransport({ baseUrl: mesh.urls[name as ServiceName] }));
+      assert.equal((await health.check({ service: "" })).status, ServingStatus.SERVING, `${name}: Health/Check without a token`);
+    }
   });
 
   test("SIGTERM drains every process to a clean exit", async () => {
