@@ -61,6 +61,26 @@ export const inferenceConfigSpec = {
     100_000_000,
     { min: 1, max: 2_000_000_000 },
   ),
+  IMAGE_UNSTREAMED_PIXELS_MAX: integer(
+    "Most pixels of a BMP or HEIF input, whose decoders hold the whole picture in memory at once instead of streaming it (pixels); checked on the header before decoding. 50 MP keeps 48 MP phone HEIFs.",
+    50_000_000,
+    { min: 1, max: 2_000_000_000 },
+  ),
+  IMAGE_DECODE_WORKERS: integer(
+    "Worker threads that decode images, so no decoder (BMP and HEIF are plain JavaScript and WebAssembly) blocks the event loop.",
+    2,
+    { min: 1, max: 16 },
+  ),
+  IMAGE_DECODE_TIME_MS_MAX: integer(
+    "Longest time one image may take to decode before its worker thread is stopped and the image refused as corrupt (milliseconds).",
+    30_000,
+    { min: 100, max: 600_000 },
+  ),
+  IMAGE_DECODE_HEAP_MB_MAX: integer(
+    "JavaScript heap of each decode worker thread (megabytes, V8 old generation); past it the worker is stopped and the image refused. Pixel buffers are bounded by the pixel limits instead.",
+    256,
+    { min: 32, max: 16_384 },
+  ),
   IMAGE_LONGEST_SIDE_STANDARD: integer(
     "Longest side of the processed image for standard and full-size output (pixels); larger inputs are downscaled, not rejected.",
     4096,

@@ -1,8 +1,11 @@
 import { createRequire } from "node:module";
+import { Worker } from "node:worker_threads";
 import { decode as decodeBmp } from "bmp-ts";
 import sharp, { type Metadata, type OutputInfo, type Sharp } from "sharp";
-import { InferenceError } from "../domain/inference.errors.ts";
+import { inferenceConfigSpec, type InferenceConfig } from "../config.ts";
+import { InferenceError, type InferenceErrorReason } from "../domain/inference.errors.ts";
 import { sniffImageFormat, type AcceptedFormat } from "../domain/image-format.sniffer.ts";
+import { checkPngDataLength, readBmpHeader } from "../domain/image-header.reader.ts";
 import { processedSize } from "../domain/image-size.ts";
 
 export interface ImageLimits {
@@ -10,6 +13,45 @@ export interface ImageLimits {
   bytesMax: number;
   /** IMAGE_PIXELS_MAX, checked on the header before any pixel is decoded (pixels). */
   pixelsMax: number;
+  /** IMAGE_UNSTREAMED_PIXELS_MAX, for BMP and HEIF (pixels). @default 50_000_000 */
+  unstreamedPixelsMax?: number;
+  /** IMAGE_DECODE_WORKERS (threads); the first call's value sizes the process's decode threads. @default 2 */
+  decodeWorkers?: number;
+  /** IMAGE_DECODE_TIME_MS_MAX (milliseconds). @default 30_000 */
+  decodeTimeMsMax?: number;
+  /** IMAGE_DECODE_HEAP_MB_MAX (megabytes of V8 heap per decode thread). @default 256 */
+  decodeHeapMbMax?: number;
+}
+
+type ResolvedLimits = Required<ImageLimits>;
+
+/** The decoder's limits from the inference config. */
+export function imageLimitsOf(
+  config: Pick<
+    InferenceConfig,
+    "IMAGE_BYTES_MAX" | "IMAGE_PIXELS_MAX" | "IMAGE_UNSTREAMED_PIXELS_MAX" | "IMAGE_DECODE_WORKERS" | "IMAGE_DECODE_TIME_MS_MAX" | "IMAGE_DECODE_HEAP_MB_MAX"
+  >,
+): ResolvedLimits {
+  return {
+    bytesMax: config.IMAGE_BYTES_MAX,
+    pixelsMax: config.IMAGE_PIXELS_MAX,
+    unstreamedPixelsMax: config.IMAGE_UNSTREAMED_PIXELS_MAX,
+    decodeWorkers: config.IMAGE_DECODE_WORKERS,
+    decodeTimeMsMax: config.IMAGE_DECODE_TIME_MS_MAX,
+    decodeHeapMbMax: config.IMAGE_DECODE_HEAP_MB_MAX,
+  };
+}
+
+function resolved(limits: ImageLimits): ResolvedLimits {
+  const defaults = inferenceConfigSpec;
+  return {
+    bytesMax: limits.bytesMax,
+    pixelsMax: limits.pixelsMax,
+    unstreamedPixelsMax: limits.unstreamedPixelsMax ?? defaults.IMAGE_UNSTREAMED_PIXELS_MAX.defaultValue,
+    decodeWorkers: limits.decodeWorkers ?? defaults.IMAGE_DECODE_WORKERS.defaultValue,
+    decodeTimeMsMax: limits.decodeTimeMsMax ?? defaults.IMAGE_DECODE_TIME_MS_MAX.defaultValue,
+    decodeHeapMbMax: limits.decodeHeapMbMax ?? defaults.IMAGE_DECODE_HEAP_MB_MAX.defaultValue,
+  };
 }
 
 export interface ImageHeader {
@@ -37,7 +79,8 @@ export interface DecodedImage {
 }
 
 // The wasm bundle embeds its binary, so nothing is read from disk or fetched at run time;
-// sharp's prebuilt libvips has no HEVC decoder (patent licensing), only AV1.
+// sharp's prebuilt libvips has no HEVC decoder (patent licensing), only AV1. It is loaded in the
+// decode threads only: loading it takes ~55 ms and decoding is synchronous WebAssembly.
 type HeifImage = {
   get_width(): number;
   get_height(): number;
@@ -45,14 +88,21 @@ type HeifImage = {
   free(): void;
   display(target: { data: Uint8ClampedArray; width: number; height: number }, done: (result: unknown) => void): void;
 };
+type LibHeif = { HeifDecoder: new () => { decode(bytes: Uint8Array): HeifImage[] }; HEAPU8: Uint8Array };
+let libheif: LibHeif | undefined;
 let heifDecoder: { decode(bytes: Uint8Array): HeifImage[] } | undefined;
 function heif() {
   if (heifDecoder === undefined) {
-    const libheif = createRequire(import.meta.url)("libheif-js/wasm-bundle") as { HeifDecoder: new () => typeof heifDecoder };
+    libheif = createRequire(import.meta.url)("libheif-js/wasm-bundle") as LibHeif;
     heifDecoder = new libheif.HeifDecoder();
   }
-  return heifDecoder!;
+  return heifDecoder;
 }
+
+// WebAssembly memory grows to the largest image decoded and never shrinks; a decode thread whose
+// libheif heap grew past this is retired after its task, so one large HEIF does not pin its
+// memory for the life of the process.
+const heifHeapBytesKept = 128 * 1024 * 1024;
 
 function checkBytes(bytes: Uint8Array, limits: ImageLimits): void {
   if (bytes.length > limits.bytesMax) {
@@ -63,11 +113,18 @@ function checkBytes(bytes: Uint8Array, limits: ImageLimits): void {
   }
 }
 
-function checkPixels(width: number, height: number, limits: ImageLimits): void {
+function checkPixels(format: AcceptedFormat, width: number, height: number, limits: ResolvedLimits): void {
   if (width * height > limits.pixelsMax) {
     throw new InferenceError(
       "too_many_pixels",
       `the image is ${width}×${height} = ${width * height} pixels, more than IMAGE_PIXELS_MAX=${limits.pixelsMax}; downscale it before uploading`,
+    );
+  }
+  // These decoders hold the whole picture (and libheif its planes too) in memory at once.
+  if ((format === "bmp" || format === "heif") && width * height > limits.unstreamedPixelsMax) {
+    throw new InferenceError(
+      "too_many_pixels",
+      `the ${format.toUpperCase()} image is ${width}×${height} = ${width * height} pixels, more than IMAGE_UNSTREAMED_PIXELS_MAX=${limits.unstreamedPixelsMax} for ${format.toUpperCase()}; downscale it or convert it to JPEG or PNG`,
     );
   }
 }
@@ -99,47 +156,45 @@ function primaryHeifImage(bytes: Uint8Array): HeifImage {
   return primary;
 }
 
-/** BMP's size from its info header; libvips (as prebuilt for sharp) has no BMP loader. */
-function bmpSize(bytes: Uint8Array): { width: number; height: number } {
-  if (bytes.length < 26) throw corrupt("bmp", new Error("truncated BMP header"));
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerSize = view.getUint32(14, true);
-  if (headerSize === 12) return { width: view.getUint16(18, true), height: view.getUint16(20, true) };
-  // A negative height means rows are stored top-down.
-  return { width: Math.abs(view.getInt32(18, true)), height: Math.abs(view.getInt32(22, true)) };
-}
-
 async function decodeBmpPixels(bytes: Uint8Array, width: number, height: number): Promise<Uint8Array> {
+  const layout = readBmpHeader(bytes);
+  // bmp-ts reads the pixels right after the palette and ignores bfOffBits; a file with a gap
+  // before its pixels (allowed, and written by some editors) is closed up first.
+  const source =
+    layout.declaredPixelsAt > layout.pixelsAt
+      ? Buffer.concat([bytes.subarray(0, layout.pixelsAt), bytes.subarray(layout.declaredPixelsAt)])
+      : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let image: { data: Uint8Array; width: number; height: number; bitPP?: number };
   try {
-    image = decodeBmp(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { toRGBA: true });
+    image = decodeBmp(source, { toRGBA: true });
   } catch (error) {
     throw corrupt("bmp", error);
   }
-  if (image.width !== width || image.height !== height || image.data.length < width * height * 4) {
+  if (image.width !== width || image.height !== height || image.data.length !== width * height * 4) {
     throw corrupt("bmp", new Error(`BMP pixel data does not match its ${width}×${height} header`));
   }
-  const rgba = new Uint8Array(image.data.subarray(0, width * height * 4));
+  const rgba = image.data;
   // Only 32-bit BMPs carry alpha; the decoder leaves the fourth byte of the others undefined.
   if ((image.bitPP ?? 24) < 32) for (let offset = 3; offset < rgba.length; offset += 4) rgba[offset] = 255;
   return rgba;
 }
 
-/** Format and upright size from the header alone, with every limit checked; no pixel decoded. */
-export async function readImageHeader(bytes: Uint8Array, limits: ImageLimits): Promise<ImageHeader> {
+/** Format and size without libheif: everything but HEIF, whose container only libheif reads. */
+async function readHeaderWith(
+  bytes: Uint8Array,
+  limits: ResolvedLimits,
+  heifSize: (bytes: Uint8Array) => Promise<{ width: number; height: number }>,
+): Promise<ImageHeader> {
   checkBytes(bytes, limits);
   const format = sniff(bytes);
   if (format === "bmp") {
-    const { width, height } = bmpSize(bytes);
-    checkPixels(width, height, limits);
+    const { width, height } = readBmpHeader(bytes);
+    checkPixels(format, width, height, limits);
     return { format, width, height, pixels: width * height };
   }
   if (format === "heif") {
-    const image = primaryHeifImage(bytes);
-    const width = image.get_width();
-    const height = image.get_height();
-    image.free();
-    checkPixels(width, height, limits);
+    const { width, height } = await heifSize(bytes);
+    checkPixels(format, width, height, limits);
     return { format, width, height, pixels: width * height };
   }
   let metadata: Metadata;
@@ -154,21 +209,59 @@ export async function readImageHeader(bytes: Uint8Array, limits: ImageLimits): P
       `animated GIFs (${metadata.pages} frames) are not supported; upload one frame as PNG, or send the animation to the video endpoint as MP4`,
     );
   }
+  if (!(metadata.width > 0 && metadata.height > 0)) throw corrupt(format, new Error(`no size in the header: ${metadata.width}×${metadata.height}`));
   const rotated = (metadata.orientation ?? 1) >= 5;
   const width = rotated ? metadata.height : metadata.width;
   const height = rotated ? metadata.width : metadata.height;
-  checkPixels(width, height, limits);
+  checkPixels(format, width, height, limits);
+  if (format === "png") checkPngDataLength(bytes);
   return { format, width, height, pixels: width * height };
+}
+
+async function heifSizeHere(bytes: Uint8Array): Promise<{ width: number; height: number }> {
+  const image = primaryHeifImage(bytes);
+  try {
+    return { width: image.get_width(), height: image.get_height() };
+  } finally {
+    image.free();
+  }
+}
+
+/** For the decode thread: the header read where libheif may run. */
+export function readImageHeaderInThread(bytes: Uint8Array, limits: ImageLimits): Promise<ImageHeader> {
+  return readHeaderWith(bytes, resolved(limits), heifSizeHere);
+}
+
+/** Format and upright size from the header alone, with every limit checked; no pixel decoded. */
+export async function readImageHeader(bytes: Uint8Array, limits: ImageLimits): Promise<ImageHeader> {
+  const all = resolved(limits);
+  return readHeaderWith(bytes, all, async (heifBytes) => {
+    const reply = await decodeThreads(all).run({ kind: "header", bytes: heifBytes, limits: all, longestSideMax: 0 }, all.decodeTimeMsMax);
+    return reply.header!;
+  });
 }
 
 /**
  * Decoded, upright (EXIF orientation applied), converted to sRGB from any embedded profile or
  * CMYK, 8 bits per channel whatever the input depth, RGBA whatever the input channels, and
  * downscaled to `longestSideMax` when larger (never rejected for size once under the pixel
- * limit).
+ * limit). Runs on a decode thread: BMP and HEIF decode synchronously, and even sharp's output
+ * needs a full pass for transparency, which on 67 MP takes longer than the event loop can wait.
  */
 export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, longestSideMax: number): Promise<DecodedImage> {
-  const header = await readImageHeader(bytes, limits);
+  const all = resolved(limits);
+  // Cheap refusals (size, format, BMP and PNG headers) answer without a thread hop.
+  const format = sniff(bytes);
+  if (format !== "heif") await readHeaderWith(bytes, all, heifSizeHere);
+  else checkBytes(bytes, all);
+  const reply = await decodeThreads(all).run({ kind: "decode", bytes, limits: all, longestSideMax }, all.decodeTimeMsMax);
+  return reply.image!;
+}
+
+/** For the decode thread: the whole decode, where blocking is harmless. */
+export async function decodeImageInThread(bytes: Uint8Array, limits: ImageLimits, longestSideMax: number): Promise<DecodedImage> {
+  const all = resolved(limits);
+  const header = await readHeaderWith(bytes, all, heifSizeHere);
   let input: Sharp;
   let hadIccProfile = false;
   let exif: Uint8Array | undefined;
@@ -193,8 +286,13 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, longes
     input = sharp(data, { raw: { width: header.width, height: header.height, channels: 4 } });
     hasAlphaChannel = true;
   } else {
-    const source = sharp(bytes, { limitInputPixels: limits.pixelsMax, page: 0, failOn: "error" });
-    const metadata = await source.metadata();
+    const source = sharp(bytes, { limitInputPixels: all.pixelsMax, page: 0, failOn: "error" });
+    let metadata: Metadata;
+    try {
+      metadata = await source.metadata();
+    } catch (error) {
+      throw corrupt(header.format, error);
+    }
     hadIccProfile = metadata.icc !== undefined;
     exif = metadata.exif;
     hasAlphaChannel = metadata.hasAlpha;
@@ -221,7 +319,7 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, longes
   }
   return {
     format: header.format,
-    // A copy in an ArrayBuffer of its own, so it can be transferred to worker threads.
+    // A copy in an ArrayBuffer of its own, so it can be transferred between threads.
     rgba: new Uint8Array(data),
     width: info.width,
     height: info.height,
@@ -229,6 +327,191 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, longes
     originalHeight: header.height,
     hasTransparency,
     hadIccProfile,
-    exif,
+    exif: exif === undefined ? undefined : new Uint8Array(exif),
   };
+}
+
+/** A decode thread's task, as posted to image-decode.worker.ts. */
+export interface DecodeTask {
+  kind: "header" | "decode";
+  bytes: Uint8Array;
+  limits: ResolvedLimits;
+  longestSideMax: number;
+}
+
+export type DecodeReply =
+  | { ok: true; header?: ImageHeader; image?: DecodedImage; retire: boolean }
+  | { ok: false; reason: InferenceErrorReason; message: string; detail: string; retire: boolean };
+
+/** The thread's side of one task: every failure becomes a reply, never a thrown error. */
+export async function runDecodeTask(task: DecodeTask): Promise<{ reply: DecodeReply; transfer: ArrayBuffer[] }> {
+  const retire = () => (libheif?.HEAPU8.byteLength ?? 0) > heifHeapBytesKept;
+  try {
+    if (task.kind === "header") return { reply: { ok: true, header: await readImageHeaderInThread(task.bytes, task.limits), retire: retire() }, transfer: [] };
+    const image = await decodeImageInThread(task.bytes, task.limits, task.longestSideMax);
+    return { reply: { ok: true, image, retire: retire() }, transfer: [image.rgba.buffer as ArrayBuffer] };
+  } catch (error) {
+    const failure = error instanceof InferenceError ? error : new InferenceError("internal", "internal error while decoding the image", { cause: error });
+    const cause = failure.cause ?? failure;
+    const detail = cause instanceof Error ? (cause.stack ?? cause.message) : String(cause);
+    return { reply: { ok: false, reason: failure.reason, message: failure.message, detail, retire: retire() }, transfer: [] };
+  }
+}
+
+const workerScript = new URL("./image-decode.worker.ts", import.meta.url);
+const tsxApi = import.meta.resolve("tsx/esm/api");
+
+interface PendingTask {
+  task: DecodeTask;
+  timeMsMax: number;
+  resolve(reply: DecodeReply & { ok: true }): void;
+  reject(error: unknown): void;
+}
+
+interface DecodeThread {
+  worker: Worker;
+  ready: boolean;
+  task?: PendingTask;
+  timer?: NodeJS.Timeout;
+  /** Why the thread was stopped while busy, for the task's error. */
+  stopped?: InferenceError;
+  lastError?: Error;
+}
+
+/**
+ * Threads that decode, each one task at a time, tasks beyond them waiting in order. A thread
+ * past IMAGE_DECODE_TIME_MS_MAX is terminated, one that runs out of heap dies; either way its
+ * image is refused as corrupt and a fresh thread takes its place. Idle threads do not keep the
+ * process alive.
+ */
+class DecodeThreads {
+  private readonly threads: DecodeThread[] = [];
+  private readonly waiting: PendingTask[] = [];
+
+  constructor(
+    private readonly size: number,
+    private readonly heapMbMax: number,
+  ) {}
+
+  run(task: DecodeTask, timeMsMax: number): Promise<DecodeReply & { ok: true }> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ task, timeMsMax, resolve, reject });
+      while (this.threads.length < this.size) this.threads.push(this.spawn());
+      this.dispatch();
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const pending of this.waiting.splice(0)) pending.reject(new Error("image decode threads are closed"));
+    await Promise.all(this.threads.splice(0).map((thread) => thread.worker.terminate()));
+  }
+
+  private spawn(): DecodeThread {
+    // Node 20's workers do not inherit the parent's `--import tsx`; the script loads through tsx's API.
+    const bootstrap = `import(${JSON.stringify(tsxApi)}).then(({ tsImport }) => tsImport(${JSON.stringify(workerScript.href)}, ${JSON.stringify(workerScript.href)}))`;
+    const worker = new Worker(bootstrap, {
+      eval: true,
+      resourceLimits: { maxOldGenerationSizeMb: this.heapMbMax, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },
+    });
+    worker.unref();
+    const thread: DecodeThread = { worker, ready: false };
+    worker.on("message", (message: { kind: "ready" } | { kind: "reply"; reply: DecodeReply }) => {
+      if (message.kind === "ready") {
+        thread.ready = true;
+        this.dispatch();
+        return;
+      }
+      const pending = this.finish(thread);
+      const reply = message.reply;
+      if (reply.retire) this.replace(thread);
+      if (pending === undefined) return;
+      if (reply.ok) pending.resolve(reply);
+      else pending.reject(new InferenceError(reply.reason, reply.message, { cause: new Error(reply.detail) }));
+      this.dispatch();
+    });
+    worker.on("error", (error) => {
+      thread.lastError = error;
+    });
+    worker.on("exit", (code) => {
+      const pending = this.finish(thread);
+      const position = this.threads.indexOf(thread);
+      if (position >= 0) this.threads.splice(position, 1);
+      if (pending !== undefined) pending.reject(this.failureOf(thread, code));
+      if (!thread.ready) {
+        // A thread that never started would fail again at once: a server fault, not the image's.
+        for (const waiting of this.waiting.splice(0)) waiting.reject(this.failureOf(thread, code));
+        return;
+      }
+      if (this.waiting.length > 0) {
+        while (this.threads.length < this.size) this.threads.push(this.spawn());
+      }
+    });
+    return thread;
+  }
+
+  private failureOf(thread: DecodeThread, code: number): InferenceError {
+    if (thread.stopped !== undefined) return thread.stopped;
+    const error = thread.lastError;
+    if (!thread.ready) {
+      return new InferenceError("internal", "the image decode thread could not start", { cause: error ?? new Error(`exit code ${code}`) });
+    }
+    if ((error as { code?: string } | undefined)?.code === "ERR_WORKER_OUT_OF_MEMORY") {
+      return new InferenceError(
+        "corrupt_image",
+        `decoding the image needed more than IMAGE_DECODE_HEAP_MB_MAX=${this.heapMbMax} MB of heap; the file is malformed or too complex`,
+        { cause: error },
+      );
+    }
+    return new InferenceError("corrupt_image", "the image decoder stopped on this file (corrupt file)", { cause: error ?? new Error(`exit code ${code}`) });
+  }
+
+  private finish(thread: DecodeThread): PendingTask | undefined {
+    const pending = thread.task;
+    thread.task = undefined;
+    if (thread.timer !== undefined) clearTimeout(thread.timer);
+    thread.timer = undefined;
+    thread.worker.unref();
+    return pending;
+  }
+
+  /** Retires a thread (its exit is not a failure of any task) and starts another in its place. */
+  private replace(thread: DecodeThread): void {
+    const position = this.threads.indexOf(thread);
+    if (position < 0) return;
+    this.threads.splice(position, 1);
+    void thread.worker.terminate();
+    this.threads.push(this.spawn());
+  }
+
+  private dispatch(): void {
+    for (const thread of this.threads) {
+      if (!thread.ready || thread.task !== undefined) continue;
+      const pending = this.waiting.shift();
+      if (pending === undefined) return;
+      thread.task = pending;
+      thread.worker.ref();
+      thread.timer = setTimeout(() => {
+        thread.stopped = new InferenceError(
+          "corrupt_image",
+          `decoding the image took longer than IMAGE_DECODE_TIME_MS_MAX=${pending.timeMsMax} ms; the file is malformed or too complex`,
+        );
+        void thread.worker.terminate();
+      }, pending.timeMsMax);
+      // The caller keeps its bytes (the gateway stores them after the check): copied, not moved.
+      thread.worker.postMessage(pending.task);
+    }
+  }
+}
+
+let threads: DecodeThreads | undefined;
+function decodeThreads(limits: ResolvedLimits): DecodeThreads {
+  threads ??= new DecodeThreads(limits.decodeWorkers, limits.decodeHeapMbMax);
+  return threads;
+}
+
+/** Stops the decode threads (tests, shutdown); the next decode starts new ones. */
+export async function closeImageDecodeThreads(): Promise<void> {
+  const current = threads;
+  threads = undefined;
+  await current?.close();
 }

@@ -7,7 +7,7 @@ import { withDynamicBatch } from "../domain/onnx-graph.editor.ts";
 import { DynamicBatcher } from "../domain/request.batcher.ts";
 import { layoutSubject, parseAspectRatio, parsePosition } from "../domain/subject.layout.ts";
 import { describeModel, loadModelBytes, type ModelDescription } from "../store/model.repository.ts";
-import { decodeImage, readImageHeader, type ImageLimits } from "./image.decoder.ts";
+import { decodeImage, imageLimitsOf, readImageHeader, type ImageLimits } from "./image.decoder.ts";
 import { parseHexColour, renderOutput, type RenderedImage } from "./image.encoder.ts";
 import { batcherMetrics, observePipeline } from "./inference.metrics.ts";
 import type { MaskRefineRequest, MaskRefineResponse } from "./mask-refine.worker.ts";
@@ -89,7 +89,7 @@ class Engine implements SegmentationEngine {
   ) {
     this.modelName = `${model.name}@${model.version}`;
     this.inputSize = model.input.shape[2];
-    this.limits = { bytesMax: config.IMAGE_BYTES_MAX, pixelsMax: config.IMAGE_PIXELS_MAX };
+    this.limits = imageLimitsOf(config);
     this.refiners = new WorkerPool(refineScript, config.INFERENCE_REFINE_WORKERS, () => ({ data: {} }));
     this.ready = this.start();
     this.ready.catch((error: unknown) => {

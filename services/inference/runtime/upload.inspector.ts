@@ -1,15 +1,16 @@
 import { reasonError } from "../../common/errors.ts";
-import type { InferenceConfig } from "../config.ts";
 import { connectCodeOf, inferenceErrorOf } from "../domain/inference.errors.ts";
-import { readImageHeader } from "./image.decoder.ts";
+import { imageLimitsOf, readImageHeader } from "./image.decoder.ts";
 
 /**
  * The engine's `inspect` without the model, for the gateway: sniff the format and check bytes
- * and pixels from the header with the same limits inference applies, before any hold is taken.
+ * and pixels from the header with the same limits inference applies, before any hold is taken:
+ * a BMP or PNG whose header claims more pixels than its bytes can hold is refused here, so it is
+ * never priced by its header.
  * Failures are ConnectErrors with the reason in `cutline-reason` (InvalidArgument for bad input).
  */
-export function createUploadInspector(config: Pick<InferenceConfig, "IMAGE_BYTES_MAX" | "IMAGE_PIXELS_MAX">) {
-  const limits = { bytesMax: config.IMAGE_BYTES_MAX, pixelsMax: config.IMAGE_PIXELS_MAX };
+export function createUploadInspector(config: Parameters<typeof imageLimitsOf>[0]) {
+  const limits = imageLimitsOf(config);
   return async (image: Uint8Array): Promise<{ format: string; width: number; height: number; pixels: number }> => {
     try {
       const header = await readImageHeader(image, limits);
