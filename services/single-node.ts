@@ -12,7 +12,7 @@ import { OrchestratorService } from "./common/gen/cutline/orchestrator/v1/orches
 import { HealthRegistry } from "./common/health.ts";
 import { createLogger } from "./common/logging.ts";
 import type { Running } from "./common/runtime.ts";
-import { startServiceServer } from "./common/server.ts";
+import { serverOptionsOf, startServiceServer } from "./common/server.ts";
 import { loadGatewayConfig } from "./gateway/config.ts";
 import { createGateway } from "./gateway/index.ts";
 import { createSegmentationEngine, createUploadInspector, startSegmentWorker } from "./inference/index.ts";
@@ -132,6 +132,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     corsAllowedOrigins: config.gateway.CORS_ALLOWED_ORIGINS,
     readBytesMax: config.gateway.UPLOAD_BYTES_MAX + 1024 * 1024,
     shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
+    ...serverOptionsOf(common),
   });
 
   const ready = Promise.all([engine.ready, worker]).then(() => health.setAllServing());

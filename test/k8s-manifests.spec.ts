@@ -25,6 +25,7 @@ import { ScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObj
 import { HealthRegistry } from "../services/common/health.ts";
 import { createLogger } from "../services/common/logging.ts";
 import { startServiceServer } from "../services/common/server.ts";
+import { commonConfigSpec } from "../services/common/common.config.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const SERVICES = ["gateway", "billing", "orchestrator", "inference"] as const;
@@ -33,6 +34,7 @@ const DEFAULT_PORTS: Record<ServiceName, number> = { gateway: 8080, billing: 808
 /** runMain (services/common/runtime.ts) exits this long after SHUTDOWN_TIMEOUT_MS at the latest. */
 const RUN_MAIN_MARGIN_MS = 5000;
 const SHUTDOWN_TIMEOUT_MS_DEFAULT = 10_000;
+const METRICS_PORT_DEFAULT = commonConfigSpec.METRICS_PORT.defaultValue;
 
 // ---- minimal typed views of the rendered objects --------------------------------------------------
 
@@ -368,7 +370,11 @@ async function checkMesh(objects: K8sObject[], overlay: string): Promise<Map<Ser
     // Prometheus scrape annotations on the pod.
     const annotations = deployment.spec.template.metadata.annotations ?? {};
     assert.equal(annotations["prometheus.io/scrape"], "true", `${where}: prometheus.io/scrape`);
-    assert.equal(annotations["prometheus.io/port"], String(port), `${where}: prometheus.io/port`);
+    // Metrics have their own port (METRICS_PORT), never the public one.
+    const metricsPort = container.ports?.find((candidate) => candidate.name === "metrics")?.containerPort;
+    assert.equal(metricsPort, Number(environment.get("METRICS_PORT")?.value ?? METRICS_PORT_DEFAULT), `${where}: a container port named metrics = METRICS_PORT`);
+    assert.notEqual(metricsPort, port, `${where}: metrics are not on the grpc port`);
+    assert.equal(annotations["prometheus.io/port"], String(metricsPort), `${where}: prometheus.io/port is the metrics port`);
     assert.equal(annotations["prometheus.io/path"], "/metrics", `${where}: prometheus.io/path`);
 
     // Service: h2c on the named port, selecting these pods.

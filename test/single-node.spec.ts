@@ -15,7 +15,7 @@ let node: SingleNode;
 const dataDir = mkdtempSync(join(tmpdir(), "cutline-single-node-"));
 
 before(async () => {
-  node = await startSingleNode({ CUTLINE_DATA_DIR: dataDir, PORT: "0", LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1" });
+  node = await startSingleNode({ CUTLINE_DATA_DIR: dataDir, PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1" });
   await node.ready;
 });
 
@@ -36,7 +36,7 @@ test("health answers SERVING over Connect JSON once the model is warm", async ()
 
 test("a reconciler slower than the hold lifetime is a configuration error, named before anything starts", async () => {
   await assert.rejects(
-    startSingleNode({ CUTLINE_DATA_DIR: dataDir, PORT: "0", HOLD_TTL_SECONDS: "60", JOB_QUIET_MS_MAX: "60000" }),
+    startSingleNode({ CUTLINE_DATA_DIR: dataDir, PORT: "0", METRICS_PORT: "0", HOLD_TTL_SECONDS: "60", JOB_QUIET_MS_MAX: "60000" }),
     (error: unknown) => error instanceof Error && /JOB_QUIET_MS_MAX=60000 must be below HOLD_TTL_SECONDS=60/.test(error.message),
   );
 });

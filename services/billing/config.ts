@@ -3,7 +3,7 @@ import { integer, loadConfig, port, text } from "../common/config.ts";
 
 export const billingConfigSpec = {
   ...commonConfigSpec,
-  PORT: port("Billing port (Connect, gRPC, gRPC-Web, /metrics).", 8081),
+  PORT: port("Billing port (Connect, gRPC, gRPC-Web).", 8081),
   BILLING_SWEEP_INTERVAL_MS: integer("Period of the sweeper that expires holds and grants, renews cycles and relays events (milliseconds).", 5_000, {
     min: 100,
   }),

@@ -4,7 +4,7 @@ import { HealthRegistry } from "../common/health.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain } from "../common/runtime.ts";
 import { requireServiceToken, serviceAuthInterceptor } from "../common/service-auth.ts";
-import { startServiceServer } from "../common/server.ts";
+import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { loadBillingConfig } from "./config.ts";
 import { createBilling } from "./index.ts";
 import { openPorts, openServiceDatabase } from "../common/wiring.ts";
@@ -33,6 +33,7 @@ await runMain("billing", async () => {
     routes: (router) => router.service(BillingService, billing.handlers),
     interceptors: [serviceAuthInterceptor(serviceToken)],
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    ...serverOptionsOf(config),
   });
   billing.sweeper.start();
   health.setAllServing();

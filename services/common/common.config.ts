@@ -1,4 +1,4 @@
-import { integer, oneOf, text, url } from "./config.ts";
+import { integer, oneOf, portOrOff, text, url } from "./config.ts";
 import { serviceTokenVariable } from "./service-auth.ts";
 
 /** Variables every service reads. Spread into each service's own spec. */
@@ -11,6 +11,16 @@ export const commonConfigSpec = {
   NATS_NAME_PREFIX: text("Prefix of the JetStream streams, consumers and buckets.", "cutline"),
   SHUTDOWN_TIMEOUT_MS: integer("After SIGTERM, milliseconds given to in-flight work before exit.", 10_000, { min: 0, max: 600_000 }),
   BLOB_TTL_MS: integer("How long inputs and results are kept, in milliseconds.", 24 * 60 * 60 * 1000, { min: 1000 }),
+  METRICS_PORT: portOrOff("Port of the Prometheus `GET /metrics` server (metrics only, never on PORT); 0 picks a free port, `off` disables it.", 9464),
+  HTTP_HEADERS_TIMEOUT_MS: integer("Time a client has to send a request's headers (and a new connection its first byte), in milliseconds; then 408 and close.", 20_000, { min: 100, max: 600_000 }),
+  HTTP_REQUEST_TIMEOUT_MS: integer(
+    "Time a client has to send a whole request, body included, in milliseconds (the largest upload on a slow link); responses and server streams are not limited by it.",
+    600_000,
+    { min: 100, max: 3_600_000 },
+  ),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: integer("Time an idle HTTP/1.1 connection is kept open, in milliseconds; above the 60 s idle timeout of common proxies.", 65_000, { min: 100, max: 600_000 }),
+  HTTP2_IDLE_TIMEOUT_MS: integer("Time an HTTP/2 connection with no open stream is kept open, in milliseconds; then GOAWAY.", 120_000, { min: 100, max: 3_600_000 }),
+  HTTP_HEADER_BYTES_MAX: integer("Largest request header block, in bytes; past it 431 (HTTP/1.1) or a stream reset (HTTP/2).", 16_384, { min: 1024, max: 1_048_576 }),
   CUTLINE_SERVICE_TOKEN: serviceTokenVariable(
     "Shared secret (at least 32 characters) that services send and check on every internal call; a service started on its own (mesh mode) refuses to start without it. Single-node mode needs none.",
   ),

@@ -59,6 +59,12 @@ export function port(description: string, defaultValue: number): Variable<number
   return integer(description, defaultValue, { min: 0, max: 65535 });
 }
 
+/** A port, or "off" for none; 0 picks a free port. */
+export function portOrOff(description: string, defaultValue: number): Variable<number | undefined> {
+  const parsePort = port(description, defaultValue).parse;
+  return { description, defaultValue, parse: (raw) => (raw.trim().toLowerCase() === "off" ? undefined : parsePort(raw)) };
+}
+
 export function text(description: string, defaultValue: string): Variable<string> {
   return { description, defaultValue, parse: (raw) => raw };
 }

@@ -83,6 +83,28 @@ export const SERVER_LIMIT_DEFAULTS = {
   headerBytesMax: 16_384,
 } as const;
 
+/** The common variables (commonConfigSpec) that set the server's limits and metrics port. */
+export interface ServerConfig {
+  METRICS_PORT: number | undefined;
+  HTTP_HEADERS_TIMEOUT_MS: number;
+  HTTP_REQUEST_TIMEOUT_MS: number;
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: number;
+  HTTP2_IDLE_TIMEOUT_MS: number;
+  HTTP_HEADER_BYTES_MAX: number;
+}
+
+/** The ServiceServerOptions that the common config sets, for the mains to spread in. */
+export function serverOptionsOf(config: ServerConfig) {
+  return {
+    metricsPort: config.METRICS_PORT,
+    headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS,
+    keepAliveTimeoutMs: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    http2IdleTimeoutMs: config.HTTP2_IDLE_TIMEOUT_MS,
+    headerBytesMax: config.HTTP_HEADER_BYTES_MAX,
+  } satisfies Partial<ServiceServerOptions>;
+}
+
 /** Headers our API adds to Connect's own CORS lists: the API key, idempotency and billing results. */
 const CORS_ALLOWED_HEADERS = [...connectCors.allowedHeaders, "X-Api-Key", "Authorization", "Idempotency-Key"];
 const CORS_EXPOSED_HEADERS = [...connectCors.exposedHeaders, "Cutline-Reason", "Cutline-Job-Id", "X-Job-Id", "X-Credits-Charged", "X-Credits-Remaining", "Retry-After"];

@@ -4,7 +4,7 @@ import { integer, list, loadConfig, optionalText, port, text } from "../common/c
 export const gatewayConfigSpec = {
   ...commonConfigSpec,
   ...clientConfigSpec,
-  PORT: port("Gateway port (Connect, gRPC, gRPC-Web, REST, /metrics).", 8080),
+  PORT: port("Gateway port (Connect, gRPC, gRPC-Web, REST).", 8080),
   UPLOAD_BYTES_MAX: integer("Largest upload accepted, in bytes.", 25 * 1024 * 1024, { min: 1 }),
   SYNC_TIMEOUT_MS: integer("How long a synchronous call waits for its job, in milliseconds.", 120_000, { min: 1000 }),
   READ_REQUESTS_PER_MINUTE: integer("Job reads (GetJob, WatchJob, CancelJob) allowed per account per minute, in requests; 0 for no limit.", 600, { min: 0 }),

@@ -6,7 +6,7 @@ import { HealthRegistry } from "../common/health.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain, serviceTransport, whenAvailable } from "../common/runtime.ts";
 import { requireServiceToken } from "../common/service-auth.ts";
-import { startServiceServer } from "../common/server.ts";
+import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { loadInferenceConfig } from "../inference/config.ts";
 import { createUploadInspector } from "../inference/index.ts";
 import { loadGatewayConfig } from "./config.ts";
@@ -52,6 +52,7 @@ await runMain("gateway", async () => {
     corsAllowedOrigins: config.CORS_ALLOWED_ORIGINS,
     readBytesMax: config.UPLOAD_BYTES_MAX + 1024 * 1024,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    ...serverOptionsOf(config),
   });
   await gateway.start();
   const apiKey = config.CUTLINE_API_KEY;

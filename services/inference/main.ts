@@ -5,7 +5,7 @@ import { HealthRegistry } from "../common/health.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain } from "../common/runtime.ts";
 import { requireServiceToken, serviceAuthInterceptor } from "../common/service-auth.ts";
-import { startServiceServer } from "../common/server.ts";
+import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { createInferenceHandlers, createSegmentationEngine, startSegmentWorker } from "./index.ts";
 import { loadInferenceServiceConfig } from "./service.config.ts";
 import { openPorts } from "../common/wiring.ts";
@@ -27,6 +27,7 @@ await runMain("inference", async () => {
     interceptors: [serviceAuthInterceptor(serviceToken)],
     readBytesMax: config.IMAGE_BYTES_MAX + 1024 * 1024,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    ...serverOptionsOf(config),
   });
   const worker = startSegmentWorker({ engine, ...ports, log });
   void worker.then(

@@ -5,7 +5,7 @@ import { inferenceConfigSpec } from "./config.ts";
 /** The inference process: the engine's variables plus the server's. */
 export const inferenceServiceConfigSpec = {
   ...commonConfigSpec,
-  PORT: port("Inference port (Connect, gRPC, gRPC-Web, /metrics).", 8083),
+  PORT: port("Inference port (Connect, gRPC, gRPC-Web).", 8083),
   ...inferenceConfigSpec,
 } as const;
 

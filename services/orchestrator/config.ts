@@ -12,7 +12,7 @@ export const orchestratorConfigSpec = {
   ),
   JOB_REQUEUES_MAX: integer("Re-queues of a quiet job before it is failed and its hold released.", 2, { min: 0, max: 100 }),
   RECONCILE_INTERVAL_MS: integer("How often the orchestrator looks for quiet jobs, in milliseconds.", 60_000, { min: 100 }),
-  PORT: port("Orchestrator port (Connect, gRPC, gRPC-Web, /metrics).", 8082),
+  PORT: port("Orchestrator port (Connect, gRPC, gRPC-Web).", 8082),
 } as const;
 
 export type OrchestratorConfig = ReturnType<typeof loadOrchestratorConfig>;

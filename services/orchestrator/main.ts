@@ -5,7 +5,7 @@ import { HealthRegistry } from "../common/health.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain, serviceTransport } from "../common/runtime.ts";
 import { requireServiceToken, serviceAuthInterceptor } from "../common/service-auth.ts";
-import { startServiceServer } from "../common/server.ts";
+import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { loadOrchestratorConfig, reconcileOptions } from "./config.ts";
 import { createOrchestrator } from "./index.ts";
 import type { OrchestratorSchema } from "./store/job.store.ts";
@@ -34,6 +34,7 @@ await runMain("orchestrator", async () => {
     routes: orchestrator.routes,
     interceptors: [serviceAuthInterceptor(serviceToken)],
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    ...serverOptionsOf(config),
   });
   await orchestrator.start();
   health.setAllServing();
