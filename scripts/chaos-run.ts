@@ -123,7 +123,7 @@ class ChaosMesh {
   start(name: ServiceName): void {
     const child = spawn(process.execPath, ["--import", "tsx", join(root, "services", name, "main.ts")], {
       cwd: root,
-      env: { ...this.env, PORT: String(this.ports[name]), BILLING_URL: this.urls.billing, ORCHESTRATOR_URL: this.urls.orchestrator, INFERENCE_URL: this.urls.inference },
+      env: { ...this.env, PORT: String(this.ports[name]), METRICS_PORT: "0", BILLING_URL: this.urls.billing, ORCHESTRATOR_URL: this.urls.orchestrator, INFERENCE_URL: this.urls.inference },
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.children.set(name, child);
