@@ -1,7 +1,7 @@
 // Single-node mode: the four services in one process, wired by in-memory Connect transports,
 // on embedded defaults (PGlite, in-process adapters) unless DATABASE_URL / NATS_URL are set.
 // Wiring only: every piece is the same code the separate processes run.
-import { createClient, createRouterTransport } from "@connectrpc/connect";
+import { createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBilling } from "./billing/index.ts";
@@ -30,6 +30,10 @@ export interface SingleNode extends Running {
   readonly ready: Promise<void>;
   /** Creates an account (with its sign-up trial unless told otherwise) and returns a new API key for it. */
   provisionAccount(accountId: string, options?: { planCode?: string; grantTrial?: boolean }): Promise<string>;
+  /** The in-process billing client, for scripts that fund their own test accounts (fuzz, load). */
+  readonly billing: Client<typeof BillingService>;
+  /** `GET /metrics` on METRICS_PORT; unset when METRICS_PORT=off. */
+  readonly metricsUrl: string | undefined;
 }
 
 function loadAll(environment: NodeJS.ProcessEnv) {
@@ -144,6 +148,8 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     health,
     ready,
     provisionAccount: (accountId, options) => gateway.provisionAccount(accountId, options),
+    billing: billingClient,
+    metricsUrl: server.metricsUrl,
     shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
     async stop() {
       // Intake first; sync requests in flight still need the worker and orchestrator to finish.

@@ -1,6 +1,6 @@
 import type { Interceptor } from "@connectrpc/connect";
 import { ConnectError } from "@connectrpc/connect";
-import { collectDefaultMetrics, Counter, Histogram, register } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, register } from "prom-client";
 
 // One registry per process: in single-node mode the four services share it, and their
 // metrics are told apart by the `service` label.
@@ -8,9 +8,39 @@ let defaultsCollected = false;
 export function processMetrics(): typeof register {
   if (!defaultsCollected) {
     collectDefaultMetrics();
+    watchEventLoop();
     defaultsCollected = true;
   }
   return register;
+}
+
+/** Timer period of the event-loop watch (milliseconds); a stall shorter than this can go unseen. */
+export const EVENT_LOOP_SAMPLE_MS = 10;
+
+/**
+ * The longest event-loop stall since the previous scrape, as a gauge reset by each scrape, so a
+ * scraper sees every stall once whatever its interval (a second scraper shortens the first's
+ * windows). Measured like perf_hooks.monitorEventLoopDelay, by how late a 10 ms timer fires, but
+ * by hand: resetting that histogram also forgets the interval in progress, so a stall that
+ * begins just after a scrape would go unreported.
+ */
+function watchEventLoop(): void {
+  let previous = performance.now();
+  let stallMsMax = 0;
+  setInterval(() => {
+    const now = performance.now();
+    stallMsMax = Math.max(stallMsMax, now - previous - EVENT_LOOP_SAMPLE_MS);
+    previous = now;
+  }, EVENT_LOOP_SAMPLE_MS).unref();
+  new Gauge({
+    name: "cutline_event_loop_delay_max_seconds",
+    help: "Longest event-loop stall since the previous scrape (seconds; reset by each scrape; sampled every 10 ms).",
+    collect() {
+      // A stall that has just ended, before the timer noticed it, is reported by the next scrape.
+      this.set(Math.max(0, stallMsMax) / 1000);
+      stallMsMax = 0;
+    },
+  });
 }
 
 const rpcTotal = new Counter({
