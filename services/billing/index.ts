@@ -7,6 +7,7 @@ import type { EventBus } from "../common/ports/event-bus.ts";
 import type { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { CreditsCapturedSchema, CreditsExhaustedSchema, CreditsLowSchema, GrantExpiredSchema } from "../common/gen/cutline/billing/v1/events_pb.ts";
+import { startPeriodicTask, type PeriodicTask } from "../common/periodic-task.ts";
 import { systemClock, type Clock } from "./domain/clock.ts";
 import { createBillingHandlers } from "./handlers/billing.handlers.ts";
 import { checkLedgerInvariants, type InvariantViolation } from "./store/invariants.ts";
@@ -109,8 +110,7 @@ export async function createBilling(options: BillingOptions): Promise<Billing> {
   const ledger = new LedgerStore({ db, clock, limits: options.limits, emitEvents: eventBus !== undefined });
   const sweepIntervalMs = options.sweepIntervalMs ?? 5_000;
 
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<unknown> | undefined;
+  let task: PeriodicTask | undefined;
 
   async function sweepOnce() {
     // Renew first so a cycle's new allocation exists before its predecessor is expired.
@@ -130,24 +130,21 @@ export async function createBilling(options: BillingOptions): Promise<Billing> {
 
   const sweeper: Sweeper = {
     start() {
-      if (timer) return;
-      timer = setInterval(() => {
-        if (running) return;
-        running = sweepOnce()
-          .then((counts) => {
-            if (counts.holdsExpired + counts.bucketsExpired + counts.accountsRenewed > 0) log.info(counts, "billing sweep");
-          })
-          .catch((error: unknown) => log.error({ err: error }, "billing sweep failed; retrying next period"))
-          .finally(() => {
-            running = undefined;
-          });
-      }, sweepIntervalMs);
-      timer.unref();
+      if (task) return;
+      // A failed sweep (database down) is logged and retried next period, never a crash.
+      task = startPeriodicTask({
+        name: "billing sweep",
+        intervalMs: sweepIntervalMs,
+        log,
+        run: async () => {
+          const counts = await sweepOnce();
+          if (counts.holdsExpired + counts.bucketsExpired + counts.accountsRenewed > 0) log.info(counts, "billing sweep");
+        },
+      });
     },
     async stop() {
-      if (timer) clearInterval(timer);
-      timer = undefined;
-      await running;
+      await task?.stop();
+      task = undefined;
     },
     sweepOnce,
   };

@@ -5,6 +5,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { startPeriodicTask, type PeriodicTask } from "../periodic-task.ts";
 import type { BlobStore, BlobStoreLimits } from "../ports/blob-store.ts";
 
 export interface InProcessBlobStoreOptions extends BlobStoreLimits {
@@ -30,7 +31,7 @@ export class InProcessBlobStore implements BlobStore {
   private readonly directory: string;
   private readonly ttlMs: number;
   private readonly log: Logger;
-  private readonly sweepTimer: NodeJS.Timeout;
+  private readonly sweepTask: PeriodicTask;
   private readonly ready: Promise<unknown>;
 
   constructor(options: InProcessBlobStoreOptions) {
@@ -38,7 +39,7 @@ export class InProcessBlobStore implements BlobStore {
     this.ttlMs = options.ttlMs ?? 86_400_000;
     this.log = options.log;
     this.ready = mkdir(this.directory, { recursive: true });
-    this.sweepTimer = setInterval(() => void this.sweep(), options.sweepIntervalMs ?? 60_000).unref();
+    this.sweepTask = startPeriodicTask({ name: "blob sweep", intervalMs: options.sweepIntervalMs ?? 60_000, log: this.log, run: () => this.sweep() });
   }
 
   async put(key: string, data: Uint8Array, options: { contentType?: string } = {}): Promise<void> {
@@ -76,7 +77,7 @@ export class InProcessBlobStore implements BlobStore {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.sweepTimer);
+    await this.sweepTask.stop();
     await this.ready;
   }
 

@@ -5,6 +5,7 @@
 import { appendFile, mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { startPeriodicTask, type PeriodicTask } from "../periodic-task.ts";
 import type { BusEvent, EventBus, EventBusLimits, EventSubscribeOptions } from "../ports/event-bus.ts";
 import type { Subscription } from "../ports/work-queue.ts";
 import { assertValidDurableName, assertValidSubject, subjectMatches } from "./subject-filter.ts";
@@ -60,7 +61,7 @@ export class InProcessEventBus implements EventBus {
   /** File writes, one at a time and in order. */
   private writes: Promise<void> = Promise.resolve();
   private stateDirty = false;
-  private readonly sweepTimer: NodeJS.Timeout;
+  private readonly sweepTask: PeriodicTask;
   private readonly ready: Promise<void>;
 
   constructor(options: InProcessEventBusOptions) {
@@ -71,7 +72,7 @@ export class InProcessEventBus implements EventBus {
     this.dedupWindowMs = options.dedupWindowMs ?? 120_000;
     this.log = options.log;
     this.ready = this.load();
-    this.sweepTimer = setInterval(() => void this.sweep(), Math.min(this.maxAgeMs, 60_000)).unref();
+    this.sweepTask = startPeriodicTask({ name: "event sweep", intervalMs: Math.min(this.maxAgeMs, 60_000), log: this.log, run: () => this.sweep() });
   }
 
   async publish(subject: string, data: Uint8Array, options: { id?: string } = {}): Promise<void> {
@@ -114,7 +115,7 @@ export class InProcessEventBus implements EventBus {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.sweepTimer);
+    await this.sweepTask.stop();
     await this.ready;
     const running: Promise<void>[] = [];
     for (const durable of this.durables.values()) {
