@@ -1,6 +1,8 @@
 // The only place that reads process.env. Each service declares its variables with these
 // parsers; `loadConfig` reads them all and throws one error listing every bad variable.
 
+import { redactCredentials, redactUrl } from "./credentials.ts";
+
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`invalid configuration:\n  ${problems.join("\n  ")}`);
@@ -13,7 +15,15 @@ export interface Variable<T> {
   readonly description: string;
   /** Unset (or empty) means this; undefined with `required` means the variable must be set. */
   readonly defaultValue: T;
+  /** The whole value is a secret: a bad one is reported by its length only. @default false */
+  readonly secret?: boolean;
   parse(raw: string): T;
+}
+
+// How a bad value is quoted in the error: never a secret, never a password inside a URL.
+function shown(variable: Variable<unknown>, raw: string): string {
+  if (variable.secret) return `<secret, ${raw.length} characters>`;
+  return JSON.stringify(redactUrl(raw));
 }
 
 type Parsed<Spec> = { [K in keyof Spec]: Spec[K] extends Variable<infer T> ? T : never };
@@ -33,7 +43,8 @@ export function loadConfig<Spec extends Record<string, Variable<unknown>>>(
     try {
       result[name] = variable.parse(raw);
     } catch (error) {
-      problems.push(`${name}=${JSON.stringify(raw)}: ${error instanceof Error ? error.message : String(error)}`);
+      const reason = redactCredentials(error instanceof Error ? error.message : String(error));
+      problems.push(`${name}=${shown(variable, raw)}: ${reason}`);
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);

@@ -1,8 +1,23 @@
-import { pino, type Logger } from "pino";
+import { pino, type DestinationStream, type Logger } from "pino";
+import { redactValue } from "./credentials.ts";
 
 export type { Logger };
 
-/** Structured JSON logs on stdout, one logger per service, tagged with its name. */
-export function createLogger(service: string, level: string = "info"): Logger {
-  return pino({ level, base: { service }, timestamp: pino.stdTimeFunctions.isoTime });
+/**
+ * Structured JSON logs on stdout (or `destination`), one logger per service, tagged with its name.
+ * Passwords and tokens inside URLs (DATABASE_URL, NATS_URL, and any error quoting them) are
+ * written as "***", in messages and in logged fields alike.
+ */
+export function createLogger(service: string, level: string = "info", destination?: DestinationStream): Logger {
+  const options = {
+    level,
+    base: { service },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    hooks: {
+      logMethod(this: Logger, args: unknown[], method: (...args: unknown[]) => void) {
+        method.apply(this, args.map((argument) => redactValue(argument)));
+      },
+    },
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
