@@ -187,7 +187,7 @@ test("connections reset mid-body (×100, REST upload and gRPC over h2c) do not c
   await assertAlive("resets mid-body");
 });
 
-test("slow clients are cut: silent connections, slowloris headers (408), slow bodies (408), idle HTTP/2", async () => {
+test("slow clients are cut: silent connections, slowloris headers (408), slow bodies (408 / HTTP/2 reset), idle HTTP/2", async () => {
   const slack = 1_500;
   const silent = Array.from({ length: 10 }, () => exchange([], { waitMs: HOSTILE_LIMITS.headersTimeoutMs + slack }));
   // One header line every 150 ms: each byte resets no timer, the headers never end.
@@ -195,6 +195,20 @@ test("slow clients are cut: silent connections, slowloris headers (408), slow bo
   const slowloris = Array.from({ length: 10 }, () => exchange(headerLines, { gapMs: 150, waitMs: HOSTILE_LIMITS.headersTimeoutMs + slack }));
   const bodyBytes = ["POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", ...Array.from({ length: 40 }, () => "x")];
   const slowBodies = Array.from({ length: 5 }, () => exchange(bodyBytes, { gapMs: 150, waitMs: HOSTILE_LIMITS.requestTimeoutMs + slack }));
+  // HTTP/2's slow body: a gRPC request that sends part of its message and then nothing.
+  const stalledStream = new Promise<{ rstCode?: number; elapsedMs: number }>((resolve) => {
+    const started = Date.now();
+    const session = http2.connect(url);
+    session.on("error", () => {});
+    const stream = session.request({ ":method": "POST", ":path": "/cutline.gateway.v1.JobService/GetJob", "content-type": "application/grpc", te: "trailers" });
+    stream.on("error", () => {});
+    stream.on("data", () => {});
+    stream.write(grpcFrame(1_000, Buffer.alloc(10)));
+    stream.once("close", () => {
+      resolve({ rstCode: stream.rstCode, elapsedMs: Date.now() - started });
+      session.destroy();
+    });
+  });
   const idleSession = new Promise<number>((resolve) => {
     const started = Date.now();
     const session = http2.connect(url);
@@ -215,6 +229,9 @@ test("slow clients are cut: silent connections, slowloris headers (408), slow bo
     assert.ok(result.closedByServer, `slow body still open after ${result.elapsedMs} ms`);
     assert.deepEqual(statusesOf(result.received), [408], `slow body answered ${JSON.stringify(result.received.slice(0, 100))}`);
   }
+  const stalled = await stalledStream;
+  assert.equal(stalled.rstCode, http2.constants.NGHTTP2_CANCEL, "a stalled HTTP/2 request is reset");
+  assert.ok(stalled.elapsedMs < HOSTILE_LIMITS.requestTimeoutMs + slack, `stalled HTTP/2 request reset after ${stalled.elapsedMs} ms`);
   const idleMs = await idleSession;
   assert.ok(idleMs < HOSTILE_LIMITS.http2IdleTimeoutMs + slack, `idle HTTP/2 session closed after ${idleMs} ms`);
   await assertAlive("slow clients");

@@ -276,3 +276,35 @@ describe("an admission hook refuses before the body, in the caller's protocol", 
     assert.ok(answer.list_services_response.service.some((service: { name: string }) => service.name === "cutline.gateway.v1.JobService"));
   });
 });
+
+test("a server stream outlives the request timeout, which ends with the request's last byte (HTTP/1.1 and h2c)", async () => {
+  const streaming = await startServiceServer({
+    name: "streaming",
+    host: "127.0.0.1",
+    port: 0,
+    log: createLogger("test", "silent"),
+    health: new HealthRegistry(),
+    headersTimeoutMs: 200,
+    requestTimeoutMs: 400,
+    routes: (router) =>
+      router.service(JobService, {
+        async *watchJob(request) {
+          for (let update = 0; update < 4; update += 1) {
+            await new Promise((resolve) => setTimeout(resolve, 300));
+            yield create(WatchJobResponseSchema, { job: { id: `${request.jobId}-${update}` } });
+          }
+        },
+      }),
+  });
+  try {
+    for (const transport of [createConnectTransport({ baseUrl: streaming.url, httpVersion: "1.1" }), createGrpcTransport({ baseUrl: streaming.url })]) {
+      const started = Date.now();
+      const ids: string[] = [];
+      for await (const message of createClient(JobService, transport).watchJob({ jobId: "w" })) ids.push(message.job!.id);
+      assert.deepEqual(ids, ["w-0", "w-1", "w-2", "w-3"]);
+      assert.ok(Date.now() - started > 1_000, "the stream ran past the 400 ms request timeout");
+    }
+  } finally {
+    await streaming.close();
+  }
+});

@@ -321,7 +321,8 @@ export async function startServiceServer(options: ServiceServerOptions): Promise
     // A reset (ECONNRESET, EPIPE) at any point is the peer leaving; unhandled, it would be thrown.
     socket.on("error", (error) => log.debug({ err: error }, "connection error"));
     // Until the first byte decides the protocol, neither HTTP server's timeouts apply.
-    socket.setTimeout(limits.headersTimeoutMs, () => socket.destroy());
+    const silent = () => socket.destroy();
+    socket.setTimeout(limits.headersTimeoutMs, silent);
     socket.once("readable", function route() {
       const head: Buffer | null = socket.read();
       if (head === null) {
@@ -335,6 +336,7 @@ export async function startServiceServer(options: ServiceServerOptions): Promise
         return;
       }
       socket.setTimeout(0);
+      socket.off("timeout", silent);
       const target = head.subarray(0, 3).equals(H2_PREFACE_START) ? http2Server : http1Server;
       target.emit("connection", socket);
     });
