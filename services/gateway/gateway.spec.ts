@@ -282,6 +282,21 @@ describe("gateway", () => {
       }
     });
 
+    it("an authenticated Connect call declaring more than the message limit is refused from the header; its slot is freed", async () => {
+      const { key } = await account();
+      const path = "/cutline.gateway.v1.ImageService/RemoveBackground";
+      const answer = await headersOnly(path, { "content-type": "application/proto", "x-api-key": key }, 20 * 1024 * 1024);
+      assert.equal(answer.status, 429);
+      assert.equal((JSON.parse(answer.body) as { code: string }).code, "resource_exhausted");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const images = createClient(ImageService, transport());
+      await assert.rejects(images.removeBackground({ image: new Uint8Array([1]) }, { headers: { "x-api-key": key } }), (error: unknown) => {
+        assert.ok(error instanceof ConnectError);
+        assert.equal(error.code, Code.InvalidArgument, "admitted again: the refused call's slot was freed");
+        return true;
+      });
+    });
+
     it("an unauthenticated gRPC call is refused (UNAUTHENTICATED) before its payload is sent", async () => {
       const session = http2.connect(server.url);
       try {
