@@ -183,6 +183,7 @@ describe("an admission hook refuses before the body, in the caller's protocol", 
       async admit(request) {
         // Nothing of the body has been consumed when the hook runs.
         seen.bodyRead.push(request.readableDidRead);
+        if (request.headers["x-explode"]) throw new Error("hook bug: secret detail");
         return request.headers["x-api-key"] === "good" ? undefined : refusal();
       },
     });
@@ -258,6 +259,16 @@ describe("an admission hook refuses before the body, in the caller's protocol", 
     assert.equal(response.statusCode, 401);
     assert.equal(continued, false, "the server never asked for the body");
     request.destroy();
+  });
+
+  test("a hook that throws refuses the call as an internal error, its cause kept out of the answer", async () => {
+    const response = await fetch(`${guarded.url}/cutline.gateway.v1.JobService/GetJob`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-explode": "1" },
+      body: "{}",
+    });
+    assert.equal(response.status, 500);
+    assert.deepEqual(await response.json(), { code: "internal", message: "internal error" });
   });
 
   test("health and reflection are never subject to the hook", async () => {

@@ -259,8 +259,14 @@ export async function startServiceServer(options: ServiceServerOptions): Promise
     if (expectsContinue) response.writeContinue();
     handler(request, response);
   };
-  const onRequest = (request: HttpRequest, response: HttpResponse) => void serve(request, response, false);
-  const onCheckContinue = (request: HttpRequest, response: HttpResponse) => void serve(request, response, true);
+  // A rejection here would be unhandled, and Node exits on one: log it and drop the request instead.
+  const dispatch = (request: HttpRequest, response: HttpResponse, expectsContinue: boolean) =>
+    serve(request, response, expectsContinue).catch((error: unknown) => {
+      log.error({ err: error, url: request.url }, "request could not be dispatched");
+      response.destroy();
+    });
+  const onRequest = (request: HttpRequest, response: HttpResponse) => void dispatch(request, response, false);
+  const onCheckContinue = (request: HttpRequest, response: HttpResponse) => void dispatch(request, response, true);
 
   const http1Server = http.createServer(
     {
