@@ -68,6 +68,7 @@ export interface AuditResult {
   capturedMillicredits: number;
   ledgerViolations: InvariantViolation[];
   violations: Violation[];
+  succeededJobIds: Set<string>;
 }
 
 const count = (values: string[]) => values.reduce<Record<string, number>>((totals, value) => ((totals[value] = (totals[value] ?? 0) + 1), totals), {});
@@ -171,5 +172,6 @@ export async function auditRun(db: Kysely<any>, accountId: string, records: Clie
     capturedMillicredits: capturedTotal,
     ledgerViolations: await checkLedgerInvariants(db as Kysely<BillingSchema>),
     violations,
+    succeededJobIds: new Set(jobs.filter((job) => job.status === "succeeded").map((job) => job.id)),
   };
 }

@@ -35,7 +35,9 @@ export interface ChaosOptions {
   faultEverySeconds: number;
   /** HOLD_TTL_SECONDS given to the gateway; short, so expiry happens within the run. @default 60 */
   holdTtlSeconds: number;
-  /** Longest settle period after the load, in seconds. @default hold TTL + 45 */
+  /** JOB_QUIET_MS_MAX given to the orchestrator, in seconds: how soon a lost job is reconciled. @default 20 */
+  jobQuietSeconds: number;
+  /** Longest settle period after the load, in seconds. @default hold TTL + 3 × job quiet + 30 */
   settleSeconds?: number;
   /** Start a private nats-server on a free port instead of restarting the machine's. @default false */
   privateNats: boolean;
@@ -55,6 +57,8 @@ export interface ChaosSummary {
   doubleCharged: number;
   freeResults: number;
   chargeMismatches: number;
+  /** Requests whose last answer to the client was an error while their job succeeded and was charged (a retry with the key gets the result). */
+  chargedErrors: number;
   unfinished: number;
   holdsOpen: number;
   ledgerViolations: number;
@@ -75,6 +79,8 @@ export interface ChaosSummary {
 
 export interface ChaosReport {
   summary: ChaosSummary;
+  /** What the client saw of each request, in the order they ended. */
+  records: ClientRecord[];
   violations: Violation[];
   ledger: InvariantViolation[];
   /** True when no money or lifecycle rule broke. */
@@ -121,6 +127,7 @@ class ChaosMesh {
   }
 
   start(name: ServiceName): void {
+    if (this.stopping) return;
     const child = spawn(process.execPath, ["--import", "tsx", join(root, "services", name, "main.ts")], {
       cwd: root,
       env: { ...this.env, PORT: String(this.ports[name]), METRICS_PORT: "0", BILLING_URL: this.urls.billing, ORCHESTRATOR_URL: this.urls.orchestrator, INFERENCE_URL: this.urls.inference },
@@ -201,6 +208,8 @@ function millicreditsOf(credits: string): number {
 
 const RETRY_ATTEMPTS_MAX = 4;
 const CLIENT_TIMEOUT_MS = 90_000;
+/** How long after the load phase clients may still wait for their jobs. */
+const CLIENT_GRACE_MS = 30_000;
 
 /** A client that retries server faults with the same idempotency key, as a real integration would. */
 class ChaosClient {
@@ -209,6 +218,8 @@ class ChaosClient {
   constructor(
     private readonly gatewayUrl: string,
     private readonly apiKey: string,
+    /** Aborted when the run stops waiting for clients; a request cut off there is audited from the database. */
+    private readonly stop: AbortSignal,
   ) {
     this.jobs = createClient(JobService, createGrpcTransport({ baseUrl: gatewayUrl }));
   }
@@ -224,7 +235,7 @@ class ChaosClient {
           method: "POST",
           headers: { "x-api-key": this.apiKey, "idempotency-key": key },
           body: form,
-          signal: AbortSignal.timeout(CLIENT_TIMEOUT_MS),
+          signal: AbortSignal.any([AbortSignal.timeout(CLIENT_TIMEOUT_MS), this.stop]),
         });
         const body = new Uint8Array(await response.arrayBuffer());
         record.jobId = response.headers.get("x-job-id") ?? record.jobId;
@@ -244,9 +255,9 @@ class ChaosClient {
         record.outcome = response.status >= 500 || response.status === 429 ? `error:${code}` : `failed:${code}`;
         if (response.status < 500 && response.status !== 429) return record;
       } catch (error) {
-        record.outcome = `error:${(error as Error).name === "TimeoutError" ? "client_timeout" : "network"}`;
+        record.outcome = `error:${this.stop.aborted ? "abandoned" : (error as Error).name === "TimeoutError" ? "client_timeout" : "network"}`;
       }
-      if (record.attempts >= RETRY_ATTEMPTS_MAX) return record;
+      if (record.attempts >= RETRY_ATTEMPTS_MAX || this.stop.aborted) return record;
       await sleep(500 * 2 ** record.attempts);
     }
   }
@@ -257,15 +268,19 @@ class ChaosClient {
     for (;;) {
       record.attempts += 1;
       try {
-        const submitted = await this.jobs.submit({ image, idempotencyKey: key, options: { format: OutputFormat.PNG } }, { headers, timeoutMs: 30_000 });
+        const submitted = await this.jobs.submit(
+          { image, idempotencyKey: key, options: { format: OutputFormat.PNG } },
+          { headers, timeoutMs: 30_000, signal: this.stop },
+        );
         record.jobId = submitted.job?.id;
         break;
       } catch (error) {
         const connectError = ConnectError.from(error);
         record.jobId = connectError.metadata.get("cutline-job-id") ?? record.jobId;
-        record.outcome = `error:${connectError.metadata.get("cutline-reason") ?? connectError.code}`;
+        record.outcome = `error:${this.stop.aborted ? "abandoned" : (connectError.metadata.get("cutline-reason") ?? Code[connectError.code])}`;
+        if (this.stop.aborted) return record;
         if (record.attempts >= RETRY_ATTEMPTS_MAX || !retryable(connectError)) {
-          if (!retryable(connectError)) record.outcome = `failed:${connectError.metadata.get("cutline-reason") ?? connectError.code}`;
+          if (!retryable(connectError)) record.outcome = `failed:${connectError.metadata.get("cutline-reason") ?? Code[connectError.code]}`;
           return record;
         }
         await sleep(500 * 2 ** record.attempts);
@@ -273,7 +288,7 @@ class ChaosClient {
     }
     const job = await this.#waitForEnd(record.jobId!, headers);
     if (!job) {
-      record.outcome = "error:no_outcome";
+      record.outcome = this.stop.aborted ? "error:abandoned" : "error:no_outcome";
       return record;
     }
     this.#recordJob(record, job);
@@ -291,15 +306,15 @@ class ChaosClient {
     const deadline = Date.now() + CLIENT_TIMEOUT_MS;
     const terminal = (job: Job | undefined) => job !== undefined && [JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED].includes(job.status);
     try {
-      for await (const update of this.jobs.watchJob({ jobId }, { headers, timeoutMs: CLIENT_TIMEOUT_MS })) {
+      for await (const update of this.jobs.watchJob({ jobId }, { headers, timeoutMs: CLIENT_TIMEOUT_MS, signal: this.stop })) {
         if (terminal(update.job)) return update.job;
       }
     } catch {
       // the watch broke; poll below
     }
-    while (Date.now() < deadline) {
+    while (Date.now() < deadline && !this.stop.aborted) {
       try {
-        const { job } = await this.jobs.getJob({ jobId }, { headers, timeoutMs: 10_000 });
+        const { job } = await this.jobs.getJob({ jobId }, { headers, timeoutMs: 10_000, signal: this.stop });
         if (terminal(job)) return job;
       } catch {
         // a fault in progress; try again
@@ -399,6 +414,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       CUTLINE_ACCOUNT_ID: ACCOUNT_ID,
       CUTLINE_SERVICE_TOKEN: serviceToken,
       HOLD_TTL_SECONDS: String(options.holdTtlSeconds),
+      // The reconciler settles jobs whose task or outcome a fault lost; at its 5-minute default a
+      // run would wait minutes for it, so it looks often and takes a job quiet for jobQuietSeconds as lost.
+      JOB_QUIET_MS_MAX: String(options.jobQuietSeconds * 1000),
+      RECONCILE_INTERVAL_MS: "2000",
       BILLING_SWEEP_INTERVAL_MS: "1000",
       SYNC_TIMEOUT_MS: "60000",
       LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
@@ -425,8 +444,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     );
     options.log(`chaos ${runId}: mesh up in ${Math.round((Date.now() - started) / 1000)} s; database ${databaseName}, NATS prefix ${natsPrefix}, logs ${logDirectory}`);
 
-    const client = new ChaosClient(mesh.urls.gateway, apiKey);
+    const stopClients = new AbortController();
+    const client = new ChaosClient(mesh.urls.gateway, apiKey, stopClients.signal);
     const loadEndsAt = Date.now() + options.seconds * 1000;
+    // Requests still in flight this long after the load phase are cut off (the audit reads their jobs from the database).
+    const cutOff = setTimeout(() => stopClients.abort(), options.seconds * 1000 + CLIENT_GRACE_MS);
     let next = 0;
     let loadDone = false;
     const worker = async () => {
@@ -471,6 +493,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     };
     const faultLoop = faults();
     await Promise.all(Array.from({ length: options.concurrency }, worker));
+    clearTimeout(cutOff);
     loadDone = true;
     await faultLoop;
     await nats.ensureRunning();
@@ -478,7 +501,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     options.log(`load done: ${records.length} jobs in ${Math.round((Date.now() - started) / 1000)} s; settling`);
 
     const settleStarted = Date.now();
-    const settleLimitMs = (options.settleSeconds ?? options.holdTtlSeconds + 45) * 1000;
+    const settleLimitMs = (options.settleSeconds ?? options.holdTtlSeconds + 3 * options.jobQuietSeconds + 30) * 1000;
     for (;;) {
       const pending = await pendingWork(database.db, ACCOUNT_ID).catch(() => ({ jobs: -1, holds: -1 }));
       if (pending.jobs === 0 && pending.holds === 0) break;
@@ -501,6 +524,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       doubleCharged: audit.doubleCharged,
       freeResults: audit.freeResults,
       chargeMismatches: audit.chargeMismatches,
+      chargedErrors: records.filter((record) => !record.gotResult && record.jobId !== undefined && audit.succeededJobIds.has(record.jobId)).length,
       unfinished: audit.unfinished,
       holdsOpen: audit.holdsOpen,
       ledgerViolations: audit.ledgerViolations.length,
@@ -527,7 +551,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       summary.holdsOpen === 0 &&
       summary.ledgerViolations === 0 &&
       Object.keys(summary.crashes).length === 0;
-    return { summary, violations: audit.violations, ledger: audit.ledgerViolations, ok };
+    return { summary, records, violations: audit.violations, ledger: audit.ledgerViolations, ok };
   } finally {
     await nats.ensureRunning().catch((error: unknown) => options.log(`COULD NOT RESTART nats-server: ${(error as Error).message}`));
     await mesh.stop();

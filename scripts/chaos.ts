@@ -1,6 +1,6 @@
 // `npm run chaos`: jobs through the mesh while its parts fail; then every job's money trail is
 // audited. Options: --jobs N, --seconds S, --seed N, --concurrency N, --fault-every S,
-// --hold-ttl S, --settle S, --private-nats, --keep. The LAST stdout line is the JSON summary;
+// --hold-ttl S, --job-quiet S, --settle S, --private-nats, --keep. The LAST stdout line is the JSON summary;
 // the exit code is 1 when any rule broke (violations are printed above it, one per line).
 import { parseArgs } from "node:util";
 import { runChaos } from "./chaos-run.ts";
@@ -13,6 +13,7 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "4" },
     "fault-every": { type: "string", default: "6" },
     "hold-ttl": { type: "string", default: "60" },
+    "job-quiet": { type: "string", default: "20" },
     settle: { type: "string" },
     "private-nats": { type: "boolean", default: false },
     keep: { type: "boolean", default: false },
@@ -39,12 +40,16 @@ const report = await runChaos({
   concurrency: positiveInteger("concurrency", values.concurrency, 256)!,
   faultEverySeconds: positiveInteger("fault-every", values["fault-every"], 3600)!,
   holdTtlSeconds: positiveInteger("hold-ttl", values["hold-ttl"], 86_400)!,
+  jobQuietSeconds: positiveInteger("job-quiet", values["job-quiet"], 86_400)!,
   settleSeconds: positiveInteger("settle", values.settle, 86_400),
   privateNats: values["private-nats"]!,
   databaseUrl: process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test",
   keep: values.keep!,
   log: (line) => console.error(line),
 });
+for (const record of report.records) {
+  if (record.outcome !== "succeeded") console.log(`CLIENT ${record.key} ${record.mode} job ${record.jobId ?? "unknown"}: ${record.outcome} after ${record.attempts} attempts`);
+}
 for (const violation of report.violations) console.log(`VIOLATION ${violation.rule}: ${violation.detail}`);
 for (const broken of report.ledger) console.log(`LEDGER INVARIANT BROKEN (${broken.count}): ${broken.invariant}; sample ${JSON.stringify(broken.sample)}`);
 console.log(JSON.stringify(report.summary));
