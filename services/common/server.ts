@@ -309,8 +309,9 @@ export async function startServiceServer(options: ServiceServerOptions): Promise
   http2Server.on("stream", (stream) => {
     const session = stream.session;
     if (session) openStreams.set(session, (openStreams.get(session) ?? 0) + 1);
-    // HTTP/2's counterpart of requestTimeout: the request's body must be complete in time.
-    const requestTimer = stream.readableEnded
+    // HTTP/2's counterpart of requestTimeout: the request's body must be complete in time. A
+    // request without a body (END_STREAM on its headers) is complete at once.
+    const requestTimer = stream.endAfterHeaders
       ? undefined
       : setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), limits.requestTimeoutMs).unref();
     stream.once("end", () => clearTimeout(requestTimer));
