@@ -5,6 +5,7 @@ import type { BillingService } from "../common/gen/cutline/billing/v1/billing_se
 import { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { Logger } from "../common/logging.ts";
 import { migrateToLatest } from "../common/migrate.ts";
+import { startPeriodicTask, type PeriodicTask } from "../common/periodic-task.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { EventBus } from "../common/ports/event-bus.ts";
 import type { Subscription, WorkQueue } from "../common/ports/work-queue.ts";
@@ -42,13 +43,7 @@ export interface Orchestrator {
 export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator {
   const lifecycle = new JobLifecycle(new JobStore(deps.db), deps.workQueue, deps.blobStore, deps.billing, deps.log, deps.reconcile);
   let subscription: Subscription | undefined;
-  let reconcileTimer: NodeJS.Timeout | undefined;
-  // A failed pass is logged and retried on the next tick; it must never take the process down.
-  const reconcile = (now?: Date) =>
-    lifecycle.reconcile(now).catch((error: unknown) => {
-      deps.log.error({ err: error }, "reconciler pass failed");
-      return 0;
-    });
+  let reconciler: PeriodicTask | undefined;
   return {
     lifecycle,
     routes(router) {
@@ -61,11 +56,11 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
         subjectFilter: "job.*",
       });
       // Every job changed before this start counts as quiet at once: nothing of its task survived.
-      if (deps.requeueUnfinishedAtStart) await reconcile(new Date(Date.now() + (deps.reconcile?.quietMsMax ?? 300_000)));
-      reconcileTimer = setInterval(() => void reconcile(), deps.reconcile?.intervalMs ?? 60_000).unref();
+      if (deps.requeueUnfinishedAtStart) await lifecycle.reconcile(new Date(Date.now() + (deps.reconcile?.quietMsMax ?? 300_000)));
+      reconciler = startPeriodicTask({ name: "job reconciler", intervalMs: deps.reconcile?.intervalMs ?? 60_000, log: deps.log, run: () => lifecycle.reconcile() });
     },
     async stop() {
-      clearInterval(reconcileTimer);
+      await reconciler?.stop();
       await subscription?.drain();
     },
   };
