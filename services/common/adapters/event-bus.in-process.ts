@@ -6,8 +6,10 @@ import { appendFile, mkdir, readFile, rename, writeFile } from "node:fs/promises
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { startPeriodicTask, type PeriodicTask } from "../periodic-task.ts";
+import { DEAD_LETTER_MAX_AGE_MS_DEFAULT, type DeadLetter, type DeadLetterListOptions } from "../ports/dead-letter.ts";
 import type { BusEvent, EventBus, EventBusLimits, EventSubscribeOptions } from "../ports/event-bus.ts";
 import type { Subscription } from "../ports/work-queue.ts";
+import { InProcessDeadLetters } from "./dead-letter.in-process.ts";
 import { assertValidDurableName, assertValidSubject, subjectMatches } from "./subject-filter.ts";
 
 export interface InProcessEventBusOptions extends EventBusLimits {
@@ -30,6 +32,7 @@ interface Subscriber {
 }
 
 interface Durable {
+  readonly name: string;
   filter: string;
   /** Every event up to this sequence is acknowledged. */
   ackFloor: number;
@@ -63,6 +66,7 @@ export class InProcessEventBus implements EventBus {
   private stateDirty = false;
   private readonly sweepTask: PeriodicTask;
   private readonly ready: Promise<void>;
+  private readonly letters: InProcessDeadLetters;
 
   constructor(options: InProcessEventBusOptions) {
     this.directory = join(options.dataDir, "events");
@@ -71,6 +75,11 @@ export class InProcessEventBus implements EventBus {
     this.retryDelayMs = options.retryDelayMs ?? 1000;
     this.dedupWindowMs = options.dedupWindowMs ?? 120_000;
     this.log = options.log;
+    this.letters = new InProcessDeadLetters({
+      file: join(this.directory, "dead-letters.jsonl"),
+      maxAgeMs: options.deadLetterMaxAgeMs ?? DEAD_LETTER_MAX_AGE_MS_DEFAULT,
+      log: options.log,
+    });
     this.ready = this.load();
     this.sweepTask = startPeriodicTask({ name: "event sweep", intervalMs: Math.min(this.maxAgeMs, 60_000), log: this.log, run: () => this.sweep() });
   }
@@ -114,6 +123,10 @@ export class InProcessEventBus implements EventBus {
     };
   }
 
+  deadLetters(options?: DeadLetterListOptions): Promise<DeadLetter[]> {
+    return this.letters.list(options);
+  }
+
   async close(): Promise<void> {
     await this.sweepTask.stop();
     await this.ready;
@@ -129,13 +142,14 @@ export class InProcessEventBus implements EventBus {
     for (const durable of this.durables.values()) for (const { timer } of durable.pending.values()) clearTimeout(timer);
     this.saveState();
     await this.writes;
+    await this.letters.close();
   }
 
   private durable(name: string, filter: string): Durable {
     let durable = this.durables.get(name);
     if (durable === undefined) {
       const first = this.events[0]?.seq ?? this.lastSeq + 1;
-      durable = { filter, ackFloor: first - 1, nextSeq: first, pending: new Map(), retries: [], subscribers: new Set() };
+      durable = { name, filter, ackFloor: first - 1, nextSeq: first, pending: new Map(), retries: [], subscribers: new Set() };
       this.durables.set(name, durable);
       this.saveState();
     } else if (durable.filter !== filter) {
@@ -189,7 +203,7 @@ export class InProcessEventBus implements EventBus {
           await subscriber.handler({ subject: event.subject, data: event.data, deliveryCount });
           this.settle(durable, event.seq);
         } catch (error) {
-          this.failed(durable, event, deliveryCount, error);
+          await this.failed(durable, event, deliveryCount, error);
         }
       })().finally(() => {
         subscriber.current = undefined;
@@ -198,10 +212,13 @@ export class InProcessEventBus implements EventBus {
     }
   }
 
-  private failed(durable: Durable, event: StoredEvent, deliveryCount: number, error: unknown): void {
+  private async failed(durable: Durable, event: StoredEvent, deliveryCount: number, error: unknown): Promise<void> {
     const context = { err: error, subject: event.subject, seq: event.seq, deliveryCount };
     if (deliveryCount >= this.deliveryCountMax) {
       this.log.error({ ...context, deliveryCountMax: this.deliveryCountMax }, "event skipped: deliveryCountMax reached");
+      // Kept before it is acknowledged: a crash in between redelivers it, never loses it.
+      const letter = { port: "event-bus", id: `${durable.name}:${event.seq}`, subject: event.subject, data: event.data, deliveryCount, reason: "delivery_count_max", durableName: durable.name } as const;
+      await this.letters.record(letter).catch((recordError: unknown) => this.log.error({ err: recordError, seq: event.seq }, "event could not be kept as a dead letter"));
       this.settle(durable, event.seq);
       return;
     }
@@ -287,7 +304,7 @@ export class InProcessEventBus implements EventBus {
     }
     this.lastSeq = Math.max(state.lastSeq, this.events.at(-1)?.seq ?? 0);
     for (const [name, saved] of Object.entries(state.durables)) {
-      this.durables.set(name, { filter: saved.filter, ackFloor: saved.ackFloor, nextSeq: saved.ackFloor + 1, pending: new Map(), retries: [], subscribers: new Set() });
+      this.durables.set(name, { name, filter: saved.filter, ackFloor: saved.ackFloor, nextSeq: saved.ackFloor + 1, pending: new Map(), retries: [], subscribers: new Set() });
     }
     if (dropped > 0) await this.rewriteLog();
   }

@@ -2,10 +2,12 @@
 // each durable name is a durable pull consumer filtered on `<prefix>.events.<subjectFilter>`, so
 // subscribers sharing a name compete for its events and a restarted one resumes at its ack floor.
 import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
-import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import { nanos, type NatsConnection, type Subscription as NatsSubscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
+import { DEAD_LETTER_MAX_AGE_MS_DEFAULT, type DeadLetter, type DeadLetterListOptions } from "../ports/dead-letter.ts";
 import type { BusEvent, EventBus, EventBusLimits, EventSubscribeOptions } from "../ports/event-bus.ts";
 import type { Subscription } from "../ports/work-queue.ts";
+import { NatsDeadLetters } from "./dead-letter.nats.ts";
 import { assertValidPrefix, deleteStream, ensureConsumer, ensureStream } from "./jetstream-setup.ts";
 import { assertValidDurableName, assertValidSubject } from "./subject-filter.ts";
 
@@ -33,6 +35,8 @@ export class NatsEventBus implements EventBus {
     private readonly stream: string,
     private readonly subjectPrefix: string,
     private readonly limits: { deliveryCountMax: number; retryDelayMs: number; ackWaitMs: number },
+    private readonly letters: NatsDeadLetters,
+    private readonly advisories: NatsSubscription,
     private readonly log: Logger,
   ) {}
 
@@ -58,7 +62,38 @@ export class NatsEventBus implements EventBus {
       retryDelayMs: options.retryDelayMs ?? 1000,
       ackWaitMs: options.ackWaitMs ?? 30_000,
     };
-    return new NatsEventBus(jetstream(options.connection, { timeout: requestTimeoutMs }), jsm, stream, subjectPrefix, limits, options.log);
+    const js = jetstream(options.connection, { timeout: requestTimeoutMs });
+    const letters = await NatsDeadLetters.open({
+      jsm,
+      js,
+      namePrefix: options.namePrefix,
+      maxAgeMs: options.deadLetterMaxAgeMs ?? DEAD_LETTER_MAX_AGE_MS_DEFAULT,
+      log: options.log,
+    });
+    // A durable whose last delivery of an event was never acknowledged (its process died, or the
+    // handler hung past ackWaitMs) skips the event silently; the server's advisory names it, and
+    // the event, still in the stream, is kept as a dead letter. Every subscriber hears it; the
+    // letter's id makes their records one.
+    const advisories = options.connection.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.*`, {
+      callback: (error, message) => {
+        if (error) return;
+        const { stream_seq: streamSeq, deliveries, consumer } = message.json<{ stream_seq: number; deliveries: number; consumer: string }>();
+        void (async () => {
+          const stored = await jsm.streams.getMessage(stream, { seq: streamSeq }).catch(() => null);
+          if (stored === null) return;
+          await letters.record({
+            port: "event-bus",
+            id: `${consumer}:${streamSeq}`,
+            subject: stored.subject.slice(subjectPrefix.length + 1),
+            data: stored.data,
+            deliveryCount: deliveries,
+            reason: "ack_wait_expired",
+            durableName: consumer,
+          });
+        })().catch((failure: unknown) => options.log.error({ err: failure, stream, streamSeq, consumer }, "event could not be kept as a dead letter"));
+      },
+    });
+    return new NatsEventBus(js, jsm, stream, subjectPrefix, limits, letters, advisories, options.log);
   }
 
   async publish(subject: string, data: Uint8Array, options: { id?: string } = {}): Promise<void> {
@@ -94,7 +129,7 @@ export class NatsEventBus implements EventBus {
           message.nak();
           continue;
         }
-        await this.handle(handler, message);
+        await this.handle(handler, message, options.durableName);
       }
     })().catch((error: unknown) => {
       this.log.error({ err: error, durableName: options.durableName }, "event subscription stopped");
@@ -111,17 +146,23 @@ export class NatsEventBus implements EventBus {
     return subscription;
   }
 
-  async close(): Promise<void> {
-    await Promise.all([...this.subscriptions].map((subscription) => subscription.drain()));
+  deadLetters(options?: DeadLetterListOptions): Promise<DeadLetter[]> {
+    return this.letters.list("event-bus", options);
   }
 
-  /** Deletes the stream and its consumers; for tests and tear-down. */
+  async close(): Promise<void> {
+    await Promise.all([...this.subscriptions].map((subscription) => subscription.drain()));
+    this.advisories.unsubscribe();
+  }
+
+  /** Deletes the stream and its consumers, and the prefix's dead letters; for tests and tear-down. */
   async destroy(): Promise<void> {
     await this.close();
     await deleteStream(this.jsm, this.stream);
+    await this.letters.destroy();
   }
 
-  private async handle(handler: (event: BusEvent) => Promise<void>, message: JsMsg): Promise<void> {
+  private async handle(handler: (event: BusEvent) => Promise<void>, message: JsMsg, durableName: string): Promise<void> {
     const deliveryCount = message.info.deliveryCount;
     const subject = message.subject.slice(this.subjectPrefix.length + 1);
     const progress = setInterval(() => message.working(), this.limits.ackWaitMs / 3);
@@ -132,7 +173,15 @@ export class NatsEventBus implements EventBus {
       const context = { err: error, subject, seq: message.seq, deliveryCount };
       if (deliveryCount >= this.limits.deliveryCountMax) {
         this.log.error({ ...context, deliveryCountMax: this.limits.deliveryCountMax }, "event skipped: deliveryCountMax reached");
-        message.term("deliveryCountMax reached");
+        try {
+          // Kept before it is acknowledged; if it cannot be kept now, the nak leaves it to the
+          // max-deliveries advisory, which tries again.
+          await this.letters.record({ port: "event-bus", id: `${durableName}:${message.seq}`, subject, data: message.data, deliveryCount, reason: "delivery_count_max", durableName });
+          message.term("deliveryCountMax reached");
+        } catch (recordError) {
+          this.log.error({ err: recordError, subject, seq: message.seq }, "event could not be kept as a dead letter");
+          message.nak(this.limits.retryDelayMs);
+        }
       } else {
         this.log.warn(context, "event handler failed; redelivering after retryDelayMs");
         message.nak(this.limits.retryDelayMs);

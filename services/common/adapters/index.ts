@@ -30,7 +30,7 @@ export { NatsWorkQueue, type NatsWorkQueueOptions } from "./work-queue.nats.ts";
 export interface PortsOptions {
   /** NATS server(s), comma-separated; unset means single-node mode with the in-process adapters. */
   natsUrl?: string;
-  /** Where the in-process adapters keep their files (`blobs/`, `events/`). @default "./.data" */
+  /** Where the in-process adapters keep their files (`blobs/`, `events/`, `work-queue/` dead letters). @default "./.data" */
   dataDir?: string;
   /** Prefix of every NATS stream, bucket and subject ([A-Za-z0-9_-]+). @default "cutline" */
   namePrefix?: string;
@@ -117,7 +117,7 @@ export async function createPorts(options: PortsOptions = {}): Promise<Ports> {
 }
 
 async function openInProcess(dataDir: string, options: PortsOptions, log: Logger): Promise<Omit<Shared, "options" | "users">> {
-  const workQueue = new InProcessWorkQueue({ ...queueLimits(options), log: log.child({ port: "work-queue" }) });
+  const workQueue = new InProcessWorkQueue({ ...queueLimits(options), dataDir, log: log.child({ port: "work-queue" }) });
   const eventBus = new InProcessEventBus({ dataDir, ...eventLimits(options), log: log.child({ port: "event-bus" }) });
   const blobStore = new InProcessBlobStore({ dataDir, ttlMs: options.blobTtlMs, log: log.child({ port: "blob-store" }) });
   log.info({ dataDir }, "ports: in-process adapters");

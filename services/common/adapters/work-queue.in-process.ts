@@ -1,6 +1,8 @@
 // Single-node work queue: in memory (a restart loses what was queued, like any in-flight request
 // of that process), with the same lanes, dedup and limits as the JetStream adapter.
+import { join } from "node:path";
 import type { Logger } from "pino";
+import { DEAD_LETTER_MAX_AGE_MS_DEFAULT, type DeadLetter, type DeadLetterListOptions, type DeadLetterReason } from "../ports/dead-letter.ts";
 import {
   QueueFullError,
   type ConsumeOptions,
@@ -11,8 +13,11 @@ import {
   type WorkQueue,
   type WorkQueueLimits,
 } from "../ports/work-queue.ts";
+import { InProcessDeadLetters } from "./dead-letter.in-process.ts";
 
 export interface InProcessWorkQueueOptions extends WorkQueueLimits {
+  /** Dead letters go to `<dataDir>/work-queue/dead-letters.jsonl`; unset keeps them in memory. */
+  dataDir?: string;
   log: Logger;
 }
 
@@ -43,6 +48,7 @@ export class InProcessWorkQueue implements WorkQueue {
   private readonly held = new Set<Entry>();
   private readonly dedupExpiresAt = new Map<string, number>();
   private readonly consumers = new Set<Consumer>();
+  private readonly letters: InProcessDeadLetters;
 
   constructor(options: InProcessWorkQueueOptions) {
     this.queueLengthMax = options.queueLengthMax ?? 10_000;
@@ -50,6 +56,11 @@ export class InProcessWorkQueue implements WorkQueue {
     this.ackWaitMs = options.ackWaitMs ?? 30_000;
     this.dedupWindowMs = options.dedupWindowMs ?? 120_000;
     this.log = options.log;
+    this.letters = new InProcessDeadLetters({
+      file: options.dataDir === undefined ? undefined : join(options.dataDir, "work-queue", "dead-letters.jsonl"),
+      maxAgeMs: options.deadLetterMaxAgeMs ?? DEAD_LETTER_MAX_AGE_MS_DEFAULT,
+      log: options.log,
+    });
   }
 
   async enqueue(payload: Uint8Array, options: EnqueueOptions): Promise<void> {
@@ -88,11 +99,16 @@ export class InProcessWorkQueue implements WorkQueue {
     };
   }
 
+  deadLetters(options?: DeadLetterListOptions): Promise<DeadLetter[]> {
+    return this.letters.list(options);
+  }
+
   async close(): Promise<void> {
     const consumers = [...this.consumers];
     this.consumers.clear();
     await Promise.allSettled(consumers.flatMap((consumer) => [...consumer.inFlight]));
     for (const entry of this.held) clearTimeout(entry.timer);
+    await this.letters.close();
   }
 
   private pump(): void {
@@ -113,7 +129,7 @@ export class InProcessWorkQueue implements WorkQueue {
       clearTimeout(entry.timer);
       entry.timer = setTimeout(() => {
         this.log.warn({ id: entry.id, deliveryCount: entry.deliveryCount, ackWaitMs: this.ackWaitMs }, "work message not settled within ackWaitMs; redelivering");
-        this.retry(entry, 0);
+        this.retry(entry, 0, "ack_wait_expired");
       }, this.ackWaitMs).unref();
     };
     let settled = false;
@@ -129,7 +145,7 @@ export class InProcessWorkQueue implements WorkQueue {
       priority: entry.priority,
       deliveryCount: entry.deliveryCount,
       ack: async () => settle(() => this.remove(entry)),
-      nak: async (delayMs = 0) => settle(() => this.retry(entry, delayMs)),
+      nak: async (delayMs = 0) => settle(() => this.retry(entry, delayMs, "delivery_count_max")),
       term: async (reason) =>
         settle(() => {
           this.log.warn({ id: entry.id, deliveryCount: entry.deliveryCount, reason }, "work message terminated");
@@ -148,7 +164,7 @@ export class InProcessWorkQueue implements WorkQueue {
       }
       if (!settled) {
         settled = true;
-        if (current()) this.retry(entry, 0);
+        if (current()) this.retry(entry, 0, "delivery_count_max");
       }
     })();
     consumer.inFlight.add(run);
@@ -163,13 +179,14 @@ export class InProcessWorkQueue implements WorkQueue {
     this.held.delete(entry);
   }
 
-  /** Redelivers after `delayMs`, or drops the message when its deliveries are used up. */
-  private retry(entry: Entry, delayMs: number): void {
+  /** Redelivers after `delayMs`, or sets the message aside as a dead letter when its deliveries are used up. */
+  private retry(entry: Entry, delayMs: number, reason: DeadLetterReason): void {
     clearTimeout(entry.timer);
     entry.delivery += 1;
     if (entry.deliveryCount >= this.deliveryCountMax) {
-      this.log.error({ id: entry.id, deliveryCountMax: this.deliveryCountMax }, "work message dropped: deliveryCountMax reached");
       this.held.delete(entry);
+      const letter = { port: "work-queue", id: entry.id, subject: `work.${entry.priority}`, data: entry.payload, deliveryCount: entry.deliveryCount, reason } as const;
+      this.letters.record(letter).catch((error: unknown) => this.log.error({ err: error, id: entry.id }, "work message could not be kept as a dead letter"));
       return;
     }
     const requeue = () => {

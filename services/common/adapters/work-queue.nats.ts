@@ -21,6 +21,7 @@ import {
 } from "@nats-io/jetstream";
 import { nanos, type Msg, type NatsConnection, type Subscription as NatsSubscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
+import { DEAD_LETTER_MAX_AGE_MS_DEFAULT, type DeadLetter, type DeadLetterListOptions } from "../ports/dead-letter.ts";
 import {
   QueueFullError,
   type ConsumeOptions,
@@ -31,6 +32,7 @@ import {
   type WorkQueue,
   type WorkQueueLimits,
 } from "../ports/work-queue.ts";
+import { NatsDeadLetters } from "./dead-letter.nats.ts";
 import { assertValidPrefix, deleteStream, ensureConsumer, ensureStream } from "./jetstream-setup.ts";
 
 export interface NatsWorkQueueOptions extends WorkQueueLimits {
@@ -78,6 +80,7 @@ export class NatsWorkQueue implements WorkQueue {
     private readonly subjectPrefix: string,
     private readonly limits: Required<WorkQueueLimits> & { idlePollMs: number; requestTimeoutMs: number },
     private readonly advisories: NatsSubscription,
+    private readonly letters: NatsDeadLetters,
     private readonly log: Logger,
   ) {}
 
@@ -88,6 +91,7 @@ export class NatsWorkQueue implements WorkQueue {
       deliveryCountMax: options.deliveryCountMax ?? 5,
       ackWaitMs: options.ackWaitMs ?? 30_000,
       dedupWindowMs: options.dedupWindowMs ?? 120_000,
+      deadLetterMaxAgeMs: options.deadLetterMaxAgeMs ?? DEAD_LETTER_MAX_AGE_MS_DEFAULT,
       idlePollMs: options.idlePollMs ?? 250,
       requestTimeoutMs: options.requestTimeoutMs ?? 5000,
     };
@@ -116,19 +120,32 @@ export class NatsWorkQueue implements WorkQueue {
         max_ack_pending: limits.queueLengthMax,
       });
     }
+    const js = jetstream(connection, { timeout: limits.requestTimeoutMs });
+    const letters = await NatsDeadLetters.open({ jsm, js, namePrefix: options.namePrefix, maxAgeMs: limits.deadLetterMaxAgeMs, log: options.log });
     // A workqueue stream keeps a message whose deliveries ran out (ack timeouts on the last one),
-    // where it would count against max_msgs forever; the server's advisory says which to delete.
+    // where it would count against max_msgs forever; the server's advisory says which one. It is
+    // kept as a dead letter first, then deleted. Several services get the same advisory: the
+    // letter's message id makes their records one, the first delete wins, the others find nothing.
     const advisories = connection.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.*`, {
       callback: (error, message) => {
         if (error) return;
         const { stream_seq: streamSeq, deliveries } = message.json<{ stream_seq: number; deliveries: number }>();
-        options.log.error({ stream, streamSeq, deliveries, deliveryCountMax: limits.deliveryCountMax }, "work message dropped: deliveryCountMax reached");
-        // Several services get the same advisory; the first delete wins, the others find nothing.
-        jsm.streams.deleteMessage(stream, streamSeq, false).catch(() => undefined);
+        void (async () => {
+          const stored = await jsm.streams.getMessage(stream, { seq: streamSeq }).catch(() => null);
+          if (stored === null) return;
+          await letters.record({
+            port: "work-queue",
+            id: stored.header?.get("Nats-Msg-Id") ?? String(streamSeq),
+            subject: stored.subject.slice(options.namePrefix.length + 1),
+            data: stored.data,
+            deliveryCount: deliveries,
+            reason: "ack_wait_expired",
+          });
+          await jsm.streams.deleteMessage(stream, streamSeq, false).catch(() => undefined);
+        })().catch((failure: unknown) => options.log.error({ err: failure, stream, streamSeq }, "work message could not be kept as a dead letter; it stays in the stream"));
       },
     });
-    const js = jetstream(connection, { timeout: limits.requestTimeoutMs });
-    return new NatsWorkQueue(connection, js, jsm, stream, subjectPrefix, limits, advisories, options.log);
+    return new NatsWorkQueue(connection, js, jsm, stream, subjectPrefix, limits, advisories, letters, options.log);
   }
 
   async enqueue(payload: Uint8Array, options: EnqueueOptions): Promise<void> {
@@ -224,15 +241,20 @@ export class NatsWorkQueue implements WorkQueue {
     return dispatcher;
   }
 
+  deadLetters(options?: DeadLetterListOptions): Promise<DeadLetter[]> {
+    return this.letters.list("work-queue", options);
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.dispatchers].map((dispatcher) => dispatcher.drain()));
     this.advisories.unsubscribe();
   }
 
-  /** Deletes the stream and its consumers; for tests and tear-down. */
+  /** Deletes the stream and its consumers, and the prefix's dead letters; for tests and tear-down. */
   async destroy(): Promise<void> {
     await this.close();
     await deleteStream(this.jsm, this.stream);
+    await this.letters.destroy();
   }
 
   private async pull(lane: Priority): Promise<Delivery | undefined> {
@@ -268,10 +290,13 @@ export class NatsWorkQueue implements WorkQueue {
       priority: lane,
       deliveryCount,
       ack: () => settle("+ACK"),
-      nak: (delayMs = 0) => {
-        // JetStream would keep the message in the stream after its last delivery; term removes it.
+      nak: async (delayMs = 0) => {
+        // JetStream would keep the message in the stream after its last delivery; it is kept as a
+        // dead letter, then term removes it. A letter that cannot be stored (NATS down) leaves the
+        // message un-settled: the ack deadline's max-deliveries advisory then records it.
         if (deliveryCount >= this.limits.deliveryCountMax) {
-          this.log.error({ id, deliveryCountMax: this.limits.deliveryCountMax }, "work message dropped: deliveryCountMax reached");
+          if (settled) throw new Error(`work message ${id} settled twice`);
+          await this.letters.record({ port: "work-queue", id, subject: `work.${lane}`, data: response.data, deliveryCount, reason: "delivery_count_max" });
           return settle("+TERM");
         }
         return settle(delayMs > 0 ? `-NAK ${JSON.stringify({ delay: nanos(delayMs) })}` : "-NAK");

@@ -16,3 +16,12 @@ export async function eventually(what: string, check: () => boolean | Promise<bo
 export interface ContractRun {
   skip?: string;
 }
+
+/** The current value of `cutline_dead_letters_total{port,subject}` in this process (0 before the first letter). */
+export async function deadLetterCount(port: string, subject: string): Promise<number> {
+  const { register } = await import("prom-client");
+  const metric = register.getSingleMetric("cutline_dead_letters_total");
+  if (metric === undefined) return 0;
+  const { values } = await metric.get();
+  return values.find((value) => value.labels.port === port && value.labels.subject === subject)?.value ?? 0;
+}

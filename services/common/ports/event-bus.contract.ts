@@ -1,7 +1,7 @@
 // The event bus contract: every adapter runs this suite (see event-bus.spec.ts).
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import { eventually, sleep, type ContractRun } from "./contract-support.ts";
+import { deadLetterCount, eventually, sleep, type ContractRun } from "./contract-support.ts";
 import type { BusEvent, EventBus, EventBusLimits } from "./event-bus.ts";
 
 export interface EventBusFixture {
@@ -137,7 +137,9 @@ export function describeEventBusContract(name: string, factory: EventBusFactory,
     });
 
     test("a handler that throws gets the event again after retryDelayMs, up to deliveryCountMax", async () => {
-      const bus = await (await create({ retryDelayMs: 300, deliveryCountMax: 3 })).open();
+      const fixture = await create({ retryDelayMs: 300, deliveryCountMax: 3 });
+      let bus = await fixture.open();
+      const countedBefore = await deadLetterCount("event-bus", "job.succeeded");
       const deliveries: { payload: string; deliveryCount: number; at: number }[] = [];
       const subscription = bus.subscribe(
         async (event) => {
@@ -156,6 +158,17 @@ export function describeEventBusContract(name: string, factory: EventBusFactory,
       assert.deepEqual(of("poison").map((delivery) => delivery.deliveryCount), [1, 2, 3]);
       const gap = of("transient")[1]!.at - of("transient")[0]!.at;
       assert.ok(gap >= 250, `redelivered after ${gap} ms, expected about 300 ms`);
+
+      // The event given up on is kept, counted once, and still listed after a restart.
+      const summary = (letters: Awaited<ReturnType<EventBus["deadLetters"]>>) =>
+        letters.map((letter) => [letter.port, letter.subject, text(letter.data), letter.deliveryCount, letter.reason, letter.durableName]);
+      const expected = [["event-bus", "job.succeeded", "poison", 3, "delivery_count_max", "flaky"]];
+      assert.deepEqual(summary(await bus.deadLetters()), expected);
+      assert.match((await bus.deadLetters())[0]!.id, /^flaky:\d+$/);
+      assert.equal(await deadLetterCount("event-bus", "job.succeeded"), countedBefore + 1, "cutline_dead_letters_total counts it once");
+      await bus.close();
+      bus = await fixture.open();
+      assert.deepEqual(summary(await bus.deadLetters()), expected);
     });
   });
 }

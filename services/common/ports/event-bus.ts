@@ -1,3 +1,4 @@
+import type { DeadLetter, DeadLetterListOptions } from "./dead-letter.ts";
 import type { Subscription } from "./work-queue.ts";
 
 export interface BusEvent {
@@ -23,8 +24,10 @@ export interface EventSubscribeOptions {
 export interface EventBusLimits {
   /** Events older than this are discarded, delivered or not. @default 604800000 ms (7 days) */
   maxAgeMs?: number;
-  /** Deliveries of one event to one durable name before it is skipped (and logged). @default 10 deliveries */
+  /** Deliveries of one event to one durable name before it is skipped and kept as a dead letter. @default 10 deliveries */
   deliveryCountMax?: number;
+  /** Dead letters are kept this long. @default 2592000000 ms (30 days) */
+  deadLetterMaxAgeMs?: number;
   /** Wait before redelivering an event whose handler threw. @default 1000 ms */
   retryDelayMs?: number;
   /** How long an event id is remembered for dedup. @default 120000 ms */
@@ -40,6 +43,8 @@ export interface EventBus {
   /** `id` makes a republish within the dedup window a no-op (e.g. `${jobId}:succeeded`). */
   publish(subject: string, data: Uint8Array, options?: { id?: string }): Promise<void>;
   subscribe(handler: (event: BusEvent) => Promise<void>, options: EventSubscribeOptions): Subscription;
+  /** Events a durable name gave up on after `deliveryCountMax` deliveries, oldest first, within `deadLetterMaxAgeMs`. */
+  deadLetters(options?: DeadLetterListOptions): Promise<DeadLetter[]>;
   /** Drains every subscription of this instance, then releases its resources. */
   close(): Promise<void>;
 }

@@ -1,7 +1,7 @@
 // The work queue contract: every adapter runs this suite (see work-queue.spec.ts).
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
-import { eventually, sleep, type ContractRun } from "./contract-support.ts";
+import { deadLetterCount, eventually, sleep, type ContractRun } from "./contract-support.ts";
 import { QueueFullError, type WorkMessage, type WorkQueue, type WorkQueueLimits } from "./work-queue.ts";
 
 export interface WorkQueueFixture {
@@ -174,6 +174,42 @@ export function describeWorkQueueContract(name: string, factory: WorkQueueFactor
       await eventually("the next message", () => seen.includes("y#1"));
       await subscription.drain();
       assert.deepEqual(seen, ["x#1", "y#1"]);
+      const letters = await queue.deadLetters();
+      assert.deepEqual(
+        letters.map((letter) => [letter.port, letter.id, letter.subject, text(letter.data), letter.reason]),
+        [["work-queue", "x", "work.normal", "x", "ack_wait_expired"]],
+      );
+    });
+
+    test("a message whose deliveries run out is kept as a dead letter, listed and counted; a termed one is not", async () => {
+      const queue = await open({ deliveryCountMax: 2 });
+      const countedBefore = await deadLetterCount("work-queue", "work.high");
+      const startedAt = Date.now();
+      await queue.enqueue(bytes("poison"), { id: "poison", priority: "high" });
+      await queue.enqueue(bytes("refused"), { id: "refused" });
+      await queue.enqueue(bytes("fine"), { id: "fine" });
+      const settled: string[] = [];
+      const subscription = queue.consume(async (message) => {
+        if (message.id === "poison") {
+          if (message.deliveryCount === 1) await message.nak();
+          else throw new Error("handler failure on the last delivery (expected by the test)");
+        } else if (message.id === "refused") await message.term("unsupported format");
+        else await message.ack();
+        settled.push(`${message.id}#${message.deliveryCount}`);
+      });
+      await eventually("the dead letter", async () => (await queue.deadLetters()).length === 1);
+      await sleep(300);
+      await subscription.drain();
+      assert.deepEqual(settled.sort(), ["fine#1", "poison#1", "refused#1"]);
+      const [letter] = await queue.deadLetters();
+      assert.deepEqual(
+        { port: letter!.port, id: letter!.id, subject: letter!.subject, data: text(letter!.data), deliveryCount: letter!.deliveryCount, reason: letter!.reason },
+        { port: "work-queue", id: "poison", subject: "work.high", data: "poison", deliveryCount: 2, reason: "delivery_count_max" },
+      );
+      assert.ok(letter!.recordedAt.getTime() >= startedAt - 1000 && letter!.recordedAt.getTime() <= Date.now() + 1000, `recordedAt ${letter!.recordedAt.toISOString()}`);
+      assert.equal(await deadLetterCount("work-queue", "work.high"), countedBefore + 1, "cutline_dead_letters_total counts it once");
+      assert.equal(await queue.depth(), 0);
+      await assert.rejects(queue.deadLetters({ limit: 0 }), /limit must be an integer from 1 to 10000 letters/);
     });
 
     test("redelivers after ackWaitMs unless the handler reports working()", async () => {

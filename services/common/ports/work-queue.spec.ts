@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { pino } from "pino";
 import { testNatsUrl, uniqueName } from "../../../test/harness.ts";
@@ -8,8 +11,15 @@ import { describeWorkQueueContract } from "./work-queue.contract.ts";
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
 describeWorkQueueContract("in-process", async (limits) => {
-  const workQueue = new InProcessWorkQueue({ ...limits, log });
-  return { workQueue, cleanUp: () => workQueue.close() };
+  const dataDir = await mkdtemp(join(tmpdir(), "cutline-work-"));
+  const workQueue = new InProcessWorkQueue({ ...limits, dataDir, log });
+  return {
+    workQueue,
+    async cleanUp() {
+      await workQueue.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
 });
 
 const natsUrl = await testNatsUrl();

@@ -1,3 +1,5 @@
+import type { DeadLetter, DeadLetterListOptions } from "./dead-letter.ts";
+
 /** A unit of work pulled from the queue; the handler must settle it exactly once. */
 export interface WorkMessage {
   /** Client-chosen id; a second enqueue with the same id within the dedup window is dropped. */
@@ -10,7 +12,7 @@ export interface WorkMessage {
   ack(): Promise<void>;
   /**
    * Failed for now: redeliver after `delayMs` (default 0 ms). On the last delivery the queue
-   * allows (`deliveryCountMax`) this removes the message instead, as `term` would.
+   * allows (`deliveryCountMax`) this removes the message instead and keeps it as a dead letter.
    */
   nak(delayMs?: number): Promise<void>;
   /** Failed for good: never redeliver. The reason is logged (and, on NATS ≥ 2.10.4, put in the term advisory). */
@@ -40,8 +42,13 @@ export interface WorkQueueLimits {
    * redelivery; an enqueue past it fails with `QueueFullError`. @default 10000 messages
    */
   queueLengthMax?: number;
-  /** Deliveries of one message, first included, before it is dropped (and logged). @default 5 deliveries */
+  /**
+   * Deliveries of one message, first included; after the last one fails (nak, a handler that
+   * throws, or no settlement within `ackWaitMs`) the message leaves the queue as a dead letter. @default 5 deliveries
+   */
   deliveryCountMax?: number;
+  /** Dead letters are kept this long. @default 2592000000 ms (30 days) */
+  deadLetterMaxAgeMs?: number;
   /** A message not settled, nor marked `working()`, within this is redelivered. @default 30000 ms */
   ackWaitMs?: number;
   /** How long an id is remembered for dedup, from its first enqueue. @default 120000 ms */
@@ -78,6 +85,11 @@ export interface WorkQueue {
    * settling its message, has it nak'ed (redelivered at once, within `deliveryCountMax`).
    */
   consume(handler: (message: WorkMessage) => Promise<void>, options?: ConsumeOptions): Subscription;
+  /**
+   * Messages whose deliveries ran out, oldest first, within `deadLetterMaxAgeMs`. A message
+   * `term`ed by its handler is a deliberate end, not a dead letter.
+   */
+  deadLetters(options?: DeadLetterListOptions): Promise<DeadLetter[]>;
   /** Drains every subscription of this instance, then releases its resources. */
   close(): Promise<void>;
 }
