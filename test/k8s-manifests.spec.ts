@@ -21,6 +21,7 @@ import { Service } from "kubernetes-models/v1/Service";
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";
+import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import { ScaledObject } from "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject";
 import { HealthRegistry } from "../services/common/health.ts";
 import { createLogger } from "../services/common/logging.ts";
@@ -148,6 +149,7 @@ const MODELS: Record<string, Validating> = {
   "apps/v1/Deployment": Deployment as unknown as Validating,
   "policy/v1/PodDisruptionBudget": PodDisruptionBudget as unknown as Validating,
   "autoscaling/v2/HorizontalPodAutoscaler": HorizontalPodAutoscaler as unknown as Validating,
+  "networking.k8s.io/v1/NetworkPolicy": NetworkPolicy as unknown as Validating,
   "keda.sh/v1alpha1/ScaledObject": ScaledObject as unknown as Validating,
 };
 
@@ -350,6 +352,8 @@ async function checkMesh(objects: K8sObject[], overlay: string): Promise<Map<Ser
       assert.equal(secret.key, variable, `${where}: secret key named after the variable`);
     }
     if (name !== "inference") assert.ok(environment.get("DATABASE_URL")?.secret, `${where}: DATABASE_URL comes from the Secret`);
+    // Each main refuses to start without the service token; it is a secret, never a literal.
+    assert.ok(environment.get("CUTLINE_SERVICE_TOKEN")?.secret, `${where}: CUTLINE_SERVICE_TOKEN comes from the Secret`);
     assert.ok(environment.get("NATS_URL")?.value?.startsWith("nats://"), `${where}: NATS_URL`);
     // Client URLs name a Service of this mesh on its port.
     for (const [variable, target] of [["BILLING_URL", "billing"], ["ORCHESTRATOR_URL", "orchestrator"], ["INFERENCE_URL", "inference"]] as const) {
@@ -403,6 +407,98 @@ async function checkMesh(objects: K8sObject[], overlay: string): Promise<Map<Ser
     assert.ok(!(pod.tolerations ?? []).some((toleration) => toleration.key === "nvidia.com/gpu"), `${overlay}/${name}: no GPU toleration`);
   }
   return deployments;
+}
+
+// ---- NetworkPolicies ------------------------------------------------------------------------------
+
+interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: unknown[];
+}
+interface PolicyPeer {
+  podSelector?: LabelSelector;
+  namespaceSelector?: LabelSelector;
+  ipBlock?: unknown;
+}
+interface PolicyObject extends K8sObject {
+  spec: { podSelector: LabelSelector; policyTypes?: string[]; ingress?: { from?: PolicyPeer[]; ports?: { port?: string | number; protocol?: string }[] }[]; egress?: unknown[] };
+}
+/** Where a connection comes from: a pod (its namespace's and its own labels), or outside the cluster. */
+type Source = { namespace: Record<string, string>; pod: Record<string, string> } | "outside";
+
+function selects(selector: LabelSelector | undefined, labels: Record<string, string>): boolean {
+  assert.ok(!selector?.matchExpressions?.length, "this evaluator reads matchLabels only; extend it for matchExpressions");
+  return Object.entries(selector?.matchLabels ?? {}).every(([key, value]) => labels[key] === value);
+}
+
+/**
+ * Whether the rendered policies let `source` connect to `port` (a container port name) of pods
+ * labelled `target` in namespace cutline, by the NetworkPolicy rules: a pod no policy selects is
+ * open; otherwise some selecting policy must have an ingress rule whose ports and peers match.
+ */
+function admits(policies: PolicyObject[], target: Record<string, string>, port: string, source: Source): boolean {
+  const selecting = policies.filter((policy) => (policy.spec.policyTypes ?? ["Ingress"]).includes("Ingress") && selects(policy.spec.podSelector, target));
+  if (selecting.length === 0) return true;
+  const cutline = { "kubernetes.io/metadata.name": "cutline" };
+  return selecting.some((policy) =>
+    (policy.spec.ingress ?? []).some((rule) => {
+      const portMatches = (rule.ports ?? []).length === 0 || rule.ports!.some((each) => each.port === port && (each.protocol ?? "TCP") === "TCP");
+      if (!portMatches) return false;
+      if ((rule.from ?? []).length === 0) return true;
+      return rule.from!.some((peer) => {
+        assert.equal(peer.ipBlock, undefined, "this evaluator reads pod and namespace selectors only; extend it for ipBlock");
+        if (source === "outside") return false;
+        const namespaceMatches = peer.namespaceSelector === undefined ? selects({ matchLabels: cutline }, source.namespace) : selects(peer.namespaceSelector, source.namespace);
+        return namespaceMatches && (peer.podSelector === undefined || selects(peer.podSelector, source.pod));
+      });
+    }),
+  );
+}
+
+function checkNetworkPolicies(objects: K8sObject[], deployments: Map<ServiceName, DeploymentObject>, overlay: string): void {
+  const policies = byKind<PolicyObject>(objects, "NetworkPolicy");
+  const defaultDeny = policies.filter((policy) => Object.keys(policy.spec.podSelector.matchLabels ?? {}).length === 0);
+  assert.equal(defaultDeny.length, 1, `${overlay}: one policy selects every pod of the namespace`);
+  assert.deepEqual(defaultDeny[0]!.spec.policyTypes, ["Ingress"], `${overlay}: default deny is for ingress`);
+  assert.equal((defaultDeny[0]!.spec.ingress ?? []).length, 0, `${overlay}: default deny admits nothing`);
+
+  const namespace = (name: string) => ({ "kubernetes.io/metadata.name": name });
+  const podOf = (name: ServiceName) => ({ namespace: namespace("cutline"), pod: deployments.get(name)!.spec.template.metadata.labels });
+  const sources: Record<string, Source> = {
+    gateway: podOf("gateway"),
+    billing: podOf("billing"),
+    orchestrator: podOf("orchestrator"),
+    inference: podOf("inference"),
+    "another pod of the namespace": { namespace: namespace("cutline"), pod: { "app.kubernetes.io/name": "debug" } },
+    "a pod elsewhere": { namespace: namespace("default"), pod: { "app.kubernetes.io/name": "gateway" } },
+    "an ingress controller": { namespace: namespace("ingress-nginx"), pod: { "app.kubernetes.io/name": "ingress-nginx" } },
+    prometheus: { namespace: namespace("monitoring"), pod: { "app.kubernetes.io/name": "prometheus" } },
+    "outside the cluster": "outside",
+  };
+  const everyone = Object.keys(sources).sort();
+  const expected: Record<ServiceName, { grpc: string[]; metrics: string[] }> = {
+    gateway: { grpc: everyone, metrics: ["prometheus"] },
+    billing: { grpc: ["gateway", "orchestrator"], metrics: ["prometheus"] },
+    orchestrator: { grpc: ["gateway"], metrics: ["prometheus"] },
+    // No service calls InferenceService; its work comes from the NATS work queue, which it pulls.
+    inference: { grpc: [], metrics: ["prometheus"] },
+  };
+  for (const name of SERVICES) {
+    const deployment = deployments.get(name)!;
+    const portNames = new Set((containerOf(deployment).ports ?? []).map((port) => port.name));
+    for (const policy of policies) {
+      for (const rule of policy.spec.ingress ?? []) {
+        for (const { port } of rule.ports ?? []) {
+          if (selects(policy.spec.podSelector, deployment.spec.template.metadata.labels)) assert.ok(portNames.has(String(port)), `${overlay}: policy ${policy.metadata.name} names port ${port}, which ${name} does not have`);
+        }
+      }
+    }
+    for (const port of ["grpc", "metrics"] as const) {
+      const admitted = everyone.filter((source) => admits(policies, deployment.spec.template.metadata.labels, port, sources[source]!));
+      assert.deepEqual(admitted, [...expected[name][port]].sort(), `${overlay}: who may connect to ${name}'s ${port} port`);
+    }
+  }
+  for (const policy of policies) assert.deepEqual(policy.spec.policyTypes, ["Ingress"], `${overlay}: ${policy.metadata.name} restricts ingress only (egress comes with the operations issue)`);
 }
 
 /** The work queue's real names, from the NATS adapter's source, so a rename breaks this test, not scaling. */
@@ -460,6 +556,7 @@ describe("k8s overlays", { skip: skipRendering }, () => {
     assert.equal(container.image, containerOf(deployments.get("gateway")!).image, "cpu inference uses the common image");
     assert.ok(!JSON.stringify(cpu).includes("nvidia.com/gpu"), "no GPU resource, toleration or affinity anywhere");
     checkScaledObject(cpu, "cpu");
+    checkNetworkPolicies(cpu, deployments, "cpu");
   });
 
   test("gpu: inference on the CUDA image, one GPU, tolerating the GPU taint", async () => {
@@ -481,6 +578,7 @@ describe("k8s overlays", { skip: skipRendering }, () => {
     assert.ok(Number(environment.get(gpuBatch)?.value) > 1, `${gpuBatch} batches on the GPU`);
     const cpuInference = environmentOf(cpu, containerOf(one<DeploymentObject>(cpu, "Deployment", "inference")));
     assert.ok(Number(environment.get(gpuBatch)?.value) > Number(cpuInference.get("INFERENCE_BATCH_SIZE_MAX")?.value), "larger batch than cpu");
+    checkNetworkPolicies(gpu, deployments, "gpu");
     const gpuScaled = checkScaledObject(gpu, "gpu");
     const cpuScaled = one(cpu, "ScaledObject", "inference");
     assert.ok(gpuScaled.spec.maxReplicaCount <= cpuScaled.spec.maxReplicaCount, "GPU replicas capped no higher than CPU ones");
@@ -506,7 +604,7 @@ describe("k8s overlays", { skip: skipRendering }, () => {
     assert.equal(secrets.length, 1);
     const secretName = secrets[0]!.metadata.name;
     assert.match(secretName, /^cutline-secrets-[a-z0-9]+$/);
-    assert.deepEqual(Object.keys(secrets[0]!.data ?? {}).sort(), ["CUTLINE_API_KEY", "DATABASE_URL"]);
+    assert.deepEqual(Object.keys(secrets[0]!.data ?? {}).sort(), ["CUTLINE_API_KEY", "CUTLINE_SERVICE_TOKEN", "DATABASE_URL"]);
     for (const deployment of byKind<DeploymentObject>(objects, "Deployment")) {
       for (const variable of containerOf(deployment).env ?? []) {
         if (variable.valueFrom?.secretKeyRef) assert.equal(variable.valueFrom.secretKeyRef.name, secretName, `${deployment.metadata.name}: ${variable.name}`);
