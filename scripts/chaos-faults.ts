@@ -10,6 +10,7 @@ import pg from "pg";
 /** The system nats-server's binary and arguments, exactly as the machine's service starts it. */
 export const SYSTEM_NATS_BINARY = "/usr/sbin/nats-server";
 export const SYSTEM_NATS_ARGUMENTS = ["-a", "127.0.0.1", "-p", "4222", "-js", "-sd", "/var/lib/nats-server"];
+const SYSTEM_NATS_PID_FILE = "/run/cutline-chaos-nats-4222.pid";
 
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -102,9 +103,12 @@ export function systemNats(): RestartableNats {
     return undefined;
   };
   const start = () => {
+    // The service's own command is `start-stop-daemon --start --oknodo --background --exec <binary> -- <arguments>`.
+    // Without a pid file, --oknodo matches ANY running nats-server (a test's private one on another port) and
+    // starts nothing, leaving port 4222 dead; the pid file narrows the match to the server this run started.
     const result = spawnSync(
       "start-stop-daemon",
-      ["--start", "--oknodo", "--background", "--exec", SYSTEM_NATS_BINARY, "--", ...SYSTEM_NATS_ARGUMENTS],
+      ["--start", "--oknodo", "--background", "--pidfile", SYSTEM_NATS_PID_FILE, "--make-pidfile", "--exec", SYSTEM_NATS_BINARY, "--", ...SYSTEM_NATS_ARGUMENTS],
       { encoding: "utf8" },
     );
     if (result.status !== 0) throw new Error(`start-stop-daemon failed (${result.status}): ${result.stderr || result.error?.message}`);

@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { createWriteStream, mkdtempSync, rmSync, type WriteStream } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setMaxListeners } from "node:events";
 import { createInterface } from "node:readline";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect as connectNats } from "@nats-io/transport-node";
@@ -445,6 +446,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     options.log(`chaos ${runId}: mesh up in ${Math.round((Date.now() - started) / 1000)} s; database ${databaseName}, NATS prefix ${natsPrefix}, logs ${logDirectory}`);
 
     const stopClients = new AbortController();
+    // Every request in flight listens on it; the count is bounded by the concurrency, not by Node's default of 10.
+    setMaxListeners(0, stopClients.signal);
     const client = new ChaosClient(mesh.urls.gateway, apiKey, stopClients.signal);
     const loadEndsAt = Date.now() + options.seconds * 1000;
     // Requests still in flight this long after the load phase are cut off (the audit reads their jobs from the database).

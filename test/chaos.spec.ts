@@ -17,7 +17,7 @@ const skip =
       ? `the chaos round restarts a nats-server of its own and needs the binary at ${SYSTEM_NATS_BINARY}`
       : false;
 
-test("chaos: no job left open, no hold settled twice, no result unpaid, no credit lost", { skip, timeout: 300_000 }, async () => {
+test("chaos: no job left open, no hold settled twice, no result unpaid, no credit lost", { skip, timeout: 300_000 }, async (context) => {
   const lines: string[] = [];
   const report = await runChaos({
     jobs: 16,
@@ -33,6 +33,7 @@ test("chaos: no job left open, no hold settled twice, no result unpaid, no credi
     keep: false,
     log: (line) => lines.push(line),
   });
+  context.diagnostic(`chaos ${JSON.stringify(report.summary)}`);
   const trail = [...lines, ...report.violations.map((violation) => `${violation.rule}: ${violation.detail}`), JSON.stringify(report.summary)].join("\n");
   assert.ok(report.summary.jobs > 0, trail);
   assert.ok(report.summary.faults >= 3, `too few faults to mean anything\n${trail}`);
