@@ -115,7 +115,13 @@ export function systemNats(): RestartableNats {
   };
   const ensureRunning = async () => {
     if (findPid() === undefined) start();
-    await waitForPort("127.0.0.1", 4222, 30_000);
+    try {
+      await waitForPort("127.0.0.1", 4222, 15_000);
+    } catch {
+      // Last resort, so the machine is never left without its server: the same command, detached.
+      if (findPid() === undefined) spawn(SYSTEM_NATS_BINARY, SYSTEM_NATS_ARGUMENTS, { detached: true, stdio: "ignore" }).unref();
+      await waitForPort("127.0.0.1", 4222, 15_000);
+    }
   };
   return {
     url: "nats://127.0.0.1:4222",
