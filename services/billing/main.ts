@@ -3,7 +3,7 @@ import { BillingService } from "../common/gen/cutline/billing/v1/billing_service
 import { HealthRegistry } from "../common/health.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain } from "../common/runtime.ts";
-import { requireServiceToken, serviceAuthInterceptor } from "../common/service-auth.ts";
+import { requireServiceToken, serviceAuthInterceptor, serviceTokenAdmission } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { loadBillingConfig } from "./config.ts";
 import { createBilling } from "./index.ts";
@@ -31,6 +31,7 @@ await runMain("billing", async () => {
     log,
     health,
     routes: (router) => router.service(BillingService, billing.handlers),
+    admit: serviceTokenAdmission(serviceToken),
     interceptors: [serviceAuthInterceptor(serviceToken)],
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     ...serverOptionsOf(config),

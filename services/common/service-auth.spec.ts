@@ -19,7 +19,7 @@ import { Health, HealthRegistry, ServingStatus } from "./health.ts";
 import { createLogger } from "./logging.ts";
 import { serviceTransport } from "./runtime.ts";
 import { startServiceServer, type ServiceServer } from "./server.ts";
-import { requireServiceToken, SERVICE_TOKEN_HEADER, serviceAuthInterceptor } from "./service-auth.ts";
+import { requireServiceToken, SERVICE_TOKEN_HEADER, serviceAuthInterceptor, serviceTokenAdmission } from "./service-auth.ts";
 
 const root = join(import.meta.dirname, "..", "..");
 const TOKEN = randomBytes(32).toString("hex");
@@ -87,6 +87,39 @@ describe("service token on internal RPCs", () => {
       if (answer.messageResponse.case === "listServicesResponse") names.push(...answer.messageResponse.value.service.map((service) => service.name));
     }
     assert.ok(names.includes("cutline.billing.v1.BillingService"), names.join(","));
+  });
+});
+
+describe("service token checked at admission, before the body", () => {
+  let server: ServiceServer;
+  before(async () => {
+    const health = new HealthRegistry();
+    server = await startServiceServer({
+      name: "billing-under-test",
+      host: "127.0.0.1",
+      port: 0,
+      log: createLogger("test", "silent"),
+      health,
+      routes: (router) => router.service(BillingService, { quote: async () => ({ costMillicredits: 250n }) }),
+      // Smaller than the request below: only a refusal before the body can answer UNAUTHENTICATED.
+      readBytesMax: 1024,
+      admit: serviceTokenAdmission(TOKEN),
+    });
+    health.setAllServing();
+  });
+  after(() => server.close());
+
+  test("a large request without the token is refused UNAUTHENTICATED, not read (over its size limit)", async () => {
+    const large = { accountId: "a".repeat(64 * 1024) };
+    const bare = createClient(BillingService, serviceTransport(server.url));
+    assert.deepEqual(await codeAndReason(bare.quote(large)), ["Unauthenticated", "service_token_missing"]);
+    const wrong = createClient(BillingService, serviceTransport(server.url, { token: randomBytes(32).toString("hex") }));
+    assert.deepEqual(await codeAndReason(wrong.quote(large)), ["Unauthenticated", "service_token_invalid"]);
+    const good = createClient(BillingService, serviceTransport(server.url, { token: TOKEN }));
+    assert.deepEqual(await codeAndReason(good.quote(large)), ["ResourceExhausted", undefined], "with the token, the body is read and its size limit applies");
+    assert.equal((await good.quote({ accountId: "a" })).costMillicredits, 250n);
+    const health = createClient(Health, createGrpcTransport({ baseUrl: server.url }));
+    assert.equal((await health.check({ service: "" })).status, ServingStatus.SERVING);
   });
 });
 

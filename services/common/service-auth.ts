@@ -5,7 +5,7 @@
 // CUTLINE_SERVICE_TOKEN, which the callee's interceptor compares in constant time. Single-node mode
 // wires the services in memory and needs none. NetworkPolicies (k8s/base/network-policies.yaml)
 // are the second wall: a pod that may not connect never gets to present a token.
-import type { Interceptor } from "@connectrpc/connect";
+import type { ConnectError, Interceptor } from "@connectrpc/connect";
 import { Code } from "@connectrpc/connect";
 import { createHash, timingSafeEqual } from "node:crypto";
 import { ConfigError, type Variable } from "./config.ts";
@@ -13,6 +13,7 @@ import { reasonError } from "./errors.ts";
 import * as reflectionV1 from "./gen/grpc/reflection/v1/reflection_pb.ts";
 import * as reflectionV1alpha from "./gen/grpc/reflection/v1alpha/reflection_pb.ts";
 import { Health } from "./health.ts";
+import type { HttpRequest } from "./server.ts";
 
 /** Request header that carries the token on internal calls (gRPC metadata key). */
 export const SERVICE_TOKEN_HEADER = "cutline-service-token";
@@ -70,22 +71,43 @@ function digest(value: string): Buffer {
   return createHash("sha256").update(value, "utf8").digest();
 }
 
+/** The refusal for a presented header value, or undefined when it is the token. */
+function refusalOf(presented: string | null | undefined, expected: Buffer): ConnectError | undefined {
+  if (presented === null || presented === undefined || presented === "") {
+    return reasonError(Code.Unauthenticated, "service_token_missing", `internal service: the ${SERVICE_TOKEN_HEADER} header is missing`);
+  }
+  if (!timingSafeEqual(digest(presented), expected)) {
+    return reasonError(Code.Unauthenticated, "service_token_invalid", `internal service: the ${SERVICE_TOKEN_HEADER} header does not match ${SERVICE_TOKEN_VARIABLE}`);
+  }
+  return undefined;
+}
+
+/**
+ * Server side, first wall: the server's admission hook (`admit`), which decides on the headers
+ * before any body byte is read, so a caller without the token cannot make an internal service
+ * read a 32 MiB request. Health and reflection are exempt there (services/common/admission.ts).
+ */
+export function serviceTokenAdmission(token: string): (request: HttpRequest) => Promise<ConnectError | undefined> {
+  const expected = digest(requireServiceToken(token));
+  return async (request) => {
+    const presented = request.headers[SERVICE_TOKEN_HEADER];
+    return refusalOf(Array.isArray(presented) ? presented[0] : presented, expected);
+  };
+}
+
 /**
  * Server side: refuses every call to a service not in `UNAUTHENTICATED_SERVICES` whose
  * `cutline-service-token` header is missing (`service_token_missing`) or differs from `token`
- * (`service_token_invalid`), with UNAUTHENTICATED, before the handler reads anything.
+ * (`service_token_invalid`), with UNAUTHENTICATED, before the handler runs. It holds on every
+ * route the router serves, whatever the transport in front of it; the admission hook only spares
+ * the body read.
  */
 export function serviceAuthInterceptor(token: string): Interceptor {
   const expected = digest(requireServiceToken(token));
   return (next) => async (request) => {
     if (UNAUTHENTICATED_SERVICES.has(request.service.typeName)) return await next(request);
-    const presented = request.header.get(SERVICE_TOKEN_HEADER);
-    if (presented === null || presented === "") {
-      throw reasonError(Code.Unauthenticated, "service_token_missing", `internal service: the ${SERVICE_TOKEN_HEADER} header is missing`);
-    }
-    if (!timingSafeEqual(digest(presented), expected)) {
-      throw reasonError(Code.Unauthenticated, "service_token_invalid", `internal service: the ${SERVICE_TOKEN_HEADER} header does not match ${SERVICE_TOKEN_VARIABLE}`);
-    }
+    const refusal = refusalOf(request.header.get(SERVICE_TOKEN_HEADER), expected);
+    if (refusal !== undefined) throw refusal;
     return await next(request);
   };
 }

@@ -4,7 +4,7 @@ import { InferenceService } from "../common/gen/cutline/inference/v1/inference_s
 import { HealthRegistry } from "../common/health.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain } from "../common/runtime.ts";
-import { requireServiceToken, serviceAuthInterceptor } from "../common/service-auth.ts";
+import { requireServiceToken, serviceAuthInterceptor, serviceTokenAdmission } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { createInferenceHandlers, createSegmentationEngine, startSegmentWorker } from "./index.ts";
 import { loadInferenceServiceConfig } from "./service.config.ts";
@@ -24,6 +24,7 @@ await runMain("inference", async () => {
     log,
     health,
     routes: (router) => router.service(InferenceService, createInferenceHandlers(engine)),
+    admit: serviceTokenAdmission(serviceToken),
     interceptors: [serviceAuthInterceptor(serviceToken)],
     readBytesMax: config.IMAGE_BYTES_MAX + 1024 * 1024,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,

@@ -4,7 +4,7 @@ import { BillingService } from "../common/gen/cutline/billing/v1/billing_service
 import { HealthRegistry } from "../common/health.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain, serviceTransport } from "../common/runtime.ts";
-import { requireServiceToken, serviceAuthInterceptor } from "../common/service-auth.ts";
+import { requireServiceToken, serviceAuthInterceptor, serviceTokenAdmission } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { loadOrchestratorConfig, reconcileOptions } from "./config.ts";
 import { createOrchestrator } from "./index.ts";
@@ -32,6 +32,7 @@ await runMain("orchestrator", async () => {
     log,
     health,
     routes: orchestrator.routes,
+    admit: serviceTokenAdmission(serviceToken),
     interceptors: [serviceAuthInterceptor(serviceToken)],
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     ...serverOptionsOf(config),
