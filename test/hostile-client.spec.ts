@@ -309,3 +309,44 @@ test("gRPC frames whose length prefix lies get an error status, never a crash or
   session.close();
   await assertAlive("lying gRPC frames");
 });
+
+test("request messages that are not protobuf get INVALID_ARGUMENT in every protocol, never a server fault", async () => {
+  // Each fails protobuf-es's binary parse of GetJobRequest / WatchJobRequest in a different way.
+  const garbage: [string, Buffer][] = [
+    ["a length past the end", Buffer.from([10, 16, 65])],
+    ["wire type 7", Buffer.from([7])],
+    ["a varint of 11 bytes", Buffer.from([8, ...Array(10).fill(0xff), 1])],
+    ["a string that is not UTF-8", Buffer.from([10, 2, 0xc3, 0x28])],
+  ];
+  const rpc = (method: string) => new URL(`/cutline.gateway.v1.JobService/${method}`, url);
+  const session = http2.connect(url);
+  session.on("error", () => {});
+  for (const [name, payload] of garbage) {
+    const unary = await fetch(rpc("GetJob"), { method: "POST", headers: { "content-type": "application/proto" }, body: payload });
+    assert.equal(unary.status, 400, `Connect unary, ${name}`);
+    const error = (await unary.json()) as { code: string; message: string };
+    assert.equal(error.code, "invalid_argument", `Connect unary, ${name}`);
+    assert.match(error.message, /^the request is not a valid cutline\.gateway\.v1\.GetJobRequest in protobuf binary: /);
+    assert.equal(unary.headers.get("cutline-reason"), "malformed_message");
+
+    for (const method of ["GetJob", "WatchJob"]) {
+      const answer = await h2Request(session, { ":method": "POST", ":path": rpc(method).pathname, "content-type": "application/grpc", te: "trailers" }, grpcFrame(payload.length, payload));
+      assert.deepEqual([answer.status, answer.grpcStatus], [200, 3], `gRPC ${method}, ${name}`);
+
+      const web = await fetch(rpc(method), { method: "POST", headers: { "content-type": "application/grpc-web+proto" }, body: grpcFrame(payload.length, payload) });
+      const body = Buffer.from(await web.arrayBuffer());
+      const trailer = body.subarray(body.lastIndexOf(0x80) + 5).toString();
+      assert.equal(web.status, 200, `gRPC-Web ${method}, ${name}`);
+      assert.match(trailer, /grpc-status: ?3\r\n/i, `gRPC-Web ${method}, ${name}: ${trailer}`);
+    }
+
+    const stream = await fetch(rpc("WatchJob"), { method: "POST", headers: { "content-type": "application/connect+proto" }, body: grpcFrame(payload.length, payload) });
+    const end = JSON.parse(Buffer.from(await stream.arrayBuffer()).subarray(5).toString()) as { error?: { code: string } };
+    assert.equal(end.error?.code, "invalid_argument", `Connect server stream, ${name}`);
+  }
+  session.close();
+  // A message that parses is still answered.
+  const honest = await fetch(rpc("GetJob"), { method: "POST", headers: { "content-type": "application/proto" }, body: Buffer.from([10, 1, 120]) });
+  assert.equal(honest.status, 200);
+  await assertAlive("request messages that are not protobuf");
+});

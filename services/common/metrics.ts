@@ -1,5 +1,5 @@
 import type { Interceptor } from "@connectrpc/connect";
-import { ConnectError } from "@connectrpc/connect";
+import { type Code, ConnectError } from "@connectrpc/connect";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, register } from "prom-client";
 
 // One registry per process: in single-node mode the four services share it, and their
@@ -55,6 +55,11 @@ const rpcSeconds = new Histogram({
   labelNames: ["service", "method"] as const,
   buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
 });
+
+/** Counts an RPC refused before the interceptors ran (a unary request message that does not parse). */
+export function countRpc(labels: { service: string; method: string }, code: Code): void {
+  rpcTotal.inc({ ...labels, code: code.toString() });
+}
 
 /** Counts and times every unary RPC; streams are counted when they open. */
 export function metricsInterceptor(): Interceptor {

@@ -3,6 +3,7 @@
 // plain HTTP/1.1 Connect JSON as curl or a browser sends it.
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createMethodSerializationLookup } from "@connectrpc/connect/protocol";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -15,6 +16,7 @@ import { GetJobResponseSchema, JobService, WatchJobResponseSchema } from "./gen/
 import { HealthRegistry, ServingStatus } from "./health.ts";
 import { createLogger } from "./logging.ts";
 import { startServiceServer, type ServiceServer } from "./server.ts";
+import { isLibraryParseFailure, LIBRARY_PARSE_FAILURE_PREFIX } from "./request-parse.ts";
 
 const PROTO_ROOT = join(import.meta.dirname, "..", "..", "proto");
 
@@ -317,5 +319,79 @@ test("a server stream outlives the request timeout, which ends with the request'
     }
   } finally {
     await streaming.close();
+  }
+});
+
+describe("a request message that does not parse is the caller's error (request-parse.ts)", () => {
+  let target: ServiceServer;
+  // Errors an implementation throws itself, worded as the library words a parse failure: a
+  // downstream client that could not read its response is this server's fault and stays Internal.
+  const downstreamFault = () => new ConnectError(`${LIBRARY_PARSE_FAILURE_PREFIX}premature EOF (from billing's answer)`, Code.Internal);
+
+  before(async () => {
+    target = await startServiceServer({
+      name: "parse",
+      host: "127.0.0.1",
+      port: 0,
+      log: createLogger("test", "silent"),
+      health: new HealthRegistry(),
+      metricsPort: 0,
+      routes: (router) =>
+        router.service(JobService, {
+          getJob(request) {
+            if (request.jobId === "downstream") throw downstreamFault();
+            return create(GetJobResponseSchema, { job: { id: request.jobId } });
+          },
+          async *watchJob(request) {
+            if (request.jobId === "downstream") throw downstreamFault();
+            yield create(WatchJobResponseSchema, { job: { id: request.jobId } });
+          },
+        }),
+    });
+  });
+
+  after(async () => {
+    await target.close();
+  });
+
+  test("@connectrpc/connect still answers a binary parse failure with Internal; when this fails, delete request-parse.ts", () => {
+    const lookup = createMethodSerializationLookup(JobService.method.getJob, undefined, undefined, { readMaxBytes: 1024, writeMaxBytes: 1024 });
+    assert.throws(
+      () => lookup.getI(true).parse(new Uint8Array([10, 16, 65])),
+      (error: unknown) => error instanceof ConnectError && isLibraryParseFailure(error),
+      "the library no longer throws Internal 'parse binary: ...': request-parse.ts's translation (and this test) can go",
+    );
+  });
+
+  test("garbage over Connect unary is 400 invalid_argument, counted as code 3 and never as 13", async () => {
+    const metricLine = async (code: number) =>
+      (await (await fetch(target.metricsUrl!)).text()).match(new RegExp(`cutline_rpc_requests_total\\{service="cutline.gateway.v1.JobService",method="GetJob",code="${code}"\\} (\\d+)`))?.[1];
+    const before = Number((await metricLine(3)) ?? 0);
+    const response = await fetch(`${target.url}/cutline.gateway.v1.JobService/GetJob`, { method: "POST", headers: { "content-type": "application/proto" }, body: new Uint8Array([7]) });
+    assert.equal(response.status, 400);
+    assert.equal(((await response.json()) as { code: string }).code, "invalid_argument");
+    assert.equal(Number(await metricLine(3)), before + 1);
+    assert.equal(await metricLine(13), undefined);
+  });
+
+  for (const transport of ["connect", "grpc-web", "grpc"] as const) {
+    test(`${transport}: an implementation's own Internal error stays Internal, whatever its wording`, async () => {
+      const options = { baseUrl: target.url };
+      const client = createClient(
+        JobService,
+        transport === "connect"
+          ? createConnectTransport({ ...options, httpVersion: "1.1" })
+          : transport === "grpc-web"
+            ? createGrpcWebTransport({ ...options, httpVersion: "1.1" })
+            : createGrpcTransport(options),
+      );
+      const unary = await client.getJob({ jobId: "downstream" }).then(() => undefined, (error: unknown) => ConnectError.from(error));
+      assert.equal(unary?.code, Code.Internal, String(unary));
+      const streamed = await (async () => {
+        for await (const _ of client.watchJob({ jobId: "downstream" })) return undefined;
+      })().then(() => undefined, (error: unknown) => ConnectError.from(error));
+      assert.equal(streamed?.code, Code.Internal, String(streamed));
+      assert.equal((await client.getJob({ jobId: "fine" })).job?.id, "fine");
+    });
   }
 });

@@ -8,9 +8,10 @@ import type { Duplex } from "node:stream";
 import { admissionFault, isAdmissionExempt, pathOf, writeRefusal } from "./admission.ts";
 import { createHealthHandlers, Health, type HealthRegistry } from "./health.ts";
 import type { Logger } from "./logging.ts";
-import { metricsInterceptor } from "./metrics.ts";
+import { countRpc, metricsInterceptor } from "./metrics.ts";
 import { startMetricsServer, type MetricsServer } from "./metrics.server.ts";
 import { registerReflection } from "./reflection.ts";
+import { answerUnaryParseFailures, MALFORMED_MESSAGE_REASON, requestParseInterceptor } from "./request-parse.ts";
 
 type NodeHandler = NonNullable<Parameters<typeof connectNodeAdapter>[0]["fallback"]>;
 export type HttpRequest = Parameters<NodeHandler>[0];
@@ -210,12 +211,22 @@ export async function startServiceServer(options: ServiceServerOptions): Promise
   const rpcPaths = new Set<string>();
   const handler = connectNodeAdapter({
     readMaxBytes: options.readBytesMax ?? 32 * 1024 * 1024,
-    interceptors: [errorLogInterceptor(log), metricsInterceptor(), ...(options.interceptors ?? [])],
+    // requestParseInterceptor comes first: the interceptors after it, the log and the metrics
+    // included, see a streamed request message that does not parse as the caller's error.
+    interceptors: [requestParseInterceptor(), errorLogInterceptor(log), metricsInterceptor(), ...(options.interceptors ?? [])],
     routes(router) {
       options.routes(router);
       for (const registered of router.handlers) health.register(registered.service.typeName);
       router.service(Health, createHealthHandlers(health));
       registerReflection(router);
+      // A unary request message is parsed before any interceptor runs; see request-parse.ts.
+      router.handlers.forEach((registered, index) => {
+        router.handlers[index] = answerUnaryParseFailures(registered, (error) => {
+          const labels = { service: registered.service.typeName, method: registered.method.name };
+          log.info({ rpc: `${labels.service}/${labels.method}`, code: Code[error.code], reason: MALFORMED_MESSAGE_REASON }, error.rawMessage);
+          countRpc(labels, error.code);
+        });
+      });
       for (const registered of router.handlers) rpcPaths.add(registered.requestPath);
     },
     async fallback(request, response) {
