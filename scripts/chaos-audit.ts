@@ -17,6 +17,8 @@ export interface ClientRecord {
   /** True when the client holds a result: a 2xx image, or a job it saw SUCCEEDED. */
   gotResult: boolean;
   attempts: number;
+  /** True when the client asked to cancel the job (racing its result). */
+  cancelAttempted?: boolean;
 }
 
 interface JobRow {

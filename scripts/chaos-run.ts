@@ -60,6 +60,8 @@ export interface ChaosSummary {
   chargeMismatches: number;
   /** Requests whose last answer to the client was an error while their job succeeded and was charged (a retry with the key gets the result). */
   chargedErrors: number;
+  /** Async jobs the client tried to cancel while they ran. */
+  cancels: number;
   unfinished: number;
   holdsOpen: number;
   ledgerViolations: number;
@@ -263,7 +265,8 @@ class ChaosClient {
     }
   }
 
-  async async(key: string, image: Uint8Array): Promise<ClientRecord> {
+  /** `cancelAfterMs`: cancel the job that long after submitting it, racing its result (a cancel must never leave a charge or a free result). */
+  async async(key: string, image: Uint8Array, cancelAfterMs?: number): Promise<ClientRecord> {
     const record: ClientRecord = { key, mode: "async", outcome: "error:none", gotResult: false, attempts: 0 };
     const headers = { "x-api-key": this.apiKey };
     for (;;) {
@@ -286,6 +289,13 @@ class ChaosClient {
         }
         await sleep(500 * 2 ** record.attempts);
       }
+    }
+    if (cancelAfterMs !== undefined && record.jobId) {
+      const jobId = record.jobId;
+      setTimeout(() => {
+        record.cancelAttempted = true;
+        this.jobs.cancelJob({ jobId }, { headers, timeoutMs: 10_000, signal: this.stop }).catch(() => {});
+      }, cancelAfterMs);
     }
     const job = await this.#waitForEnd(record.jobId!, headers);
     if (!job) {
@@ -459,7 +469,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         const index = next++;
         const image = await randomImage(random);
         const key = `chaos-${runId}-${index}`;
-        records.push(random() < 0.5 ? await client.sync(key, image) : await client.async(key, image));
+        const roll = random();
+        records.push(roll < 0.5 ? await client.sync(key, image) : await client.async(key, image, roll > 0.85 ? random() * 4000 : undefined));
       }
     };
     const faults = async () => {
@@ -528,6 +539,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       freeResults: audit.freeResults,
       chargeMismatches: audit.chargeMismatches,
       chargedErrors: records.filter((record) => !record.gotResult && record.jobId !== undefined && audit.succeededJobIds.has(record.jobId)).length,
+      cancels: records.filter((record) => record.cancelAttempted).length,
       unfinished: audit.unfinished,
       holdsOpen: audit.holdsOpen,
       ledgerViolations: audit.ledgerViolations.length,

@@ -48,7 +48,9 @@ const report = await runChaos({
   log: (line) => console.error(line),
 });
 for (const record of report.records) {
-  if (record.outcome !== "succeeded") console.log(`CLIENT ${record.key} ${record.mode} job ${record.jobId ?? "unknown"}: ${record.outcome} after ${record.attempts} attempts`);
+  if (record.outcome !== "succeeded" || record.cancelAttempted) {
+    console.log(`CLIENT ${record.key} ${record.mode} job ${record.jobId ?? "unknown"}: ${record.outcome} after ${record.attempts} attempts${record.cancelAttempted ? " (cancel sent)" : ""}`);
+  }
 }
 for (const violation of report.violations) console.log(`VIOLATION ${violation.rule}: ${violation.detail}`);
 for (const broken of report.ledger) console.log(`LEDGER INVARIANT BROKEN (${broken.count}): ${broken.invariant}; sample ${JSON.stringify(broken.sample)}`);
