@@ -30,6 +30,11 @@ function positiveInteger(name: string, text: string | undefined, max: number): n
   return value;
 }
 
+const natsUrl = process.env.NATS_URL;
+if (natsUrl && !values["private-nats"] && !/^nats:\/\/(127\.0\.0\.1|localhost):4222\/?$/.test(natsUrl)) {
+  console.error(`NATS_URL is ${natsUrl}, but the run restarts the machine's nats-server at 127.0.0.1:4222; unset NATS_URL or pass --private-nats`);
+  process.exit(2);
+}
 if (!process.env.DATABASE_URL) {
   console.error("note: DATABASE_URL is unset; using postgres://postgres@127.0.0.1:5432/test");
 }
