@@ -538,7 +538,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       doubleCharged: audit.doubleCharged,
       freeResults: audit.freeResults,
       chargeMismatches: audit.chargeMismatches,
-      chargedErrors: records.filter((record) => !record.gotResult && record.jobId !== undefined && audit.succeededJobIds.has(record.jobId)).length,
+      chargedErrors: records.filter(
+        (record) => !record.gotResult && record.outcome !== "error:abandoned" && record.jobId !== undefined && audit.succeededJobIds.has(record.jobId),
+      ).length,
       cancels: records.filter((record) => record.cancelAttempted).length,
       unfinished: audit.unfinished,
       holdsOpen: audit.holdsOpen,
