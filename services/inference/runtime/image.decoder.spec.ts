@@ -3,10 +3,14 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { describe, it } from "node:test";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { encode as encodeBmp } from "bmp-ts";
 import sharp from "sharp";
 import { InferenceError } from "../domain/inference.errors.ts";
+import { loadInferenceConfig } from "../config.ts";
 import { decodeImage, readImageHeader, type ImageLimits } from "./image.decoder.ts";
+import { createUploadInspector } from "./upload.inspector.ts";
 
 const limits: ImageLimits = { bytesMax: 25 * 1024 * 1024, pixelsMax: 100_000_000 };
 
@@ -248,5 +252,138 @@ describe("image decoder: rejections and limits", () => {
     assert.equal(image.width, 300);
     assert.equal(image.height, 100);
     assert.equal(image.originalWidth, 900);
+  });
+});
+
+/** An 8-bit greyscale-palette BMP, `width`×`height`, stored bottom-up, uncompressed. */
+function paletteBmp(width: number, height: number): Uint8Array {
+  const stride = Math.ceil(width / 4) * 4;
+  const pixelsAt = 54 + 1024;
+  const bytes = Buffer.alloc(pixelsAt + stride * height);
+  bytes.write("BM", 0, "latin1");
+  bytes.writeUInt32LE(bytes.length, 2);
+  bytes.writeUInt32LE(pixelsAt, 10);
+  bytes.writeUInt32LE(40, 14);
+  bytes.writeInt32LE(width, 18);
+  bytes.writeInt32LE(height, 22);
+  bytes.writeUInt16LE(1, 26);
+  bytes.writeUInt16LE(8, 28);
+  for (let index = 0; index < 256; index++) bytes.fill(index, 54 + index * 4, 54 + index * 4 + 3);
+  for (let row = 0; row < height; row++) bytes.fill(row % 256, pixelsAt + row * stride, pixelsAt + row * stride + width);
+  return bytes;
+}
+
+/** The black-box finding: about 1 KB of RLE8 that declares `width`×`height` pixels. */
+function rleBmpClaiming(width: number, height: number): Uint8Array {
+  const bytes = Buffer.alloc(54 + 1024 + 4);
+  bytes.write("BM", 0, "latin1");
+  bytes.writeUInt32LE(bytes.length, 2);
+  bytes.writeUInt32LE(54 + 1024, 10);
+  bytes.writeUInt32LE(40, 14);
+  bytes.writeInt32LE(width, 18);
+  bytes.writeInt32LE(height, 22);
+  bytes.writeUInt16LE(1, 26);
+  bytes.writeUInt16LE(8, 28);
+  bytes.writeUInt32LE(1, 30);
+  bytes.set([0x04, 0x01, 0x00, 0x01], 54 + 1024);
+  return bytes;
+}
+
+const heifBytes = () => Buffer.from(readFileSync(join(import.meta.dirname, "..", "testdata", "orange-blue-corner.heic")));
+
+/** The test HEIF (a grid of tiles with an alpha plane) with every `ispe` box declaring `width`×`height`. */
+function heifClaiming(width: number, height: number): Uint8Array {
+  const bytes = heifBytes();
+  for (let at = bytes.indexOf("ispe"); at >= 0; at = bytes.indexOf("ispe", at + 1)) {
+    bytes.writeUInt32BE(width, at + 8);
+    bytes.writeUInt32BE(height, at + 12);
+  }
+  return bytes;
+}
+
+async function refusedAs(work: Promise<unknown>, reason: string, mentions: RegExp): Promise<void> {
+  await assert.rejects(work, (error: unknown) => {
+    assert.ok(error instanceof InferenceError, `expected an InferenceError, got ${String(error)}`);
+    assert.equal(error.reason, reason);
+    assert.match(error.message, mentions);
+    assert.equal(error.userError, true);
+    return true;
+  });
+}
+
+describe("image decoder: decoders that do not stream", () => {
+  it("refuses a 1 KB BMP declaring 10000×10000 as truncated, from its header, before any hold", async () => {
+    const bomb = rleBmpClaiming(10_000, 10_000);
+    assert.ok(bomb.length < 1200);
+    await refusedAs(readImageHeader(bomb, limits), "corrupt_image", /10000×10000.*at most \d+ \(truncated\)/);
+    await refusedAs(decodeImage(bomb, limits, 4096), "corrupt_image", /truncated/);
+    // The gateway's inspector answers the same, as InvalidArgument, before quote and hold.
+    const inspect = createUploadInspector(loadInferenceConfig({}));
+    await assert.rejects(inspect(bomb), (error: unknown) => {
+      assert.ok(error instanceof ConnectError);
+      assert.equal(error.code, Code.InvalidArgument);
+      assert.equal(error.metadata.get("cutline-reason"), "corrupt_image");
+      return true;
+    });
+  });
+
+  it("refuses an uncompressed BMP shorter than its declared rows", async () => {
+    const cut = paletteBmp(300, 200).subarray(0, 30_000);
+    await refusedAs(readImageHeader(cut, limits), "corrupt_image", /300×200 pixels at 8 bits, which need 60000 bytes.*truncated/);
+  });
+
+  it("refuses a PNG whose image data cannot inflate to its declared size", async () => {
+    await refusedAs(readImageHeader(pngHeaderClaiming(10_000, 10_000), limits), "corrupt_image", /10000×10000.*truncated/);
+  });
+
+  it("caps BMP and HEIF at IMAGE_UNSTREAMED_PIXELS_MAX, naming it", async () => {
+    await refusedAs(readImageHeader(paletteBmp(64, 48), { ...limits, unstreamedPixelsMax: 1000 }), "too_many_pixels", /IMAGE_UNSTREAMED_PIXELS_MAX=1000/);
+    await refusedAs(readImageHeader(heifClaiming(10_000, 10_000), limits), "too_many_pixels", /10000×10000.*IMAGE_UNSTREAMED_PIXELS_MAX=50000000/);
+    // JPEG streams: the same size is only held to IMAGE_PIXELS_MAX.
+    const jpeg = await sharp({ create: { width: 64, height: 48, channels: 3, background: "#888" } }).jpeg().toBuffer();
+    assert.equal((await readImageHeader(jpeg, { ...limits, unstreamedPixelsMax: 1000 })).pixels, 64 * 48);
+  });
+
+  it("stops a decode past IMAGE_DECODE_TIME_MS_MAX and refuses the image, naming the limit", async () => {
+    await refusedAs(decodeImage(paletteBmp(4000, 4000), { ...limits, decodeTimeMsMax: 100 }, 4096), "corrupt_image", /IMAGE_DECODE_TIME_MS_MAX=100 ms/);
+    // The thread that was stopped is replaced: the next image decodes.
+    assert.equal((await decodeImage(paletteBmp(64, 48), limits, 4096)).width, 64);
+  });
+
+  it("blocks the event loop for less than 50 ms on the worst inputs", { timeout: 240_000 }, async () => {
+    const large = sharp({ create: { width: 6000, height: 5000, channels: 3, background: "#3a6" } }).composite([
+      { input: { create: { width: 3000, height: 2500, channels: 4, background: { r: 200, g: 10, b: 10, alpha: 0.5 } } }, left: 100, top: 100 },
+    ]);
+    const inputs: [string, Uint8Array, boolean][] = [
+      ["RLE BMP claiming 10000×10000", rleBmpClaiming(10_000, 10_000), false],
+      ["BMP 4900×4900 (24 MP, 8-bit)", paletteBmp(4900, 4900), true],
+      ["HEIF claiming 7000×7000", heifClaiming(7000, 7000), false],
+      ["HEIF", heifBytes(), true],
+      ["PNG 6000×5000 with alpha", await large.clone().png({ compressionLevel: 1 }).toBuffer(), true],
+      ["JPEG 6000×5000, EXIF orientation 6", await large.clone().jpeg({ quality: 80 }).withMetadata({ orientation: 6 }).toBuffer(), true],
+      ["PNG bomb header 60000×60000", pngHeaderClaiming(60_000, 60_000), false],
+    ];
+    // The decode threads start (and load sharp and tsx) before the measurement.
+    await decodeImage(paletteBmp(8, 8), limits, 4096);
+    const resolutionMs = 10;
+    for (const [what, bytes, decodes] of inputs) {
+      const delay = monitorEventLoopDelay({ resolution: resolutionMs });
+      delay.enable();
+      const utilisation = performance.eventLoopUtilization();
+      const outcome = await decodeImage(bytes, limits, 8192).then(
+        (image) => `${image.width}×${image.height}`,
+        (error: unknown) => (error as InferenceError).reason,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 3 * resolutionMs));
+      delay.disable();
+      const busy = performance.eventLoopUtilization(utilisation);
+      // The histogram records each timer interval; a stall is what exceeds the period. On a
+      // machine whose cores the decode threads keep busy, a timer also fires late while this
+      // thread waits for a core; the loop's busy time over the whole decode bounds any block too.
+      const stallMs = delay.max / 1e6 - resolutionMs;
+      const blockMsMax = Math.min(stallMs, busy.active);
+      assert.ok(blockMsMax < 50, `${what} (${outcome}): the event loop was late by ${stallMs.toFixed(0)} ms and busy for ${busy.active.toFixed(0)} ms`);
+      assert.equal(/^\d+×\d+$/.test(outcome), decodes, `${what}: ${outcome}`);
+    }
   });
 });

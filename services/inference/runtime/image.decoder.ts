@@ -413,7 +413,6 @@ class DecodeThreads {
       eval: true,
       resourceLimits: { maxOldGenerationSizeMb: this.heapMbMax, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },
     });
-    worker.unref();
     const thread: DecodeThread = { worker, ready: false };
     worker.on("message", (message: { kind: "ready" } | { kind: "reply"; reply: DecodeReply }) => {
       if (message.kind === "ready") {
@@ -424,9 +423,8 @@ class DecodeThreads {
       const pending = this.finish(thread);
       const reply = message.reply;
       if (reply.retire) this.replace(thread);
-      if (pending === undefined) return;
-      if (reply.ok) pending.resolve(reply);
-      else pending.reject(new InferenceError(reply.reason, reply.message, { cause: new Error(reply.detail) }));
+      if (pending !== undefined && reply.ok) pending.resolve(reply);
+      else if (pending !== undefined && !reply.ok) pending.reject(new InferenceError(reply.reason, reply.message, { cause: new Error(reply.detail) }));
       this.dispatch();
     });
     worker.on("error", (error) => {
@@ -445,7 +443,10 @@ class DecodeThreads {
       if (this.waiting.length > 0) {
         while (this.threads.length < this.size) this.threads.push(this.spawn());
       }
+      this.dispatch();
     });
+    // After the listeners: adding a 'message' listener refs the worker's port again.
+    worker.unref();
     return thread;
   }
 
@@ -470,7 +471,6 @@ class DecodeThreads {
     thread.task = undefined;
     if (thread.timer !== undefined) clearTimeout(thread.timer);
     thread.timer = undefined;
-    thread.worker.unref();
     return pending;
   }
 
@@ -487,9 +487,8 @@ class DecodeThreads {
     for (const thread of this.threads) {
       if (!thread.ready || thread.task !== undefined) continue;
       const pending = this.waiting.shift();
-      if (pending === undefined) return;
+      if (pending === undefined) break;
       thread.task = pending;
-      thread.worker.ref();
       thread.timer = setTimeout(() => {
         thread.stopped = new InferenceError(
           "corrupt_image",
@@ -499,6 +498,11 @@ class DecodeThreads {
       }, pending.timeMsMax);
       // The caller keeps its bytes (the gateway stores them after the check): copied, not moved.
       thread.worker.postMessage(pending.task);
+    }
+    // Threads keep the process alive only while there is work for them, starting ones included.
+    for (const thread of this.threads) {
+      if (thread.task !== undefined || this.waiting.length > 0) thread.worker.ref();
+      else thread.worker.unref();
     }
   }
 }
