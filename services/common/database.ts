@@ -68,6 +68,13 @@ export function openDatabase<Schema>(location: DatabaseLocation): Database<Schem
     // An idle client the server drops (restart, failover, DROP DATABASE ... FORCE) emits 'error'
     // on the pool; unhandled, that would crash the process. The pool replaces the client anyway.
     pool.on("error", (error) => console.error(`postgres: idle connection lost: ${error.message}`));
+    // A client checked out (inside a transaction, say) has no pool listener: the server ending its
+    // backend (pg_terminate_backend, failover, idle_in_transaction_session_timeout) would be an
+    // unhandled 'error' event and end the process. The statement in flight rejects on its own and
+    // the pool discards the broken client on release; this only keeps the event handled.
+    pool.on("connect", (client) => {
+      client.on("error", (error) => console.error(`postgres: connection lost while in use: ${error.message}`));
+    });
     dialect = new PostgresDialect({ pool });
   } else {
     const instance = openPglite(location.directory);
