@@ -193,11 +193,19 @@ export class ImageJobs {
       apiKeyId: owner.keyId,
       description: `remove background ${info.width}x${info.height} ${info.format}`,
     });
+    const inputBlobKey = `inputs/${hold.holdId}`;
+    const backgroundImageBlobKey = backgroundInfo ? `${inputBlobKey}/background` : "";
     try {
-      const inputBlobKey = `inputs/${hold.holdId}`;
-      await this.blobs.put(inputBlobKey, image, { contentType: `image/${info.format}` });
-      const backgroundImageBlobKey = backgroundInfo ? `${inputBlobKey}/background` : "";
-      if (backgroundInfo) await this.blobs.put(backgroundImageBlobKey, background, { contentType: `image/${backgroundInfo.format}` });
+      await storage(() => this.blobs.put(inputBlobKey, image, { contentType: `image/${info.format}` }), "storing the image");
+      if (backgroundInfo) {
+        await storage(() => this.blobs.put(backgroundImageBlobKey, background, { contentType: `image/${backgroundInfo.format}` }), "storing the background image");
+      }
+    } catch (error) {
+      // Nothing was submitted: the credits go back now rather than when the hold expires.
+      await this.#releaseAfterFailedSubmit(hold.holdId);
+      throw error;
+    }
+    try {
       const submitted = await this.orchestrator.submitJob({
         accountId: owner.accountId,
         idempotencyKey: key,
@@ -216,15 +224,16 @@ export class ImageJobs {
       // then captures or releases this hold itself: releasing it here would let that job's result
       // go out unpaid. Only an answer that says nothing was recorded returns the credits now; in
       // doubt the hold stays, and billing's sweeper expires it if no job claims it.
-      if (submitSurelyFailed(error)) {
-        await this.billing.release({ holdId: hold.holdId, reason: "submit_failed" }).catch((releaseError: unknown) => {
-          this.log.error({ err: releaseError, holdId: hold.holdId }, "release after a failed submit failed; the sweeper will expire it");
-        });
-      } else {
-        this.log.warn({ err: error, holdId: hold.holdId }, "submit outcome unknown: the hold is left to the job or to billing's sweeper");
-      }
+      if (submitSurelyFailed(error)) await this.#releaseAfterFailedSubmit(hold.holdId);
+      else this.log.warn({ err: error, holdId: hold.holdId }, "submit outcome unknown: the hold is left to the job or to billing's sweeper");
       throw error;
     }
+  }
+
+  async #releaseAfterFailedSubmit(holdId: string): Promise<void> {
+    await this.billing.release({ holdId, reason: "submit_failed" }).catch((releaseError: unknown) => {
+      this.log.error({ err: releaseError, holdId }, "release after a failed submit failed; the sweeper will expire it");
+    });
   }
 
   /** Waits for the job to end; a success returns the result, a failure throws its reason. */
@@ -254,7 +263,7 @@ export class ImageJobs {
 
   async resultOf(job: Job): Promise<ImageResult> {
     if (job.status === JobStatus.SUCCEEDED) {
-      const blob = await this.blobs.get(job.resultBlobKey);
+      const blob = await storage(() => this.blobs.get(job.resultBlobKey), `reading the result of job ${job.id} (it is kept and paid for: fetch it with GetJob)`);
       if (!blob) throw reasonError(Code.NotFound, "result_expired", `the result of job ${job.id} is past its retention and was deleted`);
       return { job, image: blob.data, contentType: job.resultContentType || blob.contentType };
     }
@@ -276,6 +285,20 @@ function limitError(refusal: Extract<LimitOutcome, { ok: false }>): ConnectError
 }
 
 /** The error a failed or cancelled job answers with: its reason, its message, one code. */
+/**
+ * A blob store fault (NATS restarting, a timeout) is the server's and worth a retry: UNAVAILABLE.
+ * Left as it is, a NATS TimeoutError reads as the caller's own cancel (Connect maps errors named
+ * TimeoutError to CANCELED, HTTP 499), which clients do not retry.
+ */
+async function storage<T>(call: () => Promise<T>, what: string): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof ConnectError) throw error;
+    throw reasonError(Code.Unavailable, "storage_unavailable", `${what} failed for a moment; retry shortly`, { cause: error });
+  }
+}
+
 // Codes with which a peer answers before it records anything: the call surely had no effect.
 const NOTHING_RECORDED = new Set([Code.InvalidArgument, Code.FailedPrecondition, Code.ResourceExhausted, Code.NotFound, Code.AlreadyExists, Code.PermissionDenied, Code.Unauthenticated, Code.OutOfRange]);
 
