@@ -16,9 +16,11 @@ import { createBillingFixture, type BillingFixture } from "../billing/billing.te
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../common/adapters/index.ts";
 import { BillingService, Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { TaskEventSchema } from "../common/gen/cutline/inference/v1/task_pb.ts";
-import { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import { JobStatus, OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { createUploadInspector, loadInferenceConfig } from "../inference/index.ts";
 import { createOrchestrator, type Orchestrator } from "../orchestrator/index.ts";
+import type { BlobStore } from "../common/ports/blob-store.ts";
+import { reasonOf } from "../common/errors.ts";
 import { ImageJobs } from "./image-jobs.ts";
 
 const log = pino({ level: "silent" });
@@ -34,10 +36,11 @@ describe("image jobs: the hold after a failed submit", () => {
   const billingClient = () => createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers)));
   let serial = 0;
 
-  /** ImageJobs whose calls to the orchestrator pass through `fault`. */
-  function imageJobs(fault: Interceptor): ImageJobs {
+  /** ImageJobs whose calls to the orchestrator pass through `fault`, and to the blob store through `blobFault`. */
+  function imageJobs(fault: Interceptor, blobFault: Partial<BlobStore> = {}): ImageJobs {
     const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes, { transport: { interceptors: [fault] } }));
-    return new ImageJobs(billingClient(), orchestratorClient, blobs, createUploadInspector(loadInferenceConfig({})), log, {
+    const blobStore: BlobStore = { put: (...args) => blobs.put(...args), get: (key) => blobs.get(key), delete: (key) => blobs.delete(key), close: async () => {}, ...blobFault };
+    return new ImageJobs(billingClient(), orchestratorClient, blobStore, createUploadInspector(loadInferenceConfig({})), log, {
       uploadBytesMax: 1_000_000,
       syncTimeoutMs: 10_000,
       holdTtlSeconds: 900,
@@ -103,5 +106,21 @@ describe("image jobs: the hold after a failed submit", () => {
     await assert.rejects(imageJobs(refused).submit(admission, photo, undefined, "refused"), (error: unknown) => ConnectError.from(error).code === Code.InvalidArgument);
     const after = await balance(accountId);
     assert.deepEqual([after.heldMillicredits, after.availableMillicredits], [0n, 10_000n]);
+  });
+
+  it("a blob store that times out (NATS restarting) is UNAVAILABLE, retryable: never the caller's CANCELED; an input never stored returns the hold", async () => {
+    const { accountId, admission } = await account();
+    const timedOut = () => Promise.reject(Object.assign(new Error("TIMEOUT"), { name: "TimeoutError" }));
+    const isUnavailable = (error: unknown) => error instanceof ConnectError && error.code === Code.Unavailable && reasonOf(error) === "storage_unavailable";
+    await assert.rejects(imageJobs((next) => next, { put: timedOut }).submit(admission, photo, undefined, "put-timeout"), isUnavailable);
+    const after = await balance(accountId);
+    assert.deepEqual([after.heldMillicredits, after.availableMillicredits], [0n, 10_000n]);
+    const job = await imageJobs((next) => next).submit(admission, photo, undefined, "get-timeout");
+    const succeeded = await orchestrator.lifecycle.get(job.id);
+    await assert.rejects(
+      imageJobs((next) => next, { get: timedOut }).resultOf({ ...job, status: JobStatus.SUCCEEDED, resultBlobKey: succeeded.result_blob_key }),
+      isUnavailable,
+    );
+    await orchestrator.lifecycle.cancel(job.id);
   });
 });
