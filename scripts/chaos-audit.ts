@@ -9,6 +9,7 @@ export interface ClientRecord {
   /** The client's idempotency key; retries of one request share it. */
   key: string;
   mode: "sync" | "async";
+  /** The job id the client was given; the audit fills it in from the key where the client never learned it. */
   jobId?: string;
   /** "succeeded" (2xx image or SUCCEEDED job), "failed:<reason>", "cancelled", "error:<what>". */
   outcome: string;
@@ -99,6 +100,9 @@ export async function auditRun(db: Kysely<any>, accountId: string, records: Clie
   const balance = balances[0] ?? { granted: 0, remaining: 0 };
 
   const violations: Violation[] = [];
+  // A request whose answer carried no job id (an error before or instead of it) is matched by its idempotency key.
+  const jobIdByKey = new Map(jobs.map((job) => [job.idempotency_key, job.id]));
+  for (const record of records) record.jobId ??= jobIdByKey.get(record.key);
   const recordsByJob = new Map<string, ClientRecord[]>();
   for (const record of records) if (record.jobId) recordsByJob.set(record.jobId, [...(recordsByJob.get(record.jobId) ?? []), record]);
   const jobsByHold = new Map<string, JobRow[]>();
