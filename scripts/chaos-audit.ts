@@ -134,6 +134,17 @@ export async function auditRun(db: Kysely<any>, accountId: string, records: Clie
       violations.push({ rule: "chargeMismatch", jobId: job.id, holdId: job.hold_id, detail: `job records ${job.charged_millicredits} mc charged, ledger captured ${captured}: ${trail}` });
     }
     for (const record of seen) {
+      // An error as the final answer says nothing was charged; a capture behind it is a charge the client was not told of
+      // (it will not retry a 4xx, so it never gets what it paid for). Requests the run itself cut off are left out.
+      if (!record.gotResult && record.outcome !== "error:abandoned" && captured > 0) {
+        violations.push({
+          rule: "chargeMismatch",
+          jobId: job.id,
+          holdId: job.hold_id,
+          key: record.key,
+          detail: `client (${record.mode}) was answered ${record.outcome} (nothing charged), ledger captured ${captured}: ${trail}`,
+        });
+      }
       if (record.chargedMillicredits !== undefined && record.chargedMillicredits !== captured) {
         violations.push({
           rule: "chargeMismatch",

@@ -526,6 +526,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       await sleep(1000);
     }
     settleSeconds = Math.round((Date.now() - settleStarted) / 1000);
+    // A request answered without a job id is found by its idempotency key, as the client could by retrying with it.
+    const keyed = await database.db.selectFrom("jobs").select(["id", "idempotency_key"]).where("account_id", "=", ACCOUNT_ID).execute();
+    const jobIdByKey = new Map(keyed.map((row: { id: string; idempotency_key: string }) => [row.idempotency_key, row.id]));
+    for (const record of records) record.jobId ??= jobIdByKey.get(record.key);
     for (const record of records) await client.finalRead(record);
     const audit = await auditRun(database.db, ACCOUNT_ID, records);
     const outcomes: Record<string, number> = {};
