@@ -123,4 +123,32 @@ describe("image jobs: the hold after a failed submit", () => {
     );
     await orchestrator.lifecycle.cancel(job.id);
   });
+
+  it("a watch that breaks under a synchronous call (the orchestrator restarting) is opened again: the paid result still reaches the caller", async () => {
+    const { admission } = await account();
+    let watches = 0;
+    const breaksFirstWatch: Interceptor = (next) => async (request) => {
+      if (request.method.name === "WatchJob" && ++watches === 1) throw new ConnectError("stream reset by the peer", Code.Canceled);
+      return next(request);
+    };
+    const jobs = imageJobs(breaksFirstWatch);
+    const job = await jobs.submit(admission, photo, undefined, "watch-breaks");
+    await blobs.put(job.resultBlobKey, photo, { contentType: "image/png" });
+    const waiting = jobs.waitForResult(job.id, new AbortController().signal);
+    await orchestrator.lifecycle.onTaskEvent({
+      subject: "job.succeeded",
+      deliveryCount: 1,
+      data: toBinary(TaskEventSchema, create(TaskEventSchema, { jobId: job.id, outcome: { case: "succeeded", value: { resultBlobKey: job.resultBlobKey, contentType: "image/png" } } })),
+    });
+    const result = await waiting;
+    assert.equal(result.job.status, JobStatus.SUCCEEDED);
+    assert.deepEqual(result.image, photo);
+    assert.ok(watches >= 2);
+  });
+
+  it("a watch of a job that does not exist fails at once, not after the sync timeout", async () => {
+    const started = Date.now();
+    await assert.rejects(imageJobs((next) => next).waitForResult("00000000-0000-0000-0000-000000000000", new AbortController().signal), (error: unknown) => ConnectError.from(error).code === Code.NotFound);
+    assert.ok(Date.now() - started < 5000);
+  });
 });

@@ -1,6 +1,7 @@
 import { clone, create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { BillingService, Operation, Pool, type Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ImageOptionsSchema, OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
@@ -240,30 +241,39 @@ export class ImageJobs {
   async waitForResult(jobId: string, signal: AbortSignal): Promise<ImageResult> {
     const timeout = AbortSignal.timeout(this.options.syncTimeoutMs);
     const both = AbortSignal.any([signal, timeout]);
+    const jobIdMetadata = { "cutline-job-id": jobId };
     let job: Job | undefined;
-    try {
-      for await (const update of this.orchestrator.watchJob({ jobId }, { signal: both })) {
-        job = update.job;
+    // A watch that breaks (the orchestrator restarting, a dropped connection) is opened again until
+    // the sync timeout: the job goes on, and a caller told 4xx or nothing would lose what it pays for.
+    while (!job || !TERMINAL.has(job.status)) {
+      try {
+        for await (const update of this.orchestrator.watchJob({ jobId }, { signal: both })) {
+          job = update.job;
+          if (job && TERMINAL.has(job.status)) break;
+        }
         if (job && TERMINAL.has(job.status)) break;
+        this.log.warn({ jobId }, "the job's watch ended before the job did; watching again");
+      } catch (error) {
+        if (signal.aborted) throw error; // the caller left: nobody to answer
+        if (!(error instanceof ConnectError) || !WATCH_BROKEN.has(error.code)) throw error;
+        if (timeout.aborted) {
+          throw reasonError(
+            Code.DeadlineExceeded,
+            "sync_timeout",
+            `job ${jobId} did not finish within ${this.options.syncTimeoutMs} ms (SYNC_TIMEOUT_MS); it goes on: poll it with JobService.GetJob`,
+            { metadata: jobIdMetadata },
+          );
+        }
+        this.log.warn({ err: error, jobId }, "the job's watch broke; watching again");
       }
-    } catch (error) {
-      if (timeout.aborted) {
-        throw reasonError(
-          Code.DeadlineExceeded,
-          "sync_timeout",
-          `job ${jobId} did not finish within ${this.options.syncTimeoutMs} ms (SYNC_TIMEOUT_MS); it goes on: poll it with JobService.GetJob`,
-          { metadata: { "cutline-job-id": jobId } },
-        );
-      }
-      throw error;
+      await sleep(WATCH_RETRY_DELAY_MS, undefined, { signal: both }).catch(() => undefined);
     }
-    if (!job || !TERMINAL.has(job.status)) throw new ConnectError(`job ${jobId} ended without an outcome`, Code.Internal);
     return this.resultOf(job);
   }
 
   async resultOf(job: Job): Promise<ImageResult> {
     if (job.status === JobStatus.SUCCEEDED) {
-      const blob = await storage(() => this.blobs.get(job.resultBlobKey), `reading the result of job ${job.id} (it is kept and paid for: fetch it with GetJob)`);
+      const blob = await storage(() => this.blobs.get(job.resultBlobKey), `reading the result of job ${job.id} (it is kept and paid for: fetch it with GetJob)`, job.id);
       if (!blob) throw reasonError(Code.NotFound, "result_expired", `the result of job ${job.id} is past its retention and was deleted`);
       return { job, image: blob.data, contentType: job.resultContentType || blob.contentType };
     }
@@ -290,14 +300,20 @@ function limitError(refusal: Extract<LimitOutcome, { ok: false }>): ConnectError
  * Left as it is, a NATS TimeoutError reads as the caller's own cancel (Connect maps errors named
  * TimeoutError to CANCELED, HTTP 499), which clients do not retry.
  */
-async function storage<T>(call: () => Promise<T>, what: string): Promise<T> {
+async function storage<T>(call: () => Promise<T>, what: string, jobId?: string): Promise<T> {
   try {
     return await call();
   } catch (error) {
     if (error instanceof ConnectError) throw error;
-    throw reasonError(Code.Unavailable, "storage_unavailable", `${what} failed for a moment; retry shortly`, { cause: error });
+    const metadata: Record<string, string> = jobId ? { "cutline-job-id": jobId } : {};
+    throw reasonError(Code.Unavailable, "storage_unavailable", `${what} failed for a moment; retry shortly`, { cause: error, metadata });
   }
 }
+
+// Pause before watching a job again after its watch broke.
+const WATCH_RETRY_DELAY_MS = 250;
+// How a watch ends when the orchestrator goes away under it (a restart resets the HTTP/2 stream).
+const WATCH_BROKEN = new Set([Code.Unavailable, Code.Canceled, Code.Aborted, Code.Unknown, Code.Internal, Code.DeadlineExceeded]);
 
 // Codes with which a peer answers before it records anything: the call surely had no effect.
 const NOTHING_RECORDED = new Set([Code.InvalidArgument, Code.FailedPrecondition, Code.ResourceExhausted, Code.NotFound, Code.AlreadyExists, Code.PermissionDenied, Code.Unauthenticated, Code.OutOfRange]);
