@@ -1,7 +1,7 @@
 // The image fuzzer's server (scripts/fuzz-images.ts starts it as a child process): a single node
 // on embedded defaults with one test account on the unlisted "unlimited" plan and enough
 // credits that no plan limit or balance answers before the decoder does. Prints one JSON line
-// {url, apiKey, metricsUrl, pid} once the model is ready; stops on SIGTERM.
+// {url, apiKey, metricsUrl, pid} once the model is ready; stops on SIGTERM or when its stdin closes.
 import { Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { startSingleNode } from "../services/single-node.ts";
 
@@ -23,11 +23,16 @@ await node.billing.grant({
 process.stdout.write(`${JSON.stringify({ url: node.url, apiKey, metricsUrl: node.metricsUrl, pid: process.pid })}\n`);
 
 let stopping = false;
-process.on("SIGTERM", () => {
+function stop(): void {
   if (stopping) return;
   stopping = true;
   node.stop().then(
     () => process.exit(0),
     () => process.exit(1),
   );
-});
+}
+process.on("SIGTERM", stop);
+// The fuzzer holds our stdin open; when it dies, however it dies, the pipe closes and we stop too.
+process.stdin.on("close", stop);
+process.stdin.on("end", stop);
+process.stdin.resume();

@@ -41,6 +41,18 @@ function watchEventLoop(): void {
       stallMsMax = 0;
     },
   });
+  // A timer also fires late while the thread waits for a core on a busy machine; the time the
+  // loop spent running bounds how long any one callback blocked it, whatever the scheduler did.
+  let utilisation = performance.eventLoopUtilization();
+  new Gauge({
+    name: "cutline_event_loop_active_seconds",
+    help: "Time the event loop spent running callbacks (not waiting) since the previous scrape (seconds; reset by each scrape).",
+    collect() {
+      const since = performance.eventLoopUtilization(utilisation);
+      utilisation = performance.eventLoopUtilization();
+      this.set(since.active / 1000);
+    },
+  });
 }
 
 const rpcTotal = new Counter({
