@@ -605,6 +605,7 @@ let restarting: Promise<void> | undefined;
 let stopping = false;
 // Startup (model load, migrations) stalls the loop; only stalls after the first scrape count.
 await scrape(server.metricsUrl);
+console.log(`fuzz: server ready, RSS ${Math.round(rssMbOf(server.child.pid) ?? 0)} MB before the first image`);
 
 function watchCrash(current: Server): void {
   current.exited.then(async (code) => {
