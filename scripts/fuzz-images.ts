@@ -447,6 +447,15 @@ interface Sample {
   valid: boolean;
 }
 
+function applies(edit: () => string | undefined): string | undefined {
+  try {
+    return edit();
+  } catch (error) {
+    if (error instanceof RangeError) return undefined;
+    throw error;
+  }
+}
+
 function buildSample(index: number, seeds: SeedImage[]): Sample {
   const random = mulberry32((seed * 1_000_003 + index) | 0);
   if (random() < validShare) {
@@ -469,18 +478,20 @@ function buildSample(index: number, seeds: SeedImage[]): Sample {
     const names = Object.keys(formatEdits ?? {}).filter((name) => !refusalsOnly || refusalEdits.has(name));
     if ((roll < 0.6 || (refusalsOnly && roll < 0.8)) && formatEdits && names.length > 0) {
       const name = pick(random, names);
-      const step = formatEdits[name]!(result, random, image);
+      // An edit whose field lies past an earlier cut does not apply.
+      const step = applies(() => formatEdits[name]!(result, random, image));
       if (step) steps.push(step);
     } else if (roll < 0.85 && !refusalsOnly) {
       const name = pick(random, Object.keys(generic));
-      steps.push(generic[name]!(result, random, image)!);
+      const step = result.length > 0 ? applies(() => generic[name]!(result, random, image)) : undefined;
+      if (step) steps.push(step);
     } else {
       const cut = random() < 0.5 || refusalsOnly ? integerBelow(random, Math.min(result.length, 256)) : integerBelow(random, result.length);
       result = result.subarray(0, cut);
       steps.push(`truncated to ${cut} bytes`);
     }
   }
-  if (steps.length === 0) steps.push(generic.bitFlips!(result, random, image)!);
+  if (steps.length === 0 && result.length > 0) steps.push(generic.bitFlips!(result, random, image)!);
   return { index, bytes: result, description: `#${index} ${image.name}: ${steps.join("; ")}`, valid: false };
 }
 
