@@ -194,6 +194,17 @@ describe("job lifecycle", () => {
     assert.deepEqual([(await lifecycle.get(second.job.id)).status, await available(second.accountId)], ["cancelled", 10_000n]);
   });
 
+  it("a start that lands after a result claimed the job does not keep the result from being recorded", async () => {
+    const { job } = await submitted();
+    const claimed = await jobs.claim(job.id, "succeeded", { result_content_type: "image/png" });
+    assert.ok(claimed);
+    // The start lands between the claim and the status write (the claimed row still says queued).
+    await lifecycle.onTaskEvent(event({ jobId: job.id, outcome: { case: "started", value: { deliveryCount: 1 } } }));
+    assert.equal((await lifecycle.get(job.id)).status, "running");
+    await lifecycle.onTaskEvent(succeededEvent(job));
+    assert.equal((await lifecycle.get(job.id)).status, "succeeded");
+  });
+
   it("started and progress extend the hold: a job running past the hold's first deadline keeps it", async () => {
     const { accountId, job } = await submitted({ holdTtlSeconds: 60 });
     billing.clock.advanceMs(50_000);

@@ -258,10 +258,10 @@ export class JobLifecycle {
     const charge = await this.#charge(job);
     if (!charge.ok) {
       await this.blobs.delete(job.result_blob_key);
-      await this.#update(job, "failed", { error_reason: charge.reason, error_message: charge.message });
+      await this.#finish(job, "failed", { error_reason: charge.reason, error_message: charge.message });
       return;
     }
-    await this.#update(job, "succeeded", {
+    await this.#finish(job, "succeeded", {
       hold_id: charge.holdId,
       charged_millicredits: charge.chargedMillicredits,
       available_millicredits: charge.availableMillicredits,
@@ -297,15 +297,15 @@ export class JobLifecycle {
       if (!reason || !RESERVE_REFUSALS.has(reason)) throw error;
       return { ok: false, reason, message: `the job's credit hold ended before its result was ready, and a new one was refused: ${(error as ConnectError).rawMessage}; nothing was charged` };
     }
-    if (hold.status !== HoldStatus.OPEN && hold.status !== HoldStatus.CAPTURED) {
-      return { ok: false, reason: "hold_expired", message: `the job's credit holds ended before its result was ready; nothing was charged, submit it again` };
-    }
+    // The replacement ended too (this result came later still): give up rather than chase it.
+    const bothEnded: Charge = { ok: false, reason: "hold_expired", message: "the job's credit holds ended before its result was ready; nothing was charged, submit it again" };
+    if (hold.status !== HoldStatus.OPEN && hold.status !== HoldStatus.CAPTURED) return bothEnded;
     try {
       const captured = await this.billing.capture({ holdId: hold.holdId, amountMillicredits });
       return { ok: true, holdId: hold.holdId, chargedMillicredits: Number(captured.capturedMillicredits), availableMillicredits: Number(captured.availableMillicredits) };
     } catch (error) {
       if (!(error instanceof ConnectError && HOLD_GONE.has(reasonOf(error) ?? ""))) throw error;
-      return { ok: false, reason: "hold_expired", message: `the job's credit holds ended before its result was ready; nothing was charged, submit it again` };
+      return bothEnded;
     }
   }
 
@@ -316,7 +316,24 @@ export class JobLifecycle {
     // Release before the status: a crash in between leaves the claim, and the redelivered event
     // (or the reconciler) releases again, which billing answers idempotently.
     const available = await this.#release(claimed, claimed.error_reason ?? "failed");
-    return this.#update(claimed, "failed", { available_millicredits: available });
+    return this.#finish(claimed, "failed", { available_millicredits: available });
+  }
+
+  /**
+   * Records the end of a claimed job. A started or progress event may move it from queued to
+   * running meanwhile (the claim does not stop those): look again rather than leave it open.
+   */
+  async #finish(job: JobRow, to: JobStatus, update: JobUpdate): Promise<JobRow | undefined> {
+    let current = job;
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      const updated = await this.#update(current, to, update);
+      if (updated) return updated;
+      const fresh = await this.jobs.get(job.id);
+      if (!fresh || isTerminal(fresh.status)) return undefined;
+      current = fresh;
+    }
+    // Thrown so the event is redelivered (or the reconciler comes back): the claim keeps the outcome.
+    throw new Error(`job ${job.id} kept changing while its ${to} was being recorded`);
   }
 
   /** Releases the job's hold; one that already ended returns nothing. Answers the available balance. */
