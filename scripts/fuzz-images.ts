@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import { crc32 } from "node:zlib";
 import { encode as encodeBmp } from "bmp-ts";
 import sharp from "sharp";
+import { rleBmpClaiming } from "../services/inference/testdata/hostile-images.ts";
 
 const root = join(import.meta.dirname, "..");
 
@@ -101,23 +102,6 @@ async function bmpOf(width: number, height: number, bitPP: 24 | 32): Promise<Uin
     abgr[offset + 3] = data[offset]!;
   }
   return encodeBmp({ data: abgr, width, height, bitPP }).data;
-}
-
-/** The black-box finding: ~1 KB of RLE8 that declares 10000×10000 pixels. */
-function rleBmpClaiming(width: number, height: number): Uint8Array {
-  const bytes = Buffer.alloc(54 + 1024 + 4);
-  bytes.write("BM", 0, "latin1");
-  bytes.writeUInt32LE(bytes.length, 2);
-  bytes.writeUInt32LE(54 + 1024, 10);
-  bytes.writeUInt32LE(40, 14);
-  bytes.writeInt32LE(width, 18);
-  bytes.writeInt32LE(height, 22);
-  bytes.writeUInt16LE(1, 26);
-  bytes.writeUInt16LE(8, 28);
-  bytes.writeUInt32LE(1, 30);
-  bytes.writeUInt32LE(256, 46);
-  bytes.set([0x04, 0x01, 0x00, 0x01], 54 + 1024);
-  return bytes;
 }
 
 async function seedImages(devDirectory: string): Promise<SeedImage[]> {

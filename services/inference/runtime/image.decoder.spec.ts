@@ -11,6 +11,7 @@ import { InferenceError } from "../domain/inference.errors.ts";
 import { loadInferenceConfig } from "../config.ts";
 import { decodeImage, readImageHeader, type ImageLimits } from "./image.decoder.ts";
 import { createUploadInspector } from "./upload.inspector.ts";
+import { rleBmpClaiming } from "../testdata/hostile-images.ts";
 
 const limits: ImageLimits = { bytesMax: 25 * 1024 * 1024, pixelsMax: 100_000_000 };
 
@@ -270,22 +271,6 @@ function paletteBmp(width: number, height: number): Uint8Array {
   bytes.writeUInt16LE(8, 28);
   for (let index = 0; index < 256; index++) bytes.fill(index, 54 + index * 4, 54 + index * 4 + 3);
   for (let row = 0; row < height; row++) bytes.fill(row % 256, pixelsAt + row * stride, pixelsAt + row * stride + width);
-  return bytes;
-}
-
-/** The black-box finding: about 1 KB of RLE8 that declares `width`×`height` pixels. */
-function rleBmpClaiming(width: number, height: number): Uint8Array {
-  const bytes = Buffer.alloc(54 + 1024 + 4);
-  bytes.write("BM", 0, "latin1");
-  bytes.writeUInt32LE(bytes.length, 2);
-  bytes.writeUInt32LE(54 + 1024, 10);
-  bytes.writeUInt32LE(40, 14);
-  bytes.writeInt32LE(width, 18);
-  bytes.writeInt32LE(height, 22);
-  bytes.writeUInt16LE(1, 26);
-  bytes.writeUInt16LE(8, 28);
-  bytes.writeUInt32LE(1, 30);
-  bytes.set([0x04, 0x01, 0x00, 0x01], 54 + 1024);
   return bytes;
 }
 
