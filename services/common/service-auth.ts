@@ -43,6 +43,7 @@ export function serviceTokenVariable(description: string): Variable<string | und
   return {
     description,
     defaultValue: undefined,
+    secret: true,
     parse(raw) {
       if (raw.length < SERVICE_TOKEN_LENGTH_MIN) {
         throw new Error(`expected at least ${SERVICE_TOKEN_LENGTH_MIN} characters (e.g. \`openssl rand -hex 32\`), got ${raw.length}`);
