@@ -219,26 +219,6 @@ describe("job lifecycle", () => {
     assert.equal(await available(accountId), BigInt(10_000 - COST));
   });
 
-  it("the reconciler re-queues a quiet job, then fails it and returns its credits; a claimed outcome it finishes", async () => {
-    const quietLifecycle = new JobLifecycle(jobs, workQueue, blobs, billingClient(), log, { quietMsMax: 1000, requeuesMax: 1 });
-    const { accountId, job } = await submitted();
-    const later = (ms: number) => new Date(Date.now() + ms);
-    const depth = await workQueue.depth();
-    assert.equal(await quietLifecycle.reconcile(new Date()), 0); // not quiet yet
-    await quietLifecycle.reconcile(later(2000));
-    assert.equal((await lifecycle.get(job.id)).requeues, 1);
-    assert.equal(await workQueue.depth(), depth); // the job id dedups a task still queued
-    await quietLifecycle.reconcile(later(4000));
-    const failed = await lifecycle.get(job.id);
-    assert.deepEqual([failed.status, failed.error_reason], ["failed", "job_stuck"]);
-    assert.equal(await available(accountId), 10_000n);
-    // A result claimed just before a crash: the reconciler charges it and records the success.
-    const crashed = await submitted();
-    await jobs.claim(crashed.job.id, "succeeded", { result_content_type: "image/png" });
-    await quietLifecycle.reconcile(later(2000));
-    assert.deepEqual([(await lifecycle.get(crashed.job.id)).status, await available(crashed.accountId)], ["succeeded", BigInt(10_000 - COST)]);
-  });
-
   it("a full queue fails the submission with queue_full and returns the credits", async () => {
     while ((await workQueue.depth()) < QUEUE_LENGTH) await submitted();
     await assert.rejects(submitted(), (error: unknown) => {

@@ -1,6 +1,7 @@
-// A single node restarts with jobs unfinished: its in-memory queue lost their tasks, so the
-// orchestrator puts them back at start instead of after they go quiet. Real billing (test
-// database) and in-process ports; the "restart" is a new orchestrator on a new, empty queue.
+// Jobs that went quiet: the reconciler re-queues, fails and refunds, or finishes them; and a single
+// node that restarts with jobs unfinished (its in-memory queue lost their tasks) puts them back
+// at start instead of after they go quiet. Real billing (test database) and in-process ports; the
+// "restart" is a new orchestrator on a new, empty queue. The tests run in order on one database.
 import { createClient, createRouterTransport } from "@connectrpc/connect";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -13,6 +14,10 @@ import { createBillingFixture, type BillingFixture } from "../billing/billing.te
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../common/adapters/index.ts";
 import { BillingService, Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { createOrchestrator } from "./index.ts";
+import { JobLifecycle } from "./job-lifecycle.ts";
+import { migrateToLatest } from "../common/migrate.ts";
+import { JobStore } from "./store/job.store.ts";
+import { orchestratorMigrations } from "./store/migrations.ts";
 
 const log = pino({ level: "silent" });
 
@@ -25,6 +30,7 @@ describe("orchestrator restart", () => {
 
   before(async () => {
     billing = await createBillingFixture();
+    await migrateToLatest(billing.db as Kysely<any>, "orchestrator", orchestratorMigrations);
     blobs = new InProcessBlobStore({ dataDir, log });
     eventBus = new InProcessEventBus({ dataDir, log });
   });
@@ -34,6 +40,48 @@ describe("orchestrator restart", () => {
     await billing?.assertHealthy();
     await billing?.dispose();
     rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("the reconciler re-queues a quiet job, then fails it and returns its credits; a claimed outcome it finishes", async () => {
+    const workQueue = new InProcessWorkQueue({ log });
+    const quietMsMax = 60_000;
+    const lifecycle = new JobLifecycle(new JobStore(billing.db as Kysely<any>), workQueue, blobs, billingClient(), log, { quietMsMax, requeuesMax: 1 });
+    const submit = async (name: string) => {
+      await billingClient().createAccount({ accountId: name });
+      const hold = await billingClient().reserve({ accountId: name, pool: Pool.API, amountMillicredits: 250n, idempotencyKey: `${name}-hold` });
+      const job = await lifecycle.submit({
+        accountId: name,
+        idempotencyKey: `${name}-job`,
+        inputBlobKey: `inputs/${name}`,
+        options: undefined,
+        holdId: hold.holdId,
+        heldMillicredits: 250,
+        highPriority: false,
+        longestSideMax: 0,
+      });
+      return job;
+    };
+    const available = async (accountId: string) => (await billingClient().getBalance({ accountId, pool: Pool.API })).availableMillicredits;
+    // Times given to the reconciler, so the test does not depend on how fast this machine is.
+    const quietAfter = (passes: number) => new Date(Date.now() + passes * (quietMsMax + 1000));
+    try {
+      const job = await submit("quiet-1");
+      assert.equal(await lifecycle.reconcile(new Date()), 0); // not quiet yet
+      await lifecycle.reconcile(quietAfter(1));
+      assert.equal((await lifecycle.get(job.id)).requeues, 1);
+      assert.equal(await workQueue.depth(), 1); // the job id dedups a task still queued
+      await lifecycle.reconcile(quietAfter(2));
+      const failed = await lifecycle.get(job.id);
+      assert.deepEqual([failed.status, failed.error_reason], ["failed", "job_stuck"]);
+      assert.equal(await available("quiet-1"), 10_000n);
+      // A result claimed just before a crash: the reconciler charges it and records the success.
+      const crashed = await submit("quiet-2");
+      await new JobStore(billing.db as Kysely<any>).claim(crashed.id, "succeeded", { result_content_type: "image/png" });
+      await lifecycle.reconcile(quietAfter(3));
+      assert.deepEqual([(await lifecycle.get(crashed.id)).status, await available("quiet-2")], ["succeeded", 10_000n - 250n]);
+    } finally {
+      await workQueue.close();
+    }
   });
 
   it("with an in-memory queue, jobs left queued by the last run are queued again at start", async () => {
