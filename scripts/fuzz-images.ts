@@ -583,6 +583,8 @@ const summary = {
   count,
   mix: args.mix,
   seconds: 0,
+  /** True when SIGINT ended the run before `count` samples. */
+  interrupted: false,
 };
 const findings: string[] = [];
 function finding(text: string): void {
@@ -688,10 +690,17 @@ async function sendOnce(sample: Sample): Promise<void> {
   if (sample.valid) finding(`unmutated image refused: ${response.status} ${code} on ${sample.description}`);
 }
 
+// Ctrl-C (SIGINT) ends the run early but still prints the summary of what was sent.
+let interrupted = false;
+process.once("SIGINT", () => {
+  interrupted = true;
+  console.log("fuzz: SIGINT: finishing the requests in flight, then the summary");
+});
+
 let next = from;
 await Promise.all(
   Array.from({ length: Math.max(1, concurrency) }, async () => {
-    while (next < from + count) {
+    while (!interrupted && next < from + count) {
       const sample = buildSample(next++, seeds);
       await send(sample);
       if (summary.sent % 100 === 0) console.log(`fuzz: ${summary.sent} sent, ${summary.ok} ok, ${summary.clientErrors} 4xx, ${summary.serverErrors} 5xx, ${summary.crashes} crashes`);
@@ -715,4 +724,5 @@ summary.maxRssMb = Math.round(summary.maxRssMb);
 summary.maxEventLoopDelayMs = Math.round(summary.maxEventLoopDelayMs);
 summary.maxEventLoopBlockMs = Math.round(summary.maxEventLoopBlockMs);
 summary.seconds = Math.round((Date.now() - started) / 1000);
+summary.interrupted = interrupted;
 console.log(JSON.stringify(summary));
