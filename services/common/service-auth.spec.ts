@@ -18,7 +18,7 @@ import { OrchestratorService } from "./gen/cutline/orchestrator/v1/orchestrator_
 import { Health, HealthRegistry, ServingStatus } from "./health.ts";
 import { createLogger } from "./logging.ts";
 import { serviceTransport } from "./runtime.ts";
-import { startServiceServer, type ServiceServer } from "./server.ts";
+import { startServiceServer, type ServiceServer, type ServiceServerOptions } from "./server.ts";
 import { requireServiceToken, SERVICE_TOKEN_HEADER, serviceAuthInterceptor, serviceTokenAdmission } from "./service-auth.ts";
 
 const root = join(import.meta.dirname, "..", "..");
@@ -34,20 +34,26 @@ async function codeAndReason(call: Promise<unknown>): Promise<[string, string | 
   return ["OK", undefined];
 }
 
+/** A billing server whose Quote answers 250 mc, SERVING, with the token checked as `options` say. */
+async function startBillingUnderTest(options: Pick<ServiceServerOptions, "interceptors" | "admit" | "readBytesMax">): Promise<ServiceServer> {
+  const health = new HealthRegistry();
+  const server = await startServiceServer({
+    name: "billing-under-test",
+    host: "127.0.0.1",
+    port: 0,
+    log: createLogger("test", "silent"),
+    health,
+    routes: (router) => router.service(BillingService, { quote: async () => ({ costMillicredits: 250n }) }),
+    ...options,
+  });
+  health.setAllServing();
+  return server;
+}
+
 describe("service token on internal RPCs", () => {
   let server: ServiceServer;
   before(async () => {
-    const health = new HealthRegistry();
-    server = await startServiceServer({
-      name: "billing-under-test",
-      host: "127.0.0.1",
-      port: 0,
-      log: createLogger("test", "silent"),
-      health,
-      routes: (router) => router.service(BillingService, { quote: async () => ({ costMillicredits: 250n }) }),
-      interceptors: [serviceAuthInterceptor(TOKEN)],
-    });
-    health.setAllServing();
+    server = await startBillingUnderTest({ interceptors: [serviceAuthInterceptor(TOKEN)] });
   });
   after(() => server.close());
 
@@ -93,19 +99,8 @@ describe("service token on internal RPCs", () => {
 describe("service token checked at admission, before the body", () => {
   let server: ServiceServer;
   before(async () => {
-    const health = new HealthRegistry();
-    server = await startServiceServer({
-      name: "billing-under-test",
-      host: "127.0.0.1",
-      port: 0,
-      log: createLogger("test", "silent"),
-      health,
-      routes: (router) => router.service(BillingService, { quote: async () => ({ costMillicredits: 250n }) }),
-      // Smaller than the request below: only a refusal before the body can answer UNAUTHENTICATED.
-      readBytesMax: 1024,
-      admit: serviceTokenAdmission(TOKEN),
-    });
-    health.setAllServing();
+    // Smaller than the request below: only a refusal before the body can answer UNAUTHENTICATED.
+    server = await startBillingUnderTest({ readBytesMax: 1024, admit: serviceTokenAdmission(TOKEN) });
   });
   after(() => server.close());
 
