@@ -14,9 +14,8 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { crc32 } from "node:zlib";
-import { encode as encodeBmp } from "bmp-ts";
 import sharp from "sharp";
-import { rleBmpClaiming } from "../services/inference/testdata/hostile-images.ts";
+import { bmpFromRgba, rleBmpClaiming } from "../services/inference/testdata/hostile-images.ts";
 
 const root = join(import.meta.dirname, "..");
 
@@ -94,14 +93,7 @@ function scene(width: number, height: number) {
 
 async function bmpOf(width: number, height: number, bitPP: 24 | 32): Promise<Uint8Array> {
   const { data } = await scene(width, height).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
-  const abgr = Buffer.alloc(data.length);
-  for (let offset = 0; offset < data.length; offset += 4) {
-    abgr[offset] = 255;
-    abgr[offset + 1] = data[offset + 2]!;
-    abgr[offset + 2] = data[offset + 1]!;
-    abgr[offset + 3] = data[offset]!;
-  }
-  return encodeBmp({ data: abgr, width, height, bitPP }).data;
+  return bmpFromRgba(data, width, height, bitPP);
 }
 
 async function seedImages(devDirectory: string): Promise<SeedImage[]> {

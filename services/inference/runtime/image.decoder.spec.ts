@@ -5,13 +5,12 @@ import { crc32 } from "node:zlib";
 import { describe, it } from "node:test";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { encode as encodeBmp } from "bmp-ts";
 import sharp from "sharp";
 import { InferenceError } from "../domain/inference.errors.ts";
 import { loadInferenceConfig } from "../config.ts";
 import { decodeImage, readImageHeader, type ImageLimits } from "./image.decoder.ts";
 import { createUploadInspector } from "./upload.inspector.ts";
-import { rleBmpClaiming } from "../testdata/hostile-images.ts";
+import { bmpFromRgba, rleBmpClaiming } from "../testdata/hostile-images.ts";
 
 const limits: ImageLimits = { bytesMax: 25 * 1024 * 1024, pixelsMax: 100_000_000 };
 
@@ -78,15 +77,7 @@ describe("image decoder: accepted formats", () => {
       "bmp",
       async () => {
         const { data } = await scene().ensureAlpha().raw().toBuffer({ resolveWithObject: true });
-        // bmp-ts encodes from ABGR.
-        const abgr = Buffer.alloc(data.length);
-        for (let offset = 0; offset < data.length; offset += 4) {
-          abgr[offset] = 255;
-          abgr[offset + 1] = data[offset + 2]!;
-          abgr[offset + 2] = data[offset + 1]!;
-          abgr[offset + 3] = data[offset]!;
-        }
-        return encodeBmp({ data: abgr, width: 64, height: 48, bitPP: 24 }).data;
+        return bmpFromRgba(data, 64, 48, 24);
       },
     ],
     ["heif", async () => readFileSync(join(import.meta.dirname, "..", "testdata", "orange-blue-corner.heic"))],

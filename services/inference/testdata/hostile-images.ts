@@ -1,4 +1,17 @@
-// Hostile inputs built in code, shared by the decoder tests and the image fuzzer.
+// Inputs built in code, shared by the decoder tests and the image fuzzer.
+import { encode as encodeBmp } from "bmp-ts";
+
+/** A BMP of raw RGBA pixels (bmp-ts encodes from ABGR; alpha is dropped at 24 bits). */
+export function bmpFromRgba(rgba: Uint8Array, width: number, height: number, bitPP: 24 | 32): Uint8Array {
+  const abgr = Buffer.alloc(rgba.length);
+  for (let offset = 0; offset < rgba.length; offset += 4) {
+    abgr[offset] = 255;
+    abgr[offset + 1] = rgba[offset + 2]!;
+    abgr[offset + 2] = rgba[offset + 1]!;
+    abgr[offset + 3] = rgba[offset]!;
+  }
+  return encodeBmp({ data: abgr, width, height, bitPP }).data;
+}
 
 /** The black-box finding: about 1 KB of RLE8 BMP that declares `width`×`height` pixels. */
 export function rleBmpClaiming(width: number, height: number): Uint8Array {
