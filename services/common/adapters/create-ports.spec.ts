@@ -10,39 +10,45 @@ import { testNatsUrl, uniqueName } from "../../../test/harness.ts";
 import { eventually } from "../ports/contract-support.ts";
 import { QueueFullError } from "../ports/work-queue.ts";
 import { deleteStream } from "./jetstream-setup.ts";
-import { createPorts, NatsBlobStore, NatsEventBus, NatsWorkQueue } from "./index.ts";
+import { createPorts, NatsBlobStore, NatsEventBus, NatsWorkQueue, type Ports } from "./index.ts";
 
 const log = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 const natsUrl = await testNatsUrl();
 
-test("createPorts: single-node services in one process share the in-process ports of a data directory", async () => {
-  const dataDir = await mkdtemp(join(tmpdir(), "cutline-ports-"));
-  const orchestrator = await createPorts({ dataDir, queueLengthMax: 1, log });
-  const inference = await createPorts({ dataDir: join(dataDir, "."), queueLengthMax: 1, log });
-  assert.equal(orchestrator.kind, "in-process");
-  assert.equal(orchestrator.workQueue, inference.workQueue);
-  assert.equal(orchestrator.eventBus, inference.eventBus);
-  assert.equal(orchestrator.blobStore, inference.blobStore);
-
+// What every service does with its ports: a job through the queue, an event, a blob.
+async function exercise(ports: Ports): Promise<void> {
   const received: string[] = [];
-  const subscription = inference.workQueue.consume(async (message) => {
+  const consumer = ports.workQueue.consume(async (message) => {
     received.push(message.id);
     await message.ack();
   });
-  await orchestrator.workQueue.enqueue(new Uint8Array([1]), { id: "job-1" });
+  await ports.workQueue.enqueue(new Uint8Array([1]), { id: "job-1" });
   await eventually("the job", () => received.length === 1);
+  await consumer.drain();
+  const events: string[] = [];
+  const subscription = ports.eventBus.subscribe(async (event) => void events.push(event.subject), { durableName: "t", subjectFilter: "job.*" });
+  await ports.eventBus.publish("job.succeeded", new Uint8Array());
+  await eventually("the event", () => events.length === 1);
   await subscription.drain();
-  await orchestrator.workQueue.enqueue(new Uint8Array([2]), { id: "job-2" });
-  await assert.rejects(orchestrator.workQueue.enqueue(new Uint8Array([3]), { id: "job-3" }), QueueFullError);
+  await ports.blobStore.put("k", new Uint8Array([7]), { contentType: "image/png" });
+  assert.deepEqual(await ports.blobStore.get("k"), { data: new Uint8Array([7]), contentType: "image/png" });
+}
 
-  // The ports stay open while any service still holds them.
-  await orchestrator.close();
-  await inference.blobStore.put("k", new Uint8Array([1]));
-  await inference.close();
-  const other = await createPorts({ dataDir, log });
-  assert.notEqual(other.workQueue, inference.workQueue);
-  assert.equal(await other.workQueue.depth(), 0, "a fresh in-process queue after the last close");
-  await other.close();
+test("createPorts without natsUrl opens working in-process ports under the data directory; close shuts them", async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), "cutline-ports-"));
+  const ports = await createPorts({ dataDir, queueLengthMax: 1, log });
+  assert.equal(ports.kind, "in-process");
+  await exercise(ports);
+  await ports.workQueue.enqueue(new Uint8Array([2]), { id: "job-2" });
+  await assert.rejects(ports.workQueue.enqueue(new Uint8Array([3]), { id: "job-3" }), QueueFullError, "the limits given are applied");
+  await ports.close();
+  await ports.close(); // a second close is harmless
+
+  // Blobs are files under the data directory; the queue lived in the closed ports' memory.
+  const reopened = await createPorts({ dataDir, log });
+  assert.deepEqual(await reopened.blobStore.get("k"), { data: new Uint8Array([7]), contentType: "image/png" });
+  assert.equal(await reopened.workQueue.depth(), 0);
+  await reopened.close();
   await rm(dataDir, { recursive: true, force: true });
 });
 
@@ -69,18 +75,14 @@ describe("createPorts with NATS", { skip: natsUrl === undefined ? "no NATS serve
     await Promise.all(connections.map((connection) => connection.close()));
   });
 
-  test("createPorts gives kind nats and working ports", async () => {
+  test("createPorts with natsUrl opens working NATS ports; close shuts them and the connection", async () => {
     const namePrefix = uniqueName("test");
     const ports = await createPorts({ natsUrl, namePrefix, dataDir: "/nonexistent", blobTtlMs: 60_000, log });
     assert.equal(ports.kind, "nats");
-    await ports.blobStore.put("k", new Uint8Array([7]), { contentType: "image/png" });
-    assert.deepEqual(await ports.blobStore.get("k"), { data: new Uint8Array([7]), contentType: "image/png" });
-    const events: string[] = [];
-    const subscription = ports.eventBus.subscribe(async (event) => void events.push(event.subject), { durableName: "t", subjectFilter: "job.*" });
-    await ports.eventBus.publish("job.succeeded", new Uint8Array());
-    await eventually("the event", () => events.length === 1);
-    await subscription.drain();
+    await exercise(ports);
     await ports.close();
+    await ports.close(); // a second close is harmless
+    await assert.rejects(ports.workQueue.enqueue(new Uint8Array([2]), { id: "job-2" }), "the connection is closed with the ports");
     const connection = await connect({ servers: natsUrl! });
     const jsm = await jetstreamManager(connection);
     for (const stream of [`${namePrefix}_work`, `${namePrefix}_events`, `OBJ_${namePrefix}_blobs`]) await deleteStream(jsm, stream);

@@ -1,12 +1,10 @@
 // One wiring for every service in both modes: NATS JetStream when `natsUrl` is given, the
 // in-process adapters (with files under `dataDir`) otherwise.
 //
-// Sharing: `createPorts` caches one set of ports per (mode, location): per NATS URL and name
-// prefix, or per resolved data directory. In single-node mode the four services run in one
-// process and each calls `createPorts` with the same options, so they all get the same in-process
-// queue, bus and store, which is what lets a job enqueued by the orchestrator reach inference.
-// The first call's limits win; later calls with different limits get the shared instance and a
-// warning. Each caller must `close()` what it got; the shared ports close when the last one does.
+// Each process opens its ports once and passes them to whatever needs them. In single-node mode
+// the four services run in one process and get the same ports from their one caller
+// (services/single-node.ts), which is what lets a job enqueued by the orchestrator reach
+// inference; two `createPorts` calls give two independent sets.
 import { resolve } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino, type Logger } from "pino";
@@ -59,77 +57,34 @@ export interface Ports {
   readonly workQueue: WorkQueue;
   readonly eventBus: EventBus;
   readonly blobStore: BlobStore;
-  /** Releases this caller's share; the last one closes the adapters (and the NATS connection). */
+  /** Closes the adapters (and the NATS connection); later calls wait for the first. */
   close(): Promise<void>;
 }
 
-interface Shared {
-  readonly ports: Omit<Ports, "close">;
-  readonly options: PortsOptions;
-  users: number;
-  shutdown(): Promise<void>;
-}
-
-const shared = new Map<string, Promise<Shared>>();
-
-const LIMIT_OPTIONS = [
-  "blobTtlMs",
-  "queueLengthMax",
-  "deliveryCountMax",
-  "ackWaitMs",
-  "dedupWindowMs",
-  "eventMaxAgeMs",
-  "eventDeliveryCountMax",
-  "eventRetryDelayMs",
-] as const satisfies readonly (keyof PortsOptions)[];
-
 export async function createPorts(options: PortsOptions = {}): Promise<Ports> {
   const log = (options.log ?? pino({ level: "info" })).child({ component: "ports" });
-  const namePrefix = options.namePrefix ?? "cutline";
-  const dataDir = resolve(options.dataDir ?? "./.data");
-  const key = options.natsUrl ? `nats|${options.natsUrl}|${namePrefix}` : `in-process|${dataDir}`;
-  let entry = shared.get(key);
-  if (entry === undefined) {
-    entry = (options.natsUrl ? openNats(options.natsUrl, namePrefix, options, log) : openInProcess(dataDir, options, log)).then((ports) => ({
-      ...ports,
-      options,
-      users: 0,
-    }));
-    shared.set(key, entry);
-    entry.catch(() => shared.delete(key));
-  }
-  const current = await entry;
-  const differing = LIMIT_OPTIONS.filter((name) => options[name] !== current.options[name]);
-  if (differing.length > 0) log.warn({ differing, key }, "createPorts: shared ports already open with other limits; keeping the first ones");
-  current.users += 1;
-  let released = false;
-  return {
-    ...current.ports,
-    async close() {
-      if (released) return;
-      released = true;
-      current.users -= 1;
-      if (current.users > 0) return;
-      shared.delete(key);
-      await current.shutdown();
-    },
-  };
+  return options.natsUrl
+    ? openNats(options.natsUrl, options.namePrefix ?? "cutline", options, log)
+    : openInProcess(resolve(options.dataDir ?? "./.data"), options, log);
 }
 
-async function openInProcess(dataDir: string, options: PortsOptions, log: Logger): Promise<Omit<Shared, "options" | "users">> {
+async function openInProcess(dataDir: string, options: PortsOptions, log: Logger): Promise<Ports> {
   const workQueue = new InProcessWorkQueue({ ...queueLimits(options), dataDir, log: log.child({ port: "work-queue" }) });
   const eventBus = new InProcessEventBus({ dataDir, ...eventLimits(options), log: log.child({ port: "event-bus" }) });
   const blobStore = new InProcessBlobStore({ dataDir, ttlMs: options.blobTtlMs, log: log.child({ port: "blob-store" }) });
   log.info({ dataDir }, "ports: in-process adapters");
   return {
-    ports: { kind: "in-process", workQueue, eventBus, blobStore },
-    async shutdown() {
+    kind: "in-process",
+    workQueue,
+    eventBus,
+    blobStore,
+    close: once(async () => {
       await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
-    },
+    }),
   };
 }
 
-async function openNats(natsUrl: string, namePrefix: string, options: PortsOptions, log: Logger): Promise<Omit<Shared, "options" | "users">> {
+async function openNats(natsUrl: string, namePrefix: string, options: PortsOptions, log: Logger): Promise<Ports> {
   const connection: NatsConnection = await connect({ servers: natsUrl.split(","), name: `cutline-${namePrefix}` });
   try {
     const [workQueue, eventBus, blobStore] = await Promise.all([
@@ -139,16 +94,25 @@ async function openNats(natsUrl: string, namePrefix: string, options: PortsOptio
     ]);
     log.info({ natsUrl, namePrefix, server: connection.info?.version }, "ports: NATS JetStream adapters");
     return {
-      ports: { kind: "nats", workQueue, eventBus, blobStore },
-      async shutdown() {
+      kind: "nats",
+      workQueue,
+      eventBus,
+      blobStore,
+      close: once(async () => {
         await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
         await connection.drain();
-      },
+      }),
     };
   } catch (error) {
     await connection.close();
     throw error;
   }
+}
+
+// A second close would drain a closed NATS connection, which throws.
+function once(close: () => Promise<void>): () => Promise<void> {
+  let closing: Promise<void> | undefined;
+  return () => (closing ??= close());
 }
 
 function queueLimits(options: PortsOptions) {
