@@ -63,12 +63,11 @@ export interface Ports {
 
 export async function createPorts(options: PortsOptions = {}): Promise<Ports> {
   const log = (options.log ?? pino({ level: "info" })).child({ component: "ports" });
-  return options.natsUrl
-    ? openNats(options.natsUrl, options.namePrefix ?? "cutline", options, log)
-    : openInProcess(resolve(options.dataDir ?? "./.data"), options, log);
+  return options.natsUrl ? openNats({ ...options, natsUrl: options.natsUrl }, log) : openInProcess(options, log);
 }
 
-async function openInProcess(dataDir: string, options: PortsOptions, log: Logger): Promise<Ports> {
+async function openInProcess(options: PortsOptions, log: Logger): Promise<Ports> {
+  const dataDir = resolve(options.dataDir ?? "./.data");
   const workQueue = new InProcessWorkQueue({ ...queueLimits(options), dataDir, log: log.child({ port: "work-queue" }) });
   const eventBus = new InProcessEventBus({ dataDir, ...eventLimits(options), log: log.child({ port: "event-bus" }) });
   const blobStore = new InProcessBlobStore({ dataDir, ttlMs: options.blobTtlMs, log: log.child({ port: "blob-store" }) });
@@ -84,7 +83,8 @@ async function openInProcess(dataDir: string, options: PortsOptions, log: Logger
   };
 }
 
-async function openNats(natsUrl: string, namePrefix: string, options: PortsOptions, log: Logger): Promise<Ports> {
+async function openNats(options: PortsOptions & { natsUrl: string }, log: Logger): Promise<Ports> {
+  const { natsUrl, namePrefix = "cutline" } = options;
   const connection: NatsConnection = await connect({ servers: natsUrl.split(","), name: `cutline-${namePrefix}` });
   try {
     const [workQueue, eventBus, blobStore] = await Promise.all([
