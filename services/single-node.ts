@@ -13,9 +13,11 @@ import { HealthRegistry } from "./common/health.ts";
 import { createLogger } from "./common/logging.ts";
 import type { Running } from "./common/runtime.ts";
 import { serverOptionsOf, startServiceServer } from "./common/server.ts";
-import { loadGatewayConfig } from "./gateway/config.ts";
+import { imageLimitsOf } from "./common/images/image-limits.ts";
+import { createUploadInspector } from "./common/images/upload.inspector.ts";
+import { imageJobsOptionsOf, loadGatewayConfig } from "./gateway/config.ts";
 import { createGateway } from "./gateway/index.ts";
-import { createSegmentationEngine, createUploadInspector, startSegmentWorker } from "./inference/index.ts";
+import { createSegmentationEngine, startSegmentWorker } from "./inference/index.ts";
 import { loadInferenceServiceConfig } from "./inference/service.config.ts";
 import { loadOrchestratorConfig, reconcileOptions } from "./orchestrator/config.ts";
 import { createOrchestrator } from "./orchestrator/index.ts";
@@ -107,16 +109,9 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     blobStore: ports.blobStore,
     billing: billingClient,
     orchestrator: orchestratorClient,
-    inspect: createUploadInspector(config.inference),
+    inspect: createUploadInspector(imageLimitsOf(config.gateway)),
     log: log.child({ service: "gateway" }),
-    limits: {
-      uploadBytesMax: config.gateway.UPLOAD_BYTES_MAX,
-      syncTimeoutMs: config.gateway.SYNC_TIMEOUT_MS,
-      holdTtlSeconds: config.gateway.HOLD_TTL_SECONDS,
-      readRequestsPerMinute: config.gateway.READ_REQUESTS_PER_MINUTE,
-      watchStreamsMax: config.gateway.WATCH_STREAMS_MAX,
-      longestSide: { standard: config.inference.IMAGE_LONGEST_SIDE_STANDARD, pro: config.inference.IMAGE_LONGEST_SIDE_PRO },
-    },
+    limits: imageJobsOptionsOf(config.gateway),
   });
   await gateway.start();
   const apiKey = await gateway.provisionAccount(config.gateway.CUTLINE_ACCOUNT_ID, {

@@ -12,16 +12,18 @@ import { after, before, describe, it } from "node:test";
 import type { Kysely } from "kysely";
 import pino from "pino";
 import sharp from "sharp";
-import { createBillingFixture, type BillingFixture } from "../billing/billing.testing.ts";
-import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../common/adapters/index.ts";
-import { BillingService, Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
-import { TaskEventSchema } from "../common/gen/cutline/inference/v1/task_pb.ts";
-import { JobStatus, OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
-import { createUploadInspector, loadInferenceConfig } from "../inference/index.ts";
-import { createOrchestrator, type Orchestrator } from "../orchestrator/index.ts";
-import type { BlobStore } from "../common/ports/blob-store.ts";
-import { reasonOf } from "../common/errors.ts";
-import { ImageJobs } from "./image-jobs.ts";
+import { createBillingFixture, type BillingFixture } from "../services/billing/billing.testing.ts";
+import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
+import { BillingService, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { TaskEventSchema } from "../services/common/gen/cutline/inference/v1/task_pb.ts";
+import { JobStatus, OrchestratorService } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import { imageLimitsOf } from "../services/common/images/image-limits.ts";
+import { createUploadInspector } from "../services/common/images/upload.inspector.ts";
+import { loadGatewayConfig } from "../services/gateway/config.ts";
+import { createOrchestrator, type Orchestrator } from "../services/orchestrator/index.ts";
+import type { BlobStore } from "../services/common/ports/blob-store.ts";
+import { reasonOf } from "../services/common/errors.ts";
+import { ImageJobs } from "../services/gateway/image-jobs.ts";
 
 const log = pino({ level: "silent" });
 
@@ -40,7 +42,7 @@ describe("image jobs: the hold after a failed submit", () => {
   function imageJobs(fault: Interceptor, blobFault: Partial<BlobStore> = {}): ImageJobs {
     const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes, { transport: { interceptors: [fault] } }));
     const blobStore: BlobStore = { put: (...args) => blobs.put(...args), get: (key) => blobs.get(key), delete: (key) => blobs.delete(key), close: async () => {}, ...blobFault };
-    return new ImageJobs(billingClient(), orchestratorClient, blobStore, createUploadInspector(loadInferenceConfig({})), log, {
+    return new ImageJobs(billingClient(), orchestratorClient, blobStore, createUploadInspector(imageLimitsOf(loadGatewayConfig({}))), log, {
       uploadBytesMax: 1_000_000,
       syncTimeoutMs: 10_000,
       holdTtlSeconds: 900,

@@ -17,20 +17,21 @@ import { after, before, describe, it } from "node:test";
 import type { Kysely } from "kysely";
 import pino from "pino";
 import sharp from "sharp";
-import { createBillingFixture, type BillingFixture } from "../billing/billing.testing.ts";
-import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../common/adapters/index.ts";
-import { BillingService, Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
-import { ImageService } from "../common/gen/cutline/gateway/v1/image_service_pb.ts";
-import { JobService } from "../common/gen/cutline/gateway/v1/job_service_pb.ts";
-import { SegmentTaskSchema } from "../common/gen/cutline/inference/v1/task_pb.ts";
-import { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
-import { HealthRegistry } from "../common/health.ts";
-import { eventually } from "../common/ports/contract-support.ts";
-import { startServiceServer, type ServiceServer } from "../common/server.ts";
-import { loadInferenceConfig } from "../inference/config.ts";
-import { createUploadInspector } from "../inference/index.ts";
-import { createOrchestrator, type Orchestrator } from "../orchestrator/index.ts";
-import { createGateway, type Gateway } from "./index.ts";
+import { createBillingFixture, type BillingFixture } from "../services/billing/billing.testing.ts";
+import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
+import { BillingService, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { ImageService } from "../services/common/gen/cutline/gateway/v1/image_service_pb.ts";
+import { JobService } from "../services/common/gen/cutline/gateway/v1/job_service_pb.ts";
+import { SegmentTaskSchema } from "../services/common/gen/cutline/inference/v1/task_pb.ts";
+import { OrchestratorService } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import { HealthRegistry } from "../services/common/health.ts";
+import { eventually } from "../services/common/ports/contract-support.ts";
+import { startServiceServer, type ServiceServer } from "../services/common/server.ts";
+import { imageLimitsOf } from "../services/common/images/image-limits.ts";
+import { createUploadInspector } from "../services/common/images/upload.inspector.ts";
+import { createOrchestrator, type Orchestrator } from "../services/orchestrator/index.ts";
+import { loadGatewayConfig } from "../services/gateway/config.ts";
+import { createGateway, type Gateway } from "../services/gateway/index.ts";
 
 const UPLOAD_BYTES_MAX = 200_000;
 const FORM_LIMIT = UPLOAD_BYTES_MAX + 64 * 1024;
@@ -138,7 +139,7 @@ describe("gateway", () => {
       blobStore: blobs,
       billing: billingClient,
       orchestrator: orchestratorClient,
-      inspect: createUploadInspector(loadInferenceConfig({ IMAGE_BYTES_MAX: String(UPLOAD_BYTES_MAX), IMAGE_PIXELS_MAX: String(PIXELS_MAX) })),
+      inspect: createUploadInspector(imageLimitsOf(loadGatewayConfig({ IMAGE_BYTES_MAX: String(UPLOAD_BYTES_MAX), IMAGE_PIXELS_MAX: String(PIXELS_MAX) }))),
       log,
       limits: {
         uploadBytesMax: UPLOAD_BYTES_MAX,

@@ -9,15 +9,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import pino from "pino";
-import { createBillingFixture, type BillingFixture } from "../billing/billing.testing.ts";
-import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../common/adapters/index.ts";
-import { reasonOf } from "../common/errors.ts";
-import { BillingService, HoldStatus, Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
-import { TaskEventSchema, type TaskEvent } from "../common/gen/cutline/inference/v1/task_pb.ts";
-import { JobLifecycle } from "./job-lifecycle.ts";
-import { orchestratorMigrations } from "./store/migrations.ts";
-import { JobStore, type OrchestratorSchema } from "./store/job.store.ts";
-import { migrateToLatest } from "../common/migrate.ts";
+import { createBillingFixture, type BillingFixture } from "../services/billing/billing.testing.ts";
+import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
+import { reasonOf } from "../services/common/errors.ts";
+import { BillingService, HoldStatus, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { TaskEventSchema, type TaskEvent } from "../services/common/gen/cutline/inference/v1/task_pb.ts";
+import { JobLifecycle } from "../services/orchestrator/job-lifecycle.ts";
+import { orchestratorMigrations } from "../services/orchestrator/store/migrations.ts";
+import { JobStore, type OrchestratorSchema } from "../services/orchestrator/store/job.store.ts";
+import { migrateToLatest } from "../services/common/migrate.ts";
 import type { Kysely } from "kysely";
 
 const log = pino({ level: "silent" });
@@ -121,7 +121,16 @@ describe("job lifecycle", () => {
     assert.equal(await available(accountId), BigInt(10_000 - COST));
     await lifecycle.onTaskEvent(event({ jobId: job.id, outcome: { case: "failed", value: { userError: false, reason: "internal", message: "boom" } } }));
     const failed = await lifecycle.get(job.id);
-    assert.deepEqual([failed.status, failed.error_reason, failed.charged_millicredits], ["failed", "internal", 0]);
+    assert.deepEqual([failed.status, failed.error_reason, failed.user_error, failed.charged_millicredits], ["failed", "internal", false, 0]);
+    assert.equal(await available(accountId), 10_000n);
+  });
+
+  it("a failure inference blames on the input is recorded as the caller's error, and costs nothing", async () => {
+    const { accountId, job } = await submitted();
+    const message = "the image could not be decoded";
+    await lifecycle.onTaskEvent(event({ jobId: job.id, outcome: { case: "failed", value: { userError: true, reason: "corrupt_image", message } } }));
+    const failed = await lifecycle.get(job.id);
+    assert.deepEqual([failed.status, failed.error_reason, failed.error_message, failed.user_error, failed.charged_millicredits], ["failed", "corrupt_image", message, true, 0]);
     assert.equal(await available(accountId), 10_000n);
   });
 

@@ -10,14 +10,14 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Kysely } from "kysely";
 import pino from "pino";
-import { createBillingFixture, type BillingFixture } from "../billing/billing.testing.ts";
-import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../common/adapters/index.ts";
-import { BillingService, Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
-import { createOrchestrator } from "./index.ts";
-import { JobLifecycle } from "./job-lifecycle.ts";
-import { migrateToLatest } from "../common/migrate.ts";
-import { JobStore } from "./store/job.store.ts";
-import { orchestratorMigrations } from "./store/migrations.ts";
+import { createBillingFixture, type BillingFixture } from "../services/billing/billing.testing.ts";
+import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
+import { BillingService, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { createOrchestrator } from "../services/orchestrator/index.ts";
+import { JobLifecycle } from "../services/orchestrator/job-lifecycle.ts";
+import { migrateToLatest } from "../services/common/migrate.ts";
+import { JobStore } from "../services/orchestrator/store/job.store.ts";
+import { orchestratorMigrations } from "../services/orchestrator/store/migrations.ts";
 
 const log = pino({ level: "silent" });
 

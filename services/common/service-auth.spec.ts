@@ -9,8 +9,8 @@ import http2 from "node:http2";
 import net from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { loadBillingConfig } from "../billing/config.ts";
-import { ConfigError } from "./config.ts";
+import { commonConfigSpec } from "./common.config.ts";
+import { ConfigError, loadConfig } from "./config.ts";
 import { reasonOf } from "./errors.ts";
 import { BillingService } from "./gen/cutline/billing/v1/billing_service_pb.ts";
 import * as reflection from "./gen/grpc/reflection/v1/reflection_pb.ts";
@@ -120,13 +120,14 @@ describe("service token checked at admission, before the body", () => {
 
 describe("CUTLINE_SERVICE_TOKEN in the configuration", () => {
   test("a token shorter than 32 characters is a config error naming the limit", () => {
+    const loadCommonConfig = (environment: NodeJS.ProcessEnv) => loadConfig(commonConfigSpec, environment);
     assert.throws(
-      () => loadBillingConfig({ CUTLINE_SERVICE_TOKEN: "short-secret" }),
+      () => loadCommonConfig({ CUTLINE_SERVICE_TOKEN: "short-secret" }),
       (error: unknown) =>
         error instanceof ConfigError && /CUTLINE_SERVICE_TOKEN=.*at least 32 characters/.test(error.message) && !error.message.includes("short-secret"),
     );
-    assert.equal(loadBillingConfig({ CUTLINE_SERVICE_TOKEN: TOKEN }).CUTLINE_SERVICE_TOKEN, TOKEN);
-    assert.equal(loadBillingConfig({}).CUTLINE_SERVICE_TOKEN, undefined, "single-node mode reads the same spec and needs none");
+    assert.equal(loadCommonConfig({ CUTLINE_SERVICE_TOKEN: TOKEN }).CUTLINE_SERVICE_TOKEN, TOKEN);
+    assert.equal(loadCommonConfig({}).CUTLINE_SERVICE_TOKEN, undefined, "single-node mode reads the same spec and needs none");
   });
 
   test("requireServiceToken names the variable", () => {

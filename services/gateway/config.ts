@@ -1,5 +1,7 @@
 import { commonConfigSpec, clientConfigSpec } from "../common/common.config.ts";
 import { integer, list, loadConfig, optionalText, port, text } from "../common/config.ts";
+import { imageLimitsConfigSpec, longestSideLimitsOf } from "../common/images/image-limits.ts";
+import type { ImageJobsOptions } from "./image-jobs.ts";
 
 export const gatewayConfigSpec = {
   ...commonConfigSpec,
@@ -13,10 +15,24 @@ export const gatewayConfigSpec = {
   CUTLINE_API_KEY: optionalText("Provisions this API key for CUTLINE_ACCOUNT_ID at start (single-node and demos)."),
   CORS_ALLOWED_ORIGINS: list("Browser origins allowed to call the gateway (Connect-Web, REST), comma-separated; * allows any, empty string none.", ["*"]),
   CUTLINE_ACCOUNT_ID: text("Account provisioned at start with its sign-up trial.", "default"),
+  // The same limits inference enforces: the gateway refuses and prices uploads by them before any hold.
+  ...imageLimitsConfigSpec,
 } as const;
 
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>;
 
 export function loadGatewayConfig(environment: NodeJS.ProcessEnv = process.env) {
   return loadConfig(gatewayConfigSpec, environment);
+}
+
+/** The gateway's limits, for its main and single-node mode alike. */
+export function imageJobsOptionsOf(config: GatewayConfig): ImageJobsOptions {
+  return {
+    uploadBytesMax: config.UPLOAD_BYTES_MAX,
+    syncTimeoutMs: config.SYNC_TIMEOUT_MS,
+    holdTtlSeconds: config.HOLD_TTL_SECONDS,
+    readRequestsPerMinute: config.READ_REQUESTS_PER_MINUTE,
+    watchStreamsMax: config.WATCH_STREAMS_MAX,
+    longestSide: longestSideLimitsOf(config),
+  };
 }

@@ -8,21 +8,13 @@ import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/
 import { reasonError } from "../common/errors.ts";
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
-import { longestSideFor, processedSize } from "../inference/domain/image-size.ts";
-import { isUserErrorReason } from "../inference/domain/inference.errors.ts";
+import { longestSideFor, processedSize } from "../common/images/image-size.ts";
+import type { LongestSideLimits } from "../common/images/image-limits.ts";
+import type { UploadInfo, UploadInspector } from "../common/images/upload.inspector.ts";
 import { ConcurrencyLimiter, RequestRateLimiter, type LimitName, type LimitOutcome } from "./domain/rate-limits.ts";
 import type { ApiKeyOwner } from "./store/api-key.store.ts";
 
-/** What the gateway learns from an upload's header before any hold is taken. */
-export interface UploadInfo {
-  format: string;
-  width: number;
-  height: number;
-  pixels: number;
-}
-
-/** Sniffs the format and checks limits from the header; throws a user error naming the limit. */
-export type UploadInspector = (image: Uint8Array) => Promise<UploadInfo>;
+export type { UploadInfo, UploadInspector };
 
 export interface ImageJobsOptions {
   /** Largest upload accepted, in bytes. */
@@ -31,8 +23,8 @@ export interface ImageJobsOptions {
   syncTimeoutMs: number;
   /** Hold lifetime; a hold not ended by then is released by billing's sweeper. */
   holdTtlSeconds: number;
-  /** Inference's longest sides (IMAGE_LONGEST_SIDE_STANDARD / _PRO), so quotes price the processed size. */
-  longestSide: { standard: number; pro: number };
+  /** The longest sides inference processes at (IMAGE_LONGEST_SIDE_STANDARD / _PRO), so quotes price the processed size. */
+  longestSide: LongestSideLimits;
   /** Job reads (GetJob, WatchJob, CancelJob) per account per minute; 0 for no limit. @default 600 requests */
   readRequestsPerMinute?: number;
   /** WatchJob streams open at once per account; 0 for no limit. @default 16 streams */
@@ -328,7 +320,8 @@ const ACCOUNT_REASONS = new Set(["insufficient_credits", "member_cap_reached"]);
 export function jobFailure(job: Job): ConnectError {
   if (job.status === JobStatus.CANCELLED) return reasonError(Code.Canceled, "cancelled", `job ${job.id} was cancelled`);
   const reason = job.errorReason || "internal";
-  const code = isUserErrorReason(reason)
+  // Inference judged whether the input was at fault; the orchestrator carries its verdict.
+  const code = job.userError
     ? Code.InvalidArgument
     : reason === "queue_full"
       ? Code.ResourceExhausted

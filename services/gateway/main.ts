@@ -7,9 +7,9 @@ import { createLogger } from "../common/logging.ts";
 import { runMain, serviceTransport, whenAvailable } from "../common/runtime.ts";
 import { requireServiceToken } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
-import { loadInferenceConfig } from "../inference/config.ts";
-import { createUploadInspector } from "../inference/index.ts";
-import { loadGatewayConfig } from "./config.ts";
+import { imageLimitsOf } from "../common/images/image-limits.ts";
+import { createUploadInspector } from "../common/images/upload.inspector.ts";
+import { imageJobsOptionsOf, loadGatewayConfig } from "./config.ts";
 import { createGateway } from "./index.ts";
 import type { GatewaySchema } from "./store/api-key.store.ts";
 import { openPorts, openServiceDatabase } from "../common/wiring.ts";
@@ -18,8 +18,6 @@ await runMain("gateway", async () => {
   const config = loadGatewayConfig();
   // The gateway checks no token (its services are public) but sends it to billing and orchestrator.
   const peerOptions = { token: requireServiceToken(config.CUTLINE_SERVICE_TOKEN), timeoutMs: config.SERVICE_CALL_TIMEOUT_MS, streamTimeoutMs: config.SERVICE_STREAM_TIMEOUT_MS };
-  // The gateway checks uploads against the same image limits inference enforces.
-  const imageLimits = loadInferenceConfig();
   const log = createLogger("gateway", config.LOG_LEVEL);
   const health = new HealthRegistry();
   const database = openServiceDatabase<GatewaySchema>(config);
@@ -29,16 +27,9 @@ await runMain("gateway", async () => {
     blobStore: ports.blobStore,
     billing: createClient(BillingService, serviceTransport(config.BILLING_URL, peerOptions)),
     orchestrator: createClient(OrchestratorService, serviceTransport(config.ORCHESTRATOR_URL, peerOptions)),
-    inspect: createUploadInspector(imageLimits),
+    inspect: createUploadInspector(imageLimitsOf(config)),
     log,
-    limits: {
-      uploadBytesMax: config.UPLOAD_BYTES_MAX,
-      syncTimeoutMs: config.SYNC_TIMEOUT_MS,
-      holdTtlSeconds: config.HOLD_TTL_SECONDS,
-      readRequestsPerMinute: config.READ_REQUESTS_PER_MINUTE,
-      watchStreamsMax: config.WATCH_STREAMS_MAX,
-      longestSide: { standard: imageLimits.IMAGE_LONGEST_SIDE_STANDARD, pro: imageLimits.IMAGE_LONGEST_SIDE_PRO },
-    },
+    limits: imageJobsOptionsOf(config),
   });
   const server = await startServiceServer({
     name: "gateway",

@@ -1,5 +1,6 @@
 import { availableParallelism } from "node:os";
 import { boolean, integer, list, loadConfig, oneOf, optionalText } from "../common/config.ts";
+import { imageLimitsConfigSpec } from "../common/images/image-limits.ts";
 
 // The CPU default is batch 1: on CPU a batch of N takes N times as long as one image (measured
 // by scripts/bench-inference.ts), so waiting to fill a batch only adds queue delay. On CUDA the
@@ -52,20 +53,7 @@ export const inferenceConfigSpec = {
     { min: 1, max: 100_000 },
   ),
   INFERENCE_WARMUP_RUNS: integer("Model runs at start before the engine reports ready (runs).", 1, { min: 0, max: 10 }),
-  IMAGE_BYTES_MAX: integer("Largest accepted input or background image (bytes).", 25 * 1024 * 1024, {
-    min: 1024,
-    max: 1024 * 1024 * 1024,
-  }),
-  IMAGE_PIXELS_MAX: integer(
-    "Most pixels (width × height from the header, before any decoding) an input may have; larger ones are rejected as possible decompression bombs (pixels).",
-    100_000_000,
-    { min: 1, max: 2_000_000_000 },
-  ),
-  IMAGE_UNSTREAMED_PIXELS_MAX: integer(
-    "Most pixels of a BMP or HEIF input, whose decoders hold the whole picture in memory at once instead of streaming it (pixels); checked on the header before decoding. 50 MP keeps 48 MP phone HEIFs.",
-    50_000_000,
-    { min: 1, max: 2_000_000_000 },
-  ),
+  ...imageLimitsConfigSpec,
   IMAGE_DECODE_WORKERS: integer(
     "Worker threads that decode images, so no decoder (BMP and HEIF are plain JavaScript and WebAssembly) blocks the event loop.",
     2,
@@ -81,15 +69,6 @@ export const inferenceConfigSpec = {
     256,
     { min: 32, max: 16_384 },
   ),
-  IMAGE_LONGEST_SIDE_STANDARD: integer(
-    "Longest side of the processed image for standard and full-size output (pixels); larger inputs are downscaled, not rejected.",
-    4096,
-    { min: 64, max: 65_535 },
-  ),
-  IMAGE_LONGEST_SIDE_PRO: integer("Longest side for HD output on pro plans (pixels); larger inputs are downscaled.", 8192, {
-    min: 64,
-    max: 65_535,
-  }),
   IMAGE_PREVIEW_PIXELS_MAX: integer("Most pixels of a preview-size output (pixels).", 250_000, { min: 1024, max: 10_000_000 }),
   IMAGE_REFINE_EDGES: boolean(
     "Refine the mask at full resolution with an edge-aware guided filter and estimate foreground colours at the edges; false gives plain bilinear upscaling.",

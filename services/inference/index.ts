@@ -1,10 +1,9 @@
-// The inference service's public surface, for main.ts, the gateway (inspect) and scripts.
+// The inference service's public surface, for main.ts, single-node mode and scripts.
 export { inferenceConfigSpec, loadInferenceConfig, type InferenceConfig } from "./config.ts";
 export {
   connectCodeOf,
   InferenceError,
   inferenceErrorOf,
-  isUserErrorReason,
   type InferenceErrorReason,
 } from "./domain/inference.errors.ts";
 export {
@@ -15,7 +14,6 @@ export {
   type SegmentCall,
 } from "./runtime/segmentation.engine.ts";
 export type { RenderedImage } from "./runtime/image.encoder.ts";
-export { createUploadInspector } from "./runtime/upload.inspector.ts";
 export { connectErrorOf, createInferenceHandlers, RETRY_AFTER_MS_HEADER } from "./handlers/inference.handlers.ts";
 export {
   JOB_FAILED_SUBJECT,

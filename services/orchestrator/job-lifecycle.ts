@@ -199,7 +199,7 @@ export class JobLifecycle {
         return;
       }
       case "failed":
-        await this.#fail(job, { error_reason: outcome.value.reason, error_message: outcome.value.message });
+        await this.#fail(job, { error_reason: outcome.value.reason, error_message: outcome.value.message, user_error: outcome.value.userError });
         return;
     }
   }

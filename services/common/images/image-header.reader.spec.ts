@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { checkPngDataLength, readBmpHeader } from "./image-header.reader.ts";
-import { InferenceError } from "./inference.errors.ts";
+import { ImageError } from "./image.errors.ts";
 
 /** A BMP with a 40-byte info header; `fields` overrides header values, `dataBytes` sets the pixel bytes present. */
 function bmp(fields: { width?: number; height?: number; bits?: number; compression?: number; colours?: number; headerSize?: number; pixelsAt?: number }, dataBytes: number): Uint8Array {
@@ -23,7 +23,7 @@ function bmp(fields: { width?: number; height?: number; bits?: number; compressi
 
 function refused(make: () => unknown, reason: string, mentions: RegExp): void {
   assert.throws(make, (error: unknown) => {
-    assert.ok(error instanceof InferenceError);
+    assert.ok(error instanceof ImageError);
     assert.equal(error.reason, reason);
     assert.match(error.message, mentions);
     return true;

@@ -1,23 +1,34 @@
-import { reasonError } from "../../common/errors.ts";
-import { connectCodeOf, inferenceErrorOf } from "../domain/inference.errors.ts";
-import { imageLimitsOf, readImageHeader } from "./image.decoder.ts";
+import { Code } from "@connectrpc/connect";
+import { reasonError } from "../errors.ts";
+import { readImageHeader } from "./image-header.reader.ts";
+import type { ImageLimits } from "./image-limits.ts";
+import { ImageError } from "./image.errors.ts";
+
+/** What the gateway learns from an upload's header before any hold is taken. */
+export interface UploadInfo {
+  format: string;
+  width: number;
+  height: number;
+  pixels: number;
+}
+
+/** Sniffs the format and checks limits from the header; throws a user error naming the limit. */
+export type UploadInspector = (image: Uint8Array) => Promise<UploadInfo>;
 
 /**
- * The engine's `inspect` without the model, for the gateway: sniff the format and check bytes
- * and pixels from the header with the same limits inference applies, before any hold is taken:
- * a BMP or PNG whose header claims more pixels than its bytes can hold is refused here, so it is
- * never priced by its header.
- * Failures are ConnectErrors with the reason in `cutline-reason` (InvalidArgument for bad input).
+ * The gateway's check of an upload, before any hold is taken: sniff the format and check bytes
+ * and pixels from the header with the same limits inference applies, so a BMP or PNG whose header
+ * claims more pixels than its bytes hold is never priced by its header.
+ * Refusals are InvalidArgument ConnectErrors with the reason in `cutline-reason`.
  */
-export function createUploadInspector(config: Parameters<typeof imageLimitsOf>[0]) {
-  const limits = imageLimitsOf(config);
-  return async (image: Uint8Array): Promise<{ format: string; width: number; height: number; pixels: number }> => {
+export function createUploadInspector(limits: ImageLimits): UploadInspector {
+  return async (image) => {
     try {
-      const header = await readImageHeader(image, limits);
-      return { format: header.format, width: header.width, height: header.height, pixels: header.pixels };
+      const { format, width, height, pixels } = await readImageHeader(image, limits);
+      return { format, width, height, pixels };
     } catch (error) {
-      const failure = inferenceErrorOf(error);
-      throw reasonError(connectCodeOf(failure), failure.reason, failure.message, { cause: failure.cause ?? failure });
+      if (!(error instanceof ImageError)) throw error;
+      throw reasonError(Code.InvalidArgument, error.reason, error.message, { cause: error.cause ?? error });
     }
   };
 }

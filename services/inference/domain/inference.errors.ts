@@ -1,12 +1,9 @@
 import { Code } from "@connectrpc/connect";
+import { ImageError, type ImageErrorReason } from "../../common/images/image.errors.ts";
 
 /** Stable, machine-readable reasons; callers and tests switch on these, never on messages. */
 export type InferenceErrorReason =
-  | "unsupported_format"
-  | "animated_gif"
-  | "corrupt_image"
-  | "too_many_bytes"
-  | "too_many_pixels"
+  | ImageErrorReason
   | "invalid_option"
   | "queue_full"
   | "cancelled"
@@ -21,11 +18,6 @@ const userErrors = new Set<InferenceErrorReason>([
   "too_many_pixels",
   "invalid_option",
 ]);
-
-/** True for reasons that are the caller's mistake: final, never retried, never charged. */
-export function isUserErrorReason(reason: string): boolean {
-  return userErrors.has(reason as InferenceErrorReason);
-}
 
 /**
  * An operating error of the engine. User errors (bad input) are final and never charged; the
@@ -50,9 +42,10 @@ export class InferenceError extends Error {
   readonly retryAfterMs: number | undefined;
 }
 
-/** Any thrown value as an InferenceError; unknown failures become `internal`. */
+/** Any thrown value as an InferenceError: a refused image keeps its reason, unknown failures become `internal`. */
 export function inferenceErrorOf(error: unknown): InferenceError {
   if (error instanceof InferenceError) return error;
+  if (error instanceof ImageError) return new InferenceError(error.reason, error.message, { cause: error.cause });
   return new InferenceError("internal", "internal error while processing the image", { cause: error });
 }
 
@@ -71,5 +64,6 @@ const codes: Record<InferenceErrorReason, Code> = {
 
 /** The one Connect code for an error; anything that is not an InferenceError is Internal. */
 export function connectCodeOf(error: unknown): Code {
+  if (error instanceof ImageError) return Code.InvalidArgument;
   return error instanceof InferenceError ? codes[error.reason] : Code.Internal;
 }

@@ -8,8 +8,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import sharp from "sharp";
 import { InferenceError } from "../domain/inference.errors.ts";
 import { loadInferenceConfig } from "../config.ts";
-import { decodeImage, readImageHeader, type ImageLimits } from "./image.decoder.ts";
-import { createUploadInspector } from "./upload.inspector.ts";
+import { decodeImage, imageLimitsOf, readImageHeader, type ImageLimits } from "./image.decoder.ts";
+import { createUploadInspector } from "../../common/images/upload.inspector.ts";
 import { bmpFromRgba, rleBmpClaiming } from "../testdata/hostile-images.ts";
 
 const limits: ImageLimits = { bytesMax: 25 * 1024 * 1024, pixelsMax: 100_000_000 };
@@ -294,7 +294,7 @@ describe("image decoder: decoders that do not stream", () => {
     await refusedAs(readImageHeader(bomb, limits), "corrupt_image", /10000×10000.*at most \d+ \(truncated\)/);
     await refusedAs(decodeImage(bomb, limits, 4096), "corrupt_image", /truncated/);
     // The gateway's inspector answers the same, as InvalidArgument, before quote and hold.
-    const inspect = createUploadInspector(loadInferenceConfig({}));
+    const inspect = createUploadInspector(imageLimitsOf(loadInferenceConfig({})));
     await assert.rejects(inspect(bomb), (error: unknown) => {
       assert.ok(error instanceof ConnectError);
       assert.equal(error.code, Code.InvalidArgument);

@@ -2,17 +2,24 @@ import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 import { decode as decodeBmp } from "bmp-ts";
 import sharp, { type Metadata, type OutputInfo, type Sharp } from "sharp";
+import type { AcceptedFormat } from "../../common/images/image-format.sniffer.ts";
+import {
+  checkImageBytes,
+  corruptImage,
+  readBmpHeader,
+  readImageHeader as readHeader,
+  sniffAcceptedFormat,
+  type ImageHeader,
+} from "../../common/images/image-header.reader.ts";
+import { imageLimitsOf as sharedImageLimitsOf, type ImageLimits as SharedImageLimits } from "../../common/images/image-limits.ts";
+import { processedSize } from "../../common/images/image-size.ts";
 import { inferenceConfigSpec, type InferenceConfig } from "../config.ts";
-import { InferenceError, type InferenceErrorReason } from "../domain/inference.errors.ts";
-import { sniffImageFormat, type AcceptedFormat } from "../domain/image-format.sniffer.ts";
-import { checkPngDataLength, readBmpHeader } from "../domain/image-header.reader.ts";
-import { processedSize } from "../domain/image-size.ts";
+import { InferenceError, inferenceErrorOf, type InferenceErrorReason } from "../domain/inference.errors.ts";
 
-export interface ImageLimits {
-  /** IMAGE_BYTES_MAX (bytes). */
-  bytesMax: number;
-  /** IMAGE_PIXELS_MAX, checked on the header before any pixel is decoded (pixels). */
-  pixelsMax: number;
+export type { ImageHeader };
+
+/** The shared limits plus the decode threads' own. */
+export interface ImageLimits extends Omit<SharedImageLimits, "unstreamedPixelsMax"> {
   /** IMAGE_UNSTREAMED_PIXELS_MAX, for BMP and HEIF (pixels). @default 50_000_000 */
   unstreamedPixelsMax?: number;
   /** IMAGE_DECODE_WORKERS (threads); the first call's value sizes the process's decode threads. @default 2 */
@@ -29,13 +36,18 @@ type ResolvedLimits = Required<ImageLimits>;
 export function imageLimitsOf(
   config: Pick<
     InferenceConfig,
-    "IMAGE_BYTES_MAX" | "IMAGE_PIXELS_MAX" | "IMAGE_UNSTREAMED_PIXELS_MAX" | "IMAGE_DECODE_WORKERS" | "IMAGE_DECODE_TIME_MS_MAX" | "IMAGE_DECODE_HEAP_MB_MAX"
+    | "IMAGE_BYTES_MAX"
+    | "IMAGE_PIXELS_MAX"
+    | "IMAGE_UNSTREAMED_PIXELS_MAX"
+    | "IMAGE_LONGEST_SIDE_STANDARD"
+    | "IMAGE_LONGEST_SIDE_PRO"
+    | "IMAGE_DECODE_WORKERS"
+    | "IMAGE_DECODE_TIME_MS_MAX"
+    | "IMAGE_DECODE_HEAP_MB_MAX"
   >,
 ): ResolvedLimits {
   return {
-    bytesMax: config.IMAGE_BYTES_MAX,
-    pixelsMax: config.IMAGE_PIXELS_MAX,
-    unstreamedPixelsMax: config.IMAGE_UNSTREAMED_PIXELS_MAX,
+    ...sharedImageLimitsOf(config),
     decodeWorkers: config.IMAGE_DECODE_WORKERS,
     decodeTimeMsMax: config.IMAGE_DECODE_TIME_MS_MAX,
     decodeHeapMbMax: config.IMAGE_DECODE_HEAP_MB_MAX,
@@ -52,14 +64,6 @@ function resolved(limits: ImageLimits): ResolvedLimits {
     decodeTimeMsMax: limits.decodeTimeMsMax ?? defaults.IMAGE_DECODE_TIME_MS_MAX.defaultValue,
     decodeHeapMbMax: limits.decodeHeapMbMax ?? defaults.IMAGE_DECODE_HEAP_MB_MAX.defaultValue,
   };
-}
-
-export interface ImageHeader {
-  format: AcceptedFormat;
-  /** Upright size, after EXIF orientation. */
-  width: number;
-  height: number;
-  pixels: number;
 }
 
 /** Upright sRGB pixels, 4 channels, 8 bits. */
@@ -104,54 +108,15 @@ function heif() {
 // memory for the life of the process.
 const heifHeapBytesKept = 128 * 1024 * 1024;
 
-function checkBytes(bytes: Uint8Array, limits: ImageLimits): void {
-  if (bytes.length > limits.bytesMax) {
-    throw new InferenceError(
-      "too_many_bytes",
-      `the image has ${bytes.length} bytes, more than IMAGE_BYTES_MAX=${limits.bytesMax} (${(limits.bytesMax / 1024 / 1024).toFixed(0)} MB); upload a smaller or more compressed file`,
-    );
-  }
-}
-
-function checkPixels(format: AcceptedFormat, width: number, height: number, limits: ResolvedLimits): void {
-  if (width * height > limits.pixelsMax) {
-    throw new InferenceError(
-      "too_many_pixels",
-      `the image is ${width}×${height} = ${width * height} pixels, more than IMAGE_PIXELS_MAX=${limits.pixelsMax}; downscale it before uploading`,
-    );
-  }
-  // These decoders hold the whole picture (and libheif its planes too) in memory at once.
-  if ((format === "bmp" || format === "heif") && width * height > limits.unstreamedPixelsMax) {
-    throw new InferenceError(
-      "too_many_pixels",
-      `the ${format.toUpperCase()} image is ${width}×${height} = ${width * height} pixels, more than IMAGE_UNSTREAMED_PIXELS_MAX=${limits.unstreamedPixelsMax} for ${format.toUpperCase()}; downscale it or convert it to JPEG or PNG`,
-    );
-  }
-}
-
-function sniff(bytes: Uint8Array): AcceptedFormat {
-  const sniffed = sniffImageFormat(bytes);
-  if (!sniffed.accepted) {
-    throw new InferenceError("unsupported_format", `${sniffed.format} is not a supported image format; ${sniffed.advice}`);
-  }
-  return sniffed.format;
-}
-
-function corrupt(format: AcceptedFormat, error: unknown): InferenceError {
-  return new InferenceError("corrupt_image", `the ${format.toUpperCase()} image could not be decoded (truncated or corrupt file)`, {
-    cause: error,
-  });
-}
-
 function primaryHeifImage(bytes: Uint8Array): HeifImage {
   let images: HeifImage[];
   try {
     images = heif().decode(bytes);
   } catch (error) {
-    throw corrupt("heif", error);
+    throw corruptImage("heif", error);
   }
   const primary = images.find((image) => image.is_primary()) ?? images[0];
-  if (primary === undefined) throw corrupt("heif", new Error("no image in the HEIF container"));
+  if (primary === undefined) throw corruptImage("heif", new Error("no image in the HEIF container"));
   for (const image of images) if (image !== primary) image.free();
   return primary;
 }
@@ -168,54 +133,15 @@ async function decodeBmpPixels(bytes: Uint8Array, width: number, height: number)
   try {
     image = decodeBmp(source, { toRGBA: true });
   } catch (error) {
-    throw corrupt("bmp", error);
+    throw corruptImage("bmp", error);
   }
   if (image.width !== width || image.height !== height || image.data.length !== width * height * 4) {
-    throw corrupt("bmp", new Error(`BMP pixel data does not match its ${width}×${height} header`));
+    throw corruptImage("bmp", new Error(`BMP pixel data does not match its ${width}×${height} header`));
   }
   const rgba = image.data;
   // Only 32-bit BMPs carry alpha; the decoder leaves the fourth byte of the others undefined.
   if ((image.bitPP ?? 24) < 32) for (let offset = 3; offset < rgba.length; offset += 4) rgba[offset] = 255;
   return rgba;
-}
-
-/** Format and size without libheif: everything but HEIF, whose container only libheif reads. */
-async function readHeaderWith(
-  bytes: Uint8Array,
-  limits: ResolvedLimits,
-  heifSize: (bytes: Uint8Array) => Promise<{ width: number; height: number }>,
-): Promise<ImageHeader> {
-  checkBytes(bytes, limits);
-  const format = sniff(bytes);
-  if (format === "bmp") {
-    const { width, height } = readBmpHeader(bytes);
-    checkPixels(format, width, height, limits);
-    return { format, width, height, pixels: width * height };
-  }
-  if (format === "heif") {
-    const { width, height } = await heifSize(bytes);
-    checkPixels(format, width, height, limits);
-    return { format, width, height, pixels: width * height };
-  }
-  let metadata: Metadata;
-  try {
-    metadata = await sharp(bytes, { limitInputPixels: false }).metadata();
-  } catch (error) {
-    throw corrupt(format, error);
-  }
-  if (format === "gif" && (metadata.pages ?? 1) > 1) {
-    throw new InferenceError(
-      "animated_gif",
-      `animated GIFs (${metadata.pages} frames) are not supported; upload one frame as PNG, or send the animation to the video endpoint as MP4`,
-    );
-  }
-  if (!(metadata.width > 0 && metadata.height > 0)) throw corrupt(format, new Error(`no size in the header: ${metadata.width}×${metadata.height}`));
-  const rotated = (metadata.orientation ?? 1) >= 5;
-  const width = rotated ? metadata.height : metadata.width;
-  const height = rotated ? metadata.width : metadata.height;
-  checkPixels(format, width, height, limits);
-  if (format === "png") checkPngDataLength(bytes);
-  return { format, width, height, pixels: width * height };
 }
 
 async function heifSizeHere(bytes: Uint8Array): Promise<{ width: number; height: number }> {
@@ -229,16 +155,30 @@ async function heifSizeHere(bytes: Uint8Array): Promise<{ width: number; height:
 
 /** For the decode thread: the header read where libheif may run. */
 export function readImageHeaderInThread(bytes: Uint8Array, limits: ImageLimits): Promise<ImageHeader> {
-  return readHeaderWith(bytes, resolved(limits), heifSizeHere);
+  return readHeader(bytes, resolved(limits), heifSizeHere);
 }
 
-/** Format and upright size from the header alone, with every limit checked; no pixel decoded. */
+/**
+ * Format and upright size from the header alone, with every limit checked; no pixel decoded.
+ * The HEIF container is read by libheif on a decode thread, the reader whose size the decode uses.
+ */
 export async function readImageHeader(bytes: Uint8Array, limits: ImageLimits): Promise<ImageHeader> {
   const all = resolved(limits);
-  return readHeaderWith(bytes, all, async (heifBytes) => {
-    const reply = await decodeThreads(all).run({ kind: "header", bytes: heifBytes, limits: all, longestSideMax: 0 }, all.decodeTimeMsMax);
-    return reply.header!;
-  });
+  return asInferenceError(() =>
+    readHeader(bytes, all, async (heifBytes) => {
+      const reply = await decodeThreads(all).run({ kind: "header", bytes: heifBytes, limits: all, longestSideMax: 0 }, all.decodeTimeMsMax);
+      return reply.header!;
+    }),
+  );
+}
+
+// The shared checks throw ImageErrors; inference's callers see InferenceErrors with the same reason.
+async function asInferenceError<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw inferenceErrorOf(error);
+  }
 }
 
 /**
@@ -251,9 +191,11 @@ export async function readImageHeader(bytes: Uint8Array, limits: ImageLimits): P
 export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, longestSideMax: number): Promise<DecodedImage> {
   const all = resolved(limits);
   // Cheap refusals (size, format, BMP and PNG headers) answer without a thread hop.
-  const format = sniff(bytes);
-  if (format !== "heif") await readHeaderWith(bytes, all, heifSizeHere);
-  else checkBytes(bytes, all);
+  await asInferenceError(async () => {
+    const format = sniffAcceptedFormat(bytes);
+    if (format !== "heif") await readHeader(bytes, all, heifSizeHere);
+    else checkImageBytes(bytes, all);
+  });
   const reply = await decodeThreads(all).run({ kind: "decode", bytes, limits: all, longestSideMax }, all.decodeTimeMsMax);
   return reply.image!;
 }
@@ -261,7 +203,7 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, longes
 /** For the decode thread: the whole decode, where blocking is harmless. */
 export async function decodeImageInThread(bytes: Uint8Array, limits: ImageLimits, longestSideMax: number): Promise<DecodedImage> {
   const all = resolved(limits);
-  const header = await readHeaderWith(bytes, all, heifSizeHere);
+  const header = await readHeader(bytes, all, heifSizeHere);
   let input: Sharp;
   let hadIccProfile = false;
   let exif: Uint8Array | undefined;
@@ -279,7 +221,7 @@ export async function decodeImageInThread(bytes: Uint8Array, limits: ImageLimits
       const result = await new Promise<unknown>((resolve) => image.display({ data, width: header.width, height: header.height }, resolve));
       if (!result) throw new Error("libheif could not decode the image");
     } catch (error) {
-      throw corrupt("heif", error);
+      throw corruptImage("heif", error);
     } finally {
       image.free();
     }
@@ -291,7 +233,7 @@ export async function decodeImageInThread(bytes: Uint8Array, limits: ImageLimits
     try {
       metadata = await source.metadata();
     } catch (error) {
-      throw corrupt(header.format, error);
+      throw corruptImage(header.format, error);
     }
     hadIccProfile = metadata.icc !== undefined;
     exif = metadata.exif;
@@ -304,7 +246,7 @@ export async function decodeImageInThread(bytes: Uint8Array, limits: ImageLimits
   try {
     decoded = await input.toColourspace("srgb").ensureAlpha().raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
   } catch (error) {
-    throw corrupt(header.format, error);
+    throw corruptImage(header.format, error);
   }
   const { data, info } = decoded;
   if (info.channels !== 4) throw new Error(`decoder produced ${info.channels} channels, expected 4`);
@@ -351,7 +293,7 @@ export async function runDecodeTask(task: DecodeTask): Promise<{ reply: DecodeRe
     const image = await decodeImageInThread(task.bytes, task.limits, task.longestSideMax);
     return { reply: { ok: true, image, retire: retire() }, transfer: [image.rgba.buffer as ArrayBuffer] };
   } catch (error) {
-    const failure = error instanceof InferenceError ? error : new InferenceError("internal", "internal error while decoding the image", { cause: error });
+    const failure = inferenceErrorOf(error);
     const cause = failure.cause ?? failure;
     const detail = cause instanceof Error ? (cause.stack ?? cause.message) : String(cause);
     return { reply: { ok: false, reason: failure.reason, message: failure.message, detail, retire: retire() }, transfer: [] };

@@ -13,7 +13,7 @@ import { batcherMetrics, observePipeline } from "./inference.metrics.ts";
 import type { MaskRefineRequest, MaskRefineResponse } from "./mask-refine.worker.ts";
 import type { ModelSessionInfo, ModelSessionRequest, ModelSessionResponse, ModelSessionSetup } from "./model-session.worker.ts";
 import { WorkerPool } from "./worker.pool.ts";
-import { longestSideFor } from "../domain/image-size.ts";
+import { longestSideFor } from "../../common/images/image-size.ts";
 
 export interface SegmentCall {
   /** Paid traffic: batched ahead of free traffic. */

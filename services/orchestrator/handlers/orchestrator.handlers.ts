@@ -34,6 +34,7 @@ export function jobMessage(row: JobRow): Job {
     chargedMillicredits: BigInt(row.charged_millicredits),
     errorReason: row.error_reason ?? "",
     errorMessage: row.error_message ?? "",
+    userError: row.user_error,
     highPriority: row.high_priority,
     processingTimeMs: row.processing_time_ms ?? 0,
     createdAt: timestampFromDate(row.created_at),

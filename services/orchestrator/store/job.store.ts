@@ -16,6 +16,8 @@ export interface JobTable {
   available_millicredits: number | null;
   error_reason: string | null;
   error_message: string | null;
+  /** The failure is the caller's mistake (inference's verdict); false for every other failure. */
+  user_error: Generated<boolean>;
   high_priority: boolean;
   longest_side_max: Generated<number>;
   background_image_blob_key: Generated<string>;
@@ -46,6 +48,7 @@ export interface JobUpdate {
   available_millicredits?: number;
   error_reason?: string;
   error_message?: string;
+  user_error?: boolean;
   processing_time_ms?: number;
   /** A job whose first hold ended before its result came is charged on a new one. */
   hold_id?: string;

@@ -56,4 +56,10 @@ export const orchestratorMigrations: Record<string, Migration> = {
       await db.schema.alterTable("jobs").addColumn("requeues", "int4", (column) => column.notNull().defaultTo(0)).execute();
     },
   },
+  "202611271400_jobs_user_error": {
+    async up(db: Kysely<any>) {
+      // Inference's own verdict on a failure (bad input or not), kept so readers need not re-derive it from the reason.
+      await db.schema.alterTable("jobs").addColumn("user_error", "boolean", (column) => column.notNull().defaultTo(false)).execute();
+    },
+  },
 };
