@@ -27,6 +27,7 @@ import { HealthRegistry } from "../services/common/health.ts";
 import { createLogger } from "../services/common/logging.ts";
 import { startServiceServer } from "../services/common/server.ts";
 import { commonConfigSpec } from "../services/common/common.config.ts";
+import { imageLimitsConfigSpec } from "../services/common/images/image-limits.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const SERVICES = ["gateway", "billing", "orchestrator", "inference"] as const;
@@ -200,8 +201,7 @@ const COMMON_DOCUMENTED = ["PORT", "HOST", "DATABASE_URL", "NATS_URL", "LOG_LEVE
 
 /**
  * The variables a service reads: its own services/<name>/config.ts, its entry in
- * services/config-specs.ts, plus every *config.ts its main.ts imports (the gateway reads
- * inference's image limits). A service without main.ts yet
+ * services/config-specs.ts, plus every *config.ts its main.ts imports. A service without main.ts yet
  * also gets the common specs and PORT, which its main will read.
  */
 async function configOf(service: ServiceName): Promise<{ variables: Map<string, Variable>; known: Set<string>; source: string }> {
@@ -286,6 +286,17 @@ function environmentOf(objects: K8sObject[], container: Container): Map<string, 
 }
 
 // ---- the checks shared by every overlay ---------------------------------------------------------
+
+/** The gateway prices and refuses uploads by the limits inference enforces: both pods see the same values, all set. */
+function checkImageLimitsShared(objects: K8sObject[], deployments: Map<ServiceName, DeploymentObject>, overlay: string): void {
+  const gateway = environmentOf(objects, containerOf(deployments.get("gateway")!));
+  const inference = environmentOf(objects, containerOf(deployments.get("inference")!));
+  for (const name of Object.keys(imageLimitsConfigSpec)) {
+    const value = gateway.get(name)?.value;
+    assert.ok(value !== undefined && value !== "", `${overlay}: the gateway gets ${name}`);
+    assert.equal(inference.get(name)?.value, value, `${overlay}: inference gets the gateway's ${name}`);
+  }
+}
 
 async function checkMesh(objects: K8sObject[], overlay: string): Promise<Map<ServiceName, DeploymentObject>> {
   validateSchemas(objects);
@@ -406,6 +417,7 @@ async function checkMesh(objects: K8sObject[], overlay: string): Promise<Map<Ser
     assert.ok(!containerOf(deployments.get(name)!).resources?.limits?.["nvidia.com/gpu"], `${overlay}/${name}: no GPU`);
     assert.ok(!(pod.tolerations ?? []).some((toleration) => toleration.key === "nvidia.com/gpu"), `${overlay}/${name}: no GPU toleration`);
   }
+  checkImageLimitsShared(objects, deployments, overlay);
   return deployments;
 }
 
