@@ -11,7 +11,9 @@ import { startPeriodicTask, type PeriodicTask } from "../common/periodic-task.ts
 import { systemClock, type Clock } from "./domain/clock.ts";
 import { createBillingHandlers } from "./handlers/billing.handlers.ts";
 import { checkLedgerInvariants, type InvariantViolation } from "./store/invariants.ts";
-import { LedgerStore, type LedgerLimits, type OutboxEvent } from "./store/ledger.store.ts";
+import type { LedgerLimits } from "./domain/limits.ts";
+import { LedgerStore } from "./store/ledger.store.ts";
+import type { OutboxEvent } from "./store/outbox.store.ts";
 import { migrateBilling } from "./store/migrate.ts";
 import type { BillingSchema } from "./store/schema.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { DEFAULT_PRICE_BOOK, priceOf, referenceOperations, validatePriceBook } from "./price-book.ts";
+import { affordableOperations, DEFAULT_PRICE_BOOK, isPriceBookFresh, PRICE_BOOK_CACHE_MS, priceOf, referenceOperations, validatePriceBook } from "./price-book.ts";
 
 const cost = (request: Parameters<typeof priceOf>[1]) => {
   const outcome = priceOf(DEFAULT_PRICE_BOOK, request);
@@ -33,5 +33,30 @@ describe("priceOf", () => {
     assert.equal(referenceOperations(DEFAULT_PRICE_BOOK).length, 9);
     const broken = { ...DEFAULT_PRICE_BOOK, operations: { ...DEFAULT_PRICE_BOOK.operations, remove_background: { ...DEFAULT_PRICE_BOOK.operations.remove_background, hdMultiplierPermille: 1.5 } } };
     assert.equal(validatePriceBook(broken).length, 1);
+  });
+});
+
+describe("affordableOperations", () => {
+  it("counts whole operations per reference tier", () => {
+    const rows = affordableOperations(DEFAULT_PRICE_BOOK, 2_600);
+    assert.equal(rows.length, referenceOperations(DEFAULT_PRICE_BOOK).length);
+    assert.deepEqual(rows.slice(0, 3).map((row) => [row.operation, row.count]), [["remove_background", 10], ["remove_background", 5], ["remove_background", 3]]);
+    assert.ok(rows.every((row) => Number.isSafeInteger(row.count) && row.count >= 0));
+    assert.ok(affordableOperations(DEFAULT_PRICE_BOOK, 0).every((row) => row.count === 0));
+  });
+});
+
+describe("price book cache", () => {
+  const loadedAt = new Date("2025-01-01T00:00:00.000Z");
+  const after = (ms: number) => new Date(loadedAt.getTime() + ms);
+
+  it("is fresh for PRICE_BOOK_CACHE_MS after loading by the given clock", () => {
+    assert.equal(isPriceBookFresh(loadedAt, loadedAt), true);
+    assert.equal(isPriceBookFresh(loadedAt, after(PRICE_BOOK_CACHE_MS - 1)), true);
+    assert.equal(isPriceBookFresh(loadedAt, after(PRICE_BOOK_CACHE_MS)), false);
+  });
+
+  it("is stale when the clock stepped back", () => {
+    assert.equal(isPriceBookFresh(loadedAt, after(-1)), false);
   });
 });

@@ -143,3 +143,24 @@ export function validatePriceBook(book: PriceBook): string[] {
   }
   return problems;
 }
+
+/** How many more of each reference operation a balance buys, for the balance answer. */
+export function affordableOperations(book: PriceBook, availableMillicredits: number): { operation: OperationName; description: string; count: number }[] {
+  return referenceOperations(book).map((reference) => ({
+    operation: reference.operation,
+    description: reference.description,
+    count: Math.floor(availableMillicredits / reference.costMillicredits),
+  }));
+}
+
+/**
+ * How long a loaded price book answers quotes without a query. Another process's new version
+ * reaches this one within this time; this process's own edits at once.
+ */
+export const PRICE_BOOK_CACHE_MS = 5_000;
+
+/** A cached book is fresh for PRICE_BOOK_CACHE_MS after loading; a clock that stepped back makes it stale, not fresh for as long as the step. */
+export function isPriceBookFresh(loadedAt: Date, now: Date): boolean {
+  const ageMs = now.getTime() - loadedAt.getTime();
+  return ageMs >= 0 && ageMs < PRICE_BOOK_CACHE_MS;
+}

@@ -14,12 +14,15 @@ import {
   PlanSchema,
   Pool,
 } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { MEMBER_ROLES, type MemberRole } from "../domain/accounts.ts";
+import type { HoldStatus as HoldStatusName } from "../domain/holds.ts";
 import type { Failure, FailureReason, Outcome } from "../domain/outcomes.ts";
 import type { Plan } from "../domain/plans.ts";
 import { priceOf, type OperationName } from "../domain/price-book.ts";
 import type { BucketKind } from "../domain/spend-order.ts";
-import type { AccountView, BucketView, HoldStatus as HoldStatusName, LedgerStore, MemberView } from "../store/ledger.store.ts";
+import type { LedgerStore } from "../store/ledger.store.ts";
 import type { PoolName } from "../store/schema.ts";
+import type { AccountView, BucketView, MemberView } from "../store/views.ts";
 
 /**
  * One Connect code per domain reason. insufficient_credits is FailedPrecondition (the account
@@ -48,10 +51,23 @@ export const CODE_BY_REASON: Readonly<Record<FailureReason, Code>> = {
 
 export { REASON_HEADER };
 
+/** Shown to callers who run out of credits when the deployment sets no hint of its own. */
+export const DEFAULT_TOP_UP_HINT = "buy a top-up pack or upgrade at /billing";
+
+/** Kinds an operator may grant; trial and subscription credits are the ledger's own. */
+export const GRANTABLE_KINDS: readonly BucketKind[] = ["top_up", "pack", "promo", "refund"];
+
+/** `pixels` is a uint64 on the wire; read as signed 64-bit so a huge value fails the range check instead of wrapping. */
+const WIRE_INT64_BITS = 64;
+/** A monthly cap of 0 on the wire means the member has none. */
+const NO_MONTHLY_CAP = 0;
+const MILLISECONDS_PER_SECOND = 1000;
+const NANOSECONDS_PER_MILLISECOND = 1_000_000;
+
 export interface BillingHandlerDependencies {
   ledger: LedgerStore;
   log: Logger;
-  /** Shown to callers who run out of credits. @default "buy a top-up pack or upgrade at /billing" */
+  /** Shown to callers who run out of credits. @default DEFAULT_TOP_UP_HINT */
   topUpHint?: string;
 }
 
@@ -153,31 +169,48 @@ function bucketMessage(bucket: BucketView) {
   });
 }
 
-const GRANTABLE_KINDS: readonly BucketKind[] = ["top_up", "pack", "promo", "refund"];
-const ROLES = ["owner", "admin", "member"] as const;
+/** A Timestamp as a Date, whole milliseconds rounded down (a deadline never moves later). */
+function dateOf(timestamp: Timestamp): Date {
+  return new Date(Number(timestamp.seconds) * MILLISECONDS_PER_SECOND + Math.floor(timestamp.nanos / NANOSECONDS_PER_MILLISECOND));
+}
 
-/** Thin RPC ↔ ledger translation; every domain failure becomes one Connect code. */
-export function createBillingHandlers(dependencies: BillingHandlerDependencies): ServiceImpl<typeof BillingService> {
+type BillingImpl = ServiceImpl<typeof BillingService>;
+
+/** What every group of handlers shares: the ledger, and the two ways a call fails. */
+interface HandlerContext {
+  ledger: LedgerStore;
+  /** The success value, or the failure as its Connect error (logged at debug). */
+  unwrap<T>(outcome: Outcome<T>): T;
+  /** An invalid_argument error for a request the handler refuses before the ledger sees it. */
+  invalid(message: string): ConnectError;
+}
+
+function handlerContext(dependencies: BillingHandlerDependencies): HandlerContext {
   const { ledger, log } = dependencies;
-  const topUpHint = dependencies.topUpHint ?? "buy a top-up pack or upgrade at /billing";
+  const topUpHint = dependencies.topUpHint ?? DEFAULT_TOP_UP_HINT;
+  return {
+    ledger,
+    unwrap<T>(outcome: Outcome<T>): T {
+      if (!outcome.ok) {
+        log.debug({ reason: outcome.reason }, outcome.message);
+        throw toConnectError(outcome, topUpHint);
+      }
+      return outcome;
+    },
+    invalid: (message) => toConnectError({ ok: false, reason: "invalid_argument", message }, topUpHint),
+  };
+}
 
-  function unwrap<T>(outcome: Outcome<T>): T {
-    if (!outcome.ok) {
-      log.debug({ reason: outcome.reason }, outcome.message);
-      throw toConnectError(outcome, topUpHint);
-    }
-    return outcome;
-  }
-
+function quoteHandlers({ ledger, unwrap, invalid }: HandlerContext): Pick<BillingImpl, "quote"> {
   return {
     async quote(request) {
       const operation = operationName(request.operation);
-      if (!operation) throw toConnectError({ ok: false, reason: "invalid_argument", message: "operation is required" }, topUpHint);
+      if (!operation) throw invalid("operation is required");
       const book = await ledger.priceBook();
       const price = unwrap(
         priceOf(book, {
           operation,
-          pixels: safeNumber(BigInt.asIntN(64, request.pixels), "pixels"),
+          pixels: safeNumber(BigInt.asIntN(WIRE_INT64_BITS, request.pixels), "pixels"),
           hd: request.hd,
           videoMilliseconds: request.videoMilliseconds,
           extras: request.extras,
@@ -185,7 +218,11 @@ export function createBillingHandlers(dependencies: BillingHandlerDependencies):
       );
       return { costMillicredits: BigInt(price.costMillicredits), priceBookVersion: book.version };
     },
+  };
+}
 
+function holdHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, "reserve" | "extendHold" | "capture" | "release"> {
+  return {
     async reserve(request) {
       const hold = unwrap(
         await ledger.reserve({
@@ -228,17 +265,11 @@ export function createBillingHandlers(dependencies: BillingHandlerDependencies):
       const result = unwrap(await ledger.release(request.holdId, request.reason));
       return { returnedMillicredits: BigInt(result.returnedMillicredits), availableMillicredits: BigInt(result.availableMillicredits) };
     },
+  };
+}
 
-    async getBalance(request) {
-      const balance = unwrap(await ledger.balance(request.accountId, poolName(request.pool)));
-      return {
-        availableMillicredits: BigInt(balance.availableMillicredits),
-        heldMillicredits: BigInt(balance.heldMillicredits),
-        buckets: balance.buckets.map(bucketMessage),
-        affordable: balance.affordable.map((row) => ({ operation: operationEnum(row.operation), description: row.description, count: BigInt(row.count) })),
-      };
-    },
-
+function accountHandlers({ ledger, unwrap, invalid }: HandlerContext): Pick<BillingImpl, "createAccount" | "getAccount" | "changePlan" | "setMember"> {
+  return {
     async createAccount(request) {
       const result = unwrap(
         await ledger.createAccount({
@@ -255,11 +286,40 @@ export function createBillingHandlers(dependencies: BillingHandlerDependencies):
       return { account: accountMessage(unwrap(await ledger.getAccount(request.accountId)).account) };
     },
 
+    async changePlan(request) {
+      return { account: accountMessage(unwrap(await ledger.changePlan(request.accountId, request.planCode)).account) };
+    },
+
+    async setMember(request) {
+      const role = request.role as MemberRole;
+      if (!MEMBER_ROLES.includes(role)) throw invalid("role must be owner, admin or member");
+      const cap = safeNumber(request.monthlyCapMillicredits, "monthly_cap_millicredits");
+      const member = {
+        accountId: request.accountId,
+        memberId: request.memberId,
+        role,
+        monthlyCapMillicredits: cap === NO_MONTHLY_CAP ? null : cap,
+      };
+      return { member: memberMessage(unwrap(await ledger.setMember(member)).member) };
+    },
+  };
+}
+
+function creditHandlers({ ledger, unwrap, invalid }: HandlerContext): Pick<BillingImpl, "getBalance" | "grant"> {
+  return {
+    async getBalance(request) {
+      const balance = unwrap(await ledger.balance(request.accountId, poolName(request.pool)));
+      return {
+        availableMillicredits: BigInt(balance.availableMillicredits),
+        heldMillicredits: BigInt(balance.heldMillicredits),
+        buckets: balance.buckets.map(bucketMessage),
+        affordable: balance.affordable.map((row) => ({ operation: operationEnum(row.operation), description: row.description, count: BigInt(row.count) })),
+      };
+    },
+
     async grant(request) {
       const kind = request.kind as BucketKind;
-      if (!GRANTABLE_KINDS.includes(kind)) {
-        throw toConnectError({ ok: false, reason: "invalid_argument", message: `kind must be one of ${GRANTABLE_KINDS.join(", ")}` }, topUpHint);
-      }
+      if (!GRANTABLE_KINDS.includes(kind)) throw invalid(`kind must be one of ${GRANTABLE_KINDS.join(", ")}`);
       const result = unwrap(
         await ledger.grant({
           accountId: request.accountId,
@@ -267,28 +327,20 @@ export function createBillingHandlers(dependencies: BillingHandlerDependencies):
           kind,
           packCode: request.packCode || undefined,
           amountMillicredits: safeNumber(request.amountMillicredits, "amount_millicredits"),
-          expiresAt: request.expiresAt ? new Date(Number(request.expiresAt.seconds) * 1000 + Math.floor(request.expiresAt.nanos / 1e6)) : null,
+          expiresAt: request.expiresAt ? dateOf(request.expiresAt) : null,
           idempotencyKey: request.idempotencyKey,
           description: request.description,
         }),
       );
       return { bucket: bucketMessage(result.bucket), availableMillicredits: BigInt(result.availableMillicredits), priceCents: BigInt(result.priceCents) };
     },
+  };
+}
 
-    async changePlan(request) {
-      return { account: accountMessage(unwrap(await ledger.changePlan(request.accountId, request.planCode)).account) };
-    },
-
-    async setMember(request) {
-      const role = request.role as (typeof ROLES)[number];
-      if (!ROLES.includes(role)) throw toConnectError({ ok: false, reason: "invalid_argument", message: "role must be owner, admin or member" }, topUpHint);
-      const cap = safeNumber(request.monthlyCapMillicredits, "monthly_cap_millicredits");
-      const result = unwrap(await ledger.setMember({ accountId: request.accountId, memberId: request.memberId, role, monthlyCapMillicredits: cap === 0 ? null : cap }));
-      return { member: memberMessage(result.member) };
-    },
-
+function historyHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, "listLedger" | "listUsage"> {
+  return {
     async listLedger(request) {
-      const page = unwrap(await ledger.listLedger(request.accountId, poolName(request.pool), request.pageSize, request.pageToken));
+      const page = unwrap(await ledger.listLedger({ accountId: request.accountId, pool: poolName(request.pool), pageSize: request.pageSize, pageToken: request.pageToken }));
       return {
         entries: page.items.map((entry) => ({
           id: String(entry.id),
@@ -304,7 +356,7 @@ export function createBillingHandlers(dependencies: BillingHandlerDependencies):
     },
 
     async listUsage(request) {
-      const page = unwrap(await ledger.listUsage(request.accountId, poolName(request.pool), request.pageSize, request.pageToken));
+      const page = unwrap(await ledger.listUsage({ accountId: request.accountId, pool: poolName(request.pool), pageSize: request.pageSize, pageToken: request.pageToken }));
       return {
         records: page.items.map((record) => ({
           holdId: record.holdId,
@@ -327,7 +379,11 @@ export function createBillingHandlers(dependencies: BillingHandlerDependencies):
         })),
       };
     },
+  };
+}
 
+function catalogueHandlers({ ledger }: HandlerContext): Pick<BillingImpl, "listPlans" | "listPacks"> {
+  return {
     async listPlans() {
       return { plans: (await ledger.listPlans()).map(planMessage) };
     },
@@ -337,5 +393,18 @@ export function createBillingHandlers(dependencies: BillingHandlerDependencies):
         packs: (await ledger.listPacks()).map((pack) => ({ code: pack.code, priceCents: BigInt(pack.priceCents), creditsMillicredits: BigInt(pack.creditsMillicredits) })),
       };
     },
+  };
+}
+
+/** Thin RPC ↔ ledger translation, one group of RPCs per function; every domain failure becomes one Connect code. */
+export function createBillingHandlers(dependencies: BillingHandlerDependencies): BillingImpl {
+  const context = handlerContext(dependencies);
+  return {
+    ...quoteHandlers(context),
+    ...holdHandlers(context),
+    ...accountHandlers(context),
+    ...creditHandlers(context),
+    ...historyHandlers(context),
+    ...catalogueHandlers(context),
   };
 }

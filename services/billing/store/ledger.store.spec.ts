@@ -135,7 +135,7 @@ describe("LedgerStore scenarios", () => {
     ok(await ledger.capture(first.holdId, 1_500));
     const capped = await ledger.reserve({ accountId: "team", pool: "api", amountMillicredits: 1_000, idempotencyKey: "t2", memberId: "bob" });
     assert.equal(capped.ok ? "ok" : capped.reason, "member_cap_reached");
-    const usage = ok(await ledger.listUsage("team", "api", 10, ""));
+    const usage = ok(await ledger.listUsage({ accountId: "team", pool: "api", pageSize: 10, pageToken: "" }));
     assert.deepEqual(usage.totals.map((total) => [total.dimension, total.key, total.capturedMillicredits]), [["member", "bob", 1_500], ["api_key", "key-1", 1_500]]);
     const seats = await ledger.setMember({ accountId: "team", memberId: "carol", role: "admin", monthlyCapMillicredits: null });
     ok(seats);
@@ -148,7 +148,7 @@ describe("LedgerStore scenarios", () => {
     const seen: number[] = [];
     let token = "";
     do {
-      const page = ok(await ledger.listLedger("acme", "api", 2, token));
+      const page = ok(await ledger.listLedger({ accountId: "acme", pool: "api", pageSize: 2, pageToken: token }));
       seen.push(...page.items.map((entry) => entry.id));
       token = page.nextPageToken;
     } while (token);

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated } from "kysely";
+import type { ColumnType, Generated, Kysely, Transaction } from "kysely";
 
 // int8 arrives as a JS number in both modes (see services/common/database.ts).
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -163,3 +163,10 @@ export interface BillingSchema {
   billing_cycle_reports: CycleReportTable;
   billing_outbox: OutboxTable;
 }
+
+/**
+ * What every aggregate store runs on: a transaction the caller opened, or the pool itself for a
+ * single statement (a PL/pgSQL call is its own transaction, and BEGIN/COMMIT around it would
+ * cost two more round trips on the hot path).
+ */
+export type BillingExecutor = Kysely<BillingSchema> | Transaction<BillingSchema>;

@@ -1,0 +1,131 @@
+// Account rules that need no database: what a sign-up gets, how cycles renew and restart, what
+// a plan change carries over, and who may take a seat.
+import type { BucketKind } from "./spend-order.ts";
+import { textProblem, type LedgerLimits } from "./limits.ts";
+import { fail, type Failure } from "./outcomes.ts";
+import { cycleStart, subscriptionGrant, TRIAL_DURATION_MS, TRIAL_MILLICREDITS, type Plan } from "./plans.ts";
+
+/** An account created without a plan starts here. */
+export const DEFAULT_PLAN_CODE = "free";
+
+/** The sign-up trial's grant key: one per account, so a repeated sign-up never grants twice. */
+export const SIGN_UP_TRIAL_KEY = "sign-up-trial";
+
+/** A grant the ledger makes on its own (trial, subscription), in the ledger's key space. */
+export interface LedgerGrant {
+  kind: BucketKind;
+  amountMillicredits: number;
+  effectiveAt?: Date;
+  expiresAt: Date | null;
+  idempotencyKey: string;
+  description: string;
+}
+
+/** The sign-up trial (10 credits for 7 days from sign-up), unless the caller opted out; granted by default. */
+export function signUpTrial(now: Date, grantTrial: boolean | undefined): LedgerGrant | undefined {
+  if (!(grantTrial ?? true)) return undefined;
+  return {
+    kind: "trial",
+    amountMillicredits: TRIAL_MILLICREDITS,
+    expiresAt: new Date(now.getTime() + TRIAL_DURATION_MS),
+    idempotencyKey: SIGN_UP_TRIAL_KEY,
+    description: "sign-up trial",
+  };
+}
+
+/** The subscription allocation of cycle `cyclesSinceAnchor`, keyed so a renewal that runs twice grants once. */
+export function subscriptionAllocation(plan: Plan, anchor: Date, cyclesSinceAnchor: number): LedgerGrant | undefined {
+  const grant = subscriptionGrant(plan, anchor, cyclesSinceAnchor);
+  if (!grant) return undefined;
+  return {
+    kind: "subscription",
+    amountMillicredits: grant.amountMillicredits,
+    effectiveAt: grant.effectiveAt,
+    expiresAt: grant.expiresAt,
+    idempotencyKey: `subscription:${plan.code}:${anchor.toISOString()}:${cyclesSinceAnchor}`,
+    description: `${plan.name} cycle ${cyclesSinceAnchor + 1}`,
+  };
+}
+
+/** Where an account is in its anniversary billing. */
+export interface Cycle {
+  anchorAt: Date;
+  cyclesSinceAnchor: number;
+  /** Counts every cycle of the account across plan changes (holds and reports refer to it). */
+  cycleIndex: number;
+  startedAt: Date;
+  nextRenewalAt: Date;
+}
+
+/** A cycle anchored now: at sign-up (index 0) and after a plan change (the next index). */
+export function cycleAnchoredAt(now: Date, cycleIndex: number): Cycle {
+  return { anchorAt: now, cyclesSinceAnchor: 0, cycleIndex, startedAt: now, nextRenewalAt: cycleStart(now, 1) };
+}
+
+export interface Renewal {
+  /** The cycle that ended, for its report. */
+  ended: { cycleIndex: number; startedAt: Date; endedAt: Date };
+  /** The cycle that began where it ended. */
+  next: Cycle;
+}
+
+/**
+ * Every renewal due by `now`, oldest first: an account the sweeper missed for three months
+ * renews three times, each cycle reported and allocated as if renewed on time. The next
+ * renewal date always comes from the anchor, so short months never drag later ones earlier.
+ */
+export function renewalsDue(cycle: Cycle, now: Date): Renewal[] {
+  const renewals: Renewal[] = [];
+  let current = cycle;
+  while (current.nextRenewalAt.getTime() <= now.getTime()) {
+    const cyclesSinceAnchor = current.cyclesSinceAnchor + 1;
+    const next: Cycle = {
+      anchorAt: current.anchorAt,
+      cyclesSinceAnchor,
+      cycleIndex: current.cycleIndex + 1,
+      startedAt: current.nextRenewalAt,
+      nextRenewalAt: cycleStart(current.anchorAt, cyclesSinceAnchor + 1),
+    };
+    renewals.push({ ended: { cycleIndex: current.cycleIndex, startedAt: current.startedAt, endedAt: current.nextRenewalAt }, next });
+    current = next;
+  }
+  return renewals;
+}
+
+/**
+ * On a plan change, which credits carry over and until when: subscription credits still alive
+ * (remaining or held, not yet expired) that would die before the new plan's first cycle and its
+ * rollover end are extended to that date, instead of dying at the old plan's renewal date.
+ * Credits already living longer keep their expiry.
+ */
+export interface CarryOver {
+  kind: BucketKind;
+  aliveAt: Date;
+  extendTo: Date;
+}
+
+export function carryOver(newPlan: Plan, now: Date): CarryOver {
+  return { kind: "subscription", aliveAt: now, extendTo: cycleStart(now, 1 + newPlan.rolloverCycles) };
+}
+
+export type MemberRole = "owner" | "admin" | "member";
+
+export const MEMBER_ROLES: readonly MemberRole[] = ["owner", "admin", "member"];
+
+/** A member's monthly cap is a positive amount, or null for none. */
+export function memberProblem(limits: LedgerLimits, member: { memberId: string; role: string; monthlyCapMillicredits: number | null }): string | undefined {
+  const problem = textProblem(limits, "member_id", member.memberId, true);
+  if (problem) return problem;
+  if (!(MEMBER_ROLES as readonly string[]).includes(member.role)) return "role must be owner, admin or member";
+  if (member.monthlyCapMillicredits !== null && (!Number.isSafeInteger(member.monthlyCapMillicredits) || member.monthlyCapMillicredits <= 0)) {
+    return "monthly cap must be a positive integer of millicredits, or none";
+  }
+  return undefined;
+}
+
+/** A new member needs a free seat on the plan; changing an existing member's role or cap never does. */
+export function seatRefusal(plan: Plan, memberIds: readonly string[], memberId: string): Failure | undefined {
+  const isNew = !memberIds.includes(memberId);
+  if (isNew && memberIds.length >= plan.seats) return fail("seat_limit_reached", `plan ${plan.code} has ${plan.seats} seats, all taken`);
+  return undefined;
+}

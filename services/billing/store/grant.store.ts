@@ -1,0 +1,110 @@
+// Grants: buckets, each booked with its ledger entry and its pool's balance in the same
+// transaction; their expiry (billing_expire_buckets) and the carry-over on a plan change.
+import { sql, type Selectable } from "kysely";
+import type { CarryOver } from "../domain/accounts.ts";
+import type { ResolvedGrant } from "../domain/grants.ts";
+import type { BillingExecutor, BucketTable, PoolName } from "./schema.ts";
+import { onlyRow } from "./views.ts";
+
+export interface NewBucket {
+  creditAccountId: number;
+  grant: ResolvedGrant;
+  grantKey: string;
+  description: string | null;
+  now: Date;
+}
+
+export class GrantStore {
+  readonly #db: BillingExecutor;
+
+  constructor(db: BillingExecutor) {
+    this.#db = db;
+  }
+
+  /** Locks the pool a grant goes to; undefined when the account has no such pool. Needs a transaction. */
+  async lockPool(accountId: string, pool: PoolName): Promise<number | undefined> {
+    const row = await this.#db
+      .selectFrom("billing_credit_accounts")
+      .select("id")
+      .where("account_id", "=", accountId)
+      .where("pool", "=", pool)
+      .forUpdate()
+      .executeTakeFirst();
+    return row?.id;
+  }
+
+  async bucketByKey(creditAccountId: number, grantKey: string): Promise<Selectable<BucketTable> | undefined> {
+    return this.#db.selectFrom("billing_buckets").selectAll().where("credit_account_id", "=", creditAccountId).where("grant_key", "=", grantKey).executeTakeFirst();
+  }
+
+  /** Books the bucket, its grant entry and the pool's new remaining balance; the pool must be locked. */
+  async addBucket(bucket: NewBucket): Promise<Selectable<BucketTable>> {
+    const { creditAccountId, grant, now } = bucket;
+    const row = await this.#db
+      .insertInto("billing_buckets")
+      .values({
+        credit_account_id: creditAccountId,
+        kind: grant.kind,
+        granted_mc: grant.amountMillicredits,
+        remaining_mc: grant.amountMillicredits,
+        effective_at: grant.effectiveAt,
+        expires_at: grant.expiresAt,
+        priority: grant.priority,
+        created_at: now,
+        grant_key: bucket.grantKey,
+        price_cents: grant.priceCents,
+        description: bucket.description,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    await this.#db
+      .insertInto("billing_ledger_entries")
+      .values({ credit_account_id: creditAccountId, bucket_id: row.id, hold_id: null, kind: "grant", remaining_delta_mc: grant.amountMillicredits, held_delta_mc: 0, occurred_at: now })
+      .execute();
+    await this.#db
+      .updateTable("billing_credit_accounts")
+      .set((eb) => ({ remaining_mc: eb("remaining_mc", "+", grant.amountMillicredits) }))
+      .where("id", "=", creditAccountId)
+      .execute();
+    return row;
+  }
+
+  /** Extends the pool's buckets that the carry-over covers, with an `extend` entry each; the pool must be locked. */
+  async carryOver(creditAccountId: number, rule: CarryOver): Promise<void> {
+    const carried = await this.#db
+      .updateTable("billing_buckets")
+      .set({ expires_at: rule.extendTo })
+      .where("credit_account_id", "=", creditAccountId)
+      .where("kind", "=", rule.kind)
+      .where((eb) => eb.or([eb("remaining_mc", ">", 0), eb("held_mc", ">", 0)]))
+      .where("expires_at", ">", rule.aliveAt)
+      .where("expires_at", "<", rule.extendTo)
+      .returning("id")
+      .execute();
+    if (carried.length === 0) return;
+    await this.#db
+      .insertInto("billing_ledger_entries")
+      .values(carried.map(({ id }) => ({ credit_account_id: creditAccountId, bucket_id: id, hold_id: null, kind: "extend", remaining_delta_mc: 0, held_delta_mc: 0, occurred_at: rule.aliveAt })))
+      .execute();
+  }
+
+  /** Pools holding credits past their expiry. */
+  async poolsWithExpiredCredits(now: Date, batchSize: number): Promise<number[]> {
+    const rows = await this.#db
+      .selectFrom("billing_buckets")
+      .select("credit_account_id")
+      .distinct()
+      .where("remaining_mc", ">", 0)
+      .where("expires_at", "<=", now)
+      .limit(batchSize)
+      .execute();
+    return rows.map((row) => row.credit_account_id);
+  }
+
+  /** Books the pool's expired credits as expired (one call, under the pool's lock); returns how many buckets. */
+  async expire(creditAccountId: number, now: Date, emitEvents: boolean): Promise<number> {
+    const { rows } = await sql<{ count: number }>`select billing_expire_buckets(${creditAccountId}::bigint,
+          ${now.toISOString()}::timestamptz, ${emitEvents}) as count`.execute(this.#db);
+    return onlyRow(rows, "billing_expire_buckets").count;
+  }
+}
