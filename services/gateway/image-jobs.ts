@@ -273,7 +273,7 @@ export class ImageJobs {
   }
 }
 
-const REASON_BY_LIMIT: Record<LimitName, string> = {
+export const REASON_BY_LIMIT: Readonly<Record<LimitName, string>> = {
   requests_per_minute: "rate_limited",
   concurrency: "concurrency_limited",
   read_requests_per_minute: "read_rate_limited",
@@ -286,7 +286,6 @@ function limitError(refusal: Extract<LimitOutcome, { ok: false }>): ConnectError
   });
 }
 
-/** The error a failed or cancelled job answers with: its reason, its message, one code. */
 /**
  * A blob store fault (NATS restarting, a timeout) is the server's and worth a retry: UNAVAILABLE.
  * Left as it is, a NATS TimeoutError reads as the caller's own cancel (Connect maps errors named
@@ -314,19 +313,21 @@ function submitSurelyFailed(error: unknown): boolean {
   return !(error instanceof ConnectError) || NOTHING_RECORDED.has(error.code);
 }
 
-// Reasons a job fails for the account's state (its hold ran out and no new one could be taken).
-const ACCOUNT_REASONS = new Set(["insufficient_credits", "member_cap_reached"]);
+// A job's failure answers with the code its reason has wherever it is raised (billing's, inference's,
+// the orchestrator's own), so a client sees one code per reason; any other server fault is Internal.
+export const JOB_FAILURE_CODES: Readonly<Record<string, Code>> = {
+  queue_full: Code.ResourceExhausted,
+  model_unavailable: Code.Unavailable,
+  insufficient_credits: Code.FailedPrecondition,
+  member_cap_reached: Code.FailedPrecondition,
+  hold_expired: Code.FailedPrecondition,
+};
 
+/** The error a failed or cancelled job answers with: its reason, its message, one code. */
 export function jobFailure(job: Job): ConnectError {
   if (job.status === JobStatus.CANCELLED) return reasonError(Code.Canceled, "cancelled", `job ${job.id} was cancelled`);
   const reason = job.errorReason || "internal";
   // Inference judged whether the input was at fault; the orchestrator carries its verdict.
-  const code = job.userError
-    ? Code.InvalidArgument
-    : reason === "queue_full"
-      ? Code.ResourceExhausted
-      : ACCOUNT_REASONS.has(reason)
-        ? Code.FailedPrecondition
-        : Code.Internal;
+  const code = job.userError ? Code.InvalidArgument : (JOB_FAILURE_CODES[reason] ?? Code.Internal);
   return reasonError(code, reason, job.errorMessage || `job ${job.id} failed`, { metadata: { "cutline-job-id": job.id } });
 }

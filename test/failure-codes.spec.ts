@@ -1,0 +1,161 @@
+// Every reason a client can see, with its one gRPC code and the HTTP status REST answers with.
+// Each service's own mapping is checked against this table, and so is every reason raised as a
+// literal anywhere in services/: a reason never means two codes.
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { describe, test } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { CODE_BY_REASON } from "../services/billing/handlers/billing.handlers.ts";
+import type { FailureReason } from "../services/billing/domain/outcomes.ts";
+import { httpStatusOf, reasonError, reasonOf } from "../services/common/errors.ts";
+import { JobSchema, JobStatus } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import type { ImageErrorReason } from "../services/common/images/image.errors.ts";
+import { MALFORMED_MESSAGE_REASON } from "../services/common/request-parse.ts";
+import { JOB_FAILURE_CODES, jobFailure, REASON_BY_LIMIT } from "../services/gateway/image-jobs.ts";
+import { connectCodeOf, InferenceError, type InferenceErrorReason } from "../services/inference/domain/inference.errors.ts";
+
+const row = (code: Code, http: number) => ({ code, http });
+
+const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
+  // The caller's request or input.
+  invalid_argument: row(Code.InvalidArgument, 400),
+  invalid_request: row(Code.InvalidArgument, 400),
+  invalid_option: row(Code.InvalidArgument, 400),
+  malformed_multipart: row(Code.InvalidArgument, 400),
+  [MALFORMED_MESSAGE_REASON]: row(Code.InvalidArgument, 400),
+  missing_image: row(Code.InvalidArgument, 400),
+  empty_image: row(Code.InvalidArgument, 400),
+  unsupported_format: row(Code.InvalidArgument, 400),
+  animated_gif: row(Code.InvalidArgument, 400),
+  corrupt_image: row(Code.InvalidArgument, 400),
+  too_many_bytes: row(Code.InvalidArgument, 400),
+  too_many_pixels: row(Code.InvalidArgument, 400),
+  resolution_too_large: row(Code.InvalidArgument, 400),
+  video_too_long: row(Code.InvalidArgument, 400),
+  unknown_extra: row(Code.InvalidArgument, 400),
+  capture_exceeds_hold: row(Code.InvalidArgument, 400),
+  // Who is calling.
+  missing_api_key: row(Code.Unauthenticated, 401),
+  invalid_api_key: row(Code.Unauthenticated, 401),
+  service_token_missing: row(Code.Unauthenticated, 401),
+  service_token_invalid: row(Code.Unauthenticated, 401),
+  // What does not exist, or already does.
+  account_not_found: row(Code.NotFound, 404),
+  plan_not_found: row(Code.NotFound, 404),
+  pack_not_found: row(Code.NotFound, 404),
+  hold_not_found: row(Code.NotFound, 404),
+  job_not_found: row(Code.NotFound, 404),
+  result_expired: row(Code.NotFound, 404),
+  account_exists: row(Code.AlreadyExists, 409),
+  idempotency_conflict: row(Code.AlreadyExists, 409),
+  // The account's state; insufficient_credits alone is 402 Payment Required.
+  insufficient_credits: row(Code.FailedPrecondition, 402),
+  member_cap_reached: row(Code.FailedPrecondition, 400),
+  seat_limit_reached: row(Code.FailedPrecondition, 400),
+  hold_expired: row(Code.FailedPrecondition, 400),
+  hold_already_settled: row(Code.FailedPrecondition, 400),
+  job_finished: row(Code.FailedPrecondition, 400),
+  // Limits: retry later (Retry-After).
+  rate_limited: row(Code.ResourceExhausted, 429),
+  concurrency_limited: row(Code.ResourceExhausted, 429),
+  read_rate_limited: row(Code.ResourceExhausted, 429),
+  watch_streams_limited: row(Code.ResourceExhausted, 429),
+  queue_full: row(Code.ResourceExhausted, 429),
+  // Ends that are nobody's fault, or the server's.
+  cancelled: row(Code.Canceled, 499),
+  sync_timeout: row(Code.DeadlineExceeded, 504),
+  model_unavailable: row(Code.Unavailable, 503),
+  storage_unavailable: row(Code.Unavailable, 503),
+  job_stuck: row(Code.Internal, 500),
+  internal: row(Code.Internal, 500),
+};
+
+// Records over each union: adding a reason to a service without adding it here fails to compile.
+const INFERENCE_REASONS: Record<InferenceErrorReason, true> = {
+  unsupported_format: true,
+  animated_gif: true,
+  corrupt_image: true,
+  too_many_bytes: true,
+  too_many_pixels: true,
+  invalid_option: true,
+  queue_full: true,
+  cancelled: true,
+  model_unavailable: true,
+  internal: true,
+};
+const IMAGE_REASONS: Record<ImageErrorReason, true> = { unsupported_format: true, animated_gif: true, corrupt_image: true, too_many_bytes: true, too_many_pixels: true };
+
+function expected(reason: string): { code: Code; http: number } {
+  const entry = TABLE[reason];
+  assert.ok(entry, `${reason} is not in the table of reasons (test/failure-codes.spec.ts): add it with its one code`);
+  return entry;
+}
+
+/** Every `reasonError(Code.X, "reason"` written in services/ (specs aside). */
+function literalReasons(): { file: string; code: Code; reason: string }[] {
+  const root = join(import.meta.dirname, "..", "services");
+  const found: { file: string; code: Code; reason: string }[] = [];
+  const walk = (directory: string) => {
+    for (const entry of readdirSync(directory, { withFileTypes: true })) {
+      const path = join(directory, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else if (entry.name.endsWith(".ts") && !entry.name.endsWith(".spec.ts")) {
+        for (const match of readFileSync(path, "utf8").matchAll(/reasonError\(\s*Code\.(\w+),\s*"(\w+)"/g)) {
+          found.push({ file: relative(root, path), code: Code[match[1] as keyof typeof Code] as Code, reason: match[2]! });
+        }
+      }
+    }
+  };
+  walk(root);
+  return found;
+}
+
+describe("failure reasons: one gRPC code and one HTTP status each", () => {
+  test("REST answers each reason's code with its status", () => {
+    for (const [reason, { code, http }] of Object.entries(TABLE)) {
+      assert.equal(httpStatusOf(reasonError(code, reason, "message")), http, `${reason}: ${Code[code]} → HTTP ${http}`);
+    }
+  });
+
+  test("billing maps every failure reason to the table's code", () => {
+    for (const [reason, code] of Object.entries(CODE_BY_REASON) as [FailureReason, Code][]) {
+      assert.equal(Code[code], Code[expected(reason).code], `billing ${reason}`);
+    }
+  });
+
+  test("inference maps every reason to the table's code, shared image refusals included", () => {
+    for (const reason of Object.keys(INFERENCE_REASONS) as InferenceErrorReason[]) {
+      assert.equal(Code[connectCodeOf(new InferenceError(reason, "message"))], Code[expected(reason).code], `inference ${reason}`);
+    }
+    for (const reason of Object.keys(IMAGE_REASONS) as ImageErrorReason[]) assert.equal(expected(reason).code, Code.InvalidArgument, `image ${reason} is the caller's`);
+  });
+
+  test("a failed job answers with its reason's code, whichever service recorded it", () => {
+    const failedWith = (reason: string, userError: boolean) =>
+      jobFailure(create(JobSchema, { id: "job-1", status: JobStatus.FAILED, errorReason: reason, errorMessage: "message", userError }));
+    const userErrors = new Set<string>(["invalid_option", ...Object.keys(IMAGE_REASONS)]);
+    const jobReasons = [...Object.keys(INFERENCE_REASONS), ...Object.keys(JOB_FAILURE_CODES), "job_stuck"].filter((reason) => reason !== "cancelled");
+    for (const reason of jobReasons) {
+      const error = failedWith(reason, userErrors.has(reason));
+      assert.equal(reasonOf(error), reason);
+      assert.equal(Code[error.code], Code[expected(reason).code], `job failed with ${reason}`);
+      assert.equal(error.metadata.get("cutline-job-id"), "job-1");
+    }
+    const cancelled = jobFailure(create(JobSchema, { id: "job-1", status: JobStatus.CANCELLED }));
+    assert.deepEqual([reasonOf(cancelled), cancelled.code], ["cancelled", expected("cancelled").code]);
+    assert.equal(failedWith("", false).code, Code.Internal, "a failure with no reason is the server's");
+  });
+
+  test("the gateway's limits answer 429 with their own reasons", () => {
+    for (const reason of Object.values(REASON_BY_LIMIT)) assert.equal(expected(reason).code, Code.ResourceExhausted, reason);
+  });
+
+  test("every reason raised as a literal in services/ has the table's code", () => {
+    const found = literalReasons();
+    assert.ok(found.length >= 15, `found only ${found.length} reasonError calls: the scan is broken`);
+    const mismatched = found.filter(({ code, reason }) => TABLE[reason]?.code !== code).map(({ file, code, reason }) => `${file}: ${reason} as ${Code[code]}`);
+    assert.deepEqual(mismatched, []);
+  });
+});
