@@ -14,7 +14,7 @@ import { checkLedgerInvariants, type InvariantViolation } from "./store/invarian
 import type { LedgerLimits } from "./domain/limits.ts";
 import { LedgerStore } from "./store/ledger.store.ts";
 import type { OutboxEvent } from "./store/outbox.store.ts";
-import { migrateBilling } from "./store/migrate.ts";
+import { migrateBilling } from "./store/migrations.ts";
 import type { BillingSchema } from "./store/schema.ts";
 
 export { LedgerStore } from "./store/ledger.store.ts";
@@ -50,7 +50,7 @@ export interface Billing {
   handlers: ServiceImpl<typeof BillingService>;
   ledger: LedgerStore;
   sweeper: Sweeper;
-  /** Applies billing's migrations (table `billing_migrations`); call once before serving. */
+  /** Applies billing's migrations (table `billing_migrations`), then the current SQL function definitions; call once before serving. */
   migrate(): Promise<void>;
   checkInvariants(): Promise<InvariantViolation[]>;
 }

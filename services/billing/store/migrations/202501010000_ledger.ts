@@ -6,6 +6,9 @@
 // and cap a hot team account at a few hundred operations per second. The spend order in
 // `billing_reserve` mirrors `compareBucketsForSpend` in domain/spend-order.ts; the model-based
 // property test checks that they agree.
+//
+// The functions' current definitions live in ../functions.sql.ts, applied after the last
+// migration on every start; the bodies below are what this migration created when it ran.
 import { sql, type Kysely } from "kysely";
 
 // Prepared statements take one command each; split on top-level semicolons, outside $$ bodies.

@@ -1,0 +1,30 @@
+// Billing's migrations, run by the runner every service shares (services/common/migrate.ts).
+import type { Kysely, Migration } from "kysely";
+import { migrateToLatest } from "../../common/migrate.ts";
+import { applyBillingFunctions } from "./functions.sql.ts";
+import * as ledger from "./migrations/202501010000_ledger.ts";
+import * as seed from "./migrations/202501010001_seed.ts";
+import * as unlimitedPlan from "./migrations/202611270000_unlimited_plan.ts";
+
+/** Frozen in time, named `YYYYMMDDHHMM_what` and applied in name order; static so no file-system scan is needed. */
+export const billingMigrations: Record<string, Migration> = {
+  "202501010000_ledger": ledger,
+  "202501010001_seed": seed,
+  "202611270000_unlimited_plan": unlimitedPlan,
+};
+
+/**
+ * The names these migrations shipped with, before every service took one naming scheme.
+ * Databases migrated back then record them in `billing_migrations`; the runner renames them
+ * before migrating. Never remove an entry: a database may skip any number of releases.
+ */
+export const BILLING_LEGACY_MIGRATION_NAMES: Readonly<Record<string, string>> = {
+  "2025-01-01T00-00-ledger": "202501010000_ledger",
+  "2025-01-01T00-01-seed": "202501010001_seed",
+  "2026-11-27T00-00-unlimited-plan": "202611270000_unlimited_plan",
+};
+
+/** Migrates the billing schema to latest, then applies the current SQL function definitions (functions.sql.ts). */
+export function migrateBilling(db: Kysely<unknown>): Promise<void> {
+  return migrateToLatest(db, "billing", billingMigrations, { legacyNames: BILLING_LEGACY_MIGRATION_NAMES, afterMigrations: applyBillingFunctions });
+}
