@@ -1,9 +1,12 @@
+// The billing RPCs in memory over Connect, against a real ledger. Every test opens its own
+// account, so tests neither depend on each other's order nor see each other's money.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
-import { BillingErrorDetailSchema, BillingService, Operation, Pool } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { BillingErrorDetailSchema, BillingService, HoldStatus, Operation, Pool } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { createBillingFixture, type BillingFixture } from "../billing.testing.ts";
-import { CODE_BY_REASON, REASON_HEADER } from "./billing.handlers.ts";
+import { CODE_BY_REASON, DEFAULT_TOP_UP_HINT, REASON_HEADER } from "./billing.handlers.ts";
 
 async function rejection(promise: Promise<unknown>): Promise<ConnectError> {
   try {
@@ -14,9 +17,26 @@ async function rejection(promise: Promise<unknown>): Promise<ConnectError> {
   assert.fail("expected the call to fail");
 }
 
+/** Asserts the error's code, its reason in the message prefix and the header, and that no cause leaks. */
+function assertRefused(error: ConnectError, code: Code, reason: string): void {
+  assert.equal(error.code, code);
+  assert.match(error.rawMessage, new RegExp(`^${reason}: `));
+  assert.equal(error.metadata.get(REASON_HEADER), reason);
+  assert.equal(error.cause, undefined);
+}
+
+const millisecondsOf = (timestamp: Timestamp | undefined): number => {
+  assert.ok(timestamp, "expected a timestamp");
+  return timestampDate(timestamp).getTime();
+};
+
+// Starter: 10 trial credits + 50 subscription credits.
+const STARTER_CREDITS_MC = 60_000n;
+
 describe("BillingService over Connect", () => {
   let billing: BillingFixture;
   let client: Client<typeof BillingService>;
+  let accounts = 0;
   before(async () => {
     billing = await createBillingFixture();
     const transport = createRouterTransport(({ service }) => service(BillingService, billing.handlers));
@@ -27,66 +47,185 @@ describe("BillingService over Connect", () => {
     await billing?.dispose();
   });
 
-  it("maps every failure reason to one code", () => {
-    assert.equal(CODE_BY_REASON.insufficient_credits, Code.FailedPrecondition);
-    assert.equal(CODE_BY_REASON.idempotency_conflict, Code.AlreadyExists);
-    assert.equal(CODE_BY_REASON.hold_not_found, Code.NotFound);
+  /** A new account of its own for the calling test. */
+  async function newAccount(options: { planCode?: string; ownerMemberId?: string } = {}): Promise<string> {
+    accounts += 1;
+    const accountId = `handler-account-${accounts}`;
+    const created = await client.createAccount({ accountId, planCode: options.planCode ?? "starter", ownerMemberId: options.ownerMemberId ?? "" });
+    assert.equal(created.created, true);
+    return accountId;
+  }
+
+  it("maps every failure reason to exactly one code", () => {
+    assert.deepEqual(CODE_BY_REASON, {
+      invalid_argument: Code.InvalidArgument,
+      resolution_too_large: Code.InvalidArgument,
+      video_too_long: Code.InvalidArgument,
+      unknown_extra: Code.InvalidArgument,
+      capture_exceeds_hold: Code.InvalidArgument,
+      account_not_found: Code.NotFound,
+      plan_not_found: Code.NotFound,
+      pack_not_found: Code.NotFound,
+      hold_not_found: Code.NotFound,
+      account_exists: Code.AlreadyExists,
+      idempotency_conflict: Code.AlreadyExists,
+      insufficient_credits: Code.FailedPrecondition,
+      member_cap_reached: Code.FailedPrecondition,
+      seat_limit_reached: Code.FailedPrecondition,
+      hold_expired: Code.FailedPrecondition,
+      hold_already_settled: Code.FailedPrecondition,
+    });
   });
 
-  it("creates an account, quotes, reserves, captures and reports the balance", async () => {
-    const created = await client.createAccount({ accountId: "web-shop", planCode: "starter", ownerMemberId: "ann" });
+  it("creates an account with its plan's limits, the trial and the owner; a repeat answers the same account", async () => {
+    const accountId = "handler-account-created";
+    const created = await client.createAccount({ accountId, planCode: "starter", ownerMemberId: "ann" });
     assert.equal(created.created, true);
+    assert.equal(created.account?.accountId, accountId);
     assert.equal(created.account?.plan?.requestsPerMinute, 60);
     assert.equal(created.account?.plan?.priorityLane, "normal");
-    const account = await client.getAccount({ accountId: "web-shop" });
-    assert.equal(account.account?.plan?.maxUploadBytes, 25n * 1024n * 1024n);
-    const quote = await client.quote({ accountId: "web-shop", operation: Operation.REMOVE_BACKGROUND, pixels: 12_000_000n, hd: true });
+    assert.equal(created.account?.plan?.maxUploadBytes, 25n * 1024n * 1024n);
+    assert.deepEqual(created.account?.members.map((member) => [member.memberId, member.role, member.monthlyCapMillicredits]), [["ann", "owner", 0n]]);
+    assert.equal(millisecondsOf(created.account?.cycleStartedAt), billing.clock.now().getTime());
+    const again = await client.createAccount({ accountId, planCode: "starter" });
+    assert.equal(again.created, false);
+    assert.equal(again.account?.accountId, accountId);
+    const balance = await client.getBalance({ accountId, pool: Pool.API });
+    assert.equal(balance.availableMillicredits, STARTER_CREDITS_MC, "a repeated sign-up grants nothing twice");
+    assertRefused(await rejection(client.createAccount({ accountId, planCode: "pro" })), Code.AlreadyExists, "account_exists");
+    assertRefused(await rejection(client.createAccount({ accountId: "handler-account-no-plan", planCode: "platinum" })), Code.NotFound, "plan_not_found");
+    assertRefused(await rejection(client.getAccount({ accountId: "handler-account-missing" })), Code.NotFound, "account_not_found");
+  });
+
+  it("quotes, reserves, captures and reports the balance", async () => {
+    const accountId = await newAccount();
+    const quote = await client.quote({ accountId, operation: Operation.REMOVE_BACKGROUND, pixels: 12_000_000n, hd: true });
     assert.equal(quote.costMillicredits, 2200n);
     assert.equal(quote.priceBookVersion, "2025-01-default");
-    const hold = await client.reserve({ accountId: "web-shop", pool: Pool.API, amountMillicredits: quote.costMillicredits, idempotencyKey: "req-1" });
-    assert.equal(hold.availableMillicredits, 60_000n - 2200n);
+    const hold = await client.reserve({ accountId, pool: Pool.API, amountMillicredits: quote.costMillicredits, idempotencyKey: "req-1" });
+    assert.equal(hold.amountMillicredits, 2200n);
+    assert.equal(hold.availableMillicredits, STARTER_CREDITS_MC - 2200n);
+    assert.equal(hold.overageMillicredits, 0n);
+    assert.equal(hold.replayed, false);
+    assert.equal(hold.status, HoldStatus.OPEN);
+    assert.equal(millisecondsOf(hold.expiresAt) - billing.clock.now().getTime(), 900_000, "the default hold lifetime");
+    const held = await client.getBalance({ accountId, pool: Pool.API });
+    assert.deepEqual([held.availableMillicredits, held.heldMillicredits], [STARTER_CREDITS_MC - 2200n, 2200n]);
     const capture = await client.capture({ holdId: hold.holdId, amountMillicredits: 2200n });
-    assert.equal(capture.capturedMillicredits, 2200n);
-    const balance = await client.getBalance({ accountId: "web-shop", pool: Pool.API });
+    assert.deepEqual([capture.capturedMillicredits, capture.returnedMillicredits, capture.availableMillicredits], [2200n, 0n, 57_800n]);
+    const balance = await client.getBalance({ accountId, pool: Pool.API });
     assert.equal(balance.availableMillicredits, 57_800n);
-    assert.deepEqual(balance.buckets.map((bucket) => bucket.kind), ["trial", "subscription"]);
-    assert.equal(balance.affordable[1]?.count, 115n);
+    assert.equal(balance.heldMillicredits, 0n);
+    assert.deepEqual(balance.buckets.map((bucket) => [bucket.kind, bucket.remainingMillicredits]), [["trial", 7_800n], ["subscription", 50_000n]]);
+    assert.deepEqual(balance.affordable.slice(0, 2).map((row) => [row.operation, row.count]), [[Operation.REMOVE_BACKGROUND, 231n], [Operation.REMOVE_BACKGROUND, 115n]]);
+    const replay = await client.reserve({ accountId, pool: Pool.API, amountMillicredits: 2200n, idempotencyKey: "req-1" });
+    assert.deepEqual([replay.holdId, replay.replayed, replay.status], [hold.holdId, true, HoldStatus.CAPTURED], "a replay reports that the hold has ended");
   });
 
   it("answers insufficient credits with a stable reason, header and detail, and no cause", async () => {
-    const error = await rejection(client.reserve({ accountId: "web-shop", pool: Pool.API, amountMillicredits: 10_000_000n, idempotencyKey: "req-2" }));
-    assert.equal(error.code, Code.FailedPrecondition);
-    assert.match(error.rawMessage, /^insufficient_credits: /);
-    assert.equal(error.metadata.get(REASON_HEADER), "insufficient_credits");
+    const accountId = await newAccount();
+    const error = await rejection(client.reserve({ accountId, pool: Pool.API, amountMillicredits: 10_000_000n, idempotencyKey: "req-2" }));
+    assertRefused(error, Code.FailedPrecondition, "insufficient_credits");
     const [detail] = error.findDetails(BillingErrorDetailSchema);
     assert.equal(detail?.reason, "insufficient_credits");
-    assert.equal(detail?.availableMillicredits, 57_800n);
+    assert.equal(detail?.availableMillicredits, STARTER_CREDITS_MC);
     assert.equal(detail?.costMillicredits, 10_000_000n);
-    assert.ok(detail?.topUpHint);
-    assert.equal(error.cause, undefined);
+    assert.equal(detail?.topUpHint, DEFAULT_TOP_UP_HINT);
+    const balance = await client.getBalance({ accountId, pool: Pool.API });
+    assert.deepEqual([balance.availableMillicredits, balance.heldMillicredits], [STARTER_CREDITS_MC, 0n], "a refusal holds nothing");
   });
 
-  it("grants a pack and rejects a reused key for a different request", async () => {
-    const granted = await client.grant({ accountId: "web-shop", pool: Pool.API, kind: "pack", packCode: "pack_100", idempotencyKey: "order-9" });
+  it("grants a pack once per key and rejects a reused reserve key for a different request", async () => {
+    const accountId = await newAccount();
+    const granted = await client.grant({ accountId, pool: Pool.API, kind: "pack", packCode: "pack_100", idempotencyKey: "order-9" });
     assert.equal(granted.priceCents, 10_000n);
-    assert.equal(granted.bucket?.expiresAt, undefined);
-    await client.reserve({ accountId: "web-shop", pool: Pool.API, amountMillicredits: 500n, idempotencyKey: "req-3" });
-    const error = await rejection(client.reserve({ accountId: "web-shop", pool: Pool.API, amountMillicredits: 600n, idempotencyKey: "req-3" }));
-    assert.equal(error.code, Code.AlreadyExists);
-    assert.equal(error.metadata.get(REASON_HEADER), "idempotency_conflict");
-    const missing = await rejection(client.capture({ holdId: "nope", amountMillicredits: 1n }));
-    assert.equal(missing.code, Code.NotFound);
+    assert.equal(granted.bucket?.kind, "pack");
+    assert.equal(granted.bucket?.grantedMillicredits, 555_000n);
+    assert.equal(granted.bucket?.expiresAt, undefined, "packs never expire");
+    assert.equal(granted.availableMillicredits, STARTER_CREDITS_MC + 555_000n);
+    const replayed = await client.grant({ accountId, pool: Pool.API, kind: "pack", packCode: "pack_100", idempotencyKey: "order-9" });
+    assert.equal(replayed.bucket?.id, granted.bucket?.id);
+    assert.equal(replayed.availableMillicredits, STARTER_CREDITS_MC + 555_000n, "a replayed grant adds nothing");
+    await client.reserve({ accountId, pool: Pool.API, amountMillicredits: 500n, idempotencyKey: "req-3" });
+    assertRefused(await rejection(client.reserve({ accountId, pool: Pool.API, amountMillicredits: 600n, idempotencyKey: "req-3" })), Code.AlreadyExists, "idempotency_conflict");
+    assertRefused(await rejection(client.grant({ accountId, pool: Pool.API, kind: "pack", packCode: "pack_7", idempotencyKey: "order-10" })), Code.NotFound, "pack_not_found");
+    assertRefused(await rejection(client.capture({ holdId: "nope", amountMillicredits: 1n })), Code.NotFound, "hold_not_found");
+  });
+
+  it("refuses what the handler checks itself: ledger-only grant kinds, a missing operation, a bad role, out-of-range amounts", async () => {
+    const accountId = await newAccount();
+    for (const kind of ["trial", "subscription", "gift"]) {
+      const error = await rejection(client.grant({ accountId, pool: Pool.API, kind, amountMillicredits: 1_000n, idempotencyKey: `kind-${kind}` }));
+      assertRefused(error, Code.InvalidArgument, "invalid_argument");
+      assert.match(error.rawMessage, /kind must be one of top_up, pack, promo, refund$/);
+    }
+    assert.match((await rejection(client.quote({ accountId, pixels: 100n }))).rawMessage, /^invalid_argument: operation is required$/);
+    assertRefused(await rejection(client.setMember({ accountId, memberId: "bob", role: "root" })), Code.InvalidArgument, "invalid_argument");
+    const tooLarge = await rejection(client.reserve({ accountId, pool: Pool.API, amountMillicredits: 1n << 60n, idempotencyKey: "huge" }));
+    assertRefused(tooLarge, Code.InvalidArgument, "invalid_argument");
+    assert.match(tooLarge.rawMessage, /amount_millicredits is out of range$/);
+    const balance = await client.getBalance({ accountId, pool: Pool.API });
+    assert.deepEqual([balance.availableMillicredits, balance.buckets.length], [STARTER_CREDITS_MC, 2], "nothing was granted or held");
+  });
+
+  it("extends an open hold by its lifetime, releases it in full, and refuses to extend it after", async () => {
+    const accountId = await newAccount();
+    const hold = await client.reserve({ accountId, pool: Pool.API, amountMillicredits: 1_000n, idempotencyKey: "job-1", holdTtlSeconds: 60 });
+    billing.clock.advanceMs(30_000);
+    const extended = await client.extendHold({ holdId: hold.holdId });
+    assert.equal(millisecondsOf(extended.expiresAt), billing.clock.now().getTime() + 60_000);
+    const released = await client.release({ holdId: hold.holdId, reason: "server failure" });
+    assert.deepEqual([released.returnedMillicredits, released.availableMillicredits], [1_000n, STARTER_CREDITS_MC]);
+    assertRefused(await rejection(client.extendHold({ holdId: hold.holdId })), Code.FailedPrecondition, "hold_already_settled");
+    assertRefused(await rejection(client.capture({ holdId: hold.holdId, amountMillicredits: 1_000n })), Code.FailedPrecondition, "hold_already_settled");
+  });
+
+  it("changes plan at once and limits members to the plan's seats", async () => {
+    const accountId = await newAccount({ ownerMemberId: "owner" });
+    const changed = await client.changePlan({ accountId, planCode: "pro" });
+    assert.equal(changed.account?.plan?.code, "pro");
+    assert.equal(changed.account?.plan?.seats, 3);
+    assert.equal(millisecondsOf(changed.account?.cycleStartedAt), billing.clock.now().getTime());
+    const balance = await client.getBalance({ accountId, pool: Pool.API });
+    assert.equal(balance.availableMillicredits, STARTER_CREDITS_MC + 250_000n, "the starter credits carry over; pro's allocation is added");
+    const bob = await client.setMember({ accountId, memberId: "bob", role: "member", monthlyCapMillicredits: 2_000n });
+    assert.deepEqual([bob.member?.memberId, bob.member?.role, bob.member?.monthlyCapMillicredits, bob.member?.cycleUsedMillicredits], ["bob", "member", 2_000n, 0n]);
+    const uncapped = await client.setMember({ accountId, memberId: "bob", role: "admin", monthlyCapMillicredits: 0n });
+    assert.deepEqual([uncapped.member?.role, uncapped.member?.monthlyCapMillicredits], ["admin", 0n], "0 on the wire clears the cap");
+    await client.setMember({ accountId, memberId: "carol", role: "member" });
+    assertRefused(await rejection(client.setMember({ accountId, memberId: "dave", role: "member" })), Code.FailedPrecondition, "seat_limit_reached");
+    const account = await client.getAccount({ accountId });
+    assert.deepEqual(account.account?.members.map((member) => member.memberId), ["owner", "bob", "carol"]);
+    assertRefused(await rejection(client.changePlan({ accountId, planCode: "platinum" })), Code.NotFound, "plan_not_found");
   });
 
   it("lists plans, packs, ledger pages and usage", async () => {
     const plans = await client.listPlans({});
     assert.deepEqual(plans.plans.map((plan) => plan.code), ["free", "starter", "pro", "business"]);
     const packs = await client.listPacks({});
+    assert.deepEqual(packs.packs.map((pack) => pack.code), ["pack_10", "pack_25", "pack_50", "pack_100", "pack_500", "pack_2000"]);
     assert.equal(packs.packs.find((pack) => pack.code === "pack_2000")?.creditsMillicredits, 11_111_000n);
-    const page = await client.listLedger({ accountId: "web-shop", pool: Pool.API, pageSize: 3 });
-    assert.equal(page.entries.length, 3);
-    assert.ok(page.nextPageToken);
-    const usage = await client.listUsage({ accountId: "web-shop", pool: Pool.API });
-    assert.equal(usage.records[0]?.capturedMillicredits, 2200n);
+
+    const accountId = await newAccount();
+    const hold = await client.reserve({ accountId, pool: Pool.API, amountMillicredits: 2_200n, idempotencyKey: "req-1", apiKeyId: "key-1" });
+    await client.capture({ holdId: hold.holdId, amountMillicredits: 2_000n });
+    const first = await client.listLedger({ accountId, pool: Pool.API, pageSize: 3 });
+    assert.deepEqual(first.entries.map((entry) => [entry.kind, entry.remainingDeltaMillicredits, entry.heldDeltaMillicredits]), [
+      ["capture", 0n, -2_000n],
+      ["release", 200n, -200n],
+      ["reserve", -2_200n, 2_200n],
+    ]);
+    assert.ok(first.nextPageToken);
+    const second = await client.listLedger({ accountId, pool: Pool.API, pageSize: 3, pageToken: first.nextPageToken });
+    assert.deepEqual(second.entries.map((entry) => [entry.kind, entry.remainingDeltaMillicredits]), [["grant", 50_000n], ["grant", 10_000n]]);
+    assert.equal(second.nextPageToken, "");
+    assertRefused(await rejection(client.listLedger({ accountId, pool: Pool.API, pageToken: "not-a-token" })), Code.InvalidArgument, "invalid_argument");
+
+    const usage = await client.listUsage({ accountId, pool: Pool.API });
+    assert.deepEqual(usage.records.map((record) => [record.holdId, record.status, record.heldMillicredits, record.capturedMillicredits, record.apiKeyId]), [
+      [hold.holdId, "captured", 2_200n, 2_000n, "key-1"],
+    ]);
+    assert.deepEqual(usage.totals.map((total) => [total.dimension, total.key, total.capturedMillicredits, total.calls]), [["api_key", "key-1", 2_000n, 1n]]);
+    assert.equal(usage.nextPageToken, "");
   });
 });

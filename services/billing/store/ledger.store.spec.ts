@@ -42,24 +42,31 @@ describe("LedgerStore scenarios", () => {
 
   it("replays a reserve by key, rejects a different request with the same key", async () => {
     const { ledger } = billing;
-    const first = ok(await ledger.reserve({ accountId: "acme", pool: "api", amountMillicredits: 500, idempotencyKey: "job-2" }));
-    const replay = ok(await ledger.reserve({ accountId: "acme", pool: "api", amountMillicredits: 500, idempotencyKey: "job-2" }));
+    ok(await ledger.createAccount({ accountId: "replays", planCode: "free" }));
+    const first = ok(await ledger.reserve({ accountId: "replays", pool: "api", amountMillicredits: 500, idempotencyKey: "job-2" }));
+    const replay = ok(await ledger.reserve({ accountId: "replays", pool: "api", amountMillicredits: 500, idempotencyKey: "job-2" }));
     assert.equal(replay.holdId, first.holdId);
     assert.equal(replay.replayed, true);
+    assert.equal(replay.status, "open");
     assert.equal(replay.availableMillicredits, first.availableMillicredits);
-    const conflict = await ledger.reserve({ accountId: "acme", pool: "api", amountMillicredits: 600, idempotencyKey: "job-2" });
+    assert.equal(ok(await ledger.balance("replays", "api")).heldMillicredits, 500, "the replay held nothing more");
+    const conflict = await ledger.reserve({ accountId: "replays", pool: "api", amountMillicredits: 600, idempotencyKey: "job-2" });
     assert.equal(conflict.ok ? "ok" : conflict.reason, "idempotency_conflict");
     ok(await ledger.release(first.holdId, "server failure"));
-    assert.equal(ok(await ledger.balance("acme", "api")).availableMillicredits, 9_500);
+    assert.equal(ok(await ledger.balance("replays", "api")).availableMillicredits, 10_000);
+    const afterRelease = ok(await ledger.reserve({ accountId: "replays", pool: "api", amountMillicredits: 500, idempotencyKey: "job-2" }));
+    assert.deepEqual([afterRelease.holdId, afterRelease.replayed, afterRelease.status], [first.holdId, true, "released"], "a replay never passes off an ended hold as open");
   });
 
   it("stops with insufficient_credits carrying balance and cost", async () => {
-    const outcome = await billing.ledger.reserve({ accountId: "acme", pool: "api", amountMillicredits: 20_000, idempotencyKey: "too-big" });
+    ok(await billing.ledger.createAccount({ accountId: "short", planCode: "free" }));
+    const outcome = await billing.ledger.reserve({ accountId: "short", pool: "api", amountMillicredits: 20_000, idempotencyKey: "too-big" });
     assert.equal(outcome.ok, false);
     if (outcome.ok) return;
     assert.equal(outcome.reason, "insufficient_credits");
-    assert.equal(outcome.availableMillicredits, 9_500);
+    assert.equal(outcome.availableMillicredits, 10_000);
     assert.equal(outcome.costMillicredits, 20_000);
+    assert.equal(ok(await billing.ledger.balance("short", "api")).heldMillicredits, 0);
   });
 
   it("expires holds past their deadline and books a bucket that expired while held as expired", async () => {
@@ -143,16 +150,24 @@ describe("LedgerStore scenarios", () => {
     assert.equal(full.ok ? "ok" : full.reason, "seat_limit_reached");
   });
 
-  it("pages through the ledger newest first", async () => {
+  it("pages through the ledger newest first, each entry once", async () => {
     const { ledger } = billing;
-    const seen: number[] = [];
+    ok(await ledger.createAccount({ accountId: "pages", planCode: "free" }));
+    for (const key of ["p1", "p2"]) {
+      const hold = ok(await ledger.reserve({ accountId: "pages", pool: "api", amountMillicredits: 1_000, idempotencyKey: key }));
+      ok(await ledger.capture(hold.holdId, 400));
+    }
+    const seen: { id: number; kind: string }[] = [];
     let token = "";
     do {
-      const page = ok(await ledger.listLedger({ accountId: "acme", pool: "api", pageSize: 2, pageToken: token }));
-      seen.push(...page.items.map((entry) => entry.id));
+      const page = ok(await ledger.listLedger({ accountId: "pages", pool: "api", pageSize: 2, pageToken: token }));
+      assert.ok(page.items.length <= 2);
+      seen.push(...page.items.map((entry) => ({ id: entry.id, kind: entry.kind })));
       token = page.nextPageToken;
     } while (token);
-    assert.ok(seen.length >= 5);
-    assert.deepEqual(seen, [...seen].sort((a, b) => b - a));
+    // grant, then per job: reserve, release of the unused part, capture.
+    assert.deepEqual(seen.map((entry) => entry.kind), ["capture", "release", "reserve", "capture", "release", "reserve", "grant"]);
+    assert.deepEqual(seen.map((entry) => entry.id), [...seen.map((entry) => entry.id)].sort((a, b) => b - a));
+    assert.equal(new Set(seen.map((entry) => entry.id)).size, seen.length);
   });
 });
