@@ -13,10 +13,10 @@ import { join } from "node:path";
 import ort from "onnxruntime-node";
 import sharp from "sharp";
 import { ImageOptionsSchema, OutputFormat } from "../services/common/gen/cutline/inference/v1/image_options_pb.ts";
-import { threadsPerSession } from "../services/inference/config.ts";
+import { threadsPerSession } from "../services/inference/inference.config.ts";
 import { withDynamicBatch } from "../services/inference/domain/onnx-graph.editor.ts";
 import { createSegmentationEngine, loadInferenceConfig } from "../services/inference/index.ts";
-import { describeModel, loadModelBytes } from "../services/inference/store/model.repository.ts";
+import { describeModel, loadModelBytes } from "../services/inference/store/model.store.ts";
 
 // The probe for CUDA below would print onnxruntime's own multi-line error; the engine logs one line.
 ort.env.logLevel = "fatal";

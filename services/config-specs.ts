@@ -1,6 +1,6 @@
 import { billingConfigSpec } from "./billing/config.ts";
 import { gatewayConfigSpec } from "./gateway/config.ts";
-import { inferenceServiceConfigSpec } from "./inference/service.config.ts";
+import { inferenceServiceConfigSpec } from "./inference/inference.config.ts";
 import { orchestratorConfigSpec } from "./orchestrator/config.ts";
 
 /** Every service's variables, for README's table and for single-node mode, which reads them all. */

@@ -17,8 +17,8 @@ import { imageLimitsOf } from "./common/images/image-limits.ts";
 import { createUploadInspector } from "./common/images/upload.inspector.ts";
 import { imageJobsOptionsOf, loadGatewayConfig } from "./gateway/config.ts";
 import { createGateway } from "./gateway/index.ts";
-import { createSegmentationEngine, startSegmentWorker } from "./inference/index.ts";
-import { loadInferenceServiceConfig } from "./inference/service.config.ts";
+import { createSegmentationEngine, startSegmentConsumer } from "./inference/index.ts";
+import { loadInferenceServiceConfig } from "./inference/inference.config.ts";
 import { loadOrchestratorConfig, reconcileOptions } from "./orchestrator/config.ts";
 import { createOrchestrator } from "./orchestrator/index.ts";
 import { openPorts, openServiceDatabase } from "./common/wiring.ts";
@@ -102,7 +102,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes));
 
   const engine = await createSegmentationEngine(config.inference, log.child({ service: "inference" }));
-  const worker = startSegmentWorker({ engine, ...ports, log: log.child({ service: "inference" }) });
+  const worker = startSegmentConsumer({ engine, ...ports, log: log.child({ service: "inference" }) });
 
   const gateway = createGateway({
     db: database.db,

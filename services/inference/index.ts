@@ -1,5 +1,5 @@
 // The inference service's public surface, for main.ts, single-node mode and scripts.
-export { inferenceConfigSpec, loadInferenceConfig, type InferenceConfig } from "./config.ts";
+export { inferenceConfigSpec, loadInferenceConfig, type InferenceConfig } from "./inference.config.ts";
 export {
   connectCodeOf,
   InferenceError,
@@ -18,7 +18,7 @@ export { connectErrorOf, createInferenceHandlers, RETRY_AFTER_MS_HEADER } from "
 export {
   JOB_FAILED_SUBJECT,
   JOB_SUCCEEDED_SUBJECT,
-  startSegmentWorker,
-  type SegmentWorker,
-  type SegmentWorkerOptions,
-} from "./store/segment.worker.ts";
+  startSegmentConsumer,
+  type SegmentConsumer,
+  type SegmentConsumerOptions,
+} from "./store/segment.consumer.ts";

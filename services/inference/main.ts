@@ -1,4 +1,4 @@
-// Inference as its own process (mesh mode): the JetStream worker plus the direct gRPC API.
+// Inference as its own process (mesh mode): the JetStream consumer plus the direct gRPC API.
 // Wiring only. Health stays NOT_SERVING until the model is loaded, verified and warm.
 import { InferenceService } from "../common/gen/cutline/inference/v1/inference_service_pb.ts";
 import { HealthRegistry } from "../common/health.ts";
@@ -6,8 +6,8 @@ import { createLogger } from "../common/logging.ts";
 import { runMain } from "../common/runtime.ts";
 import { requireServiceToken, serviceAuthInterceptor, serviceTokenAdmission } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
-import { createInferenceHandlers, createSegmentationEngine, startSegmentWorker } from "./index.ts";
-import { loadInferenceServiceConfig } from "./service.config.ts";
+import { createInferenceHandlers, createSegmentationEngine, startSegmentConsumer } from "./index.ts";
+import { loadInferenceServiceConfig } from "./inference.config.ts";
 import { openPorts } from "../common/wiring.ts";
 
 await runMain("inference", async () => {
@@ -30,8 +30,8 @@ await runMain("inference", async () => {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     ...serverOptionsOf(config),
   });
-  const worker = startSegmentWorker({ engine, ...ports, log });
-  void worker.then(
+  const consumer = startSegmentConsumer({ engine, ...ports, log });
+  void consumer.then(
     () => health.setAllServing(),
     (error: unknown) => log.error({ err: error }, "the model could not be made ready; health stays NOT_SERVING"),
   );
@@ -39,7 +39,7 @@ await runMain("inference", async () => {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     async stop() {
       await server.close();
-      await (await worker.catch(() => undefined))?.drain();
+      await (await consumer.catch(() => undefined))?.drain();
       await engine.close();
       await ports.close();
     },

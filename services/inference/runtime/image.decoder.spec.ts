@@ -7,7 +7,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Code, ConnectError } from "@connectrpc/connect";
 import sharp from "sharp";
 import { InferenceError } from "../domain/inference.errors.ts";
-import { loadInferenceConfig } from "../config.ts";
+import { loadInferenceConfig } from "../inference.config.ts";
 import { decodeImage, imageLimitsOf, readImageHeader, type ImageLimits } from "./image.decoder.ts";
 import { createUploadInspector } from "../../common/images/upload.inspector.ts";
 import { bmpFromRgba, rleBmpClaiming } from "../testdata/hostile-images.ts";

@@ -13,7 +13,7 @@ import {
 } from "../../common/images/image-header.reader.ts";
 import { imageLimitsOf as sharedImageLimitsOf, type ImageLimits as SharedImageLimits } from "../../common/images/image-limits.ts";
 import { processedSize } from "../../common/images/image-size.ts";
-import { inferenceConfigSpec, type InferenceConfig } from "../config.ts";
+import { inferenceConfigSpec, type InferenceConfig } from "../inference.config.ts";
 import { InferenceError, inferenceErrorOf, type InferenceErrorReason } from "../domain/inference.errors.ts";
 
 export type { ImageHeader };
@@ -273,7 +273,7 @@ export async function decodeImageInThread(bytes: Uint8Array, limits: ImageLimits
   };
 }
 
-/** A decode thread's task, as posted to image-decode.worker.ts. */
+/** A decode thread's task, as posted to image-decode.thread.ts. */
 export interface DecodeTask {
   kind: "header" | "decode";
   bytes: Uint8Array;
@@ -300,7 +300,7 @@ export async function runDecodeTask(task: DecodeTask): Promise<{ reply: DecodeRe
   }
 }
 
-const workerScript = new URL("./image-decode.worker.ts", import.meta.url);
+const threadScript = new URL("./image-decode.thread.ts", import.meta.url);
 const tsxApi = import.meta.resolve("tsx/esm/api");
 
 interface PendingTask {
@@ -350,7 +350,7 @@ class DecodeThreads {
 
   private spawn(): DecodeThread {
     // Node 20's workers do not inherit the parent's `--import tsx`; the script loads through tsx's API.
-    const bootstrap = `import(${JSON.stringify(tsxApi)}).then(({ tsImport }) => tsImport(${JSON.stringify(workerScript.href)}, ${JSON.stringify(workerScript.href)}))`;
+    const bootstrap = `import(${JSON.stringify(tsxApi)}).then(({ tsImport }) => tsImport(${JSON.stringify(threadScript.href)}, ${JSON.stringify(threadScript.href)}))`;
     const worker = new Worker(bootstrap, {
       eval: true,
       resourceLimits: { maxOldGenerationSizeMb: this.heapMbMax, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },

@@ -17,10 +17,10 @@ import { reasonOf } from "../../common/errors.ts";
 import { ImageOptionsSchema, OutputFormat } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { InferenceService } from "../../common/gen/cutline/inference/v1/inference_service_pb.ts";
 import { SegmentTaskSchema, TaskEventSchema, type TaskEvent } from "../../common/gen/cutline/inference/v1/task_pb.ts";
-import { loadInferenceConfig } from "../config.ts";
+import { loadInferenceConfig } from "../inference.config.ts";
 import { conventionOf, scoreMask } from "../domain/mask.metrics.ts";
 import { createInferenceHandlers } from "../handlers/inference.handlers.ts";
-import { startSegmentWorker } from "../store/segment.worker.ts";
+import { startSegmentConsumer } from "../store/segment.consumer.ts";
 import { createSegmentationEngine, type SegmentationEngine } from "./segmentation.engine.ts";
 
 const log = pino({ level: "silent" });
@@ -151,7 +151,7 @@ describe("InferenceService handler", () => {
   });
 });
 
-describe("segment worker", () => {
+describe("segment consumer", () => {
   it("turns SegmentTasks into result blobs and job events; user errors are final", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "cutline-inference-"));
     const workQueue = new InProcessWorkQueue({ log });
@@ -162,7 +162,7 @@ describe("segment worker", () => {
       async (event) => void events.push({ subject: event.subject, event: fromBinary(TaskEventSchema, event.data) }),
       { durableName: "test", subjectFilter: "job.*" },
     );
-    const worker = await startSegmentWorker({ engine, workQueue, eventBus, blobStore, log });
+    const consumer = await startSegmentConsumer({ engine, workQueue, eventBus, blobStore, log });
     try {
       await blobStore.put("in/good", await discPhoto(200, 150), { contentType: "image/jpeg" });
       await blobStore.put("in/bad", new TextEncoder().encode("%PDF-1.7 not an image"), { contentType: "application/pdf" });
@@ -201,7 +201,7 @@ describe("segment worker", () => {
       assert.equal(await workQueue.depth(), 0);
       assert.equal(await blobStore.get("out/job-bad"), undefined);
     } finally {
-      await worker.drain();
+      await consumer.drain();
       await subscription.drain();
       await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
       rmSync(dataDir, { recursive: true, force: true });

@@ -1,18 +1,18 @@
 import { pino, type Logger } from "pino";
 import sharp from "sharp";
 import { OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
-import { threadsPerSession, type InferenceConfig } from "../config.ts";
+import { threadsPerSession, type InferenceConfig } from "../inference.config.ts";
 import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
 import { withDynamicBatch } from "../domain/onnx-graph.editor.ts";
 import { DynamicBatcher } from "../domain/request.batcher.ts";
 import { layoutSubject, parseAspectRatio, parsePosition } from "../domain/subject.layout.ts";
-import { describeModel, loadModelBytes, type ModelDescription } from "../store/model.repository.ts";
+import { describeModel, loadModelBytes, type ModelDescription } from "../store/model.store.ts";
 import { decodeImage, imageLimitsOf, readImageHeader, type ImageLimits } from "./image.decoder.ts";
 import { parseHexColour, renderOutput, type RenderedImage } from "./image.encoder.ts";
 import { batcherMetrics, observePipeline } from "./inference.metrics.ts";
-import type { MaskRefineRequest, MaskRefineResponse } from "./mask-refine.worker.ts";
-import type { ModelSessionInfo, ModelSessionRequest, ModelSessionResponse, ModelSessionSetup } from "./model-session.worker.ts";
-import { WorkerPool } from "./worker.pool.ts";
+import type { MaskRefineRequest, MaskRefineResponse } from "./mask-refine.thread.ts";
+import type { ModelSessionInfo, ModelSessionRequest, ModelSessionResponse, ModelSessionSetup } from "./model-session.thread.ts";
+import { ThreadPool } from "./thread.pool.ts";
 import { longestSideFor } from "../../common/images/image-size.ts";
 
 export interface SegmentCall {
@@ -52,8 +52,8 @@ export interface SegmentationEngine {
   close(): Promise<void>;
 }
 
-const refineScript = new URL("./mask-refine.worker.ts", import.meta.url);
-const sessionScript = new URL("./model-session.worker.ts", import.meta.url);
+const refineScript = new URL("./mask-refine.thread.ts", import.meta.url);
+const sessionScript = new URL("./model-session.thread.ts", import.meta.url);
 
 /** Rejects option values the caller got wrong before any model time is spent on the image. */
 export function validateImageOptions(options: ImageOptions): void {
@@ -76,8 +76,8 @@ class Engine implements SegmentationEngine {
   executionProvider: string | undefined;
   batchSizeMax: number | undefined;
   private batcher: DynamicBatcher<Uint8Array, Float32Array> | undefined;
-  private sessions: WorkerPool<ModelSessionRequest, ModelSessionResponse> | undefined;
-  private readonly refiners: WorkerPool<MaskRefineRequest, MaskRefineResponse>;
+  private sessions: ThreadPool<ModelSessionRequest, ModelSessionResponse> | undefined;
+  private readonly refiners: ThreadPool<MaskRefineRequest, MaskRefineResponse>;
   private readonly limits: ImageLimits;
   private readonly inputSize: number;
   private failure: InferenceError | undefined;
@@ -90,7 +90,7 @@ class Engine implements SegmentationEngine {
     this.modelName = `${model.name}@${model.version}`;
     this.inputSize = model.input.shape[2];
     this.limits = imageLimitsOf(config);
-    this.refiners = new WorkerPool(refineScript, config.INFERENCE_REFINE_WORKERS, () => ({ data: {} }));
+    this.refiners = new ThreadPool(refineScript, config.INFERENCE_REFINE_WORKERS, () => ({ data: {} }));
     this.ready = this.start();
     this.ready.catch((error: unknown) => {
       this.failure = new InferenceError("model_unavailable", `model ${this.modelName} could not be loaded`, { cause: error });
@@ -119,7 +119,7 @@ class Engine implements SegmentationEngine {
       mean: this.model.input.normalisation.mean,
       std: this.model.input.normalisation.std,
     };
-    this.sessions = new WorkerPool(
+    this.sessions = new ThreadPool(
       sessionScript,
       this.config.INFERENCE_SESSION_WORKERS,
       () => ({ data: { ...setup, model: edited } }),

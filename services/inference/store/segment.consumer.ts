@@ -13,7 +13,7 @@ export const JOB_FAILED_SUBJECT = "job.failed";
 export const JOB_STARTED_SUBJECT = "job.started";
 export const JOB_PROGRESS_SUBJECT = "job.progress";
 
-export interface SegmentWorkerOptions {
+export interface SegmentConsumerOptions {
   engine: Pick<SegmentationEngine, "ready" | "process" | "capacity">;
   workQueue: WorkQueue;
   eventBus: EventBus;
@@ -52,7 +52,7 @@ export async function optionsWithBackground(task: SegmentTask, blobStore: Pick<B
   return options;
 }
 
-export interface SegmentWorker {
+export interface SegmentConsumer {
   /** Stops taking tasks and waits for those in progress. */
   drain(): Promise<void>;
 }
@@ -64,7 +64,7 @@ export interface SegmentWorker {
  * faults are retried with a growing delay until the delivery limit, then reported as failed.
  * Consuming starts once the engine is ready, so no delivery is spent on a loading model.
  */
-export async function startSegmentWorker(options: SegmentWorkerOptions): Promise<SegmentWorker> {
+export async function startSegmentConsumer(options: SegmentConsumerOptions): Promise<SegmentConsumer> {
   const deliveryCountMax = options.deliveryCountMax ?? 5;
   const retryDelayMs = options.retryDelayMs ?? 1000;
   const retryDelayMsMax = options.retryDelayMsMax ?? 30_000;

@@ -1,6 +1,10 @@
 import { availableParallelism } from "node:os";
-import { boolean, integer, list, loadConfig, oneOf, optionalText } from "../common/config.ts";
+import { commonConfigSpec } from "../common/common.config.ts";
+import { boolean, integer, list, loadConfig, oneOf, optionalText, port } from "../common/config.ts";
 import { imageLimitsConfigSpec } from "../common/images/image-limits.ts";
+
+// Two specs: the engine's variables (`inferenceConfigSpec`, all the scripts and tests need) and the
+// inference process's (`inferenceServiceConfigSpec`: those plus the common ones and PORT).
 
 // The CPU default is batch 1: on CPU a batch of N takes N times as long as one image (measured
 // by scripts/bench-inference.ts), so waiting to fill a batch only adds queue delay. On CUDA the
@@ -86,4 +90,15 @@ export function loadInferenceConfig(environment: NodeJS.ProcessEnv = process.env
 export function threadsPerSession(config: InferenceConfig): number {
   if (config.INFERENCE_THREADS_PER_SESSION > 0) return config.INFERENCE_THREADS_PER_SESSION;
   return Math.max(1, Math.floor(availableParallelism() / config.INFERENCE_SESSION_WORKERS));
+}
+
+/** The inference process: the engine's variables plus the server's. */
+export const inferenceServiceConfigSpec = {
+  ...commonConfigSpec,
+  PORT: port("Inference port (Connect, gRPC, gRPC-Web).", 8083),
+  ...inferenceConfigSpec,
+} as const;
+
+export function loadInferenceServiceConfig(environment: NodeJS.ProcessEnv = process.env) {
+  return loadConfig(inferenceServiceConfigSpec, environment);
 }

@@ -29,7 +29,7 @@ type Reply<Response> =
  * The worker script posts `{kind:"ready", info}` once set up, then answers each request with
  * `{kind:"result"}` or `{kind:"error"}`. A worker that dies fails its task and is replaced.
  */
-export class WorkerPool<Request, Response> {
+export class ThreadPool<Request, Response> {
   private readonly slots: Slot<Request, Response>[] = [];
   private readonly waiting: Task<Request, Response>[] = [];
   private closed = false;
@@ -57,7 +57,7 @@ export class WorkerPool<Request, Response> {
   }
 
   run(request: Request, transfer: Transferable[] = []): Promise<Response> {
-    if (this.closed) return Promise.reject(new Error("worker pool is closed"));
+    if (this.closed) return Promise.reject(new Error("thread pool is closed"));
     return new Promise<Response>((resolve, reject) => {
       this.waiting.push({ request, transfer, resolve, reject });
       this.dispatch();
@@ -66,7 +66,7 @@ export class WorkerPool<Request, Response> {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const task of this.waiting.splice(0)) task.reject(new Error("worker pool is closed"));
+    for (const task of this.waiting.splice(0)) task.reject(new Error("thread pool is closed"));
     await Promise.all(this.slots.map((slot) => slot.worker.terminate()));
   }
 
@@ -131,7 +131,7 @@ export class WorkerPool<Request, Response> {
 }
 
 /** The worker side: wire `handle` to the parent port after `setup` finished. */
-export async function serveWorker<Request, Response>(
+export async function serveThread<Request, Response>(
   port: import("node:worker_threads").MessagePort,
   setup: () => Promise<unknown>,
   handle: (request: Request) => Promise<{ response: Response; transfer?: Transferable[] }>,

@@ -2,7 +2,7 @@
 // foreground estimate take long enough to stall health checks if run on the event loop.
 import { parentPort } from "node:worker_threads";
 import { estimateForeground, maskToAlpha } from "../domain/mask.refiner.ts";
-import { serveWorker } from "./worker.pool.ts";
+import { serveThread } from "./thread.pool.ts";
 
 export interface MaskRefineRequest {
   /** The processed image, RGBA. */
@@ -44,4 +44,4 @@ async function refine(request: MaskRefineRequest) {
   };
 }
 
-await serveWorker<MaskRefineRequest, MaskRefineResponse>(parentPort!, async () => ({}), refine);
+await serveThread<MaskRefineRequest, MaskRefineResponse>(parentPort!, async () => ({}), refine);

@@ -2,7 +2,7 @@
 // would otherwise stall the event loop for seconds per batch.
 import { parentPort, workerData } from "node:worker_threads";
 import ort from "onnxruntime-node";
-import { serveWorker } from "./worker.pool.ts";
+import { serveThread } from "./thread.pool.ts";
 
 export interface ModelSessionSetup {
   model: Uint8Array;
@@ -87,4 +87,4 @@ async function run(request: ModelSessionRequest) {
   return { response: { masks, runMs }, transfer: masks.map((mask) => mask.buffer as ArrayBuffer) };
 }
 
-await serveWorker<ModelSessionRequest, ModelSessionResponse>(parentPort!, createSession, run);
+await serveThread<ModelSessionRequest, ModelSessionResponse>(parentPort!, createSession, run);

@@ -10,7 +10,7 @@ import pino from "pino";
 import { InProcessBlobStore } from "../../common/adapters/index.ts";
 import { OutputFormat } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { SegmentTaskSchema } from "../../common/gen/cutline/inference/v1/task_pb.ts";
-import { optionsWithBackground } from "./segment.worker.ts";
+import { optionsWithBackground } from "./segment.consumer.ts";
 
 const dataDir = mkdtempSync(join(tmpdir(), "cutline-segment-worker-"));
 const blobs = new InProcessBlobStore({ dataDir, log: pino({ level: "silent" }) });
