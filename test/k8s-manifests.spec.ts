@@ -261,6 +261,26 @@ function containerOf(deployment: DeploymentObject): Container {
   assert.equal(containers.length, 1, `${deployment.metadata.name}: one container`);
   return containers[0]!;
 }
+/** An image reference split at its tag: `cutline-inference:0.1.0-cuda` → cutline-inference, 0.1.0-cuda. */
+function imageParts(image: string): { name: string; tag: string } {
+  const match = /^(.+):([\w.-]+)$/.exec(image);
+  assert.ok(match, `image ${image} has a tag`);
+  return { name: match[1]!, tag: match[2]! };
+}
+
+interface ComposeService {
+  image?: string;
+  build?: { context?: string; dockerfile?: string; target?: string };
+  command?: string[];
+  environment?: Record<string, string>;
+  healthcheck?: { test: string[] };
+  depends_on?: Record<string, unknown>;
+}
+/** A compose file's services, with YAML merge keys (`<<: *service`) applied. */
+function composeServices(file: string): Record<string, ComposeService> {
+  return (parse(readFileSync(join(root, file), "utf8"), { merge: true }) as { services: Record<string, ComposeService> }).services;
+}
+
 function grpcPort(container: Container): number {
   const port = container.ports?.find((candidate) => candidate.name === "grpc");
   assert.ok(port, `${container.name}: a container port named grpc`);
@@ -408,10 +428,12 @@ async function checkMesh(objects: K8sObject[], overlay: string): Promise<Map<Ser
     assert.deepEqual(budget.spec.selector.matchLabels, deployment.spec.selector.matchLabels, `${where}: PDB selects the Deployment`);
   }
 
-  // One image for gateway, billing, orchestrator.
+  // One image for gateway, billing, orchestrator (without onnxruntime or the model), another for inference.
   const images = new Set(["gateway", "billing", "orchestrator"].map((name) => containerOf(deployments.get(name as ServiceName)!).image));
   assert.equal(images.size, 1, `${overlay}: gateway, billing and orchestrator share one image: ${[...images].join(", ")}`);
-  for (const image of [...images, containerOf(deployments.get("inference")!).image]) assert.match(image, /:[\w.-]+$/, `${overlay}: image ${image} has a tag`);
+  const inferenceImage = containerOf(deployments.get("inference")!).image;
+  for (const image of [...images, inferenceImage]) assert.match(image, /:[\w.-]+$/, `${overlay}: image ${image} has a tag`);
+  assert.notEqual(imageParts(inferenceImage).name, imageParts([...images][0]!).name, `${overlay}: inference runs its own image, not the services one`);
   for (const name of ["gateway", "billing", "orchestrator"] as const) {
     const pod = deployments.get(name)!.spec.template.spec;
     assert.ok(!containerOf(deployments.get(name)!).resources?.limits?.["nvidia.com/gpu"], `${overlay}/${name}: no GPU`);
@@ -565,7 +587,12 @@ describe("k8s overlays", { skip: skipRendering }, () => {
     assert.equal(environment.get("INFERENCE_BATCH_SIZE_MAX")?.value, "1");
     const threads = Number(environment.get("INFERENCE_THREADS_PER_SESSION")?.value);
     assert.ok(threads >= 1 && threads <= cpuCores(container.resources?.limits?.cpu), "onnxruntime threads within the CPU limit");
-    assert.equal(container.image, containerOf(deployments.get("gateway")!).image, "cpu inference uses the common image");
+    // Compose builds the same images locally (tested below: the services and inference targets of
+    // deploy/Dockerfile); equal names tie each manifest image to its Dockerfile target.
+    const compose = composeServices("deploy/compose.yaml");
+    assert.equal(imageParts(containerOf(deployments.get("gateway")!).image).name, imageParts(compose.gateway!.image!).name, "cpu: gateway, billing and orchestrator run the services image");
+    assert.equal(imageParts(container.image).name, imageParts(compose.inference!.image!).name, "cpu inference runs the CPU inference image");
+    assert.doesNotMatch(imageParts(container.image).tag, /cuda/, "cpu inference: not the CUDA tag");
     assert.ok(!JSON.stringify(cpu).includes("nvidia.com/gpu"), "no GPU resource, toleration or affinity anywhere");
     checkScaledObject(cpu, "cpu");
     checkNetworkPolicies(cpu, deployments, "cpu");
@@ -582,7 +609,13 @@ describe("k8s overlays", { skip: skipRendering }, () => {
       "tolerates nvidia.com/gpu:NoSchedule",
     );
     assert.ok(pod.affinity?.nodeAffinity || pod.nodeSelector, "pinned to GPU nodes");
-    assert.notEqual(container.image, containerOf(deployments.get("gateway")!).image, "inference uses the CUDA image");
+    const cpuInferenceImage = containerOf(one<DeploymentObject>(cpu, "Deployment", "inference")).image;
+    assert.notEqual(container.image, cpuInferenceImage, "gpu inference: the CUDA image, not the CPU one");
+    assert.equal(imageParts(container.image).name, imageParts(cpuInferenceImage).name, "one inference image name, the tag tells CUDA apart");
+    assert.match(imageParts(container.image).tag, /-cuda$/, "gpu inference: a -cuda tag");
+    assert.equal(imageParts(container.image).name, imageParts(composeServices("deploy/compose.gpu.yaml").inference!.image!).name, "the image compose.gpu.yaml builds");
+    const cpuGateway = containerOf(one<DeploymentObject>(cpu, "Deployment", "gateway")).image;
+    assert.equal(containerOf(deployments.get("gateway")!).image, cpuGateway, "the same services image in both overlays");
     const environment = environmentOf(gpu, container);
     assert.equal(environment.get("INFERENCE_EXECUTION_PROVIDERS")?.value, "cuda,cpu");
     const config = await configOf("inference");
@@ -627,18 +660,21 @@ describe("k8s overlays", { skip: skipRendering }, () => {
 
 describe("deploy/", () => {
   test("compose.yaml: four services, each its own command, port, health check and known env", async () => {
-    const compose = parse(readFileSync(join(root, "deploy/compose.yaml"), "utf8"), { merge: true }) as {
-      services: Record<string, { command?: string[]; environment?: Record<string, string>; healthcheck?: { test: string[] }; depends_on?: Record<string, unknown>; build?: { dockerfile: string } }>;
-    };
+    const compose = { services: composeServices("deploy/compose.yaml") };
     assert.ok(compose.services.postgres && compose.services.nats);
-    assert.match(String((compose.services.postgres as { image?: string }).image), /^postgres:16/);
-    assert.match(String((compose.services.nats as { image?: string }).image), /^nats:2\.10/);
+    assert.match(String(compose.services.postgres.image), /^postgres:16/);
+    assert.match(String(compose.services.nats.image), /^nats:2\.10/);
     assert.ok(compose.services.nats.command?.includes("-js"), "NATS with JetStream");
+    const dockerfile = readFileSync(join(root, "deploy/Dockerfile"), "utf8");
     for (const name of SERVICES) {
       const service = compose.services[name];
       assert.ok(service, `compose service ${name}`);
       assert.deepEqual(service.command, ["node", "--import", "tsx", `services/${name}/main.ts`], `${name}: command`);
       assert.equal(service.build?.dockerfile, "deploy/Dockerfile");
+      const target = name === "inference" ? "inference" : "services";
+      assert.equal(service.build?.target, target, `${name}: built from the ${target} target`);
+      assert.match(dockerfile, new RegExp(`^FROM\\s+\\S+\\s+AS\\s+${target}\\s*$`, "im"), `deploy/Dockerfile has a ${target} stage`);
+      assert.equal(service.image, name === "inference" ? "cutline-inference:local" : "cutline:local", `${name}: image`);
       assert.deepEqual(service.healthcheck?.test, ["CMD", "node", "deploy/healthcheck.mjs"], `${name}: health check`);
       const environment = service.environment ?? {};
       assert.equal(environment.PORT, String(DEFAULT_PORTS[name]), `${name}: PORT`);
@@ -654,6 +690,17 @@ describe("deploy/", () => {
         if (environment[variable] !== undefined) assert.equal(environment[variable], `http://${target}:${DEFAULT_PORTS[target]}`, `compose ${name}: ${variable}`);
       }
     }
+  });
+
+  test("compose.gpu.yaml: inference from Dockerfile.gpu's inference stage, with one GPU", () => {
+    const inference = composeServices("deploy/compose.gpu.yaml").inference;
+    assert.ok(inference, "overrides inference");
+    assert.equal(inference.build?.dockerfile, "deploy/Dockerfile.gpu");
+    // Compose merges the override's build into compose.yaml's, target included: it must name a stage of Dockerfile.gpu.
+    assert.equal(inference.build?.target, "inference");
+    assert.match(readFileSync(join(root, "deploy/Dockerfile.gpu"), "utf8"), /^FROM\s+\S+\s+AS\s+inference\s*$/im, "Dockerfile.gpu has an inference stage");
+    assert.equal(inference.image, "cutline-inference:local-cuda");
+    assert.match(JSON.stringify(inference), /"driver":"nvidia"/, "reserves an NVIDIA device");
   });
 
   test("Dockerfiles: production deps from the lock file, no CUDA download at npm ci, non-root", () => {
