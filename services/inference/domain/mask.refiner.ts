@@ -1,22 +1,41 @@
-// Mask post-processing on plain typed arrays (no I/O), so the worker thread, the eval script
+// Mask post-processing on plain typed arrays (no I/O), so the refine thread, the eval script
 // and the tests run the very same code.
 
 import { regionWhere, type Region } from "./pixel-region.ts";
 
 export type { Region };
 
+/** A single-channel float image, row by row. */
+export interface Plane {
+  data: Float32Array;
+  width: number;
+  height: number;
+}
+
+/** An 8-bit image, `channels` interleaved bytes per pixel; only the first three (RGB) are read. */
+export interface InterleavedImage {
+  pixels: Uint8Array;
+  channels: number;
+  width: number;
+  height: number;
+}
+
+// A model value strictly between these is one the model is unsure of: the edge band that the
+// guided filter refines. Outside it the model is sure, and the filter could only leak
+// colour-similar background into the mask.
+const uncertainAbove = 0.02;
+const uncertainBelow = 0.98;
+
+function isUncertain(value: number): boolean {
+  return value > uncertainAbove && value < uncertainBelow;
+}
+
 /**
  * Bilinear resize of a single-channel float image (half-pixel centres, as sharp and OpenCV).
  * With `region`, only that part of the width×height result is computed and returned.
  */
-export function resizeBilinear(
-  source: Float32Array,
-  sourceWidth: number,
-  sourceHeight: number,
-  width: number,
-  height: number,
-  region: Region = { left: 0, top: 0, width, height },
-): Float32Array {
+export function resizeBilinear(source: Plane, width: number, height: number, region: Region = { left: 0, top: 0, width, height }): Float32Array {
+  const { data, width: sourceWidth, height: sourceHeight } = source;
   const target = new Float32Array(region.width * region.height);
   const scaleX = sourceWidth / width;
   const scaleY = sourceHeight / height;
@@ -38,8 +57,8 @@ export function resizeBilinear(
     const row1 = y1 * sourceWidth;
     for (let x = 0; x < region.width; x++) {
       const fx = fxs[x]!;
-      const top = source[row0 + x0s[x]!]! * (1 - fx) + source[row0 + x1s[x]!]! * fx;
-      const bottom = source[row1 + x0s[x]!]! * (1 - fx) + source[row1 + x1s[x]!]! * fx;
+      const top = data[row0 + x0s[x]!]! * (1 - fx) + data[row0 + x1s[x]!]! * fx;
+      const bottom = data[row1 + x0s[x]!]! * (1 - fx) + data[row1 + x1s[x]!]! * fx;
       target[y * region.width + x] = top * (1 - fy) + bottom * fy;
     }
   }
@@ -55,17 +74,19 @@ function cropPlane(plane: Float32Array, width: number, region: Region): Float32A
   return result;
 }
 
-function cropPixels(image: Uint8Array, channels: number, width: number, region: Region): Uint8Array {
-  const result = new Uint8Array(region.width * region.height * channels);
+function cropPixels(image: InterleavedImage, region: Region): InterleavedImage {
+  const { channels } = image;
+  const pixels = new Uint8Array(region.width * region.height * channels);
   for (let y = 0; y < region.height; y++) {
-    const start = ((region.top + y) * width + region.left) * channels;
-    result.set(image.subarray(start, start + region.width * channels), y * region.width * channels);
+    const start = ((region.top + y) * image.width + region.left) * channels;
+    pixels.set(image.pixels.subarray(start, start + region.width * channels), y * region.width * channels);
   }
-  return result;
+  return { pixels, channels, width: region.width, height: region.height };
 }
 
 /** Area-average downscale by an integer factor (edge cells average what they cover). */
-function downscale(source: Float32Array, width: number, height: number, factor: number): { data: Float32Array; width: number; height: number } {
+function downscale(source: Plane, factor: number): Plane {
+  const { data, width, height } = source;
   const smallWidth = Math.ceil(width / factor);
   const smallHeight = Math.ceil(height / factor);
   const sums = new Float32Array(smallWidth * smallHeight);
@@ -77,7 +98,7 @@ function downscale(source: Float32Array, width: number, height: number, factor: 
     const sourceRow = y * width;
     for (let x = 0; x < width; x++) {
       const cell = row + cellOfColumn[x]!;
-      sums[cell]! += source[sourceRow + x]!;
+      sums[cell]! += data[sourceRow + x]!;
       counts[cell]! += 1;
     }
   }
@@ -135,61 +156,111 @@ export function boxMean(source: Float32Array, width: number, height: number, rad
   return result;
 }
 
+/** Three colour planes, red, green and blue, 0–1. */
+type ColourPlanes = [red: Float32Array, green: Float32Array, blue: Float32Array];
+
+/** The per-pixel linear model of the guided filter: output = aRed·R + aGreen·G + aBlue·B + bias. */
+type Coefficients = [aRed: Float32Array, aGreen: Float32Array, aBlue: Float32Array, bias: Float32Array];
+
+export interface GuidedFilterOptions {
+  /** Window radius at the guide's resolution (pixels). */
+  radius: number;
+  /** Regulariser: larger follows the input, smaller the guide's edges. */
+  epsilon: number;
+  /** The coefficients are computed on a grid this many times coarser (1: full resolution). */
+  subsample: number;
+}
+
 /**
  * He, Sun & Tang's guided filter with a colour guide (TPAMI 2013), optionally "fast" (the
  * linear coefficients are computed on a grid `subsample` times coarser, then upsampled). The
  * output follows the guide's edges where the input mask is uncertain, which is what restores
  * hair and fine edges lost when the model saw a 1024² copy of the image.
  *
- * `guide` is RGB(A) 0–255 interleaved with `channels` per pixel; `input` is 0–1.
+ * `input` is 0–1, at the guide's size.
  */
-export function guidedFilter(
-  guide: Uint8Array,
-  channels: number,
-  input: Float32Array,
-  width: number,
-  height: number,
-  options: { radius: number; epsilon: number; subsample: number },
-): Float32Array {
-  const pixels = width * height;
-  const planes = [new Float32Array(pixels), new Float32Array(pixels), new Float32Array(pixels)];
-  for (let pixel = 0; pixel < pixels; pixel++) {
-    planes[0]![pixel] = guide[pixel * channels]! / 255;
-    planes[1]![pixel] = guide[pixel * channels + 1]! / 255;
-    planes[2]![pixel] = guide[pixel * channels + 2]! / 255;
-  }
+export function guidedFilter(guide: InterleavedImage, input: Float32Array, options: GuidedFilterOptions): Float32Array {
+  const { width, height } = guide;
+  const planes = colourPlanes(guide);
   const factor = Math.max(1, Math.floor(options.subsample));
-  const small = (plane: Float32Array) => (factor === 1 ? { data: plane, width, height } : downscale(plane, width, height, factor));
-  const [red, green, blue] = planes.map((plane) => small(plane).data) as [Float32Array, Float32Array, Float32Array];
-  const p = small(input);
-  const w = p.width;
-  const h = p.height;
-  const n = w * h;
-  const r = Math.max(1, Math.round(options.radius / factor));
-  const mean = (data: Float32Array) => boxMean(data, w, h, r);
+  const coarse = (data: Float32Array): Plane => (factor === 1 ? { data, width, height } : downscale({ data, width, height }, factor));
+  const coarseInput = coarse(input);
+  const radius = Math.max(1, Math.round(options.radius / factor));
+  const coefficients = solveCoefficients(
+    windowMoments(planes.map((plane) => coarse(plane).data) as ColourPlanes, coarseInput, radius),
+    options.epsilon,
+  );
+  // Each pixel's model is the mean of the models of the windows that cover it.
+  let smoothed = coefficients.map((plane) => boxMean(plane, coarseInput.width, coarseInput.height, radius)) as Coefficients;
+  if (factor > 1) {
+    smoothed = smoothed.map((plane) => resizeBilinear({ data: plane, width: coarseInput.width, height: coarseInput.height }, width, height)) as Coefficients;
+  }
+  return applyCoefficients(smoothed, planes);
+}
+
+function colourPlanes(guide: InterleavedImage): ColourPlanes {
+  const { pixels: bytes, channels } = guide;
+  const pixels = guide.width * guide.height;
+  const planes: ColourPlanes = [new Float32Array(pixels), new Float32Array(pixels), new Float32Array(pixels)];
+  for (let pixel = 0; pixel < pixels; pixel++) {
+    planes[0][pixel] = bytes[pixel * channels]! / 255;
+    planes[1][pixel] = bytes[pixel * channels + 1]! / 255;
+    planes[2][pixel] = bytes[pixel * channels + 2]! / 255;
+  }
+  return planes;
+}
+
+/** Window means of the guide, the input, their products and the guide's second moments. */
+interface Moments {
+  meanR: Float32Array;
+  meanG: Float32Array;
+  meanB: Float32Array;
+  meanP: Float32Array;
+  meanRP: Float32Array;
+  meanGP: Float32Array;
+  meanBP: Float32Array;
+  varRR: Float32Array;
+  varRG: Float32Array;
+  varRB: Float32Array;
+  varGG: Float32Array;
+  varGB: Float32Array;
+  varBB: Float32Array;
+}
+
+function windowMoments([red, green, blue]: ColourPlanes, input: Plane, radius: number): Moments {
+  const { data: p, width, height } = input;
+  const n = width * height;
+  const mean = (data: Float32Array) => boxMean(data, width, height, radius);
   const product = (a: Float32Array, b: Float32Array) => {
     const out = new Float32Array(n);
     for (let index = 0; index < n; index++) out[index] = a[index]! * b[index]!;
     return out;
   };
-  const meanR = mean(red);
-  const meanG = mean(green);
-  const meanB = mean(blue);
-  const meanP = mean(p.data);
-  const meanRP = mean(product(red, p.data));
-  const meanGP = mean(product(green, p.data));
-  const meanBP = mean(product(blue, p.data));
-  const varRR = mean(product(red, red));
-  const varRG = mean(product(red, green));
-  const varRB = mean(product(red, blue));
-  const varGG = mean(product(green, green));
-  const varGB = mean(product(green, blue));
-  const varBB = mean(product(blue, blue));
+  return {
+    meanR: mean(red),
+    meanG: mean(green),
+    meanB: mean(blue),
+    meanP: mean(p),
+    meanRP: mean(product(red, p)),
+    meanGP: mean(product(green, p)),
+    meanBP: mean(product(blue, p)),
+    varRR: mean(product(red, red)),
+    varRG: mean(product(red, green)),
+    varRB: mean(product(red, blue)),
+    varGG: mean(product(green, green)),
+    varGB: mean(product(green, blue)),
+    varBB: mean(product(blue, blue)),
+  };
+}
+
+/** Each window's least-squares linear model of the input on the guide's colours, regularised by ε. */
+function solveCoefficients(moments: Moments, epsilon: number): Coefficients {
+  const { meanR, meanG, meanB, meanP, meanRP, meanGP, meanBP, varRR, varRG, varRB, varGG, varGB, varBB } = moments;
+  const n = meanP.length;
   const aR = new Float32Array(n);
   const aG = new Float32Array(n);
   const aB = new Float32Array(n);
   const b = new Float32Array(n);
-  const epsilon = options.epsilon;
   for (let index = 0; index < n; index++) {
     const mr = meanR[index]!;
     const mg = meanG[index]!;
@@ -220,20 +291,13 @@ export function guidedFilter(
     aB[index] = ab;
     b[index] = mp - ar * mr - ag * mg - ab * mb;
   }
-  let meanAR = mean(aR);
-  let meanAG = mean(aG);
-  let meanAB = mean(aB);
-  let meanBias = mean(b);
-  if (factor > 1) {
-    meanAR = resizeBilinear(meanAR, w, h, width, height);
-    meanAG = resizeBilinear(meanAG, w, h, width, height);
-    meanAB = resizeBilinear(meanAB, w, h, width, height);
-    meanBias = resizeBilinear(meanBias, w, h, width, height);
-  }
-  const output = new Float32Array(pixels);
-  for (let pixel = 0; pixel < pixels; pixel++) {
-    output[pixel] =
-      meanAR[pixel]! * planes[0]![pixel]! + meanAG[pixel]! * planes[1]![pixel]! + meanAB[pixel]! * planes[2]![pixel]! + meanBias[pixel]!;
+  return [aR, aG, aB, b];
+}
+
+function applyCoefficients([aR, aG, aB, bias]: Coefficients, [red, green, blue]: ColourPlanes): Float32Array {
+  const output = new Float32Array(red.length);
+  for (let pixel = 0; pixel < output.length; pixel++) {
+    output[pixel] = aR[pixel]! * red[pixel]! + aG[pixel]! * green[pixel]! + aB[pixel]! * blue[pixel]! + bias[pixel]!;
   }
   return output;
 }
@@ -253,59 +317,80 @@ export interface RefineOptions {
 // without costing IoU; the gain of 2 undoes the softening the filter and the model add to hard edges.
 export const defaultRefineOptions: RefineOptions = { radiusFraction: 0.006, epsilon: 3e-4, gain: 2, subsampleLongestSide: 1536 };
 
+/** Smallest guided filter radius at full resolution (pixels). */
+const refineRadiusMin = 2;
+
+// A pixel whose filter window is a quarter or more uncertain takes the filtered value in full;
+// the weight falls off linearly to the model's own value outside the band.
+const bandWeightGain = 4;
+
 /**
- * The model's low-resolution mask as full-resolution alpha (0–255). With `refine`, the
- * bilinear upscale is sharpened against the image by a guided filter, and only inside the
- * uncertain band along the subject's edge: far from the edge the model is sure and the filter
- * could only leak colour-similar background into the mask.
+ * The model's low-resolution mask as full-resolution alpha (0–255), at the image's size. With
+ * `refine`, the bilinear upscale is sharpened against the image by a guided filter, and only
+ * inside the uncertain band along the subject's edge; without it, plain bilinear upscaling.
  */
-export function maskToAlpha(
-  mask: Float32Array,
-  maskWidth: number,
-  maskHeight: number,
-  image: Uint8Array,
-  channels: number,
-  width: number,
-  height: number,
-  refine: boolean,
-  options: RefineOptions = defaultRefineOptions,
-): Uint8Array {
-  const upscaled = resizeBilinear(mask, maskWidth, maskHeight, width, height);
+export function maskToAlpha(mask: Plane, image: InterleavedImage, refine?: RefineOptions): Uint8Array {
+  const upscaled = resizeBilinear(mask, image.width, image.height);
   const alpha = upscaled.slice();
-  const uncertain = (pixel: number) => upscaled[pixel]! > 0.02 && upscaled[pixel]! < 0.98;
+  if (refine !== undefined) sharpenUncertainBand(alpha, upscaled, image, refine);
+  const result = new Uint8Array(image.width * image.height);
+  for (let pixel = 0; pixel < result.length; pixel++) result[pixel] = Math.round(Math.min(1, Math.max(0, alpha[pixel]!)) * 255);
+  return result;
+}
+
+/** Writes the guided filter's sharpened values into `alpha` inside the band where `upscaled` is uncertain. */
+function sharpenUncertainBand(alpha: Float32Array, upscaled: Float32Array, image: InterleavedImage, options: RefineOptions): void {
+  const { width, height } = image;
   const longest = Math.max(width, height);
-  const radius = Math.max(2, Math.round(longest * options.radiusFraction));
+  const radius = Math.max(refineRadiusMin, Math.round(longest * options.radiusFraction));
   // Only the band where the model is unsure changes; a pixel's filtered value depends on pixels
   // up to twice the radius away, and the band reaches one radius further, so the work is done on
   // the band's box grown by three radii, with the same result as on the whole image.
-  const region = refine ? regionWhere(width, height, 3 * radius + 2, uncertain) : undefined;
-  if (region !== undefined) {
-    // The "fast guided filter": coefficients on a coarser grid (they vary smoothly), the
-    // output at full resolution against the full-resolution guide.
-    const subsample = Math.max(1, Math.round(longest / options.subsampleLongestSide));
-    const input = cropPlane(upscaled, width, region);
-    const filtered = guidedFilter(cropPixels(image, channels, width, region), channels, input, region.width, region.height, {
-      radius,
-      epsilon: options.epsilon,
-      subsample,
-    });
-    const uncertainty = new Float32Array(input.length);
-    for (let pixel = 0; pixel < input.length; pixel++) uncertainty[pixel] = input[pixel]! > 0.02 && input[pixel]! < 0.98 ? 1 : 0;
-    // The band where the model is unsure, widened by the filter radius.
-    const band = boxMean(uncertainty, region.width, region.height, radius);
-    for (let y = 0; y < region.height; y++) {
-      for (let x = 0; x < region.width; x++) {
-        const local = y * region.width + x;
-        const weight = Math.min(1, band[local]! * 4);
-        if (weight === 0) continue;
-        const sharpened = (filtered[local]! - 0.5) * options.gain + 0.5;
-        alpha[(region.top + y) * width + region.left + x] = weight * sharpened + (1 - weight) * input[local]!;
-      }
+  const region = regionWhere(width, height, 3 * radius + 2, (pixel) => isUncertain(upscaled[pixel]!));
+  if (region === undefined) return;
+  // The "fast guided filter": coefficients on a coarser grid (they vary smoothly), the
+  // output at full resolution against the full-resolution guide.
+  const subsample = Math.max(1, Math.round(longest / options.subsampleLongestSide));
+  const input = cropPlane(upscaled, width, region);
+  const filtered = guidedFilter(cropPixels(image, region), input, { radius, epsilon: options.epsilon, subsample });
+  const uncertainty = new Float32Array(input.length);
+  for (let pixel = 0; pixel < input.length; pixel++) uncertainty[pixel] = isUncertain(input[pixel]!) ? 1 : 0;
+  // The band where the model is unsure, widened by the filter radius.
+  const band = boxMean(uncertainty, region.width, region.height, radius);
+  for (let y = 0; y < region.height; y++) {
+    for (let x = 0; x < region.width; x++) {
+      const local = y * region.width + x;
+      const weight = Math.min(1, band[local]! * bandWeightGain);
+      if (weight === 0) continue;
+      const sharpened = (filtered[local]! - 0.5) * options.gain + 0.5;
+      alpha[(region.top + y) * width + region.left + x] = weight * sharpened + (1 - weight) * input[local]!;
     }
   }
-  const result = new Uint8Array(width * height);
-  for (let pixel = 0; pixel < result.length; pixel++) result[pixel] = Math.round(Math.min(1, Math.max(0, alpha[pixel]!)) * 255);
-  return result;
+}
+
+// Blur-fusion radii as the longest side over these: about the paper's 90 and 6 pixels on a
+// 1000-pixel image, so a larger image gets the same estimate at its own scale.
+const wideRadiusDivisor = 11;
+const narrowRadiusDivisor = 170;
+const wideRadiusMin = 3;
+/** The wide pass's coarse grid has about this many cells across its radius. */
+const wideRadiusCells = 6;
+/** Keeps the weighted means finite where a window holds no foreground (or no background). */
+const weightFloor = 1e-5;
+
+/** Blurred sums of one colour for blur fusion: F·α and B·(1−α), with the blurred weights α and 1−α. */
+interface FusionSums {
+  foreground: Float32Array;
+  background: Float32Array;
+  alpha: Float32Array;
+  inverse: Float32Array;
+}
+
+/** One colour of the region as observed (0–1), with each pixel's own α and 1−α. */
+interface RegionColour {
+  observed: Float32Array;
+  alpha: Float32Array;
+  inverse: Float32Array;
 }
 
 /**
@@ -314,26 +399,80 @@ export function maskToAlpha(
  * mixes the subject with the old background, and compositing it unchanged on a new background
  * leaves a halo of the old one. Returns RGB, 3 bytes per pixel; opaque pixels keep their colour.
  */
-export function estimateForeground(image: Uint8Array, channels: number, alpha: Uint8Array, width: number, height: number): Uint8Array {
-  const pixels = width * height;
+export function estimateForeground(image: InterleavedImage, alpha: Uint8Array): Uint8Array {
+  const { width, height } = image;
+  const result = rgbOf(image);
+  const longest = Math.max(width, height);
+  const wideRadius = Math.max(wideRadiusMin, Math.round(longest / wideRadiusDivisor));
+  const narrowRadius = Math.max(1, Math.round(longest / narrowRadiusDivisor));
+  // Only mixed pixels get an estimate; the narrow pass needs their neighbours one radius out.
+  const region = regionWhere(width, height, narrowRadius + 1, (pixel) => alpha[pixel]! > 0 && alpha[pixel]! < 255);
+  if (region === undefined) return result;
+  const wide = wideBlur(image, alpha, wideRadius, region);
+  const weights = regionWeights(alpha, width, region);
+  const narrowAlpha = boxMean(weights.alpha, region.width, region.height, narrowRadius);
+  const narrowInverse = boxMean(weights.inverse, region.width, region.height, narrowRadius);
+  for (let channel = 0; channel < 3; channel++) {
+    const colour: RegionColour = { observed: regionChannel(image, region, channel), ...weights };
+    // Pass 1 (wide) in the region: F and B start as the observed colour.
+    const first = fuseWide(colour, {
+      foreground: wide.colours[channel]!,
+      background: wide.colours[channel + 3]!,
+      alpha: wide.alpha,
+      inverse: wide.inverse,
+    });
+    // Pass 2 (narrow), at full resolution in the region.
+    for (let local = 0; local < first.foreground.length; local++) {
+      first.foreground[local]! *= weights.alpha[local]!;
+      first.background[local]! *= weights.inverse[local]!;
+    }
+    const sums: FusionSums = {
+      foreground: boxMean(first.foreground, region.width, region.height, narrowRadius),
+      background: boxMean(first.background, region.width, region.height, narrowRadius),
+      alpha: narrowAlpha,
+      inverse: narrowInverse,
+    };
+    writeNarrowEstimate(result, { colour, sums, region, imageWidth: width, channel });
+  }
+  return result;
+}
+
+function rgbOf(image: InterleavedImage): Uint8Array {
+  const { pixels: bytes, channels } = image;
+  const pixels = image.width * image.height;
   const result = new Uint8Array(pixels * 3);
   for (let pixel = 0; pixel < pixels; pixel++) {
-    result[pixel * 3] = image[pixel * channels]!;
-    result[pixel * 3 + 1] = image[pixel * channels + 1]!;
-    result[pixel * 3 + 2] = image[pixel * channels + 2]!;
+    result[pixel * 3] = bytes[pixel * channels]!;
+    result[pixel * 3 + 1] = bytes[pixel * channels + 1]!;
+    result[pixel * 3 + 2] = bytes[pixel * channels + 2]!;
   }
-  const longest = Math.max(width, height);
-  const wideRadius = Math.max(3, Math.round(longest / 11));
-  const narrowRadius = Math.max(1, Math.round(longest / 170));
-  // Only mixed pixels get an estimate; the narrow pass needs their neighbours one radius out.
-  const mixed = new Uint8Array(pixels);
-  for (let pixel = 0; pixel < pixels; pixel++) mixed[pixel] = alpha[pixel]! > 0 && alpha[pixel]! < 255 ? 1 : 0;
-  const region = regionWhere(width, height, narrowRadius + 1, (pixel) => mixed[pixel] === 1);
-  if (region === undefined) return result;
+  return result;
+}
 
-  // The wide pass blurs over the whole image, on a grid `factor` times coarser: one sweep sums
-  // α, 1−α, I·α and I·(1−α) per cell, then the blurred planes are sampled back in the region.
-  const factor = Math.max(1, Math.floor(wideRadius / 6));
+/**
+ * The wide pass's sums, blurred over the whole image and sampled back in `region`: α, 1−α, then
+ * I·α for red, green, blue and I·(1−α) for red, green, blue. The blur runs on a grid `factor`
+ * times coarser: one sweep sums them per cell, then the cells' means are blurred.
+ */
+function wideBlur(
+  image: InterleavedImage,
+  alpha: Uint8Array,
+  radius: number,
+  region: Region,
+): { alpha: Float32Array; inverse: Float32Array; colours: Float32Array[] } {
+  const factor = Math.max(1, Math.floor(radius / wideRadiusCells));
+  const cells = cellMeans(image, alpha, factor);
+  const coarseRadius = Math.max(1, Math.round(radius / factor));
+  const [wideAlpha, wideInverse, ...colours] = cells.map((plane) => {
+    const blurred = boxMean(plane.data, plane.width, plane.height, coarseRadius);
+    return resizeBilinear({ data: blurred, width: plane.width, height: plane.height }, image.width, image.height, region);
+  }) as [Float32Array, Float32Array, ...Float32Array[]];
+  return { alpha: wideAlpha, inverse: wideInverse, colours };
+}
+
+/** Per cell of `factor`² pixels, the means of α, 1−α, I·α and I·(1−α) (0–1 units), as eight planes. */
+function cellMeans(image: InterleavedImage, alpha: Uint8Array, factor: number): Plane[] {
+  const { pixels: bytes, channels, width, height } = image;
   const coarseWidth = Math.ceil(width / factor);
   const coarseHeight = Math.ceil(height / factor);
   const cells = coarseWidth * coarseHeight;
@@ -351,9 +490,9 @@ export function estimateForeground(image: Uint8Array, channels: number, alpha: U
       const cell = cellRow + cellOfColumn[x]!;
       const alphaValue = alpha[pixel]!;
       const inverseValue = 255 - alphaValue;
-      const red = image[offset]!;
-      const green = image[offset + 1]!;
-      const blue = image[offset + 2]!;
+      const red = bytes[offset]!;
+      const green = bytes[offset + 1]!;
+      const blue = bytes[offset + 2]!;
       sumAlpha[cell]! += alphaValue;
       sumInverse[cell]! += inverseValue;
       sumR[cell]! += red * alphaValue;
@@ -371,12 +510,11 @@ export function estimateForeground(image: Uint8Array, channels: number, alpha: U
     sumInverse[cell]! *= perPixel / 255;
     for (const plane of [sumR, sumG, sumB, sumInverseR, sumInverseG, sumInverseB]) plane[cell]! *= perPixel / 65025;
   }
-  const coarseRadius = Math.max(1, Math.round(wideRadius / factor));
-  const [wideAlpha, wideInverse, ...wideColours] = coarse.map((plane) => {
-    const blurred = boxMean(plane, coarseWidth, coarseHeight, coarseRadius);
-    return resizeBilinear(blurred, coarseWidth, coarseHeight, width, height, region);
-  }) as [Float32Array, Float32Array, ...Float32Array[]];
+  return coarse.map((data) => ({ data, width: coarseWidth, height: coarseHeight }));
+}
 
+/** The region's own α and 1−α, 0–1. */
+function regionWeights(alpha: Uint8Array, width: number, region: Region): { alpha: Float32Array; inverse: Float32Array } {
   const count = region.width * region.height;
   const regionAlpha = new Float32Array(count);
   const regionInverse = new Float32Array(count);
@@ -387,50 +525,51 @@ export function estimateForeground(image: Uint8Array, channels: number, alpha: U
       regionInverse[y * region.width + x] = 1 - value;
     }
   }
-  const narrowAlpha = boxMean(regionAlpha, region.width, region.height, narrowRadius);
-  const narrowInverse = boxMean(regionInverse, region.width, region.height, narrowRadius);
+  return { alpha: regionAlpha, inverse: regionInverse };
+}
 
-  for (let channel = 0; channel < 3; channel++) {
-    const wideF = wideColours[channel]!;
-    const wideB = wideColours[channel + 3]!;
-    const regionObserved = new Float32Array(count);
-    for (let y = 0; y < region.height; y++) {
-      for (let x = 0; x < region.width; x++) {
-        regionObserved[y * region.width + x] = image[((region.top + y) * width + region.left + x) * channels + channel]! / 255;
-      }
-    }
-    // Pass 1 (wide) in the region: F and B start as the observed colour.
-    const foreground = regionObserved.slice();
-    const background = regionObserved.slice();
-    for (let local = 0; local < count; local++) {
-      const alphaValue = regionAlpha[local]!;
-      if (alphaValue === 0 || alphaValue === 1) continue;
-      const fMean = wideF[local]! / (wideAlpha[local]! + 1e-5);
-      const bMean = wideB[local]! / (wideInverse[local]! + 1e-5);
-      const residual = regionObserved[local]! - alphaValue * fMean - (1 - alphaValue) * bMean;
-      foreground[local] = Math.min(1, Math.max(0, fMean + alphaValue * residual));
-      background[local] = Math.min(1, Math.max(0, bMean + (1 - alphaValue) * residual));
-    }
-    // Pass 2 (narrow), at full resolution in the region.
-    for (let local = 0; local < count; local++) {
-      foreground[local]! *= regionAlpha[local]!;
-      background[local]! *= regionInverse[local]!;
-    }
-    const narrowF = boxMean(foreground, region.width, region.height, narrowRadius);
-    const narrowB = boxMean(background, region.width, region.height, narrowRadius);
-    for (let y = 0; y < region.height; y++) {
-      for (let x = 0; x < region.width; x++) {
-        const local = y * region.width + x;
-        const alphaValue = regionAlpha[local]!;
-        // Opaque pixels are the subject itself and transparent ones are never seen.
-        if (alphaValue === 0 || alphaValue === 1) continue;
-        const fMean = narrowF[local]! / (narrowAlpha[local]! + 1e-5);
-        const bMean = narrowB[local]! / (narrowInverse[local]! + 1e-5);
-        const residual = regionObserved[local]! - alphaValue * fMean - (1 - alphaValue) * bMean;
-        const estimate = Math.min(1, Math.max(0, fMean + alphaValue * residual));
-        result[((region.top + y) * width + region.left + x) * 3 + channel] = Math.round(estimate * 255);
-      }
+function regionChannel(image: InterleavedImage, region: Region, channel: number): Float32Array {
+  const observed = new Float32Array(region.width * region.height);
+  for (let y = 0; y < region.height; y++) {
+    for (let x = 0; x < region.width; x++) {
+      observed[y * region.width + x] = image.pixels[((region.top + y) * image.width + region.left + x) * image.channels + channel]! / 255;
     }
   }
-  return result;
+  return observed;
+}
+
+/** The first estimate of F and B where α is fractional; elsewhere both stay the observed colour. */
+function fuseWide(colour: RegionColour, sums: FusionSums): { foreground: Float32Array; background: Float32Array } {
+  const foreground = colour.observed.slice();
+  const background = colour.observed.slice();
+  for (let local = 0; local < foreground.length; local++) {
+    const alphaValue = colour.alpha[local]!;
+    if (alphaValue === 0 || alphaValue === 1) continue;
+    const fMean = sums.foreground[local]! / (sums.alpha[local]! + weightFloor);
+    const bMean = sums.background[local]! / (sums.inverse[local]! + weightFloor);
+    const residual = colour.observed[local]! - alphaValue * fMean - (1 - alphaValue) * bMean;
+    foreground[local] = Math.min(1, Math.max(0, fMean + alphaValue * residual));
+    background[local] = Math.min(1, Math.max(0, bMean + (1 - alphaValue) * residual));
+  }
+  return { foreground, background };
+}
+
+/** The final estimate of F for one channel, written into the RGB result where α is fractional. */
+function writeNarrowEstimate(
+  result: Uint8Array,
+  { colour, sums, region, imageWidth, channel }: { colour: RegionColour; sums: FusionSums; region: Region; imageWidth: number; channel: number },
+): void {
+  for (let y = 0; y < region.height; y++) {
+    for (let x = 0; x < region.width; x++) {
+      const local = y * region.width + x;
+      const alphaValue = colour.alpha[local]!;
+      // Opaque pixels are the subject itself and transparent ones are never seen.
+      if (alphaValue === 0 || alphaValue === 1) continue;
+      const fMean = sums.foreground[local]! / (sums.alpha[local]! + weightFloor);
+      const bMean = sums.background[local]! / (sums.inverse[local]! + weightFloor);
+      const residual = colour.observed[local]! - alphaValue * fMean - (1 - alphaValue) * bMean;
+      const estimate = Math.min(1, Math.max(0, fMean + alphaValue * residual));
+      result[((region.top + y) * imageWidth + region.left + x) * 3 + channel] = Math.round(estimate * 255);
+    }
+  }
 }

@@ -1,7 +1,7 @@
 // Per-pixel mask work in its own thread: on a 16-megapixel image the guided filter and the
 // foreground estimate take long enough to stall health checks if run on the event loop.
 import { parentPort } from "node:worker_threads";
-import { estimateForeground, maskToAlpha } from "../domain/mask.refiner.ts";
+import { defaultRefineOptions, estimateForeground, maskToAlpha, type InterleavedImage } from "../domain/mask.refiner.ts";
 import { serveThread } from "./thread.pool.ts";
 
 export interface MaskRefineRequest {
@@ -25,12 +25,14 @@ export interface MaskRefineResponse {
 
 async function refine(request: MaskRefineRequest) {
   const { rgba, width, height } = request;
-  const alpha = maskToAlpha(request.mask, request.maskSize, request.maskSize, rgba, 4, width, height, request.refine);
+  const image: InterleavedImage = { pixels: rgba, channels: 4, width, height };
+  const mask = { data: request.mask, width: request.maskSize, height: request.maskSize };
+  const alpha = maskToAlpha(mask, image, request.refine ? defaultRefineOptions : undefined);
   if (request.useInputAlpha) {
     for (let pixel = 0; pixel < alpha.length; pixel++) alpha[pixel] = Math.round((alpha[pixel]! * rgba[pixel * 4 + 3]!) / 255);
   }
   if (request.refine) {
-    const foreground = estimateForeground(rgba, 4, alpha, width, height);
+    const foreground = estimateForeground(image, alpha);
     for (let pixel = 0; pixel < alpha.length; pixel++) {
       rgba[pixel * 4] = foreground[pixel * 3]!;
       rgba[pixel * 4 + 1] = foreground[pixel * 3 + 1]!;
