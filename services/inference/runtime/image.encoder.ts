@@ -2,7 +2,7 @@ import sharp, { type OverlayOptions, type Sharp } from "sharp";
 import { OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { insertExifIntoJpeg, insertExifIntoPng, insertExifIntoWebp } from "../domain/exif.writer.ts";
 import { InferenceError } from "../domain/inference.errors.ts";
-import type { Layout } from "../domain/subject.layout.ts";
+import type { Layout, Rectangle } from "../domain/subject.layout.ts";
 import { decodeImage, type ImageLimits } from "./image.decoder.ts";
 
 export interface RenderInput {
@@ -49,103 +49,137 @@ export function outputScale(layout: Layout, size: OutputSize, previewPixelsMax: 
   return scale;
 }
 
+/** The output canvas and the subject's place on it, in output pixels. */
+interface CanvasPlan {
+  width: number;
+  height: number;
+  destination: Rectangle;
+}
+
+/** Raw RGBA pixels as sharp returns them. */
+interface RawImage {
+  data: Buffer;
+  info: { width: number; height: number };
+}
+
+const rgbaChannels = 4 as const;
+const transparent = { r: 0, g: 0, b: 0, alpha: 0 };
+const white = { r: 255, g: 255, b: 255 };
+/** JPEG and WebP quality (of 100). */
+const lossyQuality = 90;
+// Added before flooring canvas sizes: a scale meant to give a whole number of pixels may land a
+// hair below it in floating point.
+const floorTolerance = 1e-6;
+
 /** Places the subject on its canvas, applies the background, and encodes. */
 export async function renderOutput(input: RenderInput): Promise<RenderedImage> {
   const { layout, options } = input;
   const background = parseHexColour(options.backgroundColor);
-  const scale = outputScale(layout, options.size, input.previewPixelsMax, input.longestSideMax);
-  // Floor, so a preview never exceeds its pixel budget by a rounding.
-  const canvasWidth = Math.max(1, Math.floor(layout.canvasWidth * scale + 1e-6));
-  const canvasHeight = Math.max(1, Math.floor(layout.canvasHeight * scale + 1e-6));
-  const destinationLeft = Math.round(layout.destination.left * scale);
-  const destinationTop = Math.round(layout.destination.top * scale);
-  const destinationWidth = Math.max(1, Math.round(layout.destination.width * scale));
-  const destinationHeight = Math.max(1, Math.round(layout.destination.height * scale));
-
-  const raw = { width: input.width, height: input.height, channels: 4 as const };
-  const wholeImage = layout.source.left === 0 && layout.source.top === 0 && layout.source.width === input.width && layout.source.height === input.height;
-  const resized = destinationWidth !== layout.source.width || destinationHeight !== layout.source.height;
-  let placed: { data: Buffer; info: { width: number; height: number } };
-  if (wholeImage && !resized) {
-    // The common case (no crop, no scaling) skips a copy of the whole image through libvips.
-    placed = { data: Buffer.from(input.subject.buffer, input.subject.byteOffset, input.subject.byteLength), info: { width: input.width, height: input.height } };
-  } else {
-    let subject = sharp(input.subject, { raw }).extract(layout.source);
-    if (resized) subject = subject.resize({ width: destinationWidth, height: destinationHeight, fit: "fill" });
-    placed = await subject.raw().toBuffer({ resolveWithObject: true });
-  }
-
-  const isIdentity =
-    destinationLeft === 0 && destinationTop === 0 && placed.info.width === canvasWidth && placed.info.height === canvasHeight;
-  let canvas: Sharp;
-  if (isIdentity) {
-    canvas = sharp(placed.data, { raw: { width: canvasWidth, height: canvasHeight, channels: 4 } });
-  } else {
-    // Only the visible part: after rounding a destination may reach past the canvas.
-    const clipped = await clipToCanvas(placed, destinationLeft, destinationTop, canvasWidth, canvasHeight);
-    canvas = sharp({ create: { width: canvasWidth, height: canvasHeight, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } });
-    if (clipped !== undefined) canvas = canvas.composite([clipped]);
-    canvas = sharp(await canvas.raw().toBuffer(), { raw: { width: canvasWidth, height: canvasHeight, channels: 4 } });
-  }
-
+  const plan = planCanvas(layout, outputScale(layout, options.size, input.previewPixelsMax, input.longestSideMax));
+  let canvas = await onCanvas(await placeSubject(input, plan), plan);
   if (options.format === OutputFormat.MASK) {
     const mask = await canvas.extractChannel(3).png().toBuffer();
-    return { image: new Uint8Array(mask), contentType: "image/png", width: canvasWidth, height: canvasHeight };
+    return { image: new Uint8Array(mask), contentType: "image/png", width: plan.width, height: plan.height };
   }
-
-  if (options.backgroundImage.length > 0) {
-    const backdrop = await decodeImage(options.backgroundImage, input.limits, Math.max(canvasWidth, canvasHeight) * 2);
-    const subjectLayer = await canvas.png({ compressionLevel: 0 }).toBuffer();
-    const composed = await sharp(backdrop.rgba, { raw: { width: backdrop.width, height: backdrop.height, channels: 4 } })
-      .resize({ width: canvasWidth, height: canvasHeight, fit: "cover" })
-      .composite([{ input: subjectLayer }])
-      .raw()
-      .toBuffer();
-    canvas = sharp(composed, { raw: { width: canvasWidth, height: canvasHeight, channels: 4 } });
-  }
-
-  const solid = options.format === OutputFormat.JPEG ? (background ?? { r: 255, g: 255, b: 255 }) : background;
+  if (options.backgroundImage.length > 0) canvas = await overBackgroundImage(canvas, options.backgroundImage, input.limits, plan);
+  const solid = options.format === OutputFormat.JPEG ? (background ?? white) : background;
   if (solid !== undefined) canvas = canvas.flatten({ background: solid });
   if (input.hadIccProfile) canvas = canvas.withIccProfile("srgb");
+  const { encoded, contentType } = await encode(canvas, options, options.keepExif ? input.exif : undefined, plan);
+  return { image: new Uint8Array(encoded.buffer, encoded.byteOffset, encoded.byteLength), contentType, width: plan.width, height: plan.height };
+}
 
-  let encoded: Uint8Array;
-  let contentType: string;
+function planCanvas(layout: Layout, scale: number): CanvasPlan {
+  return {
+    // Floor, so a preview never exceeds its pixel budget by a rounding.
+    width: Math.max(1, Math.floor(layout.canvasWidth * scale + floorTolerance)),
+    height: Math.max(1, Math.floor(layout.canvasHeight * scale + floorTolerance)),
+    destination: {
+      left: Math.round(layout.destination.left * scale),
+      top: Math.round(layout.destination.top * scale),
+      width: Math.max(1, Math.round(layout.destination.width * scale)),
+      height: Math.max(1, Math.round(layout.destination.height * scale)),
+    },
+  };
+}
+
+/** The layout's source rectangle of the subject, at its destination size. */
+async function placeSubject(input: RenderInput, plan: CanvasPlan): Promise<RawImage> {
+  const { source } = input.layout;
+  const { destination } = plan;
+  const wholeImage = source.left === 0 && source.top === 0 && source.width === input.width && source.height === input.height;
+  const resized = destination.width !== source.width || destination.height !== source.height;
+  if (wholeImage && !resized) {
+    // The common case (no crop, no scaling) skips a copy of the whole image through libvips.
+    const data = Buffer.from(input.subject.buffer, input.subject.byteOffset, input.subject.byteLength);
+    return { data, info: { width: input.width, height: input.height } };
+  }
+  let subject = sharp(input.subject, { raw: { width: input.width, height: input.height, channels: rgbaChannels } }).extract(source);
+  if (resized) subject = subject.resize({ width: destination.width, height: destination.height, fit: "fill" });
+  return subject.raw().toBuffer({ resolveWithObject: true });
+}
+
+/** The placed subject on a transparent canvas of the plan's size. */
+async function onCanvas(placed: RawImage, plan: CanvasPlan): Promise<Sharp> {
+  const { width, height, destination } = plan;
+  const raw = { width, height, channels: rgbaChannels };
+  const isIdentity = destination.left === 0 && destination.top === 0 && placed.info.width === width && placed.info.height === height;
+  if (isIdentity) return sharp(placed.data, { raw });
+  // Only the visible part: after rounding a destination may reach past the canvas.
+  const clipped = await clipToCanvas(placed, destination, plan);
+  let canvas = sharp({ create: { width, height, channels: rgbaChannels, background: transparent } });
+  if (clipped !== undefined) canvas = canvas.composite([clipped]);
+  return sharp(await canvas.raw().toBuffer(), { raw });
+}
+
+/** The canvas composited over the background image, which covers the canvas (cropped, not stretched). */
+async function overBackgroundImage(canvas: Sharp, backgroundImage: Uint8Array, limits: ImageLimits, plan: CanvasPlan): Promise<Sharp> {
+  const { width, height } = plan;
+  const backdrop = await decodeImage(backgroundImage, limits, Math.max(width, height) * 2);
+  const subjectLayer = await canvas.png({ compressionLevel: 0 }).toBuffer();
+  const composed = await sharp(backdrop.rgba, { raw: { width: backdrop.width, height: backdrop.height, channels: rgbaChannels } })
+    .resize({ width, height, fit: "cover" })
+    .composite([{ input: subjectLayer }])
+    .raw()
+    .toBuffer();
+  return sharp(composed, { raw: { width, height, channels: rgbaChannels } });
+}
+
+/** The canvas in the requested format, with `exif` inserted when given. */
+async function encode(
+  canvas: Sharp,
+  options: ImageOptions,
+  exif: Uint8Array | undefined,
+  size: { width: number; height: number },
+): Promise<{ encoded: Uint8Array; contentType: string }> {
   switch (options.format) {
-    case OutputFormat.JPEG:
-      encoded = await canvas.jpeg({ quality: 90, chromaSubsampling: "4:4:4" }).toBuffer();
-      contentType = "image/jpeg";
-      if (options.keepExif && input.exif !== undefined) encoded = insertExifIntoJpeg(encoded, input.exif);
-      break;
-    case OutputFormat.WEBP:
-      encoded = await canvas.webp({ quality: 90, alphaQuality: 100 }).toBuffer();
-      contentType = "image/webp";
-      if (options.keepExif && input.exif !== undefined) encoded = insertExifIntoWebp(encoded, input.exif, canvasWidth, canvasHeight);
-      break;
+    case OutputFormat.JPEG: {
+      const encoded = await canvas.jpeg({ quality: lossyQuality, chromaSubsampling: "4:4:4" }).toBuffer();
+      return { encoded: exif === undefined ? encoded : insertExifIntoJpeg(encoded, exif), contentType: "image/jpeg" };
+    }
+    case OutputFormat.WEBP: {
+      const encoded = await canvas.webp({ quality: lossyQuality, alphaQuality: 100 }).toBuffer();
+      return { encoded: exif === undefined ? encoded : insertExifIntoWebp(encoded, exif, size.width, size.height), contentType: "image/webp" };
+    }
     case OutputFormat.PNG:
-    case OutputFormat.UNSPECIFIED:
-      encoded = await canvas.png({ compressionLevel: 6 }).toBuffer();
-      contentType = "image/png";
-      if (options.keepExif && input.exif !== undefined) encoded = insertExifIntoPng(encoded, input.exif);
-      break;
+    case OutputFormat.UNSPECIFIED: {
+      const encoded = await canvas.png({ compressionLevel: 6 }).toBuffer();
+      return { encoded: exif === undefined ? encoded : insertExifIntoPng(encoded, exif), contentType: "image/png" };
+    }
     default:
       throw new InferenceError("invalid_option", `output format ${String(options.format)} is not one of PNG, WEBP, JPEG, MASK`);
   }
-  return { image: new Uint8Array(encoded.buffer, encoded.byteOffset, encoded.byteLength), contentType, width: canvasWidth, height: canvasHeight };
 }
 
-async function clipToCanvas(
-  placed: { data: Buffer; info: { width: number; height: number } },
-  left: number,
-  top: number,
-  canvasWidth: number,
-  canvasHeight: number,
-): Promise<OverlayOptions | undefined> {
+/** The part of `placed` that falls on the canvas at `at`, as a composite layer; undefined when none does. */
+async function clipToCanvas(placed: RawImage, at: { left: number; top: number }, canvas: { width: number; height: number }): Promise<OverlayOptions | undefined> {
+  const { left, top } = at;
   const visibleLeft = Math.max(0, left);
   const visibleTop = Math.max(0, top);
-  const visibleRight = Math.min(canvasWidth, left + placed.info.width);
-  const visibleBottom = Math.min(canvasHeight, top + placed.info.height);
+  const visibleRight = Math.min(canvas.width, left + placed.info.width);
+  const visibleBottom = Math.min(canvas.height, top + placed.info.height);
   if (visibleRight <= visibleLeft || visibleBottom <= visibleTop) return undefined;
-  const raw = { width: placed.info.width, height: placed.info.height, channels: 4 as const };
+  const raw = { width: placed.info.width, height: placed.info.height, channels: rgbaChannels };
   let data = placed.data;
   let width = placed.info.width;
   let height = placed.info.height;
@@ -157,5 +191,5 @@ async function clipToCanvas(
     width = visibleRight - visibleLeft;
     height = visibleBottom - visibleTop;
   }
-  return { input: data, raw: { width, height, channels: 4 }, left: visibleLeft, top: visibleTop };
+  return { input: data, raw: { width, height, channels: rgbaChannels }, left: visibleLeft, top: visibleTop };
 }
