@@ -5,6 +5,7 @@ import {
   cycleAnchoredAt,
   memberProblem,
   renewalsDue,
+  repeatedSignUp,
   seatRefusal,
   signUpTrial,
   SIGN_UP_TRIAL_KEY,
@@ -37,6 +38,13 @@ describe("sign-up trial", () => {
 
   it("grants nothing when the caller opts out", () => {
     assert.equal(signUpTrial(now, false), undefined);
+  });
+});
+
+describe("repeated sign-up", () => {
+  it("answers a repeat on the same plan and refuses another plan", () => {
+    assert.deepEqual(repeatedSignUp("acme", "pro", "pro"), { ok: true, created: false });
+    assert.deepEqual(repeatedSignUp("acme", "pro", "free"), { ok: false, reason: "account_exists", message: "account acme exists on plan pro" });
   });
 });
 

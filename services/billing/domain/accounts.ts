@@ -2,7 +2,7 @@
 // a plan change carries over, and who may take a seat.
 import type { BucketKind } from "./spend-order.ts";
 import { textProblem, type LedgerLimits } from "./limits.ts";
-import { fail, type Failure } from "./outcomes.ts";
+import { fail, type Failure, type Outcome } from "./outcomes.ts";
 import { cycleStart, subscriptionGrant, TRIAL_DURATION_MS, TRIAL_MILLICREDITS, type Plan } from "./plans.ts";
 
 /** An account created without a plan starts here. */
@@ -31,6 +31,15 @@ export function signUpTrial(now: Date, grantTrial: boolean | undefined): LedgerG
     idempotencyKey: SIGN_UP_TRIAL_KEY,
     description: "sign-up trial",
   };
+}
+
+/**
+ * A sign-up for an account that exists: the same plan is a repeat (answered, nothing granted
+ * twice); another plan is a conflict, never a silent plan change.
+ */
+export function repeatedSignUp(accountId: string, existingPlanCode: string, requestedPlanCode: string): Outcome<{ created: false }> {
+  if (existingPlanCode !== requestedPlanCode) return fail("account_exists", `account ${accountId} exists on plan ${existingPlanCode}`);
+  return { ok: true, created: false };
 }
 
 /** The subscription allocation of cycle `cyclesSinceAnchor`, keyed so a renewal that runs twice grants once. */

@@ -1,4 +1,4 @@
-import { fail, type Outcome } from "./outcomes.ts";
+import { assertInvariant, fail, type Outcome } from "./outcomes.ts";
 
 export type OperationName = "remove_background" | "video_remove_background";
 
@@ -77,7 +77,8 @@ export function priceOf(book: PriceBook, request: PriceRequest): Outcome<{ costM
   if (!Number.isSafeInteger(request.pixels) || request.pixels <= 0) return fail("invalid_argument", "pixels must be a positive integer");
   const tier = price.tiers.find((candidate) => request.pixels <= candidate.maxPixels);
   if (!tier) {
-    const largest = price.tiers[price.tiers.length - 1]!;
+    const largest = price.tiers[price.tiers.length - 1];
+    assertInvariant(largest, `operation ${request.operation} has no price tier (validatePriceBook refuses such a book)`);
     return fail("resolution_too_large", `${request.pixels} pixels exceeds the largest priced size of ${largest.maxPixels} pixels`);
   }
   let units = 1;

@@ -5,6 +5,7 @@ import {
   DEFAULT_PLAN_CODE,
   memberProblem,
   renewalsDue,
+  repeatedSignUp,
   seatRefusal,
   signUpTrial,
   subscriptionAllocation,
@@ -249,11 +250,7 @@ export class LedgerStore {
       const plan = await accounts.plan(planCode);
       if (!plan) return fail("plan_not_found", `no plan ${planCode}`);
       const created = await accounts.insert({ accountId: input.accountId, planCode: plan.code, cycle: cycleAnchoredAt(now, 0), createdAt: now });
-      if (!created) {
-        const existingPlanCode = await accounts.planCodeOf(input.accountId);
-        if (existingPlanCode !== plan.code) return fail("account_exists", `account ${input.accountId} exists on plan ${existingPlanCode}`);
-        return { ok: true, created: false };
-      }
+      if (!created) return repeatedSignUp(input.accountId, await accounts.planCodeOf(input.accountId), plan.code);
       await accounts.openPools(input.accountId, lowBalanceThresholdMillicredits(plan));
       const trial = signUpTrial(now, input.grantTrial);
       if (trial) await this.#grantByLedger(trx, input.accountId, trial, now);
