@@ -1,4 +1,4 @@
-// The worker's loading of a task's background image from the blob store (the queue message
+// The consumer's loading of a task's background image from the blob store (the queue message
 // carries only its key), against the in-process blob store.
 import { create } from "@bufbuild/protobuf";
 import assert from "node:assert/strict";
@@ -12,7 +12,7 @@ import { OutputFormat } from "../../common/gen/cutline/inference/v1/image_option
 import { SegmentTaskSchema } from "../../common/gen/cutline/inference/v1/task_pb.ts";
 import { optionsWithBackground } from "./segment.consumer.ts";
 
-const dataDir = mkdtempSync(join(tmpdir(), "cutline-segment-worker-"));
+const dataDir = mkdtempSync(join(tmpdir(), "cutline-segment-consumer-"));
 const blobs = new InProcessBlobStore({ dataDir, log: pino({ level: "silent" }) });
 after(async () => {
   await blobs.close();
@@ -36,7 +36,7 @@ test("the background image is loaded from its blob; bytes that came inside the o
   assert.equal(withoutKey?.backgroundImage.length, 0, "only the gateway's checked blob is ever composited");
 });
 
-test("a background blob that is gone answers undefined, so the worker fails the job instead of ignoring the background", async () => {
+test("a background blob that is gone answers undefined, so the consumer fails the job instead of ignoring the background", async () => {
   const task = create(SegmentTaskSchema, { jobId: "job-2", backgroundImageBlobKey: "inputs/missing/background" });
   assert.equal(await optionsWithBackground(task, blobs), undefined);
 });

@@ -57,6 +57,17 @@ export interface SegmentConsumer {
   drain(): Promise<void>;
 }
 
+/** The defaults of the consumer's optional limits, as documented on `SegmentConsumerOptions`. */
+const defaultLimits = {
+  deliveryCountMax: 5,
+  retryDelayMs: 1000,
+  retryDelayMsMax: 30_000,
+  workingIntervalMs: 10_000,
+  progressIntervalMs: 60_000,
+};
+
+type Limits = typeof defaultLimits;
+
 /**
  * The JetStream work consumer: `SegmentTask` in, result blob and `TaskEvent` out. Events are
  * published before the message is settled, so a crash in between repeats the event (the
@@ -65,110 +76,137 @@ export interface SegmentConsumer {
  * Consuming starts once the engine is ready, so no delivery is spent on a loading model.
  */
 export async function startSegmentConsumer(options: SegmentConsumerOptions): Promise<SegmentConsumer> {
-  const deliveryCountMax = options.deliveryCountMax ?? 5;
-  const retryDelayMs = options.retryDelayMs ?? 1000;
-  const retryDelayMsMax = options.retryDelayMsMax ?? 30_000;
-  const workingIntervalMs = options.workingIntervalMs ?? 10_000;
-  const progressIntervalMs = options.progressIntervalMs ?? 60_000;
-  const { engine, blobStore, eventBus, log } = options;
-  await engine.ready;
+  await options.engine.ready;
+  const tasks = new TaskHandler(options);
+  const subscription = options.workQueue.consume((message) => tasks.handle(message), { inFlightMax: options.inFlightMax ?? options.engine.capacity });
+  return { drain: () => subscription.drain() };
+}
 
-  async function publish(event: TaskEvent, subject: string): Promise<void> {
-    await eventBus.publish(subject, toBinary(TaskEventSchema, event), { id: `${event.jobId}:${subject}` });
+/** One delivery of a task, from its payload to the settled message. */
+class TaskHandler {
+  private readonly limits: Limits;
+  private readonly log: Logger;
+
+  constructor(private readonly options: SegmentConsumerOptions) {
+    this.limits = {
+      deliveryCountMax: options.deliveryCountMax ?? defaultLimits.deliveryCountMax,
+      retryDelayMs: options.retryDelayMs ?? defaultLimits.retryDelayMs,
+      retryDelayMsMax: options.retryDelayMsMax ?? defaultLimits.retryDelayMsMax,
+      workingIntervalMs: options.workingIntervalMs ?? defaultLimits.workingIntervalMs,
+      progressIntervalMs: options.progressIntervalMs ?? defaultLimits.progressIntervalMs,
+    };
+    this.log = options.log;
   }
 
-  async function failed(task: SegmentTask, failure: InferenceError): Promise<void> {
-    await publish(
-      create(TaskEventSchema, {
-        jobId: task.jobId,
-        outcome: { case: "failed", value: { userError: failure.userError, reason: failure.reason, message: failure.message } },
-      }),
-      JOB_FAILED_SUBJECT,
-    );
-  }
-
-  async function handle(message: WorkMessage): Promise<void> {
-    let task: SegmentTask;
-    try {
-      task = fromBinary(SegmentTaskSchema, message.payload);
-    } catch (error) {
-      log.error({ err: error, messageId: message.id }, "segment task is not a SegmentTask; dropped");
-      await message.term("malformed SegmentTask payload");
-      return;
-    }
+  async handle(message: WorkMessage): Promise<void> {
+    const task = await this.taskOf(message);
+    if (task === undefined) return;
     const started = performance.now();
-    // Lets the job show "running". Only informative: a lost one must not fail the task.
-    await eventBus
-      .publish(
-        JOB_STARTED_SUBJECT,
-        toBinary(TaskEventSchema, create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "started", value: { deliveryCount: message.deliveryCount } } })),
-        { id: `${task.jobId}:${JOB_STARTED_SUBJECT}:${message.deliveryCount}` },
-      )
-      .catch((error: unknown) => log.warn({ err: error, jobId: task.jobId }, "could not publish job.started"));
-    const heartbeat = setInterval(() => void message.working().catch(() => {}), workingIntervalMs);
+    await this.announceStart(task, message);
+    const stopSignals = this.signalAlive(task, message, started);
+    try {
+      await this.run(task, message, started);
+    } catch (error) {
+      await this.settleFailure(task, message, error);
+    } finally {
+      stopSignals();
+    }
+  }
+
+  /** The message's task; a payload that is not one is dropped for good. */
+  private async taskOf(message: WorkMessage): Promise<SegmentTask | undefined> {
+    try {
+      return fromBinary(SegmentTaskSchema, message.payload);
+    } catch (error) {
+      this.log.error({ err: error, messageId: message.id }, "segment task is not a SegmentTask; dropped");
+      await message.term("malformed SegmentTask payload");
+      return undefined;
+    }
+  }
+
+  /** Lets the job show "running". Only informative: a lost one must not fail the task. */
+  private async announceStart(task: SegmentTask, message: WorkMessage): Promise<void> {
+    const event = create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "started", value: { deliveryCount: message.deliveryCount } } });
+    await this.options.eventBus
+      .publish(JOB_STARTED_SUBJECT, toBinary(TaskEventSchema, event), { id: `${task.jobId}:${JOB_STARTED_SUBJECT}:${message.deliveryCount}` })
+      .catch((error: unknown) => this.log.warn({ err: error, jobId: task.jobId }, "could not publish job.started"));
+  }
+
+  /**
+   * Tells the queue (so it does not redeliver) and the orchestrator (so the job's hold is
+   * extended) that the task is still at work, until the returned function is called.
+   */
+  private signalAlive(task: SegmentTask, message: WorkMessage, started: number): () => void {
+    const heartbeat = setInterval(() => void message.working().catch(() => {}), this.limits.workingIntervalMs);
     let progressCount = 0;
     const progress = setInterval(() => {
       progressCount += 1;
       const event = create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "progress", value: { elapsedMs: Math.round(performance.now() - started) } } });
-      void eventBus
+      void this.options.eventBus
         .publish(JOB_PROGRESS_SUBJECT, toBinary(TaskEventSchema, event), { id: `${task.jobId}:${JOB_PROGRESS_SUBJECT}:${message.deliveryCount}:${progressCount}` })
-        .catch((error: unknown) => log.warn({ err: error, jobId: task.jobId }, "could not publish job.progress"));
-    }, progressIntervalMs);
-    try {
-      const input = await blobStore.get(task.inputBlobKey);
-      if (input === undefined) {
-        // Gone (expired or deleted) blobs do not come back; retrying would only delay the answer.
-        await failed(task, new InferenceError("internal", "the input image is no longer stored; submit the job again"));
-        await message.term("input blob missing");
-        return;
-      }
-      const options = await optionsWithBackground(task, blobStore);
-      if (options === undefined) {
-        await failed(task, new InferenceError("internal", "the background image is no longer stored; submit the job again"));
-        await message.term("background image blob missing");
-        return;
-      }
-      const result = await engine.process(input.data, options, { highPriority: task.highPriority, longestSideMax: task.longestSideMax });
-      await blobStore.put(task.resultBlobKey, result.image, { contentType: result.contentType });
-      await publish(
-        create(TaskEventSchema, {
-          jobId: task.jobId,
-          outcome: {
-            case: "succeeded",
-            value: {
-              resultBlobKey: task.resultBlobKey,
-              contentType: result.contentType,
-              width: result.width,
-              height: result.height,
-              processingTimeMs: Math.round(performance.now() - started),
-            },
-          },
-        }),
-        JOB_SUCCEEDED_SUBJECT,
-      );
-      await message.ack();
-    } catch (error) {
-      const failure = inferenceErrorOf(error);
-      if (failure.userError) {
-        await failed(task, failure);
-        await message.term(failure.reason);
-        return;
-      }
-      if (message.deliveryCount < deliveryCountMax) {
-        const delayMs = Math.min(retryDelayMsMax, failure.retryAfterMs ?? retryDelayMs * 2 ** (message.deliveryCount - 1));
-        log.warn({ err: error, jobId: task.jobId, deliveryCount: message.deliveryCount, delayMs }, "segment task failed; will retry");
-        await message.nak(delayMs);
-        return;
-      }
-      log.error({ err: error, jobId: task.jobId, deliveryCount: message.deliveryCount }, "segment task failed on its last delivery");
-      await failed(task, failure);
-      await message.term(failure.reason);
-    } finally {
+        .catch((error: unknown) => this.log.warn({ err: error, jobId: task.jobId }, "could not publish job.progress"));
+    }, this.limits.progressIntervalMs);
+    return () => {
       clearInterval(heartbeat);
       clearInterval(progress);
-    }
+    };
   }
 
-  const subscription = options.workQueue.consume(handle, { inFlightMax: options.inFlightMax ?? engine.capacity });
-  return { drain: () => subscription.drain() };
+  /** Loads the inputs, runs the engine, stores the result, publishes job.succeeded and acks. */
+  private async run(task: SegmentTask, message: WorkMessage, started: number): Promise<void> {
+    const { blobStore, engine } = this.options;
+    const input = await blobStore.get(task.inputBlobKey);
+    if (input === undefined) {
+      // Gone (expired or deleted) blobs do not come back; retrying would only delay the answer.
+      await this.failed(task, new InferenceError("internal", "the input image is no longer stored; submit the job again"));
+      await message.term("input blob missing");
+      return;
+    }
+    const options = await optionsWithBackground(task, blobStore);
+    if (options === undefined) {
+      await this.failed(task, new InferenceError("internal", "the background image is no longer stored; submit the job again"));
+      await message.term("background image blob missing");
+      return;
+    }
+    const result = await engine.process(input.data, options, { highPriority: task.highPriority, longestSideMax: task.longestSideMax });
+    await blobStore.put(task.resultBlobKey, result.image, { contentType: result.contentType });
+    const succeeded = {
+      resultBlobKey: task.resultBlobKey,
+      contentType: result.contentType,
+      width: result.width,
+      height: result.height,
+      processingTimeMs: Math.round(performance.now() - started),
+    };
+    await this.publish(create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "succeeded", value: succeeded } }), JOB_SUCCEEDED_SUBJECT);
+    await message.ack();
+  }
+
+  /** User errors are final; server faults are retried with a growing delay until the delivery limit. */
+  private async settleFailure(task: SegmentTask, message: WorkMessage, error: unknown): Promise<void> {
+    const failure = inferenceErrorOf(error);
+    if (failure.userError) {
+      await this.failed(task, failure);
+      await message.term(failure.reason);
+      return;
+    }
+    const { deliveryCountMax, retryDelayMs, retryDelayMsMax } = this.limits;
+    if (message.deliveryCount < deliveryCountMax) {
+      const delayMs = Math.min(retryDelayMsMax, failure.retryAfterMs ?? retryDelayMs * 2 ** (message.deliveryCount - 1));
+      this.log.warn({ err: error, jobId: task.jobId, deliveryCount: message.deliveryCount, delayMs }, "segment task failed; will retry");
+      await message.nak(delayMs);
+      return;
+    }
+    this.log.error({ err: error, jobId: task.jobId, deliveryCount: message.deliveryCount }, "segment task failed on its last delivery");
+    await this.failed(task, failure);
+    await message.term(failure.reason);
+  }
+
+  private async failed(task: SegmentTask, failure: InferenceError): Promise<void> {
+    const value = { userError: failure.userError, reason: failure.reason, message: failure.message };
+    await this.publish(create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "failed", value } }), JOB_FAILED_SUBJECT);
+  }
+
+  private async publish(event: TaskEvent, subject: string): Promise<void> {
+    await this.options.eventBus.publish(subject, toBinary(TaskEventSchema, event), { id: `${event.jobId}:${subject}` });
+  }
 }
