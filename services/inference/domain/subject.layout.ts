@@ -67,6 +67,27 @@ export function parsePosition(text: string): { x: number; y: number } | undefine
   );
 }
 
+/** Largest subject_scale_percent: the subject's box fills the canvas. */
+export const subjectScalePercentMax = 100;
+/** Largest crop_margin_percent (percent of the subject box's size on each side). */
+export const cropMarginPercentMax = 1000;
+
+type Point = { x: number; y: number };
+type Size = { width: number; height: number };
+
+/** The layout options checked, ratio and position parsed; throws invalid_option naming the first bad one. */
+export function parseLayoutOptions(options: LayoutOptions): { ratio: number | undefined; position: Point | undefined } {
+  const ratio = parseAspectRatio(options.aspectRatio);
+  const position = parsePosition(options.subjectPosition);
+  if (options.subjectScalePercent > subjectScalePercentMax) {
+    throw new InferenceError("invalid_option", `subject_scale_percent ${options.subjectScalePercent} is above ${subjectScalePercentMax}`);
+  }
+  if (options.cropMarginPercent > cropMarginPercentMax) {
+    throw new InferenceError("invalid_option", `crop_margin_percent ${options.cropMarginPercent} is above ${cropMarginPercentMax}`);
+  }
+  return { ratio, position };
+}
+
 /**
  * Crop and placement from the mask.
  *
@@ -79,80 +100,78 @@ export function parsePosition(text: string): { x: number; y: number } | undefine
  *   canvas and placed at that point of the free space (remove.bg's `scale` and `position`).
  */
 export function layoutSubject(alpha: Uint8Array, width: number, height: number, options: LayoutOptions): Layout {
-  const ratio = parseAspectRatio(options.aspectRatio);
-  const position = parsePosition(options.subjectPosition);
-  if (options.subjectScalePercent > 100) {
-    throw new InferenceError("invalid_option", `subject_scale_percent ${options.subjectScalePercent} is above 100`);
-  }
-  if (options.cropMarginPercent > 1000) {
-    throw new InferenceError("invalid_option", `crop_margin_percent ${options.cropMarginPercent} is above 1000`);
-  }
+  const { ratio, position } = parseLayoutOptions(options);
   const full: Rectangle = { left: 0, top: 0, width, height };
   const box = subjectBox(alpha, width, height) ?? full;
-  const centreX = box.left + box.width / 2;
-  const centreY = box.top + box.height / 2;
-
   // The canvas as a rectangle in image coordinates (may extend past the image).
   let region: Rectangle = full;
-  if (options.cropToSubject) {
-    const marginX = (box.width * options.cropMarginPercent) / 100;
-    const marginY = (box.height * options.cropMarginPercent) / 100;
-    region = { left: box.left - marginX, top: box.top - marginY, width: box.width + 2 * marginX, height: box.height + 2 * marginY };
-    if (ratio !== undefined) {
-      if (region.width / region.height < ratio) {
-        const grown = region.height * ratio;
-        region = { ...region, left: centreX - grown / 2, width: grown };
-      } else {
-        const grown = region.width / ratio;
-        region = { ...region, top: centreY - grown / 2, height: grown };
-      }
-    }
-  } else if (ratio !== undefined) {
-    if (width / height > ratio) {
-      const cropWidth = height * ratio;
-      region = { left: clamp(centreX - cropWidth / 2, 0, width - cropWidth), top: 0, width: cropWidth, height };
-    } else {
-      const cropHeight = width / ratio;
-      region = { left: 0, top: clamp(centreY - cropHeight / 2, 0, height - cropHeight), width, height: cropHeight };
-    }
-  }
-  const canvasWidth = Math.max(1, Math.round(region.width));
-  const canvasHeight = Math.max(1, Math.round(region.height));
+  if (options.cropToSubject) region = cropAroundSubject(box, options.cropMarginPercent, ratio);
+  else if (ratio !== undefined) region = smartCrop(box, full, ratio);
+  const canvas = { width: Math.max(1, Math.round(region.width)), height: Math.max(1, Math.round(region.height)) };
+  if (options.subjectScalePercent > 0 || position !== undefined) return placeSubject(box, canvas, options.subjectScalePercent, position);
+  return cropImage(region, canvas, full);
+}
 
-  if (options.subjectScalePercent > 0 || position !== undefined) {
-    const scale =
-      options.subjectScalePercent > 0
-        ? Math.min((canvasWidth * options.subjectScalePercent) / 100 / box.width, (canvasHeight * options.subjectScalePercent) / 100 / box.height)
-        : 1;
-    const destinationWidth = Math.max(1, Math.round(box.width * scale));
-    const destinationHeight = Math.max(1, Math.round(box.height * scale));
-    const place = position ?? { x: 0.5, y: 0.5 };
-    return {
-      canvasWidth,
-      canvasHeight,
-      source: box,
-      destination: {
-        left: Math.round(place.x * (canvasWidth - destinationWidth)),
-        top: Math.round(place.y * (canvasHeight - destinationHeight)),
-        width: destinationWidth,
-        height: destinationHeight,
-      },
-    };
+/** The subject's box plus the margin, grown along one side to `ratio` when given. */
+function cropAroundSubject(box: Rectangle, marginPercent: number, ratio: number | undefined): Rectangle {
+  const marginX = (box.width * marginPercent) / 100;
+  const marginY = (box.height * marginPercent) / 100;
+  const region = { left: box.left - marginX, top: box.top - marginY, width: box.width + 2 * marginX, height: box.height + 2 * marginY };
+  if (ratio === undefined) return region;
+  if (region.width / region.height < ratio) {
+    const grown = region.height * ratio;
+    return { ...region, left: box.left + box.width / 2 - grown / 2, width: grown };
   }
+  const grown = region.width / ratio;
+  return { ...region, top: box.top + box.height / 2 - grown / 2, height: grown };
+}
 
+/** The largest window of the image at `ratio`, centred on the subject as far as the image allows. */
+function smartCrop(box: Rectangle, image: Rectangle, ratio: number): Rectangle {
+  const { width, height } = image;
+  if (width / height > ratio) {
+    const cropWidth = height * ratio;
+    return { left: clamp(box.left + box.width / 2 - cropWidth / 2, 0, width - cropWidth), top: 0, width: cropWidth, height };
+  }
+  const cropHeight = width / ratio;
+  return { left: 0, top: clamp(box.top + box.height / 2 - cropHeight / 2, 0, height - cropHeight), width, height: cropHeight };
+}
+
+/** The subject's box alone, scaled to `scalePercent` of the canvas (0: as it is) and placed at `position` (default: centre). */
+function placeSubject(box: Rectangle, canvas: Size, scalePercent: number, position: Point | undefined): Layout {
+  const scale =
+    scalePercent > 0 ? Math.min((canvas.width * scalePercent) / 100 / box.width, (canvas.height * scalePercent) / 100 / box.height) : 1;
+  const destinationWidth = Math.max(1, Math.round(box.width * scale));
+  const destinationHeight = Math.max(1, Math.round(box.height * scale));
+  const place = position ?? { x: 0.5, y: 0.5 };
+  return {
+    canvasWidth: canvas.width,
+    canvasHeight: canvas.height,
+    source: box,
+    destination: {
+      left: Math.round(place.x * (canvas.width - destinationWidth)),
+      top: Math.round(place.y * (canvas.height - destinationHeight)),
+      width: destinationWidth,
+      height: destinationHeight,
+    },
+  };
+}
+
+/** The image as seen through `region`, unscaled: the part inside the image, at its place on the canvas. */
+function cropImage(region: Rectangle, canvas: Size, image: Size): Layout {
   const left = Math.round(region.left);
   const top = Math.round(region.top);
-  const sourceLeft = clamp(left, 0, width - 1);
-  const sourceTop = clamp(top, 0, height - 1);
+  const sourceLeft = clamp(left, 0, image.width - 1);
+  const sourceTop = clamp(top, 0, image.height - 1);
   const source: Rectangle = {
     left: sourceLeft,
     top: sourceTop,
-    width: Math.max(1, Math.min(left + canvasWidth, width) - sourceLeft),
-    height: Math.max(1, Math.min(top + canvasHeight, height) - sourceTop),
+    width: Math.max(1, Math.min(left + canvas.width, image.width) - sourceLeft),
+    height: Math.max(1, Math.min(top + canvas.height, image.height) - sourceTop),
   };
   return {
-    canvasWidth,
-    canvasHeight,
+    canvasWidth: canvas.width,
+    canvasHeight: canvas.height,
     source,
     destination: { left: sourceLeft - left, top: sourceTop - top, width: source.width, height: source.height },
   };

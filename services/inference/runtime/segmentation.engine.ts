@@ -5,9 +5,9 @@ import { threadsPerSession, type InferenceConfig } from "../inference.config.ts"
 import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
 import { withDynamicBatch } from "../domain/onnx-graph.editor.ts";
 import { DynamicBatcher } from "../domain/request.batcher.ts";
-import { layoutSubject, parseAspectRatio, parsePosition } from "../domain/subject.layout.ts";
+import { layoutSubject, parseLayoutOptions } from "../domain/subject.layout.ts";
 import { describeModel, loadModelBytes, type ModelDescription } from "../store/model.store.ts";
-import { decodeImage, imageLimitsOf, readImageHeader, type ImageLimits } from "./image.decoder.ts";
+import { decodeImage, imageLimitsOf, readImageHeader, type DecodedImage, type ImageLimits } from "./image.decoder.ts";
 import { parseHexColour, renderOutput, type RenderedImage } from "./image.encoder.ts";
 import { batcherMetrics, observePipeline } from "./inference.metrics.ts";
 import type { MaskRefineRequest, MaskRefineResponse } from "./mask-refine.thread.ts";
@@ -60,13 +60,29 @@ export function validateImageOptions(options: ImageOptions): void {
   if (!(options.format in OutputFormat)) throw new InferenceError("invalid_option", `output format ${options.format} is unknown`);
   if (!(options.size in OutputSize)) throw new InferenceError("invalid_option", `output size ${options.size} is unknown`);
   parseHexColour(options.backgroundColor);
-  parseAspectRatio(options.aspectRatio);
-  parsePosition(options.subjectPosition);
-  if (options.subjectScalePercent > 100) {
-    throw new InferenceError("invalid_option", `subject_scale_percent ${options.subjectScalePercent} is above 100`);
+  parseLayoutOptions(options);
+}
+
+/** How long a caller is told to wait while the model is still loading (milliseconds). */
+const loadingRetryAfterMs = 5000;
+/** The warm-up runs' input: every pixel mid-grey. */
+const warmupPixelValue = 128;
+
+/** Milliseconds spent in each named stage of one image, for the debug log. */
+class StageTimer {
+  readonly stages: Record<string, number> = {};
+  private readonly started = performance.now();
+  private last = this.started;
+
+  mark(stage: string): void {
+    const now = performance.now();
+    this.stages[stage] = Math.round(now - this.last);
+    this.last = now;
   }
-  if (options.cropMarginPercent > 1000) {
-    throw new InferenceError("invalid_option", `crop_margin_percent ${options.cropMarginPercent} is above 1000`);
+
+  /** From the start to the last mark (milliseconds, unrounded). */
+  get totalMs(): number {
+    return this.last - this.started;
   }
 }
 
@@ -108,9 +124,53 @@ class Engine implements SegmentationEngine {
 
   private async start(): Promise<void> {
     const started = performance.now();
+    const sessions = await this.startSessions();
+    const info = ((await sessions.ready) as ModelSessionInfo[])[0]!;
+    for (const skipped of info.skipped) {
+      this.log.warn(`execution provider ${skipped.provider} cannot load (${skipped.reason}); using ${info.provider}`);
+    }
+    this.executionProvider = info.provider;
+    const batchSizeMax = info.provider === "cpu" ? this.config.INFERENCE_BATCH_SIZE_MAX : this.config.INFERENCE_BATCH_SIZE_MAX_GPU;
+    this.batchSizeMax = batchSizeMax;
+    const batcher = new DynamicBatcher<Uint8Array, Float32Array>(
+      {
+        batchSizeMax,
+        queueDelayMsMax: this.config.INFERENCE_QUEUE_DELAY_MS_MAX,
+        queueLengthMax: this.config.INFERENCE_QUEUE_LENGTH_MAX,
+        concurrency: this.config.INFERENCE_SESSION_WORKERS,
+      },
+      async (images) => {
+        const { masks } = await sessions.run({ images }, images.map((image) => image.buffer as ArrayBuffer));
+        return masks;
+      },
+      batcherMetrics,
+    );
+    this.batcher = batcher;
+    await this.refiners.ready;
+    for (let run = 0; run < this.config.INFERENCE_WARMUP_RUNS; run++) {
+      const warmups = Array.from({ length: batchSizeMax }, () => new Uint8Array(this.inputSize * this.inputSize * 3).fill(warmupPixelValue));
+      await Promise.all(warmups.map((image) => batcher.submit(image, { highPriority: true })));
+    }
+    this.log.info(
+      {
+        model: this.modelName,
+        sha256: this.model.sha256,
+        executionProvider: info.provider,
+        batchSizeMax,
+        sessionWorkers: this.config.INFERENCE_SESSION_WORKERS,
+        threadsPerSession: threadsPerSession(this.config),
+        startMs: Math.round(performance.now() - started),
+      },
+      "inference model loaded and warmed up",
+    );
+  }
+
+  /** Loads and checks the model's bytes, then starts the session threads on them. */
+  private async startSessions(): Promise<ThreadPool<ModelSessionRequest, ModelSessionResponse>> {
     const original = await loadModelBytes(this.model, this.config.INFERENCE_MODEL_DIRECTORY);
     const edited = withDynamicBatch(original, [this.model.output.name]);
-    const setup: Omit<ModelSessionSetup, "model"> = {
+    const setup: ModelSessionSetup = {
+      model: edited,
       executionProviders: this.config.INFERENCE_EXECUTION_PROVIDERS,
       threads: threadsPerSession(this.config),
       inputName: this.model.input.name,
@@ -122,54 +182,17 @@ class Engine implements SegmentationEngine {
     this.sessions = new ThreadPool(
       sessionScript,
       this.config.INFERENCE_SESSION_WORKERS,
-      () => ({ data: { ...setup, model: edited } }),
+      () => ({ data: setup }),
       (error) => this.log.error({ err: error }, "inference session worker died; starting a new one"),
     );
-    const infos = (await this.sessions.ready) as ModelSessionInfo[];
-    const info = infos[0]!;
-    for (const skipped of info.skipped) {
-      this.log.warn(`execution provider ${skipped.provider} cannot load (${skipped.reason}); using ${info.provider}`);
-    }
-    this.executionProvider = info.provider;
-    this.batchSizeMax = info.provider === "cpu" ? this.config.INFERENCE_BATCH_SIZE_MAX : this.config.INFERENCE_BATCH_SIZE_MAX_GPU;
-    const sessions = this.sessions;
-    this.batcher = new DynamicBatcher<Uint8Array, Float32Array>(
-      {
-        batchSizeMax: this.batchSizeMax,
-        queueDelayMsMax: this.config.INFERENCE_QUEUE_DELAY_MS_MAX,
-        queueLengthMax: this.config.INFERENCE_QUEUE_LENGTH_MAX,
-        concurrency: this.config.INFERENCE_SESSION_WORKERS,
-      },
-      async (images) => {
-        const { masks } = await sessions.run({ images }, images.map((image) => image.buffer as ArrayBuffer));
-        return masks;
-      },
-      batcherMetrics,
-    );
-    await this.refiners.ready;
-    for (let run = 0; run < this.config.INFERENCE_WARMUP_RUNS; run++) {
-      const warmups = Array.from({ length: this.batchSizeMax }, () => new Uint8Array(this.inputSize * this.inputSize * 3).fill(128));
-      await Promise.all(warmups.map((image) => this.batcher!.submit(image, { highPriority: true })));
-    }
-    this.log.info(
-      {
-        model: this.modelName,
-        sha256: this.model.sha256,
-        executionProvider: info.provider,
-        batchSizeMax: this.batchSizeMax,
-        sessionWorkers: this.config.INFERENCE_SESSION_WORKERS,
-        threadsPerSession: setup.threads,
-        startMs: Math.round(performance.now() - started),
-      },
-      "inference model loaded and warmed up",
-    );
+    return this.sessions;
   }
 
   private available(): DynamicBatcher<Uint8Array, Float32Array> {
     if (this.failure !== undefined) throw this.failure;
     if (this.batcher === undefined) {
       throw new InferenceError("model_unavailable", `model ${this.modelName} is still loading; retry in a few seconds`, {
-        retryAfterMs: 5000,
+        retryAfterMs: loadingRetryAfterMs,
       });
     }
     return this.batcher;
@@ -185,7 +208,7 @@ class Engine implements SegmentationEngine {
   }
 
   async process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<RenderedImage> {
-    const started = performance.now();
+    const timer = new StageTimer();
     try {
       const batcher = this.available();
       validateImageOptions(options);
@@ -196,69 +219,73 @@ class Engine implements SegmentationEngine {
         call.longestSideMax ?? 0,
       );
       const decoded = await decodeImage(image, this.limits, longestSideMax);
-      const decodedAt = performance.now();
+      timer.mark("decodeMs");
       throwIfAborted(call.signal);
-      const modelInput = await sharp(decoded.rgba, { raw: { width: decoded.width, height: decoded.height, channels: 4 } })
-        .removeAlpha()
-        // Lanczos (sharp's default), not bilinear: bilinear saves ~15 ms per image but lowered the
-        // model's IoU on the eval set (0.8961 against 0.8989).
-        .resize({ width: this.inputSize, height: this.inputSize, fit: "fill" })
-        .raw()
-        .toBuffer();
-      const preparedAt = performance.now();
-      const mask = await batcher.submit(new Uint8Array(modelInput), call);
-      const modelAt = performance.now();
+      const modelInput = await this.modelInputOf(decoded);
+      timer.mark("prepareMs");
+      const mask = await batcher.submit(modelInput, call);
+      timer.mark("queueAndModelMs");
       throwIfAborted(call.signal);
-      const refined = await this.refiners.run(
-        {
-          rgba: decoded.rgba,
-          width: decoded.width,
-          height: decoded.height,
-          mask,
-          maskSize: this.inputSize,
-          refine: this.config.IMAGE_REFINE_EDGES,
-          useInputAlpha: decoded.hasTransparency,
-        },
-        [decoded.rgba.buffer as ArrayBuffer, mask.buffer as ArrayBuffer],
-      );
-      const refinedAt = performance.now();
-      const layout = layoutSubject(refined.alpha, decoded.width, decoded.height, {
-        cropToSubject: options.cropToSubject,
-        cropMarginPercent: options.cropMarginPercent,
-        aspectRatio: options.aspectRatio,
-        subjectScalePercent: options.subjectScalePercent,
-        subjectPosition: options.subjectPosition,
-      });
-      const rendered = await renderOutput({
-        subject: refined.subject,
-        width: decoded.width,
-        height: decoded.height,
-        layout,
-        options,
-        previewPixelsMax: this.config.IMAGE_PREVIEW_PIXELS_MAX,
-        longestSideMax,
-        hadIccProfile: decoded.hadIccProfile,
-        exif: decoded.exif,
-        limits: this.limits,
-      });
-      const finished = performance.now();
-      observePipeline(finished - started);
-      this.log.debug(
-        {
-          width: decoded.width,
-          height: decoded.height,
-          decodeMs: Math.round(decodedAt - started),
-          prepareMs: Math.round(preparedAt - decodedAt),
-          queueAndModelMs: Math.round(modelAt - preparedAt),
-          refineMs: Math.round(refinedAt - modelAt),
-          encodeMs: Math.round(finished - refinedAt),
-        },
-        "image processed",
-      );
+      const refined = await this.refine(decoded, mask);
+      timer.mark("refineMs");
+      const rendered = await this.render(decoded, refined, options, longestSideMax);
+      timer.mark("encodeMs");
+      observePipeline(timer.totalMs);
+      this.log.debug({ width: decoded.width, height: decoded.height, ...timer.stages }, "image processed");
       return rendered;
     } catch (error) {
       throw inferenceErrorOf(error);
     }
+  }
+
+  /** RGB at the model's input size. */
+  private async modelInputOf(decoded: DecodedImage): Promise<Uint8Array> {
+    const resized = await sharp(decoded.rgba, { raw: { width: decoded.width, height: decoded.height, channels: 4 } })
+      .removeAlpha()
+      // Lanczos (sharp's default), not bilinear: bilinear saves ~15 ms per image but lowered the
+      // model's IoU on the eval set (0.8961 against 0.8989).
+      .resize({ width: this.inputSize, height: this.inputSize, fit: "fill" })
+      .raw()
+      .toBuffer();
+    return new Uint8Array(resized);
+  }
+
+  /** The mask at full resolution and the cut-out's colours, on a refine thread (the buffers move there). */
+  private refine(decoded: DecodedImage, mask: Float32Array): Promise<MaskRefineResponse> {
+    return this.refiners.run(
+      {
+        rgba: decoded.rgba,
+        width: decoded.width,
+        height: decoded.height,
+        mask,
+        maskSize: this.inputSize,
+        refine: this.config.IMAGE_REFINE_EDGES,
+        useInputAlpha: decoded.hasTransparency,
+      },
+      [decoded.rgba.buffer as ArrayBuffer, mask.buffer as ArrayBuffer],
+    );
+  }
+
+  private async render(decoded: DecodedImage, refined: MaskRefineResponse, options: ImageOptions, longestSideMax: number): Promise<RenderedImage> {
+    const layout = layoutSubject(refined.alpha, decoded.width, decoded.height, {
+      cropToSubject: options.cropToSubject,
+      cropMarginPercent: options.cropMarginPercent,
+      aspectRatio: options.aspectRatio,
+      subjectScalePercent: options.subjectScalePercent,
+      subjectPosition: options.subjectPosition,
+    });
+    return renderOutput({
+      subject: refined.subject,
+      width: decoded.width,
+      height: decoded.height,
+      layout,
+      options,
+      previewPixelsMax: this.config.IMAGE_PREVIEW_PIXELS_MAX,
+      longestSideMax,
+      hadIccProfile: decoded.hadIccProfile,
+      exif: decoded.exif,
+      limits: this.limits,
+    });
   }
 
   async close(): Promise<void> {
