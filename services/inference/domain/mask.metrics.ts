@@ -48,12 +48,31 @@ function dilate(set: Uint8Array, width: number, height: number, radius: number):
   return boxMean(values, width, height, radius);
 }
 
+/** Alpha at or above this (of 255) is foreground once binarised. */
+const binaryThreshold = 128;
+
 /**
  * `predicted` and `truth` are 0–255 alpha, same size. IoU and boundary F use both binarised at
  * half; MAE uses the soft values (unknown pixels count as alpha 0.5).
  */
 export function scoreMask(predicted: Uint8Array, truth: Uint8Array, width: number, height: number, convention: GroundTruthConvention): MaskScores {
-  const pixels = width * height;
+  const regions = compareRegions(predicted, truth, width * height, convention);
+  const truthEdges = truthEdgesOf(regions, width, height, convention);
+  const predictedEdges = boundaryOf(regions.predictedBinary, width, height);
+  const boundaryF = boundaryFMeasure({ predictedEdges, truthEdges, unknown: regions.unknown, width, height, tolerance: convention.boundaryTolerance });
+  return { iou: regions.iou, mae: regions.mae, boundaryF };
+}
+
+/** Both masks binarised, the truth's unknown pixels, and the region scores. */
+interface RegionComparison {
+  unknown: Uint8Array;
+  truthBinary: Uint8Array;
+  predictedBinary: Uint8Array;
+  iou: number;
+  mae: number;
+}
+
+function compareRegions(predicted: Uint8Array, truth: Uint8Array, pixels: number, convention: GroundTruthConvention): RegionComparison {
   const unknown = new Uint8Array(pixels);
   const truthBinary = new Uint8Array(pixels);
   const predictedBinary = new Uint8Array(pixels);
@@ -64,44 +83,58 @@ export function scoreMask(predicted: Uint8Array, truth: Uint8Array, width: numbe
     const t = truth[index]!;
     const p = predicted[index]!;
     absoluteError += Math.abs(p - t) / 255;
-    predictedBinary[index] = p >= 128 ? 1 : 0;
+    predictedBinary[index] = p >= binaryThreshold ? 1 : 0;
     if (convention.unknownValue !== undefined && t === convention.unknownValue) {
       unknown[index] = 1;
       continue;
     }
-    truthBinary[index] = t >= 128 ? 1 : 0;
+    truthBinary[index] = t >= binaryThreshold ? 1 : 0;
     if (truthBinary[index] && predictedBinary[index]) intersection++;
     if (truthBinary[index] || predictedBinary[index]) union++;
   }
+  return { unknown, truthBinary, predictedBinary, iou: union === 0 ? 1 : intersection / union, mae: absoluteError / pixels };
+}
 
-  // With an unknown band, the truth's edges are the band's two sides (the boundaries of the
-  // sure-foreground and sure-background regions); predicted edges inside the band are neither
-  // right nor wrong, so they only count when matching the truth's edges.
-  let truthEdges: Uint8Array;
-  if (convention.unknownValue !== undefined) {
-    const sureForeground = new Uint8Array(pixels);
-    const sureBackground = new Uint8Array(pixels);
-    for (let index = 0; index < pixels; index++) {
-      sureForeground[index] = !unknown[index] && truthBinary[index] ? 1 : 0;
-      sureBackground[index] = !unknown[index] && !truthBinary[index] ? 1 : 0;
-    }
-    const foregroundEdge = boundaryOf(sureForeground, width, height);
-    const backgroundEdge = boundaryOf(sureBackground, width, height);
-    truthEdges = new Uint8Array(pixels);
-    for (let index = 0; index < pixels; index++) {
-      truthEdges[index] = (foregroundEdge[index]! && sureForeground[index]!) || (backgroundEdge[index]! && sureBackground[index]!) ? 1 : 0;
-    }
-  } else {
-    truthEdges = boundaryOf(truthBinary, width, height);
+/**
+ * With an unknown band, the truth's edges are the band's two sides (the boundaries of the
+ * sure-foreground and sure-background regions); predicted edges inside the band are neither
+ * right nor wrong, so they only count when matching the truth's edges.
+ */
+function truthEdgesOf({ unknown, truthBinary }: RegionComparison, width: number, height: number, convention: GroundTruthConvention): Uint8Array {
+  if (convention.unknownValue === undefined) return boundaryOf(truthBinary, width, height);
+  const pixels = width * height;
+  const sureForeground = new Uint8Array(pixels);
+  const sureBackground = new Uint8Array(pixels);
+  for (let index = 0; index < pixels; index++) {
+    sureForeground[index] = !unknown[index] && truthBinary[index] ? 1 : 0;
+    sureBackground[index] = !unknown[index] && !truthBinary[index] ? 1 : 0;
   }
-  const predictedEdges = boundaryOf(predictedBinary, width, height);
-  const nearTruth = dilate(truthEdges, width, height, convention.boundaryTolerance);
-  const nearPredicted = dilate(predictedEdges, width, height, convention.boundaryTolerance);
+  const foregroundEdge = boundaryOf(sureForeground, width, height);
+  const backgroundEdge = boundaryOf(sureBackground, width, height);
+  const truthEdges = new Uint8Array(pixels);
+  for (let index = 0; index < pixels; index++) {
+    truthEdges[index] = (foregroundEdge[index]! && sureForeground[index]!) || (backgroundEdge[index]! && sureBackground[index]!) ? 1 : 0;
+  }
+  return truthEdges;
+}
+
+/** Harmonic mean of edge precision and recall, an edge matching when one of the other's lies within `tolerance`. */
+function boundaryFMeasure(edges: {
+  predictedEdges: Uint8Array;
+  truthEdges: Uint8Array;
+  unknown: Uint8Array;
+  width: number;
+  height: number;
+  tolerance: number;
+}): number {
+  const { predictedEdges, truthEdges, unknown, width, height, tolerance } = edges;
+  const nearTruth = dilate(truthEdges, width, height, tolerance);
+  const nearPredicted = dilate(predictedEdges, width, height, tolerance);
   let predictedCount = 0;
   let predictedHits = 0;
   let truthCount = 0;
   let truthHits = 0;
-  for (let index = 0; index < pixels; index++) {
+  for (let index = 0; index < width * height; index++) {
     if (predictedEdges[index] && !unknown[index]) {
       predictedCount++;
       if (nearTruth[index]! > 0) predictedHits++;
@@ -111,13 +144,9 @@ export function scoreMask(predicted: Uint8Array, truth: Uint8Array, width: numbe
       if (nearPredicted[index]! > 0) truthHits++;
     }
   }
-  let boundaryF: number;
-  if (truthCount === 0 && predictedCount === 0) boundaryF = 1;
-  else if (truthCount === 0 || predictedCount === 0) boundaryF = 0;
-  else {
-    const precision = predictedHits / predictedCount;
-    const recall = truthHits / truthCount;
-    boundaryF = precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
-  }
-  return { iou: union === 0 ? 1 : intersection / union, mae: absoluteError / pixels, boundaryF };
+  if (truthCount === 0 && predictedCount === 0) return 1;
+  if (truthCount === 0 || predictedCount === 0) return 0;
+  const precision = predictedHits / predictedCount;
+  const recall = truthHits / truthCount;
+  return precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
 }

@@ -204,61 +204,11 @@ export async function decodeImage(bytes: Uint8Array, limits: ImageLimits, longes
 export async function decodeImageInThread(bytes: Uint8Array, limits: ImageLimits, longestSideMax: number): Promise<DecodedImage> {
   const all = resolved(limits);
   const header = await readHeader(bytes, all, heifSizeHere);
-  let input: Sharp;
-  let hadIccProfile = false;
-  let exif: Uint8Array | undefined;
-  let hasAlphaChannel: boolean;
-  if (header.format === "bmp") {
-    const data = await decodeBmpPixels(bytes, header.width, header.height);
-    input = sharp(data, { raw: { width: header.width, height: header.height, channels: 4 } });
-    hasAlphaChannel = true;
-  } else if (header.format === "heif") {
-    const image = primaryHeifImage(bytes);
-    const data = new Uint8ClampedArray(header.width * header.height * 4);
-    try {
-      // libheif applies the container's rotation and mirror (irot/imir) while decoding; HEIF
-      // ignores EXIF orientation by specification.
-      const result = await new Promise<unknown>((resolve) => image.display({ data, width: header.width, height: header.height }, resolve));
-      if (!result) throw new Error("libheif could not decode the image");
-    } catch (error) {
-      throw corruptImage("heif", error);
-    } finally {
-      image.free();
-    }
-    input = sharp(data, { raw: { width: header.width, height: header.height, channels: 4 } });
-    hasAlphaChannel = true;
-  } else {
-    const source = sharp(bytes, { limitInputPixels: all.pixelsMax, page: 0, failOn: "error" });
-    let metadata: Metadata;
-    try {
-      metadata = await source.metadata();
-    } catch (error) {
-      throw corruptImage(header.format, error);
-    }
-    hadIccProfile = metadata.icc !== undefined;
-    exif = metadata.exif;
-    hasAlphaChannel = metadata.hasAlpha;
-    input = source.autoOrient();
-  }
+  const opened = await openImage(bytes, header, all.pixelsMax);
+  let input = opened.input;
   const size = processedSize(header.width, header.height, longestSideMax);
   if (size.width !== header.width || size.height !== header.height) input = input.resize({ ...size, fit: "fill" });
-  let decoded: { data: Buffer; info: OutputInfo };
-  try {
-    decoded = await input.toColourspace("srgb").ensureAlpha().raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
-  } catch (error) {
-    throw corruptImage(header.format, error);
-  }
-  const { data, info } = decoded;
-  if (info.channels !== 4) throw new Error(`decoder produced ${info.channels} channels, expected 4`);
-  let hasTransparency = false;
-  if (hasAlphaChannel) {
-    for (let offset = 3; offset < data.length; offset += 4) {
-      if (data[offset]! < 255) {
-        hasTransparency = true;
-        break;
-      }
-    }
-  }
+  const { data, info } = await srgbRgba(input, header.format);
   return {
     format: header.format,
     // A copy in an ArrayBuffer of its own, so it can be transferred between threads.
@@ -267,10 +217,67 @@ export async function decodeImageInThread(bytes: Uint8Array, limits: ImageLimits
     height: info.height,
     originalWidth: header.width,
     originalHeight: header.height,
-    hasTransparency,
-    hadIccProfile,
-    exif: exif === undefined ? undefined : new Uint8Array(exif),
+    hasTransparency: opened.hasAlphaChannel && hasTransparentPixel(data),
+    hadIccProfile: opened.hadIccProfile,
+    exif: opened.exif === undefined ? undefined : new Uint8Array(opened.exif),
   };
+}
+
+/** The image as a sharp pipeline, upright, plus what the output keeps from the file. */
+interface OpenedImage {
+  input: Sharp;
+  hasAlphaChannel: boolean;
+  hadIccProfile: boolean;
+  exif?: Uint8Array;
+}
+
+async function openImage(bytes: Uint8Array, header: ImageHeader, pixelsMax: number): Promise<OpenedImage> {
+  const raw = { width: header.width, height: header.height, channels: 4 as const };
+  if (header.format === "bmp") {
+    return { input: sharp(await decodeBmpPixels(bytes, header.width, header.height), { raw }), hasAlphaChannel: true, hadIccProfile: false };
+  }
+  if (header.format === "heif") return { input: sharp(await decodeHeifPixels(bytes, header), { raw }), hasAlphaChannel: true, hadIccProfile: false };
+  const source = sharp(bytes, { limitInputPixels: pixelsMax, page: 0, failOn: "error" });
+  let metadata: Metadata;
+  try {
+    metadata = await source.metadata();
+  } catch (error) {
+    throw corruptImage(header.format, error);
+  }
+  return { input: source.autoOrient(), hasAlphaChannel: metadata.hasAlpha, hadIccProfile: metadata.icc !== undefined, exif: metadata.exif };
+}
+
+async function decodeHeifPixels(bytes: Uint8Array, header: ImageHeader): Promise<Uint8ClampedArray> {
+  const image = primaryHeifImage(bytes);
+  const data = new Uint8ClampedArray(header.width * header.height * 4);
+  try {
+    // libheif applies the container's rotation and mirror (irot/imir) while decoding; HEIF
+    // ignores EXIF orientation by specification.
+    const result = await new Promise<unknown>((resolve) => image.display({ data, width: header.width, height: header.height }, resolve));
+    if (!result) throw new Error("libheif could not decode the image");
+  } catch (error) {
+    throw corruptImage("heif", error);
+  } finally {
+    image.free();
+  }
+  return data;
+}
+
+/** sRGB, 8 bits, 4 channels, whatever the input's profile, depth and channels. */
+async function srgbRgba(input: Sharp, format: AcceptedFormat): Promise<{ data: Buffer; info: OutputInfo }> {
+  let decoded: { data: Buffer; info: OutputInfo };
+  try {
+    decoded = await input.toColourspace("srgb").ensureAlpha().raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
+  } catch (error) {
+    throw corruptImage(format, error);
+  }
+  if (decoded.info.channels !== 4) throw new Error(`decoder produced ${decoded.info.channels} channels, expected 4`);
+  return decoded;
+}
+
+function hasTransparentPixel(rgba: Uint8Array): boolean {
+  for (let offset = 3; offset < rgba.length; offset += 4) if (rgba[offset]! < 255) return true;
+  return false;
 }
 
 /** A decode thread's task, as posted to image-decode.thread.ts. */
