@@ -108,6 +108,7 @@ export function reserveFailure(answer: Exclude<ReserveAnswer, { outcome: "ok" | 
   }
 }
 
+/** A settlement's answer as the caller sees it: the amounts, or one failure reason per outcome. */
 export function settleOutcome(answer: SettleAnswer, holdId: string): Outcome<SettleResult> {
   switch (answer.outcome) {
     case "ok":
