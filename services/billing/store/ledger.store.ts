@@ -79,6 +79,19 @@ export type { AccountView, BalanceView, BucketView, LedgerEntryView, MemberView,
 type Db = Kysely<BillingSchema>;
 type Trx = Transaction<BillingSchema>;
 
+/**
+ * The stores on the pool, for single statements (each its own transaction), built once: the
+ * hot path (reserve, capture) allocates nothing it does not need. Stores on a transaction are
+ * built per transaction.
+ */
+interface PoolStores {
+  holds: HoldStore;
+  accounts: AccountStore;
+  grants: GrantStore;
+  queries: LedgerQueryStore;
+  priceBooks: PriceBookStore;
+}
+
 interface GrantedBucket {
   bucket: BucketView;
   creditAccountId: number;
@@ -98,6 +111,7 @@ export class LedgerStore {
   readonly #clock: Clock;
   readonly #limits: LedgerLimits;
   readonly #emitEvents: boolean;
+  readonly #pool: PoolStores;
   #priceBook: { book: PriceBook; loadedAt: Date } | undefined;
 
   constructor(options: { db: Db; clock: Clock; limits?: Partial<LedgerLimits>; emitEvents?: boolean }) {
@@ -105,6 +119,13 @@ export class LedgerStore {
     this.#clock = options.clock;
     this.#limits = { ...DEFAULT_LEDGER_LIMITS, ...options.limits };
     this.#emitEvents = options.emitEvents ?? false;
+    this.#pool = {
+      holds: new HoldStore(options.db),
+      accounts: new AccountStore(options.db),
+      grants: new GrantStore(options.db),
+      queries: new LedgerQueryStore(options.db),
+      priceBooks: new PriceBookStore(options.db),
+    };
   }
 
   get limits(): LedgerLimits {
@@ -118,9 +139,20 @@ export class LedgerStore {
     if (!checked.ok) return checked;
     const { ttlSeconds } = checked;
     const requestHash = reserveRequestHash(input, ttlSeconds);
-    const holds = new HoldStore(this.#db);
+    const { holds } = this.#pool;
     for (let attempt = 0; attempt < RESERVE_ATTEMPTS_MAX; attempt += 1) {
-      const answer = await holds.reserve({ ...input, requestHash, ttlSeconds, now: this.#clock.now() });
+      const answer = await holds.reserve({
+        accountId: input.accountId,
+        pool: input.pool,
+        amountMillicredits: input.amountMillicredits,
+        idempotencyKey: input.idempotencyKey,
+        requestHash,
+        ttlSeconds,
+        now: this.#clock.now(),
+        apiKeyId: input.apiKeyId,
+        memberId: input.memberId,
+        description: input.description,
+      });
       if (answer.outcome === "renewal_due") {
         await this.renewAccount(input.accountId);
         continue;
@@ -175,13 +207,20 @@ export class LedgerStore {
   async #settle(settlement: { holdId: string; action: SettleAction; amountMillicredits: number; reason: string }): Promise<Outcome<SettleResult>> {
     const problem = settleProblem(this.#limits, settlement.holdId, settlement.reason);
     if (problem) return fail("invalid_argument", problem);
-    const answer = await new HoldStore(this.#db).settle({ ...settlement, now: this.#clock.now(), emitEvents: this.#emitEvents });
+    const answer = await this.#pool.holds.settle({
+      holdId: settlement.holdId,
+      action: settlement.action,
+      amountMillicredits: settlement.amountMillicredits,
+      reason: settlement.reason,
+      now: this.#clock.now(),
+      emitEvents: this.#emitEvents,
+    });
     return settleOutcome(answer, settlement.holdId);
   }
 
   /** Expires open holds past their deadline; returns how many it expired. */
   async expireDueHolds(batchSize = EXPIRE_HOLDS_BATCH_SIZE): Promise<number> {
-    const due = await new HoldStore(this.#db).dueForExpiry(this.#clock.now(), batchSize);
+    const due = await this.#pool.holds.dueForExpiry(this.#clock.now(), batchSize);
     let expired = 0;
     for (const holdId of due) {
       const outcome = await this.#settle({ holdId, action: "expire", amountMillicredits: 0, reason: "deadline passed" });
@@ -194,7 +233,7 @@ export class LedgerStore {
   /** Books buckets past their expiry as expired; returns how many buckets it expired. */
   async expireDueBuckets(batchSize = EXPIRE_BUCKETS_BATCH_SIZE): Promise<number> {
     const now = this.#clock.now();
-    const grants = new GrantStore(this.#db);
+    const { grants } = this.#pool;
     let expired = 0;
     for (const creditAccountId of await grants.poolsWithExpiredCredits(now, batchSize)) {
       expired += await grants.expire(creditAccountId, now, this.#emitEvents);
@@ -206,7 +245,7 @@ export class LedgerStore {
 
   /** Renews every account whose cycle has ended; returns how many accounts it renewed. */
   async renewDue(batchSize = RENEW_BATCH_SIZE): Promise<number> {
-    const due = await new AccountStore(this.#db).dueForRenewal(this.#clock.now(), batchSize);
+    const due = await this.#pool.accounts.dueForRenewal(this.#clock.now(), batchSize);
     for (const accountId of due) await this.renewAccount(accountId);
     return due.length;
   }
@@ -267,7 +306,7 @@ export class LedgerStore {
   }
 
   async getAccount(accountId: string): Promise<Outcome<{ account: AccountView }>> {
-    const account = await new AccountStore(this.#db).view(accountId);
+    const account = await this.#pool.accounts.view(accountId);
     if (!account) return fail("account_not_found", `no account ${accountId}`);
     return { ok: true, account };
   }
@@ -321,11 +360,11 @@ export class LedgerStore {
   }
 
   listPlans(): Promise<Plan[]> {
-    return new AccountStore(this.#db).listedPlans();
+    return this.#pool.accounts.listedPlans();
   }
 
   listPacks(): Promise<Pack[]> {
-    return new AccountStore(this.#db).packs();
+    return this.#pool.accounts.packs();
   }
 
   // ── grants ───────────────────────────────────────────────────────────────────────────────
@@ -336,7 +375,7 @@ export class LedgerStore {
     const now = this.#clock.now();
     const result = await this.#db.transaction().execute((trx) => this.#grantInTransaction(trx, { ...input, idempotencyKey: adminGrantKey(input.idempotencyKey) }, now));
     if (!result.ok) return result;
-    const available = await new LedgerQueryStore(this.#db).spendable(result.creditAccountId, now);
+    const available = await this.#pool.queries.spendable(result.creditAccountId, now);
     return { ok: true, bucket: result.bucket, availableMillicredits: available, priceCents: result.priceCents, replayed: result.replayed };
   }
 
@@ -361,7 +400,7 @@ export class LedgerStore {
   // ── reads ────────────────────────────────────────────────────────────────────────────────
 
   async balance(accountId: string, pool: PoolName): Promise<Outcome<BalanceView>> {
-    const queries = new LedgerQueryStore(this.#db);
+    const { queries } = this.#pool;
     const creditAccount = await queries.pool(accountId, pool);
     if (!creditAccount) return fail("account_not_found", `no ${pool} credit account for ${accountId}`);
     const now = this.#clock.now();
@@ -378,7 +417,7 @@ export class LedgerStore {
   }
 
   async listLedger(query: PageQuery): Promise<Outcome<Page<LedgerEntryView>>> {
-    const queries = new LedgerQueryStore(this.#db);
+    const { queries } = this.#pool;
     const creditAccount = await queries.pool(query.accountId, query.pool);
     if (!creditAccount) return fail("account_not_found", `no ${query.pool} credit account for ${query.accountId}`);
     const size = pageSize(query.pageSize, this.#limits.pageSizeMax);
@@ -393,7 +432,7 @@ export class LedgerStore {
   }
 
   async listUsage(query: PageQuery): Promise<Outcome<Page<UsageRecordView> & { totals: UsageTotalView[] }>> {
-    const queries = new LedgerQueryStore(this.#db);
+    const { queries } = this.#pool;
     const creditAccount = await queries.pool(query.accountId, query.pool);
     if (!creditAccount) return fail("account_not_found", `no ${query.pool} credit account for ${query.accountId}`);
     const size = pageSize(query.pageSize, this.#limits.pageSizeMax);
@@ -412,7 +451,7 @@ export class LedgerStore {
   async priceBook(): Promise<PriceBook> {
     const now = this.#clock.now();
     if (this.#priceBook && isPriceBookFresh(this.#priceBook.loadedAt, now)) return this.#priceBook.book;
-    const book = await new PriceBookStore(this.#db).active();
+    const book = await this.#pool.priceBooks.active();
     this.#priceBook = { book, loadedAt: now };
     return book;
   }
