@@ -41,6 +41,8 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   invalid_api_key: row(Code.Unauthenticated, 401),
   service_token_missing: row(Code.Unauthenticated, 401),
   service_token_invalid: row(Code.Unauthenticated, 401),
+  result_url_invalid: row(Code.PermissionDenied, 403),
+  result_url_expired: row(Code.PermissionDenied, 403),
   // What does not exist, or already does.
   account_not_found: row(Code.NotFound, 404),
   plan_not_found: row(Code.NotFound, 404),
