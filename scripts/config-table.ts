@@ -1,7 +1,7 @@
 // Prints README's configuration table from the services' config specs, so the two cannot drift:
 // `npx tsx scripts/config-table.ts`. test/readme.spec.ts checks README lists every variable.
-import type { Variable } from "../services/common/config.ts";
-import { configSpecs } from "../services/config-specs.ts";
+import type { Variable } from "../services/common/config.loader.ts";
+import { configSpecs } from "../services/single-node.config.ts";
 
 const rows = new Map<string, { variable: Variable<unknown>; services: string[] }>();
 for (const [service, spec] of Object.entries(configSpecs)) {

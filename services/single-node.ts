@@ -5,8 +5,8 @@ import { createClient, createRouterTransport, type Client } from "@connectrpc/co
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBilling } from "./billing/index.ts";
-import { loadBillingConfig } from "./billing/config.ts";
-import { ConfigError } from "./common/config.ts";
+import { loadBillingConfig } from "./billing/billing.config.ts";
+import { ConfigError } from "./common/config.loader.ts";
 import { BillingService } from "./common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { OrchestratorService } from "./common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { HealthRegistry } from "./common/health.ts";
@@ -15,11 +15,11 @@ import type { Running } from "./common/runtime.ts";
 import { serverOptionsOf, startServiceServer } from "./common/server.ts";
 import { imageLimitsOf } from "./common/images/image-limits.ts";
 import { createUploadInspector } from "./common/images/upload.inspector.ts";
-import { imageJobsOptionsOf, loadGatewayConfig } from "./gateway/config.ts";
+import { imageJobsOptionsOf, loadGatewayConfig } from "./gateway/gateway.config.ts";
 import { createGateway } from "./gateway/index.ts";
 import { createSegmentationEngine, startSegmentConsumer } from "./inference/index.ts";
 import { loadInferenceServiceConfig } from "./inference/inference.config.ts";
-import { loadOrchestratorConfig, reconcileOptions } from "./orchestrator/config.ts";
+import { loadOrchestratorConfig, reconcileOptions } from "./orchestrator/orchestrator.config.ts";
 import { createOrchestrator } from "./orchestrator/index.ts";
 import { openPorts, openServiceDatabase } from "./common/wiring.ts";
 

@@ -80,11 +80,11 @@ describe("service boundaries", () => {
     const gatewayFile = join(servicesDir, "gateway", "handlers", "example.ts");
     const source = [
       `import { a } from "../../inference/index.ts";`,
-      `export { b } from "../../billing/config.ts";`,
+      `export { b } from "../../billing/billing.config.ts";`,
       `const c = await import("../../orchestrator/index.ts");`,
       `const worker = new URL("../../inference/runtime/x.thread.ts", import.meta.url);`,
       `import { d } from "../../../test/harness.ts";`,
-      `import { e } from "../../common/config.ts";`,
+      `import { e } from "../../common/config.loader.ts";`,
       `import { f } from "../image-jobs.ts";`,
       `import sharp from "sharp";`,
     ].join("\n");
@@ -94,7 +94,7 @@ describe("service boundaries", () => {
     );
     const commonFile = join(servicesDir, "common", "images", "example.ts");
     assert.deepEqual(
-      violationsIn(commonFile, `import { g } from "../../gateway/config.ts";\nimport { h } from "../config.ts";`).map((violation) => violation.reaches),
+      violationsIn(commonFile, `import { g } from "../../gateway/gateway.config.ts";\nimport { h } from "../config.loader.ts";`).map((violation) => violation.reaches),
       ["services/gateway/"],
     );
     const specFile = join(servicesDir, "gateway", "example.spec.ts");

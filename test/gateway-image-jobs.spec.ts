@@ -19,7 +19,7 @@ import { TaskEventSchema } from "../services/common/gen/cutline/inference/v1/tas
 import { JobStatus, OrchestratorService } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { imageLimitsOf } from "../services/common/images/image-limits.ts";
 import { createUploadInspector } from "../services/common/images/upload.inspector.ts";
-import { loadGatewayConfig } from "../services/gateway/config.ts";
+import { loadGatewayConfig } from "../services/gateway/gateway.config.ts";
 import { createOrchestrator, type Orchestrator } from "../services/orchestrator/index.ts";
 import type { BlobStore } from "../services/common/ports/blob-store.ts";
 import { reasonOf } from "../services/common/errors.ts";

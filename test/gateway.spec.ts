@@ -30,7 +30,7 @@ import { startServiceServer, type ServiceServer } from "../services/common/serve
 import { imageLimitsOf } from "../services/common/images/image-limits.ts";
 import { createUploadInspector } from "../services/common/images/upload.inspector.ts";
 import { createOrchestrator, type Orchestrator } from "../services/orchestrator/index.ts";
-import { loadGatewayConfig } from "../services/gateway/config.ts";
+import { loadGatewayConfig } from "../services/gateway/gateway.config.ts";
 import { createGateway, type Gateway } from "../services/gateway/index.ts";
 
 const UPLOAD_BYTES_MAX = 200_000;

@@ -200,14 +200,15 @@ const DOCUMENTED: Record<ServiceName, string[]> = {
 const COMMON_DOCUMENTED = ["PORT", "HOST", "DATABASE_URL", "NATS_URL", "LOG_LEVEL", "SHUTDOWN_TIMEOUT_MS", "CUTLINE_DATA_DIR"];
 
 /**
- * The variables a service reads: its own services/<name>/config.ts, its entry in
- * services/config-specs.ts, plus every *config.ts its main.ts imports. A service without main.ts yet
+ * The variables a service reads: its own services/<name>/<name>.config.ts, its entry in
+ * services/single-node.config.ts, plus every *config.ts its main.ts imports. A service without main.ts yet
  * also gets the common specs and PORT, which its main will read.
  */
 async function configOf(service: ServiceName): Promise<{ variables: Map<string, Variable>; known: Set<string>; source: string }> {
   const directory = join(root, "services", service);
   const files = new Set<string>();
-  if (existsSync(join(directory, "config.ts"))) files.add(join(directory, "config.ts"));
+  const own = join(directory, `${service}.config.ts`);
+  if (existsSync(own)) files.add(own);
   const main = join(directory, "main.ts");
   if (existsSync(main)) {
     for (const match of readFileSync(main, "utf8").matchAll(/from\s+"(\.{1,2}\/[^"]*config\.ts)"/g)) files.add(resolve(directory, match[1]!));
@@ -217,8 +218,8 @@ async function configOf(service: ServiceName): Promise<{ variables: Map<string, 
   }
   const variables = new Map<string, Variable>();
   for (const file of files) for (const [name, variable] of await specsOf(file)) variables.set(name, variable);
-  // services/config-specs.ts, where present, names each service's full spec.
-  const registry = join(root, "services/config-specs.ts");
+  // services/single-node.config.ts, where present, names each service's full spec.
+  const registry = join(root, "services/single-node.config.ts");
   if (existsSync(registry)) {
     const { configSpecs } = (await import(pathToFileURL(registry).href)) as { configSpecs?: Record<string, Record<string, unknown>> };
     for (const [name, variable] of Object.entries(configSpecs?.[service] ?? {})) if (isVariable(variable)) variables.set(name, variable);

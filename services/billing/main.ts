@@ -5,7 +5,7 @@ import { createLogger } from "../common/logging.ts";
 import { runMain } from "../common/runtime.ts";
 import { requireServiceToken, serviceAuthInterceptor, serviceTokenAdmission } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
-import { loadBillingConfig } from "./config.ts";
+import { loadBillingConfig } from "./billing.config.ts";
 import { createBilling } from "./index.ts";
 import { openPorts, openServiceDatabase } from "../common/wiring.ts";
 

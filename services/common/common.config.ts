@@ -1,4 +1,4 @@
-import { integer, oneOf, portOrOff, text, url } from "./config.ts";
+import { integer, oneOf, portOrOff, text, url } from "./config.loader.ts";
 import { serviceTokenVariable } from "./service-auth.ts";
 
 /** Variables every service reads. Spread into each service's own spec. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ConfigError, integer, loadConfig, oneOf, port, text, url } from "./config.ts";
+import { ConfigError, integer, loadConfig, oneOf, port, text, url } from "./config.loader.ts";
 
 const spec = {
   PORT: port("port", 8080),

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { ConfigError, loadConfig } from "./config.ts";
+import { ConfigError, loadConfig } from "./config.loader.ts";
 import { createResultUrlSigner, resultUrlConfigSpec, resultUrlKeyOf } from "./result-urls.ts";
 
 const KEY = "k".repeat(40);

@@ -5,7 +5,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError, integer, optionalText, type Variable } from "./config.ts";
+import { ConfigError, integer, optionalText, type Variable } from "./config.loader.ts";
 
 /** Shortest key accepted, in characters: 32 hex characters are 128 bits. */
 export const RESULT_URL_KEY_LENGTH_MIN = 32;

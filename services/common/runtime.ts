@@ -1,6 +1,6 @@
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { ConfigError } from "./config.ts";
+import { ConfigError } from "./config.loader.ts";
 import { serviceTokenInterceptor } from "./service-auth.ts";
 
 /** What a started process gives back: how to stop it, and how long stopping may take. */

@@ -10,7 +10,7 @@ import net from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { commonConfigSpec } from "./common.config.ts";
-import { ConfigError, loadConfig } from "./config.ts";
+import { ConfigError, loadConfig } from "./config.loader.ts";
 import { reasonOf } from "./errors.ts";
 import { BillingService } from "./gen/cutline/billing/v1/billing_service_pb.ts";
 import * as reflection from "./gen/grpc/reflection/v1/reflection_pb.ts";

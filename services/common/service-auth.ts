@@ -8,7 +8,7 @@
 import type { ConnectError, Interceptor } from "@connectrpc/connect";
 import { Code } from "@connectrpc/connect";
 import { createHash, timingSafeEqual } from "node:crypto";
-import { ConfigError, type Variable } from "./config.ts";
+import { ConfigError, type Variable } from "./config.loader.ts";
 import { reasonError } from "./errors.ts";
 import * as reflectionV1 from "./gen/grpc/reflection/v1/reflection_pb.ts";
 import * as reflectionV1alpha from "./gen/grpc/reflection/v1alpha/reflection_pb.ts";

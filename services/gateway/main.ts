@@ -9,7 +9,7 @@ import { requireServiceToken } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { imageLimitsOf } from "../common/images/image-limits.ts";
 import { createUploadInspector } from "../common/images/upload.inspector.ts";
-import { imageJobsOptionsOf, loadGatewayConfig } from "./config.ts";
+import { imageJobsOptionsOf, loadGatewayConfig } from "./gateway.config.ts";
 import { createGateway } from "./index.ts";
 import type { GatewaySchema } from "./store/api-key.store.ts";
 import { openPorts, openServiceDatabase } from "../common/wiring.ts";

@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import { commonConfigSpec } from "../common/common.config.ts";
-import { boolean, integer, list, loadConfig, oneOf, optionalText, port } from "../common/config.ts";
+import { boolean, integer, list, loadConfig, oneOf, optionalText, port } from "../common/config.loader.ts";
 import { imageLimitsConfigSpec } from "../common/images/image-limits.ts";
 
 // Two specs: the engine's variables (`inferenceConfigSpec`, all the scripts and tests need) and the

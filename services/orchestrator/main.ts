@@ -6,7 +6,7 @@ import { createLogger } from "../common/logging.ts";
 import { runMain, serviceTransport } from "../common/runtime.ts";
 import { requireServiceToken, serviceAuthInterceptor, serviceTokenAdmission } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
-import { loadOrchestratorConfig, reconcileOptions } from "./config.ts";
+import { loadOrchestratorConfig, reconcileOptions } from "./orchestrator.config.ts";
 import { createOrchestrator } from "./index.ts";
 import type { OrchestratorSchema } from "./store/job.store.ts";
 import { openPorts, openServiceDatabase } from "../common/wiring.ts";

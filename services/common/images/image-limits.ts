@@ -1,7 +1,7 @@
 // The image limits the gateway (pricing, refusing before any hold) and inference (refusing before
 // any decode) both enforce: one spec, so both read the same variables and an operator who lowers a
 // limit lowers it everywhere (k8s/base/image-limits.env feeds both pods).
-import { integer, type Variable } from "../config.ts";
+import { integer, type Variable } from "../config.loader.ts";
 
 export const imageLimitsConfigSpec = {
   IMAGE_BYTES_MAX: integer("Largest accepted input or background image (bytes).", 25 * 1024 * 1024, {

@@ -1,5 +1,5 @@
 import { commonConfigSpec } from "../common/common.config.ts";
-import { integer, loadConfig, port, text } from "../common/config.ts";
+import { integer, loadConfig, port, text } from "../common/config.loader.ts";
 
 export const billingConfigSpec = {
   ...commonConfigSpec,

@@ -1,5 +1,5 @@
 import { commonConfigSpec, clientConfigSpec } from "../common/common.config.ts";
-import { integer, list, loadConfig, optionalText, port, text } from "../common/config.ts";
+import { integer, list, loadConfig, optionalText, port, text } from "../common/config.loader.ts";
 import { imageLimitsConfigSpec, longestSideLimitsOf } from "../common/images/image-limits.ts";
 import type { ImageJobsOptions } from "./image-jobs.ts";
 

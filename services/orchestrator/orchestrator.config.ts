@@ -1,5 +1,5 @@
 import { clientConfigSpec, commonConfigSpec } from "../common/common.config.ts";
-import { integer, loadConfig, port } from "../common/config.ts";
+import { integer, loadConfig, port } from "../common/config.loader.ts";
 
 export const orchestratorConfigSpec = {
   ...commonConfigSpec,
