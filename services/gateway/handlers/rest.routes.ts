@@ -68,6 +68,11 @@ function readBody(request: HttpRequest, bytesMax: number, limitName: string): Pr
       stop();
       reject(new ClientGone(`the client went away after ${total} bytes of the body`, { cause: error }));
     };
+    // A client that reset while the call was admitted is gone already: its close event has fired.
+    if (request.destroyed) {
+      reject(new ClientGone("the client went away before its body was read"));
+      return;
+    }
     request.on("data", onData).on("end", onEnd).on("error", onGone).on("close", onGone);
   });
 }
