@@ -257,7 +257,7 @@ describe("an admission hook refuses before the body, in the caller's protocol", 
     const response = await fetch(`${guarded.url}/v1/echo`, { method: "POST", body: "x".repeat(1000) });
     assert.equal(response.status, 401);
     assert.equal(response.headers.get("cutline-reason"), "api_key_missing");
-    assert.deepEqual(await response.json(), { errors: [{ title: "send your API key in X-Api-Key", code: "api_key_missing" }] });
+    assert.deepEqual(await response.json(), { errors: [{ title: "send your API key in X-Api-Key", code: "api_key_missing", detail: "send your API key in X-Api-Key" }] });
     const admitted = await fetch(`${guarded.url}/v1/echo`, { method: "POST", body: "x".repeat(1000), headers: { "x-api-key": "good" } });
     assert.deepEqual(await admitted.json(), { bytes: 1000 });
     assert.ok(seen.bodyRead.length > 0 && seen.bodyRead.every((read) => read === false), "the hook always ran before any body byte was read");
