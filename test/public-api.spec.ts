@@ -164,6 +164,9 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
         assert.equal(error.code, "invalid_option");
         assert.match(error.title, message);
       }
+      const tooLong = await quote(key, { operation: "matting", width: 64, height: 64, padding: "x".repeat(20_000) });
+      assert.equal(tooLong.status, 413);
+      assert.match(onlyError(tooLong.body).title, /a JSON body is limited to 16384 bytes/);
       const notJson = await quote(key, "{not json");
       assert.equal(notJson.status, 400);
       assert.equal(onlyError(notJson.body).code, "invalid_request");

@@ -54,6 +54,9 @@ export class ClientGone extends Error {}
 
 /** A JSON body of at most `bytesMax` bytes, parsed; a body that is not JSON is the client's mistake, named. */
 export async function readJson(request: HttpRequest, bytesMax: number): Promise<unknown> {
+  // Refused on the header where it is declared: the refusal then reaches the client whole.
+  const declared = Number(request.headers["content-length"] ?? 0);
+  if (declared > bytesMax) throw reasonError(Code.InvalidArgument, "too_many_bytes", `the request declares ${declared} bytes; a JSON body is limited to ${bytesMax} bytes`);
   const chunks: Buffer[] = [];
   let total = 0;
   try {
