@@ -30,12 +30,17 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   unsupported_format: row(Code.InvalidArgument, 400),
   animated_gif: row(Code.InvalidArgument, 400),
   corrupt_image: row(Code.InvalidArgument, 400),
-  too_many_bytes: row(Code.InvalidArgument, 400),
+  // Past a byte limit REST answers 413 Payload Too Large; the message names the limit.
+  too_many_bytes: row(Code.InvalidArgument, 413),
   too_many_pixels: row(Code.InvalidArgument, 400),
   resolution_too_large: row(Code.InvalidArgument, 400),
   video_too_long: row(Code.InvalidArgument, 400),
   unknown_extra: row(Code.InvalidArgument, 400),
   capture_exceeds_hold: row(Code.InvalidArgument, 400),
+  // REST only: a path no route serves, or a method the path does not take.
+  not_found: row(Code.NotFound, 404),
+  method_not_allowed: row(Code.Unimplemented, 405),
+  operation_unavailable: row(Code.Unimplemented, 501),
   // Who is calling.
   missing_api_key: row(Code.Unauthenticated, 401),
   invalid_api_key: row(Code.Unauthenticated, 401),
@@ -65,6 +70,7 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   read_rate_limited: row(Code.ResourceExhausted, 429),
   watch_streams_limited: row(Code.ResourceExhausted, 429),
   queue_full: row(Code.ResourceExhausted, 429),
+  monthly_quota_exceeded: row(Code.ResourceExhausted, 429),
   // Ends that are nobody's fault, or the server's.
   cancelled: row(Code.Canceled, 499),
   sync_timeout: row(Code.DeadlineExceeded, 504),

@@ -174,7 +174,7 @@ describe("gateway", () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  describe("REST uploads that are not well-formed get a 400 naming the problem, never a 500", () => {
+  describe("REST uploads that are not well-formed get a 400 (413 past a byte limit) naming the problem, never a 500", () => {
     it("a multipart body that does not parse answers malformed_multipart", async () => {
       const { key } = await account();
       const body = multipart("right-boundary", [{ name: "image_file", data: photo, filename: "a.png" }]);
@@ -214,7 +214,7 @@ describe("gateway", () => {
     it("a declared Content-Length past the limit is refused from the header, naming the limit", async () => {
       const { key } = await account();
       const answer = await headersOnly("/v1/matting", { "x-api-key": key, "content-type": "multipart/form-data; boundary=b" }, 20 * 1024 * 1024);
-      assert.equal(answer.status, 400);
+      assert.equal(answer.status, 413);
       assert.equal(answer.headers.connection, "close");
       const error = restErrorOf(answer.body);
       assert.equal(error.code, "too_many_bytes");
@@ -236,7 +236,7 @@ describe("gateway", () => {
         request.on("error", reject);
         request.write(Buffer.alloc(FORM_LIMIT + 1, 0x61));
       });
-      assert.equal(answer.status, 400);
+      assert.equal(answer.status, 413);
       assert.equal(restErrorOf(answer.body).code, "too_many_bytes");
       assert.match(restErrorOf(answer.body).title, new RegExp(`exceeds ${FORM_LIMIT} bytes`));
     });

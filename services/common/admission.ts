@@ -83,7 +83,7 @@ export function writeRefusal(request: HttpRequest, response: HttpResponse, error
     case "http":
       status = httpStatusOf(error);
       headers = { ...headersOf(error.metadata), "content-type": "application/json" };
-      body = JSON.stringify({ errors: [{ title: error.rawMessage, code: reasonOf(error) ?? Code[error.code] }] });
+      body = JSON.stringify({ errors: [{ title: error.rawMessage, code: reasonOf(error) ?? Code[error.code], detail: error.rawMessage }] });
       break;
   }
   const unfinished = bodyUnfinished(request);

@@ -19,9 +19,17 @@ export function reasonOf(error: ConnectError): string | undefined {
   return error.metadata.get(REASON_HEADER) ?? undefined;
 }
 
-/** HTTP status for a gRPC code, as the Connect protocol maps them, plus 402 for payment. */
+/** Reasons whose HTTP status is more precise than their gRPC code's: one status per reason. */
+const HTTP_STATUS_BY_REASON: Readonly<Record<string, number>> = {
+  insufficient_credits: 402,
+  method_not_allowed: 405,
+  too_many_bytes: 413,
+};
+
+/** HTTP status for a gRPC code, as the Connect protocol maps them, plus the reasons above (402, 405, 413). */
 export function httpStatusOf(error: ConnectError): number {
-  if (reasonOf(error) === "insufficient_credits") return 402;
+  const byReason = HTTP_STATUS_BY_REASON[reasonOf(error) ?? ""];
+  if (byReason !== undefined) return byReason;
   const statuses: Partial<Record<Code, number>> = {
     [Code.InvalidArgument]: 400,
     [Code.Unauthenticated]: 401,

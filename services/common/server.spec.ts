@@ -40,6 +40,10 @@ before(async () => {
     routes: () => {},
     corsAllowedOrigins: ["https://app.example"],
     metricsPort: 0,
+    httpRoutes: async (request) => {
+      if (request.url !== "/explode") return false;
+      throw new Error("route bug: secret detail");
+    },
   });
 });
 
@@ -100,10 +104,23 @@ test("metrics are served for Prometheus on their own port, and not on the public
   assert.equal((await fetch(new URL("/other", server.metricsUrl))).status, 404);
 });
 
-test("unknown paths answer 404 with a JSON error", async () => {
-  const response = await fetch(`${server.url}/nope`);
+test("unknown paths answer 404 in the native error shape, naming the path", async () => {
+  const response = await fetch(`${server.url}/nope?x=1`);
   assert.equal(response.status, 404);
-  assert.equal(((await response.json()) as { error: { code: string } }).error.code, "not_found");
+  assert.equal(response.headers.get("content-type"), "application/json");
+  assert.deepEqual(await response.json(), {
+    errors: [{ title: "not found", code: "not_found", detail: "no route for GET /nope; the routes are listed at /openapi.json" }],
+  });
+});
+
+test("an http route that throws answers 500 internal in the native shape, its cause kept out of the answer", async () => {
+  const response = await fetch(`${server.url}/explode`);
+  assert.equal(response.status, 500);
+  const body = await response.text();
+  assert.deepEqual(JSON.parse(body), {
+    errors: [{ title: "internal error", code: "internal", detail: "the server failed to answer this request; it was logged, retry later" }],
+  });
+  assert.doesNotMatch(body, /secret/);
 });
 
 test("health Watch streams the change to NOT_SERVING on shutdown", async () => {
@@ -240,7 +257,7 @@ describe("an admission hook refuses before the body, in the caller's protocol", 
     const response = await fetch(`${guarded.url}/v1/echo`, { method: "POST", body: "x".repeat(1000) });
     assert.equal(response.status, 401);
     assert.equal(response.headers.get("cutline-reason"), "api_key_missing");
-    assert.deepEqual(await response.json(), { errors: [{ title: "send your API key in X-Api-Key", code: "api_key_missing" }] });
+    assert.deepEqual(await response.json(), { errors: [{ title: "send your API key in X-Api-Key", code: "api_key_missing", detail: "send your API key in X-Api-Key" }] });
     const admitted = await fetch(`${guarded.url}/v1/echo`, { method: "POST", body: "x".repeat(1000), headers: { "x-api-key": "good" } });
     assert.deepEqual(await admitted.json(), { bytes: 1000 });
     assert.ok(seen.bodyRead.length > 0 && seen.bodyRead.every((read) => read === false), "the hook always ran before any body byte was read");

@@ -289,12 +289,21 @@ function registerRoutes(router: ConnectRouter, { routes, health, log }: ServiceS
   for (const registered of router.handlers) rpcPaths.add(registered.requestPath);
 }
 
+// Plain-HTTP paths no route claims, and routes that throw, answer in the native REST shape
+// ({"errors":[{"title","code","detail"}]}); a route family with another shape (a vendor's) claims
+// its own paths and answers its own refusals.
+function writeHttpError(response: HttpResponse, status: number, error: { title: string; code: string; detail: string }): void {
+  const body = JSON.stringify({ errors: [error] });
+  if (!response.headersSent) response.writeHead(status, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) });
+  response.end(body);
+}
+
 function httpRoutesFallback(httpRoutes: HttpRoutes | undefined, log: Logger): NodeHandler {
   return async (request, response) => {
     try {
       if (httpRoutes && (await httpRoutes(request, response))) return;
-      response.writeHead(404, { "content-type": "application/json" });
-      response.end(JSON.stringify({ error: { code: "not_found", message: `no route for ${request.method} ${request.url}` } }));
+      const path = (request.url ?? "/").split("?")[0];
+      writeHttpError(response, 404, { title: "not found", code: "not_found", detail: `no route for ${request.method} ${path}; the routes are listed at /openapi.json` });
     } catch (error) {
       // A client that hangs up mid-upload makes the route's body read throw: its doing, not a fault.
       if (clientGone(request, error)) {
@@ -303,8 +312,7 @@ function httpRoutesFallback(httpRoutes: HttpRoutes | undefined, log: Logger): No
         return;
       }
       log.error({ err: error, url: request.url }, "http route failed");
-      if (!response.headersSent) response.writeHead(500, { "content-type": "application/json" });
-      response.end(JSON.stringify({ error: { code: "internal", message: "internal error" } }));
+      writeHttpError(response, 500, { title: "internal error", code: "internal", detail: "the server failed to answer this request; it was logged, retry later" });
     }
   };
 }

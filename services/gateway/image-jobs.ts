@@ -2,7 +2,8 @@ import { clone, create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { BillingService, Operation, Pool, type Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { BillingService, Operation, Pool, type Account, type Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ImageOptionsSchema, OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { reasonError } from "../common/errors.ts";
@@ -13,6 +14,7 @@ import type { LongestSideLimits } from "../common/images/image-limits.ts";
 import type { UploadInfo, UploadInspector } from "../common/images/upload.inspector.ts";
 import { ConcurrencyLimiter, RequestRateLimiter, type LimitName, type LimitOutcome } from "./domain/rate-limits.ts";
 import type { ApiKeyOwner } from "./store/api-key.store.ts";
+import type { MonthlyCallStore } from "./store/monthly-call.store.ts";
 
 export type { UploadInfo, UploadInspector };
 
@@ -74,6 +76,8 @@ export class ImageJobs {
     private readonly inspect: UploadInspector,
     private readonly log: Logger,
     private readonly options: ImageJobsOptions,
+    /** Counts calls against the plan's monthly quota; without it the quota is not enforced. */
+    private readonly monthlyCalls?: MonthlyCallStore,
   ) {}
 
   /**
@@ -83,16 +87,50 @@ export class ImageJobs {
    * its upload. Asynchronous submits take no slot: they end as soon as the job is queued, and
    * the concurrency refusal tells clients to use them.
    */
-  async admit(owner: ApiKeyOwner, options: { slot: boolean }): Promise<Admission> {
-    const plan = await this.#planOf(owner);
+  async admit(owner: ApiKeyOwner, options: { slot: boolean; calls?: number }): Promise<Admission> {
+    const account = await this.#accountOf(owner);
+    const plan = account?.plan;
     const rate = this.rates.take(owner.accountId, plan?.requestsPerMinute ?? 0, Date.now());
     if (!rate.ok) throw limitError(rate);
-    if (!options.slot) return { owner, plan, release: () => {} };
-    const slot = this.concurrency.acquire(owner.accountId, plan?.concurrency ?? 0);
+    const slot = options.slot ? this.concurrency.acquire(owner.accountId, plan?.concurrency ?? 0) : ({ ok: true, release: () => {} } as const);
     if (!slot.ok) throw limitError(slot);
+    try {
+      await this.#countCalls(owner, account, options.calls ?? 1);
+    } catch (error) {
+      slot.release();
+      throw error;
+    }
     return { owner, plan, release: slot.release };
   }
 
+  /**
+   * Counts the admitted calls against the plan's monthly quota (every admitted call counts,
+   * whatever its outcome), or throws RESOURCE_EXHAUSTED monthly_quota_exceeded with Retry-After
+   * set to the seconds until the cycle renews.
+   */
+  async #countCalls(owner: ApiKeyOwner, account: Account | undefined, calls: number): Promise<void> {
+    const plan = account?.plan;
+    if (!this.monthlyCalls || !account || !plan || plan.monthlyCalls <= 0n || !account.cycleStartedAt || !account.nextRenewalAt) return;
+    const nowMs = Date.now();
+    let cycleStartedAt = timestampDate(account.cycleStartedAt);
+    let renewsAt = timestampDate(account.nextRenewalAt);
+    // Billing renews cycles in the background: one that is due has already reset the quota.
+    if (renewsAt.getTime() <= nowMs) {
+      const lengthMs = renewsAt.getTime() - cycleStartedAt.getTime();
+      cycleStartedAt = renewsAt;
+      renewsAt = new Date(renewsAt.getTime() + lengthMs);
+    }
+    const callsMax = Number(plan.monthlyCalls);
+    if ((await this.monthlyCalls.take(owner.accountId, cycleStartedAt, callsMax, calls)) !== undefined) return;
+    const retryAfterSeconds = Math.max(1, Math.ceil((renewsAt.getTime() - nowMs) / 1000));
+    const what = calls === 1 ? "" : ` (this request counts ${calls})`;
+    throw reasonError(
+      Code.ResourceExhausted,
+      "monthly_quota_exceeded",
+      `the ${plan.name} plan allows ${callsMax} calls per billing cycle and they are used up${what}; the quota resets at ${renewsAt.toISOString()} (in ${retryAfterSeconds} s), or change plan`,
+      { metadata: { "retry-after": String(retryAfterSeconds) } },
+    );
+  }
   /** Synchronous: the job's result. The admission (with its slot) is the caller's to release. */
   async removeBackground(
     admission: Admission,
@@ -123,8 +161,8 @@ export class ImageJobs {
     return slot.release;
   }
 
-  async #planOf(owner: ApiKeyOwner): Promise<Plan | undefined> {
-    return (await this.billing.getAccount({ accountId: owner.accountId })).account?.plan;
+  async #accountOf(owner: ApiKeyOwner): Promise<Account | undefined> {
+    return (await this.billing.getAccount({ accountId: owner.accountId })).account;
   }
 
   /** Byte limits from the plan and the service, then the inspector's format and pixel checks. */

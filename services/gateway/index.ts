@@ -9,6 +9,12 @@ import { migrateToLatest } from "../common/migrate.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../common/server.ts";
 import type { ConnectError } from "@connectrpc/connect";
+import { AccountService } from "../common/gen/cutline/gateway/v1/account_service_pb.ts";
+import { AccountReads } from "./account-reads.ts";
+import { createAccountHandlers } from "./handlers/account.handlers.ts";
+import { accountRoutes } from "./handlers/account.routes.ts";
+import { docsRoutes } from "./handlers/docs.routes.ts";
+import { createRouteTable, routeKeys, type RestRoute, type RouteKey } from "./handlers/route-table.ts";
 import { createImageHandlers } from "./handlers/image.handlers.ts";
 import { createJobHandlers } from "./handlers/job.handlers.ts";
 import { createRestRoutes } from "./handlers/rest.routes.ts";
@@ -16,6 +22,7 @@ import { UploadAdmissions } from "./handlers/upload.admission.ts";
 import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-jobs.ts";
 import { ApiKeyStore, type GatewaySchema } from "./store/api-key.store.ts";
 import { gatewayMigrations } from "./store/migrations.ts";
+import { MonthlyCallStore, type MonthlyCallSchema } from "./store/monthly-call.store.ts";
 
 export interface GatewayDependencies {
   db: Kysely<GatewaySchema>;
@@ -30,6 +37,8 @@ export interface GatewayDependencies {
 export interface Gateway {
   routes(router: ConnectRouter): void;
   readonly httpRoutes: HttpRoutes;
+  /** Method and path of every REST route (the OpenAPI document is checked against them). */
+  readonly restRoutes: readonly RouteKey[];
   /**
    * The server's `admit` hook: upload RPCs are authenticated and admitted (rate token, concurrency
    * slot) on their headers, before their payload is read; undefined lets a call in.
@@ -46,13 +55,24 @@ export interface Gateway {
 
 export function createGateway(deps: GatewayDependencies): Gateway {
   const apiKeys = new ApiKeyStore(deps.db);
-  const imageJobs = new ImageJobs(deps.billing, deps.orchestrator, deps.blobStore, deps.inspect, deps.log, deps.limits);
+  // The gateway's tables share its one database; each store sees its own.
+  const monthlyCalls = new MonthlyCallStore(deps.db as unknown as Kysely<MonthlyCallSchema>);
+  const imageJobs = new ImageJobs(deps.billing, deps.orchestrator, deps.blobStore, deps.inspect, deps.log, deps.limits, monthlyCalls);
   const admissions = new UploadAdmissions(apiKeys, imageJobs);
+  const accountReads = new AccountReads(deps.billing, monthlyCalls, { longestSide: deps.limits.longestSide, readRequestsPerMinute: deps.limits.readRequestsPerMinute });
+  const matting = createRestRoutes(apiKeys, imageJobs, deps.limits.uploadBytesMax, deps.log);
+  const restRoutes: RestRoute[] = [
+    { method: "POST", path: "/v1/matting", handle: async (request, response) => void (await matting(request, response)) },
+    ...accountRoutes(apiKeys, accountReads),
+    ...docsRoutes(),
+  ];
   return {
     apiKeys,
-    httpRoutes: createRestRoutes(apiKeys, imageJobs, deps.limits.uploadBytesMax, deps.log),
+    httpRoutes: createRouteTable(restRoutes, deps.log),
+    restRoutes: routeKeys(restRoutes),
     admit: admissions.admit,
     routes(router) {
+      router.service(AccountService, createAccountHandlers(apiKeys, accountReads));
       router.service(ImageService, createImageHandlers(admissions, imageJobs));
       router.service(JobService, createJobHandlers(apiKeys, admissions, imageJobs, deps.orchestrator));
     },

@@ -226,6 +226,9 @@ describe("BillingService over Connect", () => {
       [hold.holdId, "captured", 2_200n, 2_000n, "key-1"],
     ]);
     assert.deepEqual(usage.totals.map((total) => [total.dimension, total.key, total.capturedMillicredits, total.calls]), [["api_key", "key-1", 2_000n, 1n]]);
+    // Per UTC day of the hold (billing's clock), API key and member.
+    const day = billing.clock.now().toISOString().slice(0, 10);
+    assert.deepEqual(usage.days.map((row) => [row.date, row.apiKeyId, row.memberId, row.capturedMillicredits, row.calls]), [[day, "key-1", "", 2_000n, 1n]]);
     assert.equal(usage.nextPageToken, "");
   });
 });

@@ -377,6 +377,13 @@ function historyHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, 
           capturedMillicredits: BigInt(total.capturedMillicredits),
           calls: BigInt(total.calls),
         })),
+        days: page.days.map((day) => ({
+          date: day.date,
+          apiKeyId: day.apiKeyId,
+          memberId: day.memberId,
+          capturedMillicredits: BigInt(day.capturedMillicredits),
+          calls: BigInt(day.calls),
+        })),
       };
     },
   };

@@ -2,7 +2,7 @@
 // holds, newest first by an index-backed cursor.
 import { sql, type Selectable } from "kysely";
 import type { BillingExecutor, BucketTable, CreditAccountTable, PoolName } from "./schema.ts";
-import { onlyRow, toDate, type LedgerEntryView, type UsageRecordView, type UsageTotalView } from "./views.ts";
+import { onlyRow, toDate, type LedgerEntryView, type UsageDayView, type UsageRecordView, type UsageTotalView } from "./views.ts";
 
 export class LedgerQueryStore {
   readonly #db: BillingExecutor;
@@ -95,5 +95,28 @@ export class LedgerQueryStore {
       for (const row of grouped) totals.push({ dimension, key: String(row[column]), capturedMillicredits: Number(row.captured), calls: Number(row.calls) });
     }
     return totals;
+  }
+
+  /**
+   * Captured credits and calls this cycle per UTC day, API key and member, oldest day first; at
+   * most `rowsMax` rows (a cycle has at most 31 days, so only an account with very many keys and
+   * members reaches it).
+   */
+  async usageDays(creditAccountId: number, cycleIndex: number, rowsMax: number): Promise<UsageDayView[]> {
+    const { rows } = await sql<{ day: string; api_key_id: string | null; member_id: string | null; captured: string | number; calls: string | number }>`
+      select to_char(created_at at time zone 'UTC', 'YYYY-MM-DD') as day, api_key_id, member_id,
+             sum(captured_mc) as captured, count(*) as calls
+      from billing_holds
+      where credit_account_id = ${creditAccountId} and status = 'captured' and cycle_index = ${cycleIndex}
+      group by day, api_key_id, member_id
+      order by day, api_key_id nulls first, member_id nulls first
+      limit ${rowsMax}`.execute(this.#db);
+    return rows.map((row) => ({
+      date: row.day,
+      apiKeyId: row.api_key_id ?? "",
+      memberId: row.member_id ?? "",
+      capturedMillicredits: Number(row.captured),
+      calls: Number(row.calls),
+    }));
   }
 }

@@ -27,7 +27,7 @@ import { LedgerQueryStore } from "./ledger-query.store.ts";
 import { OutboxStore, type OutboxEvent } from "./outbox.store.ts";
 import { PriceBookStore } from "./price-book.store.ts";
 import type { BillingSchema, PoolName } from "./schema.ts";
-import { bucketView, toDate, type AccountView, type BalanceView, type BucketView, type LedgerEntryView, type MemberView, type Page, type UsageRecordView, type UsageTotalView } from "./views.ts";
+import { bucketView, toDate, type AccountView, type BalanceView, type BucketView, type LedgerEntryView, type MemberView, type Page, type UsageDayView, type UsageRecordView, type UsageTotalView } from "./views.ts";
 
 export { DEFAULT_LEDGER_LIMITS, type LedgerLimits } from "../domain/limits.ts";
 
@@ -35,6 +35,8 @@ export { DEFAULT_LEDGER_LIMITS, type LedgerLimits } from "../domain/limits.ts";
 export const EXPIRE_HOLDS_BATCH_SIZE = 500;
 /** Pools whose expired buckets the sweeper books per pass. @default 500 */
 export const EXPIRE_BUCKETS_BATCH_SIZE = 500;
+/** Rows of usage per day, API key and member that ListUsage returns for one cycle. */
+const USAGE_DAY_ROWS_MAX = 10_000;
 /** Accounts the sweeper renews per pass. @default 500 */
 export const RENEW_BATCH_SIZE = 500;
 /** Outbox events relayed per transaction. @default 200 */
@@ -74,7 +76,7 @@ export interface PageQuery {
 export type { HoldStatus } from "../domain/holds.ts";
 export type { SettleResult } from "./hold.store.ts";
 export type { OutboxEvent } from "./outbox.store.ts";
-export type { AccountView, BalanceView, BucketView, LedgerEntryView, MemberView, Page, UsageRecordView, UsageTotalView } from "./views.ts";
+export type { AccountView, BalanceView, BucketView, LedgerEntryView, MemberView, Page, UsageDayView, UsageRecordView, UsageTotalView } from "./views.ts";
 
 type Db = Kysely<BillingSchema>;
 type Trx = Transaction<BillingSchema>;
@@ -431,7 +433,7 @@ export class LedgerStore {
     return { ok: true, items, nextPageToken: rows.length > size && last ? encodePageToken([last.id]) : "" };
   }
 
-  async listUsage(query: PageQuery): Promise<Outcome<Page<UsageRecordView> & { totals: UsageTotalView[] }>> {
+  async listUsage(query: PageQuery): Promise<Outcome<Page<UsageRecordView> & { totals: UsageTotalView[]; days: UsageDayView[] }>> {
     const { queries } = this.#pool;
     const creditAccount = await queries.pool(query.accountId, query.pool);
     if (!creditAccount) return fail("account_not_found", `no ${query.pool} credit account for ${query.accountId}`);
@@ -440,9 +442,11 @@ export class LedgerStore {
     if (!cursor.ok) return cursor;
     const rows = await queries.settledHolds({ creditAccountId: creditAccount.id, before: cursor.before, limit: size + 1 });
     const items = rows.slice(0, size);
-    const totals = await queries.usageTotals(creditAccount.id, await queries.cycleIndexOf(query.accountId));
+    const cycleIndex = await queries.cycleIndexOf(query.accountId);
+    const totals = await queries.usageTotals(creditAccount.id, cycleIndex);
+    const days = await queries.usageDays(creditAccount.id, cycleIndex, USAGE_DAY_ROWS_MAX);
     const last = items[items.length - 1];
-    return { ok: true, items, nextPageToken: rows.length > size && last ? encodePageToken([last.createdAt.toISOString(), last.holdId]) : "", totals };
+    return { ok: true, items, nextPageToken: rows.length > size && last ? encodePageToken([last.createdAt.toISOString(), last.holdId]) : "", totals, days };
   }
 
   // ── price book ───────────────────────────────────────────────────────────────────────────

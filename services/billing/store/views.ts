@@ -77,6 +77,15 @@ export interface UsageTotalView {
   calls: number;
 }
 
+/** Captured usage of one UTC day, API key and member. */
+export interface UsageDayView {
+  date: string;
+  apiKeyId: string;
+  memberId: string;
+  capturedMillicredits: number;
+  calls: number;
+}
+
 /** Timestamps arrive as Date from pg and PGlite alike; a string (JSON from a function) is parsed. */
 export const toDate = (value: Date | string): Date => (value instanceof Date ? value : new Date(value));
 

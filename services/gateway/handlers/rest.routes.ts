@@ -137,7 +137,7 @@ function sendError(request: HttpRequest, response: HttpResponse, error: unknown,
   const jobId = connectError.metadata.get("cutline-job-id");
   if (jobId) headers["x-job-id"] = jobId;
   response.writeHead(status, headers);
-  const body: Record<string, string> = { title: connectError.rawMessage, code: reasonOf(connectError) ?? Code[connectError.code] };
+  const body: Record<string, string> = { title: connectError.rawMessage, code: reasonOf(connectError) ?? Code[connectError.code], detail: connectError.rawMessage };
   // Out of credits (402): say what the balance is, what the call costs and how to top up.
   const billing = connectError.findDetails(BillingErrorDetailSchema)[0];
   if (billing?.reason === "insufficient_credits") {

@@ -16,4 +16,16 @@ export const gatewayMigrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "202611271730_monthly_calls": {
+    async up(db: Kysely<any>) {
+      // Calls per account per billing cycle, against the plan's monthly quota (monthly-call.store.ts).
+      await db.schema
+        .createTable("gateway_monthly_calls")
+        .addColumn("account_id", "text", (column) => column.notNull())
+        .addColumn("cycle_started_at", "timestamptz", (column) => column.notNull())
+        .addColumn("calls", "bigint", (column) => column.notNull().check(sql`calls > 0`))
+        .addPrimaryKeyConstraint("gateway_monthly_calls_pkey", ["account_id", "cycle_started_at"])
+        .execute();
+    },
+  },
 };

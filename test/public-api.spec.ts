@@ -1,0 +1,416 @@
+// The public API's reads, limits, error bodies and reference: the gateway on a real server
+// (port 0) in front of real billing and orchestrator (test database, in-process queue, bus and
+// blob store). No inference worker runs: the monthly quota is spent by calls the gateway admits
+// and then refuses, and usage comes from holds captured through billing itself. Quote equals
+// the captured amount of a real job in test/public-api.single-node.spec.ts.
+import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import assert from "node:assert/strict";
+import http from "node:http";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { sql, type Kysely } from "kysely";
+import pino from "pino";
+import { createBillingFixture, type BillingFixture } from "../services/billing/billing.testing.ts";
+import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
+import { BillingService, Operation, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { AccountService, QuoteOperation, QuoteSize } from "../services/common/gen/cutline/gateway/v1/account_service_pb.ts";
+import { JobService } from "../services/common/gen/cutline/gateway/v1/job_service_pb.ts";
+import { OrchestratorService } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import { HealthRegistry } from "../services/common/health.ts";
+import { imageLimitsOf } from "../services/common/images/image-limits.ts";
+import { createUploadInspector } from "../services/common/images/upload.inspector.ts";
+import { startServiceServer, type ServiceServer } from "../services/common/server.ts";
+import { createOrchestrator, type Orchestrator } from "../services/orchestrator/index.ts";
+import { loadGatewayConfig } from "../services/gateway/config.ts";
+import { createGateway, type Gateway, type GatewayDependencies } from "../services/gateway/index.ts";
+import { documentedRoutes, OPENAPI_DOCUMENT } from "../services/gateway/openapi.ts";
+
+/**
+ * Routes the document describes that other branches of issue 9 add (async jobs, batches, smart
+ * crop, result URLs). Each must be absent from the route table: once one lands, this test fails
+ * until it is taken off the list, so the list only ever shrinks to empty.
+ */
+const DOCUMENTED_BEFORE_SERVED = new Set([
+  "POST /v1/smart-crop",
+  "POST /v1/matting/batch",
+  "GET /v1/batches/{id}",
+  "GET /v1/jobs",
+  "GET /v1/jobs/{id}",
+  "DELETE /v1/jobs/{id}",
+  "GET /v1/results/{id}",
+]);
+
+/** A plan whose monthly quota is two calls; otherwise as generous as the unlimited plan. */
+const TINY_QUOTA_PLAN = "tiny_quota_test";
+const TINY_QUOTA_CALLS = 2;
+
+interface RestError {
+  title: string;
+  code: string;
+  detail: string;
+}
+
+describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAPI and /docs", () => {
+  let billing: BillingFixture;
+  let billingClient: Client<typeof BillingService>;
+  let orchestrator: Orchestrator;
+  let gateway: Gateway;
+  let server: ServiceServer;
+  let blobs: InProcessBlobStore;
+  let workQueue: InProcessWorkQueue;
+  let eventBus: InProcessEventBus;
+  let dependencies: GatewayDependencies;
+  const dataDir = mkdtempSync(join(tmpdir(), "cutline-public-api-"));
+  const log = pino({ level: "silent" });
+  let serial = 0;
+
+  async function account(planCode = ""): Promise<{ accountId: string; key: string; keyId: string }> {
+    serial += 1;
+    const accountId = `public-api-${serial}`;
+    const key = await gateway.provisionAccount(accountId, { planCode });
+    const owner = await gateway.apiKeys.find(key);
+    return { accountId, key, keyId: owner!.keyId };
+  }
+
+  async function getJson(path: string, key: string, headers: Record<string, string> = {}) {
+    const response = await fetch(`${server.url}${path}`, { headers: { "x-api-key": key, ...headers } });
+    return { status: response.status, headers: response.headers, body: (await response.json()) as Record<string, any> };
+  }
+
+  async function quote(key: string | undefined, body: unknown) {
+    const response = await fetch(`${server.url}/v1/quote`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(key ? { "x-api-key": key } : {}) },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, any> };
+  }
+
+  function onlyError(body: unknown): RestError {
+    const errors = (body as { errors?: RestError[] }).errors;
+    assert.equal(errors?.length, 1, JSON.stringify(body));
+    const [error] = errors!;
+    for (const field of ["title", "code", "detail"] as const) assert.equal(typeof error![field], "string", `${field} in ${JSON.stringify(error)}`);
+    return error!;
+  }
+
+  before(async () => {
+    billing = await createBillingFixture();
+    // The gateway reads the cycle against the wall clock: billing's clock starts there too.
+    billing.clock.set(new Date());
+    await sql`insert into billing_plans (code, name, monthly_price_cents, credits_per_cycle_mc, rollover_cycles, on_exhausted,
+        overage_rate_cents_per_credit, overage_cap_mc, requests_per_minute, concurrency, monthly_calls, max_upload_bytes,
+        longest_side_pixels, priority_lane, seats, listed)
+      values (${TINY_QUOTA_PLAN}, 'Tiny quota (tests)', 0, 0, 0, 'stop', 0, 0, 1000, 10, ${TINY_QUOTA_CALLS}, 12582912, 4000, 'normal', 1, false)`.execute(billing.db);
+    blobs = new InProcessBlobStore({ dataDir, log });
+    workQueue = new InProcessWorkQueue({ log });
+    eventBus = new InProcessEventBus({ dataDir, log });
+    billingClient = createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers)));
+    orchestrator = createOrchestrator({ db: billing.db as Kysely<any>, workQueue, eventBus, blobStore: blobs, billing: billingClient, log });
+    await orchestrator.start();
+    dependencies = {
+      db: billing.db as Kysely<any>,
+      blobStore: blobs,
+      billing: billingClient,
+      orchestrator: createClient(OrchestratorService, createRouterTransport(orchestrator.routes)),
+      inspect: createUploadInspector(imageLimitsOf(loadGatewayConfig({}))),
+      log,
+      limits: { uploadBytesMax: 1_000_000, syncTimeoutMs: 60_000, holdTtlSeconds: 900, longestSide: { standard: 2048, pro: 4096 }, readRequestsPerMinute: 1000 },
+    };
+    gateway = createGateway(dependencies);
+    await gateway.start();
+    server = await startServiceServer({ name: "gateway", host: "127.0.0.1", port: 0, log, health: new HealthRegistry(), routes: gateway.routes, httpRoutes: gateway.httpRoutes, admit: gateway.admit });
+  });
+
+  after(async () => {
+    await server?.close();
+    await orchestrator?.stop();
+    await Promise.all([workQueue?.close(), blobs?.close(), eventBus?.close()]);
+    await billing?.dispose();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  describe("POST /v1/quote", () => {
+    it("prices each operation exactly, in decimal credits, at the size the call would process", async () => {
+      const { key } = await account();
+      assert.deepEqual(await quote(key, { operation: "matting", width: 64, height: 64 }), { status: 200, body: { credits: 0.25, price_book_version: "2025-01-default" } });
+      assert.equal((await quote(key, { operation: "matting", width: 64, height: 64, size: "hd" })).body.credits, 0.5);
+      assert.equal((await quote(key, { operation: "matting", width: 64, height: 64, size: "preview", quality: 80 })).body.credits, 0.25);
+      // 4000x3000 is processed at 2048x1536 (3.1 MP, the 4 MP tier), not at 12 MP.
+      assert.equal((await quote(key, { operation: "matting", width: 4000, height: 3000 })).body.credits, 0.8);
+      // Video: per started second (2.5 s -> 3), times the HD multiplier of 1.5.
+      assert.equal((await quote(key, { operation: "video_matting", width: 640, height: 360, seconds: 2.5, size: "hd" })).body.credits, 4.5);
+    });
+
+    it("refuses unknown operations, sizes and bad fields with 400 naming the field", async () => {
+      const { key } = await account();
+      const cases: [unknown, RegExp][] = [
+        [{ operation: "teleport", width: 64, height: 64 }, /^operation: must be one of matting, smart_crop, video_matting, got "teleport"/],
+        [{ width: 64, height: 64 }, /^operation: must be one of/],
+        [{ operation: "matting", width: 64, height: 64, size: "huge" }, /^size: must be one of preview, full, hd, got "huge"/],
+        [{ operation: "matting", height: 64 }, /^width: must be a non-negative integer and is required/],
+        [{ operation: "matting", width: 64, height: 0 }, /^height: must be an integer from 1 to 100000 pixels/],
+        [{ operation: "matting", width: 64.5, height: 64 }, /^width: /],
+        [{ operation: "matting", width: 64, height: 64, quality: 101 }, /^quality: must be an integer from 1 to 100/],
+        [{ operation: "video_matting", width: 64, height: 64 }, /^seconds: must be a number of seconds above 0/],
+      ];
+      for (const [body, message] of cases) {
+        const answer = await quote(key, body);
+        assert.equal(answer.status, 400, JSON.stringify(body));
+        const error = onlyError(answer.body);
+        assert.equal(error.code, "invalid_option");
+        assert.match(error.title, message);
+      }
+      const tooLong = await quote(key, { operation: "matting", width: 64, height: 64, padding: "x".repeat(20_000) });
+      assert.equal(tooLong.status, 413);
+      assert.match(onlyError(tooLong.body).title, /a JSON body is limited to 16384 bytes/);
+      const notJson = await quote(key, "{not json");
+      assert.equal(notJson.status, 400);
+      assert.equal(onlyError(notJson.body).code, "invalid_request");
+      const unauthenticated = await quote(undefined, { operation: "matting", width: 64, height: 64 });
+      assert.equal(unauthenticated.status, 401);
+      assert.equal(onlyError(unauthenticated.body).code, "missing_api_key");
+    });
+
+    it("smart_crop is priced once billing has the operation, and until then answers 501 naming it", async () => {
+      const { key } = await account();
+      const answer = await quote(key, { operation: "smart_crop", width: 64, height: 64 });
+      if ("SMART_CROP" in Operation) {
+        assert.equal(answer.status, 200);
+        assert.equal(typeof answer.body.credits, "number");
+      } else {
+        assert.equal(answer.status, 501);
+        assert.deepEqual([onlyError(answer.body).code, onlyError(answer.body).title], ["operation_unavailable", "operation: smart_crop is not priced by this server's billing yet"]);
+      }
+    });
+
+    it("AccountService.Quote answers the same amount in millicredits, for the caller's key only", async () => {
+      const { key } = await account();
+      const accounts = createClient(AccountService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+      const answer = await accounts.quote({ operation: QuoteOperation.MATTING, width: 4000, height: 3000, size: QuoteSize.FULL }, { headers: { "x-api-key": key } });
+      assert.equal(answer.costMillicredits, 800n);
+      await assert.rejects(accounts.quote({ operation: QuoteOperation.MATTING, width: 1, height: 1 }), (error: unknown) => error instanceof ConnectError && error.code === Code.Unauthenticated);
+    });
+  });
+
+  describe("GET /v1/credit/balance and GET /v1/usage", () => {
+    it("the balance: available and held in decimal credits, buckets with expiry, and what it buys", async () => {
+      const { accountId, key } = await account();
+      const fresh = await getJson("/v1/credit/balance", key);
+      assert.equal(fresh.status, 200);
+      assert.equal(fresh.body.available_credits, 10);
+      assert.equal(fresh.body.held_credits, 0);
+      assert.equal(fresh.body.buckets.length, 1);
+      const [trial] = fresh.body.buckets;
+      assert.deepEqual([trial.kind, trial.granted_credits, trial.remaining_credits, trial.held_credits], ["trial", 10, 10, 0]);
+      assert.ok(Date.parse(trial.expires_at) > Date.now(), `the trial expires in the future: ${trial.expires_at}`);
+      const matting = fresh.body.affordable.find((row: { operation: string; description: string }) => row.operation === "matting" && /0\.25 MP/.test(row.description));
+      assert.equal(matting?.count, 40, JSON.stringify(fresh.body.affordable));
+      // A call in progress holds 1.3 credits: shown exactly, never as 1.2999999.
+      await billingClient.reserve({ accountId, pool: Pool.API, amountMillicredits: 1300n, idempotencyKey: `held-${accountId}`, holdTtlSeconds: 900 });
+      const holding = await getJson("/v1/credit/balance", key);
+      assert.deepEqual([holding.body.available_credits, holding.body.held_credits, holding.body.buckets[0].held_credits], [8.7, 1.3, 1.3]);
+      const raw = await (await fetch(`${server.url}/v1/credit/balance`, { headers: { "x-api-key": key } })).text();
+      assert.match(raw, /"available_credits":8\.7,"held_credits":1\.3,/);
+      const typed = await createClient(AccountService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" })).getBalance({}, { headers: { "x-api-key": key } });
+      assert.deepEqual([typed.availableMillicredits, typed.heldMillicredits], [8700n, 1300n]);
+    });
+
+    it("usage per day, API key and member, as JSON and as CSV", async () => {
+      const { accountId, key, keyId } = await account();
+      const capture = async (index: number, millicredits: bigint) => {
+        const hold = await billingClient.reserve({ accountId, pool: Pool.API, amountMillicredits: millicredits, idempotencyKey: `usage-${accountId}-${index}`, apiKeyId: keyId });
+        await billingClient.capture({ holdId: hold.holdId, amountMillicredits: millicredits });
+      };
+      await capture(1, 250n);
+      await capture(2, 1300n);
+      const today = new Date().toISOString().slice(0, 10);
+      const usage = await getJson("/v1/usage", key);
+      assert.equal(usage.status, 200);
+      assert.deepEqual(usage.body.rows, [{ date: today, api_key_id: keyId, member_id: "", calls: 2, credits: 1.55 }]);
+      assert.deepEqual(usage.body.days, [{ date: today, calls: 2, credits: 1.55 }]);
+      assert.deepEqual(usage.body.api_keys, [{ api_key_id: keyId, calls: 2, credits: 1.55 }]);
+      assert.deepEqual(usage.body.members, [{ member_id: "", calls: 2, credits: 1.55 }]);
+      assert.equal(usage.body.cycle.monthly_calls_max, 500, "the free plan's quota");
+      assert.ok(Date.parse(usage.body.cycle.ends_at) > Date.parse(usage.body.cycle.started_at));
+      const csv = await fetch(`${server.url}/v1/usage`, { headers: { "x-api-key": key, accept: "text/csv" } });
+      assert.equal(csv.status, 200);
+      assert.match(csv.headers.get("content-type") ?? "", /^text\/csv/);
+      assert.equal(await csv.text(), `date,api_key_id,member_id,calls,credits\r\n${today},${keyId},,2,1.55\r\n`);
+      const typed = await createClient(AccountService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" })).listUsage({}, { headers: { "x-api-key": key } });
+      assert.deepEqual(typed.rows.map((row) => [row.date, row.apiKeyId, row.calls, row.capturedMillicredits]), [[today, keyId, 2n, 1550n]]);
+    });
+
+    it("another account's usage is never shown: each key reads only its own account", async () => {
+      const { key } = await account();
+      const usage = await getJson("/v1/usage", key);
+      assert.deepEqual(usage.body.rows, []);
+    });
+  });
+
+  describe("the monthly call quota", () => {
+    const notAnImage = () => {
+      const form = new FormData();
+      form.append("image_file", new Blob([new TextEncoder().encode("%PDF-1.7 not an image")]), "page.pdf");
+      return form;
+    };
+
+    it("counts every admitted call; past the quota: 429 monthly_quota_exceeded with Retry-After to the cycle's renewal, kept across a gateway restart", async () => {
+      const { key } = await account(TINY_QUOTA_PLAN);
+      for (let index = 0; index < TINY_QUOTA_CALLS; index++) {
+        const response = await fetch(`${server.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key }, body: notAnImage() });
+        assert.equal(response.status, 400, "a refused call still counts");
+      }
+      const limited = await fetch(`${server.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key }, body: notAnImage() });
+      assert.equal(limited.status, 429);
+      const error = onlyError(await limited.json());
+      assert.equal(error.code, "monthly_quota_exceeded");
+      assert.match(error.title, new RegExp(`allows ${TINY_QUOTA_CALLS} calls per billing cycle and they are used up; the quota resets at \\d{4}-`));
+      const usage = await getJson("/v1/usage", key);
+      const secondsToRenewal = (Date.parse(usage.body.cycle.ends_at) - Date.now()) / 1000;
+      const retryAfter = Number(limited.headers.get("retry-after"));
+      assert.ok(Math.abs(retryAfter - secondsToRenewal) < 30, `Retry-After ${retryAfter} s, renewal in ${secondsToRenewal} s`);
+      assert.ok(retryAfter > 27 * 24 * 3600, "a fresh cycle renews in about a month");
+      assert.deepEqual([usage.body.cycle.calls, usage.body.cycle.monthly_calls_max], [TINY_QUOTA_CALLS, TINY_QUOTA_CALLS]);
+
+      // Typed RPCs count against the same quota.
+      const jobs = createClient(JobService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+      await assert.rejects(jobs.submit({ image: new Uint8Array([1, 2, 3]) }, { headers: { "x-api-key": key } }), (rejection: unknown) => {
+        assert.ok(rejection instanceof ConnectError);
+        assert.equal(rejection.code, Code.ResourceExhausted);
+        assert.equal(rejection.metadata.get("cutline-reason"), "monthly_quota_exceeded");
+        return true;
+      });
+
+      // A new gateway on the same database (a restart, or another replica) knows the count.
+      const restarted = createGateway(dependencies);
+      await restarted.start();
+      const second = await startServiceServer({ name: "gateway-2", host: "127.0.0.1", port: 0, log, health: new HealthRegistry(), routes: restarted.routes, httpRoutes: restarted.httpRoutes, admit: restarted.admit });
+      try {
+        const again = await fetch(`${second.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key }, body: notAnImage() });
+        assert.equal(again.status, 429);
+        assert.equal(onlyError(await again.json()).code, "monthly_quota_exceeded");
+      } finally {
+        await second.close();
+      }
+    });
+
+    it("a new cycle starts the count again", async () => {
+      const { accountId, key } = await account(TINY_QUOTA_PLAN);
+      for (let index = 0; index <= TINY_QUOTA_CALLS; index++) await fetch(`${server.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key }, body: notAnImage() });
+      // A plan change restarts the cycle now (billing's rule), as a renewal does.
+      billing.clock.advanceMs(1000);
+      await billingClient.changePlan({ accountId, planCode: TINY_QUOTA_PLAN });
+      const response = await fetch(`${server.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key }, body: notAnImage() });
+      assert.equal(response.status, 400, "admitted again, refused only for its body");
+      assert.equal((await getJson("/v1/usage", key)).body.cycle.calls, 1);
+    });
+  });
+
+  describe("one error shape on every native route", () => {
+    it("an unknown path answers 404 not_found; a wrong method 405 method_not_allowed with Allow", async () => {
+      const missing = await fetch(`${server.url}/v1/nothing-here`, { headers: { "x-api-key": "whatever" } });
+      assert.equal(missing.status, 404);
+      assert.deepEqual(onlyError(await missing.json()), { title: "not found", code: "not_found", detail: "no route for GET /v1/nothing-here; the routes are listed at /openapi.json" });
+      const wrongMethod = await fetch(`${server.url}/v1/quote`);
+      assert.equal(wrongMethod.status, 405);
+      assert.equal(wrongMethod.headers.get("allow"), "POST");
+      assert.deepEqual(onlyError(await wrongMethod.json()), { title: "GET is not allowed on /v1/quote; use POST", code: "method_not_allowed", detail: "GET is not allowed on /v1/quote; use POST" });
+      const deleteMatting = await fetch(`${server.url}/v1/matting`, { method: "DELETE" });
+      assert.equal(deleteMatting.status, 405);
+      assert.equal(onlyError(await deleteMatting.json()).code, "method_not_allowed");
+    });
+
+    it("a byte limit answers 413 naming it, before the body is sent", async () => {
+      const { key } = await account();
+      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const request = http.request(
+          `${server.url}/v1/matting`,
+          { method: "POST", headers: { "x-api-key": key, "content-type": "multipart/form-data; boundary=b", "content-length": "5000000" } },
+          (response) => {
+            let body = "";
+            response.on("data", (chunk: Buffer) => (body += chunk.toString()));
+            response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
+          },
+        );
+        request.on("error", reject);
+        request.flushHeaders();
+      });
+      assert.equal(answer.status, 413);
+      const error = onlyError(JSON.parse(answer.body));
+      assert.equal(error.code, "too_many_bytes");
+      assert.match(error.title, /declares 5000000 bytes; the limit is \d+ bytes \(UPLOAD_BYTES_MAX 1000000/);
+    });
+  });
+
+  describe("GET /openapi.json and GET /docs", () => {
+    it("the document is OpenAPI 3.1, served as JSON, and well-formed: refs resolve, path parameters are declared, ids are unique", async () => {
+      const response = await fetch(`${server.url}/openapi.json`);
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get("content-type"), "application/json");
+      const document = (await response.json()) as typeof OPENAPI_DOCUMENT;
+      assert.deepEqual(document, JSON.parse(JSON.stringify(OPENAPI_DOCUMENT)));
+      assert.equal(document.openapi, "3.1.0");
+      assert.ok(document.info.title && document.info.version);
+      const problems: string[] = [];
+      const resolve = (pointer: string) => pointer.slice(2).split("/").reduce<any>((node, part) => node?.[part], document);
+      JSON.stringify(document, (key, value) => {
+        if (key === "$ref" && (typeof value !== "string" || !value.startsWith("#/") || resolve(value) === undefined)) problems.push(`unresolved $ref ${value}`);
+        return value;
+      });
+      const operationIds = new Set<string>();
+      for (const [path, item] of Object.entries(document.paths)) {
+        const templated = [...path.matchAll(/\{(\w+)\}/g)].map((match) => match[1]);
+        for (const [method, operation] of Object.entries(item)) {
+          if (!operation) continue;
+          if (operationIds.has(operation.operationId)) problems.push(`operationId ${operation.operationId} twice`);
+          operationIds.add(operation.operationId);
+          if (Object.keys(operation.responses).length === 0) problems.push(`${method} ${path} has no responses`);
+          for (const status of Object.keys(operation.responses)) if (!/^[1-5]\d\d$/.test(status)) problems.push(`${method} ${path}: status ${status}`);
+          const declared = (operation.parameters ?? []).map((parameter) => ("$ref" in parameter ? resolve(parameter.$ref) : parameter)).filter((parameter) => parameter.in === "path").map((parameter) => parameter.name);
+          if (templated.join() !== declared.join()) problems.push(`${method} ${path}: path parameters ${declared} for ${templated}`);
+        }
+      }
+      assert.deepEqual(problems, []);
+    });
+
+    it("documents every route the gateway serves, and serves every route it documents", () => {
+      const served = new Set(gateway.restRoutes.map((route) => `${route.method} ${route.path}`));
+      const documented = new Set(documentedRoutes().map((route) => `${route.method} ${route.path}`));
+      assert.deepEqual([...served].filter((route) => !documented.has(route)), [], "served but not in services/gateway/openapi.ts");
+      assert.deepEqual([...documented].filter((route) => !served.has(route) && !DOCUMENTED_BEFORE_SERVED.has(route)), [], "documented but not served");
+      assert.deepEqual([...DOCUMENTED_BEFORE_SERVED].filter((route) => served.has(route)), [], "now served: take it off DOCUMENTED_BEFORE_SERVED");
+      assert.deepEqual([...DOCUMENTED_BEFORE_SERVED].filter((route) => !documented.has(route)), [], "on DOCUMENTED_BEFORE_SERVED but not documented");
+    });
+
+    it("/docs is Swagger UI from the installed package, under a Content-Security-Policy, pointed at /openapi.json", async () => {
+      const page = await fetch(`${server.url}/docs`);
+      assert.equal(page.status, 200);
+      assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
+      const policy = page.headers.get("content-security-policy") ?? "";
+      assert.match(policy, /default-src 'none'/);
+      assert.match(policy, /script-src 'self'(;|$)/);
+      const html = await page.text();
+      const assets = [...html.matchAll(/(?:src|href)="(\/docs\/[^"]+)"/g)].map((match) => match[1]!);
+      assert.deepEqual(assets.sort(), ["/docs/favicon-32x32.png", "/docs/initializer.js", "/docs/swagger-ui-bundle.js", "/docs/swagger-ui-standalone-preset.js", "/docs/swagger-ui.css"]);
+      assert.doesNotMatch(html, /<script>(?!<\/script>)/, "no inline script");
+      for (const asset of assets) {
+        const response = await fetch(`${server.url}${asset}`);
+        assert.equal(response.status, 200, asset);
+        assert.ok((await response.arrayBuffer()).byteLength > 0, asset);
+      }
+      const bundle = await fetch(`${server.url}/docs/swagger-ui-bundle.js`);
+      assert.match(bundle.headers.get("content-type") ?? "", /^text\/javascript/);
+      assert.match(await bundle.text(), /SwaggerUIBundle/);
+      assert.match(await (await fetch(`${server.url}/docs/initializer.js`)).text(), /url: "\/openapi\.json"/);
+      for (const outside of ["/docs/package.json", "/docs/..%2Fpackage.json", "/docs/index.html"]) {
+        const response = await fetch(`${server.url}${outside}`);
+        assert.equal(response.status, 404, outside);
+        assert.equal(onlyError(await response.json()).code, "not_found");
+      }
+    });
+  });
+});
