@@ -187,10 +187,13 @@ describe("webhooks (loopback receivers allowed)", () => {
     const resultUrl = new URL(body.result_url);
     assert.equal(`${resultUrl.origin}${resultUrl.pathname}`, `${PUBLIC_URL}/v1/results/${job.id}`);
     assert.deepEqual(system.signer.verify(job.id, resultUrl.searchParams.get("expires"), resultUrl.searchParams.get("signature")), { ok: true });
-    const { deliveries } = await system.client.listWebhookDeliveries({ jobId: job.id });
+    // Recorded as delivered once the receiver's answer is back.
+    const deliveries = await until("delivered", async () => {
+      const { deliveries } = await system.client.listWebhookDeliveries({ jobId: job.id });
+      return deliveries[0]?.status === WebhookDeliveryStatus.DELIVERED ? deliveries : undefined;
+    });
     assert.equal(deliveries.length, 1);
     assert.equal(request.headers["cutline-event-id"], deliveries[0]!.id);
-    assert.equal(deliveries[0]!.status, WebhookDeliveryStatus.DELIVERED);
     assert.equal(deliveries[0]!.body, request.body, "the log keeps the exact body");
   });
 

@@ -9,7 +9,9 @@ import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from "nod
 import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
 import { Agent, request, type Dispatcher } from "undici";
+import { Code } from "@connectrpc/connect";
 import { boolean, integer } from "./config.ts";
+import { reasonError } from "./errors.ts";
 
 export const outboundConfigSpec = {
   CUTLINE_OUTBOUND_ALLOW_LOOPBACK: boolean(
@@ -122,6 +124,22 @@ export function checkLiteralAddress(url: URL, policy: Pick<OutboundPolicy, "allo
   if (isIP(host) === 0) return;
   const range = forbiddenRangeOf(host, policy);
   if (range) throw forbidden(url.host, host, range, policy);
+}
+
+/**
+ * A client's webhook URL, normalised: http or https, at most OUTBOUND_URL_LENGTH_MAX characters,
+ * no credentials, and (with a policy) not a literal internal address; else INVALID_ARGUMENT with
+ * reason invalid_webhook_url. Names are judged when a delivery connects.
+ */
+export function checkedWebhookUrl(raw: string, policy?: Pick<OutboundPolicy, "allowLoopback">, field = "webhook_url"): string {
+  try {
+    const url = parseOutboundUrl(raw, field);
+    if (policy) checkLiteralAddress(url, policy);
+    return url.toString();
+  } catch (error) {
+    if (!(error instanceof OutboundError)) throw error;
+    throw reasonError(Code.InvalidArgument, "invalid_webhook_url", `${field}: ${error.message}`);
+  }
 }
 
 function forbidden(host: string, address: string, range: string, policy: Pick<OutboundPolicy, "allowLoopback">): OutboundError {

@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import type { Kysely } from "kysely";
 import { reasonError } from "../common/errors.ts";
 import type { Logger } from "../common/logging.ts";
-import { checkLiteralAddress, OutboundError, parseOutboundUrl, type OutboundFailureReason, type OutboundFetcher } from "../common/outbound.ts";
+import { checkedWebhookUrl, OutboundError, type OutboundFailureReason, type OutboundFetcher } from "../common/outbound.ts";
 import { isTerminal } from "./domain/job-status.ts";
 import { EVENT_ID_HEADER, eventTypeOf, nextAttemptAt, SIGNATURE_HEADER, signatureOf, webhookBodyOf, type RetrySchedule } from "./domain/webhook-event.ts";
 import type { JobRow, OrchestratorSchema } from "./store/job.store.ts";
@@ -47,15 +47,8 @@ export class Webhooks {
   }
 
   /** A client's webhook URL: http or https, bounded, and not a literal internal address; else invalid_webhook_url. */
-  checkUrl(raw: string, field = "webhook_url"): string {
-    try {
-      const url = parseOutboundUrl(raw, field);
-      checkLiteralAddress(url, { allowLoopback: this.deps.options.allowLoopback });
-      return url.toString();
-    } catch (error) {
-      if (!(error instanceof OutboundError)) throw error;
-      throw reasonError(Code.InvalidArgument, "invalid_webhook_url", `${field}: ${error.message}`);
-    }
+  checkUrl(raw: string): string {
+    return checkedWebhookUrl(raw, { allowLoopback: this.deps.options.allowLoopback });
   }
 
   /** Records the job's end event, in the transaction (`db`) that records the end itself. */
@@ -86,20 +79,18 @@ export class Webhooks {
   }
 
   /** One more attempt now, whatever the delivery's status; a success marks it delivered. */
-  async redeliver(deliveryId: string): Promise<{ delivery: WebhookDeliveryRow; attempts: WebhookAttemptRow[] }> {
+  async redeliver(deliveryId: string, accountId = ""): Promise<{ delivery: WebhookDeliveryRow; attempts: WebhookAttemptRow[] }> {
     const delivery = await this.#store.get(deliveryId);
-    if (!delivery) throw reasonError(Code.NotFound, "webhook_delivery_not_found", `webhook delivery ${deliveryId} not found`);
+    // Another account's delivery answers exactly like a missing one.
+    if (!delivery || (accountId !== "" && delivery.account_id !== accountId)) throw reasonError(Code.NotFound, "webhook_delivery_not_found", `webhook delivery ${deliveryId} not found`);
     await this.#attempt(delivery, { manual: true });
     const log = await this.#store.listForJob(delivery.job_id);
     return log.find((entry) => entry.delivery.id === deliveryId)!;
   }
 
-  async deliveryAccount(deliveryId: string): Promise<string | undefined> {
-    return (await this.#store.get(deliveryId))?.account_id;
-  }
-
-  deliveriesOf(jobId: string) {
-    return this.#store.listForJob(jobId);
+  async deliveriesOf(jobId: string, accountId = "") {
+    const log = await this.#store.listForJob(jobId);
+    return accountId === "" ? log : log.filter((entry) => entry.delivery.account_id === accountId);
   }
 
   secretOf(accountId: string): Promise<string> {

@@ -70,11 +70,11 @@ export function createWebhookHandlers(webhooks: Webhooks, billing: Client<typeof
     },
     async listWebhookDeliveries(request) {
       if (request.jobId === "") throw new ConnectError("job_id is required", Code.InvalidArgument);
-      return { deliveries: (await webhooks.deliveriesOf(request.jobId)).map(deliveryMessage) };
+      return { deliveries: (await webhooks.deliveriesOf(request.jobId, request.accountId)).map(deliveryMessage) };
     },
     async redeliverWebhook(request) {
       if (request.deliveryId === "") throw new ConnectError("delivery_id is required", Code.InvalidArgument);
-      return { delivery: deliveryMessage(await webhooks.redeliver(request.deliveryId)) };
+      return { delivery: deliveryMessage(await webhooks.redeliver(request.deliveryId, request.accountId)) };
     },
   };
 }
