@@ -9,7 +9,7 @@ import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from "nod
 import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
 import { Agent, request, type Dispatcher } from "undici";
-import { Code } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { boolean, integer } from "./config.ts";
 import { reasonError } from "./errors.ts";
 
@@ -34,6 +34,25 @@ export type OutboundFailureReason =
   | "outbound_too_large"
   | "outbound_timeout"
   | "outbound_failed";
+
+/**
+ * The one gRPC code of each reason, for a service that answers a client with a failed fetch
+ * (image_url): the URL or what it serves is the caller's problem, except a target too slow to
+ * answer (DEADLINE_EXCEEDED, 504) or one that could not be reached at all (UNAVAILABLE, 503).
+ */
+export const OUTBOUND_CODE_BY_REASON: Readonly<Record<OutboundFailureReason, Code>> = {
+  outbound_invalid_url: Code.InvalidArgument,
+  outbound_forbidden_address: Code.InvalidArgument,
+  outbound_too_many_redirects: Code.InvalidArgument,
+  outbound_too_large: Code.InvalidArgument,
+  outbound_timeout: Code.DeadlineExceeded,
+  outbound_failed: Code.Unavailable,
+};
+
+/** A failed fetch as a client sees it: its reason, its one code, its message (the cause stays in the log). */
+export function outboundConnectError(error: OutboundError): ConnectError {
+  return reasonError(OUTBOUND_CODE_BY_REASON[error.reason], error.reason, error.message, { cause: error.cause });
+}
 
 /** A fetch that did not get a whole response: one stable reason each, and a message naming the limit. */
 export class OutboundError extends Error {
