@@ -19,7 +19,9 @@ import { imageJobsOptionsOf, loadGatewayConfig } from "./gateway/gateway.config.
 import { createGateway } from "./gateway/index.ts";
 import { createSegmentationEngine, startSegmentConsumer } from "./inference/index.ts";
 import { loadInferenceServiceConfig } from "./inference/inference.config.ts";
-import { loadOrchestratorConfig, reconcileOptions } from "./orchestrator/orchestrator.config.ts";
+import { createOutboundFetcher } from "./common/outbound.ts";
+import { resultUrlKeyOf } from "./common/result-urls.ts";
+import { loadOrchestratorConfig, reconcileOptions, webhookWiringOf } from "./orchestrator/orchestrator.config.ts";
 import { createOrchestrator } from "./orchestrator/index.ts";
 import { openPorts, openServiceDatabase } from "./common/wiring.ts";
 
@@ -89,12 +91,21 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   billing.sweeper.start();
   const billingClient = createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers)));
 
+  // Result URLs in webhooks name the gateway: CUTLINE_PUBLIC_URL, else the URL it listens on (known once it does).
+  let gatewayUrl = `http://${common.HOST}:${config.gateway.PORT}`;
+  const webhooks = webhookWiringOf(config.orchestrator, { key: resultUrlKeyOf(config.orchestrator, { required: false }), publicUrl: "" });
+  const webhookFetcher = createOutboundFetcher(webhooks.policy);
   const orchestrator = createOrchestrator({
     db: database.db,
     ...ports,
     billing: billingClient,
     log: log.child({ service: "orchestrator" }),
     reconcile: reconcileOptions(config.orchestrator),
+    webhooks: {
+      ...webhooks,
+      fetcher: webhookFetcher,
+      resultUrlFor: (jobId) => webhooks.resultUrlFor(jobId, config.orchestrator.CUTLINE_PUBLIC_URL ?? gatewayUrl),
+    },
     // The in-process queue lives in this process's memory: what it held before a restart is gone.
     requeueUnfinishedAtStart: common.NATS_URL === undefined,
   });
@@ -133,6 +144,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
     ...serverOptionsOf(common),
   });
+  gatewayUrl = server.url;
 
   const ready = Promise.all([engine.ready, worker]).then(() => health.setAllServing());
   ready.catch((error: unknown) => log.error({ err: error }, "the model could not be made ready; health stays NOT_SERVING"));
@@ -154,6 +166,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
       await billing.sweeper.stop();
       await engine.close();
       await ports.close();
+      await webhookFetcher.close();
       await database.close();
     },
   };

@@ -13,6 +13,7 @@ import { httpStatusOf, reasonError, reasonOf } from "../services/common/errors.t
 import { JobSchema, JobStatus } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { ImageErrorReason } from "../services/common/images/image.errors.ts";
 import { MALFORMED_MESSAGE_REASON } from "../services/common/request-parse.ts";
+import { OUTBOUND_CODE_BY_REASON, outboundConnectError, OutboundError, type OutboundFailureReason } from "../services/common/outbound.ts";
 import { JOB_FAILURE_CODES, jobFailure, REASON_BY_LIMIT } from "../services/gateway/image-jobs.ts";
 import { connectCodeOf, InferenceError, type InferenceErrorReason } from "../services/inference/domain/inference.errors.ts";
 
@@ -41,6 +42,11 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   not_found: row(Code.NotFound, 404),
   method_not_allowed: row(Code.Unimplemented, 405),
   operation_unavailable: row(Code.Unimplemented, 501),
+  invalid_webhook_url: row(Code.InvalidArgument, 400),
+  outbound_invalid_url: row(Code.InvalidArgument, 400),
+  outbound_forbidden_address: row(Code.InvalidArgument, 400),
+  outbound_too_many_redirects: row(Code.InvalidArgument, 400),
+  outbound_too_large: row(Code.InvalidArgument, 400),
   // Who is calling.
   missing_api_key: row(Code.Unauthenticated, 401),
   invalid_api_key: row(Code.Unauthenticated, 401),
@@ -54,6 +60,7 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   pack_not_found: row(Code.NotFound, 404),
   hold_not_found: row(Code.NotFound, 404),
   job_not_found: row(Code.NotFound, 404),
+  webhook_delivery_not_found: row(Code.NotFound, 404),
   result_expired: row(Code.NotFound, 404),
   account_exists: row(Code.AlreadyExists, 409),
   idempotency_conflict: row(Code.AlreadyExists, 409),
@@ -74,6 +81,8 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   // Ends that are nobody's fault, or the server's.
   cancelled: row(Code.Canceled, 499),
   sync_timeout: row(Code.DeadlineExceeded, 504),
+  outbound_timeout: row(Code.DeadlineExceeded, 504),
+  outbound_failed: row(Code.Unavailable, 503),
   model_unavailable: row(Code.Unavailable, 503),
   storage_unavailable: row(Code.Unavailable, 503),
   job_stuck: row(Code.Internal, 500),
@@ -154,6 +163,14 @@ describe("failure reasons: one gRPC code and one HTTP status each", () => {
     const cancelled = jobFailure(create(JobSchema, { id: "job-1", status: JobStatus.CANCELLED }));
     assert.deepEqual([reasonOf(cancelled), cancelled.code], ["cancelled", expected("cancelled").code]);
     assert.equal(failedWith("", false).code, Code.Internal, "a failure with no reason is the server's");
+  });
+
+  test("a failed outbound fetch (image_url) answers with its reason's code", () => {
+    for (const [reason, code] of Object.entries(OUTBOUND_CODE_BY_REASON) as [OutboundFailureReason, Code][]) {
+      assert.equal(Code[code], Code[expected(reason).code], `outbound ${reason}`);
+      const error = outboundConnectError(new OutboundError(reason, "message"));
+      assert.deepEqual([reasonOf(error), error.code], [reason, expected(reason).code]);
+    }
   });
 
   test("the gateway's limits answer 429 with their own reasons", () => {

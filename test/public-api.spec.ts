@@ -24,7 +24,7 @@ import { imageLimitsOf } from "../services/common/images/image-limits.ts";
 import { createUploadInspector } from "../services/common/images/upload.inspector.ts";
 import { startServiceServer, type ServiceServer } from "../services/common/server.ts";
 import { createOrchestrator, type Orchestrator } from "../services/orchestrator/index.ts";
-import { loadGatewayConfig } from "../services/gateway/config.ts";
+import { loadGatewayConfig } from "../services/gateway/gateway.config.ts";
 import { createGateway, type Gateway, type GatewayDependencies } from "../services/gateway/index.ts";
 import { documentedRoutes, OPENAPI_DOCUMENT } from "../services/gateway/openapi.ts";
 

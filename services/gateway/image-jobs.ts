@@ -7,6 +7,7 @@ import { BillingService, Operation, Pool, type Account, type Plan } from "../com
 import { ImageOptionsSchema, OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { reasonError } from "../common/errors.ts";
+import { checkedWebhookUrl } from "../common/outbound.ts";
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import { longestSideFor, processedSize } from "../common/images/image-size.ts";
@@ -143,9 +144,9 @@ export class ImageJobs {
     return await this.waitForResult(job.id, signal);
   }
 
-  /** Asynchronous: the queued job. */
-  async submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string): Promise<Job> {
-    return this.#submit(admission, image, options, idempotencyKey);
+  /** Asynchronous: the queued job; `webhookUrl` is told when it ends. */
+  async submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string, extra: { webhookUrl?: string } = {}): Promise<Job> {
+    return this.#submit(admission, image, options, idempotencyKey, extra);
   }
 
   /** One job read (GetJob, WatchJob, CancelJob) by the account, or RESOURCE_EXHAUSTED naming READ_REQUESTS_PER_MINUTE. */
@@ -194,8 +195,10 @@ export class ImageJobs {
     }
   }
 
-  async #submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string): Promise<Job> {
+  async #submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string, extra: { webhookUrl?: string } = {}): Promise<Job> {
     const { owner, plan } = admission;
+    // Its scheme and length are checked here, before any hold; its address by the orchestrator, which fetches it.
+    const webhookUrl = extra.webhookUrl ? checkedWebhookUrl(extra.webhookUrl) : "";
     // A user error is rejected here, before any hold: bad input never costs credits. The
     // background image gets the same checks: inference decodes it too.
     const info = await this.#inspectUpload(plan, image, "image");
@@ -247,6 +250,7 @@ export class ImageJobs {
         heldMillicredits: hold.amountMillicredits,
         highPriority: plan?.priorityLane === "high",
         longestSideMax,
+        webhookUrl,
       });
       if (!submitted.job) throw new Error("orchestrator returned no job");
       return submitted.job;

@@ -3,6 +3,7 @@ import type { Kysely } from "kysely";
 import type { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ImageService } from "../common/gen/cutline/gateway/v1/image_service_pb.ts";
 import { JobService } from "../common/gen/cutline/gateway/v1/job_service_pb.ts";
+import { WebhookService } from "../common/gen/cutline/gateway/v1/webhook_service_pb.ts";
 import type { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { Logger } from "../common/logging.ts";
 import { migrateToLatest } from "../common/migrate.ts";
@@ -18,6 +19,7 @@ import { createRouteTable, routeKeys, type RestRoute, type RouteKey } from "./ha
 import { createImageHandlers } from "./handlers/image.handlers.ts";
 import { createJobHandlers } from "./handlers/job.handlers.ts";
 import { createRestRoutes } from "./handlers/rest.routes.ts";
+import { createWebhookHandlers } from "./handlers/webhook.handlers.ts";
 import { UploadAdmissions } from "./handlers/upload.admission.ts";
 import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-jobs.ts";
 import { ApiKeyStore, type GatewaySchema } from "./store/api-key.store.ts";
@@ -75,6 +77,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
       router.service(AccountService, createAccountHandlers(apiKeys, accountReads));
       router.service(ImageService, createImageHandlers(admissions, imageJobs));
       router.service(JobService, createJobHandlers(apiKeys, admissions, imageJobs, deps.orchestrator));
+      router.service(WebhookService, createWebhookHandlers(apiKeys, imageJobs, deps.orchestrator));
     },
     async start() {
       await migrateToLatest(deps.db, "gateway", gatewayMigrations);

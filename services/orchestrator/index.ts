@@ -9,7 +9,9 @@ import { startPeriodicTask, type PeriodicTask } from "../common/periodic-task.ts
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { EventBus } from "../common/ports/event-bus.ts";
 import type { Subscription, WorkQueue } from "../common/ports/work-queue.ts";
+import { createOutboundFetcher, type OutboundFetcher } from "../common/outbound.ts";
 import { createOrchestratorHandlers } from "./handlers/orchestrator.handlers.ts";
+import { WEBHOOK_DEFAULTS, Webhooks, type WebhookOptions } from "./webhooks.ts";
 import { JobLifecycle, type JobLifecycleOptions } from "./job-lifecycle.ts";
 import { JobStore, type OrchestratorSchema } from "./store/job.store.ts";
 import { orchestratorMigrations } from "./store/migrations.ts";
@@ -29,11 +31,26 @@ export interface OrchestratorDependencies {
    * @default false
    */
   requeueUnfinishedAtStart?: boolean;
+  /**
+   * Webhooks of job ends. Unset: no deliveries are recorded (suites that do not exercise them);
+   * the secret and URL calls still work.
+   */
+  webhooks?: WebhookWiring;
+}
+
+export interface WebhookWiring {
+  fetcher: OutboundFetcher;
+  /** The signed result URL of a job, for job.succeeded events. */
+  resultUrlFor: (jobId: string) => string;
+  options: WebhookOptions;
+  /** How often due deliveries are looked for, in milliseconds. @default 1000 */
+  sendIntervalMs?: number;
 }
 
 export interface Orchestrator {
   routes(router: ConnectRouter): void;
   readonly lifecycle: JobLifecycle;
+  readonly webhooks: Webhooks;
   /** Migrates, then starts applying task events. */
   start(): Promise<void>;
   /** Stops taking events and waits for the one being applied. */
@@ -41,13 +58,27 @@ export interface Orchestrator {
 }
 
 export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator {
-  const lifecycle = new JobLifecycle(new JobStore(deps.db), deps.workQueue, deps.blobStore, deps.billing, deps.log, deps.reconcile);
+  const wiring = deps.webhooks;
+  const ownFetcher = wiring ? undefined : createOutboundFetcher({ allowLoopback: false, timeoutMs: 10_000, bytesMax: 1024 });
+  const webhooks = new Webhooks({
+    db: deps.db,
+    fetcher: wiring?.fetcher ?? ownFetcher!,
+    resultUrlFor: wiring?.resultUrlFor ?? (() => { throw new Error("webhooks are not wired: no result URL signer"); }),
+    log: deps.log,
+    options: wiring?.options ?? { ...WEBHOOK_DEFAULTS, allowLoopback: false },
+  });
+  const lifecycle = new JobLifecycle(new JobStore(deps.db), deps.workQueue, deps.blobStore, deps.billing, deps.log, {
+    ...deps.reconcile,
+    onEnd: wiring ? (db, job) => webhooks.enqueueJobEnd(db, job) : undefined,
+  });
   let subscription: Subscription | undefined;
   let reconciler: PeriodicTask | undefined;
+  let sender: PeriodicTask | undefined;
   return {
     lifecycle,
+    webhooks,
     routes(router) {
-      router.service(OrchestratorService, createOrchestratorHandlers(lifecycle));
+      router.service(OrchestratorService, createOrchestratorHandlers(lifecycle, webhooks, deps.billing));
     },
     async start() {
       await migrateToLatest(deps.db, "orchestrator", orchestratorMigrations);
@@ -58,10 +89,13 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
       // Every job changed before this start counts as quiet at once: nothing of its task survived.
       if (deps.requeueUnfinishedAtStart) await lifecycle.reconcile(new Date(Date.now() + (deps.reconcile?.quietMsMax ?? 300_000)));
       reconciler = startPeriodicTask({ name: "job reconciler", intervalMs: deps.reconcile?.intervalMs ?? 60_000, log: deps.log, run: () => lifecycle.reconcile() });
+      if (wiring) sender = startPeriodicTask({ name: "webhook sender", intervalMs: wiring.sendIntervalMs ?? 1000, log: deps.log, run: () => webhooks.sendDue() });
     },
     async stop() {
       await reconciler?.stop();
+      await sender?.stop();
       await subscription?.drain();
+      await ownFetcher?.close();
     },
   };
 }

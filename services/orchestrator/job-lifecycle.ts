@@ -12,7 +12,8 @@ import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { BusEvent } from "../common/ports/event-bus.ts";
 import type { WorkQueue } from "../common/ports/work-queue.ts";
 import { assertTransition, decideOutcome, isTerminal, type JobStatus } from "./domain/job-status.ts";
-import type { JobRow, JobStore, JobUpdate } from "./store/job.store.ts";
+import type { Kysely } from "kysely";
+import type { JobRow, JobStore, JobUpdate, OrchestratorSchema } from "./store/job.store.ts";
 
 export interface SubmitJob {
   accountId: string;
@@ -26,7 +27,12 @@ export interface SubmitJob {
   longestSideMax: number;
   /** The background image's blob key, or "" for none. The bytes never sit in `options`. */
   backgroundImageBlobKey?: string;
+  /** Where the job's end is POSTed; "" or unset: the account's webhook URL, if any. Checked by the caller. */
+  webhookUrl?: string;
 }
+
+/** Called in the transaction that records a job's end (for a success: after its capture). */
+export type JobEndHook = (db: Kysely<OrchestratorSchema>, job: JobRow) => Promise<void>;
 
 export interface JobLifecycleOptions {
   /** How often WatchJob re-reads a job changed by another orchestrator replica. @default 500 */
@@ -42,6 +48,8 @@ export interface JobLifecycleOptions {
   requeuesMax?: number;
   /** Jobs the reconciler looks at per pass. @default 100 */
   reconcileBatchMax?: number;
+  /** Recorded with every job end, in the same transaction (the webhook event). */
+  onEnd?: JobEndHook;
 }
 
 /** The charge for a result: captured on the job's hold, or on a new one where that hold ended. */
@@ -64,6 +72,7 @@ export class JobLifecycle {
   readonly #quietMsMax: number;
   readonly #requeuesMax: number;
   readonly #reconcileBatchMax: number;
+  readonly #onEnd: JobEndHook | undefined;
 
   constructor(
     private readonly jobs: JobStore,
@@ -78,6 +87,7 @@ export class JobLifecycle {
     this.#quietMsMax = options.quietMsMax ?? 300_000;
     this.#requeuesMax = options.requeuesMax ?? 2;
     this.#reconcileBatchMax = options.reconcileBatchMax ?? 100;
+    this.#onEnd = options.onEnd;
   }
 
   async submit(request: SubmitJob): Promise<JobRow> {
@@ -94,6 +104,7 @@ export class JobLifecycle {
       high_priority: request.highPriority,
       longest_side_max: request.longestSideMax,
       background_image_blob_key: request.backgroundImageBlobKey ?? "",
+      webhook_url: request.webhookUrl ?? "",
     });
     // A replay of a job still queued enqueues again: the first attempt may have crashed between
     // the insert and the enqueue. The job id is the queue's dedup key, so a task that did reach
@@ -150,7 +161,7 @@ export class JobLifecycle {
       }
       if (job.outcome_claim !== null) return job;
       assertTransition(job.status, "cancelled");
-      const cancelled = await this.jobs.cancelUnclaimed(id, job.status, { error_reason: "cancelled", error_message: "cancelled by the client" });
+      const cancelled = await this.#recordingEnd((jobs) => jobs.cancelUnclaimed(id, job.status, { error_reason: "cancelled", error_message: "cancelled by the client" }));
       if (!cancelled) continue; // started, or claimed, meanwhile: look again
       this.log.info({ jobId: id, from: job.status, to: "cancelled" }, "job status changed");
       this.#changes.emit(id);
@@ -357,11 +368,23 @@ export class JobLifecycle {
 
   async #update(job: JobRow, to: JobStatus, update: JobUpdate = {}): Promise<JobRow | undefined> {
     assertTransition(job.status, to);
-    const updated = await this.jobs.transition(job.id, job.status, to, update);
+    const write = (jobs: JobStore) => jobs.transition(job.id, job.status, to, update);
+    const updated = isTerminal(to) ? await this.#recordingEnd(write) : await write(this.jobs);
     if (updated) {
       this.log.info({ jobId: job.id, from: job.status, to }, "job status changed");
       this.#changes.emit(job.id);
     }
     return updated;
+  }
+
+  /** Writes a job's end and, in the same transaction, what goes with it (the webhook event): both or neither. */
+  async #recordingEnd(write: (jobs: JobStore) => Promise<JobRow | undefined>): Promise<JobRow | undefined> {
+    const onEnd = this.#onEnd;
+    if (!onEnd) return write(this.jobs);
+    return this.jobs.inTransaction(async (jobs, db) => {
+      const ended = await write(jobs);
+      if (ended) await onEnd(db, ended);
+      return ended;
+    });
   }
 }

@@ -6,15 +6,25 @@ import { createLogger } from "../common/logging.ts";
 import { runMain, serviceTransport } from "../common/runtime.ts";
 import { requireServiceToken, serviceAuthInterceptor, serviceTokenAdmission } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
-import { loadOrchestratorConfig, reconcileOptions } from "./orchestrator.config.ts";
+import { createOutboundFetcher } from "../common/outbound.ts";
+import { resultUrlKeyOf } from "../common/result-urls.ts";
+import { loadOrchestratorConfig, reconcileOptions, webhookWiringOf } from "./orchestrator.config.ts";
 import { createOrchestrator } from "./index.ts";
 import type { OrchestratorSchema } from "./store/job.store.ts";
 import { openPorts, openServiceDatabase } from "../common/wiring.ts";
 
+// The gateway's own default listen address (its PORT default), for result URLs when CUTLINE_PUBLIC_URL is unset.
+const DEFAULT_GATEWAY_URL = "http://127.0.0.1:8080";
+
 await runMain("orchestrator", async () => {
   const config = loadOrchestratorConfig();
   const serviceToken = requireServiceToken(config.CUTLINE_SERVICE_TOKEN);
+  // Result URLs in webhooks must verify at the gateway: both processes share the key and the public URL.
+  const resultUrlKey = resultUrlKeyOf(config, { required: true });
   const log = createLogger("orchestrator", config.LOG_LEVEL);
+  if (!config.CUTLINE_PUBLIC_URL) log.warn({ assumed: DEFAULT_GATEWAY_URL }, "CUTLINE_PUBLIC_URL is not set: result URLs in webhooks point at the gateway's default address; set it to where clients reach the gateway");
+  const webhooks = webhookWiringOf(config, { key: resultUrlKey, publicUrl: config.CUTLINE_PUBLIC_URL ?? DEFAULT_GATEWAY_URL });
+  const fetcher = createOutboundFetcher(webhooks.policy);
   const health = new HealthRegistry();
   const database = openServiceDatabase<OrchestratorSchema>(config);
   const ports = await openPorts(config, log);
@@ -24,6 +34,7 @@ await runMain("orchestrator", async () => {
     billing: createClient(BillingService, serviceTransport(config.BILLING_URL, { token: serviceToken, timeoutMs: config.SERVICE_CALL_TIMEOUT_MS })),
     log,
     reconcile: reconcileOptions(config),
+    webhooks: { ...webhooks, fetcher },
   });
   const server = await startServiceServer({
     name: "orchestrator",
@@ -44,6 +55,7 @@ await runMain("orchestrator", async () => {
     async stop() {
       await Promise.all([server.close(), orchestrator.stop()]);
       await ports.close();
+      await fetcher.close();
       await database.close();
     },
   };

@@ -67,7 +67,7 @@ export function createJobHandlers(
       const admission = await admissions.take(context.requestHeader, { slot: false });
       const idempotencyKey = request.idempotencyKey || context.requestHeader.get("idempotency-key") || "";
       try {
-        return { job: publicJob(await imageJobs.submit(admission, request.image, request.options, idempotencyKey)) };
+        return { job: publicJob(await imageJobs.submit(admission, request.image, request.options, idempotencyKey, { webhookUrl: request.webhookUrl })) };
       } finally {
         admission.release();
       }

@@ -1,6 +1,7 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type Client, type ServiceImpl } from "@connectrpc/connect";
+import type { BillingService } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ImageOptionsSchema } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import {
   JobSchema,
@@ -11,6 +12,8 @@ import {
 import type { JobStatus as DomainJobStatus } from "../domain/job-status.ts";
 import type { JobLifecycle } from "../job-lifecycle.ts";
 import type { JobRow } from "../store/job.store.ts";
+import type { Webhooks } from "../webhooks.ts";
+import { createWebhookHandlers } from "./webhook.handlers.ts";
 
 const STATUS: Record<DomainJobStatus, JobStatus> = {
   queued: JobStatus.QUEUED,
@@ -49,8 +52,9 @@ function required(value: string, field: string): string {
   return value;
 }
 
-export function createOrchestratorHandlers(lifecycle: JobLifecycle): ServiceImpl<typeof OrchestratorService> {
+export function createOrchestratorHandlers(lifecycle: JobLifecycle, webhooks: Webhooks, billing: Client<typeof BillingService>): ServiceImpl<typeof OrchestratorService> {
   return {
+    ...createWebhookHandlers(webhooks, billing),
     async submitJob(request) {
       if (request.heldMillicredits < 0n) throw new ConnectError("held_millicredits must be ≥ 0", Code.InvalidArgument);
       // Kept out of the jobs row and the queue message, which every poll and delivery would carry.
@@ -67,6 +71,8 @@ export function createOrchestratorHandlers(lifecycle: JobLifecycle): ServiceImpl
         highPriority: request.highPriority,
         longestSideMax: request.longestSideMax,
         backgroundImageBlobKey: request.backgroundImageBlobKey,
+        // Checked before the job is recorded: a bad URL fails the submit, and the caller releases its hold.
+        webhookUrl: request.webhookUrl === "" ? "" : webhooks.checkUrl(request.webhookUrl),
       });
       return { job: jobMessage(job) };
     },

@@ -1,5 +1,6 @@
 import type { Generated, Kysely, Selectable } from "kysely";
 import type { JobStatus } from "../domain/job-status.ts";
+import type { WebhookTables } from "./webhook.store.ts";
 
 export interface JobTable {
   id: string;
@@ -25,11 +26,13 @@ export interface JobTable {
   /** The outcome that has taken the hold (capture or release) before the status records it. */
   outcome_claim: OutcomeClaim | null;
   requeues: Generated<number>;
+  /** The job's own webhook URL; empty: the account's, if any. */
+  webhook_url: Generated<string>;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
 }
 
-export interface OrchestratorSchema {
+export interface OrchestratorSchema extends WebhookTables {
   jobs: JobTable;
 }
 
@@ -40,7 +43,7 @@ export type OutcomeClaim = "succeeded" | "failed";
 export type NewJob = Pick<
   JobTable,
   "id" | "account_id" | "idempotency_key" | "input_blob_key" | "result_blob_key" | "options" | "hold_id" | "held_millicredits" | "high_priority"
-> & { longest_side_max: number; background_image_blob_key: string };
+> & { longest_side_max: number; background_image_blob_key: string; webhook_url?: string };
 
 export interface JobUpdate {
   result_content_type?: string;
@@ -58,6 +61,11 @@ export interface JobUpdate {
 /** The jobs table. Every status change is a compare-and-set on the previous status. */
 export class JobStore {
   constructor(private readonly db: Kysely<OrchestratorSchema>) {}
+
+  /** Runs `work` in one transaction, with a store (and the connection) bound to it. */
+  async inTransaction<T>(work: (jobs: JobStore, db: Kysely<OrchestratorSchema>) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute((trx) => work(new JobStore(trx), trx));
+  }
 
   /** Inserts the job, or returns the one already submitted with the same idempotency key. */
   async insertOrGet(job: NewJob): Promise<{ job: JobRow; created: boolean }> {

@@ -62,4 +62,49 @@ export const orchestratorMigrations: Record<string, Migration> = {
       await db.schema.alterTable("jobs").addColumn("user_error", "boolean", (column) => column.notNull().defaultTo(false)).execute();
     },
   },
+  "202611271630_webhooks": {
+    async up(db: Kysely<any>) {
+      // A job's own webhook URL; empty: the account's (account_webhooks), if any.
+      await db.schema.alterTable("jobs").addColumn("webhook_url", "text", (column) => column.notNull().defaultTo("")).execute();
+      await db.schema
+        .createTable("account_webhooks")
+        .addColumn("account_id", "text", (column) => column.primaryKey())
+        .addColumn("webhook_url", "text", (column) => column.notNull().defaultTo(""))
+        .addColumn("secret", "text", (column) => column.notNull())
+        .addColumn("created_at", "timestamptz", (column) => column.notNull().defaultTo(sql`now()`))
+        .addColumn("updated_at", "timestamptz", (column) => column.notNull().defaultTo(sql`now()`))
+        .execute();
+      // One delivery per job and event type: a job-end event applied twice enqueues once.
+      await db.schema
+        .createTable("webhook_deliveries")
+        .addColumn("id", "text", (column) => column.primaryKey())
+        .addColumn("job_id", "text", (column) => column.notNull())
+        .addColumn("account_id", "text", (column) => column.notNull())
+        .addColumn("url", "text", (column) => column.notNull())
+        .addColumn("type", "text", (column) => column.notNull())
+        .addColumn("body", "text", (column) => column.notNull())
+        .addColumn("status", "text", (column) => column.notNull().defaultTo("pending"))
+        .addColumn("attempts", "int4", (column) => column.notNull().defaultTo(0))
+        .addColumn("next_attempt_at", "timestamptz", (column) => column.notNull())
+        .addColumn("last_status_code", "int4")
+        .addColumn("last_error", "text")
+        .addColumn("created_at", "timestamptz", (column) => column.notNull())
+        .addColumn("delivered_at", "timestamptz")
+        .addCheckConstraint("webhook_deliveries_status_check", sql`status in ('pending','delivered','failed')`)
+        .addUniqueConstraint("webhook_deliveries_job_type", ["job_id", "type"])
+        .execute();
+      await db.schema.createIndex("webhook_deliveries_due").on("webhook_deliveries").columns(["status", "next_attempt_at"]).execute();
+      // Every attempt, for the delivery log.
+      await db.schema
+        .createTable("webhook_attempts")
+        .addColumn("delivery_id", "text", (column) => column.notNull().references("webhook_deliveries.id").onDelete("cascade"))
+        .addColumn("attempt", "int4", (column) => column.notNull())
+        .addColumn("attempted_at", "timestamptz", (column) => column.notNull())
+        .addColumn("status_code", "int4")
+        .addColumn("error", "text")
+        .addColumn("duration_ms", "int4", (column) => column.notNull())
+        .addPrimaryKeyConstraint("webhook_attempts_pkey", ["delivery_id", "attempt"])
+        .execute();
+    },
+  },
 };

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/orchestrator/v1/orchestrator_service.proto.
  */
 export const file_cutline_orchestrator_v1_orchestrator_service: GenFile = /*@__PURE__*/
-  fileDesc("CjJjdXRsaW5lL29yY2hlc3RyYXRvci92MS9vcmNoZXN0cmF0b3Jfc2VydmljZS5wcm90bxIXY3V0bGluZS5vcmNoZXN0cmF0b3IudjEivQQKA0pvYhIKCgJpZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEjIKBnN0YXR1cxgDIAEoDjIiLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkpvYlN0YXR1cxIWCg5pbnB1dF9ibG9iX2tleRgEIAEoCRIXCg9yZXN1bHRfYmxvYl9rZXkYBSABKAkSGwoTcmVzdWx0X2NvbnRlbnRfdHlwZRgGIAEoCRIzCgdvcHRpb25zGAcgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEg8KB2hvbGRfaWQYCCABKAkSGQoRaGVsZF9taWxsaWNyZWRpdHMYCSABKAMSHAoUY2hhcmdlZF9taWxsaWNyZWRpdHMYCiABKAMSFAoMZXJyb3JfcmVhc29uGAsgASgJEhUKDWVycm9yX21lc3NhZ2UYDCABKAkSFQoNaGlnaF9wcmlvcml0eRgNIAEoCBIaChJwcm9jZXNzaW5nX3RpbWVfbXMYDiABKA0SLgoKY3JlYXRlZF9hdBgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgRIAEoAxIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GBIgASgJEhIKCnVzZXJfZXJyb3IYEyABKAgijAIKEFN1Ym1pdEpvYlJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAiABKAkSFgoOaW5wdXRfYmxvYl9rZXkYAyABKAkSMwoHb3B0aW9ucxgEIAEoCzIiLmN1dGxpbmUuaW5mZXJlbmNlLnYxLkltYWdlT3B0aW9ucxIPCgdob2xkX2lkGAUgASgJEhkKEWhlbGRfbWlsbGljcmVkaXRzGAYgASgDEhUKDWhpZ2hfcHJpb3JpdHkYByABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgIIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAkgASgJIj4KEVN1Ym1pdEpvYlJlc3BvbnNlEikKA2pvYhgBIAEoCzIcLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkpvYiIfCg1HZXRKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI7Cg5HZXRKb2JSZXNwb25zZRIpCgNqb2IYASABKAsyHC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Kb2IiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI9ChBXYXRjaEpvYlJlc3BvbnNlEikKA2pvYhgBIAEoCzIcLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkpvYiIiChBDYW5jZWxKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI+ChFDYW5jZWxKb2JSZXNwb25zZRIpCgNqb2IYASABKAsyHC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Kb2IqoQEKCUpvYlN0YXR1cxIaChZKT0JfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRSk9CX1NUQVRVU19RVUVVRUQQARIWChJKT0JfU1RBVFVTX1JVTk5JTkcQAhIYChRKT0JfU1RBVFVTX1NVQ0NFRURFRBADEhUKEUpPQl9TVEFUVVNfRkFJTEVEEAQSGAoUSk9CX1NUQVRVU19DQU5DRUxMRUQQBTKbAwoTT3JjaGVzdHJhdG9yU2VydmljZRJiCglTdWJtaXRKb2ISKS5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5TdWJtaXRKb2JSZXF1ZXN0GiouY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuU3VibWl0Sm9iUmVzcG9uc2USWQoGR2V0Sm9iEiYuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuR2V0Sm9iUmVxdWVzdBonLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkdldEpvYlJlc3BvbnNlEmEKCFdhdGNoSm9iEiguY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuV2F0Y2hKb2JSZXF1ZXN0GikuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuV2F0Y2hKb2JSZXNwb25zZTABEmIKCUNhbmNlbEpvYhIpLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkNhbmNlbEpvYlJlcXVlc3QaKi5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5DYW5jZWxKb2JSZXNwb25zZWIGcHJvdG8z", [file_cutline_inference_v1_image_options, file_google_protobuf_timestamp]);
+  fileDesc("CjJjdXRsaW5lL29yY2hlc3RyYXRvci92MS9vcmNoZXN0cmF0b3Jfc2VydmljZS5wcm90bxIXY3V0bGluZS5vcmNoZXN0cmF0b3IudjEivQQKA0pvYhIKCgJpZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEjIKBnN0YXR1cxgDIAEoDjIiLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkpvYlN0YXR1cxIWCg5pbnB1dF9ibG9iX2tleRgEIAEoCRIXCg9yZXN1bHRfYmxvYl9rZXkYBSABKAkSGwoTcmVzdWx0X2NvbnRlbnRfdHlwZRgGIAEoCRIzCgdvcHRpb25zGAcgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEg8KB2hvbGRfaWQYCCABKAkSGQoRaGVsZF9taWxsaWNyZWRpdHMYCSABKAMSHAoUY2hhcmdlZF9taWxsaWNyZWRpdHMYCiABKAMSFAoMZXJyb3JfcmVhc29uGAsgASgJEhUKDWVycm9yX21lc3NhZ2UYDCABKAkSFQoNaGlnaF9wcmlvcml0eRgNIAEoCBIaChJwcm9jZXNzaW5nX3RpbWVfbXMYDiABKA0SLgoKY3JlYXRlZF9hdBgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgRIAEoAxIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GBIgASgJEhIKCnVzZXJfZXJyb3IYEyABKAgioQIKEFN1Ym1pdEpvYlJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAiABKAkSFgoOaW5wdXRfYmxvYl9rZXkYAyABKAkSMwoHb3B0aW9ucxgEIAEoCzIiLmN1dGxpbmUuaW5mZXJlbmNlLnYxLkltYWdlT3B0aW9ucxIPCgdob2xkX2lkGAUgASgJEhkKEWhlbGRfbWlsbGljcmVkaXRzGAYgASgDEhUKDWhpZ2hfcHJpb3JpdHkYByABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgIIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAkgASgJEhMKC3dlYmhvb2tfdXJsGBQgASgJIj4KEVN1Ym1pdEpvYlJlc3BvbnNlEikKA2pvYhgBIAEoCzIcLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkpvYiIfCg1HZXRKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI7Cg5HZXRKb2JSZXNwb25zZRIpCgNqb2IYASABKAsyHC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Kb2IiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI9ChBXYXRjaEpvYlJlc3BvbnNlEikKA2pvYhgBIAEoCzIcLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkpvYiIiChBDYW5jZWxKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI+ChFDYW5jZWxKb2JSZXNwb25zZRIpCgNqb2IYASABKAsyHC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Kb2IiLQoXR2V0V2ViaG9va1NlY3JldFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCSIqChhHZXRXZWJob29rU2VjcmV0UmVzcG9uc2USDgoGc2VjcmV0GAEgASgJIjAKGlJvdGF0ZVdlYmhvb2tTZWNyZXRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkiLQobUm90YXRlV2ViaG9va1NlY3JldFJlc3BvbnNlEg4KBnNlY3JldBgBIAEoCSJDChhTZXRBY2NvdW50V2ViaG9va1JlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRITCgt3ZWJob29rX3VybBgCIAEoCSIwChlTZXRBY2NvdW50V2ViaG9va1Jlc3BvbnNlEhMKC3dlYmhvb2tfdXJsGAEgASgJIi4KGEdldEFjY291bnRXZWJob29rUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIjAKGUdldEFjY291bnRXZWJob29rUmVzcG9uc2USEwoLd2ViaG9va191cmwYASABKAkijAEKDldlYmhvb2tBdHRlbXB0Eg8KB2F0dGVtcHQYASABKA0SMAoMYXR0ZW1wdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtzdGF0dXNfY29kZRgDIAEoDRINCgVlcnJvchgEIAEoCRITCgtkdXJhdGlvbl9tcxgFIAEoDSK/AwoPV2ViaG9va0RlbGl2ZXJ5EgoKAmlkGAEgASgJEg4KBmpvYl9pZBgCIAEoCRISCgphY2NvdW50X2lkGAMgASgJEgsKA3VybBgEIAEoCRIMCgR0eXBlGAUgASgJEj4KBnN0YXR1cxgGIAEoDjIuLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLldlYmhvb2tEZWxpdmVyeVN0YXR1cxIQCghhdHRlbXB0cxgHIAEoDRIzCg9uZXh0X2F0dGVtcHRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEGxhc3Rfc3RhdHVzX2NvZGUYCSABKA0SEgoKbGFzdF9lcnJvchgKIAEoCRIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxkZWxpdmVyZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGJvZHkYDSABKAkSPAoLYXR0ZW1wdF9sb2cYDiADKAsyJy5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5XZWJob29rQXR0ZW1wdCJCChxMaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJIl0KHUxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEjwKCmRlbGl2ZXJpZXMYASADKAsyKC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5XZWJob29rRGVsaXZlcnkiQgoXUmVkZWxpdmVyV2ViaG9va1JlcXVlc3QSEwoLZGVsaXZlcnlfaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCSJWChhSZWRlbGl2ZXJXZWJob29rUmVzcG9uc2USOgoIZGVsaXZlcnkYASABKAsyKC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5XZWJob29rRGVsaXZlcnkqoQEKCUpvYlN0YXR1cxIaChZKT0JfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRSk9CX1NUQVRVU19RVUVVRUQQARIWChJKT0JfU1RBVFVTX1JVTk5JTkcQAhIYChRKT0JfU1RBVFVTX1NVQ0NFRURFRBADEhUKEUpPQl9TVEFUVVNfRkFJTEVEEAQSGAoUSk9CX1NUQVRVU19DQU5DRUxMRUQQBSqwAQoVV2ViaG9va0RlbGl2ZXJ5U3RhdHVzEicKI1dFQkhPT0tfREVMSVZFUllfU1RBVFVTX1VOU1BFQ0lGSUVEEAASIwofV0VCSE9PS19ERUxJVkVSWV9TVEFUVVNfUEVORElORxABEiUKIVdFQkhPT0tfREVMSVZFUllfU1RBVFVTX0RFTElWRVJFRBACEiIKHldFQkhPT0tfREVMSVZFUllfU1RBVFVTX0ZBSUxFRBADMpEJChNPcmNoZXN0cmF0b3JTZXJ2aWNlEmIKCVN1Ym1pdEpvYhIpLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLlN1Ym1pdEpvYlJlcXVlc3QaKi5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5TdWJtaXRKb2JSZXNwb25zZRJZCgZHZXRKb2ISJi5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5HZXRKb2JSZXF1ZXN0GicuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuR2V0Sm9iUmVzcG9uc2USYQoIV2F0Y2hKb2ISKC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5XYXRjaEpvYlJlcXVlc3QaKS5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5XYXRjaEpvYlJlc3BvbnNlMAESYgoJQ2FuY2VsSm9iEikuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuQ2FuY2VsSm9iUmVxdWVzdBoqLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkNhbmNlbEpvYlJlc3BvbnNlEncKEEdldFdlYmhvb2tTZWNyZXQSMC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5HZXRXZWJob29rU2VjcmV0UmVxdWVzdBoxLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkdldFdlYmhvb2tTZWNyZXRSZXNwb25zZRKAAQoTUm90YXRlV2ViaG9va1NlY3JldBIzLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLlJvdGF0ZVdlYmhvb2tTZWNyZXRSZXF1ZXN0GjQuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuUm90YXRlV2ViaG9va1NlY3JldFJlc3BvbnNlEnoKEVNldEFjY291bnRXZWJob29rEjEuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuU2V0QWNjb3VudFdlYmhvb2tSZXF1ZXN0GjIuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuU2V0QWNjb3VudFdlYmhvb2tSZXNwb25zZRJ6ChFHZXRBY2NvdW50V2ViaG9vaxIxLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkdldEFjY291bnRXZWJob29rUmVxdWVzdBoyLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkdldEFjY291bnRXZWJob29rUmVzcG9uc2UShgEKFUxpc3RXZWJob29rRGVsaXZlcmllcxI1LmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkxpc3RXZWJob29rRGVsaXZlcmllc1JlcXVlc3QaNi5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXNwb25zZRJ3ChBSZWRlbGl2ZXJXZWJob29rEjAuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuUmVkZWxpdmVyV2ViaG9va1JlcXVlc3QaMS5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5SZWRlbGl2ZXJXZWJob29rUmVzcG9uc2ViBnByb3RvMw", [file_cutline_inference_v1_image_options, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message cutline.orchestrator.v1.Job
@@ -186,6 +186,13 @@ export type SubmitJobRequest = Message<"cutline.orchestrator.v1.SubmitJobRequest
    * @generated from field: string background_image_blob_key = 9;
    */
   backgroundImageBlobKey: string;
+
+  /**
+   * Where the job's end is POSTed (http or https); empty: the account's webhook URL, if any.
+   *
+   * @generated from field: string webhook_url = 20;
+   */
+  webhookUrl: string;
 };
 
 /**
@@ -315,6 +322,362 @@ export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE_
   messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 8);
 
 /**
+ * @generated from message cutline.orchestrator.v1.GetWebhookSecretRequest
+ */
+export type GetWebhookSecretRequest = Message<"cutline.orchestrator.v1.GetWebhookSecretRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.GetWebhookSecretRequest.
+ * Use `create(GetWebhookSecretRequestSchema)` to create a new message.
+ */
+export const GetWebhookSecretRequestSchema: GenMessage<GetWebhookSecretRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 9);
+
+/**
+ * @generated from message cutline.orchestrator.v1.GetWebhookSecretResponse
+ */
+export type GetWebhookSecretResponse = Message<"cutline.orchestrator.v1.GetWebhookSecretResponse"> & {
+  /**
+   * whsec_ followed by 64 hex characters; the HMAC key is its UTF-8 bytes as printed.
+   *
+   * @generated from field: string secret = 1;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.GetWebhookSecretResponse.
+ * Use `create(GetWebhookSecretResponseSchema)` to create a new message.
+ */
+export const GetWebhookSecretResponseSchema: GenMessage<GetWebhookSecretResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 10);
+
+/**
+ * @generated from message cutline.orchestrator.v1.RotateWebhookSecretRequest
+ */
+export type RotateWebhookSecretRequest = Message<"cutline.orchestrator.v1.RotateWebhookSecretRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.RotateWebhookSecretRequest.
+ * Use `create(RotateWebhookSecretRequestSchema)` to create a new message.
+ */
+export const RotateWebhookSecretRequestSchema: GenMessage<RotateWebhookSecretRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 11);
+
+/**
+ * @generated from message cutline.orchestrator.v1.RotateWebhookSecretResponse
+ */
+export type RotateWebhookSecretResponse = Message<"cutline.orchestrator.v1.RotateWebhookSecretResponse"> & {
+  /**
+   * @generated from field: string secret = 1;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.RotateWebhookSecretResponse.
+ * Use `create(RotateWebhookSecretResponseSchema)` to create a new message.
+ */
+export const RotateWebhookSecretResponseSchema: GenMessage<RotateWebhookSecretResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 12);
+
+/**
+ * @generated from message cutline.orchestrator.v1.SetAccountWebhookRequest
+ */
+export type SetAccountWebhookRequest = Message<"cutline.orchestrator.v1.SetAccountWebhookRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * http or https; empty clears it.
+   *
+   * @generated from field: string webhook_url = 2;
+   */
+  webhookUrl: string;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.SetAccountWebhookRequest.
+ * Use `create(SetAccountWebhookRequestSchema)` to create a new message.
+ */
+export const SetAccountWebhookRequestSchema: GenMessage<SetAccountWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 13);
+
+/**
+ * @generated from message cutline.orchestrator.v1.SetAccountWebhookResponse
+ */
+export type SetAccountWebhookResponse = Message<"cutline.orchestrator.v1.SetAccountWebhookResponse"> & {
+  /**
+   * @generated from field: string webhook_url = 1;
+   */
+  webhookUrl: string;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.SetAccountWebhookResponse.
+ * Use `create(SetAccountWebhookResponseSchema)` to create a new message.
+ */
+export const SetAccountWebhookResponseSchema: GenMessage<SetAccountWebhookResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 14);
+
+/**
+ * @generated from message cutline.orchestrator.v1.GetAccountWebhookRequest
+ */
+export type GetAccountWebhookRequest = Message<"cutline.orchestrator.v1.GetAccountWebhookRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.GetAccountWebhookRequest.
+ * Use `create(GetAccountWebhookRequestSchema)` to create a new message.
+ */
+export const GetAccountWebhookRequestSchema: GenMessage<GetAccountWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 15);
+
+/**
+ * @generated from message cutline.orchestrator.v1.GetAccountWebhookResponse
+ */
+export type GetAccountWebhookResponse = Message<"cutline.orchestrator.v1.GetAccountWebhookResponse"> & {
+  /**
+   * @generated from field: string webhook_url = 1;
+   */
+  webhookUrl: string;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.GetAccountWebhookResponse.
+ * Use `create(GetAccountWebhookResponseSchema)` to create a new message.
+ */
+export const GetAccountWebhookResponseSchema: GenMessage<GetAccountWebhookResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 16);
+
+/**
+ * @generated from message cutline.orchestrator.v1.WebhookAttempt
+ */
+export type WebhookAttempt = Message<"cutline.orchestrator.v1.WebhookAttempt"> & {
+  /**
+   * @generated from field: uint32 attempt = 1;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp attempted_at = 2;
+   */
+  attemptedAt?: Timestamp | undefined;
+
+  /**
+   * The receiver's HTTP status; 0 when none answered.
+   *
+   * @generated from field: uint32 status_code = 3;
+   */
+  statusCode: number;
+
+  /**
+   * The outbound reason and message when the attempt failed, e.g. "outbound_timeout: ...".
+   *
+   * @generated from field: string error = 4;
+   */
+  error: string;
+
+  /**
+   * @generated from field: uint32 duration_ms = 5;
+   */
+  durationMs: number;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.WebhookAttempt.
+ * Use `create(WebhookAttemptSchema)` to create a new message.
+ */
+export const WebhookAttemptSchema: GenMessage<WebhookAttempt> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 17);
+
+/**
+ * @generated from message cutline.orchestrator.v1.WebhookDelivery
+ */
+export type WebhookDelivery = Message<"cutline.orchestrator.v1.WebhookDelivery"> & {
+  /**
+   * Also the Cutline-Event-Id header.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string job_id = 2;
+   */
+  jobId: string;
+
+  /**
+   * @generated from field: string account_id = 3;
+   */
+  accountId: string;
+
+  /**
+   * @generated from field: string url = 4;
+   */
+  url: string;
+
+  /**
+   * job.succeeded, job.failed, job.cancelled
+   *
+   * @generated from field: string type = 5;
+   */
+  type: string;
+
+  /**
+   * @generated from field: cutline.orchestrator.v1.WebhookDeliveryStatus status = 6;
+   */
+  status: WebhookDeliveryStatus;
+
+  /**
+   * @generated from field: uint32 attempts = 7;
+   */
+  attempts: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp next_attempt_at = 8;
+   */
+  nextAttemptAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: uint32 last_status_code = 9;
+   */
+  lastStatusCode: number;
+
+  /**
+   * @generated from field: string last_error = 10;
+   */
+  lastError: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 11;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp delivered_at = 12;
+   */
+  deliveredAt?: Timestamp | undefined;
+
+  /**
+   * The JSON body sent, exactly.
+   *
+   * @generated from field: string body = 13;
+   */
+  body: string;
+
+  /**
+   * @generated from field: repeated cutline.orchestrator.v1.WebhookAttempt attempt_log = 14;
+   */
+  attemptLog: WebhookAttempt[];
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.WebhookDelivery.
+ * Use `create(WebhookDeliverySchema)` to create a new message.
+ */
+export const WebhookDeliverySchema: GenMessage<WebhookDelivery> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 18);
+
+/**
+ * @generated from message cutline.orchestrator.v1.ListWebhookDeliveriesRequest
+ */
+export type ListWebhookDeliveriesRequest = Message<"cutline.orchestrator.v1.ListWebhookDeliveriesRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * When set, only this account's deliveries (a caller scoped to one account).
+   *
+   * @generated from field: string account_id = 2;
+   */
+  accountId: string;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.ListWebhookDeliveriesRequest.
+ * Use `create(ListWebhookDeliveriesRequestSchema)` to create a new message.
+ */
+export const ListWebhookDeliveriesRequestSchema: GenMessage<ListWebhookDeliveriesRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 19);
+
+/**
+ * @generated from message cutline.orchestrator.v1.ListWebhookDeliveriesResponse
+ */
+export type ListWebhookDeliveriesResponse = Message<"cutline.orchestrator.v1.ListWebhookDeliveriesResponse"> & {
+  /**
+   * @generated from field: repeated cutline.orchestrator.v1.WebhookDelivery deliveries = 1;
+   */
+  deliveries: WebhookDelivery[];
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.ListWebhookDeliveriesResponse.
+ * Use `create(ListWebhookDeliveriesResponseSchema)` to create a new message.
+ */
+export const ListWebhookDeliveriesResponseSchema: GenMessage<ListWebhookDeliveriesResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 20);
+
+/**
+ * @generated from message cutline.orchestrator.v1.RedeliverWebhookRequest
+ */
+export type RedeliverWebhookRequest = Message<"cutline.orchestrator.v1.RedeliverWebhookRequest"> & {
+  /**
+   * @generated from field: string delivery_id = 1;
+   */
+  deliveryId: string;
+
+  /**
+   * When set, the delivery must be this account's, else webhook_delivery_not_found.
+   *
+   * @generated from field: string account_id = 2;
+   */
+  accountId: string;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.RedeliverWebhookRequest.
+ * Use `create(RedeliverWebhookRequestSchema)` to create a new message.
+ */
+export const RedeliverWebhookRequestSchema: GenMessage<RedeliverWebhookRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 21);
+
+/**
+ * @generated from message cutline.orchestrator.v1.RedeliverWebhookResponse
+ */
+export type RedeliverWebhookResponse = Message<"cutline.orchestrator.v1.RedeliverWebhookResponse"> & {
+  /**
+   * @generated from field: cutline.orchestrator.v1.WebhookDelivery delivery = 1;
+   */
+  delivery?: WebhookDelivery | undefined;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.RedeliverWebhookResponse.
+ * Use `create(RedeliverWebhookResponseSchema)` to create a new message.
+ */
+export const RedeliverWebhookResponseSchema: GenMessage<RedeliverWebhookResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 22);
+
+/**
  * @generated from enum cutline.orchestrator.v1.JobStatus
  */
 export enum JobStatus {
@@ -354,6 +717,43 @@ export enum JobStatus {
  */
 export const JobStatusSchema: GenEnum<JobStatus> = /*@__PURE__*/
   enumDesc(file_cutline_orchestrator_v1_orchestrator_service, 0);
+
+/**
+ * @generated from enum cutline.orchestrator.v1.WebhookDeliveryStatus
+ */
+export enum WebhookDeliveryStatus {
+  /**
+   * @generated from enum value: WEBHOOK_DELIVERY_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for its next attempt.
+   *
+   * @generated from enum value: WEBHOOK_DELIVERY_STATUS_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * A receiver answered 2xx.
+   *
+   * @generated from enum value: WEBHOOK_DELIVERY_STATUS_DELIVERED = 2;
+   */
+  DELIVERED = 2,
+
+  /**
+   * Given up: its retry window ended, or its URL can never be reached.
+   *
+   * @generated from enum value: WEBHOOK_DELIVERY_STATUS_FAILED = 3;
+   */
+  FAILED = 3,
+}
+
+/**
+ * Describes the enum cutline.orchestrator.v1.WebhookDeliveryStatus.
+ */
+export const WebhookDeliveryStatusSchema: GenEnum<WebhookDeliveryStatus> = /*@__PURE__*/
+  enumDesc(file_cutline_orchestrator_v1_orchestrator_service, 1);
 
 /**
  * The job lifecycle: queued -> running -> succeeded | failed | cancelled.
@@ -396,6 +796,64 @@ export const OrchestratorService: GenService<{
     methodKind: "unary";
     input: typeof CancelJobRequestSchema;
     output: typeof CancelJobResponseSchema;
+  },
+  /**
+   * The account's webhook signing secret, created on first need.
+   *
+   * @generated from rpc cutline.orchestrator.v1.OrchestratorService.GetWebhookSecret
+   */
+  getWebhookSecret: {
+    methodKind: "unary";
+    input: typeof GetWebhookSecretRequestSchema;
+    output: typeof GetWebhookSecretResponseSchema;
+  },
+  /**
+   * Replaces the account's webhook signing secret; deliveries sent from now on are signed with the new one.
+   *
+   * @generated from rpc cutline.orchestrator.v1.OrchestratorService.RotateWebhookSecret
+   */
+  rotateWebhookSecret: {
+    methodKind: "unary";
+    input: typeof RotateWebhookSecretRequestSchema;
+    output: typeof RotateWebhookSecretResponseSchema;
+  },
+  /**
+   * The account's webhook URL, used for jobs submitted without their own; empty clears it.
+   *
+   * @generated from rpc cutline.orchestrator.v1.OrchestratorService.SetAccountWebhook
+   */
+  setAccountWebhook: {
+    methodKind: "unary";
+    input: typeof SetAccountWebhookRequestSchema;
+    output: typeof SetAccountWebhookResponseSchema;
+  },
+  /**
+   * @generated from rpc cutline.orchestrator.v1.OrchestratorService.GetAccountWebhook
+   */
+  getAccountWebhook: {
+    methodKind: "unary";
+    input: typeof GetAccountWebhookRequestSchema;
+    output: typeof GetAccountWebhookResponseSchema;
+  },
+  /**
+   * A job's webhook deliveries, each with its attempts.
+   *
+   * @generated from rpc cutline.orchestrator.v1.OrchestratorService.ListWebhookDeliveries
+   */
+  listWebhookDeliveries: {
+    methodKind: "unary";
+    input: typeof ListWebhookDeliveriesRequestSchema;
+    output: typeof ListWebhookDeliveriesResponseSchema;
+  },
+  /**
+   * Sends a delivery again now (one attempt, recorded in its log), whatever its status.
+   *
+   * @generated from rpc cutline.orchestrator.v1.OrchestratorService.RedeliverWebhook
+   */
+  redeliverWebhook: {
+    methodKind: "unary";
+    input: typeof RedeliverWebhookRequestSchema;
+    output: typeof RedeliverWebhookResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_cutline_orchestrator_v1_orchestrator_service, 0);
