@@ -3,13 +3,16 @@ import type { Kysely } from "kysely";
 import type { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ImageService } from "../common/gen/cutline/gateway/v1/image_service_pb.ts";
 import { JobService } from "../common/gen/cutline/gateway/v1/job_service_pb.ts";
+import { KeyService } from "../common/gen/cutline/gateway/v1/key_service_pb.ts";
 import type { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { Logger } from "../common/logging.ts";
 import { migrateToLatest } from "../common/migrate.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../common/server.ts";
 import type { ConnectError } from "@connectrpc/connect";
+import { createAdminRoutes } from "./handlers/admin.routes.ts";
 import { createImageHandlers } from "./handlers/image.handlers.ts";
+import { createKeyHandlers } from "./handlers/key.handlers.ts";
 import { createJobHandlers } from "./handlers/job.handlers.ts";
 import { createRestRoutes } from "./handlers/rest.routes.ts";
 import { UploadAdmissions } from "./handlers/upload.admission.ts";
@@ -25,6 +28,8 @@ export interface GatewayDependencies {
   inspect: UploadInspector;
   log: Logger;
   limits: ImageJobsOptions;
+  /** Bearer token of the admin API under /admin/v1; unset, the admin API is not served. */
+  adminToken?: string;
 }
 
 export interface Gateway {
@@ -45,16 +50,17 @@ export interface Gateway {
 }
 
 export function createGateway(deps: GatewayDependencies): Gateway {
-  const apiKeys = new ApiKeyStore(deps.db);
+  const apiKeys = new ApiKeyStore(deps.db, { onLastUsedWriteFailed: (error) => deps.log.warn({ err: error }, "could not record when an API key was last used") });
   const imageJobs = new ImageJobs(deps.billing, deps.orchestrator, deps.blobStore, deps.inspect, deps.log, deps.limits);
   const admissions = new UploadAdmissions(apiKeys, imageJobs);
   return {
     apiKeys,
-    httpRoutes: createRestRoutes(apiKeys, imageJobs, deps.limits.uploadBytesMax, deps.log),
+    httpRoutes: withAdminRoutes(deps, apiKeys, createRestRoutes(apiKeys, imageJobs, deps.limits.uploadBytesMax, deps.log)),
     admit: admissions.admit,
     routes(router) {
       router.service(ImageService, createImageHandlers(admissions, imageJobs));
       router.service(JobService, createJobHandlers(apiKeys, admissions, imageJobs, deps.orchestrator));
+      router.service(KeyService, createKeyHandlers(apiKeys, deps.billing));
     },
     async start() {
       await migrateToLatest(deps.db, "gateway", gatewayMigrations);
@@ -65,4 +71,11 @@ export function createGateway(deps: GatewayDependencies): Gateway {
       return key;
     },
   };
+}
+
+/** /admin/v1 before the other plain-HTTP routes, when the gateway has an admin token. */
+function withAdminRoutes(deps: GatewayDependencies, apiKeys: ApiKeyStore, next: HttpRoutes): HttpRoutes {
+  if (!deps.adminToken) return next;
+  const admin = createAdminRoutes({ token: deps.adminToken, apiKeys, billing: deps.billing, orchestrator: deps.orchestrator, log: deps.log });
+  return async (request, response) => (await admin(request, response)) || next(request, response);
 }
