@@ -289,10 +289,8 @@ export function createAdminRoutes(dependencies: AdminRouteDependencies): HttpRou
     try {
       // The token first: without it, not even which routes exist is answered.
       const check = checkAdminToken(dependencies.token, request.headers.authorization);
-      if (!check.ok) {
-        const message = check.reason === "missing_admin_token" ? "the admin API needs its token" : "the admin token is wrong";
-        throw reasonError(Code.Unauthenticated, check.reason, message);
-      }
+      if (!check.ok && check.reason === "missing_admin_token") throw reasonError(Code.Unauthenticated, "missing_admin_token", "the admin API needs its token");
+      if (!check.ok) throw reasonError(Code.Unauthenticated, "invalid_admin_token", "the admin token is wrong");
       const path = url.pathname.slice(ADMIN_PATH_PREFIX.length);
       const matching = routes.filter((route) => route.pattern.test(path));
       const route = matching.find((candidate) => candidate.method === request.method);
