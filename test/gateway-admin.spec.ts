@@ -114,6 +114,9 @@ describe("admin API on the gateway", () => {
       assert.equal(refused.status, 400, JSON.stringify(body));
       assert.match(refused.json.errors[0].title, pattern);
     }
+    const tooMuch = await admin("POST", "accounts", { plan: "free", accountId: "too-much", credits: 1_000_000 });
+    assert.equal(tooMuch.status, 400);
+    assert.match(tooMuch.json.errors[0].title, /^amount exceeds the limit of \d+ millicredits; account too-much was created without credits or a key: use grant and create-key$/);
     const wrongMethod = await admin("PUT", "accounts/grants/grants", { credits: 1 });
     assert.deepEqual([wrongMethod.status, wrongMethod.json.errors[0].code], [405, "method_not_allowed"]);
     const unknown = await admin("GET", "nothing-here");

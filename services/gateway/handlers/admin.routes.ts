@@ -112,7 +112,15 @@ function accountRoutes({ apiKeys, billing }: AdminRouteDependencies): Route[] {
           throw reasonError(Code.AlreadyExists, "account_exists", `account ${accountId} already exists: use create-key for another key and grant for credits`);
         }
         if (credits !== undefined) {
-          await billing.grant({ accountId, pool: Pool.API, kind: "top_up", amountMillicredits: credits, idempotencyKey: `create-account:${accountId}`, description: "granted at account creation" });
+          await billing
+            .grant({ accountId, pool: Pool.API, kind: "top_up", amountMillicredits: credits, idempotencyKey: `create-account:${accountId}`, description: "granted at account creation" })
+            .catch((error: unknown) => {
+              // The account exists now; say so, so the operator finishes it rather than retrying create-account.
+              const failure = ConnectError.from(error);
+              const reason = reasonOf(failure) ?? "internal";
+              const message = `${titleOf(failure, reason)}; account ${accountId} was created without credits or a key: use grant and create-key`;
+              throw reasonError(failure.code, reason, message, { cause: error });
+            });
         }
         const { key, view } = await createKeyWithinLimits(apiKeys, { accountId, name: "first key", memberId: OWNER_MEMBER_ID });
         return { status: 201, body: { ...(await balanceOf(accountId)), apiKey: key, keyId: view.keyId, plan: planCode } };
@@ -257,6 +265,11 @@ function keyRoutes({ apiKeys, billing }: AdminRouteDependencies): Route[] {
   ];
 }
 
+/** The error's message without the `reason: ` prefix billing puts on it (the reason is the code). */
+function titleOf(error: ConnectError, code: string): string {
+  return error.rawMessage.startsWith(`${code}: `) ? error.rawMessage.slice(code.length + 2) : error.rawMessage;
+}
+
 function send(response: HttpResponse, status: number, body: Json): void {
   response.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
   response.end(JSON.stringify(body));
@@ -270,7 +283,7 @@ function sendError(request: HttpRequest, response: HttpResponse, error: unknown,
   else log.info({ url: request.url, code }, connectError.rawMessage);
   if (response.headersSent || response.destroyed) return;
   // A server fault's message may name internals: the caller gets the code, the log the cause.
-  const title = status >= 500 ? "internal error: see the gateway's log" : connectError.rawMessage;
+  const title = status >= 500 ? "internal error: see the gateway's log" : titleOf(connectError, code);
   const detail = ADMIN_ERROR_DETAILS[code] ?? title;
   send(response, status, { errors: [{ title, code, detail }] });
 }
