@@ -7,5 +7,6 @@ await runMain("cutline", async () => {
   await node.ready;
   console.log(`gateway listening at ${node.url}`);
   console.log(`API key: ${node.apiKey}   (also in $CUTLINE_DATA_DIR/api-key; send it as X-Api-Key)`);
+  console.log(`admin token: ${node.adminTokenFile ? `kept in ${node.adminTokenFile}` : "CUTLINE_ADMIN_TOKEN"}   (npm run -s admin -- <command>; see README)`);
   return node;
 });

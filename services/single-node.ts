@@ -15,7 +15,7 @@ import type { Running } from "./common/runtime.ts";
 import { serverOptionsOf, startServiceServer } from "./common/server.ts";
 import { imageLimitsOf } from "./common/images/image-limits.ts";
 import { createUploadInspector } from "./common/images/upload.inspector.ts";
-import { imageJobsOptionsOf, loadGatewayConfig } from "./gateway/gateway.config.ts";
+import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig } from "./gateway/gateway.config.ts";
 import { createGateway } from "./gateway/index.ts";
 import { createSegmentationEngine, startSegmentConsumer } from "./inference/index.ts";
 import { loadInferenceServiceConfig } from "./inference/inference.config.ts";
@@ -29,6 +29,8 @@ export interface SingleNode extends Running {
   /** The gateway's URL, e.g. http://127.0.0.1:8080. */
   readonly url: string;
   readonly apiKey: string;
+  /** Where the admin API's token is kept ($CUTLINE_DATA_DIR/admin-token); undefined when CUTLINE_ADMIN_TOKEN sets it. */
+  readonly adminTokenFile: string | undefined;
   readonly health: HealthRegistry;
   /** Resolves once the model is loaded and warm and health reports SERVING. */
   readonly ready: Promise<void>;
@@ -79,6 +81,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   mkdirSync(common.CUTLINE_DATA_DIR, { recursive: true });
   const database = openServiceDatabase<any>(common);
   const ports = await openPorts(common, log);
+  const admin = adminTokenOf(config.gateway);
 
   const billing = await createBilling({
     db: database.db,
@@ -123,6 +126,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     inspect: createUploadInspector(imageLimitsOf(config.gateway)),
     log: log.child({ service: "gateway" }),
     limits: imageJobsOptionsOf(config.gateway),
+    adminToken: admin.token,
   });
   await gateway.start();
   const apiKey = await gateway.provisionAccount(config.gateway.CUTLINE_ACCOUNT_ID, {
@@ -152,6 +156,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   return {
     url: server.url,
     apiKey,
+    adminTokenFile: admin.file,
     health,
     ready,
     provisionAccount: (accountId, options) => gateway.provisionAccount(accountId, options),

@@ -52,6 +52,9 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   invalid_api_key: row(Code.Unauthenticated, 401),
   service_token_missing: row(Code.Unauthenticated, 401),
   service_token_invalid: row(Code.Unauthenticated, 401),
+  missing_admin_token: row(Code.Unauthenticated, 401),
+  invalid_admin_token: row(Code.Unauthenticated, 401),
+  role_forbidden: row(Code.PermissionDenied, 403),
   result_url_invalid: row(Code.PermissionDenied, 403),
   result_url_expired: row(Code.PermissionDenied, 403),
   // What does not exist, or already does.
@@ -62,6 +65,9 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   job_not_found: row(Code.NotFound, 404),
   webhook_delivery_not_found: row(Code.NotFound, 404),
   result_expired: row(Code.NotFound, 404),
+  key_not_found: row(Code.NotFound, 404),
+  member_not_found: row(Code.NotFound, 404),
+  route_not_found: row(Code.NotFound, 404),
   account_exists: row(Code.AlreadyExists, 409),
   idempotency_conflict: row(Code.AlreadyExists, 409),
   // The account's state; insufficient_credits alone is 402 Payment Required.
@@ -71,6 +77,8 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   hold_expired: row(Code.FailedPrecondition, 400),
   hold_already_settled: row(Code.FailedPrecondition, 400),
   job_finished: row(Code.FailedPrecondition, 400),
+  key_limit_reached: row(Code.FailedPrecondition, 400),
+  job_not_charged: row(Code.FailedPrecondition, 400),
   // Limits: retry later (Retry-After).
   rate_limited: row(Code.ResourceExhausted, 429),
   concurrency_limited: row(Code.ResourceExhausted, 429),

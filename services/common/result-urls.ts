@@ -2,10 +2,9 @@
 // The gateway serves them and puts them in job JSON; the orchestrator puts them in webhooks. Both
 // sign with CUTLINE_RESULT_URL_KEY, so a URL made by one verifies in the other; the link carries
 // no API key, so it can be handed to a browser or a CDN, and it stops working when it expires.
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { createHmac, timingSafeEqual } from "node:crypto";
 import { ConfigError, integer, optionalText, type Variable } from "./config.loader.ts";
+import { keptSecretOf } from "./kept-secret.ts";
 
 /** Shortest key accepted, in characters: 32 hex characters are 128 bits. */
 export const RESULT_URL_KEY_LENGTH_MIN = 32;
@@ -30,13 +29,7 @@ export function resultUrlKeyOf(config: { CUTLINE_RESULT_URL_KEY: string | undefi
   if (options.required) {
     throw new ConfigError([`CUTLINE_RESULT_URL_KEY is not set: the gateway and the orchestrator must share one (at least ${RESULT_URL_KEY_LENGTH_MIN} characters, e.g. openssl rand -hex 32)`]);
   }
-  const file = join(config.CUTLINE_DATA_DIR, "result-url-key");
-  if (existsSync(file)) return readFileSync(file, "utf8").trim();
-  mkdirSync(config.CUTLINE_DATA_DIR, { recursive: true });
-  const key = randomBytes(32).toString("hex");
-  writeFileSync(file, `${key}\n`, { mode: 0o600, flag: "wx" });
-  chmodSync(file, 0o600);
-  return key;
+  return keptSecretOf(config.CUTLINE_DATA_DIR, "result-url-key").secret;
 }
 
 export interface ResultUrlSigner {

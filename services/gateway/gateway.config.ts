@@ -1,5 +1,7 @@
 import { commonConfigSpec, clientConfigSpec } from "../common/common.config.ts";
-import { integer, list, loadConfig, optionalText, port, text } from "../common/config.loader.ts";
+import { ConfigError, integer, list, loadConfig, optionalText, port, text, type Variable } from "../common/config.loader.ts";
+import { keptSecretOf } from "../common/kept-secret.ts";
+import { ADMIN_TOKEN_LENGTH_MIN } from "./domain/admin-token.ts";
 import { imageLimitsConfigSpec, longestSideLimitsOf } from "../common/images/image-limits.ts";
 import type { ImageJobsOptions } from "./image-jobs.ts";
 
@@ -15,6 +17,15 @@ export const gatewayConfigSpec = {
   CUTLINE_API_KEY: optionalText("Provisions this API key for CUTLINE_ACCOUNT_ID at start (single-node and demos)."),
   CORS_ALLOWED_ORIGINS: list("Browser origins allowed to call the gateway (Connect-Web, REST), comma-separated; * allows any, empty string none.", ["*"]),
   CUTLINE_ACCOUNT_ID: text("Account provisioned at start with its sign-up trial.", "default"),
+  CUTLINE_ADMIN_TOKEN: {
+    description: `Secret (at least ${ADMIN_TOKEN_LENGTH_MIN} characters) of the admin API under /admin/v1 (sent as Authorization: Bearer; the admin CLI reads it too). Unset means one generated at first start and kept in $CUTLINE_DATA_DIR/admin-token.`,
+    defaultValue: undefined,
+    secret: true,
+    parse(raw: string) {
+      if (raw.length < ADMIN_TOKEN_LENGTH_MIN) throw new Error(`must be at least ${ADMIN_TOKEN_LENGTH_MIN} characters`);
+      return raw;
+    },
+  } satisfies Variable<string | undefined>,
   // The same limits inference enforces: the gateway refuses and prices uploads by them before any hold.
   ...imageLimitsConfigSpec,
 } as const;
@@ -35,4 +46,17 @@ export function imageJobsOptionsOf(config: GatewayConfig): ImageJobsOptions {
     watchStreamsMax: config.WATCH_STREAMS_MAX,
     longestSide: longestSideLimitsOf(config),
   };
+}
+
+/**
+ * The admin API's token: CUTLINE_ADMIN_TOKEN, else the one kept in $CUTLINE_DATA_DIR/admin-token
+ * (generated at first start). `file` says where a kept one is, for the operator.
+ */
+export function adminTokenOf(config: Pick<GatewayConfig, "CUTLINE_ADMIN_TOKEN" | "CUTLINE_DATA_DIR">): { token: string; file: string | undefined; created: boolean } {
+  if (config.CUTLINE_ADMIN_TOKEN) return { token: config.CUTLINE_ADMIN_TOKEN, file: undefined, created: false };
+  const kept = keptSecretOf(config.CUTLINE_DATA_DIR, "admin-token");
+  if (kept.secret.length < ADMIN_TOKEN_LENGTH_MIN) {
+    throw new ConfigError([`${kept.file} holds a token of ${kept.secret.length} characters; the admin token must be at least ${ADMIN_TOKEN_LENGTH_MIN} (delete the file to have one generated)`]);
+  }
+  return { token: kept.secret, file: kept.file, created: kept.created };
 }

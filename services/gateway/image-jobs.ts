@@ -225,6 +225,8 @@ export class ImageJobs {
       idempotencyKey: `image:${key}`,
       holdTtlSeconds: this.options.holdTtlSeconds,
       apiKeyId: owner.keyId,
+      // Usage and the member's monthly cap are counted per member; account-wide keys have none.
+      memberId: owner.memberId ?? "",
       description: `remove background ${info.width}x${info.height} ${info.format}`,
     });
     const inputBlobKey = `inputs/${hold.holdId}`;

@@ -4,6 +4,7 @@ import type { BillingService } from "../common/gen/cutline/billing/v1/billing_se
 import { ImageService } from "../common/gen/cutline/gateway/v1/image_service_pb.ts";
 import { JobService } from "../common/gen/cutline/gateway/v1/job_service_pb.ts";
 import { WebhookService } from "../common/gen/cutline/gateway/v1/webhook_service_pb.ts";
+import { KeyService } from "../common/gen/cutline/gateway/v1/key_service_pb.ts";
 import type { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { Logger } from "../common/logging.ts";
 import { migrateToLatest } from "../common/migrate.ts";
@@ -16,7 +17,9 @@ import { createAccountHandlers } from "./handlers/account.handlers.ts";
 import { accountRoutes } from "./handlers/account.routes.ts";
 import { docsRoutes } from "./handlers/docs.routes.ts";
 import { createRouteTable, routeKeys, type RestRoute, type RouteKey } from "./handlers/route-table.ts";
+import { createAdminRoutes } from "./handlers/admin.routes.ts";
 import { createImageHandlers } from "./handlers/image.handlers.ts";
+import { createKeyHandlers } from "./handlers/key.handlers.ts";
 import { createJobHandlers } from "./handlers/job.handlers.ts";
 import { createRestRoutes } from "./handlers/rest.routes.ts";
 import { createWebhookHandlers } from "./handlers/webhook.handlers.ts";
@@ -34,6 +37,8 @@ export interface GatewayDependencies {
   inspect: UploadInspector;
   log: Logger;
   limits: ImageJobsOptions;
+  /** Bearer token of the admin API under /admin/v1; unset, the admin API is not served. */
+  adminToken?: string;
 }
 
 export interface Gateway {
@@ -56,7 +61,7 @@ export interface Gateway {
 }
 
 export function createGateway(deps: GatewayDependencies): Gateway {
-  const apiKeys = new ApiKeyStore(deps.db);
+  const apiKeys = new ApiKeyStore(deps.db, { onLastUsedWriteFailed: (error) => deps.log.warn({ err: error }, "could not record when an API key was last used") });
   // The gateway's tables share its one database; each store sees its own.
   const monthlyCalls = new MonthlyCallStore(deps.db as unknown as Kysely<MonthlyCallSchema>);
   const imageJobs = new ImageJobs(deps.billing, deps.orchestrator, deps.blobStore, deps.inspect, deps.log, deps.limits, monthlyCalls);
@@ -70,7 +75,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
   ];
   return {
     apiKeys,
-    httpRoutes: createRouteTable(restRoutes, deps.log),
+    httpRoutes: withAdminRoutes(deps, apiKeys, createRouteTable(restRoutes, deps.log)),
     restRoutes: routeKeys(restRoutes),
     admit: admissions.admit,
     routes(router) {
@@ -78,6 +83,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
       router.service(ImageService, createImageHandlers(admissions, imageJobs));
       router.service(JobService, createJobHandlers(apiKeys, admissions, imageJobs, deps.orchestrator));
       router.service(WebhookService, createWebhookHandlers(apiKeys, imageJobs, deps.orchestrator));
+      router.service(KeyService, createKeyHandlers(apiKeys, deps.billing));
     },
     async start() {
       await migrateToLatest(deps.db, "gateway", gatewayMigrations);
@@ -88,4 +94,11 @@ export function createGateway(deps: GatewayDependencies): Gateway {
       return key;
     },
   };
+}
+
+/** /admin/v1 before the other plain-HTTP routes, when the gateway has an admin token. */
+function withAdminRoutes(deps: GatewayDependencies, apiKeys: ApiKeyStore, next: HttpRoutes): HttpRoutes {
+  if (!deps.adminToken) return next;
+  const admin = createAdminRoutes({ token: deps.adminToken, apiKeys, billing: deps.billing, orchestrator: deps.orchestrator, log: deps.log });
+  return async (request, response) => (await admin(request, response)) || next(request, response);
 }

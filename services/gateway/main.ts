@@ -9,7 +9,7 @@ import { requireServiceToken } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { imageLimitsOf } from "../common/images/image-limits.ts";
 import { createUploadInspector } from "../common/images/upload.inspector.ts";
-import { imageJobsOptionsOf, loadGatewayConfig } from "./gateway.config.ts";
+import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig } from "./gateway.config.ts";
 import { createGateway } from "./index.ts";
 import type { GatewaySchema } from "./store/api-key.store.ts";
 import { openPorts, openServiceDatabase } from "../common/wiring.ts";
@@ -22,6 +22,11 @@ await runMain("gateway", async () => {
   const health = new HealthRegistry();
   const database = openServiceDatabase<GatewaySchema>(config);
   const ports = await openPorts(config, log);
+  const admin = adminTokenOf(config);
+  if (admin.file) {
+    // Each gateway replica would keep its own: fine for one, confusing for several.
+    log.warn({ file: admin.file }, "CUTLINE_ADMIN_TOKEN is unset: the admin API's token is the one kept in this file; set CUTLINE_ADMIN_TOKEN when more than one gateway runs");
+  }
   const gateway = createGateway({
     db: database.db,
     blobStore: ports.blobStore,
@@ -30,6 +35,7 @@ await runMain("gateway", async () => {
     inspect: createUploadInspector(imageLimitsOf(config)),
     log,
     limits: imageJobsOptionsOf(config),
+    adminToken: admin.token,
   });
   const server = await startServiceServer({
     name: "gateway",

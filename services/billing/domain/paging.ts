@@ -43,3 +43,12 @@ export function usageCursor(token: string): Outcome<{ before: { createdAt: Date;
   const [createdAt, id] = parts as [string, string];
   return { ok: true, before: { createdAt: new Date(createdAt), id } };
 }
+
+/** Accounts page by account id, ascending: the token holds the last id sent. */
+export function accountCursor(token: string): Outcome<{ afterAccountId: string | undefined }> {
+  const parts = decodePageToken(token);
+  if (!token) return { ok: true, afterAccountId: undefined };
+  const [afterAccountId] = parts ?? [];
+  if (typeof afterAccountId !== "string") return fail("invalid_argument", BAD_TOKEN);
+  return { ok: true, afterAccountId };
+}

@@ -146,6 +146,7 @@ describe("BillingService over Connect", () => {
     const replayed = await client.grant({ accountId, pool: Pool.API, kind: "pack", packCode: "pack_100", idempotencyKey: "order-9" });
     assert.equal(replayed.bucket?.id, granted.bucket?.id);
     assert.equal(replayed.availableMillicredits, STARTER_CREDITS_MC + 555_000n, "a replayed grant adds nothing");
+    assert.deepEqual([granted.replayed, replayed.replayed], [false, true], "the answer says whether it granted");
     await client.reserve({ accountId, pool: Pool.API, amountMillicredits: 500n, idempotencyKey: "req-3" });
     assertRefused(await rejection(client.reserve({ accountId, pool: Pool.API, amountMillicredits: 600n, idempotencyKey: "req-3" })), Code.AlreadyExists, "idempotency_conflict");
     assertRefused(await rejection(client.grant({ accountId, pool: Pool.API, kind: "pack", packCode: "pack_7", idempotencyKey: "order-10" })), Code.NotFound, "pack_not_found");
@@ -230,5 +231,30 @@ describe("BillingService over Connect", () => {
     const day = billing.clock.now().toISOString().slice(0, 10);
     assert.deepEqual(usage.days.map((row) => [row.date, row.apiKeyId, row.memberId, row.capturedMillicredits, row.calls]), [[day, "key-1", "", 2_000n, 1n]]);
     assert.equal(usage.nextPageToken, "");
+  });
+
+  it("lists accounts by id a page at a time, each with its plan and available and held API credits", async () => {
+    const first = await newAccount({ planCode: "starter" });
+    const second = await newAccount({ planCode: "pro" });
+    await client.reserve({ accountId: second, pool: Pool.API, amountMillicredits: 1_500n, idempotencyKey: "list-accounts-hold" });
+    const listed: { accountId: string; planCode: string; availableMillicredits: bigint; heldMillicredits: bigint }[] = [];
+    let pageToken = "";
+    let pages = 0;
+    do {
+      const page = await client.listAccounts({ pageSize: 2, pageToken });
+      assert.ok(page.accounts.length <= 2);
+      listed.push(...page.accounts);
+      pageToken = page.nextPageToken;
+      pages += 1;
+    } while (pageToken && pages < 1000);
+    const ids = listed.map((account) => account.accountId);
+    assert.deepEqual(ids, [...ids].sort(), "ascending by id, no repeats across pages");
+    assert.equal(new Set(ids).size, ids.length);
+    const starter = listed.find((account) => account.accountId === first);
+    assert.deepEqual(starter && [starter.planCode, starter.availableMillicredits, starter.heldMillicredits], ["starter", STARTER_CREDITS_MC, 0n]);
+    const pro = listed.find((account) => account.accountId === second);
+    const proBalance = await client.getBalance({ accountId: second, pool: Pool.API });
+    assert.deepEqual(pro && [pro.planCode, pro.availableMillicredits, pro.heldMillicredits], ["pro", proBalance.availableMillicredits, 1_500n]);
+    assertRefused(await rejection(client.listAccounts({ pageToken: "not-a-token" })), Code.InvalidArgument, "invalid_argument");
   });
 });

@@ -332,13 +332,31 @@ function creditHandlers({ ledger, unwrap, invalid }: HandlerContext): Pick<Billi
           description: request.description,
         }),
       );
-      return { bucket: bucketMessage(result.bucket), availableMillicredits: BigInt(result.availableMillicredits), priceCents: BigInt(result.priceCents) };
+      return {
+        bucket: bucketMessage(result.bucket),
+        availableMillicredits: BigInt(result.availableMillicredits),
+        priceCents: BigInt(result.priceCents),
+        replayed: result.replayed,
+      };
     },
   };
 }
 
-function historyHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, "listLedger" | "listUsage"> {
+function historyHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, "listLedger" | "listUsage" | "listAccounts"> {
   return {
+    async listAccounts(request) {
+      const page = unwrap(await ledger.listAccounts({ pageSize: request.pageSize, pageToken: request.pageToken }));
+      return {
+        accounts: page.items.map((account) => ({
+          accountId: account.accountId,
+          planCode: account.planCode,
+          availableMillicredits: BigInt(account.availableMillicredits),
+          heldMillicredits: BigInt(account.heldMillicredits),
+        })),
+        nextPageToken: page.nextPageToken,
+      };
+    },
+
     async listLedger(request) {
       const page = unwrap(await ledger.listLedger({ accountId: request.accountId, pool: poolName(request.pool), pageSize: request.pageSize, pageToken: request.pageToken }));
       return {

@@ -2,7 +2,7 @@
 // holds, newest first by an index-backed cursor.
 import { sql, type Selectable } from "kysely";
 import type { BillingExecutor, BucketTable, CreditAccountTable, PoolName } from "./schema.ts";
-import { onlyRow, toDate, type LedgerEntryView, type UsageDayView, type UsageRecordView, type UsageTotalView } from "./views.ts";
+import { onlyRow, toDate, type AccountSummaryView, type LedgerEntryView, type UsageDayView, type UsageRecordView, type UsageTotalView } from "./views.ts";
 
 export class LedgerQueryStore {
   readonly #db: BillingExecutor;
@@ -72,6 +72,18 @@ export class LedgerQueryStore {
       createdAt: toDate(row.created_at),
       settledAt: row.settled_at === null ? null : toDate(row.settled_at),
     }));
+  }
+
+  /** Up to `limit` accounts after `afterAccountId` (from the first when undefined), by id, with their API pool's balance. */
+  async accountSummaries(query: { afterAccountId: string | undefined; limit: number; now: Date }): Promise<AccountSummaryView[]> {
+    const after = query.afterAccountId ?? null;
+    const { rows } = await sql<{ account_id: string; plan_code: string; available: number; held: number }>`
+      select a.account_id, a.plan_code, billing_spendable_mc(c.id, ${query.now.toISOString()}::timestamptz) as available, c.held_mc as held
+      from billing_accounts a join billing_credit_accounts c on c.account_id = a.account_id and c.pool = 'api'
+      where ${after}::text is null or a.account_id > ${after}::text
+      order by a.account_id
+      limit ${query.limit}`.execute(this.#db);
+    return rows.map((row) => ({ accountId: row.account_id, planCode: row.plan_code, availableMillicredits: Number(row.available), heldMillicredits: Number(row.held) }));
   }
 
   async cycleIndexOf(accountId: string): Promise<number> {

@@ -17,7 +17,7 @@ import { adminGrantKey, adminGrantProblem, grantReplayConflict, resolveGrant, ty
 import { captureAmountProblem, checkReserve, extendedDeadline, RESERVE_ATTEMPTS_MAX, reserveRequestHash, settleProblem, type HoldStatus, type ReserveRequest } from "../domain/holds.ts";
 import { DEFAULT_LEDGER_LIMITS, textProblem, type LedgerLimits } from "../domain/limits.ts";
 import { assertInvariant, fail, type Outcome } from "../domain/outcomes.ts";
-import { encodePageToken, ledgerCursor, pageSize, usageCursor } from "../domain/paging.ts";
+import { accountCursor, encodePageToken, ledgerCursor, pageSize, usageCursor } from "../domain/paging.ts";
 import { lowBalanceThresholdMillicredits, type Pack, type Plan } from "../domain/plans.ts";
 import { affordableOperations, isPriceBookFresh, validatePriceBook, type PriceBook } from "../domain/price-book.ts";
 import { AccountStore, cycleOf } from "./account.store.ts";
@@ -27,7 +27,7 @@ import { LedgerQueryStore } from "./ledger-query.store.ts";
 import { OutboxStore, type OutboxEvent } from "./outbox.store.ts";
 import { PriceBookStore } from "./price-book.store.ts";
 import type { BillingSchema, PoolName } from "./schema.ts";
-import { bucketView, toDate, type AccountView, type BalanceView, type BucketView, type LedgerEntryView, type MemberView, type Page, type UsageDayView, type UsageRecordView, type UsageTotalView } from "./views.ts";
+import { bucketView, toDate, type AccountSummaryView, type AccountView, type BalanceView, type BucketView, type LedgerEntryView, type MemberView, type Page, type UsageDayView, type UsageRecordView, type UsageTotalView } from "./views.ts";
 
 export { DEFAULT_LEDGER_LIMITS, type LedgerLimits } from "../domain/limits.ts";
 
@@ -447,6 +447,18 @@ export class LedgerStore {
     const days = await queries.usageDays(creditAccount.id, cycleIndex, USAGE_DAY_ROWS_MAX);
     const last = items[items.length - 1];
     return { ok: true, items, nextPageToken: rows.length > size && last ? encodePageToken([last.createdAt.toISOString(), last.holdId]) : "", totals, days };
+  }
+
+  /** Every account by id, a page at a time, with its plan and API balance (operators' listing). */
+  async listAccounts(query: { pageSize: number; pageToken: string }): Promise<Outcome<Page<AccountSummaryView>>> {
+    const size = pageSize(query.pageSize, this.#limits.pageSizeMax);
+    const cursor = accountCursor(query.pageToken);
+    if (!cursor.ok) return cursor;
+    const rows = await this.#pool.queries.accountSummaries({ afterAccountId: cursor.afterAccountId, limit: size + 1, now: this.#clock.now() });
+    const items = rows.slice(0, size);
+    const last = items[items.length - 1];
+    // One row more than the page tells whether another page follows.
+    return { ok: true, items, nextPageToken: rows.length > size && last ? encodePageToken([last.accountId]) : "" };
   }
 
   // ── price book ───────────────────────────────────────────────────────────────────────────

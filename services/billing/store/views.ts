@@ -35,6 +35,14 @@ export interface AccountView {
   cycleOverageCents: number;
 }
 
+/** One row of the accounts listing: the plan and the API pool's balance. */
+export interface AccountSummaryView {
+  accountId: string;
+  planCode: string;
+  availableMillicredits: number;
+  heldMillicredits: number;
+}
+
 export interface BalanceView {
   availableMillicredits: number;
   heldMillicredits: number;

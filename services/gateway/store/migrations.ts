@@ -16,6 +16,18 @@ export const gatewayMigrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // Keys per member, each with a name, a short prefix to tell them apart in listings, and when it
+  // was last used (written at most once a minute per key, off the request path).
+  "202611271600_api_key_members": {
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable("api_keys").addColumn("name", "text", (column) => column.notNull().defaultTo("")).execute();
+      await db.schema.alterTable("api_keys").addColumn("member_id", "text").execute();
+      await db.schema.alterTable("api_keys").addColumn("key_prefix", "text", (column) => column.notNull().defaultTo("")).execute();
+      await db.schema.alterTable("api_keys").addColumn("last_used_at", "timestamptz").execute();
+      await db.updateTable("api_keys").set({ name: sql`label` }).execute();
+      await db.schema.createIndex("api_keys_account_id").on("api_keys").columns(["account_id", "created_at"]).execute();
+    },
+  },
   "202611271730_monthly_calls": {
     async up(db: Kysely<any>) {
       // Calls per account per billing cycle, against the plan's monthly quota (monthly-call.store.ts).
