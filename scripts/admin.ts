@@ -155,7 +155,16 @@ const COMMANDS: Record<string, Command> = {
       return { json: { jobId: answer.jobId, refundedCredits: answer.refundedCredits }, line: String(answer.detail) };
     },
   },
-  // webhook-secret (issue 9, webhooks) is one more entry here: its usage, flags and call.
+  "webhook-secret": {
+    usage: "webhook-secret --account <id> [--rotate]",
+    options: { account: text, rotate: { type: "boolean" } },
+    async run(values, call) {
+      const accountId = required(values, "account");
+      const rotate = values.rotate === true;
+      const answer = await call(rotate ? "POST" : "GET", `accounts/${path(accountId)}/webhook-secret`);
+      return { json: { secret: answer.secret }, line: `${rotate ? "new " : ""}webhook secret of ${accountId}: ${answer.secret}` };
+    },
+  },
 };
 
 function usage(): string {

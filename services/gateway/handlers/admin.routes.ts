@@ -234,6 +234,22 @@ function creditRoutes({ billing, orchestrator }: AdminRouteDependencies): Route[
   ];
 }
 
+/** The account's webhook signing secret (made on first read), or a new one with `rotate`. */
+function webhookRoutes({ orchestrator }: AdminRouteDependencies): Route[] {
+  return [
+    {
+      method: "GET",
+      pattern: /^\/accounts\/([^/]+)\/webhook-secret$/,
+      handler: async (request) => ({ body: { accountId: request.params[0]!, secret: (await orchestrator.getWebhookSecret({ accountId: request.params[0]! })).secret } }),
+    },
+    {
+      method: "POST",
+      pattern: /^\/accounts\/([^/]+)\/webhook-secret$/,
+      handler: async (request) => ({ body: { accountId: request.params[0]!, secret: (await orchestrator.rotateWebhookSecret({ accountId: request.params[0]! })).secret, rotated: true } }),
+    },
+  ];
+}
+
 function keyRoutes({ apiKeys, billing }: AdminRouteDependencies): Route[] {
   return [
     {
@@ -295,7 +311,7 @@ const ADMIN_ERROR_DETAILS: Record<string, string> = {
 
 /** `/admin/v1/...`; other paths are left to the next routes (answers false). */
 export function createAdminRoutes(dependencies: AdminRouteDependencies): HttpRoutes {
-  const routes = [...accountRoutes(dependencies), ...creditRoutes(dependencies), ...keyRoutes(dependencies)];
+  const routes = [...accountRoutes(dependencies), ...creditRoutes(dependencies), ...keyRoutes(dependencies), ...webhookRoutes(dependencies)];
   return async (request, response) => {
     const url = new URL(request.url ?? "/", "http://admin");
     if (url.pathname !== ADMIN_PATH_PREFIX && !url.pathname.startsWith(`${ADMIN_PATH_PREFIX}/`)) return false;
