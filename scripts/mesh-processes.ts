@@ -30,6 +30,8 @@ export function startMeshProcesses(options: {
 }): MeshProcesses {
   const urls = Object.fromEntries(SERVICES.map((name) => [name, `http://127.0.0.1:${options.ports[name]}`])) as Record<ServiceName, string>;
   const serviceToken = options.env.CUTLINE_SERVICE_TOKEN || randomBytes(32).toString("hex");
+  // The gateway (and the orchestrator, for webhooks) sign result URLs with one shared key.
+  const resultUrlKey = options.env.CUTLINE_RESULT_URL_KEY || randomBytes(32).toString("hex");
   const children = {} as Record<ServiceName, ChildProcess>;
   const exits = {} as Record<ServiceName, Promise<number | null>>;
   for (const name of SERVICES) {
@@ -42,6 +44,7 @@ export function startMeshProcesses(options: {
         ORCHESTRATOR_URL: urls.orchestrator,
         INFERENCE_URL: urls.inference,
         CUTLINE_SERVICE_TOKEN: serviceToken,
+        CUTLINE_RESULT_URL_KEY: resultUrlKey,
         // Four processes on one host cannot share the metrics port's default: each picks a free one.
         METRICS_PORT: "0",
       },

@@ -15,7 +15,7 @@ import type { Running } from "./common/runtime.ts";
 import { serverOptionsOf, startServiceServer } from "./common/server.ts";
 import { imageLimitsOf } from "./common/images/image-limits.ts";
 import { createUploadInspector } from "./common/images/upload.inspector.ts";
-import { imageJobsOptionsOf, loadGatewayConfig } from "./gateway/config.ts";
+import { imageJobsOptionsOf, loadGatewayConfig, resultLinksOptionsOf } from "./gateway/config.ts";
 import { createGateway } from "./gateway/index.ts";
 import { createSegmentationEngine, startSegmentConsumer } from "./inference/index.ts";
 import { loadInferenceServiceConfig } from "./inference/inference.config.ts";
@@ -112,6 +112,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     inspect: createUploadInspector(imageLimitsOf(config.gateway)),
     log: log.child({ service: "gateway" }),
     limits: imageJobsOptionsOf(config.gateway),
+    resultUrls: resultLinksOptionsOf(config.gateway, { required: false }),
   });
   await gateway.start();
   const apiKey = await gateway.provisionAccount(config.gateway.CUTLINE_ACCOUNT_ID, {
@@ -133,6 +134,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
     ...serverOptionsOf(common),
   });
+  gateway.listeningAt(server.url);
 
   const ready = Promise.all([engine.ready, worker]).then(() => health.setAllServing());
   ready.catch((error: unknown) => log.error({ err: error }, "the model could not be made ready; health stays NOT_SERVING"));

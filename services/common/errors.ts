@@ -19,9 +19,11 @@ export function reasonOf(error: ConnectError): string | undefined {
   return error.metadata.get(REASON_HEADER) ?? undefined;
 }
 
-/** HTTP status for a gRPC code, as the Connect protocol maps them, plus 402 for payment. */
+/** HTTP status for a gRPC code, as the Connect protocol maps them, plus 402 for payment and 422 for a reused idempotency key. */
 export function httpStatusOf(error: ConnectError): number {
   if (reasonOf(error) === "insufficient_credits") return 402;
+  // The request is well-formed but its key already stands for another request (the IETF Idempotency-Key draft's 422).
+  if (reasonOf(error) === "idempotency_key_reused") return 422;
   const statuses: Partial<Record<Code, number>> = {
     [Code.InvalidArgument]: 400,
     [Code.Unauthenticated]: 401,

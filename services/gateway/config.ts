@@ -1,7 +1,9 @@
 import { commonConfigSpec, clientConfigSpec } from "../common/common.config.ts";
 import { integer, list, loadConfig, optionalText, port, text } from "../common/config.ts";
 import { imageLimitsConfigSpec, longestSideLimitsOf } from "../common/images/image-limits.ts";
+import { resultUrlConfigSpec, resultUrlKeyOf } from "../common/result-urls.ts";
 import type { ImageJobsOptions } from "./image-jobs.ts";
+import type { ResultLinksOptions } from "./result-links.ts";
 
 export const gatewayConfigSpec = {
   ...commonConfigSpec,
@@ -15,6 +17,10 @@ export const gatewayConfigSpec = {
   CUTLINE_API_KEY: optionalText("Provisions this API key for CUTLINE_ACCOUNT_ID at start (single-node and demos)."),
   CORS_ALLOWED_ORIGINS: list("Browser origins allowed to call the gateway (Connect-Web, REST), comma-separated; * allows any, empty string none.", ["*"]),
   CUTLINE_ACCOUNT_ID: text("Account provisioned at start with its sign-up trial.", "default"),
+  BATCH_ITEMS_MAX: integer("Images per POST /v1/matting/batch call, at most, in images.", 50, { min: 1, max: 100 }),
+  BATCH_BYTES_MAX: integer("Largest POST /v1/matting/batch body (all its images and fields), in bytes.", 64 * 1024 * 1024, { min: 1024 }),
+  // Result URLs: signed with the key the orchestrator shares (webhooks carry them too).
+  ...resultUrlConfigSpec,
   // The same limits inference enforces: the gateway refuses and prices uploads by them before any hold.
   ...imageLimitsConfigSpec,
 } as const;
@@ -26,8 +32,10 @@ export function loadGatewayConfig(environment: NodeJS.ProcessEnv = process.env) 
 }
 
 /** The gateway's limits, for its main and single-node mode alike. */
-export function imageJobsOptionsOf(config: GatewayConfig): ImageJobsOptions {
+export function imageJobsOptionsOf(config: GatewayConfig): ImageJobsOptions & { batchItemsMax: number; batchBytesMax: number } {
   return {
+    batchItemsMax: config.BATCH_ITEMS_MAX,
+    batchBytesMax: config.BATCH_BYTES_MAX,
     uploadBytesMax: config.UPLOAD_BYTES_MAX,
     syncTimeoutMs: config.SYNC_TIMEOUT_MS,
     holdTtlSeconds: config.HOLD_TTL_SECONDS,
@@ -35,4 +43,12 @@ export function imageJobsOptionsOf(config: GatewayConfig): ImageJobsOptions {
     watchStreamsMax: config.WATCH_STREAMS_MAX,
     longestSide: longestSideLimitsOf(config),
   };
+}
+
+/**
+ * Result URL signing: `required` (the mesh gateway) refuses to start without CUTLINE_RESULT_URL_KEY,
+ * which the orchestrator must share; a single node keeps a generated one in its data directory.
+ */
+export function resultLinksOptionsOf(config: GatewayConfig, options: { required: boolean }): ResultLinksOptions {
+  return { key: resultUrlKeyOf(config, options), publicUrl: config.CUTLINE_PUBLIC_URL, ttlSeconds: config.RESULT_URL_TTL_SECONDS };
 }

@@ -1,8 +1,8 @@
-import { clone, create } from "@bufbuild/protobuf";
+import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { BillingService, Operation, Pool, type Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { BillingService, HoldStatus, Operation, Pool, type Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ImageOptionsSchema, OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { reasonError } from "../common/errors.ts";
@@ -11,7 +11,7 @@ import type { BlobStore } from "../common/ports/blob-store.ts";
 import { longestSideFor, processedSize } from "../common/images/image-size.ts";
 import type { LongestSideLimits } from "../common/images/image-limits.ts";
 import type { UploadInfo, UploadInspector } from "../common/images/upload.inspector.ts";
-import { ConcurrencyLimiter, RequestRateLimiter, type LimitName, type LimitOutcome } from "./domain/rate-limits.ts";
+import { ConcurrencyLimiter, RequestRateLimiter, type LimitName, type LimitOutcome, type RateLimitState } from "./domain/rate-limits.ts";
 import type { ApiKeyOwner } from "./store/api-key.store.ts";
 
 export type { UploadInfo, UploadInspector };
@@ -40,6 +40,36 @@ export interface Admission {
   owner: ApiKeyOwner;
   plan: Plan | undefined;
   release(): void;
+  /** The account's per-minute budget after this call's token (X-RateLimit-*); undefined when the plan sets none. */
+  rate?: RateLimitState;
+}
+
+/** Longest Idempotency-Key accepted, in characters. */
+export const IDEMPOTENCY_KEY_LENGTH_MAX = 255;
+
+/** The idempotency key a caller sent, checked against IDEMPOTENCY_KEY_LENGTH_MAX; "" for none. */
+export function checkedIdempotencyKey(key: string | null | undefined): string {
+  const value = (key ?? "").trim();
+  if (value.length > IDEMPOTENCY_KEY_LENGTH_MAX) {
+    throw reasonError(Code.InvalidArgument, "invalid_request", `the Idempotency-Key is ${value.length} characters; at most ${IDEMPOTENCY_KEY_LENGTH_MAX} (IDEMPOTENCY_KEY_LENGTH_MAX)`);
+  }
+  return value;
+}
+
+/**
+ * SHA-256 (hex) of what a request asks for: the image, the background image and the options.
+ * A replay of an idempotency key must carry the same, or it is refused (idempotency_key_reused).
+ */
+export function requestFingerprint(image: Uint8Array, options: ImageOptions | undefined): string {
+  const hash = createHash("sha256");
+  const withoutBackground = options ? clone(ImageOptionsSchema, options) : create(ImageOptionsSchema);
+  const background = withoutBackground.backgroundImage;
+  withoutBackground.backgroundImage = new Uint8Array();
+  // Each part's length first, so no two different requests hash the same concatenation.
+  for (const part of [image, background, toBinary(ImageOptionsSchema, withoutBackground)]) {
+    hash.update(`${part.byteLength}:`).update(part);
+  }
+  return hash.digest("hex");
 }
 
 export interface ImageResult {
@@ -85,12 +115,14 @@ export class ImageJobs {
    */
   async admit(owner: ApiKeyOwner, options: { slot: boolean }): Promise<Admission> {
     const plan = await this.#planOf(owner);
-    const rate = this.rates.take(owner.accountId, plan?.requestsPerMinute ?? 0, Date.now());
+    const now = Date.now();
+    const rate = this.rates.take(owner.accountId, plan?.requestsPerMinute ?? 0, now);
     if (!rate.ok) throw limitError(rate);
-    if (!options.slot) return { owner, plan, release: () => {} };
+    const state = this.rates.state(owner.accountId, plan?.requestsPerMinute ?? 0, now);
+    if (!options.slot) return { owner, plan, release: () => {}, rate: state };
     const slot = this.concurrency.acquire(owner.accountId, plan?.concurrency ?? 0);
     if (!slot.ok) throw limitError(slot);
-    return { owner, plan, release: slot.release };
+    return { owner, plan, release: slot.release, rate: state };
   }
 
   /** Synchronous: the job's result. The admission (with its slot) is the caller's to release. */
@@ -167,6 +199,8 @@ export class ImageJobs {
     const jobOptions = options ? clone(ImageOptionsSchema, options) : create(ImageOptionsSchema);
     jobOptions.backgroundImage = new Uint8Array();
     const key = idempotencyKey || randomUUID();
+    // Only a key the caller chose can be replayed: a random one needs no fingerprint.
+    const fingerprint = idempotencyKey ? requestFingerprint(image, options) : "";
     // Priced at the size inference will process: after the plan's and the service's downscaling.
     const hd = options?.size === OutputSize.HD;
     const longestSideMax = longestSideFor(hd, this.options.longestSide, plan?.longestSidePixels ?? 0);
@@ -181,16 +215,22 @@ export class ImageJobs {
       accountId: owner.accountId,
       pool: Pool.API,
       amountMillicredits: quote.costMillicredits,
-      idempotencyKey: `image:${key}`,
+      // The content is part of the hold's key: a replay with other content gets a hold (and an
+      // input blob, keyed by the hold) of its own, which is released when the orchestrator refuses
+      // the replay, instead of sharing, and overwriting, the first request's.
+      idempotencyKey: fingerprint ? `image:${key}:${fingerprint}` : `image:${key}`,
       holdTtlSeconds: this.options.holdTtlSeconds,
       apiKeyId: owner.keyId,
       description: `remove background ${info.width}x${info.height} ${info.format}`,
     });
     const inputBlobKey = `inputs/${hold.holdId}`;
     const backgroundImageBlobKey = backgroundInfo ? `${inputBlobKey}/background` : "";
+    // A replay whose first attempt was charged has its job: storing the input again would only
+    // bring back files the caller may have deleted since.
+    const alreadyCharged = hold.replayed && hold.status === HoldStatus.CAPTURED;
     try {
-      await storage(() => this.blobs.put(inputBlobKey, image, { contentType: `image/${info.format}` }), "storing the image");
-      if (backgroundInfo) {
+      if (!alreadyCharged) await storage(() => this.blobs.put(inputBlobKey, image, { contentType: `image/${info.format}` }), "storing the image");
+      if (backgroundInfo && !alreadyCharged) {
         await storage(() => this.blobs.put(backgroundImageBlobKey, background, { contentType: `image/${backgroundInfo.format}` }), "storing the background image");
       }
     } catch (error) {
@@ -209,6 +249,7 @@ export class ImageJobs {
         heldMillicredits: hold.amountMillicredits,
         highPriority: plan?.priorityLane === "high",
         longestSideMax,
+        requestFingerprint: fingerprint,
       });
       if (!submitted.job) throw new Error("orchestrator returned no job");
       return submitted.job;
@@ -217,9 +258,19 @@ export class ImageJobs {
       // then captures or releases this hold itself: releasing it here would let that job's result
       // go out unpaid. Only an answer that says nothing was recorded returns the credits now; in
       // doubt the hold stays, and billing's sweeper expires it if no job claims it.
-      if (submitSurelyFailed(error)) await this.#releaseAfterFailedSubmit(hold.holdId);
+      if (submitSurelyFailed(error)) {
+        await this.#releaseAfterFailedSubmit(hold.holdId);
+        // This request's own input (a replayed hold's blob belongs to the attempt that made it).
+        if (!hold.replayed) await this.#deleteInputs([inputBlobKey, backgroundImageBlobKey]);
+      }
       else this.log.warn({ err: error, holdId: hold.holdId }, "submit outcome unknown: the hold is left to the job or to billing's sweeper");
       throw error;
+    }
+  }
+
+  async #deleteInputs(keys: string[]): Promise<void> {
+    for (const key of keys.filter((candidate) => candidate !== "")) {
+      await this.blobs.delete(key).catch((error: unknown) => this.log.warn({ err: error, key }, "deleting an unsubmitted input failed; its TTL removes it"));
     }
   }
 

@@ -9,12 +9,19 @@ import { migrateToLatest } from "../common/migrate.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../common/server.ts";
 import type { ConnectError } from "@connectrpc/connect";
+import { randomBytes } from "node:crypto";
 import { createImageHandlers } from "./handlers/image.handlers.ts";
 import { createJobHandlers } from "./handlers/job.handlers.ts";
-import { createRestRoutes } from "./handlers/rest.routes.ts";
+import { createBatchesRoutes } from "./handlers/batches.routes.ts";
+import { createJobsRoutes } from "./handlers/jobs.routes.ts";
+import { createMattingRoutes } from "./handlers/matting.routes.ts";
+import { firstMatching, type RestDependencies } from "./handlers/rest-support.ts";
+import { createResultsRoutes } from "./handlers/results.routes.ts";
 import { UploadAdmissions } from "./handlers/upload.admission.ts";
 import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-jobs.ts";
+import { ResultLinks, type ResultLinksOptions } from "./result-links.ts";
 import { ApiKeyStore, type GatewaySchema } from "./store/api-key.store.ts";
+import { BatchStore, type BatchSchema } from "./store/batch.store.ts";
 import { gatewayMigrations } from "./store/migrations.ts";
 
 export interface GatewayDependencies {
@@ -24,7 +31,9 @@ export interface GatewayDependencies {
   orchestrator: Client<typeof OrchestratorService>;
   inspect: UploadInspector;
   log: Logger;
-  limits: ImageJobsOptions;
+  limits: ImageJobsOptions & { batchItemsMax?: number; batchBytesMax?: number };
+  /** Result URL signing (resultUrlKeyOf, CUTLINE_PUBLIC_URL, RESULT_URL_TTL_SECONDS). @default a random key kept in memory, 24 h */
+  resultUrls?: ResultLinksOptions;
 }
 
 export interface Gateway {
@@ -36,6 +45,8 @@ export interface Gateway {
    */
   readonly admit: (request: HttpRequest, response: HttpResponse) => Promise<ConnectError | undefined>;
   readonly apiKeys: ApiKeyStore;
+  /** Tells the gateway the URL its server listens on: result URLs are built from it when CUTLINE_PUBLIC_URL is unset. */
+  listeningAt(url: string): void;
   start(): Promise<void>;
   /**
    * Makes sure `accountId` exists in billing (with its sign-up trial) and owns `key`; with no
@@ -48,9 +59,26 @@ export function createGateway(deps: GatewayDependencies): Gateway {
   const apiKeys = new ApiKeyStore(deps.db);
   const imageJobs = new ImageJobs(deps.billing, deps.orchestrator, deps.blobStore, deps.inspect, deps.log, deps.limits);
   const admissions = new UploadAdmissions(apiKeys, imageJobs);
+  const resultLinks = new ResultLinks(deps.resultUrls ?? { key: randomBytes(32).toString("hex"), ttlSeconds: 24 * 60 * 60 });
+  const rest: RestDependencies = {
+    apiKeys,
+    imageJobs,
+    orchestrator: deps.orchestrator,
+    blobs: deps.blobStore,
+    resultLinks,
+    // The same gateway database; its schema type lists api_keys, the batch store's the batch tables.
+    batches: new BatchStore(deps.db as unknown as Kysely<BatchSchema>),
+    log: deps.log,
+    limits: {
+      uploadBytesMax: deps.limits.uploadBytesMax,
+      batchItemsMax: deps.limits.batchItemsMax ?? 50,
+      batchBytesMax: deps.limits.batchBytesMax ?? 64 * 1024 * 1024,
+    },
+  };
   return {
     apiKeys,
-    httpRoutes: createRestRoutes(apiKeys, imageJobs, deps.limits.uploadBytesMax, deps.log),
+    httpRoutes: firstMatching(createMattingRoutes(rest), createJobsRoutes(rest), createResultsRoutes(rest), createBatchesRoutes(rest)),
+    listeningAt: (url) => resultLinks.listeningAt(url),
     admit: admissions.admit,
     routes(router) {
       router.service(ImageService, createImageHandlers(admissions, imageJobs));

@@ -41,6 +41,7 @@ export function jobMessage(row: JobRow): Job {
     updatedAt: timestampFromDate(row.updated_at),
     availableMillicredits: BigInt(row.available_millicredits ?? 0),
     backgroundImageBlobKey: row.background_image_blob_key,
+    filesDeleted: row.files_deleted_at !== null,
   });
 }
 
@@ -67,6 +68,7 @@ export function createOrchestratorHandlers(lifecycle: JobLifecycle): ServiceImpl
         highPriority: request.highPriority,
         longestSideMax: request.longestSideMax,
         backgroundImageBlobKey: request.backgroundImageBlobKey,
+        requestFingerprint: request.requestFingerprint,
       });
       return { job: jobMessage(job) };
     },
@@ -80,6 +82,17 @@ export function createOrchestratorHandlers(lifecycle: JobLifecycle): ServiceImpl
     },
     async cancelJob(request) {
       return { job: jobMessage(await lifecycle.cancel(required(request.jobId, "job_id"))) };
+    },
+    async listJobs(request) {
+      const page = await lifecycle.list(required(request.accountId, "account_id"), {
+        pageSize: request.pageSize,
+        pageToken: request.pageToken,
+        jobIds: request.jobIds,
+      });
+      return { jobs: page.jobs.map(jobMessage), nextPageToken: page.nextPageToken };
+    },
+    async deleteJobFiles(request) {
+      return { job: jobMessage(await lifecycle.deleteFiles(required(request.jobId, "job_id"))) };
     },
   };
 }

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/orchestrator/v1/orchestrator_service.proto.
  */
 export const file_cutline_orchestrator_v1_orchestrator_service: GenFile = /*@__PURE__*/
-  fileDesc("CjJjdXRsaW5lL29yY2hlc3RyYXRvci92MS9vcmNoZXN0cmF0b3Jfc2VydmljZS5wcm90bxIXY3V0bGluZS5vcmNoZXN0cmF0b3IudjEivQQKA0pvYhIKCgJpZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEjIKBnN0YXR1cxgDIAEoDjIiLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkpvYlN0YXR1cxIWCg5pbnB1dF9ibG9iX2tleRgEIAEoCRIXCg9yZXN1bHRfYmxvYl9rZXkYBSABKAkSGwoTcmVzdWx0X2NvbnRlbnRfdHlwZRgGIAEoCRIzCgdvcHRpb25zGAcgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEg8KB2hvbGRfaWQYCCABKAkSGQoRaGVsZF9taWxsaWNyZWRpdHMYCSABKAMSHAoUY2hhcmdlZF9taWxsaWNyZWRpdHMYCiABKAMSFAoMZXJyb3JfcmVhc29uGAsgASgJEhUKDWVycm9yX21lc3NhZ2UYDCABKAkSFQoNaGlnaF9wcmlvcml0eRgNIAEoCBIaChJwcm9jZXNzaW5nX3RpbWVfbXMYDiABKA0SLgoKY3JlYXRlZF9hdBgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgRIAEoAxIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GBIgASgJEhIKCnVzZXJfZXJyb3IYEyABKAgijAIKEFN1Ym1pdEpvYlJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYAiABKAkSFgoOaW5wdXRfYmxvYl9rZXkYAyABKAkSMwoHb3B0aW9ucxgEIAEoCzIiLmN1dGxpbmUuaW5mZXJlbmNlLnYxLkltYWdlT3B0aW9ucxIPCgdob2xkX2lkGAUgASgJEhkKEWhlbGRfbWlsbGljcmVkaXRzGAYgASgDEhUKDWhpZ2hfcHJpb3JpdHkYByABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgIIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAkgASgJIj4KEVN1Ym1pdEpvYlJlc3BvbnNlEikKA2pvYhgBIAEoCzIcLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkpvYiIfCg1HZXRKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI7Cg5HZXRKb2JSZXNwb25zZRIpCgNqb2IYASABKAsyHC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Kb2IiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI9ChBXYXRjaEpvYlJlc3BvbnNlEikKA2pvYhgBIAEoCzIcLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkpvYiIiChBDYW5jZWxKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI+ChFDYW5jZWxKb2JSZXNwb25zZRIpCgNqb2IYASABKAsyHC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Kb2IqoQEKCUpvYlN0YXR1cxIaChZKT0JfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRSk9CX1NUQVRVU19RVUVVRUQQARIWChJKT0JfU1RBVFVTX1JVTk5JTkcQAhIYChRKT0JfU1RBVFVTX1NVQ0NFRURFRBADEhUKEUpPQl9TVEFUVVNfRkFJTEVEEAQSGAoUSk9CX1NUQVRVU19DQU5DRUxMRUQQBTKbAwoTT3JjaGVzdHJhdG9yU2VydmljZRJiCglTdWJtaXRKb2ISKS5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5TdWJtaXRKb2JSZXF1ZXN0GiouY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuU3VibWl0Sm9iUmVzcG9uc2USWQoGR2V0Sm9iEiYuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuR2V0Sm9iUmVxdWVzdBonLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkdldEpvYlJlc3BvbnNlEmEKCFdhdGNoSm9iEiguY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuV2F0Y2hKb2JSZXF1ZXN0GikuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuV2F0Y2hKb2JSZXNwb25zZTABEmIKCUNhbmNlbEpvYhIpLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkNhbmNlbEpvYlJlcXVlc3QaKi5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5DYW5jZWxKb2JSZXNwb25zZWIGcHJvdG8z", [file_cutline_inference_v1_image_options, file_google_protobuf_timestamp]);
+  fileDesc("CjJjdXRsaW5lL29yY2hlc3RyYXRvci92MS9vcmNoZXN0cmF0b3Jfc2VydmljZS5wcm90bxIXY3V0bGluZS5vcmNoZXN0cmF0b3IudjEi1AQKA0pvYhIKCgJpZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEjIKBnN0YXR1cxgDIAEoDjIiLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkpvYlN0YXR1cxIWCg5pbnB1dF9ibG9iX2tleRgEIAEoCRIXCg9yZXN1bHRfYmxvYl9rZXkYBSABKAkSGwoTcmVzdWx0X2NvbnRlbnRfdHlwZRgGIAEoCRIzCgdvcHRpb25zGAcgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEg8KB2hvbGRfaWQYCCABKAkSGQoRaGVsZF9taWxsaWNyZWRpdHMYCSABKAMSHAoUY2hhcmdlZF9taWxsaWNyZWRpdHMYCiABKAMSFAoMZXJyb3JfcmVhc29uGAsgASgJEhUKDWVycm9yX21lc3NhZ2UYDCABKAkSFQoNaGlnaF9wcmlvcml0eRgNIAEoCBIaChJwcm9jZXNzaW5nX3RpbWVfbXMYDiABKA0SLgoKY3JlYXRlZF9hdBgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgRIAEoAxIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GBIgASgJEhIKCnVzZXJfZXJyb3IYEyABKAgSFQoNZmlsZXNfZGVsZXRlZBgeIAEoCCKpAgoQU3VibWl0Sm9iUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIWCg5pbnB1dF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEg8KB2hvbGRfaWQYBSABKAkSGQoRaGVsZF9taWxsaWNyZWRpdHMYBiABKAMSFQoNaGlnaF9wcmlvcml0eRgHIAEoCBIYChBsb25nZXN0X3NpZGVfbWF4GAggASgNEiEKGWJhY2tncm91bmRfaW1hZ2VfYmxvYl9rZXkYCSABKAkSGwoTcmVxdWVzdF9maW5nZXJwcmludBgeIAEoCSI+ChFTdWJtaXRKb2JSZXNwb25zZRIpCgNqb2IYASABKAsyHC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Kb2IiHwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiOwoOR2V0Sm9iUmVzcG9uc2USKQoDam9iGAEgASgLMhwuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuSm9iIiEKD1dhdGNoSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiPQoQV2F0Y2hKb2JSZXNwb25zZRIpCgNqb2IYASABKAsyHC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Kb2IiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiPgoRQ2FuY2VsSm9iUmVzcG9uc2USKQoDam9iGAEgASgLMhwuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuSm9iIl0KD0xpc3RKb2JzUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJEg8KB2pvYl9pZHMYBCADKAkiVwoQTGlzdEpvYnNSZXNwb25zZRIqCgRqb2JzGAEgAygLMhwuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSInChVEZWxldGVKb2JGaWxlc1JlcXVlc3QSDgoGam9iX2lkGAEgASgJIkMKFkRlbGV0ZUpvYkZpbGVzUmVzcG9uc2USKQoDam9iGAEgASgLMhwuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuSm9iKqEBCglKb2JTdGF0dXMSGgoWSk9CX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEUpPQl9TVEFUVVNfUVVFVUVEEAESFgoSSk9CX1NUQVRVU19SVU5OSU5HEAISGAoUSk9CX1NUQVRVU19TVUNDRUVERUQQAxIVChFKT0JfU1RBVFVTX0ZBSUxFRBAEEhgKFEpPQl9TVEFUVVNfQ0FOQ0VMTEVEEAUy7wQKE09yY2hlc3RyYXRvclNlcnZpY2USYgoJU3VibWl0Sm9iEikuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuU3VibWl0Sm9iUmVxdWVzdBoqLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLlN1Ym1pdEpvYlJlc3BvbnNlElkKBkdldEpvYhImLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkdldEpvYlJlcXVlc3QaJy5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5HZXRKb2JSZXNwb25zZRJhCghXYXRjaEpvYhIoLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLldhdGNoSm9iUmVxdWVzdBopLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLldhdGNoSm9iUmVzcG9uc2UwARJiCglDYW5jZWxKb2ISKS5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5DYW5jZWxKb2JSZXF1ZXN0GiouY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuQ2FuY2VsSm9iUmVzcG9uc2USXwoITGlzdEpvYnMSKC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5MaXN0Sm9ic1JlcXVlc3QaKS5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5MaXN0Sm9ic1Jlc3BvbnNlEnEKDkRlbGV0ZUpvYkZpbGVzEi4uY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuRGVsZXRlSm9iRmlsZXNSZXF1ZXN0Gi8uY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuRGVsZXRlSm9iRmlsZXNSZXNwb25zZWIGcHJvdG8z", [file_cutline_inference_v1_image_options, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message cutline.orchestrator.v1.Job
@@ -124,6 +124,13 @@ export type Job = Message<"cutline.orchestrator.v1.Job"> & {
    * @generated from field: bool user_error = 19;
    */
   userError: boolean;
+
+  /**
+   * The job's input and result blobs were deleted on the caller's request (DeleteJobFiles).
+   *
+   * @generated from field: bool files_deleted = 30;
+   */
+  filesDeleted: boolean;
 };
 
 /**
@@ -186,6 +193,15 @@ export type SubmitJobRequest = Message<"cutline.orchestrator.v1.SubmitJobRequest
    * @generated from field: string background_image_blob_key = 9;
    */
   backgroundImageBlobKey: string;
+
+  /**
+   * SHA-256 of the request's content (image bytes, background bytes, options), hex. A replay of
+   * the idempotency key with a different fingerprint is refused (idempotency_key_reused); empty
+   * skips the comparison.
+   *
+   * @generated from field: string request_fingerprint = 30;
+   */
+  requestFingerprint: string;
 };
 
 /**
@@ -315,6 +331,102 @@ export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE_
   messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 8);
 
 /**
+ * @generated from message cutline.orchestrator.v1.ListJobsRequest
+ */
+export type ListJobsRequest = Message<"cutline.orchestrator.v1.ListJobsRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * Jobs per page, 1 to 100; 0 means 20.
+   *
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * From the previous page's next_page_token; empty for the first page.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+
+  /**
+   * When set, exactly these jobs of the account (at most 100), newest first, in one page.
+   *
+   * @generated from field: repeated string job_ids = 4;
+   */
+  jobIds: string[];
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.ListJobsRequest.
+ * Use `create(ListJobsRequestSchema)` to create a new message.
+ */
+export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 9);
+
+/**
+ * @generated from message cutline.orchestrator.v1.ListJobsResponse
+ */
+export type ListJobsResponse = Message<"cutline.orchestrator.v1.ListJobsResponse"> & {
+  /**
+   * @generated from field: repeated cutline.orchestrator.v1.Job jobs = 1;
+   */
+  jobs: Job[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.ListJobsResponse.
+ * Use `create(ListJobsResponseSchema)` to create a new message.
+ */
+export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 10);
+
+/**
+ * @generated from message cutline.orchestrator.v1.DeleteJobFilesRequest
+ */
+export type DeleteJobFilesRequest = Message<"cutline.orchestrator.v1.DeleteJobFilesRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.DeleteJobFilesRequest.
+ * Use `create(DeleteJobFilesRequestSchema)` to create a new message.
+ */
+export const DeleteJobFilesRequestSchema: GenMessage<DeleteJobFilesRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 11);
+
+/**
+ * @generated from message cutline.orchestrator.v1.DeleteJobFilesResponse
+ */
+export type DeleteJobFilesResponse = Message<"cutline.orchestrator.v1.DeleteJobFilesResponse"> & {
+  /**
+   * @generated from field: cutline.orchestrator.v1.Job job = 1;
+   */
+  job?: Job | undefined;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.DeleteJobFilesResponse.
+ * Use `create(DeleteJobFilesResponseSchema)` to create a new message.
+ */
+export const DeleteJobFilesResponseSchema: GenMessage<DeleteJobFilesResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 12);
+
+/**
  * @generated from enum cutline.orchestrator.v1.JobStatus
  */
 export enum JobStatus {
@@ -396,6 +508,26 @@ export const OrchestratorService: GenService<{
     methodKind: "unary";
     input: typeof CancelJobRequestSchema;
     output: typeof CancelJobResponseSchema;
+  },
+  /**
+   * An account's jobs, newest first, a page at a time; or the named jobs of the account.
+   *
+   * @generated from rpc cutline.orchestrator.v1.OrchestratorService.ListJobs
+   */
+  listJobs: {
+    methodKind: "unary";
+    input: typeof ListJobsRequestSchema;
+    output: typeof ListJobsResponseSchema;
+  },
+  /**
+   * Deletes a finished job's input, background and result blobs; the job row stays, marked.
+   *
+   * @generated from rpc cutline.orchestrator.v1.OrchestratorService.DeleteJobFiles
+   */
+  deleteJobFiles: {
+    methodKind: "unary";
+    input: typeof DeleteJobFilesRequestSchema;
+    output: typeof DeleteJobFilesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_cutline_orchestrator_v1_orchestrator_service, 0);
