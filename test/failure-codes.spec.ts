@@ -36,6 +36,9 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   video_too_long: row(Code.InvalidArgument, 400),
   unknown_extra: row(Code.InvalidArgument, 400),
   capture_exceeds_hold: row(Code.InvalidArgument, 400),
+  too_many_items: row(Code.InvalidArgument, 400),
+  // A replayed Idempotency-Key with other content: well-formed, but the key stands for another request.
+  idempotency_key_reused: row(Code.InvalidArgument, 422),
   // Who is calling.
   missing_api_key: row(Code.Unauthenticated, 401),
   invalid_api_key: row(Code.Unauthenticated, 401),
@@ -49,6 +52,7 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   pack_not_found: row(Code.NotFound, 404),
   hold_not_found: row(Code.NotFound, 404),
   job_not_found: row(Code.NotFound, 404),
+  batch_not_found: row(Code.NotFound, 404),
   result_expired: row(Code.NotFound, 404),
   account_exists: row(Code.AlreadyExists, 409),
   idempotency_conflict: row(Code.AlreadyExists, 409),
@@ -59,6 +63,7 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   hold_expired: row(Code.FailedPrecondition, 400),
   hold_already_settled: row(Code.FailedPrecondition, 400),
   job_finished: row(Code.FailedPrecondition, 400),
+  job_unfinished: row(Code.FailedPrecondition, 400),
   // Limits: retry later (Retry-After).
   rate_limited: row(Code.ResourceExhausted, 429),
   concurrency_limited: row(Code.ResourceExhausted, 429),

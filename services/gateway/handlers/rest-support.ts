@@ -34,6 +34,11 @@ export class ClientGone extends Error {}
  */
 export function readBody(request: HttpRequest, bytesMax: number, limitName: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    // Gone while the call was being authenticated and admitted: its 'close' has already passed.
+    if (request.destroyed) {
+      reject(new ClientGone("the client went away before its body was read"));
+      return;
+    }
     const chunks: Buffer[] = [];
     let total = 0;
     const stop = () => {
