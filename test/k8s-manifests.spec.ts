@@ -649,7 +649,7 @@ describe("k8s overlays", { skip: skipRendering }, () => {
     assert.equal(secrets.length, 1);
     const secretName = secrets[0]!.metadata.name;
     assert.match(secretName, /^cutline-secrets-[a-z0-9]+$/);
-    assert.deepEqual(Object.keys(secrets[0]!.data ?? {}).sort(), ["CUTLINE_API_KEY", "CUTLINE_SERVICE_TOKEN", "DATABASE_URL"]);
+    assert.deepEqual(Object.keys(secrets[0]!.data ?? {}).sort(), ["CUTLINE_API_KEY", "CUTLINE_RESULT_URL_KEY", "CUTLINE_SERVICE_TOKEN", "DATABASE_URL"]);
     for (const deployment of byKind<DeploymentObject>(objects, "Deployment")) {
       for (const variable of containerOf(deployment).env ?? []) {
         if (variable.valueFrom?.secretKeyRef) assert.equal(variable.valueFrom.secretKeyRef.name, secretName, `${deployment.metadata.name}: ${variable.name}`);
