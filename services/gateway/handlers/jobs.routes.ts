@@ -1,4 +1,5 @@
 // `GET /v1/jobs`, `GET /v1/jobs/{id}`, `DELETE /v1/jobs/{id}`: the caller's jobs as JSON.
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { reasonError, reasonOf } from "../../common/errors.ts";
 import { JobStatus, type Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
@@ -55,7 +56,7 @@ export function jobJson(job: Job, links: ResultLinks, request: HttpRequest): Job
     credits_charged: creditsNumber(job.chargedMillicredits),
     result_url: hasResult ? links.signer(request.headers.host).urlFor(job.id) : null,
     error: failure ? { code: reasonOf(failure) ?? "internal", title: failure.rawMessage } : null,
-    created_at: job.createdAt ? new Date(Number(job.createdAt.seconds) * 1000 + Math.floor(job.createdAt.nanos / 1e6)).toISOString() : null,
+    created_at: job.createdAt ? timestampDate(job.createdAt).toISOString() : null,
   };
 }
 
