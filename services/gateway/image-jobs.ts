@@ -227,16 +227,11 @@ export class ImageJobs {
     const backgroundImageBlobKey = backgroundInfo ? `${inputBlobKey}/background` : "";
     // A replay whose first attempt was charged has its job: storing the input again would only
     // bring back files the caller may have deleted since.
-    const alreadyCharged = hold.replayed && hold.status === HoldStatus.CAPTURED;
-    try {
-      if (!alreadyCharged) await storage(() => this.blobs.put(inputBlobKey, image, { contentType: `image/${info.format}` }), "storing the image");
-      if (backgroundInfo && !alreadyCharged) {
-        await storage(() => this.blobs.put(backgroundImageBlobKey, background, { contentType: `image/${backgroundInfo.format}` }), "storing the background image");
-      }
-    } catch (error) {
-      // Nothing was submitted: the credits go back now rather than when the hold expires.
-      await this.#releaseAfterFailedSubmit(hold.holdId);
-      throw error;
+    if (!(hold.replayed && hold.status === HoldStatus.CAPTURED)) {
+      await this.#storeInputs(hold.holdId, [
+        { key: inputBlobKey, data: image, format: info.format, what: "the image" },
+        ...(backgroundInfo ? [{ key: backgroundImageBlobKey, data: background, format: backgroundInfo.format, what: "the background image" }] : []),
+      ]);
     }
     try {
       const submitted = await this.orchestrator.submitJob({
@@ -264,6 +259,18 @@ export class ImageJobs {
         if (!hold.replayed) await this.#deleteInputs([inputBlobKey, backgroundImageBlobKey]);
       }
       else this.log.warn({ err: error, holdId: hold.holdId }, "submit outcome unknown: the hold is left to the job or to billing's sweeper");
+      throw error;
+    }
+  }
+
+  /** Stores the input blobs; where one fails, nothing was submitted and the credits go back now rather than when the hold expires. */
+  async #storeInputs(holdId: string, inputs: { key: string; data: Uint8Array; format: string; what: string }[]): Promise<void> {
+    try {
+      for (const input of inputs) {
+        await storage(() => this.blobs.put(input.key, input.data, { contentType: `image/${input.format}` }), `storing ${input.what}`);
+      }
+    } catch (error) {
+      await this.#releaseAfterFailedSubmit(holdId);
       throw error;
     }
   }
