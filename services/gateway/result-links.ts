@@ -10,10 +10,12 @@ export interface ResultLinksOptions {
   ttlSeconds: number;
 }
 
+const UNSPECIFIED_HOSTS = new Set(["0.0.0.0", "[::]"]);
+
 /**
  * Result URL signing with the public base URL known late: the server's own URL (the default)
- * exists only once it listens, after the gateway is built. Until `listeningAt` is told, the
- * request's Host header stands in.
+ * exists only once it listens, after the gateway is built. Until `listeningAt` is told (or when
+ * the server listens on every interface), the request's Host header stands in.
  */
 export class ResultLinks {
   #listeningUrl: string | undefined;
@@ -22,6 +24,8 @@ export class ResultLinks {
 
   /** The URL the server listens on, the default base when CUTLINE_PUBLIC_URL is unset. */
   listeningAt(url: string): void {
+    // Bound to every interface (0.0.0.0, ::): no client can reach that address, the Host it used can.
+    if (UNSPECIFIED_HOSTS.has(new URL(url).hostname)) return;
     this.#listeningUrl = url;
   }
 
