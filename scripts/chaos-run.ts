@@ -424,6 +424,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       CUTLINE_API_KEY: apiKey,
       CUTLINE_ACCOUNT_ID: ACCOUNT_ID,
       CUTLINE_SERVICE_TOKEN: serviceToken,
+      CUTLINE_RESULT_URL_KEY: randomBytes(32).toString("hex"),
       HOLD_TTL_SECONDS: String(options.holdTtlSeconds),
       // The reconciler settles jobs whose task or outcome a fault lost; at its 5-minute default a
       // run would wait minutes for it, so it looks often and takes a job quiet for jobQuietSeconds as lost.

@@ -15,7 +15,7 @@ import type { Running } from "./common/runtime.ts";
 import { serverOptionsOf, startServiceServer } from "./common/server.ts";
 import { imageLimitsOf } from "./common/images/image-limits.ts";
 import { createUploadInspector } from "./common/images/upload.inspector.ts";
-import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig } from "./gateway/gateway.config.ts";
+import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptionsOf } from "./gateway/gateway.config.ts";
 import { createGateway } from "./gateway/index.ts";
 import { createSegmentationEngine, startSegmentConsumer } from "./inference/index.ts";
 import { loadInferenceServiceConfig } from "./inference/inference.config.ts";
@@ -127,6 +127,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     log: log.child({ service: "gateway" }),
     limits: imageJobsOptionsOf(config.gateway),
     adminToken: admin.token,
+    resultUrls: resultLinksOptionsOf(config.gateway, { required: false }),
   });
   await gateway.start();
   const apiKey = await gateway.provisionAccount(config.gateway.CUTLINE_ACCOUNT_ID, {
@@ -149,6 +150,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     ...serverOptionsOf(common),
   });
   gatewayUrl = server.url;
+  gateway.listeningAt(server.url);
 
   const ready = Promise.all([engine.ready, worker]).then(() => health.setAllServing());
   ready.catch((error: unknown) => log.error({ err: error }, "the model could not be made ready; health stays NOT_SERVING"));

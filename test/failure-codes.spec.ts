@@ -47,6 +47,9 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   outbound_forbidden_address: row(Code.InvalidArgument, 400),
   outbound_too_many_redirects: row(Code.InvalidArgument, 400),
   outbound_too_large: row(Code.InvalidArgument, 400),
+  too_many_items: row(Code.InvalidArgument, 400),
+  // A replayed Idempotency-Key with other content: well-formed, but the key stands for another request.
+  idempotency_key_reused: row(Code.InvalidArgument, 422),
   // Who is calling.
   missing_api_key: row(Code.Unauthenticated, 401),
   invalid_api_key: row(Code.Unauthenticated, 401),
@@ -64,6 +67,7 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   hold_not_found: row(Code.NotFound, 404),
   job_not_found: row(Code.NotFound, 404),
   webhook_delivery_not_found: row(Code.NotFound, 404),
+  batch_not_found: row(Code.NotFound, 404),
   result_expired: row(Code.NotFound, 404),
   key_not_found: row(Code.NotFound, 404),
   member_not_found: row(Code.NotFound, 404),
@@ -79,6 +83,7 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   job_finished: row(Code.FailedPrecondition, 400),
   key_limit_reached: row(Code.FailedPrecondition, 400),
   job_not_charged: row(Code.FailedPrecondition, 400),
+  job_unfinished: row(Code.FailedPrecondition, 400),
   // Limits: retry later (Retry-After).
   rate_limited: row(Code.ResourceExhausted, 429),
   concurrency_limited: row(Code.ResourceExhausted, 429),

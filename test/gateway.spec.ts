@@ -497,6 +497,74 @@ describe("gateway", () => {
     });
   });
 
+  describe("REST jobs without a worker: queued jobs, cancels, and refusals before any hold", () => {
+    it("DELETE /v1/jobs/{id} cancels a queued job and releases its hold; a second DELETE deletes its files", async () => {
+      const { accountId, key } = await account();
+      const form = new FormData();
+      form.append("image_file", new Blob([photo]), "photo.png");
+      const submitted = await fetch(`${server.url}/v1/matting?async=true`, { method: "POST", headers: { "x-api-key": key }, body: form });
+      assert.equal(submitted.status, 202);
+      const job = (await submitted.json()) as { id: string; status: string; credits_charged: number; result_url: null; error: null };
+      assert.deepEqual([job.status, job.credits_charged, job.result_url, job.error], ["queued", 0, null, null]);
+      const internal = (await orchestratorClient.getJob({ jobId: job.id })).job!;
+      assert.ok(await blobs.get(internal.inputBlobKey), "the input is stored");
+      const cancelled = await fetch(`${server.url}/v1/jobs/${job.id}`, { method: "DELETE", headers: { "x-api-key": key } });
+      assert.equal(cancelled.status, 200);
+      const body = (await cancelled.json()) as { status: string; error: { code: string } };
+      assert.deepEqual([body.status, body.error.code], ["cancelled", "cancelled"]);
+      assert.equal(await available(accountId), 10_000n, "the hold was released: nothing charged, nothing held");
+      const deleted = await fetch(`${server.url}/v1/jobs/${job.id}`, { method: "DELETE", headers: { "x-api-key": key } });
+      assert.equal(deleted.status, 200);
+      assert.equal(await blobs.get(internal.inputBlobKey), undefined, "the input blob was deleted");
+      assert.equal((await orchestratorClient.getJob({ jobId: job.id })).job?.filesDeleted, true);
+    });
+
+    it("a bad option, a too long Idempotency-Key or a batch past BATCH_ITEMS_MAX is refused with 400 before any hold", async () => {
+      const { accountId, key } = await account();
+      const post = (path: string, body: FormData, headers: Record<string, string> = {}) =>
+        fetch(`${server.url}${path}`, { method: "POST", headers: { "x-api-key": key, ...headers }, body });
+      const withImage = (fields: Record<string, string>) => {
+        const form = new FormData();
+        form.append("image_file", new Blob([photo]), "photo.png");
+        for (const [name, value] of Object.entries(fields)) form.append(name, value);
+        return form;
+      };
+      const cases: [Response, string, RegExp][] = [
+        [await post("/v1/matting", withImage({ bg_color: "bluish" })), "invalid_option", /bg_color "bluish" is not a hex colour/],
+        [await post("/v1/matting", withImage({ output_format: "tiff" })), "invalid_option", /output_format must be one of png, webp, jpg, jpeg, mask; got "tiff"/],
+        [await post("/v1/matting?async=maybe", withImage({})), "invalid_option", /async must be one of/],
+        [await post("/v1/matting", withImage({}), { "idempotency-key": "k".repeat(256) }), "invalid_request", /256 characters; at most 255 \(IDEMPOTENCY_KEY_LENGTH_MAX\)/],
+      ];
+      const batch = new FormData();
+      for (let index = 0; index < 51; index++) batch.append("image_file", new Blob([photo]), `${index}.png`);
+      cases.push([await post("/v1/matting/batch", batch), "too_many_items", /51 images; at most 50 per call \(BATCH_ITEMS_MAX\)/]);
+      for (const [response, code, title] of cases) {
+        assert.equal(response.status, 400);
+        const error = restErrorOf(await response.text());
+        assert.equal(error.code, code);
+        assert.match(error.title, title);
+      }
+      assert.equal(await available(accountId), 10_000n);
+    });
+
+    it("a raw image body is taken as the image; any other Content-Type is refused naming both ways to send one", async () => {
+      const { key } = await account();
+      const raw = await fetch(`${server.url}/v1/matting?async=true&output_format=jpg&bg_color=ffffff`, {
+        method: "POST",
+        headers: { "x-api-key": key, "content-type": "image/png" },
+        body: photo,
+      });
+      assert.equal(raw.status, 202);
+      const { id } = (await raw.json()) as { id: string };
+      const internal = (await orchestratorClient.getJob({ jobId: id })).job!;
+      assert.deepEqual((await blobs.get(internal.inputBlobKey))?.data, photo);
+      assert.equal(internal.options?.backgroundColor, "#ffffff");
+      const text = await fetch(`${server.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key, "content-type": "text/plain" }, body: "hello" });
+      assert.equal(text.status, 400);
+      assert.match(restErrorOf(await text.text()).title, /multipart\/form-data .* or as the raw body with Content-Type image\/\*/);
+    });
+  });
+
   it("no request in this suite was logged as a server fault", () => {
     assert.deepEqual(errorsLogged(), []);
   });

@@ -35,12 +35,6 @@ import { documentedRoutes, OPENAPI_DOCUMENT } from "../services/gateway/openapi.
  */
 const DOCUMENTED_BEFORE_SERVED = new Set([
   "POST /v1/smart-crop",
-  "POST /v1/matting/batch",
-  "GET /v1/batches/{id}",
-  "GET /v1/jobs",
-  "GET /v1/jobs/{id}",
-  "DELETE /v1/jobs/{id}",
-  "GET /v1/results/{id}",
 ]);
 
 /** A plan whose monthly quota is two calls; otherwise as generous as the unlimited plan. */

@@ -23,10 +23,12 @@ export function reasonOf(error: ConnectError): string | undefined {
 const HTTP_STATUS_BY_REASON: Readonly<Record<string, number>> = {
   insufficient_credits: 402,
   method_not_allowed: 405,
+  // The request is well-formed but its key already stands for another request (the IETF Idempotency-Key draft's 422).
+  idempotency_key_reused: 422,
   too_many_bytes: 413,
 };
 
-/** HTTP status for a gRPC code, as the Connect protocol maps them, plus the reasons above (402, 405, 413). */
+/** HTTP status for a gRPC code, as the Connect protocol maps them, plus the reasons above (402, 405, 413, 422). */
 export function httpStatusOf(error: ConnectError): number {
   const byReason = HTTP_STATUS_BY_REASON[reasonOf(error) ?? ""];
   if (byReason !== undefined) return byReason;

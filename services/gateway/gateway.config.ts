@@ -3,7 +3,9 @@ import { ConfigError, integer, list, loadConfig, optionalText, port, text, type 
 import { keptSecretOf } from "../common/kept-secret.ts";
 import { ADMIN_TOKEN_LENGTH_MIN } from "./domain/admin-token.ts";
 import { imageLimitsConfigSpec, longestSideLimitsOf } from "../common/images/image-limits.ts";
+import { resultUrlConfigSpec, resultUrlKeyOf } from "../common/result-urls.ts";
 import type { ImageJobsOptions } from "./image-jobs.ts";
+import type { ResultLinksOptions } from "./result-links.ts";
 
 export const gatewayConfigSpec = {
   ...commonConfigSpec,
@@ -26,6 +28,10 @@ export const gatewayConfigSpec = {
       return raw;
     },
   } satisfies Variable<string | undefined>,
+  BATCH_ITEMS_MAX: integer("Images per POST /v1/matting/batch call, at most, in images.", 50, { min: 1, max: 100 }),
+  BATCH_BYTES_MAX: integer("Largest POST /v1/matting/batch body (all its images and fields), in bytes.", 64 * 1024 * 1024, { min: 1024 }),
+  // Result URLs: signed with the key the orchestrator shares (webhooks carry them too).
+  ...resultUrlConfigSpec,
   // The same limits inference enforces: the gateway refuses and prices uploads by them before any hold.
   ...imageLimitsConfigSpec,
 } as const;
@@ -37,8 +43,10 @@ export function loadGatewayConfig(environment: NodeJS.ProcessEnv = process.env) 
 }
 
 /** The gateway's limits, for its main and single-node mode alike. */
-export function imageJobsOptionsOf(config: GatewayConfig): ImageJobsOptions {
+export function imageJobsOptionsOf(config: GatewayConfig): ImageJobsOptions & { batchItemsMax: number; batchBytesMax: number } {
   return {
+    batchItemsMax: config.BATCH_ITEMS_MAX,
+    batchBytesMax: config.BATCH_BYTES_MAX,
     uploadBytesMax: config.UPLOAD_BYTES_MAX,
     syncTimeoutMs: config.SYNC_TIMEOUT_MS,
     holdTtlSeconds: config.HOLD_TTL_SECONDS,
@@ -59,4 +67,12 @@ export function adminTokenOf(config: Pick<GatewayConfig, "CUTLINE_ADMIN_TOKEN" |
     throw new ConfigError([`${kept.file} holds a token of ${kept.secret.length} characters; the admin token must be at least ${ADMIN_TOKEN_LENGTH_MIN} (delete the file to have one generated)`]);
   }
   return { token: kept.secret, file: kept.file, created: kept.created };
+}
+
+/**
+ * Result URL signing: `required` (the mesh gateway) refuses to start without CUTLINE_RESULT_URL_KEY,
+ * which the orchestrator must share; a single node keeps a generated one in its data directory.
+ */
+export function resultLinksOptionsOf(config: GatewayConfig, options: { required: boolean }): ResultLinksOptions {
+  return { key: resultUrlKeyOf(config, options), publicUrl: config.CUTLINE_PUBLIC_URL, ttlSeconds: config.RESULT_URL_TTL_SECONDS };
 }

@@ -1,9 +1,9 @@
-import { clone, create } from "@bufbuild/protobuf";
+import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { BillingService, Operation, Pool, type Account, type Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { BillingService, HoldStatus, Operation, Pool, type Account, type Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ImageOptionsSchema, OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { reasonError } from "../common/errors.ts";
@@ -13,7 +13,7 @@ import type { BlobStore } from "../common/ports/blob-store.ts";
 import { longestSideFor, processedSize } from "../common/images/image-size.ts";
 import type { LongestSideLimits } from "../common/images/image-limits.ts";
 import type { UploadInfo, UploadInspector } from "../common/images/upload.inspector.ts";
-import { ConcurrencyLimiter, RequestRateLimiter, type LimitName, type LimitOutcome } from "./domain/rate-limits.ts";
+import { ConcurrencyLimiter, RequestRateLimiter, type LimitName, type LimitOutcome, type RateLimitState } from "./domain/rate-limits.ts";
 import type { ApiKeyOwner } from "./store/api-key.store.ts";
 import type { MonthlyCallStore } from "./store/monthly-call.store.ts";
 
@@ -43,6 +43,36 @@ export interface Admission {
   owner: ApiKeyOwner;
   plan: Plan | undefined;
   release(): void;
+  /** The account's per-minute budget after this call's token (X-RateLimit-*); undefined when the plan sets none. */
+  rate?: RateLimitState;
+}
+
+/** Longest Idempotency-Key accepted, in characters. */
+export const IDEMPOTENCY_KEY_LENGTH_MAX = 255;
+
+/** The idempotency key a caller sent, checked against IDEMPOTENCY_KEY_LENGTH_MAX; "" for none. */
+export function checkedIdempotencyKey(key: string | null | undefined): string {
+  const value = (key ?? "").trim();
+  if (value.length > IDEMPOTENCY_KEY_LENGTH_MAX) {
+    throw reasonError(Code.InvalidArgument, "invalid_request", `the Idempotency-Key is ${value.length} characters; at most ${IDEMPOTENCY_KEY_LENGTH_MAX} (IDEMPOTENCY_KEY_LENGTH_MAX)`);
+  }
+  return value;
+}
+
+/**
+ * SHA-256 (hex) of what a request asks for: the image, the background image and the options.
+ * A replay of an idempotency key must carry the same, or it is refused (idempotency_key_reused).
+ */
+export function requestFingerprint(image: Uint8Array, options: ImageOptions | undefined): string {
+  const hash = createHash("sha256");
+  const withoutBackground = options ? clone(ImageOptionsSchema, options) : create(ImageOptionsSchema);
+  const background = withoutBackground.backgroundImage;
+  withoutBackground.backgroundImage = new Uint8Array();
+  // Each part's length first, so no two different requests hash the same concatenation.
+  for (const part of [image, background, toBinary(ImageOptionsSchema, withoutBackground)]) {
+    hash.update(`${part.byteLength}:`).update(part);
+  }
+  return hash.digest("hex");
 }
 
 export interface ImageResult {
@@ -91,8 +121,10 @@ export class ImageJobs {
   async admit(owner: ApiKeyOwner, options: { slot: boolean; calls?: number }): Promise<Admission> {
     const account = await this.#accountOf(owner);
     const plan = account?.plan;
-    const rate = this.rates.take(owner.accountId, plan?.requestsPerMinute ?? 0, Date.now());
+    const now = Date.now();
+    const rate = this.rates.take(owner.accountId, plan?.requestsPerMinute ?? 0, now);
     if (!rate.ok) throw limitError(rate);
+    const state = this.rates.state(owner.accountId, plan?.requestsPerMinute ?? 0, now);
     const slot = options.slot ? this.concurrency.acquire(owner.accountId, plan?.concurrency ?? 0) : ({ ok: true, release: () => {} } as const);
     if (!slot.ok) throw limitError(slot);
     try {
@@ -101,7 +133,7 @@ export class ImageJobs {
       slot.release();
       throw error;
     }
-    return { owner, plan, release: slot.release };
+    return { owner, plan, release: slot.release, rate: state };
   }
 
   /**
@@ -208,6 +240,8 @@ export class ImageJobs {
     const jobOptions = options ? clone(ImageOptionsSchema, options) : create(ImageOptionsSchema);
     jobOptions.backgroundImage = new Uint8Array();
     const key = idempotencyKey || randomUUID();
+    // Only a key the caller chose can be replayed: a random one needs no fingerprint.
+    const fingerprint = idempotencyKey ? requestFingerprint(image, options) : "";
     // Priced at the size inference will process: after the plan's and the service's downscaling.
     const hd = options?.size === OutputSize.HD;
     const longestSideMax = longestSideFor(hd, this.options.longestSide, plan?.longestSidePixels ?? 0);
@@ -222,7 +256,10 @@ export class ImageJobs {
       accountId: owner.accountId,
       pool: Pool.API,
       amountMillicredits: quote.costMillicredits,
-      idempotencyKey: `image:${key}`,
+      // The content is part of the hold's key: a replay with other content gets a hold (and an
+      // input blob, keyed by the hold) of its own, which is released when the orchestrator refuses
+      // the replay, instead of sharing, and overwriting, the first request's.
+      idempotencyKey: fingerprint ? `image:${key}:${fingerprint}` : `image:${key}`,
       holdTtlSeconds: this.options.holdTtlSeconds,
       apiKeyId: owner.keyId,
       // Usage and the member's monthly cap are counted per member; account-wide keys have none.
@@ -231,15 +268,13 @@ export class ImageJobs {
     });
     const inputBlobKey = `inputs/${hold.holdId}`;
     const backgroundImageBlobKey = backgroundInfo ? `${inputBlobKey}/background` : "";
-    try {
-      await storage(() => this.blobs.put(inputBlobKey, image, { contentType: `image/${info.format}` }), "storing the image");
-      if (backgroundInfo) {
-        await storage(() => this.blobs.put(backgroundImageBlobKey, background, { contentType: `image/${backgroundInfo.format}` }), "storing the background image");
-      }
-    } catch (error) {
-      // Nothing was submitted: the credits go back now rather than when the hold expires.
-      await this.#releaseAfterFailedSubmit(hold.holdId);
-      throw error;
+    // A replay whose first attempt was charged has its job: storing the input again would only
+    // bring back files the caller may have deleted since.
+    if (!(hold.replayed && hold.status === HoldStatus.CAPTURED)) {
+      await this.#storeInputs(hold.holdId, [
+        { key: inputBlobKey, data: image, format: info.format, what: "the image" },
+        ...(backgroundInfo ? [{ key: backgroundImageBlobKey, data: background, format: backgroundInfo.format, what: "the background image" }] : []),
+      ]);
     }
     try {
       const submitted = await this.orchestrator.submitJob({
@@ -253,6 +288,7 @@ export class ImageJobs {
         highPriority: plan?.priorityLane === "high",
         longestSideMax,
         webhookUrl,
+        requestFingerprint: fingerprint,
       });
       if (!submitted.job) throw new Error("orchestrator returned no job");
       return submitted.job;
@@ -261,9 +297,31 @@ export class ImageJobs {
       // then captures or releases this hold itself: releasing it here would let that job's result
       // go out unpaid. Only an answer that says nothing was recorded returns the credits now; in
       // doubt the hold stays, and billing's sweeper expires it if no job claims it.
-      if (submitSurelyFailed(error)) await this.#releaseAfterFailedSubmit(hold.holdId);
+      if (submitSurelyFailed(error)) {
+        await this.#releaseAfterFailedSubmit(hold.holdId);
+        // This request's own input (a replayed hold's blob belongs to the attempt that made it).
+        if (!hold.replayed) await this.#deleteInputs([inputBlobKey, backgroundImageBlobKey]);
+      }
       else this.log.warn({ err: error, holdId: hold.holdId }, "submit outcome unknown: the hold is left to the job or to billing's sweeper");
       throw error;
+    }
+  }
+
+  /** Stores the input blobs; where one fails, nothing was submitted and the credits go back now rather than when the hold expires. */
+  async #storeInputs(holdId: string, inputs: { key: string; data: Uint8Array; format: string; what: string }[]): Promise<void> {
+    try {
+      for (const input of inputs) {
+        await storage(() => this.blobs.put(input.key, input.data, { contentType: `image/${input.format}` }), `storing ${input.what}`);
+      }
+    } catch (error) {
+      await this.#releaseAfterFailedSubmit(holdId);
+      throw error;
+    }
+  }
+
+  async #deleteInputs(keys: string[]): Promise<void> {
+    for (const key of keys.filter((candidate) => candidate !== "")) {
+      await this.blobs.delete(key).catch((error: unknown) => this.log.warn({ err: error, key }, "deleting an unsubmitted input failed; its TTL removes it"));
     }
   }
 

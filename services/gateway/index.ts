@@ -18,14 +18,21 @@ import { accountRoutes } from "./handlers/account.routes.ts";
 import { docsRoutes } from "./handlers/docs.routes.ts";
 import { createRouteTable, routeKeys, type RestRoute, type RouteKey } from "./handlers/route-table.ts";
 import { createAdminRoutes } from "./handlers/admin.routes.ts";
+import { randomBytes } from "node:crypto";
 import { createImageHandlers } from "./handlers/image.handlers.ts";
 import { createKeyHandlers } from "./handlers/key.handlers.ts";
 import { createJobHandlers } from "./handlers/job.handlers.ts";
-import { createRestRoutes } from "./handlers/rest.routes.ts";
 import { createWebhookHandlers } from "./handlers/webhook.handlers.ts";
+import { createBatchesRoutes } from "./handlers/batches.routes.ts";
+import { createJobsRoutes } from "./handlers/jobs.routes.ts";
+import { createMattingRoutes } from "./handlers/matting.routes.ts";
+import type { RestDependencies } from "./handlers/rest-support.ts";
+import { createResultsRoutes } from "./handlers/results.routes.ts";
 import { UploadAdmissions } from "./handlers/upload.admission.ts";
 import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-jobs.ts";
+import { ResultLinks, type ResultLinksOptions } from "./result-links.ts";
 import { ApiKeyStore, type GatewaySchema } from "./store/api-key.store.ts";
+import { BatchStore, type BatchSchema } from "./store/batch.store.ts";
 import { gatewayMigrations } from "./store/migrations.ts";
 import { MonthlyCallStore, type MonthlyCallSchema } from "./store/monthly-call.store.ts";
 
@@ -36,7 +43,9 @@ export interface GatewayDependencies {
   orchestrator: Client<typeof OrchestratorService>;
   inspect: UploadInspector;
   log: Logger;
-  limits: ImageJobsOptions;
+  limits: ImageJobsOptions & { batchItemsMax?: number; batchBytesMax?: number };
+  /** Result URL signing (resultUrlKeyOf, CUTLINE_PUBLIC_URL, RESULT_URL_TTL_SECONDS). @default a random key kept in memory, 24 h */
+  resultUrls?: ResultLinksOptions;
   /** Bearer token of the admin API under /admin/v1; unset, the admin API is not served. */
   adminToken?: string;
 }
@@ -52,6 +61,8 @@ export interface Gateway {
    */
   readonly admit: (request: HttpRequest, response: HttpResponse) => Promise<ConnectError | undefined>;
   readonly apiKeys: ApiKeyStore;
+  /** Tells the gateway the URL its server listens on: result URLs are built from it when CUTLINE_PUBLIC_URL is unset. */
+  listeningAt(url: string): void;
   start(): Promise<void>;
   /**
    * Makes sure `accountId` exists in billing (with its sign-up trial) and owns `key`; with no
@@ -67,9 +78,33 @@ export function createGateway(deps: GatewayDependencies): Gateway {
   const imageJobs = new ImageJobs(deps.billing, deps.orchestrator, deps.blobStore, deps.inspect, deps.log, deps.limits, monthlyCalls);
   const admissions = new UploadAdmissions(apiKeys, imageJobs);
   const accountReads = new AccountReads(deps.billing, monthlyCalls, { longestSide: deps.limits.longestSide, readRequestsPerMinute: deps.limits.readRequestsPerMinute });
-  const matting = createRestRoutes(apiKeys, imageJobs, deps.limits.uploadBytesMax, deps.log);
+  const resultLinks = new ResultLinks(deps.resultUrls ?? { key: randomBytes(32).toString("hex"), ttlSeconds: 24 * 60 * 60 });
+  const rest: RestDependencies = {
+    apiKeys,
+    imageJobs,
+    orchestrator: deps.orchestrator,
+    blobs: deps.blobStore,
+    resultLinks,
+    // The same gateway database; its schema type lists api_keys, the batch store's the batch tables.
+    batches: new BatchStore(deps.db as unknown as Kysely<BatchSchema>),
+    log: deps.log,
+    limits: {
+      uploadBytesMax: deps.limits.uploadBytesMax,
+      batchItemsMax: deps.limits.batchItemsMax ?? 50,
+      batchBytesMax: deps.limits.batchBytesMax ?? 64 * 1024 * 1024,
+    },
+  };
+  const families = { matting: createMattingRoutes(rest), jobs: createJobsRoutes(rest), results: createResultsRoutes(rest), batches: createBatchesRoutes(rest) };
+  // Each family matches its own paths again; the table keeps the method + path list enumerable (OpenAPI).
+  const via = (family: HttpRoutes) => async (request: HttpRequest, response: HttpResponse) => void (await family(request, response));
   const restRoutes: RestRoute[] = [
-    { method: "POST", path: "/v1/matting", handle: async (request, response) => void (await matting(request, response)) },
+    { method: "POST", path: "/v1/matting", handle: via(families.matting) },
+    { method: "POST", path: "/v1/matting/batch", handle: via(families.batches) },
+    { method: "GET", path: "/v1/batches/{id}", handle: via(families.batches) },
+    { method: "GET", path: "/v1/jobs", handle: via(families.jobs) },
+    { method: "GET", path: "/v1/jobs/{id}", handle: via(families.jobs) },
+    { method: "DELETE", path: "/v1/jobs/{id}", handle: via(families.jobs) },
+    { method: "GET", path: "/v1/results/{id}", handle: via(families.results) },
     ...accountRoutes(apiKeys, accountReads),
     ...docsRoutes(),
   ];
@@ -77,6 +112,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     apiKeys,
     httpRoutes: withAdminRoutes(deps, apiKeys, createRouteTable(restRoutes, deps.log)),
     restRoutes: routeKeys(restRoutes),
+    listeningAt: (url) => resultLinks.listeningAt(url),
     admit: admissions.admit,
     routes(router) {
       router.service(AccountService, createAccountHandlers(apiKeys, accountReads));

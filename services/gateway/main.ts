@@ -9,7 +9,7 @@ import { requireServiceToken } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { imageLimitsOf } from "../common/images/image-limits.ts";
 import { createUploadInspector } from "../common/images/upload.inspector.ts";
-import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig } from "./gateway.config.ts";
+import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptionsOf } from "./gateway.config.ts";
 import { createGateway } from "./index.ts";
 import type { GatewaySchema } from "./store/api-key.store.ts";
 import { openPorts, openServiceDatabase } from "../common/wiring.ts";
@@ -36,6 +36,7 @@ await runMain("gateway", async () => {
     log,
     limits: imageJobsOptionsOf(config),
     adminToken: admin.token,
+    resultUrls: resultLinksOptionsOf(config, { required: true }),
   });
   const server = await startServiceServer({
     name: "gateway",
@@ -51,6 +52,7 @@ await runMain("gateway", async () => {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     ...serverOptionsOf(config),
   });
+  gateway.listeningAt(server.url);
   await gateway.start();
   const apiKey = config.CUTLINE_API_KEY;
   if (apiKey) await whenAvailable(() => gateway.provisionAccount(config.CUTLINE_ACCOUNT_ID, { key: apiKey }));

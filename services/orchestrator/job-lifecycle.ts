@@ -29,10 +29,16 @@ export interface SubmitJob {
   backgroundImageBlobKey?: string;
   /** Where the job's end is POSTed; "" or unset: the account's webhook URL, if any. Checked by the caller. */
   webhookUrl?: string;
+  /** SHA-256 (hex) of the request's content; a replay of the key with another is refused. "" skips the check. */
+  requestFingerprint?: string;
 }
 
 /** Called in the transaction that records a job's end (for a success: after its capture). */
 export type JobEndHook = (db: Kysely<OrchestratorSchema>, job: JobRow) => Promise<void>;
+
+/** Jobs per page of ListJobs: the default and the most. */
+export const LIST_JOBS_PAGE_SIZE_DEFAULT = 20;
+export const LIST_JOBS_PAGE_SIZE_MAX = 100;
 
 export interface JobLifecycleOptions {
   /** How often WatchJob re-reads a job changed by another orchestrator replica. @default 500 */
@@ -105,7 +111,9 @@ export class JobLifecycle {
       longest_side_max: request.longestSideMax,
       background_image_blob_key: request.backgroundImageBlobKey ?? "",
       webhook_url: request.webhookUrl ?? "",
+      request_fingerprint: request.requestFingerprint ?? "",
     });
+    if (!created) assertSameRequest(job, request.requestFingerprint ?? "");
     // A replay of a job still queued enqueues again: the first attempt may have crashed between
     // the insert and the enqueue. The job id is the queue's dedup key, so a task that did reach
     // the queue is not doubled (and a late duplicate outcome is ignored by the state machine).
@@ -126,6 +134,43 @@ export class JobLifecycle {
     const job = await this.jobs.get(id);
     if (!job) throw reasonError(Code.NotFound, "job_not_found", `job ${id} not found`);
     return job;
+  }
+
+  /** A page of the account's jobs, newest first, and the cursor of the next ("" after the last). */
+  async list(accountId: string, options: { pageSize: number; pageToken: string; jobIds: string[] }): Promise<{ jobs: JobRow[]; nextPageToken: string }> {
+    if (options.jobIds.length > LIST_JOBS_PAGE_SIZE_MAX) {
+      throw reasonError(Code.InvalidArgument, "invalid_argument", `job_ids names ${options.jobIds.length} jobs; at most ${LIST_JOBS_PAGE_SIZE_MAX} (LIST_JOBS_PAGE_SIZE_MAX)`);
+    }
+    if (options.jobIds.length > 0) return { jobs: await this.jobs.list(accountId, { limit: LIST_JOBS_PAGE_SIZE_MAX, ids: options.jobIds }), nextPageToken: "" };
+    if (options.pageSize > LIST_JOBS_PAGE_SIZE_MAX) {
+      throw reasonError(Code.InvalidArgument, "invalid_argument", `page_size ${options.pageSize} is above ${LIST_JOBS_PAGE_SIZE_MAX} (LIST_JOBS_PAGE_SIZE_MAX)`);
+    }
+    const pageSize = options.pageSize || LIST_JOBS_PAGE_SIZE_DEFAULT;
+    const beforeNumber = options.pageToken === "" ? undefined : submissionNumberOf(options.pageToken);
+    // One more than the page: whether it exists says whether there is a next page.
+    const rows = await this.jobs.list(accountId, { limit: pageSize + 1, beforeNumber });
+    const page = rows.slice(0, pageSize);
+    const last = page.at(-1);
+    return { jobs: page, nextPageToken: rows.length > pageSize && last ? pageTokenOf(last.submission_number) : "" };
+  }
+
+  /**
+   * Deletes a finished job's files (input, background, result) and marks it so. An unfinished
+   * job is refused (cancel it first); deleting twice is answered like the first time.
+   */
+  async deleteFiles(id: string): Promise<JobRow> {
+    const job = await this.get(id);
+    if (!isTerminal(job.status)) {
+      throw reasonError(Code.FailedPrecondition, "job_unfinished", `job ${id} is still ${job.status}; cancel it before deleting its files`);
+    }
+    // The blobs first: a crash in between leaves a job not yet marked, and a retry deletes again.
+    for (const key of [job.input_blob_key, job.background_image_blob_key, job.result_blob_key]) {
+      if (key !== "") await this.blobs.delete(key);
+    }
+    const marked = await this.jobs.markFilesDeleted(id, job.files_deleted_at ?? new Date());
+    if (!marked) throw new Error(`job ${id} was finished but could not be marked`);
+    this.#changes.emit(id);
+    return marked;
   }
 
   /** The job now, then each change, ending after a terminal state. */
@@ -387,4 +432,24 @@ export class JobLifecycle {
       return ended;
     });
   }
+}
+
+/** A replay of an idempotency key must carry the content of the request that first used it. */
+function assertSameRequest(job: JobRow, fingerprint: string): void {
+  if (fingerprint === "" || job.request_fingerprint === "" || job.request_fingerprint === fingerprint) return;
+  throw reasonError(
+    Code.InvalidArgument,
+    "idempotency_key_reused",
+    `the idempotency key ${job.idempotency_key} was first used for job ${job.id} with a different image or options; use a new key for a new request`,
+  );
+}
+
+function pageTokenOf(submissionNumber: string): string {
+  return Buffer.from(`jobs:${submissionNumber}`).toString("base64url");
+}
+
+function submissionNumberOf(pageToken: string): string {
+  const match = /^jobs:(\d{1,19})$/.exec(Buffer.from(pageToken, "base64url").toString());
+  if (!match) throw reasonError(Code.InvalidArgument, "invalid_argument", "page_token is not one this service gave out: pass next_page_token as it came");
+  return match[1]!;
 }

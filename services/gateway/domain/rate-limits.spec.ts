@@ -53,3 +53,12 @@ test("each limiter names its own limit in refusals", () => {
   assert.equal(watches.acquire("a", 1).ok, true);
   assert.deepEqual(watches.acquire("a", 1), { ok: false, limit: "watch_streams", retryAfterMs: 5000, message: "1 open watches" });
 });
+
+test("state reports what is left and when the bucket is full again, without taking", () => {
+  const limiter = new RequestRateLimiter();
+  assert.equal(limiter.state("a", 0, 0), undefined, "no limit, no state");
+  assert.deepEqual(limiter.state("a", 60, 0), { limit: 60, remaining: 60, resetAtSeconds: 0 });
+  for (let index = 0; index < 3; index++) limiter.take("a", 60, 0);
+  assert.deepEqual(limiter.state("a", 60, 0), { limit: 60, remaining: 57, resetAtSeconds: 3 });
+  assert.deepEqual(limiter.state("a", 60, 1500), { limit: 60, remaining: 58, resetAtSeconds: 3 });
+});

@@ -69,6 +69,26 @@ export class RequestRateLimiter {
     const retryAfterMs = Math.ceil((1 - bucket.tokens) / perMs);
     return { ok: false, limit: this.#limit, retryAfterMs, message: this.#message(requestsPerMinute, Math.ceil(retryAfterMs / 1000)) };
   }
+
+  /** The account's budget at `nowMs` without taking from it; undefined when the plan sets no limit. */
+  state(accountId: string, requestsPerMinute: number, nowMs: number): RateLimitState | undefined {
+    if (requestsPerMinute <= 0) return undefined;
+    const perMs = requestsPerMinute / 60_000;
+    const bucket = this.#buckets.get(accountId);
+    const tokens = bucket ? Math.min(requestsPerMinute, bucket.tokens + (nowMs - bucket.refilledAtMs) * perMs) : requestsPerMinute;
+    const fullAtMs = nowMs + (requestsPerMinute - tokens) / perMs;
+    return { limit: requestsPerMinute, remaining: Math.floor(tokens), resetAtSeconds: Math.ceil(fullAtMs / 1000) };
+  }
+}
+
+/** What an account has left of its per-minute budget: the X-RateLimit-* headers. */
+export interface RateLimitState {
+  /** The plan's requests per minute (a full bucket). */
+  limit: number;
+  /** Whole requests that may be made now. */
+  remaining: number;
+  /** When the bucket is full again, in Unix seconds (rounded up). */
+  resetAtSeconds: number;
 }
 
 /** Requests in flight per account; `acquire` hands back the release, or the refusal. */

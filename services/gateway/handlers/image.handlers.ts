@@ -1,14 +1,14 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { ImageService } from "../../common/gen/cutline/gateway/v1/image_service_pb.ts";
-import type { ImageJobs } from "../image-jobs.ts";
+import { checkedIdempotencyKey, type ImageJobs } from "../image-jobs.ts";
 import type { UploadAdmissions } from "./upload.admission.ts";
 
 export function createImageHandlers(admissions: UploadAdmissions, imageJobs: ImageJobs): ServiceImpl<typeof ImageService> {
   return {
     async removeBackground(request, context) {
       // Authenticated and let in on the headers (the server's admit hook); the slot is held until the answer.
+      const idempotencyKey = checkedIdempotencyKey(request.idempotencyKey || context.requestHeader.get("idempotency-key"));
       const admission = await admissions.take(context.requestHeader, { slot: true });
-      const idempotencyKey = request.idempotencyKey || context.requestHeader.get("idempotency-key") || "";
       let result;
       try {
         result = await imageJobs.removeBackground(admission, request.image, request.options, idempotencyKey, context.signal);

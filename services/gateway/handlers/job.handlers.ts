@@ -4,7 +4,7 @@ import { reasonError } from "../../common/errors.ts";
 import { JobSchema, JobStatus, type Job, type JobService } from "../../common/gen/cutline/gateway/v1/job_service_pb.ts";
 import type { Job as InternalJob, OrchestratorService } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { authenticate } from "../authentication.ts";
-import type { ImageJobs } from "../image-jobs.ts";
+import { checkedIdempotencyKey, type ImageJobs } from "../image-jobs.ts";
 import type { ApiKeyOwner, ApiKeyStore } from "../store/api-key.store.ts";
 import type { UploadAdmissions } from "./upload.admission.ts";
 
@@ -64,8 +64,8 @@ export function createJobHandlers(
 
   return {
     async submit(request, context) {
+      const idempotencyKey = checkedIdempotencyKey(request.idempotencyKey || context.requestHeader.get("idempotency-key"));
       const admission = await admissions.take(context.requestHeader, { slot: false });
-      const idempotencyKey = request.idempotencyKey || context.requestHeader.get("idempotency-key") || "";
       try {
         return { job: publicJob(await imageJobs.submit(admission, request.image, request.options, idempotencyKey, { webhookUrl: request.webhookUrl })) };
       } finally {

@@ -44,6 +44,7 @@ export function jobMessage(row: JobRow): Job {
     updatedAt: timestampFromDate(row.updated_at),
     availableMillicredits: BigInt(row.available_millicredits ?? 0),
     backgroundImageBlobKey: row.background_image_blob_key,
+    filesDeleted: row.files_deleted_at !== null,
   });
 }
 
@@ -73,6 +74,7 @@ export function createOrchestratorHandlers(lifecycle: JobLifecycle, webhooks: We
         backgroundImageBlobKey: request.backgroundImageBlobKey,
         // Checked before the job is recorded: a bad URL fails the submit, and the caller releases its hold.
         webhookUrl: request.webhookUrl === "" ? "" : webhooks.checkUrl(request.webhookUrl),
+        requestFingerprint: request.requestFingerprint,
       });
       return { job: jobMessage(job) };
     },
@@ -86,6 +88,17 @@ export function createOrchestratorHandlers(lifecycle: JobLifecycle, webhooks: We
     },
     async cancelJob(request) {
       return { job: jobMessage(await lifecycle.cancel(required(request.jobId, "job_id"))) };
+    },
+    async listJobs(request) {
+      const page = await lifecycle.list(required(request.accountId, "account_id"), {
+        pageSize: request.pageSize,
+        pageToken: request.pageToken,
+        jobIds: request.jobIds,
+      });
+      return { jobs: page.jobs.map(jobMessage), nextPageToken: page.nextPageToken };
+    },
+    async deleteJobFiles(request) {
+      return { job: jobMessage(await lifecycle.deleteFiles(required(request.jobId, "job_id"))) };
     },
   };
 }

@@ -28,6 +28,11 @@ export interface JobTable {
   requeues: Generated<number>;
   /** The job's own webhook URL; empty: the account's, if any. */
   webhook_url: Generated<string>;
+  /** SHA-256 (hex) of the request's content; '' where none was given. */
+  request_fingerprint: Generated<string>;
+  files_deleted_at: Date | null;
+  /** Order of submission (bigserial: the driver answers int8 as a string). */
+  submission_number: Generated<string>;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
 }
@@ -43,7 +48,7 @@ export type OutcomeClaim = "succeeded" | "failed";
 export type NewJob = Pick<
   JobTable,
   "id" | "account_id" | "idempotency_key" | "input_blob_key" | "result_blob_key" | "options" | "hold_id" | "held_millicredits" | "high_priority"
-> & { longest_side_max: number; background_image_blob_key: string; webhook_url?: string };
+> & { longest_side_max: number; background_image_blob_key: string; webhook_url?: string; request_fingerprint: string };
 
 export interface JobUpdate {
   result_content_type?: string;
@@ -112,6 +117,28 @@ export class JobStore {
       .where("id", "=", id)
       .where("status", "=", from)
       .where("outcome_claim", "is", null)
+      .returningAll()
+      .executeTakeFirst();
+  }
+
+  /**
+   * The account's jobs, newest first: `limit` of them submitted before `beforeNumber` (a page
+   * cursor), or with `ids`, exactly those of the account's jobs.
+   */
+  async list(accountId: string, options: { limit: number; beforeNumber?: string; ids?: string[] }): Promise<JobRow[]> {
+    let query = this.db.selectFrom("jobs").selectAll().where("account_id", "=", accountId);
+    if (options.ids) query = query.where("id", "in", options.ids.length > 0 ? options.ids : [""]);
+    if (options.beforeNumber !== undefined) query = query.where("submission_number", "<", options.beforeNumber);
+    return query.orderBy("submission_number", "desc").limit(options.limit).execute();
+  }
+
+  /** Marks a finished job's files deleted; undefined unless the job is finished. */
+  async markFilesDeleted(id: string, at: Date): Promise<JobRow | undefined> {
+    return this.db
+      .updateTable("jobs")
+      .set({ files_deleted_at: at })
+      .where("id", "=", id)
+      .where("status", "in", ["succeeded", "failed", "cancelled"])
       .returningAll()
       .executeTakeFirst();
   }

@@ -107,4 +107,16 @@ export const orchestratorMigrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "202611271700_jobs_public_api": {
+    async up(db: Kysely<any>) {
+      // What the request carried (image, background, options), hashed: a replayed idempotency key
+      // with other content is refused rather than answered with the first job. '' for older jobs.
+      await db.schema.alterTable("jobs").addColumn("request_fingerprint", "text", (column) => column.notNull().defaultTo("")).execute();
+      // Set when the caller deleted the job's files (DELETE /v1/jobs/{id}); the row stays for the record.
+      await db.schema.alterTable("jobs").addColumn("files_deleted_at", "timestamptz").execute();
+      // Submission order for listing newest first: a timestamp can tie, and a cursor on it would need microseconds.
+      await db.schema.alterTable("jobs").addColumn("submission_number", "bigserial", (column) => column.notNull()).execute();
+      await db.schema.createIndex("jobs_account_submission_number").on("jobs").columns(["account_id", "submission_number desc"]).execute();
+    },
+  },
 };

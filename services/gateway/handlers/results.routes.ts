@@ -1,0 +1,57 @@
+// `GET /v1/results/{jobId}?expires&signature`: a succeeded job's result from the blob store. The
+// signature is the credential (no API key), so the link can go to a browser or a CDN.
+import { Code, ConnectError } from "@connectrpc/connect";
+import { reasonError } from "../../common/errors.ts";
+import { JobStatus } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import type { HttpRoutes } from "../../common/server.ts";
+import { formatCredits, sendError, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
+
+const RESULT_URL_REFUSALS = {
+  result_url_invalid: "the result URL's signature does not match: use the result_url exactly as the API gave it",
+  result_url_expired: "the result URL has expired: read the job again (GET /v1/jobs/{id}) for a fresh result_url",
+} as const;
+
+function resultGone(jobId: string, why: string): ConnectError {
+  return reasonError(Code.NotFound, "result_expired", `the result of job ${jobId} is gone: ${why}`);
+}
+
+export function createResultsRoutes(deps: RestDependencies): HttpRoutes {
+  return async (request, response) => {
+    const url = urlOf(request);
+    const match = /^\/v1\/results\/([^/]+)$/.exec(url.pathname);
+    if (!match) return false;
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      sendMethodNotAllowed(response, "GET, HEAD", "use GET with the result_url as the API gave it");
+      return true;
+    }
+    const jobId = decodeURIComponent(match[1]!);
+    try {
+      const check = deps.resultLinks.signer(request.headers.host).verify(jobId, url.searchParams.get("expires"), url.searchParams.get("signature"));
+      if (!check.ok) throw reasonError(Code.PermissionDenied, check.reason, RESULT_URL_REFUSALS[check.reason]);
+      // Signed URLs are only made for succeeded (captured) jobs; anything else has nothing to serve.
+      const { job } = await deps.orchestrator.getJob({ jobId }).catch((error: unknown) => {
+        if (error instanceof ConnectError && error.code === Code.NotFound) return { job: undefined };
+        throw error;
+      });
+      if (!job || job.status !== JobStatus.SUCCEEDED) throw resultGone(jobId, "the job has no result");
+      if (job.filesDeleted) throw resultGone(jobId, "its files were deleted on request");
+      const blob = await deps.blobs.get(job.resultBlobKey);
+      if (!blob) throw resultGone(jobId, "it is past its retention and was deleted");
+      response.writeHead(200, {
+        "content-type": job.resultContentType || blob.contentType,
+        "content-length": String(blob.data.byteLength),
+        "cache-control": "private, no-transform",
+        "x-job-id": job.id,
+        "x-credits-charged": formatCredits(job.chargedMillicredits),
+        // The balance right after this job was charged: the link carries no key to read today's with.
+        "x-credits-remaining": formatCredits(job.availableMillicredits),
+        "x-processing-time-ms": String(job.processingTimeMs),
+      });
+      if (request.method === "HEAD") response.end();
+      else response.end(blob.data);
+    } catch (error) {
+      sendError(request, response, error, deps.log);
+    }
+    return true;
+  };
+}

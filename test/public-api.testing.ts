@@ -1,0 +1,88 @@
+// The REST job API against a real single node (PGlite, in-process adapters, the real model):
+// the shared set-up of test/public-api*.spec.ts. Images are 64×64 (the ≤ 0.25 MP tier: 0.25
+// credit each) so the CPU model stays quick.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before } from "node:test";
+import sharp from "sharp";
+import { Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { startSingleNode, type SingleNode } from "../services/single-node.ts";
+
+export interface JobJson {
+  id: string;
+  status: string;
+  progress: number;
+  credits_charged: number;
+  result_url: string | null;
+  error: { code: string; title: string } | null;
+}
+
+export interface BatchJson {
+  batch_id: string;
+  items: { index: number; job: JobJson | null; error: { code: string; title: string } | null }[];
+}
+
+export const TRIAL_MILLICREDITS = 10_000n;
+export const IMAGE_MILLICREDITS = 250n;
+export const POLL_TIMEOUT_MS = 120_000;
+
+/** Starts a single node before the suite's tests and stops it after; the helpers they use. */
+export function publicApiNode(prefix: string) {
+  const context = {
+    node: undefined as unknown as SingleNode,
+    dataDir: mkdtempSync(join(tmpdir(), `cutline-${prefix}-`)),
+    photo: new Uint8Array(),
+    otherPhoto: new Uint8Array(),
+    serial: 0,
+    async account(): Promise<{ accountId: string; key: string }> {
+      context.serial += 1;
+      const accountId = `${prefix}-${context.serial}`;
+      return { accountId, key: await context.node.provisionAccount(accountId) };
+    },
+    async balance(accountId: string): Promise<{ available: bigint; held: bigint }> {
+      const answer = await context.node.billing.getBalance({ accountId, pool: Pool.API });
+      return { available: answer.availableMillicredits, held: answer.heldMillicredits };
+    },
+    imageForm(image: Uint8Array, fields: Record<string, string> = {}): FormData {
+      const form = new FormData();
+      form.append("image_file", new Blob([image], { type: "image/png" }), "photo.png");
+      for (const [name, value] of Object.entries(fields)) form.append(name, value);
+      return form;
+    },
+    async errorOf(response: Response): Promise<{ code: string; title: string }> {
+      return ((await response.json()) as { errors: { code: string; title: string }[] }).errors[0]!;
+    },
+    async getJob(key: string, id: string): Promise<JobJson> {
+      const response = await fetch(`${context.node.url}/v1/jobs/${id}`, { headers: { "x-api-key": key } });
+      assert.equal(response.status, 200);
+      return (await response.json()) as JobJson;
+    },
+    async pollUntilDone(key: string, id: string): Promise<JobJson> {
+      const deadline = Date.now() + POLL_TIMEOUT_MS;
+      for (;;) {
+        const job = await context.getJob(key, id);
+        if (!["queued", "running"].includes(job.status)) return job;
+        assert.ok(Date.now() < deadline, `job ${id} still ${job.status} after ${POLL_TIMEOUT_MS} ms`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    },
+  };
+
+  before(async () => {
+    context.node = await startSingleNode({ CUTLINE_DATA_DIR: context.dataDir, PORT: "0", METRICS_PORT: "off", LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1" });
+    await context.node.ready;
+    const disc = (colour: string) =>
+      Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64" fill="#d8e4f0"/><circle cx="32" cy="34" r="18" fill="${colour}"/></svg>`);
+    context.photo = new Uint8Array(await sharp(disc("#c0501a")).png().toBuffer());
+    context.otherPhoto = new Uint8Array(await sharp(disc("#1a50c0")).png().toBuffer());
+  });
+
+  after(async () => {
+    await context.node?.stop();
+    rmSync(context.dataDir, { recursive: true, force: true });
+  });
+
+  return context;
+}
