@@ -3,6 +3,7 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { httpStatusOf, reasonError, reasonOf } from "../../common/errors.ts";
 import { BillingErrorDetailSchema } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { nativeErrorOf } from "./route-table.ts";
 import type { Logger } from "../../common/logging.ts";
 import type { OrchestratorService } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { BlobStore } from "../../common/ports/blob-store.ts";
@@ -113,7 +114,7 @@ export function sendJson(response: HttpResponse, status: number, body: unknown, 
 
 /** The one error body, `{"errors":[{"title","code"}]}`, for a route's method that is not allowed. */
 export function sendMethodNotAllowed(response: HttpResponse, allowed: string, hint: string): void {
-  sendJson(response, 405, { errors: [{ title: hint, code: "method_not_allowed" }] }, { allow: allowed });
+  sendJson(response, 405, { errors: [{ title: hint, code: "method_not_allowed", detail: hint }] }, { allow: allowed });
 }
 
 /** The caller's error, or ours, as `{"errors":[{"title","code"}]}` with the reason's HTTP status. */
@@ -136,7 +137,8 @@ export function sendError(request: HttpRequest, response: HttpResponse, error: u
   const jobId = connectError.metadata.get("cutline-job-id");
   if (jobId) headers["x-job-id"] = jobId;
   response.writeHead(status, headers);
-  const body: Record<string, string> = { title: connectError.rawMessage, code: reasonOf(connectError) ?? Code[connectError.code] };
+  // The one native error shape (title, code, detail); a server fault's own message never leaves.
+  const body: Record<string, string> = { ...nativeErrorOf(error).body };
   // Out of credits (402): say what the balance is, what the call costs and how to top up.
   const billing = connectError.findDetails(BillingErrorDetailSchema)[0];
   if (billing?.reason === "insufficient_credits") {
