@@ -7,7 +7,7 @@ import { nativeErrorOf } from "./route-table.ts";
 import type { Logger } from "../../common/logging.ts";
 import type { OrchestratorService } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { BlobStore } from "../../common/ports/blob-store.ts";
-import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
+import type { HttpRequest, HttpResponse } from "../../common/server.ts";
 import type { ImageJobs } from "../image-jobs.ts";
 import type { ResultLinks } from "../result-links.ts";
 import type { ApiKeyStore } from "../store/api-key.store.ts";
@@ -152,14 +152,6 @@ export function sendError(request: HttpRequest, response: HttpResponse, error: u
 /** The path and query of a request. */
 export function urlOf(request: HttpRequest): URL {
   return new URL(request.url ?? "/", "http://gateway.invalid");
-}
-
-/** Route families tried in order; the first that takes the request answers it. */
-export function firstMatching(...families: HttpRoutes[]): HttpRoutes {
-  return async (request, response) => {
-    for (const family of families) if (await family(request, response)) return true;
-    return false;
-  };
 }
 
 /** What the REST route families are built from. */
