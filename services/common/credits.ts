@@ -48,5 +48,8 @@ export function formatCredits(millicredits: bigint | number): string {
 
 /** 1300n -> 1.3 as a JSON number: the double whose shortest form is the exact decimal. */
 export function creditsNumber(millicredits: bigint | number): number {
-  return Number(formatCredits(millicredits));
+  const amount = BigInt(millicredits);
+  // Past 2^53 millicredits a double no longer holds every amount: a crash, not a wrong figure.
+  if ((amount < 0n ? -amount : amount) > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`credits ${amount} mc exceed what JSON numbers hold exactly`);
+  return Number(formatCredits(amount));
 }

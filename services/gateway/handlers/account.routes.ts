@@ -9,7 +9,8 @@ import type { AccountReads } from "../account-reads.ts";
 import { authenticate } from "../authentication.ts";
 import type { ApiKeyStore } from "../store/api-key.store.ts";
 import { headersOf } from "./upload.admission.ts";
-import { creditsOf, readJson, writeJson, type RestRoute } from "./route-table.ts";
+import { creditsNumber } from "../../common/credits.ts";
+import { readJson, writeJson, type RestRoute } from "./route-table.ts";
 
 /** Largest quote body, in bytes: a handful of fields. */
 const QUOTE_BODY_BYTES_MAX = 16 * 1024;
@@ -60,7 +61,7 @@ const isoOf = (timestamp: Timestamp | undefined) => (timestamp ? timestampDate(t
 export function usageCsv(usage: ListUsageResponse): string {
   const quote = (value: string) => (/[",\n\r]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value);
   const lines = ["date,api_key_id,member_id,calls,credits"];
-  for (const row of usage.rows) lines.push([row.date, quote(row.apiKeyId), quote(row.memberId), String(row.calls), String(creditsOf(row.capturedMillicredits))].join(","));
+  for (const row of usage.rows) lines.push([row.date, quote(row.apiKeyId), quote(row.memberId), String(row.calls), String(creditsNumber(row.capturedMillicredits))].join(","));
   return `${lines.join("\r\n")}\r\n`;
 }
 
@@ -74,14 +75,14 @@ export function usageJson(usage: ListUsageResponse) {
       total.millicredits += row.capturedMillicredits;
       totals.set(key(row), total);
     }
-    return [...totals].map(([name, total]) => ({ name, calls: Number(total.calls), credits: creditsOf(total.millicredits) }));
+    return [...totals].map(([name, total]) => ({ name, calls: Number(total.calls), credits: creditsNumber(total.millicredits) }));
   };
   return {
     cycle: { started_at: isoOf(usage.cycleStartedAt), ends_at: isoOf(usage.cycleEndsAt), calls: Number(usage.cycleCalls), monthly_calls_max: Number(usage.monthlyCallsMax) },
     days: sum((row) => row.date).map(({ name, ...total }) => ({ date: name, ...total })),
     api_keys: sum((row) => row.apiKeyId).map(({ name, ...total }) => ({ api_key_id: name, ...total })),
     members: sum((row) => row.memberId).map(({ name, ...total }) => ({ member_id: name, ...total })),
-    rows: usage.rows.map((row) => ({ date: row.date, api_key_id: row.apiKeyId, member_id: row.memberId, calls: Number(row.calls), credits: creditsOf(row.capturedMillicredits) })),
+    rows: usage.rows.map((row) => ({ date: row.date, api_key_id: row.apiKeyId, member_id: row.memberId, calls: Number(row.calls), credits: creditsNumber(row.capturedMillicredits) })),
   };
 }
 
@@ -94,7 +95,7 @@ export function accountRoutes(apiKeys: ApiKeyStore, reads: AccountReads): RestRo
       async handle(request, response) {
         const owner = await authenticate(apiKeys, headersOf(request));
         const quote = await reads.quote(owner, quoteRequestOf(await readJson(request, QUOTE_BODY_BYTES_MAX)));
-        writeJson(response, 200, { credits: creditsOf(quote.costMillicredits), price_book_version: quote.priceBookVersion });
+        writeJson(response, 200, { credits: creditsNumber(quote.costMillicredits), price_book_version: quote.priceBookVersion });
       },
     },
     {
@@ -103,14 +104,14 @@ export function accountRoutes(apiKeys: ApiKeyStore, reads: AccountReads): RestRo
       async handle(request, response) {
         const balance = await reads.balance(await authenticate(apiKeys, headersOf(request)));
         writeJson(response, 200, {
-          available_credits: creditsOf(balance.availableMillicredits),
-          held_credits: creditsOf(balance.heldMillicredits),
+          available_credits: creditsNumber(balance.availableMillicredits),
+          held_credits: creditsNumber(balance.heldMillicredits),
           buckets: balance.buckets.map((bucket) => ({
             id: bucket.id,
             kind: bucket.kind,
-            granted_credits: creditsOf(bucket.grantedMillicredits),
-            remaining_credits: creditsOf(bucket.remainingMillicredits),
-            held_credits: creditsOf(bucket.heldMillicredits),
+            granted_credits: creditsNumber(bucket.grantedMillicredits),
+            remaining_credits: creditsNumber(bucket.remainingMillicredits),
+            held_credits: creditsNumber(bucket.heldMillicredits),
             expires_at: isoOf(bucket.expiresAt),
           })),
           affordable: balance.affordable.map((row) => ({ operation: row.operation, description: row.description, count: Number(row.count) })),

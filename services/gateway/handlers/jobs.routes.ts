@@ -9,7 +9,8 @@ import { jobFailure } from "../image-jobs.ts";
 import type { ResultLinks } from "../result-links.ts";
 import type { ApiKeyOwner } from "../store/api-key.store.ts";
 import { headersOf } from "./upload.admission.ts";
-import { creditsNumber, sendError, sendJson, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
+import { creditsNumber } from "../../common/credits.ts";
+import { sendError, sendJson, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
 
 /** Jobs per page of `GET /v1/jobs`: the default and the most (the orchestrator's LIST_JOBS_PAGE_SIZE_MAX). */
 const JOBS_PAGE_LIMIT_DEFAULT = 20;

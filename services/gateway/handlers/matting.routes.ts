@@ -10,19 +10,8 @@ import { authenticate } from "../authentication.ts";
 import { checkedIdempotencyKey, type Admission } from "../image-jobs.ts";
 import { jobJson } from "./jobs.routes.ts";
 import { headersOf } from "./upload.admission.ts";
-import {
-  formatCredits,
-  isMultipart,
-  parseForm,
-  readBody,
-  refuseDeclaredLength,
-  requireBoundary,
-  sendError,
-  sendJson,
-  sendMethodNotAllowed,
-  urlOf,
-  type RestDependencies,
-} from "./rest-support.ts";
+import { formatCredits } from "../../common/credits.ts";
+import { isMultipart, parseForm, readBody, refuseDeclaredLength, requireBoundary, sendError, sendJson, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
 
 // Room for multipart boundaries and option fields on top of the image itself.
 export const FORM_OVERHEAD_BYTES = 64 * 1024;

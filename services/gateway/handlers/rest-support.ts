@@ -3,6 +3,7 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { httpStatusOf, reasonError, reasonOf } from "../../common/errors.ts";
 import { BillingErrorDetailSchema } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { formatCredits } from "../../common/credits.ts";
 import { nativeErrorOf } from "./route-table.ts";
 import type { Logger } from "../../common/logging.ts";
 import type { OrchestratorService } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
@@ -12,19 +13,6 @@ import type { ImageJobs } from "../image-jobs.ts";
 import type { ResultLinks } from "../result-links.ts";
 import type { ApiKeyStore } from "../store/api-key.store.ts";
 import type { BatchStore } from "../store/batch.store.ts";
-
-/** 1300 millicredits -> "1.3": exact decimal credits for headers, never a float. */
-export function formatCredits(millicredits: bigint): string {
-  const sign = millicredits < 0n ? "-" : "";
-  const absolute = millicredits < 0n ? -millicredits : millicredits;
-  const fraction = (absolute % 1000n).toString().padStart(3, "0").replace(/0+$/, "");
-  return `${sign}${absolute / 1000n}${fraction ? `.${fraction}` : ""}`;
-}
-
-/** 1300 millicredits -> 1.3 as a JSON number: three decimals at most, so the double is the exact decimal's nearest. */
-export function creditsNumber(millicredits: bigint): number {
-  return Number(formatCredits(millicredits));
-}
 
 /** The client closed or reset the connection before its body ended: there is no one to answer. */
 export class ClientGone extends Error {}

@@ -4,7 +4,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { reasonError } from "../../common/errors.ts";
 import { JobStatus } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { HttpRoutes } from "../../common/server.ts";
-import { formatCredits, sendError, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
+import { formatCredits } from "../../common/credits.ts";
+import { sendError, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
 
 const RESULT_URL_REFUSALS = {
   result_url_invalid: "the result URL's signature does not match: use the result_url exactly as the API gave it",

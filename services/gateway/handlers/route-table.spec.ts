@@ -5,7 +5,8 @@ import pino from "pino";
 import { reasonError } from "../../common/errors.ts";
 import { HealthRegistry } from "../../common/health.ts";
 import { startServiceServer, type ServiceServer } from "../../common/server.ts";
-import { createRouteTable, creditsOf, routeKeys, writeJson, type RestRoute } from "./route-table.ts";
+import { creditsNumber } from "../../common/credits.ts";
+import { createRouteTable, routeKeys, writeJson, type RestRoute } from "./route-table.ts";
 
 const routes: RestRoute[] = [
   { method: "GET", path: "/v1/things/{id}", handle: async (_request, response, params) => writeJson(response, 200, params) },
@@ -87,7 +88,7 @@ test("the table lists every method and path, and refuses a route registered twic
 });
 
 test("credits are exact decimal numbers of the integer millicredits", () => {
-  assert.deepEqual([1300n, 250n, 0n, 10_000n, 8700n, 1n, -1550n].map(creditsOf), [1.3, 0.25, 0, 10, 8.7, 0.001, -1.55]);
-  assert.equal(JSON.stringify({ credits: creditsOf(123_456_789_012_345n) }), '{"credits":123456789012.345}');
-  assert.throws(() => creditsOf(2n ** 60n), /exceed what JSON numbers hold exactly/);
+  assert.deepEqual([1300n, 250n, 0n, 10_000n, 8700n, 1n, -1550n].map(creditsNumber), [1.3, 0.25, 0, 10, 8.7, 0.001, -1.55]);
+  assert.equal(JSON.stringify({ credits: creditsNumber(123_456_789_012_345n) }), '{"credits":123456789012.345}');
+  assert.throws(() => creditsNumber(2n ** 60n), /exceed what JSON numbers hold exactly/);
 });

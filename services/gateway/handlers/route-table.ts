@@ -38,17 +38,6 @@ export interface NativeError {
 
 export type ErrorWriter = (request: HttpRequest, response: HttpResponse, error: unknown, log: Logger) => void;
 
-/** 1300 millicredits -> 1.3: exact, because the shortest decimal that round-trips a double is the one formatted from the integer. */
-export function creditsOf(millicredits: bigint): number {
-  const sign = millicredits < 0n ? "-" : "";
-  const absolute = millicredits < 0n ? -millicredits : millicredits;
-  const fraction = (absolute % 1000n).toString().padStart(3, "0").replace(/0+$/, "");
-  const value = Number(`${sign}${absolute / 1000n}${fraction ? `.${fraction}` : ""}`);
-  // Past 2^53 millicredits a double no longer holds every amount: a crash, not a wrong figure.
-  if (absolute > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`credits ${millicredits} mc exceed what JSON numbers hold exactly`);
-  return value;
-}
-
 /** The client closed the connection before its body ended: there is no one to answer. */
 export class ClientGone extends Error {}
 
