@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { InferenceError } from "./inference.errors.ts";
+import { smartCropLayout } from "./subject.layout.ts";
+
+/** A width×height mask with the subject (alpha 255) filling the given box. */
+function maskWith(width: number, height: number, box: { left: number; top: number; width: number; height: number }): Uint8Array {
+  const alpha = new Uint8Array(width * height);
+  for (let y = box.top; y < box.top + box.height; y++) alpha.fill(255, y * width + box.left, y * width + box.left + box.width);
+  return alpha;
+}
+
+describe("smartCropLayout", () => {
+  const subject = { left: 100, top: 80, width: 40, height: 60 };
+  const alpha = maskWith(400, 300, subject);
+
+  it("crops to the subject's box plus the margin, unscaled and inside the image", () => {
+    assert.deepEqual(smartCropLayout(alpha, 400, 300, { cropMarginPercent: 0, aspectRatio: "" }).source, subject);
+    const layout = smartCropLayout(alpha, 400, 300, { cropMarginPercent: 10, aspectRatio: "" });
+    assert.deepEqual(layout.source, { left: 96, top: 74, width: 48, height: 72 });
+    assert.deepEqual([layout.canvasWidth, layout.canvasHeight], [48, 72]);
+    assert.deepEqual(layout.destination, { left: 0, top: 0, width: 48, height: 72 });
+  });
+
+  it("grows the box to the ratio, centred on the subject", () => {
+    const wide = smartCropLayout(alpha, 400, 300, { cropMarginPercent: 0, aspectRatio: "16:9" });
+    assert.deepEqual(wide.source, { left: 67, top: 80, width: 107, height: 60 });
+    const square = smartCropLayout(alpha, 400, 300, { cropMarginPercent: 0, aspectRatio: "1:1" });
+    assert.deepEqual(square.source, { left: 90, top: 80, width: 60, height: 60 });
+  });
+
+  it("never invents padding: a window past the edge moves inside, one too large shrinks keeping the ratio", () => {
+    const cornered = smartCropLayout(maskWith(400, 300, { left: 0, top: 0, width: 40, height: 40 }), 400, 300, { cropMarginPercent: 50, aspectRatio: "" });
+    assert.deepEqual(cornered.source, { left: 0, top: 0, width: 80, height: 80 }, "the 80 px window, moved off the edge");
+    const tall = smartCropLayout(alpha, 400, 300, { cropMarginPercent: 200, aspectRatio: "9:16" });
+    assert.equal(tall.source.height, 300, "as tall as the image");
+    assert.equal(tall.source.width, Math.round(300 * (9 / 16)));
+    assert.ok(tall.source.left >= 0 && tall.source.left + tall.source.width <= 400);
+    const everything = smartCropLayout(new Uint8Array(400 * 300), 400, 300, { cropMarginPercent: 0, aspectRatio: "1:1" });
+    assert.deepEqual(everything.source, { left: 50, top: 0, width: 300, height: 300 }, "an empty mask: the whole image at the ratio, centred");
+  });
+
+  it("refuses a bad ratio or margin by name", () => {
+    for (const [options, message] of [
+      [{ cropMarginPercent: 0, aspectRatio: "0:1" }, /aspect_ratio "0:1" is not a ratio/],
+      [{ cropMarginPercent: 0, aspectRatio: "wide" }, /aspect_ratio "wide" is not a ratio/],
+      [{ cropMarginPercent: 1001, aspectRatio: "" }, /crop_margin_percent 1001 is not a whole number of percent from 0 to 1000/],
+    ] as const) {
+      assert.throws(() => smartCropLayout(alpha, 400, 300, options), (error: unknown) => error instanceof InferenceError && error.reason === "invalid_option" && message.test(error.message));
+    }
+  });
+});
