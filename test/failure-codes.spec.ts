@@ -41,7 +41,6 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   // REST only: a path no route serves, or a method the path does not take.
   not_found: row(Code.NotFound, 404),
   method_not_allowed: row(Code.Unimplemented, 405),
-  operation_unavailable: row(Code.Unimplemented, 501),
   invalid_webhook_url: row(Code.InvalidArgument, 400),
   outbound_invalid_url: row(Code.InvalidArgument, 400),
   outbound_forbidden_address: row(Code.InvalidArgument, 400),

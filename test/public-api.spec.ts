@@ -15,7 +15,7 @@ import { sql, type Kysely } from "kysely";
 import pino from "pino";
 import { createBillingFixture, type BillingFixture } from "../services/billing/billing.testing.ts";
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
-import { BillingService, Operation, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { BillingService, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { AccountService, QuoteOperation, QuoteSize } from "../services/common/gen/cutline/gateway/v1/account_service_pb.ts";
 import { JobService } from "../services/common/gen/cutline/gateway/v1/job_service_pb.ts";
 import { OrchestratorService } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
@@ -33,9 +33,7 @@ import { documentedRoutes, OPENAPI_DOCUMENT } from "../services/gateway/openapi.
  * crop, result URLs). Each must be absent from the route table: once one lands, this test fails
  * until it is taken off the list, so the list only ever shrinks to empty.
  */
-const DOCUMENTED_BEFORE_SERVED = new Set([
-  "POST /v1/smart-crop",
-]);
+const DOCUMENTED_BEFORE_SERVED = new Set<string>([]);
 
 /** A plan whose monthly quota is two calls; otherwise as generous as the unlimited plan. */
 const TINY_QUOTA_PLAN = "tiny_quota_test";
@@ -130,7 +128,7 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
   describe("POST /v1/quote", () => {
     it("prices each operation exactly, in decimal credits, at the size the call would process", async () => {
       const { key } = await account();
-      assert.deepEqual(await quote(key, { operation: "matting", width: 64, height: 64 }), { status: 200, body: { credits: 0.25, price_book_version: "2025-01-default" } });
+      assert.deepEqual(await quote(key, { operation: "matting", width: 64, height: 64 }), { status: 200, body: { credits: 0.25, price_book_version: "2026-11-smart-crop" } });
       assert.equal((await quote(key, { operation: "matting", width: 64, height: 64, size: "hd" })).body.credits, 0.5);
       assert.equal((await quote(key, { operation: "matting", width: 64, height: 64, size: "preview", quality: 80 })).body.credits, 0.25);
       // 4000x3000 is processed at 2048x1536 (3.1 MP, the 4 MP tier), not at 12 MP.
@@ -169,16 +167,11 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
       assert.equal(onlyError(unauthenticated.body).code, "missing_api_key");
     });
 
-    it("smart_crop is priced once billing has the operation, and until then answers 501 naming it", async () => {
+    it("smart_crop is priced flat: 1.3 credits an image, 2.6 in HD, whatever its size", async () => {
       const { key } = await account();
-      const answer = await quote(key, { operation: "smart_crop", width: 64, height: 64 });
-      if ("SMART_CROP" in Operation) {
-        assert.equal(answer.status, 200);
-        assert.equal(typeof answer.body.credits, "number");
-      } else {
-        assert.equal(answer.status, 501);
-        assert.deepEqual([onlyError(answer.body).code, onlyError(answer.body).title], ["operation_unavailable", "operation: smart_crop is not priced by this server's billing yet"]);
-      }
+      assert.deepEqual(await quote(key, { operation: "smart_crop", width: 64, height: 64 }), { status: 200, body: { credits: 1.3, price_book_version: "2026-11-smart-crop" } });
+      assert.equal((await quote(key, { operation: "smart_crop", width: 4000, height: 3000 })).body.credits, 1.3);
+      assert.equal((await quote(key, { operation: "smart_crop", width: 64, height: 64, size: "hd" })).body.credits, 2.6);
     });
 
     it("AccountService.Quote answers the same amount in millicredits, for the caller's key only", async () => {

@@ -13,6 +13,7 @@ import type { BlobStore } from "../common/ports/blob-store.ts";
 import { longestSideFor, processedSize } from "../common/images/image-size.ts";
 import type { LongestSideLimits } from "../common/images/image-limits.ts";
 import type { UploadInfo, UploadInspector } from "../common/images/upload.inspector.ts";
+import { imageOptionsProblem, isSmartCrop } from "./domain/image-options.ts";
 import { ConcurrencyLimiter, RequestRateLimiter, type LimitName, type LimitOutcome, type RateLimitState } from "./domain/rate-limits.ts";
 import type { ApiKeyOwner } from "./store/api-key.store.ts";
 import type { MonthlyCallStore } from "./store/monthly-call.store.ts";
@@ -164,7 +165,10 @@ export class ImageJobs {
       { metadata: { "retry-after": String(retryAfterSeconds) } },
     );
   }
-  /** Synchronous: the job's result. The admission (with its slot) is the caller's to release. */
+  /**
+   * Synchronous: the job's result, for whichever operation `options.operation` names (remove
+   * background unless it says smart crop). The admission (with its slot) is the caller's to release.
+   */
   async removeBackground(
     admission: Admission,
     image: Uint8Array,
@@ -231,6 +235,8 @@ export class ImageJobs {
     const { owner, plan } = admission;
     // Its scheme and length are checked here, before any hold; its address by the orchestrator, which fetches it.
     const webhookUrl = extra.webhookUrl ? checkedWebhookUrl(extra.webhookUrl) : "";
+    const optionsProblem = options ? imageOptionsProblem(options) : undefined;
+    if (optionsProblem !== undefined) throw reasonError(Code.InvalidArgument, "invalid_option", optionsProblem);
     // A user error is rejected here, before any hold: bad input never costs credits. The
     // background image gets the same checks: inference decodes it too.
     const info = await this.#inspectUpload(plan, image, "image");
@@ -246,9 +252,10 @@ export class ImageJobs {
     const hd = options?.size === OutputSize.HD;
     const longestSideMax = longestSideFor(hd, this.options.longestSide, plan?.longestSidePixels ?? 0);
     const processed = processedSize(info.width, info.height, longestSideMax);
+    const smartCrop = isSmartCrop(options);
     const quote = await this.billing.quote({
       accountId: owner.accountId,
-      operation: Operation.REMOVE_BACKGROUND,
+      operation: smartCrop ? Operation.SMART_CROP : Operation.REMOVE_BACKGROUND,
       pixels: BigInt(processed.width * processed.height),
       hd,
     });
@@ -264,7 +271,7 @@ export class ImageJobs {
       apiKeyId: owner.keyId,
       // Usage and the member's monthly cap are counted per member; account-wide keys have none.
       memberId: owner.memberId ?? "",
-      description: `remove background ${info.width}x${info.height} ${info.format}`,
+      description: `${smartCrop ? "smart crop" : "remove background"} ${info.width}x${info.height} ${info.format}`,
     });
     const inputBlobKey = `inputs/${hold.holdId}`;
     const backgroundImageBlobKey = backgroundInfo ? `${inputBlobKey}/background` : "";

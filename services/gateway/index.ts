@@ -25,7 +25,7 @@ import { createJobHandlers } from "./handlers/job.handlers.ts";
 import { createWebhookHandlers } from "./handlers/webhook.handlers.ts";
 import { createBatchesRoutes } from "./handlers/batches.routes.ts";
 import { createJobsRoutes } from "./handlers/jobs.routes.ts";
-import { createMattingRoutes } from "./handlers/matting.routes.ts";
+import { createMattingRoutes, createSmartCropRoutes } from "./handlers/matting.routes.ts";
 import type { RestDependencies } from "./handlers/rest-support.ts";
 import { createResultsRoutes } from "./handlers/results.routes.ts";
 import { UploadAdmissions } from "./handlers/upload.admission.ts";
@@ -94,11 +94,12 @@ export function createGateway(deps: GatewayDependencies): Gateway {
       batchBytesMax: deps.limits.batchBytesMax ?? 64 * 1024 * 1024,
     },
   };
-  const families = { matting: createMattingRoutes(rest), jobs: createJobsRoutes(rest), results: createResultsRoutes(rest), batches: createBatchesRoutes(rest) };
+  const families = { matting: createMattingRoutes(rest), smartCrop: createSmartCropRoutes(rest), jobs: createJobsRoutes(rest), results: createResultsRoutes(rest), batches: createBatchesRoutes(rest) };
   // Each family matches its own paths again; the table keeps the method + path list enumerable (OpenAPI).
   const via = (family: HttpRoutes) => async (request: HttpRequest, response: HttpResponse) => void (await family(request, response));
   const restRoutes: RestRoute[] = [
     { method: "POST", path: "/v1/matting", handle: via(families.matting) },
+    { method: "POST", path: "/v1/smart-crop", handle: via(families.smartCrop) },
     { method: "POST", path: "/v1/matting/batch", handle: via(families.batches) },
     { method: "GET", path: "/v1/batches/{id}", handle: via(families.batches) },
     { method: "GET", path: "/v1/jobs", handle: via(families.jobs) },

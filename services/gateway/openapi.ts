@@ -95,24 +95,40 @@ const IMAGE_OPTIONS: Record<string, JsonSchema> = {
   bg_color: { type: "string", description: "A background colour (hex, with or without #), or transparent." },
   bg_image_file: { type: "string", format: "binary", description: "A background image composited behind the subject." },
   crop: { type: "string", enum: ["true", "false"], description: "Crop to the subject." },
-  aspect_ratio: { type: "string", description: "With crop: the result's aspect ratio, e.g. 4:3." },
+  crop_margin: { type: "string", default: "0", description: "With crop: room around the subject, in percent of its size, 0 to 1000 (\"10\" or \"10%\")." },
+  aspect_ratio: { type: "string", description: "With crop: the result's aspect ratio, e.g. 4:3 (1:100 to 100:1)." },
   image_url: { type: "string", format: "uri", description: "Fetch the image from this URL instead of uploading it (public addresses only)." },
   webhook_url: { type: "string", format: "uri", description: "Async: POST the job's outcome here, signed with Cutline-Signature." },
   async: { type: "string", enum: ["true", "false"], description: "true: answer 202 with the job at once instead of the image." },
 };
 
-const UPLOAD_BODY = {
-  required: true,
-  content: {
-    "multipart/form-data": {
-      schema: {
-        type: "object" as const,
-        properties: { image_file: { type: "string" as const, format: "binary", description: "The image (also accepted as image)." }, ...IMAGE_OPTIONS },
-      },
-    },
-    "image/*": { schema: { type: "string" as const, format: "binary", description: "The raw image as the body; options in the query." } },
-  },
+/** Smart Crop's options: the input's own pixels come back, so nothing that makes a cut-out applies. */
+const SMART_CROP_OPTIONS: Record<string, JsonSchema> = {
+  aspect_ratio: { type: "string", description: "The result's aspect ratio, e.g. 16:9, 1:1 or 4x5 (1:100 to 100:1); unset: the subject's box plus the margin." },
+  crop_margin: { type: "string", default: "0", description: "Room around the subject's box on each side, in percent of its size, 0 to 1000 (\"10\" or \"10%\"). The crop stays inside the image: no padding is added." },
+  format: { type: "string", enum: ["jpg", "jpeg", "png", "webp"], default: "jpg", description: "JPEG by default: the background is kept, so no alpha is needed. PNG and WebP carry alpha only where the input had transparency." },
+  output_format: { type: "string", enum: ["jpg", "jpeg", "png", "webp"], description: "Alias of format." },
+  size: IMAGE_OPTIONS.size!,
+  bg_color: { type: "string", description: "Fills the input's own transparent pixels, if it has any (JPEG: white by default)." },
+  image_url: IMAGE_OPTIONS.image_url!,
+  webhook_url: IMAGE_OPTIONS.webhook_url!,
+  async: IMAGE_OPTIONS.async!,
 };
+
+function uploadBody(options: Record<string, JsonSchema>) {
+  return {
+    required: true,
+    content: {
+      "multipart/form-data": {
+        schema: {
+          type: "object" as const,
+          properties: { image_file: { type: "string" as const, format: "binary", description: "The image (also accepted as image)." }, ...options },
+        },
+      },
+      "image/*": { schema: { type: "string" as const, format: "binary", description: "The raw image as the body; options in the query." } },
+    },
+  };
+}
 
 const IDEMPOTENCY_KEY: Parameter = {
   name: "Idempotency-Key",
@@ -121,14 +137,14 @@ const IDEMPOTENCY_KEY: Parameter = {
   schema: { type: "string", maxLength: 255 },
 };
 
-function imageOperation(operationId: string, summary: string, tag: string): Operation {
+function imageOperation(operationId: string, summary: string, options: { about?: string; fields: Record<string, JsonSchema> }): Operation {
   return {
     operationId,
     summary,
-    description: "Options are validated before any credit is held. Synchronous calls answer the image; `async=true` answers 202 with the job.",
-    tags: [tag],
+    description: `${options.about ?? ""}Options are validated before any credit is held. Synchronous calls answer the image; \`async=true\` answers 202 with the job.`,
+    tags: ["Images"],
     parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
-    requestBody: UPLOAD_BODY,
+    requestBody: uploadBody(options.fields),
     responses: {
       "200": {
         description: "The result image.",
@@ -169,8 +185,13 @@ function buildDocument(): OpenApiDocument {
     ],
     security: [{ ApiKey: [] }, { Bearer: [] }],
     paths: {
-      "/v1/matting": { post: imageOperation("removeBackground", "Remove the background of an image", "Images") },
-      "/v1/smart-crop": { post: imageOperation("smartCrop", "Crop an image to its subject (Smart Crop, 1.3 credits)", "Images") },
+      "/v1/matting": { post: imageOperation("removeBackground", "Remove the background of an image", { fields: IMAGE_OPTIONS }) },
+      "/v1/smart-crop": {
+        post: imageOperation("smartCrop", "Crop an image to its subject (Smart Crop, 1.3 credits; HD 2.6)", {
+          about: "The model finds the subject; the original image, background kept, comes back cropped around it, to the aspect ratio and margin asked for. Quote it with operation smart_crop. ",
+          fields: SMART_CROP_OPTIONS,
+        }),
+      },
       "/v1/matting/batch": {
         post: {
           operationId: "submitBatch",
@@ -251,7 +272,7 @@ function buildDocument(): OpenApiDocument {
           description: "Priced at the size the call would process (after the plan's downscaling): a later call captures exactly this amount.",
           tags: ["Account"],
           requestBody: { required: true, content: json(ref("QuoteRequest"), { operation: "matting", width: 1024, height: 768, size: "full" }) },
-          responses: { "200": { description: "The cost.", content: json(ref("Quote"), { credits: 0.5, price_book_version: "2025-01-default" }) }, "400": errorResponse("BadRequest"), "501": errorResponse("NotImplemented"), ...AUTHENTICATED_ERRORS },
+          responses: { "200": { description: "The cost.", content: json(ref("Quote"), { credits: 0.5, price_book_version: "2026-11-smart-crop" }) }, "400": errorResponse("BadRequest"), ...AUTHENTICATED_ERRORS },
         },
       },
       "/v1/credit/balance": {
@@ -431,7 +452,6 @@ function buildDocument(): OpenApiDocument {
           content: json(ref("Error")),
         },
         Internal: { description: "A server fault (internal); nothing was charged.", content: json(ref("Error")) },
-        NotImplemented: { description: "An operation this server does not price yet (operation_unavailable).", content: json(ref("Error")) },
         Unavailable: { description: "A dependency is briefly unavailable; retry.", content: json(ref("Error")) },
         Timeout: { description: "The synchronous call did not finish in time (sync_timeout); the job goes on.", content: json(ref("Error")) },
       },

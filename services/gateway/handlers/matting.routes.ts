@@ -1,9 +1,11 @@
-// `POST /v1/matting`: an image in (multipart `image_file`/`image`, or the raw body as image/*),
-// options as form fields or query parameters; the image back, or with `async=true` the job (202).
+// `POST /v1/matting` and `POST /v1/smart-crop`: an image in (multipart `image_file`/`image`, or
+// the raw body as image/*), options as form fields or query parameters; the image back, or with
+// `async=true` the job (202). The two differ only in the operation their options name.
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { reasonError } from "../../common/errors.ts";
-import { ImageOptionsSchema, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { ImageOperation, ImageOptionsSchema, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { aspectRatioOf, CROP_MARGIN_PERCENT_MAX } from "../../common/images/crop-options.ts";
 import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
 import { authenticate } from "../authentication.ts";
@@ -33,7 +35,8 @@ const SIZES: Record<string, OutputSize> = {
 const BOOLEANS: Record<string, boolean> = { true: true, "1": true, yes: true, false: false, "0": false, no: false };
 // What inference accepts (its parseHexColour), checked here so a typo is refused before any hold.
 const HEX_COLOUR = /^#?([0-9a-f]{3}|[0-9a-f]{6})$/i;
-const ASPECT_RATIO = /^\d{1,3}:\d{1,3}$/;
+// remove.bg's crop_margin in its relative form: a percent of the subject's size, "10" or "10%".
+const CROP_MARGIN = /^(\d{1,4})%?$/;
 
 /** An option's value by name: a form field first, then the query parameter. */
 export type OptionSource = (name: string) => string | undefined;
@@ -53,21 +56,38 @@ function first(source: OptionSource, ...names: string[]): string | undefined {
   return undefined;
 }
 
-/** remove.bg-style options (`format`/`output_format`, `size`, `bg_color`, `crop`, `aspect_ratio`) -> ImageOptions. */
-export function imageOptionsFrom(source: OptionSource): ImageOptions {
+/** The crop margin in percent, or invalid_option naming crop_margin and its bounds. */
+function cropMarginPercentOf(raw: string | undefined): number {
+  if (raw === undefined) return 0;
+  const match = CROP_MARGIN.exec(raw.trim());
+  if (match === null || Number(match[1]) > CROP_MARGIN_PERCENT_MAX) {
+    throw reasonError(Code.InvalidArgument, "invalid_option", `crop_margin "${raw}" is not a percent of the subject's size from 0 to ${CROP_MARGIN_PERCENT_MAX}, like "10" or "10%"`);
+  }
+  return Number(match[1]);
+}
+
+/**
+ * remove.bg-style options (`format`/`output_format`, `size`, `bg_color`, `crop`, `crop_margin`,
+ * `aspect_ratio`) -> ImageOptions for `operation`. A smart crop's format defaults to JPEG: it
+ * keeps the input's background, so it needs no alpha.
+ */
+export function imageOptionsFrom(source: OptionSource, operation = ImageOperation.REMOVE_BACKGROUND): ImageOptions {
   const colour = first(source, "bg_color", "background_color");
   if (colour !== undefined && colour.toLowerCase() !== "transparent" && !HEX_COLOUR.test(colour)) {
     throw reasonError(Code.InvalidArgument, "invalid_option", `bg_color "${colour}" is not a hex colour like "ffffff", "#fff", or "transparent"`);
   }
   const aspectRatio = first(source, "aspect_ratio");
-  if (aspectRatio !== undefined && !ASPECT_RATIO.test(aspectRatio)) {
-    throw reasonError(Code.InvalidArgument, "invalid_option", `aspect_ratio "${aspectRatio}" is not a ratio like "16:9" or "1:1"`);
-  }
+  const ratio = aspectRatioOf(aspectRatio ?? "");
+  if (!ratio.ok) throw reasonError(Code.InvalidArgument, "invalid_option", ratio.message);
+  const smartCrop = operation === ImageOperation.SMART_CROP;
   return create(ImageOptionsSchema, {
-    format: choice(FORMATS, first(source, "output_format", "format"), "output_format") ?? OutputFormat.PNG,
+    // Matting leaves the operation unspecified (remove background), as it always has: its request fingerprints stay the same.
+    operation: smartCrop ? operation : ImageOperation.UNSPECIFIED,
+    format: choice(FORMATS, first(source, "output_format", "format"), "output_format") ?? (smartCrop ? OutputFormat.JPEG : OutputFormat.PNG),
     size: choice(SIZES, first(source, "size"), "size") ?? OutputSize.FULL,
     backgroundColor: colour === undefined || colour.toLowerCase() === "transparent" ? "" : colour.startsWith("#") ? colour : `#${colour}`,
     cropToSubject: choice(BOOLEANS, first(source, "crop"), "crop") ?? false,
+    cropMarginPercent: cropMarginPercentOf(first(source, "crop_margin")),
     aspectRatio: aspectRatio ?? "",
   });
 }
@@ -103,7 +123,7 @@ interface Upload {
 }
 
 /** The image and options from a multipart form or a raw image body. */
-async function readUpload(request: HttpRequest, headers: Headers, query: URLSearchParams, uploadBytesMax: number): Promise<Upload> {
+async function readUpload(request: HttpRequest, headers: Headers, query: URLSearchParams, uploadBytesMax: number, operation: ImageOperation): Promise<Upload> {
   const contentType = headers.get("content-type") ?? "";
   if (isMultipart(contentType)) {
     requireBoundary(contentType);
@@ -114,7 +134,7 @@ async function readUpload(request: HttpRequest, headers: Headers, query: URLSear
     const file = form.get("image_file") ?? form.get("image");
     if (!(file instanceof Blob)) throw reasonError(Code.InvalidArgument, "missing_image", "the form has no image_file field");
     const source = optionSource(form, query);
-    const options = imageOptionsFrom(source);
+    const options = imageOptionsFrom(source, operation);
     const backgroundFile = form.get("bg_image_file");
     if (backgroundFile instanceof Blob) options.backgroundImage = new Uint8Array(await backgroundFile.arrayBuffer());
     return { image: new Uint8Array(await file.arrayBuffer()), options, async: asyncRequested(source) };
@@ -122,7 +142,7 @@ async function readUpload(request: HttpRequest, headers: Headers, query: URLSear
   if (/^(image\/[\w.+-]+|application\/octet-stream)\s*(;|$)/i.test(contentType)) {
     const source = optionSource(undefined, query);
     // Options come from the query alone: checked before the body is read.
-    const options = imageOptionsFrom(source);
+    const options = imageOptionsFrom(source, operation);
     const limitName = "UPLOAD_BYTES_MAX";
     refuseDeclaredLength(headers, uploadBytesMax, limitName);
     const image = new Uint8Array(await readBody(request, uploadBytesMax, limitName));
@@ -148,10 +168,27 @@ function sendImage(response: HttpResponse, admission: Admission, job: Job, image
   response.end(image);
 }
 
+/** One image operation's route: its path, and the operation its options name. */
+export interface ImageRoute {
+  path: string;
+  operation: ImageOperation;
+}
+
+export const MATTING_ROUTE: ImageRoute = { path: "/v1/matting", operation: ImageOperation.REMOVE_BACKGROUND };
+export const SMART_CROP_ROUTE: ImageRoute = { path: "/v1/smart-crop", operation: ImageOperation.SMART_CROP };
+
 export function createMattingRoutes(deps: RestDependencies): HttpRoutes {
+  return createImageRoutes(deps, MATTING_ROUTE);
+}
+
+export function createSmartCropRoutes(deps: RestDependencies): HttpRoutes {
+  return createImageRoutes(deps, SMART_CROP_ROUTE);
+}
+
+function createImageRoutes(deps: RestDependencies, route: ImageRoute): HttpRoutes {
   return async (request, response) => {
     const url = urlOf(request);
-    if (url.pathname !== "/v1/matting") return false;
+    if (url.pathname !== route.path) return false;
     if (request.method !== "POST") {
       sendMethodNotAllowed(response, "POST", "use POST with a multipart/form-data body or a raw image body");
       return true;
@@ -165,7 +202,7 @@ export function createMattingRoutes(deps: RestDependencies): HttpRoutes {
       // `async=true` in the query takes no concurrency slot; in the form it is known only after the body.
       const asyncFromQuery = asyncRequested(optionSource(undefined, url.searchParams));
       admission = await deps.imageJobs.admit(owner, { slot: !asyncFromQuery });
-      const upload = await readUpload(request, headers, url.searchParams, deps.limits.uploadBytesMax);
+      const upload = await readUpload(request, headers, url.searchParams, deps.limits.uploadBytesMax, route.operation);
       if (upload.async) {
         const job = await deps.imageJobs.submit(admission, upload.image, upload.options, idempotencyKey);
         sendJson(response, 202, jobJson(job, deps.resultLinks, request), { "x-job-id": job.id, location: `/v1/jobs/${job.id}`, ...rateLimitHeaders(admission) });
