@@ -199,11 +199,14 @@ describe("gateway", () => {
       assert.match(error.title, /no boundary/);
     });
 
-    it("a body that is not multipart answers invalid_request; a form without the image, missing_image", async () => {
+    it("a body of another type answers invalid_request; a form or JSON body without the image, missing_image", async () => {
       const { key } = await account();
+      const text = await fetch(`${server.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key, "content-type": "text/plain" }, body: "{}" });
+      assert.equal(text.status, 400);
+      assert.equal(restErrorOf(await text.text()).code, "invalid_request");
       const json = await fetch(`${server.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key, "content-type": "application/json" }, body: "{}" });
       assert.equal(json.status, 400);
-      assert.equal(restErrorOf(await json.text()).code, "invalid_request");
+      assert.equal(restErrorOf(await json.text()).code, "missing_image");
       const form = new FormData();
       form.append("size", "full");
       const missing = await fetch(`${server.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key }, body: form });
