@@ -8,7 +8,11 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import sharp from "sharp";
+import { ImageService } from "../services/common/gen/cutline/gateway/v1/image_service_pb.ts";
+import { JobService } from "../services/common/gen/cutline/gateway/v1/job_service_pb.ts";
 import { IMAGE_MILLICREDITS, publicApiNode, TRIAL_MILLICREDITS, type BatchJson } from "./public-api.testing.ts";
 
 const UPLOAD_BYTES_MAX = 1024 * 1024;
@@ -99,13 +103,23 @@ describe("image_url and bg_image_url on a single node", () => {
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - charged - IMAGE_MILLICREDITS, held: 0n });
   });
 
-  it("bg_image_url is fetched and composited behind the subject: the result has no transparent pixel", async () => {
+  it("bg_image_url brings the background exactly as bg_image_file does: the same result, charged once", async () => {
     const { accountId, key } = await account();
-    const response = await fetch(`${api.node.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key }, body: api.imageForm(api.photo, { bg_image_url: `${origin}/background.png` }) });
-    assert.equal(response.status, 200, await response.clone().text());
-    const alpha = await sharp(new Uint8Array(await response.arrayBuffer())).ensureAlpha().extractChannel(3).stats();
-    assert.equal(alpha.channels[0]!.min, 255, "the background fills every pixel");
-    assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - IMAGE_MILLICREDITS, held: 0n });
+    const cutOut = async (fields: Record<string, string>, file?: Uint8Array) => {
+      const form = api.imageForm(api.photo, fields);
+      if (file) form.append("bg_image_file", new Blob([file], { type: "image/png" }), "background.png");
+      const response = await fetch(`${api.node.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key }, body: form });
+      assert.equal(response.status, 200, await response.clone().text());
+      return new Uint8Array(await response.arrayBuffer());
+    };
+    const fetched = requests.length;
+    const byUrl = await cutOut({ bg_image_url: `${origin}/background.png` });
+    assert.deepEqual(requests.slice(fetched), ["/background.png"]);
+    const byFile = await cutOut({}, background);
+    const without = await cutOut({});
+    assert.deepEqual(byUrl, byFile, "the fetched background is used as an uploaded one is");
+    assert.notDeepEqual(byUrl, without, "the background changes the result");
+    assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - 3n * IMAGE_MILLICREDITS, held: 0n });
   });
 
   it("a redirect to a private or link-local address is refused (image_url_refused) and nothing is charged", async () => {
@@ -124,7 +138,7 @@ describe("image_url and bg_image_url on a single node", () => {
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS, held: 0n });
   });
 
-  it("a body past the limit answers 413 naming it, and the gateway stops reading: the server sees the connection closed early", async () => {
+  it("a body past the limit answers 413 naming it, and the gateway stops reading: the server sees the connection closed early", async (t) => {
     const { accountId, key } = await account();
     for (const path of ["/huge", "/huge-declared"]) {
       const before = streams.length;
@@ -139,6 +153,7 @@ describe("image_url and bg_image_url on a single node", () => {
       assert.equal(stream.closed, true, `${path}: the gateway closed the connection`);
       assert.equal(stream.finished, false, `${path}: the body was not read to its end`);
       assert.ok(stream.sentBytes < HUGE_BYTES / 2, `${path}: ${stream.sentBytes} of ${HUGE_BYTES} bytes sent`);
+      t.diagnostic(`${path}: the server wrote ${stream.sentBytes} of ${HUGE_BYTES} bytes before the gateway closed the connection`);
     }
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS, held: 0n });
   });
@@ -180,5 +195,25 @@ describe("image_url and bg_image_url on a single node", () => {
       assert.equal(job.credits_charged, 0.25);
     }
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - 2n * IMAGE_MILLICREDITS, held: 0n }, "only the two good items were charged");
+  });
+
+  it("the typed RPCs take image_url and background_image_url too, with the same reasons", async () => {
+    const { accountId, key } = await account();
+    const transport = createConnectTransport({ baseUrl: api.node.url, httpVersion: "1.1" });
+    const headers = { headers: { "x-api-key": key } };
+    const answer = await createClient(ImageService, transport).removeBackground({ imageUrl: `${origin}/photo.png`, backgroundImageUrl: `${origin}/background.png` }, headers);
+    assert.equal(answer.contentType, "image/png");
+    assert.equal(answer.creditsChargedMillicredits, IMAGE_MILLICREDITS);
+    const jobs = createClient(JobService, transport);
+    const refusedWith = (reason: string, message: RegExp) => (error: unknown) => {
+      assert.ok(error instanceof ConnectError);
+      assert.deepEqual([error.code, error.metadata.get("cutline-reason")], [Code.InvalidArgument, reason]);
+      assert.match(error.rawMessage, message);
+      return true;
+    };
+    await assert.rejects(jobs.submit({ imageUrl: `${origin}/gone.png` }, headers), refusedWith("image_url_unreachable", /^image_url: .*HTTP 404/));
+    await assert.rejects(jobs.submit({ image: api.photo, imageUrl: `${origin}/photo.png` }, headers), refusedWith("conflicting_image_inputs", /^send either image or image_url, not both$/));
+    await assert.rejects(jobs.submit({ image: api.photo, backgroundImageUrl: "http://10.0.0.7/b.png" }, headers), refusedWith("image_url_refused", /^background_image_url: .*private address/));
+    assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - IMAGE_MILLICREDITS, held: 0n }, "only the one call that worked was charged");
   });
 });

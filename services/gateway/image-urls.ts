@@ -4,7 +4,9 @@
 // brings then take exactly the path of an uploaded file (sniffing, byte and pixel limits).
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { reasonError } from "../common/errors.ts";
+import { clone, create } from "@bufbuild/protobuf";
 import type { Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { ImageOptionsSchema, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { OutboundError, parseOutboundUrl, type OutboundFailureReason, type OutboundFetcher, type OutboundPolicy } from "../common/outbound.ts";
 import { imageBytesLimitOf, type ServiceImageByteLimits } from "./domain/image-bytes-limit.ts";
 
@@ -89,4 +91,26 @@ export class ImageUrls {
     }
     return response.body;
   }
+
+  /**
+   * A typed request's image and options with any image_url and background_image_url fetched into
+   * them; bytes and a URL for the same image are refused naming both. No URL: the request as it came.
+   */
+  async resolveTyped(
+    request: { image: Uint8Array; imageUrl: string; options?: ImageOptions; backgroundImageUrl: string },
+    context: { plan: Plan | undefined; signal?: AbortSignal },
+  ): Promise<{ image: Uint8Array; options: ImageOptions | undefined }> {
+    const background = request.options?.backgroundImage ?? new Uint8Array();
+    if (request.image.byteLength > 0 && request.imageUrl !== "") throw conflicting("image", "image_url");
+    if (background.byteLength > 0 && request.backgroundImageUrl !== "") throw conflicting("options.background_image", "background_image_url");
+    const image = request.imageUrl === "" ? request.image : await this.fetch(request.imageUrl, { field: "image_url", ...context });
+    if (request.backgroundImageUrl === "") return { image, options: request.options };
+    const options = request.options ? clone(ImageOptionsSchema, request.options) : create(ImageOptionsSchema);
+    options.backgroundImage = await this.fetch(request.backgroundImageUrl, { field: "background_image_url", ...context });
+    return { image, options };
+  }
+}
+
+function conflicting(bytesField: string, urlField: string): ConnectError {
+  return reasonError(Code.InvalidArgument, "conflicting_image_inputs", `send either ${bytesField} or ${urlField}, not both`);
 }

@@ -127,8 +127,8 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     admit: admissions.admit,
     routes(router) {
       router.service(AccountService, createAccountHandlers(apiKeys, accountReads));
-      router.service(ImageService, createImageHandlers(admissions, imageJobs));
-      router.service(JobService, createJobHandlers(apiKeys, admissions, imageJobs, deps.orchestrator));
+      router.service(ImageService, createImageHandlers(admissions, imageJobs, imageUrls));
+      router.service(JobService, createJobHandlers(apiKeys, admissions, imageJobs, deps.orchestrator, imageUrls));
       router.service(WebhookService, createWebhookHandlers(apiKeys, imageJobs, deps.orchestrator));
       router.service(KeyService, createKeyHandlers(apiKeys, deps.billing));
     },
