@@ -550,7 +550,7 @@ describe("gateway", () => {
       assert.equal(await available(accountId), 10_000n);
     });
 
-    it("a raw image body is taken as the image; any other Content-Type is refused naming both ways to send one", async () => {
+    it("a raw image body is taken as the image; any other Content-Type is refused naming every way to send one", async () => {
       const { key } = await account();
       const raw = await fetch(`${server.url}/v1/matting?async=true&output_format=jpg&bg_color=ffffff`, {
         method: "POST",
@@ -564,7 +564,7 @@ describe("gateway", () => {
       assert.equal(internal.options?.backgroundColor, "#ffffff");
       const text = await fetch(`${server.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key, "content-type": "text/plain" }, body: "hello" });
       assert.equal(text.status, 400);
-      assert.match(restErrorOf(await text.text()).title, /multipart\/form-data .* or as the raw body with Content-Type image\/\*/);
+      assert.match(restErrorOf(await text.text()).title, /multipart\/form-data .*, as the raw body with Content-Type image\/\* .*, or its URL in image_url/);
     });
   });
 
