@@ -19,7 +19,7 @@ import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptions
 import { createGateway } from "./gateway/index.ts";
 import { createSegmentationEngine, startSegmentConsumer } from "./inference/index.ts";
 import { loadInferenceServiceConfig } from "./inference/inference.config.ts";
-import { createOutboundFetcher } from "./common/outbound.ts";
+import { createOutboundFetcher, outboundPolicyOf } from "./common/outbound.ts";
 import { resultUrlKeyOf } from "./common/result-urls.ts";
 import { loadOrchestratorConfig, reconcileOptions, webhookWiringOf } from "./orchestrator/orchestrator.config.ts";
 import { createOrchestrator } from "./orchestrator/index.ts";
@@ -118,6 +118,9 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   const engine = await createSegmentationEngine(config.inference, log.child({ service: "inference" }));
   const worker = startSegmentConsumer({ engine, ...ports, log: log.child({ service: "inference" }) });
 
+  // image_url and bg_image_url: the gateway's own fetcher, under the gateway's reading of the outbound variables.
+  const imageFetchPolicy = outboundPolicyOf(config.gateway);
+  const imageFetcher = createOutboundFetcher(imageFetchPolicy);
   const gateway = createGateway({
     db: database.db,
     blobStore: ports.blobStore,
@@ -128,6 +131,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     limits: imageJobsOptionsOf(config.gateway),
     adminToken: admin.token,
     resultUrls: resultLinksOptionsOf(config.gateway, { required: false }),
+    outbound: { fetcher: imageFetcher, policy: imageFetchPolicy },
   });
   await gateway.start();
   const apiKey = await gateway.provisionAccount(config.gateway.CUTLINE_ACCOUNT_ID, {
@@ -174,6 +178,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
       await engine.close();
       await ports.close();
       await webhookFetcher.close();
+      await imageFetcher.close();
       await database.close();
     },
   };

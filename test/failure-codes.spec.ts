@@ -13,7 +13,8 @@ import { httpStatusOf, reasonError, reasonOf } from "../services/common/errors.t
 import { JobSchema, JobStatus } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { ImageErrorReason } from "../services/common/images/image.errors.ts";
 import { MALFORMED_MESSAGE_REASON } from "../services/common/request-parse.ts";
-import { OUTBOUND_CODE_BY_REASON, outboundConnectError, OutboundError, type OutboundFailureReason } from "../services/common/outbound.ts";
+import type { OutboundFailureReason } from "../services/common/outbound.ts";
+import { IMAGE_URL_CODE_BY_REASON, IMAGE_URL_REASON_BY_OUTBOUND, imageUrlError, type ImageUrlReason } from "../services/gateway/image-urls.ts";
 import { JOB_FAILURE_CODES, jobFailure, REASON_BY_LIMIT } from "../services/gateway/image-jobs.ts";
 import { connectCodeOf, InferenceError, type InferenceErrorReason } from "../services/inference/domain/inference.errors.ts";
 
@@ -27,6 +28,13 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   malformed_multipart: row(Code.InvalidArgument, 400),
   [MALFORMED_MESSAGE_REASON]: row(Code.InvalidArgument, 400),
   missing_image: row(Code.InvalidArgument, 400),
+  // Both image_file and image_url (or bg_image_file and bg_image_url): which one was meant is unknowable.
+  conflicting_image_inputs: row(Code.InvalidArgument, 400),
+  // image_url / bg_image_url: malformed, a private address, the target failing (422: well-formed, unfetchable), too large.
+  image_url_invalid: row(Code.InvalidArgument, 400),
+  image_url_refused: row(Code.InvalidArgument, 400),
+  image_url_unreachable: row(Code.InvalidArgument, 422),
+  image_url_too_large: row(Code.InvalidArgument, 413),
   empty_image: row(Code.InvalidArgument, 400),
   unsupported_format: row(Code.InvalidArgument, 400),
   animated_gif: row(Code.InvalidArgument, 400),
@@ -42,6 +50,7 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   not_found: row(Code.NotFound, 404),
   method_not_allowed: row(Code.Unimplemented, 405),
   invalid_webhook_url: row(Code.InvalidArgument, 400),
+  // A webhook delivery's failed attempt (its delivery log); image_url fetches answer image_url_* instead.
   outbound_invalid_url: row(Code.InvalidArgument, 400),
   outbound_forbidden_address: row(Code.InvalidArgument, 400),
   outbound_too_many_redirects: row(Code.InvalidArgument, 400),
@@ -177,12 +186,13 @@ describe("failure reasons: one gRPC code and one HTTP status each", () => {
     assert.equal(failedWith("", false).code, Code.Internal, "a failure with no reason is the server's");
   });
 
-  test("a failed outbound fetch (image_url) answers with its reason's code", () => {
-    for (const [reason, code] of Object.entries(OUTBOUND_CODE_BY_REASON) as [OutboundFailureReason, Code][]) {
-      assert.equal(Code[code], Code[expected(reason).code], `outbound ${reason}`);
-      const error = outboundConnectError(new OutboundError(reason, "message"));
-      assert.deepEqual([reasonOf(error), error.code], [reason, expected(reason).code]);
+  test("a failed image_url fetch answers with an image_url reason and its code, whatever the outbound failure", () => {
+    for (const [reason, code] of Object.entries(IMAGE_URL_CODE_BY_REASON) as [ImageUrlReason, Code][]) {
+      assert.equal(Code[code], Code[expected(reason).code], `image url ${reason}`);
+      const error = imageUrlError(reason, "image_url", "message");
+      assert.deepEqual([reasonOf(error), error.code, error.rawMessage], [reason, expected(reason).code, "image_url: message"]);
     }
+    for (const reason of Object.keys(IMAGE_URL_REASON_BY_OUTBOUND) as OutboundFailureReason[]) expected(IMAGE_URL_REASON_BY_OUTBOUND[reason]);
   });
 
   test("the gateway's limits answer 429 with their own reasons", () => {

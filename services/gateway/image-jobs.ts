@@ -23,6 +23,8 @@ export type { UploadInfo, UploadInspector };
 export interface ImageJobsOptions {
   /** Largest upload accepted, in bytes. */
   uploadBytesMax: number;
+  /** IMAGE_BYTES_MAX, which the inspector enforces too: bounds an image fetched from a URL (bytes). */
+  imageBytesMax?: number;
   /** How long a synchronous call waits for its job before answering DEADLINE_EXCEEDED. */
   syncTimeoutMs: number;
   /** Hold lifetime; a hold not ended by then is released by billing's sweeper. */

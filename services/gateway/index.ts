@@ -30,6 +30,9 @@ import type { RestDependencies } from "./handlers/rest-support.ts";
 import { createResultsRoutes } from "./handlers/results.routes.ts";
 import { UploadAdmissions } from "./handlers/upload.admission.ts";
 import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-jobs.ts";
+import { ImageUrls } from "./image-urls.ts";
+import { createOutboundFetcher, outboundConfigSpec, outboundPolicyOf, type OutboundFetcher, type OutboundPolicy } from "../common/outbound.ts";
+import { loadConfig } from "../common/config.loader.ts";
 import { ResultLinks, type ResultLinksOptions } from "./result-links.ts";
 import { ApiKeyStore, type GatewaySchema } from "./store/api-key.store.ts";
 import { BatchStore, type BatchSchema } from "./store/batch.store.ts";
@@ -48,6 +51,11 @@ export interface GatewayDependencies {
   resultUrls?: ResultLinksOptions;
   /** Bearer token of the admin API under /admin/v1; unset, the admin API is not served. */
   adminToken?: string;
+  /**
+   * Fetches image_url and bg_image_url, and the policy it was made with (the caller closes it).
+   * @default public addresses only, OUTBOUND_TIMEOUT_MS and OUTBOUND_BYTES_MAX at their defaults
+   */
+  outbound?: { fetcher: OutboundFetcher; policy: OutboundPolicy };
 }
 
 export interface Gateway {
@@ -79,9 +87,12 @@ export function createGateway(deps: GatewayDependencies): Gateway {
   const admissions = new UploadAdmissions(apiKeys, imageJobs);
   const accountReads = new AccountReads(deps.billing, monthlyCalls, { longestSide: deps.limits.longestSide, readRequestsPerMinute: deps.limits.readRequestsPerMinute });
   const resultLinks = new ResultLinks(deps.resultUrls ?? { key: randomBytes(32).toString("hex"), ttlSeconds: 24 * 60 * 60 });
+  const outbound = deps.outbound ?? defaultOutbound();
+  const imageUrls = new ImageUrls(outbound.fetcher, outbound.policy, { uploadBytesMax: deps.limits.uploadBytesMax, imageBytesMax: deps.limits.imageBytesMax });
   const rest: RestDependencies = {
     apiKeys,
     imageJobs,
+    imageUrls,
     orchestrator: deps.orchestrator,
     blobs: deps.blobStore,
     resultLinks,
@@ -117,8 +128,8 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     admit: admissions.admit,
     routes(router) {
       router.service(AccountService, createAccountHandlers(apiKeys, accountReads));
-      router.service(ImageService, createImageHandlers(admissions, imageJobs));
-      router.service(JobService, createJobHandlers(apiKeys, admissions, imageJobs, deps.orchestrator));
+      router.service(ImageService, createImageHandlers(admissions, imageJobs, imageUrls));
+      router.service(JobService, createJobHandlers(apiKeys, admissions, imageJobs, deps.orchestrator, imageUrls));
       router.service(WebhookService, createWebhookHandlers(apiKeys, imageJobs, deps.orchestrator));
       router.service(KeyService, createKeyHandlers(apiKeys, deps.billing));
     },
@@ -138,4 +149,10 @@ function withAdminRoutes(deps: GatewayDependencies, apiKeys: ApiKeyStore, next: 
   if (!deps.adminToken) return next;
   const admin = createAdminRoutes({ token: deps.adminToken, apiKeys, billing: deps.billing, orchestrator: deps.orchestrator, log: deps.log });
   return async (request, response) => (await admin(request, response)) || next(request, response);
+}
+
+/** The strictest fetcher (public addresses only; the variables' defaults), for a gateway wired without one. */
+function defaultOutbound(): { fetcher: OutboundFetcher; policy: OutboundPolicy } {
+  const policy = outboundPolicyOf(loadConfig(outboundConfigSpec, {}));
+  return { fetcher: createOutboundFetcher(policy), policy };
 }

@@ -97,7 +97,14 @@ const IMAGE_OPTIONS: Record<string, JsonSchema> = {
   crop: { type: "string", enum: ["true", "false"], description: "Crop to the subject." },
   crop_margin: { type: "string", default: "0", description: "With crop: room around the subject, in percent of its size, 0 to 1000 (\"10\" or \"10%\")." },
   aspect_ratio: { type: "string", description: "With crop: the result's aspect ratio, e.g. 4:3 (1:100 to 100:1)." },
-  image_url: { type: "string", format: "uri", description: "Fetch the image from this URL instead of uploading it (public addresses only)." },
+  image_url: {
+    type: "string",
+    format: "uri",
+    maxLength: 2048,
+    description:
+      "Instead of image_file: the gateway GETs the image from this http(s) URL (public addresses only; redirects re-checked; OUTBOUND_TIMEOUT_MS; at most the plan's upload limit, UPLOAD_BYTES_MAX, IMAGE_BYTES_MAX or OUTBOUND_BYTES_MAX, the smallest) after authentication and before any credit is held, then checks it as an upload. Refusals: image_url_invalid (400), image_url_refused (400, a private, loopback or link-local address), image_url_unreachable (422: DNS, connection, timeout or a non-2xx answer), image_url_too_large (413); both image_file and image_url: conflicting_image_inputs (400).",
+  },
+  bg_image_url: { type: "string", format: "uri", maxLength: 2048, description: "Instead of bg_image_file: the background image's URL, fetched and refused exactly as image_url is." },
   webhook_url: { type: "string", format: "uri", description: "Async: POST the job's outcome here, signed with Cutline-Signature." },
   async: { type: "string", enum: ["true", "false"], description: "true: answer 202 with the job at once instead of the image." },
 };
@@ -115,7 +122,12 @@ const SMART_CROP_OPTIONS: Record<string, JsonSchema> = {
   async: IMAGE_OPTIONS.async!,
 };
 
+// A batch's one set of options: no per-call image or background fields.
+const BATCH_OPTIONS: Record<string, JsonSchema> = Object.fromEntries(Object.entries(IMAGE_OPTIONS).filter(([name]) => !["bg_image_file", "bg_image_url", "image_url"].includes(name)));
+
 function uploadBody(options: Record<string, JsonSchema>) {
+  // A body that carries no file (JSON, URL-encoded) has the same fields less the file ones.
+  const urlBodyOptions = Object.fromEntries(Object.entries(options).filter(([name]) => name !== "bg_image_file"));
   return {
     required: true,
     content: {
@@ -125,7 +137,14 @@ function uploadBody(options: Record<string, JsonSchema>) {
           properties: { image_file: { type: "string" as const, format: "binary", description: "The image (also accepted as image)." }, ...options },
         },
       },
-      "image/*": { schema: { type: "string" as const, format: "binary", description: "The raw image as the body; options in the query." } },
+      "application/x-www-form-urlencoded": {
+        schema: { type: "object" as const, required: ["image_url"], properties: urlBodyOptions, description: "image_url (and bg_image_url) with the options as form fields." },
+      },
+      "application/json": {
+        schema: { type: "object" as const, required: ["image_url"], properties: urlBodyOptions, description: "image_url (and bg_image_url) with the options as JSON fields (strings, numbers or booleans); at most 16384 bytes." },
+        example: { image_url: "https://example.com/photo.jpg", size: "full" },
+      },
+      "image/*": { schema: { type: "string" as const, format: "binary", description: "The raw image as the body; options in the query (or image_url in the query and no body)." } },
     },
   };
 }
@@ -155,7 +174,7 @@ function imageOperation(operationId: string, summary: string, options: { about?:
       "400": errorResponse("BadRequest"),
       "402": errorResponse("PaymentRequired"),
       "413": errorResponse("PayloadTooLarge"),
-      "422": errorResponse("IdempotencyConflict"),
+      "422": errorResponse("Unprocessable"),
       ...AUTHENTICATED_ERRORS,
       "503": errorResponse("Unavailable"),
       "504": errorResponse("Timeout"),
@@ -196,14 +215,27 @@ function buildDocument(): OpenApiDocument {
         post: {
           operationId: "submitBatch",
           summary: "Submit a batch of images",
-          description: "Repeated image_file fields, or JSON {\"image_urls\":[..]}, up to the plan's batch limit. One item's failure never charges or fails the others.",
+          description:
+            "Repeated image_file (or image_url) fields, or JSON {\"image_urls\":[..], ...options}, up to BATCH_ITEMS_MAX per call; each URL is one item, fetched as image_url is. One item's failure (a URL refused, unreachable or too large, a file that is not an image) is that item's error and never charges or fails the others.",
           tags: ["Jobs"],
           parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
           requestBody: {
             required: true,
             content: {
-              "multipart/form-data": { schema: { type: "object", properties: { image_file: { type: "array", items: { type: "string", format: "binary" } }, ...IMAGE_OPTIONS } } },
-              "application/json": { schema: { type: "object", required: ["image_urls"], properties: { image_urls: { type: "array", items: { type: "string", format: "uri" } } } } },
+              "multipart/form-data": {
+                schema: {
+                  type: "object",
+                  properties: {
+                    image_file: { type: "array", items: { type: "string", format: "binary" } },
+                    image_url: { type: "array", description: "URLs, one item each, in the order of the fields.", items: { type: "string", format: "uri", maxLength: 2048 } },
+                    ...BATCH_OPTIONS,
+                  },
+                },
+              },
+              "application/json": {
+                schema: { type: "object", required: ["image_urls"], properties: { image_urls: { type: "array", description: "One item per URL, in order.", items: { type: "string", format: "uri", maxLength: 2048 } }, ...BATCH_OPTIONS } },
+                example: { image_urls: ["https://example.com/a.jpg", "https://example.com/b.png"], size: "full" },
+              },
             },
           },
           responses: { "202": { description: "The batch and each item's job or refusal.", content: json(ref("Batch")) }, "400": errorResponse("BadRequest"), "402": errorResponse("PaymentRequired"), "413": errorResponse("PayloadTooLarge"), "422": errorResponse("IdempotencyConflict"), ...AUTHENTICATED_ERRORS },
@@ -444,8 +476,12 @@ function buildDocument(): OpenApiDocument {
         PaymentRequired: { description: "Not enough credits (insufficient_credits): the balance, the cost and how to top up.", content: json(ref("Error")) },
         Forbidden: { description: "A result URL that was tampered with (result_url_invalid) or has expired (result_url_expired).", content: json(ref("Error")) },
         NotFound: { description: "No such route (not_found) or resource (job_not_found, ...).", content: json(ref("Error")) },
-        PayloadTooLarge: { description: "The upload exceeds the plan's or the server's byte limit (too_many_bytes); the message names the limit.", content: json(ref("Error")) },
+        PayloadTooLarge: { description: "The upload, or the image at image_url, exceeds the plan's or the server's byte limit (too_many_bytes, image_url_too_large); the message names the limit.", content: json(ref("Error")) },
         IdempotencyConflict: { description: "The Idempotency-Key was used with another body.", content: json(ref("Error")) },
+        Unprocessable: {
+          description: "The Idempotency-Key was used with another body (idempotency_key_reused), or image_url / bg_image_url could not be fetched (image_url_unreachable: DNS, connection, timeout or a non-2xx answer, named in the message).",
+          content: json(ref("Error")),
+        },
         TooManyRequests: {
           description: "A plan limit: rate_limited, concurrency_limited, read_rate_limited, monthly_quota_exceeded. Retry after Retry-After seconds.",
           headers: { "Retry-After": { description: "Seconds to wait (for monthly_quota_exceeded: until the billing cycle renews).", schema: { type: "integer" } } },

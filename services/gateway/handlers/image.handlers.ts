@@ -4,15 +4,26 @@ import { reasonError } from "../../common/errors.ts";
 import type { ImageService } from "../../common/gen/cutline/gateway/v1/image_service_pb.ts";
 import { ImageOperation, ImageOptionsSchema, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { checkedIdempotencyKey, type ImageJobs, type ImageResult } from "../image-jobs.ts";
+import type { ImageUrls } from "../image-urls.ts";
 import type { UploadAdmissions } from "./upload.admission.ts";
 
-export function createImageHandlers(admissions: UploadAdmissions, imageJobs: ImageJobs): ServiceImpl<typeof ImageService> {
+interface TypedInput {
+  image: Uint8Array;
+  imageUrl: string;
+  options?: ImageOptions;
+  backgroundImageUrl: string;
+  idempotencyKey: string;
+}
+
+export function createImageHandlers(admissions: UploadAdmissions, imageJobs: ImageJobs, imageUrls: ImageUrls): ServiceImpl<typeof ImageService> {
   /** One synchronous job: admitted on the headers (the server's admit hook), its slot held until the answer. */
-  async function run(image: Uint8Array, options: ImageOptions | undefined, requestKey: string, context: HandlerContext): Promise<ImageResult> {
-    const idempotencyKey = checkedIdempotencyKey(requestKey || context.requestHeader.get("idempotency-key"));
+  async function run(request: TypedInput, context: HandlerContext): Promise<ImageResult> {
+    const idempotencyKey = checkedIdempotencyKey(request.idempotencyKey || context.requestHeader.get("idempotency-key"));
     const admission = await admissions.take(context.requestHeader, { slot: true });
     try {
-      return await imageJobs.removeBackground(admission, image, options, idempotencyKey, context.signal);
+      // Any image_url is fetched now: after admission, before any hold.
+      const input = await imageUrls.resolveTyped(request, { plan: admission.plan, signal: context.signal });
+      return await imageJobs.removeBackground(admission, input.image, input.options, idempotencyKey, context.signal);
     } finally {
       admission.release();
     }
@@ -29,7 +40,7 @@ export function createImageHandlers(admissions: UploadAdmissions, imageJobs: Ima
       if (request.options?.operation === ImageOperation.SMART_CROP) {
         throw reasonError(Code.InvalidArgument, "invalid_option", "options.operation: RemoveBackground makes the cut-out; call ImageService.SmartCrop for a smart crop");
       }
-      return answer(await run(request.image, request.options, request.idempotencyKey, context));
+      return answer(await run(request, context));
     },
     async smartCrop(request, context) {
       const options = create(ImageOptionsSchema, {
@@ -40,7 +51,7 @@ export function createImageHandlers(admissions: UploadAdmissions, imageJobs: Ima
         size: request.size,
         keepExif: request.keepExif,
       });
-      return answer(await run(request.image, options, request.idempotencyKey, context));
+      return answer(await run({ ...request, options, backgroundImageUrl: "" }, context));
     },
   };
 }

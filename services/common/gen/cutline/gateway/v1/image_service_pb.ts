@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/gateway/v1/image_service.proto.
  */
 export const file_cutline_gateway_v1_image_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZjdXRsaW5lL2dhdGV3YXkvdjEvaW1hZ2Vfc2VydmljZS5wcm90bxISY3V0bGluZS5nYXRld2F5LnYxInYKF1JlbW92ZUJhY2tncm91bmRSZXF1ZXN0Eg0KBWltYWdlGAEgASgMEjMKB29wdGlvbnMYAiABKAsyIi5jdXRsaW5lLmluZmVyZW5jZS52MS5JbWFnZU9wdGlvbnMSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJIrwBChhSZW1vdmVCYWNrZ3JvdW5kUmVzcG9uc2USDQoFaW1hZ2UYASABKAwSFAoMY29udGVudF90eXBlGAIgASgJEg4KBmpvYl9pZBgDIAEoCRIkChxjcmVkaXRzX2NoYXJnZWRfbWlsbGljcmVkaXRzGAQgASgDEiYKHmNyZWRpdHNfcmVtYWluaW5nX21pbGxpY3JlZGl0cxgFIAEoAxINCgV3aWR0aBgGIAEoDRIOCgZoZWlnaHQYByABKA0i3wEKEFNtYXJ0Q3JvcFJlcXVlc3QSDQoFaW1hZ2UYASABKAwSFAoMYXNwZWN0X3JhdGlvGAIgASgJEhYKDm1hcmdpbl9wZXJjZW50GAMgASgNEjIKBmZvcm1hdBgEIAEoDjIiLmN1dGxpbmUuaW5mZXJlbmNlLnYxLk91dHB1dEZvcm1hdBIuCgRzaXplGAUgASgOMiAuY3V0bGluZS5pbmZlcmVuY2UudjEuT3V0cHV0U2l6ZRIRCglrZWVwX2V4aWYYBiABKAgSFwoPaWRlbXBvdGVuY3lfa2V5GAcgASgJIpYBChFTbWFydENyb3BSZXNwb25zZRINCgVpbWFnZRgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkSDgoGam9iX2lkGAMgASgJEiQKHGNyZWRpdHNfY2hhcmdlZF9taWxsaWNyZWRpdHMYBCABKAMSJgoeY3JlZGl0c19yZW1haW5pbmdfbWlsbGljcmVkaXRzGAUgASgDMtcBCgxJbWFnZVNlcnZpY2USbQoQUmVtb3ZlQmFja2dyb3VuZBIrLmN1dGxpbmUuZ2F0ZXdheS52MS5SZW1vdmVCYWNrZ3JvdW5kUmVxdWVzdBosLmN1dGxpbmUuZ2F0ZXdheS52MS5SZW1vdmVCYWNrZ3JvdW5kUmVzcG9uc2USWAoJU21hcnRDcm9wEiQuY3V0bGluZS5nYXRld2F5LnYxLlNtYXJ0Q3JvcFJlcXVlc3QaJS5jdXRsaW5lLmdhdGV3YXkudjEuU21hcnRDcm9wUmVzcG9uc2ViBnByb3RvMw", [file_cutline_inference_v1_image_options]);
+  fileDesc("CiZjdXRsaW5lL2dhdGV3YXkvdjEvaW1hZ2Vfc2VydmljZS5wcm90bxISY3V0bGluZS5nYXRld2F5LnYxIqcBChdSZW1vdmVCYWNrZ3JvdW5kUmVxdWVzdBINCgVpbWFnZRgBIAEoDBIzCgdvcHRpb25zGAIgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCRIRCglpbWFnZV91cmwYBCABKAkSHAoUYmFja2dyb3VuZF9pbWFnZV91cmwYBSABKAkivAEKGFJlbW92ZUJhY2tncm91bmRSZXNwb25zZRINCgVpbWFnZRgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkSDgoGam9iX2lkGAMgASgJEiQKHGNyZWRpdHNfY2hhcmdlZF9taWxsaWNyZWRpdHMYBCABKAMSJgoeY3JlZGl0c19yZW1haW5pbmdfbWlsbGljcmVkaXRzGAUgASgDEg0KBXdpZHRoGAYgASgNEg4KBmhlaWdodBgHIAEoDSLyAQoQU21hcnRDcm9wUmVxdWVzdBINCgVpbWFnZRgBIAEoDBIUCgxhc3BlY3RfcmF0aW8YAiABKAkSFgoObWFyZ2luX3BlcmNlbnQYAyABKA0SMgoGZm9ybWF0GAQgASgOMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuT3V0cHV0Rm9ybWF0Ei4KBHNpemUYBSABKA4yIC5jdXRsaW5lLmluZmVyZW5jZS52MS5PdXRwdXRTaXplEhEKCWtlZXBfZXhpZhgGIAEoCBIXCg9pZGVtcG90ZW5jeV9rZXkYByABKAkSEQoJaW1hZ2VfdXJsGAggASgJIpYBChFTbWFydENyb3BSZXNwb25zZRINCgVpbWFnZRgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkSDgoGam9iX2lkGAMgASgJEiQKHGNyZWRpdHNfY2hhcmdlZF9taWxsaWNyZWRpdHMYBCABKAMSJgoeY3JlZGl0c19yZW1haW5pbmdfbWlsbGljcmVkaXRzGAUgASgDMtcBCgxJbWFnZVNlcnZpY2USbQoQUmVtb3ZlQmFja2dyb3VuZBIrLmN1dGxpbmUuZ2F0ZXdheS52MS5SZW1vdmVCYWNrZ3JvdW5kUmVxdWVzdBosLmN1dGxpbmUuZ2F0ZXdheS52MS5SZW1vdmVCYWNrZ3JvdW5kUmVzcG9uc2USWAoJU21hcnRDcm9wEiQuY3V0bGluZS5nYXRld2F5LnYxLlNtYXJ0Q3JvcFJlcXVlc3QaJS5jdXRsaW5lLmdhdGV3YXkudjEuU21hcnRDcm9wUmVzcG9uc2ViBnByb3RvMw", [file_cutline_inference_v1_image_options]);
 
 /**
  * @generated from message cutline.gateway.v1.RemoveBackgroundRequest
@@ -36,6 +36,21 @@ export type RemoveBackgroundRequest = Message<"cutline.gateway.v1.RemoveBackgrou
    * @generated from field: string idempotency_key = 3;
    */
   idempotencyKey: string;
+
+  /**
+   * Instead of image: an http(s) URL the gateway fetches the image from (public addresses only, at
+   * most the plan's upload limit) before any credit is held; refusals are the image_url_* reasons.
+   *
+   * @generated from field: string image_url = 4;
+   */
+  imageUrl: string;
+
+  /**
+   * Instead of options.background_image: the background image's URL, fetched as image_url is.
+   *
+   * @generated from field: string background_image_url = 5;
+   */
+  backgroundImageUrl: string;
 };
 
 /**
@@ -146,6 +161,13 @@ export type SmartCropRequest = Message<"cutline.gateway.v1.SmartCropRequest"> & 
    * @generated from field: string idempotency_key = 7;
    */
   idempotencyKey: string;
+
+  /**
+   * Fetch the image from this http(s) URL instead of sending `image` (the outbound rules apply).
+   *
+   * @generated from field: string image_url = 8;
+   */
+  imageUrl: string;
 };
 
 /**
