@@ -72,6 +72,7 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
     onEnd: wiring ? (db, job) => webhooks.enqueueJobEnd(db, job) : undefined,
   });
   let subscription: Subscription | undefined;
+  let creditsSubscription: Subscription | undefined;
   let reconciler: PeriodicTask | undefined;
   let sender: PeriodicTask | undefined;
   return {
@@ -86,6 +87,8 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
         durableName: "orchestrator",
         subjectFilter: "job.*",
       });
+      // Billing's low-balance events go to the account's webhook, in the job events' envelope.
+      if (wiring) creditsSubscription = deps.eventBus.subscribe((event) => webhooks.onCreditsEvent(event), { durableName: "orchestrator-credits", subjectFilter: "credits.*" });
       // Every job changed before this start counts as quiet at once: nothing of its task survived.
       if (deps.requeueUnfinishedAtStart) await lifecycle.reconcile(new Date(Date.now() + (deps.reconcile?.quietMsMax ?? 300_000)));
       reconciler = startPeriodicTask({ name: "job reconciler", intervalMs: deps.reconcile?.intervalMs ?? 60_000, log: deps.log, run: () => lifecycle.reconcile() });
@@ -95,6 +98,7 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
       await reconciler?.stop();
       await sender?.stop();
       await subscription?.drain();
+      await creditsSubscription?.drain();
       await ownFetcher?.close();
     },
   };
