@@ -94,6 +94,7 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   // Ends that are nobody's fault, or the server's.
   cancelled: row(Code.Canceled, 499),
   sync_timeout: row(Code.DeadlineExceeded, 504),
+  job_timeout: row(Code.DeadlineExceeded, 504),
   outbound_timeout: row(Code.DeadlineExceeded, 504),
   outbound_failed: row(Code.Unavailable, 503),
   model_unavailable: row(Code.Unavailable, 503),

@@ -423,6 +423,8 @@ export const JOB_FAILURE_CODES: Readonly<Record<string, Code>> = {
   insufficient_credits: Code.FailedPrecondition,
   member_cap_reached: Code.FailedPrecondition,
   hold_expired: Code.FailedPrecondition,
+  // The orchestrator's JOB_TIMEOUT_MS: the job took too long, nobody's mistake but the server's.
+  job_timeout: Code.DeadlineExceeded,
 };
 
 /** The error a failed or cancelled job answers with: its reason, its message, one code. */

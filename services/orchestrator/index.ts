@@ -24,7 +24,7 @@ export interface OrchestratorDependencies {
   billing: Client<typeof BillingService>;
   log: Logger;
   /** Quiet-job reconciliation (see JobLifecycleOptions) and how often it runs, in ms. @default 60000 */
-  reconcile?: Pick<JobLifecycleOptions, "quietMsMax" | "requeuesMax"> & { intervalMs?: number };
+  reconcile?: Pick<JobLifecycleOptions, "quietMsMax" | "requeuesMax" | "timeoutMs"> & { intervalMs?: number };
   /**
    * The work queue forgets its tasks when the process stops (the single node's in-memory queue):
    * jobs left unfinished by an earlier run are re-queued at start instead of after going quiet.
@@ -90,7 +90,7 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
       // Billing's low-balance events go to the account's webhook, in the job events' envelope.
       if (wiring) creditsSubscription = deps.eventBus.subscribe((event) => webhooks.onCreditsEvent(event), { durableName: "orchestrator-credits", subjectFilter: "credits.*" });
       // Every job changed before this start counts as quiet at once: nothing of its task survived.
-      if (deps.requeueUnfinishedAtStart) await lifecycle.reconcile(new Date(Date.now() + (deps.reconcile?.quietMsMax ?? 300_000)));
+      if (deps.requeueUnfinishedAtStart) await lifecycle.reconcile(new Date(), { everyUnfinishedQuiet: true });
       reconciler = startPeriodicTask({ name: "job reconciler", intervalMs: deps.reconcile?.intervalMs ?? 60_000, log: deps.log, run: () => lifecycle.reconcile() });
       if (wiring) sender = startPeriodicTask({ name: "webhook sender", intervalMs: wiring.sendIntervalMs ?? 1000, log: deps.log, run: () => webhooks.sendDue() });
     },

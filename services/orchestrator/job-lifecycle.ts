@@ -36,6 +36,9 @@ export interface SubmitJob {
 /** Called in the transaction that records a job's end (for a success: after its capture). */
 export type JobEndHook = (db: Kysely<OrchestratorSchema>, job: JobRow) => Promise<void>;
 
+/** JOB_TIMEOUT_MS's default: 30 min from submission to an end, queue wait included. */
+export const JOB_TIMEOUT_MS_DEFAULT = 1_800_000;
+
 /** Jobs per page of ListJobs: the default and the most. */
 export const LIST_JOBS_PAGE_SIZE_DEFAULT = 20;
 export const LIST_JOBS_PAGE_SIZE_MAX = 100;
@@ -52,6 +55,13 @@ export interface JobLifecycleOptions {
   quietMsMax?: number;
   /** Re-queues of a quiet job before it is failed and its hold released. @default 2 */
   requeuesMax?: number;
+  /**
+   * A job still queued or running this long after its submission fails with `job_timeout` and
+   * its hold is released, however alive its worker says it is (JOB_TIMEOUT_MS); a result that
+   * comes later is deleted, never charged. Applied by the reconciler, so a job may run up to one
+   * reconcile interval past it. @default 1800000 (30 min)
+   */
+  timeoutMs?: number;
   /** Jobs the reconciler looks at per pass. @default 100 */
   reconcileBatchMax?: number;
   /** Recorded with every job end, in the same transaction (the webhook event). */
@@ -77,6 +87,7 @@ export class JobLifecycle {
   readonly #watchPollMs: number;
   readonly #quietMsMax: number;
   readonly #requeuesMax: number;
+  readonly #timeoutMs: number;
   readonly #reconcileBatchMax: number;
   readonly #onEnd: JobEndHook | undefined;
 
@@ -92,6 +103,7 @@ export class JobLifecycle {
     this.#watchPollMs = options.watchPollMs ?? 500;
     this.#quietMsMax = options.quietMsMax ?? 300_000;
     this.#requeuesMax = options.requeuesMax ?? 2;
+    this.#timeoutMs = options.timeoutMs ?? JOB_TIMEOUT_MS_DEFAULT;
     this.#reconcileBatchMax = options.reconcileBatchMax ?? 100;
     this.#onEnd = options.onEnd;
   }
@@ -229,8 +241,9 @@ export class JobLifecycle {
     const decision = decideOutcome(job.status, outcome.case);
     if (decision.kind === "ignore") {
       this.log.debug({ jobId: job.id, outcome: outcome.case, why: decision.why }, "task event ignored");
-      // A result that arrives after a cancel is not the client's any more: drop it.
-      if (outcome.case === "succeeded" && job.status === "cancelled") await this.blobs.delete(outcome.value.resultBlobKey);
+      // A result that arrives after a cancel, a timeout or another failure is nobody's: drop it
+      // (a repeated success of a succeeded job is the job's own result, kept).
+      if (outcome.case === "succeeded" && job.status !== "succeeded") await this.blobs.delete(outcome.value.resultBlobKey);
       return;
     }
     switch (outcome.case) {
@@ -266,8 +279,37 @@ export class JobLifecycle {
    * dead-lettered message, an event dropped) is re-queued with its hold extended, and after
    * `requeuesMax` re-queues failed with its hold released. Returns the jobs it acted on.
    */
-  async reconcile(now = new Date()): Promise<number> {
-    const quiet = await this.jobs.quietSince(new Date(now.getTime() - this.#quietMsMax), this.#reconcileBatchMax);
+  async reconcile(now = new Date(), options: { everyUnfinishedQuiet?: boolean } = {}): Promise<number> {
+    const timedOut = await this.#failTimedOut(now);
+    // At the start of a process whose queue forgot its tasks, every unfinished job counts as quiet.
+    const quietBefore = options.everyUnfinishedQuiet ? now : new Date(now.getTime() - this.#quietMsMax);
+    return timedOut + (await this.#settleQuiet(quietBefore));
+  }
+
+  /** Fails jobs past `timeoutMs` since submission (job_timeout) and releases their holds; a claimed outcome is finished instead. */
+  async #failTimedOut(now: Date): Promise<number> {
+    const late = await this.jobs.unfinishedSubmittedBefore(new Date(now.getTime() - this.#timeoutMs), this.#reconcileBatchMax);
+    let settled = 0;
+    for (const job of late) {
+      try {
+        if (job.outcome_claim === "succeeded") await this.#succeed(job);
+        else {
+          await this.#fail(job, {
+            error_reason: "job_timeout",
+            error_message: `job ${job.id} did not finish within ${this.#timeoutMs} ms of its submission (JOB_TIMEOUT_MS); its credits were returned, submit it again`,
+          });
+        }
+        settled += 1;
+      } catch (error) {
+        this.log.error({ err: error, jobId: job.id }, "failing a timed-out job failed; the next pass retries");
+      }
+    }
+    if (settled > 0) this.log.warn({ settled, timeoutMs: this.#timeoutMs }, "reconciler failed timed-out jobs");
+    return settled;
+  }
+
+  async #settleQuiet(quietBefore: Date): Promise<number> {
+    const quiet = await this.jobs.quietSince(quietBefore, this.#reconcileBatchMax);
     let settled = 0;
     for (const job of quiet) {
       try {

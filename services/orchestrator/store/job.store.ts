@@ -155,6 +155,18 @@ export class JobStore {
       .execute();
   }
 
+  /** Unfinished jobs submitted before `before`, oldest first: candidates for the job timeout. */
+  async unfinishedSubmittedBefore(before: Date, limit: number): Promise<JobRow[]> {
+    return this.db
+      .selectFrom("jobs")
+      .selectAll()
+      .where("status", "in", ["queued", "running"])
+      .where("created_at", "<", before)
+      .orderBy("created_at")
+      .limit(limit)
+      .execute();
+  }
+
   /** Moves the job from `from` to `to`; undefined when another writer changed it first. */
   async transition(id: string, from: JobStatus, to: JobStatus, update: JobUpdate = {}): Promise<JobRow | undefined> {
     return this.db
