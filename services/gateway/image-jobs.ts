@@ -171,14 +171,25 @@ export class ImageJobs {
     options: ImageOptions | undefined,
     idempotencyKey: string,
     signal: AbortSignal,
+    extra: { zeroRetention?: boolean } = {},
   ): Promise<ImageResult> {
-    const job = await this.#submit(admission, image, options, idempotencyKey);
-    return await this.waitForResult(job.id, signal);
+    const job = await this.#submit(admission, image, options, idempotencyKey, { ...extra, synchronous: true });
+    const result = await this.waitForResult(job.id, signal);
+    // Zero retention (asked for, or the account's): the result is in hand, nothing stays behind.
+    if (result.job.zeroRetention) await this.#deleteJobFiles(result.job.id);
+    return result;
   }
 
   /** Asynchronous: the queued job; `webhookUrl` is told when it ends. */
-  async submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string, extra: { webhookUrl?: string } = {}): Promise<Job> {
+  async submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string, extra: { webhookUrl?: string; zeroRetention?: boolean } = {}): Promise<Job> {
     return this.#submit(admission, image, options, idempotencyKey, extra);
+  }
+
+  /** A failure is logged, not answered: the result was paid for, and the orchestrator's retention sweeper deletes what is left. */
+  async #deleteJobFiles(jobId: string): Promise<void> {
+    await this.orchestrator.deleteJobFiles({ jobId }).catch((error: unknown) => {
+      this.log.warn({ err: error, jobId }, "deleting a zero-retention job's files failed; the retention sweeper deletes them");
+    });
   }
 
   /** One job read (GetJob, WatchJob, CancelJob) by the account, or RESOURCE_EXHAUSTED naming READ_REQUESTS_PER_MINUTE. */
@@ -227,8 +238,18 @@ export class ImageJobs {
     }
   }
 
-  async #submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string, extra: { webhookUrl?: string } = {}): Promise<Job> {
+  async #submit(
+    admission: Admission,
+    image: Uint8Array,
+    options: ImageOptions | undefined,
+    idempotencyKey: string,
+    extra: { webhookUrl?: string; zeroRetention?: boolean; synchronous?: boolean } = {},
+  ): Promise<Job> {
     const { owner, plan } = admission;
+    // Refused before any hold; an account whose own retention is 0 is refused by the orchestrator (hold released).
+    if (extra.zeroRetention && !extra.synchronous) {
+      throw reasonError(Code.InvalidArgument, "zero_retention_async", "retention=none keeps nothing after the response, so an asynchronous job's result could never be fetched; call synchronously, or leave retention to the account's setting");
+    }
     // Its scheme and length are checked here, before any hold; its address by the orchestrator, which fetches it.
     const webhookUrl = extra.webhookUrl ? checkedWebhookUrl(extra.webhookUrl) : "";
     // A user error is rejected here, before any hold: bad input never costs credits. The
@@ -289,6 +310,8 @@ export class ImageJobs {
         longestSideMax,
         webhookUrl,
         requestFingerprint: fingerprint,
+        zeroRetention: extra.zeroRetention ?? false,
+        synchronous: extra.synchronous ?? false,
       });
       if (!submitted.job) throw new Error("orchestrator returned no job");
       return submitted.job;

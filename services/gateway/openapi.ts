@@ -99,6 +99,12 @@ const IMAGE_OPTIONS: Record<string, JsonSchema> = {
   image_url: { type: "string", format: "uri", description: "Fetch the image from this URL instead of uploading it (public addresses only)." },
   webhook_url: { type: "string", format: "uri", description: "Async: POST the job's outcome here, signed with Cutline-Signature." },
   async: { type: "string", enum: ["true", "false"], description: "true: answer 202 with the job at once instead of the image." },
+  retention: {
+    type: "string",
+    enum: ["account", "none"],
+    default: "account",
+    description: "none: zero retention, the input and result are deleted right after the response (synchronous calls only; with async=true it answers 400 zero_retention_async). account: kept for the account's retention_hours.",
+  },
 };
 
 const UPLOAD_BODY = {
@@ -277,6 +283,23 @@ function buildDocument(): OpenApiDocument {
           },
         },
       },
+      "/v1/account/settings": {
+        get: {
+          operationId: "getAccountSettings",
+          summary: "The account's settings: how long inputs and results are kept",
+          tags: ["Account"],
+          responses: { "200": { description: "The settings.", content: json(ref("AccountSettings"), { retention_hours: 24, zero_retention: false }) }, ...AUTHENTICATED_ERRORS },
+        },
+        put: {
+          operationId: "updateAccountSettings",
+          summary: "Change the account's settings",
+          description:
+            "retention_hours: 1 to 24 (the default) hours after a job ends, then its input and result are deleted and its result reads result_expired; 0 is zero retention (nothing kept after a synchronous response; asynchronous calls are refused with zero_retention_async). Applies to jobs submitted afterwards.",
+          tags: ["Account"],
+          requestBody: { required: true, content: json(ref("AccountSettingsUpdate"), { retention_hours: 1 }) },
+          responses: { "200": { description: "The settings now.", content: json(ref("AccountSettings"), { retention_hours: 1, zero_retention: false }) }, "400": errorResponse("BadRequest"), ...AUTHENTICATED_ERRORS },
+        },
+      },
       "/openapi.json": {
         get: { operationId: "getOpenApi", summary: "This document", tags: ["Reference"], security: [], responses: { "200": { description: "The OpenAPI 3.1 document.", content: json({ type: "object" }) } } },
       },
@@ -361,6 +384,19 @@ function buildDocument(): OpenApiDocument {
             quality: { type: "integer", minimum: 1, maximum: 100, description: "Output quality of lossy formats; does not change the price." },
             seconds: { type: "number", description: "video_matting: the video's length (billed per started second)." },
           },
+        },
+        AccountSettings: {
+          type: "object",
+          required: ["retention_hours", "zero_retention"],
+          properties: {
+            retention_hours: { type: "integer", minimum: 0, maximum: 24, description: "Hours inputs and results are kept after a job ends; 0: zero retention." },
+            zero_retention: { type: "boolean", description: "retention_hours is 0: nothing is kept after a synchronous response." },
+          },
+        },
+        AccountSettingsUpdate: {
+          type: "object",
+          additionalProperties: false,
+          properties: { retention_hours: { type: "integer", minimum: 0, maximum: 24, description: "0 (zero retention) to 24 (RETENTION_HOURS_MAX)." } },
         },
         Quote: { type: "object", required: ["credits"], properties: { credits: credits("The exact cost"), price_book_version: { type: "string" } } },
         Balance: {

@@ -15,6 +15,7 @@ import { WEBHOOK_DEFAULTS, Webhooks, type WebhookOptions } from "./webhooks.ts";
 import { JobLifecycle, type JobLifecycleOptions } from "./job-lifecycle.ts";
 import { JobStore, type OrchestratorSchema } from "./store/job.store.ts";
 import { orchestratorMigrations } from "./store/migrations.ts";
+import { AccountSettingsStore } from "./store/account-settings.store.ts";
 
 export interface OrchestratorDependencies {
   db: Kysely<OrchestratorSchema>;
@@ -25,6 +26,8 @@ export interface OrchestratorDependencies {
   log: Logger;
   /** Quiet-job reconciliation (see JobLifecycleOptions) and how often it runs, in ms. @default 60000 */
   reconcile?: Pick<JobLifecycleOptions, "quietMsMax" | "requeuesMax" | "timeoutMs"> & { intervalMs?: number };
+  /** How often the retention sweeper deletes the files of ended jobs past their retention, in ms. @default 60000 */
+  retentionSweepIntervalMs?: number;
   /**
    * The work queue forgets its tasks when the process stops (the single node's in-memory queue):
    * jobs left unfinished by an earlier run are re-queued at start instead of after going quiet.
@@ -67,19 +70,22 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
     log: deps.log,
     options: wiring?.options ?? { ...WEBHOOK_DEFAULTS, allowLoopback: false },
   });
+  const settings = new AccountSettingsStore(deps.db);
   const lifecycle = new JobLifecycle(new JobStore(deps.db), deps.workQueue, deps.blobStore, deps.billing, deps.log, {
     ...deps.reconcile,
+    settings,
     onEnd: wiring ? (db, job) => webhooks.enqueueJobEnd(db, job) : undefined,
   });
   let subscription: Subscription | undefined;
   let creditsSubscription: Subscription | undefined;
   let reconciler: PeriodicTask | undefined;
   let sender: PeriodicTask | undefined;
+  let retentionSweeper: PeriodicTask | undefined;
   return {
     lifecycle,
     webhooks,
     routes(router) {
-      router.service(OrchestratorService, createOrchestratorHandlers(lifecycle, webhooks, deps.billing));
+      router.service(OrchestratorService, createOrchestratorHandlers(lifecycle, webhooks, deps.billing, settings));
     },
     async start() {
       await migrateToLatest(deps.db, "orchestrator", orchestratorMigrations);
@@ -92,10 +98,12 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
       // Every job changed before this start counts as quiet at once: nothing of its task survived.
       if (deps.requeueUnfinishedAtStart) await lifecycle.reconcile(new Date(), { everyUnfinishedQuiet: true });
       reconciler = startPeriodicTask({ name: "job reconciler", intervalMs: deps.reconcile?.intervalMs ?? 60_000, log: deps.log, run: () => lifecycle.reconcile() });
+      retentionSweeper = startPeriodicTask({ name: "retention sweeper", intervalMs: deps.retentionSweepIntervalMs ?? 60_000, log: deps.log, run: () => lifecycle.expireFiles() });
       if (wiring) sender = startPeriodicTask({ name: "webhook sender", intervalMs: wiring.sendIntervalMs ?? 1000, log: deps.log, run: () => webhooks.sendDue() });
     },
     async stop() {
       await reconciler?.stop();
+      await retentionSweeper?.stop();
       await sender?.stop();
       await subscription?.drain();
       await creditsSubscription?.drain();

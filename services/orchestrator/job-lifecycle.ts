@@ -12,6 +12,8 @@ import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { BusEvent } from "../common/ports/event-bus.ts";
 import type { WorkQueue } from "../common/ports/work-queue.ts";
 import { assertTransition, decideOutcome, isTerminal, type JobStatus } from "./domain/job-status.ts";
+import { retentionOf } from "./domain/retention.ts";
+import type { AccountSettingsStore } from "./store/account-settings.store.ts";
 import type { Kysely } from "kysely";
 import type { JobRow, JobStore, JobUpdate, OrchestratorSchema } from "./store/job.store.ts";
 
@@ -31,6 +33,10 @@ export interface SubmitJob {
   webhookUrl?: string;
   /** SHA-256 (hex) of the request's content; a replay of the key with another is refused. "" skips the check. */
   requestFingerprint?: string;
+  /** Keep nothing after the response (per request `retention=none`), whatever the account's retention. */
+  zeroRetention?: boolean;
+  /** The caller waits for the result; zero retention is refused otherwise (zero_retention_async). */
+  synchronous?: boolean;
 }
 
 /** Called in the transaction that records a job's end (for a success: after its capture). */
@@ -64,6 +70,10 @@ export interface JobLifecycleOptions {
   timeoutMs?: number;
   /** Jobs the reconciler looks at per pass. @default 100 */
   reconcileBatchMax?: number;
+  /** The accounts' retention settings; unset: every account has the default retention. */
+  settings?: AccountSettingsStore;
+  /** Jobs whose files the retention sweeper deletes per pass. @default 100 */
+  expireBatchMax?: number;
   /** Recorded with every job end, in the same transaction (the webhook event). */
   onEnd?: JobEndHook;
 }
@@ -90,6 +100,8 @@ export class JobLifecycle {
   readonly #timeoutMs: number;
   readonly #reconcileBatchMax: number;
   readonly #onEnd: JobEndHook | undefined;
+  readonly #settings: AccountSettingsStore | undefined;
+  readonly #expireBatchMax: number;
 
   constructor(
     private readonly jobs: JobStore,
@@ -106,9 +118,17 @@ export class JobLifecycle {
     this.#timeoutMs = options.timeoutMs ?? JOB_TIMEOUT_MS_DEFAULT;
     this.#reconcileBatchMax = options.reconcileBatchMax ?? 100;
     this.#onEnd = options.onEnd;
+    this.#settings = options.settings;
+    this.#expireBatchMax = options.expireBatchMax ?? 100;
   }
 
   async submit(request: SubmitJob): Promise<JobRow> {
+    const retention = retentionOf({
+      zeroRetention: request.zeroRetention ?? false,
+      synchronous: request.synchronous ?? false,
+      accountRetentionHours: request.zeroRetention ? undefined : (await this.#settings?.get(request.accountId))?.retentionHours,
+    });
+    if (!retention.ok) throw reasonError(Code.InvalidArgument, retention.reason, retention.message);
     const id = randomUUID();
     const { job, created } = await this.jobs.insertOrGet({
       id,
@@ -124,6 +144,7 @@ export class JobLifecycle {
       background_image_blob_key: request.backgroundImageBlobKey ?? "",
       webhook_url: request.webhookUrl ?? "",
       request_fingerprint: request.requestFingerprint ?? "",
+      retention_seconds: retention.retentionSeconds,
     });
     if (!created) assertSameRequest(job, request.requestFingerprint ?? "");
     // A replay of a job still queued enqueues again: the first attempt may have crashed between
@@ -175,13 +196,38 @@ export class JobLifecycle {
     if (!isTerminal(job.status)) {
       throw reasonError(Code.FailedPrecondition, "job_unfinished", `job ${id} is still ${job.status}; cancel it before deleting its files`);
     }
+    return this.#deleteFilesOf(job, { expired: false });
+  }
+
+  /**
+   * The retention sweeper: deletes the files of ended jobs kept past their retention (zero
+   * retention after a short grace, for a synchronous caller that died before deleting them) and
+   * marks the jobs, so their result reads as expired. Returns the jobs it acted on.
+   */
+  async expireFiles(now = new Date()): Promise<number> {
+    const due = await this.jobs.filesPastRetention(now, this.#expireBatchMax);
+    let expired = 0;
+    for (const job of due) {
+      try {
+        await this.#deleteFilesOf(job, { expired: true });
+        expired += 1;
+      } catch (error) {
+        this.log.error({ err: error, jobId: job.id }, "deleting an expired job's files failed; the next pass retries");
+      }
+    }
+    if (expired > 0) this.log.info({ expired }, "retention sweeper deleted the files of ended jobs");
+    return expired;
+  }
+
+  async #deleteFilesOf(job: JobRow, options: { expired: boolean }): Promise<JobRow> {
     // The blobs first: a crash in between leaves a job not yet marked, and a retry deletes again.
     for (const key of [job.input_blob_key, job.background_image_blob_key, job.result_blob_key]) {
       if (key !== "") await this.blobs.delete(key);
     }
-    const marked = await this.jobs.markFilesDeleted(id, job.files_deleted_at ?? new Date());
-    if (!marked) throw new Error(`job ${id} was finished but could not be marked`);
-    this.#changes.emit(id);
+    // Deleted on request before the sweeper came: it stays "deleted", not "expired".
+    const marked = await this.jobs.markFilesDeleted(job.id, job.files_deleted_at ?? new Date(), { expired: options.expired && job.files_deleted_at === null });
+    if (!marked) throw new Error(`job ${job.id} was finished but could not be marked`);
+    this.#changes.emit(job.id);
     return marked;
   }
 

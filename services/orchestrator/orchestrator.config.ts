@@ -21,6 +21,11 @@ export const orchestratorConfigSpec = {
     { min: 1000, max: 7 * 86_400_000 },
   ),
   RECONCILE_INTERVAL_MS: integer("How often the orchestrator looks for quiet jobs, in milliseconds.", 60_000, { min: 100 }),
+  RETENTION_SWEEP_INTERVAL_MS: integer(
+    "How often the orchestrator deletes the input and result files of ended jobs past their account's retention, in milliseconds.",
+    60_000,
+    { min: 100, max: 3_600_000 },
+  ),
   PORT: port("Orchestrator port (Connect, gRPC, gRPC-Web).", 8082),
   // Webhooks: signed result URLs in job.succeeded events, sent through the outbound guard.
   ...resultUrlConfigSpec,

@@ -77,6 +77,13 @@ export function asyncRequested(source: OptionSource): boolean {
   return choice(BOOLEANS, first(source, "async"), "async") ?? false;
 }
 
+const RETENTIONS: Record<string, boolean> = { none: true, account: false };
+
+/** Whether the call asks to keep nothing: `retention=none` (the default, `account`, follows the account's setting). */
+export function zeroRetentionRequested(source: OptionSource): boolean {
+  return choice(RETENTIONS, first(source, "retention"), "retention") ?? false;
+}
+
 /** Form fields first, then the query string. */
 export function optionSource(form: FormData | undefined, query: URLSearchParams): OptionSource {
   return (name) => {
@@ -100,6 +107,7 @@ interface Upload {
   image: Uint8Array;
   options: ImageOptions;
   async: boolean;
+  zeroRetention: boolean;
 }
 
 /** The image and options from a multipart form or a raw image body. */
@@ -117,16 +125,17 @@ async function readUpload(request: HttpRequest, headers: Headers, query: URLSear
     const options = imageOptionsFrom(source);
     const backgroundFile = form.get("bg_image_file");
     if (backgroundFile instanceof Blob) options.backgroundImage = new Uint8Array(await backgroundFile.arrayBuffer());
-    return { image: new Uint8Array(await file.arrayBuffer()), options, async: asyncRequested(source) };
+    return { image: new Uint8Array(await file.arrayBuffer()), options, async: asyncRequested(source), zeroRetention: zeroRetentionRequested(source) };
   }
   if (/^(image\/[\w.+-]+|application\/octet-stream)\s*(;|$)/i.test(contentType)) {
     const source = optionSource(undefined, query);
     // Options come from the query alone: checked before the body is read.
     const options = imageOptionsFrom(source);
+    const zeroRetention = zeroRetentionRequested(source);
     const limitName = "UPLOAD_BYTES_MAX";
     refuseDeclaredLength(headers, uploadBytesMax, limitName);
     const image = new Uint8Array(await readBody(request, uploadBytesMax, limitName));
-    return { image, options, async: asyncRequested(source) };
+    return { image, options, async: asyncRequested(source), zeroRetention };
   }
   throw reasonError(
     Code.InvalidArgument,
@@ -167,13 +176,13 @@ export function createMattingRoutes(deps: RestDependencies): HttpRoutes {
       admission = await deps.imageJobs.admit(owner, { slot: !asyncFromQuery });
       const upload = await readUpload(request, headers, url.searchParams, deps.limits.uploadBytesMax);
       if (upload.async) {
-        const job = await deps.imageJobs.submit(admission, upload.image, upload.options, idempotencyKey);
+        const job = await deps.imageJobs.submit(admission, upload.image, upload.options, idempotencyKey, { zeroRetention: upload.zeroRetention });
         sendJson(response, 202, jobJson(job, deps.resultLinks, request), { "x-job-id": job.id, location: `/v1/jobs/${job.id}`, ...rateLimitHeaders(admission) });
         return true;
       }
       const aborted = new AbortController();
       response.once("close", () => aborted.abort());
-      const result = await deps.imageJobs.removeBackground(admission, upload.image, upload.options, idempotencyKey, aborted.signal);
+      const result = await deps.imageJobs.removeBackground(admission, upload.image, upload.options, idempotencyKey, aborted.signal, { zeroRetention: upload.zeroRetention });
       sendImage(response, admission, result.job, result.image, result.contentType);
     } catch (error) {
       sendError(request, response, error, deps.log);
