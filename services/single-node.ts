@@ -18,7 +18,7 @@ import { createUploadInspector } from "./common/images/upload.inspector.ts";
 import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptionsOf } from "./gateway/gateway.config.ts";
 import { createGateway } from "./gateway/index.ts";
 import { createSegmentationEngine, startSegmentConsumer } from "./inference/index.ts";
-import { loadInferenceServiceConfig } from "./inference/inference.config.ts";
+import { consumerRetryOptionsOf, loadInferenceServiceConfig } from "./inference/inference.config.ts";
 import { createOutboundFetcher } from "./common/outbound.ts";
 import { resultUrlKeyOf } from "./common/result-urls.ts";
 import { loadOrchestratorConfig, reconcileOptions, webhookWiringOf } from "./orchestrator/orchestrator.config.ts";
@@ -122,7 +122,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes));
 
   const engine = await createSegmentationEngine(config.inference, log.child({ service: "inference" }));
-  const worker = startSegmentConsumer({ engine, ...ports, log: log.child({ service: "inference" }) });
+  const worker = startSegmentConsumer({ engine, ...ports, log: log.child({ service: "inference" }), ...consumerRetryOptionsOf(config.inference) });
 
   const gateway = createGateway({
     db: database.db,
