@@ -99,6 +99,10 @@ const IMAGE_OPTIONS: Record<string, JsonSchema> = {
   image_url: { type: "string", format: "uri", description: "Fetch the image from this URL instead of uploading it (public addresses only)." },
   webhook_url: { type: "string", format: "uri", description: "Async: POST the job's outcome here, signed with Cutline-Signature." },
   async: { type: "string", enum: ["true", "false"], description: "true: answer 202 with the job at once instead of the image." },
+};
+
+// One call's retention: single images only (a batch is asynchronous, so it keeps the account's).
+const RETENTION_OPTION: Record<string, JsonSchema> = {
   retention: {
     type: "string",
     enum: ["account", "none"],
@@ -113,7 +117,7 @@ const UPLOAD_BODY = {
     "multipart/form-data": {
       schema: {
         type: "object" as const,
-        properties: { image_file: { type: "string" as const, format: "binary", description: "The image (also accepted as image)." }, ...IMAGE_OPTIONS },
+        properties: { image_file: { type: "string" as const, format: "binary", description: "The image (also accepted as image)." }, ...IMAGE_OPTIONS, ...RETENTION_OPTION },
       },
     },
     "image/*": { schema: { type: "string" as const, format: "binary", description: "The raw image as the body; options in the query." } },
