@@ -148,6 +148,30 @@ describe("image jobs: the hold after a failed submit", () => {
     assert.ok(watches >= 2);
   });
 
+  it("zero retention: a synchronous job that fails keeps nothing either, its input deleted as soon as the failure is answered", async () => {
+    const { accountId, admission } = await account();
+    const jobs = imageJobs((next) => next);
+    const listed = async () => (await orchestrator.lifecycle.list(accountId, { pageSize: 10, pageToken: "", jobIds: [] })).jobs;
+    const answer = jobs.removeBackground(admission, photo, undefined, "zero-failed", new AbortController().signal, { zeroRetention: true });
+    let submitted: Awaited<ReturnType<typeof listed>>[number] | undefined;
+    for (const deadline = Date.now() + 5000; !submitted && Date.now() < deadline; ) {
+      submitted = (await listed())[0];
+      if (!submitted) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.ok(submitted, "the job was submitted");
+    assert.equal(submitted.retention_seconds, 0);
+    assert.ok(await blobs.get(submitted.input_blob_key), "the input is stored while the job runs");
+    await orchestrator.lifecycle.onTaskEvent({
+      subject: "job.failed",
+      deliveryCount: 1,
+      data: toBinary(TaskEventSchema, create(TaskEventSchema, { jobId: submitted.id, outcome: { case: "failed", value: { reason: "internal", message: "the model failed", userError: false } } })),
+    });
+    await assert.rejects(answer, (error: unknown) => reasonOf(ConnectError.from(error)) === "internal");
+    assert.equal(await blobs.get(submitted.input_blob_key), undefined, "the input was deleted");
+    assert.notEqual((await orchestrator.lifecycle.get(submitted.id)).files_deleted_at, null);
+    assert.equal((await balance(accountId)).heldMillicredits, 0n);
+  });
+
   it("the plan's priority lane reaches the job and the work queue: a pro plan's job is taken before a free plan's submitted earlier", async () => {
     const admitted = async (planCode: string) => {
       serial += 1;

@@ -6,7 +6,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { BillingService, HoldStatus, Operation, Pool, type Account, type Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ImageOptionsSchema, OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
-import { reasonError } from "../common/errors.ts";
+import { reasonError, reasonOf } from "../common/errors.ts";
 import { checkedWebhookUrl } from "../common/outbound.ts";
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
@@ -174,7 +174,16 @@ export class ImageJobs {
     extra: { zeroRetention?: boolean } = {},
   ): Promise<ImageResult> {
     const job = await this.#submit(admission, image, options, idempotencyKey, { ...extra, synchronous: true });
-    const result = await this.waitForResult(job.id, signal);
+    let result: ImageResult;
+    try {
+      result = await this.waitForResult(job.id, signal);
+    } catch (error) {
+      // A zero-retention job that ended without a result keeps nothing either; one still running
+      // (the caller left, or SYNC_TIMEOUT_MS) is left to the retention sweeper once it ends.
+      const stillRunning = signal.aborted || (error instanceof ConnectError && reasonOf(error) === "sync_timeout");
+      if (job.zeroRetention && !stillRunning) await this.#deleteJobFiles(job.id);
+      throw error;
+    }
     // Zero retention (asked for, or the account's): the result is in hand, nothing stays behind.
     if (result.job.zeroRetention) await this.#deleteJobFiles(result.job.id);
     return result;
