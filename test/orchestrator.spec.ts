@@ -19,6 +19,7 @@ import { createOrchestrator } from "../services/orchestrator/index.ts";
 import { JobLifecycle } from "../services/orchestrator/job-lifecycle.ts";
 import { migrateToLatest } from "../services/common/migrate.ts";
 import { JobStore } from "../services/orchestrator/store/job.store.ts";
+import { AccountSettingsStore } from "../services/orchestrator/store/account-settings.store.ts";
 import { orchestratorMigrations } from "../services/orchestrator/store/migrations.ts";
 
 const log = pino({ level: "silent" });
@@ -117,6 +118,44 @@ describe("orchestrator restart", () => {
       assert.equal(await blobs.get(job.result_blob_key), undefined, "the late result is deleted");
       assert.equal((await lifecycle.get(job.id)).status, "failed");
       assert.equal((await billingClient().getBalance({ accountId, pool: Pool.API })).availableMillicredits, 10_000n, "nothing charged");
+    } finally {
+      await workQueue.close();
+    }
+  });
+
+  it("the retention sweeper deletes an ended job's files once the account's retention has run out, marks them expired, and leaves the rest", async () => {
+    const workQueue = new InProcessWorkQueue({ log });
+    const jobs = new JobStore(billing.db as Kysely<any>);
+    const settings = new AccountSettingsStore(billing.db as Kysely<any>);
+    const lifecycle = new JobLifecycle(jobs, workQueue, blobs, billingClient(), log, { settings });
+    try {
+      const ended = async (accountId: string, retentionHours: number | undefined) => {
+        await billingClient().createAccount({ accountId });
+        if (retentionHours !== undefined) await settings.setRetentionHours(accountId, retentionHours);
+        const hold = await billingClient().reserve({ accountId, pool: Pool.API, amountMillicredits: 250n, idempotencyKey: `${accountId}-hold` });
+        const job = await lifecycle.submit({ accountId, idempotencyKey: `${accountId}-job`, inputBlobKey: `inputs/${accountId}`, options: undefined, holdId: hold.holdId, heldMillicredits: 250, highPriority: false, longestSideMax: 0 });
+        await blobs.put(job.input_blob_key, new Uint8Array([1]), {});
+        await blobs.put(job.result_blob_key, new Uint8Array([2]), {});
+        const message = create(TaskEventSchema, { jobId: job.id, outcome: { case: "succeeded", value: { resultBlobKey: job.result_blob_key, contentType: "image/png", processingTimeMs: 5 } } });
+        await lifecycle.onTaskEvent({ subject: "job.succeeded", data: toBinary(TaskEventSchema, message), deliveryCount: 1 });
+        return lifecycle.get(job.id);
+      };
+      const hourly = await ended("retention-1h", 1);
+      const daily = await ended("retention-default", undefined);
+      assert.deepEqual([hourly.retention_seconds, daily.retention_seconds], [3600, 86_400]);
+      const inHours = (hours: number) => new Date(Date.now() + hours * 3_600_000);
+      const expiredAt = async (at: Date) => {
+        await lifecycle.expireFiles(at);
+        return Promise.all([hourly, daily].map(async (job) => (await lifecycle.get(job.id)).files_expired));
+      };
+      assert.deepEqual(await expiredAt(inHours(0.9)), [false, false]);
+      assert.deepEqual(await expiredAt(inHours(1.1)), [true, false]);
+      assert.equal(await blobs.get(hourly.input_blob_key), undefined);
+      assert.equal(await blobs.get(hourly.result_blob_key), undefined);
+      assert.ok(await blobs.get(daily.result_blob_key), "the 24 h job's result is kept");
+      assert.notEqual((await lifecycle.get(hourly.id)).files_deleted_at, null);
+      assert.deepEqual(await expiredAt(inHours(24.1)), [true, true]);
+      assert.equal(await lifecycle.expireFiles(inHours(48)), 0, "each job once");
     } finally {
       await workQueue.close();
     }
