@@ -58,6 +58,8 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   too_many_items: row(Code.InvalidArgument, 400),
   // A replayed Idempotency-Key with other content: well-formed, but the key stands for another request.
   idempotency_key_reused: row(Code.InvalidArgument, 422),
+  // Zero retention keeps nothing, so an asynchronous job's result could never be fetched.
+  zero_retention_async: row(Code.InvalidArgument, 400),
   // Who is calling.
   missing_api_key: row(Code.Unauthenticated, 401),
   invalid_api_key: row(Code.Unauthenticated, 401),
@@ -102,6 +104,7 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   // Ends that are nobody's fault, or the server's.
   cancelled: row(Code.Canceled, 499),
   sync_timeout: row(Code.DeadlineExceeded, 504),
+  job_timeout: row(Code.DeadlineExceeded, 504),
   outbound_timeout: row(Code.DeadlineExceeded, 504),
   outbound_failed: row(Code.Unavailable, 503),
   model_unavailable: row(Code.Unavailable, 503),

@@ -6,7 +6,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { BillingService, HoldStatus, Operation, Pool, type Account, type Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ImageOptionsSchema, OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
-import { reasonError } from "../common/errors.ts";
+import { reasonError, reasonOf } from "../common/errors.ts";
 import { checkedWebhookUrl } from "../common/outbound.ts";
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
@@ -177,14 +177,34 @@ export class ImageJobs {
     options: ImageOptions | undefined,
     idempotencyKey: string,
     signal: AbortSignal,
+    extra: { zeroRetention?: boolean } = {},
   ): Promise<ImageResult> {
-    const job = await this.#submit(admission, image, options, idempotencyKey);
-    return await this.waitForResult(job.id, signal);
+    const job = await this.#submit(admission, image, options, idempotencyKey, { ...extra, synchronous: true });
+    let result: ImageResult;
+    try {
+      result = await this.waitForResult(job.id, signal);
+    } catch (error) {
+      // A zero-retention job that ended without a result keeps nothing either; one still running
+      // (the caller left, or SYNC_TIMEOUT_MS) is left to the retention sweeper once it ends.
+      const stillRunning = signal.aborted || (error instanceof ConnectError && reasonOf(error) === "sync_timeout");
+      if (job.zeroRetention && !stillRunning) await this.#deleteJobFiles(job.id);
+      throw error;
+    }
+    // Zero retention (asked for, or the account's): the result is in hand, nothing stays behind.
+    if (result.job.zeroRetention) await this.#deleteJobFiles(result.job.id);
+    return result;
   }
 
   /** Asynchronous: the queued job; `webhookUrl` is told when it ends. */
-  async submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string, extra: { webhookUrl?: string } = {}): Promise<Job> {
+  async submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string, extra: { webhookUrl?: string; zeroRetention?: boolean } = {}): Promise<Job> {
     return this.#submit(admission, image, options, idempotencyKey, extra);
+  }
+
+  /** A failure is logged, not answered: the result was paid for, and the orchestrator's retention sweeper deletes what is left. */
+  async #deleteJobFiles(jobId: string): Promise<void> {
+    await this.orchestrator.deleteJobFiles({ jobId }).catch((error: unknown) => {
+      this.log.warn({ err: error, jobId }, "deleting a zero-retention job's files failed; the retention sweeper deletes them");
+    });
   }
 
   /** One job read (GetJob, WatchJob, CancelJob) by the account, or RESOURCE_EXHAUSTED naming READ_REQUESTS_PER_MINUTE. */
@@ -233,8 +253,18 @@ export class ImageJobs {
     }
   }
 
-  async #submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string, extra: { webhookUrl?: string } = {}): Promise<Job> {
+  async #submit(
+    admission: Admission,
+    image: Uint8Array,
+    options: ImageOptions | undefined,
+    idempotencyKey: string,
+    extra: { webhookUrl?: string; zeroRetention?: boolean; synchronous?: boolean } = {},
+  ): Promise<Job> {
     const { owner, plan } = admission;
+    // Refused before any hold; an account whose own retention is 0 is refused by the orchestrator (hold released).
+    if (extra.zeroRetention && !extra.synchronous) {
+      throw reasonError(Code.InvalidArgument, "zero_retention_async", "retention=none keeps nothing after the response, so an asynchronous job's result could never be fetched; call synchronously, or leave retention to the account's setting");
+    }
     // Its scheme and length are checked here, before any hold; its address by the orchestrator, which fetches it.
     const webhookUrl = extra.webhookUrl ? checkedWebhookUrl(extra.webhookUrl) : "";
     const optionsProblem = options ? imageOptionsProblem(options) : undefined;
@@ -298,6 +328,8 @@ export class ImageJobs {
         longestSideMax,
         webhookUrl,
         requestFingerprint: fingerprint,
+        zeroRetention: extra.zeroRetention ?? false,
+        synchronous: extra.synchronous ?? false,
       });
       if (!submitted.job) throw new Error("orchestrator returned no job");
       return submitted.job;
@@ -432,6 +464,8 @@ export const JOB_FAILURE_CODES: Readonly<Record<string, Code>> = {
   insufficient_credits: Code.FailedPrecondition,
   member_cap_reached: Code.FailedPrecondition,
   hold_expired: Code.FailedPrecondition,
+  // The orchestrator's JOB_TIMEOUT_MS: the job took too long, nobody's mistake but the server's.
+  job_timeout: Code.DeadlineExceeded,
 };
 
 /** The error a failed or cancelled job answers with: its reason, its message, one code. */

@@ -16,6 +16,7 @@ import { AccountReads } from "./account-reads.ts";
 import { createAccountHandlers } from "./handlers/account.handlers.ts";
 import { accountRoutes } from "./handlers/account.routes.ts";
 import { docsRoutes } from "./handlers/docs.routes.ts";
+import { settingsRoutes } from "./handlers/settings.routes.ts";
 import { createRouteTable, routeKeys, type RestRoute, type RouteKey } from "./handlers/route-table.ts";
 import { createAdminRoutes } from "./handlers/admin.routes.ts";
 import { randomBytes } from "node:crypto";
@@ -118,6 +119,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     { method: "DELETE", path: "/v1/jobs/{id}", handle: via(families.jobs) },
     { method: "GET", path: "/v1/results/{id}", handle: via(families.results) },
     ...accountRoutes(apiKeys, accountReads),
+    ...settingsRoutes(apiKeys, deps.orchestrator),
     ...docsRoutes(),
   ];
   return {
@@ -127,7 +129,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     listeningAt: (url) => resultLinks.listeningAt(url),
     admit: admissions.admit,
     routes(router) {
-      router.service(AccountService, createAccountHandlers(apiKeys, accountReads));
+      router.service(AccountService, createAccountHandlers(apiKeys, accountReads, deps.orchestrator));
       router.service(ImageService, createImageHandlers(admissions, imageJobs, imageUrls));
       router.service(JobService, createJobHandlers(apiKeys, admissions, imageJobs, deps.orchestrator, imageUrls));
       router.service(WebhookService, createWebhookHandlers(apiKeys, imageJobs, deps.orchestrator));

@@ -109,6 +109,16 @@ const IMAGE_OPTIONS: Record<string, JsonSchema> = {
   async: { type: "string", enum: ["true", "false"], description: "true: answer 202 with the job at once instead of the image." },
 };
 
+// One call's retention: single images only (a batch is asynchronous, so it keeps the account's).
+const RETENTION_OPTION: Record<string, JsonSchema> = {
+  retention: {
+    type: "string",
+    enum: ["account", "none"],
+    default: "account",
+    description: "none: zero retention, the input and result are deleted right after the response (synchronous calls only; with async=true it answers 400 zero_retention_async). account: kept for the account's retention_hours.",
+  },
+};
+
 /** Smart Crop's options: the input's own pixels come back, so nothing that makes a cut-out applies. */
 const SMART_CROP_OPTIONS: Record<string, JsonSchema> = {
   aspect_ratio: { type: "string", description: "The result's aspect ratio, e.g. 16:9, 1:1 or 4x5 (1:100 to 100:1); unset: the subject's box plus the margin." },
@@ -120,6 +130,7 @@ const SMART_CROP_OPTIONS: Record<string, JsonSchema> = {
   image_url: IMAGE_OPTIONS.image_url!,
   webhook_url: IMAGE_OPTIONS.webhook_url!,
   async: IMAGE_OPTIONS.async!,
+  retention: RETENTION_OPTION.retention!,
 };
 
 // A batch's one set of options: no per-call image or background fields.
@@ -204,7 +215,7 @@ function buildDocument(): OpenApiDocument {
     ],
     security: [{ ApiKey: [] }, { Bearer: [] }],
     paths: {
-      "/v1/matting": { post: imageOperation("removeBackground", "Remove the background of an image", { fields: IMAGE_OPTIONS }) },
+      "/v1/matting": { post: imageOperation("removeBackground", "Remove the background of an image", { fields: { ...IMAGE_OPTIONS, ...RETENTION_OPTION } }) },
       "/v1/smart-crop": {
         post: imageOperation("smartCrop", "Crop an image to its subject (Smart Crop, 1.3 credits; HD 2.6)", {
           about: "The model finds the subject; the original image, background kept, comes back cropped around it, to the aspect ratio and margin asked for. Quote it with operation smart_crop. ",
@@ -330,6 +341,23 @@ function buildDocument(): OpenApiDocument {
           },
         },
       },
+      "/v1/account/settings": {
+        get: {
+          operationId: "getAccountSettings",
+          summary: "The account's settings: how long inputs and results are kept",
+          tags: ["Account"],
+          responses: { "200": { description: "The settings.", content: json(ref("AccountSettings"), { retention_hours: 24, zero_retention: false }) }, ...AUTHENTICATED_ERRORS },
+        },
+        put: {
+          operationId: "updateAccountSettings",
+          summary: "Change the account's settings",
+          description:
+            "retention_hours: 1 to 24 (the default) hours after a job ends, then its input and result are deleted and its result reads result_expired; 0 is zero retention (nothing kept after a synchronous response; asynchronous calls are refused with zero_retention_async). Applies to jobs submitted afterwards.",
+          tags: ["Account"],
+          requestBody: { required: true, content: json(ref("AccountSettingsUpdate"), { retention_hours: 1 }) },
+          responses: { "200": { description: "The settings now.", content: json(ref("AccountSettings"), { retention_hours: 1, zero_retention: false }) }, "400": errorResponse("BadRequest"), ...AUTHENTICATED_ERRORS },
+        },
+      },
       "/openapi.json": {
         get: { operationId: "getOpenApi", summary: "This document", tags: ["Reference"], security: [], responses: { "200": { description: "The OpenAPI 3.1 document.", content: json({ type: "object" }) } } },
       },
@@ -414,6 +442,19 @@ function buildDocument(): OpenApiDocument {
             quality: { type: "integer", minimum: 1, maximum: 100, description: "Output quality of lossy formats; does not change the price." },
             seconds: { type: "number", description: "video_matting: the video's length (billed per started second)." },
           },
+        },
+        AccountSettings: {
+          type: "object",
+          required: ["retention_hours", "zero_retention"],
+          properties: {
+            retention_hours: { type: "integer", minimum: 0, maximum: 24, description: "Hours inputs and results are kept after a job ends; 0: zero retention." },
+            zero_retention: { type: "boolean", description: "retention_hours is 0: nothing is kept after a synchronous response." },
+          },
+        },
+        AccountSettingsUpdate: {
+          type: "object",
+          additionalProperties: false,
+          properties: { retention_hours: { type: "integer", minimum: 0, maximum: 24, description: "0 (zero retention) to 24 (RETENTION_HOURS_MAX)." } },
         },
         Quote: { type: "object", required: ["credits"], properties: { credits: credits("The exact cost"), price_book_version: { type: "string" } } },
         Balance: {

@@ -99,6 +99,13 @@ export function asyncRequested(source: OptionSource): boolean {
   return choice(BOOLEANS, first(source, "async"), "async") ?? false;
 }
 
+const RETENTIONS: Record<string, boolean> = { none: true, account: false };
+
+/** Whether the call asks to keep nothing: `retention=none` (the default, `account`, follows the account's setting). */
+export function zeroRetentionRequested(source: OptionSource): boolean {
+  return choice(RETENTIONS, first(source, "retention"), "retention") ?? false;
+}
+
 /** Form fields first, then the query string. */
 export function optionSource(form: FormData | undefined, query: URLSearchParams): OptionSource {
   return (name) => {
@@ -133,6 +140,9 @@ export interface Upload {
   image: Uint8Array;
   options: ImageOptions;
   async: boolean;
+  zeroRetention: boolean;
+  /** Async: where the job's end is POSTed; unset: the account's webhook URL, if any. */
+  webhookUrl: string | undefined;
 }
 
 /** Largest JSON body of POST /v1/matting, in bytes: the URLs (OUTBOUND_URL_LENGTH_MAX each) and a handful of options. */
@@ -225,6 +235,7 @@ async function readUploadRequest(request: HttpRequest, headers: Headers, query: 
     oneImageInput(new Uint8Array(), first(source, "image_url"), { file: "the raw image body", url: "image_url", required: true });
     // Options come from the query alone: checked before the body is read.
     imageOptionsFrom(source, operation);
+    zeroRetentionRequested(source);
     const limitName = "UPLOAD_BYTES_MAX";
     refuseDeclaredLength(headers, uploadBytesMax, limitName);
     const image = new Uint8Array(await readBody(request, uploadBytesMax, limitName));
@@ -262,9 +273,11 @@ export async function readUpload(
   const asked = await readUploadRequest(request, headers, query, context.limits.uploadBytesMax, context.operation);
   const options = imageOptionsFrom(asked.source, context.operation);
   const async = asyncRequested(asked.source);
+  const zeroRetention = zeroRetentionRequested(asked.source);
+  const webhookUrl = first(asked.source, "webhook_url");
   const image = await resolveImageInput(asked.image, context.imageUrls, context.admission, context.signal);
   if (asked.background) options.backgroundImage = await resolveImageInput(asked.background, context.imageUrls, context.admission, context.signal);
-  return { image, options, async };
+  return { image, options, async, zeroRetention, webhookUrl };
 }
 
 function sendImage(response: HttpResponse, admission: Admission, job: Job, image: Uint8Array, contentType: string): void {
@@ -318,11 +331,11 @@ function createImageRoutes(deps: RestDependencies, route: ImageRoute): HttpRoute
       response.once("close", () => aborted.abort());
       const upload = await readUpload(request, headers, url.searchParams, { limits: deps.limits, imageUrls: deps.imageUrls, admission, signal: aborted.signal, operation: route.operation });
       if (upload.async) {
-        const job = await deps.imageJobs.submit(admission, upload.image, upload.options, idempotencyKey);
+        const job = await deps.imageJobs.submit(admission, upload.image, upload.options, idempotencyKey, { zeroRetention: upload.zeroRetention, webhookUrl: upload.webhookUrl });
         sendJson(response, 202, jobJson(job, deps.resultLinks, request), { "x-job-id": job.id, location: `/v1/jobs/${job.id}`, ...rateLimitHeaders(admission) });
         return true;
       }
-      const result = await deps.imageJobs.removeBackground(admission, upload.image, upload.options, idempotencyKey, aborted.signal);
+      const result = await deps.imageJobs.removeBackground(admission, upload.image, upload.options, idempotencyKey, aborted.signal, { zeroRetention: upload.zeroRetention });
       sendImage(response, admission, result.job, result.image, result.contentType);
     } catch (error) {
       sendError(request, response, error, deps.log);
