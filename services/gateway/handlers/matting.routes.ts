@@ -100,6 +100,8 @@ interface Upload {
   image: Uint8Array;
   options: ImageOptions;
   async: boolean;
+  /** Async: where the job's outcome is POSTed (`webhook_url`); checked by the submit before any hold. */
+  webhookUrl: string | undefined;
 }
 
 /** The image and options from a multipart form or a raw image body. */
@@ -117,7 +119,7 @@ async function readUpload(request: HttpRequest, headers: Headers, query: URLSear
     const options = imageOptionsFrom(source);
     const backgroundFile = form.get("bg_image_file");
     if (backgroundFile instanceof Blob) options.backgroundImage = new Uint8Array(await backgroundFile.arrayBuffer());
-    return { image: new Uint8Array(await file.arrayBuffer()), options, async: asyncRequested(source) };
+    return { image: new Uint8Array(await file.arrayBuffer()), options, async: asyncRequested(source), webhookUrl: source("webhook_url") };
   }
   if (/^(image\/[\w.+-]+|application\/octet-stream)\s*(;|$)/i.test(contentType)) {
     const source = optionSource(undefined, query);
@@ -126,7 +128,7 @@ async function readUpload(request: HttpRequest, headers: Headers, query: URLSear
     const limitName = "UPLOAD_BYTES_MAX";
     refuseDeclaredLength(headers, uploadBytesMax, limitName);
     const image = new Uint8Array(await readBody(request, uploadBytesMax, limitName));
-    return { image, options, async: asyncRequested(source) };
+    return { image, options, async: asyncRequested(source), webhookUrl: source("webhook_url") };
   }
   throw reasonError(
     Code.InvalidArgument,
@@ -167,7 +169,7 @@ export function createMattingRoutes(deps: RestDependencies): HttpRoutes {
       admission = await deps.imageJobs.admit(owner, { slot: !asyncFromQuery });
       const upload = await readUpload(request, headers, url.searchParams, deps.limits.uploadBytesMax);
       if (upload.async) {
-        const job = await deps.imageJobs.submit(admission, upload.image, upload.options, idempotencyKey);
+        const job = await deps.imageJobs.submit(admission, upload.image, upload.options, idempotencyKey, { webhookUrl: upload.webhookUrl });
         sendJson(response, 202, jobJson(job, deps.resultLinks, request), { "x-job-id": job.id, location: `/v1/jobs/${job.id}`, ...rateLimitHeaders(admission) });
         return true;
       }
