@@ -2,23 +2,14 @@
 // free ports, against a fresh database of their own on the real Postgres and a unique NATS name
 // prefix on the real NATS. Shared by test/mesh.spec.ts and test/public-api.mesh.spec.ts.
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before } from "node:test";
-import { SERVICES, startMeshProcesses, type MeshProcesses, type ServiceName } from "../scripts/mesh-processes.ts";
+import { freePort, SERVICES, startMeshProcesses, type MeshProcesses, type ServiceName } from "../scripts/mesh-processes.ts";
 import { createTestDatabase, testNatsUrl, uniqueName } from "./harness.ts";
 
 /** How long each process may take to answer SERVING, in milliseconds (tsx, migrations, the model). */
 export const MESH_START_TIMEOUT_MS = 90_000;
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Polls grpc.health.v1.Health/Check (Connect JSON) until the server at `url` answers SERVING. */
 export async function waitServing(url: string, timeoutMs: number): Promise<void> {
@@ -61,6 +52,8 @@ export function meshFixture(backends: MeshBackends, options: { prefix: string; e
     mesh: undefined as unknown as MeshProcesses,
     output: [] as string[],
     dataDir: mkdtempSync(join(tmpdir(), `cutline-${options.prefix}-`)),
+    /** The mesh's own database, for what no API does (adding a plan). */
+    databaseUrl: backends.skip === false ? backends.databaseUrl : "",
   };
 
   before(async () => {
