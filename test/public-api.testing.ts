@@ -2,7 +2,7 @@
 // the shared set-up of test/public-api*.spec.ts. Images are 64×64 (the ≤ 0.25 MP tier: 0.25
 // credit each) so the CPU model stays quick.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before } from "node:test";
@@ -28,6 +28,8 @@ export interface BatchJson {
 export const TRIAL_MILLICREDITS = 10_000n;
 export const IMAGE_MILLICREDITS = 250n;
 export const POLL_TIMEOUT_MS = 120_000;
+/** A real photo from the inference test data: HEIC, 64×48, so a call costs IMAGE_MILLICREDITS. */
+export const TESTDATA_PHOTO = new Uint8Array(readFileSync(join(import.meta.dirname, "..", "services", "inference", "testdata", "orange-blue-corner.heic")));
 
 /** A plan whose monthly quota is two calls; otherwise as generous as the unlimited plan. Not listed. */
 export const TINY_QUOTA_PLAN = "tiny_quota_test";
@@ -82,6 +84,11 @@ export function publicApiClient(url: () => string) {
     },
   };
   return client;
+}
+
+/** A result URL with one hex character of its signature changed. */
+export function tamperedSignature(url: string): string {
+  return url.replace(/signature=([0-9a-f]+)/, (_, hex: string) => `signature=${hex.slice(0, -1)}${hex.endsWith("0") ? "1" : "0"}`);
 }
 
 /** Starts a single node before the suite's tests and stops it after; the helpers they use. */
