@@ -117,7 +117,7 @@ describe("public REST API in mesh mode: four processes, real Postgres and NATS, 
     try {
       const { accountId, key } = await account({ credits: "5" });
       const { secret } = await cliJson(["webhook-secret", "--account", accountId]);
-      assert.match(secret, /\S{16,}/);
+      assert.match(secret, /^whsec_[0-9a-f]{64}$/);
 
       const refused = await matting(key, imageForm(PHOTO, { webhook_url: "javascript:alert(1)" }), { query: "?async=true" });
       assert.equal(refused.status, 400);
