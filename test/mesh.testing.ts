@@ -9,10 +9,10 @@ import { freePort, SERVICES, startMeshProcesses, type MeshProcesses, type Servic
 import { createTestDatabase, testNatsUrl, uniqueName } from "./harness.ts";
 
 /** How long each process may take to answer SERVING, in milliseconds (tsx, migrations, the model). */
-export const MESH_START_TIMEOUT_MS = 90_000;
+const MESH_START_TIMEOUT_MS = 90_000;
 
 /** Polls grpc.health.v1.Health/Check (Connect JSON) until the server at `url` answers SERVING. */
-export async function waitServing(url: string, timeoutMs: number): Promise<void> {
+async function waitServing(url: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
@@ -51,13 +51,14 @@ export function meshFixture(backends: MeshBackends, options: { prefix: string; e
   const context = {
     mesh: undefined as unknown as MeshProcesses,
     output: [] as string[],
-    dataDir: mkdtempSync(join(tmpdir(), `cutline-${options.prefix}-`)),
+    dataDir: "",
     /** The mesh's own database, for what no API does (adding a plan). */
     databaseUrl: backends.skip === false ? backends.databaseUrl : "",
   };
 
   before(async () => {
     if (backends.skip !== false) throw new Error(`the mesh cannot start: ${backends.skip}`);
+    context.dataDir = mkdtempSync(join(tmpdir(), `cutline-${options.prefix}-`));
     const ports = Object.fromEntries(await Promise.all(SERVICES.map(async (name) => [name, await freePort()]))) as Record<ServiceName, number>;
     context.mesh = startMeshProcesses({
       env: {
@@ -82,7 +83,7 @@ export function meshFixture(backends: MeshBackends, options: { prefix: string; e
 
   after(async () => {
     await context.mesh?.stop();
-    rmSync(context.dataDir, { recursive: true, force: true });
+    if (context.dataDir) rmSync(context.dataDir, { recursive: true, force: true });
     if (backends.skip === false) await backends.dispose();
   });
 
