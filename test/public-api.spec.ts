@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { sql, type Kysely } from "kysely";
+import type { Kysely } from "kysely";
 import pino from "pino";
 import { createBillingFixture, type BillingFixture } from "../services/billing/billing.testing.ts";
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
@@ -28,6 +28,7 @@ import { loadGatewayConfig } from "../services/gateway/gateway.config.ts";
 import { createGateway, type Gateway, type GatewayDependencies } from "../services/gateway/index.ts";
 import { documentedRoutes, OPENAPI_DOCUMENT } from "../services/gateway/openapi.ts";
 import { createOutboundFetcher, outboundPolicyOf, type OutboundFetcher } from "../services/common/outbound.ts";
+import { addTinyQuotaPlan, TINY_QUOTA_CALLS, TINY_QUOTA_PLAN } from "./public-api.testing.ts";
 
 /**
  * Routes the document describes that other branches of issue 9 add (async jobs, batches, smart
@@ -35,10 +36,6 @@ import { createOutboundFetcher, outboundPolicyOf, type OutboundFetcher } from ".
  * until it is taken off the list, so the list only ever shrinks to empty.
  */
 const DOCUMENTED_BEFORE_SERVED = new Set<string>([]);
-
-/** A plan whose monthly quota is two calls; otherwise as generous as the unlimited plan. */
-const TINY_QUOTA_PLAN = "tiny_quota_test";
-const TINY_QUOTA_CALLS = 2;
 
 interface RestError {
   title: string;
@@ -95,10 +92,7 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
     billing = await createBillingFixture();
     // The gateway reads the cycle against the wall clock: billing's clock starts there too.
     billing.clock.set(new Date());
-    await sql`insert into billing_plans (code, name, monthly_price_cents, credits_per_cycle_mc, rollover_cycles, on_exhausted,
-        overage_rate_cents_per_credit, overage_cap_mc, requests_per_minute, concurrency, monthly_calls, max_upload_bytes,
-        longest_side_pixels, priority_lane, seats, listed)
-      values (${TINY_QUOTA_PLAN}, 'Tiny quota (tests)', 0, 0, 0, 'stop', 0, 0, 1000, 10, ${TINY_QUOTA_CALLS}, 12582912, 4000, 'normal', 1, false)`.execute(billing.db);
+    await addTinyQuotaPlan(billing.db as Kysely<any>);
     blobs = new InProcessBlobStore({ dataDir, log });
     workQueue = new InProcessWorkQueue({ log });
     eventBus = new InProcessEventBus({ dataDir, log });

@@ -141,7 +141,7 @@ export interface Upload {
   options: ImageOptions;
   async: boolean;
   zeroRetention: boolean;
-  /** Async: where the job's end is POSTed; unset: the account's webhook URL, if any. */
+  /** Async: where the job's outcome is POSTed (`webhook_url`); checked by the submit before any hold. */
   webhookUrl: string | undefined;
 }
 
