@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Kysely } from "kysely";
 import pino from "pino";
+import sharp from "sharp";
 import { createBillingFixture, type BillingFixture } from "../services/billing/billing.testing.ts";
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
 import { BillingService, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
@@ -173,6 +174,37 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
       assert.deepEqual(await quote(key, { operation: "smart_crop", width: 64, height: 64 }), { status: 200, body: { credits: 1.3, price_book_version: "2026-11-smart-crop" } });
       assert.equal((await quote(key, { operation: "smart_crop", width: 4000, height: 3000 })).body.credits, 1.3);
       assert.equal((await quote(key, { operation: "smart_crop", width: 64, height: 64, size: "hd" })).body.credits, 2.6);
+    });
+
+    it("with the operation's own body (a form or a raw image) it prices that call exactly, holding nothing", async () => {
+      const { accountId, key } = await account();
+      const photo = new Uint8Array(await sharp({ create: { width: 4000, height: 3000, channels: 3, background: "#808080" } }).jpeg().toBuffer());
+      const before = await billingClient.getBalance({ accountId, pool: Pool.API });
+      const post = async (body: FormData | Uint8Array, query = "", headers: Record<string, string> = {}) => {
+        const response = await fetch(`${server.url}/v1/quote${query}`, { method: "POST", headers: { "x-api-key": key, ...headers }, body });
+        return { status: response.status, body: (await response.json()) as Record<string, any> };
+      };
+      const form = (fields: Record<string, string>) => {
+        const data = new FormData();
+        data.append("image_file", new Blob([photo], { type: "image/jpeg" }), "photo.jpg");
+        for (const [name, value] of Object.entries(fields)) data.append(name, value);
+        return data;
+      };
+      // The same amounts as the sizes named in JSON: 4000x3000 is processed at 2048x1536.
+      assert.deepEqual(await post(form({})), { status: 200, body: { credits: 0.8, price_book_version: "2026-11-smart-crop" } });
+      assert.equal((await post(form({ size: "hd" }))).body.credits, (await quote(key, { operation: "matting", width: 4000, height: 3000, size: "hd" })).body.credits);
+      assert.equal((await post(form({ operation: "smart_crop", aspect_ratio: "1:1" }))).body.credits, 1.3);
+      assert.equal((await post(photo, "?operation=smart_crop", { "content-type": "image/jpeg" })).body.credits, 1.3);
+      const badOption = await post(form({ bg_color: "blue-ish" }));
+      assert.equal(badOption.status, 400);
+      assert.equal(onlyError(badOption.body).code, "invalid_option");
+      const badOperation = await post(form({ operation: "teleport" }));
+      assert.equal(badOperation.status, 400);
+      assert.match(onlyError(badOperation.body).title, /^operation must be one of matting, smart_crop/);
+      const notAnImage = await post(new Uint8Array(64).fill(7), "", { "content-type": "image/png" });
+      assert.equal(notAnImage.status, 400);
+      const after = await billingClient.getBalance({ accountId, pool: Pool.API });
+      assert.deepEqual([after.availableMillicredits, after.heldMillicredits], [before.availableMillicredits, before.heldMillicredits], "a quote holds and charges nothing");
     });
 
     it("AccountService.Quote answers the same amount in millicredits, for the caller's key only", async () => {

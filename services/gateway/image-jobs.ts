@@ -146,7 +146,8 @@ export class ImageJobs {
    */
   async #countCalls(owner: ApiKeyOwner, account: Account | undefined, calls: number): Promise<void> {
     const plan = account?.plan;
-    if (!this.monthlyCalls || !account || !plan || plan.monthlyCalls <= 0n || !account.cycleStartedAt || !account.nextRenewalAt) return;
+    // A quote (calls 0) is no call: it neither counts nor is refused.
+    if (calls <= 0 || !this.monthlyCalls || !account || !plan || plan.monthlyCalls <= 0n || !account.cycleStartedAt || !account.nextRenewalAt) return;
     const nowMs = Date.now();
     let cycleStartedAt = timestampDate(account.cycleStartedAt);
     let renewsAt = timestampDate(account.nextRenewalAt);
@@ -253,6 +254,38 @@ export class ImageJobs {
     }
   }
 
+  /**
+   * What this call would cost, priced exactly as submitting it prices it (POST /v1/quote with the
+   * operation's own body): the same option and image checks, nothing held, no job.
+   */
+  async quote(admission: Admission, image: Uint8Array, options: ImageOptions | undefined): Promise<{ costMillicredits: bigint; priceBookVersion: string }> {
+    const { quote } = await this.#priced(admission, image, options);
+    return { costMillicredits: quote.costMillicredits, priceBookVersion: quote.priceBookVersion };
+  }
+
+  /** The options and image checked (a user error is refused before any hold), then priced at the size inference will process. */
+  async #priced(admission: Admission, image: Uint8Array, options: ImageOptions | undefined) {
+    const { owner, plan } = admission;
+    const optionsProblem = options ? imageOptionsProblem(options) : undefined;
+    if (optionsProblem !== undefined) throw reasonError(Code.InvalidArgument, "invalid_option", optionsProblem);
+    // The background image gets the same checks as the image: inference decodes it too.
+    const info = await this.#inspectUpload(plan, image, "image");
+    const background = options?.backgroundImage ?? new Uint8Array();
+    const backgroundInfo = background.byteLength > 0 ? await this.#inspectUpload(plan, background, "background_image") : undefined;
+    // After the plan's and the service's downscaling.
+    const hd = options?.size === OutputSize.HD;
+    const longestSideMax = longestSideFor(hd, this.options.longestSide, plan?.longestSidePixels ?? 0);
+    const processed = processedSize(info.width, info.height, longestSideMax);
+    const smartCrop = isSmartCrop(options);
+    const quote = await this.billing.quote({
+      accountId: owner.accountId,
+      operation: smartCrop ? Operation.SMART_CROP : Operation.REMOVE_BACKGROUND,
+      pixels: BigInt(processed.width * processed.height),
+      hd,
+    });
+    return { info, backgroundInfo, quote, longestSideMax, smartCrop };
+  }
+
   async #submit(
     admission: Admission,
     image: Uint8Array,
@@ -267,30 +300,15 @@ export class ImageJobs {
     }
     // Its scheme and length are checked here, before any hold; its address by the orchestrator, which fetches it.
     const webhookUrl = extra.webhookUrl ? checkedWebhookUrl(extra.webhookUrl) : "";
-    const optionsProblem = options ? imageOptionsProblem(options) : undefined;
-    if (optionsProblem !== undefined) throw reasonError(Code.InvalidArgument, "invalid_option", optionsProblem);
-    // A user error is rejected here, before any hold: bad input never costs credits. The
-    // background image gets the same checks: inference decodes it too.
-    const info = await this.#inspectUpload(plan, image, "image");
+    // A user error is refused in there, before any hold: bad input never costs credits.
+    const { info, backgroundInfo, quote, longestSideMax, smartCrop } = await this.#priced(admission, image, options);
     const background = options?.backgroundImage ?? new Uint8Array();
-    const backgroundInfo = background.byteLength > 0 ? await this.#inspectUpload(plan, background, "background_image") : undefined;
     // The bytes travel as a blob: jobs rows, queue messages and every watch update carry only its key.
     const jobOptions = options ? clone(ImageOptionsSchema, options) : create(ImageOptionsSchema);
     jobOptions.backgroundImage = new Uint8Array();
     const key = idempotencyKey || randomUUID();
     // Only a key the caller chose can be replayed: a random one needs no fingerprint.
     const fingerprint = idempotencyKey ? requestFingerprint(image, options) : "";
-    // Priced at the size inference will process: after the plan's and the service's downscaling.
-    const hd = options?.size === OutputSize.HD;
-    const longestSideMax = longestSideFor(hd, this.options.longestSide, plan?.longestSidePixels ?? 0);
-    const processed = processedSize(info.width, info.height, longestSideMax);
-    const smartCrop = isSmartCrop(options);
-    const quote = await this.billing.quote({
-      accountId: owner.accountId,
-      operation: smartCrop ? Operation.SMART_CROP : Operation.REMOVE_BACKGROUND,
-      pixels: BigInt(processed.width * processed.height),
-      hd,
-    });
     const hold = await this.billing.reserve({
       accountId: owner.accountId,
       pool: Pool.API,

@@ -26,7 +26,7 @@ import { createJobHandlers } from "./handlers/job.handlers.ts";
 import { createWebhookHandlers } from "./handlers/webhook.handlers.ts";
 import { createBatchesRoutes } from "./handlers/batches.routes.ts";
 import { createJobsRoutes } from "./handlers/jobs.routes.ts";
-import { createMattingRoutes, createSmartCropRoutes } from "./handlers/matting.routes.ts";
+import { createMattingRoutes, createSmartCropRoutes, quoteUpload } from "./handlers/matting.routes.ts";
 import type { RestDependencies } from "./handlers/rest-support.ts";
 import { createResultsRoutes } from "./handlers/results.routes.ts";
 import { UploadAdmissions } from "./handlers/upload.admission.ts";
@@ -118,7 +118,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     { method: "GET", path: "/v1/jobs/{id}", handle: via(families.jobs) },
     { method: "DELETE", path: "/v1/jobs/{id}", handle: via(families.jobs) },
     { method: "GET", path: "/v1/results/{id}", handle: via(families.results) },
-    ...accountRoutes(apiKeys, accountReads),
+    ...accountRoutes(apiKeys, accountReads, (request, owner) => quoteUpload(rest, request, owner)),
     ...settingsRoutes(apiKeys, deps.orchestrator),
     ...docsRoutes(),
   ];

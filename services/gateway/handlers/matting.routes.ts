@@ -11,6 +11,7 @@ import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
 import { authenticate } from "../authentication.ts";
 import { checkedIdempotencyKey, type Admission } from "../image-jobs.ts";
+import type { ApiKeyOwner } from "../store/api-key.store.ts";
 import type { ImageUrls } from "../image-urls.ts";
 import { jobJson } from "./jobs.routes.ts";
 import { headersOf } from "./upload.admission.ts";
@@ -291,6 +292,33 @@ function sendImage(response: HttpResponse, admission: Admission, job: Job, image
     ...rateLimitHeaders(admission),
   });
   response.end(image);
+}
+
+const QUOTED_OPERATIONS: Record<string, ImageOperation> = { matting: ImageOperation.REMOVE_BACKGROUND, smart_crop: ImageOperation.SMART_CROP };
+
+/**
+ * `POST /v1/quote` with the operation's own body (a form, a raw image, or `image_url` in the query
+ * and no body) and `operation=matting|smart_crop` (default matting): the exact credits that call
+ * would be charged, priced by the same code that prices it. Nothing is held and no job is made;
+ * it takes a rate token but counts no call against the monthly quota.
+ */
+export async function quoteUpload(deps: RestDependencies, request: HttpRequest, owner: ApiKeyOwner): Promise<{ costMillicredits: bigint; priceBookVersion: string }> {
+  const headers = headersOf(request);
+  const query = urlOf(request).searchParams;
+  const fromQuery = choice(QUOTED_OPERATIONS, first(optionSource(undefined, query), "operation"), "operation");
+  const admission = await deps.imageJobs.admit(owner, { slot: false, calls: 0 });
+  const aborted = new AbortController();
+  request.once("close", () => aborted.abort());
+  const asked = await readUploadRequest(request, headers, query, deps.limits.uploadBytesMax, fromQuery ?? ImageOperation.REMOVE_BACKGROUND);
+  const operation = choice(QUOTED_OPERATIONS, first(asked.source, "operation"), "operation") ?? ImageOperation.REMOVE_BACKGROUND;
+  const options = imageOptionsFrom(asked.source, operation);
+  try {
+    const image = await resolveImageInput(asked.image, deps.imageUrls, admission, aborted.signal);
+    if (asked.background) options.backgroundImage = await resolveImageInput(asked.background, deps.imageUrls, admission, aborted.signal);
+    return await deps.imageJobs.quote(admission, image, options);
+  } finally {
+    admission.release();
+  }
 }
 
 /** One image operation's route: its path, and the operation its options name. */
