@@ -28,6 +28,7 @@ import { createJobsRoutes } from "./handlers/jobs.routes.ts";
 import { createMattingRoutes } from "./handlers/matting.routes.ts";
 import type { RestDependencies } from "./handlers/rest-support.ts";
 import { createResultsRoutes } from "./handlers/results.routes.ts";
+import { removeBgNotFound, removeBgRoutes } from "./handlers/removebg.routes.ts";
 import { UploadAdmissions } from "./handlers/upload.admission.ts";
 import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-jobs.ts";
 import { ResultLinks, type ResultLinksOptions } from "./result-links.ts";
@@ -107,10 +108,14 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     { method: "GET", path: "/v1/results/{id}", handle: via(families.results) },
     ...accountRoutes(apiKeys, accountReads),
     ...docsRoutes(),
+    // Drop-in vendor routes, answering in their vendor's error shape.
+    ...removeBgRoutes(rest, accountReads),
   ];
+  const routeTable = createRouteTable(restRoutes, deps.log);
+  const vendorNotFound = removeBgNotFound(deps.log);
   return {
     apiKeys,
-    httpRoutes: withAdminRoutes(deps, apiKeys, createRouteTable(restRoutes, deps.log)),
+    httpRoutes: withAdminRoutes(deps, apiKeys, async (request, response) => (await routeTable(request, response)) || vendorNotFound(request, response)),
     restRoutes: routeKeys(restRoutes),
     listeningAt: (url) => resultLinks.listeningAt(url),
     admit: admissions.admit,

@@ -11,7 +11,8 @@ import { authenticate } from "../authentication.ts";
 import { checkedIdempotencyKey, requestFingerprint, type Admission } from "../image-jobs.ts";
 import type { BatchItemOutcome, BatchItemRow, BatchRow } from "../store/batch.store.ts";
 import { jobJson, type JobJson } from "./jobs.routes.ts";
-import { imageOptionsFrom, optionSource, rateLimitHeaders } from "./matting.routes.ts";
+import { rateLimitHeaders } from "./image-call.ts";
+import { imageOptionsFrom, optionSource } from "./matting.routes.ts";
 import { headersOf } from "./upload.admission.ts";
 import {
   isMultipart,

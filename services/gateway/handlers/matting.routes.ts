@@ -6,10 +6,9 @@ import { reasonError } from "../../common/errors.ts";
 import { ImageOptionsSchema, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
-import { authenticate } from "../authentication.ts";
-import { checkedIdempotencyKey, type Admission } from "../image-jobs.ts";
+import type { Admission } from "../image-jobs.ts";
+import { admitImageCall, rateLimitHeaders, removeBackgroundWhileWaiting } from "./image-call.ts";
 import { jobJson } from "./jobs.routes.ts";
-import { headersOf } from "./upload.admission.ts";
 import { formatCredits } from "../../common/credits.ts";
 import { isMultipart, parseForm, readBody, refuseDeclaredLength, requireBoundary, sendError, sendJson, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
 
@@ -86,16 +85,6 @@ export function optionSource(form: FormData | undefined, query: URLSearchParams)
   };
 }
 
-/** The X-RateLimit-* headers from the admission: the per-minute budget after this call. */
-export function rateLimitHeaders(admission: Admission): Record<string, string> {
-  if (!admission.rate) return {};
-  return {
-    "x-ratelimit-limit": String(admission.rate.limit),
-    "x-ratelimit-remaining": String(admission.rate.remaining),
-    "x-ratelimit-reset": String(admission.rate.resetAtSeconds),
-  };
-}
-
 interface Upload {
   image: Uint8Array;
   options: ImageOptions;
@@ -159,21 +148,16 @@ export function createMattingRoutes(deps: RestDependencies): HttpRoutes {
     let admission: Admission | undefined;
     try {
       // Everything that can refuse the call is decided on the headers, before any body byte is read.
-      const headers = headersOf(request);
-      const owner = await authenticate(deps.apiKeys, headers);
-      const idempotencyKey = checkedIdempotencyKey(headers.get("idempotency-key"));
       // `async=true` in the query takes no concurrency slot; in the form it is known only after the body.
-      const asyncFromQuery = asyncRequested(optionSource(undefined, url.searchParams));
-      admission = await deps.imageJobs.admit(owner, { slot: !asyncFromQuery });
-      const upload = await readUpload(request, headers, url.searchParams, deps.limits.uploadBytesMax);
+      const call = await admitImageCall(deps, request, () => !asyncRequested(optionSource(undefined, url.searchParams)));
+      admission = call.admission;
+      const upload = await readUpload(request, call.headers, url.searchParams, deps.limits.uploadBytesMax);
       if (upload.async) {
-        const job = await deps.imageJobs.submit(admission, upload.image, upload.options, idempotencyKey);
+        const job = await deps.imageJobs.submit(admission, upload.image, upload.options, call.idempotencyKey);
         sendJson(response, 202, jobJson(job, deps.resultLinks, request), { "x-job-id": job.id, location: `/v1/jobs/${job.id}`, ...rateLimitHeaders(admission) });
         return true;
       }
-      const aborted = new AbortController();
-      response.once("close", () => aborted.abort());
-      const result = await deps.imageJobs.removeBackground(admission, upload.image, upload.options, idempotencyKey, aborted.signal);
+      const result = await removeBackgroundWhileWaiting(deps, response, call, upload.image, upload.options);
       sendImage(response, admission, result.job, result.image, result.contentType);
     } catch (error) {
       sendError(request, response, error, deps.log);

@@ -1,0 +1,214 @@
+// remove.bg's API as a drop-in, against a real single node (PGlite, in-process adapters, the real
+// model): requests shaped like the official Ruby client's recorded traffic (remove-bg/ruby,
+// spec/fixtures/vcr_cassettes: from-file-person-in-field, account, account-invalid-api-key,
+// from-url-non-existent-image) and like the npm `remove.bg` client's (JSON bodies with
+// image_file_b64 and Accept: application/json), checking status, headers and body field by field.
+import assert from "node:assert/strict";
+import http from "node:http";
+import { describe, it } from "node:test";
+import sharp from "sharp";
+import { IMAGE_MILLICREDITS, publicApiNode } from "./public-api.testing.ts";
+
+const api = publicApiNode("removebg");
+
+/** The Ruby client's request headers (remove-bg-ruby 1.4.1, Faraday). */
+const rubyHeaders = (key: string) => ({
+  "user-agent": "remove-bg-ruby-1.4.1",
+  "x-api-key": key,
+  "accept-encoding": "gzip;q=1.0,deflate;q=0.6,identity;q=0.3",
+  accept: "*/*",
+});
+
+/** A multipart body as Ruby's multipart-post writes it: its boundary, and per-part Content-Length and Content-Transfer-Encoding. */
+function rubyMultipart(fields: Record<string, string>, file: { name: string; filename: string; type: string; data: Uint8Array }) {
+  const boundary = "-----------RubyMultipartPost-7371fb881d0c533fa2f93ee874193993";
+  const parts: Buffer[] = [];
+  for (const [name, value] of Object.entries(fields)) {
+    parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`));
+  }
+  parts.push(
+    Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="${file.name}"; filename="${file.filename}"\r\nContent-Length: ${file.data.byteLength}\r\n` +
+        `Content-Type: ${file.type}\r\nContent-Transfer-Encoding: binary\r\n\r\n`,
+    ),
+    Buffer.from(file.data),
+    Buffer.from(`\r\n--${boundary}--\r\n`),
+  );
+  return { body: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` };
+}
+
+/** A request with exactly these headers (fetch would add and rewrite some), answered as a Response. */
+function rawRequest(method: string, path: string, headers: Record<string, string>, body?: Buffer): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(new URL(path, api.node.url), { method, headers }, (answer) => {
+      const chunks: Buffer[] = [];
+      answer.on("data", (chunk: Buffer) => chunks.push(chunk));
+      answer.on("end", () => {
+        const responseHeaders = new Headers();
+        for (const [name, value] of Object.entries(answer.headers)) if (typeof value === "string") responseHeaders.set(name, value);
+        resolve(new Response(Buffer.concat(chunks), { status: answer.statusCode, headers: responseHeaders }));
+      });
+      answer.on("error", reject);
+    });
+    request.on("error", reject);
+    request.end(body);
+  });
+}
+
+async function jpegPhoto(): Promise<Uint8Array> {
+  return new Uint8Array(await sharp(api.photo).jpeg().toBuffer());
+}
+
+async function removeBgError(response: Response) {
+  assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
+  const body = (await response.json()) as { errors: { title: string; code: string; detail?: string }[] };
+  assert.equal(body.errors.length, 1);
+  return body.errors[0]!;
+}
+
+const post = (headers: Record<string, string>, body: string | Buffer | FormData) => fetch(`${api.node.url}/v1.0/removebg`, { method: "POST", headers, body });
+
+describe("remove.bg drop-in: POST /v1.0/removebg and GET /v1.0/account", () => {
+  it("answers the Ruby client's multipart upload with the image and remove.bg's headers, charged once", async () => {
+    const { accountId, key } = await api.account();
+    const before = await api.balance(accountId);
+    const { body, contentType } = rubyMultipart({ size: "auto" }, { name: "image_file", filename: "person-in-field.jpg", type: "image/jpeg", data: await jpegPhoto() });
+    const response = await rawRequest("POST", "/v1.0/removebg", { ...rubyHeaders(key), "content-type": contentType, "content-length": String(body.byteLength) }, body);
+    assert.equal(response.status, 200, await response.clone().text());
+    // format auto without a background: transparent regions exist, so PNG.
+    assert.equal(response.headers.get("content-type"), "image/png");
+    const image = Buffer.from(await response.arrayBuffer());
+    const metadata = await sharp(image).metadata();
+    assert.deepEqual([metadata.format, metadata.channels, metadata.width, metadata.height], ["png", 4, 64, 64]);
+    assert.equal(response.headers.get("x-width"), "64");
+    assert.equal(response.headers.get("x-height"), "64");
+    assert.equal(response.headers.get("x-credits-charged"), "0.25");
+    assert.equal(response.headers.get("x-type"), null, "this server does not classify: no X-Type rather than an invented one");
+    for (const header of ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"]) assert.match(response.headers.get(header) ?? "", /^\d+$/, header);
+    const after = await api.balance(accountId);
+    assert.deepEqual([before.available - after.available, after.held], [IMAGE_MILLICREDITS, 0n]);
+  });
+
+  it("answers the Ruby client's account call with exactly remove.bg's keys, from the billing buckets", async () => {
+    const { key } = await api.account();
+    const response = await rawRequest("GET", "/v1.0/account", rubyHeaders(key));
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
+    const body = (await response.json()) as { data: { attributes: { credits: Record<string, number>; api: Record<string, unknown> } } };
+    assert.deepEqual(Object.keys(body), ["data"]);
+    assert.deepEqual(Object.keys(body.data), ["attributes"]);
+    assert.deepEqual(Object.keys(body.data.attributes).sort(), ["api", "credits"]);
+    assert.deepEqual(Object.keys(body.data.attributes.credits).sort(), ["enterprise", "payg", "subscription", "total"]);
+    assert.deepEqual(body.data.attributes.api, { free_calls: 0, sizes: "all" });
+    const { credits } = body.data.attributes;
+    const native = (await (await fetch(`${api.node.url}/v1/credit/balance`, { headers: { "x-api-key": key } })).json()) as { available_credits: number };
+    assert.equal(credits.total, native.available_credits, "total is the spendable balance");
+    assert.equal(credits.total, credits.subscription + credits.payg + credits.enterprise);
+    assert.equal(credits.total, 10, "the sign-up trial (10 credits) counts as subscription credits");
+    assert.deepEqual([credits.subscription, credits.payg, credits.enterprise], [10, 0, 0]);
+  });
+
+  it("takes image_file_b64 in JSON and answers {data:{result_b64}} to Accept: application/json, as the npm client sends it", async () => {
+    const { key } = await api.account();
+    const response = await post(
+      { "x-api-key": key, accept: "application/json", "content-type": "application/json" },
+      JSON.stringify({ image_file_b64: Buffer.from(api.photo).toString("base64"), size: "regular", crop: true }),
+    );
+    assert.equal(response.status, 200, await response.clone().text());
+    assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
+    const body = (await response.json()) as { data: { result_b64: string } };
+    assert.deepEqual(Object.keys(body.data), ["result_b64"], "no subject box is sent: the job does not carry it yet");
+    const metadata = await sharp(Buffer.from(body.data.result_b64, "base64")).metadata();
+    assert.equal(metadata.format, "png");
+    // crop=true: cut to the subject (the 36 px disc), smaller than the 64x64 input.
+    assert.ok(metadata.width! < 64 && metadata.height! < 64, `cropped to ${metadata.width}x${metadata.height}`);
+    assert.deepEqual([response.headers.get("x-width"), response.headers.get("x-height")], [String(metadata.width), String(metadata.height)]);
+    assert.equal(response.headers.get("x-credits-charged"), "0.25");
+  });
+
+  it("takes urlencoded bodies; bg_color with format auto answers a JPEG", async () => {
+    const { key } = await api.account();
+    const form = new URLSearchParams({ image_file_b64: Buffer.from(api.photo).toString("base64"), bg_color: "green" });
+    const response = await post({ "x-api-key": key, "content-type": "application/x-www-form-urlencoded" }, form.toString());
+    assert.equal(response.status, 200, await response.clone().text());
+    assert.equal(response.headers.get("content-type"), "image/jpeg");
+    const { data, info } = await sharp(Buffer.from(await response.arrayBuffer())).raw().toBuffer({ resolveWithObject: true });
+    // The corner is background: now green (#008000), give or take JPEG's rounding.
+    assert.ok(Math.abs(data[0]! - 0) < 12 && Math.abs(data[1]! - 128) < 12 && Math.abs(data[2]! - 0) < 12, `corner is ${[...data.subarray(0, info.channels)]}`);
+  });
+
+  it("answers a missing or unknown key with exactly remove.bg's 403 body, on both routes", async () => {
+    for (const headers of [{}, { "x-api-key": "not-a-key" }] as Record<string, string>[]) {
+      const account = await fetch(`${api.node.url}/v1.0/account`, { headers });
+      assert.equal(account.status, 403);
+      assert.equal(await account.text(), '{"errors":[{"title":"API Key invalid","code":"auth_failed"}]}');
+      const upload = await post({ ...headers, "content-type": "application/json" }, JSON.stringify({ image_file_b64: "aGk=" }));
+      assert.equal(upload.status, 403);
+      assert.deepEqual(await upload.json(), { errors: [{ title: "API Key invalid", code: "auth_failed" }] });
+    }
+  });
+
+  it("refuses a bad parameter with remove.bg's code and nothing held or charged", async () => {
+    const { accountId, key } = await api.account();
+    const before = await api.balance(accountId);
+    const form = api.imageForm(api.photo, { size: "gigantic" });
+    const response = await post({ "x-api-key": key }, form);
+    assert.equal(response.status, 400);
+    const error = await removeBgError(response);
+    assert.deepEqual([error.code, error.title], ["invalid_size", "Invalid value for parameter 'size'"]);
+    assert.match(error.detail ?? "", /size "gigantic" is not one of preview, small, regular, full, 4k, auto/);
+    for (const [fields, code] of [
+      [{ format: "zip" }, "invalid_format"],
+      [{ bg_color: "81d4fa77" }, "invalid_bg_color"],
+      [{ crop: "true", crop_margin: "30px" }, "invalid_crop_margin"],
+      [{ roi: "10% 10% 90% 90%" }, "invalid_roi"],
+    ] as const) {
+      const refused = await post({ "x-api-key": key }, api.imageForm(api.photo, fields));
+      assert.equal(refused.status, 400, JSON.stringify(fields));
+      assert.equal((await removeBgError(refused)).code, code);
+    }
+    const missing = await post({ "x-api-key": key, "content-type": "application/json" }, JSON.stringify({ size: "preview" }));
+    assert.deepEqual(await removeBgError(missing), { code: "missing_source", title: "No image given", detail: "Please provide the source image in the image_url, image_file or image_file_b64 parameter." });
+    const unreadable = await post({ "x-api-key": key, "content-type": "application/json" }, JSON.stringify({ image_file_b64: Buffer.from("not an image").toString("base64") }));
+    assert.equal(unreadable.status, 400);
+    assert.equal((await removeBgError(unreadable)).code, "invalid_file_type");
+    assert.deepEqual(await api.balance(accountId), before);
+  });
+
+  it("answers image_url as remove.bg answers a URL it could not download (this server does not fetch yet)", async () => {
+    const { accountId, key } = await api.account();
+    const before = await api.balance(accountId);
+    // The Ruby client's from-url-non-existent-image request, as recorded.
+    const form = Buffer.from("image_url=http%3A%2F%2Fexample.com%2F404.png&size=auto");
+    const response = await rawRequest("POST", "/v1.0/removebg", { ...rubyHeaders(key), "content-type": "application/x-www-form-urlencoded", "content-length": String(form.byteLength) }, form);
+    assert.equal(response.status, 400);
+    const error = await removeBgError(response);
+    assert.equal(error.code, "failed_image_download");
+    assert.match(error.title, /^Failed to download image from given image_url: http:\/\/example.com\/404.png/);
+    const malformed = await post({ "x-api-key": key, "content-type": "application/json" }, JSON.stringify({ image_url: "ftp://example.com/a.png" }));
+    assert.equal((await removeBgError(malformed)).code, "invalid_image_url");
+    assert.deepEqual(await api.balance(accountId), before);
+  });
+
+  it("answers 402 insufficient_credits when out of credits, with nothing charged", async () => {
+    const accountId = "removebg-broke";
+    const key = await api.node.provisionAccount(accountId, { grantTrial: false });
+    const before = await api.balance(accountId);
+    assert.equal(before.available, 0n);
+    const response = await post({ "x-api-key": key }, api.imageForm(api.photo));
+    assert.equal(response.status, 402);
+    const error = await removeBgError(response);
+    assert.deepEqual([error.code, error.title], ["insufficient_credits", "Insufficient credits"]);
+    assert.deepEqual(await api.balance(accountId), before);
+  });
+
+  it("answers unknown paths and methods under /v1.0/ in remove.bg's shape", async () => {
+    const missing = await fetch(`${api.node.url}/v1.0/improve`, { method: "POST", headers: { "x-api-key": "any" } });
+    assert.equal(missing.status, 404);
+    assert.equal((await removeBgError(missing)).code, "not_found");
+    const wrongMethod = await fetch(`${api.node.url}/v1.0/removebg`);
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.headers.get("allow"), "POST");
+    assert.equal((await removeBgError(wrongMethod)).code, "method_not_allowed");
+  });
+});
