@@ -55,6 +55,29 @@ function rawRequest(method: string, path: string, headers: Record<string, string
   });
 }
 
+/** The tight box of the pixels whose alpha is at least 13 of 255 (inference's subject threshold). */
+async function alphaBox(image: Buffer): Promise<{ left: number; top: number; width: number; height: number }> {
+  const { data, info } = await sharp(image).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+  let [left, top, right, bottom] = [info.width, info.height, -1, -1];
+  for (let y = 0; y < info.height; y++) {
+    for (let x = 0; x < info.width; x++) {
+      if (data[(y * info.width + x) * info.channels + 3]! < 13) continue;
+      [left, top, right, bottom] = [Math.min(left, x), Math.min(top, y), Math.max(right, x), Math.max(bottom, y)];
+    }
+  }
+  return { left, top, width: right - left + 1, height: bottom - top + 1 };
+}
+
+/** The X-Foreground-* headers as a box. */
+function foregroundHeaders(response: Response) {
+  const read = (name: string) => Number(response.headers.get(`x-foreground-${name}`) ?? Number.NaN);
+  return { left: read("left"), top: read("top"), width: read("width"), height: read("height") };
+}
+
+function assertNear(actual: Record<string, number>, expected: Record<string, number>, tolerance: number, what: string) {
+  for (const key of Object.keys(expected)) assert.ok(Math.abs(actual[key]! - expected[key]!) <= tolerance, `${what}: ${key} ${actual[key]} vs ${expected[key]}`);
+}
+
 async function jpegPhoto(): Promise<Uint8Array> {
   return new Uint8Array(await sharp(api.photo).jpeg().toBuffer());
 }
@@ -84,6 +107,10 @@ describe("remove.bg drop-in: POST /v1.0/removebg and GET /v1.0/account", () => {
     assert.equal(response.headers.get("x-height"), "64");
     assert.equal(response.headers.get("x-credits-charged"), "0.25");
     assert.equal(response.headers.get("x-type"), null, "this server does not classify: no X-Type rather than an invented one");
+    // The subject's box, measured by inference: the disc of radius 18 at (32, 34), as the result's alpha shows it.
+    const box = foregroundHeaders(response);
+    assertNear(box, await alphaBox(image), 1, "X-Foreground-* against the result's alpha");
+    assertNear(box, { left: 14, top: 16, width: 36, height: 36 }, 3, "X-Foreground-* against the drawn disc");
     for (const header of ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"]) assert.match(response.headers.get(header) ?? "", /^\d+$/, header);
     const after = await api.balance(accountId);
     assert.deepEqual([before.available - after.available, after.held], [IMAGE_MILLICREDITS, 0n]);
@@ -116,13 +143,19 @@ describe("remove.bg drop-in: POST /v1.0/removebg and GET /v1.0/account", () => {
     );
     assert.equal(response.status, 200, await response.clone().text());
     assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
-    const body = (await response.json()) as { data: { result_b64: string } };
-    assert.deepEqual(Object.keys(body.data), ["result_b64"], "no subject box is sent: the job does not carry it yet");
-    const metadata = await sharp(Buffer.from(body.data.result_b64, "base64")).metadata();
+    const body = (await response.json()) as { data: { result_b64: string; foreground_top: number; foreground_left: number; foreground_width: number; foreground_height: number } };
+    assert.deepEqual(Object.keys(body.data), ["result_b64", "foreground_top", "foreground_left", "foreground_width", "foreground_height"]);
+    const result = Buffer.from(body.data.result_b64, "base64");
+    const metadata = await sharp(result).metadata();
     assert.equal(metadata.format, "png");
     // crop=true: cut to the subject (the 36 px disc), smaller than the 64x64 input.
     assert.ok(metadata.width! < 64 && metadata.height! < 64, `cropped to ${metadata.width}x${metadata.height}`);
     assert.deepEqual([response.headers.get("x-width"), response.headers.get("x-height")], [String(metadata.width), String(metadata.height)]);
+    const { foreground_top: top, foreground_left: left, foreground_width: width, foreground_height: height } = body.data;
+    assert.deepEqual(foregroundHeaders(response), { left, top, width, height });
+    assertNear({ left, top, width, height }, await alphaBox(result), 1, "foreground_* against the result's alpha");
+    // Cropped to the subject: its box is the whole result.
+    assertNear({ left, top, width, height }, { left: 0, top: 0, width: metadata.width!, height: metadata.height! }, 1, "cropped");
     assert.equal(response.headers.get("x-credits-charged"), "0.25");
   });
 

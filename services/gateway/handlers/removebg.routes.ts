@@ -201,18 +201,31 @@ function imageAndOptionsOf(body: RemoveBgBody, uploadBytesMax: number) {
   return { image, options };
 }
 
-/** Binary by default; with `Accept: application/json`, `{"data":{"result_b64"}}`. Headers as remove.bg sends them. */
+/** The result's size: as inference measured it, or read from the image's header for a job that did not keep it. */
+async function resultSize(deps: RestDependencies, result: ImageResult): Promise<{ width: number; height: number }> {
+  if (result.job.resultWidth > 0 && result.job.resultHeight > 0) return { width: result.job.resultWidth, height: result.job.resultHeight };
+  return deps.imageJobs.measure(result.image);
+}
+
+/**
+ * Binary by default; with `Accept: application/json`, `{"data":{"result_b64","foreground_*"}}`.
+ * Headers as remove.bg sends them; the subject's box only when the mask found one. No X-Type:
+ * this server does not classify the subject.
+ */
 async function sendResult(deps: RestDependencies, request: HttpRequest, response: HttpResponse, admission: Admission, result: ImageResult): Promise<void> {
-  const size = await deps.imageJobs.measure(result.image);
+  const size = await resultSize(deps, result);
+  const box = result.job.foreground;
   const headers = {
     "x-credits-charged": formatCredits(result.job.chargedMillicredits),
     "x-width": String(size.width),
     "x-height": String(size.height),
+    ...(box ? { "x-foreground-top": String(box.top), "x-foreground-left": String(box.left), "x-foreground-width": String(box.width), "x-foreground-height": String(box.height) } : {}),
     "x-job-id": result.job.id,
     ...rateLimitHeaders(admission),
   };
   if (/\bapplication\/json\b/i.test(request.headers.accept ?? "")) {
-    writeJson(response, 200, { data: { result_b64: Buffer.from(result.image).toString("base64") } }, headers);
+    const foreground = box ? { foreground_top: box.top, foreground_left: box.left, foreground_width: box.width, foreground_height: box.height } : {};
+    writeJson(response, 200, { data: { result_b64: Buffer.from(result.image).toString("base64"), ...foreground } }, headers);
     return;
   }
   response.writeHead(200, { "content-type": result.contentType, "content-length": String(result.image.byteLength), ...headers });

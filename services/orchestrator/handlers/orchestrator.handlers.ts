@@ -45,6 +45,12 @@ export function jobMessage(row: JobRow): Job {
     availableMillicredits: BigInt(row.available_millicredits ?? 0),
     backgroundImageBlobKey: row.background_image_blob_key,
     filesDeleted: row.files_deleted_at !== null,
+    resultWidth: row.result_width ?? 0,
+    resultHeight: row.result_height ?? 0,
+    foreground:
+      row.foreground_width === null
+        ? undefined
+        : { left: row.foreground_left ?? 0, top: row.foreground_top ?? 0, width: row.foreground_width, height: row.foreground_height ?? 0 },
   });
 }
 

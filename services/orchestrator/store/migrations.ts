@@ -119,4 +119,13 @@ export const orchestratorMigrations: Record<string, Migration> = {
       await db.schema.createIndex("jobs_account_submission_number").on("jobs").columns(["account_id", "submission_number desc"]).execute();
     },
   },
+  "202611271900_jobs_result_geometry": {
+    async up(db: Kysely<any>) {
+      // What inference measured of the result: its size, and the subject's box in it (null when
+      // the mask found none). Null for jobs that ended before this was kept.
+      for (const column of ["result_width", "result_height", "foreground_left", "foreground_top", "foreground_width", "foreground_height"]) {
+        await db.schema.alterTable("jobs").addColumn(column, "int4").execute();
+      }
+    },
+  },
 };
