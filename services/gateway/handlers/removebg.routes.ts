@@ -15,9 +15,8 @@ import { removeBgRequestOf, type RemoveBgError, type RemoveBgFields } from "../d
 import type { Admission, ImageResult } from "../image-jobs.ts";
 import { admitImageCall, rateLimitHeaders, removeBackgroundWhileWaiting } from "./image-call.ts";
 import { FORM_OVERHEAD_BYTES } from "./matting.routes.ts";
-import { isMultipart, parseForm, readBody, refuseDeclaredLength, requireBoundary, type RestDependencies } from "./rest-support.ts";
+import { ClientGone, isMultipart, parseForm, readBody, refuseDeclaredLength, requireBoundary, type RestDependencies } from "./rest-support.ts";
 import { ClientGone as RouteClientGone, nativeErrorOf, writeJson, type ErrorWriter, type RestRoute } from "./route-table.ts";
-import { ClientGone } from "./rest-support.ts";
 import { headersOf } from "./upload.admission.ts";
 import type { ApiKeyStore } from "../store/api-key.store.ts";
 
