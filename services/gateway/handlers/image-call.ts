@@ -1,5 +1,5 @@
-// What every REST route that runs an image job while the caller waits shares (POST /v1/matting and
-// the drop-in vendor routes): the caller is authenticated and admitted on the headers, before any
+// What every REST route that runs an image job while the caller waits shares (POST /v1/matting,
+// POST /v1/smart-crop and the drop-in vendor routes): the caller is authenticated and admitted on the headers, before any
 // body byte is read, and the job runs on the one job path (ImageJobs: the same billing, limits and
 // idempotency); the per-minute budget goes back as X-RateLimit-*.
 import type { HttpRequest, HttpResponse } from "../../common/server.ts";
@@ -17,6 +17,8 @@ export interface AdmittedCall {
   idempotencyKey: string;
   /** Released by the caller of `admitImageCall` when the call ends, however it ends. */
   admission: Admission;
+  /** Aborted when the caller hangs up: stops fetching its image URLs and waiting for its result (the job goes on). */
+  signal: AbortSignal;
 }
 
 /**
@@ -24,19 +26,25 @@ export interface AdmittedCall {
  * true, a concurrent-request slot), all on the headers. `slot` is asked after authentication, so
  * an unauthenticated caller is refused as such whatever else it sent.
  */
-export async function admitImageCall(deps: RestDependencies, request: HttpRequest, slot: () => boolean): Promise<AdmittedCall> {
+export async function admitImageCall(deps: RestDependencies, request: HttpRequest, response: HttpResponse, slot: () => boolean): Promise<AdmittedCall> {
   const headers = headersOf(request);
   const owner = await authenticate(deps.apiKeys, headers);
   const idempotencyKey = checkedIdempotencyKey(headers.get("idempotency-key"));
   const admission = await deps.imageJobs.admit(owner, { slot: slot() });
-  return { headers, owner, idempotencyKey, admission };
+  const aborted = new AbortController();
+  response.once("close", () => aborted.abort());
+  return { headers, owner, idempotencyKey, admission, signal: aborted.signal };
 }
 
 /** Runs the job and waits for its result; a caller who hangs up cancels the wait (the job goes on). */
-export function removeBackgroundWhileWaiting(deps: RestDependencies, response: HttpResponse, call: AdmittedCall, image: Uint8Array, options: ImageOptions): Promise<ImageResult> {
-  const aborted = new AbortController();
-  response.once("close", () => aborted.abort());
-  return deps.imageJobs.removeBackground(call.admission, image, options, call.idempotencyKey, aborted.signal);
+export function removeBackgroundWhileWaiting(
+  deps: RestDependencies,
+  call: AdmittedCall,
+  image: Uint8Array,
+  options: ImageOptions,
+  extra: { zeroRetention?: boolean } = {},
+): Promise<ImageResult> {
+  return deps.imageJobs.removeBackground(call.admission, image, options, call.idempotencyKey, call.signal, extra);
 }
 
 /** The X-RateLimit-* headers from the admission: the per-minute budget after this call. */

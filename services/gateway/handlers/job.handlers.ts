@@ -5,6 +5,7 @@ import { JobSchema, JobStatus, type Job, type JobService } from "../../common/ge
 import type { Job as InternalJob, OrchestratorService } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { authenticate } from "../authentication.ts";
 import { checkedIdempotencyKey, type ImageJobs } from "../image-jobs.ts";
+import type { ImageUrls } from "../image-urls.ts";
 import type { ApiKeyOwner, ApiKeyStore } from "../store/api-key.store.ts";
 import type { UploadAdmissions } from "./upload.admission.ts";
 
@@ -43,6 +44,7 @@ export function createJobHandlers(
   admissions: UploadAdmissions,
   imageJobs: ImageJobs,
   orchestrator: Client<typeof OrchestratorService>,
+  imageUrls: ImageUrls,
 ): ServiceImpl<typeof JobService> {
   // Reads are cheap one by one, but a client polling in a loop (or watching thousands of jobs)
   // costs the orchestrator a query each: they have their own per-account budget.
@@ -67,7 +69,8 @@ export function createJobHandlers(
       const idempotencyKey = checkedIdempotencyKey(request.idempotencyKey || context.requestHeader.get("idempotency-key"));
       const admission = await admissions.take(context.requestHeader, { slot: false });
       try {
-        return { job: publicJob(await imageJobs.submit(admission, request.image, request.options, idempotencyKey, { webhookUrl: request.webhookUrl })) };
+        const input = await imageUrls.resolveTyped(request, { plan: admission.plan, signal: context.signal });
+        return { job: publicJob(await imageJobs.submit(admission, input.image, input.options, idempotencyKey, { webhookUrl: request.webhookUrl })) };
       } finally {
         admission.release();
       }

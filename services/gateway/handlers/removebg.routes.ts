@@ -267,11 +267,11 @@ export function removeBgRoutes(deps: RestDependencies, reads: AccountReads): Res
         let admission: Admission | undefined;
         try {
           // Refused on the headers (key, rate, concurrency) before any body byte is read.
-          const call = await admitImageCall(deps, request, () => true);
+          const call = await admitImageCall(deps, request, response, () => true);
           admission = call.admission;
           const body = await readRemoveBgBody(request, call.headers, deps.limits.uploadBytesMax);
           const { image, options } = imageAndOptionsOf(body, deps.limits.uploadBytesMax);
-          const result = await removeBackgroundWhileWaiting(deps, response, call, image, options);
+          const result = await removeBackgroundWhileWaiting(deps, call, image, options);
           await sendResult(deps, request, response, admission, result);
         } finally {
           admission?.release();

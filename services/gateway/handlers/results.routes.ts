@@ -35,7 +35,7 @@ export function createResultsRoutes(deps: RestDependencies): HttpRoutes {
         throw error;
       });
       if (!job || job.status !== JobStatus.SUCCEEDED) throw resultGone(jobId, "the job has no result");
-      if (job.filesDeleted) throw resultGone(jobId, "its files were deleted on request");
+      if (job.filesDeleted) throw resultGone(jobId, job.filesExpired ? "it is past its account's retention and was deleted" : "its files were deleted on request");
       const blob = await deps.blobs.get(job.resultBlobKey);
       if (!blob) throw resultGone(jobId, "it is past its retention and was deleted");
       response.writeHead(200, {

@@ -19,6 +19,8 @@ export interface RenderInput {
   hadIccProfile: boolean;
   exif?: Uint8Array;
   limits: ImageLimits;
+  /** Every canvas pixel is opaque (a smart crop of an opaque input): encoded without an alpha channel. */
+  opaque?: boolean;
 }
 
 export interface RenderedImage {
@@ -88,6 +90,7 @@ export async function renderOutput(input: RenderInput): Promise<RenderedImage> {
   if (options.backgroundImage.length > 0) canvas = await overBackgroundImage(canvas, options.backgroundImage, input.limits, plan);
   const solid = options.format === OutputFormat.JPEG ? (background ?? white) : background;
   if (solid !== undefined) canvas = canvas.flatten({ background: solid });
+  else if (input.opaque === true) canvas = canvas.removeAlpha();
   if (input.hadIccProfile) canvas = canvas.withIccProfile("srgb");
   const { encoded, contentType } = await encode(canvas, options, options.keepExif ? input.exif : undefined, plan);
   return { image: new Uint8Array(encoded.buffer, encoded.byteOffset, encoded.byteLength), contentType, ...placed };
