@@ -209,7 +209,12 @@ const REMOVEBG_ERRORS: Record<string, Response> = {
 };
 const REMOVEBG_FIELDS: Record<string, JsonSchema> = {
   image_file_b64: { type: "string", description: "The image as base64; at most UPLOAD_BYTES_MAX once decoded (its length is checked before decoding)." },
-  image_url: { type: "string", format: "uri", description: "Not fetched by this server yet: answered 400 failed_image_download (invalid_image_url when malformed)." },
+  image_url: {
+    type: "string",
+    format: "uri",
+    description:
+      "Fetched as /v1/matting's image_url is (public addresses only, redirects re-checked, OUTBOUND_TIMEOUT_MS, the smallest byte limit), after authentication and before any credit is held, then checked as an upload. Refusals, all 400: invalid_image_url (malformed), failed_image_download (refused address, unreachable, timeout or a non-2xx answer), file_too_large.",
+  },
   size: { type: "string", enum: ["preview", "small", "regular", "full", "4k", "auto", "medium", "hd"], default: "preview", description: "preview/small/regular: at most 0.25 MP; full/4k/auto: the original resolution (capped by IMAGE_LONGEST_SIDE_STANDARD). medium and hd (fixed 1.5/4 MP caps) are refused with invalid_size." },
   type: { type: "string", enum: ["auto", "person", "product", "car", "animal", "graphic", "transportation"], default: "auto", description: "Accepted and ignored: the model finds the foreground itself." },
   type_level: { type: "string", enum: ["none", "1", "2", "latest"], default: "1", description: "Accepted and ignored: no X-Type is sent (this server does not classify)." },
@@ -224,7 +229,7 @@ const REMOVEBG_FIELDS: Record<string, JsonSchema> = {
   semitransparency: { type: "boolean", default: true, description: "Accepted and ignored (remove.bg applies it to car windows only)." },
   shadow_method: { type: "string", enum: ["latest", "legacy"], description: "Accepted and ignored (only with add_shadow)." },
   bg_color: { type: "string", description: "Hex (3, 4, 6 or 8 digits, with or without #; alpha must be ff) or a CSS colour name." },
-  bg_image_url: { type: "string", format: "uri", description: "Not fetched by this server yet: answered 400 failed_bg_download." },
+  bg_image_url: { type: "string", format: "uri", description: "Fetched and checked as image_url is; refusals, all 400: invalid_bg_image_url, failed_bg_download, file_too_large." },
 };
 
 function removeBgPaths(): OpenApiDocument["paths"] {

@@ -1,8 +1,9 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { reasonError } from "../../common/errors.ts";
-import { base64LengthOf, decodeImageBase64, removeBgBodyBytesMax, removeBgErrorOf } from "./removebg.routes.ts";
+import { reasonError, reasonOf } from "../../common/errors.ts";
+import { imageUrlError } from "../image-urls.ts";
+import { base64LengthOf, decodeImageBase64, removeBgBodyBytesMax, removeBgErrorOf, removeBgUrlError } from "./removebg.routes.ts";
 
 test("image_file_b64 is measured against UPLOAD_BYTES_MAX as base64 before it is decoded", () => {
   assert.deepEqual([...decodeImageBase64("aGk=", 2)], [...Buffer.from("hi")]);
@@ -43,4 +44,25 @@ test("our reasons answer with remove.bg's codes and statuses; a server fault's m
   assert.deepEqual([wrapped.status, wrapped.body.code, wrapped.body.title], [500, "internal", "internal error"]);
   const timeout = removeBgErrorOf(reasonError(Code.DeadlineExceeded, "sync_timeout", "job j did not finish"));
   assert.deepEqual([timeout.status, timeout.body.code], [504, "sync_timeout"], "no remove.bg code for it: ours, in remove.bg's shape");
+});
+
+test("a failed image_url or bg_image_url fetch answers with remove.bg's code for its field; ours stays the reason", () => {
+  const url = "https://images.example/a.png";
+  for (const [reason, field, code] of [
+    ["image_url_invalid", "image_url", "invalid_image_url"],
+    ["image_url_invalid", "bg_image_url", "invalid_bg_image_url"],
+    ["image_url_refused", "image_url", "failed_image_download"],
+    ["image_url_unreachable", "image_url", "failed_image_download"],
+    ["image_url_unreachable", "bg_image_url", "failed_bg_download"],
+    ["image_url_too_large", "bg_image_url", "file_too_large"],
+  ] as const) {
+    const mapped = removeBgUrlError(imageUrlError(reason, field, "what went wrong"), field, url);
+    assert.ok(mapped instanceof ConnectError);
+    assert.equal(reasonOf(mapped), reason);
+    const answer = removeBgErrorOf(mapped);
+    assert.deepEqual([answer.status, answer.body.code, answer.body.detail], [400, code, `${field}: what went wrong`], `${reason} on ${field}`);
+  }
+  assert.equal(removeBgErrorOf(removeBgUrlError(imageUrlError("image_url_unreachable", "image_url", "x"), "image_url", url)).body.title, `Failed to download image from given image_url: ${url}`);
+  const other = new Error("socket closed");
+  assert.equal(removeBgUrlError(other, "image_url", url), other, "anything but an image_url_* refusal passes through as it is");
 });

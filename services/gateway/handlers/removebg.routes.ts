@@ -1,19 +1,20 @@
 // remove.bg's API as a drop-in: `POST /v1.0/removebg` and `GET /v1.0/account`, so a remove.bg
 // client works with only its base URL changed. The image runs on the one job path (admission,
 // billing, limits and idempotency exactly as POST /v1/matting); parameters are mapped by
-// domain/removebg-params.ts; every refusal on /v1.0/ answers in remove.bg's shape
+// domain/removebg-params.ts; image_url and bg_image_url are fetched as on /v1/matting (ImageUrls);
+// every refusal on /v1.0/ answers in remove.bg's shape
 // {"errors":[{"title","code","detail"}]} with its codes and statuses (400, 402, 403, 429).
 import { Code, ConnectError } from "@connectrpc/connect";
 import { creditsNumber, formatCredits } from "../../common/credits.ts";
 import { reasonError, reasonOf } from "../../common/errors.ts";
 import type { Logger } from "../../common/logging.ts";
-import { parseOutboundUrl } from "../../common/outbound.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
 import type { AccountReads } from "../account-reads.ts";
 import { authenticate } from "../authentication.ts";
 import { removeBgRequestOf, type RemoveBgError, type RemoveBgFields } from "../domain/removebg-params.ts";
 import type { Admission, ImageResult } from "../image-jobs.ts";
-import { admitImageCall, rateLimitHeaders, removeBackgroundWhileWaiting } from "./image-call.ts";
+import { IMAGE_URL_CODE_BY_REASON, type ImageUrlReason } from "../image-urls.ts";
+import { admitImageCall, rateLimitHeaders, removeBackgroundWhileWaiting, type AdmittedCall } from "./image-call.ts";
 import { FORM_OVERHEAD_BYTES } from "./matting.routes.ts";
 import { ClientGone, isMultipart, parseForm, readBody, refuseDeclaredLength, requireBoundary, type RestDependencies } from "./rest-support.ts";
 import { ClientGone as RouteClientGone, nativeErrorOf, writeJson, type ErrorWriter, type RestRoute } from "./route-table.ts";
@@ -41,8 +42,8 @@ export function removeBgBodyBytesMax(uploadBytesMax: number): number {
 }
 
 /** A refusal with remove.bg's code and title; `reason` is ours (test/failure-codes.spec.ts). */
-function vendorRefusal(error: RemoveBgError, reason: "invalid_option" | "missing_image" | "invalid_request" = "invalid_option"): ConnectError {
-  return reasonError(Code.InvalidArgument, reason, error.detail, { metadata: { [VENDOR_CODE]: error.code, [VENDOR_TITLE]: error.title } });
+function vendorRefusal(error: RemoveBgError, reason: "invalid_option" | "missing_image" | "invalid_request" | ImageUrlReason = "invalid_option", cause?: unknown): ConnectError {
+  return reasonError(Code.InvalidArgument, reason, error.detail, { cause, metadata: { [VENDOR_CODE]: error.code, [VENDOR_TITLE]: error.title } });
 }
 
 interface VendorShape {
@@ -170,33 +171,56 @@ export function decodeImageBase64(text: string, uploadBytesMax: number): Uint8Ar
   return new Uint8Array(Buffer.from(compact, "base64"));
 }
 
-/**
- * URL inputs: this server does not fetch them yet (image_url and bg_image_url are answered as a
- * failed download, remove.bg's own code for a URL it could not use); a malformed URL is refused as such.
- */
-function refuseUrlInput(url: string, field: "image_url" | "bg_image_url"): never {
-  const image = field === "image_url";
-  try {
-    parseOutboundUrl(url, field);
-  } catch {
-    throw vendorRefusal({ code: image ? "invalid_image_url" : "invalid_bg_image_url", title: `Invalid ${field}: Please provide a valid URL.`, detail: `${field} "${url}" is not an http or https URL` });
-  }
-  throw vendorRefusal({
-    code: image ? "failed_image_download" : "failed_bg_download",
-    title: `Failed to download ${image ? "image" : "background image"} from given ${field}: ${url}`,
-    detail: `this server does not fetch ${field} yet; send the image as ${image ? "image_file or image_file_b64" : "bg_image_file"}`,
-  });
+type UrlField = "image_url" | "bg_image_url";
+
+function isImageUrlReason(reason: string | undefined): reason is ImageUrlReason {
+  return reason !== undefined && reason in IMAGE_URL_CODE_BY_REASON;
 }
 
-/** The input image and its options from the request, or remove.bg's refusal. */
-function imageAndOptionsOf(body: RemoveBgBody, uploadBytesMax: number) {
+/**
+ * A failed fetch of image_url or bg_image_url in remove.bg's codes: a malformed URL is
+ * invalid_(bg_)image_url, one past the byte limit file_too_large (as an upload), anything else
+ * (refused address, unreachable, not 2xx) failed_image_download / failed_bg_download. Our
+ * image_url_* reason stays on the refusal.
+ */
+export function removeBgUrlError(error: unknown, field: UrlField, url: string): unknown {
+  const reason = error instanceof ConnectError ? reasonOf(error) : undefined;
+  if (!(error instanceof ConnectError) || !isImageUrlReason(reason)) return error;
+  const image = field === "image_url";
+  const detail = error.rawMessage;
+  if (reason === "image_url_invalid") {
+    return vendorRefusal({ code: image ? "invalid_image_url" : "invalid_bg_image_url", title: `Invalid ${field}: Please provide a valid URL.`, detail }, reason, error);
+  }
+  if (reason === "image_url_too_large") return vendorRefusal({ code: "file_too_large", title: "File too large", detail }, reason, error);
+  const title = `Failed to download ${image ? "image" : "background image"} from given ${field}: ${url}`;
+  return vendorRefusal({ code: image ? "failed_image_download" : "failed_bg_download", title, detail }, reason, error);
+}
+
+/**
+ * The bytes at a URL field, fetched through the outbound guard under the caller's plan (after
+ * admission, before any hold); they then take an upload's path (sniffing, byte and pixel limits).
+ */
+async function fetchUrlInput(deps: RestDependencies, call: AdmittedCall, body: RemoveBgBody, field: UrlField): Promise<Uint8Array> {
+  const url = body.fields[field]!.trim();
+  try {
+    return await deps.imageUrls.fetch(url, { field, plan: call.admission.plan, signal: call.signal });
+  } catch (error) {
+    throw removeBgUrlError(error, field, url);
+  }
+}
+
+/**
+ * The input image and its options from the request, or remove.bg's refusal. Every parameter (and
+ * image_file_b64's text) is checked before a URL is fetched: a bad request costs no download.
+ */
+async function imageAndOptionsOf(deps: RestDependencies, call: AdmittedCall, body: RemoveBgBody) {
   const outcome = removeBgRequestOf(body);
   if (!outcome.ok) throw vendorRefusal(outcome.error, outcome.error.code === "missing_source" ? "missing_image" : "invalid_option");
   const { source, backgroundSource, options } = outcome.request;
-  if (source === "image_url") refuseUrlInput(body.fields.image_url!.trim(), "image_url");
-  if (backgroundSource === "bg_image_url") refuseUrlInput(body.fields.bg_image_url!.trim(), "bg_image_url");
+  const sent = source === "image_file" ? body.imageFile! : source === "image_file_b64" ? decodeImageBase64(body.fields.image_file_b64!, deps.limits.uploadBytesMax) : undefined;
+  const image = sent ?? (await fetchUrlInput(deps, call, body, "image_url"));
   if (backgroundSource === "bg_image_file") options.backgroundImage = body.backgroundFile!;
-  const image = source === "image_file" ? body.imageFile! : decodeImageBase64(body.fields.image_file_b64!, uploadBytesMax);
+  if (backgroundSource === "bg_image_url") options.backgroundImage = await fetchUrlInput(deps, call, body, "bg_image_url");
   return { image, options };
 }
 
@@ -270,7 +294,7 @@ export function removeBgRoutes(deps: RestDependencies, reads: AccountReads): Res
           const call = await admitImageCall(deps, request, response, () => true);
           admission = call.admission;
           const body = await readRemoveBgBody(request, call.headers, deps.limits.uploadBytesMax);
-          const { image, options } = imageAndOptionsOf(body, deps.limits.uploadBytesMax);
+          const { image, options } = await imageAndOptionsOf(deps, call, body);
           const result = await removeBackgroundWhileWaiting(deps, call, image, options);
           await sendResult(deps, request, response, admission, result);
         } finally {
