@@ -208,6 +208,11 @@ export class ImageJobs {
     });
   }
 
+  /** A result's format and size, read from its header (the vendor routes' X-Width and X-Height). */
+  async measure(image: Uint8Array): Promise<UploadInfo> {
+    return this.inspect(image);
+  }
+
   /** One job read (GetJob, WatchJob, CancelJob) by the account, or RESOURCE_EXHAUSTED naming READ_REQUESTS_PER_MINUTE. */
   takeReadToken(owner: ApiKeyOwner): void {
     const rate = this.readRates.take(owner.accountId, this.options.readRequestsPerMinute ?? 600, Date.now());

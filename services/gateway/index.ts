@@ -29,6 +29,7 @@ import { createJobsRoutes } from "./handlers/jobs.routes.ts";
 import { createMattingRoutes, createSmartCropRoutes, quoteUpload } from "./handlers/matting.routes.ts";
 import type { RestDependencies } from "./handlers/rest-support.ts";
 import { createResultsRoutes } from "./handlers/results.routes.ts";
+import { removeBgNotFound, removeBgRoutes } from "./handlers/removebg.routes.ts";
 import { UploadAdmissions } from "./handlers/upload.admission.ts";
 import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-jobs.ts";
 import { ImageUrls } from "./image-urls.ts";
@@ -121,10 +122,14 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     ...accountRoutes(apiKeys, accountReads, (request, owner) => quoteUpload(rest, request, owner)),
     ...settingsRoutes(apiKeys, deps.orchestrator),
     ...docsRoutes(),
+    // Drop-in vendor routes, answering in their vendor's error shape.
+    ...removeBgRoutes(rest, accountReads),
   ];
+  const routeTable = createRouteTable(restRoutes, deps.log);
+  const vendorNotFound = removeBgNotFound(deps.log);
   return {
     apiKeys,
-    httpRoutes: withAdminRoutes(deps, apiKeys, createRouteTable(restRoutes, deps.log)),
+    httpRoutes: withAdminRoutes(deps, apiKeys, async (request, response) => (await routeTable(request, response)) || vendorNotFound(request, response)),
     restRoutes: routeKeys(restRoutes),
     listeningAt: (url) => resultLinks.listeningAt(url),
     admit: admissions.admit,

@@ -78,7 +78,7 @@ const credits = (description: string): JsonSchema => ({ type: "number", descript
 /** The refusals every authenticated route may answer. */
 const AUTHENTICATED_ERRORS = { "401": errorResponse("Unauthenticated"), "429": errorResponse("TooManyRequests"), "500": errorResponse("Internal") };
 
-const IMAGE_HEADERS: Response["headers"] = {
+const IMAGE_HEADERS = {
   "X-Job-Id": { description: "The job that made the image.", schema: { type: "string" } },
   "X-Credits-Charged": { description: "Credits captured for this call (decimal credits).", schema: { type: "string", examples: ["0.25"] } },
   "X-Credits-Remaining": { description: "Credits available after the call (decimal credits).", schema: { type: "string" } },
@@ -86,7 +86,7 @@ const IMAGE_HEADERS: Response["headers"] = {
   "X-RateLimit-Limit": { description: "Requests per minute the plan allows.", schema: { type: "integer" } },
   "X-RateLimit-Remaining": { description: "Requests left in the current window.", schema: { type: "integer" } },
   "X-RateLimit-Reset": { description: "When the window resets, in Unix seconds.", schema: { type: "integer" } },
-};
+} satisfies Response["headers"];
 
 const IMAGE_OPTIONS: Record<string, JsonSchema> = {
   size: { type: "string", enum: ["preview", "small", "full", "auto", "hd"], default: "full", description: "Output size; hd is priced at the HD multiplier." },
@@ -195,6 +195,139 @@ function imageOperation(operationId: string, summary: string, options: { about?:
 
 const JOB_ID: Parameter = { name: "id", in: "path", required: true, description: "The job's id.", schema: { type: "string" } };
 
+// remove.bg's API as a drop-in (handlers/removebg.routes.ts): its parameters, headers and error shape.
+const REMOVEBG_TAG = "remove.bg compatible";
+const removeBgError = (description: string): Response => ({ description, content: json(ref("RemoveBgError")) });
+const REMOVEBG_ERRORS: Record<string, Response> = {
+  "403": { description: 'A missing or unknown key: exactly {"errors":[{"title":"API Key invalid","code":"auth_failed"}]}.', content: json(ref("RemoveBgError"), { errors: [{ title: "API Key invalid", code: "auth_failed" }] }) },
+  "429": {
+    description: "A plan limit (rate_limit_exceeded); nothing charged. Retry after Retry-After seconds.",
+    headers: { "Retry-After": { description: "Seconds to wait.", schema: { type: "integer" } } },
+    content: json(ref("RemoveBgError")),
+  },
+  "500": removeBgError("A server fault (internal); nothing charged."),
+};
+const REMOVEBG_FIELDS: Record<string, JsonSchema> = {
+  image_file_b64: { type: "string", description: "The image as base64; at most UPLOAD_BYTES_MAX once decoded (its length is checked before decoding)." },
+  image_url: {
+    type: "string",
+    format: "uri",
+    description:
+      "Fetched as /v1/matting's image_url is (public addresses only, redirects re-checked, OUTBOUND_TIMEOUT_MS, the smallest byte limit), after authentication and before any credit is held, then checked as an upload. Refusals, all 400: invalid_image_url (malformed), failed_image_download (refused address, unreachable, timeout or a non-2xx answer), file_too_large.",
+  },
+  size: { type: "string", enum: ["preview", "small", "regular", "full", "4k", "auto", "medium", "hd"], default: "preview", description: "preview/small/regular: at most 0.25 MP; full/4k/auto: the original resolution (capped by IMAGE_LONGEST_SIDE_STANDARD). medium and hd (fixed 1.5/4 MP caps) are refused with invalid_size." },
+  type: { type: "string", enum: ["auto", "person", "product", "car", "animal", "graphic", "transportation"], default: "auto", description: "Accepted and ignored: the model finds the foreground itself." },
+  type_level: { type: "string", enum: ["none", "1", "2", "latest"], default: "1", description: "Accepted and ignored: no X-Type is sent (this server does not classify)." },
+  format: { type: "string", enum: ["auto", "png", "jpg", "webp", "zip"], default: "auto", description: "auto: jpg behind an opaque bg_color or bg_image_file, else png. zip is refused with invalid_format (not built yet)." },
+  roi: { type: "string", default: "0% 0% 100% 100%", description: "Only the whole image is accepted; another region is refused (invalid_roi, roi_exceeds_bounds, roi_region_empty)." },
+  crop: { type: "boolean", default: false, description: "Crop off empty regions around the subject." },
+  crop_margin: { type: "string", default: "0", description: "With crop=true: one whole percent of the subject on every side, 0% to 50% (1, 2 or 4 equal values); pixel margins are refused (invalid_crop_margin)." },
+  scale: { type: "string", default: "original", description: '"original" or 10% to 100%: the subject\'s size relative to the image.' },
+  position: { type: "string", default: "original", description: '"original", "center", or one or two percents (horizontal, vertical).' },
+  channels: { type: "string", enum: ["rgba", "alpha"], default: "rgba", description: "alpha: the grayscale matte as PNG (with format jpg or webp: invalid_channels)." },
+  add_shadow: { type: "boolean", default: false, description: "Accepted and ignored (remove.bg adds shadows to cars only)." },
+  semitransparency: { type: "boolean", default: true, description: "Accepted and ignored (remove.bg applies it to car windows only)." },
+  shadow_method: { type: "string", enum: ["latest", "legacy"], description: "Accepted and ignored (only with add_shadow)." },
+  bg_color: { type: "string", description: "Hex (3, 4, 6 or 8 digits, with or without #; alpha must be ff) or a CSS colour name." },
+  bg_image_url: { type: "string", format: "uri", description: "Fetched and checked as image_url is; refusals, all 400: invalid_bg_image_url, failed_bg_download, file_too_large." },
+};
+
+function removeBgPaths(): OpenApiDocument["paths"] {
+  const fields = { type: "object" as const, properties: REMOVEBG_FIELDS };
+  return {
+    "/v1.0/removebg": {
+      post: {
+        operationId: "removeBgRemoveBackground",
+        summary: "remove.bg: remove the background of an image",
+        description: "remove.bg's `POST /v1.0/removebg` on this server's job path (same billing, limits and idempotency as /v1/matting). Binary by default; `Accept: application/json` answers `{\"data\":{\"result_b64\"}}`. The subject's box in the result comes as X-Foreground-* (and foreground_* in JSON) when the mask found a subject; X-Type is not sent (this server does not classify).",
+        tags: [REMOVEBG_TAG],
+        parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
+        requestBody: {
+          required: true,
+          content: {
+            "multipart/form-data": { schema: { type: "object", properties: { image_file: { type: "string", format: "binary" }, bg_image_file: { type: "string", format: "binary" }, ...REMOVEBG_FIELDS } } },
+            "application/json": { schema: fields },
+            "application/x-www-form-urlencoded": { schema: fields },
+          },
+        },
+        responses: {
+          "200": {
+            description: "The result image, or with Accept: application/json its base64.",
+            headers: {
+              "X-Credits-Charged": IMAGE_HEADERS["X-Credits-Charged"],
+              "X-Width": { description: "Width of the result image, in pixels.", schema: { type: "integer" } },
+              "X-Height": { description: "Height of the result image, in pixels.", schema: { type: "integer" } },
+              "X-Foreground-Top": { description: "The subject's box in the result: top edge, in pixels (absent when no subject was found).", schema: { type: "integer" } },
+              "X-Foreground-Left": { description: "The subject's box: left edge, in pixels.", schema: { type: "integer" } },
+              "X-Foreground-Width": { description: "The subject's box: width, in pixels.", schema: { type: "integer" } },
+              "X-Foreground-Height": { description: "The subject's box: height, in pixels.", schema: { type: "integer" } },
+              "X-RateLimit-Limit": IMAGE_HEADERS["X-RateLimit-Limit"],
+              "X-RateLimit-Remaining": IMAGE_HEADERS["X-RateLimit-Remaining"],
+              "X-RateLimit-Reset": IMAGE_HEADERS["X-RateLimit-Reset"],
+            },
+            content: {
+              "image/png": { schema: { type: "string", format: "binary" } },
+              "image/jpeg": { schema: { type: "string", format: "binary" } },
+              "image/webp": { schema: { type: "string", format: "binary" } },
+              ...json({ type: "object", required: ["data"], properties: { data: { type: "object", required: ["result_b64"], properties: {
+                        result_b64: { type: "string", description: "The result image, base64." },
+                        foreground_top: { type: "integer", description: "The subject's box in the result, in pixels (absent when no subject was found)." },
+                        foreground_left: { type: "integer" },
+                        foreground_width: { type: "integer" },
+                        foreground_height: { type: "integer" },
+                      } } } }),
+            },
+          },
+          "400": removeBgError("A parameter or the image refused, with remove.bg's code: invalid_size, invalid_format, missing_source, file_too_large, failed_to_read_image, ..."),
+          "402": removeBgError("Not enough credits (insufficient_credits); nothing charged."),
+          ...REMOVEBG_ERRORS,
+        },
+      },
+    },
+    "/v1.0/account": {
+      get: {
+        operationId: "removeBgAccount",
+        summary: "remove.bg: credit balance",
+        description: "subscription: subscription and trial credits; payg: packs, top-ups, promos and refunds; enterprise: 0; free_calls: 0 (every call is priced).",
+        tags: [REMOVEBG_TAG],
+        responses: { "200": { description: "The balance, in remove.bg's shape.", content: json(ref("RemoveBgAccount")) }, ...REMOVEBG_ERRORS },
+      },
+    },
+  };
+}
+
+const REMOVEBG_SCHEMAS: Record<string, JsonSchema> = {
+  RemoveBgError: {
+    type: "object",
+    required: ["errors"],
+    properties: { errors: { type: "array", items: { type: "object", required: ["title", "code"], properties: { title: { type: "string" }, code: { type: "string" }, detail: { type: "string" } } } } },
+  },
+  RemoveBgAccount: {
+    type: "object",
+    required: ["data"],
+    properties: {
+      data: {
+        type: "object",
+        required: ["attributes"],
+        properties: {
+          attributes: {
+            type: "object",
+            required: ["credits", "api"],
+            properties: {
+              credits: {
+                type: "object",
+                required: ["total", "subscription", "payg", "enterprise"],
+                properties: { total: credits("All"), subscription: credits("Subscription and trial"), payg: credits("Packs, top-ups, promos, refunds"), enterprise: credits("Enterprise (always 0)") },
+              },
+              api: { type: "object", required: ["free_calls", "sizes"], properties: { free_calls: { type: "integer" }, sizes: { type: "string", enum: ["all"] } } },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+
 function buildDocument(): OpenApiDocument {
   return {
     openapi: "3.1.0",
@@ -212,6 +345,7 @@ function buildDocument(): OpenApiDocument {
       { name: "Jobs", description: "Asynchronous jobs, batches and their results." },
       { name: "Account", description: "Quotes, balance and usage of the caller's own account." },
       { name: "Reference", description: "This document and its rendering." },
+      { name: REMOVEBG_TAG, description: "remove.bg's API: change a remove.bg client's base URL to this server's /v1.0 and nothing else. Refusals in remove.bg's shape." },
     ],
     security: [{ ApiKey: [] }, { Bearer: [] }],
     paths: {
@@ -374,6 +508,7 @@ function buildDocument(): OpenApiDocument {
           responses: { "200": { description: "The file." }, "404": errorResponse("NotFound") },
         },
       },
+      ...removeBgPaths(),
     },
     components: {
       securitySchemes: {
@@ -382,6 +517,7 @@ function buildDocument(): OpenApiDocument {
       },
       parameters: { IdempotencyKey: IDEMPOTENCY_KEY },
       schemas: {
+        ...REMOVEBG_SCHEMAS,
         Error: {
           type: "object",
           required: ["errors"],

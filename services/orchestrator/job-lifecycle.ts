@@ -300,9 +300,13 @@ export class JobLifecycle {
         await this.#update(job, "running");
         return;
       case "succeeded": {
+        const { foreground } = outcome.value;
         const claimed = await this.jobs.claim(job.id, "succeeded", {
           result_content_type: outcome.value.contentType,
           processing_time_ms: outcome.value.processingTimeMs,
+          result_width: outcome.value.width,
+          result_height: outcome.value.height,
+          ...(foreground ? { foreground_left: foreground.left, foreground_top: foreground.top, foreground_width: foreground.width, foreground_height: foreground.height } : {}),
         });
         if (!claimed) {
           // A failure or a cancel took the job first: the result is nobody's.

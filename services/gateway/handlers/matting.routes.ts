@@ -9,10 +9,10 @@ import { ImageOperation, ImageOptionsSchema, OutputFormat, OutputSize, type Imag
 import { aspectRatioOf, CROP_MARGIN_PERCENT_MAX } from "../../common/images/crop-options.ts";
 import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
-import { authenticate } from "../authentication.ts";
-import { checkedIdempotencyKey, type Admission } from "../image-jobs.ts";
+import type { Admission } from "../image-jobs.ts";
 import type { ApiKeyOwner } from "../store/api-key.store.ts";
 import type { ImageUrls } from "../image-urls.ts";
+import { admitImageCall, rateLimitHeaders, removeBackgroundWhileWaiting } from "./image-call.ts";
 import { jobJson } from "./jobs.routes.ts";
 import { headersOf } from "./upload.admission.ts";
 import { formatCredits } from "../../common/credits.ts";
@@ -113,16 +113,6 @@ export function optionSource(form: FormData | undefined, query: URLSearchParams)
     const value = form?.get(name);
     if (typeof value === "string" && value !== "") return value;
     return query.get(name) ?? undefined;
-  };
-}
-
-/** The X-RateLimit-* headers from the admission: the per-minute budget after this call. */
-export function rateLimitHeaders(admission: Admission): Record<string, string> {
-  if (!admission.rate) return {};
-  return {
-    "x-ratelimit-limit": String(admission.rate.limit),
-    "x-ratelimit-remaining": String(admission.rate.remaining),
-    "x-ratelimit-reset": String(admission.rate.resetAtSeconds),
   };
 }
 
@@ -349,21 +339,16 @@ function createImageRoutes(deps: RestDependencies, route: ImageRoute): HttpRoute
     let admission: Admission | undefined;
     try {
       // Everything that can refuse the call is decided on the headers, before any body byte is read.
-      const headers = headersOf(request);
-      const owner = await authenticate(deps.apiKeys, headers);
-      const idempotencyKey = checkedIdempotencyKey(headers.get("idempotency-key"));
       // `async=true` in the query takes no concurrency slot; in the form it is known only after the body.
-      const asyncFromQuery = asyncRequested(optionSource(undefined, url.searchParams));
-      admission = await deps.imageJobs.admit(owner, { slot: !asyncFromQuery });
-      const aborted = new AbortController();
-      response.once("close", () => aborted.abort());
-      const upload = await readUpload(request, headers, url.searchParams, { limits: deps.limits, imageUrls: deps.imageUrls, admission, signal: aborted.signal, operation: route.operation });
+      const call = await admitImageCall(deps, request, response, () => !asyncRequested(optionSource(undefined, url.searchParams)));
+      admission = call.admission;
+      const upload = await readUpload(request, call.headers, url.searchParams, { limits: deps.limits, imageUrls: deps.imageUrls, admission, signal: call.signal, operation: route.operation });
       if (upload.async) {
-        const job = await deps.imageJobs.submit(admission, upload.image, upload.options, idempotencyKey, { zeroRetention: upload.zeroRetention, webhookUrl: upload.webhookUrl });
+        const job = await deps.imageJobs.submit(admission, upload.image, upload.options, call.idempotencyKey, { zeroRetention: upload.zeroRetention, webhookUrl: upload.webhookUrl });
         sendJson(response, 202, jobJson(job, deps.resultLinks, request), { "x-job-id": job.id, location: `/v1/jobs/${job.id}`, ...rateLimitHeaders(admission) });
         return true;
       }
-      const result = await deps.imageJobs.removeBackground(admission, upload.image, upload.options, idempotencyKey, aborted.signal, { zeroRetention: upload.zeroRetention });
+      const result = await removeBackgroundWhileWaiting(deps, call, upload.image, upload.options, { zeroRetention: upload.zeroRetention });
       sendImage(response, admission, result.job, result.image, result.contentType);
     } catch (error) {
       sendError(request, response, error, deps.log);

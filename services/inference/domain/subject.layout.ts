@@ -26,6 +26,8 @@ export interface Layout {
   canvasHeight: number;
   source: Rectangle;
   destination: Rectangle;
+  /** The subject's tight box in the processed image; undefined when the mask is empty. */
+  subject?: Rectangle;
 }
 
 /** Alpha at or above this (of 255) counts as subject for boxes and crops. */
@@ -96,14 +98,35 @@ export function parseLayoutOptions(options: LayoutOptions): { ratio: number | un
 export function layoutSubject(alpha: Uint8Array, width: number, height: number, options: LayoutOptions): Layout {
   const { ratio, position } = parseLayoutOptions(options);
   const full: Rectangle = { left: 0, top: 0, width, height };
-  const box = subjectBox(alpha, width, height) ?? full;
+  const subject = subjectBox(alpha, width, height);
+  const box = subject ?? full;
   // The canvas as a rectangle in image coordinates (may extend past the image).
   let region: Rectangle = full;
   if (options.cropToSubject) region = cropAroundSubject(box, options.cropMarginPercent, ratio);
   else if (ratio !== undefined) region = smartCrop(box, full, ratio);
   const canvas = { width: Math.max(1, Math.round(region.width)), height: Math.max(1, Math.round(region.height)) };
-  if (options.subjectScalePercent > 0 || position !== undefined) return placeSubject(box, canvas, options.subjectScalePercent, position);
-  return cropImage(region, canvas, full);
+  const layout = options.subjectScalePercent > 0 || position !== undefined ? placeSubject(box, canvas, options.subjectScalePercent, position) : cropImage(region, canvas, full);
+  return subject === undefined ? layout : { ...layout, subject };
+}
+
+/**
+ * Where `box` (a rectangle of the processed image) lands on the output: the layout's source ->
+ * destination mapping, clipped to what is drawn (the destination, on the canvas); undefined when
+ * none of it is visible. Used for the subject's box in the result (remove.bg's foreground_*).
+ */
+export function boxOnCanvas(box: Rectangle, source: Rectangle, destination: Rectangle, canvas: Size): Rectangle | undefined {
+  const scaleX = destination.width / source.width;
+  const scaleY = destination.height / source.height;
+  const x = (value: number) => destination.left + (value - source.left) * scaleX;
+  const y = (value: number) => destination.top + (value - source.top) * scaleY;
+  const right = Math.min(canvas.width, destination.left + destination.width);
+  const bottom = Math.min(canvas.height, destination.top + destination.height);
+  const left = clamp(Math.round(x(box.left)), Math.max(0, destination.left), right);
+  const top = clamp(Math.round(y(box.top)), Math.max(0, destination.top), bottom);
+  const boxRight = clamp(Math.round(x(box.left + box.width)), left, right);
+  const boxBottom = clamp(Math.round(y(box.top + box.height)), top, bottom);
+  if (boxRight <= left || boxBottom <= top) return undefined;
+  return { left, top, width: boxRight - left, height: boxBottom - top };
 }
 
 export interface SmartCropOptions {

@@ -175,6 +175,7 @@ class TaskHandler {
       contentType: result.contentType,
       width: result.width,
       height: result.height,
+      foreground: result.foreground,
       processingTimeMs: Math.round(performance.now() - started),
     };
     await this.publish(create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "succeeded", value: succeeded } }), JOB_SUCCEEDED_SUBJECT);

@@ -51,6 +51,12 @@ export function jobMessage(row: JobRow): Job {
     filesDeleted: row.files_deleted_at !== null,
     filesExpired: row.files_expired,
     zeroRetention: row.retention_seconds === 0,
+    resultWidth: row.result_width ?? 0,
+    resultHeight: row.result_height ?? 0,
+    foreground:
+      row.foreground_width === null
+        ? undefined
+        : { left: row.foreground_left ?? 0, top: row.foreground_top ?? 0, width: row.foreground_width, height: row.foreground_height ?? 0 },
   });
 }
 

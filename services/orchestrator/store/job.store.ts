@@ -36,6 +36,13 @@ export interface JobTable {
   retention_seconds: number | null;
   /** The retention sweeper deleted the files (rather than the caller). */
   files_expired: Generated<boolean>;
+  /** The result's size in pixels, and the subject's box in it (null: no subject, or an older job). */
+  result_width: number | null;
+  result_height: number | null;
+  foreground_left: number | null;
+  foreground_top: number | null;
+  foreground_width: number | null;
+  foreground_height: number | null;
   /** Order of submission (bigserial: the driver answers int8 as a string). */
   submission_number: Generated<string>;
   created_at: Generated<Date>;
@@ -70,6 +77,12 @@ export interface JobUpdate {
   error_message?: string;
   user_error?: boolean;
   processing_time_ms?: number;
+  result_width?: number;
+  result_height?: number;
+  foreground_left?: number;
+  foreground_top?: number;
+  foreground_width?: number;
+  foreground_height?: number;
   /** A job whose first hold ended before its result came is charged on a new one. */
   hold_id?: string;
   requeues?: number;

@@ -137,4 +137,13 @@ export const orchestratorMigrations: Record<string, Migration> = {
       await sql`create index jobs_files_kept on jobs (updated_at) where files_deleted_at is null and status in ('succeeded', 'failed', 'cancelled')`.execute(db);
     },
   },
+  "202611271910_jobs_result_geometry": {
+    async up(db: Kysely<any>) {
+      // What inference measured of the result: its size, and the subject's box in it (null when
+      // the mask found none). Null for jobs that ended before this was kept.
+      for (const column of ["result_width", "result_height", "foreground_left", "foreground_top", "foreground_width", "foreground_height"]) {
+        await db.schema.alterTable("jobs").addColumn(column, "int4").execute();
+      }
+    },
+  },
 };
