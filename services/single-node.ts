@@ -15,7 +15,7 @@ import type { Running } from "./common/runtime.ts";
 import { serverOptionsOf, startServiceServer } from "./common/server.ts";
 import { imageLimitsOf } from "./common/images/image-limits.ts";
 import { createUploadInspector } from "./common/images/upload.inspector.ts";
-import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptionsOf } from "./gateway/gateway.config.ts";
+import { adminTokenOf, connectReadBytesMaxOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptionsOf } from "./gateway/gateway.config.ts";
 import { createGateway } from "./gateway/index.ts";
 import { createSegmentationEngine, startSegmentConsumer } from "./inference/index.ts";
 import { loadInferenceServiceConfig } from "./inference/inference.config.ts";
@@ -116,7 +116,12 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes));
 
   const engine = await createSegmentationEngine(config.inference, log.child({ service: "inference" }));
-  const worker = startSegmentConsumer({ engine, ...ports, log: log.child({ service: "inference" }) });
+  const worker = startSegmentConsumer({
+    engine,
+    ...ports,
+    log: log.child({ service: "inference" }),
+    stageProgressMsMin: config.inference.INFERENCE_STAGE_PROGRESS_MS_MIN,
+  });
 
   const gateway = createGateway({
     db: database.db,
@@ -145,7 +150,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     httpRoutes: gateway.httpRoutes,
     admit: gateway.admit,
     corsAllowedOrigins: config.gateway.CORS_ALLOWED_ORIGINS,
-    readBytesMax: config.gateway.UPLOAD_BYTES_MAX + 1024 * 1024,
+    readBytesMax: connectReadBytesMaxOf(config.gateway),
     shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
     ...serverOptionsOf(common),
   });

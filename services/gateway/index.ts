@@ -30,6 +30,8 @@ import type { RestDependencies } from "./handlers/rest-support.ts";
 import { createResultsRoutes } from "./handlers/results.routes.ts";
 import { UploadAdmissions } from "./handlers/upload.admission.ts";
 import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-jobs.ts";
+import { JobBatches } from "./job-batches.ts";
+import { JobReads } from "./job-reads.ts";
 import { ResultLinks, type ResultLinksOptions } from "./result-links.ts";
 import { ApiKeyStore, type GatewaySchema } from "./store/api-key.store.ts";
 import { BatchStore, type BatchSchema } from "./store/batch.store.ts";
@@ -79,18 +81,21 @@ export function createGateway(deps: GatewayDependencies): Gateway {
   const admissions = new UploadAdmissions(apiKeys, imageJobs);
   const accountReads = new AccountReads(deps.billing, monthlyCalls, { longestSide: deps.limits.longestSide, readRequestsPerMinute: deps.limits.readRequestsPerMinute });
   const resultLinks = new ResultLinks(deps.resultUrls ?? { key: randomBytes(32).toString("hex"), ttlSeconds: 24 * 60 * 60 });
+  const jobReads = new JobReads(deps.orchestrator);
+  // The same gateway database; its schema type lists api_keys, the batch store's the batch tables.
+  const batches = new BatchStore(deps.db as unknown as Kysely<BatchSchema>);
+  const jobBatches = new JobBatches(imageJobs, jobReads, batches, deps.log, { batchItemsMax: deps.limits.batchItemsMax ?? 50 });
   const rest: RestDependencies = {
     apiKeys,
     imageJobs,
     orchestrator: deps.orchestrator,
     blobs: deps.blobStore,
     resultLinks,
-    // The same gateway database; its schema type lists api_keys, the batch store's the batch tables.
-    batches: new BatchStore(deps.db as unknown as Kysely<BatchSchema>),
+    jobReads,
+    jobBatches,
     log: deps.log,
     limits: {
       uploadBytesMax: deps.limits.uploadBytesMax,
-      batchItemsMax: deps.limits.batchItemsMax ?? 50,
       batchBytesMax: deps.limits.batchBytesMax ?? 64 * 1024 * 1024,
     },
   };
@@ -117,7 +122,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     routes(router) {
       router.service(AccountService, createAccountHandlers(apiKeys, accountReads));
       router.service(ImageService, createImageHandlers(admissions, imageJobs));
-      router.service(JobService, createJobHandlers(apiKeys, admissions, imageJobs, deps.orchestrator));
+      router.service(JobService, createJobHandlers({ apiKeys, admissions, imageJobs, orchestrator: deps.orchestrator, jobReads, jobBatches }));
       router.service(WebhookService, createWebhookHandlers(apiKeys, imageJobs, deps.orchestrator));
       router.service(KeyService, createKeyHandlers(apiKeys, deps.billing));
     },

@@ -203,11 +203,14 @@ function buildDocument(): OpenApiDocument {
           summary: "The account's jobs, newest first",
           tags: ["Jobs"],
           parameters: [
-            { name: "page_size", in: "query", description: "Jobs per page.", schema: { type: "integer", minimum: 1, maximum: 100, default: 20 } },
-            { name: "page_token", in: "query", description: "next_page_token of the previous page.", schema: { type: "string" } },
+            { name: "limit", in: "query", description: "Jobs per page.", schema: { type: "integer", minimum: 1, maximum: 100, default: 20 } },
+            { name: "cursor", in: "query", description: "next_cursor of the previous page.", schema: { type: "string" } },
           ],
           responses: {
-            "200": { description: "A page of jobs.", content: json({ type: "object", required: ["jobs"], properties: { jobs: { type: "array", items: ref("Job") }, next_page_token: { type: ["string", "null"] } } }) },
+            "200": {
+              description: "A page of jobs.",
+              content: json({ type: "object", required: ["jobs", "next_cursor"], properties: { jobs: { type: "array", items: ref("Job") }, next_cursor: { type: ["string", "null"], description: "null on the last page." } } }),
+            },
             "400": errorResponse("BadRequest"),
             ...AUTHENTICATED_ERRORS,
           },
@@ -328,7 +331,7 @@ function buildDocument(): OpenApiDocument {
           properties: {
             id: { type: "string" },
             status: { type: "string", enum: ["queued", "running", "succeeded", "failed", "cancelled"] },
-            progress: { type: "number", minimum: 0, maximum: 1 },
+            progress: { type: "number", minimum: 0, maximum: 1, description: "How much of the work is done: 0 queued, the worker's stage while running, 1 once succeeded; never decreases." },
             credits_charged: credits("Captured so far"),
             result_url: { type: ["string", "null"], format: "uri", description: "Signed, valid 24 h; null until the job succeeds." },
             error: { oneOf: [{ type: "null" }, ref("JobError")] },

@@ -235,11 +235,22 @@ export class JobLifecycle {
     }
     switch (outcome.case) {
       case "started":
-      case "progress":
         // A worker is on it: the hold must outlive the work, and the reconciler must not take the job for stuck.
         await this.#extendHold(job);
         await this.#update(job, "running");
         return;
+      case "progress": {
+        const fraction = Math.min(1, Math.max(0, outcome.value.fraction));
+        // A stage report comes within seconds of the start (whose event extended the hold): it
+        // only moves the job's progress, and one that would not raise it is not written at all.
+        if (outcome.value.stage !== "") {
+          if (job.status === "running" && fraction <= job.progress) return;
+        } else {
+          await this.#extendHold(job);
+        }
+        await this.#update(job, "running", { progress: fraction });
+        return;
+      }
       case "succeeded": {
         const claimed = await this.jobs.claim(job.id, "succeeded", {
           result_content_type: outcome.value.contentType,
@@ -318,6 +329,7 @@ export class JobLifecycle {
       return;
     }
     await this.#finish(job, "succeeded", {
+      progress: 1,
       hold_id: charge.holdId,
       charged_millicredits: charge.chargedMillicredits,
       available_millicredits: charge.availableMillicredits,

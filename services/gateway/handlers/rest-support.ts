@@ -12,7 +12,8 @@ import type { HttpRequest, HttpResponse } from "../../common/server.ts";
 import type { ImageJobs } from "../image-jobs.ts";
 import type { ResultLinks } from "../result-links.ts";
 import type { ApiKeyStore } from "../store/api-key.store.ts";
-import type { BatchStore } from "../store/batch.store.ts";
+import type { JobBatches } from "../job-batches.ts";
+import type { JobReads } from "../job-reads.ts";
 
 /** The client closed or reset the connection before its body ended: there is no one to answer. */
 export class ClientGone extends Error {}
@@ -149,7 +150,8 @@ export interface RestDependencies {
   orchestrator: Client<typeof OrchestratorService>;
   blobs: BlobStore;
   resultLinks: ResultLinks;
-  batches: BatchStore;
+  jobReads: JobReads;
+  jobBatches: JobBatches;
   log: Logger;
   limits: RestLimits;
 }
@@ -157,8 +159,6 @@ export interface RestDependencies {
 export interface RestLimits {
   /** Largest image, in bytes (UPLOAD_BYTES_MAX). */
   uploadBytesMax: number;
-  /** Images per batch call (BATCH_ITEMS_MAX). @default 50 images */
-  batchItemsMax: number;
   /** Largest batch body, in bytes (BATCH_BYTES_MAX). @default 64 MiB */
   batchBytesMax: number;
 }

@@ -45,6 +45,7 @@ export function jobMessage(row: JobRow): Job {
     availableMillicredits: BigInt(row.available_millicredits ?? 0),
     backgroundImageBlobKey: row.background_image_blob_key,
     filesDeleted: row.files_deleted_at !== null,
+    progress: row.progress,
   });
 }
 

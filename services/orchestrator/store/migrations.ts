@@ -119,4 +119,11 @@ export const orchestratorMigrations: Record<string, Migration> = {
       await db.schema.createIndex("jobs_account_submission_number").on("jobs").columns(["account_id", "submission_number desc"]).execute();
     },
   },
+  "202611271830_jobs_progress": {
+    async up(db: Kysely<any>) {
+      // The fraction of the work done, 0 to 1 (never decreasing), as the worker reports its stages.
+      await db.schema.alterTable("jobs").addColumn("progress", "real", (column) => column.notNull().defaultTo(0)).execute();
+      await sql`update jobs set progress = 1 where status = 'succeeded'`.execute(db);
+    },
+  },
 };

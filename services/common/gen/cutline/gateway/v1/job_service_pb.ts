@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/gateway/v1/job_service.proto.
  */
 export const file_cutline_gateway_v1_job_service: GenFile = /*@__PURE__*/
-  fileDesc("CiRjdXRsaW5lL2dhdGV3YXkvdjEvam9iX3NlcnZpY2UucHJvdG8SEmN1dGxpbmUuZ2F0ZXdheS52MSLPAgoDSm9iEgoKAmlkGAEgASgJEi0KBnN0YXR1cxgCIAEoDjIdLmN1dGxpbmUuZ2F0ZXdheS52MS5Kb2JTdGF0dXMSIQoZY3JlZGl0c19oZWxkX21pbGxpY3JlZGl0cxgDIAEoAxIkChxjcmVkaXRzX2NoYXJnZWRfbWlsbGljcmVkaXRzGAQgASgDEhQKDGVycm9yX3JlYXNvbhgFIAEoCRIVCg1lcnJvcl9tZXNzYWdlGAYgASgJEhoKEnByb2Nlc3NpbmdfdGltZV9tcxgHIAEoDRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbChNyZXN1bHRfY29udGVudF90eXBlGAogASgJIoEBCg1TdWJtaXRSZXF1ZXN0Eg0KBWltYWdlGAEgASgMEjMKB29wdGlvbnMYAiABKAsyIi5jdXRsaW5lLmluZmVyZW5jZS52MS5JbWFnZU9wdGlvbnMSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEhMKC3dlYmhvb2tfdXJsGBQgASgJIjYKDlN1Ym1pdFJlc3BvbnNlEiQKA2pvYhgBIAEoCzIXLmN1dGxpbmUuZ2F0ZXdheS52MS5Kb2IiNwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSFgoOaW5jbHVkZV9yZXN1bHQYAiABKAgiRgoOR2V0Sm9iUmVzcG9uc2USJAoDam9iGAEgASgLMhcuY3V0bGluZS5nYXRld2F5LnYxLkpvYhIOCgZyZXN1bHQYAiABKAwiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI4ChBXYXRjaEpvYlJlc3BvbnNlEiQKA2pvYhgBIAEoCzIXLmN1dGxpbmUuZ2F0ZXdheS52MS5Kb2IiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiOQoRQ2FuY2VsSm9iUmVzcG9uc2USJAoDam9iGAEgASgLMhcuY3V0bGluZS5nYXRld2F5LnYxLkpvYiqhAQoJSm9iU3RhdHVzEhoKFkpPQl9TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFKT0JfU1RBVFVTX1FVRVVFRBABEhYKEkpPQl9TVEFUVVNfUlVOTklORxACEhgKFEpPQl9TVEFUVVNfU1VDQ0VFREVEEAMSFQoRSk9CX1NUQVRVU19GQUlMRUQQBBIYChRKT0JfU1RBVFVTX0NBTkNFTExFRBAFMuECCgpKb2JTZXJ2aWNlEk8KBlN1Ym1pdBIhLmN1dGxpbmUuZ2F0ZXdheS52MS5TdWJtaXRSZXF1ZXN0GiIuY3V0bGluZS5nYXRld2F5LnYxLlN1Ym1pdFJlc3BvbnNlEk8KBkdldEpvYhIhLmN1dGxpbmUuZ2F0ZXdheS52MS5HZXRKb2JSZXF1ZXN0GiIuY3V0bGluZS5nYXRld2F5LnYxLkdldEpvYlJlc3BvbnNlElcKCFdhdGNoSm9iEiMuY3V0bGluZS5nYXRld2F5LnYxLldhdGNoSm9iUmVxdWVzdBokLmN1dGxpbmUuZ2F0ZXdheS52MS5XYXRjaEpvYlJlc3BvbnNlMAESWAoJQ2FuY2VsSm9iEiQuY3V0bGluZS5nYXRld2F5LnYxLkNhbmNlbEpvYlJlcXVlc3QaJS5jdXRsaW5lLmdhdGV3YXkudjEuQ2FuY2VsSm9iUmVzcG9uc2ViBnByb3RvMw", [file_cutline_inference_v1_image_options, file_google_protobuf_timestamp]);
+  fileDesc("CiRjdXRsaW5lL2dhdGV3YXkvdjEvam9iX3NlcnZpY2UucHJvdG8SEmN1dGxpbmUuZ2F0ZXdheS52MSLhAgoDSm9iEgoKAmlkGAEgASgJEi0KBnN0YXR1cxgCIAEoDjIdLmN1dGxpbmUuZ2F0ZXdheS52MS5Kb2JTdGF0dXMSIQoZY3JlZGl0c19oZWxkX21pbGxpY3JlZGl0cxgDIAEoAxIkChxjcmVkaXRzX2NoYXJnZWRfbWlsbGljcmVkaXRzGAQgASgDEhQKDGVycm9yX3JlYXNvbhgFIAEoCRIVCg1lcnJvcl9tZXNzYWdlGAYgASgJEhoKEnByb2Nlc3NpbmdfdGltZV9tcxgHIAEoDRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbChNyZXN1bHRfY29udGVudF90eXBlGAogASgJEhAKCHByb2dyZXNzGAsgASgCIoEBCg1TdWJtaXRSZXF1ZXN0Eg0KBWltYWdlGAEgASgMEjMKB29wdGlvbnMYAiABKAsyIi5jdXRsaW5lLmluZmVyZW5jZS52MS5JbWFnZU9wdGlvbnMSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEhMKC3dlYmhvb2tfdXJsGBQgASgJIjYKDlN1Ym1pdFJlc3BvbnNlEiQKA2pvYhgBIAEoCzIXLmN1dGxpbmUuZ2F0ZXdheS52MS5Kb2IiNwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSFgoOaW5jbHVkZV9yZXN1bHQYAiABKAgiRgoOR2V0Sm9iUmVzcG9uc2USJAoDam9iGAEgASgLMhcuY3V0bGluZS5nYXRld2F5LnYxLkpvYhIOCgZyZXN1bHQYAiABKAwiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI4ChBXYXRjaEpvYlJlc3BvbnNlEiQKA2pvYhgBIAEoCzIXLmN1dGxpbmUuZ2F0ZXdheS52MS5Kb2IiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiOQoRQ2FuY2VsSm9iUmVzcG9uc2USJAoDam9iGAEgASgLMhcuY3V0bGluZS5nYXRld2F5LnYxLkpvYiI4Cg9MaXN0Sm9ic1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiUgoQTGlzdEpvYnNSZXNwb25zZRIlCgRqb2JzGAEgAygLMhcuY3V0bGluZS5nYXRld2F5LnYxLkpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkicgoSU3VibWl0QmF0Y2hSZXF1ZXN0Eg4KBmltYWdlcxgBIAMoDBIzCgdvcHRpb25zGAIgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCSJtCglCYXRjaEl0ZW0SDQoFaW5kZXgYASABKA0SJAoDam9iGAIgASgLMhcuY3V0bGluZS5nYXRld2F5LnYxLkpvYhIUCgxlcnJvcl9yZWFzb24YAyABKAkSFQoNZXJyb3JfbWVzc2FnZRgEIAEoCSJxCgVCYXRjaBIKCgJpZBgBIAEoCRIsCgVpdGVtcxgCIAMoCzIdLmN1dGxpbmUuZ2F0ZXdheS52MS5CYXRjaEl0ZW0SLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPwoTU3VibWl0QmF0Y2hSZXNwb25zZRIoCgViYXRjaBgBIAEoCzIZLmN1dGxpbmUuZ2F0ZXdheS52MS5CYXRjaCIjCg9HZXRCYXRjaFJlcXVlc3QSEAoIYmF0Y2hfaWQYASABKAkiPAoQR2V0QmF0Y2hSZXNwb25zZRIoCgViYXRjaBgBIAEoCzIZLmN1dGxpbmUuZ2F0ZXdheS52MS5CYXRjaCqhAQoJSm9iU3RhdHVzEhoKFkpPQl9TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFKT0JfU1RBVFVTX1FVRVVFRBABEhYKEkpPQl9TVEFUVVNfUlVOTklORxACEhgKFEpPQl9TVEFUVVNfU1VDQ0VFREVEEAMSFQoRSk9CX1NUQVRVU19GQUlMRUQQBBIYChRKT0JfU1RBVFVTX0NBTkNFTExFRBAFMu8ECgpKb2JTZXJ2aWNlEk8KBlN1Ym1pdBIhLmN1dGxpbmUuZ2F0ZXdheS52MS5TdWJtaXRSZXF1ZXN0GiIuY3V0bGluZS5nYXRld2F5LnYxLlN1Ym1pdFJlc3BvbnNlEk8KBkdldEpvYhIhLmN1dGxpbmUuZ2F0ZXdheS52MS5HZXRKb2JSZXF1ZXN0GiIuY3V0bGluZS5nYXRld2F5LnYxLkdldEpvYlJlc3BvbnNlElcKCFdhdGNoSm9iEiMuY3V0bGluZS5nYXRld2F5LnYxLldhdGNoSm9iUmVxdWVzdBokLmN1dGxpbmUuZ2F0ZXdheS52MS5XYXRjaEpvYlJlc3BvbnNlMAESWAoJQ2FuY2VsSm9iEiQuY3V0bGluZS5nYXRld2F5LnYxLkNhbmNlbEpvYlJlcXVlc3QaJS5jdXRsaW5lLmdhdGV3YXkudjEuQ2FuY2VsSm9iUmVzcG9uc2USVQoITGlzdEpvYnMSIy5jdXRsaW5lLmdhdGV3YXkudjEuTGlzdEpvYnNSZXF1ZXN0GiQuY3V0bGluZS5nYXRld2F5LnYxLkxpc3RKb2JzUmVzcG9uc2USXgoLU3VibWl0QmF0Y2gSJi5jdXRsaW5lLmdhdGV3YXkudjEuU3VibWl0QmF0Y2hSZXF1ZXN0GicuY3V0bGluZS5nYXRld2F5LnYxLlN1Ym1pdEJhdGNoUmVzcG9uc2USVQoIR2V0QmF0Y2gSIy5jdXRsaW5lLmdhdGV3YXkudjEuR2V0QmF0Y2hSZXF1ZXN0GiQuY3V0bGluZS5nYXRld2F5LnYxLkdldEJhdGNoUmVzcG9uc2ViBnByb3RvMw", [file_cutline_inference_v1_image_options, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message cutline.gateway.v1.Job
@@ -71,6 +71,13 @@ export type Job = Message<"cutline.gateway.v1.Job"> & {
    * @generated from field: string result_content_type = 10;
    */
   resultContentType: string;
+
+  /**
+   * How much of the work is done, 0 to 1: 0 while queued, the worker's stage while running, 1 once succeeded.
+   *
+   * @generated from field: float progress = 11;
+   */
+  progress: number;
 };
 
 /**
@@ -246,6 +253,203 @@ export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE_
   messageDesc(file_cutline_gateway_v1_job_service, 8);
 
 /**
+ * @generated from message cutline.gateway.v1.ListJobsRequest
+ */
+export type ListJobsRequest = Message<"cutline.gateway.v1.ListJobsRequest"> & {
+  /**
+   * Jobs per page, 1 to 100; 0 means 20.
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The previous page's next_page_token; empty for the first page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.ListJobsRequest.
+ * Use `create(ListJobsRequestSchema)` to create a new message.
+ */
+export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 9);
+
+/**
+ * @generated from message cutline.gateway.v1.ListJobsResponse
+ */
+export type ListJobsResponse = Message<"cutline.gateway.v1.ListJobsResponse"> & {
+  /**
+   * @generated from field: repeated cutline.gateway.v1.Job jobs = 1;
+   */
+  jobs: Job[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.ListJobsResponse.
+ * Use `create(ListJobsResponseSchema)` to create a new message.
+ */
+export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 10);
+
+/**
+ * @generated from message cutline.gateway.v1.SubmitBatchRequest
+ */
+export type SubmitBatchRequest = Message<"cutline.gateway.v1.SubmitBatchRequest"> & {
+  /**
+   * One image per item, at most BATCH_ITEMS_MAX (50 by default) per call.
+   *
+   * @generated from field: repeated bytes images = 1;
+   */
+  images: Uint8Array[];
+
+  /**
+   * The same options for every item.
+   *
+   * @generated from field: cutline.inference.v1.ImageOptions options = 2;
+   */
+  options?: ImageOptions | undefined;
+
+  /**
+   * @generated from field: string idempotency_key = 3;
+   */
+  idempotencyKey: string;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.SubmitBatchRequest.
+ * Use `create(SubmitBatchRequestSchema)` to create a new message.
+ */
+export const SubmitBatchRequestSchema: GenMessage<SubmitBatchRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 11);
+
+/**
+ * One image of a batch: the job it became, or the refusal that kept it from becoming one.
+ *
+ * @generated from message cutline.gateway.v1.BatchItem
+ */
+export type BatchItem = Message<"cutline.gateway.v1.BatchItem"> & {
+  /**
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * Unset when the item was refused.
+   *
+   * @generated from field: cutline.gateway.v1.Job job = 2;
+   */
+  job?: Job | undefined;
+
+  /**
+   * Set when the item was refused: a stable machine-readable reason and a human message.
+   *
+   * @generated from field: string error_reason = 3;
+   */
+  errorReason: string;
+
+  /**
+   * @generated from field: string error_message = 4;
+   */
+  errorMessage: string;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.BatchItem.
+ * Use `create(BatchItemSchema)` to create a new message.
+ */
+export const BatchItemSchema: GenMessage<BatchItem> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 12);
+
+/**
+ * @generated from message cutline.gateway.v1.Batch
+ */
+export type Batch = Message<"cutline.gateway.v1.Batch"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: repeated cutline.gateway.v1.BatchItem items = 2;
+   */
+  items: BatchItem[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 3;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.Batch.
+ * Use `create(BatchSchema)` to create a new message.
+ */
+export const BatchSchema: GenMessage<Batch> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 13);
+
+/**
+ * @generated from message cutline.gateway.v1.SubmitBatchResponse
+ */
+export type SubmitBatchResponse = Message<"cutline.gateway.v1.SubmitBatchResponse"> & {
+  /**
+   * @generated from field: cutline.gateway.v1.Batch batch = 1;
+   */
+  batch?: Batch | undefined;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.SubmitBatchResponse.
+ * Use `create(SubmitBatchResponseSchema)` to create a new message.
+ */
+export const SubmitBatchResponseSchema: GenMessage<SubmitBatchResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 14);
+
+/**
+ * @generated from message cutline.gateway.v1.GetBatchRequest
+ */
+export type GetBatchRequest = Message<"cutline.gateway.v1.GetBatchRequest"> & {
+  /**
+   * @generated from field: string batch_id = 1;
+   */
+  batchId: string;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.GetBatchRequest.
+ * Use `create(GetBatchRequestSchema)` to create a new message.
+ */
+export const GetBatchRequestSchema: GenMessage<GetBatchRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 15);
+
+/**
+ * @generated from message cutline.gateway.v1.GetBatchResponse
+ */
+export type GetBatchResponse = Message<"cutline.gateway.v1.GetBatchResponse"> & {
+  /**
+   * @generated from field: cutline.gateway.v1.Batch batch = 1;
+   */
+  batch?: Batch | undefined;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.GetBatchResponse.
+ * Use `create(GetBatchResponseSchema)` to create a new message.
+ */
+export const GetBatchResponseSchema: GenMessage<GetBatchResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 16);
+
+/**
  * @generated from enum cutline.gateway.v1.JobStatus
  */
 export enum JobStatus {
@@ -325,6 +529,38 @@ export const JobService: GenService<{
     methodKind: "unary";
     input: typeof CancelJobRequestSchema;
     output: typeof CancelJobResponseSchema;
+  },
+  /**
+   * The caller's jobs, newest first, a page at a time (REST: GET /v1/jobs).
+   *
+   * @generated from rpc cutline.gateway.v1.JobService.ListJobs
+   */
+  listJobs: {
+    methodKind: "unary";
+    input: typeof ListJobsRequestSchema;
+    output: typeof ListJobsResponseSchema;
+  },
+  /**
+   * Several images in one call (REST: POST /v1/matting/batch). Each item is its own job with its
+   * own hold: one item's refusal or failure never charges or fails the others. Idempotent on
+   * idempotency_key: a replay answers the first batch and charges nothing more.
+   *
+   * @generated from rpc cutline.gateway.v1.JobService.SubmitBatch
+   */
+  submitBatch: {
+    methodKind: "unary";
+    input: typeof SubmitBatchRequestSchema;
+    output: typeof SubmitBatchResponseSchema;
+  },
+  /**
+   * A batch and each item's job now (REST: GET /v1/batches/{id}).
+   *
+   * @generated from rpc cutline.gateway.v1.JobService.GetBatch
+   */
+  getBatch: {
+    methodKind: "unary";
+    input: typeof GetBatchRequestSchema;
+    output: typeof GetBatchResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_cutline_gateway_v1_job_service, 0);
