@@ -28,8 +28,8 @@ export const TRIAL_MILLICREDITS = 10_000n;
 export const IMAGE_MILLICREDITS = 250n;
 export const POLL_TIMEOUT_MS = 120_000;
 
-/** Starts a single node before the suite's tests and stops it after; the helpers they use. */
-export function publicApiNode(prefix: string) {
+/** Starts a single node before the suite's tests and stops it after; the helpers they use. `environment` adds to or overrides its variables. */
+export function publicApiNode(prefix: string, environment: Record<string, string> = {}) {
   const context = {
     node: undefined as unknown as SingleNode,
     dataDir: mkdtempSync(join(tmpdir(), `cutline-${prefix}-`)),
@@ -71,7 +71,7 @@ export function publicApiNode(prefix: string) {
   };
 
   before(async () => {
-    context.node = await startSingleNode({ CUTLINE_DATA_DIR: context.dataDir, PORT: "0", METRICS_PORT: "off", LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1" });
+    context.node = await startSingleNode({ CUTLINE_DATA_DIR: context.dataDir, PORT: "0", METRICS_PORT: "off", LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1", ...environment });
     await context.node.ready;
     const disc = (colour: string) =>
       Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64" fill="#d8e4f0"/><circle cx="32" cy="34" r="18" fill="${colour}"/></svg>`);
