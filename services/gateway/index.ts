@@ -13,6 +13,7 @@ import type { HttpRequest, HttpResponse, HttpRoutes } from "../common/server.ts"
 import type { ConnectError } from "@connectrpc/connect";
 import { AccountService } from "../common/gen/cutline/gateway/v1/account_service_pb.ts";
 import { AccountReads } from "./account-reads.ts";
+import { AccountWebhooks } from "./account-webhooks.ts";
 import { createAccountHandlers } from "./handlers/account.handlers.ts";
 import { accountRoutes } from "./handlers/account.routes.ts";
 import { docsRoutes } from "./handlers/docs.routes.ts";
@@ -23,6 +24,7 @@ import { createImageHandlers } from "./handlers/image.handlers.ts";
 import { createKeyHandlers } from "./handlers/key.handlers.ts";
 import { createJobHandlers } from "./handlers/job.handlers.ts";
 import { createWebhookHandlers } from "./handlers/webhook.handlers.ts";
+import { webhookRoutes } from "./handlers/webhooks.routes.ts";
 import { createBatchesRoutes } from "./handlers/batches.routes.ts";
 import { createJobsRoutes } from "./handlers/jobs.routes.ts";
 import { createMattingRoutes } from "./handlers/matting.routes.ts";
@@ -82,6 +84,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
   const accountReads = new AccountReads(deps.billing, monthlyCalls, { longestSide: deps.limits.longestSide, readRequestsPerMinute: deps.limits.readRequestsPerMinute });
   const resultLinks = new ResultLinks(deps.resultUrls ?? { key: randomBytes(32).toString("hex"), ttlSeconds: 24 * 60 * 60 });
   const jobReads = new JobReads(deps.orchestrator);
+  const accountWebhooks = new AccountWebhooks(apiKeys, imageJobs, deps.orchestrator);
   // The same gateway database; its schema type lists api_keys, the batch store's the batch tables.
   const batches = new BatchStore(deps.db as unknown as Kysely<BatchSchema>);
   const jobBatches = new JobBatches(imageJobs, jobReads, batches, deps.log, { batchItemsMax: deps.limits.batchItemsMax ?? 50 });
@@ -111,6 +114,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     { method: "DELETE", path: "/v1/jobs/{id}", handle: via(families.jobs) },
     { method: "GET", path: "/v1/results/{id}", handle: via(families.results) },
     ...accountRoutes(apiKeys, accountReads),
+    ...webhookRoutes(accountWebhooks, jobReads),
     ...docsRoutes(),
   ];
   return {
@@ -123,7 +127,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
       router.service(AccountService, createAccountHandlers(apiKeys, accountReads));
       router.service(ImageService, createImageHandlers(admissions, imageJobs));
       router.service(JobService, createJobHandlers({ apiKeys, admissions, imageJobs, orchestrator: deps.orchestrator, jobReads, jobBatches }));
-      router.service(WebhookService, createWebhookHandlers(apiKeys, imageJobs, deps.orchestrator));
+      router.service(WebhookService, createWebhookHandlers(accountWebhooks));
       router.service(KeyService, createKeyHandlers(apiKeys, deps.billing));
     },
     async start() {

@@ -78,7 +78,7 @@ const credits = (description: string): JsonSchema => ({ type: "number", descript
 /** The refusals every authenticated route may answer. */
 const AUTHENTICATED_ERRORS = { "401": errorResponse("Unauthenticated"), "429": errorResponse("TooManyRequests"), "500": errorResponse("Internal") };
 
-const IMAGE_HEADERS: Response["headers"] = {
+const IMAGE_HEADERS = {
   "X-Job-Id": { description: "The job that made the image.", schema: { type: "string" } },
   "X-Credits-Charged": { description: "Credits captured for this call (decimal credits).", schema: { type: "string", examples: ["0.25"] } },
   "X-Credits-Remaining": { description: "Credits available after the call (decimal credits).", schema: { type: "string" } },
@@ -86,7 +86,7 @@ const IMAGE_HEADERS: Response["headers"] = {
   "X-RateLimit-Limit": { description: "Requests per minute the plan allows.", schema: { type: "integer" } },
   "X-RateLimit-Remaining": { description: "Requests left in the current window.", schema: { type: "integer" } },
   "X-RateLimit-Reset": { description: "When the window resets, in Unix seconds.", schema: { type: "integer" } },
-};
+} satisfies Response["headers"];
 
 const IMAGE_OPTIONS: Record<string, JsonSchema> = {
   size: { type: "string", enum: ["preview", "small", "full", "auto", "hd"], default: "full", description: "Output size; hd is priced at the HD multiplier." },
@@ -165,6 +165,7 @@ function buildDocument(): OpenApiDocument {
       { name: "Images", description: "Background removal and smart crop, synchronous or asynchronous." },
       { name: "Jobs", description: "Asynchronous jobs, batches and their results." },
       { name: "Account", description: "Quotes, balance and usage of the caller's own account." },
+      { name: "Webhooks", description: "The account's webhook URL and signing secret, and each job's delivery log." },
       { name: "Reference", description: "This document and its rendering." },
     ],
     security: [{ ApiKey: [] }, { Bearer: [] }],
@@ -240,11 +241,75 @@ function buildDocument(): OpenApiDocument {
             { name: "signature", in: "query", required: true, description: "The URL's signature (hex).", schema: { type: "string" } },
           ],
           responses: {
-            "200": { description: "The result.", content: { "image/png": { schema: { type: "string", format: "binary" } } } },
+            "200": {
+              description: "The result. X-RateLimit-* report the account's read budget (READ_REQUESTS_PER_MINUTE), which result fetches count against.",
+              headers: IMAGE_HEADERS,
+              content: { "image/png": { schema: { type: "string", format: "binary" } } },
+            },
             "403": errorResponse("Forbidden"),
+            "429": errorResponse("TooManyRequests"),
             "404": errorResponse("NotFound"),
             "500": errorResponse("Internal"),
           },
+        },
+      },
+      "/v1/jobs/{id}/webhook-deliveries": {
+        get: {
+          operationId: "listWebhookDeliveries",
+          summary: "A job's webhook deliveries, each with its attempts",
+          tags: ["Webhooks"],
+          parameters: [JOB_ID],
+          responses: {
+            "200": { description: "The delivery log.", content: json({ type: "object", required: ["deliveries"], properties: { deliveries: { type: "array", items: ref("WebhookDelivery") } } }) },
+            "404": errorResponse("NotFound"),
+            ...AUTHENTICATED_ERRORS,
+          },
+        },
+      },
+      "/v1/jobs/{id}/webhook-deliveries/{delivery_id}/redeliver": {
+        post: {
+          operationId: "redeliverWebhook",
+          summary: "Send a delivery again now",
+          description: "One attempt, whatever the delivery's status, signed with the current secret and added to its log.",
+          tags: ["Webhooks"],
+          parameters: [JOB_ID, { name: "delivery_id", in: "path", required: true, description: "The delivery's id (from the delivery log).", schema: { type: "string" } }],
+          responses: {
+            "200": { description: "The delivery after the attempt.", content: json({ type: "object", required: ["delivery"], properties: { delivery: ref("WebhookDelivery") } }) },
+            "404": errorResponse("NotFound"),
+            ...AUTHENTICATED_ERRORS,
+          },
+        },
+      },
+      "/v1/webhook": {
+        get: {
+          operationId: "getWebhookUrl",
+          summary: "The account's webhook URL",
+          description: "Jobs submitted without their own webhook_url are reported here.",
+          tags: ["Webhooks"],
+          responses: { "200": { description: "The URL, or null for none.", content: json(ref("WebhookUrl")) }, ...AUTHENTICATED_ERRORS },
+        },
+        put: {
+          operationId: "setWebhookUrl",
+          summary: "Set or clear the account's webhook URL",
+          tags: ["Webhooks"],
+          requestBody: { required: true, content: json(ref("WebhookUrl"), { webhook_url: "https://example.com/hooks/cutline" }) },
+          responses: { "200": { description: "The URL now.", content: json(ref("WebhookUrl")) }, "400": errorResponse("BadRequest"), ...AUTHENTICATED_ERRORS },
+        },
+      },
+      "/v1/webhook/secret": {
+        get: {
+          operationId: "getWebhookSecret",
+          summary: "The account's webhook signing secret",
+          description: "Cutline-Signature: t=<unix seconds>,v1=<lowercase hex HMAC-SHA256(key = the secret's UTF-8 bytes, message = \"<t>.<raw body>\")>.",
+          tags: ["Webhooks"],
+          responses: { "200": { description: "The secret.", content: json(ref("WebhookSecret")) }, ...AUTHENTICATED_ERRORS },
+        },
+        post: {
+          operationId: "rotateWebhookSecret",
+          summary: "Replace the account's webhook signing secret",
+          description: "Deliveries sent from now on, retries included, are signed with the new secret.",
+          tags: ["Webhooks"],
+          responses: { "200": { description: "The new secret.", content: json(ref("WebhookSecret")) }, ...AUTHENTICATED_ERRORS },
         },
       },
       "/v1/quote": {
@@ -353,6 +418,44 @@ function buildDocument(): OpenApiDocument {
             },
           },
         },
+        WebhookUrl: {
+          type: "object",
+          required: ["webhook_url"],
+          properties: { webhook_url: { type: ["string", "null"], format: "uri", description: "A public https or http URL; null clears it." } },
+        },
+        WebhookSecret: { type: "object", required: ["secret"], properties: { secret: { type: "string", description: "The HMAC key, as its UTF-8 bytes." } } },
+        WebhookDelivery: {
+          type: "object",
+          required: ["id", "job_id", "type", "url", "status", "attempts", "body", "attempt_log"],
+          properties: {
+            id: { type: "string" },
+            job_id: { type: "string" },
+            type: { type: "string", examples: ["job.succeeded", "job.failed"] },
+            url: { type: "string", format: "uri" },
+            status: { type: "string", enum: ["pending", "delivered", "failed"] },
+            attempts: { type: "integer", minimum: 0 },
+            next_attempt_at: { type: ["string", "null"], format: "date-time", description: "While pending: when the next retry goes." },
+            last_status_code: { type: ["integer", "null"] },
+            last_error: { type: ["string", "null"] },
+            created_at: { type: ["string", "null"], format: "date-time" },
+            delivered_at: { type: ["string", "null"], format: "date-time" },
+            body: { type: "string", description: "The JSON body sent, exactly as signed." },
+            attempt_log: {
+              type: "array",
+              items: {
+                type: "object",
+                required: ["attempt", "attempted_at", "status_code", "error", "duration_ms"],
+                properties: {
+                  attempt: { type: "integer", minimum: 1 },
+                  attempted_at: { type: ["string", "null"], format: "date-time" },
+                  status_code: { type: ["integer", "null"] },
+                  error: { type: ["string", "null"] },
+                  duration_ms: { type: "integer", minimum: 0 },
+                },
+              },
+            },
+          },
+        },
         QuoteRequest: {
           type: "object",
           required: ["operation", "width", "height"],
@@ -430,7 +533,12 @@ function buildDocument(): OpenApiDocument {
         IdempotencyConflict: { description: "The Idempotency-Key was used with another body.", content: json(ref("Error")) },
         TooManyRequests: {
           description: "A plan limit: rate_limited, concurrency_limited, read_rate_limited, monthly_quota_exceeded. Retry after Retry-After seconds.",
-          headers: { "Retry-After": { description: "Seconds to wait (for monthly_quota_exceeded: until the billing cycle renews).", schema: { type: "integer" } } },
+          headers: {
+            "Retry-After": { description: "Seconds to wait (for monthly_quota_exceeded: until the billing cycle renews).", schema: { type: "integer" } },
+            "X-RateLimit-Limit": IMAGE_HEADERS["X-RateLimit-Limit"]!,
+            "X-RateLimit-Remaining": IMAGE_HEADERS["X-RateLimit-Remaining"]!,
+            "X-RateLimit-Reset": IMAGE_HEADERS["X-RateLimit-Reset"]!,
+          },
           content: json(ref("Error")),
         },
         Internal: { description: "A server fault (internal); nothing was charged.", content: json(ref("Error")) },

@@ -7,7 +7,7 @@ import { ImageOptionsSchema, OutputFormat, OutputSize, type ImageOptions } from 
 import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
 import { authenticate } from "../authentication.ts";
-import { checkedIdempotencyKey, type Admission } from "../image-jobs.ts";
+import { checkedIdempotencyKey, rateLimitHeadersOf, type Admission } from "../image-jobs.ts";
 import { jobJson } from "./jobs.routes.ts";
 import { headersOf } from "./upload.admission.ts";
 import { formatCredits } from "../../common/credits.ts";
@@ -88,12 +88,7 @@ export function optionSource(form: FormData | undefined, query: URLSearchParams)
 
 /** The X-RateLimit-* headers from the admission: the per-minute budget after this call. */
 export function rateLimitHeaders(admission: Admission): Record<string, string> {
-  if (!admission.rate) return {};
-  return {
-    "x-ratelimit-limit": String(admission.rate.limit),
-    "x-ratelimit-remaining": String(admission.rate.remaining),
-    "x-ratelimit-reset": String(admission.rate.resetAtSeconds),
-  };
+  return rateLimitHeadersOf(admission.rate);
 }
 
 interface Upload {

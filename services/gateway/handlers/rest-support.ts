@@ -118,16 +118,16 @@ export function sendError(request: HttpRequest, response: HttpResponse, error: u
   if (status >= 500) log.error({ err: connectError.cause ?? error }, "REST request failed");
   else log.info({ url: request.url, code: reasonOf(connectError) }, connectError.rawMessage);
   if (response.headersSent || response.destroyed) return;
-  const headers: Record<string, string> = { "content-type": "application/json" };
+  const native = nativeErrorOf(error);
+  // Retry-After and X-RateLimit-* where the refusal carries them.
+  const headers: Record<string, string> = { "content-type": "application/json", ...native.headers };
   // Refused before the body ended: close rather than let Node read (and discard) the rest of it.
   if (!request.complete) headers.connection = "close";
-  const retryAfter = connectError.metadata.get("retry-after");
-  if (retryAfter) headers["retry-after"] = retryAfter;
   const jobId = connectError.metadata.get("cutline-job-id");
   if (jobId) headers["x-job-id"] = jobId;
   response.writeHead(status, headers);
   // The one native error shape (title, code, detail); a server fault's own message never leaves.
-  const body: Record<string, string> = { ...nativeErrorOf(error).body };
+  const body: Record<string, string> = { ...native.body };
   // Out of credits (402): say what the balance is, what the call costs and how to top up.
   const billing = connectError.findDetails(BillingErrorDetailSchema)[0];
   if (billing?.reason === "insufficient_credits") {
