@@ -15,7 +15,7 @@ import type { Running } from "./common/runtime.ts";
 import { serverOptionsOf, startServiceServer } from "./common/server.ts";
 import { imageLimitsOf } from "./common/images/image-limits.ts";
 import { createUploadInspector } from "./common/images/upload.inspector.ts";
-import { adminTokenOf, connectReadBytesMaxOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptionsOf } from "./gateway/gateway.config.ts";
+import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptionsOf } from "./gateway/gateway.config.ts";
 import { createGateway } from "./gateway/index.ts";
 import { createSegmentationEngine, startSegmentConsumer } from "./inference/index.ts";
 import { loadInferenceServiceConfig } from "./inference/inference.config.ts";
@@ -150,7 +150,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     httpRoutes: gateway.httpRoutes,
     admit: gateway.admit,
     corsAllowedOrigins: config.gateway.CORS_ALLOWED_ORIGINS,
-    readBytesMax: connectReadBytesMaxOf(config.gateway),
+    readBytesMax: config.gateway.UPLOAD_BYTES_MAX + 1024 * 1024,
     shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
     ...serverOptionsOf(common),
   });

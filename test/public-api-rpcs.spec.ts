@@ -10,6 +10,8 @@ import { JobService, JobStatus, type Batch } from "../services/common/gen/cutlin
 import { IMAGE_MILLICREDITS, POLL_TIMEOUT_MS, publicApiNode, TRIAL_MILLICREDITS, type BatchJson, type JobJson } from "./public-api.testing.ts";
 
 const BATCH_ITEMS_MAX = 3;
+// Small, so a batch message past the server's per-upload read limit (this plus 1 MiB) is quick to build.
+const UPLOAD_BYTES_MAX = 256 * 1024;
 
 function refusedWith(code: Code, reason: string) {
   return (error: unknown) => {
@@ -21,7 +23,11 @@ function refusedWith(code: Code, reason: string) {
 
 describe("JobService RPCs on a single node", () => {
   // Every stage reported (the default skips stages under 100 ms apart), and a small batch limit to refuse.
-  const api = publicApiNode("public-api-rpcs", { INFERENCE_STAGE_PROGRESS_MS_MIN: "0", BATCH_ITEMS_MAX: String(BATCH_ITEMS_MAX) });
+  const api = publicApiNode("public-api-rpcs", {
+    INFERENCE_STAGE_PROGRESS_MS_MIN: "0",
+    BATCH_ITEMS_MAX: String(BATCH_ITEMS_MAX),
+    UPLOAD_BYTES_MAX: String(UPLOAD_BYTES_MAX),
+  });
   const { account, balance, getJob } = api;
   let jobs: Client<typeof JobService>;
   const as = (key: string, headers: Record<string, string> = {}) => ({ headers: { "x-api-key": key, ...headers } });
@@ -135,6 +141,13 @@ describe("JobService RPCs on a single node", () => {
     });
     await assert.rejects(jobs.submitBatch({ images: [] }, as(key)), refusedWith(Code.InvalidArgument, "missing_image"));
     assert.deepEqual(await balance(accountId), { available: charged, held: 0n }, "refused batches hold nothing");
+
+    // One message larger than any single upload may be (it holds the whole batch); each image is still held to UPLOAD_BYTES_MAX.
+    const large = Array.from({ length: BATCH_ITEMS_MAX }, () => new Uint8Array(UPLOAD_BYTES_MAX * 2).fill(7));
+    const oversized = (await jobs.submitBatch({ images: large }, as(key))).batch!;
+    assert.deepEqual(oversized.items.map((item) => [item.job, item.errorReason]), large.map(() => [undefined, "too_many_bytes"]));
+    assert.match(oversized.items[0]!.errorMessage, /524288 bytes; the upload limit is 262144 bytes \(UPLOAD_BYTES_MAX\)/);
+    assert.deepEqual(await balance(accountId), { available: charged, held: 0n }, "refused items hold nothing");
 
     const stranger = await account();
     await assert.rejects(jobs.getBatch({ batchId: batch.id }, as(stranger.key)), refusedWith(Code.NotFound, "batch_not_found"));

@@ -56,18 +56,6 @@ export function imageJobsOptionsOf(config: GatewayConfig): ImageJobsOptions & { 
   };
 }
 
-/** Room for a message's other fields and framing on top of its image bytes. */
-const MESSAGE_OVERHEAD_BYTES = 1024 * 1024;
-
-/**
- * Largest Connect message the gateway reads, in bytes: one upload (UPLOAD_BYTES_MAX), or a whole
- * JobService.SubmitBatch (BATCH_BYTES_MAX, as for POST /v1/matting/batch), whichever is larger.
- * Each image in it is still held to UPLOAD_BYTES_MAX and the plan's limit by ImageJobs.
- */
-export function connectReadBytesMaxOf(config: Pick<GatewayConfig, "UPLOAD_BYTES_MAX" | "BATCH_BYTES_MAX">): number {
-  return Math.max(config.UPLOAD_BYTES_MAX, config.BATCH_BYTES_MAX) + MESSAGE_OVERHEAD_BYTES;
-}
-
 /**
  * The admin API's token: CUTLINE_ADMIN_TOKEN, else the one kept in $CUTLINE_DATA_DIR/admin-token
  * (generated at first start). `file` says where a kept one is, for the operator.

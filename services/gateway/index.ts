@@ -40,6 +40,9 @@ import { BatchStore, type BatchSchema } from "./store/batch.store.ts";
 import { gatewayMigrations } from "./store/migrations.ts";
 import { MonthlyCallStore, type MonthlyCallSchema } from "./store/monthly-call.store.ts";
 
+/** Room for a Connect message's other fields and framing on top of its image bytes. */
+const MESSAGE_OVERHEAD_BYTES = 1024 * 1024;
+
 export interface GatewayDependencies {
   db: Kysely<GatewaySchema>;
   blobStore: BlobStore;
@@ -83,6 +86,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
   const admissions = new UploadAdmissions(apiKeys, imageJobs);
   const accountReads = new AccountReads(deps.billing, monthlyCalls, { longestSide: deps.limits.longestSide, readRequestsPerMinute: deps.limits.readRequestsPerMinute });
   const resultLinks = new ResultLinks(deps.resultUrls ?? { key: randomBytes(32).toString("hex"), ttlSeconds: 24 * 60 * 60 });
+  const batchBytesMax = deps.limits.batchBytesMax ?? 64 * 1024 * 1024;
   const jobReads = new JobReads(deps.orchestrator);
   const accountWebhooks = new AccountWebhooks(apiKeys, imageJobs, deps.orchestrator);
   // The same gateway database; its schema type lists api_keys, the batch store's the batch tables.
@@ -99,7 +103,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     log: deps.log,
     limits: {
       uploadBytesMax: deps.limits.uploadBytesMax,
-      batchBytesMax: deps.limits.batchBytesMax ?? 64 * 1024 * 1024,
+      batchBytesMax,
     },
   };
   const families = { matting: createMattingRoutes(rest), jobs: createJobsRoutes(rest), results: createResultsRoutes(rest), batches: createBatchesRoutes(rest) };
@@ -126,7 +130,11 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     routes(router) {
       router.service(AccountService, createAccountHandlers(apiKeys, accountReads));
       router.service(ImageService, createImageHandlers(admissions, imageJobs));
-      router.service(JobService, createJobHandlers({ apiKeys, admissions, imageJobs, orchestrator: deps.orchestrator, jobReads, jobBatches }));
+      // SubmitBatch is one message holding every image: JobService reads up to a whole batch
+      // (BATCH_BYTES_MAX, as POST /v1/matting/batch does); the other services keep the server's limit.
+      router.service(JobService, createJobHandlers({ apiKeys, admissions, imageJobs, orchestrator: deps.orchestrator, jobReads, jobBatches }), {
+        readMaxBytes: Math.max(deps.limits.uploadBytesMax, batchBytesMax) + MESSAGE_OVERHEAD_BYTES,
+      });
       router.service(WebhookService, createWebhookHandlers(accountWebhooks));
       router.service(KeyService, createKeyHandlers(apiKeys, deps.billing));
     },

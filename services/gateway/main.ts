@@ -9,7 +9,7 @@ import { requireServiceToken } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { imageLimitsOf } from "../common/images/image-limits.ts";
 import { createUploadInspector } from "../common/images/upload.inspector.ts";
-import { adminTokenOf, connectReadBytesMaxOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptionsOf } from "./gateway.config.ts";
+import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptionsOf } from "./gateway.config.ts";
 import { createGateway } from "./index.ts";
 import type { GatewaySchema } from "./store/api-key.store.ts";
 import { openPorts, openServiceDatabase } from "../common/wiring.ts";
@@ -48,7 +48,7 @@ await runMain("gateway", async () => {
     httpRoutes: gateway.httpRoutes,
     admit: gateway.admit,
     corsAllowedOrigins: config.CORS_ALLOWED_ORIGINS,
-    readBytesMax: connectReadBytesMaxOf(config),
+    readBytesMax: config.UPLOAD_BYTES_MAX + 1024 * 1024,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     ...serverOptionsOf(config),
   });

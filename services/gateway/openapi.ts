@@ -176,7 +176,7 @@ function buildDocument(): OpenApiDocument {
         post: {
           operationId: "submitBatch",
           summary: "Submit a batch of images",
-          description: "Repeated image_file fields, or JSON {\"image_urls\":[..]}, up to the plan's batch limit. One item's failure never charges or fails the others.",
+          description: "Repeated image_file fields, or JSON {\"image_urls\":[..]}, up to BATCH_ITEMS_MAX images (50 by default) and BATCH_BYTES_MAX bytes per call. One item's failure never charges or fails the others. JobService.SubmitBatch is the same call over Connect/gRPC.",
           tags: ["Jobs"],
           parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
           requestBody: {

@@ -36,7 +36,7 @@ export interface SegmentConsumerOptions {
   /**
    * Least time between two stage reports of one task (job.progress with its fraction); a stage
    * that ends sooner is not reported, so quick images cost the orchestrator no extra writes.
-   * 0 reports every stage. @default 100 ms
+   * 0 reports every stage. @default 500 ms
    */
   stageProgressMsMin?: number;
   /** Tasks taken at once. @default the engine's capacity (queue + running batches), so the batcher never refuses one */
@@ -70,7 +70,9 @@ const defaultLimits = {
   retryDelayMsMax: 30_000,
   workingIntervalMs: 10_000,
   progressIntervalMs: 60_000,
-  stageProgressMsMin: 100,
+  // Half a second: a job that ends sooner needs no progress bar, and each report is a job write
+  // and a wake-up of every watcher (the synchronous caller's included).
+  stageProgressMsMin: 500,
 };
 
 /**
