@@ -76,7 +76,7 @@ const defaultLimits = {
 };
 
 /**
- * The fraction of a task done when each stage ends. Rough shares of a 1 MP photo's time on CPU,
+ * The fraction of a task done when each stage ends: estimated shares (not measured) of a 1 MP photo on CPU,
  * where the model dominates (decode and resize tens of ms, the model hundreds, refine and encode
  * tens each); the last stretch, encoding and storing the result, ends with job.succeeded (1).
  */
