@@ -252,6 +252,29 @@ describe("job lifecycle", () => {
     assert.deepEqual([done.status, done.progress], ["succeeded", 1]);
   });
 
+  it("a watch that has waited out poll intervals still wakes at once on a change made in this process", async () => {
+    const { job } = await submitted();
+    // A long poll interval, so only the in-process wake-up can deliver the change in time.
+    const watchPollMs = 3000;
+    const watching = new JobLifecycle(jobs, workQueue, blobs, billingClient(), log, { watchPollMs });
+    const stop = new AbortController();
+    const updates = watching.watch(job.id, stop.signal);
+    try {
+      assert.equal((await updates.next()).value?.status, "queued");
+      const next = updates.next();
+      // One poll interval passes with no change: its wake-up must not be lost to the timeout.
+      await new Promise((resolve) => setTimeout(resolve, watchPollMs + 500));
+      const changedAt = Date.now();
+      await watching.onTaskEvent(event({ jobId: job.id, outcome: { case: "started", value: { deliveryCount: 1 } } }));
+      assert.equal((await next).value?.status, "running");
+      const delayMs = Date.now() - changedAt;
+      assert.ok(delayMs < watchPollMs / 2, `the change was seen ${delayMs} ms after it was made`);
+    } finally {
+      stop.abort();
+      await updates.return(undefined);
+    }
+  });
+
   it("a full queue fails the submission with queue_full and returns the credits", async () => {
     while ((await workQueue.depth()) < QUEUE_LENGTH) await submitted();
     await assert.rejects(submitted(), (error: unknown) => {
