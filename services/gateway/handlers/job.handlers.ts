@@ -6,6 +6,7 @@ import { BatchItemSchema, BatchSchema, JobSchema, JobStatus, type Batch, type Jo
 import type { Job as InternalJob, OrchestratorService } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { authenticate } from "../authentication.ts";
 import { checkedIdempotencyKey, type ImageJobs } from "../image-jobs.ts";
+import type { ImageUrls } from "../image-urls.ts";
 import type { BatchView, JobBatches } from "../job-batches.ts";
 import { checkedPageSize, jobNotFound, type JobReads } from "../job-reads.ts";
 import type { ApiKeyOwner, ApiKeyStore } from "../store/api-key.store.ts";
@@ -62,10 +63,12 @@ export interface JobHandlerDependencies {
   orchestrator: Client<typeof OrchestratorService>;
   jobReads: JobReads;
   jobBatches: JobBatches;
+  /** Fetches Submit's image_url and background_image_url through the outbound guard. */
+  imageUrls: ImageUrls;
 }
 
 export function createJobHandlers(deps: JobHandlerDependencies): ServiceImpl<typeof JobService> {
-  const { admissions, imageJobs, orchestrator, jobReads, jobBatches } = deps;
+  const { admissions, imageJobs, orchestrator, jobReads, jobBatches, imageUrls } = deps;
   // Reads are cheap one by one, but a client polling in a loop (or watching thousands of jobs)
   // costs the orchestrator a query each: they have their own per-account budget.
   async function reader(headers: Headers): Promise<ApiKeyOwner> {
@@ -79,7 +82,8 @@ export function createJobHandlers(deps: JobHandlerDependencies): ServiceImpl<typ
       const idempotencyKey = checkedIdempotencyKey(request.idempotencyKey || context.requestHeader.get("idempotency-key"));
       const admission = await admissions.take(context.requestHeader, { slot: false });
       try {
-        return { job: publicJob(await imageJobs.submit(admission, request.image, request.options, idempotencyKey, { webhookUrl: request.webhookUrl })) };
+        const input = await imageUrls.resolveTyped(request, { plan: admission.plan, signal: context.signal });
+        return { job: publicJob(await imageJobs.submit(admission, input.image, input.options, idempotencyKey, { webhookUrl: request.webhookUrl })) };
       } finally {
         admission.release();
       }
@@ -127,7 +131,7 @@ export function createJobHandlers(deps: JobHandlerDependencies): ServiceImpl<typ
       const admission = await admissions.take(context.requestHeader, { slot: false });
       try {
         const options = request.options ?? create(ImageOptionsSchema);
-        return { batch: publicBatch(await jobBatches.submit(admission, request.images, options, idempotencyKey)) };
+        return { batch: publicBatch(await jobBatches.submit(admission, request.images.map((bytes) => ({ bytes })), options, idempotencyKey)) };
       } finally {
         admission.release();
       }

@@ -10,6 +10,7 @@ import type { OrchestratorService } from "../../common/gen/cutline/orchestrator/
 import type { BlobStore } from "../../common/ports/blob-store.ts";
 import type { HttpRequest, HttpResponse } from "../../common/server.ts";
 import type { ImageJobs } from "../image-jobs.ts";
+import type { ImageUrls } from "../image-urls.ts";
 import type { ResultLinks } from "../result-links.ts";
 import type { ApiKeyStore } from "../store/api-key.store.ts";
 import type { JobBatches } from "../job-batches.ts";
@@ -147,6 +148,8 @@ export function urlOf(request: HttpRequest): URL {
 export interface RestDependencies {
   apiKeys: ApiKeyStore;
   imageJobs: ImageJobs;
+  /** Fetches image_url and bg_image_url through the outbound guard. */
+  imageUrls: ImageUrls;
   orchestrator: Client<typeof OrchestratorService>;
   blobs: BlobStore;
   resultLinks: ResultLinks;

@@ -39,7 +39,7 @@ export function createResultsRoutes(deps: RestDependencies): HttpRoutes {
       // The link carries no API key: its fetches count against the job's account's read budget
       // (READ_REQUESTS_PER_MINUTE), which the X-RateLimit-* headers report.
       const rate = deps.imageJobs.takeReadToken({ accountId: job.accountId });
-      if (job.filesDeleted) throw resultGone(jobId, "its files were deleted on request");
+      if (job.filesDeleted) throw resultGone(jobId, job.filesExpired ? "it is past its account's retention and was deleted" : "its files were deleted on request");
       const blob = await deps.blobs.get(job.resultBlobKey);
       if (!blob) throw resultGone(jobId, "it is past its retention and was deleted");
       response.writeHead(200, {

@@ -218,6 +218,7 @@ class TaskHandler {
       contentType: result.contentType,
       width: result.width,
       height: result.height,
+      foreground: result.foreground,
       processingTimeMs: Math.round(performance.now() - progress.started),
     };
     await this.publish(create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "succeeded", value: succeeded } }), JOB_SUCCEEDED_SUBJECT);
@@ -240,7 +241,9 @@ class TaskHandler {
       return;
     }
     this.log.error({ err: error, jobId: task.jobId, deliveryCount: message.deliveryCount }, "segment task failed on its last delivery");
-    await this.failed(task, failure);
+    // The fault's own reason stays (one code per reason); the message says the retries ran out.
+    const attempts = `; it failed ${message.deliveryCount} times, the last retry JOB_RETRY_MAX allows, and its credits were returned`;
+    await this.failed(task, new InferenceError(failure.reason, `${failure.message}${attempts}`, { cause: error }));
     await message.term(failure.reason);
   }
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/inference/v1/task.proto.
  */
 export const file_cutline_inference_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jdXRsaW5lL2luZmVyZW5jZS92MS90YXNrLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSLXAQoLU2VnbWVudFRhc2sSDgoGam9iX2lkGAEgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAIgASgJEhcKD3Jlc3VsdF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhUKDWhpZ2hfcHJpb3JpdHkYBSABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgGIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAcgASgJIoICCglUYXNrRXZlbnQSDgoGam9iX2lkGAEgASgJEjgKCXN1Y2NlZWRlZBgCIAEoCzIjLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tTdWNjZWVkZWRIABIyCgZmYWlsZWQYAyABKAsyIC5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrRmFpbGVkSAASNAoHc3RhcnRlZBgEIAEoCzIhLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tTdGFydGVkSAASNgoIcHJvZ3Jlc3MYBSABKAsyIi5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrUHJvZ3Jlc3NIAEIJCgdvdXRjb21lIkMKDFRhc2tQcm9ncmVzcxISCgplbGFwc2VkX21zGAEgASgNEhAKCGZyYWN0aW9uGAIgASgCEg0KBXN0YWdlGAMgASgJIiUKC1Rhc2tTdGFydGVkEhYKDmRlbGl2ZXJ5X2NvdW50GAEgASgNInkKDVRhc2tTdWNjZWVkZWQSFwoPcmVzdWx0X2Jsb2Jfa2V5GAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRINCgV3aWR0aBgDIAEoDRIOCgZoZWlnaHQYBCABKA0SGgoScHJvY2Vzc2luZ190aW1lX21zGAUgASgNIkEKClRhc2tGYWlsZWQSEgoKdXNlcl9lcnJvchgBIAEoCBIOCgZyZWFzb24YAiABKAkSDwoHbWVzc2FnZRgDIAEoCWIGcHJvdG8z", [file_cutline_inference_v1_image_options]);
+  fileDesc("Ch9jdXRsaW5lL2luZmVyZW5jZS92MS90YXNrLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSLXAQoLU2VnbWVudFRhc2sSDgoGam9iX2lkGAEgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAIgASgJEhcKD3Jlc3VsdF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhUKDWhpZ2hfcHJpb3JpdHkYBSABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgGIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAcgASgJIoICCglUYXNrRXZlbnQSDgoGam9iX2lkGAEgASgJEjgKCXN1Y2NlZWRlZBgCIAEoCzIjLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tTdWNjZWVkZWRIABIyCgZmYWlsZWQYAyABKAsyIC5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrRmFpbGVkSAASNAoHc3RhcnRlZBgEIAEoCzIhLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tTdGFydGVkSAASNgoIcHJvZ3Jlc3MYBSABKAsyIi5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrUHJvZ3Jlc3NIAEIJCgdvdXRjb21lIkMKDFRhc2tQcm9ncmVzcxISCgplbGFwc2VkX21zGAEgASgNEhAKCGZyYWN0aW9uGAIgASgCEg0KBXN0YWdlGAMgASgJIiUKC1Rhc2tTdGFydGVkEhYKDmRlbGl2ZXJ5X2NvdW50GAEgASgNIq8BCg1UYXNrU3VjY2VlZGVkEhcKD3Jlc3VsdF9ibG9iX2tleRgBIAEoCRIUCgxjb250ZW50X3R5cGUYAiABKAkSDQoFd2lkdGgYAyABKA0SDgoGaGVpZ2h0GAQgASgNEhoKEnByb2Nlc3NpbmdfdGltZV9tcxgFIAEoDRI0Cgpmb3JlZ3JvdW5kGBQgASgLMiAuY3V0bGluZS5pbmZlcmVuY2UudjEuU3ViamVjdEJveCJGCgpTdWJqZWN0Qm94EgwKBGxlZnQYASABKA0SCwoDdG9wGAIgASgNEg0KBXdpZHRoGAMgASgNEg4KBmhlaWdodBgEIAEoDSJBCgpUYXNrRmFpbGVkEhIKCnVzZXJfZXJyb3IYASABKAgSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAliBnByb3RvMw", [file_cutline_inference_v1_image_options]);
 
 /**
  * A work-queue message from the orchestrator to an inference worker.
@@ -186,6 +186,8 @@ export type TaskSucceeded = Message<"cutline.inference.v1.TaskSucceeded"> & {
   contentType: string;
 
   /**
+   * The result image's size, in pixels.
+   *
    * @generated from field: uint32 width = 3;
    */
   width: number;
@@ -199,6 +201,14 @@ export type TaskSucceeded = Message<"cutline.inference.v1.TaskSucceeded"> & {
    * @generated from field: uint32 processing_time_ms = 5;
    */
   processingTimeMs: number;
+
+  /**
+   * The subject's box in the result image (remove.bg's foreground_top/left/width/height); unset
+   * when the mask found no subject.
+   *
+   * @generated from field: cutline.inference.v1.SubjectBox foreground = 20;
+   */
+  foreground?: SubjectBox | undefined;
 };
 
 /**
@@ -207,6 +217,40 @@ export type TaskSucceeded = Message<"cutline.inference.v1.TaskSucceeded"> & {
  */
 export const TaskSucceededSchema: GenMessage<TaskSucceeded> = /*@__PURE__*/
   messageDesc(file_cutline_inference_v1_task, 4);
+
+/**
+ * A rectangle of an image, in pixels from its top-left corner.
+ *
+ * @generated from message cutline.inference.v1.SubjectBox
+ */
+export type SubjectBox = Message<"cutline.inference.v1.SubjectBox"> & {
+  /**
+   * @generated from field: uint32 left = 1;
+   */
+  left: number;
+
+  /**
+   * @generated from field: uint32 top = 2;
+   */
+  top: number;
+
+  /**
+   * @generated from field: uint32 width = 3;
+   */
+  width: number;
+
+  /**
+   * @generated from field: uint32 height = 4;
+   */
+  height: number;
+};
+
+/**
+ * Describes the message cutline.inference.v1.SubjectBox.
+ * Use `create(SubjectBoxSchema)` to create a new message.
+ */
+export const SubjectBoxSchema: GenMessage<SubjectBox> = /*@__PURE__*/
+  messageDesc(file_cutline_inference_v1_task, 5);
 
 /**
  * @generated from message cutline.inference.v1.TaskFailed
@@ -237,5 +281,5 @@ export type TaskFailed = Message<"cutline.inference.v1.TaskFailed"> & {
  * Use `create(TaskFailedSchema)` to create a new message.
  */
 export const TaskFailedSchema: GenMessage<TaskFailed> = /*@__PURE__*/
-  messageDesc(file_cutline_inference_v1_task, 5);
+  messageDesc(file_cutline_inference_v1_task, 6);
 
