@@ -122,7 +122,13 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes));
 
   const engine = await createSegmentationEngine(config.inference, log.child({ service: "inference" }));
-  const worker = startSegmentConsumer({ engine, ...ports, log: log.child({ service: "inference" }), ...consumerRetryOptionsOf(config.inference) });
+  const worker = startSegmentConsumer({
+    engine,
+    ...ports,
+    log: log.child({ service: "inference" }),
+    ...consumerRetryOptionsOf(config.inference),
+    stageProgressMsMin: config.inference.INFERENCE_STAGE_PROGRESS_MS_MIN,
+  });
 
   // image_url and bg_image_url: the gateway's own fetcher, under the gateway's reading of the outbound variables.
   const imageFetchPolicy = outboundPolicyOf(config.gateway);

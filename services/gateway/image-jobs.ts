@@ -126,15 +126,16 @@ export class ImageJobs {
     const plan = account?.plan;
     const now = Date.now();
     const rate = this.rates.take(owner.accountId, plan?.requestsPerMinute ?? 0, now);
-    if (!rate.ok) throw limitError(rate);
     const state = this.rates.state(owner.accountId, plan?.requestsPerMinute ?? 0, now);
+    // Every refusal from here on says where the per-minute budget stands (X-RateLimit-*), as a success does.
+    if (!rate.ok) throw withRateLimitState(limitError(rate), state);
     const slot = options.slot ? this.concurrency.acquire(owner.accountId, plan?.concurrency ?? 0) : ({ ok: true, release: () => {} } as const);
-    if (!slot.ok) throw limitError(slot);
+    if (!slot.ok) throw withRateLimitState(limitError(slot), state);
     try {
       await this.#countCalls(owner, account, options.calls ?? 1);
     } catch (error) {
       slot.release();
-      throw error;
+      throw withRateLimitState(error, state);
     }
     return { owner, plan, release: slot.release, rate: state };
   }
@@ -213,10 +214,17 @@ export class ImageJobs {
     return this.inspect(image);
   }
 
-  /** One job read (GetJob, WatchJob, CancelJob) by the account, or RESOURCE_EXHAUSTED naming READ_REQUESTS_PER_MINUTE. */
-  takeReadToken(owner: ApiKeyOwner): void {
-    const rate = this.readRates.take(owner.accountId, this.options.readRequestsPerMinute ?? 600, Date.now());
-    if (!rate.ok) throw limitError(rate);
+  /**
+   * One job read (GetJob, WatchJob, CancelJob, a result URL) by the account, or RESOURCE_EXHAUSTED
+   * naming READ_REQUESTS_PER_MINUTE. Answers the read budget after it (undefined with no limit).
+   */
+  takeReadToken(owner: Pick<ApiKeyOwner, "accountId">): RateLimitState | undefined {
+    const perMinute = this.options.readRequestsPerMinute ?? 600;
+    const now = Date.now();
+    const rate = this.readRates.take(owner.accountId, perMinute, now);
+    const state = this.readRates.state(owner.accountId, perMinute, now);
+    if (!rate.ok) throw withRateLimitState(limitError(rate), state);
+    return state;
   }
 
   /** Holds one of the account's WatchJob streams until the returned release, or refuses naming WATCH_STREAMS_MAX. */
@@ -445,6 +453,19 @@ export const REASON_BY_LIMIT: Readonly<Record<LimitName, string>> = {
   read_requests_per_minute: "read_rate_limited",
   watch_streams: "watch_streams_limited",
 };
+
+/** The X-RateLimit-* headers of a budget's state; none where no limit applies. */
+export function rateLimitHeadersOf(state: RateLimitState | undefined): Record<string, string> {
+  if (!state) return {};
+  return { "x-ratelimit-limit": String(state.limit), "x-ratelimit-remaining": String(state.remaining), "x-ratelimit-reset": String(state.resetAtSeconds) };
+}
+
+/** The refusal with the budget's X-RateLimit-* in its metadata: Connect sends them as headers, REST copies them. */
+function withRateLimitState(error: unknown, state: RateLimitState | undefined): unknown {
+  if (!(error instanceof ConnectError)) return error;
+  for (const [name, value] of Object.entries(rateLimitHeadersOf(state))) error.metadata.set(name, value);
+  return error;
+}
 
 function limitError(refusal: Extract<LimitOutcome, { ok: false }>): ConnectError {
   return reasonError(Code.ResourceExhausted, REASON_BY_LIMIT[refusal.limit], refusal.message, {

@@ -13,6 +13,7 @@ import type { HttpRequest, HttpResponse, HttpRoutes } from "../common/server.ts"
 import type { ConnectError } from "@connectrpc/connect";
 import { AccountService } from "../common/gen/cutline/gateway/v1/account_service_pb.ts";
 import { AccountReads } from "./account-reads.ts";
+import { AccountWebhooks } from "./account-webhooks.ts";
 import { createAccountHandlers } from "./handlers/account.handlers.ts";
 import { accountRoutes } from "./handlers/account.routes.ts";
 import { docsRoutes } from "./handlers/docs.routes.ts";
@@ -24,6 +25,7 @@ import { createImageHandlers } from "./handlers/image.handlers.ts";
 import { createKeyHandlers } from "./handlers/key.handlers.ts";
 import { createJobHandlers } from "./handlers/job.handlers.ts";
 import { createWebhookHandlers } from "./handlers/webhook.handlers.ts";
+import { webhookRoutes } from "./handlers/webhooks.routes.ts";
 import { createBatchesRoutes } from "./handlers/batches.routes.ts";
 import { createJobsRoutes } from "./handlers/jobs.routes.ts";
 import { createMattingRoutes, createSmartCropRoutes, quoteUpload } from "./handlers/matting.routes.ts";
@@ -33,6 +35,8 @@ import { removeBgNotFound, removeBgRoutes } from "./handlers/removebg.routes.ts"
 import { UploadAdmissions } from "./handlers/upload.admission.ts";
 import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-jobs.ts";
 import { ImageUrls } from "./image-urls.ts";
+import { JobBatches } from "./job-batches.ts";
+import { JobReads } from "./job-reads.ts";
 import { createOutboundFetcher, outboundConfigSpec, outboundPolicyOf, type OutboundFetcher, type OutboundPolicy } from "../common/outbound.ts";
 import { loadConfig } from "../common/config.loader.ts";
 import { ResultLinks, type ResultLinksOptions } from "./result-links.ts";
@@ -40,6 +44,9 @@ import { ApiKeyStore, type GatewaySchema } from "./store/api-key.store.ts";
 import { BatchStore, type BatchSchema } from "./store/batch.store.ts";
 import { gatewayMigrations } from "./store/migrations.ts";
 import { MonthlyCallStore, type MonthlyCallSchema } from "./store/monthly-call.store.ts";
+
+/** Room for a Connect message's other fields and framing on top of its image bytes. */
+const MESSAGE_OVERHEAD_BYTES = 1024 * 1024;
 
 export interface GatewayDependencies {
   db: Kysely<GatewaySchema>;
@@ -91,6 +98,12 @@ export function createGateway(deps: GatewayDependencies): Gateway {
   const resultLinks = new ResultLinks(deps.resultUrls ?? { key: randomBytes(32).toString("hex"), ttlSeconds: 24 * 60 * 60 });
   const outbound = deps.outbound ?? defaultOutbound();
   const imageUrls = new ImageUrls(outbound.fetcher, outbound.policy, { uploadBytesMax: deps.limits.uploadBytesMax, imageBytesMax: deps.limits.imageBytesMax });
+  const batchBytesMax = deps.limits.batchBytesMax ?? 64 * 1024 * 1024;
+  const jobReads = new JobReads(deps.orchestrator);
+  const accountWebhooks = new AccountWebhooks(apiKeys, imageJobs, deps.orchestrator);
+  // The same gateway database; its schema type lists api_keys, the batch store's the batch tables.
+  const batches = new BatchStore(deps.db as unknown as Kysely<BatchSchema>);
+  const jobBatches = new JobBatches(imageJobs, imageUrls, jobReads, batches, deps.log, { batchItemsMax: deps.limits.batchItemsMax ?? 50 });
   const rest: RestDependencies = {
     apiKeys,
     imageJobs,
@@ -98,13 +111,12 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     orchestrator: deps.orchestrator,
     blobs: deps.blobStore,
     resultLinks,
-    // The same gateway database; its schema type lists api_keys, the batch store's the batch tables.
-    batches: new BatchStore(deps.db as unknown as Kysely<BatchSchema>),
+    jobReads,
+    jobBatches,
     log: deps.log,
     limits: {
       uploadBytesMax: deps.limits.uploadBytesMax,
-      batchItemsMax: deps.limits.batchItemsMax ?? 50,
-      batchBytesMax: deps.limits.batchBytesMax ?? 64 * 1024 * 1024,
+      batchBytesMax,
     },
   };
   const families = { matting: createMattingRoutes(rest), smartCrop: createSmartCropRoutes(rest), jobs: createJobsRoutes(rest), results: createResultsRoutes(rest), batches: createBatchesRoutes(rest) };
@@ -121,6 +133,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     { method: "GET", path: "/v1/results/{id}", handle: via(families.results) },
     ...accountRoutes(apiKeys, accountReads, (request, owner) => quoteUpload(rest, request, owner)),
     ...settingsRoutes(apiKeys, deps.orchestrator),
+    ...webhookRoutes(accountWebhooks, jobReads),
     ...docsRoutes(),
     // Drop-in vendor routes, answering in their vendor's error shape.
     ...removeBgRoutes(rest, accountReads),
@@ -136,8 +149,12 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     routes(router) {
       router.service(AccountService, createAccountHandlers(apiKeys, accountReads, deps.orchestrator));
       router.service(ImageService, createImageHandlers(admissions, imageJobs, imageUrls));
-      router.service(JobService, createJobHandlers(apiKeys, admissions, imageJobs, deps.orchestrator, imageUrls));
-      router.service(WebhookService, createWebhookHandlers(apiKeys, imageJobs, deps.orchestrator));
+      // SubmitBatch is one message holding every image: JobService reads up to a whole batch
+      // (BATCH_BYTES_MAX, as POST /v1/matting/batch does); the other services keep the server's limit.
+      router.service(JobService, createJobHandlers({ apiKeys, admissions, imageJobs, orchestrator: deps.orchestrator, jobReads, jobBatches, imageUrls }), {
+        readMaxBytes: Math.max(deps.limits.uploadBytesMax, batchBytesMax) + MESSAGE_OVERHEAD_BYTES,
+      });
+      router.service(WebhookService, createWebhookHandlers(accountWebhooks));
       router.service(KeyService, createKeyHandlers(apiKeys, deps.billing));
     },
     async start() {

@@ -344,6 +344,7 @@ function buildDocument(): OpenApiDocument {
       { name: "Images", description: "Background removal and smart crop, synchronous or asynchronous." },
       { name: "Jobs", description: "Asynchronous jobs, batches and their results." },
       { name: "Account", description: "Quotes, balance and usage of the caller's own account." },
+      { name: "Webhooks", description: "The account's webhook URL and signing secret, and each job's delivery log." },
       { name: "Reference", description: "This document and its rendering." },
       { name: REMOVEBG_TAG, description: "remove.bg's API: change a remove.bg client's base URL to this server's /v1.0 and nothing else. Refusals in remove.bg's shape." },
     ],
@@ -361,7 +362,7 @@ function buildDocument(): OpenApiDocument {
           operationId: "submitBatch",
           summary: "Submit a batch of images",
           description:
-            "Repeated image_file (or image_url) fields, or JSON {\"image_urls\":[..], ...options}, up to BATCH_ITEMS_MAX per call; each URL is one item, fetched as image_url is. One item's failure (a URL refused, unreachable or too large, a file that is not an image) is that item's error and never charges or fails the others.",
+            "Repeated image_file (or image_url) fields, or JSON {\"image_urls\":[..], ...options}, up to BATCH_ITEMS_MAX images (50 by default) and BATCH_BYTES_MAX bytes per call; each URL is one item, fetched as image_url is. One item's failure (a URL refused, unreachable or too large, a file that is not an image) is that item's error and never charges or fails the others. JobService.SubmitBatch is the same call over Connect/gRPC.",
           tags: ["Jobs"],
           parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
           requestBody: {
@@ -401,11 +402,14 @@ function buildDocument(): OpenApiDocument {
           summary: "The account's jobs, newest first",
           tags: ["Jobs"],
           parameters: [
-            { name: "page_size", in: "query", description: "Jobs per page.", schema: { type: "integer", minimum: 1, maximum: 100, default: 20 } },
-            { name: "page_token", in: "query", description: "next_page_token of the previous page.", schema: { type: "string" } },
+            { name: "limit", in: "query", description: "Jobs per page.", schema: { type: "integer", minimum: 1, maximum: 100, default: 20 } },
+            { name: "cursor", in: "query", description: "next_cursor of the previous page.", schema: { type: "string" } },
           ],
           responses: {
-            "200": { description: "A page of jobs.", content: json({ type: "object", required: ["jobs"], properties: { jobs: { type: "array", items: ref("Job") }, next_page_token: { type: ["string", "null"] } } }) },
+            "200": {
+              description: "A page of jobs.",
+              content: json({ type: "object", required: ["jobs", "next_cursor"], properties: { jobs: { type: "array", items: ref("Job") }, next_cursor: { type: ["string", "null"], description: "null on the last page." } } }),
+            },
             "400": errorResponse("BadRequest"),
             ...AUTHENTICATED_ERRORS,
           },
@@ -435,11 +439,75 @@ function buildDocument(): OpenApiDocument {
             { name: "signature", in: "query", required: true, description: "The URL's signature (hex).", schema: { type: "string" } },
           ],
           responses: {
-            "200": { description: "The result.", content: { "image/png": { schema: { type: "string", format: "binary" } } } },
+            "200": {
+              description: "The result. X-RateLimit-* report the account's read budget (READ_REQUESTS_PER_MINUTE), which result fetches count against.",
+              headers: IMAGE_HEADERS,
+              content: { "image/png": { schema: { type: "string", format: "binary" } } },
+            },
             "403": errorResponse("Forbidden"),
+            "429": errorResponse("TooManyRequests"),
             "404": errorResponse("NotFound"),
             "500": errorResponse("Internal"),
           },
+        },
+      },
+      "/v1/jobs/{id}/webhook-deliveries": {
+        get: {
+          operationId: "listWebhookDeliveries",
+          summary: "A job's webhook deliveries, each with its attempts",
+          tags: ["Webhooks"],
+          parameters: [JOB_ID],
+          responses: {
+            "200": { description: "The delivery log.", content: json({ type: "object", required: ["deliveries"], properties: { deliveries: { type: "array", items: ref("WebhookDelivery") } } }) },
+            "404": errorResponse("NotFound"),
+            ...AUTHENTICATED_ERRORS,
+          },
+        },
+      },
+      "/v1/jobs/{id}/webhook-deliveries/{delivery_id}/redeliver": {
+        post: {
+          operationId: "redeliverWebhook",
+          summary: "Send a delivery again now",
+          description: "One attempt, whatever the delivery's status, signed with the current secret and added to its log.",
+          tags: ["Webhooks"],
+          parameters: [JOB_ID, { name: "delivery_id", in: "path", required: true, description: "The delivery's id (from the delivery log).", schema: { type: "string" } }],
+          responses: {
+            "200": { description: "The delivery after the attempt.", content: json({ type: "object", required: ["delivery"], properties: { delivery: ref("WebhookDelivery") } }) },
+            "404": errorResponse("NotFound"),
+            ...AUTHENTICATED_ERRORS,
+          },
+        },
+      },
+      "/v1/webhook": {
+        get: {
+          operationId: "getWebhookUrl",
+          summary: "The account's webhook URL",
+          description: "Jobs submitted without their own webhook_url are reported here.",
+          tags: ["Webhooks"],
+          responses: { "200": { description: "The URL, or null for none.", content: json(ref("WebhookUrl")) }, ...AUTHENTICATED_ERRORS },
+        },
+        put: {
+          operationId: "setWebhookUrl",
+          summary: "Set or clear the account's webhook URL",
+          tags: ["Webhooks"],
+          requestBody: { required: true, content: json(ref("WebhookUrl"), { webhook_url: "https://example.com/hooks/cutline" }) },
+          responses: { "200": { description: "The URL now.", content: json(ref("WebhookUrl")) }, "400": errorResponse("BadRequest"), ...AUTHENTICATED_ERRORS },
+        },
+      },
+      "/v1/webhook/secret": {
+        get: {
+          operationId: "getWebhookSecret",
+          summary: "The account's webhook signing secret",
+          description: "Cutline-Signature: t=<unix seconds>,v1=<lowercase hex HMAC-SHA256(key = the secret's UTF-8 bytes, message = \"<t>.<raw body>\")>.",
+          tags: ["Webhooks"],
+          responses: { "200": { description: "The secret.", content: json(ref("WebhookSecret")) }, ...AUTHENTICATED_ERRORS },
+        },
+        post: {
+          operationId: "rotateWebhookSecret",
+          summary: "Replace the account's webhook signing secret",
+          description: "Deliveries sent from now on, retries included, are signed with the new secret.",
+          tags: ["Webhooks"],
+          responses: { "200": { description: "The new secret.", content: json(ref("WebhookSecret")) }, ...AUTHENTICATED_ERRORS },
         },
       },
       "/v1/quote": {
@@ -545,7 +613,7 @@ function buildDocument(): OpenApiDocument {
           properties: {
             id: { type: "string" },
             status: { type: "string", enum: ["queued", "running", "succeeded", "failed", "cancelled"] },
-            progress: { type: "number", minimum: 0, maximum: 1 },
+            progress: { type: "number", minimum: 0, maximum: 1, description: "How much of the work is done: 0 queued, the worker's stage while running, 1 once succeeded; never decreases." },
             credits_charged: credits("Captured so far"),
             result_url: { type: ["string", "null"], format: "uri", description: "Signed, valid 24 h; null until the job succeeds." },
             error: { oneOf: [{ type: "null" }, ref("JobError")] },
@@ -563,6 +631,44 @@ function buildDocument(): OpenApiDocument {
                 type: "object",
                 required: ["index", "job", "error"],
                 properties: { index: { type: "integer", minimum: 0 }, job: { oneOf: [{ type: "null" }, ref("Job")] }, error: { oneOf: [{ type: "null" }, ref("JobError")] } },
+              },
+            },
+          },
+        },
+        WebhookUrl: {
+          type: "object",
+          required: ["webhook_url"],
+          properties: { webhook_url: { type: ["string", "null"], format: "uri", description: "A public https or http URL; null clears it." } },
+        },
+        WebhookSecret: { type: "object", required: ["secret"], properties: { secret: { type: "string", description: "The HMAC key, as its UTF-8 bytes." } } },
+        WebhookDelivery: {
+          type: "object",
+          required: ["id", "job_id", "type", "url", "status", "attempts", "body", "attempt_log"],
+          properties: {
+            id: { type: "string" },
+            job_id: { type: "string" },
+            type: { type: "string", examples: ["job.succeeded", "job.failed"] },
+            url: { type: "string", format: "uri" },
+            status: { type: "string", enum: ["pending", "delivered", "failed"] },
+            attempts: { type: "integer", minimum: 0 },
+            next_attempt_at: { type: ["string", "null"], format: "date-time", description: "While pending: when the next retry goes." },
+            last_status_code: { type: ["integer", "null"] },
+            last_error: { type: ["string", "null"] },
+            created_at: { type: ["string", "null"], format: "date-time" },
+            delivered_at: { type: ["string", "null"], format: "date-time" },
+            body: { type: "string", description: "The JSON body sent, exactly as signed." },
+            attempt_log: {
+              type: "array",
+              items: {
+                type: "object",
+                required: ["attempt", "attempted_at", "status_code", "error", "duration_ms"],
+                properties: {
+                  attempt: { type: "integer", minimum: 1 },
+                  attempted_at: { type: ["string", "null"], format: "date-time" },
+                  status_code: { type: ["integer", "null"] },
+                  error: { type: ["string", "null"] },
+                  duration_ms: { type: "integer", minimum: 0 },
+                },
               },
             },
           },
@@ -661,7 +767,12 @@ function buildDocument(): OpenApiDocument {
         },
         TooManyRequests: {
           description: "A plan limit: rate_limited, concurrency_limited, read_rate_limited, monthly_quota_exceeded. Retry after Retry-After seconds.",
-          headers: { "Retry-After": { description: "Seconds to wait (for monthly_quota_exceeded: until the billing cycle renews).", schema: { type: "integer" } } },
+          headers: {
+            "Retry-After": { description: "Seconds to wait (for monthly_quota_exceeded: until the billing cycle renews).", schema: { type: "integer" } },
+            "X-RateLimit-Limit": IMAGE_HEADERS["X-RateLimit-Limit"]!,
+            "X-RateLimit-Remaining": IMAGE_HEADERS["X-RateLimit-Remaining"]!,
+            "X-RateLimit-Reset": IMAGE_HEADERS["X-RateLimit-Reset"]!,
+          },
           content: json(ref("Error")),
         },
         Internal: { description: "A server fault (internal); nothing was charged.", content: json(ref("Error")) },

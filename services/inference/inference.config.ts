@@ -57,6 +57,11 @@ export const inferenceConfigSpec = {
     { min: 1, max: 100_000 },
   ),
   INFERENCE_WARMUP_RUNS: integer("Model runs at start before the engine reports ready (runs).", 1, { min: 0, max: 10 }),
+  INFERENCE_STAGE_PROGRESS_MS_MIN: integer(
+    "Least time between two progress reports of one task as its stages end (decode, model, refine), in milliseconds; a stage ending sooner is not reported, so quick images cost no extra job writes. 0 reports every stage.",
+    500,
+    { min: 0, max: 60_000 },
+  ),
   ...imageLimitsConfigSpec,
   IMAGE_DECODE_WORKERS: integer(
     "Worker threads that decode images, so no decoder (BMP and HEIF are plain JavaScript and WebAssembly) blocks the event loop.",

@@ -30,7 +30,7 @@ await runMain("inference", async () => {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     ...serverOptionsOf(config),
   });
-  const consumer = startSegmentConsumer({ engine, ...ports, log, ...consumerRetryOptionsOf(config) });
+  const consumer = startSegmentConsumer({ engine, ...ports, log, ...consumerRetryOptionsOf(config), stageProgressMsMin: config.INFERENCE_STAGE_PROGRESS_MS_MIN });
   void consumer.then(
     () => health.setAllServing(),
     (error: unknown) => log.error({ err: error }, "the model could not be made ready; health stays NOT_SERVING"),

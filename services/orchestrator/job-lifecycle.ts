@@ -237,12 +237,18 @@ export class JobLifecycle {
     yield job;
     const local = on(this.#changes, id, { signal });
     try {
+      // One wake-up awaited at a time, kept across polls: events.on hands each change to the oldest
+      // waiting next(), so one abandoned to a timeout would take the next change for itself and
+      // leave this loop to wait out a whole poll interval (500 ms more on every synchronous call).
+      let changed = local.next().catch(() => undefined);
       while (!isTerminal(job.status) && !signal.aborted) {
         // A change made in this process wakes us at once; another replica's change within the poll interval.
-        const timeout = new Promise<void>((resolve) => setTimeout(resolve, this.#watchPollMs).unref());
-        await Promise.race([local.next().catch(() => undefined), timeout]);
+        const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), this.#watchPollMs).unref());
+        if ((await Promise.race([changed, timeout])) !== "timeout") changed = local.next().catch(() => undefined);
         const next = await this.get(id);
-        if (next.status !== job.status || next.updated_at.getTime() !== job.updated_at.getTime()) yield next;
+        // Progress too: two writes within one millisecond share an updated_at.
+        const moved = next.status !== job.status || next.updated_at.getTime() !== job.updated_at.getTime() || next.progress !== job.progress;
+        if (moved) yield next;
         job = next;
       }
     } finally {
@@ -294,11 +300,22 @@ export class JobLifecycle {
     }
     switch (outcome.case) {
       case "started":
-      case "progress":
         // A worker is on it: the hold must outlive the work, and the reconciler must not take the job for stuck.
         await this.#extendHold(job);
         await this.#update(job, "running");
         return;
+      case "progress": {
+        const fraction = Math.min(1, Math.max(0, outcome.value.fraction));
+        // A stage report comes within seconds of the start (whose event extended the hold): it
+        // only moves the job's progress, and one that would not raise it is not written at all.
+        if (outcome.value.stage !== "") {
+          if (job.status === "running" && fraction <= job.progress) return;
+        } else {
+          await this.#extendHold(job);
+        }
+        await this.#update(job, "running", { progress: fraction });
+        return;
+      }
       case "succeeded": {
         const { foreground } = outcome.value;
         const claimed = await this.jobs.claim(job.id, "succeeded", {
@@ -410,6 +427,7 @@ export class JobLifecycle {
       return;
     }
     await this.#finish(job, "succeeded", {
+      progress: 1,
       hold_id: charge.holdId,
       charged_millicredits: charge.chargedMillicredits,
       available_millicredits: charge.availableMillicredits,

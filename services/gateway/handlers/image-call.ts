@@ -4,7 +4,7 @@
 // idempotency); the per-minute budget goes back as X-RateLimit-*.
 import type { HttpRequest, HttpResponse } from "../../common/server.ts";
 import { authenticate } from "../authentication.ts";
-import { checkedIdempotencyKey, type Admission, type ImageResult } from "../image-jobs.ts";
+import { checkedIdempotencyKey, rateLimitHeadersOf, type Admission, type ImageResult } from "../image-jobs.ts";
 import type { ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import type { ApiKeyOwner } from "../store/api-key.store.ts";
 import type { RestDependencies } from "./rest-support.ts";
@@ -49,10 +49,5 @@ export function removeBackgroundWhileWaiting(
 
 /** The X-RateLimit-* headers from the admission: the per-minute budget after this call. */
 export function rateLimitHeaders(admission: Admission): Record<string, string> {
-  if (!admission.rate) return {};
-  return {
-    "x-ratelimit-limit": String(admission.rate.limit),
-    "x-ratelimit-remaining": String(admission.rate.remaining),
-    "x-ratelimit-reset": String(admission.rate.resetAtSeconds),
-  };
+  return rateLimitHeadersOf(admission.rate);
 }

@@ -18,6 +18,7 @@ const UPLOAD_RPCS = new Map<string, { slot: boolean }>([
   [`/${ImageService.typeName}/${ImageService.method.removeBackground.name}`, { slot: true }],
   [`/${ImageService.typeName}/${ImageService.method.smartCrop.name}`, { slot: true }],
   [`/${JobService.typeName}/${JobService.method.submit.name}`, { slot: false }],
+  [`/${JobService.typeName}/${JobService.method.submitBatch.name}`, { slot: false }],
 ]);
 
 /** Node's request headers as Fetch Headers (repeated headers joined, as Connect does). */

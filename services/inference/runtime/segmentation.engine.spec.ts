@@ -20,7 +20,7 @@ import { SegmentTaskSchema, TaskEventSchema, type TaskEvent } from "../../common
 import { loadInferenceConfig } from "../inference.config.ts";
 import { conventionOf, scoreMask } from "../domain/mask.metrics.ts";
 import { createInferenceHandlers } from "../handlers/inference.handlers.ts";
-import { startSegmentConsumer } from "../store/segment.consumer.ts";
+import { STAGE_FRACTIONS, startSegmentConsumer } from "../store/segment.consumer.ts";
 import { createSegmentationEngine, type SegmentationEngine } from "./segmentation.engine.ts";
 
 const log = pino({ level: "silent" });
@@ -204,7 +204,7 @@ describe("InferenceService handler", () => {
 });
 
 describe("segment consumer", () => {
-  it("turns SegmentTasks into result blobs and job events; user errors are final", async () => {
+  it("turns SegmentTasks into result blobs and job events, reporting each stage's progress; user errors are final", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "cutline-inference-"));
     const workQueue = new InProcessWorkQueue({ log });
     const eventBus = new InProcessEventBus({ dataDir, log });
@@ -214,7 +214,8 @@ describe("segment consumer", () => {
       async (event) => void events.push({ subject: event.subject, event: fromBinary(TaskEventSchema, event.data) }),
       { durableName: "test", subjectFilter: "job.*" },
     );
-    const consumer = await startSegmentConsumer({ engine, workQueue, eventBus, blobStore, log });
+    // Every stage reported, however quick.
+    const consumer = await startSegmentConsumer({ engine, workQueue, eventBus, blobStore, log, stageProgressMsMin: 0 });
     try {
       await blobStore.put("in/good", await discPhoto(200, 150), { contentType: "image/jpeg" });
       await blobStore.put("in/bad", new TextEncoder().encode("%PDF-1.7 not an image"), { contentType: "application/pdf" });
@@ -223,7 +224,7 @@ describe("segment consumer", () => {
       await workQueue.enqueue(task("job-good", "in/good"), { id: "job-good" });
       await workQueue.enqueue(task("job-bad", "in/bad"), { id: "job-bad", priority: "high" });
       const deadline = Date.now() + 120_000;
-      const outcomes = () => events.filter((entry) => entry.event.outcome.case !== "started");
+      const outcomes = () => events.filter((entry) => entry.event.outcome.case === "succeeded" || entry.event.outcome.case === "failed");
       while (outcomes().length < 2 && Date.now() < deadline) await sleep(50);
 
       // Each task announces its start first, so the job can show "running".
@@ -238,6 +239,12 @@ describe("segment consumer", () => {
         assert.equal(succeeded.event.outcome.value.contentType, "image/webp");
         assert.deepEqual([succeeded.event.outcome.value.width, succeeded.event.outcome.value.height], [200, 150]);
       }
+      // Each stage that ended before the result, with the fraction done, rising, before the outcome.
+      const good = events.filter((entry) => entry.event.jobId === "job-good");
+      const stages = good.flatMap((entry) => (entry.event.outcome.case === "progress" ? [[entry.subject, entry.event.outcome.value.stage, entry.event.outcome.value.fraction]] : []));
+      // The fraction travels as a protobuf float: compared at float32 precision.
+      assert.deepEqual(stages, (["decoded", "segmented", "refined"] as const).map((stage) => ["job.progress", stage, Math.fround(STAGE_FRACTIONS[stage])]));
+      assert.equal(good.at(-1)?.subject, "job.succeeded", "the outcome comes after every stage report");
       const stored = await blobStore.get("out/job-good");
       assert.equal(stored?.contentType, "image/webp");
       assert.equal((await sharp(stored!.data).metadata()).hasAlpha, true);

@@ -22,7 +22,12 @@ export interface SegmentCall {
   signal?: AbortSignal;
   /** The plan's longest side (pixels), capping IMAGE_LONGEST_SIDE_PRO for HD, else STANDARD; unset or 0: no plan cap. */
   longestSideMax?: number;
+  /** Told as each stage of `process` ends (the last, encoding, ends with the result). Must not throw. */
+  onStage?: (stage: EngineStage) => void;
 }
+
+/** The stages of `process` that end before the result: decoding, the model, the mask's refinement. */
+export type EngineStage = "decoded" | "segmented" | "refined";
 
 export interface ImageInspection {
   format: string;
@@ -232,15 +237,18 @@ class Engine implements SegmentationEngine {
       );
       const decoded = await decodeImage(image, this.limits, longestSideMax);
       timer.mark("decodeMs");
+      call.onStage?.("decoded");
       throwIfAborted(call.signal);
       const modelInput = await this.modelInputOf(decoded);
       timer.mark("prepareMs");
       const mask = await batcher.submit(modelInput, call);
       timer.mark("queueAndModelMs");
+      call.onStage?.("segmented");
       throwIfAborted(call.signal);
       const smartCrop = options.operation === ImageOperation.SMART_CROP;
       const refined = await this.refine(decoded, mask, smartCrop);
       timer.mark("refineMs");
+      call.onStage?.("refined");
       const rendered = smartCrop ? await this.renderSmartCrop(decoded, refined, options, longestSideMax) : await this.render(decoded, refined, options, longestSideMax);
       timer.mark("encodeMs");
       observePipeline(timer.totalMs);

@@ -57,6 +57,7 @@ export function jobMessage(row: JobRow): Job {
       row.foreground_width === null
         ? undefined
         : { left: row.foreground_left ?? 0, top: row.foreground_top ?? 0, width: row.foreground_width, height: row.foreground_height ?? 0 },
+    progress: row.progress,
   });
 }
 

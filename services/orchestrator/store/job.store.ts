@@ -43,6 +43,8 @@ export interface JobTable {
   foreground_top: number | null;
   foreground_width: number | null;
   foreground_height: number | null;
+  /** The fraction of the work done, 0 to 1, never decreasing; 1 once succeeded. */
+  progress: Generated<number>;
   /** Order of submission (bigserial: the driver answers int8 as a string). */
   submission_number: Generated<string>;
   created_at: Generated<Date>;
@@ -86,6 +88,8 @@ export interface JobUpdate {
   /** A job whose first hold ended before its result came is charged on a new one. */
   hold_id?: string;
   requeues?: number;
+  /** Raises the job's progress to this fraction (0 to 1); a lower one leaves it as it is. */
+  progress?: number;
 }
 
 /** The jobs table. Every status change is a compare-and-set on the previous status. */
@@ -211,9 +215,12 @@ export class JobStore {
 
   /** Moves the job from `from` to `to`; undefined when another writer changed it first. */
   async transition(id: string, from: JobStatus, to: JobStatus, update: JobUpdate = {}): Promise<JobRow | undefined> {
+    const { progress, ...rest } = update;
+    // Progress only rises: two reports of one job applied out of order keep the higher.
+    const raised = progress === undefined ? {} : { progress: sql<number>`greatest(progress, ${progress})` };
     return this.db
       .updateTable("jobs")
-      .set({ ...update, status: to, updated_at: new Date() })
+      .set({ ...rest, ...raised, status: to, updated_at: new Date() })
       .where("id", "=", id)
       .where("status", "=", from)
       .returningAll()

@@ -146,4 +146,13 @@ export const orchestratorMigrations: Record<string, Migration> = {
       }
     },
   },
+  // After main's retention and geometry migrations: kysely refuses a new migration named before
+  // the last one a database ran, so this could not keep its first name (202611271830).
+  "202611271920_jobs_progress": {
+    async up(db: Kysely<any>) {
+      // The fraction of the work done, 0 to 1 (never decreasing), as the worker reports its stages.
+      await db.schema.alterTable("jobs").addColumn("progress", "real", (column) => column.notNull().defaultTo(0)).execute();
+      await sql`update jobs set progress = 1 where status = 'succeeded'`.execute(db);
+    },
+  },
 };

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/inference/v1/task.proto.
  */
 export const file_cutline_inference_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jdXRsaW5lL2luZmVyZW5jZS92MS90YXNrLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSLXAQoLU2VnbWVudFRhc2sSDgoGam9iX2lkGAEgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAIgASgJEhcKD3Jlc3VsdF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhUKDWhpZ2hfcHJpb3JpdHkYBSABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgGIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAcgASgJIoICCglUYXNrRXZlbnQSDgoGam9iX2lkGAEgASgJEjgKCXN1Y2NlZWRlZBgCIAEoCzIjLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tTdWNjZWVkZWRIABIyCgZmYWlsZWQYAyABKAsyIC5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrRmFpbGVkSAASNAoHc3RhcnRlZBgEIAEoCzIhLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tTdGFydGVkSAASNgoIcHJvZ3Jlc3MYBSABKAsyIi5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrUHJvZ3Jlc3NIAEIJCgdvdXRjb21lIiIKDFRhc2tQcm9ncmVzcxISCgplbGFwc2VkX21zGAEgASgNIiUKC1Rhc2tTdGFydGVkEhYKDmRlbGl2ZXJ5X2NvdW50GAEgASgNIq8BCg1UYXNrU3VjY2VlZGVkEhcKD3Jlc3VsdF9ibG9iX2tleRgBIAEoCRIUCgxjb250ZW50X3R5cGUYAiABKAkSDQoFd2lkdGgYAyABKA0SDgoGaGVpZ2h0GAQgASgNEhoKEnByb2Nlc3NpbmdfdGltZV9tcxgFIAEoDRI0Cgpmb3JlZ3JvdW5kGBQgASgLMiAuY3V0bGluZS5pbmZlcmVuY2UudjEuU3ViamVjdEJveCJGCgpTdWJqZWN0Qm94EgwKBGxlZnQYASABKA0SCwoDdG9wGAIgASgNEg0KBXdpZHRoGAMgASgNEg4KBmhlaWdodBgEIAEoDSJBCgpUYXNrRmFpbGVkEhIKCnVzZXJfZXJyb3IYASABKAgSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAliBnByb3RvMw", [file_cutline_inference_v1_image_options]);
+  fileDesc("Ch9jdXRsaW5lL2luZmVyZW5jZS92MS90YXNrLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSLXAQoLU2VnbWVudFRhc2sSDgoGam9iX2lkGAEgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAIgASgJEhcKD3Jlc3VsdF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhUKDWhpZ2hfcHJpb3JpdHkYBSABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgGIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAcgASgJIoICCglUYXNrRXZlbnQSDgoGam9iX2lkGAEgASgJEjgKCXN1Y2NlZWRlZBgCIAEoCzIjLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tTdWNjZWVkZWRIABIyCgZmYWlsZWQYAyABKAsyIC5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrRmFpbGVkSAASNAoHc3RhcnRlZBgEIAEoCzIhLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tTdGFydGVkSAASNgoIcHJvZ3Jlc3MYBSABKAsyIi5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrUHJvZ3Jlc3NIAEIJCgdvdXRjb21lIkMKDFRhc2tQcm9ncmVzcxISCgplbGFwc2VkX21zGAEgASgNEhAKCGZyYWN0aW9uGAIgASgCEg0KBXN0YWdlGAMgASgJIiUKC1Rhc2tTdGFydGVkEhYKDmRlbGl2ZXJ5X2NvdW50GAEgASgNIq8BCg1UYXNrU3VjY2VlZGVkEhcKD3Jlc3VsdF9ibG9iX2tleRgBIAEoCRIUCgxjb250ZW50X3R5cGUYAiABKAkSDQoFd2lkdGgYAyABKA0SDgoGaGVpZ2h0GAQgASgNEhoKEnByb2Nlc3NpbmdfdGltZV9tcxgFIAEoDRI0Cgpmb3JlZ3JvdW5kGBQgASgLMiAuY3V0bGluZS5pbmZlcmVuY2UudjEuU3ViamVjdEJveCJGCgpTdWJqZWN0Qm94EgwKBGxlZnQYASABKA0SCwoDdG9wGAIgASgNEg0KBXdpZHRoGAMgASgNEg4KBmhlaWdodBgEIAEoDSJBCgpUYXNrRmFpbGVkEhIKCnVzZXJfZXJyb3IYASABKAgSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAliBnByb3RvMw", [file_cutline_inference_v1_image_options]);
 
 /**
  * A work-queue message from the orchestrator to an inference worker.
@@ -118,8 +118,9 @@ export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
   messageDesc(file_cutline_inference_v1_task, 1);
 
 /**
- * Published on `job.progress` while a worker is still busy with the task, so the job's hold is
- * extended and the job is not taken for stuck.
+ * Published on `job.progress` while a worker is busy with the task: periodically (a heartbeat, so
+ * the job's hold is extended and the job is not taken for stuck) and at the end of each stage of
+ * the work (decode, model, refine), so clients watching the job see it advance.
  *
  * @generated from message cutline.inference.v1.TaskProgress
  */
@@ -128,6 +129,20 @@ export type TaskProgress = Message<"cutline.inference.v1.TaskProgress"> & {
    * @generated from field: uint32 elapsed_ms = 1;
    */
   elapsedMs: number;
+
+  /**
+   * The fraction of the task done so far, 0 to 1, as the worker knows it.
+   *
+   * @generated from field: float fraction = 2;
+   */
+  fraction: number;
+
+  /**
+   * The stage just finished ("decoded", "segmented", "refined"); empty on a heartbeat.
+   *
+   * @generated from field: string stage = 3;
+   */
+  stage: string;
 };
 
 /**
