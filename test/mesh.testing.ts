@@ -52,6 +52,8 @@ export function meshFixture(backends: MeshBackends, options: { prefix: string; e
     mesh: undefined as unknown as MeshProcesses,
     output: [] as string[],
     dataDir: "",
+    /** The NATS name prefix of the mesh's streams and buckets (its blobs are in `<prefix>_blobs`). */
+    natsNamePrefix: uniqueName(options.prefix),
     /** The mesh's own database, for what no API does (adding a plan). */
     databaseUrl: backends.skip === false ? backends.databaseUrl : "",
   };
@@ -65,7 +67,7 @@ export function meshFixture(backends: MeshBackends, options: { prefix: string; e
         ...process.env,
         DATABASE_URL: backends.databaseUrl,
         NATS_URL: backends.natsUrl,
-        NATS_NAME_PREFIX: uniqueName(options.prefix),
+        NATS_NAME_PREFIX: context.natsNamePrefix,
         CUTLINE_DATA_DIR: context.dataDir,
         LOG_LEVEL: "warn",
         ...options.env,

@@ -10,6 +10,8 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import type { Kysely } from "kysely";
+import { connect } from "@nats-io/transport-node";
+import { Objm } from "@nats-io/obj";
 import sharp from "sharp";
 import { openDatabase } from "../services/common/database.ts";
 import { adminCli } from "./admin-cli.testing.ts";
@@ -170,10 +172,21 @@ describe("public REST API in mesh mode: four processes, real Postgres and NATS, 
     }
   });
 
-  it("a batch of 20 with one truncated image: 19 succeed, the bad one has its error, and only 19 are charged", async () => {
-    const { key } = await account({ credits: "10" });
+  it("a batch of 20 with one truncated image: 19 succeed, the bad one has its error, only 19 are charged, and its webhook_url hears of each job", async () => {
+    const receiver = await startReceiver();
+    try {
+      await batchOfTwenty(receiver);
+    } finally {
+      receiver.server.close();
+    }
+  });
+
+  async function batchOfTwenty(receiver: Awaited<ReturnType<typeof startReceiver>>): Promise<void> {
+    const { accountId, key } = await account({ credits: "10" });
+    const { secret } = await cliJson(["webhook-secret", "--account", accountId]);
     const BAD_INDEX = 13;
     const form = new FormData();
+    form.append("webhook_url", receiver.url);
     for (let index = 0; index < 20; index++) {
       const data = index === BAD_INDEX ? PHOTO.slice(0, PHOTO.byteLength / 2) : PHOTO;
       form.append("image_file", new Blob([data]), `item-${index}.heic`);
@@ -199,7 +212,15 @@ describe("public REST API in mesh mode: four processes, real Postgres and NATS, 
     assert.equal(result.status, 200, "the result URL the gateway puts in job JSON works too");
     assert.equal(result.headers.get("x-job-id"), good[0]!.job!.id);
     assert.deepEqual(await balance(key), { available: 10 - 19 * PHOTO_CREDITS, held: 0 });
-  });
+    const deadline = Date.now() + WEBHOOK_TIMEOUT_MS;
+    const heard = () => new Set(receiver.deliveries.filter((delivery) => delivery.status === 200).map((delivery) => (JSON.parse(delivery.body) as { job_id: string }).job_id));
+    while (heard().size < 19) {
+      assert.ok(Date.now() < deadline, `webhooks for ${heard().size} of 19 jobs within ${WEBHOOK_TIMEOUT_MS} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.deepEqual([...heard()].sort(), good.map((item) => item.job!.id).sort(), "one job.succeeded per good item, none for the bad one");
+    for (const delivery of receiver.deliveries) assertSigned(delivery, secret);
+  }
 
   it("a plan's monthly call quota: past it, 429 monthly_quota_exceeded with Retry-After to the renewal, and nothing charged", async () => {
     const database = openDatabase<unknown>({ kind: "postgres", url: fixture.databaseUrl });
@@ -276,5 +297,29 @@ describe("public REST API in mesh mode: four processes, real Postgres and NATS, 
     assert.equal(Math.round((5 - after.available) * 1000), Math.round(credits * 1000), "the balance fell by the quote");
     assert.equal(Number(response.headers.get("x-credits-remaining")), after.available);
     assert.equal((await getJob(key, response.headers.get("x-job-id")!)).credits_charged, credits);
+  });
+  it("retention=none keeps nothing: the response carries the cut-out, then the job's input and result are gone from the NATS object store", async () => {
+    const { key } = await account({ credits: "5" });
+    const response = await matting(key, imageForm(PHOTO), { query: "?retention=none" });
+    assert.equal(response.status, 200, await response.clone().text());
+    assert.ok((await response.arrayBuffer()).byteLength > 0);
+    const jobId = response.headers.get("x-job-id")!;
+    const job = await getJob(key, jobId);
+    assert.deepEqual([job.status, job.result_url, job.credits_charged], ["succeeded", null, PHOTO_CREDITS]);
+    const database = openDatabase<unknown>({ kind: "postgres", url: fixture.databaseUrl });
+    let keys: string[];
+    try {
+      const row = await (database.db as Kysely<any>).selectFrom("jobs").select(["input_blob_key", "result_blob_key"]).where("id", "=", jobId).executeTakeFirstOrThrow();
+      keys = [row.input_blob_key, row.result_blob_key];
+    } finally {
+      await database.close();
+    }
+    const connection = await connect({ servers: backends.skip === false ? backends.natsUrl : "" });
+    try {
+      const blobs = await new Objm(connection).open(`${fixture.natsNamePrefix}_blobs`);
+      for (const blobKey of keys) assert.equal(await blobs.get(blobKey), null, `${blobKey} was deleted after the response`);
+    } finally {
+      await connection.close();
+    }
   });
 });

@@ -5,6 +5,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createHash, randomUUID } from "node:crypto";
 import { reasonError, reasonOf } from "../common/errors.ts";
+import { checkedWebhookUrl } from "../common/outbound.ts";
 import type { ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import type { Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { Logger } from "../common/logging.ts";
@@ -95,10 +96,12 @@ export class JobBatches {
    * fetched in its item's turn, so at most ITEM_SUBMITS_CONCURRENT images are in memory at once;
    * one that cannot be fetched is that item's error, not the call's.
    */
-  async submit(admission: Admission, items: BatchImage[], options: ImageOptions, idempotencyKey: string): Promise<BatchView> {
+  async submit(admission: Admission, items: BatchImage[], options: ImageOptions, idempotencyKey: string, extra: { webhookUrl?: string } = {}): Promise<BatchView> {
     this.checkItemCount(items.length, "add one image per item");
+    // Checked once, before any item is held: a bad URL refuses the call, not each item.
+    const webhookUrl = extra.webhookUrl ? checkedWebhookUrl(extra.webhookUrl) : undefined;
     const batchKey = idempotencyKey || randomUUID();
-    const fingerprint = batchFingerprint(items.map((item) => itemFingerprint(item, options)));
+    const fingerprint = batchFingerprint([...items.map((item) => itemFingerprint(item, options)), ...(webhookUrl ? [`webhook:${webhookUrl}`] : [])]);
     const { batch, created } = await this.batches.insertOrGet({
       id: randomUUID(),
       account_id: admission.owner.accountId,
@@ -121,7 +124,7 @@ export class JobBatches {
         try {
           const item = items[index]!;
           const image = "bytes" in item ? item.bytes : await this.imageUrls.fetch(item.url, { field: item.field, plan: admission.plan });
-          const job = await this.imageJobs.submit(admission, image, options, `${batchKey}:${index}`);
+          const job = await this.imageJobs.submit(admission, image, options, `${batchKey}:${index}`, { webhookUrl });
           outcome = { jobId: job.id };
         } catch (error) {
           if (!(error instanceof ConnectError)) this.log.error({ err: error, batchId: batch.id, index }, "a batch item failed");

@@ -51,12 +51,13 @@ const JSON_BATCH_OVERHEAD_BYTES = 16 * 1024;
  * JSON `{"image_urls":[..]}`), and the one set of options for all, checked before any hold. A URL
  * is an item like a file: one that cannot be fetched is that item's error, not the call's.
  */
-async function readBatchRequest(request: HttpRequest, headers: Headers, query: URLSearchParams, deps: RestDependencies): Promise<{ items: BatchImage[]; options: ImageOptions }> {
+async function readBatchRequest(request: HttpRequest, headers: Headers, query: URLSearchParams, deps: RestDependencies): Promise<{ items: BatchImage[]; options: ImageOptions; webhookUrl: string | undefined }> {
   const contentType = headers.get("content-type") ?? "";
   const { batchBytesMax } = deps.limits;
   const batchItemsMax = deps.jobBatches.itemsMax;
   let items: BatchImage[];
   let options: ImageOptions;
+  let webhookUrl: string | undefined;
   if (/^application\/json\s*(;|$)/i.test(contentType)) {
     const body = await readJsonObject(request, headers, Math.min(batchBytesMax, batchItemsMax * (OUTBOUND_URL_LENGTH_MAX + 8) + JSON_BATCH_OVERHEAD_BYTES), '{"image_urls":["https://…"],"size":"full"}');
     const urls = body.image_urls;
@@ -64,7 +65,9 @@ async function readBatchRequest(request: HttpRequest, headers: Headers, query: U
     const bad = (urls ?? []).findIndex((url: unknown) => typeof url !== "string");
     if (bad >= 0) throw reasonError(Code.InvalidArgument, "invalid_request", `image_urls[${bad}] must be a string (a URL)`);
     items = ((urls ?? []) as string[]).map((url, index) => ({ url, field: `image_urls[${index}]` }));
-    options = imageOptionsFrom(jsonSource(body, query));
+    const source = jsonSource(body, query);
+    options = imageOptionsFrom(source);
+    webhookUrl = source("webhook_url");
   } else if (isMultipart(contentType)) {
     requireBoundary(contentType);
     refuseDeclaredLength(headers, batchBytesMax, "BATCH_BYTES_MAX");
@@ -74,18 +77,20 @@ async function readBatchRequest(request: HttpRequest, headers: Headers, query: U
       if ((name === "image_file" || name === "image") && value instanceof Blob) items.push({ bytes: new Uint8Array(await value.arrayBuffer()) });
       else if (name === "image_url" && typeof value === "string" && value !== "") items.push({ url: value, field: `image_url (item ${items.length})` });
     }
-    options = imageOptionsFrom(optionSource(form, query));
+    const source = optionSource(form, query);
+    options = imageOptionsFrom(source);
+    webhookUrl = source("webhook_url");
   } else {
     throw reasonError(Code.InvalidArgument, "invalid_request", 'send the images as multipart/form-data (one image_file or image_url field each) or their URLs as JSON {"image_urls":[..]}');
   }
   deps.jobBatches.checkItemCount(items.length, "add one image_file or image_url field per image, or list them in image_urls");
-  return { items, options };
+  return { items, options, webhookUrl };
 }
 
 export function createBatchesRoutes(deps: RestDependencies): HttpRoutes {
   async function submitBatch(request: HttpRequest, admission: Admission, headers: Headers, query: URLSearchParams): Promise<BatchView> {
-    const { items, options } = await readBatchRequest(request, headers, query, deps);
-    return deps.jobBatches.submit(admission, items, options, checkedIdempotencyKey(headers.get("idempotency-key")));
+    const { items, options, webhookUrl } = await readBatchRequest(request, headers, query, deps);
+    return deps.jobBatches.submit(admission, items, options, checkedIdempotencyKey(headers.get("idempotency-key")), { webhookUrl });
   }
 
   return async (request, response) => {
