@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
+import { unzipSync } from "fflate";
 import sharp from "sharp";
 import { IMAGE_MILLICREDITS, publicApiNode } from "./public-api.testing.ts";
 
@@ -60,13 +61,15 @@ function rawRequest(method: string, path: string, headers: Record<string, string
   });
 }
 
-/** The tight box of the pixels whose alpha is at least 13 of 255 (inference's subject threshold). */
-async function alphaBox(image: Buffer): Promise<{ left: number; top: number; width: number; height: number }> {
-  const { data, info } = await sharp(image).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+/** The tight box of the pixels whose alpha (the matte itself, for a one-channel image) is at least 13 of 255 (inference's subject threshold). */
+async function alphaBox(image: Buffer | Uint8Array): Promise<{ left: number; top: number; width: number; height: number }> {
+  const matte = (await sharp(image).metadata()).channels === 1;
+  const { data, info } = await (matte ? sharp(image).extractChannel(0) : sharp(image).ensureAlpha()).raw().toBuffer({ resolveWithObject: true });
+  const alphaAt = matte ? 0 : 3;
   let [left, top, right, bottom] = [info.width, info.height, -1, -1];
   for (let y = 0; y < info.height; y++) {
     for (let x = 0; x < info.width; x++) {
-      if (data[(y * info.width + x) * info.channels + 3]! < 13) continue;
+      if (data[(y * info.width + x) * info.channels + alphaAt]! < 13) continue;
       [left, top, right, bottom] = [Math.min(left, x), Math.min(top, y), Math.max(right, x), Math.max(bottom, y)];
     }
   }
@@ -175,6 +178,96 @@ describe("remove.bg drop-in: POST /v1.0/removebg and GET /v1.0/account", () => {
     assert.ok(Math.abs(data[0]! - 0) < 12 && Math.abs(data[1]! - 128) < 12 && Math.abs(data[2]! - 0) < 12, `corner is ${[...data.subarray(0, info.channels)]}`);
   });
 
+  it("answers format=zip (the Ruby client's zip request) with color.jpg and alpha.png that compose to the PNG result, charged once", async () => {
+    const { accountId, key } = await api.account();
+    const photo = await jpegPhoto();
+    const before = await api.balance(accountId);
+    const zipCall = () => {
+      const { body, contentType } = rubyMultipart({ size: "auto", format: "zip" }, { name: "image_file", filename: "person-in-field.jpg", type: "image/jpeg", data: photo });
+      return rawRequest("POST", "/v1.0/removebg", { ...rubyHeaders(key), "idempotency-key": "removebg-zip-1", "content-type": contentType, "content-length": String(body.byteLength) }, body);
+    };
+    const response = await zipCall();
+    assert.equal(response.status, 200, await response.clone().text());
+    assert.equal(response.headers.get("content-type"), "application/zip", "the Ruby client picks its CompositeResult on application/zip");
+    const archive = Buffer.from(await response.arrayBuffer());
+    assert.equal(response.headers.get("content-length"), String(archive.byteLength));
+    assert.deepEqual([response.headers.get("x-width"), response.headers.get("x-height"), response.headers.get("x-credits-charged")], ["64", "64", "0.25"]);
+    const entries = unzipSync(archive);
+    assert.deepEqual(Object.keys(entries).sort(), ["alpha.png", "color.jpg"]);
+    const color = await sharp(entries["color.jpg"]!).metadata();
+    const alpha = await sharp(entries["alpha.png"]!).metadata();
+    assert.deepEqual([color.format, color.channels, color.hasAlpha, color.width, color.height], ["jpeg", 3, false, 64, 64]);
+    assert.deepEqual([alpha.format, alpha.channels, alpha.space, alpha.width, alpha.height], ["png", 1, "b-w", 64, 64]);
+    // The box in the headers is the matte's.
+    assertNear(foregroundHeaders(response), await alphaBox(entries["alpha.png"]!), 1, "X-Foreground-* against alpha.png");
+    // A replay under the same Idempotency-Key: the same job, the same bytes, no second charge.
+    const replay = await zipCall();
+    assert.equal(replay.status, 200);
+    assert.deepEqual(Buffer.from(await replay.arrayBuffer()), archive, "the zip is rebuilt byte for byte");
+    const after = await api.balance(accountId);
+    assert.deepEqual([before.available - after.available, after.held], [IMAGE_MILLICREDITS, 0n], "charged once for the zip and its replay");
+
+    // format=png of the same photo: alpha.png is its alpha exactly, color.jpg its colours (JPEG's rounding aside).
+    const png = await post({ "x-api-key": key }, api.imageForm(photo, { size: "auto", format: "png" }));
+    assert.equal(png.status, 200, await png.clone().text());
+    const rgba = await sharp(Buffer.from(await png.arrayBuffer())).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+    const matteRaw = await sharp(entries["alpha.png"]!).extractChannel(0).raw().toBuffer();
+    const colorRaw = await sharp(entries["color.jpg"]!).raw().toBuffer();
+    assert.equal(matteRaw.byteLength, 64 * 64);
+    let colourError = 0;
+    let opaque = 0;
+    for (let pixel = 0; pixel < 64 * 64; pixel++) {
+      assert.equal(matteRaw[pixel], rgba.data[pixel * 4 + 3], `alpha at pixel ${pixel}`);
+      if (matteRaw[pixel]! < 255) continue;
+      opaque += 1;
+      for (let channel = 0; channel < 3; channel++) colourError += Math.abs(colorRaw[pixel * 3 + channel]! - rgba.data[pixel * 4 + channel]!);
+    }
+    assert.ok(opaque > 500, `the disc is opaque (${opaque} pixels)`);
+    assert.ok(colourError / (opaque * 3) < 3, `color.jpg against the PNG's colours where opaque: mean error ${colourError / (opaque * 3)}`);
+  });
+
+  it("zip behind bg_color, answered as JSON: color.jpg is the composed image, alpha.png opaque everywhere", async () => {
+    const { accountId, key } = await api.account();
+    const before = await api.balance(accountId);
+    const response = await post(
+      { "x-api-key": key, accept: "application/json", "content-type": "application/json" },
+      JSON.stringify({ image_file_b64: Buffer.from(api.photo).toString("base64"), format: "zip", bg_color: "green" }),
+    );
+    assert.equal(response.status, 200, await response.clone().text());
+    assert.match(response.headers.get("content-type") ?? "", /^application\/json/);
+    const body = (await response.json()) as { data: { result_b64: string } };
+    const entries = unzipSync(Buffer.from(body.data.result_b64, "base64"));
+    assert.deepEqual(Object.keys(entries).sort(), ["alpha.png", "color.jpg"]);
+    const matte = await sharp(entries["alpha.png"]!).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([matte.info.width, matte.info.height, matte.info.channels], [64, 64, 1]);
+    assert.ok(matte.data.every((value) => value === 255), "nothing is transparent behind a background");
+    const color = await sharp(entries["color.jpg"]!).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([color.info.width, color.info.height, color.info.channels], [64, 64, 3]);
+    assert.ok(Math.abs(color.data[0]! - 0) < 12 && Math.abs(color.data[1]! - 128) < 12 && Math.abs(color.data[2]! - 0) < 12, `corner is ${[...color.data.subarray(0, 3)]}`);
+    assert.equal(response.headers.get("x-credits-charged"), "0.25");
+    const after = await api.balance(accountId);
+    assert.equal(before.available - after.available, IMAGE_MILLICREDITS);
+  });
+
+  it("exposes every remove.bg header to browsers on its routes (CORS)", async () => {
+    const { key } = await api.account();
+    const origin = "https://app.example";
+    const preflight = await fetch(`${api.node.url}/v1.0/removebg`, { method: "OPTIONS", headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "x-api-key, content-type" } });
+    assert.equal(preflight.status, 204);
+    assert.match(preflight.headers.get("access-control-allow-headers") ?? "", /X-Api-Key/i);
+    const response = await post({ origin, "x-api-key": key, accept: "application/json", "content-type": "application/json" }, JSON.stringify({ image_file_b64: Buffer.from(api.photo).toString("base64") }));
+    assert.equal(response.status, 200, await response.clone().text());
+    assert.equal(response.headers.get("access-control-allow-origin"), "*");
+    const exposed = new Set((response.headers.get("access-control-expose-headers") ?? "").split(/,\s*/).map((name) => name.toLowerCase()));
+    const documented = ["X-Credits-Charged", "X-Width", "X-Height", "X-Type", "X-Foreground-Top", "X-Foreground-Left", "X-Foreground-Width", "X-Foreground-Height", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"];
+    for (const header of documented) assert.ok(exposed.has(header.toLowerCase()), `${header} is exposed`);
+    // And whatever x- header this answer carries.
+    for (const [name] of response.headers) if (name.startsWith("x-")) assert.ok(exposed.has(name), `${name} (sent) is exposed`);
+    const refused = await fetch(`${api.node.url}/v1.0/account`, { headers: { origin } });
+    assert.equal(refused.status, 403);
+    assert.equal(refused.headers.get("access-control-allow-origin"), "*", "refusals are readable by browsers too");
+  });
+
   it("answers a missing or unknown key with exactly remove.bg's 403 body, on both routes", async () => {
     for (const headers of [{}, { "x-api-key": "not-a-key" }] as Record<string, string>[]) {
       const account = await fetch(`${api.node.url}/v1.0/account`, { headers });
@@ -196,7 +289,8 @@ describe("remove.bg drop-in: POST /v1.0/removebg and GET /v1.0/account", () => {
     assert.deepEqual([error.code, error.title], ["invalid_size", "Invalid value for parameter 'size'"]);
     assert.match(error.detail ?? "", /size "gigantic" is not one of preview, small, regular, full, 4k, auto/);
     for (const [fields, code] of [
-      [{ format: "zip" }, "invalid_format"],
+      [{ format: "gif" }, "invalid_format"],
+      [{ format: "zip", channels: "alpha" }, "invalid_channels"],
       [{ bg_color: "81d4fa77" }, "invalid_bg_color"],
       [{ crop: "true", crop_margin: "30px" }, "invalid_crop_margin"],
       [{ roi: "10% 10% 90% 90%" }, "invalid_roi"],

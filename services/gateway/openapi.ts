@@ -218,13 +218,13 @@ const REMOVEBG_FIELDS: Record<string, JsonSchema> = {
   size: { type: "string", enum: ["preview", "small", "regular", "full", "4k", "auto", "medium", "hd"], default: "preview", description: "preview/small/regular: at most 0.25 MP; full/4k/auto: the original resolution (capped by IMAGE_LONGEST_SIDE_STANDARD). medium and hd (fixed 1.5/4 MP caps) are refused with invalid_size." },
   type: { type: "string", enum: ["auto", "person", "product", "car", "animal", "graphic", "transportation"], default: "auto", description: "Accepted and ignored: the model finds the foreground itself." },
   type_level: { type: "string", enum: ["none", "1", "2", "latest"], default: "1", description: "Accepted and ignored: no X-Type is sent (this server does not classify)." },
-  format: { type: "string", enum: ["auto", "png", "jpg", "webp", "zip"], default: "auto", description: "auto: jpg behind an opaque bg_color or bg_image_file, else png. zip is refused with invalid_format (not built yet)." },
+  format: { type: "string", enum: ["auto", "png", "jpg", "webp", "zip"], default: "auto", description: "auto: jpg behind an opaque bg_color or bg_image_file, else png. zip: application/zip holding color.jpg (the result's colours, JPEG) and alpha.png (its alpha matte, grayscale PNG), both at the result's size; composing them (alpha as opacity) gives the png result. Behind bg_color or a background image, color.jpg is the composed image and alpha.png opaque. One job, charged once." },
   roi: { type: "string", default: "0% 0% 100% 100%", description: "Only the whole image is accepted; another region is refused (invalid_roi, roi_exceeds_bounds, roi_region_empty)." },
   crop: { type: "boolean", default: false, description: "Crop off empty regions around the subject." },
   crop_margin: { type: "string", default: "0", description: "With crop=true: one whole percent of the subject on every side, 0% to 50% (1, 2 or 4 equal values); pixel margins are refused (invalid_crop_margin)." },
   scale: { type: "string", default: "original", description: '"original" or 10% to 100%: the subject\'s size relative to the image.' },
   position: { type: "string", default: "original", description: '"original", "center", or one or two percents (horizontal, vertical).' },
-  channels: { type: "string", enum: ["rgba", "alpha"], default: "rgba", description: "alpha: the grayscale matte as PNG (with format jpg or webp: invalid_channels)." },
+  channels: { type: "string", enum: ["rgba", "alpha"], default: "rgba", description: "alpha: the grayscale matte as PNG (with format jpg, webp or zip: invalid_channels; zip carries the matte as alpha.png)." },
   add_shadow: { type: "boolean", default: false, description: "Accepted and ignored (remove.bg adds shadows to cars only)." },
   semitransparency: { type: "boolean", default: true, description: "Accepted and ignored (remove.bg applies it to car windows only)." },
   shadow_method: { type: "string", enum: ["latest", "legacy"], description: "Accepted and ignored (only with add_shadow)." },
@@ -252,7 +252,7 @@ function removeBgPaths(): OpenApiDocument["paths"] {
         },
         responses: {
           "200": {
-            description: "The result image, or with Accept: application/json its base64.",
+            description: "The result image (format=zip: the zip of color.jpg and alpha.png), or with Accept: application/json its base64.",
             headers: {
               "X-Credits-Charged": IMAGE_HEADERS["X-Credits-Charged"],
               "X-Width": { description: "Width of the result image, in pixels.", schema: { type: "integer" } },
@@ -269,8 +269,9 @@ function removeBgPaths(): OpenApiDocument["paths"] {
               "image/png": { schema: { type: "string", format: "binary" } },
               "image/jpeg": { schema: { type: "string", format: "binary" } },
               "image/webp": { schema: { type: "string", format: "binary" } },
+              "application/zip": { schema: { type: "string", format: "binary" } },
               ...json({ type: "object", required: ["data"], properties: { data: { type: "object", required: ["result_b64"], properties: {
-                        result_b64: { type: "string", description: "The result image, base64." },
+                        result_b64: { type: "string", description: "The result image (or zip), base64." },
                         foreground_top: { type: "integer", description: "The subject's box in the result, in pixels (absent when no subject was found)." },
                         foreground_left: { type: "integer" },
                         foreground_width: { type: "integer" },

@@ -33,14 +33,21 @@ test("every documented size maps to ours; the fixed megapixel caps we lack are r
   }
 });
 
-test("format: png, jpg, webp; auto is jpg behind an opaque background; zip is refused with invalid_format", () => {
+test("format: png, jpg, webp; auto is jpg behind an opaque background; zip renders a PNG to split", () => {
   assert.equal(accepted({ format: "png" }).options.format, OutputFormat.PNG);
   assert.equal(accepted({ format: "jpg" }).options.format, OutputFormat.JPEG);
   assert.equal(accepted({ format: "webp" }).options.format, OutputFormat.WEBP);
   assert.equal(accepted({ bg_color: "fff" }).options.format, OutputFormat.JPEG);
   assert.equal(accepted({}, new Set(["image_file", "bg_image_file"])).options.format, OutputFormat.JPEG);
-  assert.deepEqual([refusedWith({ format: "zip" }).code, refusedWith({ format: "gif" }).code], ["invalid_format", "invalid_format"]);
-  assert.match(refusedWith({ format: "zip" }).detail, /zip .* not offered/);
+  for (const fields of [{ format: "zip" }, { format: "ZIP", bg_color: "fff" }, { format: "zip", channels: "rgba" }] as Record<string, string>[]) {
+    const request = accepted(fields);
+    assert.deepEqual([request.zip, request.options.format], [true, OutputFormat.PNG], JSON.stringify(fields));
+  }
+  assert.equal(accepted({ format: "png" }).zip, false);
+  assert.equal(refusedWith({ format: "gif" }).code, "invalid_format");
+  const alphaZip = refusedWith({ format: "zip", channels: "alpha" });
+  assert.equal(alphaZip.code, "invalid_channels");
+  assert.match(alphaZip.detail, /alpha\.png/);
 });
 
 test("channels=alpha asks for the matte (a grayscale PNG); with jpg or webp it is refused, never answered in another format", () => {

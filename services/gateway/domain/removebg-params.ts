@@ -27,6 +27,11 @@ export interface RemoveBgRequest {
   source: ImageSource;
   /** `bg_image_file` was given: the route puts its bytes in `options.backgroundImage`. */
   backgroundSource: BackgroundSource | undefined;
+  /**
+   * format=zip: the job renders a PNG (`options.format`), which the route answers as remove.bg's
+   * zip of color.jpg (its RGB) and alpha.png (its alpha as a grayscale matte).
+   */
+  zip: boolean;
   options: ImageOptions;
 }
 
@@ -126,15 +131,16 @@ function backgroundOf(fields: RemoveBgFields["fields"], files: RemoveBgFields["f
 }
 
 // format=auto: "PNG if transparent regions exist, otherwise JPG". Behind an opaque background
-// colour or image nothing is transparent: jpg; otherwise png. zip (color.jpg + alpha.png) is not built yet.
+// colour or image nothing is transparent: jpg; otherwise png. zip: rendered as PNG, which carries
+// both of the zip's images (behind a background its alpha is opaque everywhere, as remove.bg's is).
 const FORMATS: Readonly<Record<string, OutputFormat | "auto" | "zip">> = { auto: "auto", png: OutputFormat.PNG, jpg: OutputFormat.JPEG, jpeg: OutputFormat.JPEG, webp: OutputFormat.WEBP, zip: "zip" };
 
-function formatOf(fields: RemoveBgFields["fields"], opaqueBackground: boolean): OutputFormat {
+function formatOf(fields: RemoveBgFields["fields"], opaqueBackground: boolean): { format: OutputFormat; zip: boolean } {
   const value = present(fields, "format") ?? "auto";
   const format = oneOf(value, FORMATS, "invalid_format", "Invalid format parameter given", "format");
-  if (format === "zip") refuse("invalid_format", "Invalid format parameter given", "format zip (color.jpg + alpha.png) is not offered by this server yet; use png, webp, or channels=alpha for the matte alone");
-  if (format === "auto") return opaqueBackground ? OutputFormat.JPEG : OutputFormat.PNG;
-  return format;
+  if (format === "zip") return { format: OutputFormat.PNG, zip: true };
+  if (format === "auto") return { format: opaqueBackground ? OutputFormat.JPEG : OutputFormat.PNG, zip: false };
+  return { format, zip: false };
 }
 
 /** channels=alpha: the grayscale matte, which we answer as PNG (format auto or png). */
@@ -143,6 +149,9 @@ function channelsOf(fields: RemoveBgFields["fields"], format: OutputFormat): Out
   const channels = oneOf(value, { rgba: "rgba", alpha: "alpha" } as const, "invalid_channels", "Invalid value for parameter 'channels'", "channels");
   if (channels === "rgba") return format;
   const requested = present(fields, "format")?.toLowerCase() ?? "auto";
+  if (requested === "zip") {
+    refuse("invalid_channels", "Invalid value for parameter 'channels'", "channels=alpha with format zip: the zip already carries the matte as alpha.png; use channels rgba with zip, or channels alpha with format png or auto");
+  }
   if (!["auto", "png"].includes(requested)) {
     refuse("invalid_channels", "Invalid value for parameter 'channels'", `channels=alpha is answered as a grayscale PNG here; with format "${requested}" use format png or auto`);
   }
@@ -267,7 +276,8 @@ export function removeBgRequestOf({ fields, files }: RemoveBgFields): RemoveBgOu
     const source = sourceOf(fields, files);
     const size = sizeOf(fields);
     const background = backgroundOf(fields, files);
-    const format = channelsOf(fields, formatOf(fields, background.source !== undefined));
+    const { format: requestedFormat, zip } = formatOf(fields, background.source !== undefined);
+    const format = channelsOf(fields, requestedFormat);
     const cropToSubject = booleanOf(fields, "crop", "invalid_crop") ?? false;
     const cropMarginPercent = cropMarginOf(fields); // checked always; in effect only with crop=true, as documented
     const subjectScalePercent = scaleOf(fields);
@@ -283,7 +293,7 @@ export function removeBgRequestOf({ fields, files }: RemoveBgFields): RemoveBgOu
       subjectScalePercent,
       subjectPosition,
     });
-    return { ok: true, request: { source, backgroundSource: background.source, options } };
+    return { ok: true, request: { source, backgroundSource: background.source, zip, options } };
   } catch (error) {
     if (error instanceof Refusal) return { ok: false, error: error.error };
     throw error;

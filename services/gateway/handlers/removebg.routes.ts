@@ -4,7 +4,10 @@
 // domain/removebg-params.ts; image_url and bg_image_url are fetched as on /v1/matting (ImageUrls);
 // every refusal on /v1.0/ answers in remove.bg's shape
 // {"errors":[{"title","code","detail"}]} with its codes and statuses (400, 402, 403, 429).
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { zipSync, type ZipOptions } from "fflate";
+import sharp from "sharp";
 import { creditsNumber, formatCredits } from "../../common/credits.ts";
 import { reasonError, reasonOf } from "../../common/errors.ts";
 import type { Logger } from "../../common/logging.ts";
@@ -216,12 +219,30 @@ async function fetchUrlInput(deps: RestDependencies, call: AdmittedCall, body: R
 async function imageAndOptionsOf(deps: RestDependencies, call: AdmittedCall, body: RemoveBgBody) {
   const outcome = removeBgRequestOf(body);
   if (!outcome.ok) throw vendorRefusal(outcome.error, outcome.error.code === "missing_source" ? "missing_image" : "invalid_option");
-  const { source, backgroundSource, options } = outcome.request;
+  const { source, backgroundSource, zip, options } = outcome.request;
   const sent = source === "image_file" ? body.imageFile! : source === "image_file_b64" ? decodeImageBase64(body.fields.image_file_b64!, deps.limits.uploadBytesMax) : undefined;
   const image = sent ?? (await fetchUrlInput(deps, call, body, "image_url"));
   if (backgroundSource === "bg_image_file") options.backgroundImage = body.backgroundFile!;
   if (backgroundSource === "bg_image_url") options.backgroundImage = await fetchUrlInput(deps, call, body, "bg_image_url");
-  return { image, options };
+  return { image, options, zip };
+}
+
+/** JPEG quality (of 100) of the zip's color.jpg: inference's own for JPEG results. */
+const ZIP_COLOR_JPEG_QUALITY = 90;
+
+/**
+ * remove.bg's format=zip from the job's PNG: color.jpg (its RGB, at the result's size) and
+ * alpha.png (its alpha as a grayscale matte, opaque everywhere behind a background), so a client
+ * that composites them (the Ruby client's copy-opacity) gets the PNG back. Both entries are
+ * already compressed: stored, not deflated again. Dated at the job's end, so a replay is byte-identical.
+ */
+export async function removeBgZipOf(png: Uint8Array, finishedAt: Date): Promise<Uint8Array> {
+  const [color, alpha] = await Promise.all([
+    sharp(png).removeAlpha().jpeg({ quality: ZIP_COLOR_JPEG_QUALITY, chromaSubsampling: "4:4:4" }).toBuffer(),
+    sharp(png).ensureAlpha().extractChannel(3).toColourspace("b-w").png().toBuffer(),
+  ]);
+  const entry = (bytes: Buffer): [Uint8Array, ZipOptions] => [new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), { level: 0, mtime: finishedAt }];
+  return zipSync({ "color.jpg": entry(color), "alpha.png": entry(alpha) });
 }
 
 /** The result's size: as inference measured it, or read from the image's header for a job that did not keep it. */
@@ -235,8 +256,12 @@ async function resultSize(deps: RestDependencies, result: ImageResult): Promise<
  * Headers as remove.bg sends them; the subject's box only when the mask found one. No X-Type:
  * this server does not classify the subject.
  */
-async function sendResult(deps: RestDependencies, request: HttpRequest, response: HttpResponse, admission: Admission, result: ImageResult): Promise<void> {
+async function sendResult(deps: RestDependencies, request: HttpRequest, response: HttpResponse, admission: Admission, result: ImageResult, zip: boolean): Promise<void> {
   const size = await resultSize(deps, result);
+  if (zip) {
+    const finishedAt = result.job.updatedAt ? timestampDate(result.job.updatedAt) : new Date(0);
+    result = { ...result, image: await removeBgZipOf(result.image, finishedAt), contentType: "application/zip" };
+  }
   const box = result.job.foreground;
   const headers = {
     "x-credits-charged": formatCredits(result.job.chargedMillicredits),
@@ -294,9 +319,9 @@ export function removeBgRoutes(deps: RestDependencies, reads: AccountReads): Res
           const call = await admitImageCall(deps, request, response, () => true);
           admission = call.admission;
           const body = await readRemoveBgBody(request, call.headers, deps.limits.uploadBytesMax);
-          const { image, options } = await imageAndOptionsOf(deps, call, body);
+          const { image, options, zip } = await imageAndOptionsOf(deps, call, body);
           const result = await removeBackgroundWhileWaiting(deps, call, image, options);
-          await sendResult(deps, request, response, admission, result);
+          await sendResult(deps, request, response, admission, result, zip);
         } finally {
           admission?.release();
         }
