@@ -211,6 +211,23 @@ describe("Photoroom drop-in: /v1/segment, /v1/account, /v2/account, /v2/edit", (
     assert.deepEqual(await api.balance(accountId), before);
   });
 
+  it("answers unknown /v2/ paths and wrong methods in Photoroom's shapes; an unknown /v1/segment field is refused by name", async () => {
+    const missing = await fetch(`${api.node.url}/v2/render`, { headers: { "x-api-key": "any" } });
+    assert.equal(missing.status, 404);
+    assert.match((await editError(missing)).message, /^no route for GET \/v2\/render/);
+    const wrongMethod = await fetch(`${api.node.url}/v2/edit`, { method: "PUT" });
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.headers.get("allow"), "GET, POST");
+    await editError(wrongMethod);
+    const segmentMethod = await fetch(`${api.node.url}/v1/segment`);
+    assert.equal(segmentMethod.status, 405);
+    assert.equal((await segmentError(segmentMethod)).type, "method_not_allowed");
+    const { key } = await api.account();
+    const unknown = await segment({ "x-api-key": key }, form({ bg_image_url: "https://example.com/b.png" }, [["image_file", api.photo]]));
+    assert.equal(unknown.status, 400);
+    assert.match((await segmentError(unknown)).detail, /^bg_image_url: unsupported attributes/);
+  });
+
   it("one Idempotency-Key answers the same result and charges once", async () => {
     const { accountId, key } = await api.account();
     const before = await api.balance(accountId);

@@ -391,7 +391,7 @@ function photoroomPaths(): OpenApiDocument["paths"] {
       post: {
         operationId: "photoroomSegment",
         summary: "Photoroom: remove the background (v1)",
-        description: "Photoroom's `POST /v1/segment` on this server's job path. Binary by default; `Accept: application/json` answers `{\"base64img\"}`. Refusals `{detail,status_code,type}` (type: this server's reason). No x-uncertainty-score (none is computed here).",
+        description: "Photoroom's `POST /v1/segment` on this server's job path. Binary by default; `Accept: application/json` answers `{\"base64img\"}`. Refusals `{detail,status_code,type}` (type: this server's reason); a field it does not take is refused by name. No x-uncertainty-score (none is computed here).",
         tags: [PHOTOROOM_TAG],
         parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
         requestBody: {
@@ -523,7 +523,7 @@ function buildDocument(): OpenApiDocument {
       { name: "Account", description: "Quotes, balance and usage of the caller's own account." },
       { name: "Reference", description: "This document and its rendering." },
       { name: REMOVEBG_TAG, description: "remove.bg's API: change a remove.bg client's base URL to this server's /v1.0 and nothing else. Refusals in remove.bg's shape." },
-      { name: PHOTOROOM_TAG, description: "Photoroom's API: change a Photoroom client's base URL (sdk.photoroom.com or image-api.photoroom.com) to this server and nothing else; the key goes in x-api-key. Refusals in Photoroom's shapes." },
+      { name: PHOTOROOM_TAG, description: "Photoroom's API: change a Photoroom client's base URL (sdk.photoroom.com or image-api.photoroom.com) to this server and nothing else; the key goes in x-api-key. Refusals in Photoroom's shapes (any other path under /v2/ too; /v1/ is shared with this API, so its 404s stay native)." },
     ],
     security: [{ ApiKey: [] }, { Bearer: [] }],
     paths: {

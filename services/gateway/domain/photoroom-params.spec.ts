@@ -53,6 +53,7 @@ test("/v1/segment: refusals name the parameter; a missing image is missing_image
     [{ bg_color: "not-a-colour" }, "bg_color"],
     [{ crop: "yes" }, "crop"],
     [{ despill: "maybe" }, "despill"],
+    [{ bg_image_url: "https://example.com/b.png" }, "bg_image_url"],
   ] as const) {
     const outcome = segment(fields);
     assert.ok(!outcome.ok, JSON.stringify(fields));

@@ -80,10 +80,13 @@ function finish<T>(build: () => T): { ok: true; value: T } | { ok: false; error:
 // by IMAGE_LONGEST_SIDE_STANDARD). medium (1.5 MP) and hd (4 MP) are caps we do not offer.
 const SEGMENT_SIZES: Readonly<Record<string, OutputSize | "unsupported">> = { preview: OutputSize.PREVIEW, medium: "unsupported", hd: "unsupported", full: OutputSize.FULL };
 const SEGMENT_FORMATS: Readonly<Record<string, OutputFormat>> = { png: OutputFormat.PNG, jpg: OutputFormat.JPEG, webp: OutputFormat.WEBP };
+const SEGMENT_FIELDS = new Set(["format", "channels", "bg_color", "size", "crop", "despill"]);
 
 /** `POST /v1/segment`'s form fields (remove-background-post-params), Photoroom's defaults. */
 export function segmentOptionsOf({ fields, files }: PhotoroomFields): SegmentOutcome {
   const outcome = finish(() => {
+    const unknown = [...Object.keys(fields).filter((name) => !SEGMENT_FIELDS.has(name)), ...[...files].filter((name) => name !== "image_file")];
+    if (unknown.length > 0) refuse(unknown.join(", "), `unsupported attributes; /v1/segment takes image_file, ${[...SEGMENT_FIELDS].join(", ")}`);
     if (!files.has("image_file")) refuse("image_file", "Please provide an image.", "missing_image");
     const size = oneOf(fields, "size", SEGMENT_SIZES, "full");
     if (size === "unsupported") refuse("size", `"${present(fields, "size")}" (a fixed megapixel cap) is not offered by this server; use preview (0.25 MP) or full (the original resolution)`);

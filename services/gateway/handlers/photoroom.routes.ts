@@ -12,7 +12,8 @@ import { creditsNumber, formatCredits } from "../../common/credits.ts";
 import { reasonError, reasonOf } from "../../common/errors.ts";
 import { QuoteOperation, QuoteRequestSchema, QuoteSize } from "../../common/gen/cutline/gateway/v1/account_service_pb.ts";
 import type { ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
-import type { HttpRequest, HttpResponse } from "../../common/server.ts";
+import type { Logger } from "../../common/logging.ts";
+import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
 import type { AccountReads } from "../account-reads.ts";
 import { authenticate } from "../authentication.ts";
 import { splitCreditBuckets } from "../domain/credit-buckets.ts";
@@ -68,8 +69,8 @@ export const writeSegmentError = photoroomWriter(({ status, type, message }) => 
 /** The v2 error body `{"error":{"message"}}`; 402 also carries `detail` (Photoroom's payment-error). */
 export const writeEditError = photoroomWriter(({ status, message }) => ({ error: status === 402 ? { message, detail: message } : { message } }));
 
-/** A multipart body of at most `bytesMax`, as text fields and the bytes of the named file parts. */
-async function readMultipart(request: HttpRequest, headers: Headers, fileNames: readonly string[], bytesMax: number, limitName: string) {
+/** A multipart body of at most `bytesMax`, as text fields and file parts (the mapper refuses a file part it does not take, by name). */
+async function readMultipart(request: HttpRequest, headers: Headers, bytesMax: number, limitName: string) {
   const contentType = headers.get("content-type") ?? "";
   if (!isMultipart(contentType)) throw reasonError(Code.InvalidArgument, "invalid_request", "send the parameters as multipart/form-data");
   requireBoundary(contentType);
@@ -79,8 +80,7 @@ async function readMultipart(request: HttpRequest, headers: Headers, fileNames: 
   const files = new Map<string, Uint8Array>();
   for (const [name, value] of form) {
     if (typeof value === "string") fields[name] = value;
-    else if (fileNames.includes(name)) files.set(name, new Uint8Array(await value.arrayBuffer()));
-    else throw refusal({ parameter: name, message: `${name}: no file is taken in this field (files: ${fileNames.join(", ")})`, reason: "invalid_option" });
+    else files.set(name, new Uint8Array(await value.arrayBuffer()));
   }
   return { fields, files, names: { fields, files: new Set(files.keys()) } satisfies PhotoroomFields };
 }
@@ -119,7 +119,7 @@ async function imageCall(deps: RestDependencies, request: HttpRequest, response:
 
 async function segment(deps: RestDependencies, call: AdmittedCall, request: HttpRequest) {
   const uploadBytesMax = deps.limits.uploadBytesMax;
-  const body = await readMultipart(request, call.headers, ["image_file"], uploadBytesMax + FORM_OVERHEAD_BYTES, `UPLOAD_BYTES_MAX ${uploadBytesMax} and ${FORM_OVERHEAD_BYTES} bytes of form overhead`);
+  const body = await readMultipart(request, call.headers, uploadBytesMax + FORM_OVERHEAD_BYTES, `UPLOAD_BYTES_MAX ${uploadBytesMax} and ${FORM_OVERHEAD_BYTES} bytes of form overhead`);
   const outcome = segmentOptionsOf(body.names);
   if (!outcome.ok) throw refusal(outcome.error);
   return { image: body.files.get("image_file")!, options: outcome.options, json: true };
@@ -132,7 +132,7 @@ async function edit(deps: RestDependencies, call: AdmittedCall, request: HttpReq
   const body =
     method === "GET"
       ? { fields: Object.fromEntries(urlOf(request).searchParams), files: new Map<string, Uint8Array>() }
-      : await readMultipart(request, call.headers, ["imageFile", "background.imageFile"], 2 * uploadBytesMax + FORM_OVERHEAD_BYTES, limitName);
+      : await readMultipart(request, call.headers, 2 * uploadBytesMax + FORM_OVERHEAD_BYTES, limitName);
   const outcome = editRequestOf({ fields: body.fields, files: new Set(body.files.keys()) }, method);
   if (!outcome.ok) throw refusal(outcome.error);
   const { source, backgroundSource, options } = outcome.request;
@@ -198,4 +198,17 @@ export function photoroomRoutes(deps: RestDependencies, reads: AccountReads): Re
       },
     },
   ];
+}
+
+/** The path under which only Photoroom's routes live here (/v1/ is shared with the native API, so its 404s stay native). */
+export const PHOTOROOM_PATH_PREFIX = "/v2/";
+
+/** Any other path under /v2/: Photoroom's `{error:{message}}` for the 404 the server would answer in ours. */
+export function photoroomNotFound(log: Logger): HttpRoutes {
+  return async (request, response) => {
+    const path = (request.url ?? "/").split("?")[0]!;
+    if (!path.startsWith(PHOTOROOM_PATH_PREFIX)) return false;
+    writeEditError(request, response, reasonError(Code.NotFound, "not_found", `no route for ${request.method} ${path}; Photoroom's routes here are POST /v1/segment, GET /v1/account, GET /v2/account and GET|POST /v2/edit`), log);
+    return true;
+  };
 }
