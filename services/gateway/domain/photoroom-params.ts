@@ -164,8 +164,13 @@ const EDIT_PARAMETERS = new Set([
   "preserveMetadata",
 ]);
 
+/** A group ("shadow.") takes every name under it; a single parameter ("templateId") itself and its nested forms ("layers.x", "layers[0]"). */
+function isGenerative(name: string): boolean {
+  return GENERATIVE_PREFIXES.some((prefix) => (prefix.endsWith(".") ? name.startsWith(prefix) : name === prefix || name.startsWith(`${prefix}.`) || name.startsWith(`${prefix}[`)));
+}
+
 function checkUnoffered(names: readonly string[]): void {
-  const generative = names.filter((name) => GENERATIVE_PREFIXES.some((prefix) => name === prefix || (prefix.endsWith(".") ? name.startsWith(prefix) : name.startsWith(`${prefix}.`) || name.startsWith(`${prefix}[`))));
+  const generative = names.filter(isGenerative);
   if (generative.length > 0) refuse(generative.join(", "), "generative edits (AI backgrounds, shadows, relighting, text removal, outlines, prompts, templates, ...) are not offered by this server; it removes backgrounds, places the subject and composites a colour or image");
   const unknown = names.filter((name) => !EDIT_PARAMETERS.has(name));
   if (unknown.length > 0) refuse(unknown.join(", "), "unsupported attributes");
@@ -198,7 +203,7 @@ function spacingRatioOf(name: string, value: string): number {
   if (/^\d+(\.\d+)?px$/i.test(value)) refuse(name, `"${value}": pixel values are not offered by this server; give a ratio like 0.1 or a percent like "10%"`);
   const percent = /^(\d+(?:\.\d+)?)%$/.exec(value);
   const ratio = percent ? Number(percent[1]) / 100 : /^\d+(\.\d+)?$/.test(value) ? Number(value) : Number.NaN;
-  if (!(ratio >= 0 && ratio <= SPACING_RATIO_MAX)) refuse(name, `"${value}" is not a number from 0 to ${SPACING_RATIO_MAX} or a percent from 0% to ${SPACING_RATIO_MAX * 100}%`);
+  if (!(ratio >= 0 && ratio <= SPACING_RATIO_MAX)) refuse(name, `"${value}" is not a number from 0 to ${SPACING_RATIO_MAX} or a percent from 0% to ${SPACING_RATIO_MAX * 100}% (SPACING_RATIO_MAX)`);
   return ratio;
 }
 
