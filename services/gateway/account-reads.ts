@@ -127,6 +127,11 @@ export class AccountReads {
     });
   }
 
+  /** The account's plan code (Photoroom's /v2/account `plan`); read after `balance`, whose read token covers it. */
+  async planCode(owner: ApiKeyOwner): Promise<string> {
+    return (await this.#account(owner)).plan?.code ?? "";
+  }
+
   /** The current cycle's captured usage per UTC day, API key and member, and its calls against the monthly quota. */
   async usage(owner: ApiKeyOwner): Promise<ListUsageResponse> {
     this.#takeReadToken(owner);

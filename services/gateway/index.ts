@@ -31,6 +31,7 @@ import { createJobsRoutes } from "./handlers/jobs.routes.ts";
 import { createMattingRoutes, createSmartCropRoutes, quoteUpload } from "./handlers/matting.routes.ts";
 import type { RestDependencies } from "./handlers/rest-support.ts";
 import { createResultsRoutes } from "./handlers/results.routes.ts";
+import { photoroomNotFound, photoroomRoutes } from "./handlers/photoroom.routes.ts";
 import { removeBgNotFound, removeBgRoutes } from "./handlers/removebg.routes.ts";
 import { UploadAdmissions } from "./handlers/upload.admission.ts";
 import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-jobs.ts";
@@ -137,9 +138,12 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     ...docsRoutes(),
     // Drop-in vendor routes, answering in their vendor's error shape.
     ...removeBgRoutes(rest, accountReads),
+    ...photoroomRoutes(rest, accountReads),
   ];
   const routeTable = createRouteTable(restRoutes, deps.log);
-  const vendorNotFound = removeBgNotFound(deps.log);
+  const removeBgMissing = removeBgNotFound(deps.log);
+  const photoroomMissing = photoroomNotFound(deps.log);
+  const vendorNotFound: HttpRoutes = async (request, response) => (await removeBgMissing(request, response)) || photoroomMissing(request, response);
   return {
     apiKeys,
     httpRoutes: withAdminRoutes(deps, apiKeys, async (request, response) => (await routeTable(request, response)) || vendorNotFound(request, response)),

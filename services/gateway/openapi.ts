@@ -329,6 +329,183 @@ const REMOVEBG_SCHEMAS: Record<string, JsonSchema> = {
   },
 };
 
+// Photoroom's API as a drop-in (handlers/photoroom.routes.ts, domain/photoroom-params.ts): its fields and error shapes.
+const PHOTOROOM_TAG = "Photoroom compatible";
+const PHOTOROOM_RESULT_HEADERS = {
+  "X-Credits-Charged": IMAGE_HEADERS["X-Credits-Charged"],
+  "X-Job-Id": IMAGE_HEADERS["X-Job-Id"],
+  "X-RateLimit-Limit": IMAGE_HEADERS["X-RateLimit-Limit"],
+  "X-RateLimit-Remaining": IMAGE_HEADERS["X-RateLimit-Remaining"],
+  "X-RateLimit-Reset": IMAGE_HEADERS["X-RateLimit-Reset"],
+} satisfies Response["headers"];
+const IMAGE_CONTENT: Record<string, MediaType> = {
+  "image/png": { schema: { type: "string", format: "binary" } },
+  "image/jpeg": { schema: { type: "string", format: "binary" } },
+  "image/webp": { schema: { type: "string", format: "binary" } },
+};
+const segmentError = (description: string): Response => ({ description, content: json(ref("PhotoroomSegmentError")) });
+const editError = (description: string): Response => ({ description, content: json(ref("PhotoroomError")) });
+const PHOTOROOM_V2_ERRORS: Record<string, Response> = {
+  "403": editError("A missing or unknown x-api-key."),
+  "429": { description: "A plan limit; nothing charged. Retry after Retry-After seconds.", headers: { "Retry-After": { description: "Seconds to wait.", schema: { type: "integer" } } }, content: json(ref("PhotoroomError")) },
+  "500": editError("A server fault; nothing charged."),
+};
+const SPACING: JsonSchema = { type: ["number", "string"], description: "A ratio 0 to 0.49 or a percent \"0%\" to \"49%\" of the output; the four sides must end up equal (per-side values override the general one). Pixel values (\"100px\") are refused. Given at all, the subject is fitted inside the output less margin, then less padding (to the whole percent), and centred unless aligned. padding acts as margin here: cropped sides are not snapped." };
+const EDIT_FIELDS: Record<string, JsonSchema> = {
+  removeBackground: { type: "boolean", default: true, description: "Only true: false is refused (POST /v1/smart-crop keeps the background)." },
+  "background.color": { type: "string", default: "transparent", description: "Hex with or without # (6 digits, or 8 with alpha FF) or a colour name; translucent colours are refused." },
+  "background.imageUrl": { type: "string", format: "uri", description: "Fetched as imageUrl is, then composited behind the subject (filling the output)." },
+  "background.scaling": { type: "string", enum: ["fill"], default: "fill", description: "fill only (fit is refused); only with a background image." },
+  "export.format": { type: "string", enum: ["png", "jpeg", "jpg", "webp"], default: "png" },
+  outputSize: { type: "string", default: "auto", description: "auto and originalImage: the input's size; croppedSubject: cropped to the subject. <width>x<height> is refused (no fixed pixel size yet)." },
+  padding: SPACING,
+  paddingTop: SPACING,
+  paddingBottom: SPACING,
+  paddingLeft: SPACING,
+  paddingRight: SPACING,
+  margin: SPACING,
+  marginTop: SPACING,
+  marginBottom: SPACING,
+  marginLeft: SPACING,
+  marginRight: SPACING,
+  scaling: { type: "string", enum: ["fit"], default: "fit", description: "fit only (fill is refused)." },
+  horizontalAlignment: { type: "string", enum: ["left", "center", "right"], description: "Where the subject lands across the free space." },
+  verticalAlignment: { type: "string", enum: ["top", "center", "bottom"], description: "Where the subject lands down the free space." },
+  ignorePaddingAndSnapOnCroppedSides: { type: "boolean", description: "Only false (this server does not snap cropped sides); true is refused." },
+  keepExistingAlphaChannel: { type: "string", enum: ["never"], description: "never only; auto is refused." },
+  referenceBox: { type: "string", enum: ["subjectBox"], description: "subjectBox only; originalImage is refused." },
+  preserveMetadata: { type: "string", enum: ["never"], description: "never only; the others are refused." },
+};
+const EDIT_DESCRIPTION =
+  "Photoroom's Image Editing v2 on this server's job path (same billing, limits and idempotency as /v1/matting): background removal, a colour or image background, padding/margin/alignment and croppedSubject, export.format. Refused with 400 naming the parameter: generative edits (background.prompt and the other background.* generation fields, background.blur.*, shadow.*, lighting.*, textRemoval.*, beautify.*, outline.*, flatLay.*, ghostMannequin.*, virtualModel.*, expand.*, uncrop.*, upscale.*, editWithAI.*, describeAnyChange.*, imageFromPrompt.*, segmentation.*, templateId, layers), export.dpi, maxWidth, maxHeight, a WxH outputSize and any unknown parameter. No x-uncertainty-score or pr-* header is sent (none is computed here).";
+
+function photoroomPaths(): OpenApiDocument["paths"] {
+  const editResponses = {
+    "200": { description: "The edited image.", headers: PHOTOROOM_RESULT_HEADERS, content: IMAGE_CONTENT },
+    "400": editError("A parameter or the image refused; the message names the parameter."),
+    "402": { description: "Not enough credits; nothing charged. `{error:{message,detail}}` (Photoroom's payment error).", content: json(ref("PhotoroomError")) },
+    ...PHOTOROOM_V2_ERRORS,
+  };
+  const query = (name: string, schema: JsonSchema): Parameter => ({ name, in: "query", description: schema.description ?? name, schema });
+  return {
+    "/v1/segment": {
+      post: {
+        operationId: "photoroomSegment",
+        summary: "Photoroom: remove the background (v1)",
+        description: "Photoroom's `POST /v1/segment` on this server's job path. Binary by default; `Accept: application/json` answers `{\"base64img\"}`. Refusals `{detail,status_code,type}` (type: this server's reason); a field it does not take is refused by name. No x-uncertainty-score (none is computed here).",
+        tags: [PHOTOROOM_TAG],
+        parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
+        requestBody: {
+          required: true,
+          content: {
+            "multipart/form-data": {
+              schema: {
+                type: "object",
+                required: ["image_file"],
+                properties: {
+                  image_file: { type: "string", format: "binary", description: "The image; at most UPLOAD_BYTES_MAX." },
+                  format: { type: "string", enum: ["png", "jpg", "webp"], default: "png" },
+                  channels: { type: "string", enum: ["rgba", "alpha"], default: "rgba", description: "alpha: the grayscale matte as PNG (with jpg or webp: refused)." },
+                  bg_color: { type: "string", description: "Hex (#FF00FF, with or without #; alpha must be FF) or a colour name." },
+                  size: { type: "string", enum: ["preview", "full", "medium", "hd"], default: "full", description: "preview: at most 0.25 MP; full: the original resolution (capped by IMAGE_LONGEST_SIDE_STANDARD). medium and hd are refused." },
+                  crop: { type: "string", enum: ["true", "false"], default: "false", description: "Crop to the subject." },
+                  despill: { type: "string", enum: ["true", "false"], default: "false", description: "Accepted and without effect: this server removes no green-screen colour spill." },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          "200": {
+            description: "The result image, or with Accept: application/json its base64.",
+            headers: PHOTOROOM_RESULT_HEADERS,
+            content: { ...IMAGE_CONTENT, ...json({ type: "object", required: ["base64img"], properties: { base64img: { type: "string", description: "The result image, base64." } } }) },
+          },
+          "400": segmentError("A parameter or the image refused (type missing_image, invalid_option, ...)."),
+          "402": segmentError("Not enough credits (type insufficient_credits); nothing charged."),
+          "403": segmentError("A missing or unknown x-api-key."),
+          "429": segmentError("A plan limit; nothing charged. Retry after Retry-After seconds."),
+          "500": segmentError("A server fault; nothing charged."),
+        },
+      },
+    },
+    "/v1/account": {
+      get: {
+        operationId: "photoroomAccountV1",
+        summary: "Photoroom: credit balance (v1)",
+        description: "available: the spendable credits; subscription: the part from subscription and trial grants.",
+        tags: [PHOTOROOM_TAG],
+        responses: { "200": { description: "The balance, in Photoroom's shape.", content: json(ref("PhotoroomAccountV1")) }, ...PHOTOROOM_V2_ERRORS },
+      },
+    },
+    "/v2/account": {
+      get: {
+        operationId: "photoroomAccountV2",
+        summary: "Photoroom: images left (v2)",
+        description: "images: how many images the credits buy at the price of the cheapest image (POST /v1/quote); plan: the plan's code. Takes two account reads (balance and quote).",
+        tags: [PHOTOROOM_TAG],
+        responses: { "200": { description: "Images left, in Photoroom's shape.", content: json(ref("PhotoroomAccountV2")) }, ...PHOTOROOM_V2_ERRORS },
+      },
+    },
+    "/v2/edit": {
+      get: {
+        operationId: "photoroomEditGet",
+        summary: "Photoroom: edit an image by URL (v2)",
+        description: `${EDIT_DESCRIPTION} imageUrl is fetched as /v1/matting's image_url is (after authentication, before any credit is held) and checked as an upload.`,
+        tags: [PHOTOROOM_TAG],
+        parameters: [
+          { $ref: "#/components/parameters/IdempotencyKey" },
+          { name: "imageUrl", in: "query", required: true, description: "The image's URL.", schema: { type: "string", format: "uri" } },
+          ...Object.entries(EDIT_FIELDS).map(([name, schema]) => query(name, schema)),
+        ],
+        responses: editResponses,
+      },
+      post: {
+        operationId: "photoroomEditPost",
+        summary: "Photoroom: edit an uploaded image (v2)",
+        description: `${EDIT_DESCRIPTION} imageUrl is also taken here, as on GET.`,
+        tags: [PHOTOROOM_TAG],
+        parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
+        requestBody: {
+          required: true,
+          content: {
+            "multipart/form-data": {
+              schema: {
+                type: "object",
+                properties: {
+                  imageFile: { type: "string", format: "binary", description: "The image; at most UPLOAD_BYTES_MAX." },
+                  imageUrl: { type: "string", format: "uri" },
+                  "background.imageFile": { type: "string", format: "binary", description: "A background image; at most UPLOAD_BYTES_MAX." },
+                  ...EDIT_FIELDS,
+                },
+              },
+            },
+          },
+        },
+        responses: editResponses,
+      },
+    },
+  };
+}
+
+const PHOTOROOM_SCHEMAS: Record<string, JsonSchema> = {
+  PhotoroomSegmentError: { type: "object", required: ["detail", "status_code", "type"], properties: { detail: { type: "string" }, status_code: { type: "number" }, type: { type: "string" } } },
+  PhotoroomError: { type: "object", required: ["error"], properties: { error: { type: "object", required: ["message"], properties: { message: { type: "string" }, detail: { type: "string", description: "On 402 only." } } } } },
+  PhotoroomAccountV1: {
+    type: "object",
+    required: ["credits"],
+    properties: { credits: { type: "object", required: ["available", "subscription"], properties: { available: credits("Spendable"), subscription: credits("Of which from subscription and trial grants") } } },
+  },
+  PhotoroomAccountV2: {
+    type: "object",
+    required: ["images", "plan"],
+    properties: {
+      images: { type: "object", required: ["available", "subscription"], properties: { available: { type: "integer", minimum: 0 }, subscription: { type: "integer", minimum: 0 } } },
+      plan: { type: "string", description: "The plan's code." },
+    },
+  },
+};
+
 function buildDocument(): OpenApiDocument {
   return {
     openapi: "3.1.0",
@@ -348,6 +525,7 @@ function buildDocument(): OpenApiDocument {
       { name: "Webhooks", description: "The account's webhook URL and signing secret, and each job's delivery log." },
       { name: "Reference", description: "This document and its rendering." },
       { name: REMOVEBG_TAG, description: "remove.bg's API: change a remove.bg client's base URL to this server's /v1.0 and nothing else. Refusals in remove.bg's shape." },
+      { name: PHOTOROOM_TAG, description: "Photoroom's API: change a Photoroom client's base URL (sdk.photoroom.com or image-api.photoroom.com) to this server and nothing else; the key goes in x-api-key. Refusals in Photoroom's shapes (any other path under /v2/ too; /v1/ is shared with this API, so its 404s stay native)." },
     ],
     security: [{ ApiKey: [] }, { Bearer: [] }],
     paths: {
@@ -578,6 +756,7 @@ function buildDocument(): OpenApiDocument {
         },
       },
       ...removeBgPaths(),
+      ...photoroomPaths(),
     },
     components: {
       securitySchemes: {
@@ -587,6 +766,7 @@ function buildDocument(): OpenApiDocument {
       parameters: { IdempotencyKey: IDEMPOTENCY_KEY },
       schemas: {
         ...REMOVEBG_SCHEMAS,
+        ...PHOTOROOM_SCHEMAS,
         Error: {
           type: "object",
           required: ["errors"],

@@ -7,7 +7,7 @@
 // shadow_method, type, type_level), otherwise refused with remove.bg's code for that parameter.
 import { create } from "@bufbuild/protobuf";
 import { ImageOptionsSchema, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
-import { CSS_COLOUR_NAMES } from "./css-colour-names.ts";
+import { opaqueColourOf } from "./opaque-colour.ts";
 
 /** One remove.bg error, as its `errors[]` entries read. */
 export interface RemoveBgError {
@@ -106,16 +106,10 @@ function sizeOf(fields: RemoveBgFields["fields"]): OutputSize {
 
 /** The background colour as "#rrggbb", or refused: a translucent one (4/8 digits below ff) is not rendered here. */
 export function backgroundColourOf(value: string): string {
-  if (Object.hasOwn(CSS_COLOUR_NAMES, value.toLowerCase())) return CSS_COLOUR_NAMES[value.toLowerCase()]!;
-  const match = /^#?([0-9a-f]{3,4}|[0-9a-f]{6}|[0-9a-f]{8})$/i.exec(value);
-  if (!match) refuse("invalid_bg_color", "Invalid bg_color parameter given", `bg_color "${value}" is not a hex colour (3, 4, 6 or 8 digits, with or without #) or a colour name like "green"`);
-  let hex = match[1]!.toLowerCase();
-  if (hex.length <= 4) hex = [...hex].map((digit) => digit + digit).join("");
-  if (hex.length === 8) {
-    if (hex.slice(6) !== "ff") refuse("invalid_bg_color", "Invalid bg_color parameter given", `bg_color "${value}" is translucent; this server renders opaque backgrounds only (alpha ff, or 3/6 digits)`);
-    hex = hex.slice(0, 6);
-  }
-  return `#${hex}`;
+  const colour = opaqueColourOf(value);
+  if (colour.ok) return colour.hex;
+  if (colour.problem === "translucent") refuse("invalid_bg_color", "Invalid bg_color parameter given", `bg_color "${value}" is translucent; this server renders opaque backgrounds only (alpha ff, or 3/6 digits)`);
+  refuse("invalid_bg_color", "Invalid bg_color parameter given", `bg_color "${value}" is not a hex colour (3, 4, 6 or 8 digits, with or without #) or a colour name like "green"`);
 }
 
 function backgroundOf(fields: RemoveBgFields["fields"], files: RemoveBgFields["files"]): { source: BackgroundSource | undefined; colour: string } {

@@ -14,6 +14,7 @@ import type { Logger } from "../../common/logging.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
 import type { AccountReads } from "../account-reads.ts";
 import { authenticate } from "../authentication.ts";
+import { splitCreditBuckets } from "../domain/credit-buckets.ts";
 import { removeBgRequestOf, type RemoveBgError, type RemoveBgFields } from "../domain/removebg-params.ts";
 import type { Admission, ImageResult } from "../image-jobs.ts";
 import { IMAGE_URL_CODE_BY_REASON, type ImageUrlReason } from "../image-urls.ts";
@@ -280,19 +281,10 @@ async function sendResult(deps: RestDependencies, request: HttpRequest, response
   response.end(result.image);
 }
 
-// remove.bg's account buckets: subscription credits renew with the plan (our subscription and
-// trial grants); pay-as-you-go credits are bought or given (packs, top-ups, promos, refunds). No
-// bucket here is an enterprise contract's.
-const SUBSCRIPTION_KINDS = new Set(["subscription", "trial"]);
-
+// remove.bg's account buckets (domain/credit-buckets.ts). No bucket here is an enterprise contract's.
 async function accountJson(apiKeys: ApiKeyStore, reads: AccountReads, request: HttpRequest) {
   const balance = await reads.balance(await authenticate(apiKeys, headersOf(request)));
-  let subscription = 0n;
-  let payg = 0n;
-  for (const bucket of balance.buckets) {
-    if (SUBSCRIPTION_KINDS.has(bucket.kind)) subscription += bucket.remainingMillicredits;
-    else payg += bucket.remainingMillicredits;
-  }
+  const { subscriptionMillicredits: subscription, paygMillicredits: payg } = splitCreditBuckets(balance.buckets);
   const enterprise = 0n;
   return {
     data: {
