@@ -43,6 +43,7 @@ export async function runEndToEndScenario(gatewayUrl: string, apiKey: string, tr
   assert.equal(first.contentType, "image/png");
   const metadata = await sharp(first.image).metadata();
   assert.deepEqual([metadata.format, metadata.width, metadata.height, metadata.hasAlpha], ["png", 320, 240, true]);
+  assert.deepEqual([first.width, first.height], [320, 240], "the response names the result's size");
   const { data: alpha } = await sharp(first.image).extractChannel(3).raw().toBuffer({ resolveWithObject: true });
   const transparent = alpha.filter((value) => value < 16).length / alpha.length;
   const opaque = alpha.filter((value) => value > 240).length / alpha.length;

@@ -139,6 +139,7 @@ describe("Smart Crop on a single node", () => {
     const crop = await rgbOf(sync.image);
     assert.equal(crop.channels, 3);
     assert.ok(Math.abs(crop.width / crop.height - 4 / 3) <= 1 / crop.height, `${crop.width}x${crop.height}`);
+    assert.deepEqual([sync.width, sync.height], [crop.width, crop.height], "the response names the crop's size");
 
     const jobs = createClient(JobService, transport);
     const { job } = await jobs.submit({ image: api.photo, options: { operation: ImageOperation.SMART_CROP, aspectRatio: "1:1" } }, { headers });

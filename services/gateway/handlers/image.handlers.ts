@@ -34,6 +34,8 @@ export function createImageHandlers(admissions: UploadAdmissions, imageJobs: Ima
     jobId: result.job.id,
     creditsChargedMillicredits: result.job.chargedMillicredits,
     creditsRemainingMillicredits: result.job.availableMillicredits,
+    width: result.job.resultWidth,
+    height: result.job.resultHeight,
   });
   return {
     async removeBackground(request, context) {
