@@ -1,4 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
 import { EventEmitter, on } from "node:events";
@@ -244,6 +245,8 @@ export class JobLifecycle {
         const claimed = await this.jobs.claim(job.id, "succeeded", {
           result_content_type: outcome.value.contentType,
           processing_time_ms: outcome.value.processingTimeMs,
+          queue_wait_ms: outcome.value.queueWaitMs,
+          inference_ms: outcome.value.inferenceMs,
         });
         if (!claimed) {
           // A failure or a cancel took the job first: the result is nobody's.
@@ -289,8 +292,10 @@ export class JobLifecycle {
     return settled;
   }
 
+  /** The job's queue message, stamped now: it is made just before each enqueue. */
   #taskOf(job: JobRow): SegmentTask {
     return create(SegmentTaskSchema, {
+      enqueuedAt: timestampNow(),
       jobId: job.id,
       inputBlobKey: job.input_blob_key,
       resultBlobKey: job.result_blob_key,

@@ -43,6 +43,10 @@ export interface JobJson {
   result_url: string | null;
   error: { code: string; title: string } | null;
   created_at: string | null;
+  /** The worker's figures once the job succeeded (as the X-*-Time-Ms headers), else null. */
+  processing_time_ms: number | null;
+  queue_time_ms: number | null;
+  inference_time_ms: number | null;
 }
 
 /** The public JSON of a job; `result_url` is signed now, for a succeeded job whose files are kept. */
@@ -58,6 +62,22 @@ export function jobJson(job: Job, links: ResultLinks, request: HttpRequest): Job
     result_url: hasResult ? links.signer(request.headers.host).urlFor(job.id) : null,
     error: failure ? { code: reasonOf(failure) ?? "internal", title: failure.rawMessage } : null,
     created_at: job.createdAt ? timestampDate(job.createdAt).toISOString() : null,
+    processing_time_ms: job.status === JobStatus.SUCCEEDED ? job.processingTimeMs : null,
+    queue_time_ms: job.status === JobStatus.SUCCEEDED ? job.queueWaitMs : null,
+    inference_time_ms: job.status === JobStatus.SUCCEEDED ? job.inferenceMs : null,
+  };
+}
+
+/**
+ * Where a succeeded job's time went, as its worker reported it: the wait from the enqueue to the
+ * model, the engine's own work, and the worker's whole time on the job. What a client measures
+ * beyond queue and inference time is the system's own overhead.
+ */
+export function timingHeaders(job: Job): Record<string, string> {
+  return {
+    "x-processing-time-ms": String(job.processingTimeMs),
+    "x-queue-time-ms": String(job.queueWaitMs),
+    "x-inference-time-ms": String(job.inferenceMs),
   };
 }
 

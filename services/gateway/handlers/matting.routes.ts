@@ -8,7 +8,7 @@ import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
 import { authenticate } from "../authentication.ts";
 import { checkedIdempotencyKey, type Admission } from "../image-jobs.ts";
-import { jobJson } from "./jobs.routes.ts";
+import { jobJson, timingHeaders } from "./jobs.routes.ts";
 import { headersOf } from "./upload.admission.ts";
 import { formatCredits } from "../../common/credits.ts";
 import { isMultipart, parseForm, readBody, refuseDeclaredLength, requireBoundary, sendError, sendJson, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
@@ -142,7 +142,7 @@ function sendImage(response: HttpResponse, admission: Admission, job: Job, image
     "x-job-id": job.id,
     "x-credits-charged": formatCredits(job.chargedMillicredits),
     "x-credits-remaining": formatCredits(job.availableMillicredits),
-    "x-processing-time-ms": String(job.processingTimeMs),
+    ...timingHeaders(job),
     ...rateLimitHeaders(admission),
   });
   response.end(image);

@@ -5,6 +5,7 @@ import { reasonError } from "../../common/errors.ts";
 import { JobStatus } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { HttpRoutes } from "../../common/server.ts";
 import { formatCredits } from "../../common/credits.ts";
+import { timingHeaders } from "./jobs.routes.ts";
 import { sendError, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
 
 const RESULT_URL_REFUSALS = {
@@ -46,7 +47,7 @@ export function createResultsRoutes(deps: RestDependencies): HttpRoutes {
         "x-credits-charged": formatCredits(job.chargedMillicredits),
         // The balance right after this job was charged: the link carries no key to read today's with.
         "x-credits-remaining": formatCredits(job.availableMillicredits),
-        "x-processing-time-ms": String(job.processingTimeMs),
+        ...timingHeaders(job),
       });
       if (request.method === "HEAD") response.end();
       else response.end(blob.data);

@@ -24,6 +24,14 @@ export interface SegmentCall {
   longestSideMax?: number;
 }
 
+/** The rendered image and where its time went, so a worker can report queueing apart from work. */
+export interface ProcessedImage extends RenderedImage {
+  /** Time the image waited in the dynamic batcher for the model (milliseconds). */
+  modelQueueWaitMs: number;
+  /** The rest of `process`: decode, model run, refinement and encoding (milliseconds). */
+  workMs: number;
+}
+
 export interface ImageInspection {
   format: string;
   width: number;
@@ -44,7 +52,7 @@ export interface SegmentationEngine {
   readonly queueDepth: number;
   /** Images the engine can hold at once (queue + running batches); bounds consumers' in-flight count. */
   readonly capacity: number;
-  process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<RenderedImage>;
+  process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<ProcessedImage>;
   /** Sniff and header-only limit checks, for a quote before any hold; decodes no pixel. */
   inspect(image: Uint8Array): Promise<ImageInspection>;
   /** The model's raw mask for RGB bytes already at the model's input size (benchmarks, tests). */
@@ -207,8 +215,9 @@ class Engine implements SegmentationEngine {
     return this.available().submit(rgb, call);
   }
 
-  async process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<RenderedImage> {
+  async process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<ProcessedImage> {
     const timer = new StageTimer();
+    let modelQueueWaitMs = 0;
     try {
       const batcher = this.available();
       validateImageOptions(options);
@@ -223,7 +232,7 @@ class Engine implements SegmentationEngine {
       throwIfAborted(call.signal);
       const modelInput = await this.modelInputOf(decoded);
       timer.mark("prepareMs");
-      const mask = await batcher.submit(modelInput, call);
+      const mask = await batcher.submit(modelInput, { ...call, onDequeued: (waitMs) => (modelQueueWaitMs = waitMs) });
       timer.mark("queueAndModelMs");
       throwIfAborted(call.signal);
       const refined = await this.refine(decoded, mask);
@@ -231,8 +240,8 @@ class Engine implements SegmentationEngine {
       const rendered = await this.render(decoded, refined, options, longestSideMax);
       timer.mark("encodeMs");
       observePipeline(timer.totalMs);
-      this.log.debug({ width: decoded.width, height: decoded.height, ...timer.stages }, "image processed");
-      return rendered;
+      this.log.debug({ width: decoded.width, height: decoded.height, modelQueueWaitMs: Math.round(modelQueueWaitMs), ...timer.stages }, "image processed");
+      return { ...rendered, modelQueueWaitMs, workMs: Math.max(0, timer.totalMs - modelQueueWaitMs) };
     } catch (error) {
       throw inferenceErrorOf(error);
     }

@@ -1,4 +1,5 @@
 import { clone, create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import { ImageOptionsSchema, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { SegmentTaskSchema, TaskEventSchema, type SegmentTask, type TaskEvent } from "../../common/gen/cutline/inference/v1/task_pb.ts";
@@ -99,13 +100,16 @@ class TaskHandler {
   }
 
   async handle(message: WorkMessage): Promise<void> {
+    const takenAtMs = Date.now();
     const task = await this.taskOf(message);
     if (task === undefined) return;
     const started = performance.now();
+    // Wall clocks of two processes in the mesh: a skew that would make the wait negative reads 0.
+    const workQueueWaitMs = task.enqueuedAt ? Math.max(0, takenAtMs - timestampMs(task.enqueuedAt)) : 0;
     await this.announceStart(task, message);
     const stopSignals = this.signalAlive(task, message, started);
     try {
-      await this.run(task, message, started);
+      await this.run(task, message, { started, workQueueWaitMs });
     } catch (error) {
       await this.settleFailure(task, message, error);
     } finally {
@@ -153,7 +157,7 @@ class TaskHandler {
   }
 
   /** Loads the inputs, runs the engine, stores the result, publishes job.succeeded and acks. */
-  private async run(task: SegmentTask, message: WorkMessage, started: number): Promise<void> {
+  private async run(task: SegmentTask, message: WorkMessage, timing: { started: number; workQueueWaitMs: number }): Promise<void> {
     const { blobStore, engine } = this.options;
     const input = await blobStore.get(task.inputBlobKey);
     if (input === undefined) {
@@ -175,7 +179,9 @@ class TaskHandler {
       contentType: result.contentType,
       width: result.width,
       height: result.height,
-      processingTimeMs: Math.round(performance.now() - started),
+      processingTimeMs: Math.round(performance.now() - timing.started),
+      queueWaitMs: Math.round(timing.workQueueWaitMs + result.modelQueueWaitMs),
+      inferenceMs: Math.round(result.workMs),
     };
     await this.publish(create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "succeeded", value: succeeded } }), JOB_SUCCEEDED_SUBJECT);
     await message.ack();
