@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import pino from "pino";
 import { createBillingFixture, type BillingFixture } from "../services/billing/billing.testing.ts";
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
@@ -115,6 +116,24 @@ describe("job lifecycle", () => {
     assert.deepEqual([done.queue_wait_ms, done.inference_ms], [7, 31], "the worker's split is kept for the gateway's X-Queue-Time-Ms and X-Inference-Time-Ms");
     assert.equal(await available(accountId), BigInt(10_000 - COST));
     assert.equal(done.available_millicredits, 10_000 - COST);
+  });
+
+  it("a watcher wakes at a change made in this process, not at its next poll, however many polls passed before", async () => {
+    const watching = new JobLifecycle(jobs, workQueue, blobs, billingClient(), log, { watchPollMs: 1000 });
+    const { job } = await submitted();
+    const controller = new AbortController();
+    const updates = watching.watch(job.id, controller.signal);
+    assert.equal((await updates.next()).value?.status, "queued");
+    const update = updates.next();
+    await sleep(2100); // two polls found nothing new
+    await watching.onTaskEvent(event({ jobId: job.id, outcome: { case: "started", value: { deliveryCount: 1 } } }));
+    const changed = performance.now();
+    assert.equal((await update).value?.status, "running");
+    const wokeAfterMs = performance.now() - changed;
+    // Missed, the change would wait for the poll at 3000 ms, some 800 ms later.
+    assert.ok(wokeAfterMs < 300, `the watcher saw the change ${wokeAfterMs.toFixed(0)} ms after it was made`);
+    controller.abort();
+    await updates.return(undefined);
   });
 
   it("a failure releases the hold: the job costs nothing", async () => {

@@ -179,11 +179,18 @@ export class JobLifecycle {
     let job = await this.get(id);
     yield job;
     const local = on(this.#changes, id, { signal });
+    // One wait for a local change at a time, kept across polls: a fresh next() per poll would
+    // leave the earlier ones pending, they would take the change and this loop would see it only
+    // at its next poll (on average half the interval, 250 ms, added to every synchronous call).
+    let change = local.next().catch(() => undefined);
     try {
       while (!isTerminal(job.status) && !signal.aborted) {
         // A change made in this process wakes us at once; another replica's change within the poll interval.
-        const timeout = new Promise<void>((resolve) => setTimeout(resolve, this.#watchPollMs).unref());
-        await Promise.race([local.next().catch(() => undefined), timeout]);
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<"poll">((resolve) => (timer = setTimeout(resolve, this.#watchPollMs, "poll")));
+        const woke = await Promise.race([change, timeout]);
+        clearTimeout(timer);
+        if (woke !== "poll") change = local.next().catch(() => undefined);
         const next = await this.get(id);
         if (next.status !== job.status || next.updated_at.getTime() !== job.updated_at.getTime()) yield next;
         job = next;
