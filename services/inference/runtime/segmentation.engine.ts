@@ -52,6 +52,8 @@ export interface SegmentationEngine {
   readonly queueDepth: number;
   /** Images the engine can hold at once (queue + running batches); bounds consumers' in-flight count. */
   readonly capacity: number;
+  /** Images in the batches that can run at once (session workers × batch size, once ready). */
+  readonly runningCapacity: number;
   process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<ProcessedImage>;
   /** Sniff and header-only limit checks, for a quote before any hold; decodes no pixel. */
   inspect(image: Uint8Array): Promise<ImageInspection>;
@@ -128,6 +130,10 @@ class Engine implements SegmentationEngine {
 
   get capacity(): number {
     return this.batcher?.capacity ?? this.config.INFERENCE_QUEUE_LENGTH_MAX;
+  }
+
+  get runningCapacity(): number {
+    return this.config.INFERENCE_SESSION_WORKERS * (this.batchSizeMax ?? 1);
   }
 
   private async start(): Promise<void> {
