@@ -39,6 +39,13 @@ const NODE_START_MS_MAX = 300_000;
 /** Photo's longest side after downscaling (pixels): a preview-sized upload, the ≤ 0.25 MP tier. */
 const PHOTO_LONGEST_SIDE = 427;
 
+/**
+ * The node's settings unless the environment says otherwise. A call at the back of 64 waits for
+ * 63 images before it: on a busy CPU that is minutes, past the default SYNC_TIMEOUT_MS (2 min)
+ * and JOB_QUIET_MS_MAX (5 min, after which a queued job counts as lost and is re-queued).
+ */
+const NODE_DEFAULTS = { LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1", SYNC_TIMEOUT_MS: "890000", JOB_QUIET_MS_MAX: "880000" };
+
 const { values: args } = parseArgs({
   options: {
     concurrency: { type: "string", default: "1,16,64" },
@@ -130,7 +137,7 @@ class BenchNode {
   static async start(dataDir: string): Promise<{ node: BenchNode; url: string; adminToken: string }> {
     const child = fork(join(root, "scripts", "bench-gateway-node.ts"), [], {
       execArgv: ["--import", "tsx"],
-      env: { ...process.env, CUTLINE_DATA_DIR: dataDir, PORT: "0", METRICS_PORT: "off", LOG_LEVEL: process.env.LOG_LEVEL ?? "warn", INFERENCE_WARMUP_RUNS: "1" },
+      env: { ...NODE_DEFAULTS, ...process.env, CUTLINE_DATA_DIR: dataDir, PORT: "0", METRICS_PORT: "off" },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
     const node = new BenchNode(child);
