@@ -2,23 +2,16 @@
 // that was stopped is running again when the run ends, whatever ended it.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { connect as connectTcp, createServer } from "node:net";
+import { connect as connectTcp } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
+import { freePort } from "./mesh-processes.ts";
 
 /** The system nats-server's binary and arguments, exactly as the machine's service starts it. */
 export const SYSTEM_NATS_BINARY = "/usr/sbin/nats-server";
 export const SYSTEM_NATS_ARGUMENTS = ["-a", "127.0.0.1", "-p", "4222", "-js", "-sd", "/var/lib/nats-server"];
 const SYSTEM_NATS_PID_FILE = "/run/cutline-chaos-nats-4222.pid";
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 

@@ -20,7 +20,8 @@ import { JobService, JobStatus, type Job } from "../services/common/gen/cutline/
 import { OutputFormat } from "../services/common/gen/cutline/inference/v1/image_options_pb.ts";
 import { openDatabase } from "../services/common/database.ts";
 import { auditRun, pendingWork, type ClientRecord, type Violation } from "./chaos-audit.ts";
-import { freePort, privateNats, sleep, systemNats, terminatePostgresBackends, type RestartableNats } from "./chaos-faults.ts";
+import { privateNats, sleep, systemNats, terminatePostgresBackends, type RestartableNats } from "./chaos-faults.ts";
+import { freePort } from "./mesh-processes.ts";
 import type { InvariantViolation } from "../services/billing/store/invariants.ts";
 
 export interface ChaosOptions {

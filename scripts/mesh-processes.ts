@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { createServer } from "node:net";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
 
@@ -16,6 +17,15 @@ export interface MeshProcesses {
 }
 
 const root = join(import.meta.dirname, "..");
+
+/** A port free on 127.0.0.1 now (the OS picks it), for a process about to listen on it. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 /**
  * Starts the four services as separate processes, each with its own port, talking gRPC to each

@@ -18,12 +18,13 @@ import { createUploadInspector } from "./common/images/upload.inspector.ts";
 import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptionsOf } from "./gateway/gateway.config.ts";
 import { createGateway } from "./gateway/index.ts";
 import { createSegmentationEngine, startSegmentConsumer } from "./inference/index.ts";
-import { loadInferenceServiceConfig } from "./inference/inference.config.ts";
-import { createOutboundFetcher } from "./common/outbound.ts";
+import { consumerRetryOptionsOf, loadInferenceServiceConfig } from "./inference/inference.config.ts";
+import { createOutboundFetcher, outboundPolicyOf } from "./common/outbound.ts";
 import { resultUrlKeyOf } from "./common/result-urls.ts";
 import { loadOrchestratorConfig, reconcileOptions, webhookWiringOf } from "./orchestrator/orchestrator.config.ts";
 import { createOrchestrator } from "./orchestrator/index.ts";
 import { openPorts, openServiceDatabase } from "./common/wiring.ts";
+import type { BlobStore } from "./common/ports/blob-store.ts";
 
 /** WatchJob's re-read on in-process ports, where every job change is this process's own (milliseconds). */
 const SINGLE_REPLICA_WATCH_POLL_MS = 10_000;
@@ -41,6 +42,10 @@ export interface SingleNode extends Running {
   provisionAccount(accountId: string, options?: { planCode?: string; grantTrial?: boolean }): Promise<string>;
   /** The in-process billing client, for scripts that fund their own test accounts (fuzz, load). */
   readonly billing: Client<typeof BillingService>;
+  /** The blob store every service of this node shares, for tests and scripts that check what is kept. */
+  readonly blobStore: BlobStore;
+  /** Runs the orchestrator's retention sweeper once, as of `now` (it also runs every RETENTION_SWEEP_INTERVAL_MS); answers the jobs whose files it deleted. */
+  sweepRetention(now?: Date): Promise<number>;
   /** `GET /metrics` on METRICS_PORT; unset when METRICS_PORT=off. */
   readonly metricsUrl: string | undefined;
 }
@@ -107,6 +112,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     billing: billingClient,
     log: log.child({ service: "orchestrator" }),
     reconcile: reconcileOptions(config.orchestrator),
+    retentionSweepIntervalMs: config.orchestrator.RETENTION_SWEEP_INTERVAL_MS,
     webhooks: {
       ...webhooks,
       fetcher: webhookFetcher,
@@ -123,8 +129,17 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes));
 
   const engine = await createSegmentationEngine(config.inference, log.child({ service: "inference" }));
-  const worker = startSegmentConsumer({ engine, ...ports, log: log.child({ service: "inference" }) });
+  const worker = startSegmentConsumer({
+    engine,
+    ...ports,
+    log: log.child({ service: "inference" }),
+    ...consumerRetryOptionsOf(config.inference),
+    stageProgressMsMin: config.inference.INFERENCE_STAGE_PROGRESS_MS_MIN,
+  });
 
+  // image_url and bg_image_url: the gateway's own fetcher, under the gateway's reading of the outbound variables.
+  const imageFetchPolicy = outboundPolicyOf(config.gateway);
+  const imageFetcher = createOutboundFetcher(imageFetchPolicy);
   const gateway = createGateway({
     db: database.db,
     blobStore: ports.blobStore,
@@ -135,6 +150,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     limits: imageJobsOptionsOf(config.gateway),
     adminToken: admin.token,
     resultUrls: resultLinksOptionsOf(config.gateway, { required: false }),
+    outbound: { fetcher: imageFetcher, policy: imageFetchPolicy },
   });
   await gateway.start();
   const apiKey = await gateway.provisionAccount(config.gateway.CUTLINE_ACCOUNT_ID, {
@@ -170,6 +186,8 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     ready,
     provisionAccount: (accountId, options) => gateway.provisionAccount(accountId, options),
     billing: billingClient,
+    blobStore: ports.blobStore,
+    sweepRetention: (now) => orchestrator.lifecycle.expireFiles(now),
     metricsUrl: server.metricsUrl,
     shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
     async stop() {
@@ -181,6 +199,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
       await engine.close();
       await ports.close();
       await webhookFetcher.close();
+      await imageFetcher.close();
       await database.close();
     },
   };

@@ -5,7 +5,6 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -16,9 +15,9 @@ import { Pool } from "../services/common/gen/cutline/billing/v1/billing_service_
 import { KeyService } from "../services/common/gen/cutline/gateway/v1/key_service_pb.ts";
 import { eventually } from "../services/common/ports/contract-support.ts";
 import { startSingleNode, type SingleNode } from "../services/single-node.ts";
+import { adminCli, type CliRun } from "./admin-cli.testing.ts";
 import { testPhoto } from "./end-to-end.scenario.ts";
 
-const root = join(import.meta.dirname, "..");
 const dataDir = mkdtempSync(join(tmpdir(), "cutline-admin-cli-"));
 const emptyDataDir = mkdtempSync(join(tmpdir(), "cutline-admin-cli-empty-"));
 let node: SingleNode;
@@ -33,30 +32,7 @@ after(async () => {
   rmSync(emptyDataDir, { recursive: true, force: true });
 });
 
-interface CliRun {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI as its own process (never spawnSync: the gateway answering it runs in this one). */
-function cli(args: string[], environment: Record<string, string> = {}): Promise<CliRun> {
-  const { CUTLINE_ADMIN_TOKEN: _ignored, ...inherited } = process.env;
-  const env = { ...inherited, CUTLINE_URL: node.url, CUTLINE_DATA_DIR: dataDir, ...environment };
-  return new Promise((resolve) => {
-    execFile(process.execPath, ["--import", "tsx", "scripts/admin.ts", ...args], { cwd: root, env, timeout: 60_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-/** The last line of a --json run, parsed; the run must have succeeded. */
-async function cliJson(args: string[]): Promise<Record<string, any>> {
-  const run = await cli([...args, "--json"]);
-  assert.equal(run.code, 0, `admin ${args.join(" ")} failed: ${run.stderr}`);
-  const lines = run.stdout.trim().split("\n");
-  return JSON.parse(lines[lines.length - 1]!);
-}
+const { cli, cliJson } = adminCli(() => ({ CUTLINE_URL: node.url, CUTLINE_DATA_DIR: dataDir }));
 
 /** A failed run: non-zero exit, one line on stderr matching `pattern`, no stack trace. */
 function assertOneLineFailure(run: CliRun, pattern: RegExp): void {

@@ -88,8 +88,17 @@ export async function runEndToEndScenario(gatewayUrl: string, apiKey: string, tr
   const submitted = await jobs.submit({ image: photo, options: { format: OutputFormat.MASK } }, withKey(apiKey));
   assert.ok(submitted.job && [JobStatus.QUEUED, JobStatus.RUNNING].includes(submitted.job.status));
   const statuses: JobStatus[] = [];
-  for await (const update of jobs.watchJob({ jobId: submitted.job.id }, withKey(apiKey))) statuses.push(update.job!.status);
+  const progress: number[] = [];
+  for await (const update of jobs.watchJob({ jobId: submitted.job.id }, withKey(apiKey))) {
+    statuses.push(update.job!.status);
+    progress.push(update.job!.progress);
+  }
   assert.equal(statuses.at(-1), JobStatus.SUCCEEDED, `statuses seen: ${statuses.join(",")}`);
+  // Progress only rises, from the worker's stage reports, and is 1 once succeeded.
+  assert.ok(progress.every((value, index) => index === 0 || value >= progress[index - 1]!), `progress seen: ${progress.join(",")}`);
+  assert.equal(progress.at(-1), 1);
+  // The newest of the account's jobs, listed first.
+  assert.equal((await jobs.listJobs({ pageSize: 1 }, withKey(apiKey))).jobs[0]?.id, submitted.job.id);
   const done = await jobs.getJob({ jobId: submitted.job.id, includeResult: true }, withKey(apiKey));
   assert.equal(done.job?.creditsChargedMillicredits, 250n);
   const mask = await sharp(done.result).metadata();

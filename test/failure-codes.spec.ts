@@ -13,7 +13,8 @@ import { httpStatusOf, reasonError, reasonOf } from "../services/common/errors.t
 import { JobSchema, JobStatus } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { ImageErrorReason } from "../services/common/images/image.errors.ts";
 import { MALFORMED_MESSAGE_REASON } from "../services/common/request-parse.ts";
-import { OUTBOUND_CODE_BY_REASON, outboundConnectError, OutboundError, type OutboundFailureReason } from "../services/common/outbound.ts";
+import type { OutboundFailureReason } from "../services/common/outbound.ts";
+import { IMAGE_URL_CODE_BY_REASON, IMAGE_URL_REASON_BY_OUTBOUND, imageUrlError, type ImageUrlReason } from "../services/gateway/image-urls.ts";
 import { JOB_FAILURE_CODES, jobFailure, REASON_BY_LIMIT } from "../services/gateway/image-jobs.ts";
 import { connectCodeOf, InferenceError, type InferenceErrorReason } from "../services/inference/domain/inference.errors.ts";
 
@@ -27,6 +28,13 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   malformed_multipart: row(Code.InvalidArgument, 400),
   [MALFORMED_MESSAGE_REASON]: row(Code.InvalidArgument, 400),
   missing_image: row(Code.InvalidArgument, 400),
+  // Both image_file and image_url (or bg_image_file and bg_image_url): which one was meant is unknowable.
+  conflicting_image_inputs: row(Code.InvalidArgument, 400),
+  // image_url / bg_image_url: malformed, a private address, the target failing (422: well-formed, unfetchable), too large.
+  image_url_invalid: row(Code.InvalidArgument, 400),
+  image_url_refused: row(Code.InvalidArgument, 400),
+  image_url_unreachable: row(Code.InvalidArgument, 422),
+  image_url_too_large: row(Code.InvalidArgument, 413),
   empty_image: row(Code.InvalidArgument, 400),
   unsupported_format: row(Code.InvalidArgument, 400),
   animated_gif: row(Code.InvalidArgument, 400),
@@ -41,8 +49,8 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   // REST only: a path no route serves, or a method the path does not take.
   not_found: row(Code.NotFound, 404),
   method_not_allowed: row(Code.Unimplemented, 405),
-  operation_unavailable: row(Code.Unimplemented, 501),
   invalid_webhook_url: row(Code.InvalidArgument, 400),
+  // A webhook delivery's failed attempt (its delivery log); image_url fetches answer image_url_* instead.
   outbound_invalid_url: row(Code.InvalidArgument, 400),
   outbound_forbidden_address: row(Code.InvalidArgument, 400),
   outbound_too_many_redirects: row(Code.InvalidArgument, 400),
@@ -50,6 +58,8 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   too_many_items: row(Code.InvalidArgument, 400),
   // A replayed Idempotency-Key with other content: well-formed, but the key stands for another request.
   idempotency_key_reused: row(Code.InvalidArgument, 422),
+  // Zero retention keeps nothing, so an asynchronous job's result could never be fetched.
+  zero_retention_async: row(Code.InvalidArgument, 400),
   // Who is calling.
   missing_api_key: row(Code.Unauthenticated, 401),
   invalid_api_key: row(Code.Unauthenticated, 401),
@@ -94,6 +104,7 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   // Ends that are nobody's fault, or the server's.
   cancelled: row(Code.Canceled, 499),
   sync_timeout: row(Code.DeadlineExceeded, 504),
+  job_timeout: row(Code.DeadlineExceeded, 504),
   outbound_timeout: row(Code.DeadlineExceeded, 504),
   outbound_failed: row(Code.Unavailable, 503),
   model_unavailable: row(Code.Unavailable, 503),
@@ -178,12 +189,13 @@ describe("failure reasons: one gRPC code and one HTTP status each", () => {
     assert.equal(failedWith("", false).code, Code.Internal, "a failure with no reason is the server's");
   });
 
-  test("a failed outbound fetch (image_url) answers with its reason's code", () => {
-    for (const [reason, code] of Object.entries(OUTBOUND_CODE_BY_REASON) as [OutboundFailureReason, Code][]) {
-      assert.equal(Code[code], Code[expected(reason).code], `outbound ${reason}`);
-      const error = outboundConnectError(new OutboundError(reason, "message"));
-      assert.deepEqual([reasonOf(error), error.code], [reason, expected(reason).code]);
+  test("a failed image_url fetch answers with an image_url reason and its code, whatever the outbound failure", () => {
+    for (const [reason, code] of Object.entries(IMAGE_URL_CODE_BY_REASON) as [ImageUrlReason, Code][]) {
+      assert.equal(Code[code], Code[expected(reason).code], `image url ${reason}`);
+      const error = imageUrlError(reason, "image_url", "message");
+      assert.deepEqual([reasonOf(error), error.code, error.rawMessage], [reason, expected(reason).code, "image_url: message"]);
     }
+    for (const reason of Object.keys(IMAGE_URL_REASON_BY_OUTBOUND) as OutboundFailureReason[]) expected(IMAGE_URL_REASON_BY_OUTBOUND[reason]);
   });
 
   test("the gateway's limits answer 429 with their own reasons", () => {

@@ -148,6 +148,58 @@ describe("image jobs: the hold after a failed submit", () => {
     assert.ok(watches >= 2);
   });
 
+  it("zero retention: a synchronous job that fails keeps nothing either, its input deleted as soon as the failure is answered", async () => {
+    const { accountId, admission } = await account();
+    const jobs = imageJobs((next) => next);
+    const listed = async () => (await orchestrator.lifecycle.list(accountId, { pageSize: 10, pageToken: "", jobIds: [] })).jobs;
+    const answer = jobs.removeBackground(admission, photo, undefined, "zero-failed", new AbortController().signal, { zeroRetention: true });
+    let submitted: Awaited<ReturnType<typeof listed>>[number] | undefined;
+    for (const deadline = Date.now() + 5000; !submitted && Date.now() < deadline; ) {
+      submitted = (await listed())[0];
+      if (!submitted) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.ok(submitted, "the job was submitted");
+    assert.equal(submitted.retention_seconds, 0);
+    assert.ok(await blobs.get(submitted.input_blob_key), "the input is stored while the job runs");
+    await orchestrator.lifecycle.onTaskEvent({
+      subject: "job.failed",
+      deliveryCount: 1,
+      data: toBinary(TaskEventSchema, create(TaskEventSchema, { jobId: submitted.id, outcome: { case: "failed", value: { reason: "internal", message: "the model failed", userError: false } } })),
+    });
+    await assert.rejects(answer, (error: unknown) => reasonOf(ConnectError.from(error)) === "internal");
+    assert.equal(await blobs.get(submitted.input_blob_key), undefined, "the input was deleted");
+    assert.notEqual((await orchestrator.lifecycle.get(submitted.id)).files_deleted_at, null);
+    assert.equal((await balance(accountId)).heldMillicredits, 0n);
+  });
+
+  it("the plan's priority lane reaches the job and the work queue: a pro plan's job is taken before a free plan's submitted earlier", async () => {
+    const admitted = async (planCode: string) => {
+      serial += 1;
+      const accountId = `image-jobs-lane-${serial}`;
+      await billingClient().createAccount({ accountId, planCode });
+      const plan = (await billingClient().getAccount({ accountId })).account?.plan;
+      return { owner: { accountId, keyId: `key-${serial}` }, plan, release: () => {} };
+    };
+    const free = await admitted("free");
+    const pro = await admitted("pro");
+    assert.deepEqual([free.plan?.priorityLane, pro.plan?.priorityLane], ["normal", "high"]);
+    const jobs = imageJobs((next) => next);
+    const freeJob = await jobs.submit(free, photo, undefined, "lane-free");
+    const proJob = await jobs.submit(pro, photo, undefined, "lane-pro");
+    assert.deepEqual([freeJob.highPriority, proJob.highPriority], [false, true]);
+    // The queue has had no worker in this suite: every task submitted so far waits in it.
+    const taken: { id: string; priority: string }[] = [];
+    const worker = workQueue.consume(async (message) => {
+      taken.push({ id: message.id, priority: message.priority });
+      await message.ack();
+    });
+    const deadline = Date.now() + 5000;
+    while (!taken.some((entry) => entry.id === freeJob.id) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    await worker.drain();
+    assert.deepEqual(taken[0], { id: proJob.id, priority: "high" }, "the pro job first, though submitted last");
+    assert.deepEqual(taken.find((entry) => entry.id === freeJob.id), { id: freeJob.id, priority: "normal" });
+  });
+
   it("a watch of a job that does not exist fails at once, not after the sync timeout", async () => {
     const started = Date.now();
     await assert.rejects(imageJobs((next) => next).waitForResult("00000000-0000-0000-0000-000000000000", new AbortController().signal), (error: unknown) => ConnectError.from(error).code === Code.NotFound);

@@ -199,11 +199,14 @@ describe("gateway", () => {
       assert.match(error.title, /no boundary/);
     });
 
-    it("a body that is not multipart answers invalid_request; a form without the image, missing_image", async () => {
+    it("a body of another type answers invalid_request; a form or JSON body without the image, missing_image", async () => {
       const { key } = await account();
+      const text = await fetch(`${server.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key, "content-type": "text/plain" }, body: "{}" });
+      assert.equal(text.status, 400);
+      assert.equal(restErrorOf(await text.text()).code, "invalid_request");
       const json = await fetch(`${server.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key, "content-type": "application/json" }, body: "{}" });
       assert.equal(json.status, 400);
-      assert.equal(restErrorOf(await json.text()).code, "invalid_request");
+      assert.equal(restErrorOf(await json.text()).code, "missing_image");
       const form = new FormData();
       form.append("size", "full");
       const missing = await fetch(`${server.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key }, body: form });
@@ -547,7 +550,7 @@ describe("gateway", () => {
       assert.equal(await available(accountId), 10_000n);
     });
 
-    it("a raw image body is taken as the image; any other Content-Type is refused naming both ways to send one", async () => {
+    it("a raw image body is taken as the image; any other Content-Type is refused naming every way to send one", async () => {
       const { key } = await account();
       const raw = await fetch(`${server.url}/v1/matting?async=true&output_format=jpg&bg_color=ffffff`, {
         method: "POST",
@@ -561,7 +564,7 @@ describe("gateway", () => {
       assert.equal(internal.options?.backgroundColor, "#ffffff");
       const text = await fetch(`${server.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key, "content-type": "text/plain" }, body: "hello" });
       assert.equal(text.status, 400);
-      assert.match(restErrorOf(await text.text()).title, /multipart\/form-data .* or as the raw body with Content-Type image\/\*/);
+      assert.match(restErrorOf(await text.text()).title, /multipart\/form-data .*, as the raw body with Content-Type image\/\* .*, or its URL in image_url/);
     });
   });
 

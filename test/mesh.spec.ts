@@ -8,12 +8,9 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
-import { SERVICES, startMeshProcesses, type MeshProcesses, type ServiceName } from "../scripts/mesh-processes.ts";
+import { describe, test } from "node:test";
+import { SERVICES, type ServiceName } from "../scripts/mesh-processes.ts";
 import { BillingService, Operation } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { OutputFormat } from "../services/common/gen/cutline/inference/v1/image_options_pb.ts";
 import { InferenceService } from "../services/common/gen/cutline/inference/v1/inference_service_pb.ts";
@@ -21,19 +18,11 @@ import { OrchestratorService } from "../services/common/gen/cutline/orchestrator
 import { Health, ServingStatus } from "../services/common/health.ts";
 import { serviceTransport } from "../services/common/runtime.ts";
 import { SERVICE_TOKEN_HEADER } from "../services/common/service-auth.ts";
-import { createTestDatabase, testNatsUrl, uniqueName, type TestDatabase } from "./harness.ts";
 import { runEndToEndScenario, testPhoto } from "./end-to-end.scenario.ts";
+import { meshBackends, meshFixture } from "./mesh.testing.ts";
 
 const PROTO_ROOT = join(import.meta.dirname, "..", "proto");
 const API_KEY = "cl_mesh_test_key";
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function grpcPackage(file: string): any {
   return grpc.loadPackageDefinition(
@@ -45,70 +34,20 @@ function unary<T>(client: any, method: string, request: object, metadata = new g
   return new Promise((resolve, reject) => client[method](request, metadata, (error: Error | null, response: T) => (error ? reject(error) : resolve(response))));
 }
 
-async function waitServing(url: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const response = await fetch(`${url}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
-      if (((await response.json()) as { status?: string }).status === "SERVING") return;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`${url} not SERVING within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
+const backends = await meshBackends();
 
-const natsUrl = await testNatsUrl();
-const database = natsUrl ? await createTestDatabase() : undefined;
-const skip =
-  !natsUrl || database?.location.kind !== "postgres"
-    ? "mesh mode needs a real Postgres and NATS shared by four processes: set DATABASE_URL and NATS_URL (CI does)"
-    : false;
-
-describe("mesh: four processes over gRPC, Postgres and NATS JetStream", { skip }, () => {
-  let mesh: MeshProcesses;
-  const output: string[] = [];
-  const dataDir = mkdtempSync(join(tmpdir(), "cutline-mesh-"));
-  const prefix = uniqueName("mesh");
-
-  before(async () => {
-    const ports = Object.fromEntries(await Promise.all(SERVICES.map(async (name) => [name, await freePort()]))) as Record<ServiceName, number>;
-    mesh = startMeshProcesses({
-      env: {
-        ...process.env,
-        DATABASE_URL: (database as TestDatabase & { location: { url: string } }).location.url,
-        NATS_URL: natsUrl,
-        NATS_NAME_PREFIX: prefix,
-        CUTLINE_DATA_DIR: dataDir,
-        CUTLINE_API_KEY: API_KEY,
-        LOG_LEVEL: "warn",
-      },
-      ports,
-      output: (service, line) => output.push(`${service}: ${line}`),
-    });
-    try {
-      await Promise.all(SERVICES.map((name) => waitServing(mesh.urls[name], 90_000)));
-    } catch (error) {
-      console.error(output.join("\n"));
-      throw error;
-    }
-  });
-
-  after(async () => {
-    await mesh?.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-    await database?.dispose();
-  });
+describe("mesh: four processes over gRPC, Postgres and NATS JetStream", { skip: backends.skip }, () => {
+  const fixture = meshFixture(backends, { prefix: "mesh", env: { CUTLINE_API_KEY: API_KEY } });
+  const { output } = fixture;
 
   test("end to end through the gateway over gRPC (h2c)", async () => {
-    await runEndToEndScenario(mesh.urls.gateway, API_KEY, createGrpcTransport({ baseUrl: mesh.urls.gateway }));
+    await runEndToEndScenario(fixture.mesh.urls.gateway, API_KEY, createGrpcTransport({ baseUrl: fixture.mesh.urls.gateway }));
   });
 
   test("every service answers a stock grpc-js health check", async () => {
     const { grpc: health } = grpcPackage("grpc/health/v1/health.proto");
     for (const name of SERVICES) {
-      const client = new health.health.v1.Health(new URL(mesh.urls[name]).host, grpc.credentials.createInsecure());
+      const client = new health.health.v1.Health(new URL(fixture.mesh.urls[name]).host, grpc.credentials.createInsecure());
       const response = await unary<{ status: string }>(client, "Check", { service: "" });
       assert.equal(response.status, "SERVING", name);
       client.close();
@@ -117,7 +56,7 @@ describe("mesh: four processes over gRPC, Postgres and NATS JetStream", { skip }
 
   test("every service answers its own RPCs from a stock grpc-js client", async () => {
     const insecure = grpc.credentials.createInsecure();
-    const host = (name: ServiceName) => new URL(mesh.urls[name]).host;
+    const host = (name: ServiceName) => new URL(fixture.mesh.urls[name]).host;
     const photo = Buffer.from(await testPhoto());
 
     const gateway = grpcPackage("cutline/gateway/v1/image_service.proto").cutline.gateway.v1;
@@ -132,7 +71,7 @@ describe("mesh: four processes over gRPC, Postgres and NATS JetStream", { skip }
 
     // Internal services want the mesh's shared token, as gRPC metadata.
     const internal = new grpc.Metadata();
-    internal.set(SERVICE_TOKEN_HEADER, mesh.serviceToken);
+    internal.set(SERVICE_TOKEN_HEADER, fixture.mesh.serviceToken);
     const billing = new (grpcPackage("cutline/billing/v1/billing_service.proto").cutline.billing.v1.BillingService)(host("billing"), insecure);
     const quote = await unary<{ cost_millicredits: string }>(billing, "Quote", { account_id: "default", operation: "OPERATION_REMOVE_BACKGROUND", pixels: 2_000_000 }, internal);
     assert.equal(quote.cost_millicredits, "800");
@@ -152,12 +91,12 @@ describe("mesh: four processes over gRPC, Postgres and NATS JetStream", { skip }
   });
 
   test("every internal service answers a generated Connect client (Connect, gRPC-Web and gRPC)", async () => {
-    const headers = { [SERVICE_TOKEN_HEADER]: mesh.serviceToken };
-    const billing = createClient(BillingService, createConnectTransport({ baseUrl: mesh.urls.billing, httpVersion: "1.1" }));
+    const headers = { [SERVICE_TOKEN_HEADER]: fixture.mesh.serviceToken };
+    const billing = createClient(BillingService, createConnectTransport({ baseUrl: fixture.mesh.urls.billing, httpVersion: "1.1" }));
     assert.equal((await billing.quote({ accountId: "default", operation: Operation.REMOVE_BACKGROUND, pixels: 100n }, { headers })).costMillicredits, 250n);
-    const orchestrator = createClient(OrchestratorService, createGrpcWebTransport({ baseUrl: mesh.urls.orchestrator, httpVersion: "1.1" }));
+    const orchestrator = createClient(OrchestratorService, createGrpcWebTransport({ baseUrl: fixture.mesh.urls.orchestrator, httpVersion: "1.1" }));
     await assert.rejects(orchestrator.getJob({ jobId: "00000000-0000-0000-0000-000000000000" }, { headers }), /not found/);
-    const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: mesh.urls.inference }));
+    const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: fixture.mesh.urls.inference }));
     const response = await inference.segment({ image: await testPhoto(), options: { format: OutputFormat.MASK } }, { headers });
     assert.equal(response.width, 320);
   });
@@ -165,9 +104,9 @@ describe("mesh: four processes over gRPC, Postgres and NATS JetStream", { skip }
   test("internal services refuse a call without the service token, or with a wrong one; Health still answers", async () => {
     const wrongToken = "0".repeat(64);
     const calls: Record<string, (token: string | undefined) => Promise<unknown>> = {
-      billing: (token) => createClient(BillingService, serviceTransport(mesh.urls.billing, { token })).quote({ accountId: "default", operation: Operation.REMOVE_BACKGROUND, pixels: 100n }),
-      orchestrator: (token) => createClient(OrchestratorService, serviceTransport(mesh.urls.orchestrator, { token })).getJob({ jobId: "00000000-0000-0000-0000-000000000000" }),
-      inference: (token) => createClient(InferenceService, serviceTransport(mesh.urls.inference, { token })).segment({ image: new Uint8Array(8) }),
+      billing: (token) => createClient(BillingService, serviceTransport(fixture.mesh.urls.billing, { token })).quote({ accountId: "default", operation: Operation.REMOVE_BACKGROUND, pixels: 100n }),
+      orchestrator: (token) => createClient(OrchestratorService, serviceTransport(fixture.mesh.urls.orchestrator, { token })).getJob({ jobId: "00000000-0000-0000-0000-000000000000" }),
+      inference: (token) => createClient(InferenceService, serviceTransport(fixture.mesh.urls.inference, { token })).segment({ image: new Uint8Array(8) }),
     };
     for (const [name, call] of Object.entries(calls)) {
       for (const [token, reason] of [[undefined, "service_token_missing"], [wrongToken, "service_token_invalid"]] as const) {
@@ -178,13 +117,13 @@ describe("mesh: four processes over gRPC, Postgres and NATS JetStream", { skip }
           return true;
         });
       }
-      const health = createClient(Health, createGrpcTransport({ baseUrl: mesh.urls[name as ServiceName] }));
+      const health = createClient(Health, createGrpcTransport({ baseUrl: fixture.mesh.urls[name as ServiceName] }));
       assert.equal((await health.check({ service: "" })).status, ServingStatus.SERVING, `${name}: Health/Check without a token`);
     }
   });
 
   test("SIGTERM drains every process to a clean exit", async () => {
-    const codes = await mesh.stop();
+    const codes = await fixture.mesh.stop();
     assert.deepEqual(codes, { billing: 0, orchestrator: 0, inference: 0, gateway: 0 }, output.slice(-20).join("\n"));
   });
 });

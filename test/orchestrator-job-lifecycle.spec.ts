@@ -8,7 +8,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import pino from "pino";
 import { createBillingFixture, type BillingFixture } from "../services/billing/billing.testing.ts";
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
@@ -116,24 +115,6 @@ describe("job lifecycle", () => {
     assert.deepEqual([done.queue_wait_ms, done.inference_ms], [7, 31], "the worker's split is kept for the gateway's X-Queue-Time-Ms and X-Inference-Time-Ms");
     assert.equal(await available(accountId), BigInt(10_000 - COST));
     assert.equal(done.available_millicredits, 10_000 - COST);
-  });
-
-  it("a watcher wakes at a change made in this process, not at its next poll, however many polls passed before", async () => {
-    const watching = new JobLifecycle(jobs, workQueue, blobs, billingClient(), log, { watchPollMs: 1000 });
-    const { job } = await submitted();
-    const controller = new AbortController();
-    const updates = watching.watch(job.id, controller.signal);
-    assert.equal((await updates.next()).value?.status, "queued");
-    const update = updates.next();
-    await sleep(2100); // two polls found nothing new
-    await watching.onTaskEvent(event({ jobId: job.id, outcome: { case: "started", value: { deliveryCount: 1 } } }));
-    const changed = performance.now();
-    assert.equal((await update).value?.status, "running");
-    const wokeAfterMs = performance.now() - changed;
-    // Missed, the change would wait for the poll at 3000 ms, some 800 ms later.
-    assert.ok(wokeAfterMs < 300, `the watcher saw the change ${wokeAfterMs.toFixed(0)} ms after it was made`);
-    controller.abort();
-    await updates.return(undefined);
   });
 
   it("a failure releases the hold: the job costs nothing", async () => {
@@ -246,6 +227,53 @@ describe("job lifecycle", () => {
     const done = await lifecycle.get(job.id);
     assert.deepEqual([done.status, done.charged_millicredits, done.hold_id], ["succeeded", COST, job.hold_id]);
     assert.equal(await available(accountId), BigInt(10_000 - COST));
+  });
+
+  it("a worker's stage reports raise the job's progress and never lower it; a heartbeat keeps it; success sets 1", async () => {
+    const { job } = await submitted();
+    const progressOf = async () => (await lifecycle.get(job.id)).progress;
+    const stage = (stage: string, fraction: number) => event({ jobId: job.id, outcome: { case: "progress", value: { elapsedMs: 10, fraction, stage } } });
+    assert.equal(await progressOf(), 0);
+    await lifecycle.onTaskEvent(stage("decoded", 0.1));
+    const decoded = await lifecycle.get(job.id);
+    // A stage report may arrive before job.started (events are not ordered across subjects): it starts the job.
+    assert.equal(decoded.status, "running");
+    assert.ok(Math.abs(decoded.progress - 0.1) < 1e-6, String(decoded.progress));
+    await lifecycle.onTaskEvent(stage("segmented", 0.8));
+    const segmented = await lifecycle.get(job.id);
+    assert.ok(Math.abs(segmented.progress - 0.8) < 1e-6, String(segmented.progress));
+    // Late or repeated reports (a redelivered event, a retried delivery starting over) change nothing.
+    await lifecycle.onTaskEvent(stage("decoded", 0.1));
+    const late = await lifecycle.get(job.id);
+    assert.deepEqual([late.progress, late.updated_at], [segmented.progress, segmented.updated_at], "a report that would not raise it is not written");
+    await lifecycle.onTaskEvent(event({ jobId: job.id, outcome: { case: "progress", value: { elapsedMs: 60_000 } } }));
+    assert.equal(await progressOf(), segmented.progress, "a heartbeat without a fraction keeps it");
+    await lifecycle.onTaskEvent(succeededEvent(job));
+    const done = await lifecycle.get(job.id);
+    assert.deepEqual([done.status, done.progress], ["succeeded", 1]);
+  });
+
+  it("a watch that has waited out poll intervals still wakes at once on a change made in this process", async () => {
+    const { job } = await submitted();
+    // A long poll interval, so only the in-process wake-up can deliver the change in time.
+    const watchPollMs = 3000;
+    const watching = new JobLifecycle(jobs, workQueue, blobs, billingClient(), log, { watchPollMs });
+    const stop = new AbortController();
+    const updates = watching.watch(job.id, stop.signal);
+    try {
+      assert.equal((await updates.next()).value?.status, "queued");
+      const next = updates.next();
+      // One poll interval passes with no change: its wake-up must not be lost to the timeout.
+      await new Promise((resolve) => setTimeout(resolve, watchPollMs + 500));
+      const changedAt = Date.now();
+      await watching.onTaskEvent(event({ jobId: job.id, outcome: { case: "started", value: { deliveryCount: 1 } } }));
+      assert.equal((await next).value?.status, "running");
+      const delayMs = Date.now() - changedAt;
+      assert.ok(delayMs < watchPollMs / 2, `the change was seen ${delayMs} ms after it was made`);
+    } finally {
+      stop.abort();
+      await updates.return(undefined);
+    }
   });
 
   it("a full queue fails the submission with queue_full and returns the credits", async () => {

@@ -17,6 +17,8 @@ import { createBillingFixture, type BillingFixture } from "../services/billing/b
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
 import { reasonOf } from "../services/common/errors.ts";
 import { BillingService, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { CreditsLowSchema } from "../services/common/gen/cutline/billing/v1/events_pb.ts";
 import { TaskEventSchema, type TaskEvent } from "../services/common/gen/cutline/inference/v1/task_pb.ts";
 import { OrchestratorService, WebhookDeliveryStatus } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { createOutboundFetcher, type OutboundFetcher } from "../services/common/outbound.ts";
@@ -82,11 +84,12 @@ function event(init: Parameters<typeof create<typeof TaskEventSchema>>[1]) {
 
 /** An orchestrator on its own database with webhooks wired, and helpers to run jobs through it. */
 async function startOrchestrator(options: { allowLoopback: boolean }) {
-  const billing: BillingFixture = await createBillingFixture();
   const dataDir = mkdtempSync(join(tmpdir(), "cutline-webhooks-"));
   const workQueue = new InProcessWorkQueue({ log });
   const blobs = new InProcessBlobStore({ dataDir, log });
   const eventBus = new InProcessEventBus({ dataDir, log });
+  // Billing publishes its events (credits.low, ...) on the bus the orchestrator reads.
+  const billing: BillingFixture = await createBillingFixture({ eventBus });
   const billingClient = createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers)));
   const fetcher: OutboundFetcher = createOutboundFetcher({ allowLoopback: options.allowLoopback, timeoutMs: 2000, bytesMax: 1024 });
   const signer = createResultUrlSigner({ key: RESULT_URL_KEY, publicUrl: PUBLIC_URL, ttlSeconds: 86_400 });
@@ -195,6 +198,48 @@ describe("webhooks (loopback receivers allowed)", () => {
     assert.equal(deliveries.length, 1);
     assert.equal(request.headers["cutline-event-id"], deliveries[0]!.id);
     assert.equal(deliveries[0]!.body, request.body, "the log keeps the exact body");
+  });
+
+  it("credits.low and credits.exhausted reach the account's webhook once each, in the job events' envelope, signed the same way", async () => {
+    const accountId = "credits-events";
+    const path = "/credits";
+    await system.billingClient.createAccount({ accountId });
+    await system.client.setAccountWebhook({ accountId, webhookUrl: `${receiver.url}${path}` });
+    const spend = async (amount: number, key: string) => {
+      const hold = await system.billingClient.reserve({ accountId, pool: Pool.API, amountMillicredits: BigInt(amount), idempotencyKey: key, holdTtlSeconds: 900 });
+      await system.billingClient.capture({ holdId: hold.holdId, amountMillicredits: BigInt(amount) });
+    };
+    // The 10-credit trial: 9 spent crosses the low-balance threshold, the last 1 exhausts it.
+    await spend(9_000, "credits-low");
+    await spend(1_000, "credits-exhausted");
+    await system.billing.sweeper.sweepOnce(); // relays billing's outbox onto the bus
+    const received = await until("both account events", () => {
+      const found = receiver.received.filter((entry) => entry.path === path);
+      return found.length >= 2 ? found : undefined;
+    });
+    const { secret } = await system.client.getWebhookSecret({ accountId });
+    const bodies = received.map((request) => {
+      verifySignature(request.headers["cutline-signature"], request.body, secret);
+      return JSON.parse(request.body);
+    });
+    const low = bodies.find((body) => body.type === "credits.low");
+    const exhausted = bodies.find((body) => body.type === "credits.exhausted");
+    assert.ok(low && exhausted, `got ${bodies.map((body) => body.type).join(", ")}`);
+    for (const key of ["type", "status", "job_id", "image_id", "result_url", "credits_used", "processing_time_ms"]) assert.ok(key in low && key in exhausted, `envelope field ${key}`);
+    assert.deepEqual([low.status, low.account_id, low.available_credits, low.job_id], ["low", accountId, 1, null]);
+    assert.ok(low.threshold_credits > low.available_credits, "the threshold crossed is above what is left");
+    assert.deepEqual([exhausted.status, exhausted.account_id, exhausted.available_credits], ["exhausted", accountId, 0]);
+    // The bus delivers at least once: the same event again adds no delivery.
+    const again = create(CreditsLowSchema, {
+      accountId,
+      pool: Pool.API,
+      availableMillicredits: 1000n,
+      thresholdMillicredits: BigInt(Math.round(low.threshold_credits * 1000)),
+      occurredAt: timestampFromDate(new Date(low.occurred_at)),
+    });
+    await system.orchestrator.webhooks.onCreditsEvent({ subject: "credits.low", data: toBinary(CreditsLowSchema, again), deliveryCount: 2 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(receiver.received.filter((entry) => entry.path === path).length, 2, "one delivery per event");
   });
 
   it("a failing receiver (500 twice, then 200) is retried with doubling delays; the log lists every attempt; redeliver sends again", async () => {

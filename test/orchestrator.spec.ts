@@ -12,11 +12,14 @@ import type { Kysely } from "kysely";
 import pino from "pino";
 import { createBillingFixture, type BillingFixture } from "../services/billing/billing.testing.ts";
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { BillingService, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { TaskEventSchema } from "../services/common/gen/cutline/inference/v1/task_pb.ts";
 import { createOrchestrator } from "../services/orchestrator/index.ts";
 import { JobLifecycle } from "../services/orchestrator/job-lifecycle.ts";
 import { migrateToLatest } from "../services/common/migrate.ts";
 import { JobStore } from "../services/orchestrator/store/job.store.ts";
+import { AccountSettingsStore } from "../services/orchestrator/store/account-settings.store.ts";
 import { orchestratorMigrations } from "../services/orchestrator/store/migrations.ts";
 
 const log = pino({ level: "silent" });
@@ -79,6 +82,80 @@ describe("orchestrator restart", () => {
       await new JobStore(billing.db as Kysely<any>).claim(crashed.id, "succeeded", { result_content_type: "image/png" });
       await lifecycle.reconcile(quietAfter(3));
       assert.deepEqual([(await lifecycle.get(crashed.id)).status, await available("quiet-2")], ["succeeded", 10_000n - 250n]);
+    } finally {
+      await workQueue.close();
+    }
+  });
+
+  it("a job running past JOB_TIMEOUT_MS fails job_timeout and returns its credits, however alive its worker says it is; its late result is deleted, not charged", async () => {
+    const workQueue = new InProcessWorkQueue({ log });
+    const timeoutMs = 60_000;
+    // Quiet detection far away: only the timeout can end this job.
+    const lifecycle = new JobLifecycle(new JobStore(billing.db as Kysely<any>), workQueue, blobs, billingClient(), log, { timeoutMs, quietMsMax: 3_600_000 });
+    const accountId = "timeout-1";
+    try {
+      await billingClient().createAccount({ accountId });
+      const hold = await billingClient().reserve({ accountId, pool: Pool.API, amountMillicredits: 250n, idempotencyKey: "timeout-hold" });
+      const job = await lifecycle.submit({ accountId, idempotencyKey: "timeout-job", inputBlobKey: "inputs/timeout", options: undefined, holdId: hold.holdId, heldMillicredits: 250, highPriority: false, longestSideMax: 0 });
+      const taskEvent = (outcome: MessageInitShape<typeof TaskEventSchema>["outcome"]) => {
+        const message = create(TaskEventSchema, { jobId: job.id, outcome });
+        return { subject: `job.${message.outcome.case}`, data: toBinary(TaskEventSchema, message), deliveryCount: 1 };
+      };
+      await lifecycle.onTaskEvent(taskEvent({ case: "started", value: { deliveryCount: 1 } }));
+      await lifecycle.onTaskEvent(taskEvent({ case: "progress", value: { elapsedMs: 1000 } }));
+      assert.equal((await lifecycle.get(job.id)).status, "running");
+      assert.equal(await lifecycle.reconcile(new Date(Date.now() + timeoutMs - 5000)), 0, "not past the timeout yet");
+      assert.equal(await lifecycle.reconcile(new Date(Date.now() + timeoutMs + 1000)), 1);
+      const failed = await lifecycle.get(job.id);
+      assert.deepEqual([failed.status, failed.error_reason, failed.user_error], ["failed", "job_timeout", false]);
+      assert.match(failed.error_message ?? "", /within 60000 ms .*JOB_TIMEOUT_MS/);
+      const stored = await billing.db.selectFrom("billing_holds").select("status").where("id", "=", hold.holdId).executeTakeFirstOrThrow();
+      assert.equal(stored.status, "released", "released, never captured");
+      assert.equal((await billingClient().getBalance({ accountId, pool: Pool.API })).availableMillicredits, 10_000n);
+      // The worker finishes after all: its result is nobody's.
+      await blobs.put(job.result_blob_key, new Uint8Array([1, 2, 3]), { contentType: "image/png" });
+      await lifecycle.onTaskEvent(taskEvent({ case: "succeeded", value: { resultBlobKey: job.result_blob_key, contentType: "image/png", processingTimeMs: 70_000 } }));
+      assert.equal(await blobs.get(job.result_blob_key), undefined, "the late result is deleted");
+      assert.equal((await lifecycle.get(job.id)).status, "failed");
+      assert.equal((await billingClient().getBalance({ accountId, pool: Pool.API })).availableMillicredits, 10_000n, "nothing charged");
+    } finally {
+      await workQueue.close();
+    }
+  });
+
+  it("the retention sweeper deletes an ended job's files once the account's retention has run out, marks them expired, and leaves the rest", async () => {
+    const workQueue = new InProcessWorkQueue({ log });
+    const jobs = new JobStore(billing.db as Kysely<any>);
+    const settings = new AccountSettingsStore(billing.db as Kysely<any>);
+    const lifecycle = new JobLifecycle(jobs, workQueue, blobs, billingClient(), log, { settings });
+    try {
+      const ended = async (accountId: string, retentionHours: number | undefined) => {
+        await billingClient().createAccount({ accountId });
+        if (retentionHours !== undefined) await settings.setRetentionHours(accountId, retentionHours);
+        const hold = await billingClient().reserve({ accountId, pool: Pool.API, amountMillicredits: 250n, idempotencyKey: `${accountId}-hold` });
+        const job = await lifecycle.submit({ accountId, idempotencyKey: `${accountId}-job`, inputBlobKey: `inputs/${accountId}`, options: undefined, holdId: hold.holdId, heldMillicredits: 250, highPriority: false, longestSideMax: 0 });
+        await blobs.put(job.input_blob_key, new Uint8Array([1]), {});
+        await blobs.put(job.result_blob_key, new Uint8Array([2]), {});
+        const message = create(TaskEventSchema, { jobId: job.id, outcome: { case: "succeeded", value: { resultBlobKey: job.result_blob_key, contentType: "image/png", processingTimeMs: 5 } } });
+        await lifecycle.onTaskEvent({ subject: "job.succeeded", data: toBinary(TaskEventSchema, message), deliveryCount: 1 });
+        return lifecycle.get(job.id);
+      };
+      const hourly = await ended("retention-1h", 1);
+      const daily = await ended("retention-default", undefined);
+      assert.deepEqual([hourly.retention_seconds, daily.retention_seconds], [3600, 86_400]);
+      const inHours = (hours: number) => new Date(Date.now() + hours * 3_600_000);
+      const expiredAt = async (at: Date) => {
+        await lifecycle.expireFiles(at);
+        return Promise.all([hourly, daily].map(async (job) => (await lifecycle.get(job.id)).files_expired));
+      };
+      assert.deepEqual(await expiredAt(inHours(0.9)), [false, false]);
+      assert.deepEqual(await expiredAt(inHours(1.1)), [true, false]);
+      assert.equal(await blobs.get(hourly.input_blob_key), undefined);
+      assert.equal(await blobs.get(hourly.result_blob_key), undefined);
+      assert.ok(await blobs.get(daily.result_blob_key), "the 24 h job's result is kept");
+      assert.notEqual((await lifecycle.get(hourly.id)).files_deleted_at, null);
+      assert.deepEqual(await expiredAt(inHours(24.1)), [true, true]);
+      assert.equal(await lifecycle.expireFiles(inHours(48)), 0, "each job once");
     } finally {
       await workQueue.close();
     }

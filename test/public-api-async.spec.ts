@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import sharp from "sharp";
 import { createResultUrlSigner } from "../services/common/result-urls.ts";
-import { IMAGE_MILLICREDITS, publicApiNode, TRIAL_MILLICREDITS, type JobJson } from "./public-api.testing.ts";
+import { IMAGE_MILLICREDITS, publicApiNode, tamperedSignature, TRIAL_MILLICREDITS, type JobJson } from "./public-api.testing.ts";
 
 describe("the REST job API on a single node", () => {
   const api = publicApiNode("public-api");
@@ -46,8 +46,7 @@ describe("the REST job API on a single node", () => {
     const image = await sharp(Buffer.from(await result.arrayBuffer())).metadata();
     assert.deepEqual([image.width, image.height, image.hasAlpha], [64, 64, true]);
 
-    const tampered = done.result_url!.replace(/signature=([0-9a-f]+)/, (_, hex: string) => `signature=${hex.slice(0, -1)}${hex.endsWith("0") ? "1" : "0"}`);
-    const refused = await fetch(tampered);
+    const refused = await fetch(tamperedSignature(done.result_url!));
     assert.equal(refused.status, 403);
     assert.equal((await errorOf(refused)).code, "result_url_invalid");
     const otherJob = await fetch(done.result_url!.replace(queued.id, "00000000-0000-0000-0000-000000000000"));

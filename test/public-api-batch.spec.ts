@@ -32,17 +32,7 @@ describe("REST batches on a single node", () => {
       assert.ok(item.job?.id);
     }
 
-    const deadline = Date.now() + BATCH_TIMEOUT_MS;
-    let current: BatchJson;
-    for (;;) {
-      const read = await fetch(`${api.node.url}/v1/batches/${batch.batch_id}`, { headers: { "x-api-key": key } });
-      assert.equal(read.status, 200);
-      current = (await read.json()) as BatchJson;
-      if (current.items.every((item) => item.job === null || item.job.status === "succeeded" || item.job.status === "failed")) break;
-      const statuses = current.items.map((item) => item.job?.status ?? item.error?.code);
-      assert.ok(Date.now() < deadline, `the batch did not finish within ${BATCH_TIMEOUT_MS} ms: ${statuses.join(", ")}`);
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
+    const current = await api.pollBatchUntilDone(key, batch.batch_id, BATCH_TIMEOUT_MS);
     for (const item of current.items.filter((candidate) => candidate.index !== BAD_INDEX)) {
       assert.equal(item.job?.status, "succeeded", JSON.stringify(item));
       assert.equal(item.job?.credits_charged, 0.25);

@@ -11,11 +11,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { sql, type Kysely } from "kysely";
+import type { Kysely } from "kysely";
 import pino from "pino";
+import sharp from "sharp";
 import { createBillingFixture, type BillingFixture } from "../services/billing/billing.testing.ts";
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
-import { BillingService, Operation, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { BillingService, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { AccountService, QuoteOperation, QuoteSize } from "../services/common/gen/cutline/gateway/v1/account_service_pb.ts";
 import { JobService } from "../services/common/gen/cutline/gateway/v1/job_service_pb.ts";
 import { OrchestratorService } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
@@ -27,19 +28,15 @@ import { createOrchestrator, type Orchestrator } from "../services/orchestrator/
 import { loadGatewayConfig } from "../services/gateway/gateway.config.ts";
 import { createGateway, type Gateway, type GatewayDependencies } from "../services/gateway/index.ts";
 import { documentedRoutes, OPENAPI_DOCUMENT } from "../services/gateway/openapi.ts";
+import { createOutboundFetcher, outboundPolicyOf, type OutboundFetcher } from "../services/common/outbound.ts";
+import { addTinyQuotaPlan, TINY_QUOTA_CALLS, TINY_QUOTA_PLAN } from "./public-api.testing.ts";
 
 /**
  * Routes the document describes that other branches of issue 9 add (async jobs, batches, smart
  * crop, result URLs). Each must be absent from the route table: once one lands, this test fails
  * until it is taken off the list, so the list only ever shrinks to empty.
  */
-const DOCUMENTED_BEFORE_SERVED = new Set([
-  "POST /v1/smart-crop",
-]);
-
-/** A plan whose monthly quota is two calls; otherwise as generous as the unlimited plan. */
-const TINY_QUOTA_PLAN = "tiny_quota_test";
-const TINY_QUOTA_CALLS = 2;
+const DOCUMENTED_BEFORE_SERVED = new Set<string>([]);
 
 interface RestError {
   title: string;
@@ -57,6 +54,7 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
   let workQueue: InProcessWorkQueue;
   let eventBus: InProcessEventBus;
   let dependencies: GatewayDependencies;
+  let outbound: OutboundFetcher;
   const dataDir = mkdtempSync(join(tmpdir(), "cutline-public-api-"));
   const log = pino({ level: "silent" });
   let serial = 0;
@@ -95,16 +93,16 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
     billing = await createBillingFixture();
     // The gateway reads the cycle against the wall clock: billing's clock starts there too.
     billing.clock.set(new Date());
-    await sql`insert into billing_plans (code, name, monthly_price_cents, credits_per_cycle_mc, rollover_cycles, on_exhausted,
-        overage_rate_cents_per_credit, overage_cap_mc, requests_per_minute, concurrency, monthly_calls, max_upload_bytes,
-        longest_side_pixels, priority_lane, seats, listed)
-      values (${TINY_QUOTA_PLAN}, 'Tiny quota (tests)', 0, 0, 0, 'stop', 0, 0, 1000, 10, ${TINY_QUOTA_CALLS}, 12582912, 4000, 'normal', 1, false)`.execute(billing.db);
+    await addTinyQuotaPlan(billing.db as Kysely<any>);
     blobs = new InProcessBlobStore({ dataDir, log });
     workQueue = new InProcessWorkQueue({ log });
     eventBus = new InProcessEventBus({ dataDir, log });
     billingClient = createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers)));
     orchestrator = createOrchestrator({ db: billing.db as Kysely<any>, workQueue, eventBus, blobStore: blobs, billing: billingClient, log });
     await orchestrator.start();
+    // The outbound variables at their defaults: CUTLINE_OUTBOUND_ALLOW_LOOPBACK is false.
+    const outboundPolicy = outboundPolicyOf(loadGatewayConfig({}));
+    outbound = createOutboundFetcher(outboundPolicy);
     dependencies = {
       db: billing.db as Kysely<any>,
       blobStore: blobs,
@@ -113,6 +111,7 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
       inspect: createUploadInspector(imageLimitsOf(loadGatewayConfig({}))),
       log,
       limits: { uploadBytesMax: 1_000_000, syncTimeoutMs: 60_000, holdTtlSeconds: 900, longestSide: { standard: 2048, pro: 4096 }, readRequestsPerMinute: 1000 },
+      outbound: { fetcher: outbound, policy: outboundPolicy },
     };
     gateway = createGateway(dependencies);
     await gateway.start();
@@ -121,6 +120,7 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
 
   after(async () => {
     await server?.close();
+    await outbound?.close();
     await orchestrator?.stop();
     await Promise.all([workQueue?.close(), blobs?.close(), eventBus?.close()]);
     await billing?.dispose();
@@ -130,7 +130,7 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
   describe("POST /v1/quote", () => {
     it("prices each operation exactly, in decimal credits, at the size the call would process", async () => {
       const { key } = await account();
-      assert.deepEqual(await quote(key, { operation: "matting", width: 64, height: 64 }), { status: 200, body: { credits: 0.25, price_book_version: "2025-01-default" } });
+      assert.deepEqual(await quote(key, { operation: "matting", width: 64, height: 64 }), { status: 200, body: { credits: 0.25, price_book_version: "2026-11-smart-crop" } });
       assert.equal((await quote(key, { operation: "matting", width: 64, height: 64, size: "hd" })).body.credits, 0.5);
       assert.equal((await quote(key, { operation: "matting", width: 64, height: 64, size: "preview", quality: 80 })).body.credits, 0.25);
       // 4000x3000 is processed at 2048x1536 (3.1 MP, the 4 MP tier), not at 12 MP.
@@ -169,16 +169,42 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
       assert.equal(onlyError(unauthenticated.body).code, "missing_api_key");
     });
 
-    it("smart_crop is priced once billing has the operation, and until then answers 501 naming it", async () => {
+    it("smart_crop is priced flat: 1.3 credits an image, 2.6 in HD, whatever its size", async () => {
       const { key } = await account();
-      const answer = await quote(key, { operation: "smart_crop", width: 64, height: 64 });
-      if ("SMART_CROP" in Operation) {
-        assert.equal(answer.status, 200);
-        assert.equal(typeof answer.body.credits, "number");
-      } else {
-        assert.equal(answer.status, 501);
-        assert.deepEqual([onlyError(answer.body).code, onlyError(answer.body).title], ["operation_unavailable", "operation: smart_crop is not priced by this server's billing yet"]);
-      }
+      assert.deepEqual(await quote(key, { operation: "smart_crop", width: 64, height: 64 }), { status: 200, body: { credits: 1.3, price_book_version: "2026-11-smart-crop" } });
+      assert.equal((await quote(key, { operation: "smart_crop", width: 4000, height: 3000 })).body.credits, 1.3);
+      assert.equal((await quote(key, { operation: "smart_crop", width: 64, height: 64, size: "hd" })).body.credits, 2.6);
+    });
+
+    it("with the operation's own body (a form or a raw image) it prices that call exactly, holding nothing", async () => {
+      const { accountId, key } = await account();
+      const photo = new Uint8Array(await sharp({ create: { width: 4000, height: 3000, channels: 3, background: "#808080" } }).jpeg().toBuffer());
+      const before = await billingClient.getBalance({ accountId, pool: Pool.API });
+      const post = async (body: FormData | Uint8Array, query = "", headers: Record<string, string> = {}) => {
+        const response = await fetch(`${server.url}/v1/quote${query}`, { method: "POST", headers: { "x-api-key": key, ...headers }, body });
+        return { status: response.status, body: (await response.json()) as Record<string, any> };
+      };
+      const form = (fields: Record<string, string>) => {
+        const data = new FormData();
+        data.append("image_file", new Blob([photo], { type: "image/jpeg" }), "photo.jpg");
+        for (const [name, value] of Object.entries(fields)) data.append(name, value);
+        return data;
+      };
+      // The same amounts as the sizes named in JSON: 4000x3000 is processed at 2048x1536.
+      assert.deepEqual(await post(form({})), { status: 200, body: { credits: 0.8, price_book_version: "2026-11-smart-crop" } });
+      assert.equal((await post(form({ size: "hd" }))).body.credits, (await quote(key, { operation: "matting", width: 4000, height: 3000, size: "hd" })).body.credits);
+      assert.equal((await post(form({ operation: "smart_crop", aspect_ratio: "1:1" }))).body.credits, 1.3);
+      assert.equal((await post(photo, "?operation=smart_crop", { "content-type": "image/jpeg" })).body.credits, 1.3);
+      const badOption = await post(form({ bg_color: "blue-ish" }));
+      assert.equal(badOption.status, 400);
+      assert.equal(onlyError(badOption.body).code, "invalid_option");
+      const badOperation = await post(form({ operation: "teleport" }));
+      assert.equal(badOperation.status, 400);
+      assert.match(onlyError(badOperation.body).title, /^operation must be one of matting, smart_crop/);
+      const notAnImage = await post(new Uint8Array(64).fill(7), "", { "content-type": "image/png" });
+      assert.equal(notAnImage.status, 400);
+      const after = await billingClient.getBalance({ accountId, pool: Pool.API });
+      assert.deepEqual([after.availableMillicredits, after.heldMillicredits], [before.availableMillicredits, before.heldMillicredits], "a quote holds and charges nothing");
     });
 
     it("AccountService.Quote answers the same amount in millicredits, for the caller's key only", async () => {
@@ -337,6 +363,84 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
       const error = onlyError(JSON.parse(answer.body));
       assert.equal(error.code, "too_many_bytes");
       assert.match(error.title, /declares 5000000 bytes; the limit is \d+ bytes \(UPLOAD_BYTES_MAX 1000000/);
+    });
+  });
+
+  describe("image_url with the outbound variables at their defaults", () => {
+    let images: http.Server;
+    let origin = "";
+    const seen: string[] = [];
+
+    before(async () => {
+      images = http.createServer((request, response) => {
+        seen.push(request.url ?? "");
+        response.writeHead(200, { "content-type": "image/png" }).end("not reached");
+      });
+      await new Promise<void>((resolve) => images.listen(0, "127.0.0.1", resolve));
+      origin = `http://127.0.0.1:${(images.address() as import("node:net").AddressInfo).port}`;
+    });
+
+    after(async () => {
+      images?.closeAllConnections();
+      await new Promise((resolve) => images?.close(resolve));
+    });
+
+    const post = (key: string, init: { body: RequestInit["body"]; headers?: Record<string, string> }, query = "") =>
+      fetch(`${server.url}/v1/matting${query}`, { method: "POST", headers: { "x-api-key": key, ...init.headers }, body: init.body });
+    const asJson = (body: unknown) => ({ body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+
+    it("a loopback image_url is refused (image_url_refused) when CUTLINE_OUTBOUND_ALLOW_LOOPBACK is off: no request leaves, nothing is held or charged", async () => {
+      const { accountId, key } = await account();
+      const port = new URL(origin).port;
+      for (const url of [`${origin}/photo.png`, `http://localhost:${port}/photo.png`, `http://[::1]:${port}/photo.png`]) {
+        const response = await post(key, asJson({ image_url: url }));
+        assert.equal(response.status, 400, url);
+        const error = onlyError(await response.json());
+        assert.equal(error.code, "image_url_refused");
+        assert.match(error.title, /^image_url: .* a loopback address; outbound fetches may reach public addresses only \(CUTLINE_OUTBOUND_ALLOW_LOOPBACK=true allows loopback\)$/);
+      }
+      const batch = await fetch(`${server.url}/v1/matting/batch`, { method: "POST", headers: { "x-api-key": key, "content-type": "application/json" }, body: JSON.stringify({ image_urls: [`${origin}/a.png`] }) });
+      assert.equal(batch.status, 202);
+      const item = ((await batch.json()) as { items: { job: unknown; error: { code: string } | null }[] }).items[0]!;
+      assert.deepEqual([item.job, item.error?.code], [null, "image_url_refused"]);
+      assert.deepEqual(seen, [], "no request reached the server");
+      const balance = await billingClient.getBalance({ accountId, pool: Pool.API });
+      assert.deepEqual([balance.availableMillicredits, balance.heldMillicredits], [10_000n, 0n]);
+    });
+
+    it("image_url must be an absolute http(s) URL; a file and a URL together, or neither, is refused naming both fields", async () => {
+      let { key } = await account();
+      const cases: [Parameters<typeof post>[1], string, number, RegExp, string?][] = [
+        [asJson({ image_url: "ftp://example.com/a.png" }), "image_url_invalid", 400, /^image_url: the URL must be http or https, not ftp$/],
+        [asJson({ image_url: "photo.png" }), "image_url_invalid", 400, /^image_url: the URL is not an absolute URL$/],
+        [asJson({ image_url: `https://example.com/${"a".repeat(2100)}` }), "image_url_invalid", 400, /limit is 2048/],
+        [asJson({ image_url: "http://10.0.0.1/a.png" }), "image_url_refused", 400, /10\.0\.0\.1, a private address/],
+        [asJson({ size: "full" }), "missing_image", 400, /neither image_file nor image_url/],
+        [asJson({ image_url: { nested: true } }), "invalid_option", 400, /image_url must be a string, number or boolean/],
+        [asJson({ image_url: "https://example.com/a.png", size: "huge" }), "invalid_option", 400, /size must be one of/],
+        [{ body: "[1]", headers: { "content-type": "application/json" } }, "invalid_request", 400, /not a JSON object/],
+        [{ body: "x".repeat(20_000), headers: { "content-type": "application/json" } }, "too_many_bytes", 413, /limited to 16384 bytes/],
+        [{ body: new Uint8Array([1, 2, 3]), headers: { "content-type": "image/png" } }, "conflicting_image_inputs", 400, /^send either the raw image body or image_url, not both$/, "?image_url=https%3A%2F%2Fexample.com%2Fa.png"],
+        [{ body: "" }, "invalid_request", 400, /or its URL in image_url/],
+      ];
+      const both = new FormData();
+      both.append("image_file", new Blob([new Uint8Array([1, 2, 3])]), "a.png");
+      both.append("image_url", "https://example.com/a.png");
+      cases.push([{ body: both }, "conflicting_image_inputs", 400, /^send either image_file or image_url, not both$/]);
+      const backgrounds = new FormData();
+      backgrounds.append("image_url", "https://example.com/a.png");
+      backgrounds.append("bg_image_file", new Blob([new Uint8Array([1, 2, 3])]), "b.png");
+      backgrounds.append("bg_image_url", "https://example.com/b.png");
+      cases.push([{ body: backgrounds }, "conflicting_image_inputs", 400, /^send either bg_image_file or bg_image_url, not both$/]);
+      cases.push([{ body: new URLSearchParams({ image_url: "gopher://example.com/" }) }, "image_url_invalid", 400, /not gopher/]);
+      for (const [index, [init, code, status, title, query]] of cases.entries()) {
+        // The free plan's requests per minute: a fresh account every few calls.
+        if (index % 5 === 4) key = (await account()).key;
+        const response = await post(key, init, query);
+        const error = onlyError(await response.json());
+        assert.deepEqual([response.status, error.code], [status, code], `${String(init.body).slice(0, 80)}: ${error.title}`);
+        assert.match(error.title, title);
+      }
     });
   });
 

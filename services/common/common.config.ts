@@ -10,6 +10,11 @@ export const commonConfigSpec = {
   NATS_URL: url("NATS (JetStream) URL; unset means in-process queue, events and blobs under CUTLINE_DATA_DIR."),
   NATS_NAME_PREFIX: text("Prefix of the JetStream streams, consumers and buckets.", "cutline"),
   SHUTDOWN_TIMEOUT_MS: integer("After SIGTERM, milliseconds given to in-flight work before exit.", 10_000, { min: 0, max: 600_000 }),
+  JOB_RETRY_MAX: integer(
+    "Retries of a job's task after a server fault, with a doubling delay (JOB_RETRY_DELAY_MS_MIN..MAX); the work queue delivers a task at most JOB_RETRY_MAX + 1 times, then the job fails with the fault's reason and its credits are returned. User errors are never retried.",
+    4,
+    { min: 0, max: 20 },
+  ),
   BLOB_TTL_MS: integer("How long inputs and results are kept, in milliseconds.", 24 * 60 * 60 * 1000, { min: 1000 }),
   METRICS_PORT: portOrOff("Port of the Prometheus `GET /metrics` server (metrics only, never on PORT); 0 picks a free port, `off` disables it.", 9464),
   HTTP_HEADERS_TIMEOUT_MS: integer("Time a client has to send a request's headers (and a new connection its first byte), in milliseconds; then 408 and close.", 20_000, { min: 100, max: 600_000 }),

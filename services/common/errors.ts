@@ -26,6 +26,10 @@ const HTTP_STATUS_BY_REASON: Readonly<Record<string, number>> = {
   // The request is well-formed but its key already stands for another request (the IETF Idempotency-Key draft's 422).
   idempotency_key_reused: 422,
   too_many_bytes: 413,
+  // An image_url past the image byte limit is as large as an upload past it.
+  image_url_too_large: 413,
+  // A well-formed image_url whose target could not be fetched (DNS, refused, timeout, non-2xx).
+  image_url_unreachable: 422,
 };
 
 /** HTTP status for a gRPC code, as the Connect protocol maps them, plus the reasons above (402, 405, 413, 422). */

@@ -137,6 +137,11 @@ describe("outbound fetch guard", () => {
   it("a body past bytesMax is aborted, declared or streamed; a discarded body is not read", async () => {
     await assert.rejects(loopbackAllowed.fetchOutbound(`${origin.url}/large`), rejectsWith("outbound_too_large", /65536 bytes; the limit is 32768 bytes \(OUTBOUND_BYTES_MAX\)/));
     await assert.rejects(loopbackAllowed.fetchOutbound(`${origin.url}/large-chunked`, { bytesMax: 40_000 }), rejectsWith("outbound_too_large", /more than 40000/));
+    // A caller whose limit is another one names it (an image fetch: the plan's or UPLOAD_BYTES_MAX).
+    await assert.rejects(
+      loopbackAllowed.fetchOutbound(`${origin.url}/large-chunked`, { bytesMax: 20_000, bytesLimitName: "UPLOAD_BYTES_MAX" }),
+      rejectsWith("outbound_too_large", /more than 20000 bytes; the limit is 20000 bytes \(UPLOAD_BYTES_MAX\)$/),
+    );
     const discarded = await loopbackAllowed.fetchOutbound(`${origin.url}/large-chunked`, { responseBody: "discard" });
     assert.deepEqual([discarded.status, discarded.body.byteLength], [200, 0]);
   });

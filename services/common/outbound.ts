@@ -9,7 +9,7 @@ import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from "nod
 import { isIP } from "node:net";
 import ipaddr from "ipaddr.js";
 import { Agent, request, type Dispatcher } from "undici";
-import { Code, type ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { boolean, integer } from "./config.loader.ts";
 import { reasonError } from "./errors.ts";
 
@@ -34,25 +34,6 @@ export type OutboundFailureReason =
   | "outbound_too_large"
   | "outbound_timeout"
   | "outbound_failed";
-
-/**
- * The one gRPC code of each reason, for a service that answers a client with a failed fetch
- * (image_url): the URL or what it serves is the caller's problem, except a target too slow to
- * answer (DEADLINE_EXCEEDED, 504) or one that could not be reached at all (UNAVAILABLE, 503).
- */
-export const OUTBOUND_CODE_BY_REASON: Readonly<Record<OutboundFailureReason, Code>> = {
-  outbound_invalid_url: Code.InvalidArgument,
-  outbound_forbidden_address: Code.InvalidArgument,
-  outbound_too_many_redirects: Code.InvalidArgument,
-  outbound_too_large: Code.InvalidArgument,
-  outbound_timeout: Code.DeadlineExceeded,
-  outbound_failed: Code.Unavailable,
-};
-
-/** A failed fetch as a client sees it: its reason, its one code, its message (the cause stays in the log). */
-export function outboundConnectError(error: OutboundError): ConnectError {
-  return reasonError(OUTBOUND_CODE_BY_REASON[error.reason], error.reason, error.message, { cause: error.cause });
-}
 
 /** A fetch that did not get a whole response: one stable reason each, and a message naming the limit. */
 export class OutboundError extends Error {
@@ -86,6 +67,8 @@ export interface OutboundRequest {
   body?: string | Uint8Array;
   /** Largest response body read, in bytes; @default the policy's bytesMax */
   bytesMax?: number;
+  /** What the refusal past bytesMax names as the limit (an image fetch's is its plan's or UPLOAD_BYTES_MAX); @default "OUTBOUND_BYTES_MAX" */
+  bytesLimitName?: string;
   /** Total time for every hop and the body, in milliseconds; @default the policy's timeoutMs */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -225,7 +208,10 @@ async function fetchWith(agent: Dispatcher, policy: OutboundPolicy, rawUrl: stri
     }
     const location = response.headers.location;
     if (!REDIRECT_STATUSES.has(response.statusCode) || typeof location !== "string") {
-      const data = options.responseBody === "discard" ? await discard(response) : await readLimited(response, { bytesMax, url, timeoutMs, timeout, caller: options.signal });
+      const data =
+        options.responseBody === "discard"
+          ? await discard(response)
+          : await readLimited(response, { bytesMax, bytesLimitName: options.bytesLimitName ?? "OUTBOUND_BYTES_MAX", url, timeoutMs, timeout, caller: options.signal });
       return { status: response.statusCode, headers: response.headers, body: data, url: url.toString(), redirects };
     }
     await discard(response);
@@ -258,9 +244,10 @@ interface FailureContext {
   caller: AbortSignal | undefined;
 }
 
-async function readLimited(response: Dispatcher.ResponseData, context: FailureContext & { bytesMax: number }): Promise<Uint8Array> {
+/** The body, read as it streams in and abandoned (the socket destroyed) the moment it passes bytesMax: never buffered past the limit. */
+async function readLimited(response: Dispatcher.ResponseData, context: FailureContext & { bytesMax: number; bytesLimitName: string }): Promise<Uint8Array> {
   const tooLarge = (bytes: string) =>
-    new OutboundError("outbound_too_large", `the response from ${context.url.host} is ${bytes} bytes; the limit is ${context.bytesMax} bytes (OUTBOUND_BYTES_MAX)`);
+    new OutboundError("outbound_too_large", `the response from ${context.url.host} is ${bytes} bytes; the limit is ${context.bytesMax} bytes (${context.bytesLimitName})`);
   const declared = Number(response.headers["content-length"]);
   if (Number.isFinite(declared) && declared > context.bytesMax) {
     await discard(response);

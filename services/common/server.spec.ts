@@ -158,6 +158,11 @@ test("browsers from an allowed origin get CORS preflight answers; others get non
     body: "{}",
   });
   assert.match(call.headers.get("access-control-expose-headers") ?? "", /Cutline-Reason/);
+  // remove.bg's result and rate-limit headers, for its browser clients.
+  const exposed = new Set((call.headers.get("access-control-expose-headers") ?? "").split(/,\s*/).map((name) => name.toLowerCase()));
+  for (const header of ["X-Credits-Charged", "X-Width", "X-Height", "X-Type", "X-Foreground-Top", "X-Foreground-Left", "X-Foreground-Width", "X-Foreground-Height", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"]) {
+    assert.ok(exposed.has(header.toLowerCase()), `${header} is exposed to browsers`);
+  }
   const stranger = await fetch(`${server.url}/grpc.health.v1.Health/Check`, {
     method: "POST",
     headers: { origin: "https://evil.example", "content-type": "application/json" },

@@ -122,7 +122,26 @@ const IDLE_CONNECTIONS_SWEEP_INTERVAL_MS = 100;
 
 /** Headers our API adds to Connect's own CORS lists: the API key, idempotency and billing results. */
 const CORS_ALLOWED_HEADERS = [...connectCors.allowedHeaders, "X-Api-Key", "Authorization", "Idempotency-Key"];
-const CORS_EXPOSED_HEADERS = [...connectCors.exposedHeaders, "Cutline-Reason", "Cutline-Job-Id", "X-Job-Id", "X-Credits-Charged", "X-Credits-Remaining", "Retry-After"];
+const CORS_EXPOSED_HEADERS = [
+  ...connectCors.exposedHeaders,
+  "Cutline-Reason",
+  "Cutline-Job-Id",
+  "X-Job-Id",
+  "X-Credits-Charged",
+  "X-Credits-Remaining",
+  "Retry-After",
+  "X-RateLimit-Limit",
+  "X-RateLimit-Remaining",
+  "X-RateLimit-Reset",
+  // remove.bg's result headers, so its browser clients read them too.
+  "X-Width",
+  "X-Height",
+  "X-Type",
+  "X-Foreground-Top",
+  "X-Foreground-Left",
+  "X-Foreground-Width",
+  "X-Foreground-Height",
+];
 
 // Answers preflights and marks responses for allowed origins; returns true when the request is done.
 function applyCors(allowedOrigins: string[], request: HttpRequest, response: HttpResponse): boolean {

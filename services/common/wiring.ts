@@ -10,6 +10,7 @@ interface CommonConfig {
   NATS_NAME_PREFIX: string;
   CUTLINE_DATA_DIR: string;
   BLOB_TTL_MS: number;
+  JOB_RETRY_MAX: number;
 }
 
 /** NATS JetStream when NATS_URL is set, else the in-process adapters under CUTLINE_DATA_DIR. */
@@ -19,6 +20,8 @@ export function openPorts(config: CommonConfig, log: Logger): Promise<Ports> {
     dataDir: config.CUTLINE_DATA_DIR,
     namePrefix: config.NATS_NAME_PREFIX,
     blobTtlMs: config.BLOB_TTL_MS,
+    // Every service opening the queue declares the same delivery limit (JetStream's max_deliver).
+    deliveryCountMax: config.JOB_RETRY_MAX + 1,
     log,
   });
 }

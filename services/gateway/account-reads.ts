@@ -36,17 +36,11 @@ const QUOTE_SIDE_PIXELS_MAX = 100_000;
 /** Longest video a quote prices, in seconds (billing's price book refuses longer ones by its own limit). */
 const QUOTE_SECONDS_MAX = 24 * 60 * 60;
 
-/**
- * Smart crop is priced by billing once its price book has the operation; the enum member is looked
- * up by name so that this file needs no change when it lands.
- */
-const SMART_CROP_OPERATION = (Operation as unknown as Record<string, Operation | undefined>)["SMART_CROP"];
-
 /** Public names of billing's operations, as REST and AccountService.GetBalance show them. */
 export const OPERATION_NAMES: Readonly<Partial<Record<Operation, string>>> = {
   [Operation.REMOVE_BACKGROUND]: "matting",
+  [Operation.SMART_CROP]: "smart_crop",
   [Operation.VIDEO_REMOVE_BACKGROUND]: "video_matting",
-  ...(SMART_CROP_OPERATION === undefined ? {} : { [SMART_CROP_OPERATION]: "smart_crop" }),
 };
 
 function invalid(field: string, message: string) {
@@ -90,17 +84,14 @@ export class AccountReads {
     if (request.quality !== 0 && (request.quality < 1 || request.quality > 100)) throw invalid("quality", "must be an integer from 1 to 100");
     const hd = request.size === QuoteSize.HD;
     switch (request.operation) {
-      case QuoteOperation.MATTING: {
+      // Both images are priced at the size inference processes, as the call itself is (image-jobs.ts).
+      case QuoteOperation.MATTING:
+      case QuoteOperation.SMART_CROP: {
         const plan = (await this.#account(owner)).plan;
         const longestSideMax = longestSideFor(hd, this.options.longestSide, plan?.longestSidePixels ?? 0);
         const processed = processedSize(request.width, request.height, longestSideMax);
-        return this.#price(owner, { operation: Operation.REMOVE_BACKGROUND, pixels: processed.width * processed.height, hd });
-      }
-      case QuoteOperation.SMART_CROP: {
-        if (SMART_CROP_OPERATION === undefined) {
-          throw reasonError(Code.Unimplemented, "operation_unavailable", "operation: smart_crop is not priced by this server's billing yet");
-        }
-        return this.#price(owner, { operation: SMART_CROP_OPERATION, pixels: request.width * request.height, hd });
+        const operation = request.operation === QuoteOperation.SMART_CROP ? Operation.SMART_CROP : Operation.REMOVE_BACKGROUND;
+        return this.#price(owner, { operation, pixels: processed.width * processed.height, hd });
       }
       case QuoteOperation.VIDEO_MATTING: {
         if (!(request.seconds > 0 && request.seconds <= QUOTE_SECONDS_MAX)) throw invalid("seconds", `must be a number of seconds above 0 and at most ${QUOTE_SECONDS_MAX}`);

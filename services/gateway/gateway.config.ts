@@ -3,6 +3,7 @@ import { ConfigError, integer, list, loadConfig, optionalText, port, text, type 
 import { keptSecretOf } from "../common/kept-secret.ts";
 import { ADMIN_TOKEN_LENGTH_MIN } from "./domain/admin-token.ts";
 import { imageLimitsConfigSpec, longestSideLimitsOf } from "../common/images/image-limits.ts";
+import { outboundConfigSpec } from "../common/outbound.ts";
 import { resultUrlConfigSpec, resultUrlKeyOf } from "../common/result-urls.ts";
 import type { ImageJobsOptions } from "./image-jobs.ts";
 import type { ResultLinksOptions } from "./result-links.ts";
@@ -34,6 +35,8 @@ export const gatewayConfigSpec = {
   ...resultUrlConfigSpec,
   // The same limits inference enforces: the gateway refuses and prices uploads by them before any hold.
   ...imageLimitsConfigSpec,
+  // image_url and bg_image_url are fetched through the outbound guard, under the same variables as webhooks.
+  ...outboundConfigSpec,
 } as const;
 
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>;
@@ -48,6 +51,7 @@ export function imageJobsOptionsOf(config: GatewayConfig): ImageJobsOptions & { 
     batchItemsMax: config.BATCH_ITEMS_MAX,
     batchBytesMax: config.BATCH_BYTES_MAX,
     uploadBytesMax: config.UPLOAD_BYTES_MAX,
+    imageBytesMax: config.IMAGE_BYTES_MAX,
     syncTimeoutMs: config.SYNC_TIMEOUT_MS,
     holdTtlSeconds: config.HOLD_TTL_SECONDS,
     readRequestsPerMinute: config.READ_REQUESTS_PER_MINUTE,

@@ -6,13 +6,14 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { BillingService, HoldStatus, Operation, Pool, type Account, type Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ImageOptionsSchema, OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
-import { reasonError } from "../common/errors.ts";
+import { reasonError, reasonOf } from "../common/errors.ts";
 import { checkedWebhookUrl } from "../common/outbound.ts";
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import { longestSideFor, processedSize } from "../common/images/image-size.ts";
 import type { LongestSideLimits } from "../common/images/image-limits.ts";
 import type { UploadInfo, UploadInspector } from "../common/images/upload.inspector.ts";
+import { imageOptionsProblem, isSmartCrop } from "./domain/image-options.ts";
 import { ConcurrencyLimiter, RequestRateLimiter, type LimitName, type LimitOutcome, type RateLimitState } from "./domain/rate-limits.ts";
 import type { ApiKeyOwner } from "./store/api-key.store.ts";
 import type { MonthlyCallStore } from "./store/monthly-call.store.ts";
@@ -22,6 +23,8 @@ export type { UploadInfo, UploadInspector };
 export interface ImageJobsOptions {
   /** Largest upload accepted, in bytes. */
   uploadBytesMax: number;
+  /** IMAGE_BYTES_MAX, which the inspector enforces too: bounds an image fetched from a URL (bytes). */
+  imageBytesMax?: number;
   /** How long a synchronous call waits for its job before answering DEADLINE_EXCEEDED. */
   syncTimeoutMs: number;
   /** Hold lifetime; a hold not ended by then is released by billing's sweeper. */
@@ -123,15 +126,16 @@ export class ImageJobs {
     const plan = account?.plan;
     const now = Date.now();
     const rate = this.rates.take(owner.accountId, plan?.requestsPerMinute ?? 0, now);
-    if (!rate.ok) throw limitError(rate);
     const state = this.rates.state(owner.accountId, plan?.requestsPerMinute ?? 0, now);
+    // Every refusal from here on says where the per-minute budget stands (X-RateLimit-*), as a success does.
+    if (!rate.ok) throw withRateLimitState(limitError(rate), state);
     const slot = options.slot ? this.concurrency.acquire(owner.accountId, plan?.concurrency ?? 0) : ({ ok: true, release: () => {} } as const);
-    if (!slot.ok) throw limitError(slot);
+    if (!slot.ok) throw withRateLimitState(limitError(slot), state);
     try {
       await this.#countCalls(owner, account, options.calls ?? 1);
     } catch (error) {
       slot.release();
-      throw error;
+      throw withRateLimitState(error, state);
     }
     return { owner, plan, release: slot.release, rate: state };
   }
@@ -143,7 +147,8 @@ export class ImageJobs {
    */
   async #countCalls(owner: ApiKeyOwner, account: Account | undefined, calls: number): Promise<void> {
     const plan = account?.plan;
-    if (!this.monthlyCalls || !account || !plan || plan.monthlyCalls <= 0n || !account.cycleStartedAt || !account.nextRenewalAt) return;
+    // A quote (calls 0) is no call: it neither counts nor is refused.
+    if (calls <= 0 || !this.monthlyCalls || !account || !plan || plan.monthlyCalls <= 0n || !account.cycleStartedAt || !account.nextRenewalAt) return;
     const nowMs = Date.now();
     let cycleStartedAt = timestampDate(account.cycleStartedAt);
     let renewsAt = timestampDate(account.nextRenewalAt);
@@ -164,27 +169,62 @@ export class ImageJobs {
       { metadata: { "retry-after": String(retryAfterSeconds) } },
     );
   }
-  /** Synchronous: the job's result. The admission (with its slot) is the caller's to release. */
+  /**
+   * Synchronous: the job's result, for whichever operation `options.operation` names (remove
+   * background unless it says smart crop). The admission (with its slot) is the caller's to release.
+   */
   async removeBackground(
     admission: Admission,
     image: Uint8Array,
     options: ImageOptions | undefined,
     idempotencyKey: string,
     signal: AbortSignal,
+    extra: { zeroRetention?: boolean } = {},
   ): Promise<ImageResult> {
-    const job = await this.#submit(admission, image, options, idempotencyKey);
-    return await this.waitForResult(job.id, signal);
+    const job = await this.#submit(admission, image, options, idempotencyKey, { ...extra, synchronous: true });
+    let result: ImageResult;
+    try {
+      result = await this.waitForResult(job.id, signal);
+    } catch (error) {
+      // A zero-retention job that ended without a result keeps nothing either; one still running
+      // (the caller left, or SYNC_TIMEOUT_MS) is left to the retention sweeper once it ends.
+      const stillRunning = signal.aborted || (error instanceof ConnectError && reasonOf(error) === "sync_timeout");
+      if (job.zeroRetention && !stillRunning) await this.#deleteJobFiles(job.id);
+      throw error;
+    }
+    // Zero retention (asked for, or the account's): the result is in hand, nothing stays behind.
+    if (result.job.zeroRetention) await this.#deleteJobFiles(result.job.id);
+    return result;
   }
 
   /** Asynchronous: the queued job; `webhookUrl` is told when it ends. */
-  async submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string, extra: { webhookUrl?: string } = {}): Promise<Job> {
+  async submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string, extra: { webhookUrl?: string; zeroRetention?: boolean } = {}): Promise<Job> {
     return this.#submit(admission, image, options, idempotencyKey, extra);
   }
 
-  /** One job read (GetJob, WatchJob, CancelJob) by the account, or RESOURCE_EXHAUSTED naming READ_REQUESTS_PER_MINUTE. */
-  takeReadToken(owner: ApiKeyOwner): void {
-    const rate = this.readRates.take(owner.accountId, this.options.readRequestsPerMinute ?? 600, Date.now());
-    if (!rate.ok) throw limitError(rate);
+  /** A failure is logged, not answered: the result was paid for, and the orchestrator's retention sweeper deletes what is left. */
+  async #deleteJobFiles(jobId: string): Promise<void> {
+    await this.orchestrator.deleteJobFiles({ jobId }).catch((error: unknown) => {
+      this.log.warn({ err: error, jobId }, "deleting a zero-retention job's files failed; the retention sweeper deletes them");
+    });
+  }
+
+  /** A result's format and size, read from its header (the vendor routes' X-Width and X-Height). */
+  async measure(image: Uint8Array): Promise<UploadInfo> {
+    return this.inspect(image);
+  }
+
+  /**
+   * One job read (GetJob, WatchJob, CancelJob, a result URL) by the account, or RESOURCE_EXHAUSTED
+   * naming READ_REQUESTS_PER_MINUTE. Answers the read budget after it (undefined with no limit).
+   */
+  takeReadToken(owner: Pick<ApiKeyOwner, "accountId">): RateLimitState | undefined {
+    const perMinute = this.options.readRequestsPerMinute ?? 600;
+    const now = Date.now();
+    const rate = this.readRates.take(owner.accountId, perMinute, now);
+    const state = this.readRates.state(owner.accountId, perMinute, now);
+    if (!rate.ok) throw withRateLimitState(limitError(rate), state);
+    return state;
   }
 
   /** Holds one of the account's WatchJob streams until the returned release, or refuses naming WATCH_STREAMS_MAX. */
@@ -227,31 +267,61 @@ export class ImageJobs {
     }
   }
 
-  async #submit(admission: Admission, image: Uint8Array, options: ImageOptions | undefined, idempotencyKey: string, extra: { webhookUrl?: string } = {}): Promise<Job> {
+  /**
+   * What this call would cost, priced exactly as submitting it prices it (POST /v1/quote with the
+   * operation's own body): the same option and image checks, nothing held, no job.
+   */
+  async quote(admission: Admission, image: Uint8Array, options: ImageOptions | undefined): Promise<{ costMillicredits: bigint; priceBookVersion: string }> {
+    const { quote } = await this.#priced(admission, image, options);
+    return { costMillicredits: quote.costMillicredits, priceBookVersion: quote.priceBookVersion };
+  }
+
+  /** The options and image checked (a user error is refused before any hold), then priced at the size inference will process. */
+  async #priced(admission: Admission, image: Uint8Array, options: ImageOptions | undefined) {
     const { owner, plan } = admission;
-    // Its scheme and length are checked here, before any hold; its address by the orchestrator, which fetches it.
-    const webhookUrl = extra.webhookUrl ? checkedWebhookUrl(extra.webhookUrl) : "";
-    // A user error is rejected here, before any hold: bad input never costs credits. The
-    // background image gets the same checks: inference decodes it too.
+    const optionsProblem = options ? imageOptionsProblem(options) : undefined;
+    if (optionsProblem !== undefined) throw reasonError(Code.InvalidArgument, "invalid_option", optionsProblem);
+    // The background image gets the same checks as the image: inference decodes it too.
     const info = await this.#inspectUpload(plan, image, "image");
     const background = options?.backgroundImage ?? new Uint8Array();
     const backgroundInfo = background.byteLength > 0 ? await this.#inspectUpload(plan, background, "background_image") : undefined;
+    // After the plan's and the service's downscaling.
+    const hd = options?.size === OutputSize.HD;
+    const longestSideMax = longestSideFor(hd, this.options.longestSide, plan?.longestSidePixels ?? 0);
+    const processed = processedSize(info.width, info.height, longestSideMax);
+    const smartCrop = isSmartCrop(options);
+    const quote = await this.billing.quote({
+      accountId: owner.accountId,
+      operation: smartCrop ? Operation.SMART_CROP : Operation.REMOVE_BACKGROUND,
+      pixels: BigInt(processed.width * processed.height),
+      hd,
+    });
+    return { info, backgroundInfo, quote, longestSideMax, smartCrop };
+  }
+
+  async #submit(
+    admission: Admission,
+    image: Uint8Array,
+    options: ImageOptions | undefined,
+    idempotencyKey: string,
+    extra: { webhookUrl?: string; zeroRetention?: boolean; synchronous?: boolean } = {},
+  ): Promise<Job> {
+    const { owner, plan } = admission;
+    // Refused before any hold; an account whose own retention is 0 is refused by the orchestrator (hold released).
+    if (extra.zeroRetention && !extra.synchronous) {
+      throw reasonError(Code.InvalidArgument, "zero_retention_async", "retention=none keeps nothing after the response, so an asynchronous job's result could never be fetched; call synchronously, or leave retention to the account's setting");
+    }
+    // Its scheme and length are checked here, before any hold; its address by the orchestrator, which fetches it.
+    const webhookUrl = extra.webhookUrl ? checkedWebhookUrl(extra.webhookUrl) : "";
+    // A user error is refused in there, before any hold: bad input never costs credits.
+    const { info, backgroundInfo, quote, longestSideMax, smartCrop } = await this.#priced(admission, image, options);
+    const background = options?.backgroundImage ?? new Uint8Array();
     // The bytes travel as a blob: jobs rows, queue messages and every watch update carry only its key.
     const jobOptions = options ? clone(ImageOptionsSchema, options) : create(ImageOptionsSchema);
     jobOptions.backgroundImage = new Uint8Array();
     const key = idempotencyKey || randomUUID();
     // Only a key the caller chose can be replayed: a random one needs no fingerprint.
     const fingerprint = idempotencyKey ? requestFingerprint(image, options) : "";
-    // Priced at the size inference will process: after the plan's and the service's downscaling.
-    const hd = options?.size === OutputSize.HD;
-    const longestSideMax = longestSideFor(hd, this.options.longestSide, plan?.longestSidePixels ?? 0);
-    const processed = processedSize(info.width, info.height, longestSideMax);
-    const quote = await this.billing.quote({
-      accountId: owner.accountId,
-      operation: Operation.REMOVE_BACKGROUND,
-      pixels: BigInt(processed.width * processed.height),
-      hd,
-    });
     const hold = await this.billing.reserve({
       accountId: owner.accountId,
       pool: Pool.API,
@@ -264,7 +334,7 @@ export class ImageJobs {
       apiKeyId: owner.keyId,
       // Usage and the member's monthly cap are counted per member; account-wide keys have none.
       memberId: owner.memberId ?? "",
-      description: `remove background ${info.width}x${info.height} ${info.format}`,
+      description: `${smartCrop ? "smart crop" : "remove background"} ${info.width}x${info.height} ${info.format}`,
     });
     const inputBlobKey = `inputs/${hold.holdId}`;
     const backgroundImageBlobKey = backgroundInfo ? `${inputBlobKey}/background` : "";
@@ -289,6 +359,8 @@ export class ImageJobs {
         longestSideMax,
         webhookUrl,
         requestFingerprint: fingerprint,
+        zeroRetention: extra.zeroRetention ?? false,
+        synchronous: extra.synchronous ?? false,
       });
       if (!submitted.job) throw new Error("orchestrator returned no job");
       return submitted.job;
@@ -382,6 +454,19 @@ export const REASON_BY_LIMIT: Readonly<Record<LimitName, string>> = {
   watch_streams: "watch_streams_limited",
 };
 
+/** The X-RateLimit-* headers of a budget's state; none where no limit applies. */
+export function rateLimitHeadersOf(state: RateLimitState | undefined): Record<string, string> {
+  if (!state) return {};
+  return { "x-ratelimit-limit": String(state.limit), "x-ratelimit-remaining": String(state.remaining), "x-ratelimit-reset": String(state.resetAtSeconds) };
+}
+
+/** The refusal with the budget's X-RateLimit-* in its metadata: Connect sends them as headers, REST copies them. */
+function withRateLimitState(error: unknown, state: RateLimitState | undefined): unknown {
+  if (!(error instanceof ConnectError)) return error;
+  for (const [name, value] of Object.entries(rateLimitHeadersOf(state))) error.metadata.set(name, value);
+  return error;
+}
+
 function limitError(refusal: Extract<LimitOutcome, { ok: false }>): ConnectError {
   return reasonError(Code.ResourceExhausted, REASON_BY_LIMIT[refusal.limit], refusal.message, {
     metadata: { "retry-after": String(Math.ceil(refusal.retryAfterMs / 1000)) },
@@ -423,6 +508,8 @@ export const JOB_FAILURE_CODES: Readonly<Record<string, Code>> = {
   insufficient_credits: Code.FailedPrecondition,
   member_cap_reached: Code.FailedPrecondition,
   hold_expired: Code.FailedPrecondition,
+  // The orchestrator's JOB_TIMEOUT_MS: the job took too long, nobody's mistake but the server's.
+  job_timeout: Code.DeadlineExceeded,
 };
 
 /** The error a failed or cancelled job answers with: its reason, its message, one code. */

@@ -13,9 +13,11 @@ import type { HttpRequest, HttpResponse, HttpRoutes } from "../common/server.ts"
 import type { ConnectError } from "@connectrpc/connect";
 import { AccountService } from "../common/gen/cutline/gateway/v1/account_service_pb.ts";
 import { AccountReads } from "./account-reads.ts";
+import { AccountWebhooks } from "./account-webhooks.ts";
 import { createAccountHandlers } from "./handlers/account.handlers.ts";
 import { accountRoutes } from "./handlers/account.routes.ts";
 import { docsRoutes } from "./handlers/docs.routes.ts";
+import { settingsRoutes } from "./handlers/settings.routes.ts";
 import { createRouteTable, routeKeys, type RestRoute, type RouteKey } from "./handlers/route-table.ts";
 import { createAdminRoutes } from "./handlers/admin.routes.ts";
 import { randomBytes } from "node:crypto";
@@ -23,18 +25,28 @@ import { createImageHandlers } from "./handlers/image.handlers.ts";
 import { createKeyHandlers } from "./handlers/key.handlers.ts";
 import { createJobHandlers } from "./handlers/job.handlers.ts";
 import { createWebhookHandlers } from "./handlers/webhook.handlers.ts";
+import { webhookRoutes } from "./handlers/webhooks.routes.ts";
 import { createBatchesRoutes } from "./handlers/batches.routes.ts";
 import { createJobsRoutes } from "./handlers/jobs.routes.ts";
-import { createMattingRoutes } from "./handlers/matting.routes.ts";
+import { createMattingRoutes, createSmartCropRoutes, quoteUpload } from "./handlers/matting.routes.ts";
 import type { RestDependencies } from "./handlers/rest-support.ts";
 import { createResultsRoutes } from "./handlers/results.routes.ts";
+import { removeBgNotFound, removeBgRoutes } from "./handlers/removebg.routes.ts";
 import { UploadAdmissions } from "./handlers/upload.admission.ts";
 import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-jobs.ts";
+import { ImageUrls } from "./image-urls.ts";
+import { JobBatches } from "./job-batches.ts";
+import { JobReads } from "./job-reads.ts";
+import { createOutboundFetcher, outboundConfigSpec, outboundPolicyOf, type OutboundFetcher, type OutboundPolicy } from "../common/outbound.ts";
+import { loadConfig } from "../common/config.loader.ts";
 import { ResultLinks, type ResultLinksOptions } from "./result-links.ts";
 import { ApiKeyStore, type GatewaySchema } from "./store/api-key.store.ts";
 import { BatchStore, type BatchSchema } from "./store/batch.store.ts";
 import { gatewayMigrations } from "./store/migrations.ts";
 import { MonthlyCallStore, type MonthlyCallSchema } from "./store/monthly-call.store.ts";
+
+/** Room for a Connect message's other fields and framing on top of its image bytes. */
+const MESSAGE_OVERHEAD_BYTES = 1024 * 1024;
 
 export interface GatewayDependencies {
   db: Kysely<GatewaySchema>;
@@ -48,6 +60,11 @@ export interface GatewayDependencies {
   resultUrls?: ResultLinksOptions;
   /** Bearer token of the admin API under /admin/v1; unset, the admin API is not served. */
   adminToken?: string;
+  /**
+   * Fetches image_url and bg_image_url, and the policy it was made with (the caller closes it).
+   * @default public addresses only, OUTBOUND_TIMEOUT_MS and OUTBOUND_BYTES_MAX at their defaults
+   */
+  outbound?: { fetcher: OutboundFetcher; policy: OutboundPolicy };
 }
 
 export interface Gateway {
@@ -79,46 +96,65 @@ export function createGateway(deps: GatewayDependencies): Gateway {
   const admissions = new UploadAdmissions(apiKeys, imageJobs);
   const accountReads = new AccountReads(deps.billing, monthlyCalls, { longestSide: deps.limits.longestSide, readRequestsPerMinute: deps.limits.readRequestsPerMinute });
   const resultLinks = new ResultLinks(deps.resultUrls ?? { key: randomBytes(32).toString("hex"), ttlSeconds: 24 * 60 * 60 });
+  const outbound = deps.outbound ?? defaultOutbound();
+  const imageUrls = new ImageUrls(outbound.fetcher, outbound.policy, { uploadBytesMax: deps.limits.uploadBytesMax, imageBytesMax: deps.limits.imageBytesMax });
+  const batchBytesMax = deps.limits.batchBytesMax ?? 64 * 1024 * 1024;
+  const jobReads = new JobReads(deps.orchestrator);
+  const accountWebhooks = new AccountWebhooks(apiKeys, imageJobs, deps.orchestrator);
+  // The same gateway database; its schema type lists api_keys, the batch store's the batch tables.
+  const batches = new BatchStore(deps.db as unknown as Kysely<BatchSchema>);
+  const jobBatches = new JobBatches(imageJobs, imageUrls, jobReads, batches, deps.log, { batchItemsMax: deps.limits.batchItemsMax ?? 50 });
   const rest: RestDependencies = {
     apiKeys,
     imageJobs,
+    imageUrls,
     orchestrator: deps.orchestrator,
     blobs: deps.blobStore,
     resultLinks,
-    // The same gateway database; its schema type lists api_keys, the batch store's the batch tables.
-    batches: new BatchStore(deps.db as unknown as Kysely<BatchSchema>),
+    jobReads,
+    jobBatches,
     log: deps.log,
     limits: {
       uploadBytesMax: deps.limits.uploadBytesMax,
-      batchItemsMax: deps.limits.batchItemsMax ?? 50,
-      batchBytesMax: deps.limits.batchBytesMax ?? 64 * 1024 * 1024,
+      batchBytesMax,
     },
   };
-  const families = { matting: createMattingRoutes(rest), jobs: createJobsRoutes(rest), results: createResultsRoutes(rest), batches: createBatchesRoutes(rest) };
+  const families = { matting: createMattingRoutes(rest), smartCrop: createSmartCropRoutes(rest), jobs: createJobsRoutes(rest), results: createResultsRoutes(rest), batches: createBatchesRoutes(rest) };
   // Each family matches its own paths again; the table keeps the method + path list enumerable (OpenAPI).
   const via = (family: HttpRoutes) => async (request: HttpRequest, response: HttpResponse) => void (await family(request, response));
   const restRoutes: RestRoute[] = [
     { method: "POST", path: "/v1/matting", handle: via(families.matting) },
+    { method: "POST", path: "/v1/smart-crop", handle: via(families.smartCrop) },
     { method: "POST", path: "/v1/matting/batch", handle: via(families.batches) },
     { method: "GET", path: "/v1/batches/{id}", handle: via(families.batches) },
     { method: "GET", path: "/v1/jobs", handle: via(families.jobs) },
     { method: "GET", path: "/v1/jobs/{id}", handle: via(families.jobs) },
     { method: "DELETE", path: "/v1/jobs/{id}", handle: via(families.jobs) },
     { method: "GET", path: "/v1/results/{id}", handle: via(families.results) },
-    ...accountRoutes(apiKeys, accountReads),
+    ...accountRoutes(apiKeys, accountReads, (request, owner) => quoteUpload(rest, request, owner)),
+    ...settingsRoutes(apiKeys, deps.orchestrator),
+    ...webhookRoutes(accountWebhooks, jobReads),
     ...docsRoutes(),
+    // Drop-in vendor routes, answering in their vendor's error shape.
+    ...removeBgRoutes(rest, accountReads),
   ];
+  const routeTable = createRouteTable(restRoutes, deps.log);
+  const vendorNotFound = removeBgNotFound(deps.log);
   return {
     apiKeys,
-    httpRoutes: withAdminRoutes(deps, apiKeys, createRouteTable(restRoutes, deps.log)),
+    httpRoutes: withAdminRoutes(deps, apiKeys, async (request, response) => (await routeTable(request, response)) || vendorNotFound(request, response)),
     restRoutes: routeKeys(restRoutes),
     listeningAt: (url) => resultLinks.listeningAt(url),
     admit: admissions.admit,
     routes(router) {
-      router.service(AccountService, createAccountHandlers(apiKeys, accountReads));
-      router.service(ImageService, createImageHandlers(admissions, imageJobs));
-      router.service(JobService, createJobHandlers(apiKeys, admissions, imageJobs, deps.orchestrator));
-      router.service(WebhookService, createWebhookHandlers(apiKeys, imageJobs, deps.orchestrator));
+      router.service(AccountService, createAccountHandlers(apiKeys, accountReads, deps.orchestrator));
+      router.service(ImageService, createImageHandlers(admissions, imageJobs, imageUrls));
+      // SubmitBatch is one message holding every image: JobService reads up to a whole batch
+      // (BATCH_BYTES_MAX, as POST /v1/matting/batch does); the other services keep the server's limit.
+      router.service(JobService, createJobHandlers({ apiKeys, admissions, imageJobs, orchestrator: deps.orchestrator, jobReads, jobBatches, imageUrls }), {
+        readMaxBytes: Math.max(deps.limits.uploadBytesMax, batchBytesMax) + MESSAGE_OVERHEAD_BYTES,
+      });
+      router.service(WebhookService, createWebhookHandlers(accountWebhooks));
       router.service(KeyService, createKeyHandlers(apiKeys, deps.billing));
     },
     async start() {
@@ -137,4 +173,10 @@ function withAdminRoutes(deps: GatewayDependencies, apiKeys: ApiKeyStore, next: 
   if (!deps.adminToken) return next;
   const admin = createAdminRoutes({ token: deps.adminToken, apiKeys, billing: deps.billing, orchestrator: deps.orchestrator, log: deps.log });
   return async (request, response) => (await admin(request, response)) || next(request, response);
+}
+
+/** The strictest fetcher (public addresses only; the variables' defaults), for a gateway wired without one. */
+function defaultOutbound(): { fetcher: OutboundFetcher; policy: OutboundPolicy } {
+  const policy = outboundPolicyOf(loadConfig(outboundConfigSpec, {}));
+  return { fetcher: createOutboundFetcher(policy), policy };
 }

@@ -13,6 +13,7 @@ import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptions
 import { createGateway } from "./index.ts";
 import type { GatewaySchema } from "./store/api-key.store.ts";
 import { openPorts, openServiceDatabase } from "../common/wiring.ts";
+import { createOutboundFetcher, outboundPolicyOf } from "../common/outbound.ts";
 
 await runMain("gateway", async () => {
   const config = loadGatewayConfig();
@@ -27,6 +28,8 @@ await runMain("gateway", async () => {
     // Each gateway replica would keep its own: fine for one, confusing for several.
     log.warn({ file: admin.file }, "CUTLINE_ADMIN_TOKEN is unset: the admin API's token is the one kept in this file; set CUTLINE_ADMIN_TOKEN when more than one gateway runs");
   }
+  const outboundPolicy = outboundPolicyOf(config);
+  const outboundFetcher = createOutboundFetcher(outboundPolicy);
   const gateway = createGateway({
     db: database.db,
     blobStore: ports.blobStore,
@@ -37,6 +40,7 @@ await runMain("gateway", async () => {
     limits: imageJobsOptionsOf(config),
     adminToken: admin.token,
     resultUrls: resultLinksOptionsOf(config, { required: true }),
+    outbound: { fetcher: outboundFetcher, policy: outboundPolicy },
   });
   const server = await startServiceServer({
     name: "gateway",
@@ -61,6 +65,7 @@ await runMain("gateway", async () => {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     async stop() {
       await server.close();
+      await outboundFetcher.close();
       await ports.close();
       await database.close();
     },

@@ -78,7 +78,7 @@ const credits = (description: string): JsonSchema => ({ type: "number", descript
 /** The refusals every authenticated route may answer. */
 const AUTHENTICATED_ERRORS = { "401": errorResponse("Unauthenticated"), "429": errorResponse("TooManyRequests"), "500": errorResponse("Internal") };
 
-const IMAGE_HEADERS: Response["headers"] = {
+const IMAGE_HEADERS = {
   "X-Job-Id": { description: "The job that made the image.", schema: { type: "string" } },
   "X-Credits-Charged": { description: "Credits captured for this call (decimal credits).", schema: { type: "string", examples: ["0.25"] } },
   "X-Credits-Remaining": { description: "Credits available after the call (decimal credits).", schema: { type: "string" } },
@@ -97,7 +97,7 @@ const IMAGE_HEADERS: Response["headers"] = {
   "X-RateLimit-Limit": { description: "Requests per minute the plan allows.", schema: { type: "integer" } },
   "X-RateLimit-Remaining": { description: "Requests left in the current window.", schema: { type: "integer" } },
   "X-RateLimit-Reset": { description: "When the window resets, in Unix seconds.", schema: { type: "integer" } },
-};
+} satisfies Response["headers"];
 
 const IMAGE_OPTIONS: Record<string, JsonSchema> = {
   size: { type: "string", enum: ["preview", "small", "full", "auto", "hd"], default: "full", description: "Output size; hd is priced at the HD multiplier." },
@@ -106,24 +106,70 @@ const IMAGE_OPTIONS: Record<string, JsonSchema> = {
   bg_color: { type: "string", description: "A background colour (hex, with or without #), or transparent." },
   bg_image_file: { type: "string", format: "binary", description: "A background image composited behind the subject." },
   crop: { type: "string", enum: ["true", "false"], description: "Crop to the subject." },
-  aspect_ratio: { type: "string", description: "With crop: the result's aspect ratio, e.g. 4:3." },
-  image_url: { type: "string", format: "uri", description: "Fetch the image from this URL instead of uploading it (public addresses only)." },
+  crop_margin: { type: "string", default: "0", description: "With crop: room around the subject, in percent of its size, 0 to 1000 (\"10\" or \"10%\")." },
+  aspect_ratio: { type: "string", description: "With crop: the result's aspect ratio, e.g. 4:3 (1:100 to 100:1)." },
+  image_url: {
+    type: "string",
+    format: "uri",
+    maxLength: 2048,
+    description:
+      "Instead of image_file: the gateway GETs the image from this http(s) URL (public addresses only; redirects re-checked; OUTBOUND_TIMEOUT_MS; at most the plan's upload limit, UPLOAD_BYTES_MAX, IMAGE_BYTES_MAX or OUTBOUND_BYTES_MAX, the smallest) after authentication and before any credit is held, then checks it as an upload. Refusals: image_url_invalid (400), image_url_refused (400, a private, loopback or link-local address), image_url_unreachable (422: DNS, connection, timeout or a non-2xx answer), image_url_too_large (413); both image_file and image_url: conflicting_image_inputs (400).",
+  },
+  bg_image_url: { type: "string", format: "uri", maxLength: 2048, description: "Instead of bg_image_file: the background image's URL, fetched and refused exactly as image_url is." },
   webhook_url: { type: "string", format: "uri", description: "Async: POST the job's outcome here, signed with Cutline-Signature." },
   async: { type: "string", enum: ["true", "false"], description: "true: answer 202 with the job at once instead of the image." },
 };
 
-const UPLOAD_BODY = {
-  required: true,
-  content: {
-    "multipart/form-data": {
-      schema: {
-        type: "object" as const,
-        properties: { image_file: { type: "string" as const, format: "binary", description: "The image (also accepted as image)." }, ...IMAGE_OPTIONS },
-      },
-    },
-    "image/*": { schema: { type: "string" as const, format: "binary", description: "The raw image as the body; options in the query." } },
+// One call's retention: single images only (a batch is asynchronous, so it keeps the account's).
+const RETENTION_OPTION: Record<string, JsonSchema> = {
+  retention: {
+    type: "string",
+    enum: ["account", "none"],
+    default: "account",
+    description: "none: zero retention, the input and result are deleted right after the response (synchronous calls only; with async=true it answers 400 zero_retention_async). account: kept for the account's retention_hours.",
   },
 };
+
+/** Smart Crop's options: the input's own pixels come back, so nothing that makes a cut-out applies. */
+const SMART_CROP_OPTIONS: Record<string, JsonSchema> = {
+  aspect_ratio: { type: "string", description: "The result's aspect ratio, e.g. 16:9, 1:1 or 4x5 (1:100 to 100:1); unset: the subject's box plus the margin." },
+  crop_margin: { type: "string", default: "0", description: "Room around the subject's box on each side, in percent of its size, 0 to 1000 (\"10\" or \"10%\"). The crop stays inside the image: no padding is added." },
+  format: { type: "string", enum: ["jpg", "jpeg", "png", "webp"], default: "jpg", description: "JPEG by default: the background is kept, so no alpha is needed. PNG and WebP carry alpha only where the input had transparency." },
+  output_format: { type: "string", enum: ["jpg", "jpeg", "png", "webp"], description: "Alias of format." },
+  size: IMAGE_OPTIONS.size!,
+  bg_color: { type: "string", description: "Fills the input's own transparent pixels, if it has any (JPEG: white by default)." },
+  image_url: IMAGE_OPTIONS.image_url!,
+  webhook_url: IMAGE_OPTIONS.webhook_url!,
+  async: IMAGE_OPTIONS.async!,
+  retention: RETENTION_OPTION.retention!,
+};
+
+// A batch's one set of options: no per-call image or background fields.
+const BATCH_OPTIONS: Record<string, JsonSchema> = Object.fromEntries(Object.entries(IMAGE_OPTIONS).filter(([name]) => !["bg_image_file", "bg_image_url", "image_url"].includes(name)));
+
+function uploadBody(options: Record<string, JsonSchema>) {
+  // A body that carries no file (JSON, URL-encoded) has the same fields less the file ones.
+  const urlBodyOptions = Object.fromEntries(Object.entries(options).filter(([name]) => name !== "bg_image_file"));
+  return {
+    required: true,
+    content: {
+      "multipart/form-data": {
+        schema: {
+          type: "object" as const,
+          properties: { image_file: { type: "string" as const, format: "binary", description: "The image (also accepted as image)." }, ...options },
+        },
+      },
+      "application/x-www-form-urlencoded": {
+        schema: { type: "object" as const, required: ["image_url"], properties: urlBodyOptions, description: "image_url (and bg_image_url) with the options as form fields." },
+      },
+      "application/json": {
+        schema: { type: "object" as const, required: ["image_url"], properties: urlBodyOptions, description: "image_url (and bg_image_url) with the options as JSON fields (strings, numbers or booleans); at most 16384 bytes." },
+        example: { image_url: "https://example.com/photo.jpg", size: "full" },
+      },
+      "image/*": { schema: { type: "string" as const, format: "binary", description: "The raw image as the body; options in the query (or image_url in the query and no body)." } },
+    },
+  };
+}
 
 const IDEMPOTENCY_KEY: Parameter = {
   name: "Idempotency-Key",
@@ -132,14 +178,14 @@ const IDEMPOTENCY_KEY: Parameter = {
   schema: { type: "string", maxLength: 255 },
 };
 
-function imageOperation(operationId: string, summary: string, tag: string): Operation {
+function imageOperation(operationId: string, summary: string, options: { about?: string; fields: Record<string, JsonSchema> }): Operation {
   return {
     operationId,
     summary,
-    description: "Options are validated before any credit is held. Synchronous calls answer the image; `async=true` answers 202 with the job.",
-    tags: [tag],
+    description: `${options.about ?? ""}Options are validated before any credit is held. Synchronous calls answer the image; \`async=true\` answers 202 with the job.`,
+    tags: ["Images"],
     parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
-    requestBody: UPLOAD_BODY,
+    requestBody: uploadBody(options.fields),
     responses: {
       "200": {
         description: "The result image.",
@@ -150,7 +196,7 @@ function imageOperation(operationId: string, summary: string, tag: string): Oper
       "400": errorResponse("BadRequest"),
       "402": errorResponse("PaymentRequired"),
       "413": errorResponse("PayloadTooLarge"),
-      "422": errorResponse("IdempotencyConflict"),
+      "422": errorResponse("Unprocessable"),
       ...AUTHENTICATED_ERRORS,
       "503": errorResponse("Unavailable"),
       "504": errorResponse("Timeout"),
@@ -159,6 +205,139 @@ function imageOperation(operationId: string, summary: string, tag: string): Oper
 }
 
 const JOB_ID: Parameter = { name: "id", in: "path", required: true, description: "The job's id.", schema: { type: "string" } };
+
+// remove.bg's API as a drop-in (handlers/removebg.routes.ts): its parameters, headers and error shape.
+const REMOVEBG_TAG = "remove.bg compatible";
+const removeBgError = (description: string): Response => ({ description, content: json(ref("RemoveBgError")) });
+const REMOVEBG_ERRORS: Record<string, Response> = {
+  "403": { description: 'A missing or unknown key: exactly {"errors":[{"title":"API Key invalid","code":"auth_failed"}]}.', content: json(ref("RemoveBgError"), { errors: [{ title: "API Key invalid", code: "auth_failed" }] }) },
+  "429": {
+    description: "A plan limit (rate_limit_exceeded); nothing charged. Retry after Retry-After seconds.",
+    headers: { "Retry-After": { description: "Seconds to wait.", schema: { type: "integer" } } },
+    content: json(ref("RemoveBgError")),
+  },
+  "500": removeBgError("A server fault (internal); nothing charged."),
+};
+const REMOVEBG_FIELDS: Record<string, JsonSchema> = {
+  image_file_b64: { type: "string", description: "The image as base64; at most UPLOAD_BYTES_MAX once decoded (its length is checked before decoding)." },
+  image_url: {
+    type: "string",
+    format: "uri",
+    description:
+      "Fetched as /v1/matting's image_url is (public addresses only, redirects re-checked, OUTBOUND_TIMEOUT_MS, the smallest byte limit), after authentication and before any credit is held, then checked as an upload. Refusals, all 400: invalid_image_url (malformed), failed_image_download (refused address, unreachable, timeout or a non-2xx answer), file_too_large.",
+  },
+  size: { type: "string", enum: ["preview", "small", "regular", "full", "4k", "auto", "medium", "hd"], default: "preview", description: "preview/small/regular: at most 0.25 MP; full/4k/auto: the original resolution (capped by IMAGE_LONGEST_SIDE_STANDARD). medium and hd (fixed 1.5/4 MP caps) are refused with invalid_size." },
+  type: { type: "string", enum: ["auto", "person", "product", "car", "animal", "graphic", "transportation"], default: "auto", description: "Accepted and ignored: the model finds the foreground itself." },
+  type_level: { type: "string", enum: ["none", "1", "2", "latest"], default: "1", description: "Accepted and ignored: no X-Type is sent (this server does not classify)." },
+  format: { type: "string", enum: ["auto", "png", "jpg", "webp", "zip"], default: "auto", description: "auto: jpg behind an opaque bg_color or bg_image_file, else png. zip is refused with invalid_format (not built yet)." },
+  roi: { type: "string", default: "0% 0% 100% 100%", description: "Only the whole image is accepted; another region is refused (invalid_roi, roi_exceeds_bounds, roi_region_empty)." },
+  crop: { type: "boolean", default: false, description: "Crop off empty regions around the subject." },
+  crop_margin: { type: "string", default: "0", description: "With crop=true: one whole percent of the subject on every side, 0% to 50% (1, 2 or 4 equal values); pixel margins are refused (invalid_crop_margin)." },
+  scale: { type: "string", default: "original", description: '"original" or 10% to 100%: the subject\'s size relative to the image.' },
+  position: { type: "string", default: "original", description: '"original", "center", or one or two percents (horizontal, vertical).' },
+  channels: { type: "string", enum: ["rgba", "alpha"], default: "rgba", description: "alpha: the grayscale matte as PNG (with format jpg or webp: invalid_channels)." },
+  add_shadow: { type: "boolean", default: false, description: "Accepted and ignored (remove.bg adds shadows to cars only)." },
+  semitransparency: { type: "boolean", default: true, description: "Accepted and ignored (remove.bg applies it to car windows only)." },
+  shadow_method: { type: "string", enum: ["latest", "legacy"], description: "Accepted and ignored (only with add_shadow)." },
+  bg_color: { type: "string", description: "Hex (3, 4, 6 or 8 digits, with or without #; alpha must be ff) or a CSS colour name." },
+  bg_image_url: { type: "string", format: "uri", description: "Fetched and checked as image_url is; refusals, all 400: invalid_bg_image_url, failed_bg_download, file_too_large." },
+};
+
+function removeBgPaths(): OpenApiDocument["paths"] {
+  const fields = { type: "object" as const, properties: REMOVEBG_FIELDS };
+  return {
+    "/v1.0/removebg": {
+      post: {
+        operationId: "removeBgRemoveBackground",
+        summary: "remove.bg: remove the background of an image",
+        description: "remove.bg's `POST /v1.0/removebg` on this server's job path (same billing, limits and idempotency as /v1/matting). Binary by default; `Accept: application/json` answers `{\"data\":{\"result_b64\"}}`. The subject's box in the result comes as X-Foreground-* (and foreground_* in JSON) when the mask found a subject; X-Type is not sent (this server does not classify).",
+        tags: [REMOVEBG_TAG],
+        parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
+        requestBody: {
+          required: true,
+          content: {
+            "multipart/form-data": { schema: { type: "object", properties: { image_file: { type: "string", format: "binary" }, bg_image_file: { type: "string", format: "binary" }, ...REMOVEBG_FIELDS } } },
+            "application/json": { schema: fields },
+            "application/x-www-form-urlencoded": { schema: fields },
+          },
+        },
+        responses: {
+          "200": {
+            description: "The result image, or with Accept: application/json its base64.",
+            headers: {
+              "X-Credits-Charged": IMAGE_HEADERS["X-Credits-Charged"],
+              "X-Width": { description: "Width of the result image, in pixels.", schema: { type: "integer" } },
+              "X-Height": { description: "Height of the result image, in pixels.", schema: { type: "integer" } },
+              "X-Foreground-Top": { description: "The subject's box in the result: top edge, in pixels (absent when no subject was found).", schema: { type: "integer" } },
+              "X-Foreground-Left": { description: "The subject's box: left edge, in pixels.", schema: { type: "integer" } },
+              "X-Foreground-Width": { description: "The subject's box: width, in pixels.", schema: { type: "integer" } },
+              "X-Foreground-Height": { description: "The subject's box: height, in pixels.", schema: { type: "integer" } },
+              "X-RateLimit-Limit": IMAGE_HEADERS["X-RateLimit-Limit"],
+              "X-RateLimit-Remaining": IMAGE_HEADERS["X-RateLimit-Remaining"],
+              "X-RateLimit-Reset": IMAGE_HEADERS["X-RateLimit-Reset"],
+            },
+            content: {
+              "image/png": { schema: { type: "string", format: "binary" } },
+              "image/jpeg": { schema: { type: "string", format: "binary" } },
+              "image/webp": { schema: { type: "string", format: "binary" } },
+              ...json({ type: "object", required: ["data"], properties: { data: { type: "object", required: ["result_b64"], properties: {
+                        result_b64: { type: "string", description: "The result image, base64." },
+                        foreground_top: { type: "integer", description: "The subject's box in the result, in pixels (absent when no subject was found)." },
+                        foreground_left: { type: "integer" },
+                        foreground_width: { type: "integer" },
+                        foreground_height: { type: "integer" },
+                      } } } }),
+            },
+          },
+          "400": removeBgError("A parameter or the image refused, with remove.bg's code: invalid_size, invalid_format, missing_source, file_too_large, failed_to_read_image, ..."),
+          "402": removeBgError("Not enough credits (insufficient_credits); nothing charged."),
+          ...REMOVEBG_ERRORS,
+        },
+      },
+    },
+    "/v1.0/account": {
+      get: {
+        operationId: "removeBgAccount",
+        summary: "remove.bg: credit balance",
+        description: "subscription: subscription and trial credits; payg: packs, top-ups, promos and refunds; enterprise: 0; free_calls: 0 (every call is priced).",
+        tags: [REMOVEBG_TAG],
+        responses: { "200": { description: "The balance, in remove.bg's shape.", content: json(ref("RemoveBgAccount")) }, ...REMOVEBG_ERRORS },
+      },
+    },
+  };
+}
+
+const REMOVEBG_SCHEMAS: Record<string, JsonSchema> = {
+  RemoveBgError: {
+    type: "object",
+    required: ["errors"],
+    properties: { errors: { type: "array", items: { type: "object", required: ["title", "code"], properties: { title: { type: "string" }, code: { type: "string" }, detail: { type: "string" } } } } },
+  },
+  RemoveBgAccount: {
+    type: "object",
+    required: ["data"],
+    properties: {
+      data: {
+        type: "object",
+        required: ["attributes"],
+        properties: {
+          attributes: {
+            type: "object",
+            required: ["credits", "api"],
+            properties: {
+              credits: {
+                type: "object",
+                required: ["total", "subscription", "payg", "enterprise"],
+                properties: { total: credits("All"), subscription: credits("Subscription and trial"), payg: credits("Packs, top-ups, promos, refunds"), enterprise: credits("Enterprise (always 0)") },
+              },
+              api: { type: "object", required: ["free_calls", "sizes"], properties: { free_calls: { type: "integer" }, sizes: { type: "string", enum: ["all"] } } },
+            },
+          },
+        },
+      },
+    },
+  },
+};
 
 function buildDocument(): OpenApiDocument {
   return {
@@ -176,24 +355,44 @@ function buildDocument(): OpenApiDocument {
       { name: "Images", description: "Background removal and smart crop, synchronous or asynchronous." },
       { name: "Jobs", description: "Asynchronous jobs, batches and their results." },
       { name: "Account", description: "Quotes, balance and usage of the caller's own account." },
+      { name: "Webhooks", description: "The account's webhook URL and signing secret, and each job's delivery log." },
       { name: "Reference", description: "This document and its rendering." },
+      { name: REMOVEBG_TAG, description: "remove.bg's API: change a remove.bg client's base URL to this server's /v1.0 and nothing else. Refusals in remove.bg's shape." },
     ],
     security: [{ ApiKey: [] }, { Bearer: [] }],
     paths: {
-      "/v1/matting": { post: imageOperation("removeBackground", "Remove the background of an image", "Images") },
-      "/v1/smart-crop": { post: imageOperation("smartCrop", "Crop an image to its subject (Smart Crop, 1.3 credits)", "Images") },
+      "/v1/matting": { post: imageOperation("removeBackground", "Remove the background of an image", { fields: { ...IMAGE_OPTIONS, ...RETENTION_OPTION } }) },
+      "/v1/smart-crop": {
+        post: imageOperation("smartCrop", "Crop an image to its subject (Smart Crop, 1.3 credits; HD 2.6)", {
+          about: "The model finds the subject; the original image, background kept, comes back cropped around it, to the aspect ratio and margin asked for. Quote it with operation smart_crop. ",
+          fields: SMART_CROP_OPTIONS,
+        }),
+      },
       "/v1/matting/batch": {
         post: {
           operationId: "submitBatch",
           summary: "Submit a batch of images",
-          description: "Repeated image_file fields, or JSON {\"image_urls\":[..]}, up to the plan's batch limit. One item's failure never charges or fails the others.",
+          description:
+            "Repeated image_file (or image_url) fields, or JSON {\"image_urls\":[..], ...options}, up to BATCH_ITEMS_MAX images (50 by default) and BATCH_BYTES_MAX bytes per call; each URL is one item, fetched as image_url is. One item's failure (a URL refused, unreachable or too large, a file that is not an image) is that item's error and never charges or fails the others. JobService.SubmitBatch is the same call over Connect/gRPC.",
           tags: ["Jobs"],
           parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
           requestBody: {
             required: true,
             content: {
-              "multipart/form-data": { schema: { type: "object", properties: { image_file: { type: "array", items: { type: "string", format: "binary" } }, ...IMAGE_OPTIONS } } },
-              "application/json": { schema: { type: "object", required: ["image_urls"], properties: { image_urls: { type: "array", items: { type: "string", format: "uri" } } } } },
+              "multipart/form-data": {
+                schema: {
+                  type: "object",
+                  properties: {
+                    image_file: { type: "array", items: { type: "string", format: "binary" } },
+                    image_url: { type: "array", description: "URLs, one item each, in the order of the fields.", items: { type: "string", format: "uri", maxLength: 2048 } },
+                    ...BATCH_OPTIONS,
+                  },
+                },
+              },
+              "application/json": {
+                schema: { type: "object", required: ["image_urls"], properties: { image_urls: { type: "array", description: "One item per URL, in order.", items: { type: "string", format: "uri", maxLength: 2048 } }, ...BATCH_OPTIONS } },
+                example: { image_urls: ["https://example.com/a.jpg", "https://example.com/b.png"], size: "full" },
+              },
             },
           },
           responses: { "202": { description: "The batch and each item's job or refusal.", content: json(ref("Batch")) }, "400": errorResponse("BadRequest"), "402": errorResponse("PaymentRequired"), "413": errorResponse("PayloadTooLarge"), "422": errorResponse("IdempotencyConflict"), ...AUTHENTICATED_ERRORS },
@@ -214,11 +413,14 @@ function buildDocument(): OpenApiDocument {
           summary: "The account's jobs, newest first",
           tags: ["Jobs"],
           parameters: [
-            { name: "page_size", in: "query", description: "Jobs per page.", schema: { type: "integer", minimum: 1, maximum: 100, default: 20 } },
-            { name: "page_token", in: "query", description: "next_page_token of the previous page.", schema: { type: "string" } },
+            { name: "limit", in: "query", description: "Jobs per page.", schema: { type: "integer", minimum: 1, maximum: 100, default: 20 } },
+            { name: "cursor", in: "query", description: "next_cursor of the previous page.", schema: { type: "string" } },
           ],
           responses: {
-            "200": { description: "A page of jobs.", content: json({ type: "object", required: ["jobs"], properties: { jobs: { type: "array", items: ref("Job") }, next_page_token: { type: ["string", "null"] } } }) },
+            "200": {
+              description: "A page of jobs.",
+              content: json({ type: "object", required: ["jobs", "next_cursor"], properties: { jobs: { type: "array", items: ref("Job") }, next_cursor: { type: ["string", "null"], description: "null on the last page." } } }),
+            },
             "400": errorResponse("BadRequest"),
             ...AUTHENTICATED_ERRORS,
           },
@@ -248,11 +450,75 @@ function buildDocument(): OpenApiDocument {
             { name: "signature", in: "query", required: true, description: "The URL's signature (hex).", schema: { type: "string" } },
           ],
           responses: {
-            "200": { description: "The result.", content: { "image/png": { schema: { type: "string", format: "binary" } } } },
+            "200": {
+              description: "The result. X-RateLimit-* report the account's read budget (READ_REQUESTS_PER_MINUTE), which result fetches count against.",
+              headers: IMAGE_HEADERS,
+              content: { "image/png": { schema: { type: "string", format: "binary" } } },
+            },
             "403": errorResponse("Forbidden"),
+            "429": errorResponse("TooManyRequests"),
             "404": errorResponse("NotFound"),
             "500": errorResponse("Internal"),
           },
+        },
+      },
+      "/v1/jobs/{id}/webhook-deliveries": {
+        get: {
+          operationId: "listWebhookDeliveries",
+          summary: "A job's webhook deliveries, each with its attempts",
+          tags: ["Webhooks"],
+          parameters: [JOB_ID],
+          responses: {
+            "200": { description: "The delivery log.", content: json({ type: "object", required: ["deliveries"], properties: { deliveries: { type: "array", items: ref("WebhookDelivery") } } }) },
+            "404": errorResponse("NotFound"),
+            ...AUTHENTICATED_ERRORS,
+          },
+        },
+      },
+      "/v1/jobs/{id}/webhook-deliveries/{delivery_id}/redeliver": {
+        post: {
+          operationId: "redeliverWebhook",
+          summary: "Send a delivery again now",
+          description: "One attempt, whatever the delivery's status, signed with the current secret and added to its log.",
+          tags: ["Webhooks"],
+          parameters: [JOB_ID, { name: "delivery_id", in: "path", required: true, description: "The delivery's id (from the delivery log).", schema: { type: "string" } }],
+          responses: {
+            "200": { description: "The delivery after the attempt.", content: json({ type: "object", required: ["delivery"], properties: { delivery: ref("WebhookDelivery") } }) },
+            "404": errorResponse("NotFound"),
+            ...AUTHENTICATED_ERRORS,
+          },
+        },
+      },
+      "/v1/webhook": {
+        get: {
+          operationId: "getWebhookUrl",
+          summary: "The account's webhook URL",
+          description: "Jobs submitted without their own webhook_url are reported here.",
+          tags: ["Webhooks"],
+          responses: { "200": { description: "The URL, or null for none.", content: json(ref("WebhookUrl")) }, ...AUTHENTICATED_ERRORS },
+        },
+        put: {
+          operationId: "setWebhookUrl",
+          summary: "Set or clear the account's webhook URL",
+          tags: ["Webhooks"],
+          requestBody: { required: true, content: json(ref("WebhookUrl"), { webhook_url: "https://example.com/hooks/cutline" }) },
+          responses: { "200": { description: "The URL now.", content: json(ref("WebhookUrl")) }, "400": errorResponse("BadRequest"), ...AUTHENTICATED_ERRORS },
+        },
+      },
+      "/v1/webhook/secret": {
+        get: {
+          operationId: "getWebhookSecret",
+          summary: "The account's webhook signing secret",
+          description: "Cutline-Signature: t=<unix seconds>,v1=<lowercase hex HMAC-SHA256(key = the secret's UTF-8 bytes, message = \"<t>.<raw body>\")>.",
+          tags: ["Webhooks"],
+          responses: { "200": { description: "The secret.", content: json(ref("WebhookSecret")) }, ...AUTHENTICATED_ERRORS },
+        },
+        post: {
+          operationId: "rotateWebhookSecret",
+          summary: "Replace the account's webhook signing secret",
+          description: "Deliveries sent from now on, retries included, are signed with the new secret.",
+          tags: ["Webhooks"],
+          responses: { "200": { description: "The new secret.", content: json(ref("WebhookSecret")) }, ...AUTHENTICATED_ERRORS },
         },
       },
       "/v1/quote": {
@@ -262,7 +528,7 @@ function buildDocument(): OpenApiDocument {
           description: "Priced at the size the call would process (after the plan's downscaling): a later call captures exactly this amount.",
           tags: ["Account"],
           requestBody: { required: true, content: json(ref("QuoteRequest"), { operation: "matting", width: 1024, height: 768, size: "full" }) },
-          responses: { "200": { description: "The cost.", content: json(ref("Quote"), { credits: 0.5, price_book_version: "2025-01-default" }) }, "400": errorResponse("BadRequest"), "501": errorResponse("NotImplemented"), ...AUTHENTICATED_ERRORS },
+          responses: { "200": { description: "The cost.", content: json(ref("Quote"), { credits: 0.5, price_book_version: "2026-11-smart-crop" }) }, "400": errorResponse("BadRequest"), ...AUTHENTICATED_ERRORS },
         },
       },
       "/v1/credit/balance": {
@@ -288,6 +554,23 @@ function buildDocument(): OpenApiDocument {
           },
         },
       },
+      "/v1/account/settings": {
+        get: {
+          operationId: "getAccountSettings",
+          summary: "The account's settings: how long inputs and results are kept",
+          tags: ["Account"],
+          responses: { "200": { description: "The settings.", content: json(ref("AccountSettings"), { retention_hours: 24, zero_retention: false }) }, ...AUTHENTICATED_ERRORS },
+        },
+        put: {
+          operationId: "updateAccountSettings",
+          summary: "Change the account's settings",
+          description:
+            "retention_hours: 1 to 24 (the default) hours after a job ends, then its input and result are deleted and its result reads result_expired; 0 is zero retention (nothing kept after a synchronous response; asynchronous calls are refused with zero_retention_async). Applies to jobs submitted afterwards.",
+          tags: ["Account"],
+          requestBody: { required: true, content: json(ref("AccountSettingsUpdate"), { retention_hours: 1 }) },
+          responses: { "200": { description: "The settings now.", content: json(ref("AccountSettings"), { retention_hours: 1, zero_retention: false }) }, "400": errorResponse("BadRequest"), ...AUTHENTICATED_ERRORS },
+        },
+      },
       "/openapi.json": {
         get: { operationId: "getOpenApi", summary: "This document", tags: ["Reference"], security: [], responses: { "200": { description: "The OpenAPI 3.1 document.", content: json({ type: "object" }) } } },
       },
@@ -304,6 +587,7 @@ function buildDocument(): OpenApiDocument {
           responses: { "200": { description: "The file." }, "404": errorResponse("NotFound") },
         },
       },
+      ...removeBgPaths(),
     },
     components: {
       securitySchemes: {
@@ -312,6 +596,7 @@ function buildDocument(): OpenApiDocument {
       },
       parameters: { IdempotencyKey: IDEMPOTENCY_KEY },
       schemas: {
+        ...REMOVEBG_SCHEMAS,
         Error: {
           type: "object",
           required: ["errors"],
@@ -339,7 +624,7 @@ function buildDocument(): OpenApiDocument {
           properties: {
             id: { type: "string" },
             status: { type: "string", enum: ["queued", "running", "succeeded", "failed", "cancelled"] },
-            progress: { type: "number", minimum: 0, maximum: 1 },
+            progress: { type: "number", minimum: 0, maximum: 1, description: "How much of the work is done: 0 queued, the worker's stage while running, 1 once succeeded; never decreases." },
             credits_charged: credits("Captured so far"),
             result_url: { type: ["string", "null"], format: "uri", description: "Signed, valid 24 h; null until the job succeeds." },
             error: { oneOf: [{ type: "null" }, ref("JobError")] },
@@ -365,6 +650,44 @@ function buildDocument(): OpenApiDocument {
             },
           },
         },
+        WebhookUrl: {
+          type: "object",
+          required: ["webhook_url"],
+          properties: { webhook_url: { type: ["string", "null"], format: "uri", description: "A public https or http URL; null clears it." } },
+        },
+        WebhookSecret: { type: "object", required: ["secret"], properties: { secret: { type: "string", description: "The HMAC key, as its UTF-8 bytes." } } },
+        WebhookDelivery: {
+          type: "object",
+          required: ["id", "job_id", "type", "url", "status", "attempts", "body", "attempt_log"],
+          properties: {
+            id: { type: "string" },
+            job_id: { type: "string" },
+            type: { type: "string", examples: ["job.succeeded", "job.failed"] },
+            url: { type: "string", format: "uri" },
+            status: { type: "string", enum: ["pending", "delivered", "failed"] },
+            attempts: { type: "integer", minimum: 0 },
+            next_attempt_at: { type: ["string", "null"], format: "date-time", description: "While pending: when the next retry goes." },
+            last_status_code: { type: ["integer", "null"] },
+            last_error: { type: ["string", "null"] },
+            created_at: { type: ["string", "null"], format: "date-time" },
+            delivered_at: { type: ["string", "null"], format: "date-time" },
+            body: { type: "string", description: "The JSON body sent, exactly as signed." },
+            attempt_log: {
+              type: "array",
+              items: {
+                type: "object",
+                required: ["attempt", "attempted_at", "status_code", "error", "duration_ms"],
+                properties: {
+                  attempt: { type: "integer", minimum: 1 },
+                  attempted_at: { type: ["string", "null"], format: "date-time" },
+                  status_code: { type: ["integer", "null"] },
+                  error: { type: ["string", "null"] },
+                  duration_ms: { type: "integer", minimum: 0 },
+                },
+              },
+            },
+          },
+        },
         QuoteRequest: {
           type: "object",
           required: ["operation", "width", "height"],
@@ -376,6 +699,19 @@ function buildDocument(): OpenApiDocument {
             quality: { type: "integer", minimum: 1, maximum: 100, description: "Output quality of lossy formats; does not change the price." },
             seconds: { type: "number", description: "video_matting: the video's length (billed per started second)." },
           },
+        },
+        AccountSettings: {
+          type: "object",
+          required: ["retention_hours", "zero_retention"],
+          properties: {
+            retention_hours: { type: "integer", minimum: 0, maximum: 24, description: "Hours inputs and results are kept after a job ends; 0: zero retention." },
+            zero_retention: { type: "boolean", description: "retention_hours is 0: nothing is kept after a synchronous response." },
+          },
+        },
+        AccountSettingsUpdate: {
+          type: "object",
+          additionalProperties: false,
+          properties: { retention_hours: { type: "integer", minimum: 0, maximum: 24, description: "0 (zero retention) to 24 (RETENTION_HOURS_MAX)." } },
         },
         Quote: { type: "object", required: ["credits"], properties: { credits: credits("The exact cost"), price_book_version: { type: "string" } } },
         Balance: {
@@ -438,15 +774,23 @@ function buildDocument(): OpenApiDocument {
         PaymentRequired: { description: "Not enough credits (insufficient_credits): the balance, the cost and how to top up.", content: json(ref("Error")) },
         Forbidden: { description: "A result URL that was tampered with (result_url_invalid) or has expired (result_url_expired).", content: json(ref("Error")) },
         NotFound: { description: "No such route (not_found) or resource (job_not_found, ...).", content: json(ref("Error")) },
-        PayloadTooLarge: { description: "The upload exceeds the plan's or the server's byte limit (too_many_bytes); the message names the limit.", content: json(ref("Error")) },
+        PayloadTooLarge: { description: "The upload, or the image at image_url, exceeds the plan's or the server's byte limit (too_many_bytes, image_url_too_large); the message names the limit.", content: json(ref("Error")) },
         IdempotencyConflict: { description: "The Idempotency-Key was used with another body.", content: json(ref("Error")) },
+        Unprocessable: {
+          description: "The Idempotency-Key was used with another body (idempotency_key_reused), or image_url / bg_image_url could not be fetched (image_url_unreachable: DNS, connection, timeout or a non-2xx answer, named in the message).",
+          content: json(ref("Error")),
+        },
         TooManyRequests: {
           description: "A plan limit: rate_limited, concurrency_limited, read_rate_limited, monthly_quota_exceeded. Retry after Retry-After seconds.",
-          headers: { "Retry-After": { description: "Seconds to wait (for monthly_quota_exceeded: until the billing cycle renews).", schema: { type: "integer" } } },
+          headers: {
+            "Retry-After": { description: "Seconds to wait (for monthly_quota_exceeded: until the billing cycle renews).", schema: { type: "integer" } },
+            "X-RateLimit-Limit": IMAGE_HEADERS["X-RateLimit-Limit"]!,
+            "X-RateLimit-Remaining": IMAGE_HEADERS["X-RateLimit-Remaining"]!,
+            "X-RateLimit-Reset": IMAGE_HEADERS["X-RateLimit-Reset"]!,
+          },
           content: json(ref("Error")),
         },
         Internal: { description: "A server fault (internal); nothing was charged.", content: json(ref("Error")) },
-        NotImplemented: { description: "An operation this server does not price yet (operation_unavailable).", content: json(ref("Error")) },
         Unavailable: { description: "A dependency is briefly unavailable; retry.", content: json(ref("Error")) },
         Timeout: { description: "The synchronous call did not finish in time (sync_timeout); the job goes on.", content: json(ref("Error")) },
       },

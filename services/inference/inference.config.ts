@@ -57,6 +57,11 @@ export const inferenceConfigSpec = {
     { min: 1, max: 100_000 },
   ),
   INFERENCE_WARMUP_RUNS: integer("Model runs at start before the engine reports ready (runs).", 1, { min: 0, max: 10 }),
+  INFERENCE_STAGE_PROGRESS_MS_MIN: integer(
+    "Least time between two progress reports of one task as its stages end (decode, model, refine), in milliseconds; a stage ending sooner is not reported, so quick images cost no extra job writes. 0 reports every stage.",
+    500,
+    { min: 0, max: 60_000 },
+  ),
   ...imageLimitsConfigSpec,
   IMAGE_DECODE_WORKERS: integer(
     "Worker threads that decode images, so no decoder (BMP and HEIF are plain JavaScript and WebAssembly) blocks the event loop.",
@@ -96,8 +101,15 @@ export function threadsPerSession(config: InferenceConfig): number {
 export const inferenceServiceConfigSpec = {
   ...commonConfigSpec,
   PORT: port("Inference port (Connect, gRPC, gRPC-Web).", 8083),
+  JOB_RETRY_DELAY_MS_MIN: integer("Delay before a task's first retry after a server fault, doubling on each later one, in milliseconds.", 1000, { min: 10, max: 600_000 }),
+  JOB_RETRY_DELAY_MS_MAX: integer("Longest delay between two attempts of a task after server faults, in milliseconds.", 30_000, { min: 10, max: 3_600_000 }),
   ...inferenceConfigSpec,
 } as const;
+
+/** The work consumer's retry limits: as many deliveries as the queue makes (JOB_RETRY_MAX + 1), with a doubling delay. */
+export function consumerRetryOptionsOf(config: { JOB_RETRY_MAX: number; JOB_RETRY_DELAY_MS_MIN: number; JOB_RETRY_DELAY_MS_MAX: number }) {
+  return { deliveryCountMax: config.JOB_RETRY_MAX + 1, retryDelayMs: config.JOB_RETRY_DELAY_MS_MIN, retryDelayMsMax: Math.max(config.JOB_RETRY_DELAY_MS_MIN, config.JOB_RETRY_DELAY_MS_MAX) };
+}
 
 export function loadInferenceServiceConfig(environment: NodeJS.ProcessEnv = process.env) {
   return loadConfig(inferenceServiceConfigSpec, environment);

@@ -7,7 +7,7 @@ import { runMain } from "../common/runtime.ts";
 import { requireServiceToken, serviceAuthInterceptor, serviceTokenAdmission } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { createInferenceHandlers, createSegmentationEngine, startSegmentConsumer } from "./index.ts";
-import { loadInferenceServiceConfig } from "./inference.config.ts";
+import { consumerRetryOptionsOf, loadInferenceServiceConfig } from "./inference.config.ts";
 import { openPorts } from "../common/wiring.ts";
 
 await runMain("inference", async () => {
@@ -30,7 +30,7 @@ await runMain("inference", async () => {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     ...serverOptionsOf(config),
   });
-  const consumer = startSegmentConsumer({ engine, ...ports, log });
+  const consumer = startSegmentConsumer({ engine, ...ports, log, ...consumerRetryOptionsOf(config), stageProgressMsMin: config.INFERENCE_STAGE_PROGRESS_MS_MIN });
   void consumer.then(
     () => health.setAllServing(),
     (error: unknown) => log.error({ err: error }, "the model could not be made ready; health stays NOT_SERVING"),

@@ -15,6 +15,7 @@ import { WEBHOOK_DEFAULTS, Webhooks, type WebhookOptions } from "./webhooks.ts";
 import { JobLifecycle, type JobLifecycleOptions } from "./job-lifecycle.ts";
 import { JobStore, type OrchestratorSchema } from "./store/job.store.ts";
 import { orchestratorMigrations } from "./store/migrations.ts";
+import { AccountSettingsStore } from "./store/account-settings.store.ts";
 
 export interface OrchestratorDependencies {
   db: Kysely<OrchestratorSchema>;
@@ -24,7 +25,9 @@ export interface OrchestratorDependencies {
   billing: Client<typeof BillingService>;
   log: Logger;
   /** Quiet-job reconciliation (see JobLifecycleOptions) and how often it runs, in ms. @default 60000 */
-  reconcile?: Pick<JobLifecycleOptions, "quietMsMax" | "requeuesMax"> & { intervalMs?: number };
+  reconcile?: Pick<JobLifecycleOptions, "quietMsMax" | "requeuesMax" | "timeoutMs"> & { intervalMs?: number };
+  /** How often the retention sweeper deletes the files of ended jobs past their retention, in ms. @default 60000 */
+  retentionSweepIntervalMs?: number;
   /**
    * The work queue forgets its tasks when the process stops (the single node's in-memory queue):
    * jobs left unfinished by an earlier run are re-queued at start instead of after going quiet.
@@ -74,19 +77,23 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
     log: deps.log,
     options: wiring?.options ?? { ...WEBHOOK_DEFAULTS, allowLoopback: false },
   });
+  const settings = new AccountSettingsStore(deps.db);
   const lifecycle = new JobLifecycle(new JobStore(deps.db), deps.workQueue, deps.blobStore, deps.billing, deps.log, {
     ...deps.reconcile,
     watchPollMs: deps.watchPollMs,
+    settings,
     onEnd: wiring ? (db, job) => webhooks.enqueueJobEnd(db, job) : undefined,
   });
   let subscription: Subscription | undefined;
+  let creditsSubscription: Subscription | undefined;
   let reconciler: PeriodicTask | undefined;
   let sender: PeriodicTask | undefined;
+  let retentionSweeper: PeriodicTask | undefined;
   return {
     lifecycle,
     webhooks,
     routes(router) {
-      router.service(OrchestratorService, createOrchestratorHandlers(lifecycle, webhooks, deps.billing));
+      router.service(OrchestratorService, createOrchestratorHandlers(lifecycle, webhooks, deps.billing, settings));
     },
     async start() {
       await migrateToLatest(deps.db, "orchestrator", orchestratorMigrations);
@@ -94,15 +101,20 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
         durableName: "orchestrator",
         subjectFilter: "job.*",
       });
+      // Billing's low-balance events go to the account's webhook, in the job events' envelope.
+      if (wiring) creditsSubscription = deps.eventBus.subscribe((event) => webhooks.onCreditsEvent(event), { durableName: "orchestrator-credits", subjectFilter: "credits.*" });
       // Every job changed before this start counts as quiet at once: nothing of its task survived.
-      if (deps.requeueUnfinishedAtStart) await lifecycle.reconcile(new Date(Date.now() + (deps.reconcile?.quietMsMax ?? 300_000)));
+      if (deps.requeueUnfinishedAtStart) await lifecycle.reconcile(new Date(), { everyUnfinishedQuiet: true });
       reconciler = startPeriodicTask({ name: "job reconciler", intervalMs: deps.reconcile?.intervalMs ?? 60_000, log: deps.log, run: () => lifecycle.reconcile() });
+      retentionSweeper = startPeriodicTask({ name: "retention sweeper", intervalMs: deps.retentionSweepIntervalMs ?? 60_000, log: deps.log, run: () => lifecycle.expireFiles() });
       if (wiring) sender = startPeriodicTask({ name: "webhook sender", intervalMs: wiring.sendIntervalMs ?? 1000, log: deps.log, run: () => webhooks.sendDue() });
     },
     async stop() {
       await reconciler?.stop();
+      await retentionSweeper?.stop();
       await sender?.stop();
       await subscription?.drain();
+      await creditsSubscription?.drain();
       await ownFetcher?.close();
     },
   };

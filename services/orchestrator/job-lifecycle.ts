@@ -13,6 +13,8 @@ import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { BusEvent } from "../common/ports/event-bus.ts";
 import type { WorkQueue } from "../common/ports/work-queue.ts";
 import { assertTransition, decideOutcome, isTerminal, type JobStatus } from "./domain/job-status.ts";
+import { retentionOf } from "./domain/retention.ts";
+import type { AccountSettingsStore } from "./store/account-settings.store.ts";
 import type { Kysely } from "kysely";
 import type { JobRow, JobStore, JobUpdate, OrchestratorSchema } from "./store/job.store.ts";
 
@@ -32,10 +34,17 @@ export interface SubmitJob {
   webhookUrl?: string;
   /** SHA-256 (hex) of the request's content; a replay of the key with another is refused. "" skips the check. */
   requestFingerprint?: string;
+  /** Keep nothing after the response (per request `retention=none`), whatever the account's retention. */
+  zeroRetention?: boolean;
+  /** The caller waits for the result; zero retention is refused otherwise (zero_retention_async). */
+  synchronous?: boolean;
 }
 
 /** Called in the transaction that records a job's end (for a success: after its capture). */
 export type JobEndHook = (db: Kysely<OrchestratorSchema>, job: JobRow) => Promise<void>;
+
+/** JOB_TIMEOUT_MS's default: 30 min from submission to an end, queue wait included. */
+export const JOB_TIMEOUT_MS_DEFAULT = 1_800_000;
 
 /** Jobs per page of ListJobs: the default and the most. */
 export const LIST_JOBS_PAGE_SIZE_DEFAULT = 20;
@@ -53,8 +62,19 @@ export interface JobLifecycleOptions {
   quietMsMax?: number;
   /** Re-queues of a quiet job before it is failed and its hold released. @default 2 */
   requeuesMax?: number;
+  /**
+   * A job still queued or running this long after its submission fails with `job_timeout` and
+   * its hold is released, however alive its worker says it is (JOB_TIMEOUT_MS); a result that
+   * comes later is deleted, never charged. Applied by the reconciler, so a job may run up to one
+   * reconcile interval past it. @default 1800000 (30 min)
+   */
+  timeoutMs?: number;
   /** Jobs the reconciler looks at per pass. @default 100 */
   reconcileBatchMax?: number;
+  /** The accounts' retention settings; unset: every account has the default retention. */
+  settings?: AccountSettingsStore;
+  /** Jobs whose files the retention sweeper deletes per pass. @default 100 */
+  expireBatchMax?: number;
   /** Recorded with every job end, in the same transaction (the webhook event). */
   onEnd?: JobEndHook;
 }
@@ -78,8 +98,11 @@ export class JobLifecycle {
   readonly #watchPollMs: number;
   readonly #quietMsMax: number;
   readonly #requeuesMax: number;
+  readonly #timeoutMs: number;
   readonly #reconcileBatchMax: number;
   readonly #onEnd: JobEndHook | undefined;
+  readonly #settings: AccountSettingsStore | undefined;
+  readonly #expireBatchMax: number;
 
   constructor(
     private readonly jobs: JobStore,
@@ -93,11 +116,20 @@ export class JobLifecycle {
     this.#watchPollMs = options.watchPollMs ?? 500;
     this.#quietMsMax = options.quietMsMax ?? 300_000;
     this.#requeuesMax = options.requeuesMax ?? 2;
+    this.#timeoutMs = options.timeoutMs ?? JOB_TIMEOUT_MS_DEFAULT;
     this.#reconcileBatchMax = options.reconcileBatchMax ?? 100;
     this.#onEnd = options.onEnd;
+    this.#settings = options.settings;
+    this.#expireBatchMax = options.expireBatchMax ?? 100;
   }
 
   async submit(request: SubmitJob): Promise<JobRow> {
+    const retention = retentionOf({
+      zeroRetention: request.zeroRetention ?? false,
+      synchronous: request.synchronous ?? false,
+      accountRetentionHours: request.zeroRetention ? undefined : (await this.#settings?.get(request.accountId))?.retentionHours,
+    });
+    if (!retention.ok) throw reasonError(Code.InvalidArgument, retention.reason, retention.message);
     const id = randomUUID();
     const { job, created } = await this.jobs.insertOrGet({
       id,
@@ -113,6 +145,7 @@ export class JobLifecycle {
       background_image_blob_key: request.backgroundImageBlobKey ?? "",
       webhook_url: request.webhookUrl ?? "",
       request_fingerprint: request.requestFingerprint ?? "",
+      retention_seconds: retention.retentionSeconds,
     });
     if (!created) assertSameRequest(job, request.requestFingerprint ?? "");
     // A replay of a job still queued enqueues again: the first attempt may have crashed between
@@ -164,13 +197,38 @@ export class JobLifecycle {
     if (!isTerminal(job.status)) {
       throw reasonError(Code.FailedPrecondition, "job_unfinished", `job ${id} is still ${job.status}; cancel it before deleting its files`);
     }
+    return this.#deleteFilesOf(job, { expired: false });
+  }
+
+  /**
+   * The retention sweeper: deletes the files of ended jobs kept past their retention (zero
+   * retention after a short grace, for a synchronous caller that died before deleting them) and
+   * marks the jobs, so their result reads as expired. Returns the jobs it acted on.
+   */
+  async expireFiles(now = new Date()): Promise<number> {
+    const due = await this.jobs.filesPastRetention(now, this.#expireBatchMax);
+    let expired = 0;
+    for (const job of due) {
+      try {
+        await this.#deleteFilesOf(job, { expired: true });
+        expired += 1;
+      } catch (error) {
+        this.log.error({ err: error, jobId: job.id }, "deleting an expired job's files failed; the next pass retries");
+      }
+    }
+    if (expired > 0) this.log.info({ expired }, "retention sweeper deleted the files of ended jobs");
+    return expired;
+  }
+
+  async #deleteFilesOf(job: JobRow, options: { expired: boolean }): Promise<JobRow> {
     // The blobs first: a crash in between leaves a job not yet marked, and a retry deletes again.
     for (const key of [job.input_blob_key, job.background_image_blob_key, job.result_blob_key]) {
       if (key !== "") await this.blobs.delete(key);
     }
-    const marked = await this.jobs.markFilesDeleted(id, job.files_deleted_at ?? new Date());
-    if (!marked) throw new Error(`job ${id} was finished but could not be marked`);
-    this.#changes.emit(id);
+    // Deleted on request before the sweeper came: it stays "deleted", not "expired".
+    const marked = await this.jobs.markFilesDeleted(job.id, job.files_deleted_at ?? new Date(), { expired: options.expired && job.files_deleted_at === null });
+    if (!marked) throw new Error(`job ${job.id} was finished but could not be marked`);
+    this.#changes.emit(job.id);
     return marked;
   }
 
@@ -179,20 +237,19 @@ export class JobLifecycle {
     let job = await this.get(id);
     yield job;
     const local = on(this.#changes, id, { signal });
-    // One wait for a local change at a time, kept across polls: a fresh next() per poll would
-    // leave the earlier ones pending, they would take the change and this loop would see it only
-    // at its next poll (on average half the interval, 250 ms, added to every synchronous call).
-    let change = local.next().catch(() => undefined);
     try {
+      // One wake-up awaited at a time, kept across polls: events.on hands each change to the oldest
+      // waiting next(), so one abandoned to a timeout would take the next change for itself and
+      // leave this loop to wait out a whole poll interval (500 ms more on every synchronous call).
+      let changed = local.next().catch(() => undefined);
       while (!isTerminal(job.status) && !signal.aborted) {
         // A change made in this process wakes us at once; another replica's change within the poll interval.
-        let timer: NodeJS.Timeout | undefined;
-        const timeout = new Promise<"poll">((resolve) => (timer = setTimeout(resolve, this.#watchPollMs, "poll")));
-        const woke = await Promise.race([change, timeout]);
-        clearTimeout(timer);
-        if (woke !== "poll") change = local.next().catch(() => undefined);
+        const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), this.#watchPollMs).unref());
+        if ((await Promise.race([changed, timeout])) !== "timeout") changed = local.next().catch(() => undefined);
         const next = await this.get(id);
-        if (next.status !== job.status || next.updated_at.getTime() !== job.updated_at.getTime()) yield next;
+        // Progress too: two writes within one millisecond share an updated_at.
+        const moved = next.status !== job.status || next.updated_at.getTime() !== job.updated_at.getTime() || next.progress !== job.progress;
+        if (moved) yield next;
         job = next;
       }
     } finally {
@@ -237,21 +294,37 @@ export class JobLifecycle {
     const decision = decideOutcome(job.status, outcome.case);
     if (decision.kind === "ignore") {
       this.log.debug({ jobId: job.id, outcome: outcome.case, why: decision.why }, "task event ignored");
-      // A result that arrives after a cancel is not the client's any more: drop it.
-      if (outcome.case === "succeeded" && job.status === "cancelled") await this.blobs.delete(outcome.value.resultBlobKey);
+      // A result that arrives after a cancel, a timeout or another failure is nobody's: drop it
+      // (a repeated success of a succeeded job is the job's own result, kept).
+      if (outcome.case === "succeeded" && job.status !== "succeeded") await this.blobs.delete(outcome.value.resultBlobKey);
       return;
     }
     switch (outcome.case) {
       case "started":
-      case "progress":
         // A worker is on it: the hold must outlive the work, and the reconciler must not take the job for stuck.
         await this.#extendHold(job);
         await this.#update(job, "running");
         return;
+      case "progress": {
+        const fraction = Math.min(1, Math.max(0, outcome.value.fraction));
+        // A stage report comes within seconds of the start (whose event extended the hold): it
+        // only moves the job's progress, and one that would not raise it is not written at all.
+        if (outcome.value.stage !== "") {
+          if (job.status === "running" && fraction <= job.progress) return;
+        } else {
+          await this.#extendHold(job);
+        }
+        await this.#update(job, "running", { progress: fraction });
+        return;
+      }
       case "succeeded": {
+        const { foreground } = outcome.value;
         const claimed = await this.jobs.claim(job.id, "succeeded", {
           result_content_type: outcome.value.contentType,
           processing_time_ms: outcome.value.processingTimeMs,
+          result_width: outcome.value.width,
+          result_height: outcome.value.height,
+          ...(foreground ? { foreground_left: foreground.left, foreground_top: foreground.top, foreground_width: foreground.width, foreground_height: foreground.height } : {}),
           queue_wait_ms: outcome.value.queueWaitMs,
           inference_ms: outcome.value.inferenceMs,
         });
@@ -276,8 +349,37 @@ export class JobLifecycle {
    * dead-lettered message, an event dropped) is re-queued with its hold extended, and after
    * `requeuesMax` re-queues failed with its hold released. Returns the jobs it acted on.
    */
-  async reconcile(now = new Date()): Promise<number> {
-    const quiet = await this.jobs.quietSince(new Date(now.getTime() - this.#quietMsMax), this.#reconcileBatchMax);
+  async reconcile(now = new Date(), options: { everyUnfinishedQuiet?: boolean } = {}): Promise<number> {
+    const timedOut = await this.#failTimedOut(now);
+    // At the start of a process whose queue forgot its tasks, every unfinished job counts as quiet.
+    const quietBefore = options.everyUnfinishedQuiet ? now : new Date(now.getTime() - this.#quietMsMax);
+    return timedOut + (await this.#settleQuiet(quietBefore));
+  }
+
+  /** Fails jobs past `timeoutMs` since submission (job_timeout) and releases their holds; a claimed outcome is finished instead. */
+  async #failTimedOut(now: Date): Promise<number> {
+    const late = await this.jobs.unfinishedSubmittedBefore(new Date(now.getTime() - this.#timeoutMs), this.#reconcileBatchMax);
+    let settled = 0;
+    for (const job of late) {
+      try {
+        if (job.outcome_claim === "succeeded") await this.#succeed(job);
+        else {
+          await this.#fail(job, {
+            error_reason: "job_timeout",
+            error_message: `job ${job.id} did not finish within ${this.#timeoutMs} ms of its submission (JOB_TIMEOUT_MS); its credits were returned, submit it again`,
+          });
+        }
+        settled += 1;
+      } catch (error) {
+        this.log.error({ err: error, jobId: job.id }, "failing a timed-out job failed; the next pass retries");
+      }
+    }
+    if (settled > 0) this.log.warn({ settled, timeoutMs: this.#timeoutMs }, "reconciler failed timed-out jobs");
+    return settled;
+  }
+
+  async #settleQuiet(quietBefore: Date): Promise<number> {
+    const quiet = await this.jobs.quietSince(quietBefore, this.#reconcileBatchMax);
     let settled = 0;
     for (const job of quiet) {
       try {
@@ -330,6 +432,7 @@ export class JobLifecycle {
       return;
     }
     await this.#finish(job, "succeeded", {
+      progress: 1,
       hold_id: charge.holdId,
       charged_millicredits: charge.chargedMillicredits,
       available_millicredits: charge.availableMillicredits,

@@ -34,6 +34,7 @@ await runMain("orchestrator", async () => {
     billing: createClient(BillingService, serviceTransport(config.BILLING_URL, { token: serviceToken, timeoutMs: config.SERVICE_CALL_TIMEOUT_MS })),
     log,
     reconcile: reconcileOptions(config),
+    retentionSweepIntervalMs: config.RETENTION_SWEEP_INTERVAL_MS,
     webhooks: { ...webhooks, fetcher },
   });
   const server = await startServiceServer({

@@ -3,6 +3,7 @@ import { integer, loadConfig, port } from "../common/config.loader.ts";
 import { outboundConfigSpec, outboundPolicyOf } from "../common/outbound.ts";
 import { createResultUrlSigner, resultUrlConfigSpec } from "../common/result-urls.ts";
 import type { WebhookOptions } from "./webhooks.ts";
+import { JOB_TIMEOUT_MS_DEFAULT } from "./job-lifecycle.ts";
 
 export const orchestratorConfigSpec = {
   ...commonConfigSpec,
@@ -14,7 +15,17 @@ export const orchestratorConfigSpec = {
     { min: 1000 },
   ),
   JOB_REQUEUES_MAX: integer("Re-queues of a quiet job before it is failed and its hold released.", 2, { min: 0, max: 100 }),
+  JOB_TIMEOUT_MS: integer(
+    "A job not finished this long after its submission (queue wait included) fails with job_timeout and its credits are returned; a later result is discarded, in milliseconds.",
+    JOB_TIMEOUT_MS_DEFAULT,
+    { min: 1000, max: 7 * 86_400_000 },
+  ),
   RECONCILE_INTERVAL_MS: integer("How often the orchestrator looks for quiet jobs, in milliseconds.", 60_000, { min: 100 }),
+  RETENTION_SWEEP_INTERVAL_MS: integer(
+    "How often the orchestrator deletes the input and result files of ended jobs past their account's retention, in milliseconds.",
+    60_000,
+    { min: 100, max: 3_600_000 },
+  ),
   PORT: port("Orchestrator port (Connect, gRPC, gRPC-Web).", 8082),
   // Webhooks: signed result URLs in job.succeeded events, sent through the outbound guard.
   ...resultUrlConfigSpec,
@@ -33,8 +44,8 @@ export function loadOrchestratorConfig(environment: NodeJS.ProcessEnv = process.
 }
 
 /** The reconciler's settings as the orchestrator takes them. */
-export function reconcileOptions(config: Pick<OrchestratorConfig, "JOB_QUIET_MS_MAX" | "JOB_REQUEUES_MAX" | "RECONCILE_INTERVAL_MS">) {
-  return { quietMsMax: config.JOB_QUIET_MS_MAX, requeuesMax: config.JOB_REQUEUES_MAX, intervalMs: config.RECONCILE_INTERVAL_MS };
+export function reconcileOptions(config: Pick<OrchestratorConfig, "JOB_QUIET_MS_MAX" | "JOB_REQUEUES_MAX" | "JOB_TIMEOUT_MS" | "RECONCILE_INTERVAL_MS">) {
+  return { quietMsMax: config.JOB_QUIET_MS_MAX, requeuesMax: config.JOB_REQUEUES_MAX, timeoutMs: config.JOB_TIMEOUT_MS, intervalMs: config.RECONCILE_INTERVAL_MS };
 }
 
 /**

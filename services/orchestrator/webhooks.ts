@@ -8,7 +8,12 @@ import { reasonError } from "../common/errors.ts";
 import type { Logger } from "../common/logging.ts";
 import { checkedWebhookUrl, OutboundError, type OutboundFailureReason, type OutboundFetcher } from "../common/outbound.ts";
 import { isTerminal } from "./domain/job-status.ts";
-import { EVENT_ID_HEADER, eventTypeOf, nextAttemptAt, SIGNATURE_HEADER, signatureOf, webhookBodyOf, type RetrySchedule } from "./domain/webhook-event.ts";
+import { fromBinary } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { CreditsExhaustedSchema, CreditsLowSchema } from "../common/gen/cutline/billing/v1/events_pb.ts";
+import { Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import type { BusEvent } from "../common/ports/event-bus.ts";
+import { creditsEventKeyOf, creditsWebhookBodyOf, EVENT_ID_HEADER, eventTypeOf, type CreditsEvent, nextAttemptAt, SIGNATURE_HEADER, signatureOf, webhookBodyOf, type RetrySchedule } from "./domain/webhook-event.ts";
 import type { JobRow, OrchestratorSchema } from "./store/job.store.ts";
 import { WebhookStore, type WebhookAttemptRow, type WebhookDeliveryRow } from "./store/webhook.store.ts";
 
@@ -35,6 +40,27 @@ export interface WebhookDependencies {
   resultUrlFor: (jobId: string) => string;
   log: Logger;
   options: WebhookOptions;
+}
+
+/** The API pool's credits event in a bus event; undefined for any other subject or pool. */
+function creditsEventOf(busEvent: BusEvent): CreditsEvent | undefined {
+  if (busEvent.subject === "credits.low") {
+    const low = fromBinary(CreditsLowSchema, busEvent.data);
+    if (low.pool !== Pool.API) return undefined;
+    return {
+      type: "credits.low",
+      accountId: low.accountId,
+      availableMillicredits: Number(low.availableMillicredits),
+      thresholdMillicredits: Number(low.thresholdMillicredits),
+      occurredAt: low.occurredAt ? timestampDate(low.occurredAt) : new Date(0),
+    };
+  }
+  if (busEvent.subject === "credits.exhausted") {
+    const exhausted = fromBinary(CreditsExhaustedSchema, busEvent.data);
+    if (exhausted.pool !== Pool.API) return undefined;
+    return { type: "credits.exhausted", accountId: exhausted.accountId, availableMillicredits: 0, thresholdMillicredits: 0, occurredAt: exhausted.occurredAt ? timestampDate(exhausted.occurredAt) : new Date(0) };
+  }
+  return undefined;
 }
 
 export class Webhooks {
@@ -65,6 +91,29 @@ export class Webhooks {
       url,
       type: eventTypeOf(job.status),
       body: webhookBodyOf(job, job.status === "succeeded" ? this.deps.resultUrlFor(job.id) : null),
+      next_attempt_at: now,
+      created_at: now,
+    });
+  }
+
+  /**
+   * Records a billing `credits.low` / `credits.exhausted` event for the account's webhook URL
+   * (account events have no per-request URL). Only the API pool's: the web pool is the
+   * dashboard's, which shows its own balance. Idempotent: a redelivered event adds nothing.
+   */
+  async onCreditsEvent(busEvent: BusEvent): Promise<void> {
+    const event = creditsEventOf(busEvent);
+    if (!event) return;
+    const url = (await this.#store.accountWebhook(event.accountId))?.webhook_url ?? "";
+    if (url === "") return;
+    const now = new Date();
+    await this.#store.enqueue({
+      id: randomUUID(),
+      job_id: creditsEventKeyOf(event),
+      account_id: event.accountId,
+      url,
+      type: event.type,
+      body: creditsWebhookBodyOf(event),
       next_attempt_at: now,
       created_at: now,
     });

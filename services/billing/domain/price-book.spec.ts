@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { affordableOperations, DEFAULT_PRICE_BOOK, isPriceBookFresh, PRICE_BOOK_CACHE_MS, priceOf, referenceOperations, validatePriceBook } from "./price-book.ts";
+import { affordableOperations, DEFAULT_PRICE_BOOK, isPriceBookFresh, PRICE_BOOK_CACHE_MS, priceOf, referenceOperations, SMART_CROP_PRICE, validatePriceBook } from "./price-book.ts";
 
 const cost = (request: Parameters<typeof priceOf>[1]) => {
   const outcome = priceOf(DEFAULT_PRICE_BOOK, request);
@@ -28,9 +28,28 @@ describe("priceOf", () => {
     assert.equal(cost({ operation: "video_remove_background", pixels: 2_073_600, hd: false, videoMilliseconds: 600_001 }), "video_too_long");
   });
 
-  it("ships a valid default book with a reference row per tier", () => {
+  it("prices smart crop flat at 1.3 credits an image, doubled for HD like matting", () => {
+    for (const pixels of [1, 64 * 64, 1_000_001, 12_000_000, 50_000_000]) {
+      assert.equal(cost({ operation: "smart_crop", pixels, hd: false, videoMilliseconds: 0 }), 1300, `${pixels} pixels`);
+      assert.equal(cost({ operation: "smart_crop", pixels, hd: true, videoMilliseconds: 0 }), 2600, `${pixels} pixels, HD`);
+    }
+    const matting = DEFAULT_PRICE_BOOK.operations.remove_background;
+    assert.equal(DEFAULT_PRICE_BOOK.operations.smart_crop.hdMultiplierPermille, matting.hdMultiplierPermille, "the same HD rule as matting");
+    assert.equal(DEFAULT_PRICE_BOOK.operations.smart_crop.tiers.at(-1)?.maxPixels, matting.tiers.at(-1)?.maxPixels, "the same largest size as matting");
+    assert.equal(cost({ operation: "smart_crop", pixels: 50_000_001, hd: false, videoMilliseconds: 0 }), "resolution_too_large");
+  });
+
+  it("ships a valid default book with a reference row per tier, in a fixed operation order", () => {
     assert.deepEqual(validatePriceBook(DEFAULT_PRICE_BOOK), []);
-    assert.equal(referenceOperations(DEFAULT_PRICE_BOOK).length, 9);
+    const rows = referenceOperations(DEFAULT_PRICE_BOOK);
+    assert.equal(rows.length, 10);
+    assert.deepEqual([...new Set(rows.map((row) => row.operation))], ["remove_background", "smart_crop", "video_remove_background"]);
+    assert.deepEqual(rows.find((row) => row.operation === "smart_crop"), { operation: "smart_crop", description: "smart crop, image, up to 50 MP", costMillicredits: 1300 });
+    // A stored book comes back with jsonb's key order (shortest first): the rows keep theirs.
+    const reordered = { ...DEFAULT_PRICE_BOOK, operations: { video_remove_background: DEFAULT_PRICE_BOOK.operations.video_remove_background, smart_crop: SMART_CROP_PRICE, remove_background: DEFAULT_PRICE_BOOK.operations.remove_background } };
+    assert.deepEqual(referenceOperations(reordered), rows);
+    const { smart_crop: _, ...withoutSmartCrop } = DEFAULT_PRICE_BOOK.operations;
+    assert.deepEqual(validatePriceBook({ ...DEFAULT_PRICE_BOOK, operations: withoutSmartCrop as typeof DEFAULT_PRICE_BOOK.operations }), ["operation smart_crop is missing"]);
     const broken = { ...DEFAULT_PRICE_BOOK, operations: { ...DEFAULT_PRICE_BOOK.operations, remove_background: { ...DEFAULT_PRICE_BOOK.operations.remove_background, hdMultiplierPermille: 1.5 } } };
     assert.equal(validatePriceBook(broken).length, 1);
   });

@@ -1,6 +1,8 @@
 import { assertInvariant, fail, type Outcome } from "./outcomes.ts";
 
-export type OperationName = "remove_background" | "video_remove_background";
+/** Every priced operation, in the order balances list them. */
+export const OPERATION_NAMES = ["remove_background", "smart_crop", "video_remove_background"] as const;
+export type OperationName = (typeof OPERATION_NAMES)[number];
 
 /** One resolution tier: inputs up to `maxPixels` cost `costMillicredits` (per image, or per started second of video). */
 export interface ResolutionTier {
@@ -30,8 +32,20 @@ export interface PriceBook {
 
 const MEGAPIXEL = 1_000_000;
 
+/**
+ * Smart Crop as the seeds sell it: 1.3 credits an image whatever its size (one tier, up to the
+ * largest size matting prices), doubled for HD like matting.
+ */
+export const SMART_CROP_PRICE: OperationPrice = {
+  description: "smart crop, image",
+  baseMillicredits: 0,
+  tiers: [{ maxPixels: 50 * MEGAPIXEL, costMillicredits: 1300 }],
+  hdMultiplierPermille: 2000,
+};
+
+/** The book a new database starts with (the seed migration's, plus smart crop from 202611271800_smart_crop_price). */
 export const DEFAULT_PRICE_BOOK: PriceBook = {
-  version: "2025-01-default",
+  version: "2026-11-smart-crop",
   operations: {
     remove_background: {
       description: "background removal, image",
@@ -46,6 +60,7 @@ export const DEFAULT_PRICE_BOOK: PriceBook = {
       ],
       hdMultiplierPermille: 2000,
     },
+    smart_crop: SMART_CROP_PRICE,
     video_remove_background: {
       description: "background removal, video per started second",
       baseMillicredits: 0,
@@ -102,11 +117,15 @@ export function priceOf(book: PriceBook, request: PriceRequest): Outcome<{ costM
   return { ok: true, costMillicredits: cost };
 }
 
-/** Reference operations for "how many more can I do": one per image tier, plus a 10 s video per tier. */
+/**
+ * Reference operations for "how many more can I do": one per image tier, plus 1 s of video per
+ * tier, in OPERATION_NAMES order (a stored book's key order is jsonb's, not the editor's).
+ */
 export function referenceOperations(book: PriceBook): { description: string; operation: OperationName; costMillicredits: number }[] {
   const rows: { description: string; operation: OperationName; costMillicredits: number }[] = [];
-  for (const [operation, price] of Object.entries(book.operations) as [OperationName, OperationPrice][]) {
-    for (const tier of price.tiers) {
+  for (const operation of OPERATION_NAMES) {
+    const price = book.operations[operation];
+    for (const tier of price?.tiers ?? []) {
       const megapixels = (tier.maxPixels / MEGAPIXEL).toFixed(2).replace(/\.?0+$/, "");
       const costMillicredits = price.baseMillicredits + tier.costMillicredits;
       rows.push({
@@ -123,7 +142,7 @@ export function referenceOperations(book: PriceBook): { description: string; ope
 export function validatePriceBook(book: PriceBook): string[] {
   const problems: string[] = [];
   if (!book.version) problems.push("version is empty");
-  for (const name of ["remove_background", "video_remove_background"] as const) {
+  for (const name of OPERATION_NAMES) {
     const price = book.operations?.[name];
     if (!price) {
       problems.push(`operation ${name} is missing`);

@@ -101,7 +101,7 @@ describe("BillingService over Connect", () => {
     const accountId = await newAccount();
     const quote = await client.quote({ accountId, operation: Operation.REMOVE_BACKGROUND, pixels: 12_000_000n, hd: true });
     assert.equal(quote.costMillicredits, 2200n);
-    assert.equal(quote.priceBookVersion, "2025-01-default");
+    assert.equal(quote.priceBookVersion, "2026-11-smart-crop");
     const hold = await client.reserve({ accountId, pool: Pool.API, amountMillicredits: quote.costMillicredits, idempotencyKey: "req-1" });
     assert.equal(hold.amountMillicredits, 2200n);
     assert.equal(hold.availableMillicredits, STARTER_CREDITS_MC - 2200n);
@@ -120,6 +120,19 @@ describe("BillingService over Connect", () => {
     assert.deepEqual(balance.affordable.slice(0, 2).map((row) => [row.operation, row.count]), [[Operation.REMOVE_BACKGROUND, 231n], [Operation.REMOVE_BACKGROUND, 115n]]);
     const replay = await client.reserve({ accountId, pool: Pool.API, amountMillicredits: 2200n, idempotencyKey: "req-1" });
     assert.deepEqual([replay.holdId, replay.replayed, replay.status], [hold.holdId, true, HoldStatus.CAPTURED], "a replay reports that the hold has ended");
+  });
+
+  it("quotes and holds smart crop: 1.3 credits an image, 2.6 in HD, and counts it in the balance's answer", async () => {
+    const accountId = await newAccount();
+    const quote = await client.quote({ accountId, operation: Operation.SMART_CROP, pixels: 64n * 64n, hd: false });
+    assert.deepEqual([quote.costMillicredits, quote.priceBookVersion], [1300n, "2026-11-smart-crop"]);
+    assert.equal((await client.quote({ accountId, operation: Operation.SMART_CROP, pixels: 12_000_000n, hd: true })).costMillicredits, 2600n);
+    const hold = await client.reserve({ accountId, pool: Pool.API, amountMillicredits: quote.costMillicredits, idempotencyKey: "smart-crop-1", description: "smart crop" });
+    const capture = await client.capture({ holdId: hold.holdId, amountMillicredits: quote.costMillicredits });
+    assert.equal(capture.capturedMillicredits, 1300n);
+    const balance = await client.getBalance({ accountId, pool: Pool.API });
+    const smartCrop = balance.affordable.find((row) => row.operation === Operation.SMART_CROP);
+    assert.deepEqual([smartCrop?.description, smartCrop?.count], ["smart crop, image, up to 50 MP", balance.availableMillicredits / 1300n]);
   });
 
   it("answers insufficient credits with a stable reason, header and detail, and no cause", async () => {

@@ -94,14 +94,18 @@ function poolName(pool: Pool): PoolName {
   return pool === Pool.WEB ? "web" : "api";
 }
 
+const OPERATION_BY_NAME: Readonly<Record<OperationName, Operation>> = {
+  remove_background: Operation.REMOVE_BACKGROUND,
+  smart_crop: Operation.SMART_CROP,
+  video_remove_background: Operation.VIDEO_REMOVE_BACKGROUND,
+};
+
 function operationName(operation: Operation): OperationName | undefined {
-  if (operation === Operation.REMOVE_BACKGROUND) return "remove_background";
-  if (operation === Operation.VIDEO_REMOVE_BACKGROUND) return "video_remove_background";
-  return undefined;
+  return (Object.keys(OPERATION_BY_NAME) as OperationName[]).find((name) => OPERATION_BY_NAME[name] === operation);
 }
 
 function operationEnum(operation: OperationName): Operation {
-  return operation === "video_remove_background" ? Operation.VIDEO_REMOVE_BACKGROUND : Operation.REMOVE_BACKGROUND;
+  return OPERATION_BY_NAME[operation];
 }
 
 const timestamp = (date: Date | null): Timestamp | undefined => (date ? timestampFromDate(date) : undefined);

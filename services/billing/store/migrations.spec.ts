@@ -8,12 +8,14 @@ import pino from "pino";
 import { createTestDatabase, type TestDatabase } from "../../../test/harness.ts";
 import { openDatabase, type Database } from "../../common/database.ts";
 import { ManualClock } from "../domain/clock.ts";
+import { DEFAULT_PRICE_BOOK, SMART_CROP_PRICE } from "../domain/price-book.ts";
 import type { Outcome } from "../domain/outcomes.ts";
 import { createBilling } from "../index.ts";
 import { BILLING_FUNCTIONS } from "./functions.sql.ts";
 import { checkLedgerInvariants } from "./invariants.ts";
 import { LedgerStore } from "./ledger.store.ts";
 import { BILLING_LEGACY_MIGRATION_NAMES, billingMigrations } from "./migrations.ts";
+import { PriceBookStore } from "./price-book.store.ts";
 import type { BillingSchema } from "./schema.ts";
 
 function ok<T>(outcome: Outcome<T>): { ok: true } & T {
@@ -106,5 +108,46 @@ describe("billing migrations", () => {
     assert.deepEqual(installed.map((definition) => definition.name), ["billing_expire_buckets", "billing_ledger_is_append_only", "billing_reserve", "billing_settle", "billing_spendable_mc"]);
     const ledger = new LedgerStore({ db: database.db, clock });
     assert.equal(ok(await ledger.balance("old", "api")).availableMillicredits, 60_000 - 1_500 - 500, "the current billing_spendable_mc answers again");
+  });
+});
+
+describe("billing migrations: the smart crop price", () => {
+  const databases: { test: TestDatabase; database: Database<BillingSchema> }[] = [];
+  const clock = new ManualClock();
+  async function freshDatabase(): Promise<Database<BillingSchema>> {
+    const test = await createTestDatabase();
+    const database = openDatabase<BillingSchema>(test.location);
+    databases.push({ test, database });
+    return database;
+  }
+  after(async () => {
+    for (const { test, database } of databases) {
+      await database.close();
+      await test.dispose();
+    }
+  });
+
+  it("a new database starts with DEFAULT_PRICE_BOOK: the seed's book plus smart crop", async () => {
+    const database = await freshDatabase();
+    await createBilling({ db: database.db as Kysely<unknown>, clock, log: pino({ level: "silent" }) }).then((billing) => billing.migrate());
+    assert.deepEqual(await new PriceBookStore(database.db).active(), DEFAULT_PRICE_BOOK);
+  });
+
+  it("an operator's edited book keeps its edits and gains smart crop in a new version", async () => {
+    const database = await freshDatabase();
+    await migrateUnderOldNames(database.db as Kysely<unknown>, ["2025-01-01T00-00-ledger", "2025-01-01T00-01-seed"]);
+    const seeded = await new PriceBookStore(database.db).active();
+    assert.equal(seeded.operations.smart_crop, undefined, "the seed's book predates smart crop");
+    const edited = { ...seeded, version: "operator-2026-06", extras: { ...seeded.extras, shadow: 300 } };
+    await database.db.transaction().execute((transaction) => new PriceBookStore(transaction).activate(edited, clock.now()));
+    await createBilling({ db: database.db as Kysely<unknown>, clock, log: pino({ level: "silent" }) }).then((billing) => billing.migrate());
+    const active = await new PriceBookStore(database.db).active();
+    assert.deepEqual(active, { ...edited, version: "2026-11-smart-crop", operations: { ...edited.operations, smart_crop: SMART_CROP_PRICE } });
+    const versions = await database.db.selectFrom("billing_price_books").select(["version", "active"]).orderBy("version").execute();
+    assert.deepEqual(versions, [
+      { version: "2025-01-default", active: false },
+      { version: "2026-11-smart-crop", active: true },
+      { version: "operator-2026-06", active: false },
+    ]);
   });
 });

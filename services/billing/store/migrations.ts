@@ -5,12 +5,14 @@ import { applyBillingFunctions } from "./functions.sql.ts";
 import * as ledger from "./migrations/202501010000_ledger.ts";
 import * as seed from "./migrations/202501010001_seed.ts";
 import * as unlimitedPlan from "./migrations/202611270000_unlimited_plan.ts";
+import * as smartCropPrice from "./migrations/202611271800_smart_crop_price.ts";
 
 /** Frozen in time, named `YYYYMMDDHHMM_what` and applied in name order; static so no file-system scan is needed. */
 export const billingMigrations: Record<string, Migration> = {
   "202501010000_ledger": ledger,
   "202501010001_seed": seed,
   "202611270000_unlimited_plan": unlimitedPlan,
+  "202611271800_smart_crop_price": smartCropPrice,
 };
 
 /**

@@ -1,11 +1,13 @@
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { Client, ServiceImpl } from "@connectrpc/connect";
+import type { OrchestratorService } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import { accountSettingsOf, updateAccountSettings } from "./settings.routes.ts";
 import type { AccountService } from "../../common/gen/cutline/gateway/v1/account_service_pb.ts";
 import type { AccountReads } from "../account-reads.ts";
 import { authenticate } from "../authentication.ts";
 import type { ApiKeyStore } from "../store/api-key.store.ts";
 
 /** AccountService: the caller's own account, by its API key; the same figures as the REST routes. */
-export function createAccountHandlers(apiKeys: ApiKeyStore, reads: AccountReads): ServiceImpl<typeof AccountService> {
+export function createAccountHandlers(apiKeys: ApiKeyStore, reads: AccountReads, orchestrator: Client<typeof OrchestratorService>): ServiceImpl<typeof AccountService> {
   return {
     async quote(request, context) {
       return reads.quote(await authenticate(apiKeys, context.requestHeader), request);
@@ -15,6 +17,13 @@ export function createAccountHandlers(apiKeys: ApiKeyStore, reads: AccountReads)
     },
     async listUsage(_request, context) {
       return reads.usage(await authenticate(apiKeys, context.requestHeader));
+    },
+    async getAccountSettings(_request, context) {
+      return { settings: await accountSettingsOf(orchestrator, await authenticate(apiKeys, context.requestHeader)) };
+    },
+    async updateAccountSettings(request, context) {
+      const owner = await authenticate(apiKeys, context.requestHeader);
+      return { settings: await updateAccountSettings(orchestrator, owner, { retentionHours: request.retentionHours }) };
     },
   };
 }

@@ -7,7 +7,8 @@ import { reasonError } from "../../common/errors.ts";
 import { QuoteOperation, QuoteRequestSchema, QuoteSize, type ListUsageResponse } from "../../common/gen/cutline/gateway/v1/account_service_pb.ts";
 import type { AccountReads } from "../account-reads.ts";
 import { authenticate } from "../authentication.ts";
-import type { ApiKeyStore } from "../store/api-key.store.ts";
+import type { ApiKeyOwner, ApiKeyStore } from "../store/api-key.store.ts";
+import type { HttpRequest } from "../../common/server.ts";
 import { headersOf } from "./upload.admission.ts";
 import { creditsNumber } from "../../common/credits.ts";
 import { readJson, writeJson, type RestRoute } from "./route-table.ts";
@@ -86,15 +87,24 @@ export function usageJson(usage: ListUsageResponse) {
   };
 }
 
+const JSON_BODY = /^application\/json\s*(;|$)/i;
+
+/** Prices a call from the operation's own body (matting.routes.ts quoteUpload). */
+export type UploadQuoter = (request: HttpRequest, owner: ApiKeyOwner) => Promise<{ costMillicredits: bigint; priceBookVersion: string }>;
+
 /** The account routes; each authenticates by API key and reads only the caller's own account. */
-export function accountRoutes(apiKeys: ApiKeyStore, reads: AccountReads): RestRoute[] {
+export function accountRoutes(apiKeys: ApiKeyStore, reads: AccountReads, quoteUpload: UploadQuoter): RestRoute[] {
   return [
     {
       method: "POST",
       path: "/v1/quote",
       async handle(request, response) {
-        const owner = await authenticate(apiKeys, headersOf(request));
-        const quote = await reads.quote(owner, quoteRequestOf(await readJson(request, QUOTE_BODY_BYTES_MAX)));
+        const headers = headersOf(request);
+        const owner = await authenticate(apiKeys, headers);
+        // JSON names the sizes; any other body is the operation's own (a form, an image, image_url).
+        const quote = JSON_BODY.test(headers.get("content-type") ?? "")
+          ? await reads.quote(owner, quoteRequestOf(await readJson(request, QUOTE_BODY_BYTES_MAX)))
+          : await quoteUpload(request, owner);
         writeJson(response, 200, { credits: creditsNumber(quote.costMillicredits), price_book_version: quote.priceBookVersion });
       },
     },

@@ -6,15 +6,12 @@ import { JobStatus, type Job } from "../../common/gen/cutline/orchestrator/v1/or
 import type { HttpRequest, HttpRoutes } from "../../common/server.ts";
 import { authenticate } from "../authentication.ts";
 import { jobFailure } from "../image-jobs.ts";
+import { checkedPageSize, JOBS_PAGE_LIMIT_DEFAULT, JOBS_PAGE_LIMIT_MAX } from "../job-reads.ts";
 import type { ResultLinks } from "../result-links.ts";
 import type { ApiKeyOwner } from "../store/api-key.store.ts";
 import { headersOf } from "./upload.admission.ts";
 import { creditsNumber } from "../../common/credits.ts";
 import { sendError, sendJson, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
-
-/** Jobs per page of `GET /v1/jobs`: the default and the most (the orchestrator's LIST_JOBS_PAGE_SIZE_MAX). */
-const JOBS_PAGE_LIMIT_DEFAULT = 20;
-const JOBS_PAGE_LIMIT_MAX = 100;
 
 const STATUS_NAMES: Readonly<Record<JobStatus, string>> = {
   [JobStatus.UNSPECIFIED]: "queued",
@@ -23,16 +20,6 @@ const STATUS_NAMES: Readonly<Record<JobStatus, string>> = {
   [JobStatus.SUCCEEDED]: "succeeded",
   [JobStatus.FAILED]: "failed",
   [JobStatus.CANCELLED]: "cancelled",
-};
-
-// One image has no finer progress than its status: waiting, being worked on, or done.
-const PROGRESS: Readonly<Record<JobStatus, number>> = {
-  [JobStatus.UNSPECIFIED]: 0,
-  [JobStatus.QUEUED]: 0,
-  [JobStatus.RUNNING]: 0.5,
-  [JobStatus.SUCCEEDED]: 1,
-  [JobStatus.FAILED]: 1,
-  [JobStatus.CANCELLED]: 1,
 };
 
 export interface JobJson {
@@ -57,7 +44,8 @@ export function jobJson(job: Job, links: ResultLinks, request: HttpRequest): Job
   return {
     id: job.id,
     status: STATUS_NAMES[job.status],
-    progress: PROGRESS[job.status],
+    // float32 on the wire: 0.15 arrives as 0.15000000596; three decimals are all a client needs.
+    progress: Math.round(job.progress * 1000) / 1000,
     credits_charged: creditsNumber(job.chargedMillicredits),
     result_url: hasResult ? links.signer(request.headers.host).urlFor(job.id) : null,
     error: failure ? { code: reasonOf(failure) ?? "internal", title: failure.rawMessage } : null,
@@ -68,40 +56,14 @@ export function jobJson(job: Job, links: ResultLinks, request: HttpRequest): Job
   };
 }
 
-/**
- * Where a succeeded job's time went, as its worker reported it: the wait from the enqueue to the
- * model, the engine's own work, and the worker's whole time on the job. What a client measures
- * beyond queue and inference time is the system's own overhead.
- */
-export function timingHeaders(job: Job): Record<string, string> {
-  return {
-    "x-processing-time-ms": String(job.processingTimeMs),
-    "x-queue-time-ms": String(job.queueWaitMs),
-    "x-inference-time-ms": String(job.inferenceMs),
-  };
-}
-
-export function jobNotFound(jobId: string): ConnectError {
-  return reasonError(Code.NotFound, "job_not_found", `job ${jobId} not found`);
-}
-
-/** The caller's job; another account's answers exactly like a missing one, so ids cannot be probed. */
-export async function ownJob(deps: RestDependencies, owner: ApiKeyOwner, jobId: string): Promise<Job> {
-  const { job } = await deps.orchestrator.getJob({ jobId }).catch((error: unknown) => {
-    if (error instanceof ConnectError && error.code === Code.NotFound) return { job: undefined };
-    throw error;
-  });
-  if (!job || job.accountId !== owner.accountId) throw jobNotFound(jobId);
-  return job;
-}
-
+/** `?limit=`: jobs per page, checked like JobService.ListJobs' page_size. */
 function pageLimitOf(raw: string | null): number {
   if (raw === null || raw === "") return JOBS_PAGE_LIMIT_DEFAULT;
-  const limit = Number(raw);
-  if (!Number.isInteger(limit) || limit < 1 || limit > JOBS_PAGE_LIMIT_MAX) {
+  const limit = /^\d{1,6}$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isInteger(limit) || limit === 0) {
     throw reasonError(Code.InvalidArgument, "invalid_request", `limit must be a whole number from 1 to ${JOBS_PAGE_LIMIT_MAX} (JOBS_PAGE_LIMIT_MAX); got "${raw}"`);
   }
-  return limit;
+  return checkedPageSize(limit, "limit");
 }
 
 export function createJobsRoutes(deps: RestDependencies): HttpRoutes {
@@ -120,14 +82,10 @@ export function createJobsRoutes(deps: RestDependencies): HttpRoutes {
       // Polling is cheap one by one, but not in a tight loop: the reads' own per-account budget.
       deps.imageJobs.takeReadToken(owner);
       if (jobId === undefined) {
-        const page = await deps.orchestrator.listJobs({
-          accountId: owner.accountId,
-          pageSize: pageLimitOf(url.searchParams.get("limit")),
-          pageToken: url.searchParams.get("cursor") ?? "",
-        });
+        const page = await deps.jobReads.list(owner, { pageSize: pageLimitOf(url.searchParams.get("limit")), pageToken: url.searchParams.get("cursor") ?? "" });
         sendJson(response, 200, { jobs: page.jobs.map((job) => jobJson(job, deps.resultLinks, request)), next_cursor: page.nextPageToken || null });
       } else if (request.method === "GET") {
-        sendJson(response, 200, jobJson(await ownJob(deps, owner, jobId), deps.resultLinks, request));
+        sendJson(response, 200, jobJson(await deps.jobReads.ownJob(owner, jobId), deps.resultLinks, request));
       } else {
         sendJson(response, 200, jobJson(await cancelOrDeleteFiles(deps, owner, jobId), deps.resultLinks, request));
       }
@@ -140,7 +98,7 @@ export function createJobsRoutes(deps: RestDependencies): HttpRoutes {
 
 /** A queued or running job is cancelled (its hold released); a finished one has its files deleted. */
 async function cancelOrDeleteFiles(deps: RestDependencies, owner: ApiKeyOwner, jobId: string): Promise<Job> {
-  const job = await ownJob(deps, owner, jobId);
+  const job = await deps.jobReads.ownJob(owner, jobId);
   if (job.status === JobStatus.QUEUED || job.status === JobStatus.RUNNING) {
     try {
       const { job: cancelled } = await deps.orchestrator.cancelJob({ jobId });

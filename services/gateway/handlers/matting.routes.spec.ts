@@ -3,7 +3,7 @@ import { ConnectError } from "@connectrpc/connect";
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { reasonOf } from "../../common/errors.ts";
-import { ImageOptionsSchema, OutputFormat, OutputSize } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { ImageOperation, ImageOptionsSchema, OutputFormat, OutputSize } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { requestFingerprint } from "../image-jobs.ts";
 import { asyncRequested, imageOptionsFrom, optionSource } from "./matting.routes.ts";
 
@@ -21,12 +21,23 @@ test("the seed's fields work: output_format and bg_color=transparent; form field
   assert.equal(asyncRequested(fromQuery("")), false);
 });
 
+test("smart crop names its operation and defaults to JPEG; matting leaves the operation unspecified", () => {
+  const crop = imageOptionsFrom(fromQuery("aspect_ratio=16:9&crop_margin=10%"), ImageOperation.SMART_CROP);
+  assert.deepEqual([crop.operation, crop.format, crop.aspectRatio, crop.cropMarginPercent], [ImageOperation.SMART_CROP, OutputFormat.JPEG, "16:9", 10]);
+  assert.equal(imageOptionsFrom(fromQuery("format=png"), ImageOperation.SMART_CROP).format, OutputFormat.PNG);
+  const matting = imageOptionsFrom(fromQuery("crop=true&crop_margin=5"));
+  assert.deepEqual([matting.operation, matting.format, matting.cropMarginPercent], [ImageOperation.UNSPECIFIED, OutputFormat.PNG, 5]);
+});
+
 test("a bad option is refused by name, with what is accepted", () => {
   for (const [query, message] of [
     ["output_format=gif", /output_format must be one of png, webp, jpg, jpeg, mask; got "gif"/],
     ["bg_color=red", /bg_color "red" is not a hex colour/],
     ["aspect_ratio=wide", /aspect_ratio "wide" is not a ratio/],
     ["crop=perhaps", /crop must be one of/],
+    ["aspect_ratio=0:1", /aspect_ratio "0:1" is not a ratio like "16:9" or "1:1" between 1:100 and 100:1/],
+    ["crop_margin=30px", /crop_margin "30px" is not a percent of the subject's size from 0 to 1000/],
+    ["crop_margin=1001%", /crop_margin "1001%" is not a percent/],
   ] as const) {
     assert.throws(() => imageOptionsFrom(fromQuery(query)), (error: unknown) => error instanceof ConnectError && reasonOf(error) === "invalid_option" && message.test(error.rawMessage));
   }

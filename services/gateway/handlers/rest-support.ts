@@ -10,9 +10,11 @@ import type { OrchestratorService } from "../../common/gen/cutline/orchestrator/
 import type { BlobStore } from "../../common/ports/blob-store.ts";
 import type { HttpRequest, HttpResponse } from "../../common/server.ts";
 import type { ImageJobs } from "../image-jobs.ts";
+import type { ImageUrls } from "../image-urls.ts";
 import type { ResultLinks } from "../result-links.ts";
 import type { ApiKeyStore } from "../store/api-key.store.ts";
-import type { BatchStore } from "../store/batch.store.ts";
+import type { JobBatches } from "../job-batches.ts";
+import type { JobReads } from "../job-reads.ts";
 
 /** The client closed or reset the connection before its body ended: there is no one to answer. */
 export class ClientGone extends Error {}
@@ -117,16 +119,16 @@ export function sendError(request: HttpRequest, response: HttpResponse, error: u
   if (status >= 500) log.error({ err: connectError.cause ?? error }, "REST request failed");
   else log.info({ url: request.url, code: reasonOf(connectError) }, connectError.rawMessage);
   if (response.headersSent || response.destroyed) return;
-  const headers: Record<string, string> = { "content-type": "application/json" };
+  const native = nativeErrorOf(error);
+  // Retry-After and X-RateLimit-* where the refusal carries them.
+  const headers: Record<string, string> = { "content-type": "application/json", ...native.headers };
   // Refused before the body ended: close rather than let Node read (and discard) the rest of it.
   if (!request.complete) headers.connection = "close";
-  const retryAfter = connectError.metadata.get("retry-after");
-  if (retryAfter) headers["retry-after"] = retryAfter;
   const jobId = connectError.metadata.get("cutline-job-id");
   if (jobId) headers["x-job-id"] = jobId;
   response.writeHead(status, headers);
   // The one native error shape (title, code, detail); a server fault's own message never leaves.
-  const body: Record<string, string> = { ...nativeErrorOf(error).body };
+  const body: Record<string, string> = { ...native.body };
   // Out of credits (402): say what the balance is, what the call costs and how to top up.
   const billing = connectError.findDetails(BillingErrorDetailSchema)[0];
   if (billing?.reason === "insufficient_credits") {
@@ -146,10 +148,13 @@ export function urlOf(request: HttpRequest): URL {
 export interface RestDependencies {
   apiKeys: ApiKeyStore;
   imageJobs: ImageJobs;
+  /** Fetches image_url and bg_image_url through the outbound guard. */
+  imageUrls: ImageUrls;
   orchestrator: Client<typeof OrchestratorService>;
   blobs: BlobStore;
   resultLinks: ResultLinks;
-  batches: BatchStore;
+  jobReads: JobReads;
+  jobBatches: JobBatches;
   log: Logger;
   limits: RestLimits;
 }
@@ -157,8 +162,6 @@ export interface RestDependencies {
 export interface RestLimits {
   /** Largest image, in bytes (UPLOAD_BYTES_MAX). */
   uploadBytesMax: number;
-  /** Images per batch call (BATCH_ITEMS_MAX). @default 50 images */
-  batchItemsMax: number;
   /** Largest batch body, in bytes (BATCH_BYTES_MAX). @default 64 MiB */
   batchBytesMax: number;
 }

@@ -5,7 +5,8 @@ import { reasonError } from "../../common/errors.ts";
 import { JobStatus } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { HttpRoutes } from "../../common/server.ts";
 import { formatCredits } from "../../common/credits.ts";
-import { timingHeaders } from "./jobs.routes.ts";
+import { rateLimitHeadersOf } from "../image-jobs.ts";
+import { timingHeaders } from "./image-call.ts";
 import { sendError, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
 
 const RESULT_URL_REFUSALS = {
@@ -36,7 +37,10 @@ export function createResultsRoutes(deps: RestDependencies): HttpRoutes {
         throw error;
       });
       if (!job || job.status !== JobStatus.SUCCEEDED) throw resultGone(jobId, "the job has no result");
-      if (job.filesDeleted) throw resultGone(jobId, "its files were deleted on request");
+      // The link carries no API key: its fetches count against the job's account's read budget
+      // (READ_REQUESTS_PER_MINUTE), which the X-RateLimit-* headers report.
+      const rate = deps.imageJobs.takeReadToken({ accountId: job.accountId });
+      if (job.filesDeleted) throw resultGone(jobId, job.filesExpired ? "it is past its account's retention and was deleted" : "its files were deleted on request");
       const blob = await deps.blobs.get(job.resultBlobKey);
       if (!blob) throw resultGone(jobId, "it is past its retention and was deleted");
       response.writeHead(200, {
@@ -48,6 +52,7 @@ export function createResultsRoutes(deps: RestDependencies): HttpRoutes {
         // The balance right after this job was charged: the link carries no key to read today's with.
         "x-credits-remaining": formatCredits(job.availableMillicredits),
         ...timingHeaders(job),
+        ...rateLimitHeadersOf(rate),
       });
       if (request.method === "HEAD") response.end();
       else response.end(blob.data);

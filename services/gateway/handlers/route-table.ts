@@ -65,6 +65,9 @@ export async function readJson(request: HttpRequest, bytesMax: number): Promise<
   }
 }
 
+/** Headers a refusal's metadata may carry that REST answers send on. */
+const LIMIT_HEADERS = ["retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"] as const;
+
 /** The native body of a ConnectError; anything else is a server fault whose message stays in the log. */
 export function nativeErrorOf(error: unknown): { status: number; body: NativeError; headers: Record<string, string> } {
   if (!(error instanceof ConnectError)) {
@@ -72,8 +75,11 @@ export function nativeErrorOf(error: unknown): { status: number; body: NativeErr
   }
   const status = httpStatusOf(error);
   const headers: Record<string, string> = {};
-  const retryAfter = error.metadata.get("retry-after");
-  if (retryAfter) headers["retry-after"] = retryAfter;
+  // A limit's refusal says when to retry and where the budget stands (X-RateLimit-*).
+  for (const name of LIMIT_HEADERS) {
+    const value = error.metadata.get(name);
+    if (value) headers[name] = value;
+  }
   const code = reasonOf(error) ?? (status >= 500 ? "internal" : Code[error.code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase());
   const title = status >= 500 && reasonOf(error) === undefined ? "internal error" : error.rawMessage;
   return { status, body: { title, code, detail: title }, headers };

@@ -16,7 +16,9 @@ export const ADMISSION_HEADER = "cutline-admission";
 /** The RPCs that carry an upload, by path; `slot`: whether the call holds a concurrent-request slot while it runs. */
 const UPLOAD_RPCS = new Map<string, { slot: boolean }>([
   [`/${ImageService.typeName}/${ImageService.method.removeBackground.name}`, { slot: true }],
+  [`/${ImageService.typeName}/${ImageService.method.smartCrop.name}`, { slot: true }],
   [`/${JobService.typeName}/${JobService.method.submit.name}`, { slot: false }],
+  [`/${JobService.typeName}/${JobService.method.submitBatch.name}`, { slot: false }],
 ]);
 
 /** Node's request headers as Fetch Headers (repeated headers joined, as Connect does). */

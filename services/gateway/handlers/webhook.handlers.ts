@@ -1,6 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Client, type ServiceImpl } from "@connectrpc/connect";
-import { reasonError } from "../../common/errors.ts";
+import type { ServiceImpl } from "@connectrpc/connect";
 import {
   WebhookAttemptSchema,
   WebhookDeliverySchema,
@@ -8,10 +7,8 @@ import {
   type WebhookDeliveryStatus,
   type WebhookService,
 } from "../../common/gen/cutline/gateway/v1/webhook_service_pb.ts";
-import type { OrchestratorService, WebhookDelivery as InternalDelivery } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
-import { authenticate } from "../authentication.ts";
-import type { ImageJobs } from "../image-jobs.ts";
-import type { ApiKeyOwner, ApiKeyStore } from "../store/api-key.store.ts";
+import type { WebhookDelivery as InternalDelivery } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import type { AccountWebhooks } from "../account-webhooks.ts";
 
 /** The public view of a delivery: no account id. The status enums share their numbers. */
 export function publicDelivery(delivery: InternalDelivery): WebhookDelivery {
@@ -41,42 +38,27 @@ export function publicDelivery(delivery: InternalDelivery): WebhookDelivery {
 }
 
 /** WebhookService: the caller's own account only, every call authenticated by its API key. */
-export function createWebhookHandlers(apiKeys: ApiKeyStore, imageJobs: ImageJobs, orchestrator: Client<typeof OrchestratorService>): ServiceImpl<typeof WebhookService> {
-  // Each call is a read or a small write against the orchestrator: the job-read budget applies.
-  async function caller(headers: Headers): Promise<ApiKeyOwner> {
-    const owner = await authenticate(apiKeys, headers);
-    imageJobs.takeReadToken(owner);
-    return owner;
-  }
+export function createWebhookHandlers(webhooks: AccountWebhooks): ServiceImpl<typeof WebhookService> {
   return {
     async getWebhookSecret(_request, context) {
-      const { accountId } = await caller(context.requestHeader);
-      return { secret: (await orchestrator.getWebhookSecret({ accountId })).secret };
+      return { secret: await webhooks.secret(await webhooks.caller(context.requestHeader)) };
     },
     async rotateWebhookSecret(_request, context) {
-      const { accountId } = await caller(context.requestHeader);
-      return { secret: (await orchestrator.rotateWebhookSecret({ accountId })).secret };
+      return { secret: await webhooks.rotateSecret(await webhooks.caller(context.requestHeader)) };
     },
     async getWebhookUrl(_request, context) {
-      const { accountId } = await caller(context.requestHeader);
-      return { webhookUrl: (await orchestrator.getAccountWebhook({ accountId })).webhookUrl };
+      return { webhookUrl: await webhooks.url(await webhooks.caller(context.requestHeader)) };
     },
     async setWebhookUrl(request, context) {
-      const { accountId } = await caller(context.requestHeader);
-      return { webhookUrl: (await orchestrator.setAccountWebhook({ accountId, webhookUrl: request.webhookUrl })).webhookUrl };
+      return { webhookUrl: await webhooks.setUrl(await webhooks.caller(context.requestHeader), request.webhookUrl) };
     },
     async listWebhookDeliveries(request, context) {
-      const { accountId } = await caller(context.requestHeader);
-      if (request.jobId === "") throw new ConnectError("job_id is required", Code.InvalidArgument);
-      const { deliveries } = await orchestrator.listWebhookDeliveries({ jobId: request.jobId, accountId });
-      return { deliveries: deliveries.map(publicDelivery) };
+      const owner = await webhooks.caller(context.requestHeader);
+      return { deliveries: (await webhooks.deliveries(owner, request.jobId)).map(publicDelivery) };
     },
     async redeliverWebhook(request, context) {
-      const { accountId } = await caller(context.requestHeader);
-      if (request.deliveryId === "") throw new ConnectError("delivery_id is required", Code.InvalidArgument);
-      const { delivery } = await orchestrator.redeliverWebhook({ deliveryId: request.deliveryId, accountId });
-      if (!delivery) throw reasonError(Code.Internal, "internal", "orchestrator returned no delivery");
-      return { delivery: publicDelivery(delivery) };
+      const owner = await webhooks.caller(context.requestHeader);
+      return { delivery: publicDelivery(await webhooks.redeliver(owner, request.deliveryId)) };
     },
   };
 }

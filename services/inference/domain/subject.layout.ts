@@ -1,3 +1,4 @@
+import { aspectRatioOf, cropMarginProblem } from "../../common/images/crop-options.ts";
 import { InferenceError } from "./inference.errors.ts";
 import { regionWhere, type Region } from "./pixel-region.ts";
 
@@ -25,6 +26,8 @@ export interface Layout {
   canvasHeight: number;
   source: Rectangle;
   destination: Rectangle;
+  /** The subject's tight box in the processed image; undefined when the mask is empty. */
+  subject?: Rectangle;
 }
 
 /** Alpha at or above this (of 255) counts as subject for boxes and crops. */
@@ -36,13 +39,9 @@ export function subjectBox(alpha: Uint8Array, width: number, height: number): Re
 }
 
 export function parseAspectRatio(text: string): number | undefined {
-  if (text.trim() === "") return undefined;
-  const match = /^\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*$/.exec(text);
-  const ratio = match === null ? Number.NaN : Number(match[1]) / Number(match[2]);
-  if (!Number.isFinite(ratio) || ratio <= 0 || ratio > 100 || ratio < 0.01) {
-    throw new InferenceError("invalid_option", `aspect_ratio "${text}" is not a ratio like "16:9" or "1:1" between 1:100 and 100:1`);
-  }
-  return ratio;
+  const parsed = aspectRatioOf(text);
+  if (!parsed.ok) throw new InferenceError("invalid_option", parsed.message);
+  return parsed.ratio;
 }
 
 export function parsePosition(text: string): { x: number; y: number } | undefined {
@@ -69,8 +68,6 @@ export function parsePosition(text: string): { x: number; y: number } | undefine
 
 /** Largest subject_scale_percent: the subject's box fills the canvas. */
 export const subjectScalePercentMax = 100;
-/** Largest crop_margin_percent (percent of the subject box's size on each side). */
-export const cropMarginPercentMax = 1000;
 
 type Point = { x: number; y: number };
 type Size = { width: number; height: number };
@@ -82,9 +79,8 @@ export function parseLayoutOptions(options: LayoutOptions): { ratio: number | un
   if (options.subjectScalePercent > subjectScalePercentMax) {
     throw new InferenceError("invalid_option", `subject_scale_percent ${options.subjectScalePercent} is above ${subjectScalePercentMax}`);
   }
-  if (options.cropMarginPercent > cropMarginPercentMax) {
-    throw new InferenceError("invalid_option", `crop_margin_percent ${options.cropMarginPercent} is above ${cropMarginPercentMax}`);
-  }
+  const marginProblem = cropMarginProblem(options.cropMarginPercent);
+  if (marginProblem !== undefined) throw new InferenceError("invalid_option", marginProblem);
   return { ratio, position };
 }
 
@@ -102,14 +98,77 @@ export function parseLayoutOptions(options: LayoutOptions): { ratio: number | un
 export function layoutSubject(alpha: Uint8Array, width: number, height: number, options: LayoutOptions): Layout {
   const { ratio, position } = parseLayoutOptions(options);
   const full: Rectangle = { left: 0, top: 0, width, height };
-  const box = subjectBox(alpha, width, height) ?? full;
+  const subject = subjectBox(alpha, width, height);
+  const box = subject ?? full;
   // The canvas as a rectangle in image coordinates (may extend past the image).
   let region: Rectangle = full;
   if (options.cropToSubject) region = cropAroundSubject(box, options.cropMarginPercent, ratio);
   else if (ratio !== undefined) region = smartCrop(box, full, ratio);
   const canvas = { width: Math.max(1, Math.round(region.width)), height: Math.max(1, Math.round(region.height)) };
-  if (options.subjectScalePercent > 0 || position !== undefined) return placeSubject(box, canvas, options.subjectScalePercent, position);
-  return cropImage(region, canvas, full);
+  const layout = options.subjectScalePercent > 0 || position !== undefined ? placeSubject(box, canvas, options.subjectScalePercent, position) : cropImage(region, canvas, full);
+  return subject === undefined ? layout : { ...layout, subject };
+}
+
+/**
+ * Where `box` (a rectangle of the processed image) lands on the output: the layout's source ->
+ * destination mapping, clipped to what is drawn (the destination, on the canvas); undefined when
+ * none of it is visible. Used for the subject's box in the result (remove.bg's foreground_*).
+ */
+export function boxOnCanvas(box: Rectangle, source: Rectangle, destination: Rectangle, canvas: Size): Rectangle | undefined {
+  const scaleX = destination.width / source.width;
+  const scaleY = destination.height / source.height;
+  const x = (value: number) => destination.left + (value - source.left) * scaleX;
+  const y = (value: number) => destination.top + (value - source.top) * scaleY;
+  const right = Math.min(canvas.width, destination.left + destination.width);
+  const bottom = Math.min(canvas.height, destination.top + destination.height);
+  const left = clamp(Math.round(x(box.left)), Math.max(0, destination.left), right);
+  const top = clamp(Math.round(y(box.top)), Math.max(0, destination.top), bottom);
+  const boxRight = clamp(Math.round(x(box.left + box.width)), left, right);
+  const boxBottom = clamp(Math.round(y(box.top + box.height)), top, bottom);
+  if (boxRight <= left || boxBottom <= top) return undefined;
+  return { left, top, width: boxRight - left, height: boxBottom - top };
+}
+
+export interface SmartCropOptions {
+  /** Room around the subject's box on each side, in percent of the box's size. */
+  cropMarginPercent: number;
+  /** "16:9", "1:1", "4x5" or "" (the box plus the margin as it is). */
+  aspectRatio: string;
+}
+
+/**
+ * Smart Crop: the window of the image around the subject's box plus the margin, grown to the
+ * ratio, then shrunk (keeping the ratio) until it fits the image and moved inside it, centred on
+ * the subject as far as the image allows. Every output pixel is one of the image's own: no
+ * padding is invented, so a margin or ratio the image cannot give is given as far as it can. An
+ * empty mask keeps the whole image (at the ratio, centred).
+ */
+export function smartCropLayout(alpha: Uint8Array, width: number, height: number, options: SmartCropOptions): Layout {
+  const ratio = parseAspectRatio(options.aspectRatio);
+  const marginProblem = cropMarginProblem(options.cropMarginPercent);
+  if (marginProblem !== undefined) throw new InferenceError("invalid_option", marginProblem);
+  const box = subjectBox(alpha, width, height) ?? { left: 0, top: 0, width, height };
+  const wanted = cropAroundSubject(box, options.cropMarginPercent, ratio);
+  const centreX = wanted.left + wanted.width / 2;
+  const centreY = wanted.top + wanted.height / 2;
+  let cropWidth: number;
+  let cropHeight: number;
+  if (ratio === undefined) {
+    cropWidth = clamp(Math.round(Math.min(wanted.width, width)), 1, width);
+    cropHeight = clamp(Math.round(Math.min(wanted.height, height)), 1, height);
+  } else {
+    const fit = Math.min(1, width / wanted.width, height / wanted.height);
+    cropWidth = clamp(Math.round(wanted.width * fit), 1, width);
+    // The height from the rounded width, so the ratio holds to the pixel.
+    cropHeight = clamp(Math.round(cropWidth / ratio), 1, height);
+  }
+  const source: Rectangle = {
+    left: Math.round(clamp(centreX - cropWidth / 2, 0, width - cropWidth)),
+    top: Math.round(clamp(centreY - cropHeight / 2, 0, height - cropHeight)),
+    width: cropWidth,
+    height: cropHeight,
+  };
+  return { canvasWidth: cropWidth, canvasHeight: cropHeight, source, destination: { left: 0, top: 0, width: cropWidth, height: cropHeight } };
 }
 
 /** The subject's box plus the margin, grown along one side to `ratio` when given. */

@@ -126,8 +126,8 @@ describe("renderOutput", () => {
     const background = await sharp({ create: { width: 50, height: 50, channels: 3, background: "#ff00ff" } }).png().toBuffer();
     const { metadata, at } = await render({ format: OutputFormat.PNG, backgroundImage: background });
     assert.deepEqual([metadata.width, metadata.height], [200, 100]);
-    assert.deepEqual(at(5, 5).slice(0, 3), [255, 0, 255]);
-    assert.deepEqual(at(130, 40).slice(0, 3), [20, 200, 40]);
+    assert.deepEqual(at(5, 5), [255, 0, 255, 255], "an opaque background leaves nothing transparent");
+    assert.deepEqual(at(130, 40), [20, 200, 40, 255]);
   });
 
   it("names a bad option", async () => {

@@ -2,7 +2,7 @@ import sharp, { type OverlayOptions, type Sharp } from "sharp";
 import { OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { insertExifIntoJpeg, insertExifIntoPng, insertExifIntoWebp } from "../domain/exif.writer.ts";
 import { InferenceError } from "../domain/inference.errors.ts";
-import type { Layout, Rectangle } from "../domain/subject.layout.ts";
+import { boxOnCanvas, type Layout, type Rectangle } from "../domain/subject.layout.ts";
 import { decodeImage, type ImageLimits } from "./image.decoder.ts";
 
 export interface RenderInput {
@@ -19,6 +19,8 @@ export interface RenderInput {
   hadIccProfile: boolean;
   exif?: Uint8Array;
   limits: ImageLimits;
+  /** Every canvas pixel is opaque (a smart crop of an opaque input): encoded without an alpha channel. */
+  opaque?: boolean;
 }
 
 export interface RenderedImage {
@@ -26,6 +28,8 @@ export interface RenderedImage {
   contentType: string;
   width: number;
   height: number;
+  /** The subject's box in the result, in pixels; undefined when the mask found no subject. */
+  foreground?: Rectangle;
 }
 
 export function parseHexColour(text: string): { r: number; g: number; b: number } | undefined {
@@ -77,16 +81,19 @@ export async function renderOutput(input: RenderInput): Promise<RenderedImage> {
   const background = parseHexColour(options.backgroundColor);
   const plan = planCanvas(layout, outputScale(layout, options.size, input.previewPixelsMax, input.longestSideMax));
   let canvas = await onCanvas(await placeSubject(input, plan), plan);
+  const foreground = layout.subject && boxOnCanvas(layout.subject, layout.source, plan.destination, plan);
+  const placed = { width: plan.width, height: plan.height, ...(foreground ? { foreground } : {}) };
   if (options.format === OutputFormat.MASK) {
     const mask = await canvas.extractChannel(3).png().toBuffer();
-    return { image: new Uint8Array(mask), contentType: "image/png", width: plan.width, height: plan.height };
+    return { image: new Uint8Array(mask), contentType: "image/png", ...placed };
   }
   if (options.backgroundImage.length > 0) canvas = await overBackgroundImage(canvas, options.backgroundImage, input.limits, plan);
   const solid = options.format === OutputFormat.JPEG ? (background ?? white) : background;
   if (solid !== undefined) canvas = canvas.flatten({ background: solid });
+  else if (input.opaque === true) canvas = canvas.removeAlpha();
   if (input.hadIccProfile) canvas = canvas.withIccProfile("srgb");
   const { encoded, contentType } = await encode(canvas, options, options.keepExif ? input.exif : undefined, plan);
-  return { image: new Uint8Array(encoded.buffer, encoded.byteOffset, encoded.byteLength), contentType, width: plan.width, height: plan.height };
+  return { image: new Uint8Array(encoded.buffer, encoded.byteOffset, encoded.byteLength), contentType, ...placed };
 }
 
 function planCanvas(layout: Layout, scale: number): CanvasPlan {

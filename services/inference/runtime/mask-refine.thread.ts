@@ -15,10 +15,15 @@ export interface MaskRefineRequest {
   refine: boolean;
   /** Multiply the mask by the input's own alpha (transparency kept as a hint). */
   useInputAlpha: boolean;
+  /**
+   * Only the alpha, for the subject's box (Smart Crop): no edge refinement, and `rgba` comes back
+   * as it came, the original pixels.
+   */
+  alphaOnly?: boolean;
 }
 
 export interface MaskRefineResponse {
-  /** The cut-out: foreground colours with the final alpha, RGBA (the request's buffer, reused). */
+  /** The cut-out: foreground colours with the final alpha, RGBA (the request's buffer, reused); with `alphaOnly`, the request's pixels unchanged. */
   subject: Uint8Array;
   alpha: Uint8Array;
 }
@@ -27,11 +32,15 @@ async function refine(request: MaskRefineRequest) {
   const { rgba, width, height } = request;
   const image: InterleavedImage = { pixels: rgba, channels: 4, width, height };
   const mask = { data: request.mask, width: request.maskSize, height: request.maskSize };
-  const alpha = maskToAlpha(mask, image, request.refine ? defaultRefineOptions : undefined);
+  const refine = request.refine && request.alphaOnly !== true;
+  const alpha = maskToAlpha(mask, image, refine ? defaultRefineOptions : undefined);
   if (request.useInputAlpha) {
     for (let pixel = 0; pixel < alpha.length; pixel++) alpha[pixel] = Math.round((alpha[pixel]! * rgba[pixel * 4 + 3]!) / 255);
   }
-  if (request.refine) {
+  if (request.alphaOnly === true) {
+    return { response: { subject: rgba, alpha }, transfer: [rgba.buffer as ArrayBuffer, alpha.buffer as ArrayBuffer] };
+  }
+  if (refine) {
     const foreground = estimateForeground(image, alpha);
     for (let pixel = 0; pixel < alpha.length; pixel++) {
       rgba[pixel * 4] = foreground[pixel * 3]!;

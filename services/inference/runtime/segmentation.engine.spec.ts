@@ -15,13 +15,13 @@ import sharp from "sharp";
 import { SHARED_DIRECTORY } from "../../../test/harness.ts";
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../../common/adapters/index.ts";
 import { reasonOf } from "../../common/errors.ts";
-import { ImageOptionsSchema, OutputFormat } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { ImageOperation, ImageOptionsSchema, OutputFormat } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { InferenceService } from "../../common/gen/cutline/inference/v1/inference_service_pb.ts";
 import { SegmentTaskSchema, TaskEventSchema, type TaskEvent } from "../../common/gen/cutline/inference/v1/task_pb.ts";
 import { loadInferenceConfig } from "../inference.config.ts";
 import { conventionOf, scoreMask } from "../domain/mask.metrics.ts";
 import { createInferenceHandlers } from "../handlers/inference.handlers.ts";
-import { startSegmentConsumer } from "../store/segment.consumer.ts";
+import { STAGE_FRACTIONS, startSegmentConsumer } from "../store/segment.consumer.ts";
 import { createSegmentationEngine, type SegmentationEngine } from "./segmentation.engine.ts";
 
 const log = pino({ level: "silent" });
@@ -45,6 +45,25 @@ async function batchOfTwoCount(): Promise<number> {
   const metric = await register.getSingleMetric("cutline_inference_batch_size")!.get();
   const bucket = (le: number) => metric.values.find((value) => value.labels.le === le)?.value ?? 0;
   return bucket(2) - bucket(1);
+}
+
+type Raw = { data: Buffer; info: { width: number; height: number; channels: number } };
+
+/** Where `window` sits in `image` exactly (same channels), or undefined. */
+function findWindow(image: Raw, window: Raw): { left: number; top: number } | undefined {
+  const { channels } = image.info;
+  const rowBytes = window.info.width * channels;
+  for (let top = 0; top + window.info.height <= image.info.height; top++) {
+    for (let left = 0; left + window.info.width <= image.info.width; left++) {
+      let same = true;
+      for (let row = 0; same && row < window.info.height; row++) {
+        const at = ((top + row) * image.info.width + left) * channels;
+        same = image.data.subarray(at, at + rowBytes).equals(window.data.subarray(row * rowBytes, (row + 1) * rowBytes));
+      }
+      if (same) return { left, top };
+    }
+  }
+  return undefined;
 }
 
 let engine: SegmentationEngine;
@@ -106,6 +125,39 @@ describe("segmentation engine", () => {
     assert.ok(alphaAt(5, 5) < 50, `corner is transparent (${alphaAt(5, 5)})`);
   });
 
+  it("smart crops: the original pixels around the subject at the ratio, background kept, no alpha", async () => {
+    // A wide dark ellipse left of centre on a gradient: every pixel of the crop is checkable.
+    const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="320" height="240"><defs><linearGradient id="g"><stop offset="0" stop-color="#f0e0c0"/><stop offset="1" stop-color="#c0d8f0"/></linearGradient></defs>
+      <rect width="100%" height="100%" fill="url(#g)"/><ellipse cx="110" cy="130" rx="60" ry="22" fill="#2a3f8f"/></svg>`;
+    const upright = await sharp(Buffer.from(svg)).png().toBuffer();
+    const options = create(ImageOptionsSchema, { operation: ImageOperation.SMART_CROP, aspectRatio: "16:9", cropMarginPercent: 10, format: OutputFormat.PNG });
+    const result = await engine.process(upright, options, { highPriority: false });
+    assert.equal(result.contentType, "image/png");
+    const crop = await sharp(result.image).raw().toBuffer({ resolveWithObject: true });
+    assert.equal(crop.info.channels, 3, "no alpha channel: the background is kept");
+    assert.ok(Math.abs(crop.info.width / crop.info.height - 16 / 9) < 0.02, `${crop.info.width}x${crop.info.height} is 16:9`);
+    // The ellipse's box (120x44) plus 10 % is about 144x53, grown to 16:9: about 144x81.
+    assert.ok(crop.info.width >= 136 && crop.info.width <= 152, `width ${crop.info.width}`);
+    const original = await sharp(upright).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const offset = findWindow(original, crop);
+    assert.ok(offset, "the crop is a window of the original, pixel for pixel");
+    assert.ok(Math.abs(offset.left + crop.info.width / 2 - 110) <= 4 && Math.abs(offset.top + crop.info.height / 2 - 130) <= 4, `centred on the subject: ${JSON.stringify(offset)}`);
+
+    // The same scene stored sideways with EXIF orientation 6: cropped as it is shown, upright.
+    const sideways = await sharp(upright).rotate(270).withMetadata({ orientation: 6 }).jpeg({ quality: 95 }).toBuffer();
+    const turned = await engine.process(sideways, create(ImageOptionsSchema, { ...options, format: OutputFormat.UNSPECIFIED }), { highPriority: false });
+    assert.equal(turned.contentType, "image/jpeg", "JPEG when no format is asked for");
+    assert.ok(Math.abs(turned.width - crop.info.width) <= 4 && Math.abs(turned.height - crop.info.height) <= 4, `upright: ${turned.width}x${turned.height}`);
+
+    for (const [refused, message] of [
+      [{ format: OutputFormat.MASK }, /mask is not available for smart crop/],
+      [{ subjectScalePercent: 50 }, /not available for smart crop/],
+      [{ aspectRatio: "0:9" }, /aspect_ratio "0:9" is not a ratio/],
+    ] as const) {
+      await assert.rejects(engine.process(upright, create(ImageOptionsSchema, { ...options, ...refused }), { highPriority: false }), (error: unknown) => (error as { reason?: string }).reason === "invalid_option" && message.test((error as Error).message));
+    }
+  });
+
   it("inspects the header only and refuses cancelled calls", async () => {
     assert.deepEqual(await engine.inspect(await discPhoto(640, 480)), { format: "jpeg", width: 640, height: 480, pixels: 307200 });
     const controller = new AbortController();
@@ -153,7 +205,7 @@ describe("InferenceService handler", () => {
 });
 
 describe("segment consumer", () => {
-  it("turns SegmentTasks into result blobs and job events; user errors are final", async () => {
+  it("turns SegmentTasks into result blobs and job events, reporting each stage's progress; user errors are final", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "cutline-inference-"));
     const workQueue = new InProcessWorkQueue({ log });
     const eventBus = new InProcessEventBus({ dataDir, log });
@@ -163,7 +215,8 @@ describe("segment consumer", () => {
       async (event) => void events.push({ subject: event.subject, event: fromBinary(TaskEventSchema, event.data) }),
       { durableName: "test", subjectFilter: "job.*" },
     );
-    const consumer = await startSegmentConsumer({ engine, workQueue, eventBus, blobStore, log });
+    // Every stage reported, however quick.
+    const consumer = await startSegmentConsumer({ engine, workQueue, eventBus, blobStore, log, stageProgressMsMin: 0 });
     try {
       await blobStore.put("in/good", await discPhoto(200, 150), { contentType: "image/jpeg" });
       await blobStore.put("in/bad", new TextEncoder().encode("%PDF-1.7 not an image"), { contentType: "application/pdf" });
@@ -174,7 +227,7 @@ describe("segment consumer", () => {
       await workQueue.enqueue(task("job-good", "in/good"), { id: "job-good" });
       await workQueue.enqueue(task("job-bad", "in/bad"), { id: "job-bad", priority: "high" });
       const deadline = Date.now() + 120_000;
-      const outcomes = () => events.filter((entry) => entry.event.outcome.case !== "started");
+      const outcomes = () => events.filter((entry) => entry.event.outcome.case === "succeeded" || entry.event.outcome.case === "failed");
       while (outcomes().length < 2 && Date.now() < deadline) await sleep(50);
 
       // Each task announces its start first, so the job can show "running".
@@ -192,6 +245,12 @@ describe("segment consumer", () => {
         assert.ok(queueWaitMs >= 5000 && queueWaitMs < 5000 + 120_000, `queue wait ${queueWaitMs} ms counts from enqueued_at`);
         assert.ok(inferenceMs > 0 && inferenceMs <= processingTimeMs, `inference ${inferenceMs} ms is within processing ${processingTimeMs} ms`);
       }
+      // Each stage that ended before the result, with the fraction done, rising, before the outcome.
+      const good = events.filter((entry) => entry.event.jobId === "job-good");
+      const stages = good.flatMap((entry) => (entry.event.outcome.case === "progress" ? [[entry.subject, entry.event.outcome.value.stage, entry.event.outcome.value.fraction]] : []));
+      // The fraction travels as a protobuf float: compared at float32 precision.
+      assert.deepEqual(stages, (["decoded", "segmented", "refined"] as const).map((stage) => ["job.progress", stage, Math.fround(STAGE_FRACTIONS[stage])]));
+      assert.equal(good.at(-1)?.subject, "job.succeeded", "the outcome comes after every stage report");
       const stored = await blobStore.get("out/job-good");
       assert.equal(stored?.contentType, "image/webp");
       assert.equal((await sharp(stored!.data).metadata()).hasAlpha, true);

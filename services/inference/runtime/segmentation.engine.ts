@@ -1,11 +1,11 @@
 import { pino, type Logger } from "pino";
 import sharp from "sharp";
-import { OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { ImageOperation, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { threadsPerSession, type InferenceConfig } from "../inference.config.ts";
 import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
 import { withDynamicBatch } from "../domain/onnx-graph.editor.ts";
 import { DynamicBatcher } from "../domain/request.batcher.ts";
-import { layoutSubject, parseLayoutOptions } from "../domain/subject.layout.ts";
+import { layoutSubject, parseLayoutOptions, smartCropLayout } from "../domain/subject.layout.ts";
 import { describeModel, loadModelBytes, type ModelDescription } from "../store/model.store.ts";
 import { decodeImage, imageLimitsOf, readImageHeader, type DecodedImage, type ImageLimits } from "./image.decoder.ts";
 import { parseHexColour, renderOutput, type RenderedImage } from "./image.encoder.ts";
@@ -22,7 +22,12 @@ export interface SegmentCall {
   signal?: AbortSignal;
   /** The plan's longest side (pixels), capping IMAGE_LONGEST_SIDE_PRO for HD, else STANDARD; unset or 0: no plan cap. */
   longestSideMax?: number;
+  /** Told as each stage of `process` ends (the last, encoding, ends with the result). Must not throw. */
+  onStage?: (stage: EngineStage) => void;
 }
+
+/** The stages of `process` that end before the result: decoding, the model, the mask's refinement. */
+export type EngineStage = "decoded" | "segmented" | "refined";
 
 /** The rendered image and where its time went, so a worker can report queueing apart from work. */
 export interface ProcessedImage extends RenderedImage {
@@ -67,11 +72,23 @@ const sessionScript = new URL("./model-session.thread.ts", import.meta.url);
 
 /** Rejects option values the caller got wrong before any model time is spent on the image. */
 export function validateImageOptions(options: ImageOptions): void {
+  if (!(options.operation in ImageOperation)) throw new InferenceError("invalid_option", `operation ${options.operation} is unknown`);
   if (!(options.format in OutputFormat)) throw new InferenceError("invalid_option", `output format ${options.format} is unknown`);
   if (!(options.size in OutputSize)) throw new InferenceError("invalid_option", `output size ${options.size} is unknown`);
   parseHexColour(options.backgroundColor);
   parseLayoutOptions(options);
+  if (options.operation === ImageOperation.SMART_CROP) {
+    // The crop keeps the input's own pixels: options that make a cut-out have nothing to act on.
+    if (options.format === OutputFormat.MASK) throw new InferenceError("invalid_option", "output format mask is not available for smart crop; use png, webp or jpeg");
+    if (options.backgroundImage.length > 0) throw new InferenceError("invalid_option", "a background image is not available for smart crop: the crop keeps the input's background");
+    if (options.subjectScalePercent > 0 || options.subjectPosition !== "") {
+      throw new InferenceError("invalid_option", "subject_scale_percent and subject_position are not available for smart crop: the crop keeps the subject where it is");
+    }
+  }
 }
+
+/** The format of a smart crop left unspecified: JPEG, as the crop keeps the input's background and needs no alpha. */
+export const SMART_CROP_DEFAULT_FORMAT = OutputFormat.JPEG;
 
 /** How long a caller is told to wait while the model is still loading (milliseconds). */
 const loadingRetryAfterMs = 5000;
@@ -235,15 +252,19 @@ class Engine implements SegmentationEngine {
       );
       const decoded = await decodeImage(image, this.limits, longestSideMax);
       timer.mark("decodeMs");
+      call.onStage?.("decoded");
       throwIfAborted(call.signal);
       const modelInput = await this.modelInputOf(decoded);
       timer.mark("prepareMs");
       const mask = await batcher.submit(modelInput, { ...call, onDequeued: (waitMs) => (modelQueueWaitMs = waitMs) });
       timer.mark("queueAndModelMs");
+      call.onStage?.("segmented");
       throwIfAborted(call.signal);
-      const refined = await this.refine(decoded, mask);
+      const smartCrop = options.operation === ImageOperation.SMART_CROP;
+      const refined = await this.refine(decoded, mask, smartCrop);
       timer.mark("refineMs");
-      const rendered = await this.render(decoded, refined, options, longestSideMax);
+      call.onStage?.("refined");
+      const rendered = smartCrop ? await this.renderSmartCrop(decoded, refined, options, longestSideMax) : await this.render(decoded, refined, options, longestSideMax);
       timer.mark("encodeMs");
       observePipeline(timer.totalMs);
       this.log.debug({ width: decoded.width, height: decoded.height, modelQueueWaitMs: Math.round(modelQueueWaitMs), ...timer.stages }, "image processed");
@@ -265,8 +286,11 @@ class Engine implements SegmentationEngine {
     return new Uint8Array(resized);
   }
 
-  /** The mask at full resolution and the cut-out's colours, on a refine thread (the buffers move there). */
-  private refine(decoded: DecodedImage, mask: Float32Array): Promise<MaskRefineResponse> {
+  /**
+   * The mask at full resolution and the cut-out's colours, on a refine thread (the buffers move
+   * there). With `alphaOnly` (Smart Crop) the colours come back untouched.
+   */
+  private refine(decoded: DecodedImage, mask: Float32Array, alphaOnly: boolean): Promise<MaskRefineResponse> {
     return this.refiners.run(
       {
         rgba: decoded.rgba,
@@ -276,6 +300,7 @@ class Engine implements SegmentationEngine {
         maskSize: this.inputSize,
         refine: this.config.IMAGE_REFINE_EDGES,
         useInputAlpha: decoded.hasTransparency,
+        alphaOnly,
       },
       [decoded.rgba.buffer as ArrayBuffer, mask.buffer as ArrayBuffer],
     );
@@ -300,6 +325,25 @@ class Engine implements SegmentationEngine {
       hadIccProfile: decoded.hadIccProfile,
       exif: decoded.exif,
       limits: this.limits,
+    });
+  }
+
+  /** The original pixels inside the subject's crop window: background kept, no alpha unless the input had transparency. */
+  private async renderSmartCrop(decoded: DecodedImage, refined: MaskRefineResponse, options: ImageOptions, longestSideMax: number): Promise<RenderedImage> {
+    const layout = smartCropLayout(refined.alpha, decoded.width, decoded.height, { cropMarginPercent: options.cropMarginPercent, aspectRatio: options.aspectRatio });
+    const format = options.format === OutputFormat.UNSPECIFIED ? SMART_CROP_DEFAULT_FORMAT : options.format;
+    return renderOutput({
+      subject: refined.subject,
+      width: decoded.width,
+      height: decoded.height,
+      layout,
+      options: { ...options, format },
+      previewPixelsMax: this.config.IMAGE_PREVIEW_PIXELS_MAX,
+      longestSideMax,
+      hadIccProfile: decoded.hadIccProfile,
+      exif: decoded.exif,
+      limits: this.limits,
+      opaque: !decoded.hasTransparency,
     });
   }
 

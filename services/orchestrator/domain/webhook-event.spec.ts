@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { describe, it } from "node:test";
-import { eventTypeOf, nextAttemptAt, signatureOf, webhookBodyOf } from "./webhook-event.ts";
+import { creditsEventKeyOf, creditsWebhookBodyOf, eventTypeOf, nextAttemptAt, signatureOf, webhookBodyOf } from "./webhook-event.ts";
 
 describe("webhook events", () => {
   it("the body has the seed's fields plus type; credits are decimal credits; result_url only on success", () => {
@@ -33,5 +33,26 @@ describe("webhook events", () => {
     const delays = [1, 2, 3, 4, 10, 20].map((attempts) => nextAttemptAt(schedule, attempts, created, created)!.getTime());
     assert.deepEqual(delays, [10_000, 20_000, 40_000, 80_000, 3_600_000, 3_600_000]);
     assert.equal(nextAttemptAt(schedule, 5, created, new Date(86_400_000 - 1000)), undefined, "the next attempt would fall past 24 h");
+  });
+});
+
+describe("account events", () => {
+  it("credits.low keeps the job envelope (job fields null) and adds the account, balance and threshold in decimal credits", () => {
+    const event = { type: "credits.low" as const, accountId: "a1", availableMillicredits: 1500, thresholdMillicredits: 2000, occurredAt: new Date("2026-11-27T12:00:00.123Z") };
+    assert.deepEqual(JSON.parse(creditsWebhookBodyOf(event)), {
+      type: "credits.low",
+      status: "low",
+      job_id: null,
+      image_id: null,
+      result_url: null,
+      credits_used: null,
+      processing_time_ms: null,
+      account_id: "a1",
+      available_credits: 1.5,
+      threshold_credits: 2,
+      occurred_at: "2026-11-27T12:00:00.123Z",
+    });
+    assert.equal(creditsEventKeyOf(event), creditsEventKeyOf({ ...event }), "the same event has the same key");
+    assert.notEqual(creditsEventKeyOf(event), creditsEventKeyOf({ ...event, occurredAt: new Date(0) }));
   });
 });

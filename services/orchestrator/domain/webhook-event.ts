@@ -2,7 +2,10 @@
 import { createHmac } from "node:crypto";
 import type { JobStatus } from "./job-status.ts";
 
-export type WebhookEventType = "job.succeeded" | "job.failed" | "job.cancelled";
+export type JobEventType = "job.succeeded" | "job.failed" | "job.cancelled";
+/** Account events from billing: the API pool's available credits fell below the plan's threshold, or to nothing. */
+export type CreditsEventType = "credits.low" | "credits.exhausted";
+export type WebhookEventType = JobEventType | CreditsEventType;
 
 /** The header carrying the signature: `t=<unix seconds>,v1=<hex HMAC-SHA256>`. */
 export const SIGNATURE_HEADER = "Cutline-Signature";
@@ -16,7 +19,7 @@ export interface EndedJob {
   processing_time_ms: number | null;
 }
 
-export function eventTypeOf(status: JobStatus): WebhookEventType {
+export function eventTypeOf(status: JobStatus): JobEventType {
   if (status === "succeeded" || status === "failed" || status === "cancelled") return `job.${status}`;
   throw new Error(`job status ${status} is not an end: no webhook event`);
 }
@@ -36,6 +39,43 @@ export function webhookBodyOf(job: EndedJob, resultUrl: string | null): string {
     credits_used: job.charged_millicredits / 1000,
     processing_time_ms: job.processing_time_ms,
   });
+}
+
+export interface CreditsEvent {
+  type: CreditsEventType;
+  accountId: string;
+  availableMillicredits: number;
+  /** The threshold crossed; 0 for credits.exhausted. */
+  thresholdMillicredits: number;
+  occurredAt: Date;
+}
+
+/**
+ * An account event in the job events' envelope (`type`, `status`, the job fields null), so one
+ * receiver parses both; `status` is "low" or "exhausted", credits are decimal credits.
+ */
+export function creditsWebhookBodyOf(event: CreditsEvent): string {
+  return JSON.stringify({
+    type: event.type,
+    status: event.type === "credits.low" ? "low" : "exhausted",
+    job_id: null,
+    image_id: null,
+    result_url: null,
+    credits_used: null,
+    processing_time_ms: null,
+    account_id: event.accountId,
+    available_credits: event.availableMillicredits / 1000,
+    threshold_credits: event.thresholdMillicredits / 1000,
+    occurred_at: event.occurredAt.toISOString(),
+  });
+}
+
+/**
+ * The key that makes one billing event one delivery however often the bus delivers it (the
+ * deliveries table is unique on (job_id, type); account events have no job, so this stands in).
+ */
+export function creditsEventKeyOf(event: CreditsEvent): string {
+  return `account:${event.accountId}:${event.occurredAt.getTime()}`;
 }
 
 /** `t=<unix seconds>,v1=<lowercase hex HMAC-SHA256(key = the secret's UTF-8 bytes, message = "<t>.<body>")>`. */

@@ -3,7 +3,11 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client, type ServiceImpl } from "@connectrpc/connect";
 import type { BillingService } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ImageOptionsSchema } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { reasonError } from "../../common/errors.ts";
+import { checkRetentionHours, RETENTION_HOURS_DEFAULT } from "../domain/retention.ts";
+import type { AccountSettingsStore } from "../store/account-settings.store.ts";
 import {
+  AccountSettingsSchema,
   JobSchema,
   JobStatus,
   type Job,
@@ -47,6 +51,15 @@ export function jobMessage(row: JobRow): Job {
     availableMillicredits: BigInt(row.available_millicredits ?? 0),
     backgroundImageBlobKey: row.background_image_blob_key,
     filesDeleted: row.files_deleted_at !== null,
+    filesExpired: row.files_expired,
+    zeroRetention: row.retention_seconds === 0,
+    resultWidth: row.result_width ?? 0,
+    resultHeight: row.result_height ?? 0,
+    foreground:
+      row.foreground_width === null
+        ? undefined
+        : { left: row.foreground_left ?? 0, top: row.foreground_top ?? 0, width: row.foreground_width, height: row.foreground_height ?? 0 },
+    progress: row.progress,
   });
 }
 
@@ -55,7 +68,18 @@ function required(value: string, field: string): string {
   return value;
 }
 
-export function createOrchestratorHandlers(lifecycle: JobLifecycle, webhooks: Webhooks, billing: Client<typeof BillingService>): ServiceImpl<typeof OrchestratorService> {
+/** The account's settings with the defaults filled in. */
+async function settingsOf(store: AccountSettingsStore, accountId: string) {
+  const stored = await store.get(accountId);
+  return create(AccountSettingsSchema, { retentionHours: stored.retentionHours ?? RETENTION_HOURS_DEFAULT });
+}
+
+export function createOrchestratorHandlers(
+  lifecycle: JobLifecycle,
+  webhooks: Webhooks,
+  billing: Client<typeof BillingService>,
+  settings: AccountSettingsStore,
+): ServiceImpl<typeof OrchestratorService> {
   return {
     ...createWebhookHandlers(webhooks, billing),
     async submitJob(request) {
@@ -77,6 +101,8 @@ export function createOrchestratorHandlers(lifecycle: JobLifecycle, webhooks: We
         // Checked before the job is recorded: a bad URL fails the submit, and the caller releases its hold.
         webhookUrl: request.webhookUrl === "" ? "" : webhooks.checkUrl(request.webhookUrl),
         requestFingerprint: request.requestFingerprint,
+        zeroRetention: request.zeroRetention,
+        synchronous: request.synchronous,
       });
       return { job: jobMessage(job) };
     },
@@ -98,6 +124,18 @@ export function createOrchestratorHandlers(lifecycle: JobLifecycle, webhooks: We
         jobIds: request.jobIds,
       });
       return { jobs: page.jobs.map(jobMessage), nextPageToken: page.nextPageToken };
+    },
+    async getAccountSettings(request) {
+      return { settings: await settingsOf(settings, required(request.accountId, "account_id")) };
+    },
+    async setAccountSettings(request) {
+      const accountId = required(request.accountId, "account_id");
+      if (request.retentionHours !== undefined) {
+        const refusal = checkRetentionHours(request.retentionHours);
+        if (refusal) throw reasonError(Code.InvalidArgument, "invalid_argument", refusal);
+        await settings.setRetentionHours(accountId, request.retentionHours);
+      }
+      return { settings: await settingsOf(settings, accountId) };
     },
     async deleteJobFiles(request) {
       return { job: jobMessage(await lifecycle.deleteFiles(required(request.jobId, "job_id"))) };

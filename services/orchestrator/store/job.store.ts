@@ -1,4 +1,5 @@
-import type { Generated, Kysely, Selectable } from "kysely";
+import { sql, type Generated, type Kysely, type Selectable } from "kysely";
+import { keptForSeconds } from "../domain/retention.ts";
 import type { JobStatus } from "../domain/job-status.ts";
 import type { WebhookTables } from "./webhook.store.ts";
 
@@ -34,14 +35,34 @@ export interface JobTable {
   /** SHA-256 (hex) of the request's content; '' where none was given. */
   request_fingerprint: Generated<string>;
   files_deleted_at: Date | null;
+  /** Seconds the files are kept after the job ends (0: zero retention); null for jobs older than the setting. */
+  retention_seconds: number | null;
+  /** The retention sweeper deleted the files (rather than the caller). */
+  files_expired: Generated<boolean>;
+  /** The result's size in pixels, and the subject's box in it (null: no subject, or an older job). */
+  result_width: number | null;
+  result_height: number | null;
+  foreground_left: number | null;
+  foreground_top: number | null;
+  foreground_width: number | null;
+  foreground_height: number | null;
+  /** The fraction of the work done, 0 to 1, never decreasing; 1 once succeeded. */
+  progress: Generated<number>;
   /** Order of submission (bigserial: the driver answers int8 as a string). */
   submission_number: Generated<string>;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
 }
 
+export interface AccountSettingsTable {
+  account_id: string;
+  retention_hours: number;
+  updated_at: Generated<Date>;
+}
+
 export interface OrchestratorSchema extends WebhookTables {
   jobs: JobTable;
+  account_settings: AccountSettingsTable;
 }
 
 export type JobRow = Selectable<JobTable>;
@@ -51,7 +72,7 @@ export type OutcomeClaim = "succeeded" | "failed";
 export type NewJob = Pick<
   JobTable,
   "id" | "account_id" | "idempotency_key" | "input_blob_key" | "result_blob_key" | "options" | "hold_id" | "held_millicredits" | "high_priority"
-> & { longest_side_max: number; background_image_blob_key: string; webhook_url?: string; request_fingerprint: string };
+> & { longest_side_max: number; background_image_blob_key: string; webhook_url?: string; request_fingerprint: string; retention_seconds?: number };
 
 export interface JobUpdate {
   result_content_type?: string;
@@ -61,11 +82,19 @@ export interface JobUpdate {
   error_message?: string;
   user_error?: boolean;
   processing_time_ms?: number;
+  result_width?: number;
+  result_height?: number;
+  foreground_left?: number;
+  foreground_top?: number;
+  foreground_width?: number;
+  foreground_height?: number;
   queue_wait_ms?: number;
   inference_ms?: number;
   /** A job whose first hold ended before its result came is charged on a new one. */
   hold_id?: string;
   requeues?: number;
+  /** Raises the job's progress to this fraction (0 to 1); a lower one leaves it as it is. */
+  progress?: number;
 }
 
 /** The jobs table. Every status change is a compare-and-set on the previous status. */
@@ -137,11 +166,11 @@ export class JobStore {
     return query.orderBy("submission_number", "desc").limit(options.limit).execute();
   }
 
-  /** Marks a finished job's files deleted; undefined unless the job is finished. */
-  async markFilesDeleted(id: string, at: Date): Promise<JobRow | undefined> {
+  /** Marks a finished job's files deleted (`expired`: by the retention sweeper); undefined unless the job is finished. */
+  async markFilesDeleted(id: string, at: Date, options: { expired?: boolean } = {}): Promise<JobRow | undefined> {
     return this.db
       .updateTable("jobs")
-      .set({ files_deleted_at: at })
+      .set({ files_deleted_at: at, ...(options.expired ? { files_expired: true } : {}) })
       .where("id", "=", id)
       .where("status", "in", ["succeeded", "failed", "cancelled"])
       .returningAll()
@@ -160,11 +189,43 @@ export class JobStore {
       .execute();
   }
 
+  /**
+   * Ended jobs whose files are kept past their retention at `now` (keptForSeconds, in SQL:
+   * zero retention gets its grace, jobs from before retention the default), oldest first.
+   */
+  async filesPastRetention(now: Date, limit: number): Promise<JobRow[]> {
+    const keptSeconds = sql<number>`case when retention_seconds is null then ${keptForSeconds(null)} when retention_seconds = 0 then ${keptForSeconds(0)} else retention_seconds end`;
+    return this.db
+      .selectFrom("jobs")
+      .selectAll()
+      .where("files_deleted_at", "is", null)
+      .where("status", "in", ["succeeded", "failed", "cancelled"])
+      .where(sql<boolean>`updated_at + ${keptSeconds} * interval '1 second' < ${now}`)
+      .orderBy("updated_at")
+      .limit(limit)
+      .execute();
+  }
+
+  /** Unfinished jobs submitted before `before`, oldest first: candidates for the job timeout. */
+  async unfinishedSubmittedBefore(before: Date, limit: number): Promise<JobRow[]> {
+    return this.db
+      .selectFrom("jobs")
+      .selectAll()
+      .where("status", "in", ["queued", "running"])
+      .where("created_at", "<", before)
+      .orderBy("created_at")
+      .limit(limit)
+      .execute();
+  }
+
   /** Moves the job from `from` to `to`; undefined when another writer changed it first. */
   async transition(id: string, from: JobStatus, to: JobStatus, update: JobUpdate = {}): Promise<JobRow | undefined> {
+    const { progress, ...rest } = update;
+    // Progress only rises: two reports of one job applied out of order keep the higher.
+    const raised = progress === undefined ? {} : { progress: sql<number>`greatest(progress, ${progress})` };
     return this.db
       .updateTable("jobs")
-      .set({ ...update, status: to, updated_at: new Date() })
+      .set({ ...rest, ...raised, status: to, updated_at: new Date() })
       .where("id", "=", id)
       .where("status", "=", from)
       .returningAll()

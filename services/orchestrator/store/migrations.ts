@@ -119,7 +119,43 @@ export const orchestratorMigrations: Record<string, Migration> = {
       await db.schema.createIndex("jobs_account_submission_number").on("jobs").columns(["account_id", "submission_number desc"]).execute();
     },
   },
-  "202611271900_jobs_timings": {
+  "202611271900_retention": {
+    async up(db: Kysely<any>) {
+      // The account's choice of how long files are kept after a job ends (0: zero retention).
+      await db.schema
+        .createTable("account_settings")
+        .addColumn("account_id", "text", (column) => column.primaryKey())
+        .addColumn("retention_hours", "int4", (column) => column.notNull().check(sql`retention_hours between 0 and 24`))
+        .addColumn("updated_at", "timestamptz", (column) => column.notNull().defaultTo(sql`now()`))
+        .execute();
+      // Each job keeps the retention it was submitted under (a later change of the setting does not
+      // shorten what a caller was promised); null for older jobs, which get the default.
+      await db.schema.alterTable("jobs").addColumn("retention_seconds", "int4").execute();
+      // Set with files_deleted_at when the sweeper, not the caller, deleted the files.
+      await db.schema.alterTable("jobs").addColumn("files_expired", "boolean", (column) => column.notNull().defaultTo(false)).execute();
+      // The retention sweeper reads ended jobs whose files are still kept, oldest change first.
+      await sql`create index jobs_files_kept on jobs (updated_at) where files_deleted_at is null and status in ('succeeded', 'failed', 'cancelled')`.execute(db);
+    },
+  },
+  "202611271910_jobs_result_geometry": {
+    async up(db: Kysely<any>) {
+      // What inference measured of the result: its size, and the subject's box in it (null when
+      // the mask found none). Null for jobs that ended before this was kept.
+      for (const column of ["result_width", "result_height", "foreground_left", "foreground_top", "foreground_width", "foreground_height"]) {
+        await db.schema.alterTable("jobs").addColumn(column, "int4").execute();
+      }
+    },
+  },
+  // After main's retention and geometry migrations: kysely refuses a new migration named before
+  // the last one a database ran, so this could not keep its first name (202611271830).
+  "202611271920_jobs_progress": {
+    async up(db: Kysely<any>) {
+      // The fraction of the work done, 0 to 1 (never decreasing), as the worker reports its stages.
+      await db.schema.alterTable("jobs").addColumn("progress", "real", (column) => column.notNull().defaultTo(0)).execute();
+      await sql`update jobs set progress = 1 where status = 'succeeded'`.execute(db);
+    },
+  },
+  "202611271930_jobs_timings": {
     async up(db: Kysely<any>) {
       // The worker's split of a job's time (queue wait, inference), so a client can tell the
       // system's own overhead apart from waiting and work. Null for jobs that ended before.

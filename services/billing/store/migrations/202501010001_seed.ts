@@ -2,7 +2,41 @@
 // (a new price book version) or a new migration, never by editing this one.
 import { sql, type Kysely } from "kysely";
 import { DEFAULT_PACKS, DEFAULT_PLANS } from "../../domain/plans.ts";
-import { DEFAULT_PRICE_BOOK } from "../../domain/price-book.ts";
+
+// The price book as it shipped, copied here when DEFAULT_PRICE_BOOK moved on (smart crop): this
+// migration inserts the same rows it always did.
+const MEGAPIXEL = 1_000_000;
+const SEED_PRICE_BOOK = {
+  version: "2025-01-default",
+  operations: {
+    remove_background: {
+      description: "background removal, image",
+      baseMillicredits: 0,
+      tiers: [
+        { maxPixels: MEGAPIXEL / 4, costMillicredits: 250 },
+        { maxPixels: 1 * MEGAPIXEL, costMillicredits: 500 },
+        { maxPixels: 4 * MEGAPIXEL, costMillicredits: 800 },
+        { maxPixels: 12 * MEGAPIXEL, costMillicredits: 1100 },
+        { maxPixels: 25 * MEGAPIXEL, costMillicredits: 1500 },
+        { maxPixels: 50 * MEGAPIXEL, costMillicredits: 2000 },
+      ],
+      hdMultiplierPermille: 2000,
+    },
+    video_remove_background: {
+      description: "background removal, video per started second",
+      baseMillicredits: 0,
+      tiers: [
+        { maxPixels: 1 * MEGAPIXEL, costMillicredits: 1000 },
+        { maxPixels: 2_100_000, costMillicredits: 2000 },
+        { maxPixels: 8_300_000, costMillicredits: 4000 },
+      ],
+      hdMultiplierPermille: 1500,
+      perStartedSecond: true,
+      videoMillisecondsMax: 10 * 60 * 1000,
+    },
+  },
+  extras: { shadow: 200, upscale: 1000 },
+};
 
 export async function up(db: Kysely<unknown>): Promise<void> {
   for (const plan of DEFAULT_PLANS) {
@@ -19,10 +53,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       on conflict (code) do nothing`.execute(db);
   }
   await sql`insert into billing_price_books (version, rules, active, created_at)
-    values (${DEFAULT_PRICE_BOOK.version}, ${JSON.stringify(DEFAULT_PRICE_BOOK)}::jsonb, true, now())
+    values (${SEED_PRICE_BOOK.version}, ${JSON.stringify(SEED_PRICE_BOOK)}::jsonb, true, now())
     on conflict (version) do nothing`.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  await sql`delete from billing_price_books where version = ${DEFAULT_PRICE_BOOK.version}`.execute(db);
+  await sql`delete from billing_price_books where version = ${SEED_PRICE_BOOK.version}`.execute(db);
 }

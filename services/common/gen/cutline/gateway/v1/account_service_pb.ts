@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/gateway/v1/account_service.proto.
  */
 export const file_cutline_gateway_v1_account_service: GenFile = /*@__PURE__*/
-  fileDesc("CihjdXRsaW5lL2dhdGV3YXkvdjEvYWNjb3VudF9zZXJ2aWNlLnByb3RvEhJjdXRsaW5lLmdhdGV3YXkudjEiswEKDFF1b3RlUmVxdWVzdBI1CglvcGVyYXRpb24YASABKA4yIi5jdXRsaW5lLmdhdGV3YXkudjEuUXVvdGVPcGVyYXRpb24SDQoFd2lkdGgYAiABKA0SDgoGaGVpZ2h0GAMgASgNEisKBHNpemUYBCABKA4yHS5jdXRsaW5lLmdhdGV3YXkudjEuUXVvdGVTaXplEg8KB3F1YWxpdHkYBSABKA0SDwoHc2Vjb25kcxgGIAEoASJGCg1RdW90ZVJlc3BvbnNlEhkKEWNvc3RfbWlsbGljcmVkaXRzGAEgASgDEhoKEnByaWNlX2Jvb2tfdmVyc2lvbhgCIAEoCSITChFHZXRCYWxhbmNlUmVxdWVzdCKxAQoMQ3JlZGl0QnVja2V0EgoKAmlkGAEgASgJEgwKBGtpbmQYAiABKAkSHAoUZ3JhbnRlZF9taWxsaWNyZWRpdHMYAyABKAMSHgoWcmVtYWluaW5nX21pbGxpY3JlZGl0cxgEIAEoAxIZChFoZWxkX21pbGxpY3JlZGl0cxgFIAEoAxIuCgpleHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJMChNBZmZvcmRhYmxlT3BlcmF0aW9uEhEKCW9wZXJhdGlvbhgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRINCgVjb3VudBgDIAEoAyK/AQoSR2V0QmFsYW5jZVJlc3BvbnNlEh4KFmF2YWlsYWJsZV9taWxsaWNyZWRpdHMYASABKAMSGQoRaGVsZF9taWxsaWNyZWRpdHMYAiABKAMSMQoHYnVja2V0cxgDIAMoCzIgLmN1dGxpbmUuZ2F0ZXdheS52MS5DcmVkaXRCdWNrZXQSOwoKYWZmb3JkYWJsZRgEIAMoCzInLmN1dGxpbmUuZ2F0ZXdheS52MS5BZmZvcmRhYmxlT3BlcmF0aW9uIhIKEExpc3RVc2FnZVJlcXVlc3QibQoIVXNhZ2VSb3cSDAoEZGF0ZRgBIAEoCRISCgphcGlfa2V5X2lkGAIgASgJEhEKCW1lbWJlcl9pZBgDIAEoCRINCgVjYWxscxgEIAEoAxIdChVjYXB0dXJlZF9taWxsaWNyZWRpdHMYBSABKAMi2AEKEUxpc3RVc2FnZVJlc3BvbnNlEjQKEGN5Y2xlX3N0YXJ0ZWRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWN5Y2xlX2VuZHNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBHJvd3MYAyADKAsyHC5jdXRsaW5lLmdhdGV3YXkudjEuVXNhZ2VSb3cSEwoLY3ljbGVfY2FsbHMYBCABKAMSGQoRbW9udGhseV9jYWxsc19tYXgYBSABKAMqkQEKDlF1b3RlT3BlcmF0aW9uEh8KG1FVT1RFX09QRVJBVElPTl9VTlNQRUNJRklFRBAAEhsKF1FVT1RFX09QRVJBVElPTl9NQVRUSU5HEAESHgoaUVVPVEVfT1BFUkFUSU9OX1NNQVJUX0NST1AQAhIhCh1RVU9URV9PUEVSQVRJT05fVklERU9fTUFUVElORxADKmcKCVF1b3RlU2l6ZRIaChZRVU9URV9TSVpFX1VOU1BFQ0lGSUVEEAASFgoSUVVPVEVfU0laRV9QUkVWSUVXEAESEwoPUVVPVEVfU0laRV9GVUxMEAISEQoNUVVPVEVfU0laRV9IRBADMpUCCg5BY2NvdW50U2VydmljZRJMCgVRdW90ZRIgLmN1dGxpbmUuZ2F0ZXdheS52MS5RdW90ZVJlcXVlc3QaIS5jdXRsaW5lLmdhdGV3YXkudjEuUXVvdGVSZXNwb25zZRJbCgpHZXRCYWxhbmNlEiUuY3V0bGluZS5nYXRld2F5LnYxLkdldEJhbGFuY2VSZXF1ZXN0GiYuY3V0bGluZS5nYXRld2F5LnYxLkdldEJhbGFuY2VSZXNwb25zZRJYCglMaXN0VXNhZ2USJC5jdXRsaW5lLmdhdGV3YXkudjEuTGlzdFVzYWdlUmVxdWVzdBolLmN1dGxpbmUuZ2F0ZXdheS52MS5MaXN0VXNhZ2VSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CihjdXRsaW5lL2dhdGV3YXkvdjEvYWNjb3VudF9zZXJ2aWNlLnByb3RvEhJjdXRsaW5lLmdhdGV3YXkudjEiswEKDFF1b3RlUmVxdWVzdBI1CglvcGVyYXRpb24YASABKA4yIi5jdXRsaW5lLmdhdGV3YXkudjEuUXVvdGVPcGVyYXRpb24SDQoFd2lkdGgYAiABKA0SDgoGaGVpZ2h0GAMgASgNEisKBHNpemUYBCABKA4yHS5jdXRsaW5lLmdhdGV3YXkudjEuUXVvdGVTaXplEg8KB3F1YWxpdHkYBSABKA0SDwoHc2Vjb25kcxgGIAEoASJGCg1RdW90ZVJlc3BvbnNlEhkKEWNvc3RfbWlsbGljcmVkaXRzGAEgASgDEhoKEnByaWNlX2Jvb2tfdmVyc2lvbhgCIAEoCSITChFHZXRCYWxhbmNlUmVxdWVzdCKxAQoMQ3JlZGl0QnVja2V0EgoKAmlkGAEgASgJEgwKBGtpbmQYAiABKAkSHAoUZ3JhbnRlZF9taWxsaWNyZWRpdHMYAyABKAMSHgoWcmVtYWluaW5nX21pbGxpY3JlZGl0cxgEIAEoAxIZChFoZWxkX21pbGxpY3JlZGl0cxgFIAEoAxIuCgpleHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJMChNBZmZvcmRhYmxlT3BlcmF0aW9uEhEKCW9wZXJhdGlvbhgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRINCgVjb3VudBgDIAEoAyK/AQoSR2V0QmFsYW5jZVJlc3BvbnNlEh4KFmF2YWlsYWJsZV9taWxsaWNyZWRpdHMYASABKAMSGQoRaGVsZF9taWxsaWNyZWRpdHMYAiABKAMSMQoHYnVja2V0cxgDIAMoCzIgLmN1dGxpbmUuZ2F0ZXdheS52MS5DcmVkaXRCdWNrZXQSOwoKYWZmb3JkYWJsZRgEIAMoCzInLmN1dGxpbmUuZ2F0ZXdheS52MS5BZmZvcmRhYmxlT3BlcmF0aW9uIhIKEExpc3RVc2FnZVJlcXVlc3QibQoIVXNhZ2VSb3cSDAoEZGF0ZRgBIAEoCRISCgphcGlfa2V5X2lkGAIgASgJEhEKCW1lbWJlcl9pZBgDIAEoCRINCgVjYWxscxgEIAEoAxIdChVjYXB0dXJlZF9taWxsaWNyZWRpdHMYBSABKAMi2AEKEUxpc3RVc2FnZVJlc3BvbnNlEjQKEGN5Y2xlX3N0YXJ0ZWRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWN5Y2xlX2VuZHNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBHJvd3MYAyADKAsyHC5jdXRsaW5lLmdhdGV3YXkudjEuVXNhZ2VSb3cSEwoLY3ljbGVfY2FsbHMYBCABKAMSGQoRbW9udGhseV9jYWxsc19tYXgYBSABKAMiKgoPQWNjb3VudFNldHRpbmdzEhcKD3JldGVudGlvbl9ob3VycxgBIAEoDSIbChlHZXRBY2NvdW50U2V0dGluZ3NSZXF1ZXN0IlMKGkdldEFjY291bnRTZXR0aW5nc1Jlc3BvbnNlEjUKCHNldHRpbmdzGAEgASgLMiMuY3V0bGluZS5nYXRld2F5LnYxLkFjY291bnRTZXR0aW5ncyJQChxVcGRhdGVBY2NvdW50U2V0dGluZ3NSZXF1ZXN0EhwKD3JldGVudGlvbl9ob3VycxgBIAEoDUgAiAEBQhIKEF9yZXRlbnRpb25faG91cnMiVgodVXBkYXRlQWNjb3VudFNldHRpbmdzUmVzcG9uc2USNQoIc2V0dGluZ3MYASABKAsyIy5jdXRsaW5lLmdhdGV3YXkudjEuQWNjb3VudFNldHRpbmdzKpEBCg5RdW90ZU9wZXJhdGlvbhIfChtRVU9URV9PUEVSQVRJT05fVU5TUEVDSUZJRUQQABIbChdRVU9URV9PUEVSQVRJT05fTUFUVElORxABEh4KGlFVT1RFX09QRVJBVElPTl9TTUFSVF9DUk9QEAISIQodUVVPVEVfT1BFUkFUSU9OX1ZJREVPX01BVFRJTkcQAypnCglRdW90ZVNpemUSGgoWUVVPVEVfU0laRV9VTlNQRUNJRklFRBAAEhYKElFVT1RFX1NJWkVfUFJFVklFVxABEhMKD1FVT1RFX1NJWkVfRlVMTBACEhEKDVFVT1RFX1NJWkVfSEQQAzKIBAoOQWNjb3VudFNlcnZpY2USTAoFUXVvdGUSIC5jdXRsaW5lLmdhdGV3YXkudjEuUXVvdGVSZXF1ZXN0GiEuY3V0bGluZS5nYXRld2F5LnYxLlF1b3RlUmVzcG9uc2USWwoKR2V0QmFsYW5jZRIlLmN1dGxpbmUuZ2F0ZXdheS52MS5HZXRCYWxhbmNlUmVxdWVzdBomLmN1dGxpbmUuZ2F0ZXdheS52MS5HZXRCYWxhbmNlUmVzcG9uc2USWAoJTGlzdFVzYWdlEiQuY3V0bGluZS5nYXRld2F5LnYxLkxpc3RVc2FnZVJlcXVlc3QaJS5jdXRsaW5lLmdhdGV3YXkudjEuTGlzdFVzYWdlUmVzcG9uc2UScwoSR2V0QWNjb3VudFNldHRpbmdzEi0uY3V0bGluZS5nYXRld2F5LnYxLkdldEFjY291bnRTZXR0aW5nc1JlcXVlc3QaLi5jdXRsaW5lLmdhdGV3YXkudjEuR2V0QWNjb3VudFNldHRpbmdzUmVzcG9uc2USfAoVVXBkYXRlQWNjb3VudFNldHRpbmdzEjAuY3V0bGluZS5nYXRld2F5LnYxLlVwZGF0ZUFjY291bnRTZXR0aW5nc1JlcXVlc3QaMS5jdXRsaW5lLmdhdGV3YXkudjEuVXBkYXRlQWNjb3VudFNldHRpbmdzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message cutline.gateway.v1.QuoteRequest
@@ -300,6 +300,92 @@ export const ListUsageResponseSchema: GenMessage<ListUsageResponse> = /*@__PURE_
   messageDesc(file_cutline_gateway_v1_account_service, 8);
 
 /**
+ * @generated from message cutline.gateway.v1.AccountSettings
+ */
+export type AccountSettings = Message<"cutline.gateway.v1.AccountSettings"> & {
+  /**
+   * Hours inputs and results are kept after a job ends: 1 to 24 (the default), or 0 for zero
+   * retention (synchronous calls only; nothing is kept after the response).
+   *
+   * @generated from field: uint32 retention_hours = 1;
+   */
+  retentionHours: number;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.AccountSettings.
+ * Use `create(AccountSettingsSchema)` to create a new message.
+ */
+export const AccountSettingsSchema: GenMessage<AccountSettings> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_account_service, 9);
+
+/**
+ * @generated from message cutline.gateway.v1.GetAccountSettingsRequest
+ */
+export type GetAccountSettingsRequest = Message<"cutline.gateway.v1.GetAccountSettingsRequest"> & {
+};
+
+/**
+ * Describes the message cutline.gateway.v1.GetAccountSettingsRequest.
+ * Use `create(GetAccountSettingsRequestSchema)` to create a new message.
+ */
+export const GetAccountSettingsRequestSchema: GenMessage<GetAccountSettingsRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_account_service, 10);
+
+/**
+ * @generated from message cutline.gateway.v1.GetAccountSettingsResponse
+ */
+export type GetAccountSettingsResponse = Message<"cutline.gateway.v1.GetAccountSettingsResponse"> & {
+  /**
+   * @generated from field: cutline.gateway.v1.AccountSettings settings = 1;
+   */
+  settings?: AccountSettings | undefined;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.GetAccountSettingsResponse.
+ * Use `create(GetAccountSettingsResponseSchema)` to create a new message.
+ */
+export const GetAccountSettingsResponseSchema: GenMessage<GetAccountSettingsResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_account_service, 11);
+
+/**
+ * @generated from message cutline.gateway.v1.UpdateAccountSettingsRequest
+ */
+export type UpdateAccountSettingsRequest = Message<"cutline.gateway.v1.UpdateAccountSettingsRequest"> & {
+  /**
+   * Unset leaves the retention as it is.
+   *
+   * @generated from field: optional uint32 retention_hours = 1;
+   */
+  retentionHours?: number | undefined;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.UpdateAccountSettingsRequest.
+ * Use `create(UpdateAccountSettingsRequestSchema)` to create a new message.
+ */
+export const UpdateAccountSettingsRequestSchema: GenMessage<UpdateAccountSettingsRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_account_service, 12);
+
+/**
+ * @generated from message cutline.gateway.v1.UpdateAccountSettingsResponse
+ */
+export type UpdateAccountSettingsResponse = Message<"cutline.gateway.v1.UpdateAccountSettingsResponse"> & {
+  /**
+   * @generated from field: cutline.gateway.v1.AccountSettings settings = 1;
+   */
+  settings?: AccountSettings | undefined;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.UpdateAccountSettingsResponse.
+ * Use `create(UpdateAccountSettingsResponseSchema)` to create a new message.
+ */
+export const UpdateAccountSettingsResponseSchema: GenMessage<UpdateAccountSettingsResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_account_service, 13);
+
+/**
  * @generated from enum cutline.gateway.v1.QuoteOperation
  */
 export enum QuoteOperation {
@@ -400,6 +486,26 @@ export const AccountService: GenService<{
     methodKind: "unary";
     input: typeof ListUsageRequestSchema;
     output: typeof ListUsageResponseSchema;
+  },
+  /**
+   * The account's settings: how long inputs and results are kept.
+   *
+   * @generated from rpc cutline.gateway.v1.AccountService.GetAccountSettings
+   */
+  getAccountSettings: {
+    methodKind: "unary";
+    input: typeof GetAccountSettingsRequestSchema;
+    output: typeof GetAccountSettingsResponseSchema;
+  },
+  /**
+   * Changes the settings that are set; jobs submitted afterwards follow them.
+   *
+   * @generated from rpc cutline.gateway.v1.AccountService.UpdateAccountSettings
+   */
+  updateAccountSettings: {
+    methodKind: "unary";
+    input: typeof UpdateAccountSettingsRequestSchema;
+    output: typeof UpdateAccountSettingsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_cutline_gateway_v1_account_service, 0);

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { ImageOptions } from "../../inference/v1/image_options_pb.ts";
+import type { ImageOptions, OutputFormat, OutputSize } from "../../inference/v1/image_options_pb.ts";
 import { file_cutline_inference_v1_image_options } from "../../inference/v1/image_options_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/gateway/v1/image_service.proto.
  */
 export const file_cutline_gateway_v1_image_service: GenFile = /*@__PURE__*/
-  fileDesc("CiZjdXRsaW5lL2dhdGV3YXkvdjEvaW1hZ2Vfc2VydmljZS5wcm90bxISY3V0bGluZS5nYXRld2F5LnYxInYKF1JlbW92ZUJhY2tncm91bmRSZXF1ZXN0Eg0KBWltYWdlGAEgASgMEjMKB29wdGlvbnMYAiABKAsyIi5jdXRsaW5lLmluZmVyZW5jZS52MS5JbWFnZU9wdGlvbnMSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJIrwBChhSZW1vdmVCYWNrZ3JvdW5kUmVzcG9uc2USDQoFaW1hZ2UYASABKAwSFAoMY29udGVudF90eXBlGAIgASgJEg4KBmpvYl9pZBgDIAEoCRIkChxjcmVkaXRzX2NoYXJnZWRfbWlsbGljcmVkaXRzGAQgASgDEiYKHmNyZWRpdHNfcmVtYWluaW5nX21pbGxpY3JlZGl0cxgFIAEoAxINCgV3aWR0aBgGIAEoDRIOCgZoZWlnaHQYByABKA0yfQoMSW1hZ2VTZXJ2aWNlEm0KEFJlbW92ZUJhY2tncm91bmQSKy5jdXRsaW5lLmdhdGV3YXkudjEuUmVtb3ZlQmFja2dyb3VuZFJlcXVlc3QaLC5jdXRsaW5lLmdhdGV3YXkudjEuUmVtb3ZlQmFja2dyb3VuZFJlc3BvbnNlYgZwcm90bzM", [file_cutline_inference_v1_image_options]);
+  fileDesc("CiZjdXRsaW5lL2dhdGV3YXkvdjEvaW1hZ2Vfc2VydmljZS5wcm90bxISY3V0bGluZS5nYXRld2F5LnYxIqcBChdSZW1vdmVCYWNrZ3JvdW5kUmVxdWVzdBINCgVpbWFnZRgBIAEoDBIzCgdvcHRpb25zGAIgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCRIRCglpbWFnZV91cmwYBCABKAkSHAoUYmFja2dyb3VuZF9pbWFnZV91cmwYBSABKAkivAEKGFJlbW92ZUJhY2tncm91bmRSZXNwb25zZRINCgVpbWFnZRgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkSDgoGam9iX2lkGAMgASgJEiQKHGNyZWRpdHNfY2hhcmdlZF9taWxsaWNyZWRpdHMYBCABKAMSJgoeY3JlZGl0c19yZW1haW5pbmdfbWlsbGljcmVkaXRzGAUgASgDEg0KBXdpZHRoGAYgASgNEg4KBmhlaWdodBgHIAEoDSLyAQoQU21hcnRDcm9wUmVxdWVzdBINCgVpbWFnZRgBIAEoDBIUCgxhc3BlY3RfcmF0aW8YAiABKAkSFgoObWFyZ2luX3BlcmNlbnQYAyABKA0SMgoGZm9ybWF0GAQgASgOMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuT3V0cHV0Rm9ybWF0Ei4KBHNpemUYBSABKA4yIC5jdXRsaW5lLmluZmVyZW5jZS52MS5PdXRwdXRTaXplEhEKCWtlZXBfZXhpZhgGIAEoCBIXCg9pZGVtcG90ZW5jeV9rZXkYByABKAkSEQoJaW1hZ2VfdXJsGAggASgJIpYBChFTbWFydENyb3BSZXNwb25zZRINCgVpbWFnZRgBIAEoDBIUCgxjb250ZW50X3R5cGUYAiABKAkSDgoGam9iX2lkGAMgASgJEiQKHGNyZWRpdHNfY2hhcmdlZF9taWxsaWNyZWRpdHMYBCABKAMSJgoeY3JlZGl0c19yZW1haW5pbmdfbWlsbGljcmVkaXRzGAUgASgDMtcBCgxJbWFnZVNlcnZpY2USbQoQUmVtb3ZlQmFja2dyb3VuZBIrLmN1dGxpbmUuZ2F0ZXdheS52MS5SZW1vdmVCYWNrZ3JvdW5kUmVxdWVzdBosLmN1dGxpbmUuZ2F0ZXdheS52MS5SZW1vdmVCYWNrZ3JvdW5kUmVzcG9uc2USWAoJU21hcnRDcm9wEiQuY3V0bGluZS5nYXRld2F5LnYxLlNtYXJ0Q3JvcFJlcXVlc3QaJS5jdXRsaW5lLmdhdGV3YXkudjEuU21hcnRDcm9wUmVzcG9uc2ViBnByb3RvMw", [file_cutline_inference_v1_image_options]);
 
 /**
  * @generated from message cutline.gateway.v1.RemoveBackgroundRequest
@@ -36,6 +36,21 @@ export type RemoveBackgroundRequest = Message<"cutline.gateway.v1.RemoveBackgrou
    * @generated from field: string idempotency_key = 3;
    */
   idempotencyKey: string;
+
+  /**
+   * Instead of image: an http(s) URL the gateway fetches the image from (public addresses only, at
+   * most the plan's upload limit) before any credit is held; refusals are the image_url_* reasons.
+   *
+   * @generated from field: string image_url = 4;
+   */
+  imageUrl: string;
+
+  /**
+   * Instead of options.background_image: the background image's URL, fetched as image_url is.
+   *
+   * @generated from field: string background_image_url = 5;
+   */
+  backgroundImageUrl: string;
 };
 
 /**
@@ -93,18 +108,138 @@ export const RemoveBackgroundResponseSchema: GenMessage<RemoveBackgroundResponse
   messageDesc(file_cutline_gateway_v1_image_service, 1);
 
 /**
- * Synchronous background removal: the image goes in, the cut-out comes back.
+ * @generated from message cutline.gateway.v1.SmartCropRequest
+ */
+export type SmartCropRequest = Message<"cutline.gateway.v1.SmartCropRequest"> & {
+  /**
+   * JPEG, PNG, WebP, BMP, TIFF, HEIC or static GIF; the format is sniffed from the bytes.
+   *
+   * @generated from field: bytes image = 1;
+   */
+  image: Uint8Array;
+
+  /**
+   * The result's aspect ratio ("16:9", "1:1", "4x5"), between 1:100 and 100:1; empty: the
+   * subject's box plus the margin, as it is.
+   *
+   * @generated from field: string aspect_ratio = 2;
+   */
+  aspectRatio: string;
+
+  /**
+   * Room around the subject's box on each side, in percent of the box's size (0 to 1000).
+   *
+   * @generated from field: uint32 margin_percent = 3;
+   */
+  marginPercent: number;
+
+  /**
+   * PNG, WEBP or JPEG; unspecified: JPEG (the crop keeps the input's background, so no alpha is
+   * needed). MASK is refused.
+   *
+   * @generated from field: cutline.inference.v1.OutputFormat format = 4;
+   */
+  format: OutputFormat;
+
+  /**
+   * Preview, full (default) or HD (the pro plan's longest side; priced at the HD multiplier).
+   *
+   * @generated from field: cutline.inference.v1.OutputSize size = 5;
+   */
+  size: OutputSize;
+
+  /**
+   * Keep the input's EXIF metadata (stripped by default).
+   *
+   * @generated from field: bool keep_exif = 6;
+   */
+  keepExif: boolean;
+
+  /**
+   * A retry with the same key never charges twice.
+   *
+   * @generated from field: string idempotency_key = 7;
+   */
+  idempotencyKey: string;
+
+  /**
+   * Fetch the image from this http(s) URL instead of sending `image` (the outbound rules apply).
+   *
+   * @generated from field: string image_url = 8;
+   */
+  imageUrl: string;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.SmartCropRequest.
+ * Use `create(SmartCropRequestSchema)` to create a new message.
+ */
+export const SmartCropRequestSchema: GenMessage<SmartCropRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_image_service, 2);
+
+/**
+ * @generated from message cutline.gateway.v1.SmartCropResponse
+ */
+export type SmartCropResponse = Message<"cutline.gateway.v1.SmartCropResponse"> & {
+  /**
+   * @generated from field: bytes image = 1;
+   */
+  image: Uint8Array;
+
+  /**
+   * @generated from field: string content_type = 2;
+   */
+  contentType: string;
+
+  /**
+   * @generated from field: string job_id = 3;
+   */
+  jobId: string;
+
+  /**
+   * @generated from field: int64 credits_charged_millicredits = 4;
+   */
+  creditsChargedMillicredits: bigint;
+
+  /**
+   * @generated from field: int64 credits_remaining_millicredits = 5;
+   */
+  creditsRemainingMillicredits: bigint;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.SmartCropResponse.
+ * Use `create(SmartCropResponseSchema)` to create a new message.
+ */
+export const SmartCropResponseSchema: GenMessage<SmartCropResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_image_service, 3);
+
+/**
+ * Synchronous image operations: the image goes in, the result comes back. For the job instead
+ * (asynchronous), JobService.Submit takes the same options, `options.operation` included.
  *
  * @generated from service cutline.gateway.v1.ImageService
  */
 export const ImageService: GenService<{
   /**
+   * The cut-out.
+   *
    * @generated from rpc cutline.gateway.v1.ImageService.RemoveBackground
    */
   removeBackground: {
     methodKind: "unary";
     input: typeof RemoveBackgroundRequestSchema;
     output: typeof RemoveBackgroundResponseSchema;
+  },
+  /**
+   * Smart Crop: the original image, background kept, cropped around its subject.
+   *
+   * @generated from rpc cutline.gateway.v1.ImageService.SmartCrop
+   */
+  smartCrop: {
+    methodKind: "unary";
+    input: typeof SmartCropRequestSchema;
+    output: typeof SmartCropResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_cutline_gateway_v1_image_service, 0);

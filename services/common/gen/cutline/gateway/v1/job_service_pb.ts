@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/gateway/v1/job_service.proto.
  */
 export const file_cutline_gateway_v1_job_service: GenFile = /*@__PURE__*/
-  fileDesc("CiRjdXRsaW5lL2dhdGV3YXkvdjEvam9iX3NlcnZpY2UucHJvdG8SEmN1dGxpbmUuZ2F0ZXdheS52MSLPAgoDSm9iEgoKAmlkGAEgASgJEi0KBnN0YXR1cxgCIAEoDjIdLmN1dGxpbmUuZ2F0ZXdheS52MS5Kb2JTdGF0dXMSIQoZY3JlZGl0c19oZWxkX21pbGxpY3JlZGl0cxgDIAEoAxIkChxjcmVkaXRzX2NoYXJnZWRfbWlsbGljcmVkaXRzGAQgASgDEhQKDGVycm9yX3JlYXNvbhgFIAEoCRIVCg1lcnJvcl9tZXNzYWdlGAYgASgJEhoKEnByb2Nlc3NpbmdfdGltZV9tcxgHIAEoDRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbChNyZXN1bHRfY29udGVudF90eXBlGAogASgJIoEBCg1TdWJtaXRSZXF1ZXN0Eg0KBWltYWdlGAEgASgMEjMKB29wdGlvbnMYAiABKAsyIi5jdXRsaW5lLmluZmVyZW5jZS52MS5JbWFnZU9wdGlvbnMSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEhMKC3dlYmhvb2tfdXJsGBQgASgJIjYKDlN1Ym1pdFJlc3BvbnNlEiQKA2pvYhgBIAEoCzIXLmN1dGxpbmUuZ2F0ZXdheS52MS5Kb2IiNwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSFgoOaW5jbHVkZV9yZXN1bHQYAiABKAgiRgoOR2V0Sm9iUmVzcG9uc2USJAoDam9iGAEgASgLMhcuY3V0bGluZS5nYXRld2F5LnYxLkpvYhIOCgZyZXN1bHQYAiABKAwiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI4ChBXYXRjaEpvYlJlc3BvbnNlEiQKA2pvYhgBIAEoCzIXLmN1dGxpbmUuZ2F0ZXdheS52MS5Kb2IiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiOQoRQ2FuY2VsSm9iUmVzcG9uc2USJAoDam9iGAEgASgLMhcuY3V0bGluZS5nYXRld2F5LnYxLkpvYiqhAQoJSm9iU3RhdHVzEhoKFkpPQl9TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFKT0JfU1RBVFVTX1FVRVVFRBABEhYKEkpPQl9TVEFUVVNfUlVOTklORxACEhgKFEpPQl9TVEFUVVNfU1VDQ0VFREVEEAMSFQoRSk9CX1NUQVRVU19GQUlMRUQQBBIYChRKT0JfU1RBVFVTX0NBTkNFTExFRBAFMuECCgpKb2JTZXJ2aWNlEk8KBlN1Ym1pdBIhLmN1dGxpbmUuZ2F0ZXdheS52MS5TdWJtaXRSZXF1ZXN0GiIuY3V0bGluZS5nYXRld2F5LnYxLlN1Ym1pdFJlc3BvbnNlEk8KBkdldEpvYhIhLmN1dGxpbmUuZ2F0ZXdheS52MS5HZXRKb2JSZXF1ZXN0GiIuY3V0bGluZS5nYXRld2F5LnYxLkdldEpvYlJlc3BvbnNlElcKCFdhdGNoSm9iEiMuY3V0bGluZS5nYXRld2F5LnYxLldhdGNoSm9iUmVxdWVzdBokLmN1dGxpbmUuZ2F0ZXdheS52MS5XYXRjaEpvYlJlc3BvbnNlMAESWAoJQ2FuY2VsSm9iEiQuY3V0bGluZS5nYXRld2F5LnYxLkNhbmNlbEpvYlJlcXVlc3QaJS5jdXRsaW5lLmdhdGV3YXkudjEuQ2FuY2VsSm9iUmVzcG9uc2ViBnByb3RvMw", [file_cutline_inference_v1_image_options, file_google_protobuf_timestamp]);
+  fileDesc("CiRjdXRsaW5lL2dhdGV3YXkvdjEvam9iX3NlcnZpY2UucHJvdG8SEmN1dGxpbmUuZ2F0ZXdheS52MSLhAgoDSm9iEgoKAmlkGAEgASgJEi0KBnN0YXR1cxgCIAEoDjIdLmN1dGxpbmUuZ2F0ZXdheS52MS5Kb2JTdGF0dXMSIQoZY3JlZGl0c19oZWxkX21pbGxpY3JlZGl0cxgDIAEoAxIkChxjcmVkaXRzX2NoYXJnZWRfbWlsbGljcmVkaXRzGAQgASgDEhQKDGVycm9yX3JlYXNvbhgFIAEoCRIVCg1lcnJvcl9tZXNzYWdlGAYgASgJEhoKEnByb2Nlc3NpbmdfdGltZV9tcxgHIAEoDRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIbChNyZXN1bHRfY29udGVudF90eXBlGAogASgJEhAKCHByb2dyZXNzGAsgASgCIrIBCg1TdWJtaXRSZXF1ZXN0Eg0KBWltYWdlGAEgASgMEjMKB29wdGlvbnMYAiABKAsyIi5jdXRsaW5lLmluZmVyZW5jZS52MS5JbWFnZU9wdGlvbnMSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEhEKCWltYWdlX3VybBgEIAEoCRIcChRiYWNrZ3JvdW5kX2ltYWdlX3VybBgFIAEoCRITCgt3ZWJob29rX3VybBgUIAEoCSI2Cg5TdWJtaXRSZXNwb25zZRIkCgNqb2IYASABKAsyFy5jdXRsaW5lLmdhdGV3YXkudjEuSm9iIjcKDUdldEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJEhYKDmluY2x1ZGVfcmVzdWx0GAIgASgIIkYKDkdldEpvYlJlc3BvbnNlEiQKA2pvYhgBIAEoCzIXLmN1dGxpbmUuZ2F0ZXdheS52MS5Kb2ISDgoGcmVzdWx0GAIgASgMIiEKD1dhdGNoSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiOAoQV2F0Y2hKb2JSZXNwb25zZRIkCgNqb2IYASABKAsyFy5jdXRsaW5lLmdhdGV3YXkudjEuSm9iIiIKEENhbmNlbEpvYlJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjkKEUNhbmNlbEpvYlJlc3BvbnNlEiQKA2pvYhgBIAEoCzIXLmN1dGxpbmUuZ2F0ZXdheS52MS5Kb2IiOAoPTGlzdEpvYnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlIKEExpc3RKb2JzUmVzcG9uc2USJQoEam9icxgBIAMoCzIXLmN1dGxpbmUuZ2F0ZXdheS52MS5Kb2ISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJInIKElN1Ym1pdEJhdGNoUmVxdWVzdBIOCgZpbWFnZXMYASADKAwSMwoHb3B0aW9ucxgCIAEoCzIiLmN1dGxpbmUuaW5mZXJlbmNlLnYxLkltYWdlT3B0aW9ucxIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkibQoJQmF0Y2hJdGVtEg0KBWluZGV4GAEgASgNEiQKA2pvYhgCIAEoCzIXLmN1dGxpbmUuZ2F0ZXdheS52MS5Kb2ISFAoMZXJyb3JfcmVhc29uGAMgASgJEhUKDWVycm9yX21lc3NhZ2UYBCABKAkicQoFQmF0Y2gSCgoCaWQYASABKAkSLAoFaXRlbXMYAiADKAsyHS5jdXRsaW5lLmdhdGV3YXkudjEuQmF0Y2hJdGVtEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj8KE1N1Ym1pdEJhdGNoUmVzcG9uc2USKAoFYmF0Y2gYASABKAsyGS5jdXRsaW5lLmdhdGV3YXkudjEuQmF0Y2giIwoPR2V0QmF0Y2hSZXF1ZXN0EhAKCGJhdGNoX2lkGAEgASgJIjwKEEdldEJhdGNoUmVzcG9uc2USKAoFYmF0Y2gYASABKAsyGS5jdXRsaW5lLmdhdGV3YXkudjEuQmF0Y2gqoQEKCUpvYlN0YXR1cxIaChZKT0JfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRSk9CX1NUQVRVU19RVUVVRUQQARIWChJKT0JfU1RBVFVTX1JVTk5JTkcQAhIYChRKT0JfU1RBVFVTX1NVQ0NFRURFRBADEhUKEUpPQl9TVEFUVVNfRkFJTEVEEAQSGAoUSk9CX1NUQVRVU19DQU5DRUxMRUQQBTLvBAoKSm9iU2VydmljZRJPCgZTdWJtaXQSIS5jdXRsaW5lLmdhdGV3YXkudjEuU3VibWl0UmVxdWVzdBoiLmN1dGxpbmUuZ2F0ZXdheS52MS5TdWJtaXRSZXNwb25zZRJPCgZHZXRKb2ISIS5jdXRsaW5lLmdhdGV3YXkudjEuR2V0Sm9iUmVxdWVzdBoiLmN1dGxpbmUuZ2F0ZXdheS52MS5HZXRKb2JSZXNwb25zZRJXCghXYXRjaEpvYhIjLmN1dGxpbmUuZ2F0ZXdheS52MS5XYXRjaEpvYlJlcXVlc3QaJC5jdXRsaW5lLmdhdGV3YXkudjEuV2F0Y2hKb2JSZXNwb25zZTABElgKCUNhbmNlbEpvYhIkLmN1dGxpbmUuZ2F0ZXdheS52MS5DYW5jZWxKb2JSZXF1ZXN0GiUuY3V0bGluZS5nYXRld2F5LnYxLkNhbmNlbEpvYlJlc3BvbnNlElUKCExpc3RKb2JzEiMuY3V0bGluZS5nYXRld2F5LnYxLkxpc3RKb2JzUmVxdWVzdBokLmN1dGxpbmUuZ2F0ZXdheS52MS5MaXN0Sm9ic1Jlc3BvbnNlEl4KC1N1Ym1pdEJhdGNoEiYuY3V0bGluZS5nYXRld2F5LnYxLlN1Ym1pdEJhdGNoUmVxdWVzdBonLmN1dGxpbmUuZ2F0ZXdheS52MS5TdWJtaXRCYXRjaFJlc3BvbnNlElUKCEdldEJhdGNoEiMuY3V0bGluZS5nYXRld2F5LnYxLkdldEJhdGNoUmVxdWVzdBokLmN1dGxpbmUuZ2F0ZXdheS52MS5HZXRCYXRjaFJlc3BvbnNlYgZwcm90bzM", [file_cutline_inference_v1_image_options, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message cutline.gateway.v1.Job
@@ -71,6 +71,13 @@ export type Job = Message<"cutline.gateway.v1.Job"> & {
    * @generated from field: string result_content_type = 10;
    */
   resultContentType: string;
+
+  /**
+   * How much of the work is done, 0 to 1: 0 while queued, the worker's stage while running, 1 once succeeded.
+   *
+   * @generated from field: float progress = 11;
+   */
+  progress: number;
 };
 
 /**
@@ -98,6 +105,20 @@ export type SubmitRequest = Message<"cutline.gateway.v1.SubmitRequest"> & {
    * @generated from field: string idempotency_key = 3;
    */
   idempotencyKey: string;
+
+  /**
+   * Instead of image: its http(s) URL, fetched as RemoveBackgroundRequest.image_url is.
+   *
+   * @generated from field: string image_url = 4;
+   */
+  imageUrl: string;
+
+  /**
+   * Instead of options.background_image: its URL, fetched the same way.
+   *
+   * @generated from field: string background_image_url = 5;
+   */
+  backgroundImageUrl: string;
 
   /**
    * Where the job's end is POSTed, signed (see WebhookService); empty: the account's webhook URL, if any.
@@ -246,6 +267,203 @@ export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE_
   messageDesc(file_cutline_gateway_v1_job_service, 8);
 
 /**
+ * @generated from message cutline.gateway.v1.ListJobsRequest
+ */
+export type ListJobsRequest = Message<"cutline.gateway.v1.ListJobsRequest"> & {
+  /**
+   * Jobs per page, 1 to 100; 0 means 20.
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The previous page's next_page_token; empty for the first page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.ListJobsRequest.
+ * Use `create(ListJobsRequestSchema)` to create a new message.
+ */
+export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 9);
+
+/**
+ * @generated from message cutline.gateway.v1.ListJobsResponse
+ */
+export type ListJobsResponse = Message<"cutline.gateway.v1.ListJobsResponse"> & {
+  /**
+   * @generated from field: repeated cutline.gateway.v1.Job jobs = 1;
+   */
+  jobs: Job[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.ListJobsResponse.
+ * Use `create(ListJobsResponseSchema)` to create a new message.
+ */
+export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 10);
+
+/**
+ * @generated from message cutline.gateway.v1.SubmitBatchRequest
+ */
+export type SubmitBatchRequest = Message<"cutline.gateway.v1.SubmitBatchRequest"> & {
+  /**
+   * One image per item, at most BATCH_ITEMS_MAX (50 by default) per call.
+   *
+   * @generated from field: repeated bytes images = 1;
+   */
+  images: Uint8Array[];
+
+  /**
+   * The same options for every item.
+   *
+   * @generated from field: cutline.inference.v1.ImageOptions options = 2;
+   */
+  options?: ImageOptions | undefined;
+
+  /**
+   * @generated from field: string idempotency_key = 3;
+   */
+  idempotencyKey: string;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.SubmitBatchRequest.
+ * Use `create(SubmitBatchRequestSchema)` to create a new message.
+ */
+export const SubmitBatchRequestSchema: GenMessage<SubmitBatchRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 11);
+
+/**
+ * One image of a batch: the job it became, or the refusal that kept it from becoming one.
+ *
+ * @generated from message cutline.gateway.v1.BatchItem
+ */
+export type BatchItem = Message<"cutline.gateway.v1.BatchItem"> & {
+  /**
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * Unset when the item was refused.
+   *
+   * @generated from field: cutline.gateway.v1.Job job = 2;
+   */
+  job?: Job | undefined;
+
+  /**
+   * Set when the item was refused: a stable machine-readable reason and a human message.
+   *
+   * @generated from field: string error_reason = 3;
+   */
+  errorReason: string;
+
+  /**
+   * @generated from field: string error_message = 4;
+   */
+  errorMessage: string;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.BatchItem.
+ * Use `create(BatchItemSchema)` to create a new message.
+ */
+export const BatchItemSchema: GenMessage<BatchItem> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 12);
+
+/**
+ * @generated from message cutline.gateway.v1.Batch
+ */
+export type Batch = Message<"cutline.gateway.v1.Batch"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: repeated cutline.gateway.v1.BatchItem items = 2;
+   */
+  items: BatchItem[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 3;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.Batch.
+ * Use `create(BatchSchema)` to create a new message.
+ */
+export const BatchSchema: GenMessage<Batch> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 13);
+
+/**
+ * @generated from message cutline.gateway.v1.SubmitBatchResponse
+ */
+export type SubmitBatchResponse = Message<"cutline.gateway.v1.SubmitBatchResponse"> & {
+  /**
+   * @generated from field: cutline.gateway.v1.Batch batch = 1;
+   */
+  batch?: Batch | undefined;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.SubmitBatchResponse.
+ * Use `create(SubmitBatchResponseSchema)` to create a new message.
+ */
+export const SubmitBatchResponseSchema: GenMessage<SubmitBatchResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 14);
+
+/**
+ * @generated from message cutline.gateway.v1.GetBatchRequest
+ */
+export type GetBatchRequest = Message<"cutline.gateway.v1.GetBatchRequest"> & {
+  /**
+   * @generated from field: string batch_id = 1;
+   */
+  batchId: string;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.GetBatchRequest.
+ * Use `create(GetBatchRequestSchema)` to create a new message.
+ */
+export const GetBatchRequestSchema: GenMessage<GetBatchRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 15);
+
+/**
+ * @generated from message cutline.gateway.v1.GetBatchResponse
+ */
+export type GetBatchResponse = Message<"cutline.gateway.v1.GetBatchResponse"> & {
+  /**
+   * @generated from field: cutline.gateway.v1.Batch batch = 1;
+   */
+  batch?: Batch | undefined;
+};
+
+/**
+ * Describes the message cutline.gateway.v1.GetBatchResponse.
+ * Use `create(GetBatchResponseSchema)` to create a new message.
+ */
+export const GetBatchResponseSchema: GenMessage<GetBatchResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_gateway_v1_job_service, 16);
+
+/**
  * @generated from enum cutline.gateway.v1.JobStatus
  */
 export enum JobStatus {
@@ -325,6 +543,38 @@ export const JobService: GenService<{
     methodKind: "unary";
     input: typeof CancelJobRequestSchema;
     output: typeof CancelJobResponseSchema;
+  },
+  /**
+   * The caller's jobs, newest first, a page at a time (REST: GET /v1/jobs).
+   *
+   * @generated from rpc cutline.gateway.v1.JobService.ListJobs
+   */
+  listJobs: {
+    methodKind: "unary";
+    input: typeof ListJobsRequestSchema;
+    output: typeof ListJobsResponseSchema;
+  },
+  /**
+   * Several images in one call (REST: POST /v1/matting/batch). Each item is its own job with its
+   * own hold: one item's refusal or failure never charges or fails the others. Idempotent on
+   * idempotency_key: a replay answers the first batch and charges nothing more.
+   *
+   * @generated from rpc cutline.gateway.v1.JobService.SubmitBatch
+   */
+  submitBatch: {
+    methodKind: "unary";
+    input: typeof SubmitBatchRequestSchema;
+    output: typeof SubmitBatchResponseSchema;
+  },
+  /**
+   * A batch and each item's job now (REST: GET /v1/batches/{id}).
+   *
+   * @generated from rpc cutline.gateway.v1.JobService.GetBatch
+   */
+  getBatch: {
+    methodKind: "unary";
+    input: typeof GetBatchRequestSchema;
+    output: typeof GetBatchResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_cutline_gateway_v1_job_service, 0);

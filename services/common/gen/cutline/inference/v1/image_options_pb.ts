@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/inference/v1/image_options.proto.
  */
 export const file_cutline_inference_v1_image_options: GenFile = /*@__PURE__*/
-  fileDesc("CihjdXRsaW5lL2luZmVyZW5jZS92MS9pbWFnZV9vcHRpb25zLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSK+AgoMSW1hZ2VPcHRpb25zEjIKBmZvcm1hdBgBIAEoDjIiLmN1dGxpbmUuaW5mZXJlbmNlLnYxLk91dHB1dEZvcm1hdBIYChBiYWNrZ3JvdW5kX2NvbG9yGAIgASgJEi4KBHNpemUYAyABKA4yIC5jdXRsaW5lLmluZmVyZW5jZS52MS5PdXRwdXRTaXplEhcKD2Nyb3BfdG9fc3ViamVjdBgEIAEoCBIbChNjcm9wX21hcmdpbl9wZXJjZW50GAUgASgNEhEKCWtlZXBfZXhpZhgGIAEoCBIUCgxhc3BlY3RfcmF0aW8YByABKAkSGAoQYmFja2dyb3VuZF9pbWFnZRgIIAEoDBIdChVzdWJqZWN0X3NjYWxlX3BlcmNlbnQYCSABKA0SGAoQc3ViamVjdF9wb3NpdGlvbhgKIAEoCSqMAQoMT3V0cHV0Rm9ybWF0Eh0KGU9VVFBVVF9GT1JNQVRfVU5TUEVDSUZJRUQQABIVChFPVVRQVVRfRk9STUFUX1BORxABEhYKEk9VVFBVVF9GT1JNQVRfV0VCUBACEhYKEk9VVFBVVF9GT1JNQVRfSlBFRxADEhYKEk9VVFBVVF9GT1JNQVRfTUFTSxAEKmwKCk91dHB1dFNpemUSGwoXT1VUUFVUX1NJWkVfVU5TUEVDSUZJRUQQABIXChNPVVRQVVRfU0laRV9QUkVWSUVXEAESFAoQT1VUUFVUX1NJWkVfRlVMTBACEhIKDk9VVFBVVF9TSVpFX0hEEANiBnByb3RvMw");
+  fileDesc("CihjdXRsaW5lL2luZmVyZW5jZS92MS9pbWFnZV9vcHRpb25zLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSL3AgoMSW1hZ2VPcHRpb25zEjIKBmZvcm1hdBgBIAEoDjIiLmN1dGxpbmUuaW5mZXJlbmNlLnYxLk91dHB1dEZvcm1hdBIYChBiYWNrZ3JvdW5kX2NvbG9yGAIgASgJEi4KBHNpemUYAyABKA4yIC5jdXRsaW5lLmluZmVyZW5jZS52MS5PdXRwdXRTaXplEhcKD2Nyb3BfdG9fc3ViamVjdBgEIAEoCBIbChNjcm9wX21hcmdpbl9wZXJjZW50GAUgASgNEhEKCWtlZXBfZXhpZhgGIAEoCBIUCgxhc3BlY3RfcmF0aW8YByABKAkSGAoQYmFja2dyb3VuZF9pbWFnZRgIIAEoDBIdChVzdWJqZWN0X3NjYWxlX3BlcmNlbnQYCSABKA0SGAoQc3ViamVjdF9wb3NpdGlvbhgKIAEoCRI3CglvcGVyYXRpb24YCyABKA4yJC5jdXRsaW5lLmluZmVyZW5jZS52MS5JbWFnZU9wZXJhdGlvbip4Cg5JbWFnZU9wZXJhdGlvbhIfChtJTUFHRV9PUEVSQVRJT05fVU5TUEVDSUZJRUQQABIlCiFJTUFHRV9PUEVSQVRJT05fUkVNT1ZFX0JBQ0tHUk9VTkQQARIeChpJTUFHRV9PUEVSQVRJT05fU01BUlRfQ1JPUBACKowBCgxPdXRwdXRGb3JtYXQSHQoZT1VUUFVUX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhUKEU9VVFBVVF9GT1JNQVRfUE5HEAESFgoST1VUUFVUX0ZPUk1BVF9XRUJQEAISFgoST1VUUFVUX0ZPUk1BVF9KUEVHEAMSFgoST1VUUFVUX0ZPUk1BVF9NQVNLEAQqbAoKT3V0cHV0U2l6ZRIbChdPVVRQVVRfU0laRV9VTlNQRUNJRklFRBAAEhcKE09VVFBVVF9TSVpFX1BSRVZJRVcQARIUChBPVVRQVVRfU0laRV9GVUxMEAISEgoOT1VUUFVUX1NJWkVfSEQQA2IGcHJvdG8z");
 
 /**
  * What to produce from an image once its foreground mask is known.
@@ -85,6 +85,13 @@ export type ImageOptions = Message<"cutline.inference.v1.ImageOptions"> & {
    * @generated from field: string subject_position = 10;
    */
   subjectPosition: string;
+
+  /**
+   * What the job makes of the image, and so which operation it is billed as.
+   *
+   * @generated from field: cutline.inference.v1.ImageOperation operation = 11;
+   */
+  operation: ImageOperation;
 };
 
 /**
@@ -93,6 +100,40 @@ export type ImageOptions = Message<"cutline.inference.v1.ImageOptions"> & {
  */
 export const ImageOptionsSchema: GenMessage<ImageOptions> = /*@__PURE__*/
   messageDesc(file_cutline_inference_v1_image_options, 0);
+
+/**
+ * @generated from enum cutline.inference.v1.ImageOperation
+ */
+export enum ImageOperation {
+  /**
+   * remove background
+   *
+   * @generated from enum value: IMAGE_OPERATION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The cut-out: the subject on transparency, a colour or a background image.
+   *
+   * @generated from enum value: IMAGE_OPERATION_REMOVE_BACKGROUND = 1;
+   */
+  REMOVE_BACKGROUND = 1,
+
+  /**
+   * The original pixels, background kept, cropped to the subject's box plus `crop_margin_percent`
+   * and grown to `aspect_ratio`, inside the image (no padding is invented). Only the format, size,
+   * keep_exif and background_color (JPEG, under a transparent input) apply.
+   *
+   * @generated from enum value: IMAGE_OPERATION_SMART_CROP = 2;
+   */
+  SMART_CROP = 2,
+}
+
+/**
+ * Describes the enum cutline.inference.v1.ImageOperation.
+ */
+export const ImageOperationSchema: GenEnum<ImageOperation> = /*@__PURE__*/
+  enumDesc(file_cutline_inference_v1_image_options, 0);
 
 /**
  * @generated from enum cutline.inference.v1.OutputFormat
@@ -132,7 +173,7 @@ export enum OutputFormat {
  * Describes the enum cutline.inference.v1.OutputFormat.
  */
 export const OutputFormatSchema: GenEnum<OutputFormat> = /*@__PURE__*/
-  enumDesc(file_cutline_inference_v1_image_options, 0);
+  enumDesc(file_cutline_inference_v1_image_options, 1);
 
 /**
  * @generated from enum cutline.inference.v1.OutputSize
@@ -171,5 +212,5 @@ export enum OutputSize {
  * Describes the enum cutline.inference.v1.OutputSize.
  */
 export const OutputSizeSchema: GenEnum<OutputSize> = /*@__PURE__*/
-  enumDesc(file_cutline_inference_v1_image_options, 1);
+  enumDesc(file_cutline_inference_v1_image_options, 2);
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/inference/v1/task.proto.
  */
 export const file_cutline_inference_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jdXRsaW5lL2luZmVyZW5jZS92MS90YXNrLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSKIAgoLU2VnbWVudFRhc2sSDgoGam9iX2lkGAEgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAIgASgJEhcKD3Jlc3VsdF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhUKDWhpZ2hfcHJpb3JpdHkYBSABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgGIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAcgASgJEi8KC2VucXVldWVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKCAgoJVGFza0V2ZW50Eg4KBmpvYl9pZBgBIAEoCRI4CglzdWNjZWVkZWQYAiABKAsyIy5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrU3VjY2VlZGVkSAASMgoGZmFpbGVkGAMgASgLMiAuY3V0bGluZS5pbmZlcmVuY2UudjEuVGFza0ZhaWxlZEgAEjQKB3N0YXJ0ZWQYBCABKAsyIS5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrU3RhcnRlZEgAEjYKCHByb2dyZXNzGAUgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuVGFza1Byb2dyZXNzSABCCQoHb3V0Y29tZSIiCgxUYXNrUHJvZ3Jlc3MSEgoKZWxhcHNlZF9tcxgBIAEoDSIlCgtUYXNrU3RhcnRlZBIWCg5kZWxpdmVyeV9jb3VudBgBIAEoDSKmAQoNVGFza1N1Y2NlZWRlZBIXCg9yZXN1bHRfYmxvYl9rZXkYASABKAkSFAoMY29udGVudF90eXBlGAIgASgJEg0KBXdpZHRoGAMgASgNEg4KBmhlaWdodBgEIAEoDRIaChJwcm9jZXNzaW5nX3RpbWVfbXMYBSABKA0SFQoNcXVldWVfd2FpdF9tcxgGIAEoDRIUCgxpbmZlcmVuY2VfbXMYByABKA0iQQoKVGFza0ZhaWxlZBISCgp1c2VyX2Vycm9yGAEgASgIEg4KBnJlYXNvbhgCIAEoCRIPCgdtZXNzYWdlGAMgASgJYgZwcm90bzM", [file_cutline_inference_v1_image_options, file_google_protobuf_timestamp]);
+  fileDesc("Ch9jdXRsaW5lL2luZmVyZW5jZS92MS90YXNrLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSKIAgoLU2VnbWVudFRhc2sSDgoGam9iX2lkGAEgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAIgASgJEhcKD3Jlc3VsdF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhUKDWhpZ2hfcHJpb3JpdHkYBSABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgGIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAcgASgJEi8KC2VucXVldWVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKCAgoJVGFza0V2ZW50Eg4KBmpvYl9pZBgBIAEoCRI4CglzdWNjZWVkZWQYAiABKAsyIy5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrU3VjY2VlZGVkSAASMgoGZmFpbGVkGAMgASgLMiAuY3V0bGluZS5pbmZlcmVuY2UudjEuVGFza0ZhaWxlZEgAEjQKB3N0YXJ0ZWQYBCABKAsyIS5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrU3RhcnRlZEgAEjYKCHByb2dyZXNzGAUgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuVGFza1Byb2dyZXNzSABCCQoHb3V0Y29tZSJDCgxUYXNrUHJvZ3Jlc3MSEgoKZWxhcHNlZF9tcxgBIAEoDRIQCghmcmFjdGlvbhgCIAEoAhINCgVzdGFnZRgDIAEoCSIlCgtUYXNrU3RhcnRlZBIWCg5kZWxpdmVyeV9jb3VudBgBIAEoDSLcAQoNVGFza1N1Y2NlZWRlZBIXCg9yZXN1bHRfYmxvYl9rZXkYASABKAkSFAoMY29udGVudF90eXBlGAIgASgJEg0KBXdpZHRoGAMgASgNEg4KBmhlaWdodBgEIAEoDRIaChJwcm9jZXNzaW5nX3RpbWVfbXMYBSABKA0SFQoNcXVldWVfd2FpdF9tcxgGIAEoDRIUCgxpbmZlcmVuY2VfbXMYByABKA0SNAoKZm9yZWdyb3VuZBgUIAEoCzIgLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlN1YmplY3RCb3giRgoKU3ViamVjdEJveBIMCgRsZWZ0GAEgASgNEgsKA3RvcBgCIAEoDRINCgV3aWR0aBgDIAEoDRIOCgZoZWlnaHQYBCABKA0iQQoKVGFza0ZhaWxlZBISCgp1c2VyX2Vycm9yGAEgASgIEg4KBnJlYXNvbhgCIAEoCRIPCgdtZXNzYWdlGAMgASgJYgZwcm90bzM", [file_cutline_inference_v1_image_options, file_google_protobuf_timestamp]);
 
 /**
  * A work-queue message from the orchestrator to an inference worker.
@@ -128,8 +128,9 @@ export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
   messageDesc(file_cutline_inference_v1_task, 1);
 
 /**
- * Published on `job.progress` while a worker is still busy with the task, so the job's hold is
- * extended and the job is not taken for stuck.
+ * Published on `job.progress` while a worker is busy with the task: periodically (a heartbeat, so
+ * the job's hold is extended and the job is not taken for stuck) and at the end of each stage of
+ * the work (decode, model, refine), so clients watching the job see it advance.
  *
  * @generated from message cutline.inference.v1.TaskProgress
  */
@@ -138,6 +139,20 @@ export type TaskProgress = Message<"cutline.inference.v1.TaskProgress"> & {
    * @generated from field: uint32 elapsed_ms = 1;
    */
   elapsedMs: number;
+
+  /**
+   * The fraction of the task done so far, 0 to 1, as the worker knows it.
+   *
+   * @generated from field: float fraction = 2;
+   */
+  fraction: number;
+
+  /**
+   * The stage just finished ("decoded", "segmented", "refined"); empty on a heartbeat.
+   *
+   * @generated from field: string stage = 3;
+   */
+  stage: string;
 };
 
 /**
@@ -181,6 +196,8 @@ export type TaskSucceeded = Message<"cutline.inference.v1.TaskSucceeded"> & {
   contentType: string;
 
   /**
+   * The result image's size, in pixels.
+   *
    * @generated from field: uint32 width = 3;
    */
   width: number;
@@ -213,6 +230,14 @@ export type TaskSucceeded = Message<"cutline.inference.v1.TaskSucceeded"> & {
    * @generated from field: uint32 inference_ms = 7;
    */
   inferenceMs: number;
+
+  /**
+   * The subject's box in the result image (remove.bg's foreground_top/left/width/height); unset
+   * when the mask found no subject.
+   *
+   * @generated from field: cutline.inference.v1.SubjectBox foreground = 20;
+   */
+  foreground?: SubjectBox | undefined;
 };
 
 /**
@@ -221,6 +246,40 @@ export type TaskSucceeded = Message<"cutline.inference.v1.TaskSucceeded"> & {
  */
 export const TaskSucceededSchema: GenMessage<TaskSucceeded> = /*@__PURE__*/
   messageDesc(file_cutline_inference_v1_task, 4);
+
+/**
+ * A rectangle of an image, in pixels from its top-left corner.
+ *
+ * @generated from message cutline.inference.v1.SubjectBox
+ */
+export type SubjectBox = Message<"cutline.inference.v1.SubjectBox"> & {
+  /**
+   * @generated from field: uint32 left = 1;
+   */
+  left: number;
+
+  /**
+   * @generated from field: uint32 top = 2;
+   */
+  top: number;
+
+  /**
+   * @generated from field: uint32 width = 3;
+   */
+  width: number;
+
+  /**
+   * @generated from field: uint32 height = 4;
+   */
+  height: number;
+};
+
+/**
+ * Describes the message cutline.inference.v1.SubjectBox.
+ * Use `create(SubjectBoxSchema)` to create a new message.
+ */
+export const SubjectBoxSchema: GenMessage<SubjectBox> = /*@__PURE__*/
+  messageDesc(file_cutline_inference_v1_task, 5);
 
 /**
  * @generated from message cutline.inference.v1.TaskFailed
@@ -251,5 +310,5 @@ export type TaskFailed = Message<"cutline.inference.v1.TaskFailed"> & {
  * Use `create(TaskFailedSchema)` to create a new message.
  */
 export const TaskFailedSchema: GenMessage<TaskFailed> = /*@__PURE__*/
-  messageDesc(file_cutline_inference_v1_task, 5);
+  messageDesc(file_cutline_inference_v1_task, 6);
 

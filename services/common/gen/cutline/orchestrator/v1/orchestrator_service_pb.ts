@@ -6,6 +6,8 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { ImageOptions } from "../../inference/v1/image_options_pb.ts";
 import { file_cutline_inference_v1_image_options } from "../../inference/v1/image_options_pb.ts";
+import type { SubjectBox } from "../../inference/v1/task_pb.ts";
+import { file_cutline_inference_v1_task } from "../../inference/v1/task_pb.ts";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/orchestrator/v1/orchestrator_service.proto.
  */
 export const file_cutline_orchestrator_v1_orchestrator_service: GenFile = /*@__PURE__*/
-  fileDesc("CjJjdXRsaW5lL29yY2hlc3RyYXRvci92MS9vcmNoZXN0cmF0b3Jfc2VydmljZS5wcm90bxIXY3V0bGluZS5vcmNoZXN0cmF0b3IudjEigQUKA0pvYhIKCgJpZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEjIKBnN0YXR1cxgDIAEoDjIiLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkpvYlN0YXR1cxIWCg5pbnB1dF9ibG9iX2tleRgEIAEoCRIXCg9yZXN1bHRfYmxvYl9rZXkYBSABKAkSGwoTcmVzdWx0X2NvbnRlbnRfdHlwZRgGIAEoCRIzCgdvcHRpb25zGAcgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEg8KB2hvbGRfaWQYCCABKAkSGQoRaGVsZF9taWxsaWNyZWRpdHMYCSABKAMSHAoUY2hhcmdlZF9taWxsaWNyZWRpdHMYCiABKAMSFAoMZXJyb3JfcmVhc29uGAsgASgJEhUKDWVycm9yX21lc3NhZ2UYDCABKAkSFQoNaGlnaF9wcmlvcml0eRgNIAEoCBIaChJwcm9jZXNzaW5nX3RpbWVfbXMYDiABKA0SLgoKY3JlYXRlZF9hdBgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgRIAEoAxIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GBIgASgJEhIKCnVzZXJfZXJyb3IYEyABKAgSFQoNZmlsZXNfZGVsZXRlZBgeIAEoCBIVCg1xdWV1ZV93YWl0X21zGB8gASgNEhQKDGluZmVyZW5jZV9tcxggIAEoDSK+AgoQU3VibWl0Sm9iUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgCIAEoCRIWCg5pbnB1dF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEg8KB2hvbGRfaWQYBSABKAkSGQoRaGVsZF9taWxsaWNyZWRpdHMYBiABKAMSFQoNaGlnaF9wcmlvcml0eRgHIAEoCBIYChBsb25nZXN0X3NpZGVfbWF4GAggASgNEiEKGWJhY2tncm91bmRfaW1hZ2VfYmxvYl9rZXkYCSABKAkSEwoLd2ViaG9va191cmwYFCABKAkSGwoTcmVxdWVzdF9maW5nZXJwcmludBgeIAEoCSI+ChFTdWJtaXRKb2JSZXNwb25zZRIpCgNqb2IYASABKAsyHC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Kb2IiHwoNR2V0Sm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiOwoOR2V0Sm9iUmVzcG9uc2USKQoDam9iGAEgASgLMhwuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuSm9iIiEKD1dhdGNoSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiPQoQV2F0Y2hKb2JSZXNwb25zZRIpCgNqb2IYASABKAsyHC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Kb2IiIgoQQ2FuY2VsSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiPgoRQ2FuY2VsSm9iUmVzcG9uc2USKQoDam9iGAEgASgLMhwuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuSm9iIi0KF0dldFdlYmhvb2tTZWNyZXRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkiKgoYR2V0V2ViaG9va1NlY3JldFJlc3BvbnNlEg4KBnNlY3JldBgBIAEoCSIwChpSb3RhdGVXZWJob29rU2VjcmV0UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIi0KG1JvdGF0ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRIOCgZzZWNyZXQYASABKAkiQwoYU2V0QWNjb3VudFdlYmhvb2tSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEwoLd2ViaG9va191cmwYAiABKAkiMAoZU2V0QWNjb3VudFdlYmhvb2tSZXNwb25zZRITCgt3ZWJob29rX3VybBgBIAEoCSIuChhHZXRBY2NvdW50V2ViaG9va1JlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCSIwChlHZXRBY2NvdW50V2ViaG9va1Jlc3BvbnNlEhMKC3dlYmhvb2tfdXJsGAEgASgJIowBCg5XZWJob29rQXR0ZW1wdBIPCgdhdHRlbXB0GAEgASgNEjAKDGF0dGVtcHRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLc3RhdHVzX2NvZGUYAyABKA0SDQoFZXJyb3IYBCABKAkSEwoLZHVyYXRpb25fbXMYBSABKA0ivwMKD1dlYmhvb2tEZWxpdmVyeRIKCgJpZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSEgoKYWNjb3VudF9pZBgDIAEoCRILCgN1cmwYBCABKAkSDAoEdHlwZRgFIAEoCRI+CgZzdGF0dXMYBiABKA4yLi5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5XZWJob29rRGVsaXZlcnlTdGF0dXMSEAoIYXR0ZW1wdHMYByABKA0SMwoPbmV4dF9hdHRlbXB0X2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBsYXN0X3N0YXR1c19jb2RlGAkgASgNEhIKCmxhc3RfZXJyb3IYCiABKAkSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZGVsaXZlcmVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRib2R5GA0gASgJEjwKC2F0dGVtcHRfbG9nGA4gAygLMicuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuV2ViaG9va0F0dGVtcHQiQgocTGlzdFdlYmhvb2tEZWxpdmVyaWVzUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCSJdCh1MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXNwb25zZRI8CgpkZWxpdmVyaWVzGAEgAygLMiguY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuV2ViaG9va0RlbGl2ZXJ5IkIKF1JlZGVsaXZlcldlYmhvb2tSZXF1ZXN0EhMKC2RlbGl2ZXJ5X2lkGAEgASgJEhIKCmFjY291bnRfaWQYAiABKAkiVgoYUmVkZWxpdmVyV2ViaG9va1Jlc3BvbnNlEjoKCGRlbGl2ZXJ5GAEgASgLMiguY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuV2ViaG9va0RlbGl2ZXJ5Il0KD0xpc3RKb2JzUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJEg8KB2pvYl9pZHMYBCADKAkiVwoQTGlzdEpvYnNSZXNwb25zZRIqCgRqb2JzGAEgAygLMhwuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSInChVEZWxldGVKb2JGaWxlc1JlcXVlc3QSDgoGam9iX2lkGAEgASgJIkMKFkRlbGV0ZUpvYkZpbGVzUmVzcG9uc2USKQoDam9iGAEgASgLMhwuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuSm9iKqEBCglKb2JTdGF0dXMSGgoWSk9CX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEUpPQl9TVEFUVVNfUVVFVUVEEAESFgoSSk9CX1NUQVRVU19SVU5OSU5HEAISGAoUSk9CX1NUQVRVU19TVUNDRUVERUQQAxIVChFKT0JfU1RBVFVTX0ZBSUxFRBAEEhgKFEpPQl9TVEFUVVNfQ0FOQ0VMTEVEEAUqsAEKFVdlYmhvb2tEZWxpdmVyeVN0YXR1cxInCiNXRUJIT09LX0RFTElWRVJZX1NUQVRVU19VTlNQRUNJRklFRBAAEiMKH1dFQkhPT0tfREVMSVZFUllfU1RBVFVTX1BFTkRJTkcQARIlCiFXRUJIT09LX0RFTElWRVJZX1NUQVRVU19ERUxJVkVSRUQQAhIiCh5XRUJIT09LX0RFTElWRVJZX1NUQVRVU19GQUlMRUQQAzLlCgoTT3JjaGVzdHJhdG9yU2VydmljZRJiCglTdWJtaXRKb2ISKS5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5TdWJtaXRKb2JSZXF1ZXN0GiouY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuU3VibWl0Sm9iUmVzcG9uc2USWQoGR2V0Sm9iEiYuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuR2V0Sm9iUmVxdWVzdBonLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkdldEpvYlJlc3BvbnNlEmEKCFdhdGNoSm9iEiguY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuV2F0Y2hKb2JSZXF1ZXN0GikuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuV2F0Y2hKb2JSZXNwb25zZTABEmIKCUNhbmNlbEpvYhIpLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkNhbmNlbEpvYlJlcXVlc3QaKi5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5DYW5jZWxKb2JSZXNwb25zZRJ3ChBHZXRXZWJob29rU2VjcmV0EjAuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuR2V0V2ViaG9va1NlY3JldFJlcXVlc3QaMS5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5HZXRXZWJob29rU2VjcmV0UmVzcG9uc2USgAEKE1JvdGF0ZVdlYmhvb2tTZWNyZXQSMy5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Sb3RhdGVXZWJob29rU2VjcmV0UmVxdWVzdBo0LmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLlJvdGF0ZVdlYmhvb2tTZWNyZXRSZXNwb25zZRJ6ChFTZXRBY2NvdW50V2ViaG9vaxIxLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLlNldEFjY291bnRXZWJob29rUmVxdWVzdBoyLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLlNldEFjY291bnRXZWJob29rUmVzcG9uc2USegoRR2V0QWNjb3VudFdlYmhvb2sSMS5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5HZXRBY2NvdW50V2ViaG9va1JlcXVlc3QaMi5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5HZXRBY2NvdW50V2ViaG9va1Jlc3BvbnNlEoYBChVMaXN0V2ViaG9va0RlbGl2ZXJpZXMSNS5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0GjYuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuTGlzdFdlYmhvb2tEZWxpdmVyaWVzUmVzcG9uc2USdwoQUmVkZWxpdmVyV2ViaG9vaxIwLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLlJlZGVsaXZlcldlYmhvb2tSZXF1ZXN0GjEuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuUmVkZWxpdmVyV2ViaG9va1Jlc3BvbnNlEl8KCExpc3RKb2JzEiguY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuTGlzdEpvYnNSZXF1ZXN0GikuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuTGlzdEpvYnNSZXNwb25zZRJxCg5EZWxldGVKb2JGaWxlcxIuLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkRlbGV0ZUpvYkZpbGVzUmVxdWVzdBovLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkRlbGV0ZUpvYkZpbGVzUmVzcG9uc2ViBnByb3RvMw", [file_cutline_inference_v1_image_options, file_google_protobuf_timestamp]);
+  fileDesc("CjJjdXRsaW5lL29yY2hlc3RyYXRvci92MS9vcmNoZXN0cmF0b3Jfc2VydmljZS5wcm90bxIXY3V0bGluZS5vcmNoZXN0cmF0b3IudjEipQYKA0pvYhIKCgJpZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEjIKBnN0YXR1cxgDIAEoDjIiLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkpvYlN0YXR1cxIWCg5pbnB1dF9ibG9iX2tleRgEIAEoCRIXCg9yZXN1bHRfYmxvYl9rZXkYBSABKAkSGwoTcmVzdWx0X2NvbnRlbnRfdHlwZRgGIAEoCRIzCgdvcHRpb25zGAcgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEg8KB2hvbGRfaWQYCCABKAkSGQoRaGVsZF9taWxsaWNyZWRpdHMYCSABKAMSHAoUY2hhcmdlZF9taWxsaWNyZWRpdHMYCiABKAMSFAoMZXJyb3JfcmVhc29uGAsgASgJEhUKDWVycm9yX21lc3NhZ2UYDCABKAkSFQoNaGlnaF9wcmlvcml0eRgNIAEoCBIaChJwcm9jZXNzaW5nX3RpbWVfbXMYDiABKA0SLgoKY3JlYXRlZF9hdBgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgRIAEoAxIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GBIgASgJEhIKCnVzZXJfZXJyb3IYEyABKAgSFQoNZmlsZXNfZGVsZXRlZBgeIAEoCBIVCg1maWxlc19leHBpcmVkGB8gASgIEhYKDnplcm9fcmV0ZW50aW9uGCAgASgIEhQKDHJlc3VsdF93aWR0aBgoIAEoDRIVCg1yZXN1bHRfaGVpZ2h0GCkgASgNEjQKCmZvcmVncm91bmQYKiABKAsyIC5jdXRsaW5lLmluZmVyZW5jZS52MS5TdWJqZWN0Qm94EhAKCHByb2dyZXNzGCsgASgCEhUKDXF1ZXVlX3dhaXRfbXMYMiABKA0SFAoMaW5mZXJlbmNlX21zGDMgASgNIusCChBTdWJtaXRKb2JSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAMgASgJEjMKB29wdGlvbnMYBCABKAsyIi5jdXRsaW5lLmluZmVyZW5jZS52MS5JbWFnZU9wdGlvbnMSDwoHaG9sZF9pZBgFIAEoCRIZChFoZWxkX21pbGxpY3JlZGl0cxgGIAEoAxIVCg1oaWdoX3ByaW9yaXR5GAcgASgIEhgKEGxvbmdlc3Rfc2lkZV9tYXgYCCABKA0SIQoZYmFja2dyb3VuZF9pbWFnZV9ibG9iX2tleRgJIAEoCRITCgt3ZWJob29rX3VybBgUIAEoCRIbChNyZXF1ZXN0X2ZpbmdlcnByaW50GB4gASgJEhYKDnplcm9fcmV0ZW50aW9uGB8gASgIEhMKC3N5bmNocm9ub3VzGCAgASgIIj4KEVN1Ym1pdEpvYlJlc3BvbnNlEikKA2pvYhgBIAEoCzIcLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkpvYiIfCg1HZXRKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI7Cg5HZXRKb2JSZXNwb25zZRIpCgNqb2IYASABKAsyHC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Kb2IiIQoPV2F0Y2hKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI9ChBXYXRjaEpvYlJlc3BvbnNlEikKA2pvYhgBIAEoCzIcLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkpvYiIiChBDYW5jZWxKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI+ChFDYW5jZWxKb2JSZXNwb25zZRIpCgNqb2IYASABKAsyHC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Kb2IiLQoXR2V0V2ViaG9va1NlY3JldFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCSIqChhHZXRXZWJob29rU2VjcmV0UmVzcG9uc2USDgoGc2VjcmV0GAEgASgJIjAKGlJvdGF0ZVdlYmhvb2tTZWNyZXRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkiLQobUm90YXRlV2ViaG9va1NlY3JldFJlc3BvbnNlEg4KBnNlY3JldBgBIAEoCSJDChhTZXRBY2NvdW50V2ViaG9va1JlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRITCgt3ZWJob29rX3VybBgCIAEoCSIwChlTZXRBY2NvdW50V2ViaG9va1Jlc3BvbnNlEhMKC3dlYmhvb2tfdXJsGAEgASgJIi4KGEdldEFjY291bnRXZWJob29rUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIjAKGUdldEFjY291bnRXZWJob29rUmVzcG9uc2USEwoLd2ViaG9va191cmwYASABKAkijAEKDldlYmhvb2tBdHRlbXB0Eg8KB2F0dGVtcHQYASABKA0SMAoMYXR0ZW1wdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtzdGF0dXNfY29kZRgDIAEoDRINCgVlcnJvchgEIAEoCRITCgtkdXJhdGlvbl9tcxgFIAEoDSK/AwoPV2ViaG9va0RlbGl2ZXJ5EgoKAmlkGAEgASgJEg4KBmpvYl9pZBgCIAEoCRISCgphY2NvdW50X2lkGAMgASgJEgsKA3VybBgEIAEoCRIMCgR0eXBlGAUgASgJEj4KBnN0YXR1cxgGIAEoDjIuLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLldlYmhvb2tEZWxpdmVyeVN0YXR1cxIQCghhdHRlbXB0cxgHIAEoDRIzCg9uZXh0X2F0dGVtcHRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEGxhc3Rfc3RhdHVzX2NvZGUYCSABKA0SEgoKbGFzdF9lcnJvchgKIAEoCRIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxkZWxpdmVyZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGJvZHkYDSABKAkSPAoLYXR0ZW1wdF9sb2cYDiADKAsyJy5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5XZWJob29rQXR0ZW1wdCJCChxMaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJIl0KHUxpc3RXZWJob29rRGVsaXZlcmllc1Jlc3BvbnNlEjwKCmRlbGl2ZXJpZXMYASADKAsyKC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5XZWJob29rRGVsaXZlcnkiQgoXUmVkZWxpdmVyV2ViaG9va1JlcXVlc3QSEwoLZGVsaXZlcnlfaWQYASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCSJWChhSZWRlbGl2ZXJXZWJob29rUmVzcG9uc2USOgoIZGVsaXZlcnkYASABKAsyKC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5XZWJob29rRGVsaXZlcnkiXQoPTGlzdEpvYnNSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkSDwoHam9iX2lkcxgEIAMoCSJXChBMaXN0Sm9ic1Jlc3BvbnNlEioKBGpvYnMYASADKAsyHC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Kb2ISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIicKFURlbGV0ZUpvYkZpbGVzUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiQwoWRGVsZXRlSm9iRmlsZXNSZXNwb25zZRIpCgNqb2IYASABKAsyHC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5Kb2IiKgoPQWNjb3VudFNldHRpbmdzEhcKD3JldGVudGlvbl9ob3VycxgBIAEoDSIvChlHZXRBY2NvdW50U2V0dGluZ3NSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkiWAoaR2V0QWNjb3VudFNldHRpbmdzUmVzcG9uc2USOgoIc2V0dGluZ3MYASABKAsyKC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5BY2NvdW50U2V0dGluZ3MiYQoZU2V0QWNjb3VudFNldHRpbmdzUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhwKD3JldGVudGlvbl9ob3VycxgCIAEoDUgAiAEBQhIKEF9yZXRlbnRpb25faG91cnMiWAoaU2V0QWNjb3VudFNldHRpbmdzUmVzcG9uc2USOgoIc2V0dGluZ3MYASABKAsyKC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5BY2NvdW50U2V0dGluZ3MqoQEKCUpvYlN0YXR1cxIaChZKT0JfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRSk9CX1NUQVRVU19RVUVVRUQQARIWChJKT0JfU1RBVFVTX1JVTk5JTkcQAhIYChRKT0JfU1RBVFVTX1NVQ0NFRURFRBADEhUKEUpPQl9TVEFUVVNfRkFJTEVEEAQSGAoUSk9CX1NUQVRVU19DQU5DRUxMRUQQBSqwAQoVV2ViaG9va0RlbGl2ZXJ5U3RhdHVzEicKI1dFQkhPT0tfREVMSVZFUllfU1RBVFVTX1VOU1BFQ0lGSUVEEAASIwofV0VCSE9PS19ERUxJVkVSWV9TVEFUVVNfUEVORElORxABEiUKIVdFQkhPT0tfREVMSVZFUllfU1RBVFVTX0RFTElWRVJFRBACEiIKHldFQkhPT0tfREVMSVZFUllfU1RBVFVTX0ZBSUxFRBADMuMMChNPcmNoZXN0cmF0b3JTZXJ2aWNlEmIKCVN1Ym1pdEpvYhIpLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLlN1Ym1pdEpvYlJlcXVlc3QaKi5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5TdWJtaXRKb2JSZXNwb25zZRJZCgZHZXRKb2ISJi5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5HZXRKb2JSZXF1ZXN0GicuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuR2V0Sm9iUmVzcG9uc2USYQoIV2F0Y2hKb2ISKC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5XYXRjaEpvYlJlcXVlc3QaKS5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5XYXRjaEpvYlJlc3BvbnNlMAESYgoJQ2FuY2VsSm9iEikuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuQ2FuY2VsSm9iUmVxdWVzdBoqLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkNhbmNlbEpvYlJlc3BvbnNlEncKEEdldFdlYmhvb2tTZWNyZXQSMC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5HZXRXZWJob29rU2VjcmV0UmVxdWVzdBoxLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkdldFdlYmhvb2tTZWNyZXRSZXNwb25zZRKAAQoTUm90YXRlV2ViaG9va1NlY3JldBIzLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLlJvdGF0ZVdlYmhvb2tTZWNyZXRSZXF1ZXN0GjQuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuUm90YXRlV2ViaG9va1NlY3JldFJlc3BvbnNlEnoKEVNldEFjY291bnRXZWJob29rEjEuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuU2V0QWNjb3VudFdlYmhvb2tSZXF1ZXN0GjIuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuU2V0QWNjb3VudFdlYmhvb2tSZXNwb25zZRJ6ChFHZXRBY2NvdW50V2ViaG9vaxIxLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkdldEFjY291bnRXZWJob29rUmVxdWVzdBoyLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkdldEFjY291bnRXZWJob29rUmVzcG9uc2UShgEKFUxpc3RXZWJob29rRGVsaXZlcmllcxI1LmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLkxpc3RXZWJob29rRGVsaXZlcmllc1JlcXVlc3QaNi5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5MaXN0V2ViaG9va0RlbGl2ZXJpZXNSZXNwb25zZRJ3ChBSZWRlbGl2ZXJXZWJob29rEjAuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuUmVkZWxpdmVyV2ViaG9va1JlcXVlc3QaMS5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5SZWRlbGl2ZXJXZWJob29rUmVzcG9uc2USXwoITGlzdEpvYnMSKC5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5MaXN0Sm9ic1JlcXVlc3QaKS5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5MaXN0Sm9ic1Jlc3BvbnNlEnEKDkRlbGV0ZUpvYkZpbGVzEi4uY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuRGVsZXRlSm9iRmlsZXNSZXF1ZXN0Gi8uY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuRGVsZXRlSm9iRmlsZXNSZXNwb25zZRJ9ChJHZXRBY2NvdW50U2V0dGluZ3MSMi5jdXRsaW5lLm9yY2hlc3RyYXRvci52MS5HZXRBY2NvdW50U2V0dGluZ3NSZXF1ZXN0GjMuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuR2V0QWNjb3VudFNldHRpbmdzUmVzcG9uc2USfQoSU2V0QWNjb3VudFNldHRpbmdzEjIuY3V0bGluZS5vcmNoZXN0cmF0b3IudjEuU2V0QWNjb3VudFNldHRpbmdzUmVxdWVzdBozLmN1dGxpbmUub3JjaGVzdHJhdG9yLnYxLlNldEFjY291bnRTZXR0aW5nc1Jlc3BvbnNlYgZwcm90bzM", [file_cutline_inference_v1_image_options, file_cutline_inference_v1_task, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message cutline.orchestrator.v1.Job
@@ -133,15 +135,56 @@ export type Job = Message<"cutline.orchestrator.v1.Job"> & {
   filesDeleted: boolean;
 
   /**
+   * The files were deleted because the account's retention ran out (files_deleted is set too).
+   *
+   * @generated from field: bool files_expired = 31;
+   */
+  filesExpired: boolean;
+
+  /**
+   * Zero retention: the caller reads the result once (a synchronous call) and then deletes the
+   * job's files (DeleteJobFiles); nothing is kept for later.
+   *
+   * @generated from field: bool zero_retention = 32;
+   */
+  zeroRetention: boolean;
+
+  /**
+   * Set on success: the result image's size in pixels (0 for jobs that ended before it was kept).
+   *
+   * @generated from field: uint32 result_width = 40;
+   */
+  resultWidth: number;
+
+  /**
+   * @generated from field: uint32 result_height = 41;
+   */
+  resultHeight: number;
+
+  /**
+   * Set on success when the mask found a subject: its box in the result image.
+   *
+   * @generated from field: cutline.inference.v1.SubjectBox foreground = 42;
+   */
+  foreground?: SubjectBox | undefined;
+
+  /**
+   * How much of the work is done, 0 to 1, never decreasing: 0 queued, the worker's reported stage while running, 1 succeeded.
+   *
+   * @generated from field: float progress = 43;
+   */
+  progress: number;
+
+  /**
    * Set on success, as the worker reported them (inference's TaskSucceeded): the wait from the
    * enqueue to the model, and the engine's own work on the image (ms).
    *
-   * @generated from field: uint32 queue_wait_ms = 31;
+   * @generated from field: uint32 queue_wait_ms = 50;
    */
   queueWaitMs: number;
 
   /**
-   * @generated from field: uint32 inference_ms = 32;
+   * @generated from field: uint32 inference_ms = 51;
    */
   inferenceMs: number;
 };
@@ -222,6 +265,21 @@ export type SubmitJobRequest = Message<"cutline.orchestrator.v1.SubmitJobRequest
    * @generated from field: string request_fingerprint = 30;
    */
   requestFingerprint: string;
+
+  /**
+   * Keep nothing (per request `retention=none`), whatever the account's retention.
+   *
+   * @generated from field: bool zero_retention = 31;
+   */
+  zeroRetention: boolean;
+
+  /**
+   * The caller waits for the result (a synchronous call). Zero retention is refused otherwise
+   * (zero_retention_async): an asynchronous job's result must be kept to be fetched later.
+   *
+   * @generated from field: bool synchronous = 32;
+   */
+  synchronous: boolean;
 };
 
 /**
@@ -803,6 +861,101 @@ export const DeleteJobFilesResponseSchema: GenMessage<DeleteJobFilesResponse> = 
   messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 26);
 
 /**
+ * @generated from message cutline.orchestrator.v1.AccountSettings
+ */
+export type AccountSettings = Message<"cutline.orchestrator.v1.AccountSettings"> & {
+  /**
+   * Hours inputs and results are kept after the job ends (at most 24); 0 is zero retention:
+   * synchronous calls only, nothing kept after the response.
+   *
+   * @generated from field: uint32 retention_hours = 1;
+   */
+  retentionHours: number;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.AccountSettings.
+ * Use `create(AccountSettingsSchema)` to create a new message.
+ */
+export const AccountSettingsSchema: GenMessage<AccountSettings> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 27);
+
+/**
+ * @generated from message cutline.orchestrator.v1.GetAccountSettingsRequest
+ */
+export type GetAccountSettingsRequest = Message<"cutline.orchestrator.v1.GetAccountSettingsRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.GetAccountSettingsRequest.
+ * Use `create(GetAccountSettingsRequestSchema)` to create a new message.
+ */
+export const GetAccountSettingsRequestSchema: GenMessage<GetAccountSettingsRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 28);
+
+/**
+ * @generated from message cutline.orchestrator.v1.GetAccountSettingsResponse
+ */
+export type GetAccountSettingsResponse = Message<"cutline.orchestrator.v1.GetAccountSettingsResponse"> & {
+  /**
+   * @generated from field: cutline.orchestrator.v1.AccountSettings settings = 1;
+   */
+  settings?: AccountSettings | undefined;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.GetAccountSettingsResponse.
+ * Use `create(GetAccountSettingsResponseSchema)` to create a new message.
+ */
+export const GetAccountSettingsResponseSchema: GenMessage<GetAccountSettingsResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 29);
+
+/**
+ * @generated from message cutline.orchestrator.v1.SetAccountSettingsRequest
+ */
+export type SetAccountSettingsRequest = Message<"cutline.orchestrator.v1.SetAccountSettingsRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * Unset leaves the retention as it is.
+   *
+   * @generated from field: optional uint32 retention_hours = 2;
+   */
+  retentionHours?: number | undefined;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.SetAccountSettingsRequest.
+ * Use `create(SetAccountSettingsRequestSchema)` to create a new message.
+ */
+export const SetAccountSettingsRequestSchema: GenMessage<SetAccountSettingsRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 30);
+
+/**
+ * @generated from message cutline.orchestrator.v1.SetAccountSettingsResponse
+ */
+export type SetAccountSettingsResponse = Message<"cutline.orchestrator.v1.SetAccountSettingsResponse"> & {
+  /**
+   * @generated from field: cutline.orchestrator.v1.AccountSettings settings = 1;
+   */
+  settings?: AccountSettings | undefined;
+};
+
+/**
+ * Describes the message cutline.orchestrator.v1.SetAccountSettingsResponse.
+ * Use `create(SetAccountSettingsResponseSchema)` to create a new message.
+ */
+export const SetAccountSettingsResponseSchema: GenMessage<SetAccountSettingsResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_orchestrator_v1_orchestrator_service, 31);
+
+/**
  * @generated from enum cutline.orchestrator.v1.JobStatus
  */
 export enum JobStatus {
@@ -999,6 +1152,26 @@ export const OrchestratorService: GenService<{
     methodKind: "unary";
     input: typeof DeleteJobFilesRequestSchema;
     output: typeof DeleteJobFilesResponseSchema;
+  },
+  /**
+   * The account's settings (retention of inputs and results); defaults until set.
+   *
+   * @generated from rpc cutline.orchestrator.v1.OrchestratorService.GetAccountSettings
+   */
+  getAccountSettings: {
+    methodKind: "unary";
+    input: typeof GetAccountSettingsRequestSchema;
+    output: typeof GetAccountSettingsResponseSchema;
+  },
+  /**
+   * Changes the fields that are set; applies to jobs submitted afterwards.
+   *
+   * @generated from rpc cutline.orchestrator.v1.OrchestratorService.SetAccountSettings
+   */
+  setAccountSettings: {
+    methodKind: "unary";
+    input: typeof SetAccountSettingsRequestSchema;
+    output: typeof SetAccountSettingsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_cutline_orchestrator_v1_orchestrator_service, 0);
