@@ -26,6 +26,9 @@ import { createOrchestrator } from "./orchestrator/index.ts";
 import { openPorts, openServiceDatabase } from "./common/wiring.ts";
 import type { BlobStore } from "./common/ports/blob-store.ts";
 
+/** WatchJob's re-read on in-process ports, where every job change is this process's own (milliseconds). */
+const SINGLE_REPLICA_WATCH_POLL_MS = 10_000;
+
 export interface SingleNode extends Running {
   /** The gateway's URL, e.g. http://127.0.0.1:8080. */
   readonly url: string;
@@ -117,6 +120,10 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     },
     // The in-process queue lives in this process's memory: what it held before a restart is gone.
     requeueUnfinishedAtStart: common.NATS_URL === undefined,
+    // On in-process ports no other replica applies task events: every change wakes a watch at
+    // once, and the re-read stays only as a safety net (at 500 ms, 64 calls in flight cost 128
+    // job reads a second on the one event loop).
+    watchPollMs: common.NATS_URL === undefined ? SINGLE_REPLICA_WATCH_POLL_MS : undefined,
   });
   await orchestrator.start();
   const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes));

@@ -107,11 +107,12 @@ describe("job lifecycle", () => {
     const { accountId, job } = await submitted();
     await lifecycle.onTaskEvent(event({ jobId: job.id, outcome: { case: "started", value: { deliveryCount: 1 } } }));
     assert.equal((await lifecycle.get(job.id)).status, "running");
-    const succeeded = event({ jobId: job.id, outcome: { case: "succeeded", value: { resultBlobKey: job.result_blob_key, contentType: "image/png", processingTimeMs: 40 } } });
+    const succeeded = event({ jobId: job.id, outcome: { case: "succeeded", value: { resultBlobKey: job.result_blob_key, contentType: "image/png", processingTimeMs: 40, queueWaitMs: 7, inferenceMs: 31 } } });
     await lifecycle.onTaskEvent(succeeded);
     await lifecycle.onTaskEvent(succeeded);
     const done = await lifecycle.get(job.id);
     assert.deepEqual([done.status, done.charged_millicredits, done.result_content_type, done.processing_time_ms], ["succeeded", COST, "image/png", 40]);
+    assert.deepEqual([done.queue_wait_ms, done.inference_ms], [7, 31], "the worker's split is kept for the gateway's X-Queue-Time-Ms and X-Inference-Time-Ms");
     assert.equal(await available(accountId), BigInt(10_000 - COST));
     assert.equal(done.available_millicredits, 10_000 - COST);
   });

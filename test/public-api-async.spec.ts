@@ -28,6 +28,9 @@ describe("the REST job API on a single node", () => {
     assert.equal(done.status, "succeeded", JSON.stringify(done));
     assert.equal(done.progress, 1);
     assert.equal(done.credits_charged, 0.25);
+    assert.equal(queued.queue_time_ms, null, "no figures before the job ends");
+    assert.ok(done.inference_time_ms! > 0 && done.queue_time_ms! >= 0, JSON.stringify(done));
+    assert.ok(done.processing_time_ms! >= done.inference_time_ms!, "the worker's time includes the engine's work");
     assert.ok(done.result_url?.startsWith(`${api.node.url}/v1/results/${queued.id}?expires=`), done.result_url ?? "no result_url");
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - IMAGE_MILLICREDITS, held: 0n });
 
@@ -38,6 +41,8 @@ describe("the REST job API on a single node", () => {
     assert.equal(result.headers.get("x-job-id"), queued.id);
     assert.equal(result.headers.get("x-credits-charged"), "0.25");
     assert.equal(result.headers.get("x-credits-remaining"), "9.75");
+    assert.equal(result.headers.get("x-inference-time-ms"), String(done.inference_time_ms));
+    assert.equal(result.headers.get("x-queue-time-ms"), String(done.queue_time_ms));
     const image = await sharp(Buffer.from(await result.arrayBuffer())).metadata();
     assert.deepEqual([image.width, image.height, image.hasAlpha], [64, 64, true]);
 
@@ -73,6 +78,7 @@ describe("the REST job API on a single node", () => {
   it("a raw image body with output_format and bg_color=transparent in the query; image responses carry the job, credit and rate-limit headers", async () => {
     const { accountId, key } = await account(); // free plan: 10 requests per minute
     const before = Math.floor(Date.now() / 1000);
+    const sent = performance.now();
     const response = await fetch(`${api.node.url}/v1/matting?output_format=webp&bg_color=transparent&size=full`, {
       method: "POST",
       headers: { "x-api-key": key, "content-type": "image/png" },
@@ -86,7 +92,12 @@ describe("the REST job API on a single node", () => {
     assert.equal(response.headers.get("x-credits-charged"), "0.25");
     assert.equal(response.headers.get("x-credits-remaining"), "9.75");
     assert.equal((await balance(accountId)).available, TRIAL_MILLICREDITS - IMAGE_MILLICREDITS);
-    assert.ok(Number(response.headers.get("x-processing-time-ms")) > 0);
+    const latencyMs = performance.now() - sent;
+    // The worker's split of the call's time: what the client waited beyond it is the service's overhead.
+    const [processingMs, queueMs, inferenceMs] = ["processing", "queue", "inference"].map((name) => response.headers.get(`x-${name}-time-ms`) ?? "");
+    for (const figure of [processingMs, queueMs, inferenceMs]) assert.match(figure!, /^\d+$/);
+    assert.ok(Number(inferenceMs) > 0 && Number(processingMs) >= Number(inferenceMs), `processing ${processingMs} ms, inference ${inferenceMs} ms`);
+    assert.ok(Number(queueMs) + Number(inferenceMs) <= latencyMs, `queue ${queueMs} + inference ${inferenceMs} ms fit in the ${latencyMs.toFixed(0)} ms the call took`);
     assert.equal(response.headers.get("x-ratelimit-limit"), "10");
     assert.equal(response.headers.get("x-ratelimit-remaining"), "9");
     const reset = Number(response.headers.get("x-ratelimit-reset"));

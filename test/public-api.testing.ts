@@ -18,6 +18,9 @@ export interface JobJson {
   credits_charged: number;
   result_url: string | null;
   error: { code: string; title: string } | null;
+  processing_time_ms: number | null;
+  queue_time_ms: number | null;
+  inference_time_ms: number | null;
 }
 
 export interface BatchJson {

@@ -35,6 +35,13 @@ export interface OrchestratorDependencies {
    */
   requeueUnfinishedAtStart?: boolean;
   /**
+   * How often WatchJob re-reads a job for changes applied by another orchestrator replica (those
+   * of this one wake it at once). The single node on in-process ports is the only replica there
+   * can be and passes a long one: each open watch's re-read is a query, and a busy node has one
+   * watch per synchronous call in flight. @default 500 ms
+   */
+  watchPollMs?: number;
+  /**
    * Webhooks of job ends. Unset: no deliveries are recorded (suites that do not exercise them);
    * the secret and URL calls still work.
    */
@@ -73,6 +80,7 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
   const settings = new AccountSettingsStore(deps.db);
   const lifecycle = new JobLifecycle(new JobStore(deps.db), deps.workQueue, deps.blobStore, deps.billing, deps.log, {
     ...deps.reconcile,
+    watchPollMs: deps.watchPollMs,
     settings,
     onEnd: wiring ? (db, job) => webhooks.enqueueJobEnd(db, job) : undefined,
   });

@@ -1,4 +1,5 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
 import { EventEmitter, on } from "node:events";
@@ -324,6 +325,8 @@ export class JobLifecycle {
           result_width: outcome.value.width,
           result_height: outcome.value.height,
           ...(foreground ? { foreground_left: foreground.left, foreground_top: foreground.top, foreground_width: foreground.width, foreground_height: foreground.height } : {}),
+          queue_wait_ms: outcome.value.queueWaitMs,
+          inference_ms: outcome.value.inferenceMs,
         });
         if (!claimed) {
           // A failure or a cancel took the job first: the result is nobody's.
@@ -398,8 +401,10 @@ export class JobLifecycle {
     return settled;
   }
 
+  /** The job's queue message, stamped now: it is made just before each enqueue. */
   #taskOf(job: JobRow): SegmentTask {
     return create(SegmentTaskSchema, {
+      enqueuedAt: timestampNow(),
       jobId: job.id,
       inputBlobKey: job.input_blob_key,
       resultBlobKey: job.result_blob_key,

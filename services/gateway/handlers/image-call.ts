@@ -6,6 +6,7 @@ import type { HttpRequest, HttpResponse } from "../../common/server.ts";
 import { authenticate } from "../authentication.ts";
 import { checkedIdempotencyKey, rateLimitHeadersOf, type Admission, type ImageResult } from "../image-jobs.ts";
 import type { ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { ApiKeyOwner } from "../store/api-key.store.ts";
 import type { RestDependencies } from "./rest-support.ts";
 import { headersOf } from "./upload.admission.ts";
@@ -50,4 +51,17 @@ export function removeBackgroundWhileWaiting(
 /** The X-RateLimit-* headers from the admission: the per-minute budget after this call. */
 export function rateLimitHeaders(admission: Admission): Record<string, string> {
   return rateLimitHeadersOf(admission.rate);
+}
+
+/**
+ * Where a succeeded job's time went, as its worker reported it: the wait from the enqueue to the
+ * model, the engine's own work, and the worker's whole time on the job. What a client measures
+ * beyond queue and inference time is the system's own overhead.
+ */
+export function timingHeaders(job: Job): Record<string, string> {
+  return {
+    "x-processing-time-ms": String(job.processingTimeMs),
+    "x-queue-time-ms": String(job.queueWaitMs),
+    "x-inference-time-ms": String(job.inferenceMs),
+  };
 }

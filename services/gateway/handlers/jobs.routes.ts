@@ -30,6 +30,10 @@ export interface JobJson {
   result_url: string | null;
   error: { code: string; title: string } | null;
   created_at: string | null;
+  /** The worker's figures once the job succeeded (as the X-*-Time-Ms headers), else null. */
+  processing_time_ms: number | null;
+  queue_time_ms: number | null;
+  inference_time_ms: number | null;
 }
 
 /** The public JSON of a job; `result_url` is signed now, for a succeeded job whose files are kept. */
@@ -46,6 +50,9 @@ export function jobJson(job: Job, links: ResultLinks, request: HttpRequest): Job
     result_url: hasResult ? links.signer(request.headers.host).urlFor(job.id) : null,
     error: failure ? { code: reasonOf(failure) ?? "internal", title: failure.rawMessage } : null,
     created_at: job.createdAt ? timestampDate(job.createdAt).toISOString() : null,
+    processing_time_ms: job.status === JobStatus.SUCCEEDED ? job.processingTimeMs : null,
+    queue_time_ms: job.status === JobStatus.SUCCEEDED ? job.queueWaitMs : null,
+    inference_time_ms: job.status === JobStatus.SUCCEEDED ? job.inferenceMs : null,
   };
 }
 

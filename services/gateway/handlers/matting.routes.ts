@@ -12,7 +12,7 @@ import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.
 import type { Admission } from "../image-jobs.ts";
 import type { ApiKeyOwner } from "../store/api-key.store.ts";
 import type { ImageUrls } from "../image-urls.ts";
-import { admitImageCall, rateLimitHeaders, removeBackgroundWhileWaiting } from "./image-call.ts";
+import { admitImageCall, rateLimitHeaders, removeBackgroundWhileWaiting, timingHeaders } from "./image-call.ts";
 import { jobJson } from "./jobs.routes.ts";
 import { headersOf } from "./upload.admission.ts";
 import { formatCredits } from "../../common/credits.ts";
@@ -278,7 +278,7 @@ function sendImage(response: HttpResponse, admission: Admission, job: Job, image
     "x-job-id": job.id,
     "x-credits-charged": formatCredits(job.chargedMillicredits),
     "x-credits-remaining": formatCredits(job.availableMillicredits),
-    "x-processing-time-ms": String(job.processingTimeMs),
+    ...timingHeaders(job),
     ...rateLimitHeaders(admission),
   });
   response.end(image);

@@ -6,6 +6,7 @@ import { JobStatus } from "../../common/gen/cutline/orchestrator/v1/orchestrator
 import type { HttpRoutes } from "../../common/server.ts";
 import { formatCredits } from "../../common/credits.ts";
 import { rateLimitHeadersOf } from "../image-jobs.ts";
+import { timingHeaders } from "./image-call.ts";
 import { sendError, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
 
 const RESULT_URL_REFUSALS = {
@@ -50,7 +51,7 @@ export function createResultsRoutes(deps: RestDependencies): HttpRoutes {
         "x-credits-charged": formatCredits(job.chargedMillicredits),
         // The balance right after this job was charged: the link carries no key to read today's with.
         "x-credits-remaining": formatCredits(job.availableMillicredits),
-        "x-processing-time-ms": String(job.processingTimeMs),
+        ...timingHeaders(job),
         ...rateLimitHeadersOf(rate),
       });
       if (request.method === "HEAD") response.end();

@@ -43,6 +43,21 @@ describe("DynamicBatcher", () => {
     assert.ok(performance.now() - started >= 45, "the partial batch ran after the queue delay");
   });
 
+  it("tells each item how long it waited for its batch, the time a worker reports as queue wait", async () => {
+    const { batcher, finishOne } = harness({ batchSizeMax: 1 });
+    const waits: Record<string, number> = {};
+    const first = batcher.submit("a", { highPriority: false, onDequeued: (waitMs) => (waits.a = waitMs) });
+    const second = batcher.submit("b", { highPriority: false, onDequeued: (waitMs) => (waits.b = waitMs) });
+    await sleep(60);
+    assert.ok(waits.a! < 20, `the first item ran at once; waited ${waits.a} ms`);
+    assert.equal(waits.b, undefined, "the second is still queued behind the running batch");
+    await finishOne();
+    await first;
+    await finishOne();
+    await second;
+    assert.ok(waits.b! >= 55, `the second waited for the first batch (about 60 ms), told ${waits.b} ms`);
+  });
+
   it("takes the high-priority lane first", async () => {
     const { batcher, batches, finishOne } = harness({ batchSizeMax: 2, queueDelayMsMax: 0 });
     const first = batcher.submit("busy", { highPriority: false });

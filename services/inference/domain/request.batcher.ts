@@ -20,10 +20,19 @@ export interface BatcherObserver {
   depthChanged?(depth: number): void;
 }
 
+/** One item's call: its lane, its cancel, and who is told how long it waited. */
+export interface BatcherCall {
+  highPriority: boolean;
+  signal?: AbortSignal;
+  /** Called once the item leaves the queue for a batch, with how long it waited (milliseconds). */
+  onDequeued?(waitMs: number): void;
+}
+
 interface Entry<Item, Result> {
   item: Item;
   highPriority: boolean;
   enqueuedAt: number;
+  onDequeued: ((waitMs: number) => void) | undefined;
   resolve(result: Result): void;
   reject(error: unknown): void;
   detach(): void;
@@ -67,7 +76,7 @@ export class DynamicBatcher<Item, Result> {
     return this.options.queueLengthMax + this.options.concurrency * this.options.batchSizeMax;
   }
 
-  submit(item: Item, call: { highPriority: boolean; signal?: AbortSignal }): Promise<Result> {
+  submit(item: Item, call: BatcherCall): Promise<Result> {
     if (this.closedReason !== undefined) return Promise.reject(this.closedReason);
     if (call.signal?.aborted) return Promise.reject(cancelled());
     if (this.depth >= this.options.queueLengthMax) {
@@ -94,6 +103,7 @@ export class DynamicBatcher<Item, Result> {
         item,
         highPriority: call.highPriority,
         enqueuedAt: performance.now(),
+        onDequeued: call.onDequeued,
         resolve,
         reject,
         detach: () => call.signal?.removeEventListener("abort", onAbort),
@@ -146,6 +156,7 @@ export class DynamicBatcher<Item, Result> {
     const started = performance.now();
     for (const entry of batch) {
       entry.detach();
+      entry.onDequeued?.(started - entry.enqueuedAt);
       this.observer.dequeued?.(started - entry.enqueuedAt, entry.highPriority);
     }
     this.observer.batchStarted?.(batch.length);

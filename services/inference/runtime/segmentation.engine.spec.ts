@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { pino } from "pino";
 import { register } from "prom-client";
@@ -219,8 +220,10 @@ describe("segment consumer", () => {
     try {
       await blobStore.put("in/good", await discPhoto(200, 150), { contentType: "image/jpeg" });
       await blobStore.put("in/bad", new TextEncoder().encode("%PDF-1.7 not an image"), { contentType: "application/pdf" });
+      // Enqueued (as the orchestrator stamps it) 5 s ago: the worker counts that wait as queue time.
+      const enqueuedAt = timestampFromMs(Date.now() - 5000);
       const task = (jobId: string, input: string) =>
-        toBinary(SegmentTaskSchema, create(SegmentTaskSchema, { jobId, inputBlobKey: input, resultBlobKey: `out/${jobId}`, options: { format: OutputFormat.WEBP } }));
+        toBinary(SegmentTaskSchema, create(SegmentTaskSchema, { jobId, inputBlobKey: input, resultBlobKey: `out/${jobId}`, options: { format: OutputFormat.WEBP }, enqueuedAt }));
       await workQueue.enqueue(task("job-good", "in/good"), { id: "job-good" });
       await workQueue.enqueue(task("job-bad", "in/bad"), { id: "job-bad", priority: "high" });
       const deadline = Date.now() + 120_000;
@@ -238,6 +241,9 @@ describe("segment consumer", () => {
       if (succeeded.event.outcome.case === "succeeded") {
         assert.equal(succeeded.event.outcome.value.contentType, "image/webp");
         assert.deepEqual([succeeded.event.outcome.value.width, succeeded.event.outcome.value.height], [200, 150]);
+        const { queueWaitMs, inferenceMs, processingTimeMs } = succeeded.event.outcome.value;
+        assert.ok(queueWaitMs >= 5000 && queueWaitMs < 5000 + 120_000, `queue wait ${queueWaitMs} ms counts from enqueued_at`);
+        assert.ok(inferenceMs > 0 && inferenceMs <= processingTimeMs, `inference ${inferenceMs} ms is within processing ${processingTimeMs} ms`);
       }
       // Each stage that ended before the result, with the fraction done, rising, before the outcome.
       const good = events.filter((entry) => entry.event.jobId === "job-good");

@@ -29,6 +29,14 @@ export interface SegmentCall {
 /** The stages of `process` that end before the result: decoding, the model, the mask's refinement. */
 export type EngineStage = "decoded" | "segmented" | "refined";
 
+/** The rendered image and where its time went, so a worker can report queueing apart from work. */
+export interface ProcessedImage extends RenderedImage {
+  /** Time the image waited in the dynamic batcher for the model (milliseconds). */
+  modelQueueWaitMs: number;
+  /** The rest of `process`: decode, model run, refinement and encoding (milliseconds). */
+  workMs: number;
+}
+
 export interface ImageInspection {
   format: string;
   width: number;
@@ -49,7 +57,9 @@ export interface SegmentationEngine {
   readonly queueDepth: number;
   /** Images the engine can hold at once (queue + running batches); bounds consumers' in-flight count. */
   readonly capacity: number;
-  process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<RenderedImage>;
+  /** Images in the batches that can run at once (session workers × batch size, once ready). */
+  readonly runningCapacity: number;
+  process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<ProcessedImage>;
   /** Sniff and header-only limit checks, for a quote before any hold; decodes no pixel. */
   inspect(image: Uint8Array): Promise<ImageInspection>;
   /** The model's raw mask for RGB bytes already at the model's input size (benchmarks, tests). */
@@ -139,6 +149,10 @@ class Engine implements SegmentationEngine {
     return this.batcher?.capacity ?? this.config.INFERENCE_QUEUE_LENGTH_MAX;
   }
 
+  get runningCapacity(): number {
+    return this.config.INFERENCE_SESSION_WORKERS * (this.batchSizeMax ?? 1);
+  }
+
   private async start(): Promise<void> {
     const started = performance.now();
     const sessions = await this.startSessions();
@@ -224,8 +238,9 @@ class Engine implements SegmentationEngine {
     return this.available().submit(rgb, call);
   }
 
-  async process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<RenderedImage> {
+  async process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<ProcessedImage> {
     const timer = new StageTimer();
+    let modelQueueWaitMs = 0;
     try {
       const batcher = this.available();
       validateImageOptions(options);
@@ -241,7 +256,7 @@ class Engine implements SegmentationEngine {
       throwIfAborted(call.signal);
       const modelInput = await this.modelInputOf(decoded);
       timer.mark("prepareMs");
-      const mask = await batcher.submit(modelInput, call);
+      const mask = await batcher.submit(modelInput, { ...call, onDequeued: (waitMs) => (modelQueueWaitMs = waitMs) });
       timer.mark("queueAndModelMs");
       call.onStage?.("segmented");
       throwIfAborted(call.signal);
@@ -252,8 +267,8 @@ class Engine implements SegmentationEngine {
       const rendered = smartCrop ? await this.renderSmartCrop(decoded, refined, options, longestSideMax) : await this.render(decoded, refined, options, longestSideMax);
       timer.mark("encodeMs");
       observePipeline(timer.totalMs);
-      this.log.debug({ width: decoded.width, height: decoded.height, ...timer.stages }, "image processed");
-      return rendered;
+      this.log.debug({ width: decoded.width, height: decoded.height, modelQueueWaitMs: Math.round(modelQueueWaitMs), ...timer.stages }, "image processed");
+      return { ...rendered, modelQueueWaitMs, workMs: Math.max(0, timer.totalMs - modelQueueWaitMs) };
     } catch (error) {
       throw inferenceErrorOf(error);
     }

@@ -10,7 +10,7 @@ import pino from "pino";
 import { InProcessBlobStore } from "../../common/adapters/index.ts";
 import { OutputFormat } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { SegmentTaskSchema } from "../../common/gen/cutline/inference/v1/task_pb.ts";
-import { optionsWithBackground } from "./segment.consumer.ts";
+import { defaultInFlightMax, optionsWithBackground } from "./segment.consumer.ts";
 
 const dataDir = mkdtempSync(join(tmpdir(), "cutline-segment-consumer-"));
 const blobs = new InProcessBlobStore({ dataDir, log: pino({ level: "silent" }) });
@@ -39,4 +39,11 @@ test("the background image is loaded from its blob; bytes that came inside the o
 test("a background blob that is gone answers undefined, so the consumer fails the job instead of ignoring the background", async () => {
   const task = create(SegmentTaskSchema, { jobId: "job-2", backgroundImageBlobKey: "inputs/missing/background" });
   assert.equal(await optionsWithBackground(task, blobs), undefined);
+});
+
+test("the consumer takes two batches' worth of tasks by default, never more than the engine holds", () => {
+  // CPU: one session worker, batches of 1; the rest wait in the shared queue, not decoded in this process.
+  assert.equal(defaultInFlightMax({ capacity: 33, runningCapacity: 1 }), 2);
+  assert.equal(defaultInFlightMax({ capacity: 40, runningCapacity: 8 }), 16);
+  assert.equal(defaultInFlightMax({ capacity: 5, runningCapacity: 4 }), 5);
 });

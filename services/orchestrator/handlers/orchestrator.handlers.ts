@@ -44,6 +44,8 @@ export function jobMessage(row: JobRow): Job {
     userError: row.user_error,
     highPriority: row.high_priority,
     processingTimeMs: row.processing_time_ms ?? 0,
+    queueWaitMs: row.queue_wait_ms ?? 0,
+    inferenceMs: row.inference_ms ?? 0,
     createdAt: timestampFromDate(row.created_at),
     updatedAt: timestampFromDate(row.updated_at),
     availableMillicredits: BigInt(row.available_millicredits ?? 0),

@@ -24,6 +24,9 @@ export interface JobTable {
   longest_side_max: Generated<number>;
   background_image_blob_key: Generated<string>;
   processing_time_ms: number | null;
+  /** As the worker reported them on success: enqueue to the model, and the engine's own work (ms). */
+  queue_wait_ms: number | null;
+  inference_ms: number | null;
   /** The outcome that has taken the hold (capture or release) before the status records it. */
   outcome_claim: OutcomeClaim | null;
   requeues: Generated<number>;
@@ -85,6 +88,8 @@ export interface JobUpdate {
   foreground_top?: number;
   foreground_width?: number;
   foreground_height?: number;
+  queue_wait_ms?: number;
+  inference_ms?: number;
   /** A job whose first hold ended before its result came is charged on a new one. */
   hold_id?: string;
   requeues?: number;

@@ -155,4 +155,12 @@ export const orchestratorMigrations: Record<string, Migration> = {
       await sql`update jobs set progress = 1 where status = 'succeeded'`.execute(db);
     },
   },
+  "202611271930_jobs_timings": {
+    async up(db: Kysely<any>) {
+      // The worker's split of a job's time (queue wait, inference), so a client can tell the
+      // system's own overhead apart from waiting and work. Null for jobs that ended before.
+      await db.schema.alterTable("jobs").addColumn("queue_wait_ms", "int4").execute();
+      await db.schema.alterTable("jobs").addColumn("inference_ms", "int4").execute();
+    },
+  },
 };

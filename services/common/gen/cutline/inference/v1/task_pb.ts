@@ -6,13 +6,15 @@ import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { ImageOptions } from "./image_options_pb.ts";
 import { file_cutline_inference_v1_image_options } from "./image_options_pb.ts";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file cutline/inference/v1/task.proto.
  */
 export const file_cutline_inference_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jdXRsaW5lL2luZmVyZW5jZS92MS90YXNrLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSLXAQoLU2VnbWVudFRhc2sSDgoGam9iX2lkGAEgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAIgASgJEhcKD3Jlc3VsdF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhUKDWhpZ2hfcHJpb3JpdHkYBSABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgGIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAcgASgJIoICCglUYXNrRXZlbnQSDgoGam9iX2lkGAEgASgJEjgKCXN1Y2NlZWRlZBgCIAEoCzIjLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tTdWNjZWVkZWRIABIyCgZmYWlsZWQYAyABKAsyIC5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrRmFpbGVkSAASNAoHc3RhcnRlZBgEIAEoCzIhLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlRhc2tTdGFydGVkSAASNgoIcHJvZ3Jlc3MYBSABKAsyIi5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrUHJvZ3Jlc3NIAEIJCgdvdXRjb21lIkMKDFRhc2tQcm9ncmVzcxISCgplbGFwc2VkX21zGAEgASgNEhAKCGZyYWN0aW9uGAIgASgCEg0KBXN0YWdlGAMgASgJIiUKC1Rhc2tTdGFydGVkEhYKDmRlbGl2ZXJ5X2NvdW50GAEgASgNIq8BCg1UYXNrU3VjY2VlZGVkEhcKD3Jlc3VsdF9ibG9iX2tleRgBIAEoCRIUCgxjb250ZW50X3R5cGUYAiABKAkSDQoFd2lkdGgYAyABKA0SDgoGaGVpZ2h0GAQgASgNEhoKEnByb2Nlc3NpbmdfdGltZV9tcxgFIAEoDRI0Cgpmb3JlZ3JvdW5kGBQgASgLMiAuY3V0bGluZS5pbmZlcmVuY2UudjEuU3ViamVjdEJveCJGCgpTdWJqZWN0Qm94EgwKBGxlZnQYASABKA0SCwoDdG9wGAIgASgNEg0KBXdpZHRoGAMgASgNEg4KBmhlaWdodBgEIAEoDSJBCgpUYXNrRmFpbGVkEhIKCnVzZXJfZXJyb3IYASABKAgSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAliBnByb3RvMw", [file_cutline_inference_v1_image_options]);
+  fileDesc("Ch9jdXRsaW5lL2luZmVyZW5jZS92MS90YXNrLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSKIAgoLU2VnbWVudFRhc2sSDgoGam9iX2lkGAEgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAIgASgJEhcKD3Jlc3VsdF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhUKDWhpZ2hfcHJpb3JpdHkYBSABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgGIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAcgASgJEi8KC2VucXVldWVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKCAgoJVGFza0V2ZW50Eg4KBmpvYl9pZBgBIAEoCRI4CglzdWNjZWVkZWQYAiABKAsyIy5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrU3VjY2VlZGVkSAASMgoGZmFpbGVkGAMgASgLMiAuY3V0bGluZS5pbmZlcmVuY2UudjEuVGFza0ZhaWxlZEgAEjQKB3N0YXJ0ZWQYBCABKAsyIS5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrU3RhcnRlZEgAEjYKCHByb2dyZXNzGAUgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuVGFza1Byb2dyZXNzSABCCQoHb3V0Y29tZSJDCgxUYXNrUHJvZ3Jlc3MSEgoKZWxhcHNlZF9tcxgBIAEoDRIQCghmcmFjdGlvbhgCIAEoAhINCgVzdGFnZRgDIAEoCSIlCgtUYXNrU3RhcnRlZBIWCg5kZWxpdmVyeV9jb3VudBgBIAEoDSLcAQoNVGFza1N1Y2NlZWRlZBIXCg9yZXN1bHRfYmxvYl9rZXkYASABKAkSFAoMY29udGVudF90eXBlGAIgASgJEg0KBXdpZHRoGAMgASgNEg4KBmhlaWdodBgEIAEoDRIaChJwcm9jZXNzaW5nX3RpbWVfbXMYBSABKA0SFQoNcXVldWVfd2FpdF9tcxgGIAEoDRIUCgxpbmZlcmVuY2VfbXMYByABKA0SNAoKZm9yZWdyb3VuZBgUIAEoCzIgLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlN1YmplY3RCb3giRgoKU3ViamVjdEJveBIMCgRsZWZ0GAEgASgNEgsKA3RvcBgCIAEoDRINCgV3aWR0aBgDIAEoDRIOCgZoZWlnaHQYBCABKA0iQQoKVGFza0ZhaWxlZBISCgp1c2VyX2Vycm9yGAEgASgIEg4KBnJlYXNvbhgCIAEoCRIPCgdtZXNzYWdlGAMgASgJYgZwcm90bzM", [file_cutline_inference_v1_image_options, file_google_protobuf_timestamp]);
 
 /**
  * A work-queue message from the orchestrator to an inference worker.
@@ -60,6 +62,14 @@ export type SegmentTask = Message<"cutline.inference.v1.SegmentTask"> & {
    * @generated from field: string background_image_blob_key = 7;
    */
   backgroundImageBlobKey: string;
+
+  /**
+   * When the orchestrator put the task on the queue (each enqueue), so the worker can report the
+   * job's queue wait; unset on tasks enqueued before it existed (their wait reads 0).
+   *
+   * @generated from field: google.protobuf.Timestamp enqueued_at = 8;
+   */
+  enqueuedAt?: Timestamp | undefined;
 };
 
 /**
@@ -198,9 +208,28 @@ export type TaskSucceeded = Message<"cutline.inference.v1.TaskSucceeded"> & {
   height: number;
 
   /**
+   * From the worker taking the task to the result stored: queue_wait_ms is not in it, the
+   * model's own queue and inference_ms are, and so are the input's load and the result's store.
+   *
    * @generated from field: uint32 processing_time_ms = 5;
    */
   processingTimeMs: number;
+
+  /**
+   * From the enqueue (SegmentTask.enqueued_at) to the worker taking the task, plus the time the
+   * image then waited in the engine for the model (its dynamic batcher's queue).
+   *
+   * @generated from field: uint32 queue_wait_ms = 6;
+   */
+  queueWaitMs: number;
+
+  /**
+   * The engine at work on the image: decode, model run, mask refinement and encoding, without
+   * the wait for the model counted in queue_wait_ms.
+   *
+   * @generated from field: uint32 inference_ms = 7;
+   */
+  inferenceMs: number;
 
   /**
    * The subject's box in the result image (remove.bg's foreground_top/left/width/height); unset
