@@ -4,10 +4,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -28,6 +25,7 @@ import { createOutboundFetcher } from "../services/common/outbound.ts";
 import { loadGatewayConfig } from "../services/gateway/gateway.config.ts";
 import { createGateway, type Gateway } from "../services/gateway/index.ts";
 import { createOrchestrator, type Orchestrator } from "../services/orchestrator/index.ts";
+import { startWebhookReceiver, webhookSignatureV1, type WebhookReceiver } from "./loopback.testing.ts";
 
 const log = pino({ level: "silent" });
 
@@ -38,9 +36,7 @@ describe("gateway webhooks", () => {
   let blobs: InProcessBlobStore;
   let workQueue: InProcessWorkQueue;
   let eventBus: InProcessEventBus;
-  let receiver: Server;
-  let receiverUrl: string;
-  const received: { body: string; signature: string }[] = [];
+  let receiver: WebhookReceiver;
   const fetcher = createOutboundFetcher({ allowLoopback: true, timeoutMs: 2000, bytesMax: 1024 });
   const dataDir = mkdtempSync(join(tmpdir(), "cutline-gateway-webhooks-"));
   let jobs: Client<typeof JobService>;
@@ -55,16 +51,7 @@ describe("gateway webhooks", () => {
     blobs = new InProcessBlobStore({ dataDir, log });
     workQueue = new InProcessWorkQueue({ log });
     eventBus = new InProcessEventBus({ dataDir, log });
-    receiver = createServer((request, response) => {
-      let body = "";
-      request.on("data", (chunk: Buffer) => (body += chunk.toString()));
-      request.on("end", () => {
-        received.push({ body, signature: String(request.headers["cutline-signature"]) });
-        response.end();
-      });
-    });
-    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
-    receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    receiver = await startWebhookReceiver();
     orchestrator = createOrchestrator({
       db: billing.db as Kysely<any>,
       workQueue,
@@ -100,8 +87,7 @@ describe("gateway webhooks", () => {
     await orchestrator?.stop();
     await fetcher.close();
     await Promise.all([workQueue?.close(), blobs?.close(), eventBus?.close()]);
-    receiver?.closeAllConnections();
-    await new Promise((resolve) => receiver?.close(resolve));
+    await receiver?.close();
     await billing?.assertHealthy();
     await billing?.dispose();
     rmSync(dataDir, { recursive: true, force: true });
@@ -123,7 +109,7 @@ describe("gateway webhooks", () => {
   it("an async job with webhook_url is delivered, signed with the secret WebhookService shows; another account sees none of it", async () => {
     const apiKey = await gateway.provisionAccount("owner");
     const stranger = await gateway.provisionAccount("stranger");
-    const { job } = await jobs.submit({ image: photo, webhookUrl: receiverUrl, idempotencyKey: "hooked" }, as(apiKey));
+    const { job } = await jobs.submit({ image: photo, webhookUrl: receiver.url, idempotencyKey: "hooked" }, as(apiKey));
     const internal = await orchestrator.lifecycle.get(job!.id);
     await orchestrator.lifecycle.onTaskEvent({
       subject: "job.succeeded",
@@ -131,12 +117,12 @@ describe("gateway webhooks", () => {
       data: toBinary(TaskEventSchema, create(TaskEventSchema, { jobId: job!.id, outcome: { case: "succeeded", value: { resultBlobKey: internal.result_blob_key, contentType: "image/png" } } })),
     });
     const deadline = Date.now() + 10_000;
-    while (received.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    const [delivery] = received;
+    while (receiver.deliveries.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    const [delivery] = receiver.deliveries;
     assert.ok(delivery, "the webhook arrived");
     const { secret } = await webhooks.getWebhookSecret({}, as(apiKey));
     const t = /t=(\d+)/.exec(delivery.signature)![1];
-    assert.equal(delivery.signature, `t=${t},v1=${createHmac("sha256", secret).update(`${t}.${delivery.body}`).digest("hex")}`);
+    assert.equal(delivery.signature, `t=${t},v1=${webhookSignatureV1(secret, t!, delivery.body)}`);
     assert.equal(JSON.parse(delivery.body).job_id, job!.id);
     const { secret: strangerSecret } = await webhooks.getWebhookSecret({}, as(stranger));
     assert.notEqual(strangerSecret, secret, "each account has its own secret");
@@ -148,14 +134,14 @@ describe("gateway webhooks", () => {
     await assert.rejects(webhooks.redeliverWebhook({ deliveryId: deliveries[0]!.id }, as(stranger)), (error: unknown) => error instanceof ConnectError && reasonOf(error) === "webhook_delivery_not_found");
     const again = await webhooks.redeliverWebhook({ deliveryId: deliveries[0]!.id }, as(apiKey));
     assert.ok((again.delivery?.attemptLog.length ?? 0) >= 2);
-    assert.equal(received.length, again.delivery?.attemptLog.length);
+    assert.equal(receiver.deliveries.length, again.delivery?.attemptLog.length);
   });
 
   it("the account's URL and secret: set, read, rotate; calls without a key are refused", async () => {
     const apiKey = await gateway.provisionAccount("settings");
     assert.equal((await webhooks.getWebhookUrl({}, as(apiKey))).webhookUrl, "");
-    assert.equal((await webhooks.setWebhookUrl({ webhookUrl: receiverUrl }, as(apiKey))).webhookUrl, receiverUrl);
-    assert.equal((await webhooks.getWebhookUrl({}, as(apiKey))).webhookUrl, receiverUrl);
+    assert.equal((await webhooks.setWebhookUrl({ webhookUrl: receiver.url }, as(apiKey))).webhookUrl, receiver.url);
+    assert.equal((await webhooks.getWebhookUrl({}, as(apiKey))).webhookUrl, receiver.url);
     await assert.rejects(webhooks.setWebhookUrl({ webhookUrl: "http://192.168.1.10/hook" }, as(apiKey)), (error: unknown) => error instanceof ConnectError && reasonOf(error) === "invalid_webhook_url");
     const { secret } = await webhooks.getWebhookSecret({}, as(apiKey));
     const { secret: rotated } = await webhooks.rotateWebhookSecret({}, as(apiKey));

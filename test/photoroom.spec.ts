@@ -6,10 +6,9 @@
 // background.imageUrl are fetched from a real HTTP server on 127.0.0.1
 // (CUTLINE_OUTBOUND_ALLOW_LOOPBACK=true).
 import assert from "node:assert/strict";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import sharp from "sharp";
+import { greenBackgroundPng, loopbackImageServer, sendBytes } from "./loopback.testing.ts";
 import { IMAGE_MILLICREDITS, publicApiNode } from "./public-api.testing.ts";
 
 const api = publicApiNode("photoroom", { CUTLINE_OUTBOUND_ALLOW_LOOPBACK: "true" });
@@ -242,39 +241,21 @@ describe("Photoroom drop-in: /v1/segment, /v1/account, /v2/account, /v2/edit", (
 });
 
 describe("Photoroom drop-in: imageUrl and background.imageUrl, fetched from a server on 127.0.0.1", () => {
-  let images: http.Server;
-  let origin = "";
-  const requests: string[] = [];
-
-  before(async () => {
-    const background = await sharp({ create: { width: 64, height: 64, channels: 3, background: "#20a040" } }).png().toBuffer();
-    images = http.createServer((request, response) => {
-      const path = new URL(request.url ?? "/", "http://x").pathname;
-      requests.push(path);
-      const send = (body: Uint8Array) => void response.writeHead(200, { "content-type": "image/png", "content-length": String(body.byteLength) }).end(body);
-      if (path === "/photo.png") return send(api.photo);
-      if (path === "/background.png") return send(background);
-      response.writeHead(404, { "content-type": "text/plain" }).end("no such image");
-    });
-    await new Promise<void>((resolve) => images.listen(0, "127.0.0.1", resolve));
-    origin = `http://127.0.0.1:${(images.address() as AddressInfo).port}`;
-  });
-
-  after(async () => {
-    images?.closeAllConnections();
-    await new Promise((resolve) => images?.close(resolve));
-  });
+  const images = loopbackImageServer(async () => ({
+    "/photo.png": sendBytes("image/png", api.photo),
+    "/background.png": sendBytes("image/png", await greenBackgroundPng()),
+  }));
 
   it("GET /v2/edit (the OpenAPI example) fetches imageUrl once and answers as for an upload, charged once", async () => {
     const { accountId, key } = await api.account();
     const before = await api.balance(accountId);
-    const fetched = requests.length;
-    const response = await editGet({ "x-api-key": key }, { imageUrl: `${origin}/photo.png`, removeBackground: "true", "background.color": "FFFFFF", padding: "0.1" });
+    const fetched = images.requests.length;
+    const response = await editGet({ "x-api-key": key }, { imageUrl: `${images.origin}/photo.png`, removeBackground: "true", "background.color": "FFFFFF", padding: "0.1" });
     assert.equal(response.status, 200, await response.clone().text());
     assert.equal(response.headers.get("content-type"), "image/png");
     assertBillingHeaders(response);
     const byUrl = Buffer.from(await response.arrayBuffer());
-    assert.deepEqual(requests.slice(fetched), ["/photo.png"]);
+    assert.deepEqual(images.requests.slice(fetched), ["/photo.png"]);
     const byFile = await editPost({ "x-api-key": key }, form({ removeBackground: "true", "background.color": "FFFFFF", padding: "0.1" }, [["imageFile", api.photo]]));
     assert.deepEqual(byUrl, Buffer.from(await byFile.arrayBuffer()), "the fetched image is used as an uploaded one is");
     const after = await api.balance(accountId);
@@ -283,7 +264,7 @@ describe("Photoroom drop-in: imageUrl and background.imageUrl, fetched from a se
 
   it("background.imageUrl brings the background as background.imageFile does", async () => {
     const { key } = await api.account();
-    const response = await editGet({ "x-api-key": key }, { imageUrl: `${origin}/photo.png`, "background.imageUrl": `${origin}/background.png`, "export.format": "jpg" });
+    const response = await editGet({ "x-api-key": key }, { imageUrl: `${images.origin}/photo.png`, "background.imageUrl": `${images.origin}/background.png`, "export.format": "jpg" });
     assert.equal(response.status, 200, await response.clone().text());
     assert.equal(response.headers.get("content-type"), "image/jpeg");
     const [red, green, blue] = await pixel(Buffer.from(await response.arrayBuffer()), 0, 0);
@@ -293,17 +274,17 @@ describe("Photoroom drop-in: imageUrl and background.imageUrl, fetched from a se
   it("refuses a URL it cannot fetch with 400 naming the field, and checks every parameter before fetching; nothing charged", async () => {
     const { accountId, key } = await api.account();
     const before = await api.balance(accountId);
-    const missing = await editGet({ "x-api-key": key }, { imageUrl: `${origin}/404.png` });
+    const missing = await editGet({ "x-api-key": key }, { imageUrl: `${images.origin}/404.png` });
     assert.equal(missing.status, 400);
     assert.match((await editError(missing)).message, /^imageUrl: 127\.0\.0\.1:\d+ answered HTTP 404/);
-    const badBackground = await editGet({ "x-api-key": key }, { imageUrl: `${origin}/photo.png`, "background.imageUrl": "ftp://example.com/b.png" });
+    const badBackground = await editGet({ "x-api-key": key }, { imageUrl: `${images.origin}/photo.png`, "background.imageUrl": "ftp://example.com/b.png" });
     assert.equal(badBackground.status, 400);
     assert.match((await editError(badBackground)).message, /^background\.imageUrl: /);
-    const fetched = requests.length;
-    const refused = await editGet({ "x-api-key": key }, { imageUrl: `${origin}/photo.png`, "lighting.mode": "ai.auto" });
+    const fetched = images.requests.length;
+    const refused = await editGet({ "x-api-key": key }, { imageUrl: `${images.origin}/photo.png`, "lighting.mode": "ai.auto" });
     assert.equal(refused.status, 400);
     assert.match((await editError(refused)).message, /^lighting\.mode: generative edits/);
-    assert.equal(requests.length, fetched, "nothing fetched for a refused request");
+    assert.equal(images.requests.length, fetched, "nothing fetched for a refused request");
     assert.deepEqual(await api.balance(accountId), before);
   });
 });

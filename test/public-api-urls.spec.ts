@@ -4,15 +4,15 @@
 // refusal of loopback with the flag off is in test/public-api.spec.ts (a gateway on the defaults).
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { ServerResponse } from "node:http";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import sharp from "sharp";
 import { ImageService } from "../services/common/gen/cutline/gateway/v1/image_service_pb.ts";
 import { JobService } from "../services/common/gen/cutline/gateway/v1/job_service_pb.ts";
+import { greenBackgroundPng, loopbackImageServer, redirectTo, sendBytes } from "./loopback.testing.ts";
 import { IMAGE_MILLICREDITS, publicApiNode, TRIAL_MILLICREDITS, type BatchJson } from "./public-api.testing.ts";
 
 const UPLOAD_BYTES_MAX = 1024 * 1024;
@@ -29,14 +29,11 @@ interface Stream {
 describe("image_url and bg_image_url on a single node", () => {
   const api = publicApiNode("public-api-urls", { CUTLINE_OUTBOUND_ALLOW_LOOPBACK: "true", UPLOAD_BYTES_MAX: String(UPLOAD_BYTES_MAX) });
   const { account, balance, errorOf } = api;
-  let images: Server;
-  let origin = "";
   let background = new Uint8Array();
-  const requests: string[] = [];
   const streams: Stream[] = [];
 
   /** Streams HUGE_BYTES in 64 KiB chunks, waiting for the reader (no Content-Length unless `declared`). */
-  function streamHuge(response: import("node:http").ServerResponse, declared: boolean): void {
+  function streamHuge(response: ServerResponse, declared: boolean): void {
     const stream: Stream = { sentBytes: 0, finished: false, closed: false };
     streams.push(stream);
     response.writeHead(200, { "content-type": "image/png", ...(declared ? { "content-length": String(HUGE_BYTES) } : {}) });
@@ -55,30 +52,19 @@ describe("image_url and bg_image_url on a single node", () => {
     pump();
   }
 
-  before(async () => {
-    background = new Uint8Array(await sharp({ create: { width: 64, height: 64, channels: 3, background: "#20a040" } }).png().toBuffer());
-    images = createServer((request, response) => {
-      const path = new URL(request.url ?? "/", "http://x").pathname;
-      requests.push(path);
-      const send = (type: string, body: Uint8Array) => response.writeHead(200, { "content-type": type, "content-length": String(body.byteLength) }).end(body);
-      if (path === "/photo.heic") return send("image/heic", HEIC);
-      if (path === "/photo.png") return send("image/png", api.photo);
-      if (path === "/other.png") return send("image/png", api.otherPhoto);
-      if (path === "/background.png") return send("image/png", background);
-      if (path === "/page.html") return send("text/html", new TextEncoder().encode("<!doctype html><p>not an image</p>"));
-      if (path === "/to-private") return void response.writeHead(302, { location: "http://10.20.30.40/photo.png" }).end();
-      if (path === "/to-metadata") return void response.writeHead(302, { location: "http://169.254.169.254/latest/meta-data/" }).end();
-      if (path === "/huge") return streamHuge(response, false);
-      if (path === "/huge-declared") return streamHuge(response, true);
-      response.writeHead(404, { "content-type": "text/plain" }).end("no such image");
-    });
-    await new Promise<void>((resolve) => images.listen(0, "127.0.0.1", resolve));
-    origin = `http://127.0.0.1:${(images.address() as AddressInfo).port}`;
-  });
-
-  after(async () => {
-    images?.closeAllConnections();
-    await new Promise((resolve) => images?.close(resolve));
+  const images = loopbackImageServer(async () => {
+    background = await greenBackgroundPng();
+    return {
+      "/photo.heic": sendBytes("image/heic", HEIC),
+      "/photo.png": sendBytes("image/png", api.photo),
+      "/other.png": sendBytes("image/png", api.otherPhoto),
+      "/background.png": sendBytes("image/png", background),
+      "/page.html": sendBytes("text/html", new TextEncoder().encode("<!doctype html><p>not an image</p>")),
+      "/to-private": redirectTo("http://10.20.30.40/photo.png"),
+      "/to-metadata": redirectTo("http://169.254.169.254/latest/meta-data/"),
+      "/huge": (response) => streamHuge(response, false),
+      "/huge-declared": (response) => streamHuge(response, true),
+    };
   });
 
   const postJson = (key: string, body: unknown, path = "/v1/matting") =>
@@ -86,7 +72,7 @@ describe("image_url and bg_image_url on a single node", () => {
 
   it("image_url (JSON body, and the query with no body) returns the cut-out and charges once", async () => {
     const { accountId, key } = await account();
-    const response = await postJson(key, { image_url: `${origin}/photo.heic`, format: "png" });
+    const response = await postJson(key, { image_url: `${images.origin}/photo.heic`, format: "png" });
     assert.equal(response.status, 200, await response.clone().text());
     assert.equal(response.headers.get("content-type"), "image/png");
     const cutOut = await sharp(new Uint8Array(await response.arrayBuffer())).metadata();
@@ -94,9 +80,9 @@ describe("image_url and bg_image_url on a single node", () => {
     const charged = BigInt(Math.round(Number(response.headers.get("x-credits-charged")) * 1000));
     assert.ok(charged > 0n);
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - charged, held: 0n }, "charged exactly once, nothing left held");
-    assert.equal(requests.filter((path) => path === "/photo.heic").length, 1, "fetched once");
+    assert.equal(images.requests.filter((path) => path === "/photo.heic").length, 1, "fetched once");
 
-    const byQuery = await fetch(`${api.node.url}/v1/matting?image_url=${encodeURIComponent(`${origin}/photo.png`)}`, { method: "POST", headers: { "x-api-key": key } });
+    const byQuery = await fetch(`${api.node.url}/v1/matting?image_url=${encodeURIComponent(`${images.origin}/photo.png`)}`, { method: "POST", headers: { "x-api-key": key } });
     assert.equal(byQuery.status, 200, await byQuery.clone().text());
     await byQuery.arrayBuffer();
     assert.equal(byQuery.headers.get("x-credits-charged"), "0.25");
@@ -112,9 +98,9 @@ describe("image_url and bg_image_url on a single node", () => {
       assert.equal(response.status, 200, await response.clone().text());
       return new Uint8Array(await response.arrayBuffer());
     };
-    const fetched = requests.length;
-    const byUrl = await cutOut({ bg_image_url: `${origin}/background.png` });
-    assert.deepEqual(requests.slice(fetched), ["/background.png"]);
+    const fetched = images.requests.length;
+    const byUrl = await cutOut({ bg_image_url: `${images.origin}/background.png` });
+    assert.deepEqual(images.requests.slice(fetched), ["/background.png"]);
     const byFile = await cutOut({}, background);
     const without = await cutOut({});
     assert.deepEqual(byUrl, byFile, "the fetched background is used as an uploaded one is");
@@ -125,14 +111,14 @@ describe("image_url and bg_image_url on a single node", () => {
   it("a redirect to a private or link-local address is refused (image_url_refused) and nothing is charged", async () => {
     const { accountId, key } = await account();
     for (const [path, address] of [["/to-private", /10\.20\.30\.40, a private address/], ["/to-metadata", /169\.254\.169\.254, a linkLocal address/]] as const) {
-      const response = await postJson(key, { image_url: `${origin}${path}` });
+      const response = await postJson(key, { image_url: `${images.origin}${path}` });
       assert.equal(response.status, 400);
       const error = await errorOf(response);
       assert.equal(error.code, "image_url_refused");
       assert.match(error.title, /^image_url: /);
       assert.match(error.title, address);
     }
-    const background = await fetch(`${api.node.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key }, body: api.imageForm(api.photo, { bg_image_url: `${origin}/to-private` }) });
+    const background = await fetch(`${api.node.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key }, body: api.imageForm(api.photo, { bg_image_url: `${images.origin}/to-private` }) });
     assert.equal(background.status, 400);
     assert.match((await errorOf(background)).title, /^bg_image_url: .*private address/);
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS, held: 0n });
@@ -142,7 +128,7 @@ describe("image_url and bg_image_url on a single node", () => {
     const { accountId, key } = await account();
     for (const path of ["/huge", "/huge-declared"]) {
       const before = streams.length;
-      const response = await postJson(key, { image_url: `${origin}${path}` });
+      const response = await postJson(key, { image_url: `${images.origin}${path}` });
       assert.equal(response.status, 413, path);
       const error = await errorOf(response);
       assert.equal(error.code, "image_url_too_large");
@@ -160,7 +146,7 @@ describe("image_url and bg_image_url on a single node", () => {
 
   it("a 404, an unknown host and a page that is not an image are clear errors, and nothing is charged", async () => {
     const { accountId, key } = await account();
-    const missing = await postJson(key, { image_url: `${origin}/gone.png` });
+    const missing = await postJson(key, { image_url: `${images.origin}/gone.png` });
     assert.equal(missing.status, 422);
     const missingError = await errorOf(missing);
     assert.equal(missingError.code, "image_url_unreachable");
@@ -168,7 +154,7 @@ describe("image_url and bg_image_url on a single node", () => {
     const noHost = await postJson(key, { image_url: "http://no-such-host.invalid/photo.png" });
     assert.equal(noHost.status, 422);
     assert.match((await errorOf(noHost)).title, /^image_url: fetching no-such-host\.invalid failed/);
-    const page = await postJson(key, { image_url: `${origin}/page.html` });
+    const page = await postJson(key, { image_url: `${images.origin}/page.html` });
     assert.equal(page.status, 400);
     assert.equal((await errorOf(page)).code, "unsupported_format", "fetched bytes are sniffed exactly as an upload is");
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS, held: 0n });
@@ -176,7 +162,7 @@ describe("image_url and bg_image_url on a single node", () => {
 
   it("a batch of image_urls where one 404s and one is not an image: those are their items' errors, the others succeed and only they are charged", async () => {
     const { accountId, key } = await account();
-    const urls = [`${origin}/photo.png`, `${origin}/gone.png`, `${origin}/other.png`, `${origin}/page.html`, "ftp://example.com/x.png"];
+    const urls = [`${images.origin}/photo.png`, `${images.origin}/gone.png`, `${images.origin}/other.png`, `${images.origin}/page.html`, "ftp://example.com/x.png"];
     const response = await fetch(`${api.node.url}/v1/matting/batch`, {
       method: "POST",
       headers: { "x-api-key": key, "content-type": "application/json", "idempotency-key": "url-batch" },
@@ -201,7 +187,7 @@ describe("image_url and bg_image_url on a single node", () => {
     const { accountId, key } = await account();
     const transport = createConnectTransport({ baseUrl: api.node.url, httpVersion: "1.1" });
     const headers = { headers: { "x-api-key": key } };
-    const answer = await createClient(ImageService, transport).removeBackground({ imageUrl: `${origin}/photo.png`, backgroundImageUrl: `${origin}/background.png` }, headers);
+    const answer = await createClient(ImageService, transport).removeBackground({ imageUrl: `${images.origin}/photo.png`, backgroundImageUrl: `${images.origin}/background.png` }, headers);
     assert.equal(answer.contentType, "image/png");
     assert.equal(answer.creditsChargedMillicredits, IMAGE_MILLICREDITS);
     const jobs = createClient(JobService, transport);
@@ -211,8 +197,8 @@ describe("image_url and bg_image_url on a single node", () => {
       assert.match(error.rawMessage, message);
       return true;
     };
-    await assert.rejects(jobs.submit({ imageUrl: `${origin}/gone.png` }, headers), refusedWith("image_url_unreachable", /^image_url: .*HTTP 404/));
-    await assert.rejects(jobs.submit({ image: api.photo, imageUrl: `${origin}/photo.png` }, headers), refusedWith("conflicting_image_inputs", /^send either image or image_url, not both$/));
+    await assert.rejects(jobs.submit({ imageUrl: `${images.origin}/gone.png` }, headers), refusedWith("image_url_unreachable", /^image_url: .*HTTP 404/));
+    await assert.rejects(jobs.submit({ image: api.photo, imageUrl: `${images.origin}/photo.png` }, headers), refusedWith("conflicting_image_inputs", /^send either image or image_url, not both$/));
     await assert.rejects(jobs.submit({ image: api.photo, backgroundImageUrl: "http://10.0.0.7/b.png" }, headers), refusedWith("image_url_refused", /^background_image_url: .*private address/));
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - IMAGE_MILLICREDITS, held: 0n }, "only the one call that worked was charged");
   });

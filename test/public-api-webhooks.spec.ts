@@ -3,12 +3,10 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { reasonOf } from "../services/common/errors.ts";
 import { ImageService } from "../services/common/gen/cutline/gateway/v1/image_service_pb.ts";
+import { startWebhookReceiver, webhookSignatureV1, type WebhookReceiver } from "./loopback.testing.ts";
 import { POLL_TIMEOUT_MS, publicApiNode, type JobJson } from "./public-api.testing.ts";
 
 interface DeliveryJson {
@@ -26,24 +24,10 @@ describe("REST webhooks and rate-limit headers on a single node", () => {
   // The receiver listens on loopback, which outbound fetches refuse unless allowed.
   const api = publicApiNode("public-api-webhooks", { CUTLINE_OUTBOUND_ALLOW_LOOPBACK: "true" });
   const { account, errorOf, imageForm, pollUntilDone } = api;
-  const received: { body: string; signature: string }[] = [];
-  let receiver: Server;
-  let receiverUrl: string;
+  let receiver: WebhookReceiver;
 
-  before(async () => {
-    receiver = createServer((request, response) => {
-      let body = "";
-      request.on("data", (chunk: Buffer) => (body += chunk.toString()));
-      request.on("end", () => {
-        received.push({ body, signature: String(request.headers["cutline-signature"]) });
-        response.end();
-      });
-    });
-    await new Promise<void>((resolve) => receiver.listen(0, "127.0.0.1", resolve));
-    receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
-  });
-
-  after(() => new Promise<void>((resolve) => receiver.close(() => resolve())));
+  before(async () => (receiver = await startWebhookReceiver()));
+  after(() => receiver?.close());
 
   const call = (key: string, method: string, path: string, body?: unknown) =>
     fetch(`${api.node.url}${path}`, {
@@ -65,11 +49,11 @@ describe("REST webhooks and rate-limit headers on a single node", () => {
     await refused(await call(key, "PUT", "/v1/webhook", { webhook_url: "http://192.168.1.10/hook" }), 400, "invalid_webhook_url");
     await refused(await call(key, "PUT", "/v1/webhook", { webhook_url: 5 }), 400, "invalid_webhook_url");
     await refused(await call(key, "PUT", "/v1/webhook", "not json"), 400, "invalid_request");
-    await refused(await call(key, "PUT", "/v1/webhook", { url: receiverUrl }), 400, "invalid_request");
-    const set = await call(key, "PUT", "/v1/webhook", { webhook_url: receiverUrl });
+    await refused(await call(key, "PUT", "/v1/webhook", { url: receiver.url }), 400, "invalid_request");
+    const set = await call(key, "PUT", "/v1/webhook", { webhook_url: receiver.url });
     assert.equal(set.status, 200);
-    assert.deepEqual(await set.json(), { webhook_url: receiverUrl });
-    assert.deepEqual(await (await call(key, "GET", "/v1/webhook")).json(), { webhook_url: receiverUrl });
+    assert.deepEqual(await set.json(), { webhook_url: receiver.url });
+    assert.deepEqual(await (await call(key, "GET", "/v1/webhook")).json(), { webhook_url: receiver.url });
 
     const { secret: first } = (await (await call(key, "GET", "/v1/webhook/secret")).json()) as { secret: string };
     assert.ok(first.length >= 32, first);
@@ -104,18 +88,18 @@ describe("REST webhooks and rate-limit headers on a single node", () => {
       deliveries = ((await listed.json()) as { deliveries: DeliveryJson[] }).deliveries;
     }
     const delivery = deliveries[0]!;
-    assert.deepEqual([delivery.job_id, delivery.type, delivery.url, delivery.attempts], [job.id, "job.succeeded", receiverUrl, 1]);
+    assert.deepEqual([delivery.job_id, delivery.type, delivery.url, delivery.attempts], [job.id, "job.succeeded", receiver.url, 1]);
     assert.deepEqual(delivery.attempt_log.map((attempt) => [attempt.attempt, attempt.status_code, attempt.error]), [[1, 200, null]]);
-    const sent = received.find((entry) => entry.body === delivery.body);
+    const sent = receiver.deliveries.find((entry) => entry.body === delivery.body);
     assert.ok(sent, "the receiver got the body the log shows");
     const [, t, v1] = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(sent.signature) ?? [];
-    assert.equal(v1, createHmac("sha256", Buffer.from(secret, "utf8")).update(`${t}.${sent.body}`).digest("hex"), "signed with the rotated secret");
+    assert.equal(v1, webhookSignatureV1(secret, `${t}`, sent.body), "signed with the rotated secret");
 
     const redelivered = await call(key, "POST", `/v1/jobs/${job.id}/webhook-deliveries/${delivery.id}/redeliver`);
     assert.equal(redelivered.status, 200);
     const again = ((await redelivered.json()) as { delivery: DeliveryJson }).delivery;
     assert.deepEqual([again.id, again.status, again.attempts, again.attempt_log.length], [delivery.id, "delivered", 2, 2]);
-    assert.equal(received.filter((entry) => entry.body === delivery.body).length, 2);
+    assert.equal(receiver.deliveries.filter((entry) => entry.body === delivery.body).length, 2);
 
     await refused(await call(key, "POST", `/v1/jobs/${job.id}/webhook-deliveries/no-such-delivery/redeliver`), 404, "webhook_delivery_not_found");
     const wrongMethod = await call(key, "GET", `/v1/jobs/${job.id}/webhook-deliveries/${delivery.id}/redeliver`);
@@ -124,7 +108,7 @@ describe("REST webhooks and rate-limit headers on a single node", () => {
     const stranger = await account();
     await refused(await call(stranger.key, "GET", `/v1/jobs/${job.id}/webhook-deliveries`), 404, "job_not_found");
     await refused(await call(stranger.key, "POST", `/v1/jobs/${job.id}/webhook-deliveries/${delivery.id}/redeliver`), 404, "job_not_found");
-    assert.equal(received.filter((entry) => entry.body === delivery.body).length, 2, "a stranger's redeliver sent nothing");
+    assert.equal(receiver.deliveries.filter((entry) => entry.body === delivery.body).length, 2, "a stranger's redeliver sent nothing");
     await refused(await fetch(`${api.node.url}/v1/webhook/secret`), 401, "missing_api_key");
 
     const cleared = await call(key, "PUT", "/v1/webhook", { webhook_url: null });

@@ -5,9 +5,7 @@
 // replays, quote = capture, and signed result URLs. The admin CLI against `npm start` is in
 // public-api.npm-start.spec.ts: its own file, so each stays within the runner's time per file.
 import assert from "node:assert/strict";
-import { createHmac, randomBytes } from "node:crypto";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
 import type { Kysely } from "kysely";
 import { connect } from "@nats-io/transport-node";
@@ -15,6 +13,7 @@ import { Objm } from "@nats-io/obj";
 import sharp from "sharp";
 import { openDatabase } from "../services/common/database.ts";
 import { adminCli } from "./admin-cli.testing.ts";
+import { startWebhookReceiver, webhookSignatureV1, type WebhookDelivery, type WebhookReceiver } from "./loopback.testing.ts";
 import { testPhoto } from "./end-to-end.scenario.ts";
 import { meshBackends, meshFixture } from "./mesh.testing.ts";
 import {
@@ -38,42 +37,21 @@ const WEBHOOK_TIMEOUT_MS = 60_000;
 const SIGNATURE_TOLERANCE_SECONDS = 300;
 const ADMIN_TOKEN = randomBytes(32).toString("hex");
 
-interface Delivery {
-  body: string;
-  signature: string;
-  eventId: string;
-  status: number;
-}
-
 interface Balance {
   available: number;
   held: number;
 }
 
-/** A webhook receiver on 127.0.0.1 that refuses each event's first attempt with 503, so the retry is exercised too. */
-async function startReceiver(): Promise<{ server: Server; url: string; deliveries: Delivery[] }> {
-  const deliveries: Delivery[] = [];
-  const server = createServer((request, response) => {
-    const chunks: Buffer[] = [];
-    request.on("data", (chunk: Buffer) => chunks.push(chunk));
-    request.on("end", () => {
-      const eventId = String(request.headers["cutline-event-id"]);
-      const status = deliveries.some((delivery) => delivery.eventId === eventId) ? 200 : 503;
-      deliveries.push({ body: Buffer.concat(chunks).toString("utf8"), signature: String(request.headers["cutline-signature"]), eventId, status });
-      response.writeHead(status).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/cutline`, deliveries };
-}
+/** A webhook receiver that refuses each event's first attempt with 503, so the retry is exercised too. */
+const startReceiver = () => startWebhookReceiver((eventId, earlier) => (earlier.some((delivery) => delivery.eventId === eventId) ? 200 : 503));
 
 /** Checks `Cutline-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>` as a receiver must. */
-function assertSigned(delivery: Delivery, secret: string): void {
+function assertSigned(delivery: WebhookDelivery, secret: string): void {
   const match = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(delivery.signature);
   assert.ok(match, `Cutline-Signature: ${delivery.signature}`);
   const [, t, v1] = match;
   assert.ok(Math.abs(Number(t) - Date.now() / 1000) < SIGNATURE_TOLERANCE_SECONDS, `t=${t} is now`);
-  assert.equal(v1, createHmac("sha256", Buffer.from(secret, "utf8")).update(`${t}.${delivery.body}`, "utf8").digest("hex"), "v1 is the HMAC of <t>.<raw body>");
+  assert.equal(v1, webhookSignatureV1(secret, t!, delivery.body), "v1 is the HMAC of <t>.<raw body>");
 }
 
 const backends = await meshBackends();
@@ -167,8 +145,7 @@ describe("public REST API in mesh mode: four processes, real Postgres and NATS, 
         assert.equal((await errorOf(answer)).code, "result_url_invalid");
       }
     } finally {
-      receiver.server.closeAllConnections();
-      await new Promise((resolve) => receiver.server.close(resolve));
+      await receiver.close();
     }
   });
 
@@ -177,11 +154,11 @@ describe("public REST API in mesh mode: four processes, real Postgres and NATS, 
     try {
       await batchOfTwenty(receiver);
     } finally {
-      receiver.server.close();
+      await receiver.close();
     }
   });
 
-  async function batchOfTwenty(receiver: Awaited<ReturnType<typeof startReceiver>>): Promise<void> {
+  async function batchOfTwenty(receiver: WebhookReceiver): Promise<void> {
     const { accountId, key } = await account({ credits: "10" });
     const { secret } = await cliJson(["webhook-secret", "--account", accountId]);
     const BAD_INDEX = 13;

@@ -8,10 +8,10 @@
 // is 1 MiB so "too large" is quick to reach.
 import assert from "node:assert/strict";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { unzipSync } from "fflate";
 import sharp from "sharp";
+import { greenBackgroundPng, loopbackImageServer, redirectTo, sendBytes } from "./loopback.testing.ts";
 import { IMAGE_MILLICREDITS, publicApiNode } from "./public-api.testing.ts";
 
 const UPLOAD_BYTES_MAX = 1024 * 1024;
@@ -331,32 +331,16 @@ describe("remove.bg drop-in: POST /v1.0/removebg and GET /v1.0/account", () => {
 });
 
 describe("remove.bg drop-in: image_url and bg_image_url, fetched from a server on 127.0.0.1", () => {
-  let images: http.Server;
-  let origin = "";
   let background = new Uint8Array();
-  const requests: string[] = [];
-
-  before(async () => {
-    background = new Uint8Array(await sharp({ create: { width: 64, height: 64, channels: 3, background: "#20a040" } }).png().toBuffer());
-    const huge = Buffer.alloc(2 * UPLOAD_BYTES_MAX, 7);
-    images = http.createServer((request, response) => {
-      const path = new URL(request.url ?? "/", "http://x").pathname;
-      requests.push(path);
-      const send = (type: string, body: Uint8Array) => void response.writeHead(200, { "content-type": type, "content-length": String(body.byteLength) }).end(body);
-      if (path === "/person.jpg") return void jpegPhoto().then((photo) => send("image/jpeg", photo));
-      if (path === "/background.png") return send("image/png", background);
-      if (path === "/page.html") return send("text/html", new TextEncoder().encode("<!doctype html><p>not an image</p>"));
-      if (path === "/huge.png") return send("image/png", huge);
-      if (path === "/to-private") return void response.writeHead(302, { location: "http://10.20.30.40/person.jpg" }).end();
-      response.writeHead(404, { "content-type": "text/plain" }).end("no such image");
-    });
-    await new Promise<void>((resolve) => images.listen(0, "127.0.0.1", resolve));
-    origin = `http://127.0.0.1:${(images.address() as AddressInfo).port}`;
-  });
-
-  after(async () => {
-    images?.closeAllConnections();
-    await new Promise((resolve) => images?.close(resolve));
+  const images = loopbackImageServer(async () => {
+    background = await greenBackgroundPng();
+    return {
+      "/person.jpg": sendBytes("image/jpeg", await jpegPhoto()),
+      "/background.png": sendBytes("image/png", background),
+      "/page.html": sendBytes("text/html", new TextEncoder().encode("<!doctype html><p>not an image</p>")),
+      "/huge.png": sendBytes("image/png", Buffer.alloc(2 * UPLOAD_BYTES_MAX, 7)),
+      "/to-private": redirectTo("http://10.20.30.40/person.jpg"),
+    };
   });
 
   /** A urlencoded body as the Ruby client sends it for a URL (its from-url cassettes), with exactly its headers. */
@@ -368,8 +352,8 @@ describe("remove.bg drop-in: image_url and bg_image_url, fetched from a server o
   it("fetches image_url (the Ruby client's from-url request) and answers as for an upload, charged once", async () => {
     const { accountId, key } = await api.account();
     const before = await api.balance(accountId);
-    const fetched = requests.length;
-    const response = await rubyUrlPost(key, { image_url: `${origin}/person.jpg`, size: "auto" });
+    const fetched = images.requests.length;
+    const response = await rubyUrlPost(key, { image_url: `${images.origin}/person.jpg`, size: "auto" });
     assert.equal(response.status, 200, await response.clone().text());
     assert.equal(response.headers.get("content-type"), "image/png");
     const image = Buffer.from(await response.arrayBuffer());
@@ -377,14 +361,14 @@ describe("remove.bg drop-in: image_url and bg_image_url, fetched from a server o
     assert.deepEqual([metadata.format, metadata.channels, metadata.width, metadata.height], ["png", 4, 64, 64]);
     assert.deepEqual([response.headers.get("x-width"), response.headers.get("x-height"), response.headers.get("x-credits-charged")], ["64", "64", "0.25"]);
     assertNear(foregroundHeaders(response), await alphaBox(image), 1, "X-Foreground-* against the result's alpha");
-    assert.deepEqual(requests.slice(fetched), ["/person.jpg"], "fetched once");
+    assert.deepEqual(images.requests.slice(fetched), ["/person.jpg"], "fetched once");
     const after = await api.balance(accountId);
     assert.deepEqual([before.available - after.available, after.held], [IMAGE_MILLICREDITS, 0n]);
   });
 
   it("bg_image_url brings the background exactly as bg_image_file does (format auto: JPEG behind it)", async () => {
     const { key } = await api.account();
-    const byUrl = await post({ "x-api-key": key }, api.imageForm(api.photo, { bg_image_url: `${origin}/background.png` }));
+    const byUrl = await post({ "x-api-key": key }, api.imageForm(api.photo, { bg_image_url: `${images.origin}/background.png` }));
     assert.equal(byUrl.status, 200, await byUrl.clone().text());
     assert.equal(byUrl.headers.get("content-type"), "image/jpeg");
     const withFile = api.imageForm(api.photo);
@@ -398,18 +382,18 @@ describe("remove.bg drop-in: image_url and bg_image_url, fetched from a server o
     const { accountId, key } = await api.account();
     const before = await api.balance(accountId);
     // The Ruby client's from-url-non-existent-image request, against a URL that answers 404.
-    const missing = await rubyUrlPost(key, { image_url: `${origin}/404.png`, size: "auto" });
+    const missing = await rubyUrlPost(key, { image_url: `${images.origin}/404.png`, size: "auto" });
     assert.equal(missing.status, 400);
     const notFound = await removeBgError(missing);
     assert.equal(notFound.code, "failed_image_download");
-    assert.equal(notFound.title, `Failed to download image from given image_url: ${origin}/404.png`);
+    assert.equal(notFound.title, `Failed to download image from given image_url: ${images.origin}/404.png`);
     assert.match(notFound.detail ?? "", /^image_url: 127\.0\.0\.1:\d+ answered HTTP 404/);
     const json = (body: Record<string, unknown>) => post({ "x-api-key": key, "content-type": "application/json" }, JSON.stringify(body));
     for (const [body, code, detail] of [
       [{ image_url: "ftp://example.com/a.png" }, "invalid_image_url", /^image_url: /],
-      [{ image_url: `${origin}/to-private` }, "failed_image_download", /^image_url: .*10\.20\.30\.40/],
-      [{ image_url: `${origin}/huge.png` }, "file_too_large", /^image_url: .*\b1048576\b/],
-      [{ image_file_b64: Buffer.from(api.photo).toString("base64"), bg_image_url: `${origin}/missing.png` }, "failed_bg_download", /^bg_image_url: .*HTTP 404/],
+      [{ image_url: `${images.origin}/to-private` }, "failed_image_download", /^image_url: .*10\.20\.30\.40/],
+      [{ image_url: `${images.origin}/huge.png` }, "file_too_large", /^image_url: .*\b1048576\b/],
+      [{ image_file_b64: Buffer.from(api.photo).toString("base64"), bg_image_url: `${images.origin}/missing.png` }, "failed_bg_download", /^bg_image_url: .*HTTP 404/],
       [{ image_file_b64: Buffer.from(api.photo).toString("base64"), bg_image_url: "not a url" }, "invalid_bg_image_url", /^bg_image_url: /],
     ] as const) {
       const response = await json(body);
@@ -419,7 +403,7 @@ describe("remove.bg drop-in: image_url and bg_image_url, fetched from a server o
       assert.match(error.detail ?? "", detail, JSON.stringify(error));
     }
     // What a URL brings is checked as an upload is.
-    const page = await json({ image_url: `${origin}/page.html` });
+    const page = await json({ image_url: `${images.origin}/page.html` });
     assert.equal(page.status, 400);
     assert.equal((await removeBgError(page)).code, "invalid_file_type");
     assert.deepEqual(await api.balance(accountId), before);
@@ -427,10 +411,10 @@ describe("remove.bg drop-in: image_url and bg_image_url, fetched from a server o
 
   it("checks every parameter before fetching: a bad one costs no download", async () => {
     const { key } = await api.account();
-    const fetched = requests.length;
-    const response = await post({ "x-api-key": key, "content-type": "application/json" }, JSON.stringify({ image_url: `${origin}/person.jpg`, size: "gigantic" }));
+    const fetched = images.requests.length;
+    const response = await post({ "x-api-key": key, "content-type": "application/json" }, JSON.stringify({ image_url: `${images.origin}/person.jpg`, size: "gigantic" }));
     assert.equal(response.status, 400);
     assert.equal((await removeBgError(response)).code, "invalid_size");
-    assert.equal(requests.length, fetched, "nothing fetched");
+    assert.equal(images.requests.length, fetched, "nothing fetched");
   });
 });

@@ -4,6 +4,7 @@
 //
 // Credits are JSON numbers of credits with at most three decimals (1.3), formatted exactly from
 // the ledger's integer millicredits.
+import { GENERATIVE_PREFIXES } from "./domain/photoroom-params.ts";
 
 type JsonSchema = {
   type?: "object" | "array" | "string" | "integer" | "number" | "boolean" | "null" | ("object" | "string" | "null" | "number" | "integer")[];
@@ -354,6 +355,10 @@ const IMAGE_CONTENT: Record<string, MediaType> = {
   "image/jpeg": { schema: { type: "string", format: "binary" } },
   "image/webp": { schema: { type: "string", format: "binary" } },
 };
+/** A required multipart/form-data body of these fields (Photoroom's routes take no other body). */
+function multipartBody(properties: Record<string, JsonSchema>, required?: string[]): NonNullable<Operation["requestBody"]> {
+  return { required: true, content: { "multipart/form-data": { schema: { type: "object", ...(required ? { required } : {}), properties } } } };
+}
 const segmentError = (description: string): Response => ({ description, content: json(ref("PhotoroomSegmentError")) });
 const editError = (description: string): Response => ({ description, content: json(ref("PhotoroomError")) });
 const PHOTOROOM_V2_ERRORS: Record<string, Response> = {
@@ -388,7 +393,7 @@ const EDIT_FIELDS: Record<string, JsonSchema> = {
   preserveMetadata: { type: "string", enum: ["never"], description: "never only; the others are refused." },
 };
 const EDIT_DESCRIPTION =
-  "Photoroom's Image Editing v2 on this server's job path (same billing, limits and idempotency as /v1/matting): background removal, a colour or image background, padding/margin/alignment and croppedSubject, export.format. Refused with 400 naming the parameter: generative edits (background.prompt and the other background.* generation fields, background.blur.*, shadow.*, lighting.*, textRemoval.*, beautify.*, outline.*, flatLay.*, ghostMannequin.*, virtualModel.*, expand.*, uncrop.*, upscale.*, editWithAI.*, describeAnyChange.*, imageFromPrompt.*, segmentation.*, templateId, layers), export.dpi, maxWidth, maxHeight, a WxH outputSize and any unknown parameter. No x-uncertainty-score or pr-* header is sent (none is computed here).";
+  `Photoroom's Image Editing v2 on this server's job path (same billing, limits and idempotency as /v1/matting): background removal, a colour or image background, padding/margin/alignment and croppedSubject, export.format. Refused with 400 naming the parameter: generative edits (${GENERATIVE_PREFIXES.map((prefix) => (prefix.endsWith(".") ? `${prefix}*` : prefix)).join(", ")}), export.dpi, maxWidth, maxHeight, a WxH outputSize and any unknown parameter. No x-uncertainty-score or pr-* header is sent (none is computed here).`;
 
 function photoroomPaths(): OpenApiDocument["paths"] {
   const editResponses = {
@@ -406,26 +411,18 @@ function photoroomPaths(): OpenApiDocument["paths"] {
         description: "Photoroom's `POST /v1/segment` on this server's job path. Binary by default; `Accept: application/json` answers `{\"base64img\"}`. Refusals `{detail,status_code,type}` (type: this server's reason); a field it does not take is refused by name. No x-uncertainty-score (none is computed here).",
         tags: [PHOTOROOM_TAG],
         parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
-        requestBody: {
-          required: true,
-          content: {
-            "multipart/form-data": {
-              schema: {
-                type: "object",
-                required: ["image_file"],
-                properties: {
-                  image_file: { type: "string", format: "binary", description: "The image; at most UPLOAD_BYTES_MAX." },
-                  format: { type: "string", enum: ["png", "jpg", "webp"], default: "png" },
-                  channels: { type: "string", enum: ["rgba", "alpha"], default: "rgba", description: "alpha: the grayscale matte as PNG (with jpg or webp: refused)." },
-                  bg_color: { type: "string", description: "Hex (#FF00FF, with or without #; alpha must be FF) or a colour name." },
-                  size: { type: "string", enum: ["preview", "full", "medium", "hd"], default: "full", description: "preview: at most 0.25 MP; full: the original resolution (capped by IMAGE_LONGEST_SIDE_STANDARD). medium and hd are refused." },
-                  crop: { type: "string", enum: ["true", "false"], default: "false", description: "Crop to the subject." },
-                  despill: { type: "string", enum: ["true", "false"], default: "false", description: "Accepted and without effect: this server removes no green-screen colour spill." },
-                },
-              },
-            },
+        requestBody: multipartBody(
+          {
+            image_file: { type: "string", format: "binary", description: "The image; at most UPLOAD_BYTES_MAX." },
+            format: { type: "string", enum: ["png", "jpg", "webp"], default: "png" },
+            channels: { type: "string", enum: ["rgba", "alpha"], default: "rgba", description: "alpha: the grayscale matte as PNG (with jpg or webp: refused)." },
+            bg_color: { type: "string", description: "Hex (#FF00FF, with or without #; alpha must be FF) or a colour name." },
+            size: { type: "string", enum: ["preview", "full", "medium", "hd"], default: "full", description: "preview: at most 0.25 MP; full: the original resolution (capped by IMAGE_LONGEST_SIDE_STANDARD). medium and hd are refused." },
+            crop: { type: "string", enum: ["true", "false"], default: "false", description: "Crop to the subject." },
+            despill: { type: "string", enum: ["true", "false"], default: "false", description: "Accepted and without effect: this server removes no green-screen colour spill." },
           },
-        },
+          ["image_file"],
+        ),
         responses: {
           "200": {
             description: "The result image, or with Accept: application/json its base64.",
@@ -477,22 +474,12 @@ function photoroomPaths(): OpenApiDocument["paths"] {
         description: `${EDIT_DESCRIPTION} imageUrl is also taken here, as on GET.`,
         tags: [PHOTOROOM_TAG],
         parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
-        requestBody: {
-          required: true,
-          content: {
-            "multipart/form-data": {
-              schema: {
-                type: "object",
-                properties: {
-                  imageFile: { type: "string", format: "binary", description: "The image; at most UPLOAD_BYTES_MAX." },
-                  imageUrl: { type: "string", format: "uri" },
-                  "background.imageFile": { type: "string", format: "binary", description: "A background image; at most UPLOAD_BYTES_MAX." },
-                  ...EDIT_FIELDS,
-                },
-              },
-            },
-          },
-        },
+        requestBody: multipartBody({
+          imageFile: { type: "string", format: "binary", description: "The image; at most UPLOAD_BYTES_MAX." },
+          imageUrl: { type: "string", format: "uri" },
+          "background.imageFile": { type: "string", format: "binary", description: "A background image; at most UPLOAD_BYTES_MAX." },
+          ...EDIT_FIELDS,
+        }),
         responses: editResponses,
       },
     },

@@ -105,7 +105,8 @@ export function segmentOptionsOf({ fields, files }: PhotoroomFields): SegmentOut
 }
 
 // /v2/edit's generative and other edits this server does not make: refused, naming each one given.
-const GENERATIVE_PREFIXES = [
+// A name ending in "." is a group (every parameter under it). The OpenAPI document lists these too.
+export const GENERATIVE_PREFIXES = [
   "background.prompt",
   "background.negativePrompt",
   "background.expandPrompt",

@@ -179,14 +179,7 @@ export class JobStore {
 
   /** Unfinished jobs not changed since `before`, oldest first: candidates for the reconciler. */
   async quietSince(before: Date, limit: number): Promise<JobRow[]> {
-    return this.db
-      .selectFrom("jobs")
-      .selectAll()
-      .where("status", "in", ["queued", "running"])
-      .where("updated_at", "<", before)
-      .orderBy("updated_at")
-      .limit(limit)
-      .execute();
+    return this.unfinishedBefore("updated_at", before, limit);
   }
 
   /**
@@ -208,12 +201,17 @@ export class JobStore {
 
   /** Unfinished jobs submitted before `before`, oldest first: candidates for the job timeout. */
   async unfinishedSubmittedBefore(before: Date, limit: number): Promise<JobRow[]> {
+    return this.unfinishedBefore("created_at", before, limit);
+  }
+
+  /** Queued or running jobs whose `column` is before `before`, oldest by it first. */
+  private async unfinishedBefore(column: "updated_at" | "created_at", before: Date, limit: number): Promise<JobRow[]> {
     return this.db
       .selectFrom("jobs")
       .selectAll()
       .where("status", "in", ["queued", "running"])
-      .where("created_at", "<", before)
-      .orderBy("created_at")
+      .where(column, "<", before)
+      .orderBy(column)
       .limit(limit)
       .execute();
   }
