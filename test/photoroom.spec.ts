@@ -107,6 +107,18 @@ describe("Photoroom drop-in: /v1/segment, /v1/account, /v2/account, /v2/edit", (
     assert.deepEqual([matte.format, matte.channels, matte.width], ["png", 1, 64]);
   });
 
+  it("POST /v1/segment size=medium answers at most 1.5 MP (Photoroom's medium) with the input's aspect ratio", async () => {
+    const { key } = await api.account();
+    const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="2000" height="1500"><rect width="2000" height="1500" fill="#d8e4f0"/><circle cx="1000" cy="780" r="480" fill="#c0501a"/></svg>`;
+    const photo = new Uint8Array(await sharp(Buffer.from(svg)).png().toBuffer());
+    const response = await segment({ "x-api-key": key }, form({ size: "medium" }, [["image_file", photo]]));
+    assert.equal(response.status, 200, await response.clone().text());
+    const metadata = await sharp(Buffer.from(await response.arrayBuffer())).metadata();
+    assert.equal(metadata.format, "png");
+    assert.ok(metadata.width! * metadata.height! <= 1_500_000 && metadata.width! * metadata.height! > 1_490_000, `${metadata.width}x${metadata.height}`);
+    assert.ok(Math.abs(metadata.width! / metadata.height! - 4 / 3) < 0.01, `aspect ${metadata.width}x${metadata.height}`);
+  });
+
   it("POST /v2/edit with the OpenAPI example's fields: white background, subject fitted in 80% and centred", async () => {
     const { accountId, key } = await api.account();
     const before = await api.balance(accountId);
@@ -174,11 +186,11 @@ describe("Photoroom drop-in: /v1/segment, /v1/account, /v2/account, /v2/edit", (
   it("refuses a bad parameter with 400 in Photoroom's shape naming it, nothing held or charged", async () => {
     const { accountId, key } = await api.account();
     const before = await api.balance(accountId);
-    const size = await segment({ "x-api-key": key }, form({ size: "hd" }, [["image_file", api.photo]]));
+    const size = await segment({ "x-api-key": key }, form({ size: "4k" }, [["image_file", api.photo]]));
     assert.equal(size.status, 400);
     const sizeError = await segmentError(size);
     assert.equal(sizeError.type, "invalid_option");
-    assert.match(sizeError.detail, /^size: "hd" \(a fixed megapixel cap\) is not offered/);
+    assert.match(sizeError.detail, /^size: "4k" is not one of preview, medium, hd, full/);
     const missing = await segment({ "x-api-key": key }, form({ format: "png" }));
     assert.deepEqual(await segmentError(missing), { detail: "image_file: Please provide an image.", status_code: 400, type: "missing_image" });
     const generative = await editPost({ "x-api-key": key }, form({ "shadow.mode": "ai.soft", "background.prompt": "a beach" }, [["imageFile", api.photo]]));

@@ -99,6 +99,12 @@ async function removeBgError(response: Response) {
 
 const post = (headers: Record<string, string>, body: string | Buffer | FormData) => fetch(`${api.node.url}/v1.0/removebg`, { method: "POST", headers, body });
 
+/** A 2000×1500 (3 MP) photo-like PNG: a disc on a flat background, small enough for UPLOAD_BYTES_MAX. */
+async function largePhoto(): Promise<Uint8Array> {
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="2000" height="1500"><rect width="2000" height="1500" fill="#d8e4f0"/><circle cx="1000" cy="780" r="480" fill="#c0501a"/></svg>`;
+  return new Uint8Array(await sharp(Buffer.from(svg)).png().toBuffer());
+}
+
 describe("remove.bg drop-in: POST /v1.0/removebg and GET /v1.0/account", () => {
   it("answers the Ruby client's multipart upload with the image and remove.bg's headers, charged once", async () => {
     const { accountId, key } = await api.account();
@@ -122,6 +128,17 @@ describe("remove.bg drop-in: POST /v1.0/removebg and GET /v1.0/account", () => {
     for (const header of ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"]) assert.match(response.headers.get(header) ?? "", /^\d+$/, header);
     const after = await api.balance(accountId);
     assert.deepEqual([before.available - after.available, after.held], [IMAGE_MILLICREDITS, 0n]);
+  });
+
+  it("size=medium answers at most 1.5 MP with the input's aspect ratio, X-Width and X-Height the result's", async () => {
+    const { key } = await api.account();
+    const photo = await largePhoto();
+    const response = await post({ "x-api-key": key }, api.imageForm(photo, { size: "medium" }));
+    assert.equal(response.status, 200, await response.clone().text());
+    const metadata = await sharp(Buffer.from(await response.arrayBuffer())).metadata();
+    assert.ok(metadata.width! * metadata.height! <= 1_500_000 && metadata.width! * metadata.height! > 1_490_000, `${metadata.width}x${metadata.height}`);
+    assert.ok(Math.abs(metadata.width! / metadata.height! - 4 / 3) < 0.01, `aspect ${metadata.width}x${metadata.height}`);
+    assert.deepEqual([response.headers.get("x-width"), response.headers.get("x-height")], [String(metadata.width), String(metadata.height)]);
   });
 
   it("answers the Ruby client's account call with exactly remove.bg's keys, from the billing buckets", async () => {
@@ -287,7 +304,7 @@ describe("remove.bg drop-in: POST /v1.0/removebg and GET /v1.0/account", () => {
     assert.equal(response.status, 400);
     const error = await removeBgError(response);
     assert.deepEqual([error.code, error.title], ["invalid_size", "Invalid value for parameter 'size'"]);
-    assert.match(error.detail ?? "", /size "gigantic" is not one of preview, small, regular, full, 4k, auto/);
+    assert.match(error.detail ?? "", /size "gigantic" is not one of preview, small, regular, medium, hd, full, 4k, auto/);
     for (const [fields, code] of [
       [{ format: "gif" }, "invalid_format"],
       [{ format: "zip", channels: "alpha" }, "invalid_channels"],

@@ -227,7 +227,7 @@ const REMOVEBG_FIELDS: Record<string, JsonSchema> = {
     description:
       "Fetched as /v1/matting's image_url is (public addresses only, redirects re-checked, OUTBOUND_TIMEOUT_MS, the smallest byte limit), after authentication and before any credit is held, then checked as an upload. Refusals, all 400: invalid_image_url (malformed), failed_image_download (refused address, unreachable, timeout or a non-2xx answer), file_too_large.",
   },
-  size: { type: "string", enum: ["preview", "small", "regular", "full", "4k", "auto", "medium", "hd"], default: "preview", description: "preview/small/regular: at most 0.25 MP; full/4k/auto: the original resolution (capped by IMAGE_LONGEST_SIDE_STANDARD). medium and hd (fixed 1.5/4 MP caps) are refused with invalid_size." },
+  size: { type: "string", enum: ["preview", "small", "regular", "full", "4k", "auto", "medium", "hd"], default: "preview", description: "preview/small/regular: at most 0.25 MP; medium: at most 1.5 MP; hd: at most 4 MP (aspect ratio kept, never enlarged); full/4k/auto: the original resolution (capped by IMAGE_LONGEST_SIDE_STANDARD). Every size above preview is priced alike, by the processed input's size." },
   type: { type: "string", enum: ["auto", "person", "product", "car", "animal", "graphic", "transportation"], default: "auto", description: "Accepted and ignored: the model finds the foreground itself." },
   type_level: { type: "string", enum: ["none", "1", "2", "latest"], default: "1", description: "Accepted and ignored: no X-Type is sent (this server does not classify)." },
   format: { type: "string", enum: ["auto", "png", "jpg", "webp", "zip"], default: "auto", description: "auto: jpg behind an opaque bg_color or bg_image_file, else png. zip: application/zip holding color.jpg (the result's colours, JPEG) and alpha.png (its alpha matte, grayscale PNG), both at the result's size; composing them (alpha as opacity) gives the png result. Behind bg_color or a background image, color.jpg is the composed image and alpha.png opaque. One job, charged once." },
@@ -417,7 +417,7 @@ function photoroomPaths(): OpenApiDocument["paths"] {
             format: { type: "string", enum: ["png", "jpg", "webp"], default: "png" },
             channels: { type: "string", enum: ["rgba", "alpha"], default: "rgba", description: "alpha: the grayscale matte as PNG (with jpg or webp: refused)." },
             bg_color: { type: "string", description: "Hex (#FF00FF, with or without #; alpha must be FF) or a colour name." },
-            size: { type: "string", enum: ["preview", "full", "medium", "hd"], default: "full", description: "preview: at most 0.25 MP; full: the original resolution (capped by IMAGE_LONGEST_SIDE_STANDARD). medium and hd are refused." },
+            size: { type: "string", enum: ["preview", "full", "medium", "hd"], default: "full", description: "preview: at most 0.25 MP; medium: at most 1.5 MP; hd: at most 4 MP (aspect ratio kept, never enlarged); full: the original resolution (capped by IMAGE_LONGEST_SIDE_STANDARD)." },
             crop: { type: "string", enum: ["true", "false"], default: "false", description: "Crop to the subject." },
             despill: { type: "string", enum: ["true", "false"], default: "false", description: "Accepted and without effect: this server removes no green-screen colour spill." },
           },

@@ -1,4 +1,4 @@
-// The crop options both the gateway (before any hold) and inference (before any model time)
+// The crop and output-size options both the gateway (before any hold) and inference (before any model time)
 // check, from one definition, so that whatever the gateway lets through inference accepts.
 
 /** Narrowest and widest aspect ratio accepted (width / height): 1:100 to 100:1. */
@@ -24,4 +24,14 @@ export function aspectRatioOf(text: string): AspectRatioParse {
 export function cropMarginProblem(percent: number): string | undefined {
   if (Number.isInteger(percent) && percent >= 0 && percent <= CROP_MARGIN_PERCENT_MAX) return undefined;
   return `crop_margin_percent ${percent} is not a whole number of percent from 0 to ${CROP_MARGIN_PERCENT_MAX}`;
+}
+
+/** Smallest and largest `output_pixels_max` when set (0 is no cap): 32×32 to 100 megapixels. */
+export const OUTPUT_PIXELS_MAX_MIN = 1_024;
+export const OUTPUT_PIXELS_MAX_LIMIT = 100_000_000;
+
+/** Undefined when `pixels` is 0 (no cap) or a whole number from OUTPUT_PIXELS_MAX_MIN to OUTPUT_PIXELS_MAX_LIMIT; else the problem. */
+export function outputPixelsMaxProblem(pixels: number): string | undefined {
+  if (pixels === 0 || (Number.isInteger(pixels) && pixels >= OUTPUT_PIXELS_MAX_MIN && pixels <= OUTPUT_PIXELS_MAX_LIMIT)) return undefined;
+  return `output_pixels_max ${pixels} is not 0 (no cap) or a whole number of pixels from ${OUTPUT_PIXELS_MAX_MIN} to ${OUTPUT_PIXELS_MAX_LIMIT} (100 MP)`;
 }

@@ -17,8 +17,11 @@ test("options inference accepts pass; each refusal names the option and its boun
     [smartCrop({ backgroundImage: new Uint8Array([1]) }), /^bg_image_file is not available for smart crop/],
     [smartCrop({ subjectPosition: "top" }), /not available for smart crop/],
     [create(ImageOptionsSchema, { operation: 7 as ImageOperation }), /^operation 7 is not one of/],
+    [create(ImageOptionsSchema, { outputPixelsMax: 1023 }), /^output_pixels_max 1023 is not 0 \(no cap\) or a whole number of pixels from 1024 to 100000000 \(100 MP\)$/],
+    [create(ImageOptionsSchema, { outputPixelsMax: 100_000_001 }), /^output_pixels_max 100000001 is not 0/],
   ] as const) {
     assert.match(imageOptionsProblem(options) ?? "(accepted)", message);
   }
   assert.equal(imageOptionsProblem(create(ImageOptionsSchema, { format: OutputFormat.MASK })), undefined, "a mask is a cut-out's option");
+  for (const outputPixelsMax of [1024, 1_500_000, 100_000_000]) assert.equal(imageOptionsProblem(create(ImageOptionsSchema, { outputPixelsMax })), undefined, String(outputPixelsMax));
 });

@@ -2,7 +2,7 @@
 // inference accepts, so a caller's mistake never costs credits or a queue slot. The crop rules
 // come from services/common/images/crop-options.ts, which inference checks with too.
 import { ImageOperation, OutputFormat, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
-import { aspectRatioOf, cropMarginProblem } from "../../common/images/crop-options.ts";
+import { aspectRatioOf, cropMarginProblem, outputPixelsMaxProblem } from "../../common/images/crop-options.ts";
 
 /** Undefined when inference will accept the options; else the first problem, naming the option. */
 export function imageOptionsProblem(options: ImageOptions): string | undefined {
@@ -11,6 +11,8 @@ export function imageOptionsProblem(options: ImageOptions): string | undefined {
   if (!ratio.ok) return ratio.message;
   const margin = cropMarginProblem(options.cropMarginPercent);
   if (margin !== undefined) return margin;
+  const pixelsMax = outputPixelsMaxProblem(options.outputPixelsMax);
+  if (pixelsMax !== undefined) return pixelsMax;
   if (options.operation !== ImageOperation.SMART_CROP) return undefined;
   // Smart crop returns the input's own pixels: what makes or places a cut-out has nothing to act on.
   if (options.format === OutputFormat.MASK) return "output_format mask is not available for smart crop; use png, webp or jpg";

@@ -34,6 +34,11 @@ test("/v1/segment: every documented value maps, despill is checked and without e
   assert.equal(segmentOptions({ format: "webp" }).format, OutputFormat.WEBP);
   assert.equal(segmentOptions({ channels: "alpha" }).format, OutputFormat.MASK);
   assert.equal(segmentOptions({ size: "preview" }).size, OutputSize.PREVIEW);
+  // Photoroom's medium and hd: at most 1.5 and 4 MP; full and preview carry no extra cap.
+  for (const [size, expected] of [["preview", [OutputSize.PREVIEW, 0]], ["medium", [OutputSize.FULL, 1_500_000]], ["hd", [OutputSize.FULL, 4_000_000]], ["full", [OutputSize.FULL, 0]]] as const) {
+    const options = segmentOptions({ size });
+    assert.deepEqual([options.size, options.outputPixelsMax], expected, size);
+  }
   assert.equal(segmentOptions({ crop: "true" }).cropToSubject, true);
   assert.equal(segmentOptions({ bg_color: "#FF00FF" }).backgroundColor, "#ff00ff");
   assert.equal(segmentOptions({ bg_color: "red" }).backgroundColor, "#ff0000");
@@ -45,8 +50,7 @@ test("/v1/segment: refusals name the parameter; a missing image is missing_image
   assert.ok(!missing.ok);
   assert.deepEqual(missing.error, { parameter: "image_file", message: "image_file: Please provide an image.", reason: "missing_image" });
   for (const [fields, parameter] of [
-    [{ size: "hd" }, "size"],
-    [{ size: "medium" }, "size"],
+    [{ size: "4k" }, "size"],
     [{ format: "gif" }, "format"],
     [{ channels: "alpha", format: "jpg" }, "channels"],
     [{ bg_color: "FF000080" }, "bg_color"],

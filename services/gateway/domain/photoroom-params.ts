@@ -76,9 +76,15 @@ function finish<T>(build: () => T): { ok: true; value: T } | { ok: false; error:
   }
 }
 
-// /v1/segment's size: preview is at most 0.25 MP, as ours; full the original resolution (ours capped
-// by IMAGE_LONGEST_SIDE_STANDARD). medium (1.5 MP) and hd (4 MP) are caps we do not offer.
-const SEGMENT_SIZES: Readonly<Record<string, OutputSize | "unsupported">> = { preview: OutputSize.PREVIEW, medium: "unsupported", hd: "unsupported", full: OutputSize.FULL };
+// /v1/segment's size: preview is at most 0.25 MP, as ours; medium and hd at most 1.5 and 4 MP
+// (output_pixels_max); full the original resolution (Photoroom's 36 MP, ours capped by
+// IMAGE_LONGEST_SIDE_STANDARD).
+const SEGMENT_SIZES: Readonly<Record<string, { size: OutputSize; outputPixelsMax: number }>> = {
+  preview: { size: OutputSize.PREVIEW, outputPixelsMax: 0 },
+  medium: { size: OutputSize.FULL, outputPixelsMax: 1_500_000 },
+  hd: { size: OutputSize.FULL, outputPixelsMax: 4_000_000 },
+  full: { size: OutputSize.FULL, outputPixelsMax: 0 },
+};
 const SEGMENT_FORMATS: Readonly<Record<string, OutputFormat>> = { png: OutputFormat.PNG, jpg: OutputFormat.JPEG, webp: OutputFormat.WEBP };
 const SEGMENT_FIELDS = new Set(["format", "channels", "bg_color", "size", "crop", "despill"]);
 
@@ -88,8 +94,7 @@ export function segmentOptionsOf({ fields, files }: PhotoroomFields): SegmentOut
     const unknown = [...Object.keys(fields).filter((name) => !SEGMENT_FIELDS.has(name)), ...[...files].filter((name) => name !== "image_file")];
     if (unknown.length > 0) refuse(unknown.join(", "), `unsupported attributes; /v1/segment takes image_file, ${[...SEGMENT_FIELDS].join(", ")}`);
     if (!files.has("image_file")) refuse("image_file", "Please provide an image.", "missing_image");
-    const size = oneOf(fields, "size", SEGMENT_SIZES, "full");
-    if (size === "unsupported") refuse("size", `"${present(fields, "size")}" (a fixed megapixel cap) is not offered by this server; use preview (0.25 MP) or full (the original resolution)`);
+    const { size, outputPixelsMax } = oneOf(fields, "size", SEGMENT_SIZES, "full");
     let format = oneOf(fields, "format", SEGMENT_FORMATS, "png");
     const channels = oneOf(fields, "channels", { rgba: "rgba", alpha: "alpha" } as const, "rgba");
     if (channels === "alpha") {
@@ -99,7 +104,7 @@ export function segmentOptionsOf({ fields, files }: PhotoroomFields): SegmentOut
     const bgColor = present(fields, "bg_color");
     const cropToSubject = oneOf(fields, "crop", BOOLEANS, "false");
     oneOf(fields, "despill", BOOLEANS, "false"); // checked, then without effect (see the header)
-    return create(ImageOptionsSchema, { format, size, backgroundColor: bgColor === undefined ? "" : colourOf("bg_color", bgColor), cropToSubject });
+    return create(ImageOptionsSchema, { format, size, outputPixelsMax, backgroundColor: bgColor === undefined ? "" : colourOf("bg_color", bgColor), cropToSubject });
   });
   return outcome.ok ? { ok: true, options: outcome.value } : outcome;
 }

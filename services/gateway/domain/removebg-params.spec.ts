@@ -23,15 +23,19 @@ test("defaults are remove.bg's: size preview, format auto (png without a backgro
   assert.deepEqual([options.size, options.format, options.backgroundColor, options.cropToSubject, options.subjectScalePercent, options.subjectPosition], [OutputSize.PREVIEW, OutputFormat.PNG, "", false, 0, ""]);
 });
 
-test("every documented size maps to ours; the fixed megapixel caps we lack are refused with invalid_size", () => {
-  for (const size of ["preview", "small", "regular"]) assert.equal(accepted({ size }).options.size, OutputSize.PREVIEW, size);
-  for (const size of ["full", "4k", "auto", "AUTO"]) assert.equal(accepted({ size }).options.size, OutputSize.FULL, size);
-  for (const size of ["medium", "hd", "huge", "constructor"]) {
+test("every documented size maps to ours: medium and hd are 1.5 and 4 MP caps, unknown sizes are refused with invalid_size", () => {
+  for (const size of ["preview", "small", "regular"]) assert.deepEqual(pick(accepted({ size }).options), [OutputSize.PREVIEW, 0], size);
+  for (const size of ["full", "4k", "auto", "AUTO"]) assert.deepEqual(pick(accepted({ size }).options), [OutputSize.FULL, 0], size);
+  assert.deepEqual(pick(accepted({ size: "medium" }).options), [OutputSize.FULL, 1_500_000]);
+  assert.deepEqual(pick(accepted({ size: "HD" }).options), [OutputSize.FULL, 4_000_000]);
+  for (const size of ["huge", "constructor"]) {
     const error = refusedWith({ size });
     assert.deepEqual([error.code, error.title], ["invalid_size", "Invalid value for parameter 'size'"], size);
-    assert.match(error.detail, new RegExp(size));
+    assert.match(error.detail, new RegExp(`size "${size}" is not one of preview, small, regular, medium, hd, full, 4k, auto`));
   }
 });
+
+const pick = (options: { size: OutputSize; outputPixelsMax: number }) => [options.size, options.outputPixelsMax];
 
 test("format: png, jpg, webp; auto is jpg behind an opaque background; zip renders a PNG to split", () => {
   assert.equal(accepted({ format: "png" }).options.format, OutputFormat.PNG);

@@ -81,27 +81,23 @@ function present(fields: RemoveBgFields["fields"], name: string): string | undef
   return value === undefined || value.trim() === "" ? undefined : value.trim();
 }
 
-// remove.bg's sizes. preview/small/regular: at most 0.25 MP, like our preview. full/4k: the
-// original resolution, ours capped by IMAGE_LONGEST_SIDE_STANDARD. auto: "the highest available",
-// full here. medium (1.5 MP) and hd (4 MP) are caps we do not offer: refused, not guessed.
-const SIZES: Readonly<Record<string, OutputSize | "unsupported">> = {
-  preview: OutputSize.PREVIEW,
-  small: OutputSize.PREVIEW,
-  regular: OutputSize.PREVIEW,
-  full: OutputSize.FULL,
-  "4k": OutputSize.FULL,
-  auto: OutputSize.FULL,
-  medium: "unsupported",
-  hd: "unsupported",
+// remove.bg's sizes. preview/small/regular: at most 0.25 MP, like our preview. medium and hd: at
+// most 1.5 and 4 MP (output_pixels_max). full/4k: the original resolution, ours capped by
+// IMAGE_LONGEST_SIDE_STANDARD. auto: "the highest available", full here.
+const SIZES: Readonly<Record<string, { size: OutputSize; outputPixelsMax: number }>> = {
+  preview: { size: OutputSize.PREVIEW, outputPixelsMax: 0 },
+  small: { size: OutputSize.PREVIEW, outputPixelsMax: 0 },
+  regular: { size: OutputSize.PREVIEW, outputPixelsMax: 0 },
+  medium: { size: OutputSize.FULL, outputPixelsMax: 1_500_000 },
+  hd: { size: OutputSize.FULL, outputPixelsMax: 4_000_000 },
+  full: { size: OutputSize.FULL, outputPixelsMax: 0 },
+  "4k": { size: OutputSize.FULL, outputPixelsMax: 0 },
+  auto: { size: OutputSize.FULL, outputPixelsMax: 0 },
 };
 
-function sizeOf(fields: RemoveBgFields["fields"]): OutputSize {
+function sizeOf(fields: RemoveBgFields["fields"]): { size: OutputSize; outputPixelsMax: number } {
   const value = present(fields, "size") ?? "preview"; // remove.bg's default
-  const size = oneOf(value, SIZES, "invalid_size", "Invalid value for parameter 'size'", "size");
-  if (size === "unsupported") {
-    refuse("invalid_size", "Invalid value for parameter 'size'", `size "${value}" (a fixed megapixel cap) is not offered by this server; use preview (0.25 MP), full or auto (the original resolution)`);
-  }
-  return size;
+  return oneOf(value, SIZES, "invalid_size", "Invalid value for parameter 'size'", "size");
 }
 
 /** The background colour as "#rrggbb", or refused: a translucent one (4/8 digits below ff) is not rendered here. */
@@ -268,7 +264,7 @@ function sourceOf(fields: RemoveBgFields["fields"], files: RemoveBgFields["files
 export function removeBgRequestOf({ fields, files }: RemoveBgFields): RemoveBgOutcome {
   try {
     const source = sourceOf(fields, files);
-    const size = sizeOf(fields);
+    const { size, outputPixelsMax } = sizeOf(fields);
     const background = backgroundOf(fields, files);
     const { format: requestedFormat, zip } = formatOf(fields, background.source !== undefined);
     const format = channelsOf(fields, requestedFormat);
@@ -281,6 +277,7 @@ export function removeBgRequestOf({ fields, files }: RemoveBgFields): RemoveBgOu
     const options = create(ImageOptionsSchema, {
       format,
       size,
+      outputPixelsMax,
       backgroundColor: background.colour,
       cropToSubject,
       cropMarginPercent: cropToSubject ? cropMarginPercent : 0,

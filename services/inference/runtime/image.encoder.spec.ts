@@ -113,6 +113,23 @@ describe("renderOutput", () => {
     assert.ok(Math.abs(result.width / result.height - 2) < 0.1);
   });
 
+  it("output_pixels_max caps the output's pixels, aspect kept, subject scaled with it; the smaller of it and a preview's budget wins", async () => {
+    const { result, metadata, at } = await render({ size: OutputSize.FULL, outputPixelsMax: 10_000 });
+    // 200×100 scaled by √(10000/20000): 141×70 (floored, never over the cap).
+    assert.deepEqual([result.width, result.height, metadata.width, metadata.height], [141, 70, 141, 70]);
+    // The 40×40 subject at (120, 30) scales with it, to about 28×28 at (85, 21).
+    const box = result.foreground!;
+    for (const [got, want] of [[box.left, 85], [box.top, 21], [box.width, 28], [box.height, 28]] as const) assert.ok(Math.abs(got - want) <= 1, JSON.stringify(box));
+    assert.deepEqual(at(95, 35), [20, 200, 40, 255]);
+    assert.equal(at(5, 5)[3], 0);
+    const preview = await render({ size: OutputSize.PREVIEW, outputPixelsMax: 10_000 });
+    assert.ok(preview.result.width * preview.result.height <= 2000, `${preview.result.width}×${preview.result.height}`);
+    const tighter = await render({ size: OutputSize.PREVIEW, outputPixelsMax: 1_200 });
+    assert.ok(tighter.result.width * tighter.result.height <= 1_200 && tighter.result.width * tighter.result.height > 1_100, `${tighter.result.width}×${tighter.result.height}`);
+    const roomy = await render({ size: OutputSize.FULL, outputPixelsMax: 1_000_000 });
+    assert.deepEqual([roomy.result.width, roomy.result.height], [200, 100], "a cap above the input's size never enlarges");
+  });
+
   it("keeps EXIF on request, orientation reset to upright", async () => {
     for (const format of [OutputFormat.JPEG, OutputFormat.PNG, OutputFormat.WEBP]) {
       const { metadata } = await render({ format, keepExif: true }, await exifBlock());

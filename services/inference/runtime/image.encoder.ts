@@ -43,12 +43,17 @@ export function parseHexColour(text: string): { r: number; g: number; b: number 
   return { r: parseInt(hex.slice(0, 2), 16), g: parseInt(hex.slice(2, 4), 16), b: parseInt(hex.slice(4, 6), 16) };
 }
 
-/** Output canvas size after the size preset and the longest-side cap. */
-export function outputScale(layout: Layout, size: OutputSize, previewPixelsMax: number, longestSideMax: number): number {
+/**
+ * Output canvas scale after the longest-side cap, then one pixel budget: the smaller of the
+ * preview's (size PREVIEW) and the options' `output_pixels_max` (0: none).
+ */
+export function outputScale(layout: Layout, options: Pick<ImageOptions, "size" | "outputPixelsMax">, previewPixelsMax: number, longestSideMax: number): number {
   let scale = Math.min(1, longestSideMax / Math.max(layout.canvasWidth, layout.canvasHeight));
-  if (size === OutputSize.PREVIEW) {
+  const budgets = [options.size === OutputSize.PREVIEW ? previewPixelsMax : 0, options.outputPixelsMax].filter((budget) => budget > 0);
+  if (budgets.length > 0) {
+    const pixelsMax = Math.min(...budgets);
     const pixels = layout.canvasWidth * layout.canvasHeight * scale * scale;
-    if (pixels > previewPixelsMax) scale *= Math.sqrt(previewPixelsMax / pixels);
+    if (pixels > pixelsMax) scale *= Math.sqrt(pixelsMax / pixels);
   }
   return scale;
 }
@@ -79,7 +84,7 @@ const floorTolerance = 1e-6;
 export async function renderOutput(input: RenderInput): Promise<RenderedImage> {
   const { layout, options } = input;
   const background = parseHexColour(options.backgroundColor);
-  const plan = planCanvas(layout, outputScale(layout, options.size, input.previewPixelsMax, input.longestSideMax));
+  const plan = planCanvas(layout, outputScale(layout, options, input.previewPixelsMax, input.longestSideMax));
   let canvas = await onCanvas(await placeSubject(input, plan), plan);
   const foreground = layout.subject && boxOnCanvas(layout.subject, layout.source, plan.destination, plan);
   const placed = { width: plan.width, height: plan.height, ...(foreground ? { foreground } : {}) };
@@ -98,7 +103,7 @@ export async function renderOutput(input: RenderInput): Promise<RenderedImage> {
 
 function planCanvas(layout: Layout, scale: number): CanvasPlan {
   return {
-    // Floor, so a preview never exceeds its pixel budget by a rounding.
+    // Floor, so a preview or output_pixels_max never exceeds its pixel budget by a rounding.
     width: Math.max(1, Math.floor(layout.canvasWidth * scale + floorTolerance)),
     height: Math.max(1, Math.floor(layout.canvasHeight * scale + floorTolerance)),
     destination: {

@@ -14,6 +14,7 @@ import type { MaskRefineRequest, MaskRefineResponse } from "./mask-refine.thread
 import type { ModelSessionInfo, ModelSessionRequest, ModelSessionResponse, ModelSessionSetup } from "./model-session.thread.ts";
 import { ThreadPool } from "./thread.pool.ts";
 import { longestSideFor } from "../../common/images/image-size.ts";
+import { outputPixelsMaxProblem } from "../../common/images/crop-options.ts";
 
 export interface SegmentCall {
   /** Paid traffic: batched ahead of free traffic. */
@@ -76,6 +77,8 @@ export function validateImageOptions(options: ImageOptions): void {
   if (!(options.format in OutputFormat)) throw new InferenceError("invalid_option", `output format ${options.format} is unknown`);
   if (!(options.size in OutputSize)) throw new InferenceError("invalid_option", `output size ${options.size} is unknown`);
   parseHexColour(options.backgroundColor);
+  const pixelsMax = outputPixelsMaxProblem(options.outputPixelsMax);
+  if (pixelsMax !== undefined) throw new InferenceError("invalid_option", pixelsMax);
   parseLayoutOptions(options);
   if (options.operation === ImageOperation.SMART_CROP) {
     // The crop keeps the input's own pixels: options that make a cut-out have nothing to act on.
