@@ -87,6 +87,12 @@ describe("image_url and bg_image_url on a single node", () => {
     await byQuery.arrayBuffer();
     assert.equal(byQuery.headers.get("x-credits-charged"), "0.25");
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - charged - IMAGE_MILLICREDITS, held: 0n });
+
+    // POST /v1/quote takes the same URL and prices exactly what the call charged, holding nothing.
+    const quote = await fetch(`${api.node.url}/v1/quote?image_url=${encodeURIComponent(`${images.origin}/photo.png`)}`, { method: "POST", headers: { "x-api-key": key } });
+    assert.equal(quote.status, 200, await quote.clone().text());
+    assert.equal(((await quote.json()) as { credits: number }).credits, 0.25);
+    assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - charged - IMAGE_MILLICREDITS, held: 0n });
   });
 
   it("bg_image_url brings the background exactly as bg_image_file does: the same result, charged once", async () => {

@@ -132,7 +132,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     { method: "GET", path: "/v1/jobs/{id}", handle: via(families.jobs) },
     { method: "DELETE", path: "/v1/jobs/{id}", handle: via(families.jobs) },
     { method: "GET", path: "/v1/results/{id}", handle: via(families.results) },
-    ...accountRoutes(apiKeys, accountReads, (request, owner) => quoteUpload(rest, request, owner)),
+    ...accountRoutes(apiKeys, accountReads, (request, response, owner) => quoteUpload(rest, request, response, owner)),
     ...settingsRoutes(apiKeys, deps.orchestrator),
     ...webhookRoutes(accountWebhooks, jobReads),
     ...docsRoutes(),

@@ -8,7 +8,7 @@ import { QuoteOperation, QuoteRequestSchema, QuoteSize, type ListUsageResponse }
 import type { AccountReads } from "../account-reads.ts";
 import { authenticate } from "../authentication.ts";
 import type { ApiKeyOwner, ApiKeyStore } from "../store/api-key.store.ts";
-import type { HttpRequest } from "../../common/server.ts";
+import type { HttpRequest, HttpResponse } from "../../common/server.ts";
 import { headersOf } from "./upload.admission.ts";
 import { creditsNumber } from "../../common/credits.ts";
 import { readJson, writeJson, type RestRoute } from "./route-table.ts";
@@ -90,7 +90,7 @@ export function usageJson(usage: ListUsageResponse) {
 const JSON_BODY = /^application\/json\s*(;|$)/i;
 
 /** Prices a call from the operation's own body (matting.routes.ts quoteUpload). */
-export type UploadQuoter = (request: HttpRequest, owner: ApiKeyOwner) => Promise<{ costMillicredits: bigint; priceBookVersion: string }>;
+export type UploadQuoter = (request: HttpRequest, response: HttpResponse, owner: ApiKeyOwner) => Promise<{ costMillicredits: bigint; priceBookVersion: string }>;
 
 /** The account routes; each authenticates by API key and reads only the caller's own account. */
 export function accountRoutes(apiKeys: ApiKeyStore, reads: AccountReads, quoteUpload: UploadQuoter): RestRoute[] {
@@ -104,7 +104,7 @@ export function accountRoutes(apiKeys: ApiKeyStore, reads: AccountReads, quoteUp
         // JSON names the sizes; any other body is the operation's own (a form, an image, image_url).
         const quote = JSON_BODY.test(headers.get("content-type") ?? "")
           ? await reads.quote(owner, quoteRequestOf(await readJson(request, QUOTE_BODY_BYTES_MAX)))
-          : await quoteUpload(request, owner);
+          : await quoteUpload(request, response, owner);
         writeJson(response, 200, { credits: creditsNumber(quote.costMillicredits), price_book_version: quote.priceBookVersion });
       },
     },

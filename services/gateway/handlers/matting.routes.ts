@@ -292,13 +292,14 @@ const QUOTED_OPERATIONS: Record<string, ImageOperation> = { matting: ImageOperat
  * would be charged, priced by the same code that prices it. Nothing is held and no job is made;
  * it takes a rate token but counts no call against the monthly quota.
  */
-export async function quoteUpload(deps: RestDependencies, request: HttpRequest, owner: ApiKeyOwner): Promise<{ costMillicredits: bigint; priceBookVersion: string }> {
+export async function quoteUpload(deps: RestDependencies, request: HttpRequest, response: HttpResponse, owner: ApiKeyOwner): Promise<{ costMillicredits: bigint; priceBookVersion: string }> {
   const headers = headersOf(request);
   const query = urlOf(request).searchParams;
   const fromQuery = choice(QUOTED_OPERATIONS, first(optionSource(undefined, query), "operation"), "operation");
   const admission = await deps.imageJobs.admit(owner, { slot: false, calls: 0 });
   const aborted = new AbortController();
-  request.once("close", () => aborted.abort());
+  // The response's close, not the request's: a request closes once its body is read.
+  response.once("close", () => aborted.abort());
   const asked = await readUploadRequest(request, headers, query, deps.limits.uploadBytesMax, fromQuery ?? ImageOperation.REMOVE_BACKGROUND);
   const operation = choice(QUOTED_OPERATIONS, first(asked.source, "operation"), "operation") ?? ImageOperation.REMOVE_BACKGROUND;
   const options = imageOptionsFrom(asked.source, operation);
