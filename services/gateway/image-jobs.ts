@@ -6,7 +6,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { BillingService, HoldStatus, Operation, Pool, type Account, type Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ImageOptionsSchema, OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
-import { reasonError, reasonOf } from "../common/errors.ts";
+import { reasonError } from "../common/errors.ts";
 import { checkedWebhookUrl } from "../common/outbound.ts";
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
@@ -181,19 +181,19 @@ export class ImageJobs {
     signal: AbortSignal,
     extra: { zeroRetention?: boolean } = {},
   ): Promise<ImageResult> {
-    const job = await this.#submit(admission, image, options, idempotencyKey, { ...extra, synchronous: true });
-    let result: ImageResult;
-    try {
-      result = await this.waitForResult(job.id, signal);
-    } catch (error) {
-      // A zero-retention job that ended without a result keeps nothing either; one still running
-      // (the caller left, or SYNC_TIMEOUT_MS) is left to the retention sweeper once it ends.
-      const stillRunning = signal.aborted || (error instanceof ConnectError && reasonOf(error) === "sync_timeout");
-      if (job.zeroRetention && !stillRunning) await this.#deleteJobFiles(job.id);
-      throw error;
+    const submitted = await this.#submit(admission, image, options, idempotencyKey, { ...extra, synchronous: true });
+    // A wait that throws (the caller left, SYNC_TIMEOUT_MS) leaves a job that may still run: its
+    // files are the retention sweeper's once it ends.
+    const job = await this.waitForEnd(submitted.id, signal);
+    if (job.status !== JobStatus.SUCCEEDED) {
+      // Zero retention: a job that ended without a result keeps nothing either.
+      if (job.zeroRetention) await this.#deleteJobFiles(job.id);
+      throw jobFailure(job);
     }
+    // A result that cannot be read now stays: it is paid for, and GetJob fetches it.
+    const result = await this.resultOf(job);
     // Zero retention (asked for, or the account's): the result is in hand, nothing stays behind.
-    if (result.job.zeroRetention) await this.#deleteJobFiles(result.job.id);
+    if (job.zeroRetention) await this.#deleteJobFiles(job.id);
     return result;
   }
 
@@ -405,6 +405,11 @@ export class ImageJobs {
 
   /** Waits for the job to end; a success returns the result, a failure throws its reason. */
   async waitForResult(jobId: string, signal: AbortSignal): Promise<ImageResult> {
+    return this.resultOf(await this.waitForEnd(jobId, signal));
+  }
+
+  /** The job once it has ended (succeeded, failed or cancelled), or SYNC_TIMEOUT_MS's sync_timeout. */
+  async waitForEnd(jobId: string, signal: AbortSignal): Promise<Job> {
     const timeout = AbortSignal.timeout(this.options.syncTimeoutMs);
     const both = AbortSignal.any([signal, timeout]);
     const jobIdMetadata = { "cutline-job-id": jobId };
@@ -434,7 +439,7 @@ export class ImageJobs {
       }
       await sleep(WATCH_RETRY_DELAY_MS, undefined, { signal: both }).catch(() => undefined);
     }
-    return this.resultOf(job);
+    return job;
   }
 
   async resultOf(job: Job): Promise<ImageResult> {
