@@ -17,6 +17,7 @@ import { TaskEventSchema, type TaskEvent } from "../services/common/gen/cutline/
 import { JobLifecycle } from "../services/orchestrator/job-lifecycle.ts";
 import { orchestratorMigrations } from "../services/orchestrator/store/migrations.ts";
 import { JobStore, type OrchestratorSchema } from "../services/orchestrator/store/job.store.ts";
+import { AccountSettingsStore } from "../services/orchestrator/store/account-settings.store.ts";
 import { migrateToLatest } from "../services/common/migrate.ts";
 import type { Kysely } from "kysely";
 
@@ -101,6 +102,18 @@ describe("job lifecycle", () => {
     });
     assert.equal(again.id, job.id);
     assert.equal(await workQueue.depth(), 1);
+  });
+
+  it("a replay of a job made before its account chose zero retention is that job; a new asynchronous one is refused", async () => {
+    const settings = new AccountSettingsStore(billing.db as unknown as Kysely<OrchestratorSchema>);
+    const withSettings = new JobLifecycle(jobs, workQueue, blobs, billingClient(), log, { settings });
+    const { accountId, job } = await submitted();
+    await settings.setRetentionHours(accountId, 0);
+    const request = { accountId, inputBlobKey: `inputs/${serial}`, options: undefined, holdId: job.hold_id, heldMillicredits: COST, highPriority: false, longestSideMax: 0 };
+    const replay = await withSettings.submit({ ...request, idempotencyKey: `job-${serial}` });
+    assert.equal(replay.id, job.id, "the replay gets the running job, so the gateway keeps its hold");
+    await assert.rejects(withSettings.submit({ ...request, idempotencyKey: `job-${serial}-new` }), (error: unknown) => error instanceof ConnectError && reasonOf(error) === "zero_retention_async");
+    assert.equal(await available(accountId), BigInt(10_000 - COST), "the first job's hold stands");
   });
 
   it("started -> running; succeeded captures the hold exactly once, however often the event comes", async () => {

@@ -123,6 +123,27 @@ describe("orchestrator restart", () => {
     }
   });
 
+  it("a failure claimed before a crash and found past JOB_TIMEOUT_MS is finished with its own reason, not job_timeout", async () => {
+    const workQueue = new InProcessWorkQueue({ log });
+    const timeoutMs = 60_000;
+    const store = new JobStore(billing.db as Kysely<any>);
+    const lifecycle = new JobLifecycle(store, workQueue, blobs, billingClient(), log, { timeoutMs, quietMsMax: 3_600_000 });
+    const accountId = "timeout-claimed-1";
+    try {
+      await billingClient().createAccount({ accountId });
+      const hold = await billingClient().reserve({ accountId, pool: Pool.API, amountMillicredits: 250n, idempotencyKey: "timeout-claimed-hold" });
+      const job = await lifecycle.submit({ accountId, idempotencyKey: "timeout-claimed-job", inputBlobKey: "inputs/timeout-claimed", options: undefined, holdId: hold.holdId, heldMillicredits: 250, highPriority: false, longestSideMax: 0 });
+      // The worker's failure was claimed, then the orchestrator died before releasing and marking it.
+      await store.claim(job.id, "failed", { error_reason: "corrupt_image", error_message: "the image is truncated", user_error: true });
+      assert.equal(await lifecycle.reconcile(new Date(Date.now() + timeoutMs + 1000)), 1);
+      const failed = await lifecycle.get(job.id);
+      assert.deepEqual([failed.status, failed.error_reason, failed.user_error], ["failed", "corrupt_image", true]);
+      assert.equal((await billingClient().getBalance({ accountId, pool: Pool.API })).availableMillicredits, 10_000n, "released once, nothing charged");
+    } finally {
+      await workQueue.close();
+    }
+  });
+
   it("the retention sweeper deletes an ended job's files once the account's retention has run out, marks them expired, and leaves the rest", async () => {
     const workQueue = new InProcessWorkQueue({ log });
     const jobs = new JobStore(billing.db as Kysely<any>);

@@ -523,5 +523,8 @@ export function jobFailure(job: Job): ConnectError {
   const reason = job.errorReason || "internal";
   // Inference judged whether the input was at fault; the orchestrator carries its verdict.
   const code = job.userError ? Code.InvalidArgument : (JOB_FAILURE_CODES[reason] ?? Code.Internal);
-  return reasonError(code, reason, job.errorMessage || `job ${job.id} failed`, { metadata: { "cutline-job-id": job.id } });
+  // A worker's own fault text (a stack's message, a path) stays in the logs and the job row.
+  const told = job.userError || reason in JOB_FAILURE_CODES || reason === "job_stuck";
+  const message = told && job.errorMessage ? job.errorMessage : `job ${job.id} failed on the server (${reason}); its credits were returned: submit it again`;
+  return reasonError(code, reason, message, { metadata: { "cutline-job-id": job.id } });
 }

@@ -11,7 +11,7 @@ import { SegmentTaskSchema, TaskEventSchema, type SegmentTask, type TaskEvent } 
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { BusEvent } from "../common/ports/event-bus.ts";
-import type { WorkQueue } from "../common/ports/work-queue.ts";
+import { QueueFullError, type WorkQueue } from "../common/ports/work-queue.ts";
 import { assertTransition, decideOutcome, isTerminal, type JobStatus } from "./domain/job-status.ts";
 import { retentionOf } from "./domain/retention.ts";
 import type { AccountSettingsStore } from "./store/account-settings.store.ts";
@@ -129,7 +129,16 @@ export class JobLifecycle {
       synchronous: request.synchronous ?? false,
       accountRetentionHours: request.zeroRetention ? undefined : (await this.#settings?.get(request.accountId))?.retentionHours,
     });
-    if (!retention.ok) throw reasonError(Code.InvalidArgument, retention.reason, retention.message);
+    if (!retention.ok) {
+      // A replay of a job made before the account chose zero retention is that job, not a
+      // refusal: the gateway would release the hold the running job still needs.
+      const existing = await this.jobs.byIdempotencyKey(request.accountId, request.idempotencyKey);
+      if (existing) {
+        assertSameRequest(existing, request.requestFingerprint ?? "");
+        return existing;
+      }
+      throw reasonError(Code.InvalidArgument, retention.reason, retention.message);
+    }
     const id = randomUUID();
     const { job, created } = await this.jobs.insertOrGet({
       id,
@@ -155,10 +164,11 @@ export class JobLifecycle {
     try {
       await this.workQueue.enqueue(toBinary(SegmentTaskSchema, this.#taskOf(job)), { id: job.id, priority: job.high_priority ? "high" : "normal" });
     } catch (error) {
-      const failed = await this.#fail(job, {
-        error_reason: "queue_full",
-        error_message: error instanceof Error ? error.message : String(error),
-      });
+      // The job's message reaches the client: a full queue names its limit; any other queue
+      // fault (a broken connection) is logged, not told.
+      if (!(error instanceof QueueFullError)) this.log.warn({ err: error, jobId: job.id }, "enqueueing a job failed");
+      const message = error instanceof QueueFullError ? `${error.message}; its credits were returned: retry later` : "the work queue is unreachable; its credits were returned: retry later";
+      const failed = await this.#fail(job, { error_reason: "queue_full", error_message: message });
       throw reasonError(Code.ResourceExhausted, "queue_full", failed?.error_message ?? "the work queue is full; retry later", { cause: error });
     }
     return job;
@@ -363,6 +373,8 @@ export class JobLifecycle {
     for (const job of late) {
       try {
         if (job.outcome_claim === "succeeded") await this.#succeed(job);
+        // A failure already claimed keeps its own reason: finishing it is not a timeout.
+        else if (job.outcome_claim === "failed") await this.#fail(job, {});
         else {
           await this.#fail(job, {
             error_reason: "job_timeout",

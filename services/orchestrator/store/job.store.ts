@@ -115,13 +115,14 @@ export class JobStore {
       .returningAll()
       .executeTakeFirst();
     if (inserted) return { job: inserted, created: true };
-    const existing = await this.db
-      .selectFrom("jobs")
-      .selectAll()
-      .where("account_id", "=", job.account_id)
-      .where("idempotency_key", "=", job.idempotency_key)
-      .executeTakeFirstOrThrow();
+    const existing = await this.byIdempotencyKey(job.account_id, job.idempotency_key);
+    if (!existing) throw new Error(`job ${job.account_id}/${job.idempotency_key} conflicted on insert but cannot be read`);
     return { job: existing, created: false };
+  }
+
+  /** The job the account submitted with this idempotency key, if any. */
+  async byIdempotencyKey(accountId: string, idempotencyKey: string): Promise<JobRow | undefined> {
+    return this.db.selectFrom("jobs").selectAll().where("account_id", "=", accountId).where("idempotency_key", "=", idempotencyKey).executeTakeFirst();
   }
 
   async get(id: string): Promise<JobRow | undefined> {
