@@ -10,12 +10,15 @@ export interface CreditSplit {
   paygMillicredits: bigint;
 }
 
-export function splitCreditBuckets(buckets: readonly { kind: string; remainingMillicredits: bigint }[]): CreditSplit {
-  let subscriptionMillicredits = 0n;
-  let paygMillicredits = 0n;
-  for (const bucket of buckets) {
-    if (SUBSCRIPTION_KINDS.has(bucket.kind)) subscriptionMillicredits += bucket.remainingMillicredits;
-    else paygMillicredits += bucket.remainingMillicredits;
-  }
-  return { subscriptionMillicredits, paygMillicredits };
+/**
+ * The spendable balance split into the plan's credits and the rest. The buckets' remainders
+ * include held credits (and grants not yet effective), so the split is of `availableMillicredits`:
+ * subscription first, at most what is available; pay-as-you-go the remainder.
+ */
+export function splitCreditBuckets(buckets: readonly { kind: string; remainingMillicredits: bigint }[], availableMillicredits: bigint): CreditSplit {
+  let subscription = 0n;
+  for (const bucket of buckets) if (SUBSCRIPTION_KINDS.has(bucket.kind)) subscription += bucket.remainingMillicredits;
+  const available = availableMillicredits > 0n ? availableMillicredits : 0n;
+  const subscriptionMillicredits = subscription < available ? subscription : available;
+  return { subscriptionMillicredits, paygMillicredits: available - subscriptionMillicredits };
 }

@@ -146,9 +146,8 @@ async function edit(deps: RestDependencies, call: AdmittedCall, request: HttpReq
 async function accountCredits(deps: RestDependencies, reads: AccountReads, request: HttpRequest) {
   const owner = await authenticate(deps.apiKeys, headersOf(request));
   const balance = await reads.balance(owner);
-  const { subscriptionMillicredits } = splitCreditBuckets(balance.buckets);
-  const available = balance.availableMillicredits;
-  return { owner, available, subscription: subscriptionMillicredits < available ? subscriptionMillicredits : available };
+  const { subscriptionMillicredits } = splitCreditBuckets(balance.buckets, balance.availableMillicredits);
+  return { owner, available: balance.availableMillicredits, subscription: subscriptionMillicredits };
 }
 
 /** /v2/account counts images: how many of the cheapest image (as POST /v1/quote prices it) the credits buy. */

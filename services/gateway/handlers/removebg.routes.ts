@@ -284,7 +284,7 @@ async function sendResult(deps: RestDependencies, request: HttpRequest, response
 // remove.bg's account buckets (domain/credit-buckets.ts). No bucket here is an enterprise contract's.
 async function accountJson(apiKeys: ApiKeyStore, reads: AccountReads, request: HttpRequest) {
   const balance = await reads.balance(await authenticate(apiKeys, headersOf(request)));
-  const { subscriptionMillicredits: subscription, paygMillicredits: payg } = splitCreditBuckets(balance.buckets);
+  const { subscriptionMillicredits: subscription, paygMillicredits: payg } = splitCreditBuckets(balance.buckets, balance.availableMillicredits);
   const enterprise = 0n;
   return {
     data: {
