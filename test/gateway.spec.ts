@@ -32,6 +32,7 @@ import { createUploadInspector } from "../services/common/images/upload.inspecto
 import { createOrchestrator, type Orchestrator } from "../services/orchestrator/index.ts";
 import { loadGatewayConfig } from "../services/gateway/gateway.config.ts";
 import { createGateway, type Gateway } from "../services/gateway/index.ts";
+import { postHeadersOnly } from "./harness.ts";
 
 const UPLOAD_BYTES_MAX = 200_000;
 const FORM_LIMIT = UPLOAD_BYTES_MAX + 64 * 1024;
@@ -80,19 +81,7 @@ describe("gateway", () => {
     return createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" });
   }
 
-  /** Sends only the request head, declaring `contentLength`, and waits for the answer without sending a body byte. */
-  function headersOnly(path: string, headers: Record<string, string>, contentLength: number): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
-    return new Promise((resolve, reject) => {
-      const request = http.request(`${server.url}${path}`, { method: "POST", headers: { ...headers, "content-length": String(contentLength) } }, (response) => {
-        let body = "";
-        response.setEncoding("utf8");
-        response.on("data", (chunk: string) => (body += chunk));
-        response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }));
-      });
-      request.on("error", reject);
-      request.flushHeaders();
-    });
-  }
+  const headersOnly = (path: string, headers: Record<string, string>, contentLength: number) => postHeadersOnly(`${server.url}${path}`, headers, contentLength);
 
   /** Writes `raw` bytes on a fresh TCP connection and returns everything the server sends back. */
   function rawExchange(raw: Buffer, options: { reset?: boolean; later?: Buffer } = {}): Promise<string> {

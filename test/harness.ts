@@ -3,6 +3,7 @@
 // adapters) so `npm test` passes on a fresh machine too.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
+import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -121,3 +122,17 @@ export function uniqueName(prefix: string): string {
 
 /** The shared evaluation data beside the checkout, or undefined (tests then skip, saying why). */
 export const SHARED_DIRECTORY = join(import.meta.dirname, "..", "..", "shared");
+
+/** POSTs only the request head, declaring `contentLength`, and waits for the answer without sending a body byte. */
+export function postHeadersOnly(url: string, headers: Record<string, string>, contentLength: number): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(url, { method: "POST", headers: { ...headers, "content-length": String(contentLength) } }, (response) => {
+      let body = "";
+      response.setEncoding("utf8");
+      response.on("data", (chunk: string) => (body += chunk));
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }));
+    });
+    request.on("error", reject);
+    request.flushHeaders();
+  });
+}

@@ -29,6 +29,7 @@ import { loadGatewayConfig } from "../services/gateway/gateway.config.ts";
 import { createGateway, type Gateway, type GatewayDependencies } from "../services/gateway/index.ts";
 import { documentedRoutes, OPENAPI_DOCUMENT } from "../services/gateway/openapi.ts";
 import { createOutboundFetcher, outboundPolicyOf, type OutboundFetcher } from "../services/common/outbound.ts";
+import { postHeadersOnly } from "./harness.ts";
 import { addTinyQuotaPlan, TINY_QUOTA_CALLS, TINY_QUOTA_PLAN } from "./public-api.testing.ts";
 
 /**
@@ -346,19 +347,7 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
 
     it("a byte limit answers 413 naming it, before the body is sent", async () => {
       const { key } = await account();
-      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const request = http.request(
-          `${server.url}/v1/matting`,
-          { method: "POST", headers: { "x-api-key": key, "content-type": "multipart/form-data; boundary=b", "content-length": "5000000" } },
-          (response) => {
-            let body = "";
-            response.on("data", (chunk: Buffer) => (body += chunk.toString()));
-            response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
-          },
-        );
-        request.on("error", reject);
-        request.flushHeaders();
-      });
+      const answer = await postHeadersOnly(`${server.url}/v1/matting`, { "x-api-key": key, "content-type": "multipart/form-data; boundary=b" }, 5_000_000);
       assert.equal(answer.status, 413);
       const error = onlyError(JSON.parse(answer.body));
       assert.equal(error.code, "too_many_bytes");
