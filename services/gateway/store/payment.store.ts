@@ -1,0 +1,169 @@
+import { sql, type Generated, type Kysely } from "kysely";
+
+export interface PaymentCustomerTable {
+  account_id: string;
+  provider: string;
+  customer_id: string;
+  subscription_id: string | null;
+  created_at: Generated<Date>;
+}
+
+export interface PaymentEventTable {
+  event_id: string;
+  kind: string;
+  claimed_at: Date;
+  done_at: Date | null;
+}
+
+export interface PaymentPurchaseTable {
+  payment_id: string;
+  account_id: string;
+  product_code: string;
+  bucket_id: string;
+  amount_minor: string | number;
+  currency: string;
+  refunded_minor: Generated<string | number>;
+  refund_flagged_at: Date | null;
+  created_at: Generated<Date>;
+}
+
+export interface PaymentOverageReportTable {
+  account_id: string;
+  cycle_started_at: Date;
+  reported_millicredits: string | number;
+}
+
+export interface PaymentSchema {
+  payment_customers: PaymentCustomerTable;
+  payment_events: PaymentEventTable;
+  payment_purchases: PaymentPurchaseTable;
+  payment_overage_reports: PaymentOverageReportTable;
+}
+
+/** How a claim on an event went: ours to process, already done, or being processed by another delivery. */
+export type EventClaim = "claimed" | "done" | "in_progress";
+
+export interface PurchaseView {
+  paymentId: string;
+  accountId: string;
+  productCode: string;
+  bucketId: string;
+  amountMinor: number;
+  refundedMinor: number;
+  refundFlaggedAt: Date | undefined;
+}
+
+/**
+ * The payment provider's side of an account: its customer and subscription, the provider events
+ * already applied, one-off purchases (for refunds) and the overage already reported.
+ */
+export class PaymentStore {
+  constructor(private readonly db: Kysely<PaymentSchema>) {}
+
+  async customerOf(accountId: string): Promise<{ customerId: string; subscriptionId: string | undefined } | undefined> {
+    const row = await this.db.selectFrom("payment_customers").select(["customer_id", "subscription_id"]).where("account_id", "=", accountId).executeTakeFirst();
+    return row ? { customerId: row.customer_id, subscriptionId: row.subscription_id ?? undefined } : undefined;
+  }
+
+  /** Keeps the first customer recorded for the account; returns the one kept. */
+  async putCustomer(accountId: string, provider: string, customerId: string): Promise<string> {
+    await this.db.insertInto("payment_customers").values({ account_id: accountId, provider, customer_id: customerId, subscription_id: null }).onConflict((conflict) => conflict.column("account_id").doNothing()).execute();
+    return (await this.customerOf(accountId))!.customerId;
+  }
+
+  /** Records the account's subscription (null when it ended); the customer row is made if missing. */
+  async setSubscription(input: { accountId: string; provider: string; customerId: string | undefined; subscriptionId: string | null }): Promise<void> {
+    if (input.customerId) await this.putCustomer(input.accountId, input.provider, input.customerId);
+    await this.db.updateTable("payment_customers").set({ subscription_id: input.subscriptionId }).where("account_id", "=", input.accountId).execute();
+  }
+
+  /** The account a subscription belongs to, when it was recorded here. */
+  async accountOfSubscription(subscriptionId: string): Promise<string | undefined> {
+    const row = await this.db.selectFrom("payment_customers").select("account_id").where("subscription_id", "=", subscriptionId).executeTakeFirst();
+    return row?.account_id;
+  }
+
+  /** Accounts with a live subscription, after `afterAccountId`, by account id. */
+  async subscribedAccounts(afterAccountId: string, limit: number): Promise<{ accountId: string; customerId: string }[]> {
+    const rows = await this.db
+      .selectFrom("payment_customers")
+      .select(["account_id", "customer_id"])
+      .where("subscription_id", "is not", null)
+      .where("account_id", ">", afterAccountId)
+      .orderBy("account_id")
+      .limit(limit)
+      .execute();
+    return rows.map((row) => ({ accountId: row.account_id, customerId: row.customer_id }));
+  }
+
+  /**
+   * Claims an event for processing. A claim not marked done within `staleAfterSeconds` (a gateway
+   * that crashed mid-event) is taken over by the next delivery.
+   */
+  async claimEvent(eventId: string, kind: string, now: Date, staleAfterSeconds: number): Promise<EventClaim> {
+    const staleBefore = new Date(now.getTime() - staleAfterSeconds * 1000);
+    const { rows } = await sql<{ event_id: string }>`
+      insert into payment_events (event_id, kind, claimed_at) values (${eventId}, ${kind}, ${now.toISOString()}::timestamptz)
+      on conflict (event_id) do update set claimed_at = excluded.claimed_at
+      where payment_events.done_at is null and payment_events.claimed_at < ${staleBefore.toISOString()}::timestamptz
+      returning event_id`.execute(this.db);
+    if (rows.length > 0) return "claimed";
+    const row = await this.db.selectFrom("payment_events").select("done_at").where("event_id", "=", eventId).executeTakeFirst();
+    return row?.done_at ? "done" : "in_progress";
+  }
+
+  async finishEvent(eventId: string, now: Date): Promise<void> {
+    await this.db.updateTable("payment_events").set({ done_at: now }).where("event_id", "=", eventId).execute();
+  }
+
+  /** Gives a failed event's claim back, so the provider's retry processes it. */
+  async abandonEvent(eventId: string): Promise<void> {
+    await this.db.deleteFrom("payment_events").where("event_id", "=", eventId).where("done_at", "is", null).execute();
+  }
+
+  async putPurchase(input: { paymentId: string; accountId: string; productCode: string; bucketId: string; amountMinor: number; currency: string }): Promise<void> {
+    await this.db
+      .insertInto("payment_purchases")
+      .values({ payment_id: input.paymentId, account_id: input.accountId, product_code: input.productCode, bucket_id: input.bucketId, amount_minor: input.amountMinor, currency: input.currency })
+      .onConflict((conflict) => conflict.column("payment_id").doNothing())
+      .execute();
+  }
+
+  async purchase(paymentId: string): Promise<PurchaseView | undefined> {
+    const row = await this.db.selectFrom("payment_purchases").selectAll().where("payment_id", "=", paymentId).executeTakeFirst();
+    if (!row) return undefined;
+    return {
+      paymentId: row.payment_id,
+      accountId: row.account_id,
+      productCode: row.product_code,
+      bucketId: row.bucket_id,
+      amountMinor: Number(row.amount_minor),
+      refundedMinor: Number(row.refunded_minor),
+      refundFlaggedAt: row.refund_flagged_at ?? undefined,
+    };
+  }
+
+  /** Records the refunded total (Stripe sends the cumulative amount) and flags the purchase. */
+  async flagRefund(paymentId: string, refundedMinor: number, now: Date): Promise<void> {
+    await this.db.updateTable("payment_purchases").set({ refunded_minor: refundedMinor, refund_flagged_at: now }).where("payment_id", "=", paymentId).execute();
+  }
+
+  /** Overage of the cycle already reported to the provider, in millicredits. */
+  async reportedOverage(accountId: string, cycleStartedAt: Date): Promise<number> {
+    const row = await this.db
+      .selectFrom("payment_overage_reports")
+      .select("reported_millicredits")
+      .where("account_id", "=", accountId)
+      .where("cycle_started_at", "=", cycleStartedAt)
+      .executeTakeFirst();
+    return row ? Number(row.reported_millicredits) : 0;
+  }
+
+  async putReportedOverage(accountId: string, cycleStartedAt: Date, reportedMillicredits: number): Promise<void> {
+    await this.db
+      .insertInto("payment_overage_reports")
+      .values({ account_id: accountId, cycle_started_at: cycleStartedAt, reported_millicredits: reportedMillicredits })
+      .onConflict((conflict) => conflict.columns(["account_id", "cycle_started_at"]).doUpdateSet({ reported_millicredits: reportedMillicredits }))
+      .execute();
+  }
+}
