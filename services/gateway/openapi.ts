@@ -521,6 +521,7 @@ function buildDocument(): OpenApiDocument {
       { name: "Jobs", description: "Asynchronous jobs, batches and their results." },
       { name: "Account", description: "Quotes, balance and usage of the caller's own account." },
       { name: "Webhooks", description: "The account's webhook URL and signing secret, and each job's delivery log." },
+      { name: "Payments", description: "The payment provider's callbacks (buying itself is PaymentService: ListProducts, CreateCheckout, CreatePortalSession)." },
       { name: "Reference", description: "This document and its rendering." },
       { name: REMOVEBG_TAG, description: "remove.bg's API: change a remove.bg client's base URL to this server's /v1.0 and nothing else. Refusals in remove.bg's shape." },
       { name: PHOTOROOM_TAG, description: "Photoroom's API: change a Photoroom client's base URL (sdk.photoroom.com or image-api.photoroom.com) to this server and nothing else; the key goes in x-api-key. Refusals in Photoroom's shapes (any other path under /v2/ too; /v1/ is shared with this API, so its 404s stay native)." },
@@ -685,6 +686,26 @@ function buildDocument(): OpenApiDocument {
           description: "Deliveries sent from now on, retries included, are signed with the new secret.",
           tags: ["Webhooks"],
           responses: { "200": { description: "The new secret.", content: json(ref("WebhookSecret")) }, ...AUTHENTICATED_ERRORS },
+        },
+      },
+      "/v1/payments/stripe/webhook": {
+        post: {
+          operationId: "stripeWebhook",
+          summary: "Stripe's webhook: payments into ledger operations, once",
+          description:
+            "Called by Stripe, not by clients: verified with the Stripe-Signature header over the raw body (STRIPE_WEBHOOK_SECRET). checkout.session.completed grants a pack or starts a plan, invoice.paid keeps a renewed plan, customer.subscription.updated/deleted change the plan or fall back to free, charge.refunded flags the pack's purchase. An event delivered again moves nothing (replayed: true); other event types answer 200 and are ignored. Bodies are limited to PAYMENT_WEBHOOK_BYTES_MAX (1 MiB).",
+          tags: ["Payments"],
+          security: [],
+          requestBody: { required: true, content: { "application/json": { schema: { type: "object", description: "A Stripe event." } } } },
+          responses: {
+            "200": {
+              description: "Received: applied, replayed or ignored.",
+              content: json({ type: "object", properties: { received: { type: "boolean" }, applied: { type: "boolean" }, replayed: { type: "boolean" } }, required: ["received", "applied", "replayed"] }),
+            },
+            "400": errorResponse("BadRequest"),
+            "413": errorResponse("PayloadTooLarge"),
+            "500": errorResponse("Internal"),
+          },
         },
       },
       "/v1/quote": {
