@@ -2,6 +2,7 @@
 // Stripe adapter (pointed at a local server answering Stripe's documented shapes), and Stripe
 // webhooks signed by Stripe's own library turned into ledger operations exactly once. The manual
 // provider refuses checkout with its reason. No network.
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { createClient, createRouterTransport, ConnectError, Code, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import assert from "node:assert/strict";
@@ -237,23 +238,40 @@ describe("payments through the gateway, Stripe provider", () => {
     assert.ok(row.refund_flagged_at instanceof Date);
   });
 
-  it("reports a subscriber's overage as metered usage once per cycle total", async () => {
+  it("reports a subscriber's overage as metered usage: the running cycle, then what the closed cycle still owes, each once", async () => {
     const accountId = "acct-overage";
-    await stack.gateway.provisionAccount(accountId, { planCode: "pro", grantTrial: false });
+    await stack.gateway.provisionAccount(accountId, { grantTrial: false });
     const session = { id: "cs_over", object: "checkout.session", mode: "subscription", payment_status: "paid", customer: "cus_over", subscription: "sub_over", metadata: { account_id: accountId, product_code: "pro" } };
     const started = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_over_1", type: "checkout.session.completed", object: session });
     await postWebhook(stack, started.body, started.signature);
+    const clock = stack.billing.clock;
     // Spend everything and 3 credits more: pro continues in overage.
-    const spendable = await available(stack, accountId);
-    const hold = await stack.billingClient.reserve({ accountId, pool: Pool.API, amountMillicredits: spendable + 3_000n, idempotencyKey: "overage-1" });
-    assert.equal(hold.overageMillicredits, 3_000n);
-    await stack.billingClient.capture({ holdId: hold.holdId, amountMillicredits: spendable + 3_000n });
-
+    const spendInOverage = async (key: string, overage: bigint) => {
+      const spendable = await available(stack, accountId);
+      const hold = await stack.billingClient.reserve({ accountId, pool: Pool.API, amountMillicredits: spendable + overage, idempotencyKey: key });
+      assert.equal(hold.overageMillicredits, overage);
+      await stack.billingClient.capture({ holdId: hold.holdId, amountMillicredits: spendable + overage });
+    };
+    await spendInOverage("overage-1", 3_000n);
     const meterEvents = () => stripeApi.requestsTo("/v1/billing/meter_events").filter((request) => request.form["payload[stripe_customer_id]"] === "cus_over");
-    assert.ok((await stack.gateway.reportOverage()) >= 1);
-    assert.deepEqual(meterEvents().map((request) => request.form["payload[value]"]), ["3000"]);
-    await stack.gateway.reportOverage();
-    assert.equal(meterEvents().length, 1, "nothing new, nothing sent");
+    const cycleStartedAt = timestampDate((await stack.billingClient.getAccount({ accountId })).account!.cycleStartedAt!);
+
+    assert.equal(await stack.gateway.reportOverage(clock.now()), 1);
+    assert.deepEqual(meterEvents().map((request) => [request.form["payload[value]"], request.form.identifier]), [["3000", `cutline-overage-${accountId}-${cycleStartedAt.getTime()}-3000`]]);
+    assert.equal(await stack.gateway.reportOverage(clock.now()), 0, "nothing new, nothing sent");
+
+    // 2 credits more after the last report, then the cycle renews before the next one: the closed
+    // cycle's final figure (billing's cycle report) still owes 2 credits, reported inside that cycle.
+    await spendInOverage("overage-2", 2_000n);
+    const { account } = await stack.billingClient.getAccount({ accountId });
+    clock.advanceMs(timestampDate(account!.nextRenewalAt!).getTime() - clock.now().getTime() + 1000);
+    assert.ok((await stack.billing.ledger.renewDue()) >= 1);
+    assert.equal(await stack.gateway.reportOverage(clock.now()), 1);
+    const last = meterEvents().at(-1)!.form;
+    assert.deepEqual([last["payload[value]"], last.identifier], ["2000", `cutline-overage-${accountId}-${cycleStartedAt.getTime()}-5000`]);
+    assert.ok(Number(last.timestamp) * 1000 < timestampDate(account!.nextRenewalAt!).getTime(), "timestamped inside the cycle it belongs to");
+    assert.equal(await stack.gateway.reportOverage(clock.now()), 0);
+    assert.equal(meterEvents().length, 2);
   });
 });
 

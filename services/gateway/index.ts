@@ -97,7 +97,7 @@ export interface Gateway {
    */
   provisionAccount(accountId: string, options?: { key?: string; planCode?: string; grantTrial?: boolean }): Promise<string>;
   /** Sends overage not yet reported to the payment provider as metered usage; returns the accounts reported (see Payments). */
-  reportOverage(): Promise<number>;
+  reportOverage(now?: Date): Promise<number>;
 }
 
 export function createGateway(deps: GatewayDependencies): Gateway {
@@ -180,7 +180,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     async start() {
       await migrateToLatest(deps.db, "gateway", gatewayMigrations);
     },
-    reportOverage: () => payments.reportOverage(),
+    reportOverage: (now) => payments.reportOverage(now),
     async provisionAccount(accountId, options = {}) {
       await deps.billing.createAccount({ accountId, planCode: options.planCode ?? "", grantTrial: options.grantTrial });
       const { key } = await apiKeys.create(accountId, { key: options.key, label: "provisioned" });

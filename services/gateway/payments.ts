@@ -14,7 +14,7 @@ import { reasonError, reasonOf } from "../common/errors.ts";
 import type { BillingService, Pack, Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import type { Logger } from "../common/logging.ts";
 import { PaymentsNotConfigured, PaymentSignatureInvalid, type PaymentEvent, type PaymentProduct, type PaymentProvider } from "../common/ports/payment-provider.ts";
-import type { PaymentStore } from "./store/payment.store.ts";
+import type { PaymentStore, SubscribedAccount } from "./store/payment.store.ts";
 
 /** The plan an ended or lapsed subscription falls back to (billing's default plan). */
 export const FREE_PLAN_CODE = "free";
@@ -27,6 +27,12 @@ const DAYS_PER_CYCLE = 30;
 
 /** Subscribed accounts read per page by the overage report. */
 const OVERAGE_REPORT_PAGE_SIZE = 100;
+
+/** Closed cycles read per call by the overage report. */
+const CYCLE_REPORT_PAGE_SIZE = 50;
+
+/** Oldest usage the provider takes, in milliseconds (Stripe meter events: 35 days; a day kept in hand). */
+const METER_EVENT_AGE_MS_MAX = 34 * 24 * 60 * 60 * 1000;
 
 /** Subscription states in which the plan is paid for; `canceled`, `unpaid`, `incomplete_expired` fall back to free. */
 const PAID_SUBSCRIPTION_STATES = new Set(["active", "trialing"]);
@@ -116,31 +122,60 @@ export class Payments {
   }
 
   /**
-   * Reports each subscribed account's overage of its current cycle that was not reported yet, as
-   * metered usage. The identifier is the account, the cycle and the running total, so a report
-   * repeated after a crash is dropped by the provider; a new cycle starts again from zero.
+   * Sends each subscribed account's overage not yet reported to the provider as metered usage:
+   * first what its billing cycles closed since the last run still owe (billing's cycle reports,
+   * the final figures: overage captured between the last run and a renewal lands here), then the
+   * running total of the cycle in progress, so the provider has most of it before its own period
+   * ends. Each report's identifier is the account, the cycle and the total it brings the cycle to,
+   * so a report repeated after a crash is dropped by the provider. Returns the reports sent.
    */
-  async reportOverage(): Promise<number> {
+  async reportOverage(now: Date = new Date()): Promise<number> {
     let reported = 0;
     let after = "";
     for (;;) {
       const page = await this.store.subscribedAccounts(after, OVERAGE_REPORT_PAGE_SIZE);
-      for (const { accountId, customerId } of page) if (await this.#reportAccountOverage(accountId, customerId)) reported += 1;
+      for (const account of page) reported += await this.#reportAccountOverage(account, now);
       if (page.length < OVERAGE_REPORT_PAGE_SIZE) return reported;
       after = page.at(-1)!.accountId;
     }
   }
 
-  async #reportAccountOverage(accountId: string, customerId: string): Promise<boolean> {
-    const { account } = await this.billing.getAccount({ accountId });
-    if (!account?.cycleStartedAt) return false;
-    const cycleStartedAt = timestampDate(account.cycleStartedAt);
-    const total = Number(account.cycleOverageMillicredits);
-    const already = await this.store.reportedOverage(accountId, cycleStartedAt);
-    if (total <= already) return false;
-    const identifier = `cutline-overage-${accountId}-${cycleStartedAt.getTime()}-${total}`;
-    await this.provider.reportUsage({ customerId, millicredits: total - already, identifier, occurredAt: new Date() });
-    await this.store.putReportedOverage(accountId, cycleStartedAt, total);
+  async #reportAccountOverage(account: SubscribedAccount, now: Date): Promise<number> {
+    let reported = 0;
+    for (;;) {
+      const { reports } = await this.billing.listCycleReports({ accountId: account.accountId, afterCycleIndex: account.overageCycleIndexDone, pageSize: CYCLE_REPORT_PAGE_SIZE });
+      for (const cycle of reports) {
+        const startedAt = timestampDate(cycle.startedAt!);
+        // Cycles before the subscription were not the provider's to bill.
+        if (startedAt >= account.subscribedAt) {
+          const endedAt = timestampDate(cycle.endedAt!);
+          // Inside the cycle it belongs to: the provider bills the period the timestamp falls in.
+          if (await this.#reportCycle(account, startedAt, Number(cycle.overageMillicredits), new Date(endedAt.getTime() - 1000), now)) reported += 1;
+        }
+        await this.store.setOverageCycleIndexDone(account.accountId, cycle.cycleIndex);
+        account = { ...account, overageCycleIndexDone: cycle.cycleIndex };
+      }
+      if (reports.length < CYCLE_REPORT_PAGE_SIZE) break;
+    }
+    const { account: current } = await this.billing.getAccount({ accountId: account.accountId });
+    if (current?.cycleStartedAt && timestampDate(current.cycleStartedAt) >= account.subscribedAt) {
+      if (await this.#reportCycle(account, timestampDate(current.cycleStartedAt), Number(current.cycleOverageMillicredits), now, now)) reported += 1;
+    }
+    return reported;
+  }
+
+  /** Reports what the cycle's overage adds to what was reported for it; false when nothing. */
+  async #reportCycle(account: SubscribedAccount, cycleStartedAt: Date, totalMillicredits: number, occurredAt: Date, now: Date): Promise<boolean> {
+    const already = await this.store.reportedOverage(account.accountId, cycleStartedAt);
+    if (totalMillicredits <= already) return false;
+    if (now.getTime() - occurredAt.getTime() > METER_EVENT_AGE_MS_MAX) {
+      // The provider refuses usage this old; recorded so it is not retried forever, and logged for the operator.
+      this.log.error({ accountId: account.accountId, cycleStartedAt, millicredits: totalMillicredits - already }, "overage too old to report to the payment provider; invoice it by hand");
+    } else {
+      const identifier = `cutline-overage-${account.accountId}-${cycleStartedAt.getTime()}-${totalMillicredits}`;
+      await this.provider.reportUsage({ customerId: account.customerId, millicredits: totalMillicredits - already, identifier, occurredAt });
+    }
+    await this.store.putReportedOverage(account.accountId, cycleStartedAt, totalMillicredits);
     return true;
   }
 
@@ -157,10 +192,14 @@ export class Payments {
         await this.store.putPurchase({ paymentId: event.paymentId, accountId: event.accountId, productCode: event.packCode, bucketId: granted.bucket?.id ?? "", amountMinor: event.amountMinor, currency: event.currency });
         return;
       }
-      case "subscription_started":
-        await this.store.setSubscription({ accountId: event.accountId, provider: this.provider.name, customerId: event.customerId || undefined, subscriptionId: event.subscriptionId });
+      case "subscription_started": {
         await this.#moveToPlan(event.accountId, event.planCode);
+        // The cycle the plan change started is the first the subscription pays for.
+        const { account } = await this.billing.getAccount({ accountId: event.accountId });
+        const subscribedAt = account?.cycleStartedAt ? timestampDate(account.cycleStartedAt) : now;
+        await this.store.setSubscription({ accountId: event.accountId, provider: this.provider.name, customerId: event.customerId || undefined, subscriptionId: event.subscriptionId, subscribedAt });
         return;
+      }
       case "subscription_renewed":
       case "subscription_changed":
         return this.#subscriptionState(event);

@@ -77,6 +77,10 @@ export const gatewayMigrations: Record<string, Migration> = {
         .addColumn("provider", "text", (column) => column.notNull())
         .addColumn("customer_id", "text", (column) => column.notNull().unique())
         .addColumn("subscription_id", "text")
+        // The start of the first billing cycle the subscription pays for: earlier cycles' overage is not the provider's to bill.
+        .addColumn("subscribed_at", "timestamptz")
+        // The last closed billing cycle whose overage was reconciled with the provider (billing's cycle index).
+        .addColumn("overage_cycle_index_done", "int4", (column) => column.notNull().defaultTo(-1))
         .addColumn("created_at", "timestamptz", (column) => column.notNull().defaultTo(sql`now()`))
         .execute();
       // Provider events by id: claimed before their ledger operations, done after. A replay of a
@@ -102,7 +106,7 @@ export const gatewayMigrations: Record<string, Migration> = {
         .addColumn("refund_flagged_at", "timestamptz")
         .addColumn("created_at", "timestamptz", (column) => column.notNull().defaultTo(sql`now()`))
         .execute();
-      // Overage already reported to the provider per account and billing cycle.
+      // Overage already reported to the provider per account and billing cycle (by the cycle's start).
       await db.schema
         .createTable("payment_overage_reports")
         .addColumn("account_id", "text", (column) => column.notNull())

@@ -5,6 +5,8 @@ export interface PaymentCustomerTable {
   provider: string;
   customer_id: string;
   subscription_id: string | null;
+  subscribed_at: Date | null;
+  overage_cycle_index_done: Generated<number>;
   created_at: Generated<Date>;
 }
 
@@ -40,6 +42,15 @@ export interface PaymentSchema {
   payment_overage_reports: PaymentOverageReportTable;
 }
 
+export interface SubscribedAccount {
+  accountId: string;
+  customerId: string;
+  /** Start of the first cycle the subscription pays for. */
+  subscribedAt: Date;
+  /** Closed cycles up to this index are reconciled with the provider. */
+  overageCycleIndexDone: number;
+}
+
 /** How a claim on an event went: ours to process, already done, or being processed by another delivery. */
 export type EventClaim = "claimed" | "done" | "in_progress";
 
@@ -67,14 +78,18 @@ export class PaymentStore {
 
   /** Keeps the first customer recorded for the account; returns the one kept. */
   async putCustomer(accountId: string, provider: string, customerId: string): Promise<string> {
-    await this.db.insertInto("payment_customers").values({ account_id: accountId, provider, customer_id: customerId, subscription_id: null }).onConflict((conflict) => conflict.column("account_id").doNothing()).execute();
+    await this.db.insertInto("payment_customers").values({ account_id: accountId, provider, customer_id: customerId, subscription_id: null, subscribed_at: null }).onConflict((conflict) => conflict.column("account_id").doNothing()).execute();
     return (await this.customerOf(accountId))!.customerId;
   }
 
-  /** Records the account's subscription (null when it ended); the customer row is made if missing. */
-  async setSubscription(input: { accountId: string; provider: string; customerId: string | undefined; subscriptionId: string | null }): Promise<void> {
+  /**
+   * Records the account's subscription (null when it ended) and, when it starts, the start of the
+   * first cycle it pays for; the customer row is made if missing.
+   */
+  async setSubscription(input: { accountId: string; provider: string; customerId: string | undefined; subscriptionId: string | null; subscribedAt?: Date }): Promise<void> {
     if (input.customerId) await this.putCustomer(input.accountId, input.provider, input.customerId);
-    await this.db.updateTable("payment_customers").set({ subscription_id: input.subscriptionId }).where("account_id", "=", input.accountId).execute();
+    const changes = input.subscribedAt ? { subscription_id: input.subscriptionId, subscribed_at: input.subscribedAt } : { subscription_id: input.subscriptionId };
+    await this.db.updateTable("payment_customers").set(changes).where("account_id", "=", input.accountId).execute();
   }
 
   /** The account a subscription belongs to, when it was recorded here. */
@@ -84,16 +99,26 @@ export class PaymentStore {
   }
 
   /** Accounts with a live subscription, after `afterAccountId`, by account id. */
-  async subscribedAccounts(afterAccountId: string, limit: number): Promise<{ accountId: string; customerId: string }[]> {
+  async subscribedAccounts(afterAccountId: string, limit: number): Promise<SubscribedAccount[]> {
     const rows = await this.db
       .selectFrom("payment_customers")
-      .select(["account_id", "customer_id"])
+      .select(["account_id", "customer_id", "subscribed_at", "overage_cycle_index_done"])
       .where("subscription_id", "is not", null)
       .where("account_id", ">", afterAccountId)
       .orderBy("account_id")
       .limit(limit)
       .execute();
-    return rows.map((row) => ({ accountId: row.account_id, customerId: row.customer_id }));
+    return rows.map((row) => ({
+      accountId: row.account_id,
+      customerId: row.customer_id,
+      subscribedAt: row.subscribed_at ?? new Date(0),
+      overageCycleIndexDone: row.overage_cycle_index_done,
+    }));
+  }
+
+  /** Moves the account's reconciled-cycle cursor forward (never back). */
+  async setOverageCycleIndexDone(accountId: string, cycleIndex: number): Promise<void> {
+    await this.db.updateTable("payment_customers").set({ overage_cycle_index_done: cycleIndex }).where("account_id", "=", accountId).where("overage_cycle_index_done", "<", cycleIndex).execute();
   }
 
   /**
