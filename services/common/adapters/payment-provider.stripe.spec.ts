@@ -1,9 +1,8 @@
 // The Stripe adapter against a local server answering Stripe's documented shapes, and webhook
-// events signed by Stripe's own library. No network.
+// events signed by Stripe's own library. No network. (What every adapter does is payment-provider.contract.ts.)
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { PaymentSignatureInvalid, PaymentsNotConfigured, type PaymentProduct } from "../ports/payment-provider.ts";
-import { ManualPaymentProvider } from "./payment-provider.manual.ts";
+import { PaymentSignatureInvalid, type PaymentProduct } from "../ports/payment-provider.ts";
 import { StripePaymentProvider } from "./payment-provider.stripe.ts";
 import { signedStripeEvent, startStripeApiServer, type StripeApiServer } from "./stripe-api.testing.ts";
 
@@ -115,13 +114,3 @@ describe("Stripe payment provider", () => {
   });
 });
 
-describe("manual payment provider", () => {
-  it("lists nothing to check out with and refuses every provider call", async () => {
-    const manual = new ManualPaymentProvider();
-    assert.equal(manual.checkoutAvailable, false);
-    await assert.rejects(manual.createCheckout(), PaymentsNotConfigured);
-    await assert.rejects(manual.createPortalSession(), PaymentsNotConfigured);
-    await assert.rejects(manual.createCustomer(), PaymentsNotConfigured);
-    assert.throws(() => manual.parseWebhook(), PaymentSignatureInvalid);
-  });
-});
