@@ -256,7 +256,9 @@ describe("payments through the gateway, Stripe provider", () => {
     const meterEvents = () => stripeApi.requestsTo("/v1/billing/meter_events").filter((request) => request.form["payload[stripe_customer_id]"] === "cus_over");
     const cycleStartedAt = timestampDate((await stack.billingClient.getAccount({ accountId })).account!.cycleStartedAt!);
 
-    assert.equal(await stack.gateway.reportOverage(clock.now()), 1);
+    // Two gateways reporting at once send it once: the total is claimed before Stripe is called.
+    const sent = await Promise.all([stack.gateway.reportOverage(clock.now()), stack.gateway.reportOverage(clock.now())]);
+    assert.equal(sent[0] + sent[1], 1);
     assert.deepEqual(meterEvents().map((request) => [request.form["payload[value]"], request.form.identifier]), [["3000", `cutline-overage-${accountId}-${cycleStartedAt.getTime()}-3000`]]);
     assert.equal(await stack.gateway.reportOverage(clock.now()), 0, "nothing new, nothing sent");
 

@@ -63,7 +63,7 @@ await runMain("gateway", async () => {
   await gateway.start();
   const apiKey = config.CUTLINE_API_KEY;
   if (apiKey) await whenAvailable(() => gateway.provisionAccount(config.CUTLINE_ACCOUNT_ID, { key: apiKey }));
-  // Only a provider that bills metered usage has overage to report; each replica may run it (idempotent per account, cycle and total).
+  // Only a provider that bills metered usage has overage to report; every replica may run it (each total is claimed before it is sent).
   const overageReports = paymentProvider.checkoutAvailable
     ? startPeriodicTask({ name: "overage report", intervalMs: config.PAYMENT_OVERAGE_REPORT_INTERVAL_MS, log, run: () => gateway.reportOverage() })
     : undefined;

@@ -28,6 +28,9 @@ const DAYS_PER_CYCLE = 30;
 /** Subscribed accounts read per page by the overage report. */
 const OVERAGE_REPORT_PAGE_SIZE = 100;
 
+/** An overage claim older than this, never finished (a reporter that crashed), is taken over, in seconds. */
+const OVERAGE_CLAIM_STALE_SECONDS = 300;
+
 /** Closed cycles read per call by the overage report. */
 const CYCLE_REPORT_PAGE_SIZE = 50;
 
@@ -164,19 +167,26 @@ export class Payments {
     return reported;
   }
 
-  /** Reports what the cycle's overage adds to what was reported for it; false when nothing. */
+  /** Reports what the cycle's overage adds to what was reported for it; false when nothing was sent. */
   async #reportCycle(account: SubscribedAccount, cycleStartedAt: Date, totalMillicredits: number, occurredAt: Date, now: Date): Promise<boolean> {
-    const already = await this.store.reportedOverage(account.accountId, cycleStartedAt);
-    if (totalMillicredits <= already) return false;
+    if (totalMillicredits <= 0) return false;
+    const claim = await this.store.claimOverage({ accountId: account.accountId, cycleStartedAt, totalMillicredits, now, staleAfterSeconds: OVERAGE_CLAIM_STALE_SECONDS });
+    if (!claim) return false;
+    const { reportedMillicredits: already, pendingMillicredits: total } = claim;
     if (now.getTime() - occurredAt.getTime() > METER_EVENT_AGE_MS_MAX) {
-      // The provider refuses usage this old; recorded so it is not retried forever, and logged for the operator.
-      this.log.error({ accountId: account.accountId, cycleStartedAt, millicredits: totalMillicredits - already }, "overage too old to report to the payment provider; invoice it by hand");
-    } else {
-      const identifier = `cutline-overage-${account.accountId}-${cycleStartedAt.getTime()}-${totalMillicredits}`;
-      await this.provider.reportUsage({ customerId: account.customerId, millicredits: totalMillicredits - already, identifier, occurredAt });
+      // The provider refuses usage this old; settled so it is not retried forever, and logged for the operator.
+      this.log.error({ accountId: account.accountId, cycleStartedAt, millicredits: total - already }, "overage too old to report to the payment provider; invoice it by hand");
+    } else if (total > already) {
+      const identifier = `cutline-overage-${account.accountId}-${cycleStartedAt.getTime()}-${total}`;
+      try {
+        await this.provider.reportUsage({ customerId: account.customerId, millicredits: total - already, identifier, occurredAt });
+      } catch (error) {
+        await this.store.abandonOverage(account.accountId, cycleStartedAt, total);
+        throw error;
+      }
     }
-    await this.store.putReportedOverage(account.accountId, cycleStartedAt, totalMillicredits);
-    return true;
+    await this.store.finishOverage(account.accountId, cycleStartedAt, total);
+    return total > already;
   }
 
   async #apply(event: Exclude<PaymentEvent, { kind: "ignored" }>, now: Date): Promise<void> {

@@ -112,6 +112,10 @@ export const gatewayMigrations: Record<string, Migration> = {
         .addColumn("account_id", "text", (column) => column.notNull())
         .addColumn("cycle_started_at", "timestamptz", (column) => column.notNull())
         .addColumn("reported_millicredits", "bigint", (column) => column.notNull())
+        // A total being reported now: claimed before the provider is called, so two gateways never
+        // send overlapping amounts; one left by a crash is sent again (same identifier) once stale.
+        .addColumn("pending_millicredits", "bigint")
+        .addColumn("pending_since", "timestamptz")
         .addPrimaryKeyConstraint("payment_overage_reports_pkey", ["account_id", "cycle_started_at"])
         .execute();
     },

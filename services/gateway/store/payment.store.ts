@@ -33,6 +33,8 @@ export interface PaymentOverageReportTable {
   account_id: string;
   cycle_started_at: Date;
   reported_millicredits: string | number;
+  pending_millicredits: string | number | null;
+  pending_since: Date | null;
 }
 
 export interface PaymentSchema {
@@ -173,22 +175,46 @@ export class PaymentStore {
     await this.db.updateTable("payment_purchases").set({ refunded_minor: refundedMinor, refund_flagged_at: now }).where("payment_id", "=", paymentId).execute();
   }
 
-  /** Overage of the cycle already reported to the provider, in millicredits. */
-  async reportedOverage(accountId: string, cycleStartedAt: Date): Promise<number> {
-    const row = await this.db
-      .selectFrom("payment_overage_reports")
-      .select("reported_millicredits")
-      .where("account_id", "=", accountId)
-      .where("cycle_started_at", "=", cycleStartedAt)
-      .executeTakeFirst();
-    return row ? Number(row.reported_millicredits) : 0;
+  /**
+   * Claims the right to report the cycle's overage up to `totalMillicredits`. Answers what to send
+   * (`pendingMillicredits` minus `reportedMillicredits`), or undefined when there is nothing new or
+   * another reporter holds a fresh claim. A claim older than `staleAfterSeconds` (a reporter that
+   * crashed) is taken over with its own total, so the provider sees the same report again and
+   * drops it by its identifier.
+   */
+  async claimOverage(input: { accountId: string; cycleStartedAt: Date; totalMillicredits: number; now: Date; staleAfterSeconds: number }): Promise<{ reportedMillicredits: number; pendingMillicredits: number } | undefined> {
+    const staleBefore = new Date(input.now.getTime() - input.staleAfterSeconds * 1000);
+    const { rows } = await sql<{ reported_millicredits: string | number; pending_millicredits: string | number }>`
+      insert into payment_overage_reports (account_id, cycle_started_at, reported_millicredits, pending_millicredits, pending_since)
+      values (${input.accountId}, ${input.cycleStartedAt.toISOString()}::timestamptz, 0, ${input.totalMillicredits}::bigint, ${input.now.toISOString()}::timestamptz)
+      on conflict (account_id, cycle_started_at) do update
+        set pending_millicredits = coalesce(payment_overage_reports.pending_millicredits, excluded.pending_millicredits), pending_since = excluded.pending_since
+        where (payment_overage_reports.pending_millicredits is null and payment_overage_reports.reported_millicredits < excluded.pending_millicredits)
+           or payment_overage_reports.pending_since < ${staleBefore.toISOString()}::timestamptz
+      returning reported_millicredits, pending_millicredits`.execute(this.db);
+    const row = rows[0];
+    return row ? { reportedMillicredits: Number(row.reported_millicredits), pendingMillicredits: Number(row.pending_millicredits) } : undefined;
   }
 
-  async putReportedOverage(accountId: string, cycleStartedAt: Date, reportedMillicredits: number): Promise<void> {
+  /** The claimed total reached the provider: it becomes the reported total. */
+  async finishOverage(accountId: string, cycleStartedAt: Date, pendingMillicredits: number): Promise<void> {
     await this.db
-      .insertInto("payment_overage_reports")
-      .values({ account_id: accountId, cycle_started_at: cycleStartedAt, reported_millicredits: reportedMillicredits })
-      .onConflict((conflict) => conflict.columns(["account_id", "cycle_started_at"]).doUpdateSet({ reported_millicredits: reportedMillicredits }))
+      .updateTable("payment_overage_reports")
+      .set({ reported_millicredits: pendingMillicredits, pending_millicredits: null, pending_since: null })
+      .where("account_id", "=", accountId)
+      .where("cycle_started_at", "=", cycleStartedAt)
+      .where("pending_millicredits", "=", pendingMillicredits)
+      .execute();
+  }
+
+  /** The provider call failed: the claim is given back for the next run. */
+  async abandonOverage(accountId: string, cycleStartedAt: Date, pendingMillicredits: number): Promise<void> {
+    await this.db
+      .updateTable("payment_overage_reports")
+      .set({ pending_millicredits: null, pending_since: null })
+      .where("account_id", "=", accountId)
+      .where("cycle_started_at", "=", cycleStartedAt)
+      .where("pending_millicredits", "=", pendingMillicredits)
       .execute();
   }
 }
