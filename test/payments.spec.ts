@@ -188,6 +188,31 @@ describe("payments through the gateway, Stripe provider", () => {
     assert.deepEqual(await postWebhook(stack, unknown.body, unknown.signature), { status: 200, json: { received: true, applied: false, replayed: false } });
   });
 
+  it("grants once when Stripe delivers the same event twice at the same moment", async () => {
+    const accountId = "acct-concurrent";
+    await stack.gateway.provisionAccount(accountId);
+    const before = await available(stack, accountId);
+    const event = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_concurrent", type: "checkout.session.completed", object: completedSession(accountId, "cs_concurrent") });
+    const answers = await Promise.all([1, 2, 3].map(() => postWebhook(stack, event.body, event.signature)));
+    assert.deepEqual(answers.map((answer) => answer.status), [200, 200, 200]);
+    assert.equal(answers.filter((answer) => answer.json.applied).length, 1);
+    assert.equal(await available(stack, accountId), before + PACK_MILLICREDITS);
+  });
+
+  it("settles an event billing refuses for good (an unknown pack) without effect, instead of having Stripe retry it for days", async () => {
+    const accountId = "acct-unknown-pack";
+    await stack.gateway.provisionAccount(accountId);
+    const before = await available(stack, accountId);
+    const event = await signedStripeEvent(WEBHOOK_SECRET, {
+      id: "evt_unknown_pack",
+      type: "checkout.session.completed",
+      object: completedSession(accountId, "cs_unknown_pack", { metadata: { account_id: accountId, product_code: "pack_withdrawn" } }),
+    });
+    assert.deepEqual(await postWebhook(stack, event.body, event.signature), { status: 200, json: { received: true, applied: false, replayed: false } });
+    assert.equal(await available(stack, accountId), before);
+    assert.equal((await postWebhook(stack, event.body, event.signature)).json.replayed, true);
+  });
+
   it("moves a subscriber onto the plan once, keeps it on renewal, and back to free when the subscription ends", async () => {
     const accountId = "acct-subscriber";
     await stack.gateway.provisionAccount(accountId);

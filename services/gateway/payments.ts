@@ -110,6 +110,7 @@ export class Payments {
     const claim = await this.store.claimEvent(event.eventId, event.kind, now, EVENT_CLAIM_STALE_SECONDS);
     // In progress elsewhere: that delivery answers for it (and is retried by the provider if it fails).
     if (claim !== "claimed") return { applied: false, replayed: true, kind: event.kind };
+    let applied = true;
     try {
       await this.#apply(event, now);
     } catch (error) {
@@ -118,10 +119,12 @@ export class Payments {
         await this.store.abandonEvent(event.eventId);
         throw error;
       }
+      // A retry cannot fix it (the account, plan or pack is gone): settled, for the operator to see.
       this.log.error({ err: error, eventId: event.eventId, kind: event.kind }, "a payment event was refused by billing; settled without effect, needs the operator");
+      applied = false;
     }
     await this.store.finishEvent(event.eventId, now);
-    return { applied: true, replayed: false, kind: event.kind };
+    return { applied, replayed: false, kind: event.kind };
   }
 
   /**
