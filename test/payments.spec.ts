@@ -91,6 +91,15 @@ async function postWebhook(stack: Stack, body: string, signature: string | undef
   return { status: response.status, json: await response.json() };
 }
 
+async function rest(stack: Stack, key: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const response = await fetch(`${stack.server.url}${path}`, {
+    method,
+    headers: { "x-api-key": key, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: response.status, json: await response.json() };
+}
+
 async function available(stack: Stack, accountId: string): Promise<bigint> {
   return (await stack.billingClient.getBalance({ accountId, pool: Pool.API })).availableMillicredits;
 }
@@ -167,6 +176,29 @@ describe("payments through the gateway, Stripe provider", () => {
     const portal = await stack.payments.createPortalSession({ returnUrl: "https://example.com/account" }, withKey(key));
     assert.match(portal.url, /^https:\/\/billing\.stripe\.com\/p\/session\//);
     assert.equal(stripeApi.requestsTo("/v1/billing_portal/sessions").at(-1)!.form.customer, customerId);
+  });
+
+  it("answers the same over REST: products in decimal credits, a checkout URL, the portal, and named refusals", async () => {
+    const key = await stack.gateway.provisionAccount("acct-rest");
+    const products = await rest(stack, key, "GET", "/v1/payments/products");
+    assert.equal(products.status, 200);
+    assert.deepEqual([products.json.provider, products.json.checkout_available], ["stripe", true]);
+    assert.deepEqual(
+      products.json.products.find((product: { code: string }) => product.code === PACK_CODE),
+      { code: PACK_CODE, kind: "pack", name: "555 credits", price_minor: 10_000, currency: "usd", credits: 555, interval: null, valid_days: 0 },
+    );
+    const portalFirst = await rest(stack, key, "POST", "/v1/payments/portal", { return_url: "https://example.com/account" });
+    assert.deepEqual([portalFirst.status, portalFirst.json.errors[0].code], [404, "payment_customer_not_found"]);
+    const checkout = await rest(stack, key, "POST", "/v1/payments/checkout", { product_code: PACK_CODE, success_url: "https://example.com/paid", cancel_url: "https://example.com/cancelled" });
+    assert.equal(checkout.status, 200);
+    assert.match(checkout.json.url, /^https:\/\/checkout\.stripe\.com\/c\/pay\/cs_test_/);
+    assert.equal((await rest(stack, key, "POST", "/v1/payments/portal", { return_url: "https://example.com/account" })).status, 200);
+    const unknown = await rest(stack, key, "POST", "/v1/payments/checkout", { product_code: "pack_nope", success_url: "https://example.com/paid", cancel_url: "https://example.com/cancelled" });
+    assert.deepEqual([unknown.status, unknown.json.errors[0].code], [404, "product_not_found"]);
+    const badUrl = await rest(stack, key, "POST", "/v1/payments/checkout", { product_code: PACK_CODE, success_url: "javascript:alert(1)", cancel_url: "https://example.com/cancelled" });
+    assert.deepEqual([badUrl.status, badUrl.json.errors[0].code], [400, "invalid_argument"]);
+    assert.match(badUrl.json.errors[0].title, /success_url/);
+    assert.equal((await rest(stack, "not-a-key", "GET", "/v1/payments/products")).status, 401);
   });
 
   it("refuses a bad signature with 400 and moves nothing; unknown events answer 200 and are ignored", async () => {
@@ -325,5 +357,8 @@ describe("payments through the gateway, manual provider", () => {
     assert.equal(reasonOf(portal as ConnectError), "payments_not_configured");
     const webhook = await postWebhook(stack, "{}", "t=1,v1=00");
     assert.equal(webhook.status, 400);
+    const restCheckout = await rest(stack, key, "POST", "/v1/payments/checkout", { product_code: PACK_CODE, success_url: "https://example.com/ok", cancel_url: "https://example.com/no" });
+    assert.deepEqual([restCheckout.status, restCheckout.json.errors[0].code], [400, "payments_not_configured"]);
+    assert.equal((await rest(stack, key, "GET", "/v1/payments/products")).json.checkout_available, false);
   });
 });

@@ -150,7 +150,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     ...settingsRoutes(apiKeys, deps.orchestrator),
     ...webhookRoutes(accountWebhooks, jobReads),
     ...docsRoutes(),
-    ...paymentRoutes(payments),
+    ...paymentRoutes(apiKeys, payments),
     // Drop-in vendor routes, answering in their vendor's error shape.
     ...removeBgRoutes(rest, accountReads),
     ...photoroomRoutes(rest, accountReads),
