@@ -15,8 +15,9 @@ import type { Running } from "./common/runtime.ts";
 import { serverOptionsOf, startServiceServer } from "./common/server.ts";
 import { imageLimitsOf } from "./common/images/image-limits.ts";
 import { createUploadInspector } from "./common/images/upload.inspector.ts";
-import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptionsOf } from "./gateway/gateway.config.ts";
+import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, paymentProviderOf, resultLinksOptionsOf } from "./gateway/gateway.config.ts";
 import { createGateway } from "./gateway/index.ts";
+import { startPeriodicTask } from "./common/periodic-task.ts";
 import { createSegmentationEngine, startSegmentConsumer } from "./inference/index.ts";
 import { consumerRetryOptionsOf, loadInferenceServiceConfig } from "./inference/inference.config.ts";
 import { createOutboundFetcher, outboundPolicyOf } from "./common/outbound.ts";
@@ -140,6 +141,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   // image_url and bg_image_url: the gateway's own fetcher, under the gateway's reading of the outbound variables.
   const imageFetchPolicy = outboundPolicyOf(config.gateway);
   const imageFetcher = createOutboundFetcher(imageFetchPolicy);
+  const paymentProvider = paymentProviderOf(config.gateway);
   const gateway = createGateway({
     db: database.db,
     blobStore: ports.blobStore,
@@ -151,8 +153,12 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     adminToken: admin.token,
     resultUrls: resultLinksOptionsOf(config.gateway, { required: false }),
     outbound: { fetcher: imageFetcher, policy: imageFetchPolicy },
+    payments: { provider: paymentProvider, currency: config.gateway.PAYMENT_CURRENCY },
   });
   await gateway.start();
+  const overageReports = paymentProvider.checkoutAvailable
+    ? startPeriodicTask({ name: "overage report", intervalMs: config.gateway.PAYMENT_OVERAGE_REPORT_INTERVAL_MS, log, run: () => gateway.reportOverage() })
+    : undefined;
   const apiKey = await gateway.provisionAccount(config.gateway.CUTLINE_ACCOUNT_ID, {
     key: singleNodeApiKey(config.gateway.CUTLINE_API_KEY, common.CUTLINE_DATA_DIR),
   });
@@ -193,6 +199,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     async stop() {
       // Intake first; sync requests in flight still need the worker and orchestrator to finish.
       await server.close();
+      await overageReports?.stop();
       await (await worker.catch(() => undefined))?.drain();
       await orchestrator.stop();
       await billing.sweeper.stop();

@@ -60,6 +60,8 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   idempotency_key_reused: row(Code.InvalidArgument, 422),
   // Zero retention keeps nothing, so an asynchronous job's result could never be fetched.
   zero_retention_async: row(Code.InvalidArgument, 400),
+  // A payment provider's webhook whose signature does not verify (or no provider is configured): nothing moves.
+  invalid_signature: row(Code.InvalidArgument, 400),
   // Who is calling.
   missing_api_key: row(Code.Unauthenticated, 401),
   invalid_api_key: row(Code.Unauthenticated, 401),
@@ -82,6 +84,8 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   key_not_found: row(Code.NotFound, 404),
   member_not_found: row(Code.NotFound, 404),
   route_not_found: row(Code.NotFound, 404),
+  product_not_found: row(Code.NotFound, 404),
+  payment_customer_not_found: row(Code.NotFound, 404),
   account_exists: row(Code.AlreadyExists, 409),
   idempotency_conflict: row(Code.AlreadyExists, 409),
   // The account's state; insufficient_credits alone is 402 Payment Required.
@@ -94,6 +98,8 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   key_limit_reached: row(Code.FailedPrecondition, 400),
   job_not_charged: row(Code.FailedPrecondition, 400),
   job_unfinished: row(Code.FailedPrecondition, 400),
+  // PAYMENT_PROVIDER=manual: the operator grants credits through the admin API.
+  payments_not_configured: row(Code.FailedPrecondition, 400),
   // Limits: retry later (Retry-After).
   rate_limited: row(Code.ResourceExhausted, 429),
   concurrency_limited: row(Code.ResourceExhausted, 429),

@@ -1,5 +1,8 @@
+import { ManualPaymentProvider } from "../common/adapters/payment-provider.manual.ts";
+import { StripePaymentProvider } from "../common/adapters/payment-provider.stripe.ts";
+import type { PaymentProvider } from "../common/ports/payment-provider.ts";
 import { commonConfigSpec, clientConfigSpec } from "../common/common.config.ts";
-import { ConfigError, integer, list, loadConfig, optionalText, port, text, type Variable } from "../common/config.loader.ts";
+import { ConfigError, integer, list, loadConfig, oneOf, optionalText, port, text, url, type Variable } from "../common/config.loader.ts";
 import { keptSecretOf } from "../common/kept-secret.ts";
 import { ADMIN_TOKEN_LENGTH_MIN } from "./domain/admin-token.ts";
 import { imageLimitsConfigSpec, longestSideLimitsOf } from "../common/images/image-limits.ts";
@@ -31,6 +34,13 @@ export const gatewayConfigSpec = {
   } satisfies Variable<string | undefined>,
   BATCH_ITEMS_MAX: integer("Images per POST /v1/matting/batch call, at most, in images.", 50, { min: 1, max: 100 }),
   BATCH_BYTES_MAX: integer("Largest POST /v1/matting/batch body (all its images and fields), in bytes.", 64 * 1024 * 1024, { min: 1024 }),
+  PAYMENT_PROVIDER: oneOf("Who takes payments: manual (the operator grants credits through the admin API; checkout is refused) or stripe.", ["manual", "stripe"] as const, "manual"),
+  PAYMENT_CURRENCY: text("ISO 4217 currency of plan and pack prices, sent to the payment provider (lower case).", "usd"),
+  STRIPE_SECRET_KEY: secretText("Stripe secret API key (sk_live_... / sk_test_...); required with PAYMENT_PROVIDER=stripe."),
+  STRIPE_WEBHOOK_SECRET: secretText("Signing secret of the Stripe webhook endpoint POST /v1/payments/stripe/webhook (whsec_...); required with PAYMENT_PROVIDER=stripe."),
+  STRIPE_API_URL: url("Stripe API base URL (a local stripe-mock, say); unset means https://api.stripe.com."),
+  STRIPE_OVERAGE_METER_EVENT: text("event_name of the Stripe billing meter that receives each subscribed account's overage, in millicredits.", "cutline_overage_millicredits"),
+  PAYMENT_OVERAGE_REPORT_INTERVAL_MS: integer("How often overage not yet reported is sent to Stripe as metered usage, in milliseconds.", 15 * 60 * 1000, { min: 1000 }),
   // Result URLs: signed with the key the orchestrator shares (webhooks carry them too).
   ...resultUrlConfigSpec,
   // The same limits inference enforces: the gateway refuses and prices uploads by them before any hold.
@@ -38,6 +48,10 @@ export const gatewayConfigSpec = {
   // image_url and bg_image_url are fetched through the outbound guard, under the same variables as webhooks.
   ...outboundConfigSpec,
 } as const;
+
+function secretText(description: string): Variable<string | undefined> {
+  return { description, defaultValue: undefined, secret: true, parse: (raw) => raw };
+}
 
 export type GatewayConfig = ReturnType<typeof loadGatewayConfig>;
 
@@ -79,4 +93,18 @@ export function adminTokenOf(config: Pick<GatewayConfig, "CUTLINE_ADMIN_TOKEN" |
  */
 export function resultLinksOptionsOf(config: GatewayConfig, options: { required: boolean }): ResultLinksOptions {
   return { key: resultUrlKeyOf(config, options), publicUrl: config.CUTLINE_PUBLIC_URL, ttlSeconds: config.RESULT_URL_TTL_SECONDS };
+}
+
+/** The payment port PAYMENT_PROVIDER names; stripe without its secrets refuses to start, naming them. */
+export function paymentProviderOf(config: GatewayConfig): PaymentProvider {
+  if (config.PAYMENT_PROVIDER === "manual") return new ManualPaymentProvider();
+  const missing = (["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"] as const).filter((name) => !config[name]);
+  if (missing.length > 0) throw new ConfigError(missing.map((name) => `${name}: required with PAYMENT_PROVIDER=stripe`));
+  const api = config.STRIPE_API_URL ? new URL(config.STRIPE_API_URL) : undefined;
+  return new StripePaymentProvider({
+    secretKey: config.STRIPE_SECRET_KEY!,
+    webhookSecret: config.STRIPE_WEBHOOK_SECRET!,
+    overageMeterEventName: config.STRIPE_OVERAGE_METER_EVENT,
+    api: api && { host: api.hostname, port: Number(api.port || (api.protocol === "http:" ? 80 : 443)), protocol: api.protocol === "http:" ? "http" : "https" },
+  });
 }

@@ -45,6 +45,13 @@ import { ApiKeyStore, type GatewaySchema } from "./store/api-key.store.ts";
 import { BatchStore, type BatchSchema } from "./store/batch.store.ts";
 import { gatewayMigrations } from "./store/migrations.ts";
 import { MonthlyCallStore, type MonthlyCallSchema } from "./store/monthly-call.store.ts";
+import { PaymentService } from "../common/gen/cutline/gateway/v1/payment_service_pb.ts";
+import { ManualPaymentProvider } from "../common/adapters/payment-provider.manual.ts";
+import type { PaymentProvider } from "../common/ports/payment-provider.ts";
+import { createPaymentHandlers } from "./handlers/payment.handlers.ts";
+import { paymentRoutes } from "./handlers/payments.routes.ts";
+import { Payments } from "./payments.ts";
+import { PaymentStore, type PaymentSchema } from "./store/payment.store.ts";
 
 /** Room for a Connect message's other fields and framing on top of its image bytes. */
 const MESSAGE_OVERHEAD_BYTES = 1024 * 1024;
@@ -66,6 +73,8 @@ export interface GatewayDependencies {
    * @default public addresses only, OUTBOUND_TIMEOUT_MS and OUTBOUND_BYTES_MAX at their defaults
    */
   outbound?: { fetcher: OutboundFetcher; policy: OutboundPolicy };
+  /** The payment port (PAYMENT_PROVIDER) and the currency of prices (PAYMENT_CURRENCY). @default manual, "usd" */
+  payments?: { provider: PaymentProvider; currency: string };
 }
 
 export interface Gateway {
@@ -87,6 +96,8 @@ export interface Gateway {
    * key, creates a random one. Returns the key: it is shown once and stored only as a hash.
    */
   provisionAccount(accountId: string, options?: { key?: string; planCode?: string; grantTrial?: boolean }): Promise<string>;
+  /** Sends overage not yet reported to the payment provider as metered usage; returns the accounts reported (see Payments). */
+  reportOverage(now?: Date): Promise<number>;
 }
 
 export function createGateway(deps: GatewayDependencies): Gateway {
@@ -105,6 +116,9 @@ export function createGateway(deps: GatewayDependencies): Gateway {
   // The same gateway database; its schema type lists api_keys, the batch store's the batch tables.
   const batches = new BatchStore(deps.db as unknown as Kysely<BatchSchema>);
   const jobBatches = new JobBatches(imageJobs, imageUrls, jobReads, batches, deps.log, { batchItemsMax: deps.limits.batchItemsMax ?? 50 });
+  const payments = new Payments(deps.billing, deps.payments?.provider ?? new ManualPaymentProvider(), new PaymentStore(deps.db as unknown as Kysely<PaymentSchema>), deps.log, {
+    currency: deps.payments?.currency ?? "usd",
+  });
   const rest: RestDependencies = {
     apiKeys,
     imageJobs,
@@ -136,6 +150,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     ...settingsRoutes(apiKeys, deps.orchestrator),
     ...webhookRoutes(accountWebhooks, jobReads),
     ...docsRoutes(),
+    ...paymentRoutes(apiKeys, payments),
     // Drop-in vendor routes, answering in their vendor's error shape.
     ...removeBgRoutes(rest, accountReads),
     ...photoroomRoutes(rest, accountReads),
@@ -160,10 +175,12 @@ export function createGateway(deps: GatewayDependencies): Gateway {
       });
       router.service(WebhookService, createWebhookHandlers(accountWebhooks));
       router.service(KeyService, createKeyHandlers(apiKeys, deps.billing));
+      router.service(PaymentService, createPaymentHandlers(apiKeys, payments));
     },
     async start() {
       await migrateToLatest(deps.db, "gateway", gatewayMigrations);
     },
+    reportOverage: (now) => payments.reportOverage(now),
     async provisionAccount(accountId, options = {}) {
       await deps.billing.createAccount({ accountId, planCode: options.planCode ?? "", grantTrial: options.grantTrial });
       const { key } = await apiKeys.create(accountId, { key: options.key, label: "provisioned" });

@@ -9,7 +9,8 @@ import { requireServiceToken } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { imageLimitsOf } from "../common/images/image-limits.ts";
 import { createUploadInspector } from "../common/images/upload.inspector.ts";
-import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptionsOf } from "./gateway.config.ts";
+import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, paymentProviderOf, resultLinksOptionsOf } from "./gateway.config.ts";
+import { startPeriodicTask } from "../common/periodic-task.ts";
 import { createGateway } from "./index.ts";
 import type { GatewaySchema } from "./store/api-key.store.ts";
 import { openPorts, openServiceDatabase } from "../common/wiring.ts";
@@ -28,6 +29,7 @@ await runMain("gateway", async () => {
     // Each gateway replica would keep its own: fine for one, confusing for several.
     log.warn({ file: admin.file }, "CUTLINE_ADMIN_TOKEN is unset: the admin API's token is the one kept in this file; set CUTLINE_ADMIN_TOKEN when more than one gateway runs");
   }
+  const paymentProvider = paymentProviderOf(config);
   const outboundPolicy = outboundPolicyOf(config);
   const outboundFetcher = createOutboundFetcher(outboundPolicy);
   const gateway = createGateway({
@@ -41,6 +43,7 @@ await runMain("gateway", async () => {
     adminToken: admin.token,
     resultUrls: resultLinksOptionsOf(config, { required: true }),
     outbound: { fetcher: outboundFetcher, policy: outboundPolicy },
+    payments: { provider: paymentProvider, currency: config.PAYMENT_CURRENCY },
   });
   const server = await startServiceServer({
     name: "gateway",
@@ -60,10 +63,15 @@ await runMain("gateway", async () => {
   await gateway.start();
   const apiKey = config.CUTLINE_API_KEY;
   if (apiKey) await whenAvailable(() => gateway.provisionAccount(config.CUTLINE_ACCOUNT_ID, { key: apiKey }));
+  // Only a provider that bills metered usage has overage to report; every replica may run it (each total is claimed before it is sent).
+  const overageReports = paymentProvider.checkoutAvailable
+    ? startPeriodicTask({ name: "overage report", intervalMs: config.PAYMENT_OVERAGE_REPORT_INTERVAL_MS, log, run: () => gateway.reportOverage() })
+    : undefined;
   health.setAllServing();
   return {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     async stop() {
+      await overageReports?.stop();
       await server.close();
       await outboundFetcher.close();
       await ports.close();

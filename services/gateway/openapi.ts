@@ -521,6 +521,7 @@ function buildDocument(): OpenApiDocument {
       { name: "Jobs", description: "Asynchronous jobs, batches and their results." },
       { name: "Account", description: "Quotes, balance and usage of the caller's own account." },
       { name: "Webhooks", description: "The account's webhook URL and signing secret, and each job's delivery log." },
+      { name: "Payments", description: "Plans and packs on sale, hosted checkout and the customer portal (PaymentService over REST), and the payment provider's webhook." },
       { name: "Reference", description: "This document and its rendering." },
       { name: REMOVEBG_TAG, description: "remove.bg's API: change a remove.bg client's base URL to this server's /v1.0 and nothing else. Refusals in remove.bg's shape." },
       { name: PHOTOROOM_TAG, description: "Photoroom's API: change a Photoroom client's base URL (sdk.photoroom.com or image-api.photoroom.com) to this server and nothing else; the key goes in x-api-key. Refusals in Photoroom's shapes (any other path under /v2/ too; /v1/ is shared with this API, so its 404s stay native)." },
@@ -687,6 +688,77 @@ function buildDocument(): OpenApiDocument {
           responses: { "200": { description: "The new secret.", content: json(ref("WebhookSecret")) }, ...AUTHENTICATED_ERRORS },
         },
       },
+      "/v1/payments/products": {
+        get: {
+          operationId: "listProducts",
+          summary: "The plans and credit packs on sale, and whether checkout is available",
+          description: "checkout_available is false under PAYMENT_PROVIDER=manual: the products are shown, and the operator grants them through the admin API.",
+          tags: ["Payments"],
+          responses: {
+            "200": {
+              description: "The products.",
+              content: json(ref("Products"), {
+                provider: "stripe",
+                checkout_available: true,
+                products: [{ code: "pack_100", kind: "pack", name: "555 credits", price_minor: 10000, currency: "usd", credits: 555, interval: null, valid_days: 0 }],
+              }),
+            },
+            ...AUTHENTICATED_ERRORS,
+          },
+        },
+      },
+      "/v1/payments/checkout": {
+        post: {
+          operationId: "createCheckout",
+          summary: "A hosted checkout page for a pack (one-off) or a plan (subscription)",
+          description: "Send the buyer to url; the provider's webhook grants the pack or changes the plan once paid. 400 payments_not_configured under PAYMENT_PROVIDER=manual; 404 product_not_found for a code not on sale.",
+          tags: ["Payments"],
+          requestBody: { required: true, content: json(ref("CheckoutRequest"), { product_code: "pack_100", success_url: "https://example.com/paid", cancel_url: "https://example.com/cancelled" }) },
+          responses: {
+            "200": { description: "The checkout page.", content: json(ref("SessionUrl"), { url: "https://checkout.stripe.com/c/pay/cs_test_a1" }) },
+            "400": errorResponse("BadRequest"),
+            "404": errorResponse("NotFound"),
+            "413": errorResponse("PayloadTooLarge"),
+            ...AUTHENTICATED_ERRORS,
+          },
+        },
+      },
+      "/v1/payments/portal": {
+        post: {
+          operationId: "createPortalSession",
+          summary: "The provider's customer portal: cards, invoices, cancellation",
+          description: "404 payment_customer_not_found before the account's first checkout; 400 payments_not_configured under PAYMENT_PROVIDER=manual.",
+          tags: ["Payments"],
+          requestBody: { required: true, content: json(ref("PortalRequest"), { return_url: "https://example.com/account" }) },
+          responses: {
+            "200": { description: "The portal page.", content: json(ref("SessionUrl"), { url: "https://billing.stripe.com/p/session/test_a1" }) },
+            "400": errorResponse("BadRequest"),
+            "404": errorResponse("NotFound"),
+            "413": errorResponse("PayloadTooLarge"),
+            ...AUTHENTICATED_ERRORS,
+          },
+        },
+      },
+      "/v1/payments/stripe/webhook": {
+        post: {
+          operationId: "stripeWebhook",
+          summary: "Stripe's webhook: payments into ledger operations, once",
+          description:
+            "Called by Stripe, not by clients: verified with the Stripe-Signature header over the raw body (STRIPE_WEBHOOK_SECRET). checkout.session.completed grants a pack or starts a plan, invoice.paid keeps a renewed plan, customer.subscription.updated/deleted change the plan or fall back to free, charge.refunded flags the pack's purchase. An event delivered again moves nothing (replayed: true); other event types answer 200 and are ignored. Bodies are limited to PAYMENT_WEBHOOK_BYTES_MAX (1 MiB).",
+          tags: ["Payments"],
+          security: [],
+          requestBody: { required: true, content: { "application/json": { schema: { type: "object", description: "A Stripe event." } } } },
+          responses: {
+            "200": {
+              description: "Received: applied, replayed or ignored.",
+              content: json({ type: "object", properties: { received: { type: "boolean" }, applied: { type: "boolean" }, replayed: { type: "boolean" } }, required: ["received", "applied", "replayed"] }),
+            },
+            "400": errorResponse("BadRequest"),
+            "413": errorResponse("PayloadTooLarge"),
+            "500": errorResponse("Internal"),
+          },
+        },
+      },
       "/v1/quote": {
         post: {
           operationId: "quote",
@@ -823,6 +895,40 @@ function buildDocument(): OpenApiDocument {
           required: ["webhook_url"],
           properties: { webhook_url: { type: ["string", "null"], format: "uri", description: "A public https or http URL; null clears it." } },
         },
+        Product: {
+          type: "object",
+          required: ["code", "kind", "name", "price_minor", "currency", "credits", "interval", "valid_days"],
+          properties: {
+            code: { type: "string", description: "The plan's or pack's code." },
+            kind: { type: "string", enum: ["plan", "pack"] },
+            name: { type: "string" },
+            price_minor: { type: "integer", description: "Price in the currency's smallest unit (cents)." },
+            currency: { type: "string", description: "ISO 4217, lower case." },
+            credits: credits("Credits the product grants (per cycle for a plan)"),
+            interval: { type: ["string", "null"], enum: ["month", "year", null], description: "Plans: how often they renew; packs: null." },
+            valid_days: { type: "integer", minimum: 0, description: "Days the credits stay valid; 0: never expire." },
+          },
+        },
+        Products: {
+          type: "object",
+          required: ["provider", "checkout_available", "products"],
+          properties: {
+            provider: { type: "string", enum: ["stripe", "manual"] },
+            checkout_available: { type: "boolean" },
+            products: { type: "array", items: ref("Product") },
+          },
+        },
+        CheckoutRequest: {
+          type: "object",
+          required: ["product_code", "success_url", "cancel_url"],
+          properties: {
+            product_code: { type: "string" },
+            success_url: { type: "string", format: "uri", description: "Where the provider sends the buyer after paying (http or https)." },
+            cancel_url: { type: "string", format: "uri", description: "Where the provider sends a buyer who gives up (http or https)." },
+          },
+        },
+        PortalRequest: { type: "object", required: ["return_url"], properties: { return_url: { type: "string", format: "uri" } } },
+        SessionUrl: { type: "object", required: ["url"], properties: { url: { type: "string", format: "uri" } } },
         WebhookSecret: { type: "object", required: ["secret"], properties: { secret: { type: "string", description: "The HMAC key, as its UTF-8 bytes." } } },
         WebhookDelivery: {
           type: "object",

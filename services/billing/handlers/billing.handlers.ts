@@ -425,6 +425,24 @@ function catalogueHandlers({ ledger }: HandlerContext): Pick<BillingImpl, "listP
   };
 }
 
+function cycleReportHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, "listCycleReports"> {
+  return {
+    async listCycleReports(request) {
+      const { reports } = unwrap(await ledger.listCycleReports({ accountId: request.accountId, afterCycleIndex: request.afterCycleIndex ?? -1, pageSize: request.pageSize }));
+      return {
+        reports: reports.map((report) => ({
+          cycleIndex: report.cycleIndex,
+          planCode: report.planCode,
+          startedAt: timestampFromDate(report.startedAt),
+          endedAt: timestampFromDate(report.endedAt),
+          overageMillicredits: BigInt(report.overageMillicredits),
+          overageCents: BigInt(report.overageCents),
+        })),
+      };
+    },
+  };
+}
+
 /** Thin RPC ↔ ledger translation, one group of RPCs per function; every domain failure becomes one Connect code. */
 export function createBillingHandlers(dependencies: BillingHandlerDependencies): BillingImpl {
   const context = handlerContext(dependencies);
@@ -435,5 +453,6 @@ export function createBillingHandlers(dependencies: BillingHandlerDependencies):
     ...creditHandlers(context),
     ...historyHandlers(context),
     ...catalogueHandlers(context),
+    ...cycleReportHandlers(context),
   };
 }

@@ -131,4 +131,34 @@ export class LedgerQueryStore {
       calls: Number(row.calls),
     }));
   }
+
+  /** Up to `limit` closed cycles of the account after `afterCycleIndex`, oldest first. */
+  async cycleReports(query: { accountId: string; afterCycleIndex: number; limit: number }): Promise<CycleReportView[]> {
+    const rows = await this.#db
+      .selectFrom("billing_cycle_reports")
+      .selectAll()
+      .where("account_id", "=", query.accountId)
+      .where("cycle_index", ">", query.afterCycleIndex)
+      .orderBy("cycle_index")
+      .limit(query.limit)
+      .execute();
+    return rows.map((row) => ({
+      cycleIndex: row.cycle_index,
+      planCode: row.plan_code,
+      startedAt: toDate(row.started_at),
+      endedAt: toDate(row.ended_at),
+      overageMillicredits: Number(row.overage_mc),
+      overageCents: Number(row.overage_cents),
+    }));
+  }
+}
+
+/** A closed billing cycle and its overage (billing_cycle_reports). */
+export interface CycleReportView {
+  cycleIndex: number;
+  planCode: string;
+  startedAt: Date;
+  endedAt: Date;
+  overageMillicredits: number;
+  overageCents: number;
 }

@@ -23,7 +23,7 @@ import { affordableOperations, isPriceBookFresh, validatePriceBook, type PriceBo
 import { AccountStore, cycleOf } from "./account.store.ts";
 import { GrantStore } from "./grant.store.ts";
 import { HoldStore, reserveFailure, settleOutcome, type SettleAction, type SettleResult } from "./hold.store.ts";
-import { LedgerQueryStore } from "./ledger-query.store.ts";
+import { LedgerQueryStore, type CycleReportView } from "./ledger-query.store.ts";
 import { OutboxStore, type OutboxEvent } from "./outbox.store.ts";
 import { PriceBookStore } from "./price-book.store.ts";
 import type { BillingSchema, PoolName } from "./schema.ts";
@@ -459,6 +459,14 @@ export class LedgerStore {
     const last = items[items.length - 1];
     // One row more than the page tells whether another page follows.
     return { ok: true, items, nextPageToken: rows.length > size && last ? encodePageToken([last.accountId]) : "" };
+  }
+
+  /** The account's closed cycles after `afterCycleIndex`, oldest first, a page at a time. */
+  async listCycleReports(query: { accountId: string; afterCycleIndex: number; pageSize: number }): Promise<Outcome<{ reports: CycleReportView[] }>> {
+    const problem = textProblem(this.#limits, "account_id", query.accountId, true);
+    if (problem) return fail("invalid_argument", problem);
+    const reports = await this.#pool.queries.cycleReports({ accountId: query.accountId, afterCycleIndex: query.afterCycleIndex, limit: pageSize(query.pageSize, this.#limits.pageSizeMax) });
+    return { ok: true, reports };
   }
 
   // ── price book ───────────────────────────────────────────────────────────────────────────

@@ -68,4 +68,56 @@ export const gatewayMigrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "202611272120_payments": {
+    async up(db: Kysely<any>) {
+      // The payment provider's customer per account, and the subscription it pays for (payment.store.ts).
+      await db.schema
+        .createTable("payment_customers")
+        .addColumn("account_id", "text", (column) => column.primaryKey())
+        .addColumn("provider", "text", (column) => column.notNull())
+        .addColumn("customer_id", "text", (column) => column.notNull().unique())
+        .addColumn("subscription_id", "text")
+        // The start of the first billing cycle the subscription pays for: earlier cycles' overage is not the provider's to bill.
+        .addColumn("subscribed_at", "timestamptz")
+        // The last closed billing cycle whose overage was reconciled with the provider (billing's cycle index).
+        .addColumn("overage_cycle_index_done", "int4", (column) => column.notNull().defaultTo(-1))
+        .addColumn("created_at", "timestamptz", (column) => column.notNull().defaultTo(sql`now()`))
+        .execute();
+      // Provider events by id: claimed before their ledger operations, done after. A replay of a
+      // done event moves nothing; a claim left by a crash is taken over after a while.
+      await db.schema
+        .createTable("payment_events")
+        .addColumn("event_id", "text", (column) => column.primaryKey())
+        .addColumn("kind", "text", (column) => column.notNull())
+        .addColumn("claimed_at", "timestamptz", (column) => column.notNull())
+        .addColumn("done_at", "timestamptz")
+        .execute();
+      // One-off payments (packs), so a refund finds the credits it paid for.
+      await db.schema
+        .createTable("payment_purchases")
+        .addColumn("payment_id", "text", (column) => column.primaryKey())
+        .addColumn("account_id", "text", (column) => column.notNull())
+        .addColumn("product_code", "text", (column) => column.notNull())
+        .addColumn("bucket_id", "text", (column) => column.notNull())
+        .addColumn("amount_minor", "bigint", (column) => column.notNull())
+        .addColumn("currency", "text", (column) => column.notNull())
+        .addColumn("refunded_minor", "bigint", (column) => column.notNull().defaultTo(0))
+        // Set by a refund: the credits stay in the append-only ledger; the operator reviews the account.
+        .addColumn("refund_flagged_at", "timestamptz")
+        .addColumn("created_at", "timestamptz", (column) => column.notNull().defaultTo(sql`now()`))
+        .execute();
+      // Overage already reported to the provider per account and billing cycle (by the cycle's start).
+      await db.schema
+        .createTable("payment_overage_reports")
+        .addColumn("account_id", "text", (column) => column.notNull())
+        .addColumn("cycle_started_at", "timestamptz", (column) => column.notNull())
+        .addColumn("reported_millicredits", "bigint", (column) => column.notNull())
+        // A total being reported now: claimed before the provider is called, so two gateways never
+        // send overlapping amounts; one left by a crash is sent again (same identifier) once stale.
+        .addColumn("pending_millicredits", "bigint")
+        .addColumn("pending_since", "timestamptz")
+        .addPrimaryKeyConstraint("payment_overage_reports_pkey", ["account_id", "cycle_started_at"])
+        .execute();
+    },
+  },
 };

@@ -1,0 +1,358 @@
+// What payments do to an account: products from billing's plans and packs, checkout and portal
+// sessions through the payment port, and the provider's verified events turned into ledger
+// operations that happen once however often an event is delivered.
+//
+// Idempotency is two-layered. Each event is claimed by its id before anything moves and marked
+// done after (payment.store.ts), so a replayed event moves nothing. Under the claim, each ledger
+// operation is itself safe to repeat (a crash between the operation and `done` leads to a second
+// run): grants carry an idempotency key named for the provider object they pay for (the checkout
+// session), so two different events about one payment grant once too; plan changes happen only
+// when the account is not on that plan already.
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { reasonError, reasonOf } from "../common/errors.ts";
+import type { BillingService, Pack, Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import type { Logger } from "../common/logging.ts";
+import { PaymentsNotConfigured, PaymentSignatureInvalid, type PaymentEvent, type PaymentProduct, type PaymentProvider } from "../common/ports/payment-provider.ts";
+import type { PaymentStore, SubscribedAccount } from "./store/payment.store.ts";
+
+/** The plan an ended or lapsed subscription falls back to (billing's default plan). */
+export const FREE_PLAN_CODE = "free";
+
+/** A claim on an event older than this, never marked done, is taken over by the next delivery, in seconds. */
+export const EVENT_CLAIM_STALE_SECONDS = 300;
+
+/** A monthly cycle as shown to buyers, in days. */
+const DAYS_PER_CYCLE = 30;
+
+/** Subscribed accounts read per page by the overage report. */
+const OVERAGE_REPORT_PAGE_SIZE = 100;
+
+/** An overage claim older than this, never finished (a reporter that crashed), is taken over, in seconds. */
+const OVERAGE_CLAIM_STALE_SECONDS = 300;
+
+/** Closed cycles read per call by the overage report. */
+const CYCLE_REPORT_PAGE_SIZE = 50;
+
+/** Oldest usage the provider takes, in milliseconds (Stripe meter events: 35 days; a day kept in hand). */
+const METER_EVENT_AGE_MS_MAX = 34 * 24 * 60 * 60 * 1000;
+
+/** Subscription states in which the plan is paid for; `canceled`, `unpaid`, `incomplete_expired` fall back to free. */
+const PAID_SUBSCRIPTION_STATES = new Set(["active", "trialing"]);
+const ENDED_SUBSCRIPTION_STATES = new Set(["canceled", "unpaid", "incomplete_expired"]);
+
+/** Billing refusals that a retry of the event cannot fix: the event is logged and settled. */
+const PERMANENT_REFUSALS = new Set(["account_not_found", "plan_not_found", "pack_not_found", "invalid_argument"]);
+
+export interface PaymentsOptions {
+  /** ISO 4217 currency of the plans' and packs' prices, lower case. @default "usd" */
+  currency: string;
+}
+
+export type WebhookAnswer = { applied: boolean; replayed: boolean; kind: PaymentEvent["kind"] };
+
+export class Payments {
+  constructor(
+    private readonly billing: Client<typeof BillingService>,
+    private readonly provider: PaymentProvider,
+    private readonly store: PaymentStore,
+    private readonly log: Logger,
+    private readonly options: PaymentsOptions,
+  ) {}
+
+  get providerName(): string {
+    return this.provider.name;
+  }
+
+  get checkoutAvailable(): boolean {
+    return this.provider.checkoutAvailable;
+  }
+
+  /** Plans with a price and every pack: what can be bought. */
+  async products(): Promise<PaymentProduct[]> {
+    const [{ plans }, { packs }] = await Promise.all([this.billing.listPlans({}), this.billing.listPacks({})]);
+    return [...plans.filter((plan) => plan.monthlyPriceCents > 0n).map((plan) => this.#planProduct(plan)), ...packs.map((pack) => this.#packProduct(pack))];
+  }
+
+  async checkout(accountId: string, input: { productCode: string; successUrl: string; cancelUrl: string }): Promise<string> {
+    requireHttpUrl("success_url", input.successUrl);
+    requireHttpUrl("cancel_url", input.cancelUrl);
+    this.#requireConfigured();
+    const product = (await this.products()).find((candidate) => candidate.code === input.productCode);
+    if (!product) throw reasonError(Code.NotFound, "product_not_found", `no plan or pack ${JSON.stringify(input.productCode)} is on sale; ListProducts names them`);
+    const customerId = await this.#customerOf(accountId);
+    const { url } = await this.#provider(() => this.provider.createCheckout({ accountId, customerId, product, successUrl: input.successUrl, cancelUrl: input.cancelUrl }));
+    return url;
+  }
+
+  async portal(accountId: string, returnUrl: string): Promise<string> {
+    requireHttpUrl("return_url", returnUrl);
+    this.#requireConfigured();
+    const customer = await this.store.customerOf(accountId);
+    if (!customer) throw reasonError(Code.NotFound, "payment_customer_not_found", "this account has not bought anything through the payment provider yet; CreateCheckout first");
+    return (await this.#provider(() => this.provider.createPortalSession({ customerId: customer.customerId, returnUrl }))).url;
+  }
+
+  /**
+   * A provider webhook: verified over its raw body, applied once. A bad signature throws
+   * `invalid_signature` (nothing moves); a server fault throws and the claim is given back, so the
+   * provider's retry applies it.
+   */
+  async webhook(rawBody: Buffer, signatureHeader: string | undefined, now: Date): Promise<WebhookAnswer> {
+    let event: PaymentEvent;
+    try {
+      event = this.provider.parseWebhook(rawBody, signatureHeader);
+    } catch (error) {
+      if (error instanceof PaymentSignatureInvalid) throw reasonError(Code.InvalidArgument, "invalid_signature", error.message);
+      throw error;
+    }
+    if (event.kind === "ignored") return { applied: false, replayed: false, kind: event.kind };
+    const claim = await this.store.claimEvent(event.eventId, event.kind, now, EVENT_CLAIM_STALE_SECONDS);
+    // In progress elsewhere: that delivery answers for it (and is retried by the provider if it fails).
+    if (claim !== "claimed") return { applied: false, replayed: true, kind: event.kind };
+    let applied = true;
+    try {
+      await this.#apply(event, now);
+    } catch (error) {
+      const reason = error instanceof ConnectError ? reasonOf(error) : undefined;
+      if (!reason || !PERMANENT_REFUSALS.has(reason)) {
+        await this.store.abandonEvent(event.eventId);
+        throw error;
+      }
+      // A retry cannot fix it (the account, plan or pack is gone): settled, for the operator to see.
+      this.log.error({ err: error, eventId: event.eventId, kind: event.kind }, "a payment event was refused by billing; settled without effect, needs the operator");
+      applied = false;
+    }
+    await this.store.finishEvent(event.eventId, now);
+    return { applied, replayed: false, kind: event.kind };
+  }
+
+  /**
+   * Sends each subscribed account's overage not yet reported to the provider as metered usage:
+   * first what its billing cycles closed since the last run still owe (billing's cycle reports,
+   * the final figures: overage captured between the last run and a renewal lands here), then the
+   * running total of the cycle in progress, so the provider has most of it before its own period
+   * ends. Each report's identifier is the account, the cycle and the total it brings the cycle to,
+   * so a report repeated after a crash is dropped by the provider. Returns the reports sent.
+   */
+  async reportOverage(now: Date = new Date()): Promise<number> {
+    let reported = 0;
+    let after = "";
+    for (;;) {
+      const page = await this.store.subscribedAccounts(after, OVERAGE_REPORT_PAGE_SIZE);
+      for (const account of page) reported += await this.#reportAccountOverage(account, now);
+      if (page.length < OVERAGE_REPORT_PAGE_SIZE) return reported;
+      after = page.at(-1)!.accountId;
+    }
+  }
+
+  async #reportAccountOverage(account: SubscribedAccount, now: Date): Promise<number> {
+    let reported = 0;
+    for (;;) {
+      const { reports } = await this.billing.listCycleReports({ accountId: account.accountId, afterCycleIndex: account.overageCycleIndexDone, pageSize: CYCLE_REPORT_PAGE_SIZE });
+      for (const cycle of reports) {
+        const startedAt = timestampDate(cycle.startedAt!);
+        // Cycles before the subscription were not the provider's to bill.
+        if (startedAt >= account.subscribedAt) {
+          const endedAt = timestampDate(cycle.endedAt!);
+          // Inside the cycle it belongs to: the provider bills the period the timestamp falls in.
+          if (await this.#reportCycle(account, startedAt, Number(cycle.overageMillicredits), new Date(endedAt.getTime() - 1000), now)) reported += 1;
+        }
+        await this.store.setOverageCycleIndexDone(account.accountId, cycle.cycleIndex);
+        account = { ...account, overageCycleIndexDone: cycle.cycleIndex };
+      }
+      if (reports.length < CYCLE_REPORT_PAGE_SIZE) break;
+    }
+    const { account: current } = await this.billing.getAccount({ accountId: account.accountId });
+    if (current?.cycleStartedAt && timestampDate(current.cycleStartedAt) >= account.subscribedAt) {
+      if (await this.#reportCycle(account, timestampDate(current.cycleStartedAt), Number(current.cycleOverageMillicredits), now, now)) reported += 1;
+    }
+    return reported;
+  }
+
+  /** Reports what the cycle's overage adds to what was reported for it; false when nothing was sent. */
+  async #reportCycle(account: SubscribedAccount, cycleStartedAt: Date, totalMillicredits: number, occurredAt: Date, now: Date): Promise<boolean> {
+    if (totalMillicredits <= 0) return false;
+    const claim = await this.store.claimOverage({ accountId: account.accountId, cycleStartedAt, totalMillicredits, now, staleAfterSeconds: OVERAGE_CLAIM_STALE_SECONDS });
+    if (!claim) return false;
+    const { reportedMillicredits: already, pendingMillicredits: total } = claim;
+    if (now.getTime() - occurredAt.getTime() > METER_EVENT_AGE_MS_MAX) {
+      // The provider refuses usage this old; settled so it is not retried forever, and logged for the operator.
+      this.log.error({ accountId: account.accountId, cycleStartedAt, millicredits: total - already }, "overage too old to report to the payment provider; invoice it by hand");
+    } else if (total > already) {
+      const identifier = `cutline-overage-${account.accountId}-${cycleStartedAt.getTime()}-${total}`;
+      try {
+        await this.provider.reportUsage({ customerId: account.customerId, millicredits: total - already, identifier, occurredAt });
+      } catch (error) {
+        await this.store.abandonOverage(account.accountId, cycleStartedAt, total);
+        throw error;
+      }
+    }
+    await this.store.finishOverage(account.accountId, cycleStartedAt, total);
+    return total > already;
+  }
+
+  async #apply(event: Exclude<PaymentEvent, { kind: "ignored" }>, now: Date): Promise<void> {
+    switch (event.kind) {
+      case "pack_paid": {
+        const granted = await this.billing.grant({
+          accountId: event.accountId,
+          kind: "pack",
+          packCode: event.packCode,
+          idempotencyKey: `payment:${this.provider.name}:checkout:${event.sessionId}`,
+          description: `${this.provider.name} payment ${event.paymentId}`,
+        });
+        await this.store.putPurchase({ paymentId: event.paymentId, accountId: event.accountId, productCode: event.packCode, bucketId: granted.bucket?.id ?? "", amountMinor: event.amountMinor, currency: event.currency });
+        return;
+      }
+      case "subscription_started": {
+        await this.#moveToPlan(event.accountId, event.planCode);
+        // The cycle the plan change started is the first the subscription pays for.
+        const { account } = await this.billing.getAccount({ accountId: event.accountId });
+        const subscribedAt = account?.cycleStartedAt ? timestampDate(account.cycleStartedAt) : now;
+        await this.store.setSubscription({ accountId: event.accountId, provider: this.provider.name, customerId: event.customerId || undefined, subscriptionId: event.subscriptionId, subscribedAt });
+        return;
+      }
+      case "subscription_renewed":
+      case "subscription_changed":
+        return this.#subscriptionState(event);
+      case "subscription_ended": {
+        const accountId = event.accountId ?? (await this.store.accountOfSubscription(event.subscriptionId));
+        if (!accountId) return this.#unknownSubscription(event);
+        await this.store.setSubscription({ accountId, provider: this.provider.name, customerId: undefined, subscriptionId: null });
+        await this.#moveToPlan(accountId, FREE_PLAN_CODE);
+        return;
+      }
+      case "payment_refunded":
+        return this.#refund(event, now);
+    }
+  }
+
+  /**
+   * A renewal paid, or a subscription changed in the portal: the account is put on the plan the
+   * subscription now pays for. The cycle's credits come from billing's own renewal (its cycle was
+   * anchored when the subscription started, at checkout), so a paid renewal never grants twice; a
+   * plan lost to a lapse is restored by the renewal that pays for it.
+   */
+  async #subscriptionState(event: Extract<PaymentEvent, { kind: "subscription_renewed" | "subscription_changed" }>): Promise<void> {
+    const accountId = event.accountId ?? (await this.store.accountOfSubscription(event.subscriptionId));
+    if (!accountId) return this.#unknownSubscription(event);
+    if (event.kind === "subscription_changed" && ENDED_SUBSCRIPTION_STATES.has(event.status)) {
+      await this.store.setSubscription({ accountId, provider: this.provider.name, customerId: undefined, subscriptionId: null });
+      return this.#moveToPlan(accountId, FREE_PLAN_CODE);
+    }
+    // past_due, incomplete: the provider is still collecting; the plan stays until it gives up.
+    if (event.kind === "subscription_changed" && !PAID_SUBSCRIPTION_STATES.has(event.status)) return;
+    const planCode = await this.#planOfPrice(event.priceId, event.planCode);
+    if (!planCode) {
+      this.log.error({ eventId: event.eventId, subscriptionId: event.subscriptionId, priceId: event.priceId }, "a subscription pays for a price no plan names; the account's plan is left as it is");
+      return;
+    }
+    await this.#moveToPlan(accountId, planCode);
+  }
+
+  /** A refund is flagged, not reversed: see README "Payments" (the credits may be spent already). */
+  async #refund(event: Extract<PaymentEvent, { kind: "payment_refunded" }>, now: Date): Promise<void> {
+    const purchase = await this.store.purchase(event.paymentId);
+    if (!purchase) {
+      this.log.warn({ eventId: event.eventId, chargeId: event.chargeId, paymentId: event.paymentId }, "a refunded payment is not a pack bought here (a subscription invoice, or another integration); nothing flagged");
+      return;
+    }
+    await this.store.flagRefund(event.paymentId, event.amountRefundedMinor, now);
+    this.log.warn(
+      { accountId: purchase.accountId, paymentId: event.paymentId, bucketId: purchase.bucketId, refundedMinor: event.amountRefundedMinor, amountMinor: event.amountMinor },
+      "a pack payment was refunded: its credits stay in the ledger; review the account (admin API) before granting or revoking anything",
+    );
+  }
+
+  #unknownSubscription(event: PaymentEvent): void {
+    this.log.warn({ eventId: event.eventId, kind: event.kind }, "a subscription event names no account known here; ignored");
+  }
+
+  async #moveToPlan(accountId: string, planCode: string): Promise<void> {
+    const { account } = await this.billing.getAccount({ accountId });
+    if (account?.plan?.code === planCode) return;
+    await this.billing.changePlan({ accountId, planCode });
+  }
+
+  async #planOfPrice(priceId: string | undefined, fallbackPlanCode: string | undefined): Promise<string | undefined> {
+    if (priceId) {
+      const { plans } = await this.billing.listPlans({});
+      const byPrice = plans.find((plan) => plan.stripePriceId === priceId);
+      if (byPrice) return byPrice.code;
+    }
+    return fallbackPlanCode;
+  }
+
+  async #customerOf(accountId: string): Promise<string> {
+    const known = await this.store.customerOf(accountId);
+    if (known) return known.customerId;
+    // The account must exist in billing before the provider learns of it.
+    await this.billing.getAccount({ accountId });
+    const created = await this.#provider(() => this.provider.createCustomer(accountId));
+    return this.store.putCustomer(accountId, this.provider.name, created);
+  }
+
+  #requireConfigured(): void {
+    if (!this.provider.checkoutAvailable) throw notConfigured(this.provider.name);
+  }
+
+  /** A provider call: `manual` refusing is the caller's precondition; anything else is a server fault. */
+  async #provider<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof PaymentsNotConfigured) throw notConfigured(this.provider.name);
+      throw new ConnectError("the payment provider failed to answer; retry later", Code.Unavailable, undefined, undefined, error);
+    }
+  }
+
+  #planProduct(plan: Plan): PaymentProduct {
+    return {
+      code: plan.code,
+      kind: "plan",
+      name: plan.name,
+      priceMinor: Number(plan.monthlyPriceCents),
+      currency: this.options.currency,
+      creditsMillicredits: Number(plan.creditsPerCycleMillicredits),
+      interval: "month",
+      // Subscription credits last their cycle and the cycles they may roll over into.
+      validDays: DAYS_PER_CYCLE * (1 + Math.max(0, plan.rolloverCycles)),
+      providerPriceId: plan.stripePriceId || undefined,
+    };
+  }
+
+  #packProduct(pack: Pack): PaymentProduct {
+    return {
+      code: pack.code,
+      kind: "pack",
+      name: `${Number(pack.creditsMillicredits) / 1000} credits`,
+      priceMinor: Number(pack.priceCents),
+      currency: this.options.currency,
+      creditsMillicredits: Number(pack.creditsMillicredits),
+      interval: "",
+      validDays: 0,
+      providerPriceId: pack.stripePriceId || undefined,
+    };
+  }
+}
+
+function notConfigured(provider: string): ConnectError {
+  return reasonError(
+    Code.FailedPrecondition,
+    "payments_not_configured",
+    `payments are not configured on this server (PAYMENT_PROVIDER=${provider}): the operator grants credits and changes plans through the admin API`,
+  );
+}
+
+function requireHttpUrl(name: string, value: string): void {
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(value);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) {
+    throw reasonError(Code.InvalidArgument, "invalid_argument", `${name} must be an http(s) URL, got ${JSON.stringify(value)}`);
+  }
+}

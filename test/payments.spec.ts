@@ -1,0 +1,364 @@
+// Payments through a real gateway (port 0) in front of a real billing: checkout sessions from the
+// Stripe adapter (pointed at a local server answering Stripe's documented shapes), and Stripe
+// webhooks signed by Stripe's own library turned into ledger operations exactly once. The manual
+// provider refuses checkout with its reason. No network.
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { createClient, createRouterTransport, ConnectError, Code, type Client } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import type { Kysely } from "kysely";
+import pino from "pino";
+import { createBillingFixture, type BillingFixture } from "../services/billing/billing.testing.ts";
+import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
+import { ManualPaymentProvider } from "../services/common/adapters/payment-provider.manual.ts";
+import { StripePaymentProvider } from "../services/common/adapters/payment-provider.stripe.ts";
+import { signedStripeEvent, startStripeApiServer, type StripeApiServer } from "../services/common/adapters/stripe-api.testing.ts";
+import { reasonOf } from "../services/common/errors.ts";
+import { BillingService, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { PaymentService, ProductKind } from "../services/common/gen/cutline/gateway/v1/payment_service_pb.ts";
+import { OrchestratorService } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import { HealthRegistry } from "../services/common/health.ts";
+import { imageLimitsOf } from "../services/common/images/image-limits.ts";
+import { createUploadInspector } from "../services/common/images/upload.inspector.ts";
+import type { PaymentProvider } from "../services/common/ports/payment-provider.ts";
+import { startServiceServer, type ServiceServer } from "../services/common/server.ts";
+import { loadGatewayConfig } from "../services/gateway/gateway.config.ts";
+import { createGateway, type Gateway } from "../services/gateway/index.ts";
+import { createOrchestrator, type Orchestrator } from "../services/orchestrator/index.ts";
+
+const WEBHOOK_SECRET = "whsec_test_gateway";
+const PACK_CODE = "pack_100";
+const PACK_MILLICREDITS = 555_000n;
+
+interface Stack {
+  billing: BillingFixture;
+  billingClient: Client<typeof BillingService>;
+  gateway: Gateway;
+  server: ServiceServer;
+  payments: Client<typeof PaymentService>;
+  stop(): Promise<void>;
+}
+
+async function startStack(provider: PaymentProvider): Promise<Stack> {
+  const dataDir = mkdtempSync(join(tmpdir(), "cutline-payments-"));
+  const log = pino({ level: "silent" });
+  const billing = await createBillingFixture();
+  const blobs = new InProcessBlobStore({ dataDir, log });
+  const workQueue = new InProcessWorkQueue({ log });
+  const eventBus = new InProcessEventBus({ dataDir, log });
+  const billingClient = createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers)));
+  const orchestrator: Orchestrator = createOrchestrator({ db: billing.db as Kysely<any>, workQueue, eventBus, blobStore: blobs, billing: billingClient, log });
+  await orchestrator.start();
+  const gateway = createGateway({
+    db: billing.db as Kysely<any>,
+    blobStore: blobs,
+    billing: billingClient,
+    orchestrator: createClient(OrchestratorService, createRouterTransport(orchestrator.routes)),
+    inspect: createUploadInspector(imageLimitsOf(loadGatewayConfig({}))),
+    log,
+    limits: { uploadBytesMax: 1_000_000, syncTimeoutMs: 60_000, holdTtlSeconds: 900, longestSide: { standard: 2048, pro: 4096 }, readRequestsPerMinute: 0, watchStreamsMax: 0 },
+    payments: { provider, currency: "usd" },
+  });
+  await gateway.start();
+  const server = await startServiceServer({ name: "gateway", host: "127.0.0.1", port: 0, log, health: new HealthRegistry(), routes: gateway.routes, httpRoutes: gateway.httpRoutes, admit: gateway.admit });
+  const payments = createClient(PaymentService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+  return {
+    billing,
+    billingClient,
+    gateway,
+    server,
+    payments,
+    async stop() {
+      await server.close();
+      await orchestrator.stop();
+      await Promise.all([workQueue.close(), blobs.close(), eventBus.close()]);
+      await billing.dispose();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+const withKey = (key: string) => ({ headers: { "x-api-key": key } });
+
+async function postWebhook(stack: Stack, body: string, signature: string | undefined): Promise<{ status: number; json: any }> {
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (signature !== undefined) headers["stripe-signature"] = signature;
+  const response = await fetch(`${stack.server.url}/v1/payments/stripe/webhook`, { method: "POST", headers, body });
+  return { status: response.status, json: await response.json() };
+}
+
+async function rest(stack: Stack, key: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const response = await fetch(`${stack.server.url}${path}`, {
+    method,
+    headers: { "x-api-key": key, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: response.status, json: await response.json() };
+}
+
+async function available(stack: Stack, accountId: string): Promise<bigint> {
+  return (await stack.billingClient.getBalance({ accountId, pool: Pool.API })).availableMillicredits;
+}
+
+function completedSession(accountId: string, sessionId: string, fields: Record<string, unknown> = {}) {
+  return {
+    id: sessionId,
+    object: "checkout.session",
+    mode: "payment",
+    status: "complete",
+    payment_status: "paid",
+    client_reference_id: accountId,
+    metadata: { account_id: accountId, product_code: PACK_CODE, product_kind: "pack" },
+    payment_intent: `pi_${sessionId}`,
+    amount_total: 10_000,
+    currency: "usd",
+    ...fields,
+  };
+}
+
+describe("payments through the gateway, Stripe provider", () => {
+  let stripeApi: StripeApiServer;
+  let stack: Stack;
+
+  before(async () => {
+    stripeApi = await startStripeApiServer();
+    stack = await startStack(new StripePaymentProvider({ secretKey: "sk_test_gateway", webhookSecret: WEBHOOK_SECRET, overageMeterEventName: "cutline_overage_millicredits", api: stripeApi.api, networkRetriesMax: 0 }));
+  });
+  after(async () => {
+    await stack?.stop();
+    await stripeApi?.close();
+  });
+
+  it("lists billing's plans and packs as products, checkout available", async () => {
+    const key = await stack.gateway.provisionAccount("acct-products");
+    const answer = await stack.payments.listProducts({}, withKey(key));
+    assert.equal(answer.provider, "stripe");
+    assert.equal(answer.checkoutAvailable, true);
+    const pack = answer.products.find((product) => product.code === PACK_CODE);
+    assert.deepEqual([pack?.kind, pack?.priceMinor, pack?.creditsMillicredits, pack?.currency, pack?.validDays], [ProductKind.PACK, 10_000n, PACK_MILLICREDITS, "usd", 0]);
+    assert.ok(answer.products.some((product) => product.kind === ProductKind.PLAN && product.code === "pro" && product.interval === "month"));
+    assert.ok(!answer.products.some((product) => product.code === "free"), "a plan with no price is not sold");
+  });
+
+  it("returns the session URL of a pack checkout; its completed webhook grants the pack once, however often delivered", async () => {
+    const accountId = "acct-pack";
+    const key = await stack.gateway.provisionAccount(accountId);
+    const { url } = await stack.payments.createCheckout({ productCode: PACK_CODE, successUrl: "https://example.com/paid", cancelUrl: "https://example.com/cancelled" }, withKey(key));
+    const sessionRequest = stripeApi.requestsTo("/v1/checkout/sessions").at(-1)!;
+    assert.match(url, /^https:\/\/checkout\.stripe\.com\/c\/pay\/cs_test_/);
+    assert.equal(sessionRequest.form["metadata[account_id]"], accountId);
+    const customerId = sessionRequest.form.customer!;
+    // A second checkout reuses the account's customer.
+    await stack.payments.createCheckout({ productCode: PACK_CODE, successUrl: "https://example.com/paid", cancelUrl: "https://example.com/cancelled" }, withKey(key));
+    assert.equal(stripeApi.requestsTo("/v1/checkout/sessions").at(-1)!.form.customer, customerId);
+    assert.equal(stripeApi.requestsTo("/v1/customers").filter((request) => request.form["metadata[account_id]"] === accountId).length, 1);
+
+    const before = await available(stack, accountId);
+    const sessionId = url.split("/").at(-1)!;
+    const event = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_pack_1", type: "checkout.session.completed", object: completedSession(accountId, sessionId, { customer: customerId }) });
+    const first = await postWebhook(stack, event.body, event.signature);
+    assert.deepEqual([first.status, first.json], [200, { received: true, applied: true, replayed: false }]);
+    assert.equal(await available(stack, accountId), before + PACK_MILLICREDITS);
+
+    const replay = await postWebhook(stack, event.body, event.signature);
+    assert.deepEqual([replay.status, replay.json.replayed], [200, true]);
+    // Another event about the same session (a delayed payment succeeding) grants nothing more either.
+    const sameSession = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_pack_2", type: "checkout.session.async_payment_succeeded", object: completedSession(accountId, sessionId) });
+    assert.equal((await postWebhook(stack, sameSession.body, sameSession.signature)).status, 200);
+    assert.equal(await available(stack, accountId), before + PACK_MILLICREDITS, "granted exactly once");
+    await stack.billing.assertHealthy();
+
+    // The customer portal for the account that now has a customer.
+    const portal = await stack.payments.createPortalSession({ returnUrl: "https://example.com/account" }, withKey(key));
+    assert.match(portal.url, /^https:\/\/billing\.stripe\.com\/p\/session\//);
+    assert.equal(stripeApi.requestsTo("/v1/billing_portal/sessions").at(-1)!.form.customer, customerId);
+  });
+
+  it("answers the same over REST: products in decimal credits, a checkout URL, the portal, and named refusals", async () => {
+    const key = await stack.gateway.provisionAccount("acct-rest");
+    const products = await rest(stack, key, "GET", "/v1/payments/products");
+    assert.equal(products.status, 200);
+    assert.deepEqual([products.json.provider, products.json.checkout_available], ["stripe", true]);
+    assert.deepEqual(
+      products.json.products.find((product: { code: string }) => product.code === PACK_CODE),
+      { code: PACK_CODE, kind: "pack", name: "555 credits", price_minor: 10_000, currency: "usd", credits: 555, interval: null, valid_days: 0 },
+    );
+    const portalFirst = await rest(stack, key, "POST", "/v1/payments/portal", { return_url: "https://example.com/account" });
+    assert.deepEqual([portalFirst.status, portalFirst.json.errors[0].code], [404, "payment_customer_not_found"]);
+    const checkout = await rest(stack, key, "POST", "/v1/payments/checkout", { product_code: PACK_CODE, success_url: "https://example.com/paid", cancel_url: "https://example.com/cancelled" });
+    assert.equal(checkout.status, 200);
+    assert.match(checkout.json.url, /^https:\/\/checkout\.stripe\.com\/c\/pay\/cs_test_/);
+    assert.equal((await rest(stack, key, "POST", "/v1/payments/portal", { return_url: "https://example.com/account" })).status, 200);
+    const unknown = await rest(stack, key, "POST", "/v1/payments/checkout", { product_code: "pack_nope", success_url: "https://example.com/paid", cancel_url: "https://example.com/cancelled" });
+    assert.deepEqual([unknown.status, unknown.json.errors[0].code], [404, "product_not_found"]);
+    const badUrl = await rest(stack, key, "POST", "/v1/payments/checkout", { product_code: PACK_CODE, success_url: "javascript:alert(1)", cancel_url: "https://example.com/cancelled" });
+    assert.deepEqual([badUrl.status, badUrl.json.errors[0].code], [400, "invalid_argument"]);
+    assert.match(badUrl.json.errors[0].title, /success_url/);
+    assert.equal((await rest(stack, "not-a-key", "GET", "/v1/payments/products")).status, 401);
+  });
+
+  it("refuses a bad signature with 400 and moves nothing; unknown events answer 200 and are ignored", async () => {
+    const accountId = "acct-forged";
+    await stack.gateway.provisionAccount(accountId);
+    const before = await available(stack, accountId);
+    const forged = await signedStripeEvent("whsec_not_ours", { id: "evt_forged", type: "checkout.session.completed", object: completedSession(accountId, "cs_forged") });
+    const refused = await postWebhook(stack, forged.body, forged.signature);
+    assert.equal(refused.status, 400);
+    assert.equal(refused.json.errors[0].code, "invalid_signature");
+    assert.equal((await postWebhook(stack, forged.body, undefined)).status, 400);
+    assert.equal(await available(stack, accountId), before);
+    // The same event properly signed is applied afterwards: the refusal claimed nothing.
+    const genuine = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_forged", type: "checkout.session.completed", object: completedSession(accountId, "cs_forged") });
+    assert.equal((await postWebhook(stack, genuine.body, genuine.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), before + PACK_MILLICREDITS);
+
+    const unknown = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_unknown", type: "payment_method.attached", object: { id: "pm_1" } });
+    assert.deepEqual(await postWebhook(stack, unknown.body, unknown.signature), { status: 200, json: { received: true, applied: false, replayed: false } });
+  });
+
+  it("grants once when Stripe delivers the same event twice at the same moment", async () => {
+    const accountId = "acct-concurrent";
+    await stack.gateway.provisionAccount(accountId);
+    const before = await available(stack, accountId);
+    const event = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_concurrent", type: "checkout.session.completed", object: completedSession(accountId, "cs_concurrent") });
+    const answers = await Promise.all([1, 2, 3].map(() => postWebhook(stack, event.body, event.signature)));
+    assert.deepEqual(answers.map((answer) => answer.status), [200, 200, 200]);
+    assert.equal(answers.filter((answer) => answer.json.applied).length, 1);
+    assert.equal(await available(stack, accountId), before + PACK_MILLICREDITS);
+  });
+
+  it("settles an event billing refuses for good (an unknown pack) without effect, instead of having Stripe retry it for days", async () => {
+    const accountId = "acct-unknown-pack";
+    await stack.gateway.provisionAccount(accountId);
+    const before = await available(stack, accountId);
+    const event = await signedStripeEvent(WEBHOOK_SECRET, {
+      id: "evt_unknown_pack",
+      type: "checkout.session.completed",
+      object: completedSession(accountId, "cs_unknown_pack", { metadata: { account_id: accountId, product_code: "pack_withdrawn" } }),
+    });
+    assert.deepEqual(await postWebhook(stack, event.body, event.signature), { status: 200, json: { received: true, applied: false, replayed: false } });
+    assert.equal(await available(stack, accountId), before);
+    assert.equal((await postWebhook(stack, event.body, event.signature)).json.replayed, true);
+  });
+
+  it("moves a subscriber onto the plan once, keeps it on renewal, and back to free when the subscription ends", async () => {
+    const accountId = "acct-subscriber";
+    await stack.gateway.provisionAccount(accountId);
+    const session = { id: "cs_sub", object: "checkout.session", mode: "subscription", payment_status: "paid", customer: "cus_sub", subscription: "sub_1", metadata: { account_id: accountId, product_code: "pro", product_kind: "plan" } };
+    const started = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_sub_1", type: "checkout.session.completed", object: session });
+    assert.equal((await postWebhook(stack, started.body, started.signature)).json.applied, true);
+    const afterStart = (await stack.billingClient.getAccount({ accountId })).account!;
+    assert.equal(afterStart.plan?.code, "pro");
+    const balanceAfterStart = await available(stack, accountId);
+    // A replay does not restart the cycle or grant the plan's credits again.
+    await postWebhook(stack, started.body, started.signature);
+    assert.deepEqual((await stack.billingClient.getAccount({ accountId })).account!.cycleStartedAt, afterStart.cycleStartedAt);
+    assert.equal(await available(stack, accountId), balanceAfterStart);
+
+    // A renewal paid for the plan the account is on changes nothing in the ledger (billing's renewal grants the cycle).
+    const invoice = {
+      id: "in_renewal",
+      object: "invoice",
+      billing_reason: "subscription_cycle",
+      parent: { type: "subscription_details", subscription_details: { subscription: "sub_1", metadata: { account_id: accountId, plan_code: "pro" } } },
+      lines: { object: "list", data: [] },
+    };
+    const renewed = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_sub_2", type: "invoice.paid", object: invoice });
+    assert.equal((await postWebhook(stack, renewed.body, renewed.signature)).status, 200);
+    assert.deepEqual((await stack.billingClient.getAccount({ accountId })).account!.cycleStartedAt, afterStart.cycleStartedAt);
+
+    const ended = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_sub_3", type: "customer.subscription.deleted", object: { id: "sub_1", object: "subscription", status: "canceled", metadata: {} } });
+    assert.equal((await postWebhook(stack, ended.body, ended.signature)).json.applied, true);
+    assert.equal((await stack.billingClient.getAccount({ accountId })).account!.plan?.code, "free");
+    await stack.billing.assertHealthy();
+  });
+
+  it("flags a refunded pack without reversing the append-only ledger", async () => {
+    const accountId = "acct-refund";
+    await stack.gateway.provisionAccount(accountId);
+    const paid = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_refund_1", type: "checkout.session.completed", object: completedSession(accountId, "cs_refund") });
+    await postWebhook(stack, paid.body, paid.signature);
+    const balance = await available(stack, accountId);
+    const refund = await signedStripeEvent(WEBHOOK_SECRET, {
+      id: "evt_refund_2",
+      type: "charge.refunded",
+      object: { id: "ch_refund", object: "charge", payment_intent: "pi_cs_refund", amount: 10_000, amount_refunded: 10_000, currency: "usd", refunded: true },
+    });
+    assert.equal((await postWebhook(stack, refund.body, refund.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), balance, "the credits stay: they may be spent already");
+    const row = await (stack.billing.db as Kysely<any>).selectFrom("payment_purchases").selectAll().where("payment_id", "=", "pi_cs_refund").executeTakeFirstOrThrow();
+    assert.equal(Number(row.refunded_minor), 10_000);
+    assert.ok(row.refund_flagged_at instanceof Date);
+  });
+
+  it("reports a subscriber's overage as metered usage: the running cycle, then what the closed cycle still owes, each once", async () => {
+    const accountId = "acct-overage";
+    await stack.gateway.provisionAccount(accountId, { grantTrial: false });
+    const session = { id: "cs_over", object: "checkout.session", mode: "subscription", payment_status: "paid", customer: "cus_over", subscription: "sub_over", metadata: { account_id: accountId, product_code: "pro" } };
+    const started = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_over_1", type: "checkout.session.completed", object: session });
+    await postWebhook(stack, started.body, started.signature);
+    const clock = stack.billing.clock;
+    // Spend everything and 3 credits more: pro continues in overage.
+    const spendInOverage = async (key: string, overage: bigint) => {
+      const spendable = await available(stack, accountId);
+      const hold = await stack.billingClient.reserve({ accountId, pool: Pool.API, amountMillicredits: spendable + overage, idempotencyKey: key });
+      assert.equal(hold.overageMillicredits, overage);
+      await stack.billingClient.capture({ holdId: hold.holdId, amountMillicredits: spendable + overage });
+    };
+    await spendInOverage("overage-1", 3_000n);
+    const meterEvents = () => stripeApi.requestsTo("/v1/billing/meter_events").filter((request) => request.form["payload[stripe_customer_id]"] === "cus_over");
+    const cycleStartedAt = timestampDate((await stack.billingClient.getAccount({ accountId })).account!.cycleStartedAt!);
+
+    // Two gateways reporting at once send it once: the total is claimed before Stripe is called.
+    const sent = await Promise.all([stack.gateway.reportOverage(clock.now()), stack.gateway.reportOverage(clock.now())]);
+    assert.equal(sent[0] + sent[1], 1);
+    assert.deepEqual(meterEvents().map((request) => [request.form["payload[value]"], request.form.identifier]), [["3000", `cutline-overage-${accountId}-${cycleStartedAt.getTime()}-3000`]]);
+    assert.equal(await stack.gateway.reportOverage(clock.now()), 0, "nothing new, nothing sent");
+
+    // 2 credits more after the last report, then the cycle renews before the next one: the closed
+    // cycle's final figure (billing's cycle report) still owes 2 credits, reported inside that cycle.
+    await spendInOverage("overage-2", 2_000n);
+    const { account } = await stack.billingClient.getAccount({ accountId });
+    clock.advanceMs(timestampDate(account!.nextRenewalAt!).getTime() - clock.now().getTime() + 1000);
+    assert.ok((await stack.billing.ledger.renewDue()) >= 1);
+    assert.equal(await stack.gateway.reportOverage(clock.now()), 1);
+    const last = meterEvents().at(-1)!.form;
+    assert.deepEqual([last["payload[value]"], last.identifier], ["2000", `cutline-overage-${accountId}-${cycleStartedAt.getTime()}-5000`]);
+    assert.ok(Number(last.timestamp) * 1000 < timestampDate(account!.nextRenewalAt!).getTime(), "timestamped inside the cycle it belongs to");
+    assert.equal(await stack.gateway.reportOverage(clock.now()), 0);
+    assert.equal(meterEvents().length, 2);
+  });
+});
+
+describe("payments through the gateway, manual provider", () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack(new ManualPaymentProvider());
+  });
+  after(() => stack?.stop());
+
+  it("lists products without checkout and refuses checkout with payments_not_configured", async () => {
+    const key = await stack.gateway.provisionAccount("acct-manual");
+    const products = await stack.payments.listProducts({}, withKey(key));
+    assert.deepEqual([products.provider, products.checkoutAvailable], ["manual", false]);
+    assert.ok(products.products.length > 0);
+    const refusal = await stack.payments.createCheckout({ productCode: PACK_CODE, successUrl: "https://example.com/ok", cancelUrl: "https://example.com/no" }, withKey(key)).then(
+      () => assert.fail("checkout should be refused"),
+      (error: unknown) => ConnectError.from(error),
+    );
+    assert.equal(refusal.code, Code.FailedPrecondition);
+    assert.equal(reasonOf(refusal), "payments_not_configured");
+    assert.match(refusal.rawMessage, /admin API/);
+    const portal = await stack.payments.createPortalSession({ returnUrl: "https://example.com/account" }, withKey(key)).catch((error: unknown) => ConnectError.from(error));
+    assert.equal(reasonOf(portal as ConnectError), "payments_not_configured");
+    const webhook = await postWebhook(stack, "{}", "t=1,v1=00");
+    assert.equal(webhook.status, 400);
+    const restCheckout = await rest(stack, key, "POST", "/v1/payments/checkout", { product_code: PACK_CODE, success_url: "https://example.com/ok", cancel_url: "https://example.com/no" });
+    assert.deepEqual([restCheckout.status, restCheckout.json.errors[0].code], [400, "payments_not_configured"]);
+    assert.equal((await rest(stack, key, "GET", "/v1/payments/products")).json.checkout_available, false);
+  });
+});
