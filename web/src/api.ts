@@ -1,8 +1,11 @@
 // The typed API: every call goes through the generated Connect clients over Connect-Web (same
-// origin as the page, so no CORS). The API key the person signed in with is kept in session
+// origin as the page, so no CORS). The transport speaks gRPC-Web, binary: an upload travels as its
+// bytes (not base64 JSON), and a refusal the app shows as part of the product (out of credits,
+// rate limited, a service this server lacks) arrives in the trailers of a 200 response, so the
+// browser logs no failed request for an answer the app handles. The API key the person signed in with is kept in session
 // storage (gone when the tab closes) and sent as X-Api-Key by one interceptor.
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-web";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AccountService } from "../../services/common/gen/cutline/gateway/v1/account_service_pb.ts";
 import { JobService } from "../../services/common/gen/cutline/gateway/v1/job_service_pb.ts";
 import { KeyService } from "../../services/common/gen/cutline/gateway/v1/key_service_pb.ts";
@@ -37,7 +40,7 @@ export function createApi(apiKey: string, baseUrl: string = window.location.orig
     request.header.set("x-api-key", apiKey);
     return next(request);
   };
-  const transport = createConnectTransport({ baseUrl, interceptors: [withKey] });
+  const transport = createGrpcWebTransport({ baseUrl, interceptors: [withKey] });
   return {
     transport,
     jobs: createClient(JobService, transport),

@@ -50,9 +50,24 @@ export function App() {
 }
 
 function Page({ path, api, apiKey, onSignOut }: { path: string; api: Api; apiKey: string; onSignOut: () => void }) {
+  // The upload pages stay mounted while signed in: uploads in flight and their results survive a
+  // look at the balance or the keys.
+  const uploadPage = path === "/video" ? "video" : ["/balance", "/usage", "/keys"].includes(path) ? undefined : "images";
+  return (
+    <>
+      <div hidden={uploadPage !== "images"}>
+        <ImagesPage api={api} />
+      </div>
+      <div hidden={uploadPage !== "video"}>
+        <VideoPage api={api} />
+      </div>
+      {uploadPage === undefined && <AccountPage path={path} api={api} apiKey={apiKey} onSignOut={onSignOut} />}
+    </>
+  );
+}
+
+function AccountPage({ path, api, apiKey, onSignOut }: { path: string; api: Api; apiKey: string; onSignOut: () => void }) {
   switch (path) {
-    case "/video":
-      return <VideoPage api={api} />;
     case "/balance":
       return <BalancePage api={api} />;
     case "/usage":
@@ -60,7 +75,7 @@ function Page({ path, api, apiKey, onSignOut }: { path: string; api: Api; apiKey
     case "/keys":
       return <KeysPage api={api} apiKey={apiKey} onSignOut={onSignOut} />;
     default:
-      return <ImagesPage api={api} />;
+      return <KeysPage api={api} apiKey={apiKey} onSignOut={onSignOut} />;
   }
 }
 

@@ -78,6 +78,19 @@ const TITLES_BY_CODE: Partial<Record<Code, string>> = {
   [Code.Internal]: "The server failed",
 };
 
+/**
+ * The server's message as a person reads it: without a leading "reason: " (billing prefixes its
+ * messages so logs stay greppable) and with millicredits shown as credits, the unit people buy.
+ */
+export function readable(message: string, reason: string): string {
+  const credits = (amount: string) => (Number(amount) / 1000).toLocaleString(undefined, { maximumFractionDigits: 3 });
+  const text = message
+    .replace(new RegExp(`^${reason}:\\s*`), "")
+    .replace(/(\d+) millicredits available, (\d+) needed/, (_, available: string, needed: string) => `${needed} millicredits needed, ${available} millicredits available`)
+    .replace(/(\d+) millicredits/g, (_, amount: string) => `${credits(amount)} credits`);
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 function retryAfterOf(error: ConnectError): number | undefined {
   const value = Number(error.metadata.get("retry-after") ?? "");
   return Number.isFinite(value) && value > 0 ? Math.ceil(value) : undefined;
@@ -88,7 +101,7 @@ export function problemOf(thrown: unknown): Problem {
   const error = ConnectError.from(thrown);
   const reason = error.metadata.get("cutline-reason") ?? Code[error.code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
   const title = TITLES[reason] ?? TITLES_BY_CODE[error.code] ?? "Something went wrong";
-  const detail = error.code === Code.Unavailable && !error.metadata.get("cutline-reason") ? "the server could not be reached; check your connection and retry" : error.rawMessage;
+  const detail = error.code === Code.Unavailable && !error.metadata.get("cutline-reason") ? "The server could not be reached; check your connection and retry." : readable(error.rawMessage, reason);
   const problem: Problem = { title, detail, reason };
   if (reason === "insufficient_credits") problem.action = TOP_UP;
   if (error.code === Code.Unauthenticated) problem.action = SIGN_IN;
@@ -99,7 +112,7 @@ export function problemOf(thrown: unknown): Problem {
 
 /** A job's own failure (error_reason, error_message on the Job) as a problem. */
 export function jobProblem(reason: string, message: string): Problem {
-  const problem: Problem = { title: TITLES[reason] ?? "The job failed", detail: message || reason, reason };
+  const problem: Problem = { title: TITLES[reason] ?? "The job failed", detail: readable(message || reason, reason), reason };
   if (reason === "insufficient_credits") problem.action = TOP_UP;
   return problem;
 }

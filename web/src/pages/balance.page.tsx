@@ -1,8 +1,9 @@
 import { useEffect, useState } from "react";
 import { useQuery } from "@connectrpc/connect-query";
+import { useQuery as useTanstackQuery } from "@tanstack/react-query";
 import { AccountService } from "../../../services/common/gen/cutline/gateway/v1/account_service_pb.ts";
 import { PaymentService, ProductKind, type Product } from "../../../services/common/gen/cutline/gateway/v1/payment_service_pb.ts";
-import type { Api } from "../api.ts";
+import { PAYMENT_SERVICE, serves, type Api } from "../api.ts";
 import { ProblemView, Unavailable } from "../components/problem.tsx";
 import { isUnavailable, problemOf, type Problem } from "../errors.ts";
 import { credits, day } from "../format.ts";
@@ -79,13 +80,15 @@ export function BalancePage({ api }: { api: Api }) {
 
 /** Plans and packs through PaymentService, where this gateway serves it and a provider is configured. */
 function BuyCredits({ api }: { api: Api }) {
-  const products = useQuery(PaymentService.method.listProducts, {}, { retry: false });
+  // Asked first, so a server without PaymentService is told apart without a failed call.
+  const served = useTanstackQuery({ queryKey: ["serves", PAYMENT_SERVICE], queryFn: () => serves(api, PAYMENT_SERVICE), staleTime: Infinity });
+  const products = useQuery(PaymentService.method.listProducts, {}, { retry: false, enabled: served.data === true });
   const [problem, setProblem] = useState<Problem | undefined>();
   const [busy, setBusy] = useState<string | undefined>();
   const returned = new URLSearchParams(window.location.search).get("checkout");
   useEffect(() => {
     if (window.location.hash === "#buy") document.getElementById("buy")?.scrollIntoView();
-  }, [products.data, products.error]);
+  }, [served.data, products.data, products.error]);
 
   const checkout = async (product: Product) => {
     setBusy(product.code);
@@ -115,6 +118,7 @@ function BuyCredits({ api }: { api: Api }) {
       <h2>Buy credits or change plan</h2>
       {returned === "success" && <p role="status">Thank you: the credits appear here as soon as the payment is confirmed.</p>}
       {returned === "cancelled" && <p role="status">The checkout was cancelled; nothing was charged.</p>}
+      {served.data === false && <Unavailable feature="Buying credits" detail="Ask the operator of this server to grant credits or change your plan." />}
       {products.error && (isUnavailable(products.error) ? <Unavailable feature="Buying credits" detail="Ask the operator of this server to grant credits or change your plan." /> : <ProblemView problem={problemOf(products.error)} />)}
       {products.data && !products.data.checkoutAvailable && (
         <Unavailable feature="Online payment" detail="This server sells by hand: ask its operator for these packs and plans." />

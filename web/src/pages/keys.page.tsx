@@ -73,8 +73,11 @@ export function KeysPage({ api, apiKey, onSignOut }: { api: Api; apiKey: string;
           <input value={name} onChange={(event) => setName(event.target.value)} maxLength={100} placeholder="e.g. production server" required />
         </label>
         <label>
-          Member <span className="muted">(optional; owners and admins only)</span>
-          <input value={memberId} onChange={(event) => setMemberId(event.target.value)} placeholder={mine?.memberId || "yourself"} />
+          Member (owners and admins)
+          <input value={memberId} onChange={(event) => setMemberId(event.target.value)} placeholder={mine?.memberId || "yourself"} aria-describedby="member-hint" />
+          <span id="member-hint" className="visually-hidden">
+            Optional: leave empty for a key of your own.
+          </span>
         </label>
         <button type="submit" className="primary">
           Create key

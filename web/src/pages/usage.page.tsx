@@ -3,11 +3,12 @@ import { AccountService } from "../../../services/common/gen/cutline/gateway/v1/
 import { ProblemView } from "../components/problem.tsx";
 import { UsageChart, usageByDay } from "../components/usage-chart.tsx";
 import { problemOf } from "../errors.ts";
-import { credits, day } from "../format.ts";
+import { credits, dateOf, day } from "../format.ts";
 
 export function UsagePage() {
   const usage = useQuery(AccountService.method.listUsage, {});
-  const days = usage.data ? usageByDay(usage.data.rows) : [];
+  const days = usage.data ? usageByDay(usage.data.rows, dateOf(usage.data.cycleStartedAt)) : [];
+  const used = days.filter((entry) => entry.calls > 0);
   return (
     <section aria-labelledby="usage-title">
       <h1 id="usage-title">Usage</h1>
@@ -19,7 +20,7 @@ export function UsagePage() {
             <strong data-testid="cycle-calls">{usage.data.cycleCalls.toLocaleString()}</strong>
             {usage.data.monthlyCallsMax > 0n ? ` of ${usage.data.monthlyCallsMax.toLocaleString()} calls` : " calls"}
           </p>
-          {days.length === 0 ? <p className="muted">Nothing used yet this cycle.</p> : <UsageChart days={days} />}
+          {used.length === 0 ? <p className="muted">Nothing used yet this cycle.</p> : <UsageChart days={days} />}
           <div className="table-scroll">
             <table>
               <caption className="visually-hidden">Usage per day</caption>
@@ -31,7 +32,7 @@ export function UsagePage() {
                 </tr>
               </thead>
               <tbody>
-                {days.map((entry) => (
+                {used.map((entry) => (
                   <tr key={entry.date}>
                     <td>{entry.date}</td>
                     <td>{entry.calls}</td>
