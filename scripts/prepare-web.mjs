@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // npm's `prepare` (run by `npm ci` and `npm install`): builds the web app into web/dist, so the
 // README's `npm ci && npm start` serves it at /. Skipped, with a line saying why, where it cannot
-// be built: in the production images (`npm ci --omit=dev` leaves Vite out, and web/ is not copied
-// into the dependency stage), or with CUTLINE_SKIP_WEB_BUILD=1.
+// be built: without Vite (`npm ci --omit=dev`), without web/, or with CUTLINE_SKIP_WEB_BUILD=1.
+// The images' dependency stages copy neither this file nor web/: package.json's prepare runs it
+// only where it exists (deploy/Dockerfile builds the app in a stage of its own).
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
