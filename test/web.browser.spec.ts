@@ -23,6 +23,8 @@ const ARTIFACTS = join(root, "test-artifacts", "web");
 const IMAGE_DONE_TIMEOUT_MS = 120_000;
 const DESKTOP = { width: 1280, height: 860 };
 const PHONE = { width: 390, height: 844 };
+/** The node's UPLOAD_BYTES_MAX here (256 KiB), so one noisy image is too large. */
+const UPLOAD_BYTES_MAX = 262_144;
 
 const skip = existsSync(CHROMIUM_PATH) ? false : `no Chromium at ${CHROMIUM_PATH} (install the distribution's package, e.g. apt-get install chromium, or set CHROMIUM_PATH)`;
 
@@ -88,7 +90,7 @@ describe("web app in headless Chromium against a single node", { skip }, () => {
       assert.equal(built.status, 0, `npm run build:web failed:\n${built.stdout}\n${built.stderr}`);
     }
     images = await syntheticImages(imagesDir);
-    node = await startSingleNode({ CUTLINE_DATA_DIR: dataDir, PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1" });
+    node = await startSingleNode({ CUTLINE_DATA_DIR: dataDir, PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1", UPLOAD_BYTES_MAX: String(UPLOAD_BYTES_MAX) });
     await node.ready;
     apiKey = await node.provisionAccount("web-user");
     browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
@@ -242,6 +244,30 @@ describe("web app in headless Chromium against a single node", { skip }, () => {
     await page.getByRole("heading", { level: 1, name: "API keys" }).waitFor();
   });
 
+  it("a team member signs in with their own key and sees what the member role allows", async () => {
+    await node.billing.setMember({ accountId: "web-user", memberId: "bob", role: "member" });
+    await goTo("API keys", "API keys");
+    await page.getByLabel("Name").fill("bob's laptop");
+    await page.getByLabel("Member (owners and admins)").fill("bob");
+    await page.getByRole("button", { name: "Create key" }).click();
+    const bobKey = (await page.getByTestId("new-key").textContent()) ?? "";
+    assert.match(bobKey, /^cl_/);
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await signIn(bobKey);
+    await goTo("API keys", "API keys");
+    await page.getByText("You are signed in as bob: you see and manage your own keys.").waitFor();
+    assert.deepEqual(await page.locator("tbody tr td:first-child").allTextContents(), ["bob's laptopthis session"], "a member sees only their own keys");
+    await page.getByLabel("Name").fill("for someone else");
+    await page.getByLabel("Member (owners and admins)").fill("web-user-owner");
+    await page.getByRole("button", { name: "Create key" }).click();
+    const refusal = page.locator('[data-reason="role_forbidden"]');
+    await refusal.waitFor();
+    assert.match((await refusal.textContent()) ?? "", /Your role does not allow this.*your role is member/);
+    await shoot("11-keys-member");
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await signIn(apiKey);
+  });
+
   it("shows video and payments as not available on a server without them", async () => {
     await goTo("Video", "Video");
     await page.locator('[data-reason="unavailable"]').or(page.getByRole("button", { name: "Choose a video" })).first().waitFor();
@@ -258,6 +284,13 @@ describe("web app in headless Chromium against a single node", { skip }, () => {
     await page.getByRole("heading", { level: 1, name: "Sign in to Cutline" }).waitFor();
     assert.equal(await page.evaluate("sessionStorage.getItem('cutline.apiKey')"), null);
     await signIn(brokeKey);
+    // Too large first: refused on its bytes, before any credit is asked for, naming the limit.
+    const noise = join(imagesDir, "noise.png");
+    writeFileSync(noise, await sharp(Buffer.from(Array.from({ length: 400 * 400 * 3 }, (_, index) => (index * 7919) % 251)), { raw: { width: 400, height: 400, channels: 3 } }).png({ compressionLevel: 0 }).toBuffer());
+    await page.getByTestId("image-input").setInputFiles(noise);
+    const tooLarge = page.locator('.upload-card [data-reason="too_many_bytes"]');
+    await tooLarge.waitFor({ timeout: IMAGE_DONE_TIMEOUT_MS });
+    assert.match((await tooLarge.textContent()) ?? "", /File too large.*the upload limit is 256 KB \(UPLOAD_BYTES_MAX\)/);
     await page.getByTestId("image-input").setInputFiles(images[0]!);
     const problem = page.locator('.upload-card [data-reason="insufficient_credits"]');
     await problem.waitFor({ timeout: IMAGE_DONE_TIMEOUT_MS });

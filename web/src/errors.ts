@@ -2,6 +2,7 @@
 // limit and the figures (the balance and the cost, the byte limit, the wait); this adds a title a
 // person recognises, the one thing to do next, and for some reasons a link (top up, sign in again).
 import { Code, ConnectError } from "@connectrpc/connect";
+import { bytes } from "./format.ts";
 
 export interface Problem {
   /** One short line: what happened. */
@@ -16,7 +17,14 @@ export interface Problem {
   retryAfterSeconds?: number;
   /** The feature's service is not served here (Unimplemented), or not configured (FailedPrecondition). */
   unavailable?: boolean;
+  /** Whether trying the same again can succeed (after a wait, a top-up, a server recovering). */
+  retryable: boolean;
 }
+
+/** Codes of refusals that the same request will meet again: the input or the caller is the matter. */
+const FINAL_CODES = new Set<Code>([Code.InvalidArgument, Code.PermissionDenied, Code.NotFound, Code.AlreadyExists, Code.Unimplemented, Code.Unauthenticated]);
+/** Job failures caused by the input itself (the rest are the server's and worth a retry). */
+const INPUT_REASONS = new Set(["unsupported_format", "animated_gif", "corrupt_image", "empty_image", "too_many_bytes", "too_many_pixels", "resolution_too_large", "video_too_long", "invalid_option", "invalid_argument", "cancelled"]);
 
 const TOP_UP = { href: "/balance#buy", label: "Buy credits" };
 const SIGN_IN = { href: "/sign-in", label: "Sign in again" };
@@ -80,14 +88,16 @@ const TITLES_BY_CODE: Partial<Record<Code, string>> = {
 
 /**
  * The server's message as a person reads it: without a leading "reason: " (billing prefixes its
- * messages so logs stay greppable) and with millicredits shown as credits, the unit people buy.
+ * messages so logs stay greppable), millicredits shown as credits (the unit people buy) and byte
+ * counts in KB or MB; the limit's name (UPLOAD_BYTES_MAX) stays, for the operator.
  */
 export function readable(message: string, reason: string): string {
   const credits = (amount: string) => (Number(amount) / 1000).toLocaleString(undefined, { maximumFractionDigits: 3 });
   const text = message
     .replace(new RegExp(`^${reason}:\\s*`), "")
     .replace(/(\d+) millicredits available, (\d+) needed/, (_, available: string, needed: string) => `${needed} millicredits needed, ${available} millicredits available`)
-    .replace(/(\d+) millicredits/g, (_, amount: string) => `${credits(amount)} credits`);
+    .replace(/(\d+) millicredits/g, (_, amount: string) => `${credits(amount)} credits`)
+    .replace(/(\d{4,}) bytes/g, (_, count: string) => bytes(Number(count)));
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
@@ -102,7 +112,7 @@ export function problemOf(thrown: unknown): Problem {
   const reason = error.metadata.get("cutline-reason") ?? Code[error.code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
   const title = TITLES[reason] ?? TITLES_BY_CODE[error.code] ?? "Something went wrong";
   const detail = error.code === Code.Unavailable && !error.metadata.get("cutline-reason") ? "The server could not be reached; check your connection and retry." : readable(error.rawMessage, reason);
-  const problem: Problem = { title, detail, reason };
+  const problem: Problem = { title, detail, reason, retryable: !FINAL_CODES.has(error.code) };
   if (reason === "insufficient_credits") problem.action = TOP_UP;
   if (error.code === Code.Unauthenticated) problem.action = SIGN_IN;
   if (error.code === Code.ResourceExhausted) problem.retryAfterSeconds = retryAfterOf(error);
@@ -112,7 +122,7 @@ export function problemOf(thrown: unknown): Problem {
 
 /** A job's own failure (error_reason, error_message on the Job) as a problem. */
 export function jobProblem(reason: string, message: string): Problem {
-  const problem: Problem = { title: TITLES[reason] ?? "The job failed", detail: readable(message || reason, reason), reason };
+  const problem: Problem = { title: TITLES[reason] ?? "The job failed", detail: readable(message || reason, reason), reason, retryable: !INPUT_REASONS.has(reason) };
   if (reason === "insufficient_credits") problem.action = TOP_UP;
   return problem;
 }

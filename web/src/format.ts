@@ -18,8 +18,9 @@ export function day(timestamp: Timestamp | undefined, never = "never"): string {
 
 export function bytes(count: number): string {
   if (count < 1024) return `${count} B`;
-  if (count < 1024 * 1024) return `${(count / 1024).toFixed(0)} KB`;
-  return `${(count / 1024 / 1024).toFixed(1)} MB`;
+  const [value, unit] = count < 1024 * 1024 ? [count / 1024, "KB"] : [count / 1024 / 1024, "MB"];
+  // Three significant figures are enough to tell a file from a limit: 4.5 KB, 470 KB, 25 MB.
+  return `${value >= 100 ? Math.round(value) : Number(value.toFixed(1))} ${unit}`;
 }
 
 export function percent(fraction: number): string {

@@ -228,7 +228,7 @@ function UploadCard({ upload, background, onRetry }: { upload: Upload; backgroun
           {percent(upload.progress)}
         </progress>
       )}
-      {upload.problem && <ProblemView problem={upload.problem} onRetry={onRetry} />}
+      {upload.problem && <ProblemView problem={upload.problem} onRetry={upload.problem.retryable ? onRetry : undefined} />}
       {upload.resultUrl && (
         <>
           <Compare name={name} originalUrl={upload.originalUrl} resultUrl={upload.resultUrl} background={background} />
