@@ -6,13 +6,17 @@
 // year and never revalidated; index.html names the current ones and is revalidated on every load
 // (no-cache), so a new build reaches browsers on their next page load.
 import { readFile, stat } from "node:fs/promises";
-import { extname, join, normalize, sep } from "node:path";
+import { dirname, extname, join, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "../../common/logging.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
 
-/** Where `npm run build:web` writes the app: web/dist at the repository's root. */
-export const WEB_APP_DIRECTORY_DEFAULT = fileURLToPath(new URL("../../../web/dist", import.meta.url));
+/**
+ * Where `npm run build:web` writes the app: web/dist at the repository's root (the images copy it to
+ * the same place beside services/). A folder of static files read at run time, not a module: no
+ * code of web/ is imported here, so the service boundaries (test/boundaries.spec.ts) are untouched.
+ */
+export const WEB_APP_DIRECTORY_DEFAULT = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "web", "dist");
 
 /** Paths the app never answers: the APIs' own, which keep their JSON 404s. */
 const API_PATH_PREFIXES = ["/v1/", "/v1.0/", "/v2/", "/admin/", "/docs", "/openapi.json", "/metrics", "/cutline.", "/grpc."];
