@@ -32,8 +32,6 @@ export function ImagesPage({ api }: { api: Api }) {
   const [uploads, setUploads] = useState<Upload[]>([]);
   const [size, setSize] = useState<OutputSize>(OutputSize.FULL);
   const [background, setBackground] = useState<Background>({ kind: "none" });
-  const [zipFormat, setZipFormat] = useState<DownloadFormat>("png");
-  const [zipping, setZipping] = useState(false);
   const started = useRef(new Set<string>());
   const queryClient = useQueryClient();
 
@@ -60,9 +58,6 @@ export function ImagesPage({ api }: { api: Api }) {
     update(upload.id, { phase: "waiting", progress: 0, problem: undefined, attempt: upload.attempt + 1 });
   };
 
-  const done = uploads.filter((upload) => upload.resultUrl !== undefined);
-  const charged = uploads.reduce((sum, upload) => sum + (upload.phase === "succeeded" ? (upload.chargedMillicredits ?? 0n) : 0n), 0n);
-
   return (
     <section aria-labelledby="images-title">
       <h1 id="images-title">Remove background</h1>
@@ -80,45 +75,51 @@ export function ImagesPage({ api }: { api: Api }) {
         </label>
         <BackgroundPicker background={background} onChange={setBackground} />
       </div>
-      {uploads.length > 0 && (
-        <div className="batch-bar">
-          <span data-testid="batch-summary">
-            {done.length} of {uploads.length} done · {credits(charged)} credits charged
-          </span>
-          <span className="batch-download">
-            <label>
-              Format
-              <select value={zipFormat} onChange={(event) => setZipFormat(event.target.value as DownloadFormat)}>
-                {DOWNLOAD_FORMATS.map((option) => (
-                  <option key={option.format} value={option.format}>
-                    {option.label}
-                  </option>
-                ))}
-              </select>
-            </label>
-            <button
-              type="button"
-              disabled={done.length === 0 || zipping}
-              onClick={async () => {
-                setZipping(true);
-                try {
-                  save(await zipAll(done.map((upload) => ({ name: upload.file.name, url: upload.resultUrl! })), background, zipFormat), `cutline-${done.length}-images.zip`);
-                } finally {
-                  setZipping(false);
-                }
-              }}
-            >
-              {zipping ? "Zipping…" : `Download all (${done.length}) as zip`}
-            </button>
-          </span>
-        </div>
-      )}
+      {uploads.length > 0 && <BatchBar uploads={uploads} background={background} />}
       <ul className="uploads">
         {uploads.map((upload) => (
           <UploadCard key={upload.id} upload={upload} background={background} onRetry={() => retry(upload)} />
         ))}
       </ul>
     </section>
+  );
+}
+
+/** How many are done and what they cost, and every result in one zip. */
+function BatchBar({ uploads, background }: { uploads: readonly Upload[]; background: Background }) {
+  const [zipFormat, setZipFormat] = useState<DownloadFormat>("png");
+  const [zipping, setZipping] = useState(false);
+  const done = uploads.filter((upload) => upload.resultUrl !== undefined);
+  const charged = uploads.reduce((sum, upload) => sum + (upload.phase === "succeeded" ? (upload.chargedMillicredits ?? 0n) : 0n), 0n);
+  const zip = async () => {
+    setZipping(true);
+    try {
+      save(await zipAll(done.map((upload) => ({ name: upload.file.name, url: upload.resultUrl! })), background, zipFormat), `cutline-${done.length}-images.zip`);
+    } finally {
+      setZipping(false);
+    }
+  };
+  return (
+    <div className="batch-bar">
+      <span data-testid="batch-summary" aria-live="polite">
+        {done.length} of {uploads.length} done · {credits(charged)} credits charged
+      </span>
+      <span className="batch-download">
+        <label>
+          Format
+          <select value={zipFormat} onChange={(event) => setZipFormat(event.target.value as DownloadFormat)}>
+            {DOWNLOAD_FORMATS.map((option) => (
+              <option key={option.format} value={option.format}>
+                {option.label}
+              </option>
+            ))}
+          </select>
+        </label>
+        <button type="button" disabled={done.length === 0 || zipping} onClick={() => void zip()}>
+          {zipping ? "Zipping…" : `Download all (${done.length}) as zip`}
+        </button>
+      </span>
+    </div>
   );
 }
 
