@@ -17,6 +17,7 @@ import { AccountWebhooks } from "./account-webhooks.ts";
 import { createAccountHandlers } from "./handlers/account.handlers.ts";
 import { accountRoutes } from "./handlers/account.routes.ts";
 import { docsRoutes } from "./handlers/docs.routes.ts";
+import { webAppRoutes } from "./handlers/web-app.routes.ts";
 import { settingsRoutes } from "./handlers/settings.routes.ts";
 import { createRouteTable, routeKeys, type RestRoute, type RouteKey } from "./handlers/route-table.ts";
 import { createAdminRoutes } from "./handlers/admin.routes.ts";
@@ -75,6 +76,8 @@ export interface GatewayDependencies {
   outbound?: { fetcher: OutboundFetcher; policy: OutboundPolicy };
   /** The payment port (PAYMENT_PROVIDER) and the currency of prices (PAYMENT_CURRENCY). @default manual, "usd" */
   payments?: { provider: PaymentProvider; currency: string };
+  /** The built web app served at / (`npm run build:web`). @default web/dist in the repository */
+  webAppDirectory?: string;
 }
 
 export interface Gateway {
@@ -159,9 +162,11 @@ export function createGateway(deps: GatewayDependencies): Gateway {
   const removeBgMissing = removeBgNotFound(deps.log);
   const photoroomMissing = photoroomNotFound(deps.log);
   const vendorNotFound: HttpRoutes = async (request, response) => (await removeBgMissing(request, response)) || photoroomMissing(request, response);
+  // The web app last: it answers only GET/HEAD of paths no API route claims.
+  const webApp = webAppRoutes(deps.log, { directory: deps.webAppDirectory });
   return {
     apiKeys,
-    httpRoutes: withAdminRoutes(deps, apiKeys, async (request, response) => (await routeTable(request, response)) || vendorNotFound(request, response)),
+    httpRoutes: withAdminRoutes(deps, apiKeys, async (request, response) => (await routeTable(request, response)) || (await vendorNotFound(request, response)) || webApp(request, response)),
     restRoutes: routeKeys(restRoutes),
     listeningAt: (url) => resultLinks.listeningAt(url),
     admit: admissions.admit,
