@@ -131,13 +131,13 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
   describe("POST /v1/quote", () => {
     it("prices each operation exactly, in decimal credits, at the size the call would process", async () => {
       const { key } = await account();
-      assert.deepEqual(await quote(key, { operation: "matting", width: 64, height: 64 }), { status: 200, body: { credits: 0.25, price_book_version: "2026-11-smart-crop" } });
-      assert.equal((await quote(key, { operation: "matting", width: 64, height: 64, size: "hd" })).body.credits, 0.5);
-      assert.equal((await quote(key, { operation: "matting", width: 64, height: 64, size: "preview", quality: 80 })).body.credits, 0.25);
-      // 4000x3000 is processed at 2048x1536 (3.1 MP, the 4 MP tier), not at 12 MP.
-      assert.equal((await quote(key, { operation: "matting", width: 4000, height: 3000 })).body.credits, 0.8);
-      // Video: per started second (2.5 s -> 3), times the HD multiplier of 1.5.
-      assert.equal((await quote(key, { operation: "video_matting", width: 640, height: 360, seconds: 2.5, size: "hd" })).body.credits, 4.5);
+      assert.deepEqual(await quote(key, { operation: "matting", width: 64, height: 64 }), { status: 200, body: { credits: 0.5, price_book_version: "2026-11-27-seeds" } });
+      assert.equal((await quote(key, { operation: "matting", width: 64, height: 64, size: "hd" })).body.credits, 1, "HD is twice the standard price");
+      assert.equal((await quote(key, { operation: "matting", width: 64, height: 64, size: "preview", quality: 80 })).body.credits, 0.5);
+      // A typical photo: 1 credit.
+      assert.equal((await quote(key, { operation: "matting", width: 4000, height: 3000 })).body.credits, 1);
+      // Video: 3 credits per started second up to 720p (2.5 s -> 3 s); HD does not change a video's price.
+      assert.equal((await quote(key, { operation: "video_matting", width: 640, height: 360, seconds: 2.5, size: "hd" })).body.credits, 9);
     });
 
     it("refuses unknown operations, sizes and bad fields with 400 naming the field", async () => {
@@ -172,7 +172,7 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
 
     it("smart_crop is priced flat: 1.3 credits an image, 2.6 in HD, whatever its size", async () => {
       const { key } = await account();
-      assert.deepEqual(await quote(key, { operation: "smart_crop", width: 64, height: 64 }), { status: 200, body: { credits: 1.3, price_book_version: "2026-11-smart-crop" } });
+      assert.deepEqual(await quote(key, { operation: "smart_crop", width: 64, height: 64 }), { status: 200, body: { credits: 1.3, price_book_version: "2026-11-27-seeds" } });
       assert.equal((await quote(key, { operation: "smart_crop", width: 4000, height: 3000 })).body.credits, 1.3);
       assert.equal((await quote(key, { operation: "smart_crop", width: 64, height: 64, size: "hd" })).body.credits, 2.6);
     });
@@ -192,7 +192,7 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
         return data;
       };
       // The same amounts as the sizes named in JSON: 4000x3000 is processed at 2048x1536.
-      assert.deepEqual(await post(form({})), { status: 200, body: { credits: 0.8, price_book_version: "2026-11-smart-crop" } });
+      assert.deepEqual(await post(form({})), { status: 200, body: { credits: 1, price_book_version: "2026-11-27-seeds" } });
       assert.equal((await post(form({ size: "hd" }))).body.credits, (await quote(key, { operation: "matting", width: 4000, height: 3000, size: "hd" })).body.credits);
       assert.equal((await post(form({ operation: "smart_crop", aspect_ratio: "1:1" }))).body.credits, 1.3);
       assert.equal((await post(photo, "?operation=smart_crop", { "content-type": "image/jpeg" })).body.credits, 1.3);

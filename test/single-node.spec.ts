@@ -58,7 +58,7 @@ test("an account without credits gets 402 with its balance, the cost and how to 
   const [error] = ((await response.json()) as { errors: Record<string, string>[] }).errors;
   assert.equal(error?.code, "insufficient_credits");
   assert.equal(error?.available_credits, "0");
-  assert.equal(error?.cost_credits, "0.25");
+  assert.equal(error?.cost_credits, "0.5");
   assert.ok(error?.top_up);
 });
 

@@ -694,7 +694,7 @@ function buildDocument(): OpenApiDocument {
           description: "Priced at the size the call would process (after the plan's downscaling): a later call captures exactly this amount.",
           tags: ["Account"],
           requestBody: { required: true, content: json(ref("QuoteRequest"), { operation: "matting", width: 1024, height: 768, size: "full" }) },
-          responses: { "200": { description: "The cost.", content: json(ref("Quote"), { credits: 0.5, price_book_version: "2026-11-smart-crop" }) }, "400": errorResponse("BadRequest"), ...AUTHENTICATED_ERRORS },
+          responses: { "200": { description: "The cost.", content: json(ref("Quote"), { credits: 0.5, price_book_version: "2026-11-27-seeds" }) }, "400": errorResponse("BadRequest"), ...AUTHENTICATED_ERRORS },
         },
       },
       "/v1/credit/balance": {
