@@ -4,13 +4,13 @@
 // never deleted. The price book is versioned: the file's version is inserted once and activated;
 // older versions stay, so a quote or hold made under one keeps its price.
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import type { Kysely } from "kysely";
 import { CatalogueError, parseCatalogue, type Catalogue } from "../domain/catalogue.ts";
 import type { BillingSchema } from "./schema.ts";
 
 /** The plans file shipped with Cutline, used when BILLING_PLANS_FILE is unset. */
-export const SHIPPED_PLANS_FILE = fileURLToPath(new URL("../../../deploy/plans/plans.json", import.meta.url));
+export const SHIPPED_PLANS_FILE = join(import.meta.dirname, "..", "..", "..", "deploy", "plans", "plans.json");
 
 /** Reads and checks a plans file; throws a CatalogueError naming every bad field (or the JSON error). */
 export function readCatalogueFile(path: string = SHIPPED_PLANS_FILE): Catalogue {
