@@ -212,7 +212,7 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
       const { key } = await account();
       const accounts = createClient(AccountService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
       const answer = await accounts.quote({ operation: QuoteOperation.MATTING, width: 4000, height: 3000, size: QuoteSize.FULL }, { headers: { "x-api-key": key } });
-      assert.equal(answer.costMillicredits, 800n);
+      assert.equal(answer.costMillicredits, 1000n, "a typical photo: 1 credit");
       await assert.rejects(accounts.quote({ operation: QuoteOperation.MATTING, width: 1, height: 1 }), (error: unknown) => error instanceof ConnectError && error.code === Code.Unauthenticated);
     });
   });
@@ -229,7 +229,11 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
       assert.deepEqual([trial.kind, trial.granted_credits, trial.remaining_credits, trial.held_credits], ["trial", 10, 10, 0]);
       assert.ok(Date.parse(trial.expires_at) > Date.now(), `the trial expires in the future: ${trial.expires_at}`);
       const matting = fresh.body.affordable.find((row: { operation: string; description: string }) => row.operation === "matting" && /0\.25 MP/.test(row.description));
-      assert.equal(matting?.count, 40, JSON.stringify(fresh.body.affordable));
+      assert.equal(matting?.count, 20, JSON.stringify(fresh.body.affordable));
+      const counts = Object.fromEntries(fresh.body.affordable.map((row: { description: string; count: number }) => [row.description, row.count]));
+      assert.equal(counts["upscaling, image, up to 67.11 MP"], 5, "10 credits buy 5 upscales at 2 credits");
+      assert.equal(counts["smart crop, image, up to 67.11 MP"], 7);
+      assert.equal(counts["background removal, video per started second, quality best, 1 s"], 2, "2 seconds of video at best (5 credits each)");
       // A call in progress holds 1.3 credits: shown exactly, never as 1.2999999.
       await billingClient.reserve({ accountId, pool: Pool.API, amountMillicredits: 1300n, idempotencyKey: `held-${accountId}`, holdTtlSeconds: 900 });
       const holding = await getJson("/v1/credit/balance", key);
