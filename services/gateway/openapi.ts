@@ -906,7 +906,7 @@ function buildDocument(): OpenApiDocument {
             },
             affordable: {
               type: "array",
-              description: "How many more of each reference operation the available credits buy.",
+              description: "How many more of each reference operation the available credits buy, from the active price book: matting per size tier, smart_crop, upscale, and video_matting per second by resolution and at quality best.",
               items: { type: "object", required: ["operation", "description", "count"], properties: { operation: { type: "string" }, description: { type: "string" }, count: { type: "integer", minimum: 0 } } },
             },
           },
