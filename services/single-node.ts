@@ -98,6 +98,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     log: log.child({ service: "billing" }),
     sweepIntervalMs: config.billing.BILLING_SWEEP_INTERVAL_MS,
     topUpHint: config.billing.BILLING_TOP_UP_HINT,
+    plansFile: config.billing.BILLING_PLANS_FILE,
   });
   await billing.migrate();
   billing.sweeper.start();

@@ -31,7 +31,7 @@ async function expectConnectError(call: Promise<unknown>, code: Code, reason: st
 
 /**
  * Runs the scenario against a gateway. The account starts with the 10-credit sign-up trial and
- * each 320×240 image here costs 0.25 credit (the ≤ 0.25 MP tier), so the balances are exact.
+ * each 320×240 image here costs 0.5 credit (the ≤ 0.25 MP tier; never under 0.5), so the balances are exact.
  */
 export async function runEndToEndScenario(gatewayUrl: string, apiKey: string, transport: Transport): Promise<void> {
   const images = createClient(ImageService, transport);
@@ -49,13 +49,13 @@ export async function runEndToEndScenario(gatewayUrl: string, apiKey: string, tr
   const opaque = alpha.filter((value) => value > 240).length / alpha.length;
   assert.ok(transparent > 0.2 && opaque > 0.05, `a real cut-out has both background and subject (transparent ${transparent}, opaque ${opaque})`);
   assert.match(first.jobId, /^[0-9a-f-]{36}$/);
-  assert.equal(first.creditsChargedMillicredits, 250n);
-  assert.equal(first.creditsRemainingMillicredits, 9750n);
+  assert.equal(first.creditsChargedMillicredits, 500n);
+  assert.equal(first.creditsRemainingMillicredits, 9500n);
 
   // 2. A retry with the same idempotency key is the same job and is not charged again.
   const replay = await images.removeBackground({ image: photo, idempotencyKey: "e2e-first" }, withKey(apiKey));
   assert.equal(replay.jobId, first.jobId);
-  assert.equal(replay.creditsRemainingMillicredits, 9750n);
+  assert.equal(replay.creditsRemainingMillicredits, 9500n);
 
   // 3. Bad input is rejected before any hold, naming the problem; no credit moves.
   await expectConnectError(
@@ -74,8 +74,8 @@ export async function runEndToEndScenario(gatewayUrl: string, apiKey: string, tr
   const rest = await fetch(`${gatewayUrl}/v1/matting`, { method: "POST", headers: { "x-api-key": apiKey }, body: form });
   assert.equal(rest.status, 200, await rest.clone().text());
   assert.equal(rest.headers.get("content-type"), "image/jpeg");
-  assert.equal(rest.headers.get("x-credits-charged"), "0.25");
-  assert.equal(rest.headers.get("x-credits-remaining"), "9.5", "the rejected calls above charged nothing");
+  assert.equal(rest.headers.get("x-credits-charged"), "0.5");
+  assert.equal(rest.headers.get("x-credits-remaining"), "9", "the rejected calls above charged nothing");
   assert.ok(rest.headers.get("x-job-id"));
   const restImage = await sharp(Buffer.from(await rest.arrayBuffer())).metadata();
   assert.deepEqual([restImage.format, restImage.width, restImage.height], ["jpeg", 320, 240]);
@@ -101,7 +101,7 @@ export async function runEndToEndScenario(gatewayUrl: string, apiKey: string, tr
   // The newest of the account's jobs, listed first.
   assert.equal((await jobs.listJobs({ pageSize: 1 }, withKey(apiKey))).jobs[0]?.id, submitted.job.id);
   const done = await jobs.getJob({ jobId: submitted.job.id, includeResult: true }, withKey(apiKey));
-  assert.equal(done.job?.creditsChargedMillicredits, 250n);
+  assert.equal(done.job?.creditsChargedMillicredits, 500n);
   const mask = await sharp(done.result).metadata();
   assert.deepEqual([mask.width, mask.height, mask.channels], [320, 240, 1]);
   // Another account's key, or no key, cannot see it.

@@ -67,7 +67,7 @@ describe("mesh: four processes over gRPC, Postgres and NATS JetStream", { skip: 
       images, "RemoveBackground", { image: photo, idempotency_key: "grpc-js" }, metadata,
     );
     assert.equal(cutout.content_type, "image/png");
-    assert.equal(cutout.credits_charged_millicredits, "250");
+    assert.equal(cutout.credits_charged_millicredits, "500");
 
     // Internal services want the mesh's shared token, as gRPC metadata.
     const internal = new grpc.Metadata();
@@ -78,7 +78,7 @@ describe("mesh: four processes over gRPC, Postgres and NATS JetStream", { skip: 
 
     const orchestrator = new (grpcPackage("cutline/orchestrator/v1/orchestrator_service.proto").cutline.orchestrator.v1.OrchestratorService)(host("orchestrator"), insecure);
     const job = await unary<{ job: { status: string; charged_millicredits: string } }>(orchestrator, "GetJob", { job_id: cutout.job_id }, internal);
-    assert.deepEqual([job.job.status, job.job.charged_millicredits], ["JOB_STATUS_SUCCEEDED", "250"]);
+    assert.deepEqual([job.job.status, job.job.charged_millicredits], ["JOB_STATUS_SUCCEEDED", "500"]);
 
     const inference = new (grpcPackage("cutline/inference/v1/inference_service.proto").cutline.inference.v1.InferenceService)(host("inference"), insecure);
     const segmented = await unary<{ content_type: string; width: number; height: number; model: string }>(inference, "Segment", {
@@ -93,7 +93,7 @@ describe("mesh: four processes over gRPC, Postgres and NATS JetStream", { skip: 
   test("every internal service answers a generated Connect client (Connect, gRPC-Web and gRPC)", async () => {
     const headers = { [SERVICE_TOKEN_HEADER]: fixture.mesh.serviceToken };
     const billing = createClient(BillingService, createConnectTransport({ baseUrl: fixture.mesh.urls.billing, httpVersion: "1.1" }));
-    assert.equal((await billing.quote({ accountId: "default", operation: Operation.REMOVE_BACKGROUND, pixels: 100n }, { headers })).costMillicredits, 250n);
+    assert.equal((await billing.quote({ accountId: "default", operation: Operation.REMOVE_BACKGROUND, pixels: 100n }, { headers })).costMillicredits, 500n);
     const orchestrator = createClient(OrchestratorService, createGrpcWebTransport({ baseUrl: fixture.mesh.urls.orchestrator, httpVersion: "1.1" }));
     await assert.rejects(orchestrator.getJob({ jobId: "00000000-0000-0000-0000-000000000000" }, { headers }), /not found/);
     const inference = createClient(InferenceService, createGrpcTransport({ baseUrl: fixture.mesh.urls.inference }));

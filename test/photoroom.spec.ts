@@ -44,7 +44,7 @@ async function editError(response: Response) {
 }
 
 function assertBillingHeaders(response: Response) {
-  assert.equal(response.headers.get("x-credits-charged"), "0.25");
+  assert.equal(response.headers.get("x-credits-charged"), "0.5");
   assert.match(response.headers.get("x-job-id") ?? "", /\S/);
   for (const header of ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"]) assert.match(response.headers.get(header) ?? "", /^\d+$/, header);
   assert.equal(response.headers.get("x-uncertainty-score"), null, "no uncertainty score is invented");
@@ -161,8 +161,8 @@ describe("Photoroom drop-in: /v1/segment, /v1/account, /v2/account, /v2/edit", (
     const body = (await v2.json()) as { images: { available: number; subscription: number }; plan: string };
     assert.deepEqual(Object.keys(body), ["images", "plan"]);
     assert.deepEqual(Object.keys(body.images), ["available", "subscription"]);
-    // 10 credits at 0.25 an image.
-    assert.deepEqual(body.images, { available: 40, subscription: 40 });
+    // 10 credits at 0.5 an image.
+    assert.deepEqual(body.images, { available: 20, subscription: 20 });
     assert.equal(body.plan, "free");
   });
 

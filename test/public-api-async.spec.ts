@@ -27,7 +27,7 @@ describe("the REST job API on a single node", () => {
     const done = await pollUntilDone(key, queued.id);
     assert.equal(done.status, "succeeded", JSON.stringify(done));
     assert.equal(done.progress, 1);
-    assert.equal(done.credits_charged, 0.25);
+    assert.equal(done.credits_charged, 0.5);
     assert.equal(queued.queue_time_ms, null, "no figures before the job ends");
     assert.ok(done.inference_time_ms! > 0 && done.queue_time_ms! >= 0, JSON.stringify(done));
     assert.ok(done.processing_time_ms! >= done.inference_time_ms!, "the worker's time includes the engine's work");
@@ -39,8 +39,8 @@ describe("the REST job API on a single node", () => {
     assert.equal(result.status, 200);
     assert.equal(result.headers.get("content-type"), "image/png");
     assert.equal(result.headers.get("x-job-id"), queued.id);
-    assert.equal(result.headers.get("x-credits-charged"), "0.25");
-    assert.equal(result.headers.get("x-credits-remaining"), "9.75");
+    assert.equal(result.headers.get("x-credits-charged"), "0.5");
+    assert.equal(result.headers.get("x-credits-remaining"), "9.5");
     assert.equal(result.headers.get("x-inference-time-ms"), String(done.inference_time_ms));
     assert.equal(result.headers.get("x-queue-time-ms"), String(done.queue_time_ms));
     const image = await sharp(Buffer.from(await result.arrayBuffer())).metadata();
@@ -62,7 +62,7 @@ describe("the REST job API on a single node", () => {
     const deleted = await fetch(`${api.node.url}/v1/jobs/${queued.id}`, { method: "DELETE", headers: { "x-api-key": key } });
     assert.equal(deleted.status, 200);
     const afterDelete = (await deleted.json()) as JobJson;
-    assert.deepEqual([afterDelete.status, afterDelete.result_url, afterDelete.credits_charged], ["succeeded", null, 0.25]);
+    assert.deepEqual([afterDelete.status, afterDelete.result_url, afterDelete.credits_charged], ["succeeded", null, 0.5]);
     const gone = await fetch(done.result_url!);
     assert.equal(gone.status, 404);
     assert.equal((await errorOf(gone)).code, "result_expired");
@@ -89,8 +89,8 @@ describe("the REST job API on a single node", () => {
     const image = await sharp(Buffer.from(await response.arrayBuffer())).metadata();
     assert.deepEqual([image.format, image.hasAlpha], ["webp", true]);
     assert.match(response.headers.get("x-job-id") ?? "", /^[0-9a-f-]{36}$/);
-    assert.equal(response.headers.get("x-credits-charged"), "0.25");
-    assert.equal(response.headers.get("x-credits-remaining"), "9.75");
+    assert.equal(response.headers.get("x-credits-charged"), "0.5");
+    assert.equal(response.headers.get("x-credits-remaining"), "9.5");
     assert.equal((await balance(accountId)).available, TRIAL_MILLICREDITS - IMAGE_MILLICREDITS);
     const latencyMs = performance.now() - sent;
     // The worker's split of the call's time: what the client waited beyond it is the service's overhead.
@@ -149,7 +149,7 @@ describe("the REST job API on a single node", () => {
     const asyncRetry = await post(api.photo, { format: "png" }, "?async=true");
     assert.equal(asyncRetry.status, 202);
     const job = (await asyncRetry.json()) as JobJson;
-    assert.deepEqual([job.id, job.status, job.credits_charged], [jobId, "succeeded", 0.25]);
+    assert.deepEqual([job.id, job.status, job.credits_charged], [jobId, "succeeded", 0.5]);
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - IMAGE_MILLICREDITS, held: 0n }, "charged once");
 
     for (const [image, fields] of [

@@ -35,7 +35,7 @@ describe("REST batches on a single node", () => {
     const current = await api.pollBatchUntilDone(key, batch.batch_id, BATCH_TIMEOUT_MS);
     for (const item of current.items.filter((candidate) => candidate.index !== BAD_INDEX)) {
       assert.equal(item.job?.status, "succeeded", JSON.stringify(item));
-      assert.equal(item.job?.credits_charged, 0.25);
+      assert.equal(item.job?.credits_charged, 0.5);
       assert.ok(item.job?.result_url);
     }
     const charged = TRIAL_MILLICREDITS - 19n * IMAGE_MILLICREDITS;

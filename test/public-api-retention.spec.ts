@@ -42,7 +42,7 @@ describe("retention over REST", () => {
     const jobId = response.headers.get("x-job-id")!;
     assert.equal(blobFiles(), before, "the input and the result were deleted after the response");
     const job = await getJob(key, jobId);
-    assert.deepEqual([job.status, job.result_url, job.credits_charged], ["succeeded", null, 0.25]);
+    assert.deepEqual([job.status, job.result_url, job.credits_charged], ["succeeded", null, 0.5]);
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - IMAGE_MILLICREDITS, held: 0n });
 
     const refused = await fetch(`${api.node.url}/v1/matting?async=true&retention=none`, { method: "POST", headers: { "x-api-key": key }, body: imageForm(api.photo) });

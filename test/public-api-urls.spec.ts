@@ -85,13 +85,13 @@ describe("image_url and bg_image_url on a single node", () => {
     const byQuery = await fetch(`${api.node.url}/v1/matting?image_url=${encodeURIComponent(`${images.origin}/photo.png`)}`, { method: "POST", headers: { "x-api-key": key } });
     assert.equal(byQuery.status, 200, await byQuery.clone().text());
     await byQuery.arrayBuffer();
-    assert.equal(byQuery.headers.get("x-credits-charged"), "0.25");
+    assert.equal(byQuery.headers.get("x-credits-charged"), "0.5");
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - charged - IMAGE_MILLICREDITS, held: 0n });
 
     // POST /v1/quote takes the same URL and prices exactly what the call charged, holding nothing.
     const quote = await fetch(`${api.node.url}/v1/quote?image_url=${encodeURIComponent(`${images.origin}/photo.png`)}`, { method: "POST", headers: { "x-api-key": key } });
     assert.equal(quote.status, 200, await quote.clone().text());
-    assert.equal(((await quote.json()) as { credits: number }).credits, 0.25);
+    assert.equal(((await quote.json()) as { credits: number }).credits, 0.5);
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - charged - IMAGE_MILLICREDITS, held: 0n });
   });
 
@@ -184,7 +184,7 @@ describe("image_url and bg_image_url on a single node", () => {
     for (const index of [0, 2]) {
       const job = await api.pollUntilDone(key, batch.items[index]!.job!.id);
       assert.equal(job.status, "succeeded", JSON.stringify(job));
-      assert.equal(job.credits_charged, 0.25);
+      assert.equal(job.credits_charged, 0.5);
     }
     assert.deepEqual(await balance(accountId), { available: TRIAL_MILLICREDITS - 2n * IMAGE_MILLICREDITS, held: 0n }, "only the two good items were charged");
   });

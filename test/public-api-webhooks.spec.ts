@@ -71,8 +71,8 @@ describe("REST webhooks and rate-limit headers on a single node", () => {
     const result = await fetch(job.result_url!);
     assert.equal(result.status, 200);
     assert.equal(result.headers.get("x-job-id"), job.id);
-    assert.equal(result.headers.get("x-credits-charged"), "0.25");
-    assert.equal(result.headers.get("x-credits-remaining"), "9.75");
+    assert.equal(result.headers.get("x-credits-charged"), "0.5");
+    assert.equal(result.headers.get("x-credits-remaining"), "9.5");
     assert.ok(Number(result.headers.get("x-processing-time-ms")) > 0);
     assert.equal(result.headers.get("x-ratelimit-limit"), "600", "READ_REQUESTS_PER_MINUTE");
     assert.ok(Number(result.headers.get("x-ratelimit-remaining")) < 600);

@@ -78,7 +78,7 @@ describe("admin CLI against a single node running as its own process (npm start)
     assert.equal(response.status, 200, await response.clone().text());
     assert.equal(response.headers.get("content-type"), "image/png");
     await response.arrayBuffer();
-    assert.deepEqual([response.headers.get("x-credits-charged"), response.headers.get("x-credits-remaining")], ["0.25", "3.25"]);
-    assert.deepEqual(await cliJson(["balance", "--account", "walk-in"]), { accountId: "walk-in", availableCredits: 3.25, heldCredits: 0 });
+    assert.deepEqual([response.headers.get("x-credits-charged"), response.headers.get("x-credits-remaining")], ["0.5", "3"]);
+    assert.deepEqual(await cliJson(["balance", "--account", "walk-in"]), { accountId: "walk-in", availableCredits: 3, heldCredits: 0 });
   });
 });

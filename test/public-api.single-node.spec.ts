@@ -33,7 +33,7 @@ test("the quote for a 64x64 image is exactly what the call then captures", async
   });
   assert.equal(quoteResponse.status, 200);
   const { credits } = (await quoteResponse.json()) as { credits: number };
-  assert.equal(credits, 0.25);
+  assert.equal(credits, 0.5);
   const before = await balance();
 
   const image = await sharp({ create: { width: 64, height: 64, channels: 3, background: "#3366cc" } }).composite([{ input: Buffer.from('<svg width="64" height="64"><circle cx="32" cy="32" r="20" fill="#ffaa00"/></svg>') }]).png().toBuffer();

@@ -131,13 +131,13 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
   describe("POST /v1/quote", () => {
     it("prices each operation exactly, in decimal credits, at the size the call would process", async () => {
       const { key } = await account();
-      assert.deepEqual(await quote(key, { operation: "matting", width: 64, height: 64 }), { status: 200, body: { credits: 0.25, price_book_version: "2026-11-smart-crop" } });
-      assert.equal((await quote(key, { operation: "matting", width: 64, height: 64, size: "hd" })).body.credits, 0.5);
-      assert.equal((await quote(key, { operation: "matting", width: 64, height: 64, size: "preview", quality: 80 })).body.credits, 0.25);
-      // 4000x3000 is processed at 2048x1536 (3.1 MP, the 4 MP tier), not at 12 MP.
-      assert.equal((await quote(key, { operation: "matting", width: 4000, height: 3000 })).body.credits, 0.8);
-      // Video: per started second (2.5 s -> 3), times the HD multiplier of 1.5.
-      assert.equal((await quote(key, { operation: "video_matting", width: 640, height: 360, seconds: 2.5, size: "hd" })).body.credits, 4.5);
+      assert.deepEqual(await quote(key, { operation: "matting", width: 64, height: 64 }), { status: 200, body: { credits: 0.5, price_book_version: "2026-11-27-seeds" } });
+      assert.equal((await quote(key, { operation: "matting", width: 64, height: 64, size: "hd" })).body.credits, 1, "HD is twice the standard price");
+      assert.equal((await quote(key, { operation: "matting", width: 64, height: 64, size: "preview", quality: 80 })).body.credits, 0.5);
+      // A typical photo: 1 credit.
+      assert.equal((await quote(key, { operation: "matting", width: 4000, height: 3000 })).body.credits, 1);
+      // Video: 3 credits per started second up to 720p (2.5 s -> 3 s); HD does not change a video's price.
+      assert.equal((await quote(key, { operation: "video_matting", width: 640, height: 360, seconds: 2.5, size: "hd" })).body.credits, 9);
     });
 
     it("refuses unknown operations, sizes and bad fields with 400 naming the field", async () => {
@@ -172,7 +172,7 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
 
     it("smart_crop is priced flat: 1.3 credits an image, 2.6 in HD, whatever its size", async () => {
       const { key } = await account();
-      assert.deepEqual(await quote(key, { operation: "smart_crop", width: 64, height: 64 }), { status: 200, body: { credits: 1.3, price_book_version: "2026-11-smart-crop" } });
+      assert.deepEqual(await quote(key, { operation: "smart_crop", width: 64, height: 64 }), { status: 200, body: { credits: 1.3, price_book_version: "2026-11-27-seeds" } });
       assert.equal((await quote(key, { operation: "smart_crop", width: 4000, height: 3000 })).body.credits, 1.3);
       assert.equal((await quote(key, { operation: "smart_crop", width: 64, height: 64, size: "hd" })).body.credits, 2.6);
     });
@@ -192,7 +192,7 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
         return data;
       };
       // The same amounts as the sizes named in JSON: 4000x3000 is processed at 2048x1536.
-      assert.deepEqual(await post(form({})), { status: 200, body: { credits: 0.8, price_book_version: "2026-11-smart-crop" } });
+      assert.deepEqual(await post(form({})), { status: 200, body: { credits: 1, price_book_version: "2026-11-27-seeds" } });
       assert.equal((await post(form({ size: "hd" }))).body.credits, (await quote(key, { operation: "matting", width: 4000, height: 3000, size: "hd" })).body.credits);
       assert.equal((await post(form({ operation: "smart_crop", aspect_ratio: "1:1" }))).body.credits, 1.3);
       assert.equal((await post(photo, "?operation=smart_crop", { "content-type": "image/jpeg" })).body.credits, 1.3);
@@ -212,7 +212,7 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
       const { key } = await account();
       const accounts = createClient(AccountService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
       const answer = await accounts.quote({ operation: QuoteOperation.MATTING, width: 4000, height: 3000, size: QuoteSize.FULL }, { headers: { "x-api-key": key } });
-      assert.equal(answer.costMillicredits, 800n);
+      assert.equal(answer.costMillicredits, 1000n, "a typical photo: 1 credit");
       await assert.rejects(accounts.quote({ operation: QuoteOperation.MATTING, width: 1, height: 1 }), (error: unknown) => error instanceof ConnectError && error.code === Code.Unauthenticated);
     });
   });
@@ -229,7 +229,11 @@ describe("public API: quote, balance, usage, monthly quota, error bodies, OpenAP
       assert.deepEqual([trial.kind, trial.granted_credits, trial.remaining_credits, trial.held_credits], ["trial", 10, 10, 0]);
       assert.ok(Date.parse(trial.expires_at) > Date.now(), `the trial expires in the future: ${trial.expires_at}`);
       const matting = fresh.body.affordable.find((row: { operation: string; description: string }) => row.operation === "matting" && /0\.25 MP/.test(row.description));
-      assert.equal(matting?.count, 40, JSON.stringify(fresh.body.affordable));
+      assert.equal(matting?.count, 20, JSON.stringify(fresh.body.affordable));
+      const counts = Object.fromEntries(fresh.body.affordable.map((row: { description: string; count: number }) => [row.description, row.count]));
+      assert.equal(counts["upscaling, image, up to 67.11 MP"], 5, "10 credits buy 5 upscales at 2 credits");
+      assert.equal(counts["smart crop, image, up to 67.11 MP"], 7);
+      assert.equal(counts["background removal, video per started second, quality best, 1 s"], 2, "2 seconds of video at best (5 credits each)");
       // A call in progress holds 1.3 credits: shown exactly, never as 1.2999999.
       await billingClient.reserve({ accountId, pool: Pool.API, amountMillicredits: 1300n, idempotencyKey: `held-${accountId}`, holdTtlSeconds: 900 });
       const holding = await getJson("/v1/credit/balance", key);

@@ -1,5 +1,5 @@
 // The REST job API against a real single node (PGlite, in-process adapters, the real model):
-// the shared set-up of test/public-api*.spec.ts. Images are 64×64 (the ≤ 0.25 MP tier: 0.25
+// the shared set-up of test/public-api*.spec.ts. Images are 64×64 (the ≤ 0.25 MP tier: 0.5
 // credit each) so the CPU model stays quick.
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -29,7 +29,7 @@ export interface BatchJson {
 }
 
 export const TRIAL_MILLICREDITS = 10_000n;
-export const IMAGE_MILLICREDITS = 250n;
+export const IMAGE_MILLICREDITS = 500n;
 export const POLL_TIMEOUT_MS = 120_000;
 /** A real photo from the inference test data: HEIC, 64×48, so a call costs IMAGE_MILLICREDITS. */
 export const TESTDATA_PHOTO = new Uint8Array(readFileSync(join(import.meta.dirname, "..", "services", "inference", "testdata", "orange-blue-corner.heic")));

@@ -77,7 +77,7 @@ describe("the npm remove.bg client, its endpoint pointed at this server", () => 
     const metadata = await sharp(image).metadata();
     assert.deepEqual([metadata.format, metadata.width, metadata.height], [expected.format, expected.width, expected.height]);
     // unirest hands headers over as the strings they are; the client passes them on unparsed.
-    assert.equal(result.creditsCharged, "0.25");
+    assert.equal(result.creditsCharged, "0.5");
     assert.equal(result.resultWidth, String(expected.width));
     assert.equal(result.resultHeight, String(expected.height));
     assert.equal(result.detectedType, undefined, "no X-Type: this server does not classify");

@@ -119,7 +119,7 @@ describe("remove.bg drop-in: POST /v1.0/removebg and GET /v1.0/account", () => {
     assert.deepEqual([metadata.format, metadata.channels, metadata.width, metadata.height], ["png", 4, 64, 64]);
     assert.equal(response.headers.get("x-width"), "64");
     assert.equal(response.headers.get("x-height"), "64");
-    assert.equal(response.headers.get("x-credits-charged"), "0.25");
+    assert.equal(response.headers.get("x-credits-charged"), "0.5");
     assert.equal(response.headers.get("x-type"), null, "this server does not classify: no X-Type rather than an invented one");
     // The subject's box, measured by inference: the disc of radius 18 at (32, 34), as the result's alpha shows it.
     const box = foregroundHeaders(response);
@@ -181,7 +181,7 @@ describe("remove.bg drop-in: POST /v1.0/removebg and GET /v1.0/account", () => {
     assertNear({ left, top, width, height }, await alphaBox(result), 1, "foreground_* against the result's alpha");
     // Cropped to the subject: its box is the whole result.
     assertNear({ left, top, width, height }, { left: 0, top: 0, width: metadata.width!, height: metadata.height! }, 1, "cropped");
-    assert.equal(response.headers.get("x-credits-charged"), "0.25");
+    assert.equal(response.headers.get("x-credits-charged"), "0.5");
   });
 
   it("takes urlencoded bodies; bg_color with format auto answers a JPEG", async () => {
@@ -208,7 +208,7 @@ describe("remove.bg drop-in: POST /v1.0/removebg and GET /v1.0/account", () => {
     assert.equal(response.headers.get("content-type"), "application/zip", "the Ruby client picks its CompositeResult on application/zip");
     const archive = Buffer.from(await response.arrayBuffer());
     assert.equal(response.headers.get("content-length"), String(archive.byteLength));
-    assert.deepEqual([response.headers.get("x-width"), response.headers.get("x-height"), response.headers.get("x-credits-charged")], ["64", "64", "0.25"]);
+    assert.deepEqual([response.headers.get("x-width"), response.headers.get("x-height"), response.headers.get("x-credits-charged")], ["64", "64", "0.5"]);
     const entries = unzipSync(archive);
     assert.deepEqual(Object.keys(entries).sort(), ["alpha.png", "color.jpg"]);
     const color = await sharp(entries["color.jpg"]!).metadata();
@@ -261,7 +261,7 @@ describe("remove.bg drop-in: POST /v1.0/removebg and GET /v1.0/account", () => {
     const color = await sharp(entries["color.jpg"]!).raw().toBuffer({ resolveWithObject: true });
     assert.deepEqual([color.info.width, color.info.height, color.info.channels], [64, 64, 3]);
     assert.ok(Math.abs(color.data[0]! - 0) < 12 && Math.abs(color.data[1]! - 128) < 12 && Math.abs(color.data[2]! - 0) < 12, `corner is ${[...color.data.subarray(0, 3)]}`);
-    assert.equal(response.headers.get("x-credits-charged"), "0.25");
+    assert.equal(response.headers.get("x-credits-charged"), "0.5");
     const after = await api.balance(accountId);
     assert.equal(before.available - after.available, IMAGE_MILLICREDITS);
   });
@@ -376,7 +376,7 @@ describe("remove.bg drop-in: image_url and bg_image_url, fetched from a server o
     const image = Buffer.from(await response.arrayBuffer());
     const metadata = await sharp(image).metadata();
     assert.deepEqual([metadata.format, metadata.channels, metadata.width, metadata.height], ["png", 4, 64, 64]);
-    assert.deepEqual([response.headers.get("x-width"), response.headers.get("x-height"), response.headers.get("x-credits-charged")], ["64", "64", "0.25"]);
+    assert.deepEqual([response.headers.get("x-width"), response.headers.get("x-height"), response.headers.get("x-credits-charged")], ["64", "64", "0.5"]);
     assertNear(foregroundHeaders(response), await alphaBox(image), 1, "X-Foreground-* against the result's alpha");
     assert.deepEqual(images.requests.slice(fetched), ["/person.jpg"], "fetched once");
     const after = await api.balance(accountId);

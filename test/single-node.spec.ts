@@ -58,7 +58,7 @@ test("an account without credits gets 402 with its balance, the cost and how to 
   const [error] = ((await response.json()) as { errors: Record<string, string>[] }).errors;
   assert.equal(error?.code, "insufficient_credits");
   assert.equal(error?.available_credits, "0");
-  assert.equal(error?.cost_credits, "0.25");
+  assert.equal(error?.cost_credits, "0.5");
   assert.ok(error?.top_up);
 });
 
@@ -97,14 +97,15 @@ test("each plan's concurrent requests are enforced; the slot frees when the call
 });
 
 test("an upload past the plan's limit is refused naming the limit, before any credit is held", async () => {
-  const apiKey = await node.provisionAccount("big-upload"); // free plan: 12 MiB uploads
+  // The free plan's 25 MiB equals UPLOAD_BYTES_MAX's default: the refusal names the plan's limit, not the ceiling.
+  const apiKey = await node.provisionAccount("big-upload");
   const images = createClient(ImageService, createConnectTransport({ baseUrl: node.url, httpVersion: "1.1" }));
-  const tooBig = new Uint8Array(12 * 1024 * 1024 + 1);
+  const tooBig = new Uint8Array(25 * 1024 * 1024 + 1);
   await assert.rejects(images.removeBackground({ image: tooBig }, { headers: { "x-api-key": apiKey } }), (error: unknown) => {
     assert.ok(error instanceof ConnectError);
     assert.equal(error.code, Code.InvalidArgument);
     assert.equal(error.metadata.get("cutline-reason"), "too_many_bytes");
-    assert.match(error.rawMessage, /12582913 bytes; the .* plan's upload limit is 12582912 bytes/);
+    assert.match(error.rawMessage, /26214401 bytes; the Free trial plan's upload limit is 26214400 bytes/);
     return true;
   });
 });

@@ -1,5 +1,5 @@
 import { commonConfigSpec } from "../common/common.config.ts";
-import { integer, loadConfig, port, text } from "../common/config.loader.ts";
+import { integer, loadConfig, optionalText, port, text } from "../common/config.loader.ts";
 
 export const billingConfigSpec = {
   ...commonConfigSpec,
@@ -8,6 +8,9 @@ export const billingConfigSpec = {
     min: 100,
   }),
   BILLING_TOP_UP_HINT: text("Shown to callers who run out of credits.", "buy a top-up pack or upgrade your plan"),
+  BILLING_PLANS_FILE: optionalText(
+    "The plans file: plans, packs, the price book and rate limits, one versioned JSON file, checked at start (path). Unset: the shipped deploy/plans/plans.json.",
+  ),
 } as const;
 
 export type BillingConfig = ReturnType<typeof loadBillingConfig>;

@@ -15,6 +15,8 @@ import type { LedgerLimits } from "./domain/limits.ts";
 import { LedgerStore } from "./store/ledger.store.ts";
 import type { OutboxEvent } from "./store/outbox.store.ts";
 import { migrateBilling } from "./store/migrations.ts";
+import { readCatalogueFile, SHIPPED_PLANS_FILE, syncCatalogue } from "./store/catalogue.store.ts";
+import type { Catalogue } from "./domain/catalogue.ts";
 import type { BillingSchema } from "./store/schema.ts";
 
 export { LedgerStore } from "./store/ledger.store.ts";
@@ -22,6 +24,8 @@ export { ManualClock, systemClock, type Clock } from "./domain/clock.ts";
 export { priceOf, DEFAULT_PRICE_BOOK, type PriceBook } from "./domain/price-book.ts";
 export { CODE_BY_REASON, REASON_HEADER } from "./handlers/billing.handlers.ts";
 export type { BillingSchema } from "./store/schema.ts";
+export { CatalogueError, type Catalogue } from "./domain/catalogue.ts";
+export { readCatalogueFile, SHIPPED_PLANS_FILE } from "./store/catalogue.store.ts";
 
 export interface BillingOptions {
   /** Any Kysely over Postgres or PGlite; billing's tables are all prefixed `billing_`. */
@@ -36,6 +40,8 @@ export interface BillingOptions {
   sweepIntervalMs?: number;
   /** Shown to callers who run out of credits. */
   topUpHint?: string;
+  /** The plans file (BILLING_PLANS_FILE), read and checked when billing is created. @default SHIPPED_PLANS_FILE */
+  plansFile?: string;
 }
 
 export interface Sweeper {
@@ -50,7 +56,12 @@ export interface Billing {
   handlers: ServiceImpl<typeof BillingService>;
   ledger: LedgerStore;
   sweeper: Sweeper;
-  /** Applies billing's migrations (table `billing_migrations`), then the current SQL function definitions; call once before serving. */
+  /** The plans file as read at creation. */
+  catalogue: Catalogue;
+  /**
+   * Applies billing's migrations (table `billing_migrations`), then the current SQL function
+   * definitions, then writes the plans file into the catalogue tables; call once before serving.
+   */
   migrate(): Promise<void>;
   checkInvariants(): Promise<InvariantViolation[]>;
 }
@@ -111,6 +122,9 @@ export async function createBilling(options: BillingOptions): Promise<Billing> {
   const eventBus = options.eventBus;
   const ledger = new LedgerStore({ db, clock, limits: options.limits, emitEvents: eventBus !== undefined });
   const sweepIntervalMs = options.sweepIntervalMs ?? 5_000;
+  // Read and checked before anything else: a bad plans file stops billing at start, naming the field.
+  const plansFile = options.plansFile || SHIPPED_PLANS_FILE;
+  const catalogue = readCatalogueFile(plansFile);
 
   let task: PeriodicTask | undefined;
 
@@ -155,7 +169,11 @@ export async function createBilling(options: BillingOptions): Promise<Billing> {
     handlers: createBillingHandlers({ ledger, log, topUpHint: options.topUpHint }),
     ledger,
     sweeper,
-    migrate: () => migrateBilling(options.db),
+    catalogue,
+    async migrate() {
+      await migrateBilling(options.db);
+      await syncCatalogue(db, catalogue, plansFile, clock.now());
+    },
     checkInvariants: () => checkLedgerInvariants(db),
   };
 }

@@ -22,6 +22,7 @@ await runMain("billing", async () => {
     log,
     sweepIntervalMs: config.BILLING_SWEEP_INTERVAL_MS,
     topUpHint: config.BILLING_TOP_UP_HINT,
+    plansFile: config.BILLING_PLANS_FILE,
   });
   await billing.migrate();
   const server = await startServiceServer({

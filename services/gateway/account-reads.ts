@@ -40,6 +40,7 @@ const QUOTE_SECONDS_MAX = 24 * 60 * 60;
 export const OPERATION_NAMES: Readonly<Partial<Record<Operation, string>>> = {
   [Operation.REMOVE_BACKGROUND]: "matting",
   [Operation.SMART_CROP]: "smart_crop",
+  [Operation.UPSCALE]: "upscale",
   [Operation.VIDEO_REMOVE_BACKGROUND]: "video_matting",
 };
 

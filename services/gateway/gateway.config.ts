@@ -15,7 +15,11 @@ export const gatewayConfigSpec = {
   ...commonConfigSpec,
   ...clientConfigSpec,
   PORT: port("Gateway port (Connect, gRPC, gRPC-Web, REST).", 8080),
-  UPLOAD_BYTES_MAX: integer("Largest upload accepted, in bytes.", 25 * 1024 * 1024, { min: 1 }),
+  UPLOAD_BYTES_MAX: integer(
+    "Ceiling on any upload, above every plan's own limit (the plans file's maxUploadBytes, 25 MiB on every shipped plan); raise it, and IMAGE_BYTES_MAX, to let a larger plan limit through (bytes).",
+    25 * 1024 * 1024,
+    { min: 1 },
+  ),
   SYNC_TIMEOUT_MS: integer("How long a synchronous call waits for its job, in milliseconds.", 120_000, { min: 1000 }),
   READ_REQUESTS_PER_MINUTE: integer("Job reads (GetJob, WatchJob, CancelJob) allowed per account per minute, in requests; 0 for no limit.", 600, { min: 0 }),
   WATCH_STREAMS_MAX: integer("WatchJob streams open at once per account, in streams; 0 for no limit.", 16, { min: 0 }),

@@ -238,12 +238,16 @@ export class ImageJobs {
     return (await this.billing.getAccount({ accountId: owner.accountId })).account;
   }
 
-  /** Byte limits from the plan and the service, then the inspector's format and pixel checks. */
+  /**
+   * Byte limits, then the inspector's format and pixel checks. The plan's limit is the one a caller
+   * meets (named in the refusal, also when it equals the ceiling); UPLOAD_BYTES_MAX is only the
+   * ceiling above every plan, which an operator raises to let a larger plan limit through.
+   */
   async #inspectUpload(plan: Plan | undefined, image: Uint8Array, name: "image" | "background_image"): Promise<UploadInfo> {
     const the = name === "image" ? "the image" : "the background_image";
     if (image.byteLength === 0) throw reasonError(Code.InvalidArgument, "empty_image", `${the} is empty`);
     const planBytesMax = Number(plan?.maxUploadBytes ?? 0n);
-    if (planBytesMax > 0 && image.byteLength > planBytesMax && planBytesMax < this.options.uploadBytesMax) {
+    if (planBytesMax > 0 && image.byteLength > planBytesMax && planBytesMax <= this.options.uploadBytesMax) {
       throw reasonError(
         Code.InvalidArgument,
         "too_many_bytes",

@@ -766,7 +766,7 @@ function buildDocument(): OpenApiDocument {
           description: "Priced at the size the call would process (after the plan's downscaling): a later call captures exactly this amount.",
           tags: ["Account"],
           requestBody: { required: true, content: json(ref("QuoteRequest"), { operation: "matting", width: 1024, height: 768, size: "full" }) },
-          responses: { "200": { description: "The cost.", content: json(ref("Quote"), { credits: 0.5, price_book_version: "2026-11-smart-crop" }) }, "400": errorResponse("BadRequest"), ...AUTHENTICATED_ERRORS },
+          responses: { "200": { description: "The cost.", content: json(ref("Quote"), { credits: 0.5, price_book_version: "2026-11-27-seeds" }) }, "400": errorResponse("BadRequest"), ...AUTHENTICATED_ERRORS },
         },
       },
       "/v1/credit/balance": {
@@ -1012,7 +1012,7 @@ function buildDocument(): OpenApiDocument {
             },
             affordable: {
               type: "array",
-              description: "How many more of each reference operation the available credits buy.",
+              description: "How many more of each reference operation the available credits buy, from the active price book: matting per size tier, smart_crop, upscale, and video_matting per second by resolution and at quality best.",
               items: { type: "object", required: ["operation", "description", "count"], properties: { operation: { type: "string" }, description: { type: "string" }, count: { type: "integer", minimum: 0 } } },
             },
           },

@@ -3,7 +3,7 @@
 import type { BucketKind } from "./spend-order.ts";
 import { textProblem, type LedgerLimits } from "./limits.ts";
 import { fail, type Failure, type Outcome } from "./outcomes.ts";
-import { cycleStart, subscriptionGrant, TRIAL_DURATION_MS, TRIAL_MILLICREDITS, type Plan } from "./plans.ts";
+import { cycleStart, hasFreeSeat, subscriptionGrant, TRIAL_DURATION_MS, TRIAL_MILLICREDITS, type Plan } from "./plans.ts";
 
 /** An account created without a plan starts here. */
 export const DEFAULT_PLAN_CODE = "free";
@@ -135,6 +135,6 @@ export function memberProblem(limits: LedgerLimits, member: { memberId: string; 
 /** A new member needs a free seat on the plan; changing an existing member's role or cap never does. */
 export function seatRefusal(plan: Plan, memberIds: readonly string[], memberId: string): Failure | undefined {
   const isNew = !memberIds.includes(memberId);
-  if (isNew && memberIds.length >= plan.seats) return fail("seat_limit_reached", `plan ${plan.code} has ${plan.seats} seats, all taken`);
+  if (isNew && !hasFreeSeat(plan, memberIds.length)) return fail("seat_limit_reached", `plan ${plan.code} has ${plan.seats} seats, all taken`);
   return undefined;
 }

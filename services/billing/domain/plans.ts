@@ -1,6 +1,13 @@
-import { assertInvariant } from "./outcomes.ts";
+import { assertInvariant, fail, type Failure } from "./outcomes.ts";
 
 export type OnExhausted = "stop" | "overage";
+
+/** Standard-class plans process images up to 4096 px and video up to 60 s; pro-class up to 8192 px and 5 minutes. */
+export const PLAN_CLASSES = ["standard", "pro"] as const;
+export type PlanClass = (typeof PLAN_CLASSES)[number];
+
+/** Seats of 0: the plan admits any number of members (enterprise). */
+export const UNLIMITED_SEATS = 0;
 
 export interface Plan {
   readonly code: string;
@@ -20,12 +27,43 @@ export interface Plan {
   readonly maxUploadBytes: number;
   readonly longestSidePixels: number;
   readonly priorityLane: "high" | "normal";
+  /** Members the team may have; UNLIMITED_SEATS (0) for no limit. */
   readonly seats: number;
+  readonly planClass: PlanClass;
+  /** The pool the plan's subscription credits go to: web (dashboard) credits never fund API calls. */
+  readonly pool: "api" | "web";
+  /** 0: credits live 1 + rolloverCycles cycles; N: they live until the end of the N-month term they were granted in (annual plans). */
+  readonly termMonths: number;
+  /** 0: credits live by cycles (above); N: each cycle's credits expire N days after they take effect. */
+  readonly creditsValidDays: number;
+  /** Longest video accepted (seconds), largest video upload (bytes) and longest side processed (pixels; 1920 is 1080p). */
+  readonly videoSecondsMax: number;
+  readonly videoBytesMax: number;
+  readonly videoLongestSidePixels: number;
+  /** The Stripe Price that sells the plan, when payments go through Stripe. */
+  readonly stripePriceId: string | null;
 }
 
 const CREDIT = 1000;
 const MEBIBYTE = 1024 * 1024;
+const DAY_MS = 24 * 60 * 60 * 1000;
 
+/** What the 2025 plans are, in the columns 202611272100_catalogue_columns added (their values there). */
+const SEED_PLAN_EXTRAS = {
+  pool: "api",
+  termMonths: 0,
+  creditsValidDays: 0,
+  videoSecondsMax: 60,
+  videoBytesMax: 200 * MEBIBYTE,
+  videoLongestSidePixels: 1920,
+  stripePriceId: null,
+} as const;
+
+/**
+ * The catalogue as it shipped in 2025: the frozen seed migration inserts these rows, and
+ * 202611272101_plan_presets moves their accounts to the nearest preset of the plans file
+ * (deploy/plans/plans.json, the live catalogue). Never edit: the migration must insert the same rows.
+ */
 export const DEFAULT_PLANS: readonly Plan[] = [
   {
     code: "free",
@@ -43,6 +81,8 @@ export const DEFAULT_PLANS: readonly Plan[] = [
     longestSidePixels: 4000,
     priorityLane: "normal",
     seats: 1,
+    planClass: "standard",
+    ...SEED_PLAN_EXTRAS,
   },
   {
     code: "starter",
@@ -60,6 +100,8 @@ export const DEFAULT_PLANS: readonly Plan[] = [
     longestSidePixels: 6000,
     priorityLane: "normal",
     seats: 1,
+    planClass: "standard",
+    ...SEED_PLAN_EXTRAS,
   },
   {
     code: "pro",
@@ -77,6 +119,8 @@ export const DEFAULT_PLANS: readonly Plan[] = [
     longestSidePixels: 10_000,
     priorityLane: "high",
     seats: 3,
+    planClass: "pro",
+    ...SEED_PLAN_EXTRAS,
   },
   {
     code: "business",
@@ -94,6 +138,8 @@ export const DEFAULT_PLANS: readonly Plan[] = [
     longestSidePixels: 12_000,
     priorityLane: "high",
     seats: 20,
+    planClass: "pro",
+    ...SEED_PLAN_EXTRAS,
   },
 ];
 
@@ -101,9 +147,11 @@ export interface Pack {
   readonly code: string;
   readonly priceCents: number;
   readonly creditsMillicredits: number;
+  /** The Stripe Price that sells the pack, when payments go through Stripe. */
+  readonly stripePriceId?: string | null;
 }
 
-/** Top-up packs: never expire, survive renewals; the per-credit price falls with volume. */
+/** Top-up packs as they shipped in 2025 (the seed migration's); the live ones are the plans file's. */
 export const DEFAULT_PACKS: readonly Pack[] = [
   { code: "pack_10", priceCents: 1_000, creditsMillicredits: 40 * CREDIT },
   { code: "pack_25", priceCents: 2_500, creditsMillicredits: 110 * CREDIT },
@@ -134,14 +182,27 @@ export function cycleStart(anchor: Date, index: number): Date {
   );
 }
 
-/** The subscription grant for cycle `index`: effective at the cycle start, expiring after 1 + rollover cycles. */
-export function subscriptionGrant(plan: Plan, anchor: Date, index: number): { effectiveAt: Date; expiresAt: Date; amountMillicredits: number } | undefined {
+/**
+ * The subscription grant for cycle `index`: effective at the cycle start, expiring after
+ * 1 + rollover cycles, or `creditsValidDays` after it takes effect (web credits: 90 days), or at
+ * the end of its `termMonths` term (annual plans: every month's credits last to the term's end).
+ */
+export function subscriptionGrant(
+  plan: Pick<Plan, "creditsPerCycleMillicredits" | "rolloverCycles" | "termMonths" | "creditsValidDays">,
+  anchor: Date,
+  index: number,
+): { effectiveAt: Date; expiresAt: Date; amountMillicredits: number } | undefined {
   if (plan.creditsPerCycleMillicredits === 0) return undefined;
-  return {
-    effectiveAt: cycleStart(anchor, index),
-    expiresAt: cycleStart(anchor, index + 1 + plan.rolloverCycles),
-    amountMillicredits: plan.creditsPerCycleMillicredits,
-  };
+  const effectiveAt = cycleStart(anchor, index);
+  let expiresAt = cycleStart(anchor, index + 1 + plan.rolloverCycles);
+  if (plan.creditsValidDays > 0) expiresAt = new Date(effectiveAt.getTime() + plan.creditsValidDays * DAY_MS);
+  else if (plan.termMonths > 0) expiresAt = cycleStart(anchor, (Math.floor(index / plan.termMonths) + 1) * plan.termMonths);
+  return { effectiveAt, expiresAt, amountMillicredits: plan.creditsPerCycleMillicredits };
+}
+
+/** A new member needs a seat: true while the plan has one free (UNLIMITED_SEATS always does). */
+export function hasFreeSeat(plan: Pick<Plan, "seats">, members: number): boolean {
+  return plan.seats === UNLIMITED_SEATS || members < plan.seats;
 }
 
 /** Overage is money: integer cents, rounded up per cycle. */
@@ -152,4 +213,20 @@ export function overageCents(plan: Plan, overageMillicredits: number): number {
 /** `credits.low` fires when available drops below 10% of the cycle allocation, or 2 credits on plans without one. */
 export function lowBalanceThresholdMillicredits(plan: Plan): number {
   return plan.creditsPerCycleMillicredits > 0 ? Math.floor(plan.creditsPerCycleMillicredits / 10) : 2 * CREDIT;
+}
+
+/**
+ * Why the plan refuses a video of this length and frame size (pixels of one processed frame), or
+ * undefined: longer than its videoSecondsMax, or frames beyond videoLongestSidePixels squared by
+ * 16:9 (1920 × 1080 for 1080p). The refusal names the plan's limit.
+ */
+export function videoPlanRefusal(plan: Pick<Plan, "name" | "videoSecondsMax" | "videoLongestSidePixels">, videoMilliseconds: number, framePixels: number): Failure | undefined {
+  if (videoMilliseconds > plan.videoSecondsMax * 1000) {
+    return fail("video_too_long", `video of ${videoMilliseconds} ms exceeds the ${plan.name} plan's limit of ${plan.videoSecondsMax} s (videoSecondsMax)`);
+  }
+  const framePixelsMax = Math.floor((plan.videoLongestSidePixels * plan.videoLongestSidePixels * 9) / 16);
+  if (framePixels > framePixelsMax) {
+    return fail("resolution_too_large", `video frames of ${framePixels} pixels exceed the ${plan.name} plan's ${plan.videoLongestSidePixels} px longest side (videoLongestSidePixels; ${framePixelsMax} pixels at 16:9)`);
+  }
+  return undefined;
 }

@@ -49,7 +49,7 @@ describe("priceOf", () => {
     const reordered = { ...DEFAULT_PRICE_BOOK, operations: { video_remove_background: DEFAULT_PRICE_BOOK.operations.video_remove_background, smart_crop: SMART_CROP_PRICE, remove_background: DEFAULT_PRICE_BOOK.operations.remove_background } };
     assert.deepEqual(referenceOperations(reordered), rows);
     const { smart_crop: _, ...withoutSmartCrop } = DEFAULT_PRICE_BOOK.operations;
-    assert.deepEqual(validatePriceBook({ ...DEFAULT_PRICE_BOOK, operations: withoutSmartCrop as typeof DEFAULT_PRICE_BOOK.operations }), ["operation smart_crop is missing"]);
+    assert.deepEqual(validatePriceBook({ ...DEFAULT_PRICE_BOOK, operations: withoutSmartCrop as typeof DEFAULT_PRICE_BOOK.operations }), ["operations.smart_crop is missing"]);
     const broken = { ...DEFAULT_PRICE_BOOK, operations: { ...DEFAULT_PRICE_BOOK.operations, remove_background: { ...DEFAULT_PRICE_BOOK.operations.remove_background, hdMultiplierPermille: 1.5 } } };
     assert.equal(validatePriceBook(broken).length, 1);
   });

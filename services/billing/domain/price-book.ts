@@ -1,7 +1,10 @@
 import { assertInvariant, fail, type Outcome } from "./outcomes.ts";
 
 /** Every priced operation, in the order balances list them. */
-export const OPERATION_NAMES = ["remove_background", "smart_crop", "video_remove_background"] as const;
+export const OPERATION_NAMES = ["remove_background", "smart_crop", "upscale", "video_remove_background"] as const;
+
+/** Operations a book stored before upscaling was an operation may lack; every other one is required. */
+const OPTIONAL_OPERATIONS: ReadonlySet<OperationName> = new Set(["upscale"]);
 export type OperationName = (typeof OPERATION_NAMES)[number];
 
 /** One resolution tier: inputs up to `maxPixels` cost `costMillicredits` (per image, or per started second of video). */
@@ -21,11 +24,16 @@ export interface OperationPrice {
   /** Video only: billed per started second; the longest video accepted. */
   readonly perStartedSecond?: boolean;
   readonly videoMillisecondsMax?: number;
+  /**
+   * Per-unit cost by quality ("best"), replacing the resolution tier's cost; a quality not listed
+   * pays the tier's. Video at best is billed at one top rate whatever its resolution.
+   */
+  readonly qualityCostMillicredits?: Readonly<Record<string, number>>;
 }
 
 export interface PriceBook {
   readonly version: string;
-  readonly operations: Readonly<Record<OperationName, OperationPrice>>;
+  readonly operations: Readonly<Partial<Record<OperationName, OperationPrice>>> & Readonly<Record<Exclude<OperationName, "upscale">, OperationPrice>>;
   /** Priced add-ons by name, added after the multiplier. */
   readonly extras: Readonly<Record<string, number>>;
 }
@@ -83,6 +91,8 @@ export interface PriceRequest {
   readonly hd: boolean;
   readonly videoMilliseconds: number;
   readonly extras?: readonly string[];
+  /** "fast", "balanced" or "best"; empty is balanced. Only a quality the operation prices changes the cost. */
+  readonly quality?: string;
 }
 
 /** The exact cost of one operation in millicredits; the same inputs always give the same answer. */
@@ -106,7 +116,8 @@ export function priceOf(book: PriceBook, request: PriceRequest): Outcome<{ costM
     }
     units = Math.ceil(request.videoMilliseconds / 1000);
   }
-  const beforeMultiplier = price.baseMillicredits + tier.costMillicredits * units;
+  const unitCost = (request.quality ? price.qualityCostMillicredits?.[request.quality] : undefined) ?? tier.costMillicredits;
+  const beforeMultiplier = price.baseMillicredits + unitCost * units;
   // Round up: a fraction of a millicredit is charged as one, never given away twice.
   let cost = request.hd ? Math.ceil((beforeMultiplier * price.hdMultiplierPermille) / 1000) : beforeMultiplier;
   for (const extra of new Set(request.extras ?? [])) {
@@ -118,48 +129,72 @@ export function priceOf(book: PriceBook, request: PriceRequest): Outcome<{ costM
 }
 
 /**
- * Reference operations for "how many more can I do": one per image tier, plus 1 s of video per
- * tier, in OPERATION_NAMES order (a stored book's key order is jsonb's, not the editor's).
+ * Reference operations for "how many more can I do": one per image tier, 1 s of video per tier,
+ * and one per priced quality (video at best), in OPERATION_NAMES order (a stored book's key
+ * order is jsonb's, not the editor's).
  */
 export function referenceOperations(book: PriceBook): { description: string; operation: OperationName; costMillicredits: number }[] {
   const rows: { description: string; operation: OperationName; costMillicredits: number }[] = [];
   for (const operation of OPERATION_NAMES) {
     const price = book.operations[operation];
-    for (const tier of price?.tiers ?? []) {
+    if (!price) continue;
+    const unit = price.perStartedSecond ? ", 1 s" : "";
+    for (const tier of price.tiers) {
       const megapixels = (tier.maxPixels / MEGAPIXEL).toFixed(2).replace(/\.?0+$/, "");
-      const costMillicredits = price.baseMillicredits + tier.costMillicredits;
-      rows.push({
-        operation,
-        description: price.perStartedSecond ? `${price.description}, up to ${megapixels} MP, 1 s` : `${price.description}, up to ${megapixels} MP`,
-        costMillicredits,
-      });
+      rows.push({ operation, description: `${price.description}, up to ${megapixels} MP${unit}`, costMillicredits: price.baseMillicredits + tier.costMillicredits });
+    }
+    for (const [quality, cost] of Object.entries(price.qualityCostMillicredits ?? {}).sort(([a], [b]) => a.localeCompare(b))) {
+      rows.push({ operation, description: `${price.description}, quality ${quality}${unit}`, costMillicredits: price.baseMillicredits + cost });
     }
   }
   return rows;
 }
 
-/** Checks an edited price book before it is stored; returns every problem found. */
-export function validatePriceBook(book: PriceBook): string[] {
+/**
+ * Checks an edited price book before it is stored; returns every problem found, each naming its
+ * field by path (`operations.remove_background.tiers[2].maxPixels`), under `prefix` when the book
+ * sits inside a larger document (the plans file's `priceBook.`).
+ */
+export function validatePriceBook(book: PriceBook, prefix = ""): string[] {
   const problems: string[] = [];
-  if (!book.version) problems.push("version is empty");
+  if (!book.version) problems.push(`${prefix}version is empty`);
+  if (typeof book.operations !== "object" || book.operations === null) return [...problems, `${prefix}operations must be an object`];
+  for (const name of Object.keys(book.operations)) {
+    if (!(OPERATION_NAMES as readonly string[]).includes(name)) problems.push(`${prefix}operations.${name} is not an operation; known: ${OPERATION_NAMES.join(", ")}`);
+  }
   for (const name of OPERATION_NAMES) {
-    const price = book.operations?.[name];
+    const price = book.operations[name];
+    const path = `${prefix}operations.${name}`;
     if (!price) {
-      problems.push(`operation ${name} is missing`);
+      if (!OPTIONAL_OPERATIONS.has(name)) problems.push(`${path} is missing`);
       continue;
     }
-    if (!Number.isSafeInteger(price.baseMillicredits) || price.baseMillicredits < 0) problems.push(`${name}.baseMillicredits must be a non-negative integer`);
-    if (!Number.isSafeInteger(price.hdMultiplierPermille) || price.hdMultiplierPermille < 1000) problems.push(`${name}.hdMultiplierPermille must be an integer ≥ 1000`);
-    if (!Array.isArray(price.tiers) || price.tiers.length === 0) problems.push(`${name}.tiers is empty`);
-    let previous = 0;
-    for (const [index, tier] of (price.tiers ?? []).entries()) {
-      if (!Number.isSafeInteger(tier.maxPixels) || tier.maxPixels <= previous) problems.push(`${name}.tiers[${index}].maxPixels must be an integer above the previous tier`);
-      if (!Number.isSafeInteger(tier.costMillicredits) || tier.costMillicredits <= 0) problems.push(`${name}.tiers[${index}].costMillicredits must be a positive integer`);
-      previous = tier.maxPixels;
-    }
+    problems.push(...operationPriceProblems(price, path));
   }
   for (const [extra, cost] of Object.entries(book.extras ?? {})) {
-    if (!Number.isSafeInteger(cost) || cost < 0) problems.push(`extras.${extra} must be a non-negative integer`);
+    if (!Number.isSafeInteger(cost) || cost < 0) problems.push(`${prefix}extras.${extra} must be a non-negative integer`);
+  }
+  return problems;
+}
+
+function operationPriceProblems(price: OperationPrice, path: string): string[] {
+  const problems: string[] = [];
+  if (typeof price.description !== "string" || !price.description) problems.push(`${path}.description must be a non-empty string`);
+  if (!Number.isSafeInteger(price.baseMillicredits) || price.baseMillicredits < 0) problems.push(`${path}.baseMillicredits must be a non-negative integer`);
+  if (!Number.isSafeInteger(price.hdMultiplierPermille) || price.hdMultiplierPermille < 1000) problems.push(`${path}.hdMultiplierPermille must be an integer ≥ 1000`);
+  if (!Array.isArray(price.tiers) || price.tiers.length === 0) problems.push(`${path}.tiers is empty`);
+  let previous = 0;
+  for (const [index, tier] of (Array.isArray(price.tiers) ? price.tiers : []).entries()) {
+    if (!Number.isSafeInteger(tier.maxPixels) || tier.maxPixels <= previous) problems.push(`${path}.tiers[${index}].maxPixels must be an integer above the previous tier`);
+    if (!Number.isSafeInteger(tier.costMillicredits) || tier.costMillicredits <= 0) problems.push(`${path}.tiers[${index}].costMillicredits must be a positive integer`);
+    previous = tier.maxPixels;
+  }
+  for (const [quality, cost] of Object.entries(price.qualityCostMillicredits ?? {})) {
+    if (!Number.isSafeInteger(cost) || cost <= 0) problems.push(`${path}.qualityCostMillicredits.${quality} must be a positive integer`);
+  }
+  if (price.perStartedSecond !== undefined && typeof price.perStartedSecond !== "boolean") problems.push(`${path}.perStartedSecond must be true or false`);
+  if (price.videoMillisecondsMax !== undefined && (!Number.isSafeInteger(price.videoMillisecondsMax) || price.videoMillisecondsMax <= 0)) {
+    problems.push(`${path}.videoMillisecondsMax must be a positive integer`);
   }
   return problems;
 }

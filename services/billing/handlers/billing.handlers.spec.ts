@@ -30,6 +30,9 @@ const millisecondsOf = (timestamp: Timestamp | undefined): number => {
   return timestampDate(timestamp).getTime();
 };
 
+/** The shipped plans file's version, which is its price book's. */
+const CATALOGUE_VERSION = "2026-11-27-seeds";
+
 // Starter: 10 trial credits + 50 subscription credits.
 const STARTER_CREDITS_MC = 60_000n;
 
@@ -100,39 +103,39 @@ describe("BillingService over Connect", () => {
   it("quotes, reserves, captures and reports the balance", async () => {
     const accountId = await newAccount();
     const quote = await client.quote({ accountId, operation: Operation.REMOVE_BACKGROUND, pixels: 12_000_000n, hd: true });
-    assert.equal(quote.costMillicredits, 2200n);
-    assert.equal(quote.priceBookVersion, "2026-11-smart-crop");
+    assert.equal(quote.costMillicredits, 2000n);
+    assert.equal(quote.priceBookVersion, CATALOGUE_VERSION);
     const hold = await client.reserve({ accountId, pool: Pool.API, amountMillicredits: quote.costMillicredits, idempotencyKey: "req-1" });
-    assert.equal(hold.amountMillicredits, 2200n);
-    assert.equal(hold.availableMillicredits, STARTER_CREDITS_MC - 2200n);
+    assert.equal(hold.amountMillicredits, 2000n);
+    assert.equal(hold.availableMillicredits, STARTER_CREDITS_MC - 2000n);
     assert.equal(hold.overageMillicredits, 0n);
     assert.equal(hold.replayed, false);
     assert.equal(hold.status, HoldStatus.OPEN);
     assert.equal(millisecondsOf(hold.expiresAt) - billing.clock.now().getTime(), 900_000, "the default hold lifetime");
     const held = await client.getBalance({ accountId, pool: Pool.API });
-    assert.deepEqual([held.availableMillicredits, held.heldMillicredits], [STARTER_CREDITS_MC - 2200n, 2200n]);
-    const capture = await client.capture({ holdId: hold.holdId, amountMillicredits: 2200n });
-    assert.deepEqual([capture.capturedMillicredits, capture.returnedMillicredits, capture.availableMillicredits], [2200n, 0n, 57_800n]);
+    assert.deepEqual([held.availableMillicredits, held.heldMillicredits], [STARTER_CREDITS_MC - 2000n, 2000n]);
+    const capture = await client.capture({ holdId: hold.holdId, amountMillicredits: 2000n });
+    assert.deepEqual([capture.capturedMillicredits, capture.returnedMillicredits, capture.availableMillicredits], [2000n, 0n, 58_000n]);
     const balance = await client.getBalance({ accountId, pool: Pool.API });
-    assert.equal(balance.availableMillicredits, 57_800n);
+    assert.equal(balance.availableMillicredits, 58_000n);
     assert.equal(balance.heldMillicredits, 0n);
-    assert.deepEqual(balance.buckets.map((bucket) => [bucket.kind, bucket.remainingMillicredits]), [["trial", 7_800n], ["subscription", 50_000n]]);
-    assert.deepEqual(balance.affordable.slice(0, 2).map((row) => [row.operation, row.count]), [[Operation.REMOVE_BACKGROUND, 231n], [Operation.REMOVE_BACKGROUND, 115n]]);
-    const replay = await client.reserve({ accountId, pool: Pool.API, amountMillicredits: 2200n, idempotencyKey: "req-1" });
+    assert.deepEqual(balance.buckets.map((bucket) => [bucket.kind, bucket.remainingMillicredits]), [["trial", 8_000n], ["subscription", 50_000n]]);
+    assert.deepEqual(balance.affordable.slice(0, 2).map((row) => [row.operation, row.count]), [[Operation.REMOVE_BACKGROUND, 116n], [Operation.REMOVE_BACKGROUND, 77n]]);
+    const replay = await client.reserve({ accountId, pool: Pool.API, amountMillicredits: 2000n, idempotencyKey: "req-1" });
     assert.deepEqual([replay.holdId, replay.replayed, replay.status], [hold.holdId, true, HoldStatus.CAPTURED], "a replay reports that the hold has ended");
   });
 
   it("quotes and holds smart crop: 1.3 credits an image, 2.6 in HD, and counts it in the balance's answer", async () => {
     const accountId = await newAccount();
     const quote = await client.quote({ accountId, operation: Operation.SMART_CROP, pixels: 64n * 64n, hd: false });
-    assert.deepEqual([quote.costMillicredits, quote.priceBookVersion], [1300n, "2026-11-smart-crop"]);
+    assert.deepEqual([quote.costMillicredits, quote.priceBookVersion], [1300n, CATALOGUE_VERSION]);
     assert.equal((await client.quote({ accountId, operation: Operation.SMART_CROP, pixels: 12_000_000n, hd: true })).costMillicredits, 2600n);
     const hold = await client.reserve({ accountId, pool: Pool.API, amountMillicredits: quote.costMillicredits, idempotencyKey: "smart-crop-1", description: "smart crop" });
     const capture = await client.capture({ holdId: hold.holdId, amountMillicredits: quote.costMillicredits });
     assert.equal(capture.capturedMillicredits, 1300n);
     const balance = await client.getBalance({ accountId, pool: Pool.API });
     const smartCrop = balance.affordable.find((row) => row.operation === Operation.SMART_CROP);
-    assert.deepEqual([smartCrop?.description, smartCrop?.count], ["smart crop, image, up to 50 MP", balance.availableMillicredits / 1300n]);
+    assert.deepEqual([smartCrop?.description, smartCrop?.count], ["smart crop, image, up to 67.11 MP", balance.availableMillicredits / 1300n]);
   });
 
   it("answers insufficient credits with a stable reason, header and detail, and no cause", async () => {
@@ -215,9 +218,24 @@ describe("BillingService over Connect", () => {
 
   it("lists plans, packs, ledger pages and usage", async () => {
     const plans = await client.listPlans({});
-    assert.deepEqual(plans.plans.map((plan) => plan.code), ["free", "starter", "pro", "business"]);
+    // The plans file's presets, cheapest first; the 2025 plans (starter, pro) are retired, still assignable.
+    assert.deepEqual(plans.plans.map((plan) => plan.code), [
+      "free",
+      "annual_lite",
+      "developer",
+      "web_basic",
+      "annual_performance",
+      "growth",
+      "annual_scale",
+      "scale",
+      "image_250",
+      "business",
+      "enterprise",
+    ]);
+    const enterprise = plans.plans.find((plan) => plan.code === "enterprise");
+    assert.deepEqual([enterprise?.planClass, enterprise?.seats, enterprise?.longestSidePixels, enterprise?.videoSecondsMax, enterprise?.videoBytesMax, enterprise?.videoLongestSidePixels], ["pro", 0, 8192, 300, 1024n * 1024n * 1024n, 1920]);
     const packs = await client.listPacks({});
-    assert.deepEqual(packs.packs.map((pack) => pack.code), ["pack_10", "pack_25", "pack_50", "pack_100", "pack_500", "pack_2000"]);
+    assert.deepEqual(packs.packs.map((pack) => pack.code), ["pack_100", "pack_250", "pack_500", "pack_1000", "pack_2000"]);
     assert.equal(packs.packs.find((pack) => pack.code === "pack_2000")?.creditsMillicredits, 11_111_000n);
 
     const accountId = await newAccount();

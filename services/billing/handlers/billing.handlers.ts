@@ -17,7 +17,7 @@ import {
 import { MEMBER_ROLES, type MemberRole } from "../domain/accounts.ts";
 import type { HoldStatus as HoldStatusName } from "../domain/holds.ts";
 import type { Failure, FailureReason, Outcome } from "../domain/outcomes.ts";
-import type { Plan } from "../domain/plans.ts";
+import { videoPlanRefusal, type Plan } from "../domain/plans.ts";
 import { priceOf, type OperationName } from "../domain/price-book.ts";
 import type { BucketKind } from "../domain/spend-order.ts";
 import type { LedgerStore } from "../store/ledger.store.ts";
@@ -97,6 +97,7 @@ function poolName(pool: Pool): PoolName {
 const OPERATION_BY_NAME: Readonly<Record<OperationName, Operation>> = {
   remove_background: Operation.REMOVE_BACKGROUND,
   smart_crop: Operation.SMART_CROP,
+  upscale: Operation.UPSCALE,
   video_remove_background: Operation.VIDEO_REMOVE_BACKGROUND,
 };
 
@@ -135,6 +136,12 @@ function planMessage(plan: Plan) {
     longestSidePixels: plan.longestSidePixels,
     priorityLane: plan.priorityLane,
     seats: plan.seats,
+    planClass: plan.planClass,
+    videoSecondsMax: plan.videoSecondsMax,
+    videoBytesMax: BigInt(plan.videoBytesMax),
+    videoLongestSidePixels: plan.videoLongestSidePixels,
+    pool: plan.pool,
+    stripePriceId: plan.stripePriceId ?? "",
   });
 }
 
@@ -218,8 +225,14 @@ function quoteHandlers({ ledger, unwrap, invalid }: HandlerContext): Pick<Billin
           hd: request.hd,
           videoMilliseconds: request.videoMilliseconds,
           extras: request.extras,
+          quality: request.quality,
         }),
       );
+      // Video is also held to the account's plan (60 s standard-class, 5 minutes pro-class); images pay no extra read.
+      if (operation === "video_remove_background" && request.accountId) {
+        const { account } = unwrap(await ledger.getAccount(request.accountId));
+        unwrap(videoPlanRefusal(account.plan, request.videoMilliseconds, Number(BigInt.asIntN(WIRE_INT64_BITS, request.pixels))) ?? { ok: true });
+      }
       return { costMillicredits: BigInt(price.costMillicredits), priceBookVersion: book.version };
     },
   };
@@ -419,7 +432,12 @@ function catalogueHandlers({ ledger }: HandlerContext): Pick<BillingImpl, "listP
 
     async listPacks() {
       return {
-        packs: (await ledger.listPacks()).map((pack) => ({ code: pack.code, priceCents: BigInt(pack.priceCents), creditsMillicredits: BigInt(pack.creditsMillicredits) })),
+        packs: (await ledger.listPacks()).map((pack) => ({
+          code: pack.code,
+          priceCents: BigInt(pack.priceCents),
+          creditsMillicredits: BigInt(pack.creditsMillicredits),
+          stripePriceId: pack.stripePriceId ?? "",
+        })),
       };
     },
   };

@@ -53,18 +53,19 @@ export class AccountStore {
 
   /** Plans offered for sale, cheapest first; unlisted plans (operators' test plan) can be assigned but are not offered. */
   async listedPlans(): Promise<Plan[]> {
-    const rows = await this.#db.selectFrom("billing_plans").selectAll().where("listed", "=", true).orderBy("monthly_price_cents").execute();
+    const rows = await this.#db.selectFrom("billing_plans").selectAll().where("listed", "=", true).orderBy("monthly_price_cents").orderBy("code").execute();
     return rows.map(planFromRow);
   }
 
+  /** Packs on sale, cheapest first; packs the plans file dropped are kept unlisted and no longer sold. */
   async packs(): Promise<Pack[]> {
-    const rows = await this.#db.selectFrom("billing_packs").selectAll().orderBy("price_cents").execute();
-    return rows.map((row) => ({ code: row.code, priceCents: row.price_cents, creditsMillicredits: row.credits_mc }));
+    const rows = await this.#db.selectFrom("billing_packs").selectAll().where("listed", "=", true).orderBy("price_cents").execute();
+    return rows.map((row) => ({ code: row.code, priceCents: row.price_cents, creditsMillicredits: row.credits_mc, stripePriceId: row.stripe_price_id }));
   }
 
   async pack(code: string): Promise<Pack | undefined> {
-    const row = await this.#db.selectFrom("billing_packs").selectAll().where("code", "=", code).executeTakeFirst();
-    return row ? { code: row.code, priceCents: row.price_cents, creditsMillicredits: row.credits_mc } : undefined;
+    const row = await this.#db.selectFrom("billing_packs").selectAll().where("code", "=", code).where("listed", "=", true).executeTakeFirst();
+    return row ? { code: row.code, priceCents: row.price_cents, creditsMillicredits: row.credits_mc, stripePriceId: row.stripe_price_id } : undefined;
   }
 
   /**

@@ -8,12 +8,14 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
 import { allocate, DEFAULT_PRIORITY, type BucketKind } from "../domain/spend-order.ts";
+import { readCatalogueFile } from "./catalogue.store.ts";
 import { cycleStart, DEFAULT_PLANS, subscriptionGrant, TRIAL_DURATION_MS, TRIAL_MILLICREDITS, type Plan } from "../domain/plans.ts";
 import { createBillingFixture, DAY_MS, type BillingFixture } from "../billing.testing.ts";
 import type { PoolName } from "./schema.ts";
 
 const RUNS = Number(process.env.BILLING_PROPERTY_RUNS ?? 12);
-const plansByCode = new Map(DEFAULT_PLANS.map((plan) => [plan.code, plan]));
+// What the database holds: the 2025 plans (retired, still assignable) under the plans file's presets (business is both).
+const plansByCode = new Map([...DEFAULT_PLANS, ...readCatalogueFile().plans].map((plan) => [plan.code, plan]));
 const plan = (code: string): Plan => plansByCode.get(code)!;
 
 interface ModelBucket {

@@ -273,7 +273,8 @@ export class LedgerStore {
 
   async #grantSubscription(trx: Trx, cycle: { accountId: string; plan: Plan; anchor: Date; cyclesSinceAnchor: number; now: Date }): Promise<void> {
     const allocation = subscriptionAllocation(cycle.plan, cycle.anchor, cycle.cyclesSinceAnchor);
-    if (allocation) await this.#grantByLedger(trx, cycle.accountId, allocation, cycle.now);
+    // Into the plan's pool: a web plan's credits (web_basic) never fund API calls.
+    if (allocation) await this.#grantInTransaction(trx, { ...allocation, accountId: cycle.accountId, pool: cycle.plan.pool === "web" ? "web" : "api" }, cycle.now);
   }
 
   /** A grant the ledger makes itself, to the API pool; its outcome is not the caller's to see. */

@@ -14,7 +14,7 @@ import { createBilling } from "../index.ts";
 import { BILLING_FUNCTIONS } from "./functions.sql.ts";
 import { checkLedgerInvariants } from "./invariants.ts";
 import { LedgerStore } from "./ledger.store.ts";
-import { BILLING_LEGACY_MIGRATION_NAMES, billingMigrations } from "./migrations.ts";
+import { BILLING_LEGACY_MIGRATION_NAMES, billingMigrations, migrateBilling } from "./migrations.ts";
 import { PriceBookStore } from "./price-book.store.ts";
 import type { BillingSchema } from "./schema.ts";
 
@@ -127,9 +127,9 @@ describe("billing migrations: the smart crop price", () => {
     }
   });
 
-  it("a new database starts with DEFAULT_PRICE_BOOK: the seed's book plus smart crop", async () => {
+  it("the migrations alone leave DEFAULT_PRICE_BOOK: the seed's book plus smart crop (the plans file's book comes after them)", async () => {
     const database = await freshDatabase();
-    await createBilling({ db: database.db as Kysely<unknown>, clock, log: pino({ level: "silent" }) }).then((billing) => billing.migrate());
+    await migrateBilling(database.db as Kysely<unknown>);
     assert.deepEqual(await new PriceBookStore(database.db).active(), DEFAULT_PRICE_BOOK);
   });
 
@@ -140,7 +140,7 @@ describe("billing migrations: the smart crop price", () => {
     assert.equal(seeded.operations.smart_crop, undefined, "the seed's book predates smart crop");
     const edited = { ...seeded, version: "operator-2026-06", extras: { ...seeded.extras, shadow: 300 } };
     await database.db.transaction().execute((transaction) => new PriceBookStore(transaction).activate(edited, clock.now()));
-    await createBilling({ db: database.db as Kysely<unknown>, clock, log: pino({ level: "silent" }) }).then((billing) => billing.migrate());
+    await migrateBilling(database.db as Kysely<unknown>);
     const active = await new PriceBookStore(database.db).active();
     assert.deepEqual(active, { ...edited, version: "2026-11-smart-crop", operations: { ...edited.operations, smart_crop: SMART_CROP_PRICE } });
     const versions = await database.db.selectFrom("billing_price_books").select(["version", "active"]).orderBy("version").execute();

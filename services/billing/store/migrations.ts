@@ -6,6 +6,8 @@ import * as ledger from "./migrations/202501010000_ledger.ts";
 import * as seed from "./migrations/202501010001_seed.ts";
 import * as unlimitedPlan from "./migrations/202611270000_unlimited_plan.ts";
 import * as smartCropPrice from "./migrations/202611271800_smart_crop_price.ts";
+import * as catalogueColumns from "./migrations/202611272100_catalogue_columns.ts";
+import * as planPresets from "./migrations/202611272101_plan_presets.ts";
 
 /** Frozen in time, named `YYYYMMDDHHMM_what` and applied in name order; static so no file-system scan is needed. */
 export const billingMigrations: Record<string, Migration> = {
@@ -13,6 +15,8 @@ export const billingMigrations: Record<string, Migration> = {
   "202501010001_seed": seed,
   "202611270000_unlimited_plan": unlimitedPlan,
   "202611271800_smart_crop_price": smartCropPrice,
+  "202611272100_catalogue_columns": catalogueColumns,
+  "202611272101_plan_presets": planPresets,
 };
 
 /**

@@ -19,14 +19,25 @@ export interface PlanTable {
   longest_side_pixels: number;
   priority_lane: "high" | "normal";
   seats: number;
-  /** False for plans an operator assigns but does not offer (the "unlimited" test plan). */
+  /** False for plans an operator assigns but does not offer (the "unlimited" test plan, plans the plans file dropped). */
   listed: Generated<boolean>;
+  plan_class: Generated<"standard" | "pro">;
+  pool: Generated<"api" | "web">;
+  term_months: Generated<number>;
+  credits_valid_days: Generated<number>;
+  video_seconds_max: Generated<number>;
+  video_bytes_max: Generated<number>;
+  video_longest_side_pixels: Generated<number>;
+  stripe_price_id: string | null;
 }
 
 export interface PackTable {
   code: string;
   price_cents: number;
   credits_mc: number;
+  /** False for packs the plans file no longer sells; kept for the grants that name them. */
+  listed: Generated<boolean>;
+  stripe_price_id: string | null;
 }
 
 export interface PriceBookTable {

@@ -114,6 +114,14 @@ export function planFromRow(row: Selectable<PlanTable>): Plan {
     longestSidePixels: row.longest_side_pixels,
     priorityLane: row.priority_lane,
     seats: row.seats,
+    planClass: row.plan_class,
+    pool: row.pool,
+    termMonths: row.term_months,
+    creditsValidDays: row.credits_valid_days,
+    videoSecondsMax: row.video_seconds_max,
+    videoBytesMax: row.video_bytes_max,
+    videoLongestSidePixels: row.video_longest_side_pixels,
+    stripePriceId: row.stripe_price_id,
   };
 }
 

@@ -19,11 +19,11 @@ export const imageLimitsConfigSpec = {
     { min: 1, max: 2_000_000_000 },
   ),
   IMAGE_LONGEST_SIDE_STANDARD: integer(
-    "Longest side of the processed image for standard and full-size output (pixels); larger inputs are downscaled, not rejected.",
+    "Longest side of the processed image for standard and full-size output when no plan sets one (pixels); larger inputs are downscaled, not rejected.",
     4096,
     { min: 64, max: 65_535 },
   ),
-  IMAGE_LONGEST_SIDE_PRO: integer("Longest side for HD output on pro plans (pixels); larger inputs are downscaled.", 8192, {
+  IMAGE_LONGEST_SIDE_PRO: integer("Ceiling on any plan's longest side, and the HD side when no plan sets one (pixels); larger inputs are downscaled.", 8192, {
     min: 64,
     max: 65_535,
   }),

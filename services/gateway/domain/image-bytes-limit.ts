@@ -24,6 +24,7 @@ export function imageBytesLimitOf(plan: { name: string; maxUploadBytes: bigint }
   const candidates: ByteLimit[] = [];
   const planBytesMax = Number(plan?.maxUploadBytes ?? 0n);
   if (plan && planBytesMax > 0) candidates.push({ bytesMax: planBytesMax, name: `the ${plan.name} plan's upload limit` });
+  // The service's limits are ceilings above the plans: a plan whose limit equals one is named (tie to the plan).
   candidates.push({ bytesMax: service.uploadBytesMax, name: "UPLOAD_BYTES_MAX" });
   if (service.imageBytesMax !== undefined) candidates.push({ bytesMax: service.imageBytesMax, name: "IMAGE_BYTES_MAX" });
   if (service.outboundBytesMax !== undefined) candidates.push({ bytesMax: service.outboundBytesMax, name: "OUTBOUND_BYTES_MAX" });

@@ -247,7 +247,7 @@ class Engine implements SegmentationEngine {
     try {
       const batcher = this.available();
       validateImageOptions(options);
-      // A plan's cap can lower the operator's limit for the size preset, never raise it.
+      // The plan's side (sent by the gateway) applies, under IMAGE_LONGEST_SIDE_PRO; without one, the size preset's.
       const longestSideMax = longestSideFor(
         options.size === OutputSize.HD,
         { standard: this.config.IMAGE_LONGEST_SIDE_STANDARD, pro: this.config.IMAGE_LONGEST_SIDE_PRO },
