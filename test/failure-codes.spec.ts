@@ -46,6 +46,12 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   too_many_pixels: row(Code.InvalidArgument, 400),
   resolution_too_large: row(Code.InvalidArgument, 400),
   video_too_long: row(Code.InvalidArgument, 400),
+  // The video routes (POST /v1/video/matting, VideoService.SubmitVideo): no video in the form, an
+  // empty one, an image sent there, and a video sent to an image route (each names the other route).
+  missing_video: row(Code.InvalidArgument, 400),
+  empty_video: row(Code.InvalidArgument, 400),
+  image_not_accepted: row(Code.InvalidArgument, 400),
+  video_not_accepted: row(Code.InvalidArgument, 400),
   // Videos: unreadable (400, like corrupt_image); readable but with nothing the service can work on (422).
   video_corrupt: row(Code.InvalidArgument, 400),
   video_no_stream: row(Code.InvalidArgument, 422),
