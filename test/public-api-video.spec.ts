@@ -245,7 +245,9 @@ describe("video jobs on a single node", () => {
     const stopBy = Date.now() + 5000;
     while (ffmpegChildren().length > 0 && Date.now() < stopBy) await new Promise((resolve) => setTimeout(resolve, 100));
     assert.deepEqual(ffmpegChildren(), [], "no ffmpeg left running");
-    const cleanBy = Date.now() + 5000;
+    // The worker's files go once the engine settles: after ffmpeg (gone above) and the frames
+    // already in the model, which take seconds each on a busy CPU.
+    const cleanBy = Date.now() + 90_000;
     const leftovers = () => readdirSync(nodeTemporary).filter((name) => name.startsWith("cutline-") && !name.startsWith("cutline-vjobs-"));
     while (leftovers().length > 0 && Date.now() < cleanBy) await new Promise((resolve) => setTimeout(resolve, 100));
     assert.deepEqual(leftovers(), [], "no temporary file left");
