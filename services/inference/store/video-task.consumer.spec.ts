@@ -1,5 +1,5 @@
 // Video tasks through the work consumer, on the in-process queue and (with NATS_URL) JetStream,
-// with the real engine and ffmpeg: two workers on one queue whose ack wait (1 s) is far shorter
+// with the real engine and ffmpeg: two workers on one queue whose ack wait (5 s) is shorter
 // than the task, so only the worker's in-progress acks keep the other from taking it; frame
 // progress as job.progress; the result streamed to the blob store; a cancel marker that stops
 // ffmpeg at once; and never a temporary file left behind.
@@ -29,8 +29,13 @@ import { videoMattingRunnerOf } from "./video-task.consumer.ts";
 const log = pino({ level: "silent" });
 const natsUrl = await testNatsUrl();
 const directory = mkdtempSync(join(tmpdir(), "cutline-video-consumer-"));
-/** Far shorter than one frame of the model on a CPU: only `working()` keeps a task from being redelivered. */
-const ACK_WAIT_MS = 1000;
+/**
+ * Shorter than the task (the model takes seconds per frame on a CPU, and a clip has several), so
+ * only `working()` keeps it from being redelivered; long enough that a loaded machine's stalls of
+ * the event loop (seconds, at a load of 20 on 2 cores) do not let JetStream's own clock run out
+ * between two in-progress acks (every 250 ms here).
+ */
+const ACK_WAIT_MS = 5000;
 const TASK_TIMEOUT_MS = 240_000;
 let engine: SegmentationEngine | undefined;
 
