@@ -9,6 +9,7 @@ import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { createInferenceHandlers, createSegmentationEngine, startSegmentConsumer } from "./index.ts";
 import { consumerRetryOptionsOf, loadInferenceServiceConfig } from "./inference.config.ts";
 import { openPorts } from "../common/wiring.ts";
+import { logMediaBinaries } from "../common/video/ffmpeg-binaries.ts";
 
 await runMain("inference", async () => {
   const config = loadInferenceServiceConfig();
@@ -17,6 +18,7 @@ await runMain("inference", async () => {
   const health = new HealthRegistry();
   const ports = await openPorts(config, log);
   const engine = await createSegmentationEngine(config, log);
+  logMediaBinaries(config, log);
   const server = await startServiceServer({
     name: "inference",
     host: config.HOST,
