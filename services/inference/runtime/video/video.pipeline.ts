@@ -35,8 +35,8 @@ const framesInFlightMin = 4;
 export interface VideoProgress {
   framesDone: number;
   framesTotal: number;
-  /** Seconds left at the rate so far; undefined before the first frame. */
-  etaSeconds: number | undefined;
+  /** Seconds left at the rate so far (rounded). */
+  etaSeconds: number;
 }
 
 export interface VideoMattingInput {
@@ -193,7 +193,8 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
   const probe = input.probe ?? (await probeVideo(input.inputPath, { signal: internal.signal, binaries }));
   const { width, height } = videoOutputSize(probe, input.longestSideMax);
   const background = format.pixelFormat === "rgb24" ? await backgroundOf(input.options, input.backgroundImage, width, height) : undefined;
-  await engine.ready;
+  // A model that failed to load answers model_unavailable (retried elsewhere) from segmentTensor.
+  await engine.ready.catch(() => undefined);
   internal.signal.throwIfAborted();
   const rate = `${probe.frameRate.numerator}/${probe.frameRate.denominator}`;
   const keepAudio = input.options.keepAudio !== false && probe.hasAudio;
