@@ -11,6 +11,7 @@ import { mediaBinariesConfigSpec } from "../common/video/ffmpeg-binaries.ts";
 // by scripts/bench-inference.ts), so waiting to fill a batch only adds queue delay. On CUDA the
 // engine raises the default to INFERENCE_BATCH_SIZE_MAX_GPU, where batching does pay.
 export const inferenceConfigSpec = {
+  ...mediaBinariesConfigSpec,
   INFERENCE_MODEL: oneOf(
     "Model to serve, from services/inference/models/*.model.json (isnet-medium: fp32 IS-Net; isnet-small: 8-bit quantised IS-Net, half the size, slower on most CPUs).",
     ["isnet-medium", "isnet-small"] as const,
@@ -104,8 +105,6 @@ export const inferenceServiceConfigSpec = {
   PORT: port("Inference port (Connect, gRPC, gRPC-Web).", 8083),
   JOB_RETRY_DELAY_MS_MIN: integer("Delay before a task's first retry after a server fault, doubling on each later one, in milliseconds.", 1000, { min: 10, max: 600_000 }),
   JOB_RETRY_DELAY_MS_MAX: integer("Longest delay between two attempts of a task after server faults, in milliseconds.", 30_000, { min: 10, max: 3_600_000 }),
-  // The ffmpeg that decodes and encodes video tasks (and ffprobe, which probes them).
-  ...mediaBinariesConfigSpec,
   ...inferenceConfigSpec,
 } as const;
 

@@ -93,3 +93,15 @@ export function mediaBinaries(settings: MediaBinariesSettings = {}, log?: Logger
   );
   return binaries;
 }
+
+/**
+ * Resolves and logs the binaries at a service's start, so the log says which ffmpeg runs before
+ * the first video; a missing ffmpeg is a warning there (images still work) and an error per video.
+ */
+export function logMediaBinaries(settings: MediaBinariesSettings, log: Logger): void {
+  try {
+    mediaBinaries(settings, log);
+  } catch (error) {
+    log.warn({ err: error }, "no usable ffmpeg: video jobs will fail until FFMPEG_PATH names one");
+  }
+}

@@ -35,8 +35,8 @@ const framesInFlightMin = 4;
 export interface VideoProgress {
   framesDone: number;
   framesTotal: number;
-  /** Seconds left at the rate so far; undefined before the first frame. */
-  etaSeconds: number | undefined;
+  /** Seconds left at the rate so far (rounded). */
+  etaSeconds: number;
 }
 
 export interface VideoMattingInput {
@@ -163,9 +163,10 @@ export async function runVideoMatting(input: VideoMattingInput, engine: Segmenta
   if (input.signal.aborted) abortFromCaller();
   input.signal.addEventListener("abort", abortFromCaller, { once: true });
   const processes: FfmpegProcess[] = [];
+  const frames: Promise<unknown>[] = [];
   try {
     internal.signal.throwIfAborted();
-    return await matte(input, engine, internal, processes);
+    return await matte(input, engine, internal, { processes, frames });
   } catch (error) {
     await rm(input.outputPath, { force: true });
     throw inferenceErrorOf(internal.signal.aborted && internal.signal.reason instanceof Error ? internal.signal.reason : error);
@@ -173,16 +174,27 @@ export async function runVideoMatting(input: VideoMattingInput, engine: Segmenta
     input.signal.removeEventListener("abort", abortFromCaller);
     for (const process of processes) process.kill();
     await Promise.all(processes.map((process) => process.closed));
+    // Frames already in a model batch finish there (a running batch cannot be stopped): settling
+    // after them means a cancelled job leaves no work behind in the engine (one batch, at most).
+    await Promise.allSettled(frames);
   }
 }
 
-async function matte(input: VideoMattingInput, engine: SegmentationEngine, internal: AbortController, processes: FfmpegProcess[]): Promise<VideoMattingResult> {
+/** What a run started, for runVideoMatting to end: ffmpeg processes, and each frame's last promise. */
+interface Started {
+  processes: FfmpegProcess[];
+  frames: Promise<unknown>[];
+}
+
+async function matte(input: VideoMattingInput, engine: SegmentationEngine, internal: AbortController, started: Started): Promise<VideoMattingResult> {
+  const { processes } = started;
   const format = validateVideoOptions(input.options, input.backgroundImage);
   const binaries = input.binaries ?? mediaBinaries();
   const probe = input.probe ?? (await probeVideo(input.inputPath, { signal: internal.signal, binaries }));
   const { width, height } = videoOutputSize(probe, input.longestSideMax);
   const background = format.pixelFormat === "rgb24" ? await backgroundOf(input.options, input.backgroundImage, width, height) : undefined;
-  await engine.ready;
+  // A model that failed to load answers model_unavailable (retried elsewhere) from segmentTensor.
+  await engine.ready.catch(() => undefined);
   internal.signal.throwIfAborted();
   const rate = `${probe.frameRate.numerator}/${probe.frameRate.denominator}`;
   const keepAudio = input.options.keepAudio !== false && probe.hasAudio;
@@ -203,7 +215,7 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
   const smoother = input.temporalSmoothing === false ? undefined : new TemporalMaskSmoother(engine.maskSize, input.temporalSmoothing ?? defaultTemporalSmoothing);
   const window = Math.max(framesInFlightMin, Math.min(engine.capacity, 2 * engine.runningCapacity + 2));
   const framesTotal = probe.frameCountEstimate;
-  const started = performance.now();
+  const startedAt = performance.now();
   const inFlight: Promise<void>[] = [];
   let previousSmoothed: Promise<Float32Array> = Promise.resolve(new Float32Array());
   let previousWritten: Promise<void> = Promise.resolve();
@@ -230,7 +242,7 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
       input.onAlpha?.(index, result.alpha);
       await writeFrame(encoder.child.stdin, encoderFrameOf(result, format, background), internal.signal);
       framesDone++;
-      const elapsedSeconds = (performance.now() - started) / 1000;
+      const elapsedSeconds = (performance.now() - startedAt) / 1000;
       const total = Math.max(framesTotal, framesDone);
       input.onProgress?.({ framesDone, framesTotal: total, etaSeconds: Math.round((elapsedSeconds / framesDone) * (total - framesDone)) });
     });
@@ -240,6 +252,8 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
     });
     previousWritten = written;
     inFlight.push(written);
+    started.frames.push(segmented, refined);
+    if (started.frames.length > 4 * window) started.frames.splice(0, started.frames.length - 2 * window);
   }
   await Promise.all(inFlight);
   internal.signal.throwIfAborted();
