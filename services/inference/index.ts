@@ -22,3 +22,12 @@ export {
   type SegmentConsumer,
   type SegmentConsumerOptions,
 } from "./store/segment.consumer.ts";
+export { videoMattingRunnerOf, type VideoMattingRunner, type VideoTaskOptions } from "./store/video-task.consumer.ts";
+export {
+  runVideoMatting,
+  videoOutputSize,
+  VIDEO_LONGEST_SIDE_MAX,
+  type VideoMattingInput,
+  type VideoMattingResult,
+  type VideoProgress,
+} from "./runtime/video/video.pipeline.ts";

@@ -2,6 +2,7 @@ import { availableParallelism } from "node:os";
 import { commonConfigSpec } from "../common/common.config.ts";
 import { boolean, integer, list, loadConfig, oneOf, optionalText, port } from "../common/config.loader.ts";
 import { imageLimitsConfigSpec } from "../common/images/image-limits.ts";
+import { mediaBinariesConfigSpec } from "../common/video/ffmpeg-binaries.ts";
 
 // Two specs: the engine's variables (`inferenceConfigSpec`, all the scripts and tests need) and the
 // inference process's (`inferenceServiceConfigSpec`: those plus the common ones and PORT).
@@ -10,6 +11,7 @@ import { imageLimitsConfigSpec } from "../common/images/image-limits.ts";
 // by scripts/bench-inference.ts), so waiting to fill a batch only adds queue delay. On CUDA the
 // engine raises the default to INFERENCE_BATCH_SIZE_MAX_GPU, where batching does pay.
 export const inferenceConfigSpec = {
+  ...mediaBinariesConfigSpec,
   INFERENCE_MODEL: oneOf(
     "Model to serve, from services/inference/models/*.model.json (isnet-medium: fp32 IS-Net; isnet-small: 8-bit quantised IS-Net, half the size, slower on most CPUs).",
     ["isnet-medium", "isnet-small"] as const,

@@ -6,9 +6,10 @@ import { createLogger } from "../common/logging.ts";
 import { runMain } from "../common/runtime.ts";
 import { requireServiceToken, serviceAuthInterceptor, serviceTokenAdmission } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
-import { createInferenceHandlers, createSegmentationEngine, startSegmentConsumer } from "./index.ts";
+import { createInferenceHandlers, createSegmentationEngine, startSegmentConsumer, videoMattingRunnerOf } from "./index.ts";
 import { consumerRetryOptionsOf, loadInferenceServiceConfig } from "./inference.config.ts";
 import { openPorts } from "../common/wiring.ts";
+import { logMediaBinaries, mediaBinaries } from "../common/video/ffmpeg-binaries.ts";
 
 await runMain("inference", async () => {
   const config = loadInferenceServiceConfig();
@@ -17,6 +18,7 @@ await runMain("inference", async () => {
   const health = new HealthRegistry();
   const ports = await openPorts(config, log);
   const engine = await createSegmentationEngine(config, log);
+  logMediaBinaries(config, log);
   const server = await startServiceServer({
     name: "inference",
     host: config.HOST,
@@ -30,7 +32,16 @@ await runMain("inference", async () => {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     ...serverOptionsOf(config),
   });
-  const consumer = startSegmentConsumer({ engine, ...ports, log, ...consumerRetryOptionsOf(config), stageProgressMsMin: config.INFERENCE_STAGE_PROGRESS_MS_MIN });
+  // Resolved and logged once at start (logMediaBinaries); a node without ffmpeg still serves images, and its video tasks fail.
+  const binaries = () => mediaBinaries({ FFMPEG_PATH: config.FFMPEG_PATH, FFPROBE_PATH: config.FFPROBE_PATH }, log);
+  const consumer = startSegmentConsumer({
+    engine,
+    ...ports,
+    log,
+    ...consumerRetryOptionsOf(config),
+    stageProgressMsMin: config.INFERENCE_STAGE_PROGRESS_MS_MIN,
+    video: { run: videoMattingRunnerOf(engine, binaries) },
+  });
   void consumer.then(
     () => health.setAllServing(),
     (error: unknown) => log.error({ err: error }, "the model could not be made ready; health stays NOT_SERVING"),
