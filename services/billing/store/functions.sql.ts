@@ -106,13 +106,14 @@ begin
       end if;
     end if;
   end if;
-  -- One scan, in spend order: priority, then soonest expiry (never-expiring last), then oldest.
+  -- One scan, in spend order: soonest expiry first whatever the kind (never-expiring last), then
+  -- priority, then oldest, then id (compareBucketsForSpend; index billing_buckets_spend_order).
   v_available_mc := 0;
   for v_bucket in
     select id, remaining_mc from billing_buckets
     where credit_account_id = v_account.id and remaining_mc > 0
       and effective_at <= p_now and (expires_at is null or expires_at > p_now)
-    order by priority, expires_at nulls last, created_at, id
+    order by expires_at nulls last, priority, created_at, id
   loop
     v_bucket_ids := v_bucket_ids || v_bucket.id;
     v_bucket_remaining := v_bucket_remaining || v_bucket.remaining_mc;

@@ -1,0 +1,55 @@
+// The ledger rules of issue 11 that the product pages promise, each checked against the real
+// ledger (Postgres with DATABASE_URL, else PGlite).
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { createBillingFixture, DAY_MS, type BillingFixture } from "../billing.testing.ts";
+import type { Outcome } from "../domain/outcomes.ts";
+
+function ok<T>(outcome: Outcome<T>): { ok: true } & T {
+  if (!outcome.ok) assert.fail(`expected ok, got ${outcome.reason}: ${outcome.message}`);
+  return outcome;
+}
+
+describe("ledger rules from the product pages", () => {
+  let billing: BillingFixture;
+  before(async () => {
+    billing = await createBillingFixture();
+  });
+  after(async () => {
+    await billing?.assertHealthy();
+    await billing?.dispose();
+  });
+
+  async function allocationKinds(holdId: string): Promise<[string, number][]> {
+    const rows = await billing.db
+      .selectFrom("billing_hold_allocations as a")
+      .innerJoin("billing_buckets as b", "b.id", "a.bucket_id")
+      .select(["b.kind", "a.amount_mc"])
+      .where("a.hold_id", "=", holdId)
+      .orderBy("a.position")
+      .execute();
+    return rows.map((row) => [row.kind, row.amount_mc]);
+  }
+
+  it("spends the credits that expire soonest first, whatever their kind", async () => {
+    const { ledger } = billing;
+    ok(await ledger.createAccount({ accountId: "expiry-first", planCode: "starter" }));
+    // Never-expiring promo and refund credits, then the trial (7 days) and this month's subscription.
+    ok(await ledger.grant({ accountId: "expiry-first", pool: "api", kind: "promo", amountMillicredits: 5_000, idempotencyKey: "promo" }));
+    ok(await ledger.grant({ accountId: "expiry-first", pool: "api", kind: "refund", amountMillicredits: 5_000, idempotencyKey: "refund" }));
+    const hold = ok(await ledger.reserve({ accountId: "expiry-first", pool: "api", amountMillicredits: 62_000, idempotencyKey: "spend" }));
+    assert.deepEqual(await allocationKinds(hold.holdId), [["trial", 10_000], ["subscription", 50_000], ["promo", 2_000]]);
+  });
+
+  it("breaks a tie on expiry by the kind's priority, then the oldest grant", async () => {
+    const { ledger, clock } = billing;
+    ok(await ledger.createAccount({ accountId: "expiry-ties", planCode: "free", grantTrial: false }));
+    const expiresAt = new Date(clock.now().getTime() + 3 * DAY_MS);
+    ok(await ledger.grant({ accountId: "expiry-ties", pool: "api", kind: "top_up", amountMillicredits: 1_000, idempotencyKey: "top-up", expiresAt }));
+    ok(await ledger.grant({ accountId: "expiry-ties", pool: "api", kind: "refund", amountMillicredits: 1_000, idempotencyKey: "refund", expiresAt }));
+    ok(await ledger.grant({ accountId: "expiry-ties", pool: "api", kind: "promo", amountMillicredits: 1_000, idempotencyKey: "promo", expiresAt }));
+    ok(await ledger.grant({ accountId: "expiry-ties", pool: "api", kind: "promo", amountMillicredits: 1_000, idempotencyKey: "promo-later", expiresAt: new Date(expiresAt.getTime() + 1) }));
+    const hold = ok(await ledger.reserve({ accountId: "expiry-ties", pool: "api", amountMillicredits: 4_000, idempotencyKey: "spend" }));
+    assert.deepEqual((await allocationKinds(hold.holdId)).map(([kind]) => kind), ["promo", "refund", "top_up", "promo"]);
+  });
+});
