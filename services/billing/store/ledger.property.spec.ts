@@ -264,7 +264,8 @@ class Model {
     account.nextRenewalAt = cycleStart(now, 1);
     const carryUntil = cycleStart(now, 1 + next.rolloverCycles);
     for (const bucket of account.buckets) {
-      if (bucket.kind === "subscription" && (bucket.remaining > 0 || bucket.held > 0) && bucket.expiresAt !== null
+      // A downgrade to a plan without an allocation (free) extends nothing.
+      if (next.creditsPerCycleMillicredits > 0 && bucket.kind === "subscription" && (bucket.remaining > 0 || bucket.held > 0) && bucket.expiresAt !== null
           && bucket.expiresAt.getTime() > now.getTime() && bucket.expiresAt.getTime() < carryUntil.getTime()) {
         bucket.expiresAt = carryUntil;
       }

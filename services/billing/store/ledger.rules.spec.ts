@@ -52,4 +52,20 @@ describe("ledger rules from the product pages", () => {
     const hold = ok(await ledger.reserve({ accountId: "expiry-ties", pool: "api", amountMillicredits: 4_000, idempotencyKey: "spend" }));
     assert.deepEqual((await allocationKinds(hold.holdId)).map(([kind]) => kind), ["promo", "refund", "top_up", "promo"]);
   });
+
+  it("keeps paid credits until the end of the current cycle on a downgrade to free, not a month from the switch", async () => {
+    const { ledger, clock } = billing;
+    ok(await ledger.createAccount({ accountId: "downgrade", planCode: "starter", grantTrial: false }));
+    const cycleEndsAt = ok(await ledger.getAccount("downgrade")).account.nextRenewalAt;
+    clock.advanceMs(10 * DAY_MS);
+    ok(await ledger.changePlan("downgrade", "free"));
+    const [paid] = ok(await ledger.balance("downgrade", "api")).buckets;
+    assert.equal(paid?.expiresAt?.getTime(), cycleEndsAt.getTime(), "the paid allocation keeps its cycle's end");
+    clock.set(new Date(cycleEndsAt.getTime() - 1));
+    await billing.sweeper.sweepOnce();
+    assert.equal(ok(await ledger.balance("downgrade", "api")).availableMillicredits, 50_000, "usable up to the last instant of the paid cycle");
+    clock.set(cycleEndsAt);
+    await billing.sweeper.sweepOnce();
+    assert.equal(ok(await ledger.balance("downgrade", "api")).availableMillicredits, 0, "gone when the paid cycle ends");
+  });
 });

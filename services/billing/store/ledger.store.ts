@@ -313,7 +313,7 @@ export class LedgerStore {
     return { ok: true, account };
   }
 
-  /** Switches plan at once: the cycle restarts now, remaining subscription credits carry into it, the new allocation is granted. */
+  /** Switches plan at once: the cycle restarts now, remaining subscription credits carry into it (a downgrade to free keeps them to their paid cycle's end), the new allocation is granted. */
   async changePlan(accountId: string, planCode: string): Promise<Outcome<{ account: AccountView }>> {
     const now = this.#clock.now();
     const result = await this.#db.transaction().execute(async (trx): Promise<Outcome<object>> => {
@@ -330,7 +330,7 @@ export class LedgerStore {
       await accounts.setLowBalanceThreshold(accountId, lowBalanceThresholdMillicredits(plan));
       const grants = new GrantStore(trx);
       const rule = carryOver(plan, now);
-      for (const pool of locked.pools) await grants.carryOver(pool.id, rule);
+      if (rule) for (const pool of locked.pools) await grants.carryOver(pool.id, rule);
       await this.#grantSubscription(trx, { accountId, plan, anchor: now, cyclesSinceAnchor: 0, now });
       return { ok: true };
     });
