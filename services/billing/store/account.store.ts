@@ -2,7 +2,8 @@
 // their reports, members, plans and packs.
 import { sql, type Selectable } from "kysely";
 import type { Cycle, MemberRole } from "../domain/accounts.ts";
-import { overageCents, type Pack, type Plan } from "../domain/plans.ts";
+import { effectiveOnExhausted } from "../domain/exhaustion.ts";
+import { overageCents, type OnExhausted, type Pack, type Plan } from "../domain/plans.ts";
 import type { AccountTable, BillingExecutor, CreditAccountTable } from "./schema.ts";
 import { planFromRow, toDate, type AccountView } from "./views.ts";
 
@@ -129,6 +130,11 @@ export class AccountStore {
       .execute();
   }
 
+  /** The account's choice when its credits run out; null: the plan's default. The account must be locked. */
+  async setOnExhausted(accountId: string, onExhausted: OnExhausted | null): Promise<void> {
+    await this.#db.updateTable("billing_accounts").set({ on_exhausted: onExhausted }).where("account_id", "=", accountId).execute();
+  }
+
   async setLowBalanceThreshold(accountId: string, thresholdMillicredits: number): Promise<void> {
     await this.#db.updateTable("billing_credit_accounts").set({ low_balance_threshold_mc: thresholdMillicredits }).where("account_id", "=", accountId).execute();
   }
@@ -192,6 +198,7 @@ export class AccountStore {
         "billing_accounts.cycle_started_at",
         "billing_accounts.next_renewal_at",
         "billing_accounts.created_at",
+        "billing_accounts.on_exhausted as account_on_exhausted",
       ])
       .where("billing_accounts.account_id", "=", accountId)
       .executeTakeFirst();
@@ -234,6 +241,7 @@ export class AccountStore {
       })),
       cycleOverageMillicredits: overageMillicredits,
       cycleOverageCents: overageCents(plan, overageMillicredits),
+      settings: { onExhausted: effectiveOnExhausted(plan, row.account_on_exhausted), onExhaustedIsPlanDefault: row.account_on_exhausted === null },
     };
   }
 }

@@ -68,4 +68,37 @@ describe("ledger rules from the product pages", () => {
     await billing.sweeper.sweepOnce();
     assert.equal(ok(await ledger.balance("downgrade", "api")).availableMillicredits, 0, "gone when the paid cycle ends");
   });
+
+  it("lets the account choose between stopping and continuing in overage, the plan's choice by default, enforced at reserve", async () => {
+    const { ledger } = billing;
+    ok(await ledger.createAccount({ accountId: "chooser", planCode: "pro", grantTrial: false }));
+    assert.deepEqual(ok(await ledger.getAccount("chooser")).account.settings, { onExhausted: "overage", onExhaustedIsPlanDefault: true });
+    const stop = ok(await ledger.setAccountSettings({ accountId: "chooser", onExhausted: "stop" }));
+    assert.deepEqual(stop.account.settings, { onExhausted: "stop", onExhaustedIsPlanDefault: false });
+    const refused = await ledger.reserve({ accountId: "chooser", pool: "api", amountMillicredits: 251_000, idempotencyKey: "past-credits" });
+    assert.equal(refused.ok ? "ok" : refused.reason, "insufficient_credits");
+    assert.ok(!refused.ok);
+    assert.deepEqual(refused.exhausted, { onExhausted: "stop", overageOffered: true, overageCapReached: false, overageRateCentsPerCredit: 16 });
+    assert.match(refused.message, /upgrade the plan, or continue in overage at 16 cents a credit/);
+    ok(await ledger.setAccountSettings({ accountId: "chooser", onExhausted: "overage" }));
+    const continued = ok(await ledger.reserve({ accountId: "chooser", pool: "api", amountMillicredits: 251_000, idempotencyKey: "past-credits-2" }));
+    assert.equal(continued.overageMillicredits, 1_000);
+    ok(await ledger.capture(continued.holdId, 251_000));
+    const account = ok(await ledger.getAccount("chooser")).account;
+    assert.deepEqual([account.cycleOverageMillicredits, account.cycleOverageCents], [1_000, 16], "overage billed at the plan's standard rate");
+    const reset = ok(await ledger.setAccountSettings({ accountId: "chooser", onExhausted: null }));
+    assert.deepEqual(reset.account.settings, { onExhausted: "overage", onExhaustedIsPlanDefault: true }, "null goes back to the plan's default");
+  });
+
+  it("refuses overage on a plan that offers none, and tells a stopped caller only to upgrade", async () => {
+    const { ledger } = billing;
+    ok(await ledger.createAccount({ accountId: "no-overage", planCode: "free", grantTrial: false }));
+    const refused = await ledger.setAccountSettings({ accountId: "no-overage", onExhausted: "overage" });
+    assert.equal(refused.ok ? "ok" : refused.reason, "invalid_argument");
+    assert.match(refused.ok ? "" : refused.message, /plan free offers no overage/);
+    const broke = await ledger.reserve({ accountId: "no-overage", pool: "api", amountMillicredits: 1_000, idempotencyKey: "broke" });
+    assert.ok(!broke.ok);
+    assert.deepEqual(broke.exhausted, { onExhausted: "stop", overageOffered: false, overageCapReached: false, overageRateCentsPerCredit: 0 });
+    assert.equal((await ledger.setAccountSettings({ accountId: "missing", onExhausted: "stop" })).ok, false);
+  });
 });

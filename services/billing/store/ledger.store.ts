@@ -18,7 +18,8 @@ import { captureAmountProblem, checkReserve, extendedDeadline, RESERVE_ATTEMPTS_
 import { DEFAULT_LEDGER_LIMITS, textProblem, type LedgerLimits } from "../domain/limits.ts";
 import { assertInvariant, fail, type Outcome } from "../domain/outcomes.ts";
 import { accountCursor, encodePageToken, ledgerCursor, pageSize, usageCursor } from "../domain/paging.ts";
-import { lowBalanceThresholdMillicredits, type Pack, type Plan } from "../domain/plans.ts";
+import { onExhaustedProblem } from "../domain/exhaustion.ts";
+import { lowBalanceThresholdMillicredits, type OnExhausted, type Pack, type Plan } from "../domain/plans.ts";
 import { affordableOperations, isPriceBookFresh, validatePriceBook, type PriceBook } from "../domain/price-book.ts";
 import { AccountStore, cycleOf } from "./account.store.ts";
 import { GrantStore } from "./grant.store.ts";
@@ -336,6 +337,30 @@ export class LedgerStore {
     });
     if (!result.ok) return result;
     return this.getAccount(accountId);
+  }
+
+  /**
+   * Sets the account's own settings; `onExhausted` undefined leaves it, null returns to the
+   * plan's default. Under the account's and its pools' locks, so a reserve running at the same
+   * time sees the old choice or the new one, never a mix.
+   */
+  async setAccountSettings(input: { accountId: string; onExhausted?: OnExhausted | null }): Promise<Outcome<{ account: AccountView }>> {
+    const problem = textProblem(this.#limits, "account_id", input.accountId, true);
+    if (problem) return fail("invalid_argument", problem);
+    const result = await this.#db.transaction().execute(async (trx): Promise<Outcome<object>> => {
+      const accounts = new AccountStore(trx);
+      const locked = await accounts.lock(input.accountId);
+      if (!locked) return fail("account_not_found", `no account ${input.accountId}`);
+      if (input.onExhausted === undefined) return { ok: true };
+      const plan = await accounts.plan(locked.account.plan_code);
+      assertInvariant(plan, `account ${input.accountId} is on unknown plan ${locked.account.plan_code}`);
+      const settingProblem = onExhaustedProblem(plan, input.onExhausted);
+      if (settingProblem) return fail("invalid_argument", settingProblem);
+      await accounts.setOnExhausted(input.accountId, input.onExhausted);
+      return { ok: true };
+    });
+    if (!result.ok) return result;
+    return this.getAccount(input.accountId);
   }
 
   async setMember(input: { accountId: string; memberId: string; role: MemberRole; monthlyCapMillicredits: number | null }): Promise<Outcome<{ member: MemberView }>> {

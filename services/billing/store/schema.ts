@@ -45,6 +45,8 @@ export interface AccountTable {
   cycle_started_at: Timestamp;
   next_renewal_at: Timestamp;
   created_at: Timestamp;
+  /** The account's choice when its credits run out; null: the plan's default. */
+  on_exhausted: ColumnType<"stop" | "overage" | null, "stop" | "overage" | null | undefined, "stop" | "overage" | null>;
 }
 
 export type PoolName = "api" | "web";
