@@ -97,6 +97,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     log: log.child({ service: "billing" }),
     sweepIntervalMs: config.billing.BILLING_SWEEP_INTERVAL_MS,
     topUpHint: config.billing.BILLING_TOP_UP_HINT,
+    upgradeHint: config.billing.BILLING_UPGRADE_HINT,
   });
   await billing.migrate();
   billing.sweeper.start();

@@ -8,6 +8,7 @@ export const billingConfigSpec = {
     min: 100,
   }),
   BILLING_TOP_UP_HINT: text("Shown to callers who run out of credits.", "buy a top-up pack or upgrade your plan"),
+  BILLING_UPGRADE_HINT: text("Where a caller whose plan's credits ran out upgrades (a link or a sentence), shown beside the overage option in the 402 body.", "upgrade your plan"),
 } as const;
 
 export type BillingConfig = ReturnType<typeof loadBillingConfig>;

@@ -36,6 +36,8 @@ export interface BillingOptions {
   sweepIntervalMs?: number;
   /** Shown to callers who run out of credits. */
   topUpHint?: string;
+  /** Where a caller whose credits ran out upgrades. */
+  upgradeHint?: string;
 }
 
 export interface Sweeper {
@@ -152,7 +154,7 @@ export async function createBilling(options: BillingOptions): Promise<Billing> {
   };
 
   return {
-    handlers: createBillingHandlers({ ledger, log, topUpHint: options.topUpHint }),
+    handlers: createBillingHandlers({ ledger, log, topUpHint: options.topUpHint, upgradeHint: options.upgradeHint }),
     ledger,
     sweeper,
     migrate: () => migrateBilling(options.db),

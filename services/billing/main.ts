@@ -22,6 +22,7 @@ await runMain("billing", async () => {
     log,
     sweepIntervalMs: config.BILLING_SWEEP_INTERVAL_MS,
     topUpHint: config.BILLING_TOP_UP_HINT,
+    upgradeHint: config.BILLING_UPGRADE_HINT,
   });
   await billing.migrate();
   const server = await startServiceServer({
