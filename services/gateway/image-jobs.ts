@@ -45,9 +45,20 @@ export interface ImageJobsOptions {
 export interface Admission {
   owner: ApiKeyOwner;
   plan: Plan | undefined;
+  /**
+   * The member every hold of this call is recorded against (usage and the member's monthly
+   * cap): the key's own member, or for an account-wide key the account's owner; "" when the
+   * account has no members at all.
+   */
+  memberId?: string;
   release(): void;
   /** The account's per-minute budget after this call's token (X-RateLimit-*); undefined when the plan sets none. */
   rate?: RateLimitState;
+}
+
+/** The member a key's calls are recorded against: its own, else (an account-wide key) the account's owner, else "". */
+export function usageMemberOf(owner: ApiKeyOwner, account: Pick<Account, "members"> | undefined): string {
+  return owner.memberId ?? account?.members.find((member) => member.role === "owner")?.memberId ?? "";
 }
 
 /** Longest Idempotency-Key accepted, in characters. */
@@ -137,7 +148,7 @@ export class ImageJobs {
       slot.release();
       throw withRateLimitState(error, state);
     }
-    return { owner, plan, release: slot.release, rate: state };
+    return { owner, plan, memberId: usageMemberOf(owner, account), release: slot.release, rate: state };
   }
 
   /**
@@ -331,9 +342,9 @@ export class ImageJobs {
       // the replay, instead of sharing, and overwriting, the first request's.
       idempotencyKey: fingerprint ? `image:${key}:${fingerprint}` : `image:${key}`,
       holdTtlSeconds: this.options.holdTtlSeconds,
+      // Usage is recorded per key and per member on every call, whichever route made it.
       apiKeyId: owner.keyId,
-      // Usage and the member's monthly cap are counted per member; account-wide keys have none.
-      memberId: owner.memberId ?? "",
+      memberId: admission.memberId ?? usageMemberOf(owner, undefined),
       description: `${smartCrop ? "smart crop" : "remove background"} ${info.width}x${info.height} ${info.format}`,
     });
     const inputBlobKey = `inputs/${hold.holdId}`;
