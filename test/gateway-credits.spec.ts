@@ -27,6 +27,7 @@ import { loadGatewayConfig } from "../services/gateway/gateway.config.ts";
 import { OVERAGE_HOW } from "../services/gateway/handlers/rest-support.ts";
 import { createGateway, type Gateway } from "../services/gateway/index.ts";
 import { createOrchestrator, type Orchestrator } from "../services/orchestrator/index.ts";
+import { adminCli } from "./admin-cli.testing.ts";
 
 const ADMIN_TOKEN = "admin-token-for-tests-0123456789abcdef";
 /** Short, so the synchronous vendor routes give up quickly on a job no worker runs. */
@@ -63,11 +64,14 @@ describe("credits through the gateway", () => {
   const settings = (key: string, body?: unknown) =>
     fetch(`${server.url}/v1/account/settings`, body === undefined ? { headers: { "x-api-key": key } } : { method: "PUT", headers: { "x-api-key": key, "content-type": "application/json" }, body: JSON.stringify(body) });
 
+  const { cliJson } = adminCli(() => ({ CUTLINE_URL: server.url, CUTLINE_ADMIN_TOKEN: ADMIN_TOKEN }));
+
   before(async () => {
-    billing = await createBillingFixture();
     blobs = new InProcessBlobStore({ dataDir, log });
     workQueue = new InProcessWorkQueue({ log });
     eventBus = new InProcessEventBus({ dataDir, log });
+    // Billing publishes its events (credits.low, ...) on the bus the orchestrator reads.
+    billing = await createBillingFixture({ eventBus });
     const billingClient = createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers)));
     orchestrator = createOrchestrator({ db: billing.db as Kysely<any>, workQueue, eventBus, blobStore: blobs, billing: billingClient, log });
     await orchestrator.start();
@@ -209,5 +213,34 @@ describe("credits through the gateway", () => {
     const both = await settings(key, { on_exhausted: "overage", retention_hours: 2 });
     assert.equal(both.status, 400);
     assert.equal(((await (await settings(key)).json()) as { retention_hours: number }).retention_hours, 24, "a refused setting changes nothing");
+  });
+
+  it("credits.low and credits.exhausted land in the email outbox once, to the owner's email; the admin CLI lists them and marks them sent", async () => {
+    const created = await cliJson(["create-account", "--plan", "free", "--account", "notified", "--credits", "3", "--email", "ada@example.com"]);
+    assert.equal(created.accountId, "notified");
+    const account = await billing.ledger.getAccount("notified");
+    assert.ok(account.ok);
+    assert.deepEqual(account.account.members.map((member) => [member.memberId, member.role, member.email]), [["owner", "owner", "ada@example.com"]]);
+    // 3 credits: spending 2 crosses the free plan's 2-credit threshold, the last 1 exhausts them.
+    for (const [amount, key] of [[2_000, "low"], [1_000, "out"]] as const) {
+      const hold = await billing.ledger.reserve({ accountId: "notified", pool: "api", amountMillicredits: amount, idempotencyKey: key });
+      assert.ok(hold.ok);
+      assert.ok((await billing.ledger.capture(hold.holdId, amount)).ok);
+    }
+    await billing.sweeper.sweepOnce(); // relays billing's outbox onto the bus
+    let listed: Record<string, any> = {};
+    for (let attempt = 0; attempt < 50; attempt += 1) {
+      listed = await cliJson(["outbox"]);
+      if (listed.emails.filter((email: { accountId: string }) => email.accountId === "notified").length >= 2) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const mine = (listed.emails as { id: string; accountId: string; kind: string; recipient: string; subject: string; sentAt: string | null }[]).filter((email) => email.accountId === "notified");
+    assert.deepEqual(mine.map((email) => [email.kind, email.recipient, email.sentAt]).sort(), [["credits.exhausted", "ada@example.com", null], ["credits.low", "ada@example.com", null]]);
+    const marked = await cliJson(["outbox", "--mark-sent", mine[0]!.id]);
+    assert.equal(marked.id, mine[0]!.id);
+    assert.ok(marked.sentAt, "marked sent");
+    const left = (await cliJson(["outbox"])).emails.filter((email: { accountId: string }) => email.accountId === "notified");
+    assert.deepEqual(left.map((email: { id: string }) => email.id), [mine[1]!.id], "a sent email leaves the default listing");
+    assert.equal((await cliJson(["outbox", "--all"])).emails.filter((email: { accountId: string }) => email.accountId === "notified").length, 2);
   });
 });

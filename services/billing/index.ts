@@ -65,6 +65,11 @@ function encode<Desc extends DescMessage>(schema: Desc, init: MessageInitShape<D
   return toBinary(schema, create(schema, init));
 }
 
+/** An event's id on the bus and in its payload: its outbox row's, the same on every relay of it. */
+export function billingEventId(event: Pick<OutboxEvent, "id">): string {
+  return `billing-outbox-${event.id}`;
+}
+
 /** Turns an outbox row (JSON written by the ledger functions) into the protobuf payload of its subject. */
 export function encodeBillingEvent(event: OutboxEvent): Uint8Array {
   const p = event.payload;
@@ -88,9 +93,10 @@ export function encodeBillingEvent(event: OutboxEvent): Uint8Array {
         availableMillicredits: bigintOf(p.available_mc),
         thresholdMillicredits: bigintOf(p.threshold_mc),
         occurredAt: dateOf(p.occurred_at),
+        eventId: billingEventId(event),
       });
     case "credits.exhausted":
-      return encode(CreditsExhaustedSchema, { accountId: String(p.account_id), pool: poolEnum(p.pool), occurredAt: dateOf(p.occurred_at) });
+      return encode(CreditsExhaustedSchema, { accountId: String(p.account_id), pool: poolEnum(p.pool), occurredAt: dateOf(p.occurred_at), eventId: billingEventId(event) });
     case "grant.expired":
       return encode(GrantExpiredSchema, {
         accountId: String(p.account_id),
@@ -124,7 +130,7 @@ export async function createBilling(options: BillingOptions): Promise<Billing> {
     let eventsPublished = 0;
     if (eventBus) {
       for (;;) {
-        const published = await ledger.relayOutbox((event) => eventBus.publish(event.subject, encodeBillingEvent(event), { id: `billing-outbox-${event.id}` }));
+        const published = await ledger.relayOutbox((event) => eventBus.publish(event.subject, encodeBillingEvent(event), { id: billingEventId(event) }));
         eventsPublished += published;
         if (published === 0) break;
       }

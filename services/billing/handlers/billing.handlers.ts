@@ -162,6 +162,7 @@ function memberMessage(member: MemberView) {
     role: member.role,
     monthlyCapMillicredits: BigInt(member.monthlyCapMillicredits ?? 0),
     cycleUsedMillicredits: BigInt(member.cycleUsedMillicredits),
+    email: member.email,
   });
 }
 
@@ -302,6 +303,7 @@ function accountHandlers({ ledger, unwrap, invalid }: HandlerContext): Pick<Bill
           accountId: request.accountId,
           planCode: request.planCode,
           ownerMemberId: request.ownerMemberId,
+          ownerEmail: request.ownerEmail,
           grantTrial: request.grantTrial ?? true,
         }),
       );

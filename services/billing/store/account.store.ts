@@ -27,6 +27,8 @@ export interface MemberRow {
   role: MemberRole;
   monthlyCapMillicredits: number | null;
   createdAt: Date;
+  /** Where the account's notices go; undefined leaves it unknown. */
+  email?: string;
 }
 
 /** An account row's cycle fields as the domain's Cycle. */
@@ -183,7 +185,7 @@ export class AccountStore {
   }
 
   #memberValues(member: MemberRow) {
-    return { account_id: member.accountId, member_id: member.memberId, role: member.role, monthly_cap_mc: member.monthlyCapMillicredits, created_at: member.createdAt };
+    return { account_id: member.accountId, member_id: member.memberId, role: member.role, monthly_cap_mc: member.monthlyCapMillicredits, created_at: member.createdAt, email: member.email || null };
   }
 
   /** The account with its plan, this cycle's overage and each member's use this cycle; undefined when there is none. */
@@ -212,7 +214,7 @@ export class AccountStore {
     const overageMillicredits = Number(overage.overage);
     const members = await this.#db
       .selectFrom("billing_members as m")
-      .select(["m.member_id", "m.role", "m.monthly_cap_mc"])
+      .select(["m.member_id", "m.role", "m.monthly_cap_mc", "m.email"])
       .select((eb) =>
         eb
           .selectFrom("billing_holds as h")
@@ -238,6 +240,7 @@ export class AccountStore {
         role: member.role,
         monthlyCapMillicredits: member.monthly_cap_mc,
         cycleUsedMillicredits: Number(member.used ?? 0),
+        email: member.email ?? "",
       })),
       cycleOverageMillicredits: overageMillicredits,
       cycleOverageCents: overageCents(plan, overageMillicredits),

@@ -282,8 +282,12 @@ export class LedgerStore {
     await this.#grantInTransaction(trx, { ...grant, accountId, pool: "api" }, now);
   }
 
-  async createAccount(input: { accountId: string; planCode?: string; ownerMemberId?: string; grantTrial?: boolean }): Promise<Outcome<{ account: AccountView; created: boolean }>> {
-    const problem = textProblem(this.#limits, "account_id", input.accountId, true) ?? textProblem(this.#limits, "owner_member_id", input.ownerMemberId, false);
+  async createAccount(input: { accountId: string; planCode?: string; ownerMemberId?: string; ownerEmail?: string; grantTrial?: boolean }): Promise<Outcome<{ account: AccountView; created: boolean }>> {
+    const problem =
+      textProblem(this.#limits, "account_id", input.accountId, true) ??
+      textProblem(this.#limits, "owner_member_id", input.ownerMemberId, false) ??
+      textProblem(this.#limits, "owner_email", input.ownerEmail, false) ??
+      (input.ownerEmail && !input.ownerMemberId ? "owner_email needs owner_member_id" : undefined);
     if (problem) return fail("invalid_argument", problem);
     const planCode = input.planCode || DEFAULT_PLAN_CODE;
     const now = this.#clock.now();
@@ -298,7 +302,7 @@ export class LedgerStore {
       if (trial) await this.#grantByLedger(trx, input.accountId, trial, now);
       await this.#grantSubscription(trx, { accountId: input.accountId, plan, anchor: now, cyclesSinceAnchor: 0, now });
       if (input.ownerMemberId) {
-        await accounts.addMember({ accountId: input.accountId, memberId: input.ownerMemberId, role: "owner", monthlyCapMillicredits: null, createdAt: now });
+        await accounts.addMember({ accountId: input.accountId, memberId: input.ownerMemberId, role: "owner", monthlyCapMillicredits: null, createdAt: now, email: input.ownerEmail });
       }
       return { ok: true, created: true };
     });

@@ -8,6 +8,7 @@ import * as unlimitedPlan from "./migrations/202611270000_unlimited_plan.ts";
 import * as smartCropPrice from "./migrations/202611271800_smart_crop_price.ts";
 import * as spendOrderByExpiry from "./migrations/202611272110_spend_order_by_expiry.ts";
 import * as accountOnExhausted from "./migrations/202611272111_account_on_exhausted.ts";
+import * as memberEmail from "./migrations/202611272112_member_email.ts";
 
 /** Frozen in time, named `YYYYMMDDHHMM_what` and applied in name order; static so no file-system scan is needed. */
 export const billingMigrations: Record<string, Migration> = {
@@ -17,6 +18,7 @@ export const billingMigrations: Record<string, Migration> = {
   "202611271800_smart_crop_price": smartCropPrice,
   "202611272110_spend_order_by_expiry": spendOrderByExpiry,
   "202611272111_account_on_exhausted": accountOnExhausted,
+  "202611272112_member_email": memberEmail,
 };
 
 /**

@@ -68,6 +68,8 @@ export interface MemberTable {
   role: "owner" | "admin" | "member";
   monthly_cap_mc: number | null;
   created_at: Timestamp;
+  /** Where the account's notices to this member go; null when unknown. */
+  email: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface BucketTable {

@@ -21,6 +21,8 @@ export interface MemberView {
   role: MemberRole;
   monthlyCapMillicredits: number | null;
   cycleUsedMillicredits: number;
+  /** "" when unknown. */
+  email: string;
 }
 
 export interface AccountView {

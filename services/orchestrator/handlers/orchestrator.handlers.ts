@@ -17,6 +17,8 @@ import type { JobStatus as DomainJobStatus } from "../domain/job-status.ts";
 import type { JobLifecycle } from "../job-lifecycle.ts";
 import type { JobRow } from "../store/job.store.ts";
 import type { Webhooks } from "../webhooks.ts";
+import type { EmailOutboxStore } from "../store/email-outbox.store.ts";
+import { createEmailOutboxHandlers } from "./email-outbox.handlers.ts";
 import { createWebhookHandlers } from "./webhook.handlers.ts";
 
 const STATUS: Record<DomainJobStatus, JobStatus> = {
@@ -79,9 +81,11 @@ export function createOrchestratorHandlers(
   webhooks: Webhooks,
   billing: Client<typeof BillingService>,
   settings: AccountSettingsStore,
+  outbox: EmailOutboxStore,
 ): ServiceImpl<typeof OrchestratorService> {
   return {
     ...createWebhookHandlers(webhooks, billing),
+    ...createEmailOutboxHandlers(outbox),
     async submitJob(request) {
       if (request.heldMillicredits < 0n) throw new ConnectError("held_millicredits must be ≥ 0", Code.InvalidArgument);
       // Kept out of the jobs row and the queue message, which every poll and delivery would carry.

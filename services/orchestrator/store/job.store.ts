@@ -1,6 +1,7 @@
 import { sql, type Generated, type Kysely, type Selectable } from "kysely";
 import { keptForSeconds } from "../domain/retention.ts";
 import type { JobStatus } from "../domain/job-status.ts";
+import type { EmailOutboxTable } from "./email-outbox.store.ts";
 import type { WebhookTables } from "./webhook.store.ts";
 
 export interface JobTable {
@@ -63,6 +64,7 @@ export interface AccountSettingsTable {
 export interface OrchestratorSchema extends WebhookTables {
   jobs: JobTable;
   account_settings: AccountSettingsTable;
+  email_outbox: EmailOutboxTable;
 }
 
 export type JobRow = Selectable<JobTable>;

@@ -163,4 +163,22 @@ export const orchestratorMigrations: Record<string, Migration> = {
       await db.schema.alterTable("jobs").addColumn("inference_ms", "int4").execute();
     },
   },
+  "202611272110_email_outbox": {
+    async up(db: Kysely<any>) {
+      // Credit notices (credits.low, credits.exhausted) an operator relays by email: one row per
+      // billing event, keyed by its id; recipient null when billing knows no owner email.
+      await db.schema
+        .createTable("email_outbox")
+        .addColumn("id", "text", (column) => column.primaryKey())
+        .addColumn("account_id", "text", (column) => column.notNull())
+        .addColumn("kind", "text", (column) => column.notNull())
+        .addColumn("recipient", "text")
+        .addColumn("subject", "text", (column) => column.notNull())
+        .addColumn("body", "text", (column) => column.notNull())
+        .addColumn("created_at", "timestamptz", (column) => column.notNull())
+        .addColumn("sent_at", "timestamptz")
+        .execute();
+      await sql`create index email_outbox_unsent on email_outbox (created_at) where sent_at is null`.execute(db);
+    },
+  },
 };
