@@ -185,7 +185,15 @@ export class AccountStore {
   }
 
   #memberValues(member: MemberRow) {
-    return { account_id: member.accountId, member_id: member.memberId, role: member.role, monthly_cap_mc: member.monthlyCapMillicredits, created_at: member.createdAt, email: member.email || null };
+    // The email only when given: a member without one writes exactly what it did before the column existed.
+    return {
+      account_id: member.accountId,
+      member_id: member.memberId,
+      role: member.role,
+      monthly_cap_mc: member.monthlyCapMillicredits,
+      created_at: member.createdAt,
+      ...(member.email ? { email: member.email } : {}),
+    };
   }
 
   /** The account with its plan, this cycle's overage and each member's use this cycle; undefined when there is none. */
@@ -200,7 +208,8 @@ export class AccountStore {
         "billing_accounts.cycle_started_at",
         "billing_accounts.next_renewal_at",
         "billing_accounts.created_at",
-        "billing_accounts.on_exhausted as account_on_exhausted",
+        // Read through the row's JSON so an account row from before 202611272111 (no such column) reads as the plan's default.
+        sql<OnExhausted | null>`to_jsonb(billing_accounts) ->> 'on_exhausted'`.as("account_on_exhausted"),
       ])
       .where("billing_accounts.account_id", "=", accountId)
       .executeTakeFirst();
@@ -214,7 +223,9 @@ export class AccountStore {
     const overageMillicredits = Number(overage.overage);
     const members = await this.#db
       .selectFrom("billing_members as m")
-      .select(["m.member_id", "m.role", "m.monthly_cap_mc", "m.email"])
+      .select(["m.member_id", "m.role", "m.monthly_cap_mc"])
+      // Through the row's JSON, so a members table from before 202611272112 (no email) reads as none.
+      .select(sql<string | null>`to_jsonb(m) ->> 'email'`.as("email"))
       .select((eb) =>
         eb
           .selectFrom("billing_holds as h")
