@@ -333,6 +333,7 @@ export class ImageJobs {
     const key = idempotencyKey || randomUUID();
     // Only a key the caller chose can be replayed: a random one needs no fingerprint.
     const fingerprint = idempotencyKey ? requestFingerprint(image, options) : "";
+    const memberId = admission.memberId ?? usageMemberOf(owner, undefined);
     const hold = await this.billing.reserve({
       accountId: owner.accountId,
       pool: Pool.API,
@@ -344,7 +345,7 @@ export class ImageJobs {
       holdTtlSeconds: this.options.holdTtlSeconds,
       // Usage is recorded per key and per member on every call, whichever route made it.
       apiKeyId: owner.keyId,
-      memberId: admission.memberId ?? usageMemberOf(owner, undefined),
+      memberId,
       description: `${smartCrop ? "smart crop" : "remove background"} ${info.width}x${info.height} ${info.format}`,
     });
     const inputBlobKey = `inputs/${hold.holdId}`;
@@ -372,6 +373,8 @@ export class ImageJobs {
         requestFingerprint: fingerprint,
         zeroRetention: extra.zeroRetention ?? false,
         synchronous: extra.synchronous ?? false,
+        apiKeyId: owner.keyId,
+        memberId,
       });
       if (!submitted.job) throw new Error("orchestrator returned no job");
       return submitted.job;

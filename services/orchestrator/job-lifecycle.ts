@@ -38,6 +38,9 @@ export interface SubmitJob {
   zeroRetention?: boolean;
   /** The caller waits for the result; zero retention is refused otherwise (zero_retention_async). */
   synchronous?: boolean;
+  /** Who the job's usage is recorded against, for a replacement hold; "" or unset: none. */
+  apiKeyId?: string;
+  memberId?: string;
 }
 
 /** Called in the transaction that records a job's end (for a success: after its capture). */
@@ -154,6 +157,8 @@ export class JobLifecycle {
       background_image_blob_key: request.backgroundImageBlobKey ?? "",
       webhook_url: request.webhookUrl ?? "",
       request_fingerprint: request.requestFingerprint ?? "",
+      api_key_id: request.apiKeyId || null,
+      member_id: request.memberId || null,
       retention_seconds: retention.retentionSeconds,
     });
     if (!created) assertSameRequest(job, request.requestFingerprint ?? "");
@@ -473,6 +478,9 @@ export class JobLifecycle {
         pool: Pool.API,
         amountMillicredits,
         idempotencyKey: `job:${job.id}:replacement-hold`,
+        // Usage stays with the key and member that made the call.
+        apiKeyId: job.api_key_id ?? "",
+        memberId: job.member_id ?? "",
         description: `job ${job.id}: its first hold ${job.hold_id} ended before the result`,
       });
     } catch (error) {

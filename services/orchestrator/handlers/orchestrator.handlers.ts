@@ -107,6 +107,8 @@ export function createOrchestratorHandlers(
         requestFingerprint: request.requestFingerprint,
         zeroRetention: request.zeroRetention,
         synchronous: request.synchronous,
+        apiKeyId: request.apiKeyId,
+        memberId: request.memberId,
       });
       return { job: jobMessage(job) };
     },

@@ -181,4 +181,11 @@ export const orchestratorMigrations: Record<string, Migration> = {
       await sql`create index email_outbox_unsent on email_outbox (created_at) where sent_at is null`.execute(db);
     },
   },
+  "202611272111_jobs_usage": {
+    async up(db: Kysely<any>) {
+      // Who a job's usage is recorded against, so a replacement hold is recorded like the first.
+      await db.schema.alterTable("jobs").addColumn("api_key_id", "text").execute();
+      await db.schema.alterTable("jobs").addColumn("member_id", "text").execute();
+    },
+  },
 };
