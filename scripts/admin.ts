@@ -68,10 +68,10 @@ const path = (...parts: string[]) => parts.map(encodeURIComponent).join("/");
 
 const COMMANDS: Record<string, Command> = {
   "create-account": {
-    usage: "create-account --plan <code> [--account <id>] [--credits <n>]",
-    options: { plan: text, account: text, credits: text },
+    usage: "create-account --plan <code> [--account <id>] [--credits <n>] [--email <owner's address>]",
+    options: { plan: text, account: text, credits: text, email: text },
     async run(values, call) {
-      const answer = await call("POST", "accounts", { plan: required(values, "plan"), accountId: values.account, credits: credits(values, "credits") });
+      const answer = await call("POST", "accounts", { plan: required(values, "plan"), accountId: values.account, credits: credits(values, "credits"), email: values.email });
       return {
         json: { accountId: answer.accountId, apiKey: answer.apiKey },
         line: `created account ${answer.accountId} on plan ${answer.plan} with ${answer.availableCredits} credits; API key (shown once): ${answer.apiKey}`,
@@ -153,6 +153,21 @@ const COMMANDS: Record<string, Command> = {
     async run(values, call) {
       const answer = await call("POST", `jobs/${path(required(values, "job"))}/refund`);
       return { json: { jobId: answer.jobId, refundedCredits: answer.refundedCredits }, line: String(answer.detail) };
+    },
+  },
+  outbox: {
+    usage: "outbox [--all] | outbox --mark-sent <id>",
+    options: { all: { type: "boolean" }, "mark-sent": text },
+    async run(values, call) {
+      const markSent = values["mark-sent"];
+      if (markSent !== undefined) {
+        const email = await call("POST", `outbox/${path(required(values, "mark-sent"))}/sent`);
+        return { json: email, line: `marked ${email.id} sent at ${email.sentAt}` };
+      }
+      const answer = await call("GET", `outbox${values.all === true ? "?include_sent=true" : ""}`);
+      const emails = answer.emails as Record<string, unknown>[];
+      const rows = emails.map((email) => `${email.id}\t${email.accountId}\t${email.kind}\t${email.recipient || "(no email)"}\t${email.sentAt ?? "unsent"}\t${email.subject}`);
+      return { json: { emails }, line: ["id\taccount\tkind\trecipient\tsent\tsubject", ...rows, `${emails.length} emails`].join("\n") };
     },
   },
   "webhook-secret": {

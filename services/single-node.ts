@@ -100,6 +100,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     sweepIntervalMs: config.billing.BILLING_SWEEP_INTERVAL_MS,
     topUpHint: config.billing.BILLING_TOP_UP_HINT,
     plansFile: config.billing.BILLING_PLANS_FILE,
+    upgradeHint: config.billing.BILLING_UPGRADE_HINT,
   });
   await billing.migrate();
   billing.sweeper.start();

@@ -91,6 +91,7 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   hold_not_found: row(Code.NotFound, 404),
   job_not_found: row(Code.NotFound, 404),
   webhook_delivery_not_found: row(Code.NotFound, 404),
+  email_not_found: row(Code.NotFound, 404),
   batch_not_found: row(Code.NotFound, 404),
   result_expired: row(Code.NotFound, 404),
   key_not_found: row(Code.NotFound, 404),

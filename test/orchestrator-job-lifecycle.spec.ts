@@ -46,7 +46,7 @@ describe("job lifecycle", () => {
   }
 
   /** A fresh account with the 10-credit trial, a hold of COST on it, and a submitted job. */
-  async function submitted(options: { holdTtlSeconds?: number } = {}) {
+  async function submitted(options: { holdTtlSeconds?: number; apiKeyId?: string; memberId?: string } = {}) {
     serial += 1;
     const accountId = `account-${serial}`;
     await billingClient().createAccount({ accountId });
@@ -56,8 +56,12 @@ describe("job lifecycle", () => {
       amountMillicredits: BigInt(COST),
       idempotencyKey: `hold-${serial}`,
       holdTtlSeconds: options.holdTtlSeconds ?? 900,
+      apiKeyId: options.apiKeyId,
+      memberId: options.memberId,
     });
     const job = await lifecycle.submit({
+      apiKeyId: options.apiKeyId,
+      memberId: options.memberId,
       accountId,
       idempotencyKey: `job-${serial}`,
       inputBlobKey: `inputs/${serial}`,
@@ -164,7 +168,7 @@ describe("job lifecycle", () => {
     event({ jobId: job.id, outcome: { case: "succeeded", value: { resultBlobKey: job.result_blob_key, contentType: "image/png" } } });
 
   it("a hold that expired in the queue is replaced when the result comes: the result is charged, never free", async () => {
-    const { accountId, job } = await submitted({ holdTtlSeconds: 60 });
+    const { accountId, job } = await submitted({ holdTtlSeconds: 60, apiKeyId: "key-1", memberId: "ada" });
     billing.clock.advanceMs(61_000);
     await billing.sweeper.sweepOnce();
     await lifecycle.onTaskEvent(succeededEvent(job));
@@ -172,6 +176,8 @@ describe("job lifecycle", () => {
     const done = await lifecycle.get(job.id);
     assert.deepEqual([done.status, done.charged_millicredits], ["succeeded", COST]);
     assert.notEqual(done.hold_id, job.hold_id);
+    const replacement = await billing.db.selectFrom("billing_holds").select(["api_key_id", "member_id"]).where("id", "=", done.hold_id).executeTakeFirstOrThrow();
+    assert.deepEqual([replacement.api_key_id, replacement.member_id], ["key-1", "ada"], "the replacement hold's usage stays with the caller's key and member");
     assert.equal(await available(accountId), BigInt(10_000 - COST));
   });
 

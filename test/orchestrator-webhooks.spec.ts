@@ -242,6 +242,39 @@ describe("webhooks (loopback receivers allowed)", () => {
     assert.equal(receiver.received.filter((entry) => entry.path === path).length, 2, "one delivery per event");
   });
 
+  it("credits.low and credits.exhausted each write one email to the outbox, to the owner's address, once per event id; an operator marks them sent", async () => {
+    const accountId = "credits-emails";
+    await system.billingClient.createAccount({ accountId, ownerMemberId: "ada", ownerEmail: "ada@example.com" });
+    const spend = async (amount: number, key: string) => {
+      const hold = await system.billingClient.reserve({ accountId, pool: Pool.API, amountMillicredits: BigInt(amount), idempotencyKey: key, holdTtlSeconds: 900 });
+      await system.billingClient.capture({ holdId: hold.holdId, amountMillicredits: BigInt(amount) });
+    };
+    await spend(9_000, "emails-low");
+    await spend(1_000, "emails-exhausted");
+    await system.billing.sweeper.sweepOnce(); // relays billing's outbox onto the bus
+    const mine = async (includeSent = false) => (await system.client.listEmailOutbox({ includeSent })).emails.filter((email) => email.accountId === accountId);
+    const emails = await until("both emails", async () => {
+      const found = await mine();
+      return found.length >= 2 ? found : undefined;
+    });
+    assert.deepEqual(emails.map((email) => [email.kind, email.recipient]).sort(), [["credits.exhausted", "ada@example.com"], ["credits.low", "ada@example.com"]]);
+    const low = emails.find((email) => email.kind === "credits.low")!;
+    assert.match(low.id, /^billing-outbox-\d+$/, "keyed by billing's event id");
+    assert.match(low.subject, /1 credits left on account credits-emails/);
+    assert.match(emails.find((email) => email.kind === "credits.exhausted")!.body, /on_exhausted/);
+    // The bus delivers at least once: the same event again (same id) writes nothing.
+    const again = create(CreditsLowSchema, { accountId, pool: Pool.API, availableMillicredits: 1000n, thresholdMillicredits: 2000n, occurredAt: timestampFromDate(new Date()), eventId: low.id });
+    await system.orchestrator.notices.onCreditsEvent({ subject: "credits.low", data: toBinary(CreditsLowSchema, again), deliveryCount: 2 });
+    assert.equal((await mine()).length, 2, "one email per event");
+    const sent = await system.client.markEmailSent({ id: low.id });
+    assert.ok(sent.email?.sentAt, "marked sent");
+    const firstSentAt = sent.email!.sentAt!.seconds;
+    assert.equal((await system.client.markEmailSent({ id: low.id })).email?.sentAt?.seconds, firstSentAt, "a second mark keeps the first time");
+    assert.deepEqual((await mine()).map((email) => email.kind), ["credits.exhausted"], "only the unsent are listed by default");
+    assert.equal((await mine(true)).length, 2);
+    await assert.rejects(system.client.markEmailSent({ id: "no-such-email" }), (error: unknown) => error instanceof ConnectError && reasonOf(error) === "email_not_found");
+  });
+
   it("a failing receiver (500 twice, then 200) is retried with doubling delays; the log lists every attempt; redeliver sends again", async () => {
     const path = "/flaky";
     receiver.script.set(path, [500, 500]);

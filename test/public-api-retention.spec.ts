@@ -7,6 +7,9 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { IMAGE_MILLICREDITS, publicApiNode, TRIAL_MILLICREDITS, type JobJson } from "./public-api.testing.ts";
 
+/** The free plan's choice when credits run out, which these accounts never change. */
+const STOP_BY_PLAN = { on_exhausted: "stop", on_exhausted_is_plan_default: true };
+
 describe("retention over REST", () => {
   const api = publicApiNode("retention");
   const { account, balance, imageForm, errorOf, getJob, pollUntilDone } = api;
@@ -16,11 +19,11 @@ describe("retention over REST", () => {
 
   it("settings: 24 h by default; 0 to 24 whole hours accepted; anything else is a 400 naming the limit or the field", async () => {
     const { key } = await account();
-    assert.deepEqual(await (await settings(key)).json(), { retention_hours: 24, zero_retention: false });
+    assert.deepEqual(await (await settings(key)).json(), { retention_hours: 24, zero_retention: false, ...STOP_BY_PLAN });
     const set = await settings(key, { retention_hours: 2 });
     assert.equal(set.status, 200);
-    assert.deepEqual(await set.json(), { retention_hours: 2, zero_retention: false });
-    assert.deepEqual(await (await settings(key)).json(), { retention_hours: 2, zero_retention: false });
+    assert.deepEqual(await set.json(), { retention_hours: 2, zero_retention: false, ...STOP_BY_PLAN });
+    assert.deepEqual(await (await settings(key)).json(), { retention_hours: 2, zero_retention: false, ...STOP_BY_PLAN });
     const tooLong = await settings(key, { retention_hours: 25 });
     assert.equal(tooLong.status, 400);
     assert.match((await errorOf(tooLong)).title, /0 \(zero retention\) to 24 \(RETENTION_HOURS_MAX\); got 25/);
@@ -57,7 +60,7 @@ describe("retention over REST", () => {
   it("an account with retention_hours 0 keeps nothing of its synchronous calls and is refused asynchronous ones, its credits returned", async () => {
     const { accountId, key } = await account();
     assert.equal((await settings(key, { retention_hours: 0 })).status, 200);
-    assert.deepEqual(await (await settings(key)).json(), { retention_hours: 0, zero_retention: true });
+    assert.deepEqual(await (await settings(key)).json(), { retention_hours: 0, zero_retention: true, ...STOP_BY_PLAN });
     const before = blobFiles();
     const response = await fetch(`${api.node.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key }, body: imageForm(api.otherPhoto) });
     assert.equal(response.status, 200);

@@ -11,6 +11,7 @@ export const billingConfigSpec = {
   BILLING_PLANS_FILE: optionalText(
     "The plans file: plans, packs, the price book and rate limits, one versioned JSON file, checked at start (path). Unset: the shipped deploy/plans/plans.json.",
   ),
+  BILLING_UPGRADE_HINT: text("Where a caller whose plan's credits ran out upgrades (a link or a sentence), shown beside the overage option in the 402 body.", "upgrade your plan"),
 } as const;
 
 export type BillingConfig = ReturnType<typeof loadBillingConfig>;

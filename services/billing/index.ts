@@ -42,6 +42,8 @@ export interface BillingOptions {
   topUpHint?: string;
   /** The plans file (BILLING_PLANS_FILE), read and checked when billing is created. @default SHIPPED_PLANS_FILE */
   plansFile?: string;
+  /** Where a caller whose credits ran out upgrades. */
+  upgradeHint?: string;
 }
 
 export interface Sweeper {
@@ -74,6 +76,11 @@ function encode<Desc extends DescMessage>(schema: Desc, init: MessageInitShape<D
   return toBinary(schema, create(schema, init));
 }
 
+/** An event's id on the bus and in its payload: its outbox row's, the same on every relay of it. */
+export function billingEventId(event: Pick<OutboxEvent, "id">): string {
+  return `billing-outbox-${event.id}`;
+}
+
 /** Turns an outbox row (JSON written by the ledger functions) into the protobuf payload of its subject. */
 export function encodeBillingEvent(event: OutboxEvent): Uint8Array {
   const p = event.payload;
@@ -97,9 +104,10 @@ export function encodeBillingEvent(event: OutboxEvent): Uint8Array {
         availableMillicredits: bigintOf(p.available_mc),
         thresholdMillicredits: bigintOf(p.threshold_mc),
         occurredAt: dateOf(p.occurred_at),
+        eventId: billingEventId(event),
       });
     case "credits.exhausted":
-      return encode(CreditsExhaustedSchema, { accountId: String(p.account_id), pool: poolEnum(p.pool), occurredAt: dateOf(p.occurred_at) });
+      return encode(CreditsExhaustedSchema, { accountId: String(p.account_id), pool: poolEnum(p.pool), occurredAt: dateOf(p.occurred_at), eventId: billingEventId(event) });
     case "grant.expired":
       return encode(GrantExpiredSchema, {
         accountId: String(p.account_id),
@@ -136,7 +144,7 @@ export async function createBilling(options: BillingOptions): Promise<Billing> {
     let eventsPublished = 0;
     if (eventBus) {
       for (;;) {
-        const published = await ledger.relayOutbox((event) => eventBus.publish(event.subject, encodeBillingEvent(event), { id: `billing-outbox-${event.id}` }));
+        const published = await ledger.relayOutbox((event) => eventBus.publish(event.subject, encodeBillingEvent(event), { id: billingEventId(event) }));
         eventsPublished += published;
         if (published === 0) break;
       }
@@ -166,7 +174,7 @@ export async function createBilling(options: BillingOptions): Promise<Billing> {
   };
 
   return {
-    handlers: createBillingHandlers({ ledger, log, topUpHint: options.topUpHint }),
+    handlers: createBillingHandlers({ ledger, log, topUpHint: options.topUpHint, upgradeHint: options.upgradeHint }),
     ledger,
     sweeper,
     catalogue,

@@ -23,6 +23,7 @@ await runMain("billing", async () => {
     sweepIntervalMs: config.BILLING_SWEEP_INTERVAL_MS,
     topUpHint: config.BILLING_TOP_UP_HINT,
     plansFile: config.BILLING_PLANS_FILE,
+    upgradeHint: config.BILLING_UPGRADE_HINT,
   });
   await billing.migrate();
   const server = await startServiceServer({

@@ -46,9 +46,20 @@ export interface ImageJobsOptions {
 export interface Admission {
   owner: ApiKeyOwner;
   plan: Plan | undefined;
+  /**
+   * The member every hold of this call is recorded against (usage and the member's monthly
+   * cap): the key's own member, or for an account-wide key the account's owner; "" when the
+   * account has no members at all.
+   */
+  memberId?: string;
   release(): void;
   /** The account's per-minute budget after this call's token (X-RateLimit-*); undefined when the plan sets none. */
   rate?: RateLimitState;
+}
+
+/** The member a key's calls are recorded against: its own, else (an account-wide key) the account's owner, else "". */
+export function usageMemberOf(owner: ApiKeyOwner, account: Pick<Account, "members"> | undefined): string {
+  return owner.memberId ?? account?.members.find((member) => member.role === "owner")?.memberId ?? "";
 }
 
 /** Longest Idempotency-Key accepted, in characters. */
@@ -138,7 +149,7 @@ export class ImageJobs {
       slot.release();
       throw withRateLimitState(error, state);
     }
-    return { owner, plan, release: slot.release, rate: state };
+    return { owner, plan, memberId: usageMemberOf(owner, account), release: slot.release, rate: state };
   }
 
   /**
@@ -332,6 +343,7 @@ export class ImageJobs {
     const key = idempotencyKey || randomUUID();
     // Only a key the caller chose can be replayed: a random one needs no fingerprint.
     const fingerprint = idempotencyKey ? requestFingerprint(image, options) : "";
+    const memberId = admission.memberId ?? usageMemberOf(owner, undefined);
     const hold = await this.billing.reserve({
       accountId: owner.accountId,
       pool: Pool.API,
@@ -341,9 +353,9 @@ export class ImageJobs {
       // the replay, instead of sharing, and overwriting, the first request's.
       idempotencyKey: fingerprint ? `image:${key}:${fingerprint}` : `image:${key}`,
       holdTtlSeconds: this.options.holdTtlSeconds,
+      // Usage is recorded per key and per member on every call, whichever route made it.
       apiKeyId: owner.keyId,
-      // Usage and the member's monthly cap are counted per member; account-wide keys have none.
-      memberId: owner.memberId ?? "",
+      memberId,
       description: `${smartCrop ? "smart crop" : "remove background"} ${info.width}x${info.height} ${info.format}`,
     });
     const inputBlobKey = `inputs/${hold.holdId}`;
@@ -371,6 +383,8 @@ export class ImageJobs {
         requestFingerprint: fingerprint,
         zeroRetention: extra.zeroRetention ?? false,
         synchronous: extra.synchronous ?? false,
+        apiKeyId: owner.keyId,
+        memberId,
       });
       if (!submitted.job) throw new Error("orchestrator returned no job");
       return submitted.job;

@@ -20,7 +20,7 @@ import { docsRoutes } from "./handlers/docs.routes.ts";
 import { webAppRoutes } from "./handlers/web-app.routes.ts";
 import { settingsRoutes } from "./handlers/settings.routes.ts";
 import { createRouteTable, routeKeys, type RestRoute, type RouteKey } from "./handlers/route-table.ts";
-import { createAdminRoutes } from "./handlers/admin.routes.ts";
+import { createAdminRoutes, OWNER_MEMBER_ID } from "./handlers/admin.routes.ts";
 import { randomBytes } from "node:crypto";
 import { createImageHandlers } from "./handlers/image.handlers.ts";
 import { createKeyHandlers } from "./handlers/key.handlers.ts";
@@ -173,7 +173,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     { method: "DELETE", path: "/v1/jobs/{id}", handle: via(families.jobs) },
     { method: "GET", path: "/v1/results/{id}", handle: via(families.results) },
     ...accountRoutes(apiKeys, accountReads, (request, response, owner) => quoteUpload(rest, request, response, owner)),
-    ...settingsRoutes(apiKeys, deps.orchestrator),
+    ...settingsRoutes(apiKeys, { orchestrator: deps.orchestrator, billing: deps.billing }),
     ...webhookRoutes(accountWebhooks, jobReads),
     ...docsRoutes(),
     ...paymentRoutes(apiKeys, payments),
@@ -194,7 +194,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     listeningAt: (url) => resultLinks.listeningAt(url),
     admit: admissions.admit,
     routes(router) {
-      router.service(AccountService, createAccountHandlers(apiKeys, accountReads, deps.orchestrator));
+      router.service(AccountService, createAccountHandlers(apiKeys, accountReads, { orchestrator: deps.orchestrator, billing: deps.billing }));
       router.service(ImageService, createImageHandlers(admissions, imageJobs, imageUrls));
       // SubmitBatch is one message holding every image: JobService reads up to a whole batch
       // (BATCH_BYTES_MAX, as POST /v1/matting/batch does); the other services keep the server's limit.
@@ -212,7 +212,8 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     },
     reportOverage: (now) => payments.reportOverage(now),
     async provisionAccount(accountId, options = {}) {
-      await deps.billing.createAccount({ accountId, planCode: options.planCode ?? "", grantTrial: options.grantTrial });
+      // With its owner as a member, so the account-wide key's calls are recorded against the owner.
+      await deps.billing.createAccount({ accountId, planCode: options.planCode ?? "", grantTrial: options.grantTrial, ownerMemberId: OWNER_MEMBER_ID });
       const { key } = await apiKeys.create(accountId, { key: options.key, label: "provisioned" });
       return key;
     },

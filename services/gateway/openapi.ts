@@ -841,18 +841,25 @@ function buildDocument(): OpenApiDocument {
       "/v1/account/settings": {
         get: {
           operationId: "getAccountSettings",
-          summary: "The account's settings: how long inputs and results are kept",
+          summary: "The account's settings: how long inputs and results are kept, and what happens when the credits run out",
           tags: ["Account"],
-          responses: { "200": { description: "The settings.", content: json(ref("AccountSettings"), { retention_hours: 24, zero_retention: false }) }, ...AUTHENTICATED_ERRORS },
+          responses: {
+            "200": { description: "The settings.", content: json(ref("AccountSettings"), { retention_hours: 24, zero_retention: false, on_exhausted: "stop", on_exhausted_is_plan_default: true }) },
+            ...AUTHENTICATED_ERRORS,
+          },
         },
         put: {
           operationId: "updateAccountSettings",
           summary: "Change the account's settings",
           description:
-            "retention_hours: 1 to 24 (the default) hours after a job ends, then its input and result are deleted and its result reads result_expired; 0 is zero retention (nothing kept after a synchronous response; asynchronous calls are refused with zero_retention_async). Applies to jobs submitted afterwards.",
+            "retention_hours: 1 to 24 (the default) hours after a job ends, then its input and result are deleted and its result reads result_expired; 0 is zero retention (nothing kept after a synchronous response; asynchronous calls are refused with zero_retention_async). Applies to jobs submitted afterwards. on_exhausted: what happens when the plan's credits run out: stop (402 insufficient_credits) or overage (calls go on, billed at the plan's standard per-credit rate up to its overage cap; refused on a plan without overage); plan returns to the plan's default. Applies from the next call.",
           tags: ["Account"],
           requestBody: { required: true, content: json(ref("AccountSettingsUpdate"), { retention_hours: 1 }) },
-          responses: { "200": { description: "The settings now.", content: json(ref("AccountSettings"), { retention_hours: 1, zero_retention: false }) }, "400": errorResponse("BadRequest"), ...AUTHENTICATED_ERRORS },
+          responses: {
+            "200": { description: "The settings now.", content: json(ref("AccountSettings"), { retention_hours: 1, zero_retention: false, on_exhausted: "stop", on_exhausted_is_plan_default: true }) },
+            "400": errorResponse("BadRequest"),
+            ...AUTHENTICATED_ERRORS,
+          },
         },
       },
       "/openapi.json": {
@@ -899,6 +906,17 @@ function buildDocument(): OpenApiDocument {
                   available_credits: { type: "string", description: "402 only: the balance, in decimal credits." },
                   cost_credits: { type: "string", description: "402 only: what the call costs, in decimal credits." },
                   top_up: { type: "string", description: "402 only: how to buy more credits." },
+                  on_exhausted: { type: "string", enum: ["stop", "overage"], description: "402 only: the account's choice in force when the credits ran out." },
+                  overage_cap_reached: { type: "boolean", description: "402 only: the account continues in overage, but the plan's overage cap for this cycle is reached." },
+                  options: {
+                    type: "array",
+                    description: "402 only: the caller's options. upgrade (hint: where), and overage where the plan offers it (how: the setting that turns it on; rate_cents_per_credit: the plan's standard rate).",
+                    items: {
+                      type: "object",
+                      required: ["option"],
+                      properties: { option: { type: "string", enum: ["upgrade", "overage"] }, hint: { type: "string" }, rate_cents_per_credit: { type: "integer" }, how: { type: "string" } },
+                    },
+                  },
                 },
               },
             },
@@ -1025,16 +1043,21 @@ function buildDocument(): OpenApiDocument {
         },
         AccountSettings: {
           type: "object",
-          required: ["retention_hours", "zero_retention"],
+          required: ["retention_hours", "zero_retention", "on_exhausted", "on_exhausted_is_plan_default"],
           properties: {
             retention_hours: { type: "integer", minimum: 0, maximum: 24, description: "Hours inputs and results are kept after a job ends; 0: zero retention." },
             zero_retention: { type: "boolean", description: "retention_hours is 0: nothing is kept after a synchronous response." },
+            on_exhausted: { type: "string", enum: ["stop", "overage"], description: "When the plan's credits run out: stop (402) or continue in overage at the plan's standard rate." },
+            on_exhausted_is_plan_default: { type: "boolean", description: "The account made no choice: the plan's default applies." },
           },
         },
         AccountSettingsUpdate: {
           type: "object",
           additionalProperties: false,
-          properties: { retention_hours: { type: "integer", minimum: 0, maximum: 24, description: "0 (zero retention) to 24 (RETENTION_HOURS_MAX)." } },
+          properties: {
+            retention_hours: { type: "integer", minimum: 0, maximum: 24, description: "0 (zero retention) to 24 (RETENTION_HOURS_MAX)." },
+            on_exhausted: { type: "string", enum: ["stop", "overage", "plan"], description: "plan: back to the plan's default. overage is refused on a plan without overage." },
+          },
         },
         Quote: { type: "object", required: ["credits"], properties: { credits: credits("The exact cost"), price_book_version: { type: "string" } } },
         Balance: {
@@ -1094,7 +1117,7 @@ function buildDocument(): OpenApiDocument {
       responses: {
         BadRequest: { description: "The request or an option is invalid (the code names it: invalid_option, missing_image, too_many_pixels, ...).", content: json(ref("Error")) },
         Unauthenticated: { description: "No API key (missing_api_key), or an unknown or revoked one (invalid_api_key).", content: json(ref("Error")) },
-        PaymentRequired: { description: "Not enough credits (insufficient_credits): the balance, the cost and how to top up.", content: json(ref("Error")) },
+        PaymentRequired: { description: "Not enough credits (insufficient_credits): the balance, the cost, how to top up, and the options: upgrade, or continue in overage.", content: json(ref("Error")) },
         Forbidden: { description: "A result URL that was tampered with (result_url_invalid) or has expired (result_url_expired).", content: json(ref("Error")) },
         NotFound: { description: "No such route (not_found) or resource (job_not_found, ...).", content: json(ref("Error")) },
         PayloadTooLarge: { description: "The upload, or the image at image_url, exceeds the plan's or the server's byte limit (too_many_bytes, image_url_too_large); the message names the limit.", content: json(ref("Error")) },

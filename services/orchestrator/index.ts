@@ -11,6 +11,7 @@ import type { EventBus } from "../common/ports/event-bus.ts";
 import type { Subscription, WorkQueue } from "../common/ports/work-queue.ts";
 import { createOutboundFetcher, type OutboundFetcher } from "../common/outbound.ts";
 import { createOrchestratorHandlers } from "./handlers/orchestrator.handlers.ts";
+import { CreditNotices } from "./credit-notices.ts";
 import { WEBHOOK_DEFAULTS, Webhooks, type WebhookOptions } from "./webhooks.ts";
 import { JobLifecycle, type JobLifecycleOptions } from "./job-lifecycle.ts";
 import { JobStore, type OrchestratorSchema } from "./store/job.store.ts";
@@ -61,6 +62,8 @@ export interface Orchestrator {
   routes(router: ConnectRouter): void;
   readonly lifecycle: JobLifecycle;
   readonly webhooks: Webhooks;
+  /** Credit notices in the email outbox. */
+  readonly notices: CreditNotices;
   /** Migrates, then starts applying task events. */
   start(): Promise<void>;
   /** Stops taking events and waits for the one being applied. */
@@ -78,6 +81,7 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
     options: wiring?.options ?? { ...WEBHOOK_DEFAULTS, allowLoopback: false },
   });
   const settings = new AccountSettingsStore(deps.db);
+  const notices = new CreditNotices(deps.db, deps.billing);
   const lifecycle = new JobLifecycle(new JobStore(deps.db), deps.workQueue, deps.blobStore, deps.billing, deps.log, {
     ...deps.reconcile,
     watchPollMs: deps.watchPollMs,
@@ -92,8 +96,9 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
   return {
     lifecycle,
     webhooks,
+    notices,
     routes(router) {
-      router.service(OrchestratorService, createOrchestratorHandlers(lifecycle, webhooks, deps.billing, settings));
+      router.service(OrchestratorService, createOrchestratorHandlers(lifecycle, webhooks, deps.billing, settings, notices.outbox));
     },
     async start() {
       await migrateToLatest(deps.db, "orchestrator", orchestratorMigrations);
@@ -101,8 +106,16 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
         durableName: "orchestrator",
         subjectFilter: "job.*",
       });
-      // Billing's low-balance events go to the account's webhook, in the job events' envelope.
-      if (wiring) creditsSubscription = deps.eventBus.subscribe((event) => webhooks.onCreditsEvent(event), { durableName: "orchestrator-credits", subjectFilter: "credits.*" });
+      // Billing's low-balance events go to the account's webhook, in the job events' envelope, and
+      // to the email outbox an operator relays. Both are idempotent, so a redelivery after either
+      // failed writes nothing twice.
+      creditsSubscription = deps.eventBus.subscribe(
+        async (event) => {
+          if (wiring) await webhooks.onCreditsEvent(event);
+          await notices.onCreditsEvent(event);
+        },
+        { durableName: "orchestrator-credits", subjectFilter: "credits.*" },
+      );
       // Every job changed before this start counts as quiet at once: nothing of its task survived.
       if (deps.requeueUnfinishedAtStart) await lifecycle.reconcile(new Date(), { everyUnfinishedQuiet: true });
       reconciler = startPeriodicTask({ name: "job reconciler", intervalMs: deps.reconcile?.intervalMs ?? 60_000, log: deps.log, run: () => lifecycle.reconcile() });

@@ -42,6 +42,9 @@ export interface SubmitJob {
   synchronous?: boolean;
   /** A video job: its options (`options` is then unset) and its probed duration, which scales its time limit. */
   video?: { options: VideoOptions; durationMs: number };
+  /** Who the job's usage is recorded against, for a replacement hold; "" or unset: none. */
+  apiKeyId?: string;
+  memberId?: string;
 }
 
 /** Called in the transaction that records a job's end (for a success: after its capture). */
@@ -177,6 +180,8 @@ export class JobLifecycle {
       background_image_blob_key: request.backgroundImageBlobKey ?? "",
       webhook_url: request.webhookUrl ?? "",
       request_fingerprint: request.requestFingerprint ?? "",
+      api_key_id: request.apiKeyId || null,
+      member_id: request.memberId || null,
       retention_seconds: retention.retentionSeconds,
       ...(request.video
         ? {
@@ -538,6 +543,9 @@ export class JobLifecycle {
         pool: Pool.API,
         amountMillicredits,
         idempotencyKey: `job:${job.id}:replacement-hold`,
+        // Usage stays with the key and member that made the call.
+        apiKeyId: job.api_key_id ?? "",
+        memberId: job.member_id ?? "",
         description: `job ${job.id}: its first hold ${job.hold_id} ended before the result`,
       });
     } catch (error) {

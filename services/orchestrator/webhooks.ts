@@ -43,7 +43,7 @@ export interface WebhookDependencies {
 }
 
 /** The API pool's credits event in a bus event; undefined for any other subject or pool. */
-function creditsEventOf(busEvent: BusEvent): CreditsEvent | undefined {
+export function creditsEventOf(busEvent: BusEvent): CreditsEvent | undefined {
   if (busEvent.subject === "credits.low") {
     const low = fromBinary(CreditsLowSchema, busEvent.data);
     if (low.pool !== Pool.API) return undefined;
@@ -53,12 +53,20 @@ function creditsEventOf(busEvent: BusEvent): CreditsEvent | undefined {
       availableMillicredits: Number(low.availableMillicredits),
       thresholdMillicredits: Number(low.thresholdMillicredits),
       occurredAt: low.occurredAt ? timestampDate(low.occurredAt) : new Date(0),
+      eventId: low.eventId,
     };
   }
   if (busEvent.subject === "credits.exhausted") {
     const exhausted = fromBinary(CreditsExhaustedSchema, busEvent.data);
     if (exhausted.pool !== Pool.API) return undefined;
-    return { type: "credits.exhausted", accountId: exhausted.accountId, availableMillicredits: 0, thresholdMillicredits: 0, occurredAt: exhausted.occurredAt ? timestampDate(exhausted.occurredAt) : new Date(0) };
+    return {
+      type: "credits.exhausted",
+      accountId: exhausted.accountId,
+      availableMillicredits: 0,
+      thresholdMillicredits: 0,
+      occurredAt: exhausted.occurredAt ? timestampDate(exhausted.occurredAt) : new Date(0),
+      eventId: exhausted.eventId,
+    };
   }
   return undefined;
 }

@@ -107,8 +107,12 @@ describe("carry-over on plan change", () => {
 
   it("keeps subscription credits alive through the new plan's first cycle and its rollover", () => {
     assert.deepEqual(carryOver(plan("starter"), now), { kind: "subscription", aliveAt: now, extendTo: at("2025-07-10T12:00:00.000Z") });
-    assert.deepEqual(carryOver(plan("pro"), now).extendTo, at("2025-08-10T12:00:00.000Z"));
-    assert.deepEqual(carryOver(plan("business"), now).extendTo, at("2025-10-10T12:00:00.000Z"));
+    assert.deepEqual(carryOver(plan("pro"), now)?.extendTo, at("2025-08-10T12:00:00.000Z"));
+    assert.deepEqual(carryOver(plan("business"), now)?.extendTo, at("2025-10-10T12:00:00.000Z"));
+  });
+
+  it("extends nothing on a downgrade to free: paid credits last to the end of the cycle they were paid for", () => {
+    assert.equal(carryOver(plan("free"), now), undefined);
   });
 });
 

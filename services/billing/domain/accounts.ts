@@ -113,7 +113,13 @@ export interface CarryOver {
   extendTo: Date;
 }
 
-export function carryOver(newPlan: Plan, now: Date): CarryOver {
+/**
+ * The carry-over onto `newPlan`, or undefined when nothing is extended: a downgrade to a plan
+ * that allocates nothing (free) keeps the paid credits until the end of the cycle they were
+ * paid for (their own expiry), not a month from the switch.
+ */
+export function carryOver(newPlan: Plan, now: Date): CarryOver | undefined {
+  if (newPlan.creditsPerCycleMillicredits === 0) return undefined;
   return { kind: "subscription", aliveAt: now, extendTo: cycleStart(now, 1 + newPlan.rolloverCycles) };
 }
 

@@ -25,11 +25,15 @@ export interface Failure {
   readonly message: string;
   readonly availableMillicredits?: number;
   readonly costMillicredits?: number;
+  /** insufficient_credits only: the caller's options (upgrade, or continue in overage). */
+  readonly exhausted?: ExhaustedChoices;
 }
+
+import type { ExhaustedChoices } from "./exhaustion.ts";
 
 export type Outcome<T> = ({ readonly ok: true } & T) | Failure;
 
-export function fail(reason: FailureReason, message: string, extra: Partial<Pick<Failure, "availableMillicredits" | "costMillicredits">> = {}): Failure {
+export function fail(reason: FailureReason, message: string, extra: Partial<Pick<Failure, "availableMillicredits" | "costMillicredits" | "exhausted">> = {}): Failure {
   return { ok: false, reason, message, ...extra };
 }
 

@@ -5,9 +5,10 @@ export type BucketKind = "trial" | "subscription" | "pack" | "top_up" | "promo" 
 export const BUCKET_KINDS: readonly BucketKind[] = ["trial", "subscription", "pack", "top_up", "promo", "refund"];
 
 /**
- * Default spend priority per kind (lower is spent first). Credits that can expire go before
- * those that cannot; within a priority the soonest expiry wins anyway, so these only break
- * ties between kinds that both expire.
+ * Default spend priority per kind (lower is spent first). Expiry always decides first (the
+ * product pages: "credits that expire soonest are spent first"); a priority only breaks a tie
+ * between buckets that expire at the same instant, or that both never expire (promo before
+ * refund before packs and top-ups).
  */
 export const DEFAULT_PRIORITY: Readonly<Record<BucketKind, number>> = {
   trial: 10,
@@ -27,12 +28,17 @@ export interface SpendableBucket {
   readonly createdAt: Date;
 }
 
-/** Spend order: priority, then soonest expiry (never-expiring last), then oldest, then id. */
+/**
+ * Spend order: soonest expiry first, whatever the kind (never-expiring last); on equal expiry
+ * the lower priority, then the oldest grant, then the lower id, so the order is total and the
+ * SQL that spends (`billing_reserve`: `order by expires_at nulls last, priority, created_at, id`)
+ * picks exactly the same buckets.
+ */
 export function compareBucketsForSpend(a: SpendableBucket, b: SpendableBucket): number {
-  if (a.priority !== b.priority) return a.priority - b.priority;
   const aExpiry = a.expiresAt?.getTime() ?? Number.POSITIVE_INFINITY;
   const bExpiry = b.expiresAt?.getTime() ?? Number.POSITIVE_INFINITY;
   if (aExpiry !== bExpiry) return aExpiry < bExpiry ? -1 : 1;
+  if (a.priority !== b.priority) return a.priority - b.priority;
   if (a.createdAt.getTime() !== b.createdAt.getTime()) return a.createdAt.getTime() - b.createdAt.getTime();
   return a.id - b.id;
 }

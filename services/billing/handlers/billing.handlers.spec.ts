@@ -6,7 +6,7 @@ import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { BillingErrorDetailSchema, BillingService, HoldStatus, Operation, Pool } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { createBillingFixture, type BillingFixture } from "../billing.testing.ts";
-import { CODE_BY_REASON, DEFAULT_TOP_UP_HINT, REASON_HEADER } from "./billing.handlers.ts";
+import { CODE_BY_REASON, DEFAULT_TOP_UP_HINT, DEFAULT_UPGRADE_HINT, REASON_HEADER } from "./billing.handlers.ts";
 
 async function rejection(promise: Promise<unknown>): Promise<ConnectError> {
   try {
@@ -149,6 +149,25 @@ describe("BillingService over Connect", () => {
     assert.equal(detail?.topUpHint, DEFAULT_TOP_UP_HINT);
     const balance = await client.getBalance({ accountId, pool: Pool.API });
     assert.deepEqual([balance.availableMillicredits, balance.heldMillicredits], [STARTER_CREDITS_MC, 0n], "a refusal holds nothing");
+  });
+
+  it("sets what happens when the credits run out, and a refusal names the caller's two options", async () => {
+    const accountId = await newAccount({ planCode: "pro" });
+    const stopped = await client.setAccountSettings({ accountId, onExhausted: "stop" });
+    assert.deepEqual([stopped.account?.settings?.onExhausted, stopped.account?.settings?.onExhaustedIsPlanDefault], ["stop", false]);
+    const error = await rejection(client.reserve({ accountId, pool: Pool.API, amountMillicredits: 10_000_000n, idempotencyKey: "past-credits" }));
+    assertRefused(error, Code.FailedPrecondition, "insufficient_credits");
+    const [detail] = error.findDetails(BillingErrorDetailSchema);
+    assert.deepEqual(
+      [detail?.onExhausted, detail?.overageOffered, detail?.overageCapReached, detail?.overageRateCentsPerCredit, detail?.upgradeHint],
+      ["stop", true, false, 16n, DEFAULT_UPGRADE_HINT],
+    );
+    const reset = await client.setAccountSettings({ accountId, onExhausted: "plan" });
+    assert.deepEqual([reset.account?.settings?.onExhausted, reset.account?.settings?.onExhaustedIsPlanDefault], ["overage", true]);
+    assert.equal((await client.getAccount({ accountId })).account?.settings?.onExhausted, "overage");
+    assertRefused(await rejection(client.setAccountSettings({ accountId, onExhausted: "later" })), Code.InvalidArgument, "invalid_argument");
+    const starter = await newAccount();
+    assertRefused(await rejection(client.setAccountSettings({ accountId: starter, onExhausted: "overage" })), Code.InvalidArgument, "invalid_argument");
   });
 
   it("grants a pack once per key and rejects a reused reserve key for a different request", async () => {

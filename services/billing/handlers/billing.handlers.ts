@@ -5,6 +5,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import {
   AccountSchema,
+  AccountSettingsSchema,
   BillingErrorDetailSchema,
   BillingService,
   BucketSchema,
@@ -17,7 +18,8 @@ import {
 import { MEMBER_ROLES, type MemberRole } from "../domain/accounts.ts";
 import type { HoldStatus as HoldStatusName } from "../domain/holds.ts";
 import type { Failure, FailureReason, Outcome } from "../domain/outcomes.ts";
-import { videoPlanRefusal, type Plan } from "../domain/plans.ts";
+import { ON_EXHAUSTED_CHOICES } from "../domain/exhaustion.ts";
+import { videoPlanRefusal, type OnExhausted, type Plan } from "../domain/plans.ts";
 import { priceOf, type OperationName } from "../domain/price-book.ts";
 import type { BucketKind } from "../domain/spend-order.ts";
 import type { LedgerStore } from "../store/ledger.store.ts";
@@ -54,6 +56,9 @@ export { REASON_HEADER };
 /** Shown to callers who run out of credits when the deployment sets no hint of its own. */
 export const DEFAULT_TOP_UP_HINT = "buy a top-up pack or upgrade at /billing";
 
+/** Where a caller whose credits ran out upgrades, when the deployment sets no hint of its own. */
+export const DEFAULT_UPGRADE_HINT = "upgrade your plan";
+
 /** Kinds an operator may grant; trial and subscription credits are the ledger's own. */
 export const GRANTABLE_KINDS: readonly BucketKind[] = ["top_up", "pack", "promo", "refund"];
 
@@ -69,14 +74,27 @@ export interface BillingHandlerDependencies {
   log: Logger;
   /** Shown to callers who run out of credits. @default DEFAULT_TOP_UP_HINT */
   topUpHint?: string;
+  /** Where a caller whose credits ran out upgrades. @default DEFAULT_UPGRADE_HINT */
+  upgradeHint?: string;
 }
 
-function toConnectError(failure: Failure, topUpHint: string): ConnectError {
+interface Hints {
+  topUp: string;
+  upgrade: string;
+}
+
+function toConnectError(failure: Failure, hints: Hints): ConnectError {
+  const exhausted = failure.reason === "insufficient_credits" ? failure.exhausted : undefined;
   const detail = create(BillingErrorDetailSchema, {
     reason: failure.reason,
     availableMillicredits: BigInt(failure.availableMillicredits ?? 0),
     costMillicredits: BigInt(failure.costMillicredits ?? 0),
-    topUpHint: failure.reason === "insufficient_credits" ? topUpHint : "",
+    topUpHint: failure.reason === "insufficient_credits" ? hints.topUp : "",
+    upgradeHint: failure.reason === "insufficient_credits" ? hints.upgrade : "",
+    onExhausted: exhausted?.onExhausted ?? "",
+    overageOffered: exhausted?.overageOffered ?? false,
+    overageCapReached: exhausted?.overageCapReached ?? false,
+    overageRateCentsPerCredit: BigInt(exhausted?.overageRateCentsPerCredit ?? 0),
   });
   return new ConnectError(`${failure.reason}: ${failure.message}`, CODE_BY_REASON[failure.reason], { [REASON_HEADER]: failure.reason }, [
     { desc: BillingErrorDetailSchema, value: detail },
@@ -151,6 +169,7 @@ function memberMessage(member: MemberView) {
     role: member.role,
     monthlyCapMillicredits: BigInt(member.monthlyCapMillicredits ?? 0),
     cycleUsedMillicredits: BigInt(member.cycleUsedMillicredits),
+    email: member.email,
   });
 }
 
@@ -164,6 +183,10 @@ function accountMessage(account: AccountView) {
     cycleOverageMillicredits: BigInt(account.cycleOverageMillicredits),
     cycleOverageCents: BigInt(account.cycleOverageCents),
     createdAt: timestamp(account.createdAt),
+    settings: create(AccountSettingsSchema, {
+      onExhausted: account.settings.onExhausted,
+      onExhaustedIsPlanDefault: account.settings.onExhaustedIsPlanDefault,
+    }),
   });
 }
 
@@ -198,17 +221,17 @@ interface HandlerContext {
 
 function handlerContext(dependencies: BillingHandlerDependencies): HandlerContext {
   const { ledger, log } = dependencies;
-  const topUpHint = dependencies.topUpHint ?? DEFAULT_TOP_UP_HINT;
+  const hints: Hints = { topUp: dependencies.topUpHint ?? DEFAULT_TOP_UP_HINT, upgrade: dependencies.upgradeHint ?? DEFAULT_UPGRADE_HINT };
   return {
     ledger,
     unwrap<T>(outcome: Outcome<T>): T {
       if (!outcome.ok) {
         log.debug({ reason: outcome.reason }, outcome.message);
-        throw toConnectError(outcome, topUpHint);
+        throw toConnectError(outcome, hints);
       }
       return outcome;
     },
-    invalid: (message) => toConnectError({ ok: false, reason: "invalid_argument", message }, topUpHint),
+    invalid: (message) => toConnectError({ ok: false, reason: "invalid_argument", message }, hints),
   };
 }
 
@@ -285,7 +308,7 @@ function holdHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, "re
   };
 }
 
-function accountHandlers({ ledger, unwrap, invalid }: HandlerContext): Pick<BillingImpl, "createAccount" | "getAccount" | "changePlan" | "setMember"> {
+function accountHandlers({ ledger, unwrap, invalid }: HandlerContext): Pick<BillingImpl, "createAccount" | "getAccount" | "changePlan" | "setMember" | "setAccountSettings"> {
   return {
     async createAccount(request) {
       const result = unwrap(
@@ -293,6 +316,7 @@ function accountHandlers({ ledger, unwrap, invalid }: HandlerContext): Pick<Bill
           accountId: request.accountId,
           planCode: request.planCode,
           ownerMemberId: request.ownerMemberId,
+          ownerEmail: request.ownerEmail,
           grantTrial: request.grantTrial ?? true,
         }),
       );
@@ -318,6 +342,15 @@ function accountHandlers({ ledger, unwrap, invalid }: HandlerContext): Pick<Bill
         monthlyCapMillicredits: cap === NO_MONTHLY_CAP ? null : cap,
       };
       return { member: memberMessage(unwrap(await ledger.setMember(member)).member) };
+    },
+
+    async setAccountSettings(request) {
+      const choice = request.onExhausted;
+      if (choice !== undefined && choice !== "plan" && !(ON_EXHAUSTED_CHOICES as readonly string[]).includes(choice)) {
+        throw invalid(`on_exhausted must be stop, overage or plan (the plan's default); got ${JSON.stringify(choice)}`);
+      }
+      const onExhausted = choice === undefined ? undefined : choice === "plan" ? null : (choice as OnExhausted);
+      return { account: accountMessage(unwrap(await ledger.setAccountSettings({ accountId: request.accountId, onExhausted })).account) };
     },
   };
 }

@@ -2,7 +2,8 @@
 // their reports, members, plans and packs.
 import { sql, type Selectable } from "kysely";
 import type { Cycle, MemberRole } from "../domain/accounts.ts";
-import { overageCents, type Pack, type Plan } from "../domain/plans.ts";
+import { effectiveOnExhausted } from "../domain/exhaustion.ts";
+import { overageCents, type OnExhausted, type Pack, type Plan } from "../domain/plans.ts";
 import type { AccountTable, BillingExecutor, CreditAccountTable } from "./schema.ts";
 import { planFromRow, toDate, type AccountView } from "./views.ts";
 
@@ -26,6 +27,8 @@ export interface MemberRow {
   role: MemberRole;
   monthlyCapMillicredits: number | null;
   createdAt: Date;
+  /** Where the account's notices go; undefined leaves it unknown. */
+  email?: string;
 }
 
 /** An account row's cycle fields as the domain's Cycle. */
@@ -130,6 +133,11 @@ export class AccountStore {
       .execute();
   }
 
+  /** The account's choice when its credits run out; null: the plan's default. The account must be locked. */
+  async setOnExhausted(accountId: string, onExhausted: OnExhausted | null): Promise<void> {
+    await this.#db.updateTable("billing_accounts").set({ on_exhausted: onExhausted }).where("account_id", "=", accountId).execute();
+  }
+
   async setLowBalanceThreshold(accountId: string, thresholdMillicredits: number): Promise<void> {
     await this.#db.updateTable("billing_credit_accounts").set({ low_balance_threshold_mc: thresholdMillicredits }).where("account_id", "=", accountId).execute();
   }
@@ -178,7 +186,15 @@ export class AccountStore {
   }
 
   #memberValues(member: MemberRow) {
-    return { account_id: member.accountId, member_id: member.memberId, role: member.role, monthly_cap_mc: member.monthlyCapMillicredits, created_at: member.createdAt };
+    // The email only when given: a member without one writes exactly what it did before the column existed.
+    return {
+      account_id: member.accountId,
+      member_id: member.memberId,
+      role: member.role,
+      monthly_cap_mc: member.monthlyCapMillicredits,
+      created_at: member.createdAt,
+      ...(member.email ? { email: member.email } : {}),
+    };
   }
 
   /** The account with its plan, this cycle's overage and each member's use this cycle; undefined when there is none. */
@@ -193,6 +209,8 @@ export class AccountStore {
         "billing_accounts.cycle_started_at",
         "billing_accounts.next_renewal_at",
         "billing_accounts.created_at",
+        // Read through the row's JSON so an account row from before 202611272111 (no such column) reads as the plan's default.
+        sql<OnExhausted | null>`to_jsonb(billing_accounts) ->> 'on_exhausted'`.as("account_on_exhausted"),
       ])
       .where("billing_accounts.account_id", "=", accountId)
       .executeTakeFirst();
@@ -207,6 +225,8 @@ export class AccountStore {
     const members = await this.#db
       .selectFrom("billing_members as m")
       .select(["m.member_id", "m.role", "m.monthly_cap_mc"])
+      // Through the row's JSON, so a members table from before 202611272112 (no email) reads as none.
+      .select(sql<string | null>`to_jsonb(m) ->> 'email'`.as("email"))
       .select((eb) =>
         eb
           .selectFrom("billing_holds as h")
@@ -232,9 +252,11 @@ export class AccountStore {
         role: member.role,
         monthlyCapMillicredits: member.monthly_cap_mc,
         cycleUsedMillicredits: Number(member.used ?? 0),
+        email: member.email ?? "",
       })),
       cycleOverageMillicredits: overageMillicredits,
       cycleOverageCents: overageCents(plan, overageMillicredits),
+      settings: { onExhausted: effectiveOnExhausted(plan, row.account_on_exhausted), onExhaustedIsPlanDefault: row.account_on_exhausted === null },
     };
   }
 }

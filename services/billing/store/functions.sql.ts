@@ -57,6 +57,8 @@ declare
   v_existing billing_holds%rowtype;
   v_on_exhausted text;
   v_overage_cap_mc bigint;
+  v_overage_rate_cents bigint;
+  v_overage_offered boolean;
   v_cycle_index integer;
   v_next_renewal_at timestamptz;
   v_member_cap_mc bigint;
@@ -88,8 +90,9 @@ begin
       'amount_mc', v_existing.amount_mc, 'overage_mc', v_existing.overage_mc,
       'expires_at', v_existing.expires_at, 'available_mc', v_existing.available_after_mc);
   end if;
-  select p.on_exhausted, p.overage_cap_mc, a.cycle_index, a.next_renewal_at
-    into v_on_exhausted, v_overage_cap_mc, v_cycle_index, v_next_renewal_at
+  -- The account's own choice when credits run out, else its plan's (domain/exhaustion.ts).
+  select coalesce(a.on_exhausted, p.on_exhausted), p.overage_cap_mc, p.overage_rate_cents_per_credit, a.cycle_index, a.next_renewal_at
+    into v_on_exhausted, v_overage_cap_mc, v_overage_rate_cents, v_cycle_index, v_next_renewal_at
     from billing_accounts a join billing_plans p on p.code = a.plan_code where a.account_id = p_account_id;
   if v_next_renewal_at <= p_now then
     -- The caller renews (grants the new cycle) and retries, so a late sweeper never starves a paying user.
@@ -106,13 +109,14 @@ begin
       end if;
     end if;
   end if;
-  -- One scan, in spend order: priority, then soonest expiry (never-expiring last), then oldest.
+  -- One scan, in spend order: soonest expiry first whatever the kind (never-expiring last), then
+  -- priority, then oldest, then id (compareBucketsForSpend; index billing_buckets_spend_order).
   v_available_mc := 0;
   for v_bucket in
     select id, remaining_mc from billing_buckets
     where credit_account_id = v_account.id and remaining_mc > 0
       and effective_at <= p_now and (expires_at is null or expires_at > p_now)
-    order by priority, expires_at nulls last, created_at, id
+    order by expires_at nulls last, priority, created_at, id
   loop
     v_bucket_ids := v_bucket_ids || v_bucket.id;
     v_bucket_remaining := v_bucket_remaining || v_bucket.remaining_mc;
@@ -123,8 +127,11 @@ begin
        and v_account.cycle_overage_mc + v_account.overage_held_mc + (p_amount_mc - v_available_mc) <= v_overage_cap_mc then
       v_overage_mc := p_amount_mc - v_available_mc;
     else
+      v_overage_offered := v_overage_rate_cents > 0 and v_overage_cap_mc > 0;
       return jsonb_build_object('outcome', 'insufficient_credits', 'available_mc', v_available_mc,
-        'cost_mc', p_amount_mc, 'overage_cap_reached', v_on_exhausted = 'overage');
+        'cost_mc', p_amount_mc, 'on_exhausted', v_on_exhausted, 'overage_offered', v_overage_offered,
+        'overage_cap_reached', v_on_exhausted = 'overage' and v_overage_offered,
+        'overage_rate_cents_per_credit', v_overage_rate_cents);
     end if;
   end if;
   insert into billing_holds (id, credit_account_id, idempotency_key, request_hash, amount_mc, overage_mc, status,

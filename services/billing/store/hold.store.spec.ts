@@ -10,12 +10,24 @@ describe("reserve answers", () => {
   it("maps every refusal to one reason, with balance and cost where the caller needs them", () => {
     const cases: [Exclude<ReserveAnswer, { outcome: "ok" | "renewal_due" }>, object][] = [
       [
-        { outcome: "insufficient_credits", available_mc: 900, cost_mc: 1_100, overage_cap_reached: false },
-        { reason: "insufficient_credits", message: "900 millicredits available, 1100 needed; buy a top-up pack or upgrade the plan", availableMillicredits: 900, costMillicredits: 1_100 },
+        { outcome: "insufficient_credits", available_mc: 900, cost_mc: 1_100, on_exhausted: "stop", overage_offered: false, overage_cap_reached: false, overage_rate_cents_per_credit: 0 },
+        {
+          reason: "insufficient_credits",
+          message: "900 millicredits available, 1100 needed; upgrade the plan or buy a top-up pack",
+          availableMillicredits: 900,
+          costMillicredits: 1_100,
+          exhausted: { onExhausted: "stop", overageOffered: false, overageCapReached: false, overageRateCentsPerCredit: 0 },
+        },
       ],
       [
-        { outcome: "insufficient_credits", available_mc: 0, cost_mc: 500, overage_cap_reached: true },
-        { reason: "insufficient_credits", message: "the plan's overage cap is reached: 0 millicredits available, 500 needed", availableMillicredits: 0, costMillicredits: 500 },
+        { outcome: "insufficient_credits", available_mc: 0, cost_mc: 500, on_exhausted: "overage", overage_offered: true, overage_cap_reached: true, overage_rate_cents_per_credit: 16 },
+        {
+          reason: "insufficient_credits",
+          message: "the plan's overage cap is reached: 0 millicredits available, 500 needed; upgrade the plan or buy a top-up pack",
+          availableMillicredits: 0,
+          costMillicredits: 500,
+          exhausted: { onExhausted: "overage", overageOffered: true, overageCapReached: true, overageRateCentsPerCredit: 16 },
+        },
       ],
       [
         { outcome: "member_cap_reached", used_mc: 1_500, cap_mc: 2_000, cost_mc: 1_000 },

@@ -3,7 +3,9 @@
 import { randomUUID } from "node:crypto";
 import { sql } from "kysely";
 import type { HoldDeadline, HoldStatus } from "../domain/holds.ts";
+import { exhaustedMessage, type ExhaustedChoices } from "../domain/exhaustion.ts";
 import { fail, type Failure, type Outcome } from "../domain/outcomes.ts";
+import type { OnExhausted } from "../domain/plans.ts";
 import type { BillingExecutor, PoolName } from "./schema.ts";
 import { onlyRow, toDate } from "./views.ts";
 
@@ -21,7 +23,15 @@ export type ReserveAnswer =
       available_mc: number;
     }
   | { outcome: "renewal_due" }
-  | { outcome: "insufficient_credits"; available_mc: number; cost_mc: number; overage_cap_reached: boolean }
+  | {
+      outcome: "insufficient_credits";
+      available_mc: number;
+      cost_mc: number;
+      on_exhausted: OnExhausted;
+      overage_offered: boolean;
+      overage_cap_reached: boolean;
+      overage_rate_cents_per_credit: number;
+    }
   | { outcome: "member_cap_reached"; used_mc: number; cap_mc: number; cost_mc: number }
   | { outcome: "idempotency_conflict"; hold_id: string }
   | { outcome: "account_not_found" }
@@ -85,14 +95,16 @@ function unknownOutcome(functionName: string, answer: never): never {
 /** What a refused reserve means to the caller; `ok` and `renewal_due` are the ledger's to handle. */
 export function reserveFailure(answer: Exclude<ReserveAnswer, { outcome: "ok" | "renewal_due" }>, input: { accountId: string; pool: PoolName }): Failure {
   switch (answer.outcome) {
-    case "insufficient_credits":
-      return fail(
-        "insufficient_credits",
-        answer.overage_cap_reached
-          ? `the plan's overage cap is reached: ${answer.available_mc} millicredits available, ${answer.cost_mc} needed`
-          : `${answer.available_mc} millicredits available, ${answer.cost_mc} needed; buy a top-up pack or upgrade the plan`,
-        { availableMillicredits: answer.available_mc, costMillicredits: answer.cost_mc },
-      );
+    case "insufficient_credits": {
+      const exhausted: ExhaustedChoices = {
+        onExhausted: answer.on_exhausted,
+        overageOffered: answer.overage_offered,
+        overageCapReached: answer.overage_cap_reached,
+        overageRateCentsPerCredit: Number(answer.overage_rate_cents_per_credit),
+      };
+      const amounts = { availableMillicredits: answer.available_mc, costMillicredits: answer.cost_mc };
+      return fail("insufficient_credits", exhaustedMessage({ ...amounts, exhausted }), { ...amounts, exhausted });
+    }
     case "member_cap_reached":
       return fail("member_cap_reached", `member has used ${answer.used_mc} of a ${answer.cap_mc} millicredit monthly cap; this costs ${answer.cost_mc}`, {
         costMillicredits: answer.cost_mc,

@@ -23,8 +23,8 @@ export class LedgerQueryStore {
       .where("credit_account_id", "=", creditAccountId)
       .where((eb) => eb.or([eb("remaining_mc", ">", 0), eb("held_mc", ">", 0)]))
       .where((eb) => eb.or([eb("expires_at", "is", null), eb("expires_at", ">", now)]))
-      .orderBy("priority")
       .orderBy(sql`expires_at nulls last`)
+      .orderBy("priority")
       .orderBy("created_at")
       .orderBy("id")
       .execute();

@@ -1,15 +1,20 @@
 // Model-based property test: random sequences of grants, reserves (and replays), captures,
-// releases, sweeps, plan changes and clock jumps run against the real ledger (Postgres or
-// PGlite) and against a plain in-memory model built from the domain rules. After every step the
-// outcome, the spend order of each new hold and every pool's available balance must agree; after
-// every run each bucket must agree field by field and the ledger invariants must hold.
+// releases, sweeps, plan changes, the account's choice when credits run out, price book
+// versions and clock jumps run against the real ledger (Postgres or PGlite) and against a plain
+// in-memory model built from the domain rules. After every step the outcome, the spend order of
+// each new hold (soonest expiry first, whatever the kind: grants of every kind and expiry race
+// the trial and subscription buckets) and every pool's available balance must agree; after every
+// run each bucket must agree field by field, each hold must keep the amount of the price book
+// version it was quoted under, and the ledger invariants must hold.
 // BILLING_PROPERTY_RUNS sets the number of runs (default 12).
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
 import { allocate, DEFAULT_PRIORITY, type BucketKind } from "../domain/spend-order.ts";
 import { readCatalogueFile } from "./catalogue.store.ts";
-import { cycleStart, DEFAULT_PLANS, subscriptionGrant, TRIAL_DURATION_MS, TRIAL_MILLICREDITS, type Plan } from "../domain/plans.ts";
+import { effectiveOnExhausted, onExhaustedProblem } from "../domain/exhaustion.ts";
+import { cycleStart, DEFAULT_PLANS, subscriptionGrant, TRIAL_DURATION_MS, TRIAL_MILLICREDITS, type OnExhausted, type Plan } from "../domain/plans.ts";
+import { DEFAULT_PRICE_BOOK, priceOf, type PriceBook } from "../domain/price-book.ts";
 import { createBillingFixture, DAY_MS, type BillingFixture } from "../billing.testing.ts";
 import type { PoolName } from "./schema.ts";
 
@@ -46,6 +51,10 @@ interface ModelHold {
   captured: number;
   expiresAt: Date;
   ttlSeconds: number;
+  /** The price book version the amount was quoted under; "" for a hold of a plain amount. */
+  priceBookVersion: string;
+  quotedPixels?: number;
+  quotedHd?: boolean;
 }
 
 interface ModelAccount {
@@ -57,6 +66,8 @@ interface ModelAccount {
   buckets: ModelBucket[];
   cycleOverage: Record<PoolName, number>;
   overageHeld: Record<PoolName, number>;
+  /** The account's choice when credits run out; null: the plan's. */
+  onExhausted: OnExhausted | null;
 }
 
 type Command =
@@ -67,7 +78,10 @@ type Command =
   | { type: "capture"; pick: number; permille: number }
   | { type: "release"; pick: number }
   | { type: "sweep" }
-  | { type: "changePlan"; account: number; plan: string };
+  | { type: "changePlan"; account: number; plan: string }
+  | { type: "setOnExhausted"; account: number; choice: OnExhausted | null }
+  | { type: "reprice"; permille: number }
+  | { type: "quotedReserve"; account: number; pixels: number; hd: boolean; ttlSeconds: number };
 
 const poolArbitrary = fc.constantFrom<PoolName>("api", "api", "web");
 const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
@@ -101,12 +115,39 @@ const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
   { arbitrary: fc.record({ type: fc.constant("release" as const), pick: fc.nat() }), weight: 2 },
   { arbitrary: fc.record({ type: fc.constant("sweep" as const) }), weight: 1 },
   { arbitrary: fc.record({ type: fc.constant("changePlan" as const), account: fc.nat(1), plan: fc.constantFrom("free", "starter", "pro", "business") }), weight: 1 },
+  { arbitrary: fc.record({ type: fc.constant("setOnExhausted" as const), account: fc.nat(1), choice: fc.constantFrom<OnExhausted | null>("stop", "overage", null) }), weight: 1 },
+  // A new price book version mid-run: holds already made keep the amount they were quoted.
+  { arbitrary: fc.record({ type: fc.constant("reprice" as const), permille: fc.constantFrom(500, 1500, 3000) }), weight: 1 },
+  {
+    arbitrary: fc.record({
+      type: fc.constant("quotedReserve" as const),
+      account: fc.nat(1),
+      pixels: fc.constantFrom(200_000, 3_000_000, 20_000_000),
+      hd: fc.boolean(),
+      ttlSeconds: fc.constantFrom(120, 7_200),
+    }),
+    weight: 2,
+  },
 );
+
+/** `book` as a new version whose every price is `permille`/1000 of its own. */
+function repriced(book: PriceBook, version: string, permille: number): PriceBook {
+  const operations = Object.fromEntries(
+    Object.entries(book.operations).map(([name, price]) => [
+      name,
+      { ...price, tiers: price.tiers.map((tier) => ({ ...tier, costMillicredits: Math.max(1, Math.floor((tier.costMillicredits * permille) / 1000)) })) },
+    ]),
+  ) as unknown as PriceBook["operations"];
+  return { ...book, version, operations };
+}
 
 class Model {
   readonly accounts: ModelAccount[] = [];
   readonly holds: ModelHold[] = [];
   readonly holdsByKey = new Map<string, ModelHold>();
+  /** Every price book version seen, by version; the active one. */
+  readonly books = new Map<string, PriceBook>([[DEFAULT_PRICE_BOOK.version, DEFAULT_PRICE_BOOK]]);
+  book: PriceBook = DEFAULT_PRICE_BOOK;
 
   constructor(private readonly now: () => Date) {}
 
@@ -141,6 +182,7 @@ class Model {
       buckets: [],
       cycleOverage: { api: 0, web: 0 },
       overageHeld: { api: 0, web: 0 },
+      onExhausted: null,
     };
     this.addBucket(account, {
       key: "sign-up-trial",
@@ -180,7 +222,7 @@ class Model {
     let overage = 0;
     if (available < amount) {
       const wanted = amount - available;
-      if (account.plan.onExhausted === "overage" && account.cycleOverage[pool] + account.overageHeld[pool] + wanted <= account.plan.overageCapMillicredits) overage = wanted;
+      if (effectiveOnExhausted(account.plan, account.onExhausted) === "overage" && account.cycleOverage[pool] + account.overageHeld[pool] + wanted <= account.plan.overageCapMillicredits) overage = wanted;
       else return { outcome: "insufficient_credits" };
     }
     const now = this.now();
@@ -201,6 +243,7 @@ class Model {
       captured: 0,
       expiresAt: new Date(now.getTime() + ttlSeconds * 1000),
       ttlSeconds,
+      priceBookVersion: "",
     };
     for (const { bucket, amount: part } of hold.allocations) {
       bucket.remaining -= part;
@@ -266,7 +309,8 @@ class Model {
     account.nextRenewalAt = cycleStart(now, 1);
     const carryUntil = cycleStart(now, 1 + next.rolloverCycles);
     for (const bucket of account.buckets) {
-      if (bucket.kind === "subscription" && (bucket.remaining > 0 || bucket.held > 0) && bucket.expiresAt !== null
+      // A downgrade to a plan without an allocation (free) extends nothing.
+      if (next.creditsPerCycleMillicredits > 0 && bucket.kind === "subscription" && (bucket.remaining > 0 || bucket.held > 0) && bucket.expiresAt !== null
           && bucket.expiresAt.getTime() > now.getTime() && bucket.expiresAt.getTime() < carryUntil.getTime()) {
         bucket.expiresAt = carryUntil;
       }
@@ -291,6 +335,9 @@ describe("ledger against an in-memory model", () => {
         run += 1;
         const { ledger, clock, db } = billing;
         const model = new Model(() => clock.now());
+        // The database outlives a run: an earlier run's price book version may be the active one.
+        model.book = await ledger.priceBook();
+        model.books.set(model.book.version, model.book);
         const accountIds = [`r${run}-a`, `r${run}-b`];
         for (const [index, planCode] of ["pro", "starter"].entries()) {
           const created = await ledger.createAccount({ accountId: accountIds[index]!, planCode });
@@ -400,6 +447,39 @@ describe("ledger against an in-memory model", () => {
               model.changePlan(account, command.plan);
               break;
             }
+            case "setOnExhausted": {
+              const account = model.accounts[command.account]!;
+              const actual = await ledger.setAccountSettings({ accountId: account.id, onExhausted: command.choice });
+              const refused = onExhaustedProblem(account.plan, command.choice) !== undefined;
+              assert.equal(actual.ok ? "ok" : actual.reason, refused ? "invalid_argument" : "ok", step);
+              if (!refused) account.onExhausted = command.choice;
+              if (actual.ok) assert.equal(actual.account.settings.onExhausted, effectiveOnExhausted(account.plan, account.onExhausted), step);
+              break;
+            }
+            case "reprice": {
+              const book = repriced(model.book, `property-${run}-${serial}`, command.permille);
+              assert.ok((await ledger.setPriceBook(book)).ok, step);
+              model.books.set(book.version, book);
+              model.book = book;
+              break;
+            }
+            case "quotedReserve": {
+              const account = model.accounts[command.account]!;
+              const active = await ledger.priceBook();
+              assert.equal(active.version, model.book.version, `${step}: the active price book version`);
+              const request = { operation: "remove_background" as const, pixels: command.pixels, hd: command.hd, extras: [], videoMilliseconds: 0 };
+              const quote = priceOf(active, request);
+              const expectedQuote = priceOf(model.book, request);
+              assert.deepEqual(quote, expectedQuote, step);
+              if (!quote.ok) break;
+              const key = `q${serial}`;
+              const actual = await ledger.reserve({ accountId: account.id, pool: "api", amountMillicredits: quote.costMillicredits, idempotencyKey: key, holdTtlSeconds: command.ttlSeconds });
+              const holdId = actual.ok ? actual.holdId : "";
+              const expected = model.reserve(account, "api", quote.costMillicredits, key, command.ttlSeconds, () => holdId);
+              assert.equal(actual.ok ? "ok" : actual.reason, expected.outcome, step);
+              if (expected.hold) Object.assign(expected.hold, { priceBookVersion: active.version, quotedPixels: command.pixels, quotedHd: command.hd });
+              break;
+            }
           }
           await syncBucketIds();
           for (const account of model.accounts) {
@@ -425,8 +505,16 @@ describe("ledger against an in-memory model", () => {
           );
         }
         for (const hold of model.holds) {
-          const row = await db.selectFrom("billing_holds").select(["status", "captured_mc"]).where("id", "=", hold.id).executeTakeFirstOrThrow();
-          assert.deepEqual([row.status, row.captured_mc], [hold.status, hold.captured], `hold ${hold.id}`);
+          const row = await db.selectFrom("billing_holds").select(["status", "captured_mc", "amount_mc"]).where("id", "=", hold.id).executeTakeFirstOrThrow();
+          assert.deepEqual([row.status, row.captured_mc, row.amount_mc], [hold.status, hold.captured, hold.amount], `hold ${hold.id}`);
+          if (hold.priceBookVersion !== "") {
+            // Made under an older version, it keeps that version's price whatever came since.
+            const madeUnder = model.books.get(hold.priceBookVersion)!;
+            const original = priceOf(madeUnder, { operation: "remove_background", pixels: hold.quotedPixels!, hd: hold.quotedHd!, extras: [], videoMilliseconds: 0 });
+            assert.ok(original.ok);
+            assert.equal(row.amount_mc, original.costMillicredits, `hold ${hold.id} keeps its version's amount`);
+            assert.ok(row.captured_mc <= original.costMillicredits, `hold ${hold.id} never captures more than it was quoted`);
+          }
         }
         await billing.assertHealthy();
       }),

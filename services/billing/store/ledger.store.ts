@@ -18,7 +18,8 @@ import { captureAmountProblem, checkReserve, extendedDeadline, RESERVE_ATTEMPTS_
 import { DEFAULT_LEDGER_LIMITS, textProblem, type LedgerLimits } from "../domain/limits.ts";
 import { assertInvariant, fail, type Outcome } from "../domain/outcomes.ts";
 import { accountCursor, encodePageToken, ledgerCursor, pageSize, usageCursor } from "../domain/paging.ts";
-import { lowBalanceThresholdMillicredits, type Pack, type Plan } from "../domain/plans.ts";
+import { onExhaustedProblem } from "../domain/exhaustion.ts";
+import { lowBalanceThresholdMillicredits, type OnExhausted, type Pack, type Plan } from "../domain/plans.ts";
 import { affordableOperations, isPriceBookFresh, validatePriceBook, type PriceBook } from "../domain/price-book.ts";
 import { AccountStore, cycleOf } from "./account.store.ts";
 import { GrantStore } from "./grant.store.ts";
@@ -282,8 +283,12 @@ export class LedgerStore {
     await this.#grantInTransaction(trx, { ...grant, accountId, pool: "api" }, now);
   }
 
-  async createAccount(input: { accountId: string; planCode?: string; ownerMemberId?: string; grantTrial?: boolean }): Promise<Outcome<{ account: AccountView; created: boolean }>> {
-    const problem = textProblem(this.#limits, "account_id", input.accountId, true) ?? textProblem(this.#limits, "owner_member_id", input.ownerMemberId, false);
+  async createAccount(input: { accountId: string; planCode?: string; ownerMemberId?: string; ownerEmail?: string; grantTrial?: boolean }): Promise<Outcome<{ account: AccountView; created: boolean }>> {
+    const problem =
+      textProblem(this.#limits, "account_id", input.accountId, true) ??
+      textProblem(this.#limits, "owner_member_id", input.ownerMemberId, false) ??
+      textProblem(this.#limits, "owner_email", input.ownerEmail, false) ??
+      (input.ownerEmail && !input.ownerMemberId ? "owner_email needs owner_member_id" : undefined);
     if (problem) return fail("invalid_argument", problem);
     const planCode = input.planCode || DEFAULT_PLAN_CODE;
     const now = this.#clock.now();
@@ -298,7 +303,7 @@ export class LedgerStore {
       if (trial) await this.#grantByLedger(trx, input.accountId, trial, now);
       await this.#grantSubscription(trx, { accountId: input.accountId, plan, anchor: now, cyclesSinceAnchor: 0, now });
       if (input.ownerMemberId) {
-        await accounts.addMember({ accountId: input.accountId, memberId: input.ownerMemberId, role: "owner", monthlyCapMillicredits: null, createdAt: now });
+        await accounts.addMember({ accountId: input.accountId, memberId: input.ownerMemberId, role: "owner", monthlyCapMillicredits: null, createdAt: now, email: input.ownerEmail });
       }
       return { ok: true, created: true };
     });
@@ -314,7 +319,7 @@ export class LedgerStore {
     return { ok: true, account };
   }
 
-  /** Switches plan at once: the cycle restarts now, remaining subscription credits carry into it, the new allocation is granted. */
+  /** Switches plan at once: the cycle restarts now, remaining subscription credits carry into it (a downgrade to free keeps them to their paid cycle's end), the new allocation is granted. */
   async changePlan(accountId: string, planCode: string): Promise<Outcome<{ account: AccountView }>> {
     const now = this.#clock.now();
     const result = await this.#db.transaction().execute(async (trx): Promise<Outcome<object>> => {
@@ -331,12 +336,36 @@ export class LedgerStore {
       await accounts.setLowBalanceThreshold(accountId, lowBalanceThresholdMillicredits(plan));
       const grants = new GrantStore(trx);
       const rule = carryOver(plan, now);
-      for (const pool of locked.pools) await grants.carryOver(pool.id, rule);
+      if (rule) for (const pool of locked.pools) await grants.carryOver(pool.id, rule);
       await this.#grantSubscription(trx, { accountId, plan, anchor: now, cyclesSinceAnchor: 0, now });
       return { ok: true };
     });
     if (!result.ok) return result;
     return this.getAccount(accountId);
+  }
+
+  /**
+   * Sets the account's own settings; `onExhausted` undefined leaves it, null returns to the
+   * plan's default. Under the account's and its pools' locks, so a reserve running at the same
+   * time sees the old choice or the new one, never a mix.
+   */
+  async setAccountSettings(input: { accountId: string; onExhausted?: OnExhausted | null }): Promise<Outcome<{ account: AccountView }>> {
+    const problem = textProblem(this.#limits, "account_id", input.accountId, true);
+    if (problem) return fail("invalid_argument", problem);
+    const result = await this.#db.transaction().execute(async (trx): Promise<Outcome<object>> => {
+      const accounts = new AccountStore(trx);
+      const locked = await accounts.lock(input.accountId);
+      if (!locked) return fail("account_not_found", `no account ${input.accountId}`);
+      if (input.onExhausted === undefined) return { ok: true };
+      const plan = await accounts.plan(locked.account.plan_code);
+      assertInvariant(plan, `account ${input.accountId} is on unknown plan ${locked.account.plan_code}`);
+      const settingProblem = onExhaustedProblem(plan, input.onExhausted);
+      if (settingProblem) return fail("invalid_argument", settingProblem);
+      await accounts.setOnExhausted(input.accountId, input.onExhausted);
+      return { ok: true };
+    });
+    if (!result.ok) return result;
+    return this.getAccount(input.accountId);
   }
 
   async setMember(input: { accountId: string; memberId: string; role: MemberRole; monthlyCapMillicredits: number | null }): Promise<Outcome<{ member: MemberView }>> {

@@ -8,6 +8,9 @@ import * as unlimitedPlan from "./migrations/202611270000_unlimited_plan.ts";
 import * as smartCropPrice from "./migrations/202611271800_smart_crop_price.ts";
 import * as catalogueColumns from "./migrations/202611272100_catalogue_columns.ts";
 import * as planPresets from "./migrations/202611272101_plan_presets.ts";
+import * as spendOrderByExpiry from "./migrations/202611272110_spend_order_by_expiry.ts";
+import * as accountOnExhausted from "./migrations/202611272111_account_on_exhausted.ts";
+import * as memberEmail from "./migrations/202611272112_member_email.ts";
 
 /** Frozen in time, named `YYYYMMDDHHMM_what` and applied in name order; static so no file-system scan is needed. */
 export const billingMigrations: Record<string, Migration> = {
@@ -17,6 +20,9 @@ export const billingMigrations: Record<string, Migration> = {
   "202611271800_smart_crop_price": smartCropPrice,
   "202611272100_catalogue_columns": catalogueColumns,
   "202611272101_plan_presets": planPresets,
+  "202611272110_spend_order_by_expiry": spendOrderByExpiry,
+  "202611272111_account_on_exhausted": accountOnExhausted,
+  "202611272112_member_email": memberEmail,
 };
 
 /**

@@ -56,6 +56,8 @@ export interface AccountTable {
   cycle_started_at: Timestamp;
   next_renewal_at: Timestamp;
   created_at: Timestamp;
+  /** The account's choice when its credits run out; null: the plan's default. */
+  on_exhausted: ColumnType<"stop" | "overage" | null, "stop" | "overage" | null | undefined, "stop" | "overage" | null>;
 }
 
 export type PoolName = "api" | "web";
@@ -77,6 +79,8 @@ export interface MemberTable {
   role: "owner" | "admin" | "member";
   monthly_cap_mc: number | null;
   created_at: Timestamp;
+  /** Where the account's notices to this member go; null when unknown. */
+  email: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface BucketTable {

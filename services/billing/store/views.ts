@@ -21,6 +21,8 @@ export interface MemberView {
   role: MemberRole;
   monthlyCapMillicredits: number | null;
   cycleUsedMillicredits: number;
+  /** "" when unknown. */
+  email: string;
 }
 
 export interface AccountView {
@@ -33,6 +35,15 @@ export interface AccountView {
   members: MemberView[];
   cycleOverageMillicredits: number;
   cycleOverageCents: number;
+  settings: AccountSettingsView;
+}
+
+/** The account's own settings, defaults filled in. */
+export interface AccountSettingsView {
+  /** What happens when the credits run out: the account's choice, else the plan's. */
+  onExhausted: "stop" | "overage";
+  /** True when the account made no choice and the plan's default applies. */
+  onExhaustedIsPlanDefault: boolean;
 }
 
 /** One row of the accounts listing: the plan and the API pool's balance. */

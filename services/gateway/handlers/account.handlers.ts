@@ -1,13 +1,12 @@
-import type { Client, ServiceImpl } from "@connectrpc/connect";
-import type { OrchestratorService } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
-import { accountSettingsOf, updateAccountSettings } from "./settings.routes.ts";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { accountSettingsOf, updateAccountSettings, type SettingsOwners } from "./settings.routes.ts";
 import type { AccountService } from "../../common/gen/cutline/gateway/v1/account_service_pb.ts";
 import type { AccountReads } from "../account-reads.ts";
 import { authenticate } from "../authentication.ts";
 import type { ApiKeyStore } from "../store/api-key.store.ts";
 
 /** AccountService: the caller's own account, by its API key; the same figures as the REST routes. */
-export function createAccountHandlers(apiKeys: ApiKeyStore, reads: AccountReads, orchestrator: Client<typeof OrchestratorService>): ServiceImpl<typeof AccountService> {
+export function createAccountHandlers(apiKeys: ApiKeyStore, reads: AccountReads, owners: SettingsOwners): ServiceImpl<typeof AccountService> {
   return {
     async quote(request, context) {
       return reads.quote(await authenticate(apiKeys, context.requestHeader), request);
@@ -19,11 +18,11 @@ export function createAccountHandlers(apiKeys: ApiKeyStore, reads: AccountReads,
       return reads.usage(await authenticate(apiKeys, context.requestHeader));
     },
     async getAccountSettings(_request, context) {
-      return { settings: await accountSettingsOf(orchestrator, await authenticate(apiKeys, context.requestHeader)) };
+      return { settings: await accountSettingsOf(owners, await authenticate(apiKeys, context.requestHeader)) };
     },
     async updateAccountSettings(request, context) {
       const owner = await authenticate(apiKeys, context.requestHeader);
-      return { settings: await updateAccountSettings(orchestrator, owner, { retentionHours: request.retentionHours }) };
+      return { settings: await updateAccountSettings(owners, owner, { retentionHours: request.retentionHours, onExhausted: request.onExhausted }) };
     },
   };
 }

@@ -3,13 +3,13 @@
 // numbers of credits, converted exactly to and from the ledger's millicredits. The admin CLI
 // (scripts/admin.ts) is its client: the embedded database allows one process, so the CLI never
 // opens it and everything an operator does goes through here.
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { randomBytes, randomUUID } from "node:crypto";
 import { httpStatusOf, reasonError, reasonOf } from "../../common/errors.ts";
 import { creditsNumber, parseCreditsValue } from "../../common/credits.ts";
 import { Pool, type BillingService } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
-import type { OrchestratorService } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import type { OrchestratorService, OutboxEmail } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { Logger } from "../../common/logging.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
 import { checkAdminToken } from "../domain/admin-token.ts";
@@ -107,7 +107,10 @@ function accountRoutes({ apiKeys, billing }: AdminRouteDependencies): Route[] {
         const accountId = optionalText(body, "accountId") ?? `acct_${randomBytes(8).toString("hex")}`;
         const credits = body.credits === undefined || body.credits === null ? undefined : positiveCredits(body, "credits");
         // No sign-up trial: an operator's account gets what the operator grants.
-        const created = await billing.createAccount({ accountId, planCode, ownerMemberId: OWNER_MEMBER_ID, grantTrial: false });
+        // The owner's email, where the account's credit notices go (the email outbox).
+        const ownerEmail = optionalText(body, "email") ?? "";
+        if (ownerEmail !== "" && !EMAIL_PATTERN.test(ownerEmail)) throw invalid(`email must be an address such as owner@example.com; got ${JSON.stringify(ownerEmail)}`);
+        const created = await billing.createAccount({ accountId, planCode, ownerMemberId: OWNER_MEMBER_ID, ownerEmail, grantTrial: false });
         if (!created.created) {
           throw reasonError(Code.AlreadyExists, "account_exists", `account ${accountId} already exists: use create-key for another key and grant for credits`);
         }
@@ -234,6 +237,38 @@ function creditRoutes({ billing, orchestrator }: AdminRouteDependencies): Route[
   ];
 }
 
+/** One address, loosely: something@something.something, no spaces (the operator's relay checks the rest). */
+const EMAIL_PATTERN = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+
+/** The email outbox (credit notices) an operator relays: list it, and mark a row sent. */
+function outboxRoutes({ orchestrator }: AdminRouteDependencies): Route[] {
+  const emailJson = (email: OutboxEmail) => ({
+    id: email.id,
+    accountId: email.accountId,
+    kind: email.kind,
+    recipient: email.recipient,
+    subject: email.subject,
+    body: email.body,
+    createdAt: email.createdAt ? timestampDate(email.createdAt).toISOString() : null,
+    sentAt: email.sentAt ? timestampDate(email.sentAt).toISOString() : null,
+  });
+  return [
+    {
+      method: "GET",
+      pattern: /^\/outbox$/,
+      async handler(request) {
+        const { emails } = await orchestrator.listEmailOutbox({ includeSent: request.query.get("include_sent") === "true" });
+        return { body: { emails: emails.map(emailJson) } };
+      },
+    },
+    {
+      method: "POST",
+      pattern: /^\/outbox\/([^/]+)\/sent$/,
+      handler: async (request) => ({ body: emailJson((await orchestrator.markEmailSent({ id: request.params[0]! })).email!) }),
+    },
+  ];
+}
+
 /** The account's webhook signing secret (made on first read), or a new one with `rotate`. */
 function webhookRoutes({ orchestrator }: AdminRouteDependencies): Route[] {
   return [
@@ -311,7 +346,7 @@ const ADMIN_ERROR_DETAILS: Record<string, string> = {
 
 /** `/admin/v1/...`; other paths are left to the next routes (answers false). */
 export function createAdminRoutes(dependencies: AdminRouteDependencies): HttpRoutes {
-  const routes = [...accountRoutes(dependencies), ...creditRoutes(dependencies), ...keyRoutes(dependencies), ...webhookRoutes(dependencies)];
+  const routes = [...accountRoutes(dependencies), ...creditRoutes(dependencies), ...keyRoutes(dependencies), ...webhookRoutes(dependencies), ...outboxRoutes(dependencies)];
   return async (request, response) => {
     const url = new URL(request.url ?? "/", "http://admin");
     if (url.pathname !== ADMIN_PATH_PREFIX && !url.pathname.startsWith(`${ADMIN_PATH_PREFIX}/`)) return false;

@@ -2,7 +2,7 @@
 // shape, JSON answers, credits as decimal numbers, and mounting the families on one server.
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { httpStatusOf, reasonError, reasonOf } from "../../common/errors.ts";
-import { BillingErrorDetailSchema } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { BillingErrorDetailSchema, type BillingErrorDetail } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { formatCredits } from "../../common/credits.ts";
 import { nativeErrorOf } from "./route-table.ts";
 import type { Logger } from "../../common/logging.ts";
@@ -128,15 +128,36 @@ export function sendError(request: HttpRequest, response: HttpResponse, error: u
   if (jobId) headers["x-job-id"] = jobId;
   response.writeHead(status, headers);
   // The one native error shape (title, code, detail); a server fault's own message never leaves.
-  const body: Record<string, string> = { ...native.body };
-  // Out of credits (402): say what the balance is, what the call costs and how to top up.
+  const body: Record<string, unknown> = { ...native.body };
+  // Out of credits (402): say what the balance is, what the call costs, how to top up, and the
+  // caller's options: upgrade, or continue in overage.
   const billing = connectError.findDetails(BillingErrorDetailSchema)[0];
-  if (billing?.reason === "insufficient_credits") {
-    body.available_credits = formatCredits(billing.availableMillicredits);
-    body.cost_credits = formatCredits(billing.costMillicredits);
-    body.top_up = billing.topUpHint;
-  }
+  if (billing?.reason === "insufficient_credits") Object.assign(body, exhaustedBody(billing));
   response.end(JSON.stringify({ errors: [body] }));
+}
+
+/** How a caller turns overage on (the account setting billing enforces at reserve). */
+export const OVERAGE_HOW = 'PUT /v1/account/settings {"on_exhausted": "overage"}';
+
+/**
+ * The 402 body's extra fields: the balance and the cost in decimal credits, how to top up, the
+ * account's choice in force (`on_exhausted`) and its `options`: always upgrade (with the
+ * deployment's hint or link), and continuing in overage at the plan's standard rate where the
+ * plan offers it and its cap for this cycle is not already reached.
+ */
+export function exhaustedBody(billing: BillingErrorDetail): Record<string, unknown> {
+  const options: Record<string, unknown>[] = [{ option: "upgrade", hint: billing.upgradeHint }];
+  if (billing.overageOffered && !billing.overageCapReached) {
+    options.push({ option: "overage", rate_cents_per_credit: Number(billing.overageRateCentsPerCredit), how: OVERAGE_HOW });
+  }
+  return {
+    available_credits: formatCredits(billing.availableMillicredits),
+    cost_credits: formatCredits(billing.costMillicredits),
+    top_up: billing.topUpHint,
+    on_exhausted: billing.onExhausted,
+    overage_cap_reached: billing.overageCapReached,
+    options,
+  };
 }
 
 /** The path and query of a request. */

@@ -38,7 +38,7 @@ describe("webhook events", () => {
 
 describe("account events", () => {
   it("credits.low keeps the job envelope (job fields null) and adds the account, balance and threshold in decimal credits", () => {
-    const event = { type: "credits.low" as const, accountId: "a1", availableMillicredits: 1500, thresholdMillicredits: 2000, occurredAt: new Date("2026-11-27T12:00:00.123Z") };
+    const event = { type: "credits.low" as const, accountId: "a1", availableMillicredits: 1500, thresholdMillicredits: 2000, occurredAt: new Date("2026-11-27T12:00:00.123Z"), eventId: "" };
     assert.deepEqual(JSON.parse(creditsWebhookBodyOf(event)), {
       type: "credits.low",
       status: "low",
@@ -53,6 +53,6 @@ describe("account events", () => {
       occurred_at: "2026-11-27T12:00:00.123Z",
     });
     assert.equal(creditsEventKeyOf(event), creditsEventKeyOf({ ...event }), "the same event has the same key");
-    assert.notEqual(creditsEventKeyOf(event), creditsEventKeyOf({ ...event, occurredAt: new Date(0) }));
+    assert.notEqual(creditsEventKeyOf(event), creditsEventKeyOf({ ...event, occurredAt: new Date(0), eventId: "" }));
   });
 });

@@ -48,6 +48,8 @@ export interface CreditsEvent {
   /** The threshold crossed; 0 for credits.exhausted. */
   thresholdMillicredits: number;
   occurredAt: Date;
+  /** Billing's id of the event, the same on every redelivery; "" from a publisher that sends none. */
+  eventId: string;
 }
 
 /**

@@ -19,6 +19,8 @@ import type { JobStatus as DomainJobStatus } from "../domain/job-status.ts";
 import type { JobLifecycle } from "../job-lifecycle.ts";
 import type { JobRow } from "../store/job.store.ts";
 import type { Webhooks } from "../webhooks.ts";
+import type { EmailOutboxStore } from "../store/email-outbox.store.ts";
+import { createEmailOutboxHandlers } from "./email-outbox.handlers.ts";
 import { createWebhookHandlers } from "./webhook.handlers.ts";
 
 const STATUS: Record<DomainJobStatus, JobStatus> = {
@@ -87,9 +89,11 @@ export function createOrchestratorHandlers(
   webhooks: Webhooks,
   billing: Client<typeof BillingService>,
   settings: AccountSettingsStore,
+  outbox: EmailOutboxStore,
 ): ServiceImpl<typeof OrchestratorService> {
   return {
     ...createWebhookHandlers(webhooks, billing),
+    ...createEmailOutboxHandlers(outbox),
     async submitJob(request) {
       if (request.heldMillicredits < 0n) throw new ConnectError("held_millicredits must be ≥ 0", Code.InvalidArgument);
       // Kept out of the jobs row and the queue message, which every poll and delivery would carry.
@@ -117,6 +121,8 @@ export function createOrchestratorHandlers(
         zeroRetention: request.zeroRetention,
         synchronous: request.synchronous,
         video: video ? { options: request.videoOptions!, durationMs: request.videoDurationMs } : undefined,
+        apiKeyId: request.apiKeyId,
+        memberId: request.memberId,
       });
       return { job: jobMessage(job) };
     },

@@ -1,6 +1,7 @@
-import { sql, type Generated, type Kysely, type Selectable } from "kysely";
+import { sql, type ColumnType, type Generated, type Kysely, type Selectable } from "kysely";
 import { keptForSeconds } from "../domain/retention.ts";
 import type { JobStatus } from "../domain/job-status.ts";
+import type { EmailOutboxTable } from "./email-outbox.store.ts";
 import type { WebhookTables } from "./webhook.store.ts";
 
 export interface JobTable {
@@ -39,6 +40,9 @@ export interface JobTable {
   retention_seconds: number | null;
   /** The retention sweeper deleted the files (rather than the caller). */
   files_expired: Generated<boolean>;
+  /** Who the job's usage is recorded against (its hold's, and a replacement hold's); null when none. */
+  api_key_id: ColumnType<string | null, string | null | undefined, string | null>;
+  member_id: ColumnType<string | null, string | null | undefined, string | null>;
   /** The result's size in pixels, and the subject's box in it (null: no subject, or an older job). */
   result_width: number | null;
   result_height: number | null;
@@ -73,6 +77,7 @@ export interface AccountSettingsTable {
 export interface OrchestratorSchema extends WebhookTables {
   jobs: JobTable;
   account_settings: AccountSettingsTable;
+  email_outbox: EmailOutboxTable;
 }
 
 export type JobRow = Selectable<JobTable>;
@@ -84,7 +89,14 @@ export type JobKind = "image" | "video";
 export type NewJob = Pick<
   JobTable,
   "id" | "account_id" | "idempotency_key" | "input_blob_key" | "result_blob_key" | "options" | "hold_id" | "held_millicredits" | "high_priority"
-> & { longest_side_max: number; background_image_blob_key: string; webhook_url?: string; request_fingerprint: string; retention_seconds?: number } & {
+> & {
+  longest_side_max: number;
+  background_image_blob_key: string;
+  webhook_url?: string;
+  request_fingerprint: string;
+  retention_seconds?: number;
+  api_key_id?: string | null;
+  member_id?: string | null;
   kind?: JobKind;
   video_options?: Uint8Array | null;
   video_duration_ms?: number;

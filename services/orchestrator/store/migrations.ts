@@ -176,4 +176,29 @@ export const orchestratorMigrations: Record<string, Migration> = {
       await db.schema.alterTable("jobs").addColumn("timeout_ms", "int4").execute();
     },
   },
+  "202611272110_email_outbox": {
+    async up(db: Kysely<any>) {
+      // Credit notices (credits.low, credits.exhausted) an operator relays by email: one row per
+      // billing event, keyed by its id; recipient null when billing knows no owner email.
+      await db.schema
+        .createTable("email_outbox")
+        .addColumn("id", "text", (column) => column.primaryKey())
+        .addColumn("account_id", "text", (column) => column.notNull())
+        .addColumn("kind", "text", (column) => column.notNull())
+        .addColumn("recipient", "text")
+        .addColumn("subject", "text", (column) => column.notNull())
+        .addColumn("body", "text", (column) => column.notNull())
+        .addColumn("created_at", "timestamptz", (column) => column.notNull())
+        .addColumn("sent_at", "timestamptz")
+        .execute();
+      await sql`create index email_outbox_unsent on email_outbox (created_at) where sent_at is null`.execute(db);
+    },
+  },
+  "202611272111_jobs_usage": {
+    async up(db: Kysely<any>) {
+      // Who a job's usage is recorded against, so a replacement hold is recorded like the first.
+      await db.schema.alterTable("jobs").addColumn("api_key_id", "text").execute();
+      await db.schema.alterTable("jobs").addColumn("member_id", "text").execute();
+    },
+  },
 };

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/billing/v1/billing_service.proto.
  */
 export const file_cutline_billing_v1_billing_service: GenFile = /*@__PURE__*/
-  fileDesc("CihjdXRsaW5lL2JpbGxpbmcvdjEvYmlsbGluZ19zZXJ2aWNlLnByb3RvEhJjdXRsaW5lLmJpbGxpbmcudjEidAoSQmlsbGluZ0Vycm9yRGV0YWlsEg4KBnJlYXNvbhgBIAEoCRIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAIgASgDEhkKEWNvc3RfbWlsbGljcmVkaXRzGAMgASgDEhMKC3RvcF91cF9oaW50GAQgASgJIq0BCgxRdW90ZVJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIwCglvcGVyYXRpb24YAiABKA4yHS5jdXRsaW5lLmJpbGxpbmcudjEuT3BlcmF0aW9uEg4KBnBpeGVscxgDIAEoBBIKCgJoZBgEIAEoCBIaChJ2aWRlb19taWxsaXNlY29uZHMYBSABKA0SDgoGZXh0cmFzGAYgAygJEg8KB3F1YWxpdHkYByABKAkiRgoNUXVvdGVSZXNwb25zZRIZChFjb3N0X21pbGxpY3JlZGl0cxgBIAEoAxIaChJwcmljZV9ib29rX3ZlcnNpb24YAiABKAki2AEKDlJlc2VydmVSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSJgoEcG9vbBgCIAEoDjIYLmN1dGxpbmUuYmlsbGluZy52MS5Qb29sEhsKE2Ftb3VudF9taWxsaWNyZWRpdHMYAyABKAMSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEhgKEGhvbGRfdHRsX3NlY29uZHMYBSABKA0SEgoKYXBpX2tleV9pZBgGIAEoCRIRCgltZW1iZXJfaWQYByABKAkSEwoLZGVzY3JpcHRpb24YCCABKAki7wEKD1Jlc2VydmVSZXNwb25zZRIPCgdob2xkX2lkGAEgASgJEhsKE2Ftb3VudF9taWxsaWNyZWRpdHMYAiABKAMSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgEIAEoAxIcChRvdmVyYWdlX21pbGxpY3JlZGl0cxgFIAEoAxIQCghyZXBsYXllZBgGIAEoCBIuCgZzdGF0dXMYByABKA4yHi5jdXRsaW5lLmJpbGxpbmcudjEuSG9sZFN0YXR1cyIkChFFeHRlbmRIb2xkUmVxdWVzdBIPCgdob2xkX2lkGAEgASgJIkQKEkV4dGVuZEhvbGRSZXNwb25zZRIuCgpleHBpcmVzX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+Cg5DYXB0dXJlUmVxdWVzdBIPCgdob2xkX2lkGAEgASgJEhsKE2Ftb3VudF9taWxsaWNyZWRpdHMYAiABKAMibwoPQ2FwdHVyZVJlc3BvbnNlEh0KFWNhcHR1cmVkX21pbGxpY3JlZGl0cxgBIAEoAxIdChVyZXR1cm5lZF9taWxsaWNyZWRpdHMYAiABKAMSHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgDIAEoAyIxCg5SZWxlYXNlUmVxdWVzdBIPCgdob2xkX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJQCg9SZWxlYXNlUmVzcG9uc2USHQoVcmV0dXJuZWRfbWlsbGljcmVkaXRzGAEgASgDEh4KFmF2YWlsYWJsZV9taWxsaWNyZWRpdHMYAiABKAMiTwoRR2V0QmFsYW5jZVJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRImCgRwb29sGAIgASgOMhguY3V0bGluZS5iaWxsaW5nLnYxLlBvb2wisAEKEkdldEJhbGFuY2VSZXNwb25zZRIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAEgASgDEhkKEWhlbGRfbWlsbGljcmVkaXRzGAIgASgDEisKB2J1Y2tldHMYAyADKAsyGi5jdXRsaW5lLmJpbGxpbmcudjEuQnVja2V0EjIKCmFmZm9yZGFibGUYBCADKAsyHi5jdXRsaW5lLmJpbGxpbmcudjEuQWZmb3JkYWJsZSLvAQoGQnVja2V0EgoKAmlkGAEgASgJEgwKBGtpbmQYAiABKAkSHAoUZ3JhbnRlZF9taWxsaWNyZWRpdHMYAyABKAMSHgoWcmVtYWluaW5nX21pbGxpY3JlZGl0cxgEIAEoAxIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxlZmZlY3RpdmVfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHByaW9yaXR5GAcgASgFEhkKEWhlbGRfbWlsbGljcmVkaXRzGAggASgDImIKCkFmZm9yZGFibGUSMAoJb3BlcmF0aW9uGAEgASgOMh0uY3V0bGluZS5iaWxsaW5nLnYxLk9wZXJhdGlvbhITCgtkZXNjcmlwdGlvbhgCIAEoCRINCgVjb3VudBgDIAEoAyKAAQoUQ3JlYXRlQWNjb3VudFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIRCglwbGFuX2NvZGUYAiABKAkSFwoPb3duZXJfbWVtYmVyX2lkGAMgASgJEhgKC2dyYW50X3RyaWFsGAQgASgISACIAQFCDgoMX2dyYW50X3RyaWFsIlYKFUNyZWF0ZUFjY291bnRSZXNwb25zZRIsCgdhY2NvdW50GAEgASgLMhsuY3V0bGluZS5iaWxsaW5nLnYxLkFjY291bnQSDwoHY3JlYXRlZBgCIAEoCCInChFHZXRBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIkIKEkdldEFjY291bnRSZXNwb25zZRIsCgdhY2NvdW50GAEgASgLMhsuY3V0bGluZS5iaWxsaW5nLnYxLkFjY291bnQizgIKB0FjY291bnQSEgoKYWNjb3VudF9pZBgBIAEoCRImCgRwbGFuGAIgASgLMhguY3V0bGluZS5iaWxsaW5nLnYxLlBsYW4SNAoQY3ljbGVfc3RhcnRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPbmV4dF9yZW5ld2FsX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdtZW1iZXJzGAUgAygLMhouY3V0bGluZS5iaWxsaW5nLnYxLk1lbWJlchIiChpjeWNsZV9vdmVyYWdlX21pbGxpY3JlZGl0cxgGIAEoAxIbChNjeWNsZV9vdmVyYWdlX2NlbnRzGAcgASgDEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpcECgRQbGFuEgwKBGNvZGUYASABKAkSDAoEbmFtZRgCIAEoCRIbChNtb250aGx5X3ByaWNlX2NlbnRzGAMgASgDEiYKHmNyZWRpdHNfcGVyX2N5Y2xlX21pbGxpY3JlZGl0cxgEIAEoAxIXCg9yb2xsb3Zlcl9jeWNsZXMYBSABKAUSFAoMb25fZXhoYXVzdGVkGAYgASgJEiUKHW92ZXJhZ2VfcmF0ZV9jZW50c19wZXJfY3JlZGl0GAcgASgDEiAKGG92ZXJhZ2VfY2FwX21pbGxpY3JlZGl0cxgIIAEoAxIbChNyZXF1ZXN0c19wZXJfbWludXRlGAkgASgFEhMKC2NvbmN1cnJlbmN5GAogASgFEhUKDW1vbnRobHlfY2FsbHMYCyABKAMSGAoQbWF4X3VwbG9hZF9ieXRlcxgMIAEoAxIbChNsb25nZXN0X3NpZGVfcGl4ZWxzGA0gASgFEhUKDXByaW9yaXR5X2xhbmUYDiABKAkSDQoFc2VhdHMYDyABKAUSEgoKcGxhbl9jbGFzcxgQIAEoCRIZChF2aWRlb19zZWNvbmRzX21heBgRIAEoBRIXCg92aWRlb19ieXRlc19tYXgYEiABKAMSIQoZdmlkZW9fbG9uZ2VzdF9zaWRlX3BpeGVscxgTIAEoBRIMCgRwb29sGBQgASgJEhcKD3N0cmlwZV9wcmljZV9pZBgVIAEoCSJsCgZNZW1iZXISEQoJbWVtYmVyX2lkGAEgASgJEgwKBHJvbGUYAiABKAkSIAoYbW9udGhseV9jYXBfbWlsbGljcmVkaXRzGAMgASgDEh8KF2N5Y2xlX3VzZWRfbWlsbGljcmVkaXRzGAQgASgDIuYBCgxHcmFudFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRImCgRwb29sGAIgASgOMhguY3V0bGluZS5iaWxsaW5nLnYxLlBvb2wSDAoEa2luZBgDIAEoCRIRCglwYWNrX2NvZGUYBCABKAkSGwoTYW1vdW50X21pbGxpY3JlZGl0cxgFIAEoAxIuCgpleHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9pZGVtcG90ZW5jeV9rZXkYByABKAkSEwoLZGVzY3JpcHRpb24YCCABKAkiggEKDUdyYW50UmVzcG9uc2USKgoGYnVja2V0GAEgASgLMhouY3V0bGluZS5iaWxsaW5nLnYxLkJ1Y2tldBIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAIgASgDEhMKC3ByaWNlX2NlbnRzGAMgASgDEhAKCHJlcGxheWVkGCggASgIIjoKEUNoYW5nZVBsYW5SZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSEQoJcGxhbl9jb2RlGAIgASgJIkIKEkNoYW5nZVBsYW5SZXNwb25zZRIsCgdhY2NvdW50GAEgASgLMhsuY3V0bGluZS5iaWxsaW5nLnYxLkFjY291bnQiaQoQU2V0TWVtYmVyUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhEKCW1lbWJlcl9pZBgCIAEoCRIMCgRyb2xlGAMgASgJEiAKGG1vbnRobHlfY2FwX21pbGxpY3JlZGl0cxgEIAEoAyI/ChFTZXRNZW1iZXJSZXNwb25zZRIqCgZtZW1iZXIYASABKAsyGi5jdXRsaW5lLmJpbGxpbmcudjEuTWVtYmVyInYKEUxpc3RMZWRnZXJSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSJgoEcG9vbBgCIAEoDjIYLmN1dGxpbmUuYmlsbGluZy52MS5Qb29sEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIsMBCgtMZWRnZXJFbnRyeRIKCgJpZBgBIAEoCRIMCgRraW5kGAIgASgJEhEKCWJ1Y2tldF9pZBgDIAEoCRIPCgdob2xkX2lkGAQgASgJEiQKHHJlbWFpbmluZ19kZWx0YV9taWxsaWNyZWRpdHMYBSABKAMSHwoXaGVsZF9kZWx0YV9taWxsaWNyZWRpdHMYBiABKAMSLwoLb2NjdXJyZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIl8KEkxpc3RMZWRnZXJSZXNwb25zZRIwCgdlbnRyaWVzGAEgAygLMh8uY3V0bGluZS5iaWxsaW5nLnYxLkxlZGdlckVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ1ChBMaXN0VXNhZ2VSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSJgoEcG9vbBgCIAEoDjIYLmN1dGxpbmUuYmlsbGluZy52MS5Qb29sEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIqICCgtVc2FnZVJlY29yZBIPCgdob2xkX2lkGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIZChFoZWxkX21pbGxpY3JlZGl0cxgDIAEoAxIdChVjYXB0dXJlZF9taWxsaWNyZWRpdHMYBCABKAMSHAoUb3ZlcmFnZV9taWxsaWNyZWRpdHMYBSABKAMSEQoJbWVtYmVyX2lkGAYgASgJEhIKCmFwaV9rZXlfaWQYByABKAkSEwoLZGVzY3JpcHRpb24YCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc2V0dGxlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWgoKVXNhZ2VUb3RhbBIRCglkaW1lbnNpb24YASABKAkSCwoDa2V5GAIgASgJEh0KFWNhcHR1cmVkX21pbGxpY3JlZGl0cxgDIAEoAxINCgVjYWxscxgEIAEoAyK6AQoRTGlzdFVzYWdlUmVzcG9uc2USMAoHcmVjb3JkcxgBIAMoCzIfLmN1dGxpbmUuYmlsbGluZy52MS5Vc2FnZVJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSLgoGdG90YWxzGAMgAygLMh4uY3V0bGluZS5iaWxsaW5nLnYxLlVzYWdlVG90YWwSKgoEZGF5cxgyIAMoCzIcLmN1dGxpbmUuYmlsbGluZy52MS5Vc2FnZURheSJtCghVc2FnZURheRIMCgRkYXRlGAEgASgJEhIKCmFwaV9rZXlfaWQYAiABKAkSEQoJbWVtYmVyX2lkGAMgASgJEh0KFWNhcHR1cmVkX21pbGxpY3JlZGl0cxgEIAEoAxINCgVjYWxscxgFIAEoAyISChBMaXN0UGxhbnNSZXF1ZXN0IjwKEUxpc3RQbGFuc1Jlc3BvbnNlEicKBXBsYW5zGAEgAygLMhguY3V0bGluZS5iaWxsaW5nLnYxLlBsYW4iEgoQTGlzdFBhY2tzUmVxdWVzdCJgCgRQYWNrEgwKBGNvZGUYASABKAkSEwoLcHJpY2VfY2VudHMYAiABKAMSHAoUY3JlZGl0c19taWxsaWNyZWRpdHMYAyABKAMSFwoPc3RyaXBlX3ByaWNlX2lkGAQgASgJIjwKEUxpc3RQYWNrc1Jlc3BvbnNlEicKBXBhY2tzGAEgAygLMhguY3V0bGluZS5iaWxsaW5nLnYxLlBhY2siPAoTTGlzdEFjY291bnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJyCg5BY2NvdW50U3VtbWFyeRISCgphY2NvdW50X2lkGAEgASgJEhEKCXBsYW5fY29kZRgCIAEoCRIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAMgASgDEhkKEWhlbGRfbWlsbGljcmVkaXRzGAQgASgDImUKFExpc3RBY2NvdW50c1Jlc3BvbnNlEjQKCGFjY291bnRzGAEgAygLMiIuY3V0bGluZS5iaWxsaW5nLnYxLkFjY291bnRTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ2ChdMaXN0Q3ljbGVSZXBvcnRzUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEh4KEWFmdGVyX2N5Y2xlX2luZGV4GAIgASgFSACIAQESEQoJcGFnZV9zaXplGAMgASgNQhQKEl9hZnRlcl9jeWNsZV9pbmRleCLIAQoLQ3ljbGVSZXBvcnQSEwoLY3ljbGVfaW5kZXgYASABKAUSEQoJcGxhbl9jb2RlGAIgASgJEi4KCnN0YXJ0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIcChRvdmVyYWdlX21pbGxpY3JlZGl0cxgFIAEoAxIVCg1vdmVyYWdlX2NlbnRzGAYgASgDIkwKGExpc3RDeWNsZVJlcG9ydHNSZXNwb25zZRIwCgdyZXBvcnRzGAEgAygLMh8uY3V0bGluZS5iaWxsaW5nLnYxLkN5Y2xlUmVwb3J0Kp8BCglPcGVyYXRpb24SGQoVT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASHwobT1BFUkFUSU9OX1JFTU9WRV9CQUNLR1JPVU5EEAESJQohT1BFUkFUSU9OX1ZJREVPX1JFTU9WRV9CQUNLR1JPVU5EEAISGAoUT1BFUkFUSU9OX1NNQVJUX0NST1AQAxIVChFPUEVSQVRJT05fVVBTQ0FMRRAEKjgKBFBvb2wSFAoQUE9PTF9VTlNQRUNJRklFRBAAEgwKCFBPT0xfQVBJEAESDAoIUE9PTF9XRUIQAiqMAQoKSG9sZFN0YXR1cxIbChdIT0xEX1NUQVRVU19VTlNQRUNJRklFRBAAEhQKEEhPTERfU1RBVFVTX09QRU4QARIYChRIT0xEX1NUQVRVU19DQVBUVVJFRBACEhgKFEhPTERfU1RBVFVTX1JFTEVBU0VEEAMSFwoTSE9MRF9TVEFUVVNfRVhQSVJFRBAEMpkMCg5CaWxsaW5nU2VydmljZRJMCgVRdW90ZRIgLmN1dGxpbmUuYmlsbGluZy52MS5RdW90ZVJlcXVlc3QaIS5jdXRsaW5lLmJpbGxpbmcudjEuUXVvdGVSZXNwb25zZRJSCgdSZXNlcnZlEiIuY3V0bGluZS5iaWxsaW5nLnYxLlJlc2VydmVSZXF1ZXN0GiMuY3V0bGluZS5iaWxsaW5nLnYxLlJlc2VydmVSZXNwb25zZRJSCgdDYXB0dXJlEiIuY3V0bGluZS5iaWxsaW5nLnYxLkNhcHR1cmVSZXF1ZXN0GiMuY3V0bGluZS5iaWxsaW5nLnYxLkNhcHR1cmVSZXNwb25zZRJSCgdSZWxlYXNlEiIuY3V0bGluZS5iaWxsaW5nLnYxLlJlbGVhc2VSZXF1ZXN0GiMuY3V0bGluZS5iaWxsaW5nLnYxLlJlbGVhc2VSZXNwb25zZRJbCgpFeHRlbmRIb2xkEiUuY3V0bGluZS5iaWxsaW5nLnYxLkV4dGVuZEhvbGRSZXF1ZXN0GiYuY3V0bGluZS5iaWxsaW5nLnYxLkV4dGVuZEhvbGRSZXNwb25zZRJbCgpHZXRCYWxhbmNlEiUuY3V0bGluZS5iaWxsaW5nLnYxLkdldEJhbGFuY2VSZXF1ZXN0GiYuY3V0bGluZS5iaWxsaW5nLnYxLkdldEJhbGFuY2VSZXNwb25zZRJkCg1DcmVhdGVBY2NvdW50EiguY3V0bGluZS5iaWxsaW5nLnYxLkNyZWF0ZUFjY291bnRSZXF1ZXN0GikuY3V0bGluZS5iaWxsaW5nLnYxLkNyZWF0ZUFjY291bnRSZXNwb25zZRJbCgpHZXRBY2NvdW50EiUuY3V0bGluZS5iaWxsaW5nLnYxLkdldEFjY291bnRSZXF1ZXN0GiYuY3V0bGluZS5iaWxsaW5nLnYxLkdldEFjY291bnRSZXNwb25zZRJMCgVHcmFudBIgLmN1dGxpbmUuYmlsbGluZy52MS5HcmFudFJlcXVlc3QaIS5jdXRsaW5lLmJpbGxpbmcudjEuR3JhbnRSZXNwb25zZRJbCgpDaGFuZ2VQbGFuEiUuY3V0bGluZS5iaWxsaW5nLnYxLkNoYW5nZVBsYW5SZXF1ZXN0GiYuY3V0bGluZS5iaWxsaW5nLnYxLkNoYW5nZVBsYW5SZXNwb25zZRJYCglTZXRNZW1iZXISJC5jdXRsaW5lLmJpbGxpbmcudjEuU2V0TWVtYmVyUmVxdWVzdBolLmN1dGxpbmUuYmlsbGluZy52MS5TZXRNZW1iZXJSZXNwb25zZRJbCgpMaXN0TGVkZ2VyEiUuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RMZWRnZXJSZXF1ZXN0GiYuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RMZWRnZXJSZXNwb25zZRJYCglMaXN0VXNhZ2USJC5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdFVzYWdlUmVxdWVzdBolLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0VXNhZ2VSZXNwb25zZRJYCglMaXN0UGxhbnMSJC5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdFBsYW5zUmVxdWVzdBolLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0UGxhbnNSZXNwb25zZRJYCglMaXN0UGFja3MSJC5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdFBhY2tzUmVxdWVzdBolLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0UGFja3NSZXNwb25zZRJhCgxMaXN0QWNjb3VudHMSJy5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdEFjY291bnRzUmVxdWVzdBooLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0QWNjb3VudHNSZXNwb25zZRJtChBMaXN0Q3ljbGVSZXBvcnRzEisuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RDeWNsZVJlcG9ydHNSZXF1ZXN0GiwuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RDeWNsZVJlcG9ydHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CihjdXRsaW5lL2JpbGxpbmcvdjEvYmlsbGluZ19zZXJ2aWNlLnByb3RvEhJjdXRsaW5lLmJpbGxpbmcudjEi/QEKEkJpbGxpbmdFcnJvckRldGFpbBIOCgZyZWFzb24YASABKAkSHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgCIAEoAxIZChFjb3N0X21pbGxpY3JlZGl0cxgDIAEoAxITCgt0b3BfdXBfaGludBgEIAEoCRIUCgx1cGdyYWRlX2hpbnQYBSABKAkSFAoMb25fZXhoYXVzdGVkGAYgASgJEhcKD292ZXJhZ2Vfb2ZmZXJlZBgHIAEoCBIbChNvdmVyYWdlX2NhcF9yZWFjaGVkGAggASgIEiUKHW92ZXJhZ2VfcmF0ZV9jZW50c19wZXJfY3JlZGl0GAkgASgDIq0BCgxRdW90ZVJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIwCglvcGVyYXRpb24YAiABKA4yHS5jdXRsaW5lLmJpbGxpbmcudjEuT3BlcmF0aW9uEg4KBnBpeGVscxgDIAEoBBIKCgJoZBgEIAEoCBIaChJ2aWRlb19taWxsaXNlY29uZHMYBSABKA0SDgoGZXh0cmFzGAYgAygJEg8KB3F1YWxpdHkYByABKAkiRgoNUXVvdGVSZXNwb25zZRIZChFjb3N0X21pbGxpY3JlZGl0cxgBIAEoAxIaChJwcmljZV9ib29rX3ZlcnNpb24YAiABKAki2AEKDlJlc2VydmVSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSJgoEcG9vbBgCIAEoDjIYLmN1dGxpbmUuYmlsbGluZy52MS5Qb29sEhsKE2Ftb3VudF9taWxsaWNyZWRpdHMYAyABKAMSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEhgKEGhvbGRfdHRsX3NlY29uZHMYBSABKA0SEgoKYXBpX2tleV9pZBgGIAEoCRIRCgltZW1iZXJfaWQYByABKAkSEwoLZGVzY3JpcHRpb24YCCABKAki7wEKD1Jlc2VydmVSZXNwb25zZRIPCgdob2xkX2lkGAEgASgJEhsKE2Ftb3VudF9taWxsaWNyZWRpdHMYAiABKAMSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgEIAEoAxIcChRvdmVyYWdlX21pbGxpY3JlZGl0cxgFIAEoAxIQCghyZXBsYXllZBgGIAEoCBIuCgZzdGF0dXMYByABKA4yHi5jdXRsaW5lLmJpbGxpbmcudjEuSG9sZFN0YXR1cyIkChFFeHRlbmRIb2xkUmVxdWVzdBIPCgdob2xkX2lkGAEgASgJIkQKEkV4dGVuZEhvbGRSZXNwb25zZRIuCgpleHBpcmVzX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+Cg5DYXB0dXJlUmVxdWVzdBIPCgdob2xkX2lkGAEgASgJEhsKE2Ftb3VudF9taWxsaWNyZWRpdHMYAiABKAMibwoPQ2FwdHVyZVJlc3BvbnNlEh0KFWNhcHR1cmVkX21pbGxpY3JlZGl0cxgBIAEoAxIdChVyZXR1cm5lZF9taWxsaWNyZWRpdHMYAiABKAMSHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgDIAEoAyIxCg5SZWxlYXNlUmVxdWVzdBIPCgdob2xkX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJQCg9SZWxlYXNlUmVzcG9uc2USHQoVcmV0dXJuZWRfbWlsbGljcmVkaXRzGAEgASgDEh4KFmF2YWlsYWJsZV9taWxsaWNyZWRpdHMYAiABKAMiTwoRR2V0QmFsYW5jZVJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRImCgRwb29sGAIgASgOMhguY3V0bGluZS5iaWxsaW5nLnYxLlBvb2wisAEKEkdldEJhbGFuY2VSZXNwb25zZRIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAEgASgDEhkKEWhlbGRfbWlsbGljcmVkaXRzGAIgASgDEisKB2J1Y2tldHMYAyADKAsyGi5jdXRsaW5lLmJpbGxpbmcudjEuQnVja2V0EjIKCmFmZm9yZGFibGUYBCADKAsyHi5jdXRsaW5lLmJpbGxpbmcudjEuQWZmb3JkYWJsZSLvAQoGQnVja2V0EgoKAmlkGAEgASgJEgwKBGtpbmQYAiABKAkSHAoUZ3JhbnRlZF9taWxsaWNyZWRpdHMYAyABKAMSHgoWcmVtYWluaW5nX21pbGxpY3JlZGl0cxgEIAEoAxIuCgpleHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxlZmZlY3RpdmVfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHByaW9yaXR5GAcgASgFEhkKEWhlbGRfbWlsbGljcmVkaXRzGAggASgDImIKCkFmZm9yZGFibGUSMAoJb3BlcmF0aW9uGAEgASgOMh0uY3V0bGluZS5iaWxsaW5nLnYxLk9wZXJhdGlvbhITCgtkZXNjcmlwdGlvbhgCIAEoCRINCgVjb3VudBgDIAEoAyKVAQoUQ3JlYXRlQWNjb3VudFJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIRCglwbGFuX2NvZGUYAiABKAkSFwoPb3duZXJfbWVtYmVyX2lkGAMgASgJEhgKC2dyYW50X3RyaWFsGAQgASgISACIAQESEwoLb3duZXJfZW1haWwYBSABKAlCDgoMX2dyYW50X3RyaWFsIlYKFUNyZWF0ZUFjY291bnRSZXNwb25zZRIsCgdhY2NvdW50GAEgASgLMhsuY3V0bGluZS5iaWxsaW5nLnYxLkFjY291bnQSDwoHY3JlYXRlZBgCIAEoCCInChFHZXRBY2NvdW50UmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJIkIKEkdldEFjY291bnRSZXNwb25zZRIsCgdhY2NvdW50GAEgASgLMhsuY3V0bGluZS5iaWxsaW5nLnYxLkFjY291bnQihQMKB0FjY291bnQSEgoKYWNjb3VudF9pZBgBIAEoCRImCgRwbGFuGAIgASgLMhguY3V0bGluZS5iaWxsaW5nLnYxLlBsYW4SNAoQY3ljbGVfc3RhcnRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPbmV4dF9yZW5ld2FsX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdtZW1iZXJzGAUgAygLMhouY3V0bGluZS5iaWxsaW5nLnYxLk1lbWJlchIiChpjeWNsZV9vdmVyYWdlX21pbGxpY3JlZGl0cxgGIAEoAxIbChNjeWNsZV9vdmVyYWdlX2NlbnRzGAcgASgDEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKCHNldHRpbmdzGAkgASgLMiMuY3V0bGluZS5iaWxsaW5nLnYxLkFjY291bnRTZXR0aW5ncyKXBAoEUGxhbhIMCgRjb2RlGAEgASgJEgwKBG5hbWUYAiABKAkSGwoTbW9udGhseV9wcmljZV9jZW50cxgDIAEoAxImCh5jcmVkaXRzX3Blcl9jeWNsZV9taWxsaWNyZWRpdHMYBCABKAMSFwoPcm9sbG92ZXJfY3ljbGVzGAUgASgFEhQKDG9uX2V4aGF1c3RlZBgGIAEoCRIlCh1vdmVyYWdlX3JhdGVfY2VudHNfcGVyX2NyZWRpdBgHIAEoAxIgChhvdmVyYWdlX2NhcF9taWxsaWNyZWRpdHMYCCABKAMSGwoTcmVxdWVzdHNfcGVyX21pbnV0ZRgJIAEoBRITCgtjb25jdXJyZW5jeRgKIAEoBRIVCg1tb250aGx5X2NhbGxzGAsgASgDEhgKEG1heF91cGxvYWRfYnl0ZXMYDCABKAMSGwoTbG9uZ2VzdF9zaWRlX3BpeGVscxgNIAEoBRIVCg1wcmlvcml0eV9sYW5lGA4gASgJEg0KBXNlYXRzGA8gASgFEhIKCnBsYW5fY2xhc3MYECABKAkSGQoRdmlkZW9fc2Vjb25kc19tYXgYESABKAUSFwoPdmlkZW9fYnl0ZXNfbWF4GBIgASgDEiEKGXZpZGVvX2xvbmdlc3Rfc2lkZV9waXhlbHMYEyABKAUSDAoEcG9vbBgUIAEoCRIXCg9zdHJpcGVfcHJpY2VfaWQYFSABKAkiewoGTWVtYmVyEhEKCW1lbWJlcl9pZBgBIAEoCRIMCgRyb2xlGAIgASgJEiAKGG1vbnRobHlfY2FwX21pbGxpY3JlZGl0cxgDIAEoAxIfChdjeWNsZV91c2VkX21pbGxpY3JlZGl0cxgEIAEoAxINCgVlbWFpbBgFIAEoCSLmAQoMR3JhbnRSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSJgoEcG9vbBgCIAEoDjIYLmN1dGxpbmUuYmlsbGluZy52MS5Qb29sEgwKBGtpbmQYAyABKAkSEQoJcGFja19jb2RlGAQgASgJEhsKE2Ftb3VudF9taWxsaWNyZWRpdHMYBSABKAMSLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GAcgASgJEhMKC2Rlc2NyaXB0aW9uGAggASgJIoIBCg1HcmFudFJlc3BvbnNlEioKBmJ1Y2tldBgBIAEoCzIaLmN1dGxpbmUuYmlsbGluZy52MS5CdWNrZXQSHgoWYXZhaWxhYmxlX21pbGxpY3JlZGl0cxgCIAEoAxITCgtwcmljZV9jZW50cxgDIAEoAxIQCghyZXBsYXllZBgoIAEoCCI6ChFDaGFuZ2VQbGFuUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhEKCXBsYW5fY29kZRgCIAEoCSJCChJDaGFuZ2VQbGFuUmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmN1dGxpbmUuYmlsbGluZy52MS5BY2NvdW50ImkKEFNldE1lbWJlclJlcXVlc3QSEgoKYWNjb3VudF9pZBgBIAEoCRIRCgltZW1iZXJfaWQYAiABKAkSDAoEcm9sZRgDIAEoCRIgChhtb250aGx5X2NhcF9taWxsaWNyZWRpdHMYBCABKAMiPwoRU2V0TWVtYmVyUmVzcG9uc2USKgoGbWVtYmVyGAEgASgLMhouY3V0bGluZS5iaWxsaW5nLnYxLk1lbWJlciJNCg9BY2NvdW50U2V0dGluZ3MSFAoMb25fZXhoYXVzdGVkGAEgASgJEiQKHG9uX2V4aGF1c3RlZF9pc19wbGFuX2RlZmF1bHQYAiABKAgiWwoZU2V0QWNjb3VudFNldHRpbmdzUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEhkKDG9uX2V4aGF1c3RlZBgCIAEoCUgAiAEBQg8KDV9vbl9leGhhdXN0ZWQiSgoaU2V0QWNjb3VudFNldHRpbmdzUmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmN1dGxpbmUuYmlsbGluZy52MS5BY2NvdW50InYKEUxpc3RMZWRnZXJSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSJgoEcG9vbBgCIAEoDjIYLmN1dGxpbmUuYmlsbGluZy52MS5Qb29sEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIsMBCgtMZWRnZXJFbnRyeRIKCgJpZBgBIAEoCRIMCgRraW5kGAIgASgJEhEKCWJ1Y2tldF9pZBgDIAEoCRIPCgdob2xkX2lkGAQgASgJEiQKHHJlbWFpbmluZ19kZWx0YV9taWxsaWNyZWRpdHMYBSABKAMSHwoXaGVsZF9kZWx0YV9taWxsaWNyZWRpdHMYBiABKAMSLwoLb2NjdXJyZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIl8KEkxpc3RMZWRnZXJSZXNwb25zZRIwCgdlbnRyaWVzGAEgAygLMh8uY3V0bGluZS5iaWxsaW5nLnYxLkxlZGdlckVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ1ChBMaXN0VXNhZ2VSZXF1ZXN0EhIKCmFjY291bnRfaWQYASABKAkSJgoEcG9vbBgCIAEoDjIYLmN1dGxpbmUuYmlsbGluZy52MS5Qb29sEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIqICCgtVc2FnZVJlY29yZBIPCgdob2xkX2lkGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIZChFoZWxkX21pbGxpY3JlZGl0cxgDIAEoAxIdChVjYXB0dXJlZF9taWxsaWNyZWRpdHMYBCABKAMSHAoUb3ZlcmFnZV9taWxsaWNyZWRpdHMYBSABKAMSEQoJbWVtYmVyX2lkGAYgASgJEhIKCmFwaV9rZXlfaWQYByABKAkSEwoLZGVzY3JpcHRpb24YCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc2V0dGxlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWgoKVXNhZ2VUb3RhbBIRCglkaW1lbnNpb24YASABKAkSCwoDa2V5GAIgASgJEh0KFWNhcHR1cmVkX21pbGxpY3JlZGl0cxgDIAEoAxINCgVjYWxscxgEIAEoAyK6AQoRTGlzdFVzYWdlUmVzcG9uc2USMAoHcmVjb3JkcxgBIAMoCzIfLmN1dGxpbmUuYmlsbGluZy52MS5Vc2FnZVJlY29yZBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSLgoGdG90YWxzGAMgAygLMh4uY3V0bGluZS5iaWxsaW5nLnYxLlVzYWdlVG90YWwSKgoEZGF5cxgyIAMoCzIcLmN1dGxpbmUuYmlsbGluZy52MS5Vc2FnZURheSJtCghVc2FnZURheRIMCgRkYXRlGAEgASgJEhIKCmFwaV9rZXlfaWQYAiABKAkSEQoJbWVtYmVyX2lkGAMgASgJEh0KFWNhcHR1cmVkX21pbGxpY3JlZGl0cxgEIAEoAxINCgVjYWxscxgFIAEoAyISChBMaXN0UGxhbnNSZXF1ZXN0IjwKEUxpc3RQbGFuc1Jlc3BvbnNlEicKBXBsYW5zGAEgAygLMhguY3V0bGluZS5iaWxsaW5nLnYxLlBsYW4iEgoQTGlzdFBhY2tzUmVxdWVzdCJgCgRQYWNrEgwKBGNvZGUYASABKAkSEwoLcHJpY2VfY2VudHMYAiABKAMSHAoUY3JlZGl0c19taWxsaWNyZWRpdHMYAyABKAMSFwoPc3RyaXBlX3ByaWNlX2lkGAQgASgJIjwKEUxpc3RQYWNrc1Jlc3BvbnNlEicKBXBhY2tzGAEgAygLMhguY3V0bGluZS5iaWxsaW5nLnYxLlBhY2siPAoTTGlzdEFjY291bnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJyCg5BY2NvdW50U3VtbWFyeRISCgphY2NvdW50X2lkGAEgASgJEhEKCXBsYW5fY29kZRgCIAEoCRIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAMgASgDEhkKEWhlbGRfbWlsbGljcmVkaXRzGAQgASgDImUKFExpc3RBY2NvdW50c1Jlc3BvbnNlEjQKCGFjY291bnRzGAEgAygLMiIuY3V0bGluZS5iaWxsaW5nLnYxLkFjY291bnRTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ2ChdMaXN0Q3ljbGVSZXBvcnRzUmVxdWVzdBISCgphY2NvdW50X2lkGAEgASgJEh4KEWFmdGVyX2N5Y2xlX2luZGV4GAIgASgFSACIAQESEQoJcGFnZV9zaXplGAMgASgNQhQKEl9hZnRlcl9jeWNsZV9pbmRleCLIAQoLQ3ljbGVSZXBvcnQSEwoLY3ljbGVfaW5kZXgYASABKAUSEQoJcGxhbl9jb2RlGAIgASgJEi4KCnN0YXJ0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIcChRvdmVyYWdlX21pbGxpY3JlZGl0cxgFIAEoAxIVCg1vdmVyYWdlX2NlbnRzGAYgASgDIkwKGExpc3RDeWNsZVJlcG9ydHNSZXNwb25zZRIwCgdyZXBvcnRzGAEgAygLMh8uY3V0bGluZS5iaWxsaW5nLnYxLkN5Y2xlUmVwb3J0Kp8BCglPcGVyYXRpb24SGQoVT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASHwobT1BFUkFUSU9OX1JFTU9WRV9CQUNLR1JPVU5EEAESJQohT1BFUkFUSU9OX1ZJREVPX1JFTU9WRV9CQUNLR1JPVU5EEAISGAoUT1BFUkFUSU9OX1NNQVJUX0NST1AQAxIVChFPUEVSQVRJT05fVVBTQ0FMRRAEKjgKBFBvb2wSFAoQUE9PTF9VTlNQRUNJRklFRBAAEgwKCFBPT0xfQVBJEAESDAoIUE9PTF9XRUIQAiqMAQoKSG9sZFN0YXR1cxIbChdIT0xEX1NUQVRVU19VTlNQRUNJRklFRBAAEhQKEEhPTERfU1RBVFVTX09QRU4QARIYChRIT0xEX1NUQVRVU19DQVBUVVJFRBACEhgKFEhPTERfU1RBVFVTX1JFTEVBU0VEEAMSFwoTSE9MRF9TVEFUVVNfRVhQSVJFRBAEMo4NCg5CaWxsaW5nU2VydmljZRJMCgVRdW90ZRIgLmN1dGxpbmUuYmlsbGluZy52MS5RdW90ZVJlcXVlc3QaIS5jdXRsaW5lLmJpbGxpbmcudjEuUXVvdGVSZXNwb25zZRJSCgdSZXNlcnZlEiIuY3V0bGluZS5iaWxsaW5nLnYxLlJlc2VydmVSZXF1ZXN0GiMuY3V0bGluZS5iaWxsaW5nLnYxLlJlc2VydmVSZXNwb25zZRJSCgdDYXB0dXJlEiIuY3V0bGluZS5iaWxsaW5nLnYxLkNhcHR1cmVSZXF1ZXN0GiMuY3V0bGluZS5iaWxsaW5nLnYxLkNhcHR1cmVSZXNwb25zZRJSCgdSZWxlYXNlEiIuY3V0bGluZS5iaWxsaW5nLnYxLlJlbGVhc2VSZXF1ZXN0GiMuY3V0bGluZS5iaWxsaW5nLnYxLlJlbGVhc2VSZXNwb25zZRJbCgpFeHRlbmRIb2xkEiUuY3V0bGluZS5iaWxsaW5nLnYxLkV4dGVuZEhvbGRSZXF1ZXN0GiYuY3V0bGluZS5iaWxsaW5nLnYxLkV4dGVuZEhvbGRSZXNwb25zZRJbCgpHZXRCYWxhbmNlEiUuY3V0bGluZS5iaWxsaW5nLnYxLkdldEJhbGFuY2VSZXF1ZXN0GiYuY3V0bGluZS5iaWxsaW5nLnYxLkdldEJhbGFuY2VSZXNwb25zZRJkCg1DcmVhdGVBY2NvdW50EiguY3V0bGluZS5iaWxsaW5nLnYxLkNyZWF0ZUFjY291bnRSZXF1ZXN0GikuY3V0bGluZS5iaWxsaW5nLnYxLkNyZWF0ZUFjY291bnRSZXNwb25zZRJbCgpHZXRBY2NvdW50EiUuY3V0bGluZS5iaWxsaW5nLnYxLkdldEFjY291bnRSZXF1ZXN0GiYuY3V0bGluZS5iaWxsaW5nLnYxLkdldEFjY291bnRSZXNwb25zZRJMCgVHcmFudBIgLmN1dGxpbmUuYmlsbGluZy52MS5HcmFudFJlcXVlc3QaIS5jdXRsaW5lLmJpbGxpbmcudjEuR3JhbnRSZXNwb25zZRJbCgpDaGFuZ2VQbGFuEiUuY3V0bGluZS5iaWxsaW5nLnYxLkNoYW5nZVBsYW5SZXF1ZXN0GiYuY3V0bGluZS5iaWxsaW5nLnYxLkNoYW5nZVBsYW5SZXNwb25zZRJYCglTZXRNZW1iZXISJC5jdXRsaW5lLmJpbGxpbmcudjEuU2V0TWVtYmVyUmVxdWVzdBolLmN1dGxpbmUuYmlsbGluZy52MS5TZXRNZW1iZXJSZXNwb25zZRJzChJTZXRBY2NvdW50U2V0dGluZ3MSLS5jdXRsaW5lLmJpbGxpbmcudjEuU2V0QWNjb3VudFNldHRpbmdzUmVxdWVzdBouLmN1dGxpbmUuYmlsbGluZy52MS5TZXRBY2NvdW50U2V0dGluZ3NSZXNwb25zZRJbCgpMaXN0TGVkZ2VyEiUuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RMZWRnZXJSZXF1ZXN0GiYuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RMZWRnZXJSZXNwb25zZRJYCglMaXN0VXNhZ2USJC5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdFVzYWdlUmVxdWVzdBolLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0VXNhZ2VSZXNwb25zZRJYCglMaXN0UGxhbnMSJC5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdFBsYW5zUmVxdWVzdBolLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0UGxhbnNSZXNwb25zZRJYCglMaXN0UGFja3MSJC5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdFBhY2tzUmVxdWVzdBolLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0UGFja3NSZXNwb25zZRJhCgxMaXN0QWNjb3VudHMSJy5jdXRsaW5lLmJpbGxpbmcudjEuTGlzdEFjY291bnRzUmVxdWVzdBooLmN1dGxpbmUuYmlsbGluZy52MS5MaXN0QWNjb3VudHNSZXNwb25zZRJtChBMaXN0Q3ljbGVSZXBvcnRzEisuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RDeWNsZVJlcG9ydHNSZXF1ZXN0GiwuY3V0bGluZS5iaWxsaW5nLnYxLkxpc3RDeWNsZVJlcG9ydHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * Attached as an error detail to every domain failure; `reason` is stable and machine-readable
@@ -42,6 +42,41 @@ export type BillingErrorDetail = Message<"cutline.billing.v1.BillingErrorDetail"
    * @generated from field: string top_up_hint = 4;
    */
   topUpHint: string;
+
+  /**
+   * insufficient_credits: the caller's options. Where to upgrade the plan.
+   *
+   * @generated from field: string upgrade_hint = 5;
+   */
+  upgradeHint: string;
+
+  /**
+   * "stop" or "overage": the account's choice in force when the credits ran out.
+   *
+   * @generated from field: string on_exhausted = 6;
+   */
+  onExhausted: string;
+
+  /**
+   * The plan lets the account continue in overage (setting on_exhausted to overage).
+   *
+   * @generated from field: bool overage_offered = 7;
+   */
+  overageOffered: boolean;
+
+  /**
+   * The account continues in overage but this cycle's overage cap is reached.
+   *
+   * @generated from field: bool overage_cap_reached = 8;
+   */
+  overageCapReached: boolean;
+
+  /**
+   * The plan's standard per-credit rate that overage is billed at, in cents.
+   *
+   * @generated from field: int64 overage_rate_cents_per_credit = 9;
+   */
+  overageRateCentsPerCredit: bigint;
 };
 
 /**
@@ -540,6 +575,13 @@ export type CreateAccountRequest = Message<"cutline.billing.v1.CreateAccountRequ
    * @generated from field: optional bool grant_trial = 4;
    */
   grantTrial?: boolean | undefined;
+
+  /**
+   * The owner's email, for the account's notices; "" for none.
+   *
+   * @generated from field: string owner_email = 5;
+   */
+  ownerEmail: string;
 };
 
 /**
@@ -652,6 +694,11 @@ export type Account = Message<"cutline.billing.v1.Account"> & {
    * @generated from field: google.protobuf.Timestamp created_at = 8;
    */
   createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: cutline.billing.v1.AccountSettings settings = 9;
+   */
+  settings?: AccountSettings | undefined;
 };
 
 /**
@@ -829,6 +876,13 @@ export type Member = Message<"cutline.billing.v1.Member"> & {
    * @generated from field: int64 cycle_used_millicredits = 4;
    */
   cycleUsedMillicredits: bigint;
+
+  /**
+   * Where notices to this member go (credits.low, credits.exhausted); "" when unknown.
+   *
+   * @generated from field: string email = 5;
+   */
+  email: string;
 };
 
 /**
@@ -1019,6 +1073,74 @@ export const SetMemberResponseSchema: GenMessage<SetMemberResponse> = /*@__PURE_
   messageDesc(file_cutline_billing_v1_billing_service, 27);
 
 /**
+ * @generated from message cutline.billing.v1.AccountSettings
+ */
+export type AccountSettings = Message<"cutline.billing.v1.AccountSettings"> & {
+  /**
+   * "stop" or "overage": what happens when the credits run out; the account's choice, else the plan's.
+   *
+   * @generated from field: string on_exhausted = 1;
+   */
+  onExhausted: string;
+
+  /**
+   * True when the account made no choice and the plan's default applies.
+   *
+   * @generated from field: bool on_exhausted_is_plan_default = 2;
+   */
+  onExhaustedIsPlanDefault: boolean;
+};
+
+/**
+ * Describes the message cutline.billing.v1.AccountSettings.
+ * Use `create(AccountSettingsSchema)` to create a new message.
+ */
+export const AccountSettingsSchema: GenMessage<AccountSettings> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 28);
+
+/**
+ * @generated from message cutline.billing.v1.SetAccountSettingsRequest
+ */
+export type SetAccountSettingsRequest = Message<"cutline.billing.v1.SetAccountSettingsRequest"> & {
+  /**
+   * @generated from field: string account_id = 1;
+   */
+  accountId: string;
+
+  /**
+   * "stop" or "overage"; "plan" returns to the plan's default; unset leaves it as it is.
+   * "overage" is refused (invalid_argument) on a plan that offers none.
+   *
+   * @generated from field: optional string on_exhausted = 2;
+   */
+  onExhausted?: string | undefined;
+};
+
+/**
+ * Describes the message cutline.billing.v1.SetAccountSettingsRequest.
+ * Use `create(SetAccountSettingsRequestSchema)` to create a new message.
+ */
+export const SetAccountSettingsRequestSchema: GenMessage<SetAccountSettingsRequest> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 29);
+
+/**
+ * @generated from message cutline.billing.v1.SetAccountSettingsResponse
+ */
+export type SetAccountSettingsResponse = Message<"cutline.billing.v1.SetAccountSettingsResponse"> & {
+  /**
+   * @generated from field: cutline.billing.v1.Account account = 1;
+   */
+  account?: Account | undefined;
+};
+
+/**
+ * Describes the message cutline.billing.v1.SetAccountSettingsResponse.
+ * Use `create(SetAccountSettingsResponseSchema)` to create a new message.
+ */
+export const SetAccountSettingsResponseSchema: GenMessage<SetAccountSettingsResponse> = /*@__PURE__*/
+  messageDesc(file_cutline_billing_v1_billing_service, 30);
+
+/**
  * @generated from message cutline.billing.v1.ListLedgerRequest
  */
 export type ListLedgerRequest = Message<"cutline.billing.v1.ListLedgerRequest"> & {
@@ -1050,7 +1172,7 @@ export type ListLedgerRequest = Message<"cutline.billing.v1.ListLedgerRequest"> 
  * Use `create(ListLedgerRequestSchema)` to create a new message.
  */
 export const ListLedgerRequestSchema: GenMessage<ListLedgerRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 28);
+  messageDesc(file_cutline_billing_v1_billing_service, 31);
 
 /**
  * @generated from message cutline.billing.v1.LedgerEntry
@@ -1099,7 +1221,7 @@ export type LedgerEntry = Message<"cutline.billing.v1.LedgerEntry"> & {
  * Use `create(LedgerEntrySchema)` to create a new message.
  */
 export const LedgerEntrySchema: GenMessage<LedgerEntry> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 29);
+  messageDesc(file_cutline_billing_v1_billing_service, 32);
 
 /**
  * @generated from message cutline.billing.v1.ListLedgerResponse
@@ -1121,7 +1243,7 @@ export type ListLedgerResponse = Message<"cutline.billing.v1.ListLedgerResponse"
  * Use `create(ListLedgerResponseSchema)` to create a new message.
  */
 export const ListLedgerResponseSchema: GenMessage<ListLedgerResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 30);
+  messageDesc(file_cutline_billing_v1_billing_service, 33);
 
 /**
  * @generated from message cutline.billing.v1.ListUsageRequest
@@ -1153,7 +1275,7 @@ export type ListUsageRequest = Message<"cutline.billing.v1.ListUsageRequest"> & 
  * Use `create(ListUsageRequestSchema)` to create a new message.
  */
 export const ListUsageRequestSchema: GenMessage<ListUsageRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 31);
+  messageDesc(file_cutline_billing_v1_billing_service, 34);
 
 /**
  * @generated from message cutline.billing.v1.UsageRecord
@@ -1217,7 +1339,7 @@ export type UsageRecord = Message<"cutline.billing.v1.UsageRecord"> & {
  * Use `create(UsageRecordSchema)` to create a new message.
  */
 export const UsageRecordSchema: GenMessage<UsageRecord> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 32);
+  messageDesc(file_cutline_billing_v1_billing_service, 35);
 
 /**
  * @generated from message cutline.billing.v1.UsageTotal
@@ -1251,7 +1373,7 @@ export type UsageTotal = Message<"cutline.billing.v1.UsageTotal"> & {
  * Use `create(UsageTotalSchema)` to create a new message.
  */
 export const UsageTotalSchema: GenMessage<UsageTotal> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 33);
+  messageDesc(file_cutline_billing_v1_billing_service, 36);
 
 /**
  * @generated from message cutline.billing.v1.ListUsageResponse
@@ -1287,7 +1409,7 @@ export type ListUsageResponse = Message<"cutline.billing.v1.ListUsageResponse"> 
  * Use `create(ListUsageResponseSchema)` to create a new message.
  */
 export const ListUsageResponseSchema: GenMessage<ListUsageResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 34);
+  messageDesc(file_cutline_billing_v1_billing_service, 37);
 
 /**
  * @generated from message cutline.billing.v1.UsageDay
@@ -1326,7 +1448,7 @@ export type UsageDay = Message<"cutline.billing.v1.UsageDay"> & {
  * Use `create(UsageDaySchema)` to create a new message.
  */
 export const UsageDaySchema: GenMessage<UsageDay> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 35);
+  messageDesc(file_cutline_billing_v1_billing_service, 38);
 
 /**
  * @generated from message cutline.billing.v1.ListPlansRequest
@@ -1339,7 +1461,7 @@ export type ListPlansRequest = Message<"cutline.billing.v1.ListPlansRequest"> & 
  * Use `create(ListPlansRequestSchema)` to create a new message.
  */
 export const ListPlansRequestSchema: GenMessage<ListPlansRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 36);
+  messageDesc(file_cutline_billing_v1_billing_service, 39);
 
 /**
  * @generated from message cutline.billing.v1.ListPlansResponse
@@ -1356,7 +1478,7 @@ export type ListPlansResponse = Message<"cutline.billing.v1.ListPlansResponse"> 
  * Use `create(ListPlansResponseSchema)` to create a new message.
  */
 export const ListPlansResponseSchema: GenMessage<ListPlansResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 37);
+  messageDesc(file_cutline_billing_v1_billing_service, 40);
 
 /**
  * @generated from message cutline.billing.v1.ListPacksRequest
@@ -1369,7 +1491,7 @@ export type ListPacksRequest = Message<"cutline.billing.v1.ListPacksRequest"> & 
  * Use `create(ListPacksRequestSchema)` to create a new message.
  */
 export const ListPacksRequestSchema: GenMessage<ListPacksRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 38);
+  messageDesc(file_cutline_billing_v1_billing_service, 41);
 
 /**
  * @generated from message cutline.billing.v1.Pack
@@ -1403,7 +1525,7 @@ export type Pack = Message<"cutline.billing.v1.Pack"> & {
  * Use `create(PackSchema)` to create a new message.
  */
 export const PackSchema: GenMessage<Pack> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 39);
+  messageDesc(file_cutline_billing_v1_billing_service, 42);
 
 /**
  * @generated from message cutline.billing.v1.ListPacksResponse
@@ -1420,7 +1542,7 @@ export type ListPacksResponse = Message<"cutline.billing.v1.ListPacksResponse"> 
  * Use `create(ListPacksResponseSchema)` to create a new message.
  */
 export const ListPacksResponseSchema: GenMessage<ListPacksResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 40);
+  messageDesc(file_cutline_billing_v1_billing_service, 43);
 
 /**
  * @generated from message cutline.billing.v1.ListAccountsRequest
@@ -1444,7 +1566,7 @@ export type ListAccountsRequest = Message<"cutline.billing.v1.ListAccountsReques
  * Use `create(ListAccountsRequestSchema)` to create a new message.
  */
 export const ListAccountsRequestSchema: GenMessage<ListAccountsRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 41);
+  messageDesc(file_cutline_billing_v1_billing_service, 44);
 
 /**
  * @generated from message cutline.billing.v1.AccountSummary
@@ -1478,7 +1600,7 @@ export type AccountSummary = Message<"cutline.billing.v1.AccountSummary"> & {
  * Use `create(AccountSummarySchema)` to create a new message.
  */
 export const AccountSummarySchema: GenMessage<AccountSummary> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 42);
+  messageDesc(file_cutline_billing_v1_billing_service, 45);
 
 /**
  * @generated from message cutline.billing.v1.ListAccountsResponse
@@ -1502,7 +1624,7 @@ export type ListAccountsResponse = Message<"cutline.billing.v1.ListAccountsRespo
  * Use `create(ListAccountsResponseSchema)` to create a new message.
  */
 export const ListAccountsResponseSchema: GenMessage<ListAccountsResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 43);
+  messageDesc(file_cutline_billing_v1_billing_service, 46);
 
 /**
  * @generated from message cutline.billing.v1.ListCycleReportsRequest
@@ -1534,7 +1656,7 @@ export type ListCycleReportsRequest = Message<"cutline.billing.v1.ListCycleRepor
  * Use `create(ListCycleReportsRequestSchema)` to create a new message.
  */
 export const ListCycleReportsRequestSchema: GenMessage<ListCycleReportsRequest> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 44);
+  messageDesc(file_cutline_billing_v1_billing_service, 47);
 
 /**
  * A cycle as it closed (at renewal or a plan change).
@@ -1580,7 +1702,7 @@ export type CycleReport = Message<"cutline.billing.v1.CycleReport"> & {
  * Use `create(CycleReportSchema)` to create a new message.
  */
 export const CycleReportSchema: GenMessage<CycleReport> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 45);
+  messageDesc(file_cutline_billing_v1_billing_service, 48);
 
 /**
  * @generated from message cutline.billing.v1.ListCycleReportsResponse
@@ -1599,7 +1721,7 @@ export type ListCycleReportsResponse = Message<"cutline.billing.v1.ListCycleRepo
  * Use `create(ListCycleReportsResponseSchema)` to create a new message.
  */
 export const ListCycleReportsResponseSchema: GenMessage<ListCycleReportsResponse> = /*@__PURE__*/
-  messageDesc(file_cutline_billing_v1_billing_service, 46);
+  messageDesc(file_cutline_billing_v1_billing_service, 49);
 
 /**
  * @generated from enum cutline.billing.v1.Operation
@@ -1820,6 +1942,16 @@ export const BillingService: GenService<{
     methodKind: "unary";
     input: typeof SetMemberRequestSchema;
     output: typeof SetMemberResponseSchema;
+  },
+  /**
+   * The account's own settings (what happens when its credits run out); applied at reserve time.
+   *
+   * @generated from rpc cutline.billing.v1.BillingService.SetAccountSettings
+   */
+  setAccountSettings: {
+    methodKind: "unary";
+    input: typeof SetAccountSettingsRequestSchema;
+    output: typeof SetAccountSettingsResponseSchema;
   },
   /**
    * Ledger entries, newest first, paginated.

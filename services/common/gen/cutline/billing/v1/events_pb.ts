@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/billing/v1/events.proto.
  */
 export const file_cutline_billing_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jdXRsaW5lL2JpbGxpbmcvdjEvZXZlbnRzLnByb3RvEhJjdXRsaW5lLmJpbGxpbmcudjEikwIKD0NyZWRpdHNDYXB0dXJlZBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIPCgdob2xkX2lkGAMgASgJEh0KFWNhcHR1cmVkX21pbGxpY3JlZGl0cxgEIAEoAxIcChRvdmVyYWdlX21pbGxpY3JlZGl0cxgFIAEoAxIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAYgASgDEhEKCW1lbWJlcl9pZBgHIAEoCRISCgphcGlfa2V5X2lkGAggASgJEi8KC29jY3VycmVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK5AQoKQ3JlZGl0c0xvdxISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAMgASgDEh4KFnRocmVzaG9sZF9taWxsaWNyZWRpdHMYBCABKAMSLwoLb2NjdXJyZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIn8KEENyZWRpdHNFeGhhdXN0ZWQSEgoKYWNjb3VudF9pZBgBIAEoCRImCgRwb29sGAIgASgOMhguY3V0bGluZS5iaWxsaW5nLnYxLlBvb2wSLwoLb2NjdXJyZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIroBCgxHcmFudEV4cGlyZWQSEgoKYWNjb3VudF9pZBgBIAEoCRImCgRwb29sGAIgASgOMhguY3V0bGluZS5iaWxsaW5nLnYxLlBvb2wSEQoJYnVja2V0X2lkGAMgASgJEgwKBGtpbmQYBCABKAkSHAoUZXhwaXJlZF9taWxsaWNyZWRpdHMYBSABKAMSLwoLb2NjdXJyZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wYgZwcm90bzM", [file_cutline_billing_v1_billing_service, file_google_protobuf_timestamp]);
+  fileDesc("Ch9jdXRsaW5lL2JpbGxpbmcvdjEvZXZlbnRzLnByb3RvEhJjdXRsaW5lLmJpbGxpbmcudjEikwIKD0NyZWRpdHNDYXB0dXJlZBISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIPCgdob2xkX2lkGAMgASgJEh0KFWNhcHR1cmVkX21pbGxpY3JlZGl0cxgEIAEoAxIcChRvdmVyYWdlX21pbGxpY3JlZGl0cxgFIAEoAxIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAYgASgDEhEKCW1lbWJlcl9pZBgHIAEoCRISCgphcGlfa2V5X2lkGAggASgJEi8KC29jY3VycmVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLLAQoKQ3JlZGl0c0xvdxISCgphY2NvdW50X2lkGAEgASgJEiYKBHBvb2wYAiABKA4yGC5jdXRsaW5lLmJpbGxpbmcudjEuUG9vbBIeChZhdmFpbGFibGVfbWlsbGljcmVkaXRzGAMgASgDEh4KFnRocmVzaG9sZF9taWxsaWNyZWRpdHMYBCABKAMSLwoLb2NjdXJyZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGV2ZW50X2lkGAYgASgJIpEBChBDcmVkaXRzRXhoYXVzdGVkEhIKCmFjY291bnRfaWQYASABKAkSJgoEcG9vbBgCIAEoDjIYLmN1dGxpbmUuYmlsbGluZy52MS5Qb29sEi8KC29jY3VycmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghldmVudF9pZBgEIAEoCSK6AQoMR3JhbnRFeHBpcmVkEhIKCmFjY291bnRfaWQYASABKAkSJgoEcG9vbBgCIAEoDjIYLmN1dGxpbmUuYmlsbGluZy52MS5Qb29sEhEKCWJ1Y2tldF9pZBgDIAEoCRIMCgRraW5kGAQgASgJEhwKFGV4cGlyZWRfbWlsbGljcmVkaXRzGAUgASgDEi8KC29jY3VycmVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcGIGcHJvdG8z", [file_cutline_billing_v1_billing_service, file_google_protobuf_timestamp]);
 
 /**
  * Subject `credits.captured`: a hold was settled with a charge.
@@ -105,6 +105,13 @@ export type CreditsLow = Message<"cutline.billing.v1.CreditsLow"> & {
    * @generated from field: google.protobuf.Timestamp occurred_at = 5;
    */
   occurredAt?: Timestamp | undefined;
+
+  /**
+   * Unique per event and the same on every redelivery: consumers deduplicate on it.
+   *
+   * @generated from field: string event_id = 6;
+   */
+  eventId: string;
 };
 
 /**
@@ -134,6 +141,13 @@ export type CreditsExhausted = Message<"cutline.billing.v1.CreditsExhausted"> & 
    * @generated from field: google.protobuf.Timestamp occurred_at = 3;
    */
   occurredAt?: Timestamp | undefined;
+
+  /**
+   * Unique per event and the same on every redelivery: consumers deduplicate on it.
+   *
+   * @generated from field: string event_id = 4;
+   */
+  eventId: string;
 };
 
 /**
