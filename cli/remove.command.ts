@@ -16,7 +16,7 @@ import { CliError, describeError, withRetries } from "./connection.ts";
 import { collectInputs, outputCollisions, outputNameOf, shown, type CliFormat, type InputFile } from "./image-files.ts";
 import { isDone, removeStaleTemporaries, writeAtomically } from "./output-files.ts";
 
-/** Files sent at once unless --concurrency says otherwise (the free plan's concurrent-request limit). */
+/** Files sent at once unless --concurrency says otherwise; a plan that allows fewer refuses the rest, which wait and retry. */
 export const CONCURRENCY_DEFAULT = 2;
 /** Most files --concurrency may send at once. */
 export const CONCURRENCY_MAX = 32;
@@ -98,7 +98,7 @@ skipped, 1 when any failed (each listed at the end), 2 on a usage error.`,
       const image = new Uint8Array(await readFile(file.path));
       const idempotencyKey = idempotencyKeyOf(image, { format, size, backgroundColor });
       const answer = await withRetries(() => images.removeBackground({ image, options: options satisfies ImageOptions, idempotencyKey }, { timeoutMs: CALL_TIMEOUT_MS }), {
-        onWait: (waitMs) => run.status(`waiting ${Math.ceil(waitMs / 1000)} s (rate limited)`),
+        onWait: (waitMs, error) => run.waited(waitMs, describeError(error).reason),
       });
       await writeAtomically(target, answer.image);
       return { jobId: answer.jobId, chargedMillicredits: answer.creditsChargedMillicredits };
@@ -125,8 +125,13 @@ class RemoveRun {
     this.#failures.push(failure);
   }
 
-  status(line: string): void {
-    this.#bar?.update({ status: line });
+  readonly #waits = { count: 0, totalMs: 0 };
+
+  /** A call told to wait (a plan's rate or concurrency limit): shown on the bar, summed at the end. */
+  waited(waitMs: number, reason: string): void {
+    this.#waits.count += 1;
+    this.#waits.totalMs += waitMs;
+    this.#bar?.update({ status: `waiting ${(waitMs / 1000).toFixed(1)} s (${reason})` });
   }
 
   /** Every file through `work`, `concurrency` at a time; an output already there is skipped. */
@@ -170,6 +175,9 @@ class RemoveRun {
 
   finish(): number {
     const { processed, skipped, failed, chargedMillicredits } = this.#summary;
+    if (this.#waits.count > 0) {
+      this.context.warn(`waited ${this.#waits.count} time(s) for the plan's limits, ${(this.#waits.totalMs / 1000).toFixed(1)} s in all (retried each call)`);
+    }
     for (const failure of this.#failures) this.context.warn(`failed: ${shown(failure.path)}: ${failure.message} (${failure.reason})`);
     const summary: Summary = { processed, skipped, failed, creditsCharged: creditsNumber(chargedMillicredits) };
     if (this.context.json) this.context.print(JSON.stringify(summary));

@@ -12,6 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
 import { parseCredits } from "../services/common/credits.ts";
+import { Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { startSingleNode, type SingleNode } from "../services/single-node.ts";
 
 const root = join(import.meta.dirname, "..");
@@ -104,6 +105,8 @@ describe("cutline remove against a single node", () => {
     assert.deepEqual(Object.keys(summary), ["processed", "skipped", "failed", "creditsCharged"]);
     assert.deepEqual([summary.processed, summary.skipped, summary.failed], [3, 0, 0]);
     assert.match(run.stderr, /left alone 1 file/);
+    // The free plan runs one request at a time: the second file sent at once was refused and waited.
+    assert.match(run.stderr, /waited \d+ time\(s\) for the plan's limits/);
     assert.deepEqual(readdirSync(join(work, "out")).sort(), ["ball.png", "blue.png", "green.png"]);
     for (const name of ["ball.png", "blue.png", "green.png"]) await assertCutOut(join(work, "out", name));
     const charged = parseCredits(String(summary.creditsCharged));
@@ -128,14 +131,23 @@ describe("cutline remove against a single node", () => {
     const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
     const deadline = Date.now() + FIRST_FILE_TIMEOUT_MS;
     const written = () => (existsSync(out) ? readdirSync(out).filter((name) => name.endsWith(".webp")) : []);
-    while (written().length === 0) {
+    // Killed once its first file is written and the next one is on the server (its hold open, not
+    // yet captured), so the rerun must meet that file's first job through its idempotency key.
+    let heldAtKill = 0n;
+    for (;;) {
       assert.ok(Date.now() < deadline, "the first file was never written");
-      await sleep(20);
+      const held = (await node.billing.getBalance({ accountId: "default", pool: Pool.API })).heldMillicredits;
+      if (written().length >= 2 || (written().length === 1 && held > 0n)) {
+        heldAtKill = held;
+        break;
+      }
+      await sleep(10);
     }
     child.kill("SIGKILL");
     await exited;
     const done = written().length;
     assert.ok(done >= 1 && done < 3, `killed after ${done} file(s)`);
+    assert.equal(heldAtKill, chargedPerFile, "killed with one file held on the server");
 
     const run = await cutline(["remove", images, "--out", out, "--concurrency", "1", "--format", "webp", "--json"]);
     assert.equal(run.code, 0, run.stderr);
