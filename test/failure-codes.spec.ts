@@ -12,11 +12,13 @@ import type { FailureReason } from "../services/billing/domain/outcomes.ts";
 import { httpStatusOf, reasonError, reasonOf } from "../services/common/errors.ts";
 import { JobSchema, JobStatus } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { ImageErrorReason } from "../services/common/images/image.errors.ts";
+import type { VideoErrorReason } from "../services/common/video/video.errors.ts";
 import { MALFORMED_MESSAGE_REASON } from "../services/common/request-parse.ts";
 import type { OutboundFailureReason } from "../services/common/outbound.ts";
 import { IMAGE_URL_CODE_BY_REASON, IMAGE_URL_REASON_BY_OUTBOUND, imageUrlError, type ImageUrlReason } from "../services/gateway/image-urls.ts";
 import { JOB_FAILURE_CODES, jobFailure, REASON_BY_LIMIT } from "../services/gateway/image-jobs.ts";
-import { connectCodeOf, InferenceError, type InferenceErrorReason } from "../services/inference/domain/inference.errors.ts";
+import { VideoError } from "../services/common/video/video.errors.ts";
+import { connectCodeOf, InferenceError, inferenceErrorOf, type InferenceErrorReason } from "../services/inference/domain/inference.errors.ts";
 
 const row = (code: Code, http: number) => ({ code, http });
 
@@ -44,6 +46,16 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   too_many_pixels: row(Code.InvalidArgument, 400),
   resolution_too_large: row(Code.InvalidArgument, 400),
   video_too_long: row(Code.InvalidArgument, 400),
+  // The video routes (POST /v1/video/matting, VideoService.SubmitVideo): no video in the form, an
+  // empty one, an image sent there, and a video sent to an image route (each names the other route).
+  missing_video: row(Code.InvalidArgument, 400),
+  empty_video: row(Code.InvalidArgument, 400),
+  image_not_accepted: row(Code.InvalidArgument, 400),
+  video_not_accepted: row(Code.InvalidArgument, 400),
+  // Videos: unreadable (400, like corrupt_image); readable but with nothing the service can work on (422).
+  video_corrupt: row(Code.InvalidArgument, 400),
+  video_no_stream: row(Code.InvalidArgument, 422),
+  video_codec_unsupported: row(Code.InvalidArgument, 422),
   unknown_extra: row(Code.InvalidArgument, 400),
   capture_exceeds_hold: row(Code.InvalidArgument, 400),
   // REST only: a path no route serves, or a method the path does not take.
@@ -121,12 +133,16 @@ const INFERENCE_REASONS: Record<InferenceErrorReason, true> = {
   too_many_bytes: true,
   too_many_pixels: true,
   invalid_option: true,
+  video_corrupt: true,
+  video_no_stream: true,
+  video_codec_unsupported: true,
   queue_full: true,
   cancelled: true,
   model_unavailable: true,
   internal: true,
 };
 const IMAGE_REASONS: Record<ImageErrorReason, true> = { unsupported_format: true, animated_gif: true, corrupt_image: true, too_many_bytes: true, too_many_pixels: true };
+const VIDEO_REASONS: Record<VideoErrorReason, true> = { unsupported_format: true, video_corrupt: true, video_no_stream: true, video_codec_unsupported: true };
 
 function expected(reason: string): { code: Code; http: number } {
   const entry = TABLE[reason];
@@ -171,12 +187,17 @@ describe("failure reasons: one gRPC code and one HTTP status each", () => {
       assert.equal(Code[connectCodeOf(new InferenceError(reason, "message"))], Code[expected(reason).code], `inference ${reason}`);
     }
     for (const reason of Object.keys(IMAGE_REASONS) as ImageErrorReason[]) assert.equal(expected(reason).code, Code.InvalidArgument, `image ${reason} is the caller's`);
+    for (const reason of Object.keys(VIDEO_REASONS) as VideoErrorReason[]) {
+      assert.equal(expected(reason).code, Code.InvalidArgument, `video ${reason} is the caller's`);
+      assert.equal(connectCodeOf(inferenceErrorOf(new VideoError(reason, "message"))), Code.InvalidArgument, `inference keeps video ${reason}`);
+      assert.equal(inferenceErrorOf(new VideoError(reason, "message")).userError, true, `video ${reason} is never retried`);
+    }
   });
 
   test("a failed job answers with its reason's code, whichever service recorded it", () => {
     const failedWith = (reason: string, userError: boolean) =>
       jobFailure(create(JobSchema, { id: "job-1", status: JobStatus.FAILED, errorReason: reason, errorMessage: "message", userError }));
-    const userErrors = new Set<string>(["invalid_option", ...Object.keys(IMAGE_REASONS)]);
+    const userErrors = new Set<string>(["invalid_option", ...Object.keys(IMAGE_REASONS), ...Object.keys(VIDEO_REASONS)]);
     const jobReasons = [...Object.keys(INFERENCE_REASONS), ...Object.keys(JOB_FAILURE_CODES), "job_stuck"].filter((reason) => reason !== "cancelled");
     for (const reason of jobReasons) {
       const error = failedWith(reason, userErrors.has(reason));

@@ -41,7 +41,15 @@ describe("image jobs: the hold after a failed submit", () => {
   /** ImageJobs whose calls to the orchestrator pass through `fault`, and to the blob store through `blobFault`. */
   function imageJobs(fault: Interceptor, blobFault: Partial<BlobStore> = {}): ImageJobs {
     const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes, { transport: { interceptors: [fault] } }));
-    const blobStore: BlobStore = { put: (...args) => blobs.put(...args), get: (key) => blobs.get(key), delete: (key) => blobs.delete(key), close: async () => {}, ...blobFault };
+    const blobStore: BlobStore = {
+      put: (...args) => blobs.put(...args),
+      get: (key) => blobs.get(key),
+      putFile: (...args) => blobs.putFile(...args),
+      getToFile: (...args) => blobs.getToFile(...args),
+      delete: (key) => blobs.delete(key),
+      close: async () => {},
+      ...blobFault,
+    } as BlobStore;
     return new ImageJobs(billingClient(), orchestratorClient, blobStore, createUploadInspector(imageLimitsOf(loadGatewayConfig({}))), log, {
       uploadBytesMax: 1_000_000,
       syncTimeoutMs: 10_000,

@@ -30,6 +30,9 @@ const HTTP_STATUS_BY_REASON: Readonly<Record<string, number>> = {
   image_url_too_large: 413,
   // A well-formed image_url whose target could not be fetched (DNS, refused, timeout, non-2xx).
   image_url_unreachable: 422,
+  // A readable video the service cannot work on: no video stream in it, or a codec ffmpeg cannot decode.
+  video_no_stream: 422,
+  video_codec_unsupported: 422,
 };
 
 /** HTTP status for a gRPC code, as the Connect protocol maps them, plus the reasons above (402, 405, 413, 422). */

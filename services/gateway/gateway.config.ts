@@ -4,6 +4,7 @@ import { keptSecretOf } from "../common/kept-secret.ts";
 import { ADMIN_TOKEN_LENGTH_MIN } from "./domain/admin-token.ts";
 import { imageLimitsConfigSpec, longestSideLimitsOf } from "../common/images/image-limits.ts";
 import { outboundConfigSpec } from "../common/outbound.ts";
+import { mediaBinariesConfigSpec, type MediaBinariesSettings } from "../common/video/ffmpeg-binaries.ts";
 import { resultUrlConfigSpec, resultUrlKeyOf } from "../common/result-urls.ts";
 import type { ImageJobsOptions } from "./image-jobs.ts";
 import type { ResultLinksOptions } from "./result-links.ts";
@@ -29,6 +30,13 @@ export const gatewayConfigSpec = {
       return raw;
     },
   } satisfies Variable<string | undefined>,
+  VIDEO_BYTES_MAX: integer(
+    "Largest video upload accepted whatever the plan (POST /v1/video/matting, VideoService.SubmitVideo), in bytes; each plan's own video limit applies below it.",
+    1024 * 1024 * 1024,
+    { min: 1024 },
+  ),
+  // The gateway probes videos (duration, size, rotation, audio) before quoting them.
+  ...mediaBinariesConfigSpec,
   BATCH_ITEMS_MAX: integer("Images per POST /v1/matting/batch call, at most, in images.", 50, { min: 1, max: 100 }),
   BATCH_BYTES_MAX: integer("Largest POST /v1/matting/batch body (all its images and fields), in bytes.", 64 * 1024 * 1024, { min: 1024 }),
   // Result URLs: signed with the key the orchestrator shares (webhooks carry them too).
@@ -46,8 +54,10 @@ export function loadGatewayConfig(environment: NodeJS.ProcessEnv = process.env) 
 }
 
 /** The gateway's limits, for its main and single-node mode alike. */
-export function imageJobsOptionsOf(config: GatewayConfig): ImageJobsOptions & { batchItemsMax: number; batchBytesMax: number } {
+export function imageJobsOptionsOf(config: GatewayConfig): ImageJobsOptions & { batchItemsMax: number; batchBytesMax: number; videoBytesMax: number; mediaBinaries: MediaBinariesSettings } {
   return {
+    videoBytesMax: config.VIDEO_BYTES_MAX,
+    mediaBinaries: { FFMPEG_PATH: config.FFMPEG_PATH, FFPROBE_PATH: config.FFPROBE_PATH },
     batchItemsMax: config.BATCH_ITEMS_MAX,
     batchBytesMax: config.BATCH_BYTES_MAX,
     uploadBytesMax: config.UPLOAD_BYTES_MAX,

@@ -13,6 +13,7 @@ import type { BlobStore } from "../common/ports/blob-store.ts";
 import { longestSideFor, processedSize } from "../common/images/image-size.ts";
 import type { LongestSideLimits } from "../common/images/image-limits.ts";
 import type { UploadInfo, UploadInspector } from "../common/images/upload.inspector.ts";
+import { sniffVideoContainer } from "../common/video/video-probe.ts";
 import { imageOptionsProblem, isSmartCrop } from "./domain/image-options.ts";
 import { ConcurrencyLimiter, RequestRateLimiter, type LimitName, type LimitOutcome, type RateLimitState } from "./domain/rate-limits.ts";
 import type { ApiKeyOwner } from "./store/api-key.store.ts";
@@ -242,6 +243,11 @@ export class ImageJobs {
   async #inspectUpload(plan: Plan | undefined, image: Uint8Array, name: "image" | "background_image"): Promise<UploadInfo> {
     const the = name === "image" ? "the image" : "the background_image";
     if (image.byteLength === 0) throw reasonError(Code.InvalidArgument, "empty_image", `${the} is empty`);
+    // Before the byte limits: a video is refused for what it is, with where to send it, not for its size.
+    const container = sniffVideoContainer(image.subarray(0, 64));
+    if (container !== undefined) {
+      throw reasonError(Code.InvalidArgument, "video_not_accepted", `${the} is a ${container.toUpperCase()} video, and this route takes images: post videos to POST /v1/video/matting`);
+    }
     const planBytesMax = Number(plan?.maxUploadBytes ?? 0n);
     if (planBytesMax > 0 && image.byteLength > planBytesMax && planBytesMax < this.options.uploadBytesMax) {
       throw reasonError(
@@ -483,7 +489,7 @@ function limitError(refusal: Extract<LimitOutcome, { ok: false }>): ConnectError
  * Left as it is, a NATS TimeoutError reads as the caller's own cancel (Connect maps errors named
  * TimeoutError to CANCELED, HTTP 499), which clients do not retry.
  */
-async function storage<T>(call: () => Promise<T>, what: string, jobId?: string): Promise<T> {
+export async function storage<T>(call: () => Promise<T>, what: string, jobId?: string): Promise<T> {
   try {
     return await call();
   } catch (error) {
@@ -501,7 +507,7 @@ const WATCH_BROKEN = new Set([Code.Unavailable, Code.Canceled, Code.Aborted, Cod
 // Codes with which a peer answers before it records anything: the call surely had no effect.
 const NOTHING_RECORDED = new Set([Code.InvalidArgument, Code.FailedPrecondition, Code.ResourceExhausted, Code.NotFound, Code.AlreadyExists, Code.PermissionDenied, Code.Unauthenticated, Code.OutOfRange]);
 
-function submitSurelyFailed(error: unknown): boolean {
+export function submitSurelyFailed(error: unknown): boolean {
   return !(error instanceof ConnectError) || NOTHING_RECORDED.has(error.code);
 }
 

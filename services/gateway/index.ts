@@ -35,6 +35,11 @@ import { photoroomNotFound, photoroomRoutes } from "./handlers/photoroom.routes.
 import { removeBgNotFound, removeBgRoutes } from "./handlers/removebg.routes.ts";
 import { UploadAdmissions } from "./handlers/upload.admission.ts";
 import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-jobs.ts";
+import { VideoService } from "../common/gen/cutline/gateway/v1/video_service_pb.ts";
+import { mediaBinaries, type MediaBinariesSettings } from "../common/video/ffmpeg-binaries.ts";
+import { createVideoHandlers } from "./handlers/video.handlers.ts";
+import { createVideoRoutes, VIDEO_MATTING_PATH } from "./handlers/video.routes.ts";
+import { VideoJobs } from "./video-jobs.ts";
 import { ImageUrls } from "./image-urls.ts";
 import { JobBatches } from "./job-batches.ts";
 import { JobReads } from "./job-reads.ts";
@@ -46,6 +51,9 @@ import { BatchStore, type BatchSchema } from "./store/batch.store.ts";
 import { gatewayMigrations } from "./store/migrations.ts";
 import { MonthlyCallStore, type MonthlyCallSchema } from "./store/monthly-call.store.ts";
 
+/** VIDEO_BYTES_MAX's default: 1 GiB, the pro plans' video limit. */
+const DEFAULT_VIDEO_BYTES_MAX = 1024 * 1024 * 1024;
+
 /** Room for a Connect message's other fields and framing on top of its image bytes. */
 const MESSAGE_OVERHEAD_BYTES = 1024 * 1024;
 
@@ -56,7 +64,14 @@ export interface GatewayDependencies {
   orchestrator: Client<typeof OrchestratorService>;
   inspect: UploadInspector;
   log: Logger;
-  limits: ImageJobsOptions & { batchItemsMax?: number; batchBytesMax?: number };
+  limits: ImageJobsOptions & {
+    batchItemsMax?: number;
+    batchBytesMax?: number;
+    /** VIDEO_BYTES_MAX: the largest video upload whatever the plan. @default 1 GiB */
+    videoBytesMax?: number;
+    /** FFMPEG_PATH and FFPROBE_PATH, for the probe before a video is quoted. @default the packaged binaries */
+    mediaBinaries?: MediaBinariesSettings;
+  };
   /** Result URL signing (resultUrlKeyOf, CUTLINE_PUBLIC_URL, RESULT_URL_TTL_SECONDS). @default a random key kept in memory, 24 h */
   resultUrls?: ResultLinksOptions;
   /** Bearer token of the admin API under /admin/v1; unset, the admin API is not served. */
@@ -120,13 +135,21 @@ export function createGateway(deps: GatewayDependencies): Gateway {
       batchBytesMax,
     },
   };
-  const families = { matting: createMattingRoutes(rest), smartCrop: createSmartCropRoutes(rest), jobs: createJobsRoutes(rest), results: createResultsRoutes(rest), batches: createBatchesRoutes(rest) };
+  const videoJobs = new VideoJobs(deps.billing, deps.orchestrator, deps.blobStore, deps.inspect, deps.log, {
+    videoBytesMax: deps.limits.videoBytesMax ?? DEFAULT_VIDEO_BYTES_MAX,
+    uploadBytesMax: deps.limits.uploadBytesMax,
+    holdTtlSeconds: deps.limits.holdTtlSeconds,
+    // Resolved (and logged) at the first video, not at start: a gateway without ffmpeg still serves images.
+    binaries: () => mediaBinaries(deps.limits.mediaBinaries ?? {}, deps.log),
+  });
+  const families = { video: createVideoRoutes({ ...rest, videoJobs }), matting: createMattingRoutes(rest), smartCrop: createSmartCropRoutes(rest), jobs: createJobsRoutes(rest), results: createResultsRoutes(rest), batches: createBatchesRoutes(rest) };
   // Each family matches its own paths again; the table keeps the method + path list enumerable (OpenAPI).
   const via = (family: HttpRoutes) => async (request: HttpRequest, response: HttpResponse) => void (await family(request, response));
   const restRoutes: RestRoute[] = [
     { method: "POST", path: "/v1/matting", handle: via(families.matting) },
     { method: "POST", path: "/v1/smart-crop", handle: via(families.smartCrop) },
     { method: "POST", path: "/v1/matting/batch", handle: via(families.batches) },
+    { method: "POST", path: VIDEO_MATTING_PATH, handle: via(families.video) },
     { method: "GET", path: "/v1/batches/{id}", handle: via(families.batches) },
     { method: "GET", path: "/v1/jobs", handle: via(families.jobs) },
     { method: "GET", path: "/v1/jobs/{id}", handle: via(families.jobs) },
@@ -158,6 +181,8 @@ export function createGateway(deps: GatewayDependencies): Gateway {
       router.service(JobService, createJobHandlers({ apiKeys, admissions, imageJobs, orchestrator: deps.orchestrator, jobReads, jobBatches, imageUrls }), {
         readMaxBytes: Math.max(deps.limits.uploadBytesMax, batchBytesMax) + MESSAGE_OVERHEAD_BYTES,
       });
+      // A video arrives whole in its message: up to VIDEO_BYTES_MAX (POST /v1/video/matting streams instead).
+      router.service(VideoService, createVideoHandlers(admissions, videoJobs), { readMaxBytes: (deps.limits.videoBytesMax ?? DEFAULT_VIDEO_BYTES_MAX) + MESSAGE_OVERHEAD_BYTES });
       router.service(WebhookService, createWebhookHandlers(accountWebhooks));
       router.service(KeyService, createKeyHandlers(apiKeys, deps.billing));
     },

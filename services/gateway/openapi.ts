@@ -534,6 +534,47 @@ function buildDocument(): OpenApiDocument {
           fields: SMART_CROP_OPTIONS,
         }),
       },
+      "/v1/video/matting": {
+        post: {
+          operationId: "submitVideo",
+          summary: "Remove the background of a video (asynchronous)",
+          description:
+            "MP4, MOV or WebM (sniffed from the bytes), in the multipart field video_file or as the raw body (Content-Type video/* or application/octet-stream, options in the query); streamed to disk, never held in memory. " +
+            "Before any credit is held the video is probed (duration, frame rate, size, rotation, audio) and checked against the plan: bytes (200 MiB standard, 1 GiB pro; VIDEO_BYTES_MAX for the server), duration (60 s standard, 5 min pro); larger than 1080p is downscaled. " +
+            "It is billed per started second at the rate of the resolution processed and the quality; 202 with the job, which reports frames_done, frames_total and eta_seconds while it runs. Watch it (GET /v1/jobs/{id}, JobService.WatchJob), cancel it (DELETE, the hold is released), or pass webhook_url. VideoService.SubmitVideo is the same call over Connect/gRPC.",
+          tags: ["Jobs"],
+          parameters: [{ $ref: "#/components/parameters/IdempotencyKey" }],
+          requestBody: {
+            required: true,
+            content: {
+              "multipart/form-data": {
+                schema: {
+                  type: "object",
+                  required: ["video_file"],
+                  properties: {
+                    video_file: { type: "string", format: "binary", description: "The video: MP4, MOV or WebM." },
+                    format: { type: "string", enum: ["webm", "mov", "mp4", "mask"], default: "webm", description: "webm: VP9 with alpha; mov: ProRes 4444 with alpha; mp4: H.264 on bg_color (white by default) or bg_image_file; mask: the grayscale mask." },
+                    bg_color: { type: "string", description: "MP4 only: hex colour behind the subject." },
+                    bg_image_file: { type: "string", format: "binary", description: "MP4 only: an image behind the subject; at most UPLOAD_BYTES_MAX." },
+                    quality: { type: "string", enum: ["fast", "balanced", "best"], default: "balanced", description: "best bills at the top per-second rate." },
+                    keep_audio: { type: "string", enum: ["true", "false"], default: "true", description: "Keep the audio track (not in a mask)." },
+                    webhook_url: { type: "string", format: "uri", description: "POSTed, signed, when the job ends." },
+                  },
+                },
+              },
+              "video/*": { schema: { type: "string", format: "binary" } },
+            },
+          },
+          responses: {
+            "202": { description: "The queued job.", content: json(ref("Job")) },
+            "400": errorResponse("BadRequest"),
+            "402": errorResponse("PaymentRequired"),
+            "413": errorResponse("PayloadTooLarge"),
+            "422": { description: "A readable video with no video stream or a codec that cannot be decoded (video_no_stream, video_codec_unsupported), or an Idempotency-Key used with another body.", content: json(ref("Error")) },
+            ...AUTHENTICATED_ERRORS,
+          },
+        },
+      },
       "/v1/matting/batch": {
         post: {
           operationId: "submitBatch",
@@ -619,7 +660,12 @@ function buildDocument(): OpenApiDocument {
             "200": {
               description: "The result. X-RateLimit-* report the account's read budget (READ_REQUESTS_PER_MINUTE), which result fetches count against.",
               headers: IMAGE_HEADERS,
-              content: { "image/png": { schema: { type: "string", format: "binary" } } },
+              content: {
+                "image/png": { schema: { type: "string", format: "binary" } },
+                "video/webm": { schema: { type: "string", format: "binary" } },
+                "video/quicktime": { schema: { type: "string", format: "binary" } },
+                "video/mp4": { schema: { type: "string", format: "binary" } },
+              },
             },
             "403": errorResponse("Forbidden"),
             "429": errorResponse("TooManyRequests"),
@@ -800,6 +846,9 @@ function buildDocument(): OpenApiDocument {
             processing_time_ms: { type: ["integer", "null"], minimum: 0, description: "Once succeeded: as X-Processing-Time-Ms; null before." },
             queue_time_ms: { type: ["integer", "null"], minimum: 0, description: "Once succeeded: as X-Queue-Time-Ms; null before." },
             inference_time_ms: { type: ["integer", "null"], minimum: 0, description: "Once succeeded: as X-Inference-Time-Ms; null before." },
+            frames_done: { type: "integer", minimum: 0, description: "Video jobs only: frames done so far (0 until the worker reports)." },
+            frames_total: { type: "integer", minimum: 0, description: "Video jobs only: frames in all (0 until the worker reports)." },
+            eta_seconds: { type: "integer", minimum: 0, description: "Video jobs only: the worker's estimate of the seconds left (0 when unknown)." },
           },
         },
         JobError: { type: "object", required: ["code", "title"], properties: { code: { type: "string" }, title: { type: "string" } } },

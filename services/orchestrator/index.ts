@@ -25,7 +25,7 @@ export interface OrchestratorDependencies {
   billing: Client<typeof BillingService>;
   log: Logger;
   /** Quiet-job reconciliation (see JobLifecycleOptions) and how often it runs, in ms. @default 60000 */
-  reconcile?: Pick<JobLifecycleOptions, "quietMsMax" | "requeuesMax" | "timeoutMs"> & { intervalMs?: number };
+  reconcile?: Pick<JobLifecycleOptions, "quietMsMax" | "requeuesMax" | "timeoutMs" | "videoTimeoutMsPerSecond"> & { intervalMs?: number };
   /** How often the retention sweeper deletes the files of ended jobs past their retention, in ms. @default 60000 */
   retentionSweepIntervalMs?: number;
   /**

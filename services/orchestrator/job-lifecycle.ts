@@ -7,7 +7,9 @@ import { reasonError, reasonOf } from "../common/errors.ts";
 import { HoldStatus, Pool, type BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import type { ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { ImageOptionsSchema } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
-import { SegmentTaskSchema, TaskEventSchema, type SegmentTask, type TaskEvent } from "../common/gen/cutline/inference/v1/task_pb.ts";
+import { SegmentTaskSchema, TaskEventSchema, TaskKind, type SegmentTask, type TaskEvent } from "../common/gen/cutline/inference/v1/task_pb.ts";
+import { VideoOptionsSchema, type VideoOptions } from "../common/gen/cutline/inference/v1/video_options_pb.ts";
+import { cancelMarkerKeyOf } from "../common/job-cancel-marker.ts";
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { BusEvent } from "../common/ports/event-bus.ts";
@@ -38,6 +40,8 @@ export interface SubmitJob {
   zeroRetention?: boolean;
   /** The caller waits for the result; zero retention is refused otherwise (zero_retention_async). */
   synchronous?: boolean;
+  /** A video job: its options (`options` is then unset) and its probed duration, which scales its time limit. */
+  video?: { options: VideoOptions; durationMs: number };
 }
 
 /** Called in the transaction that records a job's end (for a success: after its capture). */
@@ -45,6 +49,18 @@ export type JobEndHook = (db: Kysely<OrchestratorSchema>, job: JobRow) => Promis
 
 /** JOB_TIMEOUT_MS's default: 30 min from submission to an end, queue wait included. */
 export const JOB_TIMEOUT_MS_DEFAULT = 1_800_000;
+
+/**
+ * VIDEO_JOB_TIMEOUT_MS_PER_SECOND's default: a video job gets JOB_TIMEOUT_MS plus this much per
+ * second of video. One minute per second: the seeds run 2–3× slower than real time on GPUs,
+ * and a CPU node at 1080p was measured near an hour per minute of video (60×), which this covers.
+ */
+export const VIDEO_JOB_TIMEOUT_MS_PER_SECOND_DEFAULT = 60_000;
+
+/** A video job's time limit (ms from submission): the base limit plus the per-second allowance for each started second. */
+export function videoJobTimeoutMs(durationMs: number, limits: { timeoutMs: number; videoTimeoutMsPerSecond: number }): number {
+  return limits.timeoutMs + Math.ceil(durationMs / 1000) * limits.videoTimeoutMsPerSecond;
+}
 
 /** Jobs per page of ListJobs: the default and the most. */
 export const LIST_JOBS_PAGE_SIZE_DEFAULT = 20;
@@ -69,6 +85,11 @@ export interface JobLifecycleOptions {
    * reconcile interval past it. @default 1800000 (30 min)
    */
   timeoutMs?: number;
+  /**
+   * Added to `timeoutMs` for each started second of a video job (VIDEO_JOB_TIMEOUT_MS_PER_SECOND).
+   * @default 60000 (1 min per second of video)
+   */
+  videoTimeoutMsPerSecond?: number;
   /** Jobs the reconciler looks at per pass. @default 100 */
   reconcileBatchMax?: number;
   /** The accounts' retention settings; unset: every account has the default retention. */
@@ -99,6 +120,7 @@ export class JobLifecycle {
   readonly #quietMsMax: number;
   readonly #requeuesMax: number;
   readonly #timeoutMs: number;
+  readonly #videoTimeoutMsPerSecond: number;
   readonly #reconcileBatchMax: number;
   readonly #onEnd: JobEndHook | undefined;
   readonly #settings: AccountSettingsStore | undefined;
@@ -117,6 +139,7 @@ export class JobLifecycle {
     this.#quietMsMax = options.quietMsMax ?? 300_000;
     this.#requeuesMax = options.requeuesMax ?? 2;
     this.#timeoutMs = options.timeoutMs ?? JOB_TIMEOUT_MS_DEFAULT;
+    this.#videoTimeoutMsPerSecond = options.videoTimeoutMsPerSecond ?? VIDEO_JOB_TIMEOUT_MS_PER_SECOND_DEFAULT;
     this.#reconcileBatchMax = options.reconcileBatchMax ?? 100;
     this.#onEnd = options.onEnd;
     this.#settings = options.settings;
@@ -155,6 +178,14 @@ export class JobLifecycle {
       webhook_url: request.webhookUrl ?? "",
       request_fingerprint: request.requestFingerprint ?? "",
       retention_seconds: retention.retentionSeconds,
+      ...(request.video
+        ? {
+            kind: "video" as const,
+            video_options: toBinary(VideoOptionsSchema, request.video.options),
+            video_duration_ms: request.video.durationMs,
+            timeout_ms: videoJobTimeoutMs(request.video.durationMs, { timeoutMs: this.#timeoutMs, videoTimeoutMsPerSecond: this.#videoTimeoutMsPerSecond }),
+          }
+        : {}),
     });
     if (!created) assertSameRequest(job, request.requestFingerprint ?? "");
     // A replay of a job still queued enqueues again: the first attempt may have crashed between
@@ -258,7 +289,7 @@ export class JobLifecycle {
         if ((await Promise.race([changed, timeout])) !== "timeout") changed = local.next().catch(() => undefined);
         const next = await this.get(id);
         // Progress too: two writes within one millisecond share an updated_at.
-        const moved = next.status !== job.status || next.updated_at.getTime() !== job.updated_at.getTime() || next.progress !== job.progress;
+        const moved = next.status !== job.status || next.updated_at.getTime() !== job.updated_at.getTime() || next.progress !== job.progress || next.frames_done !== job.frames_done;
         if (moved) yield next;
         job = next;
       }
@@ -286,6 +317,7 @@ export class JobLifecycle {
       this.log.info({ jobId: id, from: job.status, to: "cancelled" }, "job status changed");
       this.#changes.emit(id);
       await this.#release(cancelled, "cancelled");
+      await this.#stopWorker(cancelled);
       return cancelled;
     }
     return this.get(id);
@@ -317,14 +349,18 @@ export class JobLifecycle {
         return;
       case "progress": {
         const fraction = Math.min(1, Math.max(0, outcome.value.fraction));
+        const { framesDone, framesTotal, etaSeconds } = outcome.value;
+        const frames = framesTotal > 0 ? { frames_done: framesDone, frames_total: framesTotal, eta_seconds: etaSeconds } : {};
         // A stage report comes within seconds of the start (whose event extended the hold): it
         // only moves the job's progress, and one that would not raise it is not written at all.
+        // A video's frame report moves its frames too, as long as they advance.
         if (outcome.value.stage !== "") {
-          if (job.status === "running" && fraction <= job.progress) return;
+          const framesAdvance = framesTotal > 0 && framesDone > job.frames_done;
+          if (job.status === "running" && fraction <= job.progress && !framesAdvance) return;
         } else {
           await this.#extendHold(job);
         }
-        await this.#update(job, "running", { progress: fraction });
+        await this.#update(job, "running", { progress: fraction, ...frames });
         return;
       }
       case "succeeded": {
@@ -368,7 +404,7 @@ export class JobLifecycle {
 
   /** Fails jobs past `timeoutMs` since submission (job_timeout) and releases their holds; a claimed outcome is finished instead. */
   async #failTimedOut(now: Date): Promise<number> {
-    const late = await this.jobs.unfinishedSubmittedBefore(new Date(now.getTime() - this.#timeoutMs), this.#reconcileBatchMax);
+    const late = await this.jobs.unfinishedPastTimeout(now, this.#timeoutMs, this.#reconcileBatchMax);
     let settled = 0;
     for (const job of late) {
       try {
@@ -376,10 +412,12 @@ export class JobLifecycle {
         // A failure already claimed keeps its own reason: finishing it is not a timeout.
         else if (job.outcome_claim === "failed") await this.#fail(job, {});
         else {
-          await this.#fail(job, {
+          const limit = job.timeout_ms === null ? `${this.#timeoutMs} ms of its submission (JOB_TIMEOUT_MS)` : `${job.timeout_ms} ms of its submission (JOB_TIMEOUT_MS plus VIDEO_JOB_TIMEOUT_MS_PER_SECOND for each second of video)`;
+          const failed = await this.#fail(job, {
             error_reason: "job_timeout",
-            error_message: `job ${job.id} did not finish within ${this.#timeoutMs} ms of its submission (JOB_TIMEOUT_MS); its credits were returned, submit it again`,
+            error_message: `job ${job.id} did not finish within ${limit}; its credits were returned, submit it again`,
           });
+          if (failed) await this.#stopWorker(failed);
         }
         settled += 1;
       } catch (error) {
@@ -413,8 +451,35 @@ export class JobLifecycle {
     return settled;
   }
 
+  /**
+   * Tells a worker still at a video job that ended (cancelled, timed out) to stop at once: the
+   * worker watches for this marker blob while it runs. Best effort: a marker not written leaves
+   * the worker to finish, and its result is deleted uncharged. Image jobs end in seconds and
+   * are not watched.
+   */
+  async #stopWorker(job: JobRow): Promise<void> {
+    if (job.kind !== "video") return;
+    await this.blobs.put(cancelMarkerKeyOf(job.id), new Uint8Array(), { contentType: "text/plain" }).catch((error: unknown) => {
+      this.log.warn({ err: error, jobId: job.id }, "could not tell the worker to stop; its result will be dropped");
+    });
+  }
+
   /** The job's queue message, stamped now: it is made just before each enqueue. */
   #taskOf(job: JobRow): SegmentTask {
+    if (job.kind === "video") {
+      return create(SegmentTaskSchema, {
+        enqueuedAt: timestampNow(),
+        jobId: job.id,
+        kind: TaskKind.VIDEO,
+        inputBlobKey: job.input_blob_key,
+        resultBlobKey: job.result_blob_key,
+        videoOptions: job.video_options ? fromBinary(VideoOptionsSchema, job.video_options) : undefined,
+        videoDurationMs: job.video_duration_ms,
+        highPriority: job.high_priority,
+        longestSideMax: job.longest_side_max,
+        backgroundImageBlobKey: job.background_image_blob_key,
+      });
+    }
     return create(SegmentTaskSchema, {
       enqueuedAt: timestampNow(),
       jobId: job.id,

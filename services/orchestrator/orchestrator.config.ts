@@ -3,7 +3,7 @@ import { integer, loadConfig, port } from "../common/config.loader.ts";
 import { outboundConfigSpec, outboundPolicyOf } from "../common/outbound.ts";
 import { createResultUrlSigner, resultUrlConfigSpec } from "../common/result-urls.ts";
 import type { WebhookOptions } from "./webhooks.ts";
-import { JOB_TIMEOUT_MS_DEFAULT } from "./job-lifecycle.ts";
+import { JOB_TIMEOUT_MS_DEFAULT, VIDEO_JOB_TIMEOUT_MS_PER_SECOND_DEFAULT } from "./job-lifecycle.ts";
 
 export const orchestratorConfigSpec = {
   ...commonConfigSpec,
@@ -19,6 +19,11 @@ export const orchestratorConfigSpec = {
     "A job not finished this long after its submission (queue wait included) fails with job_timeout and its credits are returned; a later result is discarded, in milliseconds.",
     JOB_TIMEOUT_MS_DEFAULT,
     { min: 1000, max: 7 * 86_400_000 },
+  ),
+  VIDEO_JOB_TIMEOUT_MS_PER_SECOND: integer(
+    "Added to JOB_TIMEOUT_MS for each started second of a video job, so a long video gets the time it needs; past it the job fails with job_timeout, its worker is stopped and its credits returned, in milliseconds per second of video.",
+    VIDEO_JOB_TIMEOUT_MS_PER_SECOND_DEFAULT,
+    { min: 0, max: 3_600_000 },
   ),
   RECONCILE_INTERVAL_MS: integer("How often the orchestrator looks for quiet jobs, in milliseconds.", 60_000, { min: 100 }),
   RETENTION_SWEEP_INTERVAL_MS: integer(
@@ -44,8 +49,14 @@ export function loadOrchestratorConfig(environment: NodeJS.ProcessEnv = process.
 }
 
 /** The reconciler's settings as the orchestrator takes them. */
-export function reconcileOptions(config: Pick<OrchestratorConfig, "JOB_QUIET_MS_MAX" | "JOB_REQUEUES_MAX" | "JOB_TIMEOUT_MS" | "RECONCILE_INTERVAL_MS">) {
-  return { quietMsMax: config.JOB_QUIET_MS_MAX, requeuesMax: config.JOB_REQUEUES_MAX, timeoutMs: config.JOB_TIMEOUT_MS, intervalMs: config.RECONCILE_INTERVAL_MS };
+export function reconcileOptions(config: Pick<OrchestratorConfig, "JOB_QUIET_MS_MAX" | "JOB_REQUEUES_MAX" | "JOB_TIMEOUT_MS" | "VIDEO_JOB_TIMEOUT_MS_PER_SECOND" | "RECONCILE_INTERVAL_MS">) {
+  return {
+    quietMsMax: config.JOB_QUIET_MS_MAX,
+    requeuesMax: config.JOB_REQUEUES_MAX,
+    timeoutMs: config.JOB_TIMEOUT_MS,
+    videoTimeoutMsPerSecond: config.VIDEO_JOB_TIMEOUT_MS_PER_SECOND,
+    intervalMs: config.RECONCILE_INTERVAL_MS,
+  };
 }
 
 /**

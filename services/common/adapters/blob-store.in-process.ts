@@ -2,7 +2,9 @@
 // key so that any key is a safe file name. A blob expires `ttlMs` after its file was written;
 // `get` checks that, and a periodic sweep deletes the files nobody asked for again.
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { pipeline } from "node:stream/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { startPeriodicTask, type PeriodicTask } from "../periodic-task.ts";
@@ -21,10 +23,15 @@ const SUFFIX = ".blob";
 
 /** File layout: 4-byte big-endian header length, a JSON header `{ key, contentType }`, the bytes. */
 function encode(key: string, contentType: string, data: Uint8Array): Buffer {
+  return Buffer.concat([headerOf(key, contentType), data]);
+}
+
+/** The 4-byte length and the JSON header that come before a blob's bytes. */
+function headerOf(key: string, contentType: string): Buffer {
   const header = Buffer.from(JSON.stringify({ key, contentType }));
   const length = Buffer.alloc(4);
   length.writeUInt32BE(header.length);
-  return Buffer.concat([length, header, data]);
+  return Buffer.concat([length, header]);
 }
 
 export class InProcessBlobStore implements BlobStore {
@@ -49,6 +56,54 @@ export class InProcessBlobStore implements BlobStore {
     const temporary = `${path}.${randomBytes(4).toString("hex")}.tmp`;
     await writeFile(temporary, encode(key, options.contentType ?? DEFAULT_CONTENT_TYPE, data));
     await rename(temporary, path);
+  }
+
+  async putFile(key: string, path: string, options: { contentType?: string } = {}): Promise<void> {
+    await this.ready;
+    const target = this.pathOf(key);
+    const temporary = `${target}.${randomBytes(4).toString("hex")}.tmp`;
+    try {
+      const output = createWriteStream(temporary);
+      output.write(headerOf(key, options.contentType ?? DEFAULT_CONTENT_TYPE));
+      await pipeline(createReadStream(path), output);
+      await rename(temporary, target);
+    } catch (error) {
+      await rm(temporary, { force: true });
+      throw error;
+    }
+  }
+
+  async getToFile(key: string, path: string): Promise<{ contentType: string; bytes: number } | undefined> {
+    await this.ready;
+    const source = this.pathOf(key);
+    let header: { key: string; contentType: string };
+    let bodyStart: number;
+    let size: number;
+    try {
+      const stats = await stat(source);
+      if (this.expired(stats.mtimeMs)) {
+        await rm(source, { force: true });
+        return undefined;
+      }
+      const file = await open(source, "r");
+      try {
+        const length = Buffer.alloc(4);
+        await file.read(length, 0, 4, 0);
+        const headerBytes = Buffer.alloc(length.readUInt32BE(0));
+        await file.read(headerBytes, 0, headerBytes.length, 4);
+        header = JSON.parse(headerBytes.toString()) as { key: string; contentType: string };
+        bodyStart = 4 + headerBytes.length;
+        size = stats.size - bodyStart;
+        // Read through the open descriptor: a put that renames over the blob meanwhile does not tear this copy.
+        await pipeline(file.createReadStream({ start: bodyStart, autoClose: false }), createWriteStream(path));
+      } finally {
+        await file.close();
+      }
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw error;
+    }
+    return { contentType: header.contentType, bytes: size };
   }
 
   async get(key: string): Promise<{ data: Uint8Array; contentType: string } | undefined> {

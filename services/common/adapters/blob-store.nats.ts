@@ -4,6 +4,9 @@
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Objm, type ObjectStore } from "@nats-io/obj";
 import { nanos, type NatsConnection } from "@nats-io/transport-node";
+import { createReadStream, createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import { Readable, Writable } from "node:stream";
 import type { Logger } from "pino";
 import type { BlobStore, BlobStoreLimits } from "../ports/blob-store.ts";
 import { assertValidPrefix, deleteStream } from "./jetstream-setup.ts";
@@ -44,6 +47,30 @@ export class NatsBlobStore implements BlobStore {
 
   async put(key: string, data: Uint8Array, options: { contentType?: string } = {}): Promise<void> {
     await this.store.putBlob({ name: key, metadata: { contentType: options.contentType ?? DEFAULT_CONTENT_TYPE } }, data);
+  }
+
+  async putFile(key: string, path: string, options: { contentType?: string } = {}): Promise<void> {
+    // The object store chunks the stream as it reads it: the file is never whole in memory.
+    const stream = Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>;
+    await this.store.put({ name: key, metadata: { contentType: options.contentType ?? DEFAULT_CONTENT_TYPE } }, stream);
+  }
+
+  async getToFile(key: string, path: string): Promise<{ contentType: string; bytes: number } | undefined> {
+    const result = await this.store.get(key);
+    if (result === null) return undefined;
+    if (Date.now() - Date.parse(result.info.mtime) >= this.ttlMs) {
+      await result.data.cancel();
+      return undefined;
+    }
+    try {
+      await result.data.pipeTo(Writable.toWeb(createWriteStream(path)) as WritableStream<Uint8Array>);
+      const error = await result.error;
+      if (error) throw error;
+    } catch (error) {
+      await rm(path, { force: true });
+      throw error;
+    }
+    return { contentType: result.info.metadata?.contentType ?? DEFAULT_CONTENT_TYPE, bytes: result.info.size };
   }
 
   async get(key: string): Promise<{ data: Uint8Array; contentType: string } | undefined> {

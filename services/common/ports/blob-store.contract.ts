@@ -1,6 +1,9 @@
 // The blob store contract: every adapter runs this suite (see blob-store.spec.ts).
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import type { BlobStore, BlobStoreLimits } from "./blob-store.ts";
 import { sleep, type ContractRun } from "./contract-support.ts";
@@ -69,6 +72,30 @@ export function describeBlobStoreContract(name: string, factory: BlobStoreFactor
       assert.equal(result.contentType, "video/mp4");
       assert.equal(result.data.length, data.length);
       assert.ok(Buffer.from(result.data).equals(Buffer.from(data)), "the bytes differ");
+    });
+
+    test("streams a file in and out (putFile, getToFile), keeping the content type; a missing key writes no file", async () => {
+      const store = await open();
+      const directory = mkdtempSync(join(tmpdir(), "blob-contract-"));
+      try {
+        const data = randomBytes(3 * 1024 * 1024 + 17);
+        writeFileSync(join(directory, "in.webm"), data);
+        await store.putFile("videos/in", join(directory, "in.webm"), { contentType: "video/webm" });
+        const read = await store.getToFile("videos/in", join(directory, "out.webm"));
+        assert.deepEqual(read, { contentType: "video/webm", bytes: data.length });
+        assert.ok(readFileSync(join(directory, "out.webm")).equals(data), "the bytes differ");
+        // The same blob through the in-memory calls.
+        const whole = await store.get("videos/in");
+        assert.equal(whole?.contentType, "video/webm");
+        assert.ok(Buffer.from(whole!.data).equals(data));
+        await store.put("small", bytes("abc"));
+        assert.deepEqual(await store.getToFile("small", join(directory, "small")), { contentType: "application/octet-stream", bytes: 3 });
+        assert.equal(readFileSync(join(directory, "small"), "utf8"), "abc");
+        assert.equal(await store.getToFile("never-put", join(directory, "missing")), undefined);
+        assert.equal(existsSync(join(directory, "missing")), false);
+      } finally {
+        rmSync(directory, { recursive: true, force: true });
+      }
     });
   });
 }

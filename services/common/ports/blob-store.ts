@@ -10,6 +10,16 @@ export interface BlobStore {
   put(key: string, data: Uint8Array, options?: { contentType?: string }): Promise<void>;
   /** The bytes, or undefined when the key is unknown, deleted or past its TTL. `contentType` defaults to `application/octet-stream`. */
   get(key: string): Promise<{ data: Uint8Array; contentType: string } | undefined>;
+  /**
+   * Replaces any blob under `key` with the file's bytes, streamed: a video of a gigabyte is never
+   * held in memory. Restarts its TTL.
+   */
+  putFile(key: string, path: string, options?: { contentType?: string }): Promise<void>;
+  /**
+   * Streams the blob into a new file at `path` (replaced if it exists); undefined, and no file,
+   * when the key is unknown, deleted or past its TTL.
+   */
+  getToFile(key: string, path: string): Promise<{ contentType: string; bytes: number } | undefined>;
   /** Idempotent: deleting a missing key succeeds. */
   delete(key: string): Promise<void>;
   close(): Promise<void>;

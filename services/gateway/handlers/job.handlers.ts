@@ -27,6 +27,9 @@ export function publicJob(job: InternalJob): Job {
     updatedAt: job.updatedAt,
     resultContentType: job.resultContentType,
     progress: job.progress,
+    framesDone: job.framesDone,
+    framesTotal: job.framesTotal,
+    etaSeconds: job.etaSeconds,
   });
 }
 

@@ -4,6 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { reasonError, reasonOf } from "../../common/errors.ts";
 import { JobStatus, type Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { HttpRequest, HttpRoutes } from "../../common/server.ts";
+import { TaskKind } from "../../common/gen/cutline/inference/v1/task_pb.ts";
 import { authenticate } from "../authentication.ts";
 import { jobFailure } from "../image-jobs.ts";
 import { checkedPageSize, JOBS_PAGE_LIMIT_DEFAULT, JOBS_PAGE_LIMIT_MAX } from "../job-reads.ts";
@@ -34,6 +35,10 @@ export interface JobJson {
   processing_time_ms: number | null;
   queue_time_ms: number | null;
   inference_time_ms: number | null;
+  /** Video jobs only: frames done and in all (0 until the worker reports), and its estimate of the seconds left. */
+  frames_done?: number;
+  frames_total?: number;
+  eta_seconds?: number;
 }
 
 /** The public JSON of a job; `result_url` is signed now, for a succeeded job whose files are kept. */
@@ -53,6 +58,7 @@ export function jobJson(job: Job, links: ResultLinks, request: HttpRequest): Job
     processing_time_ms: job.status === JobStatus.SUCCEEDED ? job.processingTimeMs : null,
     queue_time_ms: job.status === JobStatus.SUCCEEDED ? job.queueWaitMs : null,
     inference_time_ms: job.status === JobStatus.SUCCEEDED ? job.inferenceMs : null,
+    ...(job.kind === TaskKind.VIDEO ? { frames_done: job.framesDone, frames_total: job.framesTotal, eta_seconds: job.etaSeconds } : {}),
   };
 }
 

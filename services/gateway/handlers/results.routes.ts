@@ -8,6 +8,41 @@ import { formatCredits } from "../../common/credits.ts";
 import { rateLimitHeadersOf } from "../image-jobs.ts";
 import { timingHeaders } from "./image-call.ts";
 import { sendError, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
+import { createReadStream } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import { TaskKind } from "../../common/gen/cutline/inference/v1/task_pb.ts";
+
+/** File extensions by result content type, for the download's name (Content-Disposition). */
+const EXTENSIONS: Readonly<Record<string, string>> = {
+  "image/png": "png",
+  "image/webp": "webp",
+  "image/jpeg": "jpg",
+  "video/webm": "webm",
+  "video/quicktime": "mov",
+  "video/mp4": "mp4",
+};
+
+/** The headers every result answer carries. */
+function resultHeaders(job: Job, contentType: string, bytes: number, rate: ReturnType<typeof rateLimitHeadersOf>): Record<string, string> {
+  const extension = EXTENSIONS[contentType.split(";")[0]!.trim()];
+  return {
+    "content-type": contentType,
+    "content-length": String(bytes),
+    "cache-control": "private, no-transform",
+    // Saved under the job's id with its format's extension (a browser or `curl -OJ`).
+    ...(extension ? { "content-disposition": `inline; filename="${job.id}.${extension}"` } : {}),
+    "x-job-id": job.id,
+    "x-credits-charged": formatCredits(job.chargedMillicredits),
+    // The balance right after this job was charged: the link carries no key to read today's with.
+    "x-credits-remaining": formatCredits(job.availableMillicredits),
+    ...timingHeaders(job),
+    ...rate,
+  };
+}
 
 const RESULT_URL_REFUSALS = {
   result_url_invalid: "the result URL's signature does not match: use the result_url exactly as the API gave it",
@@ -41,19 +76,24 @@ export function createResultsRoutes(deps: RestDependencies): HttpRoutes {
       // (READ_REQUESTS_PER_MINUTE), which the X-RateLimit-* headers report.
       const rate = deps.imageJobs.takeReadToken({ accountId: job.accountId });
       if (job.filesDeleted) throw resultGone(jobId, job.filesExpired ? "it is past its account's retention and was deleted" : "its files were deleted on request");
+      if (job.kind === TaskKind.VIDEO) {
+        // A video result may be gigabytes: streamed through a temporary file, never whole in memory.
+        const directory = await mkdtemp(join(tmpdir(), "cutline-result-"));
+        try {
+          const path = join(directory, "result");
+          const stored = await deps.blobs.getToFile(job.resultBlobKey, path);
+          if (!stored) throw resultGone(jobId, "it is past its retention and was deleted");
+          response.writeHead(200, resultHeaders(job, job.resultContentType || stored.contentType, stored.bytes, rateLimitHeadersOf(rate)));
+          if (request.method === "HEAD") response.end();
+          else await pipeline(createReadStream(path), response);
+        } finally {
+          await rm(directory, { recursive: true, force: true });
+        }
+        return true;
+      }
       const blob = await deps.blobs.get(job.resultBlobKey);
       if (!blob) throw resultGone(jobId, "it is past its retention and was deleted");
-      response.writeHead(200, {
-        "content-type": job.resultContentType || blob.contentType,
-        "content-length": String(blob.data.byteLength),
-        "cache-control": "private, no-transform",
-        "x-job-id": job.id,
-        "x-credits-charged": formatCredits(job.chargedMillicredits),
-        // The balance right after this job was charged: the link carries no key to read today's with.
-        "x-credits-remaining": formatCredits(job.availableMillicredits),
-        ...timingHeaders(job),
-        ...rateLimitHeadersOf(rate),
-      });
+      response.writeHead(200, resultHeaders(job, job.resultContentType || blob.contentType, blob.data.byteLength, rateLimitHeadersOf(rate)));
       if (request.method === "HEAD") response.end();
       else response.end(blob.data);
     } catch (error) {

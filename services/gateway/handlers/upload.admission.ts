@@ -2,6 +2,7 @@ import { ConnectError } from "@connectrpc/connect";
 import { randomUUID } from "node:crypto";
 import { ImageService } from "../../common/gen/cutline/gateway/v1/image_service_pb.ts";
 import { JobService } from "../../common/gen/cutline/gateway/v1/job_service_pb.ts";
+import { VideoService } from "../../common/gen/cutline/gateway/v1/video_service_pb.ts";
 import type { HttpRequest, HttpResponse } from "../../common/server.ts";
 import { authenticate } from "../authentication.ts";
 import type { Admission, ImageJobs } from "../image-jobs.ts";
@@ -19,6 +20,7 @@ const UPLOAD_RPCS = new Map<string, { slot: boolean }>([
   [`/${ImageService.typeName}/${ImageService.method.smartCrop.name}`, { slot: true }],
   [`/${JobService.typeName}/${JobService.method.submit.name}`, { slot: false }],
   [`/${JobService.typeName}/${JobService.method.submitBatch.name}`, { slot: false }],
+  [`/${VideoService.typeName}/${VideoService.method.submitVideo.name}`, { slot: false }],
 ]);
 
 /** Node's request headers as Fetch Headers (repeated headers joined, as Connect does). */

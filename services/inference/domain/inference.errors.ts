@@ -1,9 +1,11 @@
 import { Code } from "@connectrpc/connect";
 import { ImageError, type ImageErrorReason } from "../../common/images/image.errors.ts";
+import { VideoError, type VideoErrorReason } from "../../common/video/video.errors.ts";
 
 /** Stable, machine-readable reasons; callers and tests switch on these, never on messages. */
 export type InferenceErrorReason =
   | ImageErrorReason
+  | VideoErrorReason
   | "invalid_option"
   | "queue_full"
   | "cancelled"
@@ -17,6 +19,9 @@ const userErrors = new Set<InferenceErrorReason>([
   "too_many_bytes",
   "too_many_pixels",
   "invalid_option",
+  "video_corrupt",
+  "video_no_stream",
+  "video_codec_unsupported",
 ]);
 
 /**
@@ -46,6 +51,7 @@ export class InferenceError extends Error {
 export function inferenceErrorOf(error: unknown): InferenceError {
   if (error instanceof InferenceError) return error;
   if (error instanceof ImageError) return new InferenceError(error.reason, error.message, { cause: error.cause });
+  if (error instanceof VideoError) return new InferenceError(error.reason, error.message, { cause: error.cause });
   return new InferenceError("internal", "internal error while processing the image", { cause: error });
 }
 
@@ -56,6 +62,9 @@ const codes: Record<InferenceErrorReason, Code> = {
   too_many_bytes: Code.InvalidArgument,
   too_many_pixels: Code.InvalidArgument,
   invalid_option: Code.InvalidArgument,
+  video_corrupt: Code.InvalidArgument,
+  video_no_stream: Code.InvalidArgument,
+  video_codec_unsupported: Code.InvalidArgument,
   queue_full: Code.ResourceExhausted,
   cancelled: Code.Canceled,
   model_unavailable: Code.Unavailable,
@@ -64,6 +73,6 @@ const codes: Record<InferenceErrorReason, Code> = {
 
 /** The one Connect code for an error; anything that is not an InferenceError is Internal. */
 export function connectCodeOf(error: unknown): Code {
-  if (error instanceof ImageError) return Code.InvalidArgument;
+  if (error instanceof ImageError || error instanceof VideoError) return Code.InvalidArgument;
   return error instanceof InferenceError ? codes[error.reason] : Code.Internal;
 }

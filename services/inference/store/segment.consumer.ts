@@ -2,12 +2,13 @@ import { clone, create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import { ImageOptionsSchema, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
-import { SegmentTaskSchema, TaskEventSchema, type SegmentTask, type TaskEvent } from "../../common/gen/cutline/inference/v1/task_pb.ts";
+import { SegmentTaskSchema, TaskEventSchema, TaskKind, type SegmentTask, type TaskEvent } from "../../common/gen/cutline/inference/v1/task_pb.ts";
 import type { BlobStore } from "../../common/ports/blob-store.ts";
 import type { EventBus } from "../../common/ports/event-bus.ts";
 import type { WorkMessage, WorkQueue } from "../../common/ports/work-queue.ts";
 import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
 import type { EngineStage, SegmentationEngine } from "../runtime/segmentation.engine.ts";
+import { runVideoTask, VideoTaskStopped, type VideoProgress, type VideoTaskOptions } from "./video-task.consumer.ts";
 
 export const JOB_SUCCEEDED_SUBJECT = "job.succeeded";
 export const JOB_FAILED_SUBJECT = "job.failed";
@@ -49,6 +50,8 @@ export interface SegmentConsumerOptions {
    * behind them.
    */
   inFlightMax?: number;
+  /** Runs video tasks (kind VIDEO); unset, a video task fails as a server fault (this worker cannot take it). */
+  video?: VideoTaskOptions;
 }
 
 /**
@@ -100,7 +103,12 @@ interface TaskProgressState {
   started: number;
   fraction: number;
   reportedAt: number;
+  /** Video tasks: the engine's last frame report. */
+  frames?: VideoProgress;
 }
+
+/** The share of a video task the engine's frames stand for; the rest is storing the result. */
+const VIDEO_FRAMES_FRACTION = 0.95;
 
 type Limits = typeof defaultLimits;
 
@@ -115,13 +123,20 @@ export async function startSegmentConsumer(options: SegmentConsumerOptions): Pro
   await options.engine.ready;
   const tasks = new TaskHandler(options);
   const subscription = options.workQueue.consume((message) => tasks.handle(message), { inFlightMax: options.inFlightMax ?? defaultInFlightMax(options.engine) });
-  return { drain: () => subscription.drain() };
+  return {
+    drain: () => {
+      // A video may run for minutes: stopped now, it is redelivered to another worker instead of holding the shutdown.
+      tasks.stop();
+      return subscription.drain();
+    },
+  };
 }
 
 /** One delivery of a task, from its payload to the settled message. */
 class TaskHandler {
   private readonly limits: Limits;
   private readonly log: Logger;
+  private readonly stopping = new AbortController();
 
   constructor(private readonly options: SegmentConsumerOptions) {
     this.limits = {
@@ -133,6 +148,11 @@ class TaskHandler {
       stageProgressMsMin: options.stageProgressMsMin ?? defaultLimits.stageProgressMsMin,
     };
     this.log = options.log;
+  }
+
+  /** The worker is draining: video tasks in progress stop (and are retried elsewhere). */
+  stop(): void {
+    this.stopping.abort(new Error("the inference worker is shutting down"));
   }
 
   async handle(message: WorkMessage): Promise<void> {
@@ -149,8 +169,14 @@ class TaskHandler {
     const progress: TaskProgressState = { started, fraction: 0, reportedAt: started };
     const stopSignals = this.signalAlive(task, message, progress);
     try {
-      await this.run(task, message, progress, workQueueWaitMs);
+      if (task.kind === TaskKind.VIDEO) await this.runVideo(task, message, progress, workQueueWaitMs);
+      else await this.run(task, message, progress, workQueueWaitMs);
     } catch (error) {
+      if (error instanceof VideoTaskStopped) {
+        // The job already ended (cancelled, timed out) and its hold with it: nothing to report.
+        await message.term("job ended while at work");
+        return;
+      }
       await this.settleFailure(task, message, error);
     } finally {
       stopSignals();
@@ -202,9 +228,9 @@ class TaskHandler {
   }
 
   /** Only informative, like job.started: a lost one must not fail the task. */
-  private publishProgress(task: SegmentTask, state: TaskProgressState, stage: EngineStage | "", idSuffix: string): void {
+  private publishProgress(task: SegmentTask, state: TaskProgressState, stage: EngineStage | "frames" | "", idSuffix: string): void {
     state.reportedAt = performance.now();
-    const value = { elapsedMs: Math.round(state.reportedAt - state.started), fraction: state.fraction, stage };
+    const value = { elapsedMs: Math.round(state.reportedAt - state.started), fraction: state.fraction, stage, ...state.frames };
     const event = create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "progress", value } });
     void this.options.eventBus
       .publish(JOB_PROGRESS_SUBJECT, toBinary(TaskEventSchema, event), { id: `${task.jobId}:${JOB_PROGRESS_SUBJECT}:${idSuffix}` })
@@ -245,6 +271,39 @@ class TaskHandler {
     };
     await this.publish(create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "succeeded", value: succeeded } }), JOB_SUCCEEDED_SUBJECT);
     await message.ack();
+  }
+
+  /** A video task: the engine on temporary files, frame progress reported, the result stored, job.succeeded, ack. */
+  private async runVideo(task: SegmentTask, message: WorkMessage, progress: TaskProgressState, workQueueWaitMs: number): Promise<void> {
+    const video = this.options.video;
+    if (!video) throw new InferenceError("internal", "this inference worker is not set up for video");
+    const result = await runVideoTask({
+      task,
+      blobStore: this.options.blobStore,
+      video,
+      log: this.log,
+      stop: this.stopping.signal,
+      onProgress: (frames) => this.framesDone(task, message, progress, frames),
+    });
+    const succeeded = {
+      resultBlobKey: task.resultBlobKey,
+      contentType: result.contentType,
+      width: result.width,
+      height: result.height,
+      processingTimeMs: Math.round(performance.now() - progress.started),
+      queueWaitMs: Math.round(workQueueWaitMs),
+      inferenceMs: Math.round(result.workMs),
+    };
+    await this.publish(create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "succeeded", value: succeeded } }), JOB_SUCCEEDED_SUBJECT);
+    await message.ack();
+  }
+
+  /** The video engine's frame report: kept for the heartbeat, published at most every stageProgressMsMin. */
+  private framesDone(task: SegmentTask, message: WorkMessage, state: TaskProgressState, frames: VideoProgress): void {
+    state.frames = { framesDone: frames.framesDone, framesTotal: frames.framesTotal, etaSeconds: Math.max(0, Math.round(frames.etaSeconds)) };
+    if (frames.framesTotal > 0) state.fraction = Math.max(state.fraction, Math.min(1, frames.framesDone / frames.framesTotal) * VIDEO_FRAMES_FRACTION);
+    if (performance.now() - state.reportedAt < this.limits.stageProgressMsMin) return;
+    this.publishProgress(task, state, "frames", `${message.deliveryCount}:frames:${frames.framesDone}`);
   }
 
   /** User errors are final; server faults are retried with a growing delay until the delivery limit. */

@@ -3,6 +3,8 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client, type ServiceImpl } from "@connectrpc/connect";
 import type { BillingService } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ImageOptionsSchema } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { TaskKind } from "../../common/gen/cutline/inference/v1/task_pb.ts";
+import { VideoOptionsSchema } from "../../common/gen/cutline/inference/v1/video_options_pb.ts";
 import { reasonError } from "../../common/errors.ts";
 import { checkRetentionHours, RETENTION_HOURS_DEFAULT } from "../domain/retention.ts";
 import type { AccountSettingsStore } from "../store/account-settings.store.ts";
@@ -60,6 +62,12 @@ export function jobMessage(row: JobRow): Job {
         ? undefined
         : { left: row.foreground_left ?? 0, top: row.foreground_top ?? 0, width: row.foreground_width, height: row.foreground_height ?? 0 },
     progress: row.progress,
+    kind: row.kind === "video" ? TaskKind.VIDEO : TaskKind.IMAGE,
+    videoOptions: row.video_options ? fromBinary(VideoOptionsSchema, row.video_options) : undefined,
+    videoDurationMs: row.video_duration_ms,
+    framesDone: row.frames_done,
+    framesTotal: row.frames_total,
+    etaSeconds: row.eta_seconds,
   });
 }
 
@@ -88,6 +96,11 @@ export function createOrchestratorHandlers(
       if ((request.options?.backgroundImage.length ?? 0) > 0) {
         throw new ConnectError("options.background_image must be stored as a blob and passed as background_image_blob_key", Code.InvalidArgument);
       }
+      const video = request.kind === TaskKind.VIDEO;
+      if (video && !request.videoOptions) throw new ConnectError("a video job needs video_options", Code.InvalidArgument);
+      if ((request.videoOptions?.backgroundImage.length ?? 0) > 0) {
+        throw new ConnectError("video_options.background_image must be stored as a blob and passed as background_image_blob_key", Code.InvalidArgument);
+      }
       const job = await lifecycle.submit({
         accountId: required(request.accountId, "account_id"),
         idempotencyKey: required(request.idempotencyKey, "idempotency_key"),
@@ -103,6 +116,7 @@ export function createOrchestratorHandlers(
         requestFingerprint: request.requestFingerprint,
         zeroRetention: request.zeroRetention,
         synchronous: request.synchronous,
+        video: video ? { options: request.videoOptions!, durationMs: request.videoDurationMs } : undefined,
       });
       return { job: jobMessage(job) };
     },

@@ -48,6 +48,16 @@ export interface JobTable {
   foreground_height: number | null;
   /** The fraction of the work done, 0 to 1, never decreasing; 1 once succeeded. */
   progress: Generated<number>;
+  /** "image" or "video"; video jobs keep VideoOptions (binary) in video_options and leave options empty. */
+  kind: Generated<JobKind>;
+  video_options: Uint8Array | null;
+  /** Video jobs: the probed duration (ms), and the worker's last frames done, frames in all and seconds left. */
+  video_duration_ms: Generated<number>;
+  frames_done: Generated<number>;
+  frames_total: Generated<number>;
+  eta_seconds: Generated<number>;
+  /** Milliseconds from submission the job may take; null: the lifecycle's JOB_TIMEOUT_MS. */
+  timeout_ms: number | null;
   /** Order of submission (bigserial: the driver answers int8 as a string). */
   submission_number: Generated<string>;
   created_at: Generated<Date>;
@@ -69,10 +79,17 @@ export type JobRow = Selectable<JobTable>;
 
 export type OutcomeClaim = "succeeded" | "failed";
 
+export type JobKind = "image" | "video";
+
 export type NewJob = Pick<
   JobTable,
   "id" | "account_id" | "idempotency_key" | "input_blob_key" | "result_blob_key" | "options" | "hold_id" | "held_millicredits" | "high_priority"
-> & { longest_side_max: number; background_image_blob_key: string; webhook_url?: string; request_fingerprint: string; retention_seconds?: number };
+> & { longest_side_max: number; background_image_blob_key: string; webhook_url?: string; request_fingerprint: string; retention_seconds?: number } & {
+  kind?: JobKind;
+  video_options?: Uint8Array | null;
+  video_duration_ms?: number;
+  timeout_ms?: number | null;
+};
 
 export interface JobUpdate {
   result_content_type?: string;
@@ -95,6 +112,10 @@ export interface JobUpdate {
   requeues?: number;
   /** Raises the job's progress to this fraction (0 to 1); a lower one leaves it as it is. */
   progress?: number;
+  /** Video jobs: the worker's last report (frames done and in all, seconds left). */
+  frames_done?: number;
+  frames_total?: number;
+  eta_seconds?: number;
 }
 
 /** The jobs table. Every status change is a compare-and-set on the previous status. */
@@ -200,13 +221,25 @@ export class JobStore {
       .execute();
   }
 
-  /** Unfinished jobs submitted before `before`, oldest first: candidates for the job timeout. */
-  async unfinishedSubmittedBefore(before: Date, limit: number): Promise<JobRow[]> {
-    return this.unfinishedBefore("created_at", before, limit);
+  /**
+   * Unfinished jobs past their time limit at `now`, oldest first: their own `timeout_ms` from
+   * submission (video jobs), else `defaultTimeoutMs`.
+   */
+  async unfinishedPastTimeout(now: Date, defaultTimeoutMs: number, limit: number): Promise<JobRow[]> {
+    return this.db
+      .selectFrom("jobs")
+      .selectAll()
+      .where("status", "in", ["queued", "running"])
+      // Every job is past the default before it is past a longer limit of its own: the index on created_at narrows it first.
+      .where("created_at", "<", new Date(now.getTime() - defaultTimeoutMs))
+      .where(sql<boolean>`created_at + coalesce(timeout_ms, ${defaultTimeoutMs}) * interval '1 millisecond' < ${now}`)
+      .orderBy("created_at")
+      .limit(limit)
+      .execute();
   }
 
   /** Queued or running jobs whose `column` is before `before`, oldest by it first. */
-  private async unfinishedBefore(column: "updated_at" | "created_at", before: Date, limit: number): Promise<JobRow[]> {
+  private async unfinishedBefore(column: "updated_at", before: Date, limit: number): Promise<JobRow[]> {
     return this.db
       .selectFrom("jobs")
       .selectAll()

@@ -163,4 +163,17 @@ export const orchestratorMigrations: Record<string, Migration> = {
       await db.schema.alterTable("jobs").addColumn("inference_ms", "int4").execute();
     },
   },
+  "202611272100_jobs_video": {
+    async up(db: Kysely<any>) {
+      // Video jobs share the jobs table: their kind, their options (VideoOptions, binary), the
+      // probed duration that scales their time limit, and the worker's frame progress.
+      await db.schema.alterTable("jobs").addColumn("kind", "text", (column) => column.notNull().defaultTo("image")).execute();
+      await db.schema.alterTable("jobs").addColumn("video_options", "bytea").execute();
+      for (const column of ["video_duration_ms", "frames_done", "frames_total", "eta_seconds"]) {
+        await db.schema.alterTable("jobs").addColumn(column, "int4", (column) => column.notNull().defaultTo(0)).execute();
+      }
+      // The job's own time limit (ms from submission); null: JOB_TIMEOUT_MS, as every job before had.
+      await db.schema.alterTable("jobs").addColumn("timeout_ms", "int4").execute();
+    },
+  },
 };

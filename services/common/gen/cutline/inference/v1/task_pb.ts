@@ -2,10 +2,12 @@
 // @generated from file cutline/inference/v1/task.proto (package cutline.inference.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { ImageOptions } from "./image_options_pb.ts";
 import { file_cutline_inference_v1_image_options } from "./image_options_pb.ts";
+import type { VideoOptions } from "./video_options_pb.ts";
+import { file_cutline_inference_v1_video_options } from "./video_options_pb.ts";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cutline/inference/v1/task.proto.
  */
 export const file_cutline_inference_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("Ch9jdXRsaW5lL2luZmVyZW5jZS92MS90YXNrLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSKIAgoLU2VnbWVudFRhc2sSDgoGam9iX2lkGAEgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAIgASgJEhcKD3Jlc3VsdF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhUKDWhpZ2hfcHJpb3JpdHkYBSABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgGIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAcgASgJEi8KC2VucXVldWVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKCAgoJVGFza0V2ZW50Eg4KBmpvYl9pZBgBIAEoCRI4CglzdWNjZWVkZWQYAiABKAsyIy5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrU3VjY2VlZGVkSAASMgoGZmFpbGVkGAMgASgLMiAuY3V0bGluZS5pbmZlcmVuY2UudjEuVGFza0ZhaWxlZEgAEjQKB3N0YXJ0ZWQYBCABKAsyIS5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrU3RhcnRlZEgAEjYKCHByb2dyZXNzGAUgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuVGFza1Byb2dyZXNzSABCCQoHb3V0Y29tZSJDCgxUYXNrUHJvZ3Jlc3MSEgoKZWxhcHNlZF9tcxgBIAEoDRIQCghmcmFjdGlvbhgCIAEoAhINCgVzdGFnZRgDIAEoCSIlCgtUYXNrU3RhcnRlZBIWCg5kZWxpdmVyeV9jb3VudBgBIAEoDSLcAQoNVGFza1N1Y2NlZWRlZBIXCg9yZXN1bHRfYmxvYl9rZXkYASABKAkSFAoMY29udGVudF90eXBlGAIgASgJEg0KBXdpZHRoGAMgASgNEg4KBmhlaWdodBgEIAEoDRIaChJwcm9jZXNzaW5nX3RpbWVfbXMYBSABKA0SFQoNcXVldWVfd2FpdF9tcxgGIAEoDRIUCgxpbmZlcmVuY2VfbXMYByABKA0SNAoKZm9yZWdyb3VuZBgUIAEoCzIgLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlN1YmplY3RCb3giRgoKU3ViamVjdEJveBIMCgRsZWZ0GAEgASgNEgsKA3RvcBgCIAEoDRINCgV3aWR0aBgDIAEoDRIOCgZoZWlnaHQYBCABKA0iQQoKVGFza0ZhaWxlZBISCgp1c2VyX2Vycm9yGAEgASgIEg4KBnJlYXNvbhgCIAEoCRIPCgdtZXNzYWdlGAMgASgJYgZwcm90bzM", [file_cutline_inference_v1_image_options, file_google_protobuf_timestamp]);
+  fileDesc("Ch9jdXRsaW5lL2luZmVyZW5jZS92MS90YXNrLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSKMAwoLU2VnbWVudFRhc2sSDgoGam9iX2lkGAEgASgJEhYKDmlucHV0X2Jsb2Jfa2V5GAIgASgJEhcKD3Jlc3VsdF9ibG9iX2tleRgDIAEoCRIzCgdvcHRpb25zGAQgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuSW1hZ2VPcHRpb25zEhUKDWhpZ2hfcHJpb3JpdHkYBSABKAgSGAoQbG9uZ2VzdF9zaWRlX21heBgGIAEoDRIhChliYWNrZ3JvdW5kX2ltYWdlX2Jsb2Jfa2V5GAcgASgJEi8KC2VucXVldWVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgRraW5kGAkgASgOMh4uY3V0bGluZS5pbmZlcmVuY2UudjEuVGFza0tpbmQSOQoNdmlkZW9fb3B0aW9ucxgKIAEoCzIiLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlZpZGVvT3B0aW9ucxIZChF2aWRlb19kdXJhdGlvbl9tcxgLIAEoDSKCAgoJVGFza0V2ZW50Eg4KBmpvYl9pZBgBIAEoCRI4CglzdWNjZWVkZWQYAiABKAsyIy5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrU3VjY2VlZGVkSAASMgoGZmFpbGVkGAMgASgLMiAuY3V0bGluZS5pbmZlcmVuY2UudjEuVGFza0ZhaWxlZEgAEjQKB3N0YXJ0ZWQYBCABKAsyIS5jdXRsaW5lLmluZmVyZW5jZS52MS5UYXNrU3RhcnRlZEgAEjYKCHByb2dyZXNzGAUgASgLMiIuY3V0bGluZS5pbmZlcmVuY2UudjEuVGFza1Byb2dyZXNzSABCCQoHb3V0Y29tZSKDAQoMVGFza1Byb2dyZXNzEhIKCmVsYXBzZWRfbXMYASABKA0SEAoIZnJhY3Rpb24YAiABKAISDQoFc3RhZ2UYAyABKAkSEwoLZnJhbWVzX2RvbmUYBCABKA0SFAoMZnJhbWVzX3RvdGFsGAUgASgNEhMKC2V0YV9zZWNvbmRzGAYgASgNIiUKC1Rhc2tTdGFydGVkEhYKDmRlbGl2ZXJ5X2NvdW50GAEgASgNItwBCg1UYXNrU3VjY2VlZGVkEhcKD3Jlc3VsdF9ibG9iX2tleRgBIAEoCRIUCgxjb250ZW50X3R5cGUYAiABKAkSDQoFd2lkdGgYAyABKA0SDgoGaGVpZ2h0GAQgASgNEhoKEnByb2Nlc3NpbmdfdGltZV9tcxgFIAEoDRIVCg1xdWV1ZV93YWl0X21zGAYgASgNEhQKDGluZmVyZW5jZV9tcxgHIAEoDRI0Cgpmb3JlZ3JvdW5kGBQgASgLMiAuY3V0bGluZS5pbmZlcmVuY2UudjEuU3ViamVjdEJveCJGCgpTdWJqZWN0Qm94EgwKBGxlZnQYASABKA0SCwoDdG9wGAIgASgNEg0KBXdpZHRoGAMgASgNEg4KBmhlaWdodBgEIAEoDSJBCgpUYXNrRmFpbGVkEhIKCnVzZXJfZXJyb3IYASABKAgSDgoGcmVhc29uGAIgASgJEg8KB21lc3NhZ2UYAyABKAkqTwoIVGFza0tpbmQSGQoVVEFTS19LSU5EX1VOU1BFQ0lGSUVEEAASEwoPVEFTS19LSU5EX0lNQUdFEAESEwoPVEFTS19LSU5EX1ZJREVPEAJiBnByb3RvMw", [file_cutline_inference_v1_image_options, file_cutline_inference_v1_video_options, file_google_protobuf_timestamp]);
 
 /**
  * A work-queue message from the orchestrator to an inference worker.
@@ -70,6 +72,28 @@ export type SegmentTask = Message<"cutline.inference.v1.SegmentTask"> & {
    * @generated from field: google.protobuf.Timestamp enqueued_at = 8;
    */
   enqueuedAt?: Timestamp | undefined;
+
+  /**
+   * What the task is: an image (options) or a video (video_options). One message for both, so
+   * both travel the same work queue, lanes, retries and dead letters, and one consumer takes them.
+   *
+   * @generated from field: cutline.inference.v1.TaskKind kind = 9;
+   */
+  kind: TaskKind;
+
+  /**
+   * Video tasks: what to produce; its background_image bytes are never set (background_image_blob_key).
+   *
+   * @generated from field: cutline.inference.v1.VideoOptions video_options = 10;
+   */
+  videoOptions?: VideoOptions | undefined;
+
+  /**
+   * Video tasks: the input's duration as the gateway probed it (ms), for the worker's time limit.
+   *
+   * @generated from field: uint32 video_duration_ms = 11;
+   */
+  videoDurationMs: number;
 };
 
 /**
@@ -153,6 +177,24 @@ export type TaskProgress = Message<"cutline.inference.v1.TaskProgress"> & {
    * @generated from field: string stage = 3;
    */
   stage: string;
+
+  /**
+   * Video tasks: frames done so far and in all (an estimate until the decoder ends), and the
+   * worker's estimate of the seconds left (0 when unknown). 0 on image tasks.
+   *
+   * @generated from field: uint32 frames_done = 4;
+   */
+  framesDone: number;
+
+  /**
+   * @generated from field: uint32 frames_total = 5;
+   */
+  framesTotal: number;
+
+  /**
+   * @generated from field: uint32 eta_seconds = 6;
+   */
+  etaSeconds: number;
 };
 
 /**
@@ -311,4 +353,32 @@ export type TaskFailed = Message<"cutline.inference.v1.TaskFailed"> & {
  */
 export const TaskFailedSchema: GenMessage<TaskFailed> = /*@__PURE__*/
   messageDesc(file_cutline_inference_v1_task, 6);
+
+/**
+ * @generated from enum cutline.inference.v1.TaskKind
+ */
+export enum TaskKind {
+  /**
+   * an image
+   *
+   * @generated from enum value: TASK_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: TASK_KIND_IMAGE = 1;
+   */
+  IMAGE = 1,
+
+  /**
+   * @generated from enum value: TASK_KIND_VIDEO = 2;
+   */
+  VIDEO = 2,
+}
+
+/**
+ * Describes the enum cutline.inference.v1.TaskKind.
+ */
+export const TaskKindSchema: GenEnum<TaskKind> = /*@__PURE__*/
+  enumDesc(file_cutline_inference_v1_task, 0);
 

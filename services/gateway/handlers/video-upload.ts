@@ -1,0 +1,252 @@
+// The body of POST /v1/video/matting, streamed to a temporary file as it arrives: a multipart
+// form (the video in `video_file`, options and `bg_image_file` beside it) or the raw video. The
+// video's bytes are counted against the caller's limit as they come, and the upload is refused
+// the moment it passes it; they are hashed on the way (the idempotency fingerprint), and never
+// held whole in memory.
+import { Code } from "@connectrpc/connect";
+import { createHash } from "node:crypto";
+import { createWriteStream, type WriteStream } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { reasonError } from "../../common/errors.ts";
+import type { HttpRequest } from "../../common/server.ts";
+import { MultipartError, MultipartSplitter, type PartSink } from "../domain/multipart-splitter.ts";
+import type { VideoInput } from "../video-jobs.ts";
+import { ClientGone, isMultipart, requireBoundary } from "./rest-support.ts";
+
+/** Most bytes of all the form's text fields together (format, bg_color, quality, webhook_url, …). */
+export const VIDEO_FORM_FIELD_BYTES_MAX = 64 * 1024;
+/** The form fields that carry the video. */
+const VIDEO_FIELDS = new Set(["video_file", "video"]);
+const BACKGROUND_FIELD = "bg_image_file";
+const RAW_VIDEO = /^(video\/[\w.+-]+|application\/octet-stream)\s*(;|$)/i;
+
+export interface VideoUploadLimits {
+  /** The video's byte limit and how its refusal names it. */
+  videoBytesMax: number;
+  videoLimitName: string;
+  /** The background image's byte limit (UPLOAD_BYTES_MAX). */
+  backgroundBytesMax: number;
+}
+
+export interface VideoUpload {
+  video: VideoInput;
+  /** The form's text fields (empty for a raw body: options come from the query). */
+  fields: Map<string, string>;
+  backgroundImage: Uint8Array | undefined;
+  /** Removes the temporary file; idempotent. */
+  cleanUp(): Promise<void>;
+}
+
+/** The video's file, written with back-pressure, counted and hashed. */
+class VideoFile {
+  readonly hash = createHash("sha256");
+  bytes = 0;
+  readonly #stream: WriteStream;
+  #blocked = false;
+
+  constructor(
+    readonly path: string,
+    private readonly limits: VideoUploadLimits,
+  ) {
+    this.#stream = createWriteStream(path);
+  }
+
+  write(chunk: Uint8Array): void {
+    this.bytes += chunk.byteLength;
+    if (this.bytes > this.limits.videoBytesMax) {
+      throw reasonError(Code.InvalidArgument, "too_many_bytes", `the video is more than ${this.limits.videoBytesMax} bytes; ${this.limits.videoLimitName}`);
+    }
+    this.hash.update(chunk);
+    if (!this.#stream.write(chunk)) this.#blocked = true;
+  }
+
+  /** Resolves once the file can take more (at once when it can). */
+  async ready(): Promise<void> {
+    if (!this.#blocked) return;
+    this.#blocked = false;
+    await new Promise<void>((resolve, reject) => {
+      const onDrain = () => {
+        this.#stream.off("error", onError);
+        resolve();
+      };
+      const onError = (error: Error) => {
+        this.#stream.off("drain", onDrain);
+        reject(error);
+      };
+      this.#stream.once("drain", onDrain).once("error", onError);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#stream.closed) return;
+    await new Promise<void>((resolve, reject) => this.#stream.end((error?: Error | null) => (error ? reject(error) : resolve())));
+  }
+
+  destroy(): void {
+    this.#stream.destroy();
+  }
+}
+
+/** Bytes kept in memory up to a limit, or a refusal naming it. */
+function bounded(bytesMax: number, refusal: () => Error): { chunks: Buffer[]; add(chunk: Uint8Array): void; bytes(): Buffer } {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  return {
+    chunks,
+    add(chunk) {
+      total += chunk.byteLength;
+      if (total > bytesMax) throw refusal();
+      chunks.push(Buffer.from(chunk));
+    },
+    bytes: () => Buffer.concat(chunks),
+  };
+}
+
+/**
+ * Reads the request to its end, handing each chunk to `consume`; waits for `ready` between
+ * chunks (the file's back-pressure). Read from the stream's events, as readBody does, so a
+ * refusal mid-body still reaches the client (the answer then closes the connection).
+ */
+function receive(request: HttpRequest, consume: (chunk: Buffer) => void, ready: () => Promise<void>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (request.destroyed) {
+      reject(new ClientGone("the client went away before its body was read"));
+      return;
+    }
+    let received = 0;
+    const stop = () => {
+      request.off("data", onData).off("end", onEnd).off("error", onGone).off("close", onGone);
+      request.pause();
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.byteLength;
+      try {
+        consume(chunk);
+      } catch (error) {
+        stop();
+        reject(error);
+        return;
+      }
+      request.pause();
+      ready().then(
+        () => request.resume(),
+        (error: unknown) => {
+          stop();
+          reject(error);
+        },
+      );
+    };
+    const onEnd = () => {
+      stop();
+      resolve();
+    };
+    const onGone = (error?: unknown) => {
+      stop();
+      reject(new ClientGone(`the client went away after ${received} bytes of the body`, { cause: error }));
+    };
+    request.on("data", onData).on("end", onEnd).on("error", onGone).on("close", onGone);
+  });
+}
+
+/**
+ * The upload on disk under a new temporary folder. A multipart form must carry the video in
+ * `video_file`; any other body must be the raw video (video/* or application/octet-stream).
+ * On any refusal the temporary file is already gone.
+ */
+export async function readVideoUpload(request: HttpRequest, headers: Headers, limits: VideoUploadLimits): Promise<VideoUpload> {
+  const contentType = headers.get("content-type") ?? "";
+  const multipart = isMultipart(contentType);
+  if (multipart) requireBoundary(contentType);
+  else if (!RAW_VIDEO.test(contentType)) {
+    throw reasonError(
+      Code.InvalidArgument,
+      "invalid_request",
+      "send the video as multipart/form-data in the field video_file, or as the raw body with Content-Type video/* or application/octet-stream (options in the query)",
+    );
+  }
+  const declared = headers.get("content-length");
+  const bodyBytesMax = limits.videoBytesMax + (multipart ? limits.backgroundBytesMax + VIDEO_FORM_FIELD_BYTES_MAX : 0);
+  if (declared !== null && Number(declared) > bodyBytesMax) {
+    throw reasonError(Code.InvalidArgument, "too_many_bytes", `the request declares ${declared} bytes; ${limits.videoLimitName}${multipart ? ", plus the background image and form fields" : ""}`);
+  }
+  const directory = await mkdtemp(join(tmpdir(), "cutline-upload-"));
+  const cleanUp = () => rm(directory, { recursive: true, force: true });
+  const file = new VideoFile(join(directory, "video"), limits);
+  try {
+    const { fields, backgroundImage, sawVideo } = multipart ? await receiveForm(request, contentType, file, limits) : await receiveRaw(request, file);
+    await file.close();
+    if (!sawVideo) throw reasonError(Code.InvalidArgument, "missing_video", "the form has no video_file field: send the video in it");
+    return { video: { path: file.path, bytes: file.bytes, sha256: file.hash.digest("hex") }, fields, backgroundImage, cleanUp };
+  } catch (error) {
+    file.destroy();
+    await cleanUp();
+    throw error;
+  }
+}
+
+async function receiveRaw(request: HttpRequest, file: VideoFile) {
+  await receive(request, (chunk) => file.write(chunk), () => file.ready());
+  return { fields: new Map<string, string>(), backgroundImage: undefined, sawVideo: true };
+}
+
+async function receiveForm(request: HttpRequest, contentType: string, file: VideoFile, limits: VideoUploadLimits) {
+  const boundary = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
+  const fields = new Map<string, string>();
+  const fieldBytes = bounded(VIDEO_FORM_FIELD_BYTES_MAX, () =>
+    reasonError(Code.InvalidArgument, "too_many_bytes", `the form's fields besides the files exceed ${VIDEO_FORM_FIELD_BYTES_MAX} bytes (VIDEO_FORM_FIELD_BYTES_MAX)`),
+  );
+  let background: ReturnType<typeof bounded> | undefined;
+  let sawVideo = false;
+  let current: { kind: "video" } | { kind: "background" } | { kind: "field"; name: string; start: number } | undefined;
+  const sink: PartSink = {
+    start(part) {
+      if (VIDEO_FIELDS.has(part.name)) {
+        if (sawVideo) throw reasonError(Code.InvalidArgument, "invalid_request", "the form carries more than one video; send one per call");
+        sawVideo = true;
+        current = { kind: "video" };
+      } else if (part.name === BACKGROUND_FIELD) {
+        background = bounded(limits.backgroundBytesMax, () =>
+          reasonError(Code.InvalidArgument, "too_many_bytes", `the background_image is more than ${limits.backgroundBytesMax} bytes (UPLOAD_BYTES_MAX)`),
+        );
+        current = { kind: "background" };
+      } else current = { kind: "field", name: part.name, start: fieldBytes.chunks.length };
+    },
+    data(chunk) {
+      if (current?.kind === "video") file.write(chunk);
+      else if (current?.kind === "background") background!.add(chunk);
+      else fieldBytes.add(chunk);
+    },
+    end() {
+      if (current?.kind === "field") fields.set(current.name, Buffer.concat(fieldBytes.chunks.slice(current.start)).toString("utf8"));
+      current = undefined;
+    },
+  };
+  try {
+    const splitter = new MultipartSplitter(boundary?.[1] ?? boundary?.[2] ?? "", sink);
+    await receive(request, (chunk) => splitter.push(chunk), () => file.ready());
+    splitter.end();
+  } catch (error) {
+    if (error instanceof MultipartError) {
+      throw reasonError(Code.InvalidArgument, "malformed_multipart", `the body does not parse as multipart/form-data: ${error.message}`, { cause: error });
+    }
+    throw error;
+  }
+  return { fields, backgroundImage: background ? new Uint8Array(background.bytes()) : undefined, sawVideo };
+}
+
+/** Writes bytes already in memory (a VideoService.SubmitVideo message) to a temporary file, as an upload. */
+export async function videoFileOf(bytes: Uint8Array): Promise<{ video: VideoInput; cleanUp(): Promise<void> }> {
+  const directory = await mkdtemp(join(tmpdir(), "cutline-upload-"));
+  const path = join(directory, "video");
+  const cleanUp = () => rm(directory, { recursive: true, force: true });
+  try {
+    const stream = createWriteStream(path);
+    await new Promise<void>((resolve, reject) => stream.end(bytes, (error?: Error | null) => (error ? reject(error) : resolve())));
+    return { video: { path, bytes: bytes.byteLength, sha256: createHash("sha256").update(bytes).digest("hex") }, cleanUp };
+  } catch (error) {
+    await cleanUp();
+    throw error;
+  }
+}

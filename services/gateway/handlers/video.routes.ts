@@ -1,0 +1,86 @@
+// `POST /v1/video/matting`: a video in (multipart `video_file`, or the raw body as video/* with
+// options in the query), options as form fields or query parameters (format=webm|mov|mp4|mask,
+// bg_color, bg_image_file, quality=fast|balanced|best, webhook_url), Idempotency-Key; 202 with
+// the job, the same JSON as an asynchronous image job. Video jobs are asynchronous only.
+import { Code } from "@connectrpc/connect";
+import { reasonError } from "../../common/errors.ts";
+import { Quality, VideoFormat } from "../../common/gen/cutline/inference/v1/video_options_pb.ts";
+import type { HttpRoutes } from "../../common/server.ts";
+import type { Admission } from "../image-jobs.ts";
+import { videoOptionsOf, type VideoJobs } from "../video-jobs.ts";
+import { admitImageCall, rateLimitHeaders } from "./image-call.ts";
+import { jobJson } from "./jobs.routes.ts";
+import { optionSource, type OptionSource } from "./matting.routes.ts";
+import { sendError, sendJson, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
+import { readVideoUpload } from "./video-upload.ts";
+
+export const VIDEO_MATTING_PATH = "/v1/video/matting";
+
+const FORMATS: Record<string, VideoFormat> = { webm: VideoFormat.WEBM, mov: VideoFormat.MOV, mp4: VideoFormat.MP4, mask: VideoFormat.MASK };
+const QUALITIES: Record<string, Quality> = { fast: Quality.FAST, balanced: Quality.BALANCED, best: Quality.BEST };
+const BOOLEANS: Record<string, boolean> = { true: true, "1": true, yes: true, false: false, "0": false, no: false };
+// What the encoders take: "#rrggbb" or "#rgb", the # optional.
+const HEX_COLOUR = /^#?([0-9a-f]{3}|[0-9a-f]{6})$/i;
+
+function choice<T>(table: Record<string, T>, raw: string | undefined, name: string): T | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  const value = table[raw.toLowerCase()];
+  if (value === undefined) throw reasonError(Code.InvalidArgument, "invalid_option", `${name} must be one of ${Object.keys(table).join(", ")}; got "${raw}"`);
+  return value;
+}
+
+/** The video options named in the form or the query, checked before anything is held. */
+export function videoOptionsFrom(source: OptionSource) {
+  const colour = source("bg_color") ?? source("background_color");
+  if (colour !== undefined && !HEX_COLOUR.test(colour)) throw reasonError(Code.InvalidArgument, "invalid_option", `bg_color "${colour}" is not a hex colour like "ffffff" or "#fff"`);
+  return videoOptionsOf({
+    format: choice(FORMATS, source("format") ?? source("output_format"), "format"),
+    backgroundColor: colour === undefined ? "" : colour.startsWith("#") ? colour : `#${colour}`,
+    quality: choice(QUALITIES, source("quality"), "quality"),
+    keepAudio: choice(BOOLEANS, source("keep_audio"), "keep_audio"),
+  });
+}
+
+export function createVideoRoutes(deps: RestDependencies & { videoJobs: VideoJobs }): HttpRoutes {
+  return async (request, response) => {
+    const url = urlOf(request);
+    if (url.pathname !== VIDEO_MATTING_PATH) return false;
+    if (request.method !== "POST") {
+      sendMethodNotAllowed(response, "POST", "use POST with a multipart/form-data body (video_file) or a raw video body");
+      return true;
+    }
+    let admission: Admission | undefined;
+    let cleanUp: (() => Promise<void>) | undefined;
+    try {
+      // Asynchronous only: no concurrency slot, as for async image submits.
+      const call = await admitImageCall(deps, request, response, () => false);
+      admission = call.admission;
+      // The query's options are checked before a byte of the video is read.
+      videoOptionsFrom(optionSource(undefined, url.searchParams));
+      if (["false", "0", "no"].includes((url.searchParams.get("async") ?? "").toLowerCase())) {
+        throw reasonError(Code.InvalidArgument, "invalid_option", "video jobs are asynchronous only: drop async=false, and watch the job (GET /v1/jobs/{id}, JobService.WatchJob) or pass webhook_url");
+      }
+      const { bytesMax, limitName } = deps.videoJobs.bytesLimitOf(admission);
+      const upload = await readVideoUpload(request, call.headers, { videoBytesMax: bytesMax, videoLimitName: limitName, backgroundBytesMax: deps.limits.uploadBytesMax });
+      cleanUp = upload.cleanUp;
+      const form = new Map(upload.fields);
+      const source: OptionSource = (name) => {
+        const value = form.get(name);
+        return value !== undefined && value !== "" ? value : (url.searchParams.get(name) ?? undefined);
+      };
+      const job = await deps.videoJobs.submit(
+        admission,
+        upload.video,
+        { options: videoOptionsFrom(source), idempotencyKey: call.idempotencyKey, webhookUrl: source("webhook_url"), backgroundImage: upload.backgroundImage },
+        call.signal,
+      );
+      sendJson(response, 202, jobJson(job, deps.resultLinks, request), { "x-job-id": job.id, location: `/v1/jobs/${job.id}`, ...rateLimitHeaders(admission) });
+    } catch (error) {
+      sendError(request, response, error, deps.log);
+    } finally {
+      admission?.release();
+      await cleanUp?.();
+    }
+    return true;
+  };
+}
