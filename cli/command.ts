@@ -1,6 +1,6 @@
 // What every `cutline` command is: its flags (node:util parseArgs), its help, and a run that
 // returns the exit code. Exit codes: 0 done, 1 something failed (a file, a call, the server),
-// 2 the command line was wrong (nothing was sent).
+// 2 the command line was wrong (nothing was sent), 130 stopped by Ctrl-C.
 import type { ParseArgsConfig } from "node:util";
 import { CliError, type Connection } from "./connection.ts";
 
@@ -10,6 +10,8 @@ export type Values = Record<string, string | boolean | undefined>;
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
+/** Stopped by Ctrl-C (128 + SIGINT, as shells report it). */
+export const EXIT_INTERRUPTED = 130;
 
 export interface CommandContext {
   values: Values;

@@ -11,7 +11,8 @@ import cliProgress from "cli-progress";
 import { creditsNumber, formatCredits } from "../services/common/credits.ts";
 import { ImageService } from "../services/common/gen/cutline/gateway/v1/image_service_pb.ts";
 import { ImageOptionsSchema, OutputFormat, OutputSize, type ImageOptions } from "../services/common/gen/cutline/inference/v1/image_options_pb.ts";
-import { choice, colourOf, EXIT_FAILED, EXIT_OK, flag, requiredText, text, wholeNumber, type Command, type CommandContext } from "./command.ts";
+import { choice, colourOf, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, flag, requiredText, text, wholeNumber, type Command, type CommandContext } from "./command.ts";
+import { CallGate } from "./call-gate.ts";
 import { CliError, describeError, withRetries } from "./connection.ts";
 import { collectInputs, outputCollisions, outputNameOf, shown, type CliFormat, type InputFile } from "./image-files.ts";
 import { isDone, removeStaleTemporaries, writeAtomically } from "./output-files.ts";
@@ -70,8 +71,10 @@ Options:
   --json               print {"processed","skipped","failed","creditsCharged"} as the last line
   --grpc               talk gRPC instead of Connect
 
-Rate-limit answers are waited out and retried. Exit code 0 when every file succeeded or was
-skipped, 1 when any failed (each listed at the end), 2 on a usage error.`,
+Rate-limit answers are waited out and retried: a refusal for running too many at once lowers
+the concurrency for the rest of the run, and a rate limit's retry-after pauses every call. Ctrl-C stops after the files in flight and
+prints the summary (a second Ctrl-C quits at once). Exit code 0 when every file succeeded or was
+skipped, 1 when any failed (each listed at the end), 2 on a usage error, 130 when interrupted.`,
   options: { out: text, format: text, size: text, quality: text, "bg-color": text, concurrency: text, json: flag },
   async run(context) {
     if (context.positionals.length === 0) throw new CliError("name at least one file or folder", 2);
@@ -93,12 +96,18 @@ skipped, 1 when any failed (each listed at the end), 2 on a usage error.`,
     if (collected.ignored > 0) context.warn(`left alone ${collected.ignored} file(s) in the folders that are not images`);
 
     const run = new RemoveRun(context, { outDirectory, format, concurrency });
+    const gate = new CallGate(concurrency);
     for (const missing of collected.missing) run.fail({ path: missing.path, reason: "not_found", message: missing.message });
     await run.all(collected.files, async (file, target) => {
       const image = new Uint8Array(await readFile(file.path));
       const idempotencyKey = idempotencyKeyOf(image, { format, size, backgroundColor });
-      const answer = await withRetries(() => images.removeBackground({ image, options: options satisfies ImageOptions, idempotencyKey }, { timeoutMs: CALL_TIMEOUT_MS }), {
-        onWait: (waitMs, error) => run.waited(waitMs, describeError(error).reason),
+      const answer = await withRetries(() => gate.run(() => images.removeBackground({ image, options: options satisfies ImageOptions, idempotencyKey }, { timeoutMs: CALL_TIMEOUT_MS })), {
+        onWait: (waitMs, error) => {
+          const { reason } = describeError(error);
+          if (reason === "concurrency_limited") gate.fewerAtOnce();
+          else gate.pause(waitMs);
+          run.waited(waitMs, reason);
+        },
       });
       await writeAtomically(target, answer.image);
       return { jobId: answer.jobId, chargedMillicredits: answer.creditsChargedMillicredits };
@@ -114,6 +123,8 @@ class RemoveRun {
   /** Jobs counted: two identical files replay one job, charged once. */
   readonly #jobsCounted = new Set<string>();
   #bar: cliProgress.SingleBar | undefined;
+  /** Set by Ctrl-C: files not started are left for the next run. */
+  interrupted = false;
 
   constructor(
     readonly context: CommandContext,
@@ -147,8 +158,16 @@ class RemoveRun {
     );
     this.#bar.start(files.length, 0, { credits: "0", status: "" });
     let next = 0;
+    // Ctrl-C: no new file starts, the ones in flight end and are written, the summary is printed
+    // (the rest is done by the next run); a second Ctrl-C quits at once.
+    const interrupt = () => {
+      this.interrupted = true;
+      this.#bar?.update({ status: "stopping after the files in flight (Ctrl-C again to quit now)" });
+      process.once("SIGINT", () => process.exit(EXIT_INTERRUPTED));
+    };
+    process.once("SIGINT", interrupt);
     const worker = async () => {
-      while (next < files.length) {
+      while (next < files.length && !this.interrupted) {
         const file = files[next++]!;
         const target = join(this.settings.outDirectory, outputNameOf(file.path, this.settings.format));
         if (isDone(target)) this.#summary.skipped += 1;
@@ -157,6 +176,7 @@ class RemoveRun {
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.settings.concurrency, files.length) }, worker));
+    process.removeListener("SIGINT", interrupt);
     this.#bar.stop();
   }
 
@@ -182,6 +202,7 @@ class RemoveRun {
     const summary: Summary = { processed, skipped, failed, creditsCharged: creditsNumber(chargedMillicredits) };
     if (this.context.json) this.context.print(JSON.stringify(summary));
     else this.context.print(`${processed} processed, ${skipped} skipped (already done), ${failed} failed; ${formatCredits(chargedMillicredits)} credits charged`);
-    return failed > 0 ? EXIT_FAILED : EXIT_OK;
+    if (this.interrupted) this.context.warn("interrupted: run the same command again to do the rest");
+    return this.interrupted ? EXIT_INTERRUPTED : failed > 0 ? EXIT_FAILED : EXIT_OK;
   }
 }

@@ -5,7 +5,9 @@
 // resumes, and the account is charged once per file in all; usage errors exit 2, a missing file 1.
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -13,6 +15,7 @@ import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
 import { parseCredits } from "../services/common/credits.ts";
 import { Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { makeClip } from "../services/common/video/video-clips.testing.ts";
 import { startSingleNode, type SingleNode } from "../services/single-node.ts";
 
 const root = join(import.meta.dirname, "..");
@@ -85,7 +88,7 @@ before(async () => {
   // No extension: sniffed as an image all the same.
   writeFileSync(join(images, "green"), await picture("#5cd65c").webp().toBuffer());
   writeFileSync(join(images, "notes.txt"), "not an image: left alone\n");
-  node = await startSingleNode({ CUTLINE_DATA_DIR: dataDir, PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1" });
+  node = await startSingleNode({ CUTLINE_DATA_DIR: dataDir, PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1", JOB_RETRY_MAX: "0" });
   await node.ready;
 });
 
@@ -160,6 +163,26 @@ describe("cutline remove against a single node", () => {
     assert.equal(before - (await availableMillicredits()), 3n * chargedPerFile, "one charge per file over both runs");
   });
 
+  it("Ctrl-C stops after the file in flight, prints the summary and exits 130; the rest is left for a rerun", async () => {
+    const out = join(work, "stopped");
+    const child = spawn(process.execPath, [bin, "remove", images, "--out", out, "--concurrency", "1", "--format", "jpg", "--json"], { cwd: work, env: environment(), stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    const deadline = Date.now() + FIRST_FILE_TIMEOUT_MS;
+    while (!existsSync(out) || readdirSync(out).every((name) => !name.endsWith(".jpg"))) {
+      assert.ok(Date.now() < deadline, "the first file was never written");
+      await sleep(20);
+    }
+    child.kill("SIGINT");
+    assert.equal(await exited, 130);
+    const summary = JSON.parse(stdout.trim().split("\n").at(-1)!);
+    const written = readdirSync(out);
+    assert.ok(summary.processed >= 1 && summary.processed < 3, `${summary.processed} processed before stopping`);
+    assert.equal(written.length, summary.processed, "each file in flight was finished and written, none started after");
+    assert.equal(summary.failed, 0);
+  });
+
   it("a usage error exits 2 and sends nothing", async () => {
     const missingOut = await cutline(["remove", images]);
     assert.equal(missingOut.code, 2);
@@ -220,11 +243,51 @@ describe("cutline balance, usage, keys and video against a single node", () => {
     assert.match(refused.stderr, /^cutline balance: .+\(\w+\)\n$/);
   });
 
-  it("video on a server without video support says so and exits 1", async () => {
-    writeFileSync(join(work, "clip.mp4"), new Uint8Array(64));
-    const run = await cutline(["video", "clip.mp4", "--out", "clip.webm"]);
-    assert.equal(run.code, 1);
-    assert.match(run.stderr, /this server has no video support/);
-    assert.equal(existsSync(join(work, "clip.webm")), false);
+  it("video: submitted for real, watched to its end; the result written and paid, or the failure named and nothing paid", async () => {
+    makeClip(work, "clip", { width: 160, height: 120, seconds: 1 });
+    const before = await availableMillicredits();
+    const run = await cutline(["video", "clip.mp4", "--out", "clip.webm", "--json"]);
+    const answer = lastJson(run);
+    const spent = before - (await availableMillicredits());
+    if (answer.status === "succeeded") {
+      // A node whose inference runs video: the WebM is there and the balance fell by what the CLI said.
+      assert.equal(run.code, 0, run.stderr);
+      const charged = parseCredits(String(answer.creditsCharged));
+      assert.ok(charged.ok && charged.millicredits > 0n);
+      assert.equal(spent, charged.millicredits);
+      const header = readFileSync(join(work, "clip.webm")).subarray(0, 4);
+      assert.deepEqual([...header], [0x1a, 0x45, 0xdf, 0xa3], "an EBML (WebM) file");
+      const again = await cutline(["video", "clip.mp4", "--out", "clip.webm", "--json"]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(lastJson(again).status, "skipped");
+    } else {
+      // A node whose inference has no video engine yet: the gateway took the video (it was probed and
+      // held), the job failed as a server fault, its hold was released, and the CLI says why.
+      assert.equal(run.code, 1);
+      assert.match(answer.jobId, /\S/);
+      assert.equal(answer.status, "failed");
+      assert.match(run.stderr, /^job \S+ failed: .+ \(\w+\); nothing charged$/m);
+      assert.equal(spent, 0n, "a failed job costs nothing");
+      assert.equal(existsSync(join(work, "clip.webm")), false);
+    }
+  });
+
+  it("video against a server without VideoService says it has no video support and exits 1", async () => {
+    // A server that serves no RPC at all answers every one 404, which Connect reads as UNIMPLEMENTED.
+    const bare = createServer((_request, response) => response.writeHead(404).end());
+    await new Promise<void>((resolve) => bare.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = bare.address() as AddressInfo;
+      const run = await new Promise<Run>((resolve) => {
+        execFile(process.execPath, [bin, "video", "clip.mp4", "--out", "bare.webm"], { cwd: work, env: { ...environment(), CUTLINE_URL: `http://127.0.0.1:${port}` } }, (error, stdout, stderr) =>
+          resolve({ code: error ? Number(error.code) : 0, stdout, stderr }),
+        );
+      });
+      assert.equal(run.code, 1);
+      assert.match(run.stderr, /this server has no video support/);
+      assert.equal(existsSync(join(work, "bare.webm")), false);
+    } finally {
+      bare.close();
+    }
   });
 });
