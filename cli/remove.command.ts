@@ -10,7 +10,7 @@ import { join } from "node:path";
 import cliProgress from "cli-progress";
 import { creditsNumber, formatCredits } from "../services/common/credits.ts";
 import { ImageService } from "../services/common/gen/cutline/gateway/v1/image_service_pb.ts";
-import { ImageOptionsSchema, OutputFormat, OutputSize, type ImageOptions } from "../services/common/gen/cutline/inference/v1/image_options_pb.ts";
+import { ImageOptionsSchema, OutputFormat, OutputSize } from "../services/common/gen/cutline/inference/v1/image_options_pb.ts";
 import { choice, colourOf, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, flag, requiredText, text, wholeNumber, type Command, type CommandContext } from "./command.ts";
 import { CallGate } from "./call-gate.ts";
 import { CliError, describeError, withRetries } from "./connection.ts";
@@ -72,9 +72,10 @@ Options:
   --grpc               talk gRPC instead of Connect
 
 Rate-limit answers are waited out and retried: a refusal for running too many at once lowers
-the concurrency for the rest of the run, and a rate limit's retry-after pauses every call. Ctrl-C stops after the files in flight and
-prints the summary (a second Ctrl-C quits at once). Exit code 0 when every file succeeded or was
-skipped, 1 when any failed (each listed at the end), 2 on a usage error, 130 when interrupted.`,
+the concurrency for the rest of the run, and a rate limit's retry-after pauses every call.
+Ctrl-C stops after the files in flight and prints the summary (a second Ctrl-C quits at once).
+Exit code 0 when every file succeeded or was skipped, 1 when any failed (each listed at the
+end), 2 on a usage error, 130 when interrupted.`,
   options: { out: text, format: text, size: text, quality: text, "bg-color": text, concurrency: text, json: flag },
   async run(context) {
     if (context.positionals.length === 0) throw new CliError("name at least one file or folder", 2);
@@ -101,7 +102,7 @@ skipped, 1 when any failed (each listed at the end), 2 on a usage error, 130 whe
     await run.all(collected.files, async (file, target) => {
       const image = new Uint8Array(await readFile(file.path));
       const idempotencyKey = idempotencyKeyOf(image, { format, size, backgroundColor });
-      const answer = await withRetries(() => gate.run(() => images.removeBackground({ image, options: options satisfies ImageOptions, idempotencyKey }, { timeoutMs: CALL_TIMEOUT_MS })), {
+      const answer = await withRetries(() => gate.run(() => images.removeBackground({ image, options, idempotencyKey }, { timeoutMs: CALL_TIMEOUT_MS })), {
         onWait: (waitMs, error) => {
           const { reason } = describeError(error);
           if (reason === "concurrency_limited") gate.fewerAtOnce();
