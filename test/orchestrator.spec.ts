@@ -14,7 +14,10 @@ import { createBillingFixture, type BillingFixture } from "../services/billing/b
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../services/common/adapters/index.ts";
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { BillingService, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
-import { TaskEventSchema } from "../services/common/gen/cutline/inference/v1/task_pb.ts";
+import { SegmentTaskSchema, TaskEventSchema, TaskKind } from "../services/common/gen/cutline/inference/v1/task_pb.ts";
+import { VideoFormat, VideoOptionsSchema as VideoFormatOptions } from "../services/common/gen/cutline/inference/v1/video_options_pb.ts";
+import { cancelMarkerKeyOf } from "../services/common/job-cancel-marker.ts";
+import { fromBinary } from "@bufbuild/protobuf";
 import { createOrchestrator } from "../services/orchestrator/index.ts";
 import { JobLifecycle } from "../services/orchestrator/job-lifecycle.ts";
 import { migrateToLatest } from "../services/common/migrate.ts";
@@ -119,6 +122,62 @@ describe("orchestrator restart", () => {
       assert.equal((await lifecycle.get(job.id)).status, "failed");
       assert.equal((await billingClient().getBalance({ accountId, pool: Pool.API })).availableMillicredits, 10_000n, "nothing charged");
     } finally {
+      await workQueue.close();
+    }
+  });
+
+  it("a video job: its task carries the kind and options, frame progress reaches the job, its timeout grows with its duration (VIDEO_JOB_TIMEOUT_MS_PER_SECOND), and ending it leaves the worker's stop marker", async () => {
+    const workQueue = new InProcessWorkQueue({ log });
+    const timeoutMs = 60_000;
+    const videoTimeoutMsPerSecond = 10_000;
+    const lifecycle = new JobLifecycle(new JobStore(billing.db as Kysely<any>), workQueue, blobs, billingClient(), log, { timeoutMs, videoTimeoutMsPerSecond, quietMsMax: 3_600_000 });
+    const taken: Uint8Array[] = [];
+    const subscription = workQueue.consume(async (message) => {
+      taken.push(message.payload);
+      await message.ack();
+    });
+    const accountId = "video-timeout-1";
+    try {
+      await billingClient().createAccount({ accountId });
+      const hold = await billingClient().reserve({ accountId, pool: Pool.API, amountMillicredits: 3000n, idempotencyKey: "video-timeout-hold" });
+      // 2.5 s of video: three started seconds, so 30 s more than an image's limit.
+      const job = await lifecycle.submit({
+        accountId,
+        idempotencyKey: "video-timeout-job",
+        inputBlobKey: "inputs/video-timeout",
+        options: undefined,
+        holdId: hold.holdId,
+        heldMillicredits: 3000,
+        highPriority: false,
+        longestSideMax: 160,
+        video: { options: create(VideoFormatOptions, { format: VideoFormat.MOV }), durationMs: 2500 },
+      });
+      assert.deepEqual([job.kind, job.video_duration_ms, job.timeout_ms], ["video", 2500, timeoutMs + 3 * videoTimeoutMsPerSecond]);
+      for (let waited = 0; taken.length === 0 && waited < 2000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+      const task = fromBinary(SegmentTaskSchema, taken[0]!);
+      assert.deepEqual([task.kind, task.videoOptions?.format, task.videoDurationMs, task.longestSideMax], [TaskKind.VIDEO, VideoFormat.MOV, 2500, 160]);
+
+      const taskEvent = (outcome: MessageInitShape<typeof TaskEventSchema>["outcome"]) => {
+        const message = create(TaskEventSchema, { jobId: job.id, outcome });
+        return { subject: `job.${message.outcome.case}`, data: toBinary(TaskEventSchema, message), deliveryCount: 1 };
+      };
+      await lifecycle.onTaskEvent(taskEvent({ case: "started", value: { deliveryCount: 1 } }));
+      await lifecycle.onTaskEvent(taskEvent({ case: "progress", value: { stage: "frames", fraction: 0.2, framesDone: 12, framesTotal: 60, etaSeconds: 40 } }));
+      // Frames advance even where the fraction does not (a report's fraction rounded to the same value).
+      await lifecycle.onTaskEvent(taskEvent({ case: "progress", value: { stage: "frames", fraction: 0.2, framesDone: 13, framesTotal: 60, etaSeconds: 39 } }));
+      const running = await lifecycle.get(job.id);
+      assert.deepEqual([running.status, running.frames_done, running.frames_total, running.eta_seconds], ["running", 13, 60, 39]);
+
+      assert.equal(await lifecycle.reconcile(new Date(Date.now() + timeoutMs + 1000)), 0, "past an image's limit, not a 2.5 s video's");
+      assert.equal(await blobs.get(cancelMarkerKeyOf(job.id)), undefined);
+      assert.equal(await lifecycle.reconcile(new Date(Date.now() + timeoutMs + 3 * videoTimeoutMsPerSecond + 1000)), 1);
+      const failed = await lifecycle.get(job.id);
+      assert.deepEqual([failed.status, failed.error_reason], ["failed", "job_timeout"]);
+      assert.match(failed.error_message ?? "", /within 90000 ms .*VIDEO_JOB_TIMEOUT_MS_PER_SECOND/);
+      assert.ok(await blobs.get(cancelMarkerKeyOf(job.id)), "the worker is told to stop its ffmpeg");
+      assert.equal((await billingClient().getBalance({ accountId, pool: Pool.API })).availableMillicredits, 10_000n, "released, nothing charged");
+    } finally {
+      await subscription.drain();
       await workQueue.close();
     }
   });

@@ -53,6 +53,7 @@ export function videoLimitsOf(plan: Plan | undefined): VideoLimits {
  */
 export function processedVideoSize(width: number, height: number, longestSideMax: number): { width: number; height: number } {
   const scale = Math.min(1, longestSideMax / Math.max(width, height));
-  const even = (value: number) => Math.max(2, 2 * Math.round((value * scale) / 2));
+  // Rounded down to even exactly as the engine sizes its output (videoOutputSize), so the price is the size processed.
+  const even = (value: number) => Math.max(2, Math.floor((value * scale) / 2) * 2);
   return scale === 1 ? { width, height } : { width: even(width), height: even(height) };
 }

@@ -5,6 +5,7 @@
 import { Code } from "@connectrpc/connect";
 import { reasonError } from "../../common/errors.ts";
 import { Quality, VideoFormat } from "../../common/gen/cutline/inference/v1/video_options_pb.ts";
+import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { HttpRoutes } from "../../common/server.ts";
 import type { Admission } from "../image-jobs.ts";
 import { videoOptionsOf, type VideoJobs } from "../video-jobs.ts";
@@ -51,6 +52,7 @@ export function createVideoRoutes(deps: RestDependencies & { videoJobs: VideoJob
     }
     let admission: Admission | undefined;
     let cleanUp: (() => Promise<void>) | undefined;
+    let answer: { job: Job } | { error: unknown };
     try {
       // Asynchronous only: no concurrency slot, as for async image submits.
       const call = await admitImageCall(deps, request, response, () => false);
@@ -74,13 +76,16 @@ export function createVideoRoutes(deps: RestDependencies & { videoJobs: VideoJob
         { options: videoOptionsFrom(source), idempotencyKey: call.idempotencyKey, webhookUrl: source("webhook_url"), backgroundImage: upload.backgroundImage },
         call.signal,
       );
-      sendJson(response, 202, jobJson(job, deps.resultLinks, request), { "x-job-id": job.id, location: `/v1/jobs/${job.id}`, ...rateLimitHeaders(admission) });
+      answer = { job };
     } catch (error) {
-      sendError(request, response, error, deps.log);
+      answer = { error };
     } finally {
       admission?.release();
+      // Before the answer: a client that reads it finds nothing of its upload left on disk.
       await cleanUp?.();
     }
+    if ("error" in answer) sendError(request, response, answer.error, deps.log);
+    else sendJson(response, 202, jobJson(answer.job, deps.resultLinks, request), { "x-job-id": answer.job.id, location: `/v1/jobs/${answer.job.id}`, ...rateLimitHeaders(admission!) });
     return true;
   };
 }

@@ -38,6 +38,13 @@ export interface ProcessedImage extends RenderedImage {
   workMs: number;
 }
 
+/** One decoded video frame, RGBA, row after row. */
+export interface RawFrame {
+  rgba: Uint8Array;
+  width: number;
+  height: number;
+}
+
 export interface ImageInspection {
   format: string;
   width: number;
@@ -63,8 +70,17 @@ export interface SegmentationEngine {
   process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<ProcessedImage>;
   /** Sniff and header-only limit checks, for a quote before any hold; decodes no pixel. */
   inspect(image: Uint8Array): Promise<ImageInspection>;
-  /** The model's raw mask for RGB bytes already at the model's input size (benchmarks, tests). */
+  /** The model's raw mask for RGB bytes already at the model's input size (video frames, benchmarks, tests); `rgb`'s buffer moves to the model thread. */
   segmentTensor(rgb: Uint8Array, call: SegmentCall): Promise<Float32Array>;
+  /** Height and width of the model's input and of its masks (pixels), e.g. 1024. */
+  readonly maskSize: number;
+  /** A raw RGBA frame (video) at the model's input size, RGB, resized exactly as images are. */
+  modelInputOfFrame(frame: RawFrame): Promise<Uint8Array>;
+  /**
+   * A frame's mask at full resolution with the same edge refinement as images (IMAGE_REFINE_EDGES),
+   * on a refine thread: `frame.rgba` and `mask` move there; `subject` comes back in `frame.rgba`'s place.
+   */
+  refineFrame(frame: RawFrame, mask: Float32Array): Promise<MaskRefineResponse>;
   close(): Promise<void>;
 }
 
@@ -150,6 +166,10 @@ class Engine implements SegmentationEngine {
 
   get capacity(): number {
     return this.batcher?.capacity ?? this.config.INFERENCE_QUEUE_LENGTH_MAX;
+  }
+
+  get maskSize(): number {
+    return this.inputSize;
   }
 
   get runningCapacity(): number {
@@ -278,8 +298,12 @@ class Engine implements SegmentationEngine {
   }
 
   /** RGB at the model's input size. */
-  private async modelInputOf(decoded: DecodedImage): Promise<Uint8Array> {
-    const resized = await sharp(decoded.rgba, { raw: { width: decoded.width, height: decoded.height, channels: 4 } })
+  private modelInputOf(decoded: DecodedImage): Promise<Uint8Array> {
+    return this.modelInputOfFrame(decoded);
+  }
+
+  async modelInputOfFrame(frame: RawFrame): Promise<Uint8Array> {
+    const resized = await sharp(frame.rgba, { raw: { width: frame.width, height: frame.height, channels: 4 } })
       .removeAlpha()
       // Lanczos (sharp's default), not bilinear: bilinear saves ~15 ms per image but lowered the
       // model's IoU on the eval set (0.8961 against 0.8989).
@@ -306,6 +330,14 @@ class Engine implements SegmentationEngine {
         alphaOnly,
       },
       [decoded.rgba.buffer as ArrayBuffer, mask.buffer as ArrayBuffer],
+    );
+  }
+
+  async refineFrame(frame: RawFrame, mask: Float32Array): Promise<MaskRefineResponse> {
+    this.available();
+    return this.refiners.run(
+      { rgba: frame.rgba, width: frame.width, height: frame.height, mask, maskSize: this.inputSize, refine: this.config.IMAGE_REFINE_EDGES, useInputAlpha: false },
+      [frame.rgba.buffer as ArrayBuffer, mask.buffer as ArrayBuffer],
     );
   }
 

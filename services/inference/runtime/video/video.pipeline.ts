@@ -1,0 +1,258 @@
+// A video through the image model, frame by frame: ffmpeg decodes to raw RGBA frames on a pipe,
+// each frame goes through the engine's own resize, dynamic batcher and edge refinement (the same
+// path as an image), masks are smoothed over time, and a second ffmpeg encodes the frames it
+// reads from a pipe, with the input's audio. Decoding, the model, refinement and encoding
+// overlap: a bounded window of frames is in flight, and each pipe applies backpressure.
+//
+// Frame timing: frames are decoded at a constant rate, the probed one (a variable-rate input at
+// its average rate, frames over duration), and encoded at that same rate. A constant-rate input
+// keeps every frame and timestamp; a variable-rate one keeps its duration and its frame count
+// (within a frame) while ffmpeg's fps filter repeats or drops frames where the spacing varied, so
+// audio stays in sync. Raw frames on a pipe carry no timestamps, and passing the originals
+// through would need a timestamp side channel no ffmpeg of 2018 reads (video.pipeline.spec.ts
+// checks this on a clip whose rate drops to a third halfway).
+import { once } from "node:events";
+import { rm } from "node:fs/promises";
+import type { Readable, Writable } from "node:stream";
+import sharp from "sharp";
+import { VideoFormat, type VideoOptions } from "../../../common/gen/cutline/inference/v1/video_options_pb.ts";
+import { mediaBinaries, type MediaBinaries } from "../../../common/video/ffmpeg-binaries.ts";
+import { VideoError } from "../../../common/video/video.errors.ts";
+import { probeVideo, type VideoProbe } from "../../../common/video/video-probe.ts";
+import { InferenceError, inferenceErrorOf } from "../../domain/inference.errors.ts";
+import { defaultTemporalSmoothing, lumaOf, TemporalMaskSmoother, type TemporalSmoothingOptions } from "../../domain/mask.smoother.ts";
+import { parseHexColour } from "../image.encoder.ts";
+import type { MaskRefineResponse } from "../mask-refine.thread.ts";
+import type { SegmentationEngine } from "../segmentation.engine.ts";
+import { FfmpegProcess } from "./ffmpeg.process.ts";
+import { encoderArgs, videoOutputFormatOf, type VideoOutputFormat } from "./video.encoder.ts";
+
+/** The largest output: 1080p, longest side (pixels). Larger inputs are downscaled to it. */
+export const VIDEO_LONGEST_SIDE_MAX = 1920;
+/** Frames in flight at least, whatever the engine's batch size (frames). */
+const framesInFlightMin = 4;
+
+export interface VideoProgress {
+  framesDone: number;
+  framesTotal: number;
+  /** Seconds left at the rate so far; undefined before the first frame. */
+  etaSeconds: number | undefined;
+}
+
+export interface VideoMattingInput {
+  inputPath: string;
+  /** Written by the encoder; removed again when the run fails or is aborted. */
+  outputPath: string;
+  options: VideoOptions;
+  /** An image behind the subject (format MP4 only), any format sharp reads; cover-resized to the frame. */
+  backgroundImage?: Uint8Array;
+  /** The plan's longest side (pixels), capped at VIDEO_LONGEST_SIDE_MAX; 0: that cap alone. Larger videos are downscaled. */
+  longestSideMax: number;
+  /** Aborting kills both ffmpeg processes at once and rejects with `cancelled`. */
+  signal: AbortSignal;
+  /** Told after each frame is encoded; must not throw. */
+  onProgress?: (progress: VideoProgress) => void;
+  /** The probe of `inputPath` where the caller has it already; else probed here. */
+  probe?: VideoProbe;
+  /** Default: defaultTemporalSmoothing; false: each frame's mask as the model gives it (evaluation). */
+  temporalSmoothing?: TemporalSmoothingOptions | false;
+  /** Each frame's final alpha, in order (evaluation); must not throw. */
+  onAlpha?: (frameIndex: number, alpha: Uint8Array) => void;
+  /** Default: mediaBinaries(). */
+  binaries?: MediaBinaries;
+}
+
+export interface VideoMattingResult {
+  contentType: string;
+  frameCount: number;
+  durationMs: number;
+  width: number;
+  height: number;
+}
+
+/** The output's size: the displayed size, downscaled to the longest-side cap, even (4:2:0 chroma). */
+export function videoOutputSize(probe: Pick<VideoProbe, "width" | "height">, longestSideMax: number): { width: number; height: number } {
+  const cap = longestSideMax > 0 ? Math.min(longestSideMax, VIDEO_LONGEST_SIDE_MAX) : VIDEO_LONGEST_SIDE_MAX;
+  const scale = Math.min(1, cap / Math.max(probe.width, probe.height));
+  const even = (side: number) => Math.max(2, Math.floor((side * scale) / 2) * 2);
+  return { width: even(probe.width), height: even(probe.height) };
+}
+
+function validateVideoOptions(options: VideoOptions, backgroundImage: Uint8Array | undefined): VideoOutputFormat {
+  if (!(options.format in VideoFormat)) throw new InferenceError("invalid_option", `video format ${options.format} is unknown`);
+  const background = parseHexColour(options.backgroundColor) !== undefined || (backgroundImage?.length ?? 0) > 0;
+  if (background && options.format !== VideoFormat.MP4) {
+    throw new InferenceError("invalid_option", "bg_color and bg_image_file are only for format mp4: webm and mov keep the alpha, mask has no colours");
+  }
+  return videoOutputFormatOf(options);
+}
+
+/** The MP4 background, one RGB frame: the image cover-resized, else the colour (white by default). */
+async function backgroundOf(options: VideoOptions, image: Uint8Array | undefined, width: number, height: number): Promise<Uint8Array> {
+  if (image !== undefined && image.length > 0) {
+    try {
+      const raw = await sharp(image).rotate().resize({ width, height, fit: "cover" }).removeAlpha().raw().toBuffer();
+      return new Uint8Array(raw);
+    } catch (error) {
+      throw new InferenceError("invalid_option", "the background image could not be decoded", { cause: error });
+    }
+  }
+  const colour = parseHexColour(options.backgroundColor) ?? { r: 255, g: 255, b: 255 };
+  const rgb = new Uint8Array(width * height * 3);
+  for (let offset = 0; offset < rgb.length; offset += 3) {
+    rgb[offset] = colour.r;
+    rgb[offset + 1] = colour.g;
+    rgb[offset + 2] = colour.b;
+  }
+  return rgb;
+}
+
+/** The bytes the encoder reads for one refined frame. */
+function encoderFrameOf(refined: MaskRefineResponse, format: VideoOutputFormat, background: Uint8Array | undefined): Uint8Array {
+  if (format.pixelFormat === "rgba") return refined.subject;
+  if (format.pixelFormat === "gray") return refined.alpha;
+  const { subject, alpha } = refined;
+  const rgb = new Uint8Array(alpha.length * 3);
+  for (let pixel = 0; pixel < alpha.length; pixel++) {
+    const a = alpha[pixel]!;
+    for (let channel = 0; channel < 3; channel++) {
+      rgb[pixel * 3 + channel] = (subject[pixel * 4 + channel]! * a + background![pixel * 3 + channel]! * (255 - a) + 127) / 255;
+    }
+  }
+  return rgb;
+}
+
+/** Whole frames of `frameBytes` from a raw stream, each in its own buffer (they move to worker threads). */
+export async function* framesOf(stream: Readable, frameBytes: number): AsyncGenerator<Uint8Array> {
+  let frame = new Uint8Array(frameBytes);
+  let filled = 0;
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    let offset = 0;
+    while (offset < chunk.length) {
+      const taken = Math.min(frameBytes - filled, chunk.length - offset);
+      frame.set(chunk.subarray(offset, offset + taken), filled);
+      filled += taken;
+      offset += taken;
+      if (filled === frameBytes) {
+        yield frame;
+        frame = new Uint8Array(frameBytes);
+        filled = 0;
+      }
+    }
+  }
+}
+
+async function writeFrame(stdin: Writable, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
+  if (!stdin.write(bytes)) await once(stdin, "drain", { signal });
+}
+
+export function decoderArgs(inputPath: string, rate: string, width: number, height: number): string[] {
+  // ffmpeg turns a rotated stream upright (its display matrix) before these filters run.
+  return ["-i", inputPath, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", `fps=${rate},scale=${width}:${height}:flags=bicubic,format=rgba`, "-f", "rawvideo", "-pix_fmt", "rgba", "pipe:1"];
+}
+
+/**
+ * Mattes a video file into `outputPath`. Errors are InferenceErrors: the probe's refusals
+ * (`video_corrupt`, `video_no_stream`, `video_codec_unsupported`, `unsupported_format`),
+ * `invalid_option`, `cancelled` on abort, `internal` when an encoder fails. When it settles no
+ * ffmpeg it started is running, and on failure `outputPath` is gone.
+ */
+export async function runVideoMatting(input: VideoMattingInput, engine: SegmentationEngine): Promise<VideoMattingResult> {
+  const internal = new AbortController();
+  const abortFromCaller = () => internal.abort(new InferenceError("cancelled", "the video job was cancelled"));
+  if (input.signal.aborted) abortFromCaller();
+  input.signal.addEventListener("abort", abortFromCaller, { once: true });
+  const processes: FfmpegProcess[] = [];
+  try {
+    internal.signal.throwIfAborted();
+    return await matte(input, engine, internal, processes);
+  } catch (error) {
+    await rm(input.outputPath, { force: true });
+    throw inferenceErrorOf(internal.signal.aborted && internal.signal.reason instanceof Error ? internal.signal.reason : error);
+  } finally {
+    input.signal.removeEventListener("abort", abortFromCaller);
+    for (const process of processes) process.kill();
+    await Promise.all(processes.map((process) => process.closed));
+  }
+}
+
+async function matte(input: VideoMattingInput, engine: SegmentationEngine, internal: AbortController, processes: FfmpegProcess[]): Promise<VideoMattingResult> {
+  const format = validateVideoOptions(input.options, input.backgroundImage);
+  const binaries = input.binaries ?? mediaBinaries();
+  const probe = input.probe ?? (await probeVideo(input.inputPath, { signal: internal.signal, binaries }));
+  const { width, height } = videoOutputSize(probe, input.longestSideMax);
+  const background = format.pixelFormat === "rgb24" ? await backgroundOf(input.options, input.backgroundImage, width, height) : undefined;
+  await engine.ready;
+  internal.signal.throwIfAborted();
+  const rate = `${probe.frameRate.numerator}/${probe.frameRate.denominator}`;
+  const keepAudio = input.options.keepAudio !== false && probe.hasAudio;
+  const decoder = new FfmpegProcess(binaries.ffmpeg.path, decoderArgs(input.inputPath, rate, width, height));
+  processes.push(decoder);
+  const encoder = new FfmpegProcess(
+    binaries.ffmpeg.path,
+    encoderArgs({ format, width, height, rate, audioFrom: keepAudio ? input.inputPath : undefined, outputPath: input.outputPath }),
+  );
+  processes.push(encoder);
+  const kill = () => processes.forEach((process) => process.kill());
+  internal.signal.addEventListener("abort", kill, { once: true });
+  let encoderInputEnded = false;
+  void encoder.closed.then((code) => {
+    if (!encoderInputEnded) internal.abort(new InferenceError("internal", "the video encoder stopped early", { cause: `ffmpeg exited ${code}: ${encoder.errorOutput}` }));
+  });
+
+  const smoother = input.temporalSmoothing === false ? undefined : new TemporalMaskSmoother(engine.maskSize, input.temporalSmoothing ?? defaultTemporalSmoothing);
+  const window = Math.max(framesInFlightMin, Math.min(engine.capacity, 2 * engine.runningCapacity + 2));
+  const framesTotal = probe.frameCountEstimate;
+  const started = performance.now();
+  const inFlight: Promise<void>[] = [];
+  let previousSmoothed: Promise<Float32Array> = Promise.resolve(new Float32Array());
+  let previousWritten: Promise<void> = Promise.resolve();
+  let framesRead = 0;
+  let framesDone = 0;
+  let failure: unknown;
+  const call = { highPriority: true, signal: internal.signal };
+
+  for await (const rgba of framesOf(decoder.child.stdout, width * height * 4)) {
+    if (inFlight.length >= window) await inFlight.shift();
+    internal.signal.throwIfAborted();
+    const index = framesRead++;
+    const frame = { rgba, width, height };
+    const segmented = engine.modelInputOfFrame(frame).then(async (modelInput) => {
+      const luma = smoother === undefined ? undefined : lumaOf(modelInput);
+      return { mask: await engine.segmentTensor(modelInput, call), luma };
+    });
+    // The smoother needs the frames in order; the model and refinement of later frames need not wait.
+    const smoothed = Promise.all([segmented, previousSmoothed]).then(([{ mask, luma }]) => (smoother === undefined ? mask : smoother.smooth(mask, luma!)));
+    previousSmoothed = smoothed;
+    const refined = smoothed.then((mask) => engine.refineFrame(frame, mask));
+    const written = Promise.all([refined, previousWritten]).then(async ([result]) => {
+      internal.signal.throwIfAborted();
+      input.onAlpha?.(index, result.alpha);
+      await writeFrame(encoder.child.stdin, encoderFrameOf(result, format, background), internal.signal);
+      framesDone++;
+      const elapsedSeconds = (performance.now() - started) / 1000;
+      const total = Math.max(framesTotal, framesDone);
+      input.onProgress?.({ framesDone, framesTotal: total, etaSeconds: Math.round((elapsedSeconds / framesDone) * (total - framesDone)) });
+    });
+    written.catch((error: unknown) => {
+      failure ??= error;
+      if (!internal.signal.aborted) internal.abort(error);
+    });
+    previousWritten = written;
+    inFlight.push(written);
+  }
+  await Promise.all(inFlight);
+  internal.signal.throwIfAborted();
+  if (failure !== undefined) throw failure;
+  const decoderExit = await decoder.closed;
+  if (decoderExit !== 0 || framesRead === 0) {
+    throw new VideoError("video_corrupt", "the video's frames could not be decoded", { cause: `ffmpeg exited ${decoderExit}: ${decoder.errorOutput}` });
+  }
+  encoderInputEnded = true;
+  encoder.child.stdin.end();
+  const encoderExit = await encoder.closed;
+  if (encoderExit !== 0) throw new InferenceError("internal", "the video could not be encoded", { cause: `ffmpeg exited ${encoderExit}: ${encoder.errorOutput}` });
+  const output = await probeVideo(input.outputPath, { binaries, signal: internal.signal });
+  return { contentType: format.contentType, frameCount: framesDone, durationMs: output.durationMs, width, height };
+}
+
