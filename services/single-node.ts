@@ -17,7 +17,8 @@ import { imageLimitsOf } from "./common/images/image-limits.ts";
 import { createUploadInspector } from "./common/images/upload.inspector.ts";
 import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, resultLinksOptionsOf } from "./gateway/gateway.config.ts";
 import { createGateway } from "./gateway/index.ts";
-import { createSegmentationEngine, startSegmentConsumer } from "./inference/index.ts";
+import { createSegmentationEngine, startSegmentConsumer, videoMattingRunnerOf } from "./inference/index.ts";
+import { mediaBinaries } from "./common/video/ffmpeg-binaries.ts";
 import { consumerRetryOptionsOf, loadInferenceServiceConfig } from "./inference/inference.config.ts";
 import { createOutboundFetcher, outboundPolicyOf } from "./common/outbound.ts";
 import { resultUrlKeyOf } from "./common/result-urls.ts";
@@ -135,6 +136,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     log: log.child({ service: "inference" }),
     ...consumerRetryOptionsOf(config.inference),
     stageProgressMsMin: config.inference.INFERENCE_STAGE_PROGRESS_MS_MIN,
+    video: { run: videoMattingRunnerOf(engine, () => mediaBinaries({ FFMPEG_PATH: config.inference.FFMPEG_PATH, FFPROBE_PATH: config.inference.FFPROBE_PATH }, log)) },
   });
 
   // image_url and bg_image_url: the gateway's own fetcher, under the gateway's reading of the outbound variables.

@@ -22,3 +22,4 @@ export {
   type SegmentConsumer,
   type SegmentConsumerOptions,
 } from "./store/segment.consumer.ts";
+export { videoMattingRunnerOf, type VideoMattingRunner, type VideoTaskOptions } from "./store/video-task.consumer.ts";

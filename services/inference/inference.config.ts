@@ -2,6 +2,7 @@ import { availableParallelism } from "node:os";
 import { commonConfigSpec } from "../common/common.config.ts";
 import { boolean, integer, list, loadConfig, oneOf, optionalText, port } from "../common/config.loader.ts";
 import { imageLimitsConfigSpec } from "../common/images/image-limits.ts";
+import { mediaBinariesConfigSpec } from "../common/video/ffmpeg-binaries.ts";
 
 // Two specs: the engine's variables (`inferenceConfigSpec`, all the scripts and tests need) and the
 // inference process's (`inferenceServiceConfigSpec`: those plus the common ones and PORT).
@@ -103,6 +104,8 @@ export const inferenceServiceConfigSpec = {
   PORT: port("Inference port (Connect, gRPC, gRPC-Web).", 8083),
   JOB_RETRY_DELAY_MS_MIN: integer("Delay before a task's first retry after a server fault, doubling on each later one, in milliseconds.", 1000, { min: 10, max: 600_000 }),
   JOB_RETRY_DELAY_MS_MAX: integer("Longest delay between two attempts of a task after server faults, in milliseconds.", 30_000, { min: 10, max: 3_600_000 }),
+  // The ffmpeg that decodes and encodes video tasks (and ffprobe, which probes them).
+  ...mediaBinariesConfigSpec,
   ...inferenceConfigSpec,
 } as const;
 

@@ -6,7 +6,8 @@ import { createLogger } from "../common/logging.ts";
 import { runMain } from "../common/runtime.ts";
 import { requireServiceToken, serviceAuthInterceptor, serviceTokenAdmission } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
-import { createInferenceHandlers, createSegmentationEngine, startSegmentConsumer } from "./index.ts";
+import { createInferenceHandlers, createSegmentationEngine, startSegmentConsumer, videoMattingRunnerOf } from "./index.ts";
+import { mediaBinaries } from "../common/video/ffmpeg-binaries.ts";
 import { consumerRetryOptionsOf, loadInferenceServiceConfig } from "./inference.config.ts";
 import { openPorts } from "../common/wiring.ts";
 
@@ -30,7 +31,16 @@ await runMain("inference", async () => {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     ...serverOptionsOf(config),
   });
-  const consumer = startSegmentConsumer({ engine, ...ports, log, ...consumerRetryOptionsOf(config), stageProgressMsMin: config.INFERENCE_STAGE_PROGRESS_MS_MIN });
+  // Resolved (and logged) at the first video task: a node without ffmpeg still serves images.
+  const binaries = () => mediaBinaries({ FFMPEG_PATH: config.FFMPEG_PATH, FFPROBE_PATH: config.FFPROBE_PATH }, log);
+  const consumer = startSegmentConsumer({
+    engine,
+    ...ports,
+    log,
+    ...consumerRetryOptionsOf(config),
+    stageProgressMsMin: config.INFERENCE_STAGE_PROGRESS_MS_MIN,
+    video: { run: videoMattingRunnerOf(engine, binaries) },
+  });
   void consumer.then(
     () => health.setAllServing(),
     (error: unknown) => log.error({ err: error }, "the model could not be made ready; health stays NOT_SERVING"),

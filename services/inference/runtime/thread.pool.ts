@@ -29,6 +29,9 @@ type Reply<Response> =
  * The worker script posts `{kind:"ready", info}` once set up, then answers each request with
  * `{kind:"result"}` or `{kind:"error"}`. A worker that dies fails its task and is replaced.
  */
+/** How long `close` lets tasks already running in the workers finish before terminating them (ms). */
+const CLOSE_RUNNING_WAIT_MS_MAX = 60_000;
+
 export class ThreadPool<Request, Response> {
   private readonly slots: Slot<Request, Response>[] = [];
   private readonly waiting: Task<Request, Response>[] = [];
@@ -67,6 +70,11 @@ export class ThreadPool<Request, Response> {
   async close(): Promise<void> {
     this.closed = true;
     for (const task of this.waiting.splice(0)) task.reject(new Error("thread pool is closed"));
+    // Terminating a worker inside a native call (onnxruntime's run) aborts the whole process
+    // ("terminate called after throwing an instance of 'Napi::Error'"): tasks already running are
+    // let finish first. A cancelled video leaves frames in the model this way.
+    const deadline = Date.now() + CLOSE_RUNNING_WAIT_MS_MAX;
+    while (this.slots.some((slot) => slot.task !== undefined) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     await Promise.all(this.slots.map((slot) => slot.worker.terminate()));
   }
 

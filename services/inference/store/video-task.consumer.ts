@@ -12,6 +12,9 @@ import { VideoFormat, type VideoOptions } from "../../common/gen/cutline/inferen
 import { cancelMarkerKeyOf } from "../../common/job-cancel-marker.ts";
 import type { BlobStore } from "../../common/ports/blob-store.ts";
 import { InferenceError } from "../domain/inference.errors.ts";
+import type { MediaBinaries } from "../../common/video/ffmpeg-binaries.ts";
+import type { SegmentationEngine } from "../runtime/segmentation.engine.ts";
+import { runVideoMatting } from "../runtime/video/video.pipeline.ts";
 
 /** Frames done so far and in all, and the engine's estimate of the seconds left. */
 export interface VideoProgress {
@@ -44,6 +47,20 @@ export interface VideoMattingResult {
 
 /** The video engine with its segmentation engine bound (wired by the service's index). */
 export type VideoMattingRunner = (request: VideoMattingRequest) => Promise<VideoMattingResult>;
+
+/** The video engine on `engine`, with the service's ffmpeg: what the consumer's `video.run` takes. */
+export function videoMattingRunnerOf(engine: SegmentationEngine, binaries: () => MediaBinaries): VideoMattingRunner {
+  return (request) =>
+    runVideoMatting(
+      {
+        ...request,
+        binaries: binaries(),
+        // The engine has no estimate before its first frame: 0 says "unknown" on the job.
+        onProgress: (progress) => request.onProgress({ framesDone: progress.framesDone, framesTotal: progress.framesTotal, etaSeconds: progress.etaSeconds ?? 0 }),
+      },
+      engine,
+    );
+}
 
 export interface VideoTaskOptions {
   run: VideoMattingRunner;
