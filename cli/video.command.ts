@@ -45,7 +45,7 @@ Options:
   --quality <q>        fast | balanced | best (best bills at the top rate)        default balanced
   --bg-color <#hex>    a solid background (MP4 only)
   --no-audio           drop the audio track
-  --json               print {"jobId","status","creditsCharged","out"} as the last line
+  --json               print {"jobId","status","creditsCharged","out","frames"} as the last line
   --grpc               talk gRPC instead of Connect`,
   options: { out: text, format: text, quality: text, "bg-color": text, "no-audio": flag, json: flag },
   async run(context) {
@@ -88,7 +88,7 @@ Options:
     const result = await withRetries(() => jobs.getJob({ jobId: ended.id, includeResult: true }));
     await writeAtomically(out, result.result);
     const charged = result.job?.creditsChargedMillicredits ?? ended.creditsChargedMillicredits;
-    if (context.json) context.print(JSON.stringify({ jobId: ended.id, status: "succeeded", creditsCharged: creditsNumber(charged), out }));
+    if (context.json) context.print(JSON.stringify({ jobId: ended.id, status: "succeeded", creditsCharged: creditsNumber(charged), out, frames: ended.framesTotal }));
     else context.print(`wrote ${out} (job ${ended.id}); ${formatCredits(charged)} credits charged`);
     return EXIT_OK;
   },
