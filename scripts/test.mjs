@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs every *.spec.ts under services/ and test/ with Node's test runner (Node 20's --test has
+// Runs every *.spec.ts under services/, cli/ and test/ with Node's test runner (Node 20's --test has
 // no glob support, so the files are listed here). Extra arguments narrow the run: `npm test -- billing`.
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
@@ -17,7 +17,7 @@ function* specs(directory) {
   }
 }
 
-const files = [...specs(join(root, "services")), ...specs(join(root, "test"))]
+const files = [...specs(join(root, "services")), ...specs(join(root, "cli")), ...specs(join(root, "test"))]
   .filter((file) => filters.length === 0 || filters.some((filter) => file.includes(filter)))
   .sort();
 if (files.length === 0) {

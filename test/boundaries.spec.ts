@@ -1,6 +1,8 @@
 // The service boundaries, checked on every import: a service folder imports only itself and
 // services/common/ (generated code included); services/common/ imports no service. Only the
-// single-node entry layer (the files directly under services/) may wire all four together.
+// single-node entry layer (the files directly under services/) may wire all four together. The
+// command-line client (cli/, bin/) is a client: it reaches the gateway through the generated code
+// and the few shared helpers of services/common/ a client needs, never through a service's modules.
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
@@ -66,6 +68,23 @@ export function violationsIn(file: string, source: string): Violation[] {
   return violations;
 }
 
+const cliDir = join(root, "cli");
+const generatedDir = join(servicesDir, "common", "gen");
+/** The shared helpers a client may use: credits at the edge, and the name of the reason header. */
+const CLIENT_HELPERS = new Set([join(servicesDir, "common", "credits.ts"), join(servicesDir, "common", "errors.ts")]);
+
+/** Imports of a CLI file (cli/ or bin/) that reach past cli/, the generated code and CLIENT_HELPERS. */
+export function clientViolationsIn(file: string, source: string): Violation[] {
+  const violations: Violation[] = [];
+  for (const specifier of importsOf(source)) {
+    if (!specifier.startsWith(".")) continue;
+    const target = resolve(dirname(file), specifier);
+    const allowed = !relative(cliDir, target).startsWith("..") || !relative(generatedDir, target).startsWith("..") || CLIENT_HELPERS.has(target);
+    if (!allowed) violations.push({ file: relative(root, file), specifier, reaches: relative(root, target) });
+  }
+  return violations;
+}
+
 describe("service boundaries", () => {
   test("no service imports another service, and services/common/ imports none", () => {
     const violations = [...sourceFiles(servicesDir)].flatMap((file) => violationsIn(file, readFileSync(file, "utf8")));
@@ -102,5 +121,35 @@ describe("service boundaries", () => {
     const entryFile = join(servicesDir, "single-node.ts");
     assert.deepEqual(violationsIn(entryFile, `import { i } from "./inference/index.ts";\nimport { j } from "./billing/index.ts";`), []);
     for (const service of SERVICES) assert.equal(ownerOf(join(servicesDir, service, "main.ts")), service);
+  });
+});
+
+describe("the command-line client's boundary", () => {
+  test("cli/ and bin/ import only cli/, the generated code and the client helpers of services/common/", () => {
+    const files = [...sourceFiles(cliDir), ...sourceFiles(join(root, "bin"))];
+    assert.ok(files.length > 0, "cli/ has sources");
+    const violations = files.flatMap((file) => clientViolationsIn(file, readFileSync(file, "utf8")));
+    assert.deepEqual(
+      violations.map((violation) => `${violation.file} imports ${violation.specifier} (${violation.reaches})`),
+      [],
+      "the CLI is a client: call the gateway through services/common/gen, or move a pure helper to services/common/ and list it here",
+    );
+  });
+
+  test("the check refuses a service's module and the server-side common code", () => {
+    const cliFile = join(cliDir, "example.ts");
+    const source = [
+      `import { a } from "../services/gateway/image-jobs.ts";`,
+      `import { b } from "../services/common/server.ts";`,
+      `import { c } from "../test/harness.ts";`,
+      `import { d } from "../services/common/gen/cutline/gateway/v1/image_service_pb.ts";`,
+      `import { e } from "../services/common/credits.ts";`,
+      `import { f } from "./connection.ts";`,
+      `import cliProgress from "cli-progress";`,
+    ].join("\n");
+    assert.deepEqual(
+      clientViolationsIn(cliFile, source).map((violation) => violation.reaches),
+      ["services/gateway/image-jobs.ts", "services/common/server.ts", "test/harness.ts"],
+    );
   });
 });
