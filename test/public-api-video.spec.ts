@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { Operation } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { Operation, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { JobService, JobStatus } from "../services/common/gen/cutline/gateway/v1/job_service_pb.ts";
 import { VideoService } from "../services/common/gen/cutline/gateway/v1/video_service_pb.ts";
 import { VideoFormat } from "../services/common/gen/cutline/inference/v1/video_options_pb.ts";
@@ -75,7 +75,14 @@ function ffmpegChildren(): string[] {
 
 describe("video jobs on a single node", () => {
   const api = publicApiNode("vjobs", { VIDEO_BYTES_MAX: String(VIDEO_BYTES_MAX), LOG_LEVEL: "warn" });
-  const { account, balance, errorOf } = api;
+  const { balance, errorOf } = api;
+  // A minute of video costs more than the sign-up trial (3 credits a started second), so each
+  // account gets a non-expiring top-up first; every figure below is read from billing, not assumed.
+  const account = async () => {
+    const made = await api.account();
+    await api.node.billing.grant({ accountId: made.accountId, pool: Pool.API, kind: "top_up", amountMillicredits: 100_000n, idempotencyKey: `fund-${made.accountId}` });
+    return made;
+  };
   let clip = "";
   let longClip = "";
   let cancelClip = "";
