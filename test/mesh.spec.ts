@@ -74,7 +74,7 @@ describe("mesh: four processes over gRPC, Postgres and NATS JetStream", { skip: 
     internal.set(SERVICE_TOKEN_HEADER, fixture.mesh.serviceToken);
     const billing = new (grpcPackage("cutline/billing/v1/billing_service.proto").cutline.billing.v1.BillingService)(host("billing"), insecure);
     const quote = await unary<{ cost_millicredits: string }>(billing, "Quote", { account_id: "default", operation: "OPERATION_REMOVE_BACKGROUND", pixels: 2_000_000 }, internal);
-    assert.equal(quote.cost_millicredits, "800");
+    assert.equal(quote.cost_millicredits, "1000");
 
     const orchestrator = new (grpcPackage("cutline/orchestrator/v1/orchestrator_service.proto").cutline.orchestrator.v1.OrchestratorService)(host("orchestrator"), insecure);
     const job = await unary<{ job: { status: string; charged_millicredits: string } }>(orchestrator, "GetJob", { job_id: cutout.job_id }, internal);
