@@ -140,7 +140,7 @@ describe("payments through the gateway, Stripe provider", () => {
     assert.equal(answer.checkoutAvailable, true);
     const pack = answer.products.find((product) => product.code === PACK_CODE);
     assert.deepEqual([pack?.kind, pack?.priceMinor, pack?.creditsMillicredits, pack?.currency, pack?.validDays], [ProductKind.PACK, 10_000n, PACK_MILLICREDITS, "usd", 0]);
-    assert.ok(answer.products.some((product) => product.kind === ProductKind.PLAN && product.code === "pro" && product.interval === "month"));
+    assert.ok(answer.products.some((product) => product.kind === ProductKind.PLAN && product.code === "growth" && product.interval === "month"));
     assert.ok(!answer.products.some((product) => product.code === "free"), "a plan with no price is not sold");
   });
 
