@@ -294,7 +294,7 @@ describe("web app in headless Chromium against a single node", { skip }, () => {
     await page.getByTestId("image-input").setInputFiles(images[0]!);
     const problem = page.locator('.upload-card [data-reason="insufficient_credits"]');
     await problem.waitFor({ timeout: IMAGE_DONE_TIMEOUT_MS });
-    assert.match((await problem.textContent()) ?? "", /Out of credits\s*0\.25 credits needed, 0 credits available/);
+    assert.match((await problem.textContent()) ?? "", /Out of credits\s*0\.5 credits needed, 0 credits available/);
     await shoot("09-out-of-credits");
     await problem.getByRole("link", { name: "Buy credits" }).click();
     await page.getByRole("heading", { level: 1, name: "Balance" }).waitFor();
