@@ -128,6 +128,23 @@ describe("readVideoUpload (busboy)", () => {
     assert.deepEqual(await leftovers(), []);
   });
 
+  test("a part without a name is malformed_multipart", async () => {
+    const nameless = Buffer.from(`--${B}\r\nContent-Disposition: form-data\r\n\r\nhello\r\n`);
+    const { status, body } = await send(FORM, [nameless, part(B, "video_file", "v", "a.mp4"), CLOSE]);
+    assert.equal(status, 400);
+    assert.equal(body.code, "malformed_multipart");
+    assert.match(body.message!, /no name/);
+    assert.deepEqual(await leftovers(), []);
+  });
+
+  test("a part's header block past busboy's 16 KiB is malformed_multipart", async () => {
+    const long = Buffer.from(`--${B}\r\nX-Filler: ${"a".repeat(20_000)}\r\nContent-Disposition: form-data; name="format"\r\n\r\nwebm\r\n`);
+    const { status, body } = await send(FORM, [long, part(B, "video_file", "v", "a.mp4"), CLOSE]).catch(() => ({ status: 0, body: {} as { code?: string } }));
+    assert.equal(status, 400);
+    assert.equal(body.code, "malformed_multipart");
+    assert.deepEqual(await leftovers(), []);
+  });
+
   test("a multipart Content-Type without a boundary is malformed_multipart", async () => {
     const { status, body } = await send("multipart/form-data", [part(B, "video_file", "x", "a.mp4"), CLOSE]);
     assert.equal(status, 400);

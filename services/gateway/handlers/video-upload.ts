@@ -280,6 +280,7 @@ function receiveForm(request: HttpRequest, contentType: string, file: VideoFile,
     parser.on("field", (name, value, info) => {
       if (settled) return;
       try {
+        if (!name) throw malformed(new Error("a part's Content-Disposition has no name"));
         if (VIDEO_FIELDS.has(name) || name === BACKGROUND_FIELD) {
           throw reasonError(Code.InvalidArgument, "invalid_request", `the form field ${name} must be a file part (with a filename in its Content-Disposition)`);
         }
@@ -293,7 +294,8 @@ function receiveForm(request: HttpRequest, contentType: string, file: VideoFile,
     parser.on("file", (name, stream) => {
       // A stream that is not read holds busboy back: every one is read, or destroyed with busboy.
       stream.on("error", (error) => fail(malformed(error)));
-      if (settled) {
+      if (settled || !name) {
+        fail(malformed(new Error("a part's Content-Disposition has no name")));
         stream.resume();
         return;
       }
