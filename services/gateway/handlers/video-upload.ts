@@ -2,8 +2,10 @@
 // form (the video in `video_file`, options and `bg_image_file` beside it) or the raw video. The
 // video's bytes are counted against the caller's limit as they come, and the upload is refused
 // the moment it passes it; they are hashed on the way (the idempotency fingerprint), and never
-// held whole in memory.
+// held whole in memory. The form is parsed by busboy as it streams in, under the VIDEO_FORM_*
+// limits below (parts, files, field bytes, header lines per part).
 import { Code } from "@connectrpc/connect";
+import busboy, { type Busboy } from "busboy";
 import { createHash } from "node:crypto";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -11,12 +13,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { reasonError } from "../../common/errors.ts";
 import type { HttpRequest } from "../../common/server.ts";
-import { MultipartError, MultipartSplitter, type PartSink } from "../domain/multipart-splitter.ts";
 import type { VideoInput } from "../video-jobs.ts";
 import { ClientGone, isMultipart, requireBoundary } from "./rest-support.ts";
 
 /** Most bytes of all the form's text fields together (format, bg_color, quality, webhook_url, …). */
 export const VIDEO_FORM_FIELD_BYTES_MAX = 64 * 1024;
+/** Most parts of the form (text fields and files together), and most text fields. */
+export const VIDEO_FORM_PARTS_MAX = 32;
+/** Most file parts of the form: the video and the background image. */
+export const VIDEO_FORM_FILES_MAX = 2;
+/** Most header lines read per part (Content-Disposition, Content-Type, …); busboy drops the rest, and refuses a part's header block past 16 KiB. */
+export const VIDEO_FORM_PART_HEADERS_MAX = 8;
 /** The form fields that carry the video. */
 const VIDEO_FIELDS = new Set(["video_file", "video"]);
 const BACKGROUND_FIELD = "bg_image_file";
@@ -53,13 +60,18 @@ class VideoFile {
     this.#stream = createWriteStream(path);
   }
 
-  write(chunk: Uint8Array): void {
+  /** The refusal of a video past its limit. */
+  refusal(): Error {
+    return reasonError(Code.InvalidArgument, "too_many_bytes", `the video is more than ${this.limits.videoBytesMax} bytes; ${this.limits.videoLimitName}`);
+  }
+
+  /** Writes the chunk; false when the file asks to wait for ready() before the next. */
+  write(chunk: Uint8Array): boolean {
     this.bytes += chunk.byteLength;
-    if (this.bytes > this.limits.videoBytesMax) {
-      throw reasonError(Code.InvalidArgument, "too_many_bytes", `the video is more than ${this.limits.videoBytesMax} bytes; ${this.limits.videoLimitName}`);
-    }
+    if (this.bytes > this.limits.videoBytesMax) throw this.refusal();
     this.hash.update(chunk);
     if (!this.#stream.write(chunk)) this.#blocked = true;
+    return !this.#blocked;
   }
 
   /** Resolves once the file can take more (at once when it can). */
@@ -187,53 +199,169 @@ export async function readVideoUpload(request: HttpRequest, headers: Headers, li
 }
 
 async function receiveRaw(request: HttpRequest, file: VideoFile) {
-  await receive(request, (chunk) => file.write(chunk), () => file.ready());
+  await receive(
+    request,
+    (chunk) => void file.write(chunk),
+    () => file.ready(),
+  );
   return { fields: new Map<string, string>(), backgroundImage: undefined, sawVideo: true };
 }
 
-async function receiveForm(request: HttpRequest, contentType: string, file: VideoFile, limits: VideoUploadLimits) {
-  const boundary = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
-  const fields = new Map<string, string>();
-  const fieldBytes = bounded(VIDEO_FORM_FIELD_BYTES_MAX, () =>
-    reasonError(Code.InvalidArgument, "too_many_bytes", `the form's fields besides the files exceed ${VIDEO_FORM_FIELD_BYTES_MAX} bytes (VIDEO_FORM_FIELD_BYTES_MAX)`),
-  );
-  let background: ReturnType<typeof bounded> | undefined;
-  let sawVideo = false;
-  let current: { kind: "video" } | { kind: "background" } | { kind: "field"; name: string; start: number } | undefined;
-  const sink: PartSink = {
-    start(part) {
-      if (VIDEO_FIELDS.has(part.name)) {
-        if (sawVideo) throw reasonError(Code.InvalidArgument, "invalid_request", "the form carries more than one video; send one per call");
-        sawVideo = true;
-        current = { kind: "video" };
-      } else if (part.name === BACKGROUND_FIELD) {
-        background = bounded(limits.backgroundBytesMax, () =>
-          reasonError(Code.InvalidArgument, "too_many_bytes", `the background_image is more than ${limits.backgroundBytesMax} bytes (UPLOAD_BYTES_MAX)`),
-        );
-        current = { kind: "background" };
-      } else current = { kind: "field", name: part.name, start: fieldBytes.chunks.length };
-    },
-    data(chunk) {
-      if (current?.kind === "video") file.write(chunk);
-      else if (current?.kind === "background") background!.add(chunk);
-      else fieldBytes.add(chunk);
-    },
-    end() {
-      if (current?.kind === "field") fields.set(current.name, Buffer.concat(fieldBytes.chunks.slice(current.start)).toString("utf8"));
-      current = undefined;
-    },
-  };
-  try {
-    const splitter = new MultipartSplitter(boundary?.[1] ?? boundary?.[2] ?? "", sink);
-    await receive(request, (chunk) => splitter.push(chunk), () => file.ready());
-    splitter.end();
-  } catch (error) {
-    if (error instanceof MultipartError) {
-      throw reasonError(Code.InvalidArgument, "malformed_multipart", `the body does not parse as multipart/form-data: ${error.message}`, { cause: error });
+/** Maps a busboy parse error to the caller's answer. */
+function malformed(error: unknown): Error {
+  const message = error instanceof Error ? error.message : String(error);
+  return reasonError(Code.InvalidArgument, "malformed_multipart", `the body does not parse as multipart/form-data: ${message}`, { cause: error });
+}
+
+/**
+ * The form parsed by busboy as the request streams in: the video to `file` (with its
+ * back-pressure), the background image and the text fields kept in memory under their limits.
+ * Any refusal, parse error or client reset stops reading at once (the request is unpiped and
+ * paused, busboy destroyed) and rejects; the caller removes the temporary file.
+ */
+function receiveForm(request: HttpRequest, contentType: string, file: VideoFile, limits: VideoUploadLimits) {
+  return new Promise<{ fields: Map<string, string>; backgroundImage: Uint8Array | undefined; sawVideo: boolean }>((resolve, reject) => {
+    if (request.destroyed) {
+      reject(new ClientGone("the client went away before its body was read"));
+      return;
     }
-    throw error;
-  }
-  return { fields, backgroundImage: background ? new Uint8Array(background.bytes()) : undefined, sawVideo };
+    let parser: Busboy;
+    try {
+      parser = busboy({
+        headers: { "content-type": contentType },
+        limits: {
+          // busboy's own bounds, backed by the exact per-file counters below (which name the limit).
+          fileSize: Math.max(limits.videoBytesMax, limits.backgroundBytesMax) + 1,
+          files: VIDEO_FORM_FILES_MAX,
+          fields: VIDEO_FORM_PARTS_MAX,
+          // busboy reports 'partsLimit' when the count reaches it: one more, so MAX parts pass.
+          parts: VIDEO_FORM_PARTS_MAX + 1,
+          fieldSize: VIDEO_FORM_FIELD_BYTES_MAX,
+          headerPairs: VIDEO_FORM_PART_HEADERS_MAX,
+        },
+      });
+    } catch (error) {
+      reject(malformed(error));
+      return;
+    }
+    const fields = new Map<string, string>();
+    const fieldBytes = bounded(VIDEO_FORM_FIELD_BYTES_MAX, fieldRefusal);
+    let background: ReturnType<typeof bounded> | undefined;
+    let sawVideo = false;
+    let settled = false;
+    let ended = false;
+    let received = 0;
+
+    const detach = () => {
+      request.off("data", onData).off("end", onEnd).off("error", onGone).off("close", onGone);
+    };
+    const fail = (error: unknown) => {
+      if (settled) return;
+      settled = true;
+      detach();
+      request.unpipe(parser);
+      // Paused, not destroyed: the refusal still reaches the client (the answer closes the connection).
+      request.pause();
+      // Not from inside busboy's own callbacks (a 'data' or 'limit' it is still emitting): it
+      // reads its state again after they return.
+      setImmediate(() => parser.destroy());
+      reject(error);
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.byteLength;
+    };
+    const onEnd = () => {
+      ended = true;
+    };
+    const onGone = (error?: unknown) => {
+      if (!ended || error instanceof Error) fail(new ClientGone(`the client went away after ${received} bytes of the body`, { cause: error }));
+    };
+
+    parser.on("field", (name, value, info) => {
+      if (settled) return;
+      try {
+        if (!name) throw malformed(new Error("a part's Content-Disposition has no name"));
+        if (VIDEO_FIELDS.has(name) || name === BACKGROUND_FIELD) {
+          throw reasonError(Code.InvalidArgument, "invalid_request", `the form field ${name} must be a file part (with a filename in its Content-Disposition)`);
+        }
+        if (info.valueTruncated) throw fieldRefusal();
+        fieldBytes.add(Buffer.from(value, "utf8"));
+        fields.set(name, value);
+      } catch (error) {
+        fail(error);
+      }
+    });
+    parser.on("file", (name, stream) => {
+      // A stream that is not read holds busboy back: every one is read, or destroyed with busboy.
+      stream.on("error", (error) => fail(malformed(error)));
+      if (settled || !name) {
+        fail(malformed(new Error("a part's Content-Disposition has no name")));
+        stream.resume();
+        return;
+      }
+      let add: (chunk: Buffer) => void;
+      let refusal: () => Error;
+      let end = () => {};
+      if (VIDEO_FIELDS.has(name)) {
+        if (sawVideo) {
+          fail(reasonError(Code.InvalidArgument, "invalid_request", "the form carries more than one video; send one per call"));
+          stream.resume();
+          return;
+        }
+        sawVideo = true;
+        refusal = () => file.refusal();
+        add = (chunk) => {
+          if (file.write(chunk)) return;
+          stream.pause();
+          file.ready().then(() => stream.resume(), fail);
+        };
+      } else if (name === BACKGROUND_FIELD) {
+        refusal = () => backgroundRefusal(limits);
+        const image = (background = bounded(limits.backgroundBytesMax, refusal));
+        add = (chunk) => image.add(chunk);
+      } else {
+        // Any other file part is a text field sent as a file: it counts against the fields' bytes.
+        refusal = fieldRefusal;
+        const start = fieldBytes.chunks.length;
+        add = (chunk) => fieldBytes.add(chunk);
+        end = () => fields.set(name, Buffer.concat(fieldBytes.chunks.slice(start)).toString("utf8"));
+      }
+      stream.on("data", (chunk: Buffer) => {
+        if (settled) return;
+        try {
+          add(chunk);
+        } catch (error) {
+          fail(error);
+        }
+      });
+      stream.on("limit", () => fail(refusal()));
+      stream.on("end", () => {
+        if (!settled) end();
+      });
+    });
+    parser.on("partsLimit", () => fail(reasonError(Code.InvalidArgument, "too_many_items", `the form has more than ${VIDEO_FORM_PARTS_MAX} parts (VIDEO_FORM_PARTS_MAX)`)));
+    parser.on("fieldsLimit", () => fail(reasonError(Code.InvalidArgument, "too_many_items", `the form has more than ${VIDEO_FORM_PARTS_MAX} fields (VIDEO_FORM_PARTS_MAX)`)));
+    parser.on("filesLimit", () =>
+      fail(reasonError(Code.InvalidArgument, "too_many_items", `the form has more than ${VIDEO_FORM_FILES_MAX} files (VIDEO_FORM_FILES_MAX): one video_file and at most one bg_image_file`)),
+    );
+    parser.on("error", (error) => fail(malformed(error)));
+    parser.on("close", () => {
+      if (settled) return;
+      settled = true;
+      detach();
+      resolve({ fields, backgroundImage: background ? new Uint8Array(background.bytes()) : undefined, sawVideo });
+    });
+    request.on("data", onData).on("end", onEnd).on("error", onGone).on("close", onGone);
+    request.pipe(parser);
+  });
+}
+
+function fieldRefusal(): Error {
+  return reasonError(Code.InvalidArgument, "too_many_bytes", `the form's fields besides the files exceed ${VIDEO_FORM_FIELD_BYTES_MAX} bytes (VIDEO_FORM_FIELD_BYTES_MAX)`);
+}
+
+function backgroundRefusal(limits: VideoUploadLimits): Error {
+  return reasonError(Code.InvalidArgument, "too_many_bytes", `the background_image is more than ${limits.backgroundBytesMax} bytes (UPLOAD_BYTES_MAX)`);
 }
 
 /** Writes bytes already in memory (a VideoService.SubmitVideo message) to a temporary file, as an upload. */
