@@ -245,6 +245,8 @@ describe("web app in headless Chromium against a single node", { skip }, () => {
   });
 
   it("a team member signs in with their own key and sees what the member role allows", async () => {
+    // Only business (3 seats) and enterprise admit a second member.
+    await node.billing.changePlan({ accountId: "web-user", planCode: "business" });
     await node.billing.setMember({ accountId: "web-user", memberId: "bob", role: "member" });
     await goTo("API keys", "API keys");
     await page.getByLabel("Name").fill("bob's laptop");
