@@ -90,6 +90,18 @@ describe("ledger rules from the product pages", () => {
     assert.deepEqual(reset.account.settings, { onExhausted: "overage", onExhaustedIsPlanDefault: true }, "null goes back to the plan's default");
   });
 
+  it("never continues in overage at a rate of 0 (free credits), even on a plan row that says overage with a cap", async () => {
+    const { ledger, db } = billing;
+    const pro = await db.selectFrom("billing_plans").selectAll().where("code", "=", "pro").executeTakeFirstOrThrow();
+    // A row the plans file would refuse (an old row or a hand edit): overage by default, a cap, no rate.
+    await db.insertInto("billing_plans").values({ ...pro, code: "free_overage", listed: false, overage_rate_cents_per_credit: 0 }).execute();
+    ok(await ledger.createAccount({ accountId: "free-overage", planCode: "free_overage", grantTrial: false }));
+    const refused = await ledger.reserve({ accountId: "free-overage", pool: "api", amountMillicredits: 251_000, idempotencyKey: "past-credits" });
+    assert.equal(refused.ok ? "ok" : refused.reason, "insufficient_credits");
+    assert.ok(!refused.ok);
+    assert.deepEqual(refused.exhausted, { onExhausted: "overage", overageOffered: false, overageCapReached: false, overageRateCentsPerCredit: 0 });
+  });
+
   it("refuses overage on a plan that offers none, and tells a stopped caller only to upgrade", async () => {
     const { ledger } = billing;
     ok(await ledger.createAccount({ accountId: "no-overage", planCode: "free", grantTrial: false }));
