@@ -69,6 +69,36 @@ describe("ledger rules from the product pages", () => {
     assert.equal(ok(await ledger.balance("downgrade", "api")).availableMillicredits, 0, "gone when the paid cycle ends");
   });
 
+  for (const planCode of ["developer", "annual_lite"]) {
+    it(`ends ${planCode}'s paid credits at the end of the current cycle on a downgrade to free, despite rollover or an annual term`, async () => {
+      const { ledger, clock, db } = billing;
+      const accountId = `downgrade-${planCode}`;
+      ok(await ledger.createAccount({ accountId, planCode, grantTrial: false }));
+      const cycleEndsAt = ok(await ledger.getAccount(accountId)).account.nextRenewalAt;
+      const [before] = ok(await ledger.balance(accountId, "api")).buckets;
+      assert.ok(before?.expiresAt && before.expiresAt.getTime() > cycleEndsAt.getTime(), `${planCode}'s credits would outlive the cycle`);
+      clock.advanceMs(10 * DAY_MS);
+      ok(await ledger.changePlan(accountId, "free"));
+      const [paid] = ok(await ledger.balance(accountId, "api")).buckets;
+      assert.equal(paid?.expiresAt?.getTime(), cycleEndsAt.getTime(), "the paid credits end with the cycle they were paid in");
+      const entries = await db
+        .selectFrom("billing_ledger_entries as e")
+        .innerJoin("billing_buckets as b", "b.id", "e.bucket_id")
+        .select(["e.kind", "e.remaining_delta_mc", "e.held_delta_mc"])
+        .where("b.kind", "=", "subscription")
+        .where("e.kind", "=", "extend")
+        .where("b.credit_account_id", "in", db.selectFrom("billing_credit_accounts").select("id").where("account_id", "=", accountId))
+        .execute();
+      assert.deepEqual(entries, [{ kind: "extend", remaining_delta_mc: 0, held_delta_mc: 0 }], "the expiry change is in the ledger");
+      clock.set(new Date(cycleEndsAt.getTime() - 1));
+      await billing.sweeper.sweepOnce();
+      assert.equal(ok(await ledger.balance(accountId, "api")).availableMillicredits, before.remainingMillicredits, "usable up to the last instant of the paid cycle");
+      clock.set(cycleEndsAt);
+      await billing.sweeper.sweepOnce();
+      assert.equal(ok(await ledger.balance(accountId, "api")).availableMillicredits, 0, "gone when the paid cycle ends");
+    });
+  }
+
   it("lets the account choose between stopping and continuing in overage, the plan's choice by default, enforced at reserve", async () => {
     const { ledger } = billing;
     ok(await ledger.createAccount({ accountId: "chooser", planCode: "pro", grantTrial: false }));
