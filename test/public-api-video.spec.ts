@@ -226,6 +226,9 @@ describe("video jobs on a single node", () => {
     const cancelled = await fetch(`${api.node.url}/v1/jobs/${job.id}`, { method: "DELETE", headers: { "x-api-key": key } });
     assert.equal(cancelled.status, 200);
     assert.deepEqual(await balance(accountId), before);
+    // The hold is attributed to the key and to the member its usage counts against (the account key's: the owner).
+    const usage = await api.node.billing.listUsage({ accountId, pool: Pool.API });
+    assert.deepEqual(usage.records.map((record) => [record.memberId, record.apiKeyId !== ""]), [["owner", true]]);
   });
 
   it("a cancel mid-way stops ffmpeg at once, releases the hold and leaves no temporary file", async () => {

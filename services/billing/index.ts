@@ -180,7 +180,8 @@ export async function createBilling(options: BillingOptions): Promise<Billing> {
     catalogue,
     async migrate() {
       await migrateBilling(options.db);
-      await syncCatalogue(db, catalogue, plansFile, clock.now());
+      const synced = await syncCatalogue(db, catalogue, plansFile, clock.now());
+      if (synced === "stale") log.warn({ version: catalogue.version, plansFile }, "the plans file's version was replaced by a later one; the catalogue is left as it is");
     },
     checkInvariants: () => checkLedgerInvariants(db),
   };

@@ -21,7 +21,7 @@ import type { MediaBinaries } from "../common/video/ffmpeg-binaries.ts";
 import { probeVideo, sniffVideoContainer, type VideoContainer, type VideoProbe } from "../common/video/video-probe.ts";
 import { VideoError } from "../common/video/video.errors.ts";
 import { processedVideoSize, videoLimitsOf, type VideoLimits } from "./domain/video-limits.ts";
-import { storage, submitSurelyFailed, type Admission } from "./image-jobs.ts";
+import { storage, submitSurelyFailed, usageMemberOf, type Admission } from "./image-jobs.ts";
 
 export interface VideoJobsOptions {
   /** Largest video upload the server takes, whatever the plan (VIDEO_BYTES_MAX, bytes). */
@@ -116,6 +116,8 @@ export class VideoJobs {
   /** Checks, quotes, holds, stores and submits; the queued job. Every refusal comes before the hold. */
   async submit(admission: Admission, input: VideoInput, request: VideoSubmit, signal?: AbortSignal): Promise<Job> {
     const { owner, plan } = admission;
+    // The member the usage is attributed to, as for images (the key's member, else the account's owner).
+    const memberId = admission.memberId ?? usageMemberOf(owner, undefined);
     const background = request.backgroundImage && request.backgroundImage.byteLength > 0 ? request.backgroundImage : undefined;
     const problem = videoOptionsProblem(request.options, background !== undefined);
     if (problem !== undefined) throw reasonError(Code.InvalidArgument, "invalid_option", problem);
@@ -143,7 +145,7 @@ export class VideoJobs {
       idempotencyKey: fingerprint ? `video:${key}:${fingerprint}` : `video:${key}`,
       holdTtlSeconds: this.options.holdTtlSeconds,
       apiKeyId: owner.keyId,
-      memberId: owner.memberId ?? "",
+      memberId,
       description: `video background removal ${Math.ceil(probe.durationMs / 1000)} s ${processed.width}x${processed.height} ${probe.container} (${quality})`,
     });
     const inputBlobKey = `inputs/${hold.holdId}`;
@@ -176,6 +178,8 @@ export class VideoJobs {
         longestSideMax: Math.max(processed.width, processed.height),
         webhookUrl,
         requestFingerprint: fingerprint,
+        apiKeyId: owner.keyId,
+        memberId,
       });
       if (!submitted.job) throw new Error("orchestrator returned no job");
       return submitted.job;

@@ -115,12 +115,29 @@ export interface CarryOver {
 
 /**
  * The carry-over onto `newPlan`, or undefined when nothing is extended: a downgrade to a plan
- * that allocates nothing (free) keeps the paid credits until the end of the cycle they were
- * paid for (their own expiry), not a month from the switch.
+ * that allocates nothing (free) keeps the paid credits only until the end of the cycle they
+ * were paid for (see paidCreditsEnd), not a month from the switch.
  */
 export function carryOver(newPlan: Plan, now: Date): CarryOver | undefined {
   if (newPlan.creditsPerCycleMillicredits === 0) return undefined;
   return { kind: "subscription", aliveAt: now, extendTo: cycleStart(now, 1 + newPlan.rolloverCycles) };
+}
+
+/** Subscription credits still alive at `aliveAt` that expire after `endAt` are cut back to it. */
+export interface CutBack {
+  kind: BucketKind;
+  aliveAt: Date;
+  endAt: Date;
+}
+
+/**
+ * On a move to a plan that allocates nothing (free), the paid subscription credits end with the
+ * old plan's current cycle (`cycleEndsAt`, its next renewal): not one rollover cycle later, and
+ * for an annual plan not at the end of its term. Undefined when the new plan allocates credits.
+ */
+export function paidCreditsEnd(newPlan: Plan, cycleEndsAt: Date, now: Date): CutBack | undefined {
+  if (newPlan.creditsPerCycleMillicredits !== 0) return undefined;
+  return { kind: "subscription", aliveAt: now, endAt: cycleEndsAt };
 }
 
 export type MemberRole = "owner" | "admin" | "member";

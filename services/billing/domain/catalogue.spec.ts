@@ -232,6 +232,20 @@ describe("checking an edited plans file", () => {
     assert.deepEqual(problems, ["plans[3].longestSidePixels must be an integer from 64 to 65535 (pixels)", "plans[7].onExhausted must be one of stop, overage"]);
   });
 
+  it("refuses inconsistent overage: continuing in overage without an offer, or overage no dearer than the plan's own rate", () => {
+    // plans[1] is developer ($19.99 for 200 credits, 9.995 cents a credit, no overage cap); plans[4] business offers overage.
+    assert.deepEqual(problemsOf((document) => Object.assign(document.plans[1]!, { onExhausted: "overage" })), [
+      "plans[1].onExhausted is overage but the plan offers no overage (overageRateCentsPerCredit and overageCapCredits must both be above 0)",
+    ]);
+    assert.deepEqual(problemsOf((document) => Object.assign(document.plans[4]!, { overageRateCentsPerCredit: 0 })), [
+      "plans[4].onExhausted is overage but the plan offers no overage (overageRateCentsPerCredit and overageCapCredits must both be above 0)",
+    ]);
+    assert.deepEqual(problemsOf((document) => Object.assign(document.plans[4]!, { overageRateCentsPerCredit: 5 })), [
+      "plans[4].overageRateCentsPerCredit: business: overage rate 5 cents a credit is not above the plan's 7.14 cents a credit",
+    ]);
+    assert.deepEqual(problemsOf((document) => Object.assign(document.plans[1]!, { onExhausted: "overage", overageCapCredits: 100 })), []);
+  });
+
   it("a plan inherits its class's limits unless it sets its own", () => {
     const parsed = parseCatalogue(shipped());
     assert.ok(parsed.ok);

@@ -3,6 +3,7 @@
 // store/catalogue.store.ts reads the file and writes it into the tables the ledger's SQL reads.
 import { PLAN_CLASSES, UNLIMITED_SEATS, type OnExhausted, type Pack, type Plan, type PlanClass } from "./plans.ts";
 import { validatePriceBook, type PriceBook } from "./price-book.ts";
+import { offersOverage, overageRateProblem } from "./exhaustion.ts";
 
 export interface Catalogue {
   /** Also the price book's version: a price change is a new version. */
@@ -161,7 +162,7 @@ function parsePlan(value: unknown, path: string, classes: Record<PlanClass, Json
   const field = new FieldReader(value, `${path}.`, problems, classes[planClass]);
   const code = field.text("code");
   if (code && !CODE_PATTERN.test(code)) problems.push(`${path}.code must be lower-case letters, digits and _ (at most 64), starting with a letter`);
-  return {
+  const plan: Plan = {
     code,
     name: field.text("name"),
     planClass,
@@ -186,6 +187,14 @@ function parsePlan(value: unknown, path: string, classes: Record<PlanClass, Json
     videoLongestSidePixels: field.integer("videoLongestSidePixels", LONGEST_SIDE_PIXELS, "pixels"),
     stripePriceId: field.optionalText("stripePriceId"),
   };
+  // Overage must be consistent: a plan that continues in overage by default must offer it
+  // (a rate and a cap above zero), and its rate must be above the plan's own per-credit rate.
+  if (plan.onExhausted === "overage" && !offersOverage(plan)) {
+    problems.push(`${path}.onExhausted is overage but the plan offers no overage (overageRateCentsPerCredit and overageCapCredits must both be above 0)`);
+  }
+  const rateProblem = overageRateProblem(plan);
+  if (rateProblem) problems.push(`${path}.overageRateCentsPerCredit: ${rateProblem}`);
+  return plan;
 }
 
 function parsePack(value: unknown, path: string, problems: string[]): Pack | undefined {

@@ -12,11 +12,11 @@ import pino from "pino";
 import { createTestDatabase, type TestDatabase } from "../../../test/harness.ts";
 import { openDatabase, type Database } from "../../common/database.ts";
 import { BillingService, Operation } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
-import { CatalogueError } from "../domain/catalogue.ts";
+import { CatalogueError, parseCatalogue } from "../domain/catalogue.ts";
 import { ManualClock } from "../domain/clock.ts";
 import type { Outcome } from "../domain/outcomes.ts";
 import { createBilling, type Billing } from "../index.ts";
-import { SHIPPED_PLANS_FILE } from "./catalogue.store.ts";
+import { readCatalogueFile, SHIPPED_PLANS_FILE, syncCatalogue } from "./catalogue.store.ts";
 import { checkLedgerInvariants } from "./invariants.ts";
 import { LedgerStore } from "./ledger.store.ts";
 import { billingMigrations } from "./migrations.ts";
@@ -115,6 +115,26 @@ describe("the plans file in the catalogue tables", () => {
       { version: "2026-12-raised", active: true },
     ]);
     assert.deepEqual(await checkLedgerInvariants(database.db), []);
+  });
+
+  it("two replicas syncing a new version at once both start, one activating it; an old pod's file never re-activates its older version", async () => {
+    const database = await freshDatabase();
+    await start(database);
+    const document = shippedDocument();
+    document.plans[1]!.name = "Developer (December)";
+    const parsed = parseCatalogue({ ...document, version: "2026-12-renamed" });
+    assert.ok(parsed.ok);
+    // Two transactions at once on two connections (real Postgres): without the lock both insert the version.
+    const outcomes = await Promise.all([syncCatalogue(database.db, parsed.catalogue, "a", clock.now()), syncCatalogue(database.db, parsed.catalogue, "b", clock.now())]);
+    assert.deepEqual(outcomes.sort(), ["activated", "current"]);
+    const activeVersions = () => database.db.selectFrom("billing_price_books").select("version").where("active", "=", true).execute();
+    assert.deepEqual(await activeVersions(), [{ version: "2026-12-renamed" }]);
+    // An old pod restarts with the shipped file: its version is stored but was replaced, so nothing is written.
+    assert.equal(await syncCatalogue(database.db, readCatalogueFile(), "old pod", clock.now()), "stale");
+    assert.deepEqual(await activeVersions(), [{ version: "2026-12-renamed" }]);
+    const developer = await database.db.selectFrom("billing_plans").select("name").where("code", "=", "developer").executeTakeFirstOrThrow();
+    assert.equal(developer.name, "Developer (December)", "the old file's plans do not overwrite the newer ones");
+    assert.equal(await syncCatalogue(database.db, parsed.catalogue, "restart", clock.now()), "current");
   });
 
   it("stops billing at start on a bad file, naming the field", async () => {

@@ -5,9 +5,12 @@
 // older versions stay, so a quote or hold made under one keeps its price.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Kysely } from "kysely";
+import { sql, type Kysely } from "kysely";
 import { CatalogueError, parseCatalogue, type Catalogue } from "../domain/catalogue.ts";
 import type { BillingSchema } from "./schema.ts";
+
+/** The advisory lock (hashed) that serialises catalogue syncs across replicas. */
+const CATALOGUE_LOCK = "billing_catalogue_sync";
 
 /** The plans file shipped with Cutline, used when BILLING_PLANS_FILE is unset. */
 export const SHIPPED_PLANS_FILE = join(import.meta.dirname, "..", "..", "..", "deploy", "plans", "plans.json");
@@ -38,13 +41,20 @@ function canonical(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/** What a sync did: wrote the file's version as the active one, found it active already, or left a newer active version alone. */
+export type CatalogueSync = "activated" | "current" | "stale";
+
 /**
- * Writes the catalogue into the tables in one transaction. Refuses (CatalogueError) a version
- * already stored with other prices: a price change is a new version, or quotes made under the
- * old prices would silently change meaning.
+ * Writes the catalogue into the tables in one transaction, under an advisory lock so replicas
+ * starting together take turns. Refuses (CatalogueError) a version already stored with other
+ * prices: a price change is a new version, or quotes made under the old prices would silently
+ * change meaning. Never activates a version older than the active one: a stored version that is
+ * not active was replaced by a later activation (an old pod restarting with its old file), so the
+ * sync writes nothing and answers "stale"; going back to old prices takes a new version.
  */
-export async function syncCatalogue(db: Kysely<BillingSchema>, catalogue: Catalogue, source: string, now: Date): Promise<void> {
-  await db.transaction().execute(async (trx) => {
+export async function syncCatalogue(db: Kysely<BillingSchema>, catalogue: Catalogue, source: string, now: Date): Promise<CatalogueSync> {
+  return db.transaction().execute(async (trx) => {
+    await sql`select pg_advisory_xact_lock(hashtext(${CATALOGUE_LOCK}))`.execute(trx);
     const stored = await trx.selectFrom("billing_price_books").select(["rules", "active"]).where("version", "=", catalogue.version).executeTakeFirst();
     if (stored) {
       const rules = typeof stored.rules === "string" ? JSON.parse(stored.rules) : stored.rules;
@@ -52,10 +62,21 @@ export async function syncCatalogue(db: Kysely<BillingSchema>, catalogue: Catalo
         throw new CatalogueError(source, [`version "${catalogue.version}" is already stored with other prices; a price change needs a new version`]);
       }
     }
+    let outcome: CatalogueSync = "current";
     if (!stored?.active) {
+      const active = await trx.selectFrom("billing_price_books").select("version").where("active", "=", true).executeTakeFirst();
+      // Every version is active when stored and only deactivated by a later activation.
+      if (stored && active) return "stale";
       await trx.updateTable("billing_price_books").set({ active: false }).where("active", "=", true).execute();
       if (stored) await trx.updateTable("billing_price_books").set({ active: true }).where("version", "=", catalogue.version).execute();
-      else await trx.insertInto("billing_price_books").values({ version: catalogue.version, rules: JSON.stringify(catalogue.priceBook), active: true, created_at: now }).execute();
+      else {
+        await trx
+          .insertInto("billing_price_books")
+          .values({ version: catalogue.version, rules: JSON.stringify(catalogue.priceBook), active: true, created_at: now })
+          .onConflict((conflict) => conflict.column("version").doNothing())
+          .execute();
+      }
+      outcome = "activated";
     }
     for (const plan of catalogue.plans) {
       const row = {
@@ -91,5 +112,6 @@ export async function syncCatalogue(db: Kysely<BillingSchema>, catalogue: Catalo
       await trx.insertInto("billing_packs").values({ code: pack.code, ...row }).onConflict((conflict) => conflict.column("code").doUpdateSet(row)).execute();
     }
     await trx.updateTable("billing_packs").set({ listed: false }).where("code", "not in", catalogue.packs.map((pack) => pack.code)).execute();
+    return outcome;
   });
 }

@@ -123,7 +123,7 @@ begin
     v_available_mc := v_available_mc + v_bucket.remaining_mc;
   end loop;
   if v_available_mc < p_amount_mc then
-    if v_on_exhausted = 'overage'
+    if v_on_exhausted = 'overage' and v_overage_rate_cents > 0
        and v_account.cycle_overage_mc + v_account.overage_held_mc + (p_amount_mc - v_available_mc) <= v_overage_cap_mc then
       v_overage_mc := p_amount_mc - v_available_mc;
     else

@@ -1,7 +1,7 @@
 // Grants: buckets, each booked with its ledger entry and its pool's balance in the same
 // transaction; their expiry (billing_expire_buckets) and the carry-over on a plan change.
 import { sql, type Selectable } from "kysely";
-import type { CarryOver } from "../domain/accounts.ts";
+import type { CarryOver, CutBack } from "../domain/accounts.ts";
 import type { ResolvedGrant } from "../domain/grants.ts";
 import type { BillingExecutor, BucketTable, PoolName } from "./schema.ts";
 import { onlyRow } from "./views.ts";
@@ -85,6 +85,28 @@ export class GrantStore {
     await this.#db
       .insertInto("billing_ledger_entries")
       .values(carried.map(({ id }) => ({ credit_account_id: creditAccountId, bucket_id: id, hold_id: null, kind: "extend", remaining_delta_mc: 0, held_delta_mc: 0, occurred_at: rule.aliveAt })))
+      .execute();
+  }
+
+  /**
+   * Moves the expiry of the pool's buckets that the cut-back covers forward to its end, with an
+   * `extend` entry each (the ledger's record of an expiry change, no amounts); the pool must be locked.
+   */
+  async cutBack(creditAccountId: number, rule: CutBack): Promise<void> {
+    const cut = await this.#db
+      .updateTable("billing_buckets")
+      .set({ expires_at: rule.endAt })
+      .where("credit_account_id", "=", creditAccountId)
+      .where("kind", "=", rule.kind)
+      .where((eb) => eb.or([eb("remaining_mc", ">", 0), eb("held_mc", ">", 0)]))
+      .where((eb) => eb.or([eb("expires_at", "is", null), eb("expires_at", ">", rule.endAt)]))
+      .where((eb) => eb.or([eb("expires_at", "is", null), eb("expires_at", ">", rule.aliveAt)]))
+      .returning("id")
+      .execute();
+    if (cut.length === 0) return;
+    await this.#db
+      .insertInto("billing_ledger_entries")
+      .values(cut.map(({ id }) => ({ credit_account_id: creditAccountId, bucket_id: id, hold_id: null, kind: "extend", remaining_delta_mc: 0, held_delta_mc: 0, occurred_at: rule.aliveAt })))
       .execute();
   }
 

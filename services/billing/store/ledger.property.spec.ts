@@ -302,6 +302,7 @@ class Model {
     this.renew(account);
     const now = this.now();
     const next = plan(planCode);
+    const cycleEndsAt = account.nextRenewalAt;
     account.cycleOverage = { api: 0, web: 0 };
     account.plan = next;
     account.anchor = now;
@@ -309,7 +310,11 @@ class Model {
     account.nextRenewalAt = cycleStart(now, 1);
     const carryUntil = cycleStart(now, 1 + next.rolloverCycles);
     for (const bucket of account.buckets) {
-      // A downgrade to a plan without an allocation (free) extends nothing.
+      // A downgrade to a plan without an allocation (free) ends the paid credits with the old cycle.
+      if (next.creditsPerCycleMillicredits === 0 && bucket.kind === "subscription" && (bucket.remaining > 0 || bucket.held > 0)
+          && (bucket.expiresAt === null || (bucket.expiresAt.getTime() > now.getTime() && bucket.expiresAt.getTime() > cycleEndsAt.getTime()))) {
+        bucket.expiresAt = cycleEndsAt;
+      }
       if (next.creditsPerCycleMillicredits > 0 && bucket.kind === "subscription" && (bucket.remaining > 0 || bucket.held > 0) && bucket.expiresAt !== null
           && bucket.expiresAt.getTime() > now.getTime() && bucket.expiresAt.getTime() < carryUntil.getTime()) {
         bucket.expiresAt = carryUntil;

@@ -69,6 +69,36 @@ describe("ledger rules from the product pages", () => {
     assert.equal(ok(await ledger.balance("downgrade", "api")).availableMillicredits, 0, "gone when the paid cycle ends");
   });
 
+  for (const planCode of ["developer", "annual_lite"]) {
+    it(`ends ${planCode}'s paid credits at the end of the current cycle on a downgrade to free, despite rollover or an annual term`, async () => {
+      const { ledger, clock, db } = billing;
+      const accountId = `downgrade-${planCode}`;
+      ok(await ledger.createAccount({ accountId, planCode, grantTrial: false }));
+      const cycleEndsAt = ok(await ledger.getAccount(accountId)).account.nextRenewalAt;
+      const [before] = ok(await ledger.balance(accountId, "api")).buckets;
+      assert.ok(before?.expiresAt && before.expiresAt.getTime() > cycleEndsAt.getTime(), `${planCode}'s credits would outlive the cycle`);
+      clock.advanceMs(10 * DAY_MS);
+      ok(await ledger.changePlan(accountId, "free"));
+      const [paid] = ok(await ledger.balance(accountId, "api")).buckets;
+      assert.equal(paid?.expiresAt?.getTime(), cycleEndsAt.getTime(), "the paid credits end with the cycle they were paid in");
+      const entries = await db
+        .selectFrom("billing_ledger_entries as e")
+        .innerJoin("billing_buckets as b", "b.id", "e.bucket_id")
+        .select(["e.kind", "e.remaining_delta_mc", "e.held_delta_mc"])
+        .where("b.kind", "=", "subscription")
+        .where("e.kind", "=", "extend")
+        .where("b.credit_account_id", "in", db.selectFrom("billing_credit_accounts").select("id").where("account_id", "=", accountId))
+        .execute();
+      assert.deepEqual(entries, [{ kind: "extend", remaining_delta_mc: 0, held_delta_mc: 0 }], "the expiry change is in the ledger");
+      clock.set(new Date(cycleEndsAt.getTime() - 1));
+      await billing.sweeper.sweepOnce();
+      assert.equal(ok(await ledger.balance(accountId, "api")).availableMillicredits, before.remainingMillicredits, "usable up to the last instant of the paid cycle");
+      clock.set(cycleEndsAt);
+      await billing.sweeper.sweepOnce();
+      assert.equal(ok(await ledger.balance(accountId, "api")).availableMillicredits, 0, "gone when the paid cycle ends");
+    });
+  }
+
   it("lets the account choose between stopping and continuing in overage, the plan's choice by default, enforced at reserve", async () => {
     const { ledger } = billing;
     ok(await ledger.createAccount({ accountId: "chooser", planCode: "pro", grantTrial: false }));
@@ -88,6 +118,18 @@ describe("ledger rules from the product pages", () => {
     assert.deepEqual([account.cycleOverageMillicredits, account.cycleOverageCents], [1_000, 16], "overage billed at the plan's standard rate");
     const reset = ok(await ledger.setAccountSettings({ accountId: "chooser", onExhausted: null }));
     assert.deepEqual(reset.account.settings, { onExhausted: "overage", onExhaustedIsPlanDefault: true }, "null goes back to the plan's default");
+  });
+
+  it("never continues in overage at a rate of 0 (free credits), even on a plan row that says overage with a cap", async () => {
+    const { ledger, db } = billing;
+    const pro = await db.selectFrom("billing_plans").selectAll().where("code", "=", "pro").executeTakeFirstOrThrow();
+    // A row the plans file would refuse (an old row or a hand edit): overage by default, a cap, no rate.
+    await db.insertInto("billing_plans").values({ ...pro, code: "free_overage", listed: false, overage_rate_cents_per_credit: 0 }).execute();
+    ok(await ledger.createAccount({ accountId: "free-overage", planCode: "free_overage", grantTrial: false }));
+    const refused = await ledger.reserve({ accountId: "free-overage", pool: "api", amountMillicredits: 251_000, idempotencyKey: "past-credits" });
+    assert.equal(refused.ok ? "ok" : refused.reason, "insufficient_credits");
+    assert.ok(!refused.ok);
+    assert.deepEqual(refused.exhausted, { onExhausted: "overage", overageOffered: false, overageCapReached: false, overageRateCentsPerCredit: 0 });
   });
 
   it("refuses overage on a plan that offers none, and tells a stopped caller only to upgrade", async () => {

@@ -1,6 +1,7 @@
 import type { Kysely, Transaction } from "kysely";
 import {
   carryOver,
+  paidCreditsEnd,
   cycleAnchoredAt,
   DEFAULT_PLAN_CODE,
   memberProblem,
@@ -319,7 +320,7 @@ export class LedgerStore {
     return { ok: true, account };
   }
 
-  /** Switches plan at once: the cycle restarts now, remaining subscription credits carry into it (a downgrade to free keeps them to their paid cycle's end), the new allocation is granted. */
+  /** Switches plan at once: the cycle restarts now, remaining subscription credits carry into it (a downgrade to free ends them at the old cycle's end, rollover or annual term notwithstanding), the new allocation is granted. */
   async changePlan(accountId: string, planCode: string): Promise<Outcome<{ account: AccountView }>> {
     const now = this.#clock.now();
     const result = await this.#db.transaction().execute(async (trx): Promise<Outcome<object>> => {
@@ -337,6 +338,8 @@ export class LedgerStore {
       const grants = new GrantStore(trx);
       const rule = carryOver(plan, now);
       if (rule) for (const pool of locked.pools) await grants.carryOver(pool.id, rule);
+      const cutBack = paidCreditsEnd(plan, toDate(locked.account.next_renewal_at), now);
+      if (cutBack) for (const pool of locked.pools) await grants.cutBack(pool.id, cutBack);
       await this.#grantSubscription(trx, { accountId, plan, anchor: now, cyclesSinceAnchor: 0, now });
       return { ok: true };
     });
