@@ -41,7 +41,7 @@ const frameBytes = width * height * 4;
 // 1. Decoding alone, the whole clip.
 async function decodeOnly(): Promise<{ frames: number; fps: number }> {
   const started = performance.now();
-  const decoder = new FfmpegProcess(binaries.ffmpeg.path, decoderArgs(clip, `${rate}/1`, width, height));
+  const decoder = new FfmpegProcess(binaries.ffmpeg.path, decoderArgs({ inputPath: clip, rate: `${rate}/1`, width, height, cap: undefined }));
   let frames = 0;
   for await (const frame of framesOf(decoder.child.stdout, frameBytes)) if (frame.length === frameBytes) frames++;
   await decoder.closed;
@@ -53,7 +53,7 @@ async function encodeOnly(frames: number): Promise<number> {
   const format = videoOutputFormatOf(create(VideoOptionsSchema, { format: VideoFormat.WEBM }));
   const pattern = new Uint8Array(frameBytes);
   const started = performance.now();
-  const encoder = new FfmpegProcess(binaries.ffmpeg.path, encoderArgs({ format, width, height, rate: `${rate}/1`, audioFrom: undefined, outputPath: join(directory, "encode-only.webm") }));
+  const encoder = new FfmpegProcess(binaries.ffmpeg.path, encoderArgs({ format, width, height, rate: `${rate}/1`, audioFrom: undefined, audioSecondsMax: 0, outputPath: join(directory, "encode-only.webm") }));
   for (let index = 0; index < frames; index++) {
     for (let pixel = 0; pixel < width * height; pixel++) {
       const x = pixel % width;
@@ -79,7 +79,7 @@ const window = Math.max(4, Math.min(engine.capacity, 2 * engine.runningCapacity 
 
 // 3. The model alone: the head's frames, decoded beforehand, `window` in flight.
 async function modelOnly(): Promise<{ frames: number; fps: number }> {
-  const decoder = new FfmpegProcess(binaries.ffmpeg.path, decoderArgs(head, `${rate}/1`, width, height));
+  const decoder = new FfmpegProcess(binaries.ffmpeg.path, decoderArgs({ inputPath: head, rate: `${rate}/1`, width, height, cap: undefined }));
   const frames: Uint8Array[] = [];
   for await (const frame of framesOf(decoder.child.stdout, frameBytes)) frames.push(frame);
   await decoder.closed;

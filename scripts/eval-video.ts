@@ -84,7 +84,7 @@ for (const name of clips) {
   const masks = join(directory, name.replace(/\.\w+$/, ".masks"));
   const probe = await probeVideo(path, { binaries });
   const { width, height } = videoOutputSize(probe, 0);
-  const decoder = new FfmpegProcess(binaries.ffmpeg.path, decoderArgs(path, `${probe.frameRate.numerator}/${probe.frameRate.denominator}`, width, height));
+  const decoder = new FfmpegProcess(binaries.ffmpeg.path, decoderArgs({ inputPath: path, rate: `${probe.frameRate.numerator}/${probe.frameRate.denominator}`, width, height, cap: undefined }));
   const smoother = new TemporalMaskSmoother(engine.maskSize, defaultTemporalSmoothing);
   const raw: Variant = { ious: [], flicker: { sum: 0, pixels: 0 } };
   const smoothed: Variant = { ious: [], flicker: { sum: 0, pixels: 0 } };

@@ -56,6 +56,7 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   video_corrupt: row(Code.InvalidArgument, 400),
   video_no_stream: row(Code.InvalidArgument, 422),
   video_codec_unsupported: row(Code.InvalidArgument, 422),
+  video_frame_rate_too_high: row(Code.InvalidArgument, 422),
   unknown_extra: row(Code.InvalidArgument, 400),
   capture_exceeds_hold: row(Code.InvalidArgument, 400),
   // REST only: a path no route serves, or a method the path does not take.
@@ -143,13 +144,14 @@ const INFERENCE_REASONS: Record<InferenceErrorReason, true> = {
   video_corrupt: true,
   video_no_stream: true,
   video_codec_unsupported: true,
+  video_frame_rate_too_high: true,
   queue_full: true,
   cancelled: true,
   model_unavailable: true,
   internal: true,
 };
 const IMAGE_REASONS: Record<ImageErrorReason, true> = { unsupported_format: true, animated_gif: true, corrupt_image: true, too_many_bytes: true, too_many_pixels: true };
-const VIDEO_REASONS: Record<VideoErrorReason, true> = { unsupported_format: true, video_corrupt: true, video_no_stream: true, video_codec_unsupported: true };
+const VIDEO_REASONS: Record<VideoErrorReason, true> = { unsupported_format: true, video_corrupt: true, video_no_stream: true, video_codec_unsupported: true, video_frame_rate_too_high: true };
 
 function expected(reason: string): { code: Code; http: number } {
   const entry = TABLE[reason];

@@ -14,6 +14,7 @@ import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../se
 import { reasonOf } from "../services/common/errors.ts";
 import { BillingService, HoldStatus, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { TaskEventSchema, type TaskEvent } from "../services/common/gen/cutline/inference/v1/task_pb.ts";
+import { VideoFormat, VideoOptionsSchema } from "../services/common/gen/cutline/inference/v1/video_options_pb.ts";
 import { JobLifecycle } from "../services/orchestrator/job-lifecycle.ts";
 import { orchestratorMigrations } from "../services/orchestrator/store/migrations.ts";
 import { JobStore, type OrchestratorSchema } from "../services/orchestrator/store/job.store.ts";
@@ -305,6 +306,41 @@ describe("job lifecycle", () => {
       return true;
     });
     assert.equal(await available(`account-${serial}`), 10_000n);
+  });
+
+  it("a queued video waiting its turn is not quiet: the reconciler leaves it to its time limit, re-queuing it only when the queue forgot its tasks", async () => {
+    // A queue of its own: the shared one is full after the queue_full test.
+    const videoQueue = new InProcessWorkQueue({ log, queueLengthMax: QUEUE_LENGTH });
+    const quietMsMax = 60_000;
+    const videoLifecycle = new JobLifecycle(jobs, videoQueue, blobs, billingClient(), log, { quietMsMax, requeuesMax: 1 });
+    try {
+      serial += 1;
+      const accountId = `account-${serial}`;
+      await billingClient().createAccount({ accountId });
+      const hold = await billingClient().reserve({ accountId, pool: Pool.API, amountMillicredits: BigInt(COST), idempotencyKey: `hold-${serial}`, holdTtlSeconds: 900 });
+      const job = await videoLifecycle.submit({
+        accountId,
+        idempotencyKey: `job-${serial}`,
+        inputBlobKey: `inputs/${serial}`,
+        options: undefined,
+        video: { options: create(VideoOptionsSchema, { format: VideoFormat.WEBM }), durationMs: 300_000 },
+        holdId: hold.holdId,
+        heldMillicredits: COST,
+        highPriority: false,
+        longestSideMax: 0,
+      });
+      // Behind long videos: past the quiet window, well within its own time limit.
+      await videoLifecycle.reconcile(new Date(Date.now() + 2 * (quietMsMax + 1000)));
+      const waiting = await videoLifecycle.get(job.id);
+      assert.deepEqual([waiting.status, waiting.requeues, waiting.error_reason], ["queued", 0, null], "not re-run, not failed as job_stuck");
+      // A process that starts with a queue that forgot its tasks re-queues it.
+      await videoLifecycle.reconcile(new Date(), { everyUnfinishedQuiet: true });
+      assert.equal((await videoLifecycle.get(job.id)).requeues, 1);
+      await videoLifecycle.cancel(job.id);
+      assert.equal(await available(accountId), 10_000n);
+    } finally {
+      await videoQueue.close();
+    }
   });
 
   it("an unknown job is NotFound with a reason", async () => {

@@ -10,7 +10,8 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { reasonOf } from "../services/common/errors.ts";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Operation, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { JobService, JobStatus } from "../services/common/gen/cutline/gateway/v1/job_service_pb.ts";
@@ -208,6 +209,19 @@ describe("video jobs on a single node", () => {
     await refusal(await submit(key, big), 413, "too_many_bytes", /VIDEO_BYTES_MAX/);
     await refusal(await submit(key, videoForm(clip, { bg_color: "#00ff00" })), 400, "invalid_option", /mp4/);
     await refusal(await submit(key, videoForm(clip), {}, "?format=gif"), 400, "invalid_option", /format/);
+    // 120 fps: past VIDEO_FRAME_RATE_MAX (each frame is a model run), refused before the hold.
+    const fastClip = makeClip(clips, "fast", { width: 64, height: 48, seconds: 0.2, rate: 120, pattern: true });
+    await refusal(await submit(key, videoForm(fastClip)), 422, "video_frame_rate_too_high", /VIDEO_FRAME_RATE_MAX/);
+    // The RPC checks what REST's parser does: a format outside the enum, a colour that is not hex on MP4.
+    const videos = createClient(VideoService, createConnectTransport({ baseUrl: api.node.url, httpVersion: "1.1" }));
+    const rpcRefusal = (pattern: RegExp) => (error: unknown) => error instanceof ConnectError && error.code === Code.InvalidArgument && reasonOf(error) === "invalid_option" && pattern.test(error.rawMessage);
+    const small = new Uint8Array(readFileSync(fastClip));
+    // Another account: this one has spent its plan's requests per minute.
+    const rpc = await account();
+    const rpcBefore = await balance(rpc.accountId);
+    await assert.rejects(videos.submitVideo({ video: small, options: { format: 99 as VideoFormat } }, { headers: { "x-api-key": rpc.key } }), rpcRefusal(/format 99/));
+    await assert.rejects(videos.submitVideo({ video: small, options: { format: VideoFormat.MP4, backgroundColor: "red" } }, { headers: { "x-api-key": rpc.key } }), rpcRefusal(/bg_color "red"/));
+    assert.deepEqual(await balance(rpc.accountId), rpcBefore, "nothing held on the RPC's refusals");
 
     assert.deepEqual(await balance(accountId), before, "nothing held, nothing charged");
     assert.deepEqual(readdirSync(nodeTemporary).filter((name) => name.startsWith("cutline-") && !name.startsWith("cutline-vjobs-")), [], "no upload left on disk");

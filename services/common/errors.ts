@@ -33,6 +33,8 @@ const HTTP_STATUS_BY_REASON: Readonly<Record<string, number>> = {
   // A readable video the service cannot work on: no video stream in it, or a codec ffmpeg cannot decode.
   video_no_stream: 422,
   video_codec_unsupported: 422,
+  // A readable video past VIDEO_FRAME_RATE_MAX: refused like a codec the service cannot work on.
+  video_frame_rate_too_high: 422,
 };
 
 /** HTTP status for a gRPC code, as the Connect protocol maps them, plus the reasons above (402, 405, 413, 422). */

@@ -18,7 +18,7 @@ import type { Logger } from "../common/logging.ts";
 import { checkedWebhookUrl } from "../common/outbound.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { MediaBinaries } from "../common/video/ffmpeg-binaries.ts";
-import { probeVideo, sniffVideoContainer, type VideoContainer, type VideoProbe } from "../common/video/video-probe.ts";
+import { frameRateValue, probeVideo, sniffVideoContainer, VIDEO_FRAME_RATE_MAX, type VideoContainer, type VideoProbe } from "../common/video/video-probe.ts";
 import { VideoError } from "../common/video/video.errors.ts";
 import { processedVideoSize, videoLimitsOf, type VideoLimits } from "./domain/video-limits.ts";
 import { storage, submitSurelyFailed, usageMemberOf, type Admission } from "./image-jobs.ts";
@@ -85,8 +85,13 @@ export function videoRequestFingerprint(videoSha256: string, options: VideoOptio
   return hash.digest("hex");
 }
 
-/** Options a video job cannot have, named; undefined when they are fine. */
+/** What the encoders take: "#rrggbb" or "#rgb", the # optional (REST and RPC alike). */
+export const HEX_COLOUR = /^#?([0-9a-f]{3}|[0-9a-f]{6})$/i;
+
+/** Options a video job cannot have, named; undefined when they are fine. Checked before the hold: inference would refuse them after it. */
 export function videoOptionsProblem(options: VideoOptions, hasBackgroundImage: boolean): string | undefined {
+  if (!(options.format in VideoFormat)) return `format ${options.format} is not one of webm, mov, mp4, mask`;
+  if (options.backgroundColor !== "" && !HEX_COLOUR.test(options.backgroundColor)) return `bg_color "${options.backgroundColor}" is not a hex colour like "ffffff" or "#fff"`;
   const mp4 = options.format === VideoFormat.MP4;
   if (options.backgroundColor !== "" && !mp4) return "bg_color applies to format=mp4 only: WebM and MOV keep the alpha channel, and a mask has no background";
   if (hasBackgroundImage && !mp4) return "bg_image_file applies to format=mp4 only: WebM and MOV keep the alpha channel, and a mask has no background";
@@ -216,6 +221,13 @@ export class VideoJobs {
     } catch (error) {
       if (error instanceof VideoError) throw reasonError(Code.InvalidArgument, error.reason, error.message, { cause: error.cause ?? error });
       throw error;
+    }
+    if (frameRateValue(probe.frameRate) > VIDEO_FRAME_RATE_MAX) {
+      throw reasonError(
+        Code.InvalidArgument,
+        "video_frame_rate_too_high",
+        `the video runs at ${frameRateValue(probe.frameRate).toFixed(2)} fps; the limit is ${VIDEO_FRAME_RATE_MAX} fps (VIDEO_FRAME_RATE_MAX): convert it to ${VIDEO_FRAME_RATE_MAX} fps or less`,
+      );
     }
     if (probe.durationMs > limits.secondsMax * 1000) {
       const planName = admission.plan?.name ?? limits.planClass;

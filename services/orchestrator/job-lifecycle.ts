@@ -404,7 +404,7 @@ export class JobLifecycle {
     const timedOut = await this.#failTimedOut(now);
     // At the start of a process whose queue forgot its tasks, every unfinished job counts as quiet.
     const quietBefore = options.everyUnfinishedQuiet ? now : new Date(now.getTime() - this.#quietMsMax);
-    return timedOut + (await this.#settleQuiet(quietBefore));
+    return timedOut + (await this.#settleQuiet(quietBefore, options.everyUnfinishedQuiet === true));
   }
 
   /** Fails jobs past `timeoutMs` since submission (job_timeout) and releases their holds; a claimed outcome is finished instead. */
@@ -433,8 +433,8 @@ export class JobLifecycle {
     return settled;
   }
 
-  async #settleQuiet(quietBefore: Date): Promise<number> {
-    const quiet = await this.jobs.quietSince(quietBefore, this.#reconcileBatchMax);
+  async #settleQuiet(quietBefore: Date, queuedVideos: boolean): Promise<number> {
+    const quiet = await this.jobs.quietSince(quietBefore, this.#reconcileBatchMax, { queuedVideos });
     let settled = 0;
     for (const job of quiet) {
       try {

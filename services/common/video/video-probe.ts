@@ -42,6 +42,13 @@ export interface ProbeOptions {
   binaries?: MediaBinaries;
 }
 
+/**
+ * VIDEO_FRAME_RATE_MAX: the highest frame rate a video may have (frames per second), 60 fps.
+ * Each frame is a model run billed by the second: a 240 fps clip would cost 8 times the work
+ * of a 30 fps one at the same price. The gateway refuses faster videos before the hold.
+ */
+export const VIDEO_FRAME_RATE_MAX = 60;
+
 /** Default time a probe may take (milliseconds). */
 export const PROBE_TIMEOUT_MS_DEFAULT = 15_000;
 /** Most bytes of report read from the prober (bytes); a legitimate report is a few kilobytes. */
@@ -93,10 +100,12 @@ interface ProbeStreams {
 const decodersByBinary = new Map<string, Promise<Set<string>>>();
 
 /** The video decoders the ffmpeg that will decode the video has (codec names as ffprobe gives them). */
-async function videoDecoders(binaries: MediaBinaries, signal: AbortSignal | undefined): Promise<Set<string>> {
+async function videoDecoders(binaries: MediaBinaries): Promise<Set<string>> {
   let known = decodersByBinary.get(binaries.ffmpeg.path);
   if (known === undefined) {
-    known = run(binaries.ffmpeg.path, ["-hide_banner", "-codecs"], { timeoutMs: PROBE_TIMEOUT_MS_DEFAULT, signal }).then(({ stdout }) => {
+    // Shared by every caller: run with its time limit only, never one caller's signal, so that
+    // the first caller's abort cannot fail the probes of the others.
+    known = run(binaries.ffmpeg.path, ["-hide_banner", "-codecs"], { timeoutMs: PROBE_TIMEOUT_MS_DEFAULT, signal: undefined }).then(({ stdout }) => {
       const codecs = new Set<string>();
       for (const line of stdout.split("\n")) {
         const match = /^\s*D.(.)\S*\s+(\S+)/.exec(line);
@@ -263,7 +272,7 @@ export async function probeVideo(path: string, options: ProbeOptions = {}): Prom
   const streams = binaries.ffprobe !== undefined ? await probeWithFfprobe(path, binaries, runOptions) : await probeWithFfmpeg(path, binaries, runOptions);
   const video = streams.video;
   if (video === undefined) throw new VideoError("video_no_stream", "the file has no video stream");
-  if (!(await videoDecoders(binaries, options.signal)).has(video.codec)) {
+  if (!(await videoDecoders(binaries)).has(video.codec)) {
     throw new VideoError("video_codec_unsupported", `the video codec ${video.codec} is not supported; use H.264, HEVC, VP8, VP9 or ProRes`);
   }
   const durationSeconds = streams.durationSeconds ?? video.durationSeconds;

@@ -1,5 +1,5 @@
 /** Why a video was refused: always the caller's mistake, final, never retried, never charged. */
-export type VideoErrorReason = "unsupported_format" | "video_corrupt" | "video_no_stream" | "video_codec_unsupported";
+export type VideoErrorReason = "unsupported_format" | "video_corrupt" | "video_no_stream" | "video_codec_unsupported" | "video_frame_rate_too_high";
 
 /**
  * A refused video, thrown by the probe the gateway runs before any hold and inference runs again

@@ -10,7 +10,9 @@ import { join } from "node:path";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { createLogger } from "../../common/logging.ts";
 import { ClientGone, sendError, sendJson } from "./rest-support.ts";
-import { readVideoUpload, VIDEO_FORM_FIELD_BYTES_MAX, VIDEO_FORM_PARTS_MAX } from "./video-upload.ts";
+import { readVideoUpload, VIDEO_FORM_FIELD_BYTES_MAX, VIDEO_FORM_PARTS_MAX, VideoFile } from "./video-upload.ts";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { reasonOf } from "../../common/errors.ts";
 
 const VIDEO_BYTES_MAX = 256 * 1024;
 const BACKGROUND_BYTES_MAX = 32 * 1024;
@@ -213,5 +215,18 @@ describe("readVideoUpload (busboy)", () => {
     await done;
     assert.ok(outcomes[0]!.error instanceof ClientGone, String(outcomes[0]!.error));
     assert.deepEqual(await leftovers(), []);
+  });
+});
+
+describe("VideoFile on a disk that fails", () => {
+  test("an error of its stream between writes (here: its folder is gone) is kept and thrown as storage_unavailable by the next write and close, never an unhandled 'error'", async () => {
+    const file = new VideoFile(join(scratch, "no-such-folder", "video"), limits);
+    // The open fails on a later tick; without a listener of its own the process would crash here.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const refused = (error: unknown) => error instanceof ConnectError && error.code === Code.Unavailable && reasonOf(error) === "storage_unavailable" && /ENOENT/.test(String((error.cause as Error).message));
+    assert.throws(() => file.write(new Uint8Array(16)), refused);
+    await assert.rejects(file.ready(), refused);
+    await assert.rejects(file.close(), refused);
+    file.destroy();
   });
 });

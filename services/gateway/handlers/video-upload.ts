@@ -46,18 +46,31 @@ export interface VideoUpload {
   cleanUp(): Promise<void>;
 }
 
-/** The video's file, written with back-pressure, counted and hashed. */
-class VideoFile {
+/** The refusal of an upload the gateway's disk could not take (ENOSPC, EMFILE, EACCES): a server fault, retried. */
+function diskRefusal(error: unknown): Error {
+  return reasonError(Code.Unavailable, "storage_unavailable", "the upload could not be written to the gateway's disk; retry shortly", { cause: error });
+}
+
+/**
+ * The video's file, written with back-pressure, counted and hashed. Its stream always has an
+ * 'error' listener: a disk error (ENOSPC, EMFILE) between two writes is kept and thrown by the
+ * next write, ready() or close(), never left to crash the process as an unhandled 'error'.
+ */
+export class VideoFile {
   readonly hash = createHash("sha256");
   bytes = 0;
   readonly #stream: WriteStream;
   #blocked = false;
+  #failure: Error | undefined;
 
   constructor(
     readonly path: string,
     private readonly limits: VideoUploadLimits,
   ) {
     this.#stream = createWriteStream(path);
+    this.#stream.on("error", (error) => {
+      this.#failure ??= diskRefusal(error);
+    });
   }
 
   /** The refusal of a video past its limit. */
@@ -67,6 +80,7 @@ class VideoFile {
 
   /** Writes the chunk; false when the file asks to wait for ready() before the next. */
   write(chunk: Uint8Array): boolean {
+    if (this.#failure !== undefined) throw this.#failure;
     this.bytes += chunk.byteLength;
     if (this.bytes > this.limits.videoBytesMax) throw this.refusal();
     this.hash.update(chunk);
@@ -76,6 +90,7 @@ class VideoFile {
 
   /** Resolves once the file can take more (at once when it can). */
   async ready(): Promise<void> {
+    if (this.#failure !== undefined) throw this.#failure;
     if (!this.#blocked) return;
     this.#blocked = false;
     await new Promise<void>((resolve, reject) => {
@@ -85,15 +100,17 @@ class VideoFile {
       };
       const onError = (error: Error) => {
         this.#stream.off("drain", onDrain);
-        reject(error);
+        reject(diskRefusal(error));
       };
       this.#stream.once("drain", onDrain).once("error", onError);
     });
   }
 
   async close(): Promise<void> {
+    if (this.#failure !== undefined) throw this.#failure;
     if (this.#stream.closed) return;
-    await new Promise<void>((resolve, reject) => this.#stream.end((error?: Error | null) => (error ? reject(error) : resolve())));
+    await new Promise<void>((resolve, reject) => this.#stream.end((error?: Error | null) => (error ? reject(this.#failure ?? diskRefusal(error)) : resolve())));
+    if (this.#failure !== undefined) throw this.#failure;
   }
 
   destroy(): void {
@@ -371,7 +388,10 @@ export async function videoFileOf(bytes: Uint8Array): Promise<{ video: VideoInpu
   const cleanUp = () => rm(directory, { recursive: true, force: true });
   try {
     const stream = createWriteStream(path);
-    await new Promise<void>((resolve, reject) => stream.end(bytes, (error?: Error | null) => (error ? reject(error) : resolve())));
+    // A permanent listener: a disk error is this call's refusal, not an unhandled 'error'.
+    const failed = new Promise<never>((_, reject) => stream.on("error", (error) => reject(diskRefusal(error))));
+    failed.catch(() => undefined);
+    await Promise.race([failed, new Promise<void>((resolve, reject) => stream.end(bytes, (error?: Error | null) => (error ? reject(diskRefusal(error)) : resolve())))]);
     return { video: { path, bytes: bytes.byteLength, sha256: createHash("sha256").update(bytes).digest("hex") }, cleanUp };
   } catch (error) {
     await cleanUp();

@@ -8,7 +8,7 @@ import { Quality, VideoFormat } from "../../common/gen/cutline/inference/v1/vide
 import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { HttpRoutes } from "../../common/server.ts";
 import type { Admission } from "../image-jobs.ts";
-import { videoOptionsOf, type VideoJobs } from "../video-jobs.ts";
+import { HEX_COLOUR, videoOptionsOf, type VideoJobs } from "../video-jobs.ts";
 import { admitImageCall, rateLimitHeaders } from "./image-call.ts";
 import { jobJson } from "./jobs.routes.ts";
 import { optionSource, type OptionSource } from "./matting.routes.ts";
@@ -20,8 +20,6 @@ export const VIDEO_MATTING_PATH = "/v1/video/matting";
 const FORMATS: Record<string, VideoFormat> = { webm: VideoFormat.WEBM, mov: VideoFormat.MOV, mp4: VideoFormat.MP4, mask: VideoFormat.MASK };
 const QUALITIES: Record<string, Quality> = { fast: Quality.FAST, balanced: Quality.BALANCED, best: Quality.BEST };
 const BOOLEANS: Record<string, boolean> = { true: true, "1": true, yes: true, false: false, "0": false, no: false };
-// What the encoders take: "#rrggbb" or "#rgb", the # optional.
-const HEX_COLOUR = /^#?([0-9a-f]{3}|[0-9a-f]{6})$/i;
 
 function choice<T>(table: Record<string, T>, raw: string | undefined, name: string): T | undefined {
   if (raw === undefined || raw === "") return undefined;

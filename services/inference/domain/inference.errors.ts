@@ -22,6 +22,7 @@ const userErrors = new Set<InferenceErrorReason>([
   "video_corrupt",
   "video_no_stream",
   "video_codec_unsupported",
+  "video_frame_rate_too_high",
 ]);
 
 /**
@@ -65,6 +66,7 @@ const codes: Record<InferenceErrorReason, Code> = {
   video_corrupt: Code.InvalidArgument,
   video_no_stream: Code.InvalidArgument,
   video_codec_unsupported: Code.InvalidArgument,
+  video_frame_rate_too_high: Code.InvalidArgument,
   queue_full: Code.ResourceExhausted,
   cancelled: Code.Canceled,
   model_unavailable: Code.Unavailable,

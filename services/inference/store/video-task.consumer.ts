@@ -32,6 +32,8 @@ export interface VideoMattingRequest {
   backgroundImage?: Uint8Array;
   /** Longest side the frames are processed at (pixels); 0: the engine's own limit. */
   longestSideMax: number;
+  /** The duration billed (the task's video_duration_ms, ms): decoding stops there; 0: the file's own. */
+  durationMsMax: number;
   /** Aborted when the job ends under the worker (cancel, timeout) or the worker stops: ffmpeg is killed at once. */
   signal: AbortSignal;
   onProgress(progress: VideoProgress): void;
@@ -103,6 +105,8 @@ export async function runVideoTask(context: {
   const { task, blobStore, video } = context;
   const options = task.videoOptions;
   if (!options) throw new InferenceError("invalid_option", "the video task carries no video options");
+  // A job cancelled or timed out while it waited in the queue: not even its input is fetched.
+  if ((await blobStore.get(cancelMarkerKeyOf(task.jobId))) !== undefined) throw new VideoTaskStopped(`job ${task.jobId} ended before its video was started`);
   const directory = await mkdtemp(join(video.temporaryDirectory ?? tmpdir(), "cutline-video-"));
   const cancelled = new AbortController();
   const watch = watchCancelMarker(blobStore, task.jobId, cancelled, video.cancelPollMs ?? 500, context.log);
@@ -120,7 +124,7 @@ export async function runVideoTask(context: {
     const signal = AbortSignal.any([cancelled.signal, context.stop]);
     let result: VideoMattingResult;
     try {
-      result = await video.run({ inputPath, outputPath, options, backgroundImage, longestSideMax: task.longestSideMax, signal, onProgress: context.onProgress });
+      result = await video.run({ inputPath, outputPath, options, backgroundImage, longestSideMax: task.longestSideMax, durationMsMax: task.videoDurationMs, signal, onProgress: context.onProgress });
     } catch (error) {
       if (cancelled.signal.aborted) throw new VideoTaskStopped(`job ${task.jobId} ended while its video was processed`, { cause: error });
       throw error;

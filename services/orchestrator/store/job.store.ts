@@ -212,8 +212,22 @@ export class JobStore {
   }
 
   /** Unfinished jobs not changed since `before`, oldest first: candidates for the reconciler. */
-  async quietSince(before: Date, limit: number): Promise<JobRow[]> {
-    return this.unfinishedBefore("updated_at", before, limit);
+  /**
+   * Unfinished jobs untouched since `before`, oldest first. A queued video job is not quiet
+   * unless `queuedVideos`: it waits its turn behind other (long) videos, nothing reports on it
+   * meanwhile, and its own time limit (timeout_ms) already covers the wait; re-queuing it would
+   * run it twice. `queuedVideos`: at the start of a process whose queue forgot its tasks.
+   */
+  async quietSince(before: Date, limit: number, options: { queuedVideos?: boolean } = {}): Promise<JobRow[]> {
+    return this.db
+      .selectFrom("jobs")
+      .selectAll()
+      .where("status", "in", ["queued", "running"])
+      .where("updated_at", "<", before)
+      .$if(options.queuedVideos !== true, (query) => query.where((row) => row.not(row.and([row("status", "=", "queued"), row("kind", "=", "video")]))))
+      .orderBy("updated_at")
+      .limit(limit)
+      .execute();
   }
 
   /**
@@ -251,17 +265,6 @@ export class JobStore {
   }
 
   /** Queued or running jobs whose `column` is before `before`, oldest by it first. */
-  private async unfinishedBefore(column: "updated_at", before: Date, limit: number): Promise<JobRow[]> {
-    return this.db
-      .selectFrom("jobs")
-      .selectAll()
-      .where("status", "in", ["queued", "running"])
-      .where(column, "<", before)
-      .orderBy(column)
-      .limit(limit)
-      .execute();
-  }
-
   /** Moves the job from `from` to `to`; undefined when another writer changed it first. */
   async transition(id: string, from: JobStatus, to: JobStatus, update: JobUpdate = {}): Promise<JobRow | undefined> {
     const { progress, ...rest } = update;

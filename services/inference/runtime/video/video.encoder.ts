@@ -60,13 +60,15 @@ export function encoderArgs(input: {
   height: number;
   rate: string;
   audioFrom: string | undefined;
+  /** The audio read from `audioFrom` stops here (seconds): the duration the job was billed for. */
+  audioSecondsMax: number;
   outputPath: string;
 }): string[] {
-  const { format, width, height, rate, audioFrom, outputPath } = input;
+  const { format, width, height, rate, audioFrom, audioSecondsMax, outputPath } = input;
   const audio = audioFrom !== undefined && format.audioArgs !== undefined;
   return [
     "-f", "rawvideo", "-pix_fmt", format.pixelFormat, "-s", `${width}x${height}`, "-framerate", rate, "-i", "pipe:0",
-    ...(audio ? ["-i", audioFrom, "-map", "0:v:0", "-map", "1:a:0", ...format.audioArgs!] : ["-map", "0:v:0", "-an"]),
+    ...(audio ? ["-t", String(audioSecondsMax), "-i", audioFrom, "-map", "0:v:0", "-map", "1:a:0", ...format.audioArgs!] : ["-map", "0:v:0", "-an"]),
     ...format.videoArgs,
     "-f", format.muxer, "-y", outputPath,
   ];

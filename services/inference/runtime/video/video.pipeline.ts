@@ -18,7 +18,7 @@ import sharp from "sharp";
 import { VideoFormat, type VideoOptions } from "../../../common/gen/cutline/inference/v1/video_options_pb.ts";
 import { mediaBinaries, type MediaBinaries } from "../../../common/video/ffmpeg-binaries.ts";
 import { VideoError } from "../../../common/video/video.errors.ts";
-import { probeVideo, type VideoProbe } from "../../../common/video/video-probe.ts";
+import { frameRateValue, probeVideo, VIDEO_FRAME_RATE_MAX, type FrameRate, type VideoProbe } from "../../../common/video/video-probe.ts";
 import { InferenceError, inferenceErrorOf } from "../../domain/inference.errors.ts";
 import { defaultTemporalSmoothing, lumaOf, TemporalMaskSmoother, type TemporalSmoothingOptions } from "../../domain/mask.smoother.ts";
 import { parseHexColour } from "../image.encoder.ts";
@@ -52,6 +52,13 @@ export interface VideoMattingInput {
   signal: AbortSignal;
   /** Told after each frame is encoded; must not throw. */
   onProgress?: (progress: VideoProgress) => void;
+  /**
+   * The duration the job was billed for (the gateway's probe, the task's video_duration_ms; ms):
+   * decoding stops there and at the frames it holds, whatever the container declares now or
+   * its streams really carry (a header can claim 1 s over 20 s of frames). 0 or absent: this
+   * run's own probe of the file.
+   */
+  durationMsMax?: number;
   /** The probe of `inputPath` where the caller has it already; else probed here. */
   probe?: VideoProbe;
   /** Default: defaultTemporalSmoothing; false: each frame's mask as the model gives it (evaluation). */
@@ -146,9 +153,27 @@ async function writeFrame(stdin: Writable, bytes: Uint8Array, signal: AbortSigna
   if (!stdin.write(bytes)) await once(stdin, "drain", { signal });
 }
 
-export function decoderArgs(inputPath: string, rate: string, width: number, height: number): string[] {
+/** Where decoding stops: the billed seconds, and the frames they hold at the decode rate (one more for rounding). */
+export interface DecodeCap {
+  seconds: number;
+  frames: number;
+}
+
+/** The cap for `durationMs` at `rate` ("30000/1001"): `-t` seconds and ceil(seconds × rate) + 1 frames. */
+export function decodeCapOf(durationMs: number, rate: FrameRate): DecodeCap {
+  const seconds = durationMs / 1000;
+  return { seconds, frames: Math.ceil(seconds * frameRateValue(rate)) + 1 };
+}
+
+/** ffmpeg's arguments: the input's first video stream as raw RGBA frames on stdout; `cap` undefined only in scripts on known clips. */
+export function decoderArgs(input: { inputPath: string; rate: string; width: number; height: number; cap: DecodeCap | undefined }): string[] {
+  const { inputPath, rate, width, height, cap } = input;
   // ffmpeg turns a rotated stream upright (its display matrix) before these filters run.
-  return ["-i", inputPath, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", `fps=${rate},scale=${width}:${height}:flags=bicubic,format=rgba`, "-f", "rawvideo", "-pix_fmt", "rgba", "pipe:1"];
+  return [
+    ...(cap === undefined ? [] : ["-t", String(cap.seconds)]), "-i", inputPath, "-map", "0:v:0", "-an", "-sn", "-dn",
+    "-vf", `fps=${rate},scale=${width}:${height}:flags=bicubic,format=rgba`, ...(cap === undefined ? [] : ["-frames:v", String(cap.frames)]),
+    "-f", "rawvideo", "-pix_fmt", "rgba", "pipe:1",
+  ];
 }
 
 /**
@@ -191,6 +216,10 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
   const format = validateVideoOptions(input.options, input.backgroundImage);
   const binaries = input.binaries ?? mediaBinaries();
   const probe = input.probe ?? (await probeVideo(input.inputPath, { signal: internal.signal, binaries }));
+  // The gateway refused these before the hold; a task from elsewhere is refused the same way.
+  if (frameRateValue(probe.frameRate) > VIDEO_FRAME_RATE_MAX) {
+    throw new VideoError("video_frame_rate_too_high", `the video runs at ${frameRateValue(probe.frameRate).toFixed(2)} fps; the limit is ${VIDEO_FRAME_RATE_MAX} fps (VIDEO_FRAME_RATE_MAX)`);
+  }
   const { width, height } = videoOutputSize(probe, input.longestSideMax);
   const background = format.pixelFormat === "rgb24" ? await backgroundOf(input.options, input.backgroundImage, width, height) : undefined;
   // A model that failed to load answers model_unavailable (retried elsewhere) from segmentTensor.
@@ -198,11 +227,12 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
   internal.signal.throwIfAborted();
   const rate = `${probe.frameRate.numerator}/${probe.frameRate.denominator}`;
   const keepAudio = input.options.keepAudio !== false && probe.hasAudio;
-  const decoder = new FfmpegProcess(binaries.ffmpeg.path, decoderArgs(input.inputPath, rate, width, height));
+  const cap = decodeCapOf(input.durationMsMax !== undefined && input.durationMsMax > 0 ? input.durationMsMax : probe.durationMs, probe.frameRate);
+  const decoder = new FfmpegProcess(binaries.ffmpeg.path, decoderArgs({ inputPath: input.inputPath, rate, width, height, cap }));
   processes.push(decoder);
   const encoder = new FfmpegProcess(
     binaries.ffmpeg.path,
-    encoderArgs({ format, width, height, rate, audioFrom: keepAudio ? input.inputPath : undefined, outputPath: input.outputPath }),
+    encoderArgs({ format, width, height, rate, audioFrom: keepAudio ? input.inputPath : undefined, audioSecondsMax: cap.seconds, outputPath: input.outputPath }),
   );
   processes.push(encoder);
   const kill = () => processes.forEach((process) => process.kill());
@@ -214,7 +244,7 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
 
   const smoother = input.temporalSmoothing === false ? undefined : new TemporalMaskSmoother(engine.maskSize, input.temporalSmoothing ?? defaultTemporalSmoothing);
   const window = Math.max(framesInFlightMin, Math.min(engine.capacity, 2 * engine.runningCapacity + 2));
-  const framesTotal = probe.frameCountEstimate;
+  const framesTotal = Math.min(probe.frameCountEstimate, cap.frames);
   const startedAt = performance.now();
   const inFlight: Promise<void>[] = [];
   let previousSmoothed: Promise<Float32Array> = Promise.resolve(new Float32Array());
