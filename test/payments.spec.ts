@@ -357,6 +357,30 @@ describe("payments through the gateway, Stripe provider", () => {
     assert.equal(pack.status, 200);
   });
 
+  it("lets only an owner or admin start a checkout or open the portal; a member's key is refused with role_forbidden", async () => {
+    const accountId = "acct-roles";
+    const ownerKey = await stack.gateway.provisionAccount(accountId, { planCode: "business" });
+    await stack.billingClient.setMember({ accountId, memberId: "mallory", role: "member" });
+    const { key: memberKey } = await stack.gateway.apiKeys.create(accountId, { name: "mallory's", memberId: "mallory" });
+    const body = { product_code: PACK_CODE, success_url: "https://example.com/paid", cancel_url: "https://example.com/cancelled" };
+    for (const [path, input] of [["/v1/payments/checkout", body], ["/v1/payments/portal", { return_url: "https://example.com/account" }]] as const) {
+      const refused = await rest(stack, memberKey, "POST", path, input);
+      assert.deepEqual([refused.status, refused.json.errors[0].code], [403, "role_forbidden"], path);
+    }
+    for (const call of [
+      () => stack.payments.createCheckout({ productCode: PACK_CODE, successUrl: body.success_url, cancelUrl: body.cancel_url }, withKey(memberKey)),
+      () => stack.payments.createPortalSession({ returnUrl: "https://example.com/account" }, withKey(memberKey)),
+    ]) {
+      const refusal = await call().then(() => undefined, (error: unknown) => error);
+      assert.ok(refusal instanceof ConnectError);
+      assert.deepEqual([refusal.code, reasonOf(refusal)], [Code.PermissionDenied, "role_forbidden"]);
+    }
+    // The member still sees what is on sale; the owner buys.
+    assert.equal((await rest(stack, memberKey, "GET", "/v1/payments/products")).status, 200);
+    assert.equal((await rest(stack, ownerKey, "POST", "/v1/payments/checkout", body)).status, 200);
+    assert.equal((await rest(stack, ownerKey, "POST", "/v1/payments/portal", { return_url: "https://example.com/account" })).status, 200);
+  });
+
   it("flags a refunded pack without reversing the append-only ledger", async () => {
     const accountId = "acct-refund";
     await stack.gateway.provisionAccount(accountId);
