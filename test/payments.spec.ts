@@ -414,6 +414,11 @@ describe("payments through the gateway, Stripe provider", () => {
       await stack.billingClient.capture({ holdId: hold.holdId, amountMillicredits: spendable + overage });
     };
     await spendInOverage("overage-1", 3_000n);
+    // A subscriber billing does not know (read before this one): its report fails, the others' go on.
+    await (stack.billing.db as Kysely<any>)
+      .insertInto("payment_customers")
+      .values({ account_id: "acct-a-ghost", provider: "stripe", customer_id: "cus_ghost", subscription_id: "sub_ghost", subscribed_at: new Date(0) })
+      .execute();
     const meterEvents = () => stripeApi.requestsTo("/v1/billing/meter_events").filter((request) => request.form["payload[stripe_customer_id]"] === "cus_over");
     const cycleStartedAt = timestampDate((await stack.billingClient.getAccount({ accountId })).account!.cycleStartedAt!);
 
@@ -429,6 +434,12 @@ describe("payments through the gateway, Stripe provider", () => {
     const { account } = await stack.billingClient.getAccount({ accountId });
     clock.advanceMs(timestampDate(account!.nextRenewalAt!).getTime() - clock.now().getTime() + 1000);
     assert.ok((await stack.billing.ledger.renewDue()) >= 1);
+    // Another reporter holds a fresh claim on the closed cycle: this run sends nothing and keeps
+    // the cycle (the cursor stays); when that reporter fails and gives the claim back, the next run reports it.
+    const overageRow = (stack.billing.db as Kysely<any>).updateTable("payment_overage_reports").where("account_id", "=", accountId).where("cycle_started_at", "=", cycleStartedAt);
+    await overageRow.set({ pending_millicredits: 5_000, pending_since: clock.now() }).execute();
+    assert.equal(await stack.gateway.reportOverage(clock.now()), 0);
+    await overageRow.set({ pending_millicredits: null, pending_since: null }).execute();
     assert.equal(await stack.gateway.reportOverage(clock.now()), 1);
     const last = meterEvents().at(-1)!.form;
     assert.deepEqual([last["payload[value]"], last.identifier], ["2000", `cutline-overage-${accountId}-${cycleStartedAt.getTime()}-5000`]);

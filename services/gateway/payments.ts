@@ -151,7 +151,14 @@ export class Payments {
     let after = "";
     for (;;) {
       const page = await this.store.subscribedAccounts(after, OVERAGE_REPORT_PAGE_SIZE);
-      for (const account of page) reported += await this.#reportAccountOverage(account, now);
+      for (const account of page) {
+        // One account's failure (billing or the provider refusing it) must not starve the others; its cycles are retried next run.
+        try {
+          reported += await this.#reportAccountOverage(account, now);
+        } catch (error) {
+          this.log.error({ err: error, accountId: account.accountId }, "reporting an account's overage failed; the next run retries it");
+        }
+      }
       if (page.length < OVERAGE_REPORT_PAGE_SIZE) return reported;
       after = page.at(-1)!.accountId;
     }
@@ -166,8 +173,12 @@ export class Payments {
         // Cycles before the subscription were not the provider's to bill.
         if (startedAt >= account.subscribedAt) {
           const endedAt = timestampDate(cycle.endedAt!);
+          const total = Number(cycle.overageMillicredits);
           // Inside the cycle it belongs to: the provider bills the period the timestamp falls in.
-          if (await this.#reportCycle(account, startedAt, Number(cycle.overageMillicredits), new Date(endedAt.getTime() - 1000), now)) reported += 1;
+          if (await this.#reportCycle(account, startedAt, total, new Date(endedAt.getTime() - 1000), now)) reported += 1;
+          // The cursor passes a closed cycle only once its whole total is reported; a claim held
+          // by another reporter (which may yet fail) leaves it, and this cycle, for the next run.
+          if (total > 0 && (await this.store.reportedOverage(account.accountId, startedAt)) < total) return reported;
         }
         await this.store.setOverageCycleIndexDone(account.accountId, cycle.cycleIndex);
         account = { ...account, overageCycleIndexDone: cycle.cycleIndex };
