@@ -108,12 +108,16 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   seat_limit_reached: row(Code.FailedPrecondition, 400),
   hold_expired: row(Code.FailedPrecondition, 400),
   hold_already_settled: row(Code.FailedPrecondition, 400),
+  // ChangePlan with from_plan_code: the account moved to another plan first (a concurrent change).
+  plan_changed: row(Code.FailedPrecondition, 400),
   job_finished: row(Code.FailedPrecondition, 400),
   key_limit_reached: row(Code.FailedPrecondition, 400),
   job_not_charged: row(Code.FailedPrecondition, 400),
   job_unfinished: row(Code.FailedPrecondition, 400),
   // PAYMENT_PROVIDER=manual: the operator grants credits through the admin API.
   payments_not_configured: row(Code.FailedPrecondition, 400),
+  // A plan checkout while the account's subscription is live: the billing portal changes it.
+  subscription_active: row(Code.FailedPrecondition, 400),
   // Limits: retry later (Retry-After).
   rate_limited: row(Code.ResourceExhausted, 429),
   concurrency_limited: row(Code.ResourceExhausted, 429),

@@ -2,7 +2,7 @@
 // every call records its API key and member, whichever route made it; the account chooses what
 // happens when its credits run out (GET/PUT /v1/account/settings), and the 402 body names the
 // caller's options. No inference worker runs: submitted jobs stay queued with their holds.
-import { createClient, createRouterTransport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -27,6 +27,7 @@ import { loadGatewayConfig } from "../services/gateway/gateway.config.ts";
 import { OVERAGE_HOW } from "../services/gateway/handlers/rest-support.ts";
 import { createGateway, type Gateway } from "../services/gateway/index.ts";
 import { createOrchestrator, type Orchestrator } from "../services/orchestrator/index.ts";
+import { reasonOf } from "../services/common/errors.ts";
 import { adminCli } from "./admin-cli.testing.ts";
 
 const ADMIN_TOKEN = "admin-token-for-tests-0123456789abcdef";
@@ -213,6 +214,39 @@ describe("credits through the gateway", () => {
     const both = await settings(key, { on_exhausted: "overage", retention_hours: 2 });
     assert.equal(both.status, 400);
     assert.equal(((await (await settings(key)).json()) as { retention_hours: number }).retention_hours, 24, "a refused setting changes nothing");
+  });
+
+  it("checks the whole settings request before writing any of it: a bad retention leaves on_exhausted as it was", async () => {
+    const key = await newAccount("whole-request", "pro");
+    const refused = await settings(key, { on_exhausted: "stop", retention_hours: 48 });
+    assert.equal(refused.status, 400);
+    assert.match(((await refused.json()) as { errors: { title: string }[] }).errors[0]!.title, /RETENTION_HOURS_MAX/);
+    assert.deepEqual(await (await settings(key)).json(), { retention_hours: 24, zero_retention: false, on_exhausted: "overage", on_exhausted_is_plan_default: true }, "nothing written");
+    const typed = createClient(AccountService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+    const rpcRefusal = await typed.updateAccountSettings({ onExhausted: "stop", retentionHours: 48 }, { headers: { "x-api-key": key } }).then(() => undefined, (error: unknown) => error);
+    assert.ok(rpcRefusal instanceof ConnectError);
+    assert.equal(rpcRefusal.code, Code.InvalidArgument);
+    assert.equal((await typed.getAccountSettings({}, { headers: { "x-api-key": key } })).settings?.onExhausted, "overage");
+  });
+
+  it("lets only an owner or admin change the account's settings; a member's key is refused with role_forbidden", async () => {
+    const accountId = "settings-team";
+    const ownerKey = await newAccount(accountId, "pro");
+    await billing.ledger.setMember({ accountId, memberId: "carol", role: "member", monthlyCapMillicredits: null });
+    await billing.ledger.setMember({ accountId, memberId: "dan", role: "admin", monthlyCapMillicredits: null });
+    const { key: memberKey } = await gateway.apiKeys.create(accountId, { name: "carol's", memberId: "carol" });
+    const { key: adminKey } = await gateway.apiKeys.create(accountId, { name: "dan's", memberId: "dan" });
+    const refused = await settings(memberKey, { on_exhausted: "stop" });
+    assert.equal(refused.status, 403);
+    assert.equal(((await refused.json()) as { errors: { code: string }[] }).errors[0]!.code, "role_forbidden");
+    const typed = createClient(AccountService, createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }));
+    const rpcRefusal = await typed.updateAccountSettings({ onExhausted: "stop" }, { headers: { "x-api-key": memberKey } }).then(() => undefined, (error: unknown) => error);
+    assert.ok(rpcRefusal instanceof ConnectError);
+    assert.deepEqual([rpcRefusal.code, reasonOf(rpcRefusal)], [Code.PermissionDenied, "role_forbidden"]);
+    assert.equal(((await (await settings(memberKey)).json()) as { on_exhausted: string }).on_exhausted, "overage", "a member still reads them; nothing changed");
+    assert.equal((await settings(ownerKey, { on_exhausted: "stop" })).status, 200);
+    assert.equal((await typed.updateAccountSettings({ retentionHours: 2 }, { headers: { "x-api-key": adminKey } })).settings?.retentionHours, 2);
+    assert.deepEqual(await (await settings(ownerKey)).json(), { retention_hours: 2, zero_retention: false, on_exhausted: "stop", on_exhausted_is_plan_default: false });
   });
 
   it("credits.low and credits.exhausted land in the email outbox once, to the owner's email; the admin CLI lists them and marks them sent", async () => {

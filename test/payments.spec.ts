@@ -277,6 +277,110 @@ describe("payments through the gateway, Stripe provider", () => {
     await stack.billing.assertHealthy();
   });
 
+  it("grants a new subscription's plan once when checkout.session.completed and customer.subscription.updated race", async () => {
+    const subscriptionStarted = (accountId: string, n: string) =>
+      signedStripeEvent(WEBHOOK_SECRET, {
+        id: `evt_race_start_${n}`,
+        type: "checkout.session.completed",
+        object: { id: `cs_race_${n}`, object: "checkout.session", mode: "subscription", payment_status: "paid", customer: `cus_race_${n}`, subscription: `sub_race_${n}`, metadata: { account_id: accountId, product_code: "pro", product_kind: "plan" } },
+      });
+    // The control: the checkout alone, in sequence.
+    await stack.gateway.provisionAccount("acct-race-control");
+    const control = await subscriptionStarted("acct-race-control", "control");
+    assert.equal((await postWebhook(stack, control.body, control.signature)).json.applied, true);
+    const once = await available(stack, "acct-race-control");
+    for (const n of ["1", "2", "3"]) {
+      const accountId = `acct-race-${n}`;
+      await stack.gateway.provisionAccount(accountId);
+      const started = await subscriptionStarted(accountId, n);
+      const updated = await signedStripeEvent(WEBHOOK_SECRET, {
+        id: `evt_race_updated_${n}`,
+        type: "customer.subscription.updated",
+        object: { id: `sub_race_${n}`, object: "subscription", status: "active", metadata: { account_id: accountId, plan_code: "pro" } },
+      });
+      // The update is sent first: it reads one more thing (the plans) before it reads the account.
+      const answers = await Promise.all([postWebhook(stack, updated.body, updated.signature), postWebhook(stack, started.body, started.signature)]);
+      assert.deepEqual(answers.map((answer) => answer.status), [200, 200]);
+      assert.equal((await stack.billingClient.getAccount({ accountId })).account!.plan?.code, "pro");
+      assert.equal(await available(stack, accountId), once, `${accountId}: the plan's credits are granted once`);
+    }
+    // Billing's side, made certain: two changes that both saw free, at once; one changes, the other is told plan_changed.
+    await stack.gateway.provisionAccount("acct-race-billing");
+    const changes = await Promise.allSettled([1, 2].map(() => stack.billingClient.changePlan({ accountId: "acct-race-billing", planCode: "pro", fromPlanCode: "free" })));
+    assert.equal(changes.filter((change) => change.status === "fulfilled").length, 1);
+    const refusal = changes.find((change) => change.status === "rejected")?.reason;
+    assert.ok(refusal instanceof ConnectError);
+    assert.deepEqual([refusal.code, reasonOf(refusal)], [Code.FailedPrecondition, "plan_changed"]);
+    assert.equal(await available(stack, "acct-race-billing"), once);
+    await stack.billing.assertHealthy();
+  });
+
+  it("ignores events of a subscription that is not the account's current one, and refuses a plan checkout while one is live", async () => {
+    const accountId = "acct-resubscriber";
+    const key = await stack.gateway.provisionAccount(accountId);
+    const subscribe = async (n: string) => {
+      const session = { id: `cs_resub_${n}`, object: "checkout.session", mode: "subscription", payment_status: "paid", customer: "cus_resub", subscription: `sub_resub_${n}`, metadata: { account_id: accountId, product_code: "pro", product_kind: "plan" } };
+      const event = await signedStripeEvent(WEBHOOK_SECRET, { id: `evt_resub_start_${n}`, type: "checkout.session.completed", object: session });
+      assert.equal((await postWebhook(stack, event.body, event.signature)).json.applied, true);
+    };
+    await subscribe("old");
+    const endedOld = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_resub_end_old", type: "customer.subscription.deleted", object: { id: "sub_resub_old", object: "subscription", status: "canceled", metadata: { account_id: accountId } } });
+    await postWebhook(stack, endedOld.body, endedOld.signature);
+    assert.equal((await stack.billingClient.getAccount({ accountId })).account!.plan?.code, "free");
+    await subscribe("new");
+    const current = (await stack.billingClient.getAccount({ accountId })).account!;
+    assert.equal(current.plan?.code, "pro");
+
+    // The old subscription's late events (each naming the account in its metadata) move nothing.
+    const lateUpdate = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_resub_late_update", type: "customer.subscription.updated", object: { id: "sub_resub_old", object: "subscription", status: "active", metadata: { account_id: accountId, plan_code: "business" } } });
+    const lateInvoice = await signedStripeEvent(WEBHOOK_SECRET, {
+      id: "evt_resub_late_invoice",
+      type: "invoice.paid",
+      object: { id: "in_resub_late", object: "invoice", billing_reason: "subscription_cycle", parent: { type: "subscription_details", subscription_details: { subscription: "sub_resub_old", metadata: { account_id: accountId, plan_code: "starter" } } }, lines: { object: "list", data: [] } },
+    });
+    const lateDelete = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_resub_late_delete", type: "customer.subscription.deleted", object: { id: "sub_resub_old", object: "subscription", status: "canceled", metadata: { account_id: accountId } } });
+    for (const late of [lateUpdate, lateInvoice, lateDelete]) assert.equal((await postWebhook(stack, late.body, late.signature)).status, 200);
+    const after = (await stack.billingClient.getAccount({ accountId })).account!;
+    assert.equal(after.plan?.code, "pro");
+    assert.deepEqual(after.cycleStartedAt, current.cycleStartedAt);
+    const row = await (stack.billing.db as Kysely<any>).selectFrom("payment_customers").select("subscription_id").where("account_id", "=", accountId).executeTakeFirstOrThrow();
+    assert.equal(row.subscription_id, "sub_resub_new");
+
+    // A second subscription is refused: the portal changes the live one. A pack can still be bought.
+    const refused = await rest(stack, key, "POST", "/v1/payments/checkout", { product_code: "business", success_url: "https://example.com/paid", cancel_url: "https://example.com/cancelled" });
+    assert.deepEqual([refused.status, refused.json.errors[0].code], [400, "subscription_active"]);
+    assert.match(refused.json.errors[0].title, /portal/);
+    const rpcRefusal = await stack.payments.createCheckout({ productCode: "business", successUrl: "https://example.com/paid", cancelUrl: "https://example.com/cancelled" }, withKey(key)).then(() => undefined, (error: unknown) => error);
+    assert.ok(rpcRefusal instanceof ConnectError);
+    assert.deepEqual([rpcRefusal.code, reasonOf(rpcRefusal)], [Code.FailedPrecondition, "subscription_active"]);
+    const pack = await rest(stack, key, "POST", "/v1/payments/checkout", { product_code: PACK_CODE, success_url: "https://example.com/paid", cancel_url: "https://example.com/cancelled" });
+    assert.equal(pack.status, 200);
+  });
+
+  it("lets only an owner or admin start a checkout or open the portal; a member's key is refused with role_forbidden", async () => {
+    const accountId = "acct-roles";
+    const ownerKey = await stack.gateway.provisionAccount(accountId, { planCode: "business" });
+    await stack.billingClient.setMember({ accountId, memberId: "mallory", role: "member" });
+    const { key: memberKey } = await stack.gateway.apiKeys.create(accountId, { name: "mallory's", memberId: "mallory" });
+    const body = { product_code: PACK_CODE, success_url: "https://example.com/paid", cancel_url: "https://example.com/cancelled" };
+    for (const [path, input] of [["/v1/payments/checkout", body], ["/v1/payments/portal", { return_url: "https://example.com/account" }]] as const) {
+      const refused = await rest(stack, memberKey, "POST", path, input);
+      assert.deepEqual([refused.status, refused.json.errors[0].code], [403, "role_forbidden"], path);
+    }
+    for (const call of [
+      () => stack.payments.createCheckout({ productCode: PACK_CODE, successUrl: body.success_url, cancelUrl: body.cancel_url }, withKey(memberKey)),
+      () => stack.payments.createPortalSession({ returnUrl: "https://example.com/account" }, withKey(memberKey)),
+    ]) {
+      const refusal = await call().then(() => undefined, (error: unknown) => error);
+      assert.ok(refusal instanceof ConnectError);
+      assert.deepEqual([refusal.code, reasonOf(refusal)], [Code.PermissionDenied, "role_forbidden"]);
+    }
+    // The member still sees what is on sale; the owner buys.
+    assert.equal((await rest(stack, memberKey, "GET", "/v1/payments/products")).status, 200);
+    assert.equal((await rest(stack, ownerKey, "POST", "/v1/payments/checkout", body)).status, 200);
+    assert.equal((await rest(stack, ownerKey, "POST", "/v1/payments/portal", { return_url: "https://example.com/account" })).status, 200);
+  });
+
   it("flags a refunded pack without reversing the append-only ledger", async () => {
     const accountId = "acct-refund";
     await stack.gateway.provisionAccount(accountId);
@@ -310,6 +414,11 @@ describe("payments through the gateway, Stripe provider", () => {
       await stack.billingClient.capture({ holdId: hold.holdId, amountMillicredits: spendable + overage });
     };
     await spendInOverage("overage-1", 3_000n);
+    // A subscriber billing does not know (read before this one): its report fails, the others' go on.
+    await (stack.billing.db as Kysely<any>)
+      .insertInto("payment_customers")
+      .values({ account_id: "acct-a-ghost", provider: "stripe", customer_id: "cus_ghost", subscription_id: "sub_ghost", subscribed_at: new Date(0) })
+      .execute();
     const meterEvents = () => stripeApi.requestsTo("/v1/billing/meter_events").filter((request) => request.form["payload[stripe_customer_id]"] === "cus_over");
     const cycleStartedAt = timestampDate((await stack.billingClient.getAccount({ accountId })).account!.cycleStartedAt!);
 
@@ -325,6 +434,12 @@ describe("payments through the gateway, Stripe provider", () => {
     const { account } = await stack.billingClient.getAccount({ accountId });
     clock.advanceMs(timestampDate(account!.nextRenewalAt!).getTime() - clock.now().getTime() + 1000);
     assert.ok((await stack.billing.ledger.renewDue()) >= 1);
+    // Another reporter holds a fresh claim on the closed cycle: this run sends nothing and keeps
+    // the cycle (the cursor stays); when that reporter fails and gives the claim back, the next run reports it.
+    const overageRow = (stack.billing.db as Kysely<any>).updateTable("payment_overage_reports").where("account_id", "=", accountId).where("cycle_started_at", "=", cycleStartedAt);
+    await overageRow.set({ pending_millicredits: 5_000, pending_since: clock.now() }).execute();
+    assert.equal(await stack.gateway.reportOverage(clock.now()), 0);
+    await overageRow.set({ pending_millicredits: null, pending_since: null }).execute();
     assert.equal(await stack.gateway.reportOverage(clock.now()), 1);
     const last = meterEvents().at(-1)!.form;
     assert.deepEqual([last["payload[value]"], last.identifier], ["2000", `cutline-overage-${accountId}-${cycleStartedAt.getTime()}-5000`]);

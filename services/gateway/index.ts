@@ -176,7 +176,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     ...settingsRoutes(apiKeys, { orchestrator: deps.orchestrator, billing: deps.billing }),
     ...webhookRoutes(accountWebhooks, jobReads),
     ...docsRoutes(),
-    ...paymentRoutes(apiKeys, payments),
+    ...paymentRoutes(apiKeys, deps.billing, payments),
     // Drop-in vendor routes, answering in their vendor's error shape.
     ...removeBgRoutes(rest, accountReads),
     ...photoroomRoutes(rest, accountReads),
@@ -205,7 +205,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
       router.service(VideoService, createVideoHandlers(admissions, videoJobs), { readMaxBytes: (deps.limits.videoBytesMax ?? DEFAULT_VIDEO_BYTES_MAX) + MESSAGE_OVERHEAD_BYTES });
       router.service(WebhookService, createWebhookHandlers(accountWebhooks));
       router.service(KeyService, createKeyHandlers(apiKeys, deps.billing));
-      router.service(PaymentService, createPaymentHandlers(apiKeys, payments));
+      router.service(PaymentService, createPaymentHandlers(apiKeys, deps.billing, payments));
     },
     async start() {
       await migrateToLatest(deps.db, "gateway", gatewayMigrations);

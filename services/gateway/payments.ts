@@ -7,7 +7,10 @@
 // operation is itself safe to repeat (a crash between the operation and `done` leads to a second
 // run): grants carry an idempotency key named for the provider object they pay for (the checkout
 // session), so two different events about one payment grant once too; plan changes happen only
-// when the account is not on that plan already.
+// when the account is still on the plan the event saw (billing checks it under the account's lock),
+// so two events racing about one subscription change the plan, and grant its credits, once.
+// Events about a subscription other than the account's current one (an old one, ended or
+// replaced) move nothing.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { reasonError, reasonOf } from "../common/errors.ts";
@@ -80,6 +83,14 @@ export class Payments {
     this.#requireConfigured();
     const product = (await this.products()).find((candidate) => candidate.code === input.productCode);
     if (!product) throw reasonError(Code.NotFound, "product_not_found", `no plan or pack ${JSON.stringify(input.productCode)} is on sale; ListProducts names them`);
+    if (product.kind === "plan" && (await this.store.customerOf(accountId))?.subscriptionId) {
+      // A second subscription would bill twice and fight the first over the plan.
+      throw reasonError(
+        Code.FailedPrecondition,
+        "subscription_active",
+        "this account already has a live subscription; change or cancel it in the billing portal (CreatePortalSession, POST /v1/payments/portal) instead of a new checkout",
+      );
+    }
     const customerId = await this.#customerOf(accountId);
     const { url } = await this.#provider(() => this.provider.createCheckout({ accountId, customerId, product, successUrl: input.successUrl, cancelUrl: input.cancelUrl }));
     return url;
@@ -140,7 +151,14 @@ export class Payments {
     let after = "";
     for (;;) {
       const page = await this.store.subscribedAccounts(after, OVERAGE_REPORT_PAGE_SIZE);
-      for (const account of page) reported += await this.#reportAccountOverage(account, now);
+      for (const account of page) {
+        // One account's failure (billing or the provider refusing it) must not starve the others; its cycles are retried next run.
+        try {
+          reported += await this.#reportAccountOverage(account, now);
+        } catch (error) {
+          this.log.error({ err: error, accountId: account.accountId }, "reporting an account's overage failed; the next run retries it");
+        }
+      }
       if (page.length < OVERAGE_REPORT_PAGE_SIZE) return reported;
       after = page.at(-1)!.accountId;
     }
@@ -155,8 +173,12 @@ export class Payments {
         // Cycles before the subscription were not the provider's to bill.
         if (startedAt >= account.subscribedAt) {
           const endedAt = timestampDate(cycle.endedAt!);
+          const total = Number(cycle.overageMillicredits);
           // Inside the cycle it belongs to: the provider bills the period the timestamp falls in.
-          if (await this.#reportCycle(account, startedAt, Number(cycle.overageMillicredits), new Date(endedAt.getTime() - 1000), now)) reported += 1;
+          if (await this.#reportCycle(account, startedAt, total, new Date(endedAt.getTime() - 1000), now)) reported += 1;
+          // The cursor passes a closed cycle only once its whole total is reported; a claim held
+          // by another reporter (which may yet fail) leaves it, and this cycle, for the next run.
+          if (total > 0 && (await this.store.reportedOverage(account.accountId, startedAt)) < total) return reported;
         }
         await this.store.setOverageCycleIndexDone(account.accountId, cycle.cycleIndex);
         account = { ...account, overageCycleIndexDone: cycle.cycleIndex };
@@ -219,6 +241,7 @@ export class Payments {
       case "subscription_ended": {
         const accountId = event.accountId ?? (await this.store.accountOfSubscription(event.subscriptionId));
         if (!accountId) return this.#unknownSubscription(event);
+        if (await this.#notCurrentSubscription(accountId, event)) return;
         await this.store.setSubscription({ accountId, provider: this.provider.name, customerId: undefined, subscriptionId: null });
         await this.#moveToPlan(accountId, FREE_PLAN_CODE);
         return;
@@ -237,6 +260,7 @@ export class Payments {
   async #subscriptionState(event: Extract<PaymentEvent, { kind: "subscription_renewed" | "subscription_changed" }>): Promise<void> {
     const accountId = event.accountId ?? (await this.store.accountOfSubscription(event.subscriptionId));
     if (!accountId) return this.#unknownSubscription(event);
+    if (await this.#notCurrentSubscription(accountId, event)) return;
     if (event.kind === "subscription_changed" && ENDED_SUBSCRIPTION_STATES.has(event.status)) {
       await this.store.setSubscription({ accountId, provider: this.provider.name, customerId: undefined, subscriptionId: null });
       return this.#moveToPlan(accountId, FREE_PLAN_CODE);
@@ -269,10 +293,36 @@ export class Payments {
     this.log.warn({ eventId: event.eventId, kind: event.kind }, "a subscription event names no account known here; ignored");
   }
 
+  /**
+   * True (and logged) when the account's current subscription is another one: an event of an old
+   * or replaced subscription must not move the account's plan. With no current subscription the
+   * event acts (its checkout may not be recorded yet, or a lapsed subscription is paid again).
+   */
+  async #notCurrentSubscription(accountId: string, event: Extract<PaymentEvent, { subscriptionId: string }>): Promise<boolean> {
+    const current = (await this.store.customerOf(accountId))?.subscriptionId;
+    if (current === undefined || current === event.subscriptionId) return false;
+    this.log.warn({ eventId: event.eventId, kind: event.kind, accountId, subscriptionId: event.subscriptionId, currentSubscriptionId: current }, "a subscription event is about a subscription that is not the account's current one; ignored");
+    return true;
+  }
+
+  /**
+   * Puts the account on the plan unless it is there already. Billing changes it only from the
+   * plan read here (under the account's lock); its `plan_changed` refusal means another event
+   * changed it in between, and that change is this one's too.
+   */
   async #moveToPlan(accountId: string, planCode: string): Promise<void> {
     const { account } = await this.billing.getAccount({ accountId });
-    if (account?.plan?.code === planCode) return;
-    await this.billing.changePlan({ accountId, planCode });
+    const fromPlanCode = account?.plan?.code;
+    if (fromPlanCode === planCode) return;
+    try {
+      await this.billing.changePlan({ accountId, planCode, fromPlanCode });
+    } catch (error) {
+      if (error instanceof ConnectError && reasonOf(error) === "plan_changed") {
+        this.log.info({ accountId, planCode, fromPlanCode }, "the plan was changed by a concurrent event; taken as done");
+        return;
+      }
+      throw error;
+    }
   }
 
   async #planOfPrice(priceId: string | undefined, fallbackPlanCode: string | undefined): Promise<string | undefined> {

@@ -17,7 +17,8 @@ export type FailureReason =
   | "resolution_too_large"
   | "video_too_long"
   | "unknown_extra"
-  | "seat_limit_reached";
+  | "seat_limit_reached"
+  | "plan_changed";
 
 export interface Failure {
   readonly ok: false;

@@ -77,6 +77,7 @@ describe("BillingService over Connect", () => {
       seat_limit_reached: Code.FailedPrecondition,
       hold_expired: Code.FailedPrecondition,
       hold_already_settled: Code.FailedPrecondition,
+      plan_changed: Code.FailedPrecondition,
     });
   });
 

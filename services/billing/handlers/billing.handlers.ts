@@ -49,6 +49,7 @@ export const CODE_BY_REASON: Readonly<Record<FailureReason, Code>> = {
   seat_limit_reached: Code.FailedPrecondition,
   hold_expired: Code.FailedPrecondition,
   hold_already_settled: Code.FailedPrecondition,
+  plan_changed: Code.FailedPrecondition,
 };
 
 export { REASON_HEADER };
@@ -328,7 +329,7 @@ function accountHandlers({ ledger, unwrap, invalid }: HandlerContext): Pick<Bill
     },
 
     async changePlan(request) {
-      return { account: accountMessage(unwrap(await ledger.changePlan(request.accountId, request.planCode)).account) };
+      return { account: accountMessage(unwrap(await ledger.changePlan(request.accountId, request.planCode, { fromPlanCode: request.fromPlanCode })).account) };
     },
 
     async setMember(request) {

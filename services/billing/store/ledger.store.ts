@@ -320,8 +320,14 @@ export class LedgerStore {
     return { ok: true, account };
   }
 
-  /** Switches plan at once: the cycle restarts now, remaining subscription credits carry into it (a downgrade to free ends them at the old cycle's end, rollover or annual term notwithstanding), the new allocation is granted. */
-  async changePlan(accountId: string, planCode: string): Promise<Outcome<{ account: AccountView }>> {
+  /**
+   * Switches plan at once: the cycle restarts now, remaining subscription credits carry into it (a
+   * downgrade to free ends them at the old cycle's end, rollover or annual term notwithstanding), the
+   * new allocation is granted. `fromPlanCode`, when given, is the plan the caller saw: checked under
+   * the account's lock, a different plan refuses with `plan_changed` (another change won the race),
+   * so two callers who both saw the old plan change it once.
+   */
+  async changePlan(accountId: string, planCode: string, options: { fromPlanCode?: string } = {}): Promise<Outcome<{ account: AccountView }>> {
     const now = this.#clock.now();
     const result = await this.#db.transaction().execute(async (trx): Promise<Outcome<object>> => {
       const accounts = new AccountStore(trx);
@@ -330,6 +336,9 @@ export class LedgerStore {
       await this.#renew(trx, accountId, now);
       const locked = await accounts.lock(accountId);
       if (!locked) return fail("account_not_found", `no account ${accountId}`);
+      if (options.fromPlanCode !== undefined && locked.account.plan_code !== options.fromPlanCode) {
+        return fail("plan_changed", `account ${accountId} is on plan ${locked.account.plan_code}, not ${options.fromPlanCode} as the change expected; read the account and retry if still wanted`);
+      }
       const oldPlan = await accounts.plan(locked.account.plan_code);
       assertInvariant(oldPlan, `account ${accountId} is on unknown plan ${locked.account.plan_code}`);
       await accounts.closeCycle({ accountId, cycleIndex: locked.account.cycle_index, plan: oldPlan, startedAt: toDate(locked.account.cycle_started_at), endedAt: now });

@@ -3,6 +3,7 @@ import { accountSettingsOf, updateAccountSettings, type SettingsOwners } from ".
 import type { AccountService } from "../../common/gen/cutline/gateway/v1/account_service_pb.ts";
 import type { AccountReads } from "../account-reads.ts";
 import { authenticate } from "../authentication.ts";
+import { accountManagerOf } from "../caller-roles.ts";
 import type { ApiKeyStore } from "../store/api-key.store.ts";
 
 /** AccountService: the caller's own account, by its API key; the same figures as the REST routes. */
@@ -21,7 +22,7 @@ export function createAccountHandlers(apiKeys: ApiKeyStore, reads: AccountReads,
       return { settings: await accountSettingsOf(owners, await authenticate(apiKeys, context.requestHeader)) };
     },
     async updateAccountSettings(request, context) {
-      const owner = await authenticate(apiKeys, context.requestHeader);
+      const owner = await accountManagerOf(apiKeys, owners.billing, context.requestHeader, "change the account's settings");
       return { settings: await updateAccountSettings(owners, owner, { retentionHours: request.retentionHours, onExhausted: request.onExhausted }) };
     },
   };

@@ -4,15 +4,13 @@ import { Code, ConnectError, type Client, type ServiceImpl } from "@connectrpc/c
 import { reasonError } from "../../common/errors.ts";
 import type { BillingService } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { ApiKeySchema, type ApiKey, type KeyService } from "../../common/gen/cutline/gateway/v1/key_service_pb.ts";
-import { authenticate } from "../authentication.ts";
-import type { ApiKeyOwner, ApiKeyStore, ApiKeyView } from "../store/api-key.store.ts";
+import { callerOf as callerOfKey, requireRightsOver } from "../caller-roles.ts";
+import type { ApiKeyStore, ApiKeyView } from "../store/api-key.store.ts";
 
 /** Longest key name, in characters. */
 export const KEY_NAME_LENGTH_MAX = 100;
 /** Keys an account may have that are not revoked; also the most ListKeys returns. */
 export const ACTIVE_KEYS_PER_ACCOUNT_MAX = 100;
-
-type Role = "owner" | "admin" | "member";
 
 export function apiKeyMessage(key: ApiKeyView): ApiKey {
   return create(ApiKeySchema, {
@@ -57,19 +55,7 @@ export async function createKeyWithinLimits(apiKeys: ApiKeyStore, request: { acc
  * admins and account-wide keys (provisioned by an operator without a member) manage everyone's.
  */
 export function createKeyHandlers(apiKeys: ApiKeyStore, billing: Client<typeof BillingService>): ServiceImpl<typeof KeyService> {
-  async function callerOf(headers: Headers): Promise<{ owner: ApiKeyOwner; role: Role; members: Set<string> }> {
-    const owner = await authenticate(apiKeys, headers);
-    const { account } = await billing.getAccount({ accountId: owner.accountId });
-    const members = new Set((account?.members ?? []).map((member) => member.memberId));
-    if (owner.memberId === undefined) return { owner, role: "owner", members };
-    const role = account?.members.find((member) => member.memberId === owner.memberId)?.role;
-    return { owner, role: role === "owner" || role === "admin" ? role : "member", members };
-  }
-
-  function requireRightsOver(caller: { owner: ApiKeyOwner; role: Role }, memberId: string | null | undefined, action: string): void {
-    if (caller.role !== "member" || memberId === caller.owner.memberId) return;
-    throw reasonError(Code.PermissionDenied, "role_forbidden", `only an owner or admin may ${action} another member's keys; your role is member`);
-  }
+  const callerOf = (headers: Headers) => callerOfKey(apiKeys, billing, headers);
 
   return {
     async createKey(request, context) {

@@ -2,12 +2,14 @@
 // (the REST face of PaymentService), and the payment provider's webhook on the gateway's public
 // port. Stripe signs the raw body, so the webhook reads it as bytes (never parsed and
 // re-serialised) and hands it to the port to verify.
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { creditsNumber } from "../../common/credits.ts";
 import { reasonError } from "../../common/errors.ts";
+import type { BillingService } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import type { PaymentProduct } from "../../common/ports/payment-provider.ts";
 import type { HttpRequest } from "../../common/server.ts";
 import { authenticate } from "../authentication.ts";
+import { accountManagerOf } from "../caller-roles.ts";
 import type { Payments } from "../payments.ts";
 import type { ApiKeyStore } from "../store/api-key.store.ts";
 import { ClientGone, readJson, writeJson, type RestRoute } from "./route-table.ts";
@@ -59,11 +61,11 @@ const productJson = (product: PaymentProduct) => ({
 
 /**
  * GET /v1/payments/products, POST /v1/payments/checkout, POST /v1/payments/portal (the caller's
- * account, by its API key), and POST /v1/payments/stripe/webhook: 200 for an event applied,
+ * account, by an owner's or admin's API key; a member's answers 403 `role_forbidden`), and POST /v1/payments/stripe/webhook: 200 for an event applied,
  * replayed or ignored (unknown types); 400 `invalid_signature` moves nothing; a server fault
  * answers 5xx, and Stripe retries.
  */
-export function paymentRoutes(apiKeys: ApiKeyStore, payments: Payments): RestRoute[] {
+export function paymentRoutes(apiKeys: ApiKeyStore, billing: Client<typeof BillingService>, payments: Payments): RestRoute[] {
   return [
     {
       method: "GET",
@@ -78,7 +80,7 @@ export function paymentRoutes(apiKeys: ApiKeyStore, payments: Payments): RestRou
       method: "POST",
       path: "/v1/payments/checkout",
       async handle(request, response) {
-        const owner = await authenticate(apiKeys, headersOf(request));
+        const owner = await accountManagerOf(apiKeys, billing, headersOf(request), "buy for the account");
         const body = await readJson(request, PAYMENT_BODY_BYTES_MAX);
         const input = { productCode: textField(body, "product_code", true), successUrl: textField(body, "success_url", true), cancelUrl: textField(body, "cancel_url", true) };
         writeJson(response, 200, { url: await payments.checkout(owner.accountId, input) });
@@ -88,7 +90,7 @@ export function paymentRoutes(apiKeys: ApiKeyStore, payments: Payments): RestRou
       method: "POST",
       path: "/v1/payments/portal",
       async handle(request, response) {
-        const owner = await authenticate(apiKeys, headersOf(request));
+        const owner = await accountManagerOf(apiKeys, billing, headersOf(request), "open the account's billing portal");
         const body = await readJson(request, PAYMENT_BODY_BYTES_MAX);
         writeJson(response, 200, { url: await payments.portal(owner.accountId, textField(body, "return_url", true)) });
       },

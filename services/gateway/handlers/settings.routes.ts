@@ -6,9 +6,11 @@
 // slip into overage past a "stop" set a moment before).
 import { Code, type Client } from "@connectrpc/connect";
 import { reasonError } from "../../common/errors.ts";
+import { checkRetentionHours } from "../../common/retention-hours.ts";
 import type { BillingService } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import type { OrchestratorService } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { authenticate } from "../authentication.ts";
+import { accountManagerOf } from "../caller-roles.ts";
 import type { ApiKeyOwner, ApiKeyStore } from "../store/api-key.store.ts";
 import { headersOf } from "./upload.admission.ts";
 import { readJson, writeJson, type RestRoute } from "./route-table.ts";
@@ -46,11 +48,16 @@ export async function accountSettingsOf(owners: SettingsOwners, owner: ApiKeyOwn
 }
 
 /**
- * Sets the fields given, each with its owner; the owner checks the value (0 to 24 hours; overage
- * only on a plan that offers it) and names the limit. Billing goes first: its refusal (a plan
- * without overage) leaves the retention as it was.
+ * Sets the fields given, each with its owner. The whole request is checked first (retention 0 to
+ * RETENTION_HOURS_MAX hours, on_exhausted one of its values), so a refusal writes nothing; then
+ * billing goes first: its refusal (a plan without overage) leaves the retention as it was.
  */
 export async function updateAccountSettings(owners: SettingsOwners, owner: ApiKeyOwner, update: AccountSettingsUpdate): Promise<AccountSettingsView> {
+  const retentionProblem = update.retentionHours === undefined ? undefined : checkRetentionHours(update.retentionHours);
+  if (retentionProblem) throw reasonError(Code.InvalidArgument, "invalid_option", retentionProblem);
+  if (update.onExhausted !== undefined && !(ON_EXHAUSTED_VALUES as readonly string[]).includes(update.onExhausted)) {
+    throw reasonError(Code.InvalidArgument, "invalid_option", `on_exhausted must be stop, overage or plan (the plan's default); got ${JSON.stringify(update.onExhausted)}`);
+  }
   const { account } = update.onExhausted === undefined
     ? await owners.billing.getAccount({ accountId: owner.accountId })
     : await owners.billing.setAccountSettings({ accountId: owner.accountId, onExhausted: update.onExhausted });
@@ -105,7 +112,7 @@ export function settingsRoutes(apiKeys: ApiKeyStore, owners: SettingsOwners): Re
       method: "PUT",
       path: "/v1/account/settings",
       async handle(request, response) {
-        const owner = await authenticate(apiKeys, headersOf(request));
+        const owner = await accountManagerOf(apiKeys, owners.billing, headersOf(request), "change the account's settings");
         const update = settingsUpdateOf(await readJson(request, SETTINGS_BODY_BYTES_MAX));
         writeJson(response, 200, settingsJson(await updateAccountSettings(owners, owner, update)));
       },

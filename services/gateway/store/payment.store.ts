@@ -196,6 +196,17 @@ export class PaymentStore {
     return row ? { reportedMillicredits: Number(row.reported_millicredits), pendingMillicredits: Number(row.pending_millicredits) } : undefined;
   }
 
+  /** The overage of the account's cycle the provider has (0 when none was reported), in millicredits. */
+  async reportedOverage(accountId: string, cycleStartedAt: Date): Promise<number> {
+    const row = await this.db
+      .selectFrom("payment_overage_reports")
+      .select("reported_millicredits")
+      .where("account_id", "=", accountId)
+      .where("cycle_started_at", "=", cycleStartedAt)
+      .executeTakeFirst();
+    return row ? Number(row.reported_millicredits) : 0;
+  }
+
   /** The claimed total reached the provider: it becomes the reported total. */
   async finishOverage(accountId: string, cycleStartedAt: Date, pendingMillicredits: number): Promise<void> {
     await this.db

@@ -3,8 +3,10 @@
 
 /** Retention of an account that never chose one, in hours. */
 export const RETENTION_HOURS_DEFAULT = 24;
-/** Longest retention an account may choose, in hours: blobs themselves expire after BLOB_TTL_MS (24 h). */
-export const RETENTION_HOURS_MAX = 24;
+// The limit and its check are shared with the gateway, which validates a settings request whole before writing any of it.
+import { checkRetentionHours, RETENTION_HOURS_MAX } from "../../common/retention-hours.ts";
+
+export { checkRetentionHours, RETENTION_HOURS_MAX };
 /**
  * Zero-retention files are deleted by the synchronous caller right after it read the result; one
  * that died before doing so leaves them to the sweeper after this many seconds, long enough for a
@@ -32,12 +34,6 @@ export function retentionOf(request: { zeroRetention: boolean; synchronous: bool
     };
   }
   return { ok: true, retentionSeconds: hours * 3600 };
-}
-
-/** A retention an account may choose, or a message naming the limit. */
-export function checkRetentionHours(hours: number): string | undefined {
-  if (Number.isInteger(hours) && hours >= 0 && hours <= RETENTION_HOURS_MAX) return undefined;
-  return `retention_hours must be a whole number of hours from 0 (zero retention) to ${RETENTION_HOURS_MAX} (RETENTION_HOURS_MAX); got ${hours}`;
 }
 
 /** Seconds a finished job's files are kept: its retention, the grace for zero retention, the default for jobs older than retention. */
