@@ -14,14 +14,9 @@ import type { BlobStore } from "../../common/ports/blob-store.ts";
 import { InferenceError } from "../domain/inference.errors.ts";
 import type { MediaBinaries } from "../../common/video/ffmpeg-binaries.ts";
 import type { SegmentationEngine } from "../runtime/segmentation.engine.ts";
-import { runVideoMatting } from "../runtime/video/video.pipeline.ts";
+import { runVideoMatting, type VideoMattingResult, type VideoProgress } from "../runtime/video/video.pipeline.ts";
 
-/** Frames done so far and in all, and the engine's estimate of the seconds left. */
-export interface VideoProgress {
-  framesDone: number;
-  framesTotal: number;
-  etaSeconds: number;
-}
+export type { VideoMattingResult, VideoProgress };
 
 /** What the video engine (services/inference/runtime/video) is asked to do. */
 export interface VideoMattingRequest {
@@ -37,14 +32,6 @@ export interface VideoMattingRequest {
   /** Aborted when the job ends under the worker (cancel, timeout) or the worker stops: ffmpeg is killed at once. */
   signal: AbortSignal;
   onProgress(progress: VideoProgress): void;
-}
-
-export interface VideoMattingResult {
-  contentType: string;
-  frameCount: number;
-  durationMs: number;
-  width: number;
-  height: number;
 }
 
 /** The video engine with its segmentation engine bound (wired by the service's index). */
