@@ -31,6 +31,17 @@ describe("retries", () => {
     assert.deepEqual(waits, [100, 100], "a retry-after of 0 still waits 100 ms");
   });
 
+  it("does not wait on a job's server-side failure (the same key replays it): the follow-up key is the caller's", async () => {
+    for (const failedJob of [
+      reasonError(Code.ResourceExhausted, "queue_full", "queue full", { metadata: { "cutline-job-id": "job-1" } }),
+      reasonError(Code.Unavailable, "model_unavailable", "no model", { metadata: { "cutline-job-id": "job-1" } }),
+    ]) {
+      const attempt = failing([failedJob]);
+      await assert.rejects(withRetries(attempt.call), (error: unknown) => error === failedJob);
+      assert.equal(attempt.calls(), 1);
+    }
+  });
+
   it("gives up on a retry-after past RETRY_AFTER_SECONDS_MAX (a monthly quota) and on other codes", async () => {
     const quota = reasonError(Code.ResourceExhausted, "monthly_quota_exceeded", "used up", { metadata: { "retry-after": String(RETRY_AFTER_SECONDS_MAX + 1) } });
     await assert.rejects(withRetries(failing([quota]).call), (error: unknown) => error === quota);

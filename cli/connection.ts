@@ -11,6 +11,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { REASON_HEADER } from "../services/common/errors.ts";
+import { failedJobOf } from "./follow-up-keys.ts";
 
 export const DEFAULT_URL = "http://127.0.0.1:8080";
 export const DEFAULT_DATA_DIR = "./.data";
@@ -88,7 +89,8 @@ export function retryAfterSecondsOf(error: ConnectError): number | undefined {
 /**
  * `call`, retried while the server says to wait (RESOURCE_EXHAUSTED with a retry-after of at most
  * RETRY_AFTER_SECONDS_MAX, up to RATE_LIMIT_RETRIES_MAX times) or is briefly away (UNAVAILABLE, up
- * to UNAVAILABLE_RETRIES_MAX times). Anything else is the caller's to handle.
+ * to UNAVAILABLE_RETRIES_MAX times). Anything else is the caller's to handle, and so is a job's
+ * server-side failure (failedJobOf): the same key replays it, so only a follow-up key can help.
  */
 export async function withRetries<T>(call: () => Promise<T>, events: RetryEvents = {}): Promise<T> {
   let rateLimited = 0;
@@ -109,6 +111,8 @@ export async function withRetries<T>(call: () => Promise<T>, events: RetryEvents
 
 function retryDelayMs(error: unknown, rateLimited: number, unavailable: number): number | undefined {
   if (!(error instanceof ConnectError)) return undefined;
+  // A job that failed (queue_full, model_unavailable) is replayed as failed under the same key: waiting does not help.
+  if (failedJobOf(error)) return undefined;
   if (error.code === Code.ResourceExhausted) {
     const seconds = retryAfterSecondsOf(error) ?? RETRY_AFTER_SECONDS_DEFAULT;
     if (seconds > RETRY_AFTER_SECONDS_MAX || rateLimited >= RATE_LIMIT_RETRIES_MAX) return undefined;

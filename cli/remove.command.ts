@@ -2,7 +2,8 @@
 // a bounded number at a time, its result written to <out>/<name>.<format> whole or not at all.
 // Resumable: an output that exists is done and skipped. Each call's idempotency key is a hash of
 // the image's bytes and the options, so the file a crash cut off is replayed by the server on the
-// next run (the first job's result, charged once), never charged twice.
+// next run (the first job's result, charged once), never charged twice; a file whose job the
+// server failed on its side is retried under that job's follow-up key (follow-up-keys.ts).
 import { create } from "@bufbuild/protobuf";
 import { createHash } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
@@ -14,6 +15,7 @@ import { ImageOptionsSchema, OutputFormat, OutputSize } from "../services/common
 import { choice, colourOf, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, flag, requiredText, text, wholeNumber, type Command, type CommandContext } from "./command.ts";
 import { CallGate } from "./call-gate.ts";
 import { CliError, describeError, withRetries } from "./connection.ts";
+import { failedJobOf, followUpKeyOf, worthAFollowUp } from "./follow-up-keys.ts";
 import { collectInputs, outputCollisions, outputNameOf, shown, type CliFormat, type InputFile } from "./image-files.ts";
 import { isDone, removeStaleTemporaries, writeAtomically } from "./output-files.ts";
 
@@ -51,6 +53,25 @@ export function idempotencyKeyOf(image: Uint8Array, options: { format: CliFormat
   return `cutline-cli-remove-${IDEMPOTENCY_KEY_VERSION}-${hash}`;
 }
 
+/**
+ * `send` under the file's key; when the answer is a server-side failure of the job under it (which
+ * the same key would replay forever), again under that failure's follow-up key, FOLLOW_UP_RETRIES_MAX
+ * times at most. Each failed job charged nothing, and each key is derived from the failed job alone,
+ * so a rerun replays the same jobs and the file is charged at most once.
+ */
+export async function sendWithFollowUps<T>(baseKey: string, send: (idempotencyKey: string) => Promise<T>): Promise<T> {
+  let key = baseKey;
+  for (let followUps = 0; ; followUps += 1) {
+    try {
+      return await send(key);
+    } catch (error) {
+      const failed = failedJobOf(error);
+      if (!failed || !worthAFollowUp(failed, followUps)) throw error;
+      key = followUpKeyOf(baseKey, failed.jobId);
+    }
+  }
+}
+
 export const removeCommand: Command = {
   summary: "remove <files or folders...> --out <dir>   cut out every image, resumably",
   help: `Usage: cutline remove <files or folders...> --out <dir> [options]
@@ -60,7 +81,9 @@ Folders are walked recursively; their files are sniffed by their first bytes (JP
 GIF, BMP, TIFF, HEIC), whatever their extension, and other files are left alone. Files named
 directly are always sent. Outputs that already exist are skipped, so a rerun resumes; each call's
 idempotency key is derived from the file's content and the options, so a file that a killed run
-had already sent is not charged again.
+had already sent is not charged again. When the server fails a file's job on its own side (internal,
+job_stuck, job_timeout, queue_full, model_unavailable, hold_expired: nothing charged), the file is
+retried once under the key <key>:after:<failed job id>, which a rerun derives again (never two charges).
 
 Options:
   --out <dir>          where results go (created if missing)                     required
@@ -101,15 +124,17 @@ end), 2 on a usage error, 130 when interrupted.`,
     for (const missing of collected.missing) run.fail({ path: missing.path, reason: "not_found", message: missing.message });
     await run.all(collected.files, async (file, target) => {
       const image = new Uint8Array(await readFile(file.path));
-      const idempotencyKey = idempotencyKeyOf(image, { format, size, backgroundColor });
-      const answer = await withRetries(() => gate.run(() => images.removeBackground({ image, options, idempotencyKey }, { timeoutMs: CALL_TIMEOUT_MS })), {
-        onWait: (waitMs, error) => {
-          const { reason } = describeError(error);
-          if (reason === "concurrency_limited") gate.fewerAtOnce();
-          else gate.pause(waitMs);
-          run.waited(waitMs, reason);
-        },
-      });
+      const baseKey = idempotencyKeyOf(image, { format, size, backgroundColor });
+      const send = (idempotencyKey: string) =>
+        withRetries(() => gate.run(() => images.removeBackground({ image, options, idempotencyKey }, { timeoutMs: CALL_TIMEOUT_MS })), {
+          onWait: (waitMs, error) => {
+            const { reason } = describeError(error);
+            if (reason === "concurrency_limited") gate.fewerAtOnce();
+            else gate.pause(waitMs);
+            run.waited(waitMs, reason);
+          },
+        });
+      const answer = await sendWithFollowUps(baseKey, send);
       await writeAtomically(target, answer.image);
       return { jobId: answer.jobId, chargedMillicredits: answer.creditsChargedMillicredits };
     });

@@ -1,7 +1,8 @@
 // `cutline video <file> --out <file>`: VideoService.SubmitVideo, then JobService.WatchJob with a
 // progress bar on frames done (ETA from the worker), then the result from GetJob, written whole.
 // The idempotency key is a hash of the video and the options: submitting again after a crash
-// replays the first job instead of charging a second one.
+// replays the first job instead of charging a second one; a job the server failed on its side is
+// submitted once more under its follow-up key (follow-up-keys.ts).
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createHash } from "node:crypto";
@@ -14,6 +15,7 @@ import { VideoService } from "../services/common/gen/cutline/gateway/v1/video_se
 import { Quality, VideoFormat, VideoOptionsSchema } from "../services/common/gen/cutline/inference/v1/video_options_pb.ts";
 import { choice, colourOf, EXIT_FAILED, EXIT_OK, flag, requiredText, text, type Command } from "./command.ts";
 import { CliError, describeError, withRetries } from "./connection.ts";
+import { followUpKeyOf, worthAFollowUp, type JobEnd } from "./follow-up-keys.ts";
 import { isDone, writeAtomically } from "./output-files.ts";
 
 /** How long the upload call may take, in milliseconds (the gateway probes the video before answering). */
@@ -38,6 +40,9 @@ export const videoCommand: Command = {
 
 Submits the video (MP4, MOV or WebM), watches the job (frames done, ETA) and writes the result to
 --out once it succeeded. An --out that already exists is left alone (exit 0, nothing sent).
+A job the server failed on its own side (internal, job_stuck, job_timeout, queue_full,
+model_unavailable, hold_expired: nothing charged) is submitted once more under the key
+<key>:after:<failed job id>, which a rerun derives again (never two charges).
 
 Options:
   --out <file>         where the result goes                                       required
@@ -65,20 +70,29 @@ Options:
       throw new CliError(`${input}: ${error.code === "ENOENT" ? "no such file" : error.message}`);
     }));
     const options = create(VideoOptionsSchema, { format: FORMAT_OF[format], quality: QUALITY_OF[quality], backgroundColor, keepAudio });
-    const idempotencyKey = `cutline-cli-video-${IDEMPOTENCY_KEY_VERSION}-${createHash("sha256")
+    const baseKey = `cutline-cli-video-${IDEMPOTENCY_KEY_VERSION}-${createHash("sha256")
       .update(`${video.byteLength}:`)
       .update(video)
       .update(JSON.stringify([format, quality, backgroundColor, keepAudio]))
       .digest("hex")}`;
     const connection = context.connection();
-    const submitted = await withRetries(() => connection.client(VideoService).submitVideo({ video, options, idempotencyKey }, { timeoutMs: SUBMIT_TIMEOUT_MS })).catch((error: unknown) => {
-      if (error instanceof ConnectError && error.code === Code.Unimplemented) {
-        throw new CliError(`this server has no video support (VideoService.SubmitVideo is not implemented at ${connection.url})`);
-      }
-      throw error;
-    });
     const jobs = connection.client(JobService);
-    const ended = await watch(submitted.job!, (jobId) => jobs.watchJob({ jobId }));
+    const submitAndWatch = async (idempotencyKey: string): Promise<Job> => {
+      const submitted = await withRetries(() => connection.client(VideoService).submitVideo({ video, options, idempotencyKey }, { timeoutMs: SUBMIT_TIMEOUT_MS })).catch((error: unknown) => {
+        if (error instanceof ConnectError && error.code === Code.Unimplemented) {
+          throw new CliError(`this server has no video support (VideoService.SubmitVideo is not implemented at ${connection.url})`);
+        }
+        throw error;
+      });
+      return watch(submitted.job!, (jobId) => jobs.watchJob({ jobId }));
+    };
+    // A job the server failed on its side is replayed as failed under the same key: once more under
+    // its follow-up key (follow-up-keys.ts), which a rerun derives again, so nothing is charged twice.
+    let ended = await submitAndWatch(baseKey);
+    for (let followUps = 0; worthAFollowUp(endOf(ended), followUps); followUps += 1) {
+      context.warn(`job ${ended.id} failed on the server (${ended.errorReason}), nothing charged; submitting again`);
+      ended = await submitAndWatch(followUpKeyOf(baseKey, ended.id));
+    }
     if (ended.status !== JobStatus.SUCCEEDED) {
       const { reason, message } = ended.errorReason ? { reason: ended.errorReason, message: ended.errorMessage } : describeError(new Error(JobStatus[ended.status]));
       context.warn(`job ${ended.id} ${JobStatus[ended.status].toLowerCase()}: ${message} (${reason}); nothing charged`);
@@ -93,6 +107,11 @@ Options:
     return EXIT_OK;
   },
 };
+
+/** A video job's end, for the follow-up rule. */
+export function endOf(job: Pick<Job, "id" | "status" | "errorReason">): JobEnd {
+  return { jobId: job.id, failed: job.status === JobStatus.FAILED, reason: job.errorReason };
+}
 
 /** Watches the job to its end with a bar on frames done; a broken stream is opened again. */
 async function watch(job: Job, open: (jobId: string) => AsyncIterable<{ job?: Job }>): Promise<Job> {
