@@ -416,15 +416,11 @@ export class ImageJobs {
   }
 
   async #deleteInputs(keys: string[]): Promise<void> {
-    for (const key of keys.filter((candidate) => candidate !== "")) {
-      await this.blobs.delete(key).catch((error: unknown) => this.log.warn({ err: error, key }, "deleting an unsubmitted input failed; its TTL removes it"));
-    }
+    await deleteUnsubmittedInputs(this.blobs, this.log, keys);
   }
 
   async #releaseAfterFailedSubmit(holdId: string): Promise<void> {
-    await this.billing.release({ holdId, reason: "submit_failed" }).catch((releaseError: unknown) => {
-      this.log.error({ err: releaseError, holdId }, "release after a failed submit failed; the sweeper will expire it");
-    });
+    await releaseAfterFailedSubmit(this.billing, this.log, holdId);
   }
 
   /** Waits for the job to end; a success returns the result, a failure throws its reason. */
@@ -524,6 +520,20 @@ const WATCH_BROKEN = new Set([Code.Unavailable, Code.Canceled, Code.Aborted, Cod
 
 // Codes with which a peer answers before it records anything: the call surely had no effect.
 const NOTHING_RECORDED = new Set([Code.InvalidArgument, Code.FailedPrecondition, Code.ResourceExhausted, Code.NotFound, Code.AlreadyExists, Code.PermissionDenied, Code.Unauthenticated, Code.OutOfRange]);
+
+/** Deletes the blobs a request stored for a job that was never recorded; "" keys are skipped. A failure is left to the blobs' TTL. */
+export async function deleteUnsubmittedInputs(blobs: BlobStore, log: Logger, keys: string[]): Promise<void> {
+  for (const key of keys.filter((candidate) => candidate !== "")) {
+    await blobs.delete(key).catch((error: unknown) => log.warn({ err: error, key }, "deleting an unsubmitted input failed; its TTL removes it"));
+  }
+}
+
+/** Releases the hold of a job that was never recorded; a failure is left to billing's sweeper. */
+export async function releaseAfterFailedSubmit(billing: Client<typeof BillingService>, log: Logger, holdId: string): Promise<void> {
+  await billing.release({ holdId, reason: "submit_failed" }).catch((releaseError: unknown) => {
+    log.error({ err: releaseError, holdId }, "release after a failed submit failed; the sweeper will expire it");
+  });
+}
 
 export function submitSurelyFailed(error: unknown): boolean {
   return !(error instanceof ConnectError) || NOTHING_RECORDED.has(error.code);

@@ -21,7 +21,7 @@ import type { MediaBinaries } from "../common/video/ffmpeg-binaries.ts";
 import { frameRateValue, probeVideo, sniffVideoContainer, VIDEO_FRAME_RATE_MAX, type VideoContainer, type VideoProbe } from "../common/video/video-probe.ts";
 import { VideoError } from "../common/video/video.errors.ts";
 import { processedVideoSize, videoLimitsOf, type VideoLimits } from "./domain/video-limits.ts";
-import { storage, submitSurelyFailed, usageMemberOf, type Admission } from "./image-jobs.ts";
+import { deleteUnsubmittedInputs, releaseAfterFailedSubmit, storage, submitSurelyFailed, usageMemberOf, type Admission } from "./image-jobs.ts";
 
 export interface VideoJobsOptions {
   /** Largest video upload the server takes, whatever the plan (VIDEO_BYTES_MAX, bytes). */
@@ -192,11 +192,7 @@ export class VideoJobs {
       // As for images: only an answer that says nothing was recorded returns the credits now.
       if (submitSurelyFailed(error)) {
         await this.#release(hold.holdId);
-        if (!hold.replayed) {
-          for (const blobKey of [inputBlobKey, backgroundImageBlobKey].filter((candidate) => candidate !== "")) {
-            await this.blobs.delete(blobKey).catch((deleteError: unknown) => this.log.warn({ err: deleteError, key: blobKey }, "deleting an unsubmitted video failed; its TTL removes it"));
-          }
-        }
+        if (!hold.replayed) await deleteUnsubmittedInputs(this.blobs, this.log, [inputBlobKey, backgroundImageBlobKey]);
       } else this.log.warn({ err: error, holdId: hold.holdId }, "video submit outcome unknown: the hold is left to the job or to billing's sweeper");
       throw error;
     }
@@ -253,9 +249,7 @@ export class VideoJobs {
   }
 
   async #release(holdId: string): Promise<void> {
-    await this.billing.release({ holdId, reason: "submit_failed" }).catch((error: unknown) => {
-      this.log.error({ err: error, holdId }, "release after a failed video submit failed; the sweeper will expire it");
-    });
+    await releaseAfterFailedSubmit(this.billing, this.log, holdId);
   }
 }
 
