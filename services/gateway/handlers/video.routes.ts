@@ -4,7 +4,8 @@
 // the job, the same JSON as an asynchronous image job. Video jobs are asynchronous only.
 import { Code } from "@connectrpc/connect";
 import { reasonError } from "../../common/errors.ts";
-import { Quality, VideoFormat } from "../../common/gen/cutline/inference/v1/video_options_pb.ts";
+import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
+import { VideoFormat } from "../../common/gen/cutline/inference/v1/video_options_pb.ts";
 import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { HttpRoutes } from "../../common/server.ts";
 import type { Admission } from "../image-jobs.ts";

@@ -1,7 +1,8 @@
 import { useRef, useState } from "react";
 import { useQuery as useTanstackQuery, useQueryClient } from "@tanstack/react-query";
 import { JobStatus, type Job } from "../../../services/common/gen/cutline/gateway/v1/job_service_pb.ts";
-import { Quality, VideoFormat } from "../../../services/common/gen/cutline/inference/v1/video_options_pb.ts";
+import { Quality } from "../../../services/common/gen/cutline/inference/v1/quality_pb.ts";
+import { VideoFormat } from "../../../services/common/gen/cutline/inference/v1/video_options_pb.ts";
 import { serves, VIDEO_SERVICE, type Api } from "../api.ts";
 import { ProblemView, Unavailable } from "../components/problem.tsx";
 import { isUnavailable, jobProblem, problemOf, type Problem } from "../errors.ts";

@@ -4,13 +4,15 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Quality } from "./quality_pb.ts";
+import { file_cutline_inference_v1_quality } from "./quality_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file cutline/inference/v1/video_options.proto.
  */
 export const file_cutline_inference_v1_video_options: GenFile = /*@__PURE__*/
-  fileDesc("CihjdXRsaW5lL2luZmVyZW5jZS92MS92aWRlb19vcHRpb25zLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSLNAQoMVmlkZW9PcHRpb25zEjEKBmZvcm1hdBgBIAEoDjIhLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlZpZGVvRm9ybWF0EhgKEGJhY2tncm91bmRfY29sb3IYAiABKAkSGAoQYmFja2dyb3VuZF9pbWFnZRgDIAEoDBIuCgdxdWFsaXR5GAQgASgOMh0uY3V0bGluZS5pbmZlcmVuY2UudjEuUXVhbGl0eRIXCgprZWVwX2F1ZGlvGAUgASgISACIAQFCDQoLX2tlZXBfYXVkaW8qhQEKC1ZpZGVvRm9ybWF0EhwKGFZJREVPX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhUKEVZJREVPX0ZPUk1BVF9XRUJNEAESFAoQVklERU9fRk9STUFUX01PVhACEhQKEFZJREVPX0ZPUk1BVF9NUDQQAxIVChFWSURFT19GT1JNQVRfTUFTSxAEKlwKB1F1YWxpdHkSFwoTUVVBTElUWV9VTlNQRUNJRklFRBAAEhAKDFFVQUxJVFlfRkFTVBABEhQKEFFVQUxJVFlfQkFMQU5DRUQQAhIQCgxRVUFMSVRZX0JFU1QQA2IGcHJvdG8z");
+  fileDesc("CihjdXRsaW5lL2luZmVyZW5jZS92MS92aWRlb19vcHRpb25zLnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSLNAQoMVmlkZW9PcHRpb25zEjEKBmZvcm1hdBgBIAEoDjIhLmN1dGxpbmUuaW5mZXJlbmNlLnYxLlZpZGVvRm9ybWF0EhgKEGJhY2tncm91bmRfY29sb3IYAiABKAkSGAoQYmFja2dyb3VuZF9pbWFnZRgDIAEoDBIuCgdxdWFsaXR5GAQgASgOMh0uY3V0bGluZS5pbmZlcmVuY2UudjEuUXVhbGl0eRIXCgprZWVwX2F1ZGlvGAUgASgISACIAQFCDQoLX2tlZXBfYXVkaW8qhQEKC1ZpZGVvRm9ybWF0EhwKGFZJREVPX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhUKEVZJREVPX0ZPUk1BVF9XRUJNEAESFAoQVklERU9fRk9STUFUX01PVhACEhQKEFZJREVPX0ZPUk1BVF9NUDQQAxIVChFWSURFT19GT1JNQVRfTUFTSxAEYgZwcm90bzM", [file_cutline_inference_v1_quality]);
 
 /**
  * What to produce from a video once each frame's foreground mask is known.
@@ -105,39 +107,4 @@ export enum VideoFormat {
  */
 export const VideoFormatSchema: GenEnum<VideoFormat> = /*@__PURE__*/
   enumDesc(file_cutline_inference_v1_video_options, 0);
-
-/**
- * Speed against quality, for every operation.
- *
- * @generated from enum cutline.inference.v1.Quality
- */
-export enum Quality {
-  /**
-   * balanced
-   *
-   * @generated from enum value: QUALITY_UNSPECIFIED = 0;
-   */
-  UNSPECIFIED = 0,
-
-  /**
-   * @generated from enum value: QUALITY_FAST = 1;
-   */
-  FAST = 1,
-
-  /**
-   * @generated from enum value: QUALITY_BALANCED = 2;
-   */
-  BALANCED = 2,
-
-  /**
-   * @generated from enum value: QUALITY_BEST = 3;
-   */
-  BEST = 3,
-}
-
-/**
- * Describes the enum cutline.inference.v1.Quality.
- */
-export const QualitySchema: GenEnum<Quality> = /*@__PURE__*/
-  enumDesc(file_cutline_inference_v1_video_options, 1);
 
