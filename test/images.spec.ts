@@ -11,6 +11,7 @@ import { isBuiltin } from "node:module";
 import { join, relative, resolve, sep } from "node:path";
 import { describe, test } from "node:test";
 import ts from "typescript";
+import { runs, stagesBehind, stagesOf } from "./dockerfile.testing.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const servicesDir = join(root, "services");
@@ -135,46 +136,6 @@ describe("inference-only dependencies", () => {
 
 // ---- the Dockerfiles --------------------------------------------------------------------------
 
-interface Stage {
-  name: string;
-  base: string;
-  instructions: string[];
-}
-/** The stages of a Dockerfile, comment lines dropped and continuation lines joined. */
-function stagesOf(dockerfile: string): Stage[] {
-  const lines = dockerfile
-    .replace(/^\s*#.*\n/gm, "")
-    .replace(/\\\n/g, " ")
-    .split("\n")
-    .filter((line) => line.trim() !== "");
-  const stages: Stage[] = [];
-  for (const line of lines) {
-    const from = /^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/i.exec(line);
-    if (from) stages.push({ name: from[2] ?? String(stages.length), base: from[1]!, instructions: [] });
-    else stages.at(-1)?.instructions.push(line.trim());
-  }
-  return stages;
-}
-/** A target and every stage it is built from: its FROM chain and the stages it copies from. */
-function stagesBehind(stages: Stage[], target: string): Stage[] {
-  const byName = new Map(stages.map((stage) => [stage.name, stage]));
-  const seen = new Map<string, Stage>();
-  const visit = (name: string) => {
-    const stage = byName.get(name);
-    if (!stage || seen.has(name)) return;
-    seen.set(name, stage);
-    visit(stage.base);
-    for (const instruction of stage.instructions) {
-      const from = /^COPY\s+.*--from=(\S+)/i.exec(instruction);
-      if (from) visit(from[1]!);
-    }
-  };
-  visit(target);
-  assert.ok(seen.size > 0, `stage ${target}`);
-  return [...seen.values()];
-}
-const runs = (stages: Stage[]) => stages.flatMap((stage) => stage.instructions.filter((instruction) => /^RUN\s/i.test(instruction)));
-
 const PRUNE = /npm uninstall --no-save --omit=dev \$\(node -p "([^"]+)"\)/;
 
 describe("deploy/Dockerfile targets", () => {
@@ -199,11 +160,12 @@ describe("deploy/Dockerfile targets", () => {
       const copy = /^COPY\s+(?!--from)(.+)\s+\S+$/i.exec(instruction);
       return copy ? copy[1]!.split(/\s+/).filter((source) => source.startsWith("services")) : [];
     });
-    assert.deepEqual(copied.sort(), ["services/billing", "services/common", "services/gateway", "services/orchestrator"]);
+    // services/migrate.ts: the pre-deploy migrations of the three (k8s/migrate), run from this image.
+    assert.deepEqual(copied.sort(), ["services/billing", "services/common", "services/gateway", "services/migrate.ts", "services/orchestrator"]);
     assert.ok(services.instructions.some((instruction) => /^ARG SERVICE=(gateway|billing|orchestrator)$/.test(instruction)), "defaults to one of its services");
   });
 
-  test("inference: every production dependency and the model, and it is the default target", () => {
+  test("inference: the production dependencies (nothing uninstalled) and the model, and it is the default target", () => {
     const behind = runs(stagesBehind(stages, "inference"));
     assert.ok(behind.some((run) => run.includes("npm ci --omit=dev")), "npm ci --omit=dev");
     assert.ok(!behind.some((run) => /npm (uninstall|prune|rm)\b/.test(run)), "nothing pruned");

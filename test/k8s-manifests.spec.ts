@@ -11,7 +11,7 @@ import { execFile, spawnSync } from "node:child_process";
 import { promisify } from "node:util";
 import { cpSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { root, SERVICES, type ServiceName, DEFAULT_PORTS, RUN_MAIN_MARGIN_MS, SHUTDOWN_TIMEOUT_MS_DEFAULT, METRICS_PORT_DEFAULT, type Probe, type K8sObject, type DeploymentObject, skipRendering, render, renderComposition, validateSchemas, configOf, cpuCores, bytes, byKind, one, containerOf, imageParts, composeServices, grpcPort, environmentOf, PENDING_VARIABLES, secretOf } from "./k8s.testing.ts";
+import { admits, type PolicyObject, selects, type Source, root, SERVICES, type ServiceName, DEFAULT_PORTS, RUN_MAIN_MARGIN_MS, SHUTDOWN_TIMEOUT_MS_DEFAULT, METRICS_PORT_DEFAULT, type Probe, type K8sObject, type DeploymentObject, skipRendering, render, renderComposition, validateSchemas, configOf, cpuCores, bytes, byKind, one, containerOf, imageParts, composeServices, grpcPort, environmentOf, PENDING_VARIABLES, secretOf } from "./k8s.testing.ts";
 import { HealthRegistry } from "../services/common/health.ts";
 import { createLogger } from "../services/common/logging.ts";
 import { startServiceServer } from "../services/common/server.ts";
@@ -159,50 +159,6 @@ async function checkMesh(objects: K8sObject[], overlay: string): Promise<Map<Ser
 }
 
 // ---- NetworkPolicies ------------------------------------------------------------------------------
-
-interface LabelSelector {
-  matchLabels?: Record<string, string>;
-  matchExpressions?: unknown[];
-}
-interface PolicyPeer {
-  podSelector?: LabelSelector;
-  namespaceSelector?: LabelSelector;
-  ipBlock?: unknown;
-}
-interface PolicyObject extends K8sObject {
-  spec: { podSelector: LabelSelector; policyTypes?: string[]; ingress?: { from?: PolicyPeer[]; ports?: { port?: string | number; protocol?: string }[] }[]; egress?: unknown[] };
-}
-/** Where a connection comes from: a pod (its namespace's and its own labels), or outside the cluster. */
-type Source = { namespace: Record<string, string>; pod: Record<string, string> } | "outside";
-
-function selects(selector: LabelSelector | undefined, labels: Record<string, string>): boolean {
-  assert.ok(!selector?.matchExpressions?.length, "this evaluator reads matchLabels only; extend it for matchExpressions");
-  return Object.entries(selector?.matchLabels ?? {}).every(([key, value]) => labels[key] === value);
-}
-
-/**
- * Whether the rendered policies let `source` connect to `port` (a container port name) of pods
- * labelled `target` in namespace cutline, by the NetworkPolicy rules: a pod no policy selects is
- * open; otherwise some selecting policy must have an ingress rule whose ports and peers match.
- */
-function admits(policies: PolicyObject[], target: Record<string, string>, port: string, source: Source): boolean {
-  const selecting = policies.filter((policy) => (policy.spec.policyTypes ?? ["Ingress"]).includes("Ingress") && selects(policy.spec.podSelector, target));
-  if (selecting.length === 0) return true;
-  const cutline = { "kubernetes.io/metadata.name": "cutline" };
-  return selecting.some((policy) =>
-    (policy.spec.ingress ?? []).some((rule) => {
-      const portMatches = (rule.ports ?? []).length === 0 || rule.ports!.some((each) => each.port === port && (each.protocol ?? "TCP") === "TCP");
-      if (!portMatches) return false;
-      if ((rule.from ?? []).length === 0) return true;
-      return rule.from!.some((peer) => {
-        assert.equal(peer.ipBlock, undefined, "this evaluator reads pod and namespace selectors only; extend it for ipBlock");
-        if (source === "outside") return false;
-        const namespaceMatches = peer.namespaceSelector === undefined ? selects({ matchLabels: cutline }, source.namespace) : selects(peer.namespaceSelector, source.namespace);
-        return namespaceMatches && (peer.podSelector === undefined || selects(peer.podSelector, source.pod));
-      });
-    }),
-  );
-}
 
 function checkNetworkPolicies(objects: K8sObject[], deployments: Map<ServiceName, DeploymentObject>, overlay: string): void {
   const policies = byKind<PolicyObject>(objects, "NetworkPolicy");

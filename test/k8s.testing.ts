@@ -68,6 +68,8 @@ export interface Container {
 }
 export interface PodSpec {
   containers: Container[];
+  runtimeClassName?: string;
+  topologySpreadConstraints?: { topologyKey: string; whenUnsatisfiable?: string; labelSelector: { matchLabels: Record<string, string> } }[];
   terminationGracePeriodSeconds?: number;
   enableServiceLinks?: boolean;
   automountServiceAccountToken?: boolean;
@@ -313,6 +315,52 @@ export function environmentOf(objects: K8sObject[], container: Container): Map<s
   return environment;
 }
 
+
+// ---- NetworkPolicies ------------------------------------------------------------------------------
+
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: unknown[];
+}
+export interface PolicyPeer {
+  podSelector?: LabelSelector;
+  namespaceSelector?: LabelSelector;
+  ipBlock?: unknown;
+}
+export interface PolicyObject extends K8sObject {
+  spec: { podSelector: LabelSelector; policyTypes?: string[]; ingress?: { from?: PolicyPeer[]; ports?: { port?: string | number; protocol?: string }[] }[]; egress?: unknown[] };
+}
+/** Where a connection comes from: a pod (its namespace's and its own labels), or outside the cluster. */
+export type Source = { namespace: Record<string, string>; pod: Record<string, string> } | "outside";
+
+export function selects(selector: LabelSelector | undefined, labels: Record<string, string>): boolean {
+  assert.ok(!selector?.matchExpressions?.length, "this evaluator reads matchLabels only; extend it for matchExpressions");
+  return Object.entries(selector?.matchLabels ?? {}).every(([key, value]) => labels[key] === value);
+}
+
+/**
+ * Whether the rendered policies let `source` connect to `port` (a container port name or number) of
+ * pods labelled `target` in `namespace`, by the NetworkPolicy rules: a pod no policy selects is
+ * open; otherwise some selecting policy must have an ingress rule whose ports and peers match.
+ */
+export function admits(policies: PolicyObject[], target: Record<string, string>, port: string | number, source: Source, namespace = "cutline"): boolean {
+  const selecting = policies.filter((policy) => (policy.spec.policyTypes ?? ["Ingress"]).includes("Ingress") && selects(policy.spec.podSelector, target));
+  if (selecting.length === 0) return true;
+  const own = { "kubernetes.io/metadata.name": namespace };
+  return selecting.some((policy) =>
+    (policy.spec.ingress ?? []).some((rule) => {
+      const portMatches = (rule.ports ?? []).length === 0 || rule.ports!.some((each) => String(each.port) === String(port) && (each.protocol ?? "TCP") === "TCP");
+      if (!portMatches) return false;
+      if ((rule.from ?? []).length === 0) return true;
+      return rule.from!.some((peer) => {
+        assert.equal(peer.ipBlock, undefined, "this evaluator reads pod and namespace selectors only; extend it for ipBlock");
+        if (source === "outside") return false;
+        const namespaceMatches = peer.namespaceSelector === undefined ? selects({ matchLabels: own }, source.namespace) : selects(peer.namespaceSelector, source.namespace);
+        return namespaceMatches && (peer.podSelector === undefined || selects(peer.podSelector, source.pod));
+      });
+    }),
+  );
+}
 
 /** Which Secret holds a variable: each service's database role its own, NATS's user its own, the rest cutline-secrets. */
 export function secretOf(variable: string, service: ServiceName): string {
