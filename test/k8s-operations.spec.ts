@@ -34,6 +34,7 @@ import {
   validateSchemas,
 } from "./k8s.testing.ts";
 import { runs, stagesBehind, stagesOf } from "./dockerfile.testing.ts";
+import { describeModel, loadModelBytes } from "../services/inference/store/model.store.ts";
 
 const OVERLAYS = ["cpu", "gpu"] as const;
 const DATABASE_SERVICES = ["gateway", "billing", "orchestrator"] as const;
@@ -156,6 +157,17 @@ describe("operations (issue 15)", { skip: skipRendering }, () => {
     // The account KEDA reads is the one the services' user belongs to, with JetStream.
     const accounts = readText("k8s/nats/accounts.conf.example");
     assert.match(accounts, /CUTLINE\s*\{\s*jetstream:\s*enabled/);
+  });
+
+  test("the model the manifests ask for is the one the inference images carry", () => {
+    for (const file of ["deploy/Dockerfile", "deploy/Dockerfile.gpu"]) {
+      const defaults = [...readText(file).matchAll(/^ARG INFERENCE_MODEL=(\S+)$/gm)].map(([, name]) => name);
+      assert.ok(defaults.length >= 2 && new Set(defaults).size === 1, `${file}: one INFERENCE_MODEL default for the model stage and the image`);
+      for (const overlay of OVERLAYS) {
+        const environment = environmentOf(rendered[overlay], containerOf(one<DeploymentObject>(rendered[overlay], "Deployment", "inference")));
+        assert.equal(environment.get("INFERENCE_MODEL")?.value, defaults[0], `${overlay}: INFERENCE_MODEL is the model ${file} extracts`);
+      }
+    }
   });
 
   test("the gateway: an HPA of at least 2 replicas owns the count", () => {
@@ -431,7 +443,7 @@ describe("images: the Dockerfiles' rules (no Docker engine here)", () => {
     assert.match(text, /ARG CUDA_IMAGE=nvidia\/cuda:12\.[\d.]+-cudnn-runtime-/);
   });
 
-  test("deploy/extract-model.mjs: the model's bytes, checked against its sha256; an unknown model refused", () => {
+  test("deploy/extract-model.mjs: the model's bytes, checked against its sha256, which inference loads from the directory; an unknown model refused", async () => {
     const directory = mkdtempSync(join(tmpdir(), "cutline-model-"));
     try {
       const model = JSON.parse(readText("services/inference/models/isnet-small.model.json")) as { sha256: string; bytes: number };
@@ -440,6 +452,8 @@ describe("images: the Dockerfiles' rules (no Docker engine here)", () => {
       const bytes = readFileSync(join(directory, "isnet-small.onnx"));
       assert.equal(bytes.length, model.bytes);
       assert.equal(createHash("sha256").update(bytes).digest("hex"), model.sha256);
+      // What the image's INFERENCE_MODEL_DIRECTORY gives the service: the loader takes <name>.onnx and checks it again.
+      assert.equal((await loadModelBytes(await describeModel("isnet-small"), directory)).length, model.bytes);
       const unknown = spawnSync(process.execPath, [join(root, "deploy/extract-model.mjs"), "isnet-huge", directory], { encoding: "utf8" });
       assert.equal(unknown.status, 1);
       assert.match(unknown.stderr, /isnet-huge/);
