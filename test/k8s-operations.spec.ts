@@ -223,6 +223,13 @@ describe("operations (issue 15)", { skip: skipRendering }, () => {
     assert.ok(cluster.spec.backup.barmanObjectStore.destinationPath, "continuous backup to object storage");
     assert.ok(cluster.spec.backup.barmanObjectStore.wal, "WAL archived: point-in-time recovery");
     assert.match(cluster.spec.backup.retentionPolicy, /^\d+[dwm]$/);
+    // The point-in-time recovery the runbook applies: a Cluster bootstrapped from those backups.
+    const recovery = parse(readText("k8s/components/postgres/recovery.example.yaml")) as K8sObject;
+    validateSchemas([recovery]);
+    assert.ok(recovery.spec.bootstrap.recovery.recoveryTarget.targetTime, "recovers to a point in time");
+    const source = (recovery.spec.externalClusters as { name: string; barmanObjectStore: { destinationPath: string } }[]).find((external) => external.name === recovery.spec.bootstrap.recovery.source);
+    assert.equal(source?.barmanObjectStore.destinationPath, cluster.spec.backup.barmanObjectStore.destinationPath, "from the bucket the Cluster backs up to");
+    assert.deepEqual(recovery.spec.managed.roles.map((role: { name: string }) => role.name), cluster.spec.managed.roles.map((role: { name: string }) => role.name), "with the same service roles");
     const scheduled = byKind(objects, "ScheduledBackup")[0]!;
     assert.equal(scheduled.spec.cluster.name, cluster.metadata.name);
     const pooler = byKind(objects, "Pooler")[0]!;
