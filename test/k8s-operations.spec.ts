@@ -18,6 +18,7 @@ import { parse } from "yaml";
 import {
   admits,
   byKind,
+  composeServices,
   configOf,
   containerOf,
   type DeploymentObject,
@@ -312,7 +313,10 @@ describe("operations (issue 15)", { skip: skipRendering }, () => {
 
     // NATS (namespace nats): clients from the mesh, monitoring from KEDA, routes between nodes.
     const natsPolicies = byKind<PolicyObject>(nats, "NetworkPolicy");
-    const natsPod = { "app.kubernetes.io/name": "nats", "app.kubernetes.io/instance": "nats" };
+    const natsPod = { "app.kubernetes.io/name": "nats", "app.kubernetes.io/instance": "nats", "app.kubernetes.io/component": "nats" };
+    const natsBox = { namespace: { "kubernetes.io/metadata.name": "nats" }, pod: { "app.kubernetes.io/name": "nats", "app.kubernetes.io/instance": "nats", "app.kubernetes.io/component": "nats-box" } };
+    assert.ok(admits(natsPolicies, natsPod, 4222, natsBox, "nats"), "nats-box → NATS");
+    assert.ok(!admits(natsPolicies, natsPod, 6222, natsBox, "nats"), "nats-box is no route");
     for (const service of SERVICES) assert.ok(admits(natsPolicies, natsPod, 4222, pod(service), "nats"), `${service} → NATS`);
     for (const source of [stranger, debug, keda, "outside" as const]) assert.ok(!admits(natsPolicies, natsPod, 4222, source, "nats"), `NATS clients: refuses ${JSON.stringify(source)}`);
     assert.ok(admits(natsPolicies, natsPod, 8222, keda, "nats"), "KEDA reads the monitoring endpoint");
@@ -411,6 +415,16 @@ describe("operations (issue 15)", { skip: skipRendering }, () => {
             if (!known.has(variable)) continue;
             assert.deepEqual(environments.get(reader)!.get(variable), setting, `${overlay}: ${reader} reads ${variable}, which ${giver} receives: it gets it too, the same`);
           }
+        }
+      }
+    }
+    // The compose mesh, by the same rule.
+    const compose = composeServices("deploy/compose.yaml");
+    for (const giver of SERVICES) {
+      for (const [variable, value] of Object.entries(compose[giver]!.environment ?? {})) {
+        if (perService.has(variable)) continue;
+        for (const [reader, known] of configs) {
+          if (known.has(variable)) assert.equal(compose[reader]!.environment?.[variable], value, `compose: ${reader} reads ${variable}, which ${giver} receives: it gets it too, the same`);
         }
       }
     }
