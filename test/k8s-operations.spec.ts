@@ -138,7 +138,8 @@ describe("operations (issue 15)", { skip: skipRendering }, () => {
     }
   });
 
-  test("KEDA: lagThreshold = the per-pod in-flight cap of each overlay, on the headless NATS monitoring endpoint", () => {
+  test("KEDA: lagThreshold = the per-pod in-flight cap of each overlay, on the headless NATS monitoring endpoint", async () => {
+    const queueLengthDefault = (await configOf("inference")).variables.get("INFERENCE_QUEUE_LENGTH_MAX")!.defaultValue as number;
     for (const overlay of OVERLAYS) {
       const objects = rendered[overlay];
       const environment = environmentOf(objects, containerOf(one<DeploymentObject>(objects, "Deployment", "inference")));
@@ -146,6 +147,9 @@ describe("operations (issue 15)", { skip: skipRendering }, () => {
       assert.ok(Number.isInteger(cap) && cap >= 1, `${overlay}: INFERENCE_TASKS_IN_FLIGHT_MAX is set`);
       const batch = Number(environment.get(overlay === "gpu" ? "INFERENCE_BATCH_SIZE_MAX_GPU" : "INFERENCE_BATCH_SIZE_MAX")?.value);
       assert.ok(cap >= batch, `${overlay}: the cap (${cap}) lets a pod fill its batch (${batch})`);
+      // Inference refuses a cap above the images its engine holds.
+      const queueLength = Number(environment.get("INFERENCE_QUEUE_LENGTH_MAX")?.value ?? queueLengthDefault);
+      assert.ok(cap <= queueLength, `${overlay}: the cap (${cap}) is at most INFERENCE_QUEUE_LENGTH_MAX (${queueLength})`);
       const triggers = one(objects, "ScaledObject", "inference").spec.triggers as { metadata: Record<string, string> }[];
       for (const trigger of triggers) {
         // KEDA's lag is pending + ack pending; N busy pods hold N × cap ack-pending tasks, which
