@@ -82,7 +82,11 @@ async function registeredMetrics(): Promise<Set<string>> {
   for (const metric of await registry.getMetricsAsJSON()) names.add(metric.name);
   return names;
 }
-/** The metric names a PromQL expression reads (cutline_*, process_*, nodejs_*), series suffixes resolved. */
+/**
+ * The metric names a PromQL expression reads from the services (cutline_*, process_*, nodejs_*),
+ * series suffixes resolved. Other exporters' metrics (DCGM_FI_* of NVIDIA's DCGM exporter on GPU
+ * nodes) are theirs to name and are not looked for in services/.
+ */
 function metricsOf(expression: string, registered: Set<string>): string[] {
   return [...expression.matchAll(/\b((?:cutline|process|nodejs)_[a-z0-9_]+)\b/g)].map(([, name]) => {
     const base = name!.replace(/_(bucket|sum|count)$/, "");
