@@ -378,7 +378,6 @@ export function secretOf(variable: string, service: ServiceName): string {
 export const PENDING_VARIABLES: ReadonlySet<string> = new Set([
   "MIGRATE_ON_START",
   "OTEL_EXPORTER_OTLP_ENDPOINT",
-  "OTEL_SERVICE_NAME",
   "CUTLINE_TRACING",
   "NATS_REPLICAS",
   "NATS_USER",
