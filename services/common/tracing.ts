@@ -126,13 +126,16 @@ function serviceOfTypeName(typeName: string): string {
 }
 
 /**
- * Server side of every Connect RPC: continues the caller's trace from the `traceparent` header
- * and spans the call (for a server stream, until its first message is ready).
+ * Server side of every Connect RPC: spans the call (for a server stream, until its first message
+ * is ready) inside the caller's trace.
  */
 export function serverTracingInterceptor(): Interceptor {
   return (next) => async (request) => {
     if (!provider) return next(request);
-    const parent = propagation.extract(context.active(), request.header, headersGetter);
+    // Over the network the exchange's span (traceHttpExchange) is active and already continues the
+    // caller's trace; in memory (single-node router transports) the headers carry the caller's.
+    const active = context.active();
+    const parent = trace.getSpan(active) ? active : propagation.extract(active, request.header, headersGetter);
     const span = tracer().startSpan(
       `${request.service.typeName}/${request.method.name}`,
       { kind: SpanKind.SERVER, attributes: { "rpc.system": "connect_rpc", "rpc.service": request.service.typeName, "rpc.method": request.method.name, [SERVICE_ATTRIBUTE]: serviceOfTypeName(request.service.typeName) } },
@@ -157,20 +160,28 @@ export function clientTracingInterceptor(): Interceptor {
   };
 }
 
+interface ResponseLike {
+  statusCode: number;
+  once(event: "close", listener: () => void): unknown;
+}
+
 /**
- * Spans one inbound HTTP request of `service` (a REST route, or an RPC's admission before its
- * interceptors run), continuing the caller's trace. Runs `handle` directly when tracing is off.
+ * Spans one inbound HTTP exchange of `service` (a REST route, or an RPC with its admission),
+ * continuing the caller's trace, until the response closes; `handle` runs inside the span.
+ * Runs `handle` directly when tracing is off.
  */
-export function traceHttpRequest<T>(service: string, request: NodeLike, handle: () => Promise<T>): Promise<T> {
+export function traceHttpExchange<T>(service: string, request: NodeLike, response: ResponseLike, handle: () => Promise<T>): Promise<T> {
   if (!provider) return handle();
   const parent = propagation.extract(context.active(), request.headers, nodeHeadersGetter);
   const path = (request.url ?? "/").split("?")[0]!;
-  const span = tracer().startSpan(
-    `${request.method ?? "GET"} ${path}`,
-    { kind: SpanKind.SERVER, attributes: { "http.request.method": request.method ?? "GET", "url.path": path, [SERVICE_ATTRIBUTE]: service } },
-    parent,
-  );
-  return within(span, parent, handle);
+  const method = request.method ?? "GET";
+  const span = tracer().startSpan(`${method} ${path}`, { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "url.path": path, [SERVICE_ATTRIBUTE]: service } }, parent);
+  response.once("close", () => {
+    span.setAttribute("http.response.status_code", response.statusCode);
+    if (response.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+    span.end();
+  });
+  return context.with(trace.setSpan(parent, span), handle);
 }
 
 /** The active trace context as message headers (empty when tracing is off or no span is active). */
