@@ -46,6 +46,7 @@ await runMain("gateway", async () => {
     resultUrls: resultLinksOptionsOf(config, { required: true }),
     outbound: { fetcher: outboundFetcher, policy: outboundPolicy },
     payments: { provider: paymentProvider, currency: config.PAYMENT_CURRENCY },
+    sharedRateLimit: config.RATE_LIMIT_SHARED ? { timeoutMs: config.RATE_LIMIT_STORE_TIMEOUT_MS } : undefined,
   });
   const server = await startServiceServer({
     name: "gateway",

@@ -120,4 +120,17 @@ export const gatewayMigrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // The per-minute token bucket of each account, shared by every gateway replica (RequestRateStore):
+  // one row per account, taken with one upsert on the database's clock.
+  "202611280040_request_rate_buckets": {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("gateway_request_rates")
+        .addColumn("account_id", "text", (column) => column.primaryKey())
+        .addColumn("tokens", "float8", (column) => column.notNull())
+        .addColumn("refilled_at_ms", "float8", (column) => column.notNull())
+        .addColumn("admitted", "boolean", (column) => column.notNull())
+        .execute();
+    },
+  },
 };
