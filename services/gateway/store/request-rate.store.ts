@@ -2,7 +2,7 @@
 // Chosen over a NATS KV bucket for its latency on the request path: a take is one statement, one
 // round trip, atomic under any number of racing replicas (the row lock orders them), where a KV
 // bucket needs a get and a compare-and-set update, two round trips, retried whenever two replicas
-// race for the same account (see the figures in README's "Rate limits").
+// race for the same account (figures in README, "Rate limits across replicas").
 import { sql, type Kysely } from "kysely";
 import { refusalOf, stateOf } from "../domain/rate-limits.ts";
 import type { RateTake, RequestRates } from "./request-rates.ts";
