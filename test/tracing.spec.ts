@@ -14,6 +14,11 @@ import { SERVICE_ATTRIBUTE, startTracing, traceLogFields, tracingEnabled, type T
 import { startSingleNode, type SingleNode } from "../services/single-node.ts";
 import { testPhoto } from "./end-to-end.scenario.ts";
 import { eventually } from "../services/common/ports/contract-support.ts";
+import { createPorts } from "../services/common/adapters/index.ts";
+import { tracedEventBus, tracedWorkQueue } from "../services/common/tracing.ts";
+import { testNatsUrl, uniqueName } from "./harness.ts";
+import { createServer } from "node:http";
+import { pino } from "pino";
 
 const exporter = new InMemorySpanExporter();
 let tracing: Tracing;
@@ -76,6 +81,39 @@ test("one image call is one trace: gateway, billing, orchestrator and inference,
   assert.ok(capture, "the capture is in the same trace");
 });
 
+test("through JetStream: a task and its event carry the context in NATS headers, each processed in a child span", async (context_) => {
+  const natsUrl = await testNatsUrl();
+  if (!natsUrl) return context_.skip("set NATS_URL to run over JetStream");
+  const ports = await createPorts({ natsUrl, namePrefix: uniqueName("tracing"), log: pino({ level: "silent" }) });
+  const queue = tracedWorkQueue(ports.workQueue);
+  const bus = tracedEventBus(ports.eventBus);
+  try {
+    exporter.reset();
+    const root = trace.getTracer("test").startSpan("call");
+    await context.with(trace.setSpan(context.active(), root), () => queue.enqueue(new Uint8Array([1]), { id: uniqueName("task") }));
+    root.end();
+    let headers: Readonly<Record<string, string>> | undefined;
+    const worker = queue.consume(async (message) => {
+      headers = message.headers;
+      await bus.publish("job.succeeded", new Uint8Array([2]), { id: message.id });
+      await message.ack();
+    });
+    const events = bus.subscribe(async () => {}, { durableName: "orchestrator", subjectFilter: "job.*" });
+    const spans = () => exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === root.spanContext().traceId);
+    await eventually("the event processed", () => spans().some((span) => span.name === "job.succeeded process"), 10_000);
+    await worker.drain();
+    await events.drain();
+    assert.match(headers?.traceparent ?? "", new RegExp(`^00-${root.spanContext().traceId}-`));
+    const named = (name: string) => spans().find((span) => span.name === name)!;
+    assert.equal(named("work.normal process").parentSpanContext?.spanId, named("work.normal publish").spanContext().spanId);
+    assert.equal(named("job.succeeded publish").parentSpanContext?.spanId, named("work.normal process").spanContext().spanId);
+    assert.equal(named("job.succeeded process").parentSpanContext?.spanId, named("job.succeeded publish").spanContext().spanId);
+    assert.equal(named("job.succeeded process").attributes[SERVICE_ATTRIBUTE], "orchestrator");
+  } finally {
+    await ports.close();
+  }
+});
+
 test("a log line written inside a span carries its trace and span ids", async () => {
   const lines: string[] = [];
   const destination = new Writable({
@@ -106,6 +144,32 @@ test("tracing off registers no provider: calls make no spans and logs carry no i
   await response.arrayBuffer();
   assert.equal(exporter.getFinishedSpans().length, 0);
   assert.deepEqual(traceLogFields(), {});
+});
+
+test("CUTLINE_TRACING=otlp sends the spans to OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces under OTEL_SERVICE_NAME", async () => {
+  const received: { path: string; body: string }[] = [];
+  const collector = createServer((request, response) => {
+    let body = "";
+    request.on("data", (chunk: Buffer) => (body += chunk.toString()));
+    request.on("end", () => {
+      received.push({ path: request.url ?? "", body });
+      response.writeHead(200, { "content-type": "application/json" }).end("{}");
+    });
+  });
+  await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
+  const { port } = collector.address() as { port: number };
+  const otlp = startTracing({ CUTLINE_TRACING: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}/`, OTEL_SERVICE_NAME: "gateway-eu" }, "gateway");
+  try {
+    const span = trace.getTracer("test").startSpan("exported");
+    span.end();
+    await otlp.shutdown(); // flushes the batch
+    assert.equal(received[0]?.path, "/v1/traces");
+    assert.ok(received[0]?.body.includes("gateway-eu"), "service.name on the resource");
+    assert.ok(received[0]?.body.includes(span.spanContext().traceId), "the span's trace id");
+  } finally {
+    await otlp.shutdown();
+    collector.close();
+  }
 });
 
 test("tracing on twice in one process is refused, naming the problem", () => {
