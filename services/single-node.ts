@@ -11,6 +11,7 @@ import { BillingService } from "./common/gen/cutline/billing/v1/billing_service_
 import { OrchestratorService } from "./common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { HealthRegistry } from "./common/health.ts";
 import { createLogger } from "./common/logging.ts";
+import { clientTracingInterceptor, serverTracingInterceptor, startTracing } from "./common/tracing.ts";
 import type { Running } from "./common/runtime.ts";
 import { serverOptionsOf, startServiceServer } from "./common/server.ts";
 import { imageLimitsOf } from "./common/images/image-limits.ts";
@@ -27,6 +28,9 @@ import { loadOrchestratorConfig, reconcileOptions, webhookWiringOf } from "./orc
 import { createOrchestrator } from "./orchestrator/index.ts";
 import { openPorts, openServiceDatabase } from "./common/wiring.ts";
 import type { BlobStore } from "./common/ports/blob-store.ts";
+
+/** In-memory calls between services are traced as the mesh's are: a client span, its context in the headers, a server span. */
+const IN_MEMORY_TRACING = { transport: { interceptors: [clientTracingInterceptor()] }, router: { interceptors: [serverTracingInterceptor()] } };
 
 /** WatchJob's re-read on in-process ports, where every job change is this process's own (milliseconds). */
 const SINGLE_REPLICA_WATCH_POLL_MS = 10_000;
@@ -86,6 +90,7 @@ function singleNodeApiKey(configured: string | undefined, dataDir: string): stri
 export async function startSingleNode(environment: NodeJS.ProcessEnv = process.env): Promise<SingleNode> {
   const config = loadAll(environment);
   const common = config.gateway;
+  const tracing = startTracing(common, "cutline");
   const log = createLogger("cutline", common.LOG_LEVEL);
   const health = new HealthRegistry();
   mkdirSync(common.CUTLINE_DATA_DIR, { recursive: true });
@@ -104,7 +109,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   });
   await billing.migrate();
   billing.sweeper.start();
-  const billingClient = createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers)));
+  const billingClient = createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers), IN_MEMORY_TRACING));
 
   // Result URLs in webhooks name the gateway: CUTLINE_PUBLIC_URL, else the URL it listens on (known once it does).
   let gatewayUrl = `http://${common.HOST}:${config.gateway.PORT}`;
@@ -130,7 +135,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     watchPollMs: common.NATS_URL === undefined ? SINGLE_REPLICA_WATCH_POLL_MS : undefined,
   });
   await orchestrator.start();
-  const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes));
+  const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes, IN_MEMORY_TRACING));
 
   const engine = await createSegmentationEngine(config.inference, log.child({ service: "inference" }));
   const worker = startSegmentConsumer({
@@ -212,6 +217,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
       await webhookFetcher.close();
       await imageFetcher.close();
       await database.close();
+      await tracing.shutdown();
     },
   };
 }

@@ -1,6 +1,7 @@
 // Billing as its own process (mesh mode). Wiring only.
 import { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { HealthRegistry } from "../common/health.ts";
+import { startTracing } from "../common/tracing.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain } from "../common/runtime.ts";
 import { requireServiceToken, serviceAuthInterceptor, serviceTokenAdmission } from "../common/service-auth.ts";
@@ -12,6 +13,7 @@ import { openPorts, openServiceDatabase } from "../common/wiring.ts";
 await runMain("billing", async () => {
   const config = loadBillingConfig();
   const serviceToken = requireServiceToken(config.CUTLINE_SERVICE_TOKEN);
+  const tracing = startTracing(config, "billing");
   const log = createLogger("billing", config.LOG_LEVEL);
   const health = new HealthRegistry();
   const database = openServiceDatabase(config);
@@ -47,6 +49,7 @@ await runMain("billing", async () => {
       await billing.sweeper.stop();
       await ports.close();
       await database.close();
+      await tracing.shutdown();
     },
   };
 });

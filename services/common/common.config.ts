@@ -1,5 +1,6 @@
 import { integer, oneOf, portOrOff, text, url } from "./config.loader.ts";
 import { serviceTokenVariable } from "./service-auth.ts";
+import { tracingConfigSpec } from "./tracing.ts";
 
 /** Variables every service reads. Spread into each service's own spec. */
 export const commonConfigSpec = {
@@ -29,6 +30,7 @@ export const commonConfigSpec = {
   CUTLINE_SERVICE_TOKEN: serviceTokenVariable(
     "Shared secret (at least 32 characters) that services send and check on every internal call; a service started on its own (mesh mode) refuses to start without it. Single-node mode needs none.",
   ),
+  ...tracingConfigSpec,
 } as const;
 
 /** URLs of the other services (mesh mode only; single-node mode wires them in memory). */

@@ -2,6 +2,7 @@ import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ConfigError } from "./config.loader.ts";
 import { serviceTokenInterceptor } from "./service-auth.ts";
+import { clientTracingInterceptor } from "./tracing.ts";
 
 /** What a started process gives back: how to stop it, and how long stopping may take. */
 export interface Running {
@@ -73,7 +74,7 @@ export function serviceTransport(baseUrl: string, options: ServiceTransportOptio
   const streamTimeoutMs = options.streamTimeoutMs ?? 3_600_000;
   const transport = createGrpcTransport({
     baseUrl,
-    interceptors: options.token === undefined ? [] : [serviceTokenInterceptor(options.token)],
+    interceptors: [clientTracingInterceptor(), ...(options.token === undefined ? [] : [serviceTokenInterceptor(options.token)])],
     pingIntervalMs: options.pingIntervalMs ?? 30_000,
     pingTimeoutMs: 15_000,
   });

@@ -11,6 +11,7 @@ import type { Logger } from "./logging.ts";
 import { countRpc, metricsInterceptor } from "./metrics.ts";
 import { startMetricsServer, type MetricsServer } from "./metrics.server.ts";
 import { registerReflection } from "./reflection.ts";
+import { serverTracingInterceptor, traceHttpExchange } from "./tracing.ts";
 import { answerUnaryParseFailures, MALFORMED_MESSAGE_REASON, requestParseInterceptor } from "./request-parse.ts";
 
 type NodeHandler = NonNullable<Parameters<typeof connectNodeAdapter>[0]["fallback"]>;
@@ -248,6 +249,7 @@ export async function startServiceServer(options: ServiceServerOptions): Promise
     rpcPaths,
     allowedOrigins: options.corsAllowedOrigins ?? [],
     admit: options.admit,
+    service: options.name,
     log,
   });
   const connections: Connections = { sockets: new Set(), sessions: new Set() };
@@ -286,7 +288,7 @@ function createRpcHandler(options: ServiceServerOptions, rpcPaths: Set<string>):
     readMaxBytes: options.readBytesMax ?? READ_BYTES_MAX_DEFAULT,
     // requestParseInterceptor comes first: the interceptors after it, the log and the metrics
     // included, see a streamed request message that does not parse as the caller's error.
-    interceptors: [requestParseInterceptor(), errorLogInterceptor(options.log), metricsInterceptor(), ...(options.interceptors ?? [])],
+    interceptors: [requestParseInterceptor(), serverTracingInterceptor(), errorLogInterceptor(options.log), metricsInterceptor(), ...(options.interceptors ?? [])],
     routes: (router) => registerRoutes(router, options, rpcPaths),
     fallback: httpRoutesFallback(options.httpRoutes, options.log),
   });
@@ -348,13 +350,15 @@ interface DispatchOptions {
   rpcPaths: ReadonlySet<string>;
   allowedOrigins: string[];
   admit: ServiceServerOptions["admit"];
+  /** The service's name on its spans. */
+  service: string;
   log: Logger;
 }
 
 function createRequestListeners(options: DispatchOptions): RequestListeners {
   // A rejection here would be unhandled, and Node exits on one: log it and drop the request instead.
   const dispatch = (request: HttpRequest, response: HttpResponse, expectsContinue: boolean) =>
-    void serve(options, request, response, expectsContinue).catch((error: unknown) => {
+    void traceHttpExchange(options.service, request, response, () => serve(options, request, response, expectsContinue)).catch((error: unknown) => {
       options.log.error({ err: error, url: request.url }, "request could not be dispatched");
       response.destroy();
     });

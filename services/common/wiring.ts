@@ -3,6 +3,7 @@
 import { createPorts, type Ports } from "./adapters/index.ts";
 import { databaseLocation, openDatabase, type Database } from "./database.ts";
 import type { Logger } from "./logging.ts";
+import { tracedEventBus, tracedWorkQueue } from "./tracing.ts";
 
 interface CommonConfig {
   DATABASE_URL: string | undefined;
@@ -13,9 +14,12 @@ interface CommonConfig {
   JOB_RETRY_MAX: number;
 }
 
-/** NATS JetStream when NATS_URL is set, else the in-process adapters under CUTLINE_DATA_DIR. */
-export function openPorts(config: CommonConfig, log: Logger): Promise<Ports> {
-  return createPorts({
+/**
+ * NATS JetStream when NATS_URL is set, else the in-process adapters under CUTLINE_DATA_DIR; the
+ * queue and the bus carry the trace context of what they publish (when tracing is on).
+ */
+export async function openPorts(config: CommonConfig, log: Logger): Promise<Ports> {
+  const ports = await createPorts({
     natsUrl: config.NATS_URL,
     dataDir: config.CUTLINE_DATA_DIR,
     namePrefix: config.NATS_NAME_PREFIX,
@@ -24,6 +28,7 @@ export function openPorts(config: CommonConfig, log: Logger): Promise<Ports> {
     deliveryCountMax: config.JOB_RETRY_MAX + 1,
     log,
   });
+  return { ...ports, workQueue: tracedWorkQueue(ports.workQueue), eventBus: tracedEventBus(ports.eventBus) };
 }
 
 /** Postgres at DATABASE_URL when set, else PGlite under CUTLINE_DATA_DIR. */

@@ -2,7 +2,7 @@ import { ManualPaymentProvider } from "../common/adapters/payment-provider.manua
 import { StripePaymentProvider } from "../common/adapters/payment-provider.stripe.ts";
 import type { PaymentProvider } from "../common/ports/payment-provider.ts";
 import { commonConfigSpec, clientConfigSpec } from "../common/common.config.ts";
-import { ConfigError, integer, list, loadConfig, oneOf, optionalText, port, text, url, type Variable } from "../common/config.loader.ts";
+import { boolean, ConfigError, integer, list, loadConfig, oneOf, optionalText, port, text, url, type Variable } from "../common/config.loader.ts";
 import { keptSecretOf } from "../common/kept-secret.ts";
 import { ADMIN_TOKEN_LENGTH_MIN } from "./domain/admin-token.ts";
 import { imageLimitsConfigSpec, longestSideLimitsOf } from "../common/images/image-limits.ts";
@@ -24,6 +24,15 @@ export const gatewayConfigSpec = {
   SYNC_TIMEOUT_MS: integer("How long a synchronous call waits for its job, in milliseconds.", 120_000, { min: 1000 }),
   READ_REQUESTS_PER_MINUTE: integer("Job reads (GetJob, WatchJob, CancelJob) allowed per account per minute, in requests; 0 for no limit.", 600, { min: 0 }),
   WATCH_STREAMS_MAX: integer("WatchJob streams open at once per account, in streams; 0 for no limit.", 16, { min: 0 }),
+  RATE_LIMIT_SHARED: boolean(
+    "Count each plan's requests per minute in the gateway's database, so every gateway replica on it shares one budget; false counts per replica (N replicas admit up to N times the rate). Single-node mode (one gateway) counts in memory whatever this says.",
+    true,
+  ),
+  RATE_LIMIT_STORE_TIMEOUT_MS: integer(
+    "A per-minute check the shared store has not answered within this (milliseconds) is judged by the replica's own in-memory count instead, as when the store is down (fail-open to per-replica limits).",
+    250,
+    { min: 10, max: 10_000 },
+  ),
   HOLD_TTL_SECONDS: integer("Lifetime of a credit hold before billing's sweeper releases it, in seconds.", 900, { min: 10 }),
   CUTLINE_API_KEY: optionalText("Provisions this API key for CUTLINE_ACCOUNT_ID at start (single-node and demos)."),
   CORS_ALLOWED_ORIGINS: list("Browser origins allowed to call the gateway (Connect-Web, REST), comma-separated; * allows any, empty string none.", ["*"]),

@@ -18,6 +18,8 @@ import { imageOptionsProblem, isSmartCrop } from "./domain/image-options.ts";
 import { ConcurrencyLimiter, RequestRateLimiter, type LimitName, type LimitOutcome, type RateLimitState } from "./domain/rate-limits.ts";
 import type { ApiKeyOwner } from "./store/api-key.store.ts";
 import type { MonthlyCallStore } from "./store/monthly-call.store.ts";
+import { InProcessRequestRates } from "./store/request-rates.in-process.ts";
+import type { RequestRates } from "./store/request-rates.ts";
 
 export type { UploadInfo, UploadInspector };
 
@@ -36,6 +38,8 @@ export interface ImageJobsOptions {
   readRequestsPerMinute?: number;
   /** WatchJob streams open at once per account; 0 for no limit. @default 16 streams */
   watchStreamsMax?: number;
+  /** Where the plan's per-minute buckets live (shared by replicas in the mesh). @default this process's memory */
+  requestRates?: RequestRates;
 }
 
 /**
@@ -103,7 +107,7 @@ const TERMINAL = new Set([JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCE
  * input, submit; and for synchronous calls, wait for the outcome and fetch the result.
  */
 export class ImageJobs {
-  private readonly rates = new RequestRateLimiter();
+  private readonly rates: RequestRates;
   private readonly concurrency = new ConcurrencyLimiter();
   private readonly readRates = new RequestRateLimiter({
     limit: "read_requests_per_minute",
@@ -124,7 +128,9 @@ export class ImageJobs {
     private readonly options: ImageJobsOptions,
     /** Counts calls against the plan's monthly quota; without it the quota is not enforced. */
     private readonly monthlyCalls?: MonthlyCallStore,
-  ) {}
+  ) {
+    this.rates = options.requestRates ?? new InProcessRequestRates();
+  }
 
   /**
    * Lets an authenticated account in for one upload, or throws RESOURCE_EXHAUSTED naming the
@@ -136,9 +142,7 @@ export class ImageJobs {
   async admit(owner: ApiKeyOwner, options: { slot: boolean; calls?: number }): Promise<Admission> {
     const account = await this.#accountOf(owner);
     const plan = account?.plan;
-    const now = Date.now();
-    const rate = this.rates.take(owner.accountId, plan?.requestsPerMinute ?? 0, now);
-    const state = this.rates.state(owner.accountId, plan?.requestsPerMinute ?? 0, now);
+    const { outcome: rate, state } = await this.rates.take(owner.accountId, plan?.requestsPerMinute ?? 0);
     // Every refusal from here on says where the per-minute budget stands (X-RateLimit-*), as a success does.
     if (!rate.ok) throw withRateLimitState(limitError(rate), state);
     const slot = options.slot ? this.concurrency.acquire(owner.accountId, plan?.concurrency ?? 0) : ({ ok: true, release: () => {} } as const);

@@ -3,6 +3,7 @@ import { createClient } from "@connectrpc/connect";
 import { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { HealthRegistry } from "../common/health.ts";
+import { startTracing } from "../common/tracing.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain, serviceTransport, whenAvailable } from "../common/runtime.ts";
 import { requireServiceToken } from "../common/service-auth.ts";
@@ -20,6 +21,7 @@ await runMain("gateway", async () => {
   const config = loadGatewayConfig();
   // The gateway checks no token (its services are public) but sends it to billing and orchestrator.
   const peerOptions = { token: requireServiceToken(config.CUTLINE_SERVICE_TOKEN), timeoutMs: config.SERVICE_CALL_TIMEOUT_MS, streamTimeoutMs: config.SERVICE_STREAM_TIMEOUT_MS };
+  const tracing = startTracing(config, "gateway");
   const log = createLogger("gateway", config.LOG_LEVEL);
   const health = new HealthRegistry();
   const database = openServiceDatabase<GatewaySchema>(config);
@@ -44,6 +46,7 @@ await runMain("gateway", async () => {
     resultUrls: resultLinksOptionsOf(config, { required: true }),
     outbound: { fetcher: outboundFetcher, policy: outboundPolicy },
     payments: { provider: paymentProvider, currency: config.PAYMENT_CURRENCY },
+    sharedRateLimit: config.RATE_LIMIT_SHARED ? { timeoutMs: config.RATE_LIMIT_STORE_TIMEOUT_MS } : undefined,
   });
   const server = await startServiceServer({
     name: "gateway",
@@ -76,6 +79,7 @@ await runMain("gateway", async () => {
       await outboundFetcher.close();
       await ports.close();
       await database.close();
+      await tracing.shutdown();
     },
   };
 });

@@ -2,6 +2,7 @@
 // Wiring only. Health stays NOT_SERVING until the model is loaded, verified and warm.
 import { InferenceService } from "../common/gen/cutline/inference/v1/inference_service_pb.ts";
 import { HealthRegistry } from "../common/health.ts";
+import { startTracing } from "../common/tracing.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain } from "../common/runtime.ts";
 import { requireServiceToken, serviceAuthInterceptor, serviceTokenAdmission } from "../common/service-auth.ts";
@@ -14,6 +15,7 @@ import { logMediaBinaries, mediaBinaries } from "../common/video/ffmpeg-binaries
 await runMain("inference", async () => {
   const config = loadInferenceServiceConfig();
   const serviceToken = requireServiceToken(config.CUTLINE_SERVICE_TOKEN);
+  const tracing = startTracing(config, "inference");
   const log = createLogger("inference", config.LOG_LEVEL);
   const health = new HealthRegistry();
   const ports = await openPorts(config, log);
@@ -53,6 +55,7 @@ await runMain("inference", async () => {
       await (await consumer.catch(() => undefined))?.drain();
       await engine.close();
       await ports.close();
+      await tracing.shutdown();
     },
   };
 });

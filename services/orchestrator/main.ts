@@ -2,6 +2,7 @@
 import { createClient } from "@connectrpc/connect";
 import { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { HealthRegistry } from "../common/health.ts";
+import { startTracing } from "../common/tracing.ts";
 import { createLogger } from "../common/logging.ts";
 import { runMain, serviceTransport } from "../common/runtime.ts";
 import { requireServiceToken, serviceAuthInterceptor, serviceTokenAdmission } from "../common/service-auth.ts";
@@ -21,6 +22,7 @@ await runMain("orchestrator", async () => {
   const serviceToken = requireServiceToken(config.CUTLINE_SERVICE_TOKEN);
   // Result URLs in webhooks must verify at the gateway: both processes share the key and the public URL.
   const resultUrlKey = resultUrlKeyOf(config, { required: true });
+  const tracing = startTracing(config, "orchestrator");
   const log = createLogger("orchestrator", config.LOG_LEVEL);
   if (!config.CUTLINE_PUBLIC_URL) log.warn({ assumed: DEFAULT_GATEWAY_URL }, "CUTLINE_PUBLIC_URL is not set: result URLs in webhooks point at the gateway's default address; set it to where clients reach the gateway");
   const webhooks = webhookWiringOf(config, { key: resultUrlKey, publicUrl: config.CUTLINE_PUBLIC_URL ?? DEFAULT_GATEWAY_URL });
@@ -58,6 +60,7 @@ await runMain("orchestrator", async () => {
       await ports.close();
       await fetcher.close();
       await database.close();
+      await tracing.shutdown();
     },
   };
 });

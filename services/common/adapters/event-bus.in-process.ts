@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { startPeriodicTask, type PeriodicTask } from "../periodic-task.ts";
 import { DEAD_LETTER_MAX_AGE_MS_DEFAULT, type DeadLetter, type DeadLetterListOptions } from "../ports/dead-letter.ts";
-import type { BusEvent, EventBus, EventBusLimits, EventSubscribeOptions } from "../ports/event-bus.ts";
+import type { BusEvent, EventBus, EventBusLimits, EventSubscribeOptions, PublishOptions } from "../ports/event-bus.ts";
 import type { Subscription } from "../ports/work-queue.ts";
 import { InProcessDeadLetters } from "./dead-letter.in-process.ts";
 import { assertValidDurableName, assertValidSubject, subjectMatches } from "./subject-filter.ts";
@@ -23,6 +23,7 @@ interface StoredEvent {
   readonly subject: string;
   readonly data: Uint8Array;
   readonly time: number;
+  readonly headers?: Readonly<Record<string, string>> | undefined;
 }
 
 interface Subscriber {
@@ -84,7 +85,7 @@ export class InProcessEventBus implements EventBus {
     this.sweepTask = startPeriodicTask({ name: "event sweep", intervalMs: Math.min(this.maxAgeMs, 60_000), log: this.log, run: () => this.sweep() });
   }
 
-  async publish(subject: string, data: Uint8Array, options: { id?: string } = {}): Promise<void> {
+  async publish(subject: string, data: Uint8Array, options: PublishOptions = {}): Promise<void> {
     assertValidSubject(subject, { wildcards: false });
     await this.ready;
     const now = Date.now();
@@ -96,9 +97,9 @@ export class InProcessEventBus implements EventBus {
       if (this.dedupExpiresAt.has(options.id)) return;
       this.dedupExpiresAt.set(options.id, now + this.dedupWindowMs);
     }
-    const event: StoredEvent = { seq: ++this.lastSeq, subject, data, time: now };
+    const event: StoredEvent = { seq: ++this.lastSeq, subject, data, time: now, headers: options.headers };
     this.events.push(event);
-    const line = JSON.stringify({ seq: event.seq, subject, time: now, data: Buffer.from(data).toString("base64") }) + "\n";
+    const line = storedLine(event);
     await this.write(() => appendFile(this.logPath(), line));
     for (const durable of this.durables.values()) this.dispatch(durable);
   }
@@ -200,7 +201,7 @@ export class InProcessEventBus implements EventBus {
       const { event, deliveryCount } = delivery;
       subscriber.current = (async () => {
         try {
-          await subscriber.handler({ subject: event.subject, data: event.data, deliveryCount });
+          await subscriber.handler({ subject: event.subject, data: event.data, deliveryCount, headers: event.headers });
           this.settle(durable, event.seq);
         } catch (error) {
           await this.failed(durable, event, deliveryCount, error);
@@ -288,7 +289,7 @@ export class InProcessEventBus implements EventBus {
     let dropped = 0;
     for (const line of text.split("\n")) {
       if (line === "") continue;
-      let parsed: { seq: number; subject: string; time: number; data: string };
+      let parsed: { seq: number; subject: string; time: number; data: string; headers?: Record<string, string> };
       try {
         parsed = JSON.parse(line) as typeof parsed;
       } catch {
@@ -300,7 +301,7 @@ export class InProcessEventBus implements EventBus {
         dropped += 1;
         continue;
       }
-      this.events.push({ seq: parsed.seq, subject: parsed.subject, time: parsed.time, data: new Uint8Array(Buffer.from(parsed.data, "base64")) });
+      this.events.push({ seq: parsed.seq, subject: parsed.subject, time: parsed.time, data: new Uint8Array(Buffer.from(parsed.data, "base64")), headers: parsed.headers });
     }
     this.lastSeq = Math.max(state.lastSeq, this.events.at(-1)?.seq ?? 0);
     for (const [name, saved] of Object.entries(state.durables)) {
@@ -321,10 +322,15 @@ export class InProcessEventBus implements EventBus {
   }
 
   private async rewriteLog(): Promise<void> {
-    const lines = this.events.map((event) => JSON.stringify({ seq: event.seq, subject: event.subject, time: event.time, data: Buffer.from(event.data).toString("base64") }) + "\n");
+    const lines = this.events.map(storedLine);
     const temporary = `${this.logPath()}.tmp`;
     await writeFile(temporary, lines.join(""));
     await rename(temporary, this.logPath());
     this.saveState();
   }
+}
+
+/** One event as a line of the log file. */
+function storedLine(event: StoredEvent): string {
+  return JSON.stringify({ seq: event.seq, subject: event.subject, time: event.time, data: Buffer.from(event.data).toString("base64"), headers: event.headers }) + "\n";
 }

@@ -5,9 +5,10 @@ import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, R
 import { nanos, type NatsConnection, type Subscription as NatsSubscription } from "@nats-io/transport-node";
 import type { Logger } from "pino";
 import { DEAD_LETTER_MAX_AGE_MS_DEFAULT, type DeadLetter, type DeadLetterListOptions } from "../ports/dead-letter.ts";
-import type { BusEvent, EventBus, EventBusLimits, EventSubscribeOptions } from "../ports/event-bus.ts";
+import type { BusEvent, EventBus, EventBusLimits, EventSubscribeOptions, PublishOptions } from "../ports/event-bus.ts";
 import type { Subscription } from "../ports/work-queue.ts";
 import { NatsDeadLetters } from "./dead-letter.nats.ts";
+import { natsHeadersOf, recordOfNatsHeaders } from "./nats-headers.ts";
 import { assertValidPrefix, deleteStream, ensureConsumer, ensureStream } from "./jetstream-setup.ts";
 import { assertValidDurableName, assertValidSubject } from "./subject-filter.ts";
 
@@ -96,9 +97,9 @@ export class NatsEventBus implements EventBus {
     return new NatsEventBus(js, jsm, stream, subjectPrefix, limits, letters, advisories, options.log);
   }
 
-  async publish(subject: string, data: Uint8Array, options: { id?: string } = {}): Promise<void> {
+  async publish(subject: string, data: Uint8Array, options: PublishOptions = {}): Promise<void> {
     assertValidSubject(subject, { wildcards: false });
-    await this.js.publish(`${this.subjectPrefix}.${subject}`, data, options.id === undefined ? undefined : { msgID: options.id });
+    await this.js.publish(`${this.subjectPrefix}.${subject}`, data, { ...(options.id === undefined ? {} : { msgID: options.id }), headers: natsHeadersOf(options.headers) });
   }
 
   subscribe(handler: (event: BusEvent) => Promise<void>, options: EventSubscribeOptions): Subscription {
@@ -167,7 +168,7 @@ export class NatsEventBus implements EventBus {
     const subject = message.subject.slice(this.subjectPrefix.length + 1);
     const progress = setInterval(() => message.working(), this.limits.ackWaitMs / 3);
     try {
-      await handler({ subject, data: message.data, deliveryCount });
+      await handler({ subject, data: message.data, deliveryCount, headers: recordOfNatsHeaders(message.headers) });
       await message.ackAck();
     } catch (error) {
       const context = { err: error, subject, seq: message.seq, deliveryCount };

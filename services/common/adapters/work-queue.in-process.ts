@@ -25,6 +25,7 @@ interface Entry {
   readonly id: string;
   readonly payload: Uint8Array;
   readonly priority: Priority;
+  readonly headers: Readonly<Record<string, string>> | undefined;
   deliveryCount: number;
   /** Bumped on each delivery, so settling a delivery that already timed out does nothing. */
   delivery: number;
@@ -75,7 +76,7 @@ export class InProcessWorkQueue implements WorkQueue {
     if (this.dedupExpiresAt.has(options.id)) return;
     if (this.held.size >= this.queueLengthMax) throw new QueueFullError(this.queueLengthMax);
     this.dedupExpiresAt.set(options.id, now + this.dedupWindowMs);
-    const entry: Entry = { id: options.id, payload, priority: options.priority ?? "normal", deliveryCount: 0, delivery: 0 };
+    const entry: Entry = { id: options.id, payload, priority: options.priority ?? "normal", headers: options.headers, deliveryCount: 0, delivery: 0 };
     this.held.add(entry);
     this.ready[entry.priority].push(entry);
     this.pump();
@@ -144,6 +145,7 @@ export class InProcessWorkQueue implements WorkQueue {
       payload: entry.payload,
       priority: entry.priority,
       deliveryCount: entry.deliveryCount,
+      headers: entry.headers,
       ack: async () => settle(() => this.remove(entry)),
       nak: async (delayMs = 0) => settle(() => this.retry(entry, delayMs, "delivery_count_max")),
       term: async (reason) =>

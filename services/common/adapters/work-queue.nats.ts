@@ -33,6 +33,7 @@ import {
   type WorkQueueLimits,
 } from "../ports/work-queue.ts";
 import { NatsDeadLetters } from "./dead-letter.nats.ts";
+import { natsHeadersOf, recordOfNatsHeaders } from "./nats-headers.ts";
 import { assertValidPrefix, deleteStream, ensureConsumer, ensureStream } from "./jetstream-setup.ts";
 
 export interface NatsWorkQueueOptions extends WorkQueueLimits {
@@ -150,7 +151,7 @@ export class NatsWorkQueue implements WorkQueue {
 
   async enqueue(payload: Uint8Array, options: EnqueueOptions): Promise<void> {
     try {
-      await this.js.publish(`${this.subjectPrefix}.${options.priority ?? "normal"}`, payload, { msgID: options.id });
+      await this.js.publish(`${this.subjectPrefix}.${options.priority ?? "normal"}`, payload, { msgID: options.id, headers: natsHeadersOf(options.headers) });
     } catch (error) {
       if (error instanceof JetStreamApiError && error.code === MAXIMUM_MESSAGES_EXCEEDED) {
         throw new QueueFullError(this.limits.queueLengthMax, { cause: error });
@@ -289,6 +290,7 @@ export class NatsWorkQueue implements WorkQueue {
       payload: response.data,
       priority: lane,
       deliveryCount,
+      headers: recordOfNatsHeaders(response.headers),
       ack: () => settle("+ACK"),
       nak: async (delayMs = 0) => {
         // JetStream would keep the message in the stream after its last delivery; it is kept as a

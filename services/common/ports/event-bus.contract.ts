@@ -126,6 +126,26 @@ export function describeEventBusContract(name: string, factory: EventBusFactory,
       assert.deepEqual(third.received, ["job.failed:3", "job.failed:4"]);
     });
 
+    test("headers given at publish reach the subscriber, across a restart; an event without them has none", async () => {
+      const fixture = await create();
+      let bus = await fixture.open();
+      const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+      await bus.publish("job.succeeded", bytes("1"), { headers: { traceparent, tracestate: "vendor=1" } });
+      await bus.publish("job.succeeded", bytes("2"));
+      await bus.close();
+      bus = await fixture.open();
+      const seen: (Readonly<Record<string, string>> | undefined)[] = [];
+      const subscription = bus.subscribe(
+        async (event) => {
+          seen.push(event.headers);
+        },
+        { durableName: "orchestrator", subjectFilter: "job.*" },
+      );
+      await eventually("both events", () => seen.length === 2);
+      await subscription.drain();
+      assert.deepEqual(seen, [{ traceparent, tracestate: "vendor=1" }, undefined]);
+    });
+
     test("a new durable name starts at the oldest retained event", async () => {
       const bus = await (await create()).open();
       await bus.publish("job.succeeded", bytes("early"));

@@ -7,6 +7,8 @@ export interface BusEvent {
   readonly data: Uint8Array;
   /** 1 on first delivery to this durable name, incremented on each redelivery. */
   readonly deliveryCount: number;
+  /** Headers given at publish (the W3C trace context, where tracing is on); undefined when none were. */
+  readonly headers?: Readonly<Record<string, string>> | undefined;
 }
 
 export interface EventSubscribeOptions {
@@ -18,6 +20,13 @@ export interface EventSubscribeOptions {
   durableName: string;
   /** Subject filter with NATS wildcards (`job.*`, `credits.>`). */
   subjectFilter: string;
+}
+
+export interface PublishOptions {
+  /** Dedup key (see `publish`). @default none */
+  id?: string | undefined;
+  /** Carried with the event to every subscriber (NATS message headers; kept beside it in process). @default none */
+  headers?: Readonly<Record<string, string>> | undefined;
 }
 
 /** Limits every event bus adapter takes; both adapters apply them the same way. */
@@ -41,7 +50,7 @@ export interface EventBusLimits {
  */
 export interface EventBus {
   /** `id` makes a republish within the dedup window a no-op (e.g. `${jobId}:succeeded`). */
-  publish(subject: string, data: Uint8Array, options?: { id?: string }): Promise<void>;
+  publish(subject: string, data: Uint8Array, options?: PublishOptions): Promise<void>;
   subscribe(handler: (event: BusEvent) => Promise<void>, options: EventSubscribeOptions): Subscription;
   /** Events a durable name gave up on after `deliveryCountMax` deliveries, oldest first, within `deadLetterMaxAgeMs`. */
   deadLetters(options?: DeadLetterListOptions): Promise<DeadLetter[]>;

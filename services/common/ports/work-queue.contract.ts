@@ -38,6 +38,22 @@ export function describeWorkQueueContract(name: string, factory: WorkQueueFactor
       await Promise.all(fixtures.map((fixture) => fixture.cleanUp()));
     });
 
+    test("headers given at enqueue reach the consumer; a message without them has none", async () => {
+      const queue = await open();
+      const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+      await queue.enqueue(bytes("a"), { id: "a", headers: { traceparent } });
+      await queue.enqueue(bytes("b"), { id: "b" });
+      const seen = new Map<string, Readonly<Record<string, string>> | undefined>();
+      const subscription = queue.consume(async (message) => {
+        seen.set(message.id, message.headers);
+        await message.ack();
+      });
+      await eventually("both messages", () => seen.size === 2);
+      await subscription.drain();
+      assert.deepEqual(seen.get("a"), { traceparent });
+      assert.equal(seen.get("b"), undefined);
+    });
+
     test("delivers enqueued messages once each and forgets them when acked", async () => {
       const queue = await open();
       await queue.enqueue(bytes("a"), { id: "a" });

@@ -8,6 +8,8 @@ export interface WorkMessage {
   readonly priority: Priority;
   /** 1 on first delivery, incremented on each redelivery. */
   readonly deliveryCount: number;
+  /** Headers given at enqueue (the W3C trace context, where tracing is on); undefined when none were. */
+  readonly headers?: Readonly<Record<string, string>> | undefined;
   /** Done: the message is removed from the queue. */
   ack(): Promise<void>;
   /**
@@ -28,6 +30,8 @@ export interface EnqueueOptions {
   id: string;
   /** Lane: high (paid plans) is always drained before normal. @default "normal" */
   priority?: Priority;
+  /** Carried with the message to its consumer (NATS message headers; kept beside it in process). @default none */
+  headers?: Readonly<Record<string, string>> | undefined;
 }
 
 export interface ConsumeOptions {

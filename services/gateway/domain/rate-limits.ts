@@ -1,7 +1,8 @@
-// Per-account request limits from the account's plan, kept in this gateway's memory: each
-// replica enforces them for the traffic it sees (a load balancer with N replicas lets an
-// account reach up to N times its plan's rate; pin accounts to replicas or divide the plan's
-// figures by N where that matters).
+// Per-account request limits from the account's plan. The classes keep them in this gateway's
+// memory: each replica enforces them for the traffic it sees. The per-minute plan limit is shared
+// by every replica through the RequestRates port (store/request-rate.store.ts keeps the bucket in
+// Postgres, with the same arithmetic: refusalOf, stateOf); concurrency, job reads
+// and watch streams stay per replica.
 
 /** The named limits a refusal reports; each maps to one stable reason at the API edge. */
 export type LimitName = "requests_per_minute" | "concurrency" | "read_requests_per_minute" | "watch_streams";
@@ -49,7 +50,7 @@ export class RequestRateLimiter {
   constructor(options: RequestRateLimiterOptions = {}) {
     this.#accountsMax = options.accountsMax ?? 100_000;
     this.#limit = options.limit ?? "requests_per_minute";
-    this.#message = options.message ?? ((perMinute, seconds) => `your plan allows ${perMinute} requests per minute; retry in ${seconds} s`);
+    this.#message = options.message ?? requestsPerMinuteMessage;
   }
 
   take(accountId: string, requestsPerMinute: number, nowMs: number): LimitOutcome {
@@ -66,8 +67,7 @@ export class RequestRateLimiter {
       bucket.tokens -= 1;
       return { ok: true };
     }
-    const retryAfterMs = Math.ceil((1 - bucket.tokens) / perMs);
-    return { ok: false, limit: this.#limit, retryAfterMs, message: this.#message(requestsPerMinute, Math.ceil(retryAfterMs / 1000)) };
+    return refusalOf(bucket.tokens, requestsPerMinute, { limit: this.#limit, message: this.#message });
   }
 
   /** The account's budget at `nowMs` without taking from it; undefined when the plan sets no limit. */
@@ -76,9 +76,29 @@ export class RequestRateLimiter {
     const perMs = requestsPerMinute / 60_000;
     const bucket = this.#buckets.get(accountId);
     const tokens = bucket ? Math.min(requestsPerMinute, bucket.tokens + (nowMs - bucket.refilledAtMs) * perMs) : requestsPerMinute;
-    const fullAtMs = nowMs + (requestsPerMinute - tokens) / perMs;
-    return { limit: requestsPerMinute, remaining: Math.floor(tokens), resetAtSeconds: Math.ceil(fullAtMs / 1000) };
+    return stateOf(tokens, requestsPerMinute, nowMs);
   }
+}
+
+/** The per-minute refusal when `tokens` (below 1) are left: Retry-After is when the next whole token is in. */
+export function refusalOf(
+  tokens: number,
+  requestsPerMinute: number,
+  options: { limit?: LimitName; message?: (requestsPerMinute: number, retryAfterSeconds: number) => string } = {},
+): Extract<LimitOutcome, { ok: false }> {
+  const retryAfterMs = Math.ceil((1 - tokens) / (requestsPerMinute / 60_000));
+  const message = options.message ?? requestsPerMinuteMessage;
+  return { ok: false, limit: options.limit ?? "requests_per_minute", retryAfterMs, message: message(requestsPerMinute, Math.ceil(retryAfterMs / 1000)) };
+}
+
+/** The budget with `tokens` in the bucket at `nowMs`: the X-RateLimit-* headers. */
+export function stateOf(tokens: number, requestsPerMinute: number, nowMs: number): RateLimitState {
+  const fullAtMs = nowMs + (requestsPerMinute - tokens) / (requestsPerMinute / 60_000);
+  return { limit: requestsPerMinute, remaining: Math.floor(tokens), resetAtSeconds: Math.ceil(fullAtMs / 1000) };
+}
+
+function requestsPerMinuteMessage(perMinute: number, seconds: number): string {
+  return `your plan allows ${perMinute} requests per minute; retry in ${seconds} s`;
 }
 
 /** What an account has left of its per-minute budget: the X-RateLimit-* headers. */

@@ -120,4 +120,19 @@ export const gatewayMigrations: Record<string, Migration> = {
         .execute();
     },
   },
+  // The per-minute token bucket of each account, shared by every gateway replica (RequestRateStore):
+  // one row per account, taken with one upsert on the database's clock. Unlogged: a take writes no
+  // WAL and waits for no fsync (it sits on every request), and what a crash loses is only how full
+  // the buckets were: they start full again, as a minute's idle would leave them.
+  "202611280040_request_rate_buckets": {
+    async up(db: Kysely<any>) {
+      await sql`
+        create unlogged table gateway_request_rates (
+          account_id text primary key,
+          tokens float8 not null,
+          refilled_at_ms float8 not null,
+          admitted boolean not null
+        )`.execute(db);
+    },
+  },
 };

@@ -1,0 +1,182 @@
+// OpenTelemetry across the services: one image call in single-node mode (in-memory Connect
+// transports, the in-process queue and bus) is one trace with spans from all four services,
+// through the work queue and back on the event bus; a log line inside a span names its trace.
+import { context, ProxyTracerProvider, trace } from "@opentelemetry/api";
+import { InMemorySpanExporter, NodeTracerProvider, type ReadableSpan } from "@opentelemetry/sdk-trace-node";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { after, before, test } from "node:test";
+import { createLogger } from "../services/common/logging.ts";
+import { SERVICE_ATTRIBUTE, startTracing, traceLogFields, tracingEnabled, type Tracing } from "../services/common/tracing.ts";
+import { startSingleNode, type SingleNode } from "../services/single-node.ts";
+import { testPhoto } from "./end-to-end.scenario.ts";
+import { eventually } from "../services/common/ports/contract-support.ts";
+import { createPorts } from "../services/common/adapters/index.ts";
+import { tracedEventBus, tracedWorkQueue } from "../services/common/tracing.ts";
+import { testNatsUrl, uniqueName } from "./harness.ts";
+import { createServer } from "node:http";
+import { pino } from "pino";
+
+const exporter = new InMemorySpanExporter();
+let tracing: Tracing;
+let node: SingleNode;
+const dataDir = mkdtempSync(join(tmpdir(), "cutline-tracing-"));
+
+before(async () => {
+  // CUTLINE_TRACING stays off for the node: the test's provider (with its in-memory exporter) is the one registered.
+  tracing = startTracing({ CUTLINE_TRACING: "off" }, "cutline", exporter);
+  node = await startSingleNode({ CUTLINE_DATA_DIR: dataDir, PORT: "0", METRICS_PORT: "off", LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1" });
+  await node.ready;
+});
+
+after(async () => {
+  await node?.stop();
+  await tracing?.shutdown();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function removeBackground(headers: Record<string, string> = {}): Promise<Response> {
+  const form = new FormData();
+  form.append("image_file", new Blob([await testPhoto()], { type: "image/jpeg" }), "photo.jpg");
+  return fetch(`${node.url}/v1/matting`, { method: "POST", headers: { "x-api-key": node.apiKey, ...headers }, body: form });
+}
+
+const servicesOf = (spans: ReadableSpan[]) => new Set(spans.map((span) => span.attributes[SERVICE_ATTRIBUTE]).filter((name) => name !== undefined));
+
+test("one image call is one trace: gateway, billing, orchestrator and inference, through the queue and back", async () => {
+  // The caller's own trace is continued (W3C traceparent).
+  const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const response = await removeBackground({ traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
+  assert.equal(response.status, 200, await response.clone().text());
+  await response.arrayBuffer();
+  const spansOfCall = () => exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
+  // The capture after job.succeeded may end a moment after the response.
+  await eventually("spans of every service", () => ["gateway", "billing", "orchestrator", "inference"].every((name) => servicesOf(spansOfCall()).has(name)));
+  const spans = spansOfCall();
+  // One tree: every span but the gateway's first hangs from another span of this call.
+  const ids = new Set(spans.map((span) => span.spanContext().spanId));
+  const detached = spans.filter((span) => span.name !== "POST /v1/matting" && !ids.has(span.parentSpanContext?.spanId ?? ""));
+  assert.deepEqual(detached.map((span) => span.name), []);
+  const byName = (name: string) => spans.filter((span) => span.name === name);
+
+  const [root] = byName("POST /v1/matting");
+  assert.ok(root, "the REST request is spanned");
+  assert.equal(root.parentSpanContext?.spanId, "00f067aa0ba902b7");
+
+  const [published] = spans.filter((span) => /^work\.\w+ publish$/.test(span.name));
+  const [processed] = spans.filter((span) => /^work\.\w+ process$/.test(span.name));
+  assert.ok(published && processed, `the queue hop is spanned: ${spans.map((span) => span.name).join(", ")}`);
+  assert.equal(processed.parentSpanContext?.spanId, published.spanContext().spanId, "the worker's span is the publish's child");
+  assert.equal(processed.attributes[SERVICE_ATTRIBUTE], "inference");
+
+  // Back: the worker's job.succeeded reaches the orchestrator, which captures the hold at billing.
+  const [succeeded] = byName("job.succeeded publish");
+  assert.ok(succeeded);
+  const succeededProcessed = spans.find((span) => span.name === "job.succeeded process" && span.parentSpanContext?.spanId === succeeded.spanContext().spanId);
+  assert.equal(succeededProcessed?.attributes[SERVICE_ATTRIBUTE], "orchestrator");
+  const capture = spans.find((span) => span.name === "cutline.billing.v1.BillingService/Capture" && span.attributes[SERVICE_ATTRIBUTE] === "billing");
+  assert.ok(capture, "the capture is in the same trace");
+});
+
+test("through JetStream: a task and its event carry the context in NATS headers, each processed in a child span", async (context_) => {
+  const natsUrl = await testNatsUrl();
+  if (!natsUrl) return context_.skip("set NATS_URL to run over JetStream");
+  const ports = await createPorts({ natsUrl, namePrefix: uniqueName("tracing"), log: pino({ level: "silent" }) });
+  const queue = tracedWorkQueue(ports.workQueue);
+  const bus = tracedEventBus(ports.eventBus);
+  try {
+    exporter.reset();
+    const root = trace.getTracer("test").startSpan("call");
+    await context.with(trace.setSpan(context.active(), root), () => queue.enqueue(new Uint8Array([1]), { id: uniqueName("task") }));
+    root.end();
+    let headers: Readonly<Record<string, string>> | undefined;
+    const worker = queue.consume(async (message) => {
+      headers = message.headers;
+      await bus.publish("job.succeeded", new Uint8Array([2]), { id: message.id });
+      await message.ack();
+    });
+    const events = bus.subscribe(async () => {}, { durableName: "orchestrator", subjectFilter: "job.*" });
+    const spans = () => exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === root.spanContext().traceId);
+    await eventually("the event processed", () => spans().some((span) => span.name === "job.succeeded process"), 10_000);
+    await worker.drain();
+    await events.drain();
+    assert.match(headers?.traceparent ?? "", new RegExp(`^00-${root.spanContext().traceId}-`));
+    const named = (name: string) => spans().find((span) => span.name === name)!;
+    assert.equal(named("work.normal process").parentSpanContext?.spanId, named("work.normal publish").spanContext().spanId);
+    assert.equal(named("job.succeeded publish").parentSpanContext?.spanId, named("work.normal process").spanContext().spanId);
+    assert.equal(named("job.succeeded process").parentSpanContext?.spanId, named("job.succeeded publish").spanContext().spanId);
+    assert.equal(named("job.succeeded process").attributes[SERVICE_ATTRIBUTE], "orchestrator");
+  } finally {
+    await ports.close();
+  }
+});
+
+test("a log line written inside a span carries its trace and span ids", async () => {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(chunk.toString());
+      done();
+    },
+  });
+  const log = createLogger("gateway", "info", destination);
+  const span = trace.getTracer("test").startSpan("work");
+  context.with(trace.setSpan(context.active(), span), () => log.info("inside"));
+  log.info("outside");
+  span.end();
+  const [inside, outside] = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+  assert.equal(inside?.trace_id, span.spanContext().traceId);
+  assert.equal(inside?.span_id, span.spanContext().spanId);
+  assert.equal(outside?.trace_id, undefined);
+});
+
+test("tracing off registers no provider: calls make no spans and logs carry no ids", async () => {
+  await tracing.shutdown();
+  assert.equal(tracingEnabled(), false);
+  const delegate = (trace.getTracerProvider() as ProxyTracerProvider).getDelegate();
+  assert.ok(!(delegate instanceof NodeTracerProvider), "no SDK provider behind the API");
+  exporter.reset();
+  const response = await removeBackground();
+  assert.equal(response.status, 200);
+  await response.arrayBuffer();
+  assert.equal(exporter.getFinishedSpans().length, 0);
+  assert.deepEqual(traceLogFields(), {});
+});
+
+test("CUTLINE_TRACING=otlp sends the spans to OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces under OTEL_SERVICE_NAME", async () => {
+  const received: { path: string; body: string }[] = [];
+  const collector = createServer((request, response) => {
+    let body = "";
+    request.on("data", (chunk: Buffer) => (body += chunk.toString()));
+    request.on("end", () => {
+      received.push({ path: request.url ?? "", body });
+      response.writeHead(200, { "content-type": "application/json" }).end("{}");
+    });
+  });
+  await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
+  const { port } = collector.address() as { port: number };
+  const otlp = startTracing({ CUTLINE_TRACING: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}/`, OTEL_SERVICE_NAME: "gateway-eu" }, "gateway");
+  try {
+    const span = trace.getTracer("test").startSpan("exported");
+    span.end();
+    await otlp.shutdown(); // flushes the batch
+    assert.equal(received[0]?.path, "/v1/traces");
+    assert.ok(received[0]?.body.includes("gateway-eu"), "service.name on the resource");
+    assert.ok(received[0]?.body.includes(span.spanContext().traceId), "the span's trace id");
+  } finally {
+    await otlp.shutdown();
+    collector.close();
+  }
+});
+
+test("tracing on twice in one process is refused, naming the problem", () => {
+  const first = startTracing({ CUTLINE_TRACING: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9" }, "gateway");
+  try {
+    assert.throws(() => startTracing({ CUTLINE_TRACING: "otlp" }, "gateway"), /tracing is already started in this process/);
+  } finally {
+    void first.shutdown();
+  }
+});
