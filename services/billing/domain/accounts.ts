@@ -161,3 +161,23 @@ export function seatRefusal(plan: Plan, memberIds: readonly string[], memberId: 
   if (isNew && !hasFreeSeat(plan, memberIds.length)) return fail("seat_limit_reached", `plan ${plan.code} has ${plan.seats} seats, all taken`);
   return undefined;
 }
+
+/**
+ * The cycle (counted from the anchor) a provider's paid invoice is for: the one starting nearest
+ * the invoice's period start, no later than the next one (an invoice paid just before billing's
+ * own renewal pays for the cycle about to begin). Without a period start, the current cycle.
+ * Billing's anchor and the provider's differ by the seconds between payment and checkout event,
+ * so nearest, not equal.
+ */
+export function invoicedCycle(cycle: Pick<Cycle, "anchorAt" | "cyclesSinceAnchor">, periodStart: Date | undefined): number {
+  if (!periodStart) return cycle.cyclesSinceAnchor;
+  let best = cycle.cyclesSinceAnchor + 1;
+  let bestDistance = Math.abs(cycleStart(cycle.anchorAt, best).getTime() - periodStart.getTime());
+  for (let index = cycle.cyclesSinceAnchor; index >= 0; index -= 1) {
+    const distance = Math.abs(cycleStart(cycle.anchorAt, index).getTime() - periodStart.getTime());
+    if (distance >= bestDistance) break;
+    best = index;
+    bestDistance = distance;
+  }
+  return best;
+}

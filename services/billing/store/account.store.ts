@@ -4,7 +4,7 @@ import { sql, type Selectable } from "kysely";
 import type { Cycle, MemberRole } from "../domain/accounts.ts";
 import { effectiveOnExhausted } from "../domain/exhaustion.ts";
 import { overageCents, type OnExhausted, type Pack, type Plan } from "../domain/plans.ts";
-import type { AccountTable, BillingExecutor, CreditAccountTable } from "./schema.ts";
+import type { AccountTable, BillingExecutor, CreditAccountTable, Renewals } from "./schema.ts";
 import { planFromRow, toDate, type AccountView } from "./views.ts";
 
 export interface LockedAccount {
@@ -138,6 +138,11 @@ export class AccountStore {
     await this.#db.updateTable("billing_accounts").set({ on_exhausted: onExhausted }).where("account_id", "=", accountId).execute();
   }
 
+  /** Who grants the account's cycles from now on (billing, or the payment provider). The account must be locked. */
+  async setRenewals(accountId: string, renewals: Renewals): Promise<void> {
+    await this.#db.updateTable("billing_accounts").set({ renewals }).where("account_id", "=", accountId).execute();
+  }
+
   async setLowBalanceThreshold(accountId: string, thresholdMillicredits: number): Promise<void> {
     await this.#db.updateTable("billing_credit_accounts").set({ low_balance_threshold_mc: thresholdMillicredits }).where("account_id", "=", accountId).execute();
   }
@@ -211,6 +216,8 @@ export class AccountStore {
         "billing_accounts.created_at",
         // Read through the row's JSON so an account row from before 202611272111 (no such column) reads as the plan's default.
         sql<OnExhausted | null>`to_jsonb(billing_accounts) ->> 'on_exhausted'`.as("account_on_exhausted"),
+        // Likewise before 202611280011: billing grants the cycles.
+        sql<Renewals | null>`to_jsonb(billing_accounts) ->> 'renewals'`.as("account_renewals"),
       ])
       .where("billing_accounts.account_id", "=", accountId)
       .executeTakeFirst();
@@ -256,7 +263,11 @@ export class AccountStore {
       })),
       cycleOverageMillicredits: overageMillicredits,
       cycleOverageCents: overageCents(plan, overageMillicredits),
-      settings: { onExhausted: effectiveOnExhausted(plan, row.account_on_exhausted), onExhaustedIsPlanDefault: row.account_on_exhausted === null },
+      settings: {
+        onExhausted: effectiveOnExhausted(plan, row.account_on_exhausted),
+        onExhaustedIsPlanDefault: row.account_on_exhausted === null,
+        renewals: row.account_renewals ?? "ledger",
+      },
     };
   }
 }

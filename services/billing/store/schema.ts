@@ -58,7 +58,11 @@ export interface AccountTable {
   created_at: Timestamp;
   /** The account's choice when its credits run out; null: the plan's default. */
   on_exhausted: ColumnType<"stop" | "overage" | null, "stop" | "overage" | null | undefined, "stop" | "overage" | null>;
+  /** Who grants each cycle's credits: billing at renewal, or the payment provider's paid invoice. */
+  renewals: Generated<Renewals>;
 }
+
+export type Renewals = "ledger" | "provider";
 
 export type PoolName = "api" | "web";
 
@@ -147,6 +151,24 @@ export interface LedgerEntryTable {
   occurred_at: Timestamp;
 }
 
+export interface GrantRefundTable {
+  credit_account_id: number;
+  refund_key: string;
+  bucket_id: number;
+  requested_mc: number;
+  refunded_mc: number;
+  occurred_at: Timestamp;
+}
+
+export interface CycleGrantTable {
+  account_id: string;
+  invoice_key: string;
+  /** The cycle the invoice paid for, counted from the anchor it had then (cycles_since_anchor). */
+  cycle_index: number;
+  bucket_id: number | null;
+  occurred_at: Timestamp;
+}
+
 export interface CycleReportTable {
   account_id: string;
   cycle_index: number;
@@ -176,6 +198,8 @@ export interface BillingSchema {
   billing_hold_allocations: HoldAllocationTable;
   billing_ledger_entries: LedgerEntryTable;
   billing_cycle_reports: CycleReportTable;
+  billing_grant_refunds: GrantRefundTable;
+  billing_cycle_grants: CycleGrantTable;
   billing_outbox: OutboxTable;
 }
 

@@ -44,6 +44,8 @@ export interface AccountSettingsView {
   onExhausted: "stop" | "overage";
   /** True when the account made no choice and the plan's default applies. */
   onExhaustedIsPlanDefault: boolean;
+  /** "ledger": billing grants each cycle at renewal; "provider": the payment provider's paid invoice does. */
+  renewals: "ledger" | "provider";
 }
 
 /** One row of the accounts listing: the plan and the API pool's balance. */
