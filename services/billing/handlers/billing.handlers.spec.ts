@@ -70,6 +70,7 @@ describe("BillingService over Connect", () => {
       plan_not_found: Code.NotFound,
       pack_not_found: Code.NotFound,
       hold_not_found: Code.NotFound,
+      bucket_not_found: Code.NotFound,
       account_exists: Code.AlreadyExists,
       idempotency_conflict: Code.AlreadyExists,
       insufficient_credits: Code.FailedPrecondition,

@@ -13,7 +13,7 @@ import fc from "fast-check";
 import { allocate, DEFAULT_PRIORITY, type BucketKind } from "../domain/spend-order.ts";
 import { readCatalogueFile } from "./catalogue.store.ts";
 import { effectiveOnExhausted, onExhaustedProblem } from "../domain/exhaustion.ts";
-import { cycleStart, DEFAULT_PLANS, subscriptionGrant, TRIAL_DURATION_MS, TRIAL_MILLICREDITS, type OnExhausted, type Plan } from "../domain/plans.ts";
+import { cycleStart, DEFAULT_PLANS, subscriptionGrant, type OnExhausted, type Plan } from "../domain/plans.ts";
 import { DEFAULT_PRICE_BOOK, priceOf, type PriceBook } from "../domain/price-book.ts";
 import { createBillingFixture, DAY_MS, type BillingFixture } from "../billing.testing.ts";
 import type { PoolName } from "./schema.ts";
@@ -188,9 +188,9 @@ class Model {
       key: "sign-up-trial",
       pool: "api",
       kind: "trial",
-      granted: TRIAL_MILLICREDITS,
+      granted: plan("free").trialMillicredits,
       effectiveAt: now,
-      expiresAt: new Date(now.getTime() + TRIAL_DURATION_MS),
+      expiresAt: new Date(now.getTime() + plan("free").trialDays * DAY_MS),
       priority: DEFAULT_PRIORITY.trial,
     });
     this.grantSubscription(account, 0);

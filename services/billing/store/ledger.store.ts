@@ -350,7 +350,9 @@ export class LedgerStore {
       const created = await accounts.insert({ accountId: input.accountId, planCode: plan.code, cycle: cycleAnchoredAt(now, 0), createdAt: now });
       if (!created) return repeatedSignUp(input.accountId, await accounts.planCodeOf(input.accountId), plan.code);
       await accounts.openPools(input.accountId, lowBalanceThresholdMillicredits(plan));
-      const trial = signUpTrial(now, input.grantTrial);
+      // Every sign-up gets the free plan's trial, whatever plan it starts on.
+      const freePlan = plan.code === DEFAULT_PLAN_CODE ? plan : await accounts.plan(DEFAULT_PLAN_CODE);
+      const trial = signUpTrial(now, input.grantTrial, freePlan);
       if (trial) await this.#grantByLedger(trx, input.accountId, trial, now);
       await this.#grantSubscription(trx, { accountId: input.accountId, plan, anchor: now, cyclesSinceAnchor: 0, now });
       if (input.ownerMemberId) {

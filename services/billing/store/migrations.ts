@@ -13,6 +13,7 @@ import * as accountOnExhausted from "./migrations/202611272111_account_on_exhaus
 import * as memberEmail from "./migrations/202611272112_member_email.ts";
 import * as grantRefunds from "./migrations/202611280010_grant_refunds.ts";
 import * as providerRenewals from "./migrations/202611280011_provider_renewals.ts";
+import * as planTrial from "./migrations/202611280012_plan_trial.ts";
 
 /** Frozen in time, named `YYYYMMDDHHMM_what` and applied in name order; static so no file-system scan is needed. */
 export const billingMigrations: Record<string, Migration> = {
@@ -27,6 +28,7 @@ export const billingMigrations: Record<string, Migration> = {
   "202611272112_member_email": memberEmail,
   "202611280010_grant_refunds": grantRefunds,
   "202611280011_provider_renewals": providerRenewals,
+  "202611280012_plan_trial": planTrial,
 };
 
 /**

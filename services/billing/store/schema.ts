@@ -29,6 +29,9 @@ export interface PlanTable {
   video_bytes_max: Generated<number>;
   video_longest_side_pixels: Generated<number>;
   stripe_price_id: string | null;
+  /** The sign-up trial the plan gives (the free plan's is every sign-up's); 0: none. */
+  trial_mc: Generated<number>;
+  trial_days: Generated<number>;
 }
 
 export interface PackTable {

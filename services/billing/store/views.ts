@@ -1,7 +1,7 @@
 // What the ledger answers with, and the row-to-view mappings the aggregate stores share.
 import type { Selectable } from "kysely";
 import type { MemberRole } from "../domain/accounts.ts";
-import type { Plan } from "../domain/plans.ts";
+import { DEFAULT_PLANS, type Plan } from "../domain/plans.ts";
 import type { OperationName } from "../domain/price-book.ts";
 import type { BucketTable, PlanTable } from "./schema.ts";
 
@@ -110,6 +110,9 @@ export interface UsageDayView {
 /** Timestamps arrive as Date from pg and PGlite alike; a string (JSON from a function) is parsed. */
 export const toDate = (value: Date | string): Date => (value instanceof Date ? value : new Date(value));
 
+/** The 2025 free plan, whose trial every sign-up got before the plans file set it. */
+const SEED_FREE_PLAN = DEFAULT_PLANS.find((plan) => plan.code === "free")!;
+
 export function planFromRow(row: Selectable<PlanTable>): Plan {
   return {
     code: row.code,
@@ -135,6 +138,9 @@ export function planFromRow(row: Selectable<PlanTable>): Plan {
     videoBytesMax: row.video_bytes_max,
     videoLongestSidePixels: row.video_longest_side_pixels,
     stripePriceId: row.stripe_price_id,
+    // Absent on a schema before 202611280012, whose sign-ups all got the 2025 trial (the free seed's).
+    trialMillicredits: row.trial_mc ?? (row.code === SEED_FREE_PLAN.code ? SEED_FREE_PLAN.trialMillicredits : 0),
+    trialDays: row.trial_days ?? (row.code === SEED_FREE_PLAN.code ? SEED_FREE_PLAN.trialDays : 0),
   };
 }
 
