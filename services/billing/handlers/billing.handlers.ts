@@ -281,6 +281,7 @@ function holdHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, "re
           apiKeyId: request.apiKeyId,
           memberId: request.memberId,
           description: request.description,
+          priceBookVersion: request.priceBookVersion,
         }),
       );
       return {
@@ -291,6 +292,7 @@ function holdHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, "re
         overageMillicredits: BigInt(hold.overageMillicredits),
         replayed: hold.replayed,
         status: HOLD_STATUS[hold.status],
+        priceBookVersion: hold.priceBookVersion,
       };
     },
 
@@ -448,6 +450,7 @@ function historyHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, 
           description: record.description ?? "",
           createdAt: timestampFromDate(record.createdAt),
           settledAt: timestamp(record.settledAt),
+          priceBookVersion: record.priceBookVersion,
         })),
         nextPageToken: page.nextPageToken,
         totals: page.totals.map((total) => ({

@@ -58,6 +58,8 @@ export interface ReserveResult {
   replayed: boolean;
   /** The hold's state when answered: a replay can find it already captured, released or expired. */
   status: HoldStatus;
+  /** The price book version the hold was made with; "" for none. */
+  priceBookVersion: string;
 }
 
 export interface GrantInput extends GrantTerms {
@@ -145,6 +147,9 @@ export class LedgerStore {
     const { ttlSeconds } = checked;
     const requestHash = reserveRequestHash(input, ttlSeconds);
     const { holds } = this.#pool;
+    if (input.priceBookVersion && !(await this.#isStoredVersion(input.priceBookVersion))) {
+      return fail("invalid_argument", `price_book_version ${JSON.stringify(input.priceBookVersion)} is not a price book version billing has stored; send the one Quote answered`);
+    }
     for (let attempt = 0; attempt < RESERVE_ATTEMPTS_MAX; attempt += 1) {
       const answer = await holds.reserve({
         accountId: input.accountId,
@@ -157,6 +162,7 @@ export class LedgerStore {
         apiKeyId: input.apiKeyId,
         memberId: input.memberId,
         description: input.description,
+        priceBookVersion: input.priceBookVersion,
       });
       if (answer.outcome === "renewal_due") {
         await this.renewAccount(input.accountId);
@@ -175,6 +181,7 @@ export class LedgerStore {
         availableMillicredits: answer.available_mc,
         replayed: answer.replayed,
         status,
+        priceBookVersion: answer.price_book_version ?? "",
       };
     }
     throw new Error(`account ${input.accountId} still due for renewal after renewing`);
@@ -612,6 +619,12 @@ export class LedgerStore {
     const book = await this.#pool.priceBooks.active();
     this.#priceBook = { book, loadedAt: now };
     return book;
+  }
+
+  /** The active version (cached) answers without a query; an older one, quoted before a price change, is looked up. */
+  async #isStoredVersion(version: string): Promise<boolean> {
+    if (version === (await this.priceBook()).version) return true;
+    return this.#pool.priceBooks.exists(version);
   }
 
   /** Stores a new price book version and makes it the active one. */

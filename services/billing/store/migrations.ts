@@ -14,6 +14,7 @@ import * as memberEmail from "./migrations/202611272112_member_email.ts";
 import * as grantRefunds from "./migrations/202611280010_grant_refunds.ts";
 import * as providerRenewals from "./migrations/202611280011_provider_renewals.ts";
 import * as planTrial from "./migrations/202611280012_plan_trial.ts";
+import * as holdPriceBookVersion from "./migrations/202611280013_hold_price_book_version.ts";
 
 /** Frozen in time, named `YYYYMMDDHHMM_what` and applied in name order; static so no file-system scan is needed. */
 export const billingMigrations: Record<string, Migration> = {
@@ -29,6 +30,7 @@ export const billingMigrations: Record<string, Migration> = {
   "202611280010_grant_refunds": grantRefunds,
   "202611280011_provider_renewals": providerRenewals,
   "202611280012_plan_trial": planTrial,
+  "202611280013_hold_price_book_version": holdPriceBookVersion,
 };
 
 /**

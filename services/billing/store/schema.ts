@@ -131,6 +131,8 @@ export interface HoldTable {
   api_key_id: string | null;
   member_id: string | null;
   description: string | null;
+  /** The price book version the amount was quoted under; null: none given (or a hold from before 202611280013). */
+  price_book_version: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface HoldAllocationTable {

@@ -89,6 +89,8 @@ export interface UsageRecordView {
   description: string | null;
   createdAt: Date;
   settledAt: Date | null;
+  /** The price book version the hold was quoted under; "" when none was given. */
+  priceBookVersion: string;
 }
 
 export interface UsageTotalView {
