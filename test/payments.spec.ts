@@ -259,7 +259,8 @@ describe("payments through the gateway, Stripe provider", () => {
     assert.deepEqual((await stack.billingClient.getAccount({ accountId })).account!.cycleStartedAt, afterStart.cycleStartedAt);
     assert.equal(await available(stack, accountId), balanceAfterStart);
 
-    // A renewal paid for the plan the account is on changes nothing in the ledger (billing's renewal grants the cycle).
+    // A renewal invoice naming no period, paid within the cycle the checkout started, pays for that
+    // cycle: already granted at checkout (its grant has the cycle's own key), so nothing moves.
     const invoice = {
       id: "in_renewal",
       object: "invoice",
