@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import {
   carryOver,
   cycleAnchoredAt,
+  invoicedCycle,
   memberProblem,
   renewalsDue,
   repeatedSignUp,
@@ -143,5 +144,18 @@ describe("members and seats", () => {
     const refusal = seatRefusal(pro, ["owner", "bob", "carol"], "dave");
     assert.deepEqual(refusal, { ok: false, reason: "seat_limit_reached", message: "plan pro has 3 seats, all taken" });
     assert.equal(seatRefusal(plan("free"), ["owner"], "bob")?.reason, "seat_limit_reached");
+  });
+});
+
+describe("the cycle a provider's paid invoice is for", () => {
+  const anchor = at("2026-01-15T10:00:05.000Z");
+  it("is the cycle starting nearest the invoice's period, at most the next one; without a period, the current one", () => {
+    const cycle = { anchorAt: anchor, cyclesSinceAnchor: 2 };
+    assert.equal(invoicedCycle(cycle, undefined), 2);
+    assert.equal(invoicedCycle(cycle, at("2026-03-15T10:00:00.000Z")), 2, "Stripe's period starts seconds before billing's cycle");
+    assert.equal(invoicedCycle(cycle, at("2026-04-15T09:00:00.000Z")), 3, "paid just before billing's renewal: the cycle about to begin");
+    assert.equal(invoicedCycle(cycle, at("2026-02-15T10:00:00.000Z")), 1, "a late payment of the previous cycle");
+    assert.equal(invoicedCycle(cycle, at("2027-01-01T00:00:00.000Z")), 3, "never further ahead than the next cycle");
+    assert.equal(invoicedCycle(cycle, at("2020-01-01T00:00:00.000Z")), 0, "never before the anchor");
   });
 });
