@@ -143,6 +143,20 @@ export class AccountStore {
     await this.#db.updateTable("billing_accounts").set({ renewals }).where("account_id", "=", accountId).execute();
   }
 
+  /** The grant a provider's invoice made (its bucket; null when the plan granted nothing), or undefined when it made none yet. */
+  async cycleGrant(accountId: string, invoiceKey: string): Promise<{ bucketId: number | null } | undefined> {
+    const row = await this.#db.selectFrom("billing_cycle_grants").select("bucket_id").where("account_id", "=", accountId).where("invoice_key", "=", invoiceKey).executeTakeFirst();
+    return row ? { bucketId: row.bucket_id } : undefined;
+  }
+
+  /** Keeps the invoice with the cycle it paid for, so a replay of it grants nothing. The account must be locked. */
+  async putCycleGrant(grant: { accountId: string; invoiceKey: string; cyclesSinceAnchor: number; bucketId: number | null; now: Date }): Promise<void> {
+    await this.#db
+      .insertInto("billing_cycle_grants")
+      .values({ account_id: grant.accountId, invoice_key: grant.invoiceKey, cycle_index: grant.cyclesSinceAnchor, bucket_id: grant.bucketId, occurred_at: grant.now })
+      .execute();
+  }
+
   async setLowBalanceThreshold(accountId: string, thresholdMillicredits: number): Promise<void> {
     await this.#db.updateTable("billing_credit_accounts").set({ low_balance_threshold_mc: thresholdMillicredits }).where("account_id", "=", accountId).execute();
   }

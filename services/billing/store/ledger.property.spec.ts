@@ -5,7 +5,8 @@
 // each new hold (soonest expiry first, whatever the kind: grants of every kind and expiry race
 // the trial and subscription buckets) and every pool's available balance must agree; after every
 // run each bucket must agree field by field, each hold must keep the amount of the price book
-// version it was quoted under, and the ledger invariants must hold.
+// version it was quoted under and record that version (quotes made before the last price change
+// and reserved after it included), and the ledger invariants must hold.
 // BILLING_PROPERTY_RUNS sets the number of runs (default 12).
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";

@@ -299,9 +299,9 @@ export class LedgerStore {
       const accounts = new AccountStore(trx);
       const locked = await accounts.lock(input.accountId);
       if (!locked) return fail("account_not_found", `no account ${input.accountId}`);
-      const granted = await trx.selectFrom("billing_cycle_grants").select("bucket_id").where("account_id", "=", input.accountId).where("invoice_key", "=", input.invoiceKey).executeTakeFirst();
+      const granted = await accounts.cycleGrant(input.accountId, input.invoiceKey);
       if (granted) {
-        const bucket = granted.bucket_id === null ? undefined : await new GrantStore(trx).bucketById(granted.bucket_id);
+        const bucket = granted.bucketId === null ? undefined : await new GrantStore(trx).bucketById(granted.bucketId);
         return { ok: true, bucket: bucket ? bucketView(bucket) : undefined, replayed: true };
       }
       if ((locked.account.renewals ?? "ledger") !== "provider") {
@@ -318,10 +318,7 @@ export class LedgerStore {
         if (!grant.ok) return grant;
         bucket = grant.bucket;
       }
-      await trx
-        .insertInto("billing_cycle_grants")
-        .values({ account_id: input.accountId, invoice_key: input.invoiceKey, cycle_index: cyclesSinceAnchor, bucket_id: bucket ? Number(bucket.id) : null, occurred_at: now })
-        .execute();
+      await accounts.putCycleGrant({ accountId: input.accountId, invoiceKey: input.invoiceKey, cyclesSinceAnchor, bucketId: bucket ? Number(bucket.id) : null, now });
       return { ok: true, bucket, replayed: false };
     });
     if (!result.ok) return result;
