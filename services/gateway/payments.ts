@@ -48,7 +48,7 @@ const PAID_SUBSCRIPTION_STATES = new Set(["active", "trialing"]);
 const ENDED_SUBSCRIPTION_STATES = new Set(["canceled", "unpaid", "incomplete_expired"]);
 
 /** Billing refusals that a retry of the event cannot fix: the event is logged and settled. */
-const PERMANENT_REFUSALS = new Set(["account_not_found", "plan_not_found", "pack_not_found", "invalid_argument"]);
+const PERMANENT_REFUSALS = new Set(["account_not_found", "plan_not_found", "pack_not_found", "bucket_not_found", "invalid_argument"]);
 
 export interface PaymentsOptions {
   /** ISO 4217 currency of the plans' and packs' prices, lower case. @default "usd" */
