@@ -52,6 +52,8 @@ async function runPairs(ledger: LedgerStore, pickAccount: () => string, label: s
         const pairStart = performance.now();
         const hold = await ledger.reserve({
           accountId: pickAccount(),
+          // As the gateway reserves: with the version its quote was priced under.
+          priceBookVersion: (await ledger.priceBook()).version,
           pool: "api",
           amountMillicredits: 1_100,
           idempotencyKey: `${label}-${client}-${serial}`,

@@ -90,6 +90,8 @@ const TABLE: Readonly<Record<string, { code: Code; http: number }>> = {
   plan_not_found: row(Code.NotFound, 404),
   pack_not_found: row(Code.NotFound, 404),
   hold_not_found: row(Code.NotFound, 404),
+  // RefundGrant: the account has no such bucket (a refund names the bucket its payment granted).
+  bucket_not_found: row(Code.NotFound, 404),
   job_not_found: row(Code.NotFound, 404),
   webhook_delivery_not_found: row(Code.NotFound, 404),
   email_not_found: row(Code.NotFound, 404),

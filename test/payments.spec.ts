@@ -2,7 +2,7 @@
 // Stripe adapter (pointed at a local server answering Stripe's documented shapes), and Stripe
 // webhooks signed by Stripe's own library turned into ledger operations exactly once. The manual
 // provider refuses checkout with its reason. No network.
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient, createRouterTransport, ConnectError, Code, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import assert from "node:assert/strict";
@@ -259,7 +259,8 @@ describe("payments through the gateway, Stripe provider", () => {
     assert.deepEqual((await stack.billingClient.getAccount({ accountId })).account!.cycleStartedAt, afterStart.cycleStartedAt);
     assert.equal(await available(stack, accountId), balanceAfterStart);
 
-    // A renewal paid for the plan the account is on changes nothing in the ledger (billing's renewal grants the cycle).
+    // A renewal invoice naming no period, paid within the cycle the checkout started, pays for that
+    // cycle: already granted at checkout (its grant has the cycle's own key), so nothing moves.
     const invoice = {
       id: "in_renewal",
       object: "invoice",
@@ -381,22 +382,160 @@ describe("payments through the gateway, Stripe provider", () => {
     assert.equal((await rest(stack, ownerKey, "POST", "/v1/payments/portal", { return_url: "https://example.com/account" })).status, 200);
   });
 
-  it("flags a refunded pack without reversing the append-only ledger", async () => {
+  it("takes a refunded pack's credits back from what is unspent and unheld, once per refund, leaving other grants alone", async () => {
     const accountId = "acct-refund";
     await stack.gateway.provisionAccount(accountId);
+    await stack.billingClient.grant({ accountId, kind: "promo", amountMillicredits: 20_000n, idempotencyKey: "refund-promo", expiresAt: timestampFromDate(new Date(stack.billing.clock.now().getTime() + 365 * 86_400_000)) });
     const paid = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_refund_1", type: "checkout.session.completed", object: completedSession(accountId, "cs_refund") });
-    await postWebhook(stack, paid.body, paid.signature);
-    const balance = await available(stack, accountId);
-    const refund = await signedStripeEvent(WEBHOOK_SECRET, {
-      id: "evt_refund_2",
-      type: "charge.refunded",
-      object: { id: "ch_refund", object: "charge", payment_intent: "pi_cs_refund", amount: 10_000, amount_refunded: 10_000, currency: "usd", refunded: true },
-    });
-    assert.equal((await postWebhook(stack, refund.body, refund.signature)).json.applied, true);
-    assert.equal(await available(stack, accountId), balance, "the credits stay: they may be spent already");
+    assert.equal((await postWebhook(stack, paid.body, paid.signature)).json.applied, true);
+    // Spend the trial (10), the promo (20; both expire sooner) and 100 of the pack; a running job holds 50 more of it.
+    const spent = await stack.billingClient.reserve({ accountId, pool: Pool.API, amountMillicredits: 130_000n, idempotencyKey: "refund-spend" });
+    await stack.billingClient.capture({ holdId: spent.holdId, amountMillicredits: 130_000n });
+    const running = await stack.billingClient.reserve({ accountId, pool: Pool.API, amountMillicredits: 50_000n, idempotencyKey: "refund-running" });
+    assert.equal(await available(stack, accountId), PACK_MILLICREDITS - 150_000n);
+    const refunded = (id: string, amountRefunded: number) =>
+      signedStripeEvent(WEBHOOK_SECRET, {
+        id,
+        type: "charge.refunded",
+        object: { id: "ch_refund", object: "charge", payment_intent: "pi_cs_refund", amount: 10_000, amount_refunded: amountRefunded, currency: "usd", refunded: amountRefunded === 10_000 },
+      });
+
+    // Half refunded: half the pack's grant (277.5 credits) comes back out of the 405 unspent, unheld.
+    const half = await refunded("evt_refund_2", 5_000);
+    assert.equal((await postWebhook(stack, half.body, half.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), PACK_MILLICREDITS - 150_000n - 277_500n);
+    // Delivered again: nothing more.
+    assert.equal((await postWebhook(stack, half.body, half.signature)).json.replayed, true);
+    assert.equal(await available(stack, accountId), 127_500n);
+
+    // Refunded in full: the other half is 277.5, but only 127.5 is left unspent and unheld; the
+    // running job's 50 stay held and it captures them; nothing goes below zero.
+    const full = await refunded("evt_refund_3", 10_000);
+    assert.equal((await postWebhook(stack, full.body, full.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), 0n);
+    const captured = await stack.billingClient.capture({ holdId: running.holdId, amountMillicredits: 50_000n });
+    assert.equal(captured.capturedMillicredits, 50_000n);
+
+    // Another grant after the refunds is the account's, whole.
+    await stack.billingClient.grant({ accountId, kind: "top_up", amountMillicredits: 5_000n, idempotencyKey: "refund-later" });
+    assert.equal(await available(stack, accountId), 5_000n);
+    const { entries } = await stack.billingClient.listLedger({ accountId, pool: Pool.API, pageSize: 100 });
+    assert.deepEqual(entries.filter((entry) => entry.kind === "refund").map((entry) => entry.remainingDeltaMillicredits).sort(), [-127_500n, -277_500n].sort());
     const row = await (stack.billing.db as Kysely<any>).selectFrom("payment_purchases").selectAll().where("payment_id", "=", "pi_cs_refund").executeTakeFirstOrThrow();
     assert.equal(Number(row.refunded_minor), 10_000);
-    assert.ok(row.refund_flagged_at instanceof Date);
+
+    // Billing's refund is idempotent by its own key too (a gateway that crashed before marking the event done).
+    const again = await stack.billingClient.refundGrant({ accountId, bucketId: row.bucket_id, refundedMinor: 10_000n, paidMinor: 10_000n, idempotencyKey: "payment:stripe:refund:ch_refund:10000" });
+    assert.deepEqual([again.replayed, again.refundedMillicredits, again.unrecoveredMillicredits], [true, 127_500n, 150_000n]);
+    assert.equal(await available(stack, accountId), 5_000n);
+    // A bucket of another account is not this account's to refund.
+    const foreign = await stack.billingClient.refundGrant({ accountId: "acct-subscriber", bucketId: row.bucket_id, refundedMinor: 1n, paidMinor: 1n, idempotencyKey: "foreign" }).then(
+      () => undefined,
+      (error: unknown) => ConnectError.from(error),
+    );
+    assert.deepEqual([foreign?.code, foreign && reasonOf(foreign)], [Code.NotFound, "bucket_not_found"]);
+    await stack.billing.assertHealthy();
+  });
+
+  it("grants a monthly subscription's cycle when its invoice is paid, once per invoice, and billing's own renewal grants nothing for it", async () => {
+    const accountId = "acct-invoiced";
+    await stack.gateway.provisionAccount(accountId, { grantTrial: false });
+    const session = { id: "cs_inv", object: "checkout.session", mode: "subscription", payment_status: "paid", customer: "cus_inv", subscription: "sub_inv", metadata: { account_id: accountId, product_code: "growth" } };
+    const started = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_inv_start", type: "checkout.session.completed", object: session });
+    assert.equal((await postWebhook(stack, started.body, started.signature)).json.applied, true);
+    const { account } = await stack.billingClient.getAccount({ accountId });
+    assert.deepEqual([account!.plan?.code, account!.settings?.renewals], ["growth", "provider"]);
+    const cycleCredits = account!.plan!.creditsPerCycleMillicredits;
+    assert.equal(await available(stack, accountId), cycleCredits, "the first cycle is the checkout's");
+
+    // Billing's renewal comes first: it starts the new cycle and grants nothing (growth rolls one cycle over, so the first cycle's credits stay).
+    const nextRenewalAt = timestampDate(account!.nextRenewalAt!);
+    const clock = stack.billing.clock;
+    clock.advanceMs(nextRenewalAt.getTime() - clock.now().getTime() + 60_000);
+    await stack.billing.ledger.renewDue();
+    const renewed = (await stack.billingClient.getAccount({ accountId })).account!;
+    assert.ok(timestampDate(renewed.cycleStartedAt!).getTime() === nextRenewalAt.getTime(), "the cycle renewed");
+    assert.equal(await available(stack, accountId), cycleCredits, "no grant without a paid invoice");
+
+    // Stripe's period started a few seconds before billing's cycle (checkout is processed after it).
+    const invoice = (id: string) => ({
+      id,
+      object: "invoice",
+      billing_reason: "subscription_cycle",
+      amount_paid: 4_999,
+      currency: "usd",
+      payments: { object: "list", data: [{ object: "invoice_payment", payment: { type: "payment_intent", payment_intent: `pi_${id}` } }] },
+      parent: { type: "subscription_details", subscription_details: { subscription: "sub_inv", metadata: { account_id: accountId, plan_code: "growth" } } },
+      lines: { object: "list", data: [{ id: "il_inv", period: { start: Math.floor(nextRenewalAt.getTime() / 1000) - 5, end: Math.floor(nextRenewalAt.getTime() / 1000) + 30 * 86_400 } }] },
+    });
+    const paid = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_inv_paid", type: "invoice.paid", object: invoice("in_cycle_2") });
+    assert.equal((await postWebhook(stack, paid.body, paid.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), 2n * cycleCredits);
+    // The same event again, and the same invoice in another event: nothing more.
+    await postWebhook(stack, paid.body, paid.signature);
+    const sameInvoice = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_inv_paid_again", type: "invoice.paid", object: invoice("in_cycle_2") });
+    assert.equal((await postWebhook(stack, sameInvoice.body, sameInvoice.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), 2n * cycleCredits);
+    // A second invoice for the same period (Stripe never sends one, a hand-made one could) grants the cycle once.
+    const otherInvoice = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_inv_other", type: "invoice.paid", object: invoice("in_cycle_2_bis") });
+    await postWebhook(stack, otherInvoice.body, otherInvoice.signature);
+    assert.equal(await available(stack, accountId), 2n * cycleCredits);
+
+    // Paid just before billing's next renewal: it pays for the cycle about to begin, whose credits take effect then.
+    const third = timestampDate((await stack.billingClient.getAccount({ accountId })).account!.nextRenewalAt!);
+    clock.advanceMs(third.getTime() - clock.now().getTime() - 3_600_000);
+    const early = { ...invoice("in_cycle_3"), lines: { object: "list", data: [{ id: "il_inv_3", period: { start: Math.floor(third.getTime() / 1000) - 5, end: Math.floor(third.getTime() / 1000) + 30 * 86_400 } }] } };
+    const earlyPaid = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_inv_early", type: "invoice.paid", object: early });
+    assert.equal((await postWebhook(stack, earlyPaid.body, earlyPaid.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), 2n * cycleCredits, "not spendable before its cycle");
+    clock.advanceMs(2 * 3_600_000);
+    await stack.billing.ledger.renewDue();
+    await stack.billing.ledger.expireDueBuckets();
+    // The first cycle's credits ended with their rollover; cycles 2 and 3 remain, each granted once.
+    assert.equal(await available(stack, accountId), 2n * cycleCredits);
+    const buckets = (await stack.billingClient.getBalance({ accountId, pool: Pool.API })).buckets.filter((bucket) => bucket.kind === "subscription");
+    assert.equal(buckets.length, 2);
+
+    // The renewal's payment can be refunded like a pack's.
+    const refund = await signedStripeEvent(WEBHOOK_SECRET, {
+      id: "evt_inv_refund",
+      type: "charge.refunded",
+      object: { id: "ch_inv", object: "charge", payment_intent: "pi_in_cycle_3", amount: 4_999, amount_refunded: 4_999, currency: "usd", refunded: true },
+    });
+    assert.equal((await postWebhook(stack, refund.body, refund.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), cycleCredits);
+
+    // The subscription ends: billing grants the cycles again (free grants none).
+    const ended = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_inv_end", type: "customer.subscription.deleted", object: { id: "sub_inv", object: "subscription", status: "canceled", metadata: { account_id: accountId } } });
+    await postWebhook(stack, ended.body, ended.signature);
+    assert.equal((await stack.billingClient.getAccount({ accountId })).account!.settings?.renewals, "ledger");
+    await stack.billing.assertHealthy();
+  });
+
+  it("sells an annual plan as a yearly Stripe subscription at twelve months' price, its cycles granted by billing", async () => {
+    const accountId = "acct-annual";
+    const key = await stack.gateway.provisionAccount(accountId);
+    const { plans } = await stack.billingClient.listPlans({});
+    const annual = plans.find((plan) => plan.code === "annual_lite")!;
+    assert.equal(annual.termMonths, 12);
+    const checkout = await rest(stack, key, "POST", "/v1/payments/checkout", { product_code: "annual_lite", success_url: "https://example.com/paid", cancel_url: "https://example.com/cancelled" });
+    assert.equal(checkout.status, 200);
+    const form = stripeApi.requestsTo("/v1/checkout/sessions").at(-1)!.form;
+    assert.deepEqual(
+      [form.mode, form["line_items[0][price_data][recurring][interval]"], form["line_items[0][price_data][unit_amount]"]],
+      ["subscription", "year", String(Number(annual.monthlyPriceCents) * 12)],
+    );
+    // A monthly plan stays monthly.
+    await rest(stack, key, "POST", "/v1/payments/checkout", { product_code: PACK_CODE, success_url: "https://example.com/paid", cancel_url: "https://example.com/cancelled" });
+    const monthlyKey = await stack.gateway.provisionAccount("acct-monthly");
+    await rest(stack, monthlyKey, "POST", "/v1/payments/checkout", { product_code: "growth", success_url: "https://example.com/paid", cancel_url: "https://example.com/cancelled" });
+    assert.equal(stripeApi.requestsTo("/v1/checkout/sessions").at(-1)!.form["line_items[0][price_data][recurring][interval]"], "month");
+
+    // Its one yearly invoice pays for twelve monthly grants, which billing's renewal makes.
+    const session = { id: "cs_annual", object: "checkout.session", mode: "subscription", payment_status: "paid", customer: "cus_annual", subscription: "sub_annual", metadata: { account_id: accountId, product_code: "annual_lite" } };
+    const started = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_annual_start", type: "checkout.session.completed", object: session });
+    await postWebhook(stack, started.body, started.signature);
+    assert.equal((await stack.billingClient.getAccount({ accountId })).account!.settings?.renewals, "ledger");
   });
 
   it("reports a subscriber's overage as metered usage: the running cycle, then what the closed cycle still owes, each once", async () => {
@@ -475,5 +614,27 @@ describe("payments through the gateway, manual provider", () => {
     const restCheckout = await rest(stack, key, "POST", "/v1/payments/checkout", { product_code: PACK_CODE, success_url: "https://example.com/ok", cancel_url: "https://example.com/no" });
     assert.deepEqual([restCheckout.status, restCheckout.json.errors[0].code], [400, "payments_not_configured"]);
     assert.equal((await rest(stack, key, "GET", "/v1/payments/products")).json.checkout_available, false);
+  });
+
+  it("keeps billing's own renewal for an account the operator put on a plan: each cycle is granted at renewal", async () => {
+    const accountId = "acct-manual-renewal";
+    await stack.gateway.provisionAccount(accountId, { grantTrial: false });
+    await stack.billingClient.changePlan({ accountId, planCode: "growth" });
+    const { account } = await stack.billingClient.getAccount({ accountId });
+    assert.equal(account!.settings?.renewals, "ledger");
+    const cycleCredits = account!.plan!.creditsPerCycleMillicredits;
+    assert.equal(await available(stack, accountId), cycleCredits);
+    const clock = stack.billing.clock;
+    clock.advanceMs(timestampDate(account!.nextRenewalAt!).getTime() - clock.now().getTime() + 1000);
+    assert.ok((await stack.billing.ledger.renewDue()) >= 1);
+    assert.equal(await available(stack, accountId), 2n * cycleCredits, "the renewal granted the new cycle (the old one rolls over)");
+    // A provider's invoice cannot grant for it too.
+    const refusal = await stack.billingClient.grantCycle({ accountId, idempotencyKey: "in_manual" }).then(
+      () => undefined,
+      (error: unknown) => ConnectError.from(error),
+    );
+    assert.equal(refusal && reasonOf(refusal), "invalid_argument");
+    assert.equal(await available(stack, accountId), 2n * cycleCredits);
+    await stack.billing.assertHealthy();
   });
 });

@@ -361,6 +361,8 @@ export class ImageJobs {
       apiKeyId: owner.keyId,
       memberId,
       description: `${smartCrop ? "smart crop" : "remove background"} ${info.width}x${info.height} ${info.format}`,
+      // The hold keeps the prices it was quoted under, whatever changes before the capture.
+      priceBookVersion: quote.priceBookVersion,
     });
     const inputBlobKey = `inputs/${hold.holdId}`;
     const backgroundImageBlobKey = backgroundInfo ? `${inputBlobKey}/background` : "";

@@ -11,7 +11,7 @@
 // so two events racing about one subscription change the plan, and grant its credits, once.
 // Events about a subscription other than the account's current one (an old one, ended or
 // replaced) move nothing.
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { reasonError, reasonOf } from "../common/errors.ts";
 import type { BillingService, Pack, Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
@@ -27,6 +27,9 @@ export const EVENT_CLAIM_STALE_SECONDS = 300;
 
 /** A monthly cycle as shown to buyers, in days. */
 const DAYS_PER_CYCLE = 30;
+
+/** A plan whose term is this many months is sold as a yearly subscription (annual plans). */
+const MONTHS_PER_YEAR = 12;
 
 /** Subscribed accounts read per page by the overage report. */
 const OVERAGE_REPORT_PAGE_SIZE = 100;
@@ -45,7 +48,7 @@ const PAID_SUBSCRIPTION_STATES = new Set(["active", "trialing"]);
 const ENDED_SUBSCRIPTION_STATES = new Set(["canceled", "unpaid", "incomplete_expired"]);
 
 /** Billing refusals that a retry of the event cannot fix: the event is logged and settled. */
-const PERMANENT_REFUSALS = new Set(["account_not_found", "plan_not_found", "pack_not_found", "invalid_argument"]);
+const PERMANENT_REFUSALS = new Set(["account_not_found", "plan_not_found", "pack_not_found", "bucket_not_found", "invalid_argument"]);
 
 export interface PaymentsOptions {
   /** ISO 4217 currency of the plans' and packs' prices, lower case. @default "usd" */
@@ -233,7 +236,7 @@ export class Payments {
         const { account } = await this.billing.getAccount({ accountId: event.accountId });
         const subscribedAt = account?.cycleStartedAt ? timestampDate(account.cycleStartedAt) : now;
         await this.store.setSubscription({ accountId: event.accountId, provider: this.provider.name, customerId: event.customerId || undefined, subscriptionId: event.subscriptionId, subscribedAt });
-        return;
+        return this.#setRenewals(event.accountId);
       }
       case "subscription_renewed":
       case "subscription_changed":
@@ -244,6 +247,7 @@ export class Payments {
         if (await this.#notCurrentSubscription(accountId, event)) return;
         await this.store.setSubscription({ accountId, provider: this.provider.name, customerId: undefined, subscriptionId: null });
         await this.#moveToPlan(accountId, FREE_PLAN_CODE);
+        await this.#setRenewals(accountId);
         return;
       }
       case "payment_refunded":
@@ -253,9 +257,10 @@ export class Payments {
 
   /**
    * A renewal paid, or a subscription changed in the portal: the account is put on the plan the
-   * subscription now pays for. The cycle's credits come from billing's own renewal (its cycle was
-   * anchored when the subscription started, at checkout), so a paid renewal never grants twice; a
-   * plan lost to a lapse is restored by the renewal that pays for it.
+   * subscription now pays for. A paid renewal of a monthly plan grants the cycle it pays for
+   * (billing's GrantCycle, once per invoice and once per cycle; billing's own renewal grants
+   * nothing for such an account, see #setRenewals); a plan lost to a lapse is restored by the
+   * renewal that pays for it.
    */
   async #subscriptionState(event: Extract<PaymentEvent, { kind: "subscription_renewed" | "subscription_changed" }>): Promise<void> {
     const accountId = event.accountId ?? (await this.store.accountOfSubscription(event.subscriptionId));
@@ -263,7 +268,8 @@ export class Payments {
     if (await this.#notCurrentSubscription(accountId, event)) return;
     if (event.kind === "subscription_changed" && ENDED_SUBSCRIPTION_STATES.has(event.status)) {
       await this.store.setSubscription({ accountId, provider: this.provider.name, customerId: undefined, subscriptionId: null });
-      return this.#moveToPlan(accountId, FREE_PLAN_CODE);
+      await this.#moveToPlan(accountId, FREE_PLAN_CODE);
+      return this.#setRenewals(accountId);
     }
     // past_due, incomplete: the provider is still collecting; the plan stays until it gives up.
     if (event.kind === "subscription_changed" && !PAID_SUBSCRIPTION_STATES.has(event.status)) return;
@@ -273,20 +279,64 @@ export class Payments {
       return;
     }
     await this.#moveToPlan(accountId, planCode);
+    await this.#setRenewals(accountId);
+    if (event.kind === "subscription_renewed") await this.#grantPaidCycle(accountId, event);
   }
 
-  /** A refund is flagged, not reversed: see README "Payments" (the credits may be spent already). */
+  /**
+   * Who grants the account's cycles: its subscription's paid invoices where the provider bills
+   * each cycle (a monthly plan on a live subscription), else billing's own renewal (no
+   * subscription, a manual provider, or an annual plan: one invoice a year pays for twelve
+   * monthly grants, which billing makes).
+   */
+  async #setRenewals(accountId: string): Promise<void> {
+    const subscribed = (await this.store.customerOf(accountId))?.subscriptionId !== undefined;
+    const { account } = await this.billing.getAccount({ accountId });
+    const renewals = this.provider.checkoutAvailable && subscribed && (account?.plan?.termMonths ?? 0) === 0 ? "provider" : "ledger";
+    if (account?.settings?.renewals !== renewals) await this.billing.setAccountSettings({ accountId, renewals });
+  }
+
+  /** The cycle a paid renewal invoice pays for, granted once per invoice; its payment is kept so a refund can take it back. */
+  async #grantPaidCycle(accountId: string, event: Extract<PaymentEvent, { kind: "subscription_renewed" }>): Promise<void> {
+    const { account } = await this.billing.getAccount({ accountId });
+    if (account?.settings?.renewals !== "provider") return;
+    const granted = await this.billing.grantCycle({
+      accountId,
+      idempotencyKey: `payment:${this.provider.name}:invoice:${event.invoiceId}`,
+      periodStart: event.periodStart ? timestampFromDate(event.periodStart) : undefined,
+    });
+    if (granted.bucket && event.paymentId) {
+      await this.store.putPurchase({ paymentId: event.paymentId, accountId, productCode: account.plan?.code ?? "", bucketId: granted.bucket.id, amountMinor: event.amountMinor, currency: event.currency });
+    }
+  }
+
+  /**
+   * A refund takes back what its payment granted (billing's RefundGrant): the refunded share of
+   * the bucket, from what is still unspent and not held by a running job; what was spent already
+   * stays spent and is logged for the operator. Stripe sends the refunded total, so each refund
+   * is keyed by the charge and that total: a replay takes nothing more, a later partial refund
+   * takes its own share.
+   */
   async #refund(event: Extract<PaymentEvent, { kind: "payment_refunded" }>, now: Date): Promise<void> {
     const purchase = await this.store.purchase(event.paymentId);
-    if (!purchase) {
-      this.log.warn({ eventId: event.eventId, chargeId: event.chargeId, paymentId: event.paymentId }, "a refunded payment is not a pack bought here (a subscription invoice, or another integration); nothing flagged");
+    if (!purchase || !purchase.bucketId) {
+      this.log.warn({ eventId: event.eventId, chargeId: event.chargeId, paymentId: event.paymentId }, "a refunded payment granted nothing here (another integration, or a payment before purchases were kept); nothing taken back");
       return;
     }
+    const refund = await this.billing.refundGrant({
+      accountId: purchase.accountId,
+      bucketId: purchase.bucketId,
+      refundedMinor: BigInt(event.amountRefundedMinor),
+      paidMinor: BigInt(purchase.amountMinor > 0 ? purchase.amountMinor : event.amountMinor),
+      idempotencyKey: `payment:${this.provider.name}:refund:${event.chargeId}:${event.amountRefundedMinor}`,
+    });
     await this.store.flagRefund(event.paymentId, event.amountRefundedMinor, now);
-    this.log.warn(
-      { accountId: purchase.accountId, paymentId: event.paymentId, bucketId: purchase.bucketId, refundedMinor: event.amountRefundedMinor, amountMinor: event.amountMinor },
-      "a pack payment was refunded: its credits stay in the ledger; review the account (admin API) before granting or revoking anything",
-    );
+    if (refund.unrecoveredMillicredits > 0n) {
+      this.log.warn(
+        { accountId: purchase.accountId, paymentId: event.paymentId, bucketId: purchase.bucketId, refundedMillicredits: refund.refundedMillicredits, unrecoveredMillicredits: refund.unrecoveredMillicredits },
+        "a refunded payment's credits were partly spent or held already: the rest was taken back; review the account (admin API)",
+      );
+    }
   }
 
   #unknownSubscription(event: PaymentEvent): void {
@@ -358,16 +408,19 @@ export class Payments {
   }
 
   #planProduct(plan: Plan): PaymentProduct {
+    // An annual plan (a 12-month term) is bought once a year at twelve months' price; its monthly
+    // credits live to the term's end. Any other plan is a monthly subscription.
+    const annual = plan.termMonths === MONTHS_PER_YEAR;
     return {
       code: plan.code,
       kind: "plan",
       name: plan.name,
-      priceMinor: Number(plan.monthlyPriceCents),
+      priceMinor: Number(plan.monthlyPriceCents) * (annual ? MONTHS_PER_YEAR : 1),
       currency: this.options.currency,
       creditsMillicredits: Number(plan.creditsPerCycleMillicredits),
-      interval: "month",
-      // Subscription credits last their cycle and the cycles they may roll over into.
-      validDays: DAYS_PER_CYCLE * (1 + Math.max(0, plan.rolloverCycles)),
+      interval: annual ? "year" : "month",
+      // Subscription credits last their cycle and the cycles they may roll over into, or the term.
+      validDays: annual ? 365 : DAYS_PER_CYCLE * (1 + Math.max(0, plan.rolloverCycles)),
       providerPriceId: plan.stripePriceId || undefined,
     };
   }

@@ -153,6 +153,7 @@ export class VideoJobs {
       apiKeyId: owner.keyId,
       memberId,
       description: `video background removal ${Math.ceil(probe.durationMs / 1000)} s ${processed.width}x${processed.height} ${probe.container} (${quality})`,
+      priceBookVersion: quote.priceBookVersion,
     });
     const inputBlobKey = `inputs/${hold.holdId}`;
     const backgroundImageBlobKey = backgroundInfo ? `${inputBlobKey}/background` : "";

@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import {
   carryOver,
   cycleAnchoredAt,
+  invoicedCycle,
   memberProblem,
   renewalsDue,
   repeatedSignUp,
@@ -12,7 +13,8 @@ import {
   subscriptionAllocation,
 } from "./accounts.ts";
 import { DEFAULT_LEDGER_LIMITS } from "./limits.ts";
-import { DEFAULT_PLANS, TRIAL_DURATION_MS, TRIAL_MILLICREDITS, type Plan } from "./plans.ts";
+import { readCatalogueFile } from "../store/catalogue.store.ts";
+import { DEFAULT_PLANS, type Plan } from "./plans.ts";
 
 const plan = (code: string): Plan => {
   const found = DEFAULT_PLANS.find((candidate) => candidate.code === code);
@@ -24,20 +26,24 @@ const at = (iso: string) => new Date(iso);
 describe("sign-up trial", () => {
   const now = at("2025-03-10T08:00:00.000Z");
 
-  it("grants 10 credits for 7 days under one key by default", () => {
-    assert.deepEqual(signUpTrial(now, undefined), {
+  // The shipped plans file's free plan: the seeds' 10 credits for 7 days, as data.
+  const free = readCatalogueFile().plans.find((plan) => plan.code === "free")!;
+
+  it("grants the free plan's trial (the plans file: 10 credits for 7 days) under one key by default", () => {
+    assert.deepEqual([free.trialMillicredits, free.trialDays], [10_000, 7]);
+    assert.deepEqual(signUpTrial(now, undefined, free), {
       kind: "trial",
-      amountMillicredits: TRIAL_MILLICREDITS,
-      expiresAt: new Date(now.getTime() + TRIAL_DURATION_MS),
+      amountMillicredits: 10_000,
+      expiresAt: at("2025-03-17T08:00:00.000Z"),
       idempotencyKey: SIGN_UP_TRIAL_KEY,
       description: "sign-up trial",
     });
-    assert.equal(TRIAL_MILLICREDITS, 10_000);
-    assert.equal(signUpTrial(now, true)?.expiresAt?.toISOString(), "2025-03-17T08:00:00.000Z");
+    assert.equal(signUpTrial(now, true, { trialMillicredits: 25_000, trialDays: 30 })?.expiresAt?.toISOString(), "2025-04-09T08:00:00.000Z", "an operator's edit of the file");
   });
 
-  it("grants nothing when the caller opts out", () => {
-    assert.equal(signUpTrial(now, false), undefined);
+  it("grants nothing when the caller opts out, or the free plan sets no trial", () => {
+    assert.equal(signUpTrial(now, false, free), undefined);
+    assert.equal(signUpTrial(now, true, { trialMillicredits: 0, trialDays: 0 }), undefined);
   });
 });
 
@@ -138,5 +144,18 @@ describe("members and seats", () => {
     const refusal = seatRefusal(pro, ["owner", "bob", "carol"], "dave");
     assert.deepEqual(refusal, { ok: false, reason: "seat_limit_reached", message: "plan pro has 3 seats, all taken" });
     assert.equal(seatRefusal(plan("free"), ["owner"], "bob")?.reason, "seat_limit_reached");
+  });
+});
+
+describe("the cycle a provider's paid invoice is for", () => {
+  const anchor = at("2026-01-15T10:00:05.000Z");
+  it("is the cycle starting nearest the invoice's period, at most the next one; without a period, the current one", () => {
+    const cycle = { anchorAt: anchor, cyclesSinceAnchor: 2 };
+    assert.equal(invoicedCycle(cycle, undefined), 2);
+    assert.equal(invoicedCycle(cycle, at("2026-03-15T10:00:00.000Z")), 2, "Stripe's period starts seconds before billing's cycle");
+    assert.equal(invoicedCycle(cycle, at("2026-04-15T09:00:00.000Z")), 3, "paid just before billing's renewal: the cycle about to begin");
+    assert.equal(invoicedCycle(cycle, at("2026-02-15T10:00:00.000Z")), 1, "a late payment of the previous cycle");
+    assert.equal(invoicedCycle(cycle, at("2027-01-01T00:00:00.000Z")), 3, "never further ahead than the next cycle");
+    assert.equal(invoicedCycle(cycle, at("2020-01-01T00:00:00.000Z")), 0, "never before the anchor");
   });
 });

@@ -3,7 +3,9 @@
 import type { BucketKind } from "./spend-order.ts";
 import { textProblem, type LedgerLimits } from "./limits.ts";
 import { fail, type Failure, type Outcome } from "./outcomes.ts";
-import { cycleStart, hasFreeSeat, subscriptionGrant, TRIAL_DURATION_MS, TRIAL_MILLICREDITS, type Plan } from "./plans.ts";
+import { cycleStart, hasFreeSeat, subscriptionGrant, type Plan } from "./plans.ts";
+
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** An account created without a plan starts here. */
 export const DEFAULT_PLAN_CODE = "free";
@@ -21,13 +23,16 @@ export interface LedgerGrant {
   description: string;
 }
 
-/** The sign-up trial (10 credits for 7 days from sign-up), unless the caller opted out; granted by default. */
-export function signUpTrial(now: Date, grantTrial: boolean | undefined): LedgerGrant | undefined {
-  if (!(grantTrial ?? true)) return undefined;
+/**
+ * The sign-up trial the free plan sets in the plans file (trialCredits for trialDays from
+ * sign-up; the seeds: 10 credits, 7 days), unless the caller opted out; granted by default.
+ */
+export function signUpTrial(now: Date, grantTrial: boolean | undefined, freePlan: Pick<Plan, "trialMillicredits" | "trialDays"> | undefined): LedgerGrant | undefined {
+  if (!(grantTrial ?? true) || !freePlan || freePlan.trialMillicredits === 0) return undefined;
   return {
     kind: "trial",
-    amountMillicredits: TRIAL_MILLICREDITS,
-    expiresAt: new Date(now.getTime() + TRIAL_DURATION_MS),
+    amountMillicredits: freePlan.trialMillicredits,
+    expiresAt: new Date(now.getTime() + freePlan.trialDays * DAY_MS),
     idempotencyKey: SIGN_UP_TRIAL_KEY,
     description: "sign-up trial",
   };
@@ -160,4 +165,24 @@ export function seatRefusal(plan: Plan, memberIds: readonly string[], memberId: 
   const isNew = !memberIds.includes(memberId);
   if (isNew && !hasFreeSeat(plan, memberIds.length)) return fail("seat_limit_reached", `plan ${plan.code} has ${plan.seats} seats, all taken`);
   return undefined;
+}
+
+/**
+ * The cycle (counted from the anchor) a provider's paid invoice is for: the one starting nearest
+ * the invoice's period start, no later than the next one (an invoice paid just before billing's
+ * own renewal pays for the cycle about to begin). Without a period start, the current cycle.
+ * Billing's anchor and the provider's differ by the seconds between payment and checkout event,
+ * so nearest, not equal.
+ */
+export function invoicedCycle(cycle: Pick<Cycle, "anchorAt" | "cyclesSinceAnchor">, periodStart: Date | undefined): number {
+  if (!periodStart) return cycle.cyclesSinceAnchor;
+  let best = cycle.cyclesSinceAnchor + 1;
+  let bestDistance = Math.abs(cycleStart(cycle.anchorAt, best).getTime() - periodStart.getTime());
+  for (let index = cycle.cyclesSinceAnchor; index >= 0; index -= 1) {
+    const distance = Math.abs(cycleStart(cycle.anchorAt, index).getTime() - periodStart.getTime());
+    if (distance >= bestDistance) break;
+    best = index;
+    bestDistance = distance;
+  }
+  return best;
 }

@@ -59,6 +59,21 @@ describe("the shipped plans file: presets mirroring the seeds", () => {
 
   it("free is the sign-up trial only: no subscription credits (the 10-credit, 7-day trial is granted at sign-up), API pool", () => {
     assert.deepEqual([plan("free").creditsPerCycleMillicredits, plan("free").pool, plan("free").monthlyPriceCents], [0, "api", 0]);
+    assert.deepEqual([plan("free").trialMillicredits, plan("free").trialDays], [10_000, 7], "the trial is the free plan's, in the file");
+    assert.ok(catalogue.plans.every((preset) => preset.code === "free" || (preset.trialMillicredits === 0 && preset.trialDays === 0)), "no other plan sets one");
+  });
+
+  it("refuses a bad trial: on a plan other than free, credits without days (or days without credits), out of range, naming the field", () => {
+    const freeIndex = shipped().plans.findIndex((preset) => preset.code === "free");
+    assert.deepEqual(problemsOf((document) => Object.assign(document.plans[1], { trialCredits: 5, trialDays: 3 })), [
+      `plans[1].trialCredits and trialDays belong to the free plan only (its trial is every sign-up's); remove them from plan "developer"`,
+    ]);
+    assert.deepEqual(problemsOf((document) => Object.assign(document.plans[freeIndex], { trialDays: 0 })), [`plans[${freeIndex}].trialCredits and trialDays must both be above 0 (a trial), or both 0 (none)`]);
+    assert.ok(
+      problemsOf((document) => Object.assign(document.plans[freeIndex], { trialCredits: 0.0001 })).includes(`plans[${freeIndex}].trialCredits must be a non-negative number of credits with at most 3 decimals`),
+    );
+    assert.deepEqual(problemsOf((document) => Object.assign(document.plans[freeIndex], { trialDays: 400 })), [`plans[${freeIndex}].trialDays must be an integer from 0 to 365 (days)`]);
+    assert.deepEqual(problemsOf((document) => Object.assign(document.plans[freeIndex], { trialCredits: 0, trialDays: 0 })), [], "no trial at all is valid");
   });
 
   it("web_basic sells 1,000 web credits for $30, valid 90 days", () => {

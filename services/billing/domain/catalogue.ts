@@ -32,6 +32,7 @@ const CODE_PATTERN = /^[a-z][a-z0-9_]{0,63}$/;
 const LONGEST_SIDE_PIXELS = { min: 64, max: 65_535 };
 const UPLOAD_BYTES_MAX = 1024 * 1024 * 1024 * 1024;
 const VIDEO_SECONDS_MAX = 24 * 60 * 60;
+const TRIAL_DAYS_MAX = 365;
 
 type Json = Record<string, unknown>;
 
@@ -122,7 +123,7 @@ const CLASS_FIELDS = ["longestSidePixels", "maxUploadBytes", "videoSecondsMax", 
 
 const PLAN_FIELDS: readonly string[] = [
   ...["code", "name", "class", "pool", "monthlyPriceCents", "creditsPerCycle", "rolloverCycles", "termMonths", "creditsValidDays", "onExhausted"],
-  ...["overageRateCentsPerCredit", "overageCapCredits", "requestsPerMinute", "concurrency", "monthlyCalls", "seats", "stripePriceId"],
+  ...["overageRateCentsPerCredit", "overageCapCredits", "requestsPerMinute", "concurrency", "monthlyCalls", "seats", "stripePriceId", "trialCredits", "trialDays"],
   ...CLASS_FIELDS,
 ];
 const PACK_FIELDS: readonly string[] = ["code", "name", "priceCents", "credits", "stripePriceId"];
@@ -186,7 +187,11 @@ function parsePlan(value: unknown, path: string, classes: Record<PlanClass, Json
     videoBytesMax: field.integer("videoBytesMax", { min: 1024, max: UPLOAD_BYTES_MAX }, "bytes"),
     videoLongestSidePixels: field.integer("videoLongestSidePixels", LONGEST_SIDE_PIXELS, "pixels"),
     stripePriceId: field.optionalText("stripePriceId"),
+    trialMillicredits: value.trialCredits === undefined ? 0 : field.credits("trialCredits"),
+    trialDays: field.integer("trialDays", { min: 0, max: TRIAL_DAYS_MAX }, "days", 0),
   };
+  // Pairing is checked on values that read well; a bad one is named once, by its own problem.
+  if (!problems.some((problem) => problem.startsWith(`${path}.trial`))) problems.push(...trialProblems(plan, path));
   // Overage must be consistent: a plan that continues in overage by default must offer it
   // (a rate and a cap above zero), and its rate must be above the plan's own per-credit rate.
   if (plan.onExhausted === "overage" && !offersOverage(plan)) {
@@ -195,6 +200,16 @@ function parsePlan(value: unknown, path: string, classes: Record<PlanClass, Json
   const rateProblem = overageRateProblem(plan);
   if (rateProblem) problems.push(`${path}.overageRateCentsPerCredit: ${rateProblem}`);
   return plan;
+}
+
+/** The sign-up trial is the free plan's (every sign-up gets it), credits and days together or neither. */
+function trialProblems(plan: Plan, path: string): string[] {
+  const problems: string[] = [];
+  if ((plan.trialMillicredits > 0 || plan.trialDays > 0) && plan.code !== "free") {
+    problems.push(`${path}.trialCredits and trialDays belong to the free plan only (its trial is every sign-up's); remove them from plan "${plan.code}"`);
+  }
+  if ((plan.trialMillicredits > 0) !== (plan.trialDays > 0)) problems.push(`${path}.trialCredits and trialDays must both be above 0 (a trial), or both 0 (none)`);
+  return problems;
 }
 
 function parsePack(value: unknown, path: string, problems: string[]): Pack | undefined {

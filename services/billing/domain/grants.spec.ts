@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { adminGrantKey, adminGrantProblem, grantReplayConflict, resolveGrant } from "./grants.ts";
+import { adminGrantKey, adminGrantProblem, grantReplayConflict, refundTargetMillicredits, resolveGrant } from "./grants.ts";
 import { DEFAULT_LEDGER_LIMITS } from "./limits.ts";
 import { DEFAULT_PACKS, type Pack } from "./plans.ts";
 import { DEFAULT_PRIORITY } from "./spend-order.ts";
@@ -78,5 +78,28 @@ describe("grantReplayConflict", () => {
     const expected = { ok: false, reason: "idempotency_conflict", message: "idempotency key already used for a different grant (bucket 7)" };
     assert.deepEqual(grantReplayConflict({ bucketId: 7, kind: "promo", grantedMillicredits: 501 }, grant), expected);
     assert.deepEqual(grantReplayConflict({ bucketId: 7, kind: "refund", grantedMillicredits: 500 }, grant), expected);
+  });
+});
+
+describe("a refund's share of its grant", () => {
+  it("takes the refunded share of the grant, rounded down, in integers however large", () => {
+    const target = (granted: number, refunded: number, paid: number) => {
+      const outcome = refundTargetMillicredits(granted, refunded, paid);
+      return outcome.ok ? outcome.targetMillicredits : outcome.reason;
+    };
+    assert.equal(target(555_000, 10_000, 10_000), 555_000, "in full: all of it");
+    assert.equal(target(555_000, 5_000, 10_000), 277_500, "half the money, half the credits");
+    assert.equal(target(1_000, 1, 3), 333, "never a millicredit more than its share");
+    assert.equal(target(0, 0, 1), 0);
+    // granted × refunded passes 2^53 here; the quotient is exact.
+    assert.equal(target(9_000_000_000_000, 99_999, 100_000), 8_999_910_000_000);
+  });
+
+  it("refuses a refund above what was paid, a negative one, or nothing paid, naming the field", () => {
+    for (const [refunded, paid, field] of [[10_001, 10_000, "refunded_minor"], [-1, 10_000, "refunded_minor"], [0, 0, "paid_minor"]] as const) {
+      const outcome = refundTargetMillicredits(1_000, refunded, paid);
+      assert.equal(outcome.ok, false);
+      assert.match(outcome.ok ? "" : outcome.message, new RegExp(`^${field}`));
+    }
   });
 });

@@ -83,3 +83,18 @@ export function grantReplayConflict(existing: { bucketId: number; kind: string; 
   }
   return undefined;
 }
+
+/**
+ * What all refunds of a payment together take back from the bucket it granted: its grant times
+ * the share of the payment refunded, rounded down (a partial refund never takes a millicredit
+ * more than its share). Refunded and paid are in the currency's smallest unit.
+ */
+export function refundTargetMillicredits(grantedMillicredits: number, refundedMinor: number, paidMinor: number): Outcome<{ targetMillicredits: number }> {
+  if (!Number.isSafeInteger(paidMinor) || paidMinor <= 0) return fail("invalid_argument", `paid_minor must be a positive amount of the currency's smallest unit, got ${paidMinor}`);
+  if (!Number.isSafeInteger(refundedMinor) || refundedMinor < 0 || refundedMinor > paidMinor) {
+    return fail("invalid_argument", `refunded_minor must be from 0 to paid_minor (${paidMinor}), got ${refundedMinor}`);
+  }
+  // In bigint: granted × refunded can pass 2^53 for a large pack refunded in full.
+  const target = (BigInt(grantedMillicredits) * BigInt(refundedMinor)) / BigInt(paidMinor);
+  return { ok: true, targetMillicredits: Number(target) };
+}

@@ -21,6 +21,8 @@ export interface ReserveRequest {
   apiKeyId?: string;
   memberId?: string;
   description?: string;
+  /** The price book version the amount was quoted under; "" or absent: none. */
+  priceBookVersion?: string;
 }
 
 /** Checks a reserve's fields in a fixed order and resolves its lifetime (0 or absent: the default). */
@@ -31,6 +33,7 @@ export function checkReserve(limits: LedgerLimits, request: ReserveRequest): Out
     textProblem(limits, "api_key_id", request.apiKeyId, false) ??
     textProblem(limits, "member_id", request.memberId, false) ??
     textProblem(limits, "description", request.description, false) ??
+    textProblem(limits, "price_book_version", request.priceBookVersion, false) ??
     amountProblem(limits, request.amountMillicredits);
   if (problem) return fail("invalid_argument", problem);
   const ttlSeconds = request.holdTtlSeconds || limits.holdTtlSecondsDefault;

@@ -8,6 +8,7 @@ export type FailureReason =
   | "plan_not_found"
   | "pack_not_found"
   | "hold_not_found"
+  | "bucket_not_found"
   | "insufficient_credits"
   | "member_cap_reached"
   | "idempotency_conflict"

@@ -42,6 +42,9 @@ export interface Plan {
   readonly videoLongestSidePixels: number;
   /** The Stripe Price that sells the plan, when payments go through Stripe. */
   readonly stripePriceId: string | null;
+  /** The sign-up trial: credits for `trialDays` days from sign-up; only the free plan's is granted (every sign-up's). 0: none. */
+  readonly trialMillicredits: number;
+  readonly trialDays: number;
 }
 
 const CREDIT = 1000;
@@ -57,6 +60,8 @@ const SEED_PLAN_EXTRAS = {
   videoBytesMax: 200 * MEBIBYTE,
   videoLongestSidePixels: 1920,
   stripePriceId: null,
+  trialMillicredits: 0,
+  trialDays: 0,
 } as const;
 
 /**
@@ -83,6 +88,9 @@ export const DEFAULT_PLANS: readonly Plan[] = [
     seats: 1,
     planClass: "standard",
     ...SEED_PLAN_EXTRAS,
+    // The trial every sign-up got in 2025, then a code constant.
+    trialMillicredits: 10 * CREDIT,
+    trialDays: 7,
   },
   {
     code: "starter",
@@ -161,9 +169,6 @@ export const DEFAULT_PACKS: readonly Pack[] = [
   { code: "pack_2000", priceCents: 200_000, creditsMillicredits: 11_111 * CREDIT },
 ];
 
-/** The sign-up trial: 10 credits for 7 days. */
-export const TRIAL_MILLICREDITS = 10 * CREDIT;
-export const TRIAL_DURATION_MS = 7 * 24 * 60 * 60 * 1000;
 
 /**
  * Start of cycle `index` for an anniversary anchored at `anchor`: the same day of month, clamped

@@ -70,6 +70,7 @@ describe("BillingService over Connect", () => {
       plan_not_found: Code.NotFound,
       pack_not_found: Code.NotFound,
       hold_not_found: Code.NotFound,
+      bucket_not_found: Code.NotFound,
       account_exists: Code.AlreadyExists,
       idempotency_conflict: Code.AlreadyExists,
       insufficient_credits: Code.FailedPrecondition,
@@ -307,5 +308,64 @@ describe("BillingService over Connect", () => {
     const proBalance = await client.getBalance({ accountId: second, pool: Pool.API });
     assert.deepEqual(pro && [pro.planCode, pro.availableMillicredits, pro.heldMillicredits], ["pro", proBalance.availableMillicredits, 1_500n]);
     assertRefused(await rejection(client.listAccounts({ pageToken: "not-a-token" })), Code.InvalidArgument, "invalid_argument");
+  });
+});
+
+describe("BillingService over Connect: a price change is a new version", () => {
+  let billing: BillingFixture;
+  let client: Client<typeof BillingService>;
+  before(async () => {
+    billing = await createBillingFixture();
+    client = createClient(BillingService, createRouterTransport(({ service }) => service(BillingService, billing.handlers)));
+  });
+  after(async () => {
+    await billing?.assertHealthy();
+    await billing?.dispose();
+  });
+
+  it("keeps a hold at the version it was quoted under: a price change before the capture changes neither the hold nor what is captured", async () => {
+    const accountId = "versioned";
+    await client.createAccount({ accountId, planCode: "starter" });
+    const request = { accountId, operation: Operation.REMOVE_BACKGROUND, pixels: 12_000_000n, hd: false };
+    const quote = await client.quote(request);
+    assert.deepEqual([quote.costMillicredits, quote.priceBookVersion], [1000n, CATALOGUE_VERSION]);
+    const hold = await client.reserve({ accountId, pool: Pool.API, amountMillicredits: quote.costMillicredits, idempotencyKey: "before-change", priceBookVersion: quote.priceBookVersion });
+    assert.equal(hold.priceBookVersion, CATALOGUE_VERSION);
+
+    // The operator doubles every price in a new version.
+    const old = await billing.ledger.priceBook();
+    const doubled = {
+      ...old,
+      version: "doubled",
+      operations: Object.fromEntries(
+        Object.entries(old.operations).map(([name, operation]) => [
+          name,
+          { ...operation, baseMillicredits: operation.baseMillicredits * 2, tiers: operation.tiers.map((tier) => ({ ...tier, costMillicredits: tier.costMillicredits * 2 })) },
+        ]),
+      ) as unknown as typeof old.operations,
+    };
+    assert.ok((await billing.ledger.setPriceBook(doubled)).ok);
+    const requoted = await client.quote(request);
+    assert.deepEqual([requoted.costMillicredits, requoted.priceBookVersion], [2000n, "doubled"], "new quotes are at the new version");
+
+    // The hold, and its capture (the orchestrator captures what was held), stay at the old version.
+    const captured = await client.capture({ holdId: hold.holdId, amountMillicredits: hold.amountMillicredits });
+    assert.equal(captured.capturedMillicredits, 1000n);
+    const replay = await client.reserve({ accountId, pool: Pool.API, amountMillicredits: quote.costMillicredits, idempotencyKey: "before-change", priceBookVersion: quote.priceBookVersion });
+    assert.deepEqual([replay.replayed, replay.priceBookVersion], [true, CATALOGUE_VERSION]);
+    // A quote made before the change and reserved after it is still good: its version is stored.
+    const late = await client.reserve({ accountId, pool: Pool.API, amountMillicredits: quote.costMillicredits, idempotencyKey: "quoted-before", priceBookVersion: CATALOGUE_VERSION });
+    assert.equal(late.priceBookVersion, CATALOGUE_VERSION);
+    await client.capture({ holdId: late.holdId, amountMillicredits: late.amountMillicredits });
+    const { records } = await client.listUsage({ accountId, pool: Pool.API });
+    assert.deepEqual(
+      records.map((record) => [record.capturedMillicredits, record.priceBookVersion]).sort(),
+      [[1000n, CATALOGUE_VERSION], [1000n, CATALOGUE_VERSION]],
+    );
+
+    // A version billing never stored is refused, naming the field.
+    const refused = await rejection(client.reserve({ accountId, pool: Pool.API, amountMillicredits: 1000n, idempotencyKey: "made-up", priceBookVersion: "made-up" }));
+    assertRefused(refused, Code.InvalidArgument, "invalid_argument");
+    assert.match(refused.rawMessage, /price_book_version "made-up"/);
   });
 });

@@ -23,7 +23,7 @@ import { videoPlanRefusal, type OnExhausted, type Plan } from "../domain/plans.t
 import { priceOf, type OperationName } from "../domain/price-book.ts";
 import type { BucketKind } from "../domain/spend-order.ts";
 import type { LedgerStore } from "../store/ledger.store.ts";
-import type { PoolName } from "../store/schema.ts";
+import type { PoolName, Renewals } from "../store/schema.ts";
 import type { AccountView, BucketView, MemberView } from "../store/views.ts";
 
 /**
@@ -42,6 +42,7 @@ export const CODE_BY_REASON: Readonly<Record<FailureReason, Code>> = {
   plan_not_found: Code.NotFound,
   pack_not_found: Code.NotFound,
   hold_not_found: Code.NotFound,
+  bucket_not_found: Code.NotFound,
   account_exists: Code.AlreadyExists,
   idempotency_conflict: Code.AlreadyExists,
   insufficient_credits: Code.FailedPrecondition,
@@ -62,6 +63,9 @@ export const DEFAULT_UPGRADE_HINT = "upgrade your plan";
 
 /** Kinds an operator may grant; trial and subscription credits are the ledger's own. */
 export const GRANTABLE_KINDS: readonly BucketKind[] = ["top_up", "pack", "promo", "refund"];
+
+/** Who grants an account's cycles: billing at renewal, or a payment provider's paid invoice. */
+const RENEWALS: readonly Renewals[] = ["ledger", "provider"];
 
 /** `pixels` is a uint64 on the wire; read as signed 64-bit so a huge value fails the range check instead of wrapping. */
 const WIRE_INT64_BITS = 64;
@@ -161,6 +165,7 @@ function planMessage(plan: Plan) {
     videoLongestSidePixels: plan.videoLongestSidePixels,
     pool: plan.pool,
     stripePriceId: plan.stripePriceId ?? "",
+    termMonths: plan.termMonths,
   });
 }
 
@@ -187,6 +192,7 @@ function accountMessage(account: AccountView) {
     settings: create(AccountSettingsSchema, {
       onExhausted: account.settings.onExhausted,
       onExhaustedIsPlanDefault: account.settings.onExhaustedIsPlanDefault,
+      renewals: account.settings.renewals,
     }),
   });
 }
@@ -275,6 +281,7 @@ function holdHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, "re
           apiKeyId: request.apiKeyId,
           memberId: request.memberId,
           description: request.description,
+          priceBookVersion: request.priceBookVersion,
         }),
       );
       return {
@@ -285,6 +292,7 @@ function holdHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, "re
         overageMillicredits: BigInt(hold.overageMillicredits),
         replayed: hold.replayed,
         status: HOLD_STATUS[hold.status],
+        priceBookVersion: hold.priceBookVersion,
       };
     },
 
@@ -351,7 +359,11 @@ function accountHandlers({ ledger, unwrap, invalid }: HandlerContext): Pick<Bill
         throw invalid(`on_exhausted must be stop, overage or plan (the plan's default); got ${JSON.stringify(choice)}`);
       }
       const onExhausted = choice === undefined ? undefined : choice === "plan" ? null : (choice as OnExhausted);
-      return { account: accountMessage(unwrap(await ledger.setAccountSettings({ accountId: request.accountId, onExhausted })).account) };
+      const renewals = request.renewals;
+      if (renewals !== undefined && !(RENEWALS as readonly string[]).includes(renewals)) {
+        throw invalid(`renewals must be ledger (billing grants each cycle) or provider (a payment provider's paid invoice does); got ${JSON.stringify(renewals)}`);
+      }
+      return { account: accountMessage(unwrap(await ledger.setAccountSettings({ accountId: request.accountId, onExhausted, renewals: renewals as Renewals | undefined })).account) };
     },
   };
 }
@@ -438,6 +450,7 @@ function historyHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, 
           description: record.description ?? "",
           createdAt: timestampFromDate(record.createdAt),
           settledAt: timestamp(record.settledAt),
+          priceBookVersion: record.priceBookVersion,
         })),
         nextPageToken: page.nextPageToken,
         totals: page.totals.map((total) => ({
@@ -477,6 +490,33 @@ function catalogueHandlers({ ledger }: HandlerContext): Pick<BillingImpl, "listP
   };
 }
 
+function paymentHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, "refundGrant" | "grantCycle"> {
+  return {
+    async refundGrant(request) {
+      const refund = unwrap(
+        await ledger.refundGrant({
+          accountId: request.accountId,
+          bucketId: request.bucketId,
+          refundedMinor: safeNumber(request.refundedMinor, "refunded_minor"),
+          paidMinor: safeNumber(request.paidMinor, "paid_minor"),
+          refundKey: request.idempotencyKey,
+        }),
+      );
+      return {
+        refundedMillicredits: BigInt(refund.refundedMillicredits),
+        unrecoveredMillicredits: BigInt(refund.unrecoveredMillicredits),
+        availableMillicredits: BigInt(refund.availableMillicredits),
+        replayed: refund.replayed,
+      };
+    },
+
+    async grantCycle(request) {
+      const granted = unwrap(await ledger.grantCycle({ accountId: request.accountId, invoiceKey: request.idempotencyKey, periodStart: request.periodStart ? dateOf(request.periodStart) : undefined }));
+      return { bucket: granted.bucket ? bucketMessage(granted.bucket) : undefined, replayed: granted.replayed, account: accountMessage(granted.account) };
+    },
+  };
+}
+
 function cycleReportHandlers({ ledger, unwrap }: HandlerContext): Pick<BillingImpl, "listCycleReports"> {
   return {
     async listCycleReports(request) {
@@ -506,5 +546,6 @@ export function createBillingHandlers(dependencies: BillingHandlerDependencies):
     ...historyHandlers(context),
     ...catalogueHandlers(context),
     ...cycleReportHandlers(context),
+    ...paymentHandlers(context),
   };
 }

@@ -4,7 +4,7 @@ import { sql, type Selectable } from "kysely";
 import type { Cycle, MemberRole } from "../domain/accounts.ts";
 import { effectiveOnExhausted } from "../domain/exhaustion.ts";
 import { overageCents, type OnExhausted, type Pack, type Plan } from "../domain/plans.ts";
-import type { AccountTable, BillingExecutor, CreditAccountTable } from "./schema.ts";
+import type { AccountTable, BillingExecutor, CreditAccountTable, Renewals } from "./schema.ts";
 import { planFromRow, toDate, type AccountView } from "./views.ts";
 
 export interface LockedAccount {
@@ -138,6 +138,25 @@ export class AccountStore {
     await this.#db.updateTable("billing_accounts").set({ on_exhausted: onExhausted }).where("account_id", "=", accountId).execute();
   }
 
+  /** Who grants the account's cycles from now on (billing, or the payment provider). The account must be locked. */
+  async setRenewals(accountId: string, renewals: Renewals): Promise<void> {
+    await this.#db.updateTable("billing_accounts").set({ renewals }).where("account_id", "=", accountId).execute();
+  }
+
+  /** The grant a provider's invoice made (its bucket; null when the plan granted nothing), or undefined when it made none yet. */
+  async cycleGrant(accountId: string, invoiceKey: string): Promise<{ bucketId: number | null } | undefined> {
+    const row = await this.#db.selectFrom("billing_cycle_grants").select("bucket_id").where("account_id", "=", accountId).where("invoice_key", "=", invoiceKey).executeTakeFirst();
+    return row ? { bucketId: row.bucket_id } : undefined;
+  }
+
+  /** Keeps the invoice with the cycle it paid for, so a replay of it grants nothing. The account must be locked. */
+  async putCycleGrant(grant: { accountId: string; invoiceKey: string; cyclesSinceAnchor: number; bucketId: number | null; now: Date }): Promise<void> {
+    await this.#db
+      .insertInto("billing_cycle_grants")
+      .values({ account_id: grant.accountId, invoice_key: grant.invoiceKey, cycle_index: grant.cyclesSinceAnchor, bucket_id: grant.bucketId, occurred_at: grant.now })
+      .execute();
+  }
+
   async setLowBalanceThreshold(accountId: string, thresholdMillicredits: number): Promise<void> {
     await this.#db.updateTable("billing_credit_accounts").set({ low_balance_threshold_mc: thresholdMillicredits }).where("account_id", "=", accountId).execute();
   }
@@ -211,6 +230,8 @@ export class AccountStore {
         "billing_accounts.created_at",
         // Read through the row's JSON so an account row from before 202611272111 (no such column) reads as the plan's default.
         sql<OnExhausted | null>`to_jsonb(billing_accounts) ->> 'on_exhausted'`.as("account_on_exhausted"),
+        // Likewise before 202611280011: billing grants the cycles.
+        sql<Renewals | null>`to_jsonb(billing_accounts) ->> 'renewals'`.as("account_renewals"),
       ])
       .where("billing_accounts.account_id", "=", accountId)
       .executeTakeFirst();
@@ -256,7 +277,11 @@ export class AccountStore {
       })),
       cycleOverageMillicredits: overageMillicredits,
       cycleOverageCents: overageCents(plan, overageMillicredits),
-      settings: { onExhausted: effectiveOnExhausted(plan, row.account_on_exhausted), onExhaustedIsPlanDefault: row.account_on_exhausted === null },
+      settings: {
+        onExhausted: effectiveOnExhausted(plan, row.account_on_exhausted),
+        onExhaustedIsPlanDefault: row.account_on_exhausted === null,
+        renewals: row.account_renewals ?? "ledger",
+      },
     };
   }
 }

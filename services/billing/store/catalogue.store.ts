@@ -103,6 +103,8 @@ export async function syncCatalogue(db: Kysely<BillingSchema>, catalogue: Catalo
         video_bytes_max: plan.videoBytesMax,
         video_longest_side_pixels: plan.videoLongestSidePixels,
         stripe_price_id: plan.stripePriceId,
+        trial_mc: plan.trialMillicredits,
+        trial_days: plan.trialDays,
       };
       await trx.insertInto("billing_plans").values({ code: plan.code, ...row }).onConflict((conflict) => conflict.column("code").doUpdateSet(row)).execute();
     }

@@ -50,7 +50,7 @@ $$`,
 create or replace function billing_reserve(
   p_account_id text, p_pool text, p_amount_mc bigint, p_idempotency_key text, p_request_hash text,
   p_hold_id text, p_ttl_seconds integer, p_now timestamptz, p_api_key_id text, p_member_id text,
-  p_description text
+  p_description text, p_price_book_version text default ''
 ) returns jsonb language plpgsql as $$
 declare
   v_account billing_credit_accounts%rowtype;
@@ -88,7 +88,8 @@ begin
     end if;
     return jsonb_build_object('outcome', 'ok', 'replayed', true, 'hold_id', v_existing.id,
       'amount_mc', v_existing.amount_mc, 'overage_mc', v_existing.overage_mc,
-      'expires_at', v_existing.expires_at, 'available_mc', v_existing.available_after_mc);
+      'expires_at', v_existing.expires_at, 'available_mc', v_existing.available_after_mc,
+      'price_book_version', coalesce(v_existing.price_book_version, ''));
   end if;
   -- The account's own choice when credits run out, else its plan's (domain/exhaustion.ts).
   select coalesce(a.on_exhausted, p.on_exhausted), p.overage_cap_mc, p.overage_rate_cents_per_credit, a.cycle_index, a.next_renewal_at
@@ -135,10 +136,10 @@ begin
     end if;
   end if;
   insert into billing_holds (id, credit_account_id, idempotency_key, request_hash, amount_mc, overage_mc, status,
-      expires_at, created_at, cycle_index, available_after_mc, api_key_id, member_id, description)
+      expires_at, created_at, cycle_index, available_after_mc, api_key_id, member_id, description, price_book_version)
     values (p_hold_id, v_account.id, p_idempotency_key, p_request_hash, p_amount_mc, v_overage_mc, 'open',
       p_now + make_interval(secs => p_ttl_seconds), p_now, v_cycle_index, v_available_mc - (p_amount_mc - v_overage_mc),
-      nullif(p_api_key_id, ''), nullif(p_member_id, ''), nullif(p_description, ''));
+      nullif(p_api_key_id, ''), nullif(p_member_id, ''), nullif(p_description, ''), nullif(p_price_book_version, ''));
   v_need_mc := p_amount_mc - v_overage_mc;
   v_index := 1;
   while v_need_mc > 0 and v_index <= coalesce(array_length(v_bucket_ids, 1), 0) loop
@@ -163,7 +164,7 @@ begin
     where id = v_account.id;
   return jsonb_build_object('outcome', 'ok', 'replayed', false, 'hold_id', p_hold_id, 'amount_mc', p_amount_mc,
     'overage_mc', v_overage_mc, 'expires_at', p_now + make_interval(secs => p_ttl_seconds),
-    'available_mc', v_available_mc - (p_amount_mc - v_overage_mc));
+    'available_mc', v_available_mc - (p_amount_mc - v_overage_mc), 'price_book_version', p_price_book_version);
 end $$`,
   },
   {

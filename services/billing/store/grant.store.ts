@@ -3,7 +3,7 @@
 import { sql, type Selectable } from "kysely";
 import type { CarryOver, CutBack } from "../domain/accounts.ts";
 import type { ResolvedGrant } from "../domain/grants.ts";
-import type { BillingExecutor, BucketTable, PoolName } from "./schema.ts";
+import type { BillingExecutor, BucketTable, GrantRefundTable, PoolName } from "./schema.ts";
 import { onlyRow } from "./views.ts";
 
 export interface NewBucket {
@@ -108,6 +108,72 @@ export class GrantStore {
       .insertInto("billing_ledger_entries")
       .values(cut.map(({ id }) => ({ credit_account_id: creditAccountId, bucket_id: id, hold_id: null, kind: "extend", remaining_delta_mc: 0, held_delta_mc: 0, occurred_at: rule.aliveAt })))
       .execute();
+  }
+
+  /** The pool (credit account id) that holds the account's bucket; undefined when the account has no such bucket. */
+  async poolOfBucket(accountId: string, bucketId: number): Promise<number | undefined> {
+    const row = await this.#db
+      .selectFrom("billing_buckets")
+      .innerJoin("billing_credit_accounts", "billing_credit_accounts.id", "billing_buckets.credit_account_id")
+      .select("billing_buckets.credit_account_id")
+      .where("billing_buckets.id", "=", bucketId)
+      .where("billing_credit_accounts.account_id", "=", accountId)
+      .executeTakeFirst();
+    return row?.credit_account_id;
+  }
+
+  /** Locks the pool by its id (the lock every bucket change takes first). Needs a transaction. */
+  async lockPoolById(creditAccountId: number): Promise<void> {
+    await this.#db.selectFrom("billing_credit_accounts").select("id").where("id", "=", creditAccountId).forUpdate().executeTakeFirstOrThrow();
+  }
+
+  async bucketById(bucketId: number): Promise<Selectable<BucketTable> | undefined> {
+    return this.#db.selectFrom("billing_buckets").selectAll().where("id", "=", bucketId).executeTakeFirst();
+  }
+
+  async refundByKey(creditAccountId: number, refundKey: string): Promise<Selectable<GrantRefundTable> | undefined> {
+    return this.#db.selectFrom("billing_grant_refunds").selectAll().where("credit_account_id", "=", creditAccountId).where("refund_key", "=", refundKey).executeTakeFirst();
+  }
+
+  /** What the bucket's earlier refunds asked for together (taken or not). */
+  async requestedRefunds(bucketId: number): Promise<number> {
+    const row = await this.#db
+      .selectFrom("billing_grant_refunds")
+      .select((eb) => eb.fn.coalesce(eb.fn.sum<number>("requested_mc"), eb.lit(0)).as("requested"))
+      .where("bucket_id", "=", bucketId)
+      .executeTakeFirstOrThrow();
+    return Number(row.requested);
+  }
+
+  /**
+   * Takes up to `requestedMillicredits` of the bucket's remaining (unspent, unheld) credits back:
+   * the bucket's voided_mc, a `refund` entry and the pool's balance move together, and the refund
+   * is kept under its key. The pool must be locked. Returns what it took.
+   */
+  async takeBack(refund: { creditAccountId: number; bucket: Selectable<BucketTable>; requestedMillicredits: number; refundKey: string; now: Date }): Promise<number> {
+    const { creditAccountId, bucket, now } = refund;
+    const taken = Math.min(refund.requestedMillicredits, bucket.remaining_mc);
+    if (taken > 0) {
+      await this.#db
+        .updateTable("billing_buckets")
+        .set((eb) => ({ remaining_mc: eb("remaining_mc", "-", taken), voided_mc: eb("voided_mc", "+", taken) }))
+        .where("id", "=", bucket.id)
+        .execute();
+      await this.#db
+        .insertInto("billing_ledger_entries")
+        .values({ credit_account_id: creditAccountId, bucket_id: bucket.id, hold_id: null, kind: "refund", remaining_delta_mc: -taken, held_delta_mc: 0, occurred_at: now })
+        .execute();
+      await this.#db
+        .updateTable("billing_credit_accounts")
+        .set((eb) => ({ remaining_mc: eb("remaining_mc", "-", taken) }))
+        .where("id", "=", creditAccountId)
+        .execute();
+    }
+    await this.#db
+      .insertInto("billing_grant_refunds")
+      .values({ credit_account_id: creditAccountId, refund_key: refund.refundKey, bucket_id: bucket.id, requested_mc: refund.requestedMillicredits, refunded_mc: taken, occurred_at: now })
+      .execute();
+    return taken;
   }
 
   /** Pools holding credits past their expiry. */

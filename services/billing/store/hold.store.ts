@@ -21,6 +21,8 @@ export type ReserveAnswer =
       /** ISO timestamp (JSON has no dates). */
       expires_at: string;
       available_mc: number;
+      /** The version the hold was made with; "" for none. */
+      price_book_version: string;
     }
   | { outcome: "renewal_due" }
   | {
@@ -74,6 +76,16 @@ export interface ReserveCall {
   apiKeyId?: string;
   memberId?: string;
   description?: string;
+  priceBookVersion?: string;
+}
+
+/**
+ * The version as billing_reserve's last argument, or nothing: without one the call has the
+ * parameters billing_reserve had before 202611280013, so code that quotes no version also runs
+ * on a database not migrated yet (the parameter defaults to '' since).
+ */
+function versionArgument(priceBookVersion: string | undefined) {
+  return priceBookVersion ? sql`, ${priceBookVersion}` : sql``;
 }
 
 export interface SettleCall {
@@ -156,7 +168,7 @@ export class HoldStore {
   async reserve(call: ReserveCall): Promise<ReserveAnswer> {
     const { rows } = await sql<{ answer: ReserveAnswer }>`select billing_reserve(${call.accountId}, ${call.pool},
           ${call.amountMillicredits}::bigint, ${call.idempotencyKey}, ${call.requestHash}, ${randomUUID()}, ${call.ttlSeconds}::integer,
-          ${call.now.toISOString()}::timestamptz, ${call.apiKeyId ?? ""}, ${call.memberId ?? ""}, ${call.description ?? ""}) as answer`.execute(this.#db);
+          ${call.now.toISOString()}::timestamptz, ${call.apiKeyId ?? ""}, ${call.memberId ?? ""}, ${call.description ?? ""}${versionArgument(call.priceBookVersion)}) as answer`.execute(this.#db);
     return onlyRow(rows, "billing_reserve").answer;
   }
 

@@ -26,6 +26,13 @@ const CHECKS: { name: string; query: string }[] = [
       where coalesce(e.c, 0) <> b.captured_mc or coalesce(e.x, 0) <> b.expired_mc`,
   },
   {
+    name: "bucket voided equals its refund entries and its kept refunds",
+    query: `select b.id from billing_buckets b
+      left join (select bucket_id, -sum(remaining_delta_mc) v from billing_ledger_entries where kind = 'refund' group by bucket_id) e on e.bucket_id = b.id
+      left join (select bucket_id, sum(refunded_mc) v from billing_grant_refunds group by bucket_id) r on r.bucket_id = b.id
+      where b.voided_mc <> coalesce(e.v, 0) or b.voided_mc <> coalesce(r.v, 0)`,
+  },
+  {
     name: "credit account balances equal the sums of their ledger entries and of their buckets",
     query: `select c.id from billing_credit_accounts c
       left join (select credit_account_id, sum(remaining_delta_mc) r, sum(held_delta_mc) h,

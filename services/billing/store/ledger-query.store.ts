@@ -71,6 +71,7 @@ export class LedgerQueryStore {
       description: row.description,
       createdAt: toDate(row.created_at),
       settledAt: row.settled_at === null ? null : toDate(row.settled_at),
+      priceBookVersion: row.price_book_version ?? "",
     }));
   }
 

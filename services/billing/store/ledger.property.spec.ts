@@ -5,7 +5,8 @@
 // each new hold (soonest expiry first, whatever the kind: grants of every kind and expiry race
 // the trial and subscription buckets) and every pool's available balance must agree; after every
 // run each bucket must agree field by field, each hold must keep the amount of the price book
-// version it was quoted under, and the ledger invariants must hold.
+// version it was quoted under and record that version (quotes made before the last price change
+// and reserved after it included), and the ledger invariants must hold.
 // BILLING_PROPERTY_RUNS sets the number of runs (default 12).
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -13,7 +14,7 @@ import fc from "fast-check";
 import { allocate, DEFAULT_PRIORITY, type BucketKind } from "../domain/spend-order.ts";
 import { readCatalogueFile } from "./catalogue.store.ts";
 import { effectiveOnExhausted, onExhaustedProblem } from "../domain/exhaustion.ts";
-import { cycleStart, DEFAULT_PLANS, subscriptionGrant, TRIAL_DURATION_MS, TRIAL_MILLICREDITS, type OnExhausted, type Plan } from "../domain/plans.ts";
+import { cycleStart, DEFAULT_PLANS, subscriptionGrant, type OnExhausted, type Plan } from "../domain/plans.ts";
 import { DEFAULT_PRICE_BOOK, priceOf, type PriceBook } from "../domain/price-book.ts";
 import { createBillingFixture, DAY_MS, type BillingFixture } from "../billing.testing.ts";
 import type { PoolName } from "./schema.ts";
@@ -81,7 +82,7 @@ type Command =
   | { type: "changePlan"; account: number; plan: string }
   | { type: "setOnExhausted"; account: number; choice: OnExhausted | null }
   | { type: "reprice"; permille: number }
-  | { type: "quotedReserve"; account: number; pixels: number; hd: boolean; ttlSeconds: number };
+  | { type: "quotedReserve"; account: number; pixels: number; hd: boolean; ttlSeconds: number; versionsAgo: number };
 
 const poolArbitrary = fc.constantFrom<PoolName>("api", "api", "web");
 const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
@@ -125,6 +126,8 @@ const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
       pixels: fc.constantFrom(200_000, 3_000_000, 20_000_000),
       hd: fc.boolean(),
       ttlSeconds: fc.constantFrom(120, 7_200),
+      // 1: quoted before the last price change, reserved after it (a hold keeps its quote's version).
+      versionsAgo: fc.constantFrom(0, 0, 1),
     }),
     weight: 2,
   },
@@ -188,9 +191,9 @@ class Model {
       key: "sign-up-trial",
       pool: "api",
       kind: "trial",
-      granted: TRIAL_MILLICREDITS,
+      granted: plan("free").trialMillicredits,
       effectiveAt: now,
-      expiresAt: new Date(now.getTime() + TRIAL_DURATION_MS),
+      expiresAt: new Date(now.getTime() + plan("free").trialDays * DAY_MS),
       priority: DEFAULT_PRIORITY.trial,
     });
     this.grantSubscription(account, 0);
@@ -473,16 +476,26 @@ describe("ledger against an in-memory model", () => {
               const active = await ledger.priceBook();
               assert.equal(active.version, model.book.version, `${step}: the active price book version`);
               const request = { operation: "remove_background" as const, pixels: command.pixels, hd: command.hd, extras: [], videoMilliseconds: 0 };
-              const quote = priceOf(active, request);
-              const expectedQuote = priceOf(model.book, request);
-              assert.deepEqual(quote, expectedQuote, step);
+              assert.deepEqual(priceOf(active, request), priceOf(model.book, request), step);
+              // The quote's version: the active one, or the one before the last price change.
+              const versions = [...model.books.keys()];
+              const quotedUnder = model.books.get(versions[Math.max(0, versions.length - 1 - command.versionsAgo)]!)!;
+              const quote = priceOf(quotedUnder, request);
               if (!quote.ok) break;
               const key = `q${serial}`;
-              const actual = await ledger.reserve({ accountId: account.id, pool: "api", amountMillicredits: quote.costMillicredits, idempotencyKey: key, holdTtlSeconds: command.ttlSeconds });
+              const actual = await ledger.reserve({
+                accountId: account.id,
+                pool: "api",
+                amountMillicredits: quote.costMillicredits,
+                idempotencyKey: key,
+                holdTtlSeconds: command.ttlSeconds,
+                priceBookVersion: quotedUnder.version,
+              });
               const holdId = actual.ok ? actual.holdId : "";
               const expected = model.reserve(account, "api", quote.costMillicredits, key, command.ttlSeconds, () => holdId);
               assert.equal(actual.ok ? "ok" : actual.reason, expected.outcome, step);
-              if (expected.hold) Object.assign(expected.hold, { priceBookVersion: active.version, quotedPixels: command.pixels, quotedHd: command.hd });
+              if (actual.ok) assert.equal(actual.priceBookVersion, quotedUnder.version, `${step}: the hold answers its quote's version`);
+              if (expected.hold) Object.assign(expected.hold, { priceBookVersion: quotedUnder.version, quotedPixels: command.pixels, quotedHd: command.hd });
               break;
             }
           }
@@ -510,8 +523,9 @@ describe("ledger against an in-memory model", () => {
           );
         }
         for (const hold of model.holds) {
-          const row = await db.selectFrom("billing_holds").select(["status", "captured_mc", "amount_mc"]).where("id", "=", hold.id).executeTakeFirstOrThrow();
+          const row = await db.selectFrom("billing_holds").select(["status", "captured_mc", "amount_mc", "price_book_version"]).where("id", "=", hold.id).executeTakeFirstOrThrow();
           assert.deepEqual([row.status, row.captured_mc, row.amount_mc], [hold.status, hold.captured, hold.amount], `hold ${hold.id}`);
+          assert.equal(row.price_book_version ?? "", hold.priceBookVersion, `hold ${hold.id} records the version it was quoted under`);
           if (hold.priceBookVersion !== "") {
             // Made under an older version, it keeps that version's price whatever came since.
             const madeUnder = model.books.get(hold.priceBookVersion)!;

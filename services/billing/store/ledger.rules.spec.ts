@@ -102,9 +102,9 @@ describe("ledger rules from the product pages", () => {
   it("lets the account choose between stopping and continuing in overage, the plan's choice by default, enforced at reserve", async () => {
     const { ledger } = billing;
     ok(await ledger.createAccount({ accountId: "chooser", planCode: "pro", grantTrial: false }));
-    assert.deepEqual(ok(await ledger.getAccount("chooser")).account.settings, { onExhausted: "overage", onExhaustedIsPlanDefault: true });
+    assert.deepEqual(ok(await ledger.getAccount("chooser")).account.settings, { onExhausted: "overage", onExhaustedIsPlanDefault: true, renewals: "ledger" });
     const stop = ok(await ledger.setAccountSettings({ accountId: "chooser", onExhausted: "stop" }));
-    assert.deepEqual(stop.account.settings, { onExhausted: "stop", onExhaustedIsPlanDefault: false });
+    assert.deepEqual(stop.account.settings, { onExhausted: "stop", onExhaustedIsPlanDefault: false, renewals: "ledger" });
     const refused = await ledger.reserve({ accountId: "chooser", pool: "api", amountMillicredits: 251_000, idempotencyKey: "past-credits" });
     assert.equal(refused.ok ? "ok" : refused.reason, "insufficient_credits");
     assert.ok(!refused.ok);
@@ -117,7 +117,7 @@ describe("ledger rules from the product pages", () => {
     const account = ok(await ledger.getAccount("chooser")).account;
     assert.deepEqual([account.cycleOverageMillicredits, account.cycleOverageCents], [1_000, 16], "overage billed at the plan's standard rate");
     const reset = ok(await ledger.setAccountSettings({ accountId: "chooser", onExhausted: null }));
-    assert.deepEqual(reset.account.settings, { onExhausted: "overage", onExhaustedIsPlanDefault: true }, "null goes back to the plan's default");
+    assert.deepEqual(reset.account.settings, { onExhausted: "overage", onExhaustedIsPlanDefault: true, renewals: "ledger" }, "null goes back to the plan's default");
   });
 
   it("never continues in overage at a rate of 0 (free credits), even on a plan row that says overage with a cap", async () => {

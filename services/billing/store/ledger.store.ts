@@ -4,6 +4,7 @@ import {
   paidCreditsEnd,
   cycleAnchoredAt,
   DEFAULT_PLAN_CODE,
+  invoicedCycle,
   memberProblem,
   renewalsDue,
   repeatedSignUp,
@@ -14,7 +15,7 @@ import {
   type MemberRole,
 } from "../domain/accounts.ts";
 import type { Clock } from "../domain/clock.ts";
-import { adminGrantKey, adminGrantProblem, grantReplayConflict, resolveGrant, type GrantTerms } from "../domain/grants.ts";
+import { adminGrantKey, adminGrantProblem, grantReplayConflict, refundTargetMillicredits, resolveGrant, type GrantTerms } from "../domain/grants.ts";
 import { captureAmountProblem, checkReserve, extendedDeadline, RESERVE_ATTEMPTS_MAX, reserveRequestHash, settleProblem, type HoldStatus, type ReserveRequest } from "../domain/holds.ts";
 import { DEFAULT_LEDGER_LIMITS, textProblem, type LedgerLimits } from "../domain/limits.ts";
 import { assertInvariant, fail, type Outcome } from "../domain/outcomes.ts";
@@ -28,7 +29,7 @@ import { HoldStore, reserveFailure, settleOutcome, type SettleAction, type Settl
 import { LedgerQueryStore, type CycleReportView } from "./ledger-query.store.ts";
 import { OutboxStore, type OutboxEvent } from "./outbox.store.ts";
 import { PriceBookStore } from "./price-book.store.ts";
-import type { BillingSchema, PoolName } from "./schema.ts";
+import type { BillingSchema, PoolName, Renewals } from "./schema.ts";
 import { bucketView, toDate, type AccountSummaryView, type AccountView, type BalanceView, type BucketView, type LedgerEntryView, type MemberView, type Page, type UsageDayView, type UsageRecordView, type UsageTotalView } from "./views.ts";
 
 export { DEFAULT_LEDGER_LIMITS, type LedgerLimits } from "../domain/limits.ts";
@@ -57,6 +58,8 @@ export interface ReserveResult {
   replayed: boolean;
   /** The hold's state when answered: a replay can find it already captured, released or expired. */
   status: HoldStatus;
+  /** The price book version the hold was made with; "" for none. */
+  priceBookVersion: string;
 }
 
 export interface GrantInput extends GrantTerms {
@@ -144,6 +147,9 @@ export class LedgerStore {
     const { ttlSeconds } = checked;
     const requestHash = reserveRequestHash(input, ttlSeconds);
     const { holds } = this.#pool;
+    if (input.priceBookVersion && !(await this.#isStoredVersion(input.priceBookVersion))) {
+      return fail("invalid_argument", `price_book_version ${JSON.stringify(input.priceBookVersion)} is not a price book version billing has stored; send the one Quote answered`);
+    }
     for (let attempt = 0; attempt < RESERVE_ATTEMPTS_MAX; attempt += 1) {
       const answer = await holds.reserve({
         accountId: input.accountId,
@@ -156,6 +162,7 @@ export class LedgerStore {
         apiKeyId: input.apiKeyId,
         memberId: input.memberId,
         description: input.description,
+        priceBookVersion: input.priceBookVersion,
       });
       if (answer.outcome === "renewal_due") {
         await this.renewAccount(input.accountId);
@@ -174,6 +181,7 @@ export class LedgerStore {
         availableMillicredits: answer.available_mc,
         replayed: answer.replayed,
         status,
+        priceBookVersion: answer.price_book_version ?? "",
       };
     }
     throw new Error(`account ${input.accountId} still due for renewal after renewing`);
@@ -266,11 +274,57 @@ export class LedgerStore {
     if (!locked) return;
     const plan = await accounts.plan(locked.account.plan_code);
     assertInvariant(plan, `account ${accountId} is on unknown plan ${locked.account.plan_code}`);
+    // A provider-paid account's cycles are granted by its paid invoices (grantCycle), never here too.
+    const grantsCycles = (locked.account.renewals ?? "ledger") === "ledger";
     for (const renewal of renewalsDue(cycleOf(locked.account), now)) {
       await accounts.closeCycle({ accountId, plan, ...renewal.ended });
       await accounts.setCycle(accountId, renewal.next);
-      await this.#grantSubscription(trx, { accountId, plan, anchor: renewal.next.anchorAt, cyclesSinceAnchor: renewal.next.cyclesSinceAnchor, now });
+      if (grantsCycles) await this.#grantSubscription(trx, { accountId, plan, anchor: renewal.next.anchorAt, cyclesSinceAnchor: renewal.next.cyclesSinceAnchor, now });
     }
+  }
+
+  /**
+   * Grants the subscription credits a provider's paid invoice pays for, on an account whose
+   * renewals the provider pays (settings.renewals = provider): the cycle starting nearest the
+   * invoice's period start (see invoicedCycle). Once per invoice (its key is kept with the cycle
+   * it paid for, so a replay grants nothing however late), and once per cycle (the grant carries
+   * the cycle's own key, the one billing's renewal would use).
+   */
+  async grantCycle(input: { accountId: string; invoiceKey: string; periodStart?: Date }): Promise<Outcome<{ bucket: BucketView | undefined; replayed: boolean; account: AccountView }>> {
+    const problem = textProblem(this.#limits, "account_id", input.accountId, true) ?? textProblem(this.#limits, "idempotency_key", input.invoiceKey, true);
+    if (problem) return fail("invalid_argument", problem);
+    const now = this.#clock.now();
+    const result = await this.#db.transaction().execute(async (trx): Promise<Outcome<{ bucket: BucketView | undefined; replayed: boolean }>> => {
+      await this.#renew(trx, input.accountId, now);
+      const accounts = new AccountStore(trx);
+      const locked = await accounts.lock(input.accountId);
+      if (!locked) return fail("account_not_found", `no account ${input.accountId}`);
+      const granted = await accounts.cycleGrant(input.accountId, input.invoiceKey);
+      if (granted) {
+        const bucket = granted.bucketId === null ? undefined : await new GrantStore(trx).bucketById(granted.bucketId);
+        return { ok: true, bucket: bucket ? bucketView(bucket) : undefined, replayed: true };
+      }
+      if ((locked.account.renewals ?? "ledger") !== "provider") {
+        return fail("invalid_argument", `account ${input.accountId} has its cycles granted by billing (settings.renewals = ledger); a provider's invoice grants only where renewals = provider`);
+      }
+      const plan = await accounts.plan(locked.account.plan_code);
+      assertInvariant(plan, `account ${input.accountId} is on unknown plan ${locked.account.plan_code}`);
+      const cycle = cycleOf(locked.account);
+      const cyclesSinceAnchor = invoicedCycle(cycle, input.periodStart);
+      const allocation = subscriptionAllocation(plan, cycle.anchorAt, cyclesSinceAnchor);
+      let bucket: BucketView | undefined;
+      if (allocation) {
+        const grant = await this.#grantInTransaction(trx, { ...allocation, accountId: input.accountId, pool: plan.pool === "web" ? "web" : "api" }, now);
+        if (!grant.ok) return grant;
+        bucket = grant.bucket;
+      }
+      await accounts.putCycleGrant({ accountId: input.accountId, invoiceKey: input.invoiceKey, cyclesSinceAnchor, bucketId: bucket ? Number(bucket.id) : null, now });
+      return { ok: true, bucket, replayed: false };
+    });
+    if (!result.ok) return result;
+    const account = await this.getAccount(input.accountId);
+    assertInvariant(account.ok, `account ${input.accountId} vanished`);
+    return { ok: true, bucket: result.bucket, replayed: result.replayed, account: account.account };
   }
 
   async #grantSubscription(trx: Trx, cycle: { accountId: string; plan: Plan; anchor: Date; cyclesSinceAnchor: number; now: Date }): Promise<void> {
@@ -300,7 +354,9 @@ export class LedgerStore {
       const created = await accounts.insert({ accountId: input.accountId, planCode: plan.code, cycle: cycleAnchoredAt(now, 0), createdAt: now });
       if (!created) return repeatedSignUp(input.accountId, await accounts.planCodeOf(input.accountId), plan.code);
       await accounts.openPools(input.accountId, lowBalanceThresholdMillicredits(plan));
-      const trial = signUpTrial(now, input.grantTrial);
+      // Every sign-up gets the free plan's trial, whatever plan it starts on.
+      const freePlan = plan.code === DEFAULT_PLAN_CODE ? plan : await accounts.plan(DEFAULT_PLAN_CODE);
+      const trial = signUpTrial(now, input.grantTrial, freePlan);
       if (trial) await this.#grantByLedger(trx, input.accountId, trial, now);
       await this.#grantSubscription(trx, { accountId: input.accountId, plan, anchor: now, cyclesSinceAnchor: 0, now });
       if (input.ownerMemberId) {
@@ -361,13 +417,14 @@ export class LedgerStore {
    * plan's default. Under the account's and its pools' locks, so a reserve running at the same
    * time sees the old choice or the new one, never a mix.
    */
-  async setAccountSettings(input: { accountId: string; onExhausted?: OnExhausted | null }): Promise<Outcome<{ account: AccountView }>> {
+  async setAccountSettings(input: { accountId: string; onExhausted?: OnExhausted | null; renewals?: Renewals }): Promise<Outcome<{ account: AccountView }>> {
     const problem = textProblem(this.#limits, "account_id", input.accountId, true);
     if (problem) return fail("invalid_argument", problem);
     const result = await this.#db.transaction().execute(async (trx): Promise<Outcome<object>> => {
       const accounts = new AccountStore(trx);
       const locked = await accounts.lock(input.accountId);
       if (!locked) return fail("account_not_found", `no account ${input.accountId}`);
+      if (input.renewals !== undefined) await accounts.setRenewals(input.accountId, input.renewals);
       if (input.onExhausted === undefined) return { ok: true };
       const plan = await accounts.plan(locked.account.plan_code);
       assertInvariant(plan, `account ${input.accountId} is on unknown plan ${locked.account.plan_code}`);
@@ -439,6 +496,45 @@ export class LedgerStore {
     }
     const bucket = await grants.addBucket({ creditAccountId, grant, grantKey: input.idempotencyKey, description: input.description ?? null, now });
     return { ok: true, bucket: bucketView(bucket), creditAccountId, priceCents: grant.priceCents, replayed: false };
+  }
+
+  /**
+   * Takes back what a refunded payment granted: all refunds of it together take the bucket's
+   * grant times the share refunded (refundTargetMillicredits); each takes what that adds to the
+   * earlier ones' requests, from the bucket's remaining credits only: never below zero, never
+   * what open holds reserved (a running job keeps its credits), never another bucket's. What was
+   * spent already is reported as unrecovered. A replay of the key answers the first refund.
+   */
+  async refundGrant(input: { accountId: string; bucketId: string; refundedMinor: number; paidMinor: number; refundKey: string }): Promise<
+    Outcome<{ refundedMillicredits: number; unrecoveredMillicredits: number; availableMillicredits: number; replayed: boolean }>
+  > {
+    const problem = textProblem(this.#limits, "account_id", input.accountId, true) ?? textProblem(this.#limits, "idempotency_key", input.refundKey, true);
+    if (problem) return fail("invalid_argument", problem);
+    const bucketId = Number(input.bucketId);
+    if (!/^[1-9][0-9]{0,15}$/.test(input.bucketId) || !Number.isSafeInteger(bucketId)) return fail("invalid_argument", `bucket_id must be a bucket's id (digits), got ${JSON.stringify(input.bucketId)}`);
+    const now = this.#clock.now();
+    const key = `refund:${input.refundKey}`;
+    const result = await this.#db.transaction().execute(async (trx) => {
+      const grants = new GrantStore(trx);
+      const creditAccountId = await grants.poolOfBucket(input.accountId, bucketId);
+      if (creditAccountId === undefined) return fail("bucket_not_found", `account ${input.accountId} has no bucket ${input.bucketId}`);
+      await grants.lockPoolById(creditAccountId);
+      const earlier = await grants.refundByKey(creditAccountId, key);
+      if (earlier) {
+        if (earlier.bucket_id !== bucketId) return fail("idempotency_conflict", `idempotency key already used for a refund of bucket ${earlier.bucket_id}`);
+        return { ok: true as const, creditAccountId, refunded: earlier.refunded_mc, requested: earlier.requested_mc, replayed: true };
+      }
+      const bucket = await grants.bucketById(bucketId);
+      assertInvariant(bucket, `bucket ${bucketId} vanished under its pool's lock`);
+      const target = refundTargetMillicredits(bucket.granted_mc, input.refundedMinor, input.paidMinor);
+      if (!target.ok) return target;
+      const requested = Math.max(0, target.targetMillicredits - (await grants.requestedRefunds(bucketId)));
+      const refunded = await grants.takeBack({ creditAccountId, bucket, requestedMillicredits: requested, refundKey: key, now });
+      return { ok: true as const, creditAccountId, refunded, requested, replayed: false };
+    });
+    if (!result.ok) return result;
+    const available = await this.#pool.queries.spendable(result.creditAccountId, now);
+    return { ok: true, refundedMillicredits: result.refunded, unrecoveredMillicredits: result.requested - result.refunded, availableMillicredits: available, replayed: result.replayed };
   }
 
   // ── reads ────────────────────────────────────────────────────────────────────────────────
@@ -520,6 +616,12 @@ export class LedgerStore {
     const book = await this.#pool.priceBooks.active();
     this.#priceBook = { book, loadedAt: now };
     return book;
+  }
+
+  /** The active version (cached) answers without a query; an older one, quoted before a price change, is looked up. */
+  async #isStoredVersion(version: string): Promise<boolean> {
+    if (version === (await this.priceBook()).version) return true;
+    return this.#pool.priceBooks.exists(version);
   }
 
   /** Stores a new price book version and makes it the active one. */

@@ -11,6 +11,10 @@ import * as planPresets from "./migrations/202611272101_plan_presets.ts";
 import * as spendOrderByExpiry from "./migrations/202611272110_spend_order_by_expiry.ts";
 import * as accountOnExhausted from "./migrations/202611272111_account_on_exhausted.ts";
 import * as memberEmail from "./migrations/202611272112_member_email.ts";
+import * as grantRefunds from "./migrations/202611280010_grant_refunds.ts";
+import * as providerRenewals from "./migrations/202611280011_provider_renewals.ts";
+import * as planTrial from "./migrations/202611280012_plan_trial.ts";
+import * as holdPriceBookVersion from "./migrations/202611280013_hold_price_book_version.ts";
 
 /** Frozen in time, named `YYYYMMDDHHMM_what` and applied in name order; static so no file-system scan is needed. */
 export const billingMigrations: Record<string, Migration> = {
@@ -23,6 +27,10 @@ export const billingMigrations: Record<string, Migration> = {
   "202611272110_spend_order_by_expiry": spendOrderByExpiry,
   "202611272111_account_on_exhausted": accountOnExhausted,
   "202611272112_member_email": memberEmail,
+  "202611280010_grant_refunds": grantRefunds,
+  "202611280011_provider_renewals": providerRenewals,
+  "202611280012_plan_trial": planTrial,
+  "202611280013_hold_price_book_version": holdPriceBookVersion,
 };
 
 /**

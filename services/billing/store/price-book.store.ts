@@ -16,6 +16,11 @@ export class PriceBookStore {
     return (typeof row.rules === "string" ? JSON.parse(row.rules) : row.rules) as PriceBook;
   }
 
+  /** True when the version is stored (active or not). */
+  async exists(version: string): Promise<boolean> {
+    return (await this.#db.selectFrom("billing_price_books").select("version").where("version", "=", version).executeTakeFirst()) !== undefined;
+  }
+
   /** Stores the version (replacing a stored one of the same name) and makes it the only active one. Needs a transaction. */
   async activate(book: PriceBook, now: Date): Promise<void> {
     await this.#db.updateTable("billing_price_books").set({ active: false }).where("active", "=", true).execute();

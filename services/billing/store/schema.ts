@@ -29,6 +29,9 @@ export interface PlanTable {
   video_bytes_max: Generated<number>;
   video_longest_side_pixels: Generated<number>;
   stripe_price_id: string | null;
+  /** The sign-up trial the plan gives (the free plan's is every sign-up's); 0: none. */
+  trial_mc: Generated<number>;
+  trial_days: Generated<number>;
 }
 
 export interface PackTable {
@@ -58,7 +61,11 @@ export interface AccountTable {
   created_at: Timestamp;
   /** The account's choice when its credits run out; null: the plan's default. */
   on_exhausted: ColumnType<"stop" | "overage" | null, "stop" | "overage" | null | undefined, "stop" | "overage" | null>;
+  /** Who grants each cycle's credits: billing at renewal, or the payment provider's paid invoice. */
+  renewals: Generated<Renewals>;
 }
+
+export type Renewals = "ledger" | "provider";
 
 export type PoolName = "api" | "web";
 
@@ -124,6 +131,8 @@ export interface HoldTable {
   api_key_id: string | null;
   member_id: string | null;
   description: string | null;
+  /** The price book version the amount was quoted under; null: none given (or a hold from before 202611280013). */
+  price_book_version: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface HoldAllocationTable {
@@ -144,6 +153,24 @@ export interface LedgerEntryTable {
   kind: string;
   remaining_delta_mc: number;
   held_delta_mc: number;
+  occurred_at: Timestamp;
+}
+
+export interface GrantRefundTable {
+  credit_account_id: number;
+  refund_key: string;
+  bucket_id: number;
+  requested_mc: number;
+  refunded_mc: number;
+  occurred_at: Timestamp;
+}
+
+export interface CycleGrantTable {
+  account_id: string;
+  invoice_key: string;
+  /** The cycle the invoice paid for, counted from the anchor it had then (cycles_since_anchor). */
+  cycle_index: number;
+  bucket_id: number | null;
   occurred_at: Timestamp;
 }
 
@@ -176,6 +203,8 @@ export interface BillingSchema {
   billing_hold_allocations: HoldAllocationTable;
   billing_ledger_entries: LedgerEntryTable;
   billing_cycle_reports: CycleReportTable;
+  billing_grant_refunds: GrantRefundTable;
+  billing_cycle_grants: CycleGrantTable;
   billing_outbox: OutboxTable;
 }
 

@@ -1,7 +1,7 @@
 // What the ledger answers with, and the row-to-view mappings the aggregate stores share.
 import type { Selectable } from "kysely";
 import type { MemberRole } from "../domain/accounts.ts";
-import type { Plan } from "../domain/plans.ts";
+import { DEFAULT_PLANS, type Plan } from "../domain/plans.ts";
 import type { OperationName } from "../domain/price-book.ts";
 import type { BucketTable, PlanTable } from "./schema.ts";
 
@@ -44,6 +44,8 @@ export interface AccountSettingsView {
   onExhausted: "stop" | "overage";
   /** True when the account made no choice and the plan's default applies. */
   onExhaustedIsPlanDefault: boolean;
+  /** "ledger": billing grants each cycle at renewal; "provider": the payment provider's paid invoice does. */
+  renewals: "ledger" | "provider";
 }
 
 /** One row of the accounts listing: the plan and the API pool's balance. */
@@ -87,6 +89,8 @@ export interface UsageRecordView {
   description: string | null;
   createdAt: Date;
   settledAt: Date | null;
+  /** The price book version the hold was quoted under; "" when none was given. */
+  priceBookVersion: string;
 }
 
 export interface UsageTotalView {
@@ -107,6 +111,9 @@ export interface UsageDayView {
 
 /** Timestamps arrive as Date from pg and PGlite alike; a string (JSON from a function) is parsed. */
 export const toDate = (value: Date | string): Date => (value instanceof Date ? value : new Date(value));
+
+/** The 2025 free plan, whose trial every sign-up got before the plans file set it. */
+const SEED_FREE_PLAN = DEFAULT_PLANS.find((plan) => plan.code === "free")!;
 
 export function planFromRow(row: Selectable<PlanTable>): Plan {
   return {
@@ -133,6 +140,9 @@ export function planFromRow(row: Selectable<PlanTable>): Plan {
     videoBytesMax: row.video_bytes_max,
     videoLongestSidePixels: row.video_longest_side_pixels,
     stripePriceId: row.stripe_price_id,
+    // Absent on a schema before 202611280012, whose sign-ups all got the 2025 trial (the free seed's).
+    trialMillicredits: row.trial_mc ?? (row.code === SEED_FREE_PLAN.code ? SEED_FREE_PLAN.trialMillicredits : 0),
+    trialDays: row.trial_days ?? (row.code === SEED_FREE_PLAN.code ? SEED_FREE_PLAN.trialDays : 0),
   };
 }
 

@@ -55,6 +55,16 @@ describe("Stripe payment provider", () => {
     assert.equal(form["line_items[0][price_data][unit_amount]"], undefined);
   });
 
+  it("sells an annual plan as a yearly subscription: its price recurs every year, not every month", async () => {
+    const annual: PaymentProduct = { ...plan, code: "annual_lite", name: "Annual Lite", priceMinor: 10_800, interval: "year", validDays: 365 };
+    await stripe.createCheckout({ accountId: "acct-1", customerId: "cus_1", product: annual, successUrl: "https://example.com/ok", cancelUrl: "https://example.com/no" });
+    const form = api.requestsTo("/v1/checkout/sessions").at(-1)!.form;
+    assert.deepEqual(
+      [form.mode, form["line_items[0][price_data][recurring][interval]"], form["line_items[0][price_data][unit_amount]"], form["subscription_data[metadata][plan_code]"]],
+      ["subscription", "year", "10800", "annual_lite"],
+    );
+  });
+
   it("opens the customer portal and reports overage as a meter event", async () => {
     const { url } = await stripe.createPortalSession({ customerId: "cus_1", returnUrl: "https://example.com/account" });
     assert.match(url, /^https:\/\/billing\.stripe\.com\/p\/session\//);
@@ -87,7 +97,10 @@ describe("Stripe payment provider", () => {
       object: "invoice",
       billing_reason: "subscription_cycle",
       parent: { type: "subscription_details", subscription_details: { subscription: "sub_1", metadata: { account_id: "acct-1", plan_code: "pro" } } },
-      lines: { object: "list", data: [{ id: "il_1", pricing: { type: "price_details", price_details: { price: "price_pro_monthly", product: "prod_1" } } }] },
+      amount_paid: 4_999,
+      currency: "usd",
+      payments: { object: "list", data: [{ object: "invoice_payment", payment: { type: "payment_intent", payment_intent: "pi_renewal_1" } }] },
+      lines: { object: "list", data: [{ id: "il_1", period: { start: 1_800_000_000, end: 1_802_592_000 }, pricing: { type: "price_details", price_details: { price: "price_pro_monthly", product: "prod_1" } } }] },
     };
     const renewed = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_3", type: "invoice.paid", object: renewal });
     assert.deepEqual(stripe.parseWebhook(Buffer.from(renewed.body), renewed.signature), {
@@ -98,6 +111,10 @@ describe("Stripe payment provider", () => {
       accountId: "acct-1",
       planCode: "pro",
       priceId: "price_pro_monthly",
+      periodStart: new Date(1_800_000_000_000),
+      paymentId: "pi_renewal_1",
+      amountMinor: 4_999,
+      currency: "usd",
     });
     const first = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_4", type: "invoice.paid", object: { ...renewal, billing_reason: "subscription_create" } });
     assert.equal(stripe.parseWebhook(Buffer.from(first.body), first.signature).kind, "ignored", "the first invoice is the checkout's");

@@ -204,6 +204,7 @@ function invoicePaidOf(eventId: string, type: string, invoice: unknown): Payment
   const subscriptionId = textField(details, "subscription") ?? textField(invoice, "subscription");
   if (!subscriptionId) return { kind: "ignored", eventId, type };
   const line = field(invoice, "lines", "data", "0");
+  const periodStartSeconds = field(line, "period", "start");
   return {
     kind: "subscription_renewed",
     eventId,
@@ -212,5 +213,10 @@ function invoicePaidOf(eventId: string, type: string, invoice: unknown): Payment
     accountId: textField(details, "metadata", "account_id"),
     planCode: textField(details, "metadata", "plan_code"),
     priceId: textField(line, "pricing", "price_details", "price") ?? textField(line, "price"),
+    periodStart: typeof periodStartSeconds === "number" && Number.isSafeInteger(periodStartSeconds) ? new Date(periodStartSeconds * 1000) : undefined,
+    // Before the 2025 API versions the invoice named its PaymentIntent; since, its payments list does.
+    paymentId: textField(invoice, "payment_intent") ?? textField(invoice, "payments", "data", "0", "payment", "payment_intent"),
+    amountMinor: numberField(invoice, "amount_paid"),
+    currency: textField(invoice, "currency") ?? "",
   };
 }

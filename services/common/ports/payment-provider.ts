@@ -14,7 +14,7 @@ export interface PaymentProduct {
   /** ISO 4217, lower case ("usd"). */
   currency: string;
   creditsMillicredits: number;
-  /** Plans: "month"; packs: "". */
+  /** Plans: "month", or "year" for a 12-month term billed once (annual plans); packs: "". */
   interval: "month" | "year" | "";
   /** Days the credits stay valid; 0: never expire. */
   validDays: number;
@@ -53,7 +53,21 @@ export interface UsageReport {
 export type PaymentEvent =
   | { kind: "pack_paid"; eventId: string; sessionId: string; accountId: string; packCode: string; paymentId: string; amountMinor: number; currency: string }
   | { kind: "subscription_started"; eventId: string; sessionId: string; accountId: string; planCode: string; subscriptionId: string; customerId: string }
-  | { kind: "subscription_renewed"; eventId: string; invoiceId: string; subscriptionId: string; accountId: string | undefined; planCode: string | undefined; priceId: string | undefined }
+  | {
+      kind: "subscription_renewed";
+      eventId: string;
+      invoiceId: string;
+      subscriptionId: string;
+      accountId: string | undefined;
+      planCode: string | undefined;
+      priceId: string | undefined;
+      /** Start of the period the invoice pays for (its subscription line's period). */
+      periodStart: Date | undefined;
+      /** The payment that paid it (Stripe PaymentIntent), which a refund names; undefined when the event does not say. */
+      paymentId: string | undefined;
+      amountMinor: number;
+      currency: string;
+    }
   | { kind: "subscription_changed"; eventId: string; subscriptionId: string; accountId: string | undefined; planCode: string | undefined; priceId: string | undefined; status: string }
   | { kind: "subscription_ended"; eventId: string; subscriptionId: string; accountId: string | undefined }
   | { kind: "payment_refunded"; eventId: string; chargeId: string; paymentId: string; amountRefundedMinor: number; amountMinor: number; currency: string }
