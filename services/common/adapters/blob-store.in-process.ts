@@ -104,6 +104,8 @@ export class InProcessBlobStore implements BlobStore {
   private readonly sweepTask: PeriodicTask;
   private readonly ready: Promise<unknown>;
   private readonly recent: RecentBlobs;
+  /** Per key, the put or delete that started last and has not ended: only that put may leave a copy in memory. */
+  private readonly latestChange = new Map<string, symbol>();
 
   constructor(options: InProcessBlobStoreOptions) {
     this.recent = new RecentBlobs(options.memoryBytesMax ?? 64 * 1024 * 1024, options.memoryBlobBytesMax ?? 4 * 1024 * 1024);
@@ -121,16 +123,34 @@ export class InProcessBlobStore implements BlobStore {
     const temporary = `${path}.${randomBytes(4).toString("hex")}.tmp`;
     const contentType = options.contentType ?? DEFAULT_CONTENT_TYPE;
     // Forgotten first: a reader during the write gets the old file or the new one, never a stale copy after it.
-    this.recent.delete(key);
+    const change = this.changeStarts(key);
     const writtenAtMs = Date.now();
-    await writeFile(temporary, encode(key, contentType, data));
-    await rename(temporary, path);
-    this.recent.set(key, { data, contentType, writtenAtMs });
+    try {
+      await writeFile(temporary, encode(key, contentType, data));
+      await rename(temporary, path);
+      // A put or delete of the key that started meanwhile decides what is kept, on disk and here.
+      if (this.latestChange.get(key) === change) this.recent.set(key, { data, contentType, writtenAtMs });
+    } finally {
+      this.changeEnds(key, change);
+    }
+  }
+
+  /** Forgets the key's copy in memory and marks this change as its latest. */
+  private changeStarts(key: string): symbol {
+    const change = Symbol(key);
+    this.latestChange.set(key, change);
+    this.recent.delete(key);
+    return change;
+  }
+
+  private changeEnds(key: string, change: symbol): void {
+    if (this.latestChange.get(key) === change) this.latestChange.delete(key);
   }
 
   async putFile(key: string, path: string, options: { contentType?: string } = {}): Promise<void> {
     await this.ready;
-    this.recent.delete(key);
+    const change = this.changeStarts(key);
+    this.changeEnds(key, change);
     const target = this.pathOf(key);
     const temporary = `${target}.${randomBytes(4).toString("hex")}.tmp`;
     try {
@@ -202,8 +222,12 @@ export class InProcessBlobStore implements BlobStore {
 
   async delete(key: string): Promise<void> {
     await this.ready;
-    this.recent.delete(key);
-    await rm(this.pathOf(key), { force: true });
+    const change = this.changeStarts(key);
+    try {
+      await rm(this.pathOf(key), { force: true });
+    } finally {
+      this.changeEnds(key, change);
+    }
   }
 
   async close(): Promise<void> {

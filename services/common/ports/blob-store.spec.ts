@@ -73,6 +73,19 @@ test("in-process blob store: memory keeps the most recently used blobs within me
   await rm(dataDir, { recursive: true, force: true });
 });
 
+test("in-process blob store: after a put and a delete of one key overlap, memory and file agree", async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), "cutline-blobs-"));
+  const store = new InProcessBlobStore({ dataDir, log });
+  for (let round = 0; round < 20; round++) {
+    await Promise.all([store.put("k", new Uint8Array([round])), store.delete("k")]);
+    const fromFile = new InProcessBlobStore({ dataDir, log, memoryBytesMax: 0 });
+    assert.deepEqual(await store.get("k"), await fromFile.get("k"), `round ${round}`);
+    await fromFile.close();
+  }
+  await store.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
 const natsUrl = await testNatsUrl();
 describeBlobStoreContract(
   "nats",
