@@ -259,7 +259,9 @@ const dataDir = mkdtempSync(join(tmpdir(), "cutline-bench-gateway-"));
 const profileDir = args.profile ? resolve(args.profile) : undefined;
 if (profileDir) mkdirSync(profileDir, { recursive: true });
 console.log(`machine: ${availableParallelism()} CPUs, load average ${loadavg().map((load) => load.toFixed(2)).join(" ")} at start`);
-console.log(`starting a single node (${process.env.DATABASE_URL ? "Postgres" : "embedded PGlite"}, ${process.env.NATS_URL ? "NATS" : "in-process"} ports) in ${dataDir} …`);
+// libuv's pool (4 threads unless UV_THREADPOOL_SIZE says otherwise) carries sharp's work and every file operation.
+const threadPool = process.env.UV_THREADPOOL_SIZE ? `UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE}` : "libuv's default pool of 4 threads";
+console.log(`starting a single node (${process.env.DATABASE_URL ? "Postgres" : "embedded PGlite"}, ${process.env.NATS_URL ? "NATS" : "in-process"} ports, ${threadPool}) in ${dataDir} …`);
 const { node, url, adminToken } = await BenchNode.start(dataDir);
 const byConcurrency: Record<string, LevelFigures> = {};
 try {
@@ -322,6 +324,7 @@ console.log(
     targetMet: top.overheadP99Ms <= OVERHEAD_P99_MS_TARGET,
     errors: Object.values(byConcurrency).reduce((sum, level) => sum + level.errors, 0),
     cpus: availableParallelism(),
+    uvThreadpoolSize: Number(process.env.UV_THREADPOOL_SIZE ?? 4),
     byConcurrency,
   }),
 );

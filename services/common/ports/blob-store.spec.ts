@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -35,6 +35,53 @@ test("in-process blob store: the sweep deletes expired files", async () => {
   await sleep(300);
   assert.equal(await store.sweep(), 2);
   assert.deepEqual(await readdir(join(dataDir, "blobs")), []);
+  await store.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+// Beyond the contract: small blobs just written are read from memory, as copies, within their limits.
+test("in-process blob store: a blob just written is read from memory, a copy each time, until deleted", async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), "cutline-blobs-"));
+  const store = new InProcessBlobStore({ dataDir, log, memoryBytesMax: 1000, memoryBlobBytesMax: 100 });
+  await store.put("small", new Uint8Array([1, 2, 3]), { contentType: "image/png" });
+  await store.put("large", new Uint8Array(101).fill(7));
+  // The files gone behind the store's back: only what it keeps in memory can still be read.
+  await rm(join(dataDir, "blobs"), { recursive: true });
+  await mkdir(join(dataDir, "blobs"));
+  const first = await store.get("small");
+  assert.deepEqual(first, { data: new Uint8Array([1, 2, 3]), contentType: "image/png" });
+  first!.data.fill(0);
+  assert.deepEqual((await store.get("small"))?.data, new Uint8Array([1, 2, 3]));
+  assert.equal(await store.get("large"), undefined, "a blob over memoryBlobBytesMax is read from its file only");
+  await store.delete("small");
+  assert.equal(await store.get("small"), undefined);
+  await store.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+test("in-process blob store: memory keeps the most recently used blobs within memoryBytesMax, and nothing past the TTL", async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), "cutline-blobs-"));
+  const store = new InProcessBlobStore({ dataDir, log, ttlMs: 300, memoryBytesMax: 250, memoryBlobBytesMax: 100 });
+  for (const key of ["a", "b", "c"]) await store.put(key, new Uint8Array(100).fill(key.charCodeAt(0)));
+  await rm(join(dataDir, "blobs"), { recursive: true });
+  await mkdir(join(dataDir, "blobs"));
+  assert.equal(await store.get("a"), undefined, "the least recently used blob left memory");
+  assert.equal((await store.get("c"))?.data[0], "c".charCodeAt(0));
+  await sleep(350);
+  assert.equal(await store.get("c"), undefined, "past its TTL a blob in memory is gone too");
+  await store.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+test("in-process blob store: after a put and a delete of one key overlap, memory and file agree", async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), "cutline-blobs-"));
+  const store = new InProcessBlobStore({ dataDir, log });
+  for (let round = 0; round < 20; round++) {
+    await Promise.all([store.put("k", new Uint8Array([round])), store.delete("k")]);
+    const fromFile = new InProcessBlobStore({ dataDir, log, memoryBytesMax: 0 });
+    assert.deepEqual(await store.get("k"), await fromFile.get("k"), `round ${round}`);
+    await fromFile.close();
+  }
   await store.close();
   await rm(dataDir, { recursive: true, force: true });
 });
