@@ -1,4 +1,4 @@
-import { integer, oneOf, portOrOff, text, url } from "./config.loader.ts";
+import { boolean, integer, oneOf, portOrOff, text, url } from "./config.loader.ts";
 import { serviceTokenVariable } from "./service-auth.ts";
 
 /** Variables every service reads. Spread into each service's own spec. */
@@ -9,6 +9,11 @@ export const commonConfigSpec = {
   DATABASE_URL: url("Postgres URL; unset means embedded PGlite under CUTLINE_DATA_DIR."),
   NATS_URL: url("NATS (JetStream) URL; unset means in-process queue, events and blobs under CUTLINE_DATA_DIR."),
   NATS_NAME_PREFIX: text("Prefix of the JetStream streams, consumers and buckets.", "cutline"),
+  NATS_REPLICAS: integer(
+    "Copies JetStream keeps of every stream, consumer and bucket this service creates (1, 3 or 5); 3 in a 3-node JetStream cluster so one node may fail, 1 for a single server, which refuses more.",
+    1,
+    { min: 1, max: 5 },
+  ),
   SHUTDOWN_TIMEOUT_MS: integer("After SIGTERM, milliseconds given to in-flight work before exit.", 10_000, { min: 0, max: 600_000 }),
   JOB_RETRY_MAX: integer(
     "Retries of a job's task after a server fault, with a doubling delay (JOB_RETRY_DELAY_MS_MIN..MAX); the work queue delivers a task at most JOB_RETRY_MAX + 1 times, then the job fails with the fault's reason and its credits are returned. User errors are never retried.",
@@ -28,6 +33,14 @@ export const commonConfigSpec = {
   HTTP_HEADER_BYTES_MAX: integer("Largest request header block, in bytes; past it 431 (HTTP/1.1) or a stream reset (HTTP/2).", 16_384, { min: 1024, max: 1_048_576 }),
   CUTLINE_SERVICE_TOKEN: serviceTokenVariable(
     "Shared secret (at least 32 characters) that services send and check on every internal call; a service started on its own (mesh mode) refuses to start without it. Single-node mode needs none.",
+  ),
+} as const;
+
+/** Variables of the services that keep a database (gateway, billing, orchestrator). */
+export const databaseConfigSpec = {
+  MIGRATE_ON_START: boolean(
+    "Run this service's pending database migrations at start. false when a pre-deploy job runs `npm run migrate` (services/migrate.ts): a service whose schema is behind then refuses to start, naming the missing migration.",
+    true,
   ),
 } as const;
 

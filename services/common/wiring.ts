@@ -8,6 +8,7 @@ interface CommonConfig {
   DATABASE_URL: string | undefined;
   NATS_URL: string | undefined;
   NATS_NAME_PREFIX: string;
+  NATS_REPLICAS: number;
   CUTLINE_DATA_DIR: string;
   BLOB_TTL_MS: number;
   JOB_RETRY_MAX: number;
@@ -19,6 +20,7 @@ export function openPorts(config: CommonConfig, log: Logger): Promise<Ports> {
     natsUrl: config.NATS_URL,
     dataDir: config.CUTLINE_DATA_DIR,
     namePrefix: config.NATS_NAME_PREFIX,
+    replicas: config.NATS_REPLICAS,
     blobTtlMs: config.BLOB_TTL_MS,
     // Every service opening the queue declares the same delivery limit (JetStream's max_deliver).
     deliveryCountMax: config.JOB_RETRY_MAX + 1,

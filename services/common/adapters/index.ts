@@ -48,6 +48,8 @@ export interface PortsOptions {
   eventDeliveryCountMax?: number;
   /** Wait before redelivering an event whose handler threw. @default 1000 ms */
   eventRetryDelayMs?: number;
+  /** Replicas of every NATS stream, consumer and bucket (3 in a 3-node JetStream cluster); a single server takes only 1. @default 1 */
+  replicas?: number;
   /** @default a pino logger at level "info" */
   log?: Logger;
 }
@@ -84,15 +86,15 @@ async function openInProcess(options: PortsOptions, log: Logger): Promise<Ports>
 }
 
 async function openNats(options: PortsOptions & { natsUrl: string }, log: Logger): Promise<Ports> {
-  const { natsUrl, namePrefix = "cutline" } = options;
+  const { natsUrl, namePrefix = "cutline", replicas = 1 } = options;
   const connection: NatsConnection = await connect({ servers: natsUrl.split(","), name: `cutline-${namePrefix}` });
   try {
     const [workQueue, eventBus, blobStore] = await Promise.all([
-      NatsWorkQueue.open({ connection, namePrefix, ...queueLimits(options), log: log.child({ port: "work-queue" }) }),
-      NatsEventBus.open({ connection, namePrefix, ...eventLimits(options), log: log.child({ port: "event-bus" }) }),
-      NatsBlobStore.open({ connection, namePrefix, ttlMs: options.blobTtlMs, log: log.child({ port: "blob-store" }) }),
+      NatsWorkQueue.open({ connection, namePrefix, replicas, ...queueLimits(options), log: log.child({ port: "work-queue" }) }),
+      NatsEventBus.open({ connection, namePrefix, replicas, ...eventLimits(options), log: log.child({ port: "event-bus" }) }),
+      NatsBlobStore.open({ connection, namePrefix, replicas, ttlMs: options.blobTtlMs, log: log.child({ port: "blob-store" }) }),
     ]);
-    log.info({ natsUrl, namePrefix, server: connection.info?.version }, "ports: NATS JetStream adapters");
+    log.info({ natsUrl, namePrefix, replicas, server: connection.info?.version }, "ports: NATS JetStream adapters");
     return {
       kind: "nats",
       workQueue,

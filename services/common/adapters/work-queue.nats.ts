@@ -33,7 +33,7 @@ import {
   type WorkQueueLimits,
 } from "../ports/work-queue.ts";
 import { NatsDeadLetters } from "./dead-letter.nats.ts";
-import { assertValidPrefix, deleteStream, ensureConsumer, ensureStream } from "./jetstream-setup.ts";
+import { assertValidPrefix, assertValidReplicas, deleteStream, ensureConsumer, ensureStream } from "./jetstream-setup.ts";
 
 export interface NatsWorkQueueOptions extends WorkQueueLimits {
   /** Owned by the caller: `close()` leaves it open. */
@@ -44,6 +44,8 @@ export interface NatsWorkQueueOptions extends WorkQueueLimits {
   idlePollMs?: number;
   /** Deadline of each JetStream API call. @default 5000 ms */
   requestTimeoutMs?: number;
+  /** Copies of each stream, consumer and bucket (1, 3 or 5; more than 1 needs a JetStream cluster). @default 1 */
+  replicas?: number;
   log: Logger;
 }
 
@@ -86,6 +88,8 @@ export class NatsWorkQueue implements WorkQueue {
 
   static async open(options: NatsWorkQueueOptions): Promise<NatsWorkQueue> {
     assertValidPrefix(options.namePrefix);
+    const replicas = options.replicas ?? 1;
+    assertValidReplicas(replicas);
     const limits = {
       queueLengthMax: options.queueLengthMax ?? 10_000,
       deliveryCountMax: options.deliveryCountMax ?? 5,
@@ -108,6 +112,7 @@ export class NatsWorkQueue implements WorkQueue {
       discard: DiscardPolicy.New,
       max_msgs: limits.queueLengthMax,
       duplicate_window: nanos(limits.dedupWindowMs),
+      num_replicas: replicas,
     });
     for (const lane of LANES) {
       await ensureConsumer(jsm, stream, {
@@ -118,10 +123,11 @@ export class NatsWorkQueue implements WorkQueue {
         max_deliver: limits.deliveryCountMax,
         // Everything the queue may hold may be in flight; the real bound is each consume's inFlightMax.
         max_ack_pending: limits.queueLengthMax,
+        num_replicas: replicas,
       });
     }
     const js = jetstream(connection, { timeout: limits.requestTimeoutMs });
-    const letters = await NatsDeadLetters.open({ jsm, js, namePrefix: options.namePrefix, maxAgeMs: limits.deadLetterMaxAgeMs, log: options.log });
+    const letters = await NatsDeadLetters.open({ jsm, js, namePrefix: options.namePrefix, replicas, maxAgeMs: limits.deadLetterMaxAgeMs, log: options.log });
     // A workqueue stream keeps a message whose deliveries ran out (ack timeouts on the last one),
     // where it would count against max_msgs forever; the server's advisory says which one. It is
     // kept as a dead letter first, then deleted. Several services get the same advisory: the
