@@ -20,7 +20,7 @@ import { createGateway } from "./gateway/index.ts";
 import { startPeriodicTask } from "./common/periodic-task.ts";
 import { createSegmentationEngine, startSegmentConsumer, videoMattingRunnerOf } from "./inference/index.ts";
 import { mediaBinaries } from "./common/video/ffmpeg-binaries.ts";
-import { consumerRetryOptionsOf, loadInferenceServiceConfig } from "./inference/inference.config.ts";
+import { consumerRetryOptionsOf, loadInferenceServiceConfig, tasksInFlightMaxOf } from "./inference/inference.config.ts";
 import { createOutboundFetcher, outboundPolicyOf } from "./common/outbound.ts";
 import { resultUrlKeyOf } from "./common/result-urls.ts";
 import { loadOrchestratorConfig, reconcileOptions, webhookWiringOf } from "./orchestrator/orchestrator.config.ts";
@@ -139,6 +139,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     log: log.child({ service: "inference" }),
     ...consumerRetryOptionsOf(config.inference),
     stageProgressMsMin: config.inference.INFERENCE_STAGE_PROGRESS_MS_MIN,
+    inFlightMax: tasksInFlightMaxOf(config.inference),
     video: { run: videoMattingRunnerOf(engine, () => mediaBinaries({ FFMPEG_PATH: config.inference.FFMPEG_PATH, FFPROBE_PATH: config.inference.FFPROBE_PATH }, log)) },
   });
 

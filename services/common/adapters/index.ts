@@ -5,6 +5,7 @@
 // the four services run in one process and get the same ports from their one caller
 // (services/single-node.ts), which is what lets a job enqueued by the orchestrator reach
 // inference; two `createPorts` calls give two independent sets.
+import { EventEmitter } from "node:events";
 import { resolve } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino, type Logger } from "pino";
@@ -59,6 +60,11 @@ export interface Ports {
   readonly workQueue: WorkQueue;
   readonly eventBus: EventBus;
   readonly blobStore: BlobStore;
+  /**
+   * Calls `listener` with whether the broker is reachable now, then on each change (NATS
+   * disconnects and reconnects; in-process ports are always reachable). Returns an unsubscribe.
+   */
+  watchConnection(listener: (connected: boolean) => void): () => void;
   /** Closes the adapters (and the NATS connection); later calls wait for the first. */
   close(): Promise<void>;
 }
@@ -79,6 +85,10 @@ async function openInProcess(options: PortsOptions, log: Logger): Promise<Ports>
     workQueue,
     eventBus,
     blobStore,
+    watchConnection(listener) {
+      listener(true);
+      return () => {};
+    },
     close: once(async () => {
       await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
     }),
@@ -87,7 +97,10 @@ async function openInProcess(options: PortsOptions, log: Logger): Promise<Ports>
 
 async function openNats(options: PortsOptions & { natsUrl: string }, log: Logger): Promise<Ports> {
   const { natsUrl, namePrefix = "cutline", replicas = 1 } = options;
-  const connection: NatsConnection = await connect({ servers: natsUrl.split(","), name: `cutline-${namePrefix}` });
+  // Reconnects without end: a pod that gave up after the client's default 10 tries would stay
+  // NOT_SERVING until restarted, though NATS came back.
+  const connection: NatsConnection = await connect({ servers: natsUrl.split(","), name: `cutline-${namePrefix}`, maxReconnectAttempts: -1 });
+  const reachability = watchReachability(connection, log);
   try {
     const [workQueue, eventBus, blobStore] = await Promise.all([
       NatsWorkQueue.open({ connection, namePrefix, replicas, ...queueLimits(options), log: log.child({ port: "work-queue" }) }),
@@ -100,6 +113,7 @@ async function openNats(options: PortsOptions & { natsUrl: string }, log: Logger
       workQueue,
       eventBus,
       blobStore,
+      watchConnection: reachability.watch,
       close: once(async () => {
         await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
         await connection.drain();
@@ -109,6 +123,33 @@ async function openNats(options: PortsOptions & { natsUrl: string }, log: Logger
     await connection.close();
     throw error;
   }
+}
+
+/** Follows the connection's status events: disconnected from "disconnect" until "reconnect", and for good after "close". */
+function watchReachability(connection: NatsConnection, log: Logger) {
+  let connected = true;
+  const changes = new EventEmitter();
+  changes.setMaxListeners(0);
+  const set = (value: boolean) => {
+    if (value === connected) return;
+    connected = value;
+    log[value ? "info" : "warn"]({ server: connection.getServer() }, value ? "NATS connection restored" : "NATS connection lost; reconnecting");
+    changes.emit("change", value);
+  };
+  void (async () => {
+    for await (const status of connection.status()) {
+      if (status.type === "disconnect" || status.type === "staleConnection") set(false);
+      else if (status.type === "reconnect") set(true);
+    }
+  })();
+  void connection.closed().then(() => set(false));
+  return {
+    watch(listener: (connected: boolean) => void): () => void {
+      listener(connected);
+      changes.on("change", listener);
+      return () => changes.off("change", listener);
+    },
+  };
 }
 
 // A second close would drain a closed NATS connection, which throws.
