@@ -94,6 +94,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   const admin = adminTokenOf(config.gateway);
 
   const billing = await createBilling({
+    migrateOnStart: config.billing.MIGRATE_ON_START,
     db: database.db,
     eventBus: ports.eventBus,
     log: log.child({ service: "billing" }),
@@ -111,6 +112,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   const webhooks = webhookWiringOf(config.orchestrator, { key: resultUrlKeyOf(config.orchestrator, { required: false }), publicUrl: "" });
   const webhookFetcher = createOutboundFetcher(webhooks.policy);
   const orchestrator = createOrchestrator({
+    migrateOnStart: config.orchestrator.MIGRATE_ON_START,
     db: database.db,
     ...ports,
     billing: billingClient,
@@ -148,6 +150,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   const imageFetcher = createOutboundFetcher(imageFetchPolicy);
   const paymentProvider = paymentProviderOf(config.gateway);
   const gateway = createGateway({
+    migrateOnStart: config.gateway.MIGRATE_ON_START,
     db: database.db,
     blobStore: ports.blobStore,
     billing: billingClient,

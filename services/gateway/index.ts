@@ -7,7 +7,7 @@ import { WebhookService } from "../common/gen/cutline/gateway/v1/webhook_service
 import { KeyService } from "../common/gen/cutline/gateway/v1/key_service_pb.ts";
 import type { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { Logger } from "../common/logging.ts";
-import { migrateToLatest } from "../common/migrate.ts";
+import { migrateOrCheck } from "../common/migrate.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../common/server.ts";
 import type { ConnectError } from "@connectrpc/connect";
@@ -49,7 +49,7 @@ import { loadConfig } from "../common/config.loader.ts";
 import { ResultLinks, type ResultLinksOptions } from "./result-links.ts";
 import { ApiKeyStore, type GatewaySchema } from "./store/api-key.store.ts";
 import { BatchStore, type BatchSchema } from "./store/batch.store.ts";
-import { gatewayMigrations } from "./store/migrations.ts";
+import { gatewayMigrationSet } from "./store/migrations.ts";
 import { MonthlyCallStore, type MonthlyCallSchema } from "./store/monthly-call.store.ts";
 import { PaymentService } from "../common/gen/cutline/gateway/v1/payment_service_pb.ts";
 import { ManualPaymentProvider } from "../common/adapters/payment-provider.manual.ts";
@@ -66,6 +66,8 @@ const DEFAULT_VIDEO_BYTES_MAX = 1024 * 1024 * 1024;
 const MESSAGE_OVERHEAD_BYTES = 1024 * 1024;
 
 export interface GatewayDependencies {
+  /** Run pending migrations at start (MIGRATE_ON_START); false only checks that none is missing. @default true */
+  migrateOnStart?: boolean;
   db: Kysely<GatewaySchema>;
   blobStore: BlobStore;
   billing: Client<typeof BillingService>;
@@ -208,7 +210,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
       router.service(PaymentService, createPaymentHandlers(apiKeys, deps.billing, payments));
     },
     async start() {
-      await migrateToLatest(deps.db, "gateway", gatewayMigrations);
+      await migrateOrCheck(deps.db, gatewayMigrationSet, deps.migrateOnStart ?? true);
     },
     reportOverage: (now) => payments.reportOverage(now),
     async provisionAccount(accountId, options = {}) {

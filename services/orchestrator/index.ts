@@ -4,7 +4,7 @@ import type { Kysely } from "kysely";
 import type { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { Logger } from "../common/logging.ts";
-import { migrateToLatest } from "../common/migrate.ts";
+import { migrateOrCheck } from "../common/migrate.ts";
 import { startPeriodicTask, type PeriodicTask } from "../common/periodic-task.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { EventBus } from "../common/ports/event-bus.ts";
@@ -15,10 +15,12 @@ import { CreditNotices } from "./credit-notices.ts";
 import { WEBHOOK_DEFAULTS, Webhooks, type WebhookOptions } from "./webhooks.ts";
 import { JobLifecycle, type JobLifecycleOptions } from "./job-lifecycle.ts";
 import { JobStore, type OrchestratorSchema } from "./store/job.store.ts";
-import { orchestratorMigrations } from "./store/migrations.ts";
+import { orchestratorMigrationSet } from "./store/migrations.ts";
 import { AccountSettingsStore } from "./store/account-settings.store.ts";
 
 export interface OrchestratorDependencies {
+  /** Run pending migrations at start (MIGRATE_ON_START); false only checks that none is missing. @default true */
+  migrateOnStart?: boolean;
   db: Kysely<OrchestratorSchema>;
   workQueue: WorkQueue;
   eventBus: EventBus;
@@ -101,7 +103,7 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
       router.service(OrchestratorService, createOrchestratorHandlers(lifecycle, webhooks, deps.billing, settings, notices.outbox));
     },
     async start() {
-      await migrateToLatest(deps.db, "orchestrator", orchestratorMigrations);
+      await migrateOrCheck(deps.db, orchestratorMigrationSet, deps.migrateOnStart ?? true);
       subscription = deps.eventBus.subscribe((event) => lifecycle.onTaskEvent(event), {
         durableName: "orchestrator",
         subjectFilter: "job.*",
