@@ -16,6 +16,7 @@ import { LedgerStore } from "./store/ledger.store.ts";
 import type { OutboxEvent } from "./store/outbox.store.ts";
 import { billingMigrationSet } from "./store/migrations.ts";
 import { migrateOrCheck } from "../common/migrate.ts";
+import { setOpenHolds } from "./billing.metrics.ts";
 import { readCatalogueFile, SHIPPED_PLANS_FILE, syncCatalogue } from "./store/catalogue.store.ts";
 import type { Catalogue } from "./domain/catalogue.ts";
 import type { BillingSchema } from "./store/schema.ts";
@@ -145,6 +146,8 @@ export async function createBilling(options: BillingOptions): Promise<Billing> {
     const accountsRenewed = await ledger.renewDue();
     const holdsExpired = await ledger.expireDueHolds();
     const bucketsExpired = await ledger.expireDueBuckets();
+    // Counted on the sweeper's period rather than per scrape: one indexed count, whoever scrapes.
+    setOpenHolds(await ledger.openHolds());
     let eventsPublished = 0;
     if (eventBus) {
       for (;;) {

@@ -10,6 +10,7 @@ import type { Logger } from "../common/logging.ts";
 import { migrateOrCheck } from "../common/migrate.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../common/server.ts";
+import { markHttpRoute, measureHttpRoutes } from "../common/metrics.ts";
 import type { ConnectError } from "@connectrpc/connect";
 import { AccountService } from "../common/gen/cutline/gateway/v1/account_service_pb.ts";
 import { AccountReads } from "./account-reads.ts";
@@ -189,9 +190,17 @@ export function createGateway(deps: GatewayDependencies): Gateway {
   const vendorNotFound: HttpRoutes = async (request, response) => (await removeBgMissing(request, response)) || photoroomMissing(request, response);
   // The web app last: it answers only GET/HEAD of paths no API route claims.
   const webApp = webAppRoutes(deps.log, { directory: deps.webAppDirectory });
+  // The web app's files share one route label: its paths are the app's, not the API's.
+  const webAppRoute: HttpRoutes = async (request, response) => {
+    const served = await webApp(request, response);
+    if (served) markHttpRoute(request, "/(web app)");
+    return served;
+  };
   return {
     apiKeys,
-    httpRoutes: withAdminRoutes(deps, apiKeys, async (request, response) => (await routeTable(request, response)) || (await vendorNotFound(request, response)) || webApp(request, response)),
+    httpRoutes: measureHttpRoutes(
+      withAdminRoutes(deps, apiKeys, async (request, response) => (await routeTable(request, response)) || (await vendorNotFound(request, response)) || (await webAppRoute(request, response))),
+    ),
     restRoutes: routeKeys(restRoutes),
     listeningAt: (url) => resultLinks.listeningAt(url),
     admit: admissions.admit,

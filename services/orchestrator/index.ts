@@ -5,6 +5,7 @@ import type { BillingService } from "../common/gen/cutline/billing/v1/billing_se
 import { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { Logger } from "../common/logging.ts";
 import { migrateOrCheck } from "../common/migrate.ts";
+import { pollWorkQueuePending } from "./orchestrator.metrics.ts";
 import { startPeriodicTask, type PeriodicTask } from "../common/periodic-task.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { EventBus } from "../common/ports/event-bus.ts";
@@ -19,6 +20,8 @@ import { orchestratorMigrationSet } from "./store/migrations.ts";
 import { AccountSettingsStore } from "./store/account-settings.store.ts";
 
 export interface OrchestratorDependencies {
+  /** Period of the work-queue backlog poll behind cutline_work_queue_pending. @default 15000 ms */
+  workQueuePendingPollMs?: number;
   /** Run pending migrations at start (MIGRATE_ON_START); false only checks that none is missing. @default true */
   migrateOnStart?: boolean;
   db: Kysely<OrchestratorSchema>;
@@ -95,6 +98,7 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
   let reconciler: PeriodicTask | undefined;
   let sender: PeriodicTask | undefined;
   let retentionSweeper: PeriodicTask | undefined;
+  let pendingPoller: PeriodicTask | undefined;
   return {
     lifecycle,
     webhooks,
@@ -122,11 +126,15 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
       if (deps.requeueUnfinishedAtStart) await lifecycle.reconcile(new Date(), { everyUnfinishedQuiet: true });
       reconciler = startPeriodicTask({ name: "job reconciler", intervalMs: deps.reconcile?.intervalMs ?? 60_000, log: deps.log, run: () => lifecycle.reconcile() });
       retentionSweeper = startPeriodicTask({ name: "retention sweeper", intervalMs: deps.retentionSweepIntervalMs ?? 60_000, log: deps.log, run: () => lifecycle.expireFiles() });
+      // The backlog gauge is read on a timer, never per request: each read is two JetStream API calls.
+      await pollWorkQueuePending(deps.workQueue).catch((error: unknown) => deps.log.warn({ err: error }, "work queue backlog could not be read"));
+      pendingPoller = startPeriodicTask({ name: "work queue backlog poll", intervalMs: deps.workQueuePendingPollMs ?? 15_000, log: deps.log, run: () => pollWorkQueuePending(deps.workQueue) });
       if (wiring) sender = startPeriodicTask({ name: "webhook sender", intervalMs: wiring.sendIntervalMs ?? 1000, log: deps.log, run: () => webhooks.sendDue() });
     },
     async stop() {
       await reconciler?.stop();
       await retentionSweeper?.stop();
+      await pendingPoller?.stop();
       await sender?.stop();
       await subscription?.drain();
       await creditsSubscription?.drain();

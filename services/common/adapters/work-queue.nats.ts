@@ -170,6 +170,11 @@ export class NatsWorkQueue implements WorkQueue {
     return infos.reduce((sum, info) => sum + info.num_pending, 0);
   }
 
+  async pending(): Promise<Record<Priority, number>> {
+    const [high, normal] = await Promise.all(LANES.map((lane) => this.jsm.consumers.info(this.stream, lane)));
+    return { high: high!.num_pending + high!.num_ack_pending, normal: normal!.num_pending + normal!.num_ack_pending };
+  }
+
   consume(handler: (message: WorkMessage) => Promise<void>, options: ConsumeOptions = {}): Subscription {
     const inFlightMax = options.inFlightMax ?? 1;
     if (!(Number.isInteger(inFlightMax) && inFlightMax >= 1)) throw new RangeError(`inFlightMax must be a positive integer, got ${inFlightMax}`);
