@@ -116,6 +116,7 @@ async function openNats(options: PortsOptions & { natsUrl: string }, log: Logger
       watchConnection: reachability.watch,
       close: once(async () => {
         await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
+        reachability.closing();
         await connection.drain();
       }),
     };
@@ -128,12 +129,13 @@ async function openNats(options: PortsOptions & { natsUrl: string }, log: Logger
 /** Follows the connection's status events: disconnected from "disconnect" until "reconnect", and for good after "close". */
 function watchReachability(connection: NatsConnection, log: Logger) {
   let connected = true;
+  let closing = false;
   const changes = new EventEmitter();
   changes.setMaxListeners(0);
   const set = (value: boolean) => {
     if (value === connected) return;
     connected = value;
-    log[value ? "info" : "warn"]({ server: connection.getServer() }, value ? "NATS connection restored" : "NATS connection lost; reconnecting");
+    if (!closing) log[value ? "info" : "warn"]({ server: connection.getServer() }, value ? "NATS connection restored" : "NATS connection lost; reconnecting");
     changes.emit("change", value);
   };
   void (async () => {
@@ -144,6 +146,10 @@ function watchReachability(connection: NatsConnection, log: Logger) {
   })();
   void connection.closed().then(() => set(false));
   return {
+    /** The ports are closing: the connection's end is no loss to report. */
+    closing() {
+      closing = true;
+    },
     watch(listener: (connected: boolean) => void): () => void {
       listener(connected);
       changes.on("change", listener);
