@@ -21,7 +21,7 @@ import { createGateway } from "./gateway/index.ts";
 import { startPeriodicTask } from "./common/periodic-task.ts";
 import { createSegmentationEngine, startSegmentConsumer, videoMattingRunnerOf } from "./inference/index.ts";
 import { mediaBinaries } from "./common/video/ffmpeg-binaries.ts";
-import { consumerRetryOptionsOf, loadInferenceServiceConfig } from "./inference/inference.config.ts";
+import { consumerRetryOptionsOf, loadInferenceServiceConfig, tasksInFlightMaxOf } from "./inference/inference.config.ts";
 import { createOutboundFetcher, outboundPolicyOf } from "./common/outbound.ts";
 import { resultUrlKeyOf } from "./common/result-urls.ts";
 import { loadOrchestratorConfig, reconcileOptions, webhookWiringOf } from "./orchestrator/orchestrator.config.ts";
@@ -99,6 +99,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   const admin = adminTokenOf(config.gateway);
 
   const billing = await createBilling({
+    migrateOnStart: config.billing.MIGRATE_ON_START,
     db: database.db,
     eventBus: ports.eventBus,
     log: log.child({ service: "billing" }),
@@ -116,6 +117,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   const webhooks = webhookWiringOf(config.orchestrator, { key: resultUrlKeyOf(config.orchestrator, { required: false }), publicUrl: "" });
   const webhookFetcher = createOutboundFetcher(webhooks.policy);
   const orchestrator = createOrchestrator({
+    migrateOnStart: config.orchestrator.MIGRATE_ON_START,
     db: database.db,
     ...ports,
     billing: billingClient,
@@ -144,6 +146,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     log: log.child({ service: "inference" }),
     ...consumerRetryOptionsOf(config.inference),
     stageProgressMsMin: config.inference.INFERENCE_STAGE_PROGRESS_MS_MIN,
+    inFlightMax: tasksInFlightMaxOf(config.inference),
     video: { run: videoMattingRunnerOf(engine, () => mediaBinaries({ FFMPEG_PATH: config.inference.FFMPEG_PATH, FFPROBE_PATH: config.inference.FFPROBE_PATH }, log)) },
   });
 
@@ -152,6 +155,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   const imageFetcher = createOutboundFetcher(imageFetchPolicy);
   const paymentProvider = paymentProviderOf(config.gateway);
   const gateway = createGateway({
+    migrateOnStart: config.gateway.MIGRATE_ON_START,
     db: database.db,
     blobStore: ports.blobStore,
     billing: billingClient,

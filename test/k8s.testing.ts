@@ -370,17 +370,8 @@ export function secretOf(variable: string, service: ServiceName): string {
 }
 
 /**
- * Variables the manifests set for code that other branches of this release add (tracing, the
- * migrate entrypoint, the NATS user and replica count, inference's in-flight cap): accepted
- * before a service's config reads them. Once every service that receives one reads it, its entry
- * here is dead and should go.
+ * Variables the manifests may set before the code that reads them lands (empty once it has):
+ * accepted before a service's config reads them; an entry every receiving service reads is dead.
  */
 export const PENDING_VARIABLES: ReadonlySet<string> = new Set([
-  "MIGRATE_ON_START",
-  "OTEL_EXPORTER_OTLP_ENDPOINT",
-  "CUTLINE_TRACING",
-  "NATS_REPLICAS",
-  "NATS_USER",
-  "NATS_PASSWORD",
-  "INFERENCE_TASKS_IN_FLIGHT_MAX",
 ]);

@@ -1,8 +1,9 @@
-import { commonConfigSpec } from "../common/common.config.ts";
+import { commonConfigSpec, databaseConfigSpec } from "../common/common.config.ts";
 import { integer, loadConfig, optionalText, port, text } from "../common/config.loader.ts";
 
 export const billingConfigSpec = {
   ...commonConfigSpec,
+  ...databaseConfigSpec,
   PORT: port("Billing port (Connect, gRPC, gRPC-Web).", 8081),
   BILLING_SWEEP_INTERVAL_MS: integer("Period of the sweeper that expires holds and grants, renews cycles and relays events (milliseconds).", 5_000, {
     min: 100,

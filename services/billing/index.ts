@@ -14,7 +14,9 @@ import { checkLedgerInvariants, type InvariantViolation } from "./store/invarian
 import type { LedgerLimits } from "./domain/limits.ts";
 import { LedgerStore } from "./store/ledger.store.ts";
 import type { OutboxEvent } from "./store/outbox.store.ts";
-import { migrateBilling } from "./store/migrations.ts";
+import { billingMigrationSet } from "./store/migrations.ts";
+import { migrateOrCheck } from "../common/migrate.ts";
+import { setOpenHolds } from "./billing.metrics.ts";
 import { readCatalogueFile, SHIPPED_PLANS_FILE, syncCatalogue } from "./store/catalogue.store.ts";
 import type { Catalogue } from "./domain/catalogue.ts";
 import type { BillingSchema } from "./store/schema.ts";
@@ -28,6 +30,8 @@ export { CatalogueError, type Catalogue } from "./domain/catalogue.ts";
 export { readCatalogueFile, SHIPPED_PLANS_FILE } from "./store/catalogue.store.ts";
 
 export interface BillingOptions {
+  /** Run pending migrations at start (MIGRATE_ON_START); false only checks that none is missing. @default true */
+  migrateOnStart?: boolean;
   /** Any Kysely over Postgres or PGlite; billing's tables are all prefixed `billing_`. */
   db: Kysely<unknown>;
   /** @default systemClock */
@@ -62,7 +66,8 @@ export interface Billing {
   catalogue: Catalogue;
   /**
    * Applies billing's migrations (table `billing_migrations`), then the current SQL function
-   * definitions, then writes the plans file into the catalogue tables; call once before serving.
+   * definitions (with `migrateOnStart: false`, only checks that none is missing), then writes the
+   * plans file into the catalogue tables; call once before serving.
    */
   migrate(): Promise<void>;
   checkInvariants(): Promise<InvariantViolation[]>;
@@ -141,6 +146,8 @@ export async function createBilling(options: BillingOptions): Promise<Billing> {
     const accountsRenewed = await ledger.renewDue();
     const holdsExpired = await ledger.expireDueHolds();
     const bucketsExpired = await ledger.expireDueBuckets();
+    // Counted on the sweeper's period rather than per scrape: one indexed count, whoever scrapes.
+    setOpenHolds(await ledger.openHolds());
     let eventsPublished = 0;
     if (eventBus) {
       for (;;) {
@@ -179,7 +186,7 @@ export async function createBilling(options: BillingOptions): Promise<Billing> {
     sweeper,
     catalogue,
     async migrate() {
-      await migrateBilling(options.db);
+      await migrateOrCheck(options.db, billingMigrationSet, options.migrateOnStart ?? true);
       const synced = await syncCatalogue(db, catalogue, plansFile, clock.now());
       if (synced === "stale") log.warn({ version: catalogue.version, plansFile }, "the plans file's version was replaced by a later one; the catalogue is left as it is");
     },

@@ -19,6 +19,7 @@ await runMain("billing", async () => {
   const database = openServiceDatabase(config);
   const ports = await openPorts(config, log);
   const billing = await createBilling({
+    migrateOnStart: config.MIGRATE_ON_START,
     db: database.db,
     eventBus: ports.eventBus,
     log,

@@ -1,4 +1,4 @@
-import { integer, oneOf, portOrOff, text, url } from "./config.loader.ts";
+import { boolean, integer, oneOf, optionalText, portOrOff, text, url } from "./config.loader.ts";
 import { serviceTokenVariable } from "./service-auth.ts";
 import { tracingConfigSpec } from "./tracing.ts";
 
@@ -10,6 +10,13 @@ export const commonConfigSpec = {
   DATABASE_URL: url("Postgres URL; unset means embedded PGlite under CUTLINE_DATA_DIR."),
   NATS_URL: url("NATS (JetStream) URL; unset means in-process queue, events and blobs under CUTLINE_DATA_DIR."),
   NATS_NAME_PREFIX: text("Prefix of the JetStream streams, consumers and buckets.", "cutline"),
+  NATS_USER: optionalText("User on the NATS server (the account's user in k8s/nats), sent with NATS_PASSWORD; unset connects without credentials."),
+  NATS_PASSWORD: { ...optionalText("Password of NATS_USER."), secret: true },
+  NATS_REPLICAS: integer(
+    "Copies JetStream keeps of every stream, consumer and bucket this service creates (1, 3 or 5); 3 in a 3-node JetStream cluster so one node may fail, 1 for a single server, which refuses more.",
+    1,
+    { min: 1, max: 5 },
+  ),
   SHUTDOWN_TIMEOUT_MS: integer("After SIGTERM, milliseconds given to in-flight work before exit.", 10_000, { min: 0, max: 600_000 }),
   JOB_RETRY_MAX: integer(
     "Retries of a job's task after a server fault, with a doubling delay (JOB_RETRY_DELAY_MS_MIN..MAX); the work queue delivers a task at most JOB_RETRY_MAX + 1 times, then the job fails with the fault's reason and its credits are returned. User errors are never retried.",
@@ -31,6 +38,14 @@ export const commonConfigSpec = {
     "Shared secret (at least 32 characters) that services send and check on every internal call; a service started on its own (mesh mode) refuses to start without it. Single-node mode needs none.",
   ),
   ...tracingConfigSpec,
+} as const;
+
+/** Variables of the services that keep a database (gateway, billing, orchestrator). */
+export const databaseConfigSpec = {
+  MIGRATE_ON_START: boolean(
+    "Run this service's pending database migrations at start. false when a pre-deploy job runs `npm run migrate` (services/migrate.ts): a service whose schema is behind then refuses to start, naming the missing migration.",
+    true,
+  ),
 } as const;
 
 /** URLs of the other services (mesh mode only; single-node mode wires them in memory). */

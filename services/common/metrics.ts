@@ -1,6 +1,7 @@
 import type { Interceptor } from "@connectrpc/connect";
 import { type Code, ConnectError } from "@connectrpc/connect";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, register } from "prom-client";
+import type { HttpRequest, HttpRoutes } from "./server.ts";
 
 // One registry per process: in single-node mode the four services share it, and their
 // metrics are told apart by the `service` label.
@@ -88,5 +89,48 @@ export function metricsInterceptor(): Interceptor {
     } finally {
       stopTimer();
     }
+  };
+}
+
+const httpTotal = new Counter({
+  name: "cutline_http_requests_total",
+  help: "Plain-HTTP requests (REST, admin, vendor drop-in, web app) the gateway's routes saw, by route pattern, method and response status.",
+  labelNames: ["route", "method", "status"] as const,
+});
+
+const httpSeconds = new Histogram({
+  name: "cutline_http_request_duration_seconds",
+  help: "Plain-HTTP request time in seconds, from routing until the response ended (uploads included), by route pattern and method.",
+  labelNames: ["route", "method"] as const,
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+});
+
+// Labels come from a fixed set, never from the request as sent: a client must not be able to
+// mint series with made-up paths or methods.
+const HTTP_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+const routeOfRequest = new WeakMap<HttpRequest, string>();
+
+/** Names the route pattern (`/v1/jobs/{id}`) a request matched, for the HTTP metrics' `route` label. */
+export function markHttpRoute(request: HttpRequest, route: string): void {
+  routeOfRequest.set(request, route);
+}
+
+/**
+ * Counts and times every request the routes see, labelled with the pattern a route marked
+ * (markHttpRoute); a request the routes answered without marking is "other", one they left to
+ * the server's 404 is "unmatched".
+ */
+export function measureHttpRoutes(routes: HttpRoutes): HttpRoutes {
+  return async (request, response) => {
+    const method = HTTP_METHODS.has(request.method ?? "") ? request.method! : "other";
+    const started = performance.now();
+    let handled = false;
+    response.once("close", () => {
+      const route = routeOfRequest.get(request) ?? (handled ? "other" : "unmatched");
+      httpTotal.inc({ route, method, status: String(response.statusCode) });
+      httpSeconds.observe({ route, method }, (performance.now() - started) / 1000);
+    });
+    handled = await routes(request, response);
+    return handled;
   };
 }

@@ -76,3 +76,48 @@ export async function migrateToLatest(db: Kysely<any>, service: string, migratio
     throw new Error(`${service} definitions after the last migration failed: ${describeError(cause)}`, { cause });
   }
 }
+
+/** A service's migrations as the runner takes them: services/migrate.ts runs them all, each service its own. */
+export interface ServiceMigrations {
+  service: string;
+  migrations: Record<string, Migration>;
+  options?: MigrateOptions;
+}
+
+/** Thrown when MIGRATE_ON_START=false and the database lacks migrations this build needs. */
+export class SchemaBehindError extends Error {
+  constructor(
+    readonly service: string,
+    readonly missing: readonly string[],
+  ) {
+    super(
+      `${service} database schema is behind: migration${missing.length === 1 ? "" : "s"} ${missing.join(", ")} not applied, and MIGRATE_ON_START=false; run \`npm run migrate\` (services/migrate.ts) against this DATABASE_URL first`,
+    );
+    this.name = "SchemaBehindError";
+  }
+}
+
+/**
+ * Checks, without writing, that every migration is recorded in `<service>_migrations`, so a
+ * service whose role may not change the schema starts only on a migrated database. Legacy names
+ * count as their current ones.
+ * @throws SchemaBehindError naming the migrations not applied.
+ */
+export async function assertMigrated(db: Kysely<any>, { service, migrations, options = {} }: ServiceMigrations): Promise<void> {
+  const table = `${service}_migrations`;
+  const { rows } = await sql<{ present: boolean }>`select to_regclass(${table}) is not null as present`.execute(db);
+  const applied = new Set<string>();
+  if (rows[0]?.present) {
+    const legacy = options.legacyNames ?? {};
+    for (const { name } of await db.selectFrom(table).select("name").execute()) applied.add(legacy[name as string] ?? (name as string));
+  }
+  const missing = Object.keys(migrations)
+    .sort()
+    .filter((name) => !applied.has(name));
+  if (missing.length > 0) throw new SchemaBehindError(service, missing);
+}
+
+/** At a service's start: migrate (MIGRATE_ON_START=true), or only check that a pre-deploy `npm run migrate` did. */
+export function migrateOrCheck(db: Kysely<any>, set: ServiceMigrations, migrateOnStart: boolean): Promise<void> {
+  return migrateOnStart ? migrateToLatest(db, set.service, set.migrations, set.options) : assertMigrated(db, set);
+}

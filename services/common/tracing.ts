@@ -219,6 +219,7 @@ export function tracedWorkQueue(queue: WorkQueue): WorkQueue {
           )
         : queue.enqueue(payload, options),
     depth: () => queue.depth(),
+    pending: () => queue.pending(),
     consume: (handler, options) =>
       queue.consume(
         (message: WorkMessage) =>

@@ -9,6 +9,9 @@ interface CommonConfig {
   DATABASE_URL: string | undefined;
   NATS_URL: string | undefined;
   NATS_NAME_PREFIX: string;
+  NATS_REPLICAS: number;
+  NATS_USER: string | undefined;
+  NATS_PASSWORD: string | undefined;
   CUTLINE_DATA_DIR: string;
   BLOB_TTL_MS: number;
   JOB_RETRY_MAX: number;
@@ -23,6 +26,9 @@ export async function openPorts(config: CommonConfig, log: Logger): Promise<Port
     natsUrl: config.NATS_URL,
     dataDir: config.CUTLINE_DATA_DIR,
     namePrefix: config.NATS_NAME_PREFIX,
+    replicas: config.NATS_REPLICAS,
+    natsUser: config.NATS_USER,
+    natsPassword: config.NATS_PASSWORD,
     blobTtlMs: config.BLOB_TTL_MS,
     // Every service opening the queue declares the same delivery limit (JetStream's max_deliver).
     deliveryCountMax: config.JOB_RETRY_MAX + 1,

@@ -1,7 +1,7 @@
 import { ManualPaymentProvider } from "../common/adapters/payment-provider.manual.ts";
 import { StripePaymentProvider } from "../common/adapters/payment-provider.stripe.ts";
 import type { PaymentProvider } from "../common/ports/payment-provider.ts";
-import { commonConfigSpec, clientConfigSpec } from "../common/common.config.ts";
+import { commonConfigSpec, clientConfigSpec, databaseConfigSpec } from "../common/common.config.ts";
 import { boolean, ConfigError, integer, list, loadConfig, oneOf, optionalText, port, text, url, type Variable } from "../common/config.loader.ts";
 import { keptSecretOf } from "../common/kept-secret.ts";
 import { ADMIN_TOKEN_LENGTH_MIN } from "./domain/admin-token.ts";
@@ -14,6 +14,7 @@ import type { ResultLinksOptions } from "./result-links.ts";
 
 export const gatewayConfigSpec = {
   ...commonConfigSpec,
+  ...databaseConfigSpec,
   ...clientConfigSpec,
   PORT: port("Gateway port (Connect, gRPC, gRPC-Web, REST).", 8080),
   UPLOAD_BYTES_MAX: integer(

@@ -7,9 +7,10 @@ import { WebhookService } from "../common/gen/cutline/gateway/v1/webhook_service
 import { KeyService } from "../common/gen/cutline/gateway/v1/key_service_pb.ts";
 import type { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { Logger } from "../common/logging.ts";
-import { migrateToLatest } from "../common/migrate.ts";
+import { migrateOrCheck } from "../common/migrate.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../common/server.ts";
+import { markHttpRoute, measureHttpRoutes } from "../common/metrics.ts";
 import type { ConnectError } from "@connectrpc/connect";
 import { AccountService } from "../common/gen/cutline/gateway/v1/account_service_pb.ts";
 import { AccountReads } from "./account-reads.ts";
@@ -49,7 +50,7 @@ import { loadConfig } from "../common/config.loader.ts";
 import { ResultLinks, type ResultLinksOptions } from "./result-links.ts";
 import { ApiKeyStore, type GatewaySchema } from "./store/api-key.store.ts";
 import { BatchStore, type BatchSchema } from "./store/batch.store.ts";
-import { gatewayMigrations } from "./store/migrations.ts";
+import { gatewayMigrationSet } from "./store/migrations.ts";
 import { MonthlyCallStore, type MonthlyCallSchema } from "./store/monthly-call.store.ts";
 import { PaymentService } from "../common/gen/cutline/gateway/v1/payment_service_pb.ts";
 import { ManualPaymentProvider } from "../common/adapters/payment-provider.manual.ts";
@@ -69,6 +70,8 @@ const DEFAULT_VIDEO_BYTES_MAX = 1024 * 1024 * 1024;
 const MESSAGE_OVERHEAD_BYTES = 1024 * 1024;
 
 export interface GatewayDependencies {
+  /** Run pending migrations at start (MIGRATE_ON_START); false only checks that none is missing. @default true */
+  migrateOnStart?: boolean;
   db: Kysely<GatewaySchema>;
   blobStore: BlobStore;
   billing: Client<typeof BillingService>;
@@ -203,9 +206,17 @@ export function createGateway(deps: GatewayDependencies): Gateway {
   const vendorNotFound: HttpRoutes = async (request, response) => (await removeBgMissing(request, response)) || photoroomMissing(request, response);
   // The web app last: it answers only GET/HEAD of paths no API route claims.
   const webApp = webAppRoutes(deps.log, { directory: deps.webAppDirectory });
+  // The web app's files share one route label: its paths are the app's, not the API's.
+  const webAppRoute: HttpRoutes = async (request, response) => {
+    const served = await webApp(request, response);
+    if (served) markHttpRoute(request, "/(web app)");
+    return served;
+  };
   return {
     apiKeys,
-    httpRoutes: withAdminRoutes(deps, apiKeys, async (request, response) => (await routeTable(request, response)) || (await vendorNotFound(request, response)) || webApp(request, response)),
+    httpRoutes: measureHttpRoutes(
+      withAdminRoutes(deps, apiKeys, async (request, response) => (await routeTable(request, response)) || (await vendorNotFound(request, response)) || (await webAppRoute(request, response))),
+    ),
     restRoutes: routeKeys(restRoutes),
     listeningAt: (url) => resultLinks.listeningAt(url),
     admit: admissions.admit,
@@ -224,7 +235,7 @@ export function createGateway(deps: GatewayDependencies): Gateway {
       router.service(PaymentService, createPaymentHandlers(apiKeys, deps.billing, payments));
     },
     async start() {
-      await migrateToLatest(deps.db, "gateway", gatewayMigrations);
+      await migrateOrCheck(deps.db, gatewayMigrationSet, deps.migrateOnStart ?? true);
     },
     reportOverage: (now) => payments.reportOverage(now),
     async provisionAccount(accountId, options = {}) {

@@ -35,6 +35,7 @@ await runMain("gateway", async () => {
   const outboundPolicy = outboundPolicyOf(config);
   const outboundFetcher = createOutboundFetcher(outboundPolicy);
   const gateway = createGateway({
+    migrateOnStart: config.MIGRATE_ON_START,
     db: database.db,
     blobStore: ports.blobStore,
     billing: createClient(BillingService, serviceTransport(config.BILLING_URL, peerOptions)),

@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import { commonConfigSpec } from "../common/common.config.ts";
-import { boolean, integer, list, loadConfig, oneOf, optionalText, port } from "../common/config.loader.ts";
+import { boolean, ConfigError, integer, list, loadConfig, oneOf, optionalText, port } from "../common/config.loader.ts";
 import { imageLimitsConfigSpec } from "../common/images/image-limits.ts";
 import { mediaBinariesConfigSpec } from "../common/video/ffmpeg-binaries.ts";
 
@@ -105,6 +105,11 @@ export const inferenceServiceConfigSpec = {
   PORT: port("Inference port (Connect, gRPC, gRPC-Web).", 8083),
   JOB_RETRY_DELAY_MS_MIN: integer("Delay before a task's first retry after a server fault, doubling on each later one, in milliseconds.", 1000, { min: 10, max: 600_000 }),
   JOB_RETRY_DELAY_MS_MAX: integer("Longest delay between two attempts of a task after server faults, in milliseconds.", 30_000, { min: 10, max: 3_600_000 }),
+  INFERENCE_TASKS_IN_FLIGHT_MAX: integer(
+    "Work-queue tasks one inference process holds at once (pulled, not yet settled), at most INFERENCE_QUEUE_LENGTH_MAX; 0 means two batches' worth (session workers × batch size × 2: 2 on CPU, 16 on one CUDA worker at batch 8). KEDA's lagThreshold is derived from it (k8s).",
+    0,
+    { min: 0, max: 100_000 },
+  ),
   ...inferenceConfigSpec,
 } as const;
 
@@ -114,5 +119,17 @@ export function consumerRetryOptionsOf(config: { JOB_RETRY_MAX: number; JOB_RETR
 }
 
 export function loadInferenceServiceConfig(environment: NodeJS.ProcessEnv = process.env) {
-  return loadConfig(inferenceServiceConfigSpec, environment);
+  const config = loadConfig(inferenceServiceConfigSpec, environment);
+  // More tasks than the engine's queue holds would be pulled only to be refused with queue_full.
+  if (config.INFERENCE_TASKS_IN_FLIGHT_MAX > config.INFERENCE_QUEUE_LENGTH_MAX) {
+    throw new ConfigError([
+      `INFERENCE_TASKS_IN_FLIGHT_MAX=${config.INFERENCE_TASKS_IN_FLIGHT_MAX} must be at most INFERENCE_QUEUE_LENGTH_MAX=${config.INFERENCE_QUEUE_LENGTH_MAX}, the images the engine holds`,
+    ]);
+  }
+  return config;
+}
+
+/** The consumer's in-flight cap: INFERENCE_TASKS_IN_FLIGHT_MAX, or undefined for the consumer's default (two batches' worth). */
+export function tasksInFlightMaxOf(config: { INFERENCE_TASKS_IN_FLIGHT_MAX: number }): number | undefined {
+  return config.INFERENCE_TASKS_IN_FLIGHT_MAX > 0 ? config.INFERENCE_TASKS_IN_FLIGHT_MAX : undefined;
 }

@@ -1,5 +1,7 @@
 // Inference as its own process (mesh mode): the JetStream consumer plus the direct gRPC API.
-// Wiring only. Health stays NOT_SERVING until the model is loaded, verified and warm.
+// Wiring only. Health is SERVING while the model is loaded, verified and warm and NATS is
+// connected, NOT_SERVING while either is missing. A model that cannot load (CUDA absent with only
+// `cuda` in INFERENCE_EXECUTION_PROVIDERS, say) fails the start: the pod exits and says why.
 import { InferenceService } from "../common/gen/cutline/inference/v1/inference_service_pb.ts";
 import { HealthRegistry } from "../common/health.ts";
 import { startTracing } from "../common/tracing.ts";
@@ -8,7 +10,7 @@ import { runMain } from "../common/runtime.ts";
 import { requireServiceToken, serviceAuthInterceptor, serviceTokenAdmission } from "../common/service-auth.ts";
 import { serverOptionsOf, startServiceServer } from "../common/server.ts";
 import { createInferenceHandlers, createSegmentationEngine, startSegmentConsumer, videoMattingRunnerOf } from "./index.ts";
-import { consumerRetryOptionsOf, loadInferenceServiceConfig } from "./inference.config.ts";
+import { consumerRetryOptionsOf, loadInferenceServiceConfig, tasksInFlightMaxOf } from "./inference.config.ts";
 import { openPorts } from "../common/wiring.ts";
 import { logMediaBinaries, mediaBinaries } from "../common/video/ffmpeg-binaries.ts";
 
@@ -20,7 +22,14 @@ await runMain("inference", async () => {
   const health = new HealthRegistry();
   const ports = await openPorts(config, log);
   const engine = await createSegmentationEngine(config, log);
+  try {
+    await engine.ready;
+  } catch (error) {
+    await Promise.allSettled([engine.close(), ports.close()]);
+    throw new Error(`the model could not be made ready: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
   logMediaBinaries(config, log);
+  const setHealth = health.follow(["model", "nats"]);
   const server = await startServiceServer({
     name: "inference",
     host: config.HOST,
@@ -42,15 +51,18 @@ await runMain("inference", async () => {
     log,
     ...consumerRetryOptionsOf(config),
     stageProgressMsMin: config.INFERENCE_STAGE_PROGRESS_MS_MIN,
+    inFlightMax: tasksInFlightMaxOf(config),
     video: { run: videoMattingRunnerOf(engine, binaries) },
   });
   void consumer.then(
-    () => health.setAllServing(),
+    () => setHealth("model", true),
     (error: unknown) => log.error({ err: error }, "the model could not be made ready; health stays NOT_SERVING"),
   );
+  const unwatch = ports.watchConnection((connected) => setHealth("nats", connected));
   return {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     async stop() {
+      unwatch();
       await server.close();
       await (await consumer.catch(() => undefined))?.drain();
       await engine.close();

@@ -4,7 +4,8 @@ import type { Kysely } from "kysely";
 import type { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { Logger } from "../common/logging.ts";
-import { migrateToLatest } from "../common/migrate.ts";
+import { migrateOrCheck } from "../common/migrate.ts";
+import { pollWorkQueuePending } from "./orchestrator.metrics.ts";
 import { startPeriodicTask, type PeriodicTask } from "../common/periodic-task.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { EventBus } from "../common/ports/event-bus.ts";
@@ -15,10 +16,14 @@ import { CreditNotices } from "./credit-notices.ts";
 import { WEBHOOK_DEFAULTS, Webhooks, type WebhookOptions } from "./webhooks.ts";
 import { JobLifecycle, type JobLifecycleOptions } from "./job-lifecycle.ts";
 import { JobStore, type OrchestratorSchema } from "./store/job.store.ts";
-import { orchestratorMigrations } from "./store/migrations.ts";
+import { orchestratorMigrationSet } from "./store/migrations.ts";
 import { AccountSettingsStore } from "./store/account-settings.store.ts";
 
 export interface OrchestratorDependencies {
+  /** Period of the work-queue backlog poll behind cutline_work_queue_pending. @default 15000 ms */
+  workQueuePendingPollMs?: number;
+  /** Run pending migrations at start (MIGRATE_ON_START); false only checks that none is missing. @default true */
+  migrateOnStart?: boolean;
   db: Kysely<OrchestratorSchema>;
   workQueue: WorkQueue;
   eventBus: EventBus;
@@ -93,6 +98,7 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
   let reconciler: PeriodicTask | undefined;
   let sender: PeriodicTask | undefined;
   let retentionSweeper: PeriodicTask | undefined;
+  let pendingPoller: PeriodicTask | undefined;
   return {
     lifecycle,
     webhooks,
@@ -101,7 +107,7 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
       router.service(OrchestratorService, createOrchestratorHandlers(lifecycle, webhooks, deps.billing, settings, notices.outbox));
     },
     async start() {
-      await migrateToLatest(deps.db, "orchestrator", orchestratorMigrations);
+      await migrateOrCheck(deps.db, orchestratorMigrationSet, deps.migrateOnStart ?? true);
       subscription = deps.eventBus.subscribe((event) => lifecycle.onTaskEvent(event), {
         durableName: "orchestrator",
         subjectFilter: "job.*",
@@ -120,11 +126,15 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
       if (deps.requeueUnfinishedAtStart) await lifecycle.reconcile(new Date(), { everyUnfinishedQuiet: true });
       reconciler = startPeriodicTask({ name: "job reconciler", intervalMs: deps.reconcile?.intervalMs ?? 60_000, log: deps.log, run: () => lifecycle.reconcile() });
       retentionSweeper = startPeriodicTask({ name: "retention sweeper", intervalMs: deps.retentionSweepIntervalMs ?? 60_000, log: deps.log, run: () => lifecycle.expireFiles() });
+      // The backlog gauge is read on a timer, never per request: each read is two JetStream API calls.
+      await pollWorkQueuePending(deps.workQueue).catch((error: unknown) => deps.log.warn({ err: error }, "work queue backlog could not be read"));
+      pendingPoller = startPeriodicTask({ name: "work queue backlog poll", intervalMs: deps.workQueuePendingPollMs ?? 15_000, log: deps.log, run: () => pollWorkQueuePending(deps.workQueue) });
       if (wiring) sender = startPeriodicTask({ name: "webhook sender", intervalMs: wiring.sendIntervalMs ?? 1000, log: deps.log, run: () => webhooks.sendDue() });
     },
     async stop() {
       await reconciler?.stop();
       await retentionSweeper?.stop();
+      await pendingPoller?.stop();
       await sender?.stop();
       await subscription?.drain();
       await creditsSubscription?.drain();

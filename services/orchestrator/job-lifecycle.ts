@@ -7,6 +7,7 @@ import { reasonError, reasonOf } from "../common/errors.ts";
 import { HoldStatus, Pool, type BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import type { ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { ImageOptionsSchema } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { countJobEnd, observeQueueWait } from "./orchestrator.metrics.ts";
 import { SegmentTaskSchema, TaskEventSchema, TaskKind, type SegmentTask, type TaskEvent } from "../common/gen/cutline/inference/v1/task_pb.ts";
 import { VideoOptionsSchema, type VideoOptions } from "../common/gen/cutline/inference/v1/video_options_pb.ts";
 import { cancelMarkerKeyOf } from "../common/job-cancel-marker.ts";
@@ -320,6 +321,7 @@ export class JobLifecycle {
       const cancelled = await this.#recordingEnd((jobs) => jobs.cancelUnclaimed(id, job.status, { error_reason: "cancelled", error_message: "cancelled by the client" }));
       if (!cancelled) continue; // started, or claimed, meanwhile: look again
       this.log.info({ jobId: id, from: job.status, to: "cancelled" }, "job status changed");
+      countJobEnd(cancelled);
       this.#changes.emit(id);
       await this.#release(cancelled, "cancelled");
       await this.#stopWorker(cancelled);
@@ -350,7 +352,8 @@ export class JobLifecycle {
       case "started":
         // A worker is on it: the hold must outlive the work, and the reconciler must not take the job for stuck.
         await this.#extendHold(job);
-        await this.#update(job, "running");
+        // The first claim moves the job from queued; a repeated start (a redelivery) finds it running.
+        if ((await this.#update(job, "running")) && job.status === "queued") observeQueueWait(job);
         return;
       case "progress": {
         const fraction = Math.min(1, Math.max(0, outcome.value.fraction));
@@ -617,6 +620,7 @@ export class JobLifecycle {
     const updated = isTerminal(to) ? await this.#recordingEnd(write) : await write(this.jobs);
     if (updated) {
       this.log.info({ jobId: job.id, from: job.status, to }, "job status changed");
+      if (isTerminal(to)) countJobEnd(updated);
       this.#changes.emit(job.id);
     }
     return updated;

@@ -31,6 +31,7 @@ await runMain("orchestrator", async () => {
   const database = openServiceDatabase<OrchestratorSchema>(config);
   const ports = await openPorts(config, log);
   const orchestrator = createOrchestrator({
+    migrateOnStart: config.MIGRATE_ON_START,
     db: database.db,
     ...ports,
     billing: createClient(BillingService, serviceTransport(config.BILLING_URL, { token: serviceToken, timeoutMs: config.SERVICE_CALL_TIMEOUT_MS })),

@@ -1,4 +1,4 @@
-import { clientConfigSpec, commonConfigSpec } from "../common/common.config.ts";
+import { clientConfigSpec, commonConfigSpec, databaseConfigSpec } from "../common/common.config.ts";
 import { integer, loadConfig, port } from "../common/config.loader.ts";
 import { outboundConfigSpec, outboundPolicyOf } from "../common/outbound.ts";
 import { createResultUrlSigner, resultUrlConfigSpec } from "../common/result-urls.ts";
@@ -7,6 +7,7 @@ import { JOB_TIMEOUT_MS_DEFAULT, VIDEO_JOB_TIMEOUT_MS_PER_SECOND_DEFAULT } from 
 
 export const orchestratorConfigSpec = {
   ...commonConfigSpec,
+  ...databaseConfigSpec,
   BILLING_URL: clientConfigSpec.BILLING_URL,
   SERVICE_CALL_TIMEOUT_MS: clientConfigSpec.SERVICE_CALL_TIMEOUT_MS,
   JOB_QUIET_MS_MAX: integer(

@@ -184,6 +184,11 @@ export class HoldStore {
   }
 
   /** Open holds past their deadline, soonest first. */
+  async countOpen(): Promise<number> {
+    const row = await this.#db.selectFrom("billing_holds").select((eb) => eb.fn.countAll<string>().as("count")).where("status", "=", "open").executeTakeFirst();
+    return Number(row?.count ?? 0);
+  }
+
   async dueForExpiry(now: Date, batchSize: number): Promise<string[]> {
     const rows = await this.#db
       .selectFrom("billing_holds")

@@ -25,6 +25,7 @@ import { lowBalanceThresholdMillicredits, type OnExhausted, type Pack, type Plan
 import { affordableOperations, isPriceBookFresh, validatePriceBook, type PriceBook } from "../domain/price-book.ts";
 import { AccountStore, cycleOf } from "./account.store.ts";
 import { GrantStore } from "./grant.store.ts";
+import { countReserved, countSettled } from "../billing.metrics.ts";
 import { HoldStore, reserveFailure, settleOutcome, type SettleAction, type SettleResult } from "./hold.store.ts";
 import { LedgerQueryStore, type CycleReportView } from "./ledger-query.store.ts";
 import { OutboxStore, type OutboxEvent } from "./outbox.store.ts";
@@ -172,6 +173,7 @@ export class LedgerStore {
       // A replay must not pass off a hold that has ended as one still open (a caller that
       // released it after a failed submit and then retries would otherwise run unpaid).
       const status = answer.replayed ? await holds.status(answer.hold_id) : "open";
+      if (!answer.replayed) countReserved(answer.amount_mc);
       return {
         ok: true,
         holdId: answer.hold_id,
@@ -227,7 +229,14 @@ export class LedgerStore {
       now: this.#clock.now(),
       emitEvents: this.#emitEvents,
     });
-    return settleOutcome(answer, settlement.holdId);
+    const outcome = settleOutcome(answer, settlement.holdId);
+    if (outcome.ok && !outcome.replayed) countSettled(settlement.action, outcome);
+    return outcome;
+  }
+
+  /** Holds neither captured, released nor expired (the partial index on open holds answers it). */
+  openHolds(): Promise<number> {
+    return this.#pool.holds.countOpen();
   }
 
   /** Expires open holds past their deadline; returns how many it expired. */

@@ -1,6 +1,6 @@
 // Billing's migrations, run by the runner every service shares (services/common/migrate.ts).
 import type { Kysely, Migration } from "kysely";
-import { migrateToLatest } from "../../common/migrate.ts";
+import { migrateToLatest, type ServiceMigrations } from "../../common/migrate.ts";
 import { applyBillingFunctions } from "./functions.sql.ts";
 import * as ledger from "./migrations/202501010000_ledger.ts";
 import * as seed from "./migrations/202501010001_seed.ts";
@@ -44,7 +44,14 @@ export const BILLING_LEGACY_MIGRATION_NAMES: Readonly<Record<string, string>> = 
   "2026-11-27T00-00-unlimited-plan": "202611270000_unlimited_plan",
 };
 
+/** Billing's migrations for the shared runner, with its legacy names and current SQL function definitions (functions.sql.ts). */
+export const billingMigrationSet: ServiceMigrations = {
+  service: "billing",
+  migrations: billingMigrations,
+  options: { legacyNames: BILLING_LEGACY_MIGRATION_NAMES, afterMigrations: applyBillingFunctions },
+};
+
 /** Migrates the billing schema to latest, then applies the current SQL function definitions (functions.sql.ts). */
 export function migrateBilling(db: Kysely<unknown>): Promise<void> {
-  return migrateToLatest(db, "billing", billingMigrations, { legacyNames: BILLING_LEGACY_MIGRATION_NAMES, afterMigrations: applyBillingFunctions });
+  return migrateToLatest(db, billingMigrationSet.service, billingMigrationSet.migrations, billingMigrationSet.options);
 }

@@ -9,13 +9,15 @@ import { rm } from "node:fs/promises";
 import { Readable, Writable } from "node:stream";
 import type { Logger } from "pino";
 import type { BlobStore, BlobStoreLimits } from "../ports/blob-store.ts";
-import { assertValidPrefix, deleteStream } from "./jetstream-setup.ts";
+import { assertValidPrefix, assertValidReplicas, deleteStream } from "./jetstream-setup.ts";
 
 export interface NatsBlobStoreOptions extends BlobStoreLimits {
   /** Owned by the caller: `close()` leaves it open. */
   connection: NatsConnection;
   /** Bucket `<prefix>_blobs` (stream `OBJ_<prefix>_blobs`). */
   namePrefix: string;
+  /** Copies of each stream, consumer and bucket (1, 3 or 5; more than 1 needs a JetStream cluster). @default 1 */
+  replicas?: number;
   log: Logger;
 }
 
@@ -31,16 +33,21 @@ export class NatsBlobStore implements BlobStore {
 
   static async open(options: NatsBlobStoreOptions): Promise<NatsBlobStore> {
     assertValidPrefix(options.namePrefix);
+    const replicas = options.replicas ?? 1;
+    assertValidReplicas(replicas);
     const ttlMs = options.ttlMs ?? 86_400_000;
     const bucket = `${options.namePrefix}_blobs`;
-    // `create` opens an existing bucket as it is; a changed TTL is applied to its stream.
-    const store = await new Objm(options.connection).create(bucket, { ttl: nanos(ttlMs) });
+    // `create` opens an existing bucket as it is; a changed TTL or replica count is applied to its stream.
+    const stream = `OBJ_${bucket}`;
+    const store = await new Objm(options.connection).create(bucket, { ttl: nanos(ttlMs), replicas }).catch((error: unknown) => {
+      if (replicas <= 1) throw error;
+      throw new Error(`object store bucket ${bucket} cannot have ${replicas} replicas: ${String(error)} (set NATS_REPLICAS to at most the cluster's JetStream peer count)`, { cause: error });
+    });
     const jsm = await jetstreamManager(options.connection);
     const status = await store.status();
-    const stream = `OBJ_${bucket}`;
-    if (status.ttl !== nanos(ttlMs)) {
-      options.log.info({ bucket, fromMs: status.ttl / 1_000_000, toMs: ttlMs }, "blob bucket TTL changed");
-      await jsm.streams.update(stream, { max_age: nanos(ttlMs) });
+    if (status.ttl !== nanos(ttlMs) || status.replicas !== replicas) {
+      options.log.info({ bucket, fromMs: status.ttl / 1_000_000, toMs: ttlMs, fromReplicas: status.replicas, toReplicas: replicas }, "blob bucket TTL or replicas changed");
+      await jsm.streams.update(stream, { max_age: nanos(ttlMs), num_replicas: replicas });
     }
     return new NatsBlobStore(store, jsm, stream, ttlMs);
   }

@@ -88,4 +88,29 @@ describe("createPorts with NATS", { skip: natsUrl === undefined ? "no NATS serve
     for (const stream of [`${namePrefix}_work`, `${namePrefix}_events`, `OBJ_${namePrefix}_blobs`]) await deleteStream(jsm, stream);
     await connection.close();
   });
+
+  test("every stream, consumer and bucket is created with the configured replica count; a single server refuses 3 by name", async () => {
+    const namePrefix = uniqueName("test");
+    const ports = await createPorts({ natsUrl, namePrefix, dataDir: "/nonexistent", replicas: 1, log });
+    const connection = await connect({ servers: natsUrl! });
+    const jsm = await jetstreamManager(connection);
+    const streams = [`${namePrefix}_work`, `${namePrefix}_events`, `${namePrefix}_dead_letters`, `OBJ_${namePrefix}_blobs`];
+    try {
+      for (const stream of streams) assert.equal((await jsm.streams.info(stream)).config.num_replicas, 1, stream);
+      for (const lane of ["high", "normal"]) assert.equal((await jsm.consumers.info(`${namePrefix}_work`, lane)).config.num_replicas, 1, lane);
+      await ports.close();
+      // The test server is one node: 3 replicas cannot be placed, and the error says which stream and what to set.
+      const three = uniqueName("test");
+      await assert.rejects(createPorts({ natsUrl, namePrefix: three, dataDir: "/nonexistent", replicas: 3, log }), (error: Error) => {
+        assert.match(error.message, /cannot have 3 replicas/);
+        assert.match(error.message, /NATS_REPLICAS/);
+        return true;
+      });
+      await assert.rejects(createPorts({ natsUrl, namePrefix: three, dataDir: "/nonexistent", replicas: 2, log }), /replicas must be 1, 3 or 5/);
+      for (const stream of [`${three}_work`, `${three}_events`, `${three}_dead_letters`, `OBJ_${three}_blobs`]) await deleteStream(jsm, stream);
+    } finally {
+      for (const stream of streams) await deleteStream(jsm, stream);
+      await connection.close();
+    }
+  });
 });

@@ -22,6 +22,8 @@ export interface NatsDeadLettersOptions {
   jsm: JetStreamManager;
   js: JetStreamClient;
   namePrefix: string;
+  /** Copies of the stream (see NatsWorkQueueOptions.replicas). @default 1 */
+  replicas?: number;
   /** Letters are discarded this long after they were recorded. */
   maxAgeMs: number;
   log: Logger;
@@ -47,6 +49,7 @@ export class NatsDeadLetters {
       duplicate_window: nanos(Math.min(120_000, options.maxAgeMs)),
       // Listing reads letters by subject with direct gets, without creating a consumer.
       allow_direct: true,
+      num_replicas: options.replicas ?? 1,
     });
     return new NatsDeadLetters(options, stream, subjectPrefix);
   }

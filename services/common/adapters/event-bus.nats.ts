@@ -9,7 +9,7 @@ import type { BusEvent, EventBus, EventBusLimits, EventSubscribeOptions, Publish
 import type { Subscription } from "../ports/work-queue.ts";
 import { NatsDeadLetters } from "./dead-letter.nats.ts";
 import { natsHeadersOf, recordOfNatsHeaders } from "./nats-headers.ts";
-import { assertValidPrefix, deleteStream, ensureConsumer, ensureStream } from "./jetstream-setup.ts";
+import { assertValidPrefix, assertValidReplicas, deleteStream, ensureConsumer, ensureStream } from "./jetstream-setup.ts";
 import { assertValidDurableName, assertValidSubject } from "./subject-filter.ts";
 
 export interface NatsEventBusOptions extends EventBusLimits {
@@ -24,6 +24,8 @@ export interface NatsEventBusOptions extends EventBusLimits {
   ackWaitMs?: number;
   /** Deadline of each JetStream API call. @default 5000 ms */
   requestTimeoutMs?: number;
+  /** Copies of each stream, consumer and bucket (1, 3 or 5; more than 1 needs a JetStream cluster). @default 1 */
+  replicas?: number;
   log: Logger;
 }
 
@@ -35,7 +37,7 @@ export class NatsEventBus implements EventBus {
     private readonly jsm: JetStreamManager,
     private readonly stream: string,
     private readonly subjectPrefix: string,
-    private readonly limits: { deliveryCountMax: number; retryDelayMs: number; ackWaitMs: number },
+    private readonly limits: { deliveryCountMax: number; retryDelayMs: number; ackWaitMs: number; replicas: number },
     private readonly letters: NatsDeadLetters,
     private readonly advisories: NatsSubscription,
     private readonly log: Logger,
@@ -43,6 +45,8 @@ export class NatsEventBus implements EventBus {
 
   static async open(options: NatsEventBusOptions): Promise<NatsEventBus> {
     assertValidPrefix(options.namePrefix);
+    const replicas = options.replicas ?? 1;
+    assertValidReplicas(replicas);
     const maxAgeMs = options.maxAgeMs ?? 604_800_000;
     const requestTimeoutMs = options.requestTimeoutMs ?? 5000;
     const jsm = await jetstreamManager(options.connection, { timeout: requestTimeoutMs });
@@ -57,17 +61,20 @@ export class NatsEventBus implements EventBus {
       max_age: nanos(maxAgeMs),
       // JetStream refuses a duplicate window longer than the stream's max age.
       duplicate_window: nanos(Math.min(options.dedupWindowMs ?? 120_000, maxAgeMs)),
+      num_replicas: replicas,
     });
     const limits = {
       deliveryCountMax: options.deliveryCountMax ?? 10,
       retryDelayMs: options.retryDelayMs ?? 1000,
       ackWaitMs: options.ackWaitMs ?? 30_000,
+      replicas,
     };
     const js = jetstream(options.connection, { timeout: requestTimeoutMs });
     const letters = await NatsDeadLetters.open({
       jsm,
       js,
       namePrefix: options.namePrefix,
+      replicas,
       maxAgeMs: options.deadLetterMaxAgeMs ?? DEAD_LETTER_MAX_AGE_MS_DEFAULT,
       log: options.log,
     });
@@ -115,6 +122,7 @@ export class NatsEventBus implements EventBus {
         deliver_policy: DeliverPolicy.All,
         ack_wait: nanos(this.limits.ackWaitMs),
         max_deliver: this.limits.deliveryCountMax,
+        num_replicas: this.limits.replicas,
       });
       if (stopped) return;
       const consumer = await this.js.consumers.get(this.stream, options.durableName);

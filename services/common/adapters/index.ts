@@ -5,6 +5,7 @@
 // the four services run in one process and get the same ports from their one caller
 // (services/single-node.ts), which is what lets a job enqueued by the orchestrator reach
 // inference; two `createPorts` calls give two independent sets.
+import { EventEmitter } from "node:events";
 import { resolve } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { pino, type Logger } from "pino";
@@ -28,6 +29,9 @@ export { NatsWorkQueue, type NatsWorkQueueOptions } from "./work-queue.nats.ts";
 export interface PortsOptions {
   /** NATS server(s), comma-separated; unset means single-node mode with the in-process adapters. */
   natsUrl?: string;
+  /** Credentials on the NATS server; both or neither. */
+  natsUser?: string;
+  natsPassword?: string;
   /** Where the in-process adapters keep their files (`blobs/`, `events/`, `work-queue/` dead letters). @default "./.data" */
   dataDir?: string;
   /** Prefix of every NATS stream, bucket and subject ([A-Za-z0-9_-]+). @default "cutline" */
@@ -48,6 +52,8 @@ export interface PortsOptions {
   eventDeliveryCountMax?: number;
   /** Wait before redelivering an event whose handler threw. @default 1000 ms */
   eventRetryDelayMs?: number;
+  /** Replicas of every NATS stream, consumer and bucket (3 in a 3-node JetStream cluster); a single server takes only 1. @default 1 */
+  replicas?: number;
   /** @default a pino logger at level "info" */
   log?: Logger;
 }
@@ -57,6 +63,11 @@ export interface Ports {
   readonly workQueue: WorkQueue;
   readonly eventBus: EventBus;
   readonly blobStore: BlobStore;
+  /**
+   * Calls `listener` with whether the broker is reachable now, then on each change (NATS
+   * disconnects and reconnects; in-process ports are always reachable). Returns an unsubscribe.
+   */
+  watchConnection(listener: (connected: boolean) => void): () => void;
   /** Closes the adapters (and the NATS connection); later calls wait for the first. */
   close(): Promise<void>;
 }
@@ -77,6 +88,10 @@ async function openInProcess(options: PortsOptions, log: Logger): Promise<Ports>
     workQueue,
     eventBus,
     blobStore,
+    watchConnection(listener) {
+      listener(true);
+      return () => {};
+    },
     close: once(async () => {
       await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
     }),
@@ -84,22 +99,35 @@ async function openInProcess(options: PortsOptions, log: Logger): Promise<Ports>
 }
 
 async function openNats(options: PortsOptions & { natsUrl: string }, log: Logger): Promise<Ports> {
-  const { natsUrl, namePrefix = "cutline" } = options;
-  const connection: NatsConnection = await connect({ servers: natsUrl.split(","), name: `cutline-${namePrefix}` });
+  const { natsUrl, namePrefix = "cutline", replicas = 1 } = options;
+  // Reconnects without end: a pod that gave up after the client's default 10 tries would stay
+  // NOT_SERVING until restarted, though NATS came back.
+  if ((options.natsUser === undefined) !== (options.natsPassword === undefined)) {
+    throw new Error("NATS_USER and NATS_PASSWORD go together: set both or neither");
+  }
+  const connection: NatsConnection = await connect({
+    servers: natsUrl.split(","),
+    name: `cutline-${namePrefix}`,
+    maxReconnectAttempts: -1,
+    ...(options.natsUser === undefined ? {} : { user: options.natsUser, pass: options.natsPassword }),
+  });
+  const reachability = watchReachability(connection, log);
   try {
     const [workQueue, eventBus, blobStore] = await Promise.all([
-      NatsWorkQueue.open({ connection, namePrefix, ...queueLimits(options), log: log.child({ port: "work-queue" }) }),
-      NatsEventBus.open({ connection, namePrefix, ...eventLimits(options), log: log.child({ port: "event-bus" }) }),
-      NatsBlobStore.open({ connection, namePrefix, ttlMs: options.blobTtlMs, log: log.child({ port: "blob-store" }) }),
+      NatsWorkQueue.open({ connection, namePrefix, replicas, ...queueLimits(options), log: log.child({ port: "work-queue" }) }),
+      NatsEventBus.open({ connection, namePrefix, replicas, ...eventLimits(options), log: log.child({ port: "event-bus" }) }),
+      NatsBlobStore.open({ connection, namePrefix, replicas, ttlMs: options.blobTtlMs, log: log.child({ port: "blob-store" }) }),
     ]);
-    log.info({ natsUrl, namePrefix, server: connection.info?.version }, "ports: NATS JetStream adapters");
+    log.info({ natsUrl, namePrefix, replicas, server: connection.info?.version }, "ports: NATS JetStream adapters");
     return {
       kind: "nats",
       workQueue,
       eventBus,
       blobStore,
+      watchConnection: reachability.watch,
       close: once(async () => {
         await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
+        reachability.closing();
         await connection.drain();
       }),
     };
@@ -107,6 +135,38 @@ async function openNats(options: PortsOptions & { natsUrl: string }, log: Logger
     await connection.close();
     throw error;
   }
+}
+
+/** Follows the connection's status events: disconnected from "disconnect" until "reconnect", and for good after "close". */
+function watchReachability(connection: NatsConnection, log: Logger) {
+  let connected = true;
+  let closing = false;
+  const changes = new EventEmitter();
+  changes.setMaxListeners(0);
+  const set = (value: boolean) => {
+    if (value === connected) return;
+    connected = value;
+    if (!closing) log[value ? "info" : "warn"]({ server: connection.getServer() }, value ? "NATS connection restored" : "NATS connection lost; reconnecting");
+    changes.emit("change", value);
+  };
+  void (async () => {
+    for await (const status of connection.status()) {
+      if (status.type === "disconnect" || status.type === "staleConnection") set(false);
+      else if (status.type === "reconnect") set(true);
+    }
+  })();
+  void connection.closed().then(() => set(false));
+  return {
+    /** The ports are closing: the connection's end is no loss to report. */
+    closing() {
+      closing = true;
+    },
+    watch(listener: (connected: boolean) => void): () => void {
+      listener(connected);
+      changes.on("change", listener);
+      return () => changes.off("change", listener);
+    },
+  };
 }
 
 // A second close would drain a closed NATS connection, which throws.

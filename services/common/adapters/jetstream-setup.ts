@@ -15,7 +15,29 @@ function isApiError(error: unknown, code: number): boolean {
   return error instanceof JetStreamApiError && error.code === code;
 }
 
+/** Replicas of every stream, consumer and bucket: JetStream accepts 1, 3 or 5, and more than 1 only in a cluster. */
+export function assertValidReplicas(replicas: number): void {
+  if (![1, 3, 5].includes(replicas)) throw new RangeError(`replicas must be 1, 3 or 5 (JetStream's supported counts), got ${replicas}`);
+}
+
+/** Why a stream could not be created with `replicas` copies: a single server has no peers to hold the others. */
+function replicasError(name: string, replicas: number | undefined, error: unknown): unknown {
+  if (replicas === undefined || replicas <= 1 || !(error instanceof JetStreamApiError)) return error;
+  return new Error(
+    `JetStream stream ${name} cannot have ${replicas} replicas: ${error.message} (a single NATS server or a cluster with fewer JetStream peers holds only 1; set NATS_REPLICAS to at most the cluster's JetStream peer count)`,
+    { cause: error },
+  );
+}
+
 export async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<StreamInfo> {
+  try {
+    return await ensureStreamOnce(jsm, config);
+  } catch (error) {
+    throw replicasError(config.name, config.num_replicas, error);
+  }
+}
+
+async function ensureStreamOnce(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<StreamInfo> {
   try {
     return await jsm.streams.add(config);
   } catch (error) {

@@ -86,6 +86,12 @@ export class InProcessWorkQueue implements WorkQueue {
     return this.ready.high.filter((entry) => entry.deliveryCount === 0).length + this.ready.normal.filter((entry) => entry.deliveryCount === 0).length;
   }
 
+  async pending(): Promise<Record<Priority, number>> {
+    const counts: Record<Priority, number> = { high: 0, normal: 0 };
+    for (const entry of this.held) counts[entry.priority] += 1;
+    return counts;
+  }
+
   consume(handler: (message: WorkMessage) => Promise<void>, options: ConsumeOptions = {}): Subscription {
     const inFlightMax = options.inFlightMax ?? 1;
     if (!(Number.isInteger(inFlightMax) && inFlightMax >= 1)) throw new RangeError(`inFlightMax must be a positive integer, got ${inFlightMax}`);

@@ -34,7 +34,7 @@ import {
 } from "../ports/work-queue.ts";
 import { NatsDeadLetters } from "./dead-letter.nats.ts";
 import { natsHeadersOf, recordOfNatsHeaders } from "./nats-headers.ts";
-import { assertValidPrefix, deleteStream, ensureConsumer, ensureStream } from "./jetstream-setup.ts";
+import { assertValidPrefix, assertValidReplicas, deleteStream, ensureConsumer, ensureStream } from "./jetstream-setup.ts";
 
 export interface NatsWorkQueueOptions extends WorkQueueLimits {
   /** Owned by the caller: `close()` leaves it open. */
@@ -45,6 +45,8 @@ export interface NatsWorkQueueOptions extends WorkQueueLimits {
   idlePollMs?: number;
   /** Deadline of each JetStream API call. @default 5000 ms */
   requestTimeoutMs?: number;
+  /** Copies of each stream, consumer and bucket (1, 3 or 5; more than 1 needs a JetStream cluster). @default 1 */
+  replicas?: number;
   log: Logger;
 }
 
@@ -87,6 +89,8 @@ export class NatsWorkQueue implements WorkQueue {
 
   static async open(options: NatsWorkQueueOptions): Promise<NatsWorkQueue> {
     assertValidPrefix(options.namePrefix);
+    const replicas = options.replicas ?? 1;
+    assertValidReplicas(replicas);
     const limits = {
       queueLengthMax: options.queueLengthMax ?? 10_000,
       deliveryCountMax: options.deliveryCountMax ?? 5,
@@ -109,6 +113,7 @@ export class NatsWorkQueue implements WorkQueue {
       discard: DiscardPolicy.New,
       max_msgs: limits.queueLengthMax,
       duplicate_window: nanos(limits.dedupWindowMs),
+      num_replicas: replicas,
     });
     for (const lane of LANES) {
       await ensureConsumer(jsm, stream, {
@@ -119,10 +124,11 @@ export class NatsWorkQueue implements WorkQueue {
         max_deliver: limits.deliveryCountMax,
         // Everything the queue may hold may be in flight; the real bound is each consume's inFlightMax.
         max_ack_pending: limits.queueLengthMax,
+        num_replicas: replicas,
       });
     }
     const js = jetstream(connection, { timeout: limits.requestTimeoutMs });
-    const letters = await NatsDeadLetters.open({ jsm, js, namePrefix: options.namePrefix, maxAgeMs: limits.deadLetterMaxAgeMs, log: options.log });
+    const letters = await NatsDeadLetters.open({ jsm, js, namePrefix: options.namePrefix, replicas, maxAgeMs: limits.deadLetterMaxAgeMs, log: options.log });
     // A workqueue stream keeps a message whose deliveries ran out (ack timeouts on the last one),
     // where it would count against max_msgs forever; the server's advisory says which one. It is
     // kept as a dead letter first, then deleted. Several services get the same advisory: the
@@ -163,6 +169,11 @@ export class NatsWorkQueue implements WorkQueue {
   async depth(): Promise<number> {
     const infos = await Promise.all(LANES.map((lane) => this.jsm.consumers.info(this.stream, lane)));
     return infos.reduce((sum, info) => sum + info.num_pending, 0);
+  }
+
+  async pending(): Promise<Record<Priority, number>> {
+    const [high, normal] = await Promise.all(LANES.map((lane) => this.jsm.consumers.info(this.stream, lane)));
+    return { high: high!.num_pending + high!.num_ack_pending, normal: normal!.num_pending + normal!.num_ack_pending };
   }
 
   consume(handler: (message: WorkMessage) => Promise<void>, options: ConsumeOptions = {}): Subscription {

@@ -85,6 +85,11 @@ export interface WorkQueue {
   /** Messages waiting for their first delivery, across lanes (in-flight and redelivered ones excluded). */
   depth(): Promise<number>;
   /**
+   * Messages not yet settled, per lane: waiting (first delivery or a redelivery) plus delivered
+   * and not yet acked. JetStream's num_pending + num_ack_pending, the lag KEDA scales on.
+   */
+  pending(): Promise<Record<Priority, number>>;
+  /**
    * Hands messages to `handler`, high lane first. A handler that throws, or returns without
    * settling its message, has it nak'ed (redelivered at once, within `deliveryCountMax`).
    */

@@ -11,6 +11,7 @@ import { creditsNumber, parseCreditsValue } from "../../common/credits.ts";
 import { Pool, type BillingService } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import type { OrchestratorService, OutboxEmail } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { Logger } from "../../common/logging.ts";
+import { markHttpRoute } from "../../common/metrics.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
 import { checkAdminToken } from "../domain/admin-token.ts";
 import type { ApiKeyStore } from "../store/api-key.store.ts";
@@ -344,12 +345,18 @@ const ADMIN_ERROR_DETAILS: Record<string, string> = {
   invalid_admin_token: "the token must be the gateway's CUTLINE_ADMIN_TOKEN, or the one in its $CUTLINE_DATA_DIR/admin-token",
 };
 
+/** A route's pattern as a template for the metrics' route label: `^\/accounts\/([^/]+)$` reads `/accounts/{param}`. */
+function patternTemplate(pattern: RegExp): string {
+  return pattern.source.replace(/^\^|\$$/g, "").replace(/\([^)]*\)/g, "{param}").replace(/\\/g, "");
+}
+
 /** `/admin/v1/...`; other paths are left to the next routes (answers false). */
 export function createAdminRoutes(dependencies: AdminRouteDependencies): HttpRoutes {
   const routes = [...accountRoutes(dependencies), ...creditRoutes(dependencies), ...keyRoutes(dependencies), ...webhookRoutes(dependencies), ...outboxRoutes(dependencies)];
   return async (request, response) => {
     const url = new URL(request.url ?? "/", "http://admin");
     if (url.pathname !== ADMIN_PATH_PREFIX && !url.pathname.startsWith(`${ADMIN_PATH_PREFIX}/`)) return false;
+    markHttpRoute(request, `${ADMIN_PATH_PREFIX}/*`);
     try {
       // The token first: without it, not even which routes exist is answered.
       const check = checkAdminToken(dependencies.token, request.headers.authorization);
@@ -358,6 +365,7 @@ export function createAdminRoutes(dependencies: AdminRouteDependencies): HttpRou
       const path = url.pathname.slice(ADMIN_PATH_PREFIX.length);
       const matching = routes.filter((route) => route.pattern.test(path));
       const route = matching.find((candidate) => candidate.method === request.method);
+      if (matching[0]) markHttpRoute(request, `${ADMIN_PATH_PREFIX}${patternTemplate(matching[0].pattern)}`);
       if (!route) {
         if (matching.length > 0) {
           response.setHeader("allow", matching.map((candidate) => candidate.method).join(", "));

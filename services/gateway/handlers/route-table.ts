@@ -8,6 +8,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { httpStatusOf, reasonError, reasonOf } from "../../common/errors.ts";
 import type { Logger } from "../../common/logging.ts";
+import { markHttpRoute } from "../../common/metrics.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
 
 export type HttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
@@ -151,6 +152,7 @@ export function createRouteTable(routes: readonly RestRoute[], log: Logger): Htt
     const path = (request.url ?? "/").split("?")[0]!;
     const matching = compiled.filter((candidate) => candidate.pattern.test(path));
     if (matching.length === 0) return false;
+    markHttpRoute(request, matching[0]!.route.path);
     const method = request.method === "HEAD" ? "GET" : request.method;
     const found = matching.find((candidate) => candidate.route.method === method);
     if (!found) {
@@ -161,6 +163,7 @@ export function createRouteTable(routes: readonly RestRoute[], log: Logger): Htt
       writeError(request, response, refusal, log);
       return true;
     }
+    markHttpRoute(request, found.route.path);
     const values = found.pattern.exec(path)!.slice(1);
     const params = Object.fromEntries(found.names.map((name, index) => [name, decodeURIComponent(values[index]!)]));
     try {

@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Migration } from "kysely";
+import type { ServiceMigrations } from "../../common/migrate.ts";
 
 // Frozen in time: never edit a migration that has shipped; add a new one.
 export const gatewayMigrations: Record<string, Migration> = {
@@ -136,3 +137,6 @@ export const gatewayMigrations: Record<string, Migration> = {
     },
   },
 };
+
+/** The gateway's migrations for the shared runner (services/common/migrate.ts). */
+export const gatewayMigrationSet: ServiceMigrations = { service: "gateway", migrations: gatewayMigrations };

@@ -1,4 +1,4 @@
-import { Gauge, Histogram, register } from "prom-client";
+import { Counter, Gauge, Histogram, register } from "prom-client";
 import type { BatcherObserver } from "../domain/request.batcher.ts";
 
 // Registered once per process on prom-client's default registry: every engine in the process
@@ -27,6 +27,38 @@ const pipelineSeconds = histogram(
 const queueDepth =
   (register.getSingleMetric("cutline_inference_queue_depth") as Gauge<string> | undefined) ??
   new Gauge({ name: "cutline_inference_queue_depth", help: "Images waiting in the batcher's queue (images)." });
+
+function gauge(name: string, help: string, labelNames: string[] = []) {
+  return (register.getSingleMetric(name) as Gauge<string> | undefined) ?? new Gauge({ name, help, labelNames });
+}
+
+const executionProvider = gauge(
+  "cutline_inference_execution_provider",
+  "1 for the onnxruntime execution provider in use (provider: cuda or cpu), labelled with the configured list (requested); provider=\"cpu\" with cuda requested is a CPU fallback.",
+  ["provider", "requested"],
+);
+const tasksInFlight = gauge("cutline_inference_tasks_in_flight", "Work-queue tasks this process holds: pulled and not yet settled (tasks).");
+const tasksTotal =
+  (register.getSingleMetric("cutline_inference_tasks_total") as Counter<string> | undefined) ??
+  new Counter({ name: "cutline_inference_tasks_total", help: "Work-queue tasks that reached a final outcome here, by kind (image, video) and outcome (succeeded, failed); retried faults are not counted until their last delivery.", labelNames: ["kind", "outcome"] });
+
+/** The provider the model session runs on, and the list INFERENCE_EXECUTION_PROVIDERS asked for. */
+export function observeExecutionProvider(provider: string, requested: readonly string[]): void {
+  executionProvider.reset();
+  executionProvider.set({ provider, requested: requested.join(",") }, 1);
+}
+
+export function taskTaken(): void {
+  tasksInFlight.inc();
+}
+
+export function taskReleased(): void {
+  tasksInFlight.dec();
+}
+
+export function countTask(kind: "image" | "video", outcome: "succeeded" | "failed"): void {
+  tasksTotal.inc({ kind, outcome });
+}
 
 export const batcherMetrics: BatcherObserver = {
   batchStarted: (size) => batchSize.observe(size),

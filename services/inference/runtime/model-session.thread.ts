@@ -59,7 +59,12 @@ async function createSession(): Promise<ModelSessionInfo> {
       skipped.push({ provider, reason: error instanceof Error ? error.message.split("\n")[0]! : String(error) });
     }
   }
-  throw new Error(`no execution provider could load: ${skipped.map((skip) => `${skip.provider}: ${skip.reason}`).join("; ")}`);
+  // Without cpu in the list the operator asked for an accelerator only (a GPU node): say so,
+  // rather than let the pod run on the CPU while holding a GPU.
+  const hint = setup.executionProviders.includes("cpu") ? "" : "; cpu is not in the list, so there is no fallback (check the node's GPU driver and CUDA libraries, or add cpu to run on the CPU)";
+  throw new Error(
+    `no execution provider of INFERENCE_EXECUTION_PROVIDERS=${setup.executionProviders.join(",")} could load: ${skipped.map((skip) => `${skip.provider}: ${skip.reason}`).join("; ")}${hint}`,
+  );
 }
 
 async function run(request: ModelSessionRequest) {

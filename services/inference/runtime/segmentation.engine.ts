@@ -9,7 +9,7 @@ import { layoutSubject, parseLayoutOptions, smartCropLayout } from "../domain/su
 import { describeModel, loadModelBytes, type ModelDescription } from "../store/model.store.ts";
 import { decodeImage, imageLimitsOf, readImageHeader, type DecodedImage, type ImageLimits } from "./image.decoder.ts";
 import { parseHexColour, renderOutput, type RenderedImage } from "./image.encoder.ts";
-import { batcherMetrics, observePipeline } from "./inference.metrics.ts";
+import { batcherMetrics, observeExecutionProvider, observePipeline } from "./inference.metrics.ts";
 import type { MaskRefineRequest, MaskRefineResponse } from "./mask-refine.thread.ts";
 import type { ModelSessionInfo, ModelSessionRequest, ModelSessionResponse, ModelSessionSetup } from "./model-session.thread.ts";
 import { ThreadPool } from "./thread.pool.ts";
@@ -184,6 +184,8 @@ class Engine implements SegmentationEngine {
       this.log.warn(`execution provider ${skipped.provider} cannot load (${skipped.reason}); using ${info.provider}`);
     }
     this.executionProvider = info.provider;
+    // The gauge names both what runs and what was asked for, so an alert sees a CPU fallback.
+    observeExecutionProvider(info.provider, this.config.INFERENCE_EXECUTION_PROVIDERS);
     const batchSizeMax = info.provider === "cpu" ? this.config.INFERENCE_BATCH_SIZE_MAX : this.config.INFERENCE_BATCH_SIZE_MAX_GPU;
     this.batchSizeMax = batchSizeMax;
     const batcher = new DynamicBatcher<Uint8Array, Float32Array>(

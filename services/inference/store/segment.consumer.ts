@@ -7,6 +7,7 @@ import type { BlobStore } from "../../common/ports/blob-store.ts";
 import type { EventBus } from "../../common/ports/event-bus.ts";
 import type { WorkMessage, WorkQueue } from "../../common/ports/work-queue.ts";
 import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
+import { countTask, taskReleased, taskTaken } from "../runtime/inference.metrics.ts";
 import type { EngineStage, SegmentationEngine } from "../runtime/segmentation.engine.ts";
 import { runVideoTask, VideoTaskStopped, type VideoProgress, type VideoTaskOptions } from "./video-task.consumer.ts";
 
@@ -156,6 +157,15 @@ class TaskHandler {
   }
 
   async handle(message: WorkMessage): Promise<void> {
+    taskTaken();
+    try {
+      await this.handleTaken(message);
+    } finally {
+      taskReleased();
+    }
+  }
+
+  private async handleTaken(message: WorkMessage): Promise<void> {
     const takenAtMs = Date.now();
     const task = await this.taskOf(message);
     if (task === undefined) return;
@@ -270,6 +280,7 @@ class TaskHandler {
       inferenceMs: Math.round(result.workMs),
     };
     await this.publish(create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "succeeded", value: succeeded } }), JOB_SUCCEEDED_SUBJECT);
+    countTask("image", "succeeded");
     await message.ack();
   }
 
@@ -295,6 +306,7 @@ class TaskHandler {
       inferenceMs: Math.round(result.workMs),
     };
     await this.publish(create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "succeeded", value: succeeded } }), JOB_SUCCEEDED_SUBJECT);
+    countTask("video", "succeeded");
     await message.ack();
   }
 
@@ -331,6 +343,7 @@ class TaskHandler {
   private async failed(task: SegmentTask, failure: InferenceError): Promise<void> {
     const value = { userError: failure.userError, reason: failure.reason, message: failure.message };
     await this.publish(create(TaskEventSchema, { jobId: task.jobId, outcome: { case: "failed", value } }), JOB_FAILED_SUBJECT);
+    countTask(task.kind === TaskKind.VIDEO ? "video" : "image", "failed");
   }
 
   private async publish(event: TaskEvent, subject: string): Promise<void> {

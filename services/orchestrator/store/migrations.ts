@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Migration } from "kysely";
+import type { ServiceMigrations } from "../../common/migrate.ts";
 
 // Frozen in time: never edit a migration that has shipped; add a new one.
 export const orchestratorMigrations: Record<string, Migration> = {
@@ -202,3 +203,6 @@ export const orchestratorMigrations: Record<string, Migration> = {
     },
   },
 };
+
+/** The orchestrator's migrations for the shared runner (services/common/migrate.ts). */
+export const orchestratorMigrationSet: ServiceMigrations = { service: "orchestrator", migrations: orchestratorMigrations };

@@ -1,0 +1,14 @@
+// INFERENCE_TASKS_IN_FLIGHT_MAX: the consumer's cap on tasks one process holds, never more than the engine's queue takes.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ConfigError } from "../common/config.loader.ts";
+import { loadInferenceServiceConfig, tasksInFlightMaxOf } from "./inference.config.ts";
+
+test("INFERENCE_TASKS_IN_FLIGHT_MAX: 0 leaves the consumer's two batches' worth, a number caps it, past the engine's queue is refused by name", () => {
+  assert.equal(tasksInFlightMaxOf(loadInferenceServiceConfig({})), undefined);
+  assert.equal(tasksInFlightMaxOf(loadInferenceServiceConfig({ INFERENCE_TASKS_IN_FLIGHT_MAX: "16" })), 16);
+  assert.throws(
+    () => loadInferenceServiceConfig({ INFERENCE_TASKS_IN_FLIGHT_MAX: "40", INFERENCE_QUEUE_LENGTH_MAX: "32" }),
+    (error: unknown) => error instanceof ConfigError && /INFERENCE_TASKS_IN_FLIGHT_MAX=40 must be at most INFERENCE_QUEUE_LENGTH_MAX=32/.test(error.message),
+  );
+});
