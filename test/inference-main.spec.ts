@@ -7,11 +7,11 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { privateNats, sleep } from "../../scripts/chaos-faults.ts";
-import { freePort } from "../../scripts/mesh-processes.ts";
-import { Health, ServingStatus } from "../common/health.ts";
+import { privateNats, sleep } from "../scripts/chaos-faults.ts";
+import { freePort } from "../scripts/mesh-processes.ts";
+import { Health, ServingStatus } from "../services/common/health.ts";
 
-const MAIN = join(import.meta.dirname, "main.ts");
+const MAIN = join(import.meta.dirname, "..", "services", "inference", "main.ts");
 const TOKEN = "inference-main-spec-token-0123456789abcdef";
 
 function startInference(env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
