@@ -3,7 +3,7 @@ import sharp from "sharp";
 import { ImageOperation, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { threadsPerSession, type InferenceConfig } from "../inference.config.ts";
 import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
-import { withDynamicBatch } from "../domain/onnx-graph.editor.ts";
+import { editSegmentationModel } from "../domain/onnx-graph.editor.ts";
 import { DynamicBatcher } from "../domain/request.batcher.ts";
 import { layoutSubject, parseLayoutOptions, smartCropLayout } from "../domain/subject.layout.ts";
 import { describeModel, loadModelBytes, type ModelDescription } from "../store/model.store.ts";
@@ -222,7 +222,7 @@ class Engine implements SegmentationEngine {
   /** Loads and checks the model's bytes, then starts the session threads on them. */
   private async startSessions(): Promise<ThreadPool<ModelSessionRequest, ModelSessionResponse>> {
     const original = await loadModelBytes(this.model, this.config.INFERENCE_MODEL_DIRECTORY);
-    const edited = withDynamicBatch(original, [this.model.output.name]);
+    const edited = editSegmentationModel(original, [this.model.output.name]);
     const setup: ModelSessionSetup = {
       model: edited,
       executionProviders: this.config.INFERENCE_EXECUTION_PROVIDERS,
