@@ -217,13 +217,19 @@ class Engine implements SegmentationEngine {
     );
     this.batcher = batcher;
     await this.refiners.ready;
-    // Every side a setting runs at: onnxruntime plans its memory for each new shape on its first run.
-    const sides = [...new Set([this.inputSize, ...Object.values(QUALITY_PASSES).map((pass) => pass.side)])];
-    for (let run = 0; run < this.config.INFERENCE_WARMUP_RUNS; run++) {
-      for (const side of sides) {
-        const warmups = Array.from({ length: batchSizeMax }, () => new Uint8Array(side * side * 3).fill(warmupPixelValue));
-        await Promise.all(warmups.map((rgb) => batcher.submit({ rgb, pass: { side, mirrored: false } }, { highPriority: true })));
-      }
+    const warmUp = async (side: number) => {
+      const warmups = Array.from({ length: batchSizeMax }, () => new Uint8Array(side * side * 3).fill(warmupPixelValue));
+      await Promise.all(warmups.map((rgb) => batcher.submit({ rgb, pass: { side, mirrored: false } }, { highPriority: true })));
+    };
+    for (let run = 0; run < this.config.INFERENCE_WARMUP_RUNS; run++) await warmUp(this.inputSize);
+    // The other settings' sides warm up once serving: onnxruntime plans its memory for each new
+    // shape on its first run, which the first fast or best image would otherwise pay, but holding
+    // health at NOT_SERVING for it would slow every start by a model run.
+    const otherSides = [...new Set(Object.values(QUALITY_PASSES).map((pass) => pass.side))].filter((side) => side !== this.inputSize);
+    if (this.config.INFERENCE_WARMUP_RUNS > 0) {
+      void (async () => {
+        for (const side of otherSides) await warmUp(side);
+      })().catch((error: unknown) => this.log.warn({ err: error }, "warm-up of the other quality settings' input sides failed"));
     }
     this.log.info(
       {
