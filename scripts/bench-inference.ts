@@ -1,42 +1,67 @@
-// Inference cost on this machine, in one run:
+// Inference speed on this machine, in one run on the same images:
 //
-//   npm run bench:inference [-- <image>]
+//   npm run bench:inference [-- [--images N] [<dir>]]
 //
-// 1. the floor: raw `session.run` of one 1024² tensor (and of batches of 2 and 4, to show
-//    whether batching raises throughput on this device);
-// 2. the whole pipeline per image (decode → model → refine → encode) at 1, 4 and 16 images
-//    in flight, images/s, and the process's peak RSS (worker threads included).
-// The LAST line is one JSON object with the figures.
+// 1. the floor: raw `session.run` of one tensor at 1024², 768², 640² and 512², and of the mirrored
+//    pair (batch 2) at best's side, on a session in this thread built as the workers build theirs;
+// 2. the whole pipeline per image (decode → model → refine → encode, PNG) at each quality setting,
+//    one image in flight, alternating with the raw runs image by image so load from other
+//    processes weighs on both alike;
+// 3. the peer, `@imgly/background-removal-node` with the same IS-Net model, in a child process on
+//    the same image files (scripts/peer/imgly-peer.ts), warmed up first.
+// Images: the photos under <dir> (default ../shared/eval/dev) that have masks, `--images N` of
+// them spread over the set; without the directory, generated ones. The LAST line is one JSON
+// object: rawRunMs by side, pipelineMs by setting, overheadRatio (pipeline over the raw run of the
+// same shape; the largest of the settings'), speedupVsPeer by setting and the load average.
 import { create } from "@bufbuild/protobuf";
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import ort from "onnxruntime-node";
 import sharp from "sharp";
 import { ImageOptionsSchema, OutputFormat } from "../services/common/gen/cutline/inference/v1/image_options_pb.ts";
+import { Quality } from "../services/common/gen/cutline/inference/v1/quality_pb.ts";
 import { threadsPerSession } from "../services/inference/inference.config.ts";
-import { withDynamicBatch } from "../services/inference/domain/onnx-graph.editor.ts";
+import { editSegmentationModel } from "../services/inference/domain/onnx-graph.editor.ts";
+import { QUALITY_PASSES } from "../services/inference/domain/quality.plan.ts";
 import { createSegmentationEngine, loadInferenceConfig } from "../services/inference/index.ts";
 import { describeModel, loadModelBytes } from "../services/inference/store/model.store.ts";
+import { DEV_EVAL_DIRECTORY, evalPairs, parseEvalArguments, spread } from "./peer/eval-images.ts";
 
-// The probe for CUDA below would print onnxruntime's own multi-line error; the engine logs one line.
+// The engine's probe for CUDA would print onnxruntime's own multi-line error; the engine logs one line.
 ort.env.logLevel = "fatal";
+const { directory: directoryArgument, imagesMax } = parseEvalArguments(process.argv.slice(2));
 const config = loadInferenceConfig();
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
 const round = (value: number, digits = 1) => Number(value.toFixed(digits));
+const loadAverage = () => loadavg().map((value) => round(value, 2));
+const loadAtStart = loadAverage();
 
-async function sampleImage(): Promise<{ bytes: Uint8Array; label: string }> {
-  const candidates = [process.argv[2], join(import.meta.dirname, "..", "..", "shared", "eval", "dev", "davis2016", "dog_00030.jpg")];
-  for (const path of candidates) if (path !== undefined && existsSync(path)) return { bytes: readFileSync(path), label: path };
-  // No photo at hand: a textured 854×480 JPEG, so decode and encode still do real work.
-  const noise = Buffer.alloc(854 * 480 * 3);
-  for (let index = 0; index < noise.length; index++) noise[index] = (index * 2654435761) >>> 24;
-  const bytes = await sharp(noise, { raw: { width: 854, height: 480, channels: 3 } }).blur(2).jpeg({ quality: 90 }).toBuffer();
-  return { bytes, label: "synthetic 854×480 JPEG" };
+/** Image files: the eval photos when present, else generated textured JPEGs written to a temp folder. */
+function benchImages(): { paths: string[]; label: string; cleanup: () => void } {
+  const directory = resolve(directoryArgument ?? DEV_EVAL_DIRECTORY);
+  if (existsSync(directory)) {
+    const paths = spread([...evalPairs(directory)], imagesMax ?? 8).map((pair) => pair.image);
+    if (paths.length > 0) return { paths, label: `${paths.length} photos from ${directory}`, cleanup: () => undefined };
+  }
+  const folder = mkdtempSync(join(tmpdir(), "cutline-bench-"));
+  const count = imagesMax ?? 4;
+  return { paths: Array.from({ length: count }, (_, index) => join(folder, `${index}.jpg`)), label: `${count} generated 854×480 JPEGs`, cleanup: () => rmSync(folder, { recursive: true, force: true }) };
 }
 
-// 1. The floor, measured on a session in this thread built as the workers build theirs.
+const images = benchImages();
+for (const [index, path] of images.paths.entries()) {
+  if (existsSync(path)) continue;
+  const noise = Buffer.alloc(854 * 480 * 3);
+  for (let byte = 0; byte < noise.length; byte++) noise[byte] = ((byte + index * 7919) * 2654435761) >>> 24;
+  writeFileSync(path, await sharp(noise, { raw: { width: 854, height: 480, channels: 3 } }).blur(2).jpeg({ quality: 90 }).toBuffer());
+}
+
+// 1. The floor, on a session in this thread built as the workers build theirs.
 const model = await describeModel(config.INFERENCE_MODEL);
-const edited = withDynamicBatch(await loadModelBytes(model, config.INFERENCE_MODEL_DIRECTORY), [model.output.name]);
+const edited = editSegmentationModel(await loadModelBytes(model, config.INFERENCE_MODEL_DIRECTORY), [model.output.name]);
 const threads = threadsPerSession(config);
 const session = await ort.InferenceSession.create(edited, {
   executionProviders: ["cpu"],
@@ -45,91 +70,90 @@ const session = await ort.InferenceSession.create(edited, {
   graphOptimizationLevel: "all",
   extra: { session: { intra_op: { allow_spinning: "0" } } },
 });
-const size = model.input.shape[2];
-async function rawRun(batch: number): Promise<number> {
-  const input = new Float32Array(batch * 3 * size * size).map((_, index) => Math.sin(index * 0.001) * 0.4);
+async function rawRun(side: number, batch = 1): Promise<number> {
+  const input = new Float32Array(batch * 3 * side * side).map((_, index) => Math.sin(index * 0.001) * 0.4);
   const started = performance.now();
-  await session.run({ [model.input.name]: new ort.Tensor("float32", input, [batch, 3, size, size]) });
+  await session.run({ [model.input.name]: new ort.Tensor("float32", input, [batch, 3, side, side]) });
   return performance.now() - started;
 }
-// The floor and the pipeline at one image in flight are measured in alternation, so load from
-// other processes on the machine weighs on both alike.
-const sample = await sampleImage();
+
 const engine = await createSegmentationEngine(config);
 await engine.ready;
-const options = create(ImageOptionsSchema, { format: OutputFormat.PNG });
-console.log(`pipeline on ${sample.label}; engine ${engine.modelName} on ${engine.executionProvider}, batch size ${engine.batchSizeMax}`);
-// Warm-up: the first images also pay for JIT compilation of the refinement in its worker.
-await rawRun(1);
-for (let run = 0; run < 3; run++) await engine.process(sample.bytes, options, { highPriority: false });
-const rawRuns: number[] = [];
-const singleLatencies: number[] = [];
-for (let run = 0; run < 5; run++) {
-  rawRuns.push(await rawRun(1));
-  const begun = performance.now();
-  await engine.process(sample.bytes, options, { highPriority: false });
-  singleLatencies.push(performance.now() - begun);
-}
-const rawRunMs = median(rawRuns);
-const total = (values: number[]) => values.reduce((sum, value) => sum + value, 0);
-console.log(`raw session.run, batch 1: median ${rawRunMs.toFixed(0)} ms of ${rawRuns.map((ms) => ms.toFixed(0)).join(", ")} (${threads} threads)`);
-console.log(`pipeline, 1 in flight: median ${median(singleLatencies).toFixed(0)} ms of ${singleLatencies.map((ms) => ms.toFixed(0)).join(", ")}`);
+console.log(`${images.label}; engine ${engine.modelName} on ${engine.executionProvider}, batch size ${engine.batchSizeMax}, ${threads} threads per session; load ${loadAtStart.join(" ")}`);
+const settings = { fast: Quality.FAST, balanced: Quality.BALANCED, best: Quality.BEST } as const;
+type Setting = keyof typeof settings;
+const optionsOf = (setting: Setting) => create(ImageOptionsSchema, { format: OutputFormat.PNG, quality: settings[setting] });
+const bestSide = QUALITY_PASSES.best.side;
+const rawShapes = { "1024": [1024, 1], "768": [768, 1], [`${bestSide}x2`]: [bestSide, 2] } as Record<string, [number, number]>;
 
-// 2. The whole pipeline through the engine (worker threads, batcher, refinement, encoding).
-const concurrency: Record<string, { p50Ms: number; perImageMs: number; imagesPerSecond: number }> = {
-  "1": {
-    p50Ms: round(median(singleLatencies)),
-    perImageMs: round(total(singleLatencies) / singleLatencies.length),
-    imagesPerSecond: round((singleLatencies.length * 1000) / total(singleLatencies), 3),
-  },
-};
-for (const inFlight of [4, 16]) {
-  const latencies: number[] = [];
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      const begun = performance.now();
-      await engine.process(sample.bytes, options, { highPriority: false });
-      latencies.push(performance.now() - begun);
-    }),
-  );
-  const wallMs = performance.now() - started;
-  concurrency[String(inFlight)] = {
-    p50Ms: round(median(latencies)),
-    perImageMs: round(wallMs / inFlight),
-    imagesPerSecond: round((inFlight * 1000) / wallMs, 3),
-  };
+// Warm-up: the first images also pay for JIT compilation of the refinement in its worker.
+const bytes = images.paths.map((path) => readFileSync(path));
+for (const [side, batch] of Object.values(rawShapes)) await rawRun(side, batch);
+for (const setting of Object.keys(settings) as Setting[]) await engine.process(bytes[0]!, optionsOf(setting), { highPriority: false });
+
+const raw: Record<string, number[]> = Object.fromEntries(Object.keys(rawShapes).map((shape) => [shape, []]));
+const pipeline: Record<Setting, number[]> = { fast: [], balanced: [], best: [] };
+for (const [index, image] of bytes.entries()) {
+  for (const [shape, [side, batch]] of Object.entries(rawShapes)) raw[shape]!.push(await rawRun(side, batch));
+  for (const setting of Object.keys(settings) as Setting[]) {
+    const started = performance.now();
+    await engine.process(image, optionsOf(setting), { highPriority: false });
+    pipeline[setting].push(performance.now() - started);
+  }
   console.log(
-    `pipeline, ${inFlight} in flight: p50 latency ${median(latencies).toFixed(0)} ms, ${(wallMs / inFlight).toFixed(0)} ms per image, ${((inFlight * 1000) / wallMs).toFixed(2)} images/s`,
+    `${images.paths[index]}: raw ${Object.entries(raw).map(([shape, runs]) => `${shape} ${runs.at(-1)!.toFixed(0)}`).join(", ")} ms; pipeline ${Object.entries(pipeline).map(([setting, runs]) => `${setting} ${runs.at(-1)!.toFixed(0)}`).join(", ")} ms`,
   );
+}
+// The smaller sides once each after a warm-up run, to show where the time goes (no setting uses them).
+for (const side of [640, 512]) {
+  await rawRun(side);
+  raw[String(side)] = [await rawRun(side), await rawRun(side)];
 }
 await engine.close();
-// Taken before the batch tests below, whose larger tensors are not what the service runs on
-// CPU; it includes the extra batch-1 session used for the floor.
-const peakRssMb = round(process.resourceUsage().maxRSS / 1024, 0);
-
-// 3. Does batching raise throughput on this device? (Raw runs; batch 1 is the floor above.)
-const batching: Record<string, number> = { "1": round(1000 / rawRunMs, 3) };
-for (const batch of [2, 4]) {
-  const runs = [await rawRun(batch), await rawRun(batch)];
-  const perImageMs = median(runs) / batch;
-  batching[String(batch)] = round(1000 / perImageMs, 3);
-  console.log(`raw session.run, batch ${batch}: ${median(runs).toFixed(0)} ms, ${perImageMs.toFixed(0)} ms per image, ${(1000 / perImageMs).toFixed(2)} images/s`);
-}
 await session.release();
+const peakRssMb = round(process.resourceUsage().maxRSS / 1024, 0);
+const loadAfterOurs = loadAverage();
 
-const pipelineP50Ms = concurrency["1"]!.p50Ms;
+// 3. The peer in its own process, on the same files.
+async function runPeer(paths: string[]): Promise<number[]> {
+  const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "peer", "imgly-peer.ts"), ...paths], { stdio: ["ignore", "pipe", "inherit"] });
+  let output = "";
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
+  const code = await new Promise<number | null>((done) => child.on("close", done));
+  if (code !== 0) throw new Error(`the peer exited ${code}`);
+  return output
+    .split("\n")
+    .filter((line) => line.startsWith("{"))
+    .map((line) => (JSON.parse(line) as { ms: number }).ms);
+}
+const peerMs = await runPeer(images.paths);
+for (const [index, ms] of peerMs.entries()) console.log(`peer ${images.paths[index]}: ${ms.toFixed(0)} ms`);
+images.cleanup();
+
+const rawRunMs = Object.fromEntries(Object.entries(raw).map(([shape, runs]) => [shape, round(median(runs))]));
+const pipelineMs = Object.fromEntries(Object.entries(pipeline).map(([setting, runs]) => [setting, round(median(runs))])) as Record<Setting, number>;
+// Each setting's pipeline over the raw run of the same shape, from the per-image sums (same images, alternating).
+const overheadBySetting = {
+  fast: round(sum(pipeline.fast) / sum(raw["768"]!), 3),
+  balanced: round(sum(pipeline.balanced) / sum(raw["1024"]!), 3),
+  best: round(sum(pipeline.best) / sum(raw[`${bestSide}x2`]!), 3),
+};
+const speedupVsPeer = Object.fromEntries((Object.keys(pipeline) as Setting[]).map((setting) => [setting, round(sum(peerMs) / sum(pipeline[setting]), 2)])) as Record<Setting, number>;
+console.log(`speed-up against the peer (its total time over ours on the same ${peerMs.length} images): ${JSON.stringify(speedupVsPeer)}`);
 console.log(
   JSON.stringify({
     device: engine.executionProvider,
     model: engine.modelName,
+    images: bytes.length,
     threads,
-    rawRunMs: round(rawRunMs),
-    pipelineP50Ms,
-    overheadRatio: round(pipelineP50Ms / rawRunMs, 3),
-    imagesPerSecond: Math.max(...Object.values(concurrency).map((figures) => figures.imagesPerSecond)),
+    rawRunMs,
+    pipelineMs,
+    peerMs: round(median(peerMs)),
+    overheadRatio: Math.max(...Object.values(overheadBySetting)),
+    overheadBySetting,
+    speedupVsPeer,
+    timeVsBalanced: { fast: round(sum(pipeline.fast) / sum(pipeline.balanced), 3), best: round(sum(pipeline.best) / sum(pipeline.balanced), 3) },
     peakRssMb,
-    concurrency,
-    rawImagesPerSecondByBatch: batching,
+    loadAverage: { start: loadAtStart, afterOurs: loadAfterOurs, end: loadAverage() },
   }),
 );

@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ImageOperation, ImageOptionsSchema, OutputFormat } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
 import { imageOptionsProblem } from "./image-options.ts";
 
 const smartCrop = (fields: Parameters<typeof create<typeof ImageOptionsSchema>>[1] = {}) => create(ImageOptionsSchema, { operation: ImageOperation.SMART_CROP, ...fields });
@@ -24,4 +25,9 @@ test("options inference accepts pass; each refusal names the option and its boun
   }
   assert.equal(imageOptionsProblem(create(ImageOptionsSchema, { format: OutputFormat.MASK })), undefined, "a mask is a cut-out's option");
   for (const outputPixelsMax of [1024, 1_500_000, 100_000_000]) assert.equal(imageOptionsProblem(create(ImageOptionsSchema, { outputPixelsMax })), undefined, String(outputPixelsMax));
+});
+
+test("a quality the enum does not know is refused naming the allowed values", () => {
+  assert.equal(imageOptionsProblem(create(ImageOptionsSchema, { quality: 3 })), undefined);
+  assert.equal(imageOptionsProblem(create(ImageOptionsSchema, { quality: 8 as Quality })), "quality 8 is unknown; use one of fast, balanced, best");
 });

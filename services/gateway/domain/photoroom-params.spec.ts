@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { OutputFormat, OutputSize } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
 import { editRequestOf, segmentOptionsOf } from "./photoroom-params.ts";
 
 const segment = (fields: Record<string, string>, files: string[] = ["image_file"]) => segmentOptionsOf({ fields, files: new Set(files) });
@@ -148,4 +149,18 @@ test("/v2/edit: the image is required (GET names imageUrl, POST imageFile) and o
   assert.deepEqual(editRefusal({}), { parameter: "imageUrl", message: "imageUrl: must be provided", reason: "missing_image" });
   assert.deepEqual(editRefusal({}, [], "POST"), { parameter: "imageFile", message: "imageFile: must be provided", reason: "missing_image" });
   assert.equal(editRefusal({ imageUrl: "u" }, ["imageFile"], "POST").parameter, "imageFile, imageUrl");
+});
+
+test("/v1/segment's size picks the quality (preview fast, others balanced); quality overrides on both routes; a bad one names the allowed values", () => {
+  assert.equal(segmentOptions({ size: "preview" }).quality, Quality.FAST);
+  for (const size of ["medium", "hd", "full"]) assert.equal(segmentOptions({ size }).quality, Quality.BALANCED, size);
+  assert.equal(segmentOptions({}).quality, Quality.BALANCED, "Photoroom's default size is full");
+  assert.equal(segmentOptions({ size: "preview", quality: "best" }).quality, Quality.BEST);
+  assert.equal(editOptions({}).quality, Quality.BALANCED);
+  assert.equal(editOptions({ quality: "fast" }).quality, Quality.FAST);
+  const outcome = segment({ quality: "max" });
+  assert.ok(!outcome.ok);
+  assert.equal(outcome.error.parameter, "quality");
+  assert.equal(outcome.error.message, 'quality: quality "max" is unknown; use one of fast, balanced, best');
+  assert.equal(editRefusal({ imageUrl: "https://example.com/image.jpg", quality: "max" }).parameter, "quality");
 });

@@ -8,6 +8,8 @@
 // prompts, ...) are refused as a group, naming each one given.
 import { create } from "@bufbuild/protobuf";
 import { ImageOptionsSchema, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
+import { qualityOf } from "../../common/images/quality.ts";
 import { opaqueColourOf } from "./opaque-colour.ts";
 
 /** One refusal: the parameter it names and Photoroom-style message; `missing_image` when no image came. */
@@ -85,8 +87,22 @@ const SEGMENT_SIZES: Readonly<Record<string, { size: OutputSize; outputPixelsMax
   hd: { size: OutputSize.FULL, outputPixelsMax: 4_000_000 },
   full: { size: OutputSize.FULL, outputPixelsMax: 0 },
 };
+// Photoroom has no speed setting: a preview-size result is cut at fast (768², which already covers
+// 0.25 MP), every other size at balanced. `quality` (fast, balanced, best) is this server's own
+// parameter, on both routes, and overrides that.
+const SEGMENT_QUALITIES: Readonly<Record<string, Quality>> = { preview: Quality.FAST, medium: Quality.BALANCED, hd: Quality.BALANCED, full: Quality.BALANCED };
+
+/** The `quality` parameter when given (refused naming the allowed values when unknown), else `byDefault`. */
+function qualityParameterOf(fields: PhotoroomFields["fields"], byDefault: Quality): Quality {
+  const given = present(fields, "quality");
+  if (given === undefined) return byDefault;
+  const parsed = qualityOf(given);
+  if (!parsed.ok) refuse("quality", parsed.message);
+  return parsed.quality;
+}
+
 const SEGMENT_FORMATS: Readonly<Record<string, OutputFormat>> = { png: OutputFormat.PNG, jpg: OutputFormat.JPEG, webp: OutputFormat.WEBP };
-const SEGMENT_FIELDS = new Set(["format", "channels", "bg_color", "size", "crop", "despill"]);
+const SEGMENT_FIELDS = new Set(["format", "channels", "bg_color", "size", "crop", "despill", "quality"]);
 
 /** `POST /v1/segment`'s form fields (remove-background-post-params), Photoroom's defaults. */
 export function segmentOptionsOf({ fields, files }: PhotoroomFields): SegmentOutcome {
@@ -95,6 +111,7 @@ export function segmentOptionsOf({ fields, files }: PhotoroomFields): SegmentOut
     if (unknown.length > 0) refuse(unknown.join(", "), `unsupported attributes; /v1/segment takes image_file, ${[...SEGMENT_FIELDS].join(", ")}`);
     if (!files.has("image_file")) refuse("image_file", "Please provide an image.", "missing_image");
     const { size, outputPixelsMax } = oneOf(fields, "size", SEGMENT_SIZES, "full");
+    const quality = qualityParameterOf(fields, SEGMENT_QUALITIES[present(fields, "size") ?? "full"]!);
     let format = oneOf(fields, "format", SEGMENT_FORMATS, "png");
     const channels = oneOf(fields, "channels", { rgba: "rgba", alpha: "alpha" } as const, "rgba");
     if (channels === "alpha") {
@@ -104,7 +121,7 @@ export function segmentOptionsOf({ fields, files }: PhotoroomFields): SegmentOut
     const bgColor = present(fields, "bg_color");
     const cropToSubject = oneOf(fields, "crop", BOOLEANS, "false");
     oneOf(fields, "despill", BOOLEANS, "false"); // checked, then without effect (see the header)
-    return create(ImageOptionsSchema, { format, size, outputPixelsMax, backgroundColor: bgColor === undefined ? "" : colourOf("bg_color", bgColor), cropToSubject });
+    return create(ImageOptionsSchema, { format, size, outputPixelsMax, backgroundColor: bgColor === undefined ? "" : colourOf("bg_color", bgColor), cropToSubject, quality });
   });
   return outcome.ok ? { ok: true, options: outcome.value } : outcome;
 }
@@ -168,6 +185,7 @@ const EDIT_PARAMETERS = new Set([
   "keepExistingAlphaChannel",
   "referenceBox",
   "preserveMetadata",
+  "quality",
 ]);
 
 /** A group ("shadow.") takes every name under it; a single parameter ("templateId") itself and its nested forms ("layers.x", "layers[0]"). */
@@ -279,7 +297,8 @@ export function editRequestOf({ fields, files }: PhotoroomFields, method: "GET" 
     const croppedSubject = outputSize === "croppedSubject";
     const { backgroundColor, backgroundSource } = editBackgroundOf(fields, files);
     const format = oneOf(fields, "export.format", EDIT_FORMATS, "png");
-    const options = create(ImageOptionsSchema, { format, size: OutputSize.FULL, backgroundColor, cropToSubject: croppedSubject, ...placementOf(fields, croppedSubject) });
+    const quality = qualityParameterOf(fields, Quality.BALANCED);
+    const options = create(ImageOptionsSchema, { format, size: OutputSize.FULL, backgroundColor, cropToSubject: croppedSubject, ...placementOf(fields, croppedSubject), quality });
     return { source: sources[0]!, backgroundSource, options };
   });
   return outcome.ok ? { ok: true, request: outcome.value } : outcome;

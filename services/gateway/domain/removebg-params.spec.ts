@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { OutputFormat, OutputSize } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
 import { backgroundColourOf, removeBgRequestOf, type RemoveBgFields } from "./removebg-params.ts";
 
 const withFile = (fields: Record<string, string> = {}, files: RemoveBgFields["files"] = new Set(["image_file"])) => removeBgRequestOf({ fields, files });
@@ -127,4 +128,15 @@ test("type, type_level, add_shadow, semitransparency and shadow_method are check
   assert.equal(refusedWith({ type_level: "3" }).code, "invalid_type_level");
   assert.equal(refusedWith({ semitransparency: "sometimes" }).code, "invalid_semitransparency");
   assert.equal(refusedWith({ add_shadow: "yes please" }).code, "invalid_add_shadow");
+});
+
+test("size picks the quality: preview sizes fast, larger ones balanced; quality (this server's own) overrides, a bad one refused by name", () => {
+  for (const size of ["preview", "small", "regular"]) assert.equal(accepted({ size }).options.quality, Quality.FAST, size);
+  for (const size of ["medium", "hd", "full", "4k", "auto"]) assert.equal(accepted({ size }).options.quality, Quality.BALANCED, size);
+  assert.equal(accepted({}).options.quality, Quality.FAST, "remove.bg's default size is preview");
+  assert.equal(accepted({ size: "full", quality: "best" }).options.quality, Quality.BEST);
+  assert.equal(accepted({ size: "preview", quality: "Balanced" }).options.quality, Quality.BALANCED);
+  const error = refusedWith({ quality: "ultra" });
+  assert.equal(error.code, "invalid_quality");
+  assert.match(JSON.stringify(error), /use one of fast, balanced, best/);
 });

@@ -52,6 +52,7 @@ export function createImageHandlers(admissions: UploadAdmissions, imageJobs: Ima
         format: request.format,
         size: request.size,
         keepExif: request.keepExif,
+        quality: request.quality,
       });
       return answer(await run({ ...request, options, backgroundImageUrl: "" }, context));
     },

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { reasonOf } from "../../common/errors.ts";
 import { ImageOperation, ImageOptionsSchema, OutputFormat, OutputSize } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
 import { requestFingerprint } from "../image-jobs.ts";
 import { asyncRequested, imageOptionsFrom, optionSource } from "./matting.routes.ts";
 
@@ -56,5 +57,18 @@ test("a request's fingerprint changes with its image, its background and its opt
   assert.notEqual(
     requestFingerprint(new Uint8Array([1, 2]), create(ImageOptionsSchema, { backgroundImage: new Uint8Array([3]) })),
     requestFingerprint(new Uint8Array([1]), create(ImageOptionsSchema, { backgroundImage: new Uint8Array([2, 3]) })),
+  );
+});
+
+test("quality=fast|balanced|best from the form or the query; absent is unspecified (balanced); anything else names the allowed values", () => {
+  assert.equal(imageOptionsFrom(fromQuery("quality=fast")).quality, Quality.FAST);
+  assert.equal(imageOptionsFrom(fromQuery("quality=BEST"), ImageOperation.SMART_CROP).quality, Quality.BEST);
+  const form = new FormData();
+  form.append("quality", "balanced");
+  assert.equal(imageOptionsFrom(fromQuery("quality=fast", form)).quality, Quality.BALANCED, "the form field wins");
+  assert.equal(imageOptionsFrom(fromQuery("")).quality, Quality.UNSPECIFIED, "absent keeps the request fingerprint of before");
+  assert.throws(
+    () => imageOptionsFrom(fromQuery("quality=max")),
+    (error: unknown) => error instanceof ConnectError && reasonOf(error) === "invalid_option" && error.rawMessage === 'quality "max" is unknown; use one of fast, balanced, best',
   );
 });

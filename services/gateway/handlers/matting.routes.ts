@@ -7,6 +7,7 @@ import { Code } from "@connectrpc/connect";
 import { reasonError } from "../../common/errors.ts";
 import { ImageOperation, ImageOptionsSchema, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { aspectRatioOf, CROP_MARGIN_PERCENT_MAX } from "../../common/images/crop-options.ts";
+import { qualityOf } from "../../common/images/quality.ts";
 import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
 import type { Admission } from "../image-jobs.ts";
@@ -71,7 +72,7 @@ function cropMarginPercentOf(raw: string | undefined): number {
 
 /**
  * remove.bg-style options (`format`/`output_format`, `size`, `bg_color`, `crop`, `crop_margin`,
- * `aspect_ratio`) -> ImageOptions for `operation`. A smart crop's format defaults to JPEG: it
+ * `aspect_ratio`) and `quality` (fast, balanced, best) -> ImageOptions for `operation`. A smart crop's format defaults to JPEG: it
  * keeps the input's background, so it needs no alpha.
  */
 export function imageOptionsFrom(source: OptionSource, operation = ImageOperation.REMOVE_BACKGROUND): ImageOptions {
@@ -82,6 +83,8 @@ export function imageOptionsFrom(source: OptionSource, operation = ImageOperatio
   const aspectRatio = first(source, "aspect_ratio");
   const ratio = aspectRatioOf(aspectRatio ?? "");
   if (!ratio.ok) throw reasonError(Code.InvalidArgument, "invalid_option", ratio.message);
+  const quality = qualityOf(first(source, "quality") ?? "");
+  if (!quality.ok) throw reasonError(Code.InvalidArgument, "invalid_option", quality.message);
   const smartCrop = operation === ImageOperation.SMART_CROP;
   return create(ImageOptionsSchema, {
     // Matting leaves the operation unspecified (remove background), as it always has: its request fingerprints stay the same.
@@ -92,6 +95,7 @@ export function imageOptionsFrom(source: OptionSource, operation = ImageOperatio
     cropToSubject: choice(BOOLEANS, first(source, "crop"), "crop") ?? false,
     cropMarginPercent: cropMarginPercentOf(first(source, "crop_margin")),
     aspectRatio: aspectRatio ?? "",
+    quality: quality.quality,
   });
 }
 

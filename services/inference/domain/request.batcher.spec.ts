@@ -5,7 +5,7 @@ import { InferenceError } from "./inference.errors.ts";
 import { DynamicBatcher, type BatcherOptions } from "./request.batcher.ts";
 
 /** A batcher whose runs are recorded and finish when the test says so. */
-function harness(options: Partial<BatcherOptions> = {}) {
+function harness(options: Partial<BatcherOptions> = {}, groupOf?: (item: string) => string) {
   const batches: string[][] = [];
   const pending: (() => void)[] = [];
   const batcher = new DynamicBatcher<string, string>(
@@ -15,6 +15,8 @@ function harness(options: Partial<BatcherOptions> = {}) {
       await new Promise<void>((resolve) => pending.push(resolve));
       return items.map((item) => `done:${item}`);
     },
+    {},
+    groupOf,
   );
   const finishOne = async () => {
     while (pending.length === 0) await sleep(1);
@@ -26,6 +28,30 @@ function harness(options: Partial<BatcherOptions> = {}) {
 const reasonOf = (error: unknown) => (error as InferenceError).reason;
 
 describe("DynamicBatcher", () => {
+  it("puts only items of one group (one model input size) in a batch, oldest group first", async () => {
+    // The group is the text before the colon, as the engine's is the model's input side.
+    const { batcher, batches, finishOne } = harness({ batchSizeMax: 3, queueDelayMsMax: 30 }, (item) => item.split(":")[0]!);
+    const results = ["768:a", "1024:b", "768:c", "1024:d", "768:e"].map((item) => batcher.submit(item, { highPriority: false }));
+    await sleep(5);
+    assert.deepEqual(batches, [["768:a", "768:c", "768:e"]], "three of one size fill a batch at once; the others wait");
+    await finishOne();
+    await sleep(50);
+    assert.deepEqual(batches[1], ["1024:b", "1024:d"], "the other size runs as its own batch after the delay");
+    await finishOne();
+    assert.deepEqual(await Promise.all(results), ["done:768:a", "done:1024:b", "done:768:c", "done:1024:d", "done:768:e"]);
+
+    const high = batcher.submit("1024:f", { highPriority: true });
+    const normal = batcher.submit("768:g", { highPriority: false });
+    const highSameSize = batcher.submit("1024:h", { highPriority: false });
+    await sleep(50);
+    assert.deepEqual(batches[2], ["1024:f", "1024:h"], "the high-priority item's size goes first, with normal items of that size");
+    await finishOne();
+    await sleep(50);
+    assert.deepEqual(batches[3], ["768:g"]);
+    await finishOne();
+    await Promise.all([high, normal, highSameSize]);
+  });
+
   it("runs a full batch at once and a partial one after the queue delay", async () => {
     const { batcher, batches, finishOne } = harness({ queueDelayMsMax: 50 });
     const full = ["a", "b", "c", "d"].map((item) => batcher.submit(item, { highPriority: false }));

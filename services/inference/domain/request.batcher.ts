@@ -11,6 +11,9 @@ export interface BatcherOptions {
   concurrency: number;
 }
 
+/** Items of one group can share a batch, others never (e.g. the model's input size); by default all share. */
+export type BatchGroupOf<Item> = (item: Item) => string | number;
+
 /** Hooks for metrics; all optional. */
 export interface BatcherObserver {
   batchStarted?(size: number): void;
@@ -44,7 +47,8 @@ interface Entry<Item, Result> {
  * oldest has waited `queueDelayMsMax`. A full queue refuses new items with queue_full and a
  * retry hint; an item whose signal aborts while queued is removed and rejected as cancelled.
  * Once a batch has started its items run to the end: the model cannot drop one image of a
- * batch, so the caller checks its own signal again when the result comes back.
+ * batch, so the caller checks its own signal again when the result comes back. A batch holds
+ * only items of the head item's group (`groupOf`): the model takes one tensor shape per run.
  */
 export class DynamicBatcher<Item, Result> {
   private readonly lanes: { high: Entry<Item, Result>[]; normal: Entry<Item, Result>[] } = { high: [], normal: [] };
@@ -58,6 +62,7 @@ export class DynamicBatcher<Item, Result> {
     private readonly options: BatcherOptions,
     private readonly run: (items: Item[]) => Promise<Result[]>,
     private readonly observer: BatcherObserver = {},
+    private readonly groupOf: BatchGroupOf<Item> = () => 0,
   ) {
     for (const [name, value] of Object.entries(options)) {
       if (!Number.isInteger(value) || value < (name === "queueDelayMsMax" ? 0 : 1)) {
@@ -140,15 +145,28 @@ export class DynamicBatcher<Item, Result> {
         this.lanes.normal[0]?.enqueuedAt ?? Number.POSITIVE_INFINITY,
       );
       const waitedMs = performance.now() - oldest;
-      if (this.depth < this.options.batchSizeMax && waitedMs < this.options.queueDelayMsMax) {
+      const group = this.groupOf((this.lanes.high[0] ?? this.lanes.normal[0])!.item);
+      const fits = (entry: Entry<Item, Result>) => this.groupOf(entry.item) === group;
+      const ready = this.lanes.high.filter(fits).length + this.lanes.normal.filter(fits).length;
+      if (ready < this.options.batchSizeMax && waitedMs < this.options.queueDelayMsMax) {
         this.timer = setTimeout(() => this.pump(), Math.ceil(this.options.queueDelayMsMax - waitedMs));
         return;
       }
-      const batch = this.lanes.high.splice(0, this.options.batchSizeMax);
-      batch.push(...this.lanes.normal.splice(0, this.options.batchSizeMax - batch.length));
+      const batch = this.take(this.lanes.high, fits, this.options.batchSizeMax);
+      batch.push(...this.take(this.lanes.normal, fits, this.options.batchSizeMax - batch.length));
       this.observer.depthChanged?.(this.depth);
       void this.runBatch(batch);
     }
+  }
+
+  /** Removes and returns the first `count` entries of `lane` that `fits` accepts, in order. */
+  private take(lane: Entry<Item, Result>[], fits: (entry: Entry<Item, Result>) => boolean, count: number): Entry<Item, Result>[] {
+    const taken: Entry<Item, Result>[] = [];
+    for (let index = 0; index < lane.length && taken.length < count; ) {
+      if (fits(lane[index]!)) taken.push(...lane.splice(index, 1));
+      else index++;
+    }
+    return taken;
   }
 
   private async runBatch(batch: Entry<Item, Result>[]): Promise<void> {

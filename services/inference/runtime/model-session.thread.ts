@@ -10,8 +10,6 @@ export interface ModelSessionSetup {
   threads: number;
   inputName: string;
   outputName: string;
-  /** Height and width of the model input (pixels). */
-  inputSize: number;
   mean: readonly number[];
   std: readonly number[];
 }
@@ -22,12 +20,18 @@ export interface ModelSessionInfo {
   skipped: { provider: string; reason: string }[];
 }
 
-/** RGB images, `inputSize`² × 3 bytes each, interleaved. */
+/**
+ * RGB images, `side`² × 3 bytes each, interleaved. A `mirrored` image also runs left–right
+ * flipped in the same batch (on a GPU the second pass rides along), and its mask is the average
+ * of the two (test-time augmentation).
+ */
 export interface ModelSessionRequest {
+  side: number;
   images: Uint8Array[];
+  mirrored: boolean[];
 }
 
-/** One `inputSize`² mask per image, values 0–1. */
+/** One `side`² mask per image, values 0–1. */
 export interface ModelSessionResponse {
   masks: Float32Array[];
   runMs: number;
@@ -67,28 +71,47 @@ async function createSession(): Promise<ModelSessionInfo> {
   );
 }
 
-async function run(request: ModelSessionRequest) {
-  const size = setup.inputSize;
-  const plane = size * size;
-  const batch = request.images.length;
-  const input = new Float32Array(batch * 3 * plane);
+/** Writes `rgb` normalised into planes at `base`, left–right flipped when `flip`. */
+function normalise(input: Float32Array, base: number, rgb: Uint8Array, side: number, flip: boolean): void {
+  const plane = side * side;
   const [meanR, meanG, meanB] = setup.mean as [number, number, number];
   const [stdR, stdG, stdB] = setup.std as [number, number, number];
-  for (let image = 0; image < batch; image++) {
-    const rgb = request.images[image]!;
-    const base = image * 3 * plane;
-    for (let pixel = 0, offset = 0; pixel < plane; pixel++, offset += 3) {
+  for (let row = 0, pixel = 0; row < side; row++) {
+    for (let column = 0; column < side; column++, pixel++) {
+      const offset = (row * side + (flip ? side - 1 - column : column)) * 3;
       input[base + pixel] = (rgb[offset]! - meanR) / stdR;
       input[base + plane + pixel] = (rgb[offset + 1]! - meanG) / stdG;
       input[base + 2 * plane + pixel] = (rgb[offset + 2]! - meanB) / stdB;
     }
   }
+}
+
+async function run(request: ModelSessionRequest) {
+  const { side, images, mirrored } = request;
+  const plane = side * side;
+  // Tensor slots: every image, then the flipped copy of each mirrored one.
+  const flippedSlot = new Map<number, number>();
+  images.forEach((_, image) => mirrored[image] && flippedSlot.set(image, images.length + flippedSlot.size));
+  const batch = images.length + flippedSlot.size;
+  const input = new Float32Array(batch * 3 * plane);
+  images.forEach((rgb, image) => normalise(input, image * 3 * plane, rgb, side, false));
+  for (const [image, slot] of flippedSlot) normalise(input, slot * 3 * plane, images[image]!, side, true);
   const started = performance.now();
-  const outputs = await session!.run({ [setup.inputName]: new ort.Tensor("float32", input, [batch, 3, size, size]) });
+  const outputs = await session!.run({ [setup.inputName]: new ort.Tensor("float32", input, [batch, 3, side, side]) });
   const runMs = performance.now() - started;
   const data = outputs[setup.outputName]!.data as Float32Array;
   const masks: Float32Array<ArrayBuffer>[] = [];
-  for (let image = 0; image < batch; image++) masks.push(data.slice(image * plane, (image + 1) * plane));
+  for (let image = 0; image < images.length; image++) {
+    const mask = data.slice(image * plane, (image + 1) * plane);
+    const slot = flippedSlot.get(image);
+    if (slot !== undefined) {
+      const flipped = slot * plane;
+      for (let row = 0, pixel = 0; row < side; row++) {
+        for (let column = 0; column < side; column++, pixel++) mask[pixel] = (mask[pixel]! + data[flipped + row * side + side - 1 - column]!) / 2;
+      }
+    }
+    masks.push(mask);
+  }
   return { response: { masks, runMs }, transfer: masks.map((mask) => mask.buffer as ArrayBuffer) };
 }
 

@@ -16,6 +16,7 @@ import { SHARED_DIRECTORY } from "../../../test/harness.ts";
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../../common/adapters/index.ts";
 import { reasonOf } from "../../common/errors.ts";
 import { ImageOperation, ImageOptionsSchema, OutputFormat } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
 import { InferenceService } from "../../common/gen/cutline/inference/v1/inference_service_pb.ts";
 import { SegmentTaskSchema, TaskEventSchema, type TaskEvent } from "../../common/gen/cutline/inference/v1/task_pb.ts";
 import { loadInferenceConfig } from "../inference.config.ts";
@@ -123,6 +124,42 @@ describe("segmentation engine", () => {
     const alphaAt = (x: number, y: number) => data[(y * info.width + x) * 4 + 3]!;
     assert.ok(alphaAt(160, 120) > 200, `centre of the disc is opaque (${alphaAt(160, 120)})`);
     assert.ok(alphaAt(5, 5) < 50, `corner is transparent (${alphaAt(5, 5)})`);
+  });
+
+  it("cuts out a subject at every quality setting; an unknown setting is invalid_option", async () => {
+    const image = await discPhoto();
+    for (const quality of [Quality.FAST, Quality.BEST, Quality.BALANCED]) {
+      const result = await engine.process(image, create(ImageOptionsSchema, { format: OutputFormat.PNG, quality }), { highPriority: false });
+      assert.deepEqual([result.width, result.height], [320, 240]);
+      const { data, info } = await sharp(result.image).raw().toBuffer({ resolveWithObject: true });
+      const alphaAt = (x: number, y: number) => data[(y * info.width + x) * 4 + 3]!;
+      assert.ok(alphaAt(160, 120) > 200 && alphaAt(5, 5) < 50, `${Quality[quality]}: disc opaque (${alphaAt(160, 120)}), corner transparent (${alphaAt(5, 5)})`);
+    }
+    await assert.rejects(engine.process(image, create(ImageOptionsSchema, { quality: 9 as Quality }), { highPriority: false }), (error: { reason?: string }) => error.reason === "invalid_option");
+  });
+
+  it("gives the mirrored pass the average of the image's and its mirror image's masks", async () => {
+    const side = 768;
+    const rgb = new Uint8Array(side * side * 3);
+    for (let index = 0; index < rgb.length; index++) rgb[index] = (Math.sin(index * 0.0011) * 100 + 128 + (index % (side * 3) < side * 1.2 ? 60 : 0)) & 255;
+    const mirror = new Uint8Array(rgb.length);
+    for (let row = 0; row < side; row++) {
+      for (let column = 0; column < side; column++) mirror.set(rgb.subarray((row * side + column) * 3, (row * side + column) * 3 + 3), (row * side + side - 1 - column) * 3);
+    }
+    const [plain, flipped, averaged] = await Promise.all([
+      engine.segmentTensor(rgb.slice(), { highPriority: false }, { side, mirrored: false }),
+      engine.segmentTensor(mirror, { highPriority: false }, { side, mirrored: false }),
+      engine.segmentTensor(rgb.slice(), { highPriority: false }, { side, mirrored: true }),
+    ]);
+    assert.equal(averaged.length, side * side);
+    let worst = 0;
+    for (let row = 0; row < side; row++) {
+      for (let column = 0; column < side; column++) {
+        const expected = (plain[row * side + column]! + flipped[row * side + side - 1 - column]!) / 2;
+        worst = Math.max(worst, Math.abs(averaged[row * side + column]! - expected));
+      }
+    }
+    assert.ok(worst < 1e-4, `mirrored mask differs from the average by up to ${worst}`);
   });
 
   it("smart crops: the original pixels around the subject at the ratio, background kept, no alpha", async () => {

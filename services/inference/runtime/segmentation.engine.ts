@@ -3,7 +3,8 @@ import sharp from "sharp";
 import { ImageOperation, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { threadsPerSession, type InferenceConfig } from "../inference.config.ts";
 import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
-import { withDynamicBatch } from "../domain/onnx-graph.editor.ts";
+import { editSegmentationModel } from "../domain/onnx-graph.editor.ts";
+import { modelPassFor, qualityPassOf, QUALITY_PASSES, type ModelPass } from "../domain/quality.plan.ts";
 import { DynamicBatcher } from "../domain/request.batcher.ts";
 import { layoutSubject, parseLayoutOptions, smartCropLayout } from "../domain/subject.layout.ts";
 import { describeModel, loadModelBytes, type ModelDescription } from "../store/model.store.ts";
@@ -70,17 +71,21 @@ export interface SegmentationEngine {
   process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<ProcessedImage>;
   /** Sniff and header-only limit checks, for a quote before any hold; decodes no pixel. */
   inspect(image: Uint8Array): Promise<ImageInspection>;
-  /** The model's raw mask for RGB bytes already at the model's input size (video frames, benchmarks, tests); `rgb`'s buffer moves to the model thread. */
-  segmentTensor(rgb: Uint8Array, call: SegmentCall): Promise<Float32Array>;
-  /** Height and width of the model's input and of its masks (pixels), e.g. 1024. */
-  readonly maskSize: number;
-  /** A raw RGBA frame (video) at the model's input size, RGB, resized exactly as images are. */
-  modelInputOfFrame(frame: RawFrame): Promise<Uint8Array>;
   /**
-   * A frame's mask at full resolution with the same edge refinement as images (IMAGE_REFINE_EDGES),
-   * on a refine thread: `frame.rgba` and `mask` move there; `subject` comes back in `frame.rgba`'s place.
+   * The model's raw mask for RGB bytes already at `pass.side`² (video frames, benchmarks, tests);
+   * `rgb`'s buffer moves to the model thread. `pass` defaults to balanced's (`maskSize`², one pass).
    */
-  refineFrame(frame: RawFrame, mask: Float32Array): Promise<MaskRefineResponse>;
+  segmentTensor(rgb: Uint8Array, call: SegmentCall, pass?: ModelPass): Promise<Float32Array>;
+  /** Height and width of the model's input and of its masks at the default (balanced) setting (pixels), e.g. 1024. */
+  readonly maskSize: number;
+  /** A raw RGBA frame (video) at `side`² (default `maskSize`), RGB, resized exactly as images are. */
+  modelInputOfFrame(frame: RawFrame, side?: number): Promise<Uint8Array>;
+  /**
+   * A frame's mask (`maskSide`², default `maskSize`) at full resolution with the same edge refinement as
+   * images (IMAGE_REFINE_EDGES), on a refine thread: `frame.rgba` and `mask` move there; `subject` comes
+   * back in `frame.rgba`'s place.
+   */
+  refineFrame(frame: RawFrame, mask: Float32Array, maskSide?: number): Promise<MaskRefineResponse>;
   close(): Promise<void>;
 }
 
@@ -92,6 +97,7 @@ export function validateImageOptions(options: ImageOptions): void {
   if (!(options.operation in ImageOperation)) throw new InferenceError("invalid_option", `operation ${options.operation} is unknown`);
   if (!(options.format in OutputFormat)) throw new InferenceError("invalid_option", `output format ${options.format} is unknown`);
   if (!(options.size in OutputSize)) throw new InferenceError("invalid_option", `output size ${options.size} is unknown`);
+  qualityPassOf(options.quality);
   parseHexColour(options.backgroundColor);
   const pixelsMax = outputPixelsMaxProblem(options.outputPixelsMax);
   if (pixelsMax !== undefined) throw new InferenceError("invalid_option", pixelsMax);
@@ -113,6 +119,12 @@ export const SMART_CROP_DEFAULT_FORMAT = OutputFormat.JPEG;
 const loadingRetryAfterMs = 5000;
 /** The warm-up runs' input: every pixel mid-grey. */
 const warmupPixelValue = 128;
+
+/** What the batcher holds for the model: RGB at `pass.side`². */
+interface ModelItem {
+  rgb: Uint8Array;
+  pass: ModelPass;
+}
 
 /** Milliseconds spent in each named stage of one image, for the debug log. */
 class StageTimer {
@@ -137,7 +149,7 @@ class Engine implements SegmentationEngine {
   readonly modelName: string;
   executionProvider: string | undefined;
   batchSizeMax: number | undefined;
-  private batcher: DynamicBatcher<Uint8Array, Float32Array> | undefined;
+  private batcher: DynamicBatcher<ModelItem, Float32Array> | undefined;
   private sessions: ThreadPool<ModelSessionRequest, ModelSessionResponse> | undefined;
   private readonly refiners: ThreadPool<MaskRefineRequest, MaskRefineResponse>;
   private readonly limits: ImageLimits;
@@ -188,24 +200,38 @@ class Engine implements SegmentationEngine {
     observeExecutionProvider(info.provider, this.config.INFERENCE_EXECUTION_PROVIDERS);
     const batchSizeMax = info.provider === "cpu" ? this.config.INFERENCE_BATCH_SIZE_MAX : this.config.INFERENCE_BATCH_SIZE_MAX_GPU;
     this.batchSizeMax = batchSizeMax;
-    const batcher = new DynamicBatcher<Uint8Array, Float32Array>(
+    const batcher = new DynamicBatcher<ModelItem, Float32Array>(
       {
         batchSizeMax,
         queueDelayMsMax: this.config.INFERENCE_QUEUE_DELAY_MS_MAX,
         queueLengthMax: this.config.INFERENCE_QUEUE_LENGTH_MAX,
         concurrency: this.config.INFERENCE_SESSION_WORKERS,
       },
-      async (images) => {
-        const { masks } = await sessions.run({ images }, images.map((image) => image.buffer as ArrayBuffer));
+      async (items) => {
+        const images = items.map((item) => item.rgb);
+        const request = { side: items[0]!.pass.side, images, mirrored: items.map((item) => item.pass.mirrored) };
+        const { masks } = await sessions.run(request, images.map((image) => image.buffer as ArrayBuffer));
         return masks;
       },
       batcherMetrics,
+      // One tensor per run: only images of one input side share a batch.
+      (item) => item.pass.side,
     );
     this.batcher = batcher;
     await this.refiners.ready;
-    for (let run = 0; run < this.config.INFERENCE_WARMUP_RUNS; run++) {
-      const warmups = Array.from({ length: batchSizeMax }, () => new Uint8Array(this.inputSize * this.inputSize * 3).fill(warmupPixelValue));
-      await Promise.all(warmups.map((image) => batcher.submit(image, { highPriority: true })));
+    const warmUp = async (side: number) => {
+      const warmups = Array.from({ length: batchSizeMax }, () => new Uint8Array(side * side * 3).fill(warmupPixelValue));
+      await Promise.all(warmups.map((rgb) => batcher.submit({ rgb, pass: { side, mirrored: false } }, { highPriority: true })));
+    };
+    for (let run = 0; run < this.config.INFERENCE_WARMUP_RUNS; run++) await warmUp(this.inputSize);
+    // The other settings' sides warm up once serving: onnxruntime plans its memory for each new
+    // shape on its first run, which the first fast or best image would otherwise pay, but holding
+    // health at NOT_SERVING for it would slow every start by a model run.
+    const otherSides = [...new Set(Object.values(QUALITY_PASSES).map((pass) => pass.side))].filter((side) => side !== this.inputSize);
+    if (this.config.INFERENCE_WARMUP_RUNS > 0) {
+      void (async () => {
+        for (const side of otherSides) await warmUp(side);
+      })().catch((error: unknown) => this.log.warn({ err: error }, "warm-up of the other quality settings' input sides failed"));
     }
     this.log.info(
       {
@@ -224,14 +250,13 @@ class Engine implements SegmentationEngine {
   /** Loads and checks the model's bytes, then starts the session threads on them. */
   private async startSessions(): Promise<ThreadPool<ModelSessionRequest, ModelSessionResponse>> {
     const original = await loadModelBytes(this.model, this.config.INFERENCE_MODEL_DIRECTORY);
-    const edited = withDynamicBatch(original, [this.model.output.name]);
+    const edited = editSegmentationModel(original, [this.model.output.name]);
     const setup: ModelSessionSetup = {
       model: edited,
       executionProviders: this.config.INFERENCE_EXECUTION_PROVIDERS,
       threads: threadsPerSession(this.config),
       inputName: this.model.input.name,
       outputName: this.model.output.name,
-      inputSize: this.inputSize,
       mean: this.model.input.normalisation.mean,
       std: this.model.input.normalisation.std,
     };
@@ -244,7 +269,7 @@ class Engine implements SegmentationEngine {
     return this.sessions;
   }
 
-  private available(): DynamicBatcher<Uint8Array, Float32Array> {
+  private available(): DynamicBatcher<ModelItem, Float32Array> {
     if (this.failure !== undefined) throw this.failure;
     if (this.batcher === undefined) {
       throw new InferenceError("model_unavailable", `model ${this.modelName} is still loading; retry in a few seconds`, {
@@ -259,8 +284,9 @@ class Engine implements SegmentationEngine {
     return { format: header.format, width: header.width, height: header.height, pixels: header.pixels };
   }
 
-  async segmentTensor(rgb: Uint8Array, call: SegmentCall): Promise<Float32Array> {
-    return this.available().submit(rgb, call);
+  async segmentTensor(rgb: Uint8Array, call: SegmentCall, pass: ModelPass = { side: this.inputSize, mirrored: false }): Promise<Float32Array> {
+    if (rgb.length !== pass.side * pass.side * 3) throw new InferenceError("invalid_option", `the model input has ${rgb.length} bytes, not ${pass.side}² RGB`);
+    return this.available().submit({ rgb, pass }, call);
   }
 
   async process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<ProcessedImage> {
@@ -279,37 +305,44 @@ class Engine implements SegmentationEngine {
       timer.mark("decodeMs");
       call.onStage?.("decoded");
       throwIfAborted(call.signal);
-      const modelInput = await this.modelInputOf(decoded);
+      const pass = modelPassFor(options.quality, this.outputLongestSide(decoded, options));
+      const modelInput = await this.modelInputOfFrame(decoded, pass.side);
       timer.mark("prepareMs");
-      const mask = await batcher.submit(modelInput, { ...call, onDequeued: (waitMs) => (modelQueueWaitMs = waitMs) });
+      const mask = await batcher.submit({ rgb: modelInput, pass }, { ...call, onDequeued: (waitMs) => (modelQueueWaitMs = waitMs) });
       timer.mark("queueAndModelMs");
       call.onStage?.("segmented");
       throwIfAborted(call.signal);
       const smartCrop = options.operation === ImageOperation.SMART_CROP;
-      const refined = await this.refine(decoded, mask, smartCrop);
+      const refined = await this.refine(decoded, mask, pass.side, smartCrop);
       timer.mark("refineMs");
       call.onStage?.("refined");
       const rendered = smartCrop ? await this.renderSmartCrop(decoded, refined, options, longestSideMax) : await this.render(decoded, refined, options, longestSideMax);
       timer.mark("encodeMs");
       observePipeline(timer.totalMs);
-      this.log.debug({ width: decoded.width, height: decoded.height, modelQueueWaitMs: Math.round(modelQueueWaitMs), ...timer.stages }, "image processed");
+      this.log.debug({ width: decoded.width, height: decoded.height, modelSide: pass.side, mirrored: pass.mirrored, modelQueueWaitMs: Math.round(modelQueueWaitMs), ...timer.stages }, "image processed");
       return { ...rendered, modelQueueWaitMs, workMs: Math.max(0, timer.totalMs - modelQueueWaitMs) };
     } catch (error) {
       throw inferenceErrorOf(error);
     }
   }
 
-  /** RGB at the model's input size. */
-  private modelInputOf(decoded: DecodedImage): Promise<Uint8Array> {
-    return this.modelInputOfFrame(decoded);
+  /**
+   * The longest side of a downscaled output (preview or output_pixels_max), from the whole image's
+   * scale: the layout (crop, padding) is known only after the mask. Undefined for a full-size output.
+   */
+  private outputLongestSide(decoded: DecodedImage, options: ImageOptions): number | undefined {
+    const budgets = [options.size === OutputSize.PREVIEW ? this.config.IMAGE_PREVIEW_PIXELS_MAX : 0, options.outputPixelsMax].filter((budget) => budget > 0);
+    if (budgets.length === 0) return undefined;
+    const scale = Math.min(1, Math.sqrt(Math.min(...budgets) / (decoded.width * decoded.height)));
+    return Math.ceil(Math.max(decoded.width, decoded.height) * scale);
   }
 
-  async modelInputOfFrame(frame: RawFrame): Promise<Uint8Array> {
+  async modelInputOfFrame(frame: RawFrame, side = this.inputSize): Promise<Uint8Array> {
     const resized = await sharp(frame.rgba, { raw: { width: frame.width, height: frame.height, channels: 4 } })
       .removeAlpha()
       // Lanczos (sharp's default), not bilinear: bilinear saves ~15 ms per image but lowered the
       // model's IoU on the eval set (0.8961 against 0.8989).
-      .resize({ width: this.inputSize, height: this.inputSize, fit: "fill" })
+      .resize({ width: side, height: side, fit: "fill" })
       .raw()
       .toBuffer();
     return new Uint8Array(resized);
@@ -319,14 +352,14 @@ class Engine implements SegmentationEngine {
    * The mask at full resolution and the cut-out's colours, on a refine thread (the buffers move
    * there). With `alphaOnly` (Smart Crop) the colours come back untouched.
    */
-  private refine(decoded: DecodedImage, mask: Float32Array, alphaOnly: boolean): Promise<MaskRefineResponse> {
+  private refine(decoded: DecodedImage, mask: Float32Array, maskSide: number, alphaOnly: boolean): Promise<MaskRefineResponse> {
     return this.refiners.run(
       {
         rgba: decoded.rgba,
         width: decoded.width,
         height: decoded.height,
         mask,
-        maskSize: this.inputSize,
+        maskSize: maskSide,
         refine: this.config.IMAGE_REFINE_EDGES,
         useInputAlpha: decoded.hasTransparency,
         alphaOnly,
@@ -335,10 +368,10 @@ class Engine implements SegmentationEngine {
     );
   }
 
-  async refineFrame(frame: RawFrame, mask: Float32Array): Promise<MaskRefineResponse> {
+  async refineFrame(frame: RawFrame, mask: Float32Array, maskSide = this.inputSize): Promise<MaskRefineResponse> {
     this.available();
     return this.refiners.run(
-      { rgba: frame.rgba, width: frame.width, height: frame.height, mask, maskSize: this.inputSize, refine: this.config.IMAGE_REFINE_EDGES, useInputAlpha: false },
+      { rgba: frame.rgba, width: frame.width, height: frame.height, mask, maskSize: maskSide, refine: this.config.IMAGE_REFINE_EDGES, useInputAlpha: false },
       [frame.rgba.buffer as ArrayBuffer, mask.buffer as ArrayBuffer],
     );
   }

@@ -11,6 +11,7 @@
 // audio stays in sync. Raw frames on a pipe carry no timestamps, and passing the originals
 // through would need a timestamp side channel no ffmpeg of 2018 reads (video.pipeline.spec.ts
 // checks this on a clip whose rate drops to a third halfway).
+import { qualityPassOf } from "../../domain/quality.plan.ts";
 import { once } from "node:events";
 import { rm } from "node:fs/promises";
 import type { Readable, Writable } from "node:stream";
@@ -242,7 +243,9 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
     if (!encoderInputEnded) internal.abort(new InferenceError("internal", "the video encoder stopped early", { cause: `ffmpeg exited ${code}: ${encoder.errorOutput}` }));
   });
 
-  const smoother = input.temporalSmoothing === false ? undefined : new TemporalMaskSmoother(engine.maskSize, input.temporalSmoothing ?? defaultTemporalSmoothing);
+  // The same model pass per setting as images (VideoOptions.quality).
+  const pass = qualityPassOf(input.options.quality);
+  const smoother = input.temporalSmoothing === false ? undefined : new TemporalMaskSmoother(pass.side, input.temporalSmoothing ?? defaultTemporalSmoothing);
   const window = Math.max(framesInFlightMin, Math.min(engine.capacity, 2 * engine.runningCapacity + 2));
   const framesTotal = Math.min(probe.frameCountEstimate, cap.frames);
   const startedAt = performance.now();
@@ -259,14 +262,14 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
     internal.signal.throwIfAborted();
     const index = framesRead++;
     const frame = { rgba, width, height };
-    const segmented = engine.modelInputOfFrame(frame).then(async (modelInput) => {
+    const segmented = engine.modelInputOfFrame(frame, pass.side).then(async (modelInput) => {
       const luma = smoother === undefined ? undefined : lumaOf(modelInput);
-      return { mask: await engine.segmentTensor(modelInput, call), luma };
+      return { mask: await engine.segmentTensor(modelInput, call, pass), luma };
     });
     // The smoother needs the frames in order; the model and refinement of later frames need not wait.
     const smoothed = Promise.all([segmented, previousSmoothed]).then(([{ mask, luma }]) => (smoother === undefined ? mask : smoother.smooth(mask, luma!)));
     previousSmoothed = smoothed;
-    const refined = smoothed.then((mask) => engine.refineFrame(frame, mask));
+    const refined = smoothed.then((mask) => engine.refineFrame(frame, mask, pass.side));
     const written = Promise.all([refined, previousWritten]).then(async ([result]) => {
       internal.signal.throwIfAborted();
       input.onAlpha?.(index, result.alpha);

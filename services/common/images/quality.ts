@@ -1,0 +1,35 @@
+// The quality setting's names, parsed in one place for the gateway (REST, remove.bg, Photoroom, before any
+// hold) and inference (Connect, before any model time), so that whatever the gateway lets through inference accepts.
+import { Quality } from "../gen/cutline/inference/v1/quality_pb.ts";
+
+/** The names the APIs take, fastest first; balanced is the default. */
+export const QUALITY_NAMES = ["fast", "balanced", "best"] as const;
+export type QualityName = (typeof QUALITY_NAMES)[number];
+
+const qualityByName: Record<QualityName, Quality> = { fast: Quality.FAST, balanced: Quality.BALANCED, best: Quality.BEST };
+
+export type QualityParse = { ok: true; quality: Quality } | { ok: false; message: string };
+
+/** `fast`, `balanced` or `best` (any case); `""` is the default (unspecified: balanced); anything else names the allowed values. */
+export function qualityOf(text: string): QualityParse {
+  const name = text.trim().toLowerCase();
+  if (name === "") return { ok: true, quality: Quality.UNSPECIFIED };
+  const quality = qualityByName[name as QualityName];
+  if (quality === undefined) return { ok: false, message: `quality "${text}" is unknown; use one of ${QUALITY_NAMES.join(", ")}` };
+  return { ok: true, quality };
+}
+
+/** The setting a quality value stands for; undefined for a value no version of the enum knows. */
+export function qualityNameOf(quality: Quality): QualityName | undefined {
+  switch (quality) {
+    case Quality.FAST:
+      return "fast";
+    case Quality.BEST:
+      return "best";
+    case Quality.BALANCED:
+    case Quality.UNSPECIFIED:
+      return "balanced";
+    default:
+      return undefined;
+  }
+}

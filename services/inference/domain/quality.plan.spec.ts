@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
+import { qualityOf } from "../../common/images/quality.ts";
+import { modelPassFor } from "./quality.plan.ts";
+
+describe("modelPassFor", () => {
+  it("runs each setting at its side for a full-size output; unspecified is balanced", () => {
+    assert.deepEqual(modelPassFor(Quality.FAST), { side: 768, mirrored: false });
+    assert.deepEqual(modelPassFor(Quality.BALANCED), { side: 1024, mirrored: false });
+    assert.deepEqual(modelPassFor(Quality.UNSPECIFIED), { side: 1024, mirrored: false });
+    assert.deepEqual(modelPassFor(Quality.BEST), { side: 768, mirrored: true });
+  });
+
+  it("runs a small output no finer than the multiple of 32 covering it, never under the fast side nor over the setting's", () => {
+    assert.deepEqual(modelPassFor(Quality.BALANCED, 500), { side: 768, mirrored: false }, "a 500 px preview needs no 1024² mask");
+    assert.deepEqual(modelPassFor(Quality.BALANCED, 900), { side: 928, mirrored: false });
+    assert.deepEqual(modelPassFor(Quality.BALANCED, 4000), { side: 1024, mirrored: false });
+    assert.deepEqual(modelPassFor(Quality.FAST, 4000), { side: 768, mirrored: false });
+    assert.deepEqual(modelPassFor(Quality.BEST, 300), { side: 768, mirrored: true }, "best keeps its mirrored pass");
+  });
+
+  it("refuses a value the enum does not know, naming the allowed ones", () => {
+    assert.throws(() => modelPassFor(7 as Quality), /quality 7 is unknown; use one of fast, balanced, best/);
+  });
+});
+
+describe("qualityOf", () => {
+  it("parses the API names in any case, empty as the default, and names the allowed values otherwise", () => {
+    assert.deepEqual(qualityOf("fast"), { ok: true, quality: Quality.FAST });
+    assert.deepEqual(qualityOf(" BEST "), { ok: true, quality: Quality.BEST });
+    assert.deepEqual(qualityOf("balanced"), { ok: true, quality: Quality.BALANCED });
+    assert.deepEqual(qualityOf(""), { ok: true, quality: Quality.UNSPECIFIED });
+    assert.deepEqual(qualityOf("ultra"), { ok: false, message: 'quality "ultra" is unknown; use one of fast, balanced, best' });
+  });
+});
