@@ -6,7 +6,6 @@
 import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { createHash, randomUUID } from "node:crypto";
-import { open } from "node:fs/promises";
 import { BillingService, HoldStatus, Operation, Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { TaskKind } from "../common/gen/cutline/inference/v1/task_pb.ts";
 import { Quality } from "../common/gen/cutline/inference/v1/quality_pb.ts";
@@ -19,9 +18,12 @@ import type { Logger } from "../common/logging.ts";
 import { checkedWebhookUrl } from "../common/outbound.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { MediaBinaries } from "../common/video/ffmpeg-binaries.ts";
-import { frameRateValue, probeVideo, sniffVideoContainer, VIDEO_FRAME_RATE_MAX, type VideoContainer, type VideoProbe } from "../common/video/video-probe.ts";
+import { headOfFile, sniffVideoContainer } from "../common/video/video-format.sniffer.ts";
+import { VIDEO_CONTAINER_CONTENT_TYPES } from "../common/video/video-formats.ts";
+import { frameRateValue, probeVideo, VIDEO_FRAME_RATE_MAX, type VideoProbe } from "../common/video/video-probe.ts";
+import { processedVideoSize } from "../common/video/video-size.ts";
 import { VideoError } from "../common/video/video.errors.ts";
-import { processedVideoSize, videoLimitsOf, type VideoLimits } from "./domain/video-limits.ts";
+import { videoLimitsOf, type VideoLimits } from "./domain/video-limits.ts";
 import { deleteUnsubmittedInputs, releaseAfterFailedSubmit, storage, submitSurelyFailed, usageMemberOf, type Admission } from "./image-jobs.ts";
 
 export interface VideoJobsOptions {
@@ -55,22 +57,7 @@ export interface VideoSubmit {
   backgroundImage?: Uint8Array;
 }
 
-const CONTENT_TYPES: Readonly<Record<VideoContainer, string>> = { mp4: "video/mp4", mov: "video/quicktime", webm: "video/webm" };
 const QUALITY_NAMES: Readonly<Record<Quality, string>> = { [Quality.UNSPECIFIED]: "balanced", [Quality.FAST]: "fast", [Quality.BALANCED]: "balanced", [Quality.BEST]: "best" };
-/** Bytes read from the start of an upload to tell a video from an image. */
-const SNIFF_BYTES = 64;
-
-/** The first bytes of a file. */
-async function headOf(path: string): Promise<Uint8Array> {
-  const file = await open(path, "r");
-  try {
-    const head = new Uint8Array(SNIFF_BYTES);
-    const { bytesRead } = await file.read(head, 0, SNIFF_BYTES, 0);
-    return head.subarray(0, bytesRead);
-  } finally {
-    await file.close();
-  }
-}
 
 /**
  * SHA-256 (hex) of what a video request asks for: the video (by its own hash), the background
@@ -131,7 +118,7 @@ export class VideoJobs {
     const limits = videoLimitsOf(plan);
     const probe = await this.#checked(admission, input, limits, signal);
     const backgroundInfo = background ? await this.#inspectBackground(background) : undefined;
-    const processed = processedVideoSize(probe.width, probe.height, limits.longestSidePixels);
+    const processed = processedVideoSize(probe, limits.longestSidePixels);
     const quality = QUALITY_NAMES[request.options.quality] ?? "balanced";
     const quote = await this.billing.quote({
       accountId: owner.accountId,
@@ -158,7 +145,7 @@ export class VideoJobs {
     const backgroundImageBlobKey = backgroundInfo ? `${inputBlobKey}/background` : "";
     if (!(hold.replayed && hold.status === HoldStatus.CAPTURED)) {
       try {
-        await storage(() => this.blobs.putFile(inputBlobKey, input.path, { contentType: CONTENT_TYPES[probe.container] }), "storing the video");
+        await storage(() => this.blobs.putFile(inputBlobKey, input.path, { contentType: VIDEO_CONTAINER_CONTENT_TYPES[probe.container] }), "storing the video");
         if (background && backgroundInfo) {
           await storage(() => this.blobs.put(backgroundImageBlobKey, background, { contentType: `image/${backgroundInfo.format}` }), "storing the background image");
         }
@@ -204,7 +191,7 @@ export class VideoJobs {
     if (input.bytes === 0) throw reasonError(Code.InvalidArgument, "empty_video", "the video is empty");
     const { bytesMax, limitName } = this.bytesLimitOf(admission);
     if (input.bytes > bytesMax) throw reasonError(Code.InvalidArgument, "too_many_bytes", `the video is ${input.bytes} bytes; ${limitName}`);
-    const head = await headOf(input.path);
+    const head = await headOfFile(input.path);
     if (sniffVideoContainer(head) === undefined) {
       const image = sniffImageFormat(head);
       if (image.accepted) {

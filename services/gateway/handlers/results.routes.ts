@@ -15,20 +15,14 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { TaskKind } from "../../common/gen/cutline/inference/v1/task_pb.ts";
+import { videoExtensionOf } from "../../common/video/video-formats.ts";
 
-/** File extensions by result content type, for the download's name (Content-Disposition). */
-const EXTENSIONS: Readonly<Record<string, string>> = {
-  "image/png": "png",
-  "image/webp": "webp",
-  "image/jpeg": "jpg",
-  "video/webm": "webm",
-  "video/quicktime": "mov",
-  "video/mp4": "mp4",
-};
+/** Image file extensions by result content type, for the download's name (Content-Disposition); videos' come from video-formats.ts. */
+const IMAGE_EXTENSIONS: Readonly<Record<string, string>> = { "image/png": "png", "image/webp": "webp", "image/jpeg": "jpg" };
 
 /** The headers every result answer carries. */
 function resultHeaders(job: Job, contentType: string, bytes: number, rate: ReturnType<typeof rateLimitHeadersOf>): Record<string, string> {
-  const extension = EXTENSIONS[contentType.split(";")[0]!.trim()];
+  const extension = IMAGE_EXTENSIONS[contentType.split(";")[0]!.trim()] ?? videoExtensionOf(contentType);
   return {
     "content-type": contentType,
     "content-length": String(bytes),

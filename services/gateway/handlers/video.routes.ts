@@ -5,9 +5,9 @@
 import { Code } from "@connectrpc/connect";
 import { reasonError } from "../../common/errors.ts";
 import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
-import { VideoFormat } from "../../common/gen/cutline/inference/v1/video_options_pb.ts";
 import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { HttpRoutes } from "../../common/server.ts";
+import { VIDEO_OUTPUTS } from "../../common/video/video-formats.ts";
 import type { Admission } from "../image-jobs.ts";
 import { HEX_COLOUR, videoOptionsOf, type VideoJobs } from "../video-jobs.ts";
 import { admitImageCall, rateLimitHeaders } from "./image-call.ts";
@@ -18,7 +18,7 @@ import { readVideoUpload } from "./video-upload.ts";
 
 export const VIDEO_MATTING_PATH = "/v1/video/matting";
 
-const FORMATS: Record<string, VideoFormat> = { webm: VideoFormat.WEBM, mov: VideoFormat.MOV, mp4: VideoFormat.MP4, mask: VideoFormat.MASK };
+const FORMATS = Object.fromEntries(VIDEO_OUTPUTS.map((output) => [output.name, output.format]));
 const QUALITIES: Record<string, Quality> = { fast: Quality.FAST, balanced: Quality.BALANCED, best: Quality.BEST };
 const BOOLEANS: Record<string, boolean> = { true: true, "1": true, yes: true, false: false, "0": false, no: false };
 

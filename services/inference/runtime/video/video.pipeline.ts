@@ -18,17 +18,15 @@ import sharp from "sharp";
 import { VideoFormat, type VideoOptions } from "../../../common/gen/cutline/inference/v1/video_options_pb.ts";
 import { mediaBinaries, type MediaBinaries } from "../../../common/video/ffmpeg-binaries.ts";
 import { VideoError } from "../../../common/video/video.errors.ts";
+import { FfmpegProcess } from "../../../common/video/ffmpeg.process.ts";
 import { frameRateValue, probeVideo, VIDEO_FRAME_RATE_MAX, type FrameRate, type VideoProbe } from "../../../common/video/video-probe.ts";
+import { processedVideoSize } from "../../../common/video/video-size.ts";
 import { InferenceError, inferenceErrorOf } from "../../domain/inference.errors.ts";
 import { defaultTemporalSmoothing, lumaOf, TemporalMaskSmoother, type TemporalSmoothingOptions } from "../../domain/mask.smoother.ts";
 import { parseHexColour } from "../image.encoder.ts";
 import type { MaskRefineResponse } from "../mask-refine.thread.ts";
 import type { SegmentationEngine } from "../segmentation.engine.ts";
-import { FfmpegProcess } from "./ffmpeg.process.ts";
-import { encoderArgs, videoOutputFormatOf, type VideoOutputFormat } from "./video.encoder.ts";
-
-/** The largest output: 1080p, longest side (pixels). Larger inputs are downscaled to it. */
-export const VIDEO_LONGEST_SIDE_MAX = 1920;
+import { encoderArgs, videoEncodingOf, type VideoOutputFormat } from "./video.encoder.ts";
 /** Frames in flight at least, whatever the engine's batch size (frames). */
 const framesInFlightMin = 4;
 
@@ -77,21 +75,13 @@ export interface VideoMattingResult {
   height: number;
 }
 
-/** The output's size: the displayed size, downscaled to the longest-side cap, even (4:2:0 chroma). */
-export function videoOutputSize(probe: Pick<VideoProbe, "width" | "height">, longestSideMax: number): { width: number; height: number } {
-  const cap = longestSideMax > 0 ? Math.min(longestSideMax, VIDEO_LONGEST_SIDE_MAX) : VIDEO_LONGEST_SIDE_MAX;
-  const scale = Math.min(1, cap / Math.max(probe.width, probe.height));
-  const even = (side: number) => Math.max(2, Math.floor((side * scale) / 2) * 2);
-  return { width: even(probe.width), height: even(probe.height) };
-}
-
 function validateVideoOptions(options: VideoOptions, backgroundImage: Uint8Array | undefined): VideoOutputFormat {
   if (!(options.format in VideoFormat)) throw new InferenceError("invalid_option", `video format ${options.format} is unknown`);
   const background = parseHexColour(options.backgroundColor) !== undefined || (backgroundImage?.length ?? 0) > 0;
   if (background && options.format !== VideoFormat.MP4) {
     throw new InferenceError("invalid_option", "bg_color and bg_image_file are only for format mp4: webm and mov keep the alpha, mask has no colours");
   }
-  return videoOutputFormatOf(options);
+  return videoEncodingOf(options);
 }
 
 /** The MP4 background, one RGB frame: the image cover-resized, else the colour (white by default). */
@@ -220,7 +210,7 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
   if (frameRateValue(probe.frameRate) > VIDEO_FRAME_RATE_MAX) {
     throw new VideoError("video_frame_rate_too_high", `the video runs at ${frameRateValue(probe.frameRate).toFixed(2)} fps; the limit is ${VIDEO_FRAME_RATE_MAX} fps (VIDEO_FRAME_RATE_MAX)`);
   }
-  const { width, height } = videoOutputSize(probe, input.longestSideMax);
+  const { width, height } = processedVideoSize(probe, input.longestSideMax);
   const background = format.pixelFormat === "rgb24" ? await backgroundOf(input.options, input.backgroundImage, width, height) : undefined;
   // A model that failed to load answers model_unavailable (retried elsewhere) from segmentTensor.
   await engine.ready.catch(() => undefined);
