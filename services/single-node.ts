@@ -139,6 +139,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     log: log.child({ service: "inference" }),
     ...consumerRetryOptionsOf(config.inference),
     stageProgressMsMin: config.inference.INFERENCE_STAGE_PROGRESS_MS_MIN,
+    videoConcurrency: config.inference.VIDEO_CONCURRENCY,
     video: { run: videoMattingRunnerOf(engine, () => mediaBinaries({ FFMPEG_PATH: config.inference.FFMPEG_PATH, FFPROBE_PATH: config.inference.FFPROBE_PATH }, log)) },
   });
 

@@ -40,6 +40,7 @@ await runMain("inference", async () => {
     log,
     ...consumerRetryOptionsOf(config),
     stageProgressMsMin: config.INFERENCE_STAGE_PROGRESS_MS_MIN,
+    videoConcurrency: config.VIDEO_CONCURRENCY,
     video: { run: videoMattingRunnerOf(engine, binaries) },
   });
   void consumer.then(

@@ -21,6 +21,8 @@ import { AccountSettingsStore } from "./store/account-settings.store.ts";
 export interface OrchestratorDependencies {
   db: Kysely<OrchestratorSchema>;
   workQueue: WorkQueue;
+  /** Video jobs' tasks (the ports' videoQueue). @default workQueue */
+  videoQueue?: WorkQueue;
   eventBus: EventBus;
   blobStore: BlobStore;
   billing: Client<typeof BillingService>;
@@ -84,6 +86,7 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
   const notices = new CreditNotices(deps.db, deps.billing);
   const lifecycle = new JobLifecycle(new JobStore(deps.db), deps.workQueue, deps.blobStore, deps.billing, deps.log, {
     ...deps.reconcile,
+    videoQueue: deps.videoQueue,
     watchPollMs: deps.watchPollMs,
     settings,
     onEnd: wiring ? (db, job) => webhooks.enqueueJobEnd(db, job) : undefined,

@@ -54,7 +54,14 @@ export interface PortsOptions {
 
 export interface Ports {
   readonly kind: "nats" | "in-process";
+  /** Image tasks (and any task an older orchestrator enqueued). */
   readonly workQueue: WorkQueue;
+  /**
+   * Video tasks, apart from the images: each inference worker takes them under its own bound
+   * (VIDEO_CONCURRENCY), so a long video never holds the slots images are taken with. NATS:
+   * stream `<prefix>_video_work`; in process: a second queue.
+   */
+  readonly videoQueue: WorkQueue;
   readonly eventBus: EventBus;
   readonly blobStore: BlobStore;
   /** Closes the adapters (and the NATS connection); later calls wait for the first. */
@@ -69,16 +76,18 @@ export async function createPorts(options: PortsOptions = {}): Promise<Ports> {
 async function openInProcess(options: PortsOptions, log: Logger): Promise<Ports> {
   const dataDir = resolve(options.dataDir ?? "./.data");
   const workQueue = new InProcessWorkQueue({ ...queueLimits(options), dataDir, log: log.child({ port: "work-queue" }) });
+  const videoQueue = new InProcessWorkQueue({ ...queueLimits(options), dataDir, name: "video-queue", log: log.child({ port: "video-queue" }) });
   const eventBus = new InProcessEventBus({ dataDir, ...eventLimits(options), log: log.child({ port: "event-bus" }) });
   const blobStore = new InProcessBlobStore({ dataDir, ttlMs: options.blobTtlMs, log: log.child({ port: "blob-store" }) });
   log.info({ dataDir }, "ports: in-process adapters");
   return {
     kind: "in-process",
     workQueue,
+    videoQueue,
     eventBus,
     blobStore,
     close: once(async () => {
-      await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
+      await Promise.all([workQueue.close(), videoQueue.close(), eventBus.close(), blobStore.close()]);
     }),
   };
 }
@@ -87,8 +96,9 @@ async function openNats(options: PortsOptions & { natsUrl: string }, log: Logger
   const { natsUrl, namePrefix = "cutline" } = options;
   const connection: NatsConnection = await connect({ servers: natsUrl.split(","), name: `cutline-${namePrefix}` });
   try {
-    const [workQueue, eventBus, blobStore] = await Promise.all([
+    const [workQueue, videoQueue, eventBus, blobStore] = await Promise.all([
       NatsWorkQueue.open({ connection, namePrefix, ...queueLimits(options), log: log.child({ port: "work-queue" }) }),
+      NatsWorkQueue.open({ connection, namePrefix: `${namePrefix}_video`, ...queueLimits(options), log: log.child({ port: "video-queue" }) }),
       NatsEventBus.open({ connection, namePrefix, ...eventLimits(options), log: log.child({ port: "event-bus" }) }),
       NatsBlobStore.open({ connection, namePrefix, ttlMs: options.blobTtlMs, log: log.child({ port: "blob-store" }) }),
     ]);
@@ -96,10 +106,11 @@ async function openNats(options: PortsOptions & { natsUrl: string }, log: Logger
     return {
       kind: "nats",
       workQueue,
+      videoQueue,
       eventBus,
       blobStore,
       close: once(async () => {
-        await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
+        await Promise.all([workQueue.close(), videoQueue.close(), eventBus.close(), blobStore.close()]);
         await connection.drain();
       }),
     };

@@ -242,7 +242,9 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
   let framesRead = 0;
   let framesDone = 0;
   let failure: unknown;
-  const call = { highPriority: true, signal: internal.signal };
+  // Frames queue in the normal lane: an image (one request) waits behind the few frames in flight,
+  // not behind the whole video, and a paid plan's image goes ahead of them.
+  const call = { highPriority: false, signal: internal.signal };
 
   for await (const rgba of framesOf(decoder.child.stdout, width * height * 4)) {
     if (inFlight.length >= window) await inFlight.shift();
