@@ -39,6 +39,16 @@ export interface VideoJobsOptions {
   binaries: () => MediaBinaries;
 }
 
+/** A video's price, and what it was priced by. */
+export interface VideoQuote {
+  costMillicredits: bigint;
+  priceBookVersion: string;
+  probe: VideoProbe;
+  /** The size the video is processed, and priced, at (pixels). */
+  processed: { width: number; height: number };
+  quality: string;
+}
+
 /** A video upload on disk, as the route or the RPC received it. */
 export interface VideoInput {
   /** The file holding the video; the caller removes it after the submit. */
@@ -106,27 +116,38 @@ export class VideoJobs {
     return { bytesMax: this.options.videoBytesMax, limitName: `the server's video limit of ${this.options.videoBytesMax} bytes (VIDEO_BYTES_MAX)` };
   }
 
+  /**
+   * What the video would cost, by the same checks and pricing as `submit` (options, bytes,
+   * container, probe, plan limits, the processed size); holds nothing (POST /v1/quote).
+   */
+  async quote(admission: Admission, input: VideoInput, request: Pick<VideoSubmit, "options" | "backgroundImage">, signal?: AbortSignal): Promise<VideoQuote> {
+    const background = request.backgroundImage && request.backgroundImage.byteLength > 0 ? request.backgroundImage : undefined;
+    const problem = videoOptionsProblem(request.options, background !== undefined);
+    if (problem !== undefined) throw reasonError(Code.InvalidArgument, "invalid_option", problem);
+    const limits = videoLimitsOf(admission.plan);
+    const probe = await this.#checked(admission, input, limits, signal);
+    const processed = processedVideoSize(probe, limits.longestSidePixels);
+    const quality = QUALITY_NAMES[request.options.quality] ?? "balanced";
+    const quote = await this.billing.quote({
+      accountId: admission.owner.accountId,
+      operation: Operation.VIDEO_REMOVE_BACKGROUND,
+      pixels: BigInt(processed.width * processed.height),
+      videoMilliseconds: probe.durationMs,
+      quality,
+    });
+    return { costMillicredits: quote.costMillicredits, priceBookVersion: quote.priceBookVersion, probe, processed, quality };
+  }
+
   /** Checks, quotes, holds, stores and submits; the queued job. Every refusal comes before the hold. */
   async submit(admission: Admission, input: VideoInput, request: VideoSubmit, signal?: AbortSignal): Promise<Job> {
     const { owner, plan } = admission;
     // The member the usage is attributed to, as for images (the key's member, else the account's owner).
     const memberId = admission.memberId ?? usageMemberOf(owner, undefined);
     const background = request.backgroundImage && request.backgroundImage.byteLength > 0 ? request.backgroundImage : undefined;
-    const problem = videoOptionsProblem(request.options, background !== undefined);
-    if (problem !== undefined) throw reasonError(Code.InvalidArgument, "invalid_option", problem);
     const webhookUrl = request.webhookUrl ? checkedWebhookUrl(request.webhookUrl) : "";
-    const limits = videoLimitsOf(plan);
-    const probe = await this.#checked(admission, input, limits, signal);
+    const quote = await this.quote(admission, input, request, signal);
+    const { probe, processed, quality } = quote;
     const backgroundInfo = background ? await this.#inspectBackground(background) : undefined;
-    const processed = processedVideoSize(probe, limits.longestSidePixels);
-    const quality = QUALITY_NAMES[request.options.quality] ?? "balanced";
-    const quote = await this.billing.quote({
-      accountId: owner.accountId,
-      operation: Operation.VIDEO_REMOVE_BACKGROUND,
-      pixels: BigInt(processed.width * processed.height),
-      videoMilliseconds: probe.durationMs,
-      quality,
-    });
     const key = request.idempotencyKey || randomUUID();
     const fingerprint = request.idempotencyKey ? videoRequestFingerprint(input.sha256, request.options, background) : "";
     const hold = await this.billing.reserve({
