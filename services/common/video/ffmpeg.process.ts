@@ -3,6 +3,7 @@
 // leaves a process behind. The video pipeline streams frames through it; the probe runs it to
 // its end with a deadline and capped output (`runToEnd`).
 import { spawn, type ChildProcessByStdio } from "node:child_process";
+import { setPriority } from "node:os";
 import type { Readable, Writable } from "node:stream";
 
 /** The last bytes of stderr kept for the log (bytes). */
@@ -17,9 +18,20 @@ export class FfmpegProcess {
   readonly closed: Promise<number | null>;
   private stderr = "";
 
-  /** Runs `path` with FFMPEG_QUIET_ARGS then `args`; `raw` runs `args` alone (ffprobe, or a report on stderr). */
-  constructor(path: string, args: string[], options: { raw?: boolean } = {}) {
+  /**
+   * Runs `path` with FFMPEG_QUIET_ARGS then `args`; `raw` runs `args` alone (ffprobe, or a report
+   * on stderr). `niceness` (1–19) lowers the process's CPU priority: where it is not the stage
+   * that bounds the throughput, it takes the CPU the bounding stage leaves.
+   */
+  constructor(path: string, args: string[], options: { raw?: boolean; niceness?: number } = {}) {
     this.child = spawn(path, options.raw ? args : [...FFMPEG_QUIET_ARGS, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    if (options.niceness !== undefined && this.child.pid !== undefined) {
+      try {
+        setPriority(this.child.pid, options.niceness);
+      } catch {
+        // Gone already (it failed at once: 'close' says so), or not allowed here: it runs at our priority.
+      }
+    }
     this.child.stderr.setEncoding("utf8");
     this.child.stderr.on("data", (chunk: string) => {
       this.stderr = (this.stderr + chunk).slice(-stderrTailBytes);

@@ -29,6 +29,15 @@ import type { SegmentationEngine } from "../segmentation.engine.ts";
 import { encoderArgs, videoEncodingOf, type VideoOutputFormat } from "./video.encoder.ts";
 /** Frames in flight at least, whatever the engine's batch size (frames). */
 const framesInFlightMin = 4;
+/**
+ * The decoder's and encoder's CPU priority (niceness, 0 is ours). The model bounds a video's
+ * throughput: ffmpeg decodes 720p at hundreds of frames a second and encodes VP9 at tens, the CPU
+ * model at a few. At our priority, the encoder's four threads took the model's cores whenever the
+ * machine was busy (bench:video 0.77 × model alone under load); lowered, they run in the time the
+ * model leaves, and the frames in flight absorb the wait. It also leaves images (one model run
+ * each) their share while a video encodes.
+ */
+const FFMPEG_NICENESS = 10;
 
 export interface VideoProgress {
   framesDone: number;
@@ -218,11 +227,12 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
   const rate = `${probe.frameRate.numerator}/${probe.frameRate.denominator}`;
   const keepAudio = input.options.keepAudio !== false && probe.hasAudio;
   const cap = decodeCapOf(input.durationMsMax !== undefined && input.durationMsMax > 0 ? input.durationMsMax : probe.durationMs, probe.frameRate);
-  const decoder = new FfmpegProcess(binaries.ffmpeg.path, decoderArgs({ inputPath: input.inputPath, rate, width, height, cap }));
+  const decoder = new FfmpegProcess(binaries.ffmpeg.path, decoderArgs({ inputPath: input.inputPath, rate, width, height, cap }), { niceness: FFMPEG_NICENESS });
   processes.push(decoder);
   const encoder = new FfmpegProcess(
     binaries.ffmpeg.path,
     encoderArgs({ format, width, height, rate, audioFrom: keepAudio ? input.inputPath : undefined, audioSecondsMax: cap.seconds, outputPath: input.outputPath }),
+    { niceness: FFMPEG_NICENESS },
   );
   processes.push(encoder);
   const kill = () => processes.forEach((process) => process.kill());
