@@ -272,37 +272,6 @@ describe("video jobs on a single node", () => {
     assert.deepEqual(usage.records.map((record) => [record.memberId, record.apiKeyId !== ""]), [["owner", true]]);
   });
 
-  it("videos have their own slots (VIDEO_CONCURRENCY, 1 here): with a video running and a second one waiting, an image submitted after both finishes before either", async () => {
-    const { accountId, key } = await account();
-    const before = await balance(accountId);
-    const ids: string[] = [];
-    for (const name of ["first", "second"]) {
-      const submitted = await submit(key, videoForm(cancelClip), { "idempotency-key": `own-slots-${name}` });
-      assert.equal(submitted.status, 202, await submitted.clone().text());
-      ids.push(((await submitted.json()) as VideoJobJson).id);
-    }
-    const deadline = Date.now() + 120_000;
-    for (;;) {
-      const first = await jobOf(key, ids[0]!);
-      assert.equal(first.status === "succeeded" || first.status === "failed", false, `the first video ended before the image was sent: ${JSON.stringify(first)}`);
-      if (first.status === "running" && first.frames_done > 0) break;
-      assert.ok(Date.now() < deadline, "the first video never reported frames");
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    // Before the image: the second video waits in its queue, not in an image's slot.
-    assert.equal((await jobOf(key, ids[1]!)).status, "queued", "one video at a time on this worker");
-    const image = await fetch(`${api.node.url}/v1/matting`, { method: "POST", headers: { "x-api-key": key }, body: api.imageForm(api.photo) });
-    assert.equal(image.status, 200, await image.clone().text());
-    assert.equal(image.headers.get("content-type"), "image/png");
-    const [first, second] = await Promise.all(ids.map((id) => jobOf(key, id)));
-    assert.deepEqual([first!.status, second!.status], ["running", "queued"], "the image finished while the first video ran and the second waited");
-    assert.ok(first!.frames_done < first!.frames_total, JSON.stringify(first));
-    // Both cancelled to spare the CPU: the image alone is charged.
-    for (const id of ids) assert.equal((await fetch(`${api.node.url}/v1/jobs/${id}`, { method: "DELETE", headers: { "x-api-key": key } })).status, 200);
-    const charged = BigInt(Math.round(Number(image.headers.get("x-credits-charged")) * 1000));
-    assert.deepEqual(await balance(accountId), { available: before.available - charged, held: 0n });
-  });
-
   it("a cancel mid-way stops ffmpeg at once, releases the hold and leaves no temporary file", async () => {
     const { accountId, key } = await account();
     const before = await balance(accountId);
