@@ -13,7 +13,9 @@ import { creditsNumber, formatCredits } from "../services/common/credits.ts";
 import { JobService, JobStatus, type Job } from "../services/common/gen/cutline/gateway/v1/job_service_pb.ts";
 import { VideoService } from "../services/common/gen/cutline/gateway/v1/video_service_pb.ts";
 import { Quality } from "../services/common/gen/cutline/inference/v1/quality_pb.ts";
-import { VideoFormat, VideoOptionsSchema } from "../services/common/gen/cutline/inference/v1/video_options_pb.ts";
+import { VideoOptionsSchema } from "../services/common/gen/cutline/inference/v1/video_options_pb.ts";
+import { isFinishedJobStatus } from "../services/common/finished-job-statuses.ts";
+import { VIDEO_OUTPUTS, videoOutputNamed, type VideoFormatName } from "../services/common/video/video-formats.ts";
 import { choice, colourOf, EXIT_FAILED, EXIT_OK, flag, requiredText, text, type Command } from "./command.ts";
 import { CliError, describeError, withRetries } from "./connection.ts";
 import { followUpKeyOf, worthAFollowUp, type JobEnd } from "./follow-up-keys.ts";
@@ -23,16 +25,13 @@ import { isDone, writeAtomically } from "./output-files.ts";
 const SUBMIT_TIMEOUT_MS = 600_000;
 const IDEMPOTENCY_KEY_VERSION = "v1";
 
-const FORMATS = ["webm", "mov", "mp4", "mask"] as const;
+const FORMATS: readonly VideoFormatName[] = VIDEO_OUTPUTS.map((output) => output.name);
 const QUALITIES = ["fast", "balanced", "best"] as const;
-const FORMAT_OF: Record<(typeof FORMATS)[number], VideoFormat> = { webm: VideoFormat.WEBM, mov: VideoFormat.MOV, mp4: VideoFormat.MP4, mask: VideoFormat.MASK };
 const QUALITY_OF: Record<(typeof QUALITIES)[number], Quality> = { fast: Quality.FAST, balanced: Quality.BALANCED, best: Quality.BEST };
-const TERMINAL = new Set([JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]);
 
 /** The format --out's extension names (.webm, .mov, .mp4), else WebM. */
-function defaultFormatOf(out: string): (typeof FORMATS)[number] {
-  const extension = extname(out).slice(1).toLowerCase();
-  return (FORMATS as readonly string[]).includes(extension) ? (extension as (typeof FORMATS)[number]) : "webm";
+function defaultFormatOf(out: string): VideoFormatName {
+  return videoOutputNamed(extname(out).slice(1))?.name ?? "webm";
 }
 
 export const videoCommand: Command = {
@@ -70,7 +69,7 @@ Options:
     const video = new Uint8Array(await readFile(input).catch((error: NodeJS.ErrnoException) => {
       throw new CliError(`${input}: ${error.code === "ENOENT" ? "no such file" : error.message}`);
     }));
-    const options = create(VideoOptionsSchema, { format: FORMAT_OF[format], quality: QUALITY_OF[quality], backgroundColor, keepAudio });
+    const options = create(VideoOptionsSchema, { format: videoOutputNamed(format)!.format, quality: QUALITY_OF[quality], backgroundColor, keepAudio });
     const baseKey = `cutline-cli-video-${IDEMPOTENCY_KEY_VERSION}-${createHash("sha256")
       .update(`${video.byteLength}:`)
       .update(video)
@@ -133,7 +132,7 @@ async function watch(job: Job, open: (jobId: string) => AsyncIterable<{ job?: Jo
   show(job);
   let latest = job;
   try {
-    while (!TERMINAL.has(latest.status)) {
+    while (!isFinishedJobStatus(latest.status)) {
       latest = await withRetries(async () => {
         let last = latest;
         for await (const update of open(latest.id)) {

@@ -21,8 +21,8 @@ import { VideoFormat, VideoOptionsSchema } from "../services/common/gen/cutline/
 import { mediaBinaries } from "../services/common/video/ffmpeg-binaries.ts";
 import { makeClip } from "../services/common/video/video-clips.testing.ts";
 import { createSegmentationEngine, loadInferenceConfig } from "../services/inference/index.ts";
-import { FfmpegProcess } from "../services/inference/runtime/video/ffmpeg.process.ts";
-import { encoderArgs, videoOutputFormatOf } from "../services/inference/runtime/video/video.encoder.ts";
+import { FfmpegProcess } from "../services/common/video/ffmpeg.process.ts";
+import { encoderArgs, videoEncodingOf } from "../services/inference/runtime/video/video.encoder.ts";
 import { decoderArgs, framesOf, runVideoMatting } from "../services/inference/runtime/video/video.pipeline.ts";
 
 const { values } = parseArgs({ options: { seconds: { type: "string", default: "10" } } });
@@ -50,7 +50,7 @@ async function decodeOnly(): Promise<{ frames: number; fps: number }> {
 
 // 2. Encoding alone: as many frames as the clip, a moving gradient with a soft alpha edge.
 async function encodeOnly(frames: number): Promise<number> {
-  const format = videoOutputFormatOf(create(VideoOptionsSchema, { format: VideoFormat.WEBM }));
+  const format = videoEncodingOf(create(VideoOptionsSchema, { format: VideoFormat.WEBM }));
   const pattern = new Uint8Array(frameBytes);
   const started = performance.now();
   const encoder = new FfmpegProcess(binaries.ffmpeg.path, encoderArgs({ format, width, height, rate: `${rate}/1`, audioFrom: undefined, audioSecondsMax: 0, outputPath: join(directory, "encode-only.webm") }));

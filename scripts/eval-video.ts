@@ -14,12 +14,13 @@ import { existsSync, readdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import sharp from "sharp";
-import { FfmpegProcess } from "../services/inference/runtime/video/ffmpeg.process.ts";
+import { FfmpegProcess } from "../services/common/video/ffmpeg.process.ts";
 import { mediaBinaries } from "../services/common/video/ffmpeg-binaries.ts";
 import { probeVideo } from "../services/common/video/video-probe.ts";
 import { createSegmentationEngine, loadInferenceConfig } from "../services/inference/index.ts";
 import { defaultTemporalSmoothing, lumaOf, TemporalMaskSmoother } from "../services/inference/domain/mask.smoother.ts";
-import { decoderArgs, framesOf, videoOutputSize } from "../services/inference/runtime/video/video.pipeline.ts";
+import { processedVideoSize } from "../services/common/video/video-size.ts";
+import { decoderArgs, framesOf } from "../services/inference/runtime/video/video.pipeline.ts";
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { frames: { type: "string" } } });
 const directory = resolve(positionals[0] ?? join(import.meta.dirname, "..", "..", "shared", "eval", "video"));
@@ -83,7 +84,7 @@ for (const name of clips) {
   const path = join(directory, name);
   const masks = join(directory, name.replace(/\.\w+$/, ".masks"));
   const probe = await probeVideo(path, { binaries });
-  const { width, height } = videoOutputSize(probe, 0);
+  const { width, height } = processedVideoSize(probe, 0);
   const decoder = new FfmpegProcess(binaries.ffmpeg.path, decoderArgs({ inputPath: path, rate: `${probe.frameRate.numerator}/${probe.frameRate.denominator}`, width, height, cap: undefined }));
   const smoother = new TemporalMaskSmoother(engine.maskSize, defaultTemporalSmoothing);
   const raw: Variant = { ious: [], flicker: { sum: 0, pixels: 0 } };

@@ -147,6 +147,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     ...consumerRetryOptionsOf(config.inference),
     stageProgressMsMin: config.inference.INFERENCE_STAGE_PROGRESS_MS_MIN,
     inFlightMax: tasksInFlightMaxOf(config.inference),
+    videoConcurrency: config.inference.VIDEO_CONCURRENCY,
     video: { run: videoMattingRunnerOf(engine, () => mediaBinaries({ FFMPEG_PATH: config.inference.FFMPEG_PATH, FFPROBE_PATH: config.inference.FFPROBE_PATH }, log)) },
   });
 

@@ -207,7 +207,7 @@ function checkNetworkPolicies(objects: K8sObject[], deployments: Map<ServiceName
 }
 
 /** The work queue's real names, from the NATS adapter's source, so a rename breaks this test, not scaling. */
-function workQueueNames(prefix: string): { stream: string; consumers: string[] } {
+function workQueueNames(prefix: string): { stream: string; videoStream: string; consumers: string[] } {
   const adapter = join(root, "services/common/adapters/work-queue.nats.ts");
   if (existsSync(adapter)) {
     const source = readFileSync(adapter, "utf8");
@@ -215,7 +215,11 @@ function workQueueNames(prefix: string): { stream: string; consumers: string[] }
     assert.match(source, /durable_name: lane/, "work-queue.nats.ts: one durable consumer per lane, named after it");
     assert.match(source, /const LANES: readonly Priority\[\] = \["high", "normal"\]/, "work-queue.nats.ts: lanes high and normal");
   }
-  return { stream: `${prefix}_work`, consumers: ["high", "normal"] };
+  const ports = join(root, "services/common/adapters/index.ts");
+  if (existsSync(ports)) {
+    assert.match(readFileSync(ports, "utf8"), /namePrefix: `\$\{namePrefix\}_video`/, "adapters/index.ts: the video queue is a work queue under `<prefix>_video`");
+  }
+  return { stream: `${prefix}_work`, videoStream: `${prefix}_video_work`, consumers: ["high", "normal"] };
 }
 
 function checkScaledObject(objects: K8sObject[], overlay: string): K8sObject {
@@ -227,13 +231,15 @@ function checkScaledObject(objects: K8sObject[], overlay: string): K8sObject {
   const common = one(objects, "Deployment", "inference") as DeploymentObject;
   const environment = environmentOf(objects, containerOf(common));
   const prefix = environment.get("NATS_NAME_PREFIX")?.value ?? "cutline";
-  const { stream, consumers } = workQueueNames(prefix);
+  const { stream, videoStream, consumers } = workQueueNames(prefix);
   const natsHost = new URL(environment.get("NATS_URL")!.value!).hostname;
   const triggers = scaledObject.spec.triggers as { type: string; metadata: Record<string, string> }[];
-  assert.deepEqual(triggers.map((trigger) => trigger.metadata.consumer).sort(), consumers, `${overlay}: one trigger per work-queue consumer`);
+  const consumersOf = (name: string) => triggers.filter((trigger) => trigger.metadata.stream === name).map((trigger) => trigger.metadata.consumer).sort();
+  assert.deepEqual(consumersOf(stream), consumers, `${overlay}: one trigger per work-queue consumer`);
+  assert.deepEqual(consumersOf(videoStream), consumers, `${overlay}: one trigger per video-queue consumer`);
   for (const trigger of triggers) {
     assert.equal(trigger.type, "nats-jetstream");
-    assert.equal(trigger.metadata.stream, stream, `${overlay}: trigger stream`);
+    assert.ok([stream, videoStream].includes(trigger.metadata.stream!), `${overlay}: trigger stream ${trigger.metadata.stream}`);
     // KEDA asks each consumer's leader at <pod>.<endpoint host>, which only the headless Service resolves.
     const [service, namespace, ...rest] = natsHost.split(".");
     assert.equal(trigger.metadata.natsServerMonitoringEndpoint, [`${service}-headless`, namespace, ...rest].join(".") + ":8222", `${overlay}: monitoring endpoint on the headless Service of NATS_URL's cluster`);

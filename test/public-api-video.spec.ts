@@ -163,7 +163,15 @@ describe("video jobs on a single node", () => {
     assert.equal(result.headers.get("content-type"), "video/webm");
     assert.match(result.headers.get("content-disposition") ?? "", new RegExp(`filename="${queued.id}\\.webm"`));
     const resultPath = join(temporaryRoot, "result.webm");
-    writeFileSync(resultPath, Buffer.from(await result.arrayBuffer()));
+    const resultBytes = Buffer.from(await result.arrayBuffer());
+    writeFileSync(resultPath, resultBytes);
+    assert.equal(Number(result.headers.get("content-length")), resultBytes.length);
+    // HEAD: the same headers from the blob's size alone, no body, and no copy of the result on disk.
+    const head = await fetch(done.result_url!, { method: "HEAD" });
+    assert.equal(head.status, 200);
+    assert.deepEqual([head.headers.get("content-type"), Number(head.headers.get("content-length"))], ["video/webm", resultBytes.length]);
+    assert.equal((await head.arrayBuffer()).byteLength, 0);
+    assert.deepEqual(readdirSync(nodeTemporary).filter((name) => name.startsWith("cutline-result-")), [], "results are streamed from the blob store, not copied");
     const resultProbe = await probeVideo(resultPath);
     assert.equal(resultProbe.container, "webm");
     assert.equal(resultProbe.videoCodec, "vp9");
@@ -179,6 +187,25 @@ describe("video jobs on a single node", () => {
     assert.equal(other.status, 422);
     assert.equal((await errorOf(other)).code, "idempotency_key_reused");
     assert.deepEqual(await balance(accountId), { available: before.available - expected, held: 0n }, "charged once");
+  });
+
+  it("POST /v1/quote prices a video body as the submit would (the same probe and pricing), holding nothing; a bad video is refused as the submit refuses it", async () => {
+    const { accountId, key } = await account();
+    const before = await balance(accountId);
+    const expected = await quotedMillicredits(accountId, clip);
+    const quote = (body: FormData | Uint8Array, query: string) =>
+      fetch(`${api.node.url}/v1/quote${query}`, { method: "POST", headers: { "x-api-key": key, ...(body instanceof Uint8Array ? { "content-type": "video/mp4" } : {}) }, body });
+    for (const [body, query] of [[videoForm(clip), "?operation=video_matting"], [new Uint8Array(readFileSync(clip)), ""]] as const) {
+      const answer = await quote(body, query);
+      assert.equal(answer.status, 200, await answer.clone().text());
+      assert.equal(BigInt(Math.round(((await answer.json()) as { credits: number }).credits * 1000)), expected);
+    }
+    const best = await quote(videoForm(clip, { quality: "best" }), "?operation=video_matting");
+    assert.equal(BigInt(Math.round(((await best.json()) as { credits: number }).credits * 1000)), await quotedMillicredits(accountId, clip, "best"));
+    const tooLong = await quote(videoForm(longClip), "?operation=video_matting");
+    assert.equal(tooLong.status, 400);
+    assert.equal((await errorOf(tooLong)).code, "video_too_long");
+    assert.deepEqual(await balance(accountId), before, "a quote holds nothing");
   });
 
   it("refuses before any hold, balance unchanged: an image, a video on the image route, a corrupt file, no video stream, too long, too many bytes, a colour on WebM", async () => {

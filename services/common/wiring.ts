@@ -34,7 +34,7 @@ export async function openPorts(config: CommonConfig, log: Logger): Promise<Port
     deliveryCountMax: config.JOB_RETRY_MAX + 1,
     log,
   });
-  return { ...ports, workQueue: tracedWorkQueue(ports.workQueue), eventBus: tracedEventBus(ports.eventBus) };
+  return { ...ports, workQueue: tracedWorkQueue(ports.workQueue), videoQueue: tracedWorkQueue(ports.videoQueue), eventBus: tracedEventBus(ports.eventBus) };
 }
 
 /** Postgres at DATABASE_URL when set, else PGlite under CUTLINE_DATA_DIR. */

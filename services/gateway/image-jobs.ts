@@ -13,7 +13,7 @@ import type { BlobStore } from "../common/ports/blob-store.ts";
 import { longestSideFor, processedSize } from "../common/images/image-size.ts";
 import type { LongestSideLimits } from "../common/images/image-limits.ts";
 import type { UploadInfo, UploadInspector } from "../common/images/upload.inspector.ts";
-import { sniffVideoContainer } from "../common/video/video-probe.ts";
+import { SNIFF_BYTES, sniffVideoContainer } from "../common/video/video-format.sniffer.ts";
 import { imageOptionsProblem, isSmartCrop } from "./domain/image-options.ts";
 import { ConcurrencyLimiter, RequestRateLimiter, type LimitName, type LimitOutcome, type RateLimitState } from "./domain/rate-limits.ts";
 import type { ApiKeyOwner } from "./store/api-key.store.ts";
@@ -263,7 +263,7 @@ export class ImageJobs {
     const the = name === "image" ? "the image" : "the background_image";
     if (image.byteLength === 0) throw reasonError(Code.InvalidArgument, "empty_image", `${the} is empty`);
     // Before the byte limits: a video is refused for what it is, with where to send it, not for its size.
-    const container = sniffVideoContainer(image.subarray(0, 64));
+    const container = sniffVideoContainer(image.subarray(0, SNIFF_BYTES));
     if (container !== undefined) {
       throw reasonError(Code.InvalidArgument, "video_not_accepted", `${the} is a ${container.toUpperCase()} video, and this route takes images: post videos to POST /v1/video/matting`);
     }

@@ -40,7 +40,7 @@ import { ImageJobs, type ImageJobsOptions, type UploadInspector } from "./image-
 import { VideoService } from "../common/gen/cutline/gateway/v1/video_service_pb.ts";
 import { mediaBinaries, type MediaBinariesSettings } from "../common/video/ffmpeg-binaries.ts";
 import { createVideoHandlers } from "./handlers/video.handlers.ts";
-import { createVideoRoutes, VIDEO_MATTING_PATH } from "./handlers/video.routes.ts";
+import { createVideoRoutes, isVideoQuote, quoteVideoUpload, VIDEO_MATTING_PATH } from "./handlers/video.routes.ts";
 import { VideoJobs } from "./video-jobs.ts";
 import { ImageUrls } from "./image-urls.ts";
 import { JobBatches } from "./job-batches.ts";
@@ -191,7 +191,10 @@ export function createGateway(deps: GatewayDependencies): Gateway {
     { method: "GET", path: "/v1/jobs/{id}", handle: via(families.jobs) },
     { method: "DELETE", path: "/v1/jobs/{id}", handle: via(families.jobs) },
     { method: "GET", path: "/v1/results/{id}", handle: via(families.results) },
-    ...accountRoutes(apiKeys, accountReads, (request, response, owner) => quoteUpload(rest, request, response, owner)),
+    // A video body is quoted by the video path's own checks and pricing; any other upload by the image path's.
+    ...accountRoutes(apiKeys, accountReads, (request, response, owner) =>
+      isVideoQuote(request) ? quoteVideoUpload({ ...rest, videoJobs }, request, response, owner) : quoteUpload(rest, request, response, owner),
+    ),
     ...settingsRoutes(apiKeys, { orchestrator: deps.orchestrator, billing: deps.billing }),
     ...webhookRoutes(accountWebhooks, jobReads),
     ...docsRoutes(),

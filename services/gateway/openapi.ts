@@ -812,7 +812,7 @@ function buildDocument(): OpenApiDocument {
         post: {
           operationId: "quote",
           summary: "The exact credits an operation costs, before any work",
-          description: "Priced at the size the call would process (after the plan's downscaling): a later call captures exactly this amount.",
+          description: "Priced at the size the call would process (after the plan's downscaling): a later call captures exactly this amount. JSON names the sizes; the operation's own body is priced as that call would be: an image form or body (`operation=matting|smart_crop`), or a video (`operation=video_matting` with a `video_file` form, or a raw `video/*` body), probed and priced per started second like POST /v1/video/matting, holding nothing.",
           tags: ["Account"],
           requestBody: { required: true, content: json(ref("QuoteRequest"), { operation: "matting", width: 1024, height: 768, size: "full" }) },
           responses: { "200": { description: "The cost.", content: json(ref("Quote"), { credits: 0.5, price_book_version: "2026-11-27-seeds" }) }, "400": errorResponse("BadRequest"), ...AUTHENTICATED_ERRORS },

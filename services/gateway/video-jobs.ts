@@ -6,7 +6,6 @@
 import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { createHash, randomUUID } from "node:crypto";
-import { open } from "node:fs/promises";
 import { BillingService, HoldStatus, Operation, Pool } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { TaskKind } from "../common/gen/cutline/inference/v1/task_pb.ts";
 import { Quality } from "../common/gen/cutline/inference/v1/quality_pb.ts";
@@ -19,9 +18,12 @@ import type { Logger } from "../common/logging.ts";
 import { checkedWebhookUrl } from "../common/outbound.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
 import type { MediaBinaries } from "../common/video/ffmpeg-binaries.ts";
-import { frameRateValue, probeVideo, sniffVideoContainer, VIDEO_FRAME_RATE_MAX, type VideoContainer, type VideoProbe } from "../common/video/video-probe.ts";
+import { headOfFile, sniffVideoContainer } from "../common/video/video-format.sniffer.ts";
+import { VIDEO_CONTAINER_CONTENT_TYPES } from "../common/video/video-formats.ts";
+import { frameRateValue, probeVideo, VIDEO_FRAME_RATE_MAX, type VideoProbe } from "../common/video/video-probe.ts";
+import { processedVideoSize } from "../common/video/video-size.ts";
 import { VideoError } from "../common/video/video.errors.ts";
-import { processedVideoSize, videoLimitsOf, type VideoLimits } from "./domain/video-limits.ts";
+import { videoLimitsOf, type VideoLimits } from "./domain/video-limits.ts";
 import { deleteUnsubmittedInputs, releaseAfterFailedSubmit, storage, submitSurelyFailed, usageMemberOf, type Admission } from "./image-jobs.ts";
 
 export interface VideoJobsOptions {
@@ -35,6 +37,16 @@ export interface VideoJobsOptions {
   probeTimeoutMs?: number;
   /** The ffmpeg and ffprobe the gateway probes with. */
   binaries: () => MediaBinaries;
+}
+
+/** A video's price, and what it was priced by. */
+export interface VideoQuote {
+  costMillicredits: bigint;
+  priceBookVersion: string;
+  probe: VideoProbe;
+  /** The size the video is processed, and priced, at (pixels). */
+  processed: { width: number; height: number };
+  quality: string;
 }
 
 /** A video upload on disk, as the route or the RPC received it. */
@@ -55,22 +67,7 @@ export interface VideoSubmit {
   backgroundImage?: Uint8Array;
 }
 
-const CONTENT_TYPES: Readonly<Record<VideoContainer, string>> = { mp4: "video/mp4", mov: "video/quicktime", webm: "video/webm" };
 const QUALITY_NAMES: Readonly<Record<Quality, string>> = { [Quality.UNSPECIFIED]: "balanced", [Quality.FAST]: "fast", [Quality.BALANCED]: "balanced", [Quality.BEST]: "best" };
-/** Bytes read from the start of an upload to tell a video from an image. */
-const SNIFF_BYTES = 64;
-
-/** The first bytes of a file. */
-async function headOf(path: string): Promise<Uint8Array> {
-  const file = await open(path, "r");
-  try {
-    const head = new Uint8Array(SNIFF_BYTES);
-    const { bytesRead } = await file.read(head, 0, SNIFF_BYTES, 0);
-    return head.subarray(0, bytesRead);
-  } finally {
-    await file.close();
-  }
-}
 
 /**
  * SHA-256 (hex) of what a video request asks for: the video (by its own hash), the background
@@ -119,27 +116,38 @@ export class VideoJobs {
     return { bytesMax: this.options.videoBytesMax, limitName: `the server's video limit of ${this.options.videoBytesMax} bytes (VIDEO_BYTES_MAX)` };
   }
 
+  /**
+   * What the video would cost, by the same checks and pricing as `submit` (options, bytes,
+   * container, probe, plan limits, the processed size); holds nothing (POST /v1/quote).
+   */
+  async quote(admission: Admission, input: VideoInput, request: Pick<VideoSubmit, "options" | "backgroundImage">, signal?: AbortSignal): Promise<VideoQuote> {
+    const background = request.backgroundImage && request.backgroundImage.byteLength > 0 ? request.backgroundImage : undefined;
+    const problem = videoOptionsProblem(request.options, background !== undefined);
+    if (problem !== undefined) throw reasonError(Code.InvalidArgument, "invalid_option", problem);
+    const limits = videoLimitsOf(admission.plan);
+    const probe = await this.#checked(admission, input, limits, signal);
+    const processed = processedVideoSize(probe, limits.longestSidePixels);
+    const quality = QUALITY_NAMES[request.options.quality] ?? "balanced";
+    const quote = await this.billing.quote({
+      accountId: admission.owner.accountId,
+      operation: Operation.VIDEO_REMOVE_BACKGROUND,
+      pixels: BigInt(processed.width * processed.height),
+      videoMilliseconds: probe.durationMs,
+      quality,
+    });
+    return { costMillicredits: quote.costMillicredits, priceBookVersion: quote.priceBookVersion, probe, processed, quality };
+  }
+
   /** Checks, quotes, holds, stores and submits; the queued job. Every refusal comes before the hold. */
   async submit(admission: Admission, input: VideoInput, request: VideoSubmit, signal?: AbortSignal): Promise<Job> {
     const { owner, plan } = admission;
     // The member the usage is attributed to, as for images (the key's member, else the account's owner).
     const memberId = admission.memberId ?? usageMemberOf(owner, undefined);
     const background = request.backgroundImage && request.backgroundImage.byteLength > 0 ? request.backgroundImage : undefined;
-    const problem = videoOptionsProblem(request.options, background !== undefined);
-    if (problem !== undefined) throw reasonError(Code.InvalidArgument, "invalid_option", problem);
     const webhookUrl = request.webhookUrl ? checkedWebhookUrl(request.webhookUrl) : "";
-    const limits = videoLimitsOf(plan);
-    const probe = await this.#checked(admission, input, limits, signal);
+    const quote = await this.quote(admission, input, request, signal);
+    const { probe, processed, quality } = quote;
     const backgroundInfo = background ? await this.#inspectBackground(background) : undefined;
-    const processed = processedVideoSize(probe.width, probe.height, limits.longestSidePixels);
-    const quality = QUALITY_NAMES[request.options.quality] ?? "balanced";
-    const quote = await this.billing.quote({
-      accountId: owner.accountId,
-      operation: Operation.VIDEO_REMOVE_BACKGROUND,
-      pixels: BigInt(processed.width * processed.height),
-      videoMilliseconds: probe.durationMs,
-      quality,
-    });
     const key = request.idempotencyKey || randomUUID();
     const fingerprint = request.idempotencyKey ? videoRequestFingerprint(input.sha256, request.options, background) : "";
     const hold = await this.billing.reserve({
@@ -159,7 +167,7 @@ export class VideoJobs {
     const backgroundImageBlobKey = backgroundInfo ? `${inputBlobKey}/background` : "";
     if (!(hold.replayed && hold.status === HoldStatus.CAPTURED)) {
       try {
-        await storage(() => this.blobs.putFile(inputBlobKey, input.path, { contentType: CONTENT_TYPES[probe.container] }), "storing the video");
+        await storage(() => this.blobs.putFile(inputBlobKey, input.path, { contentType: VIDEO_CONTAINER_CONTENT_TYPES[probe.container] }), "storing the video");
         if (background && backgroundInfo) {
           await storage(() => this.blobs.put(backgroundImageBlobKey, background, { contentType: `image/${backgroundInfo.format}` }), "storing the background image");
         }
@@ -205,7 +213,7 @@ export class VideoJobs {
     if (input.bytes === 0) throw reasonError(Code.InvalidArgument, "empty_video", "the video is empty");
     const { bytesMax, limitName } = this.bytesLimitOf(admission);
     if (input.bytes > bytesMax) throw reasonError(Code.InvalidArgument, "too_many_bytes", `the video is ${input.bytes} bytes; ${limitName}`);
-    const head = await headOf(input.path);
+    const head = await headOfFile(input.path);
     if (sniffVideoContainer(head) === undefined) {
       const image = sniffImageFormat(head);
       if (image.accepted) {

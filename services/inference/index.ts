@@ -23,10 +23,9 @@ export {
   type SegmentConsumerOptions,
 } from "./store/segment.consumer.ts";
 export { videoMattingRunnerOf, type VideoMattingRunner, type VideoTaskOptions } from "./store/video-task.consumer.ts";
+export { processedVideoSize, VIDEO_LONGEST_SIDE_MAX } from "../common/video/video-size.ts";
 export {
   runVideoMatting,
-  videoOutputSize,
-  VIDEO_LONGEST_SIDE_MAX,
   type VideoMattingInput,
   type VideoMattingResult,
   type VideoProgress,

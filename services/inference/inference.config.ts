@@ -64,6 +64,11 @@ export const inferenceConfigSpec = {
     500,
     { min: 0, max: 60_000 },
   ),
+  VIDEO_CONCURRENCY: integer(
+    "Video tasks one inference process runs at once (videos), taken from the video queue apart from images: images keep their own slots while videos run. Each video holds two ffmpeg processes and a window of frames.",
+    1,
+    { min: 1, max: 16 },
+  ),
   ...imageLimitsConfigSpec,
   IMAGE_DECODE_WORKERS: integer(
     "Worker threads that decode images, so no decoder (BMP and HEIF are plain JavaScript and WebAssembly) blocks the event loop.",

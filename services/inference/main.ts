@@ -52,6 +52,7 @@ await runMain("inference", async () => {
     ...consumerRetryOptionsOf(config),
     stageProgressMsMin: config.INFERENCE_STAGE_PROGRESS_MS_MIN,
     inFlightMax: tasksInFlightMaxOf(config),
+    videoConcurrency: config.VIDEO_CONCURRENCY,
     video: { run: videoMattingRunnerOf(engine, binaries) },
   });
   void consumer.then(

@@ -26,6 +26,8 @@ export interface OrchestratorDependencies {
   migrateOnStart?: boolean;
   db: Kysely<OrchestratorSchema>;
   workQueue: WorkQueue;
+  /** Video jobs' tasks (the ports' videoQueue). @default workQueue */
+  videoQueue?: WorkQueue;
   eventBus: EventBus;
   blobStore: BlobStore;
   billing: Client<typeof BillingService>;
@@ -89,6 +91,7 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
   const notices = new CreditNotices(deps.db, deps.billing);
   const lifecycle = new JobLifecycle(new JobStore(deps.db), deps.workQueue, deps.blobStore, deps.billing, deps.log, {
     ...deps.reconcile,
+    videoQueue: deps.videoQueue,
     watchPollMs: deps.watchPollMs,
     settings,
     onEnd: wiring ? (db, job) => webhooks.enqueueJobEnd(db, job) : undefined,

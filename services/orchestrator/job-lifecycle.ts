@@ -96,6 +96,8 @@ export interface JobLifecycleOptions {
   videoTimeoutMsPerSecond?: number;
   /** Jobs the reconciler looks at per pass. @default 100 */
   reconcileBatchMax?: number;
+  /** Where video jobs' tasks go (the ports' videoQueue), apart from the images'. @default the work queue */
+  videoQueue?: WorkQueue;
   /** The accounts' retention settings; unset: every account has the default retention. */
   settings?: AccountSettingsStore;
   /** Jobs whose files the retention sweeper deletes per pass. @default 100 */
@@ -129,6 +131,7 @@ export class JobLifecycle {
   readonly #onEnd: JobEndHook | undefined;
   readonly #settings: AccountSettingsStore | undefined;
   readonly #expireBatchMax: number;
+  readonly #videoQueue: WorkQueue;
 
   constructor(
     private readonly jobs: JobStore,
@@ -148,6 +151,7 @@ export class JobLifecycle {
     this.#onEnd = options.onEnd;
     this.#settings = options.settings;
     this.#expireBatchMax = options.expireBatchMax ?? 100;
+    this.#videoQueue = options.videoQueue ?? workQueue;
   }
 
   async submit(request: SubmitJob): Promise<JobRow> {
@@ -199,7 +203,7 @@ export class JobLifecycle {
     // the queue is not doubled (and a late duplicate outcome is ignored by the state machine).
     if (!created && job.status !== "queued") return job;
     try {
-      await this.workQueue.enqueue(toBinary(SegmentTaskSchema, this.#taskOf(job)), { id: job.id, priority: job.high_priority ? "high" : "normal" });
+      await this.#enqueue(job);
     } catch (error) {
       // The job's message reaches the client: a full queue names its limit; any other queue
       // fault (a broken connection) is logged, not told.
@@ -500,9 +504,15 @@ export class JobLifecycle {
     });
   }
 
+  /** The job's task, on the video queue for a video, else the work queue. */
+  async #enqueue(job: JobRow): Promise<void> {
+    const queue = job.kind === "video" ? this.#videoQueue : this.workQueue;
+    await queue.enqueue(toBinary(SegmentTaskSchema, this.#taskOf(job)), { id: job.id, priority: job.high_priority ? "high" : "normal" });
+  }
+
   async #requeue(job: JobRow): Promise<void> {
     await this.#extendHold(job);
-    await this.workQueue.enqueue(toBinary(SegmentTaskSchema, this.#taskOf(job)), { id: job.id, priority: job.high_priority ? "high" : "normal" });
+    await this.#enqueue(job);
     assertTransition(job.status, job.status);
     await this.jobs.transition(job.id, job.status, job.status, { requeues: job.requeues + 1 });
     this.log.warn({ jobId: job.id, requeues: job.requeues + 1 }, "quiet job re-queued");

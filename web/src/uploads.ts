@@ -3,6 +3,7 @@
 // `update`; a refusal or a failed job ends as a Problem, never as an exception.
 import type { Api } from "./api.ts";
 import { jobProblem, problemOf, type Problem } from "./errors.ts";
+import { isFinishedJobStatus } from "../../services/common/finished-job-statuses.ts";
 import { JobStatus, type Job } from "../../services/common/gen/cutline/gateway/v1/job_service_pb.ts";
 import { OutputFormat, type OutputSize } from "../../services/common/gen/cutline/inference/v1/image_options_pb.ts";
 
@@ -39,7 +40,6 @@ const PHASE_OF: Partial<Record<JobStatus, Phase>> = {
   [JobStatus.CANCELLED]: "cancelled",
 };
 
-const TERMINAL = new Set<JobStatus>([JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED]);
 
 function fromJob(job: Job): Partial<Upload> {
   return {
@@ -60,12 +60,12 @@ export async function runUpload(api: Api, upload: Upload, options: { size: Outpu
     if (!submitted) throw new Error("the server answered Submit without a job");
     let last = submitted;
     update(fromJob(submitted));
-    if (!TERMINAL.has(submitted.status)) {
+    if (!isFinishedJobStatus(submitted.status)) {
       for await (const { job } of api.jobs.watchJob({ jobId: submitted.id })) {
         if (!job) continue;
         last = job;
         update(fromJob(job));
-        if (TERMINAL.has(job.status)) break;
+        if (isFinishedJobStatus(job.status)) break;
       }
     }
     if (last.status === JobStatus.FAILED) {

@@ -15,7 +15,8 @@ import { pipeline } from "node:stream/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { startPeriodicTask, type PeriodicTask } from "../periodic-task.ts";
-import type { BlobStore, BlobStoreLimits } from "../ports/blob-store.ts";
+import type { Readable } from "node:stream";
+import type { BlobInfo, BlobStore, BlobStoreLimits } from "../ports/blob-store.ts";
 
 export interface InProcessBlobStoreOptions extends BlobStoreLimits {
   /** Blobs live in `<dataDir>/blobs/`. */
@@ -165,11 +166,31 @@ export class InProcessBlobStore implements BlobStore {
   }
 
   async getToFile(key: string, path: string): Promise<{ contentType: string; bytes: number } | undefined> {
+    const blob = await this.getStream(key);
+    if (blob === undefined) return undefined;
+    await pipeline(blob.stream, createWriteStream(path));
+    return { contentType: blob.contentType, bytes: blob.bytes };
+  }
+
+  async stat(key: string): Promise<BlobInfo | undefined> {
+    const opened = await this.openBlob(key);
+    if (opened === undefined) return undefined;
+    await opened.file.close();
+    return { contentType: opened.contentType, bytes: opened.bytes };
+  }
+
+  async getStream(key: string): Promise<(BlobInfo & { stream: Readable }) | undefined> {
+    const opened = await this.openBlob(key);
+    if (opened === undefined) return undefined;
+    // Read through the open descriptor, closed with the stream: a put that renames over the blob meanwhile does not tear it.
+    const stream = opened.file.createReadStream({ start: opened.bodyStart, autoClose: true });
+    return { contentType: opened.contentType, bytes: opened.bytes, stream };
+  }
+
+  /** The blob's file, opened, with its header read; undefined when missing or expired. The caller closes `file`. */
+  private async openBlob(key: string) {
     await this.ready;
     const source = this.pathOf(key);
-    let header: { key: string; contentType: string };
-    let bodyStart: number;
-    let size: number;
     try {
       const stats = await stat(source);
       if (this.expired(stats.mtimeMs)) {
@@ -182,19 +203,17 @@ export class InProcessBlobStore implements BlobStore {
         await file.read(length, 0, 4, 0);
         const headerBytes = Buffer.alloc(length.readUInt32BE(0));
         await file.read(headerBytes, 0, headerBytes.length, 4);
-        header = JSON.parse(headerBytes.toString()) as { key: string; contentType: string };
-        bodyStart = 4 + headerBytes.length;
-        size = stats.size - bodyStart;
-        // Read through the open descriptor: a put that renames over the blob meanwhile does not tear this copy.
-        await pipeline(file.createReadStream({ start: bodyStart, autoClose: false }), createWriteStream(path));
-      } finally {
+        const header = JSON.parse(headerBytes.toString()) as { key: string; contentType: string };
+        const bodyStart = 4 + headerBytes.length;
+        return { file, contentType: header.contentType, bodyStart, bytes: stats.size - bodyStart };
+      } catch (error) {
         await file.close();
+        throw error;
       }
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
       throw error;
     }
-    return { contentType: header.contentType, bytes: size };
   }
 
   async get(key: string): Promise<{ data: Uint8Array; contentType: string } | undefined> {

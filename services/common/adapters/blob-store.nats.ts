@@ -8,7 +8,7 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import { Readable, Writable } from "node:stream";
 import type { Logger } from "pino";
-import type { BlobStore, BlobStoreLimits } from "../ports/blob-store.ts";
+import type { BlobInfo, BlobStore, BlobStoreLimits } from "../ports/blob-store.ts";
 import { assertValidPrefix, assertValidReplicas, deleteStream } from "./jetstream-setup.ts";
 
 export interface NatsBlobStoreOptions extends BlobStoreLimits {
@@ -78,6 +78,27 @@ export class NatsBlobStore implements BlobStore {
       throw error;
     }
     return { contentType: result.info.metadata?.contentType ?? DEFAULT_CONTENT_TYPE, bytes: result.info.size };
+  }
+
+  async stat(key: string): Promise<BlobInfo | undefined> {
+    const info = await this.store.info(key);
+    if (info === null || info.deleted || Date.now() - Date.parse(info.mtime) >= this.ttlMs) return undefined;
+    return { contentType: info.metadata?.contentType ?? DEFAULT_CONTENT_TYPE, bytes: info.size };
+  }
+
+  async getStream(key: string): Promise<(BlobInfo & { stream: Readable }) | undefined> {
+    const result = await this.store.get(key);
+    if (result === null) return undefined;
+    if (Date.now() - Date.parse(result.info.mtime) >= this.ttlMs) {
+      await result.data.cancel();
+      return undefined;
+    }
+    const stream = Readable.fromWeb(result.data as import("node:stream/web").ReadableStream<Uint8Array>);
+    // The object store reports a bad chunk (a digest mismatch, a lost chunk) on `error`, not on the stream.
+    void result.error.then((error) => {
+      if (error) stream.destroy(error);
+    });
+    return { contentType: result.info.metadata?.contentType ?? DEFAULT_CONTENT_TYPE, bytes: result.info.size, stream };
   }
 
   async get(key: string): Promise<{ data: Uint8Array; contentType: string } | undefined> {

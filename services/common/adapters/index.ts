@@ -60,7 +60,14 @@ export interface PortsOptions {
 
 export interface Ports {
   readonly kind: "nats" | "in-process";
+  /** Image tasks (and any task an older orchestrator enqueued). */
   readonly workQueue: WorkQueue;
+  /**
+   * Video tasks, apart from the images: each inference worker takes them under its own bound
+   * (VIDEO_CONCURRENCY), so a long video never holds the slots images are taken with. NATS:
+   * stream `<prefix>_video_work`; in process: a second queue.
+   */
+  readonly videoQueue: WorkQueue;
   readonly eventBus: EventBus;
   readonly blobStore: BlobStore;
   /**
@@ -80,12 +87,14 @@ export async function createPorts(options: PortsOptions = {}): Promise<Ports> {
 async function openInProcess(options: PortsOptions, log: Logger): Promise<Ports> {
   const dataDir = resolve(options.dataDir ?? "./.data");
   const workQueue = new InProcessWorkQueue({ ...queueLimits(options), dataDir, log: log.child({ port: "work-queue" }) });
+  const videoQueue = new InProcessWorkQueue({ ...queueLimits(options), dataDir, name: "video-queue", log: log.child({ port: "video-queue" }) });
   const eventBus = new InProcessEventBus({ dataDir, ...eventLimits(options), log: log.child({ port: "event-bus" }) });
   const blobStore = new InProcessBlobStore({ dataDir, ttlMs: options.blobTtlMs, log: log.child({ port: "blob-store" }) });
   log.info({ dataDir }, "ports: in-process adapters");
   return {
     kind: "in-process",
     workQueue,
+    videoQueue,
     eventBus,
     blobStore,
     watchConnection(listener) {
@@ -93,7 +102,7 @@ async function openInProcess(options: PortsOptions, log: Logger): Promise<Ports>
       return () => {};
     },
     close: once(async () => {
-      await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
+      await Promise.all([workQueue.close(), videoQueue.close(), eventBus.close(), blobStore.close()]);
     }),
   };
 }
@@ -113,8 +122,9 @@ async function openNats(options: PortsOptions & { natsUrl: string }, log: Logger
   });
   const reachability = watchReachability(connection, log);
   try {
-    const [workQueue, eventBus, blobStore] = await Promise.all([
+    const [workQueue, videoQueue, eventBus, blobStore] = await Promise.all([
       NatsWorkQueue.open({ connection, namePrefix, replicas, ...queueLimits(options), log: log.child({ port: "work-queue" }) }),
+      NatsWorkQueue.open({ connection, namePrefix: `${namePrefix}_video`, replicas, ...queueLimits(options), log: log.child({ port: "video-queue" }) }),
       NatsEventBus.open({ connection, namePrefix, replicas, ...eventLimits(options), log: log.child({ port: "event-bus" }) }),
       NatsBlobStore.open({ connection, namePrefix, replicas, ttlMs: options.blobTtlMs, log: log.child({ port: "blob-store" }) }),
     ]);
@@ -122,11 +132,12 @@ async function openNats(options: PortsOptions & { natsUrl: string }, log: Logger
     return {
       kind: "nats",
       workQueue,
+      videoQueue,
       eventBus,
       blobStore,
       watchConnection: reachability.watch,
       close: once(async () => {
-        await Promise.all([workQueue.close(), eventBus.close(), blobStore.close()]);
+        await Promise.all([workQueue.close(), videoQueue.close(), eventBus.close(), blobStore.close()]);
         reachability.closing();
         await connection.drain();
       }),

@@ -16,8 +16,10 @@ import {
 import { InProcessDeadLetters } from "./dead-letter.in-process.ts";
 
 export interface InProcessWorkQueueOptions extends WorkQueueLimits {
-  /** Dead letters go to `<dataDir>/work-queue/dead-letters.jsonl`; unset keeps them in memory. */
+  /** Dead letters go to `<dataDir>/<name>/dead-letters.jsonl`; unset keeps them in memory. */
   dataDir?: string;
+  /** The queue's folder under `dataDir`, so two queues keep their dead letters apart. @default "work-queue" */
+  name?: string;
   log: Logger;
 }
 
@@ -58,7 +60,7 @@ export class InProcessWorkQueue implements WorkQueue {
     this.dedupWindowMs = options.dedupWindowMs ?? 120_000;
     this.log = options.log;
     this.letters = new InProcessDeadLetters({
-      file: options.dataDir === undefined ? undefined : join(options.dataDir, "work-queue", "dead-letters.jsonl"),
+      file: options.dataDir === undefined ? undefined : join(options.dataDir, options.name ?? "work-queue", "dead-letters.jsonl"),
       maxAgeMs: options.deadLetterMaxAgeMs ?? DEAD_LETTER_MAX_AGE_MS_DEFAULT,
       log: options.log,
     });

@@ -97,5 +97,26 @@ export function describeBlobStoreContract(name: string, factory: BlobStoreFactor
         rmSync(directory, { recursive: true, force: true });
       }
     });
+
+    test("stat tells type and size without the bytes; getStream streams them; both undefined for a missing or deleted key", async () => {
+      const store = await open();
+      const data = new Uint8Array(randomBytes(2 * 1024 * 1024 + 5));
+      await store.put("videos/result", data, { contentType: "video/webm" });
+      assert.deepEqual(await store.stat("videos/result"), { contentType: "video/webm", bytes: data.length });
+      const streamed = await store.getStream("videos/result");
+      assert.ok(streamed);
+      assert.deepEqual([streamed.contentType, streamed.bytes], ["video/webm", data.length]);
+      const chunks: Buffer[] = [];
+      for await (const chunk of streamed.stream) chunks.push(Buffer.from(chunk as Uint8Array));
+      assert.ok(Buffer.concat(chunks).equals(Buffer.from(data)), "the streamed bytes differ");
+      // A stream given up part-way releases what it held.
+      const abandoned = await store.getStream("videos/result");
+      abandoned!.stream.destroy();
+      assert.equal(await store.stat("never-put"), undefined);
+      assert.equal(await store.getStream("never-put"), undefined);
+      await store.delete("videos/result");
+      assert.equal(await store.stat("videos/result"), undefined);
+      assert.equal(await store.getStream("videos/result"), undefined);
+    });
   });
 }

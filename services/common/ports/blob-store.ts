@@ -1,3 +1,11 @@
+import type { Readable } from "node:stream";
+
+/** What a stored blob is, without its bytes. */
+export interface BlobInfo {
+  contentType: string;
+  bytes: number;
+}
+
 /** Limits every blob store adapter takes. */
 export interface BlobStoreLimits {
   /** Blobs are gone this long after their last put. @default 86400000 ms (24 h) */
@@ -20,6 +28,15 @@ export interface BlobStore {
    * when the key is unknown, deleted or past its TTL.
    */
   getToFile(key: string, path: string): Promise<{ contentType: string; bytes: number } | undefined>;
+  /** The blob's content type and size without reading its bytes (a HEAD); undefined when unknown, deleted or past its TTL. */
+  stat(key: string): Promise<BlobInfo | undefined>;
+  /**
+   * The blob's bytes as a stream, read as the caller consumes it (a video result goes to its HTTP
+   * response without a copy on disk or whole in memory); undefined when unknown, deleted or past
+   * its TTL. A failure part-way destroys the stream with the error. The caller reads it to its
+   * end or destroys it.
+   */
+  getStream(key: string): Promise<(BlobInfo & { stream: Readable }) | undefined>;
   /** Idempotent: deleting a missing key succeeds. */
   delete(key: string): Promise<void>;
   close(): Promise<void>;

@@ -9,7 +9,8 @@ import { after, describe, test } from "node:test";
 import sharp from "sharp";
 import { mediaBinaries } from "./ffmpeg-binaries.ts";
 import { makeClip } from "./video-clips.testing.ts";
-import { probeVideo, sniffVideoContainer } from "./video-probe.ts";
+import { sniffVideoContainer } from "./video-format.sniffer.ts";
+import { probeVideo } from "./video-probe.ts";
 import { VideoError, type VideoErrorReason } from "./video.errors.ts";
 
 const directory = mkdtempSync(join(tmpdir(), "cutline-video-probe-"));

@@ -1,12 +1,13 @@
 // What a video is, before any credit is held on it: container from the bytes, then streams,
 // duration, frame rate, size and rotation from ffprobe (or ffmpeg's own report where no ffprobe
 // is installed). The gateway quotes from this; inference decodes by it.
-import { spawn } from "node:child_process";
-import { open } from "node:fs/promises";
 import { mediaBinaries, type MediaBinaries } from "./ffmpeg-binaries.ts";
+import { runToEnd, type RunOutput } from "./ffmpeg.process.ts";
+import { headOfFile, sniffVideoContainer } from "./video-format.sniffer.ts";
+import type { VideoContainer } from "./video-formats.ts";
 import { VideoError } from "./video.errors.ts";
 
-export type VideoContainer = "mp4" | "mov" | "webm";
+export type { VideoContainer };
 
 export interface FrameRate {
   numerator: number;
@@ -53,33 +54,6 @@ export const VIDEO_FRAME_RATE_MAX = 60;
 export const PROBE_TIMEOUT_MS_DEFAULT = 15_000;
 /** Most bytes of report read from the prober (bytes); a legitimate report is a few kilobytes. */
 const probeOutputBytesMax = 4 * 1024 * 1024;
-/** Bytes read from the start of the file to sniff its container. */
-const sniffBytes = 64;
-
-function ascii(bytes: Uint8Array, start: number, length: number): string {
-  return String.fromCharCode(...bytes.subarray(start, start + length));
-}
-
-/** QuickTime files written before the ftyp box existed start with one of these. */
-const quickTimeLeadingBoxes = new Set(["moov", "mdat", "wide", "free", "skip", "pnot"]);
-/** ISO media brands that are still images, not video (HEIF, AVIF). */
-const stillImageBrands = new Set(["heic", "heix", "heim", "heis", "mif1", "msf1", "mif2", "avif", "avis", "crx "]);
-
-/** The container, from the bytes alone (file names lie); undefined for anything but MP4, MOV and WebM. */
-export function sniffVideoContainer(bytes: Uint8Array): VideoContainer | undefined {
-  if (bytes.length >= 12 && ascii(bytes, 4, 4) === "ftyp") {
-    const major = ascii(bytes, 8, 4);
-    if (stillImageBrands.has(major)) return undefined;
-    return major === "qt  " ? "mov" : "mp4";
-  }
-  if (bytes.length >= 8 && quickTimeLeadingBoxes.has(ascii(bytes, 4, 4))) return "mov";
-  if (bytes.length >= 4 && bytes[0] === 0x1a && bytes[1] === 0x45 && bytes[2] === 0xdf && bytes[3] === 0xa3) {
-    // The EBML header names its DocType early: "webm", or "matroska" (MKV, not accepted).
-    return ascii(bytes, 0, Math.min(bytes.length, sniffBytes)).includes("webm") ? "webm" : undefined;
-  }
-  return undefined;
-}
-
 /** "30000/1001" → {30000, 1001}; undefined for "0/0" and the like. */
 export function parseFrameRate(text: string | undefined): FrameRate | undefined {
   const match = /^(\d+)(?:\/(\d+))?$/.exec(text?.trim() ?? "");
@@ -119,42 +93,13 @@ async function videoDecoders(binaries: MediaBinaries): Promise<Set<string>> {
   return known;
 }
 
-interface RunOutput {
-  stdout: string;
-  stderr: string;
-  exitCode: number | null;
-}
-
 /** Runs a prober with a deadline: killed (SIGKILL) past `timeoutMs` or on abort, output capped. */
 function run(path: string, args: string[], options: { timeoutMs: number; signal: AbortSignal | undefined }): Promise<RunOutput> {
-  return new Promise((resolve, reject) => {
-    options.signal?.throwIfAborted();
-    const child = spawn(path, args, { stdio: ["ignore", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let bytes = 0;
-    let failure: Error | undefined;
-    const stop = (error: Error) => {
-      failure ??= error;
-      child.kill("SIGKILL");
-    };
-    const collect = (chunks: Buffer[]) => (chunk: Buffer) => {
-      bytes += chunk.length;
-      if (bytes > probeOutputBytesMax) stop(new VideoError("video_corrupt", `the video's stream report is larger than ${probeOutputBytesMax} bytes`));
-      else chunks.push(chunk);
-    };
-    child.stdout.on("data", collect(out));
-    child.stderr.on("data", collect(err));
-    const timer = setTimeout(() => stop(new VideoError("video_corrupt", `the video could not be probed within the probe time limit (${options.timeoutMs} ms)`)), options.timeoutMs);
-    const onAbort = () => stop(options.signal!.reason instanceof Error ? options.signal!.reason : new Error("aborted"));
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    child.on("error", (error) => stop(error));
-    child.on("close", (exitCode) => {
-      clearTimeout(timer);
-      options.signal?.removeEventListener("abort", onAbort);
-      if (failure !== undefined) reject(failure);
-      else resolve({ stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8"), exitCode });
-    });
+  return runToEnd(path, args, {
+    ...options,
+    outputBytesMax: probeOutputBytesMax,
+    onTimeout: () => new VideoError("video_corrupt", `the video could not be probed within the probe time limit (${options.timeoutMs} ms)`),
+    onTooLarge: () => new VideoError("video_corrupt", `the video's stream report is larger than ${probeOutputBytesMax} bytes`),
   });
 }
 
@@ -244,17 +189,6 @@ async function probeWithFfmpeg(path: string, binaries: MediaBinaries, options: {
   };
 }
 
-async function sniffFile(path: string): Promise<Uint8Array> {
-  const file = await open(path, "r");
-  try {
-    const head = new Uint8Array(sniffBytes);
-    const { bytesRead } = await file.read(head, 0, sniffBytes, 0);
-    return head.subarray(0, bytesRead);
-  } finally {
-    await file.close();
-  }
-}
-
 /** Relative difference past which the stream's base rate and its average mean a variable rate. */
 const variableRateTolerance = 0.01;
 
@@ -265,7 +199,7 @@ const variableRateTolerance = 0.01;
  * installed ffmpeg cannot decode). Aborting kills the prober and rejects with the signal's reason.
  */
 export async function probeVideo(path: string, options: ProbeOptions = {}): Promise<VideoProbe> {
-  const container = sniffVideoContainer(await sniffFile(path));
+  const container = sniffVideoContainer(await headOfFile(path));
   if (container === undefined) throw new VideoError("unsupported_format", "the file is not an MP4, MOV or WebM video; upload one of those");
   const binaries = options.binaries ?? mediaBinaries();
   const runOptions = { timeoutMs: options.timeoutMs ?? PROBE_TIMEOUT_MS_DEFAULT, signal: options.signal };

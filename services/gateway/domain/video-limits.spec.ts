@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { PlanSchema } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
-import { processedVideoSize, PRO_VIDEO_LIMITS, STANDARD_VIDEO_LIMITS, videoLimitsOf } from "./video-limits.ts";
+import { PRO_VIDEO_LIMITS, STANDARD_VIDEO_LIMITS, videoLimitsOf } from "./video-limits.ts";
 
 test("a plan's video limits: its class's defaults (pro-class by its 8192 px images), its own fields where it sets them", () => {
   assert.deepEqual(videoLimitsOf(undefined), STANDARD_VIDEO_LIMITS);
@@ -13,11 +13,4 @@ test("a plan's video limits: its class's defaults (pro-class by its 8192 px imag
   // The catalogue's fields, where a plan carries them, win over the class defaults.
   const catalogued = Object.assign(create(PlanSchema, { longestSidePixels: 4096 }), { planClass: "pro", videoSecondsMax: 120, videoBytesMax: 5000n, videoLongestSidePixels: 1280 });
   assert.deepEqual(videoLimitsOf(catalogued), { planClass: "pro", secondsMax: 120, bytesMax: 5000, longestSidePixels: 1280 });
-});
-
-test("the processed size: never up, longest side capped, aspect kept, sides even", () => {
-  assert.deepEqual(processedVideoSize(160, 120, 1920), { width: 160, height: 120 });
-  assert.deepEqual(processedVideoSize(3840, 2160, 1920), { width: 1920, height: 1080 });
-  assert.deepEqual(processedVideoSize(2160, 3840, 1920), { width: 1080, height: 1920 });
-  assert.deepEqual(processedVideoSize(2001, 1001, 1920), { width: 1920, height: 960 });
 });

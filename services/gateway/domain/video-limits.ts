@@ -45,15 +45,3 @@ export function videoLimitsOf(plan: Plan | undefined): VideoLimits {
     longestSidePixels: positive(fields.videoLongestSidePixels, defaults.longestSidePixels),
   };
 }
-
-/**
- * The frame size inference processes: the displayed size (after rotation) scaled down, aspect
- * ratio kept, so its longest side is at most `longestSideMax`; never up. Each side is even, as
- * the encoders' 4:2:0 chroma needs.
- */
-export function processedVideoSize(width: number, height: number, longestSideMax: number): { width: number; height: number } {
-  const scale = Math.min(1, longestSideMax / Math.max(width, height));
-  // Rounded down to even exactly as the engine sizes its output (videoOutputSize), so the price is the size processed.
-  const even = (value: number) => Math.max(2, Math.floor((value * scale) / 2) * 2);
-  return scale === 1 ? { width, height } : { width: even(width), height: even(height) };
-}

@@ -8,27 +8,17 @@ import { formatCredits } from "../../common/credits.ts";
 import { rateLimitHeadersOf } from "../image-jobs.ts";
 import { timingHeaders } from "./image-call.ts";
 import { sendError, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
-import { createReadStream } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { TaskKind } from "../../common/gen/cutline/inference/v1/task_pb.ts";
+import { videoExtensionOf } from "../../common/video/video-formats.ts";
 
-/** File extensions by result content type, for the download's name (Content-Disposition). */
-const EXTENSIONS: Readonly<Record<string, string>> = {
-  "image/png": "png",
-  "image/webp": "webp",
-  "image/jpeg": "jpg",
-  "video/webm": "webm",
-  "video/quicktime": "mov",
-  "video/mp4": "mp4",
-};
+/** Image file extensions by result content type, for the download's name (Content-Disposition); videos' come from video-formats.ts. */
+const IMAGE_EXTENSIONS: Readonly<Record<string, string>> = { "image/png": "png", "image/webp": "webp", "image/jpeg": "jpg" };
 
 /** The headers every result answer carries. */
 function resultHeaders(job: Job, contentType: string, bytes: number, rate: ReturnType<typeof rateLimitHeadersOf>): Record<string, string> {
-  const extension = EXTENSIONS[contentType.split(";")[0]!.trim()];
+  const extension = IMAGE_EXTENSIONS[contentType.split(";")[0]!.trim()] ?? videoExtensionOf(contentType);
   return {
     "content-type": contentType,
     "content-length": String(bytes),
@@ -77,18 +67,20 @@ export function createResultsRoutes(deps: RestDependencies): HttpRoutes {
       const rate = deps.imageJobs.takeReadToken({ accountId: job.accountId });
       if (job.filesDeleted) throw resultGone(jobId, job.filesExpired ? "it is past its account's retention and was deleted" : "its files were deleted on request");
       if (job.kind === TaskKind.VIDEO) {
-        // A video result may be gigabytes: streamed through a temporary file, never whole in memory.
-        const directory = await mkdtemp(join(tmpdir(), "cutline-result-"));
-        try {
-          const path = join(directory, "result");
-          const stored = await deps.blobs.getToFile(job.resultBlobKey, path);
+        // A video result may be gigabytes: streamed from the blob store to the response, never
+        // whole in memory nor copied to disk; a HEAD reads only its size and type.
+        if (request.method === "HEAD") {
+          const stored = await deps.blobs.stat(job.resultBlobKey);
           if (!stored) throw resultGone(jobId, "it is past its retention and was deleted");
           response.writeHead(200, resultHeaders(job, job.resultContentType || stored.contentType, stored.bytes, rateLimitHeadersOf(rate)));
-          if (request.method === "HEAD") response.end();
-          else await pipeline(createReadStream(path), response);
-        } finally {
-          await rm(directory, { recursive: true, force: true });
+          response.end();
+          return true;
         }
+        const stored = await deps.blobs.getStream(job.resultBlobKey);
+        if (!stored) throw resultGone(jobId, "it is past its retention and was deleted");
+        response.writeHead(200, resultHeaders(job, job.resultContentType || stored.contentType, stored.bytes, rateLimitHeadersOf(rate)));
+        // A client that goes away part-way ends the pipeline (and the blob's read) with it; the headers are sent, so nothing more is said.
+        await pipeline(stored.stream, response).catch((error: unknown) => deps.log.warn({ err: error, jobId }, "a video result's download ended early"));
         return true;
       }
       const blob = await deps.blobs.get(job.resultBlobKey);

@@ -5,20 +5,22 @@
 import { Code } from "@connectrpc/connect";
 import { reasonError } from "../../common/errors.ts";
 import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
-import { VideoFormat } from "../../common/gen/cutline/inference/v1/video_options_pb.ts";
 import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
-import type { HttpRoutes } from "../../common/server.ts";
+import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
+import { VIDEO_OUTPUTS } from "../../common/video/video-formats.ts";
 import type { Admission } from "../image-jobs.ts";
+import type { ApiKeyOwner } from "../store/api-key.store.ts";
 import { HEX_COLOUR, videoOptionsOf, type VideoJobs } from "../video-jobs.ts";
 import { admitImageCall, rateLimitHeaders } from "./image-call.ts";
 import { jobJson } from "./jobs.routes.ts";
 import { optionSource, type OptionSource } from "./matting.routes.ts";
 import { sendError, sendJson, sendMethodNotAllowed, urlOf, type RestDependencies } from "./rest-support.ts";
+import { headersOf } from "./upload.admission.ts";
 import { readVideoUpload } from "./video-upload.ts";
 
 export const VIDEO_MATTING_PATH = "/v1/video/matting";
 
-const FORMATS: Record<string, VideoFormat> = { webm: VideoFormat.WEBM, mov: VideoFormat.MOV, mp4: VideoFormat.MP4, mask: VideoFormat.MASK };
+const FORMATS = Object.fromEntries(VIDEO_OUTPUTS.map((output) => [output.name, output.format]));
 const QUALITIES: Record<string, Quality> = { fast: Quality.FAST, balanced: Quality.BALANCED, best: Quality.BEST };
 const BOOLEANS: Record<string, boolean> = { true: true, "1": true, yes: true, false: false, "0": false, no: false };
 
@@ -39,6 +41,46 @@ export function videoOptionsFrom(source: OptionSource) {
     quality: choice(QUALITIES, source("quality"), "quality"),
     keepAudio: choice(BOOLEANS, source("keep_audio"), "keep_audio"),
   });
+}
+
+/** The operation name POST /v1/quote takes for a video (`?operation=video_matting`), as its JSON body does. */
+export const VIDEO_QUOTE_OPERATION = "video_matting";
+
+/** A POST /v1/quote whose body is a video: `?operation=video_matting` (a form or a raw body), or a raw video/* body. */
+export function isVideoQuote(request: HttpRequest): boolean {
+  const operation = urlOf(request).searchParams.get("operation");
+  return operation === VIDEO_QUOTE_OPERATION || (operation === null && /^video\//i.test(request.headers["content-type"] ?? ""));
+}
+
+/**
+ * `POST /v1/quote` with the body POST /v1/video/matting takes (multipart `video_file`, or the raw
+ * video) and its options: the exact credits that call would hold, by the same checks and the same
+ * pricing (VideoJobs.quote). The upload goes to a temporary file, probed, and removed before the
+ * answer; nothing is held or stored.
+ */
+export async function quoteVideoUpload(deps: RestDependencies & { videoJobs: VideoJobs }, request: HttpRequest, response: HttpResponse, owner: ApiKeyOwner): Promise<{ costMillicredits: bigint; priceBookVersion: string }> {
+  const url = urlOf(request);
+  const admission = await deps.imageJobs.admit(owner, { slot: false, calls: 0 });
+  const aborted = new AbortController();
+  // The response's close, not the request's: a request closes once its body is read.
+  response.once("close", () => aborted.abort());
+  let cleanUp: (() => Promise<void>) | undefined;
+  try {
+    videoOptionsFrom(optionSource(undefined, url.searchParams));
+    const { bytesMax, limitName } = deps.videoJobs.bytesLimitOf(admission);
+    const upload = await readVideoUpload(request, headersOf(request), { videoBytesMax: bytesMax, videoLimitName: limitName, backgroundBytesMax: deps.limits.uploadBytesMax });
+    cleanUp = upload.cleanUp;
+    const form = new Map(upload.fields);
+    const source: OptionSource = (name) => {
+      const value = form.get(name);
+      return value !== undefined && value !== "" ? value : (url.searchParams.get(name) ?? undefined);
+    };
+    const quote = await deps.videoJobs.quote(admission, upload.video, { options: videoOptionsFrom(source), backgroundImage: upload.backgroundImage }, aborted.signal);
+    return { costMillicredits: quote.costMillicredits, priceBookVersion: quote.priceBookVersion };
+  } finally {
+    admission.release();
+    await cleanUp?.();
+  }
 }
 
 export function createVideoRoutes(deps: RestDependencies & { videoJobs: VideoJobs }): HttpRoutes {

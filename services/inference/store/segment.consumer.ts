@@ -53,6 +53,15 @@ export interface SegmentConsumerOptions {
   inFlightMax?: number;
   /** Runs video tasks (kind VIDEO); unset, a video task fails as a server fault (this worker cannot take it). */
   video?: VideoTaskOptions;
+  /**
+   * The queue video tasks arrive on (the ports' videoQueue), consumed under `videoConcurrency`
+   * apart from `workQueue`, so a video never takes an image's slot. Unset (or workQueue itself),
+   * videos come on workQueue among the images. A video found on workQueue (enqueued by an older
+   * orchestrator) is still run there.
+   */
+  videoQueue?: WorkQueue;
+  /** Video tasks taken at once from `videoQueue` (VIDEO_CONCURRENCY). @default 1 video */
+  videoConcurrency?: number;
 }
 
 /**
@@ -123,12 +132,15 @@ type Limits = typeof defaultLimits;
 export async function startSegmentConsumer(options: SegmentConsumerOptions): Promise<SegmentConsumer> {
   await options.engine.ready;
   const tasks = new TaskHandler(options);
-  const subscription = options.workQueue.consume((message) => tasks.handle(message), { inFlightMax: options.inFlightMax ?? defaultInFlightMax(options.engine) });
+  const subscriptions = [options.workQueue.consume((message) => tasks.handle(message), { inFlightMax: options.inFlightMax ?? defaultInFlightMax(options.engine) })];
+  if (options.video && options.videoQueue && options.videoQueue !== options.workQueue) {
+    subscriptions.push(options.videoQueue.consume((message) => tasks.handle(message), { inFlightMax: options.videoConcurrency ?? 1 }));
+  }
   return {
-    drain: () => {
+    drain: async () => {
       // A video may run for minutes: stopped now, it is redelivered to another worker instead of holding the shutdown.
       tasks.stop();
-      return subscription.drain();
+      await Promise.all(subscriptions.map((subscription) => subscription.drain()));
     },
   };
 }

@@ -101,7 +101,7 @@ for (const mode of ["in-process", "nats"] as const) {
       if (mode === "nats") {
         const connection = await connect({ servers: natsUrl! });
         const jsm = await jetstreamManager(connection);
-        for (const stream of [`${namePrefix}_work`, `${namePrefix}_events`, `OBJ_${namePrefix}_blobs`]) await deleteStream(jsm, stream);
+        for (const stream of [`${namePrefix}_work`, `${namePrefix}_video_work`, `${namePrefix}_events`, `OBJ_${namePrefix}_blobs`]) await deleteStream(jsm, stream);
         await connection.close();
       }
     });
@@ -116,7 +116,8 @@ for (const mode of ["in-process", "nats"] as const) {
         videoOptions: { format: VideoFormat.WEBM },
         videoDurationMs: 1000,
       });
-      await ports.workQueue.enqueue(toBinary(SegmentTaskSchema, task), { id: jobId });
+      // The video queue, as the orchestrator enqueues a video: its messages are kept alive there.
+      await ports.videoQueue.enqueue(toBinary(SegmentTaskSchema, task), { id: jobId });
     };
     const of = (jobId: string, outcome: TaskEvent["outcome"]["case"]) => events.filter((event) => event.jobId === jobId && event.outcome.case === outcome);
 

@@ -8,11 +8,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { SegmentTask } from "../../common/gen/cutline/inference/v1/task_pb.ts";
-import { VideoFormat, type VideoOptions } from "../../common/gen/cutline/inference/v1/video_options_pb.ts";
+import type { VideoOptions } from "../../common/gen/cutline/inference/v1/video_options_pb.ts";
 import { cancelMarkerKeyOf } from "../../common/job-cancel-marker.ts";
 import type { BlobStore } from "../../common/ports/blob-store.ts";
 import { InferenceError } from "../domain/inference.errors.ts";
 import type { MediaBinaries } from "../../common/video/ffmpeg-binaries.ts";
+import { videoOutputOf } from "../../common/video/video-formats.ts";
 import type { SegmentationEngine } from "../runtime/segmentation.engine.ts";
 import { runVideoMatting, type VideoMattingResult, type VideoProgress } from "../runtime/video/video.pipeline.ts";
 
@@ -59,15 +60,6 @@ export interface VideoTaskOptions {
   cancelPollMs?: number;
 }
 
-/** The file extension of each output format, for the temporary output (ffmpeg picks its muxer by it). */
-const EXTENSIONS: Readonly<Record<VideoFormat, string>> = {
-  [VideoFormat.UNSPECIFIED]: "webm",
-  [VideoFormat.WEBM]: "webm",
-  [VideoFormat.MOV]: "mov",
-  [VideoFormat.MP4]: "mp4",
-  [VideoFormat.MASK]: "mp4",
-};
-
 /** The job ended under the worker (its cancel marker appeared): nothing to report, the message is done. */
 export class VideoTaskStopped extends Error {}
 
@@ -106,7 +98,7 @@ export async function runVideoTask(context: {
       backgroundImage = (await blobStore.get(task.backgroundImageBlobKey))?.data;
       if (backgroundImage === undefined) throw new InferenceError("internal", "the background image is no longer stored; submit the job again");
     }
-    const outputPath = join(directory, `output.${EXTENSIONS[options.format] ?? "webm"}`);
+    const outputPath = join(directory, `output.${videoOutputOf(options.format).extension}`);
     const started = performance.now();
     const signal = AbortSignal.any([cancelled.signal, context.stop]);
     let result: VideoMattingResult;

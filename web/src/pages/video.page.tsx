@@ -8,13 +8,8 @@ import { ProblemView, Unavailable } from "../components/problem.tsx";
 import { isUnavailable, jobProblem, problemOf, type Problem } from "../errors.ts";
 import { bytes, credits, percent } from "../format.ts";
 import { randomId } from "../uploads.ts";
-
-const FORMATS: readonly { format: VideoFormat; label: string; type: string; extension: string }[] = [
-  { format: VideoFormat.WEBM, label: "WebM (VP9 with alpha)", type: "video/webm", extension: "webm" },
-  { format: VideoFormat.MOV, label: "MOV (ProRes 4444 with alpha)", type: "video/quicktime", extension: "mov" },
-  { format: VideoFormat.MP4, label: "MP4 on a colour", type: "video/mp4", extension: "mp4" },
-  { format: VideoFormat.MASK, label: "Mask video (MP4)", type: "video/mp4", extension: "mp4" },
-];
+import { isFinishedJobStatus } from "../../../services/common/finished-job-statuses.ts";
+import { VIDEO_OUTPUTS, VIDEO_UPLOAD_ACCEPT } from "../../../services/common/video/video-formats.ts";
 
 const QUALITIES: readonly { quality: Quality; label: string }[] = [
   { quality: Quality.FAST, label: "Fast" },
@@ -54,7 +49,7 @@ export function VideoPage({ api }: { api: Api }) {
 
   const submit = async () => {
     if (!file) return;
-    const chosen = FORMATS.find((entry) => entry.format === format)!;
+    const chosen = VIDEO_OUTPUTS.find((entry) => entry.format === format)!;
     setRun({ name: file.name, phase: "uploading" });
     try {
       const video = new Uint8Array(await file.arrayBuffer());
@@ -67,14 +62,14 @@ export function VideoPage({ api }: { api: Api }) {
         if (!change.job) continue;
         last = change.job;
         setRun({ name: file.name, phase: "processing", job: last });
-        if ([JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED].includes(last.status)) break;
+        if (isFinishedJobStatus(last.status)) break;
       }
       if (last.status !== JobStatus.SUCCEEDED) {
         setRun({ name: file.name, phase: "failed", job: last, problem: jobProblem(last.errorReason, last.errorMessage) });
         return;
       }
       const { result } = await api.jobs.getJob({ jobId: last.id, includeResult: true });
-      const url = URL.createObjectURL(new Blob([result as Uint8Array<ArrayBuffer>], { type: last.resultContentType || chosen.type }));
+      const url = URL.createObjectURL(new Blob([result as Uint8Array<ArrayBuffer>], { type: last.resultContentType || chosen.contentType }));
       setRun({ name: file.name, phase: "done", job: last, resultUrl: url, resultName: `${file.name.replace(/\.[^.]+$/, "")}-cutout.${chosen.extension}` });
       await queryClient.invalidateQueries();
     } catch (error) {
@@ -92,11 +87,11 @@ export function VideoPage({ api }: { api: Api }) {
         <button type="button" className="primary" onClick={() => input.current?.click()}>
           {file ? `Video: ${file.name} (${bytes(file.size)})` : "Choose a video"}
         </button>
-        <input ref={input} className="visually-hidden" type="file" accept="video/mp4,video/quicktime,video/webm" aria-label="Choose a video" tabIndex={-1} onChange={(event) => setFile(event.target.files?.[0])} />
+        <input ref={input} className="visually-hidden" type="file" accept={VIDEO_UPLOAD_ACCEPT} aria-label="Choose a video" tabIndex={-1} onChange={(event) => setFile(event.target.files?.[0])} />
         <label>
           Format
           <select value={format} onChange={(event) => setFormat(Number(event.target.value) as VideoFormat)}>
-            {FORMATS.map((entry) => (
+            {VIDEO_OUTPUTS.map((entry) => (
               <option key={entry.format} value={entry.format}>
                 {entry.label}
               </option>

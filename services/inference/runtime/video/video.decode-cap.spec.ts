@@ -11,8 +11,8 @@ import { VideoFormat, VideoOptionsSchema } from "../../../common/gen/cutline/inf
 import { mediaBinaries } from "../../../common/video/ffmpeg-binaries.ts";
 import { makeClip } from "../../../common/video/video-clips.testing.ts";
 import { probeVideo } from "../../../common/video/video-probe.ts";
-import { FfmpegProcess } from "./ffmpeg.process.ts";
-import { encoderArgs, videoOutputFormatOf } from "./video.encoder.ts";
+import { FfmpegProcess } from "../../../common/video/ffmpeg.process.ts";
+import { encoderArgs, videoEncodingOf } from "./video.encoder.ts";
 import { decodeCapOf, decoderArgs, framesOf } from "./video.pipeline.ts";
 
 const binaries = mediaBinaries();
@@ -45,7 +45,7 @@ describe("the decode cap", () => {
     const args = decoderArgs({ inputPath: "in", rate: "30000/1001", width: 64, height: 48, cap });
     assert.deepEqual(args.slice(0, 4), ["-t", "1", "-i", "in"], "-t before -i: an input option");
     assert.equal(args[args.indexOf("-frames:v") + 1], "31");
-    const format = videoOutputFormatOf(create(VideoOptionsSchema, { format: VideoFormat.WEBM }));
+    const format = videoEncodingOf(create(VideoOptionsSchema, { format: VideoFormat.WEBM }));
     const encoder = encoderArgs({ format, width: 64, height: 48, rate: "30000/1001", audioFrom: "in", audioSecondsMax: 1, outputPath: "out" });
     assert.deepEqual(encoder.slice(encoder.indexOf("in") - 3, encoder.indexOf("in") + 1), ["-t", "1", "-i", "in"]);
   });

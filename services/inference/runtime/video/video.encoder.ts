@@ -1,9 +1,10 @@
 // How each output format is encoded: the raw frames ffmpeg reads from the pipe, and its codecs.
 import { VideoFormat, type VideoOptions } from "../../../common/gen/cutline/inference/v1/video_options_pb.ts";
+import { videoOutputOf, type VideoContainer } from "../../../common/video/video-formats.ts";
 
 export interface VideoOutputFormat {
-  /** ffmpeg's muxer: the output path needs no extension. */
-  muxer: "webm" | "mov" | "mp4";
+  /** ffmpeg's muxer (the output's container): the output path needs no extension. */
+  muxer: VideoContainer;
   /** Raw pixels the pipeline writes for each frame. */
   pixelFormat: "rgba" | "rgb24" | "gray";
   contentType: string;
@@ -12,43 +13,39 @@ export interface VideoOutputFormat {
   audioArgs: string[] | undefined;
 }
 
-const formats: Record<Exclude<VideoFormat, VideoFormat.UNSPECIFIED>, VideoOutputFormat> = {
+type Encoding = Omit<VideoOutputFormat, "muxer" | "contentType">;
+
+/** The codecs of each format; its container and content type come from the shared table (video-formats.ts). */
+const encodings: Record<Exclude<VideoFormat, VideoFormat.UNSPECIFIED>, Encoding> = {
   // VP9 keeps the alpha plane (yuva420p) in WebM's BlockAdditional; realtime speed 8, tiles and
   // threads (ffmpeg gives libvpx one thread unless told), as the encoder otherwise becomes the
   // pipeline's slowest stage (bench:video measured 4.2 fps at 720p without them, on a loaded 2-core machine).
   [VideoFormat.WEBM]: {
-    muxer: "webm",
     pixelFormat: "rgba",
-    contentType: "video/webm",
     videoArgs: ["-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-deadline", "realtime", "-cpu-used", "8", "-row-mt", "1", "-tile-columns", "2", "-threads", "4", "-crf", "30", "-b:v", "0", "-auto-alt-ref", "0"],
     audioArgs: ["-c:a", "libopus", "-b:a", "128k"],
   },
   [VideoFormat.MOV]: {
-    muxer: "mov",
     pixelFormat: "rgba",
-    contentType: "video/quicktime",
     videoArgs: ["-c:v", "prores_ks", "-profile:v", "4444", "-pix_fmt", "yuva444p10le", "-vendor", "apl0", "-movflags", "+faststart"],
     audioArgs: ["-c:a", "aac", "-b:a", "192k"],
   },
   [VideoFormat.MP4]: {
-    muxer: "mp4",
     pixelFormat: "rgb24",
-    contentType: "video/mp4",
     videoArgs: ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-movflags", "+faststart"],
     audioArgs: ["-c:a", "aac", "-b:a", "192k"],
   },
   [VideoFormat.MASK]: {
-    muxer: "mp4",
     pixelFormat: "gray",
-    contentType: "video/mp4",
     videoArgs: ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-movflags", "+faststart"],
     audioArgs: undefined,
   },
 };
 
 /** The format asked for; unspecified is WebM. */
-export function videoOutputFormatOf(options: VideoOptions): VideoOutputFormat {
-  return formats[options.format === VideoFormat.UNSPECIFIED ? VideoFormat.WEBM : (options.format as Exclude<VideoFormat, VideoFormat.UNSPECIFIED>)];
+export function videoEncodingOf(options: VideoOptions): VideoOutputFormat {
+  const output = videoOutputOf(options.format);
+  return { ...encodings[output.format], muxer: output.container, contentType: output.contentType };
 }
 
 export const bytesPerPixel = { rgba: 4, rgb24: 3, gray: 1 } as const;

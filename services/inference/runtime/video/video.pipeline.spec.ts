@@ -10,7 +10,8 @@ import sharp from "sharp";
 import { VideoFormat } from "../../../common/gen/cutline/inference/v1/video_options_pb.ts";
 import { probeVideo } from "../../../common/video/video-probe.ts";
 import { InferenceError } from "../../domain/inference.errors.ts";
-import { runVideoMatting, videoOutputSize } from "./video.pipeline.ts";
+import { processedVideoSize } from "../../../common/video/video-size.ts";
+import { runVideoMatting } from "./video.pipeline.ts";
 import { alphaRange, binaries, decodeFrames, ffmpegChildren, streamsOf, VideoBench, videoOptions } from "./video.testing.ts";
 
 const bench = new VideoBench();
@@ -62,9 +63,9 @@ describe("runVideoMatting", () => {
   });
 
   test("larger than the cap: downscaled to the longest side asked for, even sides", () => {
-    assert.deepEqual(videoOutputSize({ width: 3840, height: 2160 }, 0), { width: 1920, height: 1080 });
-    assert.deepEqual(videoOutputSize({ width: 1080, height: 1920 }, 1280), { width: 720, height: 1280 });
-    assert.deepEqual(videoOutputSize({ width: 161, height: 121 }, 0), { width: 160, height: 120 });
+    assert.deepEqual(processedVideoSize({ width: 3840, height: 2160 }, 0), { width: 1920, height: 1080 });
+    assert.deepEqual(processedVideoSize({ width: 1080, height: 1920 }, 1280), { width: 720, height: 1280 });
+    assert.deepEqual(processedVideoSize({ width: 161, height: 121 }, 0), { width: 160, height: 120 });
   });
 
   test("abort: ffmpeg killed at once, no process or output file left, rejected as cancelled", async () => {

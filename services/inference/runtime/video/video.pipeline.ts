@@ -19,19 +19,26 @@ import sharp from "sharp";
 import { VideoFormat, type VideoOptions } from "../../../common/gen/cutline/inference/v1/video_options_pb.ts";
 import { mediaBinaries, type MediaBinaries } from "../../../common/video/ffmpeg-binaries.ts";
 import { VideoError } from "../../../common/video/video.errors.ts";
+import { FfmpegProcess } from "../../../common/video/ffmpeg.process.ts";
 import { frameRateValue, probeVideo, VIDEO_FRAME_RATE_MAX, type FrameRate, type VideoProbe } from "../../../common/video/video-probe.ts";
+import { processedVideoSize } from "../../../common/video/video-size.ts";
 import { InferenceError, inferenceErrorOf } from "../../domain/inference.errors.ts";
 import { defaultTemporalSmoothing, lumaOf, TemporalMaskSmoother, type TemporalSmoothingOptions } from "../../domain/mask.smoother.ts";
 import { parseHexColour } from "../image.encoder.ts";
 import type { MaskRefineResponse } from "../mask-refine.thread.ts";
 import type { SegmentationEngine } from "../segmentation.engine.ts";
-import { FfmpegProcess } from "./ffmpeg.process.ts";
-import { encoderArgs, videoOutputFormatOf, type VideoOutputFormat } from "./video.encoder.ts";
-
-/** The largest output: 1080p, longest side (pixels). Larger inputs are downscaled to it. */
-export const VIDEO_LONGEST_SIDE_MAX = 1920;
+import { encoderArgs, videoEncodingOf, type VideoOutputFormat } from "./video.encoder.ts";
 /** Frames in flight at least, whatever the engine's batch size (frames). */
 const framesInFlightMin = 4;
+/**
+ * The decoder's and encoder's CPU priority (niceness, 0 is ours). The model bounds a video's
+ * throughput: ffmpeg decodes 720p at hundreds of frames a second and encodes VP9 at tens, the CPU
+ * model at a few. At our priority, the encoder's four threads took the model's cores whenever the
+ * machine was busy (bench:video 0.77 × model alone under load); lowered, they run in the time the
+ * model leaves, and the frames in flight absorb the wait. It also leaves images (one model run
+ * each) their share while a video encodes.
+ */
+const FFMPEG_NICENESS = 10;
 
 export interface VideoProgress {
   framesDone: number;
@@ -78,21 +85,13 @@ export interface VideoMattingResult {
   height: number;
 }
 
-/** The output's size: the displayed size, downscaled to the longest-side cap, even (4:2:0 chroma). */
-export function videoOutputSize(probe: Pick<VideoProbe, "width" | "height">, longestSideMax: number): { width: number; height: number } {
-  const cap = longestSideMax > 0 ? Math.min(longestSideMax, VIDEO_LONGEST_SIDE_MAX) : VIDEO_LONGEST_SIDE_MAX;
-  const scale = Math.min(1, cap / Math.max(probe.width, probe.height));
-  const even = (side: number) => Math.max(2, Math.floor((side * scale) / 2) * 2);
-  return { width: even(probe.width), height: even(probe.height) };
-}
-
 function validateVideoOptions(options: VideoOptions, backgroundImage: Uint8Array | undefined): VideoOutputFormat {
   if (!(options.format in VideoFormat)) throw new InferenceError("invalid_option", `video format ${options.format} is unknown`);
   const background = parseHexColour(options.backgroundColor) !== undefined || (backgroundImage?.length ?? 0) > 0;
   if (background && options.format !== VideoFormat.MP4) {
     throw new InferenceError("invalid_option", "bg_color and bg_image_file are only for format mp4: webm and mov keep the alpha, mask has no colours");
   }
-  return videoOutputFormatOf(options);
+  return videoEncodingOf(options);
 }
 
 /** The MP4 background, one RGB frame: the image cover-resized, else the colour (white by default). */
@@ -221,7 +220,7 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
   if (frameRateValue(probe.frameRate) > VIDEO_FRAME_RATE_MAX) {
     throw new VideoError("video_frame_rate_too_high", `the video runs at ${frameRateValue(probe.frameRate).toFixed(2)} fps; the limit is ${VIDEO_FRAME_RATE_MAX} fps (VIDEO_FRAME_RATE_MAX)`);
   }
-  const { width, height } = videoOutputSize(probe, input.longestSideMax);
+  const { width, height } = processedVideoSize(probe, input.longestSideMax);
   const background = format.pixelFormat === "rgb24" ? await backgroundOf(input.options, input.backgroundImage, width, height) : undefined;
   // A model that failed to load answers model_unavailable (retried elsewhere) from segmentTensor.
   await engine.ready.catch(() => undefined);
@@ -229,11 +228,12 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
   const rate = `${probe.frameRate.numerator}/${probe.frameRate.denominator}`;
   const keepAudio = input.options.keepAudio !== false && probe.hasAudio;
   const cap = decodeCapOf(input.durationMsMax !== undefined && input.durationMsMax > 0 ? input.durationMsMax : probe.durationMs, probe.frameRate);
-  const decoder = new FfmpegProcess(binaries.ffmpeg.path, decoderArgs({ inputPath: input.inputPath, rate, width, height, cap }));
+  const decoder = new FfmpegProcess(binaries.ffmpeg.path, decoderArgs({ inputPath: input.inputPath, rate, width, height, cap }), { niceness: FFMPEG_NICENESS });
   processes.push(decoder);
   const encoder = new FfmpegProcess(
     binaries.ffmpeg.path,
     encoderArgs({ format, width, height, rate, audioFrom: keepAudio ? input.inputPath : undefined, audioSecondsMax: cap.seconds, outputPath: input.outputPath }),
+    { niceness: FFMPEG_NICENESS },
   );
   processes.push(encoder);
   const kill = () => processes.forEach((process) => process.kill());
@@ -255,7 +255,9 @@ async function matte(input: VideoMattingInput, engine: SegmentationEngine, inter
   let framesRead = 0;
   let framesDone = 0;
   let failure: unknown;
-  const call = { highPriority: true, signal: internal.signal };
+  // Frames queue in the normal lane: an image (one request) waits behind the few frames in flight,
+  // not behind the whole video, and a paid plan's image goes ahead of them.
+  const call = { highPriority: false, signal: internal.signal };
 
   for await (const rgba of framesOf(decoder.child.stdout, width * height * 4)) {
     if (inFlight.length >= window) await inFlight.shift();
