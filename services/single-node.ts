@@ -94,135 +94,145 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
   const log = createLogger("cutline", common.LOG_LEVEL);
   const health = new HealthRegistry();
   mkdirSync(common.CUTLINE_DATA_DIR, { recursive: true });
-  const database = openServiceDatabase<any>(common);
-  const ports = await openPorts(common, log);
-  const admin = adminTokenOf(config.gateway);
+  // The model loads, hashes and warms up on its own threads while the database opens and
+  // migrates: the two longest steps of a start overlap instead of adding up.
+  const engineStarting = createSegmentationEngine(config.inference, log.child({ service: "inference" }));
+  engineStarting.catch(() => {}); // awaited below; a start that fails before then reports its own error
+  try {
+    const database = openServiceDatabase<any>(common);
+    const ports = await openPorts(common, log);
+    const admin = adminTokenOf(config.gateway);
 
-  const billing = await createBilling({
-    migrateOnStart: config.billing.MIGRATE_ON_START,
-    db: database.db,
-    eventBus: ports.eventBus,
-    log: log.child({ service: "billing" }),
-    sweepIntervalMs: config.billing.BILLING_SWEEP_INTERVAL_MS,
-    topUpHint: config.billing.BILLING_TOP_UP_HINT,
-    plansFile: config.billing.BILLING_PLANS_FILE,
-    upgradeHint: config.billing.BILLING_UPGRADE_HINT,
-  });
-  await billing.migrate();
-  billing.sweeper.start();
-  const billingClient = createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers), IN_MEMORY_TRACING));
+    const billing = await createBilling({
+      migrateOnStart: config.billing.MIGRATE_ON_START,
+      db: database.db,
+      eventBus: ports.eventBus,
+      log: log.child({ service: "billing" }),
+      sweepIntervalMs: config.billing.BILLING_SWEEP_INTERVAL_MS,
+      topUpHint: config.billing.BILLING_TOP_UP_HINT,
+      plansFile: config.billing.BILLING_PLANS_FILE,
+      upgradeHint: config.billing.BILLING_UPGRADE_HINT,
+    });
+    await billing.migrate();
+    billing.sweeper.start();
+    const billingClient = createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers), IN_MEMORY_TRACING));
 
-  // Result URLs in webhooks name the gateway: CUTLINE_PUBLIC_URL, else the URL it listens on (known once it does).
-  let gatewayUrl = `http://${common.HOST}:${config.gateway.PORT}`;
-  const webhooks = webhookWiringOf(config.orchestrator, { key: resultUrlKeyOf(config.orchestrator, { required: false }), publicUrl: "" });
-  const webhookFetcher = createOutboundFetcher(webhooks.policy);
-  const orchestrator = createOrchestrator({
-    migrateOnStart: config.orchestrator.MIGRATE_ON_START,
-    db: database.db,
-    ...ports,
-    billing: billingClient,
-    log: log.child({ service: "orchestrator" }),
-    reconcile: reconcileOptions(config.orchestrator),
-    retentionSweepIntervalMs: config.orchestrator.RETENTION_SWEEP_INTERVAL_MS,
-    webhooks: {
-      ...webhooks,
-      fetcher: webhookFetcher,
-      resultUrlFor: (jobId) => webhooks.resultUrlFor(jobId, config.orchestrator.CUTLINE_PUBLIC_URL ?? gatewayUrl),
-    },
-    // The in-process queue lives in this process's memory: what it held before a restart is gone.
-    requeueUnfinishedAtStart: common.NATS_URL === undefined,
-    // On in-process ports no other replica applies task events: every change wakes a watch at
-    // once, and the re-read stays only as a safety net (at 500 ms, 64 calls in flight cost 128
-    // job reads a second on the one event loop).
-    watchPollMs: common.NATS_URL === undefined ? SINGLE_REPLICA_WATCH_POLL_MS : undefined,
-  });
-  await orchestrator.start();
-  const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes, IN_MEMORY_TRACING));
+    // Result URLs in webhooks name the gateway: CUTLINE_PUBLIC_URL, else the URL it listens on (known once it does).
+    let gatewayUrl = `http://${common.HOST}:${config.gateway.PORT}`;
+    const webhooks = webhookWiringOf(config.orchestrator, { key: resultUrlKeyOf(config.orchestrator, { required: false }), publicUrl: "" });
+    const webhookFetcher = createOutboundFetcher(webhooks.policy);
+    const orchestrator = createOrchestrator({
+      migrateOnStart: config.orchestrator.MIGRATE_ON_START,
+      db: database.db,
+      ...ports,
+      billing: billingClient,
+      log: log.child({ service: "orchestrator" }),
+      reconcile: reconcileOptions(config.orchestrator),
+      retentionSweepIntervalMs: config.orchestrator.RETENTION_SWEEP_INTERVAL_MS,
+      webhooks: {
+        ...webhooks,
+        fetcher: webhookFetcher,
+        resultUrlFor: (jobId) => webhooks.resultUrlFor(jobId, config.orchestrator.CUTLINE_PUBLIC_URL ?? gatewayUrl),
+      },
+      // The in-process queue lives in this process's memory: what it held before a restart is gone.
+      requeueUnfinishedAtStart: common.NATS_URL === undefined,
+      // On in-process ports no other replica applies task events: every change wakes a watch at
+      // once, and the re-read stays only as a safety net (at 500 ms, 64 calls in flight cost 128
+      // job reads a second on the one event loop).
+      watchPollMs: common.NATS_URL === undefined ? SINGLE_REPLICA_WATCH_POLL_MS : undefined,
+    });
+    await orchestrator.start();
+    const orchestratorClient = createClient(OrchestratorService, createRouterTransport(orchestrator.routes, IN_MEMORY_TRACING));
 
-  const engine = await createSegmentationEngine(config.inference, log.child({ service: "inference" }));
-  const worker = startSegmentConsumer({
-    engine,
-    ...ports,
-    log: log.child({ service: "inference" }),
-    ...consumerRetryOptionsOf(config.inference),
-    stageProgressMsMin: config.inference.INFERENCE_STAGE_PROGRESS_MS_MIN,
-    inFlightMax: tasksInFlightMaxOf(config.inference),
-    videoConcurrency: config.inference.VIDEO_CONCURRENCY,
-    video: { run: videoMattingRunnerOf(engine, () => mediaBinaries({ FFMPEG_PATH: config.inference.FFMPEG_PATH, FFPROBE_PATH: config.inference.FFPROBE_PATH }, log)) },
-  });
+    const engine = await engineStarting;
+    const worker = startSegmentConsumer({
+      engine,
+      ...ports,
+      log: log.child({ service: "inference" }),
+      ...consumerRetryOptionsOf(config.inference),
+      stageProgressMsMin: config.inference.INFERENCE_STAGE_PROGRESS_MS_MIN,
+      inFlightMax: tasksInFlightMaxOf(config.inference),
+      videoConcurrency: config.inference.VIDEO_CONCURRENCY,
+      video: { run: videoMattingRunnerOf(engine, () => mediaBinaries({ FFMPEG_PATH: config.inference.FFMPEG_PATH, FFPROBE_PATH: config.inference.FFPROBE_PATH }, log)) },
+    });
 
-  // image_url and bg_image_url: the gateway's own fetcher, under the gateway's reading of the outbound variables.
-  const imageFetchPolicy = outboundPolicyOf(config.gateway);
-  const imageFetcher = createOutboundFetcher(imageFetchPolicy);
-  const paymentProvider = paymentProviderOf(config.gateway);
-  const gateway = createGateway({
-    migrateOnStart: config.gateway.MIGRATE_ON_START,
-    db: database.db,
-    blobStore: ports.blobStore,
-    billing: billingClient,
-    orchestrator: orchestratorClient,
-    inspect: createUploadInspector(imageLimitsOf(config.gateway)),
-    log: log.child({ service: "gateway" }),
-    limits: imageJobsOptionsOf(config.gateway),
-    adminToken: admin.token,
-    resultUrls: resultLinksOptionsOf(config.gateway, { required: false }),
-    outbound: { fetcher: imageFetcher, policy: imageFetchPolicy },
-    payments: { provider: paymentProvider, currency: config.gateway.PAYMENT_CURRENCY },
-  });
-  await gateway.start();
-  const overageReports = paymentProvider.checkoutAvailable
-    ? startPeriodicTask({ name: "overage report", intervalMs: config.gateway.PAYMENT_OVERAGE_REPORT_INTERVAL_MS, log, run: () => gateway.reportOverage() })
-    : undefined;
-  const apiKey = await gateway.provisionAccount(config.gateway.CUTLINE_ACCOUNT_ID, {
-    key: singleNodeApiKey(config.gateway.CUTLINE_API_KEY, common.CUTLINE_DATA_DIR),
-  });
-  writeFileSync(join(common.CUTLINE_DATA_DIR, "api-key"), `${apiKey}\n`, { mode: 0o600 });
+    // image_url and bg_image_url: the gateway's own fetcher, under the gateway's reading of the outbound variables.
+    const imageFetchPolicy = outboundPolicyOf(config.gateway);
+    const imageFetcher = createOutboundFetcher(imageFetchPolicy);
+    const paymentProvider = paymentProviderOf(config.gateway);
+    const gateway = createGateway({
+      migrateOnStart: config.gateway.MIGRATE_ON_START,
+      db: database.db,
+      blobStore: ports.blobStore,
+      billing: billingClient,
+      orchestrator: orchestratorClient,
+      inspect: createUploadInspector(imageLimitsOf(config.gateway)),
+      log: log.child({ service: "gateway" }),
+      limits: imageJobsOptionsOf(config.gateway),
+      adminToken: admin.token,
+      resultUrls: resultLinksOptionsOf(config.gateway, { required: false }),
+      outbound: { fetcher: imageFetcher, policy: imageFetchPolicy },
+      payments: { provider: paymentProvider, currency: config.gateway.PAYMENT_CURRENCY },
+    });
+    await gateway.start();
+    const overageReports = paymentProvider.checkoutAvailable
+      ? startPeriodicTask({ name: "overage report", intervalMs: config.gateway.PAYMENT_OVERAGE_REPORT_INTERVAL_MS, log, run: () => gateway.reportOverage() })
+      : undefined;
+    const apiKey = await gateway.provisionAccount(config.gateway.CUTLINE_ACCOUNT_ID, {
+      key: singleNodeApiKey(config.gateway.CUTLINE_API_KEY, common.CUTLINE_DATA_DIR),
+    });
+    writeFileSync(join(common.CUTLINE_DATA_DIR, "api-key"), `${apiKey}\n`, { mode: 0o600 });
 
-  const server = await startServiceServer({
-    name: "gateway",
-    host: common.HOST,
-    port: config.gateway.PORT,
-    log: log.child({ service: "gateway" }),
-    health,
-    routes: gateway.routes,
-    httpRoutes: gateway.httpRoutes,
-    admit: gateway.admit,
-    corsAllowedOrigins: config.gateway.CORS_ALLOWED_ORIGINS,
-    readBytesMax: config.gateway.UPLOAD_BYTES_MAX + 1024 * 1024,
-    shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
-    ...serverOptionsOf(common),
-  });
-  gatewayUrl = server.url;
-  gateway.listeningAt(server.url);
+    const server = await startServiceServer({
+      name: "gateway",
+      host: common.HOST,
+      port: config.gateway.PORT,
+      log: log.child({ service: "gateway" }),
+      health,
+      routes: gateway.routes,
+      httpRoutes: gateway.httpRoutes,
+      admit: gateway.admit,
+      corsAllowedOrigins: config.gateway.CORS_ALLOWED_ORIGINS,
+      readBytesMax: config.gateway.UPLOAD_BYTES_MAX + 1024 * 1024,
+      shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
+      ...serverOptionsOf(common),
+    });
+    gatewayUrl = server.url;
+    gateway.listeningAt(server.url);
 
-  const ready = Promise.all([engine.ready, worker]).then(() => health.setAllServing());
-  ready.catch((error: unknown) => log.error({ err: error }, "the model could not be made ready; health stays NOT_SERVING"));
+    const ready = Promise.all([engine.ready, worker]).then(() => health.setAllServing());
+    ready.catch((error: unknown) => log.error({ err: error }, "the model could not be made ready; health stays NOT_SERVING"));
 
-  return {
-    url: server.url,
-    apiKey,
-    adminTokenFile: admin.file,
-    health,
-    ready,
-    provisionAccount: (accountId, options) => gateway.provisionAccount(accountId, options),
-    billing: billingClient,
-    blobStore: ports.blobStore,
-    sweepRetention: (now) => orchestrator.lifecycle.expireFiles(now),
-    metricsUrl: server.metricsUrl,
-    shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
-    async stop() {
-      // Intake first; sync requests in flight still need the worker and orchestrator to finish.
-      await server.close();
-      await overageReports?.stop();
-      await (await worker.catch(() => undefined))?.drain();
-      await orchestrator.stop();
-      await billing.sweeper.stop();
-      await engine.close();
-      await ports.close();
-      await webhookFetcher.close();
-      await imageFetcher.close();
-      await database.close();
-      await tracing.shutdown();
-    },
-  };
+    return {
+      url: server.url,
+      apiKey,
+      adminTokenFile: admin.file,
+      health,
+      ready,
+      provisionAccount: (accountId, options) => gateway.provisionAccount(accountId, options),
+      billing: billingClient,
+      blobStore: ports.blobStore,
+      sweepRetention: (now) => orchestrator.lifecycle.expireFiles(now),
+      metricsUrl: server.metricsUrl,
+      shutdownTimeoutMs: common.SHUTDOWN_TIMEOUT_MS,
+      async stop() {
+        // Intake first; sync requests in flight still need the worker and orchestrator to finish.
+        await server.close();
+        await overageReports?.stop();
+        await (await worker.catch(() => undefined))?.drain();
+        await orchestrator.stop();
+        await billing.sweeper.stop();
+        await engine.close();
+        await ports.close();
+        await webhookFetcher.close();
+        await imageFetcher.close();
+        await database.close();
+        await tracing.shutdown();
+      },
+    };
+  } catch (error) {
+    // The model threads would keep the process alive after a start that failed.
+    void engineStarting.then((engine) => engine.close(), () => {});
+    throw error;
+  }
 }
