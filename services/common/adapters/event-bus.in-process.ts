@@ -343,7 +343,9 @@ export class InProcessEventBus implements EventBus {
       try {
         if (this.logFile === undefined) {
           await this.cutDamage();
+          const created = this.logBytes === 0;
           this.logFile = await open(this.logPath(), "a");
+          if (created) await this.syncDirectory();
         }
         await this.logFile.appendFile(text);
         // One sync per batch: without it a resolved publish lasts only until the OS goes down.
@@ -374,6 +376,16 @@ export class InProcessEventBus implements EventBus {
     await this.closeLog().catch((error: unknown) => this.log.warn({ err: error }, "event log could not be closed after a failed append"));
     // Tried again before the next append if this fails too.
     await this.cutDamage().catch((error: unknown) => this.log.error({ err: error, logBytes: this.logBytes }, "event log could not be cut back after a failed append"));
+  }
+
+  /** A new or renamed log's directory entry, synced: without it an OS crash can lose the whole file. */
+  private async syncDirectory(): Promise<void> {
+    const directory = await open(this.directory, "r");
+    try {
+      await directory.sync();
+    } finally {
+      await directory.close();
+    }
   }
 
   private async cutDamage(): Promise<void> {
@@ -466,6 +478,7 @@ export class InProcessEventBus implements EventBus {
     // The open handle would go on appending to the file the rename replaces.
     await this.closeLog();
     await rename(temporary, this.logPath());
+    await this.syncDirectory();
     this.logBytes = text.byteLength;
     this.logDamaged = false;
     this.saveState();

@@ -104,6 +104,21 @@ test("in-process blob store: after a putFile and a put of one key overlap, memor
   await rm(dataDir, { recursive: true, force: true });
 });
 
+test("in-process blob store: after two puts of one key overlap, memory and file agree", async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), "cutline-blobs-"));
+  const store = new InProcessBlobStore({ dataDir, log });
+  for (let round = 0; round < 3; round++) {
+    // The first, larger put lands after the second, which started later and so is the latest.
+    await Promise.all([store.put("k", new Uint8Array(3 * 1024 * 1024).fill(round)), store.put("k", new Uint8Array([round]))]);
+    const fromFile = new InProcessBlobStore({ dataDir, log, memoryBytesMax: 0 });
+    const [inMemory, onDisk] = [await store.get("k"), await fromFile.get("k")];
+    assert.equal(inMemory?.data.byteLength, onDisk?.data.byteLength, `round ${round}`);
+    await fromFile.close();
+  }
+  await store.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
 const natsUrl = await testNatsUrl();
 describeBlobStoreContract(
   "nats",
