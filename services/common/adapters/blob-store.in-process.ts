@@ -129,8 +129,7 @@ export class InProcessBlobStore implements BlobStore {
     try {
       await writeFile(temporary, encode(key, contentType, data));
       await rename(temporary, path);
-      // A put or delete of the key that started meanwhile decides what is kept, on disk and here.
-      if (this.latestChange.get(key) === change) this.recent.set(key, { data, contentType, writtenAtMs });
+      this.changeLanded(key, change, { data, contentType, writtenAtMs });
     } finally {
       this.changeEnds(key, change);
     }
@@ -144,14 +143,25 @@ export class InProcessBlobStore implements BlobStore {
     return change;
   }
 
+  /**
+   * Called once a change's rename or removal is on disk. Only the latest change may leave a copy
+   * in memory; an older one that lands after it has replaced the file the copy was made from, so
+   * the copy goes (the next get reads the file).
+   */
+  private changeLanded(key: string, change: symbol, copy?: MemoryCopy): void {
+    if (copy !== undefined && this.latestChange.get(key) === change) this.recent.set(key, copy);
+    else this.recent.delete(key);
+  }
+
   private changeEnds(key: string, change: symbol): void {
     if (this.latestChange.get(key) === change) this.latestChange.delete(key);
   }
 
   async putFile(key: string, path: string, options: { contentType?: string } = {}): Promise<void> {
     await this.ready;
+    // Held until the rename lands: a put that starts during the copy must not keep its bytes in
+    // memory while this file replaces its own.
     const change = this.changeStarts(key);
-    this.changeEnds(key, change);
     const target = this.pathOf(key);
     const temporary = `${target}.${randomBytes(4).toString("hex")}.tmp`;
     try {
@@ -159,9 +169,12 @@ export class InProcessBlobStore implements BlobStore {
       output.write(headerOf(key, options.contentType ?? DEFAULT_CONTENT_TYPE));
       await pipeline(createReadStream(path), output);
       await rename(temporary, target);
+      this.changeLanded(key, change);
     } catch (error) {
       await rm(temporary, { force: true });
       throw error;
+    } finally {
+      this.changeEnds(key, change);
     }
   }
 
@@ -244,6 +257,7 @@ export class InProcessBlobStore implements BlobStore {
     const change = this.changeStarts(key);
     try {
       await rm(this.pathOf(key), { force: true });
+      this.changeLanded(key, change);
     } finally {
       this.changeEnds(key, change);
     }

@@ -1,8 +1,9 @@
 // Single-node event bus with the JetStream semantics the services rely on: events are appended
-// to `<dataDir>/events/events.jsonl` before `publish` resolves, and each durable name's ack floor
-// is kept in `durables.json`, so a restarted process resumes where it stopped (redelivering at
-// most the events acked above the floor, which at-least-once allows).
-import { mkdir, open, readFile, rename, writeFile, type FileHandle } from "node:fs/promises";
+// to `<dataDir>/events/events.jsonl` and synced to the disk before `publish` resolves and before
+// any subscriber sees them, and each durable name's ack floor is kept in `durables.json`, so a
+// restarted process resumes where it stopped (redelivering at most the events acked above the
+// floor, which at-least-once allows).
+import { mkdir, open, readFile, rename, truncate, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { startPeriodicTask, type PeriodicTask } from "../periodic-task.ts";
@@ -46,6 +47,16 @@ interface Durable {
   readonly subscribers: Set<Subscriber>;
 }
 
+/** Lines published while the previous append was in flight, written by one append. */
+interface Batch {
+  text: string;
+  firstSeq: number;
+  lastSeq: number;
+  /** Dedup ids of its events: forgotten again if the append fails, so a retry is written. */
+  readonly ids: string[];
+  written: Promise<void>;
+}
+
 interface SavedState {
   lastSeq: number;
   durables: Record<string, { filter: string; ackFloor: number }>;
@@ -60,7 +71,9 @@ export class InProcessEventBus implements EventBus {
   private readonly log: Logger;
   private readonly events: StoredEvent[] = [];
   private readonly durables = new Map<string, Durable>();
-  private readonly dedupExpiresAt = new Map<string, number>();
+  /** Per dedup id, when it is forgotten and the append of its event: a republish waits for that write. */
+  private readonly dedup = new Map<string, { expiresAtMs: number; written: Promise<void> }>();
+  /** The last sequence handed out; events past `appendedSeq` are still on their way to the log. */
   private lastSeq = 0;
   /** Writes of the event log, one at a time and in order. */
   private writes: Promise<void> = Promise.resolve();
@@ -76,9 +89,16 @@ export class InProcessEventBus implements EventBus {
    * node queues behind sharp's decodes and encodes for 0.1–1.5 s: one append per event, in
    * series, made every event wait for all those before it.
    */
-  private unwritten: { text: string; lastSeq: number; written: Promise<void> } | undefined;
-  /** The last sequence in the log file: what the state file records, so it never names an event a crash lost. */
+  private unwritten: Batch | undefined;
+  /**
+   * The last sequence synced to the log file. Events up to here are delivered, and the state file
+   * records it, so no acknowledgement or delivery ever runs ahead of what a crash keeps.
+   */
   private appendedSeq = 0;
+  /** Size of the log up to its last whole, synced line: a failed append is cut back to it. */
+  private logBytes = 0;
+  /** A failed append may have left part of a line past `logBytes`; cut before the next append. */
+  private logDamaged = false;
   /** The event log open for appending (one pool trip per append instead of open, write, close); reopened after a rewrite. */
   private logFile: FileHandle | undefined;
   private stateDirty = false;
@@ -107,16 +127,19 @@ export class InProcessEventBus implements EventBus {
     await this.ready;
     const now = Date.now();
     if (options.id !== undefined) {
-      for (const [id, expiresAt] of this.dedupExpiresAt) {
-        if (expiresAt > now) break;
-        this.dedupExpiresAt.delete(id);
+      for (const [id, { expiresAtMs }] of this.dedup) {
+        if (expiresAtMs > now) break;
+        this.dedup.delete(id);
       }
-      if (this.dedupExpiresAt.has(options.id)) return;
-      this.dedupExpiresAt.set(options.id, now + this.dedupWindowMs);
+      // Resolves when the first publish's line is written, and fails with it.
+      const earlier = this.dedup.get(options.id);
+      if (earlier !== undefined) return earlier.written;
     }
     const event: StoredEvent = { seq: ++this.lastSeq, subject, data, time: now, headers: options.headers };
     this.events.push(event);
-    await this.append(event.seq, storedLine(event));
+    const written = this.append(event, options.id);
+    if (options.id !== undefined) this.dedup.set(options.id, { expiresAtMs: now + this.dedupWindowMs, written });
+    await written;
     for (const durable of this.durables.values()) this.dispatch(durable);
   }
 
@@ -179,9 +202,24 @@ export class InProcessEventBus implements EventBus {
     return durable;
   }
 
+  /** The retained event with this sequence; a failed append leaves a gap, so the index is only a first guess. */
   private eventAt(seq: number): StoredEvent | undefined {
-    const first = this.events[0];
-    return first === undefined ? undefined : this.events[seq - first.seq];
+    const guess = this.events[seq - (this.events[0]?.seq ?? 0)];
+    if (guess?.seq === seq) return guess;
+    const index = this.indexOf(seq);
+    return this.events[index]?.seq === seq ? this.events[index] : undefined;
+  }
+
+  /** Index of the first retained event with a sequence at or above `seq` (events are in sequence order). */
+  private indexOf(seq: number): number {
+    let low = 0;
+    let high = this.events.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (this.events[middle]!.seq < seq) low = middle + 1;
+      else high = middle;
+    }
+    return low;
   }
 
   private next(durable: Durable): { event: StoredEvent; deliveryCount: number } | undefined {
@@ -200,7 +238,9 @@ export class InProcessEventBus implements EventBus {
     }
     const firstRetained = this.events[0]?.seq ?? this.lastSeq + 1;
     if (durable.nextSeq < firstRetained) durable.nextSeq = firstRetained;
-    while (durable.nextSeq <= this.lastSeq) {
+    // Only what the log holds: an event delivered and acknowledged before its batch is written
+    // would be lost to a crash, and its sequence handed out again after the restart.
+    while (durable.nextSeq <= this.appendedSeq) {
       const event = this.eventAt(durable.nextSeq++);
       if (event === undefined || !subjectMatches(durable.filter, event.subject)) continue;
       durable.pending.set(event.seq, { deliveryCount: 1 });
@@ -285,23 +325,73 @@ export class InProcessEventBus implements EventBus {
     this.stateWrites = this.stateWrites.then(operation).catch((error: unknown) => this.log.error({ err: error }, "event bus state write failed"));
   }
 
-  /** Resolves once the line is in the log, with every line handed in before it. */
-  private append(seq: number, line: string): Promise<void> {
-    if (this.unwritten !== undefined) {
-      this.unwritten.text += line;
-      this.unwritten.lastSeq = seq;
-      return this.unwritten.written;
+  /** Resolves once the event's line is synced to the log, with every line handed in before it; rejects if that fails. */
+  private append(event: StoredEvent, id: string | undefined): Promise<void> {
+    const line = storedLine(event);
+    const pending = this.unwritten;
+    if (pending !== undefined) {
+      pending.text += line;
+      pending.lastSeq = event.seq;
+      if (id !== undefined) pending.ids.push(id);
+      return pending.written;
     }
-    const batch = { text: line, lastSeq: seq, written: Promise.resolve() };
+    const batch: Batch = { text: line, firstSeq: event.seq, lastSeq: event.seq, ids: id === undefined ? [] : [id], written: Promise.resolve() };
     batch.written = this.write(async () => {
       // Lines added from here on go to the next batch.
       this.unwritten = undefined;
-      this.logFile ??= await open(this.logPath(), "a");
-      await this.logFile.appendFile(batch.text);
+      const text = Buffer.from(batch.text);
+      try {
+        if (this.logFile === undefined) {
+          await this.cutDamage();
+          const created = this.logBytes === 0;
+          this.logFile = await open(this.logPath(), "a");
+          if (created) await this.syncDirectory();
+        }
+        await this.logFile.appendFile(text);
+        // One sync per batch: without it a resolved publish lasts only until the OS goes down.
+        await this.logFile.datasync();
+      } catch (error) {
+        await this.appendFailed(batch);
+        throw error;
+      }
+      this.logBytes += text.byteLength;
       this.appendedSeq = batch.lastSeq;
     });
     this.unwritten = batch;
     return batch.written;
+  }
+
+  /**
+   * The batch's publishes reject: its events leave memory undelivered, their dedup ids are
+   * forgotten so a retry is written, and the log is cut back to its last whole line, so the next
+   * batch does not start on the end of a partial one. Its sequences stay unused.
+   */
+  private async appendFailed(batch: Batch): Promise<void> {
+    const start = this.indexOf(batch.firstSeq);
+    let end = start;
+    while (end < this.events.length && this.events[end]!.seq <= batch.lastSeq) end += 1;
+    this.events.splice(start, end - start);
+    for (const id of batch.ids) this.dedup.delete(id);
+    this.logDamaged = true;
+    await this.closeLog().catch((error: unknown) => this.log.warn({ err: error }, "event log could not be closed after a failed append"));
+    // Tried again before the next append if this fails too.
+    await this.cutDamage().catch((error: unknown) => this.log.error({ err: error, logBytes: this.logBytes }, "event log could not be cut back after a failed append"));
+  }
+
+  /** A new or renamed log's directory entry, synced: without it an OS crash can lose the whole file. */
+  private async syncDirectory(): Promise<void> {
+    const directory = await open(this.directory, "r");
+    try {
+      await directory.sync();
+    } finally {
+      await directory.close();
+    }
+  }
+
+  private async cutDamage(): Promise<void> {
+    if (!this.logDamaged) return;
+    await truncate(this.logPath(), this.logBytes);
+    this.logDamaged = false;
   }
 
   private async closeLog(): Promise<void> {
@@ -319,7 +409,7 @@ export class InProcessEventBus implements EventBus {
       const state: SavedState = { lastSeq: this.appendedSeq, durables: {} };
       for (const [name, durable] of this.durables) state.durables[name] = { filter: durable.filter, ackFloor: durable.ackFloor };
       const temporary = `${this.statePath()}.tmp`;
-      await writeFile(temporary, JSON.stringify(state));
+      await writeFile(temporary, JSON.stringify(state), { flush: true });
       await rename(temporary, this.statePath());
     });
   }
@@ -333,6 +423,7 @@ export class InProcessEventBus implements EventBus {
     const text = await readFile(this.logPath(), "utf8").catch(() => "");
     const oldest = Date.now() - this.maxAgeMs;
     let dropped = 0;
+    let previousSeq = 0;
     for (const line of text.split("\n")) {
       if (line === "") continue;
       let parsed: { seq: number; subject: string; time: number; data: string; headers?: Record<string, string> };
@@ -343,18 +434,26 @@ export class InProcessEventBus implements EventBus {
         dropped += 1;
         continue;
       }
-      if (parsed.time < oldest) {
+      // A line repeated or out of order (an earlier version's sweep could write a queued batch twice):
+      // the first is kept, since positions in memory follow sequences.
+      if (parsed.time < oldest || !(parsed.seq > previousSeq)) {
         dropped += 1;
         continue;
       }
+      previousSeq = parsed.seq;
       this.events.push({ seq: parsed.seq, subject: parsed.subject, time: parsed.time, data: new Uint8Array(Buffer.from(parsed.data, "base64")), headers: parsed.headers });
     }
-    this.lastSeq = Math.max(state.lastSeq, this.events.at(-1)?.seq ?? 0);
+    // Never below an ack floor: a durable resumes above it, so a sequence at or below it handed out
+    // again would never be delivered (an earlier version could acknowledge events it had not written).
+    const ackFloors = Object.values(state.durables).map((saved) => saved.ackFloor);
+    this.lastSeq = Math.max(state.lastSeq, this.events.at(-1)?.seq ?? 0, ...ackFloors);
     this.appendedSeq = this.lastSeq;
     for (const [name, saved] of Object.entries(state.durables)) {
       this.durables.set(name, { name, filter: saved.filter, ackFloor: saved.ackFloor, nextSeq: saved.ackFloor + 1, pending: new Map(), retries: [], subscribers: new Set() });
     }
-    if (dropped > 0) await this.rewriteLog();
+    this.logBytes = Buffer.byteLength(text);
+    // A last line without its newline (cut by a crash) would swallow the next append's first.
+    if (dropped > 0 || !(text === "" || text.endsWith("\n"))) await this.rewriteLog();
   }
 
   /** Drops events past `maxAgeMs`, in memory and on disk. */
@@ -368,13 +467,20 @@ export class InProcessEventBus implements EventBus {
     await this.write(() => this.rewriteLog());
   }
 
+  /**
+   * Writes the retained events that are already in the log. Runs in the append queue, so events
+   * past `appendedSeq` belong to a batch queued behind it, which appends them to the new file.
+   */
   private async rewriteLog(): Promise<void> {
-    const lines = this.events.map(storedLine);
+    const text = Buffer.from(this.events.filter((event) => event.seq <= this.appendedSeq).map(storedLine).join(""));
     const temporary = `${this.logPath()}.tmp`;
-    await writeFile(temporary, lines.join(""));
+    await writeFile(temporary, text, { flush: true });
     // The open handle would go on appending to the file the rename replaces.
     await this.closeLog();
     await rename(temporary, this.logPath());
+    await this.syncDirectory();
+    this.logBytes = text.byteLength;
+    this.logDamaged = false;
     this.saveState();
   }
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -80,6 +80,39 @@ test("in-process blob store: after a put and a delete of one key overlap, memory
     await Promise.all([store.put("k", new Uint8Array([round])), store.delete("k")]);
     const fromFile = new InProcessBlobStore({ dataDir, log, memoryBytesMax: 0 });
     assert.deepEqual(await store.get("k"), await fromFile.get("k"), `round ${round}`);
+    await fromFile.close();
+  }
+  await store.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+test("in-process blob store: after a putFile and a put of one key overlap, memory and file agree", async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), "cutline-blobs-"));
+  const store = new InProcessBlobStore({ dataDir, log });
+  // Large enough that its copy lands after the small put that starts during it.
+  const source = join(dataDir, "source.bin");
+  await writeFile(source, new Uint8Array(8 * 1024 * 1024).fill(9));
+  for (let round = 0; round < 3; round++) {
+    await Promise.all([store.putFile("k", source), store.put("k", new Uint8Array([round]))]);
+    const fromFile = new InProcessBlobStore({ dataDir, log, memoryBytesMax: 0 });
+    const [inMemory, onDisk] = [await store.get("k"), await fromFile.get("k")];
+    assert.deepEqual(inMemory?.data.byteLength, onDisk?.data.byteLength, `round ${round}`);
+    assert.deepEqual(inMemory?.data.subarray(0, 4), onDisk?.data.subarray(0, 4), `round ${round}`);
+    await fromFile.close();
+  }
+  await store.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+test("in-process blob store: after two puts of one key overlap, memory and file agree", async () => {
+  const dataDir = await mkdtemp(join(tmpdir(), "cutline-blobs-"));
+  const store = new InProcessBlobStore({ dataDir, log });
+  for (let round = 0; round < 3; round++) {
+    // The first, larger put lands after the second, which started later and so is the latest.
+    await Promise.all([store.put("k", new Uint8Array(3 * 1024 * 1024).fill(round)), store.put("k", new Uint8Array([round]))]);
+    const fromFile = new InProcessBlobStore({ dataDir, log, memoryBytesMax: 0 });
+    const [inMemory, onDisk] = [await store.get("k"), await fromFile.get("k")];
+    assert.equal(inMemory?.data.byteLength, onDisk?.data.byteLength, `round ${round}`);
     await fromFile.close();
   }
   await store.close();
