@@ -15,9 +15,15 @@ let node: SingleNode;
 const dataDir = mkdtempSync(join(tmpdir(), "cutline-single-node-"));
 
 before(async () => {
-  node = await startSingleNode({ CUTLINE_DATA_DIR: dataDir, PORT: "0", METRICS_PORT: "0", LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1",
+  node = await startSingleNode({
+    CUTLINE_DATA_DIR: dataDir,
+    PORT: "0",
+    METRICS_PORT: "0",
+    LOG_LEVEL: "warn",
+    INFERENCE_WARMUP_RUNS: "1",
     // The drain test needs its call to end inside the drain window, on a CPU shared with the rest of the suite.
-    SHUTDOWN_TIMEOUT_MS: "120000" });
+    SHUTDOWN_TIMEOUT_MS: "120000",
+  });
   await node.ready;
 });
 
