@@ -183,4 +183,27 @@ describe("the shared limit when Postgres is slow (a lock held on the bucket row)
     await rates.take(account, 10);
     assert.ok((await tokensOf(db, account)) < tokensBefore - 0.5, "the store was not tried again after the cool-down");
   });
+
+  test("when the cool-down ends on a store still slow, one take tries it and the others do not wait", async (context) => {
+    if (testDatabase.location.kind === "pglite") return context.skip("PGlite has no other sessions: set DATABASE_URL");
+    const rates = shared({ timeoutMs: 200, coolDownMs: 300 });
+    const db = admin();
+    const account = randomUUID();
+    await rates.take(account, 100);
+    await whileLocked(db, account, async () => {
+      await rates.take(account, 100);
+      await sleep(350);
+      const durationsMs = await Promise.all(
+        Array.from({ length: 5 }, async () => {
+          const started = performance.now();
+          await rates.take(account, 100);
+          return performance.now() - started;
+        }),
+      );
+      assert.equal(durationsMs.filter((durationMs) => durationMs >= 150).length, 1, `durations ${durationsMs.map(Math.round).join(", ")} ms`);
+      const started = performance.now();
+      await rates.take(account, 100);
+      assert.ok(performance.now() - started < 100, "the failed probe did not start a new cool-down");
+    });
+  });
 });
