@@ -18,6 +18,7 @@ import { createUploadInspector } from "../services/common/images/upload.inspecto
 import { startServiceServer, type ServiceServer } from "../services/common/server.ts";
 import { loadGatewayConfig } from "../services/gateway/gateway.config.ts";
 import { createGateway, type Gateway } from "../services/gateway/index.ts";
+import { openSharedRequestRates } from "../services/gateway/store/request-rate.store.ts";
 import { createOrchestrator, type Orchestrator } from "../services/orchestrator/index.ts";
 import { meshBackends, type MeshBackends } from "./mesh.testing.ts";
 import { uniqueName } from "./harness.ts";
@@ -30,6 +31,7 @@ describe("gateway replicas share each plan's requests per minute", { skip: backe
   const ports: Ports[] = [];
   const servers: ServiceServer[] = [];
   const gateways: Gateway[] = [];
+  const sharedRates: { close(): Promise<void> }[] = [];
   let billing: Billing;
   let orchestrator: Orchestrator;
 
@@ -56,6 +58,9 @@ describe("gateway replicas share each plan's requests per minute", { skip: backe
     const config = loadGatewayConfig({});
     for (let replica = 0; replica < 2; replica++) {
       const own = await openPorts(namePrefix);
+      // Each replica's own limiter pool, as main.ts opens it.
+      const rates = openSharedRequestRates({ kind: "postgres", url: backends.skip === false ? backends.databaseUrl : "" }, { timeoutMs: config.RATE_LIMIT_STORE_TIMEOUT_MS, log });
+      sharedRates.push(rates);
       const gateway = createGateway({
         db: database(),
         blobStore: own.blobStore,
@@ -63,8 +68,7 @@ describe("gateway replicas share each plan's requests per minute", { skip: backe
         orchestrator: orchestratorClient,
         inspect: createUploadInspector(imageLimitsOf(config)),
         log,
-        limits: { uploadBytesMax: 1_000_000, syncTimeoutMs: 60_000, holdTtlSeconds: 900, longestSide: { standard: 2048, pro: 4096 } },
-        sharedRateLimit: { timeoutMs: config.RATE_LIMIT_STORE_TIMEOUT_MS },
+        limits: { uploadBytesMax: 1_000_000, syncTimeoutMs: 60_000, holdTtlSeconds: 900, longestSide: { standard: 2048, pro: 4096 }, requestRates: rates.rates },
       });
       await gateway.start();
       gateways.push(gateway);
@@ -79,6 +83,7 @@ describe("gateway replicas share each plan's requests per minute", { skip: backe
     await orchestrator?.stop();
     await billing?.sweeper.stop();
     for (const opened of ports) await opened.close();
+    for (const opened of sharedRates) await opened.close();
     for (const opened of databases) await opened.close();
     if (backends.skip === false) await backends.dispose();
   });

@@ -60,11 +60,28 @@ export function databaseLocation(databaseUrl: string | undefined, dataDir: strin
   return databaseUrl ? { kind: "postgres", url: databaseUrl } : { kind: "pglite", directory: join(dataDir, "pglite") };
 }
 
-export function openDatabase<Schema>(location: DatabaseLocation): Database<Schema> {
+/** Limits of a pool of its own, for a caller that must not wait on (or hold up) the service's main pool. Ignored by PGlite. */
+export interface PoolLimits {
+  /** Seen in pg_stat_activity. @default none */
+  applicationName?: string;
+  /** The server cancels (and rolls back) a statement running longer than this. @default none */
+  statementTimeoutMs?: number;
+  /** A connection not had from the pool (or the server) within this fails the query. @default none: waits */
+  connectionTimeoutMs?: number;
+}
+
+export function openDatabase<Schema>(location: DatabaseLocation, limits: PoolLimits = {}): Database<Schema> {
   let dialect: Dialect;
   let closeExtra: () => Promise<void> = async () => {};
   if (location.kind === "postgres") {
-    const pool = new pg.Pool({ connectionString: location.url, max: location.poolSizeMax ?? 10, types: { getTypeParser } });
+    const pool = new pg.Pool({
+      connectionString: location.url,
+      max: location.poolSizeMax ?? 10,
+      types: { getTypeParser },
+      application_name: limits.applicationName,
+      statement_timeout: limits.statementTimeoutMs,
+      connectionTimeoutMillis: limits.connectionTimeoutMs,
+    });
     // An idle client the server drops (restart, failover, DROP DATABASE ... FORCE) emits 'error'
     // on the pool; unhandled, that would crash the process. The pool replaces the client anyway.
     pool.on("error", (error) => console.error(`postgres: idle connection lost: ${error.message}`));

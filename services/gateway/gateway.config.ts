@@ -26,11 +26,11 @@ export const gatewayConfigSpec = {
   READ_REQUESTS_PER_MINUTE: integer("Job reads (GetJob, WatchJob, CancelJob) allowed per account per minute, in requests; 0 for no limit.", 600, { min: 0 }),
   WATCH_STREAMS_MAX: integer("WatchJob streams open at once per account, in streams; 0 for no limit.", 16, { min: 0 }),
   RATE_LIMIT_SHARED: boolean(
-    "Count each plan's requests per minute in the gateway's database, so every gateway replica on it shares one budget; false counts per replica (N replicas admit up to N times the rate). Single-node mode (one gateway) counts in memory whatever this says.",
+    "Count each plan's requests per minute in the gateway's database, so every gateway replica on it shares one budget; false counts per replica (N replicas admit up to N times the rate). Single-node mode (one gateway), and a gateway on PGlite (no DATABASE_URL), count in memory whatever this says.",
     true,
   ),
   RATE_LIMIT_STORE_TIMEOUT_MS: integer(
-    "A per-minute check the shared store has not answered within this (milliseconds) is judged by the replica's own in-memory count instead, as when the store is down (fail-open to per-replica limits).",
+    "A per-minute check the shared store has not answered within this (milliseconds) is judged by the replica's own in-memory count instead, as when the store is down (fail-open to per-replica limits); Postgres cancels the check at the same time, and the replica counts alone for the next 5 s before asking the store again.",
     250,
     { min: 10, max: 10_000 },
   ),

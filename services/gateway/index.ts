@@ -59,9 +59,6 @@ import { createPaymentHandlers } from "./handlers/payment.handlers.ts";
 import { paymentRoutes } from "./handlers/payments.routes.ts";
 import { Payments } from "./payments.ts";
 import { PaymentStore, type PaymentSchema } from "./store/payment.store.ts";
-import { RequestRateStore, type RequestRateSchema } from "./store/request-rate.store.ts";
-import { InProcessRequestRates } from "./store/request-rates.in-process.ts";
-import { FailOpenRequestRates, type RequestRates } from "./store/request-rates.ts";
 
 /** VIDEO_BYTES_MAX's default: 1 GiB, the pro plans' video limit. */
 const DEFAULT_VIDEO_BYTES_MAX = 1024 * 1024 * 1024;
@@ -99,12 +96,6 @@ export interface GatewayDependencies {
   payments?: { provider: PaymentProvider; currency: string };
   /** The built web app served at / (`npm run build:web`). @default web/dist in the repository */
   webAppDirectory?: string;
-  /**
-   * Counts the plans' requests per minute in `db`, shared by every replica on it, falling back to
-   * this replica's own count when the database is down or slower than `timeoutMs` (RATE_LIMIT_SHARED,
-   * RATE_LIMIT_STORE_TIMEOUT_MS). @default counted in this process's memory
-   */
-  sharedRateLimit?: { timeoutMs: number };
 }
 
 export interface Gateway {
@@ -130,18 +121,11 @@ export interface Gateway {
   reportOverage(now?: Date): Promise<number>;
 }
 
-/** The shared per-minute count behind its fall-back, or the caller's (undefined: in memory). */
-function requestRatesOf(deps: GatewayDependencies): RequestRates | undefined {
-  if (!deps.sharedRateLimit) return deps.limits.requestRates;
-  const shared = new RequestRateStore(deps.db as unknown as Kysely<RequestRateSchema>);
-  return new FailOpenRequestRates(shared, new InProcessRequestRates(), { timeoutMs: deps.sharedRateLimit.timeoutMs, log: deps.log });
-}
-
 export function createGateway(deps: GatewayDependencies): Gateway {
   const apiKeys = new ApiKeyStore(deps.db, { onLastUsedWriteFailed: (error) => deps.log.warn({ err: error }, "could not record when an API key was last used") });
   // The gateway's tables share its one database; each store sees its own.
   const monthlyCalls = new MonthlyCallStore(deps.db as unknown as Kysely<MonthlyCallSchema>);
-  const imageJobs = new ImageJobs(deps.billing, deps.orchestrator, deps.blobStore, deps.inspect, deps.log, { ...deps.limits, requestRates: requestRatesOf(deps) }, monthlyCalls);
+  const imageJobs = new ImageJobs(deps.billing, deps.orchestrator, deps.blobStore, deps.inspect, deps.log, deps.limits, monthlyCalls);
   const admissions = new UploadAdmissions(apiKeys, imageJobs);
   const accountReads = new AccountReads(deps.billing, monthlyCalls, { longestSide: deps.limits.longestSide, readRequestsPerMinute: deps.limits.readRequestsPerMinute });
   const resultLinks = new ResultLinks(deps.resultUrls ?? { key: randomBytes(32).toString("hex"), ttlSeconds: 24 * 60 * 60 });

@@ -14,6 +14,7 @@ import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, paymentProviderOf,
 import { startPeriodicTask } from "../common/periodic-task.ts";
 import { createGateway } from "./index.ts";
 import type { GatewaySchema } from "./store/api-key.store.ts";
+import { openSharedRequestRates } from "./store/request-rate.store.ts";
 import { openPorts, openServiceDatabase } from "../common/wiring.ts";
 import { createOutboundFetcher, outboundPolicyOf } from "../common/outbound.ts";
 
@@ -34,6 +35,11 @@ await runMain("gateway", async () => {
   const paymentProvider = paymentProviderOf(config);
   const outboundPolicy = outboundPolicyOf(config);
   const outboundFetcher = createOutboundFetcher(outboundPolicy);
+  // Replicas share the per-minute count in Postgres. PGlite belongs to one process, so there it is counted in memory.
+  const sharedRates =
+    config.RATE_LIMIT_SHARED && database.location.kind === "postgres"
+      ? openSharedRequestRates(database.location, { timeoutMs: config.RATE_LIMIT_STORE_TIMEOUT_MS, log })
+      : undefined;
   const gateway = createGateway({
     migrateOnStart: config.MIGRATE_ON_START,
     db: database.db,
@@ -42,12 +48,11 @@ await runMain("gateway", async () => {
     orchestrator: createClient(OrchestratorService, serviceTransport(config.ORCHESTRATOR_URL, peerOptions)),
     inspect: createUploadInspector(imageLimitsOf(config)),
     log,
-    limits: imageJobsOptionsOf(config),
+    limits: { ...imageJobsOptionsOf(config), requestRates: sharedRates?.rates },
     adminToken: admin.token,
     resultUrls: resultLinksOptionsOf(config, { required: true }),
     outbound: { fetcher: outboundFetcher, policy: outboundPolicy },
     payments: { provider: paymentProvider, currency: config.PAYMENT_CURRENCY },
-    sharedRateLimit: config.RATE_LIMIT_SHARED ? { timeoutMs: config.RATE_LIMIT_STORE_TIMEOUT_MS } : undefined,
   });
   const server = await startServiceServer({
     name: "gateway",
@@ -78,6 +83,7 @@ await runMain("gateway", async () => {
       await overageReports?.stop();
       await server.close();
       await outboundFetcher.close();
+      await sharedRates?.close();
       await ports.close();
       await database.close();
       await tracing.shutdown();

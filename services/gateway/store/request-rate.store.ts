@@ -4,8 +4,11 @@
 // bucket needs a get and a compare-and-set update, two round trips, retried whenever two replicas
 // race for the same account (figures in README, "Rate limits across replicas").
 import { sql, type Kysely } from "kysely";
+import { openDatabase, type DatabaseLocation } from "../../common/database.ts";
+import type { Logger } from "../../common/logging.ts";
 import { refusalOf, stateOf } from "../domain/rate-limits.ts";
-import type { RateTake, RequestRates } from "./request-rates.ts";
+import { InProcessRequestRates } from "./request-rates.in-process.ts";
+import { FailOpenRequestRates, type RateTake, type RequestRates } from "./request-rates.ts";
 
 export interface RequestRateTable {
   account_id: string;
@@ -48,4 +51,37 @@ export class RequestRateStore implements RequestRates {
     const nowMs = Number(row.refilled_at_ms);
     return { outcome: row.admitted ? { ok: true } : refusalOf(tokens, requestsPerMinute), state: stateOf(tokens, requestsPerMinute, nowMs) };
   }
+}
+
+/** Seen in pg_stat_activity: the limiter's connections, apart from the gateway's own. */
+export const REQUEST_RATE_APPLICATION_NAME = "cutline-gateway-rate-limit";
+
+export interface SharedRequestRatesOptions {
+  /** RATE_LIMIT_STORE_TIMEOUT_MS: the longest a take waits for a connection or its statement. */
+  timeoutMs: number;
+  log: Logger;
+  /** Connections of the limiter's own pool. @default 4 */
+  poolSizeMax?: number;
+  /** How long takes are judged locally after the store failed. @default 5000 ms (FailOpenRequestRates) */
+  coolDownMs?: number;
+}
+
+/**
+ * The replicas' shared limit on a pool of its own, behind the fall-back to this replica's bucket.
+ * Its own pool so a slow take never holds a connection that API-key, payment or batch queries
+ * wait for; a small one (4: a take is one short statement) so a slowdown costs the database few
+ * backends. The server cancels a take after `timeoutMs` (statement_timeout), which rolls it back:
+ * a take the gateway stopped waiting for never commits later and drains the bucket twice.
+ */
+export function openSharedRequestRates(location: DatabaseLocation & { kind: "postgres" }, options: SharedRequestRatesOptions): { rates: RequestRates; close(): Promise<void> } {
+  const database = openDatabase<RequestRateSchema>(
+    { kind: "postgres", url: location.url, poolSizeMax: options.poolSizeMax ?? 4 },
+    { applicationName: REQUEST_RATE_APPLICATION_NAME, statementTimeoutMs: options.timeoutMs, connectionTimeoutMs: options.timeoutMs },
+  );
+  const rates = new FailOpenRequestRates(new RequestRateStore(database.db), new InProcessRequestRates(), {
+    timeoutMs: options.timeoutMs,
+    coolDownMs: options.coolDownMs,
+    log: options.log,
+  });
+  return { rates, close: () => database.close() };
 }
