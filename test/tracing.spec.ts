@@ -1,7 +1,7 @@
 // OpenTelemetry across the services: one image call in single-node mode (in-memory Connect
 // transports, the in-process queue and bus) is one trace with spans from all four services,
 // through the work queue and back on the event bus; a log line inside a span names its trace.
-import { context, ProxyTracerProvider, trace } from "@opentelemetry/api";
+import { context, ProxyTracerProvider, SpanKind, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, NodeTracerProvider, type ReadableSpan } from "@opentelemetry/sdk-trace-node";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -79,6 +79,46 @@ test("one image call is one trace: gateway, billing, orchestrator and inference,
   assert.equal(succeededProcessed?.attributes[SERVICE_ATTRIBUTE], "orchestrator");
   const capture = spans.find((span) => span.name === "cutline.billing.v1.BillingService/Capture" && span.attributes[SERVICE_ATTRIBUTE] === "billing");
   assert.ok(capture, "the capture is in the same trace");
+});
+
+test("an HTTP span is named by its route, never by the raw path; the path stays in url.path", async () => {
+  exporter.reset();
+  const traceId = "5bf92f3577b34da6a3ce929d0e0e4737";
+  const jobId = "0b8f6c1e-4d2a-4f6b-9a4e-7c1d2e3f4a5b";
+  const response = await fetch(`${node.url}/v1/jobs/${jobId}`, { headers: { "x-api-key": node.apiKey, traceparent: `00-${traceId}-00f067aa0ba902b7-01` } });
+  await response.arrayBuffer();
+  const unmatched = await fetch(`${node.url}/nowhere/${jobId}`, { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } });
+  await unmatched.arrayBuffer();
+  const byPath = (path: string) => exporter.getFinishedSpans().find((span) => span.spanContext().traceId === traceId && span.attributes["url.path"] === path);
+  await eventually("both requests spanned", () => byPath(`/v1/jobs/${jobId}`) !== undefined && byPath(`/nowhere/${jobId}`) !== undefined);
+  const job = byPath(`/v1/jobs/${jobId}`)!;
+  assert.equal(job.name, "GET /v1/jobs/{id}");
+  assert.equal(job.attributes["http.route"], "/v1/jobs/{id}");
+  assert.equal(job.kind, SpanKind.SERVER);
+  // No route matched: the method alone (OpenTelemetry's HTTP conventions), no id in any span name.
+  assert.equal(byPath(`/nowhere/${jobId}`)!.name, "GET");
+  assert.ok(!exporter.getFinishedSpans().some((span) => span.name.includes(jobId)), "no span name carries the id");
+});
+
+test("an RPC over the network has one SERVER span; the exchange around it (admission) is INTERNAL", async () => {
+  exporter.reset();
+  const traceId = "6bf92f3577b34da6a3ce929d0e0e4738";
+  const rpc = "cutline.gateway.v1.AccountService/GetBalance";
+  const response = await fetch(`${node.url}/${rpc}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": node.apiKey, traceparent: `00-${traceId}-00f067aa0ba902b7-01` },
+    body: "{}",
+  });
+  assert.equal(response.status, 200, await response.clone().text());
+  await response.arrayBuffer();
+  const spans = () => exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId && span.attributes[SERVICE_ATTRIBUTE] === "gateway");
+  await eventually("the exchange ended", () => spans().some((span) => span.attributes["url.path"] === `/${rpc}`));
+  const servers = spans().filter((span) => span.kind === SpanKind.SERVER);
+  assert.deepEqual(servers.map((span) => span.name), [rpc], "one SERVER span, the RPC's");
+  const exchange = spans().find((span) => span.attributes["url.path"] === `/${rpc}`)!;
+  assert.equal(exchange.kind, SpanKind.INTERNAL);
+  assert.equal(servers[0]!.parentSpanContext?.spanId, exchange.spanContext().spanId, "the RPC span inside the exchange");
+  assert.equal(exchange.parentSpanContext?.spanId, "00f067aa0ba902b7", "the exchange continues the caller's trace");
 });
 
 test("through JetStream: a task and its event carry the context in NATS headers, each processed in a child span", async (context_) => {

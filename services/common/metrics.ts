@@ -115,6 +115,11 @@ export function markHttpRoute(request: HttpRequest, route: string): void {
   routeOfRequest.set(request, route);
 }
 
+/** The route pattern a request matched (markHttpRoute), if any: the HTTP span's name and http.route. */
+export function httpRouteOf(request: HttpRequest): string | undefined {
+  return routeOfRequest.get(request);
+}
+
 /**
  * Counts and times every request the routes see, labelled with the pattern a route marked
  * (markHttpRoute); a request the routes answered without marking is "other", one they left to

@@ -132,7 +132,7 @@ function serviceOfTypeName(typeName: string): string {
 export function serverTracingInterceptor(): Interceptor {
   return (next) => async (request) => {
     if (!provider) return next(request);
-    // Over the network the exchange's span (traceHttpExchange) is active and already continues the
+    // Over the network the exchange's INTERNAL span (traceHttpExchange) is active and already continues the
     // caller's trace; in memory (single-node router transports) the headers carry the caller's.
     const active = context.active();
     const parent = trace.getSpan(active) ? active : propagation.extract(active, request.header, headersGetter);
@@ -165,18 +165,38 @@ interface ResponseLike {
   once(event: "close", listener: () => void): unknown;
 }
 
+export interface HttpExchangeOptions<Request> {
+  /** The paths of the server's RPCs: their exchange is INTERNAL, the RPC's own span (serverTracingInterceptor) is the SERVER span. */
+  rpcPaths: ReadonlySet<string>;
+  /** The route pattern the routes matched (`/v1/jobs/{id}`), read when the response closes. */
+  routeOf(request: Request): string | undefined;
+}
+
+// A client must not mint span names with made-up methods (OpenTelemetry's HTTP conventions: _OTHER).
+const HTTP_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
 /**
  * Spans one inbound HTTP exchange of `service` (a REST route, or an RPC with its admission),
  * continuing the caller's trace, until the response closes; `handle` runs inside the span.
+ * The name is the method and the matched route (`GET /v1/jobs/{id}`), never the raw path, which
+ * carries ids and stays in url.path; an unmatched request is named by its method alone. An RPC's
+ * exchange is INTERNAL: the RPC's span inside it is the one SERVER span of the call.
  * Runs `handle` directly when tracing is off.
  */
-export function traceHttpExchange<T>(service: string, request: NodeLike, response: ResponseLike, handle: () => Promise<T>): Promise<T> {
+export function traceHttpExchange<Request extends NodeLike, T>(service: string, request: Request, response: ResponseLike, options: HttpExchangeOptions<Request>, handle: () => Promise<T>): Promise<T> {
   if (!provider) return handle();
   const parent = propagation.extract(context.active(), request.headers, nodeHeadersGetter);
   const path = (request.url ?? "/").split("?")[0]!;
-  const method = request.method ?? "GET";
-  const span = tracer().startSpan(`${method} ${path}`, { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "url.path": path, [SERVICE_ATTRIBUTE]: service } }, parent);
+  const method = HTTP_METHODS.has(request.method ?? "") ? request.method! : "_OTHER";
+  const rpc = options.rpcPaths.has(path);
+  const attributes = { "http.request.method": method, "url.path": path, [SERVICE_ATTRIBUTE]: service, ...(rpc ? { "http.route": path } : {}) };
+  const span = tracer().startSpan(rpc ? `${method} ${path}` : method, { kind: rpc ? SpanKind.INTERNAL : SpanKind.SERVER, attributes }, parent);
   response.once("close", () => {
+    const route = rpc ? undefined : options.routeOf(request);
+    if (route !== undefined) {
+      span.updateName(`${method} ${route}`);
+      span.setAttribute("http.route", route);
+    }
     span.setAttribute("http.response.status_code", response.statusCode);
     if (response.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
     span.end();
