@@ -7,10 +7,12 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawnSync } from "node:child_process";
 import { Writable } from "node:stream";
 import { after, before, test } from "node:test";
 import { createLogger } from "../services/common/logging.ts";
-import { SERVICE_ATTRIBUTE, startTracing, traceLogFields, tracingEnabled, type Tracing } from "../services/common/tracing.ts";
+import { SERVICE_ATTRIBUTE, startTracing, tracingEnabled, type Tracing } from "../services/common/tracing.ts";
+import { traceLogFields } from "../services/common/trace-log-fields.ts";
 import { startSingleNode, type SingleNode } from "../services/single-node.ts";
 import { testPhoto } from "./end-to-end.scenario.ts";
 import { eventually } from "../services/common/ports/contract-support.ts";
@@ -27,7 +29,7 @@ const dataDir = mkdtempSync(join(tmpdir(), "cutline-tracing-"));
 
 before(async () => {
   // CUTLINE_TRACING stays off for the node: the test's provider (with its in-memory exporter) is the one registered.
-  tracing = startTracing({ CUTLINE_TRACING: "off" }, "cutline", exporter);
+  tracing = await startTracing({ CUTLINE_TRACING: "off" }, "cutline", exporter);
   node = await startSingleNode({ CUTLINE_DATA_DIR: dataDir, PORT: "0", METRICS_PORT: "off", LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1" });
   await node.ready;
 });
@@ -198,7 +200,7 @@ test("CUTLINE_TRACING=otlp sends the spans to OTEL_EXPORTER_OTLP_ENDPOINT/v1/tra
   });
   await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
   const { port } = collector.address() as { port: number };
-  const otlp = startTracing({ CUTLINE_TRACING: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}/`, OTEL_SERVICE_NAME: "gateway-eu" }, "gateway");
+  const otlp = await startTracing({ CUTLINE_TRACING: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}/`, OTEL_SERVICE_NAME: "gateway-eu" }, "gateway");
   try {
     const span = trace.getTracer("test").startSpan("exported");
     span.end();
@@ -212,11 +214,20 @@ test("CUTLINE_TRACING=otlp sends the spans to OTEL_EXPORTER_OTLP_ENDPOINT/v1/tra
   }
 });
 
-test("tracing on twice in one process is refused, naming the problem", () => {
-  const first = startTracing({ CUTLINE_TRACING: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9" }, "gateway");
+test("tracing on twice in one process is refused, naming the problem, even while the first loads the SDK", async () => {
+  const loading = startTracing({ CUTLINE_TRACING: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9" }, "gateway");
+  await assert.rejects(startTracing({ CUTLINE_TRACING: "otlp" }, "gateway"), /tracing is already started in this process/);
+  const first = await loading;
   try {
-    assert.throws(() => startTracing({ CUTLINE_TRACING: "otlp" }, "gateway"), /tracing is already started in this process/);
+    await assert.rejects(startTracing({ CUTLINE_TRACING: "otlp" }, "gateway"), /tracing is already started in this process/);
   } finally {
     void first.shutdown();
   }
+});
+
+test("the logger loads no OpenTelemetry SDK: tracing off costs a service nothing", () => {
+  const script = 'await import("./services/common/logging.ts"); await import("./services/common/tracing.ts"); const loaded = Object.keys((await import("node:module")).createRequire(import.meta.url).cache); console.log(JSON.stringify(loaded.filter((path) => /@opentelemetry[\\/](sdk-|exporter-|resources)/.test(path))));';
+  const child = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: join(import.meta.dirname, ".."), encoding: "utf8" });
+  assert.equal(child.status, 0, child.stderr);
+  assert.deepEqual(JSON.parse(child.stdout.trim().split("\n").at(-1)!), [], "SDK modules loaded by the logger or tracing.ts");
 });

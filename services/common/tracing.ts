@@ -2,13 +2,12 @@
 // context carried in Connect headers and in NATS (or in-process) message headers, so that one
 // image call is one trace from the gateway through billing and the orchestrator to the inference
 // worker and back. Off by default: then no provider is registered, every hook below returns at
-// its first line, and the OpenTelemetry API answers with its no-op tracer.
+// its first line, and the OpenTelemetry API answers with its no-op tracer. The SDK and the OTLP
+// exporter are imported only when tracing starts: every service and script loads this module (and
+// the logger), and with tracing off they would cost each process their load time for nothing.
 import type { Interceptor } from "@connectrpc/connect";
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Context, type Span, type TextMapGetter } from "@opentelemetry/api";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { resourceFromAttributes } from "@opentelemetry/resources";
-import { BatchSpanProcessor, NodeTracerProvider, SimpleSpanProcessor, type SpanExporter } from "@opentelemetry/sdk-trace-node";
-import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions";
+import type { NodeTracerProvider, SpanExporter } from "@opentelemetry/sdk-trace-node";
 import { oneOf, optionalText, url } from "./config.loader.ts";
 import type { BusEvent, EventBus } from "./ports/event-bus.ts";
 import type { WorkMessage, WorkQueue } from "./ports/work-queue.ts";
@@ -39,6 +38,8 @@ export interface Tracing {
 }
 
 let provider: NodeTracerProvider | undefined;
+/** Set from the first line of startTracing, so a second start is refused even while the SDK loads. */
+let starting = false;
 const tracer = () => trace.getTracer("cutline");
 
 /** Whether a provider is registered: every hook asks this first. */
@@ -48,20 +49,31 @@ export function tracingEnabled(): boolean {
 
 /**
  * Registers the process's tracer provider from the configuration (`exporter` replaces OTLP, for
- * tests). With CUTLINE_TRACING=off and no exporter it registers nothing.
+ * tests). With CUTLINE_TRACING=off and no exporter it registers nothing and loads no SDK.
  */
-export function startTracing(config: TracingOptions, serviceName: string, exporter?: SpanExporter): Tracing {
+export async function startTracing(config: TracingOptions, serviceName: string, exporter?: SpanExporter): Promise<Tracing> {
   if (config.CUTLINE_TRACING === "off" && exporter === undefined) return { enabled: false, shutdown: async () => {} };
-  if (provider) throw new Error("tracing is already started in this process; shut it down first");
-  const endpoint = (config.OTEL_EXPORTER_OTLP_ENDPOINT ?? OTLP_ENDPOINT_DEFAULT).replace(/\/+$/, "");
-  const started = new NodeTracerProvider({
-    resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: config.OTEL_SERVICE_NAME ?? serviceName }),
+  if (provider || starting) throw new Error("tracing is already started in this process; shut it down first");
+  starting = true;
+  let started: NodeTracerProvider;
+  try {
+    const [{ BatchSpanProcessor, NodeTracerProvider, SimpleSpanProcessor }, { resourceFromAttributes }, { ATTR_SERVICE_NAME }] = await Promise.all([
+      import("@opentelemetry/sdk-trace-node"),
+      import("@opentelemetry/resources"),
+      import("@opentelemetry/semantic-conventions"),
+    ]);
+    const endpoint = (config.OTEL_EXPORTER_OTLP_ENDPOINT ?? OTLP_ENDPOINT_DEFAULT).replace(/\/+$/, "");
     // Tests read spans as they end; a collector gets them in batches, off the request path.
-    spanProcessors: [exporter ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(new OTLPTraceExporter({ url: `${endpoint}/v1/traces` }))],
-  });
-  // Also installs the AsyncLocalStorage context manager and the W3C trace-context propagator.
-  started.register();
-  provider = started;
+    const processor = exporter
+      ? new SimpleSpanProcessor(exporter)
+      : new BatchSpanProcessor(new (await import("@opentelemetry/exporter-trace-otlp-http")).OTLPTraceExporter({ url: `${endpoint}/v1/traces` }));
+    started = new NodeTracerProvider({ resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: config.OTEL_SERVICE_NAME ?? serviceName }), spanProcessors: [processor] });
+    // Also installs the AsyncLocalStorage context manager and the W3C trace-context propagator.
+    started.register();
+    provider = started;
+  } finally {
+    starting = false;
+  }
   return {
     enabled: true,
     async shutdown() {
@@ -73,15 +85,6 @@ export function startTracing(config: TracingOptions, serviceName: string, export
       propagation.disable();
     },
   };
-}
-
-/** trace_id and span_id of the active span, for every log line written inside one (pino's mixin). */
-export function traceLogFields(): Record<string, string> {
-  if (!provider) return {};
-  const span = trace.getSpan(context.active());
-  if (!span) return {};
-  const { traceId, spanId } = span.spanContext();
-  return { trace_id: traceId, span_id: spanId };
 }
 
 const headersGetter: TextMapGetter<Headers> = { keys: (carrier) => [...carrier.keys()], get: (carrier, key) => carrier.get(key) ?? undefined };
