@@ -90,7 +90,7 @@ function singleNodeApiKey(configured: string | undefined, dataDir: string): stri
 export async function startSingleNode(environment: NodeJS.ProcessEnv = process.env): Promise<SingleNode> {
   const config = loadAll(environment);
   const common = config.gateway;
-  const tracing = startTracing(common, "cutline");
+  const tracing = await startTracing(common, "cutline");
   const log = createLogger("cutline", common.LOG_LEVEL);
   const health = new HealthRegistry();
   mkdirSync(common.CUTLINE_DATA_DIR, { recursive: true });

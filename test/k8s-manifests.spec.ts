@@ -233,7 +233,7 @@ function checkScaledObject(objects: K8sObject[], overlay: string): K8sObject {
   const prefix = environment.get("NATS_NAME_PREFIX")?.value ?? "cutline";
   const { stream, videoStream, consumers } = workQueueNames(prefix);
   const natsHost = new URL(environment.get("NATS_URL")!.value!).hostname;
-  const triggers = scaledObject.spec.triggers as { type: string; metadata: Record<string, string> }[];
+  const triggers = scaledObject.spec.triggers as { type: string; name?: string; metadata: Record<string, string> }[];
   const consumersOf = (name: string) => triggers.filter((trigger) => trigger.metadata.stream === name).map((trigger) => trigger.metadata.consumer).sort();
   assert.deepEqual(consumersOf(stream), consumers, `${overlay}: one trigger per work-queue consumer`);
   assert.deepEqual(consumersOf(videoStream), consumers, `${overlay}: one trigger per video-queue consumer`);
@@ -243,9 +243,52 @@ function checkScaledObject(objects: K8sObject[], overlay: string): K8sObject {
     // KEDA asks each consumer's leader at <pod>.<endpoint host>, which only the headless Service resolves.
     const [service, namespace, ...rest] = natsHost.split(".");
     assert.equal(trigger.metadata.natsServerMonitoringEndpoint, [`${service}-headless`, namespace, ...rest].join(".") + ":8222", `${overlay}: monitoring endpoint on the headless Service of NATS_URL's cluster`);
-    assert.ok(Number(trigger.metadata.lagThreshold) > 0, `${overlay}: lagThreshold`);
   }
+  checkScalingFormula(scaledObject, triggers, environment, overlay);
   return scaledObject;
+}
+
+/**
+ * Evaluates a scalingModifiers formula the way KEDA does (trigger name → its lag), for the subset
+ * of expr-lang it may use here: numbers, trigger names, + - * /, parentheses and max/min.
+ */
+function evaluateFormula(formula: string, lags: Record<string, number>): number {
+  assert.match(formula, /^[\w\s+\-*/().,]+$/, `formula ${formula}: only names, numbers, arithmetic and max/min`);
+  for (const [name] of formula.matchAll(/[A-Za-z_]\w*/g)) assert.ok(name === "max" || name === "min" || name in lags, `formula names ${name}, which is no trigger`);
+  return new Function("max", "min", ...Object.keys(lags), `return (${formula});`)(Math.max, Math.min, ...Object.values(lags)) as number;
+}
+
+/**
+ * One metric per in-flight cap. The image lanes share INFERENCE_TASKS_IN_FLIGHT_MAX (one loop pulls
+ * high, then normal) and the video lanes share VIDEO_CONCURRENCY, so each pair is summed before it
+ * is divided by its cap; a trigger per lane, each divided alone, reads N pods busy on both lanes
+ * as N/2 and scales busy pods away.
+ */
+function checkScalingFormula(scaledObject: K8sObject, triggers: { name?: string; metadata: Record<string, string> }[], environment: ReturnType<typeof environmentOf>, overlay: string): void {
+  const imageCap = Number(environment.get("INFERENCE_TASKS_IN_FLIGHT_MAX")?.value);
+  const videoCap = Number(environment.get("VIDEO_CONCURRENCY")?.value);
+  assert.ok(Number.isInteger(imageCap) && imageCap >= 1 && Number.isInteger(videoCap) && videoCap >= 1, `${overlay}: INFERENCE_TASKS_IN_FLIGHT_MAX and VIDEO_CONCURRENCY are set`);
+  const modifiers = scaledObject.spec.advanced?.scalingModifiers as { formula?: string; target?: string; metricType?: string } | undefined;
+  assert.ok(modifiers?.formula, `${overlay}: advanced.scalingModifiers.formula combines the lanes (KEDA >= 2.12)`);
+  assert.equal(modifiers.target, "1", `${overlay}: the formula counts replicas, target 1`);
+  assert.equal(modifiers.metricType, "AverageValue", `${overlay}: AverageValue (fallback needs it)`);
+  // expr-lang reads "work-high" as a subtraction: names must be identifiers.
+  const names = triggers.map((trigger) => trigger.name ?? "");
+  for (const name of names) assert.match(name, /^[A-Za-z_]\w*$/, `${overlay}: trigger name ${name} is an identifier the formula can name`);
+  const lanes = (stream: string) => triggers.filter((trigger) => trigger.metadata.stream === stream).map((trigger) => trigger.name!);
+  const [image, video] = [lanes(triggers[0]!.metadata.stream!), triggers.filter((trigger) => trigger.metadata.stream !== triggers[0]!.metadata.stream).map((trigger) => trigger.name!)];
+  assert.ok(image.length === 2 && video!.length === 2, `${overlay}: two image and two video lanes`);
+  const replicas = (lags: Record<string, number>) => Math.ceil(evaluateFormula(modifiers.formula!, lags) / Number(modifiers.target));
+  const lagsOf = (imageLanes: [number, number], videoLanes: [number, number]) => ({ [image[0]!]: imageLanes[0], [image[1]!]: imageLanes[1], [video![0]!]: videoLanes[0], [video![1]!]: videoLanes[1] });
+  for (const pods of [1, 2, 4, 7]) {
+    // N pods, each full on both image lanes together and running its videos, nothing waiting: N.
+    const half = imageCap / 2;
+    assert.equal(replicas(lagsOf([pods * Math.ceil(half), pods * Math.floor(half)], [pods * videoCap, 0])), pods, `${overlay}: ${pods} pods busy on both lanes read as ${pods} replicas`);
+    assert.equal(replicas(lagsOf([0, pods * imageCap], [0, 0])), pods, `${overlay}: ${pods} pods busy on one lane read as ${pods}`);
+    assert.equal(replicas(lagsOf([0, 0], [Math.ceil(pods * videoCap / 2), Math.floor(pods * videoCap / 2)])), pods, `${overlay}: ${pods} pods on videos alone read as ${pods}`);
+    // One more pod per cap of tasks waiting.
+    assert.equal(replicas(lagsOf([pods * imageCap, imageCap + 1], [0, 0])), pods + 2, `${overlay}: a cap and one waiting add 2 pods`);
+  }
 }
 
 // ---- the tests ------------------------------------------------------------------------------------

@@ -142,7 +142,7 @@ describe("operations (issue 15)", { skip: skipRendering }, () => {
     }
   });
 
-  test("KEDA: lagThreshold = the per-pod in-flight cap of each overlay, on the headless NATS monitoring endpoint", async () => {
+  test("KEDA: one formula divides each queue's lanes by its per-pod cap, on the services' NATS account", async () => {
     const queueLengthDefault = (await configOf("inference")).variables.get("INFERENCE_QUEUE_LENGTH_MAX")!.defaultValue as number;
     for (const overlay of OVERLAYS) {
       const objects = rendered[overlay];
@@ -154,15 +154,18 @@ describe("operations (issue 15)", { skip: skipRendering }, () => {
       // Inference refuses a cap above the images its engine holds.
       const queueLength = Number(environment.get("INFERENCE_QUEUE_LENGTH_MAX")?.value ?? queueLengthDefault);
       assert.ok(cap <= queueLength, `${overlay}: the cap (${cap}) is at most INFERENCE_QUEUE_LENGTH_MAX (${queueLength})`);
-      const triggers = one(objects, "ScaledObject", "inference").spec.triggers as { metadata: Record<string, string> }[];
-      for (const trigger of triggers) {
-        // KEDA's lag is pending + ack pending; N busy pods hold N × cap ack-pending tasks, which
-        // must read as N replicas: neither more (idle pods) nor fewer (busy pods scaled away).
-        assert.equal(Number(trigger.metadata.lagThreshold), cap, `${overlay}: ${trigger.metadata.consumer} lagThreshold = INFERENCE_TASKS_IN_FLIGHT_MAX`);
+      const scaled = one(objects, "ScaledObject", "inference");
+      // KEDA's lag is pending + ack pending; N busy pods hold N × cap ack-pending tasks, which
+      // must read as N replicas: the formula divides each queue's lanes, summed, by its cap
+      // (checked against the env caps in k8s-manifests.spec.ts). A per-trigger lagThreshold
+      // would be a second number to keep in step, unused while the formula scales.
+      assert.match(scaled.spec.advanced.scalingModifiers.formula, new RegExp(`/ ${cap}\\b`), `${overlay}: the formula divides by INFERENCE_TASKS_IN_FLIGHT_MAX (${cap})`);
+      for (const trigger of scaled.spec.triggers as { name: string; metadata: Record<string, string> }[]) {
+        assert.equal(trigger.metadata.lagThreshold, undefined, `${overlay}: ${trigger.name}: no lagThreshold beside the formula`);
         assert.equal(trigger.metadata.account, "CUTLINE", `${overlay}: the services' NATS account`);
       }
     }
-    assert.match(readText("k8s/README.md"), /lagThreshold = INFERENCE_TASKS_IN_FLIGHT_MAX/, "the arithmetic is documented");
+    assert.match(readText("k8s/README.md"), /\(work_high \+ work_normal\) \/ C/, "the arithmetic is documented");
     // The account KEDA reads is the one the services' user belongs to, with JetStream.
     const accounts = readText("k8s/nats/accounts.conf.example");
     assert.match(accounts, /CUTLINE\s*\{\s*jetstream:\s*enabled/);

@@ -18,6 +18,13 @@ function documentedMetrics(): string[] {
   return [...table.matchAll(/^\| `([a-z_]+)` \|/gm)].map((match) => match[1]!);
 }
 
+/** Each metric of docs/metrics.md's table with its documented label names ("—": none). */
+function documentedLabels(): Map<string, string[]> {
+  const text = readFileSync(DOC, "utf8");
+  const table = text.slice(text.indexOf("<!-- metrics-table:start -->"), text.indexOf("<!-- metrics-table:end -->"));
+  return new Map([...table.matchAll(/^\| `([a-z_]+)` \| \w+ \| ([^|]+) \|/gm)].map((match) => [match[1]!, match[2]!.trim() === "—" ? [] : match[2]!.split(",").map((label) => label.trim()).sort()]));
+}
+
 interface Sample {
   name: string;
   labels: Record<string, string>;
@@ -86,6 +93,14 @@ test("after one image call, every documented metric is served with a plausible v
   }
   const { types, samples } = after;
   for (const name of documented) assert.ok(types.has(name), `${name} is documented but not served`);
+  // The labels served are the labels documented (histograms add `le` to their buckets).
+  for (const [name, labels] of documentedLabels()) {
+    for (const sample of samples.filter((candidate) => candidate.name.replace(/_(bucket|sum|count)$/, "") === name)) {
+      assert.deepEqual(Object.keys(sample.labels).filter((label) => label !== "le").sort(), labels, `${sample.name}: labels as docs/metrics.md lists them`);
+    }
+  }
+  // code is `ok` or a gRPC code's number, as documented and as the alerts match it.
+  for (const sample of samples.filter((candidate) => candidate.name === "cutline_rpc_requests_total")) assert.match(sample.labels.code!, /^(ok|\d+)$/);
   const delta = (name: string, labels: Record<string, string> = {}) => total(samples, name, labels) - total(before, name, labels);
 
   // Gateway HTTP: the route's pattern, not the raw path.
@@ -114,8 +129,9 @@ test("after one image call, every documented metric is served with a plausible v
   assert.ok(delta("cutline_job_queue_wait_seconds_sum") < 60);
   // Polled every 15 s: the last poll may have seen the call's one task.
   const pending = samples.filter((sample) => sample.name === "cutline_work_queue_pending");
-  assert.deepEqual(pending.map((sample) => sample.labels.lane).sort(), ["high", "normal"]);
-  for (const sample of pending) assert.ok(sample.value === 0 || sample.value === 1, `work queue pending ${sample.labels.lane}: ${sample.value}`);
+  // Both queues, images and videos (KEDA scales on both), each by lane.
+  assert.deepEqual(pending.map((sample) => `${sample.labels.queue}/${sample.labels.lane}`).sort(), ["image/high", "image/normal", "video/high", "video/normal"]);
+  for (const sample of pending) assert.ok(sample.value === 0 || sample.value === 1, `work queue pending ${sample.labels.queue}/${sample.labels.lane}: ${sample.value}`);
 
   // Billing: the call's hold was captured at what it charged; the rest of the hold went back.
   const reserved = delta("cutline_credits_reserved_total");

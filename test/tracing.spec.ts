@@ -1,16 +1,18 @@
 // OpenTelemetry across the services: one image call in single-node mode (in-memory Connect
 // transports, the in-process queue and bus) is one trace with spans from all four services,
 // through the work queue and back on the event bus; a log line inside a span names its trace.
-import { context, ProxyTracerProvider, trace } from "@opentelemetry/api";
+import { context, ProxyTracerProvider, SpanKind, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, NodeTracerProvider, type ReadableSpan } from "@opentelemetry/sdk-trace-node";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawnSync } from "node:child_process";
 import { Writable } from "node:stream";
 import { after, before, test } from "node:test";
 import { createLogger } from "../services/common/logging.ts";
-import { SERVICE_ATTRIBUTE, startTracing, traceLogFields, tracingEnabled, type Tracing } from "../services/common/tracing.ts";
+import { SERVICE_ATTRIBUTE, startTracing, tracingEnabled, type Tracing } from "../services/common/tracing.ts";
+import { traceLogFields } from "../services/common/trace-log-fields.ts";
 import { startSingleNode, type SingleNode } from "../services/single-node.ts";
 import { testPhoto } from "./end-to-end.scenario.ts";
 import { eventually } from "../services/common/ports/contract-support.ts";
@@ -27,7 +29,7 @@ const dataDir = mkdtempSync(join(tmpdir(), "cutline-tracing-"));
 
 before(async () => {
   // CUTLINE_TRACING stays off for the node: the test's provider (with its in-memory exporter) is the one registered.
-  tracing = startTracing({ CUTLINE_TRACING: "off" }, "cutline", exporter);
+  tracing = await startTracing({ CUTLINE_TRACING: "off" }, "cutline", exporter);
   node = await startSingleNode({ CUTLINE_DATA_DIR: dataDir, PORT: "0", METRICS_PORT: "off", LOG_LEVEL: "warn", INFERENCE_WARMUP_RUNS: "1" });
   await node.ready;
 });
@@ -79,6 +81,46 @@ test("one image call is one trace: gateway, billing, orchestrator and inference,
   assert.equal(succeededProcessed?.attributes[SERVICE_ATTRIBUTE], "orchestrator");
   const capture = spans.find((span) => span.name === "cutline.billing.v1.BillingService/Capture" && span.attributes[SERVICE_ATTRIBUTE] === "billing");
   assert.ok(capture, "the capture is in the same trace");
+});
+
+test("an HTTP span is named by its route, never by the raw path; the path stays in url.path", async () => {
+  exporter.reset();
+  const traceId = "5bf92f3577b34da6a3ce929d0e0e4737";
+  const jobId = "0b8f6c1e-4d2a-4f6b-9a4e-7c1d2e3f4a5b";
+  const response = await fetch(`${node.url}/v1/jobs/${jobId}`, { headers: { "x-api-key": node.apiKey, traceparent: `00-${traceId}-00f067aa0ba902b7-01` } });
+  await response.arrayBuffer();
+  const unmatched = await fetch(`${node.url}/nowhere/${jobId}`, { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } });
+  await unmatched.arrayBuffer();
+  const byPath = (path: string) => exporter.getFinishedSpans().find((span) => span.spanContext().traceId === traceId && span.attributes["url.path"] === path);
+  await eventually("both requests spanned", () => byPath(`/v1/jobs/${jobId}`) !== undefined && byPath(`/nowhere/${jobId}`) !== undefined);
+  const job = byPath(`/v1/jobs/${jobId}`)!;
+  assert.equal(job.name, "GET /v1/jobs/{id}");
+  assert.equal(job.attributes["http.route"], "/v1/jobs/{id}");
+  assert.equal(job.kind, SpanKind.SERVER);
+  // No route matched: the method alone (OpenTelemetry's HTTP conventions), no id in any span name.
+  assert.equal(byPath(`/nowhere/${jobId}`)!.name, "GET");
+  assert.ok(!exporter.getFinishedSpans().some((span) => span.name.includes(jobId)), "no span name carries the id");
+});
+
+test("an RPC over the network has one SERVER span; the exchange around it (admission) is INTERNAL", async () => {
+  exporter.reset();
+  const traceId = "6bf92f3577b34da6a3ce929d0e0e4738";
+  const rpc = "cutline.gateway.v1.AccountService/GetBalance";
+  const response = await fetch(`${node.url}/${rpc}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": node.apiKey, traceparent: `00-${traceId}-00f067aa0ba902b7-01` },
+    body: "{}",
+  });
+  assert.equal(response.status, 200, await response.clone().text());
+  await response.arrayBuffer();
+  const spans = () => exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId && span.attributes[SERVICE_ATTRIBUTE] === "gateway");
+  await eventually("the exchange ended", () => spans().some((span) => span.attributes["url.path"] === `/${rpc}`));
+  const servers = spans().filter((span) => span.kind === SpanKind.SERVER);
+  assert.deepEqual(servers.map((span) => span.name), [rpc], "one SERVER span, the RPC's");
+  const exchange = spans().find((span) => span.attributes["url.path"] === `/${rpc}`)!;
+  assert.equal(exchange.kind, SpanKind.INTERNAL);
+  assert.equal(servers[0]!.parentSpanContext?.spanId, exchange.spanContext().spanId, "the RPC span inside the exchange");
+  assert.equal(exchange.parentSpanContext?.spanId, "00f067aa0ba902b7", "the exchange continues the caller's trace");
 });
 
 test("through JetStream: a task and its event carry the context in NATS headers, each processed in a child span", async (context_) => {
@@ -158,7 +200,7 @@ test("CUTLINE_TRACING=otlp sends the spans to OTEL_EXPORTER_OTLP_ENDPOINT/v1/tra
   });
   await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
   const { port } = collector.address() as { port: number };
-  const otlp = startTracing({ CUTLINE_TRACING: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}/`, OTEL_SERVICE_NAME: "gateway-eu" }, "gateway");
+  const otlp = await startTracing({ CUTLINE_TRACING: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}/`, OTEL_SERVICE_NAME: "gateway-eu" }, "gateway");
   try {
     const span = trace.getTracer("test").startSpan("exported");
     span.end();
@@ -172,11 +214,20 @@ test("CUTLINE_TRACING=otlp sends the spans to OTEL_EXPORTER_OTLP_ENDPOINT/v1/tra
   }
 });
 
-test("tracing on twice in one process is refused, naming the problem", () => {
-  const first = startTracing({ CUTLINE_TRACING: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9" }, "gateway");
+test("tracing on twice in one process is refused, naming the problem, even while the first loads the SDK", async () => {
+  const loading = startTracing({ CUTLINE_TRACING: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9" }, "gateway");
+  await assert.rejects(startTracing({ CUTLINE_TRACING: "otlp" }, "gateway"), /tracing is already started in this process/);
+  const first = await loading;
   try {
-    assert.throws(() => startTracing({ CUTLINE_TRACING: "otlp" }, "gateway"), /tracing is already started in this process/);
+    await assert.rejects(startTracing({ CUTLINE_TRACING: "otlp" }, "gateway"), /tracing is already started in this process/);
   } finally {
     void first.shutdown();
   }
+});
+
+test("the logger loads no OpenTelemetry SDK: tracing off costs a service nothing", () => {
+  const script = 'await import("./services/common/logging.ts"); await import("./services/common/tracing.ts"); const loaded = Object.keys((await import("node:module")).createRequire(import.meta.url).cache); console.log(JSON.stringify(loaded.filter((path) => /@opentelemetry[\\/](sdk-|exporter-|resources)/.test(path))));';
+  const child = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: join(import.meta.dirname, ".."), encoding: "utf8" });
+  assert.equal(child.status, 0, child.stderr);
+  assert.deepEqual(JSON.parse(child.stdout.trim().split("\n").at(-1)!), [], "SDK modules loaded by the logger or tracing.ts");
 });

@@ -13,7 +13,7 @@ import { openPorts, openServiceDatabase } from "../common/wiring.ts";
 await runMain("billing", async () => {
   const config = loadBillingConfig();
   const serviceToken = requireServiceToken(config.CUTLINE_SERVICE_TOKEN);
-  const tracing = startTracing(config, "billing");
+  const tracing = await startTracing(config, "billing");
   const log = createLogger("billing", config.LOG_LEVEL);
   const health = new HealthRegistry();
   const database = openServiceDatabase(config);

@@ -1,6 +1,6 @@
 import { pino, type DestinationStream, type Logger } from "pino";
 import { redactValue } from "./credentials.ts";
-import { traceLogFields } from "./tracing.ts";
+import { traceLogFields } from "./trace-log-fields.ts";
 
 export type { Logger };
 

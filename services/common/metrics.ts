@@ -58,7 +58,7 @@ function watchEventLoop(): void {
 
 const rpcTotal = new Counter({
   name: "cutline_rpc_requests_total",
-  help: "RPCs handled, by service, method and gRPC code name.",
+  help: "RPCs handled, by service, method and code: `ok` on success, else the gRPC code's number (3 invalid_argument, 13 internal, 14 unavailable).",
   labelNames: ["service", "method", "code"] as const,
 });
 
@@ -113,6 +113,11 @@ const routeOfRequest = new WeakMap<HttpRequest, string>();
 /** Names the route pattern (`/v1/jobs/{id}`) a request matched, for the HTTP metrics' `route` label. */
 export function markHttpRoute(request: HttpRequest, route: string): void {
   routeOfRequest.set(request, route);
+}
+
+/** The route pattern a request matched (markHttpRoute), if any: the HTTP span's name and http.route. */
+export function httpRouteOf(request: HttpRequest): string | undefined {
+  return routeOfRequest.get(request);
 }
 
 /**

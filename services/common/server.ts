@@ -8,7 +8,7 @@ import type { Duplex } from "node:stream";
 import { admissionFault, isAdmissionExempt, pathOf, writeRefusal } from "./admission.ts";
 import { createHealthHandlers, Health, type HealthRegistry } from "./health.ts";
 import type { Logger } from "./logging.ts";
-import { countRpc, metricsInterceptor } from "./metrics.ts";
+import { countRpc, httpRouteOf, metricsInterceptor } from "./metrics.ts";
 import { startMetricsServer, type MetricsServer } from "./metrics.server.ts";
 import { registerReflection } from "./reflection.ts";
 import { serverTracingInterceptor, traceHttpExchange } from "./tracing.ts";
@@ -358,7 +358,7 @@ interface DispatchOptions {
 function createRequestListeners(options: DispatchOptions): RequestListeners {
   // A rejection here would be unhandled, and Node exits on one: log it and drop the request instead.
   const dispatch = (request: HttpRequest, response: HttpResponse, expectsContinue: boolean) =>
-    void traceHttpExchange(options.service, request, response, () => serve(options, request, response, expectsContinue)).catch((error: unknown) => {
+    void traceHttpExchange(options.service, request, response, { rpcPaths: options.rpcPaths, routeOf: httpRouteOf }, () => serve(options, request, response, expectsContinue)).catch((error: unknown) => {
       options.log.error({ err: error, url: request.url }, "request could not be dispatched");
       response.destroy();
     });

@@ -2,13 +2,12 @@
 // context carried in Connect headers and in NATS (or in-process) message headers, so that one
 // image call is one trace from the gateway through billing and the orchestrator to the inference
 // worker and back. Off by default: then no provider is registered, every hook below returns at
-// its first line, and the OpenTelemetry API answers with its no-op tracer.
+// its first line, and the OpenTelemetry API answers with its no-op tracer. The SDK and the OTLP
+// exporter are imported only when tracing starts: every service and script loads this module (and
+// the logger), and with tracing off they would cost each process their load time for nothing.
 import type { Interceptor } from "@connectrpc/connect";
 import { context, propagation, SpanKind, SpanStatusCode, trace, type Context, type Span, type TextMapGetter } from "@opentelemetry/api";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { resourceFromAttributes } from "@opentelemetry/resources";
-import { BatchSpanProcessor, NodeTracerProvider, SimpleSpanProcessor, type SpanExporter } from "@opentelemetry/sdk-trace-node";
-import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions";
+import type { NodeTracerProvider, SpanExporter } from "@opentelemetry/sdk-trace-node";
 import { oneOf, optionalText, url } from "./config.loader.ts";
 import type { BusEvent, EventBus } from "./ports/event-bus.ts";
 import type { WorkMessage, WorkQueue } from "./ports/work-queue.ts";
@@ -39,6 +38,8 @@ export interface Tracing {
 }
 
 let provider: NodeTracerProvider | undefined;
+/** Set from the first line of startTracing, so a second start is refused even while the SDK loads. */
+let starting = false;
 const tracer = () => trace.getTracer("cutline");
 
 /** Whether a provider is registered: every hook asks this first. */
@@ -48,20 +49,31 @@ export function tracingEnabled(): boolean {
 
 /**
  * Registers the process's tracer provider from the configuration (`exporter` replaces OTLP, for
- * tests). With CUTLINE_TRACING=off and no exporter it registers nothing.
+ * tests). With CUTLINE_TRACING=off and no exporter it registers nothing and loads no SDK.
  */
-export function startTracing(config: TracingOptions, serviceName: string, exporter?: SpanExporter): Tracing {
+export async function startTracing(config: TracingOptions, serviceName: string, exporter?: SpanExporter): Promise<Tracing> {
   if (config.CUTLINE_TRACING === "off" && exporter === undefined) return { enabled: false, shutdown: async () => {} };
-  if (provider) throw new Error("tracing is already started in this process; shut it down first");
-  const endpoint = (config.OTEL_EXPORTER_OTLP_ENDPOINT ?? OTLP_ENDPOINT_DEFAULT).replace(/\/+$/, "");
-  const started = new NodeTracerProvider({
-    resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: config.OTEL_SERVICE_NAME ?? serviceName }),
+  if (provider || starting) throw new Error("tracing is already started in this process; shut it down first");
+  starting = true;
+  let started: NodeTracerProvider;
+  try {
+    const [{ BatchSpanProcessor, NodeTracerProvider, SimpleSpanProcessor }, { resourceFromAttributes }, { ATTR_SERVICE_NAME }] = await Promise.all([
+      import("@opentelemetry/sdk-trace-node"),
+      import("@opentelemetry/resources"),
+      import("@opentelemetry/semantic-conventions"),
+    ]);
+    const endpoint = (config.OTEL_EXPORTER_OTLP_ENDPOINT ?? OTLP_ENDPOINT_DEFAULT).replace(/\/+$/, "");
     // Tests read spans as they end; a collector gets them in batches, off the request path.
-    spanProcessors: [exporter ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(new OTLPTraceExporter({ url: `${endpoint}/v1/traces` }))],
-  });
-  // Also installs the AsyncLocalStorage context manager and the W3C trace-context propagator.
-  started.register();
-  provider = started;
+    const processor = exporter
+      ? new SimpleSpanProcessor(exporter)
+      : new BatchSpanProcessor(new (await import("@opentelemetry/exporter-trace-otlp-http")).OTLPTraceExporter({ url: `${endpoint}/v1/traces` }));
+    started = new NodeTracerProvider({ resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: config.OTEL_SERVICE_NAME ?? serviceName }), spanProcessors: [processor] });
+    // Also installs the AsyncLocalStorage context manager and the W3C trace-context propagator.
+    started.register();
+    provider = started;
+  } finally {
+    starting = false;
+  }
   return {
     enabled: true,
     async shutdown() {
@@ -73,15 +85,6 @@ export function startTracing(config: TracingOptions, serviceName: string, export
       propagation.disable();
     },
   };
-}
-
-/** trace_id and span_id of the active span, for every log line written inside one (pino's mixin). */
-export function traceLogFields(): Record<string, string> {
-  if (!provider) return {};
-  const span = trace.getSpan(context.active());
-  if (!span) return {};
-  const { traceId, spanId } = span.spanContext();
-  return { trace_id: traceId, span_id: spanId };
 }
 
 const headersGetter: TextMapGetter<Headers> = { keys: (carrier) => [...carrier.keys()], get: (carrier, key) => carrier.get(key) ?? undefined };
@@ -132,7 +135,7 @@ function serviceOfTypeName(typeName: string): string {
 export function serverTracingInterceptor(): Interceptor {
   return (next) => async (request) => {
     if (!provider) return next(request);
-    // Over the network the exchange's span (traceHttpExchange) is active and already continues the
+    // Over the network the exchange's INTERNAL span (traceHttpExchange) is active and already continues the
     // caller's trace; in memory (single-node router transports) the headers carry the caller's.
     const active = context.active();
     const parent = trace.getSpan(active) ? active : propagation.extract(active, request.header, headersGetter);
@@ -165,18 +168,38 @@ interface ResponseLike {
   once(event: "close", listener: () => void): unknown;
 }
 
+export interface HttpExchangeOptions<Request> {
+  /** The paths of the server's RPCs: their exchange is INTERNAL, the RPC's own span (serverTracingInterceptor) is the SERVER span. */
+  rpcPaths: ReadonlySet<string>;
+  /** The route pattern the routes matched (`/v1/jobs/{id}`), read when the response closes. */
+  routeOf(request: Request): string | undefined;
+}
+
+// A client must not mint span names with made-up methods (OpenTelemetry's HTTP conventions: _OTHER).
+const HTTP_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
 /**
  * Spans one inbound HTTP exchange of `service` (a REST route, or an RPC with its admission),
  * continuing the caller's trace, until the response closes; `handle` runs inside the span.
+ * The name is the method and the matched route (`GET /v1/jobs/{id}`), never the raw path, which
+ * carries ids and stays in url.path; an unmatched request is named by its method alone. An RPC's
+ * exchange is INTERNAL: the RPC's span inside it is the one SERVER span of the call.
  * Runs `handle` directly when tracing is off.
  */
-export function traceHttpExchange<T>(service: string, request: NodeLike, response: ResponseLike, handle: () => Promise<T>): Promise<T> {
+export function traceHttpExchange<Request extends NodeLike, T>(service: string, request: Request, response: ResponseLike, options: HttpExchangeOptions<Request>, handle: () => Promise<T>): Promise<T> {
   if (!provider) return handle();
   const parent = propagation.extract(context.active(), request.headers, nodeHeadersGetter);
   const path = (request.url ?? "/").split("?")[0]!;
-  const method = request.method ?? "GET";
-  const span = tracer().startSpan(`${method} ${path}`, { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "url.path": path, [SERVICE_ATTRIBUTE]: service } }, parent);
+  const method = HTTP_METHODS.has(request.method ?? "") ? request.method! : "_OTHER";
+  const rpc = options.rpcPaths.has(path);
+  const attributes = { "http.request.method": method, "url.path": path, [SERVICE_ATTRIBUTE]: service, ...(rpc ? { "http.route": path } : {}) };
+  const span = tracer().startSpan(rpc ? `${method} ${path}` : method, { kind: rpc ? SpanKind.INTERNAL : SpanKind.SERVER, attributes }, parent);
   response.once("close", () => {
+    const route = rpc ? undefined : options.routeOf(request);
+    if (route !== undefined) {
+      span.updateName(`${method} ${route}`);
+      span.setAttribute("http.route", route);
+    }
     span.setAttribute("http.response.status_code", response.statusCode);
     if (response.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
     span.end();

@@ -22,7 +22,7 @@ await runMain("gateway", async () => {
   const config = loadGatewayConfig();
   // The gateway checks no token (its services are public) but sends it to billing and orchestrator.
   const peerOptions = { token: requireServiceToken(config.CUTLINE_SERVICE_TOKEN), timeoutMs: config.SERVICE_CALL_TIMEOUT_MS, streamTimeoutMs: config.SERVICE_STREAM_TIMEOUT_MS };
-  const tracing = startTracing(config, "gateway");
+  const tracing = await startTracing(config, "gateway");
   const log = createLogger("gateway", config.LOG_LEVEL);
   const health = new HealthRegistry();
   const database = openServiceDatabase<GatewaySchema>(config);

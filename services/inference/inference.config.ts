@@ -111,7 +111,7 @@ export const inferenceServiceConfigSpec = {
   JOB_RETRY_DELAY_MS_MIN: integer("Delay before a task's first retry after a server fault, doubling on each later one, in milliseconds.", 1000, { min: 10, max: 600_000 }),
   JOB_RETRY_DELAY_MS_MAX: integer("Longest delay between two attempts of a task after server faults, in milliseconds.", 30_000, { min: 10, max: 3_600_000 }),
   INFERENCE_TASKS_IN_FLIGHT_MAX: integer(
-    "Work-queue tasks one inference process holds at once (pulled, not yet settled), at most INFERENCE_QUEUE_LENGTH_MAX; 0 means two batches' worth (session workers × batch size × 2: 2 on CPU, 16 on one CUDA worker at batch 8). KEDA's lagThreshold is derived from it (k8s).",
+    "Work-queue tasks one inference process holds at once (pulled, not yet settled), at most INFERENCE_QUEUE_LENGTH_MAX; 0 means two batches' worth (session workers × batch size × 2: 2 on CPU, 16 on one CUDA worker at batch 8). KEDA's scaling formula divides the image lag by it (k8s).",
     0,
     { min: 0, max: 100_000 },
   ),

@@ -17,7 +17,7 @@ import { logMediaBinaries, mediaBinaries } from "../common/video/ffmpeg-binaries
 await runMain("inference", async () => {
   const config = loadInferenceServiceConfig();
   const serviceToken = requireServiceToken(config.CUTLINE_SERVICE_TOKEN);
-  const tracing = startTracing(config, "inference");
+  const tracing = await startTracing(config, "inference");
   const log = createLogger("inference", config.LOG_LEVEL);
   const health = new HealthRegistry();
   const ports = await openPorts(config, log);

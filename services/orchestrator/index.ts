@@ -20,7 +20,7 @@ import { orchestratorMigrationSet } from "./store/migrations.ts";
 import { AccountSettingsStore } from "./store/account-settings.store.ts";
 
 export interface OrchestratorDependencies {
-  /** Period of the work-queue backlog poll behind cutline_work_queue_pending. @default 15000 ms */
+  /** Period of the work queues' backlog poll behind cutline_work_queue_pending. @default 15000 ms */
   workQueuePendingPollMs?: number;
   /** Run pending migrations at start (MIGRATE_ON_START); false only checks that none is missing. @default true */
   migrateOnStart?: boolean;
@@ -129,9 +129,11 @@ export function createOrchestrator(deps: OrchestratorDependencies): Orchestrator
       if (deps.requeueUnfinishedAtStart) await lifecycle.reconcile(new Date(), { everyUnfinishedQuiet: true });
       reconciler = startPeriodicTask({ name: "job reconciler", intervalMs: deps.reconcile?.intervalMs ?? 60_000, log: deps.log, run: () => lifecycle.reconcile() });
       retentionSweeper = startPeriodicTask({ name: "retention sweeper", intervalMs: deps.retentionSweepIntervalMs ?? 60_000, log: deps.log, run: () => lifecycle.expireFiles() });
-      // The backlog gauge is read on a timer, never per request: each read is two JetStream API calls.
-      await pollWorkQueuePending(deps.workQueue).catch((error: unknown) => deps.log.warn({ err: error }, "work queue backlog could not be read"));
-      pendingPoller = startPeriodicTask({ name: "work queue backlog poll", intervalMs: deps.workQueuePendingPollMs ?? 15_000, log: deps.log, run: () => pollWorkQueuePending(deps.workQueue) });
+      // The backlog gauge is read on a timer, never per request: each read is two JetStream API calls per queue.
+      // Both queues: KEDA scales inference on the video queue's lag too.
+      const polledQueues = { image: deps.workQueue, video: deps.videoQueue === deps.workQueue ? undefined : deps.videoQueue };
+      await pollWorkQueuePending(polledQueues).catch((error: unknown) => deps.log.warn({ err: error }, "work queue backlog could not be read"));
+      pendingPoller = startPeriodicTask({ name: "work queue backlog poll", intervalMs: deps.workQueuePendingPollMs ?? 15_000, log: deps.log, run: () => pollWorkQueuePending(polledQueues) });
       if (wiring) sender = startPeriodicTask({ name: "webhook sender", intervalMs: wiring.sendIntervalMs ?? 1000, log: deps.log, run: () => webhooks.sendDue() });
     },
     async stop() {

@@ -22,7 +22,7 @@ await runMain("orchestrator", async () => {
   const serviceToken = requireServiceToken(config.CUTLINE_SERVICE_TOKEN);
   // Result URLs in webhooks must verify at the gateway: both processes share the key and the public URL.
   const resultUrlKey = resultUrlKeyOf(config, { required: true });
-  const tracing = startTracing(config, "orchestrator");
+  const tracing = await startTracing(config, "orchestrator");
   const log = createLogger("orchestrator", config.LOG_LEVEL);
   if (!config.CUTLINE_PUBLIC_URL) log.warn({ assumed: DEFAULT_GATEWAY_URL }, "CUTLINE_PUBLIC_URL is not set: result URLs in webhooks point at the gateway's default address; set it to where clients reach the gateway");
   const webhooks = webhookWiringOf(config, { key: resultUrlKey, publicUrl: config.CUTLINE_PUBLIC_URL ?? DEFAULT_GATEWAY_URL });

@@ -1,5 +1,5 @@
 // The orchestrator's metrics: jobs by final status, the wait from submission to a worker's claim,
-// and the work queue's backlog per lane, polled (never read per request).
+// and each work queue's backlog (images, videos) per lane, polled (never read per request).
 import { fromBinary } from "@bufbuild/protobuf";
 import { Counter, Gauge, Histogram, register } from "prom-client";
 import { ImageOperation, ImageOptionsSchema } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
@@ -32,8 +32,8 @@ const workQueuePending =
   existing<Gauge<string>>("cutline_work_queue_pending") ??
   new Gauge({
     name: "cutline_work_queue_pending",
-    help: "Work-queue messages not yet settled, by lane: waiting plus delivered and unacknowledged (JetStream's num_pending + num_ack_pending, the lag KEDA scales on); polled.",
-    labelNames: ["lane"],
+    help: "Work-queue messages not yet settled, by queue (image, video) and lane (high, normal): waiting plus delivered and unacknowledged (JetStream's num_pending + num_ack_pending, the lag KEDA scales on); polled.",
+    labelNames: ["queue", "lane"],
   });
 
 function operationOf(job: Pick<JobRow, "kind" | "options">): string {
@@ -54,8 +54,20 @@ export function observeQueueWait(job: Pick<JobRow, "created_at" | "high_priority
   queueWaitSeconds.observe({ lane: job.high_priority ? "high" : "normal" }, Math.max(0, claimedAt - job.created_at.getTime()) / 1000);
 }
 
-/** One poll of the work queue's backlog into the gauge. */
-export async function pollWorkQueuePending(workQueue: Pick<WorkQueue, "pending">): Promise<void> {
-  const pending = await workQueue.pending();
-  for (const [lane, count] of Object.entries(pending)) workQueuePending.set({ lane }, count);
+/** The queues whose backlog the gauge reports, by its `queue` label. */
+export interface PolledWorkQueues {
+  image: Pick<WorkQueue, "pending">;
+  /** Absent when videos share the image queue: its backlog is counted once, as `image`. */
+  video?: Pick<WorkQueue, "pending"> | undefined;
+}
+
+/** One poll of each work queue's backlog into the gauge; a queue that cannot be read keeps its last value and fails the poll. */
+export async function pollWorkQueuePending(queues: PolledWorkQueues): Promise<void> {
+  const polled = Object.entries(queues).filter((entry): entry is [string, Pick<WorkQueue, "pending">] => entry[1] !== undefined);
+  const polls = polled.map(async ([queue, workQueue]) => {
+    const pending = await workQueue.pending();
+    for (const [lane, count] of Object.entries(pending)) workQueuePending.set({ queue, lane }, count);
+  });
+  const failed = (await Promise.allSettled(polls)).find((result) => result.status === "rejected");
+  if (failed) throw failed.reason;
 }
