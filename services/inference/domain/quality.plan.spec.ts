@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
 import { qualityOf } from "../../common/images/quality.ts";
-import { modelPassFor } from "./quality.plan.ts";
+import { modelPassFor, warmupPassesFor } from "./quality.plan.ts";
 
 describe("modelPassFor", () => {
   it("runs each setting at its side for a full-size output; unspecified is balanced", () => {
@@ -22,6 +22,23 @@ describe("modelPassFor", () => {
 
   it("refuses a value the enum does not know, naming the allowed ones", () => {
     assert.throws(() => modelPassFor(7 as Quality), /quality 7 is unknown; use one of fast, balanced, best/);
+  });
+});
+
+describe("warmupPassesFor", () => {
+  const rowsOf = (passes: { mirrored: boolean }[]) => passes.reduce((rows, pass) => rows + (pass.mirrored ? 2 : 1), 0);
+
+  it("fills the largest batch a side will run, mirrored where a setting mirrors at that side", () => {
+    assert.deepEqual(warmupPassesFor(1024, 8), Array.from({ length: 8 }, () => ({ side: 1024, mirrored: false })));
+    const at768 = warmupPassesFor(768, 8);
+    assert.equal(rowsOf(at768), 8, "eight rows, the batch's most");
+    assert.ok(at768.some((pass) => pass.mirrored), "best mirrors at 768, so its flip runs in the warm-up");
+    assert.equal(rowsOf(warmupPassesFor(768, 7)), 7, "an odd batch takes one plain image beside the mirrored ones");
+  });
+
+  it("warms a mirrored image's two rows even where a batch is one row (the CPU default)", () => {
+    assert.deepEqual(warmupPassesFor(768, 1), [{ side: 768, mirrored: true }]);
+    assert.deepEqual(warmupPassesFor(1024, 1), [{ side: 1024, mirrored: false }]);
   });
 });
 

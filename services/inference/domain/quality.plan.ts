@@ -45,3 +45,17 @@ export function modelPassFor(quality: Quality, outputLongestSide?: number): Mode
   const covering = Math.ceil(outputLongestSide / INPUT_SIDE_MULTIPLE) * INPUT_SIDE_MULTIPLE;
   return { ...pass, side: Math.min(pass.side, Math.max(QUALITY_PASSES.fast.side, covering)) };
 }
+
+/**
+ * The passes of one warm-up batch at `side`: the largest tensor that side will see (`rowsMax`
+ * rows, or two where a setting mirrors there), built as the settings build it, so onnxruntime
+ * plans that memory before the first customer's batch; smaller batches fit in it. Each batch size
+ * is not warmed on its own, as that would be `rowsMax` runs per side at every start; nor are the
+ * sides between the settings' that previews may run at (modelPassFor).
+ */
+export function warmupPassesFor(side: number, rowsMax: number): ModelPass[] {
+  const mirrors = Object.values(QUALITY_PASSES).some((pass) => pass.side === side && pass.mirrored);
+  const rows = Math.max(rowsMax, mirrors ? 2 : 1);
+  const mirrored = mirrors ? Math.floor(rows / 2) : 0;
+  return [...Array.from({ length: mirrored }, () => ({ side, mirrored: true })), ...Array.from({ length: rows - 2 * mirrored }, () => ({ side, mirrored: false }))];
+}
