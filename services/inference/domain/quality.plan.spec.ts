@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
-import { qualityOf } from "../../common/images/quality.ts";
+import { qualityForSize, qualityOf } from "../../common/images/quality.ts";
+import { OutputSize } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { modelPassFor, warmupPassesFor } from "./quality.plan.ts";
 
 describe("modelPassFor", () => {
@@ -49,5 +50,13 @@ describe("qualityOf", () => {
     assert.deepEqual(qualityOf("balanced"), { ok: true, quality: Quality.BALANCED });
     assert.deepEqual(qualityOf(""), { ok: true, quality: Quality.UNSPECIFIED });
     assert.deepEqual(qualityOf("ultra"), { ok: false, message: 'quality "ultra" is unknown; use one of fast, balanced, best' });
+    assert.deepEqual(qualityOf(undefined, Quality.FAST), { ok: true, quality: Quality.FAST }, "not given is the API's default");
+    assert.deepEqual(qualityOf("best", Quality.FAST), { ok: true, quality: Quality.BEST }, "a given name overrides it");
+  });
+
+  it("qualityForSize: a compatible API's preview is cut at fast, every larger size at balanced", () => {
+    assert.equal(qualityForSize(OutputSize.PREVIEW), Quality.FAST);
+    assert.equal(qualityForSize(OutputSize.FULL), Quality.BALANCED);
+    assert.equal(qualityForSize(OutputSize.HD), Quality.BALANCED);
   });
 });

@@ -1,5 +1,5 @@
 import type { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
-import { QUALITY_NAMES, qualityNameOf, type QualityName } from "../../common/images/quality.ts";
+import { qualityNameOf, qualityProblem, type QualityName } from "../../common/images/quality.ts";
 import { INPUT_SIDE_MULTIPLE } from "./onnx-graph.editor.ts";
 import { InferenceError } from "./inference.errors.ts";
 
@@ -29,7 +29,7 @@ export const QUALITY_PASSES: Readonly<Record<QualityName, ModelPass>> = {
 /** The pass a setting names, before any cap by the output's size; an unknown value is invalid_option. */
 export function qualityPassOf(quality: Quality): ModelPass {
   const name = qualityNameOf(quality);
-  if (name === undefined) throw new InferenceError("invalid_option", `quality ${quality} is unknown; use one of ${QUALITY_NAMES.join(", ")}`);
+  if (name === undefined) throw new InferenceError("invalid_option", qualityProblem(quality)!);
   return QUALITY_PASSES[name];
 }
 
