@@ -25,7 +25,8 @@ export interface BatchShape<Item> {
 /**
  * An item that has waited this many queue delays is starved: its group runs next, whatever the
  * lanes hold. Without it a stream of high-priority items of one size would keep a normal item of
- * another size waiting for as long as the stream lasts.
+ * another size waiting for as long as the stream lasts. At a delay of 0 the oldest item's group
+ * always goes first.
  */
 export const STARVED_AFTER_DELAYS = 4;
 
