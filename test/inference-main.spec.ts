@@ -58,6 +58,31 @@ describe("inference process", () => {
     }
   });
 
+  test("the server answers while the model loads: health NOT_SERVING before the model is ready, and a SIGTERM then drains and exits 0", async () => {
+    const nats = await privateNats();
+    const port = await freePort();
+    // A warm-up run keeps the model loading for seconds after its threads start.
+    const run = startInference({ NATS_URL: nats.url, NATS_NAME_PREFIX: "loadingspec", PORT: String(port), INFERENCE_EXECUTION_PROVIDERS: "cpu", INFERENCE_WARMUP_RUNS: "1", SHUTDOWN_TIMEOUT_MS: "60000" });
+    try {
+      const health = createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
+      let first: ServingStatus | undefined;
+      const deadline = Date.now() + 120_000;
+      while (first === undefined && Date.now() < deadline) {
+        first = await health.check({ service: "" }, { timeoutMs: 2000 }).then((response) => response.status, () => undefined);
+        if (first === undefined) await sleep(50);
+      }
+      const loadedWhenAnswered = run.output().includes("inference model loaded and warmed up");
+      assert.equal(first, ServingStatus.NOT_SERVING, run.output());
+      assert.equal(loadedWhenAnswered, false, "health answered before the model was ready");
+      run.child.kill("SIGTERM");
+      assert.equal(await run.exited, 0, run.output());
+      assert.match(run.output(), /SIGTERM received, draining/);
+    } finally {
+      run.child.kill("SIGKILL");
+      await nats.dispose();
+    }
+  });
+
   test("health is SERVING with the model and NATS, NOT_SERVING while NATS is down, SERVING again when it is back", async () => {
     const nats = await privateNats();
     const port = await freePort();

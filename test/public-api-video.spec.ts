@@ -16,6 +16,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { Operation, Pool } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { JobService, JobStatus } from "../services/common/gen/cutline/gateway/v1/job_service_pb.ts";
 import { VideoService } from "../services/common/gen/cutline/gateway/v1/video_service_pb.ts";
+import { Quality } from "../services/common/gen/cutline/inference/v1/quality_pb.ts";
 import { VideoFormat } from "../services/common/gen/cutline/inference/v1/video_options_pb.ts";
 import { mediaBinaries } from "../services/common/video/ffmpeg-binaries.ts";
 import { makeClip } from "../services/common/video/video-clips.testing.ts";
@@ -208,7 +209,7 @@ describe("video jobs on a single node", () => {
     assert.deepEqual(await balance(accountId), before, "a quote holds nothing");
   });
 
-  it("refuses before any hold, balance unchanged: an image, a video on the image route, a corrupt file, no video stream, too long, too many bytes, a colour on WebM", async () => {
+  it("refuses before any hold, balance unchanged: an image, a video on the image route, a corrupt file, no video stream, too long, too many bytes, a colour on WebM, an unknown quality", async () => {
     const { accountId, key } = await account();
     const before = await balance(accountId);
     const refusal = async (response: Response, status: number, code: string, mention?: RegExp) => {
@@ -236,6 +237,7 @@ describe("video jobs on a single node", () => {
     await refusal(await submit(key, big), 413, "too_many_bytes", /VIDEO_BYTES_MAX/);
     await refusal(await submit(key, videoForm(clip, { bg_color: "#00ff00" })), 400, "invalid_option", /mp4/);
     await refusal(await submit(key, videoForm(clip), {}, "?format=gif"), 400, "invalid_option", /format/);
+    await refusal(await submit(key, videoForm(clip), {}, "?quality=max"), 400, "invalid_option", /use one of fast, balanced, best/);
     // 120 fps: past VIDEO_FRAME_RATE_MAX (each frame is a model run), refused before the hold.
     const fastClip = makeClip(clips, "fast", { width: 64, height: 48, seconds: 0.2, rate: 120, pattern: true });
     await refusal(await submit(key, videoForm(fastClip)), 422, "video_frame_rate_too_high", /VIDEO_FRAME_RATE_MAX/);
@@ -248,6 +250,8 @@ describe("video jobs on a single node", () => {
     const rpcBefore = await balance(rpc.accountId);
     await assert.rejects(videos.submitVideo({ video: small, options: { format: 99 as VideoFormat } }, { headers: { "x-api-key": rpc.key } }), rpcRefusal(/format 99/));
     await assert.rejects(videos.submitVideo({ video: small, options: { format: VideoFormat.MP4, backgroundColor: "red" } }, { headers: { "x-api-key": rpc.key } }), rpcRefusal(/bg_color "red"/));
+    // A quality outside the enum is a 400 here, not a held job that inference fails.
+    await assert.rejects(videos.submitVideo({ video: small, options: { quality: 7 as Quality } }, { headers: { "x-api-key": rpc.key } }), rpcRefusal(/quality 7 is unknown; use one of fast, balanced, best/));
     assert.deepEqual(await balance(rpc.accountId), rpcBefore, "nothing held on the RPC's refusals");
 
     assert.deepEqual(await balance(accountId), before, "nothing held, nothing charged");

@@ -107,6 +107,23 @@ export function list(description: string, defaultValue: string[]): Variable<stri
   };
 }
 
+/** A comma-separated list of `values` (any case), in the order given: at least one, none twice. */
+export function listOf<const T extends string>(description: string, values: readonly T[], defaultValue: T[]): Variable<T[]> {
+  return {
+    description,
+    defaultValue,
+    parse(raw) {
+      const items = list(description, []).parse(raw).map((item) => item.toLowerCase());
+      if (items.length === 0) throw new Error(`expected at least one of ${values.join(", ")}, comma-separated`);
+      for (const [index, item] of items.entries()) {
+        if (!(values as readonly string[]).includes(item)) throw new Error(`"${item}" is not one of ${values.join(", ")}`);
+        if (items.indexOf(item) !== index) throw new Error(`"${item}" is listed twice`);
+      }
+      return items as T[];
+    },
+  };
+}
+
 export function boolean(description: string, defaultValue: boolean): Variable<boolean> {
   return {
     description,

@@ -8,11 +8,17 @@ import { clientTracingInterceptor } from "./tracing.ts";
 export interface Running {
   stop(): Promise<void>;
   shutdownTimeoutMs: number;
+  /**
+   * Rejects when the process, though serving its health and metrics, cannot go on (the model did
+   * not load): runMain prints why, stops it as on SIGTERM, and exits 1. Never settles otherwise.
+   */
+  failed?: Promise<unknown>;
 }
 
 /**
  * Starts a process and owns its exit: a bad configuration prints every bad variable and exits 1;
- * SIGTERM or SIGINT stops intake and drains, and a drain past the timeout is cut short.
+ * SIGTERM or SIGINT stops intake and drains, and a drain past the timeout is cut short; a
+ * failure after the start (`Running.failed`) drains the same way and exits 1.
  */
 export async function runMain(name: string, start: () => Promise<Running>): Promise<void> {
   let running: Running;
@@ -24,10 +30,10 @@ export async function runMain(name: string, start: () => Promise<Running>): Prom
     process.exit(1);
   }
   let stopping = false;
-  const shutdown = async (signal: string) => {
+  const shutdown = async (why: string, exitCode: number) => {
     if (stopping) return;
     stopping = true;
-    console.error(`${name}: ${signal} received, draining (at most ${running.shutdownTimeoutMs} ms)`);
+    console.error(`${name}: ${why}, draining (at most ${running.shutdownTimeoutMs} ms)`);
     // A margin over the servers' own timeout: they cut connections first, this cuts the process.
     setTimeout(() => {
       console.error(`${name}: shutdown did not finish in time; exiting`);
@@ -35,14 +41,18 @@ export async function runMain(name: string, start: () => Promise<Running>): Prom
     }, running.shutdownTimeoutMs + 5_000).unref();
     try {
       await running.stop();
-      process.exit(0);
+      process.exit(exitCode);
     } catch (error) {
       console.error(`${name}: shutdown failed:`, error);
       process.exit(1);
     }
   };
-  process.once("SIGTERM", () => void shutdown("SIGTERM"));
-  process.once("SIGINT", () => void shutdown("SIGINT"));
+  process.once("SIGTERM", () => void shutdown("SIGTERM received", 0));
+  process.once("SIGINT", () => void shutdown("SIGINT received", 0));
+  running.failed?.catch((error: unknown) => {
+    console.error(`${name}: failed to start:`, error);
+    void shutdown("stopping", 1);
+  });
 }
 
 export interface ServiceTransportOptions {

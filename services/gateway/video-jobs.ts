@@ -13,6 +13,7 @@ import { VideoFormat, VideoOptionsSchema, type VideoOptions } from "../common/ge
 import type { Job, OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { reasonError } from "../common/errors.ts";
 import { sniffImageFormat } from "../common/images/image-format.sniffer.ts";
+import { qualityNameOf, qualityProblem } from "../common/images/quality.ts";
 import type { UploadInspector } from "../common/images/upload.inspector.ts";
 import type { Logger } from "../common/logging.ts";
 import { checkedWebhookUrl } from "../common/outbound.ts";
@@ -67,8 +68,6 @@ export interface VideoSubmit {
   backgroundImage?: Uint8Array;
 }
 
-const QUALITY_NAMES: Readonly<Record<Quality, string>> = { [Quality.UNSPECIFIED]: "balanced", [Quality.FAST]: "fast", [Quality.BALANCED]: "balanced", [Quality.BEST]: "best" };
-
 /**
  * SHA-256 (hex) of what a video request asks for: the video (by its own hash), the background
  * image and the options. A replay of an idempotency key must carry the same.
@@ -89,6 +88,8 @@ export const HEX_COLOUR = /^#?([0-9a-f]{3}|[0-9a-f]{6})$/i;
 /** Options a video job cannot have, named; undefined when they are fine. Checked before the hold: inference would refuse them after it. */
 export function videoOptionsProblem(options: VideoOptions, hasBackgroundImage: boolean): string | undefined {
   if (!(options.format in VideoFormat)) return `format ${options.format} is not one of webm, mov, mp4, mask`;
+  const quality = qualityProblem(options.quality);
+  if (quality !== undefined) return quality;
   if (options.backgroundColor !== "" && !HEX_COLOUR.test(options.backgroundColor)) return `bg_color "${options.backgroundColor}" is not a hex colour like "ffffff" or "#fff"`;
   const mp4 = options.format === VideoFormat.MP4;
   if (options.backgroundColor !== "" && !mp4) return "bg_color applies to format=mp4 only: WebM and MOV keep the alpha channel, and a mask has no background";
@@ -127,7 +128,8 @@ export class VideoJobs {
     const limits = videoLimitsOf(admission.plan);
     const probe = await this.#checked(admission, input, limits, signal);
     const processed = processedVideoSize(probe, limits.longestSidePixels);
-    const quality = QUALITY_NAMES[request.options.quality] ?? "balanced";
+    // Known: videoOptionsProblem refused any other value above.
+    const quality = qualityNameOf(request.options.quality)!;
     const quote = await this.billing.quote({
       accountId: admission.owner.accountId,
       operation: Operation.VIDEO_REMOVE_BACKGROUND,

@@ -12,3 +12,20 @@ test("INFERENCE_TASKS_IN_FLIGHT_MAX: 0 leaves the consumer's two batches' worth,
     (error: unknown) => error instanceof ConfigError && /INFERENCE_TASKS_IN_FLIGHT_MAX=40 must be at most INFERENCE_QUEUE_LENGTH_MAX=32/.test(error.message),
   );
 });
+
+test("INFERENCE_EXECUTION_PROVIDERS: a list of the providers the engine knows, in order; anything else is refused at load, naming the allowed ones", () => {
+  assert.deepEqual(loadInferenceServiceConfig({}).INFERENCE_EXECUTION_PROVIDERS, ["cuda", "cpu"]);
+  assert.deepEqual(loadInferenceServiceConfig({ INFERENCE_EXECUTION_PROVIDERS: " CPU , cuda " }).INFERENCE_EXECUTION_PROVIDERS, ["cpu", "cuda"]);
+  for (const [raw, problem] of [
+    ["gpu", /INFERENCE_EXECUTION_PROVIDERS="gpu": "gpu" is not one of cuda, cpu/],
+    ["cuda,tensorrt", /"tensorrt" is not one of cuda, cpu/],
+    [",", /expected at least one of cuda, cpu/],
+    ["cpu,cpu", /"cpu" is listed twice/],
+  ] as const) {
+    assert.throws(
+      () => loadInferenceServiceConfig({ INFERENCE_EXECUTION_PROVIDERS: raw }),
+      (error: unknown) => error instanceof ConfigError && problem.test(error.message),
+      raw,
+    );
+  }
+});

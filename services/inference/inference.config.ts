@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import { commonConfigSpec } from "../common/common.config.ts";
-import { boolean, ConfigError, integer, list, loadConfig, oneOf, optionalText, port } from "../common/config.loader.ts";
+import { boolean, ConfigError, integer, listOf, loadConfig, oneOf, optionalText, port } from "../common/config.loader.ts";
 import { imageLimitsConfigSpec } from "../common/images/image-limits.ts";
 import { mediaBinariesConfigSpec } from "../common/video/ffmpeg-binaries.ts";
 
@@ -10,6 +10,9 @@ import { mediaBinariesConfigSpec } from "../common/video/ffmpeg-binaries.ts";
 // The CPU default is batch 1: on CPU a batch of N takes N times as long as one image (measured
 // by scripts/bench-inference.ts), so waiting to fill a batch only adds queue delay. On CUDA the
 // engine raises the default to INFERENCE_BATCH_SIZE_MAX_GPU, where batching does pay.
+/** The onnxruntime providers the engine knows: cpu runs at INFERENCE_BATCH_SIZE_MAX, cuda at INFERENCE_BATCH_SIZE_MAX_GPU. */
+export const EXECUTION_PROVIDERS = ["cuda", "cpu"] as const;
+
 export const inferenceConfigSpec = {
   ...mediaBinariesConfigSpec,
   INFERENCE_MODEL: oneOf(
@@ -20,8 +23,9 @@ export const inferenceConfigSpec = {
   INFERENCE_MODEL_DIRECTORY: optionalText(
     "Directory holding the model's bytes (the chunk files named by their sha256, or one file named after the model); unset means the @imgly/background-removal-data npm package.",
   ),
-  INFERENCE_EXECUTION_PROVIDERS: list(
-    "onnxruntime execution providers in order of preference (cuda, cpu). A provider that cannot load is skipped with one log line.",
+  INFERENCE_EXECUTION_PROVIDERS: listOf(
+    "onnxruntime execution providers in order of preference, each cuda or cpu (the ones the engine sizes batches for). A provider that cannot load is skipped with one log line; without cpu in the list there is no fallback.",
+    EXECUTION_PROVIDERS,
     ["cuda", "cpu"],
   ),
   INFERENCE_SESSION_WORKERS: integer(
@@ -40,11 +44,11 @@ export const inferenceConfigSpec = {
     { min: 1, max: 16 },
   ),
   INFERENCE_BATCH_SIZE_MAX: integer(
-    "Most images in one model run on CPU (images). 1 because CPU throughput does not grow with the batch.",
+    "Most rows in one model run on CPU (images; a quality=best image is two, its mirror image beside it, and runs alone at 1). 1 because CPU throughput does not grow with the batch.",
     1,
     { min: 1, max: 64 },
   ),
-  INFERENCE_BATCH_SIZE_MAX_GPU: integer("Most images in one model run when the CUDA provider is in use (images).", 8, {
+  INFERENCE_BATCH_SIZE_MAX_GPU: integer("Most rows in one model run when the CUDA provider is in use (images; a quality=best image is two, its mirror image beside it).", 8, {
     min: 1,
     max: 64,
   }),

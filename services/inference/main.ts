@@ -1,7 +1,9 @@
 // Inference as its own process (mesh mode): the JetStream consumer plus the direct gRPC API.
-// Wiring only. Health is SERVING while the model is loaded, verified and warm and NATS is
-// connected, NOT_SERVING while either is missing. A model that cannot load (CUDA absent with only
-// `cuda` in INFERENCE_EXECUTION_PROVIDERS, say) fails the start: the pod exits and says why.
+// Wiring only. The server (health, metrics) starts before the model loads, so probes and
+// Prometheus see the pod while it loads (minutes on a cold GPU node) and a SIGTERM then drains.
+// Health is SERVING while the model is loaded, verified and warm and NATS is connected,
+// NOT_SERVING while either is missing. A model that cannot load (CUDA absent with only `cuda` in
+// INFERENCE_EXECUTION_PROVIDERS, say) fails the process: it stops, exits 1 and says why.
 import { InferenceService } from "../common/gen/cutline/inference/v1/inference_service_pb.ts";
 import { HealthRegistry } from "../common/health.ts";
 import { startTracing } from "../common/tracing.ts";
@@ -22,12 +24,6 @@ await runMain("inference", async () => {
   const health = new HealthRegistry();
   const ports = await openPorts(config, log);
   const engine = await createSegmentationEngine(config, log);
-  try {
-    await engine.ready;
-  } catch (error) {
-    await Promise.allSettled([engine.close(), ports.close()]);
-    throw new Error(`the model could not be made ready: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
-  }
   logMediaBinaries(config, log);
   const setHealth = health.follow(["model", "nats"]);
   const server = await startServiceServer({
@@ -43,8 +39,10 @@ await runMain("inference", async () => {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
     ...serverOptionsOf(config),
   });
+  const unwatch = ports.watchConnection((connected) => setHealth("nats", connected));
   // Resolved and logged once at start (logMediaBinaries); a node without ffmpeg still serves images, and its video tasks fail.
   const binaries = () => mediaBinaries({ FFMPEG_PATH: config.FFMPEG_PATH, FFPROBE_PATH: config.FFPROBE_PATH }, log);
+  // Consuming starts once the engine is ready (startSegmentConsumer waits for it).
   const consumer = startSegmentConsumer({
     engine,
     ...ports,
@@ -55,13 +53,18 @@ await runMain("inference", async () => {
     videoConcurrency: config.VIDEO_CONCURRENCY,
     video: { run: videoMattingRunnerOf(engine, binaries) },
   });
-  void consumer.then(
-    () => setHealth("model", true),
-    (error: unknown) => log.error({ err: error }, "the model could not be made ready; health stays NOT_SERVING"),
+  const failed = consumer.then(
+    () => {
+      setHealth("model", true);
+      return new Promise<never>(() => {});
+    },
+    (error: unknown) => {
+      throw new Error(`the model could not be made ready: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    },
   );
-  const unwatch = ports.watchConnection((connected) => setHealth("nats", connected));
   return {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS,
+    failed,
     async stop() {
       unwatch();
       await server.close();

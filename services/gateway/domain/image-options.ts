@@ -3,7 +3,7 @@
 // come from services/common/images/crop-options.ts, which inference checks with too.
 import { ImageOperation, OutputFormat, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { aspectRatioOf, cropMarginProblem, outputPixelsMaxProblem } from "../../common/images/crop-options.ts";
-import { QUALITY_NAMES, qualityNameOf } from "../../common/images/quality.ts";
+import { qualityProblem } from "../../common/images/quality.ts";
 
 /** Undefined when inference will accept the options; else the first problem, naming the option. */
 export function imageOptionsProblem(options: ImageOptions): string | undefined {
@@ -14,7 +14,8 @@ export function imageOptionsProblem(options: ImageOptions): string | undefined {
   if (margin !== undefined) return margin;
   const pixelsMax = outputPixelsMaxProblem(options.outputPixelsMax);
   if (pixelsMax !== undefined) return pixelsMax;
-  if (qualityNameOf(options.quality) === undefined) return `quality ${options.quality} is unknown; use one of ${QUALITY_NAMES.join(", ")}`;
+  const quality = qualityProblem(options.quality);
+  if (quality !== undefined) return quality;
   if (options.operation !== ImageOperation.SMART_CROP) return undefined;
   // Smart crop returns the input's own pixels: what makes or places a cut-out has nothing to act on.
   if (options.format === OutputFormat.MASK) return "output_format mask is not available for smart crop; use png, webp or jpg";

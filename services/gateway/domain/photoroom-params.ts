@@ -9,7 +9,7 @@
 import { create } from "@bufbuild/protobuf";
 import { ImageOptionsSchema, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
-import { qualityOf } from "../../common/images/quality.ts";
+import { qualityForSize, qualityOf } from "../../common/images/quality.ts";
 import { opaqueColourOf } from "./opaque-colour.ts";
 
 /** One refusal: the parameter it names and Photoroom-style message; `missing_image` when no image came. */
@@ -87,16 +87,10 @@ const SEGMENT_SIZES: Readonly<Record<string, { size: OutputSize; outputPixelsMax
   hd: { size: OutputSize.FULL, outputPixelsMax: 4_000_000 },
   full: { size: OutputSize.FULL, outputPixelsMax: 0 },
 };
-// Photoroom has no speed setting: a preview-size result is cut at fast (768², which already covers
-// 0.25 MP), every other size at balanced. `quality` (fast, balanced, best) is this server's own
-// parameter, on both routes, and overrides that.
-const SEGMENT_QUALITIES: Readonly<Record<string, Quality>> = { preview: Quality.FAST, medium: Quality.BALANCED, hd: Quality.BALANCED, full: Quality.BALANCED };
 
 /** The `quality` parameter when given (refused naming the allowed values when unknown), else `byDefault`. */
 function qualityParameterOf(fields: PhotoroomFields["fields"], byDefault: Quality): Quality {
-  const given = present(fields, "quality");
-  if (given === undefined) return byDefault;
-  const parsed = qualityOf(given);
+  const parsed = qualityOf(present(fields, "quality"), byDefault);
   if (!parsed.ok) refuse("quality", parsed.message);
   return parsed.quality;
 }
@@ -111,7 +105,8 @@ export function segmentOptionsOf({ fields, files }: PhotoroomFields): SegmentOut
     if (unknown.length > 0) refuse(unknown.join(", "), `unsupported attributes; /v1/segment takes image_file, ${[...SEGMENT_FIELDS].join(", ")}`);
     if (!files.has("image_file")) refuse("image_file", "Please provide an image.", "missing_image");
     const { size, outputPixelsMax } = oneOf(fields, "size", SEGMENT_SIZES, "full");
-    const quality = qualityParameterOf(fields, SEGMENT_QUALITIES[present(fields, "size") ?? "full"]!);
+    // Photoroom has no speed setting: the size picks one (qualityForSize) unless `quality` names it.
+    const quality = qualityParameterOf(fields, qualityForSize(size));
     let format = oneOf(fields, "format", SEGMENT_FORMATS, "png");
     const channels = oneOf(fields, "channels", { rgba: "rgba", alpha: "alpha" } as const, "rgba");
     if (channels === "alpha") {

@@ -5,8 +5,7 @@
 // What we cannot do is never silently wrong: it is accepted and ignored only where remove.bg
 // documents it as optional and without effect for most subjects (add_shadow, semitransparency,
 // shadow_method, type, type_level), otherwise refused with remove.bg's code for that parameter.
-import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
-import { qualityOf } from "../../common/images/quality.ts";
+import { qualityForSize, qualityOf } from "../../common/images/quality.ts";
 import { create } from "@bufbuild/protobuf";
 import { ImageOptionsSchema, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { opaqueColourOf } from "./opaque-colour.ts";
@@ -86,30 +85,18 @@ function present(fields: RemoveBgFields["fields"], name: string): string | undef
 // remove.bg's sizes. preview/small/regular: at most 0.25 MP, like our preview. medium and hd: at
 // most 1.5 and 4 MP (output_pixels_max). full/4k: the original resolution, ours capped by
 // IMAGE_LONGEST_SIDE_STANDARD. auto: "the highest available", full here.
-// remove.bg has no speed setting: its preview sizes (0.25 MP, covered by a 768² mask) are cut at
-// fast, every larger size at balanced. `quality` (fast, balanced, best) is this server's own
-// parameter and overrides that.
-const SIZES: Readonly<Record<string, { size: OutputSize; outputPixelsMax: number; quality: Quality }>> = {
-  preview: { size: OutputSize.PREVIEW, outputPixelsMax: 0, quality: Quality.FAST },
-  small: { size: OutputSize.PREVIEW, outputPixelsMax: 0, quality: Quality.FAST },
-  regular: { size: OutputSize.PREVIEW, outputPixelsMax: 0, quality: Quality.FAST },
-  medium: { size: OutputSize.FULL, outputPixelsMax: 1_500_000, quality: Quality.BALANCED },
-  hd: { size: OutputSize.FULL, outputPixelsMax: 4_000_000, quality: Quality.BALANCED },
-  full: { size: OutputSize.FULL, outputPixelsMax: 0, quality: Quality.BALANCED },
-  "4k": { size: OutputSize.FULL, outputPixelsMax: 0, quality: Quality.BALANCED },
-  auto: { size: OutputSize.FULL, outputPixelsMax: 0, quality: Quality.BALANCED },
+const SIZES: Readonly<Record<string, { size: OutputSize; outputPixelsMax: number }>> = {
+  preview: { size: OutputSize.PREVIEW, outputPixelsMax: 0 },
+  small: { size: OutputSize.PREVIEW, outputPixelsMax: 0 },
+  regular: { size: OutputSize.PREVIEW, outputPixelsMax: 0 },
+  medium: { size: OutputSize.FULL, outputPixelsMax: 1_500_000 },
+  hd: { size: OutputSize.FULL, outputPixelsMax: 4_000_000 },
+  full: { size: OutputSize.FULL, outputPixelsMax: 0 },
+  "4k": { size: OutputSize.FULL, outputPixelsMax: 0 },
+  auto: { size: OutputSize.FULL, outputPixelsMax: 0 },
 };
 
-/** The `quality` parameter when given (refused naming the allowed values when unknown), else the size's. */
-function qualityParameterOf(fields: RemoveBgFields["fields"], bySize: Quality): Quality {
-  const given = present(fields, "quality");
-  if (given === undefined) return bySize;
-  const parsed = qualityOf(given);
-  if (!parsed.ok) refuse("invalid_quality", INVALID("quality"), parsed.message);
-  return parsed.quality;
-}
-
-function sizeOf(fields: RemoveBgFields["fields"]): { size: OutputSize; outputPixelsMax: number; quality: Quality } {
+function sizeOf(fields: RemoveBgFields["fields"]): { size: OutputSize; outputPixelsMax: number } {
   const value = present(fields, "size") ?? "preview"; // remove.bg's default
   return oneOf(value, SIZES, "invalid_size", "Invalid value for parameter 'size'", "size");
 }
@@ -278,8 +265,10 @@ function sourceOf(fields: RemoveBgFields["fields"], files: RemoveBgFields["files
 export function removeBgRequestOf({ fields, files }: RemoveBgFields): RemoveBgOutcome {
   try {
     const source = sourceOf(fields, files);
-    const { size, outputPixelsMax, quality: qualityOfSize } = sizeOf(fields);
-    const quality = qualityParameterOf(fields, qualityOfSize);
+    const { size, outputPixelsMax } = sizeOf(fields);
+    // remove.bg has no speed setting: the size picks one (qualityForSize) unless `quality` names it.
+    const quality = qualityOf(present(fields, "quality"), qualityForSize(size));
+    if (!quality.ok) refuse("invalid_quality", INVALID("quality"), quality.message);
     const background = backgroundOf(fields, files);
     const { format: requestedFormat, zip } = formatOf(fields, background.source !== undefined);
     const format = channelsOf(fields, requestedFormat);
@@ -298,7 +287,7 @@ export function removeBgRequestOf({ fields, files }: RemoveBgFields): RemoveBgOu
       cropMarginPercent: cropToSubject ? cropMarginPercent : 0,
       subjectScalePercent,
       subjectPosition,
-      quality,
+      quality: quality.quality,
     });
     return { ok: true, request: { source, backgroundSource: background.source, zip, options } };
   } catch (error) {

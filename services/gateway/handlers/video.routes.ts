@@ -4,7 +4,7 @@
 // the job, the same JSON as an asynchronous image job. Video jobs are asynchronous only.
 import { Code } from "@connectrpc/connect";
 import { reasonError } from "../../common/errors.ts";
-import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
+import { qualityOf } from "../../common/images/quality.ts";
 import type { Job } from "../../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import type { HttpRequest, HttpResponse, HttpRoutes } from "../../common/server.ts";
 import { VIDEO_OUTPUTS } from "../../common/video/video-formats.ts";
@@ -21,7 +21,6 @@ import { readVideoUpload } from "./video-upload.ts";
 export const VIDEO_MATTING_PATH = "/v1/video/matting";
 
 const FORMATS = Object.fromEntries(VIDEO_OUTPUTS.map((output) => [output.name, output.format]));
-const QUALITIES: Record<string, Quality> = { fast: Quality.FAST, balanced: Quality.BALANCED, best: Quality.BEST };
 const BOOLEANS: Record<string, boolean> = { true: true, "1": true, yes: true, false: false, "0": false, no: false };
 
 function choice<T>(table: Record<string, T>, raw: string | undefined, name: string): T | undefined {
@@ -35,10 +34,12 @@ function choice<T>(table: Record<string, T>, raw: string | undefined, name: stri
 export function videoOptionsFrom(source: OptionSource) {
   const colour = source("bg_color") ?? source("background_color");
   if (colour !== undefined && !HEX_COLOUR.test(colour)) throw reasonError(Code.InvalidArgument, "invalid_option", `bg_color "${colour}" is not a hex colour like "ffffff" or "#fff"`);
+  const quality = qualityOf(source("quality") ?? "");
+  if (!quality.ok) throw reasonError(Code.InvalidArgument, "invalid_option", quality.message);
   return videoOptionsOf({
     format: choice(FORMATS, source("format") ?? source("output_format"), "format"),
     backgroundColor: colour === undefined ? "" : colour.startsWith("#") ? colour : `#${colour}`,
-    quality: choice(QUALITIES, source("quality"), "quality"),
+    quality: quality.quality,
     keepAudio: choice(BOOLEANS, source("keep_audio"), "keep_audio"),
   });
 }

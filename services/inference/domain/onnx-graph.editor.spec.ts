@@ -2,9 +2,31 @@
 // sides that are multiples of 32, square or not.
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
+import onnxProto from "onnx-proto";
 import ort from "onnxruntime-node";
 import { describeModel, loadModelBytes, type ModelDescription } from "../store/model.store.ts";
-import { editSegmentationModel, withDynamicBatch } from "./onnx-graph.editor.ts";
+import { editSegmentationModel, rewriteResizeTargets, withDynamicBatch } from "./onnx-graph.editor.ts";
+
+const { onnx } = onnxProto;
+
+/** A one-Resize model whose target size is `Concat(inputs)`, each input a Shape of x or the traced Constant [512, 512]. */
+function oneResize(options: { opset?: number; concat: ("shape" | "constant")[] | "initializer" }): Uint8Array {
+  const nodes = [onnx.NodeProto.create({ name: "shape", opType: "Shape", input: ["x"], output: ["shape"] })];
+  const initializer = [];
+  const constant = onnx.TensorProto.create({ name: "hw", dataType: 7, dims: [2], int64Data: [512, 512] });
+  let sizes = "sizes";
+  if (options.concat === "initializer") {
+    initializer.push(constant);
+    sizes = "hw";
+  } else {
+    nodes.push(onnx.NodeProto.create({ name: "hw", opType: "Constant", output: ["hw"], attribute: [onnx.AttributeProto.create({ name: "value", type: onnx.AttributeProto.AttributeType.TENSOR, t: constant })] }));
+    nodes.push(onnx.NodeProto.create({ name: "concat", opType: "Concat", input: options.concat.map((part) => (part === "shape" ? "shape" : "hw")), output: ["sizes"] }));
+  }
+  nodes.push(onnx.NodeProto.create({ name: "upsample", opType: "Resize", input: ["x", "", "", sizes], output: ["y"] }));
+  const tensor = (name: string) => onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: 1, shape: { dim: [1, 3, 1024, 1024].map((dimValue) => ({ dimValue })) } } } });
+  const graph = onnx.GraphProto.create({ name: "one-resize", node: nodes, initializer, input: [tensor("x")], output: [tensor("y")] });
+  return onnx.ModelProto.encode(onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ domain: "", version: options.opset ?? 15 }], graph })).finish();
+}
 
 /** A smooth pattern with a bright disc, so the mask has a subject and an edge. */
 function input(height: number, width: number): Float32Array {
@@ -59,5 +81,17 @@ describe("editSegmentationModel on isnet-medium", () => {
 
   it("refuses a model whose resizes it cannot rescale", () => {
     assert.throws(() => editSegmentationModel(new Uint8Array(), ["output"]), /no graph|no data input|no Resize/);
+  });
+
+  it("rewrites every one of the model's 39 Resize targets", async () => {
+    const graph = onnx.ModelProto.decode(await loadModelBytes(model)).graph as InstanceType<typeof onnx.GraphProto>;
+    assert.equal(rewriteResizeTargets(graph), 39);
+  });
+
+  it("refuses, naming the Resize, a target it would leave constant, and an opset without Shape(start, end)", () => {
+    assert.doesNotThrow(() => editSegmentationModel(oneResize({ concat: ["shape", "constant"] }), ["y"]), "the traced shape: rewritten");
+    assert.throws(() => editSegmentationModel(oneResize({ concat: ["constant", "shape"] }), ["y"]), /Resize upsample: its target size is not Concat\(Shape, Constant\[h, w\]\)/);
+    assert.throws(() => editSegmentationModel(oneResize({ concat: "initializer" }), ["y"]), /Resize upsample: its target size is not Concat\(Shape, Constant\[h, w\]\)/);
+    assert.throws(() => editSegmentationModel(oneResize({ opset: 13, concat: ["shape", "constant"] }), ["y"]), /opset 13 .*needs opset 15 or later/);
   });
 });

@@ -26,6 +26,9 @@ const tracedSide = 1024;
 /** ONNX TensorProto.DataType INT64. */
 const int64Type = 7;
 
+/** The first opset whose Shape takes `start` and `end`, which the rewrite's Shape(input)[2:4] uses. */
+export const SHAPE_SLICE_OPSET_MIN = 15;
+
 /**
  * The model the engine runs: dynamic batch (see `withDynamicBatch`), any input side that is a
  * multiple of 32 (see `rewriteResizeTargets`), and only `keepOutputs` left. One decode and one
@@ -34,6 +37,11 @@ const int64Type = 7;
 export function editSegmentationModel(model: Uint8Array, keepOutputs: readonly string[]): Uint8Array {
   const decoded = onnx.ModelProto.decode(model);
   const graph = graphOf(decoded);
+  const opset = decoded.opsetImport.find((entry) => entry.domain === undefined || entry.domain === null || entry.domain === "" || entry.domain === "ai.onnx");
+  const version = Number(opset?.version ?? 0);
+  if (version < SHAPE_SLICE_OPSET_MIN) {
+    throw new Error(`ONNX model imports opset ${version} of the default domain; the resize rewrite's Shape(start, end) needs opset ${SHAPE_SLICE_OPSET_MIN} or later`);
+  }
   rewriteResizeTargets(graph);
   makeBatchDynamic(graph, keepOutputs, { spatial: true });
   return onnx.ModelProto.encode(decoded).finish();
@@ -103,9 +111,12 @@ function pruneDeadNodes(graph: GraphProto, keepOutputs: readonly string[]): void
  * with h and w computed for a 1024² input, so any other input fails at the first `Concat` after
  * an upsample. Each constant `c` becomes `Shape(input)[2:4] × c / 1024` (integer arithmetic: for
  * sides that are multiples of 32 and c ≥ 32, exact), computed once per distinct c (six of them).
- * At 1024² every target equals the old constant, so the output is bit-identical.
+ * At 1024² every target equals the old constant, so the output is bit-identical. A Resize by
+ * scales alone (no sizes) fits any side and is left as it is; a target size of any other form is
+ * refused here, naming the Resize, since left constant it would fail only at the first run at
+ * another side. Returns how many targets were rewritten (39 in IS-Net).
  */
-export function rewriteResizeTargets(graph: GraphProto): void {
+export function rewriteResizeTargets(graph: GraphProto): number {
   const input = graph.input.find((candidate) => !graph.initializer.some((initializer) => initializer.name === candidate.name));
   if (input?.name === undefined || input.name === null) throw new Error("ONNX model has no data input");
   const producers = new Map<string, NodeProto>();
@@ -124,12 +135,20 @@ export function rewriteResizeTargets(graph: GraphProto): void {
   ];
   graph.initializer.push(int64Scalar(`${prefix}/traced_side`, tracedSide));
   const targetOf = new Map<number, string>();
+  const rewrittenConcats = new Set<NodeProto>();
   let rewritten = 0;
   for (const resize of graph.node.filter((node) => node.opType === "Resize")) {
-    const concat = producers.get(resize.input?.[3] ?? "");
-    if (concat?.opType !== "Concat" || concat.input?.length !== 2) continue;
-    const constant = producers.get(concat.input[1]!);
-    if (constant?.opType !== "Constant") continue;
+    const sizes = resize.input?.[3] ?? "";
+    if (sizes === "") continue;
+    const concat = producers.get(sizes);
+    if (concat !== undefined && rewrittenConcats.has(concat)) {
+      rewritten++;
+      continue;
+    }
+    const constant = concat?.opType === "Concat" && concat.input?.length === 2 ? producers.get(concat.input[1]!) : undefined;
+    if (concat === undefined || constant?.opType !== "Constant") {
+      throw new Error(`Resize ${resize.name}: its target size is not Concat(Shape, Constant[h, w]) as traced, so this editor cannot rescale it`);
+    }
     const [height, width] = int64Values(constant);
     if (height === undefined || height !== width || tracedSide % height !== 0 || height < INPUT_SIDE_MULTIPLE) {
       throw new Error(`Resize ${resize.name} has a target size ${height}×${width} this editor cannot rescale`);
@@ -144,12 +163,14 @@ export function rewriteResizeTargets(graph: GraphProto): void {
       );
       targetOf.set(height, target);
     }
-    concat.input[1] = target;
+    concat.input![1] = target;
+    rewrittenConcats.add(concat);
     rewritten++;
   }
   if (rewritten === 0) throw new Error("ONNX model has no Resize with a traced target size to rewrite");
   // Topological order: the new nodes read only the graph input and initializers.
   graph.node = [...added, ...graph.node];
+  return rewritten;
 }
 
 function intAttribute(name: string, value: number) {

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
-import { qualityOf } from "../../common/images/quality.ts";
-import { modelPassFor } from "./quality.plan.ts";
+import { qualityForSize, qualityOf } from "../../common/images/quality.ts";
+import { OutputSize } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
+import { modelPassFor, warmupPassesFor } from "./quality.plan.ts";
 
 describe("modelPassFor", () => {
   it("runs each setting at its side for a full-size output; unspecified is balanced", () => {
@@ -25,6 +26,23 @@ describe("modelPassFor", () => {
   });
 });
 
+describe("warmupPassesFor", () => {
+  const rowsOf = (passes: { mirrored: boolean }[]) => passes.reduce((rows, pass) => rows + (pass.mirrored ? 2 : 1), 0);
+
+  it("fills the largest batch a side will run, mirrored where a setting mirrors at that side", () => {
+    assert.deepEqual(warmupPassesFor(1024, 8), Array.from({ length: 8 }, () => ({ side: 1024, mirrored: false })));
+    const at768 = warmupPassesFor(768, 8);
+    assert.equal(rowsOf(at768), 8, "eight rows, the batch's most");
+    assert.ok(at768.some((pass) => pass.mirrored), "best mirrors at 768, so its flip runs in the warm-up");
+    assert.equal(rowsOf(warmupPassesFor(768, 7)), 7, "an odd batch takes one plain image beside the mirrored ones");
+  });
+
+  it("warms a mirrored image's two rows even where a batch is one row (the CPU default)", () => {
+    assert.deepEqual(warmupPassesFor(768, 1), [{ side: 768, mirrored: true }]);
+    assert.deepEqual(warmupPassesFor(1024, 1), [{ side: 1024, mirrored: false }]);
+  });
+});
+
 describe("qualityOf", () => {
   it("parses the API names in any case, empty as the default, and names the allowed values otherwise", () => {
     assert.deepEqual(qualityOf("fast"), { ok: true, quality: Quality.FAST });
@@ -32,5 +50,13 @@ describe("qualityOf", () => {
     assert.deepEqual(qualityOf("balanced"), { ok: true, quality: Quality.BALANCED });
     assert.deepEqual(qualityOf(""), { ok: true, quality: Quality.UNSPECIFIED });
     assert.deepEqual(qualityOf("ultra"), { ok: false, message: 'quality "ultra" is unknown; use one of fast, balanced, best' });
+    assert.deepEqual(qualityOf(undefined, Quality.FAST), { ok: true, quality: Quality.FAST }, "not given is the API's default");
+    assert.deepEqual(qualityOf("best", Quality.FAST), { ok: true, quality: Quality.BEST }, "a given name overrides it");
+  });
+
+  it("qualityForSize: a compatible API's preview is cut at fast, every larger size at balanced", () => {
+    assert.equal(qualityForSize(OutputSize.PREVIEW), Quality.FAST);
+    assert.equal(qualityForSize(OutputSize.FULL), Quality.BALANCED);
+    assert.equal(qualityForSize(OutputSize.HD), Quality.BALANCED);
   });
 });

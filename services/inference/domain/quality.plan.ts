@@ -1,5 +1,5 @@
 import type { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
-import { QUALITY_NAMES, qualityNameOf, type QualityName } from "../../common/images/quality.ts";
+import { qualityNameOf, qualityProblem, type QualityName } from "../../common/images/quality.ts";
 import { INPUT_SIDE_MULTIPLE } from "./onnx-graph.editor.ts";
 import { InferenceError } from "./inference.errors.ts";
 
@@ -29,7 +29,7 @@ export const QUALITY_PASSES: Readonly<Record<QualityName, ModelPass>> = {
 /** The pass a setting names, before any cap by the output's size; an unknown value is invalid_option. */
 export function qualityPassOf(quality: Quality): ModelPass {
   const name = qualityNameOf(quality);
-  if (name === undefined) throw new InferenceError("invalid_option", `quality ${quality} is unknown; use one of ${QUALITY_NAMES.join(", ")}`);
+  if (name === undefined) throw new InferenceError("invalid_option", qualityProblem(quality)!);
   return QUALITY_PASSES[name];
 }
 
@@ -44,4 +44,18 @@ export function modelPassFor(quality: Quality, outputLongestSide?: number): Mode
   if (outputLongestSide === undefined || !(outputLongestSide > 0)) return pass;
   const covering = Math.ceil(outputLongestSide / INPUT_SIDE_MULTIPLE) * INPUT_SIDE_MULTIPLE;
   return { ...pass, side: Math.min(pass.side, Math.max(QUALITY_PASSES.fast.side, covering)) };
+}
+
+/**
+ * The passes of one warm-up batch at `side`: the largest tensor that side will see (`rowsMax`
+ * rows, or two where a setting mirrors there), built as the settings build it, so onnxruntime
+ * plans that memory before the first customer's batch; smaller batches fit in it. Each batch size
+ * is not warmed on its own, as that would be `rowsMax` runs per side at every start; nor are the
+ * sides between the settings' that previews may run at (modelPassFor).
+ */
+export function warmupPassesFor(side: number, rowsMax: number): ModelPass[] {
+  const mirrors = Object.values(QUALITY_PASSES).some((pass) => pass.side === side && pass.mirrored);
+  const rows = Math.max(rowsMax, mirrors ? 2 : 1);
+  const mirrored = mirrors ? Math.floor(rows / 2) : 0;
+  return [...Array.from({ length: mirrored }, () => ({ side, mirrored: true })), ...Array.from({ length: rows - 2 * mirrored }, () => ({ side, mirrored: false }))];
 }

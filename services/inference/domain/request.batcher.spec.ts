@@ -5,7 +5,7 @@ import { InferenceError } from "./inference.errors.ts";
 import { DynamicBatcher, type BatcherOptions } from "./request.batcher.ts";
 
 /** A batcher whose runs are recorded and finish when the test says so. */
-function harness(options: Partial<BatcherOptions> = {}, groupOf?: (item: string) => string) {
+function harness(options: Partial<BatcherOptions> = {}, groupOf?: (item: string) => string, rowsOf?: (item: string) => number) {
   const batches: string[][] = [];
   const pending: (() => void)[] = [];
   const batcher = new DynamicBatcher<string, string>(
@@ -16,7 +16,7 @@ function harness(options: Partial<BatcherOptions> = {}, groupOf?: (item: string)
       return items.map((item) => `done:${item}`);
     },
     {},
-    groupOf,
+    { groupOf, rowsOf },
   );
   const finishOne = async () => {
     while (pending.length === 0) await sleep(1);
@@ -28,7 +28,7 @@ function harness(options: Partial<BatcherOptions> = {}, groupOf?: (item: string)
 const reasonOf = (error: unknown) => (error as InferenceError).reason;
 
 describe("DynamicBatcher", () => {
-  it("puts only items of one group (one model input size) in a batch, oldest group first", async () => {
+  it("puts only items of one group (one model input size) in a batch, a full group first", async () => {
     // The group is the text before the colon, as the engine's is the model's input side.
     const { batcher, batches, finishOne } = harness({ batchSizeMax: 3, queueDelayMsMax: 30 }, (item) => item.split(":")[0]!);
     const results = ["768:a", "1024:b", "768:c", "1024:d", "768:e"].map((item) => batcher.submit(item, { highPriority: false }));
@@ -50,6 +50,73 @@ describe("DynamicBatcher", () => {
     assert.deepEqual(batches[3], ["768:g"]);
     await finishOne();
     await Promise.all([high, normal, highSameSize]);
+  });
+
+  it("lets a normal item of another size run while the high lane never empties (no starvation)", async () => {
+    // The reviewer's case: paid 768² images every 15 ms keep the high lane busy; one free
+    // 1024² image must still run within a few batches, not when the paid stream stops.
+    const runMs = 100;
+    const starts: { items: string[]; atMs: number }[] = [];
+    const started = performance.now();
+    const batcher = new DynamicBatcher<string, string>(
+      { batchSizeMax: 8, queueDelayMsMax: 10, queueLengthMax: 200, concurrency: 1 },
+      async (items) => {
+        starts.push({ items, atMs: performance.now() - started });
+        await sleep(runMs);
+        return items;
+      },
+      {},
+      { groupOf: (item) => item.split(":")[0]! },
+    );
+    const paid: Promise<string>[] = [];
+    let free: Promise<string> | undefined;
+    let freeSubmittedMs = 0;
+    for (let index = 0; performance.now() - started < 1200; index++) {
+      paid.push(batcher.submit(`768:paid-${index}`, { highPriority: true }));
+      if (free === undefined && performance.now() - started >= 300) {
+        freeSubmittedMs = performance.now() - started;
+        free = batcher.submit("1024:free", { highPriority: false });
+      }
+      await sleep(15);
+    }
+    await Promise.all([...paid, free]);
+    const freeBatch = starts.find((start) => start.items.includes("1024:free"))!;
+    // Three runs' time, with room for a loaded machine; before the fix it ran only after 1.2 s.
+    assert.ok(freeBatch.atMs - freeSubmittedMs < 3 * runMs + 150, `the free image waited ${Math.round(freeBatch.atMs - freeSubmittedMs)} ms for its batch`);
+  });
+
+  it("measures the queue delay within the batch's own size, so a lone item of another size does not cut a batch short", async () => {
+    const { batcher, batches, finishOne } = harness({ batchSizeMax: 4, queueDelayMsMax: 40, concurrency: 2 }, (item) => item.split(":")[0]!);
+    const results = [batcher.submit("1024:a", { highPriority: false })];
+    await sleep(25);
+    results.push(...["768:b1", "768:b2", "768:b3"].map((item) => batcher.submit(item, { highPriority: true })));
+    await sleep(30);
+    assert.deepEqual(batches, [["1024:a"]], "only the 1024² item has waited its delay; the 768² batch waits for its own");
+    results.push(batcher.submit("768:b4", { highPriority: false }));
+    await sleep(5);
+    assert.deepEqual(batches[1], ["768:b1", "768:b2", "768:b3", "768:b4"], "the fourth 768² item fills the batch, which then runs at once");
+    await finishOne();
+    await finishOne();
+    await Promise.all(results);
+  });
+
+  it("counts an item's rows (a mirrored image is two) against the batch size, and runs an item larger than a batch alone", async () => {
+    const rowsOf = (item: string) => (item.startsWith("best") ? 2 : 1);
+    const { batcher, batches, finishOne } = harness({ batchSizeMax: 4, queueDelayMsMax: 10 }, undefined, rowsOf);
+    const results = ["best:a", "fast:b", "best:c", "fast:d"].map((item) => batcher.submit(item, { highPriority: false }));
+    await sleep(30);
+    assert.deepEqual(batches, [["best:a", "fast:b"]], "a, b and c are five rows: c waits, and so does d behind it");
+    await finishOne();
+    await sleep(30);
+    assert.deepEqual(batches[1], ["best:c", "fast:d"]);
+    await finishOne();
+    await Promise.all(results);
+
+    const single = harness({ batchSizeMax: 1, queueDelayMsMax: 0 }, undefined, rowsOf);
+    const alone = single.batcher.submit("best:e", { highPriority: false });
+    await single.finishOne();
+    assert.equal(await alone, "done:best:e");
+    assert.deepEqual(single.batches, [["best:e"]]);
   });
 
   it("runs a full batch at once and a partial one after the queue delay", async () => {

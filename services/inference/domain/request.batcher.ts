@@ -1,9 +1,9 @@
 import { InferenceError } from "./inference.errors.ts";
 
 export interface BatcherOptions {
-  /** Most items in one run (items). */
+  /** Most rows in one run (tensor rows): an item counts `rowsOf` rows, one by default. */
   batchSizeMax: number;
-  /** Longest the oldest queued item waits for a fuller batch while a runner is free (milliseconds). */
+  /** Longest the oldest queued item of a group waits for a fuller batch while a runner is free (milliseconds). */
   queueDelayMsMax: number;
   /** Items waiting across both lanes; one more is refused with queue_full (items). */
   queueLengthMax: number;
@@ -13,6 +13,22 @@ export interface BatcherOptions {
 
 /** Items of one group can share a batch, others never (e.g. the model's input size); by default all share. */
 export type BatchGroupOf<Item> = (item: Item) => string | number;
+
+/** How items fill a batch: which may share one, and how many of its rows each takes. */
+export interface BatchShape<Item> {
+  /** @default every item in one group */
+  groupOf?: BatchGroupOf<Item> | undefined;
+  /** Rows of the run's tensor the item takes, a positive integer (a mirrored image is two). @default 1 */
+  rowsOf?: ((item: Item) => number) | undefined;
+}
+
+/**
+ * An item that has waited this many queue delays is starved: its group runs next, whatever the
+ * lanes hold. Without it a stream of high-priority items of one size would keep a normal item of
+ * another size waiting for as long as the stream lasts. At a delay of 0 the oldest item's group
+ * always goes first.
+ */
+export const STARVED_AFTER_DELAYS = 4;
 
 /** Hooks for metrics; all optional. */
 export interface BatcherObserver {
@@ -33,6 +49,8 @@ export interface BatcherCall {
 
 interface Entry<Item, Result> {
   item: Item;
+  group: string | number;
+  rows: number;
   highPriority: boolean;
   enqueuedAt: number;
   onDequeued: ((waitMs: number) => void) | undefined;
@@ -42,13 +60,15 @@ interface Entry<Item, Result> {
 }
 
 /**
- * Triton-style dynamic batching. Items wait in two lanes (high priority is always taken
- * first); when a runner is free, a batch starts as soon as `batchSizeMax` items wait or the
- * oldest has waited `queueDelayMsMax`. A full queue refuses new items with queue_full and a
- * retry hint; an item whose signal aborts while queued is removed and rejected as cancelled.
- * Once a batch has started its items run to the end: the model cannot drop one image of a
- * batch, so the caller checks its own signal again when the result comes back. A batch holds
- * only items of the head item's group (`groupOf`): the model takes one tensor shape per run.
+ * Triton-style dynamic batching. Items wait in two lanes; a batch holds items of one group
+ * (`groupOf`: the model takes one tensor shape per run), high-priority ones first, up to
+ * `batchSizeMax` rows. When a runner is free, a group is ready once its items fill a batch or its
+ * oldest has waited `queueDelayMsMax`; of the ready groups, one with high-priority items goes
+ * first, then the one with most rows. A starved item (STARVED_AFTER_DELAYS) puts its group first.
+ * A full queue refuses new items with queue_full and a retry hint; an item whose signal aborts
+ * while queued is removed and rejected as cancelled. Once a batch has started its items run to
+ * the end: the model cannot drop one image of a batch, so the caller checks its own signal again
+ * when the result comes back. An item of more rows than a batch runs alone.
  */
 export class DynamicBatcher<Item, Result> {
   private readonly lanes: { high: Entry<Item, Result>[]; normal: Entry<Item, Result>[] } = { high: [], normal: [] };
@@ -57,13 +77,17 @@ export class DynamicBatcher<Item, Result> {
   private closedReason: InferenceError | undefined;
   /** Exponential average of a batch's run time, for the retry hint (milliseconds). */
   private runMsAverage = 1000;
+  private readonly groupOf: BatchGroupOf<Item>;
+  private readonly rowsOf: (item: Item) => number;
 
   constructor(
     private readonly options: BatcherOptions,
     private readonly run: (items: Item[]) => Promise<Result[]>,
     private readonly observer: BatcherObserver = {},
-    private readonly groupOf: BatchGroupOf<Item> = () => 0,
+    shape: BatchShape<Item> = {},
   ) {
+    this.groupOf = shape.groupOf ?? (() => 0);
+    this.rowsOf = shape.rowsOf ?? (() => 1);
     for (const [name, value] of Object.entries(options)) {
       if (!Number.isInteger(value) || value < (name === "queueDelayMsMax" ? 0 : 1)) {
         throw new Error(`DynamicBatcher: ${name} must be a positive integer, got ${value}`);
@@ -84,6 +108,8 @@ export class DynamicBatcher<Item, Result> {
   submit(item: Item, call: BatcherCall): Promise<Result> {
     if (this.closedReason !== undefined) return Promise.reject(this.closedReason);
     if (call.signal?.aborted) return Promise.reject(cancelled());
+    const rows = this.rowsOf(item);
+    if (!Number.isInteger(rows) || rows < 1) throw new Error(`DynamicBatcher: an item's rows must be a positive integer, got ${rows}`);
     if (this.depth >= this.options.queueLengthMax) {
       const retryAfterMs = this.retryAfterMs();
       return Promise.reject(
@@ -106,6 +132,8 @@ export class DynamicBatcher<Item, Result> {
       };
       const entry: Entry<Item, Result> = {
         item,
+        group: this.groupOf(item),
+        rows,
         highPriority: call.highPriority,
         enqueuedAt: performance.now(),
         onDequeued: call.onDequeued,
@@ -140,31 +168,64 @@ export class DynamicBatcher<Item, Result> {
     clearTimeout(this.timer);
     this.timer = undefined;
     while (this.running < this.options.concurrency && this.depth > 0) {
-      const oldest = Math.min(
-        this.lanes.high[0]?.enqueuedAt ?? Number.POSITIVE_INFINITY,
-        this.lanes.normal[0]?.enqueuedAt ?? Number.POSITIVE_INFINITY,
-      );
-      const waitedMs = performance.now() - oldest;
-      const group = this.groupOf((this.lanes.high[0] ?? this.lanes.normal[0])!.item);
-      const fits = (entry: Entry<Item, Result>) => this.groupOf(entry.item) === group;
-      const ready = this.lanes.high.filter(fits).length + this.lanes.normal.filter(fits).length;
-      if (ready < this.options.batchSizeMax && waitedMs < this.options.queueDelayMsMax) {
-        this.timer = setTimeout(() => this.pump(), Math.ceil(this.options.queueDelayMsMax - waitedMs));
+      const next = this.nextGroup(performance.now());
+      if ("waitMs" in next) {
+        this.timer = setTimeout(() => this.pump(), Math.ceil(next.waitMs));
         return;
       }
-      const batch = this.take(this.lanes.high, fits, this.options.batchSizeMax);
-      batch.push(...this.take(this.lanes.normal, fits, this.options.batchSizeMax - batch.length));
+      const batch = this.take(next.group);
       this.observer.depthChanged?.(this.depth);
       void this.runBatch(batch);
     }
   }
 
-  /** Removes and returns the first `count` entries of `lane` that `fits` accepts, in order. */
-  private take(lane: Entry<Item, Result>[], fits: (entry: Entry<Item, Result>) => boolean, count: number): Entry<Item, Result>[] {
+  /** The group whose batch runs now, or how long until one is ready (milliseconds). */
+  private nextGroup(now: number): { group: string | number } | { waitMs: number } {
+    const { high, normal } = this.lanes;
+    const oldest = high[0] === undefined || (normal[0] !== undefined && normal[0].enqueuedAt < high[0].enqueuedAt) ? normal[0]! : high[0];
+    if (now - oldest.enqueuedAt >= STARVED_AFTER_DELAYS * this.options.queueDelayMsMax) return { group: oldest.group };
+    const queued = new Map<string | number, { rows: number; highPriority: boolean; oldestAt: number }>();
+    for (const entry of [...high, ...normal]) {
+      const group = queued.get(entry.group);
+      if (group === undefined) queued.set(entry.group, { rows: entry.rows, highPriority: entry.highPriority, oldestAt: entry.enqueuedAt });
+      else {
+        group.rows += entry.rows;
+        group.oldestAt = Math.min(group.oldestAt, entry.enqueuedAt);
+      }
+    }
+    let chosen: { group: string | number; rows: number; highPriority: boolean } | undefined;
+    let waitMs = Number.POSITIVE_INFINITY;
+    for (const [group, { rows, highPriority, oldestAt }] of queued) {
+      const waitedMs = now - oldestAt;
+      if (rows < this.options.batchSizeMax && waitedMs < this.options.queueDelayMsMax) {
+        waitMs = Math.min(waitMs, this.options.queueDelayMsMax - waitedMs);
+      } else if (chosen === undefined || (highPriority && !chosen.highPriority) || (highPriority === chosen.highPriority && rows > chosen.rows)) {
+        chosen = { group, rows, highPriority };
+      }
+    }
+    return chosen === undefined ? { waitMs } : { group: chosen.group };
+  }
+
+  /**
+   * Removes and returns the entries of `group` for one batch: the high lane's, then the normal
+   * lane's, in order, until the next would pass `batchSizeMax` rows. Stopping there rather than
+   * skipping to a smaller item keeps each lane in order, at the cost of at most one row.
+   */
+  private take(group: string | number): Entry<Item, Result>[] {
     const taken: Entry<Item, Result>[] = [];
-    for (let index = 0; index < lane.length && taken.length < count; ) {
-      if (fits(lane[index]!)) taken.push(...lane.splice(index, 1));
-      else index++;
+    let rows = 0;
+    for (const lane of [this.lanes.high, this.lanes.normal]) {
+      for (let index = 0; index < lane.length; ) {
+        const entry = lane[index]!;
+        if (entry.group !== group) {
+          index++;
+          continue;
+        }
+        if (taken.length > 0 && rows + entry.rows > this.options.batchSizeMax) return taken;
+        taken.push(...lane.splice(index, 1));
+        rows += entry.rows;
+        if (rows >= this.options.batchSizeMax) return taken;
+      }
     }
     return taken;
   }

@@ -4,7 +4,7 @@ import { ImageOperation, OutputFormat, OutputSize, type ImageOptions } from "../
 import { threadsPerSession, type InferenceConfig } from "../inference.config.ts";
 import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
 import { editSegmentationModel } from "../domain/onnx-graph.editor.ts";
-import { modelPassFor, qualityPassOf, QUALITY_PASSES, type ModelPass } from "../domain/quality.plan.ts";
+import { modelPassFor, qualityPassOf, QUALITY_PASSES, warmupPassesFor, type ModelPass } from "../domain/quality.plan.ts";
 import { DynamicBatcher } from "../domain/request.batcher.ts";
 import { layoutSubject, parseLayoutOptions, smartCropLayout } from "../domain/subject.layout.ts";
 import { describeModel, loadModelBytes, type ModelDescription } from "../store/model.store.ts";
@@ -214,15 +214,13 @@ class Engine implements SegmentationEngine {
         return masks;
       },
       batcherMetrics,
-      // One tensor per run: only images of one input side share a batch.
-      (item) => item.pass.side,
+      // One tensor per run: only images of one input side share a batch, and a mirrored image
+      // takes two of its rows (the session runs its flipped copy beside it).
+      { groupOf: (item) => item.pass.side, rowsOf: (item) => (item.pass.mirrored ? 2 : 1) },
     );
     this.batcher = batcher;
     await this.refiners.ready;
-    const warmUp = async (side: number) => {
-      const warmups = Array.from({ length: batchSizeMax }, () => new Uint8Array(side * side * 3).fill(warmupPixelValue));
-      await Promise.all(warmups.map((rgb) => batcher.submit({ rgb, pass: { side, mirrored: false } }, { highPriority: true })));
-    };
+    const warmUp = (side: number) => Promise.all(warmupPassesFor(side, batchSizeMax).map((pass) => batcher.submit({ rgb: new Uint8Array(side * side * 3).fill(warmupPixelValue), pass }, { highPriority: true })));
     for (let run = 0; run < this.config.INFERENCE_WARMUP_RUNS; run++) await warmUp(this.inputSize);
     // The other settings' sides warm up once serving: onnxruntime plans its memory for each new
     // shape on its first run, which the first fast or best image would otherwise pay, but holding
