@@ -102,7 +102,7 @@ const IMAGE_HEADERS = {
 
 const IMAGE_OPTIONS: Record<string, JsonSchema> = {
   size: { type: "string", enum: ["preview", "small", "full", "auto", "hd"], default: "full", description: "Output size; hd is priced at the HD multiplier." },
-  quality: { type: "string", enum: ["fast", "balanced", "best"], default: "balanced", description: "Speed against accuracy: fast runs the model at 768² (about 0.6× balanced's time), balanced at 1024², best averages the 768² masks of the image and its mirror image (about 1.15× balanced's time). One price for all three." },
+  quality: { type: "string", enum: ["fast", "balanced", "best"], default: "balanced", description: "Speed against accuracy: fast runs the model at 768² (about 0.6× balanced's time), balanced at 1024², best averages the 1024² masks of the image and its mirror image (sharper edges, about 2× balanced's time on a CPU). One price for all three." },
   format: { type: "string", enum: ["png", "webp", "jpg", "jpeg", "mask"], default: "png" },
   output_format: { type: "string", enum: ["png", "webp", "jpg", "jpeg", "mask"], description: "Alias of format." },
   bg_color: { type: "string", description: "A background colour (hex, with or without #), or transparent." },

@@ -3,14 +3,14 @@ import { describe, it } from "node:test";
 import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
 import { qualityForSize, qualityOf } from "../../common/images/quality.ts";
 import { OutputSize } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
-import { modelPassFor, warmupPassesFor } from "./quality.plan.ts";
+import { modelPassFor, settingPasses, warmupPassesFor } from "./quality.plan.ts";
 
 describe("modelPassFor", () => {
   it("runs each setting at its side for a full-size output; unspecified is balanced", () => {
     assert.deepEqual(modelPassFor(Quality.FAST), { side: 768, mirrored: false });
     assert.deepEqual(modelPassFor(Quality.BALANCED), { side: 1024, mirrored: false });
     assert.deepEqual(modelPassFor(Quality.UNSPECIFIED), { side: 1024, mirrored: false });
-    assert.deepEqual(modelPassFor(Quality.BEST), { side: 768, mirrored: true });
+    assert.deepEqual(modelPassFor(Quality.BEST), { side: 1024, mirrored: true });
   });
 
   it("runs a small output no finer than the multiple of 32 covering it, never under the fast side nor over the setting's", () => {
@@ -29,17 +29,24 @@ describe("modelPassFor", () => {
 describe("warmupPassesFor", () => {
   const rowsOf = (passes: { mirrored: boolean }[]) => passes.reduce((rows, pass) => rows + (pass.mirrored ? 2 : 1), 0);
 
-  it("fills the largest batch a side will run, mirrored where a setting mirrors at that side", () => {
-    assert.deepEqual(warmupPassesFor(1024, 8), Array.from({ length: 8 }, () => ({ side: 1024, mirrored: false })));
-    const at768 = warmupPassesFor(768, 8);
-    assert.equal(rowsOf(at768), 8, "eight rows, the batch's most");
-    assert.ok(at768.some((pass) => pass.mirrored), "best mirrors at 768, so its flip runs in the warm-up");
-    assert.equal(rowsOf(warmupPassesFor(768, 7)), 7, "an odd batch takes one plain image beside the mirrored ones");
+  it("fills the largest batch of a shape, as mirrored pairs where the shape mirrors", () => {
+    assert.deepEqual(warmupPassesFor({ side: 1024, mirrored: false }, 8), Array.from({ length: 8 }, () => ({ side: 1024, mirrored: false })));
+    const mirrored = warmupPassesFor({ side: 1024, mirrored: true }, 8);
+    assert.equal(rowsOf(mirrored), 8, "eight rows, the batch's most");
+    assert.ok(mirrored.every((pass) => pass.mirrored), "best's flip runs in the warm-up");
+    assert.equal(rowsOf(warmupPassesFor({ side: 1024, mirrored: true }, 7)), 7, "an odd batch takes one plain image beside the mirrored ones");
   });
 
   it("warms a mirrored image's two rows even where a batch is one row (the CPU default)", () => {
-    assert.deepEqual(warmupPassesFor(768, 1), [{ side: 768, mirrored: true }]);
-    assert.deepEqual(warmupPassesFor(1024, 1), [{ side: 1024, mirrored: false }]);
+    assert.deepEqual(warmupPassesFor({ side: 1024, mirrored: true }, 1), [{ side: 1024, mirrored: true }]);
+    assert.deepEqual(warmupPassesFor({ side: 768, mirrored: false }, 1), [{ side: 768, mirrored: false }]);
+  });
+
+  it("the settings' shapes, each once", () => {
+    assert.deepEqual(
+      settingPasses().map((pass) => `${pass.side}${pass.mirrored ? " mirrored" : ""}`).sort(),
+      ["1024", "1024 mirrored", "768"],
+    );
   });
 });
 

@@ -10,20 +10,19 @@ export interface ModelPass {
 }
 
 /**
- * What each setting runs. Measured on held-out ~800 px photos (plain Lanczos upsampling; issue 14):
+ * What each setting runs. Issue 14 measured on held-out ~800 px photos (plain Lanczos upsampling):
  * 1024² IoU 0.846, boundary F 0.814 at 100 % time; 768² 0.836 / 0.819 at 57 %; 768² mirrored
- * 0.859 / 0.824 at 114 %; 1024² mirrored 0.862 / 0.838 at 200 %; below 768² IoU falls fast
- * (640²: 0.776). So fast is 768² once, balanced today's 1024² once, and best 768² mirrored: most
- * of the mirrored gain for a seventh more time than balanced. On 12 of the dev photos
- * (`npm run eval -- --images 12`, edge refinement on) IoU / boundary F were fast 0.869 / 0.805,
- * balanced 0.861 / 0.782, best 0.866 / 0.797 and the imgly peer 0.872 / 0.779; such a sample is
- * swayed by single photos where one side fails outright (alphamatting GT06: 0.48 at 768², 0.99 at
- * 1024²), so measure the whole set before moving a default.
+ * 0.859 / 0.824 at 114 %; 1024² mirrored 0.862 / 0.838 at 200 %. On the whole dev set (47 photos,
+ * `npm run eval`, edge refinement on) IoU / boundary F were: 768² 0.873 / 0.819, 1024² 0.899 /
+ * 0.832, 768² mirrored 0.883 / 0.833, 1024² mirrored 0.896 / 0.844, the imgly peer 0.897 / 0.820.
+ * There 768² mirrored was worse than 1024² once, so best is 1024² mirrored: the best edges of
+ * any setting (+0.012 boundary F over balanced, IoU within 0.003) for twice the model time (on
+ * CUDA the flipped copy rides in the same batch). Fast is 768² once; balanced 1024² once.
  */
 export const QUALITY_PASSES: Readonly<Record<QualityName, ModelPass>> = {
   fast: { side: 768, mirrored: false },
   balanced: { side: 1024, mirrored: false },
-  best: { side: 768, mirrored: true },
+  best: { side: 1024, mirrored: true },
 };
 
 /** The pass a setting names, before any cap by the output's size; an unknown value is invalid_option. */
@@ -47,15 +46,21 @@ export function modelPassFor(quality: Quality, outputLongestSide?: number): Mode
 }
 
 /**
- * The passes of one warm-up batch at `side`: the largest tensor that side will see (`rowsMax`
- * rows, or two where a setting mirrors there), built as the settings build it, so onnxruntime
+ * The passes of one warm-up batch of `pass`'s shape: the largest tensor it will see (`rowsMax`
+ * rows, or the two rows of one mirrored image), built as the settings build it, so onnxruntime
  * plans that memory before the first customer's batch; smaller batches fit in it. Each batch size
- * is not warmed on its own, as that would be `rowsMax` runs per side at every start; nor are the
+ * is not warmed on its own, as that would be `rowsMax` runs per shape at every start; nor are the
  * sides between the settings' that previews may run at (modelPassFor).
  */
-export function warmupPassesFor(side: number, rowsMax: number): ModelPass[] {
-  const mirrors = Object.values(QUALITY_PASSES).some((pass) => pass.side === side && pass.mirrored);
-  const rows = Math.max(rowsMax, mirrors ? 2 : 1);
-  const mirrored = mirrors ? Math.floor(rows / 2) : 0;
+export function warmupPassesFor(pass: ModelPass, rowsMax: number): ModelPass[] {
+  const rows = Math.max(rowsMax, pass.mirrored ? 2 : 1);
+  const mirrored = pass.mirrored ? Math.floor(rows / 2) : 0;
+  const { side } = pass;
   return [...Array.from({ length: mirrored }, () => ({ side, mirrored: true })), ...Array.from({ length: rows - 2 * mirrored }, () => ({ side, mirrored: false }))];
+}
+
+/** Every model shape the settings run, each once (side and mirroring). */
+export function settingPasses(): ModelPass[] {
+  const passes = new Map(Object.values(QUALITY_PASSES).map((pass) => [`${pass.side}:${pass.mirrored}`, pass]));
+  return [...passes.values()];
 }

@@ -4,7 +4,7 @@ import { ImageOperation, OutputFormat, OutputSize, type ImageOptions } from "../
 import { threadsPerSession, type InferenceConfig } from "../inference.config.ts";
 import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
 import { editSegmentationModel } from "../domain/onnx-graph.editor.ts";
-import { modelPassFor, qualityPassOf, QUALITY_PASSES, warmupPassesFor, type ModelPass } from "../domain/quality.plan.ts";
+import { modelPassFor, qualityPassOf, settingPasses, warmupPassesFor, type ModelPass } from "../domain/quality.plan.ts";
 import { DynamicBatcher } from "../domain/request.batcher.ts";
 import { layoutSubject, parseLayoutOptions, smartCropLayout } from "../domain/subject.layout.ts";
 import { describeModel, loadModelBytes, type ModelDescription } from "../store/model.store.ts";
@@ -220,16 +220,18 @@ class Engine implements SegmentationEngine {
     );
     this.batcher = batcher;
     await this.refiners.ready;
-    const warmUp = (side: number) => Promise.all(warmupPassesFor(side, batchSizeMax).map((pass) => batcher.submit({ rgb: new Uint8Array(side * side * 3).fill(warmupPixelValue), pass }, { highPriority: true })));
-    for (let run = 0; run < this.config.INFERENCE_WARMUP_RUNS; run++) await warmUp(this.inputSize);
-    // The other settings' sides warm up once serving: onnxruntime plans its memory for each new
+    const warmUp = (pass: ModelPass) =>
+      Promise.all(warmupPassesFor(pass, batchSizeMax).map((item) => batcher.submit({ rgb: new Uint8Array(item.side * item.side * 3).fill(warmupPixelValue), pass: item }, { highPriority: true })));
+    const servingPass: ModelPass = { side: this.inputSize, mirrored: false };
+    for (let run = 0; run < this.config.INFERENCE_WARMUP_RUNS; run++) await warmUp(servingPass);
+    // The other settings' shapes warm up once serving: onnxruntime plans its memory for each new
     // shape on its first run, which the first fast or best image would otherwise pay, but holding
-    // health at NOT_SERVING for it would slow every start by a model run.
-    const otherSides = [...new Set(Object.values(QUALITY_PASSES).map((pass) => pass.side))].filter((side) => side !== this.inputSize);
+    // health at NOT_SERVING for it would slow every start by a model run or two.
+    const otherPasses = settingPasses().filter((pass) => pass.side !== servingPass.side || pass.mirrored !== servingPass.mirrored);
     if (this.config.INFERENCE_WARMUP_RUNS > 0) {
       void (async () => {
-        for (const side of otherSides) await warmUp(side);
-      })().catch((error: unknown) => this.log.warn({ err: error }, "warm-up of the other quality settings' input sides failed"));
+        for (const pass of otherPasses) await warmUp(pass);
+      })().catch((error: unknown) => this.log.warn({ err: error }, "warm-up of the other quality settings' shapes failed"));
     }
     this.log.info(
       {
