@@ -511,8 +511,10 @@ export class LedgerStore {
    * Takes back what a refunded payment granted: all refunds of it together take the bucket's
    * grant times the share refunded (refundTargetMillicredits); each takes what that adds to the
    * earlier ones' requests, from the bucket's remaining credits only: never below zero, never
-   * what open holds reserved (a running job keeps its credits), never another bucket's. What was
-   * spent already is reported as unrecovered. A replay of the key answers the first refund.
+   * what open holds reserved (a running job keeps its credits), never another bucket's. What it
+   * cannot take now is reported as unrecovered; of that, what open holds keep is owed on the
+   * bucket and taken as they give it back (billing_settle), so it never becomes spendable again.
+   * A replay of the key answers the first refund.
    */
   async refundGrant(input: { accountId: string; bucketId: string; refundedMinor: number; paidMinor: number; refundKey: string }): Promise<
     Outcome<{ refundedMillicredits: number; unrecoveredMillicredits: number; availableMillicredits: number; replayed: boolean }>

@@ -100,6 +100,8 @@ export interface BucketTable {
   captured_mc: Generated<number>;
   expired_mc: Generated<number>;
   voided_mc: Generated<number>;
+  /** What refunds asked of the bucket but could not take yet (held by open jobs); settle voids it as holds give credits back. */
+  owed_mc: Generated<number>;
   effective_at: Timestamp;
   expires_at: Timestamp | null;
   priority: number;
