@@ -512,6 +512,54 @@ describe("payments through the gateway, Stripe provider", () => {
     await stack.billing.assertHealthy();
   });
 
+  it("grants the cycle an invoice's plan line pays for, not an overage line billed in arrears; a refund of the overage takes no credits", async () => {
+    const accountId = "acct-arrears";
+    await stack.gateway.provisionAccount(accountId, { grantTrial: false });
+    const session = { id: "cs_arrears", object: "checkout.session", mode: "subscription", payment_status: "paid", customer: "cus_arrears", subscription: "sub_arrears", metadata: { account_id: accountId, product_code: "growth" } };
+    const started = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_arrears_start", type: "checkout.session.completed", object: session });
+    assert.equal((await postWebhook(stack, started.body, started.signature)).json.applied, true);
+    const { account } = await stack.billingClient.getAccount({ accountId });
+    const cycleCredits = account!.plan!.creditsPerCycleMillicredits;
+    const cycleStart = Math.floor(timestampDate(account!.cycleStartedAt!).getTime() / 1000);
+    const nextRenewalAt = timestampDate(account!.nextRenewalAt!);
+    const clock = stack.billing.clock;
+    clock.advanceMs(nextRenewalAt.getTime() - clock.now().getTime() + 60_000);
+    await stack.billing.ledger.renewDue();
+    const next = Math.floor(nextRenewalAt.getTime() / 1000);
+    // Line 0 is the closed cycle's metered overage (charged in arrears), line 1 a proration, line 2 the plan for the new cycle.
+    const invoice = {
+      id: "in_arrears_2",
+      object: "invoice",
+      billing_reason: "subscription_cycle",
+      amount_paid: 3_000 + 100 + 4_999,
+      currency: "usd",
+      payments: { object: "list", data: [{ object: "invoice_payment", payment: { type: "payment_intent", payment_intent: "pi_arrears_2" } }] },
+      parent: { type: "subscription_details", subscription_details: { subscription: "sub_arrears", metadata: { account_id: accountId, plan_code: "growth" } } },
+      lines: {
+        object: "list",
+        data: [
+          { id: "il_overage", amount: 3_000, period: { start: cycleStart, end: next }, pricing: { type: "price_details", price_details: { price: "price_overage" } }, parent: { type: "subscription_item_details", subscription_item_details: { proration: false } } },
+          { id: "il_proration", amount: 100, period: { start: next - 86_400, end: next }, pricing: { type: "price_details", price_details: { price: "price_growth_other" } }, parent: { type: "subscription_item_details", subscription_item_details: { proration: true } } },
+          { id: "il_plan", amount: 4_999, period: { start: next - 5, end: next + 30 * 86_400 }, pricing: { type: "price_details", price_details: { price: "price_growth" } }, parent: { type: "subscription_item_details", subscription_item_details: { proration: false } } },
+        ],
+      },
+    };
+    const paid = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_arrears_paid", type: "invoice.paid", object: invoice });
+    assert.equal((await postWebhook(stack, paid.body, paid.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), 2n * cycleCredits, "the new cycle is granted, not answered as the closed one's replay");
+
+    // Stripe refunds the overage and the proration: the plan's credits stay.
+    const charge = (refunded: number) => ({ id: "ch_arrears", object: "charge", payment_intent: "pi_arrears_2", amount: invoice.amount_paid, amount_refunded: refunded, currency: "usd", refunded: true });
+    const overageRefund = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_arrears_refund_1", type: "charge.refunded", object: charge(3_100) });
+    assert.equal((await postWebhook(stack, overageRefund.body, overageRefund.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), 2n * cycleCredits, "refunding what granted no credits takes none");
+    // Then the rest: the cycle's credits go, the first cycle's stay.
+    const fullRefund = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_arrears_refund_2", type: "charge.refunded", object: charge(invoice.amount_paid) });
+    assert.equal((await postWebhook(stack, fullRefund.body, fullRefund.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), cycleCredits);
+    await stack.billing.assertHealthy();
+  });
+
   it("sells an annual plan as a yearly Stripe subscription at twelve months' price, its cycles granted by billing", async () => {
     const accountId = "acct-annual";
     const key = await stack.gateway.provisionAccount(accountId);

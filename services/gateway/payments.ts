@@ -16,7 +16,7 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { reasonError, reasonOf } from "../common/errors.ts";
 import type { BillingService, Pack, Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import type { Logger } from "../common/logging.ts";
-import { PaymentsNotConfigured, PaymentSignatureInvalid, type PaymentEvent, type PaymentProduct, type PaymentProvider } from "../common/ports/payment-provider.ts";
+import { PaymentsNotConfigured, PaymentSignatureInvalid, type InvoiceLine, type PaymentEvent, type PaymentProduct, type PaymentProvider } from "../common/ports/payment-provider.ts";
 import type { PaymentStore, SubscribedAccount } from "./store/payment.store.ts";
 
 /** The plan an ended or lapsed subscription falls back to (billing's default plan). */
@@ -273,14 +273,26 @@ export class Payments {
     }
     // past_due, incomplete: the provider is still collecting; the plan stays until it gives up.
     if (event.kind === "subscription_changed" && !PAID_SUBSCRIPTION_STATES.has(event.status)) return;
-    const planCode = await this.#planOfPrice(event.priceId, event.planCode);
+    const { plans } = await this.billing.listPlans({});
+    let priceId = event.kind === "subscription_changed" ? event.priceId : undefined;
+    let planLine: InvoiceLine | undefined;
+    if (event.kind === "subscription_renewed") {
+      const picked = pickPlanLine(event.lines, new Set(plans.map((plan) => plan.stripePriceId).filter((id) => id !== "")));
+      if (!picked.ok) {
+        this.log.error({ eventId: event.eventId, invoiceId: event.invoiceId, subscriptionId: event.subscriptionId, lines: event.lines.length }, "a paid invoice has no line that pays for a plan (only prorations or metered usage); no cycle granted");
+        return;
+      }
+      planLine = picked.line;
+      priceId = planLine?.priceId;
+    }
+    const planCode = plans.find((plan) => priceId !== undefined && plan.stripePriceId === priceId)?.code ?? event.planCode;
     if (!planCode) {
-      this.log.error({ eventId: event.eventId, subscriptionId: event.subscriptionId, priceId: event.priceId }, "a subscription pays for a price no plan names; the account's plan is left as it is");
+      this.log.error({ eventId: event.eventId, subscriptionId: event.subscriptionId, priceId }, "a subscription pays for a price no plan names; the account's plan is left as it is");
       return;
     }
     await this.#moveToPlan(accountId, planCode);
     await this.#setRenewals(accountId);
-    if (event.kind === "subscription_renewed") await this.#grantPaidCycle(accountId, event);
+    if (event.kind === "subscription_renewed") await this.#grantPaidCycle(accountId, event, planLine);
   }
 
   /**
@@ -297,16 +309,17 @@ export class Payments {
   }
 
   /** The cycle a paid renewal invoice pays for, granted once per invoice; its payment is kept so a refund can take it back. */
-  async #grantPaidCycle(accountId: string, event: Extract<PaymentEvent, { kind: "subscription_renewed" }>): Promise<void> {
+  async #grantPaidCycle(accountId: string, event: Extract<PaymentEvent, { kind: "subscription_renewed" }>, planLine: InvoiceLine | undefined): Promise<void> {
     const { account } = await this.billing.getAccount({ accountId });
     if (account?.settings?.renewals !== "provider") return;
     const granted = await this.billing.grantCycle({
       accountId,
       idempotencyKey: `payment:${this.provider.name}:invoice:${event.invoiceId}`,
-      periodStart: event.periodStart ? timestampFromDate(event.periodStart) : undefined,
+      periodStart: planLine?.periodStart ? timestampFromDate(planLine.periodStart) : undefined,
     });
     if (granted.bucket && event.paymentId) {
-      await this.store.putPurchase({ paymentId: event.paymentId, accountId, productCode: account.plan?.code ?? "", bucketId: granted.bucket.id, amountMinor: event.amountMinor, currency: event.currency });
+      // The plan line's amount is what paid for the credits; overage, prorations and tax did not.
+      await this.store.putPurchase({ paymentId: event.paymentId, accountId, productCode: account.plan?.code ?? "", bucketId: granted.bucket.id, amountMinor: planLine?.amountMinor ?? event.amountMinor, currency: event.currency });
     }
   }
 
@@ -323,11 +336,12 @@ export class Payments {
       this.log.warn({ eventId: event.eventId, chargeId: event.chargeId, paymentId: event.paymentId }, "a refunded payment granted nothing here (another integration, or a payment before purchases were kept); nothing taken back");
       return;
     }
+    const paid = creditsPaidShare(purchase.amountMinor, event.amountMinor, event.amountRefundedMinor);
     const refund = await this.billing.refundGrant({
       accountId: purchase.accountId,
       bucketId: purchase.bucketId,
-      refundedMinor: BigInt(event.amountRefundedMinor),
-      paidMinor: BigInt(purchase.amountMinor > 0 ? purchase.amountMinor : event.amountMinor),
+      refundedMinor: BigInt(paid.refundedMinor),
+      paidMinor: BigInt(paid.paidMinor),
       idempotencyKey: `payment:${this.provider.name}:refund:${event.chargeId}:${event.amountRefundedMinor}`,
     });
     await this.store.flagRefund(event.paymentId, event.amountRefundedMinor, now);
@@ -373,15 +387,6 @@ export class Payments {
       }
       throw error;
     }
-  }
-
-  async #planOfPrice(priceId: string | undefined, fallbackPlanCode: string | undefined): Promise<string | undefined> {
-    if (priceId) {
-      const { plans } = await this.billing.listPlans({});
-      const byPrice = plans.find((plan) => plan.stripePriceId === priceId);
-      if (byPrice) return byPrice.code;
-    }
-    return fallbackPlanCode;
   }
 
   async #customerOf(accountId: string): Promise<string> {
@@ -438,6 +443,33 @@ export class Payments {
       providerPriceId: pack.stripePriceId || undefined,
     };
   }
+}
+
+/**
+ * The line of a paid renewal invoice that pays for the plan: a line priced at a plan's provider
+ * price, else (plans sold at an inline price) the latest-starting line that is neither a proration
+ * nor metered, since overage is billed in arrears for the cycle that just closed. No lines (an
+ * event that does not list them): the invoice's metadata names the plan and its period is unknown.
+ */
+export function pickPlanLine(lines: readonly InvoiceLine[], planPriceIds: ReadonlySet<string>): { ok: true; line: InvoiceLine | undefined } | { ok: false } {
+  if (lines.length === 0) return { ok: true, line: undefined };
+  const charges = lines.filter((line) => !line.proration && line.metered !== true);
+  const priced = charges.filter((line) => line.priceId !== undefined && planPriceIds.has(line.priceId));
+  const latest = (candidates: InvoiceLine[]) =>
+    candidates.reduce<InvoiceLine | undefined>((best, line) => (!best || (line.periodStart?.getTime() ?? 0) > (best.periodStart?.getTime() ?? 0) ? line : best), undefined);
+  const line = latest(priced.length > 0 ? priced : charges);
+  return line ? { ok: true, line } : { ok: false };
+}
+
+/**
+ * What a refund takes credits for, as a share of what paid for them: a refund first gives back
+ * what granted no credits (overage, prorations, tax: the payment's total beyond the credits'
+ * price), then the credits' price; the share never passes the whole.
+ */
+export function creditsPaidShare(creditsPriceMinor: number, paymentMinor: number, refundedMinor: number): { refundedMinor: number; paidMinor: number } {
+  if (creditsPriceMinor <= 0) return { refundedMinor: Math.min(refundedMinor, paymentMinor), paidMinor: paymentMinor };
+  const beyondCredits = Math.max(0, paymentMinor - creditsPriceMinor);
+  return { refundedMinor: Math.min(creditsPriceMinor, Math.max(0, refundedMinor - beyondCredits)), paidMinor: creditsPriceMinor };
 }
 
 function notConfigured(provider: string): ConnectError {
