@@ -21,6 +21,8 @@ import type { PaymentStore, SubscribedAccount } from "./store/payment.store.ts";
 
 /** The plan an ended or lapsed subscription falls back to (billing's default plan). */
 export const FREE_PLAN_CODE = "free";
+/** Tries of the renewals setting against concurrent plan changes; each loser reads again, so a few always suffice in practice. */
+const RENEWALS_ATTEMPTS_MAX = 5;
 
 /** A claim on an event older than this, never marked done, is taken over by the next delivery, in seconds. */
 export const EVENT_CLAIM_STALE_SECONDS = 300;
@@ -302,10 +304,21 @@ export class Payments {
    * monthly grants, which billing makes).
    */
   async #setRenewals(accountId: string): Promise<void> {
-    const subscribed = (await this.store.customerOf(accountId))?.subscriptionId !== undefined;
-    const { account } = await this.billing.getAccount({ accountId });
-    const renewals = this.provider.checkoutAvailable && subscribed && (account?.plan?.termMonths ?? 0) === 0 ? "provider" : "ledger";
-    if (account?.settings?.renewals !== renewals) await this.billing.setAccountSettings({ accountId, renewals });
+    // Decided from reads a concurrent event may overtake: billing refuses the write (plan_changed)
+    // once the plan it was decided for is gone, and the decision is made again from fresh reads.
+    for (let attempt = 1; ; attempt += 1) {
+      const subscribed = (await this.store.customerOf(accountId))?.subscriptionId !== undefined;
+      const { account } = await this.billing.getAccount({ accountId });
+      const renewals = this.provider.checkoutAvailable && subscribed && (account?.plan?.termMonths ?? 0) === 0 ? "provider" : "ledger";
+      if (account?.settings?.renewals === renewals) return;
+      try {
+        await this.billing.setAccountSettings({ accountId, renewals, expectedPlanCode: account?.plan?.code });
+        return;
+      } catch (error) {
+        if (!(error instanceof ConnectError && reasonOf(error) === "plan_changed") || attempt >= RENEWALS_ATTEMPTS_MAX) throw error;
+        this.log.info({ accountId, renewals, attempt }, "the plan changed while renewals were decided; deciding again");
+      }
+    }
   }
 
   /** The cycle a paid renewal invoice pays for, granted once per invoice; its payment is kept so a refund can take it back. */

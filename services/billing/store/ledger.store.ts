@@ -409,6 +409,8 @@ export class LedgerStore {
       await accounts.closeCycle({ accountId, cycleIndex: locked.account.cycle_index, plan: oldPlan, startedAt: toDate(locked.account.cycle_started_at), endedAt: now });
       await accounts.setCycle(accountId, cycleAnchoredAt(now, locked.account.cycle_index + 1), plan.code);
       await accounts.setLowBalanceThreshold(accountId, lowBalanceThresholdMillicredits(plan));
+      // A term plan's one invoice pays for many cycles, so billing grants them; the provider may bill only monthly plans' cycles.
+      if (plan.termMonths !== 0) await accounts.setRenewals(accountId, "ledger");
       const grants = new GrantStore(trx);
       const rule = carryOver(plan, now);
       if (rule) for (const pool of locked.pools) await grants.carryOver(pool.id, rule);
@@ -426,13 +428,17 @@ export class LedgerStore {
    * plan's default. Under the account's and its pools' locks, so a reserve running at the same
    * time sees the old choice or the new one, never a mix.
    */
-  async setAccountSettings(input: { accountId: string; onExhausted?: OnExhausted | null; renewals?: Renewals }): Promise<Outcome<{ account: AccountView }>> {
+  async setAccountSettings(input: { accountId: string; onExhausted?: OnExhausted | null; renewals?: Renewals; expectedPlanCode?: string }): Promise<Outcome<{ account: AccountView }>> {
     const problem = textProblem(this.#limits, "account_id", input.accountId, true);
     if (problem) return fail("invalid_argument", problem);
     const result = await this.#db.transaction().execute(async (trx): Promise<Outcome<object>> => {
       const accounts = new AccountStore(trx);
       const locked = await accounts.lock(input.accountId);
       if (!locked) return fail("account_not_found", `no account ${input.accountId}`);
+      // Settings decided from a plan read earlier must not land on the plan a concurrent change put in its place.
+      if (input.expectedPlanCode !== undefined && locked.account.plan_code !== input.expectedPlanCode) {
+        return fail("plan_changed", `account ${input.accountId} is on plan ${locked.account.plan_code}, not ${input.expectedPlanCode} as the settings expected; read the account and decide again`);
+      }
       if (input.renewals !== undefined) await accounts.setRenewals(input.accountId, input.renewals);
       if (input.onExhausted === undefined) return { ok: true };
       const plan = await accounts.plan(locked.account.plan_code);
