@@ -321,18 +321,22 @@ export class Payments {
     }
   }
 
-  /** The cycle a paid renewal invoice pays for, granted once per invoice; its payment is kept so a refund can take it back. */
+  /**
+   * The cycle a paid invoice pays for, granted once per invoice where the provider pays for the
+   * cycles; else (an annual plan, or a first invoice before its checkout) billing's own grant of
+   * that cycle. Either way its payment is kept with the bucket, so a refund can take it back.
+   */
   async #grantPaidCycle(accountId: string, event: Extract<PaymentEvent, { kind: "subscription_renewed" }>, planLine: InvoiceLine | undefined): Promise<void> {
     const { account } = await this.billing.getAccount({ accountId });
-    if (account?.settings?.renewals !== "provider") return;
     const granted = await this.billing.grantCycle({
       accountId,
       idempotencyKey: `payment:${this.provider.name}:invoice:${event.invoiceId}`,
       periodStart: planLine?.periodStart ? timestampFromDate(planLine.periodStart) : undefined,
     });
-    if (granted.bucket && event.paymentId) {
+    const paymentId = granted.bucket ? (event.paymentId ?? (await this.#provider(() => this.provider.paymentOfInvoice(event.invoiceId)))) : undefined;
+    if (granted.bucket && paymentId) {
       // The plan line's amount is what paid for the credits; overage, prorations and tax did not.
-      await this.store.putPurchase({ paymentId: event.paymentId, accountId, productCode: account.plan?.code ?? "", bucketId: granted.bucket.id, amountMinor: planLine?.amountMinor ?? event.amountMinor, currency: event.currency });
+      await this.store.putPurchase({ paymentId, accountId, productCode: account?.plan?.code ?? "", bucketId: granted.bucket.id, amountMinor: planLine?.amountMinor ?? event.amountMinor, currency: event.currency });
     }
   }
 

@@ -313,14 +313,17 @@ export class LedgerStore {
         const bucket = granted.bucketId === null ? undefined : await new GrantStore(trx).bucketById(granted.bucketId);
         return { ok: true, bucket: bucket ? bucketView(bucket) : undefined, replayed: true };
       }
-      if ((locked.account.renewals ?? "ledger") !== "provider") {
-        return fail("invalid_argument", `account ${input.accountId} has its cycles granted by billing (settings.renewals = ledger); a provider's invoice grants only where renewals = provider`);
-      }
       const plan = await accounts.plan(locked.account.plan_code);
       assertInvariant(plan, `account ${input.accountId} is on unknown plan ${locked.account.plan_code}`);
       const cycle = cycleOf(locked.account);
       const cyclesSinceAnchor = invoicedCycle(cycle, input.periodStart);
       const allocation = subscriptionAllocation(plan, cycle.anchorAt, cyclesSinceAnchor);
+      if ((locked.account.renewals ?? "ledger") !== "provider") {
+        // Billing grants these cycles itself; the invoice only learns which bucket its payment bought (for a refund).
+        const pool = allocation ? locked.pools.find((candidate) => candidate.pool === (plan.pool === "web" ? "web" : "api")) : undefined;
+        const existing = allocation && pool ? await new GrantStore(trx).bucketByKey(pool.id, allocation.idempotencyKey) : undefined;
+        return { ok: true, bucket: existing ? bucketView(existing) : undefined, replayed: true };
+      }
       let bucket: BucketView | undefined;
       if (allocation) {
         const grant = await this.#grantInTransaction(trx, { ...allocation, accountId: input.accountId, pool: plan.pool === "web" ? "web" : "api" }, now);

@@ -125,6 +125,12 @@ export class StripePaymentProvider implements PaymentProvider {
     });
   }
 
+  async paymentOfInvoice(invoiceId: string): Promise<string | undefined> {
+    // Since the 2025 API versions an invoice names its payments only in this list (not expanded in webhooks).
+    const payments = await this.#stripe.invoicePayments.list({ invoice: invoiceId, status: "paid", limit: 1 });
+    return textField(payments.data[0], "payment", "payment_intent");
+  }
+
   parseWebhook(rawBody: Buffer, signatureHeader: string | undefined): PaymentEvent {
     if (!signatureHeader) throw new PaymentSignatureInvalid("the Stripe-Signature header is missing");
     let event: Stripe.Event;
@@ -198,9 +204,10 @@ function checkoutEventOf(eventId: string, type: string, session: unknown): Payme
 }
 
 function invoicePaidOf(eventId: string, type: string, invoice: unknown): PaymentEvent {
-  // The first invoice pays for the checkout that started the subscription (handled there); plan
-  // changes arrive as customer.subscription.updated. Only renewals are news here.
-  if (textField(invoice, "billing_reason") !== "subscription_cycle") return { kind: "ignored", eventId, type };
+  // The first invoice (subscription_create) pays for the cycle its checkout started, and it may come
+  // before the checkout's event; renewals (subscription_cycle) pay for the next. Plan changes
+  // arrive as customer.subscription.updated.
+  if (!["subscription_cycle", "subscription_create"].includes(textField(invoice, "billing_reason") ?? "")) return { kind: "ignored", eventId, type };
   const details = field(invoice, "parent", "subscription_details") ?? field(invoice, "subscription_details");
   const subscriptionId = textField(details, "subscription") ?? textField(invoice, "subscription");
   if (!subscriptionId) return { kind: "ignored", eventId, type };

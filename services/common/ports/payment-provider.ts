@@ -99,6 +99,8 @@ export interface PaymentProvider {
   parseWebhook(rawBody: Buffer, signatureHeader: string | undefined): PaymentEvent;
   /** Adds metered overage to the customer's usage (idempotent per `identifier`). */
   reportUsage(report: UsageReport): Promise<void>;
+  /** The payment that paid an invoice, asked of the provider when its event does not name it; undefined when none did. */
+  paymentOfInvoice(invoiceId: string): Promise<string | undefined>;
 }
 
 /** The provider is `manual`: there is nothing to check out with. */

@@ -2231,6 +2231,9 @@ export const BillingService: GenService<{
   /**
    * Grants the current cycle's subscription credits of an account whose renewals a payment
    * provider pays for (settings.renewals = "provider"), once per paid invoice (the idempotency key).
+   * Where billing grants the cycles itself (renewals = "ledger": a term plan, or an invoice that
+   * came before its checkout) it grants nothing and answers the invoiced cycle's bucket, if
+   * granted, as replayed, so the caller can link the payment to it.
    *
    * @generated from rpc cutline.billing.v1.BillingService.GrantCycle
    */
