@@ -136,6 +136,18 @@ describe("ledger rules from the product pages", () => {
     assert.equal(ok(await ledger.getAccount("renewals-race")).account.settings.renewals, "ledger");
   });
 
+  it("refuses a replayed reserve that names another price book version, instead of answering the first hold", async () => {
+    const { ledger } = billing;
+    ok(await ledger.createAccount({ accountId: "versioned-replay", planCode: "starter", grantTrial: false }));
+    const first = (await ledger.priceBook()).version;
+    ok(await ledger.setPriceBook({ ...(await ledger.priceBook()), version: "rules-replay-v2" }));
+    const request = { accountId: "versioned-replay", pool: "api" as const, amountMillicredits: 1_000, idempotencyKey: "quoted" };
+    const hold = ok(await ledger.reserve({ ...request, priceBookVersion: first }));
+    assert.equal(ok(await ledger.reserve({ ...request, priceBookVersion: first })).holdId, hold.holdId, "the same request replays");
+    const other = await ledger.reserve({ ...request, priceBookVersion: "rules-replay-v2" });
+    assert.equal(other.ok ? "ok" : other.reason, "idempotency_conflict");
+  });
+
   it("never continues in overage at a rate of 0 (free credits), even on a plan row that says overage with a cap", async () => {
     const { ledger, db } = billing;
     const pro = await db.selectFrom("billing_plans").selectAll().where("code", "=", "pro").executeTakeFirstOrThrow();
