@@ -398,6 +398,8 @@ describe("ledger against an in-memory model", () => {
             case "reserve":
             case "replay": {
               let account: ModelAccount, pool: PoolName, amount: number, key: string, ttlSeconds: number;
+              // A replay repeats the request, the price book version its quote named included.
+              let priceBookVersion: string | undefined;
               if (command.type === "reserve") {
                 account = model.accounts[command.account]!;
                 ({ pool, amount, ttlSeconds } = command);
@@ -410,9 +412,10 @@ describe("ledger against an in-memory model", () => {
                 amount = original.amount + (command.changeAmount ? 1 : 0);
                 key = original.key;
                 ttlSeconds = original.ttlSeconds;
+                priceBookVersion = original.priceBookVersion || undefined;
               }
               const before = model.holds.length;
-              const actual = await ledger.reserve({ accountId: account.id, pool, amountMillicredits: amount, idempotencyKey: key, holdTtlSeconds: ttlSeconds });
+              const actual = await ledger.reserve({ accountId: account.id, pool, amountMillicredits: amount, idempotencyKey: key, holdTtlSeconds: ttlSeconds, priceBookVersion });
               let dbHoldId = actual.ok ? actual.holdId : "";
               const expected = model.reserve(account, pool, amount, key, ttlSeconds, () => dbHoldId);
               assert.equal(actual.ok ? "ok" : actual.reason, expected.outcome, step);
