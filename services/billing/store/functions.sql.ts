@@ -307,7 +307,7 @@ begin
         'account_id', v_account_id, 'pool', v_account.pool, 'occurred_at', p_now), p_now);
     end if;
   end if;
-  return jsonb_build_object('outcome', 'ok', 'replayed', false, 'status', v_status,
+  return jsonb_build_object('outcome', 'ok', 'replayed', false, 'status', v_status, 'refunded_mc', v_voided_mc,
     'captured_mc', v_captured_buckets_mc + v_overage_take_mc, 'overage_mc', v_overage_take_mc,
     'returned_mc', v_hold.amount_mc - v_captured_buckets_mc - v_overage_take_mc, 'available_mc', v_available_mc);
 end $$`,

@@ -25,7 +25,7 @@ import { lowBalanceThresholdMillicredits, type OnExhausted, type Pack, type Plan
 import { affordableOperations, isPriceBookFresh, validatePriceBook, type PriceBook } from "../domain/price-book.ts";
 import { AccountStore, cycleOf } from "./account.store.ts";
 import { GrantStore } from "./grant.store.ts";
-import { countReserved, countSettled } from "../billing.metrics.ts";
+import { countRefunded, countReserved, countSettled } from "../billing.metrics.ts";
 import { HoldStore, reserveFailure, settleOutcome, type SettleAction, type SettleResult } from "./hold.store.ts";
 import { LedgerQueryStore, type CycleReportView } from "./ledger-query.store.ts";
 import { OutboxStore, type OutboxEvent } from "./outbox.store.ts";
@@ -231,6 +231,7 @@ export class LedgerStore {
     });
     const outcome = settleOutcome(answer, settlement.holdId);
     if (outcome.ok && !outcome.replayed) countSettled(settlement.action, outcome);
+    if (answer.outcome === "ok") countRefunded(answer.refunded_mc ?? 0);
     return outcome;
   }
 
@@ -553,6 +554,7 @@ export class LedgerStore {
       return { ok: true as const, creditAccountId, refunded, requested, replayed: false };
     });
     if (!result.ok) return result;
+    if (!result.replayed) countRefunded(result.refunded);
     const available = await this.#pool.queries.spendable(result.creditAccountId, now);
     return { ok: true, refundedMillicredits: result.refunded, unrecoveredMillicredits: result.requested - result.refunded, availableMillicredits: available, replayed: result.replayed };
   }

@@ -2,8 +2,14 @@
 // what a refund could not take because a job held it is owed, and taken when the hold gives it back.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { register } from "prom-client";
 import { createBillingFixture, type BillingFixture } from "../billing.testing.ts";
 import type { Outcome } from "../domain/outcomes.ts";
+
+async function refundedCredits(): Promise<number> {
+  const metric = await register.getSingleMetric("cutline_credits_refunded_total")?.get();
+  return metric?.values.reduce((sum, value) => sum + value.value, 0) ?? 0;
+}
 
 function ok<T>(outcome: Outcome<T>): { ok: true } & T {
   if (!outcome.ok) assert.fail(`expected ok, got ${outcome.reason}: ${outcome.message}`);
@@ -38,6 +44,7 @@ describe("refunds of a grant", () => {
       const accountId = `refund-then-${settle}`;
       const bucketId = await paidTopUp(accountId);
       const hold = ok(await ledger.reserve({ accountId, pool: "api", amountMillicredits: 4_000, idempotencyKey: "job", holdTtlSeconds: 120 }));
+      const counted = await refundedCredits();
       const refund = ok(await ledger.refundGrant({ accountId, bucketId, refundedMinor: 1_000, paidMinor: 1_000, refundKey: "full" }));
       assert.deepEqual([refund.refundedMillicredits, refund.unrecoveredMillicredits], [6_000, 4_000]);
       if (settle === "release") ok(await ledger.release(hold.holdId, "job failed"));
@@ -46,9 +53,11 @@ describe("refunds of a grant", () => {
         await billing.sweeper.sweepOnce();
       }
       assert.deepEqual(await bucketOf(accountId, bucketId), { remaining: 0, held: 0, captured: 0, voided: 10_000, owed: 0, accountId });
+      assert.equal((await refundedCredits()) - counted, 10, "cutline_credits_refunded_total counts the refund and what the hold gave back for it, in credits");
       const replay = ok(await ledger.refundGrant({ accountId, bucketId, refundedMinor: 1_000, paidMinor: 1_000, refundKey: "full" }));
       assert.equal(replay.replayed, true);
       assert.equal((await bucketOf(accountId, bucketId)).voided, 10_000, "a replayed refund moves nothing");
+      assert.equal((await refundedCredits()) - counted, 10, "nor counts again");
     });
   }
 
