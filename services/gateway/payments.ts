@@ -33,6 +33,9 @@ const DAYS_PER_CYCLE = 30;
 /** A plan whose term is this many months is sold as a yearly subscription (annual plans). */
 const MONTHS_PER_YEAR = 12;
 
+/** An annual plan's credits as shown to buyers: they last to the term's end, a year. */
+const DAYS_PER_YEAR = 365;
+
 /** Subscribed accounts read per page by the overage report. */
 const OVERAGE_REPORT_PAGE_SIZE = 100;
 
@@ -442,7 +445,7 @@ export class Payments {
       creditsMillicredits: Number(plan.creditsPerCycleMillicredits),
       interval: annual ? "year" : "month",
       // Subscription credits last their cycle and the cycles they may roll over into, or the term.
-      validDays: annual ? 365 : DAYS_PER_CYCLE * (1 + Math.max(0, plan.rolloverCycles)),
+      validDays: annual ? DAYS_PER_YEAR : DAYS_PER_CYCLE * (1 + Math.max(0, plan.rolloverCycles)),
       providerPriceId: plan.stripePriceId || undefined,
     };
   }

@@ -30,7 +30,7 @@ import { HoldStore, reserveFailure, settleOutcome, type SettleAction, type Settl
 import { LedgerQueryStore, type CycleReportView } from "./ledger-query.store.ts";
 import { OutboxStore, type OutboxEvent } from "./outbox.store.ts";
 import { PriceBookStore } from "./price-book.store.ts";
-import type { BillingSchema, PoolName, Renewals } from "./schema.ts";
+import { DEFAULT_RENEWALS, type BillingSchema, type PoolName, type Renewals } from "./schema.ts";
 import { bucketView, toDate, type AccountSummaryView, type AccountView, type BalanceView, type BucketView, type LedgerEntryView, type MemberView, type Page, type UsageDayView, type UsageRecordView, type UsageTotalView } from "./views.ts";
 
 export { DEFAULT_LEDGER_LIMITS, type LedgerLimits } from "../domain/limits.ts";
@@ -285,7 +285,7 @@ export class LedgerStore {
     const plan = await accounts.plan(locked.account.plan_code);
     assertInvariant(plan, `account ${accountId} is on unknown plan ${locked.account.plan_code}`);
     // A provider-paid account's cycles are granted by its paid invoices (grantCycle), never here too.
-    const grantsCycles = (locked.account.renewals ?? "ledger") === "ledger";
+    const grantsCycles = (locked.account.renewals ?? DEFAULT_RENEWALS) === "ledger";
     for (const renewal of renewalsDue(cycleOf(locked.account), now)) {
       await accounts.closeCycle({ accountId, plan, ...renewal.ended });
       await accounts.setCycle(accountId, renewal.next);
@@ -319,7 +319,7 @@ export class LedgerStore {
       const cycle = cycleOf(locked.account);
       const cyclesSinceAnchor = invoicedCycle(cycle, input.periodStart);
       const allocation = subscriptionAllocation(plan, cycle.anchorAt, cyclesSinceAnchor);
-      if ((locked.account.renewals ?? "ledger") !== "provider") {
+      if ((locked.account.renewals ?? DEFAULT_RENEWALS) !== "provider") {
         // Billing grants these cycles itself; the invoice only learns which bucket its payment bought (for a refund).
         const pool = allocation ? locked.pools.find((candidate) => candidate.pool === (plan.pool === "web" ? "web" : "api")) : undefined;
         const existing = allocation && pool ? await new GrantStore(trx).bucketByKey(pool.id, allocation.idempotencyKey) : undefined;

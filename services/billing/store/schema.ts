@@ -66,6 +66,8 @@ export interface AccountTable {
 }
 
 export type Renewals = "ledger" | "provider";
+/** An account's renewals until a payment provider takes them over: billing grants each cycle. */
+export const DEFAULT_RENEWALS: Renewals = "ledger";
 
 export type PoolName = "api" | "web";
 
