@@ -550,7 +550,10 @@ export class LedgerStore {
       const target = refundTargetMillicredits(bucket.granted_mc, input.refundedMinor, input.paidMinor);
       if (!target.ok) return target;
       const requested = Math.max(0, target.targetMillicredits - (await grants.requestedRefunds(bucketId)));
+      const queries = new LedgerQueryStore(trx);
+      const before = this.#emitEvents ? await queries.spendable(creditAccountId, now) : 0;
       const refunded = await grants.takeBack({ creditAccountId, bucket, requestedMillicredits: requested, refundKey: key, now });
+      if (this.#emitEvents && refunded > 0) await new OutboxStore(trx).balanceDropped(creditAccountId, before, await queries.spendable(creditAccountId, now), now);
       return { ok: true as const, creditAccountId, refunded, requested, replayed: false };
     });
     if (!result.ok) return result;
