@@ -512,6 +512,88 @@ describe("payments through the gateway, Stripe provider", () => {
     await stack.billing.assertHealthy();
   });
 
+  it("grants the cycle an invoice's plan line pays for, not an overage line billed in arrears; a refund of the overage takes no credits", async () => {
+    const accountId = "acct-arrears";
+    await stack.gateway.provisionAccount(accountId, { grantTrial: false });
+    const session = { id: "cs_arrears", object: "checkout.session", mode: "subscription", payment_status: "paid", customer: "cus_arrears", subscription: "sub_arrears", metadata: { account_id: accountId, product_code: "growth" } };
+    const started = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_arrears_start", type: "checkout.session.completed", object: session });
+    assert.equal((await postWebhook(stack, started.body, started.signature)).json.applied, true);
+    const { account } = await stack.billingClient.getAccount({ accountId });
+    const cycleCredits = account!.plan!.creditsPerCycleMillicredits;
+    const cycleStart = Math.floor(timestampDate(account!.cycleStartedAt!).getTime() / 1000);
+    const nextRenewalAt = timestampDate(account!.nextRenewalAt!);
+    const clock = stack.billing.clock;
+    clock.advanceMs(nextRenewalAt.getTime() - clock.now().getTime() + 60_000);
+    await stack.billing.ledger.renewDue();
+    const next = Math.floor(nextRenewalAt.getTime() / 1000);
+    // Line 0 is the closed cycle's metered overage (charged in arrears), line 1 a proration, line 2 the plan for the new cycle.
+    const invoice = {
+      id: "in_arrears_2",
+      object: "invoice",
+      billing_reason: "subscription_cycle",
+      amount_paid: 3_000 + 100 + 4_999,
+      currency: "usd",
+      payments: { object: "list", data: [{ object: "invoice_payment", payment: { type: "payment_intent", payment_intent: "pi_arrears_2" } }] },
+      parent: { type: "subscription_details", subscription_details: { subscription: "sub_arrears", metadata: { account_id: accountId, plan_code: "growth" } } },
+      lines: {
+        object: "list",
+        data: [
+          { id: "il_overage", amount: 3_000, period: { start: cycleStart, end: next }, pricing: { type: "price_details", price_details: { price: "price_overage" } }, parent: { type: "subscription_item_details", subscription_item_details: { proration: false } } },
+          { id: "il_proration", amount: 100, period: { start: next - 86_400, end: next }, pricing: { type: "price_details", price_details: { price: "price_growth_other" } }, parent: { type: "subscription_item_details", subscription_item_details: { proration: true } } },
+          { id: "il_plan", amount: 4_999, period: { start: next - 5, end: next + 30 * 86_400 }, pricing: { type: "price_details", price_details: { price: "price_growth" } }, parent: { type: "subscription_item_details", subscription_item_details: { proration: false } } },
+        ],
+      },
+    };
+    const paid = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_arrears_paid", type: "invoice.paid", object: invoice });
+    assert.equal((await postWebhook(stack, paid.body, paid.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), 2n * cycleCredits, "the new cycle is granted, not answered as the closed one's replay");
+
+    // Stripe refunds the overage and the proration: the plan's credits stay.
+    const charge = (refunded: number) => ({ id: "ch_arrears", object: "charge", payment_intent: "pi_arrears_2", amount: invoice.amount_paid, amount_refunded: refunded, currency: "usd", refunded: true });
+    const overageRefund = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_arrears_refund_1", type: "charge.refunded", object: charge(3_100) });
+    assert.equal((await postWebhook(stack, overageRefund.body, overageRefund.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), 2n * cycleCredits, "refunding what granted no credits takes none");
+    // Then the rest: the cycle's credits go, the first cycle's stay.
+    const fullRefund = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_arrears_refund_2", type: "charge.refunded", object: charge(invoice.amount_paid) });
+    assert.equal((await postWebhook(stack, fullRefund.body, fullRefund.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), cycleCredits);
+    await stack.billing.assertHealthy();
+  });
+
+  it("links a subscription's first payment to its cycle when invoice.paid comes before the checkout and names no payment, so its refund takes the credits back", async () => {
+    const accountId = "acct-first-invoice";
+    await stack.gateway.provisionAccount(accountId, { grantTrial: false });
+    const now = Math.floor(stack.billing.clock.now().getTime() / 1000);
+    // A 2025 API version: the invoice names no PaymentIntent and its payments list is not in the payload.
+    const invoice = {
+      id: "in_first",
+      object: "invoice",
+      billing_reason: "subscription_create",
+      amount_paid: 4_999,
+      currency: "usd",
+      parent: { type: "subscription_details", subscription_details: { subscription: "sub_first", metadata: { account_id: accountId, plan_code: "growth" } } },
+      lines: { object: "list", data: [{ id: "il_first", amount: 4_999, period: { start: now, end: now + 30 * 86_400 }, parent: { type: "subscription_item_details", subscription_item_details: { proration: false } } }] },
+    };
+    const paid = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_first_paid", type: "invoice.paid", object: invoice });
+    assert.equal((await postWebhook(stack, paid.body, paid.signature)).json.applied, true);
+    assert.equal(stripeApi.requestsTo("/v1/invoice_payments").at(-1)?.form.invoice, "in_first", "the payment is asked of Stripe");
+    const session = { id: "cs_first", object: "checkout.session", mode: "subscription", payment_status: "paid", customer: "cus_first", subscription: "sub_first", metadata: { account_id: accountId, product_code: "growth" } };
+    const started = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_first_start", type: "checkout.session.completed", object: session });
+    assert.equal((await postWebhook(stack, started.body, started.signature)).json.applied, true);
+    const { account } = await stack.billingClient.getAccount({ accountId });
+    assert.deepEqual([account!.plan?.code, account!.settings?.renewals], ["growth", "provider"]);
+    const cycleCredits = account!.plan!.creditsPerCycleMillicredits;
+    assert.equal(await available(stack, accountId), cycleCredits, "the first cycle granted once");
+    const refund = await signedStripeEvent(WEBHOOK_SECRET, {
+      id: "evt_first_refund",
+      type: "charge.refunded",
+      object: { id: "ch_first", object: "charge", payment_intent: "pi_for_in_first", amount: 4_999, amount_refunded: 4_999, currency: "usd", refunded: true },
+    });
+    assert.equal((await postWebhook(stack, refund.body, refund.signature)).json.applied, true);
+    assert.equal(await available(stack, accountId), 0n, "the refunded first payment's credits are taken back");
+    await stack.billing.assertHealthy();
+  });
+
   it("sells an annual plan as a yearly Stripe subscription at twelve months' price, its cycles granted by billing", async () => {
     const accountId = "acct-annual";
     const key = await stack.gateway.provisionAccount(accountId);
@@ -628,12 +710,10 @@ describe("payments through the gateway, manual provider", () => {
     clock.advanceMs(timestampDate(account!.nextRenewalAt!).getTime() - clock.now().getTime() + 1000);
     assert.ok((await stack.billing.ledger.renewDue()) >= 1);
     assert.equal(await available(stack, accountId), 2n * cycleCredits, "the renewal granted the new cycle (the old one rolls over)");
-    // A provider's invoice cannot grant for it too.
-    const refusal = await stack.billingClient.grantCycle({ accountId, idempotencyKey: "in_manual" }).then(
-      () => undefined,
-      (error: unknown) => ConnectError.from(error),
-    );
-    assert.equal(refusal && reasonOf(refusal), "invalid_argument");
+    // A provider's invoice cannot grant for it too: it learns the cycle's bucket billing granted, nothing more.
+    const answered = await stack.billingClient.grantCycle({ accountId, idempotencyKey: "in_manual" });
+    assert.equal(answered.replayed, true);
+    assert.equal(answered.bucket?.kind, "subscription");
     assert.equal(await available(stack, accountId), 2n * cycleCredits);
     await stack.billing.assertHealthy();
   });

@@ -47,4 +47,19 @@ describe("billing events", () => {
     assert.equal(fromBinary(GrantExpiredSchema, received[4]!.data).expiredMillicredits, 500n);
     assert.equal((await billing.sweeper.sweepOnce()).eventsPublished, 0, "relayed events leave the outbox");
   });
+
+  it("publishes credits.low and credits.exhausted when a refund takes the balance below the threshold, then to nothing", async () => {
+    const { ledger } = billing;
+    assert.ok((await ledger.createAccount({ accountId: "ev-refund", planCode: "free", grantTrial: false })).ok);
+    const granted = await ledger.grant({ accountId: "ev-refund", pool: "api", kind: "top_up", amountMillicredits: 10_000, idempotencyKey: "paid" });
+    assert.ok(granted.ok);
+    const bucketId = String(granted.bucket.id);
+    const from = received.length;
+    assert.ok((await ledger.refundGrant({ accountId: "ev-refund", bucketId, refundedMinor: 95, paidMinor: 100, refundKey: "most" })).ok);
+    assert.ok((await ledger.refundGrant({ accountId: "ev-refund", bucketId, refundedMinor: 100, paidMinor: 100, refundKey: "all" })).ok);
+    assert.ok((await ledger.refundGrant({ accountId: "ev-refund", bucketId, refundedMinor: 100, paidMinor: 100, refundKey: "all" })).ok, "a replay");
+    assert.equal((await billing.sweeper.sweepOnce()).eventsPublished, 2);
+    for (let waited = 0; received.length < from + 2 && waited < 100; waited += 1) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(received.slice(from).map((event) => event.subject), ["credits.low", "credits.exhausted"]);
+  });
 });

@@ -13,6 +13,10 @@ const released = counter(
   "cutline_credits_released_total",
   "Credits a hold gave back to its account: all of it on release or expiry, the unused rest on a capture below the hold, in credits.",
 );
+const refunded = counter(
+  "cutline_credits_refunded_total",
+  "Credits refunded payments took back: unspent ones at the refund, and ones a job held then as its hold gave them back, in credits.",
+);
 const expired = counter("cutline_holds_expired_total", "Holds the sweeper ended because their deadline passed: a job that never captured nor released them (a leak signal).");
 const open =
   (register.getSingleMetric("cutline_holds_open") as Gauge<string> | undefined) ??
@@ -28,6 +32,10 @@ export function countSettled(action: "capture" | "release" | "expire", result: {
   if (result.capturedMillicredits > 0) captured.inc(credits(result.capturedMillicredits));
   if (result.returnedMillicredits > 0) released.inc(credits(result.returnedMillicredits));
   if (action === "expire") expired.inc();
+}
+
+export function countRefunded(millicredits: number): void {
+  if (millicredits > 0) refunded.inc(credits(millicredits));
 }
 
 export function setOpenHolds(count: number): void {

@@ -16,11 +16,13 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { reasonError, reasonOf } from "../common/errors.ts";
 import type { BillingService, Pack, Plan } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import type { Logger } from "../common/logging.ts";
-import { PaymentsNotConfigured, PaymentSignatureInvalid, type PaymentEvent, type PaymentProduct, type PaymentProvider } from "../common/ports/payment-provider.ts";
+import { PaymentsNotConfigured, PaymentSignatureInvalid, type InvoiceLine, type PaymentEvent, type PaymentProduct, type PaymentProvider } from "../common/ports/payment-provider.ts";
 import type { PaymentStore, SubscribedAccount } from "./store/payment.store.ts";
 
 /** The plan an ended or lapsed subscription falls back to (billing's default plan). */
 export const FREE_PLAN_CODE = "free";
+/** Tries of the renewals setting against concurrent plan changes; each loser reads again, so a few always suffice in practice. */
+const RENEWALS_ATTEMPTS_MAX = 5;
 
 /** A claim on an event older than this, never marked done, is taken over by the next delivery, in seconds. */
 export const EVENT_CLAIM_STALE_SECONDS = 300;
@@ -30,6 +32,9 @@ const DAYS_PER_CYCLE = 30;
 
 /** A plan whose term is this many months is sold as a yearly subscription (annual plans). */
 const MONTHS_PER_YEAR = 12;
+
+/** An annual plan's credits as shown to buyers: they last to the term's end, a year. */
+const DAYS_PER_YEAR = 365;
 
 /** Subscribed accounts read per page by the overage report. */
 const OVERAGE_REPORT_PAGE_SIZE = 100;
@@ -273,14 +278,26 @@ export class Payments {
     }
     // past_due, incomplete: the provider is still collecting; the plan stays until it gives up.
     if (event.kind === "subscription_changed" && !PAID_SUBSCRIPTION_STATES.has(event.status)) return;
-    const planCode = await this.#planOfPrice(event.priceId, event.planCode);
+    const { plans } = await this.billing.listPlans({});
+    let priceId = event.kind === "subscription_changed" ? event.priceId : undefined;
+    let planLine: InvoiceLine | undefined;
+    if (event.kind === "subscription_renewed") {
+      const picked = pickPlanLine(event.lines, new Set(plans.map((plan) => plan.stripePriceId).filter((id) => id !== "")));
+      if (!picked.ok) {
+        this.log.error({ eventId: event.eventId, invoiceId: event.invoiceId, subscriptionId: event.subscriptionId, lines: event.lines.length }, "a paid invoice has no line that pays for a plan (only prorations or metered usage); no cycle granted");
+        return;
+      }
+      planLine = picked.line;
+      priceId = planLine?.priceId;
+    }
+    const planCode = plans.find((plan) => priceId !== undefined && plan.stripePriceId === priceId)?.code ?? event.planCode;
     if (!planCode) {
-      this.log.error({ eventId: event.eventId, subscriptionId: event.subscriptionId, priceId: event.priceId }, "a subscription pays for a price no plan names; the account's plan is left as it is");
+      this.log.error({ eventId: event.eventId, subscriptionId: event.subscriptionId, priceId }, "a subscription pays for a price no plan names; the account's plan is left as it is");
       return;
     }
     await this.#moveToPlan(accountId, planCode);
     await this.#setRenewals(accountId);
-    if (event.kind === "subscription_renewed") await this.#grantPaidCycle(accountId, event);
+    if (event.kind === "subscription_renewed") await this.#grantPaidCycle(accountId, event, planLine);
   }
 
   /**
@@ -290,23 +307,39 @@ export class Payments {
    * monthly grants, which billing makes).
    */
   async #setRenewals(accountId: string): Promise<void> {
-    const subscribed = (await this.store.customerOf(accountId))?.subscriptionId !== undefined;
-    const { account } = await this.billing.getAccount({ accountId });
-    const renewals = this.provider.checkoutAvailable && subscribed && (account?.plan?.termMonths ?? 0) === 0 ? "provider" : "ledger";
-    if (account?.settings?.renewals !== renewals) await this.billing.setAccountSettings({ accountId, renewals });
+    // Decided from reads a concurrent event may overtake: billing refuses the write (plan_changed)
+    // once the plan it was decided for is gone, and the decision is made again from fresh reads.
+    for (let attempt = 1; ; attempt += 1) {
+      const subscribed = (await this.store.customerOf(accountId))?.subscriptionId !== undefined;
+      const { account } = await this.billing.getAccount({ accountId });
+      const renewals = this.provider.checkoutAvailable && subscribed && (account?.plan?.termMonths ?? 0) === 0 ? "provider" : "ledger";
+      if (account?.settings?.renewals === renewals) return;
+      try {
+        await this.billing.setAccountSettings({ accountId, renewals, expectedPlanCode: account?.plan?.code });
+        return;
+      } catch (error) {
+        if (!(error instanceof ConnectError && reasonOf(error) === "plan_changed") || attempt >= RENEWALS_ATTEMPTS_MAX) throw error;
+        this.log.info({ accountId, renewals, attempt }, "the plan changed while renewals were decided; deciding again");
+      }
+    }
   }
 
-  /** The cycle a paid renewal invoice pays for, granted once per invoice; its payment is kept so a refund can take it back. */
-  async #grantPaidCycle(accountId: string, event: Extract<PaymentEvent, { kind: "subscription_renewed" }>): Promise<void> {
+  /**
+   * The cycle a paid invoice pays for, granted once per invoice where the provider pays for the
+   * cycles; else (an annual plan, or a first invoice before its checkout) billing's own grant of
+   * that cycle. Either way its payment is kept with the bucket, so a refund can take it back.
+   */
+  async #grantPaidCycle(accountId: string, event: Extract<PaymentEvent, { kind: "subscription_renewed" }>, planLine: InvoiceLine | undefined): Promise<void> {
     const { account } = await this.billing.getAccount({ accountId });
-    if (account?.settings?.renewals !== "provider") return;
     const granted = await this.billing.grantCycle({
       accountId,
       idempotencyKey: `payment:${this.provider.name}:invoice:${event.invoiceId}`,
-      periodStart: event.periodStart ? timestampFromDate(event.periodStart) : undefined,
+      periodStart: planLine?.periodStart ? timestampFromDate(planLine.periodStart) : undefined,
     });
-    if (granted.bucket && event.paymentId) {
-      await this.store.putPurchase({ paymentId: event.paymentId, accountId, productCode: account.plan?.code ?? "", bucketId: granted.bucket.id, amountMinor: event.amountMinor, currency: event.currency });
+    const paymentId = granted.bucket ? (event.paymentId ?? (await this.#provider(() => this.provider.paymentOfInvoice(event.invoiceId)))) : undefined;
+    if (granted.bucket && paymentId) {
+      // The plan line's amount is what paid for the credits; overage, prorations and tax did not.
+      await this.store.putPurchase({ paymentId, accountId, productCode: account?.plan?.code ?? "", bucketId: granted.bucket.id, amountMinor: planLine?.amountMinor ?? event.amountMinor, currency: event.currency });
     }
   }
 
@@ -323,11 +356,12 @@ export class Payments {
       this.log.warn({ eventId: event.eventId, chargeId: event.chargeId, paymentId: event.paymentId }, "a refunded payment granted nothing here (another integration, or a payment before purchases were kept); nothing taken back");
       return;
     }
+    const paid = creditsPaidShare(purchase.amountMinor, event.amountMinor, event.amountRefundedMinor);
     const refund = await this.billing.refundGrant({
       accountId: purchase.accountId,
       bucketId: purchase.bucketId,
-      refundedMinor: BigInt(event.amountRefundedMinor),
-      paidMinor: BigInt(purchase.amountMinor > 0 ? purchase.amountMinor : event.amountMinor),
+      refundedMinor: BigInt(paid.refundedMinor),
+      paidMinor: BigInt(paid.paidMinor),
       idempotencyKey: `payment:${this.provider.name}:refund:${event.chargeId}:${event.amountRefundedMinor}`,
     });
     await this.store.flagRefund(event.paymentId, event.amountRefundedMinor, now);
@@ -375,15 +409,6 @@ export class Payments {
     }
   }
 
-  async #planOfPrice(priceId: string | undefined, fallbackPlanCode: string | undefined): Promise<string | undefined> {
-    if (priceId) {
-      const { plans } = await this.billing.listPlans({});
-      const byPrice = plans.find((plan) => plan.stripePriceId === priceId);
-      if (byPrice) return byPrice.code;
-    }
-    return fallbackPlanCode;
-  }
-
   async #customerOf(accountId: string): Promise<string> {
     const known = await this.store.customerOf(accountId);
     if (known) return known.customerId;
@@ -420,7 +445,7 @@ export class Payments {
       creditsMillicredits: Number(plan.creditsPerCycleMillicredits),
       interval: annual ? "year" : "month",
       // Subscription credits last their cycle and the cycles they may roll over into, or the term.
-      validDays: annual ? 365 : DAYS_PER_CYCLE * (1 + Math.max(0, plan.rolloverCycles)),
+      validDays: annual ? DAYS_PER_YEAR : DAYS_PER_CYCLE * (1 + Math.max(0, plan.rolloverCycles)),
       providerPriceId: plan.stripePriceId || undefined,
     };
   }
@@ -438,6 +463,33 @@ export class Payments {
       providerPriceId: pack.stripePriceId || undefined,
     };
   }
+}
+
+/**
+ * The line of a paid renewal invoice that pays for the plan: a line priced at a plan's provider
+ * price, else (plans sold at an inline price) the latest-starting line that is neither a proration
+ * nor metered, since overage is billed in arrears for the cycle that just closed. No lines (an
+ * event that does not list them): the invoice's metadata names the plan and its period is unknown.
+ */
+export function pickPlanLine(lines: readonly InvoiceLine[], planPriceIds: ReadonlySet<string>): { ok: true; line: InvoiceLine | undefined } | { ok: false } {
+  if (lines.length === 0) return { ok: true, line: undefined };
+  const charges = lines.filter((line) => !line.proration && line.metered !== true);
+  const priced = charges.filter((line) => line.priceId !== undefined && planPriceIds.has(line.priceId));
+  const latest = (candidates: InvoiceLine[]) =>
+    candidates.reduce<InvoiceLine | undefined>((best, line) => (!best || (line.periodStart?.getTime() ?? 0) > (best.periodStart?.getTime() ?? 0) ? line : best), undefined);
+  const line = latest(priced.length > 0 ? priced : charges);
+  return line ? { ok: true, line } : { ok: false };
+}
+
+/**
+ * What a refund takes credits for, as a share of what paid for them: a refund first gives back
+ * what granted no credits (overage, prorations, tax: the payment's total beyond the credits'
+ * price), then the credits' price; the share never passes the whole.
+ */
+export function creditsPaidShare(creditsPriceMinor: number, paymentMinor: number, refundedMinor: number): { refundedMinor: number; paidMinor: number } {
+  if (creditsPriceMinor <= 0) return { refundedMinor: Math.min(refundedMinor, paymentMinor), paidMinor: paymentMinor };
+  const beyondCredits = Math.max(0, paymentMinor - creditsPriceMinor);
+  return { refundedMinor: Math.min(creditsPriceMinor, Math.max(0, refundedMinor - beyondCredits)), paidMinor: creditsPriceMinor };
 }
 
 function notConfigured(provider: string): ConnectError {

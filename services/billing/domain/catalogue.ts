@@ -4,6 +4,7 @@
 import { PLAN_CLASSES, UNLIMITED_SEATS, type OnExhausted, type Pack, type Plan, type PlanClass } from "./plans.ts";
 import { validatePriceBook, type PriceBook } from "./price-book.ts";
 import { offersOverage, overageRateProblem } from "./exhaustion.ts";
+import { DEFAULT_PLAN_CODE } from "./accounts.ts";
 
 export interface Catalogue {
   /** Also the price book's version: a price change is a new version. */
@@ -205,7 +206,7 @@ function parsePlan(value: unknown, path: string, classes: Record<PlanClass, Json
 /** The sign-up trial is the free plan's (every sign-up gets it), credits and days together or neither. */
 function trialProblems(plan: Plan, path: string): string[] {
   const problems: string[] = [];
-  if ((plan.trialMillicredits > 0 || plan.trialDays > 0) && plan.code !== "free") {
+  if ((plan.trialMillicredits > 0 || plan.trialDays > 0) && plan.code !== DEFAULT_PLAN_CODE) {
     problems.push(`${path}.trialCredits and trialDays belong to the free plan only (its trial is every sign-up's); remove them from plan "${plan.code}"`);
   }
   if ((plan.trialMillicredits > 0) !== (plan.trialDays > 0)) problems.push(`${path}.trialCredits and trialDays must both be above 0 (a trial), or both 0 (none)`);
@@ -253,7 +254,7 @@ export function parseCatalogue(document: unknown): { ok: true; catalogue: Catalo
   const version = new FieldReader(document, "", problems).text("version");
   const classes = parseClasses(document.classes, problems);
   const plans = parseList(document.plans, "plans", problems, (item, path) => parsePlan(item, path, classes, problems));
-  if (plans.length > 0 && !plans.some((plan) => plan.code === "free")) problems.push('plans must include "free" (accounts created without a plan start on it)');
+  if (plans.length > 0 && !plans.some((plan) => plan.code === DEFAULT_PLAN_CODE)) problems.push(`plans must include "${DEFAULT_PLAN_CODE}" (accounts created without a plan start on it)`);
   const packs = parseList(document.packs, "packs", problems, (item, path) => parsePack(item, path, problems));
   let priceBook: PriceBook = { version, operations: {} as PriceBook["operations"], extras: {} };
   if (!isObject(document.priceBook)) problems.push("priceBook must be an object");

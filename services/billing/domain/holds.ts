@@ -45,11 +45,22 @@ export function checkReserve(limits: LedgerLimits, request: ReserveRequest): Out
 
 /**
  * What makes two reserves with one idempotency key "the same request": everything that changes
- * the charge. A retry with the same hash replays the first hold; any other is a conflict.
+ * the charge, the price book version it was quoted under included. A retry with the same hash replays the first hold; any other is a conflict.
  */
 export function reserveRequestHash(request: ReserveRequest & { pool: string }, ttlSeconds: number): string {
   return createHash("sha256")
-    .update(JSON.stringify([request.pool, request.amountMillicredits, ttlSeconds, request.apiKeyId ?? "", request.memberId ?? "", request.description ?? ""]))
+    .update(
+      JSON.stringify([
+        request.pool,
+        request.amountMillicredits,
+        ttlSeconds,
+        request.apiKeyId ?? "",
+        request.memberId ?? "",
+        request.description ?? "",
+        // Only when named, so holds of a plain amount keep the hash they were made with.
+        ...(request.priceBookVersion ? [request.priceBookVersion] : []),
+      ]),
+    )
     .digest("base64url");
 }
 

@@ -363,7 +363,7 @@ function accountHandlers({ ledger, unwrap, invalid }: HandlerContext): Pick<Bill
       if (renewals !== undefined && !(RENEWALS as readonly string[]).includes(renewals)) {
         throw invalid(`renewals must be ledger (billing grants each cycle) or provider (a payment provider's paid invoice does); got ${JSON.stringify(renewals)}`);
       }
-      return { account: accountMessage(unwrap(await ledger.setAccountSettings({ accountId: request.accountId, onExhausted, renewals: renewals as Renewals | undefined })).account) };
+      return { account: accountMessage(unwrap(await ledger.setAccountSettings({ accountId: request.accountId, onExhausted, renewals: renewals as Renewals | undefined, expectedPlanCode: request.expectedPlanCode })).account) };
     },
   };
 }

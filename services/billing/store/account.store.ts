@@ -4,7 +4,7 @@ import { sql, type Selectable } from "kysely";
 import type { Cycle, MemberRole } from "../domain/accounts.ts";
 import { effectiveOnExhausted } from "../domain/exhaustion.ts";
 import { overageCents, type OnExhausted, type Pack, type Plan } from "../domain/plans.ts";
-import type { AccountTable, BillingExecutor, CreditAccountTable, Renewals } from "./schema.ts";
+import { DEFAULT_RENEWALS, type AccountTable, type BillingExecutor, type CreditAccountTable, type Renewals } from "./schema.ts";
 import { planFromRow, toDate, type AccountView } from "./views.ts";
 
 export interface LockedAccount {
@@ -280,7 +280,7 @@ export class AccountStore {
       settings: {
         onExhausted: effectiveOnExhausted(plan, row.account_on_exhausted),
         onExhaustedIsPlanDefault: row.account_on_exhausted === null,
-        renewals: row.account_renewals ?? "ledger",
+        renewals: row.account_renewals ?? DEFAULT_RENEWALS,
       },
     };
   }

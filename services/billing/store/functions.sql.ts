@@ -183,6 +183,8 @@ declare
   v_back_mc bigint;
   v_captured_buckets_mc bigint := 0;
   v_returned_mc bigint := 0;
+  v_void_mc bigint;
+  v_voided_mc bigint := 0;
   v_expired_back_mc bigint := 0;
   v_overage_take_mc bigint;
   v_available_mc bigint;
@@ -219,7 +221,7 @@ begin
   v_left_mc := case when p_action = 'capture' then p_amount_mc else 0 end;
   -- Charge the buckets reserved first (they were first in spend order), return the rest.
   for v_allocation in
-    select a.position, a.bucket_id, a.amount_mc, b.expires_at
+    select a.position, a.bucket_id, a.amount_mc, b.expires_at, b.owed_mc
     from billing_hold_allocations a join billing_buckets b on b.id = a.bucket_id
     where a.hold_id = p_hold_id order by a.position
   loop
@@ -230,7 +232,8 @@ begin
     if v_allocation.expires_at is not null and v_allocation.expires_at <= p_now then
       -- A bucket that expired while held is booked as expired on return, never resurrected.
       update billing_buckets set held_mc = held_mc - v_allocation.amount_mc, captured_mc = captured_mc + v_take_mc,
-          expired_mc = expired_mc + v_back_mc where id = v_allocation.bucket_id;
+          expired_mc = expired_mc + v_back_mc, owed_mc = least(owed_mc, held_mc - v_allocation.amount_mc)
+        where id = v_allocation.bucket_id;
       update billing_hold_allocations set captured_mc = v_take_mc, expired_mc = v_back_mc
         where hold_id = p_hold_id and position = v_allocation.position;
       v_expired_back_mc := v_expired_back_mc + v_back_mc;
@@ -239,14 +242,23 @@ begin
           values (v_account.id, v_allocation.bucket_id, p_hold_id, 'expire', 0, -v_back_mc, p_now);
       end if;
     else
+      -- A refund that found these credits held takes them now, so a refunded payment's credits never come back.
+      v_void_mc := least(v_back_mc, v_allocation.owed_mc);
       update billing_buckets set held_mc = held_mc - v_allocation.amount_mc, captured_mc = captured_mc + v_take_mc,
-          remaining_mc = remaining_mc + v_back_mc where id = v_allocation.bucket_id;
+          remaining_mc = remaining_mc + v_back_mc - v_void_mc, voided_mc = voided_mc + v_void_mc,
+          owed_mc = least(owed_mc - v_void_mc, held_mc - v_allocation.amount_mc)
+        where id = v_allocation.bucket_id;
       update billing_hold_allocations set captured_mc = v_take_mc, returned_mc = v_back_mc
         where hold_id = p_hold_id and position = v_allocation.position;
       v_returned_mc := v_returned_mc + v_back_mc;
       if v_back_mc > 0 then
         insert into billing_ledger_entries (credit_account_id, bucket_id, hold_id, kind, remaining_delta_mc, held_delta_mc, occurred_at)
           values (v_account.id, v_allocation.bucket_id, p_hold_id, 'release', v_back_mc, -v_back_mc, p_now);
+      end if;
+      if v_void_mc > 0 then
+        insert into billing_ledger_entries (credit_account_id, bucket_id, hold_id, kind, remaining_delta_mc, held_delta_mc, occurred_at)
+          values (v_account.id, v_allocation.bucket_id, p_hold_id, 'refund', -v_void_mc, 0, p_now);
+        v_voided_mc := v_voided_mc + v_void_mc;
       end if;
     end if;
     if v_take_mc > 0 then
@@ -266,7 +278,7 @@ begin
     insert into billing_ledger_entries (credit_account_id, bucket_id, hold_id, kind, remaining_delta_mc, held_delta_mc, occurred_at)
       values (v_account.id, null, p_hold_id, 'overage_release', 0, -(v_hold.overage_mc - v_overage_take_mc), p_now);
   end if;
-  update billing_credit_accounts set remaining_mc = remaining_mc + v_returned_mc, held_mc = held_mc - v_hold.amount_mc,
+  update billing_credit_accounts set remaining_mc = remaining_mc + v_returned_mc - v_voided_mc, held_mc = held_mc - v_hold.amount_mc,
       overage_held_mc = overage_held_mc - v_hold.overage_mc, cycle_overage_mc = cycle_overage_mc + v_overage_take_mc
     where id = v_account.id;
   v_available_mc := billing_spendable_mc(v_account.id, p_now);
@@ -295,7 +307,7 @@ begin
         'account_id', v_account_id, 'pool', v_account.pool, 'occurred_at', p_now), p_now);
     end if;
   end if;
-  return jsonb_build_object('outcome', 'ok', 'replayed', false, 'status', v_status,
+  return jsonb_build_object('outcome', 'ok', 'replayed', false, 'status', v_status, 'refunded_mc', v_voided_mc,
     'captured_mc', v_captured_buckets_mc + v_overage_take_mc, 'overage_mc', v_overage_take_mc,
     'returned_mc', v_hold.amount_mc - v_captured_buckets_mc - v_overage_take_mc, 'available_mc', v_available_mc);
 end $$`,

@@ -148,17 +148,23 @@ export class GrantStore {
   /**
    * Takes up to `requestedMillicredits` of the bucket's remaining (unspent, unheld) credits back:
    * the bucket's voided_mc, a `refund` entry and the pool's balance move together, and the refund
-   * is kept under its key. The pool must be locked. Returns what it took.
+   * is kept under its key. What it cannot take now is owed on the bucket (owed_mc). The pool must
+   * be locked. Returns what it took now.
    */
   async takeBack(refund: { creditAccountId: number; bucket: Selectable<BucketTable>; requestedMillicredits: number; refundKey: string; now: Date }): Promise<number> {
     const { creditAccountId, bucket, now } = refund;
     const taken = Math.min(refund.requestedMillicredits, bucket.remaining_mc);
-    if (taken > 0) {
+    // What open holds keep is owed, and billing_settle takes it when they give it back; what was
+    // spent already is gone (unrecovered), so the debt never exceeds what is held.
+    const owed = Math.min(refund.requestedMillicredits - taken, bucket.held_mc - bucket.owed_mc);
+    if (taken > 0 || owed > 0) {
       await this.#db
         .updateTable("billing_buckets")
-        .set((eb) => ({ remaining_mc: eb("remaining_mc", "-", taken), voided_mc: eb("voided_mc", "+", taken) }))
+        .set((eb) => ({ remaining_mc: eb("remaining_mc", "-", taken), voided_mc: eb("voided_mc", "+", taken), owed_mc: eb("owed_mc", "+", owed) }))
         .where("id", "=", bucket.id)
         .execute();
+    }
+    if (taken > 0) {
       await this.#db
         .insertInto("billing_ledger_entries")
         .values({ credit_account_id: creditAccountId, bucket_id: bucket.id, hold_id: null, kind: "refund", remaining_delta_mc: -taken, held_delta_mc: 0, occurred_at: now })

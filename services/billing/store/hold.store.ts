@@ -44,6 +44,8 @@ interface SettledAmounts {
   overage_mc: number;
   returned_mc: number;
   available_mc: number;
+  /** What the settlement took for refunds that found the credits held (absent on a replay). */
+  refunded_mc?: number;
 }
 
 /** billing_settle's answer, one member per outcome; a replayed settlement does not repeat the status. */

@@ -26,11 +26,15 @@ const CHECKS: { name: string; query: string }[] = [
       where coalesce(e.c, 0) <> b.captured_mc or coalesce(e.x, 0) <> b.expired_mc`,
   },
   {
-    name: "bucket voided equals its refund entries and its kept refunds",
+    name: "bucket voided equals its refund entries; its refunds took what they record, and voided plus owed stays within what they asked",
     query: `select b.id from billing_buckets b
       left join (select bucket_id, -sum(remaining_delta_mc) v from billing_ledger_entries where kind = 'refund' group by bucket_id) e on e.bucket_id = b.id
-      left join (select bucket_id, sum(refunded_mc) v from billing_grant_refunds group by bucket_id) r on r.bucket_id = b.id
-      where b.voided_mc <> coalesce(e.v, 0) or b.voided_mc <> coalesce(r.v, 0)`,
+      left join (select bucket_id, sum(refunded_mc) v, sum(requested_mc) q from billing_grant_refunds group by bucket_id) r on r.bucket_id = b.id
+      where b.voided_mc <> coalesce(e.v, 0) or b.voided_mc < coalesce(r.v, 0) or b.voided_mc + b.owed_mc > coalesce(r.q, 0)`,
+  },
+  {
+    name: "a refund's debt is only what open holds keep, and leaves nothing spendable while owed",
+    query: `select id from billing_buckets where owed_mc < 0 or owed_mc > held_mc or (owed_mc > 0 and remaining_mc > 0)`,
   },
   {
     name: "credit account balances equal the sums of their ledger entries and of their buckets",

@@ -34,6 +34,12 @@ interface ModelBucket {
   held: number;
   captured: number;
   expired: number;
+  /** Taken back by refunds, now or as holds gave it back. */
+  voided: number;
+  /** What refunds asked but open holds kept (taken as they give it back). */
+  owed: number;
+  /** What the bucket's refunds asked for together. */
+  refundRequested: number;
   effectiveAt: Date;
   expiresAt: Date | null;
   priority: number;
@@ -82,7 +88,8 @@ type Command =
   | { type: "changePlan"; account: number; plan: string }
   | { type: "setOnExhausted"; account: number; choice: OnExhausted | null }
   | { type: "reprice"; permille: number }
-  | { type: "quotedReserve"; account: number; pixels: number; hd: boolean; ttlSeconds: number; versionsAgo: number };
+  | { type: "quotedReserve"; account: number; pixels: number; hd: boolean; ttlSeconds: number; versionsAgo: number }
+  | { type: "refund"; account: number; pick: number; permille: number; replay: boolean };
 
 const poolArbitrary = fc.constantFrom<PoolName>("api", "api", "web");
 const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
@@ -117,6 +124,11 @@ const commandArbitrary: fc.Arbitrary<Command> = fc.oneof(
   { arbitrary: fc.record({ type: fc.constant("sweep" as const) }), weight: 1 },
   { arbitrary: fc.record({ type: fc.constant("changePlan" as const), account: fc.nat(1), plan: fc.constantFrom("free", "starter", "pro", "business") }), weight: 1 },
   { arbitrary: fc.record({ type: fc.constant("setOnExhausted" as const), account: fc.nat(1), choice: fc.constantFrom<OnExhausted | null>("stop", "overage", null) }), weight: 1 },
+  // A refunded payment: the refunded share of one bucket, from its unspent credits, the held ones as their holds end.
+  {
+    arbitrary: fc.record({ type: fc.constant("refund" as const), account: fc.nat(1), pick: fc.nat(), permille: fc.oneof(fc.constant(1000), fc.integer({ min: 0, max: 1000 })), replay: fc.boolean() }),
+    weight: 2,
+  },
   // A new price book version mid-run: holds already made keep the amount they were quoted.
   { arbitrary: fc.record({ type: fc.constant("reprice" as const), permille: fc.constantFrom(500, 1500, 3000) }), weight: 1 },
   {
@@ -154,9 +166,9 @@ class Model {
 
   constructor(private readonly now: () => Date) {}
 
-  addBucket(account: ModelAccount, bucket: Omit<ModelBucket, "remaining" | "held" | "captured" | "expired" | "createdAt">): boolean {
+  addBucket(account: ModelAccount, bucket: Omit<ModelBucket, "remaining" | "held" | "captured" | "expired" | "voided" | "owed" | "refundRequested" | "createdAt">): boolean {
     if (account.buckets.some((existing) => existing.key === bucket.key && existing.pool === bucket.pool)) return false;
-    account.buckets.push({ ...bucket, remaining: bucket.granted, held: 0, captured: 0, expired: 0, createdAt: this.now() });
+    account.buckets.push({ ...bucket, remaining: bucket.granted, held: 0, captured: 0, expired: 0, voided: 0, owed: 0, refundRequested: 0, createdAt: this.now() });
     return true;
   }
 
@@ -277,7 +289,14 @@ class Model {
       bucket.held -= part;
       bucket.captured += take;
       if (bucket.expiresAt !== null && bucket.expiresAt.getTime() <= now) bucket.expired += part - take;
-      else bucket.remaining += part - take;
+      else {
+        // A refund that found these credits held takes them as they come back.
+        const taken = Math.min(part - take, bucket.owed);
+        bucket.remaining += part - take - taken;
+        bucket.voided += taken;
+        bucket.owed -= taken;
+      }
+      bucket.owed = Math.min(bucket.owed, bucket.held);
     }
     assert.ok(left <= hold.overage, "model: overage capture beyond overage held");
     account.cycleOverage[hold.pool] += left;
@@ -371,6 +390,7 @@ describe("ledger against an in-memory model", () => {
         };
         await syncBucketIds();
         let serial = 0;
+        const refundKeys: { key: string; bucket: ModelBucket; permille: number }[] = [];
         for (const command of commands) {
           serial += 1;
           const step = `step ${serial} ${JSON.stringify(command)}`;
@@ -398,6 +418,8 @@ describe("ledger against an in-memory model", () => {
             case "reserve":
             case "replay": {
               let account: ModelAccount, pool: PoolName, amount: number, key: string, ttlSeconds: number;
+              // A replay repeats the request, the price book version its quote named included.
+              let priceBookVersion: string | undefined;
               if (command.type === "reserve") {
                 account = model.accounts[command.account]!;
                 ({ pool, amount, ttlSeconds } = command);
@@ -410,9 +432,10 @@ describe("ledger against an in-memory model", () => {
                 amount = original.amount + (command.changeAmount ? 1 : 0);
                 key = original.key;
                 ttlSeconds = original.ttlSeconds;
+                priceBookVersion = original.priceBookVersion || undefined;
               }
               const before = model.holds.length;
-              const actual = await ledger.reserve({ accountId: account.id, pool, amountMillicredits: amount, idempotencyKey: key, holdTtlSeconds: ttlSeconds });
+              const actual = await ledger.reserve({ accountId: account.id, pool, amountMillicredits: amount, idempotencyKey: key, holdTtlSeconds: ttlSeconds, priceBookVersion });
               let dbHoldId = actual.ok ? actual.holdId : "";
               const expected = model.reserve(account, pool, amount, key, ttlSeconds, () => dbHoldId);
               assert.equal(actual.ok ? "ok" : actual.reason, expected.outcome, step);
@@ -441,6 +464,32 @@ describe("ledger against an in-memory model", () => {
               const actual = command.type === "capture" ? await ledger.capture(hold.id, amount) : await ledger.release(hold.id, "test");
               const expected = model.settle(hold, command.type, amount);
               assert.equal(actual.ok ? "ok" : actual.reason, expected, step);
+              break;
+            }
+            case "refund": {
+              await syncBucketIds();
+              const account = model.accounts[command.account]!;
+              if (account.buckets.length === 0) continue;
+              // Mostly a bucket a job holds credits of: the refund then owes what the hold gives back.
+              const holding = account.buckets.filter((candidate) => candidate.held > 0);
+              const candidates = holding.length > 0 && command.pick % 4 !== 0 ? holding : account.buckets;
+              const bucket = candidates[command.pick % candidates.length]!;
+              const key = command.replay && refundKeys.length > 0 ? refundKeys[command.pick % refundKeys.length]! : { key: `r${serial}`, bucket, permille: command.permille };
+              const actual = await ledger.refundGrant({ accountId: account.id, bucketId: String(key.bucket.id), refundedMinor: key.permille, paidMinor: 1000, refundKey: key.key });
+              if (!refundKeys.includes(key)) {
+                refundKeys.push(key);
+                const target = Math.floor((key.bucket.granted * key.permille) / 1000);
+                const requested = Math.max(0, target - key.bucket.refundRequested);
+                const taken = Math.min(requested, key.bucket.remaining);
+                key.bucket.refundRequested += requested;
+                key.bucket.remaining -= taken;
+                key.bucket.voided += taken;
+                key.bucket.owed += Math.min(requested - taken, key.bucket.held - key.bucket.owed);
+                if (actual.ok) assert.equal(actual.refundedMillicredits, taken, step);
+              }
+              // A bucket of another account, or a replayed key: one refund, never another bucket's credits.
+              if (!model.accounts.some((owner) => owner.id === account.id && owner.buckets.includes(key.bucket))) assert.equal(actual.ok ? "ok" : actual.reason, "bucket_not_found", step);
+              else assert.ok(actual.ok, `${step}: ${actual.ok ? "" : actual.message}`);
               break;
             }
             case "sweep": {
@@ -512,13 +561,13 @@ describe("ledger against an in-memory model", () => {
           const rows = await db
             .selectFrom("billing_buckets as b")
             .innerJoin("billing_credit_accounts as c", "c.id", "b.credit_account_id")
-            .select(["b.id", "b.remaining_mc", "b.held_mc", "b.captured_mc", "b.expired_mc", "b.expires_at"])
+            .select(["b.id", "b.remaining_mc", "b.held_mc", "b.captured_mc", "b.expired_mc", "b.voided_mc", "b.owed_mc", "b.expires_at"])
             .where("c.account_id", "=", account.id)
             .orderBy("b.id")
             .execute();
           assert.deepEqual(
-            rows.map((row) => [row.id, row.remaining_mc, row.held_mc, row.captured_mc, row.expired_mc, row.expires_at === null ? null : new Date(row.expires_at).getTime()]),
-            [...account.buckets].sort((a, b) => a.id! - b.id!).map((bucket) => [bucket.id, bucket.remaining, bucket.held, bucket.captured, bucket.expired, bucket.expiresAt?.getTime() ?? null]),
+            rows.map((row) => [row.id, row.remaining_mc, row.held_mc, row.captured_mc, row.expired_mc, row.voided_mc, row.owed_mc, row.expires_at === null ? null : new Date(row.expires_at).getTime()]),
+            [...account.buckets].sort((a, b) => a.id! - b.id!).map((bucket) => [bucket.id, bucket.remaining, bucket.held, bucket.captured, bucket.expired, bucket.voided, bucket.owed, bucket.expiresAt?.getTime() ?? null]),
             `buckets of ${account.id}`,
           );
         }

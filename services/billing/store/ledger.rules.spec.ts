@@ -120,6 +120,34 @@ describe("ledger rules from the product pages", () => {
     assert.deepEqual(reset.account.settings, { onExhausted: "overage", onExhaustedIsPlanDefault: true, renewals: "ledger" }, "null goes back to the plan's default");
   });
 
+  it("refuses a renewals setting decided for another plan, and a plan change to a term plan hands renewals back to billing", async () => {
+    const { ledger } = billing;
+    ok(await ledger.createAccount({ accountId: "renewals-race", planCode: "starter", grantTrial: false }));
+    ok(await ledger.setAccountSettings({ accountId: "renewals-race", renewals: "provider", expectedPlanCode: "starter" }));
+    // A cancellation moved the account to free; a late invoice's write, decided on starter, is refused.
+    ok(await ledger.changePlan("renewals-race", "free"));
+    ok(await ledger.setAccountSettings({ accountId: "renewals-race", renewals: "ledger", expectedPlanCode: "free" }));
+    const stale = await ledger.setAccountSettings({ accountId: "renewals-race", renewals: "provider", expectedPlanCode: "starter" });
+    assert.equal(stale.ok ? "ok" : stale.reason, "plan_changed");
+    assert.equal(ok(await ledger.getAccount("renewals-race")).account.settings.renewals, "ledger");
+    // A switch to an annual plan: billing grants its monthly cycles whatever was set before.
+    ok(await ledger.setAccountSettings({ accountId: "renewals-race", renewals: "provider", expectedPlanCode: "free" }));
+    ok(await ledger.changePlan("renewals-race", "annual_lite"));
+    assert.equal(ok(await ledger.getAccount("renewals-race")).account.settings.renewals, "ledger");
+  });
+
+  it("refuses a replayed reserve that names another price book version, instead of answering the first hold", async () => {
+    const { ledger } = billing;
+    ok(await ledger.createAccount({ accountId: "versioned-replay", planCode: "starter", grantTrial: false }));
+    const first = (await ledger.priceBook()).version;
+    ok(await ledger.setPriceBook({ ...(await ledger.priceBook()), version: "rules-replay-v2" }));
+    const request = { accountId: "versioned-replay", pool: "api" as const, amountMillicredits: 1_000, idempotencyKey: "quoted" };
+    const hold = ok(await ledger.reserve({ ...request, priceBookVersion: first }));
+    assert.equal(ok(await ledger.reserve({ ...request, priceBookVersion: first })).holdId, hold.holdId, "the same request replays");
+    const other = await ledger.reserve({ ...request, priceBookVersion: "rules-replay-v2" });
+    assert.equal(other.ok ? "ok" : other.reason, "idempotency_conflict");
+  });
+
   it("never continues in overage at a rate of 0 (free credits), even on a plan row that says overage with a cap", async () => {
     const { ledger, db } = billing;
     const pro = await db.selectFrom("billing_plans").selectAll().where("code", "=", "pro").executeTakeFirstOrThrow();

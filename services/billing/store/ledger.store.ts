@@ -25,12 +25,12 @@ import { lowBalanceThresholdMillicredits, type OnExhausted, type Pack, type Plan
 import { affordableOperations, isPriceBookFresh, validatePriceBook, type PriceBook } from "../domain/price-book.ts";
 import { AccountStore, cycleOf } from "./account.store.ts";
 import { GrantStore } from "./grant.store.ts";
-import { countReserved, countSettled } from "../billing.metrics.ts";
+import { countRefunded, countReserved, countSettled } from "../billing.metrics.ts";
 import { HoldStore, reserveFailure, settleOutcome, type SettleAction, type SettleResult } from "./hold.store.ts";
 import { LedgerQueryStore, type CycleReportView } from "./ledger-query.store.ts";
 import { OutboxStore, type OutboxEvent } from "./outbox.store.ts";
 import { PriceBookStore } from "./price-book.store.ts";
-import type { BillingSchema, PoolName, Renewals } from "./schema.ts";
+import { DEFAULT_RENEWALS, type BillingSchema, type PoolName, type Renewals } from "./schema.ts";
 import { bucketView, toDate, type AccountSummaryView, type AccountView, type BalanceView, type BucketView, type LedgerEntryView, type MemberView, type Page, type UsageDayView, type UsageRecordView, type UsageTotalView } from "./views.ts";
 
 export { DEFAULT_LEDGER_LIMITS, type LedgerLimits } from "../domain/limits.ts";
@@ -231,6 +231,7 @@ export class LedgerStore {
     });
     const outcome = settleOutcome(answer, settlement.holdId);
     if (outcome.ok && !outcome.replayed) countSettled(settlement.action, outcome);
+    if (answer.outcome === "ok") countRefunded(answer.refunded_mc ?? 0);
     return outcome;
   }
 
@@ -284,7 +285,7 @@ export class LedgerStore {
     const plan = await accounts.plan(locked.account.plan_code);
     assertInvariant(plan, `account ${accountId} is on unknown plan ${locked.account.plan_code}`);
     // A provider-paid account's cycles are granted by its paid invoices (grantCycle), never here too.
-    const grantsCycles = (locked.account.renewals ?? "ledger") === "ledger";
+    const grantsCycles = (locked.account.renewals ?? DEFAULT_RENEWALS) === "ledger";
     for (const renewal of renewalsDue(cycleOf(locked.account), now)) {
       await accounts.closeCycle({ accountId, plan, ...renewal.ended });
       await accounts.setCycle(accountId, renewal.next);
@@ -313,14 +314,17 @@ export class LedgerStore {
         const bucket = granted.bucketId === null ? undefined : await new GrantStore(trx).bucketById(granted.bucketId);
         return { ok: true, bucket: bucket ? bucketView(bucket) : undefined, replayed: true };
       }
-      if ((locked.account.renewals ?? "ledger") !== "provider") {
-        return fail("invalid_argument", `account ${input.accountId} has its cycles granted by billing (settings.renewals = ledger); a provider's invoice grants only where renewals = provider`);
-      }
       const plan = await accounts.plan(locked.account.plan_code);
       assertInvariant(plan, `account ${input.accountId} is on unknown plan ${locked.account.plan_code}`);
       const cycle = cycleOf(locked.account);
       const cyclesSinceAnchor = invoicedCycle(cycle, input.periodStart);
       const allocation = subscriptionAllocation(plan, cycle.anchorAt, cyclesSinceAnchor);
+      if ((locked.account.renewals ?? DEFAULT_RENEWALS) !== "provider") {
+        // Billing grants these cycles itself; the invoice only learns which bucket its payment bought (for a refund).
+        const pool = allocation ? locked.pools.find((candidate) => candidate.pool === (plan.pool === "web" ? "web" : "api")) : undefined;
+        const existing = allocation && pool ? await new GrantStore(trx).bucketByKey(pool.id, allocation.idempotencyKey) : undefined;
+        return { ok: true, bucket: existing ? bucketView(existing) : undefined, replayed: true };
+      }
       let bucket: BucketView | undefined;
       if (allocation) {
         const grant = await this.#grantInTransaction(trx, { ...allocation, accountId: input.accountId, pool: plan.pool === "web" ? "web" : "api" }, now);
@@ -409,6 +413,8 @@ export class LedgerStore {
       await accounts.closeCycle({ accountId, cycleIndex: locked.account.cycle_index, plan: oldPlan, startedAt: toDate(locked.account.cycle_started_at), endedAt: now });
       await accounts.setCycle(accountId, cycleAnchoredAt(now, locked.account.cycle_index + 1), plan.code);
       await accounts.setLowBalanceThreshold(accountId, lowBalanceThresholdMillicredits(plan));
+      // A term plan's one invoice pays for many cycles, so billing grants them; the provider may bill only monthly plans' cycles.
+      if (plan.termMonths !== 0) await accounts.setRenewals(accountId, "ledger");
       const grants = new GrantStore(trx);
       const rule = carryOver(plan, now);
       if (rule) for (const pool of locked.pools) await grants.carryOver(pool.id, rule);
@@ -426,13 +432,17 @@ export class LedgerStore {
    * plan's default. Under the account's and its pools' locks, so a reserve running at the same
    * time sees the old choice or the new one, never a mix.
    */
-  async setAccountSettings(input: { accountId: string; onExhausted?: OnExhausted | null; renewals?: Renewals }): Promise<Outcome<{ account: AccountView }>> {
+  async setAccountSettings(input: { accountId: string; onExhausted?: OnExhausted | null; renewals?: Renewals; expectedPlanCode?: string }): Promise<Outcome<{ account: AccountView }>> {
     const problem = textProblem(this.#limits, "account_id", input.accountId, true);
     if (problem) return fail("invalid_argument", problem);
     const result = await this.#db.transaction().execute(async (trx): Promise<Outcome<object>> => {
       const accounts = new AccountStore(trx);
       const locked = await accounts.lock(input.accountId);
       if (!locked) return fail("account_not_found", `no account ${input.accountId}`);
+      // Settings decided from a plan read earlier must not land on the plan a concurrent change put in its place.
+      if (input.expectedPlanCode !== undefined && locked.account.plan_code !== input.expectedPlanCode) {
+        return fail("plan_changed", `account ${input.accountId} is on plan ${locked.account.plan_code}, not ${input.expectedPlanCode} as the settings expected; read the account and decide again`);
+      }
       if (input.renewals !== undefined) await accounts.setRenewals(input.accountId, input.renewals);
       if (input.onExhausted === undefined) return { ok: true };
       const plan = await accounts.plan(locked.account.plan_code);
@@ -511,8 +521,10 @@ export class LedgerStore {
    * Takes back what a refunded payment granted: all refunds of it together take the bucket's
    * grant times the share refunded (refundTargetMillicredits); each takes what that adds to the
    * earlier ones' requests, from the bucket's remaining credits only: never below zero, never
-   * what open holds reserved (a running job keeps its credits), never another bucket's. What was
-   * spent already is reported as unrecovered. A replay of the key answers the first refund.
+   * what open holds reserved (a running job keeps its credits), never another bucket's. What it
+   * cannot take now is reported as unrecovered; of that, what open holds keep is owed on the
+   * bucket and taken as they give it back (billing_settle), so it never becomes spendable again.
+   * A replay of the key answers the first refund.
    */
   async refundGrant(input: { accountId: string; bucketId: string; refundedMinor: number; paidMinor: number; refundKey: string }): Promise<
     Outcome<{ refundedMillicredits: number; unrecoveredMillicredits: number; availableMillicredits: number; replayed: boolean }>
@@ -538,10 +550,14 @@ export class LedgerStore {
       const target = refundTargetMillicredits(bucket.granted_mc, input.refundedMinor, input.paidMinor);
       if (!target.ok) return target;
       const requested = Math.max(0, target.targetMillicredits - (await grants.requestedRefunds(bucketId)));
+      const queries = new LedgerQueryStore(trx);
+      const before = this.#emitEvents ? await queries.spendable(creditAccountId, now) : 0;
       const refunded = await grants.takeBack({ creditAccountId, bucket, requestedMillicredits: requested, refundKey: key, now });
+      if (this.#emitEvents && refunded > 0) await new OutboxStore(trx).balanceDropped(creditAccountId, before, await queries.spendable(creditAccountId, now), now);
       return { ok: true as const, creditAccountId, refunded, requested, replayed: false };
     });
     if (!result.ok) return result;
+    if (!result.replayed) countRefunded(result.refunded);
     const available = await this.#pool.queries.spendable(result.creditAccountId, now);
     return { ok: true, refundedMillicredits: result.refunded, unrecoveredMillicredits: result.requested - result.refunded, availableMillicredits: available, replayed: result.replayed };
   }

@@ -151,3 +151,28 @@ describe("billing migrations: the smart crop price", () => {
     ]);
   });
 });
+
+describe("billing migrations: functions and refunds", () => {
+  it("leaves billing_reserve in place when the migrations commit, before the current definitions are applied", async () => {
+    const test = await createTestDatabase();
+    const database = openDatabase<BillingSchema>(test.location);
+    try {
+      // The migrations alone, the way the runner applies them before afterMigrations' own transaction.
+      const migrator = new Migrator({ db: database.db, provider: { getMigrations: async () => billingMigrations }, migrationTableName: "billing_migrations", migrationLockTableName: "billing_migrations_lock" });
+      const { error } = await migrator.migrateToLatest();
+      assert.equal(error, undefined);
+      assert.ok((await installedFunctions(database.db)).some((fn) => fn.name === "billing_reserve"), "billing_reserve exists between the two transactions");
+      // Down past the refunds migration with a refund entry booked keeps the ledger valid.
+      await migrateBilling(database.db as Kysely<unknown>);
+      const ledger = new LedgerStore({ db: database.db, clock: new ManualClock() });
+      ok(await ledger.createAccount({ accountId: "down-refund", planCode: "free", grantTrial: false }));
+      const granted = ok(await ledger.grant({ accountId: "down-refund", pool: "api", kind: "top_up", amountMillicredits: 1_000, idempotencyKey: "paid" }));
+      ok(await ledger.refundGrant({ accountId: "down-refund", bucketId: String(granted.bucket.id), refundedMinor: 1, paidMinor: 1, refundKey: "all" }));
+      const down = await new Migrator({ db: database.db, provider: { getMigrations: async () => billingMigrations }, migrationTableName: "billing_migrations", migrationLockTableName: "billing_migrations_lock" }).migrateTo("202611272112_member_email");
+      assert.equal(down.error, undefined, `down failed: ${String(down.error)}`);
+    } finally {
+      await database.close();
+      await test.dispose();
+    }
+  });
+});

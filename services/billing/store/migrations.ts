@@ -15,6 +15,7 @@ import * as grantRefunds from "./migrations/202611280010_grant_refunds.ts";
 import * as providerRenewals from "./migrations/202611280011_provider_renewals.ts";
 import * as planTrial from "./migrations/202611280012_plan_trial.ts";
 import * as holdPriceBookVersion from "./migrations/202611280013_hold_price_book_version.ts";
+import * as bucketRefundOwed from "./migrations/202611280014_bucket_refund_owed.ts";
 
 /** Frozen in time, named `YYYYMMDDHHMM_what` and applied in name order; static so no file-system scan is needed. */
 export const billingMigrations: Record<string, Migration> = {
@@ -31,6 +32,7 @@ export const billingMigrations: Record<string, Migration> = {
   "202611280011_provider_renewals": providerRenewals,
   "202611280012_plan_trial": planTrial,
   "202611280013_hold_price_book_version": holdPriceBookVersion,
+  "202611280014_bucket_refund_owed": bucketRefundOwed,
 };
 
 /**

@@ -66,6 +66,8 @@ export interface AccountTable {
 }
 
 export type Renewals = "ledger" | "provider";
+/** An account's renewals until a payment provider takes them over: billing grants each cycle. */
+export const DEFAULT_RENEWALS: Renewals = "ledger";
 
 export type PoolName = "api" | "web";
 
@@ -100,6 +102,8 @@ export interface BucketTable {
   captured_mc: Generated<number>;
   expired_mc: Generated<number>;
   voided_mc: Generated<number>;
+  /** What refunds asked of the bucket but could not take yet (held by open jobs); settle voids it as holds give credits back. */
+  owed_mc: Generated<number>;
   effective_at: Timestamp;
   expires_at: Timestamp | null;
   priority: number;

@@ -30,4 +30,8 @@ export class ManualPaymentProvider implements PaymentProvider {
   async reportUsage(): Promise<void> {
     throw new PaymentsNotConfigured(NOT_CONFIGURED);
   }
+
+  async paymentOfInvoice(): Promise<string | undefined> {
+    throw new PaymentsNotConfigured(NOT_CONFIGURED);
+  }
 }

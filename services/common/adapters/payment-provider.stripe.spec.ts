@@ -110,14 +110,13 @@ describe("Stripe payment provider", () => {
       subscriptionId: "sub_1",
       accountId: "acct-1",
       planCode: "pro",
-      priceId: "price_pro_monthly",
-      periodStart: new Date(1_800_000_000_000),
+      lines: [{ priceId: "price_pro_monthly", periodStart: new Date(1_800_000_000_000), amountMinor: 0, proration: false, metered: undefined }],
       paymentId: "pi_renewal_1",
       amountMinor: 4_999,
       currency: "usd",
     });
     const first = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_4", type: "invoice.paid", object: { ...renewal, billing_reason: "subscription_create" } });
-    assert.equal(stripe.parseWebhook(Buffer.from(first.body), first.signature).kind, "ignored", "the first invoice is the checkout's");
+    assert.equal(stripe.parseWebhook(Buffer.from(first.body), first.signature).kind, "subscription_renewed", "the first invoice pays for the checkout's cycle, and may come before it");
     const unknown = await signedStripeEvent(WEBHOOK_SECRET, { id: "evt_5", type: "customer.created", object: { id: "cus_1" } });
     assert.deepEqual(stripe.parseWebhook(Buffer.from(unknown.body), unknown.signature), { kind: "ignored", eventId: "evt_5", type: "customer.created" });
   });

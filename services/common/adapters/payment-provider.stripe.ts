@@ -9,6 +9,7 @@ import Stripe from "stripe";
 import {
   PaymentSignatureInvalid,
   type CheckoutInput,
+  type InvoiceLine,
   type PaymentEvent,
   type PaymentProvider,
   type PortalInput,
@@ -124,6 +125,12 @@ export class StripePaymentProvider implements PaymentProvider {
     });
   }
 
+  async paymentOfInvoice(invoiceId: string): Promise<string | undefined> {
+    // Since the 2025 API versions an invoice names its payments only in this list (not expanded in webhooks).
+    const payments = await this.#stripe.invoicePayments.list({ invoice: invoiceId, status: "paid", limit: 1 });
+    return textField(payments.data[0], "payment", "payment_intent");
+  }
+
   parseWebhook(rawBody: Buffer, signatureHeader: string | undefined): PaymentEvent {
     if (!signatureHeader) throw new PaymentSignatureInvalid("the Stripe-Signature header is missing");
     let event: Stripe.Event;
@@ -197,14 +204,14 @@ function checkoutEventOf(eventId: string, type: string, session: unknown): Payme
 }
 
 function invoicePaidOf(eventId: string, type: string, invoice: unknown): PaymentEvent {
-  // The first invoice pays for the checkout that started the subscription (handled there); plan
-  // changes arrive as customer.subscription.updated. Only renewals are news here.
-  if (textField(invoice, "billing_reason") !== "subscription_cycle") return { kind: "ignored", eventId, type };
+  // The first invoice (subscription_create) pays for the cycle its checkout started, and it may come
+  // before the checkout's event; renewals (subscription_cycle) pay for the next. Plan changes
+  // arrive as customer.subscription.updated.
+  if (!["subscription_cycle", "subscription_create"].includes(textField(invoice, "billing_reason") ?? "")) return { kind: "ignored", eventId, type };
   const details = field(invoice, "parent", "subscription_details") ?? field(invoice, "subscription_details");
   const subscriptionId = textField(details, "subscription") ?? textField(invoice, "subscription");
   if (!subscriptionId) return { kind: "ignored", eventId, type };
-  const line = field(invoice, "lines", "data", "0");
-  const periodStartSeconds = field(line, "period", "start");
+  const lineData = field(invoice, "lines", "data");
   return {
     kind: "subscription_renewed",
     eventId,
@@ -212,11 +219,24 @@ function invoicePaidOf(eventId: string, type: string, invoice: unknown): Payment
     subscriptionId,
     accountId: textField(details, "metadata", "account_id"),
     planCode: textField(details, "metadata", "plan_code"),
-    priceId: textField(line, "pricing", "price_details", "price") ?? textField(line, "price"),
-    periodStart: typeof periodStartSeconds === "number" && Number.isSafeInteger(periodStartSeconds) ? new Date(periodStartSeconds * 1000) : undefined,
+    lines: Array.isArray(lineData) ? lineData.map(invoiceLineOf) : [],
     // Before the 2025 API versions the invoice named its PaymentIntent; since, its payments list does.
     paymentId: textField(invoice, "payment_intent") ?? textField(invoice, "payments", "data", "0", "payment", "payment_intent"),
     amountMinor: numberField(invoice, "amount_paid"),
     currency: textField(invoice, "currency") ?? "",
+  };
+}
+
+function invoiceLineOf(line: unknown): InvoiceLine {
+  const periodStartSeconds = field(line, "period", "start");
+  // 2025 API versions: pricing.price_details and parent.subscription_item_details; before, price and proration on the line.
+  const proration = field(line, "parent", "subscription_item_details", "proration") ?? field(line, "proration");
+  const usageType = field(line, "price", "recurring", "usage_type") ?? field(line, "plan", "usage_type");
+  return {
+    priceId: textField(line, "pricing", "price_details", "price") ?? textField(line, "price"),
+    periodStart: typeof periodStartSeconds === "number" && Number.isSafeInteger(periodStartSeconds) ? new Date(periodStartSeconds * 1000) : undefined,
+    amountMinor: numberField(line, "amount"),
+    proration: proration === true,
+    metered: typeof usageType === "string" ? usageType === "metered" : undefined,
   };
 }

@@ -1,6 +1,6 @@
 // A local HTTP server (node:http) answering the few Stripe API calls the Stripe payment adapter
 // makes, with the response shapes Stripe documents (docs.stripe.com/api: customers, checkout
-// sessions, billing portal sessions, billing meter events). The tests have no network; the Stripe
+// sessions, billing portal sessions, billing meter events, invoice payments). The tests have no network; the Stripe
 // client is pointed here by host, port and protocol, and every request is recorded as Stripe
 // received it (form-encoded body, Idempotency-Key, Authorization).
 import http from "node:http";
@@ -72,6 +72,19 @@ function answer(request: RecordedStripeRequest, sequence: number): { status: num
           timestamp: Number(request.form.timestamp),
         },
       };
+    case "GET /v1/invoice_payments": {
+      // Every invoice here was paid by one PaymentIntent, named after it.
+      const invoice = request.form.invoice ?? "";
+      return {
+        status: 200,
+        body: {
+          object: "list",
+          url: "/v1/invoice_payments",
+          has_more: false,
+          data: [{ id: id("inpay"), object: "invoice_payment", invoice, is_default: true, status: "paid", amount_paid: null, amount_requested: 0, currency: "usd", livemode: false, created: created(), payment: { type: "payment_intent", payment_intent: `pi_for_${invoice}` } }],
+        },
+      };
+    }
     default:
       return { status: 404, body: { error: { type: "invalid_request_error", message: `Unrecognized request URL (${request.method}: ${request.path}).` } } };
   }
@@ -95,7 +108,8 @@ export async function startStripeApiServer(): Promise<StripeApiServer> {
       const recorded: RecordedStripeRequest = {
         method: incoming.method ?? "GET",
         path: (incoming.url ?? "/").split("?")[0]!,
-        form: Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString("utf8"))),
+        // A GET carries its parameters in the query string, anything else in the body.
+        form: Object.fromEntries(new URLSearchParams(incoming.method === "GET" ? ((incoming.url ?? "").split("?")[1] ?? "") : Buffer.concat(chunks).toString("utf8"))),
         idempotencyKey: header("idempotency-key"),
         authorization: header("authorization"),
       };

@@ -51,11 +51,13 @@ export function describePaymentProviderContract(name: string, factory: PaymentPr
         }
         assert.match((await provider.createPortalSession({ customerId, returnUrl: "https://example.com/account" })).url, /^https?:\/\//);
         await provider.reportUsage({ customerId, millicredits: 1_000, identifier: "contract-usage-1", occurredAt: new Date() });
+        assert.equal(typeof (await provider.paymentOfInvoice("in_contract")), "string");
       } else {
         await assert.rejects(provider.createCustomer("contract-account"), PaymentsNotConfigured);
         await assert.rejects(provider.createCheckout({ accountId: "contract-account", customerId: "none", product: PACK, ...URLS }), PaymentsNotConfigured);
         await assert.rejects(provider.createPortalSession({ customerId: "none", returnUrl: "https://example.com/account" }), PaymentsNotConfigured);
         await assert.rejects(provider.reportUsage({ customerId: "none", millicredits: 1_000, identifier: "contract-usage-1", occurredAt: new Date() }), PaymentsNotConfigured);
+        await assert.rejects(provider.paymentOfInvoice("in_contract"), PaymentsNotConfigured);
       }
     });
 

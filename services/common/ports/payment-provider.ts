@@ -45,6 +45,18 @@ export interface UsageReport {
   occurredAt: Date;
 }
 
+/** One line of a paid invoice; the gateway picks the plan's (pickPlanLine in gateway/payments.ts). */
+export interface InvoiceLine {
+  priceId: string | undefined;
+  /** Start of the period the line charges for: the coming cycle for a plan, the closed one for overage in arrears. */
+  periodStart: Date | undefined;
+  amountMinor: number;
+  /** A proration of a plan change, never the cycle's own charge. */
+  proration: boolean;
+  /** True when the event says the price is metered (older API versions embed the price); undefined when it does not say. */
+  metered: boolean | undefined;
+}
+
 /**
  * A verified provider event, as a fact about Cutline's products. `eventId` is the provider's event
  * id; each kind names the provider object it is about (session, invoice, subscription, charge), so
@@ -60,11 +72,11 @@ export type PaymentEvent =
       subscriptionId: string;
       accountId: string | undefined;
       planCode: string | undefined;
-      priceId: string | undefined;
-      /** Start of the period the invoice pays for (its subscription line's period). */
-      periodStart: Date | undefined;
+      /** The invoice's lines in its order: the plan's, and any overage billed in arrears, prorations, others. */
+      lines: InvoiceLine[];
       /** The payment that paid it (Stripe PaymentIntent), which a refund names; undefined when the event does not say. */
       paymentId: string | undefined;
+      /** What the invoice took in all (plan, overage, prorations, tax). */
       amountMinor: number;
       currency: string;
     }
@@ -87,6 +99,8 @@ export interface PaymentProvider {
   parseWebhook(rawBody: Buffer, signatureHeader: string | undefined): PaymentEvent;
   /** Adds metered overage to the customer's usage (idempotent per `identifier`). */
   reportUsage(report: UsageReport): Promise<void>;
+  /** The payment that paid an invoice, asked of the provider when its event does not name it; undefined when none did. */
+  paymentOfInvoice(invoiceId: string): Promise<string | undefined>;
 }
 
 /** The provider is `manual`: there is nothing to check out with. */
