@@ -1,5 +1,7 @@
 // Shared set-up for billing specs: a fresh migrated database per call (real Postgres when
 // DATABASE_URL is set, else PGlite), a manual clock, and the ledger.
+import assert from "node:assert/strict";
+import type { Outcome } from "./domain/outcomes.ts";
 import pino from "pino";
 import { openDatabase } from "../common/database.ts";
 import { createTestDatabase } from "../../test/harness.ts";
@@ -62,3 +64,9 @@ export async function createBillingFixture(options: { eventBus?: EventBus; poolS
 }
 
 export const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** The outcome's value; fails the test naming the refusal otherwise. */
+export function ok<T>(outcome: Outcome<T>): { ok: true } & T {
+  if (!outcome.ok) assert.fail(`expected ok, got ${outcome.reason}: ${outcome.message}`);
+  return outcome;
+}

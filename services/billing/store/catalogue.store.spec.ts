@@ -14,18 +14,13 @@ import { openDatabase, type Database } from "../../common/database.ts";
 import { BillingService, Operation } from "../../common/gen/cutline/billing/v1/billing_service_pb.ts";
 import { CatalogueError, parseCatalogue } from "../domain/catalogue.ts";
 import { ManualClock } from "../domain/clock.ts";
-import type { Outcome } from "../domain/outcomes.ts";
+import { ok } from "../billing.testing.ts";
 import { createBilling, type Billing } from "../index.ts";
 import { readCatalogueFile, SHIPPED_PLANS_FILE, syncCatalogue } from "./catalogue.store.ts";
 import { checkLedgerInvariants } from "./invariants.ts";
 import { LedgerStore } from "./ledger.store.ts";
 import { billingMigrations } from "./migrations.ts";
 import type { BillingSchema } from "./schema.ts";
-
-function ok<T>(outcome: Outcome<T>): { ok: true } & T {
-  if (!outcome.ok) assert.fail(`expected ok, got ${outcome.reason}: ${outcome.message}`);
-  return outcome;
-}
 
 const SHIPPED_VERSION = "2026-11-27-seeds";
 const shippedDocument = () => JSON.parse(readFileSync(SHIPPED_PLANS_FILE, "utf8")) as Record<string, unknown> & { plans: Record<string, unknown>[]; priceBook: { operations: Record<string, { tiers: { costMillicredits: number }[] }> } };

@@ -2,13 +2,7 @@
 // ledger (Postgres with DATABASE_URL, else PGlite).
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { createBillingFixture, DAY_MS, type BillingFixture } from "../billing.testing.ts";
-import type { Outcome } from "../domain/outcomes.ts";
-
-function ok<T>(outcome: Outcome<T>): { ok: true } & T {
-  if (!outcome.ok) assert.fail(`expected ok, got ${outcome.reason}: ${outcome.message}`);
-  return outcome;
-}
+import { createBillingFixture, DAY_MS, type BillingFixture, ok } from "../billing.testing.ts";
 
 describe("ledger rules from the product pages", () => {
   let billing: BillingFixture;

@@ -1,12 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { createBillingFixture, DAY_MS, type BillingFixture } from "../billing.testing.ts";
-import type { Outcome } from "../domain/outcomes.ts";
-
-function ok<T>(outcome: Outcome<T>): { ok: true } & T {
-  if (!outcome.ok) assert.fail(`expected ok, got ${outcome.reason}: ${outcome.message}`);
-  return outcome;
-}
+import { createBillingFixture, DAY_MS, type BillingFixture, ok } from "../billing.testing.ts";
 
 describe("LedgerStore scenarios", () => {
   let billing: BillingFixture;

@@ -9,7 +9,7 @@ import { createTestDatabase, type TestDatabase } from "../../../test/harness.ts"
 import { openDatabase, type Database } from "../../common/database.ts";
 import { ManualClock } from "../domain/clock.ts";
 import { DEFAULT_PRICE_BOOK, SMART_CROP_PRICE } from "../domain/price-book.ts";
-import type { Outcome } from "../domain/outcomes.ts";
+import { ok } from "../billing.testing.ts";
 import { createBilling } from "../index.ts";
 import { BILLING_FUNCTIONS } from "./functions.sql.ts";
 import { checkLedgerInvariants } from "./invariants.ts";
@@ -17,11 +17,6 @@ import { LedgerStore } from "./ledger.store.ts";
 import { BILLING_LEGACY_MIGRATION_NAMES, billingMigrations, migrateBilling } from "./migrations.ts";
 import { PriceBookStore } from "./price-book.store.ts";
 import type { BillingSchema } from "./schema.ts";
-
-function ok<T>(outcome: Outcome<T>): { ok: true } & T {
-  if (!outcome.ok) assert.fail(`expected ok, got ${outcome.reason}: ${outcome.message}`);
-  return outcome;
-}
 
 /** Migrates the way billing did before the rename: its own Migrator, the old names, the same migration code. */
 async function migrateUnderOldNames(db: Kysely<unknown>, oldNames: string[]): Promise<void> {

@@ -3,17 +3,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { register } from "prom-client";
-import { createBillingFixture, type BillingFixture } from "../billing.testing.ts";
-import type { Outcome } from "../domain/outcomes.ts";
+import { createBillingFixture, type BillingFixture, ok } from "../billing.testing.ts";
 
 async function refundedCredits(): Promise<number> {
   const metric = await register.getSingleMetric("cutline_credits_refunded_total")?.get();
   return metric?.values.reduce((sum, value) => sum + value.value, 0) ?? 0;
-}
-
-function ok<T>(outcome: Outcome<T>): { ok: true } & T {
-  if (!outcome.ok) assert.fail(`expected ok, got ${outcome.reason}: ${outcome.message}`);
-  return outcome;
 }
 
 describe("refunds of a grant", () => {
