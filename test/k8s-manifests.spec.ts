@@ -11,7 +11,7 @@ import { execFile, spawnSync } from "node:child_process";
 import { promisify } from "node:util";
 import { cpSync, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { admits, type PolicyObject, selects, type Source, root, SERVICES, type ServiceName, DEFAULT_PORTS, RUN_MAIN_MARGIN_MS, SHUTDOWN_TIMEOUT_MS_DEFAULT, METRICS_PORT_DEFAULT, type Probe, type K8sObject, type DeploymentObject, skipRendering, render, renderComposition, validateSchemas, configOf, cpuCores, bytes, byKind, one, containerOf, imageParts, composeServices, grpcPort, environmentOf, PENDING_VARIABLES, secretOf } from "./k8s.testing.ts";
+import { admits, type PolicyObject, selects, type Source, root, SERVICES, type ServiceName, DEFAULT_PORTS, RUN_MAIN_MARGIN_MS, SHUTDOWN_TIMEOUT_MS_DEFAULT, METRICS_PORT_DEFAULT, type Probe, type K8sObject, type DeploymentObject, skipRendering, render, renderComposition, validateSchemas, configOf, cpuCores, bytes, byKind, one, containerOf, imageParts, composeServices, grpcPort, environmentOf, secretOf } from "./k8s.testing.ts";
 import { HealthRegistry } from "../services/common/health.ts";
 import { createLogger } from "../services/common/logging.ts";
 import { startServiceServer } from "../services/common/server.ts";
@@ -82,7 +82,6 @@ async function checkMesh(objects: K8sObject[], overlay: string): Promise<Map<Ser
     const environment = environmentOf(objects, container);
     const config = await configOf(name);
     for (const [variable, { value }] of environment) {
-      if (PENDING_VARIABLES.has(variable) && !config.known.has(variable)) continue;
       assert.ok(config.known.has(variable), `${where}: ${variable} is not read by ${name} (per ${config.source})`);
       const spec = config.variables.get(variable);
       if (spec && value !== undefined && value !== "") assert.doesNotThrow(() => spec.parse(value), `${where}: ${variable}=${value} is rejected by ${name}'s config`);

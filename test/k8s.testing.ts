@@ -368,10 +368,3 @@ export function secretOf(variable: string, service: ServiceName): string {
   if (variable === "NATS_USER" || variable === "NATS_PASSWORD") return "cutline-nats";
   return "cutline-secrets";
 }
-
-/**
- * Variables the manifests may set before the code that reads them lands (empty once it has):
- * accepted before a service's config reads them; an entry every receiving service reads is dead.
- */
-export const PENDING_VARIABLES: ReadonlySet<string> = new Set([
-]);
