@@ -87,9 +87,10 @@ test("after one image call, every documented metric is served with a plausible v
   // One RPC too, for the RPC series.
   await fetch(`${node.url}/grpc.health.v1.Health/Check`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
 
-  // The sweeper (every 200 ms here) counts open holds; the call's hold is captured by now.
+  // The sweeper (every 200 ms here) counts open holds: wait for a sweep after the call's capture.
+  const holdsOpen = (scraped: { samples: Sample[] }) => scraped.samples.find((sample) => sample.name === "cutline_holds_open")?.value;
   let after = await scrape();
-  for (let attempt = 0; attempt < 50 && !after.samples.some((sample) => sample.name === "cutline_holds_open"); attempt++) {
+  for (let attempt = 0; attempt < 50 && holdsOpen(after) !== 0; attempt++) {
     await new Promise((resolve) => setTimeout(resolve, 100));
     after = await scrape();
   }
