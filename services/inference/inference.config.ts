@@ -38,6 +38,11 @@ export const inferenceConfigSpec = {
     0,
     { min: 0, max: 256 },
   ),
+  INFERENCE_MODEL_NICENESS: integer(
+    "CPU priority of the model's threads (Linux niceness, 0–19; 0 leaves them at the process's): above 0 the service's own thread (HTTP, gRPC, queue, health) and the decode, refine and encode threads run first when the cores are short, so a saturated model adds no wait to every other call. Throughput is unchanged: the model still takes every core nothing else wants.",
+    10,
+    { min: 0, max: 19 },
+  ),
   INFERENCE_REFINE_WORKERS: integer(
     "Worker threads for mask refinement (guided filter, foreground colours), so large images never block the event loop.",
     1,
@@ -74,6 +79,11 @@ export const inferenceConfigSpec = {
     { min: 1, max: 16 },
   ),
   ...imageLimitsConfigSpec,
+  IMAGE_THREADS: integer(
+    "libvips threads per sharp operation (resizing to the model's input, encoding); 0 means the machine's cores. sharp's own default on glibc Linux is 1, to limit memory fragmentation; with one image in flight that doubles its resize time on two cores. Set MALLOC_ARENA_MAX=2 in the environment where resident memory grows.",
+    0,
+    { min: 0, max: 64 },
+  ),
   IMAGE_DECODE_WORKERS: integer(
     "Worker threads that decode images, so no decoder (BMP and HEIF are plain JavaScript and WebAssembly) blocks the event loop.",
     2,

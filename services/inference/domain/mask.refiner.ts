@@ -32,9 +32,11 @@ function isUncertain(value: number): boolean {
 
 /**
  * Bilinear resize of a single-channel float image (half-pixel centres, as sharp and OpenCV).
- * With `region`, only that part of the width×height result is computed and returned.
+ * With `region`, only that part of the width×height result is computed and returned; with `only`
+ * (one byte per pixel of the region), only where it is non-zero, the rest left 0: the refinement
+ * needs most of its full-resolution planes along the subject's edge alone.
  */
-export function resizeBilinear(source: Plane, width: number, height: number, region: Region = { left: 0, top: 0, width, height }): Float32Array {
+export function resizeBilinear(source: Plane, width: number, height: number, region: Region = { left: 0, top: 0, width, height }, only?: Uint8Array): Float32Array {
   const { data, width: sourceWidth, height: sourceHeight } = source;
   const target = new Float32Array(region.width * region.height);
   const scaleX = sourceWidth / width;
@@ -56,6 +58,7 @@ export function resizeBilinear(source: Plane, width: number, height: number, reg
     const row0 = y0 * sourceWidth;
     const row1 = y1 * sourceWidth;
     for (let x = 0; x < region.width; x++) {
+      if (only !== undefined && only[y * region.width + x] === 0) continue;
       const fx = fxs[x]!;
       const top = data[row0 + x0s[x]!]! * (1 - fx) + data[row0 + x1s[x]!]! * fx;
       const bottom = data[row1 + x0s[x]!]! * (1 - fx) + data[row1 + x1s[x]!]! * fx;
@@ -63,6 +66,32 @@ export function resizeBilinear(source: Plane, width: number, height: number, reg
     }
   }
   return target;
+}
+
+/** A model mask and its weight in an average (a mirrored pass's mask, itself the mean of two, weighs 2). */
+export interface WeightedPlane {
+  plane: Plane;
+  weight: number;
+}
+
+/**
+ * The weighted mean of masks of one image at different model sides, at the largest one's size
+ * (the others upscaled bilinearly, as the mean is upscaled to the image after). One mask comes
+ * back as it is.
+ */
+export function averageMasks(masks: readonly WeightedPlane[]): Plane {
+  if (masks.length === 0) throw new Error("averageMasks needs at least one mask");
+  if (masks.length === 1) return masks[0]!.plane;
+  const largest = masks.reduce((best, mask) => (mask.plane.width * mask.plane.height > best.plane.width * best.plane.height ? mask : best)).plane;
+  const { width, height } = largest;
+  const totalWeight = masks.reduce((total, mask) => total + mask.weight, 0);
+  const mean = new Float32Array(width * height);
+  for (const { plane, weight } of masks) {
+    const data = plane.width === width && plane.height === height ? plane.data : resizeBilinear(plane, width, height);
+    const share = weight / totalWeight;
+    for (let pixel = 0; pixel < mean.length; pixel++) mean[pixel]! += data[pixel]! * share;
+  }
+  return { data: mean, width, height };
 }
 
 function cropPlane(plane: Float32Array, width: number, region: Region): Float32Array {
@@ -169,6 +198,8 @@ export interface GuidedFilterOptions {
   epsilon: number;
   /** The coefficients are computed on a grid this many times coarser (1: full resolution). */
   subsample: number;
+  /** One byte per guide pixel: the output is computed only where non-zero (0 elsewhere). */
+  only?: Uint8Array;
 }
 
 /**
@@ -193,9 +224,10 @@ export function guidedFilter(guide: InterleavedImage, input: Float32Array, optio
   // Each pixel's model is the mean of the models of the windows that cover it.
   let smoothed = coefficients.map((plane) => boxMean(plane, coarseInput.width, coarseInput.height, radius)) as Coefficients;
   if (factor > 1) {
-    smoothed = smoothed.map((plane) => resizeBilinear({ data: plane, width: coarseInput.width, height: coarseInput.height }, width, height)) as Coefficients;
+    const full = { left: 0, top: 0, width, height };
+    smoothed = smoothed.map((plane) => resizeBilinear({ data: plane, width: coarseInput.width, height: coarseInput.height }, width, height, full, options.only)) as Coefficients;
   }
-  return applyCoefficients(smoothed, planes);
+  return applyCoefficients(smoothed, planes, options.only);
 }
 
 function colourPlanes(guide: InterleavedImage): ColourPlanes {
@@ -294,9 +326,10 @@ function solveCoefficients(moments: Moments, epsilon: number): Coefficients {
   return [aR, aG, aB, b];
 }
 
-function applyCoefficients([aR, aG, aB, bias]: Coefficients, [red, green, blue]: ColourPlanes): Float32Array {
+function applyCoefficients([aR, aG, aB, bias]: Coefficients, [red, green, blue]: ColourPlanes, only: Uint8Array | undefined): Float32Array {
   const output = new Float32Array(red.length);
   for (let pixel = 0; pixel < output.length; pixel++) {
+    if (only !== undefined && only[pixel] === 0) continue;
     output[pixel] = aR[pixel]! * red[pixel]! + aG[pixel]! * green[pixel]! + aB[pixel]! * blue[pixel]! + bias[pixel]!;
   }
   return output;
@@ -315,7 +348,7 @@ export interface RefineOptions {
 
 // Tuned on shared/eval/dev (npm run eval): the smallest radius and ε that still lift boundary F
 // without costing IoU; the gain of 2 undoes the softening the filter and the model add to hard edges.
-export const defaultRefineOptions: RefineOptions = { radiusFraction: 0.006, epsilon: 3e-4, gain: 2, subsampleLongestSide: 1536 };
+export const defaultRefineOptions: RefineOptions = { radiusFraction: 0.006, epsilon: 3e-4, gain: 2, subsampleLongestSide: 512 };
 
 /** Smallest guided filter radius at full resolution (pixels). */
 const refineRadiusMin = 2;
@@ -352,15 +385,22 @@ function sharpenUncertainBand(alpha: Float32Array, upscaled: Float32Array, image
   // output at full resolution against the full-resolution guide.
   const subsample = Math.max(1, Math.round(longest / options.subsampleLongestSide));
   const input = cropPlane(upscaled, width, region);
-  const filtered = guidedFilter(cropPixels(image, region), input, { radius, epsilon: options.epsilon, subsample });
   const uncertainty = new Float32Array(input.length);
   for (let pixel = 0; pixel < input.length; pixel++) uncertainty[pixel] = isUncertain(input[pixel]!) ? 1 : 0;
-  // The band where the model is unsure, widened by the filter radius.
+  // The band where the model is unsure, widened by the filter radius: the only pixels whose
+  // filtered value is used, so the only ones the filter's output is computed at.
   const band = boxMean(uncertainty, region.width, region.height, radius);
+  const weights = new Float32Array(input.length);
+  const inBand = new Uint8Array(input.length);
+  for (let pixel = 0; pixel < input.length; pixel++) {
+    weights[pixel] = Math.min(1, band[pixel]! * bandWeightGain);
+    inBand[pixel] = weights[pixel] === 0 ? 0 : 1;
+  }
+  const filtered = guidedFilter(cropPixels(image, region), input, { radius, epsilon: options.epsilon, subsample, only: inBand });
   for (let y = 0; y < region.height; y++) {
     for (let x = 0; x < region.width; x++) {
       const local = y * region.width + x;
-      const weight = Math.min(1, band[local]! * bandWeightGain);
+      const weight = weights[local]!;
       if (weight === 0) continue;
       const sharpened = (filtered[local]! - 0.5) * options.gain + 0.5;
       alpha[(region.top + y) * width + region.left + x] = weight * sharpened + (1 - weight) * input[local]!;
@@ -408,7 +448,15 @@ export function estimateForeground(image: InterleavedImage, alpha: Uint8Array): 
   // Only mixed pixels get an estimate; the narrow pass needs their neighbours one radius out.
   const region = regionWhere(width, height, narrowRadius + 1, (pixel) => alpha[pixel]! > 0 && alpha[pixel]! < 255);
   if (region === undefined) return result;
-  const wide = wideBlur(image, alpha, wideRadius, region);
+  // Where α is fractional (in the region): the only pixels the wide pass is sampled at.
+  const mixed = new Uint8Array(region.width * region.height);
+  for (let y = 0; y < region.height; y++) {
+    for (let x = 0; x < region.width; x++) {
+      const value = alpha[(region.top + y) * width + region.left + x]!;
+      mixed[y * region.width + x] = value > 0 && value < 255 ? 1 : 0;
+    }
+  }
+  const wide = wideBlur(image, alpha, wideRadius, region, mixed);
   const weights = regionWeights(alpha, width, region);
   const narrowAlpha = boxMean(weights.alpha, region.width, region.height, narrowRadius);
   const narrowInverse = boxMean(weights.inverse, region.width, region.height, narrowRadius);
@@ -459,13 +507,14 @@ function wideBlur(
   alpha: Uint8Array,
   radius: number,
   region: Region,
+  only: Uint8Array,
 ): { alpha: Float32Array; inverse: Float32Array; colours: Float32Array[] } {
   const factor = Math.max(1, Math.floor(radius / wideRadiusCells));
   const cells = cellMeans(image, alpha, factor);
   const coarseRadius = Math.max(1, Math.round(radius / factor));
   const [wideAlpha, wideInverse, ...colours] = cells.map((plane) => {
     const blurred = boxMean(plane.data, plane.width, plane.height, coarseRadius);
-    return resizeBilinear({ data: blurred, width: plane.width, height: plane.height }, image.width, image.height, region);
+    return resizeBilinear({ data: blurred, width: plane.width, height: plane.height }, image.width, image.height, region, only);
   }) as [Float32Array, Float32Array, ...Float32Array[]];
   return { alpha: wideAlpha, inverse: wideInverse, colours };
 }

@@ -3,26 +3,43 @@ import { describe, it } from "node:test";
 import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
 import { qualityForSize, qualityOf } from "../../common/images/quality.ts";
 import { OutputSize } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
-import { modelPassFor, settingPasses, warmupPassesFor } from "./quality.plan.ts";
+import { modelPassesFor, passWeight, qualityPassOf, settingPasses, warmupPassesFor } from "./quality.plan.ts";
 
-describe("modelPassFor", () => {
-  it("runs each setting at its side for a full-size output; unspecified is balanced", () => {
-    assert.deepEqual(modelPassFor(Quality.FAST), { side: 768, mirrored: false });
-    assert.deepEqual(modelPassFor(Quality.BALANCED), { side: 1024, mirrored: false });
-    assert.deepEqual(modelPassFor(Quality.UNSPECIFIED), { side: 1024, mirrored: false });
-    assert.deepEqual(modelPassFor(Quality.BEST), { side: 1024, mirrored: true });
+describe("modelPassesFor", () => {
+  it("runs each setting's passes for a full-size output; unspecified is balanced", () => {
+    assert.deepEqual(modelPassesFor(Quality.FAST), [{ side: 896, mirrored: false }]);
+    assert.deepEqual(modelPassesFor(Quality.BALANCED), [{ side: 1024, mirrored: false }]);
+    assert.deepEqual(modelPassesFor(Quality.UNSPECIFIED), [{ side: 1024, mirrored: false }]);
+    assert.deepEqual(modelPassesFor(Quality.BEST), [
+      { side: 1024, mirrored: true },
+      { side: 896, mirrored: false },
+    ]);
   });
 
   it("runs a small output no finer than the multiple of 32 covering it, never under the fast side nor over the setting's", () => {
-    assert.deepEqual(modelPassFor(Quality.BALANCED, 500), { side: 768, mirrored: false }, "a 500 px preview needs no 1024² mask");
-    assert.deepEqual(modelPassFor(Quality.BALANCED, 900), { side: 928, mirrored: false });
-    assert.deepEqual(modelPassFor(Quality.BALANCED, 4000), { side: 1024, mirrored: false });
-    assert.deepEqual(modelPassFor(Quality.FAST, 4000), { side: 768, mirrored: false });
-    assert.deepEqual(modelPassFor(Quality.BEST, 300), { side: 768, mirrored: true }, "best keeps its mirrored pass");
+    assert.deepEqual(modelPassesFor(Quality.BALANCED, 500), [{ side: 896, mirrored: false }], "a 500 px preview needs no 1024² mask");
+    assert.deepEqual(modelPassesFor(Quality.BALANCED, 900), [{ side: 928, mirrored: false }]);
+    assert.deepEqual(modelPassesFor(Quality.BALANCED, 4000), [{ side: 1024, mirrored: false }]);
+    assert.deepEqual(modelPassesFor(Quality.FAST, 4000), [{ side: 896, mirrored: false }]);
+    assert.deepEqual(modelPassesFor(Quality.BEST, 300), [{ side: 896, mirrored: true }], "best's passes capped to one side become one, keeping the mirrored pass");
+    assert.deepEqual(modelPassesFor(Quality.BEST, 950), [
+      { side: 960, mirrored: true },
+      { side: 896, mirrored: false },
+    ]);
+  });
+
+  it("weighs a mirrored pass as the two masks it averages", () => {
+    assert.equal(passWeight({ side: 1024, mirrored: true }), 2);
+    assert.equal(passWeight({ side: 896, mirrored: false }), 1);
   });
 
   it("refuses a value the enum does not know, naming the allowed ones", () => {
-    assert.throws(() => modelPassFor(7 as Quality), /quality 7 is unknown; use one of fast, balanced, best/);
+    assert.throws(() => modelPassesFor(7 as Quality), /quality 7 is unknown; use one of fast, balanced, best/);
+  });
+
+  it("gives a video frame the setting's first, largest pass", () => {
+    assert.deepEqual(qualityPassOf(Quality.BEST), { side: 1024, mirrored: true });
+    assert.deepEqual(qualityPassOf(Quality.FAST), { side: 896, mirrored: false });
   });
 });
 
@@ -39,13 +56,13 @@ describe("warmupPassesFor", () => {
 
   it("warms a mirrored image's two rows even where a batch is one row (the CPU default)", () => {
     assert.deepEqual(warmupPassesFor({ side: 1024, mirrored: true }, 1), [{ side: 1024, mirrored: true }]);
-    assert.deepEqual(warmupPassesFor({ side: 768, mirrored: false }, 1), [{ side: 768, mirrored: false }]);
+    assert.deepEqual(warmupPassesFor({ side: 896, mirrored: false }, 1), [{ side: 896, mirrored: false }]);
   });
 
   it("the settings' shapes, each once", () => {
     assert.deepEqual(
       settingPasses().map((pass) => `${pass.side}${pass.mirrored ? " mirrored" : ""}`).sort(),
-      ["1024", "1024 mirrored", "768"],
+      ["1024", "1024 mirrored", "896"],
     );
   });
 });

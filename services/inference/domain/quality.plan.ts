@@ -10,39 +10,65 @@ export interface ModelPass {
 }
 
 /**
- * What each setting runs. Issue 14 measured on held-out ~800 px photos (plain Lanczos upsampling):
- * 1024² IoU 0.846, boundary F 0.814 at 100 % time; 768² 0.836 / 0.819 at 57 %; 768² mirrored
- * 0.859 / 0.824 at 114 %; 1024² mirrored 0.862 / 0.838 at 200 %. On the whole dev set (47 photos,
- * `npm run eval`, edge refinement on) IoU / boundary F were: 768² 0.873 / 0.819, 1024² 0.899 /
- * 0.832, 768² mirrored 0.883 / 0.833, 1024² mirrored 0.896 / 0.844, the imgly peer 0.897 / 0.820.
- * There 768² mirrored was worse than 1024² once, so best is 1024² mirrored: the best edges of
- * any setting (+0.012 boundary F over balanced, IoU within 0.003) for twice the model time (on
- * CUDA the flipped copy rides in the same batch). Fast is 768² once; balanced 1024² once.
+ * What each setting runs: model passes whose masks are averaged (a mirrored pass counts twice, as
+ * the mean of two masks), the first pass the largest. Measured on ../shared/eval/dev (47 photos,
+ * `npm run eval`, edge refinement on), IoU / boundary F against the imgly peer's 0.897 / 0.820:
+ * one pass at 768² 0.873 / 0.819, 832² 0.881 / 0.820, 864² 0.885 / 0.805, 896² 0.898 / 0.824,
+ * 1024² 0.899 / 0.832; 1024² mirrored 0.896 / 0.844; 896² + 1024² 0.903 / 0.837; 896² + 1024²
+ * mirrored 0.909 / 0.856; 896² mirrored + 1024² 0.908 / 0.850; 832², 864² or 768² with 1024²
+ * mirrored 0.905–0.906; a per-pixel median of passes and aspect-preserving inputs were worse
+ * (the model was trained on squares: 1024 on the longest side 0.845). So fast is 896² (77 % of
+ * balanced's model time, the smallest side within 0.015 IoU of the peer with its edges), balanced
+ * 1024², and best 1024² mirrored with an 896² pass (2.8× balanced's model time; on CUDA the flip
+ * rides in the 1024² batch). The held-out photos of the issue had 768² nearly free in quality;
+ * on this set 768² and 832² fall short of the peer.
  */
-export const QUALITY_PASSES: Readonly<Record<QualityName, ModelPass>> = {
-  fast: { side: 768, mirrored: false },
-  balanced: { side: 1024, mirrored: false },
-  best: { side: 1024, mirrored: true },
+export const QUALITY_PASSES: Readonly<Record<QualityName, readonly ModelPass[]>> = {
+  fast: [{ side: 896, mirrored: false }],
+  balanced: [{ side: 1024, mirrored: false }],
+  best: [
+    { side: 1024, mirrored: true },
+    { side: 896, mirrored: false },
+  ],
 };
 
-/** The pass a setting names, before any cap by the output's size; an unknown value is invalid_option. */
-export function qualityPassOf(quality: Quality): ModelPass {
+/** The passes a setting names, before any cap by the output's size; an unknown value is invalid_option. */
+export function qualityPassesOf(quality: Quality): readonly ModelPass[] {
   const name = qualityNameOf(quality);
   if (name === undefined) throw new InferenceError("invalid_option", qualityProblem(quality)!);
   return QUALITY_PASSES[name];
 }
 
+/** A setting's first (largest) pass: what one video frame runs, where a second pass per frame would halve the frame rate. */
+export function qualityPassOf(quality: Quality): ModelPass {
+  return qualityPassesOf(quality)[0]!;
+}
+
+/** The side under which no pass runs: fast's, where the model's own accuracy starts to fall. */
+const sideMin = QUALITY_PASSES.fast[0]!.side;
+
 /**
- * The model run for `quality` and an output whose longest side is `outputLongestSide` pixels
+ * The model runs for `quality` and an output whose longest side is `outputLongestSide` pixels
  * (undefined: a full-size output). A mask finer than a downscaled output (a preview) buys
- * nothing, so one is never run above the smallest multiple of 32 covering it, nor below the fast
- * side, under which the model's own accuracy falls; never above what the setting says.
+ * nothing, so no pass runs above the smallest multiple of 32 covering it, nor below the fast
+ * side; never above what the setting says. Passes capped to one side become one (mirrored where
+ * any was).
  */
-export function modelPassFor(quality: Quality, outputLongestSide?: number): ModelPass {
-  const pass = qualityPassOf(quality);
-  if (outputLongestSide === undefined || !(outputLongestSide > 0)) return pass;
+export function modelPassesFor(quality: Quality, outputLongestSide?: number): ModelPass[] {
+  const passes = qualityPassesOf(quality);
+  if (outputLongestSide === undefined || !(outputLongestSide > 0)) return [...passes];
   const covering = Math.ceil(outputLongestSide / INPUT_SIDE_MULTIPLE) * INPUT_SIDE_MULTIPLE;
-  return { ...pass, side: Math.min(pass.side, Math.max(QUALITY_PASSES.fast.side, covering)) };
+  const bySide = new Map<number, ModelPass>();
+  for (const pass of passes) {
+    const side = Math.min(pass.side, Math.max(sideMin, covering));
+    bySide.set(side, { side, mirrored: pass.mirrored || (bySide.get(side)?.mirrored ?? false) });
+  }
+  return [...bySide.values()];
+}
+
+/** How much each pass's mask weighs in the average: a mirrored pass is already the mean of two. */
+export function passWeight(pass: ModelPass): number {
+  return pass.mirrored ? 2 : 1;
 }
 
 /**
@@ -61,6 +87,6 @@ export function warmupPassesFor(pass: ModelPass, rowsMax: number): ModelPass[] {
 
 /** Every model shape the settings run, each once (side and mirroring). */
 export function settingPasses(): ModelPass[] {
-  const passes = new Map(Object.values(QUALITY_PASSES).map((pass) => [`${pass.side}:${pass.mirrored}`, pass]));
+  const passes = new Map(Object.values(QUALITY_PASSES).flatMap((setting) => setting.map((pass) => [`${pass.side}:${pass.mirrored}`, pass] as const)));
   return [...passes.values()];
 }

@@ -308,6 +308,19 @@ export async function runDecodeTask(task: DecodeTask): Promise<{ reply: DecodeRe
 }
 
 const threadScript = new URL("./image-decode.thread.ts", import.meta.url);
+
+/** libvips threads per sharp operation, as set by `useImageThreads`; sharp's own default until then. */
+let imageThreads: number | undefined;
+
+/**
+ * Sets libvips threads per sharp operation for the process (IMAGE_THREADS). sharp sets 1 each time
+ * it loads on glibc Linux, and every decode thread loads it anew, so each thread sets it back once
+ * loaded (workerData.imageThreads).
+ */
+export function useImageThreads(threads: number): void {
+  imageThreads = threads;
+  sharp.concurrency(threads);
+}
 const tsxApi = import.meta.resolve("tsx/esm/api");
 
 interface PendingTask {
@@ -360,6 +373,7 @@ class DecodeThreads {
     const bootstrap = `import(${JSON.stringify(tsxApi)}).then(({ tsImport }) => tsImport(${JSON.stringify(threadScript.href)}, ${JSON.stringify(threadScript.href)}))`;
     const worker = new Worker(bootstrap, {
       eval: true,
+      workerData: { imageThreads },
       resourceLimits: { maxOldGenerationSizeMb: this.heapMbMax, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },
     });
     const thread: DecodeThread = { worker, ready: false };

@@ -1,7 +1,7 @@
 // Per-pixel mask work in its own thread: on a 16-megapixel image the guided filter and the
 // foreground estimate take long enough to stall health checks if run on the event loop.
 import { parentPort } from "node:worker_threads";
-import { defaultRefineOptions, estimateForeground, maskToAlpha, type InterleavedImage } from "../domain/mask.refiner.ts";
+import { averageMasks, defaultRefineOptions, estimateForeground, maskToAlpha, type InterleavedImage } from "../domain/mask.refiner.ts";
 import { serveThread } from "./thread.pool.ts";
 
 export interface MaskRefineRequest {
@@ -9,9 +9,8 @@ export interface MaskRefineRequest {
   rgba: Uint8Array;
   width: number;
   height: number;
-  /** The model's mask, `maskSize`², values 0–1. */
-  mask: Float32Array;
-  maskSize: number;
+  /** The model's masks, `side`², values 0–1, averaged by weight (a quality setting's passes; most often one). */
+  masks: { data: Float32Array; side: number; weight: number }[];
   refine: boolean;
   /** Multiply the mask by the input's own alpha (transparency kept as a hint). */
   useInputAlpha: boolean;
@@ -31,7 +30,7 @@ export interface MaskRefineResponse {
 async function refine(request: MaskRefineRequest) {
   const { rgba, width, height } = request;
   const image: InterleavedImage = { pixels: rgba, channels: 4, width, height };
-  const mask = { data: request.mask, width: request.maskSize, height: request.maskSize };
+  const mask = averageMasks(request.masks.map(({ data, side, weight }) => ({ plane: { data, width: side, height: side }, weight })));
   const refine = request.refine && request.alphaOnly !== true;
   const alpha = maskToAlpha(mask, image, refine ? defaultRefineOptions : undefined);
   if (request.useInputAlpha) {

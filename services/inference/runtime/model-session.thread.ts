@@ -1,5 +1,6 @@
 // One onnxruntime session in its own thread: `session.run` is synchronous native work that
 // would otherwise stall the event loop for seconds per batch.
+import { getPriority, setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import ort from "onnxruntime-node";
 import { serveThread } from "./thread.pool.ts";
@@ -8,6 +9,8 @@ export interface ModelSessionSetup {
   model: Uint8Array;
   executionProviders: string[];
   threads: number;
+  /** INFERENCE_MODEL_NICENESS: this thread's and onnxruntime's threads' niceness (0: unchanged). */
+  niceness: number;
   inputName: string;
   outputName: string;
   mean: readonly number[];
@@ -18,6 +21,8 @@ export interface ModelSessionInfo {
   provider: string;
   /** Providers tried before `provider` and why each failed to load. */
   skipped: { provider: string; reason: string }[];
+  /** The niceness the model's threads run at, or why it could not be set. */
+  niceness: number | { unchanged: string };
 }
 
 /**
@@ -40,7 +45,24 @@ export interface ModelSessionResponse {
 const setup = workerData as ModelSessionSetup;
 let session: ort.InferenceSession | undefined;
 
-async function createSession(): Promise<ModelSessionInfo> {
+/**
+ * Lowers this thread's CPU priority before the session exists, so onnxruntime's intra-op threads,
+ * created by it at load and running every batch beside it, inherit the niceness. On Linux the nice
+ * value is a per-thread attribute (setpriority(2), "Bugs"), and who = 0 names the calling thread;
+ * elsewhere it is per process and would slow the whole service, so nothing changes there.
+ */
+function lowerPriority(niceness: number): ModelSessionInfo["niceness"] {
+  if (niceness === 0) return getPriority();
+  if (process.platform !== "linux") return { unchanged: `thread priorities are per process on ${process.platform}` };
+  try {
+    setPriority(Math.max(getPriority(), niceness));
+    return getPriority();
+  } catch (error) {
+    return { unchanged: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+async function createSession(): Promise<Omit<ModelSessionInfo, "niceness">> {
   const skipped: ModelSessionInfo["skipped"] = [];
   // onnxruntime prints a multi-line error of its own when a provider's library is missing; the
   // engine logs one clear line instead. Failures of `run` still surface as exceptions.
@@ -115,4 +137,11 @@ async function run(request: ModelSessionRequest) {
   return { response: { masks, runMs }, transfer: masks.map((mask) => mask.buffer as ArrayBuffer) };
 }
 
-await serveThread<ModelSessionRequest, ModelSessionResponse>(parentPort!, createSession, run);
+await serveThread<ModelSessionRequest, ModelSessionResponse>(
+  parentPort!,
+  async () => {
+    const niceness = lowerPriority(setup.niceness);
+    return { ...(await createSession()), niceness };
+  },
+  run,
+);

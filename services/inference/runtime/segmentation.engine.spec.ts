@@ -1,8 +1,8 @@
 // The real model, loaded once for this file: batching equivalence, responsiveness, the full
 // pipeline, quality on dev images, the Connect handler and the work-queue consumer.
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { availableParallelism, getPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -19,7 +19,7 @@ import { ImageOperation, ImageOptionsSchema, OutputFormat } from "../../common/g
 import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
 import { InferenceService } from "../../common/gen/cutline/inference/v1/inference_service_pb.ts";
 import { SegmentTaskSchema, TaskEventSchema, type TaskEvent } from "../../common/gen/cutline/inference/v1/task_pb.ts";
-import { loadInferenceConfig } from "../inference.config.ts";
+import { loadInferenceConfig, threadsPerSession } from "../inference.config.ts";
 import { conventionOf, scoreMask } from "../domain/mask.metrics.ts";
 import { createInferenceHandlers } from "../handlers/inference.handlers.ts";
 import { STAGE_FRACTIONS, startSegmentConsumer } from "../store/segment.consumer.ts";
@@ -112,6 +112,21 @@ describe("segmentation engine", () => {
     clearInterval(timer);
     const expected = (performance.now() - started) / 20;
     assert.ok(ticks >= expected * 0.5, `${ticks} timer ticks during a ${Math.round(performance.now() - started)} ms run (expected about ${Math.round(expected)})`);
+  });
+
+  it("runs the model's threads at INFERENCE_MODEL_NICENESS, the service's own thread at its priority", { skip: process.platform !== "linux" && "thread niceness is per thread on Linux only" }, async () => {
+    assert.equal(engine.modelNiceness, 10, "the default");
+    assert.equal(getPriority(), 0, "the event loop's thread is untouched");
+    // Field 19 of /proc/<pid>/task/<tid>/stat is the thread's nice value; the name (field 2) may hold spaces.
+    const niceOf = (tid: string) => Number(readFileSync(`/proc/self/task/${tid}/stat`, "utf8").replace(/^.*\) /, "").split(" ")[16]);
+    const niced = readdirSync("/proc/self/task").filter((tid) => niceOf(tid) === 10);
+    // The session's thread and onnxruntime's intra-op threads (all but the caller's own).
+    assert.ok(niced.length >= threadsPerSession(loadInferenceConfig()), `${niced.length} threads at niceness 10`);
+  });
+
+  it("keeps IMAGE_THREADS libvips threads per operation after its decode threads load sharp (which sets 1 on glibc)", async () => {
+    await engine.process(await discPhoto(), create(ImageOptionsSchema, { format: OutputFormat.PNG, quality: Quality.FAST }), { highPriority: false });
+    assert.equal(sharp.concurrency(), availableParallelism(), "IMAGE_THREADS=0: the machine's cores");
   });
 
   it("cuts out a subject end to end: transparent PNG of the input's size", async () => {

@@ -1,14 +1,15 @@
+import { availableParallelism } from "node:os";
 import { pino, type Logger } from "pino";
 import sharp from "sharp";
 import { ImageOperation, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { threadsPerSession, type InferenceConfig } from "../inference.config.ts";
 import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
 import { editSegmentationModel } from "../domain/onnx-graph.editor.ts";
-import { modelPassFor, qualityPassOf, settingPasses, warmupPassesFor, type ModelPass } from "../domain/quality.plan.ts";
+import { modelPassesFor, passWeight, qualityPassesOf, settingPasses, warmupPassesFor, type ModelPass } from "../domain/quality.plan.ts";
 import { DynamicBatcher } from "../domain/request.batcher.ts";
 import { layoutSubject, parseLayoutOptions, smartCropLayout } from "../domain/subject.layout.ts";
 import { describeModel, loadModelBytes, type ModelDescription } from "../store/model.store.ts";
-import { decodeImage, imageLimitsOf, readImageHeader, type DecodedImage, type ImageLimits } from "./image.decoder.ts";
+import { decodeImage, imageLimitsOf, readImageHeader, useImageThreads, type DecodedImage, type ImageLimits } from "./image.decoder.ts";
 import { parseHexColour, renderOutput, type RenderedImage } from "./image.encoder.ts";
 import { batcherMetrics, observeExecutionProvider, observePipeline } from "./inference.metrics.ts";
 import type { MaskRefineRequest, MaskRefineResponse } from "./mask-refine.thread.ts";
@@ -60,6 +61,8 @@ export interface SegmentationEngine {
   readonly modelName: string;
   /** The execution provider in use once ready ("cuda", "cpu"). */
   readonly executionProvider: string | undefined;
+  /** The niceness the model's threads run at once ready (INFERENCE_MODEL_NICENESS); undefined where it could not be set. */
+  readonly modelNiceness: number | undefined;
   /** The batch size in use once ready (images). */
   readonly batchSizeMax: number | undefined;
   /** Images waiting for the model. */
@@ -97,7 +100,7 @@ export function validateImageOptions(options: ImageOptions): void {
   if (!(options.operation in ImageOperation)) throw new InferenceError("invalid_option", `operation ${options.operation} is unknown`);
   if (!(options.format in OutputFormat)) throw new InferenceError("invalid_option", `output format ${options.format} is unknown`);
   if (!(options.size in OutputSize)) throw new InferenceError("invalid_option", `output size ${options.size} is unknown`);
-  qualityPassOf(options.quality);
+  qualityPassesOf(options.quality);
   parseHexColour(options.backgroundColor);
   const pixelsMax = outputPixelsMaxProblem(options.outputPixelsMax);
   if (pixelsMax !== undefined) throw new InferenceError("invalid_option", pixelsMax);
@@ -149,6 +152,7 @@ class Engine implements SegmentationEngine {
   readonly modelName: string;
   executionProvider: string | undefined;
   batchSizeMax: number | undefined;
+  modelNiceness: number | undefined;
   private batcher: DynamicBatcher<ModelItem, Float32Array> | undefined;
   private sessions: ThreadPool<ModelSessionRequest, ModelSessionResponse> | undefined;
   private readonly refiners: ThreadPool<MaskRefineRequest, MaskRefineResponse>;
@@ -195,6 +199,8 @@ class Engine implements SegmentationEngine {
     for (const skipped of info.skipped) {
       this.log.warn(`execution provider ${skipped.provider} cannot load (${skipped.reason}); using ${info.provider}`);
     }
+    if (typeof info.niceness !== "number") this.log.warn(`the model's threads keep the service's CPU priority: ${info.niceness.unchanged}`);
+    this.modelNiceness = typeof info.niceness === "number" ? info.niceness : undefined;
     this.executionProvider = info.provider;
     // The gauge names both what runs and what was asked for, so an alert sees a CPU fallback.
     observeExecutionProvider(info.provider, this.config.INFERENCE_EXECUTION_PROVIDERS);
@@ -241,6 +247,7 @@ class Engine implements SegmentationEngine {
         batchSizeMax,
         sessionWorkers: this.config.INFERENCE_SESSION_WORKERS,
         threadsPerSession: threadsPerSession(this.config),
+        modelNiceness: this.modelNiceness,
         startMs: Math.round(performance.now() - started),
       },
       "inference model loaded and warmed up",
@@ -255,6 +262,7 @@ class Engine implements SegmentationEngine {
       model: edited,
       executionProviders: this.config.INFERENCE_EXECUTION_PROVIDERS,
       threads: threadsPerSession(this.config),
+      niceness: this.config.INFERENCE_MODEL_NICENESS,
       inputName: this.model.input.name,
       outputName: this.model.output.name,
       mean: this.model.input.normalisation.mean,
@@ -305,21 +313,30 @@ class Engine implements SegmentationEngine {
       timer.mark("decodeMs");
       call.onStage?.("decoded");
       throwIfAborted(call.signal);
-      const pass = modelPassFor(options.quality, this.outputLongestSide(decoded, options));
-      const modelInput = await this.modelInputOfFrame(decoded, pass.side);
+      const passes = modelPassesFor(options.quality, this.outputLongestSide(decoded, options));
+      const modelInputs = await Promise.all(passes.map((pass) => this.modelInputOfFrame(decoded, pass.side)));
       timer.mark("prepareMs");
-      const mask = await batcher.submit({ rgb: modelInput, pass }, { ...call, onDequeued: (waitMs) => (modelQueueWaitMs = waitMs) });
+      // A setting's passes go to the batcher together; the image's queue wait is until the first starts.
+      const waits: number[] = [];
+      const masks = await Promise.all(
+        passes.map((pass, index) => batcher.submit({ rgb: modelInputs[index]!, pass }, { ...call, onDequeued: (waitMs) => waits.push(waitMs) })),
+      );
+      modelQueueWaitMs = Math.min(...waits);
       timer.mark("queueAndModelMs");
       call.onStage?.("segmented");
       throwIfAborted(call.signal);
       const smartCrop = options.operation === ImageOperation.SMART_CROP;
-      const refined = await this.refine(decoded, mask, pass.side, smartCrop);
+      const refined = await this.refine(
+        decoded,
+        masks.map((data, index) => ({ data, side: passes[index]!.side, weight: passWeight(passes[index]!) })),
+        smartCrop,
+      );
       timer.mark("refineMs");
       call.onStage?.("refined");
       const rendered = smartCrop ? await this.renderSmartCrop(decoded, refined, options, longestSideMax) : await this.render(decoded, refined, options, longestSideMax);
       timer.mark("encodeMs");
       observePipeline(timer.totalMs);
-      this.log.debug({ width: decoded.width, height: decoded.height, modelSide: pass.side, mirrored: pass.mirrored, modelQueueWaitMs: Math.round(modelQueueWaitMs), ...timer.stages }, "image processed");
+      this.log.debug({ width: decoded.width, height: decoded.height, passes, modelQueueWaitMs: Math.round(modelQueueWaitMs), ...timer.stages }, "image processed");
       return { ...rendered, modelQueueWaitMs, workMs: Math.max(0, timer.totalMs - modelQueueWaitMs) };
     } catch (error) {
       throw inferenceErrorOf(error);
@@ -352,26 +369,25 @@ class Engine implements SegmentationEngine {
    * The mask at full resolution and the cut-out's colours, on a refine thread (the buffers move
    * there). With `alphaOnly` (Smart Crop) the colours come back untouched.
    */
-  private refine(decoded: DecodedImage, mask: Float32Array, maskSide: number, alphaOnly: boolean): Promise<MaskRefineResponse> {
+  private refine(decoded: DecodedImage, masks: MaskRefineRequest["masks"], alphaOnly: boolean): Promise<MaskRefineResponse> {
     return this.refiners.run(
       {
         rgba: decoded.rgba,
         width: decoded.width,
         height: decoded.height,
-        mask,
-        maskSize: maskSide,
+        masks,
         refine: this.config.IMAGE_REFINE_EDGES,
         useInputAlpha: decoded.hasTransparency,
         alphaOnly,
       },
-      [decoded.rgba.buffer as ArrayBuffer, mask.buffer as ArrayBuffer],
+      [decoded.rgba.buffer as ArrayBuffer, ...masks.map((mask) => mask.data.buffer as ArrayBuffer)],
     );
   }
 
   async refineFrame(frame: RawFrame, mask: Float32Array, maskSide = this.inputSize): Promise<MaskRefineResponse> {
     this.available();
     return this.refiners.run(
-      { rgba: frame.rgba, width: frame.width, height: frame.height, mask, maskSize: maskSide, refine: this.config.IMAGE_REFINE_EDGES, useInputAlpha: false },
+      { rgba: frame.rgba, width: frame.width, height: frame.height, masks: [{ data: mask, side: maskSide, weight: 1 }], refine: this.config.IMAGE_REFINE_EDGES, useInputAlpha: false },
       [frame.rgba.buffer as ArrayBuffer, mask.buffer as ArrayBuffer],
     );
   }
@@ -433,6 +449,8 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
  * serve (health stays NOT_SERVING until then). Errors of `process` are InferenceErrors.
  */
 export async function createSegmentationEngine(config: InferenceConfig, log?: Logger): Promise<SegmentationEngine> {
+  // Process-wide: every sharp operation of this process, whichever engine set it last.
+  useImageThreads(config.IMAGE_THREADS > 0 ? config.IMAGE_THREADS : availableParallelism());
   const model = await describeModel(config.INFERENCE_MODEL);
   return new Engine(config, model, log ?? pino({ level: "silent" }));
 }
