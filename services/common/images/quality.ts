@@ -45,7 +45,7 @@ export function qualityProblem(quality: Quality): string | undefined {
 
 /**
  * The setting of a remove.bg or Photoroom call that names none: neither API has a speed setting,
- * so a preview-size result (at most 0.25 MP, which a 768² mask covers) is cut at fast and every
+ * so a preview-size result (at most 0.25 MP, which an 896² mask covers) is cut at fast and every
  * larger one at balanced. Their `quality` parameter (this server's own) overrides it.
  */
 export function qualityForSize(size: OutputSize): Quality {
