@@ -36,10 +36,10 @@ const framesInFlightMin = 4;
  * model at a few. At our priority, the encoder's four threads took the model's cores whenever the
  * machine was busy (bench:video 0.77 × model alone under load); lowered, they run in the time the
  * model leaves, and the frames in flight absorb the wait. It also leaves images (one model run
- * each) their share while a video encodes. 19, the lowest: the model's own threads run at
- * INFERENCE_MODEL_NICENESS (10 by default), and ffmpeg must stay below them.
+ * each) their share while a video encodes. INFERENCE_MODEL_NICENESS (0 by default) must stay
+ * under this for the model to keep its precedence.
  */
-const FFMPEG_NICENESS = 19;
+const FFMPEG_NICENESS = 10;
 
 export interface VideoProgress {
   framesDone: number;
