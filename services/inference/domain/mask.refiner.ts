@@ -390,18 +390,14 @@ function sharpenUncertainBand(alpha: Float32Array, upscaled: Float32Array, image
   // The band where the model is unsure, widened by the filter radius: the only pixels whose
   // filtered value is used, so the only ones the filter's output is computed at.
   const band = boxMean(uncertainty, region.width, region.height, radius);
-  const weights = new Float32Array(input.length);
-  const inBand = new Uint8Array(input.length);
-  for (let pixel = 0; pixel < input.length; pixel++) {
-    weights[pixel] = Math.min(1, band[pixel]! * bandWeightGain);
-    inBand[pixel] = weights[pixel] === 0 ? 0 : 1;
-  }
+  const inBand = new Uint8Array(band.length);
+  for (let pixel = 0; pixel < band.length; pixel++) inBand[pixel] = band[pixel] === 0 ? 0 : 1;
   const filtered = guidedFilter(cropPixels(image, region), input, { radius, epsilon: options.epsilon, subsample, only: inBand });
   for (let y = 0; y < region.height; y++) {
     for (let x = 0; x < region.width; x++) {
       const local = y * region.width + x;
-      const weight = weights[local]!;
-      if (weight === 0) continue;
+      if (band[local] === 0) continue;
+      const weight = Math.min(1, band[local]! * bandWeightGain);
       const sharpened = (filtered[local]! - 0.5) * options.gain + 0.5;
       alpha[(region.top + y) * width + region.left + x] = weight * sharpened + (1 - weight) * input[local]!;
     }
@@ -448,16 +444,11 @@ export function estimateForeground(image: InterleavedImage, alpha: Uint8Array): 
   // Only mixed pixels get an estimate; the narrow pass needs their neighbours one radius out.
   const region = regionWhere(width, height, narrowRadius + 1, (pixel) => alpha[pixel]! > 0 && alpha[pixel]! < 255);
   if (region === undefined) return result;
-  // Where α is fractional (in the region): the only pixels the wide pass is sampled at.
-  const mixed = new Uint8Array(region.width * region.height);
-  for (let y = 0; y < region.height; y++) {
-    for (let x = 0; x < region.width; x++) {
-      const value = alpha[(region.top + y) * width + region.left + x]!;
-      mixed[y * region.width + x] = value > 0 && value < 255 ? 1 : 0;
-    }
-  }
-  const wide = wideBlur(image, alpha, wideRadius, region, mixed);
   const weights = regionWeights(alpha, width, region);
+  // Where α is fractional: the only pixels the wide pass is sampled at.
+  const mixed = new Uint8Array(weights.alpha.length);
+  for (let local = 0; local < mixed.length; local++) mixed[local] = weights.alpha[local]! > 0 && weights.alpha[local]! < 1 ? 1 : 0;
+  const wide = wideBlur(image, alpha, wideRadius, region, mixed);
   const narrowAlpha = boxMean(weights.alpha, region.width, region.height, narrowRadius);
   const narrowInverse = boxMean(weights.inverse, region.width, region.height, narrowRadius);
   for (let channel = 0; channel < 3; channel++) {
