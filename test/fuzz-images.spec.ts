@@ -8,13 +8,14 @@ import { test } from "node:test";
 
 const root = join(import.meta.dirname, "..");
 
-// About 40 of the 200 reach the model (at 896², preview-size): on a slow 2-core CPU (AVX2 only, ~5 s
-// per 1024² run) that alone is minutes, so the budget is sized for the slowest machine CI gets.
-test("200 mutated images: no server error, no crash, every refusal with a stable code", { timeout: 600_000 }, () => {
+// About a quarter reach the model (at 896², preview-size): 200 took 128 s alone on a 2-core CPU and over
+// the runner's 300 s per file beside CI's other suites, so CI sends 120 and ends the fuzzer itself, with
+// its summary, before the runner would kill this file and leave the fuzzer running.
+test("120 mutated images: no server error, no crash, every refusal with a stable code", { timeout: 290_000 }, () => {
   const run = spawnSync(
     process.execPath,
-    ["--import", "tsx", "scripts/fuzz-images.ts", "--count", "200", "--seed", "7", "--concurrency", "4", "--valid-share", "0", "--mix", "refusals"],
-    { cwd: root, encoding: "utf8", timeout: 590_000, maxBuffer: 16 * 1024 * 1024 },
+    ["--import", "tsx", "scripts/fuzz-images.ts", "--count", "120", "--seed", "7", "--concurrency", "4", "--valid-share", "0", "--mix", "refusals"],
+    { cwd: root, encoding: "utf8", timeout: 240_000, killSignal: "SIGINT", maxBuffer: 16 * 1024 * 1024 },
   );
   const lines = run.stdout.trim().split("\n");
   assert.equal(run.status, 0, `the fuzzer failed:\n${run.stdout.slice(-3000)}\n${run.stderr.slice(-3000)}`);
@@ -31,7 +32,7 @@ test("200 mutated images: no server error, no crash, every refusal with a stable
     codes: Record<string, number>;
   };
   const findings = lines.filter((line) => line.startsWith("FINDING")).join("\n");
-  assert.equal(summary.sent, 200);
+  assert.equal(summary.sent, 120, `the fuzzer was stopped at its time limit: ${lines.at(-1)}`);
   assert.equal(summary.serverErrors, 0, findings);
   assert.equal(summary.crashes, 0, findings);
   assert.equal(summary.transportErrors, 0, findings);
