@@ -80,6 +80,7 @@ async function rawRun(side: number, batch = 1): Promise<number> {
 
 const engine = await createSegmentationEngine(config);
 await engine.ready;
+await engine.warm; // its warm-up runs would otherwise overlap the first timings
 console.log(`${images.label}; engine ${engine.modelName} on ${engine.executionProvider}, batch size ${engine.batchSizeMax}, ${threads} threads per session; load ${loadAtStart.join(" ")}`);
 const settings = { fast: Quality.FAST, balanced: Quality.BALANCED, best: Quality.BEST } as const;
 type Setting = keyof typeof settings;

@@ -75,6 +75,7 @@ console.log(`decode ${round(decoded.fps)} fps (${decoded.frames} frames); encode
 
 const engine = await createSegmentationEngine(loadInferenceConfig());
 await engine.ready;
+await engine.warm; // its warm-up runs would otherwise overlap the first timings
 const window = Math.max(4, Math.min(engine.capacity, 2 * engine.runningCapacity + 2));
 
 // 3. The model alone: the head's frames, decoded beforehand, `window` in flight.

@@ -19,7 +19,7 @@ import { createUploadInspector } from "./common/images/upload.inspector.ts";
 import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, paymentProviderOf, resultLinksOptionsOf } from "./gateway/gateway.config.ts";
 import { createGateway } from "./gateway/index.ts";
 import { startPeriodicTask } from "./common/periodic-task.ts";
-import { createSegmentationEngine, startSegmentConsumer, videoMattingRunnerOf } from "./inference/index.ts";
+import { createSegmentationEngine, startSegmentConsumer, videoMattingRunnerOf, type SegmentationEngine } from "./inference/index.ts";
 import { mediaBinaries } from "./common/video/ffmpeg-binaries.ts";
 import { consumerRetryOptionsOf, loadInferenceServiceConfig, tasksInFlightMaxOf } from "./inference/inference.config.ts";
 import { createOutboundFetcher, outboundPolicyOf } from "./common/outbound.ts";
@@ -42,7 +42,7 @@ export interface SingleNode extends Running {
   /** Where the admin API's token is kept ($CUTLINE_DATA_DIR/admin-token); undefined when CUTLINE_ADMIN_TOKEN sets it. */
   readonly adminTokenFile: string | undefined;
   readonly health: HealthRegistry;
-  /** Resolves once the model is loaded and warm and health reports SERVING. */
+  /** Resolves once the model is loaded and health reports SERVING (its warm-up runs follow). */
   readonly ready: Promise<void>;
   /** Creates an account (with its sign-up trial unless told otherwise) and returns a new API key for it. */
   provisionAccount(accountId: string, options?: { planCode?: string; grantTrial?: boolean }): Promise<string>;
@@ -87,16 +87,21 @@ function singleNodeApiKey(configured: string | undefined, dataDir: string): stri
   return undefined;
 }
 
-export async function startSingleNode(environment: NodeJS.ProcessEnv = process.env): Promise<SingleNode> {
+export interface SingleNodeOptions {
+  /** The engine, already starting (`npm start` starts it before loading this module); else one is started here. */
+  engine?: Promise<SegmentationEngine>;
+}
+
+export async function startSingleNode(environment: NodeJS.ProcessEnv = process.env, options: SingleNodeOptions = {}): Promise<SingleNode> {
   const config = loadAll(environment);
   const common = config.gateway;
   const tracing = await startTracing(common, "cutline");
   const log = createLogger("cutline", common.LOG_LEVEL);
   const health = new HealthRegistry();
   mkdirSync(common.CUTLINE_DATA_DIR, { recursive: true });
-  // The model loads, hashes and warms up on its own threads while the database opens and
+  // The model loads and hashes on its own threads while the database opens and
   // migrates: the two longest steps of a start overlap instead of adding up.
-  const engineStarting = createSegmentationEngine(config.inference, log.child({ service: "inference" }));
+  const engineStarting = options.engine ?? createSegmentationEngine(config.inference, log.child({ service: "inference" }));
   engineStarting.catch(() => {}); // awaited below; a start that fails before then reports its own error
   try {
     const database = openServiceDatabase<any>(common);

@@ -1,7 +1,7 @@
 // Inference as its own process (mesh mode): the JetStream consumer plus the direct gRPC API.
 // Wiring only. The server (health, metrics) starts before the model loads, so probes and
 // Prometheus see the pod while it loads (minutes on a cold GPU node) and a SIGTERM then drains.
-// Health is SERVING while the model is loaded, verified and warm and NATS is connected,
+// Health is SERVING while the model is loaded and verified (its warm-up runs follow) and NATS is connected,
 // NOT_SERVING while either is missing. A model that cannot load (CUDA absent with only `cuda` in
 // INFERENCE_EXECUTION_PROVIDERS, say) fails the process: it stops, exits 1 and says why.
 import { InferenceService } from "../common/gen/cutline/inference/v1/inference_service_pb.ts";

@@ -8,12 +8,6 @@ export const BATCH_DIMENSION = "batch";
 export const HEIGHT_DIMENSION = "height";
 export const WIDTH_DIMENSION = "width";
 
-/**
- * Bumped whenever an edit changes the bytes it writes, so an edited graph cached on disk under
- * (source sha256, this version) is never reused by an editor that would write something else.
- */
-export const GRAPH_EDITOR_VERSION = 2;
-
 /** Every side of the input must be a multiple of this: the model pools five times by 2. */
 export const INPUT_SIDE_MULTIPLE = 32;
 

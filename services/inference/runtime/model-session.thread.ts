@@ -1,12 +1,18 @@
 // One onnxruntime session in its own thread: `session.run` is synchronous native work that
-// would otherwise stall the event loop for seconds per batch.
+// would otherwise stall the event loop for seconds per batch. The thread also reads, verifies
+// and edits the model itself: at start that work (seconds on a CPU) overlaps the process's own
+// start on the main thread instead of waiting for it, and 88 MB never cross between threads.
 import { getPriority, setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import ort from "onnxruntime-node";
+import { editSegmentationModel } from "../domain/onnx-graph.editor.ts";
+import { loadModelBytes, type ModelDescription } from "../store/model.store.ts";
 import { serveThread } from "./thread.pool.ts";
 
 export interface ModelSessionSetup {
-  model: Uint8Array;
+  model: ModelDescription;
+  /** INFERENCE_MODEL_DIRECTORY: where the model's bytes are, instead of its npm package. */
+  modelDirectory: string | undefined;
   executionProviders: string[];
   threads: number;
   /** INFERENCE_MODEL_NICENESS: this thread's and onnxruntime's threads' niceness (0: unchanged). */
@@ -62,14 +68,14 @@ function lowerPriority(niceness: number): ModelSessionInfo["niceness"] {
   }
 }
 
-async function createSession(): Promise<Omit<ModelSessionInfo, "niceness">> {
+async function createSession(model: Uint8Array): Promise<Omit<ModelSessionInfo, "niceness">> {
   const skipped: ModelSessionInfo["skipped"] = [];
   // onnxruntime prints a multi-line error of its own when a provider's library is missing; the
   // engine logs one clear line instead. Failures of `run` still surface as exceptions.
   if (setup.executionProviders.some((provider) => provider !== "cpu")) ort.env.logLevel = "fatal";
   for (const provider of setup.executionProviders) {
     try {
-      session = await ort.InferenceSession.create(setup.model, {
+      session = await ort.InferenceSession.create(model, {
         // Listing cpu after an accelerator lets the rare unsupported node fall back instead of
         // failing the whole session.
         executionProviders: provider === "cpu" ? ["cpu"] : [provider, "cpu"],
@@ -141,7 +147,8 @@ await serveThread<ModelSessionRequest, ModelSessionResponse>(
   parentPort!,
   async () => {
     const niceness = lowerPriority(setup.niceness);
-    return { ...(await createSession()), niceness };
+    const model = editSegmentationModel(await loadModelBytes(setup.model, setup.modelDirectory), [setup.outputName]);
+    return { ...(await createSession(model)), niceness };
   },
   run,
 );

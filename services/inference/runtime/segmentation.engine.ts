@@ -4,11 +4,10 @@ import sharp from "sharp";
 import { ImageOperation, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { threadsPerSession, type InferenceConfig } from "../inference.config.ts";
 import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
-import { editSegmentationModel } from "../domain/onnx-graph.editor.ts";
 import { modelPassesFor, passWeight, qualityPassesOf, settingPasses, warmupPassesFor, type ModelPass } from "../domain/quality.plan.ts";
 import { DynamicBatcher } from "../domain/request.batcher.ts";
 import { layoutSubject, parseLayoutOptions, smartCropLayout } from "../domain/subject.layout.ts";
-import { describeModel, loadModelBytes, type ModelDescription } from "../store/model.store.ts";
+import { describeModel, type ModelDescription } from "../store/model.store.ts";
 import { decodeImage, imageLimitsOf, readImageHeader, useImageThreads, type DecodedImage, type ImageLimits } from "./image.decoder.ts";
 import { parseHexColour, renderOutput, type RenderedImage } from "./image.encoder.ts";
 import { batcherMetrics, observeExecutionProvider, observePipeline } from "./inference.metrics.ts";
@@ -55,8 +54,10 @@ export interface ImageInspection {
 }
 
 export interface SegmentationEngine {
-  /** Resolves after model load, hash check and warm-up; rejects when the model cannot serve. */
+  /** Resolves once the model is loaded, hash-checked and serving; rejects when it cannot serve. */
   readonly ready: Promise<void>;
+  /** Resolves once the warm-up runs after `ready` are done (never rejects; pending while loading), for benchmarks that time the model. */
+  readonly warm: Promise<void>;
   /** `<name>@<version>`, e.g. "isnet-medium@1.4.5". */
   readonly modelName: string;
   /** The execution provider in use once ready ("cuda", "cpu"). */
@@ -149,6 +150,7 @@ class StageTimer {
 
 class Engine implements SegmentationEngine {
   readonly ready: Promise<void>;
+  warm: Promise<void> = new Promise(() => {});
   readonly modelName: string;
   executionProvider: string | undefined;
   batchSizeMax: number | undefined;
@@ -159,6 +161,7 @@ class Engine implements SegmentationEngine {
   private readonly limits: ImageLimits;
   private readonly inputSize: number;
   private failure: InferenceError | undefined;
+  private closing = false;
 
   constructor(
     private readonly config: InferenceConfig,
@@ -194,7 +197,7 @@ class Engine implements SegmentationEngine {
 
   private async start(): Promise<void> {
     const started = performance.now();
-    const sessions = await this.startSessions();
+    const sessions = this.startSessions();
     const info = ((await sessions.ready) as ModelSessionInfo[])[0]!;
     for (const skipped of info.skipped) {
       this.log.warn(`execution provider ${skipped.provider} cannot load (${skipped.reason}); using ${info.provider}`);
@@ -226,19 +229,6 @@ class Engine implements SegmentationEngine {
     );
     this.batcher = batcher;
     await this.refiners.ready;
-    const warmUp = (pass: ModelPass) =>
-      Promise.all(warmupPassesFor(pass, batchSizeMax).map((item) => batcher.submit({ rgb: new Uint8Array(item.side * item.side * 3).fill(warmupPixelValue), pass: item }, { highPriority: true })));
-    const servingPass: ModelPass = { side: this.inputSize, mirrored: false };
-    for (let run = 0; run < this.config.INFERENCE_WARMUP_RUNS; run++) await warmUp(servingPass);
-    // The other settings' shapes warm up once serving: onnxruntime plans its memory for each new
-    // shape on its first run, which the first fast or best image would otherwise pay, but holding
-    // health at NOT_SERVING for it would slow every start by a model run or two.
-    const otherPasses = settingPasses().filter((pass) => pass.side !== servingPass.side || pass.mirrored !== servingPass.mirrored);
-    if (this.config.INFERENCE_WARMUP_RUNS > 0) {
-      void (async () => {
-        for (const pass of otherPasses) await warmUp(pass);
-      })().catch((error: unknown) => this.log.warn({ err: error }, "warm-up of the other quality settings' shapes failed"));
-    }
     this.log.info(
       {
         model: this.modelName,
@@ -250,16 +240,45 @@ class Engine implements SegmentationEngine {
         modelNiceness: this.modelNiceness,
         startMs: Math.round(performance.now() - started),
       },
-      "inference model loaded and warmed up",
+      "inference model loaded",
+    );
+    this.warmUp(batcher, batchSizeMax);
+  }
+
+  /**
+   * The warm-up runs, once serving: onnxruntime plans its memory for each new shape on its first
+   * run, which the first image of each setting would otherwise pay. Holding health at NOT_SERVING
+   * for them added a full-size model run or more to every start (about 2 s on a CPU); an image
+   * that arrives meanwhile waits for at most the run in progress, as warm-ups go in one at a time
+   * and at normal priority.
+   */
+  private warmUp(batcher: DynamicBatcher<ModelItem, Float32Array>, batchSizeMax: number): void {
+    const servingPass: ModelPass = { side: this.inputSize, mirrored: false };
+    const otherPasses = settingPasses().filter((pass) => pass.side !== servingPass.side || pass.mirrored !== servingPass.mirrored);
+    const runs = this.config.INFERENCE_WARMUP_RUNS;
+    const passes = runs === 0 ? [] : [...Array.from({ length: runs }, () => servingPass), ...otherPasses];
+    const started = performance.now();
+    const warmed = (async () => {
+      for (const pass of passes) {
+        const items = warmupPassesFor(pass, batchSizeMax);
+        await Promise.all(items.map((item) => batcher.submit({ rgb: new Uint8Array(item.side * item.side * 3).fill(warmupPixelValue), pass: item }, { highPriority: false })));
+      }
+    })();
+    this.warm = warmed.then(
+      () => {
+        if (passes.length > 0) this.log.info({ passes: passes.length, warmUpMs: Math.round(performance.now() - started) }, "inference model warmed up");
+      },
+      (error: unknown) => {
+        if (!this.closing) this.log.warn({ err: error }, "the model's warm-up failed; the first image of each setting pays for it");
+      },
     );
   }
 
-  /** Loads and checks the model's bytes, then starts the session threads on them. */
-  private async startSessions(): Promise<ThreadPool<ModelSessionRequest, ModelSessionResponse>> {
-    const original = await loadModelBytes(this.model, this.config.INFERENCE_MODEL_DIRECTORY);
-    const edited = editSegmentationModel(original, [this.model.output.name]);
+  /** The session threads, each loading, checking and editing the model before its session starts. */
+  private startSessions(): ThreadPool<ModelSessionRequest, ModelSessionResponse> {
     const setup: ModelSessionSetup = {
-      model: edited,
+      model: this.model,
+      modelDirectory: this.config.INFERENCE_MODEL_DIRECTORY,
       executionProviders: this.config.INFERENCE_EXECUTION_PROVIDERS,
       threads: threadsPerSession(this.config),
       niceness: this.config.INFERENCE_MODEL_NICENESS,
@@ -434,6 +453,7 @@ class Engine implements SegmentationEngine {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     this.batcher?.close();
     await Promise.allSettled([this.ready]);
     await Promise.all([this.sessions?.close(), this.refiners.close()]);

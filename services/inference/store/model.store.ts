@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { readFile, readdir } from "node:fs/promises";
+import { open, readFile, readdir } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { InferenceError } from "../domain/inference.errors.ts";
 
 /** What a `models/<name>.model.json` file says about one model. */
@@ -64,19 +64,10 @@ export async function loadModelBytes(model: ModelDescription, directory?: string
     if (entry === undefined) {
       throw new InferenceError("model_unavailable", `${base}/resources.json has no entry ${model.source.resource}`);
     }
-    const joined = new Uint8Array(entry.size);
-    for (const chunk of entry.chunks) {
-      const [start, end] = chunk.offsets;
-      const data = await readFile(join(base, chunk.hash));
-      if (data.length !== end - start) {
-        throw new InferenceError(
-          "model_unavailable",
-          `chunk ${chunk.hash} of ${model.name} has ${data.length} bytes, expected ${end - start}`,
-        );
-      }
-      joined.set(data, start);
-    }
-    bytes = joined;
+    // Each chunk is read straight into its place, all at once: reading them into buffers of their
+    // own and joining those after touched every page twice and took twice as long.
+    bytes = Buffer.allocUnsafe(entry.size);
+    await Promise.all(entry.chunks.map(async (chunk) => readChunkInto(bytes, join(base, chunk.hash), chunk.offsets, model.name)));
   }
   const sha256 = createHash("sha256").update(bytes).digest("hex");
   if (sha256 !== model.sha256) {
@@ -86,6 +77,24 @@ export async function loadModelBytes(model: ModelDescription, directory?: string
     );
   }
   return bytes;
+}
+
+async function readChunkInto(target: Uint8Array, path: string, [start, end]: [number, number], modelName: string): Promise<void> {
+  const file = await open(path, "r");
+  try {
+    const { size } = await file.stat();
+    if (size !== end - start || end > target.length) {
+      throw new InferenceError("model_unavailable", `chunk ${basename(path)} of ${modelName} has ${size} bytes, expected ${end - start}`);
+    }
+    let done = 0;
+    while (done < size) {
+      const { bytesRead } = await file.read(target, start + done, size - done, done);
+      if (bytesRead === 0) throw new InferenceError("model_unavailable", `chunk ${basename(path)} of ${modelName} ended after ${done} of ${size} bytes`);
+      done += bytesRead;
+    }
+  } finally {
+    await file.close();
+  }
 }
 
 function packageDistDirectory(npmPackage: string): string {

@@ -1,0 +1,63 @@
+// The model loader against the npm package's real chunks: joined in place and hashed, and a
+// chunk that is altered, short or missing is refused with the model named, before onnxruntime.
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { after, describe, it } from "node:test";
+import { describeModel, loadModelBytes } from "./model.store.ts";
+
+const packageDist = join(dirname(createRequire(import.meta.url).resolve("@imgly/background-removal-data/package.json")), "dist");
+const resources = JSON.parse(readFileSync(join(packageDist, "resources.json"), "utf8")) as Record<string, { chunks: { hash: string }[] }>;
+const directories: string[] = [];
+
+/** A copy of the package's dist/ made of links to its chunks, with `edit` applied to the first chunk of `resource`. */
+function distWith(resource: string, edit: (chunk: Buffer) => Buffer | undefined): string {
+  const directory = mkdtempSync(join(tmpdir(), "cutline-model-store-"));
+  directories.push(directory);
+  writeFileSync(join(directory, "resources.json"), JSON.stringify(resources));
+  const target = resources[resource]!.chunks[0]!.hash;
+  for (const { hash } of Object.values(resources).flatMap((entry) => entry.chunks)) {
+    if (hash !== target) symlinkSync(join(packageDist, hash), join(directory, hash));
+  }
+  const edited = edit(readFileSync(join(packageDist, target)));
+  if (edited !== undefined) writeFileSync(join(directory, target), edited);
+  return directory;
+}
+
+after(() => {
+  for (const directory of directories) rmSync(directory, { recursive: true, force: true });
+});
+
+describe("loadModelBytes", () => {
+  it("joins the package's chunks into the model its description hashes", async () => {
+    const model = await describeModel("isnet-small");
+    const bytes = await loadModelBytes(model);
+    assert.equal(bytes.length, model.bytes);
+    assert.equal(createHash("sha256").update(bytes).digest("hex"), model.sha256);
+  });
+
+  it("refuses a model with one byte changed, naming the model and both hashes", async () => {
+    const model = await describeModel("isnet-small");
+    const directory = distWith(model.source.resource, (chunk) => {
+      const copy = Buffer.from(chunk);
+      copy[1000] = copy[1000]! ^ 0xff;
+      return copy;
+    });
+    await assert.rejects(loadModelBytes(model, directory), (error: Error) => {
+      assert.match(error.message, /isnet-small@1\.4\.5 failed its integrity check: sha256 [0-9a-f]{64}, expected 7001d607/);
+      return true;
+    });
+  });
+
+  it("refuses a short chunk and a missing one, naming the chunk", async () => {
+    const model = await describeModel("isnet-small");
+    const first = resources[model.source.resource]!.chunks[0]!.hash;
+    const short = distWith(model.source.resource, (chunk) => chunk.subarray(0, chunk.length - 1));
+    await assert.rejects(loadModelBytes(model, short), new RegExp(`chunk ${first} of isnet-small has \\d+ bytes, expected \\d+`));
+    const missing = distWith(model.source.resource, () => undefined);
+    await assert.rejects(loadModelBytes(model, missing), /ENOENT/);
+  });
+});
