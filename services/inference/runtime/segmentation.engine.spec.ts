@@ -132,6 +132,23 @@ describe("segmentation engine", () => {
     }
   });
 
+  it("is ready before its warm-up runs end; an image sent at once is answered, and the warm-up still finishes", async () => {
+    const fresh = await createSegmentationEngine(loadInferenceConfig({ INFERENCE_WARMUP_RUNS: "1" }), log);
+    try {
+      await fresh.ready;
+      let warmed = false;
+      void fresh.warm.then(() => (warmed = true));
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(warmed, false, "a full-size model run takes longer than one turn of the event loop");
+      const result = await fresh.process(await discPhoto(), create(ImageOptionsSchema, { format: OutputFormat.PNG }), { highPriority: false });
+      assert.deepEqual([result.width, result.height], [320, 240]);
+      await fresh.warm;
+      assert.equal(warmed, true);
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it("keeps IMAGE_THREADS libvips threads per operation after its decode threads load sharp (which sets 1 on glibc)", async () => {
     await engine.process(await discPhoto(), create(ImageOptionsSchema, { format: OutputFormat.PNG, quality: Quality.FAST }), { highPriority: false });
     assert.equal(sharp.concurrency(), availableParallelism(), "IMAGE_THREADS=0: the machine's cores");
