@@ -20,6 +20,9 @@ export const inferenceConfigSpec = {
     ["isnet-medium", "isnet-small"] as const,
     "isnet-medium",
   ),
+  INFERENCE_MODEL_CACHE_DIRECTORY: optionalText(
+    "Directory where the model as edited at load is kept, with its sha256, for the next start to read instead of editing again (a start that cannot write there edits each time); unset means cutline-model-cache under the system's temporary directory.",
+  ),
   INFERENCE_MODEL_DIRECTORY: optionalText(
     "Directory holding the model's bytes (the chunk files named by their sha256, or one file named after the model); unset means the @imgly/background-removal-data npm package.",
   ),

@@ -2,17 +2,21 @@
 // would otherwise stall the event loop for seconds per batch. The thread also reads, verifies
 // and edits the model itself: at start that work (seconds on a CPU) overlaps the process's own
 // start on the main thread instead of waiting for it, and 88 MB never cross between threads.
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { getPriority, setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import ort from "onnxruntime-node";
 import { editSegmentationModel } from "../domain/onnx-graph.editor.ts";
-import { loadModelBytes, type ModelDescription } from "../store/model.store.ts";
+import { loadEditedModel, type EditedModel, type ModelDescription } from "../store/model.store.ts";
 import { serveThread } from "./thread.pool.ts";
 
 export interface ModelSessionSetup {
   model: ModelDescription;
   /** INFERENCE_MODEL_DIRECTORY: where the model's bytes are, instead of its npm package. */
   modelDirectory: string | undefined;
+  /** INFERENCE_MODEL_CACHE_DIRECTORY (resolved): where the edited model is kept between starts. */
+  modelCacheDirectory: string;
   executionProviders: string[];
   threads: number;
   /** INFERENCE_MODEL_NICENESS: this thread's and onnxruntime's threads' niceness (0: unchanged). */
@@ -29,6 +33,8 @@ export interface ModelSessionInfo {
   skipped: { provider: string; reason: string }[];
   /** The niceness the model's threads run at, or why it could not be set. */
   niceness: number | { unchanged: string };
+  /** Whether the edited model came from the cache. */
+  modelCache: EditedModel["cache"];
 }
 
 /**
@@ -68,7 +74,7 @@ function lowerPriority(niceness: number): ModelSessionInfo["niceness"] {
   }
 }
 
-async function createSession(model: Uint8Array): Promise<Omit<ModelSessionInfo, "niceness">> {
+async function createSession(model: Uint8Array): Promise<Pick<ModelSessionInfo, "provider" | "skipped">> {
   const skipped: ModelSessionInfo["skipped"] = [];
   // onnxruntime prints a multi-line error of its own when a provider's library is missing; the
   // engine logs one clear line instead. Failures of `run` still surface as exceptions.
@@ -147,8 +153,12 @@ await serveThread<ModelSessionRequest, ModelSessionResponse>(
   parentPort!,
   async () => {
     const niceness = lowerPriority(setup.niceness);
-    const model = editSegmentationModel(await loadModelBytes(setup.model, setup.modelDirectory), [setup.outputName]);
-    return { ...(await createSession(model)), niceness };
+    // A cached edit is reused only by the same editor code keeping the same outputs.
+    const editKey = createHash("sha256").update(readFileSync(new URL("../domain/onnx-graph.editor.ts", import.meta.url))).update(setup.outputName).digest("hex");
+    const edited = await loadEditedModel(setup.model, { directory: setup.modelDirectory, cacheDirectory: setup.modelCacheDirectory }, editKey, (bytes) =>
+      editSegmentationModel(bytes, [setup.outputName]),
+    );
+    return { ...(await createSession(edited.bytes)), niceness, modelCache: edited.cache };
   },
   run,
 );

@@ -1,4 +1,5 @@
-import { availableParallelism } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import sharp from "sharp";
 import { ImageOperation, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
@@ -203,6 +204,7 @@ class Engine implements SegmentationEngine {
       this.log.warn(`execution provider ${skipped.provider} cannot load (${skipped.reason}); using ${info.provider}`);
     }
     if (typeof info.niceness !== "number") this.log.warn(`the model's threads keep the service's CPU priority: ${info.niceness.unchanged}`);
+    if (typeof info.modelCache !== "string") this.log.warn(`the edited model is not cached (each start edits it again): ${info.modelCache.unused}`);
     this.modelNiceness = typeof info.niceness === "number" ? info.niceness : undefined;
     this.executionProvider = info.provider;
     // The gauge names both what runs and what was asked for, so an alert sees a CPU fallback.
@@ -238,6 +240,7 @@ class Engine implements SegmentationEngine {
         sessionWorkers: this.config.INFERENCE_SESSION_WORKERS,
         threadsPerSession: threadsPerSession(this.config),
         modelNiceness: this.modelNiceness,
+        modelCache: typeof info.modelCache === "string" ? info.modelCache : "unused",
         startMs: Math.round(performance.now() - started),
       },
       "inference model loaded",
@@ -279,6 +282,7 @@ class Engine implements SegmentationEngine {
     const setup: ModelSessionSetup = {
       model: this.model,
       modelDirectory: this.config.INFERENCE_MODEL_DIRECTORY,
+      modelCacheDirectory: this.config.INFERENCE_MODEL_CACHE_DIRECTORY ?? join(tmpdir(), "cutline-model-cache"),
       executionProviders: this.config.INFERENCE_EXECUTION_PROVIDERS,
       threads: threadsPerSession(this.config),
       niceness: this.config.INFERENCE_MODEL_NICENESS,

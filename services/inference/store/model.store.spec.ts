@@ -1,13 +1,13 @@
 // The model loader against the npm package's real chunks: joined in place and hashed, and a
 // chunk that is altered, short or missing is refused with the model named, before onnxruntime.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, describe, it } from "node:test";
-import { describeModel, loadModelBytes } from "./model.store.ts";
+import { describeModel, loadEditedModel, loadModelBytes } from "./model.store.ts";
 
 const packageDist = join(dirname(createRequire(import.meta.url).resolve("@imgly/background-removal-data/package.json")), "dist");
 const resources = JSON.parse(readFileSync(join(packageDist, "resources.json"), "utf8")) as Record<string, { chunks: { hash: string }[] }>;
@@ -59,5 +59,58 @@ describe("loadModelBytes", () => {
     await assert.rejects(loadModelBytes(model, short), new RegExp(`chunk ${first} of isnet-small has \\d+ bytes, expected \\d+`));
     const missing = distWith(model.source.resource, () => undefined);
     await assert.rejects(loadModelBytes(model, missing), /ENOENT/);
+  });
+});
+
+describe("loadEditedModel", () => {
+  /** A stand-in edit that marks its output and counts its calls. */
+  const counting = () => {
+    const edit = (bytes: Uint8Array) => {
+      edit.calls++;
+      return Buffer.concat([bytes.subarray(0, 1000), Buffer.from("edited")]);
+    };
+    edit.calls = 0;
+    return edit;
+  };
+
+  it("edits once, then reads the edit kept in the cache; another editor key edits again", async () => {
+    const model = await describeModel("isnet-small");
+    const cacheDirectory = mkdtempSync(join(tmpdir(), "cutline-model-cache-"));
+    directories.push(cacheDirectory);
+    const edit = counting();
+    const first = await loadEditedModel(model, { directory: undefined, cacheDirectory }, "editor-1", edit);
+    assert.equal(first.cache, "written");
+    const second = await loadEditedModel(model, { directory: undefined, cacheDirectory }, "editor-1", edit);
+    assert.equal(second.cache, "hit");
+    assert.deepEqual(Buffer.from(second.bytes), Buffer.from(first.bytes));
+    assert.equal(edit.calls, 1, "the second load read the cache");
+    assert.equal((await loadEditedModel(model, { directory: undefined, cacheDirectory }, "editor-2", edit)).cache, "written");
+    assert.equal(edit.calls, 2, "a changed editor never reads an old edit");
+  });
+
+  it("edits the verified source again when the cached file was altered, and replaces it", async () => {
+    const model = await describeModel("isnet-small");
+    const cacheDirectory = mkdtempSync(join(tmpdir(), "cutline-model-cache-"));
+    directories.push(cacheDirectory);
+    const edit = counting();
+    const { bytes } = await loadEditedModel(model, { directory: undefined, cacheDirectory }, "editor", edit);
+    const cached = join(cacheDirectory, readdirSync(cacheDirectory).find((name) => name.endsWith(".onnx"))!);
+    writeFileSync(cached, Buffer.concat([Buffer.from(bytes), Buffer.from("tampered")]));
+    const again = await loadEditedModel(model, { directory: undefined, cacheDirectory }, "editor", edit);
+    assert.equal(again.cache, "written");
+    assert.deepEqual(Buffer.from(again.bytes), Buffer.from(bytes));
+    assert.equal(edit.calls, 2);
+    assert.equal((await loadEditedModel(model, { directory: undefined, cacheDirectory }, "editor", edit)).cache, "hit");
+  });
+
+  it("still loads, and says why, where the cache directory is a file", async () => {
+    const model = await describeModel("isnet-small");
+    const parent = mkdtempSync(join(tmpdir(), "cutline-model-cache-"));
+    directories.push(parent);
+    const notADirectory = join(parent, "file");
+    writeFileSync(notADirectory, "x");
+    const loaded = await loadEditedModel(model, { directory: undefined, cacheDirectory: notADirectory }, "editor", counting());
+    assert.ok(loaded.bytes.length > 0);
+    assert.match((loaded.cache as { unused: string }).unused, /no cached edit, and .* is not writable/);
   });
 });

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { open, readFile, readdir } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, rename, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { basename, dirname, join } from "node:path";
 import { InferenceError } from "../domain/inference.errors.ts";
@@ -105,5 +105,49 @@ function packageDistDirectory(npmPackage: string): string {
     throw new InferenceError("model_unavailable", `npm package ${npmPackage} with the model is not installed`, {
       cause: error,
     });
+  }
+}
+
+/** Where the edited model came from: a cache hit, or the source (the cache missing, stale or unwritable). */
+export interface EditedModel {
+  bytes: Uint8Array;
+  cache: "hit" | "written" | { unused: string };
+}
+
+/**
+ * The model as `edit` leaves it, kept in `cacheDirectory` between starts: editing the 88 MB graph
+ * (a protobuf decode and encode) took as long as reading and hashing it. The cached file is named
+ * by a hash of the source's sha256 and `editKey` (the editor's own code), so a new model or a
+ * changed editor never reads an old edit, and its bytes are checked against the sha256 written
+ * beside it when it was made from the verified source. Anything wrong with the cache (missing,
+ * altered, unwritable) falls back to the source, which is verified as always.
+ */
+export async function loadEditedModel(
+  model: ModelDescription,
+  sources: { directory: string | undefined; cacheDirectory: string },
+  editKey: string,
+  edit: (bytes: Uint8Array) => Uint8Array,
+): Promise<EditedModel> {
+  const key = createHash("sha256").update(`${model.sha256}\n${editKey}`).digest("hex").slice(0, 32);
+  const file = join(sources.cacheDirectory, `${model.name}.${key}.onnx`);
+  const hashFile = `${file}.sha256`;
+  let reason = "no cached edit";
+  if (existsSync(file) && existsSync(hashFile)) {
+    const [bytes, expected] = await Promise.all([readFile(file), readFile(hashFile, "utf8")]);
+    if (createHash("sha256").update(bytes).digest("hex") === expected.trim()) return { bytes, cache: "hit" };
+    reason = `the cached edit ${file} does not match its sha256`;
+  }
+  const bytes = edit(await loadModelBytes(model, sources.directory));
+  try {
+    await mkdir(sources.cacheDirectory, { recursive: true });
+    // Written under names of their own and renamed into place: a process reading meanwhile sees the whole file or none.
+    const partial = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+    await writeFile(partial, bytes);
+    await rename(partial, file);
+    await writeFile(`${partial}.sha256`, `${createHash("sha256").update(bytes).digest("hex")}\n`);
+    await rename(`${partial}.sha256`, hashFile);
+    return { bytes, cache: "written" };
+  } catch (error) {
+    return { bytes, cache: { unused: `${reason}, and ${sources.cacheDirectory} is not writable: ${error instanceof Error ? error.message : String(error)}` } };
   }
 }
