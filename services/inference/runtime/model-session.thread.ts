@@ -33,8 +33,8 @@ export interface ModelSessionInfo {
   skipped: { provider: string; reason: string }[];
   /** The niceness the model's threads run at, or why it could not be set. */
   niceness: number | { unchanged: string };
-  /** Whether the edited model came from the cache. */
-  modelCache: EditedModel["cache"];
+  /** Whether the edited model came from the cache, and why a cached one was replaced. */
+  modelCache: Pick<EditedModel, "cache" | "replaced">;
 }
 
 /**
@@ -158,7 +158,7 @@ await serveThread<ModelSessionRequest, ModelSessionResponse>(
     const edited = await loadEditedModel(setup.model, { directory: setup.modelDirectory, cacheDirectory: setup.modelCacheDirectory }, editKey, (bytes) =>
       editSegmentationModel(bytes, [setup.outputName]),
     );
-    return { ...(await createSession(edited.bytes)), niceness, modelCache: edited.cache };
+    return { ...(await createSession(edited.bytes)), niceness, modelCache: { cache: edited.cache, replaced: edited.replaced } };
   },
   run,
 );

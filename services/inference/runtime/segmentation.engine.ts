@@ -204,7 +204,9 @@ class Engine implements SegmentationEngine {
       this.log.warn(`execution provider ${skipped.provider} cannot load (${skipped.reason}); using ${info.provider}`);
     }
     if (typeof info.niceness !== "number") this.log.warn(`the model's threads keep the service's CPU priority: ${info.niceness.unchanged}`);
-    if (typeof info.modelCache !== "string") this.log.warn(`the edited model is not cached (each start edits it again): ${info.modelCache.unused}`);
+    const { cache, replaced } = info.modelCache;
+    if (replaced !== undefined) this.log.warn(`${replaced}; the model was edited again from its verified source`);
+    if (typeof cache !== "string") this.log.warn(`the edited model is not cached (each start edits it again): ${cache.unused}`);
     this.modelNiceness = typeof info.niceness === "number" ? info.niceness : undefined;
     this.executionProvider = info.provider;
     // The gauge names both what runs and what was asked for, so an alert sees a CPU fallback.
@@ -240,7 +242,7 @@ class Engine implements SegmentationEngine {
         sessionWorkers: this.config.INFERENCE_SESSION_WORKERS,
         threadsPerSession: threadsPerSession(this.config),
         modelNiceness: this.modelNiceness,
-        modelCache: typeof info.modelCache === "string" ? info.modelCache : "unused",
+        modelCache: typeof cache === "string" ? cache : "unused",
         startMs: Math.round(performance.now() - started),
       },
       "inference model loaded",

@@ -1,7 +1,7 @@
 // The model loader against the npm package's real chunks: joined in place and hashed, and a
 // chunk that is altered, short or missing is refused with the model named, before onnxruntime.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -98,6 +98,7 @@ describe("loadEditedModel", () => {
     writeFileSync(cached, Buffer.concat([Buffer.from(bytes), Buffer.from("tampered")]));
     const again = await loadEditedModel(model, { directory: undefined, cacheDirectory }, "editor", edit);
     assert.equal(again.cache, "written");
+    assert.match(again.replaced ?? "", /did not match its sha256/);
     assert.deepEqual(Buffer.from(again.bytes), Buffer.from(bytes));
     assert.equal(edit.calls, 2);
     assert.equal((await loadEditedModel(model, { directory: undefined, cacheDirectory }, "editor", edit)).cache, "hit");
@@ -111,6 +112,18 @@ describe("loadEditedModel", () => {
     writeFileSync(notADirectory, "x");
     const loaded = await loadEditedModel(model, { directory: undefined, cacheDirectory: notADirectory }, "editor", counting());
     assert.ok(loaded.bytes.length > 0);
-    assert.match((loaded.cache as { unused: string }).unused, /no cached edit, and .* is not writable/);
+    assert.match((loaded.cache as { unused: string }).unused, /is not a directory/);
+  });
+
+  it("neither reads nor writes a cache directory other users may write to", async () => {
+    const model = await describeModel("isnet-small");
+    const cacheDirectory = mkdtempSync(join(tmpdir(), "cutline-model-cache-"));
+    directories.push(cacheDirectory);
+    const edit = counting();
+    await loadEditedModel(model, { directory: undefined, cacheDirectory }, "editor", edit);
+    chmodSync(cacheDirectory, 0o777);
+    const loaded = await loadEditedModel(model, { directory: undefined, cacheDirectory }, "editor", edit);
+    assert.match((loaded.cache as { unused: string }).unused, /is writable by other users \(mode 777\)/);
+    assert.equal(edit.calls, 2, "the edit another user could have replaced is not read");
   });
 });

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, open, readFile, readdir, rename, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, rename, stat, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { basename, dirname, join } from "node:path";
 import { InferenceError } from "../domain/inference.errors.ts";
@@ -108,10 +108,12 @@ function packageDistDirectory(npmPackage: string): string {
   }
 }
 
-/** Where the edited model came from: a cache hit, or the source (the cache missing, stale or unwritable). */
+/** Where the edited model came from: a cache hit, or the source (the cache missing, stale or unusable). */
 export interface EditedModel {
   bytes: Uint8Array;
   cache: "hit" | "written" | { unused: string };
+  /** Why a cached edit that was there was not used (it did not match its sha256). */
+  replaced?: string;
 }
 
 /**
@@ -119,8 +121,10 @@ export interface EditedModel {
  * (a protobuf decode and encode) took as long as reading and hashing it. The cached file is named
  * by a hash of the source's sha256 and `editKey` (the editor's own code), so a new model or a
  * changed editor never reads an old edit, and its bytes are checked against the sha256 written
- * beside it when it was made from the verified source. Anything wrong with the cache (missing,
- * altered, unwritable) falls back to the source, which is verified as always.
+ * beside it when it was made from the verified source. The directory must be this user's and
+ * writable by no one else (the default lies in the shared temporary directory, where another user
+ * could create it first). Anything wrong with the cache (missing, altered, unwritable, not ours)
+ * falls back to the source, which is verified as always.
  */
 export async function loadEditedModel(
   model: ModelDescription,
@@ -131,23 +135,40 @@ export async function loadEditedModel(
   const key = createHash("sha256").update(`${model.sha256}\n${editKey}`).digest("hex").slice(0, 32);
   const file = join(sources.cacheDirectory, `${model.name}.${key}.onnx`);
   const hashFile = `${file}.sha256`;
-  let reason = "no cached edit";
-  if (existsSync(file) && existsSync(hashFile)) {
+  let replaced: string | undefined;
+  const trusted = await trustedDirectory(sources.cacheDirectory);
+  if (trusted === true && existsSync(file) && existsSync(hashFile)) {
     const [bytes, expected] = await Promise.all([readFile(file), readFile(hashFile, "utf8")]);
     if (createHash("sha256").update(bytes).digest("hex") === expected.trim()) return { bytes, cache: "hit" };
-    reason = `the cached edit ${file} does not match its sha256`;
+    replaced = `the cached edit ${file} did not match its sha256`;
   }
   const bytes = edit(await loadModelBytes(model, sources.directory));
+  if (trusted !== true && trusted !== undefined) return { bytes, cache: { unused: trusted } };
   try {
-    await mkdir(sources.cacheDirectory, { recursive: true });
+    await mkdir(sources.cacheDirectory, { recursive: true, mode: 0o700 });
     // Written under names of their own and renamed into place: a process reading meanwhile sees the whole file or none.
     const partial = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}`;
     await writeFile(partial, bytes);
     await rename(partial, file);
     await writeFile(`${partial}.sha256`, `${createHash("sha256").update(bytes).digest("hex")}\n`);
     await rename(`${partial}.sha256`, hashFile);
-    return { bytes, cache: "written" };
+    return { bytes, cache: "written", replaced };
   } catch (error) {
-    return { bytes, cache: { unused: `${reason}, and ${sources.cacheDirectory} is not writable: ${error instanceof Error ? error.message : String(error)}` } };
+    return { bytes, cache: { unused: `${sources.cacheDirectory} is not writable: ${error instanceof Error ? error.message : String(error)}` }, replaced };
   }
+}
+
+/** True for a directory of this user's that no one else may write to; undefined where it does not exist yet; else why not. */
+async function trustedDirectory(directory: string): Promise<true | string | undefined> {
+  let info;
+  try {
+    info = await stat(directory);
+  } catch {
+    return undefined;
+  }
+  if (!info.isDirectory()) return `${directory} is not a directory`;
+  const uid = process.getuid?.();
+  if (uid !== undefined && info.uid !== uid) return `${directory} belongs to another user (uid ${info.uid})`;
+  if ((info.mode & 0o022) !== 0) return `${directory} is writable by other users (mode ${(info.mode & 0o777).toString(8)})`;
+  return true;
 }
