@@ -6,7 +6,7 @@ import { tracingConfigSpec } from "./tracing.ts";
 export const commonConfigSpec = {
   HOST: text("Address to listen on; 0.0.0.0 in containers.", "127.0.0.1"),
   LOG_LEVEL: oneOf("pino log level.", ["fatal", "error", "warn", "info", "debug", "trace", "silent"], "info"),
-  CUTLINE_DATA_DIR: text("Directory for embedded Postgres (PGlite), queue and blob files in single-node mode.", "./.data"),
+  CUTLINE_DATA_DIR: text("Directory for embedded Postgres (PGlite), queue and blob files in single-node mode, and for the inference engine's edited-model cache.", "./.data"),
   DATABASE_URL: url("Postgres URL; unset means embedded PGlite under CUTLINE_DATA_DIR."),
   NATS_URL: url("NATS (JetStream) URL; unset means in-process queue, events and blobs under CUTLINE_DATA_DIR."),
   NATS_NAME_PREFIX: text("Prefix of the JetStream streams, consumers and buckets.", "cutline"),

@@ -20,8 +20,10 @@ export const inferenceConfigSpec = {
     ["isnet-medium", "isnet-small"] as const,
     "isnet-medium",
   ),
+  // The engine keeps its edited model under it (INFERENCE_MODEL_CACHE_DIRECTORY's default).
+  CUTLINE_DATA_DIR: commonConfigSpec.CUTLINE_DATA_DIR,
   INFERENCE_MODEL_CACHE_DIRECTORY: optionalText(
-    "Directory where the model as edited at load is kept, with its sha256, for the next start to read instead of editing again; it must belong to this user and be writable by no one else (else each start edits again); unset means cutline-model-cache under the system's temporary directory.",
+    "Directory where the model as edited at load is kept, with its sha256, for the next start to read instead of editing again; it must belong to this user and be writable by no one else (else each start edits again); unset means model-cache under CUTLINE_DATA_DIR.",
   ),
   INFERENCE_MODEL_DIRECTORY: optionalText(
     "Directory holding the model's bytes (the chunk files named by their sha256, or one file named after the model); unset means the @imgly/background-removal-data npm package.",

@@ -1,4 +1,4 @@
-import { availableParallelism, tmpdir } from "node:os";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import sharp from "sharp";
@@ -284,7 +284,7 @@ class Engine implements SegmentationEngine {
     const setup: ModelSessionSetup = {
       model: this.model,
       modelDirectory: this.config.INFERENCE_MODEL_DIRECTORY,
-      modelCacheDirectory: this.config.INFERENCE_MODEL_CACHE_DIRECTORY ?? join(tmpdir(), "cutline-model-cache"),
+      modelCacheDirectory: this.config.INFERENCE_MODEL_CACHE_DIRECTORY ?? join(this.config.CUTLINE_DATA_DIR, "model-cache"),
       executionProviders: this.config.INFERENCE_EXECUTION_PROVIDERS,
       threads: threadsPerSession(this.config),
       niceness: this.config.INFERENCE_MODEL_NICENESS,
