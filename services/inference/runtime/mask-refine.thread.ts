@@ -47,7 +47,14 @@ async function refine(request: MaskRefineRequest) {
       rgba[pixel * 4 + 2] = foreground[pixel * 3 + 2]!;
     }
   }
-  for (let pixel = 0; pixel < alpha.length; pixel++) rgba[pixel * 4 + 3] = alpha[pixel]!;
+  // A fully transparent pixel's colour is never seen (compositing and premultiplied resizing
+  // ignore it), but left as the photo's it is most of what a PNG has to store: zeroed, the dev
+  // set's cut-outs encode 2.4× faster at under half the size (scripts/bench-inference.ts).
+  for (let pixel = 0; pixel < alpha.length; pixel++) {
+    const value = alpha[pixel]!;
+    rgba[pixel * 4 + 3] = value;
+    if (value === 0) rgba[pixel * 4] = rgba[pixel * 4 + 1] = rgba[pixel * 4 + 2] = 0;
+  }
   return {
     response: { subject: rgba, alpha },
     transfer: [rgba.buffer as ArrayBuffer, alpha.buffer as ArrayBuffer],
