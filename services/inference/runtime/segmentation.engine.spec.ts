@@ -164,6 +164,14 @@ describe("segmentation engine", () => {
     const alphaAt = (x: number, y: number) => data[(y * info.width + x) * 4 + 3]!;
     assert.ok(alphaAt(160, 120) > 200, `centre of the disc is opaque (${alphaAt(160, 120)})`);
     assert.ok(alphaAt(5, 5) < 50, `corner is transparent (${alphaAt(5, 5)})`);
+    // Hidden colour is zeroed (it would only bloat the PNG); every visible pixel keeps one.
+    let transparent = 0;
+    for (let pixel = 0; pixel < info.width * info.height; pixel++) {
+      if (data[pixel * 4 + 3] !== 0) continue;
+      transparent += 1;
+      assert.deepEqual([...data.subarray(pixel * 4, pixel * 4 + 3)], [0, 0, 0], `pixel ${pixel} is transparent but keeps a colour`);
+    }
+    assert.ok(transparent > 0, "the corners are fully transparent");
   });
 
   it("cuts out a subject at every quality setting; an unknown setting is invalid_option", async () => {
