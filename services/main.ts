@@ -4,6 +4,7 @@ import { ConfigError } from "./common/config.loader.ts";
 import { createLogger } from "./common/logging.ts";
 import { loadInferenceServiceConfig } from "./inference/inference.config.ts";
 import { createSegmentationEngine, type SegmentationEngine } from "./inference/runtime/segmentation.engine.ts";
+import { withSingleNodeDefaults } from "./single-node.defaults.ts";
 
 /**
  * The model's thread, started before the rest of the mesh's modules load: reading, verifying and
@@ -24,9 +25,10 @@ function startEngineEarly(environment: NodeJS.ProcessEnv): Promise<SegmentationE
 }
 
 await runMain("cutline", async () => {
-  const engine = startEngineEarly(process.env);
+  const environment = withSingleNodeDefaults(process.env);
+  const engine = startEngineEarly(environment);
   const { startSingleNode } = await import("./single-node.ts");
-  const node = await startSingleNode(process.env, { engine });
+  const node = await startSingleNode(environment, { engine });
   await node.ready;
   console.log(`gateway listening at ${node.url}`);
   console.log(`API key: ${node.apiKey}   (also in $CUTLINE_DATA_DIR/api-key; send it as X-Api-Key)`);

@@ -7,6 +7,7 @@ import { BillingService, HoldStatus, Operation, Pool, type Account, type Plan } 
 import { ImageOptionsSchema, OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { reasonError } from "../common/errors.ts";
+import { SharedCalls } from "../common/shared-calls.ts";
 import { checkedWebhookUrl } from "../common/outbound.ts";
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
@@ -109,6 +110,7 @@ const TERMINAL = new Set([JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCE
 export class ImageJobs {
   private readonly rates: RequestRates;
   private readonly concurrency = new ConcurrencyLimiter();
+  readonly #accountReads = new SharedCalls<string, Account | undefined>();
   private readonly readRates = new RequestRateLimiter({
     limit: "read_requests_per_minute",
     message: (perMinute, seconds) => `job reads (GetJob, WatchJob, CancelJob) are limited to ${perMinute} per minute per account (READ_REQUESTS_PER_MINUTE); retry in ${seconds} s`,
@@ -250,8 +252,9 @@ export class ImageJobs {
     return slot.release;
   }
 
+  /** Read-only to its callers: a burst of the account's calls shares one answer. */
   async #accountOf(owner: ApiKeyOwner): Promise<Account | undefined> {
-    return (await this.billing.getAccount({ accountId: owner.accountId })).account;
+    return this.#accountReads.run(owner.accountId, async () => (await this.billing.getAccount({ accountId: owner.accountId })).account);
   }
 
   /**

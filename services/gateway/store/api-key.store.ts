@@ -1,5 +1,6 @@
 import type { Generated, Kysely, Selectable } from "kysely";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { SharedCalls } from "../../common/shared-calls.ts";
 
 export interface ApiKeyTable {
   id: string;
@@ -82,6 +83,7 @@ export class ApiKeyStore {
   /** When this process last wrote each key's last_used_at, in ms since the epoch. */
   readonly #lastUsedWrittenAt = new Map<string, number>();
   readonly #pendingWrites = new Set<Promise<void>>();
+  readonly #lookups = new SharedCalls<string, { id: string; account_id: string; member_id: string | null } | undefined>();
 
   constructor(
     private readonly db: Kysely<GatewaySchema>,
@@ -121,12 +123,11 @@ export class ApiKeyStore {
 
   /** The key's owner when it exists and is not revoked; records the use (at most once a minute, not awaited). */
   async find(key: string, options: { recordUse?: boolean } = {}): Promise<ApiKeyOwner | undefined> {
-    const row = await this.db
-      .selectFrom("api_keys")
-      .select(["id", "account_id", "member_id"])
-      .where("key_sha256", "=", sha256(key))
-      .where("revoked_at", "is", null)
-      .executeTakeFirst();
+    const keySha256 = sha256(key);
+    // A key's burst of requests (or a retry storm) looks it up once.
+    const row = await this.#lookups.run(keySha256, () =>
+      this.db.selectFrom("api_keys").select(["id", "account_id", "member_id"]).where("key_sha256", "=", keySha256).where("revoked_at", "is", null).executeTakeFirst(),
+    );
     if (!row) return undefined;
     if (options.recordUse ?? true) this.#recordUse(row.id);
     return { keyId: row.id, accountId: row.account_id, memberId: row.member_id ?? undefined };
