@@ -470,8 +470,11 @@ export function estimateForeground(image: InterleavedImage, alpha: Uint8Array): 
   // The narrow pass's window means are read at the mixed pixels only (a thin band along the
   // edge): from summed-area tables, one sweep each, rather than blurring the whole region.
   const windows = new WindowMeans(region.width, region.height, narrowRadius);
-  const narrowAlpha = windows.table(weights.alpha);
-  const narrowInverse = windows.table(weights.inverse);
+  // The weights' window means are the same for the three colours: read once per mixed pixel.
+  const alphaSums = windows.table(weights.alpha);
+  const inverseSums = windows.table(weights.inverse);
+  const narrowAlpha = Float64Array.from(mixedPixels, (local) => windows.meanAt(alphaSums, local) + weightFloor);
+  const narrowInverse = Float64Array.from(mixedPixels, (local) => windows.meanAt(inverseSums, local) + weightFloor);
   const foregroundWeighted = new Float32Array(weights.alpha.length);
   const backgroundWeighted = new Float32Array(weights.alpha.length);
   for (let channel = 0; channel < 3; channel++) {
@@ -492,9 +495,10 @@ export function estimateForeground(image: InterleavedImage, alpha: Uint8Array): 
     // Pass 2 (narrow), at full resolution.
     const foregroundSums = windows.table(foregroundWeighted);
     const backgroundSums = windows.table(backgroundWeighted);
-    for (const local of mixedPixels) {
-      const fMean = windows.meanAt(foregroundSums, local) / (windows.meanAt(narrowAlpha, local) + weightFloor);
-      const bMean = windows.meanAt(backgroundSums, local) / (windows.meanAt(narrowInverse, local) + weightFloor);
+    for (let index = 0; index < mixedPixels.length; index++) {
+      const local = mixedPixels[index]!;
+      const fMean = windows.meanAt(foregroundSums, local) / narrowAlpha[index]!;
+      const bMean = windows.meanAt(backgroundSums, local) / narrowInverse[index]!;
       const { foreground } = fused(observed[local]!, weights.alpha[local]!, fMean, bMean);
       const x = local % region.width;
       const y = (local - x) / region.width;
