@@ -122,8 +122,9 @@ export interface EditedModel {
  * by a hash of the source's sha256 and `editKey` (the editor's own code), so a new model or a
  * changed editor never reads an old edit, and its bytes are checked against the sha256 written
  * beside it when it was made from the verified source. The directory must be this user's and
- * writable by no one else (one in a shared place such as /tmp could be another user's). Anything wrong with the cache (missing, altered, unwritable, not ours)
- * falls back to the source, which is verified as always.
+ * writable by no one else (one in a shared place such as /tmp could be another user's). Anything
+ * wrong with the cache (missing, altered, unwritable, not ours) falls back to the source, which is
+ * verified as always.
  */
 export async function loadEditedModel(
   model: ModelDescription,
