@@ -9,7 +9,6 @@
 import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { monitorEventLoopDelay, performance, type EventLoopUtilization, type IntervalHistogram } from "node:perf_hooks";
-import { withSingleNodeDefaults } from "../services/single-node.defaults.ts";
 import { startSingleNode } from "../services/single-node.ts";
 
 /** The histogram's sampling period (milliseconds): a stall shorter than this may go unseen. */
@@ -38,8 +37,7 @@ export type BenchNodeMessage =
 const send = (message: BenchNodeMessage) => process.send?.(message);
 if (!process.send) throw new Error("scripts/bench-gateway-node.ts is forked by scripts/bench-gateway.ts (it needs the IPC channel)");
 
-// As `npm start` runs it.
-const node = await startSingleNode(withSingleNodeDefaults(process.env));
+const node = await startSingleNode(process.env);
 await node.ready;
 
 let histogram: IntervalHistogram | undefined;

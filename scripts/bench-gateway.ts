@@ -8,9 +8,8 @@
 // system does for the call: authentication, limits, quote, hold, blob writes and reads, the job's
 // records, events, the capture and the HTTP exchange itself.
 //
-// The node runs in a child process (scripts/bench-gateway-node.ts: `startSingleNode` with npm
-// start's defaults, on this environment: embedded PGlite and in-process ports unless
-// DATABASE_URL / NATS_URL are set), so
+// The node runs in a child process (scripts/bench-gateway-node.ts, `startSingleNode` on this
+// environment: embedded PGlite and in-process ports unless DATABASE_URL / NATS_URL are set), so
 // the load generator's work is not in its event loop; it reports its own event-loop delay per
 // level. The account is made through the real admin API on the unlisted "unlimited" plan (no
 // rate or concurrency limit below the load: it admits the 64 calls at once) and funded there.

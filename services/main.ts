@@ -4,7 +4,6 @@ import { ConfigError } from "./common/config.loader.ts";
 import { createLogger } from "./common/logging.ts";
 import { loadInferenceServiceConfig } from "./inference/inference.config.ts";
 import { createSegmentationEngine, type SegmentationEngine } from "./inference/runtime/segmentation.engine.ts";
-import { withSingleNodeDefaults } from "./single-node.defaults.ts";
 
 /**
  * The model's thread, started before the rest of the mesh's modules load: reading, verifying and
@@ -25,10 +24,9 @@ function startEngineEarly(environment: NodeJS.ProcessEnv): Promise<SegmentationE
 }
 
 await runMain("cutline", async () => {
-  const environment = withSingleNodeDefaults(process.env);
-  const engine = startEngineEarly(environment);
+  const engine = startEngineEarly(process.env);
   const { startSingleNode } = await import("./single-node.ts");
-  const node = await startSingleNode(environment, { engine });
+  const node = await startSingleNode(process.env, { engine });
   await node.ready;
   console.log(`gateway listening at ${node.url}`);
   console.log(`API key: ${node.apiKey}   (also in $CUTLINE_DATA_DIR/api-key; send it as X-Api-Key)`);

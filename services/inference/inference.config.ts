@@ -44,7 +44,7 @@ export const inferenceConfigSpec = {
     { min: 0, max: 256 },
   ),
   INFERENCE_MODEL_NICENESS: integer(
-    "CPU priority of the model's threads (Linux niceness, 0–19; 0 leaves them at the process's). Above 0 the service's own thread (HTTP, gRPC, queue, health) and the decode, refine and encode threads run first when the cores are short. Only for a machine the inference process has to itself: any other process then takes the model's cores first. ffmpeg (video) runs at 10, so keep this under 10. `npm start` (a single node, whose one process also serves the requests) sets 9 where unset.",
+    "CPU priority of the model's threads (Linux niceness, 0–19; 0 leaves them at the process's). Above 0 the service's own thread (HTTP, gRPC, queue, health) and the decode, refine and encode threads run first when the cores are short. Only for a machine the inference process has to itself: any other process then takes the model's cores first. ffmpeg (video) runs at 10, so keep this under 10.",
     0,
     { min: 0, max: 19 },
   ),
