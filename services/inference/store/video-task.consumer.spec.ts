@@ -106,7 +106,7 @@ for (const mode of ["in-process", "nats"] as const) {
       }
     });
 
-    const enqueue = async (jobId: string, clip: string) => {
+    const enqueue = async (jobId: string, clip: string, videoDurationMs = 1000) => {
       await ports.blobStore.putFile(`inputs/${jobId}`, clip, { contentType: "video/mp4" });
       const task = create(SegmentTaskSchema, {
         jobId,
@@ -114,7 +114,7 @@ for (const mode of ["in-process", "nats"] as const) {
         inputBlobKey: `inputs/${jobId}`,
         resultBlobKey: `results/${jobId}`,
         videoOptions: { format: VideoFormat.WEBM },
-        videoDurationMs: 1000,
+        videoDurationMs,
       });
       // The video queue, as the orchestrator enqueues a video: its messages are kept alive there.
       await ports.videoQueue.enqueue(toBinary(SegmentTaskSchema, task), { id: jobId });
@@ -138,7 +138,9 @@ for (const mode of ["in-process", "nats"] as const) {
 
     test("the job's cancel marker stops ffmpeg at once; nothing is published for the ended job and nothing stays on disk", async () => {
       const jobId = `${mode}-cancelled`;
-      await enqueue(jobId, makeClip(directory, `${mode}-cancelled`, { width: 96, height: 64, seconds: 4, rate: 4 }));
+      // All of an 8 s clip (33 frames, tens of seconds of model time): under the 1 s cap the others
+      // take, its 5 frames could all be done before the test, on a busy machine, saw the first.
+      await enqueue(jobId, makeClip(directory, `${mode}-cancelled`, { width: 96, height: 64, seconds: 8, rate: 4 }), 8000);
       await until("a frame", () => of(jobId, "progress").some((event) => event.outcome.case === "progress" && event.outcome.value.framesDone > 0));
       assert.ok(ffmpegChildren().length > 0, "ffmpeg is at work");
       await ports.blobStore.put(cancelMarkerKeyOf(jobId), new Uint8Array(), { contentType: "text/plain" });
