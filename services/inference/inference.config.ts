@@ -53,6 +53,11 @@ export const inferenceConfigSpec = {
     1,
     { min: 1, max: 16 },
   ),
+  INFERENCE_REFINE_THREADS: integer(
+    "Threads each refine worker splits one image's refinement across, in stripes of rows (itself and helpers beside it); 0 means the machine's cores. With one image in flight the model's cores are otherwise idle while it is refined.",
+    0,
+    { min: 0, max: 16 },
+  ),
   INFERENCE_BATCH_SIZE_MAX: integer(
     "Most rows in one model run on CPU (images; a quality=best image is two, its mirror image beside it, and runs alone at 1). 1 because CPU throughput does not grow with the batch.",
     1,
@@ -121,6 +126,11 @@ export function loadInferenceConfig(environment: NodeJS.ProcessEnv = process.env
 export function threadsPerSession(config: InferenceConfig): number {
   if (config.INFERENCE_THREADS_PER_SESSION > 0) return config.INFERENCE_THREADS_PER_SESSION;
   return Math.max(1, Math.floor(availableParallelism() / config.INFERENCE_SESSION_WORKERS));
+}
+
+/** Threads per refine worker when the config leaves it to the machine. */
+export function refineThreadsOf(config: InferenceConfig): number {
+  return config.INFERENCE_REFINE_THREADS > 0 ? config.INFERENCE_REFINE_THREADS : Math.max(1, availableParallelism());
 }
 
 /** The inference process: the engine's variables plus the server's. */

@@ -1,6 +1,20 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { averageMasks, boxMean, estimateForeground, resizeBilinear, WindowMeans } from "./mask.refiner.ts";
+import {
+  averageMasks,
+  bandRegionOf,
+  boxMean,
+  createRefineFrame,
+  defaultRefineOptions,
+  estimateForeground,
+  foregroundRegionOf,
+  refinePhase,
+  refineWhole,
+  resizeBilinear,
+  stripesOf,
+  WindowMeans,
+  type Region,
+} from "./mask.refiner.ts";
 
 const plane = (side: number, value: (x: number, y: number) => number) => ({
   data: Float32Array.from({ length: side * side }, (_, index) => value(index % side, Math.floor(index / side))),
@@ -83,16 +97,81 @@ describe("estimateForeground", () => {
     const distanceToRed = (rgb: ArrayLike<number>) => Math.hypot(255 - rgb[0]!, rgb[1]!, rgb[2]!);
     for (let x = 51; x < 70; x++) {
       const pixel = 20 * width + x;
-      const estimated = estimate.subarray(pixel * 3, pixel * 3 + 3);
+      const estimated = estimate.subarray(pixel * 4, pixel * 4 + 3);
       const observed = pixels.subarray(pixel * 4, pixel * 4 + 3);
       assert.ok(distanceToRed(estimated) <= 0.7 * distanceToRed(observed), `column ${x} (α ${alpha[pixel]}): estimated ${estimated.join(",")}, observed ${observed.join(",")}`);
     }
   });
 
-  it("keeps opaque and transparent pixels as observed", () => {
+  it("keeps opaque pixels as observed, zeroes transparent ones' colour, and carries the alpha", () => {
     for (let pixel = 0; pixel < width * height; pixel++) {
-      if (alpha[pixel] !== 0 && alpha[pixel] !== 255) continue;
-      assert.deepEqual([...estimate.subarray(pixel * 3, pixel * 3 + 3)], [...pixels.subarray(pixel * 4, pixel * 4 + 3)], `pixel ${pixel}`);
+      assert.equal(estimate[pixel * 4 + 3], alpha[pixel], `pixel ${pixel}'s alpha`);
+      if (alpha[pixel] === 255) assert.deepEqual([...estimate.subarray(pixel * 4, pixel * 4 + 3)], [...pixels.subarray(pixel * 4, pixel * 4 + 3)], `pixel ${pixel}`);
+      if (alpha[pixel] === 0) assert.deepEqual([...estimate.subarray(pixel * 4, pixel * 4 + 3)], [0, 0, 0], `pixel ${pixel}`);
     }
+  });
+});
+
+describe("refinement in stripes", () => {
+  // A textured photo-like image and a soft, wavy mask whose unsure band crosses every stripe cut.
+  const [width, height, side] = [301, 410, 64];
+  const pixels = new Uint8Array(width * height * 4);
+  for (let pixel = 0; pixel < width * height; pixel++) {
+    const [x, y] = [pixel % width, Math.floor(pixel / width)];
+    const inside = Math.hypot(x - 150, y - 200) < 110 + 12 * Math.sin(y / 9);
+    pixels.set([inside ? 200 - (y % 37) : 30 + (x % 23), (x * y) % 251, inside ? 40 : 180 + (y % 50), 255], pixel * 4);
+  }
+  const mask = plane(side, (x, y) => 1 / (1 + Math.exp((Math.hypot(x - 32, y - 31) - 17 - 2 * Math.sin(y / 3)) * 1.3)));
+  const image = { pixels, channels: 4, width, height };
+  const whole = createRefineFrame(image, mask, defaultRefineOptions, false);
+  refineWhole(whole);
+
+  /** The phases stripe by stripe in this thread, each phase's stripes from `stripesFor` of its region. */
+  function inStripes(stripesFor: (region?: Region) => { top: number; bottom: number }[]) {
+    const frame = createRefineFrame(image, mask, defaultRefineOptions, false);
+    const band = bandRegionOf(frame, stripesFor().map((rows) => refinePhase(frame, "upscale", rows, undefined)));
+    const foreground = foregroundRegionOf(frame, stripesFor(band).map((rows) => refinePhase(frame, "alpha", rows, band)));
+    stripesFor(foreground).forEach((rows) => refinePhase(frame, "subject", rows, foreground));
+    return frame;
+  }
+
+  it("has edges to refine: a band of fractional alpha with colours estimated there", () => {
+    const fractional = whole.alpha.filter((value) => value > 0 && value < 255).length;
+    assert.ok(fractional > 500, `${fractional} fractional pixels`);
+  });
+
+  for (const count of [2, 3, 5]) {
+    it(`gives the whole image's alpha and cut-out, byte for byte, in ${count} stripes`, () => {
+      const striped = inStripes((region) => stripesOf(width, height, count, 1, region));
+      assert.deepEqual(striped.alpha, whole.alpha);
+      assert.deepEqual(striped.subject, whole.subject);
+    });
+  }
+
+  it("gives them too when a phase's stripes differ from the one before's", () => {
+    let call = 0;
+    const striped = inStripes(() => stripesOf(width, height, 2 + (call++ % 3), 1));
+    assert.deepEqual(striped.alpha, whole.alpha);
+    assert.deepEqual(striped.subject, whole.subject);
+  });
+
+  it("cuts on the wide pass's cell rows, covers every row once, and shares a busy region's rows about equally", () => {
+    const busy = { left: 0, top: 100, width, height: 200 };
+    const stripes = stripesOf(width, height, 4, 1, busy);
+    assert.equal(stripes.length, 4);
+    assert.equal(stripes[0]!.top, 0);
+    assert.equal(stripes.at(-1)!.bottom, height);
+    // 410 rows: a wide radius of 37 pixels, cells of 6 rows.
+    for (const [index, rows] of stripes.entries()) {
+      if (index > 0) assert.equal(rows.top, stripes[index - 1]!.bottom);
+      if (index > 0) assert.equal(rows.top % 6, 0, `stripe ${index} starts at row ${rows.top}`);
+      const busyRows = Math.min(rows.bottom, 300) - Math.max(rows.top, 100);
+      assert.ok(Math.abs(busyRows - 50) <= 6, `stripe ${index} has ${busyRows} of the busy rows`);
+    }
+  });
+
+  it("keeps stripes at least rowsMin rows, down to one for a short image", () => {
+    assert.equal(stripesOf(width, 90, 2, 96).length, 1);
+    assert.equal(stripesOf(width, height, 8, 96).length, 4);
   });
 });

@@ -1,8 +1,32 @@
 // Per-pixel mask work in its own thread: on a 16-megapixel image the guided filter and the
-// foreground estimate take long enough to stall health checks if run on the event loop.
-import { parentPort } from "node:worker_threads";
-import { averageMasks, defaultRefineOptions, estimateForeground, maskToAlpha, type InterleavedImage } from "../domain/mask.refiner.ts";
-import { serveThread } from "./thread.pool.ts";
+// foreground estimate take long enough to stall health checks if run on the event loop. With
+// `threads` above 1 the thread splits each image into stripes of rows and runs all but the first
+// on helper threads: on a machine where one image is in flight the other cores are otherwise idle
+// while it is refined.
+import { parentPort, workerData } from "node:worker_threads";
+import {
+  averageMasks,
+  bandRegionOf,
+  createRefineFrame,
+  defaultRefineOptions,
+  foregroundRegionOf,
+  refinePhase,
+  refineWhole,
+  stripesOf,
+  type InterleavedImage,
+  type Plane,
+  type RefineFrame,
+  type RefinePhase,
+  type Region,
+  type Rows,
+} from "../domain/mask.refiner.ts";
+import type { RefineStripeRequest, RefineStripeResponse } from "./mask-refine-stripe.thread.ts";
+import { serveThread, ThreadPool } from "./thread.pool.ts";
+
+export interface MaskRefineSetup {
+  /** Threads one image is refined on: this one and `threads − 1` helpers (INFERENCE_REFINE_THREADS, resolved). */
+  threads: number;
+}
 
 export interface MaskRefineRequest {
   /** The processed image, RGBA. */
@@ -27,38 +51,56 @@ export interface MaskRefineResponse {
   alpha: Uint8Array;
 }
 
-async function refine(request: MaskRefineRequest) {
-  const { rgba, width, height } = request;
-  const image: InterleavedImage = { pixels: rgba, channels: 4, width, height };
-  const mask = averageMasks(request.masks.map(({ data, side, weight }) => ({ plane: { data, width: side, height: side }, weight })));
-  const refine = request.refine && request.alphaOnly !== true;
-  const alpha = maskToAlpha(mask, image, refine ? defaultRefineOptions : undefined);
-  if (request.useInputAlpha) {
-    for (let pixel = 0; pixel < alpha.length; pixel++) alpha[pixel] = Math.round((alpha[pixel]! * rgba[pixel * 4 + 3]!) / 255);
-  }
-  if (request.alphaOnly === true) {
-    return { response: { subject: rgba, alpha }, transfer: [rgba.buffer as ArrayBuffer, alpha.buffer as ArrayBuffer] };
-  }
-  if (refine) {
-    const foreground = estimateForeground(image, alpha);
-    for (let pixel = 0; pixel < alpha.length; pixel++) {
-      rgba[pixel * 4] = foreground[pixel * 3]!;
-      rgba[pixel * 4 + 1] = foreground[pixel * 3 + 1]!;
-      rgba[pixel * 4 + 2] = foreground[pixel * 3 + 2]!;
-    }
-  }
-  // A fully transparent pixel's colour is never seen (compositing and premultiplied resizing
-  // ignore it), but left as the photo's it is most of what a PNG has to store: zeroed, 8 dev
-  // photos' cut-outs encoded 1.8× faster at 43 % of the size.
-  for (let pixel = 0; pixel < alpha.length; pixel++) {
-    const value = alpha[pixel]!;
-    rgba[pixel * 4 + 3] = value;
-    if (value === 0) rgba[pixel * 4] = rgba[pixel * 4 + 1] = rgba[pixel * 4 + 2] = 0;
-  }
-  return {
-    response: { subject: rgba, alpha },
-    transfer: [rgba.buffer as ArrayBuffer, alpha.buffer as ArrayBuffer],
-  };
+// A stripe shorter than this costs more in hand-offs than its share of the work saves.
+const stripeRowsMin = 96;
+
+const setup = workerData as MaskRefineSetup;
+const helpers =
+  setup.threads > 1 ? new ThreadPool<RefineStripeRequest, RefineStripeResponse>(new URL("./mask-refine-stripe.thread.ts", import.meta.url), setup.threads - 1, () => ({ data: {} })) : undefined;
+
+/** Each stripe's box from one phase: the first stripe here, the others on the helpers at the same time. */
+async function inStripes(frame: RefineFrame, stripes: Rows[], phase: RefinePhase, region: Region | undefined): Promise<(Region | undefined)[]> {
+  const others = stripes.slice(1).map((rows) => helpers!.run({ frame, phase, rows, region }).then(({ box }) => box));
+  const first = refinePhase(frame, phase, stripes[0]!, region);
+  return [first, ...(await Promise.all(others))];
 }
 
-await serveThread<MaskRefineRequest, MaskRefineResponse>(parentPort!, async () => ({}), refine);
+function sharedCopy<T extends Uint8Array | Float32Array>(array: T): T {
+  const copy = new (array.constructor as new (buffer: SharedArrayBuffer) => T)(new SharedArrayBuffer(array.byteLength));
+  copy.set(array);
+  return copy;
+}
+
+async function refine(request: MaskRefineRequest) {
+  const { rgba, width, height } = request;
+  const mask = averageMasks(request.masks.map(({ data, side, weight }) => ({ plane: { data, width: side, height: side }, weight })));
+  const alphaOnly = request.alphaOnly === true;
+  const options = request.refine && !alphaOnly ? defaultRefineOptions : undefined;
+  // Each phase's stripes share out the rows of its region, where its work is.
+  const stripesFor = (region?: Region) => (helpers === undefined ? [] : stripesOf(width, height, setup.threads, stripeRowsMin, region));
+  let frame: RefineFrame;
+  if (stripesFor().length > 1) {
+    const image: InterleavedImage = { pixels: sharedCopy(rgba), channels: 4, width, height };
+    const sharedMask: Plane = { ...mask, data: sharedCopy(mask.data) };
+    frame = createRefineFrame(image, sharedMask, options, request.useInputAlpha, (bytes) => new SharedArrayBuffer(bytes));
+    const band = bandRegionOf(frame, await inStripes(frame, stripesFor(), "upscale", undefined));
+    const foreground = foregroundRegionOf(frame, await inStripes(frame, stripesFor(band), "alpha", band));
+    if (!alphaOnly) await inStripes(frame, stripesFor(foreground), "subject", foreground);
+  } else {
+    frame = createRefineFrame({ pixels: rgba, channels: 4, width, height }, mask, options, request.useInputAlpha);
+    refineWhole(frame, alphaOnly);
+  }
+  // The replies own plain buffers: the request's for the subject, a copy of a shared alpha.
+  const alpha = frame.alpha.buffer instanceof SharedArrayBuffer ? frame.alpha.slice() : frame.alpha;
+  if (!alphaOnly) rgba.set(frame.subject);
+  return { response: { subject: rgba, alpha }, transfer: [rgba.buffer as ArrayBuffer, alpha.buffer as ArrayBuffer] };
+}
+
+await serveThread<MaskRefineRequest, MaskRefineResponse>(
+  parentPort!,
+  async () => {
+    await helpers?.ready;
+    return {};
+  },
+  refine,
+);

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import sharp from "sharp";
 import { ImageOperation, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
-import { threadsPerSession, type InferenceConfig } from "../inference.config.ts";
+import { refineThreadsOf, threadsPerSession, type InferenceConfig } from "../inference.config.ts";
 import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
 import { modelPassesFor, passWeight, qualityPassesOf, settingPasses, warmupPassesFor, type ModelPass } from "../domain/quality.plan.ts";
 import { DynamicBatcher } from "../domain/request.batcher.ts";
@@ -12,7 +12,7 @@ import { describeModel, type ModelDescription } from "../store/model.store.ts";
 import { decodeImage, imageLimitsOf, readImageHeader, useImageThreads, type DecodedImage, type ImageLimits } from "./image.decoder.ts";
 import { parseHexColour, renderOutput, type RenderedImage } from "./image.encoder.ts";
 import { batcherMetrics, observeExecutionProvider, observePipeline } from "./inference.metrics.ts";
-import type { MaskRefineRequest, MaskRefineResponse } from "./mask-refine.thread.ts";
+import type { MaskRefineRequest, MaskRefineResponse, MaskRefineSetup } from "./mask-refine.thread.ts";
 import type { ModelSessionInfo, ModelSessionRequest, ModelSessionResponse, ModelSessionSetup } from "./model-session.thread.ts";
 import { ThreadPool } from "./thread.pool.ts";
 import { longestSideFor } from "../../common/images/image-size.ts";
@@ -172,7 +172,8 @@ class Engine implements SegmentationEngine {
     this.modelName = `${model.name}@${model.version}`;
     this.inputSize = model.input.shape[2];
     this.limits = imageLimitsOf(config);
-    this.refiners = new ThreadPool(refineScript, config.INFERENCE_REFINE_WORKERS, () => ({ data: {} }));
+    const refineSetup: MaskRefineSetup = { threads: refineThreadsOf(config) };
+    this.refiners = new ThreadPool(refineScript, config.INFERENCE_REFINE_WORKERS, () => ({ data: refineSetup }));
     this.ready = this.start();
     this.ready.catch((error: unknown) => {
       this.failure = new InferenceError("model_unavailable", `model ${this.modelName} could not be loaded`, { cause: error });
