@@ -180,28 +180,6 @@ function cropPixels(image: InterleavedImage, region: Region): InterleavedImage {
   return { pixels, channels, width: region.width, height: region.height };
 }
 
-/** Area-average downscale by an integer factor (edge cells average what they cover). */
-function downscale(source: Plane, factor: number): Plane {
-  const { data, width, height } = source;
-  const smallWidth = Math.ceil(width / factor);
-  const smallHeight = Math.ceil(height / factor);
-  const sums = new Float32Array(smallWidth * smallHeight);
-  const counts = new Float32Array(smallWidth * smallHeight);
-  const cellOfColumn = new Int32Array(width);
-  for (let x = 0; x < width; x++) cellOfColumn[x] = (x / factor) | 0;
-  for (let y = 0; y < height; y++) {
-    const row = ((y / factor) | 0) * smallWidth;
-    const sourceRow = y * width;
-    for (let x = 0; x < width; x++) {
-      const cell = row + cellOfColumn[x]!;
-      sums[cell]! += data[sourceRow + x]!;
-      counts[cell]! += 1;
-    }
-  }
-  for (let index = 0; index < sums.length; index++) sums[index]! /= counts[index]!;
-  return { data: sums, width: smallWidth, height: smallHeight };
-}
-
 /** Mean over a (2r+1)² window clipped at the borders; O(pixels) whatever the radius. */
 export function boxMean(source: Float32Array, width: number, height: number, radius: number): Float32Array {
   // Reciprocal window sizes per column and row, so the inner loops carry no min/max or division.
@@ -279,15 +257,10 @@ export interface GuidedFilterOptions {
  */
 export function guidedFilter(guide: InterleavedImage, input: Float32Array, options: GuidedFilterOptions): Float32Array {
   const { width, height } = guide;
-  const planes = colourPlanes(guide);
   const factor = Math.max(1, Math.floor(options.subsample));
-  const coarse = (data: Float32Array): Plane => (factor === 1 ? { data, width, height } : downscale({ data, width, height }, factor));
-  const coarseInput = coarse(input);
+  const [coarseGuide, coarseInput] = factor === 1 ? [colourPlanes(guide), { data: input, width, height }] : downscaleGuided(guide, input, factor);
   const radius = Math.max(1, Math.round(options.radius / factor));
-  const coefficients = solveCoefficients(
-    windowMoments(planes.map((plane) => coarse(plane).data) as ColourPlanes, coarseInput, radius),
-    options.epsilon,
-  );
+  const coefficients = solveCoefficients(windowMoments(coarseGuide, coarseInput, radius), options.epsilon);
   // Each pixel's model is the mean of the models of the windows that cover it.
   let smoothed = coefficients.map((plane) => boxMean(plane, coarseInput.width, coarseInput.height, radius)) as Coefficients;
   if (factor > 1) {
@@ -296,7 +269,42 @@ export function guidedFilter(guide: InterleavedImage, input: Float32Array, optio
     const grid = new BilinearGrid(coarseInput.width, coarseInput.height, coarseInput.width * factor, coarseInput.height * factor, { left: 0, top: 0, width, height });
     smoothed = (options.only === undefined ? smoothed.map((data) => grid.all(data)) : grid.at(smoothed, options.only)) as Coefficients;
   }
-  return applyCoefficients(smoothed, planes, options.only);
+  return applyCoefficients(smoothed, guide, options.only);
+}
+
+/** The guide's colour planes (0–1) and the input, area-averaged over cells of `factor`² pixels (edge cells: what they cover), in one sweep. */
+function downscaleGuided(guide: InterleavedImage, input: Float32Array, factor: number): [ColourPlanes, Plane] {
+  const { pixels: bytes, channels, width, height } = guide;
+  const smallWidth = Math.ceil(width / factor);
+  const smallHeight = Math.ceil(height / factor);
+  const cells = smallWidth * smallHeight;
+  const [red, green, blue, mean] = [new Float32Array(cells), new Float32Array(cells), new Float32Array(cells), new Float32Array(cells)];
+  const cellOfColumn = new Int32Array(width);
+  for (let x = 0; x < width; x++) cellOfColumn[x] = (x / factor) | 0;
+  for (let y = 0; y < height; y++) {
+    const row = ((y / factor) | 0) * smallWidth;
+    for (let x = 0, pixel = y * width; x < width; x++, pixel++) {
+      const cell = row + cellOfColumn[x]!;
+      const offset = pixel * channels;
+      // As float32, the colour planes' own values.
+      red[cell]! += Math.fround(bytes[offset]! / 255);
+      green[cell]! += Math.fround(bytes[offset + 1]! / 255);
+      blue[cell]! += Math.fround(bytes[offset + 2]! / 255);
+      mean[cell]! += input[pixel]!;
+    }
+  }
+  for (let cellY = 0; cellY < smallHeight; cellY++) {
+    const cellHeight = Math.min(factor, height - cellY * factor);
+    for (let cellX = 0; cellX < smallWidth; cellX++) {
+      const cell = cellY * smallWidth + cellX;
+      const count = Math.min(factor, width - cellX * factor) * cellHeight;
+      red[cell]! /= count;
+      green[cell]! /= count;
+      blue[cell]! /= count;
+      mean[cell]! /= count;
+    }
+  }
+  return [[red, green, blue], { data: mean, width: smallWidth, height: smallHeight }];
 }
 
 function colourPlanes(guide: InterleavedImage): ColourPlanes {
@@ -395,10 +403,16 @@ function solveCoefficients(moments: Moments, epsilon: number): Coefficients {
   return [aR, aG, aB, b];
 }
 
-function applyCoefficients([aR, aG, aB, bias]: Coefficients, [red, green, blue]: ColourPlanes, only: Int32Array | undefined): Float32Array {
-  const output = new Float32Array(red.length);
+function applyCoefficients([aR, aG, aB, bias]: Coefficients, guide: InterleavedImage, only: Int32Array | undefined): Float32Array {
+  const { pixels: bytes, channels } = guide;
+  const output = new Float32Array(guide.width * guide.height);
+  // The colours as float32, the colour planes' own values.
   const apply = (pixel: number) => {
-    output[pixel] = aR[pixel]! * red[pixel]! + aG[pixel]! * green[pixel]! + aB[pixel]! * blue[pixel]! + bias[pixel]!;
+    const offset = pixel * channels;
+    const red = Math.fround(bytes[offset]! / 255);
+    const green = Math.fround(bytes[offset + 1]! / 255);
+    const blue = Math.fround(bytes[offset + 2]! / 255);
+    output[pixel] = aR[pixel]! * red + aG[pixel]! * green + aB[pixel]! * blue + bias[pixel]!;
   };
   if (only === undefined) for (let pixel = 0; pixel < output.length; pixel++) apply(pixel);
   else for (const pixel of only) apply(pixel);
@@ -469,6 +483,8 @@ export interface RefineFrame {
   cells: Float32Array;
   /** The cut-out, RGBA: foreground colours and the alpha, colour zeroed where transparent (phase 3). */
   subject: Uint8Array;
+  /** How many mixed (0 < α < 255) pixels each row has (phase 2): phase 3's work is mostly there. */
+  mixedPerRow: Int32Array;
 }
 
 /** The sizes the phases derive from the image's alone. */
@@ -521,27 +537,41 @@ export function createRefineFrame(
     alpha: new Uint8Array(allocate(pixels)),
     cells: new Float32Array(allocate(cellCount * 4)),
     subject: new Uint8Array(allocate(pixels * 4)),
+    mixedPerRow: new Int32Array(allocate(height * 4)),
   };
 }
 
 /**
  * At most `count` stripes of an image, each at least `rowsMin` rows where the image allows,
  * sharing the rows of `busy` (a phase's region, where its work is; all rows without one) about
- * equally. The cuts fall on the wide pass's cell rows, so each cell's sums come from one stripe
- * in the whole image's order.
+ * equally, or their cost where `rowCost` weighs each row. The cuts fall on the wide pass's cell
+ * rows, so each cell's sums come from one stripe in the whole image's order.
  */
-export function stripesOf(width: number, height: number, count: number, rowsMin = 1, busy?: Region): Rows[] {
+export function stripesOf(width: number, height: number, count: number, rowsMin = 1, busy?: Region, rowCost: (row: number) => number = () => 1): Rows[] {
   const { cellSide } = geometryOf(width, height);
   const from = busy?.top ?? 0;
   const span = busy?.height ?? height;
   const stripes = Math.max(1, Math.min(count, Math.floor(span / Math.max(1, rowsMin))));
+  const costs = Array.from({ length: span }, (_, index) => rowCost(from + index));
+  const total = costs.reduce((sum, cost) => sum + cost, 0);
   const cuts = [0];
-  for (let index = 1; index < stripes; index++) {
-    const cut = Math.round((from + (span * index) / stripes) / cellSide) * cellSide;
+  for (let row = 0, spent = 0; row < span && cuts.length < stripes; row++) {
+    spent += costs[row]!;
+    if (spent < (total * cuts.length) / stripes) continue;
+    const cut = Math.round((from + row + 1) / cellSide) * cellSide;
     if (cut > cuts.at(-1)! && cut < height) cuts.push(cut);
   }
   cuts.push(height);
   return cuts.slice(1).map((bottom, index) => ({ top: cuts[index]!, bottom }));
+}
+
+/**
+ * Phase 3's cost of each row (arbitrary units): a sweep of the foreground region's width for the
+ * weights and window sums, and about two and a half as much per mixed pixel (eight wide-pass
+ * samples and two windows per colour, read at scattered places).
+ */
+export function foregroundRowCost(frame: RefineFrame, region: Region): (row: number) => number {
+  return (row) => region.width + 2.5 * frame.mixedPerRow[row]!;
 }
 
 /** The smallest box holding every given one; undefined when none is given. */
@@ -607,14 +637,24 @@ export function alphaRows(frame: RefineFrame, rows: Rows, bandRegion: Region | u
   const { width } = image;
   const values = upscaled.slice(rows.top * width, rows.bottom * width);
   if (frame.refine !== undefined && bandRegion !== undefined) sharpenBand(frame, rows, bandRegion, values);
-  for (let index = 0, pixel = rows.top * width; index < values.length; index++, pixel++) {
-    const value = Math.round(Math.min(1, Math.max(0, values[index]!)) * 255);
-    alpha[pixel] = frame.useInputAlpha ? Math.round((value * image.pixels[pixel * image.channels + 3]!) / 255) : value;
+  // The box of the mixed pixels, as they are written.
+  let [left, right, top, bottom] = [width, -1, rows.bottom, -1];
+  for (let y = rows.top, index = 0; y < rows.bottom; y++) {
+    for (let x = 0, pixel = y * width; x < width; x++, pixel++, index++) {
+      const model = Math.round(Math.min(1, Math.max(0, values[index]!)) * 255);
+      const value = frame.useInputAlpha ? Math.round((model * image.pixels[pixel * image.channels + 3]!) / 255) : model;
+      alpha[pixel] = value;
+      if (value === 0 || value === 255) continue;
+      frame.mixedPerRow[y]! += 1;
+      if (x < left) left = x;
+      if (x > right) right = x;
+      if (y < top) top = y;
+      bottom = y;
+    }
   }
   if (frame.refine === undefined) return undefined;
   addCellMeans(frame, rows);
-  const mixed = regionWhere(width, rows.bottom - rows.top, 0, (pixel) => alpha[rows.top * width + pixel]! > 0 && alpha[rows.top * width + pixel]! < 255);
-  return mixed === undefined ? undefined : { ...mixed, top: mixed.top + rows.top };
+  return right < 0 ? undefined : { left, top, width: right - left + 1, height: bottom - top + 1 };
 }
 
 /** The guided filter's sharpened values in `values` (the upscaled mask of `rows`) inside the band. */
@@ -711,10 +751,13 @@ export function foregroundRegionOf(frame: RefineFrame, mixedBoxes: readonly (Reg
 export function subjectRows(frame: RefineFrame, rows: Rows, region: Region | undefined): void {
   const { image, alpha, subject } = frame;
   const { pixels: bytes, channels, width } = image;
-  for (let pixel = rows.top * width; pixel < rows.bottom * width; pixel++) {
-    subject[pixel * 4] = bytes[pixel * channels]!;
-    subject[pixel * 4 + 1] = bytes[pixel * channels + 1]!;
-    subject[pixel * 4 + 2] = bytes[pixel * channels + 2]!;
+  if (channels === 4) subject.set(bytes.subarray(rows.top * width * 4, rows.bottom * width * 4), rows.top * width * 4);
+  else {
+    for (let pixel = rows.top * width; pixel < rows.bottom * width; pixel++) {
+      subject[pixel * 4] = bytes[pixel * channels]!;
+      subject[pixel * 4 + 1] = bytes[pixel * channels + 1]!;
+      subject[pixel * 4 + 2] = bytes[pixel * channels + 2]!;
+    }
   }
   if (frame.refine !== undefined && region !== undefined) estimateForegroundRows(frame, rows, region);
   // A fully transparent pixel's colour is never seen (compositing and premultiplied resizing
@@ -735,7 +778,7 @@ export function subjectRows(frame: RefineFrame, rows: Rows, region: Region | und
  */
 function estimateForegroundRows(frame: RefineFrame, rows: Rows, region: Region): void {
   const { image, alpha, subject } = frame;
-  const { width, height } = image;
+  const { width, height, pixels: bytes, channels } = image;
   const { narrowRadius } = geometryOf(width, height, frame.refine);
   // These rows, and the narrow pass's window one radius above and below.
   const area = rowsOfRegion(region, rows.top - narrowRadius, rows.bottom + narrowRadius);
@@ -743,14 +786,23 @@ function estimateForegroundRows(frame: RefineFrame, rows: Rows, region: Region):
   if (area === undefined || own === undefined) return;
   const weights = regionWeights(alpha, width, area);
   // Where α is fractional: the only pixels whose wide-pass estimate differs from the observed
-  // colour, so the only ones that pass is sampled at; those in these rows get the final estimate.
+  // colour, so the only ones that pass is sampled at; those in these rows (a run of them, as
+  // they ascend) get the final estimate.
   const mixed = new Uint8Array(weights.alpha.length);
   for (let local = 0; local < mixed.length; local++) mixed[local] = weights.alpha[local]! > 0 && weights.alpha[local]! < 1 ? 1 : 0;
   const mixedPixels = indicesWhere(mixed);
   const ownFrom = (own.top - area.top) * area.width;
   const ownTo = ownFrom + own.height * area.width;
-  const ownMixed = mixedPixels.filter((local) => local >= ownFrom && local < ownTo);
-  if (ownMixed.length === 0) return;
+  let ownStart = 0;
+  while (ownStart < mixedPixels.length && mixedPixels[ownStart]! < ownFrom) ownStart++;
+  let ownEnd = ownStart;
+  while (ownEnd < mixedPixels.length && mixedPixels[ownEnd]! < ownTo) ownEnd++;
+  if (ownEnd === ownStart) return;
+  // Each mixed pixel's byte offset in the image.
+  const offsets = Int32Array.from(mixedPixels, (local) => {
+    const x = local % area.width;
+    return ((area.top + (local - x) / area.width) * width + area.left + x) * channels;
+  });
   const wide = wideBlur(frame, area, mixedPixels);
   // The narrow pass's window means are read at the mixed pixels only (a thin band along the
   // edge): from summed-area tables, one sweep each, rather than blurring the whole area.
@@ -758,16 +810,14 @@ function estimateForegroundRows(frame: RefineFrame, rows: Rows, region: Region):
   // The weights' window means are the same for the three colours: read once per mixed pixel.
   const alphaSums = windows.table(weights.alpha);
   const inverseSums = windows.table(weights.inverse);
-  const narrowAlpha = Float64Array.from(ownMixed, (local) => windows.meanAt(alphaSums, local) + weightFloor);
-  const narrowInverse = Float64Array.from(ownMixed, (local) => windows.meanAt(inverseSums, local) + weightFloor);
+  const narrowAlpha = new Float64Array(ownEnd - ownStart);
+  const narrowInverse = new Float64Array(ownEnd - ownStart);
+  for (let index = ownStart; index < ownEnd; index++) {
+    narrowAlpha[index - ownStart] = windows.meanAt(alphaSums, mixedPixels[index]!) + weightFloor;
+    narrowInverse[index - ownStart] = windows.meanAt(inverseSums, mixedPixels[index]!) + weightFloor;
+  }
   const foregroundWeighted = new Float32Array(weights.alpha.length);
   const backgroundWeighted = new Float32Array(weights.alpha.length);
-  const { pixels: bytes, channels } = image;
-  // The area's pixel `local`'s byte offset in the image.
-  const offsetOf = (local: number) => {
-    const x = local % area.width;
-    return ((area.top + (local - x) / area.width) * width + area.left + x) * channels;
-  };
   for (let channel = 0; channel < 3; channel++) {
     // Pass 1 (wide): F and B start as the observed colour (0–1, as float32), and only mixed pixels move.
     for (let y = 0, local = 0; y < area.height; y++) {
@@ -779,23 +829,29 @@ function estimateForegroundRows(frame: RefineFrame, rows: Rows, region: Region):
     }
     const wideForeground = wide.colours[channel]!;
     const wideBackground = wide.colours[channel + 3]!;
-    for (const local of mixedPixels) {
+    for (let index = 0; index < mixedPixels.length; index++) {
+      const local = mixedPixels[index]!;
       const alphaValue = weights.alpha[local]!;
-      const observed = Math.fround(bytes[offsetOf(local) + channel]! / 255);
-      const { foreground, background } = fused(observed, alphaValue, wideForeground[local]! / (wide.alpha[local]! + weightFloor), wideBackground[local]! / (wide.inverse[local]! + weightFloor));
-      foregroundWeighted[local] = foreground * alphaValue;
-      backgroundWeighted[local] = background * (1 - alphaValue);
+      const observed = Math.fround(bytes[offsets[index]! + channel]! / 255);
+      const fMean = wideForeground[local]! / (wide.alpha[local]! + weightFloor);
+      const bMean = wideBackground[local]! / (wide.inverse[local]! + weightFloor);
+      // Blur fusion's step: the window means of F and B corrected by the observed colour's residual.
+      const residual = observed - alphaValue * fMean - (1 - alphaValue) * bMean;
+      foregroundWeighted[local] = Math.min(1, Math.max(0, fMean + alphaValue * residual)) * alphaValue;
+      backgroundWeighted[local] = Math.min(1, Math.max(0, bMean + (1 - alphaValue) * residual)) * (1 - alphaValue);
     }
     // Pass 2 (narrow), at full resolution.
     const foregroundSums = windows.table(foregroundWeighted);
     const backgroundSums = windows.table(backgroundWeighted);
-    for (let index = 0; index < ownMixed.length; index++) {
-      const local = ownMixed[index]!;
-      const fMean = windows.meanAt(foregroundSums, local) / narrowAlpha[index]!;
-      const bMean = windows.meanAt(backgroundSums, local) / narrowInverse[index]!;
-      const offset = offsetOf(local);
-      const { foreground } = fused(Math.fround(bytes[offset + channel]! / 255), weights.alpha[local]!, fMean, bMean);
-      subject[(offset / channels) * 4 + channel] = Math.round(foreground * 255);
+    for (let index = ownStart; index < ownEnd; index++) {
+      const local = mixedPixels[index]!;
+      const alphaValue = weights.alpha[local]!;
+      const offset = offsets[index]!;
+      const observed = Math.fround(bytes[offset + channel]! / 255);
+      const fMean = windows.meanAt(foregroundSums, local) / narrowAlpha[index - ownStart]!;
+      const bMean = windows.meanAt(backgroundSums, local) / narrowInverse[index - ownStart]!;
+      const residual = observed - alphaValue * fMean - (1 - alphaValue) * bMean;
+      subject[(offset / channels) * 4 + channel] = Math.round(Math.min(1, Math.max(0, fMean + alphaValue * residual)) * 255);
     }
   }
 }
@@ -857,15 +913,6 @@ export function estimateForeground(image: InterleavedImage, alpha: Uint8Array): 
   const mixed = regionWhere(image.width, image.height, 0, (pixel) => alpha[pixel]! > 0 && alpha[pixel]! < 255);
   subjectRows(frame, rows, foregroundRegionOf(frame, [mixed]));
   return frame.subject;
-}
-
-/** Blur fusion's step at one pixel: the window means of F and B corrected by the observed colour's residual. */
-function fused(observed: number, alphaValue: number, fMean: number, bMean: number): { foreground: number; background: number } {
-  const residual = observed - alphaValue * fMean - (1 - alphaValue) * bMean;
-  return {
-    foreground: Math.min(1, Math.max(0, fMean + alphaValue * residual)),
-    background: Math.min(1, Math.max(0, bMean + (1 - alphaValue) * residual)),
-  };
 }
 
 /**

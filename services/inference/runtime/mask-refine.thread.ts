@@ -10,6 +10,7 @@ import {
   createRefineFrame,
   defaultRefineOptions,
   foregroundRegionOf,
+  foregroundRowCost,
   refinePhase,
   refineWhole,
   stripesOf,
@@ -77,7 +78,7 @@ async function refine(request: MaskRefineRequest) {
   const alphaOnly = request.alphaOnly === true;
   const options = request.refine && !alphaOnly ? defaultRefineOptions : undefined;
   // Each phase's stripes share out the rows of its region, where its work is.
-  const stripesFor = (region?: Region) => (helpers === undefined ? [] : stripesOf(width, height, setup.threads, stripeRowsMin, region));
+  const stripesFor = (region?: Region, rowCost?: (row: number) => number) => (helpers === undefined ? [] : stripesOf(width, height, setup.threads, stripeRowsMin, region, rowCost));
   let frame: RefineFrame;
   if (stripesFor().length > 1) {
     const image: InterleavedImage = { pixels: sharedCopy(rgba), channels: 4, width, height };
@@ -85,7 +86,7 @@ async function refine(request: MaskRefineRequest) {
     frame = createRefineFrame(image, sharedMask, options, request.useInputAlpha, (bytes) => new SharedArrayBuffer(bytes));
     const band = bandRegionOf(frame, await inStripes(frame, stripesFor(), "upscale", undefined));
     const foreground = foregroundRegionOf(frame, await inStripes(frame, stripesFor(band), "alpha", band));
-    if (!alphaOnly) await inStripes(frame, stripesFor(foreground), "subject", foreground);
+    if (!alphaOnly) await inStripes(frame, stripesFor(foreground, foreground && foregroundRowCost(frame, foreground)), "subject", foreground);
   } else {
     frame = createRefineFrame({ pixels: rgba, channels: 4, width, height }, mask, options, request.useInputAlpha);
     refineWhole(frame, alphaOnly);
