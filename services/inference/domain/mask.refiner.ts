@@ -2,8 +2,18 @@
 // and the tests run the very same code.
 
 import { regionWhere, type Region } from "./pixel-region.ts";
+import type { ScratchArena } from "./scratch.arena.ts";
 
 export type { Region };
+
+// The working arrays of a refinement phase come from the thread's arena while it runs (see
+// refinePhase), else from the heap: nothing allocated through these outlives the phase, except
+// what the exported helpers return to callers outside one.
+let scratch: ScratchArena | undefined;
+const float32 = (length: number) => scratch?.float32(length) ?? new Float32Array(length);
+const float64 = (length: number) => scratch?.float64(length) ?? new Float64Array(length);
+const int32 = (length: number) => scratch?.int32(length) ?? new Int32Array(length);
+const uint8 = (length: number) => scratch?.uint8(length) ?? new Uint8Array(length);
 
 /** A single-channel float image, row by row. */
 export interface Plane {
@@ -52,18 +62,18 @@ class BilinearGrid {
   ) {
     const scaleX = sourceWidth / width;
     const scaleY = sourceHeight / height;
-    this.x0s = new Int32Array(region.width);
-    this.x1s = new Int32Array(region.width);
-    this.fxs = new Float32Array(region.width);
+    this.x0s = int32(region.width);
+    this.x1s = int32(region.width);
+    this.fxs = float32(region.width);
     for (let x = 0; x < region.width; x++) {
       const sourceX = Math.min(Math.max((x + region.left + 0.5) * scaleX - 0.5, 0), sourceWidth - 1);
       this.x0s[x] = Math.floor(sourceX);
       this.x1s[x] = Math.min(this.x0s[x]! + 1, sourceWidth - 1);
       this.fxs[x] = sourceX - this.x0s[x]!;
     }
-    this.row0s = new Int32Array(region.height);
-    this.row1s = new Int32Array(region.height);
-    this.fys = new Float64Array(region.height);
+    this.row0s = int32(region.height);
+    this.row1s = int32(region.height);
+    this.fys = float64(region.height);
     for (let y = 0; y < region.height; y++) {
       const sourceY = Math.min(Math.max((y + region.top + 0.5) * scaleY - 0.5, 0), sourceHeight - 1);
       const y0 = Math.floor(sourceY);
@@ -76,7 +86,7 @@ class BilinearGrid {
   /** The whole region of `data`'s resize. */
   all(data: Float32Array): Float32Array {
     const { x0s, x1s, fxs, row0s, row1s, fys, region } = this;
-    const target = new Float32Array(region.width * region.height);
+    const target = float32(region.width * region.height);
     for (let y = 0; y < region.height; y++) {
       const fy = fys[y]!;
       const row0 = row0s[y]!;
@@ -94,7 +104,7 @@ class BilinearGrid {
   /** Each plane's resize at the region's pixels `only` (y·region.width + x), 0 elsewhere; the positions are worked out once per pixel for all planes. */
   at(planes: readonly Float32Array[], only: Int32Array): Float32Array[] {
     const { x0s, x1s, fxs, row0s, row1s, fys, region } = this;
-    const targets = planes.map(() => new Float32Array(region.width * region.height));
+    const targets = planes.map(() => float32(region.width * region.height));
     for (const local of only) {
       const x = local % region.width;
       const y = (local - x) / region.width;
@@ -130,7 +140,7 @@ export function resizeBilinear(source: Plane, width: number, height: number, reg
 function indicesWhere(flags: Uint8Array): Int32Array {
   let count = 0;
   for (let index = 0; index < flags.length; index++) if (flags[index] !== 0) count += 1;
-  const indices = new Int32Array(count);
+  const indices = int32(count);
   for (let index = 0, next = 0; index < flags.length; index++) if (flags[index] !== 0) indices[next++] = index;
   return indices;
 }
@@ -152,7 +162,7 @@ export function averageMasks(masks: readonly WeightedPlane[]): Plane {
   const largest = masks.reduce((best, mask) => (mask.plane.width * mask.plane.height > best.plane.width * best.plane.height ? mask : best)).plane;
   const { width, height } = largest;
   const totalWeight = masks.reduce((total, mask) => total + mask.weight, 0);
-  const mean = new Float32Array(width * height);
+  const mean = float32(width * height);
   for (const { plane, weight } of masks) {
     const data = plane.width === width && plane.height === height ? plane.data : resizeBilinear(plane, width, height);
     const share = weight / totalWeight;
@@ -162,7 +172,7 @@ export function averageMasks(masks: readonly WeightedPlane[]): Plane {
 }
 
 function cropPlane(plane: Float32Array, width: number, region: Region): Float32Array {
-  const result = new Float32Array(region.width * region.height);
+  const result = float32(region.width * region.height);
   for (let y = 0; y < region.height; y++) {
     const start = (region.top + y) * width + region.left;
     result.set(plane.subarray(start, start + region.width), y * region.width);
@@ -172,7 +182,7 @@ function cropPlane(plane: Float32Array, width: number, region: Region): Float32A
 
 function cropPixels(image: InterleavedImage, region: Region): InterleavedImage {
   const { channels } = image;
-  const pixels = new Uint8Array(region.width * region.height * channels);
+  const pixels = uint8(region.width * region.height * channels);
   for (let y = 0; y < region.height; y++) {
     const start = ((region.top + y) * image.width + region.left) * channels;
     pixels.set(image.pixels.subarray(start, start + region.width * channels), y * region.width * channels);
@@ -183,9 +193,9 @@ function cropPixels(image: InterleavedImage, region: Region): InterleavedImage {
 /** Mean over a (2r+1)² window clipped at the borders; O(pixels) whatever the radius. */
 export function boxMean(source: Float32Array, width: number, height: number, radius: number): Float32Array {
   // Reciprocal window sizes per column and row, so the inner loops carry no min/max or division.
-  const inverseWidth = new Float64Array(width);
+  const inverseWidth = float64(width);
   for (let x = 0; x < width; x++) inverseWidth[x] = 1 / (Math.min(x + radius, width - 1) - Math.max(x - radius, 0) + 1);
-  const horizontal = new Float32Array(width * height);
+  const horizontal = float32(width * height);
   for (let y = 0; y < height; y++) {
     const row = y * width;
     let sum = 0;
@@ -198,8 +208,8 @@ export function boxMean(source: Float32Array, width: number, height: number, rad
       if (leaving >= 0) sum -= source[row + leaving]!;
     }
   }
-  const result = new Float32Array(width * height);
-  const sums = new Float64Array(width);
+  const result = float32(width * height);
+  const sums = float64(width);
   for (let y = 0; y <= Math.min(radius, height - 1); y++) {
     const row = y * width;
     for (let x = 0; x < width; x++) sums[x]! += horizontal[row + x]!;
@@ -278,8 +288,8 @@ function downscaleGuided(guide: InterleavedImage, input: Float32Array, factor: n
   const smallWidth = Math.ceil(width / factor);
   const smallHeight = Math.ceil(height / factor);
   const cells = smallWidth * smallHeight;
-  const [red, green, blue, mean] = [new Float32Array(cells), new Float32Array(cells), new Float32Array(cells), new Float32Array(cells)];
-  const cellOfColumn = new Int32Array(width);
+  const [red, green, blue, mean] = [float32(cells), float32(cells), float32(cells), float32(cells)];
+  const cellOfColumn = int32(width);
   for (let x = 0; x < width; x++) cellOfColumn[x] = (x / factor) | 0;
   for (let y = 0; y < height; y++) {
     const row = ((y / factor) | 0) * smallWidth;
@@ -310,7 +320,7 @@ function downscaleGuided(guide: InterleavedImage, input: Float32Array, factor: n
 function colourPlanes(guide: InterleavedImage): ColourPlanes {
   const { pixels: bytes, channels } = guide;
   const pixels = guide.width * guide.height;
-  const planes: ColourPlanes = [new Float32Array(pixels), new Float32Array(pixels), new Float32Array(pixels)];
+  const planes: ColourPlanes = [float32(pixels), float32(pixels), float32(pixels)];
   for (let pixel = 0; pixel < pixels; pixel++) {
     planes[0][pixel] = bytes[pixel * channels]! / 255;
     planes[1][pixel] = bytes[pixel * channels + 1]! / 255;
@@ -341,7 +351,7 @@ function windowMoments([red, green, blue]: ColourPlanes, input: Plane, radius: n
   const n = width * height;
   const mean = (data: Float32Array) => boxMean(data, width, height, radius);
   const product = (a: Float32Array, b: Float32Array) => {
-    const out = new Float32Array(n);
+    const out = float32(n);
     for (let index = 0; index < n; index++) out[index] = a[index]! * b[index]!;
     return out;
   };
@@ -366,10 +376,10 @@ function windowMoments([red, green, blue]: ColourPlanes, input: Plane, radius: n
 function solveCoefficients(moments: Moments, epsilon: number): Coefficients {
   const { meanR, meanG, meanB, meanP, meanRP, meanGP, meanBP, varRR, varRG, varRB, varGG, varGB, varBB } = moments;
   const n = meanP.length;
-  const aR = new Float32Array(n);
-  const aG = new Float32Array(n);
-  const aB = new Float32Array(n);
-  const b = new Float32Array(n);
+  const aR = float32(n);
+  const aG = float32(n);
+  const aB = float32(n);
+  const b = float32(n);
   for (let index = 0; index < n; index++) {
     const mr = meanR[index]!;
     const mg = meanG[index]!;
@@ -405,7 +415,7 @@ function solveCoefficients(moments: Moments, epsilon: number): Coefficients {
 
 function applyCoefficients([aR, aG, aB, bias]: Coefficients, guide: InterleavedImage, only: Int32Array | undefined): Float32Array {
   const { pixels: bytes, channels } = guide;
-  const output = new Float32Array(guide.width * guide.height);
+  const output = float32(guide.width * guide.height);
   // The colours as float32, the colour planes' own values.
   const apply = (pixel: number) => {
     const offset = pixel * channels;
@@ -635,7 +645,8 @@ export function bandRegionOf(frame: RefineFrame, unsureBoxes: readonly (Region |
 export function alphaRows(frame: RefineFrame, rows: Rows, bandRegion: Region | undefined): Region | undefined {
   const { image, upscaled, alpha } = frame;
   const { width } = image;
-  const values = upscaled.slice(rows.top * width, rows.bottom * width);
+  const values = float32((rows.bottom - rows.top) * width);
+  values.set(upscaled.subarray(rows.top * width, rows.bottom * width));
   if (frame.refine !== undefined && bandRegion !== undefined) sharpenBand(frame, rows, bandRegion, values);
   // The box of the mixed pixels, as they are written.
   let [left, right, top, bottom] = [width, -1, rows.bottom, -1];
@@ -673,12 +684,12 @@ function sharpenBand(frame: RefineFrame, rows: Rows, region: Region, values: Flo
   const own = rowsOfRegion(region, rows.top, rows.bottom);
   if (area === undefined || own === undefined) return;
   const input = cropPlane(upscaled, width, area);
-  const uncertainty = new Float32Array(input.length);
+  const uncertainty = float32(input.length);
   for (let pixel = 0; pixel < input.length; pixel++) uncertainty[pixel] = isUncertain(input[pixel]!) ? 1 : 0;
   // The band where the model is unsure, widened by the filter radius: the only pixels whose
   // filtered value is used, so the only ones the filter's output is computed at (these rows').
   const band = boxMean(uncertainty, area.width, area.height, radius);
-  const inBand = new Uint8Array(band.length);
+  const inBand = uint8(band.length);
   for (let pixel = (own.top - area.top) * area.width, end = pixel + own.height * area.width; pixel < end; pixel++) inBand[pixel] = band[pixel] === 0 ? 0 : 1;
   const bandPixels = indicesWhere(inBand);
   // The "fast guided filter": coefficients on a coarser grid (they vary smoothly), the
@@ -702,7 +713,7 @@ function addCellMeans(frame: RefineFrame, rows: Rows): void {
   const { pixels: bytes, channels, width, height } = image;
   const { cellSide, cellsAcross, cellsDown } = geometryOf(width, height, frame.refine);
   const planeSize = cellsAcross * cellsDown;
-  const cellOfColumn = new Int32Array(width);
+  const cellOfColumn = int32(width);
   for (let x = 0; x < width; x++) cellOfColumn[x] = (x / cellSide) | 0;
   // Sums in 0–255 units (α·255·I), scaled once per cell below.
   for (let y = rows.top; y < rows.bottom; y++) {
@@ -788,7 +799,7 @@ function estimateForegroundRows(frame: RefineFrame, rows: Rows, region: Region):
   // Where α is fractional: the only pixels whose wide-pass estimate differs from the observed
   // colour, so the only ones that pass is sampled at; those in these rows (a run of them, as
   // they ascend) get the final estimate.
-  const mixed = new Uint8Array(weights.alpha.length);
+  const mixed = uint8(weights.alpha.length);
   for (let local = 0; local < mixed.length; local++) mixed[local] = weights.alpha[local]! > 0 && weights.alpha[local]! < 1 ? 1 : 0;
   const mixedPixels = indicesWhere(mixed);
   const ownFrom = (own.top - area.top) * area.width;
@@ -799,10 +810,12 @@ function estimateForegroundRows(frame: RefineFrame, rows: Rows, region: Region):
   while (ownEnd < mixedPixels.length && mixedPixels[ownEnd]! < ownTo) ownEnd++;
   if (ownEnd === ownStart) return;
   // Each mixed pixel's byte offset in the image.
-  const offsets = Int32Array.from(mixedPixels, (local) => {
+  const offsets = int32(mixedPixels.length);
+  for (let index = 0; index < mixedPixels.length; index++) {
+    const local = mixedPixels[index]!;
     const x = local % area.width;
-    return ((area.top + (local - x) / area.width) * width + area.left + x) * channels;
-  });
+    offsets[index] = ((area.top + (local - x) / area.width) * width + area.left + x) * channels;
+  }
   const wide = wideBlur(frame, area, mixedPixels);
   // The narrow pass's window means are read at the mixed pixels only (a thin band along the
   // edge): from summed-area tables, one sweep each, rather than blurring the whole area.
@@ -810,14 +823,14 @@ function estimateForegroundRows(frame: RefineFrame, rows: Rows, region: Region):
   // The weights' window means are the same for the three colours: read once per mixed pixel.
   const alphaSums = windows.table(weights.alpha);
   const inverseSums = windows.table(weights.inverse);
-  const narrowAlpha = new Float64Array(ownEnd - ownStart);
-  const narrowInverse = new Float64Array(ownEnd - ownStart);
+  const narrowAlpha = float64(ownEnd - ownStart);
+  const narrowInverse = float64(ownEnd - ownStart);
   for (let index = ownStart; index < ownEnd; index++) {
     narrowAlpha[index - ownStart] = windows.meanAt(alphaSums, mixedPixels[index]!) + weightFloor;
     narrowInverse[index - ownStart] = windows.meanAt(inverseSums, mixedPixels[index]!) + weightFloor;
   }
-  const foregroundWeighted = new Float32Array(weights.alpha.length);
-  const backgroundWeighted = new Float32Array(weights.alpha.length);
+  const foregroundWeighted = float32(weights.alpha.length);
+  const backgroundWeighted = float32(weights.alpha.length);
   for (let channel = 0; channel < 3; channel++) {
     // Pass 1 (wide): F and B start as the observed colour (0–1, as float32), and only mixed pixels move.
     for (let y = 0, local = 0; y < area.height; y++) {
@@ -875,19 +888,33 @@ function wideBlur(frame: RefineFrame, area: Region, only: Int32Array): { alpha: 
 export type RefinePhase = "upscale" | "alpha" | "subject";
 
 /** One phase over one stripe: the box it returns for the merge before the next phase. */
-export function refinePhase(frame: RefineFrame, phase: RefinePhase, rows: Rows, region: Region | undefined): Region | undefined {
-  if (phase === "upscale") return upscaleRows(frame, rows);
-  if (phase === "alpha") return alphaRows(frame, rows, region);
-  subjectRows(frame, rows, region);
-  return undefined;
+export function refinePhase(frame: RefineFrame, phase: RefinePhase, rows: Rows, region: Region | undefined, arena?: ScratchArena): Region | undefined {
+  return withScratch(arena, () => {
+    if (phase === "upscale") return upscaleRows(frame, rows);
+    if (phase === "alpha") return alphaRows(frame, rows, region);
+    subjectRows(frame, rows, region);
+    return undefined;
+  });
+}
+
+/** `work` with its working arrays from `arena` (none: the heap), all given back after it. */
+function withScratch<T>(arena: ScratchArena | undefined, work: () => T): T {
+  if (arena === undefined) return work();
+  scratch = arena;
+  try {
+    return work();
+  } finally {
+    scratch = undefined;
+    arena.reset();
+  }
 }
 
 /** The phases over the whole image in this thread (the alpha's alone with `alphaOnly`): what several threads give stripe by stripe. */
-export function refineWhole(frame: RefineFrame, alphaOnly = false): void {
+export function refineWhole(frame: RefineFrame, alphaOnly = false, arena?: ScratchArena): void {
   const rows = { top: 0, bottom: frame.image.height };
-  const band = bandRegionOf(frame, [upscaleRows(frame, rows)]);
-  const foreground = foregroundRegionOf(frame, [alphaRows(frame, rows, band)]);
-  if (!alphaOnly) subjectRows(frame, rows, foreground);
+  const band = bandRegionOf(frame, [refinePhase(frame, "upscale", rows, undefined, arena)]);
+  const foreground = foregroundRegionOf(frame, [refinePhase(frame, "alpha", rows, band, arena)]);
+  if (!alphaOnly) refinePhase(frame, "subject", rows, foreground, arena);
 }
 
 /**
@@ -933,7 +960,7 @@ export class WindowMeans {
   /** The plane's summed-area table: entry (x, y) of a (width+1)×(height+1) grid sums the plane above and left of it. */
   table(plane: Float32Array): Float64Array {
     const { width, height, stride } = this;
-    const sums = new Float64Array(stride * (height + 1));
+    const sums = float64(stride * (height + 1));
     for (let y = 0; y < height; y++) {
       let rowSum = 0;
       const above = y * stride;
@@ -963,8 +990,8 @@ export class WindowMeans {
 /** The region's own α and 1−α, 0–1. */
 function regionWeights(alpha: Uint8Array, width: number, region: Region): { alpha: Float32Array; inverse: Float32Array } {
   const count = region.width * region.height;
-  const regionAlpha = new Float32Array(count);
-  const regionInverse = new Float32Array(count);
+  const regionAlpha = float32(count);
+  const regionInverse = float32(count);
   for (let y = 0; y < region.height; y++) {
     for (let x = 0; x < region.width; x++) {
       const value = alpha[(region.top + y) * width + region.left + x]! / 255;

@@ -2,7 +2,10 @@
 // memory shared with the refine thread (mask-refine.thread.ts), which does its own stripe meanwhile.
 import { parentPort } from "node:worker_threads";
 import { refinePhase, type RefineFrame, type RefinePhase, type Region, type Rows } from "../domain/mask.refiner.ts";
+import { ScratchArena } from "../domain/scratch.arena.ts";
 import { serveThread } from "./thread.pool.ts";
+
+const arena = new ScratchArena();
 
 export interface RefineStripeRequest {
   /** The image's frame; its planes are SharedArrayBuffer views, so the writes are seen by the refine thread. */
@@ -19,5 +22,5 @@ export interface RefineStripeResponse {
 await serveThread<RefineStripeRequest, RefineStripeResponse>(
   parentPort!,
   async () => ({}),
-  async ({ frame, phase, rows, region }) => ({ response: { box: refinePhase(frame, phase, rows, region) } }),
+  async ({ frame, phase, rows, region }) => ({ response: { box: refinePhase(frame, phase, rows, region, arena) } }),
 );

@@ -21,6 +21,7 @@ import {
   type Region,
   type Rows,
 } from "../domain/mask.refiner.ts";
+import { ScratchArena } from "../domain/scratch.arena.ts";
 import type { RefineStripeRequest, RefineStripeResponse } from "./mask-refine-stripe.thread.ts";
 import { serveThread, ThreadPool } from "./thread.pool.ts";
 
@@ -56,13 +57,14 @@ export interface MaskRefineResponse {
 const stripeRowsMin = 96;
 
 const setup = workerData as MaskRefineSetup;
+const arena = new ScratchArena();
 const helpers =
   setup.threads > 1 ? new ThreadPool<RefineStripeRequest, RefineStripeResponse>(new URL("./mask-refine-stripe.thread.ts", import.meta.url), setup.threads - 1, () => ({ data: {} })) : undefined;
 
 /** Each stripe's box from one phase: the first stripe here, the others on the helpers at the same time. */
 async function inStripes(frame: RefineFrame, stripes: Rows[], phase: RefinePhase, region: Region | undefined): Promise<(Region | undefined)[]> {
   const others = stripes.slice(1).map((rows) => helpers!.run({ frame, phase, rows, region }).then(({ box }) => box));
-  const first = refinePhase(frame, phase, stripes[0]!, region);
+  const first = refinePhase(frame, phase, stripes[0]!, region, arena);
   return [first, ...(await Promise.all(others))];
 }
 
@@ -89,7 +91,7 @@ async function refine(request: MaskRefineRequest) {
     if (!alphaOnly) await inStripes(frame, stripesFor(foreground, foreground && foregroundRowCost(frame, foreground)), "subject", foreground);
   } else {
     frame = createRefineFrame({ pixels: rgba, channels: 4, width, height }, mask, options, request.useInputAlpha);
-    refineWhole(frame, alphaOnly);
+    refineWhole(frame, alphaOnly, arena);
   }
   // The replies own plain buffers: the request's for the subject, a copy of a shared alpha.
   const alpha = frame.alpha.buffer instanceof SharedArrayBuffer ? frame.alpha.slice() : frame.alpha;

@@ -1,0 +1,73 @@
+/**
+ * Zeroed typed arrays carved from buffers kept between uses, all given back at once by `reset`.
+ * A fresh typed array of a megabyte or more is memory the system maps and zeroes page by page on
+ * first touch; on this project's VMs 60 such arrays cost 27–59 ms against 9 ms for reused memory,
+ * and an image's refinement makes about a hundred. An arena serves one thread's work between two
+ * resets; nothing carved from it may outlive the reset.
+ */
+export class ScratchArena {
+  private readonly chunks: ArrayBuffer[] = [];
+  private chunk = 0;
+  private offset = 0;
+  /** Most bytes carved between two resets so far. */
+  highWaterBytes = 0;
+  private carvedBytes = 0;
+
+  constructor(
+    /** Smallest buffer the arena allocates (bytes). */
+    private readonly chunkBytesMin = 16 << 20,
+    /** Bytes of buffers kept through a reset; larger work's buffers are let go. */
+    private readonly retainBytesMax = 256 << 20,
+  ) {}
+
+  float32(length: number): Float32Array {
+    const [buffer, at] = this.take(length * 4);
+    return new Float32Array(buffer, at, length).fill(0);
+  }
+
+  float64(length: number): Float64Array {
+    const [buffer, at] = this.take(length * 8);
+    return new Float64Array(buffer, at, length).fill(0);
+  }
+
+  int32(length: number): Int32Array {
+    const [buffer, at] = this.take(length * 4);
+    return new Int32Array(buffer, at, length).fill(0);
+  }
+
+  uint8(length: number): Uint8Array {
+    const [buffer, at] = this.take(length);
+    return new Uint8Array(buffer, at, length).fill(0);
+  }
+
+  /** Gives back everything carved since the last reset, keeping up to `retainBytesMax` of buffers. */
+  reset(): void {
+    this.chunk = 0;
+    this.offset = 0;
+    this.carvedBytes = 0;
+    let kept = 0;
+    const keep = this.chunks.findIndex((buffer) => (kept += buffer.byteLength) > this.retainBytesMax);
+    if (keep >= 0) this.chunks.length = keep;
+  }
+
+  private take(bytes: number): [ArrayBuffer, number] {
+    const size = (bytes + 7) & ~7; // 8-byte aligned, for Float64Array views
+    this.carvedBytes += size;
+    this.highWaterBytes = Math.max(this.highWaterBytes, this.carvedBytes);
+    while (this.chunk < this.chunks.length) {
+      const buffer = this.chunks[this.chunk]!;
+      if (this.offset + size <= buffer.byteLength) {
+        const at = this.offset;
+        this.offset += size;
+        return [buffer, at];
+      }
+      this.chunk += 1;
+      this.offset = 0;
+    }
+    const buffer = new ArrayBuffer(Math.max(this.chunkBytesMin, size));
+    this.chunks.push(buffer);
+    this.chunk = this.chunks.length - 1;
+    this.offset = size;
+    return [buffer, 0];
+  }
+}
