@@ -287,8 +287,8 @@ class Engine implements SegmentationEngine {
         const items = warmupPassesFor(pass, batchSizeMax);
         await Promise.all(items.map((item) => batcher.submit({ rgb: new Uint8Array(item.side * item.side * 3).fill(warmupPixelValue), pass: item }, { highPriority: false })));
       }
-      // The refinement's loops are JavaScript, compiled to fast code only after a few images in
-      // each refine thread and helper: the first customers' images took twice as long or more.
+      // The refinement's loops are JavaScript, compiled to fast code only once they have run a
+      // while in each refine thread and helper: the first images would otherwise pay for it.
       if (runs > 0 && this.config.IMAGE_REFINE_EDGES) {
         for (let round = 0; round < refineWarmupRounds; round++) {
           await Promise.all(Array.from({ length: this.refiners.size }, () => this.refiners.run(refineWarmupRequest(), [])));
