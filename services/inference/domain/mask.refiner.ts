@@ -585,7 +585,7 @@ export function foregroundRowCost(frame: RefineFrame, region: Region): (row: num
 }
 
 /** The smallest box holding every given one; undefined when none is given. */
-export function unionOf(boxes: readonly (Region | undefined)[]): Region | undefined {
+function unionOf(boxes: readonly (Region | undefined)[]): Region | undefined {
   let union: { left: number; top: number; right: number; bottom: number } | undefined;
   for (const box of boxes) {
     if (box === undefined) continue;

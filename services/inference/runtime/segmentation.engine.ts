@@ -133,7 +133,7 @@ const refineWarmupRounds = 4;
  * model's mask, so every phase has an edge band and mixed pixels to work on.
  */
 function refineWarmupRequest(): MaskRefineRequest {
-  const [width, height, side] = [768, 512, 256];
+  const [width, height, side] = [512, 384, 128];
   const rgba = new Uint8Array(width * height * 4);
   for (let pixel = 0; pixel < width * height; pixel++) {
     const [x, y] = [pixel % width, Math.floor(pixel / width)];
