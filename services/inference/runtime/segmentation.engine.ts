@@ -38,6 +38,8 @@ export interface ProcessedImage extends RenderedImage {
   modelQueueWaitMs: number;
   /** The rest of `process`: decode, model run, refinement and encoding (milliseconds). */
   workMs: number;
+  /** The model's own run time for this image's passes, as its session thread measured it (milliseconds; a shared batch's whole run). */
+  modelRunMs: number;
 }
 
 /** One decoded video frame, RGBA, row after row. */
@@ -143,6 +145,12 @@ function refineWarmupRequest(): MaskRefineRequest {
   return { rgba, width, height, masks: [{ data: mask, side, weight: 1 }], refine: true, useInputAlpha: false };
 }
 
+/** What the batcher gives back for an image: its mask and its batch's run time in the session thread (milliseconds). */
+interface ModelResult {
+  mask: Float32Array;
+  runMs: number;
+}
+
 /** What the batcher holds for the model: RGB at `pass.side`². */
 interface ModelItem {
   rgb: Uint8Array;
@@ -174,7 +182,7 @@ class Engine implements SegmentationEngine {
   executionProvider: string | undefined;
   batchSizeMax: number | undefined;
   modelNiceness: number | undefined;
-  private batcher: DynamicBatcher<ModelItem, Float32Array> | undefined;
+  private batcher: DynamicBatcher<ModelItem, ModelResult> | undefined;
   private sessions: ThreadPool<ModelSessionRequest, ModelSessionResponse> | undefined;
   private readonly refiners: ThreadPool<MaskRefineRequest, MaskRefineResponse>;
   private readonly limits: ImageLimits;
@@ -232,7 +240,7 @@ class Engine implements SegmentationEngine {
     observeExecutionProvider(info.provider, this.config.INFERENCE_EXECUTION_PROVIDERS);
     const batchSizeMax = info.provider === "cpu" ? this.config.INFERENCE_BATCH_SIZE_MAX : this.config.INFERENCE_BATCH_SIZE_MAX_GPU;
     this.batchSizeMax = batchSizeMax;
-    const batcher = new DynamicBatcher<ModelItem, Float32Array>(
+    const batcher = new DynamicBatcher<ModelItem, ModelResult>(
       {
         batchSizeMax,
         queueDelayMsMax: this.config.INFERENCE_QUEUE_DELAY_MS_MAX,
@@ -242,8 +250,8 @@ class Engine implements SegmentationEngine {
       async (items) => {
         const images = items.map((item) => item.rgb);
         const request = { side: items[0]!.pass.side, images, mirrored: items.map((item) => item.pass.mirrored) };
-        const { masks } = await sessions.run(request, images.map((image) => image.buffer as ArrayBuffer));
-        return masks;
+        const { masks, runMs } = await sessions.run(request, images.map((image) => image.buffer as ArrayBuffer));
+        return masks.map((mask) => ({ mask, runMs }));
       },
       batcherMetrics,
       // One tensor per run: only images of one input side share a batch, and a mirrored image
@@ -276,7 +284,7 @@ class Engine implements SegmentationEngine {
    * that arrives meanwhile waits for at most the run in progress, as warm-ups go in one at a time
    * and at normal priority.
    */
-  private warmUp(batcher: DynamicBatcher<ModelItem, Float32Array>, batchSizeMax: number): void {
+  private warmUp(batcher: DynamicBatcher<ModelItem, ModelResult>, batchSizeMax: number): void {
     const servingPass: ModelPass = { side: this.inputSize, mirrored: false };
     const otherPasses = settingPasses().filter((pass) => pass.side !== servingPass.side || pass.mirrored !== servingPass.mirrored);
     const runs = this.config.INFERENCE_WARMUP_RUNS;
@@ -328,7 +336,7 @@ class Engine implements SegmentationEngine {
     return this.sessions;
   }
 
-  private available(): DynamicBatcher<ModelItem, Float32Array> {
+  private available(): DynamicBatcher<ModelItem, ModelResult> {
     if (this.failure !== undefined) throw this.failure;
     if (this.batcher === undefined) {
       throw new InferenceError("model_unavailable", `model ${this.modelName} is still loading; retry in a few seconds`, {
@@ -345,7 +353,7 @@ class Engine implements SegmentationEngine {
 
   async segmentTensor(rgb: Uint8Array, call: SegmentCall, pass: ModelPass = { side: this.inputSize, mirrored: false }): Promise<Float32Array> {
     if (rgb.length !== pass.side * pass.side * 3) throw new InferenceError("invalid_option", `the model input has ${rgb.length} bytes, not ${pass.side}² RGB`);
-    return this.available().submit({ rgb, pass }, call);
+    return (await this.available().submit({ rgb, pass }, call)).mask;
   }
 
   async process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<ProcessedImage> {
@@ -369,9 +377,11 @@ class Engine implements SegmentationEngine {
       timer.mark("prepareMs");
       // A setting's passes go to the batcher together; the image's queue wait is until the first starts.
       const waits: number[] = [];
-      const masks = await Promise.all(
+      const results = await Promise.all(
         passes.map((pass, index) => batcher.submit({ rgb: modelInputs[index]!, pass }, { ...call, onDequeued: (waitMs) => waits.push(waitMs) })),
       );
+      const masks = results.map((result) => result.mask);
+      const modelRunMs = results.reduce((total, result) => total + result.runMs, 0);
       modelQueueWaitMs = Math.min(...waits);
       timer.mark("queueAndModelMs");
       call.onStage?.("segmented");
@@ -388,7 +398,7 @@ class Engine implements SegmentationEngine {
       timer.mark("encodeMs");
       observePipeline(timer.totalMs);
       this.log.debug({ width: decoded.width, height: decoded.height, passes, modelQueueWaitMs: Math.round(modelQueueWaitMs), ...timer.stages }, "image processed");
-      return { ...rendered, modelQueueWaitMs, workMs: Math.max(0, timer.totalMs - modelQueueWaitMs) };
+      return { ...rendered, modelQueueWaitMs, workMs: Math.max(0, timer.totalMs - modelQueueWaitMs), modelRunMs };
     } catch (error) {
       throw inferenceErrorOf(error);
     }
