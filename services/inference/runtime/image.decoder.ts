@@ -355,6 +355,10 @@ class DecodeThreads {
     private readonly heapMbMax: number,
   ) {}
 
+  get readyCount(): number {
+    return this.threads.filter((thread) => thread.ready).length;
+  }
+
   run(task: DecodeTask, timeMsMax: number): Promise<DecodeReply & { ok: true }> {
     return new Promise((resolve, reject) => {
       this.waiting.push({ task, timeMsMax, resolve, reject });
@@ -474,6 +478,11 @@ let threads: DecodeThreads | undefined;
 function decodeThreads(limits: ResolvedLimits): DecodeThreads {
   threads ??= new DecodeThreads(limits.decodeWorkers, limits.decodeHeapMbMax);
   return threads;
+}
+
+/** How many decode threads are up and ready for work. */
+export function imageDecodeThreadsReady(): number {
+  return threads?.readyCount ?? 0;
 }
 
 /** Stops the decode threads (tests, shutdown); the next decode starts new ones. */

@@ -23,6 +23,7 @@ import { loadInferenceConfig, threadsPerSession } from "../inference.config.ts";
 import { conventionOf, scoreMask } from "../domain/mask.metrics.ts";
 import { createInferenceHandlers } from "../handlers/inference.handlers.ts";
 import { STAGE_FRACTIONS, startSegmentConsumer } from "../store/segment.consumer.ts";
+import { closeImageDecodeThreads, imageDecodeThreadsReady } from "./image.decoder.ts";
 import { createSegmentationEngine, type SegmentationEngine } from "./segmentation.engine.ts";
 
 const log = pino({ level: "silent" });
@@ -129,6 +130,18 @@ describe("segmentation engine", () => {
       assert.ok(nicedCount() - before >= threadsPerSession(loadInferenceConfig()), `${nicedCount() - before} threads at niceness 7`);
     } finally {
       await niced.close();
+    }
+  });
+
+  it("starts the image decode threads in its warm-up, so the first image does not wait for their boot", async () => {
+    await closeImageDecodeThreads();
+    const fresh = await createSegmentationEngine(loadInferenceConfig({ INFERENCE_WARMUP_RUNS: "1" }), log);
+    try {
+      await fresh.ready;
+      await fresh.warm;
+      assert.ok(imageDecodeThreadsReady() >= 1, "a decode thread is up before any image was sent");
+    } finally {
+      await fresh.close();
     }
   });
 
