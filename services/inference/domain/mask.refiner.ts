@@ -526,14 +526,17 @@ function geometryOf(width: number, height: number, options: RefineOptions = defa
   };
 }
 
-/** A frame with its planes in buffers from `allocate` (bytes → buffer): plain for one thread, shared for several. */
-export function createRefineFrame(
-  image: InterleavedImage,
-  mask: Plane,
-  refine: RefineOptions | undefined,
-  useInputAlpha: boolean,
-  allocate: (bytes: number) => ArrayBufferLike = (bytes) => new ArrayBuffer(bytes),
-): RefineFrame {
+/** Where a frame's planes come from: the heap, or an arena of memory kept between images (shared where threads share the frame). */
+export type FrameMemory = Pick<ScratchArena, "float32" | "uint8" | "int32">;
+
+const heapMemory: FrameMemory = {
+  float32: (length) => new Float32Array(length),
+  uint8: (length) => new Uint8Array(length),
+  int32: (length) => new Int32Array(length),
+};
+
+/** A frame with its planes, zeroed, from `memory`. */
+export function createRefineFrame(image: InterleavedImage, mask: Plane, refine: RefineOptions | undefined, useInputAlpha: boolean, memory: FrameMemory = heapMemory): RefineFrame {
   const { width, height } = image;
   const pixels = width * height;
   const { cellsAcross, cellsDown } = geometryOf(width, height, refine);
@@ -543,11 +546,11 @@ export function createRefineFrame(
     mask,
     refine,
     useInputAlpha,
-    upscaled: new Float32Array(allocate(pixels * 4)),
-    alpha: new Uint8Array(allocate(pixels)),
-    cells: new Float32Array(allocate(cellCount * 4)),
-    subject: new Uint8Array(allocate(pixels * 4)),
-    mixedPerRow: new Int32Array(allocate(height * 4)),
+    upscaled: memory.float32(pixels),
+    alpha: memory.uint8(pixels),
+    cells: memory.float32(cellCount),
+    subject: memory.uint8(pixels * 4),
+    mixedPerRow: memory.int32(height),
   };
 }
 

@@ -35,4 +35,14 @@ describe("ScratchArena", () => {
     assert.deepEqual(again.slice(0, 2), buffers.slice(0, 2), "the first two kept");
     assert.ok(!buffers.includes(again[2]!), "the third let go and allocated anew");
   });
+
+  it("carves from the buffers its bufferOf makes: shared memory for a frame several threads fill", () => {
+    const arena = new ScratchArena(1024, undefined, (bytes) => new SharedArrayBuffer(bytes));
+    const first = arena.uint8(300).fill(9);
+    assert.ok(first.buffer instanceof SharedArrayBuffer);
+    arena.reset();
+    const second = arena.uint8(300);
+    assert.equal(second.buffer, first.buffer, "kept through the reset");
+    assert.ok(second.every((value) => value === 0));
+  });
 });

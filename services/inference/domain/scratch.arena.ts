@@ -6,7 +6,7 @@
  * resets; nothing carved from it may outlive the reset.
  */
 export class ScratchArena {
-  private readonly chunks: ArrayBuffer[] = [];
+  private readonly chunks: ArrayBufferLike[] = [];
   private chunk = 0;
   private offset = 0;
   /** Most bytes carved between two resets so far. */
@@ -18,6 +18,8 @@ export class ScratchArena {
     private readonly chunkBytesMin = 16 << 20,
     /** Bytes of buffers kept through a reset; larger work's buffers are let go. */
     private readonly retainBytesMax = 256 << 20,
+    /** Makes a buffer: a SharedArrayBuffer for memory several threads share. */
+    private readonly bufferOf: (bytes: number) => ArrayBufferLike = (bytes) => new ArrayBuffer(bytes),
   ) {}
 
   float32(length: number): Float32Array {
@@ -50,7 +52,7 @@ export class ScratchArena {
     if (keep >= 0) this.chunks.length = keep;
   }
 
-  private take(bytes: number): [ArrayBuffer, number] {
+  private take(bytes: number): [ArrayBufferLike, number] {
     const size = (bytes + 7) & ~7; // 8-byte aligned, for Float64Array views
     this.carvedBytes += size;
     this.highWaterBytes = Math.max(this.highWaterBytes, this.carvedBytes);
@@ -64,7 +66,7 @@ export class ScratchArena {
       this.chunk += 1;
       this.offset = 0;
     }
-    const buffer = new ArrayBuffer(Math.max(this.chunkBytesMin, size));
+    const buffer = this.bufferOf(Math.max(this.chunkBytesMin, size));
     this.chunks.push(buffer);
     this.chunk = this.chunks.length - 1;
     this.offset = size;

@@ -68,8 +68,15 @@ async function inStripes(frame: RefineFrame, stripes: Rows[], phase: RefinePhase
   return [first, ...(await Promise.all(others))];
 }
 
-function sharedCopy<T extends Uint8Array | Float32Array>(array: T): T {
-  const copy = new (array.constructor as new (buffer: SharedArrayBuffer) => T)(new SharedArrayBuffer(array.byteLength));
+/**
+ * Each image's frame (a copy of the image and the mask, and the planes the phases fill: ~13 bytes a pixel) in
+ * memory kept between images, shared with the helpers where there are any: fresh buffers of that
+ * size are mapped and zeroed page by page on first touch, several milliseconds per image here.
+ */
+const frameMemory = new ScratchArena(undefined, undefined, helpers === undefined ? undefined : (bytes) => new SharedArrayBuffer(bytes));
+
+function copyInto<T extends Uint8Array | Float32Array>(array: T, make: (length: number) => T): T {
+  const copy = make(array.length);
   copy.set(array);
   return copy;
 }
@@ -81,22 +88,26 @@ async function refine(request: MaskRefineRequest) {
   const options = request.refine && !alphaOnly ? defaultRefineOptions : undefined;
   // Each phase's stripes share out the rows of its region, where its work is.
   const stripesFor = (region?: Region, rowCost?: (row: number) => number) => (helpers === undefined ? [] : stripesOf(width, height, setup.threads, stripeRowsMin, region, rowCost));
-  let frame: RefineFrame;
-  if (stripesFor().length > 1) {
-    const image: InterleavedImage = { pixels: sharedCopy(rgba), channels: 4, width, height };
-    const sharedMask: Plane = { ...mask, data: sharedCopy(mask.data) };
-    frame = createRefineFrame(image, sharedMask, options, request.useInputAlpha, (bytes) => new SharedArrayBuffer(bytes));
-    const band = bandRegionOf(frame, await inStripes(frame, stripesFor(), "upscale", undefined));
-    const foreground = foregroundRegionOf(frame, await inStripes(frame, stripesFor(band), "alpha", band));
-    if (!alphaOnly) await inStripes(frame, stripesFor(foreground, foreground && foregroundRowCost(frame, foreground)), "subject", foreground);
-  } else {
-    frame = createRefineFrame({ pixels: rgba, channels: 4, width, height }, mask, options, request.useInputAlpha);
-    refineWhole(frame, alphaOnly, arena);
+  try {
+    let frame: RefineFrame;
+    if (stripesFor().length > 1) {
+      const image: InterleavedImage = { pixels: copyInto(rgba, (length) => frameMemory.uint8(length)), channels: 4, width, height };
+      const sharedMask: Plane = { ...mask, data: copyInto(mask.data, (length) => frameMemory.float32(length)) };
+      frame = createRefineFrame(image, sharedMask, options, request.useInputAlpha, frameMemory);
+      const band = bandRegionOf(frame, await inStripes(frame, stripesFor(), "upscale", undefined));
+      const foreground = foregroundRegionOf(frame, await inStripes(frame, stripesFor(band), "alpha", band));
+      if (!alphaOnly) await inStripes(frame, stripesFor(foreground, foreground && foregroundRowCost(frame, foreground)), "subject", foreground);
+    } else {
+      frame = createRefineFrame({ pixels: rgba, channels: 4, width, height }, mask, options, request.useInputAlpha, frameMemory);
+      refineWhole(frame, alphaOnly, arena);
+    }
+    // The replies own buffers of their own: the request's for the subject, a copy of the alpha.
+    const alpha = frame.alpha.slice();
+    if (!alphaOnly) rgba.set(frame.subject);
+    return { response: { subject: rgba, alpha }, transfer: [rgba.buffer as ArrayBuffer, alpha.buffer as ArrayBuffer] };
+  } finally {
+    frameMemory.reset();
   }
-  // The replies own plain buffers: the request's for the subject, a copy of a shared alpha.
-  const alpha = frame.alpha.buffer instanceof SharedArrayBuffer ? frame.alpha.slice() : frame.alpha;
-  if (!alphaOnly) rgba.set(frame.subject);
-  return { response: { subject: rgba, alpha }, transfer: [rgba.buffer as ArrayBuffer, alpha.buffer as ArrayBuffer] };
 }
 
 await serveThread<MaskRefineRequest, MaskRefineResponse>(
