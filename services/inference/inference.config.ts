@@ -77,7 +77,7 @@ export const inferenceConfigSpec = {
     32,
     { min: 1, max: 100_000 },
   ),
-  INFERENCE_WARMUP_RUNS: integer("Warm-up runs of the default setting's model shape once serving, then one of every other setting's shape (0: none) (runs).", 1, { min: 0, max: 10 }),
+  INFERENCE_WARMUP_RUNS: integer("Warm-up runs of the default setting's model shape once serving, then one of every other setting's shape, the refinement's loops and the image decode threads' start (0: none of it) (runs).", 1, { min: 0, max: 10 }),
   INFERENCE_STAGE_PROGRESS_MS_MIN: integer(
     "Least time between two progress reports of one task as its stages end (decode, model, refine), in milliseconds; a stage ending sooner is not reported, so quick images cost no extra job writes. 0 reports every stage.",
     500,
