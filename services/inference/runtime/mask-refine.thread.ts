@@ -64,8 +64,18 @@ const helpers =
 /** Each stripe's box from one phase: the first stripe here, the others on the helpers at the same time. */
 async function inStripes(frame: RefineFrame, stripes: Rows[], phase: RefinePhase, region: Region | undefined): Promise<(Region | undefined)[]> {
   const others = stripes.slice(1).map((rows) => helpers!.run({ frame, phase, rows, region }).then(({ box }) => box));
-  const first = refinePhase(frame, phase, stripes[0]!, region, arena);
-  return [first, ...(await Promise.all(others))];
+  // Every helper is done with the frame before this returns or throws: its memory serves the next image.
+  let first: Region | undefined;
+  let failure: { error: unknown } | undefined;
+  try {
+    first = refinePhase(frame, phase, stripes[0]!, region, arena);
+  } catch (error) {
+    failure = { error };
+  }
+  const settled = await Promise.allSettled(others);
+  failure ??= settled.flatMap((outcome) => (outcome.status === "rejected" ? [{ error: outcome.reason as unknown }] : []))[0];
+  if (failure !== undefined) throw failure.error;
+  return [first, ...settled.map((outcome) => (outcome as PromiseFulfilledResult<Region | undefined>).value)];
 }
 
 /**

@@ -291,8 +291,9 @@ class Engine implements SegmentationEngine {
     const passes = runs === 0 ? [] : [...Array.from({ length: runs }, () => servingPass), ...otherPasses];
     const started = performance.now();
     const warmed = (async () => {
-      // The decode threads otherwise start with the first image, which paid ~0.9 s for their boot here.
-      const decoderStarted = runs > 0 ? this.startDecoder() : Promise.resolve();
+      // The decode threads otherwise start with the first image, which paid ~0.9 s for their boot
+      // here. Handled at once: awaited only after the model's runs, a failure would go unhandled.
+      const decoderStarted = runs > 0 ? this.startDecoder().catch((error: unknown) => this.closing || this.log.warn({ err: error }, "the image decode threads did not start in the warm-up; the first image starts them")) : undefined;
       for (const pass of passes) {
         const items = warmupPassesFor(pass, batchSizeMax);
         await Promise.all(items.map((item) => batcher.submit({ rgb: new Uint8Array(item.side * item.side * 3).fill(warmupPixelValue), pass: item }, { highPriority: false })));
