@@ -18,6 +18,7 @@ import { imageLimitsOf } from "./common/images/image-limits.ts";
 import { createUploadInspector } from "./common/images/upload.inspector.ts";
 import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, paymentProviderOf, resultLinksOptionsOf } from "./gateway/gateway.config.ts";
 import { createGateway } from "./gateway/index.ts";
+import { AccountChanges } from "./gateway/account-changes.ts";
 import { startPeriodicTask } from "./common/periodic-task.ts";
 import { createSegmentationEngine, startSegmentConsumer, videoMattingRunnerOf, type SegmentationEngine } from "./inference/index.ts";
 import { mediaBinaries } from "./common/video/ffmpeg-binaries.ts";
@@ -120,7 +121,15 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
     });
     await billing.migrate();
     billing.sweeper.start();
-    const billingClient = createClient(BillingService, createRouterTransport((router) => router.service(BillingService, billing.handlers), IN_MEMORY_TRACING));
+    // Every billing call of this node (gateway, orchestrator, scripts) passes here: the gateway's kept accounts see every change.
+    const accountChanges = new AccountChanges();
+    const billingClient = createClient(
+      BillingService,
+      createRouterTransport((router) => router.service(BillingService, billing.handlers), {
+        ...IN_MEMORY_TRACING,
+        transport: { interceptors: [...IN_MEMORY_TRACING.transport.interceptors, accountChanges.interceptor] },
+      }),
+    );
 
     // Result URLs in webhooks name the gateway: CUTLINE_PUBLIC_URL, else the URL it listens on (known once it does).
     let gatewayUrl = `http://${common.HOST}:${config.gateway.PORT}`;
@@ -170,6 +179,7 @@ export async function startSingleNode(environment: NodeJS.ProcessEnv = process.e
       db: database.db,
       blobStore: ports.blobStore,
       billing: billingClient,
+      accountChanges,
       orchestrator: orchestratorClient,
       inspect: createUploadInspector(imageLimitsOf(config.gateway)),
       log: log.child({ service: "gateway" }),

@@ -1,4 +1,4 @@
-import { Code, ConnectError, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ConfigError } from "./config.loader.ts";
 import { serviceTokenInterceptor } from "./service-auth.ts";
@@ -76,6 +76,8 @@ export interface ServiceTransportOptions {
   streamTimeoutMs?: number;
   /** A connection with open calls is PINGed this often; no answer within 15 s closes it and fails its calls. @default 30000 ms */
   pingIntervalMs?: number;
+  /** Run on every call after tracing and the token (the gateway's AccountChanges on its billing client). */
+  interceptors?: Interceptor[];
 }
 
 /** A client transport to another service over gRPC (HTTP/2 cleartext), as in the mesh. */
@@ -84,7 +86,7 @@ export function serviceTransport(baseUrl: string, options: ServiceTransportOptio
   const streamTimeoutMs = options.streamTimeoutMs ?? 3_600_000;
   const transport = createGrpcTransport({
     baseUrl,
-    interceptors: [clientTracingInterceptor(), ...(options.token === undefined ? [] : [serviceTokenInterceptor(options.token)])],
+    interceptors: [clientTracingInterceptor(), ...(options.token === undefined ? [] : [serviceTokenInterceptor(options.token)]), ...(options.interceptors ?? [])],
     pingIntervalMs: options.pingIntervalMs ?? 30_000,
     pingTimeoutMs: 15_000,
   });

@@ -24,6 +24,11 @@ export const gatewayConfigSpec = {
   ),
   SYNC_TIMEOUT_MS: integer("How long a synchronous call waits for its job, in milliseconds.", 120_000, { min: 1000 }),
   READ_REQUESTS_PER_MINUTE: integer("Job reads (GetJob, WatchJob, CancelJob) allowed per account per minute, in requests; 0 for no limit.", 600, { min: 0 }),
+  ADMISSION_CACHE_MS: integer(
+    "How long the gateway keeps what it admits a call by, in milliseconds: the API key's owner and the account's plan, members and billing cycle, so a call costs no query for them. A change made through this gateway (a key revoked, a plan changed by the admin API or a payment, a member added) applies to the next call; one made through another gateway replica within this time. 0 reads both on every call.",
+    2000,
+    { min: 0, max: 60_000 },
+  ),
   WATCH_STREAMS_MAX: integer("WatchJob streams open at once per account, in streams; 0 for no limit.", 16, { min: 0 }),
   RATE_LIMIT_SHARED: boolean(
     "Count each plan's requests per minute in the gateway's database, so every gateway replica on it shares one budget; false counts per replica (N replicas admit up to N times the rate). Single-node mode (one gateway), and a gateway on PGlite (no DATABASE_URL), count in memory whatever this says.",
@@ -94,6 +99,7 @@ export function imageJobsOptionsOf(config: GatewayConfig): ImageJobsOptions & { 
     holdTtlSeconds: config.HOLD_TTL_SECONDS,
     readRequestsPerMinute: config.READ_REQUESTS_PER_MINUTE,
     watchStreamsMax: config.WATCH_STREAMS_MAX,
+    admissionCacheMs: config.ADMISSION_CACHE_MS,
     longestSide: longestSideLimitsOf(config),
   };
 }

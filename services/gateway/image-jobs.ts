@@ -7,7 +7,7 @@ import { BillingService, HoldStatus, Operation, Pool, type Account, type Plan } 
 import { ImageOptionsSchema, OutputSize, type ImageOptions } from "../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { JobStatus, OrchestratorService, type Job } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
 import { reasonError } from "../common/errors.ts";
-import { SharedCalls } from "../common/shared-calls.ts";
+import { CachedReads } from "../common/cached-reads.ts";
 import { checkedWebhookUrl } from "../common/outbound.ts";
 import type { Logger } from "../common/logging.ts";
 import type { BlobStore } from "../common/ports/blob-store.ts";
@@ -41,6 +41,11 @@ export interface ImageJobsOptions {
   watchStreamsMax?: number;
   /** Where the plan's per-minute buckets live (shared by replicas in the mesh). @default this process's memory */
   requestRates?: RequestRates;
+  /**
+   * How long an account's plan, members and cycle are kept for admitting its calls (ADMISSION_CACHE_MS);
+   * `forgetAccount` drops one at once. @default 0: read on every call (a burst shares one read)
+   */
+  admissionCacheMs?: number;
 }
 
 /**
@@ -110,7 +115,7 @@ const TERMINAL = new Set([JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCE
 export class ImageJobs {
   private readonly rates: RequestRates;
   private readonly concurrency = new ConcurrencyLimiter();
-  readonly #accountReads = new SharedCalls<string, Account | undefined>();
+  readonly #accounts: CachedReads<string, Account | undefined>;
   private readonly readRates = new RequestRateLimiter({
     limit: "read_requests_per_minute",
     message: (perMinute, seconds) => `job reads (GetJob, WatchJob, CancelJob) are limited to ${perMinute} per minute per account (READ_REQUESTS_PER_MINUTE); retry in ${seconds} s`,
@@ -132,6 +137,12 @@ export class ImageJobs {
     private readonly monthlyCalls?: MonthlyCallStore,
   ) {
     this.rates = options.requestRates ?? new InProcessRequestRates();
+    this.#accounts = new CachedReads({ ttlMs: options.admissionCacheMs ?? 0 });
+  }
+
+  /** The account changed (its plan, members, settings): its next call reads it again. */
+  forgetAccount(accountId: string): void {
+    this.#accounts.forget(accountId);
   }
 
   /**
@@ -252,9 +263,9 @@ export class ImageJobs {
     return slot.release;
   }
 
-  /** Read-only to its callers: a burst of the account's calls shares one answer. */
+  /** Read-only to its callers: kept for ADMISSION_CACHE_MS, and a burst of the account's calls shares one read. */
   async #accountOf(owner: ApiKeyOwner): Promise<Account | undefined> {
-    return this.#accountReads.run(owner.accountId, async () => (await this.billing.getAccount({ accountId: owner.accountId })).account);
+    return this.#accounts.get(owner.accountId, async () => (await this.billing.getAccount({ accountId: owner.accountId })).account);
   }
 
   /**

@@ -57,6 +57,7 @@ import { ManualPaymentProvider } from "../common/adapters/payment-provider.manua
 import type { PaymentProvider } from "../common/ports/payment-provider.ts";
 import { createPaymentHandlers } from "./handlers/payment.handlers.ts";
 import { paymentRoutes } from "./handlers/payments.routes.ts";
+import type { AccountChanges } from "./account-changes.ts";
 import { Payments } from "./payments.ts";
 import { PaymentStore, type PaymentSchema } from "./store/payment.store.ts";
 
@@ -96,6 +97,11 @@ export interface GatewayDependencies {
   payments?: { provider: PaymentProvider; currency: string };
   /** The built web app served at / (`npm run build:web`). @default web/dist in the repository */
   webAppDirectory?: string;
+  /**
+   * Account changes seen on the billing client (its interceptor is on `billing`'s transport):
+   * only with them are API keys and accounts kept between calls (limits.admissionCacheMs). @default none: both read on every call
+   */
+  accountChanges?: AccountChanges;
 }
 
 export interface Gateway {
@@ -122,10 +128,13 @@ export interface Gateway {
 }
 
 export function createGateway(deps: GatewayDependencies): Gateway {
-  const apiKeys = new ApiKeyStore(deps.db, { onLastUsedWriteFailed: (error) => deps.log.warn({ err: error }, "could not record when an API key was last used") });
+  // Keys and accounts are kept only where account changes are seen: else a plan change would wait out the cache.
+  const admissionCacheMs = deps.accountChanges ? (deps.limits.admissionCacheMs ?? 0) : 0;
+  const apiKeys = new ApiKeyStore(deps.db, { ownerCacheMs: admissionCacheMs, onLastUsedWriteFailed: (error) => deps.log.warn({ err: error }, "could not record when an API key was last used") });
   // The gateway's tables share its one database; each store sees its own.
   const monthlyCalls = new MonthlyCallStore(deps.db as unknown as Kysely<MonthlyCallSchema>);
-  const imageJobs = new ImageJobs(deps.billing, deps.orchestrator, deps.blobStore, deps.inspect, deps.log, deps.limits, monthlyCalls);
+  const imageJobs = new ImageJobs(deps.billing, deps.orchestrator, deps.blobStore, deps.inspect, deps.log, { ...deps.limits, admissionCacheMs }, monthlyCalls);
+  deps.accountChanges?.onChange((accountId) => imageJobs.forgetAccount(accountId));
   const admissions = new UploadAdmissions(apiKeys, imageJobs);
   const accountReads = new AccountReads(deps.billing, monthlyCalls, { longestSide: deps.limits.longestSide, readRequestsPerMinute: deps.limits.readRequestsPerMinute });
   const resultLinks = new ResultLinks(deps.resultUrls ?? { key: randomBytes(32).toString("hex"), ttlSeconds: 24 * 60 * 60 });

@@ -13,6 +13,7 @@ import { createUploadInspector } from "../common/images/upload.inspector.ts";
 import { adminTokenOf, imageJobsOptionsOf, loadGatewayConfig, paymentProviderOf, resultLinksOptionsOf } from "./gateway.config.ts";
 import { startPeriodicTask } from "../common/periodic-task.ts";
 import { createGateway } from "./index.ts";
+import { AccountChanges } from "./account-changes.ts";
 import type { GatewaySchema } from "./store/api-key.store.ts";
 import { openSharedRequestRates } from "./store/request-rate.store.ts";
 import { openPorts, openServiceDatabase } from "../common/wiring.ts";
@@ -40,11 +41,13 @@ await runMain("gateway", async () => {
     config.RATE_LIMIT_SHARED && database.location.kind === "postgres"
       ? openSharedRequestRates(database.location, { timeoutMs: config.RATE_LIMIT_STORE_TIMEOUT_MS, log })
       : undefined;
+  const accountChanges = new AccountChanges();
   const gateway = createGateway({
     migrateOnStart: config.MIGRATE_ON_START,
     db: database.db,
     blobStore: ports.blobStore,
-    billing: createClient(BillingService, serviceTransport(config.BILLING_URL, peerOptions)),
+    billing: createClient(BillingService, serviceTransport(config.BILLING_URL, { ...peerOptions, interceptors: [accountChanges.interceptor] })),
+    accountChanges,
     orchestrator: createClient(OrchestratorService, serviceTransport(config.ORCHESTRATOR_URL, peerOptions)),
     inspect: createUploadInspector(imageLimitsOf(config)),
     log,

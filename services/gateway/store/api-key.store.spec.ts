@@ -2,7 +2,7 @@
 // the first gateway migration: a key made before members existed keeps working and gets a name.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { sql } from "kysely";
+import { sql, type KyselyPlugin } from "kysely";
 import { createTestDatabase, type TestDatabase } from "../../../test/harness.ts";
 import { openDatabase, type Database } from "../../common/database.ts";
 import { migrateToLatest } from "../../common/migrate.ts";
@@ -51,6 +51,34 @@ describe("ApiKeyStore", () => {
     assert.equal(await store.revoke("key_missing"), undefined);
     const short = await store.create("acme", { key: "short-demo-key" });
     assert.equal((await store.get(short.keyId))?.keyPrefix, "", "a short configured key keeps nothing in clear");
+  });
+
+  it("with ownerCacheMs, keeps a found key's owner (not a miss), and a revoke stops the key at once", async () => {
+    // Counts the selects this store runs.
+    let selects = 0;
+    const counting: KyselyPlugin = {
+      transformQuery: ({ node }) => {
+        if (node.kind === "SelectQueryNode") selects += 1;
+        return node;
+      },
+      transformResult: async ({ result }) => result,
+    };
+    const kept = new ApiKeyStore(database.db.withPlugin(counting), { now: () => now, ownerCacheMs: 60_000 });
+    const { key, keyId } = await kept.create("kept", { name: "kept" });
+    const lookups = async (run: () => Promise<unknown>) => {
+      const before = selects;
+      await run();
+      return selects - before;
+    };
+    assert.deepEqual(await kept.find(key, { recordUse: false }), { keyId, accountId: "kept", memberId: undefined });
+    assert.equal(await lookups(() => kept.find(key, { recordUse: false })), 0, "the second lookup is answered from memory");
+    // A miss is not kept: a key made right after it was tried works at once.
+    const later = "cl_made-after-a-miss-0000000000000000000";
+    assert.equal(await kept.find(later, { recordUse: false }), undefined);
+    await kept.create("kept", { key: later });
+    assert.equal((await kept.find(later, { recordUse: false }))?.accountId, "kept");
+    await kept.revoke(keyId);
+    assert.equal(await kept.find(key, { recordUse: false }), undefined, "revoked through this store: refused at once");
   });
 
   it("records the last use at most once a minute per key, without the lookup waiting for it", async () => {

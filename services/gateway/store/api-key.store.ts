@@ -1,6 +1,6 @@
 import type { Generated, Kysely, Selectable } from "kysely";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { SharedCalls } from "../../common/shared-calls.ts";
+import { CachedReads } from "../../common/cached-reads.ts";
 
 export interface ApiKeyTable {
   id: string;
@@ -74,6 +74,11 @@ export interface ApiKeyStoreOptions {
   now?: () => number;
   /** Told when a last-used write fails; the request that used the key is not. @default ignore */
   onLastUsedWriteFailed?: (error: unknown) => void;
+  /**
+   * How long a key's owner is kept after a lookup (ADMISSION_CACHE_MS); a revoke through this store
+   * forgets every kept key at once, one through another replica applies within this. @default 0
+   */
+  ownerCacheMs?: number;
 }
 
 /** API keys, stored as hashes. A key is shown once, when it is created. */
@@ -83,7 +88,8 @@ export class ApiKeyStore {
   /** When this process last wrote each key's last_used_at, in ms since the epoch. */
   readonly #lastUsedWrittenAt = new Map<string, number>();
   readonly #pendingWrites = new Set<Promise<void>>();
-  readonly #lookups = new SharedCalls<string, { id: string; account_id: string; member_id: string | null } | undefined>();
+  /** Keys found (not misses) kept for ownerCacheMs; a burst's concurrent lookups of a key share one query. */
+  readonly #lookups: CachedReads<string, { id: string; account_id: string; member_id: string | null } | undefined>;
 
   constructor(
     private readonly db: Kysely<GatewaySchema>,
@@ -91,6 +97,7 @@ export class ApiKeyStore {
   ) {
     this.#now = options.now ?? Date.now;
     this.#onLastUsedWriteFailed = options.onLastUsedWriteFailed ?? (() => undefined);
+    this.#lookups = new CachedReads({ ttlMs: options.ownerCacheMs ?? 0, keep: (row) => row !== undefined });
   }
 
   /** Stores `key` (or a new random one) for the account; an existing identical key is kept. */
@@ -125,7 +132,7 @@ export class ApiKeyStore {
   async find(key: string, options: { recordUse?: boolean } = {}): Promise<ApiKeyOwner | undefined> {
     const keySha256 = sha256(key);
     // A key's burst of requests (or a retry storm) looks it up once.
-    const row = await this.#lookups.run(keySha256, () =>
+    const row = await this.#lookups.get(keySha256, () =>
       this.db.selectFrom("api_keys").select(["id", "account_id", "member_id"]).where("key_sha256", "=", keySha256).where("revoked_at", "is", null).executeTakeFirst(),
     );
     if (!row) return undefined;
@@ -159,6 +166,8 @@ export class ApiKeyStore {
   /** Revokes the key (a revoked key stays revoked, with its first time); undefined when there is no such key. */
   async revoke(keyId: string): Promise<ApiKeyView | undefined> {
     await this.db.updateTable("api_keys").set({ revoked_at: new Date(this.#now()) }).where("id", "=", keyId).where("revoked_at", "is", null).execute();
+    // Kept owners are keyed by the key's hash, which is not known here: revocations are rare, so all go.
+    this.#lookups.clear();
     return this.get(keyId);
   }
 
