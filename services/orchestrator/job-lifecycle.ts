@@ -279,25 +279,34 @@ export class JobLifecycle {
     // Deleted on request before the sweeper came: it stays "deleted", not "expired".
     const marked = await this.jobs.markFilesDeleted(job.id, job.files_deleted_at ?? new Date(), { expired: options.expired && job.files_deleted_at === null });
     if (!marked) throw new Error(`job ${job.id} was finished but could not be marked`);
-    this.#changes.emit(job.id);
+    this.#changes.emit(job.id, marked);
     return marked;
   }
 
   /** The job now, then each change, ending after a terminal state. */
   async *watch(id: string, signal: AbortSignal): AsyncGenerator<JobRow> {
-    let job = await this.get(id);
-    yield job;
+    // Listening before the first read: a change that lands between the two still wakes this watch
+    // (else a job that ended in that moment would be seen only at the next poll).
     const local = on(this.#changes, id, { signal });
     try {
+      let job = await this.get(id);
+      yield job;
       // One wake-up awaited at a time, kept across polls: events.on hands each change to the oldest
       // waiting next(), so one abandoned to a timeout would take the next change for itself and
       // leave this loop to wait out a whole poll interval (500 ms more on every synchronous call).
       let changed = local.next().catch(() => undefined);
       while (!isTerminal(job.status) && !signal.aborted) {
-        // A change made in this process wakes us at once; another replica's change within the poll interval.
+        // A change made in this process wakes us at once, with the row it wrote; another replica's change within the poll interval.
         const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), this.#watchPollMs).unref());
-        if ((await Promise.race([changed, timeout])) !== "timeout") changed = local.next().catch(() => undefined);
-        const next = await this.get(id);
+        const woke = await Promise.race([changed, timeout]);
+        let next: JobRow | undefined;
+        if (woke !== "timeout") {
+          changed = local.next().catch(() => undefined);
+          // The writer's row saves a read, unless an older write's wake-up came late (changes may land out of order).
+          const written = woke?.done === false ? (woke.value as (JobRow | undefined)[])[0] : undefined;
+          if (written !== undefined && written.updated_at.getTime() >= job.updated_at.getTime()) next = written;
+        }
+        next ??= await this.get(id);
         // Progress too: two writes within one millisecond share an updated_at.
         const moved = next.status !== job.status || next.updated_at.getTime() !== job.updated_at.getTime() || next.progress !== job.progress || next.frames_done !== job.frames_done;
         if (moved) yield next;
@@ -326,7 +335,7 @@ export class JobLifecycle {
       if (!cancelled) continue; // started, or claimed, meanwhile: look again
       this.log.info({ jobId: id, from: job.status, to: "cancelled" }, "job status changed");
       countJobEnd(cancelled);
-      this.#changes.emit(id);
+      this.#changes.emit(id, cancelled);
       await this.#release(cancelled, "cancelled");
       await this.#stopWorker(cancelled);
       return cancelled;
@@ -631,7 +640,7 @@ export class JobLifecycle {
     if (updated) {
       this.log.info({ jobId: job.id, from: job.status, to }, "job status changed");
       if (isTerminal(to)) countJobEnd(updated);
-      this.#changes.emit(job.id);
+      this.#changes.emit(job.id, updated);
     }
     return updated;
   }
