@@ -302,9 +302,10 @@ export class JobLifecycle {
         let next: JobRow | undefined;
         if (woke !== "timeout") {
           changed = local.next().catch(() => undefined);
-          // The writer's row saves a read, unless an older write's wake-up came late (changes may land out of order).
+          // The writer's row saves a read when it is newer than what this watch has: a late wake-up of an
+          // older write, or two writes within one millisecond (one updated_at), read the job instead.
           const written = woke?.done === false ? (woke.value as (JobRow | undefined)[])[0] : undefined;
-          if (written !== undefined && written.updated_at.getTime() >= job.updated_at.getTime()) next = written;
+          if (written !== undefined && written.updated_at.getTime() > job.updated_at.getTime()) next = written;
         }
         next ??= await this.get(id);
         // Progress too: two writes within one millisecond share an updated_at.
