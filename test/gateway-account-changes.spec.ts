@@ -4,12 +4,12 @@ import { createClient, createRouterTransport, type Interceptor } from "@connectr
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import pino from "pino";
-import { createBillingFixture, type BillingFixture } from "../billing/billing.testing.ts";
-import { BillingService } from "../common/gen/cutline/billing/v1/billing_service_pb.ts";
-import { OrchestratorService } from "../common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
-import { InProcessBlobStore } from "../common/adapters/index.ts";
-import { AccountChanges } from "./account-changes.ts";
-import { ImageJobs } from "./image-jobs.ts";
+import { createBillingFixture, type BillingFixture } from "../services/billing/billing.testing.ts";
+import { BillingService } from "../services/common/gen/cutline/billing/v1/billing_service_pb.ts";
+import { OrchestratorService } from "../services/common/gen/cutline/orchestrator/v1/orchestrator_service_pb.ts";
+import { InProcessBlobStore } from "../services/common/adapters/index.ts";
+import { AccountChanges } from "../services/gateway/account-changes.ts";
+import { ImageJobs } from "../services/gateway/image-jobs.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
