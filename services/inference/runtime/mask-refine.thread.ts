@@ -64,18 +64,14 @@ const helpers =
 /** Each stripe's box from one phase: the first stripe here, the others on the helpers at the same time. */
 async function inStripes(frame: RefineFrame, stripes: Rows[], phase: RefinePhase, region: Region | undefined): Promise<(Region | undefined)[]> {
   const others = stripes.slice(1).map((rows) => helpers!.run({ frame, phase, rows, region }).then(({ box }) => box));
-  // Every helper is done with the frame before this returns or throws: its memory serves the next image.
   let first: Region | undefined;
-  let failure: { error: unknown } | undefined;
   try {
     first = refinePhase(frame, phase, stripes[0]!, region, arena);
-  } catch (error) {
-    failure = { error };
+  } finally {
+    // Every helper is done with the frame before this returns or throws: its memory serves the next image.
+    await Promise.allSettled(others);
   }
-  const settled = await Promise.allSettled(others);
-  failure ??= settled.flatMap((outcome) => (outcome.status === "rejected" ? [{ error: outcome.reason as unknown }] : []))[0];
-  if (failure !== undefined) throw failure.error;
-  return [first, ...settled.map((outcome) => (outcome as PromiseFulfilledResult<Region | undefined>).value)];
+  return [first, ...(await Promise.all(others))];
 }
 
 /**
