@@ -102,7 +102,7 @@ const IMAGE_HEADERS = {
 
 const IMAGE_OPTIONS: Record<string, JsonSchema> = {
   size: { type: "string", enum: ["preview", "small", "full", "auto", "hd"], default: "full", description: "Output size; hd is priced at the HD multiplier." },
-  quality: { type: "string", enum: ["fast", "balanced", "best"], default: "balanced", description: "Speed against accuracy: fast runs the model at 896² (about 0.77× balanced's model time), balanced at 1024², best averages the 1024² masks of the image and its mirror image with an 896² mask (the best IoU and edges, about 2.8× balanced's model time on a CPU). One price for all three." },
+  quality: { type: "string", enum: ["fast", "balanced", "best"], default: "balanced", description: "Speed against accuracy: fast runs the model at 896² (about 0.77× balanced's model time), balanced at 1024², best fuses the masks of the image and its mirror image at 896², 1024² and 1152² (the best IoU and edges, about 6× balanced's model time on a CPU). One price for all three." },
   format: { type: "string", enum: ["png", "webp", "jpg", "jpeg", "mask"], default: "png" },
   output_format: { type: "string", enum: ["png", "webp", "jpg", "jpeg", "mask"], description: "Alias of format." },
   bg_color: { type: "string", description: "A background colour (hex, with or without #), or transparent." },
@@ -229,7 +229,7 @@ const REMOVEBG_FIELDS: Record<string, JsonSchema> = {
       "Fetched as /v1/matting's image_url is (public addresses only, redirects re-checked, OUTBOUND_TIMEOUT_MS, the smallest byte limit), after authentication and before any credit is held, then checked as an upload. Refusals, all 400: invalid_image_url (malformed), failed_image_download (refused address, unreachable, timeout or a non-2xx answer), file_too_large.",
   },
   size: { type: "string", enum: ["preview", "small", "regular", "full", "4k", "auto", "medium", "hd"], default: "preview", description: "preview/small/regular: at most 0.25 MP; medium: at most 1.5 MP; hd: at most 4 MP (aspect ratio kept, never enlarged); full/4k/auto: the original resolution (capped by IMAGE_LONGEST_SIDE_STANDARD). Every size above preview is priced alike, by the processed input's size." },
-  quality: { type: "string", enum: ["fast", "balanced", "best"], description: "This server's own parameter: preview/small/regular default to fast (an 896² mask covers 0.25 MP), larger sizes to balanced; best averages the 1024² masks of the image and its mirror image with an 896² mask. One price for all three." },
+  quality: { type: "string", enum: ["fast", "balanced", "best"], description: "This server's own parameter: preview/small/regular default to fast (an 896² mask covers 0.25 MP), larger sizes to balanced; best fuses the masks of the image and its mirror image at 896², 1024² and 1152². One price for all three." },
   type: { type: "string", enum: ["auto", "person", "product", "car", "animal", "graphic", "transportation"], default: "auto", description: "Accepted and ignored: the model finds the foreground itself." },
   type_level: { type: "string", enum: ["none", "1", "2", "latest"], default: "1", description: "Accepted and ignored: no X-Type is sent (this server does not classify)." },
   format: { type: "string", enum: ["auto", "png", "jpg", "webp", "zip"], default: "auto", description: "auto: jpg behind an opaque bg_color or bg_image_file, else png. zip: application/zip holding color.jpg (the result's colours, JPEG) and alpha.png (its alpha matte, grayscale PNG), both at the result's size; composing them (alpha as opacity) gives the png result. Behind bg_color or a background image, color.jpg is the composed image and alpha.png opaque. One job, charged once." },
@@ -420,7 +420,7 @@ function photoroomPaths(): OpenApiDocument["paths"] {
             channels: { type: "string", enum: ["rgba", "alpha"], default: "rgba", description: "alpha: the grayscale matte as PNG (with jpg or webp: refused)." },
             bg_color: { type: "string", description: "Hex (#FF00FF, with or without #; alpha must be FF) or a colour name." },
             size: { type: "string", enum: ["preview", "full", "medium", "hd"], default: "full", description: "preview: at most 0.25 MP; medium: at most 1.5 MP; hd: at most 4 MP (aspect ratio kept, never enlarged); full: the original resolution (capped by IMAGE_LONGEST_SIDE_STANDARD)." },
-            quality: { type: "string", enum: ["fast", "balanced", "best"], description: "This server's own parameter: preview defaults to fast, other sizes to balanced; best averages the masks of the image and its mirror image. One price for all three." },
+            quality: { type: "string", enum: ["fast", "balanced", "best"], description: "This server's own parameter: preview defaults to fast, other sizes to balanced; best fuses the masks of the image and its mirror image at three sides. One price for all three." },
             crop: { type: "string", enum: ["true", "false"], default: "false", description: "Crop to the subject." },
             despill: { type: "string", enum: ["true", "false"], default: "false", description: "Accepted and without effect: this server removes no green-screen colour spill." },
           },

@@ -8,6 +8,7 @@ import {
   defaultRefineOptions,
   estimateForeground,
   foregroundRegionOf,
+  fuseMasks,
   refinePhase,
   refineWhole,
   resizeBilinear,
@@ -28,7 +29,7 @@ describe("averageMasks", () => {
     assert.equal(averageMasks([{ plane: only, weight: 1 }]), only);
   });
 
-  it("weighs the masks (a mirrored pass's counts twice) at the largest one's size", () => {
+  it("weighs the masks at the largest one's size", () => {
     const large = plane(4, () => 0.9);
     const small = plane(2, () => 0.3);
     const mean = averageMasks([
@@ -51,6 +52,61 @@ describe("averageMasks", () => {
 
   it("refuses an empty list", () => {
     assert.throws(() => averageMasks([]), /at least one mask/);
+  });
+});
+
+describe("fuseMasks", () => {
+  const disc = (side: number, centre: number) => plane(side, (x, y) => ((x - centre) ** 2 + (y - side / 2) ** 2 < (side / 4) ** 2 ? 1 : 0));
+
+  it("averages one or two views as averageMasks does", () => {
+    const views = [
+      { plane: disc(8, 4), weight: 1 },
+      { plane: disc(8, 2), weight: 1 },
+    ];
+    assert.deepEqual(fuseMasks(views), averageMasks(views));
+    assert.equal(fuseMasks([views[0]!]), views[0]!.plane);
+  });
+
+  it("from three views, weighs down the one that disagrees with the others", () => {
+    // Two views see the subject on the left; a third, wrong, sees it on the right.
+    const [left, wrong] = [disc(16, 4), disc(16, 12)];
+    const fused = fuseMasks([
+      { plane: left, weight: 1 },
+      { plane: left, weight: 1 },
+      { plane: wrong, weight: 1 },
+    ]);
+    const mean = averageMasks([
+      { plane: left, weight: 1 },
+      { plane: left, weight: 1 },
+      { plane: wrong, weight: 1 },
+    ]);
+    const atWrongOnly = 8 * 16 + 13; // inside the wrong disc, outside the left one
+    assert.equal(left.data[atWrongOnly], 0);
+    assert.equal(wrong.data[atWrongOnly], 1);
+    assert.ok(Math.abs(mean.data[atWrongOnly]! - 1 / 3) < 1e-6);
+    // The left views agree with the mean's foreground fully (IoU 1); the wrong one, apart from it, not at all (0).
+    assert.equal(fused.data[atWrongOnly], 0, "the wrong view's weight is its IoU with the mean squared: 0");
+    assert.deepEqual([fused.width, fused.height], [16, 16]);
+  });
+
+  it("fuses views of different sides at the largest one's size", () => {
+    const fused = fuseMasks([
+      { plane: disc(16, 8), weight: 1 },
+      { plane: disc(8, 4), weight: 1 },
+      { plane: disc(12, 6), weight: 1 },
+    ]);
+    assert.deepEqual([fused.width, fused.height], [16, 16]);
+    assert.ok(fused.data[8 * 16 + 8]! > 0.99, "the centre is foreground in every view");
+    assert.ok(fused.data[0]! < 0.01, "a corner is background in every view");
+  });
+
+  it("falls back to the plain mean when no view shares foreground with it", () => {
+    // Each view just above 0.5 in a different third: the mean is under 0.5 everywhere.
+    const third = (index: number) => plane(6, (x) => (Math.floor(x / 2) === index ? 0.6 : 0));
+    const views = [0, 1, 2].map((index) => ({ plane: third(index), weight: 1 }));
+    const fused = fuseMasks(views);
+    assert.ok(fused.data.every((value) => Number.isFinite(value)));
+    assert.deepEqual(fused, averageMasks(views));
   });
 });
 

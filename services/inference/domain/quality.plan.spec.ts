@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { Quality } from "../../common/gen/cutline/inference/v1/quality_pb.ts";
 import { qualityForSize, qualityOf } from "../../common/images/quality.ts";
 import { OutputSize } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
-import { modelPassesFor, passWeight, qualityPassOf, settingPasses, warmupPassesFor } from "./quality.plan.ts";
+import { modelPassesFor, qualityPassOf, settingPasses, warmupPassesFor } from "./quality.plan.ts";
 
 describe("modelPassesFor", () => {
   it("runs each setting's passes for a full-size output; unspecified is balanced", () => {
@@ -12,7 +12,8 @@ describe("modelPassesFor", () => {
     assert.deepEqual(modelPassesFor(Quality.UNSPECIFIED), [{ side: 1024, mirrored: false }]);
     assert.deepEqual(modelPassesFor(Quality.BEST), [
       { side: 1024, mirrored: true },
-      { side: 896, mirrored: false },
+      { side: 896, mirrored: true },
+      { side: 1152, mirrored: true },
     ]);
   });
 
@@ -24,20 +25,20 @@ describe("modelPassesFor", () => {
     assert.deepEqual(modelPassesFor(Quality.BEST, 300), [{ side: 896, mirrored: true }], "best's passes capped to one side become one, keeping the mirrored pass");
     assert.deepEqual(modelPassesFor(Quality.BEST, 950), [
       { side: 960, mirrored: true },
-      { side: 896, mirrored: false },
+      { side: 896, mirrored: true },
     ]);
-  });
-
-  it("weighs a mirrored pass as the two masks it averages", () => {
-    assert.equal(passWeight({ side: 1024, mirrored: true }), 2);
-    assert.equal(passWeight({ side: 896, mirrored: false }), 1);
+    assert.deepEqual(modelPassesFor(Quality.BEST, 1100), [
+      { side: 1024, mirrored: true },
+      { side: 896, mirrored: true },
+      { side: 1120, mirrored: true },
+    ]);
   });
 
   it("refuses a value the enum does not know, naming the allowed ones", () => {
     assert.throws(() => modelPassesFor(7 as Quality), /quality 7 is unknown; use one of fast, balanced, best/);
   });
 
-  it("gives a video frame the setting's first, largest pass", () => {
+  it("gives a video frame the setting's first pass", () => {
     assert.deepEqual(qualityPassOf(Quality.BEST), { side: 1024, mirrored: true });
     assert.deepEqual(qualityPassOf(Quality.FAST), { side: 896, mirrored: false });
   });
@@ -62,7 +63,7 @@ describe("warmupPassesFor", () => {
   it("the settings' shapes, each once", () => {
     assert.deepEqual(
       settingPasses().map((pass) => `${pass.side}${pass.mirrored ? " mirrored" : ""}`).sort(),
-      ["1024", "1024 mirrored", "896"],
+      ["1024", "1024 mirrored", "1152 mirrored", "896", "896 mirrored"],
     );
   });
 });

@@ -10,25 +10,28 @@ export interface ModelPass {
 }
 
 /**
- * What each setting runs: model passes whose masks are averaged (a mirrored pass counts twice, as
- * the mean of two masks), the first pass the largest. Measured on ../shared/eval/dev (47 photos,
- * `npm run eval`, edge refinement on), IoU / boundary F against the imgly peer's 0.897 / 0.820:
- * one pass at 768² 0.873 / 0.819, 832² 0.881 / 0.820, 864² 0.885 / 0.805, 896² 0.898 / 0.824,
- * 1024² 0.899 / 0.832; 1024² mirrored 0.896 / 0.844; 896² + 1024² 0.903 / 0.837; 896² + 1024²
- * mirrored 0.909 / 0.856; 896² mirrored + 1024² 0.908 / 0.850; 832², 864² or 768² with 1024²
- * mirrored 0.905–0.906; a per-pixel median of passes and aspect-preserving inputs were worse
- * (the model was trained on squares: 1024 on the longest side 0.845). So fast is 896² (77 % of
- * balanced's model time, the smallest side within 0.015 IoU of the peer with its edges), balanced
- * 1024², and best 1024² mirrored with an 896² pass (2.8× balanced's model time; on CUDA the flip
- * rides in the 1024² batch). The held-out photos of the issue had 768² nearly free in quality;
- * on this set 768² and 832² fall short of the peer.
+ * What each setting runs: model passes whose masks are fused (fuseMasks; a mirrored pass gives two
+ * views, the image's and its mirror image's), the first pass the one a video frame runs. Measured
+ * on ../shared/eval/dev (47 photos, `npm run eval`, edge refinement on), IoU / boundary F against
+ * the imgly peer's 0.897 / 0.820: one pass at 768² 0.873 / 0.819, 832² 0.881 / 0.820, 864² 0.885
+ * / 0.805, 896² 0.898 / 0.824, 1024² 0.899 / 0.832, 1152² 0.840, 1280² 0.801; averaged: 1024²
+ * mirrored 0.896 / 0.844; 896² + 1024² 0.903 / 0.837; 896² + 1024² mirrored 0.908 / 0.857; 896²,
+ * 1024² and 1152², each mirrored, 0.905 averaged and **0.913 / 0.864 fused** (0.912–0.913 with
+ * the agreement's power at 1, 2 or 4); the mirrored 1024² and plain 896² passes fused 0.908.
+ * A per-pixel median of passes and aspect-preserving inputs were worse (the model was trained on
+ * squares: 1024 on the longest side 0.845). So fast is 896² (77 % of balanced's model time, the
+ * smallest side within 0.015 IoU of the peer with its edges), balanced 1024², and best the six
+ * views (about 6× balanced's model time; on CUDA each flip rides in its pass's batch). The held-out
+ * photos of the issue had 768² nearly free in quality; on this set 768² and 832² fall short of
+ * the peer.
  */
 export const QUALITY_PASSES: Readonly<Record<QualityName, readonly ModelPass[]>> = {
   fast: [{ side: 896, mirrored: false }],
   balanced: [{ side: 1024, mirrored: false }],
   best: [
     { side: 1024, mirrored: true },
-    { side: 896, mirrored: false },
+    { side: 896, mirrored: true },
+    { side: 1152, mirrored: true },
   ],
 };
 
@@ -39,7 +42,7 @@ export function qualityPassesOf(quality: Quality): readonly ModelPass[] {
   return QUALITY_PASSES[name];
 }
 
-/** A setting's first (largest) pass: what one video frame runs, where a second pass per frame would halve the frame rate. */
+/** A setting's first pass: what one video frame runs, where a second pass per frame would halve the frame rate. */
 export function qualityPassOf(quality: Quality): ModelPass {
   return qualityPassesOf(quality)[0]!;
 }
@@ -64,11 +67,6 @@ export function modelPassesFor(quality: Quality, outputLongestSide?: number): Mo
     bySide.set(side, { side, mirrored: pass.mirrored || (bySide.get(side)?.mirrored ?? false) });
   }
   return [...bySide.values()];
-}
-
-/** How much each pass's mask weighs in the average: a mirrored pass is already the mean of two. */
-export function passWeight(pass: ModelPass): number {
-  return pass.mirrored ? 2 : 1;
 }
 
 /**

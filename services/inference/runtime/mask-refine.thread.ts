@@ -5,12 +5,12 @@
 // while it is refined.
 import { parentPort, workerData } from "node:worker_threads";
 import {
-  averageMasks,
   bandRegionOf,
   createRefineFrame,
   defaultRefineOptions,
   foregroundRegionOf,
   foregroundRowCost,
+  fuseMasks,
   refinePhase,
   refineWhole,
   stripesOf,
@@ -35,7 +35,7 @@ export interface MaskRefineRequest {
   rgba: Uint8Array;
   width: number;
   height: number;
-  /** The model's masks, `side`², values 0–1, averaged by weight (a quality setting's passes; most often one). */
+  /** The model's masks, `side`², values 0–1, fused by weight (fuseMasks: the views a quality setting runs; most often one). */
   masks: { data: Float32Array; side: number; weight: number }[];
   refine: boolean;
   /** Multiply the mask by the input's own alpha (transparency kept as a hint). */
@@ -89,7 +89,7 @@ function copyInto<T extends Uint8Array | Float32Array>(array: T, make: (length: 
 
 async function refine(request: MaskRefineRequest) {
   const { rgba, width, height } = request;
-  const mask = averageMasks(request.masks.map(({ data, side, weight }) => ({ plane: { data, width: side, height: side }, weight })));
+  const mask = fuseMasks(request.masks.map(({ data, side, weight }) => ({ plane: { data, width: side, height: side }, weight })));
   const alphaOnly = request.alphaOnly === true;
   const options = request.refine && !alphaOnly ? defaultRefineOptions : undefined;
   // Each phase's stripes share out the rows of its region, where its work is.

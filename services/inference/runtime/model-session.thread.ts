@@ -39,8 +39,8 @@ export interface ModelSessionInfo {
 
 /**
  * RGB images, `side`² × 3 bytes each, interleaved. A `mirrored` image also runs left–right
- * flipped in the same batch (on a GPU the second pass rides along), and its mask is the average
- * of the two (test-time augmentation).
+ * flipped in the same batch (on a GPU the second pass rides along), and the flipped run's mask,
+ * flipped back, is its second view (test-time augmentation).
  */
 export interface ModelSessionRequest {
   side: number;
@@ -48,9 +48,9 @@ export interface ModelSessionRequest {
   mirrored: boolean[];
 }
 
-/** One `side`² mask per image, values 0–1. */
+/** Each image's views: `side`² masks, values 0–1, the plain run's first and, for a mirrored image, the flipped run's. */
 export interface ModelSessionResponse {
-  masks: Float32Array[];
+  views: Float32Array[][];
   runMs: number;
 }
 
@@ -150,23 +150,21 @@ async function run(request: ModelSessionRequest) {
   const outputs = await session!.run({ [setup.inputName]: new ort.Tensor("float32", input, [batch, 3, side, side]) });
   const runMs = performance.now() - started;
   const data = outputs[setup.outputName]!.data as Float32Array;
-  const masks: Float32Array<ArrayBuffer>[] = [];
   // One plain image: its output is its mask, in memory of its own that can move on as it is.
   if (batch === 1 && data.byteOffset === 0 && data.buffer.byteLength === plane * Float32Array.BYTES_PER_ELEMENT) {
-    return { response: { masks: [data as Float32Array<ArrayBuffer>], runMs }, transfer: [data.buffer as ArrayBuffer] };
+    return { response: { views: [[data as Float32Array<ArrayBuffer>]], runMs }, transfer: [data.buffer as ArrayBuffer] };
   }
-  for (let image = 0; image < images.length; image++) {
-    const mask = data.slice(image * plane, (image + 1) * plane);
+  const views = images.map((_, image) => {
+    const own = [data.slice(image * plane, (image + 1) * plane)];
     const slot = flippedSlot.get(image);
-    if (slot !== undefined) {
-      const flipped = slot * plane;
-      for (let row = 0, pixel = 0; row < side; row++) {
-        for (let column = 0; column < side; column++, pixel++) mask[pixel] = (mask[pixel]! + data[flipped + row * side + side - 1 - column]!) / 2;
-      }
+    if (slot === undefined) return own;
+    const flipped = new Float32Array(plane);
+    for (let row = 0, pixel = slot * plane; row < side; row++) {
+      for (let column = side - 1; column >= 0; column--, pixel++) flipped[row * side + column] = data[pixel]!;
     }
-    masks.push(mask);
-  }
-  return { response: { masks, runMs }, transfer: masks.map((mask) => mask.buffer as ArrayBuffer) };
+    return [...own, flipped];
+  });
+  return { response: { views, runMs }, transfer: views.flat().map((mask) => mask.buffer as ArrayBuffer) };
 }
 
 await serveThread<ModelSessionRequest, ModelSessionResponse>(

@@ -5,7 +5,7 @@ import sharp from "sharp";
 import { ImageOperation, OutputFormat, OutputSize, type ImageOptions } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
 import { refineThreadsOf, threadsPerSession, type InferenceConfig } from "../inference.config.ts";
 import { InferenceError, inferenceErrorOf } from "../domain/inference.errors.ts";
-import { modelPassesFor, passWeight, qualityPassesOf, settingPasses, warmupPassesFor, type ModelPass } from "../domain/quality.plan.ts";
+import { modelPassesFor, qualityPassesOf, settingPasses, warmupPassesFor, type ModelPass } from "../domain/quality.plan.ts";
 import { DynamicBatcher } from "../domain/request.batcher.ts";
 import { layoutSubject, parseLayoutOptions, smartCropLayout } from "../domain/subject.layout.ts";
 import { describeModel, type ModelDescription } from "../store/model.store.ts";
@@ -145,9 +145,9 @@ function refineWarmupRequest(): MaskRefineRequest {
   return { rgba, width, height, masks: [{ data: mask, side, weight: 1 }], refine: true, useInputAlpha: false };
 }
 
-/** What the batcher gives back for an image: its mask and its batch's run time in the session thread (milliseconds). */
+/** What the batcher gives back for an image: its views (ModelSessionResponse) and its batch's run time in the session thread (milliseconds). */
 interface ModelResult {
-  mask: Float32Array;
+  views: Float32Array[];
   runMs: number;
 }
 
@@ -250,8 +250,8 @@ class Engine implements SegmentationEngine {
       async (items) => {
         const images = items.map((item) => item.rgb);
         const request = { side: items[0]!.pass.side, images, mirrored: items.map((item) => item.pass.mirrored) };
-        const { masks, runMs } = await sessions.run(request, images.map((image) => image.buffer as ArrayBuffer));
-        return masks.map((mask) => ({ mask, runMs }));
+        const { views, runMs } = await sessions.run(request, images.map((image) => image.buffer as ArrayBuffer));
+        return views.map((own) => ({ views: own, runMs }));
       },
       batcherMetrics,
       // One tensor per run: only images of one input side share a batch, and a mirrored image
@@ -363,7 +363,7 @@ class Engine implements SegmentationEngine {
 
   async segmentTensor(rgb: Uint8Array, call: SegmentCall, pass: ModelPass = { side: this.inputSize, mirrored: false }): Promise<Float32Array> {
     if (rgb.length !== pass.side * pass.side * 3) throw new InferenceError("invalid_option", `the model input has ${rgb.length} bytes, not ${pass.side}² RGB`);
-    return (await this.available().submit({ rgb, pass }, call)).mask;
+    return meanOfViews((await this.available().submit({ rgb, pass }, call)).views);
   }
 
   async process(image: Uint8Array, options: ImageOptions, call: SegmentCall): Promise<ProcessedImage> {
@@ -390,7 +390,6 @@ class Engine implements SegmentationEngine {
       const results = await Promise.all(
         passes.map((pass, index) => batcher.submit({ rgb: modelInputs[index]!, pass }, { ...call, onDequeued: (waitMs) => waits.push(waitMs) })),
       );
-      const masks = results.map((result) => result.mask);
       const modelRunMs = results.reduce((total, result) => total + result.runMs, 0);
       modelQueueWaitMs = Math.min(...waits);
       timer.mark("queueAndModelMs");
@@ -399,7 +398,7 @@ class Engine implements SegmentationEngine {
       const smartCrop = options.operation === ImageOperation.SMART_CROP;
       const refined = await this.refine(
         decoded,
-        masks.map((data, index) => ({ data, side: passes[index]!.side, weight: passWeight(passes[index]!) })),
+        results.flatMap((result, index) => result.views.map((data) => ({ data, side: passes[index]!.side, weight: 1 }))),
         smartCrop,
       );
       timer.mark("refineMs");
@@ -511,6 +510,19 @@ class Engine implements SegmentationEngine {
     await Promise.allSettled([this.ready]);
     await Promise.all([this.sessions?.close(), this.refiners.close()]);
   }
+}
+
+/** One mask from an image's views (a mirrored pass's two), their mean written over the first. */
+function meanOfViews(views: Float32Array[]): Float32Array {
+  const [mean, ...others] = views as [Float32Array, ...Float32Array[]];
+  if (others.length === 0) return mean;
+  const share = 1 / views.length;
+  for (let pixel = 0; pixel < mean.length; pixel++) {
+    let total = mean[pixel]!;
+    for (const other of others) total += other[pixel]!;
+    mean[pixel] = total * share;
+  }
+  return mean;
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

@@ -12,8 +12,8 @@ export const file_cutline_inference_v1_quality: GenFile = /*@__PURE__*/
   fileDesc("CiJjdXRsaW5lL2luZmVyZW5jZS92MS9xdWFsaXR5LnByb3RvEhRjdXRsaW5lLmluZmVyZW5jZS52MSpcCgdRdWFsaXR5EhcKE1FVQUxJVFlfVU5TUEVDSUZJRUQQABIQCgxRVUFMSVRZX0ZBU1QQARIUChBRVUFMSVRZX0JBTEFOQ0VEEAISEAoMUVVBTElUWV9CRVNUEANiBnByb3RvMw");
 
 /**
- * Speed against quality, for every operation: FAST runs the model at 768² in one pass, BALANCED
- * at 1024² in one pass, BEST averages the mask of the image and of its mirror image.
+ * Speed against quality, for every operation: FAST runs the model at 896² in one pass, BALANCED
+ * at 1024² in one pass, BEST fuses the masks of the image and of its mirror image at three sides.
  *
  * @generated from enum cutline.inference.v1.Quality
  */
