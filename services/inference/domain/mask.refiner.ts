@@ -159,16 +159,21 @@ export interface WeightedPlane {
 export function averageMasks(masks: readonly WeightedPlane[]): Plane {
   if (masks.length === 0) throw new Error("averageMasks needs at least one mask");
   if (masks.length === 1) return masks[0]!.plane;
-  const largest = masks.reduce((best, mask) => (mask.plane.width * mask.plane.height > best.plane.width * best.plane.height ? mask : best)).plane;
-  const { width, height } = largest;
-  const totalWeight = masks.reduce((total, mask) => total + mask.weight, 0);
+  const views = atLargestSize(masks);
+  const { width, height } = views[0]!.plane;
+  const totalWeight = views.reduce((total, view) => total + view.weight, 0);
   const mean = float32(width * height);
-  for (const { plane, weight } of masks) {
-    const data = plane.width === width && plane.height === height ? plane.data : resizeBilinear(plane, width, height);
+  for (const { plane, weight } of views) {
     const share = weight / totalWeight;
-    for (let pixel = 0; pixel < mean.length; pixel++) mean[pixel]! += data[pixel]! * share;
+    for (let pixel = 0; pixel < mean.length; pixel++) mean[pixel]! += plane.data[pixel]! * share;
   }
   return { data: mean, width, height };
+}
+
+/** The masks at the largest one's size, the others upscaled bilinearly. */
+function atLargestSize(masks: readonly WeightedPlane[]): WeightedPlane[] {
+  const { width, height } = masks.reduce((best, mask) => (mask.plane.width * mask.plane.height > best.plane.width * best.plane.height ? mask : best)).plane;
+  return masks.map(({ plane, weight }) => ({ plane: plane.width === width && plane.height === height ? plane : { data: resizeBilinear(plane, width, height), width, height }, weight }));
 }
 
 /** How sharply a view's agreement with the others weighs it in `fuseMasks`: its weight × IoU². */
@@ -182,10 +187,10 @@ const AGREEMENT_POWER = 2;
  * and 1152², each mirrored) reached IoU 0.913 so fused against 0.905 averaged.
  */
 export function fuseMasks(masks: readonly WeightedPlane[]): Plane {
-  const mean = averageMasks(masks);
-  if (masks.length < 3) return mean;
-  const { width, height } = mean;
-  const views = masks.map(({ plane, weight }) => ({ plane: plane.width === width && plane.height === height ? plane : { data: resizeBilinear(plane, width, height), width, height }, weight }));
+  if (masks.length < 3) return averageMasks(masks);
+  // Upscaled once, for the mean and for each view's agreement with it.
+  const views = atLargestSize(masks);
+  const mean = averageMasks(views);
   const agreed = views.map(({ plane, weight }) => ({ plane, weight: weight * foregroundIoU(plane.data, mean.data) ** AGREEMENT_POWER }));
   // No view shares any foreground with the mean (views that each saw something else): nothing to prefer.
   return agreed.some(({ weight }) => weight > 0) ? averageMasks(agreed) : mean;

@@ -35,8 +35,8 @@ export interface MaskRefineRequest {
   rgba: Uint8Array;
   width: number;
   height: number;
-  /** The model's masks, `side`², values 0–1, fused by weight (fuseMasks: the views a quality setting runs; most often one). */
-  masks: { data: Float32Array; side: number; weight: number }[];
+  /** The model's masks, `side`², values 0–1, fused (fuseMasks: the views a quality setting runs; most often one). */
+  masks: { data: Float32Array; side: number }[];
   refine: boolean;
   /** Multiply the mask by the input's own alpha (transparency kept as a hint). */
   useInputAlpha: boolean;
@@ -89,7 +89,7 @@ function copyInto<T extends Uint8Array | Float32Array>(array: T, make: (length: 
 
 async function refine(request: MaskRefineRequest) {
   const { rgba, width, height } = request;
-  const mask = fuseMasks(request.masks.map(({ data, side, weight }) => ({ plane: { data, width: side, height: side }, weight })));
+  const mask = fuseMasks(request.masks.map(({ data, side }) => ({ plane: { data, width: side, height: side }, weight: 1 })));
   const alphaOnly = request.alphaOnly === true;
   const options = request.refine && !alphaOnly ? defaultRefineOptions : undefined;
   // Each phase's stripes share out the rows of its region, where its work is.

@@ -142,7 +142,7 @@ function refineWarmupRequest(): MaskRefineRequest {
     rgba.set([(x * 3 + y) & 255, (x ^ y) & 255, (y * 5) & 255, 255], pixel * 4);
   }
   const mask = Float32Array.from({ length: side * side }, (_, index) => 1 / (1 + Math.exp(Math.hypot((index % side) - side / 2, Math.floor(index / side) - side / 2) - side / 3)));
-  return { rgba, width, height, masks: [{ data: mask, side, weight: 1 }], refine: true, useInputAlpha: false };
+  return { rgba, width, height, masks: [{ data: mask, side }], refine: true, useInputAlpha: false };
 }
 
 /** What the batcher gives back for an image: its views (ModelSessionResponse) and its batch's run time in the session thread (milliseconds). */
@@ -398,7 +398,7 @@ class Engine implements SegmentationEngine {
       const smartCrop = options.operation === ImageOperation.SMART_CROP;
       const refined = await this.refine(
         decoded,
-        results.flatMap((result, index) => result.views.map((data) => ({ data, side: passes[index]!.side, weight: 1 }))),
+        results.flatMap((result, index) => result.views.map((data) => ({ data, side: passes[index]!.side }))),
         smartCrop,
       );
       timer.mark("refineMs");
@@ -458,7 +458,7 @@ class Engine implements SegmentationEngine {
   async refineFrame(frame: RawFrame, mask: Float32Array, maskSide = this.inputSize): Promise<MaskRefineResponse> {
     this.available();
     return this.refiners.run(
-      { rgba: frame.rgba, width: frame.width, height: frame.height, masks: [{ data: mask, side: maskSide, weight: 1 }], refine: this.config.IMAGE_REFINE_EDGES, useInputAlpha: false },
+      { rgba: frame.rgba, width: frame.width, height: frame.height, masks: [{ data: mask, side: maskSide }], refine: this.config.IMAGE_REFINE_EDGES, useInputAlpha: false },
       [frame.rgba.buffer as ArrayBuffer, mask.buffer as ArrayBuffer],
     );
   }
