@@ -13,6 +13,7 @@ import { pino } from "pino";
 import { register } from "prom-client";
 import sharp from "sharp";
 import { SHARED_DIRECTORY } from "../../../test/harness.ts";
+import { discPhoto } from "../testdata/disc-photo.ts";
 import { InProcessBlobStore, InProcessEventBus, InProcessWorkQueue } from "../../common/adapters/index.ts";
 import { reasonOf } from "../../common/errors.ts";
 import { ImageOperation, ImageOptionsSchema, OutputFormat } from "../../common/gen/cutline/inference/v1/image_options_pb.ts";
@@ -23,19 +24,11 @@ import { loadInferenceConfig, threadsPerSession } from "../inference.config.ts";
 import { conventionOf, scoreMask } from "../domain/mask.metrics.ts";
 import { createInferenceHandlers } from "../handlers/inference.handlers.ts";
 import { STAGE_FRACTIONS, startSegmentConsumer } from "../store/segment.consumer.ts";
-import { closeImageDecodeThreads, imageDecodeThreadsReady } from "./image.decoder.ts";
 import { createSegmentationEngine, type SegmentationEngine } from "./segmentation.engine.ts";
 
 const log = pino({ level: "silent" });
 const evalDirectory = join(SHARED_DIRECTORY, "eval", "dev");
 const hasEvalData = existsSync(evalDirectory);
-
-/** A plain scene the model segments: a dark disc on a light, slightly textured background. */
-async function discPhoto(width = 320, height = 240): Promise<Uint8Array> {
-  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">
-    <rect width="100%" height="100%" fill="#e8e4dc"/><circle cx="${width / 2}" cy="${height / 2}" r="${height / 3}" fill="#2a3f8f"/></svg>`;
-  return sharp(Buffer.from(svg)).jpeg({ quality: 92 }).toBuffer();
-}
 
 function pattern(seed: number): Uint8Array {
   const rgb = new Uint8Array(1024 * 1024 * 3);
@@ -133,35 +126,6 @@ describe("segmentation engine", () => {
     }
   });
 
-  it("starts the image decode threads in its warm-up, so the first image does not wait for their boot", async () => {
-    await closeImageDecodeThreads();
-    const fresh = await createSegmentationEngine(loadInferenceConfig({ INFERENCE_WARMUP_RUNS: "1" }), log);
-    try {
-      await fresh.ready;
-      await fresh.warm;
-      assert.ok(imageDecodeThreadsReady() >= 1, "a decode thread is up before any image was sent");
-    } finally {
-      await fresh.close();
-    }
-  });
-
-  it("is ready before its warm-up runs end; an image sent at once is answered, and the warm-up still finishes", async () => {
-    const fresh = await createSegmentationEngine(loadInferenceConfig({ INFERENCE_WARMUP_RUNS: "1" }), log);
-    try {
-      await fresh.ready;
-      let warmed = false;
-      void fresh.warm.then(() => (warmed = true));
-      await new Promise((resolve) => setImmediate(resolve));
-      assert.equal(warmed, false, "a full-size model run takes longer than one turn of the event loop");
-      const result = await fresh.process(await discPhoto(), create(ImageOptionsSchema, { format: OutputFormat.PNG }), { highPriority: false });
-      assert.deepEqual([result.width, result.height], [320, 240]);
-      await fresh.warm;
-      assert.equal(warmed, true);
-    } finally {
-      await fresh.close();
-    }
-  });
-
   it("keeps IMAGE_THREADS libvips threads per operation after its decode threads load sharp (which sets 1 on glibc)", async () => {
     await engine.process(await discPhoto(), create(ImageOptionsSchema, { format: OutputFormat.PNG, quality: Quality.FAST }), { highPriority: false });
     assert.equal(sharp.concurrency(), availableParallelism(), "IMAGE_THREADS=0: the machine's cores");
@@ -185,18 +149,6 @@ describe("segmentation engine", () => {
       assert.deepEqual([...data.subarray(pixel * 4, pixel * 4 + 3)], [0, 0, 0], `pixel ${pixel} is transparent but keeps a colour`);
     }
     assert.ok(transparent > 0, "the corners are fully transparent");
-  });
-
-  it("cuts out a subject at every quality setting; an unknown setting is invalid_option", async () => {
-    const image = await discPhoto();
-    for (const quality of [Quality.FAST, Quality.BEST, Quality.BALANCED]) {
-      const result = await engine.process(image, create(ImageOptionsSchema, { format: OutputFormat.PNG, quality }), { highPriority: false });
-      assert.deepEqual([result.width, result.height], [320, 240]);
-      const { data, info } = await sharp(result.image).raw().toBuffer({ resolveWithObject: true });
-      const alphaAt = (x: number, y: number) => data[(y * info.width + x) * 4 + 3]!;
-      assert.ok(alphaAt(160, 120) > 200 && alphaAt(5, 5) < 50, `${Quality[quality]}: disc opaque (${alphaAt(160, 120)}), corner transparent (${alphaAt(5, 5)})`);
-    }
-    await assert.rejects(engine.process(image, create(ImageOptionsSchema, { quality: 9 as Quality }), { highPriority: false }), (error: { reason?: string }) => error.reason === "invalid_option");
   });
 
   it("gives the mirrored pass the average of the image's and its mirror image's masks", async () => {
