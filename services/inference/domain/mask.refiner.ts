@@ -2,7 +2,7 @@
 // and the tests run the very same code.
 
 import { regionWhere, type Region } from "./pixel-region.ts";
-import type { ScratchArena } from "./scratch.arena.ts";
+import type { Fill, ScratchArena } from "./scratch.arena.ts";
 
 export type { Region };
 
@@ -10,10 +10,12 @@ export type { Region };
 // refinePhase), else from the heap: nothing allocated through these outlives the phase, except
 // what the exported helpers return to callers outside one.
 let scratch: ScratchArena | undefined;
-const float32 = (length: number) => scratch?.float32(length) ?? new Float32Array(length);
-const float64 = (length: number) => scratch?.float64(length) ?? new Float64Array(length);
-const int32 = (length: number) => scratch?.int32(length) ?? new Int32Array(length);
-const uint8 = (length: number) => scratch?.uint8(length) ?? new Uint8Array(length);
+// "unset" where the caller writes every element before reading one: zeroing them was ~6 % of a
+// refinement's time (12 dev photos, one thread: 56.4 → 52.9 ms, the output bit-identical).
+const float32 = (length: number, fill?: Fill) => scratch?.float32(length, fill) ?? new Float32Array(length);
+const float64 = (length: number, fill?: Fill) => scratch?.float64(length, fill) ?? new Float64Array(length);
+const int32 = (length: number, fill?: Fill) => scratch?.int32(length, fill) ?? new Int32Array(length);
+const uint8 = (length: number, fill?: Fill) => scratch?.uint8(length, fill) ?? new Uint8Array(length);
 
 /** A single-channel float image, row by row. */
 export interface Plane {
@@ -62,18 +64,18 @@ class BilinearGrid {
   ) {
     const scaleX = sourceWidth / width;
     const scaleY = sourceHeight / height;
-    this.x0s = int32(region.width);
-    this.x1s = int32(region.width);
-    this.fxs = float32(region.width);
+    this.x0s = int32(region.width, "unset");
+    this.x1s = int32(region.width, "unset");
+    this.fxs = float32(region.width, "unset");
     for (let x = 0; x < region.width; x++) {
       const sourceX = Math.min(Math.max((x + region.left + 0.5) * scaleX - 0.5, 0), sourceWidth - 1);
       this.x0s[x] = Math.floor(sourceX);
       this.x1s[x] = Math.min(this.x0s[x]! + 1, sourceWidth - 1);
       this.fxs[x] = sourceX - this.x0s[x]!;
     }
-    this.row0s = int32(region.height);
-    this.row1s = int32(region.height);
-    this.fys = float64(region.height);
+    this.row0s = int32(region.height, "unset");
+    this.row1s = int32(region.height, "unset");
+    this.fys = float64(region.height, "unset");
     for (let y = 0; y < region.height; y++) {
       const sourceY = Math.min(Math.max((y + region.top + 0.5) * scaleY - 0.5, 0), sourceHeight - 1);
       const y0 = Math.floor(sourceY);
@@ -86,7 +88,7 @@ class BilinearGrid {
   /** The whole region of `data`'s resize. */
   all(data: Float32Array): Float32Array {
     const { x0s, x1s, fxs, row0s, row1s, fys, region } = this;
-    const target = float32(region.width * region.height);
+    const target = float32(region.width * region.height, "unset");
     for (let y = 0; y < region.height; y++) {
       const fy = fys[y]!;
       const row0 = row0s[y]!;
@@ -101,10 +103,14 @@ class BilinearGrid {
     return target;
   }
 
-  /** Each plane's resize at the region's pixels `only` (y·region.width + x), 0 elsewhere; the positions are worked out once per pixel for all planes. */
-  at(planes: readonly Float32Array[], only: Int32Array): Float32Array[] {
+  /**
+   * Each plane's resize at the region's pixels `only` (y·region.width + x), the rest `rest`
+   * (unset: for a caller that reads those pixels alone); the positions are worked out once per
+   * pixel for all planes.
+   */
+  at(planes: readonly Float32Array[], only: Int32Array, rest: Fill = "zeroed"): Float32Array[] {
     const { x0s, x1s, fxs, row0s, row1s, fys, region } = this;
-    const targets = planes.map(() => float32(region.width * region.height));
+    const targets = planes.map(() => float32(region.width * region.height, rest));
     for (const local of only) {
       const x = local % region.width;
       const y = (local - x) / region.width;
@@ -140,7 +146,7 @@ export function resizeBilinear(source: Plane, width: number, height: number, reg
 function indicesWhere(flags: Uint8Array): Int32Array {
   let count = 0;
   for (let index = 0; index < flags.length; index++) if (flags[index] !== 0) count += 1;
-  const indices = int32(count);
+  const indices = int32(count, "unset");
   for (let index = 0, next = 0; index < flags.length; index++) if (flags[index] !== 0) indices[next++] = index;
   return indices;
 }
@@ -210,7 +216,7 @@ function foregroundIoU(first: Float32Array, second: Float32Array): number {
 }
 
 function cropPlane(plane: Float32Array, width: number, region: Region): Float32Array {
-  const result = float32(region.width * region.height);
+  const result = float32(region.width * region.height, "unset");
   for (let y = 0; y < region.height; y++) {
     const start = (region.top + y) * width + region.left;
     result.set(plane.subarray(start, start + region.width), y * region.width);
@@ -220,7 +226,7 @@ function cropPlane(plane: Float32Array, width: number, region: Region): Float32A
 
 function cropPixels(image: InterleavedImage, region: Region): InterleavedImage {
   const { channels } = image;
-  const pixels = uint8(region.width * region.height * channels);
+  const pixels = uint8(region.width * region.height * channels, "unset");
   for (let y = 0; y < region.height; y++) {
     const start = ((region.top + y) * image.width + region.left) * channels;
     pixels.set(image.pixels.subarray(start, start + region.width * channels), y * region.width * channels);
@@ -231,9 +237,9 @@ function cropPixels(image: InterleavedImage, region: Region): InterleavedImage {
 /** Mean over a (2r+1)² window clipped at the borders; O(pixels) whatever the radius. */
 export function boxMean(source: Float32Array, width: number, height: number, radius: number): Float32Array {
   // Reciprocal window sizes per column and row, so the inner loops carry no min/max or division.
-  const inverseWidth = float64(width);
+  const inverseWidth = float64(width, "unset");
   for (let x = 0; x < width; x++) inverseWidth[x] = 1 / (Math.min(x + radius, width - 1) - Math.max(x - radius, 0) + 1);
-  const horizontal = float32(width * height);
+  const horizontal = float32(width * height, "unset");
   for (let y = 0; y < height; y++) {
     const row = y * width;
     let sum = 0;
@@ -246,7 +252,7 @@ export function boxMean(source: Float32Array, width: number, height: number, rad
       if (leaving >= 0) sum -= source[row + leaving]!;
     }
   }
-  const result = float32(width * height);
+  const result = float32(width * height, "unset");
   const sums = float64(width);
   for (let y = 0; y <= Math.min(radius, height - 1); y++) {
     const row = y * width;
@@ -315,7 +321,7 @@ export function guidedFilter(guide: InterleavedImage, input: Float32Array, optio
     // Cell i's centre is at (i + ½)·factor − ½ whatever the guide's size (a last partial cell
     // included), so a stripe of rows starting on a cell boundary sees the grid the whole image does.
     const grid = new BilinearGrid(coarseInput.width, coarseInput.height, coarseInput.width * factor, coarseInput.height * factor, { left: 0, top: 0, width, height });
-    smoothed = (options.only === undefined ? smoothed.map((data) => grid.all(data)) : grid.at(smoothed, options.only)) as Coefficients;
+    smoothed = (options.only === undefined ? smoothed.map((data) => grid.all(data)) : grid.at(smoothed, options.only, "unset")) as Coefficients;
   }
   return applyCoefficients(smoothed, guide, options.only);
 }
@@ -327,7 +333,7 @@ function downscaleGuided(guide: InterleavedImage, input: Float32Array, factor: n
   const smallHeight = Math.ceil(height / factor);
   const cells = smallWidth * smallHeight;
   const [red, green, blue, mean] = [float32(cells), float32(cells), float32(cells), float32(cells)];
-  const cellOfColumn = int32(width);
+  const cellOfColumn = int32(width, "unset");
   for (let x = 0; x < width; x++) cellOfColumn[x] = (x / factor) | 0;
   for (let y = 0; y < height; y++) {
     const row = ((y / factor) | 0) * smallWidth;
@@ -358,7 +364,7 @@ function downscaleGuided(guide: InterleavedImage, input: Float32Array, factor: n
 function colourPlanes(guide: InterleavedImage): ColourPlanes {
   const { pixels: bytes, channels } = guide;
   const pixels = guide.width * guide.height;
-  const planes: ColourPlanes = [float32(pixels), float32(pixels), float32(pixels)];
+  const planes: ColourPlanes = [float32(pixels, "unset"), float32(pixels, "unset"), float32(pixels, "unset")];
   for (let pixel = 0; pixel < pixels; pixel++) {
     planes[0][pixel] = bytes[pixel * channels]! / 255;
     planes[1][pixel] = bytes[pixel * channels + 1]! / 255;
@@ -389,7 +395,7 @@ function windowMoments([red, green, blue]: ColourPlanes, input: Plane, radius: n
   const n = width * height;
   const mean = (data: Float32Array) => boxMean(data, width, height, radius);
   const product = (a: Float32Array, b: Float32Array) => {
-    const out = float32(n);
+    const out = float32(n, "unset");
     for (let index = 0; index < n; index++) out[index] = a[index]! * b[index]!;
     return out;
   };
@@ -414,10 +420,10 @@ function windowMoments([red, green, blue]: ColourPlanes, input: Plane, radius: n
 function solveCoefficients(moments: Moments, epsilon: number): Coefficients {
   const { meanR, meanG, meanB, meanP, meanRP, meanGP, meanBP, varRR, varRG, varRB, varGG, varGB, varBB } = moments;
   const n = meanP.length;
-  const aR = float32(n);
-  const aG = float32(n);
-  const aB = float32(n);
-  const b = float32(n);
+  const aR = float32(n, "unset");
+  const aG = float32(n, "unset");
+  const aB = float32(n, "unset");
+  const b = float32(n, "unset");
   for (let index = 0; index < n; index++) {
     const mr = meanR[index]!;
     const mg = meanG[index]!;
@@ -686,7 +692,7 @@ export function bandRegionOf(frame: RefineFrame, unsureBoxes: readonly (Region |
 export function alphaRows(frame: RefineFrame, rows: Rows, bandRegion: Region | undefined): Region | undefined {
   const { image, upscaled, alpha } = frame;
   const { width } = image;
-  const values = float32((rows.bottom - rows.top) * width);
+  const values = float32((rows.bottom - rows.top) * width, "unset");
   values.set(upscaled.subarray(rows.top * width, rows.bottom * width));
   if (frame.refine !== undefined && bandRegion !== undefined) sharpenBand(frame, rows, bandRegion, values);
   // The box of the mixed pixels, as they are written.
@@ -725,7 +731,7 @@ function sharpenBand(frame: RefineFrame, rows: Rows, region: Region, values: Flo
   const own = rowsOfRegion(region, rows.top, rows.bottom);
   if (area === undefined || own === undefined) return;
   const input = cropPlane(upscaled, width, area);
-  const uncertainty = float32(input.length);
+  const uncertainty = float32(input.length, "unset");
   for (let pixel = 0; pixel < input.length; pixel++) uncertainty[pixel] = isUncertain(input[pixel]!) ? 1 : 0;
   // The band where the model is unsure, widened by the filter radius: the only pixels whose
   // filtered value is used, so the only ones the filter's output is computed at (these rows').
@@ -754,7 +760,7 @@ function addCellMeans(frame: RefineFrame, rows: Rows): void {
   const { pixels: bytes, channels, width, height } = image;
   const { cellSide, cellsAcross, cellsDown } = geometryOf(width, height, frame.refine);
   const planeSize = cellsAcross * cellsDown;
-  const cellOfColumn = int32(width);
+  const cellOfColumn = int32(width, "unset");
   for (let x = 0; x < width; x++) cellOfColumn[x] = (x / cellSide) | 0;
   // Sums in 0–255 units (α·255·I), scaled once per cell below.
   for (let y = rows.top; y < rows.bottom; y++) {
@@ -840,7 +846,7 @@ function estimateForegroundRows(frame: RefineFrame, rows: Rows, region: Region):
   // Where α is fractional: the only pixels whose wide-pass estimate differs from the observed
   // colour, so the only ones that pass is sampled at; those in these rows (a run of them, as
   // they ascend) get the final estimate.
-  const mixed = uint8(weights.alpha.length);
+  const mixed = uint8(weights.alpha.length, "unset");
   for (let local = 0; local < mixed.length; local++) mixed[local] = weights.alpha[local]! > 0 && weights.alpha[local]! < 1 ? 1 : 0;
   const mixedPixels = indicesWhere(mixed);
   const ownFrom = (own.top - area.top) * area.width;
@@ -851,7 +857,7 @@ function estimateForegroundRows(frame: RefineFrame, rows: Rows, region: Region):
   while (ownEnd < mixedPixels.length && mixedPixels[ownEnd]! < ownTo) ownEnd++;
   if (ownEnd === ownStart) return;
   // Each mixed pixel's byte offset in the image.
-  const offsets = int32(mixedPixels.length);
+  const offsets = int32(mixedPixels.length, "unset");
   for (let index = 0; index < mixedPixels.length; index++) {
     const local = mixedPixels[index]!;
     const x = local % area.width;
@@ -864,14 +870,14 @@ function estimateForegroundRows(frame: RefineFrame, rows: Rows, region: Region):
   // The weights' window means are the same for the three colours: read once per mixed pixel.
   const alphaSums = windows.table(weights.alpha);
   const inverseSums = windows.table(weights.inverse);
-  const narrowAlpha = float64(ownEnd - ownStart);
-  const narrowInverse = float64(ownEnd - ownStart);
+  const narrowAlpha = float64(ownEnd - ownStart, "unset");
+  const narrowInverse = float64(ownEnd - ownStart, "unset");
   for (let index = ownStart; index < ownEnd; index++) {
     narrowAlpha[index - ownStart] = windows.meanAt(alphaSums, mixedPixels[index]!) + weightFloor;
     narrowInverse[index - ownStart] = windows.meanAt(inverseSums, mixedPixels[index]!) + weightFloor;
   }
-  const foregroundWeighted = float32(weights.alpha.length);
-  const backgroundWeighted = float32(weights.alpha.length);
+  const foregroundWeighted = float32(weights.alpha.length, "unset");
+  const backgroundWeighted = float32(weights.alpha.length, "unset");
   for (let channel = 0; channel < 3; channel++) {
     // Pass 1 (wide): F and B start as the observed colour (0–1, as float32), and only mixed pixels move.
     for (let y = 0, local = 0; y < area.height; y++) {
@@ -921,7 +927,7 @@ function wideBlur(frame: RefineFrame, area: Region, only: Int32Array): { alpha: 
   const coarseRadius = Math.max(1, Math.round(wideRadius / cellSide));
   const planeSize = cellsAcross * cellsDown;
   const blurred = Array.from({ length: 8 }, (_, plane) => boxMean(frame.cells.subarray(plane * planeSize, (plane + 1) * planeSize), cellsAcross, cellsDown, coarseRadius));
-  const [wideAlpha, wideInverse, ...colours] = new BilinearGrid(cellsAcross, cellsDown, width, height, area).at(blurred, only) as [Float32Array, Float32Array, ...Float32Array[]];
+  const [wideAlpha, wideInverse, ...colours] = new BilinearGrid(cellsAcross, cellsDown, width, height, area).at(blurred, only, "unset") as [Float32Array, Float32Array, ...Float32Array[]];
   return { alpha: wideAlpha, inverse: wideInverse, colours };
 }
 
@@ -1001,11 +1007,13 @@ export class WindowMeans {
   /** The plane's summed-area table: entry (x, y) of a (width+1)×(height+1) grid sums the plane above and left of it. */
   table(plane: Float32Array): Float64Array {
     const { width, height, stride } = this;
-    const sums = float64(stride * (height + 1));
+    const sums = float64(stride * (height + 1), "unset");
+    sums.fill(0, 0, stride);
     for (let y = 0; y < height; y++) {
       let rowSum = 0;
       const above = y * stride;
       const row = above + stride;
+      sums[row] = 0;
       for (let x = 0; x < width; x++) {
         rowSum += plane[y * width + x]!;
         sums[row + x + 1] = sums[above + x + 1]! + rowSum;
@@ -1031,8 +1039,8 @@ export class WindowMeans {
 /** The region's own α and 1−α, 0–1. */
 function regionWeights(alpha: Uint8Array, width: number, region: Region): { alpha: Float32Array; inverse: Float32Array } {
   const count = region.width * region.height;
-  const regionAlpha = float32(count);
-  const regionInverse = float32(count);
+  const regionAlpha = float32(count, "unset");
+  const regionInverse = float32(count, "unset");
   for (let y = 0; y < region.height; y++) {
     for (let x = 0; x < region.width; x++) {
       const value = alpha[(region.top + y) * width + region.left + x]! / 255;

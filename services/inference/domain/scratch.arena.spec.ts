@@ -25,6 +25,17 @@ describe("ScratchArena", () => {
     assert.ok(second.every((value) => value === 0));
   });
 
+  it("leaves an unset array as the memory last held: no pass over it for a caller that writes it all", () => {
+    const arena = new ScratchArena(1024);
+    arena.float32(100).fill(7);
+    arena.int32(10).fill(-1);
+    arena.reset();
+    const unset = arena.float32(100, "unset");
+    assert.equal(unset.length, 100);
+    assert.ok(unset.every((value) => value === 7));
+    assert.ok(arena.int32(10).every((value) => value === 0), "a zeroed one after it, in memory that held -1");
+  });
+
   it("keeps at most retainBytesMax of buffers through a reset", () => {
     const arena = new ScratchArena(1000, 2500);
     const buffers = [arena.uint8(1000), arena.uint8(1000), arena.uint8(1000), arena.uint8(1000)].map((array) => array.buffer);
