@@ -63,7 +63,8 @@ describe("videos beside images on a single node", () => {
     assert.equal(image.headers.get("content-type"), "image/png");
     const [first, second] = await Promise.all(ids.map((id) => jobOf(key, id)));
     assert.deepEqual([first!.status, second!.status], ["running", "queued"], "the image finished while the first video ran and the second waited");
-    assert.ok(first!.frames_done < first!.frames_total, JSON.stringify(first));
+    // frames_total is 0 until the worker's first report: on a fast CPU the image can be done before it.
+    assert.ok(first!.frames_total === 0 || first!.frames_done < first!.frames_total, JSON.stringify(first));
     // Both cancelled to spare the CPU: the image alone is charged.
     for (const id of ids) assert.equal((await fetch(`${api.node.url}/v1/jobs/${id}`, { method: "DELETE", headers: { "x-api-key": key } })).status, 200);
     const charged = BigInt(Math.round(Number(image.headers.get("x-credits-charged")) * 1000));
